@@ -1,0 +1,1 @@
+//! nomos-agent: see DESIGN.md.

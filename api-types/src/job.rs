@@ -1,0 +1,351 @@
+//! The job specification: Job, TaskGroup, Task and the blocks inside them, in the canonical form
+//! stored in `/nomos/jobs/...` (snake_case JSON, every default filled in by [`crate::defaults`]).
+//!
+//! Field names follow Nomad's job specification. Free-form maps (`meta`, `env`, driver `config`)
+//! keep their insertion order.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+/// A free-form JSON value, used for driver `config` and for blocks Nomos keeps but does not act on.
+pub type Value = serde_json::Value;
+
+/// Kinds of job, as in Nomad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum JobType {
+    #[default]
+    Service,
+    Batch,
+    System,
+    Sysbatch,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Job {
+    /// Unique within the namespace; the block label in HCL, `metadata.name` in manifests.
+    pub id: String,
+    /// Display name; defaults to `id`.
+    pub name: String,
+    pub namespace: String,
+    pub region: String,
+    pub datacenters: Vec<String>,
+    pub node_pool: String,
+    #[serde(rename = "type")]
+    pub job_type: JobType,
+    pub priority: i32,
+    pub all_at_once: bool,
+    pub meta: IndexMap<String, String>,
+    /// Labels from a manifest's `metadata.labels`.
+    pub labels: IndexMap<String, String>,
+    pub constraints: Vec<Constraint>,
+    pub affinities: Vec<Affinity>,
+    pub spreads: Vec<Spread>,
+    pub update: Option<UpdateStrategy>,
+    pub periodic: Option<Periodic>,
+    pub parameterized: Option<Parameterized>,
+    pub reschedule: Option<ReschedulePolicy>,
+    pub migrate: Option<MigrateStrategy>,
+    pub groups: Vec<TaskGroup>,
+    /// Whether the job was stopped by a user (`nctl stop`); a stopped job places nothing.
+    pub stop: bool,
+    /// Blocks Nomos recognises but does not act on yet (`vault`, `consul`, `ui`, ...), kept as given.
+    pub ignored: IndexMap<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskGroup {
+    pub name: String,
+    pub count: u32,
+    pub constraints: Vec<Constraint>,
+    pub affinities: Vec<Affinity>,
+    pub spreads: Vec<Spread>,
+    pub networks: Vec<Network>,
+    pub services: Vec<Service>,
+    pub restart: Option<RestartPolicy>,
+    pub reschedule: Option<ReschedulePolicy>,
+    pub migrate: Option<MigrateStrategy>,
+    pub update: Option<UpdateStrategy>,
+    pub disconnect: Option<Disconnect>,
+    pub ephemeral_disk: Option<EphemeralDisk>,
+    pub volumes: IndexMap<String, Value>,
+    pub meta: IndexMap<String, String>,
+    pub tasks: Vec<Task>,
+    pub shutdown_delay_ns: u64,
+    pub stop_after_client_disconnect_ns: Option<u64>,
+    pub max_client_disconnect_ns: Option<u64>,
+    pub ignored: IndexMap<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Task {
+    pub name: String,
+    pub driver: String,
+    /// Driver configuration, free-form; `${...}` kept as text for the agent to expand.
+    pub config: IndexMap<String, Value>,
+    pub env: IndexMap<String, String>,
+    pub resources: Resources,
+    pub artifacts: Vec<Artifact>,
+    pub templates: Vec<Template>,
+    pub lifecycle: Option<Lifecycle>,
+    pub services: Vec<Service>,
+    pub constraints: Vec<Constraint>,
+    pub affinities: Vec<Affinity>,
+    /// Nanoseconds between the kill signal and SIGKILL (Nomad default 5s).
+    pub kill_timeout_ns: u64,
+    pub kill_signal: String,
+    pub user: String,
+    pub leader: bool,
+    pub logs: LogConfig,
+    pub meta: IndexMap<String, String>,
+    pub restart: Option<RestartPolicy>,
+    pub shutdown_delay_ns: u64,
+    pub ignored: IndexMap<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Resources {
+    /// MHz reserved for placement.
+    pub cpu: u32,
+    /// Whole cores reserved (alternative to `cpu`).
+    pub cores: u32,
+    /// MiB reserved for placement (the soft limit).
+    pub memory_mb: u32,
+    /// MiB at which the task is killed; 0 means "same as memory_mb".
+    pub memory_max_mb: u32,
+    pub disk_mb: u32,
+    pub devices: Vec<Device>,
+    /// HCL1 files put `network` inside `resources`; the parser moves such networks to the group.
+    pub networks: Vec<Network>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Device {
+    pub name: String,
+    pub count: u32,
+    pub constraints: Vec<Constraint>,
+    pub affinities: Vec<Affinity>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Network {
+    /// `host`, `bridge`, `none`, or `cni/<name>`.
+    pub mode: String,
+    pub hostname: String,
+    pub mbits: u32,
+    pub ports: Vec<Port>,
+    pub dns: Option<Value>,
+}
+
+/// A port label; `static_port` 0 means dynamic (allocated from the node's dynamic range).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Port {
+    pub label: String,
+    #[serde(rename = "static")]
+    pub static_port: u16,
+    /// Port inside the task (`to`); 0 means the same as the host port.
+    pub to: u16,
+    pub host_network: String,
+}
+
+/// `constraint { attribute, operator, value }`; `operator` uses Nomad's spelling
+/// (`=`, `!=`, `>`, `>=`, `<`, `<=`, `regexp`, `version`, `semver`, `set_contains`,
+/// `set_contains_any`, `is_set`, `is_not_set`, `distinct_hosts`, `distinct_property`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Constraint {
+    pub attribute: String,
+    pub operator: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Affinity {
+    pub attribute: String,
+    pub operator: String,
+    pub value: String,
+    /// -100..=100, Nomad default 50.
+    pub weight: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Spread {
+    pub attribute: String,
+    /// 0..=100, Nomad default 50.
+    pub weight: i32,
+    pub targets: Vec<SpreadTarget>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpreadTarget {
+    pub value: String,
+    pub percent: u32,
+}
+
+/// Durations are nanoseconds, as in Nomad's JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpdateStrategy {
+    pub max_parallel: u32,
+    /// `checks` or `task_states` or `manual`.
+    pub health_check: String,
+    pub min_healthy_time_ns: u64,
+    pub healthy_deadline_ns: u64,
+    pub progress_deadline_ns: u64,
+    pub auto_revert: bool,
+    pub auto_promote: bool,
+    pub canary: u32,
+    pub stagger_ns: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct MigrateStrategy {
+    pub max_parallel: u32,
+    pub health_check: String,
+    pub min_healthy_time_ns: u64,
+    pub healthy_deadline_ns: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Periodic {
+    pub crons: Vec<String>,
+    pub time_zone: String,
+    pub prohibit_overlap: bool,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Parameterized {
+    /// `optional`, `required` or `forbidden`.
+    pub payload: String,
+    pub meta_required: Vec<String>,
+    pub meta_optional: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RestartPolicy {
+    pub attempts: u32,
+    pub interval_ns: u64,
+    pub delay_ns: u64,
+    /// `fail` or `delay`.
+    pub mode: String,
+    pub render_templates: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReschedulePolicy {
+    pub attempts: u32,
+    pub interval_ns: u64,
+    pub delay_ns: u64,
+    /// `constant`, `exponential` or `fibonacci`.
+    pub delay_function: String,
+    pub max_delay_ns: u64,
+    pub unlimited: bool,
+}
+
+/// The `disconnect` block: how long a disconnected node's allocations stay `unknown`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Disconnect {
+    /// 0 means "use the cluster default".
+    pub lost_after_ns: u64,
+    pub replace: bool,
+    /// `keep_original`, `keep_replacement`, `best_score`, `longest_running`.
+    pub reconcile: String,
+    pub stop_on_client_after_ns: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct EphemeralDisk {
+    pub size_mb: u32,
+    pub sticky: bool,
+    pub migrate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Service {
+    pub name: String,
+    pub port: String,
+    pub provider: String,
+    pub tags: Vec<String>,
+    pub address_mode: String,
+    pub checks: Vec<Check>,
+    pub meta: IndexMap<String, String>,
+    pub ignored: IndexMap<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Check {
+    pub name: String,
+    /// `http`, `tcp`, `script` or `grpc`.
+    #[serde(rename = "type")]
+    pub check_type: String,
+    pub port: String,
+    pub path: String,
+    pub method: String,
+    pub protocol: String,
+    pub command: String,
+    pub args: Vec<String>,
+    pub interval_ns: u64,
+    pub timeout_ns: u64,
+    pub header: IndexMap<String, Vec<String>>,
+    pub ignored: IndexMap<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Artifact {
+    pub source: String,
+    pub destination: String,
+    pub mode: String,
+    pub options: IndexMap<String, String>,
+    pub headers: IndexMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Template {
+    pub data: String,
+    pub source: String,
+    pub destination: String,
+    pub env: bool,
+    pub change_mode: String,
+    pub change_signal: String,
+    pub perms: String,
+    pub left_delimiter: String,
+    pub right_delimiter: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Lifecycle {
+    /// `prestart`, `poststart` or `poststop`.
+    pub hook: String,
+    pub sidecar: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub max_files: u32,
+    pub max_file_size_mb: u32,
+    pub disabled: bool,
+}

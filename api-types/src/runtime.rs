@@ -1,0 +1,270 @@
+//! Runtime objects: nodes, allocations and their observed state, job status and deployments.
+//! Each lives under its own key (see `docs/keys.md`); spec and status never share a key.
+//! Times are Unix milliseconds.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+/// `/nomos/nodes/<node>`: what an agent registers about its machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Node {
+    /// The node name (unique in the cluster); allocations are keyed by it.
+    pub name: String,
+    /// A random id kept in the agent's data dir.
+    pub id: String,
+    pub datacenter: String,
+    pub node_class: String,
+    pub node_pool: String,
+    /// Fingerprinted attributes, Nomad-style keys (`kernel.name`, `cpu.numcores`, `unique.hostname`, ...).
+    pub attributes: IndexMap<String, String>,
+    pub meta: IndexMap<String, String>,
+    pub resources: NodeResources,
+    /// Drivers that work here, with their fingerprinted attributes.
+    pub drivers: IndexMap<String, DriverInfo>,
+    /// Address other hosts reach this node's ports on.
+    pub address: String,
+    /// Where the agent serves its HTTP endpoints (logs, metrics).
+    pub http_addr: String,
+    pub registered_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct NodeResources {
+    pub cpu_mhz: u32,
+    pub cores: u32,
+    pub memory_mb: u32,
+    pub disk_mb: u32,
+    /// Inclusive range of ports handed out as dynamic ports.
+    pub min_dynamic_port: u16,
+    pub max_dynamic_port: u16,
+    /// Resources held back for the OS and the agent.
+    pub reserved_cpu_mhz: u32,
+    pub reserved_memory_mb: u32,
+    pub reserved_ports: Vec<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct DriverInfo {
+    pub detected: bool,
+    pub healthy: bool,
+    pub version: String,
+    pub attributes: IndexMap<String, String>,
+}
+
+/// `/nomos/nodespec/<node>`: what users decide about a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct NodeSpec {
+    /// `false` marks the node ineligible for new placements.
+    pub eligible: Option<bool>,
+    pub drain: Option<DrainSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct DrainSpec {
+    /// Unix ms after which whatever remains is stopped; 0 for no deadline.
+    pub deadline_ms: i64,
+    pub ignore_system_jobs: bool,
+    pub started_at_ms: i64,
+}
+
+/// What the cluster thinks of a node (derived by the node-lifecycle loop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    #[default]
+    Initializing,
+    Ready,
+    Disconnected,
+    Down,
+}
+
+/// What the scheduler wants done with an allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DesiredStatus {
+    #[default]
+    Run,
+    Stop,
+    Evict,
+}
+
+/// `/nomos/allocs/<node>/<alloc>`: a desired allocation, written by controllers. It names its job
+/// version instead of copying the spec, so values stay small.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Allocation {
+    pub id: String,
+    pub namespace: String,
+    pub job_id: String,
+    pub job_version: u64,
+    pub task_group: String,
+    /// `<job>.<group>[<index>]`, as Nomad names allocations.
+    pub name: String,
+    pub index: u32,
+    pub node: String,
+    pub desired_status: DesiredStatus,
+    pub desired_description: String,
+    /// Host ports assigned at placement, by label.
+    pub ports: Vec<AllocatedPort>,
+    pub deployment_id: String,
+    /// The allocation this one replaces (reschedule, migrate, destructive update).
+    pub previous_alloc: String,
+    pub reschedule_attempts: u32,
+    pub created_at_ms: i64,
+    pub modified_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct AllocatedPort {
+    pub label: String,
+    pub value: u16,
+    pub to: u16,
+    pub host_ip: String,
+}
+
+/// What the agent reports about an allocation as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientStatus {
+    #[default]
+    Pending,
+    Running,
+    Complete,
+    Failed,
+    Lost,
+    Unknown,
+}
+
+impl ClientStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, ClientStatus::Complete | ClientStatus::Failed | ClientStatus::Lost)
+    }
+}
+
+/// `/nomos/allocstatus/<node>/<alloc>`: observed state, written by the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct AllocStatus {
+    pub alloc_id: String,
+    pub client_status: ClientStatus,
+    pub client_description: String,
+    pub task_states: IndexMap<String, TaskState>,
+    /// `None` until health is known; drives deployments.
+    pub healthy: Option<bool>,
+    pub modified_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskRunState {
+    #[default]
+    Pending,
+    Running,
+    Dead,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct TaskState {
+    pub state: TaskRunState,
+    pub failed: bool,
+    pub restarts: u32,
+    pub exit_code: Option<i32>,
+    pub started_at_ms: i64,
+    pub finished_at_ms: i64,
+    /// Newest last; kept to a bounded number.
+    pub events: Vec<TaskEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct TaskEvent {
+    pub time_ms: i64,
+    /// Nomad's event types: `Received`, `Task Setup`, `Started`, `Terminated`, `Restarting`,
+    /// `Killing`, `Killed`, `Driver Failure`, `Not Restarting`, `Downloading Artifacts`, ...
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub message: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub oom_killed: bool,
+}
+
+/// `/nomos/jobstatus/<ns>/<job>`: written by controllers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct JobStatus {
+    /// `pending`, `running` or `dead`, as Nomad shows it.
+    pub status: String,
+    /// The newest version accepted from the spec key.
+    pub version: u64,
+    /// mod_revision of the spec key that was last looked at.
+    pub observed_revision: i64,
+    /// Why the spec in the store could not be accepted; the last good version keeps running.
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+    pub summary: IndexMap<String, GroupSummary>,
+    /// Per group: why placements failed, if they did.
+    pub placement_failures: IndexMap<String, String>,
+    pub latest_deployment: String,
+    pub stable_version: Option<u64>,
+    pub periodic: Option<PeriodicStatus>,
+    pub modified_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct GroupSummary {
+    pub queued: u32,
+    pub starting: u32,
+    pub running: u32,
+    pub failed: u32,
+    pub complete: u32,
+    pub lost: u32,
+    pub unknown: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct PeriodicStatus {
+    pub next_launch_ms: Option<i64>,
+    pub last_launch_ms: Option<i64>,
+    pub last_success_ms: Option<i64>,
+    pub last_failure_ms: Option<i64>,
+    pub skipped_overlaps: u64,
+}
+
+/// `/nomos/deployments/<ns>/<job>/<id>`: a rollout of one job version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Deployment {
+    pub id: String,
+    pub namespace: String,
+    pub job_id: String,
+    pub job_version: u64,
+    /// `running`, `paused`, `successful`, `failed`, `cancelled`.
+    pub status: String,
+    pub status_description: String,
+    pub groups: IndexMap<String, DeploymentGroup>,
+    pub created_at_ms: i64,
+    pub modified_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct DeploymentGroup {
+    pub desired_total: u32,
+    pub desired_canaries: u32,
+    pub placed_canaries: Vec<String>,
+    pub promoted: bool,
+    pub placed: u32,
+    pub healthy: u32,
+    pub unhealthy: u32,
+    pub require_progress_by_ms: i64,
+}

@@ -1,0 +1,1 @@
+//! nomos-controllers: see DESIGN.md.

@@ -1,0 +1,1 @@
+//! nomos-server: see DESIGN.md.

@@ -1,1 +1,40 @@
-//! nomos-agent: see DESIGN.md.
+//! nomos-agent: the node agent. It registers and fingerprints its node, keeps a liveness lease,
+//! watches the allocations placed on it, runs their tasks through drivers, and reports what it
+//! observes. Tasks outlive the agent: handles are persisted and re-attached after a restart.
+//!
+//! Layout (how the parts connect):
+//! - [`agent`]: the entry points [`run`] and [`purge`]; the heartbeat loop, the allocation
+//!   sync (list + watch `/nomos/allocs/<node>/`, converge) and the status reporter.
+//! - [`plan`]: pure decisions: start / stop / forget / update allocations, client status,
+//!   health, lifecycle phases.
+//! - [`runner`]: one supervisor per allocation and one loop per task (start or re-attach,
+//!   wait, restart per [`restart`], stop), persisting through [`state`].
+//! - [`driver`]: the [`driver::Driver`] trait and the `raw_exec`, `exec` and `docker` drivers.
+//! - [`env`](mod@env) and [`interp`]: the `NOMAD_*`/`NOMOS_*` task environment and `${...}` expansion.
+//! - [`artifact`], [`checks`]: artifact fetching and service checks.
+//! - [`fingerprint`], [`procfs`]: what the machine is; process identity and usage from `/proc`.
+//! - [`logs`], [`http`], [`metrics`]: task log files (rotation, reading), the agent's HTTP
+//!   endpoint (logs, `/metrics`) and its Prometheus metrics.
+//! - [`config`], [`error`]: the configuration and the crate's one error enum.
+
+pub mod agent;
+pub mod artifact;
+pub mod checks;
+pub mod config;
+pub mod driver;
+pub mod env;
+pub mod error;
+pub mod fingerprint;
+pub mod http;
+pub mod interp;
+pub mod logs;
+pub mod metrics;
+pub mod plan;
+pub mod procfs;
+pub mod restart;
+pub mod runner;
+pub mod state;
+
+pub use agent::{purge, run, PurgeReport};
+pub use config::AgentConfig;
+pub use error::AgentError;

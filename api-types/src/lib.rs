@@ -1,13 +1,35 @@
-//! The Nomos data model and job-file front end. No I/O.
+//! The Nomos data model and job-file front end. No I/O (file reads go through
+//! [`parse::FileSource`], which callers provide).
 //!
 //! Layout:
 //! - [`job`]: the job specification (Job → TaskGroup → Task and their blocks) in canonical form.
 //! - [`runtime`]: nodes, allocations, their observed status, job status, deployments.
-//! - parsing of job files (HCL, YAML/JSON manifests, Nomad JSON), defaults and validation build on
-//!   these types and return positioned errors.
+//! - [`parse`]: the entry points ([`parse_source`], [`parse_file`]) and the shared pipeline:
+//!   a front end ([`hcl`] for Nomad HCL1/HCL2, [`manifest`] for YAML/JSON manifests,
+//!   [`nomad_json`] for Nomad's JSON) → [`defaults`] → serde → [`validate`], with positions
+//!   carried by field path so every error reads `file:line:col: message` ([`diag`]).
+//! - [`canonical`]: the canonical JSON written to the store, reading stored specs back, and the
+//!   YAML manifest form; [`to_hcl`] writes a job as Nomad-style HCL2 and [`format_hcl`] lays out
+//!   an HCL file (`nctl fmt`).
+//! - [`duration`]: Go-style durations (`"1h30m"`) to and from nanoseconds.
 
+pub mod canonical;
+pub mod defaults;
+pub mod diag;
+pub mod duration;
+pub mod error;
+pub mod hcl;
 pub mod job;
+pub mod manifest;
+pub mod nomad_json;
+pub mod parse;
 pub mod runtime;
+pub mod validate;
 
+pub use canonical::{parse_stored_spec, to_canonical_json, to_manifest_yaml};
+pub use diag::{Diagnostic, Severity};
+pub use error::ApiError;
+pub use hcl::{format_hcl, to_hcl};
 pub use job::*;
+pub use parse::{parse_file, parse_source, FileSource, MemFiles, ParseOptions, Parsed, StdFiles};
 pub use runtime::*;

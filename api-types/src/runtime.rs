@@ -143,7 +143,10 @@ pub enum ClientStatus {
 
 impl ClientStatus {
     pub fn is_terminal(self) -> bool {
-        matches!(self, ClientStatus::Complete | ClientStatus::Failed | ClientStatus::Lost)
+        matches!(
+            self,
+            ClientStatus::Complete | ClientStatus::Failed | ClientStatus::Lost
+        )
     }
 }
 
@@ -158,6 +161,18 @@ pub struct AllocStatus {
     /// `None` until health is known; drives deployments.
     pub healthy: Option<bool>,
     pub modified_at_ms: i64,
+    /// Results of the service checks the agent runs (http, tcp, script), by check name.
+    pub checks: IndexMap<String, CheckResult>,
+}
+
+/// The latest result of one service check run by the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct CheckResult {
+    /// `passing` or `critical`, as Consul and Nomad name them.
+    pub status: String,
+    pub output: String,
+    pub checked_at_ms: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -1,1 +1,366 @@
-fn main() {}
+//! nomos-bench: the scheduling scale benchmark. It registers thousands of simulated nodes (no
+//! real tasks: a simulated agent acknowledges every allocation as running at once), submits
+//! `--jobs` service jobs of `--count` allocations each, runs the jobs controller against the
+//! chosen store, and reports, in the same run:
+//!
+//! - the store's own batched-write rate (keys/s in transactions of 100 puts of allocation-sized
+//!   values), the baseline;
+//! - placements per second (allocations committed to the store, from the first spec written to
+//!   the last allocation visible);
+//! - their ratio (how close scheduling gets to the store's limit);
+//! - the controller's memory per allocation: live heap bytes released when the controller
+//!   (its caches and indexes) is dropped, counted by a global allocator wrapper, so the store's
+//!   own memory is not included.
+//!
+//! The last line is `placements_per_s=… store_keys_per_s=… ratio=… controller_bytes_per_alloc=…`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures::StreamExt;
+use nomos_api::{
+    AllocStatus, Allocation, ClientStatus, DesiredStatus, DriverInfo, Node, NodeResources,
+};
+use nomos_controllers::jobs::{self, JobsConfig};
+use nomos_controllers::scheduler::SchedulerConfig;
+use nomos_controllers::Algorithm;
+use nomos_store::{keys, EventKind, KeySelector, RangeOptions, Store, Txn, TxnOp, WatchOptions};
+
+/// Counts live heap bytes.
+struct Counting;
+
+static LIVE: AtomicI64 = AtomicI64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "nomos-bench",
+    about = "Scheduling throughput of the jobs controller on simulated nodes"
+)]
+struct Args {
+    /// Simulated nodes.
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// Service jobs.
+    #[arg(long, default_value_t = 100)]
+    jobs: usize,
+    /// Allocations per job.
+    #[arg(long, default_value_t = 10)]
+    count: u32,
+    /// `embedded` (on-disk, in a temp dir) or `etcd` (a real etcd started for the run).
+    #[arg(long, default_value = "embedded")]
+    store: String,
+    /// Concurrent reconciles.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// `binpack` or `spread`.
+    #[arg(long, default_value = "binpack")]
+    algorithm: String,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 900)]
+    timeout_secs: u64,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() -> Result<(), BoxError> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(bench(args))
+}
+
+fn sample_alloc(i: usize) -> Vec<u8> {
+    let a = Allocation {
+        id: format!("{:08x}-0000-4000-8000-{:012x}", i, i),
+        namespace: "default".into(),
+        job_id: "baseline-job".into(),
+        job_version: 0,
+        task_group: "web".into(),
+        name: format!("baseline-job.web[{}]", i % 100),
+        index: (i % 100) as u32,
+        node: format!("node-{:05}", i % 10_000),
+        ..Default::default()
+    };
+    serde_json::to_vec(&a).unwrap_or_default()
+}
+
+async fn write_batched(store: &dyn Store, kvs: Vec<(String, Vec<u8>)>) -> Result<(), BoxError> {
+    for chunk in kvs.chunks(100) {
+        let ops: Vec<TxnOp> = chunk
+            .iter()
+            .map(|(k, v)| TxnOp::put(k.clone(), v.clone()))
+            .collect();
+        store.txn(Txn::new().and_then(ops)).await?;
+    }
+    Ok(())
+}
+
+async fn count(store: &dyn Store, prefix: &str) -> Result<i64, BoxError> {
+    let opts = RangeOptions {
+        count_only: true,
+        ..Default::default()
+    };
+    Ok(store
+        .range(KeySelector::prefix(prefix.as_bytes().to_vec()), opts)
+        .await?
+        .count)
+}
+
+fn node(i: usize) -> Node {
+    let name = format!("node-{i:05}");
+    let mut n = Node {
+        name: name.clone(),
+        id: format!("id-{i}"),
+        datacenter: format!("dc{}", i % 3 + 1),
+        node_pool: "default".into(),
+        address: format!("10.{}.{}.{}", i / 65536 % 256, i / 256 % 256, i % 256),
+        resources: NodeResources {
+            cpu_mhz: 8000,
+            cores: 4,
+            memory_mb: 16384,
+            min_dynamic_port: 20000,
+            max_dynamic_port: 32000,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    n.attributes.insert("kernel.name".into(), "linux".into());
+    n.attributes.insert("unique.hostname".into(), name);
+    n.drivers.insert(
+        "raw_exec".into(),
+        DriverInfo {
+            detected: true,
+            healthy: true,
+            ..Default::default()
+        },
+    );
+    n
+}
+
+fn job_spec(i: usize, count: u32) -> Vec<u8> {
+    let v = serde_json::json!({
+        "id": format!("job-{i:05}"),
+        "namespace": "default",
+        "datacenters": ["*"],
+        "type": "service",
+        "groups": [{
+            "name": "web",
+            "count": count,
+            "networks": [{"mode": "host", "ports": [{"label": "http"}]}],
+            "tasks": [{"name": "server", "driver": "raw_exec", "config": {"command": "/bin/sleep", "args": ["3600"]},
+                       "resources": {"cpu": 100, "memory_mb": 64}}]
+        }]
+    });
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+/// Acknowledges every new allocation as running, in batches, as thousands of agents would.
+async fn simulated_agents(store: Arc<dyn Store>, from: i64) -> Result<(), BoxError> {
+    let opts = WatchOptions {
+        start_revision: from,
+        ..Default::default()
+    };
+    let mut w = store
+        .watch(KeySelector::prefix(b"/nomos/allocs/".to_vec()), opts)
+        .await?;
+    let mut seen = std::collections::HashSet::new();
+    while let Some(first) = w.next().await {
+        // Gather what arrives within 10 ms into one batch (up to 500 acknowledgements), as a
+        // fleet of agents reporting at once would load the store with many small writes.
+        let mut events = first?.events;
+        let window = tokio::time::Instant::now() + Duration::from_millis(10);
+        while events.len() < 500 {
+            match tokio::time::timeout_at(window, w.next()).await {
+                Ok(Some(r)) => events.extend(r?.events),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let mut puts = Vec::new();
+        for e in events {
+            if e.kind != EventKind::Put {
+                continue;
+            }
+            let Ok(a) = serde_json::from_slice::<Allocation>(&e.kv.value) else {
+                continue;
+            };
+            if a.desired_status != DesiredStatus::Run || !seen.insert(a.id.clone()) {
+                continue;
+            }
+            let st = AllocStatus {
+                alloc_id: a.id.clone(),
+                client_status: ClientStatus::Running,
+                healthy: Some(true),
+                ..Default::default()
+            };
+            puts.push((keys::alloc_status(&a.node, &a.id), serde_json::to_vec(&st)?));
+        }
+        write_batched(&*store, puts).await?;
+    }
+    Ok(())
+}
+
+async fn bench(args: Args) -> Result<(), BoxError> {
+    let algorithm: Algorithm = args.algorithm.parse()?;
+    let tmp = tempfile::tempdir()?;
+    let mut _etcd = None;
+    let store: Arc<dyn Store> = match args.store.as_str() {
+        "embedded" => Arc::new(nomos_store::embedded::EmbeddedStore::open(tmp.path())?),
+        "etcd" => {
+            let p = nomos_store::test_util::EtcdProcess::start();
+            let s = p.connect().await;
+            _etcd = Some(p);
+            Arc::new(s)
+        }
+        other => {
+            return Err(format!("--store: expected `embedded` or `etcd`, found `{other}`").into())
+        }
+    };
+    let total = args.jobs * args.count as usize;
+
+    // Baseline: the store's batched write rate with allocation-sized values.
+    let n_base = total.clamp(10_000, 50_000);
+    let kvs: Vec<(String, Vec<u8>)> = (0..n_base)
+        .map(|i| (format!("/bench/baseline/{i:08}"), sample_alloc(i)))
+        .collect();
+    let t = Instant::now();
+    write_batched(&*store, kvs).await?;
+    let store_keys_per_s = n_base as f64 / t.elapsed().as_secs_f64();
+    store
+        .delete(KeySelector::prefix(b"/bench/".to_vec()), Default::default())
+        .await?;
+    println!(
+        "store={} baseline: {n_base} keys in txns of 100: {store_keys_per_s:.0} keys/s",
+        args.store
+    );
+
+    // Nodes.
+    let t = Instant::now();
+    let mut kvs = Vec::with_capacity(args.nodes * 2);
+    for i in 0..args.nodes {
+        let n = node(i);
+        kvs.push((keys::node(&n.name), serde_json::to_vec(&n)?));
+        kvs.push((keys::heartbeat(&n.name), b"{}".to_vec()));
+    }
+    write_batched(&*store, kvs).await?;
+    println!(
+        "registered {} nodes in {:.2}s",
+        args.nodes,
+        t.elapsed().as_secs_f64()
+    );
+
+    let rev = store.status().await?.revision;
+    let agents = tokio::spawn(simulated_agents(store.clone(), rev + 1));
+
+    let live_before = LIVE.load(Ordering::Relaxed);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let config = JobsConfig {
+        scheduler: SchedulerConfig { algorithm },
+        workers: args.workers,
+        resync: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = nomos_controllers::runtime::metrics::Metrics::register(&mut registry);
+    let label = nomos_controllers::runtime::metrics::Metrics::label(jobs::NAME);
+    let controller = tokio::spawn(jobs::run(
+        store.clone(),
+        config,
+        Some(metrics.clone()),
+        None,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+
+    let t0 = Instant::now();
+    let specs: Vec<(String, Vec<u8>)> = (0..args.jobs)
+        .map(|i| {
+            (
+                keys::job("default", &format!("job-{i:05}")),
+                job_spec(i, args.count),
+            )
+        })
+        .collect();
+    write_batched(&*store, specs).await?;
+    let deadline = t0 + Duration::from_secs(args.timeout_secs);
+    let mut placed;
+    loop {
+        placed = count(&*store, "/nomos/allocs/").await? as usize;
+        if placed >= total || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let placements_per_s = placed as f64 / elapsed;
+    println!(
+        "placed {placed}/{total} allocations on {} nodes in {elapsed:.2}s",
+        args.nodes
+    );
+
+    // Let the acknowledgements land, then measure what the controller holds.
+    loop {
+        let acked = count(&*store, "/nomos/allocstatus/").await? as usize;
+        if acked >= placed || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    agents.abort();
+    let _ = agents.await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let live_with = LIVE.load(Ordering::Relaxed);
+    let _ = stop_tx.send(());
+    controller.await??;
+    let live_after = LIVE.load(Ordering::Relaxed);
+    let controller_bytes = (live_with - live_after).max(0);
+    let per_alloc = controller_bytes as f64 / placed.max(1) as f64;
+    println!(
+        "controller heap: {:.1} MiB held for {placed} allocations ({:.1} MiB growth since start)",
+        controller_bytes as f64 / 1048576.0,
+        (live_with - live_before) as f64 / 1048576.0
+    );
+    println!(
+        "reconciles={} commit_conflicts={} placement_failures={}",
+        metrics.reconciles.get_or_create(&label).get(),
+        metrics.commit_conflicts.get_or_create(&label).get(),
+        metrics.placement_failures.get_or_create(&label).get()
+    );
+    let ratio = placements_per_s / store_keys_per_s;
+    println!(
+        "placements_per_s={placements_per_s:.0} store_keys_per_s={store_keys_per_s:.0} ratio={ratio:.3} controller_bytes_per_alloc={per_alloc:.0}"
+    );
+    if placed < total {
+        return Err(
+            format!("only {placed} of {total} allocations placed before the timeout").into(),
+        );
+    }
+    Ok(())
+}

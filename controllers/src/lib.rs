@@ -1,1 +1,178 @@
-//! nomos-controllers: see DESIGN.md.
+//! nomos-controllers: the reconcile runtime, the pure placement engine and the jobs controller.
+//!
+//! Layout:
+//! - [`scheduler`]: the placement engine (pure): feasibility, ranking, bin-packing or spread over
+//!   a [`scheduler::ClusterSnapshot`]; scores about log2(n) candidates per placement.
+//! - [`reconcile`]: the jobs reconcile as a pure function `(job versions, allocations with their
+//!   statuses, node health, deployment, now) -> Plan`.
+//! - [`runtime`]: reflectors (list + watch into indexed caches), the de-duplicating work queue,
+//!   the runner, leader election on a store lease, Prometheus metrics.
+//! - [`jobs`]: the jobs controller for service and batch jobs, wiring the three together.
+//! - [`error`]: the crate's one error enum.
+//!
+//! ```text
+//! /nomos/jobs, jobversions, allocs, allocstatus, nodes, nodespec, heartbeats, deployments
+//!        │ reflectors
+//!        ▼
+//!   jobs::world::World ──keys──▶ WorkQueue ──▶ jobs::Ctx::reconcile
+//!                                                 │ reconcile::reconcile (pure plan)
+//!                                                 │ scheduler::place (pure placement)
+//!                                                 ▼
+//!                         txn per batch: compare per-node revision + leader lease ──▶ /nomos/allocs/<node>/<id>
+//! ```
+//!
+//! Entry point for `nctl` (server / dev):
+//!
+//! ```no_run
+//! # async fn demo(store: std::sync::Arc<dyn nomos_store::Store>) {
+//! let mut registry = prometheus_client::registry::Registry::default();
+//! let config = nomos_controllers::ControllersConfig { identity: "server-1".into(), ..Default::default() };
+//! let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+//! let task = tokio::spawn(nomos_controllers::run(config, store, &mut registry, async move {
+//!     let _ = rx.await;
+//! }));
+//! // ... serve `registry` on /metrics ...
+//! let _ = tx.send(());
+//! task.await.unwrap().unwrap();
+//! # }
+//! ```
+//!
+//! `run` registers the metrics synchronously, then returns a `'static` future that runs the
+//! jobs controller while this process holds the lease on `/nomos/election/jobs`.
+
+pub mod error;
+pub mod jobs;
+pub mod reconcile;
+pub mod runtime;
+pub mod scheduler;
+// The system, periodic, drain, node-lifecycle and gc loops (see docs/loops.md).
+pub mod drain;
+pub mod gc;
+pub mod loops;
+pub mod nodes;
+pub mod periodic;
+pub mod system;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use error::ControllerError;
+use nomos_store::Store;
+use prometheus_client::registry::Registry;
+pub use scheduler::Algorithm;
+
+/// Configuration of the controllers one server process runs.
+#[derive(Debug, Clone)]
+pub struct ControllersConfig {
+    /// Who this process is (written into election keys); defaults to `<hostname>-<pid>`.
+    pub identity: String,
+    /// Lease TTL of each controller's leader election; another server takes over within it.
+    pub election_ttl_secs: i64,
+    /// Cluster-wide ranking: bin-packing (default) or spread.
+    pub scheduler_algorithm: Algorithm,
+    /// Concurrent reconciles per controller.
+    pub workers: usize,
+    /// Every job is reconciled at least this often.
+    pub resync_secs: u64,
+}
+
+impl Default for ControllersConfig {
+    fn default() -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "nomos".into());
+        ControllersConfig {
+            identity: format!("{host}-{}", std::process::id()),
+            election_ttl_secs: 15,
+            scheduler_algorithm: Algorithm::Binpack,
+            workers: 2,
+            resync_secs: 300,
+        }
+    }
+}
+
+/// Registers the controllers' metrics in `registry`, then returns the future that runs every
+/// controller (each leader-elected) until `shutdown` resolves.
+pub fn run(
+    config: ControllersConfig,
+    store: Arc<dyn Store>,
+    registry: &mut Registry,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = Result<(), ControllerError>> + Send + 'static {
+    let metrics = runtime::metrics::Metrics::register(registry);
+    async move {
+        if config.election_ttl_secs < 1 {
+            return Err(ControllerError::Config(format!(
+                "election_ttl_secs must be at least 1, found {}",
+                config.election_ttl_secs
+            )));
+        }
+        let election = runtime::election::ElectionConfig {
+            name: jobs::NAME.into(),
+            identity: config.identity.clone(),
+            ttl_secs: config.election_ttl_secs,
+        };
+        let jobs_config = jobs::JobsConfig {
+            scheduler: scheduler::SchedulerConfig { algorithm: config.scheduler_algorithm },
+            workers: config.workers.max(1),
+            resync: Duration::from_secs(config.resync_secs.max(1)),
+            ..Default::default()
+        };
+        let label = runtime::metrics::Metrics::label(jobs::NAME);
+        let m = metrics.clone();
+        let s = store.clone();
+        runtime::election::run_elected(
+            store,
+            election,
+            Some((metrics, label)),
+            move |leadership| {
+                let store = s.clone();
+                let config = jobs_config.clone();
+                let m = m.clone();
+                async move { jobs::run(store, config, Some(m), Some(leadership), std::future::pending::<()>()).await }
+            },
+            shutdown,
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::tests::{add_node, eventually, node, put_spec, running_allocs, spec};
+    use nomos_store::embedded::EmbeddedStore;
+
+    #[tokio::test]
+    async fn run_leads_places_jobs_exposes_metrics_and_stops_on_shutdown() {
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+        add_node(&*store, &node("n0", 4000, 4096)).await;
+        put_spec(&*store, "web", spec("web", 2, 100, serde_json::json!({}))).await;
+        let mut registry = Registry::default();
+        let config = ControllersConfig { identity: "test".into(), election_ttl_secs: 5, ..Default::default() };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run(config, store.clone(), &mut registry, async move {
+            let _ = rx.await;
+        }));
+        eventually("placed", || async { running_allocs(&*store, "web").await.len() == 2 }).await;
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains("nomos_controller_leader{controller=\"jobs\"} 1"), "{text}");
+        assert!(text.contains("nomos_controller_placements_total{controller=\"jobs\"} 2"), "{text}");
+        let _ = tx.send(());
+        task.await.unwrap().unwrap();
+        let r = store
+            .range(nomos_store::KeySelector::key(nomos_store::keys::election("jobs").into_bytes()), Default::default())
+            .await
+            .unwrap();
+        assert!(r.kvs.is_empty(), "the election key is released on shutdown");
+    }
+
+    #[tokio::test]
+    async fn run_rejects_a_zero_election_ttl() {
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+        let mut registry = Registry::default();
+        let config = ControllersConfig { election_ttl_secs: 0, ..Default::default() };
+        let err = run(config, store, &mut registry, std::future::pending()).await.unwrap_err();
+        assert!(err.to_string().contains("election_ttl_secs"), "{err}");
+    }
+}

@@ -5,8 +5,20 @@ mod cmd;
 
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
-    let cli = cmd::Cli::parse();
-    let code = cmd::run(cli)?;
+fn main() {
+    // Nomad spells it `-config FILE`; accept that as well as `--config`.
+    let args = std::env::args_os().map(|a| match a.to_str() {
+        Some("-config") => "--config".into(),
+        Some(s) if s.starts_with("-config=") => format!("-{s}").into(),
+        _ => a,
+    });
+    let cli = cmd::Cli::parse_from(args);
+    let code = match cmd::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            cmd::apply::report_error(&e);
+            1
+        }
+    };
     std::process::exit(code);
 }

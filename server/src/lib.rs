@@ -1,1 +1,196 @@
-//! nomos-server: see DESIGN.md.
+//! nomos-server: the HTTP API in front of the store.
+//!
+//! Layout:
+//! - [`router`] builds the axum [`Router`] over an [`AppState`] (the store and a metrics
+//!   registry); [`run`] / [`serve`] put it on a socket with graceful shutdown.
+//! - [`views`]: the JSON request and response bodies (shared with `nctl`, which deserialises them).
+//! - [`diff`]: the pure field-by-field diff of two jobs that `apply` and `plan` report;
+//!   [`dryrun`]: the plan's placement dry run through the controllers' pure scheduler.
+//! - [`jobfile`]: turns an apply body (a job file's source or a canonical job) into jobs or
+//!   positioned diagnostics.
+//! - handlers, one module per resource: [`jobs`], [`allocs`], [`nodes`], [`deployments`],
+//!   [`events`] (server-sent events fed by a store watch), [`metrics`] (`/metrics`).
+//! - [`kv`]: small typed helpers over the [`Store`] trait (JSON get/list, compare-and-put).
+//! - [`error`]: the crate's error enum and its JSON rendering.
+//!
+//! Specs are written here (`/nomos/jobs/...`, `/nomos/nodespec/...`); status keys are only read,
+//! except for the few user requests that target them (stop an allocation, promote or fail a
+//! deployment), which are written with a compare on the key's `mod_revision`.
+
+pub mod allocs;
+pub mod body;
+pub mod deployments;
+pub mod diff;
+pub mod dryrun;
+pub mod error;
+pub mod events;
+pub mod jobfile;
+pub mod jobs;
+pub mod kv;
+pub mod metrics;
+pub mod nodes;
+pub mod views;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use nomos_store::Store;
+use prometheus_client::registry::Registry;
+
+pub use error::ServerError;
+
+/// Largest request body accepted, by default (job files are small; 413 above this).
+pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+/// How the HTTP API is served.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where to listen (`127.0.0.1:4747` by default).
+    pub http_addr: SocketAddr,
+    /// Largest accepted request body in bytes.
+    pub body_limit: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 4747)),
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    /// The process's metrics registry (controllers register into it too); `/metrics` encodes it.
+    pub registry: Arc<Mutex<Registry>>,
+    pub http_metrics: metrics::HttpMetrics,
+    pub http: reqwest::Client,
+    /// Reads logs of agents running in this process (`nctl dev`); others are asked over HTTP.
+    pub logs: Option<allocs::SharedLogReader>,
+    /// Flips to `true` when the server shuts down, so endless streams (events, followed logs)
+    /// end and graceful shutdown can finish.
+    pub closing: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl AppState {
+    /// State over a store, registering the server's HTTP metrics into `registry`.
+    pub fn new(store: Arc<dyn Store>, registry: Arc<Mutex<Registry>>) -> Self {
+        let http_metrics = metrics::HttpMetrics::default();
+        {
+            let mut reg = registry.lock().unwrap_or_else(|e| e.into_inner());
+            http_metrics.register(&mut reg);
+        }
+        AppState {
+            store,
+            registry,
+            http_metrics,
+            http: reqwest::Client::new(),
+            logs: None,
+            closing: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
+
+    /// Resolves once the server has begun shutting down.
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|closing| *closing).await;
+        }
+    }
+
+    /// State with a registry of its own (tests, or a server without controllers).
+    pub fn with_store(store: Arc<dyn Store>) -> Self {
+        Self::new(store, Arc::new(Mutex::new(Registry::default())))
+    }
+}
+
+/// The whole API: JSON under `/v1`, Prometheus text on `/metrics`.
+pub fn router(state: AppState) -> Router {
+    router_with_limit(state, DEFAULT_BODY_LIMIT)
+}
+
+/// [`router`] with a chosen body limit.
+pub fn router_with_limit(state: AppState, body_limit: usize) -> Router {
+    let v1 = Router::new()
+        .route("/status", get(jobs::status))
+        .route("/jobs", get(jobs::list).post(jobs::apply))
+        .route("/jobs/plan", post(jobs::plan))
+        .route("/job/{id}", get(jobs::get).delete(jobs::purge))
+        .route("/job/{id}/stop", post(jobs::stop))
+        .route("/job/{id}/versions", get(jobs::versions))
+        .route("/job/{id}/revert", post(jobs::revert))
+        .route("/job/{id}/allocations", get(jobs::allocations))
+        .route("/job/{id}/deployments", get(jobs::deployments))
+        .route("/allocations", get(allocs::list))
+        .route("/allocation/{id}", get(allocs::get))
+        .route("/allocation/{id}/stop", post(allocs::stop))
+        .route("/allocation/{id}/restart", post(allocs::restart))
+        .route("/allocation/{id}/logs", get(allocs::logs))
+        .route("/nodes", get(nodes::list))
+        .route("/node/{name}", get(nodes::get))
+        .route("/node/{name}/eligibility", post(nodes::eligibility))
+        .route("/node/{name}/drain", post(nodes::drain))
+        .route("/deployments", get(deployments::list))
+        .route("/deployment/{id}", get(deployments::get))
+        .route("/deployment/{id}/promote", post(deployments::promote))
+        .route("/deployment/{id}/fail", post(deployments::fail))
+        .route("/events", get(events::stream))
+        .route("/system/gc", post(jobs::gc));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/metrics", get(metrics::render))
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// Binds `config.http_addr` and serves until `shutdown` resolves.
+pub async fn run(
+    config: ServerConfig,
+    store: Arc<dyn Store>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.http_addr.to_string(),
+            source,
+        })?;
+    serve(
+        listener,
+        AppState::with_store(store),
+        config.body_limit,
+        shutdown,
+    )
+    .await
+}
+
+/// Serves the API on an already bound listener (so callers can bind port 0 and learn the port).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    body_limit: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let closing = state.closing.clone();
+    let app = router_with_limit(state, body_limit);
+    let shutdown = async move {
+        shutdown.await;
+        closing.send_replace(true);
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ServerError::Serve)
+}

@@ -8,8 +8,13 @@ use thiserror::Error;
 /// watch must re-list on [`StoreError::Compacted`]. The rest are final for that request.
 #[derive(Debug, Error)]
 pub enum StoreError {
-    #[error("required revision {requested} has been compacted (oldest available is {compact_revision})")]
-    Compacted { requested: i64, compact_revision: i64 },
+    #[error(
+        "required revision {requested} has been compacted (oldest available is {compact_revision})"
+    )]
+    Compacted {
+        requested: i64,
+        compact_revision: i64,
+    },
     #[error("required revision {requested} is a future revision (current is {current})")]
     FutureRevision { requested: i64, current: i64 },
     #[error("lease {0:x} not found")]

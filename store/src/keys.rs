@@ -75,7 +75,8 @@ pub fn election(controller: &str) -> String {
 
 /// Splits a key under `prefix` into its remaining `/`-separated parts.
 pub fn parts<'a>(key: &'a str, prefix: &str) -> Option<Vec<&'a str>> {
-    key.strip_prefix(prefix).map(|rest| rest.split('/').collect())
+    key.strip_prefix(prefix)
+        .map(|rest| rest.split('/').collect())
 }
 
 #[cfg(test)]
@@ -86,8 +87,14 @@ mod tests {
     fn keys_follow_the_documented_layout() {
         assert_eq!(job("default", "web"), "/nomos/jobs/default/web");
         assert_eq!(alloc("n1", "a1"), "/nomos/allocs/n1/a1");
-        assert_eq!(job_version("default", "web", 3), "/nomos/jobversions/default/web/00000000000000000003");
-        assert_eq!(parts("/nomos/allocs/n1/a1", "/nomos/allocs/"), Some(vec!["n1", "a1"]));
+        assert_eq!(
+            job_version("default", "web", 3),
+            "/nomos/jobversions/default/web/00000000000000000003"
+        );
+        assert_eq!(
+            parts("/nomos/allocs/n1/a1", "/nomos/allocs/"),
+            Some(vec!["n1", "a1"])
+        );
         assert!(job_version("d", "j", 10) > job_version("d", "j", 9));
     }
 }

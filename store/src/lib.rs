@@ -4,14 +4,28 @@
 //! - [`types`]: the request and response values of the [`Store`] trait, shaped after etcd v3
 //!   (revisions, key ranges, transactions with compares, watch events, leases).
 //! - [`Store`]: the async trait every backend implements with etcd's semantics.
-//! - `embedded`: the default backend, durable on local disk, one process.
-//! - `etcd`: the backend for clusters, through the `etcd-client` crate.
+//! - [`embedded`]: the default backend, durable on local disk (SQLite log, group commit), one
+//!   process; watches pushed in-process.
+//! - [`etcd`]: the backend for clusters, through the `etcd-client` crate; watches resume after
+//!   reconnects.
+//! - [`validate`]: request limits and checks shared by both backends, so bad input gets the same
+//!   typed error everywhere.
 //! - [`keys`]: typed helpers for the key layout in `docs/keys.md`.
 //! - [`error`]: the crate's one error enum.
+//! - `test_util` (feature `test-util`): a real etcd process for tests and a store factory by
+//!   backend name, so other crates' suites can run against both backends.
 
+pub mod embedded;
 pub mod error;
+pub mod etcd;
 pub mod keys;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 pub mod types;
+pub mod validate;
+
+pub use embedded::{EmbeddedOptions, EmbeddedStore};
+pub use etcd::{EtcdConfig, EtcdStore};
 
 pub use error::StoreError;
 pub use types::*;

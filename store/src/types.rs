@@ -62,6 +62,8 @@ impl KeySelector {
         match self {
             KeySelector::Key(k) => k.as_slice() == key,
             KeySelector::Prefix(p) => key.starts_with(p),
+            // An empty end means the single key `start`, as etcd's empty `range_end`.
+            KeySelector::Range { start, end } if end.is_empty() => start.as_slice() == key,
             KeySelector::Range { start, end } => {
                 key >= start.as_slice() && (end.as_slice() == [0] || key < end.as_slice())
             }
@@ -187,7 +189,12 @@ pub struct Compare {
 
 impl Compare {
     pub fn new(key: impl Into<Vec<u8>>, op: CompareOp, target: CompareTarget) -> Self {
-        Compare { key: key.into(), range_end: None, op, target }
+        Compare {
+            key: key.into(),
+            range_end: None,
+            op,
+            target,
+        }
     }
     pub fn mod_revision(key: impl Into<Vec<u8>>, op: CompareOp, revision: i64) -> Self {
         Self::new(key, op, CompareTarget::ModRevision(revision))
@@ -204,14 +211,22 @@ impl Compare {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxnOp {
     Range(KeySelector, RangeOptions),
-    Put { key: Vec<u8>, value: Vec<u8>, options: PutOptions },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        options: PutOptions,
+    },
     Delete(KeySelector, DeleteOptions),
     Txn(Box<Txn>),
 }
 
 impl TxnOp {
     pub fn put(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
-        TxnOp::Put { key: key.into(), value: value.into(), options: PutOptions::default() }
+        TxnOp::Put {
+            key: key.into(),
+            value: value.into(),
+            options: PutOptions::default(),
+        }
     }
     pub fn delete(key: impl Into<Vec<u8>>) -> Self {
         TxnOp::Delete(KeySelector::Key(key.into()), DeleteOptions::default())
@@ -336,4 +351,39 @@ pub struct StoreStatus {
     pub compact_revision: i64,
     /// Bytes on disk, where the backend knows it.
     pub db_size: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_match_keys_as_etcd_ranges_do() {
+        let range = |s: &str, e: &[u8]| KeySelector::Range {
+            start: s.into(),
+            end: e.to_vec(),
+        };
+        let table: Vec<(KeySelector, &str, bool)> = vec![
+            (KeySelector::key("a"), "a", true),
+            (KeySelector::key("a"), "ab", false),
+            (KeySelector::prefix("a/"), "a/b", true),
+            (KeySelector::prefix("a/"), "a", false),
+            (KeySelector::prefix(""), "anything", true),
+            (range("b", b"d"), "c", true),
+            (range("b", b"d"), "d", false),
+            (range("b", &[0]), "zzz", true),
+            (range("b", b""), "b", true),
+            (range("b", b""), "c", false),
+        ];
+        for (sel, key, expected) in table {
+            assert_eq!(
+                sel.contains(key.as_bytes()),
+                expected,
+                "{sel:?} contains {key}"
+            );
+        }
+        assert_eq!(prefix_end(b"a/"), b"a0".to_vec());
+        assert_eq!(prefix_end(&[b'a', 0xff]), b"b".to_vec());
+        assert_eq!(prefix_end(&[0xff, 0xff]), vec![0]);
+    }
 }

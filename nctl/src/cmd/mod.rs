@@ -1,25 +1,158 @@
-//! The command line: one file per verb.
+//! The command line: one file per verb. Client verbs talk to a server over HTTP ([`client`]);
+//! `dev`, `server` and `agent` run the long-lived parts in this process.
 
+pub mod agent;
+pub mod alloc;
+pub mod apply;
+pub mod client;
+pub mod completion;
+pub mod config;
+pub mod dev;
+pub mod fmt;
+pub mod get;
+pub mod job;
+pub mod logs;
+pub mod node;
+pub mod output;
+pub mod runtime;
+pub mod server;
+pub mod status;
+pub mod stop;
 pub mod validate;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+/// The server address when neither `--address` nor `NOMOS_ADDR` is given.
+pub const DEFAULT_ADDR: &str = "http://127.0.0.1:4747";
 
 #[derive(Debug, Parser)]
-#[command(name = "nctl", version, about = "Nomos: a Nomad-style workload orchestrator")]
+#[command(
+    name = "nctl",
+    version,
+    about = "Nomos: a Nomad-style workload orchestrator"
+)]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Options every client verb understands.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// The server's HTTP address.
+    #[arg(long, global = true, env = "NOMOS_ADDR", default_value = DEFAULT_ADDR)]
+    pub address: String,
+    /// The namespace of jobs.
+    #[arg(
+        long,
+        short = 'n',
+        global = true,
+        env = "NOMOS_NAMESPACE",
+        default_value = "default"
+    )]
+    pub namespace: String,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check job files; print warnings, or FILE:LINE:COL errors and exit 1.
     Validate(validate::ValidateArgs),
+    /// Lay out HCL job files canonically, keeping comments (--check: only report).
+    Fmt(fmt::FmtArgs),
+    /// Submit job files (HCL, YAML or JSON) and print what changed.
+    Apply(apply::ApplyArgs),
+    /// Show what applying a job file would change (exit 0: nothing, 1: changes, 255: error).
+    Plan(apply::PlanArgs),
+    /// List jobs, allocations, nodes or deployments.
+    Get(get::GetArgs),
+    /// Show a job: type, status, per-group summary, latest deployment and allocations.
+    Status(status::StatusArgs),
+    /// Stop a job (its allocations stop); --purge removes it.
+    Stop(stop::StopArgs),
+    /// Print (or follow) a task's output.
+    Logs(logs::LogsArgs),
+    /// Allocation commands.
+    #[command(subcommand)]
+    Alloc(alloc::AllocCommand),
+    /// Node commands.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
+    /// Job commands (history, revert).
+    #[command(subcommand)]
+    Job(job::JobCommand),
+    /// Cluster-wide operations (`system gc`).
+    #[command(subcommand)]
+    System(SystemCommand),
+    /// Print a shell completion script.
+    Completion(completion::CompletionArgs),
+    /// Run a whole cluster in this process: store, API, controllers and a local agent.
+    Dev(dev::DevArgs),
+    /// Run the API and the controllers against etcd or an embedded store.
+    Server(server::ServerArgs),
+    /// Run a node agent against the store.
+    Agent(agent::AgentArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Collect finished allocations, stopped jobs and old versions now.
+    Gc,
 }
 
 /// Runs a parsed command line and returns the exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let g = cli.global;
+    if !matches!(
+        cli.command,
+        Command::Dev(_) | Command::Server(_) | Command::Agent(_)
+    ) {
+        // Short-lived client verbs end quietly when their output pipe closes (`nctl get allocs
+        // | head`); the long-running modes keep Rust's default (SIGPIPE ignored) for sockets.
+        // SAFETY: setting a signal disposition before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cli.command {
         Command::Validate(args) => validate::run(args),
+        Command::Fmt(args) => fmt::run(args),
+        Command::Completion(args) => completion::run(args),
+        command => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(run_async(g, command))
+        }
     }
+}
+
+async fn run_async(g: Global, command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Apply(args) => apply::apply(&g, args).await,
+        Command::Plan(args) => apply::plan(&g, args).await,
+        Command::Get(args) => get::run(&g, args).await,
+        Command::Status(args) => status::run(&g, args).await,
+        Command::Stop(args) => stop::run(&g, args).await,
+        Command::Logs(args) => logs::run(&g, args).await,
+        Command::Alloc(cmd) => alloc::run(&g, cmd).await,
+        Command::Node(cmd) => node::run(&g, cmd).await,
+        Command::Job(cmd) => job::run(&g, cmd).await,
+        Command::System(SystemCommand::Gc) => {
+            let client = client::Client::new(&g);
+            let r: nomos_server::views::GcResponse =
+                client.post("/v1/system/gc", &serde_json::json!({})).await?;
+            println!("collected {} object(s)", r.collected);
+            Ok(0)
+        }
+        Command::Dev(args) => dev::run(args).await,
+        Command::Server(args) => server::run(args).await,
+        Command::Agent(args) => agent::run(args).await,
+        Command::Validate(_) | Command::Fmt(_) | Command::Completion(_) => unreachable_sync(),
+    }
+}
+
+fn unreachable_sync() -> anyhow::Result<i32> {
+    anyhow::bail!("this command runs without a runtime")
 }

@@ -1,0 +1,684 @@
+//! The agent loop: set up the node, re-attach to the tasks of a previous run, then keep three
+//! loops going until shutdown: the heartbeat (lease keep-alive and node registration), the
+//! allocation sync (list + watch `/nomos/allocs/<node>/`, converge through [`crate::plan`]) and
+//! the reporter (status writes, coalesced per allocation, retried with backoff while the store
+//! is away). Shutdown leaves every task running; [`purge`] is what stops them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use nomos_api::{AllocStatus, Allocation, Job, Node};
+use nomos_store::{keys, KeySelector, PutOptions, RangeOptions, Store, StoreError, WatchOptions};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::config::AgentConfig;
+use crate::driver::docker::DockerDriver;
+use crate::driver::exec::ExecDriver;
+use crate::driver::raw_exec::RawExecDriver;
+use crate::driver::{now_ms, Driver};
+use crate::error::AgentError;
+use crate::fingerprint::fingerprint;
+use crate::metrics::Metrics;
+use crate::plan::{self, Action, LocalAlloc};
+use crate::runner::{AllocRunner, Ctx, Drivers, Report};
+use crate::state::{AllocRecord, StateDir};
+
+/// Exponential backoff between retries, reset after a success.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Backoff {
+            min,
+            max,
+            current: min,
+        }
+    }
+    /// The next wait, doubling up to the maximum.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.current;
+        self.current = (self.current * 2).min(self.max);
+        d
+    }
+    pub fn reset(&mut self) {
+        self.current = self.min;
+    }
+}
+
+fn store_err(op: &'static str) -> impl FnOnce(StoreError) -> AgentError {
+    move |source| AgentError::Store { op, source }
+}
+
+/// Builds the drivers of this node (and keeps the docker one for cleaning up containers).
+async fn build_drivers(config: &AgentConfig, total_mhz: u32) -> (Drivers, Option<DockerDriver>) {
+    let mut map: HashMap<&'static str, Arc<dyn Driver>> = HashMap::new();
+    map.insert("raw_exec", Arc::new(RawExecDriver));
+    map.insert("exec", Arc::new(ExecDriver::new(total_mhz)));
+    let docker = if config.enable_docker {
+        Some(DockerDriver::new().await)
+    } else {
+        None
+    };
+    if let Some(d) = &docker {
+        map.insert("docker", Arc::new(d.clone()));
+    }
+    (Drivers(Arc::new(map)), docker)
+}
+
+/// Fingerprints the machine and its drivers into the node registration.
+async fn build_node(config: &AgentConfig, id: String, drivers: &Drivers) -> Node {
+    let fp = fingerprint(&config.data_dir);
+    let mut node = Node {
+        name: config.name.clone(),
+        id,
+        datacenter: config.datacenter.clone(),
+        node_class: config.node_class.clone(),
+        node_pool: config.node_pool.clone(),
+        attributes: fp.attributes,
+        meta: config.meta.clone(),
+        resources: fp.resources,
+        address: fp.address,
+        http_addr: config.http_addr.map(|a| a.to_string()).unwrap_or_default(),
+        registered_at_ms: now_ms(),
+        ..Default::default()
+    };
+    node.resources.min_dynamic_port = config.min_dynamic_port;
+    node.resources.max_dynamic_port = config.max_dynamic_port;
+    node.resources.reserved_cpu_mhz = config.reserved_cpu_mhz;
+    node.resources.reserved_memory_mb = config.reserved_memory_mb;
+    node.attributes
+        .insert("unique.node.name".into(), config.name.clone());
+    let mut names: Vec<_> = drivers.0.keys().copied().collect();
+    names.sort_unstable();
+    for name in names {
+        let info = drivers.0[name].fingerprint().await;
+        if info.detected && info.healthy {
+            node.attributes.insert(format!("driver.{name}"), "1".into());
+            if !info.version.is_empty() {
+                node.attributes
+                    .insert(format!("driver.{name}.version"), info.version.clone());
+            }
+        }
+        for (k, v) in &info.attributes {
+            node.attributes.insert(k.clone(), v.clone());
+        }
+        node.drivers.insert(name.to_string(), info);
+    }
+    node
+}
+
+/// Runs the agent until `shutdown` resolves. Tasks keep running after it returns.
+pub async fn run(
+    config: AgentConfig,
+    store: Arc<dyn Store>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), AgentError> {
+    if config.name.is_empty() {
+        return Err(AgentError::Config("the agent needs a node name".into()));
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| AgentError::io(&config.data_dir, e))?;
+    let state = StateDir::new(&config.data_dir);
+    let node_id = state.node_id()?;
+    let (drivers, docker) = build_drivers(
+        &config,
+        crate::fingerprint::fingerprint(&config.data_dir)
+            .resources
+            .cpu_mhz,
+    )
+    .await;
+    let node = Arc::new(build_node(&config, node_id, &drivers).await);
+    let metrics = Arc::new(Metrics::default());
+    let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+    let config = Arc::new(config);
+    let ctx = Ctx {
+        config: config.clone(),
+        node: node.clone(),
+        drivers,
+        state: state.clone(),
+        reports: reports_tx,
+        metrics: metrics.clone(),
+    };
+
+    // Bind before anything is spawned, so a bad address fails cleanly.
+    let listener = match config.http_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| AgentError::Http(format!("binding {addr}: {e}")))?,
+        ),
+        None => None,
+    };
+
+    // Re-attach first: this needs nothing from the store.
+    let mut agent = AgentLoop {
+        ctx: ctx.clone(),
+        store: store.clone(),
+        runners: BTreeMap::new(),
+        forgets: JoinSet::new(),
+        jobs: HashMap::new(),
+        docker,
+        orphans_cleaned: false,
+        unstartable: std::collections::HashSet::new(),
+    };
+    for rec in state.load_all() {
+        let id = rec.alloc.id.clone();
+        let status = rec.status.clone();
+        agent
+            .runners
+            .insert(id.clone(), AllocRunner::spawn(ctx.clone(), rec));
+        let _ = ctx.reports.send(Report::Status(id, Box::new(status)));
+    }
+    tracing::info!(node = %config.name, resumed = agent.runners.len(), "agent starting");
+
+    let mut background = JoinSet::new();
+    background.spawn(reporter(
+        store.clone(),
+        config.clone(),
+        reports_rx,
+        metrics.clone(),
+    ));
+    background.spawn(heartbeat(
+        store.clone(),
+        config.clone(),
+        node.clone(),
+        metrics.clone(),
+    ));
+    if let Some(listener) = listener {
+        background.spawn(crate::http::serve(
+            listener,
+            config.data_dir.clone(),
+            metrics.clone(),
+        ));
+    }
+
+    tokio::select! {
+        _ = agent.sync_forever() => {}
+        _ = shutdown => {}
+    }
+    tracing::info!(node = %config.name, "agent shutting down; tasks keep running");
+    for (_, r) in std::mem::take(&mut agent.runners) {
+        r.detach();
+    }
+    agent.forgets.abort_all();
+    background.abort_all();
+    while background.join_next().await.is_some() {}
+    while agent.forgets.join_next().await.is_some() {}
+    Ok(())
+}
+
+struct AgentLoop {
+    ctx: Ctx,
+    store: Arc<dyn Store>,
+    runners: BTreeMap<String, AllocRunner>,
+    forgets: JoinSet<()>,
+    jobs: HashMap<(String, String, u64), Arc<Job>>,
+    docker: Option<DockerDriver>,
+    orphans_cleaned: bool,
+    /// Allocations whose job version could not be read, already reported as such.
+    unstartable: std::collections::HashSet<String>,
+}
+
+impl AgentLoop {
+    async fn sync_forever(&mut self) {
+        let mut backoff = Backoff::new(
+            Duration::from_millis(100),
+            Duration::from_millis(self.ctx.config.max_retry_backoff_ms),
+        );
+        loop {
+            if let Err(e) = self.sync_once(&mut backoff).await {
+                self.ctx.metrics.store_errors.inc();
+                tracing::warn!(error = %e, "allocation sync failed; listing again after a pause");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+
+    /// Lists the node's allocations, converges, then follows the watch until it fails.
+    async fn sync_once(&mut self, backoff: &mut Backoff) -> Result<(), AgentError> {
+        let prefix = keys::allocs_prefix(Some(&self.ctx.config.name));
+        let listed = self
+            .store
+            .range(KeySelector::prefix(prefix.clone()), RangeOptions::default())
+            .await
+            .map_err(store_err("list allocations"))?;
+        let mut desired = BTreeMap::new();
+        for kv in &listed.kvs {
+            if let Some(a) = decode_alloc(&kv.key_str(), &kv.value) {
+                desired.insert(a.id.clone(), a);
+            }
+        }
+        self.converge(&desired).await?;
+        backoff.reset();
+        if !self.orphans_cleaned {
+            self.orphans_cleaned = true;
+            self.clean_orphan_containers().await;
+        }
+        let mut stream = self
+            .store
+            .watch(
+                KeySelector::prefix(prefix.clone()),
+                WatchOptions {
+                    start_revision: listed.revision + 1,
+                    progress_notify: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(store_err("watch allocations"))?;
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                item = stream.next() => {
+                    let Some(item) = item else { return Ok(()) };
+                    let resp = item.map_err(store_err("watch allocations"))?;
+                    for ev in resp.events {
+                        let key = ev.kv.key_str().to_string();
+                        let id = key.rsplit('/').next().unwrap_or_default().to_string();
+                        match ev.kind {
+                            nomos_store::EventKind::Put => {
+                                if let Some(a) = decode_alloc(&key, &ev.kv.value) {
+                                    desired.insert(a.id.clone(), a);
+                                }
+                            }
+                            nomos_store::EventKind::Delete => {
+                                desired.remove(&id);
+                            }
+                        }
+                    }
+                }
+                _ = tick.tick() => {}
+            }
+            // Converging on every tick also retries starts whose job version could not be read.
+            self.converge(&desired).await?;
+        }
+    }
+
+    /// Removes containers labelled with this node's id whose allocation this agent does not
+    /// run (left by a crashed agent whose state was lost, or by an allocation removed while the
+    /// agent was down). Containers of known allocations are adopted by their runners instead.
+    async fn clean_orphan_containers(&mut self) {
+        let Some(docker) = self.docker.clone() else {
+            return;
+        };
+        if docker.client().is_err() {
+            return;
+        }
+        match docker.containers_of_node(&self.ctx.node.id).await {
+            Ok(list) => {
+                for (id, alloc) in list {
+                    if !self.runners.contains_key(&alloc) {
+                        tracing::info!(container = %id, alloc = %alloc, "removing a container of an allocation this node no longer runs");
+                        if let Err(e) = docker.remove(&id).await {
+                            tracing::warn!(container = %id, error = %e, "removing orphan container failed");
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "listing this node's containers failed"),
+        }
+    }
+
+    async fn job(&mut self, alloc: &Allocation) -> Result<Arc<Job>, AgentError> {
+        let key = (
+            alloc.namespace.clone(),
+            alloc.job_id.clone(),
+            alloc.job_version,
+        );
+        if let Some(j) = self.jobs.get(&key) {
+            return Ok(j.clone());
+        }
+        let k = keys::job_version(&alloc.namespace, &alloc.job_id, alloc.job_version);
+        let resp = self
+            .store
+            .range(KeySelector::key(k.clone()), RangeOptions::default())
+            .await
+            .map_err(store_err("read job version"))?;
+        let kv = resp.kvs.first().ok_or_else(|| {
+            AgentError::Config(format!(
+                "job version {k} not found for allocation {}",
+                alloc.id
+            ))
+        })?;
+        let job: Job = serde_json::from_slice(&kv.value).map_err(|e| AgentError::Decode {
+            what: k.clone(),
+            source: e,
+        })?;
+        let job = Arc::new(job);
+        self.jobs.insert(key, job.clone());
+        Ok(job)
+    }
+
+    async fn converge(&mut self, desired: &BTreeMap<String, Allocation>) -> Result<(), AgentError> {
+        let local: BTreeMap<String, LocalAlloc> = self
+            .runners
+            .iter()
+            .map(|(id, r)| {
+                (
+                    id.clone(),
+                    LocalAlloc {
+                        job_version: r.job_version(),
+                        stopping: r.stopping(),
+                    },
+                )
+            })
+            .collect();
+        let mut first_error = None;
+        for action in plan::plan(desired, &local) {
+            match action {
+                Action::Start(alloc) => match self.job(&alloc).await {
+                    Ok(job) => {
+                        tracing::info!(alloc = %alloc.id, job = %alloc.job_id, "starting allocation");
+                        let rec = AllocRecord {
+                            alloc: alloc.clone(),
+                            job: (*job).clone(),
+                            ..Default::default()
+                        };
+                        self.runners
+                            .insert(alloc.id.clone(), AllocRunner::spawn(self.ctx.clone(), rec));
+                    }
+                    Err(e) => {
+                        if e.is_retryable() {
+                            if first_error.is_none() {
+                                first_error = Some(e);
+                            }
+                        } else if self.unstartable.insert(alloc.id.clone()) {
+                            // Say why in the allocation's status (once); retried on every tick.
+                            tracing::warn!(alloc = %alloc.id, error = %e, "cannot start allocation yet");
+                            let status = AllocStatus {
+                                alloc_id: alloc.id.clone(),
+                                client_description: format!("cannot start: {e}"),
+                                modified_at_ms: now_ms(),
+                                ..Default::default()
+                            };
+                            let _ = self
+                                .ctx
+                                .reports
+                                .send(Report::Status(alloc.id.clone(), Box::new(status)));
+                        }
+                    }
+                },
+                Action::Stop(id) => {
+                    if let Some(r) = self.runners.get(&id) {
+                        tracing::info!(alloc = %id, "stopping allocation");
+                        r.stop();
+                    }
+                }
+                Action::Update(alloc) => {
+                    if let Ok(job) = self.job(&alloc).await {
+                        if let Some(r) = self.runners.get(&alloc.id) {
+                            r.shared.update(|rec| {
+                                rec.alloc = alloc.clone();
+                                rec.job = (*job).clone();
+                            });
+                        }
+                    }
+                }
+                Action::Forget(id) => {
+                    if let Some(r) = self.runners.remove(&id) {
+                        tracing::info!(alloc = %id, "allocation removed; stopping and forgetting it");
+                        r.stop();
+                        let state = self.ctx.state.clone();
+                        let reports = self.ctx.reports.clone();
+                        self.forgets.spawn(async move {
+                            r.join().await;
+                            state.remove(&id);
+                            let _ = reports.send(Report::Remove(id));
+                        });
+                    }
+                }
+            }
+        }
+        while let Some(Some(_)) = futures::FutureExt::now_or_never(self.forgets.join_next()) {}
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+fn decode_alloc(key: &str, value: &[u8]) -> Option<Allocation> {
+    match serde_json::from_slice::<Allocation>(value) {
+        Ok(mut a) => {
+            if a.id.is_empty() {
+                a.id = key.rsplit('/').next().unwrap_or_default().to_string();
+            }
+            Some(a)
+        }
+        Err(e) => {
+            tracing::warn!(key, error = %e, "ignoring an allocation that is not valid JSON");
+            None
+        }
+    }
+}
+
+/// Writes allocation statuses, coalescing per allocation and retrying while the store is away.
+async fn reporter(
+    store: Arc<dyn Store>,
+    config: Arc<AgentConfig>,
+    mut rx: mpsc::UnboundedReceiver<Report>,
+    metrics: Arc<Metrics>,
+) {
+    let mut pending: BTreeMap<String, Option<AllocStatus>> = BTreeMap::new();
+    let mut backoff = Backoff::new(
+        Duration::from_millis(100),
+        Duration::from_millis(config.max_retry_backoff_ms),
+    );
+    loop {
+        if pending.is_empty() {
+            match rx.recv().await {
+                Some(r) => add_report(&mut pending, r),
+                None => return,
+            }
+        }
+        while let Ok(r) = rx.try_recv() {
+            add_report(&mut pending, r);
+        }
+        let mut failed = false;
+        while let Some((id, status)) = pending.pop_first() {
+            let key = keys::alloc_status(&config.name, &id);
+            let result = match &status {
+                Some(s) => match serde_json::to_vec(s) {
+                    Ok(bytes) => store
+                        .put(key.into_bytes(), bytes, PutOptions::default())
+                        .await
+                        .map(|_| ()),
+                    Err(_) => Ok(()),
+                },
+                None => store
+                    .delete(KeySelector::key(key), Default::default())
+                    .await
+                    .map(|_| ()),
+            };
+            if let Err(e) = result {
+                metrics.store_errors.inc();
+                tracing::debug!(alloc = %id, error = %e, "status write failed; will retry");
+                pending.entry(id).or_insert(status);
+                failed = true;
+                break;
+            }
+        }
+        if failed {
+            tokio::time::sleep(backoff.next_delay()).await;
+        } else {
+            backoff.reset();
+        }
+    }
+}
+
+fn add_report(pending: &mut BTreeMap<String, Option<AllocStatus>>, r: Report) {
+    match r {
+        Report::Status(id, s) => pending.insert(id, Some(*s)),
+        Report::Remove(id) => pending.insert(id, None),
+    };
+}
+
+/// Registers the node and keeps its heartbeat lease alive; re-registers whenever the lease is
+/// lost (store restart, long outage).
+async fn heartbeat(
+    store: Arc<dyn Store>,
+    config: Arc<AgentConfig>,
+    node: Arc<Node>,
+    metrics: Arc<Metrics>,
+) {
+    let ttl = config.heartbeat_ttl_secs.max(1);
+    let interval = Duration::from_millis((ttl as u64 * 1000 / 3).max(200));
+    let mut backoff = Backoff::new(
+        Duration::from_millis(100),
+        Duration::from_millis(config.max_retry_backoff_ms),
+    );
+    loop {
+        let lease = match register(&*store, &config, &node, ttl).await {
+            Ok(id) => {
+                backoff.reset();
+                id
+            }
+            Err(e) => {
+                metrics.store_errors.inc();
+                tracing::warn!(error = %e, "node registration failed; retrying");
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue;
+            }
+        };
+        let mut last_ok = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(interval).await;
+            let t0 = std::time::Instant::now();
+            match store.lease_keep_alive(lease).await {
+                Ok(_) => {
+                    metrics
+                        .heartbeat_latency
+                        .observe(t0.elapsed().as_secs_f64());
+                    last_ok = tokio::time::Instant::now();
+                }
+                Err(StoreError::LeaseNotFound(_)) => break,
+                Err(e) => {
+                    metrics.store_errors.inc();
+                    tracing::debug!(error = %e, "heartbeat failed");
+                    if last_ok.elapsed() > Duration::from_secs(ttl as u64) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn register(
+    store: &dyn Store,
+    config: &AgentConfig,
+    node: &Node,
+    ttl: i64,
+) -> Result<i64, AgentError> {
+    let mut node = node.clone();
+    node.registered_at_ms = now_ms();
+    let bytes = serde_json::to_vec(&node).map_err(|e| AgentError::Decode {
+        what: "node".into(),
+        source: e,
+    })?;
+    store
+        .put(
+            keys::node(&config.name).into_bytes(),
+            bytes,
+            PutOptions::default(),
+        )
+        .await
+        .map_err(store_err("register node"))?;
+    let grant = store
+        .lease_grant(ttl, 0)
+        .await
+        .map_err(store_err("grant heartbeat lease"))?;
+    let beat = serde_json::json!({ "node": config.name, "id": node.id, "at_ms": now_ms() });
+    store
+        .put(
+            keys::heartbeat(&config.name).into_bytes(),
+            beat.to_string().into_bytes(),
+            PutOptions {
+                lease: grant.id,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(store_err("write heartbeat"))?;
+    Ok(grant.id)
+}
+
+/// What [`purge`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PurgeReport {
+    pub allocations: usize,
+    pub tasks_stopped: usize,
+}
+
+/// Cleans a node completely: stops every task this agent's data dir knows about (SIGTERM, then
+/// SIGKILL after each task's kill timeout), removes their containers, and deletes the data dir.
+/// Run it with the agent stopped.
+pub async fn purge(data_dir: impl AsRef<Path>) -> Result<PurgeReport, AgentError> {
+    let data_dir = data_dir.as_ref();
+    let state = StateDir::new(data_dir);
+    let mut report = PurgeReport::default();
+    let mut docker: Option<DockerDriver> = None;
+    for rec in state.load_all() {
+        report.allocations += 1;
+        let tasks: HashMap<String, nomos_api::Task> = rec
+            .job
+            .groups
+            .iter()
+            .filter(|g| g.name == rec.alloc.task_group)
+            .flat_map(|g| g.tasks.iter().map(|t| (t.name.clone(), t.clone())))
+            .collect();
+        for (name, tr) in &rec.tasks {
+            let Some(h) = &tr.handle else { continue };
+            let task = tasks.get(name).cloned().unwrap_or_default();
+            let sig = if task.kill_signal.is_empty() {
+                "SIGTERM".to_string()
+            } else {
+                task.kill_signal.clone()
+            };
+            let timeout = if task.kill_timeout_ns == 0 {
+                Duration::from_secs(5)
+            } else {
+                Duration::from_nanos(task.kill_timeout_ns)
+            };
+            let driver: Arc<dyn Driver> = match h.driver.as_str() {
+                "docker" => {
+                    if docker.is_none() {
+                        docker = Some(DockerDriver::new().await);
+                    }
+                    Arc::new(docker.clone().unwrap_or_default())
+                }
+                "exec" => Arc::new(ExecDriver::new(0)),
+                _ => Arc::new(RawExecDriver),
+            };
+            if driver.recover(h).await.unwrap_or(false) {
+                driver.stop(h, &sig, timeout).await?;
+                report.tasks_stopped += 1;
+            }
+            let _ = driver.destroy(h).await;
+        }
+    }
+    if data_dir.exists() {
+        std::fs::remove_dir_all(data_dir).map_err(|e| AgentError::io(data_dir, e))?;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
+        let got: Vec<_> = (0..4).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(got, vec![100, 200, 350, 350]);
+        b.reset();
+        assert_eq!(b.next_delay().as_millis(), 100);
+    }
+}

@@ -1,0 +1,354 @@
+//! `artifact` blocks: fetch a file over http or from a local path into the task directory,
+//! verify its `checksum`, and unpack tar, tar.gz/tgz, gz and zip archives, before the task
+//! starts. Decisions (checksum syntax, archive kind, destination) are pure functions; a failed
+//! fetch is a task event and counts as a failed start for the `restart` policy.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use nomos_api::Artifact;
+use sha2::Digest;
+
+use crate::error::AgentError;
+use crate::interp::{interpolate, Vars};
+
+/// A checksum to verify: algorithm and lowercase hex digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checksum {
+    pub algo: String,
+    pub hex: String,
+}
+
+/// Parses `sha256:<hex>` / `sha512:<hex>` (go-getter's syntax).
+pub fn parse_checksum(s: &str) -> Result<Checksum, String> {
+    let (algo, hex) = s
+        .split_once(':')
+        .ok_or_else(|| format!("checksum {s:?} is not <type>:<hex>"))?;
+    let want_len = match algo {
+        "sha256" => 64,
+        "sha512" => 128,
+        other => {
+            return Err(format!(
+                "checksum type {other:?} is not supported (sha256, sha512)"
+            ))
+        }
+    };
+    if hex.len() != want_len || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!("checksum {s:?} is not a {algo} digest"));
+    }
+    Ok(Checksum {
+        algo: algo.into(),
+        hex: hex.to_ascii_lowercase(),
+    })
+}
+
+/// Archive formats the agent unpacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveKind {
+    Tar,
+    TarGz,
+    Gz,
+    Zip,
+}
+
+/// The archive kind from the file name, unless `options.archive = "false"`.
+pub fn archive_kind(file_name: &str, archive_option: Option<&str>) -> Option<ArchiveKind> {
+    if archive_option == Some("false") {
+        return None;
+    }
+    let n = file_name.to_ascii_lowercase();
+    if n.ends_with(".tar.gz") || n.ends_with(".tgz") {
+        Some(ArchiveKind::TarGz)
+    } else if n.ends_with(".tar") {
+        Some(ArchiveKind::Tar)
+    } else if n.ends_with(".gz") {
+        Some(ArchiveKind::Gz)
+    } else if n.ends_with(".zip") {
+        Some(ArchiveKind::Zip)
+    } else {
+        None
+    }
+}
+
+/// Splits `source` into the location and a `?checksum=` / `?archive=` query go-getter style.
+pub fn split_source(source: &str) -> (String, Option<String>, Option<String>) {
+    let Some((base, query)) = source.split_once('?') else {
+        return (source.to_string(), None, None);
+    };
+    let mut checksum = None;
+    let mut archive = None;
+    let mut rest = Vec::new();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("checksum", v)) => checksum = Some(v.to_string()),
+            Some(("archive", v)) => archive = Some(v.to_string()),
+            _ => rest.push(pair),
+        }
+    }
+    let base = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    (base, checksum, archive)
+}
+
+fn fail(source: &str, msg: impl std::fmt::Display) -> AgentError {
+    AgentError::driver("artifact", format!("artifact {source:?}: {msg}"))
+}
+
+fn verify(bytes: &[u8], c: &Checksum) -> Result<(), String> {
+    let got = match c.algo.as_str() {
+        "sha256" => format!("{:x}", sha2::Sha256::digest(bytes)),
+        _ => format!("{:x}", sha2::Sha512::digest(bytes)),
+    };
+    if got == c.hex {
+        Ok(())
+    } else {
+        Err(format!(
+            "checksum mismatch: expected {}:{}, got {}:{got}",
+            c.algo, c.hex, c.algo
+        ))
+    }
+}
+
+fn unpack(bytes: &[u8], kind: ArchiveKind, dest: &Path, name: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(dest)?;
+    match kind {
+        ArchiveKind::Tar => tar::Archive::new(bytes).unpack(dest),
+        ArchiveKind::TarGz => tar::Archive::new(flate2::read::GzDecoder::new(bytes)).unpack(dest),
+        ArchiveKind::Gz => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(bytes).read_to_end(&mut out)?;
+            let stem = name.strip_suffix(".gz").unwrap_or(name);
+            std::fs::write(dest.join(stem), out)
+        }
+        ArchiveKind::Zip => {
+            let mut z =
+                zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(std::io::Error::other)?;
+            z.extract(dest).map_err(std::io::Error::other)
+        }
+    }
+}
+
+async fn download(location: &str, task_dir: &Path) -> Result<Vec<u8>, String> {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        let resp = reqwest::get(location)
+            .await
+            .map_err(|e| format!("download failed: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("download failed: HTTP {}", resp.status()));
+        }
+        return resp
+            .bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| format!("download failed: {e}"));
+    }
+    let path = location.strip_prefix("file://").unwrap_or(location);
+    let p = if Path::new(path).is_absolute() {
+        PathBuf::from(path)
+    } else {
+        task_dir.join(path)
+    };
+    std::fs::read(&p).map_err(|e| format!("reading {}: {e}", p.display()))
+}
+
+/// Fetches one artifact into the task directory.
+pub async fn fetch(
+    artifact: &Artifact,
+    task_dir: &Path,
+    vars: &Vars,
+) -> Result<PathBuf, AgentError> {
+    let source = interpolate(&artifact.source, vars);
+    let (location, q_checksum, q_archive) = split_source(&source);
+    let checksum = artifact
+        .options
+        .get("checksum")
+        .cloned()
+        .or(q_checksum)
+        .map(|c| parse_checksum(&interpolate(&c, vars)))
+        .transpose()
+        .map_err(|e| fail(&source, e))?;
+    let bytes = download(&location, task_dir)
+        .await
+        .map_err(|e| fail(&source, e))?;
+    if let Some(c) = &checksum {
+        verify(&bytes, c).map_err(|e| fail(&source, e))?;
+    }
+    let name = location
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("artifact")
+        .split('?')
+        .next()
+        .unwrap_or("artifact")
+        .to_string();
+    let dest_rel = if artifact.destination.is_empty() {
+        "local/".to_string()
+    } else {
+        interpolate(&artifact.destination, vars)
+    };
+    let dest = task_dir.join(dest_rel.trim_start_matches('/'));
+    if !dest.starts_with(task_dir) || dest_rel.split('/').any(|c| c == "..") {
+        return Err(fail(
+            &source,
+            format!("destination {dest_rel:?} leaves the task directory"),
+        ));
+    }
+    let archive_opt = artifact.options.get("archive").cloned().or(q_archive);
+    if artifact.mode == "file" {
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| AgentError::io(parent, e))?;
+        }
+        std::fs::write(&dest, &bytes).map_err(|e| AgentError::io(&dest, e))?;
+        return Ok(dest);
+    }
+    match archive_kind(&name, archive_opt.as_deref()) {
+        Some(kind) => unpack(&bytes, kind, &dest, &name)
+            .map_err(|e| fail(&source, format!("unpacking: {e}")))?,
+        None => {
+            std::fs::create_dir_all(&dest).map_err(|e| AgentError::io(&dest, e))?;
+            std::fs::write(dest.join(&name), &bytes).map_err(|e| AgentError::io(&dest, e))?;
+        }
+    }
+    Ok(dest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn checksum_parsing_table() {
+        let ok = "sha256:".to_string() + &"a".repeat(64);
+        assert_eq!(parse_checksum(&ok).unwrap().algo, "sha256");
+        for bad in [
+            "nocolon",
+            "md5:abcd",
+            "sha256:abc",
+            &("sha256:".to_string() + &"z".repeat(64)),
+        ] {
+            assert!(parse_checksum(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn archive_kind_table() {
+        let cases = [
+            ("a.tar.gz", None, Some(ArchiveKind::TarGz)),
+            ("a.TGZ", None, Some(ArchiveKind::TarGz)),
+            ("a.tar", None, Some(ArchiveKind::Tar)),
+            ("a.gz", None, Some(ArchiveKind::Gz)),
+            ("a.zip", None, Some(ArchiveKind::Zip)),
+            ("a.zip", Some("false"), None),
+            ("binary", None, None),
+        ];
+        for (name, opt, want) in cases {
+            assert_eq!(archive_kind(name, opt), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn sources_split_their_query() {
+        assert_eq!(
+            split_source("http://h/a.tgz?checksum=sha256:ab&x=1"),
+            ("http://h/a.tgz?x=1".into(), Some("sha256:ab".into()), None)
+        );
+        assert_eq!(
+            split_source("/tmp/f?archive=false"),
+            ("/tmp/f".into(), None, Some("false".into()))
+        );
+        assert_eq!(split_source("plain"), ("plain".into(), None, None));
+    }
+
+    fn tgz(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut t = tar::Builder::new(gz);
+        for (name, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            t.append_data(&mut h, name, *data).unwrap();
+        }
+        t.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[tokio::test]
+    async fn local_archives_are_verified_and_unpacked() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("bundle.tar.gz");
+        let bytes = tgz(&[("conf/app.conf", b"x=1\n")]);
+        std::fs::File::create(&src)
+            .unwrap()
+            .write_all(&bytes)
+            .unwrap();
+        let sum = format!("sha256:{:x}", sha2::Sha256::digest(&bytes));
+        let task_dir = dir.path().join("task");
+        let mut a = Artifact {
+            source: src.display().to_string(),
+            ..Default::default()
+        };
+        a.options.insert("checksum".into(), sum);
+        fetch(&a, &task_dir, &Vars::default()).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(task_dir.join("local/conf/app.conf")).unwrap(),
+            "x=1\n"
+        );
+
+        a.options
+            .insert("checksum".into(), format!("sha256:{}", "0".repeat(64)));
+        let err = fetch(&a, &task_dir, &Vars::default()).await.unwrap_err();
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
+
+        let escape = Artifact {
+            source: src.display().to_string(),
+            destination: "../../etc".into(),
+            ..Default::default()
+        };
+        assert!(fetch(&escape, &task_dir, &Vars::default()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn http_artifacts_are_downloaded() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let found = String::from_utf8_lossy(&buf[..n]).starts_with("GET /tool ");
+                let resp: &[u8] = if found {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+                } else {
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                };
+                let _ = s.write_all(resp).await;
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let a = Artifact {
+            source: format!("http://{addr}/tool"),
+            destination: "local/bin/tool".into(),
+            mode: "file".into(),
+            ..Default::default()
+        };
+        fetch(&a, dir.path(), &Vars::default()).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("local/bin/tool")).unwrap(),
+            "hello"
+        );
+        let missing = Artifact {
+            source: format!("http://{addr}/nope"),
+            ..Default::default()
+        };
+        let err = fetch(&missing, dir.path(), &Vars::default())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("404"), "{err}");
+    }
+}

@@ -1,0 +1,816 @@
+//! The `docker` driver, through `bollard`: containers named `<task>-<alloc>` and labelled with
+//! the job, group, allocation and task, so a container left by a crashed agent is adopted (if
+//! it runs) or removed (if it does not) instead of duplicated.
+//!
+//! [`container_body`] turns a task into the container definition (pure, table-tested): image,
+//! command/args/entrypoint, env, port bindings from the allocation's ports (`ports = ["http"]`
+//! and the old `port_map`), volumes plus the `/alloc`, `/local`, `/secrets` mounts, labels,
+//! memory (`memory_max` hard, `memory` as the soft reservation) and cpu shares, and json-file
+//! log rotation from the `logs` block. A missing image is pulled when a registry answers; when
+//! it cannot be, start fails with an error naming the image.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, PortBinding};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
+    LogsOptions, RemoveContainerOptions, StatsOptions, StopContainerOptions,
+};
+use bollard::Docker;
+use futures::StreamExt;
+use nomos_api::{DriverInfo, Value};
+
+use super::{config_list, config_str, now_ms, Driver, ExitResult, TaskHandle, TaskSpec, TaskStats};
+use crate::error::AgentError;
+use crate::logs::LogStream;
+
+/// Label keys put on every container this agent creates.
+pub const LABEL_ALLOC: &str = "nomos.alloc_id";
+pub const LABEL_JOB: &str = "nomos.job_id";
+pub const LABEL_GROUP: &str = "nomos.task_group";
+pub const LABEL_TASK: &str = "nomos.task_name";
+pub const LABEL_NAMESPACE: &str = "nomos.namespace";
+pub const LABEL_NODE: &str = "nomos.node_id";
+
+/// How long a pull of a missing image may take before start gives up.
+const PULL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs tasks as Docker containers.
+#[derive(Clone, Default)]
+pub struct DockerDriver {
+    docker: Option<Docker>,
+    version: String,
+    error: String,
+}
+
+impl std::fmt::Debug for DockerDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerDriver")
+            .field("connected", &self.docker.is_some())
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+/// The container name of a task.
+pub fn container_name(alloc_id: &str, task: &str) -> String {
+    format!("{task}-{alloc_id}")
+}
+
+/// `port_map` as a label → container port table; HCL1 files give it as a list of maps.
+fn port_map(config: &indexmap::IndexMap<String, Value>) -> HashMap<String, u16> {
+    let mut out = HashMap::new();
+    let mut add = |m: &serde_json::Map<String, Value>| {
+        for (k, v) in m {
+            let port = v
+                .as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()));
+            if let Some(p) = port {
+                out.insert(k.clone(), p as u16);
+            }
+        }
+    };
+    match config.get("port_map") {
+        Some(Value::Object(m)) => add(m),
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_object).for_each(&mut add),
+        _ => {}
+    }
+    out
+}
+
+/// The container definition for a task (pure).
+pub fn container_body(spec: &TaskSpec, image: &str) -> ContainerCreateBody {
+    let mut labels = HashMap::new();
+    labels.insert(LABEL_ALLOC.to_string(), spec.alloc_id.clone());
+    labels.insert(LABEL_JOB.to_string(), spec.job_id.clone());
+    labels.insert(LABEL_GROUP.to_string(), spec.group.clone());
+    labels.insert(LABEL_TASK.to_string(), spec.task.clone());
+    labels.insert(LABEL_NAMESPACE.to_string(), spec.namespace.clone());
+    if !spec.node_id.is_empty() {
+        labels.insert(LABEL_NODE.to_string(), spec.node_id.clone());
+    }
+    if let Some(Value::Object(extra)) = spec.config.get("labels") {
+        for (k, v) in extra {
+            labels.insert(
+                k.clone(),
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string()),
+            );
+        }
+    }
+    if let Some(Value::Array(items)) = spec.config.get("labels") {
+        for m in items.iter().filter_map(Value::as_object) {
+            for (k, v) in m {
+                labels.insert(
+                    k.clone(),
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string()),
+                );
+            }
+        }
+    }
+
+    // Ports: every label named in `ports`, plus every `port_map` entry.
+    let mapped = port_map(&spec.config);
+    let mut wanted: Vec<String> = config_list(&spec.config, "ports");
+    for k in mapped.keys() {
+        if !wanted.contains(k) {
+            wanted.push(k.clone());
+        }
+    }
+    let mut exposed = Vec::new();
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for label in &wanted {
+        let Some(p) = spec.ports.iter().find(|p| &p.label == label) else {
+            continue;
+        };
+        let inner = mapped
+            .get(label)
+            .copied()
+            .filter(|p| *p > 0)
+            .unwrap_or(if p.to > 0 { p.to } else { p.value });
+        for proto in ["tcp", "udp"] {
+            let key = format!("{inner}/{proto}");
+            exposed.push(key.clone());
+            let host_ip = if p.host_ip.is_empty() {
+                "0.0.0.0".to_string()
+            } else {
+                p.host_ip.clone()
+            };
+            bindings.insert(
+                key,
+                Some(vec![PortBinding {
+                    host_ip: Some(host_ip),
+                    host_port: Some(p.value.to_string()),
+                }]),
+            );
+        }
+    }
+
+    let mut binds = vec![
+        format!("{}:/alloc", spec.alloc_dir.display()),
+        format!("{}:/local", spec.task_dir.join("local").display()),
+        format!("{}:/secrets", spec.task_dir.join("secrets").display()),
+    ];
+    for v in config_list(&spec.config, "volumes") {
+        let mut parts = v.splitn(2, ':');
+        let host = parts.next().unwrap_or_default();
+        let rest = parts.next().unwrap_or_default();
+        let host = if host.starts_with('/') {
+            host.to_string()
+        } else {
+            spec.task_dir.join(host).display().to_string()
+        };
+        binds.push(format!("{host}:{rest}"));
+    }
+
+    let r = &spec.resources;
+    let hard_mb = if r.memory_max_mb > 0 {
+        r.memory_max_mb
+    } else {
+        r.memory_mb
+    };
+    let memory = (hard_mb > 0).then(|| hard_mb as i64 * 1024 * 1024);
+    let reservation = (r.memory_max_mb > r.memory_mb && r.memory_mb > 0)
+        .then(|| r.memory_mb as i64 * 1024 * 1024);
+    let max_files = if spec.logs.max_files == 0 {
+        10
+    } else {
+        spec.logs.max_files
+    };
+    let max_mb = if spec.logs.max_file_size_mb == 0 {
+        10
+    } else {
+        spec.logs.max_file_size_mb
+    };
+    let mut log_opts = HashMap::new();
+    log_opts.insert("max-file".to_string(), max_files.to_string());
+    log_opts.insert("max-size".to_string(), format!("{max_mb}m"));
+
+    let command = config_str(&spec.config, "command");
+    let args = config_list(&spec.config, "args");
+    let cmd = match command {
+        Some(c) => Some(std::iter::once(c).chain(args).collect()),
+        None if !args.is_empty() => Some(args),
+        None => None,
+    };
+    let entrypoint = Some(config_list(&spec.config, "entrypoint")).filter(|e| !e.is_empty());
+    let network_mode = config_str(&spec.config, "network_mode");
+
+    ContainerCreateBody {
+        image: Some(image.to_string()),
+        cmd,
+        entrypoint,
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(labels),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        working_dir: config_str(&spec.config, "work_dir"),
+        user: (!spec.user.is_empty()).then(|| spec.user.clone()),
+        hostname: config_str(&spec.config, "hostname"),
+        stop_signal: (!spec.kill_signal.is_empty()).then(|| spec.kill_signal.clone()),
+        host_config: Some(HostConfig {
+            binds: Some(binds),
+            port_bindings: (!bindings.is_empty()).then_some(bindings),
+            memory,
+            memory_reservation: reservation,
+            memory_swap: memory,
+            cpu_shares: (r.cpu > 0).then_some(r.cpu as i64),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(log_opts),
+            }),
+            network_mode,
+            init: config_str(&spec.config, "init").map(|s| s == "true"),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+impl DockerDriver {
+    /// Connects to the local daemon (`DOCKER_HOST` or the default socket) and negotiates the
+    /// API version; a driver without a daemon reports itself undetected.
+    pub async fn new() -> Self {
+        let connected = async {
+            let d = Docker::connect_with_local_defaults().map_err(|e| e.to_string())?;
+            let d = d.negotiate_version().await.map_err(|e| e.to_string())?;
+            let v = d.version().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((d, v.version.unwrap_or_default()))
+        };
+        match tokio::time::timeout(Duration::from_secs(5), connected).await {
+            Ok(Ok((d, version))) => DockerDriver {
+                docker: Some(d),
+                version,
+                error: String::new(),
+            },
+            Ok(Err(e)) => DockerDriver {
+                docker: None,
+                version: String::new(),
+                error: e,
+            },
+            Err(_) => DockerDriver {
+                docker: None,
+                version: String::new(),
+                error: "docker daemon did not answer within 5s".into(),
+            },
+        }
+    }
+
+    /// The client, or why there is none.
+    pub fn client(&self) -> Result<&Docker, AgentError> {
+        self.docker.as_ref().ok_or_else(|| {
+            AgentError::driver(
+                "docker",
+                format!("docker daemon unavailable: {}", self.error),
+            )
+        })
+    }
+
+    async fn ensure_image(&self, docker: &Docker, image: &str) -> Result<(), AgentError> {
+        if docker.inspect_image(image).await.is_ok() {
+            return Ok(());
+        }
+        let (name, tag) = match image.rsplit_once(':') {
+            Some((n, t)) if !t.contains('/') => (n.to_string(), t.to_string()),
+            _ => (image.to_string(), "latest".to_string()),
+        };
+        let pull = async {
+            let opts = CreateImageOptions {
+                from_image: Some(name),
+                tag: Some(tag),
+                ..Default::default()
+            };
+            let mut stream = docker.create_image(Some(opts), None, None);
+            while let Some(item) = stream.next().await {
+                item.map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(())
+        };
+        match tokio::time::timeout(PULL_TIMEOUT, pull).await {
+            Ok(Ok(())) if docker.inspect_image(image).await.is_ok() => Ok(()),
+            Ok(Ok(())) => Err(AgentError::driver(
+                "docker",
+                format!("image {image:?} is not present after pulling it"),
+            )),
+            Ok(Err(e)) => Err(AgentError::driver(
+                "docker",
+                format!("image {image:?} is not present locally and could not be pulled: {e}"),
+            )),
+            Err(_) => Err(AgentError::driver(
+                "docker",
+                format!("image {image:?} is not present locally and pulling it timed out after {PULL_TIMEOUT:?}"),
+            )),
+        }
+    }
+
+    /// Containers this driver created for an allocation (any state).
+    pub async fn containers_of_alloc(&self, alloc_id: &str) -> Result<Vec<String>, AgentError> {
+        let docker = self.client()?;
+        let mut filters = HashMap::new();
+        filters.insert(
+            "label".to_string(),
+            vec![format!("{LABEL_ALLOC}={alloc_id}")],
+        );
+        let list = docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| AgentError::driver("docker", format!("listing containers: {e}")))?;
+        Ok(list.into_iter().filter_map(|c| c.id).collect())
+    }
+
+    /// Containers created for a node, as `(container id, allocation id)`.
+    pub async fn containers_of_node(
+        &self,
+        node_id: &str,
+    ) -> Result<Vec<(String, String)>, AgentError> {
+        let docker = self.client()?;
+        let mut filters = HashMap::new();
+        filters.insert("label".to_string(), vec![format!("{LABEL_NODE}={node_id}")]);
+        let list = docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| AgentError::driver("docker", format!("listing containers: {e}")))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let alloc = c
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_ALLOC).cloned())
+                    .unwrap_or_default();
+                c.id.map(|id| (id, alloc))
+            })
+            .collect())
+    }
+
+    /// Removes a container whatever its state.
+    pub async fn remove(&self, id: &str) -> Result<(), AgentError> {
+        match self
+            .client()?
+            .remove_container(
+                id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(AgentError::driver(
+                "docker",
+                format!("removing container {id}: {e}"),
+            )),
+        }
+    }
+
+    async fn running(&self, id: &str) -> Result<Option<bool>, AgentError> {
+        let docker = self.client()?;
+        match docker.inspect_container(id, None).await {
+            Ok(c) => Ok(Some(c.state.and_then(|s| s.running).unwrap_or(false))),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(AgentError::driver(
+                "docker",
+                format!("inspecting container {id}: {e}"),
+            )),
+        }
+    }
+}
+
+fn container_id(handle: &TaskHandle) -> Result<&str, AgentError> {
+    handle
+        .container_id
+        .as_deref()
+        .ok_or_else(|| AgentError::driver("docker", "task handle has no container id"))
+}
+
+#[async_trait]
+impl Driver for DockerDriver {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn fingerprint(&self) -> DriverInfo {
+        let mut info = DriverInfo {
+            detected: self.docker.is_some(),
+            healthy: self.docker.is_some(),
+            version: self.version.clone(),
+            ..Default::default()
+        };
+        if self.docker.is_none() {
+            info.attributes
+                .insert("driver.docker.unavailable".into(), self.error.clone());
+        }
+        info
+    }
+
+    async fn start(&self, spec: &TaskSpec) -> Result<TaskHandle, AgentError> {
+        let docker = self.client()?;
+        let image = config_str(&spec.config, "image")
+            .ok_or_else(|| AgentError::driver("docker", "config.image is required"))?;
+        let name = container_name(&spec.alloc_id, &spec.task);
+        let handle = |id: String| TaskHandle {
+            driver: "docker".into(),
+            task: spec.task.clone(),
+            container_id: Some(id),
+            log_dir: spec.log_dir.clone(),
+            started_at_ms: now_ms(),
+            ..Default::default()
+        };
+        // A container left by a crashed agent: adopt it if it runs, remove it otherwise.
+        match self.running(&name).await? {
+            Some(true) => {
+                let id = docker
+                    .inspect_container(&name, None)
+                    .await
+                    .ok()
+                    .and_then(|c| c.id)
+                    .unwrap_or(name.clone());
+                tracing::info!(container = %name, "adopting running container left by a previous agent");
+                return Ok(handle(id));
+            }
+            Some(false) => {
+                let _ = docker
+                    .remove_container(
+                        &name,
+                        Some(RemoveContainerOptions {
+                            force: true,
+                            ..Default::default()
+                        }),
+                    )
+                    .await;
+            }
+            None => {}
+        }
+        self.ensure_image(docker, &image).await?;
+        for d in [
+            spec.task_dir.join("local"),
+            spec.task_dir.join("secrets"),
+            spec.alloc_dir.clone(),
+        ] {
+            std::fs::create_dir_all(&d).map_err(|e| AgentError::io(&d, e))?;
+        }
+        let body = container_body(spec, &image);
+        let created = docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map_err(|e| {
+                AgentError::driver(
+                    "docker",
+                    format!("creating container {name} from image {image:?}: {e}"),
+                )
+            })?;
+        if let Err(e) = docker.start_container(&created.id, None).await {
+            let _ = docker
+                .remove_container(
+                    &created.id,
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        ..Default::default()
+                    }),
+                )
+                .await;
+            return Err(AgentError::driver(
+                "docker",
+                format!("starting container {name}: {e}"),
+            ));
+        }
+        Ok(handle(created.id))
+    }
+
+    async fn recover(&self, handle: &TaskHandle) -> Result<bool, AgentError> {
+        Ok(self.running(container_id(handle)?).await?.unwrap_or(false))
+    }
+
+    async fn wait(&self, handle: &TaskHandle) -> Result<ExitResult, AgentError> {
+        let docker = self.client()?;
+        let id = container_id(handle)?;
+        // Poll rather than hold a wait stream, so a daemon restart does not lose the exit.
+        loop {
+            match docker.inspect_container(id, None).await {
+                Ok(c) => {
+                    let st = c.state.unwrap_or_default();
+                    if !st.running.unwrap_or(false) && !st.restarting.unwrap_or(false) {
+                        let code = st.exit_code.unwrap_or(0) as i32;
+                        let oom = st.oom_killed.unwrap_or(false);
+                        let signal = (code > 128 && code < 128 + 65).then_some(code - 128);
+                        let error = st.error.filter(|e| !e.is_empty());
+                        return Ok(ExitResult {
+                            exit_code: Some(code),
+                            signal,
+                            oom_killed: oom,
+                            error,
+                        });
+                    }
+                }
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {
+                    return Ok(ExitResult {
+                        error: Some(format!("container {id} disappeared")),
+                        ..Default::default()
+                    });
+                }
+                Err(e) => {
+                    return Err(AgentError::driver(
+                        "docker",
+                        format!("inspecting container {id}: {e}"),
+                    ))
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn signal(&self, handle: &TaskHandle, signal: &str) -> Result<(), AgentError> {
+        let sig = super::parse_signal(signal)?;
+        self.client()?
+            .kill_container(
+                container_id(handle)?,
+                Some(KillContainerOptions {
+                    signal: sig.as_str().to_string(),
+                }),
+            )
+            .await
+            .map_err(|e| AgentError::driver("docker", format!("signal {sig}: {e}")))
+    }
+
+    async fn stop(
+        &self,
+        handle: &TaskHandle,
+        signal: &str,
+        timeout: Duration,
+    ) -> Result<(), AgentError> {
+        let sig = super::parse_signal(signal)?;
+        let opts = StopContainerOptions {
+            signal: Some(sig.as_str().to_string()),
+            t: Some(timeout.as_secs().max(1) as i32),
+        };
+        match self
+            .client()?
+            .stop_container(container_id(handle)?, Some(opts))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304 | 404,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(AgentError::driver(
+                "docker",
+                format!("stopping container: {e}"),
+            )),
+        }
+    }
+
+    async fn destroy(&self, handle: &TaskHandle) -> Result<(), AgentError> {
+        let docker = self.client()?;
+        match docker
+            .remove_container(
+                container_id(handle)?,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(AgentError::driver(
+                "docker",
+                format!("removing container: {e}"),
+            )),
+        }
+    }
+
+    async fn stats(&self, handle: &TaskHandle) -> Result<TaskStats, AgentError> {
+        let docker = self.client()?;
+        let mut s = docker.stats(
+            container_id(handle)?,
+            Some(StatsOptions {
+                stream: false,
+                one_shot: true,
+            }),
+        );
+        match s.next().await {
+            Some(Ok(st)) => Ok(TaskStats {
+                memory_rss_bytes: st.memory_stats.and_then(|m| m.usage).unwrap_or(0),
+                cpu_total_ns: st
+                    .cpu_stats
+                    .and_then(|c| c.cpu_usage)
+                    .and_then(|u| u.total_usage)
+                    .unwrap_or(0),
+                pids: st.pids_stats.and_then(|p| p.current).unwrap_or(0) as u32,
+            }),
+            Some(Err(e)) => Err(AgentError::driver("docker", format!("stats: {e}"))),
+            None => Ok(TaskStats::default()),
+        }
+    }
+
+    async fn ship_logs(&self, handle: &TaskHandle) -> Result<(), AgentError> {
+        use std::io::Write;
+        let docker = self.client()?;
+        let id = container_id(handle)?;
+        // Resume where a previous agent stopped (second granularity, as Docker's `since`).
+        let mark = handle
+            .log_dir
+            .join(format!(".{}.docker-since", handle.task));
+        let since = std::fs::read_to_string(&mark)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .unwrap_or(0);
+        let open = |s| {
+            crate::logs::open_for_task(&handle.log_dir, &handle.task, s)
+                .map_err(|e| AgentError::io(&handle.log_dir, e))
+        };
+        let mut out = open(LogStream::Stdout)?;
+        let mut err = open(LogStream::Stderr)?;
+        let opts = LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            since,
+            tail: "all".into(),
+            ..Default::default()
+        };
+        let mut s = docker.logs(id, Some(opts));
+        while let Some(item) = s.next().await {
+            let item =
+                item.map_err(|e| AgentError::driver("docker", format!("following logs: {e}")))?;
+            let result = match item {
+                bollard::container::LogOutput::StdErr { message } => err.write_all(&message),
+                other => out.write_all(&other.into_bytes()),
+            };
+            result.map_err(|e| AgentError::io(&handle.log_dir, e))?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let _ = std::fs::write(&mark, (now + 1).to_string());
+        }
+        Ok(())
+    }
+
+    async fn logs(
+        &self,
+        handle: &TaskHandle,
+        stream: LogStream,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<u8>, AgentError> {
+        let docker = self.client()?;
+        let opts = LogsOptions {
+            stdout: stream == LogStream::Stdout,
+            stderr: stream == LogStream::Stderr,
+            tail: "all".into(),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        let mut s = docker.logs(container_id(handle)?, Some(opts));
+        while let Some(item) = s.next().await {
+            let item = item.map_err(|e| AgentError::driver("docker", format!("logs: {e}")))?;
+            out.extend_from_slice(&item.into_bytes());
+        }
+        let start = (offset as usize).min(out.len());
+        let end = start.saturating_add(limit).min(out.len());
+        Ok(out[start..end].to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nomos_api::{AllocatedPort, Resources};
+
+    fn spec(config: serde_json::Value) -> TaskSpec {
+        TaskSpec {
+            alloc_id: "a1".into(),
+            job_id: "web".into(),
+            group: "g".into(),
+            task: "t".into(),
+            namespace: "default".into(),
+            config: serde_json::from_value(config).unwrap(),
+            task_dir: "/d/allocs/a1/t".into(),
+            alloc_dir: "/d/allocs/a1/alloc".into(),
+            ports: vec![
+                AllocatedPort {
+                    label: "http".into(),
+                    value: 25000,
+                    to: 8080,
+                    host_ip: String::new(),
+                },
+                AllocatedPort {
+                    label: "db".into(),
+                    value: 25001,
+                    to: 0,
+                    host_ip: "127.0.0.1".into(),
+                },
+            ],
+            resources: Resources {
+                cpu: 300,
+                memory_mb: 128,
+                memory_max_mb: 256,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn binding(b: &ContainerCreateBody, key: &str) -> Option<(String, String)> {
+        let pb = b
+            .host_config
+            .as_ref()?
+            .port_bindings
+            .as_ref()?
+            .get(key)?
+            .as_ref()?
+            .first()?
+            .clone();
+        Some((pb.host_ip?, pb.host_port?))
+    }
+
+    #[test]
+    fn container_body_table() {
+        let b = container_body(
+            &spec(
+                serde_json::json!({"image": "x:1", "ports": ["http"], "command": "/bin/busybox", "args": ["httpd", "-f"]}),
+            ),
+            "x:1",
+        );
+        assert_eq!(
+            binding(&b, "8080/tcp"),
+            Some(("0.0.0.0".into(), "25000".into()))
+        );
+        assert_eq!(binding(&b, "25001/tcp"), None, "db is not listed in ports");
+        assert_eq!(
+            b.cmd,
+            Some(vec![
+                "/bin/busybox".to_string(),
+                "httpd".into(),
+                "-f".into()
+            ])
+        );
+        let hc = b.host_config.as_ref().unwrap();
+        assert_eq!(hc.memory, Some(256 << 20));
+        assert_eq!(hc.memory_reservation, Some(128 << 20));
+        assert_eq!(hc.cpu_shares, Some(300));
+        assert!(hc
+            .binds
+            .as_ref()
+            .unwrap()
+            .contains(&"/d/allocs/a1/alloc:/alloc".to_string()));
+        assert_eq!(b.labels.as_ref().unwrap()[LABEL_ALLOC], "a1");
+        assert_eq!(b.labels.as_ref().unwrap()[LABEL_TASK], "t");
+
+        let old = container_body(
+            &spec(
+                serde_json::json!({"image": "x:1", "port_map": [{"db": 5432}], "volumes": ["data:/var/data", "/etc/x:/x:ro"]}),
+            ),
+            "x:1",
+        );
+        assert_eq!(
+            binding(&old, "5432/tcp"),
+            Some(("127.0.0.1".into(), "25001".into()))
+        );
+        let binds = old.host_config.as_ref().unwrap().binds.clone().unwrap();
+        assert!(
+            binds.contains(&"/d/allocs/a1/t/data:/var/data".to_string()),
+            "{binds:?}"
+        );
+        assert!(binds.contains(&"/etc/x:/x:ro".to_string()), "{binds:?}");
+        assert_eq!(old.cmd, None);
+
+        let args_only = container_body(
+            &spec(serde_json::json!({"image": "x:1", "args": ["a"], "entrypoint": ["/e"]})),
+            "x:1",
+        );
+        assert_eq!(args_only.cmd, Some(vec!["a".to_string()]));
+        assert_eq!(args_only.entrypoint, Some(vec!["/e".to_string()]));
+    }
+}

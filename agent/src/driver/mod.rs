@@ -1,0 +1,260 @@
+//! Task drivers: one trait to start, stop, signal, wait for, recover, measure and read the logs
+//! of a task, and its implementations (`raw_exec`, `exec`, `docker`).
+//!
+//! A driver returns a [`TaskHandle`] that the agent persists; after an agent restart the handle
+//! is all a driver needs to find the task again ([`Driver::recover`]).
+
+pub mod docker;
+pub mod exec;
+pub mod raw_exec;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use indexmap::IndexMap;
+use nomos_api::{AllocatedPort, DriverInfo, LogConfig, Resources, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::error::AgentError;
+use crate::logs::LogStream;
+
+/// Everything a driver needs to start one task; `config`, `env` are already interpolated.
+#[derive(Debug, Clone, Default)]
+pub struct TaskSpec {
+    pub alloc_id: String,
+    /// The node's id; containers are labelled with it so an agent only cleans up its own.
+    pub node_id: String,
+    pub alloc_name: String,
+    pub namespace: String,
+    pub job_id: String,
+    pub group: String,
+    pub task: String,
+    pub config: IndexMap<String, Value>,
+    pub env: BTreeMap<String, String>,
+    pub user: String,
+    /// The task's working directory: `<data_dir>/allocs/<alloc>/<task>`.
+    pub task_dir: PathBuf,
+    /// The shared allocation directory: `<data_dir>/allocs/<alloc>/alloc`.
+    pub alloc_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub resources: Resources,
+    pub ports: Vec<AllocatedPort>,
+    pub logs: LogConfig,
+    /// The task's `kill_signal` (empty: SIGTERM); containers get it as their stop signal.
+    pub kill_signal: String,
+}
+
+/// What the agent persists to find a task again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct TaskHandle {
+    pub driver: String,
+    pub task: String,
+    /// Process id of the task's process-group leader (raw_exec, exec).
+    pub pid: Option<i32>,
+    /// Start time of `pid` in clock ticks after boot, so a reused pid is not mistaken.
+    pub start_time: Option<u64>,
+    /// Where the wrapper writes the exit status of a process task.
+    pub exit_file: Option<PathBuf>,
+    /// Cgroup directory of an `exec` task.
+    pub cgroup: Option<PathBuf>,
+    pub container_id: Option<String>,
+    pub log_dir: PathBuf,
+    pub started_at_ms: i64,
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExitResult {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub oom_killed: bool,
+    /// Set when the driver could not tell how the task ended.
+    pub error: Option<String>,
+}
+
+impl ExitResult {
+    pub fn successful(&self) -> bool {
+        self.exit_code == Some(0)
+            && self.signal.is_none()
+            && !self.oom_killed
+            && self.error.is_none()
+    }
+    /// A human description for task events.
+    pub fn describe(&self) -> String {
+        let mut s = match (self.exit_code, self.signal) {
+            (Some(c), None) => format!("Exit Code: {c}"),
+            (Some(c), Some(sig)) => format!("Exit Code: {c}, Signal: {sig}"),
+            (None, Some(sig)) => format!("Signal: {sig}"),
+            (None, None) => "Exit status unknown".to_string(),
+        };
+        if self.oom_killed {
+            s.push_str(", OOM Killed");
+        }
+        if let Some(e) = &self.error {
+            s.push_str(&format!(" ({e})"));
+        }
+        s
+    }
+}
+
+/// Resource usage of a running task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TaskStats {
+    pub memory_rss_bytes: u64,
+    /// CPU time used so far, user plus system.
+    pub cpu_total_ns: u64,
+    pub pids: u32,
+}
+
+/// One way of running tasks.
+#[async_trait]
+pub trait Driver: Send + Sync + 'static {
+    /// The name in job files (`driver = "raw_exec"`).
+    fn name(&self) -> &'static str;
+
+    /// Whether the driver works on this host, its version and attributes.
+    async fn fingerprint(&self) -> DriverInfo;
+
+    /// Starts a task; returns once it is running.
+    async fn start(&self, spec: &TaskSpec) -> Result<TaskHandle, AgentError>;
+
+    /// Finds a task again from its persisted handle: `true` if it is still running.
+    async fn recover(&self, handle: &TaskHandle) -> Result<bool, AgentError>;
+
+    /// Waits until the task exits.
+    async fn wait(&self, handle: &TaskHandle) -> Result<ExitResult, AgentError>;
+
+    /// Sends a signal (`SIGHUP`, `HUP`, ...) to the task.
+    async fn signal(&self, handle: &TaskHandle, signal: &str) -> Result<(), AgentError>;
+
+    /// Sends `signal`, waits up to `timeout` for the task to exit, then kills it.
+    async fn stop(
+        &self,
+        handle: &TaskHandle,
+        signal: &str,
+        timeout: Duration,
+    ) -> Result<(), AgentError>;
+
+    /// Releases what the task held (a container, a cgroup) once it has exited.
+    async fn destroy(&self, handle: &TaskHandle) -> Result<(), AgentError>;
+
+    /// Current resource usage.
+    async fn stats(&self, handle: &TaskHandle) -> Result<TaskStats, AgentError>;
+
+    /// Copies the task's output into its log files for as long as it runs, for drivers whose
+    /// tasks do not write the files themselves (docker). Returns when the output ends.
+    async fn ship_logs(&self, _handle: &TaskHandle) -> Result<(), AgentError> {
+        Ok(())
+    }
+
+    /// Up to `limit` bytes of the task's output from `offset`.
+    async fn logs(
+        &self,
+        handle: &TaskHandle,
+        stream: LogStream,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<u8>, AgentError> {
+        crate::logs::read_logs(&handle.log_dir, &handle.task, stream, offset, limit)
+            .map(|c| c.data)
+            .map_err(|e| AgentError::io(&handle.log_dir, e))
+    }
+}
+
+/// Parses `SIGTERM`, `TERM`, `sigterm` or a number into a signal.
+pub fn parse_signal(name: &str) -> Result<nix::sys::signal::Signal, AgentError> {
+    use std::str::FromStr;
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        return Ok(nix::sys::signal::Signal::SIGTERM);
+    }
+    if let Ok(n) = trimmed.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n)
+            .map_err(|_| AgentError::Config(format!("unknown signal number {n}")));
+    }
+    let upper = trimmed.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    nix::sys::signal::Signal::from_str(&full)
+        .map_err(|_| AgentError::Config(format!("unknown signal {name:?}")))
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A string from a driver config value.
+pub fn config_str(config: &IndexMap<String, Value>, key: &str) -> Option<String> {
+    match config.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A list of strings from a driver config value (a single string counts as a list of one).
+pub fn config_list(config: &IndexMap<String, Value>, key: &str) -> Vec<String> {
+    match config.get(key) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect(),
+        Some(Value::String(s)) => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::Signal;
+
+    #[test]
+    fn signals_parse_in_every_spelling() {
+        let cases = [
+            ("SIGTERM", Signal::SIGTERM),
+            ("TERM", Signal::SIGTERM),
+            ("sigint", Signal::SIGINT),
+            ("9", Signal::SIGKILL),
+            ("", Signal::SIGTERM),
+            ("HUP", Signal::SIGHUP),
+        ];
+        for (s, want) in cases {
+            assert_eq!(parse_signal(s).unwrap(), want, "{s}");
+        }
+        assert!(parse_signal("SIGNOPE").is_err());
+    }
+
+    #[test]
+    fn exit_results_describe_themselves() {
+        let ok = ExitResult {
+            exit_code: Some(0),
+            ..Default::default()
+        };
+        assert!(ok.successful());
+        assert_eq!(ok.describe(), "Exit Code: 0");
+        let oom = ExitResult {
+            exit_code: Some(137),
+            signal: Some(9),
+            oom_killed: true,
+            error: None,
+        };
+        assert!(!oom.successful());
+        assert_eq!(oom.describe(), "Exit Code: 137, Signal: 9, OOM Killed");
+    }
+}

@@ -1,0 +1,367 @@
+//! The `raw_exec` driver: a plain process with the task's environment, started in its own
+//! session and process group so it outlives the agent.
+//!
+//! The process runs under a tiny `/bin/sh` wrapper that waits for it and writes its exit status
+//! to a file, so the status is known even when the agent that started it is gone. The wrapper
+//! traps (without ignoring, so the task still gets default dispositions) the usual signals;
+//! signals are sent to the whole process group. stdout and stderr go straight to append-mode
+//! files that the agent rotates from outside (see [`crate::logs`]).
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use nomos_api::DriverInfo;
+
+use super::{
+    config_list, config_str, now_ms, parse_signal, Driver, ExitResult, TaskHandle, TaskSpec,
+    TaskStats,
+};
+use crate::error::AgentError;
+use crate::logs::{self, LogStream};
+use crate::procfs;
+
+/// The wrapper: `$0` is the exit file, `$@` the command.
+const WRAPPER: &str = r#"trap : HUP INT QUIT TERM USR1 USR2 ALRM PIPE
+"$@"
+code=$?
+printf '%s' "$code" > "$0.tmp" && mv "$0.tmp" "$0"
+exit $code"#;
+
+/// How often liveness is polled for tasks the agent may not be the parent of.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Runs tasks as plain processes.
+#[derive(Debug, Default, Clone)]
+pub struct RawExecDriver;
+
+/// Options for [`spawn_process`] that differ between `raw_exec` and `exec`.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct SpawnOptions {
+    pub driver: &'static str,
+    /// Keep the agent's own environment under the task's (raw_exec does, as in Nomad).
+    pub inherit_env: bool,
+    /// A cgroup v2 directory to move the process into before it runs the task.
+    pub cgroup: Option<PathBuf>,
+}
+
+/// Starts a task process under the wrapper, in a new session.
+pub(crate) async fn spawn_process(
+    spec: &TaskSpec,
+    opts: SpawnOptions,
+) -> Result<TaskHandle, AgentError> {
+    let driver = opts.driver;
+    let command = config_str(&spec.config, "command")
+        .ok_or_else(|| AgentError::driver(driver, "config.command is required"))?;
+    let args = config_list(&spec.config, "args");
+    std::fs::create_dir_all(&spec.task_dir).map_err(|e| AgentError::io(&spec.task_dir, e))?;
+    let path_var = spec.env.get("PATH").cloned();
+    let resolved = procfs::resolve_command(&command, path_var.as_deref(), &spec.task_dir)
+        .ok_or_else(|| {
+            AgentError::driver(
+                driver,
+                format!("command {command:?} not found or not executable"),
+            )
+        })?;
+
+    let state_dir = spec.task_dir.join(".nomos");
+    let exit_file = state_dir.join("exit-status");
+    // A task started by an agent that died before recording it: adopt it, never run it twice.
+    if let (Some(alloc), Some(task)) = (
+        spec.env.get("NOMOS_ALLOC_ID"),
+        spec.env.get("NOMOS_TASK_NAME"),
+    ) {
+        let found = procfs::find_group_leaders_with_env(&[
+            ("NOMOS_ALLOC_ID", alloc),
+            ("NOMOS_TASK_NAME", task),
+        ]);
+        if let Some(leader) = found.into_iter().next() {
+            tracing::info!(pid = leader.pid, alloc = %alloc, task = %task, "adopting a running task process");
+            return Ok(TaskHandle {
+                driver: driver.to_string(),
+                task: spec.task.clone(),
+                pid: Some(leader.pid),
+                start_time: Some(leader.start_time),
+                exit_file: Some(exit_file),
+                cgroup: opts.cgroup,
+                container_id: None,
+                log_dir: spec.log_dir.clone(),
+                started_at_ms: now_ms(),
+            });
+        }
+    }
+    let stdout = logs::open_for_task(&spec.log_dir, &spec.task, LogStream::Stdout)
+        .map_err(|e| AgentError::io(&spec.log_dir, e))?;
+    let stderr = logs::open_for_task(&spec.log_dir, &spec.task, LogStream::Stderr)
+        .map_err(|e| AgentError::io(&spec.log_dir, e))?;
+    std::fs::create_dir_all(&state_dir).map_err(|e| AgentError::io(&state_dir, e))?;
+    let _ = std::fs::remove_file(&exit_file);
+
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(WRAPPER)
+        .arg(&exit_file)
+        .arg(&resolved)
+        .args(&args);
+    if !opts.inherit_env {
+        cmd.env_clear();
+        cmd.env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        );
+    }
+    cmd.envs(&spec.env)
+        .current_dir(&spec.task_dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr);
+    if !spec.user.is_empty() {
+        let user = nix::unistd::User::from_name(&spec.user)
+            .ok()
+            .flatten()
+            .ok_or_else(|| {
+                AgentError::driver(
+                    driver,
+                    format!("user {:?} does not exist on this node", spec.user),
+                )
+            })?;
+        for p in [&spec.task_dir, &state_dir, &spec.log_dir] {
+            let _ = nix::unistd::chown(p.as_path(), Some(user.uid), Some(user.gid));
+        }
+        for s in [LogStream::Stdout, LogStream::Stderr] {
+            let _ = nix::unistd::chown(
+                logs::live_path(&spec.log_dir, &spec.task, s).as_path(),
+                Some(user.uid),
+                Some(user.gid),
+            );
+        }
+        cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+        cmd.env("USER", &spec.user).env("HOME", &user.dir);
+    }
+    let cgroup = opts.cgroup.clone();
+    // SAFETY: only async-signal-safe calls (setsid, open/write/close through libc) run between
+    // fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if let Some(cg) = &cgroup {
+                join_cgroup(cg)?;
+            }
+            Ok(())
+        });
+    }
+    let mut child = tokio::process::Command::from(cmd)
+        .spawn()
+        .map_err(|e| AgentError::driver(driver, format!("starting {command:?}: {e}")))?;
+    let pid = child
+        .id()
+        .ok_or_else(|| AgentError::driver(driver, "process exited before its pid was read"))?
+        as i32;
+    let start_time = procfs::stat(pid).map(|s| s.start_time).unwrap_or(0);
+    // Reap the wrapper when it exits while this agent is its parent; liveness itself is read
+    // from /proc so that re-attached tasks (not our children) are waited for the same way.
+    tokio::spawn(async move {
+        let _ = child.wait().await;
+    });
+    Ok(TaskHandle {
+        driver: driver.to_string(),
+        task: spec.task.clone(),
+        pid: Some(pid),
+        start_time: Some(start_time),
+        exit_file: Some(exit_file),
+        cgroup: opts.cgroup,
+        container_id: None,
+        log_dir: spec.log_dir.clone(),
+        started_at_ms: now_ms(),
+    })
+}
+
+/// Writes the calling process's pid into `cgroup.procs` (runs between fork and exec).
+fn join_cgroup(cg: &Path) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let path = CString::new(cg.join("cgroup.procs").as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other("nul in cgroup path"))?;
+    // "0" means "the writing process".
+    // SAFETY: plain open/write/close on a valid C string.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+        libc::close(fd);
+        if n != 1 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn pid_of(handle: &TaskHandle) -> Option<(i32, u64)> {
+    Some((handle.pid?, handle.start_time?))
+}
+
+/// Whether the task's group leader still runs.
+pub(crate) fn process_alive(handle: &TaskHandle) -> bool {
+    pid_of(handle)
+        .map(|(p, s)| procfs::is_alive(p, s))
+        .unwrap_or(false)
+}
+
+/// Reads the wrapper's exit file into an [`ExitResult`].
+pub(crate) fn read_exit(handle: &TaskHandle) -> ExitResult {
+    let text = handle
+        .exit_file
+        .as_ref()
+        .and_then(|f| std::fs::read_to_string(f).ok());
+    match text.and_then(|t| t.trim().parse::<i32>().ok()) {
+        Some(code) if code > 128 && code < 128 + 65 => ExitResult {
+            exit_code: Some(code),
+            signal: Some(code - 128),
+            ..Default::default()
+        },
+        Some(code) => ExitResult {
+            exit_code: Some(code),
+            ..Default::default()
+        },
+        // The wrapper itself was killed (SIGKILL after the kill timeout, or from outside).
+        None => ExitResult {
+            exit_code: None,
+            signal: Some(Signal::SIGKILL as i32),
+            ..Default::default()
+        },
+    }
+}
+
+pub(crate) async fn wait_process(handle: &TaskHandle) -> ExitResult {
+    while process_alive(handle) {
+        tokio::time::sleep(POLL).await;
+    }
+    read_exit(handle)
+}
+
+pub(crate) fn signal_group(handle: &TaskHandle, sig: Signal) -> Result<(), AgentError> {
+    if let Some((pid, _)) = pid_of(handle).filter(|_| process_alive(handle)) {
+        match killpg(Pid::from_raw(pid), sig) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(e) => {
+                return Err(AgentError::driver(
+                    &handle.driver,
+                    format!("signal {sig} to process group {pid}: {e}"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn stop_process(
+    handle: &TaskHandle,
+    signal: &str,
+    timeout: Duration,
+) -> Result<(), AgentError> {
+    let sig = parse_signal(signal)?;
+    signal_group(handle, sig)?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    while process_alive(handle) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(POLL.min(timeout)).await;
+    }
+    if process_alive(handle) {
+        signal_group(handle, Signal::SIGKILL)?;
+    }
+    // Whatever else is left in the group (children that ignored the signal) goes too.
+    if let Some((pid, _)) = pid_of(handle) {
+        for _ in 0..50 {
+            if !process_alive(handle) {
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        if !procfs::group_members(pid).is_empty() && handle.start_time.is_some() {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn process_stats(handle: &TaskHandle) -> TaskStats {
+    let Some((pid, _)) = pid_of(handle).filter(|_| process_alive(handle)) else {
+        return TaskStats::default();
+    };
+    let members = procfs::group_members(pid);
+    let ticks = procfs::clock_ticks();
+    let page = procfs::page_size();
+    TaskStats {
+        memory_rss_bytes: members.iter().map(|m| m.rss_pages * page).sum(),
+        cpu_total_ns: members
+            .iter()
+            .map(|m| (m.utime + m.stime) * 1_000_000_000 / ticks)
+            .sum(),
+        pids: members.len() as u32,
+    }
+}
+
+#[async_trait]
+impl Driver for RawExecDriver {
+    fn name(&self) -> &'static str {
+        "raw_exec"
+    }
+
+    async fn fingerprint(&self) -> DriverInfo {
+        let mut info = DriverInfo {
+            detected: true,
+            healthy: true,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ..Default::default()
+        };
+        info.attributes.insert("driver.raw_exec".into(), "1".into());
+        info
+    }
+
+    async fn start(&self, spec: &TaskSpec) -> Result<TaskHandle, AgentError> {
+        spawn_process(
+            spec,
+            SpawnOptions {
+                driver: "raw_exec",
+                inherit_env: true,
+                cgroup: None,
+            },
+        )
+        .await
+    }
+
+    async fn recover(&self, handle: &TaskHandle) -> Result<bool, AgentError> {
+        Ok(process_alive(handle))
+    }
+
+    async fn wait(&self, handle: &TaskHandle) -> Result<ExitResult, AgentError> {
+        Ok(wait_process(handle).await)
+    }
+
+    async fn signal(&self, handle: &TaskHandle, signal: &str) -> Result<(), AgentError> {
+        signal_group(handle, parse_signal(signal)?)
+    }
+
+    async fn stop(
+        &self,
+        handle: &TaskHandle,
+        signal: &str,
+        timeout: Duration,
+    ) -> Result<(), AgentError> {
+        stop_process(handle, signal, timeout).await
+    }
+
+    async fn destroy(&self, _handle: &TaskHandle) -> Result<(), AgentError> {
+        Ok(())
+    }
+
+    async fn stats(&self, handle: &TaskHandle) -> Result<TaskStats, AgentError> {
+        Ok(process_stats(handle))
+    }
+}

@@ -1,0 +1,60 @@
+//! The agent's error enum: one variant per step that can fail.
+//!
+//! Retryable: [`AgentError::Store`] when the store is unavailable (the agent keeps its tasks and
+//! retries with backoff). Driver errors become task events rather than agent failures.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Everything the agent and its drivers can fail with.
+#[derive(Debug, Error)]
+pub enum AgentError {
+    #[error("store operation {op} failed: {source}")]
+    Store {
+        op: &'static str,
+        #[source]
+        source: nomos_store::StoreError,
+    },
+    #[error("i/o on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid JSON in {what}: {source}")]
+    Decode {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("driver {driver}: {message}")]
+    Driver { driver: String, message: String },
+    #[error("unknown driver {0:?} (known: raw_exec, exec, docker)")]
+    UnknownDriver(String),
+    #[error("interpolation of {what}: {message}")]
+    Interpolation { what: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("http endpoint: {0}")]
+    Http(String),
+}
+
+impl AgentError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        AgentError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+    pub(crate) fn driver(driver: &str, message: impl Into<String>) -> Self {
+        AgentError::Driver {
+            driver: driver.to_string(),
+            message: message.into(),
+        }
+    }
+    /// Whether repeating the failed step later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, AgentError::Store { source, .. } if source.is_retryable())
+    }
+}

@@ -1,0 +1,461 @@
+//! Pure decisions of the agent: which allocations to start, stop or forget given the desired
+//! allocations and what runs locally, and an allocation's overall status from its tasks.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use indexmap::IndexMap;
+use nomos_api::{Allocation, ClientStatus, DesiredStatus, TaskRunState, TaskState};
+
+/// What the agent knows about an allocation it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalAlloc {
+    pub job_version: u64,
+    pub stopping: bool,
+}
+
+/// One step of convergence.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Desired to run and not running here: fetch its job version and start it.
+    Start(Allocation),
+    /// Running here and now desired `stop`/`evict`: stop its tasks, keep reporting.
+    Stop(String),
+    /// Running here, its key is gone: stop its tasks, then remove its state and status.
+    Forget(String),
+    /// Running here and still desired, with a new allocation value (job version, ports, ...).
+    Update(Allocation),
+}
+
+/// Converges local allocations onto the desired ones (keyed by allocation id).
+pub fn plan(
+    desired: &BTreeMap<String, Allocation>,
+    local: &BTreeMap<String, LocalAlloc>,
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for (id, alloc) in desired {
+        let wants_run = alloc.desired_status == DesiredStatus::Run;
+        match local.get(id) {
+            None if wants_run => actions.push(Action::Start(alloc.clone())),
+            None => {}
+            Some(l) if !wants_run && !l.stopping => actions.push(Action::Stop(id.clone())),
+            Some(l) if wants_run && !l.stopping && l.job_version != alloc.job_version => {
+                actions.push(Action::Update(alloc.clone()))
+            }
+            Some(_) => {}
+        }
+    }
+    let desired_ids: BTreeSet<&String> = desired.keys().collect();
+    for id in local.keys() {
+        if !desired_ids.contains(id) {
+            actions.push(Action::Forget(id.clone()));
+        }
+    }
+    actions
+}
+
+/// The allocation's client status from its tasks' states.
+pub fn client_status(tasks: &IndexMap<String, TaskState>) -> ClientStatus {
+    if tasks.is_empty() {
+        return ClientStatus::Pending;
+    }
+    if tasks
+        .values()
+        .any(|t| t.state == TaskRunState::Dead && t.failed)
+    {
+        return ClientStatus::Failed;
+    }
+    if tasks.values().all(|t| t.state == TaskRunState::Dead) {
+        return ClientStatus::Complete;
+    }
+    if tasks.values().any(|t| t.state == TaskRunState::Running) {
+        return ClientStatus::Running;
+    }
+    ClientStatus::Pending
+}
+
+/// Health from task states: healthy once every task has run for `min_healthy_ms` (or a batch
+/// allocation completed), unhealthy once it failed, unknown before.
+pub fn health(
+    tasks: &IndexMap<String, TaskState>,
+    min_healthy_ms: u64,
+    now_ms: i64,
+) -> Option<bool> {
+    match client_status(tasks) {
+        ClientStatus::Failed => Some(false),
+        ClientStatus::Complete => Some(true),
+        ClientStatus::Running
+            if tasks.values().all(|t| {
+                t.state == TaskRunState::Running || (t.state == TaskRunState::Dead && !t.failed)
+            }) =>
+        {
+            let newest = tasks
+                .values()
+                .filter(|t| t.state == TaskRunState::Running)
+                .map(|t| t.started_at_ms)
+                .max()
+                .unwrap_or(now_ms);
+            (now_ms - newest >= min_healthy_ms as i64).then_some(true)
+        }
+        _ => None,
+    }
+}
+
+/// The lifecycle phase a task starts in: 0 prestart, 1 main, 2 poststart, 3 poststop.
+pub fn task_phase(lifecycle: Option<&nomos_api::Lifecycle>) -> u8 {
+    match lifecycle.map(|l| l.hook.as_str()) {
+        Some("prestart") => 0,
+        Some("poststart") => 2,
+        Some("poststop") => 3,
+        _ => 1,
+    }
+}
+
+/// Whether a task runs once to completion within the allocation (a hook that is not a sidecar).
+pub fn is_ephemeral(lifecycle: Option<&nomos_api::Lifecycle>) -> bool {
+    lifecycle
+        .map(|l| !l.hook.is_empty() && !l.sidecar)
+        .unwrap_or(false)
+}
+
+/// The phase an allocation has reached, from its tasks' `(phase, sidecar, state)`: main tasks
+/// start once ephemeral prestart tasks completed and prestart sidecars run; poststart tasks once
+/// every main task runs; poststop tasks once every main task is dead.
+pub fn lifecycle_phase(tasks: &[(u8, bool, TaskState)]) -> u8 {
+    let of = |phase: u8, sidecar: Option<bool>| {
+        tasks
+            .iter()
+            .filter(move |(p, s, _)| *p == phase && sidecar.map(|x| x == *s).unwrap_or(true))
+            .map(|(_, _, st)| st)
+    };
+    // Main tasks all dead (ended, or killed before they started): poststop tasks run.
+    if of(1, None).next().is_some() && of(1, None).all(|s| s.state == TaskRunState::Dead) {
+        return 3;
+    }
+    let prestart_done = of(0, Some(false)).all(|s| s.state == TaskRunState::Dead && !s.failed);
+    let sidecars_up = of(0, Some(true)).all(|s| s.state != TaskRunState::Pending);
+    if !(prestart_done && sidecars_up) {
+        return 0;
+    }
+    if !of(1, None).all(|s| s.state != TaskRunState::Pending) {
+        return 1;
+    }
+    if !of(1, None).all(|s| s.state == TaskRunState::Dead) {
+        return 2;
+    }
+    3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alloc(id: &str, ver: u64, status: DesiredStatus) -> Allocation {
+        Allocation {
+            id: id.into(),
+            job_version: ver,
+            desired_status: status,
+            ..Default::default()
+        }
+    }
+    fn local(ver: u64, stopping: bool) -> LocalAlloc {
+        LocalAlloc {
+            job_version: ver,
+            stopping,
+        }
+    }
+
+    #[test]
+    fn plan_table() {
+        use DesiredStatus::*;
+        type Case = (
+            &'static str,
+            Vec<Allocation>,
+            Vec<(&'static str, LocalAlloc)>,
+            Vec<Action>,
+        );
+        let cases: Vec<Case> = vec![
+            ("nothing to do", vec![], vec![], vec![]),
+            (
+                "desired and missing starts",
+                vec![alloc("a", 1, Run)],
+                vec![],
+                vec![Action::Start(alloc("a", 1, Run))],
+            ),
+            (
+                "desired stop and missing is ignored",
+                vec![alloc("a", 1, Stop)],
+                vec![],
+                vec![],
+            ),
+            (
+                "running and desired is left alone",
+                vec![alloc("a", 1, Run)],
+                vec![("a", local(1, false))],
+                vec![],
+            ),
+            (
+                "desired stop stops",
+                vec![alloc("a", 1, Stop)],
+                vec![("a", local(1, false))],
+                vec![Action::Stop("a".into())],
+            ),
+            (
+                "evict stops",
+                vec![alloc("a", 1, Evict)],
+                vec![("a", local(1, false))],
+                vec![Action::Stop("a".into())],
+            ),
+            (
+                "already stopping is not stopped twice",
+                vec![alloc("a", 1, Stop)],
+                vec![("a", local(1, true))],
+                vec![],
+            ),
+            (
+                "deleted key is forgotten",
+                vec![],
+                vec![("a", local(1, false))],
+                vec![Action::Forget("a".into())],
+            ),
+            (
+                "new job version updates",
+                vec![alloc("a", 2, Run)],
+                vec![("a", local(1, false))],
+                vec![Action::Update(alloc("a", 2, Run))],
+            ),
+        ];
+        for (name, desired, locals, want) in cases {
+            let d: BTreeMap<_, _> = desired.into_iter().map(|a| (a.id.clone(), a)).collect();
+            let l: BTreeMap<_, _> = locals
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+            assert_eq!(plan(&d, &l), want, "{name}");
+        }
+    }
+
+    fn ts(state: TaskRunState, failed: bool, started: i64) -> TaskState {
+        TaskState {
+            state,
+            failed,
+            started_at_ms: started,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn client_status_and_health_table() {
+        use TaskRunState::*;
+        let cases: Vec<(&str, Vec<TaskState>, ClientStatus, Option<bool>)> = vec![
+            ("no tasks", vec![], ClientStatus::Pending, None),
+            (
+                "all pending",
+                vec![ts(Pending, false, 0)],
+                ClientStatus::Pending,
+                None,
+            ),
+            (
+                "running long enough",
+                vec![ts(Running, false, 0), ts(Running, false, 100)],
+                ClientStatus::Running,
+                Some(true),
+            ),
+            (
+                "running not long enough",
+                vec![ts(Running, false, 0), ts(Running, false, 15_000)],
+                ClientStatus::Running,
+                None,
+            ),
+            (
+                "one failed",
+                vec![ts(Running, false, 0), ts(Dead, true, 0)],
+                ClientStatus::Failed,
+                Some(false),
+            ),
+            (
+                "all done",
+                vec![ts(Dead, false, 0), ts(Dead, false, 0)],
+                ClientStatus::Complete,
+                Some(true),
+            ),
+            (
+                "one restarting",
+                vec![ts(Running, false, 0), ts(Pending, false, 0)],
+                ClientStatus::Running,
+                None,
+            ),
+        ];
+        for (name, states, want_status, want_health) in cases {
+            let m: IndexMap<String, TaskState> = states
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| (format!("t{i}"), s))
+                .collect();
+            assert_eq!(client_status(&m), want_status, "{name}");
+            assert_eq!(health(&m, 10_000, 20_000), want_health, "{name}");
+        }
+    }
+
+    #[test]
+    fn lifecycle_phase_table() {
+        use TaskRunState::*;
+        let st = |state, failed| TaskState {
+            state,
+            failed,
+            ..Default::default()
+        };
+        type Case = (&'static str, Vec<(u8, bool, TaskState)>, u8);
+        let cases: Vec<Case> = vec![
+            (
+                "only main tasks pending",
+                vec![(1, false, st(Pending, false))],
+                1,
+            ),
+            (
+                "prestart pending holds main",
+                vec![
+                    (0, false, st(Pending, false)),
+                    (1, false, st(Pending, false)),
+                ],
+                0,
+            ),
+            (
+                "prestart running holds main",
+                vec![
+                    (0, false, st(Running, false)),
+                    (1, false, st(Pending, false)),
+                ],
+                0,
+            ),
+            (
+                "prestart failed holds main",
+                vec![(0, false, st(Dead, true)), (1, false, st(Pending, false))],
+                0,
+            ),
+            (
+                "prestart done releases main",
+                vec![(0, false, st(Dead, false)), (1, false, st(Pending, false))],
+                1,
+            ),
+            (
+                "sidecar running releases main",
+                vec![
+                    (0, true, st(Running, false)),
+                    (1, false, st(Pending, false)),
+                ],
+                1,
+            ),
+            (
+                "main running releases poststart",
+                vec![
+                    (1, false, st(Running, false)),
+                    (2, false, st(Pending, false)),
+                ],
+                2,
+            ),
+            (
+                "main dead releases poststop",
+                vec![(1, false, st(Dead, false)), (3, false, st(Pending, false))],
+                3,
+            ),
+            (
+                "main killed before prestart finished releases poststop",
+                vec![
+                    (0, false, st(Running, false)),
+                    (1, false, st(Dead, false)),
+                    (3, false, st(Pending, false)),
+                ],
+                3,
+            ),
+        ];
+        for (name, tasks, want) in cases {
+            assert_eq!(lifecycle_phase(&tasks), want, "{name}");
+        }
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn desired_strategy() -> impl Strategy<Value = BTreeMap<String, Allocation>> {
+            prop::collection::btree_map("[a-e]", (0u64..3, 0u8..3), 0..5).prop_map(|m| {
+                m.into_iter()
+                    .map(|(id, (ver, st))| {
+                        let status = [
+                            DesiredStatus::Run,
+                            DesiredStatus::Stop,
+                            DesiredStatus::Evict,
+                        ][st as usize];
+                        (id.clone(), alloc(&id, ver, status))
+                    })
+                    .collect()
+            })
+        }
+
+        fn local_strategy() -> impl Strategy<Value = BTreeMap<String, LocalAlloc>> {
+            prop::collection::btree_map("[a-e]", (0u64..3, any::<bool>()), 0..5).prop_map(|m| {
+                m.into_iter()
+                    .map(|(id, (v, s))| (id, local(v, s)))
+                    .collect()
+            })
+        }
+
+        fn apply(local: &mut BTreeMap<String, LocalAlloc>, actions: &[Action]) {
+            for a in actions {
+                match a {
+                    Action::Start(x) => {
+                        local.insert(
+                            x.id.clone(),
+                            LocalAlloc {
+                                job_version: x.job_version,
+                                stopping: false,
+                            },
+                        );
+                    }
+                    Action::Stop(id) => {
+                        if let Some(l) = local.get_mut(id) {
+                            l.stopping = true;
+                        }
+                    }
+                    Action::Forget(id) => {
+                        local.remove(id);
+                    }
+                    Action::Update(x) => {
+                        if let Some(l) = local.get_mut(&x.id) {
+                            l.job_version = x.job_version;
+                        }
+                    }
+                }
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn plans_never_start_what_is_not_desired_to_run_and_converge(desired in desired_strategy(), mut locals in local_strategy()) {
+                let actions = plan(&desired, &locals);
+                let mut seen = BTreeSet::new();
+                for a in &actions {
+                    let id = match a {
+                        Action::Start(x) | Action::Update(x) => x.id.clone(),
+                        Action::Stop(id) | Action::Forget(id) => id.clone(),
+                    };
+                    prop_assert!(seen.insert(id.clone()), "two actions for {}", id);
+                    if let Action::Start(x) = a {
+                        prop_assert_eq!(x.desired_status, DesiredStatus::Run);
+                        prop_assert!(!locals.contains_key(&x.id));
+                    }
+                    if let Action::Forget(id) = a {
+                        prop_assert!(!desired.contains_key(id));
+                    }
+                }
+                for id in locals.keys() {
+                    if !desired.contains_key(id) {
+                        prop_assert!(actions.contains(&Action::Forget(id.clone())));
+                    }
+                }
+                apply(&mut locals, &actions);
+                prop_assert_eq!(plan(&desired, &locals), vec![], "a second plan after applying the first has nothing to do");
+            }
+        }
+    }
+}

@@ -1,0 +1,837 @@
+//! Allocation and task runners: one supervisor per allocation, one loop per task.
+//!
+//! A task loop starts its task (or re-attaches to it from the persisted handle), waits for it
+//! to exit or to be told to stop, and applies the restart policy. Every change goes through
+//! [`AllocShared::update`], which recomputes the allocation's status, persists the record and
+//! queues a report for the store. The supervisor rotates logs, re-evaluates health on a tick
+//! and stops the other tasks when one fails for good.
+//!
+//! Dropping (aborting) a runner leaves its tasks running: that is how the agent shuts down.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nomos_api::{AllocStatus, Node, Task, TaskEvent, TaskRunState, TaskState};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::config::AgentConfig;
+use crate::driver::{now_ms, Driver, ExitResult, TaskHandle, TaskSpec};
+use crate::env::{task_env, vars_for, EnvInputs};
+use crate::error::AgentError;
+use crate::interp::{interpolate, interpolate_value};
+use crate::logs::{self, LogStream};
+use crate::metrics::Metrics;
+use crate::plan;
+use crate::restart::{self, RestartDecision};
+use crate::state::{AllocRecord, StateDir, TaskRecord};
+
+/// Events kept per task, newest last (as Nomad keeps 10).
+const MAX_EVENTS: usize = 10;
+
+/// What goes to the store reporter.
+#[derive(Debug, Clone)]
+pub enum Report {
+    Status(String, Box<AllocStatus>),
+    Remove(String),
+}
+
+/// The drivers this agent has, by name.
+#[derive(Clone, Default)]
+pub struct Drivers(pub Arc<HashMap<&'static str, Arc<dyn Driver>>>);
+
+impl Drivers {
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Driver>> {
+        self.0.get(name).cloned()
+    }
+}
+
+/// What every runner shares.
+#[derive(Clone)]
+pub struct Ctx {
+    pub config: Arc<AgentConfig>,
+    pub node: Arc<Node>,
+    pub drivers: Drivers,
+    pub state: StateDir,
+    pub reports: mpsc::UnboundedSender<Report>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// An allocation's record plus the means to change it.
+pub struct AllocShared {
+    pub rec: Mutex<AllocRecord>,
+    pub changed: Notify,
+    pub stop: watch::Sender<bool>,
+    /// Lifecycle phase reached (see [`plan::lifecycle_phase`]); tasks wait for theirs.
+    pub phase: watch::Sender<u8>,
+    ctx: Ctx,
+}
+
+impl AllocShared {
+    /// Applies a change, recomputes status and health, persists and reports.
+    pub fn update(&self, f: impl FnOnce(&mut AllocRecord)) {
+        let snapshot = {
+            let mut rec = self.rec.lock().unwrap_or_else(|e| e.into_inner());
+            let before = rec.clone();
+            f(&mut rec);
+            refresh_status(&mut rec, self.ctx.config.default_min_healthy_time_ms);
+            if *rec == before {
+                return;
+            }
+            rec.status.modified_at_ms = now_ms();
+            if let Err(e) = self.ctx.state.save(&rec) {
+                tracing::error!(alloc = %rec.alloc.id, error = %e, "persisting allocation state failed");
+            }
+            (rec.alloc.id.clone(), rec.status.clone())
+        };
+        let _ = self
+            .ctx
+            .reports
+            .send(Report::Status(snapshot.0, Box::new(snapshot.1)));
+        self.changed.notify_waiters();
+    }
+
+    fn snapshot(&self) -> AllocRecord {
+        self.rec.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn event(
+        &self,
+        task: &str,
+        event_type: &str,
+        message: impl Into<String>,
+        exit: Option<&ExitResult>,
+        f: impl FnOnce(&mut TaskState, &mut TaskRecord),
+    ) {
+        let message = message.into();
+        let task = task.to_string();
+        let et = event_type.to_string();
+        self.update(move |rec| {
+            let ts = rec.status.task_states.entry(task.clone()).or_default();
+            let mut ev = TaskEvent {
+                time_ms: now_ms(),
+                event_type: et,
+                message,
+                ..Default::default()
+            };
+            if let Some(x) = exit {
+                ev.exit_code = x.exit_code;
+                ev.signal = x.signal;
+                ev.oom_killed = x.oom_killed;
+            }
+            ts.events.push(ev);
+            if ts.events.len() > MAX_EVENTS {
+                let drop = ts.events.len() - MAX_EVENTS;
+                ts.events.drain(..drop);
+            }
+            let tr = rec.tasks.entry(task).or_default();
+            f(ts, tr);
+        });
+    }
+}
+
+/// Minimum healthy time of the allocation's group (its `update` block, else the job's).
+fn min_healthy_ms(rec: &AllocRecord, default_ms: u64) -> u64 {
+    let group = rec
+        .job
+        .groups
+        .iter()
+        .find(|g| g.name == rec.alloc.task_group);
+    group
+        .and_then(|g| g.update.as_ref())
+        .or(rec.job.update.as_ref())
+        .map(|u| u.min_healthy_time_ns / 1_000_000)
+        .filter(|ms| *ms > 0)
+        .unwrap_or(default_ms)
+}
+
+/// Recomputes `client_status` and `healthy` from the task states.
+pub fn refresh_status(rec: &mut AllocRecord, default_min_healthy_ms: u64) {
+    let now = now_ms();
+    let status = plan::client_status(&rec.status.task_states);
+    let mut health = plan::health(
+        &rec.status.task_states,
+        min_healthy_ms(rec, default_min_healthy_ms),
+        now,
+    );
+    if let Some(group) = rec
+        .job
+        .groups
+        .iter()
+        .find(|g| g.name == rec.alloc.task_group)
+    {
+        let mode = group
+            .update
+            .as_ref()
+            .or(rec.job.update.as_ref())
+            .map(|u| u.health_check.as_str())
+            .unwrap_or("checks");
+        if mode != "task_states" && mode != "manual" {
+            let names: Vec<String> = crate::checks::check_defs(group, &rec.alloc, "")
+                .into_iter()
+                .map(|d| d.name)
+                .collect();
+            health = crate::checks::combine_health(health, &names, &rec.status.checks);
+        }
+    }
+    rec.status.alloc_id = rec.alloc.id.clone();
+    rec.status.client_status = status;
+    rec.status.client_description = match status {
+        nomos_api::ClientStatus::Pending => "No tasks have started".into(),
+        nomos_api::ClientStatus::Running => "Tasks are running".into(),
+        nomos_api::ClientStatus::Complete => "All tasks have completed".into(),
+        nomos_api::ClientStatus::Failed => "Failed tasks".into(),
+        other => format!("{other:?}"),
+    };
+    // Once healthy, an allocation stays healthy until a task fails.
+    rec.status.healthy = match (health, rec.status.healthy) {
+        (Some(h), _) => Some(h),
+        (None, Some(true)) if status == nomos_api::ClientStatus::Running => Some(true),
+        (None, _) => None,
+    };
+}
+
+/// A running allocation supervisor.
+pub struct AllocRunner {
+    pub shared: Arc<AllocShared>,
+    join: JoinHandle<()>,
+}
+
+impl AllocRunner {
+    /// Starts (or resumes, from a persisted record) an allocation.
+    pub fn spawn(ctx: Ctx, rec: AllocRecord) -> Self {
+        let (stop, _) = watch::channel(rec.stopping);
+        let (phase, _) = watch::channel(0u8);
+        let shared = Arc::new(AllocShared {
+            rec: Mutex::new(rec),
+            changed: Notify::new(),
+            stop,
+            phase,
+            ctx: ctx.clone(),
+        });
+        let join = tokio::spawn(supervise(ctx, shared.clone()));
+        AllocRunner { shared, join }
+    }
+
+    /// Asks every task to stop (kill_signal, kill_timeout, then SIGKILL).
+    pub fn stop(&self) {
+        self.shared
+            .rec
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stopping = true;
+        let _ = self.shared.stop.send(true);
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.join.is_finished()
+    }
+
+    /// Waits until every task has ended and the supervisor returned.
+    pub async fn join(self) {
+        let _ = self.join.await;
+    }
+
+    /// Leaves the tasks running and stops supervising them (agent shutdown).
+    pub fn detach(self) {
+        self.join.abort();
+    }
+
+    pub fn job_version(&self) -> u64 {
+        self.shared
+            .rec
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .alloc
+            .job_version
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.shared
+            .rec
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stopping
+    }
+}
+
+async fn supervise(ctx: Ctx, shared: Arc<AllocShared>) {
+    let rec = shared.snapshot();
+    let group = rec
+        .job
+        .groups
+        .iter()
+        .find(|g| g.name == rec.alloc.task_group)
+        .cloned();
+    let Some(group) = group else {
+        shared.update(|r| {
+            r.status.client_status = nomos_api::ClientStatus::Failed;
+            r.status.client_description = format!(
+                "task group {:?} not in job {} version {}",
+                r.alloc.task_group, r.job.id, r.alloc.job_version
+            );
+        });
+        return;
+    };
+    // Task states exist from the start so status shows every task as pending.
+    shared.update(|r| {
+        for t in &group.tasks {
+            r.status.task_states.entry(t.name.clone()).or_default();
+            r.tasks.entry(t.name.clone()).or_default();
+        }
+    });
+    advance_phase(&shared, &group.tasks);
+    let mut tasks = JoinSet::new();
+    for task in group.tasks.clone() {
+        let first_time = !rec
+            .tasks
+            .get(&task.name)
+            .map(|t| t.handle.is_some() || t.done)
+            .unwrap_or(false)
+            && rec
+                .status
+                .task_states
+                .get(&task.name)
+                .map(|s| s.events.is_empty())
+                .unwrap_or(true);
+        if first_time && !rec.stopping {
+            shared.event(
+                &task.name,
+                "Received",
+                "Task received by client",
+                None,
+                |_, _| {},
+            );
+        }
+        tasks.spawn(run_task(ctx.clone(), shared.clone(), task));
+    }
+    let mut checks = JoinSet::new();
+    if !rec.stopping {
+        let alloc_root = ctx.state.alloc_root(&rec.alloc.id);
+        for def in crate::checks::check_defs(&group, &rec.alloc, &ctx.node.address) {
+            let task = match &def.target {
+                crate::checks::CheckTarget::Script { task, .. } => task.clone(),
+                _ => String::new(),
+            };
+            checks.spawn(check_loop(shared.clone(), def, alloc_root.join(task)));
+        }
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut siblings_stopped = false;
+    loop {
+        tokio::select! {
+            done = tasks.join_next() => {
+                if done.is_none() {
+                    break;
+                }
+            }
+            _ = tick.tick() => {
+                rotate_logs(&shared, &group.tasks);
+                shared.update(|_| {});
+            }
+            _ = shared.changed.notified() => {}
+        }
+        advance_phase(&shared, &group.tasks);
+        if !siblings_stopped {
+            let failed = shared
+                .snapshot()
+                .status
+                .task_states
+                .values()
+                .any(|t| t.state == TaskRunState::Dead && t.failed);
+            if failed {
+                siblings_stopped = true;
+                let _ = shared.stop.send(true);
+            }
+        }
+    }
+    checks.abort_all();
+    shared.update(|_| {});
+}
+
+/// Moves the allocation's lifecycle phase forward from its tasks' states.
+fn advance_phase(shared: &AllocShared, tasks: &[Task]) {
+    let snap = shared.snapshot();
+    let infos: Vec<(u8, bool, TaskState)> = tasks
+        .iter()
+        .map(|t| {
+            let sidecar = t.lifecycle.as_ref().map(|l| l.sidecar).unwrap_or(false);
+            let st = snap
+                .status
+                .task_states
+                .get(&t.name)
+                .cloned()
+                .unwrap_or_default();
+            (plan::task_phase(t.lifecycle.as_ref()), sidecar, st)
+        })
+        .collect();
+    let p = plan::lifecycle_phase(&infos);
+    shared.phase.send_if_modified(|cur| {
+        if p > *cur {
+            *cur = p;
+            true
+        } else {
+            false
+        }
+    });
+}
+
+/// Runs one service check every interval while a task of the allocation runs, recording
+/// status changes.
+async fn check_loop(
+    shared: Arc<AllocShared>,
+    def: crate::checks::CheckDef,
+    task_dir: std::path::PathBuf,
+) {
+    let mut tick = tokio::time::interval(def.interval);
+    loop {
+        tick.tick().await;
+        let running = shared
+            .snapshot()
+            .status
+            .task_states
+            .values()
+            .any(|t| t.state == TaskRunState::Running);
+        if !running {
+            continue;
+        }
+        let (status, output) = crate::checks::run_check(&def, task_dir.clone()).await;
+        shared.update(|r| {
+            let e = r.status.checks.entry(def.name.clone()).or_default();
+            if e.status != status {
+                e.status = status;
+                e.output = output;
+                e.checked_at_ms = now_ms();
+            }
+        });
+    }
+}
+
+fn rotate_logs(shared: &AllocShared, tasks: &[Task]) {
+    let log_dir = logs::log_dir(shared.ctx.state.root(), &shared.snapshot().alloc.id);
+    for t in tasks {
+        let max_files = if t.logs.max_files == 0 {
+            10
+        } else {
+            t.logs.max_files
+        };
+        let max_mb = if t.logs.max_file_size_mb == 0 {
+            10
+        } else {
+            t.logs.max_file_size_mb
+        };
+        for s in [LogStream::Stdout, LogStream::Stderr] {
+            if let Err(e) =
+                logs::rotate_if_needed(&log_dir, &t.name, s, max_files, max_mb as u64 * 1024 * 1024)
+            {
+                tracing::warn!(task = %t.name, error = %e, "log rotation failed");
+            }
+        }
+    }
+}
+
+/// Builds the driver's view of a task: directories, environment, interpolated config, rendered
+/// templates.
+pub fn prepare_task(ctx: &Ctx, rec: &AllocRecord, task: &Task) -> Result<TaskSpec, AgentError> {
+    let alloc_root = ctx.state.alloc_root(&rec.alloc.id);
+    let alloc_dir = alloc_root.join("alloc");
+    let task_dir = alloc_root.join(&task.name);
+    for d in [
+        alloc_dir.join("logs"),
+        alloc_dir.join("data"),
+        alloc_dir.join("tmp"),
+        task_dir.join("local"),
+        task_dir.join("secrets"),
+        task_dir.join("tmp"),
+    ] {
+        std::fs::create_dir_all(&d).map_err(|e| AgentError::io(&d, e))?;
+    }
+    let group = rec
+        .job
+        .groups
+        .iter()
+        .find(|g| g.name == rec.alloc.task_group)
+        .cloned()
+        .unwrap_or_default();
+    let in_container = task.driver == "docker";
+    let (ad, td, sd) = if in_container {
+        (
+            Path::new("/alloc").to_path_buf(),
+            Path::new("/local").to_path_buf(),
+            Path::new("/secrets").to_path_buf(),
+        )
+    } else {
+        (
+            alloc_dir.clone(),
+            task_dir.join("local"),
+            task_dir.join("secrets"),
+        )
+    };
+    let inputs = EnvInputs {
+        alloc: &rec.alloc,
+        job: &rec.job,
+        group: &group,
+        task,
+        node: &ctx.node,
+        alloc_dir: &ad,
+        task_dir: &td,
+        secrets_dir: &sd,
+        mapped_ports: in_container,
+    };
+    let env = task_env(&inputs);
+    let vars = vars_for(&inputs, env.clone());
+    let config = task
+        .config
+        .iter()
+        .map(|(k, v)| (k.clone(), interpolate_value(v, &vars)))
+        .collect();
+    for t in &task.templates {
+        let body = if !t.data.is_empty() {
+            t.data.clone()
+        } else if !t.source.is_empty() {
+            let src = task_dir.join(interpolate(&t.source, &vars));
+            std::fs::read_to_string(&src).map_err(|e| AgentError::io(&src, e))?
+        } else {
+            continue;
+        };
+        let dest = task_dir.join(interpolate(&t.destination, &vars));
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| AgentError::io(parent, e))?;
+        }
+        std::fs::write(&dest, interpolate(&body, &vars)).map_err(|e| AgentError::io(&dest, e))?;
+    }
+    Ok(TaskSpec {
+        alloc_id: rec.alloc.id.clone(),
+        node_id: ctx.node.id.clone(),
+        alloc_name: rec.alloc.name.clone(),
+        namespace: rec.alloc.namespace.clone(),
+        job_id: rec.alloc.job_id.clone(),
+        group: group.name.clone(),
+        task: task.name.clone(),
+        config,
+        env,
+        user: task.user.clone(),
+        task_dir,
+        alloc_dir: alloc_dir.clone(),
+        log_dir: alloc_dir.join("logs"),
+        resources: task.resources.clone(),
+        ports: rec.alloc.ports.clone(),
+        logs: task.logs.clone(),
+        kill_signal: task.kill_signal.clone(),
+    })
+}
+
+/// Fetches the task's artifacts into its directory (before every start, as Nomad does).
+async fn fetch_artifacts(
+    ctx: &Ctx,
+    shared: &AllocShared,
+    task: &Task,
+    spec: &TaskSpec,
+) -> Result<(), AgentError> {
+    if task.artifacts.is_empty() {
+        return Ok(());
+    }
+    shared.event(
+        &task.name,
+        "Downloading Artifacts",
+        "Client is downloading artifacts",
+        None,
+        |_, _| {},
+    );
+    let vars = crate::interp::Vars {
+        env: spec.env.clone(),
+        attrs: ctx.node.attributes.clone(),
+        node_meta: ctx.node.meta.clone(),
+        ..Default::default()
+    };
+    for a in &task.artifacts {
+        crate::artifact::fetch(a, &spec.task_dir, &vars).await?;
+    }
+    Ok(())
+}
+
+fn kill_timeout(task: &Task) -> Duration {
+    if task.kill_timeout_ns == 0 {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_nanos(task.kill_timeout_ns)
+    }
+}
+
+/// Waits for the stop flag, or forever if the sender is gone.
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+async fn run_task(ctx: Ctx, shared: Arc<AllocShared>, task: Task) {
+    let name = task.name.clone();
+    // Poststop tasks run after the others were stopped: they do not listen to stop requests.
+    let (_never_stop, never_rx) = watch::channel(false);
+    let mut stop_rx = if plan::task_phase(task.lifecycle.as_ref()) == 3 {
+        never_rx
+    } else {
+        shared.stop.subscribe()
+    };
+    let Some(driver) = ctx.drivers.get(&task.driver) else {
+        shared.event(
+            &name,
+            "Driver Failure",
+            format!("unknown driver {:?} on this node", task.driver),
+            None,
+            |ts, tr| {
+                ts.state = TaskRunState::Dead;
+                ts.failed = true;
+                ts.finished_at_ms = now_ms();
+                tr.done = true;
+            },
+        );
+        return;
+    };
+    loop {
+        let rec = shared.snapshot();
+        let tr = rec.tasks.get(&name).cloned().unwrap_or_default();
+        if tr.done {
+            return;
+        }
+        if *stop_rx.borrow() && tr.handle.is_none() {
+            shared.event(
+                &name,
+                "Killed",
+                "Task was stopped before it started",
+                None,
+                |ts, tr| {
+                    ts.state = TaskRunState::Dead;
+                    ts.finished_at_ms = now_ms();
+                    tr.done = true;
+                },
+            );
+            return;
+        }
+        // A task that has not started waits for its lifecycle phase.
+        if tr.handle.is_none() {
+            let need = plan::task_phase(task.lifecycle.as_ref());
+            let mut phase_rx = shared.phase.subscribe();
+            if *phase_rx.borrow() < need {
+                tokio::select! {
+                    _ = phase_rx.wait_for(|p| *p >= need) => {}
+                    _ = stopped(&mut stop_rx) => {}
+                }
+                continue;
+            }
+        }
+        // Start, or re-attach to what a previous agent started.
+        let handle: Result<TaskHandle, AgentError> = match tr.handle.clone() {
+            Some(h) => Ok(h),
+            None => {
+                shared.event(
+                    &name,
+                    "Task Setup",
+                    "Building task directory",
+                    None,
+                    |_, _| {},
+                );
+                let started = match prepare_task(&ctx, &rec, &task) {
+                    Ok(spec) => match fetch_artifacts(&ctx, &shared, &task, &spec).await {
+                        Ok(()) => driver.start(&spec).await,
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                };
+                if let Ok(h) = &started {
+                    ctx.metrics.task_starts.inc();
+                    let h = h.clone();
+                    shared.event(
+                        &name,
+                        "Started",
+                        "Task started by client",
+                        None,
+                        move |ts, tr| {
+                            ts.state = TaskRunState::Running;
+                            ts.started_at_ms = h.started_at_ms;
+                            ts.failed = false;
+                            ts.exit_code = None;
+                            tr.handle = Some(h);
+                        },
+                    );
+                }
+                started
+            }
+        };
+        let exit = match handle {
+            Ok(h) => {
+                if tr.handle.is_some() {
+                    let alive = driver.recover(&h).await.unwrap_or(false);
+                    if alive {
+                        let started = h.started_at_ms;
+                        shared.update(|r| {
+                            let ts = r.status.task_states.entry(name.clone()).or_default();
+                            ts.state = TaskRunState::Running;
+                            if ts.started_at_ms == 0 {
+                                ts.started_at_ms = started;
+                            }
+                        });
+                        tracing::info!(alloc = %rec.alloc.id, task = %name, "re-attached to running task");
+                    }
+                }
+                ctx.metrics.tasks_running.inc();
+                let ship = async {
+                    if let Err(e) = driver.ship_logs(&h).await {
+                        tracing::debug!(task = %name, error = %e, "log shipping ended");
+                    }
+                    std::future::pending::<()>().await
+                };
+                let outcome = tokio::select! {
+                    r = driver.wait(&h) => Some(r),
+                    _ = stopped(&mut stop_rx) => None,
+                    _ = ship => None,
+                };
+                ctx.metrics.tasks_running.dec();
+                match outcome {
+                    Some(Ok(x)) => {
+                        let _ = driver.destroy(&h).await;
+                        x
+                    }
+                    Some(Err(e)) => {
+                        ctx.metrics.driver_error(driver.name());
+                        ExitResult {
+                            error: Some(e.to_string()),
+                            ..Default::default()
+                        }
+                    }
+                    None => {
+                        let sig = if task.kill_signal.is_empty() {
+                            "SIGTERM".to_string()
+                        } else {
+                            task.kill_signal.clone()
+                        };
+                        shared.event(
+                            &name,
+                            "Killing",
+                            format!(
+                                "Sent interrupt {sig}; waiting {:?} before force kill",
+                                kill_timeout(&task)
+                            ),
+                            None,
+                            |_, _| {},
+                        );
+                        if let Err(e) = driver.stop(&h, &sig, kill_timeout(&task)).await {
+                            ctx.metrics.driver_error(driver.name());
+                            tracing::warn!(task = %name, error = %e, "stop failed");
+                        }
+                        let x = driver.wait(&h).await.unwrap_or_default();
+                        let _ = driver.destroy(&h).await;
+                        shared.event(
+                            &name,
+                            "Killed",
+                            "Task successfully killed",
+                            Some(&x),
+                            move |ts, tr| {
+                                ts.state = TaskRunState::Dead;
+                                ts.exit_code = x.exit_code;
+                                ts.finished_at_ms = now_ms();
+                                tr.done = true;
+                                tr.handle = None;
+                            },
+                        );
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                ctx.metrics.driver_error(driver.name());
+                let kind = match &e {
+                    AgentError::Driver { driver, .. } if driver == "artifact" => {
+                        "Failed Artifact Download"
+                    }
+                    _ => "Driver Failure",
+                };
+                shared.event(&name, kind, e.to_string(), None, |_, _| {});
+                ExitResult {
+                    error: Some(e.to_string()),
+                    ..Default::default()
+                }
+            }
+        };
+        let rec = shared.snapshot();
+        let policy = task
+            .restart
+            .clone()
+            .or_else(|| {
+                rec.job
+                    .groups
+                    .iter()
+                    .find(|g| g.name == rec.alloc.task_group)
+                    .and_then(|g| g.restart.clone())
+            })
+            .unwrap_or_else(|| restart::default_policy(rec.job.job_type));
+        let tracker = rec.tasks.get(&name).map(|t| t.tracker).unwrap_or_default();
+        // Hooks that are not sidecars run once: exit 0 completes them, as a batch task.
+        let job_type = if plan::is_ephemeral(task.lifecycle.as_ref()) {
+            nomos_api::JobType::Batch
+        } else {
+            rec.job.job_type
+        };
+        let (decision, tracker) = restart::decide(&policy, job_type, &exit, tracker, now_ms());
+        if exit.error.is_none() {
+            let x = exit.clone();
+            shared.event(
+                &name,
+                "Terminated",
+                exit.describe(),
+                Some(&exit),
+                move |ts, tr| {
+                    ts.exit_code = x.exit_code;
+                    ts.finished_at_ms = now_ms();
+                    tr.handle = None;
+                },
+            );
+        } else {
+            shared.update(|r| {
+                r.tasks.entry(name.clone()).or_default().handle = None;
+            });
+        }
+        match decision {
+            RestartDecision::Complete => {
+                shared.update(|r| {
+                    let ts = r.status.task_states.entry(name.clone()).or_default();
+                    ts.state = TaskRunState::Dead;
+                    ts.failed = false;
+                    r.tasks.entry(name.clone()).or_default().done = true;
+                });
+                return;
+            }
+            RestartDecision::Fail { reason } => {
+                shared.event(&name, "Not Restarting", reason, None, move |ts, tr| {
+                    ts.state = TaskRunState::Dead;
+                    ts.failed = true;
+                    ts.finished_at_ms = now_ms();
+                    tr.tracker = tracker;
+                    tr.done = true;
+                });
+                return;
+            }
+            RestartDecision::Restart { delay, reason } => {
+                ctx.metrics.task_restarts.inc();
+                shared.event(
+                    &name,
+                    "Restarting",
+                    format!("{reason}; restarting in {delay:?}"),
+                    None,
+                    move |ts, tr| {
+                        ts.state = TaskRunState::Pending;
+                        ts.restarts += 1;
+                        tr.tracker = tracker;
+                    },
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stopped(&mut stop_rx) => {}
+                }
+            }
+        }
+    }
+}

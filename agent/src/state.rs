@@ -1,0 +1,167 @@
+//! What the agent keeps on disk so that it can restart (even after `kill -9`) without the store
+//! and without restarting tasks: the node id, and per allocation the allocation, its job spec,
+//! each task's driver handle, restart history and observed state.
+//!
+//! Layout under the data dir: `node-id`, `state/allocs/<alloc>.json`, and the allocation
+//! directories `allocs/<alloc>/...`. Files are replaced atomically (write then rename).
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use nomos_api::{AllocStatus, Allocation, Job};
+use serde::{Deserialize, Serialize};
+
+use crate::driver::TaskHandle;
+use crate::error::AgentError;
+use crate::restart::RestartTracker;
+
+/// One task's persisted runtime record.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaskRecord {
+    pub handle: Option<TaskHandle>,
+    pub tracker: RestartTracker,
+    /// The task finished for good (complete, failed or killed); never start it again.
+    pub done: bool,
+}
+
+/// One allocation's persisted record.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AllocRecord {
+    pub alloc: Allocation,
+    pub job: Job,
+    pub tasks: IndexMap<String, TaskRecord>,
+    pub status: AllocStatus,
+    /// The agent was told to stop this allocation (desired stop or key deleted).
+    pub stopping: bool,
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| AgentError::io(dir, e))?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| AgentError::io(&tmp, e))?;
+    if let Ok(f) = std::fs::File::open(&tmp) {
+        let _ = f.sync_all();
+    }
+    std::fs::rename(&tmp, path).map_err(|e| AgentError::io(path, e))
+}
+
+/// The on-disk state of one agent.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(data_dir: &Path) -> Self {
+        StateDir {
+            root: data_dir.to_path_buf(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The node id, created on first use.
+    pub fn node_id(&self) -> Result<String, AgentError> {
+        let path = self.root.join("node-id");
+        match std::fs::read_to_string(&path) {
+            Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+            _ => {
+                let id = uuid::Uuid::new_v4().to_string();
+                write_atomic(&path, id.as_bytes())?;
+                Ok(id)
+            }
+        }
+    }
+
+    fn allocs_dir(&self) -> PathBuf {
+        self.root.join("state").join("allocs")
+    }
+
+    pub fn alloc_path(&self, alloc_id: &str) -> PathBuf {
+        self.allocs_dir().join(format!("{alloc_id}.json"))
+    }
+
+    /// `<data_dir>/allocs/<alloc>`: the allocation's working directories.
+    pub fn alloc_root(&self, alloc_id: &str) -> PathBuf {
+        self.root.join("allocs").join(alloc_id)
+    }
+
+    pub fn save(&self, rec: &AllocRecord) -> Result<(), AgentError> {
+        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| AgentError::Decode {
+            what: format!("alloc record {}", rec.alloc.id),
+            source: e,
+        })?;
+        write_atomic(&self.alloc_path(&rec.alloc.id), &bytes)
+    }
+
+    /// Every persisted allocation record; unreadable ones are skipped with a warning.
+    pub fn load_all(&self) -> Vec<AllocRecord> {
+        let Ok(dir) = std::fs::read_dir(self.allocs_dir()) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in dir.filter_map(|e| e.ok()) {
+            let p = e.path();
+            if p.extension().and_then(|x| x.to_str()) != Some("json") {
+                continue;
+            }
+            match std::fs::read(&p)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<AllocRecord>(&b).map_err(|e| e.to_string()))
+            {
+                Ok(r) => out.push(r),
+                Err(e) => {
+                    tracing::warn!(path = %p.display(), error = %e, "skipping unreadable allocation record")
+                }
+            }
+        }
+        out
+    }
+
+    /// Forgets an allocation: its record and its directories.
+    pub fn remove(&self, alloc_id: &str) {
+        let _ = std::fs::remove_file(self.alloc_path(alloc_id));
+        let _ = std::fs::remove_dir_all(self.alloc_root(alloc_id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_id_is_created_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateDir::new(dir.path());
+        let a = s.node_id().unwrap();
+        assert_eq!(StateDir::new(dir.path()).node_id().unwrap(), a);
+    }
+
+    #[test]
+    fn records_round_trip_and_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateDir::new(dir.path());
+        let mut rec = AllocRecord::default();
+        rec.alloc.id = "a1".into();
+        rec.tasks.insert(
+            "t".into(),
+            TaskRecord {
+                handle: Some(TaskHandle {
+                    pid: Some(5),
+                    start_time: Some(7),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        );
+        s.save(&rec).unwrap();
+        assert_eq!(s.load_all(), vec![rec]);
+        s.remove("a1");
+        assert!(s.load_all().is_empty());
+    }
+}

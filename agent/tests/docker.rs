@@ -1,0 +1,387 @@
+//! The docker driver against the real Docker engine (this machine has no registry: the test
+//! image is built locally `FROM scratch` with a static busybox). Fails loudly without a daemon.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::query_parameters::{BuildImageOptions, InspectContainerOptions};
+use bollard::Docker;
+use common::*;
+use futures::StreamExt;
+use nomos_agent::driver::docker::{
+    container_name, DockerDriver, LABEL_ALLOC, LABEL_JOB, LABEL_TASK,
+};
+use nomos_agent::logs::LogStream;
+use nomos_api::{ClientStatus, JobType, Task, Template};
+use nomos_store::{EmbeddedStore, Store};
+
+const IMAGE: &str = "nomos-test/busybox:1";
+const BUSYBOX: &str = "/bin/busybox";
+
+async fn docker() -> Docker {
+    let d = DockerDriver::new().await;
+    d.client()
+        .expect("the Docker daemon must be running for the docker driver tests")
+        .clone()
+}
+
+/// Builds `nomos-test/busybox:1` from a tar context: `FROM scratch`, the static busybox.
+async fn build_test_image(docker: &Docker) {
+    assert!(
+        std::path::Path::new(BUSYBOX).exists(),
+        "{BUSYBOX} (Debian's busybox-static) is needed to build the test image"
+    );
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::copy(BUSYBOX, ctx.path().join("busybox")).unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nCMD [\"/bin/busybox\", \"sleep\", \"3600\"]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(ctx.path())
+        .arg("-cf")
+        .arg("-")
+        .arg(".")
+        .output()
+        .expect("running tar");
+    assert!(out.status.success(), "tar failed");
+    let opts = BuildImageOptions {
+        dockerfile: "Dockerfile".into(),
+        t: Some(IMAGE.into()),
+        rm: true,
+        ..Default::default()
+    };
+    let mut stream = docker.build_image(
+        opts,
+        None,
+        Some(bollard::body_full(bytes::Bytes::from(out.stdout))),
+    );
+    while let Some(item) = stream.next().await {
+        let info = item.expect("building the test image");
+        assert!(info.error_detail.is_none(), "image build failed: {info:?}");
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn docker_task(name: &str, image: &str, args: &[&str]) -> Task {
+    let mut t = Task {
+        name: name.into(),
+        driver: "docker".into(),
+        kill_timeout_ns: 1_000_000_000,
+        ..Default::default()
+    };
+    t.config.insert("image".into(), serde_json::json!(image));
+    t.config
+        .insert("command".into(), serde_json::json!("/bin/busybox"));
+    t.config.insert("args".into(), serde_json::json!(args));
+    t
+}
+
+fn http_get(port: u16) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.contains("200 OK").then_some(body)
+}
+
+fn docker_config(name: &str, dir: &std::path::Path) -> nomos_agent::AgentConfig {
+    let mut c = test_config(name, dir);
+    c.enable_docker = true;
+    c
+}
+
+#[tokio::test]
+async fn a_docker_task_runs_with_ports_env_labels_limits_and_is_removed_on_stop() {
+    let docker = docker().await;
+    build_test_image(&docker).await;
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+    let dir = tempfile::tempdir().unwrap();
+    let agent = RunningAgent::start(docker_config("dn1", dir.path()), store.clone());
+
+    let mut t = docker_task(
+        "web",
+        IMAGE,
+        &["httpd", "-f", "-p", "${NOMAD_PORT_http}", "-h", "/local"],
+    );
+    t.config.insert("ports".into(), serde_json::json!(["http"]));
+    t.resources.memory_mb = 64;
+    t.resources.memory_max_mb = 128;
+    t.resources.cpu = 200;
+    t.templates.push(Template {
+        data: "hello from ${NOMAD_ALLOC_ID} in ${NOMAD_TASK_DIR}\n".into(),
+        destination: "local/index.html".into(),
+        ..Default::default()
+    });
+    let job = job("site", JobType::Service, vec![t]);
+    let port = free_port();
+    let mut a = alloc("dock-1", "dn1", &job, 0);
+    a.ports.push(nomos_api::AllocatedPort {
+        label: "http".into(),
+        value: port,
+        to: 8080,
+        host_ip: "127.0.0.1".into(),
+    });
+    place(&*store, &a, &job).await;
+    status_where(&store, "dn1", "dock-1", "container running", |s| {
+        s.client_status == ClientStatus::Running
+    })
+    .await;
+
+    let body = eventually("http answer from the container", || async move {
+        http_get(port)
+    })
+    .await;
+    assert!(body.contains("hello from dock-1 in /local"), "{body}");
+
+    let c = docker
+        .inspect_container(
+            &container_name("dock-1", "web"),
+            None::<InspectContainerOptions>,
+        )
+        .await
+        .unwrap();
+    let labels = c.config.as_ref().unwrap().labels.clone().unwrap();
+    assert_eq!(labels[LABEL_ALLOC], "dock-1");
+    assert_eq!(labels[LABEL_JOB], "site");
+    assert_eq!(labels[LABEL_TASK], "web");
+    let env = c.config.as_ref().unwrap().env.clone().unwrap();
+    assert!(env.contains(&"NOMAD_PORT_http=8080".to_string()), "{env:?}");
+    assert!(
+        env.contains(&format!("NOMAD_HOST_PORT_http={port}")),
+        "{env:?}"
+    );
+    assert!(
+        env.contains(&"NOMOS_ALLOC_ID=dock-1".to_string()),
+        "{env:?}"
+    );
+    let hc = c.host_config.unwrap();
+    assert_eq!(hc.memory, Some(128 << 20));
+    assert_eq!(hc.memory_reservation, Some(64 << 20));
+    assert_eq!(hc.cpu_shares, Some(200));
+
+    stop_alloc(&*store, &a).await;
+    status_where(&store, "dn1", "dock-1", "stopped", |s| {
+        s.client_status == ClientStatus::Complete
+    })
+    .await;
+    let gone = docker
+        .inspect_container(
+            &container_name("dock-1", "web"),
+            None::<InspectContainerOptions>,
+        )
+        .await;
+    assert!(gone.is_err(), "the container is removed after stop");
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missing_image_that_cannot_be_pulled_is_a_driver_failure_naming_it() {
+    let _ = docker().await;
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+    let dir = tempfile::tempdir().unwrap();
+    let agent = RunningAgent::start(docker_config("dn2", dir.path()), store.clone());
+    let mut job = job(
+        "ghost",
+        JobType::Service,
+        vec![docker_task("t", "nomos-test/does-not-exist:42", &["true"])],
+    );
+    job.groups[0].restart.as_mut().unwrap().attempts = 0;
+    place(&*store, &alloc("dock-2", "dn2", &job, 0), &job).await;
+    let s = status_where(&store, "dn2", "dock-2", "failed", |s| {
+        s.client_status == ClientStatus::Failed
+    })
+    .await;
+    let ev = &s.task_states["t"].events;
+    let failure = ev
+        .iter()
+        .find(|e| e.event_type == "Driver Failure")
+        .unwrap_or_else(|| panic!("no Driver Failure event: {ev:?}"));
+    assert!(
+        failure.message.contains("nomos-test/does-not-exist:42"),
+        "{}",
+        failure.message
+    );
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restarted_agent_adopts_its_containers_without_restarting_them() {
+    let docker = docker().await;
+    build_test_image(&docker).await;
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = docker_config("dn3", dir.path());
+    let agent = RunningAgent::start(cfg.clone(), store.clone());
+    let job = job(
+        "idle",
+        JobType::Service,
+        vec![docker_task(
+            "t",
+            IMAGE,
+            &[
+                "sh",
+                "-c",
+                "echo hello-docker; echo to-stderr >&2; exec sleep 3600",
+            ],
+        )],
+    );
+    let a = alloc("dock-3", "dn3", &job, 0);
+    place(&*store, &a, &job).await;
+    status_where(&store, "dn3", "dock-3", "running", |s| {
+        s.client_status == ClientStatus::Running
+    })
+    .await;
+    let before = docker
+        .inspect_container(
+            &container_name("dock-3", "t"),
+            None::<InspectContainerOptions>,
+        )
+        .await
+        .unwrap();
+    let data = dir.path().join("dn3");
+    let read = |s| {
+        let c = nomos_agent::logs::read_task_logs(&data, "dock-3", "t", s, 0, 1 << 20);
+        String::from_utf8(c.map(|c| c.data).unwrap_or_default()).unwrap()
+    };
+    eventually("container output in the log files", || async {
+        (read(LogStream::Stdout) == "hello-docker\n").then_some(())
+    })
+    .await;
+    eventually("container stderr in the log files", || async {
+        (read(LogStream::Stderr) == "to-stderr\n").then_some(())
+    })
+    .await;
+    agent.shutdown().await;
+
+    let agent = RunningAgent::start(cfg, store.clone());
+    status_where(&store, "dn3", "dock-3", "healthy after restart", |s| {
+        s.client_status == ClientStatus::Running && s.healthy == Some(true)
+    })
+    .await;
+    let after = docker
+        .inspect_container(
+            &container_name("dock-3", "t"),
+            None::<InspectContainerOptions>,
+        )
+        .await
+        .unwrap();
+    assert_eq!(before.id, after.id, "same container");
+    assert_eq!(
+        before.state.unwrap().started_at,
+        after.state.unwrap().started_at,
+        "not restarted"
+    );
+    let s = status(&*store, "dn3", "dock-3").await.unwrap();
+    assert_eq!(s.task_states["t"].restarts, 0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        read(LogStream::Stdout),
+        "hello-docker\n",
+        "re-attached log shipping does not duplicate output"
+    );
+    stop_alloc(&*store, &a).await;
+    status_where(&store, "dn3", "dock-3", "stopped", |s| {
+        s.client_status == ClientStatus::Complete
+    })
+    .await;
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_container_exceeding_memory_max_is_killed_and_reported_as_oom() {
+    let docker = docker().await;
+    build_test_image(&docker).await;
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+    let dir = tempfile::tempdir().unwrap();
+    let agent = RunningAgent::start(docker_config("dn4", dir.path()), store.clone());
+    // dd allocates its block size: 256 MiB against a 32 MiB hard limit.
+    let mut t = docker_task(
+        "hog",
+        IMAGE,
+        &["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"],
+    );
+    t.resources.memory_mb = 16;
+    t.resources.memory_max_mb = 32;
+    let mut job = job("hog", JobType::Batch, vec![t]);
+    job.groups[0].restart.as_mut().unwrap().attempts = 0;
+    place(&*store, &alloc("dock-4", "dn4", &job, 0), &job).await;
+    let s = status_where(&store, "dn4", "dock-4", "failed", |s| {
+        s.client_status == ClientStatus::Failed
+    })
+    .await;
+    let ev = &s.task_states["hog"].events;
+    let term = ev
+        .iter()
+        .find(|e| e.event_type == "Terminated")
+        .unwrap_or_else(|| panic!("{ev:?}"));
+    assert!(term.oom_killed, "{ev:?}");
+    assert!(term.message.contains("OOM Killed"), "{}", term.message);
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn containers_of_allocations_the_node_no_longer_runs_are_cleaned_at_start() {
+    use bollard::models::ContainerCreateBody;
+    use bollard::query_parameters::CreateContainerOptions;
+    let docker = docker().await;
+    build_test_image(&docker).await;
+    let dir = tempfile::tempdir().unwrap();
+    let node_id = format!("orphan-test-{}", std::process::id());
+    std::fs::create_dir_all(dir.path().join("dn5")).unwrap();
+    std::fs::write(dir.path().join("dn5/node-id"), &node_id).unwrap();
+    let labels = std::collections::HashMap::from([
+        (
+            nomos_agent::driver::docker::LABEL_NODE.to_string(),
+            node_id.clone(),
+        ),
+        (LABEL_ALLOC.to_string(), "gone-alloc".to_string()),
+    ]);
+    let name = format!("t-gone-alloc-{}", std::process::id());
+    let body = ContainerCreateBody {
+        image: Some(IMAGE.into()),
+        labels: Some(labels),
+        ..Default::default()
+    };
+    let created = docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(name.clone()),
+                ..Default::default()
+            }),
+            body,
+        )
+        .await
+        .unwrap();
+    docker.start_container(&created.id, None).await.unwrap();
+
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+    let agent = RunningAgent::start(docker_config("dn5", dir.path()), store.clone());
+    eventually("the orphan container is removed", || {
+        let docker = docker.clone();
+        let name = name.clone();
+        async move {
+            docker
+                .inspect_container(&name, None::<InspectContainerOptions>)
+                .await
+                .is_err()
+                .then_some(())
+        }
+    })
+    .await;
+    agent.shutdown().await;
+}

@@ -1,0 +1,141 @@
+//! The agent's HTTP endpoint: task logs (whole, from an offset, followed) and Prometheus metrics.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use nomos_api::{ClientStatus, JobType};
+use nomos_store::{EmbeddedStore, Store};
+
+fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// Reads a followed (chunked) response until `needle` shows up.
+fn follow_until(addr: std::net::SocketAddr, path: &str, needle: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        let n = s.read(&mut buf).expect("reading the followed log");
+        assert!(
+            n > 0,
+            "stream ended before {needle:?}: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_and_metrics_are_served_over_http() {
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config("h1", dir.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    cfg.http_addr = Some(addr);
+    let agent = RunningAgent::start(cfg, store.clone());
+    let job = job(
+        "talk",
+        JobType::Service,
+        vec![raw_task(
+            "t",
+            "sh",
+            &[
+                "-c",
+                "echo first; echo oops >&2; sleep 1; echo second; exec sleep 300",
+            ],
+        )],
+    );
+    place(&*store, &alloc("h-1", "h1", &job, 0), &job).await;
+    status_where(&store, "h1", "h-1", "running", |s| {
+        s.client_status == ClientStatus::Running
+    })
+    .await;
+
+    let followed = tokio::task::spawn_blocking(move || {
+        follow_until(
+            addr,
+            "/v1/client/logs/h-1/t?type=stdout&follow=true",
+            "second",
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        followed.contains("first") && followed.contains("second"),
+        "{followed}"
+    );
+    let (code, body) =
+        tokio::task::spawn_blocking(move || get(addr, "/v1/client/logs/h-1/t?type=stdout"))
+            .await
+            .unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(body, "first\nsecond\n");
+    let (_, body) = tokio::task::spawn_blocking(move || {
+        get(addr, "/v1/client/logs/h-1/t?type=stdout&offset=6")
+    })
+    .await
+    .unwrap();
+    assert_eq!(body, "second\n");
+    let (_, body) =
+        tokio::task::spawn_blocking(move || get(addr, "/v1/client/logs/h-1/t?type=stderr"))
+            .await
+            .unwrap();
+    assert_eq!(body, "oops\n");
+    let (code, _) =
+        tokio::task::spawn_blocking(move || get(addr, "/v1/client/logs/h-1/nope?type=stdout"))
+            .await
+            .unwrap();
+    assert_eq!(code, 404);
+    let (code, _) =
+        tokio::task::spawn_blocking(move || get(addr, "/v1/client/logs/h-1/t?type=stdin"))
+            .await
+            .unwrap();
+    assert_eq!(code, 400);
+
+    let (code, metrics) = tokio::task::spawn_blocking(move || get(addr, "/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    assert!(metrics.contains("nomos_agent_tasks_running 1"), "{metrics}");
+    assert!(
+        metrics.contains("nomos_agent_task_starts_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("nomos_agent_heartbeat_latency_seconds_count"),
+        "{metrics}"
+    );
+    agent.shutdown().await;
+    nomos_agent::purge(dir.path().join("h1")).await.unwrap();
+}

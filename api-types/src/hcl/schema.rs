@@ -1,0 +1,491 @@
+//! The Nomad job specification as tables: for each block, its attributes and nested blocks,
+//! the canonical field each maps to, and the blocks Nomos recognises but ignores.
+
+/// How one HCL attribute or block maps into the canonical shape.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind {
+    Str,
+    /// Non-negative whole number.
+    UInt,
+    /// Whole number, may be negative.
+    Int,
+    /// 0..=65535.
+    Port,
+    Bool,
+    /// Duration string → nanoseconds.
+    Dur,
+    StrList,
+    /// Map of strings (block or attribute).
+    StrMap,
+    /// Any value, kept as given (driver `config`, `dns`).
+    Free,
+    Block(&'static Sch),
+    Blocks(&'static Sch),
+    /// `volume "name" { ... }` → map keyed by label, kept free-form (warned as not acted on).
+    LabeledFree,
+    /// Recognised, not acted on: kept in `ignored`, warned.
+    Ignored,
+    /// Recognised, meaningless for Nomos: dropped silently.
+    Dropped,
+}
+
+use Kind::*;
+
+/// A block's schema.
+#[derive(Debug)]
+pub(crate) struct Sch {
+    pub name: &'static str,
+    /// The canonical field the block's label goes to.
+    pub label: Option<&'static str>,
+    pub fields: &'static [(&'static str, &'static str, Kind)],
+    /// Whether the canonical object has an `ignored` map.
+    pub has_ignored: bool,
+}
+
+impl Sch {
+    pub fn field(&self, name: &str) -> Option<&(&'static str, &'static str, Kind)> {
+        self.fields.iter().find(|(n, _, _)| *n == name)
+    }
+}
+
+pub(crate) static CONSTRAINT: Sch = Sch {
+    name: "constraint",
+    label: None,
+    has_ignored: false,
+    fields: &[
+        ("attribute", "attribute", Str),
+        ("operator", "operator", Str),
+        ("value", "value", Str),
+        // HCL1-era shorthands, folded into operator/value by the decoder.
+        ("distinct_hosts", "_distinct_hosts", Str),
+        ("distinct_property", "_distinct_property", Str),
+        ("regexp", "_regexp", Str),
+        ("version", "_version", Str),
+        ("semver", "_semver", Str),
+        ("set_contains", "_set_contains", Str),
+        ("set_contains_any", "_set_contains_any", Str),
+        ("set_contains_all", "_set_contains_all", Str),
+    ],
+};
+
+pub(crate) static AFFINITY: Sch = Sch {
+    name: "affinity",
+    label: None,
+    has_ignored: false,
+    fields: &[
+        ("attribute", "attribute", Str),
+        ("operator", "operator", Str),
+        ("value", "value", Str),
+        ("weight", "weight", Int),
+        ("regexp", "_regexp", Str),
+        ("version", "_version", Str),
+        ("semver", "_semver", Str),
+        ("set_contains", "_set_contains", Str),
+        ("set_contains_any", "_set_contains_any", Str),
+        ("set_contains_all", "_set_contains_all", Str),
+    ],
+};
+
+pub(crate) static TARGET: Sch = Sch {
+    name: "target",
+    label: Some("value"),
+    has_ignored: false,
+    fields: &[("value", "value", Str), ("percent", "percent", UInt)],
+};
+
+pub(crate) static SPREAD: Sch = Sch {
+    name: "spread",
+    label: None,
+    has_ignored: false,
+    fields: &[
+        ("attribute", "attribute", Str),
+        ("weight", "weight", Int),
+        ("target", "targets", Blocks(&TARGET)),
+    ],
+};
+
+pub(crate) static UPDATE: Sch = Sch {
+    name: "update",
+    label: None,
+    has_ignored: false,
+    fields: &[
+        ("max_parallel", "max_parallel", UInt),
+        ("health_check", "health_check", Str),
+        ("min_healthy_time", "min_healthy_time_ns", Dur),
+        ("healthy_deadline", "healthy_deadline_ns", Dur),
+        ("progress_deadline", "progress_deadline_ns", Dur),
+        ("auto_revert", "auto_revert", Bool),
+        ("auto_promote", "auto_promote", Bool),
+        ("canary", "canary", UInt),
+        ("stagger", "stagger_ns", Dur),
+    ],
+};
+
+pub(crate) static MIGRATE: Sch = Sch {
+    name: "migrate",
+    label: None,
+    has_ignored: false,
+    fields: &[
+        ("max_parallel", "max_parallel", UInt),
+        ("health_check", "health_check", Str),
+        ("min_healthy_time", "min_healthy_time_ns", Dur),
+        ("healthy_deadline", "healthy_deadline_ns", Dur),
+    ],
+};
+
+pub(crate) static PERIODIC: Sch = Sch {
+    name: "periodic",
+    label: None,
+    has_ignored: false,
+    fields: &[
+        ("cron", "_cron", Str),
+        ("crons", "crons", StrList),
+        ("time_zone", "time_zone", Str),
+        ("prohibit_overlap", "prohibit_overlap", Bool),
+        ("enabled", "enabled", Bool),
+    ],
+};
+
+pub(crate) static PARAMETERIZED: Sch = Sch {
+    name: "parameterized",
+    label: None,
+    has_ignored: false,
+    fields: &[
+        ("payload", "payload", Str),
+        ("meta_required", "meta_required", StrList),
+        ("meta_optional", "meta_optional", StrList),
+    ],
+};
+
+pub(crate) static RESTART: Sch = Sch {
+    name: "restart",
+    label: None,
+    has_ignored: false,
+    fields: &[
+        ("attempts", "attempts", UInt),
+        ("interval", "interval_ns", Dur),
+        ("delay", "delay_ns", Dur),
+        ("mode", "mode", Str),
+        ("render_templates", "render_templates", Bool),
+    ],
+};
+
+pub(crate) static RESCHEDULE: Sch = Sch {
+    name: "reschedule",
+    label: None,
+    has_ignored: false,
+    fields: &[
+        ("attempts", "attempts", UInt),
+        ("interval", "interval_ns", Dur),
+        ("delay", "delay_ns", Dur),
+        ("delay_function", "delay_function", Str),
+        ("max_delay", "max_delay_ns", Dur),
+        ("unlimited", "unlimited", Bool),
+    ],
+};
+
+pub(crate) static DISCONNECT: Sch = Sch {
+    name: "disconnect",
+    label: None,
+    has_ignored: false,
+    fields: &[
+        ("lost_after", "lost_after_ns", Dur),
+        ("replace", "replace", Bool),
+        ("reconcile", "reconcile", Str),
+        ("stop_on_client_after", "stop_on_client_after_ns", Dur),
+    ],
+};
+
+pub(crate) static EPHEMERAL_DISK: Sch = Sch {
+    name: "ephemeral_disk",
+    label: None,
+    has_ignored: false,
+    fields: &[
+        ("size", "size_mb", UInt),
+        ("sticky", "sticky", Bool),
+        ("migrate", "migrate", Bool),
+    ],
+};
+
+pub(crate) static PORT: Sch = Sch {
+    name: "port",
+    label: Some("label"),
+    has_ignored: false,
+    fields: &[
+        ("static", "static", Port),
+        ("to", "to", Int),
+        ("host_network", "host_network", Str),
+        ("ignore_collision", "", Dropped),
+    ],
+};
+
+pub(crate) static NETWORK: Sch = Sch {
+    name: "network",
+    label: None,
+    has_ignored: false,
+    fields: &[
+        ("mode", "mode", Str),
+        ("hostname", "hostname", Str),
+        ("mbits", "mbits", UInt),
+        ("port", "ports", Blocks(&PORT)),
+        ("dns", "dns", Free),
+        ("cidr", "", Dropped),
+        ("device", "", Dropped),
+    ],
+};
+
+pub(crate) static CHECK: Sch = Sch {
+    name: "check",
+    label: None,
+    has_ignored: true,
+    fields: &[
+        ("name", "name", Str),
+        ("type", "type", Str),
+        ("port", "port", Str),
+        ("path", "path", Str),
+        ("method", "method", Str),
+        ("protocol", "protocol", Str),
+        ("command", "command", Str),
+        ("args", "args", StrList),
+        ("interval", "interval_ns", Dur),
+        ("timeout", "timeout_ns", Dur),
+        ("header", "header", Free),
+        ("check_restart", "", Ignored),
+        ("grpc_service", "", Ignored),
+        ("grpc_use_tls", "", Ignored),
+        ("tls_skip_verify", "", Ignored),
+        ("tls_server_name", "", Ignored),
+        ("initial_status", "", Ignored),
+        ("success_before_passing", "", Ignored),
+        ("failures_before_critical", "", Ignored),
+        ("failures_before_warning", "", Ignored),
+        ("on_update", "", Ignored),
+        ("body", "", Ignored),
+        ("expose", "", Ignored),
+        ("task", "", Ignored),
+        ("address_mode", "", Ignored),
+        ("notes", "", Ignored),
+    ],
+};
+
+pub(crate) static SERVICE: Sch = Sch {
+    name: "service",
+    label: None,
+    has_ignored: true,
+    fields: &[
+        ("name", "name", Str),
+        ("port", "port", Str),
+        ("provider", "provider", Str),
+        ("tags", "tags", StrList),
+        ("address_mode", "address_mode", Str),
+        ("check", "checks", Blocks(&CHECK)),
+        ("meta", "meta", StrMap),
+        ("connect", "", Ignored),
+        ("canary_tags", "", Ignored),
+        ("canary_meta", "", Ignored),
+        ("tagged_addresses", "", Ignored),
+        ("enable_tag_override", "", Ignored),
+        ("task", "", Ignored),
+        ("on_update", "", Ignored),
+        ("identity", "", Ignored),
+        ("cluster", "", Ignored),
+        ("weights", "", Ignored),
+        ("address", "", Ignored),
+        ("kind", "", Ignored),
+    ],
+};
+
+pub(crate) static DEVICE: Sch = Sch {
+    name: "device",
+    label: Some("name"),
+    has_ignored: false,
+    fields: &[
+        ("count", "count", UInt),
+        ("constraint", "constraints", Blocks(&CONSTRAINT)),
+        ("affinity", "affinities", Blocks(&AFFINITY)),
+    ],
+};
+
+pub(crate) static RESOURCES: Sch = Sch {
+    name: "resources",
+    label: None,
+    has_ignored: false,
+    fields: &[
+        ("cpu", "cpu", UInt),
+        ("cores", "cores", UInt),
+        ("memory", "memory_mb", UInt),
+        ("memory_max", "memory_max_mb", UInt),
+        ("disk", "disk_mb", UInt),
+        ("device", "devices", Blocks(&DEVICE)),
+        ("network", "networks", Blocks(&NETWORK)),
+        ("iops", "", Dropped),
+        ("numa", "", Dropped),
+        ("secrets", "", Dropped),
+    ],
+};
+
+pub(crate) static ARTIFACT: Sch = Sch {
+    name: "artifact",
+    label: None,
+    has_ignored: false,
+    fields: &[
+        ("source", "source", Str),
+        ("destination", "destination", Str),
+        ("mode", "mode", Str),
+        ("options", "options", StrMap),
+        ("headers", "headers", StrMap),
+        ("chown", "", Dropped),
+    ],
+};
+
+pub(crate) static TEMPLATE: Sch = Sch {
+    name: "template",
+    label: None,
+    has_ignored: false,
+    fields: &[
+        ("data", "data", Str),
+        ("source", "source", Str),
+        ("destination", "destination", Str),
+        ("env", "env", Bool),
+        ("change_mode", "change_mode", Str),
+        ("change_signal", "change_signal", Str),
+        ("perms", "perms", Str),
+        ("left_delimiter", "left_delimiter", Str),
+        ("right_delimiter", "right_delimiter", Str),
+        ("splay", "", Dropped),
+        ("uid", "", Dropped),
+        ("gid", "", Dropped),
+        ("error_on_missing_key", "", Dropped),
+        ("wait", "", Dropped),
+        ("change_script", "", Dropped),
+        ("once", "", Dropped),
+        ("vault_grace", "", Dropped),
+    ],
+};
+
+pub(crate) static LIFECYCLE: Sch = Sch {
+    name: "lifecycle",
+    label: None,
+    has_ignored: false,
+    fields: &[("hook", "hook", Str), ("sidecar", "sidecar", Bool)],
+};
+
+pub(crate) static LOGS: Sch = Sch {
+    name: "logs",
+    label: None,
+    has_ignored: false,
+    fields: &[
+        ("max_files", "max_files", UInt),
+        ("max_file_size", "max_file_size_mb", UInt),
+        ("disabled", "disabled", Bool),
+        ("enabled", "_enabled", Bool),
+    ],
+};
+
+pub(crate) static TASK: Sch = Sch {
+    name: "task",
+    label: Some("name"),
+    has_ignored: true,
+    fields: &[
+        ("driver", "driver", Str),
+        ("config", "config", Free),
+        ("env", "env", StrMap),
+        ("resources", "resources", Block(&RESOURCES)),
+        ("artifact", "artifacts", Blocks(&ARTIFACT)),
+        ("template", "templates", Blocks(&TEMPLATE)),
+        ("lifecycle", "lifecycle", Block(&LIFECYCLE)),
+        ("service", "services", Blocks(&SERVICE)),
+        ("constraint", "constraints", Blocks(&CONSTRAINT)),
+        ("affinity", "affinities", Blocks(&AFFINITY)),
+        ("kill_timeout", "kill_timeout_ns", Dur),
+        ("kill_signal", "kill_signal", Str),
+        ("user", "user", Str),
+        ("leader", "leader", Bool),
+        ("logs", "logs", Block(&LOGS)),
+        ("meta", "meta", StrMap),
+        ("restart", "restart", Block(&RESTART)),
+        ("shutdown_delay", "shutdown_delay_ns", Dur),
+        ("vault", "", Ignored),
+        ("consul", "", Ignored),
+        ("identity", "", Ignored),
+        ("csi_plugin", "", Ignored),
+        ("dispatch_payload", "", Ignored),
+        ("scaling", "", Ignored),
+        ("volume_mount", "", Ignored),
+        ("kind", "", Ignored),
+        ("action", "", Ignored),
+        ("schedule", "", Ignored),
+        ("secret", "", Ignored),
+        ("template_config", "", Ignored),
+    ],
+};
+
+pub(crate) static GROUP: Sch = Sch {
+    name: "group",
+    label: Some("name"),
+    has_ignored: true,
+    fields: &[
+        ("count", "count", UInt),
+        ("constraint", "constraints", Blocks(&CONSTRAINT)),
+        ("affinity", "affinities", Blocks(&AFFINITY)),
+        ("spread", "spreads", Blocks(&SPREAD)),
+        ("network", "networks", Blocks(&NETWORK)),
+        ("service", "services", Blocks(&SERVICE)),
+        ("restart", "restart", Block(&RESTART)),
+        ("reschedule", "reschedule", Block(&RESCHEDULE)),
+        ("migrate", "migrate", Block(&MIGRATE)),
+        ("update", "update", Block(&UPDATE)),
+        ("disconnect", "disconnect", Block(&DISCONNECT)),
+        ("ephemeral_disk", "ephemeral_disk", Block(&EPHEMERAL_DISK)),
+        ("volume", "volumes", LabeledFree),
+        ("meta", "meta", StrMap),
+        ("task", "tasks", Blocks(&TASK)),
+        ("shutdown_delay", "shutdown_delay_ns", Dur),
+        (
+            "stop_after_client_disconnect",
+            "stop_after_client_disconnect_ns",
+            Dur,
+        ),
+        ("max_client_disconnect", "max_client_disconnect_ns", Dur),
+        ("prevent_reschedule_on_lost", "", Ignored),
+        ("consul", "", Ignored),
+        ("scaling", "", Ignored),
+        ("vault", "", Ignored),
+    ],
+};
+
+pub(crate) static JOB: Sch = Sch {
+    name: "job",
+    label: Some("id"),
+    has_ignored: true,
+    fields: &[
+        ("name", "name", Str),
+        ("namespace", "namespace", Str),
+        ("region", "region", Str),
+        ("datacenters", "datacenters", StrList),
+        ("node_pool", "node_pool", Str),
+        ("type", "type", Str),
+        ("priority", "priority", Int),
+        ("all_at_once", "all_at_once", Bool),
+        // Nomos extension: the labels of a manifest's metadata.
+        ("labels", "labels", StrMap),
+        ("meta", "meta", StrMap),
+        ("constraint", "constraints", Blocks(&CONSTRAINT)),
+        ("affinity", "affinities", Blocks(&AFFINITY)),
+        ("spread", "spreads", Blocks(&SPREAD)),
+        ("update", "update", Block(&UPDATE)),
+        ("periodic", "periodic", Block(&PERIODIC)),
+        ("parameterized", "parameterized", Block(&PARAMETERIZED)),
+        ("reschedule", "reschedule", Block(&RESCHEDULE)),
+        ("migrate", "migrate", Block(&MIGRATE)),
+        ("group", "groups", Blocks(&GROUP)),
+        ("vault", "", Ignored),
+        ("consul", "", Ignored),
+        ("ui", "", Ignored),
+        ("multiregion", "", Ignored),
+        ("vault_token", "", Ignored),
+        ("consul_token", "", Ignored),
+        ("id", "", Ignored),
+        ("version_tag", "", Ignored),
+    ],
+};

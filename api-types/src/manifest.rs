@@ -1,0 +1,548 @@
+//! YAML and JSON front end: Kubernetes-style manifests (`apiVersion: nomos/v1`, `kind: Job`,
+//! `metadata`, `spec` in canonical snake_case, several documents per YAML file), bare canonical
+//! jobs (what the API stores), and Nomad's own JSON (`{"Job": {...}}` with PascalCase keys and
+//! nanosecond durations, as `nomad job inspect` prints it).
+//!
+//! YAML (and JSON, a subset of it) is read with serde-saphyr into a tree whose every node keeps
+//! its line and column, so later errors (serde's, validation's) point at the right place.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use serde_saphyr::Spanned;
+
+use crate::diag::{Diagnostic, Pos};
+use crate::parse::{index, join, PosMap, RawJob};
+
+/// A YAML/JSON node with its position.
+#[derive(Debug, Clone)]
+pub(crate) struct SNode {
+    pub pos: Pos,
+    pub node: Node,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Node {
+    Null,
+    Bool(bool),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<SNode>),
+    Map(Vec<(String, Pos, SNode)>),
+}
+
+struct Key(String);
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KV;
+        impl Visitor<'_> for KV {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a scalar key")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(Key(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Key, E> {
+                Ok(Key(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Key, E> {
+                Ok(Key(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Key, E> {
+                Ok(Key(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Key, E> {
+                Ok(Key(v.to_string()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Key, E> {
+                Ok(Key("null".into()))
+            }
+        }
+        d.deserialize_any(KV)
+    }
+}
+
+fn loc_pos(l: &serde_saphyr::Location) -> Pos {
+    Pos::new(l.line() as u32, l.column() as u32)
+}
+
+fn spanned(s: Spanned<Node>) -> SNode {
+    SNode {
+        pos: loc_pos(&s.referenced),
+        node: s.value,
+    }
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct NV;
+        impl<'de> Visitor<'de> for NV {
+            type Value = Node;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any YAML value")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Node, E> {
+                Ok(Node::Bool(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Node, E> {
+                Ok(Node::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Node, E> {
+                Ok(Node::UInt(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Node, E> {
+                Ok(Node::Float(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Node, E> {
+                Ok(Node::Str(v.to_string()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Node, E> {
+                Ok(Node::Str(v))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Node, E> {
+                Ok(Node::Null)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Node, E> {
+                Ok(Node::Null)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
+                Node::deserialize(d)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Node, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = a.next_element::<Spanned<Node>>()? {
+                    items.push(spanned(item));
+                }
+                Ok(Node::Seq(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Node, A::Error> {
+                let mut items = Vec::new();
+                while let Some(k) = a.next_key::<Spanned<Key>>()? {
+                    let v = a.next_value::<Spanned<Node>>()?;
+                    items.push((k.value.0, loc_pos(&k.referenced), spanned(v)));
+                }
+                Ok(Node::Map(items))
+            }
+        }
+        d.deserialize_any(NV)
+    }
+}
+
+impl SNode {
+    /// Converts to JSON, recording every path's position (paths relative to `path`).
+    pub(crate) fn to_value(&self, path: &str, pos: &mut PosMap) -> Value {
+        pos.insert(path, self.pos);
+        match &self.node {
+            Node::Null => Value::Null,
+            Node::Bool(b) => Value::Bool(*b),
+            Node::Int(i) => Value::from(*i),
+            Node::UInt(u) => Value::from(*u),
+            Node::Float(f) => serde_json::Number::from_f64(*f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
+            Node::Str(s) => Value::String(s.clone()),
+            Node::Seq(items) => Value::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| n.to_value(&index(path, i), pos))
+                    .collect(),
+            ),
+            Node::Map(items) => {
+                let mut m = Map::new();
+                for (k, kpos, v) in items {
+                    let p = join(path, k);
+                    pos.insert(p.clone(), *kpos);
+                    let val = v.to_value(&p, pos);
+                    m.insert(k.clone(), val);
+                }
+                Value::Object(m)
+            }
+        }
+    }
+}
+
+fn yaml_error(file: &str, e: &serde_saphyr::Error) -> Diagnostic {
+    let pos = e.location().map(|l| loc_pos(&l)).unwrap_or_default();
+    let msg = e.without_snippet().to_string();
+    let msg = msg.lines().next().unwrap_or("invalid YAML");
+    let msg = match msg.find(" at line ") {
+        Some(i) => &msg[..i],
+        None => msg,
+    }
+    .to_string();
+    Diagnostic::error(file, pos, format!("invalid YAML: {msg}"))
+}
+
+/// Reads every document of a YAML or JSON text into positioned trees.
+/// One document: its value, and the positions of its paths (empty when not tracked).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Doc {
+    pub value: Value,
+    pub pos: PosMap,
+}
+
+impl Doc {
+    fn spanned(n: SNode) -> Doc {
+        let mut pos = PosMap::default();
+        let value = n.to_value("", &mut pos);
+        Doc { value, pos }
+    }
+
+    /// The documents of a top-level list (a JSON array is read like multi-document YAML).
+    fn split(self) -> Vec<Doc> {
+        let Value::Array(items) = self.value else {
+            return vec![self];
+        };
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, value)| {
+                let prefix = format!("[{i}]");
+                let mut pos = PosMap::default();
+                for (path, p) in &self.pos.0 {
+                    if let Some(rest) = path.strip_prefix(&prefix) {
+                        pos.set(rest.strip_prefix('.').unwrap_or(rest).to_string(), *p);
+                    }
+                }
+                Doc { value, pos }
+            })
+            .collect()
+    }
+}
+
+/// Reads every document of a YAML or JSON text. Without `positions`, JSON is read by
+/// serde_json alone (fast; every position unknown).
+pub(crate) fn read_documents(
+    file: &str,
+    source: &str,
+    positions: bool,
+) -> Result<Vec<Doc>, Vec<Diagnostic>> {
+    let trimmed = source.trim_start();
+    let json = trimmed.starts_with('{') || trimmed.starts_with('[');
+    if json && !positions {
+        return match serde_json::from_str::<Value>(source) {
+            Ok(value) => Ok(vec![Doc {
+                value,
+                pos: PosMap::default(),
+            }]),
+            Err(e) => Err(vec![Diagnostic::error(file, Pos::default(), e.to_string())]),
+        };
+    }
+    if json {
+        // JSON: serde-saphyr gives positions; serde_json is the fallback for what YAML rejects.
+        if let Ok(n) = serde_saphyr::from_str::<Spanned<Node>>(source) {
+            return Ok(vec![Doc::spanned(spanned(n))]);
+        }
+        return match serde_json::from_str::<Value>(source) {
+            Ok(value) => Ok(vec![Doc {
+                value,
+                pos: PosMap::default(),
+            }]),
+            Err(e) => Err(vec![Diagnostic::error(
+                file,
+                Pos::new(e.line() as u32, e.column() as u32),
+                format!("invalid JSON: {}", strip_json_pos(&e.to_string())),
+            )]),
+        };
+    }
+    match serde_saphyr::from_str_multiple::<Spanned<Node>, Vec<_>>(source) {
+        Ok(docs) => Ok(docs
+            .into_iter()
+            .map(spanned)
+            .filter(|n| !matches!(n.node, Node::Null))
+            .map(Doc::spanned)
+            .collect()),
+        Err(e) => Err(vec![yaml_error(file, &e)]),
+    }
+}
+
+fn strip_json_pos(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// Parses a YAML/JSON file holding manifests, canonical jobs or Nomad JSON.
+pub(crate) fn parse_manifest(
+    file: &str,
+    source: &str,
+    warnings: &mut Vec<Diagnostic>,
+    soft: &mut Vec<Diagnostic>,
+    positions: bool,
+) -> Result<Vec<RawJob>, Vec<Diagnostic>> {
+    let docs = read_documents(file, source, positions)?;
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    if docs.is_empty() {
+        return Err(vec![Diagnostic::error(
+            file,
+            Pos::new(1, 1),
+            "no job found: the file is empty",
+        )]);
+    }
+    for doc in docs {
+        // A JSON array of documents is accepted like a multi-document YAML file.
+        for item in doc.split() {
+            match document_to_job(file, item, warnings, soft) {
+                Ok(raw) => out.push(raw),
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// One document: manifest, Nomad JSON, or canonical job.
+pub(crate) fn document_to_job(
+    file: &str,
+    doc: Doc,
+    warnings: &mut Vec<Diagnostic>,
+    soft: &mut Vec<Diagnostic>,
+) -> Result<RawJob, Vec<Diagnostic>> {
+    let Doc {
+        value,
+        pos: src_pos,
+    } = doc;
+    let Value::Object(obj) = &value else {
+        return Err(vec![Diagnostic::error(
+            file,
+            src_pos.lookup(""),
+            format!(
+                "expected a job (a mapping with apiVersion, kind, metadata and spec), found {}",
+                kind_of(&value)
+            ),
+        )]);
+    };
+    if obj.contains_key("Job") || obj.contains_key("TaskGroups") {
+        return crate::nomad_json::convert(file, &value, &src_pos, warnings);
+    }
+    if obj.contains_key("apiVersion") || obj.contains_key("kind") || obj.contains_key("spec") {
+        return manifest_to_job(file, obj, &src_pos, soft);
+    }
+    // A bare canonical job.
+    let mut raw = RawJob {
+        value,
+        pos: src_pos,
+        failed: Vec::new(),
+    };
+    normalize_durations(file, &mut raw.value, "", &raw.pos, soft);
+    Ok(raw)
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+const MANIFEST_KEYS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
+const METADATA_KEYS: &[&str] = &["name", "namespace", "labels", "annotations"];
+
+fn manifest_to_job(
+    file: &str,
+    obj: &Map<String, Value>,
+    src: &PosMap,
+    soft: &mut Vec<Diagnostic>,
+) -> Result<RawJob, Vec<Diagnostic>> {
+    let mut errors = Vec::new();
+    let err = |errors: &mut Vec<Diagnostic>, path: &str, msg: String| {
+        errors.push(Diagnostic::error(file, src.lookup(path), msg));
+    };
+    for k in obj.keys() {
+        if !MANIFEST_KEYS.contains(&k.as_str()) {
+            let hint = hint(k, MANIFEST_KEYS);
+            err(&mut errors, k, format!("unknown manifest field \"{k}\"{hint}: expected apiVersion, kind, metadata, spec"));
+        }
+    }
+    match obj.get("apiVersion").and_then(Value::as_str) {
+        Some("nomos/v1") => {}
+        Some(other) => err(
+            &mut errors,
+            "apiVersion",
+            format!("unsupported apiVersion \"{other}\": expected \"nomos/v1\""),
+        ),
+        None => err(
+            &mut errors,
+            "",
+            "missing apiVersion: expected \"nomos/v1\"".into(),
+        ),
+    }
+    match obj.get("kind").and_then(Value::as_str) {
+        Some("Job") => {}
+        Some(other) => err(
+            &mut errors,
+            "kind",
+            format!("unsupported kind \"{other}\": expected \"Job\""),
+        ),
+        None => err(&mut errors, "", "missing kind: expected \"Job\"".into()),
+    }
+    let mut pos = PosMap::default();
+    let mut job = match obj.get("spec") {
+        Some(Value::Object(spec)) => spec.clone(),
+        Some(other) => {
+            err(
+                &mut errors,
+                "spec",
+                format!("spec must be a mapping, found {}", kind_of(other)),
+            );
+            Map::new()
+        }
+        None => {
+            err(&mut errors, "", "missing spec".into());
+            Map::new()
+        }
+    };
+    for (path, p) in &src.0 {
+        if let Some(rest) = path.strip_prefix("spec.") {
+            pos.set(rest.to_string(), *p);
+        }
+    }
+    pos.set("", src.lookup("spec"));
+    match obj.get("metadata") {
+        Some(Value::Object(meta)) => {
+            for (k, v) in meta {
+                let path = format!("metadata.{k}");
+                match (k.as_str(), v) {
+                    ("name", Value::String(s)) => {
+                        if let Some(Value::String(id)) = job.get("id") {
+                            if id != s {
+                                err(
+                                    &mut errors,
+                                    &path,
+                                    format!("metadata.name \"{s}\" differs from spec.id \"{id}\""),
+                                );
+                            }
+                        }
+                        job.insert("id".into(), v.clone());
+                        pos.set("id", src.lookup(&path));
+                    }
+                    ("namespace", Value::String(_)) => {
+                        job.insert("namespace".into(), v.clone());
+                        pos.set("namespace", src.lookup(&path));
+                    }
+                    ("labels", Value::Object(_)) => {
+                        job.insert("labels".into(), v.clone());
+                        pos.set("labels", src.lookup(&path));
+                    }
+                    ("annotations", _) => {}
+                    ("name" | "namespace", other) => err(
+                        &mut errors,
+                        &path,
+                        format!("metadata.{k} must be a string, found {}", kind_of(other)),
+                    ),
+                    ("labels", other) => err(
+                        &mut errors,
+                        &path,
+                        format!(
+                            "metadata.labels must be a mapping, found {}",
+                            kind_of(other)
+                        ),
+                    ),
+                    _ => {
+                        let hint = hint(k, METADATA_KEYS);
+                        err(
+                            &mut errors,
+                            &path,
+                            format!("unknown metadata field \"{k}\"{hint}"),
+                        );
+                    }
+                }
+            }
+        }
+        Some(other) => err(
+            &mut errors,
+            "metadata",
+            format!("metadata must be a mapping, found {}", kind_of(other)),
+        ),
+        None => err(
+            &mut errors,
+            "",
+            "missing metadata (with at least `name`)".into(),
+        ),
+    }
+    let mut value = Value::Object(job);
+    normalize_durations(file, &mut value, "", &pos, soft);
+    if errors.is_empty() {
+        Ok(RawJob {
+            value,
+            pos,
+            failed: Vec::new(),
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+fn hint(word: &str, candidates: &[&str]) -> String {
+    crate::diag::did_you_mean(word, candidates.iter().copied())
+        .map(|s| format!(" (did you mean \"{s}\"?)"))
+        .unwrap_or_default()
+}
+
+/// Lets manifests write `*_ns` fields as `"30s"`-style strings.
+fn normalize_durations(
+    file: &str,
+    v: &mut Value,
+    path: &str,
+    pos: &PosMap,
+    errors: &mut Vec<Diagnostic>,
+) {
+    match v {
+        Value::Object(m) => {
+            let mut bad = Vec::new();
+            for (k, val) in m.iter_mut() {
+                let p = join(path, k);
+                if k.ends_with("_ns") {
+                    if let Value::String(s) = val {
+                        match crate::duration::parse_duration(s) {
+                            Ok(ns) => *val = Value::from(ns),
+                            Err(e) => {
+                                errors.push(Diagnostic::error(
+                                    file,
+                                    pos.lookup(&p),
+                                    format!("{p}: {e}"),
+                                ));
+                                bad.push(k.clone());
+                            }
+                        }
+                        continue;
+                    }
+                }
+                if matches!(
+                    k.as_str(),
+                    "config" | "meta" | "env" | "labels" | "ignored" | "volumes"
+                ) {
+                    continue;
+                }
+                normalize_durations(file, val, &p, pos, errors);
+            }
+            // Reported above; dropped so serde does not report them again.
+            for k in bad {
+                m.shift_remove(&k);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                normalize_durations(file, item, &index(path, i), pos, errors);
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,475 @@
+//! The job-file front end: one entry point for every format, returning jobs with defaults
+//! applied and validated, or every error found, each with `file:line:col`.
+//!
+//! Pipeline: a front end (HCL in [`crate::hcl`], YAML/JSON manifests and Nomad JSON in
+//! [`crate::manifest`]) turns the text into a JSON value in the canonical shape plus a
+//! [`PosMap`] from canonical field paths (`groups[0].tasks[1].driver`) to source positions;
+//! [`crate::defaults`] fills Nomad's defaults; serde (through `serde_path_to_error`) builds the
+//! [`Job`]; [`crate::validate`] checks it. Every error carries a field path that the position
+//! map turns into a line and column.
+//!
+//! File reads: the core is pure. `file()` in HCL and `-var-file` read through the
+//! [`FileSource`] in [`ParseOptions::files`]; [`parse_source`] with no file source reports
+//! such reads as errors, and [`parse_file`] installs [`StdFiles`] (the real file system) when
+//! none is given.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::diag::{sort_diagnostics, Diagnostic, Pos};
+use crate::job::Job;
+
+/// Reads files for `file()` and `-var-file`; lets tests and servers stay off the disk.
+pub trait FileSource: Send + Sync {
+    fn read(&self, path: &Path) -> Result<String, String>;
+}
+
+/// The real file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StdFiles;
+
+impl FileSource for StdFiles {
+    fn read(&self, path: &Path) -> Result<String, String> {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    }
+}
+
+/// An in-memory file source (tests, the HTTP API).
+#[derive(Debug, Clone, Default)]
+pub struct MemFiles(pub HashMap<PathBuf, String>);
+
+impl FileSource for MemFiles {
+    fn read(&self, path: &Path) -> Result<String, String> {
+        self.0
+            .get(path)
+            .cloned()
+            .ok_or_else(|| format!("cannot read {}: no such file", path.display()))
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct ParseOptions {
+    /// `-var name=value`, highest precedence.
+    pub vars: Vec<(String, String)>,
+    /// `-var-file FILE` (HCL `name = value` lines, or JSON), in order.
+    pub var_files: Vec<PathBuf>,
+    /// The environment (only `NOMAD_VAR_<name>` entries are used), passed in by the caller.
+    pub env: Vec<(String, String)>,
+    /// Directory that `file()` paths are relative to (the job file's directory).
+    pub base_dir: Option<PathBuf>,
+    /// Where `file()` and `-var-file` read from; `None` means reads fail (pure mode).
+    pub files: Option<Arc<dyn FileSource>>,
+}
+
+impl fmt::Debug for ParseOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ParseOptions")
+            .field("vars", &self.vars)
+            .field("var_files", &self.var_files)
+            .field("env", &self.env)
+            .field("base_dir", &self.base_dir)
+            .field("files", &self.files.as_ref().map(|_| "<file source>"))
+            .finish()
+    }
+}
+
+impl ParseOptions {
+    pub(crate) fn read_file(&self, path: &Path) -> Result<String, String> {
+        let full = match (&self.base_dir, path.is_absolute()) {
+            (Some(base), false) => base.join(path),
+            _ => path.to_path_buf(),
+        };
+        match &self.files {
+            Some(fs) => fs.read(&full),
+            None => Err(format!(
+                "cannot read {}: file reads are not available here",
+                full.display()
+            )),
+        }
+    }
+}
+
+/// The jobs a file holds (YAML files may hold several) and the warnings about them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Parsed {
+    pub jobs: Vec<Job>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Source positions of canonical field paths, e.g. `groups[0].tasks[1].driver`.
+#[derive(Debug, Clone, Default)]
+pub struct PosMap(pub HashMap<String, Pos>);
+
+impl PosMap {
+    pub fn insert(&mut self, path: impl Into<String>, pos: Pos) {
+        self.0.entry(path.into()).or_insert(pos);
+    }
+
+    pub fn set(&mut self, path: impl Into<String>, pos: Pos) {
+        self.0.insert(path.into(), pos);
+    }
+
+    /// The position of `path`, or of its closest ancestor that has one.
+    pub fn lookup(&self, path: &str) -> Pos {
+        let mut p = path;
+        loop {
+            if let Some(pos) = self.0.get(p) {
+                return *pos;
+            }
+            match p.rfind(['.', '[']) {
+                Some(i) => p = &p[..i],
+                None => return self.0.get("").copied().unwrap_or_default(),
+            }
+        }
+    }
+}
+
+/// One job in canonical JSON shape, as a front end produced it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RawJob {
+    pub value: Value,
+    pub pos: PosMap,
+    /// Paths whose values were rejected by the front end (already reported); validation
+    /// findings about them are not repeated.
+    pub failed: Vec<String>,
+}
+
+/// The source formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Hcl,
+    Yaml,
+    Json,
+}
+
+/// Picks the format. Content that can only be one format decides (`{`/`[` is JSON;
+/// `apiVersion:`, `kind:` or `---` is YAML), so a manifest sent as `job.hcl` still works; then
+/// the extension (`.hcl`, `.nomad`, `.yaml`, `.yml`, `.json`); then HCL.
+pub fn detect_format(filename: &str, source: &str) -> Format {
+    let t = source.trim_start_matches('\u{feff}').trim_start();
+    if t.starts_with('{') || t.starts_with('[') {
+        return Format::Json;
+    }
+    // The first line that is not blank or a `#` comment (both formats have those).
+    let first = t
+        .lines()
+        .map(str::trim_end)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap_or("");
+    if first.starts_with("---") || first.starts_with("apiVersion:") || first.starts_with("kind:") {
+        return Format::Yaml;
+    }
+    let lower = filename.to_ascii_lowercase();
+    if lower.ends_with(".yaml") || lower.ends_with(".yml") {
+        return Format::Yaml;
+    }
+    if lower.ends_with(".json") {
+        return Format::Json;
+    }
+    Format::Hcl
+}
+
+/// Parses, defaults and validates a job file held in memory.
+pub fn parse_source(
+    filename: &str,
+    source: &str,
+    options: &ParseOptions,
+) -> Result<Parsed, Vec<Diagnostic>> {
+    let source = source.strip_prefix('\u{feff}').unwrap_or(source);
+    let format = detect_format(filename, source);
+    if format == Format::Json {
+        // Valid JSON is read fast, without positions; only a file with problems is read again
+        // with positions, for the diagnostics.
+        match parse_source_as(filename, source, options, format, false) {
+            Ok(parsed) if parsed.warnings.is_empty() => return Ok(parsed),
+            _ => {}
+        }
+    }
+    parse_source_as(filename, source, options, format, true)
+}
+
+fn parse_source_as(
+    filename: &str,
+    source: &str,
+    options: &ParseOptions,
+    format: Format,
+    positions: bool,
+) -> Result<Parsed, Vec<Diagnostic>> {
+    let mut warnings = Vec::new();
+    let mut errors = Vec::new();
+    let raws = match format {
+        Format::Hcl => crate::hcl::parse_hcl(filename, source, options, &mut warnings, &mut errors),
+        Format::Yaml | Format::Json => {
+            crate::manifest::parse_manifest(filename, source, &mut warnings, &mut errors, positions)
+        }
+    };
+    let raws = match raws {
+        Ok(r) => r,
+        Err(mut errs) => {
+            errs.extend(warnings);
+            sort_diagnostics(&mut errs);
+            return Err(errs);
+        }
+    };
+    finish(filename, raws, warnings, errors, false)
+}
+
+/// Reads and parses a job file; `file()` and `-var-file` read from the real file system
+/// unless `options.files` says otherwise, relative to the file's directory.
+pub fn parse_file(path: &Path, options: &ParseOptions) -> Result<Parsed, Vec<Diagnostic>> {
+    let name = path.display().to_string();
+    let mut opts = options.clone();
+    if opts.files.is_none() {
+        opts.files = Some(Arc::new(StdFiles));
+    }
+    if opts.base_dir.is_none() {
+        opts.base_dir = path.parent().map(|p| {
+            if p.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                p.to_path_buf()
+            }
+        });
+    }
+    let source = opts
+        .files
+        .as_ref()
+        .map(|f| f.read(path))
+        .unwrap_or_else(|| Err(format!("cannot read {name}")));
+    match source {
+        Ok(s) => parse_source(&name, &s, &opts),
+        Err(e) => Err(vec![Diagnostic::error(&name, Pos::default(), e)]),
+    }
+}
+
+/// Defaults, deserialisation and validation shared by every front end.
+pub(crate) fn finish(
+    file: &str,
+    raws: Vec<RawJob>,
+    mut warnings: Vec<Diagnostic>,
+    mut errors: Vec<Diagnostic>,
+    with_paths: bool,
+) -> Result<Parsed, Vec<Diagnostic>> {
+    let mut jobs = Vec::new();
+    for mut raw in raws {
+        crate::defaults::apply(&mut raw.value);
+        // serde stops at the first problem: record it, drop the offending field, try again,
+        // so one pass reports every unknown field and wrong type.
+        let mut value = raw.value.clone();
+        let mut had_serde_error = false;
+        let mut job = None;
+        for _ in 0..32 {
+            match serde_path_to_error::deserialize::<_, Job>(&value) {
+                Ok(j) => {
+                    job = Some(j);
+                    break;
+                }
+                Err(e) => {
+                    had_serde_error = true;
+                    let path = path_string(e.path());
+                    let pos = raw.pos.lookup(&path);
+                    let msg = describe_serde_error(&path, &e.inner().to_string());
+                    errors.push(Diagnostic::error(file, pos, msg));
+                    let segs: Vec<_> = e.path().iter().cloned().collect();
+                    if segs.is_empty() || !remove_path(&mut value, &segs) {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(job) = job {
+            for issue in crate::validate::validate(&job) {
+                if had_serde_error && issue.severity == crate::diag::Severity::Error {
+                    // Findings on a job with dropped fields would mostly echo the errors above.
+                    continue;
+                }
+                if raw
+                    .failed
+                    .iter()
+                    .any(|f| issue.path == *f || issue.path.starts_with(&format!("{f}.")))
+                {
+                    continue;
+                }
+                let pos = raw.pos.lookup(&issue.path);
+                let message = if with_paths {
+                    format!("{}: {}", issue.path, issue.message)
+                } else {
+                    issue.message
+                };
+                let d = match issue.severity {
+                    crate::diag::Severity::Error => Diagnostic::error(file, pos, message),
+                    crate::diag::Severity::Warning => Diagnostic::warning(file, pos, message),
+                };
+                if d.is_error() {
+                    errors.push(d);
+                } else {
+                    warnings.push(d);
+                }
+            }
+            jobs.push(job);
+        }
+    }
+    sort_diagnostics(&mut warnings);
+    if errors.is_empty() {
+        Ok(Parsed { jobs, warnings })
+    } else {
+        errors.extend(warnings);
+        sort_diagnostics(&mut errors);
+        Err(errors)
+    }
+}
+
+pub(crate) fn describe_serde_error(path: &str, msg: &str) -> String {
+    let msg = improve_unknown_field(msg)
+        .or_else(|| improve_type_error(msg))
+        .unwrap_or_else(|| msg.to_string());
+    if path.is_empty() || path == "." {
+        msg
+    } else {
+        format!("{path}: {msg}")
+    }
+}
+
+/// serde's "unknown field `x`, expected one of `a`, `b`" with a "did you mean" instead of
+/// the whole list.
+fn improve_unknown_field(msg: &str) -> Option<String> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    let (name, expected) = rest.split_once('`')?;
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    let hint = crate::diag::did_you_mean(name, candidates.iter().copied())
+        .map(|s| format!(" (did you mean \"{s}\"?)"))
+        .unwrap_or_default();
+    Some(format!("unknown field \"{name}\"{hint}"))
+}
+
+/// serde's "invalid type: string \"x\", expected u32" as "expected a non-negative whole
+/// number, found string \"x\"".
+fn improve_type_error(msg: &str) -> Option<String> {
+    let rest = msg
+        .strip_prefix("invalid type: ")
+        .or_else(|| msg.strip_prefix("invalid value: "))?;
+    let (found, expected) = rest.rsplit_once(", expected ")?;
+    let expected = match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a non-negative whole number".to_string(),
+        "i8" | "i16" | "i32" | "i64" => "a whole number".to_string(),
+        "a boolean" => "true or false".to_string(),
+        "a sequence" => "a list".to_string(),
+        "a map" => "a mapping".to_string(),
+        other => other.to_string(),
+    };
+    let found = found.replace('`', "");
+    let found = found
+        .strip_prefix("sequence")
+        .map(|r| format!("a list{r}"))
+        .or_else(|| found.strip_prefix("map").map(|r| format!("a mapping{r}")))
+        .unwrap_or(found);
+    Some(format!("expected {expected}, found {found}"))
+}
+
+/// Removes the value at a serde path (used to continue after a deserialisation error).
+fn remove_path(v: &mut Value, segs: &[serde_path_to_error::Segment]) -> bool {
+    use serde_path_to_error::Segment;
+    let Some((last, parents)) = segs.split_last() else {
+        return false;
+    };
+    let mut cur = v;
+    for seg in parents {
+        let next = match (seg, cur) {
+            (Segment::Seq { index }, Value::Array(a)) => a.get_mut(*index),
+            (Segment::Map { key }, Value::Object(o)) => o.get_mut(key),
+            _ => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return false,
+        }
+    }
+    match (last, cur) {
+        (Segment::Map { key }, Value::Object(o)) => o.shift_remove(key).is_some(),
+        (Segment::Seq { index }, Value::Array(a)) if *index < a.len() => {
+            a.remove(*index);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// `groups[0].tasks[1].driver` from a serde path.
+pub(crate) fn path_string(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push('?');
+            }
+        }
+    }
+    out
+}
+
+/// Joins a field onto a path.
+pub(crate) fn join(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+/// Joins an index onto a path.
+pub(crate) fn index(path: &str, i: usize) -> String {
+    format!("{path}[{i}]")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_comes_from_unambiguous_content_then_the_extension() {
+        let cases = [
+            ("job.hcl", "job \"x\" {}", Format::Hcl),
+            ("job.nomad", "# c\njob \"x\" {}", Format::Hcl),
+            ("job.hcl", "apiVersion: nomos/v1\nkind: Job", Format::Yaml),
+            ("job.hcl", "{\"Job\": {}}", Format::Json),
+            ("x.yaml", "# comment\napiVersion: nomos/v1", Format::Yaml),
+            ("x.yml", "metadata: {}", Format::Yaml),
+            ("x.json", "  \n", Format::Json),
+            ("-", "---\nkind: Job", Format::Yaml),
+            ("noext", "job \"x\" {}", Format::Hcl),
+            (
+                "<stdin>",
+                "# a manifest\napiVersion: nomos/v1",
+                Format::Yaml,
+            ),
+        ];
+        for (name, text, expected) in cases {
+            assert_eq!(detect_format(name, text), expected, "{name}: {text}");
+        }
+    }
+
+    #[test]
+    fn pos_map_falls_back_to_the_closest_ancestor() {
+        let mut m = PosMap::default();
+        m.insert("groups[0]", Pos::new(3, 3));
+        m.insert("groups[0].tasks[1]", Pos::new(9, 5));
+        assert_eq!(m.lookup("groups[0].tasks[1].driver"), Pos::new(9, 5));
+        assert_eq!(m.lookup("groups[0].tasks[2].driver"), Pos::new(3, 3));
+        assert_eq!(m.lookup("datacenters"), Pos::default());
+    }
+}

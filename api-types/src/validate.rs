@@ -1,0 +1,630 @@
+//! Validation of a defaulted [`Job`]: every problem found, each with the canonical field path
+//! (`groups[0].tasks[1].driver`) that the front end's position map turns into `file:line:col`.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+
+use crate::diag::Severity;
+use crate::job::*;
+use crate::parse::{index, join};
+
+/// One validation finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    pub path: String,
+    pub severity: Severity,
+    pub message: String,
+}
+
+/// Drivers Nomos runs; any other driver is accepted with a warning.
+pub const KNOWN_DRIVERS: &[&str] = &["docker", "exec", "raw_exec"];
+
+/// Constraint operators, with Nomad's spelling.
+pub const OPERATORS: &[&str] = &[
+    "=",
+    "==",
+    "is",
+    "!=",
+    "not",
+    ">",
+    ">=",
+    "<",
+    "<=",
+    "regexp",
+    "version",
+    "semver",
+    "set_contains",
+    "set_contains_all",
+    "set_contains_any",
+    "is_set",
+    "is_not_set",
+    "distinct_hosts",
+    "distinct_property",
+];
+
+#[derive(Default)]
+struct V {
+    issues: Vec<Issue>,
+}
+
+impl V {
+    fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+        self.issues.push(Issue {
+            path: path.into(),
+            severity: Severity::Error,
+            message: msg.into(),
+        });
+    }
+    fn warn(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+        self.issues.push(Issue {
+            path: path.into(),
+            severity: Severity::Warning,
+            message: msg.into(),
+        });
+    }
+    fn one_of(&mut self, path: String, what: &str, value: &str, allowed: &[&str]) {
+        if !allowed.contains(&value) {
+            self.err(
+                path,
+                format!(
+                    "invalid {what} \"{value}\": expected one of {}",
+                    quoted(allowed)
+                ),
+            );
+        }
+    }
+}
+
+fn quoted(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Checks a job; returns errors and warnings (empty when the job is valid).
+pub fn validate(job: &Job) -> Vec<Issue> {
+    let mut v = V::default();
+    if job.id.trim().is_empty() {
+        v.err(
+            "id",
+            "missing job id: expected `job \"<id>\" { ... }` or `metadata.name`",
+        );
+    } else if job.id.contains(char::is_whitespace) || job.id.contains('/') {
+        v.err(
+            "id",
+            format!(
+                "invalid job id \"{}\": must not contain spaces or '/'",
+                job.id
+            ),
+        );
+    }
+    if !(1..=100).contains(&job.priority) {
+        v.err(
+            "priority",
+            format!("priority must be between 1 and 100, found {}", job.priority),
+        );
+    }
+    if job.datacenters.is_empty() {
+        v.err("datacenters", "datacenters must not be empty");
+    }
+    check_placement(&mut v, "", &job.constraints, &job.affinities, &job.spreads);
+    if let Some(u) = &job.update {
+        check_update(&mut v, "update", u);
+    }
+    if let Some(p) = &job.periodic {
+        check_periodic(&mut v, p);
+    }
+    if let Some(p) = &job.parameterized {
+        v.one_of(
+            "parameterized.payload".into(),
+            "payload",
+            &p.payload,
+            &["optional", "required", "forbidden"],
+        );
+    }
+    if let Some(r) = &job.reschedule {
+        check_reschedule(&mut v, "reschedule", r);
+    }
+    if job.groups.is_empty() {
+        v.err(
+            "groups",
+            format!(
+                "job \"{}\" has no task groups: expected at least one `group` block",
+                job.id
+            ),
+        );
+    }
+    let mut names = HashMap::new();
+    for (gi, g) in job.groups.iter().enumerate() {
+        let gp = index("groups", gi);
+        if g.name.is_empty() {
+            v.err(join(&gp, "name"), "group name must not be empty");
+        } else if let Some(first) = names.insert(g.name.clone(), gi) {
+            v.err(
+                join(&gp, "name"),
+                format!(
+                    "duplicate group name \"{}\" (also group #{})",
+                    g.name,
+                    first + 1
+                ),
+            );
+        }
+        check_group(&mut v, job, &gp, g);
+    }
+    v.issues
+}
+
+fn check_placement(v: &mut V, path: &str, cs: &[Constraint], aff: &[Affinity], spreads: &[Spread]) {
+    for (i, c) in cs.iter().enumerate() {
+        let p = index(&join(path, "constraints"), i);
+        check_operator(v, &p, &c.operator);
+        if c.attribute.is_empty() && !matches!(c.operator.as_str(), "distinct_hosts") {
+            v.err(join(&p, "attribute"), "constraint is missing `attribute`");
+        }
+        if c.operator == "regexp" {
+            if let Err(e) = check_regex(&c.value) {
+                v.err(
+                    join(&p, "value"),
+                    format!("invalid regular expression \"{}\": {e}", c.value),
+                );
+            }
+        }
+    }
+    for (i, a) in aff.iter().enumerate() {
+        let p = index(&join(path, "affinities"), i);
+        check_operator(v, &p, &a.operator);
+        if a.weight == 0 || !(-100..=100).contains(&a.weight) {
+            v.err(
+                join(&p, "weight"),
+                format!(
+                    "affinity weight must be between -100 and 100 and not 0, found {}",
+                    a.weight
+                ),
+            );
+        }
+    }
+    for (i, s) in spreads.iter().enumerate() {
+        let p = index(&join(path, "spreads"), i);
+        if s.attribute.is_empty() {
+            v.err(join(&p, "attribute"), "spread is missing `attribute`");
+        }
+        if !(0..=100).contains(&s.weight) {
+            v.err(
+                join(&p, "weight"),
+                format!(
+                    "spread weight must be between 0 and 100, found {}",
+                    s.weight
+                ),
+            );
+        }
+        let sum: u32 = s.targets.iter().map(|t| t.percent).sum();
+        if sum > 100 {
+            v.err(
+                join(&p, "targets"),
+                format!("spread target percentages add up to {sum}, more than 100"),
+            );
+        }
+    }
+}
+
+fn check_regex(re: &str) -> Result<(), String> {
+    // A light syntax check: balanced brackets and parentheses (the agent compiles it for real).
+    let mut depth: i32 = 0;
+    let mut class = false;
+    let mut escaped = false;
+    for ch in re.chars() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match ch {
+            '\\' => escaped = true,
+            '[' if !class => class = true,
+            ']' if class => class = false,
+            '(' if !class => depth += 1,
+            ')' if !class => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err("unopened ')'".into());
+                }
+            }
+            _ => {}
+        }
+    }
+    if class {
+        return Err("unclosed '['".into());
+    }
+    if depth != 0 {
+        return Err("unclosed '('".into());
+    }
+    Ok(())
+}
+
+fn check_operator(v: &mut V, path: &str, op: &str) {
+    if !OPERATORS.contains(&op) {
+        let hint = crate::diag::did_you_mean(op, OPERATORS.iter().copied())
+            .map(|s| format!(" (did you mean \"{s}\"?)"))
+            .unwrap_or_default();
+        v.err(
+            join(path, "operator"),
+            format!(
+                "invalid constraint operator \"{op}\"{hint}: expected one of {}",
+                quoted(OPERATORS)
+            ),
+        );
+    }
+}
+
+fn check_update(v: &mut V, path: &str, u: &UpdateStrategy) {
+    v.one_of(
+        join(path, "health_check"),
+        "health_check",
+        &u.health_check,
+        &["checks", "task_states", "manual"],
+    );
+    if u.healthy_deadline_ns > 0 && u.min_healthy_time_ns >= u.healthy_deadline_ns {
+        v.err(
+            join(path, "min_healthy_time_ns"),
+            "min_healthy_time must be less than healthy_deadline",
+        );
+    }
+    if u.progress_deadline_ns > 0 && u.healthy_deadline_ns > u.progress_deadline_ns {
+        v.err(
+            join(path, "healthy_deadline_ns"),
+            "healthy_deadline must not exceed progress_deadline",
+        );
+    }
+}
+
+fn check_reschedule(v: &mut V, path: &str, r: &ReschedulePolicy) {
+    if !r.delay_function.is_empty() {
+        v.one_of(
+            join(path, "delay_function"),
+            "delay_function",
+            &r.delay_function,
+            &["constant", "exponential", "fibonacci"],
+        );
+    }
+}
+
+fn check_periodic(v: &mut V, p: &Periodic) {
+    if p.crons.is_empty() {
+        v.err("periodic.crons", "periodic block needs `cron` or `crons`");
+    }
+    for (i, c) in p.crons.iter().enumerate() {
+        if let Err(e) = check_cron(c) {
+            v.err(
+                index("periodic.crons", i),
+                format!("invalid cron expression \"{c}\": {e}"),
+            );
+        }
+    }
+}
+
+/// Checks a cron expression (5 fields, 6 with seconds, or `@daily`-style shortcuts).
+pub fn check_cron(expr: &str) -> Result<(), String> {
+    let fields = expr.split_whitespace().count();
+    if !expr.trim_start().starts_with('@') && !(5..=7).contains(&fields) {
+        return Err(format!(
+            "expected 5 fields (minute hour day month weekday), found {fields}"
+        ));
+    }
+    // croner does not take a year field; Nomad allows a 7th (year) field, checked loosely here.
+    let parts: Vec<&str> = expr.split_whitespace().collect();
+    let base = if fields == 7 {
+        parts[..6].join(" ")
+    } else {
+        expr.to_string()
+    };
+    std::panic::catch_unwind(|| croner::Cron::from_str(&base).map(|_| ()))
+        .map_err(|_| "cannot be parsed".to_string())?
+        .map_err(|e| {
+            let m = e.to_string();
+            let m = m
+                .rsplit(": ")
+                .next()
+                .unwrap_or(&m)
+                .trim_end_matches('.')
+                .to_string();
+            let mut c = m.chars();
+            c.next()
+                .map(|f| f.to_lowercase().collect::<String>() + c.as_str())
+                .unwrap_or(m.clone())
+        })
+}
+
+fn check_group(v: &mut V, job: &Job, gp: &str, g: &TaskGroup) {
+    check_placement(v, gp, &g.constraints, &g.affinities, &g.spreads);
+    // Blocks inherited from the job were checked there already.
+    if let Some(u) = g
+        .update
+        .as_ref()
+        .filter(|u| job.update.as_ref() != Some(*u))
+    {
+        check_update(v, &join(gp, "update"), u);
+    }
+    if let Some(r) = g
+        .reschedule
+        .as_ref()
+        .filter(|r| job.reschedule.as_ref() != Some(*r))
+    {
+        check_reschedule(v, &join(gp, "reschedule"), r);
+    }
+    if let Some(r) = &g.restart {
+        v.one_of(
+            join(gp, "restart.mode"),
+            "restart mode",
+            &r.mode,
+            &["fail", "delay"],
+        );
+    }
+    if let Some(d) = &g.disconnect {
+        v.one_of(
+            join(gp, "disconnect.reconcile"),
+            "disconnect reconcile",
+            &d.reconcile,
+            &[
+                "keep_original",
+                "keep_replacement",
+                "best_score",
+                "longest_running",
+            ],
+        );
+    }
+    if (job.job_type == JobType::System || job.job_type == JobType::Sysbatch) && g.count > 1 {
+        v.warn(
+            join(gp, "count"),
+            format!(
+                "count {} is ignored for {:?} jobs: they run one allocation per node",
+                g.count, job.job_type
+            )
+            .to_lowercase(),
+        );
+    }
+    // Ports: unique labels, no two static ports alike, in range.
+    let mut labels: HashSet<&str> = HashSet::new();
+    let mut statics: HashMap<u16, &str> = HashMap::new();
+    let mut port_labels: HashSet<&str> = HashSet::new();
+    for (ni, n) in g.networks.iter().enumerate() {
+        let np = index(&join(gp, "networks"), ni);
+        let mode_ok =
+            matches!(n.mode.as_str(), "host" | "bridge" | "none") || n.mode.starts_with("cni/");
+        if !mode_ok {
+            v.err(join(&np, "mode"), format!("invalid network mode \"{}\": expected \"host\", \"bridge\", \"none\" or \"cni/<name>\"", n.mode));
+        }
+        for (pi, p) in n.ports.iter().enumerate() {
+            let pp = index(&join(&np, "ports"), pi);
+            if p.label.is_empty() {
+                v.err(join(&pp, "label"), "port label must not be empty");
+            } else if !labels.insert(&p.label) {
+                v.err(
+                    join(&pp, "label"),
+                    format!(
+                        "duplicate port label \"{}\" in group \"{}\"",
+                        p.label, g.name
+                    ),
+                );
+            }
+            port_labels.insert(&p.label);
+            if p.static_port != 0 {
+                if let Some(other) = statics.insert(p.static_port, &p.label) {
+                    v.err(
+                        join(&pp, "static"),
+                        format!(
+                            "static port {} of \"{}\" collides with port \"{}\" in group \"{}\"",
+                            p.static_port, p.label, other, g.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    check_services(v, gp, &g.services, &port_labels);
+    if g.tasks.is_empty() {
+        v.err(
+            join(gp, "tasks"),
+            format!(
+                "group \"{}\" has no tasks: expected at least one `task` block",
+                g.name
+            ),
+        );
+    }
+    let mut tnames = HashMap::new();
+    let mut leaders = 0;
+    for (ti, t) in g.tasks.iter().enumerate() {
+        let tp = index(&join(gp, "tasks"), ti);
+        if t.name.is_empty() {
+            v.err(join(&tp, "name"), "task name must not be empty");
+        } else if let Some(first) = tnames.insert(t.name.as_str(), ti) {
+            v.err(
+                join(&tp, "name"),
+                format!(
+                    "duplicate task name \"{}\" in group \"{}\" (also task #{})",
+                    t.name,
+                    g.name,
+                    first + 1
+                ),
+            );
+        }
+        if t.leader {
+            leaders += 1;
+            if leaders > 1 {
+                v.err(
+                    join(&tp, "leader"),
+                    format!("group \"{}\" has more than one leader task", g.name),
+                );
+            }
+        }
+        check_task(v, &tp, t, &port_labels, g.restart.as_ref());
+    }
+}
+
+fn check_services(v: &mut V, path: &str, services: &[Service], ports: &HashSet<&str>) {
+    for (si, s) in services.iter().enumerate() {
+        let sp = index(&join(path, "services"), si);
+        if !s.port.is_empty()
+            && s.port.parse::<u16>().is_err()
+            && !ports.contains(s.port.as_str())
+            && !s.port.contains("${")
+        {
+            v.err(
+                join(&sp, "port"),
+                format!(
+                    "service port \"{}\" is not a port label of the group (labels: {})",
+                    s.port,
+                    {
+                        let mut l: Vec<&str> = ports.iter().copied().collect();
+                        l.sort();
+                        if l.is_empty() {
+                            "none".to_string()
+                        } else {
+                            l.join(", ")
+                        }
+                    }
+                ),
+            );
+        }
+        v.one_of(
+            join(&sp, "provider"),
+            "service provider",
+            &s.provider,
+            &["nomad", "consul"],
+        );
+        for (ci, c) in s.checks.iter().enumerate() {
+            let cp = index(&join(&sp, "checks"), ci);
+            v.one_of(
+                join(&cp, "type"),
+                "check type",
+                &c.check_type,
+                &["http", "tcp", "script", "grpc"],
+            );
+            if c.check_type == "http" && c.path.is_empty() {
+                v.err(join(&cp, "path"), "http check is missing `path`");
+            }
+            if c.check_type == "script" && c.command.is_empty() {
+                v.err(join(&cp, "command"), "script check is missing `command`");
+            }
+            if c.interval_ns == 0 {
+                v.err(
+                    join(&cp, "interval_ns"),
+                    "check interval must be greater than 0",
+                );
+            }
+            if !c.port.is_empty()
+                && c.port.parse::<u16>().is_err()
+                && !ports.contains(c.port.as_str())
+            {
+                v.err(
+                    join(&cp, "port"),
+                    format!("check port \"{}\" is not a port label of the group", c.port),
+                );
+            }
+        }
+    }
+}
+
+fn check_task(
+    v: &mut V,
+    tp: &str,
+    t: &Task,
+    ports: &HashSet<&str>,
+    group_restart: Option<&RestartPolicy>,
+) {
+    if t.driver.is_empty() {
+        v.err(
+            join(tp, "driver"),
+            format!("task \"{}\" is missing `driver`", t.name),
+        );
+    } else if !KNOWN_DRIVERS.contains(&t.driver.as_str()) {
+        v.warn(join(tp, "driver"), format!("unknown driver \"{}\": Nomos runs docker, exec and raw_exec; this task will not be placed", t.driver));
+    }
+    let r = &t.resources;
+    if r.cpu > 0 && r.cores > 0 {
+        v.err(
+            join(tp, "resources.cores"),
+            "set only one of `cpu` and `cores`",
+        );
+    }
+    if r.memory_mb < 10 {
+        v.err(
+            join(tp, "resources.memory_mb"),
+            format!("memory must be at least 10 MB, found {}", r.memory_mb),
+        );
+    }
+    if r.memory_max_mb != 0 && r.memory_max_mb < r.memory_mb {
+        v.err(
+            join(tp, "resources.memory_max_mb"),
+            format!(
+                "memory_max ({}) must not be less than memory ({})",
+                r.memory_max_mb, r.memory_mb
+            ),
+        );
+    }
+    check_placement(v, tp, &t.constraints, &t.affinities, &[]);
+    check_services(v, tp, &t.services, ports);
+    if let Some(l) = &t.lifecycle {
+        v.one_of(
+            join(tp, "lifecycle.hook"),
+            "lifecycle hook",
+            &l.hook,
+            &["prestart", "poststart", "poststop"],
+        );
+    }
+    for (i, a) in t.artifacts.iter().enumerate() {
+        if a.source.is_empty() {
+            v.err(
+                join(&index(&join(tp, "artifacts"), i), "source"),
+                "artifact is missing `source`",
+            );
+        }
+        if !a.mode.is_empty() {
+            v.one_of(
+                join(&index(&join(tp, "artifacts"), i), "mode"),
+                "artifact mode",
+                &a.mode,
+                &["any", "file", "dir"],
+            );
+        }
+    }
+    for (i, tpl) in t.templates.iter().enumerate() {
+        let p = index(&join(tp, "templates"), i);
+        if tpl.destination.is_empty() {
+            v.err(join(&p, "destination"), "template is missing `destination`");
+        }
+        if tpl.data.is_empty() == tpl.source.is_empty() {
+            v.err(
+                p.clone(),
+                "template needs exactly one of `data` and `source`",
+            );
+        }
+        v.one_of(
+            join(&p, "change_mode"),
+            "template change_mode",
+            &tpl.change_mode,
+            &["restart", "signal", "noop", "script"],
+        );
+    }
+    if let Some(r) = t.restart.as_ref().filter(|r| group_restart != Some(*r)) {
+        v.one_of(
+            join(tp, "restart.mode"),
+            "restart mode",
+            &r.mode,
+            &["fail", "delay"],
+        );
+    }
+    for (k, val) in &t.config {
+        if k == "ports" {
+            if let Some(items) = val.as_array() {
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(label) = item.as_str() {
+                        if !ports.contains(label) && !label.contains("${") {
+                            v.err(index(&join(tp, "config.ports"), i), format!("port \"{label}\" in task config is not a port label of the group"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Specs read back from the store: canonical JSON from the API, and JSON or YAML manifests
+//! written by GitOps or `etcdctl put`. Errors name the key and the field path.
+
+use nomos_api::{parse_source, parse_stored_spec, to_canonical_json, ParseOptions};
+
+fn errors(key: &str, value: &str) -> Vec<String> {
+    parse_stored_spec(key, value.as_bytes())
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn a_yaml_manifest_written_by_etcdctl_is_accepted() {
+    let yaml = "apiVersion: nomos/v1\nkind: Job\nmetadata:\n  name: web\nspec:\n  groups:\n    - name: g\n      tasks:\n        - name: t\n          driver: raw_exec\n";
+    let parsed = parse_stored_spec("/nomos/jobs/default/web", yaml.as_bytes()).unwrap();
+    assert_eq!(parsed.jobs[0].id, "web");
+    assert_eq!(parsed.jobs[0].groups[0].count, 1);
+}
+
+#[test]
+fn a_spec_without_id_takes_it_from_the_key() {
+    let json = r#"{"groups": [{"name": "g", "tasks": [{"name": "t", "driver": "exec"}]}]}"#;
+    let parsed = parse_stored_spec("/nomos/jobs/team-a/batch1", json.as_bytes()).unwrap();
+    assert_eq!(parsed.jobs[0].id, "batch1");
+    assert_eq!(parsed.jobs[0].namespace, "team-a");
+}
+
+#[test]
+fn errors_name_the_key_and_the_field_path() {
+    let json = "{\n  \"id\": \"web\",\n  \"groups\": [\n    {\"name\": \"g\", \"count\": -1, \"tasks\": [{\"name\": \"t\"}]}\n  ]\n}";
+    assert_eq!(errors("/nomos/jobs/default/web", json), vec![
+        "/nomos/jobs/default/web:4:19: groups[0].count: expected a non-negative whole number, found integer -1".to_string()
+    ]);
+    let json = r#"{"id": "web", "groups": [{"name": "g", "tasks": [{"name": "t"}]}]}"#;
+    assert_eq!(errors("/nomos/jobs/default/web", json), vec![
+        "/nomos/jobs/default/web:1:50: groups[0].tasks[0].driver: task \"t\" is missing `driver`".to_string()
+    ]);
+}
+
+#[test]
+fn a_spec_that_contradicts_its_key_is_refused() {
+    let json = r#"{"id": "other", "groups": []}"#;
+    assert_eq!(
+        errors("/nomos/jobs/default/web", json),
+        vec![
+            "/nomos/jobs/default/web:1:2: id: the spec says \"other\" but the key says \"web\""
+                .to_string()
+        ]
+    );
+}
+
+#[test]
+fn garbage_is_an_error_not_a_panic() {
+    assert_eq!(
+        errors("/nomos/jobs/default/x", ""),
+        vec!["/nomos/jobs/default/x:0:0: empty value: expected a job spec".to_string()]
+    );
+    let bad = parse_stored_spec("/nomos/jobs/default/x", &[0xff, 0xfe, 0x00]).unwrap_err();
+    assert!(bad[0].message.starts_with("value is not UTF-8"), "{bad:?}");
+}
+
+#[test]
+fn canonical_json_is_stable_and_complete() {
+    let src =
+        "job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"exec\"\n    }\n  }\n}\n";
+    let job = &parse_source("j.hcl", src, &ParseOptions::default())
+        .unwrap()
+        .jobs[0];
+    let json = to_canonical_json(job);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    // Every default is written out.
+    assert_eq!(v["groups"][0]["restart"]["attempts"], 2);
+    assert_eq!(
+        v["groups"][0]["tasks"][0]["kill_timeout_ns"],
+        5_000_000_000u64
+    );
+    assert_eq!(v["datacenters"], serde_json::json!(["*"]));
+    let again = parse_stored_spec("/nomos/jobs/default/j", json.as_bytes()).unwrap();
+    assert_eq!(to_canonical_json(&again.jobs[0]), json);
+}
+
+#[test]
+fn yaml_manifests_keep_strings_that_look_like_other_yaml_types() {
+    let tricky = [
+        "yes",
+        "no",
+        "on",
+        "off",
+        "null",
+        "~",
+        "0x10",
+        "1e3",
+        "-",
+        ": x",
+        "#x",
+        "'q'",
+        "\"d\"",
+        "true",
+        "012",
+        "1_000",
+        ".inf",
+        "@daily",
+        "*",
+        "a: b",
+        "- item",
+        "|",
+        ">",
+        "%{x}",
+        "${attr.x}",
+        "",
+        " lead",
+        "trail ",
+        "multi\nline",
+        "tab\there",
+        "ünï",
+    ];
+    let meta: String = tricky
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            format!(
+                "    k{i} = {}\n",
+                serde_json::to_string(v)
+                    .unwrap()
+                    .replace("${", "$${")
+                    .replace("%{", "%%{")
+            )
+        })
+        .collect();
+    let src = format!(
+        "job \"y\" {{\n  meta = {{\n{meta}  }}\n  group \"g\" {{\n    task \"t\" {{\n      driver = \"exec\"\n    }}\n  }}\n}}\n"
+    );
+    let job = &parse_source("y.hcl", &src, &ParseOptions::default())
+        .unwrap()
+        .jobs[0];
+    for (i, v) in tricky.iter().enumerate() {
+        assert_eq!(job.meta[&format!("k{i}")], *v, "HCL read of {v:?}");
+    }
+    let yaml = nomos_api::to_manifest_yaml(job);
+    let back = parse_source("y.yaml", &yaml, &ParseOptions::default())
+        .unwrap_or_else(|d| panic!("{d:?}\n{yaml}"));
+    assert_eq!(&back.jobs[0], job, "{yaml}");
+}

@@ -1,0 +1,366 @@
+//! The drain loop's decisions: move a draining node's allocations elsewhere before stopping them.
+//!
+//! [`decide`] is pure: `(drain spec, the node's allocations with their replacements and health,
+//! now) -> DrainPlan`; [`place_migrations`] places the replacements it asks for with the placement
+//! engine and reports the ones with nowhere to go. Rules (after Nomad's node drainer):
+//! - service allocations migrate: a replacement is placed elsewhere first, at most the group's
+//!   `migrate.max_parallel` at a time (replacements not yet healthy count against it), and the
+//!   original stops only once its replacement is healthy (healthy as reported by the agent, or
+//!   running for `migrate.min_healthy_time`);
+//! - batch allocations are left to finish until the deadline;
+//! - at the deadline whatever remains is stopped (and given a replacement if it had none);
+//! - system and sysbatch allocations stop last, once nothing else remains, or stay with
+//!   `ignore_system_jobs`;
+//! - an allocation that cannot be placed anywhere is reported and the drain waits;
+//! - cancelling a drain (removing it from the node spec) stops the loop: what moved stays moved.
+
+pub mod run;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use nomos_api::{
+    AllocStatus, Allocation, ClientStatus, DesiredStatus, DrainSpec, Job, JobType, MigrateStrategy,
+    TaskRunState,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::scheduler::{self, ClusterSnapshot, PlacementRequest, SchedulerConfig};
+
+/// Prefix of the drain progress records.
+pub const DRAIN_STATUS_PREFIX: &str = "/nomos/drainstatus/";
+
+/// `/nomos/drainstatus/<node>`: the drain loop's progress report for a node (what
+/// `nctl node drain --wait` follows).
+pub fn drain_status_key(node: &str) -> String {
+    format!("{DRAIN_STATUS_PREFIX}{node}")
+}
+
+/// The value at `/nomos/drainstatus/<node>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct DrainStatus {
+    /// `draining`, `blocked` (something has nowhere to go), `complete` or `cancelled`.
+    pub state: String,
+    pub started_at_ms: i64,
+    pub deadline_ms: i64,
+    /// Allocations still on the node (desired to run, not finished).
+    pub remaining: u32,
+    /// Replacements placed and not yet healthy.
+    pub migrating: u32,
+    /// `<alloc id>: <why>` for allocations that cannot be placed elsewhere.
+    pub nowhere_to_go: Vec<String>,
+    pub updated_at_ms: i64,
+}
+
+/// One allocation on the draining node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrainAlloc {
+    pub alloc: Allocation,
+    pub status: Option<AllocStatus>,
+    pub job_type: JobType,
+    /// The group's `migrate` block (group, else job, else Nomad's defaults).
+    pub migrate: MigrateStrategy,
+    /// Allocations whose `previous_alloc` is this one.
+    pub replacements: Vec<Replacement>,
+}
+
+/// A replacement of a draining allocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replacement {
+    pub alloc: Allocation,
+    pub status: Option<AllocStatus>,
+}
+
+impl Replacement {
+    fn is_live(&self) -> bool {
+        self.alloc.desired_status == DesiredStatus::Run && !client(&self.status).is_terminal()
+    }
+    /// Healthy: the agent says so, or it has run every task for `min_healthy_time` (or finished
+    /// successfully). Returns the instant it will count as healthy if it keeps running.
+    fn health(&self, migrate: &MigrateStrategy, now_ms: i64) -> Health {
+        let Some(s) = &self.status else {
+            return Health::Pending;
+        };
+        if s.client_status == ClientStatus::Complete {
+            return Health::Healthy;
+        }
+        match s.healthy {
+            Some(true) => Health::Healthy,
+            Some(false) => Health::Pending,
+            None if s.client_status == ClientStatus::Running => {
+                let all_running = s
+                    .task_states
+                    .values()
+                    .all(|t| t.state == TaskRunState::Running);
+                if !all_running {
+                    return Health::Pending;
+                }
+                let since = s
+                    .task_states
+                    .values()
+                    .map(|t| t.started_at_ms)
+                    .max()
+                    .unwrap_or(s.modified_at_ms);
+                let at = since + (migrate.min_healthy_time_ns / 1_000_000) as i64;
+                if now_ms >= at {
+                    Health::Healthy
+                } else {
+                    Health::At(at)
+                }
+            }
+            None => Health::Pending,
+        }
+    }
+}
+
+enum Health {
+    Healthy,
+    At(i64),
+    Pending,
+}
+
+fn client(s: &Option<AllocStatus>) -> ClientStatus {
+    s.as_ref().map(|s| s.client_status).unwrap_or_default()
+}
+
+/// Nomad's `migrate` defaults: one at a time, 10s healthy, 5 minutes to get healthy.
+pub fn default_migrate() -> MigrateStrategy {
+    MigrateStrategy {
+        max_parallel: 1,
+        health_check: "checks".into(),
+        min_healthy_time_ns: 10_000_000_000,
+        healthy_deadline_ns: 300_000_000_000,
+    }
+}
+
+/// The `migrate` block that applies to `group` of `job`.
+pub fn migrate_for(job: &Job, group: &str) -> MigrateStrategy {
+    job.groups
+        .iter()
+        .find(|g| g.name == group)
+        .and_then(|g| g.migrate.clone())
+        .or_else(|| job.migrate.clone())
+        .unwrap_or_else(default_migrate)
+}
+
+/// An allocation to stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopAlloc {
+    pub alloc_id: String,
+    pub reason: String,
+}
+
+/// What one evaluation of a draining node decided.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DrainPlan {
+    /// Allocations to give a replacement elsewhere now.
+    pub migrate: Vec<String>,
+    pub stop: Vec<StopAlloc>,
+    /// Allocations still on the node after this plan (desired to run, not finished).
+    pub remaining: u32,
+    /// Replacements placed and not yet healthy.
+    pub migrating: u32,
+    /// Nothing is left to move or stop.
+    pub complete: bool,
+    pub wake_at_ms: Option<i64>,
+}
+
+/// One evaluation of a draining node at `now_ms`.
+pub fn decide(drain: &DrainSpec, allocs: &[DrainAlloc], now_ms: i64) -> DrainPlan {
+    let mut plan = DrainPlan::default();
+    let deadline_passed = drain.deadline_ms > 0 && now_ms >= drain.deadline_ms;
+    if drain.deadline_ms > 0 && !deadline_passed {
+        plan.wake_at_ms = Some(drain.deadline_ms);
+    }
+    let remaining: Vec<&DrainAlloc> = allocs
+        .iter()
+        .filter(|a| {
+            a.alloc.desired_status == DesiredStatus::Run && !client(&a.status).is_terminal()
+        })
+        .collect();
+    let (system, others): (Vec<&DrainAlloc>, Vec<&DrainAlloc>) = remaining
+        .iter()
+        .partition(|a| matches!(a.job_type, JobType::System | JobType::Sysbatch));
+
+    // Per group: how many replacements are in flight (placed, live, not yet healthy).
+    let mut in_flight: BTreeMap<(String, String, String), u32> = BTreeMap::new();
+    let group_key = |a: &DrainAlloc| {
+        (
+            a.alloc.namespace.clone(),
+            a.alloc.job_id.clone(),
+            a.alloc.task_group.clone(),
+        )
+    };
+    for a in &others {
+        if a.replacements
+            .iter()
+            .any(|r| r.is_live() && !matches!(r.health(&a.migrate, now_ms), Health::Healthy))
+        {
+            *in_flight.entry(group_key(a)).or_default() += 1;
+        }
+    }
+    let mut stopped = 0u32;
+    let mut ordered = others.clone();
+    ordered.sort_by(|a, b| a.alloc.id.cmp(&b.alloc.id));
+    for a in ordered {
+        let live: Vec<&Replacement> = a.replacements.iter().filter(|r| r.is_live()).collect();
+        if deadline_passed {
+            if live.is_empty() && a.job_type == JobType::Service {
+                plan.migrate.push(a.alloc.id.clone());
+            }
+            plan.stop.push(StopAlloc {
+                alloc_id: a.alloc.id.clone(),
+                reason: "node drain deadline reached".into(),
+            });
+            stopped += 1;
+            continue;
+        }
+        if a.job_type != JobType::Service {
+            // Batch allocations finish where they are until the deadline.
+            continue;
+        }
+        let mut healthy = None;
+        for r in &live {
+            match r.health(&a.migrate, now_ms) {
+                Health::Healthy => healthy = Some(r.alloc.id.clone()),
+                Health::At(t) => plan.wake_at_ms = Some(plan.wake_at_ms.map_or(t, |w| w.min(t))),
+                Health::Pending => {}
+            }
+        }
+        if let Some(r) = healthy {
+            plan.stop.push(StopAlloc {
+                alloc_id: a.alloc.id.clone(),
+                reason: format!("node drain: replacement {r} is healthy"),
+            });
+            stopped += 1;
+        } else if live.is_empty() {
+            let limit = a.migrate.max_parallel.max(1);
+            let n = in_flight.entry(group_key(a)).or_default();
+            if *n < limit {
+                *n += 1;
+                plan.migrate.push(a.alloc.id.clone());
+            }
+        }
+    }
+    plan.migrating = in_flight.values().sum();
+    let others_left = others.len() as u32 - stopped;
+    let mut system_left = system.len() as u32;
+    if others.is_empty() && !drain.ignore_system_jobs {
+        // System allocations go last: only once nothing else was left at the start of this pass.
+        for a in &system {
+            plan.stop.push(StopAlloc {
+                alloc_id: a.alloc.id.clone(),
+                reason: "node drain: system allocations stop last".into(),
+            });
+        }
+        system_left = 0;
+    }
+    plan.remaining = others_left
+        + if drain.ignore_system_jobs {
+            0
+        } else {
+            system_left
+        };
+    plan.complete = plan.remaining == 0;
+    if plan.complete {
+        plan.wake_at_ms = None;
+    }
+    plan
+}
+
+/// A replacement to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAlloc {
+    pub alloc: Allocation,
+    pub cpu: u32,
+    pub memory_mb: u32,
+}
+
+/// A migration that found no node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NowhereToGo {
+    pub alloc_id: String,
+    pub reason: String,
+}
+
+/// The id of the `attempt`-th replacement of `original` (deterministic, so a re-run after a crash
+/// finds the replacement it already wrote).
+pub fn replacement_id(original: &str, attempt: usize) -> String {
+    let a = scheduler::hash_str(&format!("migrate\u{0}{original}\u{0}{attempt}"));
+    let b = scheduler::hash_str(&format!("drain\u{0}{original}\u{0}{attempt}"));
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        (a >> 32) as u32,
+        (a >> 16) as u16,
+        a as u16,
+        (b >> 48) as u16,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// Places a replacement for each `(original, its job version's spec, replacements so far)`; the
+/// draining node is excluded by the snapshot (it is marked draining).
+pub fn place_migrations(
+    snapshot: &mut ClusterSnapshot,
+    requests: &[(&DrainAlloc, &Job)],
+    config: &SchedulerConfig,
+    now_ms: i64,
+) -> (Vec<NewAlloc>, Vec<NowhereToGo>) {
+    let mut placed = Vec::new();
+    let mut nowhere = Vec::new();
+    for (a, job) in requests {
+        let Some(group) = job.groups.iter().find(|g| g.name == a.alloc.task_group) else {
+            nowhere.push(NowhereToGo {
+                alloc_id: a.alloc.id.clone(),
+                reason: format!(
+                    "group `{}` is not in job version {}",
+                    a.alloc.task_group, a.alloc.job_version
+                ),
+            });
+            continue;
+        };
+        let id = replacement_id(&a.alloc.id, a.replacements.len());
+        let req = PlacementRequest {
+            alloc_id: id.clone(),
+            penalty_node: Some(a.alloc.node.clone()),
+        };
+        match scheduler::place(
+            snapshot,
+            job,
+            group,
+            &[req],
+            config,
+            scheduler::hash_str(&id),
+        )
+        .pop()
+        {
+            Some(Ok(p)) => {
+                let alloc = Allocation {
+                    id,
+                    node: p.node.clone(),
+                    desired_status: DesiredStatus::Run,
+                    desired_description: String::new(),
+                    ports: p.ports.clone(),
+                    previous_alloc: a.alloc.id.clone(),
+                    created_at_ms: now_ms,
+                    modified_at_ms: now_ms,
+                    ..a.alloc.clone()
+                };
+                placed.push(NewAlloc {
+                    alloc,
+                    cpu: p.cpu,
+                    memory_mb: p.memory_mb,
+                });
+            }
+            Some(Err(f)) => nowhere.push(NowhereToGo {
+                alloc_id: a.alloc.id.clone(),
+                reason: f.summary(),
+            }),
+            None => {}
+        }
+    }
+    (placed, nowhere)
+}

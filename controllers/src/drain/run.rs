@@ -1,0 +1,183 @@
+//! The drain loop's executor: for every node whose spec asks for a drain, decide and apply: stop
+//! what the plan stops (compare on the allocation's revision), place replacements when this loop
+//! migrates ([`DrainConfig::migrate`]), and keep `/nomos/drainstatus/<node>` up to date
+//! (draining, blocked with what has nowhere to go, complete, cancelled).
+//!
+//! Who migrates: the jobs controller's reconcile already migrates service and batch allocations
+//! off draining nodes (`migrate.max_parallel` at a time), so by default this loop leaves
+//! migrations to it and handles the deadline, the system allocations and the progress report.
+//! With `migrate = true` this loop places the replacements itself and stops an original only once
+//! its replacement is healthy; that needs the jobs controller to stop migrating on its own.
+
+use std::collections::HashMap;
+
+use nomos_api::{DesiredStatus, Job, JobType};
+use nomos_store::keys;
+
+use super::{
+    decide, drain_status_key, migrate_for, place_migrations, DrainAlloc, DrainStatus, Replacement,
+};
+use crate::loops::view::View;
+use crate::loops::{node_guard, put, to_json, unchanged, Ctx, PassOutcome};
+use crate::ControllerError;
+
+/// Settings of the drain loop.
+#[derive(Debug, Clone, Default)]
+pub struct DrainConfig {
+    /// Place replacements here (see the module docs); `false` leaves them to the jobs controller.
+    pub migrate: bool,
+}
+
+pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, ControllerError> {
+    let mut outcome = PassOutcome::default();
+    let mut wake =
+        |t: i64| outcome.wake_at_ms = Some(outcome.wake_at_ms.map_or(t, |w: i64| w.min(t)));
+    let mut by_prev: HashMap<&str, Vec<Replacement>> = HashMap::new();
+    for a in view.allocs.values() {
+        if !a.value.previous_alloc.is_empty() {
+            by_prev
+                .entry(a.value.previous_alloc.as_str())
+                .or_default()
+                .push(Replacement {
+                    alloc: a.value.clone(),
+                    status: view.alloc_status.get(&a.value.id).map(|s| s.value.clone()),
+                });
+        }
+    }
+    let mut snapshot = None;
+    for name in view.nodes.keys() {
+        let old = view.drain_status.get(name);
+        let Some(drain) = view.node_specs.get(name).and_then(|s| s.drain.clone()) else {
+            if let Some(o) =
+                old.filter(|o| o.value.state == "draining" || o.value.state == "blocked")
+            {
+                // Cancelled: stop following; what moved stays moved.
+                let mut s = o.value.clone();
+                s.state = "cancelled".into();
+                s.updated_at_ms = now;
+                write_status(ctx, name, &s, o.mod_revision).await?;
+            }
+            continue;
+        };
+        let allocs: Vec<DrainAlloc> = view
+            .allocs_on(name)
+            .map(|a| {
+                let job = view.job_of(&a.value);
+                DrainAlloc {
+                    alloc: a.value.clone(),
+                    status: view.alloc_status.get(&a.value.id).map(|s| s.value.clone()),
+                    job_type: job.map(|j| j.job_type).unwrap_or(JobType::Service),
+                    migrate: job
+                        .map(|j| migrate_for(j, &a.value.task_group))
+                        .unwrap_or_else(super::default_migrate),
+                    replacements: by_prev
+                        .get(a.value.id.as_str())
+                        .cloned()
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+        let plan = decide(&drain, &allocs, now);
+        let mut nowhere: Vec<String> = Vec::new();
+        if ctx.config.drain.migrate && !plan.migrate.is_empty() {
+            let snap = snapshot.get_or_insert_with(|| view.snapshot());
+            let requests: Vec<(&DrainAlloc, &Job)> = plan
+                .migrate
+                .iter()
+                .filter_map(|id| allocs.iter().find(|a| &a.alloc.id == id))
+                .filter_map(|a| view.job_of(&a.alloc).map(|j| (a, j)))
+                .collect();
+            let (placed, failed) = place_migrations(snap, &requests, &ctx.config.scheduler, now);
+            for n in placed {
+                let k = keys::alloc(&n.alloc.node, &n.alloc.id);
+                let value = to_json(&k, &n.alloc, "allocation")?;
+                ctx.commit(
+                    vec![unchanged(&k, 0), node_guard(&n.alloc.node, view.revision)],
+                    vec![put(&k, value)],
+                )
+                .await?;
+            }
+            nowhere.extend(
+                failed
+                    .into_iter()
+                    .map(|f| format!("{}: {}", f.alloc_id, f.reason)),
+            );
+        } else {
+            // The jobs controller migrates: what it cannot place shows in the job's status.
+            for a in allocs.iter().filter(|a| {
+                a.alloc.desired_status == DesiredStatus::Run && a.job_type == JobType::Service
+            }) {
+                let st = view
+                    .job_status
+                    .get(&(a.alloc.namespace.clone(), a.alloc.job_id.clone()));
+                if let Some(why) =
+                    st.and_then(|s| s.value.placement_failures.get(&a.alloc.task_group))
+                {
+                    nowhere.push(format!("{}: {why}", a.alloc.id));
+                }
+            }
+        }
+        for s in &plan.stop {
+            let Some(cur) = view.allocs.get(&s.alloc_id) else {
+                continue;
+            };
+            let mut a = cur.value.clone();
+            a.desired_status = DesiredStatus::Stop;
+            a.desired_description = s.reason.clone();
+            a.modified_at_ms = now;
+            let k = keys::alloc(&a.node, &a.id);
+            let value = to_json(&k, &a, "allocation")?;
+            ctx.commit(vec![unchanged(&k, cur.mod_revision)], vec![put(&k, value)])
+                .await?;
+        }
+        let state = if plan.complete {
+            "complete"
+        } else if !nowhere.is_empty() {
+            "blocked"
+        } else {
+            "draining"
+        };
+        let status = DrainStatus {
+            state: state.into(),
+            started_at_ms: drain.started_at_ms,
+            deadline_ms: drain.deadline_ms,
+            remaining: plan.remaining,
+            migrating: plan.migrating,
+            nowhere_to_go: nowhere,
+            updated_at_ms: now,
+        };
+        let changed = old.is_none_or(|o| {
+            DrainStatus {
+                updated_at_ms: now,
+                ..o.value.clone()
+            } != status
+        });
+        if changed {
+            if status.state != old.map(|o| o.value.state.as_str()).unwrap_or("") {
+                tracing::info!(node = %name, state = %status.state, remaining = status.remaining, "drain");
+            }
+            write_status(ctx, name, &status, old.map(|o| o.mod_revision).unwrap_or(0)).await?;
+        }
+        if let Some(t) = plan.wake_at_ms {
+            wake(t);
+        }
+        if !plan.complete {
+            // Follow the replacements' health.
+            wake(now + 2_000);
+        }
+    }
+    Ok(outcome)
+}
+
+async fn write_status(
+    ctx: &Ctx,
+    node: &str,
+    status: &DrainStatus,
+    mod_revision: i64,
+) -> Result<(), ControllerError> {
+    let k = drain_status_key(node);
+    let value = to_json(&k, status, "drain status")?;
+    ctx.commit(vec![unchanged(&k, mod_revision)], vec![put(&k, value)])
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! The garbage collector's executor: runs every `interval_ms` (and on demand for
+//! `nctl system gc`), plans over a fresh view and deletes: an allocation with its status; a job's
+//! spec, status, versions and deployments; single old versions. Each allocation delete compares on
+//! the revision it was read at, so an allocation that changed meanwhile is left for the next pass.
+
+use std::collections::BTreeMap;
+
+use nomos_store::{keys, DeleteOptions, KeySelector, Store, TxnOp};
+
+use super::{plan, GcAlloc, GcConfig, GcJob, GcPlan};
+use crate::loops::view::{JobKey, Part, View};
+use crate::loops::{unchanged, Ctx, PassOutcome};
+use crate::ControllerError;
+
+fn delete_key(k: &str) -> TxnOp {
+    TxnOp::Delete(
+        KeySelector::key(k.as_bytes().to_vec()),
+        DeleteOptions::default(),
+    )
+}
+
+fn delete_prefix(p: &str) -> TxnOp {
+    TxnOp::Delete(
+        KeySelector::prefix(p.as_bytes().to_vec()),
+        DeleteOptions::default(),
+    )
+}
+
+/// The collector's plan over a view.
+pub fn plan_for(view: &View, now: i64, config: &GcConfig) -> GcPlan {
+    let mut jobs: BTreeMap<JobKey, GcJob> = BTreeMap::new();
+    let keys_seen = view
+        .specs
+        .keys()
+        .chain(view.versions.keys())
+        .chain(view.job_status.keys());
+    for k in keys_seen {
+        jobs.entry(k.clone()).or_insert_with(|| GcJob {
+            namespace: k.0.clone(),
+            id: k.1.clone(),
+            spec: view
+                .versions
+                .get(k)
+                .and_then(|v| v.last_key_value())
+                .map(|(_, j)| j.clone())
+                .filter(|_| view.specs.contains_key(k)),
+            status: view.job_status.get(k).map(|s| s.value.clone()),
+            versions: view
+                .versions
+                .get(k)
+                .map(|v| v.keys().copied().collect())
+                .unwrap_or_default(),
+        });
+    }
+    // A spec key whose value was never accepted still counts as a live job.
+    for (k, j) in jobs.iter_mut() {
+        if j.spec.is_none() && view.specs.contains_key(k) {
+            j.spec = Some(nomos_api::Job {
+                id: k.1.clone(),
+                namespace: k.0.clone(),
+                ..Default::default()
+            });
+        }
+    }
+    let jobs: Vec<GcJob> = jobs.into_values().collect();
+    let allocs: Vec<GcAlloc> = view
+        .allocs
+        .values()
+        .map(|a| GcAlloc {
+            alloc: a.value.clone(),
+            status: view.alloc_status.get(&a.value.id).map(|s| s.value.clone()),
+        })
+        .collect();
+    plan(&jobs, &allocs, now, config)
+}
+
+/// Applies a plan. Returns how many objects went.
+pub async fn apply(ctx: &Ctx, view: &View, p: &GcPlan) -> Result<usize, ControllerError> {
+    let mut n = 0;
+    for (node, id) in &p.allocs {
+        let k = keys::alloc(node, id);
+        let rev = view.allocs.get(id).map(|a| a.mod_revision).unwrap_or(0);
+        if ctx
+            .commit(
+                vec![unchanged(&k, rev)],
+                vec![delete_key(&k), delete_key(&keys::alloc_status(node, id))],
+            )
+            .await?
+        {
+            n += 1;
+        }
+    }
+    for (ns, job) in &p.jobs {
+        let spec_rev = view
+            .specs
+            .get(&(ns.clone(), job.clone()))
+            .map(|s| s.mod_revision)
+            .unwrap_or(0);
+        let ops = vec![
+            delete_key(&keys::job(ns, job)),
+            delete_key(&keys::job_status(ns, job)),
+            delete_prefix(&keys::job_versions_prefix(ns, job)),
+            delete_prefix(&format!("{}{ns}/{job}/", keys::DEPLOYMENTS_PREFIX)),
+        ];
+        if ctx
+            .commit(vec![unchanged(&keys::job(ns, job), spec_rev)], ops)
+            .await?
+        {
+            n += 1;
+        }
+    }
+    for (ns, job, v) in &p.versions {
+        ctx.commit(vec![], vec![delete_key(&keys::job_version(ns, job, *v))])
+            .await?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+pub async fn pass(
+    ctx: &Ctx,
+    view: &View,
+    now: i64,
+    config: &GcConfig,
+) -> Result<PassOutcome, ControllerError> {
+    let p = plan_for(view, now, config);
+    if !p.is_empty() {
+        let n = apply(ctx, view, &p).await?;
+        tracing::info!(
+            objects = n,
+            allocs = p.allocs.len(),
+            jobs = p.jobs.len(),
+            versions = p.versions.len(),
+            "gc"
+        );
+    }
+    Ok(PassOutcome {
+        wake_at_ms: Some(now + config.interval_ms.max(1_000)),
+    })
+}
+
+/// `nctl system gc`: one pass now with every age threshold at zero (not leader-fenced: deletes
+/// still compare on the revisions they read). Returns how many objects went.
+pub async fn force(ctx: &Ctx) -> Result<usize, ControllerError> {
+    let view = View::read(
+        &*ctx.store,
+        &[
+            Part::Specs,
+            Part::Versions,
+            Part::JobStatus,
+            Part::Allocs,
+            Part::AllocStatus,
+        ],
+    )
+    .await?;
+    let p = plan_for(&view, ctx.now(), &ctx.config.gc.forced());
+    apply(ctx, &view, &p).await
+}
+
+/// Convenience for callers without a loop context (the server's `POST /v1/system/gc`).
+pub async fn force_with(
+    store: std::sync::Arc<dyn Store>,
+    config: crate::loops::LoopsConfig,
+) -> Result<usize, ControllerError> {
+    let ctx = Ctx {
+        store,
+        leadership: None,
+        config,
+        metrics: Default::default(),
+        name: crate::loops::LoopName::Gc,
+    };
+    force(&ctx).await
+}

@@ -1,0 +1,989 @@
+//! The jobs controller (the "deployment" loop) for service and batch jobs.
+//!
+//! Per job key `(namespace, job)`:
+//! 1. read the spec at `/nomos/jobs/<ns>/<job>` and parse it; a spec that changed since the last
+//!    accepted one (its key's mod revision is newer than `observed_revision` in the status, and
+//!    its content differs from the newest version) becomes the immutable version
+//!    `/nomos/jobversions/<ns>/<job>/<ver>`; an invalid spec is reported in the status and the
+//!    last good version keeps running;
+//! 2. run the pure [`crate::reconcile::reconcile`] against the indexed [`world::World`], place
+//!    its placements with [`crate::scheduler::place`] on the shared cluster snapshot;
+//! 3. commit allocations in batched transactions, each guarded per node by a compare over the
+//!    node's allocation prefix (`mod_revision < guard + 1`) and fenced by the leader's lease, so
+//!    a concurrent writer can never over-commit a node; on conflict, catch up and recompute,
+//!    with a retry bound that resets when a batch committed;
+//! 4. write the deployment and `/nomos/jobstatus/<ns>/<job>` (status, version, per-group
+//!    summary, placement failures, errors).
+//!
+//! Deleting the spec key purges the job: its allocations are stopped, deleted once their agent
+//! reports them terminal (or their node is gone), then its versions, deployments and status go.
+//! System, sysbatch, periodic and parameterized jobs get versions here but their allocations
+//! belong to other loops.
+
+pub mod world;
+
+#[cfg(test)]
+pub(crate) mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use nomos_api::{Allocation, Deployment, DesiredStatus, Job, JobStatus, JobType};
+use nomos_store::{keys, prefix_end, Compare, CompareOp, CompareTarget, Store, Txn, TxnOp};
+
+use crate::reconcile::{self, ExistingAlloc, NodeHealth, Plan};
+use crate::runtime::election::Leadership;
+use crate::runtime::metrics::{ControllerLabel, Metrics};
+use crate::runtime::queue::{Backoff, WorkQueue};
+use crate::runtime::reflector::{Reflector, ReflectorHandle};
+use crate::runtime::runner::{self, Action};
+use crate::scheduler::{self, hash_str, PlacementRequest, SchedulerConfig};
+use crate::ControllerError;
+use world::{JobKey, Kind, World, WorldSink};
+
+/// Settings of the jobs controller.
+#[derive(Clone)]
+pub struct JobsConfig {
+    pub scheduler: SchedulerConfig,
+    /// Concurrent reconciles (of different jobs).
+    pub workers: usize,
+    /// Every job is looked at again after this long even without events.
+    pub resync: Duration,
+    /// Puts per transaction (the store allows 128 operations).
+    pub batch_ops: usize,
+    /// Clock in Unix milliseconds (tests pass their own).
+    pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            scheduler: SchedulerConfig::default(),
+            workers: 2,
+            resync: Duration::from_secs(300),
+            batch_ops: 100,
+            clock: Arc::new(now_ms),
+        }
+    }
+}
+
+/// Wall-clock Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub const NAME: &str = "jobs";
+
+/// Minimum time between two status writes that only change the allocation counters.
+pub const STATUS_MIN_INTERVAL_MS: i64 = 1000;
+
+/// State shared by the workers of one running jobs controller.
+pub struct Ctx {
+    store: Arc<dyn Store>,
+    /// One placement commit in flight at a time: every commit then sees the per-node guard
+    /// revisions of the previous one, so this process never conflicts with itself.
+    commit_lock: tokio::sync::Mutex<()>,
+    pub world: Arc<Mutex<World>>,
+    config: JobsConfig,
+    metrics: Option<(Metrics, ControllerLabel)>,
+    leadership: Option<Leadership>,
+}
+
+/// What one reconcile wrote (for tests and metrics).
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    pub placed: usize,
+    pub failed: usize,
+    pub action: Option<Action>,
+}
+
+fn conflict(nodes: Vec<String>) -> ControllerError {
+    ControllerError::CommitConflict { nodes, attempts: 0 }
+}
+
+impl Ctx {
+    fn lock(&self) -> std::sync::MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fence(&self) -> Vec<Compare> {
+        self.leadership.iter().map(Leadership::fence).collect()
+    }
+
+    /// Waits until the allocation cache reflects the store's current revision.
+    async fn catch_up(&self) -> Result<(), ControllerError> {
+        let target = self
+            .store
+            .status()
+            .await
+            .map_err(ControllerError::store("status"))?
+            .revision;
+        for _ in 0..2000 {
+            if self.lock().revision(Kind::Allocs) >= target {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+
+    /// Reconciles one job with retries on commit conflicts (the bound resets on progress).
+    pub async fn reconcile(self: &Arc<Self>, jk: JobKey) -> Result<Action, ControllerError> {
+        let mut attempts = 0u32;
+        let mut total = 0u32;
+        loop {
+            match self.reconcile_once(&jk).await {
+                Ok(o) => return Ok(o.action.unwrap_or(Action::AwaitChange)),
+                Err((ControllerError::CommitConflict { nodes, .. }, progressed)) => {
+                    if let Some((m, l)) = &self.metrics {
+                        m.commit_conflicts.get_or_create(l).inc();
+                    }
+                    attempts = if progressed { 0 } else { attempts + 1 };
+                    total += 1;
+                    if attempts >= 5 || total >= 50 {
+                        return Err(ControllerError::CommitConflict {
+                            nodes,
+                            attempts: total,
+                        });
+                    }
+                    self.catch_up().await?;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// One pass: accept the spec, plan, place, commit, report. The error carries whether some
+    /// batch committed before it failed.
+    pub async fn reconcile_once(
+        self: &Arc<Self>,
+        jk: &JobKey,
+    ) -> Result<Outcome, (ControllerError, bool)> {
+        let now = (self.config.clock)();
+        let (ns, name) = (jk.0.as_str(), jk.1.as_str());
+        let spec_key = keys::job(ns, name);
+        let (spec, versions, status) = {
+            let w = self.lock();
+            (
+                w.specs.get(jk).cloned(),
+                w.versions.get(jk).cloned().unwrap_or_default(),
+                w.job_status.get(jk).cloned(),
+            )
+        };
+        let Some(spec) = spec else {
+            return self.purge(jk, now).await.map_err(|e| (e, false));
+        };
+        let mut status = status.unwrap_or_default();
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        let mut versions = versions;
+        let spec_changed = spec.mod_revision > status.observed_revision;
+        match nomos_api::parse_stored_spec(&spec_key, &spec.raw) {
+            Ok(parsed) => {
+                warnings = parsed.warnings.iter().map(|d| d.to_string()).collect();
+                match parsed.jobs.into_iter().next() {
+                    Some(job) => {
+                        let differs = versions.last_key_value().is_none_or(|(_, j)| *j != job);
+                        if differs && (spec_changed || versions.is_empty()) {
+                            let v = versions.last_key_value().map(|(v, _)| v + 1).unwrap_or(0);
+                            self.write_version(jk, v, &job)
+                                .await
+                                .map_err(|e| (e, false))?;
+                            versions.insert(v, job);
+                        }
+                    }
+                    None => errors.push(format!("{spec_key}: the value holds no job")),
+                }
+            }
+            Err(diags) => errors = diags.iter().map(|d| d.to_string()).collect(),
+        }
+        status.observed_revision = spec.mod_revision;
+        status.errors = errors;
+        status.warnings = warnings;
+        let Some((&version, job)) = versions.last_key_value() else {
+            status.status = "pending".into();
+            self.write_status(jk, status, now)
+                .await
+                .map_err(|e| (e, false))?;
+            return Ok(Outcome::default());
+        };
+        let job = job.clone();
+        if !matches!(job.job_type, JobType::Service | JobType::Batch)
+            || job.periodic.is_some()
+            || job.parameterized.is_some()
+        {
+            return Ok(Outcome::default());
+        }
+
+        // Decide and place, under the world lock (pure, no awaits).
+        let decided = self.decide(jk, &job, version, &versions, now);
+        let Decided {
+            plan,
+            new_allocs,
+            changed,
+            failures,
+            guards,
+            existing,
+        } = decided;
+
+        // Auto-revert: the failed version's predecessor becomes the newest version.
+        if let Some(to) = plan.revert_to {
+            if let Some(old) = versions.get(&to) {
+                let next = version + 1;
+                let mut reverted = old.clone();
+                reverted.stop = false;
+                self.write_version(jk, next, &reverted)
+                    .await
+                    .map_err(|e| (e, false))?;
+            }
+        }
+
+        let placed = new_allocs.len();
+        let progressed = self.commit(new_allocs, changed, guards, now).await?;
+        if let Some(d) = &plan.deployment {
+            self.write_deployment(d)
+                .await
+                .map_err(|e| (e, progressed))?;
+        }
+
+        // Status.
+        let mut queued = IndexMap::new();
+        let mut failure_text = IndexMap::new();
+        for (g, (n, s)) in &failures {
+            queued.insert(g.clone(), *n);
+            failure_text.insert(g.clone(), s.clone());
+        }
+        let mut all = existing;
+        {
+            let w = self.lock();
+            for id in w.allocs_by_job.get(jk).into_iter().flatten() {
+                if !all.iter().any(|a| &a.alloc.id == id) {
+                    if let Some(e) = w.allocs.get(id) {
+                        all.push(ExistingAlloc {
+                            alloc: e.alloc.clone(),
+                            status: w.alloc_status.get(id).cloned(),
+                        });
+                    }
+                }
+            }
+        }
+        status.version = version;
+        status.summary = reconcile::summarize(&job, &all, &queued);
+        status.placement_failures = failure_text;
+        status.status = reconcile::job_status_word(&job, &all).to_string();
+        let dep = plan
+            .deployment
+            .clone()
+            .or_else(|| self.current_deployment(jk, version));
+        if let Some(d) = &dep {
+            status.latest_deployment = d.id.clone();
+            if d.status == "successful" {
+                status.stable_version = Some(version);
+            }
+        } else {
+            let running = status.summary.values().map(|s| s.running).sum::<u32>();
+            let want = job.groups.iter().map(|g| g.count).sum::<u32>();
+            if running >= want && !job.stop {
+                status.stable_version = Some(version);
+            }
+        }
+        let deferred = self
+            .write_status(jk, status, now)
+            .await
+            .map_err(|e| (e, progressed))?;
+        {
+            let mut w = self.lock();
+            if failures.is_empty() {
+                w.blocked.remove(jk);
+            } else {
+                w.blocked.insert(jk.clone());
+            }
+        }
+        if let Some((m, l)) = &self.metrics {
+            m.placements.get_or_create(l).inc_by(placed as u64);
+            m.placement_failures
+                .get_or_create(l)
+                .inc_by(failures.values().map(|(n, _)| *n as u64).sum());
+        }
+        let mut wait = match plan.next_follow_up() {
+            Some(t) => Duration::from_millis((t - now).max(10) as u64).min(self.config.resync),
+            None => self.config.resync,
+        };
+        if deferred {
+            wait = wait.min(Duration::from_millis(STATUS_MIN_INTERVAL_MS as u64));
+        }
+        let action = Action::RequeueAfter(wait);
+        Ok(Outcome {
+            placed,
+            failed: failures.values().map(|(n, _)| *n as usize).sum(),
+            action: Some(action),
+        })
+    }
+
+    fn current_deployment(&self, jk: &JobKey, version: u64) -> Option<Deployment> {
+        let w = self.lock();
+        w.deployments
+            .get(jk)
+            .and_then(|m| m.values().find(|d| d.job_version == version).cloned())
+    }
+
+    fn decide(
+        &self,
+        jk: &JobKey,
+        job: &Job,
+        version: u64,
+        versions: &BTreeMap<u64, Job>,
+        now: i64,
+    ) -> Decided {
+        let mut w = self.lock();
+        let existing: Vec<ExistingAlloc> = w
+            .allocs_by_job
+            .get(jk)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| w.allocs.get(id))
+            .map(|e| ExistingAlloc {
+                alloc: e.alloc.clone(),
+                status: w.alloc_status.get(&e.alloc.id).cloned(),
+            })
+            .collect();
+        let deployment = w
+            .deployments
+            .get(jk)
+            .and_then(|m| m.values().find(|d| d.job_version == version).cloned());
+        let health = |n: &str| -> NodeHealth {
+            if !w.nodes.contains_key(n) {
+                NodeHealth::Down
+            } else if w.node_specs.get(n).is_some_and(|s| s.drain.is_some()) {
+                NodeHealth::Draining
+            } else {
+                NodeHealth::Ready
+            }
+        };
+        let plan = reconcile::reconcile(&reconcile::Input {
+            job,
+            version,
+            versions,
+            deployment: deployment.as_ref(),
+            allocs: &existing,
+            node_health: &health,
+            now_ms: now,
+        });
+        let deployment_id = plan
+            .deployment
+            .as_ref()
+            .or(deployment.as_ref())
+            .filter(|d| d.status == "running")
+            .map(|d| d.id.clone())
+            .unwrap_or_default();
+
+        // Place, group by group.
+        let mut by_group: IndexMap<&str, Vec<&reconcile::Place>> = IndexMap::new();
+        for p in plan.placements() {
+            by_group.entry(p.group.as_str()).or_default().push(p);
+        }
+        let mut new_allocs = Vec::new();
+        let mut failures: IndexMap<String, (u32, String)> = IndexMap::new();
+        let mut placed_prev: std::collections::HashSet<String> = Default::default();
+        let seed = hash_str(&format!("{}/{}", jk.0, jk.1)) ^ version;
+        for (gname, places) in by_group {
+            let Some(group) = job.groups.iter().find(|g| g.name == gname) else {
+                continue;
+            };
+            let requests: Vec<PlacementRequest> = places
+                .iter()
+                .map(|p| PlacementRequest {
+                    alloc_id: uuid::Uuid::new_v4().to_string(),
+                    penalty_node: p.penalty_node.clone(),
+                })
+                .collect();
+            let results = scheduler::place(
+                &mut w.snapshot,
+                job,
+                group,
+                &requests,
+                &self.config.scheduler,
+                seed,
+            );
+            for (p, r) in places.iter().zip(results) {
+                match r {
+                    Ok(pl) => {
+                        if let Some(prev) = &p.previous_alloc {
+                            placed_prev.insert(prev.clone());
+                        }
+                        new_allocs.push(Allocation {
+                            id: pl.alloc_id,
+                            namespace: job.namespace.clone(),
+                            job_id: job.id.clone(),
+                            job_version: version,
+                            task_group: group.name.clone(),
+                            name: format!("{}.{}[{}]", job.id, group.name, p.index),
+                            index: p.index,
+                            node: pl.node,
+                            desired_status: DesiredStatus::Run,
+                            desired_description: if p.canary {
+                                "canary".into()
+                            } else {
+                                String::new()
+                            },
+                            ports: pl.ports,
+                            deployment_id: deployment_id.clone(),
+                            previous_alloc: p.previous_alloc.clone().unwrap_or_default(),
+                            reschedule_attempts: p.reschedule_attempts,
+                            created_at_ms: now,
+                            modified_at_ms: now,
+                        });
+                    }
+                    Err(f) => {
+                        let e = failures
+                            .entry(group.name.clone())
+                            .or_insert((0, String::new()));
+                        e.0 += 1;
+                        e.1 = f.summary();
+                    }
+                }
+            }
+        }
+
+        // Changes to existing allocations: in-place updates, then stops (a replacement's old
+        // allocation stops only when its successor was placed).
+        let mut changed: BTreeMap<String, Allocation> = BTreeMap::new();
+        for id in &plan.inplace_update {
+            if let Some(e) = w.allocs.get(id) {
+                let mut a = e.alloc.clone();
+                a.job_version = version;
+                a.modified_at_ms = now;
+                changed.insert(id.clone(), a);
+            }
+        }
+        let replaced = plan
+            .destructive_update
+            .iter()
+            .chain(&plan.migrate)
+            .chain(&plan.reschedule);
+        let stops = plan.stop.iter().chain(
+            replaced
+                .filter(|r| placed_prev.contains(&r.stop.alloc_id))
+                .map(|r| &r.stop),
+        );
+        for s in stops {
+            let base = changed
+                .get(&s.alloc_id)
+                .cloned()
+                .or_else(|| w.allocs.get(&s.alloc_id).map(|e| e.alloc.clone()));
+            if let Some(mut a) = base {
+                a.desired_status = DesiredStatus::Stop;
+                a.desired_description = s.description.clone();
+                a.modified_at_ms = now;
+                changed.insert(s.alloc_id.clone(), a);
+            }
+        }
+        let mut guards = HashMap::new();
+        for n in new_allocs
+            .iter()
+            .map(|a| &a.node)
+            .chain(changed.values().map(|a| &a.node))
+        {
+            guards
+                .entry(n.clone())
+                .or_insert_with(|| w.guard_revision(n));
+        }
+        Decided {
+            plan,
+            new_allocs,
+            changed: changed.into_values().collect(),
+            failures,
+            guards,
+            existing,
+        }
+    }
+
+    /// Writes allocations in batches guarded per node. Returns whether anything was written;
+    /// on conflict, releases the reservations not committed and reports whether a batch landed.
+    async fn commit(
+        &self,
+        new_allocs: Vec<Allocation>,
+        changed: Vec<Allocation>,
+        guards: HashMap<String, i64>,
+        _now: i64,
+    ) -> Result<bool, (ControllerError, bool)> {
+        let mut per_node: BTreeMap<String, Vec<(Allocation, bool)>> = BTreeMap::new();
+        for a in new_allocs {
+            per_node.entry(a.node.clone()).or_default().push((a, true));
+        }
+        for a in changed {
+            per_node.entry(a.node.clone()).or_default().push((a, false));
+        }
+        // Batches: whole nodes while they fit, a node's own ops split when it alone is too big.
+        let max = self.config.batch_ops.clamp(1, 120);
+        let mut batches: Vec<Vec<(Allocation, bool)>> = Vec::new();
+        let mut cur: Vec<(Allocation, bool)> = Vec::new();
+        let mut cur_nodes = 0usize;
+        for (_, ops) in per_node {
+            if !cur.is_empty() && (cur.len() + ops.len() > max || cur_nodes + 1 > max) {
+                batches.push(std::mem::take(&mut cur));
+                cur_nodes = 0;
+            }
+            for op in ops {
+                if cur.len() >= max {
+                    batches.push(std::mem::take(&mut cur));
+                    cur_nodes = 0;
+                }
+                if cur.last().is_none_or(|(a, _)| a.node != op.0.node) {
+                    cur_nodes += 1;
+                }
+                cur.push(op);
+            }
+        }
+        if !cur.is_empty() {
+            batches.push(cur);
+        }
+        let mut progressed = false;
+        let _serial = self.commit_lock.lock().await;
+        for (i, batch) in batches.iter().enumerate() {
+            let mut nodes: Vec<&str> = batch.iter().map(|(a, _)| a.node.as_str()).collect();
+            nodes.dedup();
+            let mut compares = self.fence();
+            {
+                let w = self.lock();
+                for n in &nodes {
+                    let guard = guards
+                        .get(*n)
+                        .copied()
+                        .unwrap_or(0)
+                        .max(w.node_guard.get(*n).copied().unwrap_or(0));
+                    let prefix = keys::allocs_prefix(Some(n));
+                    compares.push(Compare {
+                        key: prefix.as_bytes().to_vec(),
+                        range_end: Some(prefix_end(prefix.as_bytes())),
+                        op: CompareOp::Less,
+                        target: CompareTarget::ModRevision(guard + 1),
+                    });
+                }
+            }
+            let mut ops = Vec::with_capacity(batch.len());
+            for (a, _) in batch {
+                let value = serde_json::to_vec(a).map_err(|e| {
+                    (
+                        ControllerError::Decode {
+                            key: keys::alloc(&a.node, &a.id),
+                            what: "allocation",
+                            message: e.to_string(),
+                        },
+                        progressed,
+                    )
+                })?;
+                ops.push(TxnOp::put(keys::alloc(&a.node, &a.id), value));
+            }
+            let resp = self
+                .store
+                .txn(Txn::new().when(compares).and_then(ops))
+                .await;
+            let resp = match resp {
+                Ok(r) => r,
+                Err(e) => {
+                    self.release(&batches[i..]);
+                    return Err((
+                        ControllerError::Store {
+                            op: "txn",
+                            source: e,
+                        },
+                        progressed,
+                    ));
+                }
+            };
+            if !resp.succeeded {
+                self.release(&batches[i..]);
+                return Err((
+                    conflict(nodes.iter().map(|n| n.to_string()).collect()),
+                    progressed,
+                ));
+            }
+            progressed = true;
+            let mut w = self.lock();
+            for n in &nodes {
+                w.node_guard.insert(n.to_string(), resp.revision);
+            }
+            for (a, _) in batch {
+                w.upsert_alloc(a.clone(), resp.revision);
+            }
+        }
+        Ok(progressed)
+    }
+
+    /// Drops the snapshot reservations of placements that were not committed.
+    fn release(&self, batches: &[Vec<(Allocation, bool)>]) {
+        let mut w = self.lock();
+        for (a, new) in batches.iter().flatten() {
+            if *new {
+                w.snapshot.remove_alloc(&a.id);
+            }
+        }
+    }
+
+    async fn write_version(
+        &self,
+        jk: &JobKey,
+        version: u64,
+        job: &Job,
+    ) -> Result<(), ControllerError> {
+        let key = keys::job_version(&jk.0, &jk.1, version);
+        let value = serde_json::to_vec(job).map_err(|e| ControllerError::Decode {
+            key: key.clone(),
+            what: "job",
+            message: e.to_string(),
+        })?;
+        let mut compares = self.fence();
+        compares.push(Compare::new(
+            key.clone(),
+            CompareOp::Equal,
+            CompareTarget::CreateRevision(0),
+        ));
+        let resp = self
+            .store
+            .txn(
+                Txn::new()
+                    .when(compares)
+                    .and_then([TxnOp::put(key.clone(), value.clone())]),
+            )
+            .await
+            .map_err(ControllerError::store("txn"))?;
+        if !resp.succeeded {
+            return Err(conflict(vec![]));
+        }
+        self.lock()
+            .apply(Kind::Versions, &key, Some(&value), resp.revision);
+        Ok(())
+    }
+
+    async fn write_deployment(&self, d: &Deployment) -> Result<(), ControllerError> {
+        let key = keys::deployment(&d.namespace, &d.job_id, &d.id);
+        let value = serde_json::to_vec(d).map_err(|e| ControllerError::Decode {
+            key: key.clone(),
+            what: "deployment",
+            message: e.to_string(),
+        })?;
+        self.fenced_put(&key, value, Kind::Deployments).await
+    }
+
+    async fn fenced_put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        kind: Kind,
+    ) -> Result<(), ControllerError> {
+        let resp = self
+            .store
+            .txn(
+                Txn::new()
+                    .when(self.fence())
+                    .and_then([TxnOp::put(key, value.clone())]),
+            )
+            .await
+            .map_err(ControllerError::store("txn"))?;
+        if !resp.succeeded {
+            return Err(ControllerError::LostLeadership(NAME.into()));
+        }
+        self.lock().apply(kind, key, Some(&value), resp.revision);
+        Ok(())
+    }
+
+    /// Writes the job status when it changed. Changes of the counters alone are written at
+    /// most once per [`STATUS_MIN_INTERVAL_MS`]; returns `true` when such a write was deferred
+    /// (the caller requeues the job).
+    async fn write_status(
+        &self,
+        jk: &JobKey,
+        mut status: JobStatus,
+        now: i64,
+    ) -> Result<bool, ControllerError> {
+        let old = self.lock().job_status.get(jk).cloned();
+        if let Some(old) = &old {
+            let mut cmp = status.clone();
+            cmp.modified_at_ms = old.modified_at_ms;
+            cmp.periodic = old.periodic.clone();
+            if &cmp == old {
+                return Ok(false);
+            }
+            cmp.summary = old.summary.clone();
+            cmp.status = old.status.clone();
+            if &cmp == old && now - old.modified_at_ms < STATUS_MIN_INTERVAL_MS {
+                return Ok(true);
+            }
+            status.periodic = old.periodic.clone();
+        }
+        status.modified_at_ms = now;
+        let key = keys::job_status(&jk.0, &jk.1);
+        let value = serde_json::to_vec(&status).map_err(|e| ControllerError::Decode {
+            key: key.clone(),
+            what: "job status",
+            message: e.to_string(),
+        })?;
+        self.fenced_put(&key, value, Kind::JobStatus).await?;
+        Ok(false)
+    }
+
+    /// The spec is gone: stop, then delete, every allocation; then versions, deployments, status.
+    async fn purge(self: &Arc<Self>, jk: &JobKey, now: i64) -> Result<Outcome, ControllerError> {
+        let (stops, deletes, remaining, guards) = {
+            let w = self.lock();
+            let mut stops = Vec::new();
+            let mut deletes = Vec::new();
+            let mut remaining = 0usize;
+            let mut guards = HashMap::new();
+            for id in w.allocs_by_job.get(jk).into_iter().flatten() {
+                let Some(e) = w.allocs.get(id) else { continue };
+                remaining += 1;
+                let a = &e.alloc;
+                if a.desired_status == DesiredStatus::Run {
+                    let mut s = a.clone();
+                    s.desired_status = DesiredStatus::Stop;
+                    s.desired_description = "job purged".into();
+                    s.modified_at_ms = now;
+                    guards
+                        .entry(a.node.clone())
+                        .or_insert_with(|| w.guard_revision(&a.node));
+                    stops.push(s);
+                } else {
+                    let terminal = w
+                        .alloc_status
+                        .get(id)
+                        .is_none_or(|s| s.client_status.is_terminal());
+                    if terminal || !w.nodes.contains_key(&a.node) {
+                        deletes.push((a.node.clone(), a.id.clone()));
+                    }
+                }
+            }
+            (stops, deletes, remaining, guards)
+        };
+        if !stops.is_empty() {
+            self.commit(Vec::new(), stops, guards, now)
+                .await
+                .map_err(|(e, _)| e)?;
+        }
+        for chunk in deletes.chunks(60) {
+            let mut ops = Vec::new();
+            for (node, id) in chunk {
+                ops.push(TxnOp::delete(keys::alloc(node, id)));
+                ops.push(TxnOp::delete(keys::alloc_status(node, id)));
+            }
+            let resp = self
+                .store
+                .txn(Txn::new().when(self.fence()).and_then(ops))
+                .await
+                .map_err(ControllerError::store("txn"))?;
+            if !resp.succeeded {
+                return Err(ControllerError::LostLeadership(NAME.into()));
+            }
+            let mut w = self.lock();
+            for (_, id) in chunk {
+                w.remove_alloc(id, resp.revision);
+            }
+        }
+        if remaining > deletes.len() {
+            return Ok(Outcome {
+                action: Some(Action::RequeueAfter(Duration::from_secs(2))),
+                ..Default::default()
+            });
+        }
+        // Nothing left running: forget the job.
+        // Each known key is deleted by name: a prefix would also catch the keys of jobs whose
+        // id extends this one (`<job>/periodic-<time>`).
+        let rest: Vec<String> = {
+            let w = self.lock();
+            let mut rest: Vec<String> = w
+                .versions
+                .get(jk)
+                .into_iter()
+                .flat_map(|m| m.keys().map(|v| keys::job_version(&jk.0, &jk.1, *v)))
+                .collect();
+            rest.extend(
+                w.deployments
+                    .get(jk)
+                    .into_iter()
+                    .flat_map(|m| m.keys().map(|id| keys::deployment(&jk.0, &jk.1, id))),
+            );
+            if w.job_status.contains_key(jk) {
+                rest.push(keys::job_status(&jk.0, &jk.1));
+            }
+            rest
+        };
+        for chunk in rest.chunks(100) {
+            let ops: Vec<TxnOp> = chunk.iter().map(|k| TxnOp::delete(k.clone())).collect();
+            let resp = self
+                .store
+                .txn(Txn::new().when(self.fence()).and_then(ops))
+                .await
+                .map_err(ControllerError::store("txn"))?;
+            if !resp.succeeded {
+                return Err(ControllerError::LostLeadership(NAME.into()));
+            }
+        }
+        if !rest.is_empty() {
+            let mut w = self.lock();
+            w.versions.remove(jk);
+            w.job_status.remove(jk);
+            w.deployments.remove(jk);
+            w.blocked.remove(jk);
+        }
+        Ok(Outcome {
+            action: Some(Action::AwaitChange),
+            ..Default::default()
+        })
+    }
+}
+
+struct Decided {
+    plan: Plan,
+    new_allocs: Vec<Allocation>,
+    changed: Vec<Allocation>,
+    failures: IndexMap<String, (u32, String)>,
+    guards: HashMap<String, i64>,
+    existing: Vec<ExistingAlloc>,
+}
+
+/// A running jobs controller's handles (for tests and metrics).
+pub struct Running {
+    pub ctx: Arc<Ctx>,
+    pub reflectors: Vec<(Kind, ReflectorHandle)>,
+    pub queue: Arc<WorkQueue<JobKey>>,
+}
+
+/// Runs the jobs controller until `shutdown` resolves: reflectors, then workers once every
+/// cache is ready.
+pub async fn run(
+    store: Arc<dyn Store>,
+    config: JobsConfig,
+    metrics: Option<Metrics>,
+    leadership: Option<Leadership>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), ControllerError> {
+    let (running, tasks, stop) = start(store.clone(), config, metrics, leadership);
+    let mut tasks = TaskGuard(tasks);
+    let ctx = running.ctx.clone();
+    let queue = running.queue.clone();
+    for (_, h) in &running.reflectors {
+        h.ready().await;
+    }
+    {
+        let w = ctx.lock();
+        for k in w.all_jobs() {
+            queue.add(k);
+        }
+    }
+    let m = ctx.metrics.clone();
+    let ticker: tokio::task::JoinHandle<()> = {
+        let running_handles = running.reflectors.clone();
+        let ctx = ctx.clone();
+        let queue = queue.clone();
+        let mut stop = stop.subscribe();
+        tokio::spawn(async move {
+            loop {
+                if let Some((m, l)) = &ctx.metrics {
+                    let sizes = ctx.lock().sizes();
+                    for (k, n) in sizes {
+                        m.cache_objects
+                            .get_or_create(&Metrics::cache(NAME, k.name()))
+                            .set(n as i64);
+                    }
+                    if let Ok(st) = ctx.store.status().await {
+                        for (k, h) in &running_handles {
+                            m.watch_lag
+                                .get_or_create(&Metrics::cache(NAME, k.name()))
+                                .set((st.revision - h.revision()).max(0));
+                        }
+                    }
+                    m.queue_depth.get_or_create(l).set(queue.len() as i64);
+                }
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            }
+        })
+    };
+    tasks.0.push(ticker);
+    let workers = ctx.config.workers;
+    let rctx = ctx.clone();
+    runner::run(
+        queue,
+        workers,
+        move |k: JobKey| {
+            let ctx = rctx.clone();
+            async move { ctx.reconcile(k).await }
+        },
+        m,
+        shutdown,
+    )
+    .await;
+    let _ = stop.send(true);
+    for t in tasks.0.drain(..) {
+        let _ = t.await;
+    }
+    Ok(())
+}
+
+/// Owns background tasks: dropping it (e.g. when leadership is lost and the controller's future
+/// is dropped) aborts them.
+struct TaskGuard(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// Starts the reflectors; returns their handles, their tasks, and the switch that stops them.
+pub fn start(
+    store: Arc<dyn Store>,
+    config: JobsConfig,
+    metrics: Option<Metrics>,
+    leadership: Option<Leadership>,
+) -> (
+    Running,
+    Vec<tokio::task::JoinHandle<()>>,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let world = Arc::new(Mutex::new(World::default()));
+    let queue = Arc::new(WorkQueue::new(Backoff::default()));
+    let (stop, _) = tokio::sync::watch::channel(false);
+    let mut reflectors = Vec::new();
+    let mut tasks = Vec::new();
+    for kind in Kind::ALL {
+        let sink = WorldSink {
+            world: world.clone(),
+            kind,
+            queue: queue.clone(),
+        };
+        let (r, h) = Reflector::new(store.clone(), kind.prefix(), sink);
+        let mut rx = stop.subscribe();
+        tasks.push(tokio::spawn(r.run(async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })));
+        reflectors.push((kind, h));
+    }
+    let ctx = Arc::new(Ctx {
+        store,
+        commit_lock: tokio::sync::Mutex::new(()),
+        world,
+        config,
+        metrics: metrics.map(|m| (m, Metrics::label(NAME))),
+        leadership,
+    });
+    (
+        Running {
+            ctx,
+            reflectors,
+            queue,
+        },
+        tasks,
+        stop,
+    )
+}

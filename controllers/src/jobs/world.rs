@@ -1,0 +1,676 @@
+//! The jobs controller's view of the store: synchronous indexes over every prefix it reads
+//! (specs, versions, allocations and their statuses, nodes, node specs, heartbeats,
+//! deployments, job statuses), plus the scheduler's [`ClusterSnapshot`] kept in step with them.
+//! Fed by reflector sinks ([`WorldSink`]) and by the controller's own committed writes; events
+//! older than what the index already holds for a key are ignored, so both feeds may overlap.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use nomos_api::{
+    AllocStatus, Allocation, Deployment, DesiredStatus, Job, JobStatus, Node, NodeSpec,
+};
+use nomos_store::{keys, EventKind, KeyValue, WatchEvent};
+
+use crate::runtime::queue::WorkQueue;
+use crate::runtime::reflector::Sink;
+use crate::scheduler::{AllocUsage, ClusterSnapshot};
+
+/// `(namespace, job id)`.
+pub type JobKey = (String, String);
+
+/// Which prefix a sink feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Specs,
+    Versions,
+    Allocs,
+    AllocStatus,
+    Nodes,
+    NodeSpecs,
+    Heartbeats,
+    Deployments,
+    JobStatus,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 9] = [
+        Kind::Specs,
+        Kind::Versions,
+        Kind::Allocs,
+        Kind::AllocStatus,
+        Kind::Nodes,
+        Kind::NodeSpecs,
+        Kind::Heartbeats,
+        Kind::Deployments,
+        Kind::JobStatus,
+    ];
+
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Kind::Specs => "/nomos/jobs/",
+            Kind::Versions => "/nomos/jobversions/",
+            Kind::Allocs => "/nomos/allocs/",
+            Kind::AllocStatus => "/nomos/allocstatus/",
+            Kind::Nodes => keys::NODES_PREFIX,
+            Kind::NodeSpecs => keys::NODE_SPECS_PREFIX,
+            Kind::Heartbeats => keys::HEARTBEATS_PREFIX,
+            Kind::Deployments => keys::DEPLOYMENTS_PREFIX,
+            Kind::JobStatus => keys::JOB_STATUS_PREFIX,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Specs => "jobs",
+            Kind::Versions => "jobversions",
+            Kind::Allocs => "allocs",
+            Kind::AllocStatus => "allocstatus",
+            Kind::Nodes => "nodes",
+            Kind::NodeSpecs => "nodespecs",
+            Kind::Heartbeats => "heartbeats",
+            Kind::Deployments => "deployments",
+            Kind::JobStatus => "jobstatus",
+        }
+    }
+}
+
+/// A spec as stored: raw bytes (parsed by the reconcile) and the key's mod revision.
+#[derive(Debug, Clone)]
+pub struct SpecEntry {
+    pub raw: Vec<u8>,
+    pub mod_revision: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct AllocEntry {
+    pub alloc: Allocation,
+    pub mod_revision: i64,
+}
+
+#[derive(Default)]
+pub struct World {
+    pub specs: HashMap<JobKey, SpecEntry>,
+    pub versions: HashMap<JobKey, BTreeMap<u64, Job>>,
+    pub allocs: HashMap<String, AllocEntry>,
+    pub allocs_by_job: HashMap<JobKey, BTreeSet<String>>,
+    pub allocs_by_node: HashMap<String, BTreeSet<String>>,
+    pub alloc_status: HashMap<String, AllocStatus>,
+    pub nodes: HashMap<String, Arc<Node>>,
+    pub node_specs: HashMap<String, NodeSpec>,
+    pub heartbeats: HashSet<String>,
+    pub deployments: HashMap<JobKey, BTreeMap<String, Deployment>>,
+    pub job_status: HashMap<JobKey, JobStatus>,
+    /// Revision each prefix's reflector has reached.
+    pub revisions: HashMap<Kind, i64>,
+    /// Per node: revision of this controller's last successful commit there.
+    pub node_guard: HashMap<String, i64>,
+    /// Deleted allocation ids with the deletion's revision, so stale events do not resurrect them.
+    tombstones: HashMap<String, i64>,
+    pub snapshot: ClusterSnapshot,
+    /// Jobs with placements that failed: any node change retries them.
+    pub blocked: HashSet<JobKey>,
+}
+
+fn job_key_from(ns: &str, job: &str) -> JobKey {
+    (ns.to_string(), job.to_string())
+}
+
+impl World {
+    pub fn revision(&self, kind: Kind) -> i64 {
+        self.revisions.get(&kind).copied().unwrap_or(0)
+    }
+
+    /// The revision a per-node commit guard compares against.
+    pub fn guard_revision(&self, node: &str) -> i64 {
+        self.revision(Kind::Allocs)
+            .max(self.node_guard.get(node).copied().unwrap_or(0))
+    }
+
+    /// Approximate number of objects per cache, for metrics.
+    pub fn sizes(&self) -> Vec<(Kind, usize)> {
+        vec![
+            (Kind::Specs, self.specs.len()),
+            (
+                Kind::Versions,
+                self.versions.values().map(BTreeMap::len).sum(),
+            ),
+            (Kind::Allocs, self.allocs.len()),
+            (Kind::AllocStatus, self.alloc_status.len()),
+            (Kind::Nodes, self.nodes.len()),
+            (Kind::NodeSpecs, self.node_specs.len()),
+            (Kind::Heartbeats, self.heartbeats.len()),
+            (
+                Kind::Deployments,
+                self.deployments.values().map(BTreeMap::len).sum(),
+            ),
+            (Kind::JobStatus, self.job_status.len()),
+        ]
+    }
+
+    /// Every job key the world knows of.
+    pub fn all_jobs(&self) -> BTreeSet<JobKey> {
+        let mut out: BTreeSet<JobKey> = self.specs.keys().cloned().collect();
+        out.extend(self.versions.keys().cloned());
+        out.extend(self.allocs_by_job.keys().cloned());
+        out.extend(self.job_status.keys().cloned());
+        out
+    }
+
+    fn jobs_on_node(&self, node: &str) -> BTreeSet<JobKey> {
+        let mut out = BTreeSet::new();
+        for id in self.allocs_by_node.get(node).into_iter().flatten() {
+            if let Some(a) = self.allocs.get(id) {
+                out.insert(job_key_from(&a.alloc.namespace, &a.alloc.job_id));
+            }
+        }
+        out.extend(self.blocked.iter().cloned());
+        out
+    }
+
+    fn usage_of(&self, a: &Allocation) -> Option<AllocUsage> {
+        if a.desired_status != DesiredStatus::Run {
+            return None;
+        }
+        if self
+            .alloc_status
+            .get(&a.id)
+            .is_some_and(|s| s.client_status.is_terminal())
+        {
+            return None;
+        }
+        let (cpu, memory_mb, cores) = self
+            .versions
+            .get(&job_key_from(&a.namespace, &a.job_id))
+            .and_then(|v| v.get(&a.job_version))
+            .and_then(|j| j.groups.iter().find(|g| g.name == a.task_group))
+            .map(AllocUsage::ask)
+            .unwrap_or((0, 0, 0));
+        let per_core = self
+            .snapshot
+            .node(&a.node)
+            .map(|n| n.mhz_per_core())
+            .unwrap_or(0);
+        Some(AllocUsage {
+            id: a.id.clone(),
+            job: format!("{}/{}", a.namespace, a.job_id),
+            group: a.task_group.clone(),
+            node: a.node.clone(),
+            cpu: cpu + cores * per_core,
+            memory_mb,
+            ports: a.ports.iter().map(|p| p.value).collect(),
+        })
+    }
+
+    fn refresh_usage(&mut self, id: &str) {
+        let usage = self.allocs.get(id).and_then(|e| self.usage_of(&e.alloc));
+        match usage {
+            Some(u) => self.snapshot.add_alloc(u),
+            None => {
+                self.snapshot.remove_alloc(id);
+            }
+        }
+    }
+
+    /// Records an allocation (from the watch or from our own commit at `revision`).
+    pub fn upsert_alloc(&mut self, alloc: Allocation, revision: i64) -> Option<JobKey> {
+        if self
+            .tombstones
+            .get(&alloc.id)
+            .is_some_and(|r| *r >= revision)
+        {
+            return None;
+        }
+        if self
+            .allocs
+            .get(&alloc.id)
+            .is_some_and(|e| e.mod_revision > revision)
+        {
+            return None;
+        }
+        let jk = job_key_from(&alloc.namespace, &alloc.job_id);
+        let id = alloc.id.clone();
+        self.allocs_by_job
+            .entry(jk.clone())
+            .or_default()
+            .insert(id.clone());
+        self.allocs_by_node
+            .entry(alloc.node.clone())
+            .or_default()
+            .insert(id.clone());
+        self.allocs.insert(
+            id.clone(),
+            AllocEntry {
+                alloc,
+                mod_revision: revision,
+            },
+        );
+        self.refresh_usage(&id);
+        Some(jk)
+    }
+
+    /// Forgets an allocation deleted at `revision`.
+    pub fn remove_alloc(&mut self, id: &str, revision: i64) -> Option<JobKey> {
+        if self
+            .allocs
+            .get(id)
+            .is_some_and(|e| e.mod_revision > revision)
+        {
+            return None; // a stale delete (e.g. from a list older than our own commit)
+        }
+        self.tombstones.insert(id.to_string(), revision);
+        let e = self.allocs.remove(id)?;
+        self.snapshot.remove_alloc(id);
+        let jk = job_key_from(&e.alloc.namespace, &e.alloc.job_id);
+        if let Some(s) = self.allocs_by_job.get_mut(&jk) {
+            s.remove(id);
+            if s.is_empty() {
+                self.allocs_by_job.remove(&jk);
+            }
+        }
+        if let Some(s) = self.allocs_by_node.get_mut(&e.alloc.node) {
+            s.remove(id);
+            if s.is_empty() {
+                self.allocs_by_node.remove(&e.alloc.node);
+            }
+        }
+        Some(jk)
+    }
+
+    fn node_ready(&self, name: &str) -> bool {
+        self.heartbeats.contains(name)
+    }
+
+    fn refresh_node(&mut self, name: &str) {
+        match self.nodes.get(name) {
+            Some(n) => {
+                let ready = self.node_ready(name);
+                self.snapshot
+                    .upsert_node(n.clone(), self.node_specs.get(name), ready);
+                // Allocations that arrived before their node get their cores converted now.
+                let ids: Vec<String> = self
+                    .allocs_by_node
+                    .get(name)
+                    .into_iter()
+                    .flatten()
+                    .cloned()
+                    .collect();
+                for id in ids {
+                    self.refresh_usage(&id);
+                }
+            }
+            None => self.snapshot.remove_node(name),
+        }
+    }
+
+    /// Applies one key's new value (`None` for a delete); returns the jobs to reconcile.
+    pub fn apply(
+        &mut self,
+        kind: Kind,
+        key: &str,
+        value: Option<&[u8]>,
+        revision: i64,
+    ) -> BTreeSet<JobKey> {
+        let mut touched = BTreeSet::new();
+        let Some(parts) = keys::parts(key, kind.prefix()) else {
+            return touched;
+        };
+        match kind {
+            Kind::Specs => {
+                // Job ids may contain `/` (periodic children: `<job>/periodic-<time>`).
+                if let [ns, ref job @ ..] = parts[..] {
+                    if job.is_empty() {
+                        return touched;
+                    }
+                    let jk = job_key_from(ns, &job.join("/"));
+                    match value {
+                        Some(v) => {
+                            self.specs.insert(
+                                jk.clone(),
+                                SpecEntry {
+                                    raw: v.to_vec(),
+                                    mod_revision: revision,
+                                },
+                            );
+                        }
+                        None => {
+                            self.specs.remove(&jk);
+                        }
+                    }
+                    touched.insert(jk);
+                }
+            }
+            Kind::Versions => {
+                if let [ns, ref job @ .., ver] = parts[..] {
+                    if job.is_empty() {
+                        return touched;
+                    }
+                    let jk = job_key_from(ns, &job.join("/"));
+                    let Ok(ver) = ver.parse::<u64>() else {
+                        return touched;
+                    };
+                    match value.map(serde_json::from_slice::<Job>) {
+                        Some(Ok(j)) => {
+                            self.versions.entry(jk.clone()).or_default().insert(ver, j);
+                            let ids: Vec<String> = self
+                                .allocs_by_job
+                                .get(&jk)
+                                .into_iter()
+                                .flatten()
+                                .cloned()
+                                .collect();
+                            for id in ids {
+                                self.refresh_usage(&id);
+                            }
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(key, error = %e, "undecodable job version ignored")
+                        }
+                        None => {
+                            if let Some(m) = self.versions.get_mut(&jk) {
+                                m.remove(&ver);
+                                if m.is_empty() {
+                                    self.versions.remove(&jk);
+                                }
+                            }
+                        }
+                    }
+                    touched.insert(jk);
+                }
+            }
+            Kind::Allocs => {
+                if let [_node, id] = parts[..] {
+                    match value.map(serde_json::from_slice::<Allocation>) {
+                        Some(Ok(a)) => touched.extend(self.upsert_alloc(a, revision)),
+                        Some(Err(e)) => {
+                            tracing::warn!(key, error = %e, "undecodable allocation ignored")
+                        }
+                        None => touched.extend(self.remove_alloc(id, revision)),
+                    }
+                }
+            }
+            Kind::AllocStatus => {
+                if let [_node, id] = parts[..] {
+                    match value.map(serde_json::from_slice::<AllocStatus>) {
+                        Some(Ok(mut s)) => {
+                            // Keep what reconciles read; events and texts stay in the store.
+                            s.alloc_id = String::new();
+                            s.client_description = String::new();
+                            for t in s.task_states.values_mut() {
+                                t.events = Vec::new();
+                            }
+                            self.alloc_status.insert(id.to_string(), s);
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(key, error = %e, "undecodable allocation status ignored")
+                        }
+                        None => {
+                            self.alloc_status.remove(id);
+                        }
+                    }
+                    self.refresh_usage(id);
+                    if let Some(e) = self.allocs.get(id) {
+                        touched.insert(job_key_from(&e.alloc.namespace, &e.alloc.job_id));
+                    }
+                }
+            }
+            Kind::Nodes | Kind::NodeSpecs | Kind::Heartbeats => {
+                if let [name] = parts[..] {
+                    match kind {
+                        Kind::Nodes => match value.map(serde_json::from_slice::<Node>) {
+                            Some(Ok(mut n)) => {
+                                if n.name.is_empty() {
+                                    n.name = name.to_string();
+                                }
+                                self.nodes.insert(name.to_string(), Arc::new(n));
+                            }
+                            Some(Err(e)) => {
+                                tracing::warn!(key, error = %e, "undecodable node ignored")
+                            }
+                            None => {
+                                self.nodes.remove(name);
+                            }
+                        },
+                        Kind::NodeSpecs => match value.map(serde_json::from_slice::<NodeSpec>) {
+                            Some(Ok(s)) => {
+                                self.node_specs.insert(name.to_string(), s);
+                            }
+                            Some(Err(e)) => {
+                                tracing::warn!(key, error = %e, "undecodable node spec ignored")
+                            }
+                            None => {
+                                self.node_specs.remove(name);
+                            }
+                        },
+                        _ => {
+                            if value.is_some() {
+                                self.heartbeats.insert(name.to_string());
+                            } else {
+                                self.heartbeats.remove(name);
+                            }
+                        }
+                    }
+                    self.refresh_node(name);
+                    touched.extend(self.jobs_on_node(name));
+                }
+            }
+            Kind::Deployments => {
+                if let [ns, ref job @ .., id] = parts[..] {
+                    if job.is_empty() {
+                        return touched;
+                    }
+                    let jk = job_key_from(ns, &job.join("/"));
+                    match value.map(serde_json::from_slice::<Deployment>) {
+                        Some(Ok(d)) => {
+                            self.deployments
+                                .entry(jk.clone())
+                                .or_default()
+                                .insert(id.to_string(), d);
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(key, error = %e, "undecodable deployment ignored")
+                        }
+                        None => {
+                            if let Some(m) = self.deployments.get_mut(&jk) {
+                                m.remove(id);
+                            }
+                        }
+                    }
+                    touched.insert(jk);
+                }
+            }
+            Kind::JobStatus => {
+                if let [ns, ref job @ ..] = parts[..] {
+                    if job.is_empty() {
+                        return touched;
+                    }
+                    let jk = job_key_from(ns, &job.join("/"));
+                    match value.map(serde_json::from_slice::<JobStatus>) {
+                        Some(Ok(s)) => {
+                            self.job_status.insert(jk, s);
+                        }
+                        _ => {
+                            self.job_status.remove(&jk);
+                        }
+                    }
+                    // A status change alone never needs a reconcile.
+                }
+            }
+        }
+        touched
+    }
+
+    /// Replaces everything under one prefix with a fresh list.
+    pub fn reset(&mut self, kind: Kind, kvs: Vec<KeyValue>, revision: i64) -> BTreeSet<JobKey> {
+        let mut touched = BTreeSet::new();
+        let existing: Vec<String> = match kind {
+            Kind::Specs => self.specs.keys().map(|(n, j)| keys::job(n, j)).collect(),
+            Kind::Versions => self
+                .versions
+                .iter()
+                .flat_map(|((n, j), m)| m.keys().map(move |v| keys::job_version(n, j, *v)))
+                .collect(),
+            Kind::Allocs => self
+                .allocs
+                .values()
+                .map(|e| keys::alloc(&e.alloc.node, &e.alloc.id))
+                .collect(),
+            Kind::AllocStatus => {
+                let ids: Vec<String> = self.alloc_status.keys().cloned().collect();
+                ids.iter()
+                    .map(|id| {
+                        let node = self
+                            .allocs
+                            .get(id)
+                            .map(|e| e.alloc.node.clone())
+                            .unwrap_or_default();
+                        keys::alloc_status(&node, id)
+                    })
+                    .collect()
+            }
+            Kind::Nodes => self.nodes.keys().map(|n| keys::node(n)).collect(),
+            Kind::NodeSpecs => self.node_specs.keys().map(|n| keys::node_spec(n)).collect(),
+            Kind::Heartbeats => self.heartbeats.iter().map(|n| keys::heartbeat(n)).collect(),
+            Kind::Deployments => self
+                .deployments
+                .iter()
+                .flat_map(|((n, j), m)| m.keys().map(move |id| keys::deployment(n, j, id)))
+                .collect(),
+            Kind::JobStatus => self
+                .job_status
+                .keys()
+                .map(|(n, j)| keys::job_status(n, j))
+                .collect(),
+        };
+        let fresh: HashSet<String> = kvs.iter().map(|kv| kv.key_str().into_owned()).collect();
+        for key in existing {
+            if !fresh.contains(&key) {
+                if kind == Kind::AllocStatus {
+                    // The node part may be unknown here; remove by id.
+                    if let Some(id) = key.rsplit('/').next() {
+                        self.alloc_status.remove(id);
+                        self.refresh_usage(id);
+                    }
+                    continue;
+                }
+                touched.extend(self.apply(kind, &key, None, revision));
+            }
+        }
+        for kv in kvs {
+            let key = kv.key_str().into_owned();
+            touched.extend(self.apply(kind, &key, Some(&kv.value), kv.mod_revision));
+        }
+        self.revisions.insert(kind, revision);
+        touched
+    }
+}
+
+/// Feeds one prefix of the [`World`] and queues the jobs each change touches.
+pub struct WorldSink {
+    pub world: Arc<Mutex<World>>,
+    pub kind: Kind,
+    pub queue: Arc<WorkQueue<JobKey>>,
+}
+
+impl WorldSink {
+    fn lock(&self) -> std::sync::MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Sink for WorldSink {
+    fn reset(&mut self, kvs: Vec<KeyValue>, revision: i64) {
+        let touched = {
+            let mut w = self.lock();
+            let mut t = w.reset(self.kind, kvs, revision);
+            if matches!(self.kind, Kind::Nodes | Kind::Heartbeats | Kind::NodeSpecs) {
+                t.extend(w.blocked.iter().cloned());
+            }
+            t
+        };
+        for k in touched {
+            self.queue.add(k);
+        }
+    }
+
+    fn apply(&mut self, events: Vec<WatchEvent>, revision: i64) {
+        let mut touched = BTreeSet::new();
+        {
+            let mut w = self.lock();
+            for e in events {
+                let key = e.kv.key_str().into_owned();
+                let value = (e.kind == EventKind::Put).then_some(e.kv.value.as_slice());
+                touched.extend(w.apply(self.kind, &key, value, e.kv.mod_revision));
+            }
+            w.revisions.insert(self.kind, revision);
+            if self.kind == Kind::Allocs {
+                w.tombstones.retain(|_, r| *r > revision);
+            }
+        }
+        for k in touched {
+            self.queue.add(k);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn world_indexes_job_ids_with_slashes_and_ignores_stale_alloc_events() {
+        let mut w = World::default();
+        let key = keys::job("default", "nightly/periodic-1700000000");
+        let t = w.apply(Kind::Specs, &key, Some(b"{}"), 5);
+        let jk = (
+            "default".to_string(),
+            "nightly/periodic-1700000000".to_string(),
+        );
+        assert!(t.contains(&jk));
+        assert!(w.specs.contains_key(&jk));
+        let job = Job {
+            id: jk.1.clone(),
+            namespace: "default".into(),
+            ..Default::default()
+        };
+        let vkey = keys::job_version("default", &jk.1, 3);
+        w.apply(
+            Kind::Versions,
+            &vkey,
+            Some(&serde_json::to_vec(&job).unwrap()),
+            6,
+        );
+        assert!(w.versions[&jk].contains_key(&3));
+
+        let a = Allocation {
+            id: "a1".into(),
+            namespace: "default".into(),
+            job_id: "web".into(),
+            node: "n1".into(),
+            ..Default::default()
+        };
+        let mut newer = a.clone();
+        newer.desired_status = DesiredStatus::Stop;
+        w.upsert_alloc(newer, 20);
+        // An older event for the same key (from a watch that lags our own commit) is ignored.
+        w.apply(
+            Kind::Allocs,
+            &keys::alloc("n1", "a1"),
+            Some(&serde_json::to_vec(&a).unwrap()),
+            10,
+        );
+        assert_eq!(w.allocs["a1"].alloc.desired_status, DesiredStatus::Stop);
+        // A stale delete is ignored too; a newer one removes it, and older puts cannot resurrect it.
+        w.apply(Kind::Allocs, &keys::alloc("n1", "a1"), None, 15);
+        assert!(w.allocs.contains_key("a1"));
+        w.apply(Kind::Allocs, &keys::alloc("n1", "a1"), None, 25);
+        assert!(!w.allocs.contains_key("a1"));
+        w.apply(
+            Kind::Allocs,
+            &keys::alloc("n1", "a1"),
+            Some(&serde_json::to_vec(&a).unwrap()),
+            21,
+        );
+        assert!(!w.allocs.contains_key("a1"));
+    }
+}

@@ -1,0 +1,415 @@
+//! A consistent read of the prefixes the system, periodic, drain, node-lifecycle and gc loops look
+//! at: every prefix is read at one store revision, so a pass decides on one instant of the
+//! cluster. Each value keeps its key's `mod_revision` so writes can compare on it.
+//!
+//! The loops re-read what they need on every pass (level-triggered, nothing lives only in
+//! memory); a pass is triggered by a watch event, a timer the decision asked for, or a resync.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use nomos_api::{
+    AllocStatus, Allocation, ClientStatus, DesiredStatus, Job, JobStatus, Node, NodeSpec,
+};
+use nomos_store::{keys, KeySelector, RangeOptions, Store};
+use serde::de::DeserializeOwned;
+
+use crate::scheduler::{AllocUsage, ClusterSnapshot};
+use crate::ControllerError;
+
+/// Which prefixes a pass needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Part {
+    Specs,
+    Versions,
+    JobStatus,
+    Allocs,
+    AllocStatus,
+    Nodes,
+    NodeSpecs,
+    Heartbeats,
+    NodeLifecycle,
+    DrainStatus,
+}
+
+impl Part {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Part::Specs => "/nomos/jobs/",
+            Part::Versions => "/nomos/jobversions/",
+            Part::JobStatus => keys::JOB_STATUS_PREFIX,
+            Part::Allocs => "/nomos/allocs/",
+            Part::AllocStatus => "/nomos/allocstatus/",
+            Part::Nodes => keys::NODES_PREFIX,
+            Part::NodeSpecs => keys::NODE_SPECS_PREFIX,
+            Part::Heartbeats => keys::HEARTBEATS_PREFIX,
+            Part::NodeLifecycle => crate::nodes::NODE_STATUS_PREFIX,
+            Part::DrainStatus => crate::drain::DRAIN_STATUS_PREFIX,
+        }
+    }
+}
+
+/// A decoded value with its key's mod revision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rev<T> {
+    pub value: T,
+    pub mod_revision: i64,
+}
+
+/// `(namespace, job)`.
+pub type JobKey = (String, String);
+
+/// One consistent read.
+#[derive(Debug, Default)]
+pub struct View {
+    pub revision: i64,
+    /// Spec keys: raw value and mod revision.
+    pub specs: BTreeMap<JobKey, Rev<Vec<u8>>>,
+    /// Accepted versions per job.
+    pub versions: BTreeMap<JobKey, BTreeMap<u64, Job>>,
+    pub job_status: BTreeMap<JobKey, Rev<JobStatus>>,
+    pub allocs: BTreeMap<String, Rev<Allocation>>,
+    pub alloc_status: HashMap<String, Rev<AllocStatus>>,
+    pub nodes: BTreeMap<String, Node>,
+    pub node_specs: HashMap<String, NodeSpec>,
+    pub heartbeats: HashSet<String>,
+    pub lifecycle: HashMap<String, Rev<crate::nodes::NodeLifecycle>>,
+    pub drain_status: HashMap<String, Rev<crate::drain::DrainStatus>>,
+}
+
+fn decode<T: DeserializeOwned>(
+    key: &str,
+    raw: &[u8],
+    what: &'static str,
+) -> Result<T, ControllerError> {
+    serde_json::from_slice(raw).map_err(|e| ControllerError::Decode {
+        key: key.to_string(),
+        what,
+        message: e.to_string(),
+    })
+}
+
+impl View {
+    /// Reads `parts` at one revision. Values that do not decode are skipped with a warning (an
+    /// invalid value written by hand must not stop every loop).
+    pub async fn read(store: &dyn Store, parts: &[Part]) -> Result<View, ControllerError> {
+        let mut view = View::default();
+        let mut at = 0i64;
+        for part in parts {
+            let resp = store
+                .range(
+                    KeySelector::prefix(part.prefix().as_bytes().to_vec()),
+                    RangeOptions {
+                        revision: at,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(ControllerError::store("range"))?;
+            if at == 0 {
+                at = resp.revision;
+                view.revision = resp.revision;
+            }
+            for kv in resp.kvs {
+                let key = kv.key_str().into_owned();
+                if let Err(e) = view.insert(*part, &key, &kv.value, kv.mod_revision) {
+                    tracing::warn!(key = %key, error = %e, "skipping a value the loops cannot read");
+                }
+            }
+        }
+        Ok(view)
+    }
+
+    fn insert(
+        &mut self,
+        part: Part,
+        key: &str,
+        raw: &[u8],
+        rev: i64,
+    ) -> Result<(), ControllerError> {
+        let Some(parts) = keys::parts(key, part.prefix()) else {
+            return Ok(());
+        };
+        match (part, parts.as_slice()) {
+            (Part::Specs, [ns, job]) => {
+                self.specs.insert(
+                    (ns.to_string(), job.to_string()),
+                    Rev {
+                        value: raw.to_vec(),
+                        mod_revision: rev,
+                    },
+                );
+            }
+            (Part::Versions, [ns, job, ver]) => {
+                if let Ok(v) = ver.parse::<u64>() {
+                    let j: Job = decode(key, raw, "job version")?;
+                    self.versions
+                        .entry((ns.to_string(), job.to_string()))
+                        .or_default()
+                        .insert(v, j);
+                }
+            }
+            (Part::JobStatus, [ns, job]) => {
+                let s = decode(key, raw, "job status")?;
+                self.job_status.insert(
+                    (ns.to_string(), job.to_string()),
+                    Rev {
+                        value: s,
+                        mod_revision: rev,
+                    },
+                );
+            }
+            (Part::Allocs, [_node, id]) => {
+                let a: Allocation = decode(key, raw, "allocation")?;
+                self.allocs.insert(
+                    id.to_string(),
+                    Rev {
+                        value: a,
+                        mod_revision: rev,
+                    },
+                );
+            }
+            (Part::AllocStatus, [_node, id]) => {
+                let s = decode(key, raw, "allocation status")?;
+                self.alloc_status.insert(
+                    id.to_string(),
+                    Rev {
+                        value: s,
+                        mod_revision: rev,
+                    },
+                );
+            }
+            (Part::Nodes, [name]) => {
+                let mut n: Node = decode(key, raw, "node")?;
+                if n.name.is_empty() {
+                    n.name = name.to_string();
+                }
+                self.nodes.insert(name.to_string(), n);
+            }
+            (Part::NodeSpecs, [name]) => {
+                self.node_specs
+                    .insert(name.to_string(), decode(key, raw, "node spec")?);
+            }
+            (Part::Heartbeats, [name]) => {
+                self.heartbeats.insert(name.to_string());
+            }
+            (Part::NodeLifecycle, [name]) => {
+                let v = decode(key, raw, "node lifecycle")?;
+                self.lifecycle.insert(
+                    name.to_string(),
+                    Rev {
+                        value: v,
+                        mod_revision: rev,
+                    },
+                );
+            }
+            (Part::DrainStatus, [name]) => {
+                let v = decode(key, raw, "drain status")?;
+                self.drain_status.insert(
+                    name.to_string(),
+                    Rev {
+                        value: v,
+                        mod_revision: rev,
+                    },
+                );
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The newest accepted version of a job whose spec key still exists.
+    pub fn current(&self, key: &JobKey) -> Option<(u64, &Job)> {
+        if !self.specs.contains_key(key) {
+            return None;
+        }
+        self.versions
+            .get(key)
+            .and_then(|v| v.last_key_value())
+            .map(|(v, j)| (*v, j))
+    }
+
+    /// The job version an allocation names.
+    pub fn job_of(&self, a: &Allocation) -> Option<&Job> {
+        self.versions
+            .get(&(a.namespace.clone(), a.job_id.clone()))
+            .and_then(|v| v.get(&a.job_version))
+    }
+
+    pub fn client_status(&self, alloc: &str) -> Option<ClientStatus> {
+        self.alloc_status.get(alloc).map(|s| s.value.client_status)
+    }
+
+    /// Whether an allocation still holds resources on its node.
+    pub fn holds_resources(&self, a: &Allocation) -> bool {
+        a.desired_status == DesiredStatus::Run
+            && !self
+                .client_status(&a.id)
+                .is_some_and(ClientStatus::is_terminal)
+    }
+
+    /// The scheduler's snapshot: every node (ready when its heartbeat key exists) and the usage of
+    /// every allocation that still holds resources.
+    pub fn snapshot(&self) -> ClusterSnapshot {
+        let mut snap = ClusterSnapshot::new();
+        for (name, n) in &self.nodes {
+            snap.upsert_node(
+                n.clone(),
+                self.node_specs.get(name),
+                self.heartbeats.contains(name),
+            );
+        }
+        for a in self.allocs.values().map(|r| &r.value) {
+            if !self.holds_resources(a) {
+                continue;
+            }
+            let (cpu, memory_mb, cores) = self
+                .job_of(a)
+                .and_then(|j| j.groups.iter().find(|g| g.name == a.task_group))
+                .map(AllocUsage::ask)
+                .unwrap_or((0, 0, 0));
+            let per_core = snap.node(&a.node).map(|n| n.mhz_per_core()).unwrap_or(0);
+            snap.add_alloc(AllocUsage {
+                id: a.id.clone(),
+                job: format!("{}/{}", a.namespace, a.job_id),
+                group: a.task_group.clone(),
+                node: a.node.clone(),
+                cpu: cpu + cores * per_core,
+                memory_mb,
+                ports: a.ports.iter().map(|p| p.value).collect(),
+            });
+        }
+        snap
+    }
+
+    /// Allocations on `node`.
+    pub fn allocs_on<'a>(
+        &'a self,
+        node: &'a str,
+    ) -> impl Iterator<Item = &'a Rev<Allocation>> + 'a {
+        self.allocs.values().filter(move |a| a.value.node == node)
+    }
+
+    /// Every allocation grouped by node.
+    pub fn allocs_by_node(&self) -> HashMap<&str, Vec<&Rev<Allocation>>> {
+        let mut out: HashMap<&str, Vec<&Rev<Allocation>>> = HashMap::new();
+        for a in self.allocs.values() {
+            out.entry(a.value.node.as_str()).or_default().push(a);
+        }
+        out
+    }
+
+    /// Allocations whose `previous_alloc` is `id`.
+    pub fn replacements_of<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> impl Iterator<Item = &'a Rev<Allocation>> + 'a {
+        self.allocs
+            .values()
+            .filter(move |a| a.value.previous_alloc == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nomos_api::{Resources, Task, TaskGroup};
+    use nomos_store::embedded::EmbeddedStore;
+    use nomos_store::PutOptions;
+
+    async fn put(store: &dyn Store, key: &str, value: Vec<u8>) {
+        store
+            .put(key.as_bytes().to_vec(), value, PutOptions::default())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_view_indexes_the_prefixes_and_skips_what_does_not_decode() {
+        let store = EmbeddedStore::in_memory();
+        let node = Node {
+            name: "n1".into(),
+            ..Default::default()
+        };
+        put(
+            &store,
+            &keys::node("n1"),
+            serde_json::to_vec(&node).unwrap(),
+        )
+        .await;
+        put(&store, &keys::heartbeat("n1"), b"{}".to_vec()).await;
+        let job = Job {
+            id: "web".into(),
+            namespace: "default".into(),
+            groups: vec![TaskGroup {
+                name: "g".into(),
+                tasks: vec![Task {
+                    resources: Resources {
+                        cpu: 300,
+                        memory_mb: 128,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        put(
+            &store,
+            &keys::job("default", "web"),
+            b"job \"web\" {}".to_vec(),
+        )
+        .await;
+        put(
+            &store,
+            &keys::job_version("default", "web", 0),
+            serde_json::to_vec(&job).unwrap(),
+        )
+        .await;
+        let a = Allocation {
+            id: "a1".into(),
+            namespace: "default".into(),
+            job_id: "web".into(),
+            task_group: "g".into(),
+            node: "n1".into(),
+            ..Default::default()
+        };
+        put(
+            &store,
+            &keys::alloc("n1", "a1"),
+            serde_json::to_vec(&a).unwrap(),
+        )
+        .await;
+        put(&store, &keys::alloc("n1", "bad"), b"not json".to_vec()).await;
+
+        let view = View::read(
+            &store,
+            &[
+                Part::Specs,
+                Part::Versions,
+                Part::Allocs,
+                Part::Nodes,
+                Part::Heartbeats,
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            view.allocs.len(),
+            1,
+            "the undecodable allocation is skipped"
+        );
+        assert_eq!(
+            view.current(&("default".into(), "web".into()))
+                .map(|(v, _)| v),
+            Some(0)
+        );
+        let snap = view.snapshot();
+        let n1 = snap.node("n1").unwrap();
+        assert!(n1.ready);
+        assert_eq!((n1.used_cpu, n1.used_memory_mb), (300, 128));
+        assert!(
+            view.allocs["a1"].mod_revision > 0 && view.revision >= view.allocs["a1"].mod_revision
+        );
+    }
+}

@@ -1,0 +1,174 @@
+//! The node-lifecycle loop's executor: for every registered node, decide from its heartbeat key
+//! and apply: the node's record at `/nomos/nodestatus/<node>`, client statuses on its allocations
+//! (only while its agent is away, or to undo such a write; each compares on the status key's
+//! revision so a fresh report from the agent always wins), and stops / resumes of allocations.
+
+use std::collections::HashMap;
+
+use nomos_api::{AllocStatus, DesiredStatus, NodeStatus};
+use nomos_store::{keys, Compare, TxnOp};
+
+use super::{decide, node_status_key, NodeAlloc, Replacement};
+use crate::loops::metrics::StatusLabel;
+use crate::loops::view::View;
+use crate::loops::{put, to_json, unchanged, Ctx, PassOutcome};
+use crate::ControllerError;
+
+pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, ControllerError> {
+    let mut outcome = PassOutcome::default();
+    let mut by_prev: HashMap<&str, Vec<Replacement>> = HashMap::new();
+    for a in view.allocs.values() {
+        if !a.value.previous_alloc.is_empty() {
+            by_prev
+                .entry(a.value.previous_alloc.as_str())
+                .or_default()
+                .push(Replacement {
+                    alloc: a.value.clone(),
+                    status: view.client_status(&a.value.id),
+                });
+        }
+    }
+    let mut counts = [0i64; 4];
+    let by_node = view.allocs_by_node();
+    for name in view.nodes.keys() {
+        let allocs: Vec<NodeAlloc> = by_node
+            .get(name.as_str())
+            .into_iter()
+            .flatten()
+            .map(|a| {
+                let group = view
+                    .job_of(&a.value)
+                    .and_then(|j| j.groups.iter().find(|g| g.name == a.value.task_group));
+                NodeAlloc {
+                    alloc: a.value.clone(),
+                    status: view.alloc_status.get(&a.value.id).map(|s| s.value.clone()),
+                    disconnect: group.and_then(|g| g.disconnect.clone()),
+                    max_client_disconnect_ns: group.and_then(|g| g.max_client_disconnect_ns),
+                    replacements: by_prev
+                        .get(a.value.id.as_str())
+                        .cloned()
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+        let previous = view.lifecycle.get(name);
+        let plan = decide(
+            name,
+            view.heartbeats.contains(name),
+            previous.map(|p| &p.value),
+            &allocs,
+            now,
+            &ctx.config.lifecycle,
+        );
+        counts[status_index(plan.record.status)] += 1;
+
+        // One transaction per node (chunked when huge): statuses, stops, resumes and the record
+        // land together, so the jobs controller never sees half of a reconnect (an original
+        // running again beside its replacement, or neither of them).
+        let mut changes: Vec<(Compare, TxnOp)> = Vec::new();
+        for s in &plan.set_status {
+            let k = keys::alloc_status(name, &s.alloc_id);
+            let cur = view.alloc_status.get(&s.alloc_id);
+            let mut st = cur.map(|c| c.value.clone()).unwrap_or_else(|| AllocStatus {
+                alloc_id: s.alloc_id.clone(),
+                ..Default::default()
+            });
+            st.client_status = s.status;
+            st.client_description = s.description.clone();
+            st.modified_at_ms = now;
+            let value = to_json(&k, &st, "allocation status")?;
+            changes.push((
+                unchanged(&k, cur.map(|c| c.mod_revision).unwrap_or(0)),
+                put(&k, value),
+            ));
+        }
+        let resume_reason = "node reconnected; disconnect.reconcile keeps the original";
+        let desired = plan
+            .stop
+            .iter()
+            .map(|s| (s.alloc_id.as_str(), DesiredStatus::Stop, s.reason.as_str()))
+            .chain(
+                plan.resume
+                    .iter()
+                    .map(|id| (id.as_str(), DesiredStatus::Run, resume_reason)),
+            );
+        for (id, want, reason) in desired {
+            if let Some(change) = set_desired(view, id, want, reason, now)? {
+                changes.push(change);
+            }
+        }
+        if previous.map(|p| &p.value) != Some(&plan.record) {
+            let k = node_status_key(name);
+            let value = to_json(&k, &plan.record, "node lifecycle")?;
+            changes.push((
+                unchanged(&k, previous.map(|p| p.mod_revision).unwrap_or(0)),
+                put(&k, value),
+            ));
+            if previous.map(|p| p.value.status) != Some(plan.record.status) {
+                tracing::info!(node = %name, status = ?plan.record.status, "node status changed");
+            }
+        }
+        let mut all_ok = true;
+        // The record is last, so with chunks it is written only after every change landed.
+        for chunk in changes.chunks(60) {
+            if !all_ok {
+                break;
+            }
+            let (compares, ops): (Vec<Compare>, Vec<TxnOp>) = chunk.iter().cloned().unzip();
+            all_ok = ctx.commit(compares, ops).await?;
+        }
+        if !all_ok {
+            outcome.wake_at_ms = Some(now + 200);
+        }
+        if let Some(w) = plan.wake_at_ms {
+            outcome.wake_at_ms = Some(outcome.wake_at_ms.map_or(w, |x| x.min(w)));
+        }
+    }
+    for status in [
+        NodeStatus::Initializing,
+        NodeStatus::Ready,
+        NodeStatus::Disconnected,
+        NodeStatus::Down,
+    ] {
+        let label = StatusLabel {
+            status: format!("{status:?}").to_lowercase(),
+        };
+        ctx.metrics
+            .nodes
+            .get_or_create(&label)
+            .set(counts[status_index(status)]);
+    }
+    Ok(outcome)
+}
+
+fn status_index(s: NodeStatus) -> usize {
+    match s {
+        NodeStatus::Initializing => 0,
+        NodeStatus::Ready => 1,
+        NodeStatus::Disconnected => 2,
+        NodeStatus::Down => 3,
+    }
+}
+
+/// The write that sets an allocation's desired status, if it changes anything.
+fn set_desired(
+    view: &View,
+    id: &str,
+    desired: DesiredStatus,
+    reason: &str,
+    now: i64,
+) -> Result<Option<(Compare, TxnOp)>, ControllerError> {
+    let Some(cur) = view.allocs.get(id) else {
+        return Ok(None);
+    };
+    if cur.value.desired_status == desired {
+        return Ok(None);
+    }
+    let mut a = cur.value.clone();
+    a.desired_status = desired;
+    a.desired_description = reason.to_string();
+    a.modified_at_ms = now;
+    let k = keys::alloc(&a.node, &a.id);
+    let value = to_json(&k, &a, "allocation")?;
+    Ok(Some((unchanged(&k, cur.mod_revision), put(&k, value))))
+}

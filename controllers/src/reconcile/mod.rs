@@ -1,0 +1,956 @@
+//! The jobs reconcile, as a pure function: `(job version, existing allocations with their
+//! statuses, node health, deployment, now) -> Plan`. The plan names its buckets, after Nomad's
+//! reconciler: place, stop, in-place update, destructive update, migrate, reschedule, and
+//! follow-ups (times at which the job must be looked at again). Nothing here writes; the jobs
+//! controller turns a plan into placements (through [`crate::scheduler`]) and transactions.
+//!
+//! Rules:
+//! - a stopped job stops everything; groups gone from the job are stopped;
+//! - `count` up places the lowest free indexes, `count` down stops the highest;
+//! - batch allocations that completed are never replaced; service ones are;
+//! - failed allocations are rescheduled per `reschedule` (attempts within interval, delay
+//!   constant / exponential / fibonacci capped at max_delay, unlimited); the attempt counter of a
+//!   lineage restarts when the failed allocation had run for longer than `interval`;
+//! - allocations on deregistered nodes are stopped and replaced at once; allocations reported
+//!   `lost` are replaced but kept (desired run), so a node that comes back keeps its originals
+//!   (two allocations of the newest version at one index: the oldest stays); on draining nodes
+//!   allocations are migrated `migrate.max_parallel` at a time;
+//! - a new version updates allocations in place when only non-task fields changed, otherwise
+//!   destructively, limited by `update.max_parallel` minus new allocations not yet healthy; with
+//!   `canary`, canaries are placed first and the rest waits for promotion (or `auto_promote`).
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use indexmap::IndexMap;
+use nomos_api::{
+    AllocStatus, Allocation, ClientStatus, Deployment, DeploymentGroup, DesiredStatus,
+    GroupSummary, Job, JobType, ReschedulePolicy, TaskGroup, TaskRunState, UpdateStrategy,
+};
+
+/// What the reconcile needs to know about a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeHealth {
+    /// Ready, or disconnected (the node-lifecycle loop decides about those).
+    Ready,
+    /// A drain is requested: migrate.
+    Draining,
+    /// Down or deregistered: replace.
+    Down,
+}
+
+/// An allocation with what its agent reported.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ExistingAlloc {
+    pub alloc: Allocation,
+    pub status: Option<AllocStatus>,
+}
+
+impl ExistingAlloc {
+    fn client(&self) -> ClientStatus {
+        self.status
+            .as_ref()
+            .map(|s| s.client_status)
+            .unwrap_or_default()
+    }
+}
+
+/// Inputs of one reconcile of one job.
+pub struct Input<'a> {
+    /// The newest accepted version of the job.
+    pub job: &'a Job,
+    pub version: u64,
+    /// Older accepted versions, to tell in-place from destructive updates.
+    pub versions: &'a BTreeMap<u64, Job>,
+    /// The deployment of `version`, if one exists.
+    pub deployment: Option<&'a Deployment>,
+    pub allocs: &'a [ExistingAlloc],
+    pub node_health: &'a dyn Fn(&str) -> NodeHealth,
+    pub now_ms: i64,
+}
+
+/// A new allocation to place.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Place {
+    pub group: String,
+    pub index: u32,
+    pub previous_alloc: Option<String>,
+    /// Node the previous allocation failed on, to avoid.
+    pub penalty_node: Option<String>,
+    pub reschedule_attempts: u32,
+    pub canary: bool,
+}
+
+/// An allocation to set to `desired_status: stop`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stop {
+    pub alloc_id: String,
+    pub node: String,
+    pub description: String,
+}
+
+/// Stop one allocation and place its successor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replace {
+    pub stop: Stop,
+    pub place: Place,
+}
+
+/// A time at which the job must be reconciled again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowUp {
+    pub at_ms: i64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    pub place: Vec<Place>,
+    pub stop: Vec<Stop>,
+    /// Allocation ids whose `job_version` moves to the new version without a restart.
+    pub inplace_update: Vec<String>,
+    pub destructive_update: Vec<Replace>,
+    pub migrate: Vec<Replace>,
+    pub reschedule: Vec<Replace>,
+    pub follow_ups: Vec<FollowUp>,
+    /// The deployment to write, when it is new or changed.
+    pub deployment: Option<Deployment>,
+    /// The deployment failed and `auto_revert` asks for this older version.
+    pub revert_to: Option<u64>,
+}
+
+impl Plan {
+    /// Whether applying the plan changes nothing in the store.
+    pub fn is_empty(&self) -> bool {
+        self.place.is_empty()
+            && self.stop.is_empty()
+            && self.inplace_update.is_empty()
+            && self.destructive_update.is_empty()
+            && self.migrate.is_empty()
+            && self.reschedule.is_empty()
+            && self.deployment.is_none()
+    }
+
+    /// Every placement the plan asks for, in order: place, then the replacements.
+    pub fn placements(&self) -> impl Iterator<Item = &Place> {
+        self.place.iter().chain(
+            self.destructive_update
+                .iter()
+                .chain(self.migrate.iter())
+                .chain(self.reschedule.iter())
+                .map(|r| &r.place),
+        )
+    }
+
+    /// Every stop the plan asks for.
+    pub fn stops(&self) -> impl Iterator<Item = &Stop> {
+        self.stop.iter().chain(
+            self.destructive_update
+                .iter()
+                .chain(self.migrate.iter())
+                .chain(self.reschedule.iter())
+                .map(|r| &r.stop),
+        )
+    }
+
+    /// The earliest follow-up, if any.
+    pub fn next_follow_up(&self) -> Option<i64> {
+        self.follow_ups.iter().map(|f| f.at_ms).min()
+    }
+}
+
+/// `Nomad`'s defaults when a group has no `reschedule` block.
+pub fn default_reschedule(job_type: JobType) -> ReschedulePolicy {
+    match job_type {
+        JobType::Batch | JobType::Sysbatch => ReschedulePolicy {
+            attempts: 1,
+            interval_ns: 24 * 3600 * 1_000_000_000,
+            delay_ns: 5_000_000_000,
+            delay_function: "constant".into(),
+            max_delay_ns: 0,
+            unlimited: false,
+        },
+        _ => ReschedulePolicy {
+            attempts: 0,
+            interval_ns: 0,
+            delay_ns: 30_000_000_000,
+            delay_function: "exponential".into(),
+            max_delay_ns: 3600 * 1_000_000_000,
+            unlimited: true,
+        },
+    }
+}
+
+/// Delay before reschedule attempt number `attempt` (0 for the first), in ms.
+pub fn reschedule_delay_ms(policy: &ReschedulePolicy, attempt: u32) -> i64 {
+    let base = (policy.delay_ns / 1_000_000) as i64;
+    let d = match policy.delay_function.as_str() {
+        "exponential" => base.saturating_mul(1i64.checked_shl(attempt.min(40)).unwrap_or(i64::MAX)),
+        "fibonacci" => {
+            let (mut a, mut b) = (base, base);
+            for _ in 0..attempt.min(90) {
+                (a, b) = (b, a.saturating_add(b));
+            }
+            a
+        }
+        _ => base,
+    };
+    let max = (policy.max_delay_ns / 1_000_000) as i64;
+    if max > 0 {
+        d.min(max)
+    } else {
+        d
+    }
+}
+
+/// When (and whether) a failed allocation may be rescheduled: `Some(at_ms)` or `None` when its
+/// attempts are used up.
+pub fn reschedule_at(
+    policy: &ReschedulePolicy,
+    alloc: &ExistingAlloc,
+    now_ms: i64,
+) -> Option<(i64, u32)> {
+    let a = &alloc.alloc;
+    let interval_ms = (policy.interval_ns / 1_000_000) as i64;
+    let prior = if interval_ms > 0 && now_ms - a.created_at_ms > interval_ms {
+        0
+    } else {
+        a.reschedule_attempts
+    };
+    if !policy.unlimited && prior >= policy.attempts {
+        return None;
+    }
+    let failed_at = alloc
+        .status
+        .as_ref()
+        .map(|s| {
+            let t = s
+                .task_states
+                .values()
+                .map(|t| t.finished_at_ms)
+                .max()
+                .unwrap_or(0);
+            t.max(s.modified_at_ms)
+        })
+        .filter(|t| *t > 0)
+        .unwrap_or(now_ms);
+    Some((failed_at + reschedule_delay_ms(policy, prior), prior + 1))
+}
+
+/// The effective update strategy of a group (its own, else the job's), if it rolls.
+pub fn update_strategy<'a>(job: &'a Job, group: &'a TaskGroup) -> Option<&'a UpdateStrategy> {
+    group
+        .update
+        .as_ref()
+        .or(job.update.as_ref())
+        .filter(|u| u.max_parallel > 0)
+}
+
+/// Whether moving an allocation from `old` to `new` needs a restart.
+pub fn needs_destructive_update(old: &TaskGroup, new: &TaskGroup) -> bool {
+    old.tasks != new.tasks
+        || old.networks != new.networks
+        || old.ephemeral_disk != new.ephemeral_disk
+        || old.volumes != new.volumes
+        || old.meta != new.meta
+        || old.services != new.services
+}
+
+/// Health as deployments see it: the agent's verdict, or running long enough.
+pub fn alloc_health(a: &ExistingAlloc, min_healthy_ms: i64, now_ms: i64) -> Option<bool> {
+    let s = a.status.as_ref()?;
+    if let Some(h) = s.healthy {
+        return Some(h);
+    }
+    match s.client_status {
+        ClientStatus::Failed | ClientStatus::Lost => Some(false),
+        ClientStatus::Running => {
+            let all_running = !s.task_states.is_empty()
+                && s.task_states
+                    .values()
+                    .all(|t| t.state == TaskRunState::Running);
+            let started = s
+                .task_states
+                .values()
+                .map(|t| t.started_at_ms)
+                .max()
+                .unwrap_or(0);
+            (all_running && started + min_healthy_ms <= now_ms).then_some(true)
+        }
+        _ => None,
+    }
+}
+
+/// When an allocation that is running but not yet healthy becomes healthy by time.
+fn healthy_at(a: &ExistingAlloc, min_healthy_ms: i64) -> Option<i64> {
+    let s = a.status.as_ref()?;
+    (s.healthy.is_none() && s.client_status == ClientStatus::Running).then(|| {
+        s.task_states
+            .values()
+            .map(|t| t.started_at_ms)
+            .max()
+            .unwrap_or(0)
+            + min_healthy_ms
+    })
+}
+
+fn stop(a: &Allocation, why: &str) -> Stop {
+    Stop {
+        alloc_id: a.id.clone(),
+        node: a.node.clone(),
+        description: why.to_string(),
+    }
+}
+
+/// Computes the plan for one job.
+pub fn reconcile(input: &Input<'_>) -> Plan {
+    let job = input.job;
+    let mut plan = Plan::default();
+    let wanted: HashSet<&str> = job.groups.iter().map(|g| g.name.as_str()).collect();
+
+    // Stopped job, or groups removed from it: stop whatever still should run.
+    for a in input.allocs {
+        if a.alloc.desired_status != DesiredStatus::Run {
+            continue;
+        }
+        if job.stop {
+            plan.stop.push(stop(&a.alloc, "job stopped"));
+        } else if !wanted.contains(a.alloc.task_group.as_str()) {
+            plan.stop.push(stop(&a.alloc, "group removed from job"));
+        }
+    }
+    if job.stop {
+        if let Some(d) = input.deployment {
+            if d.status == "running" {
+                let mut d = d.clone();
+                d.status = "cancelled".into();
+                d.status_description = "job stopped".into();
+                d.modified_at_ms = input.now_ms;
+                plan.deployment = Some(d);
+            }
+        }
+        return plan;
+    }
+
+    let mut deployment = input.deployment.cloned();
+    let mut deployment_needed = false;
+    for group in &job.groups {
+        reconcile_group(
+            input,
+            group,
+            &mut plan,
+            &mut deployment,
+            &mut deployment_needed,
+        );
+    }
+
+    if deployment_needed || deployment.as_ref().is_some_and(|d| d.status == "running") {
+        let mut d = deployment.unwrap_or_else(|| Deployment {
+            id: deployment_id(&job.id, input.version),
+            namespace: job.namespace.clone(),
+            job_id: job.id.clone(),
+            job_version: input.version,
+            status: "running".into(),
+            status_description: "Deployment is running".into(),
+            created_at_ms: input.now_ms,
+            ..Default::default()
+        });
+        finish_deployment(input, &mut d, &mut plan);
+        if input.deployment != Some(&d) {
+            d.modified_at_ms = input.now_ms;
+            plan.deployment = Some(d);
+        }
+    }
+    plan
+}
+
+/// Deterministic deployment id for a job version, so a restarted controller finds it again.
+pub fn deployment_id(job: &str, version: u64) -> String {
+    format!("{job}-v{version}")
+}
+
+fn finish_deployment(input: &Input<'_>, d: &mut Deployment, plan: &mut Plan) {
+    if d.status != "running" {
+        return;
+    }
+    let done = d
+        .groups
+        .values()
+        .all(|g| g.healthy >= g.desired_total && (g.desired_canaries == 0 || g.promoted));
+    let old_left = input.allocs.iter().any(|a| {
+        a.alloc.desired_status == DesiredStatus::Run
+            && a.alloc.job_version != input.version
+            && !a.client().is_terminal()
+    }) || !plan.destructive_update.is_empty();
+    if done && !old_left {
+        d.status = "successful".into();
+        d.status_description = "Deployment completed successfully".into();
+        return;
+    }
+    let deadline = d
+        .groups
+        .values()
+        .map(|g| g.require_progress_by_ms)
+        .filter(|t| *t > 0)
+        .min();
+    if let Some(t) = deadline {
+        if input.now_ms > t {
+            d.status = "failed".into();
+            d.status_description = "Failed due to progress deadline".into();
+            let auto_revert = input.job.update.as_ref().is_some_and(|u| u.auto_revert)
+                || input
+                    .job
+                    .groups
+                    .iter()
+                    .any(|g| g.update.as_ref().is_some_and(|u| u.auto_revert));
+            if auto_revert {
+                plan.revert_to = input
+                    .versions
+                    .keys()
+                    .copied()
+                    .filter(|v| *v < input.version)
+                    .max();
+            }
+            // Nothing more rolls for a failed deployment.
+            plan.destructive_update.clear();
+            plan.place.retain(|p| !p.canary);
+        } else {
+            plan.follow_ups.push(FollowUp {
+                at_ms: t + 1,
+                reason: "progress deadline".into(),
+            });
+        }
+    }
+}
+
+fn reconcile_group(
+    input: &Input<'_>,
+    group: &TaskGroup,
+    plan: &mut Plan,
+    deployment: &mut Option<Deployment>,
+    deployment_needed: &mut bool,
+) {
+    let job = input.job;
+    let now = input.now_ms;
+    let strategy = update_strategy(job, group);
+    let min_healthy_ms = strategy
+        .map(|u| (u.min_healthy_time_ns / 1_000_000) as i64)
+        .unwrap_or(0);
+    let policy = group
+        .reschedule
+        .clone()
+        .or_else(|| job.reschedule.clone())
+        .unwrap_or_else(|| default_reschedule(job.job_type));
+    let migrate_parallel = group
+        .migrate
+        .as_ref()
+        .or(job.migrate.as_ref())
+        .map(|m| m.max_parallel)
+        .unwrap_or(1)
+        .max(1);
+
+    let mine: Vec<&ExistingAlloc> = input
+        .allocs
+        .iter()
+        .filter(|a| a.alloc.task_group == group.name)
+        .collect();
+    let draining_ids: HashSet<&str> = mine
+        .iter()
+        .filter(|a| (input.node_health)(&a.alloc.node) == NodeHealth::Draining)
+        .map(|a| a.alloc.id.as_str())
+        .collect();
+
+    // Indexes that are taken and need nothing placed.
+    let mut occupied: BTreeSet<u32> = BTreeSet::new();
+    // Live allocations by index.
+    let mut live: BTreeMap<u32, Vec<&ExistingAlloc>> = BTreeMap::new();
+    let mut draining: Vec<&ExistingAlloc> = Vec::new();
+
+    // Indexes served by a live allocation: a terminal one at the same index is not replaced.
+    let live_idx: HashSet<u32> = mine
+        .iter()
+        .filter(|a| a.alloc.desired_status == DesiredStatus::Run)
+        .filter(|a| {
+            !a.client().is_terminal() && a.client() != ClientStatus::Unknown || a.status.is_none()
+        })
+        .filter(|a| (input.node_health)(&a.alloc.node) != NodeHealth::Down)
+        .map(|a| a.alloc.index)
+        .collect();
+
+    for a in &mine {
+        let al = &a.alloc;
+        let client = a.client();
+        let served = live_idx.contains(&al.index);
+        if al.desired_status == DesiredStatus::Run
+            && served
+            && (client.is_terminal() || (input.node_health)(&al.node) == NodeHealth::Down)
+        {
+            // A lost original stays as it is: its node may come back (the duplicate rule then
+            // keeps the original and stops its replacement).
+            if client != ClientStatus::Lost
+                && !(client == ClientStatus::Complete
+                    && matches!(job.job_type, JobType::Batch | JobType::Sysbatch))
+            {
+                plan.stop.push(stop(al, "replaced"));
+            }
+            continue;
+        }
+        if al.desired_status != DesiredStatus::Run {
+            if client == ClientStatus::Complete
+                && matches!(job.job_type, JobType::Batch | JobType::Sysbatch)
+            {
+                occupied.insert(al.index);
+            }
+            continue;
+        }
+        match client {
+            ClientStatus::Complete
+                if matches!(job.job_type, JobType::Batch | JobType::Sysbatch) =>
+            {
+                occupied.insert(al.index);
+                continue;
+            }
+            ClientStatus::Complete => {
+                if al.index < group.count && !occupied.contains(&al.index) {
+                    plan.reschedule.push(Replace {
+                        stop: stop(al, "allocation completed; replacing"),
+                        place: Place {
+                            group: group.name.clone(),
+                            index: al.index,
+                            previous_alloc: Some(al.id.clone()),
+                            ..Default::default()
+                        },
+                    });
+                    occupied.insert(al.index);
+                } else {
+                    plan.stop.push(stop(al, "scaled down or already replaced"));
+                }
+                continue;
+            }
+            ClientStatus::Failed => {
+                if al.index >= group.count {
+                    plan.stop.push(stop(al, "scaled down"));
+                    continue;
+                }
+                if !occupied.insert(al.index) {
+                    continue; // another allocation of this index is already being replaced
+                }
+                match reschedule_at(&policy, a, now) {
+                    Some((at, attempts)) if at <= now => plan.reschedule.push(Replace {
+                        stop: stop(al, "allocation failed; rescheduled"),
+                        place: Place {
+                            group: group.name.clone(),
+                            index: al.index,
+                            previous_alloc: Some(al.id.clone()),
+                            penalty_node: Some(al.node.clone()),
+                            reschedule_attempts: attempts,
+                            canary: false,
+                        },
+                    }),
+                    Some((at, _)) => plan.follow_ups.push(FollowUp {
+                        at_ms: at,
+                        reason: format!("reschedule {}", al.name),
+                    }),
+                    None => {}
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let health = (input.node_health)(&al.node);
+        if client == ClientStatus::Lost && health != NodeHealth::Down {
+            if al.index >= group.count {
+                plan.stop.push(stop(al, "scaled down"));
+            } else if occupied.insert(al.index) {
+                plan.place.push(Place {
+                    group: group.name.clone(),
+                    index: al.index,
+                    previous_alloc: Some(al.id.clone()),
+                    ..Default::default()
+                });
+            }
+            continue;
+        }
+        if health == NodeHealth::Down {
+            if al.index < group.count && !occupied.contains(&al.index) {
+                plan.migrate.push(Replace {
+                    stop: stop(al, "node down; allocation lost"),
+                    place: Place {
+                        group: group.name.clone(),
+                        index: al.index,
+                        previous_alloc: Some(al.id.clone()),
+                        ..Default::default()
+                    },
+                });
+                occupied.insert(al.index);
+            } else {
+                plan.stop.push(stop(al, "scaled down"));
+            }
+            continue;
+        }
+        if health == NodeHealth::Draining {
+            draining.push(a);
+        }
+        live.entry(al.index).or_default().push(a);
+    }
+
+    // Scale down: every live allocation at an index >= count.
+    let high: Vec<u32> = live.range(group.count..).map(|(i, _)| *i).collect();
+    for i in high {
+        for a in live.remove(&i).unwrap_or_default() {
+            plan.stop.push(stop(&a.alloc, "scaled down"));
+        }
+    }
+    draining.retain(|a| a.alloc.index < group.count);
+
+    // Duplicates (two writers raced, or a retried commit): one allocation of the newest
+    // version per index survives, the oldest.
+    let is_new = |a: &ExistingAlloc| a.alloc.job_version == input.version;
+    for allocs in live.values_mut() {
+        let mut same: Vec<&ExistingAlloc> = allocs.iter().copied().filter(|a| is_new(a)).collect();
+        if same.len() > 1 {
+            same.sort_by(|a, b| {
+                a.alloc
+                    .created_at_ms
+                    .cmp(&b.alloc.created_at_ms)
+                    .then(a.alloc.id.cmp(&b.alloc.id))
+            });
+            for extra in &same[1..] {
+                plan.stop.push(stop(&extra.alloc, "duplicate allocation"));
+                allocs.retain(|x| x.alloc.id != extra.alloc.id);
+            }
+        }
+    }
+
+    // Classify versions.
+    let mut old_destructive: Vec<&ExistingAlloc> = Vec::new();
+    for allocs in live.values() {
+        for a in allocs {
+            if is_new(a) {
+                continue;
+            }
+            let destructive = match input
+                .versions
+                .get(&a.alloc.job_version)
+                .and_then(|j| j.groups.iter().find(|g| g.name == group.name))
+            {
+                Some(old) => needs_destructive_update(old, group),
+                None => true,
+            };
+            if destructive {
+                old_destructive.push(a);
+            } else {
+                plan.inplace_update.push(a.alloc.id.clone());
+            }
+        }
+    }
+    let inplace: HashSet<String> = plan.inplace_update.iter().cloned().collect();
+    let counts_as_new = |a: &ExistingAlloc| is_new(a) || inplace.contains(&a.alloc.id);
+
+    // Migrations off draining nodes, max_parallel at a time.
+    let in_flight_migrations = live
+        .values()
+        .flatten()
+        .filter(|a| {
+            a.alloc.previous_alloc.as_str() != ""
+                && draining_ids.contains(a.alloc.previous_alloc.as_str())
+        })
+        .filter(|a| alloc_health(a, 0, now) != Some(true))
+        .count() as u32;
+    let mut budget = migrate_parallel.saturating_sub(in_flight_migrations);
+    for a in &draining {
+        if budget == 0 {
+            plan.follow_ups.push(FollowUp {
+                at_ms: now + 5_000,
+                reason: "drain in progress".into(),
+            });
+            break;
+        }
+        budget -= 1;
+        let al = &a.alloc;
+        plan.migrate.push(Replace {
+            stop: stop(al, "node draining; migrated"),
+            place: Place {
+                group: group.name.clone(),
+                index: al.index,
+                previous_alloc: Some(al.id.clone()),
+                ..Default::default()
+            },
+        });
+        if let Some(v) = live.get_mut(&al.index) {
+            v.retain(|x| x.alloc.id != al.id);
+        }
+        old_destructive.retain(|x| x.alloc.id != al.id);
+        occupied.insert(al.index);
+    }
+
+    // Rolling update.
+    if !old_destructive.is_empty()
+        || deployment
+            .as_ref()
+            .is_some_and(|d| d.groups.contains_key(&group.name))
+    {
+        match strategy {
+            None => {
+                for a in &old_destructive {
+                    plan.destructive_update.push(Replace {
+                        stop: stop(&a.alloc, "job updated"),
+                        place: Place {
+                            group: group.name.clone(),
+                            index: a.alloc.index,
+                            previous_alloc: Some(a.alloc.id.clone()),
+                            ..Default::default()
+                        },
+                    });
+                }
+            }
+            Some(u) => {
+                *deployment_needed |= !old_destructive.is_empty();
+                rolling_update(
+                    input,
+                    group,
+                    u,
+                    min_healthy_ms,
+                    &live,
+                    &old_destructive,
+                    &counts_as_new,
+                    plan,
+                    deployment,
+                );
+            }
+        }
+    }
+    for allocs in live.values() {
+        if !allocs.is_empty() {
+            occupied.insert(allocs[0].alloc.index);
+        }
+    }
+
+    // Fill the free indexes.
+    for i in 0..group.count {
+        if !occupied.contains(&i) {
+            plan.place.push(Place {
+                group: group.name.clone(),
+                index: i,
+                ..Default::default()
+            });
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rolling_update(
+    input: &Input<'_>,
+    group: &TaskGroup,
+    u: &UpdateStrategy,
+    min_healthy_ms: i64,
+    live: &BTreeMap<u32, Vec<&ExistingAlloc>>,
+    old: &[&ExistingAlloc],
+    counts_as_new: &dyn Fn(&ExistingAlloc) -> bool,
+    plan: &mut Plan,
+    deployment: &mut Option<Deployment>,
+) {
+    let now = input.now_ms;
+    let new_allocs: Vec<&ExistingAlloc> = live
+        .values()
+        .flatten()
+        .copied()
+        .filter(|a| counts_as_new(a))
+        .collect();
+    let healthy_new = new_allocs
+        .iter()
+        .filter(|a| alloc_health(a, min_healthy_ms, now) == Some(true))
+        .count() as u32;
+    let unhealthy_new = new_allocs
+        .iter()
+        .filter(|a| alloc_health(a, min_healthy_ms, now) == Some(false))
+        .count() as u32;
+    for a in &new_allocs {
+        if let Some(t) = healthy_at(a, min_healthy_ms) {
+            if t > now {
+                plan.follow_ups.push(FollowUp {
+                    at_ms: t,
+                    reason: format!("{} healthy", a.alloc.name),
+                });
+            }
+        }
+    }
+    let d = deployment.get_or_insert_with(|| Deployment {
+        id: deployment_id(&input.job.id, input.version),
+        namespace: input.job.namespace.clone(),
+        job_id: input.job.id.clone(),
+        job_version: input.version,
+        status: "running".into(),
+        status_description: "Deployment is running".into(),
+        created_at_ms: now,
+        ..Default::default()
+    });
+    let failed = d.status == "failed" || d.status == "cancelled";
+    let progress_ms = (u.progress_deadline_ns / 1_000_000) as i64;
+    let g = d
+        .groups
+        .entry(group.name.clone())
+        .or_insert_with(|| DeploymentGroup {
+            desired_total: group.count,
+            desired_canaries: if old.is_empty() { 0 } else { u.canary },
+            require_progress_by_ms: if progress_ms > 0 {
+                now + progress_ms
+            } else {
+                0
+            },
+            ..Default::default()
+        });
+    let progressed = healthy_new > g.healthy;
+    g.desired_total = group.count;
+    g.placed = new_allocs.len() as u32;
+    g.healthy = healthy_new;
+    g.unhealthy = unhealthy_new;
+    if progressed && progress_ms > 0 {
+        g.require_progress_by_ms = now + progress_ms;
+    }
+    if failed || d.status != "running" {
+        return;
+    }
+    let g = d
+        .groups
+        .get_mut(&group.name)
+        .unwrap_or_else(|| unreachable!("inserted above"));
+    // Canaries first.
+    if g.desired_canaries > 0 && !g.promoted {
+        let canaries: Vec<&&ExistingAlloc> = new_allocs.iter().collect();
+        g.placed_canaries = canaries.iter().map(|a| a.alloc.id.clone()).collect();
+        let missing = g.desired_canaries.saturating_sub(canaries.len() as u32);
+        let taken: HashSet<u32> = canaries.iter().map(|a| a.alloc.index).collect();
+        for a in old
+            .iter()
+            .filter(|a| !taken.contains(&a.alloc.index))
+            .take(missing as usize)
+        {
+            plan.place.push(Place {
+                group: group.name.clone(),
+                index: a.alloc.index,
+                canary: true,
+                ..Default::default()
+            });
+        }
+        let all_healthy = canaries.len() as u32 >= g.desired_canaries
+            && canaries
+                .iter()
+                .all(|a| alloc_health(a, min_healthy_ms, now) == Some(true));
+        if all_healthy && u.auto_promote {
+            g.promoted = true;
+        } else {
+            return;
+        }
+    }
+    // Indexes already served by a healthy new allocation: their old one simply stops.
+    let healthy_idx: HashSet<u32> = new_allocs
+        .iter()
+        .filter(|a| alloc_health(a, min_healthy_ms, now) == Some(true))
+        .map(|a| a.alloc.index)
+        .collect();
+    let in_flight = new_allocs.len() as u32 - healthy_new;
+    let mut budget = u.max_parallel.saturating_sub(in_flight);
+    let mut waiting = false;
+    for a in old {
+        if healthy_idx.contains(&a.alloc.index) {
+            plan.stop.push(stop(
+                &a.alloc,
+                "replaced by a healthy allocation of the new version",
+            ));
+        } else if new_allocs.iter().any(|n| n.alloc.index == a.alloc.index) {
+            waiting = true; // its replacement (a canary) is not healthy yet
+        } else if budget > 0 {
+            budget -= 1;
+            plan.destructive_update.push(Replace {
+                stop: stop(&a.alloc, "rolling update"),
+                place: Place {
+                    group: group.name.clone(),
+                    index: a.alloc.index,
+                    previous_alloc: Some(a.alloc.id.clone()),
+                    ..Default::default()
+                },
+            });
+        } else {
+            waiting = true;
+        }
+    }
+    let _ = waiting;
+}
+
+/// Per-group summary as `nctl status` shows it; `queued` is the number of placements that
+/// could not be made.
+pub fn summarize(
+    job: &Job,
+    allocs: &[ExistingAlloc],
+    queued: &IndexMap<String, u32>,
+) -> IndexMap<String, GroupSummary> {
+    let mut out: IndexMap<String, GroupSummary> = job
+        .groups
+        .iter()
+        .map(|g| {
+            (
+                g.name.clone(),
+                GroupSummary {
+                    queued: queued.get(&g.name).copied().unwrap_or(0),
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    for a in allocs {
+        let Some(s) = out.get_mut(&a.alloc.task_group) else {
+            continue;
+        };
+        match a.client() {
+            ClientStatus::Pending if a.alloc.desired_status == DesiredStatus::Run => {
+                s.starting += 1
+            }
+            ClientStatus::Pending => {}
+            ClientStatus::Running => s.running += 1,
+            ClientStatus::Failed => s.failed += 1,
+            ClientStatus::Complete => s.complete += 1,
+            ClientStatus::Lost => s.lost += 1,
+            ClientStatus::Unknown => s.unknown += 1,
+        }
+    }
+    out
+}
+
+/// `pending`, `running` or `dead`, as Nomad shows a job.
+pub fn job_status_word(job: &Job, allocs: &[ExistingAlloc]) -> &'static str {
+    let active = allocs
+        .iter()
+        .any(|a| !a.client().is_terminal() && a.alloc.desired_status == DesiredStatus::Run);
+    let running = allocs.iter().any(|a| a.client() == ClientStatus::Running);
+    if job.stop {
+        return if allocs.iter().any(|a| a.client() == ClientStatus::Running) {
+            "running"
+        } else {
+            "dead"
+        };
+    }
+    if running
+        || active
+            && allocs
+                .iter()
+                .any(|a| a.client() == ClientStatus::Pending && a.status.is_some())
+    {
+        return "running";
+    }
+    if matches!(job.job_type, JobType::Batch | JobType::Sysbatch)
+        && !allocs.is_empty()
+        && job.groups.iter().all(|g| {
+            allocs
+                .iter()
+                .filter(|a| a.alloc.task_group == g.name && a.client() == ClientStatus::Complete)
+                .count() as u32
+                >= g.count
+        })
+    {
+        return "dead";
+    }
+    "pending"
+}

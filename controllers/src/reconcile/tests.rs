@@ -1,0 +1,553 @@
+//! Table tests of the jobs reconcile: each test states one rule.
+
+use std::collections::BTreeMap;
+
+use nomos_api::{
+    AllocStatus, Allocation, ClientStatus, DesiredStatus, Job, JobType, ReschedulePolicy,
+    Resources, Task, TaskGroup, TaskRunState, TaskState, UpdateStrategy,
+};
+
+use super::*;
+
+const NOW: i64 = 1_000_000_000;
+
+fn group(name: &str, count: u32) -> TaskGroup {
+    TaskGroup {
+        name: name.into(),
+        count,
+        tasks: vec![Task {
+            name: "t".into(),
+            driver: "raw_exec".into(),
+            resources: Resources {
+                cpu: 100,
+                memory_mb: 64,
+                ..Default::default()
+            },
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn job(count: u32) -> Job {
+    Job {
+        id: "web".into(),
+        namespace: "default".into(),
+        groups: vec![group("g", count)],
+        ..Default::default()
+    }
+}
+
+fn alloc(id: &str, index: u32, version: u64, client: Option<ClientStatus>) -> ExistingAlloc {
+    ExistingAlloc {
+        alloc: Allocation {
+            id: id.into(),
+            namespace: "default".into(),
+            job_id: "web".into(),
+            job_version: version,
+            task_group: "g".into(),
+            name: format!("web.g[{index}]"),
+            index,
+            node: "n1".into(),
+            created_at_ms: NOW - 60_000,
+            ..Default::default()
+        },
+        status: client.map(|c| AllocStatus {
+            client_status: c,
+            modified_at_ms: NOW - 1_000,
+            ..Default::default()
+        }),
+    }
+}
+
+fn running(id: &str, index: u32, version: u64, started_ms: i64) -> ExistingAlloc {
+    let mut a = alloc(id, index, version, Some(ClientStatus::Running));
+    let st = a.status.as_mut().unwrap();
+    st.task_states.insert(
+        "t".into(),
+        TaskState {
+            state: TaskRunState::Running,
+            started_at_ms: started_ms,
+            ..Default::default()
+        },
+    );
+    a
+}
+
+fn ready(_: &str) -> NodeHealth {
+    NodeHealth::Ready
+}
+
+fn run_with(
+    job: &Job,
+    version: u64,
+    versions: &BTreeMap<u64, Job>,
+    allocs: &[ExistingAlloc],
+    d: Option<&Deployment>,
+    health: &dyn Fn(&str) -> NodeHealth,
+) -> Plan {
+    reconcile(&Input {
+        job,
+        version,
+        versions,
+        deployment: d,
+        allocs,
+        node_health: health,
+        now_ms: NOW,
+    })
+}
+
+fn run(job: &Job, allocs: &[ExistingAlloc]) -> Plan {
+    let mut versions = BTreeMap::new();
+    versions.insert(1, job.clone());
+    run_with(job, 1, &versions, allocs, None, &ready)
+}
+
+fn indexes(places: &[Place]) -> Vec<u32> {
+    places.iter().map(|p| p.index).collect()
+}
+
+fn stopped(plan: &Plan) -> Vec<String> {
+    let mut v: Vec<String> = plan.stops().map(|s| s.alloc_id.clone()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn count_up_places_the_missing_indexes() {
+    let plan = run(&job(3), &[alloc("a", 1, 1, Some(ClientStatus::Running))]);
+    assert_eq!(indexes(&plan.place), vec![0, 2]);
+    assert!(plan.stop.is_empty());
+}
+
+#[test]
+fn count_down_stops_the_highest_indexes() {
+    let allocs: Vec<_> = (0..4)
+        .map(|i| alloc(&format!("a{i}"), i, 1, Some(ClientStatus::Running)))
+        .collect();
+    let plan = run(&job(2), &allocs);
+    assert!(plan.place.is_empty());
+    assert_eq!(stopped(&plan), vec!["a2", "a3"]);
+}
+
+#[test]
+fn an_unchanged_job_with_all_allocations_running_plans_nothing() {
+    let allocs: Vec<_> = (0..3)
+        .map(|i| alloc(&format!("a{i}"), i, 1, Some(ClientStatus::Running)))
+        .collect();
+    assert!(run(&job(3), &allocs).is_empty());
+    // Allocations the agent has not reported on yet count as placed.
+    let allocs: Vec<_> = (0..3)
+        .map(|i| alloc(&format!("a{i}"), i, 1, None))
+        .collect();
+    assert!(run(&job(3), &allocs).is_empty());
+}
+
+#[test]
+fn a_stopped_job_stops_everything_and_places_nothing() {
+    let mut j = job(3);
+    j.stop = true;
+    let mut allocs: Vec<_> = (0..2)
+        .map(|i| alloc(&format!("a{i}"), i, 1, Some(ClientStatus::Running)))
+        .collect();
+    allocs[1].alloc.desired_status = DesiredStatus::Stop;
+    let plan = run(&j, &allocs);
+    assert!(plan.place.is_empty());
+    assert_eq!(stopped(&plan), vec!["a0"]);
+}
+
+#[test]
+fn batch_allocations_that_completed_are_not_replaced() {
+    let mut j = job(2);
+    j.job_type = JobType::Batch;
+    let plan = run(
+        &j,
+        &[
+            alloc("a0", 0, 1, Some(ClientStatus::Complete)),
+            alloc("a1", 1, 1, Some(ClientStatus::Running)),
+        ],
+    );
+    assert!(plan.is_empty(), "{plan:?}");
+}
+
+#[test]
+fn service_allocations_that_completed_are_replaced() {
+    let plan = run(&job(1), &[alloc("a0", 0, 1, Some(ClientStatus::Complete))]);
+    assert_eq!(plan.reschedule.len(), 1);
+    assert_eq!(
+        plan.reschedule[0].place.previous_alloc.as_deref(),
+        Some("a0")
+    );
+}
+
+fn failed_job(policy: ReschedulePolicy) -> Job {
+    let mut j = job(1);
+    j.groups[0].reschedule = Some(policy);
+    j
+}
+
+fn policy(attempts: u32, delay_s: u64, function: &str, unlimited: bool) -> ReschedulePolicy {
+    ReschedulePolicy {
+        attempts,
+        interval_ns: 3600 * 1_000_000_000,
+        delay_ns: delay_s * 1_000_000_000,
+        delay_function: function.into(),
+        max_delay_ns: 120 * 1_000_000_000,
+        unlimited,
+    }
+}
+
+#[test]
+fn failed_allocations_are_rescheduled_per_policy() {
+    // (policy, prior attempts, expect reschedule now, expect follow-up)
+    let table: &[(ReschedulePolicy, u32, bool, bool)] = &[
+        (policy(2, 0, "constant", false), 0, true, false),
+        (policy(2, 0, "constant", false), 1, true, false),
+        (policy(2, 0, "constant", false), 2, false, false),
+        (policy(0, 0, "constant", true), 50, true, false),
+        (policy(3, 30, "constant", false), 0, false, true),
+        (policy(3, 1, "constant", false), 0, true, false),
+    ];
+    for (p, prior, now, later) in table {
+        let mut a = alloc("f", 0, 1, Some(ClientStatus::Failed));
+        a.alloc.reschedule_attempts = *prior;
+        let plan = run(&failed_job(p.clone()), &[a]);
+        assert_eq!(plan.reschedule.len() == 1, *now, "{p:?} prior {prior}");
+        assert_eq!(!plan.follow_ups.is_empty(), *later, "{p:?} prior {prior}");
+        assert!(
+            plan.place.is_empty(),
+            "a failed index is not refilled by a plain placement"
+        );
+        if *now {
+            let r = &plan.reschedule[0];
+            assert_eq!(r.place.reschedule_attempts, prior + 1);
+            assert_eq!(r.place.penalty_node.as_deref(), Some("n1"));
+        }
+    }
+}
+
+#[test]
+fn reschedule_attempts_reset_after_the_interval() {
+    let mut a = alloc("f", 0, 1, Some(ClientStatus::Failed));
+    a.alloc.reschedule_attempts = 2;
+    a.alloc.created_at_ms = NOW - 2 * 3600 * 1000;
+    let plan = run(&failed_job(policy(2, 0, "constant", false)), &[a]);
+    assert_eq!(plan.reschedule[0].place.reschedule_attempts, 1);
+}
+
+#[test]
+fn reschedule_delays_follow_their_function_and_cap() {
+    let cases = [
+        ("constant", [10, 10, 10, 10, 10]),
+        ("exponential", [10, 20, 40, 80, 120]),
+        ("fibonacci", [10, 10, 20, 30, 50]),
+    ];
+    for (f, want) in cases {
+        let p = policy(10, 10, f, false);
+        let got: Vec<i64> = (0..5).map(|n| reschedule_delay_ms(&p, n) / 1000).collect();
+        assert_eq!(got, want, "{f}");
+    }
+}
+
+#[test]
+fn allocations_on_down_nodes_are_replaced_and_on_draining_nodes_migrated_one_at_a_time() {
+    let mut allocs: Vec<_> = (0..4)
+        .map(|i| alloc(&format!("a{i}"), i, 1, Some(ClientStatus::Running)))
+        .collect();
+    allocs[0].alloc.node = "down".into();
+    allocs[1].alloc.node = "drain".into();
+    allocs[2].alloc.node = "drain".into();
+    let health = |n: &str| match n {
+        "down" => NodeHealth::Down,
+        "drain" => NodeHealth::Draining,
+        _ => NodeHealth::Ready,
+    };
+    let j = job(4);
+    let mut versions = BTreeMap::new();
+    versions.insert(1, j.clone());
+    let plan = run_with(&j, 1, &versions, &allocs, None, &health);
+    let migrated: Vec<&str> = plan
+        .migrate
+        .iter()
+        .map(|r| r.stop.alloc_id.as_str())
+        .collect();
+    assert_eq!(migrated, vec!["a0", "a1"]);
+    assert!(plan.place.is_empty());
+    assert!(!plan.follow_ups.is_empty());
+}
+
+fn rolling(max_parallel: u32, canary: u32, auto_promote: bool) -> (Job, BTreeMap<u64, Job>) {
+    let old = job(4);
+    let mut new = job(4);
+    new.groups[0].tasks[0].env.insert("V".into(), "2".into());
+    new.update = Some(UpdateStrategy {
+        max_parallel,
+        canary,
+        auto_promote,
+        min_healthy_time_ns: 10_000_000_000,
+        progress_deadline_ns: 600_000_000_000,
+        health_check: "task_states".into(),
+        ..Default::default()
+    });
+    let mut versions = BTreeMap::new();
+    versions.insert(1, old);
+    versions.insert(2, new.clone());
+    (new, versions)
+}
+
+#[test]
+fn rolling_update_replaces_max_parallel_at_a_time_and_waits_for_health() {
+    let (j, versions) = rolling(2, 0, false);
+    let mut allocs: Vec<_> = (0..4)
+        .map(|i| running(&format!("a{i}"), i, 1, NOW - 100_000))
+        .collect();
+    let plan = run_with(&j, 2, &versions, &allocs, None, &ready);
+    assert_eq!(plan.destructive_update.len(), 2);
+    let d = plan.deployment.clone().expect("a deployment is created");
+    assert_eq!(d.status, "running");
+
+    // Two new ones running but not yet past min_healthy_time: nothing more moves.
+    allocs[0] = running("b0", 0, 2, NOW - 1_000);
+    allocs[1] = running("b1", 1, 2, NOW - 1_000);
+    let plan = run_with(&j, 2, &versions, &allocs, Some(&d), &ready);
+    assert!(plan.destructive_update.is_empty());
+    assert!(plan
+        .follow_ups
+        .iter()
+        .any(|f| f.at_ms == NOW - 1_000 + 10_000));
+
+    // Healthy by time: the next two go.
+    allocs[0] = running("b0", 0, 2, NOW - 20_000);
+    allocs[1] = running("b1", 1, 2, NOW - 20_000);
+    let plan = run_with(&j, 2, &versions, &allocs, Some(&d), &ready);
+    assert_eq!(
+        plan.destructive_update
+            .iter()
+            .map(|r| r.stop.alloc_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["a2", "a3"]
+    );
+
+    // All new and healthy: the deployment succeeds.
+    let allocs: Vec<_> = (0..4)
+        .map(|i| running(&format!("b{i}"), i, 2, NOW - 20_000))
+        .collect();
+    let plan = run_with(&j, 2, &versions, &allocs, Some(&d), &ready);
+    assert_eq!(plan.deployment.unwrap().status, "successful");
+}
+
+#[test]
+fn agent_reported_unhealthy_counts_against_the_budget() {
+    let (j, versions) = rolling(1, 0, false);
+    let mut allocs: Vec<_> = (0..4)
+        .map(|i| running(&format!("a{i}"), i, 1, NOW - 100_000))
+        .collect();
+    allocs[0] = running("b0", 0, 2, NOW - 100_000);
+    allocs[0].status.as_mut().unwrap().healthy = Some(false);
+    let plan = run_with(&j, 2, &versions, &allocs, None, &ready);
+    assert!(plan.destructive_update.is_empty());
+}
+
+#[test]
+fn in_place_update_when_only_non_task_fields_change() {
+    let old = job(2);
+    let mut new = job(2);
+    new.priority = 80;
+    new.groups[0].restart = Some(Default::default());
+    let mut versions = BTreeMap::new();
+    versions.insert(1, old);
+    versions.insert(2, new.clone());
+    let allocs: Vec<_> = (0..2)
+        .map(|i| running(&format!("a{i}"), i, 1, NOW))
+        .collect();
+    let plan = run_with(&new, 2, &versions, &allocs, None, &ready);
+    assert_eq!(plan.inplace_update, vec!["a0", "a1"]);
+    assert!(plan.destructive_update.is_empty() && plan.place.is_empty() && plan.stop.is_empty());
+}
+
+#[test]
+fn canaries_are_placed_first_and_the_rest_waits_for_promotion() {
+    let (j, versions) = rolling(2, 1, false);
+    let mut allocs: Vec<_> = (0..4)
+        .map(|i| running(&format!("a{i}"), i, 1, NOW - 100_000))
+        .collect();
+    let plan = run_with(&j, 2, &versions, &allocs, None, &ready);
+    assert_eq!(plan.place.len(), 1);
+    assert!(plan.place[0].canary);
+    assert!(plan.destructive_update.is_empty());
+    let d = plan.deployment.unwrap();
+
+    // Canary healthy but not promoted: nothing else moves.
+    allocs.push(running("c0", 0, 2, NOW - 100_000));
+    let plan = run_with(&j, 2, &versions, &allocs, Some(&d), &ready);
+    assert!(plan.place.is_empty() && plan.destructive_update.is_empty() && plan.stop.is_empty());
+
+    // Promoted: the canary's old twin stops, the rest roll.
+    let mut promoted = plan.deployment.clone().unwrap_or(d.clone());
+    promoted.groups.get_mut("g").unwrap().promoted = true;
+    let plan = run_with(&j, 2, &versions, &allocs, Some(&promoted), &ready);
+    assert_eq!(
+        plan.stop
+            .iter()
+            .map(|s| s.alloc_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["a0"]
+    );
+    assert_eq!(plan.destructive_update.len(), 2);
+}
+
+#[test]
+fn auto_promote_promotes_healthy_canaries() {
+    let (j, versions) = rolling(1, 1, true);
+    let mut allocs: Vec<_> = (0..2)
+        .map(|i| running(&format!("a{i}"), i, 1, NOW - 100_000))
+        .collect();
+    allocs.push(running("c0", 0, 2, NOW - 100_000));
+    let d = run_with(&j, 2, &versions, &allocs[..2], None, &ready)
+        .deployment
+        .unwrap();
+    let plan = run_with(&j, 2, &versions, &allocs, Some(&d), &ready);
+    assert!(plan.deployment.as_ref().unwrap().groups["g"].promoted);
+    assert_eq!(stopped(&plan), vec!["a0", "a1"]);
+}
+
+#[test]
+fn a_deployment_past_its_progress_deadline_fails_and_reverts_when_asked() {
+    let (mut j, mut versions) = rolling(1, 0, false);
+    j.update.as_mut().unwrap().auto_revert = true;
+    versions.insert(2, j.clone());
+    let allocs: Vec<_> = (0..2)
+        .map(|i| running(&format!("a{i}"), i, 1, NOW - 100_000))
+        .collect();
+    let mut d = run_with(&j, 2, &versions, &allocs, None, &ready)
+        .deployment
+        .unwrap();
+    d.groups.get_mut("g").unwrap().require_progress_by_ms = NOW - 1;
+    let plan = run_with(&j, 2, &versions, &allocs, Some(&d), &ready);
+    assert_eq!(plan.deployment.unwrap().status, "failed");
+    assert_eq!(plan.revert_to, Some(1));
+    assert!(plan.destructive_update.is_empty());
+}
+
+#[test]
+fn summary_counts_allocations_by_client_status() {
+    let allocs = vec![
+        alloc("a", 0, 1, None),
+        alloc("b", 1, 1, Some(ClientStatus::Running)),
+        alloc("c", 2, 1, Some(ClientStatus::Failed)),
+        alloc("d", 3, 1, Some(ClientStatus::Complete)),
+        alloc("e", 4, 1, Some(ClientStatus::Lost)),
+    ];
+    let mut queued = IndexMap::new();
+    queued.insert("g".to_string(), 2);
+    let s = summarize(&job(5), &allocs, &queued);
+    assert_eq!(
+        s["g"],
+        GroupSummary {
+            queued: 2,
+            starting: 1,
+            running: 1,
+            failed: 1,
+            complete: 1,
+            lost: 1,
+            unknown: 0
+        }
+    );
+}
+
+#[test]
+fn duplicate_allocations_of_one_index_keep_only_the_oldest() {
+    let mut a = alloc("a", 0, 1, Some(ClientStatus::Running));
+    let mut b = alloc("b", 0, 1, Some(ClientStatus::Running));
+    a.alloc.created_at_ms = 10;
+    b.alloc.created_at_ms = 5;
+    let plan = run(&job(1), &[a, b]);
+    assert_eq!(stopped(&plan), vec!["a"]);
+    assert!(plan.place.is_empty());
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_alloc() -> impl Strategy<Value = (u32, u8, bool)> {
+        (0u32..8, 0u8..6, any::<bool>())
+    }
+
+    fn client(c: u8) -> Option<ClientStatus> {
+        match c {
+            0 => None,
+            1 => Some(ClientStatus::Pending),
+            2 => Some(ClientStatus::Running),
+            3 => Some(ClientStatus::Failed),
+            4 => Some(ClientStatus::Complete),
+            _ => Some(ClientStatus::Lost),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn never_more_than_count_and_a_stopped_job_places_nothing(
+            raw in prop::collection::vec(arb_alloc(), 0..16),
+            count in 0u32..6,
+            stop_job in any::<bool>(),
+            batch in any::<bool>(),
+        ) {
+            let mut j = job(count);
+            j.stop = stop_job;
+            if batch {
+                j.job_type = JobType::Batch;
+            }
+            let allocs: Vec<ExistingAlloc> = raw
+                .iter()
+                .enumerate()
+                .map(|(i, (index, c, stopped))| {
+                    let mut a = alloc(&format!("a{i}"), *index, 1, client(*c));
+                    if *stopped {
+                        a.alloc.desired_status = DesiredStatus::Stop;
+                    }
+                    a
+                })
+                .collect();
+            let plan = run(&j, &allocs);
+            if stop_job {
+                prop_assert_eq!(plan.placements().count(), 0);
+            }
+            let stops: std::collections::HashSet<&str> = plan.stops().map(|s| s.alloc_id.as_str()).collect();
+            let live = allocs
+                .iter()
+                .filter(|a| a.alloc.desired_status == DesiredStatus::Run)
+                .filter(|a| !a.status.as_ref().is_some_and(|s| s.client_status.is_terminal()))
+                .filter(|a| !stops.contains(a.alloc.id.as_str()))
+                .count();
+            prop_assert!(live + plan.placements().count() <= count as usize,
+                "live {} + placed {} > count {}", live, plan.placements().count(), count);
+        }
+    }
+}
+
+#[test]
+fn lost_allocations_are_replaced_but_kept_and_a_returning_original_wins() {
+    let mut lost = alloc("orig", 0, 1, Some(ClientStatus::Lost));
+    lost.alloc.created_at_ms = 1;
+    let plan = run(&job(1), std::slice::from_ref(&lost));
+    assert_eq!(plan.place.len(), 1);
+    assert_eq!(plan.place[0].previous_alloc.as_deref(), Some("orig"));
+    assert!(
+        plan.stops().next().is_none(),
+        "the lost original is not stopped"
+    );
+
+    // Replacement running; the original is still lost: nothing changes.
+    let mut repl = running("repl", 0, 1, NOW);
+    repl.alloc.created_at_ms = 2;
+    repl.alloc.previous_alloc = "orig".into();
+    assert!(run(&job(1), &[lost.clone(), repl.clone()]).is_empty());
+
+    // The node comes back and the original runs again: the replacement stops.
+    let back = running("orig", 0, 1, NOW);
+    let mut back = back;
+    back.alloc.created_at_ms = 1;
+    let plan = run(&job(1), &[back, repl]);
+    assert_eq!(stopped(&plan), vec!["repl"]);
+}

@@ -1,0 +1,310 @@
+//! The scheduler's read-only view of the cluster: nodes with their eligibility and liveness, and
+//! the resources and ports each node's allocations hold. It is updated incrementally (an
+//! allocation added or removed at a time) so a controller can keep one for 10,000 nodes and
+//! 100,000 allocations and place against it without rebuilding it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use nomos_api::{Node, NodeSpec, TaskGroup};
+
+/// What one allocation holds on its node.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AllocUsage {
+    pub id: String,
+    /// `<ns>/<job>`.
+    pub job: String,
+    pub group: String,
+    pub node: String,
+    pub cpu: u32,
+    pub memory_mb: u32,
+    pub ports: Vec<u16>,
+}
+
+impl AllocUsage {
+    /// The resources a task group asks for on a node (cores are converted with the node's MHz
+    /// per core when the node is known).
+    pub fn ask(group: &TaskGroup) -> (u32, u32, u32) {
+        let mut cpu = 0u32;
+        let mut mem = 0u32;
+        let mut cores = 0u32;
+        for t in &group.tasks {
+            cpu = cpu.saturating_add(t.resources.cpu);
+            mem = mem.saturating_add(t.resources.memory_mb);
+            cores = cores.saturating_add(t.resources.cores);
+        }
+        (cpu, mem, cores)
+    }
+}
+
+/// One node as the scheduler sees it.
+#[derive(Debug, Clone)]
+pub struct NodeState {
+    pub node: Arc<Node>,
+    /// `false` when `/nomos/nodespec/<node>` says `eligible: false`.
+    pub eligible: bool,
+    /// A drain is requested.
+    pub draining: bool,
+    /// The node's heartbeat lease is alive.
+    pub ready: bool,
+    pub used_cpu: u32,
+    pub used_memory_mb: u32,
+    pub used_ports: HashSet<u16>,
+    /// Number of allocations on the node.
+    pub alloc_count: u32,
+}
+
+impl NodeState {
+    pub fn new(node: impl Into<Arc<Node>>, spec: Option<&NodeSpec>, ready: bool) -> Self {
+        let (eligible, draining) = spec_flags(spec);
+        NodeState {
+            node: node.into(),
+            eligible,
+            draining,
+            ready,
+            used_cpu: 0,
+            used_memory_mb: 0,
+            used_ports: HashSet::new(),
+            alloc_count: 0,
+        }
+    }
+
+    /// Usable CPU in MHz (total minus the node's reservation).
+    pub fn cpu_capacity(&self) -> u32 {
+        let r = &self.node.resources;
+        r.cpu_mhz.saturating_sub(r.reserved_cpu_mhz)
+    }
+
+    /// Usable memory in MiB.
+    pub fn memory_capacity(&self) -> u32 {
+        let r = &self.node.resources;
+        r.memory_mb.saturating_sub(r.reserved_memory_mb)
+    }
+
+    /// MHz per core, for groups that ask for whole `cores`.
+    pub fn mhz_per_core(&self) -> u32 {
+        let r = &self.node.resources;
+        r.cpu_mhz.checked_div(r.cores.max(1)).unwrap_or(0)
+    }
+
+    /// The node's dynamic port range (Nomad's default 20000-32000 when unset).
+    pub fn dynamic_range(&self) -> (u16, u16) {
+        let r = &self.node.resources;
+        if r.min_dynamic_port == 0 || r.max_dynamic_port < r.min_dynamic_port {
+            (20000, 32000)
+        } else {
+            (r.min_dynamic_port, r.max_dynamic_port)
+        }
+    }
+
+    pub fn port_taken(&self, port: u16) -> bool {
+        self.used_ports.contains(&port) || self.node.resources.reserved_ports.contains(&port)
+    }
+}
+
+fn spec_flags(spec: Option<&NodeSpec>) -> (bool, bool) {
+    match spec {
+        Some(s) => (s.eligible != Some(false), s.drain.is_some()),
+        None => (true, false),
+    }
+}
+
+/// The cluster: nodes by name and the allocations placed on them.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterSnapshot {
+    pub(crate) nodes: Vec<NodeState>,
+    by_name: HashMap<String, usize>,
+    allocs: HashMap<String, AllocUsage>,
+    /// `<ns>/<job>` -> node index -> group -> number of allocations.
+    pub(crate) job_index: HashMap<String, HashMap<usize, GroupCounts>>,
+    /// Allocations whose node is not (yet) known, applied when it registers.
+    orphans: HashMap<String, Vec<String>>,
+}
+
+impl ClusterSnapshot {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn alloc_count(&self) -> usize {
+        self.allocs.len()
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeState> {
+        self.nodes.iter()
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeState> {
+        self.by_name.get(name).map(|&i| &self.nodes[i])
+    }
+
+    pub fn alloc(&self, id: &str) -> Option<&AllocUsage> {
+        self.allocs.get(id)
+    }
+
+    /// Adds or replaces a node's registration, keeping its allocations' usage.
+    pub fn upsert_node(
+        &mut self,
+        node: impl Into<Arc<Node>>,
+        spec: Option<&NodeSpec>,
+        ready: bool,
+    ) {
+        let node: Arc<Node> = node.into();
+        let name = node.name.clone();
+        match self.by_name.get(&name) {
+            Some(&i) => {
+                let st = &mut self.nodes[i];
+                st.node = node;
+                let (e, d) = spec_flags(spec);
+                st.eligible = e;
+                st.draining = d;
+                st.ready = ready;
+            }
+            None => {
+                self.nodes.push(NodeState::new(node, spec, ready));
+                self.by_name.insert(name.clone(), self.nodes.len() - 1);
+                for id in self.orphans.remove(&name).unwrap_or_default() {
+                    if let Some(u) = self.allocs.remove(&id) {
+                        self.add_alloc(u);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Updates eligibility and drain of a known node.
+    pub fn set_node_spec(&mut self, name: &str, spec: Option<&NodeSpec>) {
+        if let Some(&i) = self.by_name.get(name) {
+            let (e, d) = spec_flags(spec);
+            self.nodes[i].eligible = e;
+            self.nodes[i].draining = d;
+        }
+    }
+
+    /// Marks a known node live or not.
+    pub fn set_node_ready(&mut self, name: &str, ready: bool) {
+        if let Some(&i) = self.by_name.get(name) {
+            self.nodes[i].ready = ready;
+        }
+    }
+
+    /// Removes a node from placement (its registration was deleted); it stays in the index as
+    /// not ready so its allocations' usage is kept.
+    pub fn remove_node(&mut self, name: &str) {
+        self.set_node_ready(name, false);
+        if let Some(&i) = self.by_name.get(name) {
+            self.nodes[i].eligible = false;
+        }
+    }
+
+    /// Records an allocation's usage; replacing an allocation with the same id is idempotent.
+    pub fn add_alloc(&mut self, usage: AllocUsage) {
+        if self.allocs.contains_key(&usage.id) {
+            self.remove_alloc(&usage.id.clone());
+        }
+        let Some(&i) = self.by_name.get(&usage.node) else {
+            self.orphans
+                .entry(usage.node.clone())
+                .or_default()
+                .push(usage.id.clone());
+            self.allocs.insert(usage.id.clone(), usage);
+            return;
+        };
+        let st = &mut self.nodes[i];
+        st.used_cpu = st.used_cpu.saturating_add(usage.cpu);
+        st.used_memory_mb = st.used_memory_mb.saturating_add(usage.memory_mb);
+        st.used_ports.extend(usage.ports.iter().copied());
+        st.alloc_count += 1;
+        self.job_index
+            .entry(usage.job.clone())
+            .or_default()
+            .entry(i)
+            .or_default()
+            .add(&usage.group, 1);
+        self.allocs.insert(usage.id.clone(), usage);
+    }
+
+    /// Releases an allocation's usage (it stopped or was deleted).
+    pub fn remove_alloc(&mut self, id: &str) -> Option<AllocUsage> {
+        let usage = self.allocs.remove(id)?;
+        let Some(&i) = self.by_name.get(&usage.node) else {
+            if let Some(v) = self.orphans.get_mut(&usage.node) {
+                v.retain(|x| x != id);
+            }
+            return Some(usage);
+        };
+        let st = &mut self.nodes[i];
+        st.used_cpu = st.used_cpu.saturating_sub(usage.cpu);
+        st.used_memory_mb = st.used_memory_mb.saturating_sub(usage.memory_mb);
+        for p in &usage.ports {
+            st.used_ports.remove(p);
+        }
+        st.alloc_count = st.alloc_count.saturating_sub(1);
+        if let Some(per_node) = self.job_index.get_mut(&usage.job) {
+            if let Some(groups) = per_node.get_mut(&i) {
+                groups.sub(&usage.group, 1);
+                if groups.is_empty() {
+                    per_node.remove(&i);
+                }
+            }
+            if per_node.is_empty() {
+                self.job_index.remove(&usage.job);
+            }
+        }
+        Some(usage)
+    }
+
+    /// Allocations of a job (and optionally one group) on node `i`.
+    pub(crate) fn job_allocs_on(&self, job: &str, group: Option<&str>, i: usize) -> u32 {
+        let Some(groups) = self.job_index.get(job).and_then(|m| m.get(&i)) else {
+            return 0;
+        };
+        match group {
+            Some(g) => groups.get(g).copied().unwrap_or(0),
+            None => groups.values().sum(),
+        }
+    }
+}
+
+/// Allocation counts per group of one job on one node: a small vector, since a job has few
+/// groups (a map per node and job would cost hundreds of bytes per allocation at scale).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct GroupCounts(Vec<(Box<str>, u32)>);
+
+impl GroupCounts {
+    pub(crate) fn get(&self, group: &str) -> Option<&u32> {
+        self.0.iter().find(|(g, _)| &**g == group).map(|(_, n)| n)
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &u32> {
+        self.0.iter().map(|(_, n)| n)
+    }
+
+    fn add(&mut self, group: &str, n: u32) {
+        match self.0.iter_mut().find(|(g, _)| &**g == group) {
+            Some((_, c)) => *c += n,
+            None => {
+                self.0.push((group.into(), n));
+                self.0.shrink_to_fit();
+            }
+        }
+    }
+
+    fn sub(&mut self, group: &str, n: u32) {
+        if let Some(pos) = self.0.iter().position(|(g, _)| &**g == group) {
+            let c = &mut self.0[pos].1;
+            *c = c.saturating_sub(n);
+            if *c == 0 {
+                self.0.swap_remove(pos);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}

@@ -1,0 +1,478 @@
+//! The system loop's decisions: `system` and `sysbatch` jobs run one allocation of each group on
+//! every node that is ready, eligible and passes the job's datacenters, node pool, drivers and
+//! constraints.
+//!
+//! [`plan`] is pure: `(job version, cluster snapshot, the job's allocations, now) -> SystemPlan`.
+//! The per-node fit reuses the placement engine ([`crate::scheduler::place`]) on a one-node view
+//! of the snapshot, so resources, ports and constraints are checked exactly as for any placement,
+//! and a node that cannot fit says why (it lands in the job status' `placement_failures`).
+//!
+//! Rules:
+//! - a feasible node without an allocation of the current version gets one (a node that joins
+//!   later gets it on the next evaluation);
+//! - a node that becomes ineligible, or no longer passes the constraints, loses it; a node that is
+//!   disconnected or draining keeps what it has (the node-lifecycle and drain loops decide);
+//! - `sysbatch` runs once per node and version: a finished allocation is not placed again;
+//! - a new version replaces allocations node by node, at most `update.max_parallel` at a time
+//!   (counting replacements not yet healthy).
+
+pub mod run;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use indexmap::IndexMap;
+use nomos_api::{
+    AllocStatus, Allocation, ClientStatus, DesiredStatus, GroupSummary, Job, JobType, TaskGroup,
+};
+
+use crate::scheduler::{self, ClusterSnapshot, NodeState, PlacementRequest, SchedulerConfig};
+
+/// An allocation of the job, with what its agent reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobAlloc {
+    pub alloc: Allocation,
+    pub status: Option<AllocStatus>,
+}
+
+impl JobAlloc {
+    pub fn client_status(&self) -> ClientStatus {
+        self.status
+            .as_ref()
+            .map(|s| s.client_status)
+            .unwrap_or_default()
+    }
+    fn is_live(&self) -> bool {
+        self.alloc.desired_status == DesiredStatus::Run && !self.client_status().is_terminal()
+    }
+    /// Healthy enough that a rolling update may move on.
+    fn is_settled(&self) -> bool {
+        match self.status.as_ref() {
+            Some(s) => {
+                s.healthy == Some(true)
+                    || matches!(s.client_status, ClientStatus::Complete)
+                    || (s.healthy.is_none() && s.client_status == ClientStatus::Running)
+            }
+            None => false,
+        }
+    }
+}
+
+/// An allocation to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAlloc {
+    pub alloc: Allocation,
+    /// Resources it holds (for the executor's metrics and the snapshot).
+    pub cpu: u32,
+    pub memory_mb: u32,
+}
+
+/// An allocation to stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopAlloc {
+    pub node: String,
+    pub alloc_id: String,
+    pub reason: String,
+}
+
+/// What one evaluation of a system job decided.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SystemPlan {
+    pub place: Vec<NewAlloc>,
+    pub stop: Vec<StopAlloc>,
+    /// Per group: nodes that should run it but cannot fit it, and why.
+    pub failures: IndexMap<String, String>,
+    /// Nodes whose update waits for `max_parallel`.
+    pub updates_waiting: u32,
+}
+
+impl SystemPlan {
+    pub fn is_empty(&self) -> bool {
+        self.place.is_empty() && self.stop.is_empty()
+    }
+}
+
+/// Why a node does not get the group.
+enum NodeFit {
+    /// Ready, eligible, passes every filter, and the resources fit.
+    Fits(scheduler::Placement),
+    /// Should run it, but resources or ports do not fit.
+    NoRoom(String),
+    /// Not a node for this job (constraints, datacenter, pool, drivers, ineligible).
+    Excluded(String),
+    /// Disconnected or draining: keep what it has, place nothing.
+    Hold,
+}
+
+/// Plans a system or sysbatch job's allocations at `now_ms`. `snapshot` holds every node and the
+/// usage of every allocation in the cluster (this job's included); placements are recorded in it.
+pub fn plan(
+    job: &Job,
+    version: u64,
+    snapshot: &mut ClusterSnapshot,
+    allocs: &[JobAlloc],
+    now_ms: i64,
+) -> SystemPlan {
+    let mut out = SystemPlan::default();
+    let mut nodes: Vec<String> = snapshot.nodes().map(|n| n.node.name.clone()).collect();
+    nodes.sort();
+    let stopped = job.stop;
+    for group in &job.groups {
+        let mine: Vec<&JobAlloc> = allocs
+            .iter()
+            .filter(|a| a.alloc.task_group == group.name)
+            .collect();
+        let mut failures: Vec<String> = Vec::new();
+        let max_parallel = max_parallel(job, group);
+        let in_flight = mine
+            .iter()
+            .filter(|a| {
+                a.alloc.job_version == version
+                    && !a.alloc.previous_alloc.is_empty()
+                    && a.is_live()
+                    && !a.is_settled()
+            })
+            .count() as u32;
+        let mut budget = max_parallel.map(|m| m.saturating_sub(in_flight));
+        for node in &nodes {
+            let on_node: Vec<&JobAlloc> = mine
+                .iter()
+                .copied()
+                .filter(|a| &a.alloc.node == node)
+                .collect();
+            let live: Vec<&JobAlloc> = on_node
+                .iter()
+                .copied()
+                .filter(|a| a.alloc.desired_status == DesiredStatus::Run)
+                .collect();
+            if stopped {
+                for a in live.iter().filter(|a| a.is_live()) {
+                    out.stop.push(stop(a, "job stopped"));
+                }
+                continue;
+            }
+            let current: Vec<&JobAlloc> = live
+                .iter()
+                .copied()
+                .filter(|a| a.alloc.job_version == version)
+                .collect();
+            let old: Vec<&JobAlloc> = live
+                .iter()
+                .copied()
+                .filter(|a| a.alloc.job_version != version && a.is_live())
+                .collect();
+            let fit = fit(job, group, snapshot, node, &on_node, version, now_ms);
+            match fit {
+                NodeFit::Hold => continue,
+                NodeFit::Excluded(reason) => {
+                    for a in live.iter().filter(|a| a.is_live()) {
+                        out.stop
+                            .push(stop(a, &format!("node no longer runs this job: {reason}")));
+                    }
+                    continue;
+                }
+                NodeFit::NoRoom(_) | NodeFit::Fits(_) => {}
+            }
+            // Extra live allocations of the current version (e.g. two writers raced): keep one.
+            let mut current_live: Vec<&&JobAlloc> =
+                current.iter().filter(|a| a.is_live()).collect();
+            current_live.sort_by(|a, b| {
+                a.alloc
+                    .created_at_ms
+                    .cmp(&b.alloc.created_at_ms)
+                    .then(a.alloc.id.cmp(&b.alloc.id))
+            });
+            for extra in current_live.iter().skip(1) {
+                out.stop.push(stop(extra, "duplicate system allocation"));
+            }
+            if !current.is_empty() {
+                // Done for this version (running, or finished: sysbatch runs once, and a failed
+                // system allocation is restarted by the agent, not replaced).
+                for a in &old {
+                    out.stop
+                        .push(stop(a, &format!("replaced by version {version}")));
+                }
+                continue;
+            }
+            let is_update = !old.is_empty();
+            if is_update {
+                if let Some(b) = budget.as_mut() {
+                    if *b == 0 {
+                        out.updates_waiting += 1;
+                        continue;
+                    }
+                }
+            }
+            match fit {
+                NodeFit::Fits(p) => {
+                    if let Some(b) = budget.as_mut().filter(|_| is_update) {
+                        *b -= 1;
+                    }
+                    let previous = old
+                        .first()
+                        .map(|a| a.alloc.id.clone())
+                        .or_else(|| newest(&on_node))
+                        .unwrap_or_default();
+                    let alloc = new_alloc(job, version, group, node, &previous, &p, now_ms);
+                    snapshot.add_alloc(scheduler::AllocUsage {
+                        id: alloc.id.clone(),
+                        job: format!("{}/{}", job.namespace, job.id),
+                        group: group.name.clone(),
+                        node: node.clone(),
+                        cpu: p.cpu,
+                        memory_mb: p.memory_mb,
+                        ports: p.ports.iter().map(|x| x.value).collect(),
+                    });
+                    for a in &old {
+                        out.stop
+                            .push(stop(a, &format!("replaced by version {version}")));
+                    }
+                    out.place.push(NewAlloc {
+                        alloc,
+                        cpu: p.cpu,
+                        memory_mb: p.memory_mb,
+                    });
+                }
+                NodeFit::NoRoom(reason) => failures.push(format!("{node} ({reason})")),
+                NodeFit::Hold | NodeFit::Excluded(_) => {}
+            }
+        }
+        if !failures.is_empty() {
+            let n = failures.len();
+            let nodes = if n == 1 { "node" } else { "nodes" };
+            out.failures.insert(
+                group.name.clone(),
+                format!("{n} {nodes} cannot fit the group: {}", failures.join(", ")),
+            );
+        }
+    }
+    out
+}
+
+/// `update.max_parallel` of the group (or job); `None` (no limit) when there is no update block
+/// or it is 0.
+fn max_parallel(job: &Job, group: &TaskGroup) -> Option<u32> {
+    group
+        .update
+        .as_ref()
+        .or(job.update.as_ref())
+        .map(|u| u.max_parallel)
+        .filter(|m| *m > 0)
+}
+
+fn stop(a: &JobAlloc, reason: &str) -> StopAlloc {
+    StopAlloc {
+        node: a.alloc.node.clone(),
+        alloc_id: a.alloc.id.clone(),
+        reason: reason.to_string(),
+    }
+}
+
+fn newest(allocs: &[&JobAlloc]) -> Option<String> {
+    allocs
+        .iter()
+        .max_by(|a, b| {
+            a.alloc
+                .created_at_ms
+                .cmp(&b.alloc.created_at_ms)
+                .then(a.alloc.id.cmp(&b.alloc.id))
+        })
+        .map(|a| a.alloc.id.clone())
+}
+
+/// Whether `group` fits on `node`, judged by the placement engine on a one-node view that leaves
+/// out this group's own allocations there (they are kept or replaced, not added to).
+fn fit(
+    job: &Job,
+    group: &TaskGroup,
+    snapshot: &ClusterSnapshot,
+    node: &str,
+    own: &[&JobAlloc],
+    version: u64,
+    now_ms: i64,
+) -> NodeFit {
+    let Some(st) = snapshot.node(node) else {
+        return NodeFit::Hold;
+    };
+    if !st.ready || st.draining {
+        return NodeFit::Hold;
+    }
+    if !st.eligible {
+        return NodeFit::Excluded("node ineligible".into());
+    }
+    let mut one = ClusterSnapshot::new();
+    one.upsert_node((*st.node).clone(), None, true);
+    copy_usage(
+        &mut one,
+        st,
+        own.iter().filter_map(|a| snapshot.alloc(&a.alloc.id)),
+    );
+    let req = PlacementRequest {
+        alloc_id: format!("{}-{}-{}-{}", job.id, group.name, node, version),
+        penalty_node: None,
+    };
+    let seed = scheduler::hash_str(node) ^ (now_ms as u64).rotate_left(7);
+    match scheduler::place(
+        &mut one,
+        job,
+        group,
+        &[req],
+        &SchedulerConfig::default(),
+        seed,
+    )
+    .pop()
+    {
+        Some(Ok(p)) => NodeFit::Fits(p),
+        Some(Err(f)) => {
+            let excluded: Vec<&String> = f
+                .filtered
+                .keys()
+                .filter(|r| !r.starts_with("port collision"))
+                .collect();
+            if let Some(r) = excluded.first() {
+                NodeFit::Excluded((*r).clone())
+            } else {
+                let mut reasons: Vec<String> = f.filtered.keys().cloned().collect();
+                reasons.extend(f.exhausted.keys().map(|d| format!("exhausted {d}")));
+                NodeFit::NoRoom(reasons.join(", "))
+            }
+        }
+        None => NodeFit::Hold,
+    }
+}
+
+/// Copies a node's usage into a one-node snapshot, minus the given allocations.
+fn copy_usage<'a>(
+    one: &mut ClusterSnapshot,
+    st: &NodeState,
+    minus: impl Iterator<Item = &'a scheduler::AllocUsage>,
+) {
+    let mut cpu = st.used_cpu;
+    let mut mem = st.used_memory_mb;
+    let mut ports = st.used_ports.clone();
+    for u in minus {
+        cpu = cpu.saturating_sub(u.cpu);
+        mem = mem.saturating_sub(u.memory_mb);
+        for p in &u.ports {
+            ports.remove(p);
+        }
+    }
+    one.add_alloc(scheduler::AllocUsage {
+        id: "__others__".into(),
+        job: "__others__".into(),
+        group: String::new(),
+        node: st.node.name.clone(),
+        cpu,
+        memory_mb: mem,
+        ports: ports.into_iter().collect(),
+    });
+}
+
+/// A deterministic allocation id: the same job version, group, node and predecessor always give
+/// the same id, so a re-run of an interrupted evaluation finds what it already wrote.
+pub fn alloc_id(
+    namespace: &str,
+    job: &str,
+    version: u64,
+    group: &str,
+    node: &str,
+    previous: &str,
+) -> String {
+    let key = format!("{namespace}\u{0}{job}\u{0}{version}\u{0}{group}\u{0}{node}\u{0}{previous}");
+    let a = scheduler::hash_str(&key);
+    let b = scheduler::hash_str(&format!("system\u{0}{key}"));
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        (a >> 32) as u32,
+        (a >> 16) as u16,
+        a as u16,
+        (b >> 48) as u16,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+fn new_alloc(
+    job: &Job,
+    version: u64,
+    group: &TaskGroup,
+    node: &str,
+    previous: &str,
+    p: &scheduler::Placement,
+    now_ms: i64,
+) -> Allocation {
+    Allocation {
+        id: alloc_id(
+            &job.namespace,
+            &job.id,
+            version,
+            &group.name,
+            node,
+            previous,
+        ),
+        namespace: job.namespace.clone(),
+        job_id: job.id.clone(),
+        job_version: version,
+        task_group: group.name.clone(),
+        name: format!("{}.{}[0]", job.id, group.name),
+        index: 0,
+        node: node.to_string(),
+        desired_status: DesiredStatus::Run,
+        desired_description: String::new(),
+        ports: p.ports.clone(),
+        deployment_id: String::new(),
+        previous_alloc: previous.to_string(),
+        reschedule_attempts: 0,
+        created_at_ms: now_ms,
+        modified_at_ms: now_ms,
+    }
+}
+
+/// Whether the system loop (rather than the jobs controller) owns a job.
+pub fn is_system(job: &Job) -> bool {
+    matches!(job.job_type, JobType::System | JobType::Sysbatch)
+}
+
+/// Per-group counts for the job status, and the job's overall status (`pending`, `running`,
+/// `dead`) as Nomad shows it.
+pub fn summarize(job: &Job, allocs: &[JobAlloc]) -> (IndexMap<String, GroupSummary>, String) {
+    let mut out: IndexMap<String, GroupSummary> = job
+        .groups
+        .iter()
+        .map(|g| (g.name.clone(), GroupSummary::default()))
+        .collect();
+    let mut live = 0;
+    let mut by_group: BTreeMap<&str, Vec<&JobAlloc>> = BTreeMap::new();
+    for a in allocs {
+        by_group
+            .entry(a.alloc.task_group.as_str())
+            .or_default()
+            .push(a);
+    }
+    for (g, list) in by_group {
+        let s = out.entry(g.to_string()).or_default();
+        for a in list {
+            match a.client_status() {
+                ClientStatus::Pending => s.starting += 1,
+                ClientStatus::Running => s.running += 1,
+                ClientStatus::Complete => s.complete += 1,
+                ClientStatus::Failed => s.failed += 1,
+                ClientStatus::Lost => s.lost += 1,
+                ClientStatus::Unknown => s.unknown += 1,
+            }
+            if a.is_live() {
+                live += 1;
+            }
+        }
+    }
+    let status =
+        if job.stop || (job.job_type == JobType::Sysbatch && live == 0 && !allocs.is_empty()) {
+            "dead"
+        } else if live > 0 {
+            "running"
+        } else {
+            "pending"
+        };
+    (out, status.to_string())
+}

@@ -1,0 +1,91 @@
+//! The system loop's executor: for every system and sysbatch job whose spec exists, plan against
+//! the cluster snapshot and write the plan. New allocations are created only if absent and only
+//! if nothing changed on their node since the read (the jobs controller's per-node guard), so two
+//! writers can never over-commit a node; stops compare on the allocation's revision. The job
+//! status (summary, placement failures) is written here for these jobs.
+
+use nomos_api::DesiredStatus;
+use nomos_store::keys;
+
+use super::{plan, summarize, JobAlloc};
+use crate::loops::view::View;
+use crate::loops::{node_guard, put, to_json, unchanged, Ctx, PassOutcome};
+use crate::ControllerError;
+
+pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, ControllerError> {
+    let mut snapshot = view.snapshot();
+    let mut outcome = PassOutcome::default();
+    for key in view.specs.keys() {
+        let Some((version, job)) = view.current(key) else {
+            continue;
+        };
+        if !super::is_system(job) {
+            continue;
+        }
+        let allocs: Vec<JobAlloc> = view
+            .allocs
+            .values()
+            .filter(|a| a.value.namespace == key.0 && a.value.job_id == key.1)
+            .map(|a| JobAlloc {
+                alloc: a.value.clone(),
+                status: view.alloc_status.get(&a.value.id).map(|s| s.value.clone()),
+            })
+            .collect();
+        let p = plan(job, version, &mut snapshot, &allocs, now);
+        let mut conflicted = false;
+        for n in &p.place {
+            let k = keys::alloc(&n.alloc.node, &n.alloc.id);
+            let value = to_json(&k, &n.alloc, "allocation")?;
+            let ok = ctx
+                .commit(
+                    vec![unchanged(&k, 0), node_guard(&n.alloc.node, view.revision)],
+                    vec![put(&k, value)],
+                )
+                .await?;
+            conflicted |= !ok;
+        }
+        for s in &p.stop {
+            let Some(cur) = view.allocs.get(&s.alloc_id) else {
+                continue;
+            };
+            let mut a = cur.value.clone();
+            a.desired_status = DesiredStatus::Stop;
+            a.desired_description = s.reason.clone();
+            a.modified_at_ms = now;
+            let k = keys::alloc(&a.node, &a.id);
+            let value = to_json(&k, &a, "allocation")?;
+            conflicted |= !ctx
+                .commit(vec![unchanged(&k, cur.mod_revision)], vec![put(&k, value)])
+                .await?;
+        }
+        // Status: what the agents report now (the next pass sees the new allocations).
+        let (summary, status_word) = summarize(job, &allocs);
+        let old = view.job_status.get(key);
+        let mut status = old.map(|s| s.value.clone()).unwrap_or_default();
+        let before = status.clone();
+        status.status = status_word;
+        status.version = version;
+        status.summary = summary;
+        status.placement_failures = p.failures.clone();
+        if status != before || old.is_none() {
+            status.modified_at_ms = now;
+            let k = keys::job_status(&key.0, &key.1);
+            let value = to_json(&k, &status, "job status")?;
+            conflicted |= !ctx
+                .commit(
+                    vec![unchanged(&k, old.map(|s| s.mod_revision).unwrap_or(0))],
+                    vec![put(&k, value)],
+                )
+                .await?;
+        }
+        if conflicted || p.updates_waiting > 0 || !p.place.is_empty() {
+            // Look again soon: a conflict needs a re-read, a rolling update moves on with health.
+            outcome.wake_at_ms = Some(
+                outcome
+                    .wake_at_ms
+                    .map_or(now + 1_000, |w| w.min(now + 1_000)),
+            );
+        }
+    }
+    Ok(outcome)
+}

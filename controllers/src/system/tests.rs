@@ -1,0 +1,351 @@
+//! Table and property tests of the system/sysbatch placement decisions.
+
+use super::*;
+use nomos_api::{
+    AllocStatus, Constraint, DriverInfo, Network, Node, NodeResources, NodeSpec, Port, Resources,
+    Task, UpdateStrategy,
+};
+use proptest::prelude::*;
+
+fn node(name: &str, memory_mb: u32) -> Node {
+    let mut n = Node {
+        name: name.into(),
+        datacenter: "dc1".into(),
+        node_pool: "default".into(),
+        resources: NodeResources {
+            cpu_mhz: 4000,
+            cores: 4,
+            memory_mb,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    n.attributes.insert("kernel.name".into(), "linux".into());
+    n.drivers.insert(
+        "raw_exec".into(),
+        DriverInfo {
+            detected: true,
+            healthy: true,
+            ..Default::default()
+        },
+    );
+    n
+}
+
+fn sys_job(job_type: JobType) -> Job {
+    Job {
+        id: "agentd".into(),
+        namespace: "default".into(),
+        datacenters: vec!["dc1".into()],
+        node_pool: "default".into(),
+        job_type,
+        groups: vec![TaskGroup {
+            name: "g".into(),
+            count: 1,
+            tasks: vec![Task {
+                name: "t".into(),
+                driver: "raw_exec".into(),
+                resources: Resources {
+                    cpu: 100,
+                    memory_mb: 256,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+struct Cluster {
+    snap: ClusterSnapshot,
+    allocs: Vec<JobAlloc>,
+}
+
+impl Cluster {
+    fn new(nodes: &[(&str, u32)]) -> Self {
+        let mut snap = ClusterSnapshot::new();
+        for (n, mem) in nodes {
+            snap.upsert_node(node(n, *mem), None, true);
+        }
+        Cluster {
+            snap,
+            allocs: vec![],
+        }
+    }
+    fn plan(&mut self, job: &Job, version: u64) -> SystemPlan {
+        let mut snap = self.snap.clone();
+        plan(job, version, &mut snap, &self.allocs, 1_000)
+    }
+    /// Applies a plan as the executor would, agents reporting `status` for new allocations.
+    fn apply(&mut self, p: &SystemPlan, status: ClientStatus) {
+        for s in &p.stop {
+            let a = self
+                .allocs
+                .iter_mut()
+                .find(|a| a.alloc.id == s.alloc_id)
+                .unwrap();
+            a.alloc.desired_status = DesiredStatus::Stop;
+            self.snap.remove_alloc(&s.alloc_id);
+            a.status = Some(AllocStatus {
+                client_status: ClientStatus::Complete,
+                ..Default::default()
+            });
+        }
+        for n in &p.place {
+            self.snap.add_alloc(scheduler::AllocUsage {
+                id: n.alloc.id.clone(),
+                job: "default/agentd".into(),
+                group: n.alloc.task_group.clone(),
+                node: n.alloc.node.clone(),
+                cpu: n.cpu,
+                memory_mb: n.memory_mb,
+                ports: n.alloc.ports.iter().map(|p| p.value).collect(),
+            });
+            self.allocs.push(JobAlloc {
+                alloc: n.alloc.clone(),
+                status: Some(AllocStatus {
+                    client_status: status,
+                    ..Default::default()
+                }),
+            });
+        }
+    }
+    fn live_on(&self, node: &str) -> usize {
+        self.allocs
+            .iter()
+            .filter(|a| a.alloc.node == node && a.is_live())
+            .count()
+    }
+}
+
+fn placed_nodes(p: &SystemPlan) -> Vec<&str> {
+    p.place.iter().map(|n| n.alloc.node.as_str()).collect()
+}
+
+#[test]
+fn every_ready_eligible_node_gets_one_allocation_and_a_second_pass_changes_nothing() {
+    let mut c = Cluster::new(&[("n1", 8192), ("n2", 8192), ("n3", 8192)]);
+    let job = sys_job(JobType::System);
+    let p = c.plan(&job, 0);
+    assert_eq!(placed_nodes(&p), vec!["n1", "n2", "n3"]);
+    assert!(p.stop.is_empty() && p.failures.is_empty());
+    assert_eq!(p.place[0].alloc.name, "agentd.g[0]");
+    assert_eq!(
+        p.place,
+        c.plan(&job, 0).place,
+        "same input, same plan (ids included)"
+    );
+    c.apply(&p, ClientStatus::Running);
+    assert!(c.plan(&job, 0).is_empty());
+}
+
+#[test]
+fn a_node_that_joins_later_gets_its_allocation() {
+    let mut c = Cluster::new(&[("n1", 8192)]);
+    let job = sys_job(JobType::System);
+    let p = c.plan(&job, 0);
+    c.apply(&p, ClientStatus::Running);
+    c.snap.upsert_node(node("n2", 8192), None, true);
+    assert_eq!(placed_nodes(&c.plan(&job, 0)), vec!["n2"]);
+}
+
+#[test]
+fn an_ineligible_node_loses_its_allocation_a_disconnected_or_draining_one_keeps_it() {
+    let mut c = Cluster::new(&[("n1", 8192), ("n2", 8192), ("n3", 8192)]);
+    let job = sys_job(JobType::System);
+    let p = c.plan(&job, 0);
+    c.apply(&p, ClientStatus::Running);
+    c.snap.set_node_spec(
+        "n1",
+        Some(&NodeSpec {
+            eligible: Some(false),
+            drain: None,
+        }),
+    );
+    c.snap.set_node_ready("n2", false);
+    c.snap.set_node_spec(
+        "n3",
+        Some(&NodeSpec {
+            eligible: Some(false),
+            drain: Some(Default::default()),
+        }),
+    );
+    let p = c.plan(&job, 0);
+    assert!(p.place.is_empty());
+    let stopped: Vec<(&str, &str)> = p
+        .stop
+        .iter()
+        .map(|s| (s.node.as_str(), s.reason.as_str()))
+        .collect();
+    assert_eq!(
+        stopped,
+        vec![("n1", "node no longer runs this job: node ineligible")]
+    );
+}
+
+#[test]
+fn a_node_failing_the_constraints_gets_nothing_and_loses_what_it_had() {
+    let mut c = Cluster::new(&[("n1", 8192), ("n2", 8192)]);
+    let mut job = sys_job(JobType::System);
+    let p = c.plan(&job, 0);
+    c.apply(&p, ClientStatus::Running);
+    let mut win = node("n2", 8192);
+    win.attributes
+        .insert("kernel.name".into(), "windows".into());
+    c.snap.upsert_node(win, None, true);
+    job.constraints.push(Constraint {
+        attribute: "${attr.kernel.name}".into(),
+        operator: "=".into(),
+        value: "linux".into(),
+    });
+    let p = c.plan(&job, 1);
+    assert_eq!(p.stop.iter().filter(|s| s.node == "n2").count(), 1);
+    assert!(p
+        .stop
+        .iter()
+        .find(|s| s.node == "n2")
+        .unwrap()
+        .reason
+        .contains("constraint"));
+    assert!(p.failures.is_empty(), "excluded nodes are not failures");
+    assert!(placed_nodes(&p).iter().all(|n| *n == "n1"));
+}
+
+#[test]
+fn a_node_that_cannot_fit_says_why() {
+    let mut c = Cluster::new(&[("n1", 8192), ("small", 128)]);
+    let mut job = sys_job(JobType::System);
+    job.groups[0].networks.push(Network {
+        ports: vec![Port {
+            label: "http".into(),
+            static_port: 8080,
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    // Something else holds port 8080 on n1.
+    c.snap.add_alloc(scheduler::AllocUsage {
+        id: "x".into(),
+        job: "default/other".into(),
+        node: "n1".into(),
+        ports: vec![8080],
+        ..Default::default()
+    });
+    let p = c.plan(&job, 0);
+    assert!(p.place.is_empty());
+    assert_eq!(
+        p.failures["g"],
+        "2 nodes cannot fit the group: n1 (port collision on 8080), small (exhausted memory)"
+    );
+}
+
+#[test]
+fn sysbatch_runs_once_per_node_and_again_for_a_new_version() {
+    let mut c = Cluster::new(&[("n1", 8192), ("n2", 8192)]);
+    let job = sys_job(JobType::Sysbatch);
+    let p = c.plan(&job, 0);
+    c.apply(&p, ClientStatus::Complete);
+    assert!(
+        c.plan(&job, 0).is_empty(),
+        "finished allocations are not placed again"
+    );
+    let (_, status) = summarize(&job, &c.allocs);
+    assert_eq!(status, "dead");
+    let p = c.plan(&job, 1);
+    assert_eq!(placed_nodes(&p), vec!["n1", "n2"]);
+    assert!(p.place.iter().all(|n| !n.alloc.previous_alloc.is_empty()));
+    assert_ne!(p.place[0].alloc.id, c.allocs[0].alloc.id);
+}
+
+#[test]
+fn updates_roll_node_by_node_within_max_parallel() {
+    let mut c = Cluster::new(&[("n1", 8192), ("n2", 8192), ("n3", 8192)]);
+    let mut job = sys_job(JobType::System);
+    let p = c.plan(&job, 0);
+    c.apply(&p, ClientStatus::Running);
+    job.update = Some(UpdateStrategy {
+        max_parallel: 1,
+        ..Default::default()
+    });
+    job.groups[0].tasks[0].env.insert("V".into(), "2".into());
+
+    let p = c.plan(&job, 1);
+    assert_eq!(placed_nodes(&p), vec!["n1"]);
+    assert_eq!(p.stop.len(), 1);
+    assert_eq!(p.updates_waiting, 2);
+    c.apply(&p, ClientStatus::Pending);
+    let blocked = c.plan(&job, 1);
+    assert!(
+        blocked.is_empty(),
+        "the replacement is not healthy yet: {blocked:?}"
+    );
+    c.allocs.last_mut().unwrap().status = Some(AllocStatus {
+        client_status: ClientStatus::Running,
+        healthy: Some(true),
+        ..Default::default()
+    });
+    let p = c.plan(&job, 1);
+    assert_eq!(placed_nodes(&p), vec!["n2"]);
+    c.apply(&p, ClientStatus::Running);
+    let p = c.plan(&job, 1);
+    assert_eq!(placed_nodes(&p), vec!["n3"]);
+    c.apply(&p, ClientStatus::Running);
+    assert!(c.plan(&job, 1).is_empty());
+    for n in ["n1", "n2", "n3"] {
+        assert_eq!(c.live_on(n), 1);
+    }
+}
+
+#[test]
+fn a_stopped_job_stops_everything_and_places_nothing() {
+    let mut c = Cluster::new(&[("n1", 8192), ("n2", 8192)]);
+    let mut job = sys_job(JobType::System);
+    let p = c.plan(&job, 0);
+    c.apply(&p, ClientStatus::Running);
+    job.stop = true;
+    let p = c.plan(&job, 0);
+    assert!(p.place.is_empty());
+    assert_eq!(p.stop.len(), 2);
+    c.apply(&p, ClientStatus::Running);
+    assert_eq!(summarize(&job, &c.allocs).1, "dead");
+}
+
+#[test]
+fn alloc_ids_are_stable_and_distinct_per_predecessor() {
+    let a = alloc_id("default", "agentd", 1, "g", "n1", "");
+    assert_eq!(a, alloc_id("default", "agentd", 1, "g", "n1", ""));
+    assert_ne!(a, alloc_id("default", "agentd", 1, "g", "n1", &a));
+    assert_ne!(a, alloc_id("default", "agentd", 1, "g", "n2", ""));
+    assert_eq!(a.len(), 36);
+}
+
+proptest! {
+    /// Whatever the cluster looks like, applying plans converges to exactly one live allocation
+    /// per feasible node, none on excluded nodes, and never over-commits memory.
+    #[test]
+    fn converges_to_one_allocation_per_feasible_node(
+        nodes in proptest::collection::vec((300u32..2000, any::<bool>(), any::<bool>()), 1..12),
+        sysbatch in any::<bool>(),
+    ) {
+        let names: Vec<String> = (0..nodes.len()).map(|i| format!("n{i:02}")).collect();
+        let spec: Vec<(&str, u32)> = names.iter().zip(&nodes).map(|(n, (m, _, _))| (n.as_str(), *m)).collect();
+        let mut c = Cluster::new(&spec);
+        for (n, (_, eligible, _)) in names.iter().zip(&nodes) {
+            c.snap.set_node_spec(n, Some(&NodeSpec { eligible: Some(*eligible), drain: None }));
+        }
+        let job = sys_job(if sysbatch { JobType::Sysbatch } else { JobType::System });
+        for _ in 0..3 {
+            let p = c.plan(&job, 0);
+            c.apply(&p, ClientStatus::Running);
+        }
+        prop_assert!(c.plan(&job, 0).is_empty());
+        for (n, (mem, eligible, _)) in names.iter().zip(&nodes) {
+            let want = usize::from(*eligible && *mem >= 256);
+            prop_assert_eq!(c.live_on(n), want, "node {}", n);
+            let st = c.snap.node(n).unwrap();
+            prop_assert!(st.used_memory_mb <= st.memory_capacity());
+        }
+    }
+}

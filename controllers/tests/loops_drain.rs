@@ -1,0 +1,393 @@
+//! End to end: draining a node with the jobs controller, the loops and a simulated agent. Service
+//! allocations move elsewhere and their originals stop, the system allocation stops last, and the
+//! drain reports `complete`; a drain whose allocations have nowhere to go reports it and waits
+//! until its deadline, which stops what remains.
+
+mod loops_common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use loops_common::*;
+use nomos_api::{Allocation, DesiredStatus, DrainSpec, NodeSpec};
+use nomos_controllers::drain::{drain_status_key, DrainStatus};
+use nomos_store::{KeySelector, Store, WatchOptions};
+use serde_json::json;
+
+async fn drain_status(store: &dyn Store, node: &str) -> Option<DrainStatus> {
+    get(store, &drain_status_key(node)).await
+}
+
+/// Records the revision at which each allocation was first desired stopped.
+async fn watch_stops(
+    store: Arc<dyn Store>,
+) -> (
+    Arc<Mutex<HashMap<String, i64>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let stops: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
+    let s = stops.clone();
+    let from = store.status().await.unwrap().revision + 1;
+    let task = tokio::spawn(async move {
+        let mut w = store
+            .watch(
+                KeySelector::prefix(b"/nomos/allocs/".to_vec()),
+                WatchOptions {
+                    start_revision: from,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        while let Some(Ok(resp)) = w.next().await {
+            for e in resp.events {
+                if let Ok(a) = serde_json::from_slice::<Allocation>(&e.kv.value) {
+                    if a.desired_status == DesiredStatus::Stop {
+                        s.lock().unwrap().entry(a.id).or_insert(e.kv.mod_revision);
+                    }
+                }
+            }
+        }
+    });
+    (stops, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_migrates_services_then_stops_the_system_allocation_last() {
+    drain_scenario(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_interrupted_by_a_server_restart_finishes_the_same_way() {
+    drain_scenario(true).await;
+}
+
+async fn drain_scenario(restart_mid_drain: bool) {
+    let store = store();
+    for n in ["n1", "n2", "n3"] {
+        join(&*store, &node(n, 4096), None).await;
+    }
+    let _agent = Agent::start(store.clone(), &["n1", "n2", "n3"]);
+    let mut cluster = Cluster::start(store.clone(), loops_config(Arc::new(now_ms)));
+    put_spec(
+        &*store,
+        "web",
+        spec(
+            "web",
+            "service",
+            2,
+            json!({"constraints": [{"operator": "distinct_hosts", "value": "true"}]}),
+        ),
+    )
+    .await;
+    put_spec(&*store, "agentd", spec("agentd", "system", 1, json!({}))).await;
+    eventually("web and agentd running", 15, || {
+        let s = store.clone();
+        async move {
+            let live = |j: &str, all: &[Allocation]| {
+                all.iter()
+                    .filter(|a| a.job_id == j && a.desired_status == DesiredStatus::Run)
+                    .count()
+            };
+            let all = allocs(&*s).await;
+            live("web", &all) == 2 && live("agentd", &all) == 3
+        }
+    })
+    .await;
+    let victim = job_allocs(&*store, "web").await[0].node.clone();
+    let originals: Vec<Allocation> = allocs(&*store)
+        .await
+        .into_iter()
+        .filter(|a| a.node == victim)
+        .collect();
+    let (stops, watcher) = watch_stops(store.clone()).await;
+
+    set_node_spec(
+        &*store,
+        &victim,
+        &NodeSpec {
+            eligible: Some(false),
+            drain: Some(DrainSpec {
+                deadline_ms: 0,
+                ignore_system_jobs: false,
+                started_at_ms: now_ms(),
+            }),
+        },
+    )
+    .await;
+    if restart_mid_drain {
+        // Kill the server (controllers and loops) right after the drain was requested and start
+        // a new one: it re-reads everything and carries on.
+        drop(cluster);
+        cluster = Cluster::start(store.clone(), loops_config(Arc::new(now_ms)));
+    }
+    eventually("drain complete", 45, || {
+        let s = store.clone();
+        let v = victim.clone();
+        async move {
+            drain_status(&*s, &v)
+                .await
+                .is_some_and(|d| d.state == "complete" && d.remaining == 0)
+        }
+    })
+    .await;
+    eventually("the service is back to its count elsewhere", 15, || {
+        let s = store.clone();
+        let v = victim.clone();
+        async move {
+            let live: Vec<Allocation> = job_allocs(&*s, "web")
+                .await
+                .into_iter()
+                .filter(|a| a.desired_status == DesiredStatus::Run)
+                .collect();
+            live.len() == 2 && live.iter().all(|a| a.node != v)
+        }
+    })
+    .await;
+
+    let all = allocs(&*store).await;
+    let web_live: Vec<&Allocation> = all
+        .iter()
+        .filter(|a| a.job_id == "web" && a.desired_status == DesiredStatus::Run)
+        .collect();
+    assert_eq!(web_live.len(), 2, "the service kept its count");
+    assert!(
+        web_live.iter().all(|a| a.node != victim),
+        "nothing of web runs on the drained node"
+    );
+    assert!(all
+        .iter()
+        .filter(|a| a.node == victim)
+        .all(|a| a.desired_status == DesiredStatus::Stop));
+    let sys_id = originals
+        .iter()
+        .find(|a| a.job_id == "agentd")
+        .map(|a| a.id.clone());
+    eventually("the watcher saw every stop", 15, || {
+        let st = stops.clone();
+        let sys_id = sys_id.clone();
+        async move { sys_id.is_some_and(|id| st.lock().unwrap().contains_key(&id)) }
+    })
+    .await;
+    let stops = stops.lock().unwrap().clone();
+    let sys = originals
+        .iter()
+        .find(|a| a.job_id == "agentd")
+        .expect("a system allocation on the victim");
+    let web = originals
+        .iter()
+        .find(|a| a.job_id == "web")
+        .expect("a web allocation on the victim");
+    assert!(
+        stops[&sys.id] > stops[&web.id],
+        "the system allocation stops last"
+    );
+    watcher.abort();
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_with_nowhere_to_go_waits_for_its_deadline() {
+    let store = store();
+    let clock = FakeClock::new();
+    for n in ["n1", "n2"] {
+        join(&*store, &node(n, 4096), None).await;
+    }
+    let _agent = Agent::start(store.clone(), &["n1", "n2"]);
+    let cluster = Cluster::start(store.clone(), loops_config(clock.clock()));
+    put_spec(
+        &*store,
+        "web",
+        spec(
+            "web",
+            "service",
+            2,
+            json!({"constraints": [{"operator": "distinct_hosts", "value": "true"}]}),
+        ),
+    )
+    .await;
+    eventually("web running on both nodes", 15, || {
+        let s = store.clone();
+        async move {
+            job_allocs(&*s, "web")
+                .await
+                .iter()
+                .filter(|a| a.desired_status == DesiredStatus::Run)
+                .count()
+                == 2
+        }
+    })
+    .await;
+    let deadline = clock.0.load(std::sync::atomic::Ordering::SeqCst) + 60_000;
+    set_node_spec(
+        &*store,
+        "n1",
+        &NodeSpec {
+            eligible: Some(false),
+            drain: Some(DrainSpec {
+                deadline_ms: deadline,
+                ignore_system_jobs: false,
+                started_at_ms: now_ms(),
+            }),
+        },
+    )
+    .await;
+    let on_n1 = |s: Arc<dyn Store>| async move {
+        job_allocs(&*s, "web")
+            .await
+            .into_iter()
+            .filter(|a| a.node == "n1" && a.desired_status == DesiredStatus::Run)
+            .count()
+    };
+    // distinct_hosts leaves the allocation on n1 nowhere to go: reported, and it keeps running.
+    eventually("the drain reports what has nowhere to go", 20, || {
+        let s = store.clone();
+        async move {
+            drain_status(&*s, "n1").await.is_some_and(|d| {
+                d.state == "blocked" && d.nowhere_to_go.len() == 1 && d.remaining == 1
+            })
+        }
+    })
+    .await;
+    assert_eq!(on_n1(store.clone()).await, 1, "it waits for the deadline");
+    clock.advance(61_000);
+    eventually(
+        "at the deadline nothing runs on n1 and the drain is complete",
+        20,
+        || {
+            let s = store.clone();
+            async move {
+                on_n1(s.clone()).await == 0
+                    && drain_status(&*s, "n1")
+                        .await
+                        .is_some_and(|d| d.state == "complete")
+            }
+        },
+    )
+    .await;
+    cluster.stop().await;
+}
+
+/// The drain loop's own migration mode (off while the jobs controller migrates): replacements
+/// are placed elsewhere first and each original stops only once its replacement is healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_migrate_mode_originals_stop_only_once_their_replacement_is_healthy() {
+    use nomos_api::{AllocStatus, ClientStatus, Job};
+    use nomos_store::{keys, PutOptions};
+
+    let store = store();
+    for n in ["n1", "n2"] {
+        join(&*store, &node(n, 4096), None).await;
+    }
+    // A job version and two allocations on n1, written as the jobs controller would have.
+    let job: Job = serde_json::from_slice(&spec("web", "service", 2, json!({}))).unwrap();
+    store
+        .put(
+            keys::job("default", "web").into_bytes(),
+            serde_json::to_vec(&job).unwrap(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    store
+        .put(
+            keys::job_version("default", "web", 0).into_bytes(),
+            serde_json::to_vec(&job).unwrap(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    for i in 0..2u32 {
+        let a = Allocation {
+            id: format!("orig{i}"),
+            namespace: "default".into(),
+            job_id: "web".into(),
+            task_group: "g".into(),
+            name: format!("web.g[{i}]"),
+            index: i,
+            node: "n1".into(),
+            ..Default::default()
+        };
+        store
+            .put(
+                keys::alloc("n1", &a.id).into_bytes(),
+                serde_json::to_vec(&a).unwrap(),
+                PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        let st = AllocStatus {
+            alloc_id: a.id.clone(),
+            client_status: ClientStatus::Running,
+            healthy: Some(true),
+            ..Default::default()
+        };
+        store
+            .put(
+                keys::alloc_status("n1", &a.id).into_bytes(),
+                serde_json::to_vec(&st).unwrap(),
+                PutOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let mut config = loops_config(Arc::new(now_ms));
+    config.drain.migrate = true;
+    let cluster = Cluster::loops_only(store.clone(), config);
+    set_node_spec(
+        &*store,
+        "n1",
+        &NodeSpec {
+            eligible: Some(false),
+            drain: Some(DrainSpec {
+                deadline_ms: 0,
+                ignore_system_jobs: false,
+                started_at_ms: now_ms(),
+            }),
+        },
+    )
+    .await;
+    // migrate.max_parallel defaults to 1: one replacement, and the originals keep running.
+    eventually("one replacement placed on n2", 15, || {
+        let s = store.clone();
+        async move { allocs(&*s).await.iter().filter(|a| a.node == "n2").count() == 1 }
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let all = allocs(&*store).await;
+    assert_eq!(
+        all.iter().filter(|a| a.node == "n2").count(),
+        1,
+        "max_parallel holds while the replacement is not healthy"
+    );
+    assert!(
+        all.iter()
+            .filter(|a| a.node == "n1")
+            .all(|a| a.desired_status == DesiredStatus::Run),
+        "no original stops before its replacement is healthy"
+    );
+
+    // The simulated agent on n2 reports replacements running and healthy: the drain proceeds.
+    let _agent = Agent::start(store.clone(), &["n2"]);
+    eventually("drain complete", 20, || {
+        let s = store.clone();
+        async move {
+            drain_status(&*s, "n1")
+                .await
+                .is_some_and(|d| d.state == "complete")
+        }
+    })
+    .await;
+    let all = allocs(&*store).await;
+    assert!(all
+        .iter()
+        .filter(|a| a.node == "n1")
+        .all(|a| a.desired_status == DesiredStatus::Stop));
+    let moved: Vec<&Allocation> = all.iter().filter(|a| a.node == "n2").collect();
+    assert_eq!(moved.len(), 2);
+    let mut prev: Vec<&str> = moved.iter().map(|a| a.previous_alloc.as_str()).collect();
+    prev.sort();
+    assert_eq!(prev, ["orig0", "orig1"]);
+    cluster.stop().await;
+}

@@ -1,0 +1,76 @@
+//! A second node joins `nctl dev` through the store's etcd-protocol endpoint: `nctl agent`
+//! registers, and an allocation constrained to it runs there.
+
+use std::time::Duration;
+
+use common::*;
+
+mod common;
+
+const PINNED: &str = r#"job "pinned" {
+  datacenters = ["*"]
+
+  constraint {
+    attribute = "${node.unique.name}"
+    value     = "node-2"
+  }
+
+  group "main" {
+    count = 1
+
+    task "sleep" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "while true; do sleep 1; done"]
+      }
+      resources {
+        cpu    = 20
+        memory = 16
+      }
+    }
+  }
+}
+"#;
+
+#[test]
+fn a_second_agent_joins_over_the_store_endpoint_and_runs_an_allocation() {
+    let c = Cluster::start("join");
+    let _agent = c.start_agent("node-2");
+    c.wait_for(
+        "node-2 to register and be ready",
+        Duration::from_secs(60),
+        |c| {
+            let nodes = c.json(&["get", "nodes", "-o", "json"]);
+            let ready = nodes.as_array().is_some_and(|ns| {
+                ns.iter()
+                    .any(|n| n["node"]["name"] == "node-2" && n["status"] == "ready")
+            });
+            (ready, nodes.to_string())
+        },
+    );
+    let file = c.write_file("pinned.hcl", PINNED);
+    c.ok(&["apply", "-f", &file]);
+    c.wait_for(
+        "the pinned allocation to run on node-2",
+        Duration::from_secs(90),
+        |c| {
+            let running = c.running("pinned");
+            let on_2 = running.len() == 1 && running[0]["allocation"]["node"] == "node-2";
+            (on_2, format!("{running:?}"))
+        },
+    );
+    let id = c.running("pinned")[0]["allocation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !pids_of_alloc(&id).is_empty(),
+        "node-2's agent started the task"
+    );
+    c.ok(&["stop", "pinned"]);
+    c.wait_for("the pinned task to stop", Duration::from_secs(60), |_| {
+        let p = pids_of_alloc(&id);
+        (p.is_empty(), format!("{p:?}"))
+    });
+}

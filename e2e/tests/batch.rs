@@ -1,0 +1,120 @@
+//! A batch job runs to completion, `--wait` reports it, and its output is readable.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const BATCH: &str = r#"
+job "once" {
+  datacenters = ["*"]
+  type = "batch"
+
+  group "work" {
+    count = 1
+
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+
+    task "count" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "for i in 1 2 3; do echo step $i; done; echo done"]
+      }
+      resources {
+        cpu    = 20
+        memory = 16
+      }
+    }
+  }
+}
+"#;
+
+#[test]
+fn a_batch_job_runs_to_completion() {
+    let c = Cluster::start("batch");
+    let file = c.write_file("once.hcl", BATCH);
+    let out = c.ok(&["apply", "-f", &file, "--wait", "--timeout", "120"]);
+    assert!(out.contains("rollout complete"), "{out}");
+
+    let allocs = c.allocs("once");
+    assert_eq!(allocs.len(), 1, "{allocs:?}");
+    assert_eq!(
+        allocs[0]["status"]["client_status"], "complete",
+        "{:?}",
+        allocs[0]
+    );
+    let id = allocs[0]["allocation"]["id"].as_str().unwrap();
+    let logs = c.ok(&["logs", &id[..8]]);
+    assert_eq!(logs, "step 1\nstep 2\nstep 3\ndone\n");
+
+    // The controller's summary follows the agent's report.
+    c.wait_for(
+        "the job summary to count one complete allocation",
+        Duration::from_secs(30),
+        |c| {
+            let status = c.ok(&["status", "once"]);
+            let row: Vec<String> = status
+                .lines()
+                .find(|l| l.starts_with("work "))
+                .map(|l| l.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default();
+            // Task Group, Queued, Starting, Running, Failed, Complete, Lost
+            let done = status.contains("Type         = batch")
+                && row == ["work", "0", "0", "0", "0", "1", "0"];
+            (done, status)
+        },
+    );
+
+    // The whole process's metrics (server and controllers, after real work) pass promtool.
+    let port: u16 = c.http_addr.rsplit(':').next().unwrap().parse().unwrap();
+    let metrics = http_get_path(port, "/metrics").expect("/metrics answers");
+    assert!(metrics.contains("nomos_http_requests_total"), "{metrics}");
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("promtool must be installed (Debian package `prometheus`): {e}")
+        });
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}\n{metrics}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn apply_wait_exits_non_zero_when_the_batch_job_fails() {
+    let c = Cluster::start("batchfail");
+    let failing = BATCH
+        .replace("job \"once\"", "job \"broken\"")
+        .replace("echo done", "echo oops >&2; exit 3");
+    let file = c.write_file("broken.hcl", &failing);
+    let out = c.nctl(&["apply", "-f", &file, "--wait", "--timeout", "120"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "apply --wait fails: {stderr}");
+    assert!(stderr.contains("rollout failed"), "{stderr}");
+    let allocs = c.allocs("broken");
+    let failed = allocs
+        .iter()
+        .find(|a| a["status"]["client_status"] == "failed")
+        .expect("a failed allocation");
+    let id = failed["allocation"]["id"].as_str().unwrap();
+    let err = c.ok(&["logs", "--stderr", &id[..8]]);
+    assert_eq!(err, "oops\n");
+}

@@ -1,0 +1,439 @@
+//! The end-to-end harness (shared by every test file): runs the real `nctl dev` in a temp dir on free ports and drives it
+//! with the real `nctl`. Every wait is bounded and fails with what it was waiting for and what
+//! it saw last.
+//!
+//! The binary: this package compiles nctl's own sources as its binary `nctl-e2e` (see
+//! `Cargo.toml`), so `cargo test -p nomos-e2e` always runs the current code; `NCTL_BIN` points
+//! the tests at another build.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The workspace root (this crate's parent).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// The `nctl` binary under test: `NCTL_BIN`, or this package's build of nctl's sources.
+pub fn nctl_bin() -> PathBuf {
+    match std::env::var_os("NCTL_BIN") {
+        Some(p) => {
+            let bin = PathBuf::from(p);
+            assert!(bin.exists(), "NCTL_BIN={} does not exist", bin.display());
+            bin
+        }
+        None => PathBuf::from(env!("CARGO_BIN_EXE_nctl-e2e")),
+    }
+}
+
+/// A free loopback TCP port (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind port 0")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A distinct dynamic-port range per cluster in this process, so parallel tests never collide.
+fn port_range() -> (u16, u16) {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let slot = NEXT.fetch_add(1, Ordering::SeqCst);
+    let base = 33000 + (std::process::id() % 50) as u16 * 400 + slot * 40;
+    (base, base + 39)
+}
+
+/// One `nctl dev` process and the temp dir it lives in.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub data_dir: PathBuf,
+    pub addr: String,
+    pub node: String,
+    /// The store's etcd-protocol endpoint (`nctl agent --store-endpoints`).
+    pub store_url: String,
+    bin: PathBuf,
+    pub http_addr: String,
+    ports: (u16, u16),
+    child: Option<Child>,
+    log_path: PathBuf,
+}
+
+impl Cluster {
+    /// Starts `nctl dev --no-example` on a free API port and waits until the API and the node
+    /// are ready.
+    pub fn start(name: &str) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("data");
+        let node = format!("e2e-{name}-{}", std::process::id());
+        let mut c = Cluster {
+            log_path: dir.path().join("dev.log"),
+            dir,
+            data_dir,
+            addr: String::new(),
+            node,
+            store_url: String::new(),
+            bin: nctl_bin(),
+            http_addr: format!("127.0.0.1:{}", free_port()),
+            ports: port_range(),
+            child: None,
+        };
+        c.spawn();
+        c
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("dev log");
+        let mut child = Command::new(&self.bin)
+            .args(["dev", "--no-example", "--no-docker", "--data-dir"])
+            .arg(&self.data_dir)
+            .args(["--http-addr", &self.http_addr, "--name", &self.node])
+            .args(["--store-addr", "127.0.0.1:0"])
+            .args(["--min-dynamic-port", &self.ports.0.to_string()])
+            .args(["--max-dynamic-port", &self.ports.1.to_string()])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn nctl dev");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.trim().strip_prefix("Store:") {
+                        self.store_url = rest.split_whitespace().next().unwrap_or("").to_string();
+                    }
+                    if let Some(rest) = line.trim().strip_prefix("export NOMOS_ADDR=") {
+                        self.addr = rest.to_string();
+                        break;
+                    }
+                    seen.push(line);
+                }
+                Err(_) => panic!(
+                    "nctl dev did not print its address within 60s; stdout: {seen:?}; log:\n{}",
+                    self.log_tail()
+                ),
+            }
+        }
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        let node = self.node.clone();
+        self.wait_for("the local node to be ready", Duration::from_secs(60), |c| {
+            let nodes = c.json(&["get", "nodes", "-o", "json"]);
+            let ready = nodes.as_array().is_some_and(|n| {
+                n.iter()
+                    .any(|n| n["node"]["name"] == node.as_str() && n["status"] == "ready")
+            });
+            (ready, nodes.to_string())
+        });
+    }
+
+    /// Kills `nctl dev` with SIGKILL (tasks are left running).
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts `nctl dev` again on the same data dir and API port.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// The tail of `nctl dev`'s log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Starts `nctl agent` as another node against this cluster's store endpoint.
+    pub fn start_agent(&self, name: &str) -> Agent {
+        assert!(
+            !self.store_url.is_empty(),
+            "nctl dev printed no store endpoint"
+        );
+        let data_dir = self.dir.path().join(format!("agent-{name}"));
+        let log = std::fs::File::create(self.dir.path().join(format!("agent-{name}.log")))
+            .expect("agent log");
+        let (lo, hi) = (self.ports.0 + 20, self.ports.1);
+        let child = Command::new(&self.bin)
+            .args([
+                "agent",
+                "--no-docker",
+                "--name",
+                name,
+                "--store-endpoints",
+                &self.store_url,
+                "--data-dir",
+            ])
+            .arg(&data_dir)
+            .args([
+                "--min-dynamic-port",
+                &lo.to_string(),
+                "--max-dynamic-port",
+                &hi.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn nctl agent");
+        Agent {
+            child: Some(child),
+            data_dir,
+            bin: self.bin.clone(),
+        }
+    }
+
+    /// Runs `nctl ARGS` against this cluster.
+    pub fn nctl(&self, args: &[&str]) -> Output {
+        Command::new(&self.bin)
+            .args(args)
+            .env("NOMOS_ADDR", &self.addr)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run nctl")
+    }
+
+    /// Runs `nctl ARGS`, asserting success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.nctl(args);
+        assert!(
+            out.status.success(),
+            "nctl {args:?} failed ({}):\nstdout: {}\nstderr: {}\nlog:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tail()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `nctl ARGS -o json`-style commands and decodes stdout.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let text = self.ok(args);
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("nctl {args:?}: not JSON ({e}): {text}"))
+    }
+
+    /// Writes a file in the cluster's temp dir and returns its path.
+    pub fn write_file(&self, name: &str, text: &str) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).expect("write job file");
+        p.display().to_string()
+    }
+
+    /// Polls `check` every 250ms until it says done; panics after `timeout` with `what` and the
+    /// last observation.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&Cluster) -> (bool, String),
+    ) {
+        let deadline = Instant::now() + timeout;
+        let mut last;
+        loop {
+            let (done, seen) = check(self);
+            last = seen;
+            if done {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {}s waiting for {what}; last seen: {last}\nlog:\n{}",
+                    timeout.as_secs(),
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// The job's allocations (`nctl get allocs --job JOB -o json`).
+    pub fn allocs(&self, job: &str) -> Vec<Value> {
+        self.json(&["get", "allocs", "--job", job, "-o", "json"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Allocations of `job` that should run and are running.
+    pub fn running(&self, job: &str) -> Vec<Value> {
+        self.allocs(job)
+            .into_iter()
+            .filter(|a| {
+                a["allocation"]["desired_status"] == "run"
+                    && a["status"]["client_status"] == "running"
+            })
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.kill9();
+        // Leave nothing behind: stop every task this cluster's agent started.
+        let _ = Command::new(&self.bin)
+            .args(["agent", "purge", "--data-dir"])
+            .arg(self.data_dir.join("agent"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A separate `nctl agent` process; killed and purged on drop.
+pub struct Agent {
+    child: Option<Child>,
+    pub data_dir: PathBuf,
+    bin: PathBuf,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new(&self.bin)
+            .args(["agent", "purge", "--data-dir"])
+            .arg(&self.data_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The host port of `label` in an allocation JSON.
+pub fn port_of(alloc: &Value, label: &str) -> u16 {
+    alloc["allocation"]["ports"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["label"] == label))
+        .and_then(|p| p["value"].as_u64())
+        .unwrap_or_else(|| panic!("allocation has no port {label:?}: {alloc}")) as u16
+}
+
+/// A plain HTTP GET of `/` on loopback; `None` when nothing answers.
+pub fn http_get(port: u16) -> Option<String> {
+    http_get_path(port, "/")
+}
+
+/// A plain HTTP GET on loopback; the body, or `None` when nothing answers.
+pub fn http_get_path(port: u16, path: &str) -> Option<String> {
+    let mut s =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(out);
+    Some(body)
+}
+
+/// Pids of live processes whose environment names the allocation (`NOMAD_ALLOC_ID=<id>`).
+pub fn pids_of_alloc(alloc_id: &str) -> Vec<i32> {
+    let needle = format!("NOMAD_ALLOC_ID={alloc_id}");
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) && !is_zombie(pid) {
+            out.push(pid);
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+/// A service job with `count` copies of busybox httpd on a dynamic port, answering `message`.
+pub fn web_job(id: &str, count: u32, message: &str) -> String {
+    format!(
+        r#"job "{id}" {{
+  datacenters = ["*"]
+  type = "service"
+
+  group "web" {{
+    count = {count}
+
+    network {{
+      port "http" {{}}
+    }}
+
+    update {{
+      max_parallel     = 1
+      min_healthy_time = "1s"
+      healthy_deadline = "1m"
+    }}
+
+    task "httpd" {{
+      driver = "raw_exec"
+      config {{
+        command = "/bin/sh"
+        args = ["-c", "mkdir -p www && echo \"{message} ${{NOMAD_ALLOC_ID}}\" > www/index.html && exec /bin/busybox httpd -f -p 127.0.0.1:${{NOMAD_PORT_http}} -h www"]
+      }}
+      resources {{
+        cpu    = 20
+        memory = 16
+      }}
+    }}
+  }}
+}}
+"#
+    )
+}
+
+/// Asserts the machine has what the tests run (busybox for the web job).
+pub fn require_busybox() {
+    assert!(
+        Path::new("/bin/busybox").exists(),
+        "these tests need /bin/busybox (Debian's busybox-static package) for the web job"
+    );
+}

@@ -1,0 +1,40 @@
+# A small web service on a dynamic port: three copies of busybox's httpd (Debian's
+# busybox-static provides /bin/busybox), each answering with its allocation's name.
+#   nctl apply -f manifests/web.hcl --wait
+#   nctl get allocs -o wide        (the Ports column shows each copy's port)
+#   curl http://127.0.0.1:<port>/
+job "web" {
+  datacenters = ["*"]
+  type        = "service"
+
+  group "frontend" {
+    count = 3
+
+    network {
+      port "http" {}
+    }
+
+    update {
+      max_parallel     = 1
+      min_healthy_time = "1s"
+      healthy_deadline = "1m"
+    }
+
+    task "httpd" {
+      driver = "raw_exec"
+
+      config {
+        command = "/bin/sh"
+        args = [
+          "-c",
+          "mkdir -p www && echo \"hello from ${NOMAD_ALLOC_NAME}\" > www/index.html && exec /bin/busybox httpd -f -p 127.0.0.1:${NOMAD_PORT_http} -h www",
+        ]
+      }
+
+      resources {
+        cpu    = 20
+        memory = 16
+      }
+    }
+  }
+}

@@ -1,0 +1,616 @@
+//! `nctl apply -f FILE|DIR|- [-R] [--wait] [--check-index N]` and `nctl plan -f FILE`.
+//!
+//! Files are parsed locally first, so errors print as `FILE:LINE:COL: message` before anything
+//! is sent; the server parses them again (it is the authority) and writes the specs. `--wait`
+//! follows the rollout: allocations placed and running (healthy) for each group, or complete for
+//! batch jobs, and exits 1 if the deployment fails, allocations fail, or the timeout passes.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nomos_api::{ClientStatus, DesiredStatus, JobType, ParseOptions};
+use nomos_server::diff::Change;
+use nomos_server::views::*;
+
+use super::client::{ApiError, Client};
+use super::Global;
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// A job file, a directory of job files, or `-` for stdin (repeatable).
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<String>,
+    /// Recurse into subdirectories of a directory.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// Follow the rollout; exit non-zero if it fails.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits (seconds).
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Only apply if the job's modify index equals N (0: the job must not exist).
+    #[arg(long)]
+    pub check_index: Option<i64>,
+    /// HCL input variable `name=value` (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// The job file (or `-` for stdin).
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<String>,
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+}
+
+/// One job file to send.
+struct Source {
+    name: String,
+    text: String,
+}
+
+fn is_job_file(p: &Path) -> bool {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    [".hcl", ".nomad", ".yaml", ".yml", ".json"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
+}
+
+fn collect_dir(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            if recursive {
+                collect_dir(&p, recursive, out)?;
+            }
+        } else if is_job_file(&p) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+fn read_sources(files: &[String], recursive: bool) -> anyhow::Result<Vec<Source>> {
+    let mut out = Vec::new();
+    for f in files {
+        if f == "-" {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text)?;
+            out.push(Source {
+                name: "<stdin>".into(),
+                text,
+            });
+            continue;
+        }
+        let path = PathBuf::from(f);
+        let mut paths = Vec::new();
+        if path.is_dir() {
+            collect_dir(&path, recursive, &mut paths)?;
+            if paths.is_empty() {
+                anyhow::bail!(
+                    "{f}: no job files (.hcl, .nomad, .yaml, .yml, .json) in the directory"
+                );
+            }
+        } else {
+            paths.push(path);
+        }
+        for p in paths {
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
+            out.push(Source {
+                name: p.display().to_string(),
+                text,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn parse_vars(vars: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    vars.iter()
+        .map(|v| {
+            v.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| anyhow::anyhow!("--var {v:?}: expected NAME=VALUE"))
+        })
+        .collect()
+}
+
+/// Parses every source locally; prints diagnostics. Returns whether all are valid.
+fn check_locally(sources: &[Source], vars: &[(String, String)]) -> bool {
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("NOMAD_VAR_"))
+        .collect();
+    let mut ok = true;
+    for s in sources {
+        let base_dir = Path::new(&s.name).parent().map(Path::to_path_buf);
+        let options = ParseOptions {
+            vars: vars.to_vec(),
+            env: env.clone(),
+            base_dir,
+            files: Some(std::sync::Arc::new(nomos_api::StdFiles)),
+            ..ParseOptions::default()
+        };
+        match nomos_api::parse_source(&s.name, &s.text, &options) {
+            Ok(parsed) => {
+                for w in parsed.warnings {
+                    eprintln!("{w}");
+                }
+            }
+            Err(diags) => {
+                ok = false;
+                for d in diags {
+                    eprintln!("{d}");
+                }
+            }
+        }
+    }
+    ok
+}
+
+fn request(s: &Source, vars: &[(String, String)], check_index: Option<i64>) -> ApplyRequest {
+    ApplyRequest {
+        source: Some(s.text.clone()),
+        filename: Some(s.name.clone()),
+        vars: vars.iter().cloned().collect(),
+        job: None,
+        check_index,
+    }
+}
+
+/// Prints an API error; job-file errors as `FILE:LINE:COL` lines.
+pub fn report_error(e: &anyhow::Error) {
+    match e.downcast_ref::<ApiError>() {
+        Some(api) => eprintln!("{api}"),
+        None => eprintln!("Error: {e:#}"),
+    }
+}
+
+/// `nctl apply`.
+pub async fn apply(g: &Global, args: ApplyArgs) -> anyhow::Result<i32> {
+    let sources = read_sources(&args.files, args.recursive)?;
+    let vars = parse_vars(&args.vars)?;
+    if !check_locally(&sources, &vars) {
+        return Ok(1);
+    }
+    let client = Client::new(g);
+    let mut applied = Vec::new();
+    for s in &sources {
+        let resp: ApplyResponse = match client
+            .post("/v1/jobs", &request(s, &vars, args.check_index))
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                report_error(&e);
+                return Ok(1);
+            }
+        };
+        for r in resp.jobs {
+            print_result(&r);
+            applied.push(r);
+        }
+    }
+    if !args.wait {
+        return Ok(0);
+    }
+    let mut code = 0;
+    for r in &applied {
+        let mut c = client.clone();
+        c.namespace = r.namespace.clone();
+        if !wait_for_rollout(&c, &r.id, r.modify_index, Duration::from_secs(args.timeout)).await? {
+            code = 1;
+        }
+    }
+    Ok(code)
+}
+
+fn print_result(r: &ApplyResult) {
+    let what = match r.outcome {
+        ApplyOutcome::Created => "created",
+        ApplyOutcome::Updated => "updated",
+        ApplyOutcome::Unchanged => "unchanged",
+    };
+    println!("job \"{}\" {what} (modify index {})", r.id, r.modify_index);
+    if r.outcome == ApplyOutcome::Updated {
+        print_changes(&r.changes);
+    }
+}
+
+fn print_changes(changes: &[Change]) {
+    for c in changes {
+        println!("  {c}");
+    }
+}
+
+/// `nctl plan`: exit 0 when nothing would change, 1 when something would, 255 on error.
+pub async fn plan(g: &Global, args: PlanArgs) -> anyhow::Result<i32> {
+    let sources = match read_sources(&args.files, args.recursive) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            return Ok(255);
+        }
+    };
+    let vars = parse_vars(&args.vars)?;
+    if !check_locally(&sources, &vars) {
+        return Ok(255);
+    }
+    let client = Client::new(g);
+    let mut changed = false;
+    for s in &sources {
+        let resp: PlanResponse = match client.post("/v1/jobs/plan", &request(s, &vars, None)).await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                report_error(&e);
+                return Ok(255);
+            }
+        };
+        for p in resp.jobs {
+            let sign = match p.outcome {
+                ApplyOutcome::Created => "+",
+                ApplyOutcome::Updated => "+/-",
+                ApplyOutcome::Unchanged => "",
+            };
+            println!("{sign} Job: \"{}\"", p.id);
+            if p.outcome == ApplyOutcome::Updated {
+                print_changes(&p.changes);
+            }
+            for grp in &p.groups {
+                let feasible = grp
+                    .feasible_nodes
+                    .map(|n| format!(", {n} feasible node{}", if n == 1 { "" } else { "s" }))
+                    .unwrap_or_default();
+                println!(
+                    "  Task Group \"{}\" ({}: count {}, {} existing{feasible})",
+                    grp.name, grp.action, grp.count, grp.existing
+                );
+                if grp.action != "none" {
+                    changed = true;
+                }
+                if grp.placed > 0 {
+                    let on: Vec<String> = grp
+                        .placements
+                        .iter()
+                        .map(|(n, c)| format!("{n}×{c}"))
+                        .collect();
+                    println!(
+                        "    Scheduler dry-run: {} placed ({})",
+                        grp.placed,
+                        on.join(", ")
+                    );
+                }
+                if let Some(why) = &grp.placement_failure {
+                    println!("    WARNING: failed to place all allocations: {why}");
+                }
+            }
+            if p.outcome != ApplyOutcome::Unchanged {
+                changed = true;
+            }
+            println!();
+            println!("Job Modify Index: {}", p.modify_index);
+            println!(
+                "To submit only this version: nctl apply --check-index {} -f {}",
+                p.modify_index, s.name
+            );
+        }
+    }
+    Ok(if changed { 1 } else { 0 })
+}
+
+/// Per-group counts of one version's allocations.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Progress {
+    placed: u32,
+    running: u32,
+    healthy: u32,
+    complete: u32,
+    failed: u32,
+}
+
+/// What `--wait` concludes from one look at the cluster (pure, so it is table-tested).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Waiting,
+    Done,
+    Failed(String),
+}
+
+/// Decides whether a rollout finished, failed or is still going.
+fn verdict(
+    detail: &JobDetail,
+    allocs: &[AllocView],
+    deployments: &[DeploymentView],
+) -> (Verdict, BTreeMap<String, Progress>) {
+    let job = &detail.job;
+    let version = detail.status.as_ref().map(|s| s.version).unwrap_or(0);
+    let mut progress: BTreeMap<String, Progress> = BTreeMap::new();
+    for g in &job.groups {
+        progress.insert(g.name.clone(), Progress::default());
+    }
+    let live_other = allocs.iter().any(|a| {
+        a.allocation.job_version != version
+            && a.allocation.desired_status == DesiredStatus::Run
+            && !a.client_status().is_terminal()
+    });
+    for a in allocs
+        .iter()
+        .filter(|a| a.allocation.job_version == version)
+    {
+        let p = progress.entry(a.allocation.task_group.clone()).or_default();
+        if a.allocation.desired_status != DesiredStatus::Run {
+            continue;
+        }
+        p.placed += 1;
+        match a.client_status() {
+            ClientStatus::Running => {
+                p.running += 1;
+                if a.status.as_ref().and_then(|s| s.healthy) == Some(true) {
+                    p.healthy += 1;
+                }
+            }
+            ClientStatus::Complete => p.complete += 1,
+            ClientStatus::Failed | ClientStatus::Lost => p.failed += 1,
+            _ => {}
+        }
+    }
+    if job.stop {
+        let running = allocs
+            .iter()
+            .any(|a| !a.client_status().is_terminal() && a.status.is_some());
+        return (
+            if running {
+                Verdict::Waiting
+            } else {
+                Verdict::Done
+            },
+            progress,
+        );
+    }
+    if let Some(d) = deployments
+        .iter()
+        .find(|d| d.deployment.job_version == version)
+    {
+        match d.deployment.status.as_str() {
+            "failed" | "cancelled" => {
+                return (
+                    Verdict::Failed(format!(
+                        "deployment {} {}: {}",
+                        super::output::short(&d.deployment.id),
+                        d.deployment.status,
+                        d.deployment.status_description
+                    )),
+                    progress,
+                )
+            }
+            "successful" if !live_other => return (Verdict::Done, progress),
+            _ => {}
+        }
+    }
+    let batch = matches!(job.job_type, JobType::Batch | JobType::Sysbatch);
+    let mut all_done = true;
+    for g in &job.groups {
+        let p = progress.get(&g.name).cloned().unwrap_or_default();
+        if g.count > 0 && p.failed >= g.count {
+            return (
+                Verdict::Failed(format!(
+                    "group {:?}: {} allocation(s) failed",
+                    g.name, p.failed
+                )),
+                progress,
+            );
+        }
+        let done = if batch {
+            p.complete >= g.count
+        } else {
+            p.healthy >= g.count
+        };
+        all_done &= done;
+    }
+    if all_done && (batch || !live_other) {
+        (Verdict::Done, progress)
+    } else {
+        (Verdict::Waiting, progress)
+    }
+}
+
+/// Follows one job until its rollout finishes; prints progress lines as they change.
+pub async fn wait_for_rollout(
+    client: &Client,
+    id: &str,
+    modify_index: i64,
+    timeout: Duration,
+) -> anyhow::Result<bool> {
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        let detail: JobDetail = client.get(&client.job_path(id, "")).await?;
+        let observed = detail
+            .status
+            .as_ref()
+            .map(|s| s.observed_revision)
+            .unwrap_or(0);
+        if observed >= modify_index {
+            let allocs: Vec<AllocView> = client.get(&client.job_path(id, "/allocations")).await?;
+            let deployments: Vec<DeploymentView> =
+                client.get(&client.job_path(id, "/deployments")).await?;
+            let (v, progress) = verdict(&detail, &allocs, &deployments);
+            let line: Vec<String> = progress
+                .iter()
+                .map(|(g, p)| {
+                    let count = detail
+                        .job
+                        .groups
+                        .iter()
+                        .find(|x| &x.name == g)
+                        .map(|x| x.count)
+                        .unwrap_or(0);
+                    if matches!(detail.job.job_type, JobType::Batch | JobType::Sysbatch) {
+                        format!(
+                            "{g}: placed {}/{count}, complete {}/{count}",
+                            p.placed, p.complete
+                        )
+                    } else {
+                        format!(
+                            "{g}: placed {}/{count}, healthy {}/{count}",
+                            p.placed, p.healthy
+                        )
+                    }
+                })
+                .collect();
+            let mut line = line.join("; ");
+            if let Some(s) = &detail.status {
+                for (g, why) in &s.placement_failures {
+                    line.push_str(&format!(" [{g}: {why}]"));
+                }
+            }
+            if line != last {
+                println!("==> {id}: {line}");
+                last = line;
+            }
+            match v {
+                Verdict::Done => {
+                    println!("==> {id}: rollout complete");
+                    return Ok(true);
+                }
+                Verdict::Failed(why) => {
+                    eprintln!("==> {id}: rollout failed: {why}");
+                    return Ok(false);
+                }
+                Verdict::Waiting => {}
+            }
+        }
+        if start.elapsed() > timeout {
+            eprintln!(
+                "==> {id}: rollout did not finish within {}s ({last})",
+                timeout.as_secs()
+            );
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nomos_api::{AllocStatus, Allocation, Deployment, Job, JobStatus, TaskGroup};
+
+    fn detail(kind: JobType, count: u32, version: u64) -> JobDetail {
+        JobDetail {
+            job: Job {
+                id: "web".into(),
+                job_type: kind,
+                groups: vec![TaskGroup {
+                    name: "g".into(),
+                    count,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            modify_index: 5,
+            status: Some(JobStatus {
+                version,
+                observed_revision: 5,
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn alloc(version: u64, status: Option<ClientStatus>) -> AllocView {
+        AllocView {
+            allocation: Allocation {
+                id: format!("a{version}"),
+                job_id: "web".into(),
+                job_version: version,
+                task_group: "g".into(),
+                ..Default::default()
+            },
+            status: status.map(|s| AllocStatus {
+                client_status: s,
+                healthy: (s == ClientStatus::Running).then_some(true),
+                ..Default::default()
+            }),
+            modify_index: 1,
+        }
+    }
+
+    #[test]
+    fn verdict_table() {
+        use ClientStatus::*;
+        let dep = |v: u64, s: &str| DeploymentView {
+            deployment: Deployment {
+                id: "d".into(),
+                job_version: v,
+                status: s.into(),
+                ..Default::default()
+            },
+            modify_index: 1,
+        };
+        type Case = (
+            &'static str,
+            JobDetail,
+            Vec<AllocView>,
+            Vec<DeploymentView>,
+            Verdict,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "nothing placed yet",
+                detail(JobType::Service, 2, 0),
+                vec![],
+                vec![],
+                Verdict::Waiting,
+            ),
+            (
+                "all running",
+                detail(JobType::Service, 2, 0),
+                vec![alloc(0, Some(Running)), alloc(0, Some(Running))],
+                vec![],
+                Verdict::Done,
+            ),
+            (
+                "old version still running",
+                detail(JobType::Service, 1, 1),
+                vec![alloc(1, Some(Running)), alloc(0, Some(Running))],
+                vec![],
+                Verdict::Waiting,
+            ),
+            (
+                "deployment failed",
+                detail(JobType::Service, 1, 1),
+                vec![alloc(1, Some(Pending))],
+                vec![dep(1, "failed")],
+                Verdict::Failed("deployment d failed: ".into()),
+            ),
+            (
+                "batch complete",
+                detail(JobType::Batch, 1, 0),
+                vec![alloc(0, Some(Complete))],
+                vec![],
+                Verdict::Done,
+            ),
+            (
+                "batch failed",
+                detail(JobType::Batch, 1, 0),
+                vec![alloc(0, Some(Failed))],
+                vec![],
+                Verdict::Failed("group \"g\": 1 allocation(s) failed".into()),
+            ),
+        ];
+        for (name, d, allocs, deps, want) in cases {
+            assert_eq!(verdict(&d, &allocs, &deps).0, want, "{name}");
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! `nctl get jobs|allocs|nodes|deployments [-o wide|json|yaml] [--watch]`.
+
+use std::time::Duration;
+
+use nomos_server::views::{AllocView, DeploymentView, JobListEntry, NodeView};
+
+use super::client::Client;
+use super::output::{self, age, short, Format};
+use super::Global;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    #[value(alias = "job")]
+    Jobs,
+    #[value(alias = "alloc", alias = "allocations", alias = "allocation")]
+    Allocs,
+    #[value(alias = "node")]
+    Nodes,
+    #[value(alias = "deployment", alias = "deploy")]
+    Deployments,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GetArgs {
+    pub kind: Kind,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    /// Only this job's allocations or deployments.
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Only this node's allocations.
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Print again every 2 seconds.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+}
+
+pub async fn run(g: &Global, args: GetArgs) -> anyhow::Result<i32> {
+    let client = Client::new(g);
+    loop {
+        if args.watch && matches!(args.output, Format::Table | Format::Wide) {
+            print!("\x1b[2J\x1b[H");
+        }
+        once(&client, &args).await?;
+        if !args.watch {
+            return Ok(0);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+async fn once(client: &Client, args: &GetArgs) -> anyhow::Result<()> {
+    let wide = args.output == Format::Wide;
+    match args.kind {
+        Kind::Jobs => {
+            let ns = if client.namespace == "*" {
+                "*".to_string()
+            } else {
+                client.namespace.clone()
+            };
+            let jobs: Vec<JobListEntry> = client
+                .get(&format!(
+                    "/v1/jobs?namespace={}",
+                    super::client::escape(&ns)
+                ))
+                .await?;
+            if matches!(args.output, Format::Json | Format::Yaml) {
+                return output::print_data(&jobs, args.output);
+            }
+            let mut header = vec!["ID", "Type", "Priority", "Status", "Running"];
+            if wide {
+                header.extend(["Namespace", "Version", "Modify Index"]);
+            }
+            let mut t = if wide {
+                output::wide_table(&header)
+            } else {
+                output::table(&header)
+            };
+            for j in &jobs {
+                let running: u32 = j.summary.values().map(|s| s.running).sum();
+                let mut row = vec![
+                    j.id.clone(),
+                    j.job_type.clone(),
+                    j.priority.to_string(),
+                    if j.stop && j.status != "dead" {
+                        format!("{} (stopped)", j.status)
+                    } else {
+                        j.status.clone()
+                    },
+                    running.to_string(),
+                ];
+                if wide {
+                    row.extend([
+                        j.namespace.clone(),
+                        j.version.to_string(),
+                        j.modify_index.to_string(),
+                    ]);
+                }
+                t.add_row(row);
+            }
+            if jobs.is_empty() {
+                println!("No jobs");
+            } else {
+                output::print_table(&t);
+            }
+        }
+        Kind::Allocs => {
+            let mut q = Vec::new();
+            if let Some(j) = &args.job {
+                q.push(format!("job={}", super::client::escape(j)));
+            }
+            if let Some(n) = &args.node {
+                q.push(format!("node={}", super::client::escape(n)));
+            }
+            let allocs: Vec<AllocView> = client
+                .get(&format!("/v1/allocations?{}", q.join("&")))
+                .await?;
+            if matches!(args.output, Format::Json | Format::Yaml) {
+                return output::print_data(&allocs, args.output);
+            }
+            print_allocs(&allocs, wide);
+        }
+        Kind::Nodes => {
+            let nodes: Vec<NodeView> = client.get("/v1/nodes").await?;
+            if matches!(args.output, Format::Json | Format::Yaml) {
+                return output::print_data(&nodes, args.output);
+            }
+            print_nodes(&nodes, wide);
+        }
+        Kind::Deployments => {
+            let path = match &args.job {
+                Some(j) => format!("/v1/deployments?job={}", super::client::escape(j)),
+                None => "/v1/deployments".to_string(),
+            };
+            let deps: Vec<DeploymentView> = client.get(&path).await?;
+            if matches!(args.output, Format::Json | Format::Yaml) {
+                return output::print_data(&deps, args.output);
+            }
+            let header = ["ID", "Job ID", "Job Version", "Status", "Description"];
+            let mut t = if wide {
+                output::wide_table(&header)
+            } else {
+                output::table(&header)
+            };
+            for d in &deps {
+                let d = &d.deployment;
+                t.add_row(vec![
+                    if wide { d.id.clone() } else { short(&d.id) },
+                    d.job_id.clone(),
+                    d.job_version.to_string(),
+                    d.status.clone(),
+                    d.status_description.clone(),
+                ]);
+            }
+            if deps.is_empty() {
+                println!("No deployments");
+            } else {
+                output::print_table(&t);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The allocation table used by `get allocs`, `status` and `node status`.
+pub fn print_allocs(allocs: &[AllocView], wide: bool) {
+    if allocs.is_empty() {
+        println!("No allocations");
+        return;
+    }
+    let mut header = vec![
+        "ID",
+        "Node",
+        "Task Group",
+        "Version",
+        "Desired",
+        "Status",
+        "Created",
+    ];
+    if wide {
+        header.extend(["Job", "Ports"]);
+    }
+    let mut t = if wide {
+        output::wide_table(&header)
+    } else {
+        output::table(&header)
+    };
+    let mut sorted: Vec<&AllocView> = allocs.iter().collect();
+    sorted.sort_by_key(|a| std::cmp::Reverse(a.allocation.created_at_ms));
+    for a in sorted {
+        let al = &a.allocation;
+        let mut row = vec![
+            if wide { al.id.clone() } else { short(&al.id) },
+            al.node.clone(),
+            al.task_group.clone(),
+            al.job_version.to_string(),
+            enum_str(&al.desired_status),
+            enum_str(&a.client_status()),
+            age(al.created_at_ms),
+        ];
+        if wide {
+            let ports: Vec<String> = al
+                .ports
+                .iter()
+                .map(|p| format!("{}={}", p.label, p.value))
+                .collect();
+            row.extend([al.job_id.clone(), ports.join(",")]);
+        }
+        t.add_row(row);
+    }
+    output::print_table(&t);
+}
+
+/// The node table of `get nodes` and `node status`.
+pub fn print_nodes(nodes: &[NodeView], wide: bool) {
+    if nodes.is_empty() {
+        println!("No nodes");
+        return;
+    }
+    let mut header = vec![
+        "ID",
+        "DC",
+        "Name",
+        "Class",
+        "Drain",
+        "Eligibility",
+        "Status",
+    ];
+    if wide {
+        header.extend(["Address", "Allocs"]);
+    }
+    let mut t = if wide {
+        output::wide_table(&header)
+    } else {
+        output::table(&header)
+    };
+    for n in nodes {
+        let mut row = vec![
+            short(&n.node.id),
+            n.node.datacenter.clone(),
+            n.node.name.clone(),
+            if n.node.node_class.is_empty() {
+                "<none>".into()
+            } else {
+                n.node.node_class.clone()
+            },
+            n.draining.to_string(),
+            if n.eligible {
+                "eligible".into()
+            } else {
+                "ineligible".into()
+            },
+            n.status.clone(),
+        ];
+        if wide {
+            row.extend([n.node.address.clone(), n.allocations.to_string()]);
+        }
+        t.add_row(row);
+    }
+    output::print_table(&t);
+}
+
+/// A serde enum as its lowercase string.
+pub fn enum_str<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}

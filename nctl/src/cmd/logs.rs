@@ -1,0 +1,42 @@
+//! `nctl logs ALLOC [TASK] [-f] [--stderr]`: a task's output, streamed from the server.
+
+use futures::StreamExt;
+use std::io::Write;
+
+use super::client::{escape, Client};
+use super::Global;
+
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// Allocation ID (or unique prefix).
+    pub alloc: String,
+    /// Task name; may be left out when the allocation has one task.
+    pub task: Option<String>,
+    /// Keep printing new output.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Show stderr instead of stdout.
+    #[arg(long)]
+    pub stderr: bool,
+}
+
+pub async fn run(g: &Global, args: LogsArgs) -> anyhow::Result<i32> {
+    let client = Client::new(g);
+    let mut path = format!(
+        "/v1/allocation/{}/logs?type={}&follow={}",
+        escape(&args.alloc),
+        if args.stderr { "stderr" } else { "stdout" },
+        args.follow
+    );
+    if let Some(t) = &args.task {
+        path.push_str(&format!("&task={}", escape(t)));
+    }
+    let resp = client.stream(&path).await?;
+    let mut body = resp.bytes_stream();
+    let mut out = std::io::stdout();
+    while let Some(chunk) = body.next().await {
+        out.write_all(&chunk?)?;
+        out.flush()?;
+    }
+    Ok(0)
+}

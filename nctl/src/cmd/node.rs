@@ -1,0 +1,174 @@
+//! `nctl node status [NODE]`, `nctl node drain NODE`, `nctl node eligibility NODE`.
+
+use std::time::{Duration, Instant};
+
+use nomos_server::views::{AllocView, DrainRequest, EligibilityRequest, NodeView};
+
+use super::client::{escape, Client};
+use super::get::{print_allocs, print_nodes};
+use super::output::{self, print_kv, Format};
+use super::Global;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum NodeCommand {
+    /// List nodes, or show one with its allocations.
+    Status {
+        node: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Drain a node: mark it ineligible and move its allocations elsewhere.
+    Drain {
+        node: String,
+        /// Stop what remains after this many seconds (0: no deadline).
+        #[arg(long, default_value_t = 0)]
+        deadline: u64,
+        /// Leave system jobs running.
+        #[arg(long)]
+        ignore_system: bool,
+        /// Cancel a drain in progress.
+        #[arg(long)]
+        disable: bool,
+        /// Wait until no allocation runs on the node.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Toggle whether new allocations may be placed on a node.
+    Eligibility {
+        node: String,
+        #[arg(long, conflicts_with = "disable", required_unless_present = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+    },
+}
+
+pub async fn run(g: &Global, cmd: NodeCommand) -> anyhow::Result<i32> {
+    let client = Client::new(g);
+    match cmd {
+        NodeCommand::Status { node: None, output } => {
+            let nodes: Vec<NodeView> = client.get("/v1/nodes").await?;
+            if matches!(output, Format::Json | Format::Yaml) {
+                output::print_data(&nodes, output)?;
+            } else {
+                print_nodes(&nodes, output == Format::Wide);
+            }
+        }
+        NodeCommand::Status {
+            node: Some(name),
+            output,
+        } => {
+            let n: NodeView = client.get(&format!("/v1/node/{}", escape(&name))).await?;
+            let allocs: Vec<AllocView> = client
+                .get(&format!("/v1/allocations?node={}", escape(&n.node.name)))
+                .await?;
+            if matches!(output, Format::Json | Format::Yaml) {
+                output::print_data(
+                    &serde_json::json!({"node": n, "allocations": allocs}),
+                    output,
+                )?;
+                return Ok(0);
+            }
+            let drivers: Vec<String> = n
+                .node
+                .drivers
+                .iter()
+                .filter(|(_, d)| d.detected && d.healthy)
+                .map(|(k, _)| k.clone())
+                .collect();
+            print_kv(&[
+                ("ID", n.node.id.clone()),
+                ("Name", n.node.name.clone()),
+                ("Class", n.node.node_class.clone()),
+                ("DC", n.node.datacenter.clone()),
+                ("Drain", n.draining.to_string()),
+                (
+                    "Eligibility",
+                    if n.eligible {
+                        "eligible".into()
+                    } else {
+                        "ineligible".into()
+                    },
+                ),
+                ("Status", n.status.clone()),
+                ("Address", n.node.address.clone()),
+                ("Drivers", drivers.join(",")),
+                (
+                    "Resources",
+                    format!(
+                        "{} MHz, {} cores, {} MiB memory",
+                        n.node.resources.cpu_mhz,
+                        n.node.resources.cores,
+                        n.node.resources.memory_mb
+                    ),
+                ),
+            ]);
+            println!("\nAllocations");
+            print_allocs(&allocs, false);
+        }
+        NodeCommand::Drain {
+            node,
+            deadline,
+            ignore_system,
+            disable,
+            wait,
+        } => {
+            let req = DrainRequest {
+                enable: !disable,
+                deadline_secs: deadline,
+                ignore_system_jobs: ignore_system,
+            };
+            let n: NodeView = client
+                .post(&format!("/v1/node/{}/drain", escape(&node)), &req)
+                .await?;
+            if disable {
+                println!("node {}: drain cancelled", n.node.name);
+                return Ok(0);
+            }
+            println!("node {}: drain started", n.node.name);
+            if wait {
+                let start = Instant::now();
+                loop {
+                    let allocs: Vec<AllocView> = client
+                        .get(&format!("/v1/allocations?node={}", escape(&n.node.name)))
+                        .await?;
+                    let left = allocs
+                        .iter()
+                        .filter(|a| !a.client_status().is_terminal())
+                        .count();
+                    if left == 0 {
+                        println!("node {}: drain complete", n.node.name);
+                        break;
+                    }
+                    if deadline > 0 && start.elapsed() > Duration::from_secs(deadline + 60) {
+                        eprintln!(
+                            "node {}: {left} allocation(s) still running after the deadline",
+                            n.node.name
+                        );
+                        return Ok(1);
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        NodeCommand::Eligibility {
+            node,
+            enable,
+            disable,
+        } => {
+            let eligible = enable && !disable;
+            let n: NodeView = client
+                .post(
+                    &format!("/v1/node/{}/eligibility", escape(&node)),
+                    &EligibilityRequest { eligible },
+                )
+                .await?;
+            println!(
+                "node {}: {}",
+                n.node.name,
+                if n.eligible { "eligible" } else { "ineligible" }
+            );
+        }
+    }
+    Ok(0)
+}

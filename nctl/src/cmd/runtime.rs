@@ -1,0 +1,165 @@
+//! What the long-running verbs (`dev`, `server`, `agent`) share: logging set-up, a shutdown
+//! signal passed down to every part, running until Ctrl-C / SIGTERM (a second one forces the
+//! exit), the controllers' task, and the log reader for an in-process agent.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use nomos_store::Store;
+use prometheus_client::registry::Registry;
+use tokio::task::JoinSet;
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// A shutdown signal every part waits on.
+#[derive(Clone)]
+pub struct Shutdown(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Shutdown(Arc::new(tokio::sync::watch::channel(false).0))
+    }
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+    /// Resolves once [`Shutdown::trigger`] was called.
+    pub fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.subscribe();
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    }
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+async fn signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+}
+
+/// Waits for Ctrl-C / SIGTERM (or for a part to fail), then shuts everything down, waiting up to
+/// 30s for the parts to finish; a second signal exits at once. Returns the exit code.
+pub async fn run_until_signal(tasks: &mut JoinSet<anyhow::Result<()>>, shutdown: &Shutdown) -> i32 {
+    let mut code = 0;
+    tokio::select! {
+        _ = signal() => eprintln!("==> shutting down (Ctrl-C again to force)"),
+        Some(done) = tasks.join_next() => {
+            match done {
+                Ok(Ok(())) => eprintln!("==> a component stopped; shutting down"),
+                Ok(Err(e)) => { eprintln!("==> {e:#}; shutting down"); code = 1; }
+                Err(e) => { eprintln!("==> a component panicked: {e}; shutting down"); code = 1; }
+            }
+        }
+    }
+    shutdown.trigger();
+    let drain = async {
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(Err(e)) = done {
+                eprintln!("==> {e:#}");
+            }
+        }
+    };
+    tokio::select! {
+        _ = drain => {}
+        _ = signal() => { eprintln!("==> forced exit"); code = 130; }
+        _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {
+            eprintln!("==> parts did not stop within 30s; exiting");
+            tasks.abort_all();
+        }
+    }
+    code
+}
+
+/// Runs every controller against the store until shutdown (their metrics go into `registry`).
+pub fn spawn_controllers(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    config: nomos_controllers::ControllersConfig,
+    store: Arc<dyn Store>,
+    registry: &Mutex<Registry>,
+    shutdown: &Shutdown,
+) {
+    let fut = {
+        let mut reg = registry.lock().unwrap_or_else(|e| e.into_inner());
+        nomos_controllers::run(config, store, &mut reg, shutdown.wait())
+    };
+    tasks.spawn(async move { fut.await.map_err(|e| anyhow::anyhow!("controllers: {e}")) });
+}
+
+/// Serves the store over etcd's v3 protocol on `addr` (`off` disables it); returns the URL
+/// clients use.
+pub async fn spawn_store_server(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    addr: &str,
+    name: &str,
+    store: Arc<dyn Store>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<String>> {
+    if addr == "off" || addr.is_empty() {
+        return Ok(None);
+    }
+    let addr: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--store-addr {addr:?}: {e}"))?;
+    let mut config = nomos_store_server::StoreServerConfig::new(addr);
+    config.name = name.to_string();
+    let server = nomos_store_server::StoreServer::bind(config)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot serve the store on {addr}: {e}"))?;
+    let url = server.client_url();
+    let stop = shutdown.wait();
+    tasks.spawn(async move {
+        server
+            .serve(store, stop)
+            .await
+            .map_err(|e| anyhow::anyhow!("store endpoint: {e}"))
+    });
+    Ok(Some(url))
+}
+
+/// Reads the logs of the agent running in this process.
+pub struct LocalLogs {
+    pub node: String,
+    pub data_dir: PathBuf,
+}
+
+impl nomos_server::allocs::LogReader for LocalLogs {
+    fn read(
+        &self,
+        node: &str,
+        alloc: &str,
+        task: &str,
+        stderr: bool,
+        offset: u64,
+        limit: usize,
+    ) -> Option<std::io::Result<(Vec<u8>, u64)>> {
+        if node != self.node {
+            return None;
+        }
+        let stream = if stderr {
+            nomos_agent::logs::LogStream::Stderr
+        } else {
+            nomos_agent::logs::LogStream::Stdout
+        };
+        Some(
+            nomos_agent::logs::read_task_logs(&self.data_dir, alloc, task, stream, offset, limit)
+                .map(|c| (c.data, c.next_offset)),
+        )
+    }
+}

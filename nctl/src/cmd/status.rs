@@ -1,0 +1,157 @@
+//! `nctl status JOB`: the job as Nomad's `job status` shows it: details, per-group summary
+//! (queued/starting/running/failed/complete/lost), the latest deployment and the allocations.
+
+use indexmap::IndexMap;
+use nomos_api::{ClientStatus, DesiredStatus, GroupSummary};
+use nomos_server::views::{AllocView, DeploymentView, JobDetail};
+
+use super::client::Client;
+use super::get::{enum_str, print_allocs};
+use super::output::{self, print_kv, short, Format};
+use super::Global;
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Job ID (or unique prefix); without it, lists the jobs.
+    pub job: Option<String>,
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+pub async fn run(g: &Global, args: StatusArgs) -> anyhow::Result<i32> {
+    let Some(id) = args.job else {
+        let get = super::get::GetArgs {
+            kind: super::get::Kind::Jobs,
+            output: args.output,
+            job: None,
+            node: None,
+            watch: false,
+        };
+        return super::get::run(g, get).await;
+    };
+    let client = Client::new(g);
+    let detail: JobDetail = client.get(&client.job_path(&id, "")).await?;
+    let id = detail.job.id.clone();
+    let allocs: Vec<AllocView> = client.get(&client.job_path(&id, "/allocations")).await?;
+    let deployments: Vec<DeploymentView> =
+        client.get(&client.job_path(&id, "/deployments")).await?;
+    if matches!(args.output, Format::Json | Format::Yaml) {
+        let all =
+            serde_json::json!({"job": detail, "allocations": allocs, "deployments": deployments});
+        output::print_data(&all, args.output)?;
+        return Ok(0);
+    }
+    let job = &detail.job;
+    let status = detail.status.clone().unwrap_or_default();
+    let shown_status = if status.status.is_empty() {
+        if job.stop {
+            "dead (stopped)".to_string()
+        } else {
+            "pending".to_string()
+        }
+    } else if job.stop && status.status != "dead" {
+        format!("{} (stopped)", status.status)
+    } else {
+        status.status.clone()
+    };
+    print_kv(&[
+        ("ID", job.id.clone()),
+        ("Name", job.name.clone()),
+        ("Type", enum_str(&job.job_type)),
+        ("Priority", job.priority.to_string()),
+        ("Datacenters", job.datacenters.join(",")),
+        ("Namespace", job.namespace.clone()),
+        ("Status", shown_status),
+        ("Version", status.version.to_string()),
+        ("Modify Index", detail.modify_index.to_string()),
+    ]);
+    for e in &status.errors {
+        println!("Error        = {e}");
+    }
+
+    println!("\nSummary");
+    let summary = if status.summary.is_empty() {
+        summarize(&detail, &allocs)
+    } else {
+        status.summary.clone()
+    };
+    let mut t = output::table(&[
+        "Task Group",
+        "Queued",
+        "Starting",
+        "Running",
+        "Failed",
+        "Complete",
+        "Lost",
+    ]);
+    for (g, s) in &summary {
+        t.add_row(vec![
+            g.clone(),
+            s.queued.to_string(),
+            s.starting.to_string(),
+            s.running.to_string(),
+            s.failed.to_string(),
+            s.complete.to_string(),
+            s.lost.to_string(),
+        ]);
+    }
+    output::print_table(&t);
+
+    if !status.placement_failures.is_empty() {
+        println!("\nPlacement Failure");
+        for (g, why) in &status.placement_failures {
+            println!("Task Group {g:?}: {why}");
+        }
+    }
+
+    if let Some(d) = deployments.first() {
+        let d = &d.deployment;
+        println!("\nLatest Deployment");
+        print_kv(&[
+            ("ID", short(&d.id)),
+            ("Status", d.status.clone()),
+            ("Description", d.status_description.clone()),
+        ]);
+        println!("\nDeployed");
+        let mut t = output::table(&["Task Group", "Desired", "Placed", "Healthy", "Unhealthy"]);
+        for (g, dg) in &d.groups {
+            t.add_row(vec![
+                g.clone(),
+                dg.desired_total.to_string(),
+                dg.placed.to_string(),
+                dg.healthy.to_string(),
+                dg.unhealthy.to_string(),
+            ]);
+        }
+        output::print_table(&t);
+    }
+
+    println!("\nAllocations");
+    print_allocs(&allocs, false);
+    Ok(0)
+}
+
+/// The per-group summary from the allocations, when the controller has not written one.
+pub fn summarize(detail: &JobDetail, allocs: &[AllocView]) -> IndexMap<String, GroupSummary> {
+    let mut out: IndexMap<String, GroupSummary> = detail
+        .job
+        .groups
+        .iter()
+        .map(|g| (g.name.clone(), GroupSummary::default()))
+        .collect();
+    for a in allocs {
+        let s = out.entry(a.allocation.task_group.clone()).or_default();
+        match a.client_status() {
+            ClientStatus::Pending if a.allocation.desired_status == DesiredStatus::Run => {
+                s.starting += 1
+            }
+            ClientStatus::Pending => {}
+            ClientStatus::Running => s.running += 1,
+            ClientStatus::Complete => s.complete += 1,
+            ClientStatus::Failed => s.failed += 1,
+            ClientStatus::Lost => s.lost += 1,
+            ClientStatus::Unknown => s.unknown += 1,
+        }
+    }
+    out
+}

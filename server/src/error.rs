@@ -1,0 +1,95 @@
+//! The server's error enum and how each variant renders as an HTTP response: a status code and
+//! a JSON body `{ "error": "...", "diagnostics": [...] }` (diagnostics only for job files).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use nomos_store::StoreError;
+use thiserror::Error;
+
+use crate::views::{DiagnosticView, ErrorBody};
+
+/// Everything a request (or serving itself) can fail with.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    /// The job file or body did not validate; carries every positioned diagnostic.
+    #[error("{message}")]
+    InvalidJob {
+        message: String,
+        diagnostics: Vec<DiagnosticView>,
+    },
+    /// The body was not what the endpoint takes (malformed JSON, wrong shape).
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// An ID prefix matched more than one object.
+    #[error("{0}")]
+    Ambiguous(String),
+    /// A check-index or an optimistic write lost a race.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("request body is larger than the server accepts")]
+    TooLarge,
+    /// A value in the store could not be decoded.
+    #[error("stored value at {key} is not valid: {message}")]
+    Corrupt { key: String, message: String },
+    #[error("store request failed: {0}")]
+    Store(#[from] StoreError),
+    /// A controller operation run on request (a forced gc) failed.
+    #[error("{0}")]
+    Internal(String),
+    /// Talking to an agent (logs, restart) failed.
+    #[error("agent request failed: {0}")]
+    Agent(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serving HTTP failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+impl ServerError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ServerError::InvalidJob { .. } | ServerError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ServerError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServerError::Ambiguous(_) => StatusCode::CONFLICT,
+            ServerError::Conflict(_) => StatusCode::CONFLICT,
+            ServerError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ServerError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ServerError::Store(StoreError::Compacted { .. }) => StatusCode::GONE,
+            ServerError::Agent(_) => StatusCode::BAD_GATEWAY,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ServerError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let diagnostics = match &self {
+            ServerError::InvalidJob { diagnostics, .. } => diagnostics.clone(),
+            _ => Vec::new(),
+        };
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "request failed");
+        }
+        (
+            status,
+            Json(ErrorBody {
+                error: self.to_string(),
+                diagnostics,
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// The fallback for unknown paths: a JSON 404 rather than an empty body.
+pub async fn not_found(uri: axum::http::Uri) -> ServerError {
+    ServerError::NotFound(format!("no such endpoint: {}", uri.path()))
+}

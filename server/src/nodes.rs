@@ -1,0 +1,246 @@
+//! Node handlers: list and get (the agent's registration joined with the user's node spec and
+//! liveness from `/nomos/heartbeats/`), eligibility and drain (written to `/nomos/nodespec/<node>`,
+//! the key users own; the drain loop acts on it). Also the plan's simple feasibility count.
+
+use axum::extract::{Path, State};
+use axum::Json;
+use nomos_api::{DrainSpec, Job, Node, NodeSpec, TaskGroup};
+use nomos_store::{KeySelector, RangeOptions};
+
+use crate::body::JsonBody;
+use crate::error::ServerError;
+use crate::kv::{self, Entry};
+use crate::views::{DrainRequest, EligibilityRequest, NodeView};
+use crate::AppState;
+
+/// Every registered node with spec, liveness and allocation count.
+pub async fn all_nodes(st: &AppState) -> Result<Vec<NodeView>, ServerError> {
+    let nodes: Vec<Entry<Node>> = kv::list_json(st.store.as_ref(), keys::NODES_PREFIX).await?;
+    let specs: Vec<Entry<NodeSpec>> =
+        kv::list_json(st.store.as_ref(), keys::NODE_SPECS_PREFIX).await?;
+    let beats = st
+        .store
+        .range(
+            KeySelector::prefix(keys::HEARTBEATS_PREFIX),
+            RangeOptions {
+                keys_only: true,
+                ..RangeOptions::default()
+            },
+        )
+        .await?;
+    let alive: std::collections::HashSet<String> = beats
+        .kvs
+        .iter()
+        .map(|kv| kv.key_str().into_owned())
+        .collect();
+    let allocs = crate::allocs::all_allocs(st).await?;
+    Ok(nodes
+        .into_iter()
+        .map(|e| {
+            let name = e
+                .key
+                .strip_prefix(keys::NODES_PREFIX)
+                .unwrap_or(&e.key)
+                .to_string();
+            let spec = specs
+                .iter()
+                .find(|s| s.key == keys::node_spec(&name))
+                .map(|s| s.value.clone())
+                .unwrap_or_default();
+            let running = allocs
+                .iter()
+                .filter(|a| {
+                    a.allocation.node == name
+                        && a.allocation.desired_status == nomos_api::DesiredStatus::Run
+                        && !a.client_status().is_terminal()
+                })
+                .count() as u32;
+            view(
+                e.value,
+                name,
+                spec,
+                alive.contains(&keys::heartbeat_key(&e.key)),
+                running,
+            )
+        })
+        .collect())
+}
+
+fn view(mut node: Node, name: String, spec: NodeSpec, alive: bool, allocations: u32) -> NodeView {
+    if node.name.is_empty() {
+        node.name = name;
+    }
+    NodeView {
+        eligible: spec.eligible.unwrap_or(true),
+        draining: spec.drain.is_some(),
+        status: if alive { "ready" } else { "disconnected" }.to_string(),
+        node,
+        spec,
+        allocations,
+    }
+}
+
+/// One node by exact name, unique name prefix, or unique id prefix.
+pub async fn get_node(st: &AppState, name: &str) -> Result<NodeView, ServerError> {
+    let all = all_nodes(st).await?;
+    if let Some(n) = all
+        .iter()
+        .find(|n| n.node.name == name || n.node.id == name)
+    {
+        return Ok(n.clone());
+    }
+    match kv::resolve_prefix(&all, name, "node", |n| n.node.name.as_str()) {
+        Ok(n) => Ok(n.clone()),
+        Err(ServerError::NotFound(_)) => {
+            kv::resolve_prefix(&all, name, "node", |n| n.node.id.as_str()).cloned()
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `GET /v1/nodes`.
+pub async fn list(State(st): State<AppState>) -> Result<Json<Vec<NodeView>>, ServerError> {
+    Ok(Json(all_nodes(&st).await?))
+}
+
+/// `GET /v1/node/{name}`.
+pub async fn get(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<NodeView>, ServerError> {
+    Ok(Json(get_node(&st, &name).await?))
+}
+
+/// Reads, changes and writes a node's spec with a compare on its mod_revision (retrying once on
+/// a concurrent change).
+async fn update_spec(
+    st: &AppState,
+    name: &str,
+    change: impl Fn(&mut NodeSpec),
+) -> Result<NodeView, ServerError> {
+    let node = get_node(st, name).await?;
+    let key = keys::node_spec(&node.node.name);
+    for _ in 0..3 {
+        let (mut spec, rev) = match kv::get_json::<NodeSpec>(st.store.as_ref(), &key).await? {
+            Some(e) => (e.value, e.mod_revision),
+            None => (NodeSpec::default(), 0),
+        };
+        change(&mut spec);
+        match kv::put_if(st.store.as_ref(), &key, &spec, rev).await {
+            Ok(_) => return get_node(st, &node.node.name).await,
+            Err(ServerError::Conflict(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ServerError::Conflict(format!(
+        "{key} keeps changing; try again"
+    )))
+}
+
+/// `POST /v1/node/{name}/eligibility` `{ "eligible": bool }`.
+pub async fn eligibility(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(req): JsonBody<EligibilityRequest>,
+) -> Result<Json<NodeView>, ServerError> {
+    Ok(Json(
+        update_spec(&st, &name, |s| s.eligible = Some(req.eligible)).await?,
+    ))
+}
+
+/// `POST /v1/node/{name}/drain` `{ "enable": true, "deadline_secs": N, "ignore_system_jobs": b }`:
+/// starts a drain (marking the node ineligible) or, with `enable: false`, cancels it.
+pub async fn drain(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(req): JsonBody<DrainRequest>,
+) -> Result<Json<NodeView>, ServerError> {
+    let now = crate::allocs::now_ms();
+    let view = update_spec(&st, &name, |s| {
+        if req.enable {
+            s.eligible = Some(false);
+            s.drain = Some(DrainSpec {
+                deadline_ms: if req.deadline_secs == 0 {
+                    0
+                } else {
+                    now + req.deadline_secs as i64 * 1000
+                },
+                ignore_system_jobs: req.ignore_system_jobs,
+                started_at_ms: now,
+            });
+        } else {
+            s.drain = None;
+        }
+    })
+    .await?;
+    Ok(Json(view))
+}
+
+/// How many live, eligible nodes could run the group: datacenter, node pool and drivers match.
+/// (The controllers' placement engine decides for real; this is the plan's first look.)
+pub fn feasible_nodes(job: &Job, group: &TaskGroup, nodes: &[NodeView]) -> u32 {
+    nodes
+        .iter()
+        .filter(|n| n.status == "ready" && n.eligible && !n.draining)
+        .filter(|n| {
+            job.datacenters.is_empty()
+                || job
+                    .datacenters
+                    .iter()
+                    .any(|dc| dc == "*" || glob_match(dc, &n.node.datacenter))
+        })
+        .filter(|n| {
+            group.tasks.iter().all(|t| {
+                n.node
+                    .drivers
+                    .get(&t.driver)
+                    .is_some_and(|d| d.detected && d.healthy)
+            })
+        })
+        .count() as u32
+}
+
+/// `*` wildcards, as Nomad allows in `datacenters`.
+fn glob_match(pattern: &str, value: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == value,
+        Some((head, tail)) => {
+            value.len() >= head.len() + tail.len()
+                && value.starts_with(head)
+                && value.ends_with(tail)
+        }
+    }
+}
+
+mod keys_ext {
+    /// `/nomos/heartbeats/<node>` for a `/nomos/nodes/<node>` key.
+    pub fn heartbeat_key(node_key: &str) -> String {
+        let name = node_key
+            .strip_prefix(nomos_store::keys::NODES_PREFIX)
+            .unwrap_or(node_key);
+        nomos_store::keys::heartbeat(name)
+    }
+}
+
+mod keys {
+    pub use super::keys_ext::heartbeat_key;
+    pub use nomos_store::keys::*;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datacenter_globs() {
+        for (p, v, want) in [
+            ("dc1", "dc1", true),
+            ("dc*", "dc2", true),
+            ("*", "x", true),
+            ("dc1", "dc2", false),
+            ("eu-*-1", "eu-west-1", true),
+        ] {
+            assert_eq!(glob_match(p, v), want, "{p} {v}");
+        }
+    }
+}

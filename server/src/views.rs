@@ -1,0 +1,261 @@
+//! The JSON bodies of the API, shared with `nctl`: requests it sends and responses it decodes.
+//! Stored objects (Job, Allocation, Node, ...) appear in their canonical form from `nomos-api`.
+
+use indexmap::IndexMap;
+use nomos_api::{
+    AllocStatus, Allocation, Deployment, GroupSummary, Job, JobStatus, Node, NodeSpec,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::diff::Change;
+
+/// Every error: a message and, for job files, the positioned diagnostics.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ErrorBody {
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnostics: Vec<DiagnosticView>,
+}
+
+/// A positioned message about a job file (`file:line:column: message`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DiagnosticView {
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+    /// `error` or `warning`.
+    pub severity: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for DiagnosticView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if self.severity == "warning" {
+            write!(f, "warning: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// `POST /v1/jobs` and `POST /v1/jobs/plan`: a job file's text, or a canonical job.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ApplyRequest {
+    /// The job file's text (HCL, YAML or JSON); the server parses it.
+    pub source: Option<String>,
+    /// Name used in diagnostics and to pick the format by extension (`job.hcl`).
+    pub filename: Option<String>,
+    /// HCL input variables (`-var name=value`).
+    pub vars: IndexMap<String, String>,
+    /// A canonical job, instead of `source`.
+    pub job: Option<Job>,
+    /// Only write if the stored spec's modify index (mod_revision) equals this (0: must not exist).
+    pub check_index: Option<i64>,
+}
+
+/// What happened to one job of an apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApplyOutcome {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyResult {
+    pub namespace: String,
+    pub id: String,
+    pub outcome: ApplyOutcome,
+    /// mod_revision of the spec key after the apply (the check-index for the next one).
+    pub modify_index: i64,
+    pub changes: Vec<Change>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ApplyResponse {
+    pub jobs: Vec<ApplyResult>,
+    pub warnings: Vec<DiagnosticView>,
+}
+
+/// The dry run of one job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanResult {
+    pub namespace: String,
+    pub id: String,
+    /// `created`, `updated` or `unchanged`, as an apply would report it.
+    pub outcome: ApplyOutcome,
+    pub changes: Vec<Change>,
+    /// The stored spec's modify index, to pass as check-index to a following apply.
+    pub modify_index: i64,
+    /// Per group: desired count and how many allocations of it run now.
+    pub groups: Vec<PlanGroup>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanGroup {
+    pub name: String,
+    pub count: u32,
+    /// Allocations of the group that are not terminal now.
+    pub existing: u32,
+    /// `create`, `update`, `destroy` or `none`.
+    pub action: String,
+    /// Feasible nodes for the group, when the server can tell.
+    pub feasible_nodes: Option<u32>,
+    /// New allocations the scheduler's dry run placed, and on which nodes.
+    #[serde(default)]
+    pub placed: u32,
+    #[serde(default)]
+    pub placements: IndexMap<String, u32>,
+    /// Why some could not be placed (the scheduler's summary), if any failed.
+    #[serde(default)]
+    pub placement_failure: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct PlanResponse {
+    pub jobs: Vec<PlanResult>,
+    pub warnings: Vec<DiagnosticView>,
+}
+
+/// One line of `GET /v1/jobs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobListEntry {
+    pub namespace: String,
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub job_type: String,
+    pub priority: i32,
+    pub stop: bool,
+    /// `pending`, `running` or `dead` (from the job status; `pending` before the controller wrote one).
+    pub status: String,
+    pub version: u64,
+    pub summary: IndexMap<String, GroupSummary>,
+    pub modify_index: i64,
+}
+
+/// `GET /v1/job/{id}`: the spec, its modify index and what the controllers report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobDetail {
+    pub job: Job,
+    pub modify_index: i64,
+    pub status: Option<JobStatus>,
+}
+
+/// One accepted version from `/nomos/jobversions/...` (as written by the controllers).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobVersionView {
+    pub version: u64,
+    pub job: Option<Job>,
+    /// Whether this version is the job's last stable one.
+    pub stable: bool,
+    /// The stored value, as the controllers wrote it.
+    pub raw: serde_json::Value,
+    pub modify_index: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct StopRequest {
+    /// Remove the spec key altogether.
+    pub purge: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct RevertRequest {
+    pub version: u64,
+    #[serde(default)]
+    pub check_index: Option<i64>,
+}
+
+/// An allocation joined with what its agent reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AllocView {
+    pub allocation: Allocation,
+    pub status: Option<AllocStatus>,
+    pub modify_index: i64,
+}
+
+impl AllocView {
+    /// The client status, `pending` until the agent reported.
+    pub fn client_status(&self) -> nomos_api::ClientStatus {
+        self.status
+            .as_ref()
+            .map(|s| s.client_status)
+            .unwrap_or_default()
+    }
+}
+
+/// A node with its user spec and liveness.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeView {
+    pub node: Node,
+    pub spec: NodeSpec,
+    /// `ready` while the heartbeat key exists, `disconnected` once it lapsed.
+    pub status: String,
+    pub eligible: bool,
+    pub draining: bool,
+    /// Non-terminal allocations placed on the node.
+    pub allocations: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct EligibilityRequest {
+    pub eligible: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DrainRequest {
+    /// `false` cancels a drain (the node stays ineligible until made eligible).
+    pub enable: bool,
+    /// Seconds from now after which remaining allocations are stopped; 0 for none.
+    pub deadline_secs: u64,
+    pub ignore_system_jobs: bool,
+}
+
+impl Default for DrainRequest {
+    fn default() -> Self {
+        DrainRequest {
+            enable: true,
+            deadline_secs: 0,
+            ignore_system_jobs: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeploymentView {
+    pub deployment: Deployment,
+    pub modify_index: i64,
+}
+
+/// `GET /v1/status`: the store's revision and the server's version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusView {
+    pub version: String,
+    pub revision: i64,
+    pub compact_revision: i64,
+}
+
+/// One event of `GET /v1/events`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventView {
+    pub revision: i64,
+    /// `put` or `delete`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The topic (`jobs`, `allocs`, `allocstatus`, `nodes`, ...): the key's second segment.
+    pub topic: String,
+    pub key: String,
+    /// The new value decoded as JSON (null for deletes or non-JSON values).
+    pub value: serde_json::Value,
+}
+
+/// `POST /v1/system/gc`: how many objects a forced collection removed.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct GcResponse {
+    pub collected: usize,
+}

@@ -1,0 +1,167 @@
+//! Test harness: the real router on a loopback port 0 over an in-memory embedded store, and a
+//! small JSON client.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use nomos_server::AppState;
+use nomos_store::{EmbeddedStore, PutOptions, Store};
+use serde_json::Value;
+
+pub struct TestServer {
+    pub base: String,
+    pub store: Arc<dyn Store>,
+    pub client: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|s| s, nomos_server::DEFAULT_BODY_LIMIT).await
+    }
+
+    pub async fn start_with(configure: impl FnOnce(AppState) -> AppState, limit: usize) -> Self {
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+        let state = configure(AppState::with_store(store.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            nomos_server::serve(listener, state, limit, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        TestServer {
+            base: format!("http://{addr}"),
+            store,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self.client.get(self.url(path)).send().await.expect("GET");
+        decode(resp).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        decode(resp).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        decode(resp).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("DELETE");
+        decode(resp).await
+    }
+
+    pub async fn put_json(&self, key: &str, value: &Value) {
+        self.store
+            .put(
+                key.as_bytes().to_vec(),
+                serde_json::to_vec(value).unwrap(),
+                PutOptions::default(),
+            )
+            .await
+            .expect("store put");
+    }
+
+    pub async fn read_json(&self, key: &str) -> Option<Value> {
+        let resp = self
+            .store
+            .range(nomos_store::KeySelector::key(key), Default::default())
+            .await
+            .expect("store range");
+        resp.kvs
+            .first()
+            .map(|kv| serde_json::from_slice(&kv.value).expect("stored JSON"))
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(std::time::Duration::from_secs(10), task)
+                .await
+                .expect("server shuts down within 10s")
+                .expect("server task");
+        }
+    }
+}
+
+pub async fn decode(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+pub const WEB_HCL: &str = r#"
+job "web" {
+  datacenters = ["dc1"]
+  type = "service"
+
+  group "frontend" {
+    count = 2
+
+    network {
+      port "http" {}
+    }
+
+    task "server" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sleep"
+        args    = ["1000"]
+      }
+      resources {
+        cpu    = 100
+        memory = 64
+      }
+    }
+  }
+}
+"#;
+
+/// Applies a job file's text through the API.
+pub async fn apply_source(srv: &TestServer, filename: &str, source: &str) -> (u16, Value) {
+    srv.post(
+        "/v1/jobs",
+        serde_json::json!({"source": source, "filename": filename}),
+    )
+    .await
+}

@@ -1,0 +1,423 @@
+//! Allocations, nodes and deployments over real HTTP, with the controllers' and agents' keys
+//! written straight into the store as they would write them.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use nomos_server::allocs::LogReader;
+use serde_json::json;
+
+async fn seed_allocs(srv: &TestServer) {
+    for (node, id, job, group) in [
+        ("n1", "aaaa1111-0000", "web", "frontend"),
+        ("n1", "aaaa2222-0000", "web", "frontend"),
+        ("n2", "bbbb3333-0000", "db", "main"),
+    ] {
+        srv.put_json(
+            &format!("/nomos/allocs/{node}/{id}"),
+            &json!({"id": id, "namespace": "default", "job_id": job, "task_group": group,
+                    "name": format!("{job}.{group}[0]"), "node": node, "desired_status": "run"}),
+        )
+        .await;
+    }
+    srv.put_json(
+        "/nomos/allocstatus/n1/aaaa1111-0000",
+        &json!({"alloc_id": "aaaa1111-0000", "client_status": "running",
+                "task_states": {"server": {"state": "running"}}}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn allocations_list_by_job_and_node_joined_with_their_status() {
+    let srv = TestServer::start().await;
+    seed_allocs(&srv).await;
+    let (code, all) = srv.get("/v1/allocations").await;
+    assert_eq!(code, 200);
+    assert_eq!(all.as_array().unwrap().len(), 3);
+
+    let (_, web) = srv.get("/v1/allocations?job=web").await;
+    assert_eq!(web.as_array().unwrap().len(), 2);
+    let running = web
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["allocation"]["id"] == "aaaa1111-0000")
+        .unwrap();
+    assert_eq!(running["status"]["client_status"], "running");
+    let pending = web
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["allocation"]["id"] == "aaaa2222-0000")
+        .unwrap();
+    assert!(pending["status"].is_null());
+
+    let (_, on_n2) = srv.get("/v1/allocations?node=n2").await;
+    assert_eq!(on_n2.as_array().unwrap().len(), 1);
+    assert_eq!(on_n2[0]["allocation"]["job_id"], "db");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn allocations_are_found_by_unique_prefix() {
+    let srv = TestServer::start().await;
+    seed_allocs(&srv).await;
+    let (code, one) = srv.get("/v1/allocation/aaaa1").await;
+    assert_eq!(code, 200, "{one}");
+    assert_eq!(one["allocation"]["id"], "aaaa1111-0000");
+    let (code, amb) = srv.get("/v1/allocation/aaaa").await;
+    assert_eq!(code, 409);
+    assert!(
+        amb["error"].as_str().unwrap().contains("matches 2"),
+        "{amb}"
+    );
+    let (code, _) = srv.get("/v1/allocation/zzz").await;
+    assert_eq!(code, 404);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn stopping_an_allocation_marks_it_desired_stop() {
+    let srv = TestServer::start().await;
+    seed_allocs(&srv).await;
+    let (code, body) = srv.post("/v1/allocation/bbbb/stop", json!({})).await;
+    assert_eq!(code, 200, "{body}");
+    let stored = srv
+        .read_json("/nomos/allocs/n2/bbbb3333-0000")
+        .await
+        .unwrap();
+    assert_eq!(stored["desired_status"], "stop");
+    assert_eq!(stored["desired_description"], "stopped by user");
+    srv.stop().await;
+}
+
+struct FakeLogs;
+
+impl LogReader for FakeLogs {
+    fn read(
+        &self,
+        node: &str,
+        alloc: &str,
+        task: &str,
+        stderr: bool,
+        offset: u64,
+        limit: usize,
+    ) -> Option<std::io::Result<(Vec<u8>, u64)>> {
+        if node != "n1" {
+            return None;
+        }
+        let text = format!("{alloc}/{task}/{}\n", if stderr { "err" } else { "out" });
+        let bytes = text.as_bytes();
+        let start = (offset as usize).min(bytes.len());
+        let end = (start + limit).min(bytes.len());
+        Some(Ok((bytes[start..end].to_vec(), end as u64)))
+    }
+}
+
+#[tokio::test]
+async fn logs_are_read_through_the_local_reader() {
+    let srv = TestServer::start_with(
+        |mut s| {
+            s.logs = Some(Arc::new(FakeLogs));
+            s
+        },
+        nomos_server::DEFAULT_BODY_LIMIT,
+    )
+    .await;
+    seed_allocs(&srv).await;
+    let resp = srv
+        .client
+        .get(srv.url("/v1/allocation/aaaa1/logs"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.text().await.unwrap(), "aaaa1111-0000/server/out\n");
+    let resp = srv
+        .client
+        .get(srv.url("/v1/allocation/aaaa1/logs?task=server&type=stderr&offset=5"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.text().await.unwrap(), "111-0000/server/err\n");
+    let (code, body) = srv.get("/v1/allocation/aaaa1/logs?task=nope").await;
+    assert_eq!(code, 404, "{body}");
+    let (code, _) = srv.get("/v1/allocation/aaaa1/logs?type=stdin").await;
+    assert_eq!(code, 400);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn followed_logs_end_when_the_server_shuts_down() {
+    let srv = TestServer::start_with(
+        |mut s| {
+            s.logs = Some(Arc::new(FakeLogs));
+            s
+        },
+        nomos_server::DEFAULT_BODY_LIMIT,
+    )
+    .await;
+    seed_allocs(&srv).await;
+    let mut resp = srv
+        .client
+        .get(srv.url("/v1/allocation/aaaa1/logs?follow=true"))
+        .send()
+        .await
+        .unwrap();
+    let first = resp.chunk().await.unwrap().expect("first chunk");
+    assert_eq!(&first[..], b"aaaa1111-0000/server/out\n");
+    srv.stop().await;
+}
+
+async fn seed_node(srv: &TestServer, name: &str, alive: bool) {
+    srv.put_json(
+        &format!("/nomos/nodes/{name}"),
+        &json!({"name": name, "id": format!("{name}-id-0001"), "datacenter": "dc1",
+                "resources": {"cpu_mhz": 4000, "cores": 2, "memory_mb": 4096, "disk_mb": 10000,
+                              "min_dynamic_port": 20000, "max_dynamic_port": 20100},
+                "drivers": {"raw_exec": {"detected": true, "healthy": true}}}),
+    )
+    .await;
+    if alive {
+        srv.put_json(&format!("/nomos/heartbeats/{name}"), &json!({}))
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn nodes_show_liveness_eligibility_and_drain() {
+    let srv = TestServer::start().await;
+    seed_node(&srv, "n1", true).await;
+    seed_node(&srv, "n2", false).await;
+    seed_allocs(&srv).await;
+    let (code, nodes) = srv.get("/v1/nodes").await;
+    assert_eq!(code, 200);
+    let nodes = nodes.as_array().unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(nodes[0]["status"], "ready");
+    assert_eq!(nodes[0]["allocations"], 2);
+    assert_eq!(nodes[0]["eligible"], true);
+    assert_eq!(nodes[1]["status"], "disconnected");
+
+    let (code, n) = srv
+        .post("/v1/node/n1/eligibility", json!({"eligible": false}))
+        .await;
+    assert_eq!(code, 200, "{n}");
+    assert_eq!(n["eligible"], false);
+    assert_eq!(
+        srv.read_json("/nomos/nodespec/n1").await.unwrap()["eligible"],
+        false
+    );
+
+    let (code, n) = srv
+        .post("/v1/node/n2/drain", json!({"deadline_secs": 60}))
+        .await;
+    assert_eq!(code, 200, "{n}");
+    assert_eq!(n["draining"], true);
+    let spec = srv.read_json("/nomos/nodespec/n2").await.unwrap();
+    assert!(spec["drain"]["deadline_ms"].as_i64().unwrap() > 0);
+    assert_eq!(spec["eligible"], false);
+
+    let (_, n) = srv
+        .post("/v1/node/n2/drain", json!({"enable": false}))
+        .await;
+    assert_eq!(n["draining"], false);
+
+    let (code, by_id) = srv.get("/v1/node/n1-id").await;
+    assert_eq!(code, 200, "{by_id}");
+    assert_eq!(by_id["node"]["name"], "n1");
+    let (code, _) = srv.get("/v1/node/n").await;
+    assert_eq!(code, 409);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn plan_counts_feasible_nodes() {
+    let srv = TestServer::start().await;
+    seed_node(&srv, "n1", true).await;
+    seed_node(&srv, "n2", false).await;
+    let (code, plan) = srv
+        .post(
+            "/v1/jobs/plan",
+            json!({"source": WEB_HCL, "filename": "web.hcl"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{plan}");
+    let group = &plan["jobs"][0]["groups"][0];
+    assert_eq!(group["feasible_nodes"], 1);
+    assert_eq!(group["placed"], 2, "{group}");
+    assert_eq!(group["placements"]["n1"], 2, "{group}");
+    assert!(group["placement_failure"].is_null());
+
+    let huge = WEB_HCL.replace("memory = 64", "memory = 99999");
+    let (_, plan) = srv
+        .post(
+            "/v1/jobs/plan",
+            json!({"source": huge, "filename": "web.hcl"}),
+        )
+        .await;
+    let group = &plan["jobs"][0]["groups"][0];
+    assert_eq!(group["placed"], 0, "{group}");
+    assert!(
+        group["placement_failure"]
+            .as_str()
+            .unwrap()
+            .contains("memory"),
+        "{group}"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_forced_gc_collects_a_stopped_jobs_finished_allocations() {
+    let srv = TestServer::start().await;
+    apply_source(&srv, "web.hcl", WEB_HCL).await;
+    srv.post("/v1/job/web/stop", json!({})).await;
+    srv.put_json(
+        "/nomos/allocs/n1/dead-0001",
+        &json!({"id": "dead-0001", "namespace": "default", "job_id": "web", "task_group": "frontend",
+                "node": "n1", "desired_status": "stop"}),
+    )
+    .await;
+    srv.put_json(
+        "/nomos/allocstatus/n1/dead-0001",
+        &json!({"alloc_id": "dead-0001", "client_status": "complete"}),
+    )
+    .await;
+    let (code, body) = srv.post("/v1/system/gc", json!({})).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body["collected"].as_u64().unwrap() >= 1, "{body}");
+    assert!(srv.read_json("/nomos/allocs/n1/dead-0001").await.is_none());
+}
+
+#[tokio::test]
+async fn deployments_can_be_read_promoted_and_failed() {
+    let srv = TestServer::start().await;
+    srv.put_json(
+        "/nomos/deployments/default/web/dep-1234",
+        &json!({"id": "dep-1234", "namespace": "default", "job_id": "web", "job_version": 1,
+                "status": "running", "groups": {"frontend": {"desired_total": 2, "desired_canaries": 1}}}),
+    )
+    .await;
+    let (code, list) = srv.get("/v1/deployments?job=web").await;
+    assert_eq!(code, 200);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let (code, d) = srv.get("/v1/deployment/dep").await;
+    assert_eq!(code, 200);
+    assert_eq!(d["deployment"]["job_version"], 1);
+
+    let (code, d) = srv.post("/v1/deployment/dep/promote", json!({})).await;
+    assert_eq!(code, 200, "{d}");
+    assert_eq!(d["deployment"]["groups"]["frontend"]["promoted"], true);
+    let (code, d) = srv.post("/v1/deployment/dep/fail", json!({})).await;
+    assert_eq!(code, 200, "{d}");
+    assert_eq!(
+        srv.read_json("/nomos/deployments/default/web/dep-1234")
+            .await
+            .unwrap()["status"],
+        "failed"
+    );
+    let (code, _) = srv.post("/v1/deployment/dep/fail", json!({})).await;
+    assert_eq!(code, 409);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn the_event_stream_delivers_store_changes() {
+    let srv = TestServer::start().await;
+    // The response head arrives once the watch is registered; changes after it are delivered.
+    let mut resp = srv
+        .client
+        .get(srv.url("/v1/events?topic=nodes"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    srv.put_json("/nomos/jobs/default/x", &json!({"id": "x"}))
+        .await;
+    srv.put_json("/nomos/nodes/n9", &json!({"name": "n9"}))
+        .await;
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), resp.chunk())
+            .await
+            .expect("an event within 10s")
+            .unwrap()
+            .expect("stream open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("event: nodes"), "{text}");
+    assert!(text.contains("\"key\":\"/nomos/nodes/n9\""), "{text}");
+    assert!(!text.contains("/nomos/jobs/"), "{text}");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_with_http_counters() {
+    let srv = TestServer::start().await;
+    srv.get("/v1/jobs").await;
+    let resp = srv.client.get(srv.url("/metrics")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("# TYPE nomos_http_requests_total counter"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "nomos_http_requests_total{route=\"/v1/jobs\",method=\"GET\",code=\"200\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("nomos_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("# EOF"),
+        "plain clients get the Prometheus text format"
+    );
+    let om = srv
+        .client
+        .get(srv.url("/metrics"))
+        .header("accept", "application/openmetrics-text")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(om.trim_end().ends_with("# EOF"), "{om}");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn the_event_stream_resumes_after_an_index() {
+    let srv = TestServer::start().await;
+    let (_, status) = srv.get("/v1/status").await;
+    let rev = status["revision"].as_i64().unwrap();
+    srv.put_json("/nomos/nodes/n7", &json!({"name": "n7"}))
+        .await;
+    let mut resp = srv
+        .client
+        .get(srv.url(&format!("/v1/events?topic=nodes&index={rev}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), resp.chunk())
+            .await
+            .expect("the missed event within 10s")
+            .unwrap()
+            .expect("stream open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("\"key\":\"/nomos/nodes/n7\""), "{text}");
+    assert!(text.contains(&format!("id: {}", rev + 1)), "{text}");
+    srv.stop().await;
+}

@@ -1,0 +1,446 @@
+//! The embedded backend: etcd's semantics in one process, durable on local disk.
+//!
+//! Layout:
+//! - `state`: the in-memory MVCC state (key histories, event log, leases); pure.
+//! - `persist`: the SQLite log (WAL, `synchronous=FULL`) the state is rebuilt from.
+//! - `watch`: watch streams fed in-process by the writer.
+//! - this module: [`EmbeddedStore`] and its single writer thread.
+//!
+//! Writes go through one writer thread that practises group commit: it takes every request
+//! waiting in its queue, applies them to the in-memory state in order, commits all their rows in
+//! one SQLite transaction, and only then makes the new revision visible to readers, publishes the
+//! events to watchers and acknowledges the callers. A `kill -9` therefore loses no acknowledged
+//! write, and readers never see a write that could still be lost. The same thread expires leases
+//! on time (their deadlines are persisted, so a lease granted before a restart still expires).
+
+mod persist;
+mod state;
+#[cfg(test)]
+mod tests;
+mod watch;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use tokio::sync::oneshot;
+
+use self::persist::Db;
+use self::state::{Effects, Event, State};
+use crate::{
+    validate, DeleteOptions, DeleteResponse, KeySelector, LeaseGrant, LeaseInfo, PutOptions,
+    PutResponse, RangeOptions, RangeResponse, Result, Store, StoreError, StoreStatus, Txn, TxnOp,
+    TxnOpResponse, TxnResponse, WatchOptions, WatchStream,
+};
+
+pub use self::persist::DB_FILE;
+
+/// Most requests the writer folds into one commit.
+const MAX_BATCH: usize = 4096;
+/// Most bytes of keys and values the writer folds into one commit.
+const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
+/// Longest the writer waits for the rest of a group of writers before committing.
+const GATHER_WINDOW: Duration = Duration::from_micros(300);
+
+/// Tuning of an [`EmbeddedStore`].
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    /// How often an idle watch with `progress_notify` receives a progress notification
+    /// (etcd's `--experimental-watch-progress-notify-interval`, 10 minutes by default there).
+    pub progress_notify_interval: Duration,
+    /// Keep about this many revisions of history and compact older ones automatically (as
+    /// etcd's `--auto-compaction-mode=revision`); 0 keeps everything until [`Store::compact`].
+    pub auto_compaction_retention: i64,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        EmbeddedOptions {
+            progress_notify_interval: Duration::from_secs(5),
+            auto_compaction_retention: 0,
+        }
+    }
+}
+
+/// A batch of committed events, shared by every watcher.
+pub(crate) type Batch = Arc<Vec<Arc<Event>>>;
+
+pub(crate) struct Locked {
+    pub state: State,
+    pub watchers: Vec<tokio::sync::mpsc::UnboundedSender<Batch>>,
+    /// Set when a commit failed: the in-memory state is then ahead of the disk.
+    pub failed: Option<String>,
+}
+
+pub(crate) struct Shared {
+    pub locked: Mutex<Locked>,
+    /// Newest durable revision: what readers see.
+    pub visible: AtomicI64,
+    pub db_size: AtomicI64,
+    pub options: EmbeddedOptions,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, Locked> {
+        self.locked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T>>;
+
+fn txn_size(txn: &Txn) -> usize {
+    txn.success
+        .iter()
+        .chain(&txn.failure)
+        .map(|op| match op {
+            TxnOp::Put { key, value, .. } => key.len() + value.len(),
+            TxnOp::Txn(inner) => txn_size(inner),
+            _ => 0,
+        })
+        .sum()
+}
+
+enum Request {
+    Txn(Txn, Reply<TxnResponse>),
+    LeaseGrant(i64, i64, Reply<LeaseGrant>),
+    LeaseKeepAlive(i64, Reply<i64>),
+    LeaseRevoke(i64, Reply<()>),
+    Compact(i64, Reply<()>),
+    Shutdown,
+}
+
+impl Request {
+    /// Approximate bytes the request writes.
+    fn size(&self) -> usize {
+        match self {
+            Request::Txn(txn, _) => txn_size(txn),
+            _ => 0,
+        }
+    }
+}
+
+/// The embedded store. Cheap to share as `Arc<dyn Store>`; dropping it stops its writer thread
+/// and ends its watches.
+pub struct EmbeddedStore {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Request>,
+    writer: Option<JoinHandle<()>>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in a data directory.
+    pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, EmbeddedOptions::default())
+    }
+
+    pub fn open_with(dir: &Path, options: EmbeddedOptions) -> Result<Self> {
+        let db = Db::open(dir)?;
+        let state = db.load()?;
+        Ok(Self::start(state, Some(db), options))
+    }
+
+    /// A store that lives in memory only (tests, simulations).
+    pub fn in_memory() -> Self {
+        Self::in_memory_with(EmbeddedOptions::default())
+    }
+
+    pub fn in_memory_with(options: EmbeddedOptions) -> Self {
+        Self::start(State::new(), None, options)
+    }
+
+    fn start(state: State, db: Option<Db>, options: EmbeddedOptions) -> Self {
+        let size = db.as_ref().map_or(0, Db::size);
+        let shared = Arc::new(Shared {
+            visible: AtomicI64::new(state.rev),
+            db_size: AtomicI64::new(size),
+            locked: Mutex::new(Locked {
+                state,
+                watchers: Vec::new(),
+                failed: None,
+            }),
+            options,
+        });
+        let (tx, rx) = mpsc::channel();
+        let writer_shared = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("nomos-store-writer".into())
+            .spawn(move || writer_loop(writer_shared, rx, db))
+            .expect("spawning the store writer thread");
+        EmbeddedStore {
+            shared,
+            tx,
+            writer: Some(writer),
+        }
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .map_err(|_| StoreError::Unavailable("embedded store is stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("embedded store is stopped".into()))?
+    }
+
+    fn check_failed(&self) -> Result<()> {
+        if let Some(e) = &self.shared.lock().failed {
+            return Err(StoreError::Backend(e.clone()));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Request::Shutdown);
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Request>, mut db: Option<Db>) {
+    let mut shutdown = false;
+    let mut last_batch = 0;
+    while !shutdown {
+        let next_deadline = shared.lock().state.next_deadline_ms();
+        let first = match next_deadline {
+            Some(deadline) => {
+                let wait = (deadline - now_ms()).max(0) as u64;
+                match rx.recv_timeout(Duration::from_millis(wait)) {
+                    Ok(r) => Some(r),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            None => match rx.recv() {
+                Ok(r) => Some(r),
+                Err(_) => break,
+            },
+        };
+        let mut requests: Vec<Request> = first.into_iter().collect();
+        let mut bytes = requests.iter().map(Request::size).sum::<usize>();
+        // Writers acknowledged by the last commit come back within microseconds: when fewer
+        // than last time are queued, wait briefly for them so they share this commit instead
+        // of splitting into a small commit and a large one. A lone writer never waits.
+        let gather_until = Instant::now() + GATHER_WINDOW;
+        while requests.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            let next = match rx.try_recv() {
+                Ok(r) => Some(r),
+                Err(_) if !requests.is_empty() && requests.len() < last_batch => {
+                    let left = gather_until.saturating_duration_since(Instant::now());
+                    rx.recv_timeout(left).ok()
+                }
+                Err(_) => None,
+            };
+            match next {
+                Some(r) => {
+                    bytes += r.size();
+                    requests.push(r);
+                }
+                None => break,
+            }
+        }
+        last_batch = requests.len();
+        let mut fx = Effects::default();
+        let mut replies: Vec<Acknowledge> = Vec::new();
+        let new_rev;
+        {
+            let mut guard = shared.lock();
+            if let Some(e) = guard.failed.clone() {
+                for r in requests {
+                    fail(r, &e);
+                }
+                continue;
+            }
+            let visible = shared.visible.load(Ordering::Acquire);
+            let state = &mut guard.state;
+            state.expire_leases(now_ms(), &mut fx);
+            for r in requests {
+                match r {
+                    Request::Txn(txn, reply) => {
+                        let res = state.apply_txn(&txn, visible, &mut fx);
+                        replies.push(reply_fn(reply, res));
+                    }
+                    Request::LeaseGrant(ttl, id, reply) => {
+                        let res = state.lease_grant(ttl, id, now_ms(), &mut fx);
+                        replies.push(reply_fn(reply, res));
+                    }
+                    Request::LeaseKeepAlive(id, reply) => {
+                        let res = state.lease_keep_alive(id, now_ms(), &mut fx);
+                        replies.push(reply_fn(reply, res));
+                    }
+                    Request::LeaseRevoke(id, reply) => {
+                        let res = state.lease_revoke(id, &mut fx);
+                        replies.push(reply_fn(reply, res));
+                    }
+                    Request::Compact(rev, reply) => {
+                        let res = state.compact(rev, visible, &mut fx);
+                        replies.push(reply_fn(reply, res));
+                    }
+                    Request::Shutdown => shutdown = true,
+                }
+            }
+            let retention = shared.options.auto_compaction_retention;
+            if retention > 0 && visible - state.compact_rev > 2 * retention {
+                let _ = state.compact(visible - retention, visible, &mut fx);
+            }
+            new_rev = state.rev;
+        }
+        let mut commit_error = None;
+        if let Some(db) = db.as_mut() {
+            if !fx.sql.is_empty() {
+                match db.commit(&fx.sql) {
+                    Ok(()) => shared.db_size.store(db.size(), Ordering::Relaxed),
+                    Err(e) => commit_error = Some(e.to_string()),
+                }
+            }
+        }
+        {
+            let mut guard = shared.lock();
+            if let Some(e) = &commit_error {
+                tracing::error!(error = %e, "embedded store commit failed; the store is now read-only");
+                guard.failed = Some(e.clone());
+            } else {
+                if !fx.events.is_empty() {
+                    let batch: Batch = Arc::new(fx.events);
+                    guard.watchers.retain(|w| w.send(batch.clone()).is_ok());
+                }
+                shared.visible.store(new_rev, Ordering::Release);
+            }
+        }
+        for reply in replies {
+            reply(commit_error.as_deref());
+        }
+    }
+    shared.lock().watchers.clear();
+}
+
+/// Sends a request's result once its batch is durable (or the commit's error if it failed).
+type Acknowledge = Box<dyn FnOnce(Option<&str>) + Send>;
+
+fn reply_fn<T: Send + 'static>(reply: Reply<T>, res: Result<T>) -> Acknowledge {
+    Box::new(move |commit_error: Option<&str>| {
+        let res = match commit_error {
+            Some(e) => Err(StoreError::Backend(e.to_string())),
+            None => res,
+        };
+        let _ = reply.send(res);
+    })
+}
+
+fn fail(r: Request, e: &str) {
+    let err = || StoreError::Backend(e.to_string());
+    match r {
+        Request::Txn(_, reply) => drop(reply.send(Err(err()))),
+        Request::LeaseGrant(_, _, reply) => drop(reply.send(Err(err()))),
+        Request::LeaseKeepAlive(_, reply) => drop(reply.send(Err(err()))),
+        Request::LeaseRevoke(_, reply) => drop(reply.send(Err(err()))),
+        Request::Compact(_, reply) => drop(reply.send(Err(err()))),
+        Request::Shutdown => {}
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn range(&self, keys: KeySelector, options: RangeOptions) -> Result<RangeResponse> {
+        validate::check_selector(&keys)?;
+        self.check_failed()?;
+        let guard = self.shared.lock();
+        let visible = self.shared.visible.load(Ordering::Acquire);
+        guard.state.range(&keys, &options, visible)
+    }
+
+    async fn put(&self, key: Vec<u8>, value: Vec<u8>, options: PutOptions) -> Result<PutResponse> {
+        validate::check_put(&key, &value, &options)?;
+        let txn = Txn {
+            success: vec![TxnOp::Put {
+                key,
+                value,
+                options,
+            }],
+            ..Txn::default()
+        };
+        let resp = self.call(|r| Request::Txn(txn, r)).await?;
+        match resp.responses.into_iter().next() {
+            Some(TxnOpResponse::Put(p)) => Ok(PutResponse {
+                revision: resp.revision,
+                ..p
+            }),
+            _ => Err(StoreError::Backend("put returned no response".into())),
+        }
+    }
+
+    async fn delete(&self, keys: KeySelector, options: DeleteOptions) -> Result<DeleteResponse> {
+        validate::check_selector(&keys)?;
+        let txn = Txn {
+            success: vec![TxnOp::Delete(keys, options)],
+            ..Txn::default()
+        };
+        let resp = self.call(|r| Request::Txn(txn, r)).await?;
+        match resp.responses.into_iter().next() {
+            Some(TxnOpResponse::Delete(d)) => Ok(DeleteResponse {
+                revision: resp.revision,
+                ..d
+            }),
+            _ => Err(StoreError::Backend("delete returned no response".into())),
+        }
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
+        validate::check_txn(&txn)?;
+        self.call(|r| Request::Txn(txn, r)).await
+    }
+
+    async fn watch(&self, keys: KeySelector, options: WatchOptions) -> Result<WatchStream> {
+        validate::check_selector(&keys)?;
+        self.check_failed()?;
+        Ok(watch::start(self.shared.clone(), keys, options))
+    }
+
+    async fn lease_grant(&self, ttl_seconds: i64, id: i64) -> Result<LeaseGrant> {
+        self.call(|r| Request::LeaseGrant(ttl_seconds, id, r)).await
+    }
+
+    async fn lease_keep_alive(&self, id: i64) -> Result<i64> {
+        self.call(|r| Request::LeaseKeepAlive(id, r)).await
+    }
+
+    async fn lease_revoke(&self, id: i64) -> Result<()> {
+        self.call(|r| Request::LeaseRevoke(id, r)).await
+    }
+
+    async fn lease_time_to_live(&self, id: i64, with_keys: bool) -> Result<LeaseInfo> {
+        self.check_failed()?;
+        Ok(self.shared.lock().state.lease_info(id, with_keys, now_ms()))
+    }
+
+    async fn lease_list(&self) -> Result<Vec<i64>> {
+        self.check_failed()?;
+        Ok(self.shared.lock().state.lease_ids())
+    }
+
+    async fn compact(&self, revision: i64) -> Result<()> {
+        self.call(|r| Request::Compact(revision, r)).await
+    }
+
+    async fn status(&self) -> Result<StoreStatus> {
+        self.check_failed()?;
+        let guard = self.shared.lock();
+        Ok(StoreStatus {
+            revision: self.shared.visible.load(Ordering::Acquire),
+            compact_revision: guard.state.compact_rev,
+            db_size: self.shared.db_size.load(Ordering::Relaxed),
+        })
+    }
+}

@@ -119,13 +119,29 @@ async fn build_node(config: &AgentConfig, id: String, drivers: &Drivers) -> Node
 
 /// Runs the agent until `shutdown` resolves. Tasks keep running after it returns.
 pub async fn run(
-    config: AgentConfig,
+    mut config: AgentConfig,
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AgentError> {
     if config.name.is_empty() {
         return Err(AgentError::Config("the agent needs a node name".into()));
     }
+    // Bind before anything is spawned, so a bad address fails cleanly; the node registers the
+    // bound address, so port 0 picks a free port.
+    let listener = match config.http_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| AgentError::Http(format!("binding {addr}: {e}")))?;
+            config.http_addr = Some(
+                listener
+                    .local_addr()
+                    .map_err(|e| AgentError::Http(format!("binding {addr}: {e}")))?,
+            );
+            Some(listener)
+        }
+        None => None,
+    };
     std::fs::create_dir_all(&config.data_dir).map_err(|e| AgentError::io(&config.data_dir, e))?;
     let state = StateDir::new(&config.data_dir);
     let node_id = state.node_id()?;
@@ -147,16 +163,7 @@ pub async fn run(
         state: state.clone(),
         reports: reports_tx,
         metrics: metrics.clone(),
-    };
-
-    // Bind before anything is spawned, so a bad address fails cleanly.
-    let listener = match config.http_addr {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| AgentError::Http(format!("binding {addr}: {e}")))?,
-        ),
-        None => None,
+        live: crate::runner::LiveAllocs::default(),
     };
 
     // Re-attach first: this needs nothing from the store.
@@ -198,6 +205,7 @@ pub async fn run(
             listener,
             config.data_dir.clone(),
             metrics.clone(),
+            ctx.live.clone(),
         ));
     }
 

@@ -351,4 +351,32 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("404"), "{err}");
     }
+
+    /// `https://` sources speak TLS (rustls): the server sees a TLS ClientHello, not a plain
+    /// request, and a peer that is not a valid TLS server fails the download with an error.
+    #[tokio::test]
+    async fn https_artifacts_speak_tls() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            if let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 16];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let _ = tx.send(buf[..n].to_vec());
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let a = Artifact {
+            source: format!("https://localhost:{}/tool", addr.port()),
+            destination: "local".into(),
+            ..Default::default()
+        };
+        let err = fetch(&a, dir.path(), &Vars::default()).await.unwrap_err();
+        assert!(err.to_string().contains("download failed"), "{err}");
+        let hello = rx.await.expect("the client connected");
+        // 0x16 = TLS handshake record, 0x03 = TLS major version.
+        assert_eq!(&hello[..2], &[0x16, 0x03], "{hello:?}");
+    }
 }

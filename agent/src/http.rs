@@ -1,5 +1,7 @@
 //! The agent's HTTP endpoint: task logs (`GET /v1/client/logs/<alloc>/<task>?type=stdout|stderr
-//! &offset=N&follow=true`) and Prometheus metrics (`GET /metrics`).
+//! &offset=N&follow=true`), Prometheus metrics (`GET /metrics`) and in-place restarts of an
+//! allocation's tasks (`POST /v1/allocation/<alloc>/restart[?task=NAME]`, also under
+//! `/v1/client/allocation/...` with `PUT` as in Nomad's client API).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,17 +11,33 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 
 use crate::logs::{read_task_logs, LogStream};
 use crate::metrics::Metrics;
+use crate::runner::{LiveAllocs, RestartRefusal};
 
 #[derive(Clone)]
 struct AppState {
     data_dir: PathBuf,
     metrics: Arc<Metrics>,
+    live: LiveAllocs,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct RestartQuery {
+    task: Option<String>,
+}
+
+/// An optional restart body: `{"task": "web"}` or Nomad's `{"TaskName": "web"}`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct RestartBody {
+    #[serde(alias = "TaskName")]
+    task: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -32,16 +50,30 @@ struct LogQuery {
 }
 
 /// The router, for tests and for embedding.
-pub fn router(data_dir: PathBuf, metrics: Arc<Metrics>) -> Router {
+pub fn router(data_dir: PathBuf, metrics: Arc<Metrics>, live: LiveAllocs) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/v1/client/logs/{alloc}/{task}", get(logs_handler))
-        .with_state(AppState { data_dir, metrics })
+        .route("/v1/allocation/{alloc}/restart", post(restart_handler))
+        .route(
+            "/v1/client/allocation/{alloc}/restart",
+            post(restart_handler).put(restart_handler),
+        )
+        .with_state(AppState {
+            data_dir,
+            metrics,
+            live,
+        })
 }
 
 /// Serves until the listener fails or the task is aborted.
-pub async fn serve(listener: tokio::net::TcpListener, data_dir: PathBuf, metrics: Arc<Metrics>) {
-    if let Err(e) = axum::serve(listener, router(data_dir, metrics)).await {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    data_dir: PathBuf,
+    metrics: Arc<Metrics>,
+    live: LiveAllocs,
+) {
+    if let Err(e) = axum::serve(listener, router(data_dir, metrics, live)).await {
         tracing::error!(error = %e, "agent http endpoint stopped");
     }
 }
@@ -55,6 +87,43 @@ async fn metrics_handler(State(s): State<AppState>) -> Response {
         s.metrics.encode(),
     )
         .into_response()
+}
+
+async fn restart_handler(
+    State(s): State<AppState>,
+    Path(alloc): Path<String>,
+    Query(q): Query<RestartQuery>,
+    body: axum::body::Bytes,
+) -> Response {
+    let from_body = if body.iter().all(u8::is_ascii_whitespace) {
+        RestartBody::default()
+    } else {
+        match serde_json::from_slice::<RestartBody>(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid restart body: {e}"),
+                )
+                    .into_response()
+            }
+        }
+    };
+    let task = q.task.or(from_body.task).filter(|t| !t.is_empty());
+    match s.live.restart(&alloc, task.as_deref()) {
+        Ok(tasks) => {
+            axum::Json(serde_json::json!({ "alloc_id": alloc, "restarted": tasks })).into_response()
+        }
+        Err(r) => {
+            let code = match r {
+                RestartRefusal::UnknownAlloc | RestartRefusal::UnknownTask(_) => {
+                    StatusCode::NOT_FOUND
+                }
+                RestartRefusal::NotRunning => StatusCode::CONFLICT,
+            };
+            (code, format!("allocation {alloc}: {r}")).into_response()
+        }
+    }
 }
 
 fn valid_name(s: &str) -> bool {

@@ -57,6 +57,61 @@ pub struct Ctx {
     pub state: StateDir,
     pub reports: mpsc::UnboundedSender<Report>,
     pub metrics: Arc<Metrics>,
+    /// The allocations being supervised, for requests from the HTTP endpoint.
+    pub live: LiveAllocs,
+}
+
+/// The supervised allocations by id (shared with the HTTP endpoint, which restarts tasks).
+#[derive(Clone, Default)]
+pub struct LiveAllocs(Arc<Mutex<HashMap<String, Arc<AllocShared>>>>);
+
+/// Why a restart request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestartRefusal {
+    /// This agent supervises no allocation with that id.
+    UnknownAlloc,
+    /// The allocation has no task with that name.
+    UnknownTask(String),
+    /// Nothing that was asked for is running.
+    NotRunning,
+}
+
+impl std::fmt::Display for RestartRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RestartRefusal::UnknownAlloc => write!(f, "no such allocation on this node"),
+            RestartRefusal::UnknownTask(t) => write!(f, "the allocation has no task {t:?}"),
+            RestartRefusal::NotRunning => write!(f, "no task to restart is running"),
+        }
+    }
+}
+
+impl LiveAllocs {
+    fn insert(&self, id: String, shared: Arc<AllocShared>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, shared);
+    }
+
+    fn remove(&self, id: &str, shared: &Arc<AllocShared>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.get(id).map(|s| Arc::ptr_eq(s, shared)).unwrap_or(false) {
+            map.remove(id);
+        }
+    }
+
+    /// Restarts `task` (or every running task) of `alloc` in place; returns the tasks signalled.
+    pub fn restart(&self, alloc: &str, task: Option<&str>) -> Result<Vec<String>, RestartRefusal> {
+        let shared = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(alloc)
+            .cloned()
+            .ok_or(RestartRefusal::UnknownAlloc)?;
+        shared.request_restart(task)
+    }
 }
 
 /// An allocation's record plus the means to change it.
@@ -66,6 +121,8 @@ pub struct AllocShared {
     pub stop: watch::Sender<bool>,
     /// Lifecycle phase reached (see [`plan::lifecycle_phase`]); tasks wait for theirs.
     pub phase: watch::Sender<u8>,
+    /// Restart requests per task: a counter each task loop watches.
+    pub restarts: watch::Sender<HashMap<String, u64>>,
     ctx: Ctx,
 }
 
@@ -91,6 +148,41 @@ impl AllocShared {
             .reports
             .send(Report::Status(snapshot.0, Box::new(snapshot.1)));
         self.changed.notify_waiters();
+    }
+
+    /// Asks `task` (or every running task) to restart in place; returns the tasks signalled.
+    pub fn request_restart(&self, task: Option<&str>) -> Result<Vec<String>, RestartRefusal> {
+        let rec = self.snapshot();
+        if rec.stopping {
+            return Err(RestartRefusal::NotRunning);
+        }
+        let running = |name: &str| {
+            rec.tasks
+                .get(name)
+                .map(|t| t.handle.is_some() && !t.done)
+                .unwrap_or(false)
+        };
+        let names: Vec<String> = match task {
+            Some(t) => {
+                if !rec.tasks.contains_key(t) && !rec.status.task_states.contains_key(t) {
+                    return Err(RestartRefusal::UnknownTask(t.to_string()));
+                }
+                if !running(t) {
+                    return Err(RestartRefusal::NotRunning);
+                }
+                vec![t.to_string()]
+            }
+            None => rec.tasks.keys().filter(|t| running(t)).cloned().collect(),
+        };
+        if names.is_empty() {
+            return Err(RestartRefusal::NotRunning);
+        }
+        self.restarts.send_modify(|m| {
+            for n in &names {
+                *m.entry(n.clone()).or_default() += 1;
+            }
+        });
+        Ok(names)
     }
 
     fn snapshot(&self) -> AllocRecord {
@@ -204,14 +296,23 @@ impl AllocRunner {
     pub fn spawn(ctx: Ctx, rec: AllocRecord) -> Self {
         let (stop, _) = watch::channel(rec.stopping);
         let (phase, _) = watch::channel(0u8);
+        let (restarts, _) = watch::channel(HashMap::new());
+        let id = rec.alloc.id.clone();
         let shared = Arc::new(AllocShared {
             rec: Mutex::new(rec),
             changed: Notify::new(),
             stop,
             phase,
+            restarts,
             ctx: ctx.clone(),
         });
-        let join = tokio::spawn(supervise(ctx, shared.clone()));
+        ctx.live.insert(id.clone(), shared.clone());
+        let live = ctx.live.clone();
+        let sh = shared.clone();
+        let join = tokio::spawn(async move {
+            supervise(ctx, sh.clone()).await;
+            live.remove(&id, &sh);
+        });
         AllocRunner { shared, join }
     }
 
@@ -222,7 +323,8 @@ impl AllocRunner {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .stopping = true;
-        let _ = self.shared.stop.send(true);
+        // `send_replace`, not `send`: the value must stick even before any task subscribed.
+        self.shared.stop.send_replace(true);
     }
 
     pub fn is_finished(&self) -> bool {
@@ -343,7 +445,7 @@ async fn supervise(ctx: Ctx, shared: Arc<AllocShared>) {
                 .any(|t| t.state == TaskRunState::Dead && t.failed);
             if failed {
                 siblings_stopped = true;
-                let _ = shared.stop.send(true);
+                shared.stop.send_replace(true);
             }
         }
     }
@@ -560,6 +662,50 @@ fn kill_timeout(task: &Task) -> Duration {
     }
 }
 
+/// A user-requested restart: kills the task (kill_signal, kill_timeout) and leaves it ready to
+/// start again at once, outside the restart policy's attempts; counted in `restarts`.
+async fn restart_in_place(
+    ctx: &Ctx,
+    shared: &AllocShared,
+    driver: &dyn Driver,
+    task: &Task,
+    h: &TaskHandle,
+) {
+    let name = task.name.clone();
+    let sig = if task.kill_signal.is_empty() {
+        "SIGTERM".to_string()
+    } else {
+        task.kill_signal.clone()
+    };
+    shared.event(
+        &name,
+        "Restart Signaled",
+        "User requested running tasks to restart",
+        None,
+        |_, _| {},
+    );
+    if let Err(e) = driver.stop(h, &sig, kill_timeout(task)).await {
+        ctx.metrics.driver_error(driver.name());
+        tracing::warn!(task = %name, error = %e, "stop for restart failed");
+    }
+    let x = driver.wait(h).await.unwrap_or_default();
+    let _ = driver.destroy(h).await;
+    ctx.metrics.task_restarts.inc();
+    shared.event(
+        &name,
+        "Terminated",
+        x.describe(),
+        Some(&x),
+        move |ts, tr| {
+            ts.exit_code = x.exit_code;
+            ts.finished_at_ms = now_ms();
+            ts.state = TaskRunState::Pending;
+            ts.restarts += 1;
+            tr.handle = None;
+        },
+    );
+}
+
 /// Waits for the stop flag, or forever if the sender is gone.
 async fn stopped(rx: &mut watch::Receiver<bool>) {
     if rx.wait_for(|s| *s).await.is_err() {
@@ -684,18 +830,34 @@ async fn run_task(ctx: Ctx, shared: Arc<AllocShared>, task: Task) {
                     }
                     std::future::pending::<()>().await
                 };
+                let mut restart_rx = shared.restarts.subscribe();
+                let seen = restart_rx.borrow().get(&name).copied().unwrap_or(0);
+                let restart_asked = async {
+                    if restart_rx
+                        .wait_for(|m| m.get(&name).copied().unwrap_or(0) != seen)
+                        .await
+                        .is_err()
+                    {
+                        std::future::pending::<()>().await;
+                    }
+                };
                 let outcome = tokio::select! {
-                    r = driver.wait(&h) => Some(r),
+                    r = driver.wait(&h) => Some(Some(r)),
                     _ = stopped(&mut stop_rx) => None,
                     _ = ship => None,
+                    _ = restart_asked => Some(None),
                 };
                 ctx.metrics.tasks_running.dec();
                 match outcome {
-                    Some(Ok(x)) => {
+                    Some(None) => {
+                        restart_in_place(&ctx, &shared, driver.as_ref(), &task, &h).await;
+                        continue;
+                    }
+                    Some(Some(Ok(x))) => {
                         let _ = driver.destroy(&h).await;
                         x
                     }
-                    Some(Err(e)) => {
+                    Some(Some(Err(e))) => {
                         ctx.metrics.driver_error(driver.name());
                         ExitResult {
                             error: Some(e.to_string()),

@@ -1,13 +1,14 @@
-//! The exec driver on this host: where cgroup v2 isolation works a task runs in its own cgroup
-//! and exceeding `memory_max` is reported as OOM; where it does not (cgroup v1 hosts), a task
-//! asking for exec fails with a clear Driver Failure event and the fingerprint says why.
+//! The exec driver on this host: where a cgroup (v2, or the v1 memory controller) and pid
+//! namespaces work, a task runs in its own cgroup, pid namespace and (where possible) chroot, and
+//! exceeding `memory_max` is reported as OOM; where they do not, a task asking for exec fails with
+//! a clear Driver Failure event and the fingerprint says why.
 
 mod common;
 
 use std::sync::Arc;
 
 use common::*;
-use nomos_agent::driver::exec::{detect_isolation, Isolation};
+use nomos_agent::driver::exec::{detect_isolation, detect_support, Isolation};
 use nomos_api::{ClientStatus, JobType, Node};
 use nomos_store::{keys, EmbeddedStore, Store};
 
@@ -28,15 +29,27 @@ async fn exec_tasks_run_isolated_or_fail_clearly_when_the_host_cannot_isolate() 
             .and_then(|v| serde_json::from_slice(&v).ok())
     })
     .await;
-    match detect_isolation() {
-        Isolation::CgroupV2 => {
+    let support = detect_support();
+    for k in [
+        "driver.exec.cgroup_v2",
+        "driver.exec.pid_namespace",
+        "driver.exec.chroot",
+    ] {
+        assert!(node.attributes.contains_key(k), "{k} fingerprinted");
+    }
+    assert_eq!(
+        node.attributes["driver.exec.pid_namespace"] == "1",
+        support.pid_namespace
+    );
+    match support.refusal() {
+        None => {
             assert!(node.drivers["exec"].healthy);
             status_where(&store, "e1", "e-1", "exec task complete", |s| {
                 s.client_status == ClientStatus::Complete
             })
             .await;
         }
-        Isolation::Unavailable(why) => {
+        Some(why) => {
             assert!(!node.drivers["exec"].detected);
             assert_eq!(node.attributes["driver.exec.unavailable"], why);
             assert!(
@@ -53,7 +66,7 @@ async fn exec_tasks_run_isolated_or_fail_clearly_when_the_host_cannot_isolate() 
                 .find(|e| e.event_type == "Driver Failure")
                 .unwrap_or_else(|| panic!("{ev:?}"));
             assert!(
-                f.message.contains("cannot isolate") && f.message.contains("cgroup"),
+                f.message.contains("cannot isolate") && f.message.contains(&why),
                 "{}",
                 f.message
             );
@@ -83,13 +96,133 @@ async fn exceeding_memory_max_under_exec_is_oom_or_refused_where_cgroup_v2_is_mi
     })
     .await;
     let ev = &s.task_states["hog"].events;
-    match detect_isolation() {
-        Isolation::CgroupV2 => assert!(ev.iter().any(|e| e.oom_killed), "{ev:?}"),
-        Isolation::Unavailable(_) => assert!(
-            ev.iter()
-                .any(|e| e.event_type == "Driver Failure" && e.message.contains("cgroup")),
-            "{ev:?}"
-        ),
+    match (detect_support().refusal(), detect_isolation()) {
+        (None, Isolation::CgroupV2 | Isolation::CgroupV1Memory) => {
+            assert!(ev.iter().any(|e| e.oom_killed), "{ev:?}")
+        }
+        (why, _) => {
+            let why = why.expect("a refusal when no cgroup is usable");
+            assert!(
+                ev.iter()
+                    .any(|e| e.event_type == "Driver Failure" && e.message.contains(&why)),
+                "{ev:?}"
+            )
+        }
     }
     agent.shutdown().await;
+}
+
+/// A task under exec sees only its own processes and, with chroot, not the host's files.
+#[tokio::test]
+async fn exec_tasks_get_their_own_pid_namespace_and_chroot() {
+    let support = detect_support();
+    // Unique per run: a process left by an earlier, interrupted run is never adopted.
+    let id = format!("e-3-{}", std::process::id());
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = test_config("e3", dir.path());
+    let data_dir = cfg.data_dir.clone();
+    let agent = RunningAgent::start(cfg, store.clone());
+    let marker = dir.path().join("outside-marker");
+    std::fs::write(&marker, "host file").unwrap();
+    let script = format!(
+        "echo \"init $(tr '\\0' ' ' < /proc/1/cmdline)\"; echo \"procs $(ls /proc | grep -c '^[0-9]')\"; \
+         if [ -e {m} ]; then echo marker-visible; else echo marker-hidden; fi; \
+         echo ok > written; \
+         echo ready; exec sleep 300",
+        m = marker.display()
+    );
+    let mut t = raw_task("t", "sh", &["-c", &script]);
+    t.driver = "exec".into();
+    t.resources.memory_mb = 64;
+    let job = job("ns", JobType::Service, vec![t]);
+    let a = alloc(&id, "e3", &job, 0);
+    let _cleanup = KillOnDrop(data_dir.clone(), id.clone());
+    place(&*store, &a, &job).await;
+    if let Some(why) = support.refusal() {
+        let s = status_where(&store, "e3", &id, "exec refused", |s| {
+            events(s, "t").iter().any(|e| e == "Driver Failure")
+        })
+        .await;
+        let ev = &s.task_states["t"].events;
+        assert!(ev.iter().any(|e| e.message.contains(&why)), "{ev:?}");
+        agent.shutdown().await;
+        return;
+    }
+    status_where(&store, "e3", &id, "running", |s| {
+        s.client_status == ClientStatus::Running
+    })
+    .await;
+    let out = eventually("task output", || async {
+        let text = std::fs::read_to_string(nomos_agent::logs::live_path(
+            &nomos_agent::logs::log_dir(&data_dir, &id),
+            "t",
+            nomos_agent::logs::LogStream::Stdout,
+        ))
+        .ok()?;
+        text.contains("ready").then_some(text)
+    })
+    .await;
+    assert!(support.pid_namespace);
+    // pid 1 of the namespace is the task's own wrapper (its `$0` is the exit-status file).
+    assert!(
+        out.contains("init /bin/sh -c trap") && out.contains(".nomos/exit-status"),
+        "{out}"
+    );
+    let procs: usize = out
+        .lines()
+        .find_map(|l| l.strip_prefix("procs "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        procs <= 6,
+        "only the task's own processes are visible: {out}"
+    );
+    if support.chroot {
+        assert!(out.contains("marker-hidden"), "{out}");
+    } else {
+        assert!(out.contains("marker-visible"), "{out}");
+    }
+    let pid = persisted_pid(&data_dir, &id, "t").expect("pid");
+    assert!(alive(pid));
+    // A new agent on the same data dir re-attaches to the isolated task: same process, no restart.
+    agent.shutdown().await;
+    assert!(alive(pid), "the task outlives the agent");
+    let agent = RunningAgent::start(test_config("e3", dir.path()), store.clone());
+    let s = status_where(&store, "e3", &id, "re-attached", |s| {
+        s.client_status == ClientStatus::Running && s.task_states["t"].restarts == 0
+    })
+    .await;
+    assert!(
+        !events(&s, "t").iter().any(|e| e == "Terminated"),
+        "{:?}",
+        events(&s, "t")
+    );
+    assert_eq!(persisted_pid(&data_dir, &id, "t"), Some(pid));
+    assert!(alive(pid));
+    // The re-attached task is still managed: a stop right away (before its task loop may have
+    // subscribed) ends the whole namespace.
+    stop_alloc(&*store, &alloc(&id, "e3", &job, 0)).await;
+    status_where(&store, "e3", &id, "stopped", |s| {
+        s.client_status == ClientStatus::Complete
+    })
+    .await;
+    assert!(!alive(pid));
+    agent.shutdown().await;
+    let purged = nomos_agent::purge(&data_dir).await;
+    assert!(purged.is_ok(), "{purged:?}");
+    assert!(marker.exists(), "the host file outlives the task");
+}
+
+/// Kills the task's process group if the test fails half-way.
+struct KillOnDrop(std::path::PathBuf, String);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = persisted_pid(&self.0, &self.1, "t") {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! The agent's HTTP endpoint: task logs (whole, from an offset, followed) and Prometheus metrics.
+//! The agent's HTTP endpoint: task logs (whole, from an offset, followed), Prometheus metrics
+//! and in-place restarts of an allocation's tasks.
 
 mod common;
 
@@ -11,11 +12,15 @@ use nomos_api::{ClientStatus, JobType};
 use nomos_store::{EmbeddedStore, Store};
 
 fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    request(addr, "GET", path)
+}
+
+fn request(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut text = String::new();
@@ -138,4 +143,127 @@ async fn logs_and_metrics_are_served_over_http() {
     );
     agent.shutdown().await;
     nomos_agent::purge(dir.path().join("h1")).await.unwrap();
+}
+
+fn free_addr() -> std::net::SocketAddr {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}").parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_over_http_replaces_the_process_in_place() {
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config("r1", dir.path());
+    let addr = free_addr();
+    cfg.http_addr = Some(addr);
+    let data_dir = cfg.data_dir.clone();
+    let agent = RunningAgent::start(cfg, store.clone());
+    let job = job(
+        "bounce",
+        JobType::Service,
+        vec![
+            raw_task("a", "sleep", &["300"]),
+            raw_task("b", "sleep", &["300"]),
+        ],
+    );
+    place(&*store, &alloc("r-1", "r1", &job, 0), &job).await;
+    status_where(&store, "r1", "r-1", "both tasks running", |s| {
+        s.client_status == ClientStatus::Running
+            && ["a", "b"].iter().all(|t| {
+                s.task_states
+                    .get(*t)
+                    .map(|ts| ts.state == nomos_api::TaskRunState::Running)
+                    .unwrap_or(false)
+            })
+    })
+    .await;
+    let a1 = persisted_pid(&data_dir, "r-1", "a").expect("pid of a");
+    let b1 = persisted_pid(&data_dir, "r-1", "b").expect("pid of b");
+
+    // One task: only it gets a new process.
+    let (code, body) = tokio::task::spawn_blocking(move || {
+        request(addr, "POST", "/v1/allocation/r-1/restart?task=a")
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"a\"") && !body.contains("\"b\""), "{body}");
+    let s = status_where(&store, "r1", "r-1", "a restarted", |s| {
+        let a = &s.task_states["a"];
+        a.restarts == 1
+            && a.state == nomos_api::TaskRunState::Running
+            && events(s, "a").last().map(String::as_str) == Some("Started")
+    })
+    .await;
+    assert!(
+        events(&s, "a").iter().any(|e| e == "Restart Signaled"),
+        "{:?}",
+        events(&s, "a")
+    );
+    assert_eq!(s.task_states["b"].restarts, 0);
+    let a2 = eventually("a's new pid", || async {
+        persisted_pid(&data_dir, "r-1", "a").filter(|p| *p != a1)
+    })
+    .await;
+    assert!(alive(a2), "restarted task runs");
+    assert!(!alive(a1), "the old process is gone");
+    assert_eq!(persisted_pid(&data_dir, "r-1", "b"), Some(b1));
+
+    // Every task, through Nomad's client path.
+    let (code, body) = tokio::task::spawn_blocking(move || {
+        request(addr, "PUT", "/v1/client/allocation/r-1/restart")
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    status_where(&store, "r1", "r-1", "both restarted again", |s| {
+        s.task_states["a"].restarts == 2
+            && s.task_states["b"].restarts == 1
+            && ["a", "b"].iter().all(|t| {
+                s.task_states[*t].state == nomos_api::TaskRunState::Running
+                    && events(s, t).last().map(String::as_str) == Some("Started")
+            })
+    })
+    .await;
+    let b2 = persisted_pid(&data_dir, "r-1", "b").unwrap();
+    assert_ne!(b2, b1);
+    assert!(alive(b2) && !alive(b1));
+
+    // Refusals.
+    let (code, _) =
+        tokio::task::spawn_blocking(move || request(addr, "POST", "/v1/allocation/nope/restart"))
+            .await
+            .unwrap();
+    assert_eq!(code, 404);
+    let (code, _) = tokio::task::spawn_blocking(move || {
+        request(addr, "POST", "/v1/allocation/r-1/restart?task=zzz")
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 404);
+    let (_, metrics) = tokio::task::spawn_blocking(move || get(addr, "/metrics"))
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("nomos_agent_task_restarts_total 3"),
+        "{metrics}"
+    );
+
+    stop_alloc(&*store, &alloc("r-1", "r1", &job, 0)).await;
+    status_where(&store, "r1", "r-1", "stopped", |s| {
+        s.client_status == ClientStatus::Complete
+    })
+    .await;
+    let (code, _) =
+        tokio::task::spawn_blocking(move || request(addr, "POST", "/v1/allocation/r-1/restart"))
+            .await
+            .unwrap();
+    assert!(code == 404 || code == 409, "{code}");
+    agent.shutdown().await;
+    nomos_agent::purge(dir.path().join("r1")).await.unwrap();
 }

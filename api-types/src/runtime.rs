@@ -115,6 +115,11 @@ pub struct Allocation {
     /// The allocation this one replaces (reschedule, migrate, destructive update).
     pub previous_alloc: String,
     pub reschedule_attempts: u32,
+    /// When each reschedule of this allocation's lineage happened (ms since the epoch, oldest
+    /// first, pruned to the reschedule policy's interval): the reschedule `attempts` are counted
+    /// over these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reschedule_times_ms: Vec<i64>,
     pub created_at_ms: i64,
     pub modified_at_ms: i64,
 }

@@ -293,6 +293,9 @@ fn check_periodic(v: &mut V, p: &Periodic) {
     if p.crons.is_empty() {
         v.err("periodic.crons", "periodic block needs `cron` or `crons`");
     }
+    if let Err(e) = check_time_zone(&p.time_zone) {
+        v.err("periodic.time_zone", e);
+    }
     for (i, c) in p.crons.iter().enumerate() {
         if let Err(e) = check_cron(c) {
             v.err(
@@ -301,6 +304,17 @@ fn check_periodic(v: &mut V, p: &Periodic) {
             );
         }
     }
+}
+
+/// Checks a periodic job's `time_zone`: an IANA zone name (`Europe/Berlin`), `UTC`, or
+/// `Local` (the server's zone), as Nomad's Go `time.LoadLocation` accepts them.
+pub fn check_time_zone(tz: &str) -> Result<(), String> {
+    if tz.is_empty() || tz == "UTC" || tz == "Local" {
+        return Ok(());
+    }
+    jiff::tz::TimeZone::get(tz).map(|_| ()).map_err(|_| {
+        format!("unknown time zone \"{tz}\": expected an IANA name such as \"Europe/Berlin\", \"UTC\" or \"Local\"")
+    })
 }
 
 /// Checks a cron expression (5 fields, 6 with seconds, or `@daily`-style shortcuts).
@@ -625,6 +639,30 @@ fn check_task(
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_time_zone;
+
+    #[test]
+    fn time_zones_are_iana_names_utc_or_local() {
+        let cases = [
+            ("", true),
+            ("UTC", true),
+            ("Local", true),
+            ("America/New_York", true),
+            ("Europe/Berlin", true),
+            ("Etc/GMT+5", true),
+            ("Europe/Berln", false),
+            ("Mars/Olympus", false),
+            ("../../etc/passwd", false),
+            ("+05:00", false),
+        ];
+        for (tz, ok) in cases {
+            assert_eq!(check_time_zone(tz).is_ok(), ok, "{tz:?}");
         }
     }
 }

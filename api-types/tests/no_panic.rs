@@ -118,8 +118,87 @@ fn edit() -> impl Strategy<Value = Edit> {
     ]
 }
 
+const FUNCTIONS: &[&str] = &[
+    "try",
+    "can",
+    "formatlist",
+    "indent",
+    "regex",
+    "regexall",
+    "regex_replace",
+    "urlencode",
+    "coalescelist",
+    "chunklist",
+    "setunion",
+    "setintersection",
+    "setsubtract",
+    "setproduct",
+    "sha256",
+    "sha512",
+    "yamlencode",
+    "yamldecode",
+    "fileexists",
+    "cidrhost",
+    "cidrnetmask",
+    "cidrsubnet",
+    "cidrsubnets",
+    "timeadd",
+    "uuidv5",
+    "format",
+    "substr",
+    "range",
+];
+
+const ARGS: &[&str] = &[
+    "1e300",
+    "-1e300",
+    "-1",
+    "0",
+    "1",
+    "1.5",
+    "129",
+    "\"10.0.0.0/8\"",
+    "\"::/0\"",
+    "\"10.0.0.1/32\"",
+    "[1, 2]",
+    "[]",
+    "[[1], [2, 3]]",
+    "{ a = 1 }",
+    "\"(\"",
+    "\"a b\"",
+    "null",
+    "true",
+    "\"2024-01-01T00:00:00Z\"",
+    "\"-1h\"",
+    "\"999999999h\"",
+    "\"x\"",
+    "\"%s %d\"",
+    "\"a: [1, *x]\"",
+    "\"dns\"",
+    "var.missing",
+    "1 / 0",
+    "node.unique.name",
+    "docker",
+];
+
+/// A job whose meta calls one function with random arguments.
+fn call_source(name: &str, args: &[&str]) -> String {
+    format!(
+        "job \"x\" {{\n  meta = {{\n    a = {name}({})\n  }}\n  group \"g\" {{\n    task \"t\" {{\n      driver = \"raw_exec\"\n    }}\n  }}\n}}\n",
+        args.join(", ")
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn function_calls_with_arbitrary_arguments_never_panic(
+        name in prop::sample::select(FUNCTIONS),
+        args in proptest::collection::vec(prop::sample::select(ARGS), 0..5),
+    ) {
+        check(&call_source(name, &args));
+    }
 
     #[test]
     fn arbitrary_text_never_panics(s in "\\PC{0,200}") {

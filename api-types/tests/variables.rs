@@ -207,3 +207,44 @@ fn runtime_references_stay_literal_while_variables_are_expanded() {
     );
     assert_eq!(job.groups[0].tasks[0].env["B"], "e");
 }
+
+#[test]
+fn a_validation_with_can_and_regex_accepts_and_rejects_values() {
+    let src = r#"
+variable "image" {
+  type = string
+  validation {
+    condition     = can(regex("^[a-z0-9./-]+:[0-9.]+$", var.image))
+    error_message = "image must be NAME:VERSION"
+  }
+}
+job "v" {
+  group "g" {
+    task "t" {
+      driver = "docker"
+      config {
+        image = try(regex("^(.*):", var.image)[0], "none")
+      }
+    }
+  }
+}
+"#;
+    let with = |image: &str| ParseOptions {
+        vars: vec![("image".into(), image.into())],
+        ..ParseOptions::default()
+    };
+    let job = parse_source("job.hcl", src, &with("redis:7.2"))
+        .map(|p| p.jobs.into_iter().next().expect("one job"))
+        .expect("a valid image passes the validation");
+    assert_eq!(job.groups[0].tasks[0].config["image"], "redis");
+    let errs: Vec<String> = parse_source("job.hcl", src, &with("Redis latest"))
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("job.hcl:5:") && errs[0].ends_with("image must be NAME:VERSION"),
+        "{errs:?}"
+    );
+}

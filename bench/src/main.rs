@@ -75,7 +75,7 @@ struct Args {
     #[arg(long, default_value = "embedded")]
     store: String,
     /// Concurrent reconciles.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 4)]
     workers: usize,
     /// `binpack` or `spread`.
     #[arg(long, default_value = "binpack")]

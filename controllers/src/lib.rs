@@ -99,7 +99,16 @@ pub fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> impl Future<Output = Result<(), ControllerError>> + Send + 'static {
     let metrics = runtime::metrics::Metrics::register(registry);
-    async move {
+    // The system, periodic, drain, node-lifecycle and gc loops run beside the jobs controller
+    // (see `loops` and docs/loops.md).
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let loops_run = loops::run_loops(
+        loops::LoopsConfig::from_controllers(&config),
+        store.clone(),
+        registry,
+        shutdown.clone(),
+    );
+    let jobs_run = async move {
         if config.election_ttl_secs < 1 {
             return Err(ControllerError::Config(format!(
                 "election_ttl_secs must be at least 1, found {}",
@@ -112,7 +121,9 @@ pub fn run(
             ttl_secs: config.election_ttl_secs,
         };
         let jobs_config = jobs::JobsConfig {
-            scheduler: scheduler::SchedulerConfig { algorithm: config.scheduler_algorithm },
+            scheduler: scheduler::SchedulerConfig {
+                algorithm: config.scheduler_algorithm,
+            },
             workers: config.workers.max(1),
             resync: Duration::from_secs(config.resync_secs.max(1)),
             ..Default::default()
@@ -128,11 +139,24 @@ pub fn run(
                 let store = s.clone();
                 let config = jobs_config.clone();
                 let m = m.clone();
-                async move { jobs::run(store, config, Some(m), Some(leadership), std::future::pending::<()>()).await }
+                async move {
+                    jobs::run(
+                        store,
+                        config,
+                        Some(m),
+                        Some(leadership),
+                        std::future::pending::<()>(),
+                    )
+                    .await
+                }
             },
             shutdown,
         )
         .await
+    };
+    async move {
+        let (jobs, loops) = tokio::join!(jobs_run, loops_run);
+        jobs.and(loops)
     }
 }
 
@@ -148,20 +172,36 @@ mod tests {
         add_node(&*store, &node("n0", 4000, 4096)).await;
         put_spec(&*store, "web", spec("web", 2, 100, serde_json::json!({}))).await;
         let mut registry = Registry::default();
-        let config = ControllersConfig { identity: "test".into(), election_ttl_secs: 5, ..Default::default() };
+        let config = ControllersConfig {
+            identity: "test".into(),
+            election_ttl_secs: 5,
+            ..Default::default()
+        };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(run(config, store.clone(), &mut registry, async move {
             let _ = rx.await;
         }));
-        eventually("placed", || async { running_allocs(&*store, "web").await.len() == 2 }).await;
+        eventually("placed", || async {
+            running_allocs(&*store, "web").await.len() == 2
+        })
+        .await;
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        assert!(text.contains("nomos_controller_leader{controller=\"jobs\"} 1"), "{text}");
-        assert!(text.contains("nomos_controller_placements_total{controller=\"jobs\"} 2"), "{text}");
+        assert!(
+            text.contains("nomos_controller_leader{controller=\"jobs\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("nomos_controller_placements_total{controller=\"jobs\"} 2"),
+            "{text}"
+        );
         let _ = tx.send(());
         task.await.unwrap().unwrap();
         let r = store
-            .range(nomos_store::KeySelector::key(nomos_store::keys::election("jobs").into_bytes()), Default::default())
+            .range(
+                nomos_store::KeySelector::key(nomos_store::keys::election("jobs").into_bytes()),
+                Default::default(),
+            )
             .await
             .unwrap();
         assert!(r.kvs.is_empty(), "the election key is released on shutdown");
@@ -171,8 +211,13 @@ mod tests {
     async fn run_rejects_a_zero_election_ttl() {
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
         let mut registry = Registry::default();
-        let config = ControllersConfig { election_ttl_secs: 0, ..Default::default() };
-        let err = run(config, store, &mut registry, std::future::pending()).await.unwrap_err();
+        let config = ControllersConfig {
+            election_ttl_secs: 0,
+            ..Default::default()
+        };
+        let err = run(config, store, &mut registry, std::future::pending())
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("election_ttl_secs"), "{err}");
     }
 }

@@ -1,17 +1,14 @@
 //! `nctl`: the one Nomos binary. `main` parses the command line and hands each verb to its
 //! module under `cmd/`; every module returns the process exit code.
 
+mod args;
 mod cmd;
 
 use clap::Parser;
 
 fn main() {
-    // Nomad spells it `-config FILE`; accept that as well as `--config`.
-    let args = std::env::args_os().map(|a| match a.to_str() {
-        Some("-config") => "--config".into(),
-        Some(s) if s.starts_with("-config=") => format!("-{s}").into(),
-        _ => a,
-    });
+    // Nomad spells long options with one dash (`-var x=1`, `-config FILE`); accept that too.
+    let args = args::nomad_style(std::env::args_os(), args::SINGLE_DASH_LONGS);
     let cli = cmd::Cli::parse_from(args);
     let code = match cmd::run(cli) {
         Ok(code) => code,

@@ -119,6 +119,45 @@ fn vars_and_var_files_set_variables() {
 }
 
 #[test]
+fn nomad_style_single_dash_var_flags_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.hcl");
+    std::fs::write(
+        &job,
+        "variable \"image\" {}\nvariable \"n\" {\n  type = number\n}\njob \"v\" {\n  group \"g\" {\n    count = var.n\n    task \"t\" {\n      driver = \"docker\"\n      config {\n        image = var.image\n      }\n    }\n  }\n}\n",
+    )
+    .unwrap();
+    let vars = dir.path().join("vars.hcl");
+    std::fs::write(&vars, "n = 2\n").unwrap();
+    let var_file = format!("-var-file={}", vars.display());
+    let (code, out, err) = nctl(&[
+        "validate",
+        "-var",
+        "image=nginx:1",
+        &var_file,
+        "-o",
+        "json",
+        job.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["groups"][0]["count"], 2);
+    assert_eq!(v["groups"][0]["tasks"][0]["config"]["image"], "nginx:1");
+    let (code, out, err) = nctl(&[
+        "validate",
+        "-var=image=redis:7",
+        "-var=n=3",
+        "-o",
+        "json",
+        job.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["groups"][0]["count"], 3);
+    assert_eq!(v["groups"][0]["tasks"][0]["config"]["image"], "redis:7");
+}
+
+#[test]
 fn hcl_output_of_a_manifest_validates_as_hcl() {
     let f = fixture("manifest-full.yaml");
     let (code, out, err) = nctl(&["validate", "-o", "hcl", f.to_str().unwrap()]);

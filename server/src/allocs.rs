@@ -118,10 +118,19 @@ pub async fn stop(
     Ok(Json(view))
 }
 
-/// `POST /v1/allocation/{id}/restart`: asks the allocation's agent to restart its tasks in place.
+/// `?task=NAME` on a restart: only that task (default: every running task).
+#[derive(Debug, Deserialize, Default)]
+pub struct RestartQuery {
+    #[serde(default)]
+    pub task: Option<String>,
+}
+
+/// `POST /v1/allocation/{id}/restart[?task=NAME]`: asks the allocation's agent to restart its
+/// tasks in place (`POST {http_addr}/v1/allocation/{alloc}/restart` on the agent).
 pub async fn restart(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    Query(q): Query<RestartQuery>,
 ) -> Result<Json<AllocView>, ServerError> {
     let view = find_alloc(&st, &id).await?;
     let node = crate::nodes::get_node(&st, &view.allocation.node).await?;
@@ -136,17 +145,18 @@ pub async fn restart(
         base_url(&node.node.http_addr),
         view.allocation.id
     );
-    let resp = st
-        .http
-        .post(&url)
+    let mut req = st.http.post(&url);
+    if let Some(task) = q.task.as_deref().filter(|t| !t.is_empty()) {
+        req = req.query(&[("task", task)]);
+    }
+    let resp = req
         .send()
         .await
         .map_err(|e| ServerError::Agent(format!("{url}: {e}")))?;
     if !resp.status().is_success() {
-        return Err(ServerError::Agent(format!(
-            "{url} answered {}",
-            resp.status()
-        )));
+        let code = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        return Err(ServerError::Agent(format!("{url} answered {code}: {text}")));
     }
     Ok(Json(view))
 }

@@ -339,39 +339,50 @@ fn txn_request_inner(req: PbTxnRequest) -> Result<(Txn, TxnPost), Status> {
 }
 
 /// Within one branch a key may be written once: two puts of one key, or a put inside a range
-/// the branch deletes, are "duplicate key" errors, as in etcd. Nested txns contribute the
-/// writes of both their branches (only one runs, so they may overlap each other).
-fn check_intervals(branch: &[TxnOp]) -> Result<(Vec<KeySelector>, HashSet<Vec<u8>>), Status> {
-    let mut dels: Vec<KeySelector> = Vec::new();
+/// the branch deletes, are "duplicate key" errors. This follows etcd's `checkIntervals`: the
+/// branch's own deletes are collected first; each nested txn's puts (either of its branches, which
+/// may overlap each other since only one runs) are checked against them and earlier puts, then its
+/// deletes join the set; the branch's own puts are checked last, against everything.
+fn check_intervals(branch: &[TxnOp]) -> Result<(HashSet<Vec<u8>>, Vec<KeySelector>), Status> {
+    let dup = || invalid(messages::DUPLICATE_KEY);
+    let mut dels: Vec<KeySelector> = branch
+        .iter()
+        .filter_map(|op| match op {
+            TxnOp::Delete(sel, _) => Some(sel.clone()),
+            _ => None,
+        })
+        .collect();
     let mut puts: HashSet<Vec<u8>> = HashSet::new();
     for op in branch {
-        match op {
-            TxnOp::Delete(sel, _) => dels.push(sel.clone()),
-            TxnOp::Put { key, .. } => {
-                if !puts.insert(key.clone()) {
-                    return Err(invalid(messages::DUPLICATE_KEY));
-                }
+        let TxnOp::Txn(inner) = op else { continue };
+        let (puts_then, dels_then) = check_intervals(&inner.success)?;
+        let (puts_else, dels_else) = check_intervals(&inner.failure)?;
+        for key in &puts_then {
+            if puts.contains(key) || dels.iter().any(|d| d.contains(key)) {
+                return Err(dup());
             }
-            TxnOp::Txn(inner) => {
-                let (sdels, sputs) = check_intervals(&inner.success)?;
-                let (fdels, fputs) = check_intervals(&inner.failure)?;
-                for key in sputs.union(&fputs) {
-                    if !puts.insert(key.clone()) {
-                        return Err(invalid(messages::DUPLICATE_KEY));
-                    }
-                }
-                dels.extend(sdels);
-                dels.extend(fdels);
+            puts.insert(key.clone());
+        }
+        for key in &puts_else {
+            if puts.contains(key) && !puts_then.contains(key) {
+                return Err(dup());
             }
-            TxnOp::Range(..) => {}
+            if dels.iter().any(|d| d.contains(key)) {
+                return Err(dup());
+            }
+            puts.insert(key.clone());
         }
+        dels.extend(dels_then);
+        dels.extend(dels_else);
     }
-    for key in &puts {
-        if dels.iter().any(|d| d.contains(key)) {
-            return Err(invalid(messages::DUPLICATE_KEY));
+    for op in branch {
+        let TxnOp::Put { key, .. } = op else { continue };
+        if puts.contains(key) || dels.iter().any(|d| d.contains(key)) {
+            return Err(dup());
         }
+        puts.insert(key.clone());
     }
-    Ok((dels, puts))
+    Ok((puts, dels))
 }
 
 /// The txn's answer; `header` is the top-level header, nested answers get revision-only headers.
@@ -492,6 +503,27 @@ mod tests {
         ];
         for (key, end, want) in cases {
             assert_eq!(selector(key, end), want, "{key:?} {end:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The selector addresses exactly the keys etcd's `(key, range_end)` means.
+        #[test]
+        fn selectors_contain_what_etcd_ranges_contain(
+            key in proptest::collection::vec(proptest::sample::select(vec![0u8, 1, b'a', b'b', 0xfe, 0xff]), 1..4),
+            end in proptest::collection::vec(proptest::sample::select(vec![0u8, 1, b'a', b'b', 0xfe, 0xff]), 0..4),
+            probe in proptest::collection::vec(proptest::sample::select(vec![0u8, 1, b'a', b'b', 0xfe, 0xff]), 1..5),
+            as_prefix in proptest::bool::ANY,
+        ) {
+            let end = if as_prefix { prefix_end(&key) } else { end };
+            let etcd = if end.is_empty() {
+                probe == key
+            } else if end == [0] {
+                probe >= key
+            } else {
+                probe >= key && probe < end
+            };
+            proptest::prop_assert_eq!(selector(&key, &end).contains(&probe), etcd);
         }
     }
 

@@ -570,6 +570,51 @@ mod tests {
         assert_eq!(out, input);
     }
 
+    proptest::proptest! {
+        /// However the socket splits the bytes, the server sees the same stream.
+        #[test]
+        fn output_does_not_depend_on_how_input_is_split(
+            cuts in proptest::collection::vec(1usize..64, 1..40),
+            repair in proptest::bool::ANY,
+        ) {
+            let authority: &[u8] = if repair { b"http://127.0.0.1:2379" } else { b"127.0.0.1:2379" };
+            let mut client = fluke_hpack::Encoder::new();
+            let mut input = PREFACE.to_vec();
+            input.extend(frame(0x4, 0, 0, &[]));
+            for stream in [1u32, 3, 5] {
+                let path = format!("/etcdserverpb.KV/Range{stream}");
+                let block = client.encode(vec![
+                    (&b":method"[..], &b"POST"[..]),
+                    (&b":path"[..], path.as_bytes()),
+                    (&b":authority"[..], authority),
+                ]);
+                input.extend(frame(TYPE_HEADERS, FLAG_END_HEADERS, stream, &block));
+                input.extend(frame(0x0, FLAG_END_STREAM, stream, b"\0\0\0\0\0"));
+            }
+            let mut whole = Vec::new();
+            let used = Rewriter::default().process(&input, &mut whole).unwrap();
+            proptest::prop_assert_eq!(used, input.len());
+
+            let mut rw = Rewriter::default();
+            let mut pieces = Vec::new();
+            let mut pending: Vec<u8> = Vec::new();
+            let mut at = 0;
+            for cut in cuts.iter().cycle() {
+                if at >= input.len() {
+                    break;
+                }
+                let next = (at + cut).min(input.len());
+                pending.extend_from_slice(&input[at..next]);
+                at = next;
+                let used = rw.process(&pending, &mut pieces).unwrap();
+                pending.drain(..used);
+            }
+            proptest::prop_assert!(pending.is_empty());
+            proptest::prop_assert_eq!(pieces, whole);
+            proptest::prop_assert_eq!(rw.mode(), if repair { Mode::Repair } else { Mode::PassThrough });
+        }
+    }
+
     #[test]
     fn a_continuation_without_headers_is_an_error() {
         let mut input = PREFACE.to_vec();

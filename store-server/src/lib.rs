@@ -198,7 +198,9 @@ impl StoreServer {
             }));
         let mut routes = services.routes();
         let router = std::mem::take(routes.axum_router_mut());
-        *routes.axum_router_mut() = router.fallback(unknown_method);
+        *routes.axum_router_mut() = router
+            .fallback(unknown_method)
+            .layer(axum::middleware::from_fn(name_unimplemented));
         let router = builder.add_routes(routes);
         let repair = self.repair_authority;
         let served = match self.tls {
@@ -237,6 +239,26 @@ pub async fn serve(
         .await?
         .serve(store, shutdown)
         .await
+}
+
+/// Unknown methods of a known service get tonic's bare `Unimplemented`; give them a message.
+async fn name_unimplemented(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = req.uri().path().trim_start_matches('/').to_string();
+    let mut resp = next.run(req).await;
+    let unimplemented = resp
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == b"12");
+    if unimplemented && !resp.headers().contains_key("grpc-message") {
+        let message = cluster::unsupported(&path).message().to_string();
+        if let Ok(value) = axum::http::HeaderValue::from_str(&message) {
+            resp.headers_mut().insert("grpc-message", value);
+        }
+    }
+    resp
 }
 
 /// Any service or method not registered: `Unimplemented`, naming it.

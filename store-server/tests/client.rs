@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::proto::{PbKeyValue, PbResponseHeader, PbResponseOp, PbTxnOpResponse};
@@ -619,6 +620,32 @@ async fn unsupported_calls_answer_unimplemented_with_a_message() {
             other => panic!("{what}: expected Unimplemented, got {other:?}"),
         }
     }
+    // An unknown method of a known service, called raw.
+    let channel = tonic::transport::Channel::from_shared(server.endpoint.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path =
+        tonic::codegen::http::uri::PathAndQuery::from_static("/etcdserverpb.KV/NoSuchMethod");
+    let answer: Result<tonic::Response<etcd_client::proto::PbRangeResponse>, tonic::Status> = grpc
+        .unary(
+            tonic::Request::new(etcd_client::proto::PbRangeRequest::default()),
+            path,
+            tonic_prost::ProstCodec::default(),
+        )
+        .await;
+    let status = answer.expect_err("an unknown method answered");
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+    assert!(
+        status
+            .message()
+            .contains("etcdserverpb.KV/NoSuchMethod is not supported"),
+        "{:?}",
+        status.message()
+    );
     // The server still works after all of them.
     client.kv_client().put("still", "here", None).await.unwrap();
 }
@@ -652,5 +679,30 @@ async fn shutdown_stops_the_server_with_open_watch_and_keep_alive_streams() {
     assert!(
         !matches!(after, Ok(Ok(_))),
         "the server still answered after shutdown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_store_served_again_after_a_restart_keeps_keys_and_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        Arc::new(nomos_store::EmbeddedStore::open(dir.path()).expect("opening the embedded store"))
+    };
+    let server = TestServer::start(open()).await;
+    let mut client = connect(&server.endpoint).await;
+    client.put("/durable/a", "1", None).await.unwrap();
+    let put = client.put("/durable/a", "2", None).await.unwrap();
+    let revision = put.header().unwrap().revision();
+    drop(client);
+    server.shutdown().await.unwrap();
+
+    let server = TestServer::start(open()).await;
+    let mut client = connect(&server.endpoint).await;
+    let got = client.get("/durable/a", None).await.unwrap();
+    assert_eq!(got.header().unwrap().revision(), revision);
+    let kv = &got.kvs()[0];
+    assert_eq!(
+        (kv.value(), kv.version(), kv.mod_revision()),
+        (&b"2"[..], 2, revision)
     );
 }

@@ -52,6 +52,9 @@ macro_rules! conformance {
 
 #[path = "../../store/tests/conformance/compaction.rs"]
 mod compaction;
+// Also brings the suite's own embedded-vs-etcd differential test along (it runs here too).
+#[path = "../../store/tests/conformance/differential.rs"]
+mod differential;
 #[path = "../../store/tests/conformance/errors.rs"]
 mod errors;
 #[path = "../../store/tests/conformance/kv.rs"]
@@ -62,3 +65,13 @@ mod lease;
 mod txn;
 #[path = "../../store/tests/conformance/watch.rs"]
 mod watch;
+
+/// The suite's seeded random operation sequences: results and watch events through the server
+/// must be identical to a real etcd's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_operation_sequences_give_identical_results_through_the_server() {
+    for seed in 1..=6 {
+        let served = ServedStore::start().await;
+        differential::run_sequence_against(&served.store, seed, 200).await;
+    }
+}

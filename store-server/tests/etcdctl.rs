@@ -26,6 +26,15 @@ fn normalise(text: &str) -> String {
         .unwrap()
         .replace_all(&s, "warn: $1")
         .into_owned();
+    // etcd lists a lease's keys in no particular order.
+    s = Regex::new(r"attached keys\(\[([^\]]*)\]\)")
+        .unwrap()
+        .replace_all(&s, |c: &regex::Captures| {
+            let mut keys: Vec<&str> = c[1].split(' ').collect();
+            keys.sort_unstable();
+            format!("attached keys([{}])", keys.join(" "))
+        })
+        .into_owned();
     // Remaining lease time can tick between the two runs.
     s = Regex::new(r"remaining\(\d+s\)")
         .unwrap()

@@ -1,10 +1,21 @@
-//! The `exec` driver: a process like `raw_exec`, isolated in its own cgroup v2 with the task's
-//! memory (`memory_max` hard, `memory` as the `memory.low` reservation) and cpu limits.
+//! The `exec` driver: a process like `raw_exec`, isolated in its own cgroup, pid namespace and,
+//! where the host allows, a chroot.
 //!
-//! Isolation needs a writable cgroup v2 hierarchy at `/sys/fs/cgroup`. On hosts without one
-//! (cgroup v1, or a read-only mount) the fingerprint says why, and starting a task fails with a
-//! clear driver error instead of running it unisolated. An OOM kill is read from the cgroup's
-//! `memory.events`.
+//! - cgroup: v2 at `/sys/fs/cgroup` (memory `memory_max` hard, `memory` as `memory.low`, cpu
+//!   weight and max), or, on cgroup v1 hosts, the v1 memory controller at
+//!   `/sys/fs/cgroup/memory` (`memory.limit_in_bytes` hard, `memory.soft_limit_in_bytes` soft;
+//!   cpu is not limited there). An OOM kill is read from `memory.events` (v2) or
+//!   `memory.oom_control` (v1).
+//! - pid namespace: the task runs under util-linux `unshare --pid --fork --mount`, so it sees
+//!   only its own processes (a fresh `/proc`).
+//! - chroot: inside that mount namespace the task dir gets read-only binds of `/bin`, `/lib*`,
+//!   `/usr`, `/etc`, plus `/dev`, `/proc`, `/tmp` and the allocation dir at its own path, and
+//!   the task is chrooted there (see [`super::raw_exec::ISOLATE`]); the mounts vanish with it.
+//!
+//! What works is probed once at start and published as `driver.exec.cgroup_v2`,
+//! `driver.exec.cgroup_v1_memory`, `driver.exec.pid_namespace` and `driver.exec.chroot`. A host
+//! with no usable cgroup or no pid namespaces cannot isolate: exec is not advertised and a task
+//! asking for it fails with a clear driver event instead of running unisolated.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,49 +24,152 @@ use async_trait::async_trait;
 use nomos_api::DriverInfo;
 
 use super::raw_exec::{
-    process_alive, process_stats, read_exit, signal_group, spawn_process, stop_process,
-    SpawnOptions,
+    process_alive, process_stats, read_exit, signal_group, spawn_process, stop_process, Isolate,
+    SpawnOptions, ISOLATE,
 };
 use super::{parse_signal, Driver, ExitResult, TaskHandle, TaskSpec, TaskStats};
 use crate::error::AgentError;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+const CGROUP_V1_MEMORY: &str = "/sys/fs/cgroup/memory";
 
-/// What isolation this host offers.
+/// Which cgroup hierarchy this host offers for resource limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Isolation {
     /// cgroup v2 is mounted and Nomos can create its own subtree.
     CgroupV2,
-    /// No usable cgroup v2; the reason says what was found.
+    /// cgroup v1 with a writable memory controller (memory limits only).
+    CgroupV1Memory,
+    /// No usable cgroup; the reason says what was found.
     Unavailable(String),
+}
+
+/// Creates and removes a probe directory under `root`.
+fn can_create_under(root: &Path) -> Result<(), std::io::Error> {
+    let test = root.join("nomos.probe");
+    match std::fs::create_dir(&test) {
+        Ok(()) => {
+            let _ = std::fs::remove_dir(&test);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Detects the cgroup version at `/sys/fs/cgroup` and whether we can write to it.
 pub fn detect_isolation() -> Isolation {
     let root = Path::new(CGROUP_ROOT);
     if !root.join("cgroup.controllers").exists() {
-        let v1 = root.join("memory").exists() || root.join("cpu").exists();
+        let memory = Path::new(CGROUP_V1_MEMORY);
+        if memory.join("memory.limit_in_bytes").exists() {
+            return match can_create_under(memory) {
+                Ok(()) => Isolation::CgroupV1Memory,
+                Err(e) => Isolation::Unavailable(format!(
+                    "host uses cgroup v1 and its memory controller at {CGROUP_V1_MEMORY} is not \
+                     writable: {e}"
+                )),
+            };
+        }
+        let v1 = root.join("cpu").exists() || root.join("pids").exists();
         return Isolation::Unavailable(if v1 {
-            "host uses cgroup v1; the exec driver needs cgroup v2".into()
+            "host uses cgroup v1 without a memory controller; the exec driver needs cgroup v2 \
+             or the v1 memory controller"
+                .into()
         } else {
             "no cgroup filesystem at /sys/fs/cgroup".into()
         });
     }
-    let test = root.join("nomos.probe");
-    match std::fs::create_dir(&test).or_else(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    }) {
-        Ok(()) => {
-            let _ = std::fs::remove_dir(&test);
-            Isolation::CgroupV2
-        }
+    match can_create_under(root) {
+        Ok(()) => Isolation::CgroupV2,
         Err(e) => {
             Isolation::Unavailable(format!("cgroup v2 at {CGROUP_ROOT} is not writable: {e}"))
         }
+    }
+}
+
+/// Everything the exec driver found out about this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Support {
+    pub cgroup: Isolation,
+    /// `unshare --pid --fork --mount` works (util-linux present, privileges suffice).
+    pub pid_namespace: bool,
+    /// A chroot with read-only system binds can be built and entered.
+    pub chroot: bool,
+}
+
+impl Support {
+    /// Why this host cannot run exec tasks isolated, if it cannot.
+    pub fn refusal(&self) -> Option<String> {
+        match (&self.cgroup, self.pid_namespace) {
+            (Isolation::Unavailable(why), _) => Some(why.clone()),
+            (_, false) => Some(
+                "no pid namespaces here (util-linux `unshare --pid --fork --mount` failed)".into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// Runs `sh -c ISOLATE` in new namespaces with `/bin/true`, rooted at `root`: the real path a
+/// task takes.
+fn probe_namespaces(root: Option<&Path>) -> bool {
+    // Unique per probe: several agents (tests) may probe at once in one process.
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let scratch = std::env::temp_dir().join(format!("nomos-exec-probe-{}-{n}", std::process::id()));
+    if std::fs::create_dir_all(scratch.join(".nomos")).is_err() {
+        return false;
+    }
+    let chroot = root.map(|_| scratch.join(".nomos/root"));
+    let ok = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount", "--propagation", "private"])
+        .arg("/bin/sh")
+        .arg("-c")
+        .arg(ISOLATE)
+        .arg("nomos-isolate")
+        .arg(chroot.clone().unwrap_or_else(|| PathBuf::from("/")))
+        .arg(&scratch)
+        .arg(&scratch)
+        .arg("")
+        .arg("exec \"$@\"")
+        .arg("probe")
+        .arg("/bin/true")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    remove_empty_tree(&scratch);
+    ok
+}
+
+/// Removes a tree of empty directories and symlinks, never a file or anything a symlink points
+/// to (the chroot's mount points are empty once its mount namespace is gone).
+pub fn remove_empty_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_symlink() {
+                let _ = std::fs::remove_file(e.path());
+            } else if ft.is_dir() {
+                remove_empty_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// Probes cgroups, pid namespaces and chroot.
+pub fn detect_support() -> Support {
+    let cgroup = detect_isolation();
+    let pid_namespace = probe_namespaces(None);
+    let chroot = pid_namespace && probe_namespaces(Some(Path::new("/")));
+    Support {
+        cgroup,
+        pid_namespace,
+        chroot,
     }
 }
 
@@ -91,25 +205,90 @@ pub fn cgroup_limits(
     out
 }
 
-/// Runs tasks as processes in their own cgroup.
+/// The cgroup v1 memory-controller files for a task (pure): hard limit (also on memory+swap)
+/// and the soft limit when `memory` is a reservation under `memory_max`.
+pub fn cgroup_v1_limits(memory_mb: u32, memory_max_mb: u32) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let hard = if memory_max_mb > 0 {
+        memory_max_mb
+    } else {
+        memory_mb
+    };
+    if hard > 0 {
+        let bytes = (hard as u64 * 1024 * 1024).to_string();
+        out.push(("memory.limit_in_bytes", bytes.clone()));
+        out.push(("memory.memsw.limit_in_bytes", bytes));
+    }
+    if memory_max_mb > memory_mb && memory_mb > 0 {
+        out.push((
+            "memory.soft_limit_in_bytes",
+            (memory_mb as u64 * 1024 * 1024).to_string(),
+        ));
+    }
+    out
+}
+
+/// Runs tasks as processes in their own cgroup, pid namespace and chroot.
 #[derive(Debug, Clone)]
 pub struct ExecDriver {
-    isolation: Isolation,
+    support: Support,
     total_mhz: u32,
 }
 
 impl ExecDriver {
     pub fn new(total_mhz: u32) -> Self {
         ExecDriver {
-            isolation: detect_isolation(),
+            support: detect_support(),
             total_mhz,
         }
     }
 
-    fn cgroup_dir(spec: &TaskSpec) -> PathBuf {
-        Path::new(CGROUP_ROOT)
+    /// What this driver found it can do here.
+    pub fn support(&self) -> &Support {
+        &self.support
+    }
+
+    fn cgroup_dir(&self, spec: &TaskSpec) -> PathBuf {
+        let base = match self.support.cgroup {
+            Isolation::CgroupV1Memory => CGROUP_V1_MEMORY,
+            _ => CGROUP_ROOT,
+        };
+        Path::new(base)
             .join("nomos")
             .join(format!("{}.{}", spec.alloc_id, spec.task))
+    }
+
+    fn make_cgroup(&self, spec: &TaskSpec) -> Result<PathBuf, AgentError> {
+        let dir = self.cgroup_dir(spec);
+        let parent = dir.parent().unwrap_or(Path::new(CGROUP_ROOT));
+        std::fs::create_dir_all(parent).map_err(|e| AgentError::io(parent, e))?;
+        let r = &spec.resources;
+        let limits = if self.support.cgroup == Isolation::CgroupV2 {
+            // Enable the controllers for children of the nomos subtree.
+            let _ = std::fs::write(
+                Path::new(CGROUP_ROOT).join("cgroup.subtree_control"),
+                "+memory +cpu +pids",
+            );
+            let _ = std::fs::write(parent.join("cgroup.subtree_control"), "+memory +cpu +pids");
+            cgroup_limits(r.memory_mb, r.memory_max_mb, r.cpu, self.total_mhz, r.cores)
+        } else {
+            cgroup_v1_limits(r.memory_mb, r.memory_max_mb)
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| AgentError::io(&dir, e))?;
+        for (file, value) in limits {
+            match std::fs::write(dir.join(file), &value) {
+                Ok(()) => {}
+                // Swap accounting may be off; the memory limit alone still holds.
+                Err(_) if file == "memory.memsw.limit_in_bytes" => {}
+                Err(e) => {
+                    return Err(AgentError::driver(
+                        "exec",
+                        format!("writing {file}={value}: {e}"),
+                    ))
+                }
+            }
+        }
+        Ok(dir)
     }
 }
 
@@ -124,55 +303,73 @@ impl Driver for ExecDriver {
             version: env!("CARGO_PKG_VERSION").to_string(),
             ..Default::default()
         };
-        match &self.isolation {
-            Isolation::CgroupV2 => {
+        let sup = &self.support;
+        let flag = |b: bool| if b { "1" } else { "0" }.to_string();
+        let attrs = [
+            (
+                "driver.exec.cgroup_v2",
+                flag(sup.cgroup == Isolation::CgroupV2),
+            ),
+            (
+                "driver.exec.cgroup_v1_memory",
+                flag(sup.cgroup == Isolation::CgroupV1Memory),
+            ),
+            ("driver.exec.pid_namespace", flag(sup.pid_namespace)),
+            ("driver.exec.chroot", flag(sup.chroot)),
+        ];
+        for (k, v) in attrs {
+            info.attributes.insert(k.into(), v);
+        }
+        match sup.refusal() {
+            None => {
                 info.detected = true;
                 info.healthy = true;
+                let kind = match sup.cgroup {
+                    Isolation::CgroupV2 => "cgroup-v2",
+                    _ => "cgroup-v1-memory",
+                };
                 info.attributes
-                    .insert("driver.exec.isolation".into(), "cgroup-v2".into());
+                    .insert("driver.exec.isolation".into(), kind.into());
             }
-            Isolation::Unavailable(why) => {
+            Some(why) => {
                 info.detected = false;
                 info.healthy = false;
                 info.attributes
                     .insert("driver.exec.isolation".into(), "none".into());
                 info.attributes
-                    .insert("driver.exec.unavailable".into(), why.clone());
+                    .insert("driver.exec.unavailable".into(), why);
             }
         }
         info
     }
 
     async fn start(&self, spec: &TaskSpec) -> Result<TaskHandle, AgentError> {
-        if let Isolation::Unavailable(why) = &self.isolation {
+        if let Some(why) = self.support.refusal() {
             return Err(AgentError::driver(
                 "exec",
                 format!("this node cannot isolate tasks: {why}"),
             ));
         }
-        let dir = Self::cgroup_dir(spec);
-        let parent = dir.parent().unwrap_or(Path::new(CGROUP_ROOT));
-        std::fs::create_dir_all(parent).map_err(|e| AgentError::io(parent, e))?;
-        // Enable the controllers for children of the nomos subtree.
-        let _ = std::fs::write(
-            Path::new(CGROUP_ROOT).join("cgroup.subtree_control"),
-            "+memory +cpu +pids",
-        );
-        let _ = std::fs::write(parent.join("cgroup.subtree_control"), "+memory +cpu +pids");
-        std::fs::create_dir_all(&dir).map_err(|e| AgentError::io(&dir, e))?;
-        let r = &spec.resources;
-        for (file, value) in
-            cgroup_limits(r.memory_mb, r.memory_max_mb, r.cpu, self.total_mhz, r.cores)
-        {
-            std::fs::write(dir.join(file), &value)
-                .map_err(|e| AgentError::driver("exec", format!("writing {file}={value}: {e}")))?;
-        }
+        let dir = self.make_cgroup(spec)?;
+        let alloc_root = spec
+            .alloc_dir
+            .parent()
+            .unwrap_or(&spec.alloc_dir)
+            .to_path_buf();
+        let isolate = Isolate {
+            chroot: self
+                .support
+                .chroot
+                .then(|| spec.task_dir.join(".nomos").join("root")),
+            alloc_root,
+        };
         spawn_process(
             spec,
             SpawnOptions {
                 driver: "exec",
                 inherit_env: false,
                 cgroup: Some(dir),
+                isolate: Some(isolate),
             },
         )
         .await
@@ -208,8 +405,33 @@ impl Driver for ExecDriver {
 
     async fn destroy(&self, handle: &TaskHandle) -> Result<(), AgentError> {
         if let Some(cg) = &handle.cgroup {
-            let _ = std::fs::write(cg.join("cgroup.kill"), "1");
-            let _ = std::fs::remove_dir(cg);
+            for _ in 0..50 {
+                if cg.join("cgroup.kill").exists() {
+                    let _ = std::fs::write(cg.join("cgroup.kill"), "1");
+                } else {
+                    // cgroup v1: kill what is left, one by one.
+                    let procs =
+                        std::fs::read_to_string(cg.join("cgroup.procs")).unwrap_or_default();
+                    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+                if std::fs::remove_dir(cg).is_ok() || !cg.exists() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        if let Some(root) = handle
+            .exit_file
+            .as_ref()
+            .and_then(|f| f.parent())
+            .map(|d| d.join("root"))
+        {
+            remove_empty_tree(&root);
         }
         Ok(())
     }
@@ -219,9 +441,10 @@ impl Driver for ExecDriver {
     }
 }
 
-/// The `oom_kill` count in a cgroup's `memory.events`.
+/// The `oom_kill` count in a cgroup's `memory.events` (v2) or `memory.oom_control` (v1).
 fn oom_kills(cg: &Path) -> u64 {
     std::fs::read_to_string(cg.join("memory.events"))
+        .or_else(|_| std::fs::read_to_string(cg.join("memory.oom_control")))
         .ok()
         .and_then(|t| {
             t.lines().find_map(|l| {
@@ -251,8 +474,19 @@ mod tests {
     #[test]
     fn isolation_detection_explains_itself() {
         match detect_isolation() {
-            Isolation::CgroupV2 => {}
+            Isolation::CgroupV2 | Isolation::CgroupV1Memory => {}
             Isolation::Unavailable(why) => assert!(why.contains("cgroup"), "{why}"),
         }
+    }
+
+    #[test]
+    fn v1_limits_use_the_memory_controller() {
+        let l = cgroup_v1_limits(256, 512);
+        assert!(l.contains(&("memory.limit_in_bytes", (512u64 << 20).to_string())));
+        assert!(l.contains(&("memory.memsw.limit_in_bytes", (512u64 << 20).to_string())));
+        assert!(l.contains(&("memory.soft_limit_in_bytes", (256u64 << 20).to_string())));
+        let only = cgroup_v1_limits(64, 0);
+        assert_eq!(only.len(), 2);
+        assert!(cgroup_v1_limits(0, 0).is_empty());
     }
 }

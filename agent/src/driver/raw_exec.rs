@@ -44,9 +44,48 @@ pub(crate) struct SpawnOptions {
     pub driver: &'static str,
     /// Keep the agent's own environment under the task's (raw_exec does, as in Nomad).
     pub inherit_env: bool,
-    /// A cgroup v2 directory to move the process into before it runs the task.
+    /// A cgroup directory (v2, or v1 memory) to move the process into before it runs the task.
     pub cgroup: Option<PathBuf>,
+    /// Run in a new pid and mount namespace (util-linux `unshare`), chrooted into `chroot` when
+    /// set (see [`ISOLATE`]).
+    pub isolate: Option<Isolate>,
 }
+
+/// How `exec` isolates a task beyond its cgroup.
+#[derive(Debug, Clone)]
+pub(crate) struct Isolate {
+    /// The chroot to build (`None`: the task sees the host's filesystem).
+    pub chroot: Option<PathBuf>,
+    /// Bind-mounted into the chroot at its own path, so the task's paths stay valid.
+    pub alloc_root: PathBuf,
+}
+
+/// Runs as pid 1's parent shell inside the new pid and mount namespaces: builds the chroot (`$1`,
+/// or `/` for none) with read-only binds of the host's system directories, `/dev`, a fresh
+/// `/proc` and the allocation dir (`$2`) at its own path, then runs the wrapper (`$5`) chrooted,
+/// in the task dir (`$3`), as the user (`$4`, may be empty). The mounts vanish with the namespace.
+pub(crate) const ISOLATE: &str = r#"R=$1 A=$2 T=$3 U=$4 W=$5
+shift 5
+set -e
+if [ "$R" != / ]; then
+  mkdir -p "$R"
+  for d in /bin /sbin /lib /lib32 /lib64 /libx32 /usr /etc; do
+    if [ -L "$d" ]; then
+      [ -e "$R$d" ] || [ -L "$R$d" ] || ln -s "$(readlink "$d")" "$R$d"
+    elif [ -d "$d" ]; then
+      mkdir -p "$R$d"
+      mount --bind "$d" "$R$d"
+      mount -o remount,bind,ro "$R$d"
+    fi
+  done
+  mkdir -p "$R/dev" "$R/proc" "$R/tmp" "$R$A"
+  chmod 1777 "$R/tmp"
+  mount --rbind /dev "$R/dev"
+  mount --bind "$A" "$R$A"
+fi
+mount -t proc proc "$R/proc"
+set +e
+exec chroot ${U:+"--userspec=$U"} "$R" /bin/sh -c 'cd "$0" || exit 127; exec /bin/sh -c "$@"' "$T" "$W" "$@""#;
 
 /// Starts a task process under the wrapper, in a new session.
 pub(crate) async fn spawn_process(
@@ -100,12 +139,28 @@ pub(crate) async fn spawn_process(
     std::fs::create_dir_all(&state_dir).map_err(|e| AgentError::io(&state_dir, e))?;
     let _ = std::fs::remove_file(&exit_file);
 
-    let mut cmd = std::process::Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(WRAPPER)
-        .arg(&exit_file)
-        .arg(&resolved)
-        .args(&args);
+    let mut cmd = match &opts.isolate {
+        None => {
+            let mut c = std::process::Command::new("/bin/sh");
+            c.arg("-c");
+            c
+        }
+        Some(iso) => {
+            let mut c = std::process::Command::new("unshare");
+            let root = iso.chroot.clone().unwrap_or_else(|| PathBuf::from("/"));
+            c.args(["--pid", "--fork", "--mount", "--propagation", "private"])
+                .arg("/bin/sh")
+                .arg("-c")
+                .arg(ISOLATE)
+                .arg("nomos-isolate")
+                .arg(&root)
+                .arg(&iso.alloc_root)
+                .arg(&spec.task_dir)
+                .arg(&spec.user);
+            c
+        }
+    };
+    cmd.arg(WRAPPER).arg(&exit_file).arg(&resolved).args(&args);
     if !opts.inherit_env {
         cmd.env_clear();
         cmd.env(
@@ -138,7 +193,10 @@ pub(crate) async fn spawn_process(
                 Some(user.gid),
             );
         }
-        cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+        // Isolated tasks switch user in `chroot --userspec`, after the namespaces are set up.
+        if opts.isolate.is_none() {
+            cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+        }
         cmd.env("USER", &spec.user).env("HOME", &user.dir);
     }
     let cgroup = opts.cgroup.clone();
@@ -331,6 +389,7 @@ impl Driver for RawExecDriver {
                 driver: "raw_exec",
                 inherit_env: true,
                 cgroup: None,
+                isolate: None,
             },
         )
         .await

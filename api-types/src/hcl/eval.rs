@@ -151,6 +151,9 @@ impl Scope<'_> {
             }
             Expression::FuncCall(f) => {
                 let name = f.name.name.value().as_str().to_string();
+                if name == "try" || name == "can" {
+                    return self.try_can(&name, f, e.span());
+                }
                 let mut args = Vec::new();
                 for a in f.args.iter() {
                     args.push(self.eval(a)?);
@@ -279,6 +282,58 @@ impl Scope<'_> {
                 })
             }
         }
+    }
+
+    /// `try(a, b, ...)` and `can(x)`: their arguments are evaluated lazily, one at a time, and
+    /// an evaluation error is a result rather than a failure. A run-time reference (kept as
+    /// text for the agent), a local not resolved yet, or an exhausted evaluation budget is
+    /// not something `try` may hide, so those pass through.
+    fn try_can(
+        &mut self,
+        name: &str,
+        f: &hcl_edit::expr::FuncCall,
+        span: Option<Range<usize>>,
+    ) -> R {
+        let args: Vec<&Expression> = f.args.iter().collect();
+        if name == "can" && args.len() != 1 {
+            return Err(err(
+                span,
+                format!("can(): expected 1 argument, found {}", args.len()),
+            ));
+        }
+        if args.is_empty() {
+            return Err(err(span, "try(): expected at least one argument"));
+        }
+        let mut last = String::new();
+        for a in args {
+            match self.eval(a) {
+                Ok(_) if name == "can" => return Ok(Value::Bool(true)),
+                Ok(v) => return Ok(v),
+                Err(EvalErr::Err(_, _)) if self.steps > MAX_STEPS => {
+                    return Err(err(
+                        span,
+                        format!("evaluation too expensive: more than {MAX_STEPS} steps"),
+                    ))
+                }
+                Err(EvalErr::Err(_, m)) => last = m,
+                // A run-time reference is a value (kept as text); a bare unknown word is not.
+                Err(EvalErr::Keep) => match unknown_root(a, &self.iter) {
+                    Some((root, _)) if !is_runtime_root(&root) => {
+                        last = format!("unknown variable \"{root}\"");
+                    }
+                    _ if name == "can" => return Ok(Value::Bool(true)),
+                    _ => return Ok(Value::String(format!("${{{}}}", self.text(a.span())))),
+                },
+                Err(EvalErr::Pending) => return Err(EvalErr::Pending),
+            }
+        }
+        if name == "can" {
+            return Ok(Value::Bool(false));
+        }
+        Err(err(
+            span,
+            format!("try(): no argument could be evaluated; the last failed with: {last}"),
+        ))
     }
 
     fn variable(&self, name: &str) -> R {
@@ -581,14 +636,14 @@ fn binary(op: BinaryOperator, l: &Value, r: &Value) -> Result<Value, String> {
     })
 }
 
-fn loose_eq(l: &Value, r: &Value) -> bool {
+pub(crate) fn loose_eq(l: &Value, r: &Value) -> bool {
     match (l, r) {
         (Value::Number(_), Value::Number(_)) => as_num(l) == as_num(r),
         _ => l == r,
     }
 }
 
-fn arg_str(args: &[Value], i: usize) -> Result<String, String> {
+pub(crate) fn arg_str(args: &[Value], i: usize) -> Result<String, String> {
     args.get(i).and_then(to_string_value).ok_or_else(|| {
         format!(
             "argument {} must be a string, found {}",
@@ -598,7 +653,7 @@ fn arg_str(args: &[Value], i: usize) -> Result<String, String> {
     })
 }
 
-fn arg_num(args: &[Value], i: usize) -> Result<f64, String> {
+pub(crate) fn arg_num(args: &[Value], i: usize) -> Result<f64, String> {
     args.get(i).and_then(as_num).ok_or_else(|| {
         format!(
             "argument {} must be a number, found {}",
@@ -608,7 +663,7 @@ fn arg_num(args: &[Value], i: usize) -> Result<f64, String> {
     })
 }
 
-fn arg_list(args: &[Value], i: usize) -> Result<Vec<Value>, String> {
+pub(crate) fn arg_list(args: &[Value], i: usize) -> Result<Vec<Value>, String> {
     match args.get(i) {
         Some(Value::Array(a)) => Ok(a.clone()),
         other => Err(format!(
@@ -619,7 +674,7 @@ fn arg_list(args: &[Value], i: usize) -> Result<Vec<Value>, String> {
     }
 }
 
-fn arg_map(args: &[Value], i: usize) -> Result<Map<String, Value>, String> {
+pub(crate) fn arg_map(args: &[Value], i: usize) -> Result<Map<String, Value>, String> {
     match args.get(i) {
         Some(Value::Object(o)) => Ok(o.clone()),
         other => Err(format!(
@@ -630,7 +685,7 @@ fn arg_map(args: &[Value], i: usize) -> Result<Map<String, Value>, String> {
     }
 }
 
-fn arity(args: &[Value], n: usize) -> Result<(), String> {
+pub(crate) fn arity(args: &[Value], n: usize) -> Result<(), String> {
     if args.len() != n {
         return Err(format!("expected {n} argument(s), found {}", args.len()));
     }
@@ -700,7 +755,7 @@ pub(crate) const FUNCTIONS: &[&str] = &[
     "dirname",
 ];
 
-fn format_fn(args: &[Value]) -> Result<String, String> {
+pub(crate) fn format_fn(args: &[Value]) -> Result<String, String> {
     let fmt = arg_str(args, 0)?;
     let mut out = String::new();
     let mut next = 1;
@@ -1054,11 +1109,6 @@ pub(crate) fn call(name: &str, args: Vec<Value>, options: &ParseOptions) -> Resu
             .find(|v| !v.is_null() && v.as_str() != Some(""))
             .cloned()
             .ok_or_else(|| "no non-null, non-empty argument".into()),
-        "try" => a
-            .first()
-            .cloned()
-            .ok_or_else(|| "expected at least one argument".into()),
-        "can" => Ok(Value::Bool(true)),
         "tostring" => {
             arity(a, 1)?;
             if a[0].is_null() {
@@ -1185,7 +1235,14 @@ pub(crate) fn call(name: &str, args: Vec<Value>, options: &ParseOptions) -> Resu
             ))
         }
         other => {
-            let hint = crate::diag::did_you_mean(other, FUNCTIONS.iter().copied())
+            if let Some(r) = super::functions::call_more(other, a, options) {
+                return r;
+            }
+            let known = FUNCTIONS
+                .iter()
+                .chain(super::functions::MORE_FUNCTIONS)
+                .copied();
+            let hint = crate::diag::did_you_mean(other, known)
                 .map(|s| format!(" (did you mean \"{s}\"?)"))
                 .unwrap_or_default();
             Err(format!("unknown function{hint}"))
@@ -1261,6 +1318,42 @@ mod tests {
         ];
         for (src, expected) in cases {
             assert_eq!(eval_src(src).as_ref(), Ok(expected), "{src}");
+        }
+    }
+
+    #[test]
+    fn try_and_can_evaluate_their_arguments_lazily() {
+        let cases: &[(&str, Result<Value, &str>)] = &[
+            (r#"try(var.n, 0)"#, Ok(3.into())),
+            (r#"try(var.missing, "d")"#, Ok("d".into())),
+            (r#"try(var.list[5], var.list[1])"#, Ok("a".into())),
+            (r#"try(jsondecode("{bad"), tonumber("x"), {})"#, Ok(serde_json::json!({}))),
+            // Later arguments are not evaluated once one succeeds.
+            (r#"try(var.n, 1 / 0)"#, Ok(3.into())),
+            (r#"try(docker, "x")"#, Ok("x".into())),
+            (r#"try(node.unique.name, "x")"#, Ok("${node.unique.name}".into())),
+            (r#""${try(var.missing, "a")}-${can(var.missing)}""#, Ok("a-false".into())),
+            (r#"can(var.list[0])"#, Ok(true.into())),
+            (r#"can(var.list[5])"#, Ok(false.into())),
+            (r#"can(1 / 0)"#, Ok(false.into())),
+            (r#"can(var.missing)"#, Ok(false.into())),
+            (r#"can(attr.kernel.name)"#, Ok(true.into())),
+            (r#"can(docker)"#, Ok(false.into())),
+            (r#"can(var.n) ? "y" : "n""#, Ok("y".into())),
+            ("try()", Err("try(): expected at least one argument")),
+            ("can(1, 2)", Err("can(): expected 1 argument, found 2")),
+            (
+                r#"try(1 / 0, var.missing)"#,
+                Err("try(): no argument could be evaluated; the last failed with: undeclared variable \"missing\": add a `variable \"missing\" {}` block"),
+            ),
+            (
+                "try(length([for a in range(1000) : [for b in range(1000) : [for c in range(1000) : c]]]), 0)",
+                Err("evaluation too expensive: more than 1000000 steps"),
+            ),
+        ];
+        for (src, expected) in cases {
+            let expected = expected.clone().map_err(str::to_string);
+            assert_eq!(eval_src(src), expected, "{src}");
         }
     }
 

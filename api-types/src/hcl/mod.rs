@@ -11,6 +11,7 @@
 
 pub(crate) mod eval;
 pub mod fmt;
+pub(crate) mod functions;
 pub(crate) mod legacy;
 pub(crate) mod schema;
 pub mod write;

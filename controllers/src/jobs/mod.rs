@@ -11,9 +11,12 @@
 //! 3. commit allocations in batched transactions, each guarded per node by a compare over the
 //!    node's allocation prefix (`mod_revision < guard + 1`) and fenced by the leader's lease, so
 //!    a concurrent writer can never over-commit a node; on conflict, catch up and recompute,
-//!    with a retry bound that resets when a batch committed;
+//!    with a retry bound that resets when a batch committed; one commit per node is in flight
+//!    in a process, commits to disjoint nodes overlap;
 //! 4. write the deployment and `/nomos/jobstatus/<ns>/<job>` (status, version, per-group
-//!    summary, placement failures, errors).
+//!    summary, placement failures, errors). A new version rides on the first allocation
+//!    transaction and the deployment and status on the last, so a job that fits one
+//!    transaction costs one round trip.
 //!
 //! Deleting the spec key purges the job: its allocations are stopped, deleted once their agent
 //! reports them terminal (or their node is gone), then its versions, deployments and status go.
@@ -25,7 +28,7 @@ pub mod world;
 #[cfg(test)]
 pub(crate) mod tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,7 +50,8 @@ use world::{JobKey, Kind, World, WorldSink};
 #[derive(Clone)]
 pub struct JobsConfig {
     pub scheduler: SchedulerConfig,
-    /// Concurrent reconciles (of different jobs).
+    /// Concurrent reconciles (of different jobs); their commits overlap when they write
+    /// different nodes.
     pub workers: usize,
     /// Every job is looked at again after this long even without events.
     pub resync: Duration,
@@ -61,7 +65,7 @@ impl Default for JobsConfig {
     fn default() -> Self {
         JobsConfig {
             scheduler: SchedulerConfig::default(),
-            workers: 2,
+            workers: 4,
             resync: Duration::from_secs(300),
             batch_ops: 100,
             clock: Arc::new(now_ms),
@@ -85,9 +89,12 @@ pub const STATUS_MIN_INTERVAL_MS: i64 = 1000;
 /// State shared by the workers of one running jobs controller.
 pub struct Ctx {
     store: Arc<dyn Store>,
-    /// One placement commit in flight at a time: every commit then sees the per-node guard
-    /// revisions of the previous one, so this process never conflicts with itself.
-    commit_lock: tokio::sync::Mutex<()>,
+    /// Nodes a placement commit of this process is writing: one commit in flight per node, so
+    /// every commit sees the per-node guard revisions of the previous one on its nodes and this
+    /// process never conflicts with itself, while commits to disjoint nodes overlap.
+    in_flight: Mutex<HashSet<String>>,
+    /// Signalled when a commit releases its nodes.
+    released: tokio::sync::Notify,
     pub world: Arc<Mutex<World>>,
     config: JobsConfig,
     metrics: Option<(Metrics, ControllerLabel)>,
@@ -100,6 +107,45 @@ pub struct Outcome {
     pub placed: usize,
     pub failed: usize,
     pub action: Option<Action>,
+}
+
+/// Nodes claimed by one commit; released (and waiters woken) when dropped.
+struct NodeClaim<'a> {
+    ctx: &'a Ctx,
+    nodes: Vec<String>,
+}
+
+impl Drop for NodeClaim<'_> {
+    fn drop(&mut self) {
+        let mut f = self.ctx.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        for n in &self.nodes {
+            f.remove(n);
+        }
+        drop(f);
+        self.ctx.released.notify_waiters();
+    }
+}
+
+/// A write a placement commit carries along (job version, deployment, job status).
+struct Write {
+    key: String,
+    value: Vec<u8>,
+    kind: Kind,
+    /// A compare the write needs (the version's create-only guard).
+    compare: Option<Compare>,
+}
+
+/// Writes for the first and the last transaction of a commit.
+#[derive(Default)]
+struct Extra {
+    first: Vec<Write>,
+    last: Vec<Write>,
+}
+
+impl Extra {
+    fn is_empty(&self) -> bool {
+        self.first.is_empty() && self.last.is_empty()
+    }
 }
 
 fn conflict(nodes: Vec<String>) -> ControllerError {
@@ -183,6 +229,8 @@ impl Ctx {
         let mut warnings = Vec::new();
         let mut versions = versions;
         let spec_changed = spec.mod_revision > status.observed_revision;
+        // A new version is written with the job's first commit (one round trip less).
+        let mut new_version: Option<u64> = None;
         match nomos_api::parse_stored_spec(&spec_key, &spec.raw) {
             Ok(parsed) => {
                 warnings = parsed.warnings.iter().map(|d| d.to_string()).collect();
@@ -191,9 +239,7 @@ impl Ctx {
                         let differs = versions.last_key_value().is_none_or(|(_, j)| *j != job);
                         if differs && (spec_changed || versions.is_empty()) {
                             let v = versions.last_key_value().map(|(v, _)| v + 1).unwrap_or(0);
-                            self.write_version(jk, v, &job)
-                                .await
-                                .map_err(|e| (e, false))?;
+                            new_version = Some(v);
                             versions.insert(v, job);
                         }
                     }
@@ -217,11 +263,20 @@ impl Ctx {
             || job.periodic.is_some()
             || job.parameterized.is_some()
         {
+            if new_version == Some(version) {
+                self.write_version(jk, version, &job)
+                    .await
+                    .map_err(|e| (e, false))?;
+            }
             return Ok(Outcome::default());
         }
+        let version_write = match new_version {
+            Some(v) => Some(self.version_op(jk, v, &job).map_err(|e| (e, false))?),
+            None => None,
+        };
 
         // Decide and place, under the world lock (pure, no awaits).
-        let decided = self.decide(jk, &job, version, &versions, now);
+        let decided = self.decide(jk, &job, version, &versions, status.stable_version, now);
         let Decided {
             plan,
             new_allocs,
@@ -231,27 +286,10 @@ impl Ctx {
             existing,
         } = decided;
 
-        // Auto-revert: the failed version's predecessor becomes the newest version.
-        if let Some(to) = plan.revert_to {
-            if let Some(old) = versions.get(&to) {
-                let next = version + 1;
-                let mut reverted = old.clone();
-                reverted.stop = false;
-                self.write_version(jk, next, &reverted)
-                    .await
-                    .map_err(|e| (e, false))?;
-            }
-        }
-
         let placed = new_allocs.len();
-        let progressed = self.commit(new_allocs, changed, guards, now).await?;
-        if let Some(d) = &plan.deployment {
-            self.write_deployment(d)
-                .await
-                .map_err(|e| (e, progressed))?;
-        }
 
-        // Status.
+        // Status, as it will be once the commit lands: the changed allocations replace their
+        // old values, the new ones are added (not yet reported).
         let mut queued = IndexMap::new();
         let mut failure_text = IndexMap::new();
         for (g, (n, s)) in &failures {
@@ -260,6 +298,13 @@ impl Ctx {
         }
         let mut all = existing;
         {
+            let by_id: HashMap<&str, &Allocation> =
+                changed.iter().map(|a| (a.id.as_str(), a)).collect();
+            for e in &mut all {
+                if let Some(c) = by_id.get(e.alloc.id.as_str()) {
+                    e.alloc = (*c).clone();
+                }
+            }
             let w = self.lock();
             for id in w.allocs_by_job.get(jk).into_iter().flatten() {
                 if !all.iter().any(|a| &a.alloc.id == id) {
@@ -270,6 +315,14 @@ impl Ctx {
                         });
                     }
                 }
+            }
+        }
+        for a in &new_allocs {
+            if !all.iter().any(|e| e.alloc.id == a.id) {
+                all.push(ExistingAlloc {
+                    alloc: a.clone(),
+                    status: None,
+                });
             }
         }
         status.version = version;
@@ -292,10 +345,29 @@ impl Ctx {
                 status.stable_version = Some(version);
             }
         }
-        let deferred = self
-            .write_status(jk, status, now)
-            .await
-            .map_err(|e| (e, progressed))?;
+        let (status_write, deferred) = self.status_op(jk, status, now).map_err(|e| (e, false))?;
+        let mut last_writes = Vec::new();
+        if let Some(d) = &plan.deployment {
+            last_writes.push(self.deployment_op(d).map_err(|e| (e, false))?);
+        }
+        last_writes.extend(status_write);
+        let extra = Extra {
+            first: version_write.into_iter().collect(),
+            last: last_writes,
+        };
+        let progressed = self.commit(new_allocs, changed, guards, extra, now).await?;
+
+        // Auto-revert: the failed version's predecessor becomes the newest version.
+        if let Some(to) = plan.revert_to {
+            if let Some(old) = versions.get(&to) {
+                let next = version + 1;
+                let mut reverted = old.clone();
+                reverted.stop = false;
+                self.write_version(jk, next, &reverted)
+                    .await
+                    .map_err(|e| (e, progressed))?;
+            }
+        }
         {
             let mut w = self.lock();
             if failures.is_empty() {
@@ -338,6 +410,7 @@ impl Ctx {
         job: &Job,
         version: u64,
         versions: &BTreeMap<u64, Job>,
+        stable_version: Option<u64>,
         now: i64,
     ) -> Decided {
         let mut w = self.lock();
@@ -373,6 +446,7 @@ impl Ctx {
             allocs: &existing,
             node_health: &health,
             now_ms: now,
+            stable_version,
         });
         let deployment_id = plan
             .deployment
@@ -435,6 +509,7 @@ impl Ctx {
                             deployment_id: deployment_id.clone(),
                             previous_alloc: p.previous_alloc.clone().unwrap_or_default(),
                             reschedule_attempts: p.reschedule_attempts,
+                            reschedule_times_ms: p.reschedule_times_ms.clone(),
                             created_at_ms: now,
                             modified_at_ms: now,
                         });
@@ -510,6 +585,7 @@ impl Ctx {
         new_allocs: Vec<Allocation>,
         changed: Vec<Allocation>,
         guards: HashMap<String, i64>,
+        extra: Extra,
         _now: i64,
     ) -> Result<bool, (ControllerError, bool)> {
         let mut per_node: BTreeMap<String, Vec<(Allocation, bool)>> = BTreeMap::new();
@@ -540,14 +616,15 @@ impl Ctx {
                 cur.push(op);
             }
         }
-        if !cur.is_empty() {
+        if !cur.is_empty() || batches.is_empty() && !extra.is_empty() {
             batches.push(cur);
         }
+        let n_batches = batches.len();
         let mut progressed = false;
-        let _serial = self.commit_lock.lock().await;
         for (i, batch) in batches.iter().enumerate() {
             let mut nodes: Vec<&str> = batch.iter().map(|(a, _)| a.node.as_str()).collect();
             nodes.dedup();
+            let _claim = self.claim(&nodes).await;
             let mut compares = self.fence();
             {
                 let w = self.lock();
@@ -579,6 +656,19 @@ impl Ctx {
                     )
                 })?;
                 ops.push(TxnOp::put(keys::alloc(&a.node, &a.id), value));
+            }
+            // The version rides on the first batch (allocations name it), the deployment and
+            // status on the last (they describe the committed allocations).
+            let mut writes: Vec<&Write> = Vec::new();
+            if i == 0 {
+                writes.extend(&extra.first);
+            }
+            if i + 1 == n_batches {
+                writes.extend(&extra.last);
+            }
+            for wr in &writes {
+                compares.extend(wr.compare.iter().cloned());
+                ops.push(TxnOp::put(wr.key.clone(), wr.value.clone()));
             }
             let resp = self
                 .store
@@ -612,8 +702,32 @@ impl Ctx {
             for (a, _) in batch {
                 w.upsert_alloc(a.clone(), resp.revision);
             }
+            for wr in writes {
+                w.apply(wr.kind, &wr.key, Some(&wr.value), resp.revision);
+            }
         }
         Ok(progressed)
+    }
+
+    /// Waits until no other commit of this process is writing any of `nodes`, then claims them
+    /// until the returned guard is dropped.
+    async fn claim(&self, nodes: &[&str]) -> NodeClaim<'_> {
+        loop {
+            let notified = self.released.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut f = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                if nodes.iter().all(|n| !f.contains(*n)) {
+                    f.extend(nodes.iter().map(|n| n.to_string()));
+                    return NodeClaim {
+                        ctx: self,
+                        nodes: nodes.iter().map(|n| n.to_string()).collect(),
+                    };
+                }
+            }
+            notified.await;
+        }
     }
 
     /// Drops the snapshot reservations of placements that were not committed.
@@ -624,6 +738,83 @@ impl Ctx {
                 w.snapshot.remove_alloc(&a.id);
             }
         }
+    }
+
+    /// The create-only write of a job version, for a commit to carry.
+    fn version_op(&self, jk: &JobKey, version: u64, job: &Job) -> Result<Write, ControllerError> {
+        let key = keys::job_version(&jk.0, &jk.1, version);
+        let value = serde_json::to_vec(job).map_err(|e| ControllerError::Decode {
+            key: key.clone(),
+            what: "job",
+            message: e.to_string(),
+        })?;
+        Ok(Write {
+            compare: Some(Compare::new(
+                key.clone(),
+                CompareOp::Equal,
+                CompareTarget::CreateRevision(0),
+            )),
+            key,
+            value,
+            kind: Kind::Versions,
+        })
+    }
+
+    /// The write of a deployment, for a commit to carry.
+    fn deployment_op(&self, d: &Deployment) -> Result<Write, ControllerError> {
+        let key = keys::deployment(&d.namespace, &d.job_id, &d.id);
+        let value = serde_json::to_vec(d).map_err(|e| ControllerError::Decode {
+            key: key.clone(),
+            what: "deployment",
+            message: e.to_string(),
+        })?;
+        Ok(Write {
+            key,
+            value,
+            kind: Kind::Deployments,
+            compare: None,
+        })
+    }
+
+    /// The job status write, when the status changed (see [`Ctx::write_status`]); the flag
+    /// says a counters-only change was deferred.
+    fn status_op(
+        &self,
+        jk: &JobKey,
+        mut status: JobStatus,
+        now: i64,
+    ) -> Result<(Option<Write>, bool), ControllerError> {
+        let old = self.lock().job_status.get(jk).cloned();
+        if let Some(old) = &old {
+            let mut cmp = status.clone();
+            cmp.modified_at_ms = old.modified_at_ms;
+            cmp.periodic = old.periodic.clone();
+            if &cmp == old {
+                return Ok((None, false));
+            }
+            cmp.summary = old.summary.clone();
+            cmp.status = old.status.clone();
+            if &cmp == old && now - old.modified_at_ms < STATUS_MIN_INTERVAL_MS {
+                return Ok((None, true));
+            }
+            status.periodic = old.periodic.clone();
+        }
+        status.modified_at_ms = now;
+        let key = keys::job_status(&jk.0, &jk.1);
+        let value = serde_json::to_vec(&status).map_err(|e| ControllerError::Decode {
+            key: key.clone(),
+            what: "job status",
+            message: e.to_string(),
+        })?;
+        Ok((
+            Some(Write {
+                key,
+                value,
+                kind: Kind::JobStatus,
+                compare: None,
+            }),
+            false,
+        ))
     }
 
     async fn write_version(
@@ -661,16 +852,6 @@ impl Ctx {
         Ok(())
     }
 
-    async fn write_deployment(&self, d: &Deployment) -> Result<(), ControllerError> {
-        let key = keys::deployment(&d.namespace, &d.job_id, &d.id);
-        let value = serde_json::to_vec(d).map_err(|e| ControllerError::Decode {
-            key: key.clone(),
-            what: "deployment",
-            message: e.to_string(),
-        })?;
-        self.fenced_put(&key, value, Kind::Deployments).await
-    }
-
     async fn fenced_put(
         &self,
         key: &str,
@@ -699,33 +880,14 @@ impl Ctx {
     async fn write_status(
         &self,
         jk: &JobKey,
-        mut status: JobStatus,
+        status: JobStatus,
         now: i64,
     ) -> Result<bool, ControllerError> {
-        let old = self.lock().job_status.get(jk).cloned();
-        if let Some(old) = &old {
-            let mut cmp = status.clone();
-            cmp.modified_at_ms = old.modified_at_ms;
-            cmp.periodic = old.periodic.clone();
-            if &cmp == old {
-                return Ok(false);
-            }
-            cmp.summary = old.summary.clone();
-            cmp.status = old.status.clone();
-            if &cmp == old && now - old.modified_at_ms < STATUS_MIN_INTERVAL_MS {
-                return Ok(true);
-            }
-            status.periodic = old.periodic.clone();
+        let (write, deferred) = self.status_op(jk, status, now)?;
+        if let Some(w) = write {
+            self.fenced_put(&w.key, w.value, w.kind).await?;
         }
-        status.modified_at_ms = now;
-        let key = keys::job_status(&jk.0, &jk.1);
-        let value = serde_json::to_vec(&status).map_err(|e| ControllerError::Decode {
-            key: key.clone(),
-            what: "job status",
-            message: e.to_string(),
-        })?;
-        self.fenced_put(&key, value, Kind::JobStatus).await?;
-        Ok(false)
+        Ok(deferred)
     }
 
     /// The spec is gone: stop, then delete, every allocation; then versions, deployments, status.
@@ -762,7 +924,7 @@ impl Ctx {
             (stops, deletes, remaining, guards)
         };
         if !stops.is_empty() {
-            self.commit(Vec::new(), stops, guards, now)
+            self.commit(Vec::new(), stops, guards, Extra::default(), now)
                 .await
                 .map_err(|(e, _)| e)?;
         }
@@ -971,7 +1133,8 @@ pub fn start(
     }
     let ctx = Arc::new(Ctx {
         store,
-        commit_lock: tokio::sync::Mutex::new(()),
+        in_flight: Mutex::new(HashSet::new()),
+        released: tokio::sync::Notify::new(),
         world,
         config,
         metrics: metrics.map(|m| (m, Metrics::label(NAME))),

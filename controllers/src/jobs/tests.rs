@@ -430,7 +430,48 @@ async fn failed_allocations_are_rescheduled_on_another_node() {
     let next = running_allocs(&*s, "web").await.remove(0);
     assert_ne!(next.node, first.node, "the failed node is avoided");
     assert_eq!(next.reschedule_attempts, 1);
+    assert_eq!(
+        next.reschedule_times_ms.len(),
+        1,
+        "the replacement records its reschedule"
+    );
     c.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_job_is_versioned_placed_and_reported_in_one_transaction() {
+    let s = store();
+    for i in 0..3 {
+        add_node(&*s, &node(&format!("n{i}"), 4000, 4096)).await;
+    }
+    put_spec(&*s, "web", spec("web", 3, 100, json!({}))).await;
+    let c = Controller::start(s.clone());
+    eventually("status", || async { status(&*s, "web").await.is_some() }).await;
+    c.stop().await;
+    let revisions = |prefix: String| {
+        let s = s.clone();
+        async move {
+            s.range(
+                KeySelector::prefix(prefix.into_bytes()),
+                RangeOptions::default(),
+            )
+            .await
+            .unwrap()
+            .kvs
+            .iter()
+            .map(|kv| kv.create_revision)
+            .collect::<Vec<i64>>()
+        }
+    };
+    let version = revisions(keys::job_versions_prefix("default", "web")).await;
+    let allocs = revisions("/nomos/allocs/".into()).await;
+    let status = revisions(keys::job_status("default", "web")).await;
+    assert_eq!(version.len(), 1);
+    assert_eq!(allocs.len(), 3);
+    assert!(
+        allocs.iter().chain(&status).all(|r| *r == version[0]),
+        "version {version:?}, allocations {allocs:?} and status {status:?} share one revision"
+    );
 }
 
 #[tokio::test]
@@ -630,5 +671,35 @@ async fn a_deposed_leader_writes_nothing() {
     let _ = stop.send(true);
     for t in tasks {
         t.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn commits_to_disjoint_nodes_overlap_and_commits_to_one_node_take_turns() {
+    use futures::FutureExt;
+    let (running, tasks, stop) = start(store(), JobsConfig::default(), None, None);
+    let ctx = running.ctx.clone();
+    let first = ctx.claim(&["a", "b"]).await;
+    // Other nodes: claimed at once.
+    let other = ctx
+        .claim(&["c"])
+        .now_or_never()
+        .expect("a disjoint claim does not wait");
+    // A shared node: waits until the first commit releases it.
+    let mut shared = Box::pin(ctx.claim(&["b", "d"]));
+    assert!(shared.as_mut().now_or_never().is_none(), "b is in flight");
+    drop(other);
+    assert!(
+        shared.as_mut().now_or_never().is_none(),
+        "b is still in flight"
+    );
+    drop(first);
+    let shared = shared.now_or_never().expect("b was released");
+    assert!(ctx.claim(&["a"]).now_or_never().is_some(), "a was released");
+    assert!(ctx.claim(&["d"]).now_or_never().is_none(), "d is held");
+    drop(shared);
+    let _ = stop.send(true);
+    for t in tasks {
+        let _ = t.await;
     }
 }

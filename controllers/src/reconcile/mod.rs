@@ -9,15 +9,20 @@
 //! - `count` up places the lowest free indexes, `count` down stops the highest;
 //! - batch allocations that completed are never replaced; service ones are;
 //! - failed allocations are rescheduled per `reschedule` (attempts within interval, delay
-//!   constant / exponential / fibonacci capped at max_delay, unlimited); the attempt counter of a
-//!   lineage restarts when the failed allocation had run for longer than `interval`;
+//!   constant / exponential / fibonacci capped at max_delay, unlimited); every allocation carries
+//!   its lineage's reschedule times, and the attempts are those within `interval` before the
+//!   failure;
 //! - allocations on deregistered nodes are stopped and replaced at once; allocations reported
 //!   `lost` are replaced but kept (desired run), so a node that comes back keeps its originals
 //!   (two allocations of the newest version at one index: the oldest stays); on draining nodes
 //!   allocations are migrated `migrate.max_parallel` at a time;
 //! - a new version updates allocations in place when only non-task fields changed, otherwise
 //!   destructively, limited by `update.max_parallel` minus new allocations not yet healthy; with
-//!   `canary`, canaries are placed first and the rest waits for promotion (or `auto_promote`).
+//!   `canary`, canaries are placed first and the rest waits for promotion (or `auto_promote`);
+//! - an allocation not healthy within `healthy_deadline` of its placement is unhealthy; without a
+//!   `progress_deadline` the first unhealthy allocation fails the deployment, with one the
+//!   deployment fails when no allocation became healthy before it; a failed deployment stops
+//!   rolling and, with `auto_revert`, asks for the last stable version.
 
 #[cfg(test)]
 mod tests;
@@ -69,6 +74,9 @@ pub struct Input<'a> {
     pub allocs: &'a [ExistingAlloc],
     pub node_health: &'a dyn Fn(&str) -> NodeHealth,
     pub now_ms: i64,
+    /// The job's last stable version (a deployment of it succeeded), the target of
+    /// `auto_revert`; when unknown, the version before the failed one.
+    pub stable_version: Option<u64>,
 }
 
 /// A new allocation to place.
@@ -80,6 +88,9 @@ pub struct Place {
     /// Node the previous allocation failed on, to avoid.
     pub penalty_node: Option<String>,
     pub reschedule_attempts: u32,
+    /// The reschedule times the new allocation carries (its lineage's, within the interval,
+    /// and this one's).
+    pub reschedule_times_ms: Vec<i64>,
     pub canary: bool,
 }
 
@@ -205,24 +216,26 @@ pub fn reschedule_delay_ms(policy: &ReschedulePolicy, attempt: u32) -> i64 {
     }
 }
 
-/// When (and whether) a failed allocation may be rescheduled: `Some(at_ms)` or `None` when its
-/// attempts are used up.
-pub fn reschedule_at(
-    policy: &ReschedulePolicy,
-    alloc: &ExistingAlloc,
-    now_ms: i64,
-) -> Option<(i64, u32)> {
-    let a = &alloc.alloc;
-    let interval_ms = (policy.interval_ns / 1_000_000) as i64;
-    let prior = if interval_ms > 0 && now_ms - a.created_at_ms > interval_ms {
-        0
-    } else {
-        a.reschedule_attempts
-    };
-    if !policy.unlimited && prior >= policy.attempts {
-        return None;
-    }
-    let failed_at = alloc
+/// Most reschedule times an allocation carries when the policy has no interval (they then only
+/// grow the delay, which `max_delay` caps long before this).
+pub const MAX_RESCHEDULE_TIMES: usize = 64;
+
+/// The decision for a failed allocation that may still be rescheduled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RescheduleAt {
+    /// When the replacement may be placed.
+    pub at_ms: i64,
+    /// Reschedules in the interval window, this one included.
+    pub attempts: u32,
+    /// The lineage's reschedule times that are still inside the interval window; the caller
+    /// appends the time of this reschedule.
+    pub times_ms: Vec<i64>,
+}
+
+/// When the agent reports an allocation failed (its last task's finish, else the status'
+/// modification), or `now_ms` when it reported no time.
+fn failed_at(alloc: &ExistingAlloc, now_ms: i64) -> i64 {
+    alloc
         .status
         .as_ref()
         .map(|s| {
@@ -235,8 +248,49 @@ pub fn reschedule_at(
             t.max(s.modified_at_ms)
         })
         .filter(|t| *t > 0)
-        .unwrap_or(now_ms);
-    Some((failed_at + reschedule_delay_ms(policy, prior), prior + 1))
+        .unwrap_or(now_ms)
+}
+
+/// When (and whether) a failed allocation may be rescheduled, or `None` when its attempts are
+/// used up. The attempts are the reschedules of its lineage (`reschedule_times_ms`) that happened
+/// within `interval` before the failure (every one when the interval is 0). An allocation written
+/// before the times were recorded falls back to its `reschedule_attempts`, which count when it
+/// was created within the interval.
+pub fn reschedule_at(
+    policy: &ReschedulePolicy,
+    alloc: &ExistingAlloc,
+    now_ms: i64,
+) -> Option<RescheduleAt> {
+    let a = &alloc.alloc;
+    let failed = failed_at(alloc, now_ms);
+    let interval_ms = (policy.interval_ns / 1_000_000) as i64;
+    let in_window = |t: i64| interval_ms <= 0 || t > failed - interval_ms;
+    let mut times: Vec<i64> = a
+        .reschedule_times_ms
+        .iter()
+        .copied()
+        .filter(|t| in_window(*t))
+        .collect();
+    if times.len() > MAX_RESCHEDULE_TIMES {
+        times.drain(..times.len() - MAX_RESCHEDULE_TIMES);
+    }
+    let prior = if a.reschedule_times_ms.is_empty() && a.reschedule_attempts > 0 {
+        if in_window(a.created_at_ms) {
+            a.reschedule_attempts
+        } else {
+            0
+        }
+    } else {
+        times.len() as u32
+    };
+    if !policy.unlimited && prior >= policy.attempts {
+        return None;
+    }
+    Some(RescheduleAt {
+        at_ms: failed + reschedule_delay_ms(policy, prior),
+        attempts: prior + 1,
+        times_ms: times,
+    })
 }
 
 /// The effective update strategy of a group (its own, else the job's), if it rolls.
@@ -280,6 +334,34 @@ pub fn alloc_health(a: &ExistingAlloc, min_healthy_ms: i64, now_ms: i64) -> Opti
             (all_running && started + min_healthy_ms <= now_ms).then_some(true)
         }
         _ => None,
+    }
+}
+
+/// Health during a deployment: [`alloc_health`], except that an allocation that has not become
+/// healthy within `healthy_deadline_ms` (0: no deadline) of its placement counts as unhealthy.
+/// An agent's explicit verdict always wins.
+pub fn deployment_health(
+    a: &ExistingAlloc,
+    min_healthy_ms: i64,
+    healthy_deadline_ms: i64,
+    now_ms: i64,
+) -> Option<bool> {
+    if healthy_deadline_ms <= 0 {
+        return alloc_health(a, min_healthy_ms, now_ms);
+    }
+    let deadline = a.alloc.created_at_ms.saturating_add(healthy_deadline_ms);
+    if let Some(h) = a.status.as_ref().and_then(|s| s.healthy) {
+        return Some(h);
+    }
+    match alloc_health(a, min_healthy_ms, now_ms) {
+        Some(true) => match healthy_at(a, min_healthy_ms) {
+            // Healthy by time, but only after its deadline had passed.
+            Some(t) if t > deadline => Some(false),
+            _ => Some(true),
+        },
+        Some(false) => Some(false),
+        None if now_ms > deadline => Some(false),
+        None => None,
     }
 }
 
@@ -395,27 +477,19 @@ fn finish_deployment(input: &Input<'_>, d: &mut Deployment, plan: &mut Plan) {
         .map(|g| g.require_progress_by_ms)
         .filter(|t| *t > 0)
         .min();
+    // Without a progress deadline, the first unhealthy allocation fails the deployment (as in
+    // Nomad); with one, unhealthy allocations simply make no progress.
+    let unhealthy_fails = input.job.groups.iter().any(|g| {
+        update_strategy(input.job, g).is_some_and(|u| u.progress_deadline_ns == 0)
+            && d.groups.get(&g.name).is_some_and(|dg| dg.unhealthy > 0)
+    });
+    if unhealthy_fails {
+        fail_deployment(input, d, plan, "Failed due to unhealthy allocations");
+        return;
+    }
     if let Some(t) = deadline {
         if input.now_ms > t {
-            d.status = "failed".into();
-            d.status_description = "Failed due to progress deadline".into();
-            let auto_revert = input.job.update.as_ref().is_some_and(|u| u.auto_revert)
-                || input
-                    .job
-                    .groups
-                    .iter()
-                    .any(|g| g.update.as_ref().is_some_and(|u| u.auto_revert));
-            if auto_revert {
-                plan.revert_to = input
-                    .versions
-                    .keys()
-                    .copied()
-                    .filter(|v| *v < input.version)
-                    .max();
-            }
-            // Nothing more rolls for a failed deployment.
-            plan.destructive_update.clear();
-            plan.place.retain(|p| !p.canary);
+            fail_deployment(input, d, plan, "Failed due to progress deadline");
         } else {
             plan.follow_ups.push(FollowUp {
                 at_ms: t + 1,
@@ -423,6 +497,34 @@ fn finish_deployment(input: &Input<'_>, d: &mut Deployment, plan: &mut Plan) {
             });
         }
     }
+}
+
+/// Marks a deployment failed: nothing more rolls, and with `auto_revert` the last stable version
+/// is asked for.
+fn fail_deployment(input: &Input<'_>, d: &mut Deployment, plan: &mut Plan, why: &str) {
+    d.status = "failed".into();
+    d.status_description = why.into();
+    let auto_revert = input.job.update.as_ref().is_some_and(|u| u.auto_revert)
+        || input
+            .job
+            .groups
+            .iter()
+            .any(|g| g.update.as_ref().is_some_and(|u| u.auto_revert));
+    if auto_revert {
+        plan.revert_to = input
+            .stable_version
+            .filter(|v| *v < input.version && input.versions.contains_key(v))
+            .or_else(|| {
+                input
+                    .versions
+                    .keys()
+                    .copied()
+                    .filter(|v| *v < input.version)
+                    .max()
+            });
+    }
+    plan.destructive_update.clear();
+    plan.place.retain(|p| !p.canary);
 }
 
 fn reconcile_group(
@@ -538,19 +640,24 @@ fn reconcile_group(
                     continue; // another allocation of this index is already being replaced
                 }
                 match reschedule_at(&policy, a, now) {
-                    Some((at, attempts)) if at <= now => plan.reschedule.push(Replace {
-                        stop: stop(al, "allocation failed; rescheduled"),
-                        place: Place {
-                            group: group.name.clone(),
-                            index: al.index,
-                            previous_alloc: Some(al.id.clone()),
-                            penalty_node: Some(al.node.clone()),
-                            reschedule_attempts: attempts,
-                            canary: false,
-                        },
-                    }),
-                    Some((at, _)) => plan.follow_ups.push(FollowUp {
-                        at_ms: at,
+                    Some(r) if r.at_ms <= now => {
+                        let mut times = r.times_ms;
+                        times.push(now);
+                        plan.reschedule.push(Replace {
+                            stop: stop(al, "allocation failed; rescheduled"),
+                            place: Place {
+                                group: group.name.clone(),
+                                index: al.index,
+                                previous_alloc: Some(al.id.clone()),
+                                penalty_node: Some(al.node.clone()),
+                                reschedule_attempts: r.attempts,
+                                reschedule_times_ms: times,
+                                canary: false,
+                            },
+                        })
+                    }
+                    Some(r) => plan.follow_ups.push(FollowUp {
+                        at_ms: r.at_ms,
                         reason: format!("reschedule {}", al.name),
                     }),
                     None => {}
@@ -753,6 +860,8 @@ fn rolling_update(
     deployment: &mut Option<Deployment>,
 ) {
     let now = input.now_ms;
+    let deadline_ms = (u.healthy_deadline_ns / 1_000_000) as i64;
+    let health = |a: &ExistingAlloc| deployment_health(a, min_healthy_ms, deadline_ms, now);
     let new_allocs: Vec<&ExistingAlloc> = live
         .values()
         .flatten()
@@ -761,11 +870,11 @@ fn rolling_update(
         .collect();
     let healthy_new = new_allocs
         .iter()
-        .filter(|a| alloc_health(a, min_healthy_ms, now) == Some(true))
+        .filter(|a| health(a) == Some(true))
         .count() as u32;
     let unhealthy_new = new_allocs
         .iter()
-        .filter(|a| alloc_health(a, min_healthy_ms, now) == Some(false))
+        .filter(|a| health(a) == Some(false))
         .count() as u32;
     for a in &new_allocs {
         if let Some(t) = healthy_at(a, min_healthy_ms) {
@@ -775,6 +884,12 @@ fn rolling_update(
                     reason: format!("{} healthy", a.alloc.name),
                 });
             }
+        }
+        if deadline_ms > 0 && health(a).is_none() {
+            plan.follow_ups.push(FollowUp {
+                at_ms: a.alloc.created_at_ms.saturating_add(deadline_ms) + 1,
+                reason: format!("{} healthy deadline", a.alloc.name),
+            });
         }
     }
     let d = deployment.get_or_insert_with(|| Deployment {
@@ -836,9 +951,7 @@ fn rolling_update(
             });
         }
         let all_healthy = canaries.len() as u32 >= g.desired_canaries
-            && canaries
-                .iter()
-                .all(|a| alloc_health(a, min_healthy_ms, now) == Some(true));
+            && canaries.iter().all(|a| health(a) == Some(true));
         if all_healthy && u.auto_promote {
             g.promoted = true;
         } else {
@@ -848,7 +961,7 @@ fn rolling_update(
     // Indexes already served by a healthy new allocation: their old one simply stops.
     let healthy_idx: HashSet<u32> = new_allocs
         .iter()
-        .filter(|a| alloc_health(a, min_healthy_ms, now) == Some(true))
+        .filter(|a| health(a) == Some(true))
         .map(|a| a.alloc.index)
         .collect();
     let in_flight = new_allocs.len() as u32 - healthy_new;

@@ -94,6 +94,7 @@ fn run_with(
         allocs,
         node_health: health,
         now_ms: NOW,
+        stable_version: None,
     })
 }
 
@@ -550,4 +551,389 @@ fn lost_allocations_are_replaced_but_kept_and_a_returning_original_wins() {
     back.alloc.created_at_ms = 1;
     let plan = run(&job(1), &[back, repl]);
     assert_eq!(stopped(&plan), vec!["repl"]);
+}
+
+#[test]
+fn deployment_health_enforces_the_healthy_deadline() {
+    const MIN: i64 = 10_000;
+    const DEADLINE: i64 = 300_000;
+    // (case, allocation, deadline, expected)
+    let placed_long_ago = NOW - 600_000;
+    let mut pending_old = alloc("p", 0, 2, Some(ClientStatus::Pending));
+    pending_old.alloc.created_at_ms = placed_long_ago;
+    let mut pending_new = alloc("q", 0, 2, Some(ClientStatus::Pending));
+    pending_new.alloc.created_at_ms = NOW - 1_000;
+    let mut unreported_old = alloc("u", 0, 2, None);
+    unreported_old.alloc.created_at_ms = placed_long_ago;
+    // Running since shortly after placement: healthy by time well before the deadline.
+    let mut healthy_in_time = running("h", 0, 2, placed_long_ago + 1_000);
+    healthy_in_time.alloc.created_at_ms = placed_long_ago;
+    // Its tasks only started after the deadline had passed: healthy too late.
+    let mut healthy_too_late = running("l", 0, 2, placed_long_ago + DEADLINE);
+    healthy_too_late.alloc.created_at_ms = placed_long_ago;
+    // Running but not yet past min_healthy_time, deadline not reached: undecided.
+    let mut starting = running("s", 0, 2, NOW - 1_000);
+    starting.alloc.created_at_ms = NOW - 2_000;
+    // The agent's verdict wins over the deadline.
+    let mut agent_healthy = pending_old.clone();
+    agent_healthy.status.as_mut().unwrap().healthy = Some(true);
+    let cases: Vec<(&str, &ExistingAlloc, i64, Option<bool>)> = vec![
+        (
+            "pending past the deadline",
+            &pending_old,
+            DEADLINE,
+            Some(false),
+        ),
+        ("pending, no deadline", &pending_old, 0, None),
+        ("pending within the deadline", &pending_new, DEADLINE, None),
+        (
+            "never reported, past the deadline",
+            &unreported_old,
+            DEADLINE,
+            Some(false),
+        ),
+        ("healthy in time", &healthy_in_time, DEADLINE, Some(true)),
+        (
+            "healthy only after the deadline",
+            &healthy_too_late,
+            DEADLINE,
+            Some(false),
+        ),
+        (
+            "healthy late, no deadline",
+            &healthy_too_late,
+            0,
+            Some(true),
+        ),
+        ("still starting", &starting, DEADLINE, None),
+        ("agent says healthy", &agent_healthy, DEADLINE, Some(true)),
+    ];
+    for (case, a, deadline, want) in cases {
+        assert_eq!(deployment_health(a, MIN, deadline, NOW), want, "{case}");
+    }
+}
+
+/// A rolling update of `web` from version 1 to 2 with the given deadlines; one allocation of
+/// version 2 (index 0) placed `placed_ago_ms` ago and still pending, three of version 1 running.
+fn deadline_case(
+    healthy_deadline_s: u64,
+    progress_deadline_s: u64,
+    auto_revert: bool,
+    placed_ago_ms: i64,
+) -> (Job, BTreeMap<u64, Job>, Vec<ExistingAlloc>) {
+    let (mut j, mut versions) = rolling(1, 0, false);
+    let u = j.update.as_mut().unwrap();
+    u.healthy_deadline_ns = healthy_deadline_s * 1_000_000_000;
+    u.progress_deadline_ns = progress_deadline_s * 1_000_000_000;
+    u.auto_revert = auto_revert;
+    versions.insert(0, versions[&1].clone());
+    versions.insert(2, j.clone());
+    let mut allocs: Vec<_> = (1..4)
+        .map(|i| running(&format!("a{i}"), i, 1, NOW - 1_000_000))
+        .collect();
+    let mut b0 = alloc("b0", 0, 2, Some(ClientStatus::Pending));
+    b0.alloc.created_at_ms = NOW - placed_ago_ms;
+    allocs.push(b0);
+    (j, versions, allocs)
+}
+
+fn run_stable(
+    j: &Job,
+    versions: &BTreeMap<u64, Job>,
+    allocs: &[ExistingAlloc],
+    d: Option<&Deployment>,
+    stable: Option<u64>,
+) -> Plan {
+    reconcile(&Input {
+        job: j,
+        version: 2,
+        versions,
+        deployment: d,
+        allocs,
+        node_health: &ready,
+        now_ms: NOW,
+        stable_version: stable,
+    })
+}
+
+#[test]
+fn an_allocation_past_its_healthy_deadline_fails_the_deployment() {
+    // (case, healthy_deadline s, progress_deadline s, auto_revert, placed ago ms, stable,
+    //  expected deployment status, expected revert)
+    type Case = (
+        &'static str,
+        u64,
+        u64,
+        bool,
+        i64,
+        Option<u64>,
+        &'static str,
+        Option<u64>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "within the deadline",
+            300,
+            0,
+            true,
+            60_000,
+            Some(0),
+            "running",
+            None,
+        ),
+        (
+            "past it, no revert",
+            300,
+            0,
+            false,
+            600_000,
+            Some(0),
+            "failed",
+            None,
+        ),
+        (
+            "past it, revert to the stable version",
+            300,
+            0,
+            true,
+            600_000,
+            Some(0),
+            "failed",
+            Some(0),
+        ),
+        (
+            "past it, no stable version known",
+            300,
+            0,
+            true,
+            600_000,
+            None,
+            "failed",
+            Some(1),
+        ),
+        (
+            "no healthy deadline",
+            0,
+            0,
+            true,
+            600_000,
+            Some(0),
+            "running",
+            None,
+        ),
+        // With a progress deadline, an unhealthy allocation only stops progress.
+        (
+            "past it, progress deadline pending",
+            300,
+            3600,
+            true,
+            600_000,
+            Some(0),
+            "running",
+            None,
+        ),
+    ];
+    for (case, hd, pd, revert, ago, stable, want_status, want_revert) in cases {
+        let (j, versions, allocs) = deadline_case(hd, pd, revert, ago);
+        let first = run_stable(&j, &versions, &allocs, None, stable);
+        let d = first.deployment.clone().expect("a deployment is created");
+        assert_eq!(d.status, want_status, "{case}");
+        assert_eq!(first.revert_to, want_revert, "{case}");
+        if want_status == "failed" {
+            assert!(first.destructive_update.is_empty(), "{case}: nothing rolls");
+            assert_eq!(
+                d.status_description, "Failed due to unhealthy allocations",
+                "{case}"
+            );
+        } else if hd > 0 && ago < (hd * 1000) as i64 {
+            // The reconcile asks to look again right after the deadline.
+            let at = NOW - ago + (hd * 1000) as i64 + 1;
+            assert!(first.follow_ups.iter().any(|f| f.at_ms == at), "{case}");
+        }
+        if pd > 0 {
+            let g = &d.groups["g"];
+            assert_eq!(g.unhealthy, u32::from(ago > (hd * 1000) as i64), "{case}");
+        }
+    }
+}
+
+#[test]
+fn the_progress_deadline_moves_with_progress_and_fails_without_it() {
+    let (j, versions, mut allocs) = deadline_case(0, 600, true, 1_000);
+    let d = run_stable(&j, &versions, &allocs, None, Some(0))
+        .deployment
+        .expect("a deployment is created");
+    assert_eq!(d.groups["g"].require_progress_by_ms, NOW + 600_000);
+
+    // (case, deadline in the stored deployment, index-0 allocation healthy, expected status,
+    //  expected new deadline, expected revert)
+    type Case = (
+        &'static str,
+        i64,
+        bool,
+        &'static str,
+        Option<i64>,
+        Option<u64>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "before the deadline, no progress",
+            NOW + 5_000,
+            false,
+            "running",
+            Some(NOW + 5_000),
+            None,
+        ),
+        (
+            "past the deadline, no progress",
+            NOW - 1,
+            false,
+            "failed",
+            None,
+            Some(0),
+        ),
+        (
+            "progress pushes the deadline",
+            NOW + 5_000,
+            true,
+            "running",
+            Some(NOW + 600_000),
+            None,
+        ),
+        (
+            "progress made just in time",
+            NOW - 1,
+            true,
+            "running",
+            Some(NOW + 600_000),
+            None,
+        ),
+    ];
+    for (case, deadline, healthy, want_status, want_deadline, want_revert) in cases {
+        let mut d = d.clone();
+        d.groups.get_mut("g").unwrap().require_progress_by_ms = deadline;
+        let last = allocs.len() - 1;
+        allocs[last] = if healthy {
+            running("b0", 0, 2, NOW - 100_000)
+        } else {
+            let mut b = alloc("b0", 0, 2, Some(ClientStatus::Pending));
+            b.alloc.created_at_ms = NOW - 1_000;
+            b
+        };
+        let plan = run_stable(&j, &versions, &allocs, Some(&d), Some(0));
+        let got = plan.deployment.clone().unwrap_or(d.clone());
+        assert_eq!(got.status, want_status, "{case}");
+        assert_eq!(plan.revert_to, want_revert, "{case}");
+        if let Some(t) = want_deadline {
+            assert_eq!(got.groups["g"].require_progress_by_ms, t, "{case}");
+            if !healthy {
+                assert!(plan.follow_ups.iter().any(|f| f.at_ms == t + 1), "{case}");
+            }
+        }
+    }
+}
+
+#[test]
+fn reschedule_attempts_count_the_reschedules_within_the_interval() {
+    const H: i64 = 3600 * 1000;
+    // Policy: 2 attempts per hour, no delay. The allocation failed at NOW - 1 s.
+    // (case, reschedule times of the lineage, legacy attempts, expected: Some(attempts, times kept))
+    type Case = (&'static str, Vec<i64>, u32, Option<(u32, Vec<i64>)>);
+    let cases: Vec<Case> = vec![
+        ("first failure", vec![], 0, Some((1, vec![]))),
+        (
+            "one recent reschedule",
+            vec![NOW - 10_000],
+            0,
+            Some((2, vec![NOW - 10_000])),
+        ),
+        (
+            "two recent reschedules",
+            vec![NOW - 20_000, NOW - 10_000],
+            0,
+            None,
+        ),
+        (
+            "two, one of them outside the window",
+            vec![NOW - 2 * H, NOW - 10_000],
+            0,
+            Some((2, vec![NOW - 10_000])),
+        ),
+        // The window ends at the failure (NOW - 1 s), not at now.
+        (
+            "one just inside the window",
+            vec![NOW - 1_000 - H + 1, NOW - 10_000],
+            0,
+            None,
+        ),
+        (
+            "one just outside the window",
+            vec![NOW - 1_000 - H, NOW - 10_000],
+            0,
+            Some((2, vec![NOW - 10_000])),
+        ),
+        (
+            "many old ones",
+            vec![NOW - 5 * H, NOW - 4 * H, NOW - 3 * H],
+            0,
+            Some((1, vec![])),
+        ),
+        // Written before times were recorded: created within the interval, its count stands.
+        ("legacy, recent", vec![], 2, None),
+    ];
+    let p = ReschedulePolicy {
+        interval_ns: 3600 * 1_000_000_000,
+        ..policy(2, 0, "constant", false)
+    };
+    for (case, times, legacy, want) in cases {
+        let mut a = alloc("f", 0, 1, Some(ClientStatus::Failed));
+        a.alloc.reschedule_times_ms = times;
+        a.alloc.reschedule_attempts = legacy;
+        let got = reschedule_at(&p, &a, NOW).map(|r| (r.attempts, r.times_ms));
+        assert_eq!(got, want, "{case}");
+
+        // Through the reconcile: the replacement carries the kept times plus this reschedule.
+        let plan = run(&failed_job(p.clone()), &[a]);
+        match &want {
+            Some((attempts, kept)) => {
+                let place = &plan.reschedule[0].place;
+                assert_eq!(place.reschedule_attempts, *attempts, "{case}");
+                let mut carried = kept.clone();
+                carried.push(NOW);
+                assert_eq!(place.reschedule_times_ms, carried, "{case}");
+            }
+            None => assert!(plan.reschedule.is_empty(), "{case}"),
+        }
+    }
+}
+
+#[test]
+fn a_lineage_failing_repeatedly_is_bounded_per_interval_and_resumes_after_it() {
+    // 2 attempts per 10 minutes, no delay: walk a lineage through failures at given times.
+    const M: i64 = 60 * 1000;
+    let p = ReschedulePolicy {
+        interval_ns: 10 * 60 * 1_000_000_000,
+        ..policy(2, 0, "constant", false)
+    };
+    // (failure time, expected: rescheduled)
+    let steps: &[(i64, bool)] = &[
+        (0, true),
+        (M, true),
+        (2 * M, false),     // two reschedules in the last 10 minutes
+        (10 * M + 1, true), // the first has left the window
+        (10 * M + 30_000, false),
+        (30 * M, true),
+    ];
+    let mut times: Vec<i64> = Vec::new();
+    for (t, want) in steps {
+        let mut a = alloc("f", 0, 1, Some(ClientStatus::Failed));
+        a.alloc.reschedule_times_ms = times.clone();
+        a.status.as_mut().unwrap().modified_at_ms = *t;
+        let got = reschedule_at(&p, &a, *t);
+        assert_eq!(got.is_some(), *want, "failure at {t}");
+        if let Some(r) = got {
+            times = r.times_ms;
+            times.push(*t);
+        }
+    }
 }

@@ -424,6 +424,7 @@ fn new_alloc(
         deployment_id: String::new(),
         previous_alloc: previous.to_string(),
         reschedule_attempts: 0,
+        reschedule_times_ms: Vec::new(),
         created_at_ms: now_ms,
         modified_at_ms: now_ms,
     }

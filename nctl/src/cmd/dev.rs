@@ -33,9 +33,10 @@ pub struct DevArgs {
     /// and etcdctl (port 0 picks a free port; `off` disables it).
     #[arg(long, default_value = "127.0.0.1:4748")]
     pub store_addr: String,
-    /// Where the local agent serves its logs and metrics (none by default).
-    #[arg(long)]
-    pub agent_http_addr: Option<SocketAddr>,
+    /// Where the local agent serves its logs, metrics and restarts (port 0, the default, picks
+    /// a free loopback port; the node registers the real one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub agent_http_addr: SocketAddr,
     /// The local node's name (default: the host name).
     #[arg(long)]
     pub name: Option<String>,
@@ -130,7 +131,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     {
         let mut config = nomos_agent::AgentConfig::new(node_name.clone(), agent_dir.clone());
         config.datacenter = args.datacenter.clone();
-        config.http_addr = args.agent_http_addr;
+        config.http_addr = Some(args.agent_http_addr);
         config.enable_docker = !args.no_docker;
         config.min_dynamic_port = args.min_dynamic_port;
         config.max_dynamic_port = args.max_dynamic_port;

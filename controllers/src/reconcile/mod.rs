@@ -386,6 +386,16 @@ fn stop(a: &Allocation, why: &str) -> Stop {
     }
 }
 
+/// A placement that takes over `a`'s index in `group`, naming `a` as its predecessor.
+fn successor(group: &str, a: &Allocation) -> Place {
+    Place {
+        group: group.to_string(),
+        index: a.index,
+        previous_alloc: Some(a.id.clone()),
+        ..Default::default()
+    }
+}
+
 /// Computes the plan for one job.
 pub fn reconcile(input: &Input<'_>) -> Plan {
     let job = input.job;
@@ -618,12 +628,7 @@ fn reconcile_group(
                 if al.index < group.count && !occupied.contains(&al.index) {
                     plan.reschedule.push(Replace {
                         stop: stop(al, "allocation completed; replacing"),
-                        place: Place {
-                            group: group.name.clone(),
-                            index: al.index,
-                            previous_alloc: Some(al.id.clone()),
-                            ..Default::default()
-                        },
+                        place: successor(&group.name, al),
                     });
                     occupied.insert(al.index);
                 } else {
@@ -671,12 +676,7 @@ fn reconcile_group(
             if al.index >= group.count {
                 plan.stop.push(stop(al, "scaled down"));
             } else if occupied.insert(al.index) {
-                plan.place.push(Place {
-                    group: group.name.clone(),
-                    index: al.index,
-                    previous_alloc: Some(al.id.clone()),
-                    ..Default::default()
-                });
+                plan.place.push(successor(&group.name, al));
             }
             continue;
         }
@@ -684,12 +684,7 @@ fn reconcile_group(
             if al.index < group.count && !occupied.contains(&al.index) {
                 plan.migrate.push(Replace {
                     stop: stop(al, "node down; allocation lost"),
-                    place: Place {
-                        group: group.name.clone(),
-                        index: al.index,
-                        previous_alloc: Some(al.id.clone()),
-                        ..Default::default()
-                    },
+                    place: successor(&group.name, al),
                 });
                 occupied.insert(al.index);
             } else {
@@ -779,12 +774,7 @@ fn reconcile_group(
         let al = &a.alloc;
         plan.migrate.push(Replace {
             stop: stop(al, "node draining; migrated"),
-            place: Place {
-                group: group.name.clone(),
-                index: al.index,
-                previous_alloc: Some(al.id.clone()),
-                ..Default::default()
-            },
+            place: successor(&group.name, al),
         });
         if let Some(v) = live.get_mut(&al.index) {
             v.retain(|x| x.alloc.id != al.id);

@@ -16,15 +16,18 @@ use serde_saphyr::Spanned;
 use crate::diag::{Diagnostic, Pos};
 use crate::parse::{index, join, PosMap, RawJob};
 
-/// A YAML/JSON node with its position.
+/// A YAML/JSON value with the position (1-based line and column) where it starts; unknown
+/// positions are 0:0. Read with [`read_yaml_tree`].
 #[derive(Debug, Clone)]
-pub(crate) struct SNode {
+pub struct SNode {
     pub pos: Pos,
     pub node: Node,
 }
 
+/// A YAML/JSON value. Mappings keep their entries in source order, duplicates included, each as
+/// (key, position of the key, value).
 #[derive(Debug, Clone)]
-pub(crate) enum Node {
+pub enum Node {
     Null,
     Bool(bool),
     Int(i64),
@@ -135,6 +138,30 @@ impl<'de> Deserialize<'de> for Node {
 }
 
 impl SNode {
+    /// A tree for a value read without positions (every position unknown).
+    fn unpositioned(value: Value) -> SNode {
+        let node = match value {
+            Value::Null => Node::Null,
+            Value::Bool(b) => Node::Bool(b),
+            Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+                (Some(u), _, _) => Node::UInt(u),
+                (None, Some(i), _) => Node::Int(i),
+                (None, None, f) => Node::Float(f.unwrap_or(f64::NAN)),
+            },
+            Value::String(s) => Node::Str(s),
+            Value::Array(items) => Node::Seq(items.into_iter().map(SNode::unpositioned).collect()),
+            Value::Object(m) => Node::Map(
+                m.into_iter()
+                    .map(|(k, v)| (k, Pos::default(), SNode::unpositioned(v)))
+                    .collect(),
+            ),
+        };
+        SNode {
+            pos: Pos::default(),
+            node,
+        }
+    }
+
     /// Converts to JSON, recording every path's position (paths relative to `path`).
     pub(crate) fn to_value(&self, path: &str, pos: &mut PosMap) -> Value {
         pos.insert(path, self.pos);
@@ -175,12 +202,12 @@ fn yaml_error(file: &str, e: &serde_saphyr::Error) -> Diagnostic {
     let msg = match msg.find(" at line ") {
         Some(i) => &msg[..i],
         None => msg,
-    }
-    .to_string();
+    };
+    // serde-saphyr's advice to its callers ("set DuplicateKeyPolicy in Options") is not for users.
+    let msg = msg.split(", set DuplicateKeyPolicy").next().unwrap_or(msg);
     Diagnostic::error(file, pos, format!("invalid YAML: {msg}"))
 }
 
-/// Reads every document of a YAML or JSON text into positioned trees.
 /// One document: its value, and the positions of its paths (empty when not tracked).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Doc {
@@ -224,9 +251,7 @@ pub(crate) fn read_documents(
     source: &str,
     positions: bool,
 ) -> Result<Vec<Doc>, Vec<Diagnostic>> {
-    let trimmed = source.trim_start();
-    let json = trimmed.starts_with('{') || trimmed.starts_with('[');
-    if json && !positions {
+    if is_json(source) && !positions {
         return match serde_json::from_str::<Value>(source) {
             Ok(value) => Ok(vec![Doc {
                 value,
@@ -235,16 +260,29 @@ pub(crate) fn read_documents(
             Err(e) => Err(vec![Diagnostic::error(file, Pos::default(), e.to_string())]),
         };
     }
-    if json {
+    Ok(read_yaml_tree(file, source)?
+        .into_iter()
+        .map(Doc::spanned)
+        .collect())
+}
+
+fn is_json(source: &str) -> bool {
+    let trimmed = source.trim_start();
+    trimmed.starts_with('{') || trimmed.starts_with('[')
+}
+
+/// Reads a YAML or JSON text (JSON when it starts with `{` or `[`) into trees that keep every
+/// key's and value's position: one tree per document, empty documents left out, so a JSON text
+/// gives one. For readers that walk the tree themselves, such as `nctl`'s agent configuration
+/// files. Errors read `file:line:col: invalid YAML: ...` (or `invalid JSON`).
+pub fn read_yaml_tree(file: &str, source: &str) -> Result<Vec<SNode>, Vec<Diagnostic>> {
+    if is_json(source) {
         // JSON: serde-saphyr gives positions; serde_json is the fallback for what YAML rejects.
         if let Ok(n) = serde_saphyr::from_str::<Spanned<Node>>(source) {
-            return Ok(vec![Doc::spanned(spanned(n))]);
+            return Ok(vec![spanned(n)]);
         }
         return match serde_json::from_str::<Value>(source) {
-            Ok(value) => Ok(vec![Doc {
-                value,
-                pos: PosMap::default(),
-            }]),
+            Ok(value) => Ok(vec![SNode::unpositioned(value)]),
             Err(e) => Err(vec![Diagnostic::error(
                 file,
                 Pos::new(e.line() as u32, e.column() as u32),
@@ -257,7 +295,6 @@ pub(crate) fn read_documents(
             .into_iter()
             .map(spanned)
             .filter(|n| !matches!(n.node, Node::Null))
-            .map(Doc::spanned)
             .collect()),
         Err(e) => Err(vec![yaml_error(file, &e)]),
     }
@@ -544,5 +581,56 @@ fn normalize_durations(
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The keys of a map node with their positions, and each value's position.
+    fn entries(n: &SNode) -> Vec<(String, Pos, Pos)> {
+        let Node::Map(items) = &n.node else {
+            panic!("not a map: {n:?}");
+        };
+        items
+            .iter()
+            .map(|(k, kpos, v)| (k.clone(), *kpos, v.pos))
+            .collect()
+    }
+
+    #[test]
+    fn a_yaml_tree_keeps_key_and_value_positions_and_every_document() {
+        let docs = read_yaml_tree("f.yaml", "a: 1\nb:\n  c: x\n---\n---\nd: [1]\n").expect("valid");
+        assert_eq!(docs.len(), 2, "the empty document is left out");
+        assert_eq!(
+            entries(&docs[0]),
+            [
+                ("a".into(), Pos::new(1, 1), Pos::new(1, 4)),
+                ("b".into(), Pos::new(2, 1), Pos::new(3, 3)),
+            ]
+        );
+        assert_eq!(docs[1].pos, Pos::new(6, 1));
+    }
+
+    #[test]
+    fn a_json_tree_is_one_document_with_positions() {
+        let docs = read_yaml_tree("f.json", "{\n  \"a\": {\"b\": true}\n}").expect("valid");
+        assert_eq!(docs.len(), 1);
+        assert_eq!(
+            entries(&docs[0]),
+            [("a".into(), Pos::new(2, 3), Pos::new(2, 8))]
+        );
+        let errs = read_yaml_tree("f.json", "{\"a\": 1").expect_err("invalid");
+        assert!(errs[0].message.starts_with("invalid"), "{}", errs[0]);
+    }
+
+    #[test]
+    fn duplicate_keys_are_reported_without_the_library_advice() {
+        let errs = read_yaml_tree("f.yaml", "a: 1\na: 2\n").expect_err("duplicate");
+        assert_eq!(
+            errs[0].to_string(),
+            "f.yaml:2:1: invalid YAML: duplicate mapping key: a"
+        );
     }
 }

@@ -269,72 +269,42 @@ async fn a_drain_with_nowhere_to_go_waits_for_its_deadline() {
     cluster.stop().await;
 }
 
-/// The drain loop's own migration mode (off while the jobs controller migrates): replacements
-/// are placed elsewhere first and each original stops only once its replacement is healthy.
+/// Originals stop only once their replacement is healthy: while nothing reports on the new
+/// node, its one replacement stays unhealthy, `migrate.max_parallel` (1) holds and every original
+/// keeps running; once the node reports, the drain completes with each original replaced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_migrate_mode_originals_stop_only_once_their_replacement_is_healthy() {
-    use nomos_api::{AllocStatus, ClientStatus, Job};
-    use nomos_store::{keys, PutOptions};
-
+async fn originals_stop_only_once_their_replacement_is_healthy() {
     let store = store();
-    for n in ["n1", "n2"] {
-        join(&*store, &node(n, 4096), None).await;
-    }
-    // A job version and two allocations on n1, written as the jobs controller would have.
-    let job: Job = serde_json::from_slice(&spec("web", "service", 2, json!({}))).unwrap();
-    store
-        .put(
-            keys::job("default", "web").into_bytes(),
-            serde_json::to_vec(&job).unwrap(),
-            PutOptions::default(),
-        )
+    join(&*store, &node("n1", 4096), None).await;
+    let agent = Agent::start(store.clone(), &["n1"]);
+    let cluster = Cluster::start(store.clone(), loops_config(Arc::new(now_ms)));
+    let migrate = json!({"max_parallel": 1, "health_check": "checks",
+        "min_healthy_time_ns": 0, "healthy_deadline_ns": 300_000_000_000u64});
+    put_spec(
+        &*store,
+        "web",
+        spec("web", "service", 2, json!({"migrate": migrate})),
+    )
+    .await;
+    eventually("web running on n1", 15, || {
+        let s = store.clone();
+        async move {
+            allocs(&*s)
+                .await
+                .iter()
+                .filter(|a| a.node == "n1" && a.desired_status == DesiredStatus::Run)
+                .count()
+                == 2
+        }
+    })
+    .await;
+    let originals: Vec<String> = job_allocs(&*store, "web")
         .await
-        .unwrap();
-    store
-        .put(
-            keys::job_version("default", "web", 0).into_bytes(),
-            serde_json::to_vec(&job).unwrap(),
-            PutOptions::default(),
-        )
-        .await
-        .unwrap();
-    for i in 0..2u32 {
-        let a = Allocation {
-            id: format!("orig{i}"),
-            namespace: "default".into(),
-            job_id: "web".into(),
-            task_group: "g".into(),
-            name: format!("web.g[{i}]"),
-            index: i,
-            node: "n1".into(),
-            ..Default::default()
-        };
-        store
-            .put(
-                keys::alloc("n1", &a.id).into_bytes(),
-                serde_json::to_vec(&a).unwrap(),
-                PutOptions::default(),
-            )
-            .await
-            .unwrap();
-        let st = AllocStatus {
-            alloc_id: a.id.clone(),
-            client_status: ClientStatus::Running,
-            healthy: Some(true),
-            ..Default::default()
-        };
-        store
-            .put(
-                keys::alloc_status("n1", &a.id).into_bytes(),
-                serde_json::to_vec(&st).unwrap(),
-                PutOptions::default(),
-            )
-            .await
-            .unwrap();
-    }
-    let mut config = loops_config(Arc::new(now_ms));
-    config.drain.migrate = true;
-    let cluster = Cluster::loops_only(store.clone(), config);
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    // n2 joins, but nothing reports for it yet.
+    join(&*store, &node("n2", 4096), None).await;
     set_node_spec(
         &*store,
         "n1",
@@ -348,13 +318,12 @@ async fn in_migrate_mode_originals_stop_only_once_their_replacement_is_healthy()
         },
     )
     .await;
-    // migrate.max_parallel defaults to 1: one replacement, and the originals keep running.
     eventually("one replacement placed on n2", 15, || {
         let s = store.clone();
         async move { allocs(&*s).await.iter().filter(|a| a.node == "n2").count() == 1 }
     })
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let all = allocs(&*store).await;
     assert_eq!(
         all.iter().filter(|a| a.node == "n2").count(),
@@ -365,11 +334,14 @@ async fn in_migrate_mode_originals_stop_only_once_their_replacement_is_healthy()
         all.iter()
             .filter(|a| a.node == "n1")
             .all(|a| a.desired_status == DesiredStatus::Run),
-        "no original stops before its replacement is healthy"
+        "no original stops before its replacement is healthy: {all:?}"
     );
+    let status = drain_status(&*store, "n1").await.expect("drain status");
+    assert_eq!((status.state.as_str(), status.remaining), ("draining", 2));
 
-    // The simulated agent on n2 reports replacements running and healthy: the drain proceeds.
-    let _agent = Agent::start(store.clone(), &["n2"]);
+    // n2 reports its allocations running and healthy: the drain proceeds to the end.
+    drop(agent);
+    let _agent = Agent::start(store.clone(), &["n1", "n2"]);
     eventually("drain complete", 20, || {
         let s = store.clone();
         async move {
@@ -384,10 +356,15 @@ async fn in_migrate_mode_originals_stop_only_once_their_replacement_is_healthy()
         .iter()
         .filter(|a| a.node == "n1")
         .all(|a| a.desired_status == DesiredStatus::Stop));
-    let moved: Vec<&Allocation> = all.iter().filter(|a| a.node == "n2").collect();
+    let moved: Vec<&Allocation> = all
+        .iter()
+        .filter(|a| a.node == "n2" && a.desired_status == DesiredStatus::Run)
+        .collect();
     assert_eq!(moved.len(), 2);
-    let mut prev: Vec<&str> = moved.iter().map(|a| a.previous_alloc.as_str()).collect();
+    let mut prev: Vec<String> = moved.iter().map(|a| a.previous_alloc.clone()).collect();
     prev.sort();
-    assert_eq!(prev, ["orig0", "orig1"]);
+    let mut want = originals.clone();
+    want.sort();
+    assert_eq!(prev, want, "each original replaced once");
     cluster.stop().await;
 }

@@ -578,3 +578,31 @@ pub async fn gc(State(st): State<AppState>) -> Result<Json<GcResponse>, ServerEr
         .map_err(|e| ServerError::Internal(format!("garbage collection failed: {e}")))?;
     Ok(Json(GcResponse { collected }))
 }
+
+/// `POST /v1/job/{id}/periodic/force`: launches a child of a periodic job now (what
+/// `nctl job periodic force` calls). 409 when it cannot launch (not periodic, a child still runs
+/// under `prohibit_overlap`, or this second's child exists).
+pub async fn periodic_force(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<NsQuery>,
+) -> Result<Json<PeriodicForceResponse>, ServerError> {
+    let (job, _) = find_job(&st, q.ns(), &id).await?;
+    if job.periodic.is_none() {
+        return Err(ServerError::Conflict(format!(
+            "job `{}` is not periodic",
+            job.id
+        )));
+    }
+    let now = nomos_controllers::jobs::now_ms();
+    match nomos_controllers::periodic::run::force(st.store.as_ref(), &job.namespace, &job.id, now)
+        .await
+        .map_err(|e| ServerError::Internal(format!("periodic launch failed: {e}")))?
+    {
+        Ok(child) => Ok(Json(PeriodicForceResponse {
+            namespace: job.namespace,
+            child,
+        })),
+        Err(why) => Err(ServerError::Conflict(why)),
+    }
+}

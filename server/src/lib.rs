@@ -126,6 +126,7 @@ pub fn router_with_limit(state: AppState, body_limit: usize) -> Router {
         .route("/job/{id}/stop", post(jobs::stop))
         .route("/job/{id}/versions", get(jobs::versions))
         .route("/job/{id}/revert", post(jobs::revert))
+        .route("/job/{id}/periodic/force", post(jobs::periodic_force))
         .route("/job/{id}/allocations", get(jobs::allocations))
         .route("/job/{id}/deployments", get(jobs::deployments))
         .route("/allocations", get(allocs::list))

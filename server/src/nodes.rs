@@ -5,6 +5,7 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use nomos_api::{DrainSpec, Job, Node, NodeSpec, TaskGroup};
+use nomos_controllers::drain::{drain_status_key, DrainStatus, DRAIN_STATUS_PREFIX};
 use nomos_store::{KeySelector, RangeOptions};
 
 use crate::body::JsonBody;
@@ -33,6 +34,8 @@ pub async fn all_nodes(st: &AppState) -> Result<Vec<NodeView>, ServerError> {
         .iter()
         .map(|kv| kv.key_str().into_owned())
         .collect();
+    let drains: Vec<Entry<DrainStatus>> =
+        kv::list_json(st.store.as_ref(), DRAIN_STATUS_PREFIX).await?;
     let allocs = crate::allocs::all_allocs(st).await?;
     Ok(nodes
         .into_iter()
@@ -55,13 +58,19 @@ pub async fn all_nodes(st: &AppState) -> Result<Vec<NodeView>, ServerError> {
                         && !a.client_status().is_terminal()
                 })
                 .count() as u32;
-            view(
+            let drain_status = drains
+                .iter()
+                .find(|d| d.key == drain_status_key(&name))
+                .map(|d| d.value.clone());
+            let mut v = view(
                 e.value,
                 name,
                 spec,
                 alive.contains(&keys::heartbeat_key(&e.key)),
                 running,
-            )
+            );
+            v.drain_status = drain_status;
+            v
         })
         .collect())
 }
@@ -77,6 +86,7 @@ fn view(mut node: Node, name: String, spec: NodeSpec, alive: bool, allocations: 
         node,
         spec,
         allocations,
+        drain_status: None,
     }
 }
 

@@ -199,6 +199,9 @@ pub struct NodeView {
     pub draining: bool,
     /// Non-terminal allocations placed on the node.
     pub allocations: u32,
+    /// The drain loop's progress report (`/nomos/drainstatus/<node>`), once a drain started.
+    #[serde(default)]
+    pub drain_status: Option<nomos_controllers::drain::DrainStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -252,6 +255,13 @@ pub struct EventView {
     pub key: String,
     /// The new value decoded as JSON (null for deletes or non-JSON values).
     pub value: serde_json::Value,
+}
+
+/// `POST /v1/job/{id}/periodic/force`: the child job launched.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct PeriodicForceResponse {
+    pub namespace: String,
+    pub child: String,
 }
 
 /// `POST /v1/system/gc`: how many objects a forced collection removed.

@@ -291,3 +291,63 @@ async fn unknown_paths_answer_json_404() {
     assert!(body["error"].as_str().unwrap().contains("/v1/nothing-here"));
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn periodic_force_launches_a_child_once_per_second_and_refuses_other_jobs() {
+    let srv = TestServer::start().await;
+    let periodic = r#"job "nightly" {
+  type = "batch"
+  periodic {
+    crons            = ["0 3 * * *"]
+    prohibit_overlap = false
+  }
+  group "g" {
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/true"
+      }
+    }
+  }
+}
+"#;
+    let (code, body) = apply_source(&srv, "nightly.hcl", periodic).await;
+    assert_eq!(code, 200, "{body}");
+    // The controllers are not running here: force needs an accepted version, as it launches
+    // the version the controllers accepted.
+    let (code, body) = srv.post("/v1/job/nightly/periodic/force", json!({})).await;
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no accepted version"),
+        "{body}"
+    );
+    let spec = srv.read_json("/nomos/jobs/default/nightly").await.unwrap();
+    srv.put_json(
+        &format!("/nomos/jobversions/default/nightly/{:020}", 0),
+        &spec,
+    )
+    .await;
+    let (code, body) = srv.post("/v1/job/nightly/periodic/force", json!({})).await;
+    assert_eq!(code, 200, "{body}");
+    let child = body["child"].as_str().unwrap().to_string();
+    assert!(child.starts_with("nightly-periodic-"), "{child}");
+    let stored = srv
+        .read_json(&format!("/nomos/jobs/default/{child}"))
+        .await
+        .expect("the child's spec is written");
+    assert_eq!(stored["type"], "batch");
+    assert!(
+        stored["periodic"].is_null(),
+        "a child is not periodic itself"
+    );
+
+    let (code, body) = apply_source(&srv, "web.hcl", WEB_HCL).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = srv.post("/v1/job/web/periodic/force", json!({})).await;
+    assert_eq!(code, 409, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("not periodic"));
+    srv.stop().await;
+}

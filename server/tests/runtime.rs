@@ -421,3 +421,28 @@ async fn the_event_stream_resumes_after_an_index() {
     assert!(text.contains(&format!("id: {}", rev + 1)), "{text}");
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_node_shows_the_drain_loops_report() {
+    let srv = TestServer::start().await;
+    seed_node(&srv, "n1", true).await;
+    let (_, n) = srv.get("/v1/node/n1").await;
+    assert!(n["drain_status"].is_null(), "no drain yet: {n}");
+    srv.put_json(
+        "/nomos/drainstatus/n1",
+        &json!({"state": "blocked", "started_at_ms": 5, "remaining": 2, "migrating": 1,
+                "nowhere_to_go": ["a1: no node has room"]}),
+    )
+    .await;
+    let (code, n) = srv.get("/v1/node/n1").await;
+    assert_eq!(code, 200, "{n}");
+    assert_eq!(n["drain_status"]["state"], "blocked");
+    assert_eq!(n["drain_status"]["remaining"], 2);
+    assert_eq!(
+        n["drain_status"]["nowhere_to_go"][0],
+        "a1: no node has room"
+    );
+    let (_, all) = srv.get("/v1/nodes").await;
+    assert_eq!(all[0]["drain_status"]["migrating"], 1);
+    srv.stop().await;
+}

@@ -1,8 +1,10 @@
 //! The drain loop's decisions: move a draining node's allocations elsewhere before stopping them.
 //!
 //! [`decide`] is pure: `(drain spec, the node's allocations with their replacements and health,
-//! now) -> DrainPlan`; [`place_migrations`] places the replacements it asks for with the placement
-//! engine and reports the ones with nowhere to go. Rules (after Nomad's node drainer):
+//! now) -> DrainPlan`. The replacements themselves are placed by the jobs controller's reconcile
+//! (it owns each job's placements and counts), under the same rules; this loop follows them, stops
+//! what the deadline and the system-jobs rule stop, and reports progress. Rules (after Nomad's
+//! node drainer):
 //! - service allocations migrate: a replacement is placed elsewhere first, at most the group's
 //!   `migrate.max_parallel` at a time (replacements not yet healthy count against it), and the
 //!   original stops only once its replacement is healthy (healthy as reported by the agent, or
@@ -26,8 +28,6 @@ use nomos_api::{
     TaskRunState,
 };
 use serde::{Deserialize, Serialize};
-
-use crate::scheduler::{self, ClusterSnapshot, PlacementRequest, SchedulerConfig};
 
 /// Prefix of the drain progress records.
 pub const DRAIN_STATUS_PREFIX: &str = "/nomos/drainstatus/";
@@ -269,98 +269,4 @@ pub fn decide(drain: &DrainSpec, allocs: &[DrainAlloc], now_ms: i64) -> DrainPla
         plan.wake_at_ms = None;
     }
     plan
-}
-
-/// A replacement to create.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewAlloc {
-    pub alloc: Allocation,
-    pub cpu: u32,
-    pub memory_mb: u32,
-}
-
-/// A migration that found no node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NowhereToGo {
-    pub alloc_id: String,
-    pub reason: String,
-}
-
-/// The id of the `attempt`-th replacement of `original` (deterministic, so a re-run after a crash
-/// finds the replacement it already wrote).
-pub fn replacement_id(original: &str, attempt: usize) -> String {
-    let a = scheduler::hash_str(&format!("migrate\u{0}{original}\u{0}{attempt}"));
-    let b = scheduler::hash_str(&format!("drain\u{0}{original}\u{0}{attempt}"));
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        (a >> 32) as u32,
-        (a >> 16) as u16,
-        a as u16,
-        (b >> 48) as u16,
-        b & 0xffff_ffff_ffff
-    )
-}
-
-/// Places a replacement for each `(original, its job version's spec, replacements so far)`; the
-/// draining node is excluded by the snapshot (it is marked draining).
-pub fn place_migrations(
-    snapshot: &mut ClusterSnapshot,
-    requests: &[(&DrainAlloc, &Job)],
-    config: &SchedulerConfig,
-    now_ms: i64,
-) -> (Vec<NewAlloc>, Vec<NowhereToGo>) {
-    let mut placed = Vec::new();
-    let mut nowhere = Vec::new();
-    for (a, job) in requests {
-        let Some(group) = job.groups.iter().find(|g| g.name == a.alloc.task_group) else {
-            nowhere.push(NowhereToGo {
-                alloc_id: a.alloc.id.clone(),
-                reason: format!(
-                    "group `{}` is not in job version {}",
-                    a.alloc.task_group, a.alloc.job_version
-                ),
-            });
-            continue;
-        };
-        let id = replacement_id(&a.alloc.id, a.replacements.len());
-        let req = PlacementRequest {
-            alloc_id: id.clone(),
-            penalty_node: Some(a.alloc.node.clone()),
-        };
-        match scheduler::place(
-            snapshot,
-            job,
-            group,
-            &[req],
-            config,
-            scheduler::hash_str(&id),
-        )
-        .pop()
-        {
-            Some(Ok(p)) => {
-                let alloc = Allocation {
-                    id,
-                    node: p.node.clone(),
-                    desired_status: DesiredStatus::Run,
-                    desired_description: String::new(),
-                    ports: p.ports.clone(),
-                    previous_alloc: a.alloc.id.clone(),
-                    created_at_ms: now_ms,
-                    modified_at_ms: now_ms,
-                    ..a.alloc.clone()
-                };
-                placed.push(NewAlloc {
-                    alloc,
-                    cpu: p.cpu,
-                    memory_mb: p.memory_mb,
-                });
-            }
-            Some(Err(f)) => nowhere.push(NowhereToGo {
-                alloc_id: a.alloc.id.clone(),
-                reason: f.summary(),
-            }),
-            None => {}
-        }
-    }
-    (placed, nowhere)
 }

@@ -1,32 +1,23 @@
 //! The drain loop's executor: for every node whose spec asks for a drain, decide and apply: stop
-//! what the plan stops (compare on the allocation's revision), place replacements when this loop
-//! migrates ([`DrainConfig::migrate`]), and keep `/nomos/drainstatus/<node>` up to date
-//! (draining, blocked with what has nowhere to go, complete, cancelled).
+//! what the plan stops (compare on the allocation's revision) and keep
+//! `/nomos/drainstatus/<node>` up to date (draining, blocked with what has nowhere to go,
+//! complete, cancelled).
 //!
-//! Who migrates: the jobs controller's reconcile already migrates service and batch allocations
-//! off draining nodes (`migrate.max_parallel` at a time), so by default this loop leaves
-//! migrations to it and handles the deadline, the system allocations and the progress report.
-//! With `migrate = true` this loop places the replacements itself and stops an original only once
-//! its replacement is healthy; that needs the jobs controller to stop migrating on its own.
+//! Who migrates: the jobs controller's reconcile places the replacements of service allocations
+//! on draining nodes (`migrate.max_parallel` not yet healthy at a time) and stops each original
+//! once its replacement is healthy; this loop applies the same health rule (whichever writes
+//! first wins the compare), handles the deadline and the system allocations, and reports
+//! replacements the jobs controller could not place as having nowhere to go.
 
 use std::collections::HashMap;
 
-use nomos_api::{DesiredStatus, Job, JobType};
+use nomos_api::{DesiredStatus, JobType};
 use nomos_store::keys;
 
-use super::{
-    decide, drain_status_key, migrate_for, place_migrations, DrainAlloc, DrainStatus, Replacement,
-};
+use super::{decide, drain_status_key, migrate_for, DrainAlloc, DrainStatus, Replacement};
 use crate::loops::view::View;
-use crate::loops::{node_guard, put, to_json, unchanged, Ctx, PassOutcome};
+use crate::loops::{put, to_json, unchanged, Ctx, PassOutcome};
 use crate::ControllerError;
-
-/// Settings of the drain loop.
-#[derive(Debug, Clone, Default)]
-pub struct DrainConfig {
-    /// Place replacements here (see the module docs); `false` leaves them to the jobs controller.
-    pub migrate: bool,
-}
 
 pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, ControllerError> {
     let mut outcome = PassOutcome::default();
@@ -44,7 +35,6 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
                 });
         }
     }
-    let mut snapshot = None;
     for name in view.nodes.keys() {
         let old = view.drain_status.get(name);
         let Some(drain) = view.node_specs.get(name).and_then(|s| s.drain.clone()) else {
@@ -79,42 +69,16 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
             .collect();
         let plan = decide(&drain, &allocs, now);
         let mut nowhere: Vec<String> = Vec::new();
-        if ctx.config.drain.migrate && !plan.migrate.is_empty() {
-            let snap = snapshot.get_or_insert_with(|| view.snapshot());
-            let requests: Vec<(&DrainAlloc, &Job)> = plan
-                .migrate
-                .iter()
-                .filter_map(|id| allocs.iter().find(|a| &a.alloc.id == id))
-                .filter_map(|a| view.job_of(&a.alloc).map(|j| (a, j)))
-                .collect();
-            let (placed, failed) = place_migrations(snap, &requests, &ctx.config.scheduler, now);
-            for n in placed {
-                let k = keys::alloc(&n.alloc.node, &n.alloc.id);
-                let value = to_json(&k, &n.alloc, "allocation")?;
-                ctx.commit(
-                    vec![unchanged(&k, 0), node_guard(&n.alloc.node, view.revision)],
-                    vec![put(&k, value)],
-                )
-                .await?;
-            }
-            nowhere.extend(
-                failed
-                    .into_iter()
-                    .map(|f| format!("{}: {}", f.alloc_id, f.reason)),
-            );
-        } else {
-            // The jobs controller migrates: what it cannot place shows in the job's status.
-            for a in allocs.iter().filter(|a| {
-                a.alloc.desired_status == DesiredStatus::Run && a.job_type == JobType::Service
-            }) {
-                let st = view
-                    .job_status
-                    .get(&(a.alloc.namespace.clone(), a.alloc.job_id.clone()));
-                if let Some(why) =
-                    st.and_then(|s| s.value.placement_failures.get(&a.alloc.task_group))
-                {
-                    nowhere.push(format!("{}: {why}", a.alloc.id));
-                }
+        // The jobs controller migrates: what it cannot place shows in the job's status.
+        for a in allocs.iter().filter(|a| {
+            a.alloc.desired_status == DesiredStatus::Run && a.job_type == JobType::Service
+        }) {
+            let st = view
+                .job_status
+                .get(&(a.alloc.namespace.clone(), a.alloc.job_id.clone()));
+            if let Some(why) = st.and_then(|s| s.value.placement_failures.get(&a.alloc.task_group))
+            {
+                nowhere.push(format!("{}: {why}", a.alloc.id));
             }
         }
         for s in &plan.stop {

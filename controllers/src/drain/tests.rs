@@ -1,7 +1,7 @@
 //! Table and property tests of the drain decisions.
 
 use super::*;
-use nomos_api::{DriverInfo, Node, NodeResources, NodeSpec, Resources, Task, TaskGroup, TaskState};
+use nomos_api::TaskState;
 use proptest::prelude::*;
 
 fn original(id: &str, group: &str, job_type: JobType) -> DrainAlloc {
@@ -216,95 +216,6 @@ fn finished_and_stopped_allocations_do_not_hold_the_drain() {
     stopped.alloc.desired_status = DesiredStatus::Stop;
     let p = decide(&drain(0, false), &[done, stopped], 0);
     assert!(p.complete && p.migrate.is_empty() && p.stop.is_empty());
-}
-
-fn node(name: &str, memory_mb: u32) -> Node {
-    let mut n = Node {
-        name: name.into(),
-        datacenter: "dc1".into(),
-        resources: NodeResources {
-            cpu_mhz: 4000,
-            cores: 4,
-            memory_mb,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    n.drivers.insert(
-        "raw_exec".into(),
-        DriverInfo {
-            detected: true,
-            healthy: true,
-            ..Default::default()
-        },
-    );
-    n
-}
-
-fn web_job() -> Job {
-    Job {
-        id: "web".into(),
-        namespace: "default".into(),
-        datacenters: vec!["dc1".into()],
-        groups: vec![TaskGroup {
-            name: "g".into(),
-            count: 1,
-            tasks: vec![Task {
-                name: "t".into(),
-                driver: "raw_exec".into(),
-                resources: Resources {
-                    cpu: 100,
-                    memory_mb: 512,
-                    ..Default::default()
-                },
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
-#[test]
-fn migrations_are_placed_off_the_draining_node_or_reported_as_nowhere_to_go() {
-    let job = web_job();
-    let mut snap = ClusterSnapshot::new();
-    snap.upsert_node(
-        node("drained", 8192),
-        Some(&NodeSpec {
-            eligible: Some(false),
-            drain: Some(drain(0, false)),
-        }),
-        true,
-    );
-    snap.upsert_node(node("other", 8192), None, true);
-    let a = original("a1", "g", JobType::Service);
-    let (placed, nowhere) =
-        place_migrations(&mut snap, &[(&a, &job)], &SchedulerConfig::default(), 5);
-    assert!(nowhere.is_empty());
-    assert_eq!(placed[0].alloc.node, "other");
-    assert_eq!(placed[0].alloc.previous_alloc, "a1");
-    assert_eq!(placed[0].alloc.id, replacement_id("a1", 0));
-    assert_eq!(placed[0].alloc.job_id, "web");
-
-    let mut full = ClusterSnapshot::new();
-    full.upsert_node(
-        node("drained", 8192),
-        Some(&NodeSpec {
-            eligible: Some(false),
-            drain: Some(drain(0, false)),
-        }),
-        true,
-    );
-    full.upsert_node(node("tiny", 256), None, true);
-    let (placed, nowhere) =
-        place_migrations(&mut full, &[(&a, &job)], &SchedulerConfig::default(), 5);
-    assert!(placed.is_empty());
-    assert_eq!(nowhere[0].alloc_id, "a1");
-    assert_eq!(
-        nowhere[0].reason,
-        "1 node excluded by node ineligible, 1 exhausted memory"
-    );
 }
 
 proptest! {

@@ -46,7 +46,6 @@ pub struct LoopsConfig {
     pub lifecycle: crate::nodes::LifecycleConfig,
     pub heartbeat: crate::nodes::HeartbeatConfig,
     pub gc: crate::gc::GcConfig,
-    pub drain: crate::drain::run::DrainConfig,
     pub scheduler: crate::scheduler::SchedulerConfig,
     /// Which loops to run (all by default).
     pub enabled: Vec<LoopName>,
@@ -65,7 +64,6 @@ impl Default for LoopsConfig {
             lifecycle: Default::default(),
             heartbeat: Default::default(),
             gc: Default::default(),
-            drain: Default::default(),
             scheduler: Default::default(),
             enabled: LoopName::ALL.to_vec(),
             clock: Arc::new(crate::jobs::now_ms),

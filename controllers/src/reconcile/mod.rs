@@ -14,8 +14,9 @@
 //!   failure;
 //! - allocations on deregistered nodes are stopped and replaced at once; allocations reported
 //!   `lost` are replaced but kept (desired run), so a node that comes back keeps its originals
-//!   (two allocations of the newest version at one index: the oldest stays); on draining nodes
-//!   allocations are migrated `migrate.max_parallel` at a time;
+//!   (two allocations of the newest version at one index: the oldest stays); an allocation on a
+//!   draining node gets its replacement placed first (`migrate.max_parallel` not yet healthy at a
+//!   time) and stops once the replacement is healthy (`migrate.min_healthy_time`);
 //! - a new version updates allocations in place when only non-task fields changed, otherwise
 //!   destructively, limited by `update.max_parallel` minus new allocations not yet healthy; with
 //!   `canary`, canaries are placed first and the rest waits for promotion (or `auto_promote`);
@@ -555,13 +556,9 @@ fn reconcile_group(
         .clone()
         .or_else(|| job.reschedule.clone())
         .unwrap_or_else(|| default_reschedule(job.job_type));
-    let migrate_parallel = group
-        .migrate
-        .as_ref()
-        .or(job.migrate.as_ref())
-        .map(|m| m.max_parallel)
-        .unwrap_or(1)
-        .max(1);
+    let migrate = crate::drain::migrate_for(job, &group.name);
+    let migrate_parallel = migrate.max_parallel.max(1);
+    let migrate_healthy_ms = (migrate.min_healthy_time_ns / 1_000_000) as i64;
 
     let mine: Vec<&ExistingAlloc> = input
         .allocs
@@ -693,7 +690,9 @@ fn reconcile_group(
             continue;
         }
         if health == NodeHealth::Draining {
+            // Kept apart from `live`: its replacement shares its index until it is healthy.
             draining.push(a);
+            continue;
         }
         live.entry(al.index).or_default().push(a);
     }
@@ -705,7 +704,13 @@ fn reconcile_group(
             plan.stop.push(stop(&a.alloc, "scaled down"));
         }
     }
-    draining.retain(|a| a.alloc.index < group.count);
+    draining.retain(|a| {
+        let keep = a.alloc.index < group.count;
+        if !keep {
+            plan.stop.push(stop(&a.alloc, "scaled down"));
+        }
+        keep
+    });
 
     // Duplicates (two writers raced, or a retried commit): one allocation of the newest
     // version per index survives, the oldest.
@@ -751,18 +756,44 @@ fn reconcile_group(
     let inplace: HashSet<String> = plan.inplace_update.iter().cloned().collect();
     let counts_as_new = |a: &ExistingAlloc| is_new(a) || inplace.contains(&a.alloc.id);
 
-    // Migrations off draining nodes, max_parallel at a time.
-    let in_flight_migrations = live
-        .values()
-        .flatten()
-        .filter(|a| {
-            a.alloc.previous_alloc.as_str() != ""
-                && draining_ids.contains(a.alloc.previous_alloc.as_str())
-        })
-        .filter(|a| alloc_health(a, 0, now) != Some(true))
-        .count() as u32;
-    let mut budget = migrate_parallel.saturating_sub(in_flight_migrations);
+    // Migrations off draining nodes: a replacement is placed elsewhere first, with at most
+    // `migrate.max_parallel` replacements not yet healthy per group, and the original stops only
+    // once a live allocation at its index elsewhere is healthy (`migrate.min_healthy_time`).
+    let being_placed: HashSet<u32> = plan
+        .place
+        .iter()
+        .chain(plan.reschedule.iter().map(|r| &r.place))
+        .filter(|p| p.group == group.name)
+        .map(|p| p.index)
+        .collect();
+    let mut in_flight_migrations = 0u32;
+    let mut waiting: Vec<&ExistingAlloc> = Vec::new();
     for a in &draining {
+        let al = &a.alloc;
+        occupied.insert(al.index);
+        let replacement = live.get(&al.index).and_then(|v| {
+            v.iter()
+                .find(|x| !draining_ids.contains(x.alloc.id.as_str()))
+        });
+        match replacement {
+            Some(r) if alloc_health(r, migrate_healthy_ms, now) == Some(true) => {
+                plan.stop
+                    .push(stop(al, "node draining; replacement healthy"));
+            }
+            Some(r) => {
+                in_flight_migrations += 1;
+                let at = healthy_at(r, migrate_healthy_ms).filter(|t| *t > now);
+                plan.follow_ups.push(FollowUp {
+                    at_ms: at.unwrap_or(now + 5_000),
+                    reason: format!("migration of {}", al.name),
+                });
+            }
+            None if being_placed.contains(&al.index) => in_flight_migrations += 1,
+            None => waiting.push(a),
+        }
+    }
+    let mut budget = migrate_parallel.saturating_sub(in_flight_migrations);
+    for a in waiting {
         if budget == 0 {
             plan.follow_ups.push(FollowUp {
                 at_ms: now + 5_000,
@@ -771,16 +802,7 @@ fn reconcile_group(
             break;
         }
         budget -= 1;
-        let al = &a.alloc;
-        plan.migrate.push(Replace {
-            stop: stop(al, "node draining; migrated"),
-            place: successor(&group.name, al),
-        });
-        if let Some(v) = live.get_mut(&al.index) {
-            v.retain(|x| x.alloc.id != al.id);
-        }
-        old_destructive.retain(|x| x.alloc.id != al.id);
-        occupied.insert(al.index);
+        plan.place.push(successor(&group.name, &a.alloc));
     }
 
     // Rolling update.

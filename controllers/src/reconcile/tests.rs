@@ -251,19 +251,16 @@ fn reschedule_delays_follow_their_function_and_cap() {
 }
 
 #[test]
-fn allocations_on_down_nodes_are_replaced_and_on_draining_nodes_migrated_one_at_a_time() {
-    let mut allocs: Vec<_> = (0..4)
+fn allocations_on_down_nodes_are_replaced_at_once() {
+    let mut allocs: Vec<_> = (0..2)
         .map(|i| alloc(&format!("a{i}"), i, 1, Some(ClientStatus::Running)))
         .collect();
     allocs[0].alloc.node = "down".into();
-    allocs[1].alloc.node = "drain".into();
-    allocs[2].alloc.node = "drain".into();
     let health = |n: &str| match n {
         "down" => NodeHealth::Down,
-        "drain" => NodeHealth::Draining,
         _ => NodeHealth::Ready,
     };
-    let j = job(4);
+    let j = job(2);
     let mut versions = BTreeMap::new();
     versions.insert(1, j.clone());
     let plan = run_with(&j, 1, &versions, &allocs, None, &health);
@@ -272,9 +269,120 @@ fn allocations_on_down_nodes_are_replaced_and_on_draining_nodes_migrated_one_at_
         .iter()
         .map(|r| r.stop.alloc_id.as_str())
         .collect();
-    assert_eq!(migrated, vec!["a0", "a1"]);
+    assert_eq!(migrated, vec!["a0"]);
     assert!(plan.place.is_empty());
-    assert!(!plan.follow_ups.is_empty());
+}
+
+/// A replacement for `original`, placed on node `n2`, running since `started_ms`.
+fn replacement_of(original: &ExistingAlloc, id: &str, started_ms: i64) -> ExistingAlloc {
+    let mut r = running(id, original.alloc.index, 1, started_ms);
+    r.alloc.node = "n2".into();
+    r.alloc.previous_alloc = original.alloc.id.clone();
+    r
+}
+
+#[test]
+fn draining_allocations_stop_only_once_their_replacement_is_healthy() {
+    // (case, max_parallel, replacements: (original index, started ms ago), placed indexes);
+    // originals whose replacement ran 10s (min_healthy_time) stop.
+    type Case = (&'static str, u32, Vec<(usize, i64)>, Vec<u32>);
+    let cases: Vec<Case> = vec![
+        ("nothing moved yet: one replacement", 1, vec![], vec![0]),
+        ("max_parallel 2: two at once", 2, vec![], vec![0, 1]),
+        (
+            "replacement young: wait, nothing else placed",
+            1,
+            vec![(0, 3_000)],
+            vec![],
+        ),
+        (
+            "replacement healthy: original stops, next placed",
+            1,
+            vec![(0, 11_000)],
+            vec![1],
+        ),
+        (
+            "both replaced and healthy: both stop",
+            1,
+            vec![(0, 11_000), (1, 20_000)],
+            vec![],
+        ),
+    ];
+    for (case, max_parallel, reps, want_placed) in cases {
+        let mut allocs: Vec<_> = (0..3)
+            .map(|i| running(&format!("a{i}"), i, 1, NOW - 600_000))
+            .collect();
+        allocs[0].alloc.node = "drain".into();
+        allocs[1].alloc.node = "drain".into();
+        let originals = allocs.clone();
+        for (k, (idx, ago)) in reps.iter().enumerate() {
+            allocs.push(replacement_of(
+                &originals[*idx],
+                &format!("r{k}"),
+                NOW - ago,
+            ));
+        }
+        let health = |n: &str| match n {
+            "drain" => NodeHealth::Draining,
+            _ => NodeHealth::Ready,
+        };
+        let mut j = job(3);
+        j.groups[0].migrate = Some(nomos_api::MigrateStrategy {
+            max_parallel,
+            health_check: "task_states".into(),
+            min_healthy_time_ns: 10_000_000_000,
+            healthy_deadline_ns: 300_000_000_000,
+        });
+        let mut versions = BTreeMap::new();
+        versions.insert(1, j.clone());
+        let plan = run_with(&j, 1, &versions, &allocs, None, &health);
+        let placed: Vec<u32> = plan.place.iter().map(|p| p.index).collect();
+        assert_eq!(placed, want_placed, "{case}: placed");
+        for p in &plan.place {
+            assert_eq!(
+                p.previous_alloc.as_deref(),
+                Some(format!("a{}", p.index).as_str()),
+                "{case}: a replacement names its original"
+            );
+        }
+        let stopped: Vec<&str> = plan.stop.iter().map(|s| s.alloc_id.as_str()).collect();
+        let want_stopped: Vec<String> = reps
+            .iter()
+            .filter(|(_, ago)| *ago >= 10_000)
+            .map(|(idx, _)| format!("a{idx}"))
+            .collect();
+        assert_eq!(stopped, want_stopped, "{case}: stopped");
+        assert!(plan.migrate.is_empty(), "{case}: no stop-and-place at once");
+        if reps.iter().any(|(_, ago)| *ago < 10_000) {
+            assert!(
+                plan.follow_ups
+                    .iter()
+                    .any(|f| f.at_ms == NOW - 3_000 + 10_000),
+                "{case}: look again when the young replacement turns healthy: {:?}",
+                plan.follow_ups
+            );
+        }
+    }
+}
+
+#[test]
+fn a_failed_replacement_is_rescheduled_once_and_the_original_keeps_running() {
+    let mut allocs = vec![running("a0", 0, 1, NOW - 600_000)];
+    allocs[0].alloc.node = "drain".into();
+    let mut r = replacement_of(&allocs[0], "r0", NOW - 5_000);
+    r.status.as_mut().unwrap().client_status = ClientStatus::Failed;
+    allocs.push(r);
+    let health = |n: &str| match n {
+        "drain" => NodeHealth::Draining,
+        _ => NodeHealth::Ready,
+    };
+    let j = job(1);
+    let mut versions = BTreeMap::new();
+    versions.insert(1, j.clone());
+    let plan = run_with(&j, 1, &versions, &allocs, None, &health);
+    let placed = plan.place.len() + plan.reschedule.len();
+    assert_eq!(placed, 1, "exactly one new placement at index 0: {plan:?}");
+    assert!(plan.stop.iter().all(|s| s.alloc_id != "a0"));
 }
 
 fn rolling(max_parallel: u32, canary: u32, auto_promote: bool) -> (Job, BTreeMap<u64, Job>) {

@@ -1,5 +1,6 @@
-//! The end-to-end harness (shared by every test file): runs the real `nctl dev` in a temp dir on free ports and drives it
-//! with the real `nctl`. Every wait is bounded and fails with what it was waiting for and what
+//! The end-to-end harness (shared by every test file): runs the real `nctl dev` (or `nctl server`
+//! with separate `nctl agent` processes, each with its own data dir and node name) in a temp dir on
+//! free ports and drives it with the real `nctl`. Every wait is bounded and fails with what it was waiting for and what
 //! it saw last.
 //!
 //! The binary: this package compiles nctl's own sources as its binary `nctl-e2e` (see
@@ -55,8 +56,19 @@ fn port_range() -> (u16, u16) {
     (base, base + 39)
 }
 
-/// One `nctl dev` process and the temp dir it lives in.
+/// What runs the API and the controllers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `nctl dev`: store, API, controllers and a local agent in one process.
+    Dev,
+    /// `nctl server` on its embedded store, served on a fixed store port so agents reconnect
+    /// after a restart; no local agent.
+    Server,
+}
+
+/// One `nctl dev` or `nctl server` process and the temp dir it lives in.
 pub struct Cluster {
+    pub mode: Mode,
     pub dir: tempfile::TempDir,
     pub data_dir: PathBuf,
     pub addr: String,
@@ -68,26 +80,44 @@ pub struct Cluster {
     ports: (u16, u16),
     child: Option<Child>,
     log_path: PathBuf,
+    /// Agents started so far (each gets its own port range).
+    agents: AtomicU16,
 }
 
 impl Cluster {
     /// Starts `nctl dev --no-example` on a free API port and waits until the API and the node
     /// are ready.
     pub fn start(name: &str) -> Cluster {
+        Cluster::start_mode(name, Mode::Dev)
+    }
+
+    /// Starts `nctl server` on its embedded store (no local agent; add nodes with
+    /// [`Cluster::start_agent`]) and waits until the API answers.
+    pub fn start_server(name: &str) -> Cluster {
+        Cluster::start_mode(name, Mode::Server)
+    }
+
+    fn start_mode(name: &str, mode: Mode) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");
         let node = format!("e2e-{name}-{}", std::process::id());
+        let store_url = match mode {
+            Mode::Dev => String::new(),
+            Mode::Server => format!("http://127.0.0.1:{}", free_port()),
+        };
         let mut c = Cluster {
+            mode,
             log_path: dir.path().join("dev.log"),
             dir,
             data_dir,
             addr: String::new(),
             node,
-            store_url: String::new(),
+            store_url,
             bin: nctl_bin(),
             http_addr: format!("127.0.0.1:{}", free_port()),
             ports: port_range(),
             child: None,
+            agents: AtomicU16::new(0),
         };
         c.spawn();
         c
@@ -99,18 +129,30 @@ impl Cluster {
             .append(true)
             .open(&self.log_path)
             .expect("dev log");
-        let mut child = Command::new(&self.bin)
-            .args(["dev", "--no-example", "--no-docker", "--data-dir"])
-            .arg(&self.data_dir)
-            .args(["--http-addr", &self.http_addr, "--name", &self.node])
-            .args(["--store-addr", "127.0.0.1:0"])
-            .args(["--min-dynamic-port", &self.ports.0.to_string()])
-            .args(["--max-dynamic-port", &self.ports.1.to_string()])
+        let mut cmd = Command::new(&self.bin);
+        match self.mode {
+            Mode::Dev => {
+                cmd.args(["dev", "--no-example", "--no-docker", "--data-dir"])
+                    .arg(&self.data_dir)
+                    .args(["--http-addr", &self.http_addr, "--name", &self.node])
+                    .args(["--store-addr", "127.0.0.1:0"])
+                    .args(["--min-dynamic-port", &self.ports.0.to_string()])
+                    .args(["--max-dynamic-port", &self.ports.1.to_string()]);
+            }
+            Mode::Server => {
+                let store_addr = self.store_url.trim_start_matches("http://").to_string();
+                cmd.args(["server", "--data-dir"])
+                    .arg(&self.data_dir)
+                    .args(["--http-addr", &self.http_addr])
+                    .args(["--store-addr", &store_addr]);
+            }
+        }
+        let mut child = cmd
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
-            .expect("spawn nctl dev");
+            .unwrap_or_else(|e| panic!("spawn nctl {:?}: {e}", self.mode));
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -135,12 +177,16 @@ impl Cluster {
                     seen.push(line);
                 }
                 Err(_) => panic!(
-                    "nctl dev did not print its address within 60s; stdout: {seen:?}; log:\n{}",
+                    "nctl {:?} did not print its address within 60s; stdout: {seen:?}; log:\n{}",
+                    self.mode,
                     self.log_tail()
                 ),
             }
         }
         std::thread::spawn(move || while rx.recv().is_ok() {});
+        if self.mode == Mode::Server {
+            return;
+        }
         let node = self.node.clone();
         self.wait_for("the local node to be ready", Duration::from_secs(60), |c| {
             let nodes = c.json(&["get", "nodes", "-o", "json"]);
@@ -152,7 +198,7 @@ impl Cluster {
         });
     }
 
-    /// Kills `nctl dev` with SIGKILL (tasks are left running).
+    /// Kills `nctl dev` / `nctl server` with SIGKILL (tasks are left running).
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -160,7 +206,7 @@ impl Cluster {
         }
     }
 
-    /// Starts `nctl dev` again on the same data dir and API port.
+    /// Starts the process again on the same data dir, API port and store port.
     pub fn restart(&mut self) {
         self.kill9();
         self.spawn();
@@ -175,14 +221,32 @@ impl Cluster {
 
     /// Starts `nctl agent` as another node against this cluster's store endpoint.
     pub fn start_agent(&self, name: &str) -> Agent {
+        self.start_agent_with(name, &[])
+    }
+
+    /// Starts `nctl agent` with extra flags (e.g. `--heartbeat-ttl 2`). Under `nctl server` each
+    /// agent gets its own tenth of the cluster's dynamic-port range (they share one host).
+    pub fn start_agent_with(&self, name: &str, extra: &[&str]) -> Agent {
         assert!(
             !self.store_url.is_empty(),
-            "nctl dev printed no store endpoint"
+            "the cluster printed no store endpoint"
         );
         let data_dir = self.dir.path().join(format!("agent-{name}"));
-        let log = std::fs::File::create(self.dir.path().join(format!("agent-{name}.log")))
+        let log_path = self.dir.path().join(format!("agent-{name}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
             .expect("agent log");
-        let (lo, hi) = (self.ports.0 + 20, self.ports.1);
+        let (lo, hi) = match self.mode {
+            Mode::Dev => (self.ports.0 + 20, self.ports.1),
+            Mode::Server => {
+                let k = self.agents.fetch_add(1, Ordering::SeqCst);
+                assert!(k < 4, "at most four agents per cluster");
+                let lo = self.ports.0 + k * 10;
+                (lo, lo + 9)
+            }
+        };
         let child = Command::new(&self.bin)
             .args([
                 "agent",
@@ -200,6 +264,8 @@ impl Cluster {
                 "--max-dynamic-port",
                 &hi.to_string(),
             ])
+            .args(extra)
+            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -208,7 +274,22 @@ impl Cluster {
             child: Some(child),
             data_dir,
             bin: self.bin.clone(),
+            log_path,
         }
+    }
+
+    /// Waits until every node in `names` is registered and `ready`.
+    pub fn wait_nodes_ready(&self, names: &[&str]) {
+        self.wait_for("the nodes to be ready", Duration::from_secs(60), |c| {
+            let nodes = c.json(&["get", "nodes", "-o", "json"]);
+            let ready = names.iter().all(|name| {
+                nodes.as_array().is_some_and(|ns| {
+                    ns.iter()
+                        .any(|n| n["node"]["name"] == *name && n["status"] == "ready")
+                })
+            });
+            (ready, nodes.to_string())
+        });
     }
 
     /// Runs `nctl ARGS` against this cluster.
@@ -314,6 +395,31 @@ pub struct Agent {
     child: Option<Child>,
     pub data_dir: PathBuf,
     bin: PathBuf,
+    pub log_path: PathBuf,
+}
+
+impl Agent {
+    /// The agent's pid (to freeze it with SIGSTOP, cutting it off from the store).
+    pub fn pid(&self) -> i32 {
+        self.child
+            .as_ref()
+            .map(|c| c.id() as i32)
+            .expect("agent runs")
+    }
+
+    /// Sends `signal` to the agent process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on the pid of a child this struct owns and has not reaped.
+        let rc = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(rc, 0, "kill({}, {signal})", self.pid());
+    }
+
+    /// The tail of the agent's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
 }
 
 impl Drop for Agent {

@@ -48,7 +48,7 @@ pub struct AgentArgs {
     /// Highest host port handed out as a dynamic port.
     #[arg(long)]
     pub max_dynamic_port: Option<u16>,
-    /// A Nomad-style agent config file (HCL): data_dir, name, datacenter,
+    /// A Nomad-style agent config file (HCL, YAML or JSON): data_dir, name, datacenter,
     /// client { servers, node_class, meta }. Flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,

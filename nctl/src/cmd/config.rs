@@ -1,16 +1,24 @@
-//! Agent configuration files in Nomad's HCL form (`nctl server -config FILE`, `nctl agent
-//! -config FILE`). Nomad's names are accepted where the meaning matches; settings Nomad has but
-//! Nomos does not act on are warnings naming the setting and its line; anything else is an
-//! error naming it and its line, so nothing is silently ignored. See `docs/config.md`.
+//! Agent configuration files (`nctl server -config FILE`, `nctl agent -config FILE`) in Nomad's
+//! HCL, or in YAML or JSON with the same names. Nomad's names are accepted where the meaning
+//! matches; settings Nomad has but Nomos does not act on are warnings naming the setting and its
+//! line; anything else is an error naming it and its line, so nothing is silently ignored. See
+//! `docs/config.md`.
+//!
+//! Two front ends, one reader: [`from_hcl`] and [`from_yaml`] turn the file into the same tree
+//! of settings ([`Entry`]: name, where the name is, value and where it is), and [`read`] checks
+//! that tree against the names below and converts it into a [`FileConfig`]. So both syntaxes
+//! accept, ignore and reject the same settings with the same messages.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use hcl_edit::expr::{Expression, ObjectKey};
-use hcl_edit::structure::{Body, Structure};
+use hcl_edit::expr::{Expression, ObjectKey, UnaryOperator};
+use hcl_edit::structure::{BlockLabel, Body, Structure};
 use hcl_edit::Span;
 use nomos_api::diag::{Diagnostic, LineIndex, Pos};
+use nomos_api::manifest::{Node as YamlNode, SNode};
+use nomos_api::parse::{detect_format, Format};
 
 /// What a Nomad-style config file says, in Nomos's terms.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -51,6 +59,48 @@ impl FileConfig {
         (ttl + grace).max(1) as i64
     }
 }
+
+/// The settings one section reads, and Nomad's settings in it that are accepted with a warning.
+struct Section {
+    /// `""` for the top level, else the section's name (`server`).
+    name: &'static str,
+    known: &'static [&'static str],
+    ignored: &'static [&'static str],
+}
+
+const TOP: Section = Section {
+    name: "",
+    known: &[
+        "data_dir",
+        "datacenter",
+        "name",
+        "bind_addr",
+        "ports",
+        "server",
+        "client",
+    ],
+    ignored: IGNORED_TOP,
+};
+const PORTS: Section = Section {
+    name: "ports",
+    known: &["http"],
+    ignored: &["rpc", "serf"],
+};
+const SERVER: Section = Section {
+    name: "server",
+    known: &[
+        "enabled",
+        "heartbeat_grace",
+        "min_heartbeat_ttl",
+        "max_heartbeats_per_second",
+    ],
+    ignored: IGNORED_SERVER,
+};
+const CLIENT: Section = Section {
+    name: "client",
+    known: &["enabled", "servers", "node_class", "meta"],
+    ignored: IGNORED_CLIENT,
+};
 
 /// Nomad settings that are understood but not acted on (warned about, with their line).
 const IGNORED_TOP: &[&str] = &[
@@ -121,161 +171,76 @@ const IGNORED_CLIENT: &[&str] = &[
     "chroot_env",
 ];
 
-struct Reader<'a> {
-    file: &'a str,
-    index: LineIndex<'a>,
-    errors: Vec<Diagnostic>,
-    warnings: Vec<Diagnostic>,
+/// One setting as written, in either syntax: its name and where the name is, and its value.
+#[derive(Debug, Clone, PartialEq)]
+struct Entry {
+    key: String,
+    at: Pos,
+    value: Node,
 }
 
-impl<'a> Reader<'a> {
-    fn pos(&self, span: Option<std::ops::Range<usize>>) -> Pos {
-        span.map(|r| self.index.pos(r.start)).unwrap_or_default()
-    }
-    fn error(&mut self, span: Option<std::ops::Range<usize>>, msg: String) {
-        let pos = self.pos(span);
-        self.errors.push(Diagnostic::error(self.file, pos, msg));
-    }
-    fn warn(&mut self, span: Option<std::ops::Range<usize>>, msg: String) {
-        let pos = self.pos(span);
-        self.warnings.push(Diagnostic::warning(self.file, pos, msg));
-    }
+/// A setting's value and where it starts.
+#[derive(Debug, Clone, PartialEq)]
+struct Node {
+    at: Pos,
+    kind: Kind,
+}
 
-    fn string(&mut self, name: &str, e: &Expression) -> Option<String> {
-        match e {
-            Expression::String(s) => Some(s.value().to_string()),
-            _ => {
-                self.error(e.span(), format!("{name}: expected a string"));
-                None
-            }
-        }
-    }
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    Null,
+    Bool(bool),
+    Number(f64),
+    Str(String),
+    List(Vec<Node>),
+    /// An HCL block or object, or a YAML/JSON mapping, entries in source order.
+    Map(Vec<Entry>),
+    /// An HCL expression that is not a literal (`var.x`, `"${a}"`, `f(x)`): not evaluated.
+    Expression,
+}
 
-    fn boolean(&mut self, name: &str, e: &Expression) -> bool {
-        match e {
-            Expression::Bool(b) => *b.value(),
-            _ => {
-                self.error(e.span(), format!("{name}: expected true or false"));
-                false
-            }
-        }
-    }
-
-    fn number(&mut self, name: &str, e: &Expression) -> Option<f64> {
-        match e {
-            Expression::Number(n) => n.value().as_f64(),
-            _ => {
-                self.error(e.span(), format!("{name}: expected a number"));
-                None
-            }
-        }
-    }
-
-    /// A Go duration (`"10s"`, `"1m30s"`) or a number of seconds.
-    fn seconds(&mut self, name: &str, e: &Expression) -> Option<u64> {
-        match e {
-            Expression::Number(n) => n.value().as_u64(),
-            Expression::String(s) => match nomos_api::duration::parse_duration(s.value()) {
-                Ok(ns) => Some(ns / 1_000_000_000),
-                Err(why) => {
-                    self.error(e.span(), format!("{name}: {why}"));
-                    None
-                }
-            },
-            _ => {
-                self.error(
-                    e.span(),
-                    format!("{name}: expected a duration such as \"10s\""),
-                );
-                None
-            }
-        }
-    }
-
-    fn strings(&mut self, name: &str, e: &Expression) -> Vec<String> {
-        match e {
-            Expression::Array(a) => a.iter().filter_map(|v| self.string(name, v)).collect(),
-            _ => {
-                self.error(e.span(), format!("{name}: expected a list of strings"));
-                vec![]
-            }
-        }
-    }
-
-    fn map(&mut self, name: &str, e: &Expression) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        match e {
-            Expression::Object(o) => {
-                for (k, v) in o.iter() {
-                    let key = match k {
-                        ObjectKey::Ident(i) => i.value().as_str().to_string(),
-                        ObjectKey::Expression(Expression::String(s)) => s.value().to_string(),
-                        ObjectKey::Expression(other) => {
-                            self.error(
-                                other.span(),
-                                format!("{name}: keys must be names or strings"),
-                            );
-                            continue;
-                        }
-                    };
-                    if let Some(v) = self.string(&format!("{name}.{key}"), v.expr()) {
-                        out.insert(key, v);
-                    }
-                }
-            }
-            _ => self.error(e.span(), format!("{name}: expected a map of strings")),
-        }
-        out
-    }
-
-    fn body_map(&mut self, name: &str, body: &Body) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        for s in body.iter() {
-            match s {
-                Structure::Attribute(a) => {
-                    let key = a.key.value().as_str().to_string();
-                    if let Some(v) = self.string(&format!("{name}.{key}"), &a.value) {
-                        out.insert(key, v);
-                    }
-                }
-                Structure::Block(b) => self.error(
-                    b.span(),
-                    format!("{name}: unexpected block {:?}", b.ident.value().as_str()),
-                ),
-            }
-        }
-        out
-    }
-
-    fn unknown(
-        &mut self,
-        section: &str,
-        name: &str,
-        span: Option<std::ops::Range<usize>>,
-        ignored: &[&str],
-        known: &[&str],
-    ) {
-        let full = if section.is_empty() {
-            name.to_string()
-        } else {
-            format!("{section}.{name}")
-        };
-        if ignored.contains(&name) {
-            self.warn(
-                span,
-                format!("{full}: Nomad setting not supported by Nomos; ignored"),
-            );
-        } else {
-            let hint = nomos_api::diag::did_you_mean(name, known.iter().copied())
-                .map(|s| format!(" (did you mean {s:?}?)"))
-                .unwrap_or_default();
-            self.error(span, format!("unknown setting {full:?}{hint}"));
+impl Kind {
+    /// How an error names what it found.
+    fn found(&self) -> String {
+        match self {
+            Kind::Null => "null".into(),
+            Kind::Bool(b) => b.to_string(),
+            Kind::Number(n) => n.to_string(),
+            Kind::Str(s) => format!("{s:?}"),
+            Kind::List(_) => "a list".into(),
+            Kind::Map(_) => "a map".into(),
+            Kind::Expression => "an expression (only literal values are read)".into(),
         }
     }
 }
 
-/// Parses a config file. Errors (and warnings) read `FILE:LINE:COL: message`.
-pub fn parse(file: &str, text: &str) -> Result<(FileConfig, Vec<Diagnostic>), Vec<Diagnostic>> {
+/// Which syntax a file is in. The content decides when it can only be one (`{` or `[` first is
+/// JSON; `---` or a first line `name:` is YAML), then the name (`.yaml`, `.yml`, `.json`), then
+/// HCL. JSON is read as YAML, which it is a subset of.
+fn is_yaml(file: &str, text: &str) -> bool {
+    match detect_format(file, text) {
+        Format::Yaml | Format::Json => true,
+        Format::Hcl => {
+            // HCL's first setting is `name = ...` or `name {`; YAML's is `name: ...`.
+            let first = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("//"))
+                .unwrap_or("");
+            let rest =
+                first.trim_start_matches(|c: char| c.is_alphanumeric() || c == '_' || c == '-');
+            rest.len() < first.len() && rest.trim_start().starts_with(':')
+        }
+    }
+}
+
+/// The HCL front end: the body's attributes and blocks as settings. A labelled block
+/// (`plugin "docker" { ... }`) is a setting whose value maps each label to what follows it.
+fn from_hcl(
+    file: &str,
+    text: &str,
+    errors: &mut Vec<Diagnostic>,
+) -> Result<Vec<Entry>, Vec<Diagnostic>> {
     let body = hcl_edit::parser::parse_body(text).map_err(|e| {
         let loc = e.location();
         vec![Diagnostic::error(
@@ -284,89 +249,315 @@ pub fn parse(file: &str, text: &str) -> Result<(FileConfig, Vec<Diagnostic>), Ve
             e.message().to_string(),
         )]
     })?;
-    let mut r = Reader {
+    let mut hcl = Hcl {
         file,
         index: LineIndex::new(text),
-        errors: vec![],
-        warnings: vec![],
+        errors,
     };
-    let mut cfg = FileConfig::default();
-    const TOP: &[&str] = &[
-        "data_dir",
-        "datacenter",
-        "name",
-        "bind_addr",
-        "ports",
-        "server",
-        "client",
-    ];
-    for s in body.iter() {
-        match s {
-            Structure::Attribute(a) => {
-                let key = a.key.value().as_str();
-                match key {
-                    "data_dir" => cfg.data_dir = r.string(key, &a.value).map(PathBuf::from),
-                    "datacenter" => cfg.datacenter = r.string(key, &a.value),
-                    "name" => cfg.name = r.string(key, &a.value),
-                    "bind_addr" => {
-                        if let Some(v) = r.string(key, &a.value) {
-                            match v.parse() {
-                                Ok(ip) => cfg.bind_addr = Some(ip),
-                                Err(_) => r.error(
-                                    a.value.span(),
-                                    format!("bind_addr: expected an IP address, found {v:?}"),
-                                ),
-                            }
-                        }
+    Ok(hcl.body(&body))
+}
+
+struct Hcl<'a> {
+    file: &'a str,
+    index: LineIndex<'a>,
+    errors: &'a mut Vec<Diagnostic>,
+}
+
+impl Hcl<'_> {
+    fn pos(&self, span: Option<std::ops::Range<usize>>) -> Pos {
+        span.map(|r| self.index.pos(r.start)).unwrap_or_default()
+    }
+
+    fn body(&mut self, body: &Body) -> Vec<Entry> {
+        body.iter()
+            .map(|s| match s {
+                Structure::Attribute(a) => Entry {
+                    key: a.key.value().to_string(),
+                    at: self.pos(a.span()),
+                    value: self.expr(&a.value),
+                },
+                Structure::Block(b) => {
+                    let at = self.pos(b.span());
+                    let mut value = Node {
+                        at,
+                        kind: Kind::Map(self.body(&b.body)),
+                    };
+                    for label in b.labels.iter().rev() {
+                        let (key, at) = match label {
+                            BlockLabel::Ident(i) => (i.value().to_string(), self.pos(i.span())),
+                            BlockLabel::String(s) => (s.value().to_string(), self.pos(s.span())),
+                        };
+                        value = Node {
+                            at,
+                            kind: Kind::Map(vec![Entry { key, at, value }]),
+                        };
                     }
-                    other => r.unknown("", other, a.span(), IGNORED_TOP, TOP),
+                    Entry {
+                        key: b.ident.value().to_string(),
+                        at,
+                        value,
+                    }
+                }
+            })
+            .collect()
+    }
+
+    fn expr(&mut self, e: &Expression) -> Node {
+        let at = self.pos(e.span());
+        let kind = match e {
+            Expression::Null(_) => Kind::Null,
+            Expression::Bool(b) => Kind::Bool(*b.value()),
+            Expression::Number(n) => n.value().as_f64().map_or(Kind::Expression, Kind::Number),
+            Expression::String(s) => Kind::Str(s.value().to_string()),
+            Expression::Array(a) => Kind::List(a.iter().map(|v| self.expr(v)).collect()),
+            Expression::Object(o) => {
+                let mut entries = Vec::new();
+                for (k, v) in o.iter() {
+                    let key = match k {
+                        ObjectKey::Ident(i) => i.value().to_string(),
+                        ObjectKey::Expression(Expression::String(s)) => s.value().to_string(),
+                        ObjectKey::Expression(other) => {
+                            let pos = self.pos(other.span());
+                            self.errors.push(Diagnostic::error(
+                                self.file,
+                                pos,
+                                "object keys must be names or strings",
+                            ));
+                            continue;
+                        }
+                    };
+                    entries.push(Entry {
+                        key,
+                        at: self.pos(k.span()),
+                        value: self.expr(v.expr()),
+                    });
+                }
+                Kind::Map(entries)
+            }
+            Expression::Parenthesis(p) => return self.expr(p.inner()),
+            // `-5` is an operator applied to a number.
+            Expression::UnaryOp(op) if *op.operator.value() == UnaryOperator::Neg => {
+                match self.expr(&op.expr).kind {
+                    Kind::Number(n) => Kind::Number(-n),
+                    _ => Kind::Expression,
                 }
             }
-            Structure::Block(b) => {
-                let ident = b.ident.value().as_str();
-                match ident {
-                    "ports" => {
-                        for s in b.body.iter() {
-                            match s {
-                                Structure::Attribute(a) if a.key.value().as_str() == "http" => {
-                                    cfg.http_port =
-                                        r.number("ports.http", &a.value).map(|n| n as u16)
-                                }
-                                Structure::Attribute(a)
-                                    if ["rpc", "serf"].contains(&a.key.value().as_str()) =>
-                                {
-                                    r.warn(
-                                        a.span(),
-                                        format!(
-                                            "ports.{}: not used by Nomos; ignored",
-                                            a.key.value().as_str()
-                                        ),
-                                    )
-                                }
-                                Structure::Attribute(a) => r.unknown(
-                                    "ports",
-                                    a.key.value().as_str(),
-                                    a.span(),
-                                    &[],
-                                    &["http"],
-                                ),
-                                Structure::Block(bb) => r.unknown(
-                                    "ports",
-                                    bb.ident.value().as_str(),
-                                    bb.span(),
-                                    &[],
-                                    &["http"],
-                                ),
-                            }
-                        }
-                    }
-                    "server" => read_server(&mut r, &b.body, &mut cfg.server),
-                    "client" => read_client(&mut r, &b.body, &mut cfg.client),
-                    other => r.unknown("", other, b.span(), IGNORED_TOP, TOP),
-                }
+            _ => Kind::Expression,
+        };
+        Node { at, kind }
+    }
+}
+
+/// The YAML/JSON front end: one document holding a map of settings (an empty file is an empty
+/// config).
+fn from_yaml(file: &str, text: &str) -> Result<Vec<Entry>, Vec<Diagnostic>> {
+    let mut docs = nomos_api::manifest::read_yaml_tree(file, text)?;
+    if let Some(second) = docs.get(1) {
+        return Err(vec![Diagnostic::error(
+            file,
+            second.pos,
+            format!(
+                "a configuration file holds one YAML document, found {} (the second starts here)",
+                docs.len()
+            ),
+        )]);
+    }
+    let Some(doc) = docs.pop() else {
+        return Ok(vec![]);
+    };
+    match yaml_node(doc) {
+        Node {
+            kind: Kind::Map(entries),
+            ..
+        } => Ok(entries),
+        other => Err(vec![Diagnostic::error(
+            file,
+            other.at,
+            format!("expected a map of settings, found {}", other.kind.found()),
+        )]),
+    }
+}
+
+fn yaml_node(n: SNode) -> Node {
+    let kind = match n.node {
+        YamlNode::Null => Kind::Null,
+        YamlNode::Bool(b) => Kind::Bool(b),
+        YamlNode::Int(i) => Kind::Number(i as f64),
+        YamlNode::UInt(u) => Kind::Number(u as f64),
+        YamlNode::Float(f) => Kind::Number(f),
+        YamlNode::Str(s) => Kind::Str(s),
+        YamlNode::Seq(items) => Kind::List(items.into_iter().map(yaml_node).collect()),
+        YamlNode::Map(entries) => Kind::Map(
+            entries
+                .into_iter()
+                .map(|(key, at, value)| Entry {
+                    key,
+                    at,
+                    value: yaml_node(value),
+                })
+                .collect(),
+        ),
+    };
+    Node { at: n.pos, kind }
+}
+
+/// Checks the settings and converts them, collecting every finding.
+struct Reader<'a> {
+    file: &'a str,
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+}
+
+impl Reader<'_> {
+    fn error(&mut self, at: Pos, msg: String) {
+        self.errors.push(Diagnostic::error(self.file, at, msg));
+    }
+
+    fn expected(&mut self, name: &str, what: &str, v: &Node) {
+        self.error(
+            v.at,
+            format!("{name}: expected {what}, found {}", v.kind.found()),
+        );
+    }
+
+    fn string(&mut self, name: &str, v: &Node) -> Option<String> {
+        match &v.kind {
+            Kind::Str(s) => Some(s.clone()),
+            _ => {
+                self.expected(name, "a string", v);
+                None
             }
         }
     }
+
+    fn boolean(&mut self, name: &str, v: &Node) -> bool {
+        match v.kind {
+            Kind::Bool(b) => b,
+            _ => {
+                self.expected(name, "true or false", v);
+                false
+            }
+        }
+    }
+
+    fn number(&mut self, name: &str, v: &Node) -> Option<f64> {
+        match v.kind {
+            Kind::Number(n) => Some(n),
+            _ => {
+                self.expected(name, "a number", v);
+                None
+            }
+        }
+    }
+
+    fn port(&mut self, name: &str, v: &Node) -> Option<u16> {
+        match v.kind {
+            Kind::Number(n) if n.fract() == 0.0 && (0.0..=65535.0).contains(&n) => Some(n as u16),
+            _ => {
+                self.expected(name, "a port number (0 to 65535)", v);
+                None
+            }
+        }
+    }
+
+    /// A Go duration (`"10s"`, `"1m30s"`) or a whole number of seconds.
+    fn seconds(&mut self, name: &str, v: &Node) -> Option<u64> {
+        match &v.kind {
+            Kind::Number(n) if n.fract() == 0.0 && *n >= 0.0 => Some(*n as u64),
+            Kind::Str(s) => match nomos_api::duration::parse_duration(s) {
+                Ok(ns) => Some(ns / 1_000_000_000),
+                Err(why) => {
+                    self.error(v.at, format!("{name}: {why}"));
+                    None
+                }
+            },
+            _ => {
+                self.expected(name, "a duration such as \"10s\"", v);
+                None
+            }
+        }
+    }
+
+    fn strings(&mut self, name: &str, v: &Node) -> Vec<String> {
+        match &v.kind {
+            Kind::List(items) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| self.string(&format!("{name}[{i}]"), item))
+                .collect(),
+            _ => {
+                self.expected(name, "a list of strings", v);
+                vec![]
+            }
+        }
+    }
+
+    fn string_map(&mut self, name: &str, v: &Node) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        match &v.kind {
+            Kind::Map(entries) => {
+                for e in entries {
+                    if let Some(s) = self.string(&format!("{name}.{}", e.key), &e.value) {
+                        out.insert(e.key.clone(), s);
+                    }
+                }
+            }
+            _ => self.expected(name, "a map of strings", v),
+        }
+        out
+    }
+
+    /// The settings of a section (a block, or a map; empty when written as `null`).
+    fn section<'v>(&mut self, name: &str, v: &'v Node) -> &'v [Entry] {
+        match &v.kind {
+            Kind::Map(entries) => entries,
+            Kind::Null => &[],
+            _ => {
+                self.expected(name, "a block or map of settings", v);
+                &[]
+            }
+        }
+    }
+
+    /// A setting the section does not read: a warning if Nomad has it, else an error.
+    fn unknown(&mut self, section: &Section, e: &Entry) {
+        let full = if section.name.is_empty() {
+            e.key.clone()
+        } else {
+            format!("{}.{}", section.name, e.key)
+        };
+        if section.ignored.contains(&e.key.as_str()) {
+            self.warnings.push(Diagnostic::warning(
+                self.file,
+                e.at,
+                format!("{full}: Nomad setting not supported by Nomos; ignored"),
+            ));
+        } else {
+            let hint = nomos_api::diag::did_you_mean(&e.key, section.known.iter().copied())
+                .map(|s| format!(" (did you mean {s:?}?)"))
+                .unwrap_or_default();
+            self.error(e.at, format!("unknown setting {full:?}{hint}"));
+        }
+    }
+}
+
+/// Parses a config file: YAML or JSON (see [`is_yaml`]), else HCL. Errors (and warnings) read
+/// `FILE:LINE:COL: message`, the position being the setting's name, or its value when the value
+/// is wrong.
+pub fn parse(file: &str, text: &str) -> Result<(FileConfig, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut errors = Vec::new();
+    let settings = if is_yaml(file, text) {
+        from_yaml(file, text)?
+    } else {
+        from_hcl(file, text, &mut errors)?
+    };
+    let mut r = Reader {
+        file,
+        errors,
+        warnings: vec![],
+    };
+    let cfg = read(&mut r, &settings);
     if r.errors.is_empty() {
         Ok((cfg, r.warnings))
     } else {
@@ -377,64 +568,70 @@ pub fn parse(file: &str, text: &str) -> Result<(FileConfig, Vec<Diagnostic>), Ve
     }
 }
 
-fn read_server(r: &mut Reader<'_>, body: &Body, out: &mut ServerSection) {
-    const KNOWN: &[&str] = &[
-        "enabled",
-        "heartbeat_grace",
-        "min_heartbeat_ttl",
-        "max_heartbeats_per_second",
-    ];
-    for s in body.iter() {
-        match s {
-            Structure::Attribute(a) => {
-                let key = a.key.value().as_str();
-                let name = format!("server.{key}");
-                match key {
-                    "enabled" => out.enabled = r.boolean(&name, &a.value),
-                    "heartbeat_grace" => out.heartbeat_grace_secs = r.seconds(&name, &a.value),
-                    "min_heartbeat_ttl" => out.min_heartbeat_ttl_secs = r.seconds(&name, &a.value),
-                    "max_heartbeats_per_second" => {
-                        out.max_heartbeats_per_second = r.number(&name, &a.value)
+/// Reads the top-level settings.
+fn read(r: &mut Reader<'_>, settings: &[Entry]) -> FileConfig {
+    let mut cfg = FileConfig::default();
+    for e in settings {
+        let (key, v) = (e.key.as_str(), &e.value);
+        match key {
+            "data_dir" => cfg.data_dir = r.string(key, v).map(PathBuf::from),
+            "datacenter" => cfg.datacenter = r.string(key, v),
+            "name" => cfg.name = r.string(key, v),
+            "bind_addr" => {
+                if let Some(s) = r.string(key, v) {
+                    match s.parse() {
+                        Ok(ip) => cfg.bind_addr = Some(ip),
+                        Err(_) => r.expected(key, "an IP address", v),
                     }
-                    other => r.unknown("server", other, a.span(), IGNORED_SERVER, KNOWN),
                 }
             }
-            Structure::Block(b) => r.unknown(
-                "server",
-                b.ident.value().as_str(),
-                b.span(),
-                IGNORED_SERVER,
-                KNOWN,
-            ),
+            "ports" => {
+                for p in r.section(key, v) {
+                    match p.key.as_str() {
+                        "http" => cfg.http_port = r.port("ports.http", &p.value),
+                        _ => r.unknown(&PORTS, p),
+                    }
+                }
+            }
+            "server" => {
+                let entries = r.section(key, v);
+                read_server(r, entries, &mut cfg.server)
+            }
+            "client" => {
+                let entries = r.section(key, v);
+                read_client(r, entries, &mut cfg.client)
+            }
+            _ => r.unknown(&TOP, e),
+        }
+    }
+    cfg
+}
+
+fn read_server(r: &mut Reader<'_>, settings: &[Entry], out: &mut ServerSection) {
+    for e in settings {
+        let name = format!("server.{}", e.key);
+        let v = &e.value;
+        match e.key.as_str() {
+            "enabled" => out.enabled = r.boolean(&name, v),
+            "heartbeat_grace" => out.heartbeat_grace_secs = r.seconds(&name, v),
+            "min_heartbeat_ttl" => out.min_heartbeat_ttl_secs = r.seconds(&name, v),
+            "max_heartbeats_per_second" => out.max_heartbeats_per_second = r.number(&name, v),
+            _ => r.unknown(&SERVER, e),
         }
     }
 }
 
-fn read_client(r: &mut Reader<'_>, body: &Body, out: &mut ClientSection) {
-    const KNOWN: &[&str] = &["enabled", "servers", "node_class", "meta"];
-    for s in body.iter() {
-        match s {
-            Structure::Attribute(a) => {
-                let key = a.key.value().as_str();
-                let name = format!("client.{key}");
-                match key {
-                    "enabled" => out.enabled = r.boolean(&name, &a.value),
-                    "servers" => out.servers = r.strings(&name, &a.value),
-                    "node_class" => out.node_class = r.string(&name, &a.value),
-                    "meta" => out.meta = r.map(&name, &a.value),
-                    other => r.unknown("client", other, a.span(), IGNORED_CLIENT, KNOWN),
-                }
-            }
-            Structure::Block(b) if b.ident.value().as_str() == "meta" => {
-                out.meta = r.body_map("client.meta", &b.body)
-            }
-            Structure::Block(b) => r.unknown(
-                "client",
-                b.ident.value().as_str(),
-                b.span(),
-                IGNORED_CLIENT,
-                KNOWN,
-            ),
+fn read_client(r: &mut Reader<'_>, settings: &[Entry], out: &mut ClientSection) {
+    for e in settings {
+        let name = format!("client.{}", e.key);
+        let v = &e.value;
+        match e.key.as_str() {
+            "enabled" => out.enabled = r.boolean(&name, v),
+            "servers" => out.servers = r.strings(&name, v),
+            "node_class" => out.node_class = r.string(&name, v),
+            // A block (`meta { rack = "r1" }`) or a map (`meta = { ... }`, YAML's `meta:`).
+            "meta" => out.meta = r.string_map(&name, v),
+            _ => r.unknown(&CLIENT, e),
         }
     }
 }
@@ -512,7 +709,7 @@ client {
             w,
             vec![
                 "nomad.hcl:6:1: warning: log_level: Nomad setting not supported by Nomos; ignored",
-                "nomad.hcl:10:3: warning: ports.rpc: not used by Nomos; ignored",
+                "nomad.hcl:10:3: warning: ports.rpc: Nomad setting not supported by Nomos; ignored",
                 "nomad.hcl:15:3: warning: server.bootstrap_expect: Nomad setting not supported by Nomos; ignored",
             ]
         );
@@ -541,6 +738,18 @@ client {
                 "server {\n  heartbeat_grace = \"soon\"\n}\n",
                 "cfg.hcl:2:21:",
             ),
+            (
+                "name = \"${var.host}\"\n",
+                "cfg.hcl:1:8: name: expected a string, found an expression",
+            ),
+            (
+                "ports {\n  http = 70000\n}\n",
+                "cfg.hcl:2:10: ports.http: expected a port number (0 to 65535), found 70000",
+            ),
+            (
+                "server \"x\" {}\n",
+                "cfg.hcl:1:8: unknown setting \"server.x\"",
+            ),
         ];
         for (text, want) in cases {
             let errs = parse("cfg.hcl", text).expect_err(text);
@@ -556,5 +765,262 @@ client {
     fn syntax_errors_have_a_position() {
         let errs = parse("cfg.hcl", "server {\n  enabled = \n").expect_err("broken");
         assert!(errs[0].line >= 2, "{}", errs[0]);
+    }
+
+    #[test]
+    fn hcl_blocks_may_also_be_written_as_objects() {
+        let text = "server = { enabled = true }\nclient = { meta = { rack = \"r1\" } }\nplugin \"docker\" {\n  config {}\n}\n";
+        let (cfg, warnings) = parse("cfg.hcl", text).expect("valid");
+        assert!(cfg.server.enabled);
+        assert_eq!(
+            strings(&warnings),
+            ["cfg.hcl:3:1: warning: plugin: Nomad setting not supported by Nomos; ignored"]
+        );
+        assert_eq!(cfg.client.meta.get("rack").map(String::as_str), Some("r1"));
+    }
+
+    /// `NOMAD` in YAML.
+    const NOMAD_YAML: &str = r#"
+# A Nomad single-node agent config.
+data_dir: /opt/nomad/data
+datacenter: home
+bind_addr: 0.0.0.0
+log_level: INFO
+
+ports:
+  http: 4646
+  rpc: 4647
+
+server:
+  enabled: true
+  bootstrap_expect: 1
+  heartbeat_grace: 30s
+  min_heartbeat_ttl: "15s"
+  max_heartbeats_per_second: 50.0
+
+client:
+  enabled: true
+  servers: ["http://127.0.0.1:4748"]
+  node_class: pi
+  meta:
+    rack: r1
+"#;
+
+    /// `NOMAD` in JSON (Nomad's own JSON agent config has this shape).
+    const NOMAD_JSON: &str = r#"{
+  "data_dir": "/opt/nomad/data",
+  "datacenter": "home",
+  "bind_addr": "0.0.0.0",
+  "log_level": "INFO",
+  "ports": {"http": 4646, "rpc": 4647},
+  "server": {
+    "enabled": true,
+    "bootstrap_expect": 1,
+    "heartbeat_grace": "30s",
+    "min_heartbeat_ttl": "15s",
+    "max_heartbeats_per_second": 50.0
+  },
+  "client": {
+    "enabled": true,
+    "servers": ["http://127.0.0.1:4748"],
+    "node_class": "pi",
+    "meta": {"rack": "r1"}
+  }
+}
+"#;
+
+    fn strings(diags: &[Diagnostic]) -> Vec<String> {
+        diags.iter().map(|d| d.to_string()).collect()
+    }
+
+    #[test]
+    fn yaml_and_json_configs_read_like_the_same_hcl_config() {
+        let (want, _) = parse("nomad.hcl", NOMAD).expect("valid HCL");
+        let cases = [
+            (
+                "nomad.yaml",
+                NOMAD_YAML,
+                [
+                    "nomad.yaml:6:1: warning: log_level: Nomad setting not supported by Nomos; ignored",
+                    "nomad.yaml:10:3: warning: ports.rpc: Nomad setting not supported by Nomos; ignored",
+                    "nomad.yaml:14:3: warning: server.bootstrap_expect: Nomad setting not supported by Nomos; ignored",
+                ],
+            ),
+            (
+                "nomad.json",
+                NOMAD_JSON,
+                [
+                    "nomad.json:5:3: warning: log_level: Nomad setting not supported by Nomos; ignored",
+                    "nomad.json:6:27: warning: ports.rpc: Nomad setting not supported by Nomos; ignored",
+                    "nomad.json:9:5: warning: server.bootstrap_expect: Nomad setting not supported by Nomos; ignored",
+                ],
+            ),
+        ];
+        for (file, text, warnings) in cases {
+            let (cfg, got) = parse(file, text).unwrap_or_else(|e| panic!("{file}: {e:?}"));
+            assert_eq!(cfg, want, "{file}");
+            assert_eq!(strings(&got), warnings, "{file}");
+        }
+    }
+
+    #[test]
+    fn the_syntax_comes_from_the_content_then_the_file_name() {
+        let cases = [
+            ("agent.hcl", "datacenter = \"x\"\n", false),
+            ("agent.hcl", "# HCL\nserver {\n}\n", false),
+            ("agent", "datacenter = \"x\"\n", false),
+            ("agent.yaml", "datacenter: x\n", true),
+            ("agent.yml", "", true),
+            ("agent.json", "", true),
+            ("agent.conf", "# YAML\ndatacenter: x\n", true),
+            ("agent.conf", "---\n", true),
+            ("agent", "  {\"datacenter\": \"x\"}", true),
+            ("agent.hcl", "{\"datacenter\": \"x\"}", true),
+        ];
+        for (file, text, yaml) in cases {
+            assert_eq!(is_yaml(file, text), yaml, "{file}: {text:?}");
+            parse(file, text).unwrap_or_else(|e| panic!("{file}: {text:?}: {e:?}"));
+        }
+    }
+
+    #[test]
+    fn yaml_findings_name_the_setting_and_its_position() {
+        // (file, text, the first diagnostic)
+        let cases = [
+            (
+                "cfg.yaml",
+                "datacentre: x\n",
+                "cfg.yaml:1:1: unknown setting \"datacentre\" (did you mean \"datacenter\"?)",
+            ),
+            (
+                "cfg.yaml",
+                "server:\n  enabeld: true\n",
+                "cfg.yaml:2:3: unknown setting \"server.enabeld\" (did you mean \"enabled\"?)",
+            ),
+            (
+                "cfg.yaml",
+                "client:\n  enabled: true\n  meta:\n    rack: r1\n  ports: {http: 1}\n",
+                "cfg.yaml:5:3: unknown setting \"client.ports\"",
+            ),
+            (
+                "cfg.json",
+                "{\n  \"server\": {\"enabeld\": true}\n}",
+                "cfg.json:2:14: unknown setting \"server.enabeld\" (did you mean \"enabled\"?)",
+            ),
+            (
+                "cfg.yaml",
+                "region: eu\nclient:\n  network_interface: eth0\n  bogus: 1\n",
+                "cfg.yaml:1:1: warning: region: Nomad setting not supported by Nomos; ignored",
+            ),
+            (
+                "cfg.yaml",
+                "client:\n  network_interface: eth0\n  bogus: 1\n",
+                "cfg.yaml:2:3: warning: client.network_interface: Nomad setting not supported by Nomos; ignored",
+            ),
+        ];
+        for (file, text, want) in cases {
+            let errs = parse(file, text).expect_err(text);
+            assert_eq!(errs[0].to_string(), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn ignored_nomad_settings_in_yaml_warn_with_their_line() {
+        let (_, warnings) = parse(
+            "cfg.yaml",
+            "region: eu\nclient:\n  enabled: true\n  network_interface: eth0\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            strings(&warnings),
+            [
+                "cfg.yaml:1:1: warning: region: Nomad setting not supported by Nomos; ignored",
+                "cfg.yaml:4:3: warning: client.network_interface: Nomad setting not supported by Nomos; ignored",
+            ]
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_errors_at_the_value() {
+        let cases = [
+            (
+                "server: {enabled: \"yes\"}\n",
+                "cfg.yaml:1:19: server.enabled: expected true or false, found \"yes\"",
+            ),
+            (
+                "server: true\n",
+                "cfg.yaml:1:9: server: expected a block or map of settings, found true",
+            ),
+            (
+                "server:\n  heartbeat_grace: 10x\n",
+                "cfg.yaml:2:20: server.heartbeat_grace: expected a duration such as \"30s\", \"5m\" or \"1h30m\", found \"10x\"",
+            ),
+            (
+                "server:\n  min_heartbeat_ttl: 1.5\n",
+                "cfg.yaml:2:22: server.min_heartbeat_ttl: expected a duration such as \"10s\", found 1.5",
+            ),
+            (
+                "server:\n  max_heartbeats_per_second: lots\n",
+                "cfg.yaml:2:30: server.max_heartbeats_per_second: expected a number, found \"lots\"",
+            ),
+            (
+                "client:\n  meta:\n    rack: 1\n",
+                "cfg.yaml:3:11: client.meta.rack: expected a string, found 1",
+            ),
+            (
+                "client:\n  meta: [rack]\n",
+                "cfg.yaml:2:9: client.meta: expected a map of strings, found a list",
+            ),
+            (
+                "client:\n  servers: http://10.0.0.1:4748\n",
+                "cfg.yaml:2:12: client.servers: expected a list of strings, found \"http://10.0.0.1:4748\"",
+            ),
+            (
+                "client:\n  servers: [\"http://a:1\", 2]\n",
+                "cfg.yaml:2:27: client.servers[1]: expected a string, found 2",
+            ),
+            (
+                "bind_addr: nope\n",
+                "cfg.yaml:1:12: bind_addr: expected an IP address, found \"nope\"",
+            ),
+            (
+                "ports:\n  http: -1\n",
+                "cfg.yaml:2:9: ports.http: expected a port number (0 to 65535), found -1",
+            ),
+            (
+                "datacenter:\n",
+                "cfg.yaml:1:11: datacenter: expected a string, found null",
+            ),
+        ];
+        for (text, want) in cases {
+            let errs = parse("cfg.yaml", text).expect_err(text);
+            assert_eq!(errs[0].to_string(), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_yaml_config_is_one_document_holding_a_map() {
+        let cases = [
+            (
+                "datacenter: a\n---\ndatacenter: b\n",
+                "cfg.yaml:3:1: a configuration file holds one YAML document, found 2 (the second starts here)",
+            ),
+            (
+                "- datacenter: a\n",
+                "cfg.yaml:1:1: expected a map of settings, found a list",
+            ),
+            ("server:\n  enabled: [\n", "cfg.yaml:"),
+        ];
+        for (text, want) in cases {
+            let errs = parse("cfg.yaml", text).expect_err(text);
+            let first = errs[0].to_string();
+            assert!(
+                first.starts_with(want),
+                "{text:?}: got {first:?}, want {want:?}"
+            );
+            assert!(errs[0].line > 0, "{first}");
+        }
+        let (cfg, warnings) = parse("cfg.yaml", "# nothing yet\n").expect("empty is valid");
+        assert_eq!((cfg, warnings), (FileConfig::default(), vec![]));
     }
 }

@@ -1,6 +1,8 @@
-//! `nctl job history JOB` and `nctl job revert JOB VERSION`.
+//! `nctl job history JOB`, `nctl job revert JOB VERSION` and `nctl job periodic force JOB`.
 
-use nomos_server::views::{ApplyOutcome, ApplyResult, JobVersionView, RevertRequest};
+use nomos_server::views::{
+    ApplyOutcome, ApplyResult, JobVersionView, PeriodicForceResponse, RevertRequest,
+};
 
 use super::client::Client;
 use super::output::{self, Format};
@@ -18,6 +20,15 @@ pub enum JobCommand {
     Revert { job: String, version: u64 },
     /// Same as `nctl status JOB`.
     Status(super::status::StatusArgs),
+    /// Periodic jobs.
+    #[command(subcommand)]
+    Periodic(PeriodicCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PeriodicCommand {
+    /// Launch a child of a periodic job now, outside its schedule.
+    Force { job: String },
 }
 
 pub async fn run(g: &Global, cmd: JobCommand) -> anyhow::Result<i32> {
@@ -82,6 +93,15 @@ pub async fn run(g: &Global, cmd: JobCommand) -> anyhow::Result<i32> {
             }
         }
         JobCommand::Status(args) => return super::status::run(g, args).await,
+        JobCommand::Periodic(PeriodicCommand::Force { job }) => {
+            let r: PeriodicForceResponse = client
+                .post(
+                    &client.job_path(&job, "/periodic/force"),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            println!("launched periodic child \"{}\"", r.child);
+        }
     }
     Ok(0)
 }

@@ -1,6 +1,6 @@
 //! `nctl node status [NODE]`, `nctl node drain NODE`, `nctl node eligibility NODE`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nomos_server::views::{AllocView, DrainRequest, EligibilityRequest, NodeView};
 
@@ -103,6 +103,17 @@ pub async fn run(g: &Global, cmd: NodeCommand) -> anyhow::Result<i32> {
                     ),
                 ),
             ]);
+            if let Some(d) = &n.drain_status {
+                println!("\nDrain");
+                print_kv(&[
+                    ("State", d.state.clone()),
+                    ("Remaining", d.remaining.to_string()),
+                    ("Migrating", d.migrating.to_string()),
+                ]);
+                for why in &d.nowhere_to_go {
+                    println!("Nowhere to go: {why}");
+                }
+            }
             println!("\nAllocations");
             print_allocs(&allocs, false);
         }
@@ -127,28 +138,7 @@ pub async fn run(g: &Global, cmd: NodeCommand) -> anyhow::Result<i32> {
             }
             println!("node {}: drain started", n.node.name);
             if wait {
-                let start = Instant::now();
-                loop {
-                    let allocs: Vec<AllocView> = client
-                        .get(&format!("/v1/allocations?node={}", escape(&n.node.name)))
-                        .await?;
-                    let left = allocs
-                        .iter()
-                        .filter(|a| !a.client_status().is_terminal())
-                        .count();
-                    if left == 0 {
-                        println!("node {}: drain complete", n.node.name);
-                        break;
-                    }
-                    if deadline > 0 && start.elapsed() > Duration::from_secs(deadline + 60) {
-                        eprintln!(
-                            "node {}: {left} allocation(s) still running after the deadline",
-                            n.node.name
-                        );
-                        return Ok(1);
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
+                return follow_drain(&client, &n.node.name).await;
             }
         }
         NodeCommand::Eligibility {
@@ -171,4 +161,41 @@ pub async fn run(g: &Global, cmd: NodeCommand) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// `nctl node drain --wait`: follows the drain loop's report (`/nomos/drainstatus/<node>`) for
+/// the drain just started, printing each change, until it is complete (exit 0) or someone
+/// cancels it (exit 1). Allocations with nowhere to go are printed with the reason, and the wait
+/// goes on, as the drain does.
+async fn follow_drain(client: &Client, node: &str) -> anyhow::Result<i32> {
+    let mut last = String::new();
+    loop {
+        let v: NodeView = client.get(&format!("/v1/node/{}", escape(node))).await?;
+        let Some(started) = v.spec.drain.as_ref().map(|d| d.started_at_ms) else {
+            println!("node {node}: drain cancelled");
+            return Ok(1);
+        };
+        if let Some(s) = v
+            .drain_status
+            .as_ref()
+            .filter(|s| s.started_at_ms == started)
+        {
+            let mut line = format!(
+                "node {node}: {}: {} allocation(s) remaining, {} migrating",
+                s.state, s.remaining, s.migrating
+            );
+            for why in &s.nowhere_to_go {
+                line.push_str(&format!("\n  nowhere to go: {why}"));
+            }
+            if line != last {
+                println!("{line}");
+                last = line;
+            }
+            if s.state == "complete" {
+                println!("node {node}: drain complete");
+                return Ok(0);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -90,6 +90,33 @@ pub fn age(ms: i64) -> String {
     }
 }
 
+/// Milliseconds since the epoch as a UTC time with how far it is from now, e.g.
+/// `2026-11-25T18:00:00Z (in 3m)` or `2026-11-25T17:55:00Z (2m ago)`; `-` for none.
+pub fn when(ms: Option<i64>) -> String {
+    let Some(ms) = ms.filter(|m| *m > 0) else {
+        return "-".into();
+    };
+    let Ok(t) = jiff::Timestamp::from_millisecond(ms) else {
+        return ms.to_string();
+    };
+    let now = jiff::Timestamp::now().as_millisecond();
+    let rel = if ms > now {
+        format!("in {}", span((ms - now) / 1000))
+    } else {
+        format!("{} ago", span((now - ms) / 1000))
+    };
+    format!("{} ({rel})", t.round(jiff::Unit::Second).unwrap_or(t))
+}
+
+fn span(s: i64) -> String {
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,7 +62,7 @@ pub struct ServerArgs {
     /// `ports.http`).
     #[arg(long)]
     pub http_addr: Option<SocketAddr>,
-    /// A Nomad-style agent config file (HCL); with `client { enabled = true }` a local agent
+    /// A Nomad-style agent config file (HCL, YAML or JSON); with `client { enabled = true }` a local agent
     /// runs in this process too. Flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -82,7 +82,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<i32> {
         None => super::config::FileConfig::default(),
     };
     if args.config.is_some() && !file.server.enabled {
-        anyhow::bail!("the config file does not enable the server (server {{ enabled = true }}); use `nctl agent -config` for a client-only config");
+        anyhow::bail!("the config file does not enable the server (`server {{ enabled = true }}`, or `server: {{enabled: true}}` in YAML); use `nctl agent -config` for a client-only config");
     }
     let base_dir = args
         .data_dir

@@ -3,11 +3,11 @@
 
 use indexmap::IndexMap;
 use nomos_api::{ClientStatus, DesiredStatus, GroupSummary};
-use nomos_server::views::{AllocView, DeploymentView, JobDetail};
+use nomos_server::views::{AllocView, DeploymentView, JobDetail, JobListEntry};
 
 use super::client::Client;
 use super::get::{enum_str, print_allocs};
-use super::output::{self, print_kv, short, Format};
+use super::output::{self, print_kv, short, when, Format};
 use super::Global;
 
 #[derive(Debug, clap::Args)]
@@ -67,6 +67,32 @@ pub async fn run(g: &Global, args: StatusArgs) -> anyhow::Result<i32> {
     ]);
     for e in &status.errors {
         println!("Error        = {e}");
+    }
+
+    if let Some(p) = &status.periodic {
+        println!("\nPeriodic");
+        print_kv(&[
+            ("Next Launch", when(p.next_launch_ms)),
+            ("Last Launch", when(p.last_launch_ms)),
+            ("Last Success", when(p.last_success_ms)),
+            ("Last Failure", when(p.last_failure_ms)),
+            ("Skipped Overlaps", p.skipped_overlaps.to_string()),
+        ]);
+        let jobs: Vec<JobListEntry> = client.get("/v1/jobs").await?;
+        let prefix = format!("{id}-periodic-");
+        let mut children: Vec<&JobListEntry> =
+            jobs.iter().filter(|j| j.id.starts_with(&prefix)).collect();
+        children.sort_by(|a, b| b.id.cmp(&a.id));
+        println!("\nChildren");
+        if children.is_empty() {
+            println!("No children launched yet");
+        } else {
+            let mut t = output::table(&["ID", "Status"]);
+            for c in children {
+                t.add_row(vec![c.id.clone(), c.status.clone()]);
+            }
+            output::print_table(&t);
+        }
     }
 
     println!("\nSummary");

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use nomos_api::heartbeat::{lease_timing, HeartbeatConfig};
 use nomos_api::{AllocStatus, Allocation, Job, Node};
 use nomos_store::{keys, KeySelector, PutOptions, RangeOptions, Store, StoreError, WatchOptions};
 use tokio::sync::mpsc;
@@ -535,13 +536,20 @@ async fn heartbeat(
     node: Arc<Node>,
     metrics: Arc<Metrics>,
 ) {
-    let ttl = config.heartbeat_ttl_secs.max(1);
-    let interval = Duration::from_millis((ttl as u64 * 1000 / 3).max(200));
     let mut backoff = Backoff::new(
         Duration::from_millis(100),
         Duration::from_millis(config.max_retry_backoff_ms),
     );
     loop {
+        let (ttl, interval) = match lease_settings(&*store, &config).await {
+            Ok(t) => t,
+            Err(e) => {
+                metrics.store_errors.inc();
+                tracing::warn!(error = %e, "reading the heartbeat settings failed; retrying");
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue;
+            }
+        };
         let lease = match register(&*store, &config, &node, ttl).await {
             Ok(id) => {
                 backoff.reset();
@@ -574,6 +582,79 @@ async fn heartbeat(
                     }
                 }
             }
+        }
+    }
+}
+
+/// The heartbeat lease's TTL (seconds) and renewal interval: the servers' published settings
+/// sized for the node count when `heartbeat_from_cluster` (see [`heartbeat_timing`]), else the
+/// configured TTL renewed every third of it.
+async fn lease_settings(
+    store: &dyn Store,
+    config: &AgentConfig,
+) -> Result<(i64, Duration), AgentError> {
+    let cluster = if config.heartbeat_from_cluster {
+        let resp = store
+            .range(
+                KeySelector::key(keys::HEARTBEAT_CONFIG),
+                RangeOptions::default(),
+            )
+            .await
+            .map_err(store_err("read heartbeat settings"))?;
+        match resp.kvs.first() {
+            None => None,
+            Some(kv) => {
+                let hb: HeartbeatConfig =
+                    serde_json::from_slice(&kv.value).map_err(|e| AgentError::Decode {
+                        what: keys::HEARTBEAT_CONFIG.into(),
+                        source: e,
+                    })?;
+                let count = |sel: KeySelector| async move {
+                    let opts = RangeOptions {
+                        count_only: true,
+                        ..RangeOptions::default()
+                    };
+                    store
+                        .range(sel, opts)
+                        .await
+                        .map(|r| r.count)
+                        .map_err(store_err("count nodes"))
+                };
+                let others = count(KeySelector::prefix(keys::NODES_PREFIX)).await?;
+                // This node counts too, registered yet or not.
+                let me = count(KeySelector::key(keys::node(&config.name))).await?;
+                Some((hb, (others + 1 - me).max(1) as usize))
+            }
+        }
+    } else {
+        None
+    };
+    let (ttl, interval) = heartbeat_timing(config.heartbeat_ttl_secs, cluster.as_ref());
+    tracing::info!(
+        ttl_secs = ttl,
+        renew_ms = interval.as_millis() as u64,
+        "heartbeat lease"
+    );
+    Ok((ttl, interval))
+}
+
+/// Pure rule behind [`lease_settings`]: with the servers' settings and the node count, Nomad's
+/// TTL rule ([`lease_timing`]), renewing at its interval but at least twice per TTL so one slow
+/// renewal is survived; without them, `fixed_ttl_secs` renewed every third of it.
+pub fn heartbeat_timing(
+    fixed_ttl_secs: i64,
+    cluster: Option<&(HeartbeatConfig, usize)>,
+) -> (i64, Duration) {
+    match cluster {
+        Some((hb, nodes)) => {
+            let t = lease_timing(hb, *nodes);
+            let half = (t.ttl_seconds * 1000 / 2).max(200);
+            let every = t.keepalive_interval_ms.clamp(200, half);
+            (t.ttl_seconds, Duration::from_millis(every as u64))
+        }
+        None => {
+            let ttl = fixed_ttl_secs.max(1);
+            (ttl, Duration::from_millis((ttl as u64 * 1000 / 3).max(200)))
         }
     }
 }

@@ -19,6 +19,10 @@ pub struct AgentConfig {
     pub meta: IndexMap<String, String>,
     /// Time to live of the heartbeat lease; keep-alives go out every third of it.
     pub heartbeat_ttl_secs: i64,
+    /// Size the lease from the servers' settings at `/nomos/config/heartbeat` and the node
+    /// count instead ([`nomos_api::heartbeat::lease_timing`]), whenever the agent registers;
+    /// `heartbeat_ttl_secs` stays the fallback while no server published settings.
+    pub heartbeat_from_cluster: bool,
     /// Where to serve logs and `/metrics`; `None` for no HTTP endpoint.
     pub http_addr: Option<SocketAddr>,
     /// Inclusive range of host ports the scheduler may hand out as dynamic ports.
@@ -45,6 +49,7 @@ impl Default for AgentConfig {
             node_pool: "default".into(),
             meta: IndexMap::new(),
             heartbeat_ttl_secs: 10,
+            heartbeat_from_cluster: false,
             http_addr: None,
             min_dynamic_port: 20000,
             max_dynamic_port: 32000,

@@ -65,6 +65,69 @@ async fn the_agent_registers_its_node_and_keeps_a_heartbeat() {
     );
 }
 
+/// With `heartbeat_from_cluster`, the lease follows the servers' published settings and the node
+/// count (Nomad's rule): 4 nodes at 1 heartbeat/s renew every 4s, and the TTL adds the 1.5s grace.
+#[tokio::test]
+async fn the_heartbeat_lease_follows_the_servers_settings_and_the_node_count() {
+    use nomos_api::heartbeat::HeartbeatConfig;
+    use nomos_store::PutOptions;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = store();
+    let settings = HeartbeatConfig {
+        heartbeat_grace_ms: 1_500,
+        min_heartbeat_ttl_ms: 1_000,
+        max_heartbeats_per_second: 1.0,
+    };
+    store
+        .put(
+            keys::HEARTBEAT_CONFIG.as_bytes().to_vec(),
+            serde_json::to_vec(&settings).unwrap(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    for other in ["a", "b", "c"] {
+        let n = Node {
+            name: other.into(),
+            ..Default::default()
+        };
+        store
+            .put(
+                keys::node(other).into_bytes(),
+                serde_json::to_vec(&n).unwrap(),
+                PutOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let mut cfg = test_config("n1", dir.path());
+    cfg.heartbeat_from_cluster = true;
+    let agent = RunningAgent::start(cfg, store.clone());
+    let hb = eventually("heartbeat key", || async {
+        store
+            .range(
+                nomos_store::KeySelector::key(keys::heartbeat("n1")),
+                Default::default(),
+            )
+            .await
+            .ok()?
+            .kvs
+            .into_iter()
+            .next()
+    })
+    .await;
+    let lease = store.lease_time_to_live(hb.lease, false).await.unwrap();
+    // 4 nodes (3 + this one) / 1 per second = 4s between renewals, + 1.5s grace = 5.5 -> 6s.
+    assert_eq!(lease.granted_ttl, 6);
+    assert_eq!(
+        nomos_agent::agent::heartbeat_timing(2, None),
+        (2, std::time::Duration::from_millis(666)),
+        "without published settings the configured TTL holds"
+    );
+    agent.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_service_allocation_runs_with_nomad_env_and_becomes_healthy() {
     let dir = tempfile::tempdir().unwrap();

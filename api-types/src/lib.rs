@@ -19,6 +19,7 @@ pub mod diag;
 pub mod duration;
 pub mod error;
 pub mod hcl;
+pub mod heartbeat;
 pub mod job;
 pub mod manifest;
 pub mod nomad_json;

@@ -101,6 +101,30 @@ fn drain_state(c: &Cluster, node: &str) -> Value {
     c.json(&["node", "status", node, "-o", "json"])["node"]["drain_status"].clone()
 }
 
+/// The granted TTL of `node`'s heartbeat lease, read through the server's store endpoint.
+fn heartbeat_lease_ttl(c: &Cluster, node: &str) -> i64 {
+    use nomos_store::{keys, EtcdConfig, EtcdStore, KeySelector, Store};
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = EtcdStore::connect(EtcdConfig::new([c.store_url.clone()]))
+            .await
+            .expect("connect to the store endpoint");
+        let kv = store
+            .range(KeySelector::key(keys::heartbeat(node)), Default::default())
+            .await
+            .expect("read the heartbeat")
+            .kvs
+            .into_iter()
+            .next()
+            .expect("the node has a heartbeat");
+        store
+            .lease_time_to_live(kv.lease, false)
+            .await
+            .expect("lease")
+            .granted_ttl
+    })
+}
+
 #[test]
 fn a_drain_moves_services_first_survives_a_server_kill_and_reports_nowhere_to_go() {
     require_busybox();
@@ -108,6 +132,11 @@ fn a_drain_moves_services_first_survives_a_server_kill_and_reports_nowhere_to_go
     let names = ["n1", "n2", "n3"];
     let _agents: Vec<Agent> = names.iter().map(|n| c.start_agent(n)).collect();
     c.wait_nodes_ready(&names);
+    assert_eq!(
+        heartbeat_lease_ttl(&c, "n1"),
+        20,
+        "agents size their lease from the server's published settings (Nomad's 10s + 10s)"
+    );
     let file = c.write_file("web.hcl", &web(2));
     c.ok(&["apply", "-f", &file, "--wait", "--timeout", "120"]);
     let sidecar = c.write_file("sidecar.hcl", SIDECAR);

@@ -47,6 +47,9 @@ pub fn heartbeat(node: &str) -> String {
     format!("/nomos/heartbeats/{node}")
 }
 pub const HEARTBEATS_PREFIX: &str = "/nomos/heartbeats/";
+/// The servers' heartbeat settings (`nomos_api::heartbeat::HeartbeatConfig`), read by agents
+/// when they register.
+pub const HEARTBEAT_CONFIG: &str = "/nomos/config/heartbeat";
 /// `/nomos/allocs/<node>/<alloc>`: a desired allocation.
 pub fn alloc(node: &str, alloc: &str) -> String {
     format!("/nomos/allocs/{node}/{alloc}")

@@ -1,52 +1,5 @@
-//! How Nomad's heartbeat settings map onto store leases.
-//!
-//! Nomad's servers give each client a heartbeat TTL of `max(min_heartbeat_ttl, nodes /
-//! max_heartbeats_per_second)` and mark it missed `heartbeat_grace` after the TTL ran out. In
-//! Nomos the agent keeps its heartbeat key on a lease: it renews the lease every
-//! [`LeaseTiming::keepalive_interval_ms`] (the Nomad TTL, so the cluster never renews more than
-//! `max_heartbeats_per_second` leases per second), and the lease's TTL is that interval plus the
-//! grace, so a node is `disconnected` once it has been silent for one interval plus the grace.
+//! Nomad's heartbeat settings as leases: the types and rule live in [`nomos_api::heartbeat`]
+//! (agents use them too); re-exported here beside the node-lifecycle loop that watches the
+//! leases.
 
-/// Nomad's `server { heartbeat_grace, min_heartbeat_ttl, max_heartbeats_per_second }`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HeartbeatConfig {
-    pub heartbeat_grace_ms: i64,
-    pub min_heartbeat_ttl_ms: i64,
-    pub max_heartbeats_per_second: f64,
-}
-
-impl Default for HeartbeatConfig {
-    /// Nomad's defaults: 10s grace, 10s minimum TTL, 50 heartbeats per second.
-    fn default() -> Self {
-        HeartbeatConfig {
-            heartbeat_grace_ms: 10_000,
-            min_heartbeat_ttl_ms: 10_000,
-            max_heartbeats_per_second: 50.0,
-        }
-    }
-}
-
-/// The lease an agent keeps for its heartbeat key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LeaseTiming {
-    /// TTL to grant the lease with (whole seconds, as leases count them).
-    pub ttl_seconds: i64,
-    /// How often the agent renews it.
-    pub keepalive_interval_ms: i64,
-}
-
-/// The heartbeat lease for a cluster of `node_count` nodes.
-pub fn lease_timing(config: &HeartbeatConfig, node_count: usize) -> LeaseTiming {
-    let rate = if config.max_heartbeats_per_second > 0.0 {
-        config.max_heartbeats_per_second
-    } else {
-        50.0
-    };
-    let spread_ms = ((node_count as f64 / rate) * 1000.0).ceil() as i64;
-    let interval = config.min_heartbeat_ttl_ms.max(spread_ms).max(1000);
-    let ttl_ms = interval + config.heartbeat_grace_ms.max(0);
-    LeaseTiming {
-        ttl_seconds: (ttl_ms + 999) / 1000,
-        keepalive_interval_ms: interval,
-    }
-}
+pub use nomos_api::heartbeat::{lease_timing, HeartbeatConfig, LeaseTiming};

@@ -36,7 +36,9 @@ pub struct AgentArgs {
     /// Where to serve logs and metrics.
     #[arg(long)]
     pub http_addr: Option<SocketAddr>,
-    /// Lease time to live of the node's heartbeat, in seconds (default 10).
+    /// Lease time to live of the node's heartbeat, in seconds. Without it the lease follows the
+    /// servers' `heartbeat_grace` / `min_heartbeat_ttl` / `max_heartbeats_per_second` for the
+    /// cluster's size (10s until a server published them).
     #[arg(long)]
     pub heartbeat_ttl: Option<i64>,
     /// Do not use Docker even if a daemon answers.
@@ -119,6 +121,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<i32> {
         .unwrap_or_default();
     config.meta = meta;
     config.http_addr = args.http_addr;
+    // Without --heartbeat-ttl the lease follows the servers' published settings (Nomad's TTL
+    // rule for the cluster's size); the TTL below is the fallback until a server published them.
+    config.heartbeat_from_cluster = args.heartbeat_ttl.is_none();
     config.heartbeat_ttl_secs = args.heartbeat_ttl.unwrap_or_else(|| {
         if args.config.is_some() {
             file.heartbeat_ttl_secs()

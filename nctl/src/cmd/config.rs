@@ -51,6 +51,22 @@ pub struct ClientSection {
 }
 
 impl FileConfig {
+    /// The heartbeat settings a server publishes for agents (`/nomos/config/heartbeat`):
+    /// Nomad's `server { heartbeat_grace, min_heartbeat_ttl, max_heartbeats_per_second }`, with
+    /// Nomad's defaults for what the file leaves out.
+    pub fn heartbeat_config(&self) -> nomos_api::heartbeat::HeartbeatConfig {
+        let d = nomos_api::heartbeat::HeartbeatConfig::default();
+        let ms = |secs: Option<u64>, default: i64| secs.map_or(default, |s| s as i64 * 1000);
+        nomos_api::heartbeat::HeartbeatConfig {
+            heartbeat_grace_ms: ms(self.server.heartbeat_grace_secs, d.heartbeat_grace_ms),
+            min_heartbeat_ttl_ms: ms(self.server.min_heartbeat_ttl_secs, d.min_heartbeat_ttl_ms),
+            max_heartbeats_per_second: self
+                .server
+                .max_heartbeats_per_second
+                .unwrap_or(d.max_heartbeats_per_second),
+        }
+    }
+
     /// The heartbeat lease TTL this config asks for: Nomad's `min_heartbeat_ttl` (10s) plus
     /// `heartbeat_grace` (10s), the longest a node may stay silent and still count as alive.
     pub fn heartbeat_ttl_secs(&self) -> i64 {
@@ -701,6 +717,20 @@ client {
         assert_eq!(cfg.server.min_heartbeat_ttl_secs, Some(15));
         assert_eq!(cfg.server.max_heartbeats_per_second, Some(50.0));
         assert_eq!(cfg.heartbeat_ttl_secs(), 45);
+        let published = cfg.heartbeat_config();
+        assert_eq!(
+            (
+                published.heartbeat_grace_ms,
+                published.min_heartbeat_ttl_ms,
+                published.max_heartbeats_per_second
+            ),
+            (30_000, 15_000, 50.0)
+        );
+        assert_eq!(
+            FileConfig::default().heartbeat_config(),
+            nomos_api::heartbeat::HeartbeatConfig::default(),
+            "Nomad's defaults for what the file leaves out"
+        );
         assert_eq!(cfg.client.servers, vec!["http://127.0.0.1:4748"]);
         assert_eq!(cfg.client.node_class.as_deref(), Some("pi"));
         assert_eq!(cfg.client.meta.get("rack").map(String::as_str), Some("r1"));

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use nomos_server::AppState;
-use nomos_store::{EmbeddedStore, EtcdConfig, EtcdStore, Store};
+use nomos_store::{
+    keys, EmbeddedStore, EtcdConfig, EtcdStore, KeySelector, PutOptions, RangeOptions, Store,
+};
 use prometheus_client::registry::Registry;
 
 use super::runtime::{self, Shutdown};
@@ -108,6 +110,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<i32> {
     } else {
         args.etcd.connect(&args.etcd_endpoints).await?
     };
+    publish_heartbeat_settings(&*store, &file.heartbeat_config()).await?;
     let registry = Arc::new(Mutex::new(Registry::default()));
     let mut state = AppState::new(store.clone(), registry.clone());
     let node_name = file.name.clone().unwrap_or_else(super::dev::hostname);
@@ -153,6 +156,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<i32> {
         config.node_class = file.client.node_class.clone().unwrap_or_default();
         config.meta = file.client.meta.clone().into_iter().collect();
         config.heartbeat_ttl_secs = file.heartbeat_ttl_secs();
+        config.heartbeat_from_cluster = true;
         let stop = shutdown.wait();
         tasks.spawn(async move {
             nomos_agent::run(config, store, stop)
@@ -164,4 +168,33 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<i32> {
     println!("==> Nomos server: API on http://{addr}");
     println!("    export NOMOS_ADDR=http://{addr}");
     Ok(runtime::run_until_signal(&mut tasks, &shutdown).await)
+}
+
+/// Publishes the heartbeat settings agents size their leases with (`/nomos/config/heartbeat`,
+/// see `docs/loops.md`), unless the same settings are already there. With several servers the
+/// last one started wins; give them the same `server { ... }` settings.
+async fn publish_heartbeat_settings(
+    store: &dyn Store,
+    settings: &nomos_api::heartbeat::HeartbeatConfig,
+) -> anyhow::Result<()> {
+    let value = serde_json::to_vec(settings)?;
+    let current = store
+        .range(
+            KeySelector::key(keys::HEARTBEAT_CONFIG),
+            RangeOptions::default(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", keys::HEARTBEAT_CONFIG))?;
+    if current.kvs.first().is_some_and(|kv| kv.value == value) {
+        return Ok(());
+    }
+    store
+        .put(
+            keys::HEARTBEAT_CONFIG.as_bytes().to_vec(),
+            value,
+            PutOptions::default(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", keys::HEARTBEAT_CONFIG))?;
+    Ok(())
 }

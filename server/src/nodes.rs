@@ -1,11 +1,13 @@
-//! Node handlers: list and get (the agent's registration joined with the user's node spec and
-//! liveness from `/nomos/heartbeats/`), eligibility and drain (written to `/nomos/nodespec/<node>`,
+//! Node handlers: list and get (the agent's registration joined with the user's node spec,
+//! liveness from `/nomos/heartbeats/`, `down` from the node-lifecycle record and the drain
+//! report), eligibility and drain (written to `/nomos/nodespec/<node>`,
 //! the key users own; the drain loop acts on it). Also the plan's simple feasibility count.
 
 use axum::extract::{Path, State};
 use axum::Json;
-use nomos_api::{DrainSpec, Job, Node, NodeSpec, TaskGroup};
+use nomos_api::{DrainSpec, Job, Node, NodeSpec, NodeStatus, TaskGroup};
 use nomos_controllers::drain::{drain_status_key, DrainStatus, DRAIN_STATUS_PREFIX};
+use nomos_controllers::nodes::{node_status_key, NodeLifecycle, NODE_STATUS_PREFIX};
 use nomos_store::{KeySelector, RangeOptions};
 
 use crate::body::JsonBody;
@@ -36,6 +38,8 @@ pub async fn all_nodes(st: &AppState) -> Result<Vec<NodeView>, ServerError> {
         .collect();
     let drains: Vec<Entry<DrainStatus>> =
         kv::list_json(st.store.as_ref(), DRAIN_STATUS_PREFIX).await?;
+    let lifecycles: Vec<Entry<NodeLifecycle>> =
+        kv::list_json(st.store.as_ref(), NODE_STATUS_PREFIX).await?;
     let allocs = crate::allocs::all_allocs(st).await?;
     Ok(nodes
         .into_iter()
@@ -70,6 +74,14 @@ pub async fn all_nodes(st: &AppState) -> Result<Vec<NodeView>, ServerError> {
                 running,
             );
             v.drain_status = drain_status;
+            // Without a heartbeat for `down_after`, the node-lifecycle loop calls it down.
+            let down = lifecycles
+                .iter()
+                .find(|l| l.key == node_status_key(&v.node.name))
+                .is_some_and(|l| l.value.status == NodeStatus::Down);
+            if down && v.status != "ready" {
+                v.status = "down".into();
+            }
             v
         })
         .collect())

@@ -193,7 +193,8 @@ impl AllocView {
 pub struct NodeView {
     pub node: Node,
     pub spec: NodeSpec,
-    /// `ready` while the heartbeat key exists, `disconnected` once it lapsed.
+    /// `ready` while the heartbeat key exists, `disconnected` once it lapsed, `down` once the
+    /// node-lifecycle loop declared it down (no heartbeat for `down_after`).
     pub status: String,
     pub eligible: bool,
     pub draining: bool,

@@ -423,7 +423,7 @@ async fn the_event_stream_resumes_after_an_index() {
 }
 
 #[tokio::test]
-async fn a_node_shows_the_drain_loops_report() {
+async fn a_node_shows_the_drain_report_and_the_lifecycle_status() {
     let srv = TestServer::start().await;
     seed_node(&srv, "n1", true).await;
     let (_, n) = srv.get("/v1/node/n1").await;
@@ -444,5 +444,17 @@ async fn a_node_shows_the_drain_loops_report() {
     );
     let (_, all) = srv.get("/v1/nodes").await;
     assert_eq!(all[0]["drain_status"]["migrating"], 1);
+
+    // A node without a heartbeat is disconnected, and down once the lifecycle loop says so.
+    seed_node(&srv, "gone", false).await;
+    let (_, n) = srv.get("/v1/node/gone").await;
+    assert_eq!(n["status"], "disconnected");
+    srv.put_json(
+        "/nomos/nodestatus/gone",
+        &json!({"status": "down", "since_ms": 5}),
+    )
+    .await;
+    let (_, n) = srv.get("/v1/node/gone").await;
+    assert_eq!(n["status"], "down");
     srv.stop().await;
 }

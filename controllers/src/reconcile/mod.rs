@@ -16,7 +16,8 @@
 //!   `lost` are replaced but kept (desired run), so a node that comes back keeps its originals
 //!   (two allocations of the newest version at one index: the oldest stays); an allocation on a
 //!   draining node gets its replacement placed first (`migrate.max_parallel` not yet healthy at a
-//!   time) and stops once the replacement is healthy (`migrate.min_healthy_time`);
+//!   time) and stops once the replacement is healthy (`migrate.min_healthy_time`); a replacement
+//!   not healthy within `migrate.healthy_deadline` is itself replaced, away from its node;
 //! - a new version updates allocations in place when only non-task fields changed, otherwise
 //!   destructively, limited by `update.max_parallel` minus new allocations not yet healthy; with
 //!   `canary`, canaries are placed first and the rest waits for promotion (or `auto_promote`);
@@ -559,6 +560,7 @@ fn reconcile_group(
     let migrate = crate::drain::migrate_for(job, &group.name);
     let migrate_parallel = migrate.max_parallel.max(1);
     let migrate_healthy_ms = (migrate.min_healthy_time_ns / 1_000_000) as i64;
+    let migrate_deadline_ms = (migrate.healthy_deadline_ns / 1_000_000) as i64;
 
     let mine: Vec<&ExistingAlloc> = input
         .allocs
@@ -782,9 +784,27 @@ fn reconcile_group(
             }
             Some(r) => {
                 in_flight_migrations += 1;
-                let at = healthy_at(r, migrate_healthy_ms).filter(|t| *t > now);
+                let give_up_at = (migrate_deadline_ms > 0)
+                    .then(|| r.alloc.created_at_ms.saturating_add(migrate_deadline_ms));
+                if give_up_at.is_some_and(|t| now >= t) {
+                    // Not healthy within `migrate.healthy_deadline`: replace the replacement,
+                    // away from its node; the original keeps running meanwhile.
+                    plan.reschedule.push(Replace {
+                        stop: stop(&r.alloc, "not healthy within migrate.healthy_deadline"),
+                        place: Place {
+                            penalty_node: Some(r.alloc.node.clone()),
+                            ..successor(&group.name, al)
+                        },
+                    });
+                    continue;
+                }
+                let healthy = healthy_at(r, migrate_healthy_ms).filter(|t| *t > now);
+                let at = match (healthy, give_up_at) {
+                    (Some(h), Some(g)) => h.min(g),
+                    (h, g) => h.or(g).unwrap_or(now + 5_000),
+                };
                 plan.follow_ups.push(FollowUp {
-                    at_ms: at.unwrap_or(now + 5_000),
+                    at_ms: at,
                     reason: format!("migration of {}", al.name),
                 });
             }

@@ -366,6 +366,46 @@ fn draining_allocations_stop_only_once_their_replacement_is_healthy() {
 }
 
 #[test]
+fn a_replacement_not_healthy_within_the_migrate_deadline_is_itself_replaced() {
+    let mut allocs = vec![running("a0", 0, 1, NOW - 600_000)];
+    allocs[0].alloc.node = "drain".into();
+    // Placed 61s ago and still not healthy (the agent says so).
+    let mut r = replacement_of(&allocs[0], "r0", NOW - 61_000);
+    r.alloc.created_at_ms = NOW - 61_000;
+    r.status.as_mut().unwrap().healthy = Some(false);
+    allocs.push(r.clone());
+    let health = |n: &str| match n {
+        "drain" => NodeHealth::Draining,
+        _ => NodeHealth::Ready,
+    };
+    let mut j = job(1);
+    j.groups[0].migrate = Some(nomos_api::MigrateStrategy {
+        max_parallel: 1,
+        health_check: "checks".into(),
+        min_healthy_time_ns: 1_000_000_000,
+        healthy_deadline_ns: 60_000_000_000,
+    });
+    let mut versions = BTreeMap::new();
+    versions.insert(1, j.clone());
+    let plan = run_with(&j, 1, &versions, &allocs, None, &health);
+    assert_eq!(plan.reschedule.len(), 1, "{plan:?}");
+    let re = &plan.reschedule[0];
+    assert_eq!(re.stop.alloc_id, "r0");
+    assert_eq!(re.place.previous_alloc.as_deref(), Some("a0"));
+    assert_eq!(re.place.penalty_node.as_deref(), Some("n2"));
+    assert!(
+        plan.stop.is_empty() && plan.place.is_empty(),
+        "the original keeps running"
+    );
+
+    // Before the deadline it waits, and looks again at the deadline.
+    allocs[1].alloc.created_at_ms = NOW - 30_000;
+    let plan = run_with(&j, 1, &versions, &allocs, None, &health);
+    assert!(plan.reschedule.is_empty() && plan.stop.is_empty() && plan.place.is_empty());
+    assert!(plan.follow_ups.iter().any(|f| f.at_ms == NOW + 30_000));
+}
+
+#[test]
 fn a_failed_replacement_is_rescheduled_once_and_the_original_keeps_running() {
     let mut allocs = vec![running("a0", 0, 1, NOW - 600_000)];
     allocs[0].alloc.node = "drain".into();

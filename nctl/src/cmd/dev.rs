@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use nomos_server::AppState;
-use nomos_store::{EmbeddedStore, Store};
 use prometheus_client::registry::Registry;
 
 use super::runtime::{self, Shutdown};
@@ -33,6 +32,9 @@ pub struct DevArgs {
     /// and etcdctl (port 0 picks a free port; `off` disables it).
     #[arg(long, default_value = "127.0.0.1:4748")]
     pub store_addr: String,
+    /// Revisions of history the store keeps before compacting older ones (0 keeps all).
+    #[arg(long, default_value_t = runtime::DEFAULT_STORE_HISTORY)]
+    pub store_history: i64,
     /// Where the local agent serves its logs, metrics and restarts (port 0, the default, picks
     /// a free loopback port; the node registers the real one).
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -86,11 +88,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     let store_dir = data_dir.join("store");
     let agent_dir = data_dir.join("agent");
     let fresh = !store_dir.exists();
-    std::fs::create_dir_all(&store_dir)?;
-    let store: Arc<dyn Store> =
-        Arc::new(EmbeddedStore::open(&store_dir).map_err(|e| {
-            anyhow::anyhow!("cannot open the store in {}: {e}", store_dir.display())
-        })?);
+    let store = runtime::open_embedded(&store_dir, args.store_history)?;
     let node_name = args.name.clone().unwrap_or_else(hostname);
 
     let registry = Arc::new(Mutex::new(Registry::default()));

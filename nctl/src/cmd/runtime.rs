@@ -163,3 +163,20 @@ impl nomos_server::allocs::LogReader for LocalLogs {
         )
     }
 }
+
+/// Revisions of history the embedded store keeps by default before compacting older ones
+/// (etcd's `--auto-compaction-mode=revision`): enough for watchers that fall behind for a while;
+/// one that falls further behind is told `compacted` and lists again.
+pub const DEFAULT_STORE_HISTORY: i64 = 10_000;
+
+/// Opens the embedded store in `dir`, keeping about `history` revisions (0: keep everything).
+pub fn open_embedded(dir: &std::path::Path, history: i64) -> anyhow::Result<Arc<dyn Store>> {
+    std::fs::create_dir_all(dir)?;
+    let options = nomos_store::EmbeddedOptions {
+        auto_compaction_retention: history.max(0),
+        ..Default::default()
+    };
+    let store = nomos_store::EmbeddedStore::open_with(dir, options)
+        .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", dir.display()))?;
+    Ok(Arc::new(store))
+}

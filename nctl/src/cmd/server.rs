@@ -7,9 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use nomos_server::AppState;
-use nomos_store::{
-    keys, EmbeddedStore, EtcdConfig, EtcdStore, KeySelector, PutOptions, RangeOptions, Store,
-};
+use nomos_store::{keys, EtcdConfig, EtcdStore, KeySelector, PutOptions, RangeOptions, Store};
 use prometheus_client::registry::Registry;
 
 use super::runtime::{self, Shutdown};
@@ -72,6 +70,10 @@ pub struct ServerArgs {
     /// --store-endpoints` and etcdctl), e.g. 127.0.0.1:4748.
     #[arg(long)]
     pub store_addr: Option<String>,
+    /// With the embedded store: revisions of history kept before older ones are compacted
+    /// (0 keeps all). With etcd, use etcd's `--auto-compaction-*` flags.
+    #[arg(long, default_value_t = runtime::DEFAULT_STORE_HISTORY)]
+    pub store_history: i64,
     /// Who this server is in leader elections (default: host name and pid).
     #[arg(long)]
     pub identity: Option<String>,
@@ -103,10 +105,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<i32> {
         )
     });
     let store: Arc<dyn Store> = if args.etcd_endpoints.is_empty() {
-        std::fs::create_dir_all(&store_dir)?;
-        Arc::new(EmbeddedStore::open(&store_dir).map_err(|e| {
-            anyhow::anyhow!("cannot open the store in {}: {e}", store_dir.display())
-        })?)
+        runtime::open_embedded(&store_dir, args.store_history)?
     } else {
         args.etcd.connect(&args.etcd_endpoints).await?
     };

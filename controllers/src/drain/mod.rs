@@ -29,6 +29,11 @@ use nomos_api::{
 };
 use serde::{Deserialize, Serialize};
 
+/// Why an allocation still running at a drain's deadline was stopped. The jobs controller places
+/// such an allocation again even when it is a batch allocation that reports `complete` (it was
+/// killed, not finished).
+pub const DEADLINE_REASON: &str = "node drain deadline reached";
+
 /// Prefix of the drain progress records.
 pub const DRAIN_STATUS_PREFIX: &str = "/nomos/drainstatus/";
 
@@ -213,7 +218,7 @@ pub fn decide(drain: &DrainSpec, allocs: &[DrainAlloc], now_ms: i64) -> DrainPla
             }
             plan.stop.push(StopAlloc {
                 alloc_id: a.alloc.id.clone(),
-                reason: "node drain deadline reached".into(),
+                reason: DEADLINE_REASON.into(),
             });
             stopped += 1;
             continue;

@@ -17,7 +17,9 @@
 //!   (two allocations of the newest version at one index: the oldest stays); an allocation on a
 //!   draining node gets its replacement placed first (`migrate.max_parallel` not yet healthy at a
 //!   time) and stops once the replacement is healthy (`migrate.min_healthy_time`); a replacement
-//!   not healthy within `migrate.healthy_deadline` is itself replaced, away from its node;
+//!   not healthy within `migrate.healthy_deadline` is itself replaced, away from its node; batch
+//!   allocations on draining nodes are not migrated: they finish, or the drain's deadline stops
+//!   them and they are placed again;
 //! - a new version updates allocations in place when only non-task fields changed, otherwise
 //!   destructively, limited by `update.max_parallel` minus new allocations not yet healthy; with
 //!   `canary`, canaries are placed first and the rest waits for promotion (or `auto_promote`);
@@ -609,8 +611,10 @@ fn reconcile_group(
             continue;
         }
         if al.desired_status != DesiredStatus::Run {
+            // A finished batch allocation is the work done, unless a drain's deadline killed it.
             if client == ClientStatus::Complete
                 && matches!(job.job_type, JobType::Batch | JobType::Sysbatch)
+                && al.desired_description != crate::drain::DEADLINE_REASON
             {
                 occupied.insert(al.index);
             }
@@ -691,8 +695,10 @@ fn reconcile_group(
             }
             continue;
         }
-        if health == NodeHealth::Draining {
+        if health == NodeHealth::Draining && job.job_type == JobType::Service {
             // Kept apart from `live`: its replacement shares its index until it is healthy.
+            // Batch allocations finish where they are (or are stopped at the drain's deadline
+            // and placed again then), so their work never runs twice.
             draining.push(a);
             continue;
         }

@@ -406,6 +406,41 @@ fn a_replacement_not_healthy_within_the_migrate_deadline_is_itself_replaced() {
 }
 
 #[test]
+fn batch_allocations_on_a_draining_node_finish_there_unless_the_deadline_kills_them() {
+    let health = |n: &str| match n {
+        "drain" => NodeHealth::Draining,
+        _ => NodeHealth::Ready,
+    };
+    let mut j = job(2);
+    j.job_type = JobType::Batch;
+    let mut versions = BTreeMap::new();
+    versions.insert(1, j.clone());
+    let mut allocs = vec![
+        running("a0", 0, 1, NOW - 600_000),
+        running("a1", 1, 1, NOW - 600_000),
+    ];
+    for a in &mut allocs {
+        a.alloc.node = "drain".into();
+    }
+    let plan = run_with(&j, 1, &versions, &allocs, None, &health);
+    assert!(
+        plan.place.is_empty() && plan.stop.is_empty() && plan.migrate.is_empty(),
+        "running batch work is not duplicated: {plan:?}"
+    );
+
+    // a0 finished on its own; a1 was killed at the drain deadline (both report complete).
+    for a in &mut allocs {
+        a.alloc.desired_status = DesiredStatus::Stop;
+        a.status.as_mut().unwrap().client_status = ClientStatus::Complete;
+    }
+    allocs[0].alloc.desired_description = "job stopped".into();
+    allocs[1].alloc.desired_description = crate::drain::DEADLINE_REASON.into();
+    let plan = run_with(&j, 1, &versions, &allocs, None, &health);
+    let placed: Vec<u32> = plan.place.iter().map(|p| p.index).collect();
+    assert_eq!(placed, vec![1], "only the killed one runs again");
+}
+
+#[test]
 fn a_failed_replacement_is_rescheduled_once_and_the_original_keeps_running() {
     let mut allocs = vec![running("a0", 0, 1, NOW - 600_000)];
     allocs[0].alloc.node = "drain".into();

@@ -140,7 +140,9 @@ impl Cluster {
                     .args(["--max-dynamic-port", &self.ports.1.to_string()]);
             }
             Mode::Server => {
-                let store_addr = self.store_url.trim_start_matches("http://").to_string();
+                // On every address, so agents in network namespaces ([`Netns`]) reach it too.
+                let port = self.store_url.rsplit(':').next().unwrap_or_default();
+                let store_addr = format!("0.0.0.0:{port}");
                 cmd.args(["server", "--data-dir"])
                     .arg(&self.data_dir)
                     .args(["--http-addr", &self.http_addr])
@@ -227,6 +229,16 @@ impl Cluster {
     /// Starts `nctl agent` with extra flags (e.g. `--heartbeat-ttl 2`). Under `nctl server` each
     /// agent gets its own tenth of the cluster's dynamic-port range (they share one host).
     pub fn start_agent_with(&self, name: &str, extra: &[&str]) -> Agent {
+        self.spawn_agent(name, None, extra)
+    }
+
+    /// Starts `nctl agent` inside the network namespace `ns`, reaching the store over its veth
+    /// link (which [`Netns::cut`] takes down).
+    pub fn start_agent_in(&self, ns: &Netns, name: &str, extra: &[&str]) -> Agent {
+        self.spawn_agent(name, Some(ns), extra)
+    }
+
+    fn spawn_agent(&self, name: &str, ns: Option<&Netns>, extra: &[&str]) -> Agent {
         assert!(
             !self.store_url.is_empty(),
             "the cluster printed no store endpoint"
@@ -247,14 +259,29 @@ impl Cluster {
                 (lo, lo + 9)
             }
         };
-        let child = Command::new(&self.bin)
+        let store_url = match ns {
+            Some(ns) => {
+                let port = self.store_url.rsplit(':').next().unwrap_or_default();
+                format!("http://{}:{port}", ns.host_ip)
+            }
+            None => self.store_url.clone(),
+        };
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &ns.name]).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
+        let child = cmd
             .args([
                 "agent",
                 "--no-docker",
                 "--name",
                 name,
                 "--store-endpoints",
-                &self.store_url,
+                &store_url,
                 "--data-dir",
             ])
             .arg(&data_dir)
@@ -541,5 +568,102 @@ pub fn require_busybox() {
     assert!(
         Path::new("/bin/busybox").exists(),
         "these tests need /bin/busybox (Debian's busybox-static package) for the web job"
+    );
+}
+
+/// A network namespace joined to the host by a veth pair: a separate host for an agent, which
+/// the test can cut off from the server and reconnect. Needs root and `ip` (iproute2); removed on
+/// drop.
+pub struct Netns {
+    pub name: String,
+    /// The host's end of the link (what the agent dials).
+    pub host_ip: String,
+    /// The namespace's address.
+    pub ns_ip: String,
+    host_link: String,
+}
+
+impl Netns {
+    /// Creates namespace number `k` of this test process (a /30 per namespace in 10.231/16).
+    pub fn create(k: u8) -> Netns {
+        assert!(
+            unsafe { libc::geteuid() } == 0,
+            "this test needs root to create network namespaces (it runs as root in CI)"
+        );
+        let tag = (std::process::id() % 10_000) as u16;
+        let name = format!("nomos-e2e-{tag}-{k}");
+        let host_link = format!("nh{tag}x{k}");
+        let ns_link = format!("nn{tag}x{k}");
+        // A /30 out of 10.231.0.0/16 per (process, namespace): 16,384 of them.
+        let block = ((tag as u32 * 8 + k as u32) % 16_384) * 4;
+        let octets = |host: u32| {
+            let a = block + host;
+            format!("10.231.{}.{}", a / 256, a % 256)
+        };
+        let (host_ip, ns_ip) = (octets(1), octets(2));
+        let ns = Netns {
+            name: name.clone(),
+            host_ip: host_ip.clone(),
+            ns_ip: ns_ip.clone(),
+            host_link: host_link.clone(),
+        };
+        // Left over from a killed run of the same pid, if any.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
+        ip(&["netns", "add", &name]);
+        ip(&[
+            "link", "add", &host_link, "type", "veth", "peer", "name", &ns_link,
+        ]);
+        ip(&["link", "set", &ns_link, "netns", &name]);
+        ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_link]);
+        ip(&["link", "set", &host_link, "up"]);
+        let ns_addr = format!("{ns_ip}/30");
+        for args in [
+            ["addr", "add", ns_addr.as_str(), "dev", ns_link.as_str()].as_slice(),
+            ["link", "set", ns_link.as_str(), "up"].as_slice(),
+            ["link", "set", "lo", "up"].as_slice(),
+        ] {
+            let mut full = vec!["netns", "exec", name.as_str(), "ip"];
+            full.extend_from_slice(args);
+            ip(&full);
+        }
+        ns
+    }
+
+    /// Cuts the namespace off: its link goes down, packets are dropped, connections hang.
+    pub fn cut(&self) {
+        ip(&["link", "set", &self.host_link, "down"]);
+    }
+
+    /// Reconnects it.
+    pub fn heal(&self) {
+        ip(&["link", "set", &self.host_link, "up"]);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_link])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip (Debian's iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -62,26 +62,6 @@ fn web(count: u32) -> String {
     )
 }
 
-const SIDECAR: &str = r#"job "sidecar" {
-  datacenters = ["*"]
-  type        = "system"
-
-  group "sidecar" {
-    task "loop" {
-      driver = "raw_exec"
-      config {
-        command = "/bin/sh"
-        args    = ["-c", "while true; do sleep 1; done"]
-      }
-      resources {
-        cpu    = 10
-        memory = 10
-      }
-    }
-  }
-}
-"#;
-
 fn alloc_id(a: &Value) -> String {
     a["allocation"]["id"]
         .as_str()
@@ -139,7 +119,7 @@ fn a_drain_moves_services_first_survives_a_server_kill_and_reports_nowhere_to_go
     );
     let file = c.write_file("web.hcl", &web(2));
     c.ok(&["apply", "-f", &file, "--wait", "--timeout", "120"]);
-    let sidecar = c.write_file("sidecar.hcl", SIDECAR);
+    let sidecar = c.write_file("sidecar.hcl", &system_job("sidecar"));
     c.ok(&["apply", "-f", &sidecar]);
     c.wait_for("the sidecar on every node", Duration::from_secs(60), |c| {
         let r = c.running("sidecar");

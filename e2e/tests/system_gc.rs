@@ -11,26 +11,6 @@ mod common;
 
 use common::*;
 
-const EVERYWHERE: &str = r#"job "everywhere" {
-  datacenters = ["*"]
-  type        = "system"
-
-  group "g" {
-    task "loop" {
-      driver = "raw_exec"
-      config {
-        command = "/bin/sh"
-        args    = ["-c", "while true; do sleep 1; done"]
-      }
-      resources {
-        cpu    = 10
-        memory = 10
-      }
-    }
-  }
-}
-"#;
-
 fn nodes_running(c: &Cluster, job: &str) -> Vec<String> {
     let mut n: Vec<String> = c
         .running(job)
@@ -51,7 +31,7 @@ fn a_system_job_follows_nodes_joining_and_leaving_eligibility() {
     let c = Cluster::start_server("system");
     let _first = c.start_agent("s1");
     c.wait_nodes_ready(&["s1"]);
-    let file = c.write_file("everywhere.hcl", EVERYWHERE);
+    let file = c.write_file("everywhere.hcl", &system_job("everywhere"));
     c.ok(&["apply", "-f", &file]);
     c.wait_for("the system job on s1", Duration::from_secs(60), |c| {
         let n = nodes_running(c, "everywhere");
@@ -114,7 +94,7 @@ fn system_gc_collects_a_stopped_job_and_leaves_what_runs() {
     let c = Cluster::start_server("gc");
     let _agent = c.start_agent("g1");
     c.wait_nodes_ready(&["g1"]);
-    let keep = c.write_file("keep.hcl", &EVERYWHERE.replace("everywhere", "keep"));
+    let keep = c.write_file("keep.hcl", &system_job("keep"));
     c.ok(&["apply", "-f", &keep]);
     let once = c.write_file("once.hcl", ONCE);
     c.ok(&["apply", "-f", &once, "--wait", "--timeout", "60"]);

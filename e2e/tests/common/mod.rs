@@ -563,6 +563,31 @@ pub fn web_job(id: &str, count: u32, message: &str) -> String {
     )
 }
 
+/// A system job `id` whose one task loops on `sleep 1` on every node.
+pub fn system_job(id: &str) -> String {
+    format!(
+        r#"job "{id}" {{
+  datacenters = ["*"]
+  type        = "system"
+
+  group "g" {{
+    task "loop" {{
+      driver = "raw_exec"
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", "while true; do sleep 1; done"]
+      }}
+      resources {{
+        cpu    = 10
+        memory = 10
+      }}
+    }}
+  }}
+}}
+"#
+    )
+}
+
 /// Asserts the machine has what the tests run (busybox for the web job).
 pub fn require_busybox() {
     assert!(

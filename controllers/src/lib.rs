@@ -75,6 +75,12 @@ pub struct ControllersConfig {
     pub workers: usize,
     /// Every job is reconciled at least this often.
     pub resync_secs: u64,
+    /// Garbage-collection thresholds (Nomad's `job_gc_interval`, `job_gc_threshold`, ...).
+    pub gc: gc::GcConfig,
+    /// Cluster-wide node-lifecycle settings (the default `lost_after`).
+    pub lifecycle: nodes::LifecycleConfig,
+    /// Cluster-wide periodic settings (children kept per periodic job).
+    pub periodic: periodic::PeriodicConfig,
 }
 
 impl Default for ControllersConfig {
@@ -86,6 +92,9 @@ impl Default for ControllersConfig {
             scheduler_algorithm: Algorithm::Binpack,
             workers: 2,
             resync_secs: 300,
+            gc: Default::default(),
+            lifecycle: Default::default(),
+            periodic: Default::default(),
         }
     }
 }

@@ -72,8 +72,8 @@ impl Default for LoopsConfig {
 }
 
 impl LoopsConfig {
-    /// The loops' settings for a server configured with `config` (identity, election TTL and
-    /// scheduler algorithm shared with the jobs controller; the rest at its defaults).
+    /// The loops' settings for a server configured with `config` (identity, election TTL,
+    /// scheduler algorithm, gc, lifecycle and periodic settings; the rest at its defaults).
     pub fn from_controllers(config: &crate::ControllersConfig) -> Self {
         LoopsConfig {
             identity: config.identity.clone(),
@@ -81,6 +81,9 @@ impl LoopsConfig {
             scheduler: crate::scheduler::SchedulerConfig {
                 algorithm: config.scheduler_algorithm,
             },
+            gc: config.gc.clone(),
+            lifecycle: config.lifecycle.clone(),
+            periodic: config.periodic.clone(),
             ..Default::default()
         }
     }

@@ -39,6 +39,17 @@ pub struct ServerSection {
     pub heartbeat_grace_secs: Option<u64>,
     pub min_heartbeat_ttl_secs: Option<u64>,
     pub max_heartbeats_per_second: Option<f64>,
+    /// How often the garbage collector runs (Nomad's `job_gc_interval`).
+    pub job_gc_interval_secs: Option<u64>,
+    /// Age at which stopped jobs are purged (Nomad's `job_gc_threshold`).
+    pub job_gc_threshold_secs: Option<u64>,
+    /// Age at which finished allocations are collected (Nomad's `eval_gc_threshold`: Nomad
+    /// collects finished allocations with their evaluations).
+    pub eval_gc_threshold_secs: Option<u64>,
+    /// Nomos: `lost_after` for groups that set none (5 minutes).
+    pub default_lost_after_secs: Option<u64>,
+    /// Nomos: finished children kept per periodic job (5).
+    pub periodic_history_limit: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -65,6 +76,26 @@ impl FileConfig {
                 .max_heartbeats_per_second
                 .unwrap_or(d.max_heartbeats_per_second),
         }
+    }
+
+    /// The controllers' settings this config asks for, on top of `base`: gc thresholds, the
+    /// cluster-wide `lost_after` default and the periodic history limit.
+    pub fn controllers(
+        &self,
+        base: nomos_controllers::ControllersConfig,
+    ) -> nomos_controllers::ControllersConfig {
+        let ms = |secs: Option<u64>, default: i64| secs.map_or(default, |s| s as i64 * 1000);
+        let s = &self.server;
+        let mut c = base;
+        c.gc.interval_ms = ms(s.job_gc_interval_secs, c.gc.interval_ms);
+        c.gc.job_gc_threshold_ms = ms(s.job_gc_threshold_secs, c.gc.job_gc_threshold_ms);
+        c.gc.alloc_gc_threshold_ms = ms(s.eval_gc_threshold_secs, c.gc.alloc_gc_threshold_ms);
+        c.lifecycle.default_lost_after_ms =
+            ms(s.default_lost_after_secs, c.lifecycle.default_lost_after_ms);
+        if let Some(n) = s.periodic_history_limit {
+            c.periodic.history_limit = n as usize;
+        }
+        c
     }
 
     /// The heartbeat lease TTL this config asks for: Nomad's `min_heartbeat_ttl` (10s) plus
@@ -109,6 +140,11 @@ const SERVER: Section = Section {
         "heartbeat_grace",
         "min_heartbeat_ttl",
         "max_heartbeats_per_second",
+        "job_gc_interval",
+        "job_gc_threshold",
+        "eval_gc_threshold",
+        "default_lost_after",
+        "periodic_history_limit",
     ],
     ignored: IGNORED_SERVER,
 };
@@ -155,8 +191,6 @@ const IGNORED_SERVER: &[&str] = &[
     "num_schedulers",
     "enabled_schedulers",
     "node_gc_threshold",
-    "job_gc_threshold",
-    "eval_gc_threshold",
     "deployment_gc_threshold",
     "rejoin_after_leave",
     "default_scheduler_config",
@@ -632,6 +666,19 @@ fn read_server(r: &mut Reader<'_>, settings: &[Entry], out: &mut ServerSection) 
             "heartbeat_grace" => out.heartbeat_grace_secs = r.seconds(&name, v),
             "min_heartbeat_ttl" => out.min_heartbeat_ttl_secs = r.seconds(&name, v),
             "max_heartbeats_per_second" => out.max_heartbeats_per_second = r.number(&name, v),
+            "job_gc_interval" => out.job_gc_interval_secs = r.seconds(&name, v),
+            "job_gc_threshold" => out.job_gc_threshold_secs = r.seconds(&name, v),
+            "eval_gc_threshold" => out.eval_gc_threshold_secs = r.seconds(&name, v),
+            "default_lost_after" => out.default_lost_after_secs = r.seconds(&name, v),
+            "periodic_history_limit" => {
+                out.periodic_history_limit = r.number(&name, v).and_then(|n| {
+                    let whole = n.fract() == 0.0 && n >= 0.0;
+                    if !whole {
+                        r.error(v.at, format!("{name}: expected a whole number, found {n}"));
+                    }
+                    whole.then_some(n as u64)
+                })
+            }
             _ => r.unknown(&SERVER, e),
         }
     }
@@ -725,6 +772,17 @@ client {
                 published.max_heartbeats_per_second
             ),
             (30_000, 15_000, 50.0)
+        );
+        let base = nomos_controllers::ControllersConfig::default();
+        let unchanged = FileConfig::default().controllers(base.clone());
+        assert_eq!(
+            (unchanged.gc, unchanged.lifecycle, unchanged.periodic),
+            (
+                base.gc.clone(),
+                base.lifecycle.clone(),
+                base.periodic.clone()
+            ),
+            "a file without these settings keeps the defaults"
         );
         assert_eq!(
             FileConfig::default().heartbeat_config(),
@@ -891,6 +949,35 @@ client:
             assert_eq!(cfg, want, "{file}");
             assert_eq!(strings(&got), warnings, "{file}");
         }
+    }
+
+    #[test]
+    fn gc_lifecycle_and_periodic_settings_reach_the_controllers() {
+        let text = r#"
+server {
+  enabled                = true
+  job_gc_interval        = "1m"
+  job_gc_threshold       = "2h"
+  eval_gc_threshold      = "30m"
+  default_lost_after     = "90s"
+  periodic_history_limit = 3
+}
+"#;
+        let (cfg, warnings) = parse("srv.hcl", text).expect("valid");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let c = cfg.controllers(nomos_controllers::ControllersConfig::default());
+        assert_eq!(c.gc.interval_ms, 60_000);
+        assert_eq!(c.gc.job_gc_threshold_ms, 7_200_000);
+        assert_eq!(c.gc.alloc_gc_threshold_ms, 1_800_000);
+        assert_eq!(c.lifecycle.default_lost_after_ms, 90_000);
+        assert_eq!(c.periodic.history_limit, 3);
+
+        let bad = parse("srv.hcl", "server {\n  periodic_history_limit = 2.5\n}\n")
+            .expect_err("a fraction is refused");
+        assert_eq!(
+            bad[0].to_string(),
+            "srv.hcl:2:28: server.periodic_history_limit: expected a whole number, found 2.5"
+        );
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //!   [`events`] (server-sent events fed by a store watch), [`metrics`] (`/metrics`).
 //! - [`kv`]: small typed helpers over the [`Store`] trait (JSON get/list, compare-and-put).
 //! - [`error`]: the crate's error enum and its JSON rendering.
+//! - [`ui`]: the web UI under `/ui` (server-rendered HTML, htmx fragments, a uPlot resource chart
+//!   fed by a background sampler that [`serve`] runs alongside the API).
 //!
 //! Specs are written here (`/nomos/jobs/...`, `/nomos/nodespec/...`); status keys are only read,
 //! except for the few user requests that target them (stop an allocation, promote or fail a
@@ -29,6 +31,7 @@ pub mod jobs;
 pub mod kv;
 pub mod metrics;
 pub mod nodes;
+pub mod ui;
 pub mod views;
 
 use std::future::Future;
@@ -77,6 +80,8 @@ pub struct AppState {
     /// Flips to `true` when the server shuts down, so endless streams (events, followed logs)
     /// end and graceful shutdown can finish.
     pub closing: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The web UI's resource series and how often it is sampled.
+    pub ui: ui::UiState,
 }
 
 impl AppState {
@@ -94,6 +99,7 @@ impl AppState {
             http: reqwest::Client::new(),
             logs: None,
             closing: Arc::new(tokio::sync::watch::channel(false).0),
+            ui: ui::UiState::default(),
         }
     }
 
@@ -111,7 +117,8 @@ impl AppState {
     }
 }
 
-/// The whole API: JSON under `/v1`, Prometheus text on `/metrics`.
+/// The whole API: JSON under `/v1`, Prometheus text on `/metrics`, the web UI under `/ui`
+/// (`/` redirects there).
 pub fn router(state: AppState) -> Router {
     router_with_limit(state, DEFAULT_BODY_LIMIT)
 }
@@ -147,6 +154,7 @@ pub fn router_with_limit(state: AppState, body_limit: usize) -> Router {
     Router::new()
         .nest("/v1", v1)
         .route("/metrics", get(metrics::render))
+        .merge(ui::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -177,7 +185,8 @@ pub async fn run(
     .await
 }
 
-/// Serves the API on an already bound listener (so callers can bind port 0 and learn the port).
+/// Serves the API on an already bound listener (so callers can bind port 0 and learn the port),
+/// with the UI's resource sampler running until shutdown.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -185,13 +194,23 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let closing = state.closing.clone();
+    let sampler = tokio::spawn(ui::series::run(state.clone()));
     let app = router_with_limit(state, body_limit);
-    let shutdown = async move {
-        shutdown.await;
-        closing.send_replace(true);
+    let shutdown = {
+        let closing = closing.clone();
+        async move {
+            shutdown.await;
+            closing.send_replace(true);
+        }
     };
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(ServerError::Serve)
+        .map_err(ServerError::Serve);
+    // Serving may also end on an error; either way the sampler stops with it.
+    closing.send_replace(true);
+    if let Err(e) = sampler.await {
+        tracing::warn!(error = %e, "the UI's resource sampler panicked");
+    }
+    served
 }

@@ -9,27 +9,6 @@ use common::*;
 use nomos_server::allocs::LogReader;
 use serde_json::json;
 
-async fn seed_allocs(srv: &TestServer) {
-    for (node, id, job, group) in [
-        ("n1", "aaaa1111-0000", "web", "frontend"),
-        ("n1", "aaaa2222-0000", "web", "frontend"),
-        ("n2", "bbbb3333-0000", "db", "main"),
-    ] {
-        srv.put_json(
-            &format!("/nomos/allocs/{node}/{id}"),
-            &json!({"id": id, "namespace": "default", "job_id": job, "task_group": group,
-                    "name": format!("{job}.{group}[0]"), "node": node, "desired_status": "run"}),
-        )
-        .await;
-    }
-    srv.put_json(
-        "/nomos/allocstatus/n1/aaaa1111-0000",
-        &json!({"alloc_id": "aaaa1111-0000", "client_status": "running",
-                "task_states": {"server": {"state": "running"}}}),
-    )
-    .await;
-}
-
 #[tokio::test]
 async fn allocations_list_by_job_and_node_joined_with_their_status() {
     let srv = TestServer::start().await;
@@ -170,21 +149,6 @@ async fn followed_logs_end_when_the_server_shuts_down() {
     let first = resp.chunk().await.unwrap().expect("first chunk");
     assert_eq!(&first[..], b"aaaa1111-0000/server/out\n");
     srv.stop().await;
-}
-
-async fn seed_node(srv: &TestServer, name: &str, alive: bool) {
-    srv.put_json(
-        &format!("/nomos/nodes/{name}"),
-        &json!({"name": name, "id": format!("{name}-id-0001"), "datacenter": "dc1",
-                "resources": {"cpu_mhz": 4000, "cores": 2, "memory_mb": 4096, "disk_mb": 10000,
-                              "min_dynamic_port": 20000, "max_dynamic_port": 20100},
-                "drivers": {"raw_exec": {"detected": true, "healthy": true}}}),
-    )
-    .await;
-    if alive {
-        srv.put_json(&format!("/nomos/heartbeats/{name}"), &json!({}))
-            .await;
-    }
 }
 
 #[tokio::test]

@@ -198,6 +198,7 @@ fn print_banner(
 ) {
     println!("==> Nomos dev cluster is running");
     println!("    API:        http://{api}");
+    println!("    UI:         http://{api}/ui");
     println!("    Metrics:    http://{api}/metrics");
     if let Some(url) = store {
         println!("    Store:      {url} (etcd v3 protocol: etcdctl --endpoints {url}, nctl agent --store-endpoints {url})");

@@ -142,7 +142,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<i32> {
             println!("==> store served over etcd's protocol at {url}");
         }
     }
-    let mut controllers = nomos_controllers::ControllersConfig::default();
+    let mut controllers = file.controllers(nomos_controllers::ControllersConfig::default());
     if let Some(id) = args.identity {
         controllers.identity = id;
     }
@@ -165,6 +165,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<i32> {
         println!("==> local agent: node {node_name}");
     }
     println!("==> Nomos server: API on http://{addr}");
+    println!("    UI:   http://{addr}/ui");
     println!("    export NOMOS_ADDR=http://{addr}");
     Ok(runtime::run_until_signal(&mut tasks, &shutdown).await)
 }

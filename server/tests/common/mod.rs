@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use nomos_server::AppState;
 use nomos_store::{EmbeddedStore, PutOptions, Store};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 pub struct TestServer {
     pub base: String,
@@ -164,4 +164,43 @@ pub async fn apply_source(srv: &TestServer, filename: &str, source: &str) -> (u1
         serde_json::json!({"source": source, "filename": filename}),
     )
     .await
+}
+
+/// Three allocations as the jobs controller writes them (`web` twice on `n1`, `db` on `n2`), the
+/// first reported running by its agent.
+pub async fn seed_allocs(srv: &TestServer) {
+    for (node, id, job, group) in [
+        ("n1", "aaaa1111-0000", "web", "frontend"),
+        ("n1", "aaaa2222-0000", "web", "frontend"),
+        ("n2", "bbbb3333-0000", "db", "main"),
+    ] {
+        srv.put_json(
+            &format!("/nomos/allocs/{node}/{id}"),
+            &json!({"id": id, "namespace": "default", "job_id": job, "task_group": group,
+                    "name": format!("{job}.{group}[0]"), "node": node, "desired_status": "run"}),
+        )
+        .await;
+    }
+    srv.put_json(
+        "/nomos/allocstatus/n1/aaaa1111-0000",
+        &json!({"alloc_id": "aaaa1111-0000", "client_status": "running",
+                "task_states": {"server": {"state": "running"}}}),
+    )
+    .await;
+}
+
+/// A node as its agent registers it (4 GHz, 4 GiB, raw_exec), with a live heartbeat if `alive`.
+pub async fn seed_node(srv: &TestServer, name: &str, alive: bool) {
+    srv.put_json(
+        &format!("/nomos/nodes/{name}"),
+        &json!({"name": name, "id": format!("{name}-id-0001"), "datacenter": "dc1",
+                "resources": {"cpu_mhz": 4000, "cores": 2, "memory_mb": 4096, "disk_mb": 10000,
+                              "min_dynamic_port": 20000, "max_dynamic_port": 20100},
+                "drivers": {"raw_exec": {"detected": true, "healthy": true}}}),
+    )
+    .await;
+    if alive {
+        srv.put_json(&format!("/nomos/heartbeats/{name}"), &json!({}))
+            .await;
+    }
 }

@@ -1,0 +1,127 @@
+//! The web UI: server-rendered HTML under `/ui`, kept live by htmx, with no JavaScript build.
+//!
+//! Layout:
+//! - [`pages`]: the pages (overview, job, node, allocation) and their fragments. Each loads what
+//!   it shows through the API's own data functions, builds a model and renders a template.
+//! - [`model`]: the pure part: table rows, links, resource bars and times, built from the API's
+//!   views with the clock passed in.
+//! - [`series`]: the overview's resource chart: a pure sample of the cluster, a bounded ring
+//!   buffer, and the background sampler that [`crate::serve`] runs until shutdown.
+//! - [`render`]: the minijinja environment over `server/templates/` (HTML autoescaping).
+//! - [`assets`]: the stylesheet, the chart script and the vendored htmx and uPlot, embedded.
+//!
+//! Live updates: each page's changing part is also served alone under `/ui/fragments/...`;
+//! the page asks htmx to fetch it every [`render::REFRESH`] while the tab is visible and swaps
+//! it in. The chart script polls `/ui/series` at the sampler's interval.
+
+pub mod assets;
+pub mod model;
+pub mod pages;
+pub mod render;
+pub mod series;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+
+use crate::error::ServerError;
+use crate::AppState;
+
+/// What the UI keeps in the server's state: the sampled resource series.
+#[derive(Debug, Clone)]
+pub struct UiState {
+    /// How often the background sampler records a point.
+    pub sample_every: Duration,
+    pub series: Arc<series::Series>,
+}
+
+impl UiState {
+    /// A sampler recording every `every`, keeping [`series::HISTORY`] of points.
+    pub fn sampling_every(every: Duration) -> Self {
+        let every = every.max(Duration::from_millis(10));
+        UiState {
+            sample_every: every,
+            series: Arc::new(series::Series::for_interval(every)),
+        }
+    }
+}
+
+impl Default for UiState {
+    fn default() -> Self {
+        Self::sampling_every(series::DEFAULT_SAMPLE_EVERY)
+    }
+}
+
+/// The UI's routes, to merge into the server's router.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/ui") }))
+        .route("/ui", get(pages::overview))
+        .route("/ui/", get(|| async { Redirect::to("/ui") }))
+        .route("/ui/job/{id}", get(pages::job))
+        .route("/ui/node/{name}", get(pages::node))
+        .route("/ui/allocation/{id}", get(pages::alloc))
+        .route("/ui/fragments/counts", get(pages::counts_fragment))
+        .route("/ui/fragments/jobs", get(pages::jobs_fragment))
+        .route("/ui/fragments/nodes", get(pages::nodes_fragment))
+        .route("/ui/fragments/job/{id}", get(pages::job_fragment))
+        .route("/ui/fragments/node/{name}", get(pages::node_fragment))
+        .route("/ui/fragments/allocation/{id}", get(pages::alloc_fragment))
+        .route("/ui/series", get(pages::series))
+        .route("/ui/assets/{*path}", get(assets::serve))
+        .route("/ui/{*rest}", get(not_found))
+}
+
+/// A failed UI request: the server's error, rendered as an HTML page with its status code
+/// (404 for an unknown job, node or allocation, 5xx when the store fails).
+#[derive(Debug)]
+pub struct UiError(pub ServerError);
+
+impl From<ServerError> for UiError {
+    fn from(e: ServerError) -> Self {
+        UiError(e)
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorPage {
+    code: u16,
+    title: String,
+    message: String,
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        let status = self.0.status();
+        if status.is_server_error() {
+            tracing::warn!(error = %self.0, "UI request failed");
+        }
+        let page = ErrorPage {
+            code: status.as_u16(),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            message: self.0.to_string(),
+        };
+        match render::render("error.html", &page) {
+            Ok(body) => (status, Html(body)).into_response(),
+            Err(e) => (
+                status,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                format!("{}\n({e})", page.message),
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// Unknown paths under `/ui/`: an HTML 404 rather than the API's JSON one.
+async fn not_found(uri: axum::http::Uri) -> UiError {
+    UiError(ServerError::NotFound(format!(
+        "no such page: {}",
+        uri.path()
+    )))
+}

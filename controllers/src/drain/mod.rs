@@ -207,6 +207,8 @@ pub fn decide(drain: &DrainSpec, allocs: &[DrainAlloc], now_ms: i64) -> DrainPla
             *in_flight.entry(group_key(a)).or_default() += 1;
         }
     }
+    // Reported as migrating: replacements placed and not yet healthy (before this plan's own).
+    plan.migrating = in_flight.values().sum();
     let mut stopped = 0u32;
     let mut ordered = others.clone();
     ordered.sort_by(|a, b| a.alloc.id.cmp(&b.alloc.id));
@@ -250,7 +252,6 @@ pub fn decide(drain: &DrainSpec, allocs: &[DrainAlloc], now_ms: i64) -> DrainPla
             }
         }
     }
-    plan.migrating = in_flight.values().sum();
     let others_left = others.len() as u32 - stopped;
     let mut system_left = system.len() as u32;
     if others.is_empty() && !drain.ignore_system_jobs {

@@ -69,9 +69,13 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
             .collect();
         let plan = decide(&drain, &allocs, now);
         let mut nowhere: Vec<String> = Vec::new();
-        // The jobs controller migrates: what it cannot place shows in the job's status.
+        // The jobs controller migrates: what it cannot place shows in the job's status. Only
+        // allocations this plan leaves on the node are reported.
+        let stopping: Vec<&str> = plan.stop.iter().map(|s| s.alloc_id.as_str()).collect();
         for a in allocs.iter().filter(|a| {
-            a.alloc.desired_status == DesiredStatus::Run && a.job_type == JobType::Service
+            a.alloc.desired_status == DesiredStatus::Run
+                && a.job_type == JobType::Service
+                && !stopping.contains(&a.alloc.id.as_str())
         }) {
             let st = view
                 .job_status

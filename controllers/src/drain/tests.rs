@@ -85,7 +85,11 @@ fn replacements_are_placed_first_within_migrate_max_parallel() {
         p.stop.is_empty(),
         "nothing stops before its replacement is healthy"
     );
-    assert_eq!((p.remaining, p.migrating, p.complete), (3, 2, false));
+    assert_eq!(
+        (p.remaining, p.migrating, p.complete),
+        (3, 0, false),
+        "nothing is migrating until a replacement exists"
+    );
 }
 
 #[test]
@@ -102,6 +106,7 @@ fn an_original_waits_for_its_replacement_then_stops_and_the_next_one_moves() {
     ];
     let p = decide(&drain(0, false), &pending, 1_000);
     assert!(p.migrate.is_empty() && p.stop.is_empty());
+    assert_eq!(p.migrating, 1, "the pending replacement is migrating");
 
     let healthy = vec![
         with_replacement(

@@ -192,9 +192,15 @@ fn a_drain_moves_services_first_survives_a_server_kill_and_reports_nowhere_to_go
     assert_eq!(c.running("sidecar").len(), 2, "other nodes keep theirs");
 
     // Draining a second web node leaves its copy nowhere to go (distinct_hosts, one node left):
-    // `--wait` reports it, and the deadline stops what remains.
+    // `--wait` reports it, rides out another kill -9 and restart of the server, and the deadline
+    // stops what remains.
     let second = node_of(&after[0]);
-    let out = c.nctl(&["node", "drain", &second, "--deadline", "4", "--wait"]);
+    let waiting = c.spawn_nctl(&["node", "drain", &second, "--deadline", "6", "--wait"]);
+    std::thread::sleep(Duration::from_secs(2));
+    c.kill9();
+    std::thread::sleep(Duration::from_secs(1));
+    c.restart();
+    let out = waiting.wait_with_output().expect("nctl node drain --wait");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -207,6 +213,11 @@ fn a_drain_moves_services_first_survives_a_server_kill_and_reports_nowhere_to_go
         "the blocked allocation is reported: {stdout}"
     );
     assert!(stdout.contains("drain complete"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("server unreachable, retrying"),
+        "--wait rode out the server restart: {stderr}"
+    );
     c.wait_for(
         "nothing to run on the second drained node",
         Duration::from_secs(30),

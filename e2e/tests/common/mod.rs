@@ -329,6 +329,18 @@ impl Cluster {
             .expect("run nctl")
     }
 
+    /// Starts `nctl ARGS` against this cluster without waiting for it (stdout and stderr piped).
+    pub fn spawn_nctl(&self, args: &[&str]) -> Child {
+        Command::new(&self.bin)
+            .args(args)
+            .env("NOMOS_ADDR", &self.addr)
+            .current_dir(self.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nctl")
+    }
+
     /// Runs `nctl ARGS`, asserting success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.nctl(args);

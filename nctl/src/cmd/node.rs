@@ -1,10 +1,10 @@
 //! `nctl node status [NODE]`, `nctl node drain NODE`, `nctl node eligibility NODE`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nomos_server::views::{AllocView, DrainRequest, EligibilityRequest, NodeView};
 
-use super::client::{escape, Client};
+use super::client::{escape, ApiError, Client};
 use super::get::{print_allocs, print_nodes};
 use super::output::{self, print_kv, Format};
 use super::Global;
@@ -163,14 +163,37 @@ pub async fn run(g: &Global, cmd: NodeCommand) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// How long `--wait` keeps retrying while the server cannot be reached.
+const SERVER_GONE_AFTER: Duration = Duration::from_secs(120);
+
 /// `nctl node drain --wait`: follows the drain loop's report (`/nomos/drainstatus/<node>`) for
 /// the drain just started, printing each change, until it is complete (exit 0) or someone
 /// cancels it (exit 1). Allocations with nowhere to go are printed with the reason, and the wait
 /// goes on, as the drain does.
 async fn follow_drain(client: &Client, node: &str) -> anyhow::Result<i32> {
     let mut last = String::new();
+    let mut unreachable_since: Option<Instant> = None;
     loop {
-        let v: NodeView = client.get(&format!("/v1/node/{}", escape(node))).await?;
+        let v: NodeView = match client.get(&format!("/v1/node/{}", escape(node))).await {
+            Ok(v) => {
+                unreachable_since = None;
+                v
+            }
+            // The server restarting (or a load balancer switching servers) does not end the
+            // wait: the drain goes on without us watching. Give up after two minutes.
+            Err(e) if e.downcast_ref::<ApiError>().is_none() => {
+                let since = *unreachable_since.get_or_insert_with(|| {
+                    eprintln!("node {node}: server unreachable, retrying: {e}");
+                    Instant::now()
+                });
+                if since.elapsed() > SERVER_GONE_AFTER {
+                    return Err(e);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let Some(started) = v.spec.drain.as_ref().map(|d| d.started_at_ms) else {
             println!("node {node}: drain cancelled");
             return Ok(1);

@@ -368,3 +368,91 @@ async fn originals_stop_only_once_their_replacement_is_healthy() {
     assert_eq!(prev, want, "each original replaced once");
     cluster.stop().await;
 }
+
+/// Cancelling a drain midway: what moved stays moved, what had nowhere to go stays where it is,
+/// and the report says `cancelled`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_drain_keeps_what_moved_and_leaves_the_rest() {
+    let store = store();
+    join(&*store, &node("n1", 4096), None).await;
+    let _agent = Agent::start(store.clone(), &["n1", "n2"]);
+    let cluster = Cluster::start(store.clone(), loops_config(Arc::new(now_ms)));
+    put_spec(&*store, "web", spec("web", "service", 2, json!({}))).await;
+    eventually("web running on n1", 15, || {
+        let s = store.clone();
+        async move {
+            allocs(&*s)
+                .await
+                .iter()
+                .filter(|a| a.node == "n1" && a.desired_status == DesiredStatus::Run)
+                .count()
+                == 2
+        }
+    })
+    .await;
+    let originals: Vec<String> = job_allocs(&*store, "web")
+        .await
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    // n2 has room for one copy (64 MiB each).
+    join(&*store, &node("n2", 100), None).await;
+    set_node_spec(
+        &*store,
+        "n1",
+        &NodeSpec {
+            eligible: Some(false),
+            drain: Some(DrainSpec {
+                deadline_ms: 0,
+                ignore_system_jobs: false,
+                started_at_ms: now_ms(),
+            }),
+        },
+    )
+    .await;
+    eventually("one copy moved and the other blocked", 20, || {
+        let s = store.clone();
+        async move {
+            drain_status(&*s, "n1")
+                .await
+                .is_some_and(|d| d.state == "blocked" && d.remaining == 1)
+        }
+    })
+    .await;
+    set_node_spec(
+        &*store,
+        "n1",
+        &NodeSpec {
+            eligible: Some(true),
+            drain: None,
+        },
+    )
+    .await;
+    eventually("the drain reported cancelled", 15, || {
+        let s = store.clone();
+        async move {
+            drain_status(&*s, "n1")
+                .await
+                .is_some_and(|d| d.state == "cancelled")
+        }
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let all = allocs(&*store).await;
+    let live: Vec<&Allocation> = all
+        .iter()
+        .filter(|a| a.desired_status == DesiredStatus::Run)
+        .collect();
+    assert_eq!(live.len(), 2, "still two copies: {all:?}");
+    let on_n2: Vec<&&Allocation> = live.iter().filter(|a| a.node == "n2").collect();
+    assert_eq!(on_n2.len(), 1, "the moved copy stays moved: {all:?}");
+    assert!(originals.contains(&on_n2[0].previous_alloc));
+    let on_n1: Vec<&&Allocation> = live.iter().filter(|a| a.node == "n1").collect();
+    assert_eq!(on_n1.len(), 1);
+    assert!(
+        originals.contains(&on_n1[0].id),
+        "the copy with nowhere to go kept running where it was"
+    );
+    assert_ne!(on_n1[0].id, on_n2[0].previous_alloc);
+    cluster.stop().await;
+}

@@ -269,23 +269,14 @@ async fn a_drain_with_nowhere_to_go_waits_for_its_deadline() {
     cluster.stop().await;
 }
 
-/// Originals stop only once their replacement is healthy: while nothing reports on the new
-/// node, its one replacement stays unhealthy, `migrate.max_parallel` (1) holds and every original
-/// keeps running; once the node reports, the drain completes with each original replaced.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn originals_stop_only_once_their_replacement_is_healthy() {
-    let store = store();
-    join(&*store, &node("n1", 4096), None).await;
-    let agent = Agent::start(store.clone(), &["n1"]);
-    let cluster = Cluster::start(store.clone(), loops_config(Arc::new(now_ms)));
-    let migrate = json!({"max_parallel": 1, "health_check": "checks",
-        "min_healthy_time_ns": 0, "healthy_deadline_ns": 300_000_000_000u64});
-    put_spec(
-        &*store,
-        "web",
-        spec("web", "service", 2, json!({"migrate": migrate})),
-    )
-    .await;
+/// Two copies of `web` (with `extra` job fields) running on n1, then n2 joins with
+/// `n2_memory_mb` and n1 is drained (no deadline). Returns the originals' ids.
+async fn web_on_n1_then_drain_it(
+    store: &Arc<dyn Store>,
+    extra: serde_json::Value,
+    n2_memory_mb: u32,
+) -> Vec<String> {
+    put_spec(&**store, "web", spec("web", "service", 2, extra)).await;
     eventually("web running on n1", 15, || {
         let s = store.clone();
         async move {
@@ -298,15 +289,14 @@ async fn originals_stop_only_once_their_replacement_is_healthy() {
         }
     })
     .await;
-    let originals: Vec<String> = job_allocs(&*store, "web")
+    let originals = job_allocs(&**store, "web")
         .await
         .into_iter()
         .map(|a| a.id)
         .collect();
-    // n2 joins, but nothing reports for it yet.
-    join(&*store, &node("n2", 4096), None).await;
+    join(&**store, &node("n2", n2_memory_mb), None).await;
     set_node_spec(
-        &*store,
+        &**store,
         "n1",
         &NodeSpec {
             eligible: Some(false),
@@ -318,6 +308,22 @@ async fn originals_stop_only_once_their_replacement_is_healthy() {
         },
     )
     .await;
+    originals
+}
+
+/// Originals stop only once their replacement is healthy: while nothing reports on the new
+/// node, its one replacement stays unhealthy, `migrate.max_parallel` (1) holds and every original
+/// keeps running; once the node reports, the drain completes with each original replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn originals_stop_only_once_their_replacement_is_healthy() {
+    let store = store();
+    join(&*store, &node("n1", 4096), None).await;
+    let agent = Agent::start(store.clone(), &["n1"]);
+    let cluster = Cluster::start(store.clone(), loops_config(Arc::new(now_ms)));
+    let migrate = json!({"max_parallel": 1, "health_check": "checks",
+        "min_healthy_time_ns": 0, "healthy_deadline_ns": 300_000_000_000u64});
+    // n2 joins, but nothing reports for it yet.
+    let originals = web_on_n1_then_drain_it(&store, json!({"migrate": migrate}), 4096).await;
     eventually("one replacement placed on n2", 15, || {
         let s = store.clone();
         async move { allocs(&*s).await.iter().filter(|a| a.node == "n2").count() == 1 }
@@ -377,39 +383,8 @@ async fn cancelling_a_drain_keeps_what_moved_and_leaves_the_rest() {
     join(&*store, &node("n1", 4096), None).await;
     let _agent = Agent::start(store.clone(), &["n1", "n2"]);
     let cluster = Cluster::start(store.clone(), loops_config(Arc::new(now_ms)));
-    put_spec(&*store, "web", spec("web", "service", 2, json!({}))).await;
-    eventually("web running on n1", 15, || {
-        let s = store.clone();
-        async move {
-            allocs(&*s)
-                .await
-                .iter()
-                .filter(|a| a.node == "n1" && a.desired_status == DesiredStatus::Run)
-                .count()
-                == 2
-        }
-    })
-    .await;
-    let originals: Vec<String> = job_allocs(&*store, "web")
-        .await
-        .into_iter()
-        .map(|a| a.id)
-        .collect();
     // n2 has room for one copy (64 MiB each).
-    join(&*store, &node("n2", 100), None).await;
-    set_node_spec(
-        &*store,
-        "n1",
-        &NodeSpec {
-            eligible: Some(false),
-            drain: Some(DrainSpec {
-                deadline_ms: 0,
-                ignore_system_jobs: false,
-                started_at_ms: now_ms(),
-            }),
-        },
-    )
-    .await;
+    let originals = web_on_n1_then_drain_it(&store, json!({}), 100).await;
     eventually("one copy moved and the other blocked", 20, || {
         let s = store.clone();
         async move {

@@ -14,6 +14,23 @@ fn store() -> Arc<dyn Store> {
     Arc::new(EmbeddedStore::in_memory())
 }
 
+/// The node's heartbeat key, once the agent wrote it.
+async fn heartbeat_of(store: &dyn Store, node: &str) -> nomos_store::KeyValue {
+    eventually("heartbeat key", || async {
+        store
+            .range(
+                nomos_store::KeySelector::key(keys::heartbeat(node)),
+                Default::default(),
+            )
+            .await
+            .ok()?
+            .kvs
+            .into_iter()
+            .next()
+    })
+    .await
+}
+
 #[tokio::test]
 async fn the_agent_registers_its_node_and_keeps_a_heartbeat() {
     let dir = tempfile::tempdir().unwrap();
@@ -36,19 +53,7 @@ async fn the_agent_registers_its_node_and_keeps_a_heartbeat() {
     assert!(node.attributes.contains_key("os.cgroups.version"));
     assert!(node.resources.memory_mb > 0);
     assert!(node.drivers["raw_exec"].healthy);
-    let hb = eventually("heartbeat key", || async {
-        store
-            .range(
-                nomos_store::KeySelector::key(keys::heartbeat("n1")),
-                Default::default(),
-            )
-            .await
-            .ok()?
-            .kvs
-            .into_iter()
-            .next()
-    })
-    .await;
+    let hb = heartbeat_of(&*store, "n1").await;
     assert_ne!(hb.lease, 0, "the heartbeat is bound to a lease");
     // Longer than the lease TTL: the keep-alive holds it.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
@@ -104,19 +109,7 @@ async fn the_heartbeat_lease_follows_the_servers_settings_and_the_node_count() {
     let mut cfg = test_config("n1", dir.path());
     cfg.heartbeat_from_cluster = true;
     let agent = RunningAgent::start(cfg, store.clone());
-    let hb = eventually("heartbeat key", || async {
-        store
-            .range(
-                nomos_store::KeySelector::key(keys::heartbeat("n1")),
-                Default::default(),
-            )
-            .await
-            .ok()?
-            .kvs
-            .into_iter()
-            .next()
-    })
-    .await;
+    let hb = heartbeat_of(&*store, "n1").await;
     let lease = store.lease_time_to_live(hb.lease, false).await.unwrap();
     // 4 nodes (3 + this one) / 1 per second = 4s between renewals, + 1.5s grace = 5.5 -> 6s.
     assert_eq!(lease.granted_ttl, 6);

@@ -37,18 +37,7 @@ const PINNED: &str = r#"job "pinned" {
 fn a_second_agent_joins_over_the_store_endpoint_and_runs_an_allocation() {
     let c = Cluster::start("join");
     let _agent = c.start_agent("node-2");
-    c.wait_for(
-        "node-2 to register and be ready",
-        Duration::from_secs(60),
-        |c| {
-            let nodes = c.json(&["get", "nodes", "-o", "json"]);
-            let ready = nodes.as_array().is_some_and(|ns| {
-                ns.iter()
-                    .any(|n| n["node"]["name"] == "node-2" && n["status"] == "ready")
-            });
-            (ready, nodes.to_string())
-        },
-    );
+    c.wait_nodes_ready(&["node-2"]);
     let file = c.write_file("pinned.hcl", PINNED);
     c.ok(&["apply", "-f", &file]);
     c.wait_for(

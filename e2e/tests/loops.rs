@@ -470,11 +470,7 @@ fn a_node_flapping_for_a_minute_causes_no_restart_and_no_replacement() {
     for _ in 0..12 {
         agents[0].signal(libc::SIGSTOP);
         std::thread::sleep(Duration::from_millis(2_800));
-        let nodes = c.json(&["get", "nodes", "-o", "json"]);
-        if nodes.as_array().is_some_and(|ns| {
-            ns.iter()
-                .any(|n| n["node"]["name"] == "f1" && n["status"] == "disconnected")
-        }) {
+        if c.node_has_status("f1", "disconnected").0 {
             disconnected_seen += 1;
         }
         std::thread::sleep(Duration::from_millis(200));

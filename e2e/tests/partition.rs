@@ -88,14 +88,7 @@ fn a_partitioned_node_keeps_its_allocation_through_a_blip_and_gets_it_back_after
     c.wait_for(
         "the cut-off node to be disconnected",
         Duration::from_secs(10),
-        |c| {
-            let nodes = c.json(&["get", "nodes", "-o", "json"]);
-            let gone = nodes.as_array().is_some_and(|n| {
-                n.iter()
-                    .any(|n| n["node"]["name"] == "behind" && n["status"] == "disconnected")
-            });
-            (gone, nodes.to_string())
-        },
+        |c| c.node_has_status("behind", "disconnected"),
     );
     std::thread::sleep(Duration::from_secs(2));
     ns.heal();

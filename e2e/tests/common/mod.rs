@@ -191,12 +191,7 @@ impl Cluster {
         }
         let node = self.node.clone();
         self.wait_for("the local node to be ready", Duration::from_secs(60), |c| {
-            let nodes = c.json(&["get", "nodes", "-o", "json"]);
-            let ready = nodes.as_array().is_some_and(|n| {
-                n.iter()
-                    .any(|n| n["node"]["name"] == node.as_str() && n["status"] == "ready")
-            });
-            (ready, nodes.to_string())
+            c.node_has_status(&node, "ready")
         });
     }
 
@@ -305,17 +300,27 @@ impl Cluster {
         }
     }
 
+    /// Whether `nctl get nodes` lists `node` with `status` (`ready`, `disconnected`, `down`);
+    /// also returns what it listed, for failure messages.
+    pub fn node_has_status(&self, node: &str, status: &str) -> (bool, String) {
+        let nodes = self.json(&["get", "nodes", "-o", "json"]);
+        let found = nodes.as_array().is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n["node"]["name"] == node && n["status"] == status)
+        });
+        (found, nodes.to_string())
+    }
+
     /// Waits until every node in `names` is registered and `ready`.
     pub fn wait_nodes_ready(&self, names: &[&str]) {
         self.wait_for("the nodes to be ready", Duration::from_secs(60), |c| {
-            let nodes = c.json(&["get", "nodes", "-o", "json"]);
+            let mut seen = String::new();
             let ready = names.iter().all(|name| {
-                nodes.as_array().is_some_and(|ns| {
-                    ns.iter()
-                        .any(|n| n["node"]["name"] == *name && n["status"] == "ready")
-                })
+                let (ok, listed) = c.node_has_status(name, "ready");
+                seen = listed;
+                ok
             });
-            (ready, nodes.to_string())
+            (ready, seen)
         });
     }
 

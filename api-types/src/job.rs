@@ -79,6 +79,18 @@ pub struct TaskGroup {
     pub ignored: IndexMap<String, Value>,
 }
 
+impl TaskGroup {
+    /// How many service checks the group declares (its own services' and its tasks'): the
+    /// checks the agent runs and health waits on.
+    pub fn check_count(&self) -> usize {
+        self.services
+            .iter()
+            .chain(self.tasks.iter().flat_map(|t| t.services.iter()))
+            .map(|s| s.checks.len())
+            .sum()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Task {

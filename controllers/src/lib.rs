@@ -48,6 +48,7 @@ pub mod scheduler;
 // The system, periodic, drain, node-lifecycle and gc loops (see docs/loops.md).
 pub mod drain;
 pub mod gc;
+pub mod health;
 pub mod loops;
 pub mod nodes;
 pub mod periodic;

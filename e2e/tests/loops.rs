@@ -7,9 +7,10 @@
 //!   deadline stops what remains (`nctl node drain --wait`).
 //! - periodic: children launch once per tick across `kill -9`s of the server at tick time, and
 //!   `nctl job periodic force` launches one now.
-//! - node lifecycle: an agent frozen (SIGSTOP: its heartbeat lease lapses, its tasks run on) for
-//!   a few seconds at a time for a minute causes no restart and no replacement; one frozen past
-//!   `lost_after` gets its allocation replaced, and when it comes back it keeps its original.
+//! - node lifecycle: a node whose network is cut (it runs in its own network namespace) for a few
+//!   seconds at a time for a minute causes no restart and no replacement; an agent frozen
+//!   (SIGSTOP: its heartbeat lease lapses, its tasks run on) past `lost_after` gets its
+//!   allocation replaced, and when it comes back it keeps its original.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -452,10 +453,11 @@ fn assert_undisturbed(
 #[test]
 fn a_node_flapping_for_a_minute_causes_no_restart_and_no_replacement() {
     let c = Cluster::start_server("flap");
-    let agents: Vec<Agent> = ["f1", "f2"]
-        .iter()
-        .map(|n| c.start_agent_with(n, &["--heartbeat-ttl", "2"]))
-        .collect();
+    // f1 is a host of its own behind a veth link the test takes down and up; f2 is beside the
+    // server.
+    let ns = Netns::create(2);
+    let flapping = c.start_agent_in(&ns, "f1", &["--heartbeat-ttl", "2"]);
+    let _steady = c.start_agent_with("f2", &["--heartbeat-ttl", "2"]);
     c.wait_nodes_ready(&["f1", "f2"]);
     let file = c.write_file("pinned.hcl", &pinned("f1", "10s"));
     c.ok(&["apply", "-f", &file, "--wait", "--timeout", "60"]);
@@ -463,18 +465,18 @@ fn a_node_flapping_for_a_minute_causes_no_restart_and_no_replacement() {
     assert_eq!(before.len(), 2);
     assert!(before.values().all(|(_, pids, _)| !pids.is_empty()));
 
-    // Twelve cycles of 3s frozen (past the 2s lease) and 2s alive: a minute in all, far beyond
-    // lost_after, but never 10s in a row.
+    // Twelve cycles of 3s cut off (past the 2s lease) and 2s connected: a minute in all, far
+    // beyond lost_after, but never 10s in a row.
     let mut disconnected_seen = 0;
     let start = Instant::now();
     for _ in 0..12 {
-        agents[0].signal(libc::SIGSTOP);
+        ns.cut();
         std::thread::sleep(Duration::from_millis(2_800));
         if c.node_has_status("f1", "disconnected").0 {
             disconnected_seen += 1;
         }
         std::thread::sleep(Duration::from_millis(200));
-        agents[0].signal(libc::SIGCONT);
+        ns.heal();
         std::thread::sleep(Duration::from_secs(2));
     }
     assert!(start.elapsed() >= Duration::from_secs(60));
@@ -491,7 +493,7 @@ fn a_node_flapping_for_a_minute_causes_no_restart_and_no_replacement() {
         },
     );
     let after = snapshot(&c, "pinned");
-    assert_undisturbed(&before, &after, &agents[0].log_tail());
+    assert_undisturbed(&before, &after, &flapping.log_tail());
     assert_eq!(
         c.allocs("pinned").len(),
         2,

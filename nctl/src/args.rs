@@ -16,6 +16,8 @@ pub const SINGLE_DASH_LONGS: &[&str] = &[
     "purge",
     "deadline",
     "ignore-system",
+    "no-deadline",
+    "keep-ineligible",
     "enable",
     "disable",
     "wait",

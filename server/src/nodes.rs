@@ -171,7 +171,8 @@ pub async fn eligibility(
 }
 
 /// `POST /v1/node/{name}/drain` `{ "enable": true, "deadline_secs": N, "ignore_system_jobs": b }`:
-/// starts a drain (marking the node ineligible) or, with `enable: false`, cancels it.
+/// starts a drain (marking the node ineligible) or, with `enable: false`, cancels it and makes
+/// the node eligible again (unless `keep_ineligible`), as Nomad's `node drain -disable` does.
 pub async fn drain(
     State(st): State<AppState>,
     Path(name): Path<String>,
@@ -192,6 +193,9 @@ pub async fn drain(
             });
         } else {
             s.drain = None;
+            if !req.keep_ineligible {
+                s.eligible = Some(true);
+            }
         }
     })
     .await?;

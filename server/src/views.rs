@@ -213,11 +213,14 @@ pub struct EligibilityRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DrainRequest {
-    /// `false` cancels a drain (the node stays ineligible until made eligible).
+    /// `false` cancels a drain; the node becomes eligible again unless `keep_ineligible`.
     pub enable: bool,
     /// Seconds from now after which remaining allocations are stopped; 0 for none.
     pub deadline_secs: u64,
     pub ignore_system_jobs: bool,
+    /// With `enable: false`: leave the node ineligible (Nomad's `-keep-ineligible`). An
+    /// ineligible node loses its system allocations.
+    pub keep_ineligible: bool,
 }
 
 impl Default for DrainRequest {
@@ -226,6 +229,7 @@ impl Default for DrainRequest {
             enable: true,
             deadline_secs: 0,
             ignore_system_jobs: false,
+            keep_ineligible: false,
         }
     }
 }

@@ -189,6 +189,22 @@ async fn nodes_show_liveness_eligibility_and_drain() {
         .post("/v1/node/n2/drain", json!({"enable": false}))
         .await;
     assert_eq!(n["draining"], false);
+    assert_eq!(
+        n["eligible"], true,
+        "cancelling a drain makes the node eligible again"
+    );
+
+    srv.post("/v1/node/n2/drain", json!({})).await;
+    let (_, n) = srv
+        .post(
+            "/v1/node/n2/drain",
+            json!({"enable": false, "keep_ineligible": true}),
+        )
+        .await;
+    assert_eq!(
+        (n["draining"].as_bool(), n["eligible"].as_bool()),
+        (Some(false), Some(false))
+    );
 
     let (code, by_id) = srv.get("/v1/node/n1-id").await;
     assert_eq!(code, 200, "{by_id}");

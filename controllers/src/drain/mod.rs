@@ -7,8 +7,8 @@
 //! node drainer):
 //! - service allocations migrate: a replacement is placed elsewhere first, at most the group's
 //!   `migrate.max_parallel` at a time (replacements not yet healthy count against it), and the
-//!   original stops only once its replacement is healthy (healthy as reported by the agent, or
-//!   running for `migrate.min_healthy_time`);
+//!   original stops only once its replacement is healthy (every task running for
+//!   `migrate.min_healthy_time` with its checks passing, see [`crate::health`]);
 //! - batch allocations are left to finish until the deadline;
 //! - at the deadline whatever remains is stopped (and given a replacement if it had none);
 //! - system and sysbatch allocations stop last, once nothing else remains, or stay with
@@ -25,9 +25,10 @@ use std::collections::BTreeMap;
 
 use nomos_api::{
     AllocStatus, Allocation, ClientStatus, DesiredStatus, DrainSpec, Job, JobType, MigrateStrategy,
-    TaskRunState,
 };
 use serde::{Deserialize, Serialize};
+
+use crate::health::{migration_health, HealthRule, MigrationHealth};
 
 /// Why an allocation still running at a drain's deadline was stopped. The jobs controller places
 /// such an allocation again even when it is a batch allocation that reports `complete` (it was
@@ -68,6 +69,9 @@ pub struct DrainAlloc {
     pub job_type: JobType,
     /// The group's `migrate` block (group, else job, else Nomad's defaults).
     pub migrate: MigrateStrategy,
+    /// When a replacement counts as healthy: the `migrate` block's `min_healthy_time`, and its
+    /// checks passing unless `health_check = "task_states"`.
+    pub health: HealthRule,
     /// Allocations whose `previous_alloc` is this one.
     pub replacements: Vec<Replacement>,
 }
@@ -83,48 +87,9 @@ impl Replacement {
     fn is_live(&self) -> bool {
         self.alloc.desired_status == DesiredStatus::Run && !client(&self.status).is_terminal()
     }
-    /// Healthy: the agent says so, or it has run every task for `min_healthy_time` (or finished
-    /// successfully). Returns the instant it will count as healthy if it keeps running.
-    fn health(&self, migrate: &MigrateStrategy, now_ms: i64) -> Health {
-        let Some(s) = &self.status else {
-            return Health::Pending;
-        };
-        if s.client_status == ClientStatus::Complete {
-            return Health::Healthy;
-        }
-        match s.healthy {
-            Some(true) => Health::Healthy,
-            Some(false) => Health::Pending,
-            None if s.client_status == ClientStatus::Running => {
-                let all_running = s
-                    .task_states
-                    .values()
-                    .all(|t| t.state == TaskRunState::Running);
-                if !all_running {
-                    return Health::Pending;
-                }
-                let since = s
-                    .task_states
-                    .values()
-                    .map(|t| t.started_at_ms)
-                    .max()
-                    .unwrap_or(s.modified_at_ms);
-                let at = since + (migrate.min_healthy_time_ns / 1_000_000) as i64;
-                if now_ms >= at {
-                    Health::Healthy
-                } else {
-                    Health::At(at)
-                }
-            }
-            None => Health::Pending,
-        }
+    fn health(&self, rule: &HealthRule, now_ms: i64) -> MigrationHealth {
+        migration_health(self.status.as_ref(), rule, now_ms)
     }
-}
-
-enum Health {
-    Healthy,
-    At(i64),
-    Pending,
 }
 
 fn client(s: &Option<AllocStatus>) -> ClientStatus {
@@ -139,6 +104,16 @@ pub fn default_migrate() -> MigrateStrategy {
         min_healthy_time_ns: 10_000_000_000,
         healthy_deadline_ns: 300_000_000_000,
     }
+}
+
+/// The health rule of migrations of `group` of `job`.
+pub fn migration_rule(job: &Job, group: &str) -> HealthRule {
+    let migrate = migrate_for(job, group);
+    job.groups
+        .iter()
+        .find(|g| g.name == group)
+        .map(|g| HealthRule::new(g, &migrate.health_check, migrate.min_healthy_time_ns))
+        .unwrap_or_default()
 }
 
 /// The `migrate` block that applies to `group` of `job`.
@@ -202,7 +177,7 @@ pub fn decide(drain: &DrainSpec, allocs: &[DrainAlloc], now_ms: i64) -> DrainPla
     for a in &others {
         if a.replacements
             .iter()
-            .any(|r| r.is_live() && !matches!(r.health(&a.migrate, now_ms), Health::Healthy))
+            .any(|r| r.is_live() && r.health(&a.health, now_ms) != MigrationHealth::Healthy)
         {
             *in_flight.entry(group_key(a)).or_default() += 1;
         }
@@ -231,10 +206,12 @@ pub fn decide(drain: &DrainSpec, allocs: &[DrainAlloc], now_ms: i64) -> DrainPla
         }
         let mut healthy = None;
         for r in &live {
-            match r.health(&a.migrate, now_ms) {
-                Health::Healthy => healthy = Some(r.alloc.id.clone()),
-                Health::At(t) => plan.wake_at_ms = Some(plan.wake_at_ms.map_or(t, |w| w.min(t))),
-                Health::Pending => {}
+            match r.health(&a.health, now_ms) {
+                MigrationHealth::Healthy => healthy = Some(r.alloc.id.clone()),
+                MigrationHealth::At(t) => {
+                    plan.wake_at_ms = Some(plan.wake_at_ms.map_or(t, |w| w.min(t)))
+                }
+                MigrationHealth::Pending => {}
             }
         }
         if let Some(r) = healthy {

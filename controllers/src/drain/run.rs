@@ -14,7 +14,9 @@ use std::collections::HashMap;
 use nomos_api::{DesiredStatus, JobType};
 use nomos_store::keys;
 
-use super::{decide, drain_status_key, migrate_for, DrainAlloc, DrainStatus, Replacement};
+use super::{
+    decide, drain_status_key, migrate_for, migration_rule, DrainAlloc, DrainStatus, Replacement,
+};
 use crate::loops::view::View;
 use crate::loops::{put, to_json, unchanged, Ctx, PassOutcome};
 use crate::ControllerError;
@@ -60,6 +62,9 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
                     migrate: job
                         .map(|j| migrate_for(j, &a.value.task_group))
                         .unwrap_or_else(super::default_migrate),
+                    health: job
+                        .map(|j| migration_rule(j, &a.value.task_group))
+                        .unwrap_or_default(),
                     replacements: by_prev
                         .get(a.value.id.as_str())
                         .cloned()

@@ -1,7 +1,7 @@
 //! Table and property tests of the drain decisions.
 
 use super::*;
-use nomos_api::TaskState;
+use nomos_api::{TaskRunState, TaskState};
 use proptest::prelude::*;
 
 fn original(id: &str, group: &str, job_type: JobType) -> DrainAlloc {
@@ -23,6 +23,10 @@ fn original(id: &str, group: &str, job_type: JobType) -> DrainAlloc {
             max_parallel: 1,
             min_healthy_time_ns: 10_000_000_000,
             ..default_migrate()
+        },
+        health: HealthRule {
+            min_healthy_ms: 10_000,
+            required_checks: 0,
         },
         replacements: vec![],
     }
@@ -118,7 +122,7 @@ fn an_original_waits_for_its_replacement_then_stops_and_the_next_one_moves() {
         ),
         original("a2", "g", JobType::Service),
     ];
-    let p = decide(&drain(0, false), &healthy, 1_000);
+    let p = decide(&drain(0, false), &healthy, 10_000);
     assert_eq!(stops(&p), vec!["a1"]);
     assert!(p.stop[0].reason.contains("r1"));
     assert_eq!(p.migrate, vec!["a2"]);
@@ -139,6 +143,59 @@ fn without_a_health_verdict_a_replacement_must_run_for_min_healthy_time() {
     assert_eq!(early.wake_at_ms, Some(15_000));
     let later = decide(&drain(0, false), &a, 15_000);
     assert_eq!(stops(&later), vec!["a1"]);
+}
+
+#[test]
+fn the_migrate_min_healthy_time_holds_even_when_the_agent_says_healthy_sooner() {
+    // The agent's verdict follows the `update` block; a migration waits for `migrate`'s own.
+    let a = vec![with_replacement(
+        original("a1", "g", JobType::Service),
+        "r1",
+        ClientStatus::Running,
+        Some(true),
+        5_000,
+    )];
+    let early = decide(&drain(0, false), &a, 6_000);
+    assert!(early.stop.is_empty());
+    assert_eq!(early.wake_at_ms, Some(15_000));
+    assert_eq!(stops(&decide(&drain(0, false), &a, 15_000)), vec!["a1"]);
+}
+
+#[test]
+fn a_replacement_whose_checks_fail_never_releases_its_original() {
+    let with_check = |check_status: Option<&str>| {
+        let mut a = with_replacement(
+            original("a1", "g", JobType::Service),
+            "r1",
+            ClientStatus::Running,
+            None,
+            0,
+        );
+        a.health.required_checks = 1;
+        if let Some(st) = check_status {
+            a.replacements[0].status.as_mut().unwrap().checks.insert(
+                "alive".into(),
+                nomos_api::CheckResult {
+                    status: st.into(),
+                    ..Default::default()
+                },
+            );
+        }
+        vec![a]
+    };
+    let hour = 3_600_000;
+    for (checks, want_stop) in [
+        (None, false),
+        (Some("critical"), false),
+        (Some("passing"), true),
+    ] {
+        let p = decide(&drain(0, false), &with_check(checks), hour);
+        assert_eq!(!p.stop.is_empty(), want_stop, "check {checks:?}");
+        assert_eq!(p.migrating, u32::from(!want_stop), "check {checks:?}");
+    }
+    // The deadline still stops it.
+    let p = decide(&drain(hour, false), &with_check(Some("critical")), hour);
+    assert_eq!(stops(&p), vec!["a1"]);
 }
 
 #[test]

@@ -65,10 +65,15 @@ pub struct GcAlloc {
 }
 
 impl GcAlloc {
+    /// Done for good. A `lost` allocation still desired to run is not: its node is away, the
+    /// task may still run there, and when the node returns it may be the one that is kept
+    /// (`disconnect.reconcile`).
     fn finished(&self) -> bool {
-        self.status
-            .as_ref()
-            .is_some_and(|s| s.client_status.is_terminal())
+        self.status.as_ref().is_some_and(|s| {
+            s.client_status.is_terminal()
+                && !(s.client_status == ClientStatus::Lost
+                    && self.alloc.desired_status == DesiredStatus::Run)
+        })
     }
     fn last_change_ms(&self) -> i64 {
         self.alloc
@@ -152,7 +157,7 @@ pub fn plan(jobs: &[GcJob], allocs: &[GcAlloc], now_ms: i64, config: &GcConfig) 
 
     for j in jobs {
         let key = (j.namespace.clone(), j.id.clone());
-        let stopped = j.spec.as_ref().is_none_or(|s| s.stop);
+        let stopped = j.spec.as_ref().is_none_or(|s| s.stop) || is_finished_orphan(j, &job_wanted);
         let quiet_since = j.status.as_ref().map(|s| s.modified_at_ms).unwrap_or(0);
         if stopped
             && !live_jobs.contains(&key)
@@ -197,11 +202,25 @@ pub fn plan(jobs: &[GcJob], allocs: &[GcAlloc], now_ms: i64, config: &GcConfig) 
     out
 }
 
+/// A periodic child that has finished (`dead`) and whose parent is stopped or gone: nothing will
+/// ever look at it again, so it is collected like a stopped job.
+fn is_finished_orphan(j: &GcJob, job_wanted: &dyn Fn(&(String, String)) -> bool) -> bool {
+    let Some(parent) = j
+        .spec
+        .as_ref()
+        .and_then(|s| s.labels.get(crate::periodic::PARENT_LABEL))
+    else {
+        return false;
+    };
+    let dead = j.status.as_ref().is_some_and(|s| s.status == "dead");
+    dead && !job_wanted(&(j.namespace.clone(), parent.clone()))
+}
+
 /// Whether an allocation counts as running or desired (never collected).
 pub fn is_protected(a: &GcAlloc) -> bool {
     a.alloc.desired_status == DesiredStatus::Run
         && !matches!(
             a.status.as_ref().map(|s| s.client_status),
-            Some(ClientStatus::Complete | ClientStatus::Failed | ClientStatus::Lost)
+            Some(ClientStatus::Complete | ClientStatus::Failed)
         )
 }

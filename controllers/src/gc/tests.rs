@@ -61,6 +61,9 @@ fn allocation_rules() {
     replaced.alloc.job_version = 0;
     let mut replacement = alloc("replacement", "live", Run, Some(Running), 0);
     replacement.alloc.previous_alloc = "failed-replaced".into();
+    let lost_replaced = alloc("lost-replaced", "live", Run, Some(Lost), 0);
+    let mut lost_replacement = alloc("lost-replacement", "live", Run, Some(Running), 0);
+    lost_replacement.alloc.previous_alloc = "lost-replaced".into();
     let cases = vec![
         (
             alloc("running", "live", Run, Some(Running), 0),
@@ -98,6 +101,17 @@ fn allocation_rules() {
             alloc("lost-unreplaced", "live", Run, Some(Lost), 0),
             false,
             "lost but nothing replaced it yet",
+        ),
+        (
+            lost_replaced,
+            false,
+            "lost and replaced, but still desired: its node may return and keep it",
+        ),
+        (lost_replacement, false, "the lost one's replacement runs"),
+        (
+            alloc("lost-stopped", "live", Stop, Some(Lost), 0),
+            true,
+            "lost and no longer desired",
         ),
     ];
     let allocs: Vec<GcAlloc> = cases.iter().map(|c| c.0.clone()).collect();
@@ -228,4 +242,31 @@ proptest! {
             prop_assert!(!allocs.iter().any(|a| &a.alloc.job_id == j && is_protected(a)));
         }
     }
+}
+
+#[test]
+fn finished_periodic_children_of_a_parent_that_is_gone_are_collected() {
+    let child = |id: &str, parent: &str, status: &str| {
+        let mut j = job(id, false, vec![0]);
+        j.spec
+            .as_mut()
+            .unwrap()
+            .labels
+            .insert(crate::periodic::PARENT_LABEL.into(), parent.into());
+        j.status.as_mut().unwrap().status = status.into();
+        j
+    };
+    let jobs = vec![
+        job("report", false, vec![0]),
+        child("report-periodic-100", "report", "dead"),
+        child("gone-periodic-100", "gone", "dead"),
+        child("gone-periodic-200", "gone", "running"),
+    ];
+    let p = plan(&jobs, &[], 20 * HOUR, &GcConfig::default());
+    let purged: Vec<&str> = p.jobs.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(
+        purged,
+        vec!["gone-periodic-100"],
+        "only the finished orphan goes; a live parent's children are the periodic loop's"
+    );
 }

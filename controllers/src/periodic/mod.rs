@@ -119,7 +119,8 @@ pub fn is_active_parent(job: &Job) -> bool {
 /// The child job launched for `tick_ms`: the parent's spec without its `periodic` block, under
 /// the child id, labelled with its parent and tick.
 ///
-/// Children are recognised by their [`PARENT_LABEL`] label, not by their id.
+/// The periodic loop finds a parent's children by id ([`child_tick`]); the [`PARENT_LABEL`]
+/// label names the parent for users and lets the collector find children whose parent is gone.
 pub fn child_job(parent: &Job, tick_ms: i64) -> Job {
     let mut child = parent.clone();
     child.id = child_id(&parent.id, tick_ms);

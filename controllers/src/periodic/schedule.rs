@@ -33,13 +33,14 @@ pub enum ScheduleError {
 }
 
 impl Schedule {
-    /// Parses `crons` in `time_zone` (empty means UTC).
+    /// Parses `crons` in `time_zone` (empty means UTC, `Local` the server's own zone).
     pub fn new(crons: &[String], time_zone: &str) -> Result<Self, ScheduleError> {
         if crons.is_empty() {
             return Err(ScheduleError::NoCron);
         }
         let tz = match time_zone.trim() {
             "" | "UTC" | "utc" | "Etc/UTC" => TimeZone::UTC,
+            "Local" => TimeZone::system(),
             name => TimeZone::get(name).map_err(|_| ScheduleError::TimeZone(name.to_string()))?,
         };
         let parser = CronParser::builder().seconds(Seconds::Optional).build();

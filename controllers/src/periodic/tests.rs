@@ -531,3 +531,14 @@ proptest! {
         prop_assert_eq!(sorted.len(), launched.len());
     }
 }
+
+#[test]
+fn every_time_zone_that_validates_makes_a_schedule() {
+    for tz in ["", "UTC", "Local", "Europe/Berlin", "America/New_York"] {
+        assert!(nomos_api::validate::check_time_zone(tz).is_ok(), "{tz}");
+        assert!(
+            Schedule::new(&["* * * * *".into()], tz).is_ok(),
+            "{tz} passes validation, so it must schedule"
+        );
+    }
+}

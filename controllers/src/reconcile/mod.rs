@@ -33,10 +33,11 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use crate::health::{migration_health, HealthRule, MigrationHealth};
 use indexmap::IndexMap;
 use nomos_api::{
     AllocStatus, Allocation, ClientStatus, Deployment, DeploymentGroup, DesiredStatus,
-    GroupSummary, Job, JobType, ReschedulePolicy, TaskGroup, TaskRunState, UpdateStrategy,
+    GroupSummary, Job, JobType, ReschedulePolicy, TaskGroup, UpdateStrategy,
 };
 
 /// What the reconcile needs to know about a node.
@@ -316,27 +317,19 @@ pub fn needs_destructive_update(old: &TaskGroup, new: &TaskGroup) -> bool {
         || old.services != new.services
 }
 
-/// Health as deployments see it: the agent's verdict, or running long enough.
-pub fn alloc_health(a: &ExistingAlloc, min_healthy_ms: i64, now_ms: i64) -> Option<bool> {
+/// Health as deployments see it: the agent's verdict, or running long enough with the checks
+/// the rule requires passing ([`HealthRule`]).
+pub fn alloc_health(a: &ExistingAlloc, rule: &HealthRule, now_ms: i64) -> Option<bool> {
     let s = a.status.as_ref()?;
     if let Some(h) = s.healthy {
         return Some(h);
     }
     match s.client_status {
         ClientStatus::Failed | ClientStatus::Lost => Some(false),
-        ClientStatus::Running => {
-            let all_running = !s.task_states.is_empty()
-                && s.task_states
-                    .values()
-                    .all(|t| t.state == TaskRunState::Running);
-            let started = s
-                .task_states
-                .values()
-                .map(|t| t.started_at_ms)
-                .max()
-                .unwrap_or(0);
-            (all_running && started + min_healthy_ms <= now_ms).then_some(true)
-        }
+        ClientStatus::Running => rule
+            .healthy_at(s)
+            .is_some_and(|t| t <= now_ms)
+            .then_some(true),
         _ => None,
     }
 }
@@ -346,19 +339,19 @@ pub fn alloc_health(a: &ExistingAlloc, min_healthy_ms: i64, now_ms: i64) -> Opti
 /// An agent's explicit verdict always wins.
 pub fn deployment_health(
     a: &ExistingAlloc,
-    min_healthy_ms: i64,
+    rule: &HealthRule,
     healthy_deadline_ms: i64,
     now_ms: i64,
 ) -> Option<bool> {
     if healthy_deadline_ms <= 0 {
-        return alloc_health(a, min_healthy_ms, now_ms);
+        return alloc_health(a, rule, now_ms);
     }
     let deadline = a.alloc.created_at_ms.saturating_add(healthy_deadline_ms);
     if let Some(h) = a.status.as_ref().and_then(|s| s.healthy) {
         return Some(h);
     }
-    match alloc_health(a, min_healthy_ms, now_ms) {
-        Some(true) => match healthy_at(a, min_healthy_ms) {
+    match alloc_health(a, rule, now_ms) {
+        Some(true) => match healthy_at(a, rule) {
             // Healthy by time, but only after its deadline had passed.
             Some(t) if t > deadline => Some(false),
             _ => Some(true),
@@ -369,17 +362,13 @@ pub fn deployment_health(
     }
 }
 
-/// When an allocation that is running but not yet healthy becomes healthy by time.
-fn healthy_at(a: &ExistingAlloc, min_healthy_ms: i64) -> Option<i64> {
+/// When an allocation without a verdict becomes healthy by time, if it keeps running.
+fn healthy_at(a: &ExistingAlloc, rule: &HealthRule) -> Option<i64> {
     let s = a.status.as_ref()?;
-    (s.healthy.is_none() && s.client_status == ClientStatus::Running).then(|| {
-        s.task_states
-            .values()
-            .map(|t| t.started_at_ms)
-            .max()
-            .unwrap_or(0)
-            + min_healthy_ms
-    })
+    if s.healthy.is_some() {
+        return None;
+    }
+    rule.healthy_at(s)
 }
 
 fn stop(a: &Allocation, why: &str) -> Stop {
@@ -551,9 +540,9 @@ fn reconcile_group(
     let job = input.job;
     let now = input.now_ms;
     let strategy = update_strategy(job, group);
-    let min_healthy_ms = strategy
-        .map(|u| (u.min_healthy_time_ns / 1_000_000) as i64)
-        .unwrap_or(0);
+    let update_rule = strategy
+        .map(|u| HealthRule::new(group, &u.health_check, u.min_healthy_time_ns))
+        .unwrap_or_default();
     let policy = group
         .reschedule
         .clone()
@@ -561,7 +550,7 @@ fn reconcile_group(
         .unwrap_or_else(|| default_reschedule(job.job_type));
     let migrate = crate::drain::migrate_for(job, &group.name);
     let migrate_parallel = migrate.max_parallel.max(1);
-    let migrate_healthy_ms = (migrate.min_healthy_time_ns / 1_000_000) as i64;
+    let migrate_rule = HealthRule::new(group, &migrate.health_check, migrate.min_healthy_time_ns);
     let migrate_deadline_ms = (migrate.healthy_deadline_ns / 1_000_000) as i64;
 
     let mine: Vec<&ExistingAlloc> = input
@@ -784,7 +773,10 @@ fn reconcile_group(
                 .find(|x| !draining_ids.contains(x.alloc.id.as_str()))
         });
         match replacement {
-            Some(r) if alloc_health(r, migrate_healthy_ms, now) == Some(true) => {
+            Some(r)
+                if migration_health(r.status.as_ref(), &migrate_rule, now)
+                    == MigrationHealth::Healthy =>
+            {
                 plan.stop
                     .push(stop(al, "node draining; replacement healthy"));
             }
@@ -804,7 +796,10 @@ fn reconcile_group(
                     });
                     continue;
                 }
-                let healthy = healthy_at(r, migrate_healthy_ms).filter(|t| *t > now);
+                let healthy = match migration_health(r.status.as_ref(), &migrate_rule, now) {
+                    MigrationHealth::At(t) => Some(t),
+                    _ => None,
+                };
                 let at = match (healthy, give_up_at) {
                     (Some(h), Some(g)) => h.min(g),
                     (h, g) => h.or(g).unwrap_or(now + 5_000),
@@ -857,7 +852,7 @@ fn reconcile_group(
                     input,
                     group,
                     u,
-                    min_healthy_ms,
+                    &update_rule,
                     &live,
                     &old_destructive,
                     &counts_as_new,
@@ -890,7 +885,7 @@ fn rolling_update(
     input: &Input<'_>,
     group: &TaskGroup,
     u: &UpdateStrategy,
-    min_healthy_ms: i64,
+    rule: &HealthRule,
     live: &BTreeMap<u32, Vec<&ExistingAlloc>>,
     old: &[&ExistingAlloc],
     counts_as_new: &dyn Fn(&ExistingAlloc) -> bool,
@@ -899,7 +894,7 @@ fn rolling_update(
 ) {
     let now = input.now_ms;
     let deadline_ms = (u.healthy_deadline_ns / 1_000_000) as i64;
-    let health = |a: &ExistingAlloc| deployment_health(a, min_healthy_ms, deadline_ms, now);
+    let health = |a: &ExistingAlloc| deployment_health(a, rule, deadline_ms, now);
     let new_allocs: Vec<&ExistingAlloc> = live
         .values()
         .flatten()
@@ -915,7 +910,7 @@ fn rolling_update(
         .filter(|a| health(a) == Some(false))
         .count() as u32;
     for a in &new_allocs {
-        if let Some(t) = healthy_at(a, min_healthy_ms) {
+        if let Some(t) = healthy_at(a, rule) {
             if t > now {
                 plan.follow_ups.push(FollowUp {
                     at_ms: t,

@@ -791,9 +791,37 @@ fn deployment_health_enforces_the_healthy_deadline() {
         ("still starting", &starting, DEADLINE, None),
         ("agent says healthy", &agent_healthy, DEADLINE, Some(true)),
     ];
+    let rule = HealthRule {
+        min_healthy_ms: MIN,
+        required_checks: 0,
+    };
     for (case, a, deadline, want) in cases {
-        assert_eq!(deployment_health(a, MIN, deadline, NOW), want, "{case}");
+        assert_eq!(deployment_health(a, &rule, deadline, NOW), want, "{case}");
     }
+    // With a check to wait on, running long enough is not enough: the check must pass.
+    let checked = HealthRule {
+        required_checks: 1,
+        ..rule
+    };
+    let mut failing = healthy_in_time.clone();
+    failing.status.as_mut().unwrap().checks.insert(
+        "alive".into(),
+        nomos_api::CheckResult {
+            status: "critical".into(),
+            ..Default::default()
+        },
+    );
+    assert_eq!(deployment_health(&failing, &checked, 0, NOW), None);
+    assert_eq!(
+        deployment_health(&failing, &checked, DEADLINE, NOW),
+        Some(false)
+    );
+    let mut passing = failing.clone();
+    passing.status.as_mut().unwrap().checks["alive"].status = "passing".into();
+    assert_eq!(
+        deployment_health(&passing, &checked, DEADLINE, NOW),
+        Some(true)
+    );
 }
 
 /// A rolling update of `web` from version 1 to 2 with the given deadlines; one allocation of

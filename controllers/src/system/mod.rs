@@ -28,6 +28,7 @@ use nomos_api::{
     AllocStatus, Allocation, ClientStatus, DesiredStatus, GroupSummary, Job, JobType, TaskGroup,
 };
 
+use crate::health::HealthRule;
 use crate::scheduler::{self, ClusterSnapshot, NodeState, PlacementRequest, SchedulerConfig};
 
 /// An allocation of the job, with what its agent reported.
@@ -47,13 +48,14 @@ impl JobAlloc {
     fn is_live(&self) -> bool {
         self.alloc.desired_status == DesiredStatus::Run && !self.client_status().is_terminal()
     }
-    /// Healthy enough that a rolling update may move on.
-    fn is_settled(&self) -> bool {
+    /// Healthy enough that a rolling update may move on: the agent says so, it finished, or it
+    /// has run for the update's `min_healthy_time` with its checks passing.
+    fn is_settled(&self, rule: &HealthRule, now_ms: i64) -> bool {
         match self.status.as_ref() {
             Some(s) => {
                 s.healthy == Some(true)
                     || matches!(s.client_status, ClientStatus::Complete)
-                    || (s.healthy.is_none() && s.client_status == ClientStatus::Running)
+                    || (s.healthy.is_none() && rule.healthy_at(s).is_some_and(|t| t <= now_ms))
             }
             None => false,
         }
@@ -126,13 +128,14 @@ pub fn plan(
             .collect();
         let mut failures: Vec<String> = Vec::new();
         let max_parallel = max_parallel(job, group);
+        let rule = update_health_rule(job, group);
         let in_flight = mine
             .iter()
             .filter(|a| {
                 a.alloc.job_version == version
                     && !a.alloc.previous_alloc.is_empty()
                     && a.is_live()
-                    && !a.is_settled()
+                    && !a.is_settled(&rule, now_ms)
             })
             .count() as u32;
         let mut budget = max_parallel.map(|m| m.saturating_sub(in_flight));
@@ -249,6 +252,15 @@ pub fn plan(
         }
     }
     out
+}
+
+/// When a replacement counts as healthy for a rolling update: the group's (or job's) `update`
+/// block, else Nomad's defaults (checks, 10s).
+fn update_health_rule(job: &Job, group: &TaskGroup) -> HealthRule {
+    match group.update.as_ref().or(job.update.as_ref()) {
+        Some(u) => HealthRule::new(group, &u.health_check, u.min_healthy_time_ns),
+        None => HealthRule::new(group, "checks", 10_000_000_000),
+    }
 }
 
 /// `update.max_parallel` of the group (or job); `None` (no limit) when there is no update block

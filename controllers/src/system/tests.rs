@@ -289,6 +289,17 @@ fn updates_roll_node_by_node_within_max_parallel() {
     let p = c.plan(&job, 1);
     assert_eq!(placed_nodes(&p), vec!["n2"]);
     c.apply(&p, ClientStatus::Running);
+    assert!(
+        c.plan(&job, 1).is_empty(),
+        "running without a verdict, and not yet for min_healthy_time"
+    );
+    c.allocs
+        .last_mut()
+        .unwrap()
+        .status
+        .as_mut()
+        .unwrap()
+        .healthy = Some(true);
     let p = c.plan(&job, 1);
     assert_eq!(placed_nodes(&p), vec!["n3"]);
     c.apply(&p, ClientStatus::Running);
@@ -347,5 +358,73 @@ proptest! {
             let st = c.snap.node(n).unwrap();
             prop_assert!(st.used_memory_mb <= st.memory_capacity());
         }
+    }
+}
+
+#[test]
+fn a_replacement_settles_only_once_healthy_by_its_rule() {
+    let rule = HealthRule {
+        min_healthy_ms: 10_000,
+        required_checks: 1,
+    };
+    let running = |check: Option<&str>, healthy: Option<bool>| {
+        let mut s = AllocStatus {
+            client_status: ClientStatus::Running,
+            healthy,
+            ..Default::default()
+        };
+        s.task_states.insert(
+            "t".into(),
+            nomos_api::TaskState {
+                state: nomos_api::TaskRunState::Running,
+                started_at_ms: 0,
+                ..Default::default()
+            },
+        );
+        if let Some(c) = check {
+            s.checks.insert(
+                "alive".into(),
+                nomos_api::CheckResult {
+                    status: c.into(),
+                    ..Default::default()
+                },
+            );
+        }
+        JobAlloc {
+            alloc: Allocation::default(),
+            status: Some(s),
+        }
+    };
+    // (case, allocation, now, settled)
+    let cases = [
+        ("agent says healthy", running(None, Some(true)), 0, true),
+        (
+            "check critical",
+            running(Some("critical"), None),
+            60_000,
+            false,
+        ),
+        ("check unreported", running(None, None), 60_000, false),
+        (
+            "passing, too soon",
+            running(Some("passing"), None),
+            9_999,
+            false,
+        ),
+        (
+            "passing, long enough",
+            running(Some("passing"), None),
+            10_000,
+            true,
+        ),
+        (
+            "agent says unhealthy",
+            running(Some("passing"), Some(false)),
+            60_000,
+            false,
+        ),
+    ];
+    for (case, a, now, want) in cases {
+        assert_eq!(a.is_settled(&rule, now), want, "{case}");
     }
 }

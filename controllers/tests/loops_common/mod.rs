@@ -317,7 +317,7 @@ pub fn loops_config(clock: nomos_controllers::loops::Clock) -> LoopsConfig {
 }
 
 /// A simulated agent for a set of nodes: reports every allocation placed on them. Running
-/// services become `running` and healthy; batch and sysbatch ones `complete`; stopped ones
+/// services become `running` and healthy (their task running since the report); batch and sysbatch ones `complete`; stopped ones
 /// `complete`. Reports once per allocation change, like a real agent.
 pub struct Agent {
     pub nodes: Arc<Mutex<HashSet<String>>>,
@@ -387,13 +387,24 @@ async fn report(store: &dyn Store, nodes: &Mutex<HashSet<String>>, a: &Allocatio
             return;
         }
     }
-    let st = AllocStatus {
+    let mut st = AllocStatus {
         alloc_id: a.id.clone(),
         client_status: status,
         healthy,
         modified_at_ms: now_ms(),
         ..Default::default()
     };
+    if status == ClientStatus::Running {
+        // Migrations time health from the task states (`migrate.min_healthy_time`).
+        st.task_states.insert(
+            "main".into(),
+            nomos_api::TaskState {
+                state: nomos_api::TaskRunState::Running,
+                started_at_ms: now_ms(),
+                ..Default::default()
+            },
+        );
+    }
     store
         .put(
             key.into_bytes(),

@@ -20,15 +20,21 @@ pub enum NodeCommand {
     /// Drain a node: mark it ineligible and move its allocations elsewhere.
     Drain {
         node: String,
-        /// Stop what remains after this many seconds (0: no deadline).
-        #[arg(long, default_value_t = 0)]
+        /// Stop what remains after this long: a duration ("30s", "1h30m") or seconds.
+        #[arg(long, default_value = "1h", value_parser = parse_deadline_secs)]
         deadline: u64,
+        /// Let the allocations move off without a deadline.
+        #[arg(long, conflicts_with = "deadline")]
+        no_deadline: bool,
         /// Leave system jobs running.
         #[arg(long)]
         ignore_system: bool,
-        /// Cancel a drain in progress.
+        /// Cancel a drain in progress; the node becomes eligible again.
         #[arg(long)]
         disable: bool,
+        /// With --disable: leave the node ineligible.
+        #[arg(long, requires = "disable")]
+        keep_ineligible: bool,
         /// Wait until no allocation runs on the node.
         #[arg(long)]
         wait: bool,
@@ -120,14 +126,17 @@ pub async fn run(g: &Global, cmd: NodeCommand) -> anyhow::Result<i32> {
         NodeCommand::Drain {
             node,
             deadline,
+            no_deadline,
             ignore_system,
             disable,
+            keep_ineligible,
             wait,
         } => {
             let req = DrainRequest {
                 enable: !disable,
-                deadline_secs: deadline,
+                deadline_secs: if no_deadline { 0 } else { deadline },
                 ignore_system_jobs: ignore_system,
+                keep_ineligible,
             };
             let n: NodeView = client
                 .post(&format!("/v1/node/{}/drain", escape(&node)), &req)
@@ -161,6 +170,15 @@ pub async fn run(g: &Global, cmd: NodeCommand) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// `--deadline`: a Go-style duration as Nomad takes it ("1h", "90s"), or a number of seconds.
+fn parse_deadline_secs(s: &str) -> Result<u64, String> {
+    if let Ok(secs) = s.trim().parse::<u64>() {
+        return Ok(secs);
+    }
+    let ns = nomos_api::duration::parse_duration(s)?;
+    Ok(ns.div_ceil(1_000_000_000))
 }
 
 /// How long `--wait` keeps retrying while the server cannot be reached.
@@ -220,5 +238,25 @@ async fn follow_drain(client: &Client, node: &str) -> anyhow::Result<i32> {
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_deadline_secs;
+
+    #[test]
+    fn deadlines_take_durations_or_seconds() {
+        let cases = [
+            ("1h", Ok(3600)),
+            ("90", Ok(90)),
+            ("1m30s", Ok(90)),
+            ("1500ms", Ok(2)),
+            ("0", Ok(0)),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_deadline_secs(input), want, "{input}");
+        }
+        assert!(parse_deadline_secs("soon").is_err());
     }
 }

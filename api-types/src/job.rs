@@ -21,6 +21,18 @@ pub enum JobType {
     Sysbatch,
 }
 
+impl JobType {
+    /// The name job files use (`service`, `batch`, `system`, `sysbatch`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobType::Service => "service",
+            JobType::Batch => "batch",
+            JobType::System => "system",
+            JobType::Sysbatch => "sysbatch",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Job {

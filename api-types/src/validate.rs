@@ -115,6 +115,15 @@ pub fn validate(job: &Job) -> Vec<Issue> {
     }
     if let Some(p) = &job.periodic {
         check_periodic(&mut v, p);
+        if !matches!(job.job_type, JobType::Batch | JobType::Sysbatch) {
+            v.err(
+                "periodic",
+                format!(
+                    "periodic is only for batch and sysbatch jobs, and this job's type is \"{}\"",
+                    job.job_type.as_str()
+                ),
+            );
+        }
     }
     if let Some(p) = &job.parameterized {
         v.one_of(

@@ -165,10 +165,13 @@ fn job() -> impl Strategy<Value = Job> {
                     priority,
                     meta,
                     constraints,
-                    periodic: cron.map(|c| Periodic {
-                        crons: vec![c.into()],
-                        ..Periodic::default()
-                    }),
+                    // Only batch and sysbatch jobs may be periodic.
+                    periodic: cron
+                        .filter(|_| matches!(ty, JobType::Batch | JobType::Sysbatch))
+                        .map(|c| Periodic {
+                            crons: vec![c.into()],
+                            ..Periodic::default()
+                        }),
                     groups,
                     ..Job::default()
                 },

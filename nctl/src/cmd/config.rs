@@ -50,6 +50,8 @@ pub struct ServerSection {
     pub default_lost_after_secs: Option<u64>,
     /// Nomos: finished children kept per periodic job (5).
     pub periodic_history_limit: Option<u64>,
+    /// Versions kept per job (Nomad's `job_tracked_versions`, 6).
+    pub job_tracked_versions: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -94,6 +96,9 @@ impl FileConfig {
             ms(s.default_lost_after_secs, c.lifecycle.default_lost_after_ms);
         if let Some(n) = s.periodic_history_limit {
             c.periodic.history_limit = n as usize;
+        }
+        if let Some(n) = s.job_tracked_versions {
+            c.gc.job_versions_kept = n as usize;
         }
         c
     }
@@ -145,6 +150,7 @@ const SERVER: Section = Section {
         "eval_gc_threshold",
         "default_lost_after",
         "periodic_history_limit",
+        "job_tracked_versions",
     ],
     ignored: IGNORED_SERVER,
 };
@@ -500,6 +506,21 @@ impl Reader<'_> {
         }
     }
 
+    /// A whole number of at least `min`.
+    fn whole(&mut self, name: &str, v: &Node, min: u64) -> Option<u64> {
+        let n = self.number(name, v)?;
+        if n.fract() == 0.0 && n >= min as f64 {
+            return Some(n as u64);
+        }
+        let wanted = if min == 0 {
+            "a whole number".to_string()
+        } else {
+            format!("a whole number of at least {min}")
+        };
+        self.error(v.at, format!("{name}: expected {wanted}, found {n}"));
+        None
+    }
+
     fn port(&mut self, name: &str, v: &Node) -> Option<u16> {
         match v.kind {
             Kind::Number(n) if n.fract() == 0.0 && (0.0..=65535.0).contains(&n) => Some(n as u16),
@@ -670,15 +691,8 @@ fn read_server(r: &mut Reader<'_>, settings: &[Entry], out: &mut ServerSection) 
             "job_gc_threshold" => out.job_gc_threshold_secs = r.seconds(&name, v),
             "eval_gc_threshold" => out.eval_gc_threshold_secs = r.seconds(&name, v),
             "default_lost_after" => out.default_lost_after_secs = r.seconds(&name, v),
-            "periodic_history_limit" => {
-                out.periodic_history_limit = r.number(&name, v).and_then(|n| {
-                    let whole = n.fract() == 0.0 && n >= 0.0;
-                    if !whole {
-                        r.error(v.at, format!("{name}: expected a whole number, found {n}"));
-                    }
-                    whole.then_some(n as u64)
-                })
-            }
+            "periodic_history_limit" => out.periodic_history_limit = r.whole(&name, v, 0),
+            "job_tracked_versions" => out.job_tracked_versions = r.whole(&name, v, 1),
             _ => r.unknown(&SERVER, e),
         }
     }
@@ -961,6 +975,7 @@ server {
   eval_gc_threshold      = "30m"
   default_lost_after     = "90s"
   periodic_history_limit = 3
+  job_tracked_versions   = 10
 }
 "#;
         let (cfg, warnings) = parse("srv.hcl", text).expect("valid");
@@ -971,12 +986,19 @@ server {
         assert_eq!(c.gc.alloc_gc_threshold_ms, 1_800_000);
         assert_eq!(c.lifecycle.default_lost_after_ms, 90_000);
         assert_eq!(c.periodic.history_limit, 3);
+        assert_eq!(c.gc.job_versions_kept, 10);
 
         let bad = parse("srv.hcl", "server {\n  periodic_history_limit = 2.5\n}\n")
             .expect_err("a fraction is refused");
         assert_eq!(
             bad[0].to_string(),
             "srv.hcl:2:28: server.periodic_history_limit: expected a whole number, found 2.5"
+        );
+        let bad = parse("srv.hcl", "server {\n  job_tracked_versions = 0\n}\n")
+            .expect_err("at least the current version is kept");
+        assert_eq!(
+            bad[0].to_string(),
+            "srv.hcl:2:26: server.job_tracked_versions: expected a whole number of at least 1, found 0"
         );
     }
 

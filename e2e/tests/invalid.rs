@@ -1,5 +1,7 @@
 //! A job file with an error is refused with its position, and nothing running changes.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::Duration;
 
 mod common;
@@ -51,13 +53,37 @@ fn an_invalid_job_file_is_refused_with_its_position_and_nothing_changes() {
     );
     assert!(stderr.contains("cuont"), "{stderr}");
 
-    // The server refuses it too when sent directly (no local check in between).
+    // `nctl plan` checks the file locally as well: it prints the position and exits 255
+    // (Nomad's error code) without sending anything.
     let out = c.nctl(&["plan", "-f", &bad_file]);
     assert_eq!(
         out.status.code(),
         Some(255),
         "plan of a broken file exits 255"
     );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("{bad_file}:5:5:")), "{stderr}");
+
+    // The server is the authority: sent to it directly, with no local check in between, both
+    // apply and plan refuse the file with 400 and its position.
+    let body = serde_json::json!({ "source": bad, "filename": "bad.hcl" }).to_string();
+    for path in ["/v1/jobs", "/v1/jobs/plan"] {
+        let (status, answer) = post_json(&c.http_addr, path, &body);
+        assert_eq!(status, 400, "POST {path}: {answer}");
+        let answer: serde_json::Value = serde_json::from_str(&answer)
+            .unwrap_or_else(|e| panic!("POST {path}: a JSON error ({e}): {answer}"));
+        let diags = answer["diagnostics"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            diags.iter().any(|d| d["file"] == "bad.hcl"
+                && d["line"] == 5
+                && d["column"] == 5
+                && d["message"].as_str().is_some_and(|m| m.contains("cuont"))),
+            "POST {path}: the error's position: {answer}"
+        );
+    }
 
     let after = c.json(&["status", "sleeper", "-o", "json"]);
     assert_eq!(
@@ -82,4 +108,27 @@ fn an_invalid_job_file_is_refused_with_its_position_and_nothing_changes() {
             (p.is_empty(), format!("{p:?}"))
         },
     );
+}
+
+/// POSTs a JSON `body` to the API at `addr` (`host:port`) over plain HTTP/1.0; returns the
+/// status code and the response body.
+fn post_json(addr: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to the API");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send the request");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("read the answer");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {answer}"));
+    (status, body.to_string())
 }

@@ -1,4 +1,5 @@
-//! `nctl alloc status|stop|restart ID`: one allocation by unique ID prefix.
+//! `nctl alloc status|stop ID` and `nctl alloc restart ID [TASK]`: one allocation by unique ID
+//! prefix.
 
 use nomos_server::views::AllocView;
 
@@ -17,8 +18,12 @@ pub enum AllocCommand {
     },
     /// Stop an allocation (the scheduler replaces it if the job still wants it).
     Stop { id: String },
-    /// Restart an allocation's tasks in place.
-    Restart { id: String },
+    /// Restart an allocation's running tasks in place (only TASK when given).
+    Restart {
+        id: String,
+        /// The task to restart (default: every running task of the allocation).
+        task: Option<String>,
+    },
 }
 
 pub async fn run(g: &Global, cmd: AllocCommand) -> anyhow::Result<i32> {
@@ -43,17 +48,26 @@ pub async fn run(g: &Global, cmd: AllocCommand) -> anyhow::Result<i32> {
                 .await?;
             println!("allocation {} marked to stop", a.allocation.id);
         }
-        AllocCommand::Restart { id } => {
+        AllocCommand::Restart { id, task } => {
             let a: AllocView = client
-                .post(
-                    &format!("/v1/allocation/{}/restart", escape(&id)),
-                    &serde_json::json!({}),
-                )
+                .post(&restart_path(&id, task.as_deref()), &serde_json::json!({}))
                 .await?;
-            println!("allocation {} restarting", a.allocation.id);
+            match task {
+                Some(t) => println!("allocation {}: task {t:?} restarting", a.allocation.id),
+                None => println!("allocation {} restarting", a.allocation.id),
+            }
         }
     }
     Ok(0)
+}
+
+/// `POST /v1/allocation/{id}/restart[?task=NAME]`.
+fn restart_path(id: &str, task: Option<&str>) -> String {
+    let mut path = format!("/v1/allocation/{}/restart", escape(id));
+    if let Some(t) = task {
+        path.push_str(&format!("?task={}", escape(t)));
+    }
+    path
 }
 
 fn print_alloc(a: &AllocView) {
@@ -110,5 +124,52 @@ fn print_alloc(a: &AllocView) {
             }
             output::print_table(&t);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cmd::{Cli, Command};
+
+    fn parse(args: &[&str]) -> AllocCommand {
+        let cli = Cli::try_parse_from(args).expect("parses");
+        match cli.command {
+            Command::Alloc(c) => c,
+            other => panic!("not an alloc command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn restart_takes_an_optional_task() {
+        match parse(&["nctl", "alloc", "restart", "ab12"]) {
+            AllocCommand::Restart { id, task } => {
+                assert_eq!(id, "ab12");
+                assert_eq!(task, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["nctl", "alloc", "restart", "ab12", "web"]) {
+            AllocCommand::Restart { id, task } => {
+                assert_eq!(id, "ab12");
+                assert_eq!(task.as_deref(), Some("web"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn restart_path_carries_the_task() {
+        assert_eq!(restart_path("ab12", None), "/v1/allocation/ab12/restart");
+        assert_eq!(
+            restart_path("ab12", Some("web")),
+            "/v1/allocation/ab12/restart?task=web"
+        );
+        assert_eq!(
+            restart_path("ab12", Some("a b")),
+            "/v1/allocation/ab12/restart?task=a%20b"
+        );
     }
 }

@@ -4,6 +4,9 @@
 //! is sent; the server parses them again (it is the authority) and writes the specs. `--wait`
 //! follows the rollout: allocations placed and running (healthy) for each group, or complete for
 //! batch jobs, and exits 1 if the deployment fails, allocations fail, or the timeout passes.
+//!
+//! `plan` exits as Nomad's `job plan` does: 0 when no allocation would be created, stopped or
+//! replaced (even if the spec changes), 1 when some would, 255 on an error ([`plan_exit_code`]).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -233,7 +236,50 @@ fn print_changes(changes: &[Change]) {
     }
 }
 
-/// `nctl plan`: exit 0 when nothing would change, 1 when something would, 255 on error.
+/// The allocation changes one group of a plan implies, from what the server's dry run reports.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct AllocChanges {
+    /// New allocations the dry run placed (a destructive update places every replacement).
+    place: u32,
+    /// Whether some wanted placements could not be made (they are still changes: the scheduler
+    /// would keep trying, as Nomad's plan counts them).
+    failed_place: bool,
+    /// Running allocations that would be stopped: a destroyed group's, or those above the count.
+    stop: u32,
+}
+
+impl AllocChanges {
+    fn any(&self) -> bool {
+        self.place > 0 || self.failed_place || self.stop > 0
+    }
+}
+
+fn alloc_changes(g: &PlanGroup) -> AllocChanges {
+    let stop = if g.action == "destroy" {
+        g.existing
+    } else {
+        g.existing.saturating_sub(g.count)
+    };
+    AllocChanges {
+        place: g.placed,
+        failed_place: g.placement_failure.is_some(),
+        stop,
+    }
+}
+
+/// `nctl plan`'s exit code (Nomad's rule): 1 when any group would get allocations created,
+/// stopped or destructively replaced, else 0. A spec change that moves no allocation (for
+/// example of a stopped job, or one the server's dry run reports without placements or stops)
+/// is 0; an unchanged job below its count is 1 (the missing allocations would be placed).
+fn plan_exit_code(results: &[PlanResult]) -> i32 {
+    let changes = results
+        .iter()
+        .flat_map(|p| &p.groups)
+        .any(|g| alloc_changes(g).any());
+    i32::from(changes)
+}
+
+/// `nctl plan`: exit 0 when no allocation would change, 1 when some would, 255 on error.
 pub async fn plan(g: &Global, args: PlanArgs) -> anyhow::Result<i32> {
     let sources = match read_sources(&args.files, args.recursive) {
         Ok(s) => s,
@@ -242,12 +288,18 @@ pub async fn plan(g: &Global, args: PlanArgs) -> anyhow::Result<i32> {
             return Ok(255);
         }
     };
-    let vars = parse_vars(&args.vars)?;
+    let vars = match parse_vars(&args.vars) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            return Ok(255);
+        }
+    };
     if !check_locally(&sources, &vars) {
         return Ok(255);
     }
     let client = Client::new(g);
-    let mut changed = false;
+    let mut results = Vec::new();
     for s in &sources {
         let resp: PlanResponse = match client.post("/v1/jobs/plan", &request(s, &vars, None)).await
         {
@@ -258,55 +310,58 @@ pub async fn plan(g: &Global, args: PlanArgs) -> anyhow::Result<i32> {
             }
         };
         for p in resp.jobs {
-            let sign = match p.outcome {
-                ApplyOutcome::Created => "+",
-                ApplyOutcome::Updated => "+/-",
-                ApplyOutcome::Unchanged => "",
-            };
-            println!("{sign} Job: \"{}\"", p.id);
-            if p.outcome == ApplyOutcome::Updated {
-                print_changes(&p.changes);
-            }
-            for grp in &p.groups {
-                let feasible = grp
-                    .feasible_nodes
-                    .map(|n| format!(", {n} feasible node{}", if n == 1 { "" } else { "s" }))
-                    .unwrap_or_default();
-                println!(
-                    "  Task Group \"{}\" ({}: count {}, {} existing{feasible})",
-                    grp.name, grp.action, grp.count, grp.existing
-                );
-                if grp.action != "none" {
-                    changed = true;
-                }
-                if grp.placed > 0 {
-                    let on: Vec<String> = grp
-                        .placements
-                        .iter()
-                        .map(|(n, c)| format!("{n}×{c}"))
-                        .collect();
-                    println!(
-                        "    Scheduler dry-run: {} placed ({})",
-                        grp.placed,
-                        on.join(", ")
-                    );
-                }
-                if let Some(why) = &grp.placement_failure {
-                    println!("    WARNING: failed to place all allocations: {why}");
-                }
-            }
-            if p.outcome != ApplyOutcome::Unchanged {
-                changed = true;
-            }
-            println!();
-            println!("Job Modify Index: {}", p.modify_index);
-            println!(
-                "To submit only this version: nctl apply --check-index {} -f {}",
-                p.modify_index, s.name
-            );
+            print_plan(&p, &s.name);
+            results.push(p);
         }
     }
-    Ok(if changed { 1 } else { 0 })
+    Ok(plan_exit_code(&results))
+}
+
+fn print_plan(p: &PlanResult, file: &str) {
+    let sign = match p.outcome {
+        ApplyOutcome::Created => "+",
+        ApplyOutcome::Updated => "+/-",
+        ApplyOutcome::Unchanged => "",
+    };
+    println!("{sign} Job: \"{}\"", p.id);
+    if p.outcome == ApplyOutcome::Updated {
+        print_changes(&p.changes);
+    }
+    for grp in &p.groups {
+        let feasible = grp
+            .feasible_nodes
+            .map(|n| format!(", {n} feasible node{}", if n == 1 { "" } else { "s" }))
+            .unwrap_or_default();
+        println!(
+            "  Task Group \"{}\" ({}: count {}, {} existing{feasible})",
+            grp.name, grp.action, grp.count, grp.existing
+        );
+        let ch = alloc_changes(grp);
+        if grp.placed > 0 {
+            let on: Vec<String> = grp
+                .placements
+                .iter()
+                .map(|(n, c)| format!("{n}×{c}"))
+                .collect();
+            println!(
+                "    Scheduler dry-run: {} placed ({})",
+                grp.placed,
+                on.join(", ")
+            );
+        }
+        if ch.stop > 0 {
+            println!("    Scheduler dry-run: {} stopped", ch.stop);
+        }
+        if let Some(why) = &grp.placement_failure {
+            println!("    WARNING: failed to place all allocations: {why}");
+        }
+    }
+    println!();
+    println!("Job Modify Index: {}", p.modify_index);
+    println!(
+        "To submit only this version: nctl apply --check-index {} -f {file}",
+        p.modify_index
+    );
 }
 
 /// Per-group counts of one version's allocations.
@@ -612,5 +667,126 @@ mod tests {
         for (name, d, allocs, deps, want) in cases {
             assert_eq!(verdict(&d, &allocs, &deps).0, want, "{name}");
         }
+    }
+
+    fn group(action: &str, count: u32, existing: u32, placed: u32) -> PlanGroup {
+        PlanGroup {
+            name: "g".into(),
+            count,
+            existing,
+            action: action.into(),
+            feasible_nodes: Some(1),
+            placed,
+            placements: Default::default(),
+            placement_failure: None,
+        }
+    }
+
+    fn result(outcome: ApplyOutcome, groups: Vec<PlanGroup>) -> PlanResult {
+        PlanResult {
+            namespace: "default".into(),
+            id: "web".into(),
+            outcome,
+            changes: vec![],
+            modify_index: 7,
+            groups,
+        }
+    }
+
+    #[test]
+    fn plan_exit_code_table() {
+        use ApplyOutcome::*;
+        let failed = PlanGroup {
+            placement_failure: Some("no node has enough memory".into()),
+            ..group("create", 2, 0, 0)
+        };
+        let cases: Vec<(&str, Vec<PlanResult>, i32)> = vec![
+            (
+                "unchanged job at its count",
+                vec![result(Unchanged, vec![group("none", 2, 2, 0)])],
+                0,
+            ),
+            (
+                "spec changed, no allocation moves",
+                vec![result(Updated, vec![group("none", 2, 2, 0)])],
+                0,
+            ),
+            (
+                "stopped job with nothing running",
+                vec![result(Updated, vec![group("none", 2, 0, 0)])],
+                0,
+            ),
+            ("nothing to plan", vec![], 0),
+            (
+                "unchanged job below its count",
+                vec![result(Unchanged, vec![group("none", 3, 2, 1)])],
+                1,
+            ),
+            (
+                "new job",
+                vec![result(Created, vec![group("create", 2, 0, 2)])],
+                1,
+            ),
+            (
+                "new job that cannot be placed",
+                vec![result(Created, vec![failed])],
+                1,
+            ),
+            (
+                "count raised",
+                vec![result(Updated, vec![group("update", 3, 2, 1)])],
+                1,
+            ),
+            (
+                "count lowered",
+                vec![result(Updated, vec![group("update", 1, 3, 0)])],
+                1,
+            ),
+            (
+                "destructive update",
+                vec![result(Updated, vec![group("update", 2, 2, 2)])],
+                1,
+            ),
+            (
+                "job stopped",
+                vec![result(Updated, vec![group("destroy", 2, 2, 0)])],
+                1,
+            ),
+            (
+                "group removed",
+                vec![result(
+                    Updated,
+                    vec![group("none", 1, 1, 0), group("destroy", 0, 1, 0)],
+                )],
+                1,
+            ),
+            (
+                "one of several jobs changes",
+                vec![
+                    result(Unchanged, vec![group("none", 1, 1, 0)]),
+                    result(Created, vec![group("create", 1, 0, 1)]),
+                ],
+                1,
+            ),
+        ];
+        for (name, results, want) in cases {
+            assert_eq!(plan_exit_code(&results), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn alloc_changes_count_stops() {
+        let stopped = alloc_changes(&group("destroy", 2, 3, 0));
+        assert_eq!(
+            stopped,
+            AllocChanges {
+                place: 0,
+                failed_place: false,
+                stop: 3
+            }
+        );
+        assert_eq!(alloc_changes(&group("update", 1, 3, 0)).stop, 2);
+        assert_eq!(alloc_changes(&group("none", 3, 1, 2)).place, 2);
+        assert!(!alloc_changes(&group("none", 1, 1, 0)).any());
     }
 }

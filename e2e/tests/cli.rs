@@ -461,6 +461,25 @@ fn plan_exit_codes(c: &Cluster) {
         "{stdout}"
     );
 
+    // A change the allocation takes in place (the job's priority): no allocation moves, exit 0.
+    let in_place = c.write_file(
+        "hcl-priority.hcl",
+        &ticker_hcl("cli-hcl", "hcl", 1).replace(
+            "type        = \"service\"",
+            "type        = \"service\"\n  priority    = 70",
+        ),
+    );
+    let out = c.nctl(&["plan", "-f", &in_place]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "an in-place change moves no allocation: {stdout}{stderr}"
+    );
+    assert!(stdout.contains("priority: 50 => 70"), "{stdout}");
+    assert!(stdout.contains("(in-place: count 1, 1 existing"), "{stdout}");
+    assert!(!stdout.contains("placed"), "{stdout}");
+
     let more = c.write_file("hcl-3.hcl", &ticker_hcl("cli-hcl", "hcl", 3));
     let out = c.nctl(&["plan", "-f", &more]);
     let (stdout, stderr) = text(&out);
@@ -471,6 +490,10 @@ fn plan_exit_codes(c: &Cluster) {
     );
     assert!(stdout.contains("+/- Job: \"cli-hcl\""), "{stdout}");
     assert!(stdout.contains("groups[main].count: 1 => 3"), "{stdout}");
+    assert!(
+        stdout.contains("(in-place: count 3, 1 existing") && stdout.contains("2 placed"),
+        "only the two missing copies are placed: {stdout}"
+    );
     assert!(stdout.contains("Scheduler dry-run:"), "{stdout}");
 
     assert_eq!(modify_index(c, "cli-hcl"), index, "plan writes nothing");

@@ -323,6 +323,33 @@ fn periodic_children_launch_once_per_tick_across_server_kills_at_tick_time() {
     for field in ["Next Launch", "Last Launch", "Last Success", "Children"] {
         assert!(status.contains(field), "status shows {field}: {status}");
     }
+    // The same, for alerting, on the server's /metrics (Unix seconds, set once it happened).
+    let port: u16 = c.http_addr.rsplit(':').next().unwrap().parse().unwrap();
+    c.wait_for(
+        "the periodic job's gauges on /metrics",
+        Duration::from_secs(30),
+        |_| {
+            let metrics = http_get_path(port, "/metrics").unwrap_or_default();
+            let gauge = |name: &str| -> i64 {
+                let prefix = format!(
+                    "nomos_loops_periodic_{name}_timestamp_seconds{{namespace=\"default\",job=\"tick\"}} "
+                );
+                metrics
+                    .lines()
+                    .find_map(|l| l.strip_prefix(prefix.as_str()))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0)
+            };
+            let now = jiff::Timestamp::now().as_second();
+            let next = gauge("next_launch");
+            let last = gauge("last_launch");
+            let success = gauge("last_success");
+            (
+                next > now - 5 && last > now - 600 && success > now - 600,
+                format!("next {next} last {last} success {success} now {now}"),
+            )
+        },
+    );
     c.ok(&["stop", "tick"]);
     std::thread::sleep(Duration::from_secs(5));
 

@@ -1,5 +1,7 @@
 //! End to end with real agents under `nctl server`: a system job follows the nodes (a node that
-//! joins later gets its allocation within seconds, one made ineligible loses it), and
+//! joins later gets its allocation within seconds, one made ineligible loses it), a new version
+//! rolls node by node within `update.max_parallel`, a job no node can fit says why in
+//! `nctl status`, a sysbatch job runs once per node to completion (and on a node that joins), and
 //! `nctl system gc` collects a stopped job with its finished allocations while nothing running is
 //! touched.
 
@@ -68,6 +70,188 @@ fn a_system_job_follows_nodes_joining_and_leaving_eligibility() {
         (p.is_empty(), format!("{p:?}"))
     });
     c.ok(&["stop", "everywhere"]);
+}
+
+/// A system job that rolls one node at a time, each replacement healthy after 3s running.
+fn rolling_system_job(version: &str) -> String {
+    format!(
+        r#"job "rolling" {{
+  datacenters = ["*"]
+  type        = "system"
+
+  update {{
+    max_parallel     = 1
+    min_healthy_time = "3s"
+    health_check     = "task_states"
+  }}
+
+  group "g" {{
+    task "loop" {{
+      driver = "raw_exec"
+      env {{
+        VERSION = "{version}"
+      }}
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", "while true; do sleep 1; done"]
+      }}
+      resources {{
+        cpu    = 10
+        memory = 10
+      }}
+    }}
+  }}
+}}
+"#
+    )
+}
+
+fn job_version(a: &Value) -> u64 {
+    a["allocation"]["job_version"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn a_system_update_rolls_node_by_node_and_a_job_that_fits_nowhere_says_why() {
+    let c = Cluster::start_server("sysroll");
+    let _agents: Vec<Agent> = ["r1", "r2", "r3"]
+        .iter()
+        .map(|n| c.start_agent(n))
+        .collect();
+    c.wait_nodes_ready(&["r1", "r2", "r3"]);
+    let file = c.write_file("rolling.hcl", &rolling_system_job("1"));
+    c.ok(&["apply", "-f", &file]);
+    c.wait_for("version 0 on every node", Duration::from_secs(60), |c| {
+        let n = nodes_running(c, "rolling");
+        (n == ["r1", "r2", "r3"], format!("{n:?}"))
+    });
+
+    let file = c.write_file("rolling.hcl", &rolling_system_job("2"));
+    c.ok(&["apply", "-f", &file]);
+    // Until every node runs version 1, polled: never fewer than two nodes running a copy (one
+    // node at a time is replaced).
+    let mut fewest_nodes_running = 3;
+    c.wait_for("version 1 on every node", Duration::from_secs(90), |c| {
+        let allocs = c.allocs("rolling");
+        let running = nodes_running(c, "rolling");
+        fewest_nodes_running = fewest_nodes_running.min(running.len());
+        let live_new: Vec<&Value> = allocs
+            .iter()
+            .filter(|a| job_version(a) == 1 && a["allocation"]["desired_status"] == "run")
+            .collect();
+        let done = live_new.len() == 3
+            && live_new
+                .iter()
+                .all(|a| a["status"]["client_status"] == "running");
+        (done, format!("{allocs:?}"))
+    });
+    assert!(
+        fewest_nodes_running >= 2,
+        "max_parallel = 1: one node at a time, but saw only {fewest_nodes_running} running"
+    );
+    // Each replacement was placed only once the one before had run for min_healthy_time (3s).
+    let mut created: Vec<i64> = c
+        .allocs("rolling")
+        .iter()
+        .filter(|a| job_version(a) == 1)
+        .map(|a| a["allocation"]["created_at_ms"].as_i64().unwrap_or(0))
+        .collect();
+    created.sort();
+    assert_eq!(created.len(), 3, "one replacement per node");
+    for pair in created.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 3_000,
+            "a replacement was placed {} ms after the previous one, before it could be healthy: {created:?}",
+            pair[1] - pair[0]
+        );
+    }
+    let old_running: Vec<Value> = c
+        .running("rolling")
+        .into_iter()
+        .filter(|a| job_version(a) == 0)
+        .collect();
+    assert!(old_running.is_empty(), "{old_running:?}");
+
+    // 100 TB of memory: no node fits, and the status says so per node.
+    let huge = system_job("huge").replace("memory = 10", "memory = 100000000");
+    let file = c.write_file("huge.hcl", &huge);
+    c.ok(&["apply", "-f", &file]);
+    c.wait_for(
+        "nctl status to explain the placement failure",
+        Duration::from_secs(30),
+        |c| {
+            let out = c.ok(&["status", "huge"]);
+            (
+                out.contains("Placement Failure")
+                    && ["r1", "r2", "r3"].iter().all(|n| out.contains(n))
+                    && out.to_lowercase().contains("memory"),
+                out,
+            )
+        },
+    );
+    assert!(
+        c.allocs("huge").is_empty(),
+        "nothing placed for a job that fits nowhere"
+    );
+}
+
+const ONCE_PER_NODE: &str = r#"job "once-per-node" {
+  datacenters = ["*"]
+  type        = "sysbatch"
+
+  group "g" {
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "echo ran"]
+      }
+      resources {
+        cpu    = 10
+        memory = 10
+      }
+    }
+  }
+}
+"#;
+
+#[test]
+fn a_sysbatch_job_runs_once_per_node_to_completion() {
+    let c = Cluster::start_server("sysbatch");
+    let _first: Vec<Agent> = ["b1", "b2"].iter().map(|n| c.start_agent(n)).collect();
+    c.wait_nodes_ready(&["b1", "b2"]);
+    let file = c.write_file("once-per-node.hcl", ONCE_PER_NODE);
+    c.ok(&["apply", "-f", &file]);
+    let complete_on = |c: &Cluster| -> Vec<String> {
+        let mut n: Vec<String> = c
+            .allocs("once-per-node")
+            .iter()
+            .filter(|a| a["status"]["client_status"] == "complete")
+            .map(|a| a["allocation"]["node"].as_str().unwrap_or("").to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    c.wait_for("one complete run per node", Duration::from_secs(60), |c| {
+        let n = complete_on(c);
+        (n == ["b1", "b2"], format!("{n:?}"))
+    });
+    // It is not run again: a few seconds later there are still exactly two allocations.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(c.allocs("once-per-node").len(), 2);
+
+    let _late = c.start_agent("b3");
+    c.wait_for(
+        "a run on the node that joined",
+        Duration::from_secs(60),
+        |c| {
+            let n = complete_on(c);
+            (n == ["b1", "b2", "b3"], format!("{n:?}"))
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(c.allocs("once-per-node").len(), 3, "once per node, no more");
+    let out = c.ok(&["status", "once-per-node"]);
+    assert!(out.contains("sysbatch"), "{out}");
 }
 
 const ONCE: &str = r#"job "once" {

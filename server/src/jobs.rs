@@ -338,12 +338,23 @@ pub async fn plan(
                     .iter()
                     .any(|c| c.path.starts_with(&format!("groups[{}]", g.name)))
                     || changes.iter().any(|c| !c.path.starts_with("groups"));
+                // A change the running allocations can take in place (count, priority,
+                // restart policy...) moves nothing; a destructive one replaces every copy.
+                let destructive = st_specs
+                    .iter()
+                    .find(|s| s.namespace == job.namespace && s.id == job.id)
+                    .and_then(|s| s.groups.iter().find(|sg| sg.name == g.name))
+                    .is_none_or(|old| {
+                        nomos_controllers::reconcile::needs_destructive_update(old, g)
+                    });
                 let action = if job.stop && n > 0 {
                     "destroy"
                 } else if n == 0 && g.count > 0 && !job.stop {
                     "create"
-                } else if outcome == ApplyOutcome::Updated && touched {
+                } else if outcome == ApplyOutcome::Updated && touched && destructive {
                     "update"
+                } else if outcome == ApplyOutcome::Updated && touched {
+                    "in-place"
                 } else {
                     "none"
                 };

@@ -8,6 +8,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
 use super::LoopName;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -39,6 +42,8 @@ pub struct LoopMetrics {
     pub periodic_last_failure: Family<JobLabel, Gauge>,
     pub periodic_skipped_overlaps: Family<JobLabel, Gauge>,
     pub nodes: Family<StatusLabel, Gauge>,
+    /// The periodic jobs that have series, so those of deleted jobs can be removed.
+    periodic_jobs: Arc<Mutex<HashSet<JobLabel>>>,
 }
 
 fn label(name: LoopName) -> LoopLabel {
@@ -130,6 +135,31 @@ impl LoopMetrics {
         self.periodic_skipped_overlaps
             .get_or_create(&l)
             .set(s.skipped_overlaps as i64);
+        self.periodic_jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(l);
+    }
+
+    /// Removes the series of periodic jobs not in `live` (`(namespace, job)`): a purged or no
+    /// longer periodic job stops being reported.
+    pub fn retain_periodic(&self, live: &HashSet<(String, String)>) {
+        let mut known = self.periodic_jobs.lock().unwrap_or_else(|e| e.into_inner());
+        known.retain(|l| {
+            let keep = live.contains(&(l.namespace.clone(), l.job.clone()));
+            if !keep {
+                for family in [
+                    &self.periodic_next_launch,
+                    &self.periodic_last_launch,
+                    &self.periodic_last_success,
+                    &self.periodic_last_failure,
+                    &self.periodic_skipped_overlaps,
+                ] {
+                    family.remove(l);
+                }
+            }
+            keep
+        });
     }
 }
 
@@ -161,5 +191,18 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("nomos_loops_periodic_next_launch_timestamp_seconds{namespace=\"default\",job=\"report\"} 1700000000"), "{out}");
+
+        m.periodic("default", "other", &nomos_api::PeriodicStatus::default());
+        m.retain_periodic(&HashSet::from([(
+            "default".to_string(),
+            "other".to_string(),
+        )]));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &reg).unwrap();
+        assert!(
+            !out.contains("job=\"report\""),
+            "a deleted job's series go: {out}"
+        );
+        assert!(out.contains("job=\"other\""), "{out}");
     }
 }

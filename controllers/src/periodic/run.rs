@@ -59,6 +59,12 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
         .filter_map(|k| view.current(k).map(|(v, j)| (k.clone(), v, j.clone())))
         .filter(|(_, _, j)| j.periodic.is_some())
         .collect();
+    ctx.metrics.retain_periodic(
+        &parents
+            .iter()
+            .map(|(k, _, _)| (k.0.clone(), k.1.clone()))
+            .collect(),
+    );
     for (key, version, job) in parents {
         let schedule = match Schedule::of(job.periodic.as_ref().expect("filtered on periodic")) {
             Ok(s) => s,

@@ -63,7 +63,8 @@ pub enum Command {
     Fmt(fmt::FmtArgs),
     /// Submit job files (HCL, YAML or JSON) and print what changed.
     Apply(apply::ApplyArgs),
-    /// Show what applying a job file would change (exit 0: nothing, 1: changes, 255: error).
+    /// Show what applying a job file would change (exit 0: no allocation placed, stopped or
+    /// replaced; 1: some would be; 255: error).
     Plan(apply::PlanArgs),
     /// List jobs, allocations, nodes or deployments.
     Get(get::GetArgs),

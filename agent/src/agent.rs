@@ -88,8 +88,11 @@ async fn build_node(config: &AgentConfig, id: String, drivers: &Drivers) -> Node
         attributes: fp.attributes,
         meta: config.meta.clone(),
         resources: fp.resources,
+        http_addr: config
+            .http_addr
+            .map(|a| crate::config::advertised_http_addr(a, &fp.address).to_string())
+            .unwrap_or_default(),
         address: fp.address,
-        http_addr: config.http_addr.map(|a| a.to_string()).unwrap_or_default(),
         registered_at_ms: now_ms(),
         ..Default::default()
     };

@@ -1,6 +1,6 @@
 //! The agent's configuration, with the defaults `nctl agent` and `nctl dev` start from.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 use indexmap::IndexMap;
@@ -23,7 +23,10 @@ pub struct AgentConfig {
     /// count instead ([`nomos_api::heartbeat::lease_timing`]), whenever the agent registers;
     /// `heartbeat_ttl_secs` stays the fallback while no server published settings.
     pub heartbeat_from_cluster: bool,
-    /// Where to serve logs and `/metrics`; `None` for no HTTP endpoint.
+    /// Where to serve logs, `/metrics` and restarts; `None` for no HTTP endpoint (then the
+    /// servers can neither show this node's logs nor restart its tasks). Port 0 picks a free
+    /// port. The node registers the bound address, see [`advertised_http_addr`].
+    /// `nctl agent` listens on [`DEFAULT_HTTP_PORT`] unless told otherwise.
     pub http_addr: Option<SocketAddr>,
     /// Inclusive range of host ports the scheduler may hand out as dynamic ports.
     pub min_dynamic_port: u16,
@@ -36,6 +39,30 @@ pub struct AgentConfig {
     pub default_min_healthy_time_ms: u64,
     /// Longest wait between retries when the store is unreachable.
     pub max_retry_backoff_ms: u64,
+}
+
+/// The port `nctl agent` serves its HTTP endpoint on by default, next to the server's API
+/// (4747) and store endpoint (4748).
+pub const DEFAULT_HTTP_PORT: u16 = 4749;
+
+/// The address a node registers as its `http_addr`, for servers to fetch logs and ask for
+/// restarts: the bound address, except that a wildcard IP (`0.0.0.0`, `::`), which no other
+/// host can dial, becomes the node's own address (`node_address`, the fingerprinted source
+/// address of the default route), or loopback when that is not an IP of the same family.
+pub fn advertised_http_addr(bound: SocketAddr, node_address: &str) -> SocketAddr {
+    if !bound.ip().is_unspecified() {
+        return bound;
+    }
+    let ip = match (node_address.parse::<IpAddr>(), bound.ip()) {
+        (Ok(ip @ IpAddr::V4(_)), IpAddr::V4(_)) | (Ok(ip @ IpAddr::V6(_)), IpAddr::V6(_))
+            if !ip.is_unspecified() =>
+        {
+            ip
+        }
+        (_, IpAddr::V4(_)) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        (_, IpAddr::V6(_)) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+    };
+    SocketAddr::new(ip, bound.port())
 }
 
 impl Default for AgentConfig {
@@ -70,5 +97,48 @@ impl AgentConfig {
             data_dir: data_dir.into(),
             ..Default::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_wildcard_listener_registers_the_nodes_own_address() {
+        assert_eq!(
+            advertised_http_addr(addr("0.0.0.0:4749"), "192.0.2.7"),
+            addr("192.0.2.7:4749")
+        );
+        assert_eq!(
+            advertised_http_addr(addr("[::]:4749"), "2001:db8::7"),
+            addr("[2001:db8::7]:4749")
+        );
+    }
+
+    #[test]
+    fn a_specific_listener_registers_itself() {
+        for bound in ["127.0.0.1:31000", "192.0.2.9:4749", "[::1]:4749"] {
+            assert_eq!(advertised_http_addr(addr(bound), "192.0.2.7"), addr(bound));
+        }
+    }
+
+    #[test]
+    fn a_wildcard_listener_without_a_usable_node_address_registers_loopback() {
+        for node_address in ["", "not an ip", "0.0.0.0", "2001:db8::7"] {
+            assert_eq!(
+                advertised_http_addr(addr("0.0.0.0:4749"), node_address),
+                addr("127.0.0.1:4749"),
+                "{node_address:?}"
+            );
+        }
+        assert_eq!(
+            advertised_http_addr(addr("[::]:4749"), "192.0.2.7"),
+            addr("[::1]:4749")
+        );
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Logs are read through a [`LogReader`] when this process holds the node's files (`nctl dev`,
 //! where the agent runs in-process), and otherwise fetched from the agent's `http_addr`
-//! (`GET {http_addr}/v1/client/logs/{alloc}/{task}?type=&offset=&follow=`).
+//! (`GET {http_addr}/v1/client/logs/{alloc}/{task}?type=&offset=&follow=`). Restarts always go
+//! to the agent's `http_addr` (every agent serves one unless started with `--http-addr off`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,15 +135,9 @@ pub async fn restart(
 ) -> Result<Json<AllocView>, ServerError> {
     let view = find_alloc(&st, &id).await?;
     let node = crate::nodes::get_node(&st, &view.allocation.node).await?;
-    if node.node.http_addr.is_empty() {
-        return Err(ServerError::Agent(format!(
-            "node {} does not serve an HTTP endpoint, so its tasks cannot be restarted remotely",
-            view.allocation.node
-        )));
-    }
     let url = format!(
         "{}/v1/allocation/{}/restart",
-        base_url(&node.node.http_addr),
+        agent_url(&node.node, "its tasks cannot be restarted")?,
         view.allocation.id
     );
     let mut req = st.http.post(&url);
@@ -265,15 +260,12 @@ async fn proxy_logs(
     q: &LogsQuery,
 ) -> Result<Response, ServerError> {
     let node = crate::nodes::get_node(st, &view.allocation.node).await?;
-    if node.node.http_addr.is_empty() {
-        return Err(ServerError::Agent(format!(
-            "node {} does not serve its logs over HTTP and they are not held by this server",
-            view.allocation.node
-        )));
-    }
     let url = format!(
         "{}/v1/client/logs/{}/{task}",
-        base_url(&node.node.http_addr),
+        agent_url(
+            &node.node,
+            "its logs cannot be read (they are not held by this server)"
+        )?,
         view.allocation.id
     );
     let resp = st
@@ -345,6 +337,29 @@ async fn pick_task(
     }
 }
 
+/// The base URL of `node`'s agent: its registered `http_addr`, with a wildcard IP (`0.0.0.0`,
+/// `::`, as registered by agents older than the rule that replaces it) swapped for the node's
+/// own address. A node that serves no HTTP endpoint is an error saying what cannot be done
+/// (`consequence`) and how to fix it.
+pub fn agent_url(node: &nomos_api::Node, consequence: &str) -> Result<String, ServerError> {
+    if node.http_addr.is_empty() {
+        return Err(ServerError::Agent(format!(
+            "node {} registered no HTTP address, so {consequence}; start its agent without `--http-addr off`",
+            node.name
+        )));
+    }
+    if let Ok(bound) = node.http_addr.parse::<std::net::SocketAddr>() {
+        if bound.ip().is_unspecified() {
+            if let Ok(ip) = node.address.parse::<std::net::IpAddr>() {
+                return Ok(base_url(
+                    &std::net::SocketAddr::new(ip, bound.port()).to_string(),
+                ));
+            }
+        }
+    }
+    Ok(base_url(&node.http_addr))
+}
+
 /// `http://` in front of a bare `host:port`.
 pub fn base_url(addr: &str) -> String {
     if addr.starts_with("http://") || addr.starts_with("https://") {
@@ -360,4 +375,58 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(http_addr: &str, address: &str) -> nomos_api::Node {
+        nomos_api::Node {
+            name: "n1".into(),
+            http_addr: http_addr.into(),
+            address: address.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_agent_url_is_the_registered_http_addr() {
+        assert_eq!(
+            agent_url(&node("192.0.2.5:4749", "192.0.2.5"), "x").unwrap(),
+            "http://192.0.2.5:4749"
+        );
+        assert_eq!(
+            agent_url(&node("127.0.0.1:31234", "192.0.2.5"), "x").unwrap(),
+            "http://127.0.0.1:31234"
+        );
+        assert_eq!(
+            agent_url(&node("https://n1.example:4749/", ""), "x").unwrap(),
+            "https://n1.example:4749"
+        );
+    }
+
+    #[test]
+    fn a_wildcard_http_addr_is_reached_on_the_nodes_address() {
+        assert_eq!(
+            agent_url(&node("0.0.0.0:4749", "192.0.2.5"), "x").unwrap(),
+            "http://192.0.2.5:4749"
+        );
+        assert_eq!(
+            agent_url(&node("[::]:4749", "2001:db8::5"), "x").unwrap(),
+            "http://[2001:db8::5]:4749"
+        );
+    }
+
+    #[test]
+    fn a_node_without_http_addr_is_an_error_saying_what_cannot_be_done() {
+        let err = agent_url(&node("", "192.0.2.5"), "its tasks cannot be restarted")
+            .expect_err("no address");
+        let text = err.to_string();
+        assert!(
+            text.contains("node n1 registered no HTTP address, so its tasks cannot be restarted"),
+            "{text}"
+        );
+        assert!(text.contains("--http-addr off"), "{text}");
+    }
 }

@@ -14,7 +14,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -82,22 +82,38 @@ pub struct Cluster {
     log_path: PathBuf,
     /// Agents started so far (each gets its own port range).
     agents: AtomicU16,
+    /// `nctl` arguments replacing the mode's own command line ([`Cluster::start_custom`]).
+    custom_args: Vec<String>,
+    /// What the process printed on stdout after its address, and the thread collecting it.
+    stdout: Arc<Mutex<Vec<String>>>,
+    stdout_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Cluster {
     /// Starts `nctl dev --no-example` on a free API port and waits until the API and the node
     /// are ready.
     pub fn start(name: &str) -> Cluster {
-        Cluster::start_mode(name, Mode::Dev)
+        Cluster::start_mode(name, Mode::Dev, |_| vec![])
     }
 
     /// Starts `nctl server` on its embedded store (no local agent; add nodes with
     /// [`Cluster::start_agent`]) and waits until the API answers.
     pub fn start_server(name: &str) -> Cluster {
-        Cluster::start_mode(name, Mode::Server)
+        Cluster::start_mode(name, Mode::Server, |_| vec![])
     }
 
-    fn start_mode(name: &str, mode: Mode) -> Cluster {
+    /// Starts `nctl ARGS`, ARGS being what `args` makes of the new cluster (its temp dir, data
+    /// dir, node name, API address and port range are set), instead of the mode's own command
+    /// line. With [`Mode::Dev`] it waits for the node named `node` to be ready.
+    pub fn start_custom(
+        name: &str,
+        mode: Mode,
+        args: impl FnOnce(&Cluster) -> Vec<String>,
+    ) -> Cluster {
+        Cluster::start_mode(name, mode, args)
+    }
+
+    fn start_mode(name: &str, mode: Mode, args: impl FnOnce(&Cluster) -> Vec<String>) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");
         let node = format!("e2e-{name}-{}", std::process::id());
@@ -118,7 +134,11 @@ impl Cluster {
             ports: port_range(),
             child: None,
             agents: AtomicU16::new(0),
+            custom_args: vec![],
+            stdout: Arc::default(),
+            stdout_reader: None,
         };
+        c.custom_args = args(&c);
         c.spawn();
         c
     }
@@ -131,6 +151,9 @@ impl Cluster {
             .expect("dev log");
         let mut cmd = Command::new(&self.bin);
         match self.mode {
+            _ if !self.custom_args.is_empty() => {
+                cmd.args(&self.custom_args);
+            }
             Mode::Dev => {
                 cmd.args(["dev", "--no-example", "--no-docker", "--data-dir"])
                     .arg(&self.data_dir)
@@ -185,7 +208,12 @@ impl Cluster {
                 ),
             }
         }
-        std::thread::spawn(move || while rx.recv().is_ok() {});
+        let collected = self.stdout.clone();
+        self.stdout_reader = Some(std::thread::spawn(move || {
+            while let Ok(line) = rx.recv() {
+                collected.lock().unwrap().push(line);
+            }
+        }));
         if self.mode == Mode::Server {
             return;
         }
@@ -201,6 +229,39 @@ impl Cluster {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Sends SIGINT (Ctrl-C) to the process and waits up to 60s for it to exit; returns its exit
+    /// status and what it printed on stdout after its address.
+    pub fn interrupt(&mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let mut child = self.child.take().expect("the process runs");
+        // SAFETY: kill(2) on the pid of a child this struct owns and has not reaped.
+        let rc = unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        assert_eq!(rc, 0, "kill({}, SIGINT)", child.id());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for nctl") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "nctl {:?} did not exit within 60s of SIGINT; log:\n{}",
+                    self.mode,
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        // The pipe closes with the process (tasks write to their own log files).
+        let reader = self.stdout_reader.take().expect("stdout is read");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !reader.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let printed = std::mem::take(&mut *self.stdout.lock().unwrap());
+        (status, printed)
     }
 
     /// Starts the process again on the same data dir, API port and store port.
@@ -269,6 +330,14 @@ impl Cluster {
             }
             None => Command::new(&self.bin),
         };
+        // A free port for the agent's HTTP endpoint (not the default 4749: agents share the
+        // host), on an address the server reaches (the namespace's, for an agent inside one).
+        let http = if extra.contains(&"--http-addr") {
+            vec![]
+        } else {
+            let ip = ns.map_or("127.0.0.1", |ns| ns.ns_ip.as_str());
+            vec!["--http-addr".to_string(), format!("{ip}:0")]
+        };
         let child = cmd
             .args([
                 "agent",
@@ -287,6 +356,7 @@ impl Cluster {
                 &hi.to_string(),
             ])
             .args(extra)
+            .args(&http)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -424,13 +494,16 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.kill9();
-        // Leave nothing behind: stop every task this cluster's agent started.
-        let _ = Command::new(&self.bin)
-            .args(["agent", "purge", "--data-dir"])
-            .arg(self.data_dir.join("agent"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        // Leave nothing behind: stop every task this cluster's agent started (`agent/` under
+        // `nctl dev`, `client/` under a config file's local agent).
+        for dir in ["agent", "client"] {
+            let _ = Command::new(&self.bin)
+                .args(["agent", "purge", "--data-dir"])
+                .arg(self.data_dir.join(dir))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! `nctl server`: the HTTP API and every controller, against etcd (`--etcd-endpoints`, with
 //! TLS and user/password options) or against an embedded store in `--data-dir`. Several servers
-//! may run against one etcd: each controller is leader-elected, the API is stateless.
+//! may run against one etcd: each controller is leader-elected, the API is stateless. A config
+//! file with `client { enabled = true }` adds a local agent, which serves its logs, metrics and
+//! restarts over HTTP like any `nctl agent` (on the API's IP, port 4749, by default).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,6 +12,7 @@ use nomos_server::AppState;
 use nomos_store::{keys, EtcdConfig, EtcdStore, KeySelector, PutOptions, RangeOptions, Store};
 use prometheus_client::registry::Registry;
 
+use super::agent::{HttpListen, NodeArgs};
 use super::runtime::{self, Shutdown};
 
 /// How to reach etcd (shared by `server` and `agent`).
@@ -77,6 +80,20 @@ pub struct ServerArgs {
     /// Who this server is in leader elections (default: host name and pid).
     #[arg(long)]
     pub identity: Option<String>,
+    /// With `client { enabled = true }`: where the local agent serves its logs, metrics and
+    /// restarts (default: the API's IP on port 4749; port 0 picks a free port; `off` serves
+    /// nothing, and then its tasks cannot be restarted through the API).
+    #[arg(long, value_name = "ADDR|off", value_parser = super::agent::parse_http_listen)]
+    pub agent_http_addr: Option<HttpListen>,
+}
+
+/// The local agent of a config with `client { enabled = true }`: `nctl agent`'s node flags
+/// (from `nctl agent -config`; from `nctl server`, only `--agent-http-addr`) and data dir
+/// (default `<data_dir>/client`).
+#[derive(Debug, Clone, Default)]
+pub struct LocalAgent {
+    pub node: NodeArgs,
+    pub data_dir: Option<PathBuf>,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<i32> {
@@ -85,8 +102,29 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<i32> {
         Some(path) => super::config::load(path)?,
         None => super::config::FileConfig::default(),
     };
+    let local = LocalAgent {
+        node: NodeArgs {
+            http_addr: args.agent_http_addr,
+            ..Default::default()
+        },
+        data_dir: None,
+    };
+    run_with_local_agent(args, file, local).await
+}
+
+/// `nctl server`, and `nctl agent -config` with a config that enables the server: `file` is
+/// what `args.config` says (already loaded), `local` shapes the local agent when the config
+/// enables the client.
+pub async fn run_with_local_agent(
+    args: ServerArgs,
+    file: super::config::FileConfig,
+    local: LocalAgent,
+) -> anyhow::Result<i32> {
     if args.config.is_some() && !file.server.enabled {
         anyhow::bail!("the config file does not enable the server (`server {{ enabled = true }}`, or `server: {{enabled: true}}` in YAML); use `nctl agent -config` for a client-only config");
+    }
+    if local.node.http_addr.is_some() && !file.client.enabled {
+        anyhow::bail!("an HTTP address for the local agent was given, but there is no local agent: that takes a config file that enables the client (`client {{ enabled = true }}`)");
     }
     let base_dir = args
         .data_dir
@@ -112,14 +150,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<i32> {
     publish_heartbeat_settings(&*store, &file.heartbeat_config()).await?;
     let registry = Arc::new(Mutex::new(Registry::default()));
     let mut state = AppState::new(store.clone(), registry.clone());
-    let node_name = file.name.clone().unwrap_or_else(super::dev::hostname);
-    let agent_dir = base_dir.join("client");
-    if file.client.enabled {
+    let agent = if file.client.enabled {
+        let data_dir = local.data_dir.clone().unwrap_or(base_dir.join("client"));
+        let default_http = SocketAddr::new(http_addr.ip(), nomos_agent::config::DEFAULT_HTTP_PORT);
+        let config =
+            local
+                .node
+                .agent_config(&file, args.config.is_some(), data_dir, default_http)?;
         state.logs = Some(Arc::new(runtime::LocalLogs {
-            node: node_name.clone(),
-            data_dir: agent_dir.clone(),
+            node: config.name.clone(),
+            data_dir: config.data_dir.clone(),
         }));
-    }
+        Some(config)
+    } else {
+        None
+    };
     let listener = tokio::net::TcpListener::bind(http_addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {http_addr}: {e}"))?;
@@ -147,22 +192,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<i32> {
         controllers.identity = id;
     }
     runtime::spawn_controllers(&mut tasks, controllers, store.clone(), &registry, &shutdown);
-    if file.client.enabled {
-        let mut config = nomos_agent::AgentConfig::new(node_name.clone(), agent_dir);
-        if let Some(dc) = &file.datacenter {
-            config.datacenter = dc.clone();
-        }
-        config.node_class = file.client.node_class.clone().unwrap_or_default();
-        config.meta = file.client.meta.clone().into_iter().collect();
-        config.heartbeat_ttl_secs = file.heartbeat_ttl_secs();
-        config.heartbeat_from_cluster = true;
+    if let Some(config) = agent {
+        let node_name = config.name.clone();
+        let http = config.http_addr;
         let stop = shutdown.wait();
         tasks.spawn(async move {
             nomos_agent::run(config, store, stop)
                 .await
                 .map_err(|e| anyhow::anyhow!("agent: {e}"))
         });
-        println!("==> local agent: node {node_name}");
+        match http {
+            Some(http) => println!("==> local agent: node {node_name}, HTTP on {http}"),
+            None => println!("==> local agent: node {node_name}, no HTTP endpoint"),
+        }
     }
     println!("==> Nomos server: API on http://{addr}");
     println!("    UI:   http://{addr}/ui");

@@ -1,0 +1,236 @@
+//! Every kind of node serves its logs, restarts and metrics over HTTP at the address it
+//! registers, so `nctl logs` and `nctl alloc restart` work in a real cluster:
+//! - a separate `nctl agent` process under `nctl server`, whose files the server does not hold
+//!   (logs and restarts go through the server to the agent's endpoint);
+//! - the local agent of a Nomad-style config with server and client enabled, started as
+//!   `nctl server -config nomad.hcl` or as `nctl agent -config nomad.hcl`.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+mod common;
+
+use common::*;
+
+/// A service whose task says when it started, with its pid, and then sleeps as that same
+/// process (no short-lived children come and go among the allocation's pids: the driver's
+/// wrapper shell and this one).
+const TALKER: &str = r#"job "talker" {
+  datacenters = ["*"]
+
+  group "g" {
+    count = 1
+
+    task "talk" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "echo \"started pid $$\"; exec sleep 3600"]
+      }
+      resources {
+        cpu    = 20
+        memory = 16
+      }
+    }
+  }
+}
+"#;
+
+/// The pids the talker's log says it started as, in order.
+fn started_pids(log: &str) -> Vec<i32> {
+    log.lines()
+        .filter_map(|l| l.strip_prefix("started pid ")?.parse().ok())
+        .collect()
+}
+
+/// `node` as `nctl get nodes` lists it.
+fn node_json(c: &Cluster, node: &str) -> Value {
+    let nodes = c.json(&["get", "nodes", "-o", "json"]);
+    nodes
+        .as_array()
+        .and_then(|ns| ns.iter().find(|n| n["node"]["name"] == node))
+        .cloned()
+        .unwrap_or_else(|| panic!("{node} is listed: {nodes}"))
+}
+
+/// The loopback port `node` registered for its agent's HTTP endpoint.
+fn registered_port(c: &Cluster, node: &str) -> u16 {
+    let n = node_json(c, node);
+    let port: u16 = n["node"]["http_addr"]
+        .as_str()
+        .and_then(|a| a.strip_prefix("127.0.0.1:"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{node} registers a loopback http_addr: {n}"));
+    assert_ne!(port, 0, "the registered port is the bound one: {n}");
+    port
+}
+
+/// Runs the talker on `node`, reads its output with `nctl logs`, restarts it with `nctl alloc
+/// restart` (a new process in the same allocation, `restarts` 1) and reads both starts back.
+fn logs_and_restart_work(c: &Cluster, node: &str) {
+    let file = c.write_file("talker.hcl", TALKER);
+    c.ok(&["apply", "-f", &file]);
+    c.wait_for("talker to run", Duration::from_secs(90), |c| {
+        let r = c.running("talker");
+        (r.len() == 1, format!("{r:?}"))
+    });
+    let alloc = c.running("talker").remove(0);
+    assert_eq!(alloc["allocation"]["node"], node, "placed on {node}");
+    let id = alloc["allocation"]["id"].as_str().unwrap().to_string();
+    let pids = pids_of_alloc(&id);
+    assert!(!pids.is_empty(), "talker has processes");
+
+    c.wait_for(
+        "nctl logs to show the task's output",
+        Duration::from_secs(30),
+        |c| {
+            let out = c.nctl(&["logs", &id]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let started = started_pids(&text);
+            let ok = out.status.success() && started.len() == 1 && pids.contains(&started[0]);
+            (
+                ok,
+                format!("{text}\nstderr: {}", String::from_utf8_lossy(&out.stderr)),
+            )
+        },
+    );
+
+    c.ok(&["alloc", "restart", &id]);
+    c.wait_for(
+        "the task to run again after the restart",
+        Duration::from_secs(60),
+        |c| {
+            let allocs = c.running("talker");
+            let restarted = allocs.len() == 1 && {
+                let state = &allocs[0]["status"]["task_states"]["talk"];
+                state["restarts"] == 1 && state["state"] == "running"
+            };
+            let now = pids_of_alloc(&id);
+            let fresh = !now.is_empty() && now.iter().all(|p| !pids.contains(p));
+            (restarted && fresh, format!("pids {now:?}; {allocs:?}"))
+        },
+    );
+    assert_eq!(
+        c.running("talker")[0]["allocation"]["id"],
+        id.as_str(),
+        "restarted in place, not replaced"
+    );
+    let new_pids = pids_of_alloc(&id);
+    c.wait_for(
+        "nctl logs to show both starts",
+        Duration::from_secs(30),
+        |c| {
+            let text = c.ok(&["logs", &id]);
+            let started = started_pids(&text);
+            let ok =
+                started.len() == 2 && pids.contains(&started[0]) && new_pids.contains(&started[1]);
+            (ok, text)
+        },
+    );
+}
+
+#[test]
+fn a_remote_agent_serves_logs_restarts_and_metrics_over_http() {
+    let c = Cluster::start_server("agenthttp");
+    let agent = c.start_agent("remote-1");
+    c.wait_nodes_ready(&["remote-1"]);
+    // The harness starts agents with `--http-addr 127.0.0.1:0`: the node registered the port
+    // its agent really listens on.
+    let port = registered_port(&c, "remote-1");
+
+    logs_and_restart_work(&c, "remote-1");
+
+    let metrics = http_get_path(port, "/metrics")
+        .unwrap_or_else(|| panic!("the agent answers on port {port}\n{}", agent.log_tail()));
+    for line in [
+        "nomos_agent_tasks_running 1",
+        "nomos_agent_task_starts_total 2",
+        "nomos_agent_task_restarts_total 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "agent metrics have {line:?}:\n{metrics}"
+        );
+    }
+    c.ok(&["stop", "talker"]);
+}
+
+/// A Nomad agent file for one machine that is both server and client, with a few Nomad
+/// settings Nomos only warns about.
+fn nomad_hcl(c: &Cluster) -> String {
+    let port = c.http_addr.rsplit(':').next().unwrap();
+    format!(
+        r#"data_dir   = "{data}"
+datacenter = "dc1"
+name       = "{node}"
+bind_addr  = "127.0.0.1"
+log_level  = "INFO"
+
+ports {{
+  http = {port}
+  rpc  = 4647
+  serf = 4648
+}}
+
+server {{
+  enabled          = true
+  bootstrap_expect = 1
+}}
+
+client {{
+  enabled = true
+  meta {{
+    rack = "r1"
+  }}
+}}
+"#,
+        data = c.data_dir.display(),
+        node = c.node,
+    )
+}
+
+/// Starts `nctl VERB -config nomad.hcl EXTRA...` and waits for its local node.
+fn start_with_nomad_config(name: &str, verb: &str, extra: &[&str]) -> Cluster {
+    let (verb, extra) = (verb.to_string(), extra.to_vec());
+    Cluster::start_custom(name, Mode::Dev, move |c| {
+        let file = c.write_file("nomad.hcl", &nomad_hcl(c));
+        let mut args = vec![verb, "-config".to_string(), file];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    })
+}
+
+#[test]
+fn nctl_server_with_a_nomad_config_runs_a_single_node_cluster_whose_tasks_restart() {
+    let c = start_with_nomad_config("srvcfg", "server", &[]);
+    let node = node_json(&c, &c.node);
+    assert_eq!(node["node"]["meta"]["rack"], "r1", "{node}");
+    // The local agent listens where `nctl agent` would: bind_addr, port 4749.
+    assert_eq!(node["node"]["http_addr"], "127.0.0.1:4749", "{node}");
+    assert!(
+        c.data_dir.join("server").is_dir() && c.data_dir.join("client").is_dir(),
+        "the store and the agent live under data_dir"
+    );
+    logs_and_restart_work(&c, &c.node);
+    c.ok(&["stop", "talker"]);
+}
+
+#[test]
+fn nctl_agent_with_a_nomad_config_that_enables_the_server_runs_the_same() {
+    let c = start_with_nomad_config(
+        "agentcfg",
+        "agent",
+        &["--http-addr", "127.0.0.1:0", "--no-docker"],
+    );
+    let node = node_json(&c, &c.node);
+    assert_eq!(node["node"]["meta"]["rack"], "r1", "{node}");
+    assert_eq!(
+        node["node"]["drivers"]["docker"],
+        Value::Null,
+        "--no-docker reaches the local agent: {node}"
+    );
+    registered_port(&c, &c.node);
+    logs_and_restart_work(&c, &c.node);
+    c.ok(&["stop", "talker"]);
+}

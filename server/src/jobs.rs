@@ -582,9 +582,14 @@ pub async fn deployments(
     Ok(Json(all))
 }
 
-/// `POST /v1/system/gc`: one forced garbage collection pass (every age threshold at zero).
+/// `POST /v1/system/gc`: one forced garbage collection pass (every age threshold at zero; the
+/// server's other gc settings, such as the versions kept per job).
 pub async fn gc(State(st): State<AppState>) -> Result<Json<GcResponse>, ServerError> {
-    let collected = nomos_controllers::gc::run::force_with(st.store.clone(), Default::default())
+    let config = nomos_controllers::loops::LoopsConfig {
+        gc: st.gc.clone(),
+        ..Default::default()
+    };
+    let collected = nomos_controllers::gc::run::force_with(st.store.clone(), config)
         .await
         .map_err(|e| ServerError::Internal(format!("garbage collection failed: {e}")))?;
     Ok(Json(GcResponse { collected }))

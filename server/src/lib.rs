@@ -82,6 +82,8 @@ pub struct AppState {
     pub closing: Arc<tokio::sync::watch::Sender<bool>>,
     /// The web UI's resource series and how often it is sampled.
     pub ui: ui::UiState,
+    /// The collector's settings (`POST /v1/system/gc` keeps as many job versions as the gc loop).
+    pub gc: nomos_controllers::gc::GcConfig,
 }
 
 impl AppState {
@@ -100,6 +102,7 @@ impl AppState {
             logs: None,
             closing: Arc::new(tokio::sync::watch::channel(false).0),
             ui: ui::UiState::default(),
+            gc: Default::default(),
         }
     }
 

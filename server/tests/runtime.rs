@@ -274,6 +274,39 @@ async fn a_forced_gc_collects_a_stopped_jobs_finished_allocations() {
 }
 
 #[tokio::test]
+async fn a_forced_gc_keeps_as_many_versions_as_the_server_is_configured_to() {
+    let srv = TestServer::start_with(
+        |mut st| {
+            st.gc.job_versions_kept = 2;
+            st
+        },
+        nomos_server::DEFAULT_BODY_LIMIT,
+    )
+    .await;
+    apply_source(&srv, "web.hcl", WEB_HCL).await;
+    let job = srv.read_json("/nomos/jobs/default/web").await.unwrap();
+    for v in 0..5u64 {
+        srv.put_json(&format!("/nomos/jobversions/default/web/{v:020}"), &job)
+            .await;
+    }
+    srv.put_json(
+        "/nomos/jobstatus/default/web",
+        &json!({"status": "running", "version": 4}),
+    )
+    .await;
+    let (code, body) = srv.post("/v1/system/gc", json!({})).await;
+    assert_eq!(code, 200, "{body}");
+    for v in 0..5u64 {
+        let kept = srv
+            .read_json(&format!("/nomos/jobversions/default/web/{v:020}"))
+            .await
+            .is_some();
+        assert_eq!(kept, v >= 3, "version {v}: job_versions_kept = 2 keeps 3 and 4");
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn deployments_can_be_read_promoted_and_failed() {
     let srv = TestServer::start().await;
     srv.put_json(

@@ -149,7 +149,12 @@ pub async fn run_with_local_agent(
     };
     publish_heartbeat_settings(&*store, &file.heartbeat_config()).await?;
     let registry = Arc::new(Mutex::new(Registry::default()));
+    let mut controllers = file.controllers(nomos_controllers::ControllersConfig::default());
+    if let Some(id) = args.identity {
+        controllers.identity = id;
+    }
     let mut state = AppState::new(store.clone(), registry.clone());
+    state.gc = controllers.gc.clone();
     let agent = if file.client.enabled {
         let data_dir = local.data_dir.clone().unwrap_or(base_dir.join("client"));
         let default_http = SocketAddr::new(http_addr.ip(), nomos_agent::config::DEFAULT_HTTP_PORT);
@@ -186,10 +191,6 @@ pub async fn run_with_local_agent(
         {
             println!("==> store served over etcd's protocol at {url}");
         }
-    }
-    let mut controllers = file.controllers(nomos_controllers::ControllersConfig::default());
-    if let Some(id) = args.identity {
-        controllers.identity = id;
     }
     runtime::spawn_controllers(&mut tasks, controllers, store.clone(), &registry, &shutdown);
     if let Some(config) = agent {

@@ -477,7 +477,10 @@ fn plan_exit_codes(c: &Cluster) {
         "an in-place change moves no allocation: {stdout}{stderr}"
     );
     assert!(stdout.contains("priority: 50 => 70"), "{stdout}");
-    assert!(stdout.contains("(in-place: count 1, 1 existing"), "{stdout}");
+    assert!(
+        stdout.contains("(in-place: count 1, 1 existing"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("placed"), "{stdout}");
 
     let more = c.write_file("hcl-3.hcl", &ticker_hcl("cli-hcl", "hcl", 3));

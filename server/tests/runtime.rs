@@ -301,7 +301,11 @@ async fn a_forced_gc_keeps_as_many_versions_as_the_server_is_configured_to() {
             .read_json(&format!("/nomos/jobversions/default/web/{v:020}"))
             .await
             .is_some();
-        assert_eq!(kept, v >= 3, "version {v}: job_versions_kept = 2 keeps 3 and 4");
+        assert_eq!(
+            kept,
+            v >= 3,
+            "version {v}: job_versions_kept = 2 keeps 3 and 4"
+        );
     }
     srv.stop().await;
 }

@@ -104,6 +104,9 @@ pub async fn stored_jobs(
 
 /// Finds one job by exact id or unique id prefix.
 pub async fn find_job(st: &AppState, ns: &str, id: &str) -> Result<(Job, KeyValue), ServerError> {
+    // Nomad names a periodic child `<job>/periodic-<secs>`; here its id has a '-' for the '/'
+    // (ids cannot hold '/'), and either spelling finds it.
+    let id = &id.replacen("/periodic-", "-periodic-", 1);
     if let Some(kv) = kv::get_raw(st.store.as_ref(), &keys::job(ns, id)).await? {
         let job = read_spec(&kv)?;
         return Ok((job, kv));

@@ -66,6 +66,15 @@ async fn list_and_get_show_the_job_with_its_modify_index() {
     let (code, missing) = srv.get("/v1/job/nope").await;
     assert_eq!(code, 404);
     assert!(missing["error"].as_str().unwrap().contains("nope"));
+
+    // A periodic child answers to Nomad's spelling of its name as well as to its id.
+    let child = WEB_HCL.replace("job \"web\"", "job \"web-periodic-1700000000\"");
+    apply_source(&srv, "child.hcl", &child).await;
+    for spelling in ["web-periodic-1700000000", "web%2Fperiodic-1700000000"] {
+        let (code, found) = srv.get(&format!("/v1/job/{spelling}")).await;
+        assert_eq!(code, 200, "{spelling}: {found}");
+        assert_eq!(found["job"]["id"], "web-periodic-1700000000");
+    }
     srv.stop().await;
 }
 

@@ -350,6 +350,32 @@ fn periodic_children_launch_once_per_tick_across_server_kills_at_tick_time() {
             )
         },
     );
+    // While the parent runs, only the newest five finished children are kept: once seven ran,
+    // the first is gone.
+    let tick_children = |c: &Cluster| -> Vec<String> {
+        c.json(&["get", "jobs", "-o", "json"])
+            .as_array()
+            .map(|js| {
+                js.iter()
+                    .filter_map(|j| j["id"].as_str())
+                    .filter(|i| i.starts_with("tick-"))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let first_child = lines(&runs)[0].clone();
+    c.wait_for(
+        "the history limit to collect the oldest children",
+        Duration::from_secs(40),
+        |c| {
+            let kids = tick_children(c);
+            (
+                lines(&runs).len() >= 7 && kids.len() <= 6 && !kids.contains(&first_child),
+                format!("{} runs, children {kids:?}", lines(&runs).len()),
+            )
+        },
+    );
     c.ok(&["stop", "tick"]);
     std::thread::sleep(Duration::from_secs(5));
 
@@ -371,20 +397,16 @@ fn periodic_children_launch_once_per_tick_across_server_kills_at_tick_time() {
         ran.len() >= 4,
         "children ran before and after the kills: {ran:?}"
     );
-    // Only the newest five finished children are kept.
+    // Once the parent is stopped, `nctl system gc` collects its finished children too.
     c.ok(&["system", "gc"]);
-    c.wait_for("old children collected", Duration::from_secs(30), |c| {
-        let jobs = c.json(&["get", "jobs", "-o", "json"]);
-        let kids = jobs
-            .as_array()
-            .map(|js| {
-                js.iter()
-                    .filter(|j| j["id"].as_str().is_some_and(|i| i.starts_with("tick-")))
-                    .count()
-            })
-            .unwrap_or(0);
-        (kids <= 5, jobs.to_string())
-    });
+    c.wait_for(
+        "the stopped parent's children collected",
+        Duration::from_secs(30),
+        |c| {
+            let kids = tick_children(c);
+            (kids.is_empty(), format!("{kids:?}"))
+        },
+    );
 }
 
 /// A service pinned to `node` that tolerates `lost_after` of silence.

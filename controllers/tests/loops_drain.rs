@@ -63,6 +63,13 @@ async fn a_drain_interrupted_by_a_server_restart_finishes_the_same_way() {
     drain_scenario(true).await;
 }
 
+/// A `migrate` block whose replacements count as healthy after 1s running (Nomad's default is
+/// 10s), so the drains here finish quickly.
+fn quick_migrate() -> serde_json::Value {
+    json!({"max_parallel": 1, "health_check": "checks",
+        "min_healthy_time_ns": 1_000_000_000u64, "healthy_deadline_ns": 300_000_000_000u64})
+}
+
 async fn drain_scenario(restart_mid_drain: bool) {
     let store = store();
     for n in ["n1", "n2", "n3"] {
@@ -77,7 +84,8 @@ async fn drain_scenario(restart_mid_drain: bool) {
             "web",
             "service",
             2,
-            json!({"constraints": [{"operator": "distinct_hosts", "value": "true"}]}),
+            json!({"constraints": [{"operator": "distinct_hosts", "value": "true"}],
+                   "migrate": quick_migrate()}),
         ),
     )
     .await;
@@ -384,8 +392,8 @@ async fn cancelling_a_drain_keeps_what_moved_and_leaves_the_rest() {
     let _agent = Agent::start(store.clone(), &["n1", "n2"]);
     let cluster = Cluster::start(store.clone(), loops_config(Arc::new(now_ms)));
     // n2 has room for one copy (64 MiB each).
-    let originals = web_on_n1_then_drain_it(&store, json!({}), 100).await;
-    eventually("one copy moved and the other blocked", 20, || {
+    let originals = web_on_n1_then_drain_it(&store, json!({"migrate": quick_migrate()}), 100).await;
+    eventually("one copy moved and the other blocked", 30, || {
         let s = store.clone();
         async move {
             drain_status(&*s, "n1")

@@ -13,28 +13,7 @@ mod common;
 use common::*;
 
 fn service(count: u32) -> String {
-    format!(
-        r#"job "shared" {{
-  datacenters = ["*"]
-
-  group "g" {{
-    count = {count}
-
-    task "loop" {{
-      driver = "raw_exec"
-      config {{
-        command = "/bin/sh"
-        args    = ["-c", "while true; do sleep 1; done"]
-      }}
-      resources {{
-        cpu    = 10
-        memory = 10
-      }}
-    }}
-  }}
-}}
-"#
-    )
+    loop_job("shared", "service", &format!("count = {count}"))
 }
 
 /// The flags that reach this etcd: TLS with the client certificate, and the root user.

@@ -411,12 +411,8 @@ fn periodic_children_launch_once_per_tick_across_server_kills_at_tick_time() {
 
 /// A service pinned to `node` that tolerates `lost_after` of silence.
 fn pinned(node: &str, lost_after: &str) -> String {
-    format!(
-        r#"job "pinned" {{
-  datacenters = ["*"]
-
-  group "g" {{
-    count = 2
+    let settings = format!(
+        r#"count = 2
 
     constraint {{
       attribute = "${{node.unique.name}}"
@@ -425,23 +421,9 @@ fn pinned(node: &str, lost_after: &str) -> String {
 
     disconnect {{
       lost_after = "{lost_after}"
-    }}
-
-    task "sleep" {{
-      driver = "raw_exec"
-      config {{
-        command = "/bin/sh"
-        args    = ["-c", "while true; do sleep 1; done"]
-      }}
-      resources {{
-        cpu    = 10
-        memory = 10
-      }}
-    }}
-  }}
-}}
-"#
-    )
+    }}"#
+    );
+    loop_job("pinned", "service", &settings)
 }
 
 /// The allocation's long-lived processes (its task's shell and what the driver keeps around it),

@@ -72,38 +72,21 @@ fn a_system_job_follows_nodes_joining_and_leaving_eligibility() {
     c.ok(&["stop", "everywhere"]);
 }
 
-/// A system job that rolls one node at a time, each replacement healthy after 3s running.
+/// A system job that rolls one node at a time, each replacement healthy after 3s running; a
+/// new `version` (group meta) replaces every copy.
 fn rolling_system_job(version: &str) -> String {
-    format!(
-        r#"job "rolling" {{
-  datacenters = ["*"]
-  type        = "system"
-
-  update {{
-    max_parallel     = 1
-    min_healthy_time = "3s"
-    health_check     = "task_states"
-  }}
-
-  group "g" {{
-    task "loop" {{
-      driver = "raw_exec"
-      env {{
-        VERSION = "{version}"
-      }}
-      config {{
-        command = "/bin/sh"
-        args    = ["-c", "while true; do sleep 1; done"]
-      }}
-      resources {{
-        cpu    = 10
-        memory = 10
-      }}
+    let settings = format!(
+        r#"update {{
+      max_parallel     = 1
+      min_healthy_time = "3s"
+      health_check     = "task_states"
     }}
-  }}
-}}
-"#
-    )
+
+    meta {{
+      version = "{version}"
+    }}"#
+    );
+    loop_job("rolling", "system", &settings)
 }
 
 fn job_version(a: &Value) -> u64 {

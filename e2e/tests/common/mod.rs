@@ -655,12 +655,20 @@ pub fn web_job(id: &str, count: u32, message: &str) -> String {
 
 /// A system job `id` whose one task loops on `sleep 1` on every node.
 pub fn system_job(id: &str) -> String {
+    loop_job(id, "system", "")
+}
+
+/// A job `id` of `job_type` with one group `g` whose one task loops on `sleep 1`;
+/// `group_settings` (HCL, e.g. `count = 3` or an `update` block) go at the top of the group.
+pub fn loop_job(id: &str, job_type: &str, group_settings: &str) -> String {
     format!(
         r#"job "{id}" {{
   datacenters = ["*"]
-  type        = "system"
+  type        = "{job_type}"
 
   group "g" {{
+    {group_settings}
+
     task "loop" {{
       driver = "raw_exec"
       config {{

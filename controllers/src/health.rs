@@ -8,7 +8,7 @@
 //! all passing as healthy when health comes from checks (`health_check = "checks"`, Nomad's
 //! default).
 
-use nomos_api::{AllocStatus, ClientStatus, TaskGroup, TaskRunState};
+use nomos_api::{AllocStatus, ClientStatus, MigrateStrategy, TaskGroup, TaskRunState};
 
 /// The check result status that counts as passing.
 const PASSING: &str = "passing";
@@ -34,6 +34,12 @@ impl HealthRule {
                 group.check_count()
             },
         }
+    }
+
+    /// The rule of migrations off a draining node: the `migrate` block's `health_check` and
+    /// `min_healthy_time`.
+    pub fn migration(group: &TaskGroup, migrate: &MigrateStrategy) -> Self {
+        Self::new(group, &migrate.health_check, migrate.min_healthy_time_ns)
     }
 
     /// Whether every check health waits on has reported `passing`.

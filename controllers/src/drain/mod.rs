@@ -106,16 +106,6 @@ pub fn default_migrate() -> MigrateStrategy {
     }
 }
 
-/// The health rule of migrations of `group` of `job`.
-pub fn migration_rule(job: &Job, group: &str) -> HealthRule {
-    let migrate = migrate_for(job, group);
-    job.groups
-        .iter()
-        .find(|g| g.name == group)
-        .map(|g| HealthRule::new(g, &migrate.health_check, migrate.min_healthy_time_ns))
-        .unwrap_or_default()
-}
-
 /// The `migrate` block that applies to `group` of `job`.
 pub fn migrate_for(job: &Job, group: &str) -> MigrateStrategy {
     job.groups

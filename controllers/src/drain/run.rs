@@ -14,9 +14,8 @@ use std::collections::HashMap;
 use nomos_api::{DesiredStatus, JobType};
 use nomos_store::keys;
 
-use super::{
-    decide, drain_status_key, migrate_for, migration_rule, DrainAlloc, DrainStatus, Replacement,
-};
+use super::{decide, drain_status_key, migrate_for, DrainAlloc, DrainStatus, Replacement};
+use crate::health::HealthRule;
 use crate::loops::view::View;
 use crate::loops::{put, to_json, unchanged, Ctx, PassOutcome};
 use crate::ControllerError;
@@ -55,16 +54,19 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
             .allocs_on(name)
             .map(|a| {
                 let job = view.job_of(&a.value);
+                let migrate = job
+                    .map(|j| migrate_for(j, &a.value.task_group))
+                    .unwrap_or_else(super::default_migrate);
+                let health = job
+                    .and_then(|j| j.groups.iter().find(|g| g.name == a.value.task_group))
+                    .map(|g| HealthRule::migration(g, &migrate))
+                    .unwrap_or_default();
                 DrainAlloc {
                     alloc: a.value.clone(),
                     status: view.alloc_status.get(&a.value.id).map(|s| s.value.clone()),
                     job_type: job.map(|j| j.job_type).unwrap_or(JobType::Service),
-                    migrate: job
-                        .map(|j| migrate_for(j, &a.value.task_group))
-                        .unwrap_or_else(super::default_migrate),
-                    health: job
-                        .map(|j| migration_rule(j, &a.value.task_group))
-                        .unwrap_or_default(),
+                    migrate,
+                    health,
                     replacements: by_prev
                         .get(a.value.id.as_str())
                         .cloned()

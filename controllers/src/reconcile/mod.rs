@@ -550,7 +550,7 @@ fn reconcile_group(
         .unwrap_or_else(|| default_reschedule(job.job_type));
     let migrate = crate::drain::migrate_for(job, &group.name);
     let migrate_parallel = migrate.max_parallel.max(1);
-    let migrate_rule = HealthRule::new(group, &migrate.health_check, migrate.min_healthy_time_ns);
+    let migrate_rule = HealthRule::migration(group, &migrate);
     let migrate_deadline_ms = (migrate.healthy_deadline_ns / 1_000_000) as i64;
 
     let mine: Vec<&ExistingAlloc> = input

@@ -14,6 +14,17 @@ pub fn to_canonical_json(job: &Job) -> String {
     serde_json::to_string_pretty(job).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
+/// The identity of a job version's exact content: the first 16 hex digits of the SHA-256 of its
+/// compact JSON. Allocations carry it (`job_spec_hash`), so an agent never runs another spec
+/// stored under the same job and version number (a job purged and created again starts at
+/// version 0 once more).
+pub fn spec_hash(job: &Job) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = serde_json::to_vec(job).unwrap_or_default();
+    let digest = Sha256::digest(&bytes);
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Parses a spec read from the store. `key` (e.g. `/nomos/jobs/default/web`) names the source
 /// in every diagnostic, and each message names the field path. A spec without an id takes the
 /// job name and namespace from the key; one that contradicts the key is an error.

@@ -27,7 +27,7 @@ pub mod parse;
 pub mod runtime;
 pub mod validate;
 
-pub use canonical::{parse_stored_spec, to_canonical_json, to_manifest_yaml};
+pub use canonical::{parse_stored_spec, spec_hash, to_canonical_json, to_manifest_yaml};
 pub use diag::{Diagnostic, Severity};
 pub use error::ApiError;
 pub use hcl::{format_hcl, to_hcl};

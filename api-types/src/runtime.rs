@@ -112,6 +112,12 @@ pub struct Allocation {
     /// Host ports assigned at placement, by label.
     pub ports: Vec<AllocatedPort>,
     pub deployment_id: String,
+    /// Identity of the exact spec this allocation runs ([`crate::spec_hash`] of its job
+    /// version): a job purged and created again starts at version 0 once more, so the version
+    /// number alone does not name a spec. Agents run an allocation only with a version whose
+    /// hash matches. Empty on allocations written before the field existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub job_spec_hash: String,
     /// The allocation this one replaces (reschedule, migrate, destructive update).
     pub previous_alloc: String,
     pub reschedule_attempts: u32,
@@ -268,12 +274,55 @@ pub struct Deployment {
     pub namespace: String,
     pub job_id: String,
     pub job_version: u64,
-    /// `running`, `paused`, `successful`, `failed`, `cancelled`.
+    /// [`deployment_status`]: `running`, `paused`, `successful`, `failed`, `cancelled`.
     pub status: String,
+    /// Nomad's wording ([`deployment_status`] has the descriptions).
     pub status_description: String,
     pub groups: IndexMap<String, DeploymentGroup>,
     pub created_at_ms: i64,
     pub modified_at_ms: i64,
+}
+
+impl Deployment {
+    /// Running or paused: the rollout is not over.
+    pub fn is_active(&self) -> bool {
+        self.status == deployment_status::RUNNING || self.status == deployment_status::PAUSED
+    }
+
+    /// Some group has unpromoted canaries that are all placed and healthy, and waits for a
+    /// user's promotion (`auto_promote` off).
+    pub fn waits_for_promotion(&self) -> bool {
+        self.is_active()
+            && self
+                .groups
+                .values()
+                .any(DeploymentGroup::waits_for_promotion)
+    }
+}
+
+/// A deployment's status words and Nomad's descriptions of them.
+pub mod deployment_status {
+    pub const RUNNING: &str = "running";
+    pub const PAUSED: &str = "paused";
+    pub const SUCCESSFUL: &str = "successful";
+    pub const FAILED: &str = "failed";
+    pub const CANCELLED: &str = "cancelled";
+
+    pub const DESC_RUNNING: &str = "Deployment is running";
+    pub const DESC_NEEDS_PROMOTION: &str = "Deployment is running but requires manual promotion";
+    pub const DESC_AUTO_PROMOTION: &str = "Deployment is running pending automatic promotion";
+    pub const DESC_PAUSED: &str = "Deployment is paused";
+    pub const DESC_SUCCESSFUL: &str = "Deployment completed successfully";
+    pub const DESC_PROGRESS_DEADLINE: &str = "Failed due to progress deadline";
+    pub const DESC_UNHEALTHY: &str = "Failed due to unhealthy allocations";
+    pub const DESC_FAILED_BY_USER: &str = "Deployment marked as failed";
+    pub const DESC_STOPPED_JOB: &str = "Cancelled because job is stopped";
+    pub const DESC_NEWER_JOB: &str = "Cancelled due to newer version of job";
+
+    /// A failure description with the version `auto_revert` rolls back to.
+    pub fn rolling_back(description: &str, version: u64) -> String {
+        format!("{description} - rolling back to job version {version}")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -281,10 +330,28 @@ pub struct Deployment {
 pub struct DeploymentGroup {
     pub desired_total: u32,
     pub desired_canaries: u32,
+    /// Ids of the canaries placed for this deployment.
     pub placed_canaries: Vec<String>,
     pub promoted: bool,
+    /// The group's `update` settings when the deployment started.
+    pub auto_revert: bool,
+    pub auto_promote: bool,
+    pub progress_deadline_ms: i64,
+    /// Allocations of the new version placed, healthy and unhealthy.
     pub placed: u32,
     pub healthy: u32,
     pub unhealthy: u32,
+    /// The deployment fails if no allocation becomes healthy before this (Unix ms; 0: none).
     pub require_progress_by_ms: i64,
+}
+
+impl DeploymentGroup {
+    /// Canaries are asked for, all placed and healthy, and only a user's promotion is missing.
+    pub fn waits_for_promotion(&self) -> bool {
+        self.desired_canaries > 0
+            && !self.promoted
+            && !self.auto_promote
+            && self.placed_canaries.len() as u32 >= self.desired_canaries
+            && self.healthy >= self.desired_canaries
+    }
 }

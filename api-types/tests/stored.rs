@@ -143,3 +143,21 @@ fn yaml_manifests_keep_strings_that_look_like_other_yaml_types() {
         .unwrap_or_else(|d| panic!("{d:?}\n{yaml}"));
     assert_eq!(&back.jobs[0], job, "{yaml}");
 }
+
+#[test]
+fn the_spec_hash_survives_the_store_and_tells_changed_specs_apart() {
+    let json = r#"{"id": "web", "groups": [{"name": "g", "tasks": [{"name": "t", "driver": "raw_exec", "config": {"command": "/bin/true"}}]}]}"#;
+    let job = parse_stored_spec("/nomos/jobs/default/web", json.as_bytes())
+        .unwrap()
+        .jobs
+        .remove(0);
+    // What a controller stores as a version, read back by an agent.
+    let stored = serde_json::to_vec(&job).unwrap();
+    let read: nomos_api::Job = serde_json::from_slice(&stored).unwrap();
+    assert_eq!(nomos_api::spec_hash(&read), nomos_api::spec_hash(&job));
+    assert_eq!(nomos_api::spec_hash(&job).len(), 16);
+    let mut changed = job.clone();
+    changed.groups[0].tasks[0].config =
+        serde_json::from_str(r#"{"command": "/bin/false"}"#).unwrap();
+    assert_ne!(nomos_api::spec_hash(&changed), nomos_api::spec_hash(&job));
+}

@@ -59,6 +59,8 @@ pub struct JobsConfig {
     pub batch_ops: usize,
     /// Clock in Unix milliseconds (tests pass their own).
     pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// New allocation ids (random UUIDs; the simulation passes a seeded source).
+    pub ids: Arc<dyn Fn() -> String + Send + Sync>,
 }
 
 impl Default for JobsConfig {
@@ -69,6 +71,7 @@ impl Default for JobsConfig {
             resync: Duration::from_secs(300),
             batch_ops: 100,
             clock: Arc::new(now_ms),
+            ids: Arc::new(|| uuid::Uuid::new_v4().to_string()),
         }
     }
 }
@@ -465,6 +468,7 @@ impl Ctx {
         let mut failures: IndexMap<String, (u32, String)> = IndexMap::new();
         let mut placed_prev: std::collections::HashSet<String> = Default::default();
         let seed = hash_str(&format!("{}/{}", jk.0, jk.1)) ^ version;
+        let spec_hash = nomos_api::spec_hash(job);
         for (gname, places) in by_group {
             let Some(group) = job.groups.iter().find(|g| g.name == gname) else {
                 continue;
@@ -472,7 +476,7 @@ impl Ctx {
             let requests: Vec<PlacementRequest> = places
                 .iter()
                 .map(|p| PlacementRequest {
-                    alloc_id: uuid::Uuid::new_v4().to_string(),
+                    alloc_id: (self.config.ids)(),
                     penalty_node: p.penalty_node.clone(),
                 })
                 .collect();
@@ -495,6 +499,7 @@ impl Ctx {
                             namespace: job.namespace.clone(),
                             job_id: job.id.clone(),
                             job_version: version,
+                            job_spec_hash: spec_hash.clone(),
                             task_group: group.name.clone(),
                             name: format!("{}.{}[{}]", job.id, group.name, p.index),
                             index: p.index,
@@ -532,6 +537,7 @@ impl Ctx {
             if let Some(e) = w.allocs.get(id) {
                 let mut a = e.alloc.clone();
                 a.job_version = version;
+                a.job_spec_hash = spec_hash.clone();
                 a.modified_at_ms = now;
                 changed.insert(id.clone(), a);
             }

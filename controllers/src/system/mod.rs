@@ -118,6 +118,10 @@ pub fn plan(
     now_ms: i64,
 ) -> SystemPlan {
     let mut out = SystemPlan::default();
+    let spec = VersionRef {
+        version,
+        hash: nomos_api::spec_hash(job),
+    };
     let mut nodes: Vec<String> = snapshot.nodes().map(|n| n.node.name.clone()).collect();
     nodes.sort();
     let stopped = job.stop;
@@ -218,7 +222,7 @@ pub fn plan(
                         .map(|a| a.alloc.id.clone())
                         .or_else(|| newest(&on_node))
                         .unwrap_or_default();
-                    let alloc = new_alloc(job, version, group, node, &previous, &p, now_ms);
+                    let alloc = new_alloc(job, &spec, group, node, &previous, &p, now_ms);
                     snapshot.add_alloc(scheduler::AllocUsage {
                         id: alloc.id.clone(),
                         job: format!("{}/{}", job.namespace, job.id),
@@ -382,17 +386,28 @@ fn copy_usage<'a>(
     });
 }
 
-/// A deterministic allocation id: the same job version, group, node and predecessor always give
-/// the same id, so a re-run of an interrupted evaluation finds what it already wrote.
+/// A job version and the hash of its content ([`nomos_api::spec_hash`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRef {
+    pub version: u64,
+    pub hash: String,
+}
+
+/// A deterministic allocation id: the same job version (and content), group, node and
+/// predecessor always give the same id, so a re-run of an interrupted evaluation finds what it
+/// already wrote, while a job purged and created again gets new ids.
 pub fn alloc_id(
     namespace: &str,
     job: &str,
-    version: u64,
+    spec: &VersionRef,
     group: &str,
     node: &str,
     previous: &str,
 ) -> String {
-    let key = format!("{namespace}\u{0}{job}\u{0}{version}\u{0}{group}\u{0}{node}\u{0}{previous}");
+    let VersionRef { version, hash } = spec;
+    let key = format!(
+        "{namespace}\u{0}{job}\u{0}{version}\u{0}{hash}\u{0}{group}\u{0}{node}\u{0}{previous}"
+    );
     let a = scheduler::hash_str(&key);
     let b = scheduler::hash_str(&format!("system\u{0}{key}"));
     format!(
@@ -407,7 +422,7 @@ pub fn alloc_id(
 
 fn new_alloc(
     job: &Job,
-    version: u64,
+    spec: &VersionRef,
     group: &TaskGroup,
     node: &str,
     previous: &str,
@@ -415,17 +430,11 @@ fn new_alloc(
     now_ms: i64,
 ) -> Allocation {
     Allocation {
-        id: alloc_id(
-            &job.namespace,
-            &job.id,
-            version,
-            &group.name,
-            node,
-            previous,
-        ),
+        id: alloc_id(&job.namespace, &job.id, spec, &group.name, node, previous),
         namespace: job.namespace.clone(),
         job_id: job.id.clone(),
-        job_version: version,
+        job_version: spec.version,
+        job_spec_hash: spec.hash.clone(),
         task_group: group.name.clone(),
         name: format!("{}.{}[0]", job.id, group.name),
         index: 0,

@@ -325,10 +325,19 @@ fn a_stopped_job_stops_everything_and_places_nothing() {
 
 #[test]
 fn alloc_ids_are_stable_and_distinct_per_predecessor() {
-    let a = alloc_id("default", "agentd", 1, "g", "n1", "");
-    assert_eq!(a, alloc_id("default", "agentd", 1, "g", "n1", ""));
-    assert_ne!(a, alloc_id("default", "agentd", 1, "g", "n1", &a));
-    assert_ne!(a, alloc_id("default", "agentd", 1, "g", "n2", ""));
+    let v1 = VersionRef {
+        version: 1,
+        hash: "aaaa".into(),
+    };
+    let a = alloc_id("default", "agentd", &v1, "g", "n1", "");
+    assert_eq!(a, alloc_id("default", "agentd", &v1, "g", "n1", ""));
+    assert_ne!(a, alloc_id("default", "agentd", &v1, "g", "n1", &a));
+    assert_ne!(a, alloc_id("default", "agentd", &v1, "g", "n2", ""));
+    let recreated = VersionRef {
+        version: 1,
+        hash: "bbbb".into(),
+    };
+    assert_ne!(a, alloc_id("default", "agentd", &recreated, "g", "n1", ""));
     assert_eq!(a.len(), 36);
 }
 

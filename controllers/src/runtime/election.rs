@@ -121,6 +121,24 @@ where
     }
 }
 
+/// One campaign for controller `name`: returns the leadership when this attempt won, `None`
+/// when someone else leads. The caller keeps the lease alive (or lets it lapse); the
+/// simulation harness uses this to move leadership between simulated servers.
+pub async fn campaign_once(
+    store: &dyn Store,
+    name: &str,
+    identity: &str,
+    ttl_secs: i64,
+) -> Result<Option<Leadership>, StoreError> {
+    let key = keys::election(name);
+    Ok(
+        match campaign(store, &key, identity, ttl_secs.max(1)).await? {
+            Campaign::Won(lease) => Some(Leadership { key, lease }),
+            Campaign::Lost(_) => None,
+        },
+    )
+}
+
 enum Campaign {
     Won(i64),
     /// Someone else leads; the revision to watch from.

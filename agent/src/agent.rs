@@ -179,7 +179,7 @@ pub async fn run(
         jobs: HashMap::new(),
         docker,
         orphans_cleaned: false,
-        unstartable: std::collections::HashSet::new(),
+        spec_problems: HashMap::new(),
     };
     for rec in state.load_all() {
         let id = rec.alloc.id.clone();
@@ -233,11 +233,25 @@ struct AgentLoop {
     store: Arc<dyn Store>,
     runners: BTreeMap<String, AllocRunner>,
     forgets: JoinSet<()>,
-    jobs: HashMap<(String, String, u64), Arc<Job>>,
+    /// Job versions read, by the spec they hold ([`SpecKey`]).
+    jobs: HashMap<SpecKey, Arc<Job>>,
     docker: Option<DockerDriver>,
     orphans_cleaned: bool,
-    /// Allocations whose job version could not be read, already reported as such.
-    unstartable: std::collections::HashSet<String>,
+    /// Allocations whose spec could not be had, with the reason last told (in the status of one
+    /// not started yet, in the log for one running), so each reason is told once.
+    spec_problems: HashMap<String, String>,
+}
+
+/// A job version as an allocation names it: namespace, job, version and spec hash.
+type SpecKey = (String, String, u64, String);
+
+fn spec_key(alloc: &Allocation, hash: &str) -> SpecKey {
+    (
+        alloc.namespace.clone(),
+        alloc.job_id.clone(),
+        alloc.job_version,
+        hash.to_string(),
+    )
 }
 
 impl AgentLoop {
@@ -340,14 +354,17 @@ impl AgentLoop {
         }
     }
 
+    /// The job spec `alloc` runs. With a `job_spec_hash`, only a version holding that spec will
+    /// do: from the cache, else read from the store (a job purged and created again reuses
+    /// version numbers, so a number alone names no spec); a version holding another spec is
+    /// [`AgentError::SpecMismatch`], and it is read again on the next try. Allocations without
+    /// a hash (written before it existed) read their version each time.
     async fn job(&mut self, alloc: &Allocation) -> Result<Arc<Job>, AgentError> {
-        let key = (
-            alloc.namespace.clone(),
-            alloc.job_id.clone(),
-            alloc.job_version,
-        );
-        if let Some(j) = self.jobs.get(&key) {
-            return Ok(j.clone());
+        let wanted = &alloc.job_spec_hash;
+        if !wanted.is_empty() {
+            if let Some(j) = self.jobs.get(&spec_key(alloc, wanted)) {
+                return Ok(j.clone());
+            }
         }
         let k = keys::job_version(&alloc.namespace, &alloc.job_id, alloc.job_version);
         let resp = self
@@ -365,9 +382,72 @@ impl AgentLoop {
             what: k.clone(),
             source: e,
         })?;
+        let found = plan::stored_spec_hash(&kv.value, &job, wanted);
         let job = Arc::new(job);
-        self.jobs.insert(key, job.clone());
+        self.jobs.insert(spec_key(alloc, &found), job.clone());
+        if !wanted.is_empty() && *wanted != found {
+            return Err(AgentError::SpecMismatch {
+                key: k,
+                alloc: alloc.id.clone(),
+                wanted: wanted.clone(),
+                found,
+            });
+        }
         Ok(job)
+    }
+
+    /// Tells why `alloc` cannot start yet, once per reason, in its status (retried on every
+    /// sync tick).
+    fn report_unstartable(&mut self, alloc: &Allocation, e: &AgentError) {
+        let reason = format!("cannot start: {e}");
+        if self.spec_problems.get(&alloc.id) == Some(&reason) {
+            return;
+        }
+        tracing::warn!(alloc = %alloc.id, error = %e, "cannot start allocation yet");
+        let status = AllocStatus {
+            alloc_id: alloc.id.clone(),
+            client_description: reason.clone(),
+            modified_at_ms: now_ms(),
+            ..Default::default()
+        };
+        let _ = self
+            .ctx
+            .reports
+            .send(Report::Status(alloc.id.clone(), Box::new(status)));
+        self.spec_problems.insert(alloc.id.clone(), reason);
+    }
+
+    /// Moves a running allocation to a new value (job version, spec, ports), but only onto the
+    /// spec it names; until that can be read it keeps running what it runs.
+    async fn update(&mut self, alloc: &Allocation) {
+        match self.job(alloc).await {
+            Ok(job) => {
+                self.spec_problems.remove(&alloc.id);
+                if let Some(r) = self.runners.get(&alloc.id) {
+                    r.shared.update(|rec| {
+                        rec.alloc = alloc.clone();
+                        rec.job = (*job).clone();
+                    });
+                }
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                if self.spec_problems.get(&alloc.id) != Some(&reason) {
+                    tracing::warn!(alloc = %alloc.id, error = %e, "not updating allocation yet; it keeps running its current spec");
+                    self.spec_problems.insert(alloc.id.clone(), reason);
+                }
+            }
+        }
+    }
+
+    /// Forgets cached specs and told problems that no desired allocation names any more.
+    fn prune(&mut self, desired: &BTreeMap<String, Allocation>) {
+        let named: std::collections::HashSet<SpecKey> = desired
+            .values()
+            .map(|a| spec_key(a, &a.job_spec_hash))
+            .collect();
+        self.jobs.retain(|k, _| named.contains(k));
+        self.spec_problems.retain(|id, _| desired.contains_key(id));
     }
 
     async fn converge(&mut self, desired: &BTreeMap<String, Allocation>) -> Result<(), AgentError> {
@@ -379,6 +459,7 @@ impl AgentLoop {
                     id.clone(),
                     LocalAlloc {
                         job_version: r.job_version(),
+                        job_spec_hash: r.job_spec_hash(),
                         stopping: r.stopping(),
                     },
                 )
@@ -390,6 +471,7 @@ impl AgentLoop {
                 Action::Start(alloc) => match self.job(&alloc).await {
                     Ok(job) => {
                         tracing::info!(alloc = %alloc.id, job = %alloc.job_id, "starting allocation");
+                        self.spec_problems.remove(&alloc.id);
                         let rec = AllocRecord {
                             alloc: alloc.clone(),
                             job: (*job).clone(),
@@ -398,26 +480,10 @@ impl AgentLoop {
                         self.runners
                             .insert(alloc.id.clone(), AllocRunner::spawn(self.ctx.clone(), rec));
                     }
-                    Err(e) => {
-                        if e.is_retryable() {
-                            if first_error.is_none() {
-                                first_error = Some(e);
-                            }
-                        } else if self.unstartable.insert(alloc.id.clone()) {
-                            // Say why in the allocation's status (once); retried on every tick.
-                            tracing::warn!(alloc = %alloc.id, error = %e, "cannot start allocation yet");
-                            let status = AllocStatus {
-                                alloc_id: alloc.id.clone(),
-                                client_description: format!("cannot start: {e}"),
-                                modified_at_ms: now_ms(),
-                                ..Default::default()
-                            };
-                            let _ = self
-                                .ctx
-                                .reports
-                                .send(Report::Status(alloc.id.clone(), Box::new(status)));
-                        }
+                    Err(e) if e.is_retryable() => {
+                        first_error.get_or_insert(e);
                     }
+                    Err(e) => self.report_unstartable(&alloc, &e),
                 },
                 Action::Stop(id) => {
                     if let Some(r) = self.runners.get(&id) {
@@ -425,16 +491,7 @@ impl AgentLoop {
                         r.stop();
                     }
                 }
-                Action::Update(alloc) => {
-                    if let Ok(job) = self.job(&alloc).await {
-                        if let Some(r) = self.runners.get(&alloc.id) {
-                            r.shared.update(|rec| {
-                                rec.alloc = alloc.clone();
-                                rec.job = (*job).clone();
-                            });
-                        }
-                    }
-                }
+                Action::Update(alloc) => self.update(&alloc).await,
                 Action::Forget(id) => {
                     if let Some(r) = self.runners.remove(&id) {
                         tracing::info!(alloc = %id, "allocation removed; stopping and forgetting it");
@@ -451,6 +508,7 @@ impl AgentLoop {
             }
         }
         while let Some(Some(_)) = futures::FutureExt::now_or_never(self.forgets.join_next()) {}
+        self.prune(desired);
         first_error.map_or(Ok(()), Err)
     }
 }

@@ -350,6 +350,16 @@ impl AllocRunner {
             .job_version
     }
 
+    pub fn job_spec_hash(&self) -> String {
+        self.shared
+            .rec
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .alloc
+            .job_spec_hash
+            .clone()
+    }
+
     pub fn stopping(&self) -> bool {
         self.shared
             .rec

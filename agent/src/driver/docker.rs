@@ -22,7 +22,10 @@ use bollard::Docker;
 use futures::StreamExt;
 use nomos_api::{DriverInfo, Value};
 
-use super::{config_list, config_str, now_ms, Driver, ExitResult, TaskHandle, TaskSpec, TaskStats};
+use super::{
+    attribute_oom_kills, config_list, config_str, now_ms, Driver, ExitResult, TaskHandle, TaskSpec,
+    TaskStats,
+};
 use crate::error::AgentError;
 use crate::logs::LogStream;
 
@@ -518,12 +521,13 @@ impl Driver for DockerDriver {
                         let oom = st.oom_killed.unwrap_or(false);
                         let signal = (code > 128 && code < 128 + 65).then_some(code - 128);
                         let error = st.error.filter(|e| !e.is_empty());
-                        return Ok(ExitResult {
+                        let exit = ExitResult {
                             exit_code: Some(code),
                             signal,
-                            oom_killed: oom,
                             error,
-                        });
+                            ..Default::default()
+                        };
+                        return Ok(attribute_oom_kills(exit, u64::from(oom)));
                     }
                 }
                 Err(bollard::errors::Error::DockerResponseServerError {

@@ -27,7 +27,9 @@ use super::raw_exec::{
     process_alive, process_stats, read_exit, signal_group, spawn_process, stop_process, Isolate,
     SpawnOptions, ISOLATE,
 };
-use super::{parse_signal, Driver, ExitResult, TaskHandle, TaskSpec, TaskStats};
+use super::{
+    attribute_oom_kills, parse_signal, Driver, ExitResult, TaskHandle, TaskSpec, TaskStats,
+};
 use crate::error::AgentError;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -383,11 +385,9 @@ impl Driver for ExecDriver {
         while process_alive(handle) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let mut exit = read_exit(handle);
-        if let Some(cg) = &handle.cgroup {
-            exit.oom_killed = oom_kills(cg) > 0;
-        }
-        Ok(exit)
+        let exit = read_exit(handle);
+        let kills = handle.cgroup.as_deref().map(oom_kills).unwrap_or(0);
+        Ok(attribute_oom_kills(exit, kills))
     }
 
     async fn signal(&self, handle: &TaskHandle, signal: &str) -> Result<(), AgentError> {

@@ -806,7 +806,9 @@ pub async fn purge(data_dir: impl AsRef<Path>) -> Result<PurgeReport, AgentError
                 "exec" => Arc::new(ExecDriver::new(0)),
                 _ => Arc::new(RawExecDriver),
             };
-            if driver.recover(h).await.unwrap_or(false) {
+            // A task whose state cannot be read now stops the purge: nothing is forgotten while
+            // it may still run.
+            if driver.recover(h).await? {
                 driver.stop(h, &sig, timeout).await?;
                 report.tasks_stopped += 1;
             }

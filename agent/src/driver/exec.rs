@@ -24,8 +24,8 @@ use async_trait::async_trait;
 use nomos_api::DriverInfo;
 
 use super::raw_exec::{
-    process_alive, process_stats, read_exit, signal_group, spawn_process, stop_process, Isolate,
-    SpawnOptions, ISOLATE,
+    process_stats, recover_process, signal_group, spawn_process, stop_process, wait_process,
+    Isolate, SpawnOptions, ISOLATE,
 };
 use super::{
     attribute_oom_kills, parse_signal, Driver, ExitResult, TaskHandle, TaskSpec, TaskStats,
@@ -378,14 +378,11 @@ impl Driver for ExecDriver {
     }
 
     async fn recover(&self, handle: &TaskHandle) -> Result<bool, AgentError> {
-        Ok(process_alive(handle))
+        recover_process(handle)
     }
 
     async fn wait(&self, handle: &TaskHandle) -> Result<ExitResult, AgentError> {
-        while process_alive(handle) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let exit = read_exit(handle);
+        let exit = wait_process(handle).await;
         let kills = handle.cgroup.as_deref().map(oom_kills).unwrap_or(0);
         Ok(attribute_oom_kills(exit, kills))
     }

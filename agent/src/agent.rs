@@ -2,11 +2,10 @@
 //! loops going until shutdown: the heartbeat (lease keep-alive and node registration), the
 //! allocation sync (list + watch `/nomos/allocs/<node>/`, converge through [`crate::plan`]) and
 //! the reporter (status writes, coalesced per allocation, retried with backoff while the store
-//! is away). Shutdown leaves every task running; [`purge`] is what stops them.
+//! is away). Shutdown leaves every task running; [`crate::purge()`] is what stops them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -164,6 +163,7 @@ pub async fn run(
         config: config.clone(),
         node: node.clone(),
         drivers,
+        agent_id: state.agent_id(),
         state: state.clone(),
         reports: reports_tx,
         metrics: metrics.clone(),
@@ -189,7 +189,7 @@ pub async fn run(
             .insert(id.clone(), AllocRunner::spawn(ctx.clone(), rec));
         let _ = ctx.reports.send(Report::Status(id, Box::new(status)));
     }
-    tracing::info!(node = %config.name, resumed = agent.runners.len(), "agent starting");
+    tracing::info!(node = %config.name, agent_id = %ctx.agent_id, resumed = agent.runners.len(), "agent starting");
 
     let mut background = JoinSet::new();
     background.spawn(reporter(
@@ -329,9 +329,10 @@ impl AgentLoop {
         }
     }
 
-    /// Removes containers labelled with this node's id whose allocation this agent does not
-    /// run (left by a crashed agent whose state was lost, or by an allocation removed while the
-    /// agent was down). Containers of known allocations are adopted by their runners instead.
+    /// Removes containers this agent created ([`crate::driver::docker::created_by`]) whose
+    /// allocation it does not run (left by a crashed agent whose state was lost, or by an
+    /// allocation removed while the agent was down). Containers of known allocations are adopted
+    /// by their runners instead; other agents' containers are never touched.
     async fn clean_orphan_containers(&mut self) {
         let Some(docker) = self.docker.clone() else {
             return;
@@ -339,7 +340,10 @@ impl AgentLoop {
         if docker.client().is_err() {
             return;
         }
-        match docker.containers_of_node(&self.ctx.node.id).await {
+        match docker
+            .containers_of_agent(&self.ctx.node.id, &self.ctx.agent_id)
+            .await
+        {
             Ok(list) => {
                 for (id, alloc) in list {
                     if !self.runners.contains_key(&alloc) {
@@ -757,68 +761,6 @@ async fn register(
         .await
         .map_err(store_err("write heartbeat"))?;
     Ok(grant.id)
-}
-
-/// What [`purge`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PurgeReport {
-    pub allocations: usize,
-    pub tasks_stopped: usize,
-}
-
-/// Cleans a node completely: stops every task this agent's data dir knows about (SIGTERM, then
-/// SIGKILL after each task's kill timeout), removes their containers, and deletes the data dir.
-/// Run it with the agent stopped.
-pub async fn purge(data_dir: impl AsRef<Path>) -> Result<PurgeReport, AgentError> {
-    let data_dir = data_dir.as_ref();
-    let state = StateDir::new(data_dir);
-    let mut report = PurgeReport::default();
-    let mut docker: Option<DockerDriver> = None;
-    for rec in state.load_all() {
-        report.allocations += 1;
-        let tasks: HashMap<String, nomos_api::Task> = rec
-            .job
-            .groups
-            .iter()
-            .filter(|g| g.name == rec.alloc.task_group)
-            .flat_map(|g| g.tasks.iter().map(|t| (t.name.clone(), t.clone())))
-            .collect();
-        for (name, tr) in &rec.tasks {
-            let Some(h) = &tr.handle else { continue };
-            let task = tasks.get(name).cloned().unwrap_or_default();
-            let sig = if task.kill_signal.is_empty() {
-                "SIGTERM".to_string()
-            } else {
-                task.kill_signal.clone()
-            };
-            let timeout = if task.kill_timeout_ns == 0 {
-                Duration::from_secs(5)
-            } else {
-                Duration::from_nanos(task.kill_timeout_ns)
-            };
-            let driver: Arc<dyn Driver> = match h.driver.as_str() {
-                "docker" => {
-                    if docker.is_none() {
-                        docker = Some(DockerDriver::new().await);
-                    }
-                    Arc::new(docker.clone().unwrap_or_default())
-                }
-                "exec" => Arc::new(ExecDriver::new(0)),
-                _ => Arc::new(RawExecDriver),
-            };
-            // A task whose state cannot be read now stops the purge: nothing is forgotten while
-            // it may still run.
-            if driver.recover(h).await? {
-                driver.stop(h, &sig, timeout).await?;
-                report.tasks_stopped += 1;
-            }
-            let _ = driver.destroy(h).await;
-        }
-    }
-    if data_dir.exists() {
-        std::fs::remove_dir_all(data_dir).map_err(|e| AgentError::io(data_dir, e))?;
-    }
-    Ok(report)
 }
 
 #[cfg(test)]

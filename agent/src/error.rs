@@ -44,6 +44,8 @@ pub enum AgentError {
         wanted: String,
         found: String,
     },
+    #[error("task {task} belongs to another agent ({why}); leaving it alone")]
+    NotOurs { task: String, why: String },
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("http endpoint: {0}")]

@@ -54,7 +54,10 @@ pub fn read_stat(pid: i32) -> std::io::Result<Option<ProcStat>> {
     let path = format!("/proc/{pid}/stat");
     match std::fs::read_to_string(&path) {
         Ok(text) => parse_stat(&text).map(Some).ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("unparsable {path}"))
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("unparsable {path}"),
+            )
         }),
         Err(e) if means_gone(&e) => Ok(None),
         Err(e) => Err(e),
@@ -112,7 +115,11 @@ pub fn group_members(pgrp: i32) -> Vec<ProcStat> {
 pub fn find_group_leaders_with_env(env: &[(&str, &str)]) -> std::io::Result<Vec<ProcStat>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc")? {
-        let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+        let Some(pid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
             continue;
         };
         let Some(s) = read_stat(pid)? else { continue };
@@ -242,14 +249,23 @@ mod tests {
         // (what reading /proc/<pid>/stat gave, the verdict for start time 500)
         let cases: Vec<(std::io::Result<Option<ProcStat>>, &str)> = vec![
             (Ok(Some(running.clone())), "alive"),
-            (Ok(Some(ProcStat { start_time: 501, ..running })), "gone"),
+            (
+                Ok(Some(ProcStat {
+                    start_time: 501,
+                    ..running
+                })),
+                "gone",
+            ),
             (Ok(Some(zombie)), "gone"),
             (Ok(None), "gone"),
             (Err(os(libc::EMFILE)), "unknown"),
             (Err(os(libc::ENFILE)), "unknown"),
             (Err(os(libc::ENOMEM)), "unknown"),
             (Err(os(libc::EACCES)), "unknown"),
-            (Err(Error::new(ErrorKind::InvalidData, "unparsable")), "unknown"),
+            (
+                Err(Error::new(ErrorKind::InvalidData, "unparsable")),
+                "unknown",
+            ),
         ];
         for (read, want) in cases {
             let what = format!("{read:?}");

@@ -369,7 +369,8 @@ async fn a_container_whose_child_is_oom_killed_while_its_main_process_exits_0_co
     assert_eq!(term.exit_code, Some(0), "{ev:?}");
     assert!(!term.oom_killed, "{ev:?}");
     assert!(
-        term.message.contains("a process in the task was OOM-killed"),
+        term.message
+            .contains("a process in the task was OOM-killed"),
         "{}",
         term.message
     );

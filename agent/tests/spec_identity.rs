@@ -22,7 +22,10 @@ fn web(greeting: &str) -> Job {
 /// What `nctl stop web --purge` leaves: neither the allocation nor the job's versions.
 async fn purge_job(store: &dyn Store, node: &str, alloc_id: &str) {
     store
-        .delete(KeySelector::key(keys::alloc(node, alloc_id)), Default::default())
+        .delete(
+            KeySelector::key(keys::alloc(node, alloc_id)),
+            Default::default(),
+        )
         .await
         .unwrap();
     store
@@ -104,9 +107,7 @@ async fn an_allocation_whose_spec_is_not_the_stored_version_waits_and_never_runs
     .await;
     assert_eq!(s.client_status, ClientStatus::Pending, "{s:?}");
     assert!(
-        s.client_description
-            .contains(&nomos_api::spec_hash(&old))
-            && s.task_states.is_empty(),
+        s.client_description.contains(&nomos_api::spec_hash(&old)) && s.task_states.is_empty(),
         "{s:?}"
     );
     assert_eq!(stdout_of(&data, "late", "t"), "", "nothing ran");

@@ -59,9 +59,9 @@ async fn all_running(
 ) -> nomos_api::AllocStatus {
     status_where(store, "n1", id, "every task running", |s| {
         s.task_states.len() == 2
-            && s.task_states.values().all(|t| {
-                t.state == TaskRunState::Running && t.started_at_ms >= started_after_ms
-            })
+            && s.task_states
+                .values()
+                .all(|t| t.state == TaskRunState::Running && t.started_at_ms >= started_after_ms)
     })
     .await
 }

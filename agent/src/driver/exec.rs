@@ -255,9 +255,13 @@ impl ExecDriver {
             Isolation::CgroupV1Memory => CGROUP_V1_MEMORY,
             _ => CGROUP_ROOT,
         };
-        Path::new(base)
-            .join("nomos")
-            .join(format!("{}.{}", spec.alloc_id, spec.task))
+        // Named after the agent too: two agents on one host never share (or kill) a cgroup.
+        let name = if spec.agent_id.is_empty() {
+            format!("{}.{}", spec.alloc_id, spec.task)
+        } else {
+            format!("{}.{}.{}", spec.agent_id, spec.alloc_id, spec.task)
+        };
+        Path::new(base).join("nomos").join(name)
     }
 
     fn make_cgroup(&self, spec: &TaskSpec) -> Result<PathBuf, AgentError> {

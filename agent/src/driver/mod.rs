@@ -26,6 +26,10 @@ pub struct TaskSpec {
     pub alloc_id: String,
     /// The node's id; containers are labelled with it so an agent only cleans up its own.
     pub node_id: String,
+    /// The starting agent's id ([`crate::state::StateDir::agent_id`], from its data dir): process
+    /// tasks carry it as [`AGENT_ID_ENV`] and containers as a label, so an agent only ever
+    /// adopts what it started itself. Empty: tasks carry no agent id.
+    pub agent_id: String,
     pub alloc_name: String,
     pub namespace: String,
     pub job_id: String,
@@ -46,12 +50,18 @@ pub struct TaskSpec {
     pub kill_signal: String,
 }
 
+/// The environment variable naming the agent that started a process task.
+pub const AGENT_ID_ENV: &str = "NOMOS_AGENT_ID";
+
 /// What the agent persists to find a task again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct TaskHandle {
     pub driver: String,
     pub task: String,
+    /// The agent that started the task (see [`TaskSpec::agent_id`]); empty in handles written
+    /// before agents had ids, which are trusted by pid and start time alone.
+    pub agent_id: String,
     /// Process id of the task's process-group leader (raw_exec, exec).
     pub pid: Option<i32>,
     /// Start time of `pid` in clock ticks after boot, so a reused pid is not mistaken.
@@ -63,6 +73,21 @@ pub struct TaskHandle {
     pub container_id: Option<String>,
     pub log_dir: PathBuf,
     pub started_at_ms: i64,
+}
+
+/// Refuses a handle that another agent wrote ([`AgentError::NotOurs`]): a data dir copied from
+/// another agent names that agent's tasks, which this one must neither re-attach to nor stop.
+pub fn check_owner(handle: &TaskHandle, agent_id: &str) -> Result<(), AgentError> {
+    if handle.agent_id.is_empty() || handle.agent_id == agent_id {
+        return Ok(());
+    }
+    Err(AgentError::NotOurs {
+        task: handle.task.clone(),
+        why: format!(
+            "its handle was written by agent {}, this agent is {agent_id}",
+            handle.agent_id
+        ),
+    })
 }
 
 /// How a task ended.

@@ -18,7 +18,7 @@ use nomos_api::DriverInfo;
 
 use super::{
     config_list, config_str, now_ms, parse_signal, Driver, ExitResult, TaskHandle, TaskSpec,
-    TaskStats,
+    TaskStats, AGENT_ID_ENV,
 };
 use crate::error::AgentError;
 use crate::logs::{self, LogStream};
@@ -119,6 +119,7 @@ pub(crate) async fn spawn_process(
         let found = procfs::find_group_leaders_with_env(&[
             ("NOMOS_ALLOC_ID", alloc),
             ("NOMOS_TASK_NAME", task),
+            (AGENT_ID_ENV, &spec.agent_id),
         ])
         .map_err(|e| {
             AgentError::driver(
@@ -131,6 +132,7 @@ pub(crate) async fn spawn_process(
             return Ok(TaskHandle {
                 driver: driver.to_string(),
                 task: spec.task.clone(),
+                agent_id: spec.agent_id.clone(),
                 pid: Some(leader.pid),
                 start_time: Some(leader.start_time),
                 exit_file: Some(exit_file),
@@ -177,8 +179,14 @@ pub(crate) async fn spawn_process(
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         );
     }
-    cmd.envs(&spec.env)
-        .current_dir(&spec.task_dir)
+    cmd.envs(&spec.env);
+    // Set last, over the task's env and the agent's own (an agent may run under another one).
+    if spec.agent_id.is_empty() {
+        cmd.env_remove(AGENT_ID_ENV);
+    } else {
+        cmd.env(AGENT_ID_ENV, &spec.agent_id);
+    }
+    cmd.current_dir(&spec.task_dir)
         .stdin(std::process::Stdio::null())
         .stdout(stdout)
         .stderr(stderr);
@@ -238,6 +246,7 @@ pub(crate) async fn spawn_process(
     Ok(TaskHandle {
         driver: driver.to_string(),
         task: spec.task.clone(),
+        agent_id: spec.agent_id.clone(),
         pid: Some(pid),
         start_time: Some(start_time),
         exit_file: Some(exit_file),
@@ -287,12 +296,32 @@ fn proc_unreadable(handle: &TaskHandle, e: std::io::Error) -> AgentError {
     AgentError::io(format!("/proc/{}/stat", handle.pid.unwrap_or(0)), e)
 }
 
-/// Whether the task still runs, for a re-attach: an error when `/proc` cannot be read now.
+/// Whether the task still runs, for a re-attach: an error when `/proc` cannot be read now, and
+/// [`AgentError::NotOurs`] when the process does not carry the agent id its handle names.
 pub(crate) fn recover_process(handle: &TaskHandle) -> Result<bool, AgentError> {
     match process_liveness(handle) {
-        Liveness::Alive => Ok(true),
+        Liveness::Alive => check_marker(handle).map(|()| true),
         Liveness::Gone => Ok(false),
         Liveness::Unknown(e) => Err(proc_unreadable(handle, e)),
+    }
+}
+
+/// Checks that the task's live group leader carries the agent id of its handle (handles of
+/// agents without ids are trusted by pid and start time alone).
+fn check_marker(handle: &TaskHandle) -> Result<(), AgentError> {
+    let Some(pid) = handle.pid.filter(|_| !handle.agent_id.is_empty()) else {
+        return Ok(());
+    };
+    match procfs::environ_matches(pid, &[(AGENT_ID_ENV, &handle.agent_id)]) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(AgentError::NotOurs {
+            task: handle.task.clone(),
+            why: format!(
+                "process {pid} does not carry {AGENT_ID_ENV}={}",
+                handle.agent_id
+            ),
+        }),
+        Err(e) => Err(AgentError::io(format!("/proc/{pid}/environ"), e)),
     }
 }
 

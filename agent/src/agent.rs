@@ -1,8 +1,8 @@
 //! The agent loop: set up the node, re-attach to the tasks of a previous run, then keep three
 //! loops going until shutdown: the heartbeat (lease keep-alive and node registration), the
 //! allocation sync (list + watch `/nomos/allocs/<node>/`, converge through [`crate::plan`]) and
-//! the reporter (status writes, coalesced per allocation, retried with backoff while the store
-//! is away). Shutdown leaves every task running; [`crate::purge()`] is what stops them.
+//! the reporter ([`crate::report`]: status writes, coalesced per allocation, retried with
+//! backoff while the store is away, and written again when someone else replaced them). Shutdown leaves every task running; [`crate::purge()`] is what stops them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -192,7 +192,7 @@ pub async fn run(
     tracing::info!(node = %config.name, agent_id = %ctx.agent_id, resumed = agent.runners.len(), "agent starting");
 
     let mut background = JoinSet::new();
-    background.spawn(reporter(
+    background.spawn(crate::report::reporter(
         store.clone(),
         config.clone(),
         reports_rx,
@@ -203,6 +203,7 @@ pub async fn run(
         config.clone(),
         node.clone(),
         metrics.clone(),
+        ctx.reports.clone(),
     ));
     if let Some(listener) = listener {
         background.spawn(crate::http::serve(
@@ -532,74 +533,15 @@ fn decode_alloc(key: &str, value: &[u8]) -> Option<Allocation> {
     }
 }
 
-/// Writes allocation statuses, coalescing per allocation and retrying while the store is away.
-async fn reporter(
-    store: Arc<dyn Store>,
-    config: Arc<AgentConfig>,
-    mut rx: mpsc::UnboundedReceiver<Report>,
-    metrics: Arc<Metrics>,
-) {
-    let mut pending: BTreeMap<String, Option<AllocStatus>> = BTreeMap::new();
-    let mut backoff = Backoff::new(
-        Duration::from_millis(100),
-        Duration::from_millis(config.max_retry_backoff_ms),
-    );
-    loop {
-        if pending.is_empty() {
-            match rx.recv().await {
-                Some(r) => add_report(&mut pending, r),
-                None => return,
-            }
-        }
-        while let Ok(r) = rx.try_recv() {
-            add_report(&mut pending, r);
-        }
-        let mut failed = false;
-        while let Some((id, status)) = pending.pop_first() {
-            let key = keys::alloc_status(&config.name, &id);
-            let result = match &status {
-                Some(s) => match serde_json::to_vec(s) {
-                    Ok(bytes) => store
-                        .put(key.into_bytes(), bytes, PutOptions::default())
-                        .await
-                        .map(|_| ()),
-                    Err(_) => Ok(()),
-                },
-                None => store
-                    .delete(KeySelector::key(key), Default::default())
-                    .await
-                    .map(|_| ()),
-            };
-            if let Err(e) = result {
-                metrics.store_errors.inc();
-                tracing::debug!(alloc = %id, error = %e, "status write failed; will retry");
-                pending.entry(id).or_insert(status);
-                failed = true;
-                break;
-            }
-        }
-        if failed {
-            tokio::time::sleep(backoff.next_delay()).await;
-        } else {
-            backoff.reset();
-        }
-    }
-}
-
-fn add_report(pending: &mut BTreeMap<String, Option<AllocStatus>>, r: Report) {
-    match r {
-        Report::Status(id, s) => pending.insert(id, Some(*s)),
-        Report::Remove(id) => pending.insert(id, None),
-    };
-}
-
 /// Registers the node and keeps its heartbeat lease alive; re-registers whenever the lease is
-/// lost (store restart, long outage).
+/// lost (store restart, long outage), and then has the reporter check every status key (the
+/// lifecycle loop may have marked them while the heartbeat was missing).
 async fn heartbeat(
     store: Arc<dyn Store>,
     config: Arc<AgentConfig>,
     node: Arc<Node>,
     metrics: Arc<Metrics>,
+    reports: mpsc::UnboundedSender<Report>,
 ) {
     let mut backoff = Backoff::new(
         Duration::from_millis(100),
@@ -618,6 +560,7 @@ async fn heartbeat(
         let lease = match register(&*store, &config, &node, ttl).await {
             Ok(id) => {
                 backoff.reset();
+                let _ = reports.send(Report::Resync);
                 id
             }
             Err(e) => {

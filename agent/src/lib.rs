@@ -8,6 +8,8 @@
 //! - [`purge`](mod@purge): [`purge()`], which stops this agent's tasks and deletes its data dir.
 //! - [`plan`]: pure decisions: start / stop / forget / update allocations, client status,
 //!   health, lifecycle phases.
+//! - [`report`]: writes allocation statuses and keeps them written (rewrites what someone else
+//!   put over them while the node's heartbeat exists).
 //! - [`runner`]: one supervisor per allocation and one loop per task (start or re-attach,
 //!   wait, restart per [`restart`], stop), persisting through [`state`].
 //! - [`driver`]: the [`driver::Driver`] trait and the `raw_exec`, `exec` and `docker` drivers.
@@ -33,6 +35,7 @@ pub mod metrics;
 pub mod plan;
 pub mod procfs;
 pub mod purge;
+pub mod report;
 pub mod restart;
 pub mod runner;
 pub mod state;

@@ -31,11 +31,15 @@ use crate::state::{AllocRecord, StateDir, TaskRecord};
 /// Events kept per task, newest last (as Nomad keeps 10).
 const MAX_EVENTS: usize = 10;
 
-/// What goes to the store reporter.
+/// What goes to the store reporter ([`crate::report`]).
 #[derive(Debug, Clone)]
 pub enum Report {
+    /// An allocation's latest status, to write.
     Status(String, Box<AllocStatus>),
+    /// The allocation is gone: delete its status key.
     Remove(String),
+    /// Compare every status key with what was written (the node registered again).
+    Resync,
 }
 
 /// The drivers this agent has, by name.

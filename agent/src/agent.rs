@@ -1,12 +1,11 @@
 //! The agent loop: set up the node, re-attach to the tasks of a previous run, then keep three
 //! loops going until shutdown: the heartbeat (lease keep-alive and node registration), the
 //! allocation sync (list + watch `/nomos/allocs/<node>/`, converge through [`crate::plan`]) and
-//! the reporter (status writes, coalesced per allocation, retried with backoff while the store
-//! is away). Shutdown leaves every task running; [`purge`] is what stops them.
+//! the reporter ([`crate::report`]: status writes, coalesced per allocation, retried with
+//! backoff while the store is away, and written again when someone else replaced them). Shutdown leaves every task running; [`crate::purge()`] is what stops them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -164,6 +163,7 @@ pub async fn run(
         config: config.clone(),
         node: node.clone(),
         drivers,
+        agent_id: state.agent_id(),
         state: state.clone(),
         reports: reports_tx,
         metrics: metrics.clone(),
@@ -179,7 +179,7 @@ pub async fn run(
         jobs: HashMap::new(),
         docker,
         orphans_cleaned: false,
-        unstartable: std::collections::HashSet::new(),
+        spec_problems: HashMap::new(),
     };
     for rec in state.load_all() {
         let id = rec.alloc.id.clone();
@@ -189,10 +189,10 @@ pub async fn run(
             .insert(id.clone(), AllocRunner::spawn(ctx.clone(), rec));
         let _ = ctx.reports.send(Report::Status(id, Box::new(status)));
     }
-    tracing::info!(node = %config.name, resumed = agent.runners.len(), "agent starting");
+    tracing::info!(node = %config.name, agent_id = %ctx.agent_id, resumed = agent.runners.len(), "agent starting");
 
     let mut background = JoinSet::new();
-    background.spawn(reporter(
+    background.spawn(crate::report::reporter(
         store.clone(),
         config.clone(),
         reports_rx,
@@ -203,6 +203,7 @@ pub async fn run(
         config.clone(),
         node.clone(),
         metrics.clone(),
+        ctx.reports.clone(),
     ));
     if let Some(listener) = listener {
         background.spawn(crate::http::serve(
@@ -233,11 +234,25 @@ struct AgentLoop {
     store: Arc<dyn Store>,
     runners: BTreeMap<String, AllocRunner>,
     forgets: JoinSet<()>,
-    jobs: HashMap<(String, String, u64), Arc<Job>>,
+    /// Job versions read, by the spec they hold ([`SpecKey`]).
+    jobs: HashMap<SpecKey, Arc<Job>>,
     docker: Option<DockerDriver>,
     orphans_cleaned: bool,
-    /// Allocations whose job version could not be read, already reported as such.
-    unstartable: std::collections::HashSet<String>,
+    /// Allocations whose spec could not be had, with the reason last told (in the status of one
+    /// not started yet, in the log for one running), so each reason is told once.
+    spec_problems: HashMap<String, String>,
+}
+
+/// A job version as an allocation names it: namespace, job, version and spec hash.
+type SpecKey = (String, String, u64, String);
+
+fn spec_key(alloc: &Allocation, hash: &str) -> SpecKey {
+    (
+        alloc.namespace.clone(),
+        alloc.job_id.clone(),
+        alloc.job_version,
+        hash.to_string(),
+    )
 }
 
 impl AgentLoop {
@@ -315,9 +330,10 @@ impl AgentLoop {
         }
     }
 
-    /// Removes containers labelled with this node's id whose allocation this agent does not
-    /// run (left by a crashed agent whose state was lost, or by an allocation removed while the
-    /// agent was down). Containers of known allocations are adopted by their runners instead.
+    /// Removes containers this agent created ([`crate::driver::docker::created_by`]) whose
+    /// allocation it does not run (left by a crashed agent whose state was lost, or by an
+    /// allocation removed while the agent was down). Containers of known allocations are adopted
+    /// by their runners instead; other agents' containers are never touched.
     async fn clean_orphan_containers(&mut self) {
         let Some(docker) = self.docker.clone() else {
             return;
@@ -325,7 +341,10 @@ impl AgentLoop {
         if docker.client().is_err() {
             return;
         }
-        match docker.containers_of_node(&self.ctx.node.id).await {
+        match docker
+            .containers_of_agent(&self.ctx.node.id, &self.ctx.agent_id)
+            .await
+        {
             Ok(list) => {
                 for (id, alloc) in list {
                     if !self.runners.contains_key(&alloc) {
@@ -340,14 +359,17 @@ impl AgentLoop {
         }
     }
 
+    /// The job spec `alloc` runs. With a `job_spec_hash`, only a version holding that spec will
+    /// do: from the cache, else read from the store (a job purged and created again reuses
+    /// version numbers, so a number alone names no spec); a version holding another spec is
+    /// [`AgentError::SpecMismatch`], and it is read again on the next try. Allocations without
+    /// a hash (written before it existed) read their version each time.
     async fn job(&mut self, alloc: &Allocation) -> Result<Arc<Job>, AgentError> {
-        let key = (
-            alloc.namespace.clone(),
-            alloc.job_id.clone(),
-            alloc.job_version,
-        );
-        if let Some(j) = self.jobs.get(&key) {
-            return Ok(j.clone());
+        let wanted = &alloc.job_spec_hash;
+        if !wanted.is_empty() {
+            if let Some(j) = self.jobs.get(&spec_key(alloc, wanted)) {
+                return Ok(j.clone());
+            }
         }
         let k = keys::job_version(&alloc.namespace, &alloc.job_id, alloc.job_version);
         let resp = self
@@ -365,9 +387,72 @@ impl AgentLoop {
             what: k.clone(),
             source: e,
         })?;
+        let found = plan::stored_spec_hash(&kv.value, &job, wanted);
         let job = Arc::new(job);
-        self.jobs.insert(key, job.clone());
+        self.jobs.insert(spec_key(alloc, &found), job.clone());
+        if !wanted.is_empty() && *wanted != found {
+            return Err(AgentError::SpecMismatch {
+                key: k,
+                alloc: alloc.id.clone(),
+                wanted: wanted.clone(),
+                found,
+            });
+        }
         Ok(job)
+    }
+
+    /// Tells why `alloc` cannot start yet, once per reason, in its status (retried on every
+    /// sync tick).
+    fn report_unstartable(&mut self, alloc: &Allocation, e: &AgentError) {
+        let reason = format!("cannot start: {e}");
+        if self.spec_problems.get(&alloc.id) == Some(&reason) {
+            return;
+        }
+        tracing::warn!(alloc = %alloc.id, error = %e, "cannot start allocation yet");
+        let status = AllocStatus {
+            alloc_id: alloc.id.clone(),
+            client_description: reason.clone(),
+            modified_at_ms: now_ms(),
+            ..Default::default()
+        };
+        let _ = self
+            .ctx
+            .reports
+            .send(Report::Status(alloc.id.clone(), Box::new(status)));
+        self.spec_problems.insert(alloc.id.clone(), reason);
+    }
+
+    /// Moves a running allocation to a new value (job version, spec, ports), but only onto the
+    /// spec it names; until that can be read it keeps running what it runs.
+    async fn update(&mut self, alloc: &Allocation) {
+        match self.job(alloc).await {
+            Ok(job) => {
+                self.spec_problems.remove(&alloc.id);
+                if let Some(r) = self.runners.get(&alloc.id) {
+                    r.shared.update(|rec| {
+                        rec.alloc = alloc.clone();
+                        rec.job = (*job).clone();
+                    });
+                }
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                if self.spec_problems.get(&alloc.id) != Some(&reason) {
+                    tracing::warn!(alloc = %alloc.id, error = %e, "not updating allocation yet; it keeps running its current spec");
+                    self.spec_problems.insert(alloc.id.clone(), reason);
+                }
+            }
+        }
+    }
+
+    /// Forgets cached specs and told problems that no desired allocation names any more.
+    fn prune(&mut self, desired: &BTreeMap<String, Allocation>) {
+        let named: std::collections::HashSet<SpecKey> = desired
+            .values()
+            .map(|a| spec_key(a, &a.job_spec_hash))
+            .collect();
+        self.jobs.retain(|k, _| named.contains(k));
+        self.spec_problems.retain(|id, _| desired.contains_key(id));
     }
 
     async fn converge(&mut self, desired: &BTreeMap<String, Allocation>) -> Result<(), AgentError> {
@@ -379,6 +464,7 @@ impl AgentLoop {
                     id.clone(),
                     LocalAlloc {
                         job_version: r.job_version(),
+                        job_spec_hash: r.job_spec_hash(),
                         stopping: r.stopping(),
                     },
                 )
@@ -390,6 +476,7 @@ impl AgentLoop {
                 Action::Start(alloc) => match self.job(&alloc).await {
                     Ok(job) => {
                         tracing::info!(alloc = %alloc.id, job = %alloc.job_id, "starting allocation");
+                        self.spec_problems.remove(&alloc.id);
                         let rec = AllocRecord {
                             alloc: alloc.clone(),
                             job: (*job).clone(),
@@ -398,26 +485,10 @@ impl AgentLoop {
                         self.runners
                             .insert(alloc.id.clone(), AllocRunner::spawn(self.ctx.clone(), rec));
                     }
-                    Err(e) => {
-                        if e.is_retryable() {
-                            if first_error.is_none() {
-                                first_error = Some(e);
-                            }
-                        } else if self.unstartable.insert(alloc.id.clone()) {
-                            // Say why in the allocation's status (once); retried on every tick.
-                            tracing::warn!(alloc = %alloc.id, error = %e, "cannot start allocation yet");
-                            let status = AllocStatus {
-                                alloc_id: alloc.id.clone(),
-                                client_description: format!("cannot start: {e}"),
-                                modified_at_ms: now_ms(),
-                                ..Default::default()
-                            };
-                            let _ = self
-                                .ctx
-                                .reports
-                                .send(Report::Status(alloc.id.clone(), Box::new(status)));
-                        }
+                    Err(e) if e.is_retryable() => {
+                        first_error.get_or_insert(e);
                     }
+                    Err(e) => self.report_unstartable(&alloc, &e),
                 },
                 Action::Stop(id) => {
                     if let Some(r) = self.runners.get(&id) {
@@ -425,16 +496,7 @@ impl AgentLoop {
                         r.stop();
                     }
                 }
-                Action::Update(alloc) => {
-                    if let Ok(job) = self.job(&alloc).await {
-                        if let Some(r) = self.runners.get(&alloc.id) {
-                            r.shared.update(|rec| {
-                                rec.alloc = alloc.clone();
-                                rec.job = (*job).clone();
-                            });
-                        }
-                    }
-                }
+                Action::Update(alloc) => self.update(&alloc).await,
                 Action::Forget(id) => {
                     if let Some(r) = self.runners.remove(&id) {
                         tracing::info!(alloc = %id, "allocation removed; stopping and forgetting it");
@@ -451,6 +513,7 @@ impl AgentLoop {
             }
         }
         while let Some(Some(_)) = futures::FutureExt::now_or_never(self.forgets.join_next()) {}
+        self.prune(desired);
         first_error.map_or(Ok(()), Err)
     }
 }
@@ -470,74 +533,15 @@ fn decode_alloc(key: &str, value: &[u8]) -> Option<Allocation> {
     }
 }
 
-/// Writes allocation statuses, coalescing per allocation and retrying while the store is away.
-async fn reporter(
-    store: Arc<dyn Store>,
-    config: Arc<AgentConfig>,
-    mut rx: mpsc::UnboundedReceiver<Report>,
-    metrics: Arc<Metrics>,
-) {
-    let mut pending: BTreeMap<String, Option<AllocStatus>> = BTreeMap::new();
-    let mut backoff = Backoff::new(
-        Duration::from_millis(100),
-        Duration::from_millis(config.max_retry_backoff_ms),
-    );
-    loop {
-        if pending.is_empty() {
-            match rx.recv().await {
-                Some(r) => add_report(&mut pending, r),
-                None => return,
-            }
-        }
-        while let Ok(r) = rx.try_recv() {
-            add_report(&mut pending, r);
-        }
-        let mut failed = false;
-        while let Some((id, status)) = pending.pop_first() {
-            let key = keys::alloc_status(&config.name, &id);
-            let result = match &status {
-                Some(s) => match serde_json::to_vec(s) {
-                    Ok(bytes) => store
-                        .put(key.into_bytes(), bytes, PutOptions::default())
-                        .await
-                        .map(|_| ()),
-                    Err(_) => Ok(()),
-                },
-                None => store
-                    .delete(KeySelector::key(key), Default::default())
-                    .await
-                    .map(|_| ()),
-            };
-            if let Err(e) = result {
-                metrics.store_errors.inc();
-                tracing::debug!(alloc = %id, error = %e, "status write failed; will retry");
-                pending.entry(id).or_insert(status);
-                failed = true;
-                break;
-            }
-        }
-        if failed {
-            tokio::time::sleep(backoff.next_delay()).await;
-        } else {
-            backoff.reset();
-        }
-    }
-}
-
-fn add_report(pending: &mut BTreeMap<String, Option<AllocStatus>>, r: Report) {
-    match r {
-        Report::Status(id, s) => pending.insert(id, Some(*s)),
-        Report::Remove(id) => pending.insert(id, None),
-    };
-}
-
 /// Registers the node and keeps its heartbeat lease alive; re-registers whenever the lease is
-/// lost (store restart, long outage).
+/// lost (store restart, long outage), and then has the reporter check every status key (the
+/// lifecycle loop may have marked them while the heartbeat was missing).
 async fn heartbeat(
     store: Arc<dyn Store>,
     config: Arc<AgentConfig>,
     node: Arc<Node>,
     metrics: Arc<Metrics>,
+    reports: mpsc::UnboundedSender<Report>,
 ) {
     let mut backoff = Backoff::new(
         Duration::from_millis(100),
@@ -556,6 +560,7 @@ async fn heartbeat(
         let lease = match register(&*store, &config, &node, ttl).await {
             Ok(id) => {
                 backoff.reset();
+                let _ = reports.send(Report::Resync);
                 id
             }
             Err(e) => {
@@ -699,66 +704,6 @@ async fn register(
         .await
         .map_err(store_err("write heartbeat"))?;
     Ok(grant.id)
-}
-
-/// What [`purge`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PurgeReport {
-    pub allocations: usize,
-    pub tasks_stopped: usize,
-}
-
-/// Cleans a node completely: stops every task this agent's data dir knows about (SIGTERM, then
-/// SIGKILL after each task's kill timeout), removes their containers, and deletes the data dir.
-/// Run it with the agent stopped.
-pub async fn purge(data_dir: impl AsRef<Path>) -> Result<PurgeReport, AgentError> {
-    let data_dir = data_dir.as_ref();
-    let state = StateDir::new(data_dir);
-    let mut report = PurgeReport::default();
-    let mut docker: Option<DockerDriver> = None;
-    for rec in state.load_all() {
-        report.allocations += 1;
-        let tasks: HashMap<String, nomos_api::Task> = rec
-            .job
-            .groups
-            .iter()
-            .filter(|g| g.name == rec.alloc.task_group)
-            .flat_map(|g| g.tasks.iter().map(|t| (t.name.clone(), t.clone())))
-            .collect();
-        for (name, tr) in &rec.tasks {
-            let Some(h) = &tr.handle else { continue };
-            let task = tasks.get(name).cloned().unwrap_or_default();
-            let sig = if task.kill_signal.is_empty() {
-                "SIGTERM".to_string()
-            } else {
-                task.kill_signal.clone()
-            };
-            let timeout = if task.kill_timeout_ns == 0 {
-                Duration::from_secs(5)
-            } else {
-                Duration::from_nanos(task.kill_timeout_ns)
-            };
-            let driver: Arc<dyn Driver> = match h.driver.as_str() {
-                "docker" => {
-                    if docker.is_none() {
-                        docker = Some(DockerDriver::new().await);
-                    }
-                    Arc::new(docker.clone().unwrap_or_default())
-                }
-                "exec" => Arc::new(ExecDriver::new(0)),
-                _ => Arc::new(RawExecDriver),
-            };
-            if driver.recover(h).await.unwrap_or(false) {
-                driver.stop(h, &sig, timeout).await?;
-                report.tasks_stopped += 1;
-            }
-            let _ = driver.destroy(h).await;
-        }
-    }
-    if data_dir.exists() {
-        std::fs::remove_dir_all(data_dir).map_err(|e| AgentError::io(data_dir, e))?;
-    }
-    Ok(report)
 }
 
 #[cfg(test)]

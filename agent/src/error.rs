@@ -34,6 +34,18 @@ pub enum AgentError {
     UnknownDriver(String),
     #[error("interpolation of {what}: {message}")]
     Interpolation { what: String, message: String },
+    #[error(
+        "job version {key} holds spec {found}, but allocation {alloc} names spec {wanted}; \
+         not running another spec (the version is read again on the next sync)"
+    )]
+    SpecMismatch {
+        key: String,
+        alloc: String,
+        wanted: String,
+        found: String,
+    },
+    #[error("task {task} belongs to another agent ({why}); leaving it alone")]
+    NotOurs { task: String, why: String },
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("http endpoint: {0}")]

@@ -3,10 +3,13 @@
 //! observes. Tasks outlive the agent: handles are persisted and re-attached after a restart.
 //!
 //! Layout (how the parts connect):
-//! - [`agent`]: the entry points [`run`] and [`purge`]; the heartbeat loop, the allocation
-//!   sync (list + watch `/nomos/allocs/<node>/`, converge) and the status reporter.
+//! - [`agent`]: the entry point [`run`]; the heartbeat loop and the allocation sync (list +
+//!   watch `/nomos/allocs/<node>/`, converge).
+//! - [`purge`](mod@purge): [`purge()`], which stops this agent's tasks and deletes its data dir.
 //! - [`plan`]: pure decisions: start / stop / forget / update allocations, client status,
 //!   health, lifecycle phases.
+//! - [`report`]: writes allocation statuses and keeps them written (rewrites what someone else
+//!   put over them while the node's heartbeat exists).
 //! - [`runner`]: one supervisor per allocation and one loop per task (start or re-attach,
 //!   wait, restart per [`restart`], stop), persisting through [`state`].
 //! - [`driver`]: the [`driver::Driver`] trait and the `raw_exec`, `exec` and `docker` drivers.
@@ -31,10 +34,13 @@ pub mod logs;
 pub mod metrics;
 pub mod plan;
 pub mod procfs;
+pub mod purge;
+pub mod report;
 pub mod restart;
 pub mod runner;
 pub mod state;
 
-pub use agent::{purge, run, PurgeReport};
+pub use agent::run;
 pub use config::AgentConfig;
 pub use error::AgentError;
+pub use purge::{purge, PurgeReport};

@@ -10,6 +10,8 @@ use nomos_api::{Allocation, ClientStatus, DesiredStatus, TaskRunState, TaskState
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalAlloc {
     pub job_version: u64,
+    /// The `job_spec_hash` of the allocation value it runs (empty on old allocations).
+    pub job_spec_hash: String,
     pub stopping: bool,
 }
 
@@ -22,7 +24,7 @@ pub enum Action {
     Stop(String),
     /// Running here, its key is gone: stop its tasks, then remove its state and status.
     Forget(String),
-    /// Running here and still desired, with a new allocation value (job version, ports, ...).
+    /// Running here and still desired, naming another job version or spec.
     Update(Allocation),
 }
 
@@ -38,7 +40,12 @@ pub fn plan(
             None if wants_run => actions.push(Action::Start(alloc.clone())),
             None => {}
             Some(l) if !wants_run && !l.stopping => actions.push(Action::Stop(id.clone())),
-            Some(l) if wants_run && !l.stopping && l.job_version != alloc.job_version => {
+            Some(l)
+                if wants_run
+                    && !l.stopping
+                    && (l.job_version != alloc.job_version
+                        || l.job_spec_hash != alloc.job_spec_hash) =>
+            {
                 actions.push(Action::Update(alloc.clone()))
             }
             Some(_) => {}
@@ -51,6 +58,26 @@ pub fn plan(
         }
     }
     actions
+}
+
+/// The spec hash of a stored job version, as compared with an allocation's `job_spec_hash`
+/// (`wanted`): the hash of the parsed job ([`nomos_api::spec_hash`]), or, when only that one
+/// matches, the hash of the stored bytes themselves (controllers store a version as exactly the
+/// compact JSON the hash is taken of, so a float that does not survive parsing bit for bit
+/// cannot make the same spec look like another).
+pub fn stored_spec_hash(stored: &[u8], job: &nomos_api::Job, wanted: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let parsed = nomos_api::spec_hash(job);
+    if parsed == wanted {
+        return parsed;
+    }
+    let digest = Sha256::digest(stored);
+    let raw: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    if raw == wanted {
+        raw
+    } else {
+        parsed
+    }
 }
 
 /// The allocation's client status from its tasks' states.
@@ -160,7 +187,15 @@ mod tests {
     fn local(ver: u64, stopping: bool) -> LocalAlloc {
         LocalAlloc {
             job_version: ver,
+            job_spec_hash: String::new(),
             stopping,
+        }
+    }
+
+    fn alloc_of_spec(id: &str, ver: u64, hash: &str) -> Allocation {
+        Allocation {
+            job_spec_hash: hash.into(),
+            ..alloc(id, ver, DesiredStatus::Run)
         }
     }
 
@@ -222,6 +257,18 @@ mod tests {
                 vec![alloc("a", 2, Run)],
                 vec![("a", local(1, false))],
                 vec![Action::Update(alloc("a", 2, Run))],
+            ),
+            (
+                "another spec under the same version updates",
+                vec![alloc_of_spec("a", 1, "h2")],
+                vec![(
+                    "a",
+                    LocalAlloc {
+                        job_spec_hash: "h1".into(),
+                        ..local(1, false)
+                    },
+                )],
+                vec![Action::Update(alloc_of_spec("a", 1, "h2"))],
             ),
         ];
         for (name, desired, locals, want) in cases {
@@ -373,6 +420,28 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_stored_version_matches_by_its_parsed_spec_or_its_exact_bytes() {
+        let job = nomos_api::Job {
+            id: "web".into(),
+            ..Default::default()
+        };
+        let bytes = serde_json::to_vec(&job).unwrap();
+        let hash = nomos_api::spec_hash(&job);
+        assert_eq!(stored_spec_hash(&bytes, &job, &hash), hash);
+        // Bytes that parse to another job value still match when they are what was hashed.
+        let other = nomos_api::Job {
+            id: "other".into(),
+            ..Default::default()
+        };
+        assert_eq!(stored_spec_hash(&bytes, &other, &hash), hash);
+        // Another spec reports its own hash.
+        let pretty = serde_json::to_vec_pretty(&other).unwrap();
+        let found = stored_spec_hash(&pretty, &other, &hash);
+        assert_eq!(found, nomos_api::spec_hash(&other));
+        assert_ne!(found, hash);
+    }
+
     mod props {
         use super::*;
         use proptest::prelude::*;
@@ -408,6 +477,7 @@ mod tests {
                             x.id.clone(),
                             LocalAlloc {
                                 job_version: x.job_version,
+                                job_spec_hash: x.job_spec_hash.clone(),
                                 stopping: false,
                             },
                         );
@@ -423,6 +493,7 @@ mod tests {
                     Action::Update(x) => {
                         if let Some(l) = local.get_mut(&x.id) {
                             l.job_version = x.job_version;
+                            l.job_spec_hash = x.job_spec_hash.clone();
                         }
                     }
                 }

@@ -41,17 +41,58 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
     })
 }
 
-/// Reads `/proc/<pid>/stat`, `None` if the process does not exist.
-pub fn stat(pid: i32) -> Option<ProcStat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&text)
+/// Whether a failed read of `/proc/<pid>/...` means the process is gone (ENOENT, or ESRCH when
+/// it exited while being read), as opposed to `/proc` not being readable right now (EMFILE,
+/// ENFILE, ENOMEM, EACCES, ...), which says nothing about the process.
+pub fn means_gone(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH)
 }
 
-/// Whether the process `pid` that started at `start_time` is still running (not a zombie).
-pub fn is_alive(pid: i32, start_time: u64) -> bool {
-    match stat(pid) {
-        Some(s) => s.start_time == start_time && s.state != 'Z' && s.state != 'X',
-        None => false,
+/// Reads `/proc/<pid>/stat`: `Ok(None)` when the process does not exist, an error when it could
+/// not be read (or not be parsed).
+pub fn read_stat(pid: i32) -> std::io::Result<Option<ProcStat>> {
+    let path = format!("/proc/{pid}/stat");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse_stat(&text).map(Some).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("unparsable {path}"),
+            )
+        }),
+        Err(e) if means_gone(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads `/proc/<pid>/stat`, `None` if the process does not exist or it could not be read.
+pub fn stat(pid: i32) -> Option<ProcStat> {
+    read_stat(pid).ok().flatten()
+}
+
+/// What `/proc` says about a process known by pid and start time.
+#[derive(Debug)]
+pub enum Liveness {
+    /// It runs (not a zombie) and started when it should have.
+    Alive,
+    /// It is gone: no such pid, a zombie, or another process that reuses the pid.
+    Gone,
+    /// `/proc` could not be read: nothing is known. Look again later; never take it as an exit.
+    Unknown(std::io::Error),
+}
+
+/// Whether the process `pid` that started at `start_time` still runs.
+pub fn liveness(pid: i32, start_time: u64) -> Liveness {
+    liveness_of(read_stat(pid), start_time)
+}
+
+/// [`liveness`] from the result of reading the process's stat (pure).
+pub fn liveness_of(read: std::io::Result<Option<ProcStat>>, start_time: u64) -> Liveness {
+    match read {
+        Ok(Some(s)) if s.start_time == start_time && s.state != 'Z' && s.state != 'X' => {
+            Liveness::Alive
+        }
+        Ok(_) => Liveness::Gone,
+        Err(e) => Liveness::Unknown(e),
     }
 }
 
@@ -67,28 +108,46 @@ pub fn group_members(pgrp: i32) -> Vec<ProcStat> {
         .collect()
 }
 
-/// Live process-group leaders whose environment holds every `KEY=VALUE` of `env`: how a task
-/// whose start was not yet recorded (the agent died in between) is found again.
-pub fn find_group_leaders_with_env(env: &[(&str, &str)]) -> Vec<ProcStat> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let wanted: Vec<Vec<u8>> = env
-        .iter()
-        .map(|(k, v)| format!("{k}={v}").into_bytes())
-        .collect();
-    dir.filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
-        .filter_map(stat)
-        .filter(|s| s.pgrp == s.pid && s.state != 'Z')
-        .filter(|s| {
-            let Ok(environ) = std::fs::read(format!("/proc/{}/environ", s.pid)) else {
-                return false;
-            };
-            let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
-            wanted.iter().all(|w| vars.contains(&w.as_slice()))
-        })
-        .collect()
+/// Live process-group leaders whose environment holds every `KEY=VALUE` of `env` and no other
+/// value for those keys, where a value of `""` stands for "not set": how a task whose start was
+/// not yet recorded (the agent died in between) is found again. An error when `/proc` cannot be
+/// read, so that not finding a task is never mistaken for its absence.
+pub fn find_group_leaders_with_env(env: &[(&str, &str)]) -> std::io::Result<Vec<ProcStat>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(pid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Some(s) = read_stat(pid)? else { continue };
+        if s.pgrp != s.pid || s.state == 'Z' {
+            continue;
+        }
+        match environ_matches(pid, env) {
+            Ok(true) => found.push(s),
+            Ok(false) => {}
+            Err(e) if means_gone(&e) || e.kind() == std::io::ErrorKind::PermissionDenied => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(found)
+}
+
+/// Whether the environment of `pid` sets each key of `env` to its value (`""`: not set).
+pub fn environ_matches(pid: i32, env: &[(&str, &str)]) -> std::io::Result<bool> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ"))?;
+    let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+    Ok(env.iter().all(|(k, v)| {
+        let prefix = format!("{k}=");
+        let value = vars
+            .iter()
+            .find_map(|var| var.strip_prefix(prefix.as_bytes()))
+            .unwrap_or_default();
+        value == v.as_bytes()
+    }))
 }
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
@@ -174,8 +233,57 @@ mod tests {
     fn our_own_process_is_alive_and_a_wrong_start_time_is_not() {
         let me = std::process::id() as i32;
         let s = stat(me).expect("own stat");
-        assert!(is_alive(me, s.start_time));
-        assert!(!is_alive(me, s.start_time + 1));
+        assert!(matches!(liveness(me, s.start_time), Liveness::Alive));
+        assert!(matches!(liveness(me, s.start_time + 1), Liveness::Gone));
+    }
+
+    #[test]
+    fn only_a_missing_process_is_gone_and_an_unreadable_proc_says_nothing() {
+        use std::io::{Error, ErrorKind};
+        let running = parse_stat("7 (t) S 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 500 0 10").unwrap();
+        let zombie = ProcStat {
+            state: 'Z',
+            ..running.clone()
+        };
+        let os = Error::from_raw_os_error;
+        // (what reading /proc/<pid>/stat gave, the verdict for start time 500)
+        let cases: Vec<(std::io::Result<Option<ProcStat>>, &str)> = vec![
+            (Ok(Some(running.clone())), "alive"),
+            (
+                Ok(Some(ProcStat {
+                    start_time: 501,
+                    ..running
+                })),
+                "gone",
+            ),
+            (Ok(Some(zombie)), "gone"),
+            (Ok(None), "gone"),
+            (Err(os(libc::EMFILE)), "unknown"),
+            (Err(os(libc::ENFILE)), "unknown"),
+            (Err(os(libc::ENOMEM)), "unknown"),
+            (Err(os(libc::EACCES)), "unknown"),
+            (
+                Err(Error::new(ErrorKind::InvalidData, "unparsable")),
+                "unknown",
+            ),
+        ];
+        for (read, want) in cases {
+            let what = format!("{read:?}");
+            let got = match liveness_of(read, 500) {
+                Liveness::Alive => "alive",
+                Liveness::Gone => "gone",
+                Liveness::Unknown(_) => "unknown",
+            };
+            assert_eq!(got, want, "{what}");
+        }
+        assert!(means_gone(&os(libc::ENOENT)) && means_gone(&os(libc::ESRCH)));
+        assert!(!means_gone(&os(libc::EMFILE)));
+    }
+
+    #[test]
+    fn a_missing_process_reads_as_none_not_as_an_error() {
+        // Far above pid_max on any Linux: no such process.
+        assert!(matches!(read_stat(i32::MAX), Ok(None)));
     }
 
     #[test]

@@ -31,11 +31,15 @@ use crate::state::{AllocRecord, StateDir, TaskRecord};
 /// Events kept per task, newest last (as Nomad keeps 10).
 const MAX_EVENTS: usize = 10;
 
-/// What goes to the store reporter.
+/// What goes to the store reporter ([`crate::report`]).
 #[derive(Debug, Clone)]
 pub enum Report {
+    /// An allocation's latest status, to write.
     Status(String, Box<AllocStatus>),
+    /// The allocation is gone: delete its status key.
     Remove(String),
+    /// Compare every status key with what was written (the node registered again).
+    Resync,
 }
 
 /// The drivers this agent has, by name.
@@ -55,6 +59,8 @@ pub struct Ctx {
     pub node: Arc<Node>,
     pub drivers: Drivers,
     pub state: StateDir,
+    /// This agent's id ([`StateDir::agent_id`]): what its tasks carry.
+    pub agent_id: String,
     pub reports: mpsc::UnboundedSender<Report>,
     pub metrics: Arc<Metrics>,
     /// The allocations being supervised, for requests from the HTTP endpoint.
@@ -350,6 +356,16 @@ impl AllocRunner {
             .job_version
     }
 
+    pub fn job_spec_hash(&self) -> String {
+        self.shared
+            .rec
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .alloc
+            .job_spec_hash
+            .clone()
+    }
+
     pub fn stopping(&self) -> bool {
         self.shared
             .rec
@@ -607,6 +623,7 @@ pub fn prepare_task(ctx: &Ctx, rec: &AllocRecord, task: &Task) -> Result<TaskSpe
     Ok(TaskSpec {
         alloc_id: rec.alloc.id.clone(),
         node_id: ctx.node.id.clone(),
+        agent_id: ctx.agent_id.clone(),
         alloc_name: rec.alloc.name.clone(),
         namespace: rec.alloc.namespace.clone(),
         job_id: rec.alloc.job_id.clone(),
@@ -704,6 +721,49 @@ async fn restart_in_place(
             tr.handle = None;
         },
     );
+}
+
+/// Re-attaches to a task from its persisted handle (a task that exited meanwhile is found by
+/// the wait that follows). Returns `false` when the handle names another agent's process (a data
+/// dir copied from another agent): the handle is dropped, that process is left alone, and this
+/// agent starts its own.
+async fn reattach(
+    ctx: &Ctx,
+    shared: &AllocShared,
+    driver: &dyn Driver,
+    name: &str,
+    h: &TaskHandle,
+) -> bool {
+    let recovered = match crate::driver::check_owner(h, &ctx.agent_id) {
+        Ok(()) => driver.recover(h).await,
+        Err(e) => Err(e),
+    };
+    match recovered {
+        Ok(true) => {
+            let started = h.started_at_ms;
+            shared.update(|r| {
+                let ts = r.status.task_states.entry(name.to_string()).or_default();
+                ts.state = TaskRunState::Running;
+                if ts.started_at_ms == 0 {
+                    ts.started_at_ms = started;
+                }
+            });
+            tracing::info!(task = %name, "re-attached to running task");
+        }
+        Ok(false) => {}
+        Err(e @ AgentError::NotOurs { .. }) => {
+            tracing::warn!(task = %name, error = %e, "not re-attaching");
+            shared.event(name, "Not Re-attached", e.to_string(), None, |ts, tr| {
+                ts.state = TaskRunState::Pending;
+                tr.handle = None;
+            });
+            return false;
+        }
+        Err(e) => {
+            tracing::warn!(task = %name, error = %e, "cannot tell whether the task still runs; waiting for it")
+        }
+    }
+    true
 }
 
 /// Waits for the stop flag, or forever if the sender is gone.
@@ -809,19 +869,9 @@ async fn run_task(ctx: Ctx, shared: Arc<AllocShared>, task: Task) {
         };
         let exit = match handle {
             Ok(h) => {
-                if tr.handle.is_some() {
-                    let alive = driver.recover(&h).await.unwrap_or(false);
-                    if alive {
-                        let started = h.started_at_ms;
-                        shared.update(|r| {
-                            let ts = r.status.task_states.entry(name.clone()).or_default();
-                            ts.state = TaskRunState::Running;
-                            if ts.started_at_ms == 0 {
-                                ts.started_at_ms = started;
-                            }
-                        });
-                        tracing::info!(alloc = %rec.alloc.id, task = %name, "re-attached to running task");
-                    }
+                if tr.handle.is_some() && !reattach(&ctx, &shared, driver.as_ref(), &name, &h).await
+                {
+                    continue;
                 }
                 ctx.metrics.tasks_running.inc();
                 let ship = async {

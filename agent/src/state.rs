@@ -65,6 +65,17 @@ impl StateDir {
         &self.root
     }
 
+    /// This agent's id: the first 16 hex digits of the SHA-256 of the data dir's canonical
+    /// path. Two agents on one host have different data dirs, so different ids, even when one
+    /// data dir is a copy of the other; tasks carry the id of the agent that started them.
+    pub fn agent_id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
+        let digest = Sha256::digest(path.as_os_str().as_bytes());
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The node id, created on first use.
     pub fn node_id(&self) -> Result<String, AgentError> {
         let path = self.root.join("node-id");
@@ -140,6 +151,22 @@ mod tests {
         let s = StateDir::new(dir.path());
         let a = s.node_id().unwrap();
         assert_eq!(StateDir::new(dir.path()).node_id().unwrap(), a);
+    }
+
+    #[test]
+    fn agent_ids_follow_the_data_dir_not_its_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let id = StateDir::new(&a).agent_id();
+        assert_eq!(id.len(), 16);
+        assert_eq!(
+            StateDir::new(&a.join(".")).agent_id(),
+            id,
+            "same dir, other spelling"
+        );
+        assert_ne!(StateDir::new(&b).agent_id(), id);
     }
 
     #[test]

@@ -335,6 +335,49 @@ async fn a_container_exceeding_memory_max_is_killed_and_reported_as_oom() {
 }
 
 #[tokio::test]
+async fn a_container_whose_child_is_oom_killed_while_its_main_process_exits_0_completes() {
+    let docker = docker().await;
+    build_test_image(&docker).await;
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+    let dir = tempfile::tempdir().unwrap();
+    let agent = RunningAgent::start(docker_config("dn6", dir.path()), store.clone());
+    // The shell (the container's main process) outlives dd, which the kernel kills.
+    let mut t = docker_task(
+        "hog",
+        IMAGE,
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/dev/null bs=256M count=1; exit 0",
+        ],
+    );
+    t.resources.memory_mb = 16;
+    t.resources.memory_max_mb = 32;
+    let mut job = job("childhog", JobType::Batch, vec![t]);
+    job.groups[0].restart.as_mut().unwrap().attempts = 0;
+    place(&*store, &alloc("dock-6", "dn6", &job, 0), &job).await;
+    let s = status_where(&store, "dn6", "dock-6", "finished", |s| {
+        s.client_status.is_terminal()
+    })
+    .await;
+    let ev = &s.task_states["hog"].events;
+    let term = ev
+        .iter()
+        .find(|e| e.event_type == "Terminated")
+        .unwrap_or_else(|| panic!("{ev:?}"));
+    assert_eq!(s.client_status, ClientStatus::Complete, "{ev:?}");
+    assert_eq!(term.exit_code, Some(0), "{ev:?}");
+    assert!(!term.oom_killed, "{ev:?}");
+    assert!(
+        term.message
+            .contains("a process in the task was OOM-killed"),
+        "{}",
+        term.message
+    );
+    agent.shutdown().await;
+}
+
+#[tokio::test]
 async fn containers_of_allocations_the_node_no_longer_runs_are_cleaned_at_start() {
     use bollard::models::ContainerCreateBody;
     use bollard::query_parameters::CreateContainerOptions;

@@ -226,3 +226,80 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// The exec support this host must have for a test of cgroup limits: a test that needs them fails
+/// loudly on a host without them instead of passing without checking anything.
+fn require_exec_isolation() {
+    let support = detect_support();
+    if let Some(why) = support.refusal() {
+        panic!("this test needs exec isolation (a cgroup with a memory controller and pid namespaces, as root): {why}");
+    }
+}
+
+/// A batch exec task limited to 32 MiB running `script` under `sh -c`; returns its final status.
+async fn run_memory_limited(node: &str, id: &str, script: &str) -> nomos_api::AllocStatus {
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+    let dir = tempfile::tempdir().unwrap();
+    let agent = RunningAgent::start(test_config(node, dir.path()), store.clone());
+    let mut t = raw_task("t", "sh", &["-c", script]);
+    t.driver = "exec".into();
+    t.resources.memory_mb = 16;
+    t.resources.memory_max_mb = 32;
+    let mut job = job("oom", JobType::Batch, vec![t]);
+    job.groups[0].restart.as_mut().unwrap().attempts = 0;
+    place(&*store, &alloc(id, node, &job, 0), &job).await;
+    let s = status_where(&store, node, id, "finished", |s| {
+        s.client_status.is_terminal()
+    })
+    .await;
+    agent.shutdown().await;
+    s
+}
+
+/// The task's `Terminated` event.
+fn terminated(s: &nomos_api::AllocStatus) -> nomos_api::TaskEvent {
+    let ev = &s.task_states["t"].events;
+    ev.iter()
+        .find(|e| e.event_type == "Terminated")
+        .cloned()
+        .unwrap_or_else(|| panic!("no Terminated event: {ev:?}"))
+}
+
+#[tokio::test]
+async fn a_child_oom_killed_under_exec_leaves_an_exit_0_batch_task_complete() {
+    require_exec_isolation();
+    // The child (dd, 256 MiB buffer) is OOM-killed; the main process carries on and exits 0.
+    let s = run_memory_limited(
+        "e4",
+        &format!("e-4-{}", std::process::id()),
+        "dd if=/dev/zero of=/dev/null bs=256M count=1; echo parent-survived; exit 0",
+    )
+    .await;
+    let ev = terminated(&s);
+    assert_eq!(s.client_status, ClientStatus::Complete, "{s:?}");
+    assert!(!s.task_states["t"].failed, "{s:?}");
+    assert_eq!(ev.exit_code, Some(0), "{ev:?}");
+    assert!(!ev.oom_killed, "the task itself was not OOM-killed: {ev:?}");
+    assert!(
+        ev.message.contains("a process in the task was OOM-killed"),
+        "the OOM kill of the child is still told: {ev:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_main_process_oom_killed_under_exec_fails_the_task_as_oom_killed() {
+    require_exec_isolation();
+    // The main process itself (dd, exec'd by the shell) is the one the kernel kills.
+    let s = run_memory_limited(
+        "e5",
+        &format!("e-5-{}", std::process::id()),
+        "exec dd if=/dev/zero of=/dev/null bs=256M count=1",
+    )
+    .await;
+    let ev = terminated(&s);
+    assert_eq!(s.client_status, ClientStatus::Failed, "{s:?}");
+    assert!(s.task_states["t"].failed, "{s:?}");
+    assert!(ev.oom_killed, "{ev:?}");
+    assert_eq!(ev.signal, Some(9), "{ev:?}");
+    assert!(ev.message.contains("OOM Killed"), "{ev:?}");
+}

@@ -22,7 +22,10 @@ use bollard::Docker;
 use futures::StreamExt;
 use nomos_api::{DriverInfo, Value};
 
-use super::{config_list, config_str, now_ms, Driver, ExitResult, TaskHandle, TaskSpec, TaskStats};
+use super::{
+    attribute_oom_kills, config_list, config_str, now_ms, Driver, ExitResult, TaskHandle, TaskSpec,
+    TaskStats,
+};
 use crate::error::AgentError;
 use crate::logs::LogStream;
 
@@ -33,6 +36,18 @@ pub const LABEL_GROUP: &str = "nomos.task_group";
 pub const LABEL_TASK: &str = "nomos.task_name";
 pub const LABEL_NAMESPACE: &str = "nomos.namespace";
 pub const LABEL_NODE: &str = "nomos.node_id";
+/// The agent that created the container ([`TaskSpec::agent_id`]).
+pub const LABEL_AGENT: &str = "nomos.agent_id";
+
+/// Whether a container with these labels was created by the agent `agent_id` (on node
+/// `node_id`): by its agent label, or, for containers created before agents had ids, by its
+/// node label.
+pub fn created_by(labels: &HashMap<String, String>, agent_id: &str, node_id: &str) -> bool {
+    match labels.get(LABEL_AGENT) {
+        Some(owner) => owner == agent_id,
+        None => labels.get(LABEL_NODE).map(String::as_str) == Some(node_id),
+    }
+}
 
 /// How long a pull of a missing image may take before start gives up.
 const PULL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -114,6 +129,10 @@ pub fn container_body(spec: &TaskSpec, image: &str) -> ContainerCreateBody {
         }
     }
 
+    // Last, so that no user label can claim another agent's container.
+    if !spec.agent_id.is_empty() {
+        labels.insert(LABEL_AGENT.to_string(), spec.agent_id.clone());
+    }
     // Ports: every label named in `ports`, plus every `port_map` entry.
     let mapped = port_map(&spec.config);
     let mut wanted: Vec<String> = config_list(&spec.config, "ports");
@@ -326,10 +345,12 @@ impl DockerDriver {
         Ok(list.into_iter().filter_map(|c| c.id).collect())
     }
 
-    /// Containers created for a node, as `(container id, allocation id)`.
-    pub async fn containers_of_node(
+    /// Containers the agent `agent_id` created for node `node_id` ([`created_by`]), as
+    /// `(container id, allocation id)`.
+    pub async fn containers_of_agent(
         &self,
         node_id: &str,
+        agent_id: &str,
     ) -> Result<Vec<(String, String)>, AgentError> {
         let docker = self.client()?;
         let mut filters = HashMap::new();
@@ -345,11 +366,11 @@ impl DockerDriver {
         Ok(list
             .into_iter()
             .filter_map(|c| {
-                let alloc = c
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(LABEL_ALLOC).cloned())
-                    .unwrap_or_default();
+                let labels = c.labels.unwrap_or_default();
+                if !created_by(&labels, agent_id, node_id) {
+                    return None;
+                }
+                let alloc = labels.get(LABEL_ALLOC).cloned().unwrap_or_default();
                 c.id.map(|id| (id, alloc))
             })
             .collect())
@@ -375,6 +396,29 @@ impl DockerDriver {
             Err(e) => Err(AgentError::driver(
                 "docker",
                 format!("removing container {id}: {e}"),
+            )),
+        }
+    }
+
+    /// A container by name or id: `(its id if it runs, its labels)`, `None` if there is none.
+    async fn existing(
+        &self,
+        name: &str,
+    ) -> Result<Option<(Option<String>, HashMap<String, String>)>, AgentError> {
+        let docker = self.client()?;
+        match docker.inspect_container(name, None).await {
+            Ok(c) => {
+                let running = c.state.and_then(|s| s.running).unwrap_or(false);
+                let labels = c.config.and_then(|c| c.labels).unwrap_or_default();
+                let id = c.id.unwrap_or_else(|| name.to_string());
+                Ok(Some((running.then_some(id), labels)))
+            }
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(AgentError::driver(
+                "docker",
+                format!("inspecting container {name}: {e}"),
             )),
         }
     }
@@ -429,24 +473,30 @@ impl Driver for DockerDriver {
         let handle = |id: String| TaskHandle {
             driver: "docker".into(),
             task: spec.task.clone(),
+            agent_id: spec.agent_id.clone(),
             container_id: Some(id),
             log_dir: spec.log_dir.clone(),
             started_at_ms: now_ms(),
             ..Default::default()
         };
-        // A container left by a crashed agent: adopt it if it runs, remove it otherwise.
-        match self.running(&name).await? {
-            Some(true) => {
-                let id = docker
-                    .inspect_container(&name, None)
-                    .await
-                    .ok()
-                    .and_then(|c| c.id)
-                    .unwrap_or(name.clone());
+        // A container left by a crashed agent: adopt it if it runs, remove it otherwise; one of
+        // another agent (two agents on one Docker daemon) is never touched.
+        match self.existing(&name).await? {
+            Some((_, labels)) if !created_by(&labels, &spec.agent_id, &spec.node_id) => {
+                return Err(AgentError::driver(
+                    "docker",
+                    format!(
+                        "container {name} exists and was created by another agent ({LABEL_AGENT}={}); \
+                         not adopting or removing it",
+                        labels.get(LABEL_AGENT).map(String::as_str).unwrap_or("none")
+                    ),
+                ));
+            }
+            Some((Some(id), _)) => {
                 tracing::info!(container = %name, "adopting running container left by a previous agent");
                 return Ok(handle(id));
             }
-            Some(false) => {
+            Some((None, _)) => {
                 let _ = docker
                     .remove_container(
                         &name,
@@ -518,12 +568,13 @@ impl Driver for DockerDriver {
                         let oom = st.oom_killed.unwrap_or(false);
                         let signal = (code > 128 && code < 128 + 65).then_some(code - 128);
                         let error = st.error.filter(|e| !e.is_empty());
-                        return Ok(ExitResult {
+                        let exit = ExitResult {
                             exit_code: Some(code),
                             signal,
-                            oom_killed: oom,
                             error,
-                        });
+                            ..Default::default()
+                        };
+                        return Ok(attribute_oom_kills(exit, u64::from(oom)));
                     }
                 }
                 Err(bollard::errors::Error::DockerResponseServerError {
@@ -753,6 +804,35 @@ mod tests {
             .first()?
             .clone();
         Some((pb.host_ip?, pb.host_port?))
+    }
+
+    #[test]
+    fn a_container_belongs_to_the_agent_named_on_it_or_for_old_ones_to_the_node() {
+        let labels = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let mine = labels(&[(LABEL_AGENT, "a1"), (LABEL_NODE, "n1")]);
+        assert!(created_by(&mine, "a1", "n1"));
+        assert!(
+            !created_by(&mine, "a2", "n1"),
+            "another agent on the same node"
+        );
+        let old = labels(&[(LABEL_NODE, "n1")]);
+        assert!(created_by(&old, "a1", "n1"));
+        assert!(!created_by(&old, "a1", "n2"));
+        assert!(!created_by(&labels(&[]), "a1", "n1"));
+        let mut spec =
+            spec(serde_json::json!({"image": "x", "labels": {"nomos.agent_id": "forged"}}));
+        spec.agent_id = "a1".into();
+        let body = container_body(&spec, "x");
+        assert_eq!(
+            body.labels.unwrap()[LABEL_AGENT],
+            "a1",
+            "no user label overrides it"
+        );
     }
 
     #[test]

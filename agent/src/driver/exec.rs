@@ -24,10 +24,12 @@ use async_trait::async_trait;
 use nomos_api::DriverInfo;
 
 use super::raw_exec::{
-    process_alive, process_stats, read_exit, signal_group, spawn_process, stop_process, Isolate,
-    SpawnOptions, ISOLATE,
+    process_stats, recover_process, signal_group, spawn_process, stop_process, wait_process,
+    Isolate, SpawnOptions, ISOLATE,
 };
-use super::{parse_signal, Driver, ExitResult, TaskHandle, TaskSpec, TaskStats};
+use super::{
+    attribute_oom_kills, parse_signal, Driver, ExitResult, TaskHandle, TaskSpec, TaskStats,
+};
 use crate::error::AgentError;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -253,9 +255,13 @@ impl ExecDriver {
             Isolation::CgroupV1Memory => CGROUP_V1_MEMORY,
             _ => CGROUP_ROOT,
         };
-        Path::new(base)
-            .join("nomos")
-            .join(format!("{}.{}", spec.alloc_id, spec.task))
+        // Named after the agent too: two agents on one host never share (or kill) a cgroup.
+        let name = if spec.agent_id.is_empty() {
+            format!("{}.{}", spec.alloc_id, spec.task)
+        } else {
+            format!("{}.{}.{}", spec.agent_id, spec.alloc_id, spec.task)
+        };
+        Path::new(base).join("nomos").join(name)
     }
 
     fn make_cgroup(&self, spec: &TaskSpec) -> Result<PathBuf, AgentError> {
@@ -376,18 +382,13 @@ impl Driver for ExecDriver {
     }
 
     async fn recover(&self, handle: &TaskHandle) -> Result<bool, AgentError> {
-        Ok(process_alive(handle))
+        recover_process(handle)
     }
 
     async fn wait(&self, handle: &TaskHandle) -> Result<ExitResult, AgentError> {
-        while process_alive(handle) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let mut exit = read_exit(handle);
-        if let Some(cg) = &handle.cgroup {
-            exit.oom_killed = oom_kills(cg) > 0;
-        }
-        Ok(exit)
+        let exit = wait_process(handle).await;
+        let kills = handle.cgroup.as_deref().map(oom_kills).unwrap_or(0);
+        Ok(attribute_oom_kills(exit, kills))
     }
 
     async fn signal(&self, handle: &TaskHandle, signal: &str) -> Result<(), AgentError> {

@@ -26,6 +26,10 @@ pub struct TaskSpec {
     pub alloc_id: String,
     /// The node's id; containers are labelled with it so an agent only cleans up its own.
     pub node_id: String,
+    /// The starting agent's id ([`crate::state::StateDir::agent_id`], from its data dir): process
+    /// tasks carry it as [`AGENT_ID_ENV`] and containers as a label, so an agent only ever
+    /// adopts what it started itself. Empty: tasks carry no agent id.
+    pub agent_id: String,
     pub alloc_name: String,
     pub namespace: String,
     pub job_id: String,
@@ -46,12 +50,18 @@ pub struct TaskSpec {
     pub kill_signal: String,
 }
 
+/// The environment variable naming the agent that started a process task.
+pub const AGENT_ID_ENV: &str = "NOMOS_AGENT_ID";
+
 /// What the agent persists to find a task again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct TaskHandle {
     pub driver: String,
     pub task: String,
+    /// The agent that started the task (see [`TaskSpec::agent_id`]); empty in handles written
+    /// before agents had ids, which are trusted by pid and start time alone.
+    pub agent_id: String,
     /// Process id of the task's process-group leader (raw_exec, exec).
     pub pid: Option<i32>,
     /// Start time of `pid` in clock ticks after boot, so a reused pid is not mistaken.
@@ -65,13 +75,32 @@ pub struct TaskHandle {
     pub started_at_ms: i64,
 }
 
+/// Refuses a handle that another agent wrote ([`AgentError::NotOurs`]): a data dir copied from
+/// another agent names that agent's tasks, which this one must neither re-attach to nor stop.
+pub fn check_owner(handle: &TaskHandle, agent_id: &str) -> Result<(), AgentError> {
+    if handle.agent_id.is_empty() || handle.agent_id == agent_id {
+        return Ok(());
+    }
+    Err(AgentError::NotOurs {
+        task: handle.task.clone(),
+        why: format!(
+            "its handle was written by agent {}, this agent is {agent_id}",
+            handle.agent_id
+        ),
+    })
+}
+
 /// How a task ended.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ExitResult {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
+    /// The task's main process was OOM-killed (it is what the task's result follows).
     pub oom_killed: bool,
+    /// How many processes of the task the kernel's OOM killer killed (exec: its cgroup's
+    /// `oom_kill` count), the main process or not.
+    pub oom_kills: u64,
     /// Set when the driver could not tell how the task ended.
     pub error: Option<String>,
 }
@@ -93,12 +122,28 @@ impl ExitResult {
         };
         if self.oom_killed {
             s.push_str(", OOM Killed");
+        } else if self.oom_kills > 0 {
+            s.push_str(&format!(
+                "; a process in the task was OOM-killed ({} OOM kill(s) in the task)",
+                self.oom_kills
+            ));
         }
         if let Some(e) = &self.error {
             s.push_str(&format!(" ({e})"));
         }
         s
     }
+}
+
+/// How a task ended, given the OOM kills recorded for it (its cgroup's count; Docker's
+/// `OOMKilled`): the result follows the task's main process. It counts as OOM-killed only when
+/// the main process died of SIGKILL (exit status 137, or none because the process-task wrapper
+/// itself was killed) and an OOM kill was recorded; a child killed while the main process exits
+/// 0 leaves a success. Either way `oom_kills` keeps the count, told in the `Terminated` event.
+pub fn attribute_oom_kills(mut exit: ExitResult, oom_kills: u64) -> ExitResult {
+    exit.oom_kills = oom_kills;
+    exit.oom_killed = oom_kills > 0 && exit.signal == Some(libc::SIGKILL);
+    exit
 }
 
 /// Resource usage of a running task.
@@ -241,6 +286,31 @@ mod tests {
     }
 
     #[test]
+    fn an_oom_kill_is_the_tasks_only_when_its_main_process_was_killed() {
+        let exit = |code: Option<i32>, signal: Option<i32>| ExitResult {
+            exit_code: code,
+            signal,
+            ..Default::default()
+        };
+        // (main process exit, OOM kills in the cgroup, task OOM-killed, task successful)
+        let cases = [
+            (exit(Some(0), None), 0, false, true),
+            (exit(Some(0), None), 1, false, true),
+            (exit(Some(1), None), 2, false, false),
+            (exit(Some(137), Some(9)), 1, true, false),
+            (exit(None, Some(9)), 1, true, false),
+            (exit(Some(137), Some(9)), 0, false, false),
+            (exit(Some(143), Some(15)), 1, false, false),
+        ];
+        for (main, kills, oom, ok) in cases {
+            let got = attribute_oom_kills(main.clone(), kills);
+            assert_eq!(got.oom_killed, oom, "{main:?} with {kills} kills");
+            assert_eq!(got.successful(), ok, "{main:?} with {kills} kills");
+            assert_eq!(got.oom_kills, kills);
+        }
+    }
+
+    #[test]
     fn exit_results_describe_themselves() {
         let ok = ExitResult {
             exit_code: Some(0),
@@ -252,9 +322,20 @@ mod tests {
             exit_code: Some(137),
             signal: Some(9),
             oom_killed: true,
+            oom_kills: 1,
             error: None,
         };
         assert!(!oom.successful());
         assert_eq!(oom.describe(), "Exit Code: 137, Signal: 9, OOM Killed");
+        let child_oom = ExitResult {
+            exit_code: Some(0),
+            oom_kills: 1,
+            ..Default::default()
+        };
+        assert!(child_oom.successful());
+        assert_eq!(
+            child_oom.describe(),
+            "Exit Code: 0; a process in the task was OOM-killed (1 OOM kill(s) in the task)"
+        );
     }
 }

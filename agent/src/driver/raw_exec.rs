@@ -18,11 +18,11 @@ use nomos_api::DriverInfo;
 
 use super::{
     config_list, config_str, now_ms, parse_signal, Driver, ExitResult, TaskHandle, TaskSpec,
-    TaskStats,
+    TaskStats, AGENT_ID_ENV,
 };
 use crate::error::AgentError;
 use crate::logs::{self, LogStream};
-use crate::procfs;
+use crate::procfs::{self, Liveness};
 
 /// The wrapper: `$0` is the exit file, `$@` the command.
 const WRAPPER: &str = r#"trap : HUP INT QUIT TERM USR1 USR2 ALRM PIPE
@@ -33,6 +33,9 @@ exit $code"#;
 
 /// How often liveness is polled for tasks the agent may not be the parent of.
 const POLL: Duration = Duration::from_millis(100);
+
+/// How long a stop waits for the task to go after SIGKILL.
+const KILL_WAIT: Duration = Duration::from_secs(5);
 
 /// Runs tasks as plain processes.
 #[derive(Debug, Default, Clone)]
@@ -116,12 +119,20 @@ pub(crate) async fn spawn_process(
         let found = procfs::find_group_leaders_with_env(&[
             ("NOMOS_ALLOC_ID", alloc),
             ("NOMOS_TASK_NAME", task),
-        ]);
+            (AGENT_ID_ENV, &spec.agent_id),
+        ])
+        .map_err(|e| {
+            AgentError::driver(
+                driver,
+                format!("looking in /proc for a process of this task started before: {e}"),
+            )
+        })?;
         if let Some(leader) = found.into_iter().next() {
             tracing::info!(pid = leader.pid, alloc = %alloc, task = %task, "adopting a running task process");
             return Ok(TaskHandle {
                 driver: driver.to_string(),
                 task: spec.task.clone(),
+                agent_id: spec.agent_id.clone(),
                 pid: Some(leader.pid),
                 start_time: Some(leader.start_time),
                 exit_file: Some(exit_file),
@@ -168,8 +179,14 @@ pub(crate) async fn spawn_process(
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         );
     }
-    cmd.envs(&spec.env)
-        .current_dir(&spec.task_dir)
+    cmd.envs(&spec.env);
+    // Set last, over the task's env and the agent's own (an agent may run under another one).
+    if spec.agent_id.is_empty() {
+        cmd.env_remove(AGENT_ID_ENV);
+    } else {
+        cmd.env(AGENT_ID_ENV, &spec.agent_id);
+    }
+    cmd.current_dir(&spec.task_dir)
         .stdin(std::process::Stdio::null())
         .stdout(stdout)
         .stderr(stderr);
@@ -229,6 +246,7 @@ pub(crate) async fn spawn_process(
     Ok(TaskHandle {
         driver: driver.to_string(),
         task: spec.task.clone(),
+        agent_id: spec.agent_id.clone(),
         pid: Some(pid),
         start_time: Some(start_time),
         exit_file: Some(exit_file),
@@ -265,20 +283,58 @@ fn pid_of(handle: &TaskHandle) -> Option<(i32, u64)> {
     Some((handle.pid?, handle.start_time?))
 }
 
-/// Whether the task's group leader still runs.
-pub(crate) fn process_alive(handle: &TaskHandle) -> bool {
-    pid_of(handle)
-        .map(|(p, s)| procfs::is_alive(p, s))
-        .unwrap_or(false)
+/// What `/proc` says about the task's group leader.
+pub(crate) fn process_liveness(handle: &TaskHandle) -> Liveness {
+    match pid_of(handle) {
+        Some((pid, start_time)) => procfs::liveness(pid, start_time),
+        None => Liveness::Gone,
+    }
 }
 
-/// Reads the wrapper's exit file into an [`ExitResult`].
-pub(crate) fn read_exit(handle: &TaskHandle) -> ExitResult {
-    let text = handle
-        .exit_file
-        .as_ref()
-        .and_then(|f| std::fs::read_to_string(f).ok());
-    match text.and_then(|t| t.trim().parse::<i32>().ok()) {
+/// The error for a task whose process `/proc` could not tell about.
+fn proc_unreadable(handle: &TaskHandle, e: std::io::Error) -> AgentError {
+    AgentError::io(format!("/proc/{}/stat", handle.pid.unwrap_or(0)), e)
+}
+
+/// Whether the task still runs, for a re-attach: an error when `/proc` cannot be read now, and
+/// [`AgentError::NotOurs`] when the process does not carry the agent id its handle names.
+pub(crate) fn recover_process(handle: &TaskHandle) -> Result<bool, AgentError> {
+    match process_liveness(handle) {
+        Liveness::Alive => check_marker(handle).map(|()| true),
+        Liveness::Gone => Ok(false),
+        Liveness::Unknown(e) => Err(proc_unreadable(handle, e)),
+    }
+}
+
+/// Checks that the task's live group leader carries the agent id of its handle (handles of
+/// agents without ids are trusted by pid and start time alone).
+fn check_marker(handle: &TaskHandle) -> Result<(), AgentError> {
+    let Some(pid) = handle.pid.filter(|_| !handle.agent_id.is_empty()) else {
+        return Ok(());
+    };
+    match procfs::environ_matches(pid, &[(AGENT_ID_ENV, &handle.agent_id)]) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(AgentError::NotOurs {
+            task: handle.task.clone(),
+            why: format!(
+                "process {pid} does not carry {AGENT_ID_ENV}={}",
+                handle.agent_id
+            ),
+        }),
+        Err(e) => Err(AgentError::io(format!("/proc/{pid}/environ"), e)),
+    }
+}
+
+/// Reads the wrapper's exit file into an [`ExitResult`]; no file means the wrapper itself was
+/// killed. An error when the file exists but cannot be read now.
+pub(crate) fn read_exit(handle: &TaskHandle) -> std::io::Result<ExitResult> {
+    let text = match handle.exit_file.as_ref().map(std::fs::read_to_string) {
+        Some(Ok(text)) => Some(text),
+        Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Some(Err(e)) => return Err(e),
+        None => None,
+    };
+    Ok(match text.and_then(|t| t.trim().parse::<i32>().ok()) {
         Some(code) if code > 128 && code < 128 + 65 => ExitResult {
             exit_code: Some(code),
             signal: Some(code - 128),
@@ -294,54 +350,107 @@ pub(crate) fn read_exit(handle: &TaskHandle) -> ExitResult {
             signal: Some(Signal::SIGKILL as i32),
             ..Default::default()
         },
-    }
+    })
 }
 
+/// Waits until the task's process is gone and returns how it ended. `/proc` or an exit file
+/// that cannot be read (the agent out of file descriptors, ...) is no exit: the task is taken as
+/// running, the failure is logged (once until reads work again), and it is looked at again on
+/// the next poll.
 pub(crate) async fn wait_process(handle: &TaskHandle) -> ExitResult {
-    while process_alive(handle) {
+    let mut unreadable = false;
+    loop {
+        let looked = match process_liveness(handle) {
+            Liveness::Alive => Ok(()),
+            Liveness::Gone => match read_exit(handle) {
+                Ok(exit) => return exit,
+                Err(e) => Err(e),
+            },
+            Liveness::Unknown(e) => Err(e),
+        };
+        match looked {
+            Err(e) if !unreadable => {
+                tracing::warn!(task = %handle.task, pid = ?handle.pid, error = %e,
+                    "cannot read the task's process state; taking it as running and looking again");
+                unreadable = true;
+            }
+            Ok(()) if unreadable => {
+                tracing::info!(task = %handle.task, pid = ?handle.pid, "the task's process state can be read again");
+                unreadable = false;
+            }
+            _ => {}
+        }
         tokio::time::sleep(POLL).await;
     }
-    read_exit(handle)
 }
 
+/// Signals the task's process group if the task runs; an error when `/proc` cannot tell (a
+/// signal never goes to a pid whose owner is not known).
 pub(crate) fn signal_group(handle: &TaskHandle, sig: Signal) -> Result<(), AgentError> {
-    if let Some((pid, _)) = pid_of(handle).filter(|_| process_alive(handle)) {
-        match killpg(Pid::from_raw(pid), sig) {
-            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-            Err(e) => {
-                return Err(AgentError::driver(
-                    &handle.driver,
-                    format!("signal {sig} to process group {pid}: {e}"),
-                ))
+    match process_liveness(handle) {
+        Liveness::Alive => killpg_task(handle, sig),
+        Liveness::Gone => Ok(()),
+        Liveness::Unknown(e) => Err(proc_unreadable(handle, e)),
+    }
+}
+
+fn killpg_task(handle: &TaskHandle, sig: Signal) -> Result<(), AgentError> {
+    let Some((pid, _)) = pid_of(handle) else {
+        return Ok(());
+    };
+    match killpg(Pid::from_raw(pid), sig) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => Err(AgentError::driver(
+            &handle.driver,
+            format!("signal {sig} to process group {pid}: {e}"),
+        )),
+    }
+}
+
+/// [`signal_group`], waiting (until `deadline`) for `/proc` to become readable.
+async fn signal_when_seen(
+    handle: &TaskHandle,
+    sig: Signal,
+    deadline: tokio::time::Instant,
+) -> Result<(), AgentError> {
+    loop {
+        match process_liveness(handle) {
+            Liveness::Alive => return killpg_task(handle, sig),
+            Liveness::Gone => return Ok(()),
+            Liveness::Unknown(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(proc_unreadable(handle, e))
             }
+            Liveness::Unknown(_) => tokio::time::sleep(POLL).await,
         }
     }
-    Ok(())
 }
 
+/// Polls until the task is gone or `deadline` passes.
+async fn wait_gone(handle: &TaskHandle, deadline: tokio::time::Instant) {
+    while !matches!(process_liveness(handle), Liveness::Gone)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Sends `signal`, waits up to `timeout`, then SIGKILL; whatever is left of the process group
+/// goes too.
 pub(crate) async fn stop_process(
     handle: &TaskHandle,
     signal: &str,
     timeout: Duration,
 ) -> Result<(), AgentError> {
     let sig = parse_signal(signal)?;
-    signal_group(handle, sig)?;
     let deadline = tokio::time::Instant::now() + timeout;
-    while process_alive(handle) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(POLL.min(timeout)).await;
-    }
-    if process_alive(handle) {
-        signal_group(handle, Signal::SIGKILL)?;
-    }
+    signal_when_seen(handle, sig, deadline).await?;
+    wait_gone(handle, deadline).await;
+    let kill_deadline = tokio::time::Instant::now() + KILL_WAIT;
+    signal_when_seen(handle, Signal::SIGKILL, kill_deadline).await?;
+    wait_gone(handle, kill_deadline).await;
     // Whatever else is left in the group (children that ignored the signal) goes too.
     if let Some((pid, _)) = pid_of(handle) {
-        for _ in 0..50 {
-            if !process_alive(handle) {
-                break;
-            }
-            tokio::time::sleep(POLL).await;
-        }
-        if !procfs::group_members(pid).is_empty() && handle.start_time.is_some() {
+        if !procfs::group_members(pid).is_empty() {
             let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
@@ -349,9 +458,12 @@ pub(crate) async fn stop_process(
 }
 
 pub(crate) fn process_stats(handle: &TaskHandle) -> TaskStats {
-    let Some((pid, _)) = pid_of(handle).filter(|_| process_alive(handle)) else {
+    let Some((pid, _)) = pid_of(handle) else {
         return TaskStats::default();
     };
+    if !matches!(process_liveness(handle), Liveness::Alive) {
+        return TaskStats::default();
+    }
     let members = procfs::group_members(pid);
     let ticks = procfs::clock_ticks();
     let page = procfs::page_size();
@@ -396,7 +508,7 @@ impl Driver for RawExecDriver {
     }
 
     async fn recover(&self, handle: &TaskHandle) -> Result<bool, AgentError> {
-        Ok(process_alive(handle))
+        recover_process(handle)
     }
 
     async fn wait(&self, handle: &TaskHandle) -> Result<ExitResult, AgentError> {

@@ -63,6 +63,7 @@ pub fn alloc(id: &str, node: &str, job: &Job, version: u64) -> Allocation {
         task_group: job.groups[0].name.clone(),
         name: format!("{}.{}[0]", job.id, job.groups[0].name),
         node: node.into(),
+        job_spec_hash: nomos_api::spec_hash(job),
         ..Default::default()
     }
 }
@@ -79,7 +80,13 @@ pub fn with_port(mut a: Allocation, label: &str, value: u16) -> Allocation {
 
 /// Writes the job version and the allocation, as the jobs controller does.
 pub async fn place(store: &dyn Store, a: &Allocation, job: &Job) {
-    let jv = keys::job_version(&job.namespace, &job.id, a.job_version);
+    put_version(store, job, a.job_version).await;
+    put_alloc(store, a).await;
+}
+
+/// Writes `job` as its version `version`, as the jobs controller does (compact JSON).
+pub async fn put_version(store: &dyn Store, job: &Job, version: u64) {
+    let jv = keys::job_version(&job.namespace, &job.id, version);
     store
         .put(
             jv.into_bytes(),
@@ -88,7 +95,6 @@ pub async fn place(store: &dyn Store, a: &Allocation, job: &Job) {
         )
         .await
         .unwrap();
-    put_alloc(store, a).await;
 }
 
 pub async fn put_alloc(store: &dyn Store, a: &Allocation) {
@@ -207,6 +213,16 @@ pub fn alive(pid: i32) -> bool {
     nomos_agent::procfs::stat(pid)
         .map(|s| s.state != 'Z')
         .unwrap_or(false)
+}
+
+/// What a task wrote to its stdout so far (empty before it wrote anything).
+pub fn stdout_of(data_dir: &Path, alloc: &str, task: &str) -> String {
+    std::fs::read_to_string(nomos_agent::logs::live_path(
+        &nomos_agent::logs::log_dir(data_dir, alloc),
+        task,
+        nomos_agent::logs::LogStream::Stdout,
+    ))
+    .unwrap_or_default()
 }
 
 pub fn events(s: &AllocStatus, task: &str) -> Vec<String> {

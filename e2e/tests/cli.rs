@@ -571,7 +571,8 @@ fn get_in_every_form(c: &Cluster) {
             "deployments",
             &["ID", "Job ID", "Job Version", "Status", "Description"],
             &[],
-            vec![short(&deployment), "cli-json".into(), "successful".into()],
+            // Deployment IDs (`<job>-v<version>`) are never cut to 8 characters.
+            vec![deployment.clone(), "cli-json".into(), "successful".into()],
             vec![deployment.clone()],
             &["deployment", "id"],
         ),

@@ -1,4 +1,6 @@
-//! A job file with an error is refused with its position, and nothing running changes.
+//! A job file with an error is refused with its position, and nothing running changes; garbage
+//! written straight into the store over a running job leaves it running, shown by `nctl status`
+//! with the spec's errors, and still revertible, stoppable and purgeable.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -108,6 +110,93 @@ fn an_invalid_job_file_is_refused_with_its_position_and_nothing_changes() {
             (p.is_empty(), format!("{p:?}"))
         },
     );
+}
+
+/// Writes `value` under `key` through the cluster's etcd-protocol store endpoint, as
+/// `etcdctl put` or a GitOps pipeline would.
+fn store_put(c: &Cluster, key: &str, value: &[u8]) {
+    use nomos_store::{EtcdConfig, EtcdStore, PutOptions, Store};
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = EtcdStore::connect(EtcdConfig::new([c.store_url.clone()]))
+            .await
+            .expect("connect to the store endpoint");
+        store
+            .put(
+                key.as_bytes().to_vec(),
+                value.to_vec(),
+                PutOptions::default(),
+            )
+            .await
+            .expect("store put");
+    });
+}
+
+/// Writes garbage into the sleeper's spec key and waits until the controllers recorded it.
+fn garbage_over_the_sleeper(c: &Cluster) {
+    store_put(c, "/nomos/jobs/default/sleeper", b"not a job");
+    c.wait_for(
+        "the spec's errors in the job status",
+        Duration::from_secs(60),
+        |c| {
+            let s = c.json(&["status", "sleeper", "-o", "json"]);
+            let recorded = s["job"]["status"]["errors"]
+                .as_array()
+                .is_some_and(|e| !e.is_empty());
+            (
+                recorded && !s["job"]["invalid_spec"].is_null(),
+                s["job"].to_string(),
+            )
+        },
+    );
+}
+
+#[test]
+fn garbage_written_over_a_running_job_keeps_it_running_visible_and_manageable() {
+    let c = Cluster::start("garbage");
+    let file = c.write_file("sleeper.hcl", SLEEPER);
+    c.ok(&["apply", "-f", &file, "--wait", "--timeout", "120"]);
+    let id = c.running("sleeper")[0]["allocation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    garbage_over_the_sleeper(&c);
+    let out = c.ok(&["status", "sleeper"]);
+    assert!(out.contains("Status       = running"), "{out}");
+    assert!(out.contains("Spec Errors"), "{out}");
+    assert!(
+        out.contains("version 0, the last accepted one, keeps running"),
+        "{out}"
+    );
+    assert!(out.contains("/nomos/jobs/default/sleeper:1:1: "), "{out}");
+    assert!(out.contains(&id[..8]), "the running allocation: {out}");
+    assert!(out.contains("main "), "the running version's group: {out}");
+
+    // Reverting to the version that runs makes the spec valid and changes nothing running.
+    let out = c.ok(&["job", "revert", "sleeper", "0"]);
+    assert!(out.contains("reverted to version 0"), "{out}");
+    let s = c.json(&["status", "sleeper", "-o", "json"]);
+    assert!(s["job"]["invalid_spec"].is_null(), "{s}");
+    assert_eq!(c.running("sleeper")[0]["allocation"]["id"], id.as_str());
+
+    // Stop takes the last accepted version as its base.
+    garbage_over_the_sleeper(&c);
+    let out = c.ok(&["stop", "sleeper"]);
+    assert!(out.contains("job \"sleeper\" stopped"), "{out}");
+    c.wait_for(
+        "the sleeper's process to end",
+        Duration::from_secs(60),
+        |_| {
+            let p = pids_of_alloc(&id);
+            (p.is_empty(), format!("{p:?}"))
+        },
+    );
+
+    garbage_over_the_sleeper(&c);
+    c.ok(&["stop", "sleeper", "--purge"]);
+    let out = c.nctl(&["status", "sleeper"]);
+    assert_eq!(out.status.code(), Some(1), "purged: {out:?}");
 }
 
 /// POSTs a JSON `body` to the API at `addr` (`host:port`) over plain HTTP/1.0; returns the

@@ -29,6 +29,7 @@ pub const SINGLE_DASH_LONGS: &[&str] = &[
     "follow",
     "stderr",
     "job",
+    "group",
     "node",
     "watch",
     "data-dir",

@@ -1,13 +1,14 @@
 //! Job handlers: list, get, apply (validate and write `/nomos/jobs/<ns>/<job>` as canonical
 //! JSON, optionally guarded by a check-index), plan (the same without writing), stop, purge,
 //! versions and revert. Writes compare the spec key's mod_revision, so a concurrent writer is
-//! reported as a conflict rather than overwritten.
+//! reported as a conflict rather than overwritten. A spec key holding no valid job (written
+//! straight into the store) is read, stopped, purged, reverted and applied over through
+//! [`crate::specs`]: what runs is then its latest accepted version.
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use nomos_api::{to_canonical_json, Job, JobStatus, JobType};
 use nomos_store::keys;
-use nomos_store::{KeyValue, RangeOptions};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -16,8 +17,11 @@ use crate::diff::{diff_jobs, Change};
 use crate::error::ServerError;
 use crate::jobfile::{jobs_from_body, JobsInput};
 use crate::kv::{self, Entry};
+use crate::specs::{job_status, latest_accepted, locate_job, running_job, FoundJob};
 use crate::views::*;
 use crate::AppState;
+
+pub use crate::specs::{find_job, job_versions, read_spec, split_job_key, stored_jobs};
 
 /// `?namespace=` (default `default`; `*` lists every namespace).
 #[derive(Debug, Deserialize, Default)]
@@ -45,91 +49,6 @@ pub async fn status(State(st): State<AppState>) -> Result<Json<StatusView>, Serv
         revision: s.revision,
         compact_revision: s.compact_revision,
     }))
-}
-
-/// Decodes a stored spec: canonical JSON first, then anything `parse_stored_spec` accepts
-/// (a manifest written by GitOps or etcdctl).
-pub fn read_spec(kv: &KeyValue) -> Result<Job, ServerError> {
-    if let Ok(job) = serde_json::from_slice::<Job>(&kv.value) {
-        return Ok(job);
-    }
-    let key = kv.key_str().into_owned();
-    match nomos_api::parse_stored_spec(&key, &kv.value) {
-        Ok(parsed) if !parsed.jobs.is_empty() => {
-            Ok(parsed.jobs.into_iter().next().unwrap_or_default())
-        }
-        Ok(_) => Err(ServerError::Corrupt {
-            key,
-            message: "no job in the value".into(),
-        }),
-        Err(diags) => Err(ServerError::Corrupt {
-            key,
-            message: diags
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("; "),
-        }),
-    }
-}
-
-/// `(namespace, id)` of a spec key.
-pub fn split_job_key(key: &str) -> Option<(String, String)> {
-    let rest = key.strip_prefix(keys::jobs_prefix(None).as_str())?;
-    let (ns, id) = rest.split_once('/')?;
-    Some((ns.to_string(), id.to_string()))
-}
-
-/// Every stored spec under a namespace (`None`: all), with its key metadata.
-pub async fn stored_jobs(
-    st: &AppState,
-    namespace: Option<&str>,
-) -> Result<Vec<(KeyValue, Result<Job, ServerError>)>, ServerError> {
-    let resp = st
-        .store
-        .range(
-            nomos_store::KeySelector::prefix(keys::jobs_prefix(namespace)),
-            RangeOptions::default(),
-        )
-        .await?;
-    Ok(resp
-        .kvs
-        .into_iter()
-        .map(|kv| {
-            let job = read_spec(&kv);
-            (kv, job)
-        })
-        .collect())
-}
-
-/// Finds one job by exact id or unique id prefix.
-pub async fn find_job(st: &AppState, ns: &str, id: &str) -> Result<(Job, KeyValue), ServerError> {
-    // Nomad names a periodic child `<job>/periodic-<secs>`; here its id has a '-' for the '/'
-    // (ids cannot hold '/'), and either spelling finds it.
-    let id = &id.replacen("/periodic-", "-periodic-", 1);
-    if let Some(kv) = kv::get_raw(st.store.as_ref(), &keys::job(ns, id)).await? {
-        let job = read_spec(&kv)?;
-        return Ok((job, kv));
-    }
-    let all = stored_jobs(st, Some(ns)).await?;
-    let ids: Vec<String> = all
-        .iter()
-        .filter_map(|(kv, _)| split_job_key(&kv.key_str()).map(|(_, i)| i))
-        .collect();
-    let found = kv::resolve_prefix(&ids, id, "job", |s| s.as_str())?.clone();
-    let (kv, job) = all
-        .into_iter()
-        .find(|(kv, _)| split_job_key(&kv.key_str()).is_some_and(|(_, i)| i == found))
-        .ok_or_else(|| ServerError::NotFound(format!("job {id:?} not found")))?;
-    Ok((job?, kv))
-}
-
-async fn job_status(st: &AppState, ns: &str, id: &str) -> Result<Option<JobStatus>, ServerError> {
-    Ok(
-        kv::get_json::<JobStatus>(st.store.as_ref(), &keys::job_status(ns, id))
-            .await?
-            .map(|e| e.value),
-    )
 }
 
 /// `GET /v1/jobs`.
@@ -205,45 +124,65 @@ fn display_status(job: &Job, status: Option<&JobStatus>) -> String {
     }
 }
 
-/// `GET /v1/job/{id}`.
+/// `GET /v1/job/{id}`: the spec, or, while the spec key holds something that is not a valid
+/// job, the latest accepted version (what runs) with the spec's errors in `invalid_spec`.
 pub async fn get(
     State(st): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<NsQuery>,
 ) -> Result<Json<JobDetail>, ServerError> {
-    let (job, kv) = find_job(&st, q.ns(), &id).await?;
-    let status = job_status(&st, &job.namespace, &job.id).await?;
+    let found = locate_job(&st, q.ns(), &id).await?;
+    let (job, invalid_spec) = running_job(&st, &found).await?;
+    let status = job_status(&st, &found.namespace, &found.id).await?;
     Ok(Json(JobDetail {
         job,
-        modify_index: kv.mod_revision,
+        modify_index: found.kv.mod_revision,
         status,
+        invalid_spec,
     }))
 }
 
-/// Compares `job` with what is stored: outcome, changes and the stored modify index.
+/// The change an apply reports when it replaces a spec key's invalid value.
+fn replaced_invalid_spec() -> Change {
+    Change {
+        path: "spec".into(),
+        kind: crate::diff::ChangeKind::Changed,
+        old: Some(Value::String("not a valid job".into())),
+        new: Some(Value::String("a valid job".into())),
+    }
+}
+
+/// Compares `job` with what is stored: outcome, changes and the stored modify index. A stored
+/// value that is not a valid job is compared through the latest accepted version (what runs),
+/// and is always rewritten.
 async fn compare_with_stored(
     st: &AppState,
     job: &Job,
 ) -> Result<(ApplyOutcome, Vec<Change>, i64), ServerError> {
     let key = keys::job(&job.namespace, &job.id);
     let new_value = serde_json::to_value(job).unwrap_or(Value::Null);
-    match kv::get_raw(st.store.as_ref(), &key).await? {
-        None => Ok((ApplyOutcome::Created, diff_jobs(None, &new_value), 0)),
-        Some(kv) => {
-            let old = read_spec(&kv).ok();
-            let old_value = old.as_ref().and_then(|j| serde_json::to_value(j).ok());
-            let outcome = if old.as_ref() == Some(job) {
-                ApplyOutcome::Unchanged
-            } else {
-                ApplyOutcome::Updated
-            };
-            let changes = match &old_value {
-                Some(v) => diff_jobs(Some(v), &new_value),
-                None => vec![],
-            };
-            Ok((outcome, changes, kv.mod_revision))
-        }
+    let Some(kv) = kv::get_raw(st.store.as_ref(), &key).await? else {
+        return Ok((ApplyOutcome::Created, diff_jobs(None, &new_value), 0));
+    };
+    if let Ok(old) = read_spec(&kv) {
+        let outcome = if &old == job {
+            ApplyOutcome::Unchanged
+        } else {
+            ApplyOutcome::Updated
+        };
+        let old_value = serde_json::to_value(&old).unwrap_or(Value::Null);
+        return Ok((
+            outcome,
+            diff_jobs(Some(&old_value), &new_value),
+            kv.mod_revision,
+        ));
     }
+    let mut changes = vec![replaced_invalid_spec()];
+    if let Some((_, accepted)) = latest_accepted(st, &job.namespace, &job.id).await? {
+        let old_value = serde_json::to_value(&accepted).unwrap_or(Value::Null);
+        changes.extend(diff_jobs(Some(&old_value), &new_value));
+    }
+    Ok((ApplyOutcome::Updated, changes, kv.mod_revision))
 }
 
 /// Writes one job unless it is unchanged; honours a check-index.
@@ -419,20 +358,22 @@ pub async fn plan(
     }))
 }
 
-/// `POST /v1/job/{id}/stop` (`?purge=true` or `{"purge": true}` deletes the spec).
+/// `POST /v1/job/{id}/stop` (`?purge=true` or `{"purge": true}` deletes the spec). A spec key
+/// holding an invalid value is purged as it is, or stopped by writing the latest accepted
+/// version back with `stop = true`.
 pub async fn stop(
     State(st): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<NsQuery>,
     JsonBody(req): JsonBody<StopRequest>,
 ) -> Result<Json<ApplyResult>, ServerError> {
-    let (mut job, kv) = find_job(&st, q.ns(), &id).await?;
-    let key = kv.key_str().into_owned();
+    let found = locate_job(&st, q.ns(), &id).await?;
+    let key = found.kv.key_str().into_owned();
     if req.purge || q.purge.unwrap_or(false) {
-        let rev = kv::delete_if(st.store.as_ref(), &key, kv.mod_revision).await?;
+        let rev = kv::delete_if(st.store.as_ref(), &key, found.kv.mod_revision).await?;
         return Ok(Json(ApplyResult {
-            namespace: job.namespace,
-            id: job.id,
+            namespace: found.namespace,
+            id: found.id,
             outcome: ApplyOutcome::Updated,
             modify_index: rev,
             changes: vec![Change {
@@ -443,35 +384,57 @@ pub async fn stop(
             }],
         }));
     }
-    if job.stop {
+    let (mut job, mut changes) = stop_base(&st, &found).await?;
+    if job.stop && changes.is_empty() {
         return Ok(Json(ApplyResult {
-            namespace: job.namespace,
-            id: job.id,
+            namespace: found.namespace,
+            id: found.id,
             outcome: ApplyOutcome::Unchanged,
-            modify_index: kv.mod_revision,
-            changes: vec![],
+            modify_index: found.kv.mod_revision,
+            changes,
         }));
+    }
+    if !job.stop {
+        changes.push(Change {
+            path: "stop".into(),
+            kind: crate::diff::ChangeKind::Changed,
+            old: Some(Value::Bool(false)),
+            new: Some(Value::Bool(true)),
+        });
     }
     job.stop = true;
     let rev = kv::put_raw_if(
         st.store.as_ref(),
         &key,
         to_canonical_json(&job).into_bytes(),
-        kv.mod_revision,
+        found.kv.mod_revision,
     )
     .await?;
     Ok(Json(ApplyResult {
-        namespace: job.namespace,
-        id: job.id,
+        namespace: found.namespace,
+        id: found.id,
         outcome: ApplyOutcome::Updated,
         modify_index: rev,
-        changes: vec![Change {
-            path: "stop".into(),
-            kind: crate::diff::ChangeKind::Changed,
-            old: Some(Value::Bool(false)),
-            new: Some(Value::Bool(true)),
-        }],
+        changes,
     }))
+}
+
+/// The job a stop writes back: the spec, or for an invalid spec the latest accepted version
+/// (with the change that replaces the invalid value). 409 when an invalid spec has no accepted
+/// version to stop: nothing runs, and only a purge or a valid apply helps.
+async fn stop_base(st: &AppState, found: &FoundJob) -> Result<(Job, Vec<Change>), ServerError> {
+    match &found.spec {
+        Ok(job) => Ok((job.clone(), vec![])),
+        Err(errors) => match latest_accepted(st, &found.namespace, &found.id).await? {
+            Some((_, job)) => Ok((job, vec![replaced_invalid_spec()])),
+            None => Err(ServerError::Conflict(format!(
+                "job {:?} has no accepted version to stop (its stored spec is invalid: {}); \
+                 purge it or apply a valid spec",
+                found.id,
+                errors.join("; ")
+            ))),
+        },
+    }
 }
 
 /// `DELETE /v1/job/{id}`: purge the spec.
@@ -484,52 +447,14 @@ pub async fn purge(
     stop(st, id, Query(q), JsonBody(StopRequest { purge: true })).await
 }
 
-/// Every stored version of a job, oldest first.
-pub async fn job_versions(
-    st: &AppState,
-    ns: &str,
-    id: &str,
-) -> Result<Vec<JobVersionView>, ServerError> {
-    let entries: Vec<Entry<Value>> =
-        kv::list_json(st.store.as_ref(), &keys::job_versions_prefix(ns, id)).await?;
-    let stable = job_status(st, ns, id).await?.and_then(|s| s.stable_version);
-    let mut out = Vec::new();
-    for e in entries {
-        let Some(version) = e.key.rsplit('/').next().and_then(|v| v.parse::<u64>().ok()) else {
-            continue;
-        };
-        let job = serde_json::from_value::<Job>(e.value.clone())
-            .ok()
-            .or_else(|| {
-                e.value
-                    .get("job")
-                    .and_then(|j| serde_json::from_value(j.clone()).ok())
-            })
-            .or_else(|| {
-                e.value
-                    .get("spec")
-                    .and_then(|j| serde_json::from_value(j.clone()).ok())
-            });
-        out.push(JobVersionView {
-            version,
-            job,
-            stable: stable == Some(version),
-            raw: e.value,
-            modify_index: e.mod_revision,
-        });
-    }
-    out.sort_by_key(|v| v.version);
-    Ok(out)
-}
-
 /// `GET /v1/job/{id}/versions`.
 pub async fn versions(
     State(st): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<NsQuery>,
 ) -> Result<Json<Vec<JobVersionView>>, ServerError> {
-    let (job, _) = find_job(&st, q.ns(), &id).await?;
-    Ok(Json(job_versions(&st, &job.namespace, &job.id).await?))
+    let found = locate_job(&st, q.ns(), &id).await?;
+    Ok(Json(job_versions(&st, &found.namespace, &found.id).await?))
 }
 
 /// `POST /v1/job/{id}/revert` `{ "version": N }`: write version N back as the spec.
@@ -539,7 +464,7 @@ pub async fn revert(
     Query(q): Query<NsQuery>,
     JsonBody(req): JsonBody<RevertRequest>,
 ) -> Result<Json<ApplyResult>, ServerError> {
-    let (current, _) = find_job(&st, q.ns(), &id).await?;
+    let current = locate_job(&st, q.ns(), &id).await?;
     let versions = job_versions(&st, &current.namespace, &current.id).await?;
     let v = versions
         .into_iter()
@@ -564,7 +489,7 @@ pub async fn allocations(
     Path(id): Path<String>,
     Query(q): Query<NsQuery>,
 ) -> Result<Json<Vec<AllocView>>, ServerError> {
-    let (job, _) = find_job(&st, q.ns(), &id).await?;
+    let job = locate_job(&st, q.ns(), &id).await?;
     let all = crate::allocs::all_allocs(&st).await?;
     Ok(Json(
         all.into_iter()
@@ -579,7 +504,7 @@ pub async fn deployments(
     Path(id): Path<String>,
     Query(q): Query<NsQuery>,
 ) -> Result<Json<Vec<DeploymentView>>, ServerError> {
-    let (job, _) = find_job(&st, q.ns(), &id).await?;
+    let job = locate_job(&st, q.ns(), &id).await?;
     let mut all = crate::deployments::all_deployments(&st).await?;
     all.retain(|d| d.deployment.job_id == job.id && d.deployment.namespace == job.namespace);
     Ok(Json(all))

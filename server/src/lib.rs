@@ -10,14 +10,16 @@
 //!   positioned diagnostics.
 //! - handlers, one module per resource: [`jobs`], [`allocs`], [`nodes`], [`deployments`],
 //!   [`events`] (server-sent events fed by a store watch), [`metrics`] (`/metrics`).
+//! - [`specs`]: reading jobs back: the spec key (whatever it holds) and the accepted versions,
+//!   so a job whose spec key holds an invalid value still shows (and stops) what runs.
 //! - [`kv`]: small typed helpers over the [`Store`] trait (JSON get/list, compare-and-put).
 //! - [`error`]: the crate's error enum and its JSON rendering.
 //! - [`ui`]: the web UI under `/ui` (server-rendered HTML, htmx fragments, a uPlot resource chart
 //!   fed by a background sampler that [`serve`] runs alongside the API).
 //!
 //! Specs are written here (`/nomos/jobs/...`, `/nomos/nodespec/...`); status keys are only read,
-//! except for the few user requests that target them (stop an allocation, promote or fail a
-//! deployment), which are written with a compare on the key's `mod_revision`.
+//! except for the few user requests that target them (stop an allocation; promote, fail,
+//! pause or resume a deployment), which are written with a compare on the key's `mod_revision`.
 
 pub mod allocs;
 pub mod body;
@@ -31,6 +33,7 @@ pub mod jobs;
 pub mod kv;
 pub mod metrics;
 pub mod nodes;
+pub mod specs;
 pub mod ui;
 pub mod views;
 
@@ -152,6 +155,7 @@ pub fn router_with_limit(state: AppState, body_limit: usize) -> Router {
         .route("/deployment/{id}", get(deployments::get))
         .route("/deployment/{id}/promote", post(deployments::promote))
         .route("/deployment/{id}/fail", post(deployments::fail))
+        .route("/deployment/{id}/pause", post(deployments::pause))
         .route("/events", get(events::stream))
         .route("/system/gc", post(jobs::gc));
     Router::new()

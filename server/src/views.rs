@@ -136,12 +136,47 @@ pub struct JobListEntry {
     pub modify_index: i64,
 }
 
-/// `GET /v1/job/{id}`: the spec, its modify index and what the controllers report.
+/// `GET /v1/job/{id}`: the job, its spec key's modify index and what the controllers report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobDetail {
+    /// The spec; when the spec key holds something that is not a valid job, the latest accepted
+    /// version instead (what keeps running), and `invalid_spec` says so.
     pub job: Job,
     pub modify_index: i64,
     pub status: Option<JobStatus>,
+    /// Set only when the stored spec is not a valid job (written straight into the store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid_spec: Option<InvalidSpec>,
+}
+
+/// Why a job's stored spec was not accepted, and which version runs instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct InvalidSpec {
+    /// What is wrong with the spec key's value, one message per diagnostic (the controllers
+    /// record the same in the job status's `errors`).
+    pub errors: Vec<String>,
+    /// The accepted version that `job` shows and that keeps running; `None` when the job never
+    /// had one (nothing runs; `job` then holds only its id and namespace).
+    pub running_version: Option<u64>,
+}
+
+impl JobDetail {
+    /// Why the stored spec was not accepted: the spec's own errors (when it is invalid), then
+    /// those the controllers recorded in the job status that are not among them.
+    pub fn spec_errors(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .invalid_spec
+            .as_ref()
+            .map(|i| i.errors.clone())
+            .unwrap_or_default();
+        for e in self.status.iter().flat_map(|s| &s.errors) {
+            if !out.contains(e) {
+                out.push(e.clone());
+            }
+        }
+        out
+    }
 }
 
 /// One accepted version from `/nomos/jobversions/...` (as written by the controllers).
@@ -238,6 +273,23 @@ impl Default for DrainRequest {
 pub struct DeploymentView {
     pub deployment: Deployment,
     pub modify_index: i64,
+}
+
+/// `POST /v1/deployment/{id}/promote`: which groups' canaries to promote (empty: every group
+/// that has canaries). Nomad's spelling (`{"Groups": [...]}`, `{"All": true}`) works too.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct PromoteRequest {
+    #[serde(alias = "Groups")]
+    pub groups: Vec<String>,
+}
+
+/// `POST /v1/deployment/{id}/pause`: `true` pauses a running deployment, `false` resumes a
+/// paused one (Nomad's `{"Pause": ...}` works too).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PauseRequest {
+    #[serde(alias = "Pause")]
+    pub pause: bool,
 }
 
 /// `GET /v1/status`: the store's revision and the server's version.

@@ -1,5 +1,5 @@
-//! Allocations, nodes and deployments over real HTTP, with the controllers' and agents' keys
-//! written straight into the store as they would write them.
+//! Allocations and nodes over real HTTP, with the controllers' and agents' keys written straight
+//! into the store as they would write them (deployments have their own file, `deployments.rs`).
 
 mod common;
 
@@ -307,38 +307,6 @@ async fn a_forced_gc_keeps_as_many_versions_as_the_server_is_configured_to() {
             "version {v}: job_versions_kept = 2 keeps 3 and 4"
         );
     }
-    srv.stop().await;
-}
-
-#[tokio::test]
-async fn deployments_can_be_read_promoted_and_failed() {
-    let srv = TestServer::start().await;
-    srv.put_json(
-        "/nomos/deployments/default/web/dep-1234",
-        &json!({"id": "dep-1234", "namespace": "default", "job_id": "web", "job_version": 1,
-                "status": "running", "groups": {"frontend": {"desired_total": 2, "desired_canaries": 1}}}),
-    )
-    .await;
-    let (code, list) = srv.get("/v1/deployments?job=web").await;
-    assert_eq!(code, 200);
-    assert_eq!(list.as_array().unwrap().len(), 1);
-    let (code, d) = srv.get("/v1/deployment/dep").await;
-    assert_eq!(code, 200);
-    assert_eq!(d["deployment"]["job_version"], 1);
-
-    let (code, d) = srv.post("/v1/deployment/dep/promote", json!({})).await;
-    assert_eq!(code, 200, "{d}");
-    assert_eq!(d["deployment"]["groups"]["frontend"]["promoted"], true);
-    let (code, d) = srv.post("/v1/deployment/dep/fail", json!({})).await;
-    assert_eq!(code, 200, "{d}");
-    assert_eq!(
-        srv.read_json("/nomos/deployments/default/web/dep-1234")
-            .await
-            .unwrap()["status"],
-        "failed"
-    );
-    let (code, _) = srv.post("/v1/deployment/dep/fail", json!({})).await;
-    assert_eq!(code, 409);
     srv.stop().await;
 }
 

@@ -192,7 +192,7 @@ async fn the_job_page_shows_groups_failures_the_deployment_and_allocations() {
     // Latest deployment.
     assert!(html.contains("Latest deployment"), "{html}");
     assert!(
-        html.contains(r#"title="dep-1234">dep-1234</span>"#),
+        html.contains(r#"<span class="mono">dep-1234</span>"#),
         "{html}"
     );
     assert!(
@@ -213,6 +213,29 @@ async fn the_job_page_shows_groups_failures_the_deployment_and_allocations() {
     // A unique prefix finds the job too.
     let html = page(&srv, "/ui/job/we").await;
     assert!(html.contains("<title>Job web · Nomos</title>"), "{html}");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn the_job_page_shows_deployment_ids_in_full() {
+    let srv = TestServer::start().await;
+    seed(&srv).await;
+    srv.put_json(
+        "/nomos/deployments/default/web/gitops-v12",
+        &json!({"id": "gitops-v12", "namespace": "default", "job_id": "web", "job_version": 12,
+                "status": "running", "created_at_ms": nomos_server::allocs::now_ms(),
+                "groups": {"frontend": {"desired_total": 2}}}),
+    )
+    .await;
+    let mut status = srv.read_json("/nomos/jobstatus/default/web").await.unwrap();
+    status["latest_deployment"] = json!("gitops-v12");
+    srv.put_json("/nomos/jobstatus/default/web", &status).await;
+    let html = page(&srv, "/ui/job/web").await;
+    assert!(
+        html.contains(r#"<span class="mono">gitops-v12</span>"#),
+        "the whole ID, never cut to 8 characters: {html}"
+    );
+    assert!(!html.contains(">gitops-v<"), "{html}");
     srv.stop().await;
 }
 
@@ -398,7 +421,7 @@ async fn unknown_objects_and_paths_get_html_404_pages() {
 }
 
 #[tokio::test]
-async fn a_spec_that_does_not_decode_gets_a_500_page_but_the_overview_still_lists_it() {
+async fn a_spec_that_does_not_decode_gets_a_page_with_its_errors_and_is_listed_invalid() {
     let srv = TestServer::start().await;
     srv.store
         .put(
@@ -409,12 +432,15 @@ async fn a_spec_that_does_not_decode_gets_a_500_page_but_the_overview_still_list
         .await
         .unwrap();
     let (code, ct, body) = fetch(&srv, "/ui/job/broken").await;
-    assert_eq!(code, 500, "{body}");
+    assert_eq!(code, 200, "{body}");
     assert!(ct.starts_with("text/html"), "{ct}");
-    assert!(body.contains("500 · Internal Server Error"), "{body}");
+    assert!(
+        body.contains("no version of it was ever accepted: nothing runs"),
+        "{body}"
+    );
     assert!(
         body.contains("&#x2f;nomos&#x2f;jobs&#x2f;default&#x2f;broken"),
-        "{body}"
+        "the error names the key: {body}"
     );
     let html = page(&srv, "/ui").await;
     assert!(

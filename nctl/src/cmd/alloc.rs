@@ -97,6 +97,7 @@ fn print_alloc(a: &AllocView) {
                 None => "-".into(),
             },
         ),
+        ("Deployment ID", al.deployment_id.clone()),
         ("Ports", ports.join(", ")),
         ("Created", age(al.created_at_ms)),
     ]);

@@ -3,7 +3,9 @@
 //! Files are parsed locally first, so errors print as `FILE:LINE:COL: message` before anything
 //! is sent; the server parses them again (it is the authority) and writes the specs. `--wait`
 //! follows the rollout: allocations placed and running (healthy) for each group, or complete for
-//! batch jobs, and exits 1 if the deployment fails, allocations fail, or the timeout passes.
+//! batch jobs. It ends early, each with its own exit code ([`Verdict::exit_code`]), when a group
+//! cannot be placed (2, as in Nomad), when the applied version's deployment fails (3) or waits
+//! for its canaries to be promoted (4); allocations that fail and the timeout exit 1.
 //!
 //! `plan` exits as Nomad's `job plan` does: 0 when no allocation would be created, stopped or
 //! replaced (even if the spec changes), 1 when some would, 255 on an error ([`plan_exit_code`]).
@@ -13,7 +15,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nomos_api::{ClientStatus, DesiredStatus, JobType, ParseOptions};
+use nomos_api::ParseOptions;
+use nomos_api::{deployment_status, ClientStatus, Deployment, DesiredStatus, JobStatus, JobType};
 use nomos_server::diff::Change;
 use nomos_server::views::*;
 
@@ -21,6 +24,7 @@ use super::client::{ApiError, Client};
 use super::Global;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = WAIT_EXIT_CODES_HELP)]
 pub struct ApplyArgs {
     /// A job file, a directory of job files, or `-` for stdin (repeatable).
     #[arg(short = 'f', long = "filename", required = true)]
@@ -28,7 +32,8 @@ pub struct ApplyArgs {
     /// Recurse into subdirectories of a directory.
     #[arg(short = 'R', long)]
     pub recursive: bool,
-    /// Follow the rollout; exit non-zero if it fails.
+    /// Follow the rollout until it completes, fails, cannot be placed or waits for promotion
+    /// (each has its own exit code, listed below).
     #[arg(long)]
     pub wait: bool,
     /// How long --wait waits (seconds).
@@ -207,12 +212,15 @@ pub async fn apply(g: &Global, args: ApplyArgs) -> anyhow::Result<i32> {
     if !args.wait {
         return Ok(0);
     }
-    let mut code = 0;
+    // Every job is followed to its end; the first that did not complete sets the exit code.
+    let mut code = EXIT_DONE;
     for r in &applied {
         let mut c = client.clone();
         c.namespace = r.namespace.clone();
-        if !wait_for_rollout(&c, &r.id, r.modify_index, Duration::from_secs(args.timeout)).await? {
-            code = 1;
+        let ended =
+            wait_for_rollout(&c, &r.id, r.modify_index, Duration::from_secs(args.timeout)).await?;
+        if code == EXIT_DONE {
+            code = ended;
         }
     }
     Ok(code)
@@ -374,31 +382,119 @@ struct Progress {
     failed: u32,
 }
 
+/// `--wait`: the rollout completed (or the stopped job's allocations ended).
+pub const EXIT_DONE: i32 = 0;
+/// `--wait`: an error, allocations failed, the deployment was cancelled, or the timeout passed.
+pub const EXIT_FAILED: i32 = 1;
+/// `--wait`: some task group could not be placed (Nomad's code for placement failures).
+pub const EXIT_PLACEMENT_FAILED: i32 = 2;
+/// `--wait`: the deployment of the applied version failed.
+pub const EXIT_DEPLOYMENT_FAILED: i32 = 3;
+/// `--wait`: the deployment of the applied version waits for its canaries to be promoted.
+pub const EXIT_NEEDS_PROMOTION: i32 = 4;
+
+/// The exit codes, as `nctl apply --help` lists them (a test checks it against the constants).
+pub const WAIT_EXIT_CODES_HELP: &str = "\
+Exit codes with --wait (without it: 0 written, 1 error):
+  0  the rollout completed (a batch job: its allocations completed)
+  1  an error, allocations failed, the deployment was cancelled, or --timeout passed
+  2  a task group could not be placed (the reasons are printed), as in Nomad
+  3  the deployment of the applied version failed (its description is printed)
+  4  the deployment waits for its canaries to be promoted (the groups and the
+     `nctl deployment promote <ID>` to run are printed)";
+
 /// What `--wait` concludes from one look at the cluster (pure, so it is table-tested).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
+    /// Nothing is decided yet.
     Waiting,
     Done,
+    /// Allocations failed, or the deployment was cancelled.
     Failed(String),
+    /// Groups that could not be placed, with the scheduler's reasons.
+    PlacementFailed(Vec<(String, String)>),
+    /// The applied version's deployment failed: its ID and description.
+    DeploymentFailed {
+        id: String,
+        description: String,
+    },
+    /// The applied version's deployment waits for a user to promote these groups' canaries.
+    NeedsPromotion {
+        id: String,
+        groups: Vec<String>,
+    },
 }
 
-/// Decides whether a rollout finished, failed or is still going.
-fn verdict(
+impl Verdict {
+    /// The process's exit code for a verdict that ends the wait; `None` while waiting.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            Verdict::Waiting => None,
+            Verdict::Done => Some(EXIT_DONE),
+            Verdict::Failed(_) => Some(EXIT_FAILED),
+            Verdict::PlacementFailed(_) => Some(EXIT_PLACEMENT_FAILED),
+            Verdict::DeploymentFailed { .. } => Some(EXIT_DEPLOYMENT_FAILED),
+            Verdict::NeedsPromotion { .. } => Some(EXIT_NEEDS_PROMOTION),
+        }
+    }
+}
+
+/// What the job status and the applied version's deployment alone decide: a failed
+/// deployment, placement failures, a deployment waiting for promotion, or a successful one
+/// (`Done`); `Waiting` when they decide nothing.
+pub fn status_verdict(status: &JobStatus, deployment: Option<&Deployment>) -> Verdict {
+    if let Some(d) = deployment.filter(|d| d.status == deployment_status::FAILED) {
+        return Verdict::DeploymentFailed {
+            id: d.id.clone(),
+            description: d.status_description.clone(),
+        };
+    }
+    if !status.placement_failures.is_empty() {
+        return Verdict::PlacementFailed(
+            status
+                .placement_failures
+                .iter()
+                .map(|(g, why)| (g.clone(), why.clone()))
+                .collect(),
+        );
+    }
+    let Some(d) = deployment else {
+        return Verdict::Waiting;
+    };
+    if d.status == deployment_status::CANCELLED {
+        return Verdict::Failed(format!(
+            "deployment {} cancelled: {}",
+            d.id, d.status_description
+        ));
+    }
+    if d.waits_for_promotion() {
+        return Verdict::NeedsPromotion {
+            id: d.id.clone(),
+            groups: d
+                .groups
+                .iter()
+                .filter(|(_, g)| g.waits_for_promotion())
+                .map(|(name, _)| name.clone())
+                .collect(),
+        };
+    }
+    if d.status == deployment_status::SUCCESSFUL {
+        Verdict::Done
+    } else {
+        Verdict::Waiting
+    }
+}
+
+/// Per-group progress of `version`'s allocations.
+fn progress_of(
     detail: &JobDetail,
+    version: u64,
     allocs: &[AllocView],
-    deployments: &[DeploymentView],
-) -> (Verdict, BTreeMap<String, Progress>) {
-    let job = &detail.job;
-    let version = detail.status.as_ref().map(|s| s.version).unwrap_or(0);
+) -> BTreeMap<String, Progress> {
     let mut progress: BTreeMap<String, Progress> = BTreeMap::new();
-    for g in &job.groups {
+    for g in &detail.job.groups {
         progress.insert(g.name.clone(), Progress::default());
     }
-    let live_other = allocs.iter().any(|a| {
-        a.allocation.job_version != version
-            && a.allocation.desired_status == DesiredStatus::Run
-            && !a.client_status().is_terminal()
-    });
     for a in allocs
         .iter()
         .filter(|a| a.allocation.job_version == version)
@@ -420,130 +516,173 @@ fn verdict(
             _ => {}
         }
     }
-    if job.stop {
-        let running = allocs
-            .iter()
-            .any(|a| !a.client_status().is_terminal() && a.status.is_some());
-        return (
-            if running {
-                Verdict::Waiting
-            } else {
-                Verdict::Done
-            },
-            progress,
-        );
-    }
-    if let Some(d) = deployments
-        .iter()
-        .find(|d| d.deployment.job_version == version)
-    {
-        match d.deployment.status.as_str() {
-            "failed" | "cancelled" => {
-                return (
-                    Verdict::Failed(format!(
-                        "deployment {} {}: {}",
-                        super::output::short(&d.deployment.id),
-                        d.deployment.status,
-                        d.deployment.status_description
-                    )),
-                    progress,
-                )
-            }
-            "successful" if !live_other => return (Verdict::Done, progress),
-            _ => {}
-        }
-    }
+    progress
+}
+
+/// What the allocations of `version` decide: failed, every group healthy (complete for batch
+/// jobs) with no older version left running, or still waiting.
+fn allocs_verdict(
+    detail: &JobDetail,
+    version: u64,
+    allocs: &[AllocView],
+    progress: &BTreeMap<String, Progress>,
+) -> Verdict {
+    let job = &detail.job;
+    let live_other = allocs.iter().any(|a| {
+        a.allocation.job_version != version
+            && a.allocation.desired_status == DesiredStatus::Run
+            && !a.client_status().is_terminal()
+    });
     let batch = matches!(job.job_type, JobType::Batch | JobType::Sysbatch);
     let mut all_done = true;
     for g in &job.groups {
         let p = progress.get(&g.name).cloned().unwrap_or_default();
         if g.count > 0 && p.failed >= g.count {
-            return (
-                Verdict::Failed(format!(
-                    "group {:?}: {} allocation(s) failed",
-                    g.name, p.failed
-                )),
-                progress,
-            );
+            return Verdict::Failed(format!(
+                "group {:?}: {} allocation(s) failed",
+                g.name, p.failed
+            ));
         }
-        let done = if batch {
+        all_done &= if batch {
             p.complete >= g.count
         } else {
             p.healthy >= g.count
         };
-        all_done &= done;
     }
     if all_done && (batch || !live_other) {
-        (Verdict::Done, progress)
+        Verdict::Done
     } else {
-        (Verdict::Waiting, progress)
+        Verdict::Waiting
     }
 }
 
-/// Follows one job until its rollout finishes; prints progress lines as they change.
+/// Decides whether the rollout of `version` (the version the apply produced) finished, ended
+/// early, or is still going.
+fn verdict(
+    detail: &JobDetail,
+    version: u64,
+    allocs: &[AllocView],
+    deployments: &[DeploymentView],
+) -> (Verdict, BTreeMap<String, Progress>) {
+    let progress = progress_of(detail, version, allocs);
+    if detail.job.stop {
+        let running = allocs
+            .iter()
+            .any(|a| !a.client_status().is_terminal() && a.status.is_some());
+        let v = if running {
+            Verdict::Waiting
+        } else {
+            Verdict::Done
+        };
+        return (v, progress);
+    }
+    let deployment = deployments
+        .iter()
+        .map(|d| &d.deployment)
+        .find(|d| d.job_version == version);
+    let status = detail.status.clone().unwrap_or_default();
+    match status_verdict(&status, deployment) {
+        // A successful deployment is done once no older version is left running, which the
+        // allocations tell.
+        Verdict::Waiting | Verdict::Done => {}
+        ended => return (ended, progress),
+    }
+    let v = allocs_verdict(detail, version, allocs, &progress);
+    (v, progress)
+}
+
+/// One progress line: per group, placed and healthy (complete for batch jobs) of the count,
+/// and the placement failures.
+fn progress_line(detail: &JobDetail, progress: &BTreeMap<String, Progress>) -> String {
+    let batch = matches!(detail.job.job_type, JobType::Batch | JobType::Sysbatch);
+    let groups: Vec<String> = progress
+        .iter()
+        .map(|(g, p)| {
+            let count = detail
+                .job
+                .groups
+                .iter()
+                .find(|x| &x.name == g)
+                .map(|x| x.count)
+                .unwrap_or(0);
+            if batch {
+                format!(
+                    "{g}: placed {}/{count}, complete {}/{count}",
+                    p.placed, p.complete
+                )
+            } else {
+                format!(
+                    "{g}: placed {}/{count}, healthy {}/{count}",
+                    p.placed, p.healthy
+                )
+            }
+        })
+        .collect();
+    let mut line = groups.join("; ");
+    if let Some(s) = &detail.status {
+        for (g, why) in &s.placement_failures {
+            line.push_str(&format!(" [{g}: {why}]"));
+        }
+    }
+    line
+}
+
+/// Prints how a wait ended.
+fn report_verdict(id: &str, v: &Verdict) {
+    match v {
+        Verdict::Waiting => {}
+        Verdict::Done => println!("==> {id}: rollout complete"),
+        Verdict::Failed(why) => eprintln!("==> {id}: rollout failed: {why}"),
+        Verdict::PlacementFailed(groups) => {
+            for (g, why) in groups {
+                eprintln!("==> {id}: task group {g:?} could not be placed: {why}");
+            }
+            eprintln!("==> {id}: placement failed; nothing more will be placed until the cluster or the job changes");
+        }
+        Verdict::DeploymentFailed { id: d, description } => {
+            eprintln!("==> {id}: deployment {d} failed: {description}");
+        }
+        Verdict::NeedsPromotion { id: d, groups } => {
+            let names: Vec<String> = groups.iter().map(|g| format!("{g:?}")).collect();
+            println!(
+                "==> {id}: deployment {d} is waiting for promotion: the canaries of task group(s) {} are healthy",
+                names.join(", ")
+            );
+            println!("==> {id}: to promote them, run: nctl deployment promote {d}");
+        }
+    }
+}
+
+/// Follows one job until its rollout ends; prints progress lines as they change and returns
+/// the exit code ([`Verdict::exit_code`], or [`EXIT_FAILED`] after `timeout`).
 pub async fn wait_for_rollout(
     client: &Client,
     id: &str,
     modify_index: i64,
     timeout: Duration,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<i32> {
     let start = Instant::now();
     let mut last = String::new();
+    // The version the apply produced, fixed at the first look that observed the write: a
+    // later version (an auto_revert's) must not stand in for it.
+    let mut applied_version: Option<u64> = None;
     loop {
         let detail: JobDetail = client.get(&client.job_path(id, "")).await?;
-        let observed = detail
-            .status
-            .as_ref()
-            .map(|s| s.observed_revision)
-            .unwrap_or(0);
-        if observed >= modify_index {
+        let status = detail.status.clone().unwrap_or_default();
+        if status.observed_revision >= modify_index {
+            let version = *applied_version.get_or_insert(status.version);
             let allocs: Vec<AllocView> = client.get(&client.job_path(id, "/allocations")).await?;
             let deployments: Vec<DeploymentView> =
                 client.get(&client.job_path(id, "/deployments")).await?;
-            let (v, progress) = verdict(&detail, &allocs, &deployments);
-            let line: Vec<String> = progress
-                .iter()
-                .map(|(g, p)| {
-                    let count = detail
-                        .job
-                        .groups
-                        .iter()
-                        .find(|x| &x.name == g)
-                        .map(|x| x.count)
-                        .unwrap_or(0);
-                    if matches!(detail.job.job_type, JobType::Batch | JobType::Sysbatch) {
-                        format!(
-                            "{g}: placed {}/{count}, complete {}/{count}",
-                            p.placed, p.complete
-                        )
-                    } else {
-                        format!(
-                            "{g}: placed {}/{count}, healthy {}/{count}",
-                            p.placed, p.healthy
-                        )
-                    }
-                })
-                .collect();
-            let mut line = line.join("; ");
-            if let Some(s) = &detail.status {
-                for (g, why) in &s.placement_failures {
-                    line.push_str(&format!(" [{g}: {why}]"));
-                }
-            }
+            let (v, progress) = verdict(&detail, version, &allocs, &deployments);
+            let line = progress_line(&detail, &progress);
             if line != last {
                 println!("==> {id}: {line}");
                 last = line;
             }
-            match v {
-                Verdict::Done => {
-                    println!("==> {id}: rollout complete");
-                    return Ok(true);
-                }
-                Verdict::Failed(why) => {
-                    eprintln!("==> {id}: rollout failed: {why}");
-                    return Ok(false);
-                }
-                Verdict::Waiting => {}
+            report_verdict(id, &v);
+            if let Some(code) = v.exit_code() {
+                return Ok(code);
             }
         }
         if start.elapsed() > timeout {
@@ -551,7 +690,7 @@ pub async fn wait_for_rollout(
                 "==> {id}: rollout did not finish within {}s ({last})",
                 timeout.as_secs()
             );
-            return Ok(false);
+            return Ok(EXIT_FAILED);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -560,7 +699,7 @@ pub async fn wait_for_rollout(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nomos_api::{AllocStatus, Allocation, Deployment, Job, JobStatus, TaskGroup};
+    use nomos_api::{AllocStatus, Allocation, DeploymentGroup, Job, TaskGroup};
 
     fn detail(kind: JobType, count: u32, version: u64) -> JobDetail {
         JobDetail {
@@ -580,6 +719,7 @@ mod tests {
                 observed_revision: 5,
                 ..Default::default()
             }),
+            invalid_spec: None,
         }
     }
 
@@ -647,7 +787,24 @@ mod tests {
                 detail(JobType::Service, 1, 1),
                 vec![alloc(1, Some(Pending))],
                 vec![dep(1, "failed")],
-                Verdict::Failed("deployment d failed: ".into()),
+                Verdict::DeploymentFailed {
+                    id: "d".into(),
+                    description: String::new(),
+                },
+            ),
+            (
+                "an older version's deployment failed: not this one's",
+                detail(JobType::Service, 1, 1),
+                vec![alloc(1, Some(Running))],
+                vec![dep(0, "failed")],
+                Verdict::Done,
+            ),
+            (
+                "deployment successful but an old allocation still runs",
+                detail(JobType::Service, 1, 1),
+                vec![alloc(1, Some(Running)), alloc(0, Some(Running))],
+                vec![dep(1, "successful")],
+                Verdict::Waiting,
             ),
             (
                 "batch complete",
@@ -665,8 +822,253 @@ mod tests {
             ),
         ];
         for (name, d, allocs, deps, want) in cases {
-            assert_eq!(verdict(&d, &allocs, &deps).0, want, "{name}");
+            let version = d.status.as_ref().map(|s| s.version).unwrap_or(0);
+            assert_eq!(verdict(&d, version, &allocs, &deps).0, want, "{name}");
         }
+    }
+
+    #[test]
+    fn the_applied_version_is_judged_even_after_a_newer_one_appeared() {
+        // An auto_revert wrote version 2 after version 1's deployment failed: the wait for
+        // version 1 still reports that failure.
+        let d = detail(JobType::Service, 1, 2);
+        let failed = DeploymentView {
+            deployment: Deployment {
+                id: "web-v1".into(),
+                job_version: 1,
+                status: deployment_status::FAILED.into(),
+                status_description: deployment_status::rolling_back(
+                    deployment_status::DESC_UNHEALTHY,
+                    0,
+                ),
+                ..Default::default()
+            },
+            modify_index: 1,
+        };
+        let (v, _) = verdict(&d, 1, &[alloc(2, Some(ClientStatus::Running))], &[failed]);
+        assert_eq!(v.exit_code(), Some(EXIT_DEPLOYMENT_FAILED), "{v:?}");
+    }
+
+    fn canary_group(placed: usize, healthy: u32, promoted: bool) -> DeploymentGroup {
+        DeploymentGroup {
+            desired_total: 2,
+            desired_canaries: 1,
+            placed_canaries: (0..placed).map(|i| format!("c{i}")).collect(),
+            placed: placed as u32,
+            healthy,
+            promoted,
+            ..Default::default()
+        }
+    }
+
+    fn deployment_with(status: &str, description: &str, g: DeploymentGroup) -> Deployment {
+        let mut d = Deployment {
+            id: "web-v1".into(),
+            job_version: 1,
+            status: status.into(),
+            status_description: description.into(),
+            ..Default::default()
+        };
+        d.groups.insert("api".into(), g);
+        d
+    }
+
+    #[test]
+    fn status_verdict_table() {
+        use deployment_status as ds;
+        let failures = JobStatus {
+            placement_failures: [(
+                "api".to_string(),
+                "no node has 64 GiB of memory".to_string(),
+            )]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        };
+        let clean = JobStatus::default();
+        let plain = DeploymentGroup {
+            desired_total: 2,
+            placed: 1,
+            ..Default::default()
+        };
+        // (case, job status, the applied version's deployment, verdict, exit code)
+        type Case<'a> = (
+            &'a str,
+            &'a JobStatus,
+            Option<Deployment>,
+            Verdict,
+            Option<i32>,
+        );
+        let cases: Vec<Case> = vec![
+            ("nothing known yet", &clean, None, Verdict::Waiting, None),
+            (
+                "placement failed, no deployment",
+                &failures,
+                None,
+                Verdict::PlacementFailed(vec![(
+                    "api".into(),
+                    "no node has 64 GiB of memory".into(),
+                )]),
+                Some(2),
+            ),
+            (
+                "placement failed during a deployment",
+                &failures,
+                Some(deployment_with(
+                    ds::RUNNING,
+                    ds::DESC_RUNNING,
+                    plain.clone(),
+                )),
+                Verdict::PlacementFailed(vec![(
+                    "api".into(),
+                    "no node has 64 GiB of memory".into(),
+                )]),
+                Some(2),
+            ),
+            (
+                "deployment running",
+                &clean,
+                Some(deployment_with(
+                    ds::RUNNING,
+                    ds::DESC_RUNNING,
+                    plain.clone(),
+                )),
+                Verdict::Waiting,
+                None,
+            ),
+            (
+                "deployment paused",
+                &clean,
+                Some(deployment_with(
+                    ds::PAUSED,
+                    ds::DESC_PAUSED,
+                    canary_group(1, 1, false),
+                )),
+                Verdict::NeedsPromotion {
+                    id: "web-v1".into(),
+                    groups: vec!["api".into()],
+                },
+                Some(4),
+            ),
+            (
+                "canary placed, not healthy yet",
+                &clean,
+                Some(deployment_with(
+                    ds::RUNNING,
+                    ds::DESC_RUNNING,
+                    canary_group(1, 0, false),
+                )),
+                Verdict::Waiting,
+                None,
+            ),
+            (
+                "canary healthy, waiting for promotion",
+                &clean,
+                Some(deployment_with(
+                    ds::RUNNING,
+                    ds::DESC_NEEDS_PROMOTION,
+                    canary_group(1, 1, false),
+                )),
+                Verdict::NeedsPromotion {
+                    id: "web-v1".into(),
+                    groups: vec!["api".into()],
+                },
+                Some(4),
+            ),
+            (
+                "canary promoted, rolling on",
+                &clean,
+                Some(deployment_with(
+                    ds::RUNNING,
+                    ds::DESC_RUNNING,
+                    canary_group(1, 1, true),
+                )),
+                Verdict::Waiting,
+                None,
+            ),
+            (
+                "deployment failed: its description",
+                &failures,
+                Some(deployment_with(
+                    ds::FAILED,
+                    ds::DESC_PROGRESS_DEADLINE,
+                    plain.clone(),
+                )),
+                Verdict::DeploymentFailed {
+                    id: "web-v1".into(),
+                    description: ds::DESC_PROGRESS_DEADLINE.into(),
+                },
+                Some(3),
+            ),
+            (
+                "deployment failed by the user",
+                &clean,
+                Some(deployment_with(
+                    ds::FAILED,
+                    ds::DESC_FAILED_BY_USER,
+                    canary_group(1, 1, false),
+                )),
+                Verdict::DeploymentFailed {
+                    id: "web-v1".into(),
+                    description: ds::DESC_FAILED_BY_USER.into(),
+                },
+                Some(3),
+            ),
+            (
+                "deployment cancelled",
+                &clean,
+                Some(deployment_with(
+                    ds::CANCELLED,
+                    ds::DESC_NEWER_JOB,
+                    plain.clone(),
+                )),
+                Verdict::Failed(format!(
+                    "deployment web-v1 cancelled: {}",
+                    ds::DESC_NEWER_JOB
+                )),
+                Some(1),
+            ),
+            (
+                "deployment successful",
+                &clean,
+                Some(deployment_with(
+                    ds::SUCCESSFUL,
+                    ds::DESC_SUCCESSFUL,
+                    plain.clone(),
+                )),
+                Verdict::Done,
+                Some(0),
+            ),
+        ];
+        for (name, status, deployment, want, code) in cases {
+            let got = status_verdict(status, deployment.as_ref());
+            assert_eq!(got, want, "{name}");
+            assert_eq!(got.exit_code(), code, "{name}");
+        }
+    }
+
+    #[test]
+    fn apply_help_lists_every_wait_exit_code() {
+        use clap::CommandFactory;
+        let mut cli = crate::cmd::Cli::command();
+        let help = cli
+            .find_subcommand_mut("apply")
+            .expect("apply")
+            .render_long_help()
+            .to_string();
+        for code in [
+            EXIT_DONE,
+            EXIT_FAILED,
+            EXIT_PLACEMENT_FAILED,
+            EXIT_DEPLOYMENT_FAILED,
+            EXIT_NEEDS_PROMOTION,
+        ] {
+            assert!(
+                help.contains(&format!("\n  {code}  ")),
+                "exit code {code}: {help}"
+            );
+        }
+        assert!(help.contains("nctl deployment promote"), "{help}");
     }
 
     fn group(action: &str, count: u32, existing: u32, placed: u32) -> PlanGroup {

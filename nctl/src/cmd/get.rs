@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use nomos_server::views::{AllocView, DeploymentView, JobListEntry, NodeView};
+use nomos_server::views::{AllocView, JobListEntry, NodeView};
 
 use super::client::Client;
 use super::output::{self, age, short, Format};
@@ -130,35 +130,11 @@ async fn once(client: &Client, args: &GetArgs) -> anyhow::Result<()> {
             print_nodes(&nodes, wide);
         }
         Kind::Deployments => {
-            let path = match &args.job {
-                Some(j) => format!("/v1/deployments?job={}", super::client::escape(j)),
-                None => "/v1/deployments".to_string(),
-            };
-            let deps: Vec<DeploymentView> = client.get(&path).await?;
+            let deps = super::deployment::list(client, args.job.as_deref()).await?;
             if matches!(args.output, Format::Json | Format::Yaml) {
                 return output::print_data(&deps, args.output);
             }
-            let header = ["ID", "Job ID", "Job Version", "Status", "Description"];
-            let mut t = if wide {
-                output::wide_table(&header)
-            } else {
-                output::table(&header)
-            };
-            for d in &deps {
-                let d = &d.deployment;
-                t.add_row(vec![
-                    if wide { d.id.clone() } else { short(&d.id) },
-                    d.job_id.clone(),
-                    d.job_version.to_string(),
-                    d.status.clone(),
-                    d.status_description.clone(),
-                ]);
-            }
-            if deps.is_empty() {
-                println!("No deployments");
-            } else {
-                output::print_table(&t);
-            }
+            super::deployment::print_list(&deps, wide);
         }
     }
     Ok(())

@@ -7,6 +7,7 @@ pub mod apply;
 pub mod client;
 pub mod completion;
 pub mod config;
+pub mod deployment;
 pub mod dev;
 pub mod fmt;
 pub mod get;
@@ -83,6 +84,9 @@ pub enum Command {
     /// Job commands (history, revert).
     #[command(subcommand)]
     Job(job::JobCommand),
+    /// Deployment commands: list, status, promote, fail, pause, resume.
+    #[command(subcommand)]
+    Deployment(deployment::DeploymentCommand),
     /// Cluster-wide operations (`system gc`).
     #[command(subcommand)]
     System(SystemCommand),
@@ -140,6 +144,7 @@ async fn run_async(g: Global, command: Command) -> anyhow::Result<i32> {
         Command::Alloc(cmd) => alloc::run(&g, cmd).await,
         Command::Node(cmd) => node::run(&g, cmd).await,
         Command::Job(cmd) => job::run(&g, cmd).await,
+        Command::Deployment(cmd) => deployment::run(&g, cmd).await,
         Command::System(SystemCommand::Gc) => {
             let client = client::Client::new(&g);
             let r: nomos_server::views::GcResponse =

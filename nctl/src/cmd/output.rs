@@ -67,7 +67,8 @@ pub fn print_kv(pairs: &[(&str, String)]) {
     }
 }
 
-/// The first 8 characters of an ID, as Nomad shows them.
+/// The first 8 characters of an allocation or node ID, as Nomad shows them. Never for
+/// deployment IDs (`<job>-v<version>`), which always print in full.
 pub fn short(id: &str) -> String {
     id.chars().take(8).collect()
 }
@@ -106,6 +107,18 @@ pub fn when(ms: Option<i64>) -> String {
         format!("{} ago", span((now - ms) / 1000))
     };
     format!("{} ({rel})", t.round(jiff::Unit::Second).unwrap_or(t))
+}
+
+/// Milliseconds since the epoch as a UTC time to the second (`2026-11-25T18:00:00Z`); `-` for
+/// none (0 or less).
+pub fn utc(ms: i64) -> String {
+    if ms <= 0 {
+        return "-".into();
+    }
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(t) => t.round(jiff::Unit::Second).unwrap_or(t).to_string(),
+        Err(_) => ms.to_string(),
+    }
 }
 
 fn span(s: i64) -> String {
@@ -157,5 +170,7 @@ mod tests {
         assert_eq!(short("0123456789"), "01234567");
         assert_eq!(short("abc"), "abc");
         assert_eq!(age(0), "-");
+        assert_eq!(utc(0), "-");
+        assert_eq!(utc(1_796_162_400_400), "2026-12-01T22:00:00Z");
     }
 }

@@ -1,5 +1,8 @@
 //! `nctl status JOB`: the job as Nomad's `job status` shows it: details, per-group summary
-//! (queued/starting/running/failed/complete/lost), the latest deployment and the allocations.
+//! (queued/starting/running/failed/complete/lost), the latest deployment (its full ID, status,
+//! per-group progress and what waits for promotion) and the allocations. When the stored spec
+//! is not a valid job, the server answers with the latest accepted version (what runs), and the
+//! spec's errors are shown above everything else.
 
 use indexmap::IndexMap;
 use nomos_api::{ClientStatus, DesiredStatus, GroupSummary};
@@ -7,7 +10,7 @@ use nomos_server::views::{AllocView, DeploymentView, JobDetail, JobListEntry};
 
 use super::client::Client;
 use super::get::{enum_str, print_allocs};
-use super::output::{self, print_kv, short, when, Format};
+use super::output::{self, print_kv, when, Format};
 use super::Global;
 
 #[derive(Debug, clap::Args)]
@@ -65,9 +68,7 @@ pub async fn run(g: &Global, args: StatusArgs) -> anyhow::Result<i32> {
         ("Version", status.version.to_string()),
         ("Modify Index", detail.modify_index.to_string()),
     ]);
-    for e in &status.errors {
-        println!("Error        = {e}");
-    }
+    print_spec_errors(&detail);
 
     if let Some(p) = &status.periodic {
         println!("\nPeriodic");
@@ -130,31 +131,54 @@ pub async fn run(g: &Global, args: StatusArgs) -> anyhow::Result<i32> {
         }
     }
 
-    if let Some(d) = deployments.first() {
-        let d = &d.deployment;
+    if let Some(d) = latest_deployment(&status.latest_deployment, &deployments) {
         println!("\nLatest Deployment");
         print_kv(&[
-            ("ID", short(&d.id)),
+            ("ID", d.id.clone()),
             ("Status", d.status.clone()),
             ("Description", d.status_description.clone()),
         ]);
-        println!("\nDeployed");
-        let mut t = output::table(&["Task Group", "Desired", "Placed", "Healthy", "Unhealthy"]);
-        for (g, dg) in &d.groups {
-            t.add_row(vec![
-                g.clone(),
-                dg.desired_total.to_string(),
-                dg.placed.to_string(),
-                dg.healthy.to_string(),
-                dg.unhealthy.to_string(),
-            ]);
-        }
-        output::print_table(&t);
+        super::deployment::print_groups(d);
     }
 
     println!("\nAllocations");
     print_allocs(&allocs, false);
     Ok(0)
+}
+
+/// The deployment the job status names as its latest, else the newest one.
+fn latest_deployment<'a>(
+    named: &str,
+    deployments: &'a [DeploymentView],
+) -> Option<&'a nomos_api::Deployment> {
+    deployments
+        .iter()
+        .find(|d| !named.is_empty() && d.deployment.id == named)
+        .or_else(|| deployments.first())
+        .map(|d| &d.deployment)
+}
+
+/// Why the stored spec was not accepted, and which version runs instead.
+fn print_spec_errors(detail: &JobDetail) {
+    let errors = detail.spec_errors();
+    if errors.is_empty() {
+        return;
+    }
+    println!("\nSpec Errors");
+    match detail.invalid_spec.as_ref().map(|i| i.running_version) {
+        Some(Some(v)) => println!(
+            "The stored spec is not a valid job: version {v}, the last accepted one, keeps \
+             running and is shown here."
+        ),
+        Some(None) => println!(
+            "The stored spec is not a valid job, and no version of it was ever accepted: \
+             nothing runs."
+        ),
+        None => println!("The stored spec was not accepted; the last good version keeps running."),
+    }
+    for e in errors {
+        println!("  {e}");
+    }
 }
 
 /// The per-group summary from the allocations, when the controller has not written one.

@@ -199,13 +199,20 @@ pub struct DeploymentGroupRow {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeploymentBox {
+    /// The full ID: deployment IDs (`<job>-v<version>`) are never cut.
     pub id: String,
-    pub short_id: String,
     pub status: String,
     pub description: String,
     pub job_version: u64,
     pub created: When,
     pub groups: Vec<DeploymentGroupRow>,
+}
+
+/// What the job page says about a spec key that holds an invalid value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InvalidSpecBox {
+    /// The accepted version shown and running; `None` when there never was one.
+    pub running_version: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -243,7 +250,11 @@ pub struct JobPage {
     pub stop: bool,
     pub datacenters: String,
     pub modify_index: i64,
+    /// Why the stored spec was not accepted: the spec's own errors, then the controllers'.
     pub errors: Vec<String>,
+    /// Set when the spec key holds something that is not a valid job: the page then shows the
+    /// latest accepted version, which keeps running.
+    pub invalid_spec: Option<InvalidSpecBox>,
     pub warnings: Vec<String>,
     pub groups: Vec<GroupDetail>,
     pub deployment: Option<DeploymentBox>,
@@ -332,7 +343,6 @@ pub fn job_page(d: &JobData, now_ms: i64) -> JobPage {
         let dep = &v.deployment;
         DeploymentBox {
             id: dep.id.clone(),
-            short_id: model::short_id(&dep.id),
             status: dep.status.clone(),
             description: dep.status_description.clone(),
             job_version: dep.job_version,
@@ -420,7 +430,10 @@ pub fn job_page(d: &JobData, now_ms: i64) -> JobPage {
             job.datacenters.join(", ")
         },
         modify_index: d.detail.modify_index,
-        errors: status.errors.clone(),
+        errors: d.detail.spec_errors(),
+        invalid_spec: d.detail.invalid_spec.as_ref().map(|i| InvalidSpecBox {
+            running_version: i.running_version,
+        }),
         warnings: status.warnings.clone(),
         groups,
         deployment,

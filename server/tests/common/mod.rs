@@ -99,6 +99,18 @@ impl TestServer {
             .expect("store put");
     }
 
+    /// Writes raw bytes under `key`, as `etcdctl put` or a GitOps pipeline would.
+    pub async fn put_raw(&self, key: &str, value: &[u8]) {
+        self.store
+            .put(
+                key.as_bytes().to_vec(),
+                value.to_vec(),
+                PutOptions::default(),
+            )
+            .await
+            .expect("store put");
+    }
+
     pub async fn read_json(&self, key: &str) -> Option<Value> {
         let resp = self
             .store

@@ -112,6 +112,10 @@ pub struct Allocation {
     /// Host ports assigned at placement, by label.
     pub ports: Vec<AllocatedPort>,
     pub deployment_id: String,
+    /// Placed as a canary of its deployment (Nomad's `DeploymentStatus.Canary`): it runs beside
+    /// the allocation at its index until the deployment is promoted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub canary: bool,
     /// Identity of the exact spec this allocation runs ([`crate::spec_hash`] of its job
     /// version): a job purged and created again starts at version 0 once more, so the version
     /// number alone does not name a spec. Agents run an allocation only with a version whose

@@ -21,7 +21,7 @@ use crate::agents::SimAgent;
 use crate::clock::SimClock;
 use crate::faults::{FaultyStore, RecordingStore};
 use crate::invariants::{Actor, Checker, Violation};
-use crate::observe::{JobKey, Snapshot};
+use crate::observe::{DecodeCache, JobKey, Snapshot};
 use crate::rng::{id_source, SimRng};
 use crate::spec::{self, Behavior, JobShape};
 use crate::trace::{describe, Trace};
@@ -67,6 +67,16 @@ pub struct Server {
     due: BTreeMap<JobKey, i64>,
     /// Steps since it died (its leases expire after a few).
     pub dead_for: u32,
+    /// Per loop: the store revision and time of its last pass, and when it asked to wake.
+    passes: BTreeMap<&'static str, LoopPass>,
+}
+
+/// When a loop last ran, and when it wants to run again.
+#[derive(Debug, Clone, Copy, Default)]
+struct LoopPass {
+    revision: i64,
+    at_ms: i64,
+    wake_at_ms: Option<i64>,
 }
 
 impl Server {
@@ -81,6 +91,7 @@ impl Server {
             jobs: None,
             due: BTreeMap::new(),
             dead_for: 0,
+            passes: BTreeMap::new(),
         }
     }
 
@@ -140,6 +151,7 @@ pub struct Cluster {
     agents: BTreeMap<String, SimAgent>,
     pub jobs: BTreeMap<String, UserJob>,
     checker: Checker,
+    cache: DecodeCache,
     pub step: usize,
     metrics: LoopMetrics,
     ids: Arc<dyn Fn() -> String + Send + Sync>,
@@ -185,7 +197,8 @@ impl Cluster {
         )));
         let store: Arc<dyn Store> = recorder.clone();
         let clock = SimClock::default();
-        let first = Snapshot::read(&*store, clock.now())
+        let mut cache = DecodeCache::default();
+        let first = Snapshot::read(&*store, clock.now(), &mut cache)
             .await
             .unwrap_or_default();
         let mut registry = prometheus_client::registry::Registry::default();
@@ -201,6 +214,7 @@ impl Cluster {
             agents: BTreeMap::new(),
             jobs: BTreeMap::new(),
             checker: Checker::new(first),
+            cache,
             step: 0,
             metrics: LoopMetrics::register(&mut registry),
             ids: id_source(seed),
@@ -222,7 +236,7 @@ impl Cluster {
 
     /// Reads the store and checks every invariant for the action that just happened.
     pub async fn check(&mut self, actor: Actor) {
-        let Ok(cur) = Snapshot::read(&*self.store, self.clock.now()).await else {
+        let Ok(cur) = self.snapshot().await else {
             return;
         };
         for line in describe(self.checker.previous(), &cur) {
@@ -239,6 +253,26 @@ impl Cluster {
                 violations,
             });
         }
+    }
+
+    /// A fresh read of the whole store.
+    pub async fn snapshot(&mut self) -> Result<Snapshot, nomos_store::StoreError> {
+        let mut s = Snapshot::read(&*self.store, self.clock.now(), &mut self.cache).await?;
+        s.settling = self.settling_nodes();
+        Ok(s)
+    }
+
+    /// Nodes back since too short a time for the node-lifecycle loop (two passes) and their
+    /// agent (two rounds) to have settled what ran there against its replacements.
+    fn settling_nodes(&self) -> BTreeSet<String> {
+        self.nodes
+            .values()
+            .filter(|n| {
+                n.back
+                    .is_some_and(|(passes, rounds)| self.nodes_passes < passes + 2 || rounds < 2)
+            })
+            .map(|n| n.name.clone())
+            .collect()
     }
 
     pub fn failed(&self) -> bool {
@@ -355,7 +389,7 @@ impl Cluster {
         change: impl Fn(&mut Deployment) -> bool,
     ) -> bool {
         let key: JobKey = ("default".into(), job.into());
-        let Ok(snap) = Snapshot::read(&*self.store, self.clock.now()).await else {
+        let Ok(snap) = Snapshot::read(&*self.store, self.clock.now(), &mut self.cache).await else {
             return false;
         };
         let Some(mut d) = snap.current_deployment(&key).cloned() else {
@@ -395,10 +429,14 @@ impl Cluster {
 
     pub async fn promote(&mut self, job: &str) -> bool {
         self.change_deployment(job, "promotes", |d| {
-            if !d
-                .groups
-                .values()
-                .any(|g| g.desired_canaries > 0 && !g.promoted)
+            // As the API: only when some group waits, and every canary is placed and healthy.
+            let waiting = |g: &nomos_api::DeploymentGroup| g.desired_canaries > 0 && !g.promoted;
+            let ready = |g: &nomos_api::DeploymentGroup| {
+                g.placed_canaries.len() as u32 >= g.desired_canaries
+                    && g.healthy >= g.desired_canaries
+            };
+            if !d.groups.values().any(waiting)
+                || d.groups.values().filter(|g| waiting(g)).any(|g| !ready(g))
             {
                 return false;
             }
@@ -607,7 +645,7 @@ impl Cluster {
     /// Nodes whose heartbeat is back, seen by the node-lifecycle loop twice since and by their
     /// agent once: none of their allocations may stay `unknown`.
     pub async fn check_nodes_back(&mut self) {
-        let Ok(snap) = Snapshot::read(&*self.store, self.clock.now()).await else {
+        let Ok(snap) = Snapshot::read(&*self.store, self.clock.now(), &mut self.cache).await else {
             return;
         };
         let mut violations = Vec::new();
@@ -682,6 +720,7 @@ impl Cluster {
         s.alive = true;
         s.deposed = false;
         s.due.clear();
+        s.passes.clear();
         let name = s.name.clone();
         self.log(format!("server {name} restarts"));
     }
@@ -884,6 +923,19 @@ impl Cluster {
         }
     }
 
+    /// Whether a loop would run now in a real server: never ran, something changed under the
+    /// prefixes that wake it, the time it asked for came, or its resync period passed.
+    fn loop_due(&self, i: usize, name: &str, loop_name: LoopName, now: i64) -> bool {
+        let Some(last) = self.servers[i].passes.get(name) else {
+            return true;
+        };
+        let resync = LoopsConfig::default().resync.as_millis() as i64;
+        let changed = loops::triggers_of(loop_name)
+            .iter()
+            .any(|p| self.recorder.newest_under(p.prefix().as_bytes()) > last.revision);
+        changed || last.wake_at_ms.is_some_and(|t| t <= now) || now - last.at_ms >= resync
+    }
+
     async fn loops_round(&mut self, i: usize) {
         let mut names: Vec<&'static str> = self.servers[i]
             .leads
@@ -896,6 +948,7 @@ impl Cluster {
             let j = self.rng.below(k as u64 + 1) as usize;
             names.swap(k, j);
         }
+        let now = self.clock.now();
         for name in names {
             if !self.servers[i].alive || self.servers[i].store.is_crashed() {
                 return;
@@ -903,6 +956,10 @@ impl Cluster {
             let Some(loop_name) = loop_name(name) else {
                 continue;
             };
+            if !self.loop_due(i, name, loop_name, now) {
+                continue;
+            }
+            let revision = self.store.status().await.map(|s| s.revision).unwrap_or(0);
             let s = &self.servers[i];
             let ctx = loops::Ctx {
                 store: s.store.clone(),
@@ -920,6 +977,15 @@ impl Cluster {
                 self.nodes_passes += 1;
             }
             let server = s.name.clone();
+            let wake_at_ms = result.as_ref().ok().and_then(|o| o.wake_at_ms);
+            self.servers[i].passes.insert(
+                name,
+                LoopPass {
+                    revision,
+                    at_ms: now,
+                    wake_at_ms,
+                },
+            );
             match result {
                 Ok(_) => self.log(format!("{server}: {name} pass")),
                 Err(e) => self.log(format!("{server}: {name} pass failed: {e}")),

@@ -43,12 +43,15 @@ impl Actor {
 #[derive(Debug, Default)]
 pub struct Checker {
     prev: Snapshot,
-    /// Hashes of every valid spec a user wrote, per job: any other new version is a revert.
-    user_hashes: BTreeMap<JobKey, BTreeSet<String>>,
+    /// Hash of the last valid spec a user wrote, per job: any other new version is a revert.
+    user_hashes: BTreeMap<JobKey, String>,
     /// Jobs whose spec in the store does not parse, with the newest version when it broke.
     invalid: BTreeMap<JobKey, u64>,
     /// Reverts made for each failed deployment.
     reverts: BTreeMap<String, u32>,
+    /// Jobs with a version written by `auto_revert` that no reconcile applied yet, with the
+    /// limit of live allocations of the version before it.
+    reverted_pending: BTreeMap<JobKey, u32>,
 }
 
 type Check = fn(&Checker, &Snapshot, &Actor, &mut Vec<Violation>);
@@ -129,9 +132,7 @@ impl Checker {
         match spec {
             Some(j) => {
                 self.user_hashes
-                    .entry(job.clone())
-                    .or_default()
-                    .insert(nomos_api::spec_hash(j));
+                    .insert(job.clone(), nomos_api::spec_hash(j));
                 self.invalid.remove(job);
             }
             None => {
@@ -152,15 +153,21 @@ impl Checker {
         for (_, check) in CHECKS {
             check(self, &cur, actor, &mut out);
         }
-        self.count_reverts(&cur);
+        self.count_reverts(&cur, actor);
         self.prev = cur;
         out
     }
 
-    fn count_reverts(&mut self, cur: &Snapshot) {
+    fn count_reverts(&mut self, cur: &Snapshot, actor: &Actor) {
+        if let Actor::Reconcile(job) = actor {
+            self.reverted_pending.remove(job);
+        }
         for (job, _, failed) in new_reverts(self, cur) {
             *self.reverts.entry(failed).or_default() += 1;
-            let _ = job;
+            let limit = self.prev.newest(&job).map_or(0, |(_, j)| {
+                j.groups.iter().map(|g| g.count).max().unwrap_or(0) + canaries_of(j)
+            });
+            self.reverted_pending.insert(job, limit);
         }
     }
 }
@@ -175,7 +182,10 @@ fn job_key(a: &Allocation) -> JobKey {
 
 /// The group's job version as the allocation names it.
 fn version_of<'a>(s: &'a Snapshot, a: &Allocation) -> Option<&'a Job> {
-    s.versions.get(&job_key(a))?.get(&a.job_version)
+    s.versions
+        .get(&job_key(a))?
+        .get(&a.job_version)
+        .map(|j| &**j)
 }
 
 fn is_service(s: &Snapshot, job: &JobKey) -> bool {
@@ -198,8 +208,7 @@ fn every_allocation_names_the_spec_it_was_placed_with(
             );
             continue;
         }
-        if let Some(j) = version_of(cur, a) {
-            let h = nomos_api::spec_hash(j);
+        if let Some(h) = cur.version_hash(&job_key(a), a.job_version) {
             if h != a.job_spec_hash {
                 violation(
                     out,
@@ -253,6 +262,7 @@ fn counts_as_serving(cur: &Snapshot, a: &Allocation, replaced: &BTreeSet<&str>) 
     cur.is_live(a)
         && cur.node_up(&a.node)
         && !cur.draining(&a.node)
+        && !cur.settling.contains(&a.node)
         && !matches!(
             cur.client_status(&a.id),
             Some(ClientStatus::Unknown | ClientStatus::Lost)
@@ -345,31 +355,51 @@ fn max_parallel_of(job: &Job) -> u32 {
 }
 
 fn never_more_than_count_plus_canary_are_desired_to_run(
-    _: &Checker,
+    c: &Checker,
     cur: &Snapshot,
     _: &Actor,
     out: &mut Vec<Violation>,
 ) {
     let replaced = replaced_ids(cur);
     for (job, versions) in &cur.versions {
-        let Some((_, j)) = versions.last_key_value() else {
+        let Some((v, j)) = versions.last_key_value() else {
             continue;
         };
         if !is_service(cur, job) || j.stop {
             continue;
         }
+        // A version written by `auto_revert` is applied by the job's next reconcile: until then
+        // the count of the version before it holds.
+        let reverting = c.reverted_pending.get(job).copied().unwrap_or(0).max(
+            c.prev
+                .newest(job)
+                .filter(|(pv, _)| pv < v)
+                .map_or(0, |(_, p)| {
+                    p.groups.iter().map(|g| g.count).max().unwrap_or(0) + canaries_of(p)
+                }),
+        );
         for g in &j.groups {
-            let live = cur
+            let serving: Vec<String> = cur
                 .allocs_of(job)
                 .filter(|a| a.task_group == g.name && counts_as_serving(cur, a, &replaced))
-                .count() as u32;
-            let limit = g.count + canaries_of(j);
+                .map(|a| {
+                    format!(
+                        "{} v{}[{}] on {}",
+                        &a.id[..8.min(a.id.len())],
+                        a.job_version,
+                        a.index,
+                        a.node
+                    )
+                })
+                .collect();
+            let live = serving.len() as u32;
+            let limit = (g.count + canaries_of(j)).max(reverting);
             if live > limit {
                 violation(
                     out,
                     "never_more_than_count_plus_canary_are_desired_to_run",
                     format!(
-                        "{}/{}: {live} live allocations, count {} + canary {}",
+                        "{}/{}: {live} live allocations, count {} + canary {}: {serving:?}",
                         job.1,
                         g.name,
                         g.count,
@@ -404,10 +434,15 @@ fn replaced_now<'a>(
         ) else {
             continue;
         };
+        // A failed or finished allocation is rescheduled, not updated.
+        let was_running = !prev
+            .client_status(&before.id)
+            .is_some_and(ClientStatus::is_terminal);
         if before.desired_status == DesiredStatus::Run
             && after.desired_status == DesiredStatus::Stop
+            && was_running
         {
-            out.push((before, n));
+            out.push((&**before, &**n));
         }
     }
     out
@@ -430,6 +465,7 @@ fn an_update_never_leaves_fewer_than_count_minus_max_parallel_healthy(
             continue;
         };
         if prev.is_healthy(before)
+            && prev.node_up(&before.node)
             && after.desired_status == DesiredStatus::Stop
             && after.desired_description != nomos_controllers::drain::DEADLINE_REASON
         {
@@ -442,7 +478,8 @@ fn an_update_never_leaves_fewer_than_count_minus_max_parallel_healthy(
         let Some((_, j)) = cur.newest(&job) else {
             continue;
         };
-        if !is_service(cur, &job) || j.stop {
+        // Stopping or purging a job stops its allocations on purpose.
+        if !is_service(cur, &job) || j.stop || !cur.specs.contains_key(&job) {
             continue;
         }
         let Some(g) = j.groups.iter().find(|g| g.name == group) else {
@@ -457,14 +494,16 @@ fn an_update_never_leaves_fewer_than_count_minus_max_parallel_healthy(
         } else {
             0
         };
+        // A group scaled up has not reached its new count yet: the floor follows the smaller.
+        let count_before = prev
+            .newest(&job)
+            .and_then(|(_, p)| p.groups.iter().find(|x| x.name == group).map(|x| x.count));
         let floor = g
             .count
+            .min(count_before.unwrap_or(g.count))
             .saturating_sub(max_parallel_of(j).max(1) + drain_budget);
         // Scaling down or stopping stops healthy allocations on purpose.
-        let scaled_down = prev
-            .newest(&job)
-            .and_then(|(_, p)| p.groups.iter().find(|x| x.name == group).map(|x| x.count))
-            .is_some_and(|c| c > g.count);
+        let scaled_down = count_before.is_some_and(|c| c > g.count);
         if after < floor && !scaled_down {
             violation(
                 out,
@@ -754,10 +793,9 @@ fn new_reverts(c: &Checker, cur: &Snapshot) -> Vec<(JobKey, u64, String)> {
             if before.is_some_and(|b| b.contains_key(v)) {
                 continue;
             }
-            let user = c
-                .user_hashes
-                .get(job)
-                .is_some_and(|h| h.contains(&nomos_api::spec_hash(j)));
+            // The spec the user wrote last (every write is a distinct spec): anything else is
+            // a revert.
+            let user = c.user_hashes.get(job) == Some(&nomos_api::spec_hash(j));
             if user {
                 continue;
             }
@@ -832,7 +870,7 @@ fn auto_revert_reverts_once_per_failed_deployment_to_the_latest_stable_version(
             .get(&job)
             .and_then(|s| s.stable_version)
             .and_then(|sv| c.prev.versions.get(&job).and_then(|m| m.get(&sv)));
-        let mut want = stable.cloned();
+        let mut want = stable.map(|j| (**j).clone());
         if let Some(w) = want.as_mut() {
             w.stop = false;
         }
@@ -937,18 +975,21 @@ fn an_invalid_spec_never_changes_what_runs(
 ) {
     const NAME: &str = "an_invalid_spec_never_changes_what_runs";
     for (job, since) in &c.invalid {
-        let user_versions = cur
+        // Only `auto_revert` may add a version meanwhile: the one after a failed deployment.
+        let accepted = cur
             .versions
             .get(job)
             .into_iter()
             .flatten()
-            .filter(|(v, j)| {
-                *v > since
-                    && c.user_hashes
-                        .get(job)
-                        .is_some_and(|h| h.contains(&nomos_api::spec_hash(j)))
+            .filter(|(v, _)| {
+                **v > *since
+                    && !c.prev.versions.get(job).is_some_and(|p| p.contains_key(v))
+                    && !cur.deployments.get(job).is_some_and(|ds_| {
+                        ds_.iter()
+                            .any(|d| d.job_version + 1 == **v && d.status == ds::FAILED)
+                    })
             });
-        if let Some((v, _)) = user_versions.last() {
+        if let Some((v, _)) = accepted.last() {
             violation(
                 out,
                 NAME,

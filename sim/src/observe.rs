@@ -2,7 +2,8 @@
 //! one revision, decoded into typed maps. Values that do not decode (a garbage status written
 //! by a fault) are kept as absent and counted, never a panic.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use nomos_api::{
     AllocStatus, Allocation, ClientStatus, Deployment, DesiredStatus, Job, JobStatus, Node,
@@ -21,26 +22,65 @@ pub struct Snapshot {
     pub now_ms: i64,
     /// Raw spec values.
     pub specs: BTreeMap<JobKey, Vec<u8>>,
-    pub versions: BTreeMap<JobKey, BTreeMap<u64, Job>>,
-    pub job_status: BTreeMap<JobKey, JobStatus>,
+    pub versions: BTreeMap<JobKey, BTreeMap<u64, Arc<Job>>>,
+    pub job_status: BTreeMap<JobKey, Arc<JobStatus>>,
     pub deployments: BTreeMap<JobKey, Vec<Deployment>>,
-    pub allocs: BTreeMap<String, Allocation>,
-    pub alloc_status: BTreeMap<String, AllocStatus>,
+    pub allocs: BTreeMap<String, Arc<Allocation>>,
+    pub alloc_status: BTreeMap<String, Arc<AllocStatus>>,
     pub nodes: BTreeMap<String, Node>,
     pub node_specs: BTreeMap<String, NodeSpec>,
     pub heartbeats: BTreeSet<String>,
     pub lifecycle: BTreeMap<String, NodeLifecycle>,
+    /// Hash of each stored version's spec.
+    pub version_hashes: BTreeMap<(JobKey, u64), String>,
+    /// Nodes whose heartbeat just came back: their originals and the replacements placed
+    /// while they were away both run until the controllers settle them (set by the harness).
+    pub settling: BTreeSet<String>,
     /// Keys whose value did not decode.
     pub undecodable: Vec<String>,
 }
 
-fn decode<T: DeserializeOwned>(key: &str, value: &[u8], bad: &mut Vec<String>) -> Option<T> {
-    match serde_json::from_slice(value) {
-        Ok(v) => Some(v),
-        Err(_) => {
-            bad.push(key.to_string());
-            None
-        }
+/// Decoded values by key and mod revision, kept across snapshots: a run reads the whole store
+/// after every action, and most keys have not changed since the last read.
+#[derive(Default)]
+pub struct DecodeCache {
+    entries: HashMap<Vec<u8>, (i64, Decoded)>,
+}
+
+#[derive(Clone)]
+enum Decoded {
+    Version(Arc<Job>, String),
+    JobStatus(Arc<JobStatus>),
+    Deployment(Box<Deployment>),
+    Alloc(Arc<Allocation>),
+    AllocStatus(Arc<AllocStatus>),
+    Node(Box<Node>),
+    NodeSpec(NodeSpec),
+    Lifecycle(NodeLifecycle),
+    Bad,
+}
+
+fn decode<T: DeserializeOwned>(value: &[u8], wrap: impl FnOnce(T) -> Decoded) -> Decoded {
+    serde_json::from_slice(value).map_or(Decoded::Bad, wrap)
+}
+
+fn decode_kind(kind: &str, value: &[u8]) -> Decoded {
+    match kind {
+        "jobversions" => match serde_json::from_slice::<Job>(value) {
+            Ok(j) => {
+                let h = nomos_api::spec_hash(&j);
+                Decoded::Version(Arc::new(j), h)
+            }
+            Err(_) => Decoded::Bad,
+        },
+        "jobstatus" => decode(value, |v| Decoded::JobStatus(Arc::new(v))),
+        "deployments" => decode(value, |v| Decoded::Deployment(Box::new(v))),
+        "allocs" => decode(value, |v| Decoded::Alloc(Arc::new(v))),
+        "allocstatus" => decode(value, |v| Decoded::AllocStatus(Arc::new(v))),
+        "nodes" => decode(value, |v| Decoded::Node(Box::new(v))),
+        "nodespec" => decode(value, Decoded::NodeSpec),
+        "nodestatus" => decode(value, Decoded::Lifecycle),
+        _ => Decoded::Bad,
     }
 }
 
@@ -52,7 +92,11 @@ fn job_key(parts: &[&str]) -> Option<JobKey> {
 }
 
 impl Snapshot {
-    pub async fn read(store: &dyn Store, now_ms: i64) -> Result<Snapshot, StoreError> {
+    pub async fn read(
+        store: &dyn Store,
+        now_ms: i64,
+        cache: &mut DecodeCache,
+    ) -> Result<Snapshot, StoreError> {
         let r = store
             .range(KeySelector::prefix(keys::ROOT), RangeOptions::default())
             .await?;
@@ -61,69 +105,90 @@ impl Snapshot {
             now_ms,
             ..Default::default()
         };
+        let mut seen = std::collections::HashSet::new();
         for kv in r.kvs {
             let key = kv.key_str().into_owned();
-            let rest = key.strip_prefix(keys::ROOT).unwrap_or(&key);
+            let rest = key.strip_prefix(keys::ROOT).unwrap_or(&key).to_string();
             let parts: Vec<&str> = rest.split('/').collect();
-            let bad = &mut s.undecodable;
             match parts.as_slice() {
                 ["jobs", ns, job] => {
                     s.specs
                         .insert((ns.to_string(), job.to_string()), kv.value.clone());
-                }
-                ["jobversions", ns, job, ver] => {
-                    if let (Some(j), Ok(v)) = (decode::<Job>(&key, &kv.value, bad), ver.parse()) {
-                        s.versions
-                            .entry((ns.to_string(), job.to_string()))
-                            .or_default()
-                            .insert(v, j);
-                    }
-                }
-                ["jobstatus", rest @ ..] => {
-                    if let (Some(k), Some(st)) = (job_key(rest), decode(&key, &kv.value, bad)) {
-                        s.job_status.insert(k, st);
-                    }
-                }
-                ["deployments", rest @ ..] => {
-                    if let (Some(k), Some(d)) = (job_key(rest), decode(&key, &kv.value, bad)) {
-                        s.deployments.entry(k).or_default().push(d);
-                    }
-                }
-                ["allocs", _node, id] => {
-                    if let Some(a) = decode::<Allocation>(&key, &kv.value, bad) {
-                        s.allocs.insert(id.to_string(), a);
-                    }
-                }
-                ["allocstatus", _node, id] => {
-                    if let Some(st) = decode::<AllocStatus>(&key, &kv.value, bad) {
-                        s.alloc_status.insert(id.to_string(), st);
-                    }
-                }
-                ["nodes", name] => {
-                    if let Some(n) = decode(&key, &kv.value, bad) {
-                        s.nodes.insert(name.to_string(), n);
-                    }
-                }
-                ["nodespec", name] => {
-                    if let Some(n) = decode(&key, &kv.value, bad) {
-                        s.node_specs.insert(name.to_string(), n);
-                    }
+                    continue;
                 }
                 ["heartbeats", name] => {
                     s.heartbeats.insert(name.to_string());
-                }
-                ["nodestatus", name] => {
-                    if let Some(n) = decode(&key, &kv.value, bad) {
-                        s.lifecycle.insert(name.to_string(), n);
-                    }
+                    continue;
                 }
                 _ => {}
             }
+            let Some(kind) = parts.first().copied() else {
+                continue;
+            };
+            seen.insert(kv.key.clone());
+            let decoded = match cache.entries.get(&kv.key) {
+                Some((rev, d)) if *rev == kv.mod_revision => d.clone(),
+                _ => {
+                    let d = decode_kind(kind, &kv.value);
+                    cache
+                        .entries
+                        .insert(kv.key.clone(), (kv.mod_revision, d.clone()));
+                    d
+                }
+            };
+            s.add(&key, &parts, decoded);
         }
+        cache.entries.retain(|k, _| seen.contains(k));
         for list in s.deployments.values_mut() {
             list.sort_by_key(|d| (d.job_version, d.created_at_ms));
         }
         Ok(s)
+    }
+
+    fn add(&mut self, key: &str, parts: &[&str], d: Decoded) {
+        match (parts, d) {
+            (["jobversions", ns, job, ver], Decoded::Version(j, h)) => {
+                if let Ok(v) = ver.parse::<u64>() {
+                    let k = (ns.to_string(), job.to_string());
+                    self.version_hashes.insert((k.clone(), v), h);
+                    self.versions.entry(k).or_default().insert(v, j);
+                }
+            }
+            (["jobstatus", rest @ ..], Decoded::JobStatus(st)) => {
+                if let Some(k) = job_key(rest) {
+                    self.job_status.insert(k, st);
+                }
+            }
+            (["deployments", rest @ ..], Decoded::Deployment(d)) => {
+                if let Some(k) = job_key(rest) {
+                    self.deployments.entry(k).or_default().push(*d);
+                }
+            }
+            (["allocs", _, id], Decoded::Alloc(a)) => {
+                self.allocs.insert(id.to_string(), a);
+            }
+            (["allocstatus", _, id], Decoded::AllocStatus(st)) => {
+                self.alloc_status.insert(id.to_string(), st);
+            }
+            (["nodes", name], Decoded::Node(n)) => {
+                self.nodes.insert(name.to_string(), *n);
+            }
+            (["nodespec", name], Decoded::NodeSpec(n)) => {
+                self.node_specs.insert(name.to_string(), n);
+            }
+            (["nodestatus", name], Decoded::Lifecycle(n)) => {
+                self.lifecycle.insert(name.to_string(), n);
+            }
+            (_, Decoded::Bad) => self.undecodable.push(key.to_string()),
+            _ => {}
+        }
+    }
+
+    /// [`nomos_api::spec_hash`] of a stored version.
+    pub fn version_hash(&self, job: &JobKey, version: u64) -> Option<&str> {
+        self.version_hashes
+            .get(&(job.clone(), version))
+            .map(String::as_str)
     }
 
     pub fn client_status(&self, alloc_id: &str) -> Option<ClientStatus> {
@@ -149,6 +214,7 @@ impl Snapshot {
     pub fn allocs_of<'a>(&'a self, job: &'a JobKey) -> impl Iterator<Item = &'a Allocation> + 'a {
         self.allocs
             .values()
+            .map(|a| &**a)
             .filter(move |a| a.namespace == job.0 && a.job_id == job.1)
     }
 
@@ -157,7 +223,7 @@ impl Snapshot {
         self.versions
             .get(job)
             .and_then(|v| v.last_key_value())
-            .map(|(v, j)| (*v, j))
+            .map(|(v, j)| (*v, &**j))
     }
 
     /// The deployment of the newest version, if any.

@@ -11,7 +11,6 @@ use nomos_api::ReschedulePolicy;
 
 use crate::cluster::Cluster;
 use crate::invariants::{every_job_converges_once_faults_stop, Violation};
-use crate::observe::Snapshot;
 use crate::spec::{self, Behavior, JobShape, Kind};
 
 /// How long a run is.
@@ -363,7 +362,7 @@ async fn settle(c: &mut Cluster, steps: usize) {
         }
         act(c, None).await;
     }
-    let Ok(snap) = Snapshot::read(&*c.store, c.clock.now()).await else {
+    let Ok(snap) = c.snapshot().await else {
         return;
     };
     let good = |j: &nomos_api::Job| spec::behavior_of(j).is_good();

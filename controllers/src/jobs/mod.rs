@@ -34,7 +34,10 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 use nomos_api::{Allocation, Deployment, DesiredStatus, Job, JobStatus, JobType};
-use nomos_store::{keys, prefix_end, Compare, CompareOp, CompareTarget, Store, Txn, TxnOp};
+use nomos_store::{
+    keys, prefix_end, Compare, CompareOp, CompareTarget, KeySelector, RangeOptions, Store, Txn,
+    TxnOp,
+};
 
 use crate::reconcile::{self, ExistingAlloc, NodeHealth, Plan};
 use crate::runtime::election::Leadership;
@@ -164,19 +167,57 @@ impl Ctx {
         self.leadership.iter().map(Leadership::fence).collect()
     }
 
-    /// Waits until the allocation cache reflects the store's current revision.
-    async fn catch_up(&self) -> Result<(), ControllerError> {
-        let target = self
-            .store
-            .status()
-            .await
-            .map_err(ControllerError::store("status"))?
-            .revision;
-        for _ in 0..2000 {
-            if self.lock().revision(Kind::Allocs) >= target {
-                return Ok(());
+    /// After a commit conflict: reads what the concurrent write may have changed (the
+    /// conflicting nodes' allocations, the job's versions and deployments) straight from the
+    /// store into the world, so the next attempt decides on it without waiting for the
+    /// watches (whose caches move only with events under their own prefix).
+    async fn refresh(&self, jk: &JobKey, nodes: &[String]) -> Result<(), ControllerError> {
+        for n in nodes {
+            let r = self
+                .store
+                .range(
+                    KeySelector::prefix(keys::allocs_prefix(Some(n))),
+                    RangeOptions::default(),
+                )
+                .await
+                .map_err(ControllerError::store("range"))?;
+            let mut w = self.lock();
+            let mut present = HashSet::new();
+            for kv in &r.kvs {
+                if let Ok(a) = serde_json::from_slice::<Allocation>(&kv.value) {
+                    present.insert(a.id.clone());
+                    w.upsert_alloc(a, kv.mod_revision);
+                }
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            let gone: Vec<String> = w
+                .allocs_by_node
+                .get(n)
+                .into_iter()
+                .flatten()
+                .filter(|id| !present.contains(*id))
+                .cloned()
+                .collect();
+            for id in gone {
+                w.remove_alloc(&id, r.revision);
+            }
+            w.node_guard.insert(n.clone(), r.revision);
+        }
+        for (kind, prefix) in [
+            (Kind::Versions, keys::job_versions_prefix(&jk.0, &jk.1)),
+            (
+                Kind::Deployments,
+                format!("{}{}/{}/", keys::DEPLOYMENTS_PREFIX, jk.0, jk.1),
+            ),
+        ] {
+            let r = self
+                .store
+                .range(KeySelector::prefix(prefix), RangeOptions::default())
+                .await
+                .map_err(ControllerError::store("range"))?;
+            let mut w = self.lock();
+            for kv in &r.kvs {
+                w.apply(kind, &kv.key_str(), Some(&kv.value), kv.mod_revision);
+            }
         }
         Ok(())
     }
@@ -200,7 +241,7 @@ impl Ctx {
                             attempts: total,
                         });
                     }
-                    self.catch_up().await?;
+                    self.refresh(&jk, &nodes).await?;
                 }
                 Err((e, _)) => return Err(e),
             }
@@ -338,7 +379,7 @@ impl Ctx {
             .or_else(|| self.current_deployment(jk, version));
         if let Some(d) = &dep {
             status.latest_deployment = d.id.clone();
-            if d.status == "successful" {
+            if d.status == nomos_api::deployment_status::SUCCESSFUL {
                 status.stable_version = Some(version);
             }
         } else {
@@ -350,27 +391,26 @@ impl Ctx {
         }
         let (status_write, deferred) = self.status_op(jk, status, now).map_err(|e| (e, false))?;
         let mut last_writes = Vec::new();
-        if let Some(d) = &plan.deployment {
+        for d in plan.deployment.iter().chain(&plan.cancel_deployments) {
             last_writes.push(self.deployment_op(d).map_err(|e| (e, false))?);
+        }
+        // Auto-revert: the latest stable version becomes the newest version, in the same
+        // transaction as the failure, so a crash between them cannot lose or repeat it.
+        if let Some(old) = plan.revert_to.and_then(|to| versions.get(&to)) {
+            let next = versions.keys().last().map_or(0, |v| v + 1);
+            let mut reverted = old.clone();
+            reverted.stop = false;
+            last_writes.push(
+                self.version_op(jk, next, &reverted)
+                    .map_err(|e| (e, false))?,
+            );
         }
         last_writes.extend(status_write);
         let extra = Extra {
             first: version_write.into_iter().collect(),
             last: last_writes,
         };
-        let progressed = self.commit(new_allocs, changed, guards, extra, now).await?;
-
-        // Auto-revert: the failed version's predecessor becomes the newest version.
-        if let Some(to) = plan.revert_to {
-            if let Some(old) = versions.get(&to) {
-                let next = version + 1;
-                let mut reverted = old.clone();
-                reverted.stop = false;
-                self.write_version(jk, next, &reverted)
-                    .await
-                    .map_err(|e| (e, progressed))?;
-            }
-        }
+        self.commit(new_allocs, changed, guards, extra, now).await?;
         {
             let mut w = self.lock();
             if failures.is_empty() {
@@ -428,10 +468,16 @@ impl Ctx {
                 status: w.alloc_status.get(&e.alloc.id).cloned(),
             })
             .collect();
-        let deployment = w
+        let deployments: Vec<Deployment> = w
             .deployments
             .get(jk)
-            .and_then(|m| m.values().find(|d| d.job_version == version).cloned());
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        let deployment = deployments
+            .iter()
+            .find(|d| d.job_version == version)
+            .cloned();
+        let spec_hash = nomos_api::spec_hash(job);
         let health = |n: &str| -> NodeHealth {
             if !w.nodes.contains_key(n) {
                 NodeHealth::Down
@@ -445,7 +491,9 @@ impl Ctx {
             job,
             version,
             versions,
+            spec_hash: &spec_hash,
             deployment: deployment.as_ref(),
+            deployments: &deployments,
             allocs: &existing,
             node_health: &health,
             now_ms: now,
@@ -468,7 +516,6 @@ impl Ctx {
         let mut failures: IndexMap<String, (u32, String)> = IndexMap::new();
         let mut placed_prev: std::collections::HashSet<String> = Default::default();
         let seed = hash_str(&format!("{}/{}", jk.0, jk.1)) ^ version;
-        let spec_hash = nomos_api::spec_hash(job);
         for (gname, places) in by_group {
             let Some(group) = job.groups.iter().find(|g| g.name == gname) else {
                 continue;
@@ -512,6 +559,7 @@ impl Ctx {
                             },
                             ports: pl.ports,
                             deployment_id: deployment_id.clone(),
+                            canary: p.canary,
                             previous_alloc: p.previous_alloc.clone().unwrap_or_default(),
                             reschedule_attempts: p.reschedule_attempts,
                             reschedule_times_ms: p.reschedule_times_ms.clone(),
@@ -766,7 +814,9 @@ impl Ctx {
         })
     }
 
-    /// The write of a deployment, for a commit to carry.
+    /// The write of a deployment, for a commit to carry. It compares the key's revision with
+    /// the one the decision read, so a user's promotion, pause or failure written meanwhile is
+    /// never overwritten (the commit conflicts and the job is decided again).
     fn deployment_op(&self, d: &Deployment) -> Result<Write, ControllerError> {
         let key = keys::deployment(&d.namespace, &d.job_id, &d.id);
         let value = serde_json::to_vec(d).map_err(|e| ControllerError::Decode {
@@ -774,11 +824,19 @@ impl Ctx {
             what: "deployment",
             message: e.to_string(),
         })?;
+        let compare = match self.lock().deployment_revs.get(&key) {
+            Some(rev) => Compare::mod_revision(key.clone(), CompareOp::Equal, *rev),
+            None => Compare::new(
+                key.clone(),
+                CompareOp::Equal,
+                CompareTarget::CreateRevision(0),
+            ),
+        };
         Ok(Write {
             key,
             value,
             kind: Kind::Deployments,
-            compare: None,
+            compare: Some(compare),
         })
     }
 

@@ -100,6 +100,9 @@ pub struct World {
     pub node_specs: HashMap<String, NodeSpec>,
     pub heartbeats: HashSet<String>,
     pub deployments: HashMap<JobKey, BTreeMap<String, Deployment>>,
+    /// Mod revision of each deployment key: writes compare on it, so a user's promotion, pause
+    /// or failure is never overwritten by a decision taken before it.
+    pub deployment_revs: HashMap<String, i64>,
     pub job_status: HashMap<JobKey, JobStatus>,
     /// Revision each prefix's reflector has reached.
     pub revisions: HashMap<Kind, i64>,
@@ -460,12 +463,16 @@ impl World {
                         return touched;
                     }
                     let jk = job_key_from(ns, &job.join("/"));
+                    if self.deployment_revs.get(key).is_some_and(|r| *r > revision) {
+                        return touched; // older than what we hold (our own commit)
+                    }
                     match value.map(serde_json::from_slice::<Deployment>) {
                         Some(Ok(d)) => {
                             self.deployments
                                 .entry(jk.clone())
                                 .or_default()
                                 .insert(id.to_string(), d);
+                            self.deployment_revs.insert(key.to_string(), revision);
                         }
                         Some(Err(e)) => {
                             tracing::warn!(key, error = %e, "undecodable deployment ignored")
@@ -474,6 +481,7 @@ impl World {
                             if let Some(m) = self.deployments.get_mut(&jk) {
                                 m.remove(id);
                             }
+                            self.deployment_revs.remove(key);
                         }
                     }
                     touched.insert(jk);

@@ -297,7 +297,7 @@ fn parts_of(name: LoopName) -> &'static [Part] {
 }
 
 /// Which prefixes wake a loop.
-fn triggers_of(name: LoopName) -> &'static [Part] {
+pub fn triggers_of(name: LoopName) -> &'static [Part] {
     match name {
         LoopName::System => &[
             Part::Specs,

@@ -155,6 +155,21 @@ impl NodeAlloc {
         }
     }
 
+    /// The status the agent's task states say: running when every task runs, else pending.
+    fn reported_status(&self) -> ClientStatus {
+        let running = self.status.as_ref().is_some_and(|s| {
+            !s.task_states.is_empty()
+                && s.task_states
+                    .values()
+                    .all(|t| t.state == nomos_api::TaskRunState::Running)
+        });
+        if running {
+            ClientStatus::Running
+        } else {
+            ClientStatus::Pending
+        }
+    }
+
     fn reconcile(&self) -> Reconcile {
         Reconcile::parse(
             self.disconnect
@@ -250,8 +265,22 @@ fn reconnected(node: &str, prev: NodeLifecycle, allocs: &[NodeAlloc], now_ms: i6
         // The agent reporting a terminal state for the original settles it: keep the replacements.
         if mark.marked == ClientStatus::Lost && !current.is_terminal() {
             let live: Vec<&Replacement> = a.replacements.iter().filter(|r| r.is_live()).collect();
-            match a.reconcile() {
+            // A replacement of a newer job version is an update, not a stand-in: the jobs
+            // controller stopped (or will stop) the original for it, so the original never
+            // comes back over it.
+            let updated = live
+                .iter()
+                .any(|r| r.alloc.job_version > a.alloc.job_version);
+            let strategy = if updated {
+                Reconcile::KeepReplacement
+            } else {
+                a.reconcile()
+            };
+            match strategy {
                 Reconcile::KeepReplacement if !live.is_empty() => {
+                    if a.alloc.desired_status != DesiredStatus::Run {
+                        continue; // already stopped
+                    }
                     plan.stop.push(StopAlloc {
                         node: node.to_string(),
                         alloc_id: id.clone(),
@@ -260,7 +289,9 @@ fn reconnected(node: &str, prev: NodeLifecycle, allocs: &[NodeAlloc], now_ms: i6
                     });
                 }
                 _ => {
-                    if a.alloc.desired_status != DesiredStatus::Run {
+                    // Only in exchange for a live replacement: an original stopped for any other
+                    // reason (the job stopped or scaled down while it was away) stays stopped.
+                    if a.alloc.desired_status != DesiredStatus::Run && !live.is_empty() {
                         plan.resume.push(id.clone());
                     }
                     for r in live {
@@ -319,6 +350,12 @@ fn disconnected(
                 if a.alloc.desired_status != DesiredStatus::Run || current.is_terminal() {
                     continue;
                 }
+                // An `unknown` or `lost` without a mark is an earlier mark whose record was
+                // never written: what to give back comes from the task states, never the mark.
+                let current = match current {
+                    ClientStatus::Unknown | ClientStatus::Lost => a.reported_status(),
+                    other => other,
+                };
                 let (marked, lost) = if now_ms >= lost_at {
                     (ClientStatus::Lost, Some(now_ms))
                 } else {

@@ -52,9 +52,10 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
             })
             .collect();
         let previous = view.lifecycle.get(name);
+        let heartbeat = view.heartbeats.contains(name);
         let plan = decide(
             name,
-            view.heartbeats.contains(name),
+            heartbeat,
             previous.map(|p| &p.value),
             &allocs,
             now,
@@ -100,16 +101,24 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
         if previous.map(|p| &p.value) != Some(&plan.record) {
             let k = node_status_key(name);
             let value = to_json(&k, &plan.record, "node lifecycle")?;
-            changes.push((
+            let record = (
                 unchanged(&k, previous.map(|p| p.mod_revision).unwrap_or(0)),
                 put(&k, value),
-            ));
+            );
+            // When changes need several transactions, the record must never lose a mark whose
+            // status landed: marking (node away) writes the record first, with what each
+            // allocation's status was; restoring (node back) writes it last, so a restore cut
+            // short is retried from the marks.
+            if heartbeat {
+                changes.push(record);
+            } else {
+                changes.insert(0, record);
+            }
             if previous.map(|p| p.value.status) != Some(plan.record.status) {
                 tracing::info!(node = %name, status = ?plan.record.status, "node status changed");
             }
         }
         let mut all_ok = true;
-        // The record is last, so with chunks it is written only after every change landed.
         for chunk in changes.chunks(60) {
             if !all_ok {
                 break;

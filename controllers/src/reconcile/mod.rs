@@ -36,8 +36,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use crate::health::{migration_health, HealthRule, MigrationHealth};
 use indexmap::IndexMap;
 use nomos_api::{
-    AllocStatus, Allocation, ClientStatus, Deployment, DeploymentGroup, DesiredStatus,
-    GroupSummary, Job, JobType, ReschedulePolicy, TaskGroup, UpdateStrategy,
+    deployment_status as ds, AllocStatus, Allocation, ClientStatus, Deployment, DeploymentGroup,
+    DesiredStatus, GroupSummary, Job, JobType, ReschedulePolicy, TaskGroup, UpdateStrategy,
 };
 
 /// What the reconcile needs to know about a node.
@@ -74,8 +74,13 @@ pub struct Input<'a> {
     pub version: u64,
     /// Older accepted versions, to tell in-place from destructive updates.
     pub versions: &'a BTreeMap<u64, Job>,
+    /// [`nomos_api::spec_hash`] of `job`: an allocation of the same version number that names
+    /// another spec (a job purged and created again) is not of this version.
+    pub spec_hash: &'a str,
     /// The deployment of `version`, if one exists.
     pub deployment: Option<&'a Deployment>,
+    /// Every deployment of the job (older ones are cancelled; their canaries stopped).
+    pub deployments: &'a [Deployment],
     pub allocs: &'a [ExistingAlloc],
     pub node_health: &'a dyn Fn(&str) -> NodeHealth,
     pub now_ms: i64,
@@ -133,6 +138,8 @@ pub struct Plan {
     pub follow_ups: Vec<FollowUp>,
     /// The deployment to write, when it is new or changed.
     pub deployment: Option<Deployment>,
+    /// Older deployments still running, now cancelled by the newer version.
+    pub cancel_deployments: Vec<Deployment>,
     /// The deployment failed and `auto_revert` asks for this older version.
     pub revert_to: Option<u64>,
 }
@@ -147,6 +154,8 @@ impl Plan {
             && self.migrate.is_empty()
             && self.reschedule.is_empty()
             && self.deployment.is_none()
+            && self.cancel_deployments.is_empty()
+            && self.revert_to.is_none()
     }
 
     /// Every placement the plan asks for, in order: place, then the replacements.
@@ -389,11 +398,29 @@ fn successor(group: &str, a: &Allocation) -> Place {
     }
 }
 
+/// Facts about one group's rollout that the deployment's verdict needs.
+#[derive(Debug, Default)]
+struct GroupFacts {
+    /// A failed allocation of the deployment's version has no reschedule attempts left.
+    unreschedulable: Option<String>,
+}
+
 /// Computes the plan for one job.
 pub fn reconcile(input: &Input<'_>) -> Plan {
     let job = input.job;
     let mut plan = Plan::default();
     let wanted: HashSet<&str> = job.groups.iter().map(|g| g.name.as_str()).collect();
+
+    // Deployments of older versions that still run are superseded by this one.
+    for d in input.deployments {
+        if d.job_version < input.version && d.is_active() {
+            let mut d = d.clone();
+            d.status = ds::CANCELLED.into();
+            d.status_description = ds::DESC_NEWER_JOB.into();
+            d.modified_at_ms = input.now_ms;
+            plan.cancel_deployments.push(d);
+        }
+    }
 
     // Stopped job, or groups removed from it: stop whatever still should run.
     for a in input.allocs {
@@ -407,46 +434,43 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
         }
     }
     if job.stop {
-        if let Some(d) = input.deployment {
-            if d.status == "running" {
-                let mut d = d.clone();
-                d.status = "cancelled".into();
-                d.status_description = "job stopped".into();
-                d.modified_at_ms = input.now_ms;
-                plan.deployment = Some(d);
-            }
+        if let Some(d) = input.deployment.filter(|d| d.is_active()) {
+            let mut d = d.clone();
+            d.status = ds::CANCELLED.into();
+            d.status_description = ds::DESC_STOPPED_JOB.into();
+            d.modified_at_ms = input.now_ms;
+            plan.deployment = Some(d);
         }
         return plan;
     }
 
     let mut deployment = input.deployment.cloned();
     let mut deployment_needed = false;
+    let mut facts = Vec::new();
     for group in &job.groups {
+        let mut f = GroupFacts::default();
         reconcile_group(
             input,
             group,
             &mut plan,
             &mut deployment,
             &mut deployment_needed,
+            &mut f,
         );
+        facts.push(f);
     }
 
-    if deployment_needed || deployment.as_ref().is_some_and(|d| d.status == "running") {
-        let mut d = deployment.unwrap_or_else(|| Deployment {
-            id: deployment_id(&job.id, input.version),
-            namespace: job.namespace.clone(),
-            job_id: job.id.clone(),
-            job_version: input.version,
-            status: "running".into(),
-            status_description: "Deployment is running".into(),
-            created_at_ms: input.now_ms,
-            ..Default::default()
-        });
-        finish_deployment(input, &mut d, &mut plan);
+    if deployment_needed || deployment.as_ref().is_some_and(Deployment::is_active) {
+        let mut d = deployment.unwrap_or_else(|| new_deployment(input));
+        finish_deployment(input, &mut d, &facts, &mut plan);
         if input.deployment != Some(&d) {
             d.modified_at_ms = input.now_ms;
             plan.deployment = Some(d);
         }
+    } else if let Some(d) = deployment.filter(|d| d.status == ds::FAILED) {
+        // A deployment failed earlier (by the controller or by a user): revert while the
+        // failed version is still the newest, so a crash between the two cannot lose it.
+        plan.revert_to = revert_target(input, &d);
     }
     plan
 }
@@ -456,8 +480,25 @@ pub fn deployment_id(job: &str, version: u64) -> String {
     format!("{job}-v{version}")
 }
 
-fn finish_deployment(input: &Input<'_>, d: &mut Deployment, plan: &mut Plan) {
-    if d.status != "running" {
+fn new_deployment(input: &Input<'_>) -> Deployment {
+    Deployment {
+        id: deployment_id(&input.job.id, input.version),
+        namespace: input.job.namespace.clone(),
+        job_id: input.job.id.clone(),
+        job_version: input.version,
+        status: ds::RUNNING.into(),
+        status_description: ds::DESC_RUNNING.into(),
+        created_at_ms: input.now_ms,
+        ..Default::default()
+    }
+}
+
+/// Decides whether a running deployment succeeded or failed, and what it says meanwhile.
+fn finish_deployment(input: &Input<'_>, d: &mut Deployment, facts: &[GroupFacts], plan: &mut Plan) {
+    if d.status == ds::FAILED {
+        plan.revert_to = revert_target(input, d);
+    }
+    if d.status != ds::RUNNING {
         return;
     }
     let done = d
@@ -470,8 +511,24 @@ fn finish_deployment(input: &Input<'_>, d: &mut Deployment, plan: &mut Plan) {
             && !a.client().is_terminal()
     }) || !plan.destructive_update.is_empty();
     if done && !old_left {
-        d.status = "successful".into();
-        d.status_description = "Deployment completed successfully".into();
+        d.status = ds::SUCCESSFUL.into();
+        d.status_description = ds::DESC_SUCCESSFUL.into();
+        return;
+    }
+    // A failed allocation that may not be rescheduled again fails the deployment at once; so
+    // does any unhealthy allocation of a group without a progress deadline (Nomad's deployment
+    // watcher). Otherwise unhealthy allocations make no progress and the deadline decides.
+    if let Some(why) = facts.iter().find_map(|f| f.unreschedulable.clone()) {
+        tracing::debug!(deployment = %d.id, %why, "deployment fails");
+        fail_deployment(input, d, plan, ds::DESC_UNHEALTHY);
+        return;
+    }
+    let unhealthy_fails = d
+        .groups
+        .values()
+        .any(|g| g.progress_deadline_ms == 0 && g.unhealthy > 0);
+    if unhealthy_fails {
+        fail_deployment(input, d, plan, ds::DESC_UNHEALTHY);
         return;
     }
     let deadline = d
@@ -480,54 +537,125 @@ fn finish_deployment(input: &Input<'_>, d: &mut Deployment, plan: &mut Plan) {
         .map(|g| g.require_progress_by_ms)
         .filter(|t| *t > 0)
         .min();
-    // Without a progress deadline, the first unhealthy allocation fails the deployment (as in
-    // Nomad); with one, unhealthy allocations simply make no progress.
-    let unhealthy_fails = input.job.groups.iter().any(|g| {
-        update_strategy(input.job, g).is_some_and(|u| u.progress_deadline_ns == 0)
-            && d.groups.get(&g.name).is_some_and(|dg| dg.unhealthy > 0)
-    });
-    if unhealthy_fails {
-        fail_deployment(input, d, plan, "Failed due to unhealthy allocations");
-        return;
-    }
     if let Some(t) = deadline {
         if input.now_ms > t {
-            fail_deployment(input, d, plan, "Failed due to progress deadline");
-        } else {
-            plan.follow_ups.push(FollowUp {
-                at_ms: t + 1,
-                reason: "progress deadline".into(),
-            });
+            fail_deployment(input, d, plan, ds::DESC_PROGRESS_DEADLINE);
+            return;
+        }
+        plan.follow_ups.push(FollowUp {
+            at_ms: t + 1,
+            reason: "progress deadline".into(),
+        });
+    }
+    d.status_description = if d.groups.values().any(DeploymentGroup::waits_for_promotion) {
+        ds::DESC_NEEDS_PROMOTION
+    } else if d
+        .groups
+        .values()
+        .any(|g| g.desired_canaries > 0 && !g.promoted && g.auto_promote)
+    {
+        ds::DESC_AUTO_PROMOTION
+    } else {
+        ds::DESC_RUNNING
+    }
+    .into();
+}
+
+/// Whether the job (or one of its groups) asks for `auto_revert`.
+fn auto_revert(job: &Job) -> bool {
+    job.update.as_ref().is_some_and(|u| u.auto_revert)
+        || job
+            .groups
+            .iter()
+            .any(|g| g.update.as_ref().is_some_and(|u| u.auto_revert))
+}
+
+/// The version `auto_revert` rolls a failed deployment back to: the latest stable version,
+/// while the failed version is still the newest, and only when it holds another spec (a
+/// revert to the same spec would fail the same way, version after version).
+fn revert_target(input: &Input<'_>, d: &Deployment) -> Option<u64> {
+    if d.job_version != input.version || !auto_revert(input.job) {
+        return None;
+    }
+    let stable = input.stable_version.filter(|v| *v < input.version)?;
+    let target = input.versions.get(&stable)?;
+    let mut same = target.clone();
+    same.stop = input.job.stop;
+    (same != *input.job).then_some(stable)
+}
+
+/// Marks a deployment failed: nothing more rolls, its unpromoted canaries stop, and with
+/// `auto_revert` the latest stable version is asked for.
+fn fail_deployment(input: &Input<'_>, d: &mut Deployment, plan: &mut Plan, why: &str) {
+    d.status = ds::FAILED.into();
+    plan.revert_to = revert_target(input, d);
+    d.status_description = match plan.revert_to {
+        Some(v) => ds::rolling_back(why, v),
+        None => why.into(),
+    };
+    plan.destructive_update.clear();
+    plan.place.retain(|p| !p.canary);
+    for a in input.allocs {
+        let promoted = d
+            .groups
+            .get(&a.alloc.task_group)
+            .is_some_and(|g| g.promoted);
+        if a.alloc.canary
+            && !promoted
+            && a.alloc.job_version == d.job_version
+            && a.alloc.desired_status == DesiredStatus::Run
+            && !plan.stop.iter().any(|s| s.alloc_id == a.alloc.id)
+        {
+            plan.stop
+                .push(stop(&a.alloc, "canary of a failed deployment"));
         }
     }
 }
 
-/// Marks a deployment failed: nothing more rolls, and with `auto_revert` the last stable version
-/// is asked for.
-fn fail_deployment(input: &Input<'_>, d: &mut Deployment, plan: &mut Plan, why: &str) {
-    d.status = "failed".into();
-    d.status_description = why.into();
-    let auto_revert = input.job.update.as_ref().is_some_and(|u| u.auto_revert)
-        || input
-            .job
-            .groups
-            .iter()
-            .any(|g| g.update.as_ref().is_some_and(|u| u.auto_revert));
-    if auto_revert {
-        plan.revert_to = input
-            .stable_version
-            .filter(|v| *v < input.version && input.versions.contains_key(v))
-            .or_else(|| {
-                input
-                    .versions
-                    .keys()
-                    .copied()
-                    .filter(|v| *v < input.version)
-                    .max()
-            });
+/// Whether an allocation is of the input's newest version: its number, and the same spec when
+/// the allocation names one (a purged job created again reuses version numbers).
+fn is_of_version(input: &Input<'_>, a: &Allocation) -> bool {
+    a.job_version == input.version
+        && (a.job_spec_hash.is_empty() || a.job_spec_hash == input.spec_hash)
+}
+
+/// Whether the allocation names this version's spec (or names none, from before hashes).
+fn names_spec(a: &Allocation, version: &Job) -> bool {
+    a.job_spec_hash.is_empty() || a.job_spec_hash == nomos_api::spec_hash(version)
+}
+
+/// Why a live canary must stop: its deployment was never promoted and is over (failed,
+/// cancelled) or belongs to an older version. A promoted canary is an ordinary allocation.
+fn stale_canary(
+    input: &Input<'_>,
+    current: Option<&Deployment>,
+    a: &ExistingAlloc,
+) -> Option<&'static str> {
+    if !a.alloc.canary {
+        return None;
     }
-    plan.destructive_update.clear();
-    plan.place.retain(|p| !p.canary);
+    let own = if is_of_version(input, &a.alloc) {
+        current.filter(|d| d.job_version == a.alloc.job_version)
+    } else {
+        input
+            .deployments
+            .iter()
+            .find(|d| d.id == a.alloc.deployment_id)
+    };
+    let promoted = own
+        .and_then(|d| d.groups.get(&a.alloc.task_group))
+        .is_some_and(|g| g.promoted);
+    if promoted {
+        return None;
+    }
+    match own {
+        None if !is_of_version(input, &a.alloc) => Some("canary of an older deployment"),
+        Some(d) if d.job_version != input.version => Some("canary of an older deployment"),
+        Some(d) if d.status == ds::FAILED || d.status == ds::CANCELLED => {
+            Some("canary of a failed deployment")
+        }
+        _ => None,
+    }
 }
 
 fn reconcile_group(
@@ -536,9 +664,11 @@ fn reconcile_group(
     plan: &mut Plan,
     deployment: &mut Option<Deployment>,
     deployment_needed: &mut bool,
+    facts: &mut GroupFacts,
 ) {
     let job = input.job;
     let now = input.now_ms;
+    let is_new = |a: &ExistingAlloc| is_of_version(input, &a.alloc);
     let strategy = update_strategy(job, group);
     let update_rule = strategy
         .map(|u| HealthRule::new(group, &u.health_check, u.min_healthy_time_ns))
@@ -570,21 +700,37 @@ fn reconcile_group(
     let mut live: BTreeMap<u32, Vec<&ExistingAlloc>> = BTreeMap::new();
     let mut draining: Vec<&ExistingAlloc> = Vec::new();
 
-    // Indexes served by a live allocation: a terminal one at the same index is not replaced.
-    let live_idx: HashSet<u32> = mine
+    // Indexes served by a live allocation of the same version (new or old): a terminal one at
+    // the same index is not replaced. A failed canary beside its old twin is not served: it is
+    // rescheduled by its policy like any failed allocation of the new version.
+    let live_idx: HashSet<(u32, bool)> = mine
         .iter()
         .filter(|a| a.alloc.desired_status == DesiredStatus::Run)
         .filter(|a| {
             !a.client().is_terminal() && a.client() != ClientStatus::Unknown || a.status.is_none()
         })
         .filter(|a| (input.node_health)(&a.alloc.node) != NodeHealth::Down)
-        .map(|a| a.alloc.index)
+        .map(|a| (a.alloc.index, is_new(a)))
         .collect();
+    let active = deployment.as_ref().filter(|d| d.is_active());
+    let canaries_wanted = active
+        .and_then(|d| d.groups.get(&group.name))
+        .is_some_and(|g| !g.promoted);
 
     for a in &mine {
         let al = &a.alloc;
         let client = a.client();
-        let served = live_idx.contains(&al.index);
+        if al.desired_status == DesiredStatus::Run && !client.is_terminal() {
+            if let Some(why) = stale_canary(input, deployment.as_ref(), a) {
+                plan.stop.push(stop(al, why));
+                continue;
+            }
+        }
+        let served = if client == ClientStatus::Failed && is_new(a) {
+            live_idx.contains(&(al.index, true))
+        } else {
+            live_idx.contains(&(al.index, true)) || live_idx.contains(&(al.index, false))
+        };
         if al.desired_status == DesiredStatus::Run
             && served
             && (client.is_terminal() || (input.node_health)(&al.node) == NodeHealth::Down)
@@ -649,7 +795,8 @@ fn reconcile_group(
                                 penalty_node: Some(al.node.clone()),
                                 reschedule_attempts: r.attempts,
                                 reschedule_times_ms: times,
-                                canary: false,
+                                // A failed canary's replacement is a canary too.
+                                canary: al.canary && is_new(a) && canaries_wanted,
                             },
                         })
                     }
@@ -657,6 +804,12 @@ fn reconcile_group(
                         at_ms: r.at_ms,
                         reason: format!("reschedule {}", al.name),
                     }),
+                    None if is_new(a) && active.is_some() => {
+                        facts.unreschedulable = Some(format!(
+                            "{} failed with no reschedule attempts left",
+                            al.name
+                        ));
+                    }
                     None => {}
                 }
                 continue;
@@ -711,7 +864,6 @@ fn reconcile_group(
 
     // Duplicates (two writers raced, or a retried commit): one allocation of the newest
     // version per index survives, the oldest.
-    let is_new = |a: &ExistingAlloc| a.alloc.job_version == input.version;
     for allocs in live.values_mut() {
         let mut same: Vec<&ExistingAlloc> = allocs.iter().copied().filter(|a| is_new(a)).collect();
         if same.len() > 1 {
@@ -723,6 +875,27 @@ fn reconcile_group(
             });
             for extra in &same[1..] {
                 plan.stop.push(stop(&extra.alloc, "duplicate allocation"));
+                allocs.retain(|x| x.alloc.id != extra.alloc.id);
+            }
+        }
+        // Two older allocations at one index (an original back from a lost node beside what
+        // replaced it since, or a promoted canary beside its twin): the newest version stays,
+        // the other stops. (Unpromoted canaries of older deployments stopped above.)
+        let mut older: Vec<&ExistingAlloc> =
+            allocs.iter().copied().filter(|a| !is_new(a)).collect();
+        if older.len() > 1 {
+            older.sort_by(|a, b| {
+                b.alloc
+                    .job_version
+                    .cmp(&a.alloc.job_version)
+                    .then(a.alloc.created_at_ms.cmp(&b.alloc.created_at_ms))
+                    .then(a.alloc.id.cmp(&b.alloc.id))
+            });
+            for extra in &older[1..] {
+                plan.stop.push(stop(
+                    &extra.alloc,
+                    "duplicate allocation of an older version",
+                ));
                 allocs.retain(|x| x.alloc.id != extra.alloc.id);
             }
         }
@@ -738,6 +911,7 @@ fn reconcile_group(
             let destructive = match input
                 .versions
                 .get(&a.alloc.job_version)
+                .filter(|j| names_spec(&a.alloc, j))
                 .and_then(|j| j.groups.iter().find(|g| g.name == group.name))
             {
                 Some(old) => needs_destructive_update(old, group),
@@ -848,17 +1022,34 @@ fn reconcile_group(
             }
             Some(u) => {
                 *deployment_needed |= !old_destructive.is_empty();
-                rolling_update(
-                    input,
+                let all_new: Vec<&ExistingAlloc> =
+                    mine.iter().copied().filter(|a| is_new(a)).collect();
+                let replaced: HashSet<&str> = input
+                    .allocs
+                    .iter()
+                    .map(|a| a.alloc.previous_alloc.as_str())
+                    .filter(|p| !p.is_empty())
+                    .collect();
+                let failed_new: Vec<&ExistingAlloc> = all_new
+                    .iter()
+                    .copied()
+                    .filter(|a| {
+                        a.client() == ClientStatus::Failed
+                            && a.alloc.desired_status == DesiredStatus::Run
+                            && a.alloc.index < group.count
+                            && !replaced.contains(a.alloc.id.as_str())
+                    })
+                    .collect();
+                let rollout = Rollout {
                     group,
                     u,
-                    &update_rule,
-                    &live,
-                    &old_destructive,
-                    &counts_as_new,
-                    plan,
-                    deployment,
-                );
+                    rule: &update_rule,
+                    live: &live,
+                    old: &old_destructive,
+                    all_new: &all_new,
+                    failed_new: &failed_new,
+                };
+                rolling_update(input, &rollout, &counts_as_new, plan, deployment);
             }
         }
     }
@@ -880,22 +1071,34 @@ fn reconcile_group(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a rolling update looks at in one group.
+struct Rollout<'a> {
+    group: &'a TaskGroup,
+    u: &'a UpdateStrategy,
+    rule: &'a HealthRule,
+    /// Live allocations by index.
+    live: &'a BTreeMap<u32, Vec<&'a ExistingAlloc>>,
+    /// Live allocations of older versions that need a destructive update.
+    old: &'a [&'a ExistingAlloc],
+    /// Every allocation of the new version in the group, whatever its state.
+    all_new: &'a [&'a ExistingAlloc],
+    /// Failed allocations of the new version that nothing replaced yet.
+    failed_new: &'a [&'a ExistingAlloc],
+}
+
 fn rolling_update(
     input: &Input<'_>,
-    group: &TaskGroup,
-    u: &UpdateStrategy,
-    rule: &HealthRule,
-    live: &BTreeMap<u32, Vec<&ExistingAlloc>>,
-    old: &[&ExistingAlloc],
+    r: &Rollout<'_>,
     counts_as_new: &dyn Fn(&ExistingAlloc) -> bool,
     plan: &mut Plan,
     deployment: &mut Option<Deployment>,
 ) {
+    let (group, u) = (r.group, r.u);
     let now = input.now_ms;
     let deadline_ms = (u.healthy_deadline_ns / 1_000_000) as i64;
-    let health = |a: &ExistingAlloc| deployment_health(a, rule, deadline_ms, now);
-    let new_allocs: Vec<&ExistingAlloc> = live
+    let health = |a: &ExistingAlloc| deployment_health(a, r.rule, deadline_ms, now);
+    let new_allocs: Vec<&ExistingAlloc> = r
+        .live
         .values()
         .flatten()
         .copied()
@@ -905,12 +1108,12 @@ fn rolling_update(
         .iter()
         .filter(|a| health(a) == Some(true))
         .count() as u32;
-    let unhealthy_new = new_allocs
+    let unhealthy_live = new_allocs
         .iter()
         .filter(|a| health(a) == Some(false))
         .count() as u32;
     for a in &new_allocs {
-        if let Some(t) = healthy_at(a, rule) {
+        if let Some(t) = healthy_at(a, r.rule) {
             if t > now {
                 plan.follow_ups.push(FollowUp {
                     at_ms: t,
@@ -925,56 +1128,90 @@ fn rolling_update(
             });
         }
     }
-    let d = deployment.get_or_insert_with(|| Deployment {
-        id: deployment_id(&input.job.id, input.version),
-        namespace: input.job.namespace.clone(),
-        job_id: input.job.id.clone(),
-        job_version: input.version,
-        status: "running".into(),
-        status_description: "Deployment is running".into(),
-        created_at_ms: now,
-        ..Default::default()
-    });
-    let failed = d.status == "failed" || d.status == "cancelled";
+    let rescheduling: HashSet<&str> = plan
+        .reschedule
+        .iter()
+        .filter(|x| x.place.group == group.name)
+        .map(|x| x.stop.alloc_id.as_str())
+        .collect();
+    let awaiting_reschedule = r
+        .failed_new
+        .iter()
+        .filter(|a| !rescheduling.contains(a.alloc.id.as_str()))
+        .count() as u32;
+    let failed_total = r
+        .all_new
+        .iter()
+        .filter(|a| a.client() == ClientStatus::Failed)
+        .count() as u32;
+
+    let d = deployment.get_or_insert_with(|| new_deployment(input));
     let progress_ms = (u.progress_deadline_ns / 1_000_000) as i64;
     let g = d
         .groups
         .entry(group.name.clone())
         .or_insert_with(|| DeploymentGroup {
-            desired_total: group.count,
-            desired_canaries: if old.is_empty() { 0 } else { u.canary },
-            require_progress_by_ms: if progress_ms > 0 {
-                now + progress_ms
-            } else {
-                0
-            },
+            desired_canaries: if r.old.is_empty() { 0 } else { u.canary },
+            auto_revert: u.auto_revert,
+            auto_promote: u.auto_promote,
+            progress_deadline_ms: progress_ms,
             ..Default::default()
         });
     let progressed = healthy_new > g.healthy;
     g.desired_total = group.count;
-    g.placed = new_allocs.len() as u32;
+    g.placed = r
+        .all_new
+        .iter()
+        .filter(|a| a.client() == ClientStatus::Failed || counts_as_new(a))
+        .count()
+        .max(new_allocs.len()) as u32;
     g.healthy = healthy_new;
-    g.unhealthy = unhealthy_new;
-    if progressed && progress_ms > 0 {
-        g.require_progress_by_ms = now + progress_ms;
+    g.unhealthy = unhealthy_live + failed_total;
+    if g.desired_canaries > 0 {
+        g.placed_canaries = r
+            .all_new
+            .iter()
+            .filter(|a| a.alloc.canary)
+            .map(|a| a.alloc.id.clone())
+            .collect();
     }
-    if failed || d.status != "running" {
+    let paused = d.status == ds::PAUSED;
+    if d.status != ds::RUNNING && !paused {
+        return; // failed, cancelled or successful: nothing more rolls
+    }
+    // The progress deadline runs only while the group can make progress: not while paused,
+    // not while its healthy canaries wait for a promotion, not once it is done.
+    let done = g.healthy >= g.desired_total && (g.desired_canaries == 0 || g.promoted);
+    if progress_ms > 0 {
+        if paused || done || g.waits_for_promotion() {
+            g.require_progress_by_ms = 0;
+        } else if g.require_progress_by_ms == 0 || progressed {
+            g.require_progress_by_ms = now + progress_ms;
+        }
+    }
+    if paused {
         return;
     }
-    let g = d
-        .groups
-        .get_mut(&group.name)
-        .unwrap_or_else(|| unreachable!("inserted above"));
     // Canaries first.
     if g.desired_canaries > 0 && !g.promoted {
-        let canaries: Vec<&&ExistingAlloc> = new_allocs.iter().collect();
-        g.placed_canaries = canaries.iter().map(|a| a.alloc.id.clone()).collect();
-        let missing = g.desired_canaries.saturating_sub(canaries.len() as u32);
-        let taken: HashSet<u32> = canaries.iter().map(|a| a.alloc.index).collect();
-        for a in old
+        let live_canaries: Vec<&ExistingAlloc> = new_allocs
+            .iter()
+            .copied()
+            .filter(|a| a.alloc.canary)
+            .collect();
+        let failed_canaries = r.failed_new.iter().filter(|a| a.alloc.canary).count();
+        let missing =
+            (g.desired_canaries as usize).saturating_sub(live_canaries.len() + failed_canaries);
+        let taken: HashSet<u32> = live_canaries
+            .iter()
+            .chain(r.failed_new.iter())
+            .map(|a| a.alloc.index)
+            .collect();
+        for a in r
+            .old
             .iter()
             .filter(|a| !taken.contains(&a.alloc.index))
-            .take(missing as usize)
+            .take(missing)
         {
             plan.place.push(Place {
                 group: group.name.clone(),
@@ -983,47 +1220,66 @@ fn rolling_update(
                 ..Default::default()
             });
         }
-        let all_healthy = canaries.len() as u32 >= g.desired_canaries
-            && canaries.iter().all(|a| health(a) == Some(true));
-        if all_healthy && u.auto_promote {
-            g.promoted = true;
-        } else {
+        let all_healthy = live_canaries.len() as u32 >= g.desired_canaries
+            && live_canaries.iter().all(|a| health(a) == Some(true));
+        if !(all_healthy && u.auto_promote) {
             return;
         }
+        g.promoted = true;
+        if progress_ms > 0 {
+            g.require_progress_by_ms = now + progress_ms;
+        }
     }
-    // Indexes already served by a healthy new allocation: their old one simply stops.
+    // An unhealthy allocation stops the rollout until it is healthy or replaced (Nomad's
+    // `computeLimit`); otherwise at most `max_parallel` new allocations are not yet healthy.
+    let halted = unhealthy_live > 0 || awaiting_reschedule > 0;
+    let in_flight = new_allocs.len() as u32 - healthy_new + rescheduling.len() as u32;
+    let mut budget = if halted {
+        0
+    } else {
+        u.max_parallel.saturating_sub(in_flight)
+    };
+    // And a healthy allocation is only replaced while `count - max_parallel` others stay healthy.
+    // (Running: an allocation of a disconnected node keeps its verdict but serves nobody.)
+    let old_healthy = |a: &ExistingAlloc| {
+        a.client() == ClientStatus::Running && alloc_health(a, r.rule, now) == Some(true)
+    };
+    let mut healthy_total = r.live.values().flatten().filter(|a| old_healthy(a)).count() as u32;
+    let floor = group.count.saturating_sub(u.max_parallel);
     let healthy_idx: HashSet<u32> = new_allocs
         .iter()
         .filter(|a| health(a) == Some(true))
         .map(|a| a.alloc.index)
         .collect();
-    let in_flight = new_allocs.len() as u32 - healthy_new;
-    let mut budget = u.max_parallel.saturating_sub(in_flight);
-    let mut waiting = false;
-    for a in old {
+    // Old allocations that are not healthy go first.
+    let mut order: Vec<&ExistingAlloc> = r.old.to_vec();
+    order.sort_by_key(|a| (old_healthy(a), a.alloc.index));
+    for a in order {
         if healthy_idx.contains(&a.alloc.index) {
             plan.stop.push(stop(
                 &a.alloc,
                 "replaced by a healthy allocation of the new version",
             ));
-        } else if new_allocs.iter().any(|n| n.alloc.index == a.alloc.index) {
-            waiting = true; // its replacement (a canary) is not healthy yet
-        } else if budget > 0 {
-            budget -= 1;
-            plan.destructive_update.push(Replace {
-                stop: stop(&a.alloc, "rolling update"),
-                place: Place {
-                    group: group.name.clone(),
-                    index: a.alloc.index,
-                    previous_alloc: Some(a.alloc.id.clone()),
-                    ..Default::default()
-                },
-            });
-        } else {
-            waiting = true;
+            if old_healthy(a) {
+                healthy_total = healthy_total.saturating_sub(1);
+            }
+            continue;
         }
+        if budget == 0 || new_allocs.iter().any(|n| n.alloc.index == a.alloc.index) {
+            continue; // no room, or its replacement (a canary) is not healthy yet
+        }
+        if old_healthy(a) {
+            if healthy_total <= floor {
+                continue;
+            }
+            healthy_total -= 1;
+        }
+        budget -= 1;
+        plan.destructive_update.push(Replace {
+            stop: stop(&a.alloc, "rolling update"),
+            place: successor(&group.name, &a.alloc),
+        });
     }
-    let _ = waiting;
 }
 
 /// Per-group summary as `nctl status` shows it; `queued` is the number of placements that

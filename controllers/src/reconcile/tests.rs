@@ -74,6 +74,13 @@ fn running(id: &str, index: u32, version: u64, started_ms: i64) -> ExistingAlloc
     a
 }
 
+/// A running canary of version `version` at `index`.
+fn canary(id: &str, index: u32, version: u64, started_ms: i64) -> ExistingAlloc {
+    let mut a = running(id, index, version, started_ms);
+    a.alloc.canary = true;
+    a
+}
+
 fn ready(_: &str) -> NodeHealth {
     NodeHealth::Ready
 }
@@ -90,7 +97,9 @@ fn run_with(
         job,
         version,
         versions,
+        spec_hash: "",
         deployment: d,
+        deployments: &[],
         allocs,
         node_health: health,
         now_ms: NOW,
@@ -562,9 +571,18 @@ fn canaries_are_placed_first_and_the_rest_waits_for_promotion() {
     let d = plan.deployment.unwrap();
 
     // Canary healthy but not promoted: nothing else moves.
-    allocs.push(running("c0", 0, 2, NOW - 100_000));
+    allocs.push(canary("c0", 0, 2, NOW - 100_000));
     let plan = run_with(&j, 2, &versions, &allocs, Some(&d), &ready);
     assert!(plan.place.is_empty() && plan.destructive_update.is_empty() && plan.stop.is_empty());
+    let waiting = plan
+        .deployment
+        .clone()
+        .expect("the deployment says it waits");
+    assert_eq!(
+        waiting.status_description,
+        "Deployment is running but requires manual promotion"
+    );
+    assert!(waiting.waits_for_promotion());
 
     // Promoted: the canary's old twin stops, the rest roll.
     let mut promoted = plan.deployment.clone().unwrap_or(d.clone());
@@ -583,11 +601,11 @@ fn canaries_are_placed_first_and_the_rest_waits_for_promotion() {
 #[test]
 fn auto_promote_promotes_healthy_canaries() {
     let (j, versions) = rolling(1, 1, true);
-    let mut allocs: Vec<_> = (0..2)
+    let mut allocs: Vec<_> = (0..4)
         .map(|i| running(&format!("a{i}"), i, 1, NOW - 100_000))
         .collect();
-    allocs.push(running("c0", 0, 2, NOW - 100_000));
-    let d = run_with(&j, 2, &versions, &allocs[..2], None, &ready)
+    allocs.push(canary("c0", 0, 2, NOW - 100_000));
+    let d = run_with(&j, 2, &versions, &allocs[..4], None, &ready)
         .deployment
         .unwrap();
     let plan = run_with(&j, 2, &versions, &allocs, Some(&d), &ready);
@@ -607,10 +625,18 @@ fn a_deployment_past_its_progress_deadline_fails_and_reverts_when_asked() {
         .deployment
         .unwrap();
     d.groups.get_mut("g").unwrap().require_progress_by_ms = NOW - 1;
-    let plan = run_with(&j, 2, &versions, &allocs, Some(&d), &ready);
-    assert_eq!(plan.deployment.unwrap().status, "failed");
+    let plan = run_stable(&j, &versions, &allocs, Some(&d), Some(1));
+    let failed = plan.deployment.unwrap();
+    assert_eq!(failed.status, "failed");
+    assert_eq!(
+        failed.status_description,
+        "Failed due to progress deadline - rolling back to job version 1"
+    );
     assert_eq!(plan.revert_to, Some(1));
     assert!(plan.destructive_update.is_empty());
+    // Without a stable version there is nothing to revert to.
+    let plan = run_stable(&j, &versions, &allocs, Some(&d), None);
+    assert_eq!(plan.revert_to, None);
 }
 
 #[test]
@@ -859,7 +885,9 @@ fn run_stable(
         job: j,
         version: 2,
         versions,
+        spec_hash: "",
         deployment: d,
+        deployments: &[],
         allocs,
         node_health: &ready,
         now_ms: NOW,
@@ -912,6 +940,7 @@ fn an_allocation_past_its_healthy_deadline_fails_the_deployment() {
             "failed",
             Some(0),
         ),
+        // Nomad reverts only to a stable version: without one, the failure stays.
         (
             "past it, no stable version known",
             300,
@@ -920,7 +949,7 @@ fn an_allocation_past_its_healthy_deadline_fails_the_deployment() {
             600_000,
             None,
             "failed",
-            Some(1),
+            None,
         ),
         (
             "no healthy deadline",
@@ -952,10 +981,13 @@ fn an_allocation_past_its_healthy_deadline_fails_the_deployment() {
         assert_eq!(first.revert_to, want_revert, "{case}");
         if want_status == "failed" {
             assert!(first.destructive_update.is_empty(), "{case}: nothing rolls");
-            assert_eq!(
-                d.status_description, "Failed due to unhealthy allocations",
-                "{case}"
-            );
+            let want = match want_revert {
+                Some(v) => {
+                    format!("Failed due to unhealthy allocations - rolling back to job version {v}")
+                }
+                None => "Failed due to unhealthy allocations".to_string(),
+            };
+            assert_eq!(d.status_description, want, "{case}");
         } else if hd > 0 && ago < (hd * 1000) as i64 {
             // The reconcile asks to look again right after the deadline.
             let at = NOW - ago + (hd * 1000) as i64 + 1;

@@ -443,6 +443,7 @@ fn new_alloc(
         desired_description: String::new(),
         ports: p.ports.clone(),
         deployment_id: String::new(),
+        canary: false,
         previous_alloc: previous.to_string(),
         reschedule_attempts: 0,
         reschedule_times_ms: Vec::new(),

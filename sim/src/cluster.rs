@@ -918,7 +918,12 @@ impl Cluster {
                 }
             };
             self.log(line);
-            self.check(Actor::Reconcile(k)).await;
+            let actor = if result.is_ok() {
+                Actor::Reconcile(k)
+            } else {
+                Actor::FailedReconcile(k)
+            };
+            self.check(actor).await;
             self.sync(i).await;
         }
     }

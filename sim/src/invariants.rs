@@ -27,15 +27,21 @@ pub struct Violation {
 pub enum Actor {
     User,
     Agents,
-    /// One reconcile of this job by the jobs controller.
+    /// One reconcile of this job by the jobs controller, finished.
     Reconcile(JobKey),
+    /// One reconcile that failed part-way (a crash, a lost leadership): what it wrote must
+    /// still keep every invariant, but it promises nothing about what is left to do.
+    FailedReconcile(JobKey),
     Loop(&'static str),
     Fault,
 }
 
 impl Actor {
     fn is_controller(&self) -> bool {
-        matches!(self, Actor::Reconcile(_) | Actor::Loop(_))
+        matches!(
+            self,
+            Actor::Reconcile(_) | Actor::FailedReconcile(_) | Actor::Loop(_)
+        )
     }
 }
 
@@ -764,7 +770,11 @@ fn a_deployment_waiting_for_promotion_says_so(
             && g.placed_canaries.len() as u32 >= g.desired_canaries
             && g.placed_canaries
                 .iter()
-                .filter(|id| cur.allocs.get(*id).is_some_and(|a| cur.is_healthy(a)))
+                .filter(|id| {
+                    cur.allocs
+                        .get(*id)
+                        .is_some_and(|a| cur.is_healthy(a) && !cur.draining(&a.node))
+                })
                 .count() as u32
                 >= g.desired_canaries
     });

@@ -483,6 +483,8 @@ impl Ctx {
                 NodeHealth::Down
             } else if w.node_specs.get(n).is_some_and(|s| s.drain.is_some()) {
                 NodeHealth::Draining
+            } else if !w.heartbeats.contains(n) {
+                NodeHealth::Disconnected
             } else {
                 NodeHealth::Ready
             }

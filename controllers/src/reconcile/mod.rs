@@ -43,8 +43,10 @@ use nomos_api::{
 /// What the reconcile needs to know about a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeHealth {
-    /// Ready, or disconnected (the node-lifecycle loop decides about those).
     Ready,
+    /// Its heartbeat is missing: its allocations stay as they are (the node-lifecycle loop
+    /// marks them unknown, then lost), but none of them counts as serving.
+    Disconnected,
     /// A drain is requested: migrate.
     Draining,
     /// Down or deregistered: replace.
@@ -942,9 +944,18 @@ fn reconcile_group(
     for a in &draining {
         let al = &a.alloc;
         occupied.insert(al.index);
+        // Its replacement: a live allocation at its index elsewhere, the one that names it
+        // first. A draining canary is replaced only by its own successor; an old allocation
+        // whose index a canary serves moves onto that canary (placing a successor of the new
+        // version beside the canary would run the index twice).
         let replacement = live.get(&al.index).and_then(|v| {
-            v.iter()
-                .find(|x| !draining_ids.contains(x.alloc.id.as_str()))
+            let elsewhere = || {
+                v.iter()
+                    .filter(|x| !draining_ids.contains(x.alloc.id.as_str()))
+            };
+            elsewhere()
+                .find(|x| x.alloc.previous_alloc == al.id)
+                .or_else(|| elsewhere().find(|_| !al.canary))
         });
         match replacement {
             Some(r)
@@ -997,7 +1008,11 @@ fn reconcile_group(
             break;
         }
         budget -= 1;
-        plan.place.push(successor(&group.name, &a.alloc));
+        // A canary moving off a draining node is still a canary.
+        plan.place.push(Place {
+            canary: a.alloc.canary && is_new(a) && canaries_wanted,
+            ..successor(&group.name, &a.alloc)
+        });
     }
 
     // Rolling update.
@@ -1146,6 +1161,14 @@ fn rolling_update(
         .count() as u32;
 
     let d = deployment.get_or_insert_with(|| new_deployment(input));
+    let paused = d.status == ds::PAUSED;
+    // A failed or cancelled deployment rolls nothing more. After a successful one, what still
+    // runs an older version (an allocation back from a lost node) is updated like the rest,
+    // and the finished deployment is left as it is.
+    let finished = d.status == ds::SUCCESSFUL;
+    if d.status != ds::RUNNING && !paused && !finished {
+        return;
+    }
     let progress_ms = (u.progress_deadline_ns / 1_000_000) as i64;
     let g = d
         .groups
@@ -1157,56 +1180,61 @@ fn rolling_update(
             progress_deadline_ms: progress_ms,
             ..Default::default()
         });
-    let progressed = healthy_new > g.healthy;
-    g.desired_total = group.count;
-    g.placed = r
-        .all_new
-        .iter()
-        .filter(|a| a.client() == ClientStatus::Failed || counts_as_new(a))
-        .count()
-        .max(new_allocs.len()) as u32;
-    g.healthy = healthy_new;
-    g.unhealthy = unhealthy_live + failed_total;
-    if g.desired_canaries > 0 {
-        g.placed_canaries = r
+    if !finished {
+        let progressed = healthy_new > g.healthy;
+        g.desired_total = group.count;
+        g.placed = r
             .all_new
             .iter()
-            .filter(|a| a.alloc.canary)
-            .map(|a| a.alloc.id.clone())
-            .collect();
-    }
-    let paused = d.status == ds::PAUSED;
-    if d.status != ds::RUNNING && !paused {
-        return; // failed, cancelled or successful: nothing more rolls
-    }
-    // The progress deadline runs only while the group can make progress: not while paused,
-    // not while its healthy canaries wait for a promotion, not once it is done.
-    let done = g.healthy >= g.desired_total && (g.desired_canaries == 0 || g.promoted);
-    if progress_ms > 0 {
-        if paused || done || g.waits_for_promotion() {
-            g.require_progress_by_ms = 0;
-        } else if g.require_progress_by_ms == 0 || progressed {
-            g.require_progress_by_ms = now + progress_ms;
+            .filter(|a| a.client() == ClientStatus::Failed || counts_as_new(a))
+            .count()
+            .max(new_allocs.len()) as u32;
+        g.healthy = healthy_new;
+        g.unhealthy = unhealthy_live + failed_total;
+        if g.desired_canaries > 0 {
+            g.placed_canaries = r
+                .all_new
+                .iter()
+                .filter(|a| a.alloc.canary)
+                .map(|a| a.alloc.id.clone())
+                .collect();
+        }
+        // The progress deadline runs only while the group can make progress: not while
+        // paused, not while its healthy canaries wait for a promotion, not once it is done.
+        let done = g.healthy >= g.desired_total && (g.desired_canaries == 0 || g.promoted);
+        if progress_ms > 0 {
+            if paused || done || g.waits_for_promotion() {
+                g.require_progress_by_ms = 0;
+            } else if g.require_progress_by_ms == 0 || progressed {
+                g.require_progress_by_ms = now + progress_ms;
+            }
         }
     }
     if paused {
         return;
     }
     // Canaries first.
-    if g.desired_canaries > 0 && !g.promoted {
+    if g.desired_canaries > 0 && !g.promoted && !finished {
         let live_canaries: Vec<&ExistingAlloc> = new_allocs
             .iter()
             .copied()
             .filter(|a| a.alloc.canary)
             .collect();
-        let failed_canaries = r.failed_new.iter().filter(|a| a.alloc.canary).count();
-        let missing =
-            (g.desired_canaries as usize).saturating_sub(live_canaries.len() + failed_canaries);
-        let taken: HashSet<u32> = live_canaries
+        // Canaries that exist: running, starting, moving off a draining node, or failed and
+        // waiting for their reschedule.
+        let existing: Vec<&ExistingAlloc> = r
+            .all_new
             .iter()
-            .chain(r.failed_new.iter())
-            .map(|a| a.alloc.index)
+            .copied()
+            .filter(|a| {
+                a.alloc.canary
+                    && a.alloc.desired_status == DesiredStatus::Run
+                    && (!a.client().is_terminal()
+                        || r.failed_new.iter().any(|f| f.alloc.id == a.alloc.id))
+            })
             .collect();
+        let missing = (g.desired_canaries as usize).saturating_sub(existing.len());
+        let taken: HashSet<u32> = existing.iter().map(|a| a.alloc.index).collect();
         for a in r
             .old
             .iter()
@@ -1242,7 +1270,12 @@ fn rolling_update(
     // And a healthy allocation is only replaced while `count - max_parallel` others stay healthy.
     // (Running: an allocation of a disconnected node keeps its verdict but serves nobody.)
     let old_healthy = |a: &ExistingAlloc| {
-        a.client() == ClientStatus::Running && alloc_health(a, r.rule, now) == Some(true)
+        a.client() == ClientStatus::Running
+            && matches!(
+                (input.node_health)(&a.alloc.node),
+                NodeHealth::Ready | NodeHealth::Draining
+            )
+            && alloc_health(a, r.rule, now) == Some(true)
     };
     let mut healthy_total = r.live.values().flatten().filter(|a| old_healthy(a)).count() as u32;
     let floor = group.count.saturating_sub(u.max_parallel);
@@ -1250,6 +1283,11 @@ fn rolling_update(
         .iter()
         .filter(|a| health(a) == Some(true))
         .map(|a| a.alloc.index)
+        .collect();
+    let placing: HashSet<u32> = plan
+        .placements()
+        .filter(|p| p.group == group.name)
+        .map(|p| p.index)
         .collect();
     // Old allocations that are not healthy go first.
     let mut order: Vec<&ExistingAlloc> = r.old.to_vec();
@@ -1265,8 +1303,13 @@ fn rolling_update(
             }
             continue;
         }
-        if budget == 0 || new_allocs.iter().any(|n| n.alloc.index == a.alloc.index) {
-            continue; // no room, or its replacement (a canary) is not healthy yet
+        if budget == 0
+            || new_allocs.iter().any(|n| n.alloc.index == a.alloc.index)
+            || placing.contains(&a.alloc.index)
+        {
+            // No room, its replacement (a canary) is not healthy yet, or a new allocation is
+            // being placed at its index already (a reschedule or a migration).
+            continue;
         }
         if old_healthy(a) {
             if healthy_total <= floor {

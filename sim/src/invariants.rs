@@ -470,10 +470,16 @@ fn an_update_never_leaves_fewer_than_count_minus_max_parallel_healthy(
         let Some(after) = cur.allocs.get(id) else {
             continue;
         };
+        // Scaling down stops the highest indexes on purpose.
+        let scaled_away = cur
+            .newest(&job_key(after))
+            .and_then(|(_, j)| j.groups.iter().find(|g| g.name == after.task_group))
+            .is_none_or(|g| after.index >= g.count);
         if prev.is_healthy(before)
             && prev.node_up(&before.node)
             && after.desired_status == DesiredStatus::Stop
             && after.desired_description != nomos_controllers::drain::DEADLINE_REASON
+            && !scaled_away
         {
             *stopped
                 .entry((job_key(after), after.task_group.clone()))
@@ -933,12 +939,16 @@ fn no_failed_allocation_is_replaced_sooner_than_its_reschedule_policy_allows(
                 f.task_group == n.task_group
                     && f.index == n.index
                     && f.job_version == n.job_version
+                    && f.desired_status == DesiredStatus::Run
                     && prev.client_status(&f.id) == Some(ClientStatus::Failed)
                     && !prev.allocs.values().any(|x| x.previous_alloc == f.id)
             }),
         };
-        let Some(f) = failed.filter(|f| prev.client_status(&f.id) == Some(ClientStatus::Failed))
-        else {
+        // (A newer version replaces a failure at once, with a fresh reschedule budget.)
+        let Some(f) = failed.filter(|f| {
+            prev.client_status(&f.id) == Some(ClientStatus::Failed)
+                && f.job_version == n.job_version
+        }) else {
             continue;
         };
         let Some(failed_ms) = failed_at(prev, &f.id) else {
@@ -1065,11 +1075,29 @@ pub fn every_job_converges_once_faults_stop(
                 .filter(|a| a.task_group == g.name && a.job_version == *v && cur.is_healthy(a))
                 .count() as u32;
             if healthy != g.count {
+                let seen: Vec<String> = cur
+                    .allocs_of(job)
+                    .filter(|a| a.desired_status == DesiredStatus::Run)
+                    .map(|a| {
+                        format!(
+                            "{} v{}[{}] on {} {:?} healthy={:?}",
+                            &a.id[..8.min(a.id.len())],
+                            a.job_version,
+                            a.index,
+                            a.node,
+                            cur.client_status(&a.id),
+                            cur.alloc_status.get(&a.id).and_then(|s| s.healthy)
+                        )
+                    })
+                    .collect();
+                let d = cur
+                    .current_deployment(job)
+                    .map(|d| format!("{} {}", d.id, d.status));
                 violation(
                     &mut out,
                     NAME,
-                    format!(
-                        "{}/{}: {healthy} healthy allocations of version {v}, count {}",
+                                        format!(
+                        "{}/{}: {healthy} healthy allocations of version {v}, count {}; deployment {d:?}; desired to run: {seen:?}",
                         job.1, g.name, g.count
                     ),
                 );

@@ -509,17 +509,28 @@ impl Ctx {
             .map(|d| d.id.clone())
             .unwrap_or_default();
 
-        // Place, group by group.
-        let mut by_group: IndexMap<&str, Vec<&reconcile::Place>> = IndexMap::new();
+        // Place, group by group (and by version: a successor may keep its predecessor's).
+        let mut by_group: IndexMap<(&str, u64), Vec<&reconcile::Place>> = IndexMap::new();
         for p in plan.placements() {
-            by_group.entry(p.group.as_str()).or_default().push(p);
+            let v = p.version.unwrap_or(version);
+            by_group.entry((p.group.as_str(), v)).or_default().push(p);
         }
         let mut new_allocs = Vec::new();
         let mut failures: IndexMap<String, (u32, String)> = IndexMap::new();
-        let mut placed_prev: std::collections::HashSet<String> = Default::default();
+        // The placements that succeeded, by identity: a replacement's stop is applied only if
+        // its own placement succeeded (its predecessor is not always what it stops).
+        let mut placed: HashSet<*const reconcile::Place> = HashSet::new();
         let seed = hash_str(&format!("{}/{}", jk.0, jk.1)) ^ version;
-        for (gname, places) in by_group {
-            let Some(group) = job.groups.iter().find(|g| g.name == gname) else {
+        for ((gname, v), places) in by_group {
+            let (spec, hash) = if v == version {
+                (job, spec_hash.clone())
+            } else {
+                match versions.get(&v) {
+                    Some(old) => (old, nomos_api::spec_hash(old)),
+                    None => continue,
+                }
+            };
+            let Some(group) = spec.groups.iter().find(|g| g.name == gname) else {
                 continue;
             };
             let requests: Vec<PlacementRequest> = places
@@ -531,7 +542,7 @@ impl Ctx {
                 .collect();
             let results = scheduler::place(
                 &mut w.snapshot,
-                job,
+                spec,
                 group,
                 &requests,
                 &self.config.scheduler,
@@ -540,15 +551,13 @@ impl Ctx {
             for (p, r) in places.iter().zip(results) {
                 match r {
                     Ok(pl) => {
-                        if let Some(prev) = &p.previous_alloc {
-                            placed_prev.insert(prev.clone());
-                        }
+                        placed.insert(*p as *const reconcile::Place);
                         new_allocs.push(Allocation {
                             id: pl.alloc_id,
                             namespace: job.namespace.clone(),
                             job_id: job.id.clone(),
-                            job_version: version,
-                            job_spec_hash: spec_hash.clone(),
+                            job_version: v,
+                            job_spec_hash: hash.clone(),
                             task_group: group.name.clone(),
                             name: format!("{}.{}[{}]", job.id, group.name, p.index),
                             index: p.index,
@@ -560,7 +569,11 @@ impl Ctx {
                                 String::new()
                             },
                             ports: pl.ports,
-                            deployment_id: deployment_id.clone(),
+                            deployment_id: if v == version {
+                                deployment_id.clone()
+                            } else {
+                                String::new()
+                            },
                             canary: p.canary,
                             previous_alloc: p.previous_alloc.clone().unwrap_or_default(),
                             reschedule_attempts: p.reschedule_attempts,
@@ -599,7 +612,7 @@ impl Ctx {
             .chain(&plan.reschedule);
         let stops = plan.stop.iter().chain(
             replaced
-                .filter(|r| placed_prev.contains(&r.stop.alloc_id))
+                .filter(|r| placed.contains(&(&r.place as *const reconcile::Place)))
                 .map(|r| &r.stop),
         );
         for s in stops {

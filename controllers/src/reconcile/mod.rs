@@ -104,6 +104,9 @@ pub struct Place {
     /// and this one's).
     pub reschedule_times_ms: Vec<i64>,
     pub canary: bool,
+    /// Place this older version instead of the newest (a successor during a canary phase keeps
+    /// its predecessor's version: the index is not updated before the promotion).
+    pub version: Option<u64>,
 }
 
 /// An allocation to set to `desired_status: stop`.
@@ -718,11 +721,36 @@ fn reconcile_group(
     let canaries_wanted = active
         .and_then(|d| d.groups.get(&group.name))
         .is_some_and(|g| !g.promoted);
+    // A canary phase: canaries asked for and not promoted yet. Until the promotion, an older
+    // allocation that moves or is replaced keeps its version (its index is not updated yet,
+    // and a new-version successor beside the canary would run that index twice).
+    let canary_phase = strategy.is_some_and(|u| u.canary > 0)
+        && match deployment.as_ref() {
+            Some(d) => d.is_active() && d.groups.get(&group.name).is_none_or(|g| !g.promoted),
+            None => mine
+                .iter()
+                .any(|a| !is_new(a) && a.alloc.desired_status == DesiredStatus::Run),
+        };
+    let keep_version = |al: &Allocation| -> Option<u64> {
+        (canary_phase
+            && !is_of_version(input, al)
+            && input
+                .versions
+                .get(&al.job_version)
+                .is_some_and(|j| names_spec(al, j)))
+        .then_some(al.job_version)
+    };
+    let succ = |al: &Allocation| Place {
+        version: keep_version(al),
+        ..successor(&group.name, al)
+    };
 
     for a in &mine {
         let al = &a.alloc;
         let client = a.client();
-        if al.desired_status == DesiredStatus::Run && !client.is_terminal() {
+        // A canary whose deployment is over (or superseded) stops, failed or not: it is never
+        // rescheduled and holds no index.
+        if al.desired_status == DesiredStatus::Run {
             if let Some(why) = stale_canary(input, deployment.as_ref(), a) {
                 plan.stop.push(stop(al, why));
                 continue;
@@ -768,7 +796,7 @@ fn reconcile_group(
                 if al.index < group.count && !occupied.contains(&al.index) {
                     plan.reschedule.push(Replace {
                         stop: stop(al, "allocation completed; replacing"),
-                        place: successor(&group.name, al),
+                        place: succ(al),
                     });
                     occupied.insert(al.index);
                 } else {
@@ -783,6 +811,19 @@ fn reconcile_group(
                 }
                 if !occupied.insert(al.index) {
                     continue; // another allocation of this index is already being replaced
+                }
+                if !is_new(a) && !canary_phase {
+                    // A failure of an older version: the new version takes its place now, with
+                    // a fresh reschedule budget (a user fixing a crashing job does not wait out
+                    // the old version's delays, nor find its attempts used up).
+                    plan.reschedule.push(Replace {
+                        stop: stop(al, "allocation failed; replaced by the new version"),
+                        place: Place {
+                            penalty_node: Some(al.node.clone()),
+                            ..succ(al)
+                        },
+                    });
+                    continue;
                 }
                 match reschedule_at(&policy, a, now) {
                     Some(r) if r.at_ms <= now => {
@@ -799,6 +840,7 @@ fn reconcile_group(
                                 reschedule_times_ms: times,
                                 // A failed canary's replacement is a canary too.
                                 canary: al.canary && is_new(a) && canaries_wanted,
+                                version: keep_version(al),
                             },
                         })
                     }
@@ -823,7 +865,7 @@ fn reconcile_group(
             if al.index >= group.count {
                 plan.stop.push(stop(al, "scaled down"));
             } else if occupied.insert(al.index) {
-                plan.place.push(successor(&group.name, al));
+                plan.place.push(succ(al));
             }
             continue;
         }
@@ -831,7 +873,7 @@ fn reconcile_group(
             if al.index < group.count && !occupied.contains(&al.index) {
                 plan.migrate.push(Replace {
                     stop: stop(al, "node down; allocation lost"),
-                    place: successor(&group.name, al),
+                    place: succ(al),
                 });
                 occupied.insert(al.index);
             } else {
@@ -976,7 +1018,7 @@ fn reconcile_group(
                         stop: stop(&r.alloc, "not healthy within migrate.healthy_deadline"),
                         place: Place {
                             penalty_node: Some(r.alloc.node.clone()),
-                            ..successor(&group.name, al)
+                            ..succ(al)
                         },
                     });
                     continue;
@@ -1011,7 +1053,7 @@ fn reconcile_group(
         // A canary moving off a draining node is still a canary.
         plan.place.push(Place {
             canary: a.alloc.canary && is_new(a) && canaries_wanted,
-            ..successor(&group.name, &a.alloc)
+            ..succ(&a.alloc)
         });
     }
 

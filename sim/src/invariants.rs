@@ -417,10 +417,14 @@ fn never_more_than_count_plus_canary_are_desired_to_run(
     }
 }
 
+/// Indexes of the group served by a healthy allocation on a connected node (two at one index,
+/// a canary beside its twin, serve it once).
 fn healthy_count(s: &Snapshot, job: &JobKey, group: &str) -> u32 {
     s.allocs_of(job)
         .filter(|a| a.task_group == group && s.is_healthy(a) && s.node_up(&a.node))
-        .count() as u32
+        .map(|a| a.index)
+        .collect::<BTreeSet<u32>>()
+        .len() as u32
 }
 
 /// Allocations that went from desired run to stop in this action while a new allocation that
@@ -441,9 +445,11 @@ fn replaced_now<'a>(
             continue;
         };
         // A failed or finished allocation is rescheduled, not updated.
+        // Neither is one whose node is gone: it is replaced because it no longer runs.
         let was_running = !prev
             .client_status(&before.id)
-            .is_some_and(ClientStatus::is_terminal);
+            .is_some_and(ClientStatus::is_terminal)
+            && cur.nodes.contains_key(&before.node);
         if before.desired_status == DesiredStatus::Run
             && after.desired_status == DesiredStatus::Stop
             && was_running
@@ -516,7 +522,7 @@ fn an_update_never_leaves_fewer_than_count_minus_max_parallel_healthy(
             .saturating_sub(max_parallel_of(j).max(1) + drain_budget);
         // Scaling down or stopping stops healthy allocations on purpose.
         let scaled_down = count_before.is_some_and(|c| c > g.count);
-        if after < floor && !scaled_down {
+        if after < floor && after < before && !scaled_down {
             violation(
                 out,
                 "an_update_never_leaves_fewer_than_count_minus_max_parallel_healthy",

@@ -342,7 +342,12 @@ async fn end_faults(c: &mut Cluster) {
         if u.stopped {
             continue;
         }
-        if u.invalid || u.purged || !u.behavior.is_good() {
+        // A rollout that failed stays as it stopped (as in Nomad): the operator applies again.
+        let failed = c.snapshot().await.ok().is_some_and(|s| {
+            s.current_deployment(&u.key())
+                .is_some_and(|d| d.status == nomos_api::deployment_status::FAILED)
+        });
+        if u.invalid || u.purged || !u.behavior.is_good() || failed {
             c.apply(u.shape.clone(), Behavior::Healthy).await;
         }
     }

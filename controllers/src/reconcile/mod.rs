@@ -740,8 +740,11 @@ fn reconcile_group(
                 .is_some_and(|j| names_spec(al, j)))
         .then_some(al.job_version)
     };
+    // A successor keeps what its predecessor was: the version during a canary phase, and
+    // being a canary while the canaries wait for promotion.
     let succ = |al: &Allocation| Place {
         version: keep_version(al),
+        canary: al.canary && is_of_version(input, al) && canaries_wanted,
         ..successor(&group.name, al)
     };
 
@@ -750,10 +753,21 @@ fn reconcile_group(
         let client = a.client();
         // A canary whose deployment is over (or superseded) stops, failed or not: it is never
         // rescheduled and holds no index.
+        // (A superseded canary that alone serves its index is updated like any older
+        // allocation instead, within the rollout's budget.)
         if al.desired_status == DesiredStatus::Run {
             if let Some(why) = stale_canary(input, deployment.as_ref(), a) {
-                plan.stop.push(stop(al, why));
-                continue;
+                let twin = mine.iter().any(|x| {
+                    x.alloc.index == al.index
+                        && x.alloc.id != al.id
+                        && !x.alloc.canary
+                        && x.alloc.desired_status == DesiredStatus::Run
+                        && !x.client().is_terminal()
+                });
+                if twin || is_new(a) || client.is_terminal() {
+                    plan.stop.push(stop(al, why));
+                    continue;
+                }
             }
         }
         let served = if client == ClientStatus::Failed && is_new(a) {
@@ -908,6 +922,15 @@ fn reconcile_group(
 
     // Duplicates (two writers raced, or a retried commit): one allocation of the newest
     // version per index survives, the oldest.
+    let serving = |a: &ExistingAlloc| {
+        a.client() == ClientStatus::Running
+            && matches!(
+                (input.node_health)(&a.alloc.node),
+                NodeHealth::Ready | NodeHealth::Draining
+            )
+            && alloc_health(a, &update_rule, now) == Some(true)
+    };
+
     for allocs in live.values_mut() {
         let mut same: Vec<&ExistingAlloc> = allocs.iter().copied().filter(|a| is_new(a)).collect();
         if same.len() > 1 {
@@ -923,15 +946,15 @@ fn reconcile_group(
             }
         }
         // Two older allocations at one index (an original back from a lost node beside what
-        // replaced it since, or a promoted canary beside its twin): the newest version stays,
-        // the other stops. (Unpromoted canaries of older deployments stopped above.)
+        // replaced it since, or a promoted canary beside its twin): the one that serves stays
+        // (healthy, then the newest version, then the oldest), the other stops.
         let mut older: Vec<&ExistingAlloc> =
             allocs.iter().copied().filter(|a| !is_new(a)).collect();
         if older.len() > 1 {
             older.sort_by(|a, b| {
-                b.alloc
-                    .job_version
-                    .cmp(&a.alloc.job_version)
+                serving(b)
+                    .cmp(&serving(a))
+                    .then(b.alloc.job_version.cmp(&a.alloc.job_version))
                     .then(a.alloc.created_at_ms.cmp(&b.alloc.created_at_ms))
                     .then(a.alloc.id.cmp(&b.alloc.id))
             });
@@ -1128,6 +1151,34 @@ fn reconcile_group(
     }
 }
 
+/// Indexes served by healthy allocations, with how many serve each: two at one index (a canary
+/// and its twin) serve it once, so stopping one of them leaves it served.
+#[derive(Debug, Default)]
+struct ServedIndexes(BTreeMap<u32, u32>);
+
+impl ServedIndexes {
+    fn add(&mut self, index: u32) {
+        *self.0.entry(index).or_default() += 1;
+    }
+
+    fn leave(&mut self, index: u32) {
+        if let Some(n) = self.0.get_mut(&index) {
+            *n -= 1;
+            if *n == 0 {
+                self.0.remove(&index);
+            }
+        }
+    }
+
+    fn only_one(&self, index: u32) -> bool {
+        self.0.get(&index) == Some(&1)
+    }
+
+    fn len(&self) -> u32 {
+        self.0.len() as u32
+    }
+}
+
 /// What a rolling update looks at in one group.
 struct Rollout<'a> {
     group: &'a TaskGroup,
@@ -1275,8 +1326,18 @@ fn rolling_update(
                         || r.failed_new.iter().any(|f| f.alloc.id == a.alloc.id))
             })
             .collect();
-        let missing = (g.desired_canaries as usize).saturating_sub(existing.len());
-        let taken: HashSet<u32> = existing.iter().map(|a| a.alloc.index).collect();
+        // ...and canaries this plan places already (a lost canary's successor).
+        let placing: Vec<u32> = plan
+            .placements()
+            .filter(|p| p.canary && p.group == group.name)
+            .map(|p| p.index)
+            .collect();
+        let missing = (g.desired_canaries as usize).saturating_sub(existing.len() + placing.len());
+        let taken: HashSet<u32> = existing
+            .iter()
+            .map(|a| a.alloc.index)
+            .chain(placing)
+            .collect();
         for a in r
             .old
             .iter()
@@ -1319,7 +1380,10 @@ fn rolling_update(
             )
             && alloc_health(a, r.rule, now) == Some(true)
     };
-    let mut healthy_total = r.live.values().flatten().filter(|a| old_healthy(a)).count() as u32;
+    let mut served = ServedIndexes::default();
+    for a in r.live.values().flatten().filter(|a| old_healthy(a)) {
+        served.add(a.alloc.index);
+    }
     let floor = group.count.saturating_sub(u.max_parallel);
     let healthy_idx: HashSet<u32> = new_allocs
         .iter()
@@ -1341,7 +1405,7 @@ fn rolling_update(
                 "replaced by a healthy allocation of the new version",
             ));
             if old_healthy(a) {
-                healthy_total = healthy_total.saturating_sub(1);
+                served.leave(a.alloc.index);
             }
             continue;
         }
@@ -1354,10 +1418,10 @@ fn rolling_update(
             continue;
         }
         if old_healthy(a) {
-            if healthy_total <= floor {
+            if served.only_one(a.alloc.index) && served.len() <= floor {
                 continue;
             }
-            healthy_total -= 1;
+            served.leave(a.alloc.index);
         }
         budget -= 1;
         plan.destructive_update.push(Replace {

@@ -902,16 +902,23 @@ impl Cluster {
             let Some(ctx) = self.servers[i].jobs.as_ref().map(|j| j.running.ctx.clone()) else {
                 return;
             };
+            let before = self.store.status().await.map(|s| s.revision).unwrap_or(0);
             let result = ctx.reconcile(k.clone()).await;
+            let after = self.store.status().await.map(|s| s.revision).unwrap_or(0);
+            let writes = if after > before {
+                format!(", {} write(s)", after - before)
+            } else {
+                String::new()
+            };
             let now = self.clock.now();
             let name = self.servers[i].name.clone();
             let line = match &result {
                 Ok(Action::RequeueAfter(d)) => {
                     let ms = d.as_millis() as i64;
                     self.servers[i].due.insert(k.clone(), now + ms);
-                    format!("{name}: reconcile {} (again in {ms} ms)", k.1)
+                    format!("{name}: reconcile {} (again in {ms} ms{writes})", k.1)
                 }
-                Ok(Action::AwaitChange) => format!("{name}: reconcile {}", k.1),
+                Ok(Action::AwaitChange) => format!("{name}: reconcile {}{writes}", k.1),
                 Err(e) => {
                     self.servers[i].due.insert(k.clone(), now + 1_000);
                     format!("{name}: reconcile {} failed: {e}", k.1)

@@ -7,6 +7,8 @@
 //! off, watches compacted, a commit conflict); then every connected agent plays a round and every
 //! live server runs what it leads.
 
+use std::collections::BTreeMap;
+
 use nomos_api::ReschedulePolicy;
 
 use crate::cluster::Cluster;
@@ -335,19 +337,26 @@ async fn end_faults(c: &mut Cluster) {
     for n in c.connected() {
         c.cancel_drain(&n).await;
     }
+    fix_jobs(c, &mut BTreeMap::new()).await;
+}
+
+/// What an operator does about a job that does not run as declared: a good spec again for one
+/// that is invalid, purged or misbehaving, or whose rollout failed (a failed deployment stays as
+/// it stopped, as in Nomad). At most a few times per job.
+async fn fix_jobs(c: &mut Cluster, fixes: &mut BTreeMap<String, u32>) {
     for id in service_ids(c) {
         let Some(u) = c.jobs.get(&id).cloned() else {
             continue;
         };
-        if u.stopped {
+        if u.stopped || fixes.get(&id).copied().unwrap_or(0) >= 3 {
             continue;
         }
-        // A rollout that failed stays as it stopped (as in Nomad): the operator applies again.
         let failed = c.snapshot().await.ok().is_some_and(|s| {
             s.current_deployment(&u.key())
                 .is_some_and(|d| d.status == nomos_api::deployment_status::FAILED)
         });
         if u.invalid || u.purged || !u.behavior.is_good() || failed {
+            *fixes.entry(id.clone()).or_default() += 1;
             c.apply(u.shape.clone(), Behavior::Healthy).await;
         }
     }
@@ -355,6 +364,7 @@ async fn end_faults(c: &mut Cluster) {
 
 async fn settle(c: &mut Cluster, steps: usize) {
     end_faults(c).await;
+    let mut fixes = BTreeMap::new();
     for _ in 0..steps {
         if c.failed() {
             return;
@@ -365,6 +375,7 @@ async fn settle(c: &mut Cluster, steps: usize) {
             c.promote(&id).await;
             c.pause(&id, false).await;
         }
+        fix_jobs(c, &mut fixes).await;
         act(c, None).await;
     }
     let Ok(snap) = c.snapshot().await else {

@@ -477,6 +477,14 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
         // failed version is still the newest, so a crash between the two cannot lose it.
         plan.revert_to = revert_target(input, &d);
     }
+    if plan.revert_to.is_some() {
+        // Nothing more of the failed version is placed: the reverted version, written with
+        // this plan, is decided on next.
+        plan.place.clear();
+        plan.destructive_update.clear();
+        plan.migrate.clear();
+        plan.reschedule.clear();
+    }
     plan
 }
 
@@ -752,9 +760,8 @@ fn reconcile_group(
         let al = &a.alloc;
         let client = a.client();
         // A canary whose deployment is over (or superseded) stops, failed or not: it is never
-        // rescheduled and holds no index.
-        // (A superseded canary that alone serves its index is updated like any older
-        // allocation instead, within the rollout's budget.)
+        // rescheduled and holds no index. One that alone serves its index (its twin is gone)
+        // stays, and is updated like any allocation, within the rollout's budget.
         if al.desired_status == DesiredStatus::Run {
             if let Some(why) = stale_canary(input, deployment.as_ref(), a) {
                 let twin = mine.iter().any(|x| {
@@ -762,9 +769,13 @@ fn reconcile_group(
                         && x.alloc.id != al.id
                         && !x.alloc.canary
                         && x.alloc.desired_status == DesiredStatus::Run
-                        && !x.client().is_terminal()
+                        && x.client() == ClientStatus::Running
+                        && matches!(
+                            (input.node_health)(&x.alloc.node),
+                            NodeHealth::Ready | NodeHealth::Draining
+                        )
                 });
-                if twin || is_new(a) || client.is_terminal() {
+                if twin || client.is_terminal() {
                     plan.stop.push(stop(al, why));
                     continue;
                 }
@@ -1064,7 +1075,13 @@ fn reconcile_group(
         }
     }
     let mut budget = migrate_parallel.saturating_sub(in_flight_migrations);
+    // One successor per index and kind: two draining allocations of one index (an original
+    // and its replacement, both on the node) move as one.
+    let mut moving: HashSet<(u32, bool)> = being_placed.iter().map(|i| (*i, false)).collect();
     for a in waiting {
+        if !moving.insert((a.alloc.index, a.alloc.canary)) {
+            continue;
+        }
         if budget == 0 {
             plan.follow_ups.push(FollowUp {
                 at_ms: now + 5_000,
@@ -1073,11 +1090,7 @@ fn reconcile_group(
             break;
         }
         budget -= 1;
-        // A canary moving off a draining node is still a canary.
-        plan.place.push(Place {
-            canary: a.alloc.canary && is_new(a) && canaries_wanted,
-            ..succ(&a.alloc)
-        });
+        plan.place.push(succ(&a.alloc));
     }
 
     // Rolling update.

@@ -262,6 +262,37 @@ impl Cluster {
         Ok(s)
     }
 
+    /// What each leading jobs controller believes about the nodes (printed with a failure of
+    /// convergence: a cache out of step with the store shows here).
+    pub fn controller_views(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in &self.servers {
+            let Some(inst) = &s.jobs else { continue };
+            let w = inst
+                .running
+                .ctx
+                .world
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for (name, spec) in &w.node_specs {
+                out.push(format!(
+                    "{}: node spec {name} eligible {:?} drain {}",
+                    s.name,
+                    spec.eligible,
+                    spec.drain.is_some()
+                ));
+            }
+            let revs: Vec<String> = inst
+                .running
+                .reflectors
+                .iter()
+                .map(|(k, h)| format!("{}@{}", k.name(), h.revision()))
+                .collect();
+            out.push(format!("{}: reflectors {}", s.name, revs.join(" ")));
+        }
+        out
+    }
+
     /// Nodes back since too short a time for the node-lifecycle loop (two passes) and their
     /// agent (two rounds) to have settled what ran there against its replacements.
     fn settling_nodes(&self) -> BTreeSet<String> {
@@ -710,11 +741,14 @@ impl Cluster {
         self.check(Actor::Fault).await;
     }
 
-    pub fn restart_server(&mut self, i: usize) {
-        let s = &mut self.servers[i];
-        if s.alive {
+    /// A killed server starts again (the leases of its last life lapse first: a new process
+    /// holds none of them).
+    pub async fn restart_server(&mut self, i: usize) {
+        if self.servers[i].alive {
             return;
         }
+        self.expire_leases(i).await;
+        let s = &mut self.servers[i];
         s.incarnation += 1;
         s.store = Arc::new(FaultyStore::new(self.store.clone()));
         s.alive = true;

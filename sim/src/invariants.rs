@@ -481,8 +481,10 @@ fn an_update_never_leaves_fewer_than_count_minus_max_parallel_healthy(
             .newest(&job_key(after))
             .and_then(|(_, j)| j.groups.iter().find(|g| g.name == after.task_group))
             .is_none_or(|g| after.index >= g.count);
+        // (A node just back is settled by the node-lifecycle loop, not by an update.)
         if prev.is_healthy(before)
             && prev.node_up(&before.node)
+            && !prev.settling.contains(&before.node)
             && after.desired_status == DesiredStatus::Stop
             && after.desired_description != nomos_controllers::drain::DEADLINE_REASON
             && !scaled_away
@@ -1099,11 +1101,17 @@ pub fn every_job_converges_once_faults_stop(
                 let d = cur
                     .current_deployment(job)
                     .map(|d| format!("{} {}", d.id, d.status));
+                let st = cur.job_status.get(job).map(|s| {
+                    format!(
+                        "status {} v{} failures {:?} errors {:?}",
+                        s.status, s.version, s.placement_failures, s.errors
+                    )
+                });
                 violation(
                     &mut out,
                     NAME,
                                         format!(
-                        "{}/{}: {healthy} healthy allocations of version {v}, count {}; deployment {d:?}; desired to run: {seen:?}",
+                        "{}/{}: {healthy} healthy allocations of version {v}, count {}; deployment {d:?}; {st:?}; desired to run: {seen:?}",
                         job.1, g.name, g.count
                     ),
                 );

@@ -264,7 +264,7 @@ async fn fault(c: &mut Cluster) -> Option<(usize, u32)> {
         }
         2 => {
             if !c.servers[i].alive {
-                c.restart_server(i);
+                c.restart_server(i).await;
             }
         }
         3 => c.depose(i).await,
@@ -323,7 +323,7 @@ async fn random_step(c: &mut Cluster) {
 async fn end_faults(c: &mut Cluster) {
     c.log("settle: faults end");
     for i in 0..c.servers.len() {
-        c.restart_server(i);
+        c.restart_server(i).await;
     }
     for n in c.disconnected() {
         c.connect(&n).await;
@@ -386,6 +386,9 @@ async fn settle(c: &mut Cluster, steps: usize) {
     if !violations.is_empty() && c.failure.is_none() {
         for v in &violations {
             c.trace.push(format!("  !! {}: {}", v.invariant, v.detail));
+        }
+        for line in c.controller_views() {
+            c.trace.push(format!("  .. {line}"));
         }
         c.failure = Some(crate::cluster::Failure {
             step: c.step,

@@ -735,9 +735,11 @@ fn reconcile_group(
     let canary_phase = strategy.is_some_and(|u| u.canary > 0)
         && match deployment.as_ref() {
             Some(d) => d.is_active() && d.groups.get(&group.name).is_none_or(|g| !g.promoted),
-            None => mine
-                .iter()
-                .any(|a| !is_new(a) && a.alloc.desired_status == DesiredStatus::Run),
+            None => mine.iter().any(|a| {
+                !is_new(a)
+                    && a.alloc.desired_status == DesiredStatus::Run
+                    && !a.client().is_terminal()
+            }),
         };
     let keep_version = |al: &Allocation| -> Option<u64> {
         (canary_phase

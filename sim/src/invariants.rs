@@ -388,6 +388,17 @@ fn never_more_than_count_plus_canary_are_desired_to_run(
             let serving: Vec<String> = cur
                 .allocs_of(job)
                 .filter(|a| a.task_group == g.name && counts_as_serving(cur, a, &replaced))
+                // An original back from a lost node beside the newer allocation that took its
+                // index (not healthy yet): it stops once that one is healthy.
+                .filter(|a| {
+                    !cur.allocs_of(job).any(|n| {
+                        n.task_group == a.task_group
+                            && n.index == a.index
+                            && n.job_version > a.job_version
+                            && cur.is_live(n)
+                            && !cur.is_healthy(n)
+                    })
+                })
                 .map(|a| {
                     format!(
                         "{} v{}[{}] on {}",
@@ -420,8 +431,14 @@ fn never_more_than_count_plus_canary_are_desired_to_run(
 /// Indexes of the group served by a healthy allocation on a connected node (two at one index,
 /// a canary beside its twin, serve it once).
 fn healthy_count(s: &Snapshot, job: &JobKey, group: &str) -> u32 {
+    // (An allocation on a node just back counts: it is being restored, and an original kept
+    // over its replacement serves in its place.)
     s.allocs_of(job)
-        .filter(|a| a.task_group == group && s.is_healthy(a) && s.node_up(&a.node))
+        .filter(|a| {
+            a.task_group == group
+                && s.node_up(&a.node)
+                && (s.is_healthy(a) || (s.settling.contains(&a.node) && s.is_live(a)))
+        })
         .map(|a| a.index)
         .collect::<BTreeSet<u32>>()
         .len() as u32
@@ -664,6 +681,9 @@ fn a_deployment_fails_at_once_when_an_unhealthy_allocation_cannot_be_rescheduled
     out: &mut Vec<Violation>,
 ) {
     let Actor::Reconcile(job) = actor else { return };
+    if !cur.specs.contains_key(job) {
+        return; // being purged: its deployments go with it
+    }
     let Some(d) = cur.current_deployment(job).filter(|d| d.is_active()) else {
         return;
     };
@@ -701,6 +721,9 @@ fn a_deployment_fails_at_its_progress_deadline(
     out: &mut Vec<Violation>,
 ) {
     let Actor::Reconcile(job) = actor else { return };
+    if !cur.specs.contains_key(job) {
+        return; // being purged: its deployments go with it
+    }
     let Some(d) = cur.current_deployment(job) else {
         return;
     };
@@ -770,6 +793,9 @@ fn a_deployment_waiting_for_promotion_says_so(
     out: &mut Vec<Violation>,
 ) {
     let Actor::Reconcile(job) = actor else { return };
+    if !cur.specs.contains_key(job) {
+        return; // being purged: its deployments go with it
+    }
     let Some(d) = cur.current_deployment(job) else {
         return;
     };

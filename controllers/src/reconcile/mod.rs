@@ -947,6 +947,8 @@ fn reconcile_group(
     for allocs in live.values_mut() {
         let mut same: Vec<&ExistingAlloc> = allocs.iter().copied().filter(|a| is_new(a)).collect();
         if same.len() > 1 {
+            // The oldest stays: an original back from a lost node keeps its place over its
+            // replacement, as the node-lifecycle loop decides too (`keep_original`).
             same.sort_by(|a, b| {
                 a.alloc
                     .created_at_ms

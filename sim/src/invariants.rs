@@ -58,6 +58,8 @@ pub struct Checker {
     /// Jobs with a version written by `auto_revert` that no reconcile applied yet, with the
     /// limit of live allocations of the version before it.
     reverted_pending: BTreeMap<JobKey, u32>,
+    /// Allocations the agents found healthy that no finished reconcile of their job saw yet.
+    healthy_unseen: BTreeSet<String>,
 }
 
 type Check = fn(&Checker, &Snapshot, &Actor, &mut Vec<Violation>);
@@ -156,12 +158,32 @@ impl Checker {
     /// Checks the action that led from the previous snapshot to `cur`, then remembers `cur`.
     pub fn check(&mut self, cur: Snapshot, actor: &Actor) -> Vec<Violation> {
         let mut out = Vec::new();
+        self.note_new_health(&cur, actor);
         for (_, check) in CHECKS {
             check(self, &cur, actor, &mut out);
         }
         self.count_reverts(&cur, actor);
         self.prev = cur;
         out
+    }
+
+    fn note_new_health(&mut self, cur: &Snapshot, actor: &Actor) {
+        if let Actor::Reconcile(job) = actor {
+            self.healthy_unseen.retain(|id| {
+                cur.allocs
+                    .get(id)
+                    .is_some_and(|a| a.job_id != job.1 || a.namespace != job.0)
+            });
+        }
+        if matches!(actor, Actor::Agents) {
+            for a in cur.allocs.values() {
+                if cur.is_healthy(a) && !self.prev.is_healthy(a) {
+                    self.healthy_unseen.insert(a.id.clone());
+                }
+            }
+        }
+        self.healthy_unseen
+            .retain(|id| cur.allocs.get(id).is_some_and(|a| cur.is_healthy(a)));
     }
 
     fn count_reverts(&mut self, cur: &Snapshot, actor: &Actor) {
@@ -388,15 +410,16 @@ fn never_more_than_count_plus_canary_are_desired_to_run(
             let serving: Vec<String> = cur
                 .allocs_of(job)
                 .filter(|a| a.task_group == g.name && counts_as_serving(cur, a, &replaced))
-                // An original back from a lost node beside the newer allocation that took its
-                // index (not healthy yet): it stops once that one is healthy.
+                // An original back from a lost node (or a superseded canary that alone served
+                // its index) beside the newer allocation that took its index, not healthy yet or
+                // healthy only since this step: it stops once the controllers see that one healthy.
                 .filter(|a| {
                     !cur.allocs_of(job).any(|n| {
                         n.task_group == a.task_group
                             && n.index == a.index
                             && n.job_version > a.job_version
                             && cur.is_live(n)
-                            && !cur.is_healthy(n)
+                            && !(cur.is_healthy(n) && !c.healthy_unseen.contains(&n.id))
                     })
                 })
                 .map(|a| {
@@ -1030,7 +1053,7 @@ fn an_invalid_spec_never_changes_what_runs(
     const NAME: &str = "an_invalid_spec_never_changes_what_runs";
     for (job, since) in &c.invalid {
         // Only `auto_revert` may add a version meanwhile: the one after a failed deployment.
-        let accepted = cur
+        let mut accepted = cur
             .versions
             .get(job)
             .into_iter()
@@ -1043,7 +1066,7 @@ fn an_invalid_spec_never_changes_what_runs(
                             .any(|d| d.job_version + 1 == **v && d.status == ds::FAILED)
                     })
             });
-        if let Some((v, _)) = accepted.last() {
+        if let Some((v, _)) = accepted.next_back() {
             violation(
                 out,
                 NAME,

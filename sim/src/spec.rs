@@ -39,15 +39,15 @@ impl Behavior {
     pub fn decode(s: &str) -> Option<Self> {
         let parts: Vec<&str> = s.split_whitespace().collect();
         let num = |i: usize| parts.get(i).and_then(|p| p.parse::<i64>().ok());
-        Some(match parts.first()? {
-            &"healthy" => Behavior::Healthy,
-            &"exits" => Behavior::Exits {
+        Some(match *parts.first()? {
+            "healthy" => Behavior::Healthy,
+            "exits" => Behavior::Exits {
                 code: num(1)? as i32,
                 after_ms: num(2)?,
             },
-            &"never-healthy" => Behavior::NeverHealthy,
-            &"flaps" => Behavior::Flaps { period_ms: num(1)? },
-            &"oom" => Behavior::OomKilled { after_ms: num(1)? },
+            "never-healthy" => Behavior::NeverHealthy,
+            "flaps" => Behavior::Flaps { period_ms: num(1)? },
+            "oom" => Behavior::OomKilled { after_ms: num(1)? },
             _ => return None,
         })
     }

@@ -766,6 +766,17 @@ fn reconcile_group(
         // stays, and is updated like any allocation, within the rollout's budget.
         if al.desired_status == DesiredStatus::Run {
             if let Some(why) = stale_canary(input, deployment.as_ref(), a) {
+                // The twin must serve in its place: a healthy canary stays until its twin is
+                // healthy too.
+                let serves = |x: &ExistingAlloc| {
+                    x.client() == ClientStatus::Running
+                        && matches!(
+                            (input.node_health)(&x.alloc.node),
+                            NodeHealth::Ready | NodeHealth::Draining
+                        )
+                        && alloc_health(x, &update_rule, now) == Some(true)
+                };
+                let canary_serves = serves(a);
                 let twin = mine.iter().any(|x| {
                     x.alloc.index == al.index
                         && x.alloc.id != al.id
@@ -776,6 +787,7 @@ fn reconcile_group(
                             (input.node_health)(&x.alloc.node),
                             NodeHealth::Ready | NodeHealth::Draining
                         )
+                        && (!canary_serves || serves(x))
                 });
                 if twin || client.is_terminal() {
                     plan.stop.push(stop(al, why));
@@ -945,7 +957,17 @@ fn reconcile_group(
     };
 
     for allocs in live.values_mut() {
-        let mut same: Vec<&ExistingAlloc> = allocs.iter().copied().filter(|a| is_new(a)).collect();
+        // (An allocation of a node that is away is left out until it is back: it is settled
+        // then, not while nobody knows whether it runs.)
+        let present = |a: &ExistingAlloc| {
+            a.client() != ClientStatus::Unknown
+                && (input.node_health)(&a.alloc.node) != NodeHealth::Disconnected
+        };
+        let mut same: Vec<&ExistingAlloc> = allocs
+            .iter()
+            .copied()
+            .filter(|a| is_new(a) && present(a))
+            .collect();
         if same.len() > 1 {
             // The oldest stays: an original back from a lost node keeps its place over its
             // replacement, as the node-lifecycle loop decides too (`keep_original`).
@@ -963,8 +985,11 @@ fn reconcile_group(
         // Two older allocations at one index (an original back from a lost node beside what
         // replaced it since, or a promoted canary beside its twin): the one that serves stays
         // (healthy, then the newest version, then the oldest), the other stops.
-        let mut older: Vec<&ExistingAlloc> =
-            allocs.iter().copied().filter(|a| !is_new(a)).collect();
+        let mut older: Vec<&ExistingAlloc> = allocs
+            .iter()
+            .copied()
+            .filter(|a| !is_new(a) && present(a))
+            .collect();
         if older.len() > 1 {
             older.sort_by(|a, b| {
                 serving(b)
@@ -1025,9 +1050,10 @@ fn reconcile_group(
         let al = &a.alloc;
         occupied.insert(al.index);
         // Its replacement: a live allocation at its index elsewhere, the one that names it
-        // first. A draining canary is replaced only by its own successor; an old allocation
-        // whose index a canary serves moves onto that canary (placing a successor of the new
-        // version beside the canary would run the index twice).
+        // first. A canary of this version is replaced only by its own successor (its twin is
+        // what it canaries, not a replacement); an old allocation, or a canary of an older
+        // version, moves onto whatever serves its index (placing a successor beside it would
+        // run the index twice).
         let replacement = live.get(&al.index).and_then(|v| {
             let elsewhere = || {
                 v.iter()
@@ -1035,7 +1061,7 @@ fn reconcile_group(
             };
             elsewhere()
                 .find(|x| x.alloc.previous_alloc == al.id)
-                .or_else(|| elsewhere().find(|_| !al.canary))
+                .or_else(|| elsewhere().find(|_| !(al.canary && is_of_version(input, al))))
         });
         match replacement {
             Some(r)
@@ -1407,7 +1433,7 @@ fn rolling_update(
         .filter(|a| health(a) == Some(true))
         .map(|a| a.alloc.index)
         .collect();
-    let placing: HashSet<u32> = plan
+    let mut placing: HashSet<u32> = plan
         .placements()
         .filter(|p| p.group == group.name)
         .map(|p| p.index)
@@ -1441,6 +1467,9 @@ fn rolling_update(
             served.leave(a.alloc.index);
         }
         budget -= 1;
+        // One successor per index, even where two older allocations share it (one of them on
+        // a node that is away).
+        placing.insert(a.alloc.index);
         plan.destructive_update.push(Replace {
             stop: stop(&a.alloc, "rolling update"),
             place: successor(&group.name, &a.alloc),

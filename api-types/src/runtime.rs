@@ -278,6 +278,11 @@ pub struct Deployment {
     pub namespace: String,
     pub job_id: String,
     pub job_version: u64,
+    /// [`crate::spec_hash`] of the version it rolls out: a job purged and created again reuses
+    /// version numbers, and its new versions must not take over the old job's deployments.
+    /// Empty on deployments written before the field existed.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub job_spec_hash: String,
     /// [`deployment_status`]: `running`, `paused`, `successful`, `failed`, `cancelled`.
     pub status: String,
     /// Nomad's wording ([`deployment_status`] has the descriptions).
@@ -288,6 +293,13 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// Whether this deployment rolls out this version of the job (the number, and the spec
+    /// when the deployment names one).
+    pub fn rolls_out(&self, version: u64, spec_hash: &str) -> bool {
+        self.job_version == version
+            && (self.job_spec_hash.is_empty() || self.job_spec_hash == spec_hash)
+    }
+
     /// Running or paused: the rollout is not over.
     pub fn is_active(&self) -> bool {
         self.status == deployment_status::RUNNING || self.status == deployment_status::PAUSED

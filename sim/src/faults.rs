@@ -26,6 +26,8 @@ struct FaultState {
     /// Watch calls still to be answered `Compacted`.
     compacted_watches: u32,
     writes: u64,
+    /// Revisions the simulated rival wrote (not this server's writes).
+    rival_writes: u64,
 }
 
 /// The store as one simulated server sees it.
@@ -62,6 +64,11 @@ impl FaultyStore {
     /// Writes that went through this server.
     pub fn writes(&self) -> u64 {
         self.state().writes
+    }
+
+    /// Store revisions made by the simulated rival writer on this server's behalf.
+    pub fn rival_writes(&self) -> u64 {
+        self.state().rival_writes
     }
 
     /// The next transaction that guards a node's allocations meets a concurrent write.
@@ -132,8 +139,10 @@ impl FaultyStore {
                     kv.mod_revision,
                 )])
                 .and_then([TxnOp::put(kv.key.clone(), kv.value.clone())]);
-            self.inner.txn(same).await?;
-            self.state().conflict_next = false;
+            let done = self.inner.txn(same).await?;
+            let mut s = self.state();
+            s.conflict_next = false;
+            s.rival_writes += u64::from(done.succeeded);
         }
         Ok(())
     }

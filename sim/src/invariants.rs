@@ -153,6 +153,9 @@ impl Checker {
     /// A user deleted the spec (purge).
     pub fn user_purged(&mut self, job: &JobKey) {
         self.invalid.remove(job);
+        // The job created again under this name starts afresh: its deployments are new ones.
+        let prefix = format!("{}-v", job.1);
+        self.reverts.retain(|id, _| !id.starts_with(&prefix));
     }
 
     /// Checks the action that led from the previous snapshot to `cur`, then remembers `cur`.
@@ -456,11 +459,37 @@ fn never_more_than_count_plus_canary_are_desired_to_run(
 fn healthy_count(s: &Snapshot, job: &JobKey, group: &str) -> u32 {
     // (An allocation on a node just back counts: it is being restored, and an original kept
     // over its replacement serves in its place.)
+    // A drain judges what takes over an index by the `migrate` block's rule, which may differ
+    // from the agent's deployment verdict: an allocation at the index of one on a draining
+    // node serves it as soon as the drain counts it healthy.
+    let migrated_healthy = |a: &Allocation| {
+        let on_draining = s.allocs_of(job).any(|d| {
+            d.task_group == group && d.index == a.index && d.id != a.id && s.draining(&d.node)
+        });
+        let Some((_, j)) = s.newest(job) else {
+            return false;
+        };
+        let Some(g) = j.groups.iter().find(|g| g.name == group) else {
+            return false;
+        };
+        let migrate = nomos_controllers::drain::migrate_for(j, group);
+        let rule = nomos_controllers::health::HealthRule::migration(g, &migrate);
+        on_draining
+            && a.desired_status == DesiredStatus::Run
+            && s.client_status(&a.id) == Some(ClientStatus::Running)
+            && nomos_controllers::health::migration_health(
+                s.alloc_status.get(&a.id).map(|x| &**x),
+                &rule,
+                s.now_ms,
+            ) == nomos_controllers::health::MigrationHealth::Healthy
+    };
     s.allocs_of(job)
         .filter(|a| {
             a.task_group == group
                 && s.node_up(&a.node)
-                && (s.is_healthy(a) || (s.settling.contains(&a.node) && s.is_live(a)))
+                && (s.is_healthy(a)
+                    || migrated_healthy(a)
+                    || (s.settling.contains(&a.node) && s.is_live(a)))
         })
         .map(|a| a.index)
         .collect::<BTreeSet<u32>>()
@@ -834,9 +863,9 @@ fn a_deployment_waiting_for_promotion_says_so(
             && g.placed_canaries
                 .iter()
                 .filter(|id| {
-                    cur.allocs
-                        .get(*id)
-                        .is_some_and(|a| cur.is_healthy(a) && !cur.draining(&a.node))
+                    cur.allocs.get(*id).is_some_and(|a| {
+                        cur.is_healthy(a) && cur.node_up(&a.node) && !cur.draining(&a.node)
+                    })
                 })
                 .count() as u32
                 >= g.desired_canaries

@@ -376,7 +376,7 @@ impl Ctx {
         let dep = plan
             .deployment
             .clone()
-            .or_else(|| self.current_deployment(jk, version));
+            .or_else(|| self.current_deployment(jk, version, &nomos_api::spec_hash(&job)));
         if let Some(d) = &dep {
             status.latest_deployment = d.id.clone();
             if d.status == nomos_api::deployment_status::SUCCESSFUL {
@@ -440,11 +440,11 @@ impl Ctx {
         })
     }
 
-    fn current_deployment(&self, jk: &JobKey, version: u64) -> Option<Deployment> {
+    fn current_deployment(&self, jk: &JobKey, version: u64, hash: &str) -> Option<Deployment> {
         let w = self.lock();
         w.deployments
             .get(jk)
-            .and_then(|m| m.values().find(|d| d.job_version == version).cloned())
+            .and_then(|m| m.values().find(|d| d.rolls_out(version, hash)).cloned())
     }
 
     fn decide(
@@ -473,11 +473,11 @@ impl Ctx {
             .get(jk)
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default();
+        let spec_hash = nomos_api::spec_hash(job);
         let deployment = deployments
             .iter()
-            .find(|d| d.job_version == version)
+            .find(|d| d.rolls_out(version, &spec_hash))
             .cloned();
-        let spec_hash = nomos_api::spec_hash(job);
         let health = |n: &str| -> NodeHealth {
             if !w.nodes.contains_key(n) {
                 NodeHealth::Down

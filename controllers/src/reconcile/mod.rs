@@ -31,7 +31,7 @@
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::health::{migration_health, HealthRule, MigrationHealth};
 use indexmap::IndexMap;
@@ -416,9 +416,10 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
     let mut plan = Plan::default();
     let wanted: HashSet<&str> = job.groups.iter().map(|g| g.name.as_str()).collect();
 
-    // Deployments of older versions that still run are superseded by this one.
+    // Deployments of older versions that still run are superseded by this one (and so are
+    // those of a job purged and created again under this name).
     for d in input.deployments {
-        if d.job_version < input.version && d.is_active() {
+        if d.is_active() && !d.rolls_out(input.version, input.spec_hash) {
             let mut d = d.clone();
             d.status = ds::CANCELLED.into();
             d.status_description = ds::DESC_NEWER_JOB.into();
@@ -489,16 +490,19 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
 }
 
 /// Deterministic deployment id for a job version, so a restarted controller finds it again.
-pub fn deployment_id(job: &str, version: u64) -> String {
-    format!("{job}-v{version}")
+/// `<job>-v<version>-<first 8 of the spec hash>`: unique across a purge and re-creation of the
+/// job, which starts its versions again at 0.
+pub fn deployment_id(job: &str, version: u64, spec_hash: &str) -> String {
+    format!("{job}-v{version}-{}", &spec_hash[..spec_hash.len().min(8)])
 }
 
 fn new_deployment(input: &Input<'_>) -> Deployment {
     Deployment {
-        id: deployment_id(&input.job.id, input.version),
+        id: deployment_id(&input.job.id, input.version, input.spec_hash),
         namespace: input.job.namespace.clone(),
         job_id: input.job.id.clone(),
         job_version: input.version,
+        job_spec_hash: input.spec_hash.to_string(),
         status: ds::RUNNING.into(),
         status_description: ds::DESC_RUNNING.into(),
         created_at_ms: input.now_ms,
@@ -511,7 +515,10 @@ fn finish_deployment(input: &Input<'_>, d: &mut Deployment, facts: &[GroupFacts]
     if d.status == ds::FAILED {
         plan.revert_to = revert_target(input, d);
     }
-    if d.status != ds::RUNNING {
+    // A paused deployment places nothing, but what its allocations did still counts: one that
+    // failed for good fails it (below); only the progress deadline waits for the resume.
+    let paused = d.status == ds::PAUSED;
+    if d.status != ds::RUNNING && !paused {
         return;
     }
     let done = d
@@ -523,7 +530,7 @@ fn finish_deployment(input: &Input<'_>, d: &mut Deployment, facts: &[GroupFacts]
             && a.alloc.job_version != input.version
             && !a.client().is_terminal()
     }) || !plan.destructive_update.is_empty();
-    if done && !old_left {
+    if done && !old_left && !paused {
         d.status = ds::SUCCESSFUL.into();
         d.status_description = ds::DESC_SUCCESSFUL.into();
         return;
@@ -542,6 +549,9 @@ fn finish_deployment(input: &Input<'_>, d: &mut Deployment, facts: &[GroupFacts]
         .any(|g| g.progress_deadline_ms == 0 && g.unhealthy > 0);
     if unhealthy_fails {
         fail_deployment(input, d, plan, ds::DESC_UNHEALTHY);
+        return;
+    }
+    if paused {
         return;
     }
     let deadline = d
@@ -637,6 +647,55 @@ fn names_spec(a: &Allocation, version: &Job) -> bool {
     a.job_spec_hash.is_empty() || a.job_spec_hash == nomos_api::spec_hash(version)
 }
 
+/// The health rule of the version an allocation runs (its group's `update` block), or
+/// `fallback` when that version is not known.
+fn rule_of_version(input: &Input<'_>, a: &Allocation, fallback: &HealthRule) -> HealthRule {
+    input
+        .versions
+        .get(&a.job_version)
+        .filter(|j| names_spec(a, j))
+        .and_then(|j| {
+            let g = j.groups.iter().find(|g| g.name == a.task_group)?;
+            let u = update_strategy(j, g)?;
+            Some(HealthRule::new(g, &u.health_check, u.min_healthy_time_ns))
+        })
+        .unwrap_or(*fallback)
+}
+
+/// Ids of allocations with a successor (direct or further down the line of replacements)
+/// that is still desired to run.
+fn replaced_by_live_successors<'a>(mine: &[&'a ExistingAlloc]) -> HashSet<&'a str> {
+    let mut successors: HashMap<&str, Vec<&ExistingAlloc>> = HashMap::new();
+    for a in mine {
+        if !a.alloc.previous_alloc.is_empty() {
+            successors
+                .entry(a.alloc.previous_alloc.as_str())
+                .or_default()
+                .push(a);
+        }
+    }
+    let mut out = HashSet::new();
+    for a in mine {
+        let mut stack: Vec<&ExistingAlloc> = successors
+            .get(a.alloc.id.as_str())
+            .cloned()
+            .unwrap_or_default();
+        let mut seen = 0usize;
+        while let Some(s) = stack.pop() {
+            if s.alloc.desired_status == DesiredStatus::Run {
+                out.insert(a.alloc.id.as_str());
+                break;
+            }
+            seen += 1;
+            if seen > mine.len() {
+                break; // a cycle in corrupt data
+            }
+            stack.extend(successors.get(s.alloc.id.as_str()).into_iter().flatten());
+        }
+    }
+    out
+}
+
 /// Why a live canary must stop: its deployment was never promoted and is over (failed,
 /// cancelled) or belongs to an older version. A promoted canary is an ordinary allocation.
 fn stale_canary(
@@ -707,6 +766,9 @@ fn reconcile_group(
         .map(|a| a.alloc.id.as_str())
         .collect();
 
+    // Allocations whose line of successors still holds one that should run (a failed one
+    // waiting for its reschedule counts: it is replaced in its turn).
+    let replaced_ids = replaced_by_live_successors(&mine);
     // Indexes that are taken and need nothing placed.
     let mut occupied: BTreeSet<u32> = BTreeSet::new();
     // Live allocations by index.
@@ -900,15 +962,21 @@ fn reconcile_group(
             _ => {}
         }
         let health = (input.node_health)(&al.node);
+        // A lost allocation is replaced once: what became of its successor (failed, waiting
+        // for its reschedule) is that successor's business, under its reschedule policy.
+        let replaced_once = replaced_ids.contains(al.id.as_str());
         if client == ClientStatus::Lost && health != NodeHealth::Down {
             if al.index >= group.count {
                 plan.stop.push(stop(al, "scaled down"));
-            } else if occupied.insert(al.index) {
+            } else if !replaced_once && occupied.insert(al.index) {
                 plan.place.push(succ(al));
             }
             continue;
         }
         if health == NodeHealth::Down {
+            if al.index < group.count && replaced_once {
+                continue;
+            }
             if al.index < group.count && !occupied.contains(&al.index) {
                 plan.migrate.push(Replace {
                     stop: stop(al, "node down; allocation lost"),
@@ -1006,6 +1074,21 @@ fn reconcile_group(
                 allocs.retain(|x| x.alloc.id != extra.alloc.id);
             }
         }
+        // An older allocation beside a healthy one of the new version that is not a canary (an
+        // original back from a lost node whose line of replacements moved on): whatever the
+        // deployment's state, the index is served, and the older one stops.
+        if allocs
+            .iter()
+            .any(|a| is_new(a) && !a.alloc.canary && serving(a))
+        {
+            for a in allocs.iter().filter(|a| !is_new(a)) {
+                plan.stop.push(stop(
+                    &a.alloc,
+                    "replaced by a healthy allocation of the new version",
+                ));
+            }
+            allocs.retain(|a| is_new(a));
+        }
     }
 
     // Classify versions.
@@ -1046,6 +1129,7 @@ fn reconcile_group(
         .collect();
     let mut in_flight_migrations = 0u32;
     let mut waiting: Vec<&ExistingAlloc> = Vec::new();
+    let mut given_up: HashSet<&str> = HashSet::new();
     for a in &draining {
         let al = &a.alloc;
         occupied.insert(al.index);
@@ -1064,9 +1148,15 @@ fn reconcile_group(
                 .or_else(|| elsewhere().find(|_| !(al.canary && is_of_version(input, al))))
         });
         match replacement {
+            // (Healthy where its node is in touch: one that missed its heartbeat serves nobody
+            // anyone knows of.)
             Some(r)
                 if migration_health(r.status.as_ref(), &migrate_rule, now)
-                    == MigrationHealth::Healthy =>
+                    == MigrationHealth::Healthy
+                    && matches!(
+                        (input.node_health)(&r.alloc.node),
+                        NodeHealth::Ready | NodeHealth::Draining
+                    ) =>
             {
                 plan.stop
                     .push(stop(al, "node draining; replacement healthy"));
@@ -1077,7 +1167,11 @@ fn reconcile_group(
                     .then(|| r.alloc.created_at_ms.saturating_add(migrate_deadline_ms));
                 if give_up_at.is_some_and(|t| now >= t) {
                     // Not healthy within `migrate.healthy_deadline`: replace the replacement,
-                    // away from its node; the original keeps running meanwhile.
+                    // away from its node; the original keeps running meanwhile. (Once: two
+                    // draining allocations of one index may share the replacement.)
+                    if !given_up.insert(r.alloc.id.as_str()) {
+                        continue;
+                    }
                     plan.reschedule.push(Replace {
                         stop: stop(&r.alloc, "not healthy within migrate.healthy_deadline"),
                         place: Place {
@@ -1107,9 +1201,16 @@ fn reconcile_group(
     let mut budget = migrate_parallel.saturating_sub(in_flight_migrations);
     // One successor per index and kind: two draining allocations of one index (an original
     // and its replacement, both on the node) move as one.
+    // (A replacement given up on above is placed again already.)
     let mut moving: HashSet<(u32, bool)> = being_placed.iter().map(|i| (*i, false)).collect();
+    moving.extend(
+        plan.reschedule
+            .iter()
+            .filter(|r| r.place.group == group.name)
+            .map(|r| (r.place.index, r.place.canary)),
+    );
     for a in waiting {
-        if !moving.insert((a.alloc.index, a.alloc.canary)) {
+        if !moving.insert((a.alloc.index, succ(&a.alloc).canary)) {
             continue;
         }
         if budget == 0 {
@@ -1381,10 +1482,17 @@ fn rolling_update(
             .map(|a| a.alloc.index)
             .chain(placing)
             .collect();
+        // (Not where the new version runs already: a successor of a lost allocation, placed
+        // before its original came back.)
+        let updated: HashSet<u32> = new_allocs
+            .iter()
+            .chain(r.failed_new)
+            .map(|a| a.alloc.index)
+            .collect();
         for a in r
             .old
             .iter()
-            .filter(|a| !taken.contains(&a.alloc.index))
+            .filter(|a| !taken.contains(&a.alloc.index) && !updated.contains(&a.alloc.index))
             .take(missing)
         {
             plan.place.push(Place {
@@ -1406,7 +1514,8 @@ fn rolling_update(
     }
     // An unhealthy allocation stops the rollout until it is healthy or replaced (Nomad's
     // `computeLimit`); otherwise at most `max_parallel` new allocations are not yet healthy.
-    let halted = unhealthy_live > 0 || awaiting_reschedule > 0;
+    // (A failed allocation halts it in the pass that reschedules it, too.)
+    let halted = unhealthy_live > 0 || awaiting_reschedule > 0 || !r.failed_new.is_empty();
     let in_flight = new_allocs.len() as u32 - healthy_new + rescheduling.len() as u32;
     let mut budget = if halted {
         0
@@ -1414,14 +1523,15 @@ fn rolling_update(
         u.max_parallel.saturating_sub(in_flight)
     };
     // And a healthy allocation is only replaced while `count - max_parallel` others stay healthy.
-    // (Running: an allocation of a disconnected node keeps its verdict but serves nobody.)
+    // (Running: an allocation of a disconnected node keeps its verdict but serves nobody. With
+    // no verdict from its agent yet, an older allocation is judged by its own version's rule.)
     let old_healthy = |a: &ExistingAlloc| {
         a.client() == ClientStatus::Running
             && matches!(
                 (input.node_health)(&a.alloc.node),
                 NodeHealth::Ready | NodeHealth::Draining
             )
-            && alloc_health(a, r.rule, now) == Some(true)
+            && alloc_health(a, &rule_of_version(input, &a.alloc, r.rule), now) == Some(true)
     };
     let mut served = ServedIndexes::default();
     for a in r.live.values().flatten().filter(|a| old_healthy(a)) {

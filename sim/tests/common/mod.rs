@@ -4,6 +4,8 @@
 //! lapse two steps after it died, nodes just back are checked), but the test chooses every
 //! action and reads the store between steps.
 //!
+//! Set `NOMOS_SIM_TRACE` to print each script's whole trace when it ends.
+//!
 //! The helpers at the bottom count what the assertions talk about: healthy allocations of one
 //! spec, live allocations, the versions and deployments of a job.
 
@@ -71,6 +73,55 @@ impl Script {
         c.check_nodes_back().await;
     }
 
+    /// Steps of `dt_ms` until `done` holds for the store, for at most `limit_ms`; panics with
+    /// the trace if it never does, or if an invariant breaks on the way. Returns the last read.
+    pub async fn run_until(
+        &mut self,
+        limit_ms: i64,
+        dt_ms: i64,
+        what: &str,
+        done: impl Fn(&Snapshot) -> bool,
+    ) -> Snapshot {
+        for _ in 0..limit_ms / dt_ms {
+            self.step(dt_ms).await;
+            self.assert_sound();
+            let snap = self.snapshot().await;
+            if done(&snap) {
+                return snap;
+            }
+        }
+        panic!(
+            "not within {} s: {what}\n{}",
+            limit_ms / 1000,
+            self.explain(80)
+        );
+    }
+
+    /// Steps of `dt_ms` for `total_ms`, with `check` on the store after each; panics with the
+    /// trace at the first step where `check` fails or an invariant breaks.
+    pub async fn run_checking(
+        &mut self,
+        total_ms: i64,
+        dt_ms: i64,
+        mut check: impl FnMut(&Snapshot) -> Result<(), String>,
+    ) -> Snapshot {
+        let mut snap = self.snapshot().await;
+        for _ in 0..total_ms / dt_ms {
+            self.step(dt_ms).await;
+            self.assert_sound();
+            snap = self.snapshot().await;
+            if let Err(e) = check(&snap) {
+                panic!(
+                    "at step {} (+{} s): {e}\n{}",
+                    self.cluster.step,
+                    self.cluster.clock.elapsed() / 1000,
+                    self.explain(80)
+                );
+            }
+        }
+        snap
+    }
+
     /// A read of the whole store now.
     pub async fn snapshot(&mut self) -> Snapshot {
         self.cluster
@@ -97,8 +148,21 @@ impl Script {
             }
             None => format!("seed {} at step {}, no invariant broken\n", c.seed, c.step),
         };
-        s.push_str(&format!("trace (last {tail} lines):\n{}", c.trace.tail(tail)));
+        s.push_str(&format!(
+            "trace (last {tail} lines):\n{}",
+            c.trace.tail(tail)
+        ));
         s
+    }
+}
+
+/// With `NOMOS_SIM_TRACE` set, a script prints its whole trace when it ends (run the tests with
+/// `--nocapture` to read the story of each).
+impl Drop for Script {
+    fn drop(&mut self) {
+        if std::env::var_os("NOMOS_SIM_TRACE").is_some() {
+            eprintln!("{}", self.explain(usize::MAX));
+        }
     }
 }
 
@@ -132,6 +196,12 @@ pub fn healthy_with(snap: &Snapshot, job: &JobKey, hash: &str) -> usize {
     snap.allocs_of(job)
         .filter(|a| a.job_spec_hash == hash && snap.is_healthy(a))
         .count()
+}
+
+/// Healthy allocations of a job running the spec of `version` (0 while it is not stored).
+pub fn healthy_of_version(snap: &Snapshot, job: &JobKey, version: u64) -> usize {
+    snap.version_hash(job, version)
+        .map_or(0, |h| healthy_with(snap, job, h))
 }
 
 /// Live allocations of a job running the spec with this hash.

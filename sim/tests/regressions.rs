@@ -58,10 +58,11 @@ fn is_failed(snap: &Snapshot, job: &JobKey, version: u64) -> bool {
     deployment_of(snap, job, version).is_some_and(|d| d.status == ds::FAILED)
 }
 
-/// Seen: a rollout of a version whose task exits with an error at once replaced more than one
-/// old copy at a time and reverted more than once. Must hold: with `max_parallel = 1` at least
-/// `count - 1` copies of the good version stay healthy at every step, at most one copy of the
-/// bad version runs before its deployment fails, the revert writes exactly one new version
+/// The risk (the rules d6356bd and 46c388b put in): a rollout of a version whose task exits
+/// with an error replaces more than one healthy copy at a time, keeps placing the failing
+/// version while reverting, or reverts more than once. Must hold: with `max_parallel = 1` at
+/// least `count - 1` copies of the good spec stay healthy at every step, at most one copy of
+/// the bad version runs before its deployment fails, the revert writes exactly one new version
 /// with the good spec, and the job ends with `count` healthy copies of the good spec.
 #[tokio::test]
 async fn a_failing_version_with_max_parallel_1_never_drops_below_count_minus_1_healthy_and_reverts_once(
@@ -124,10 +125,11 @@ async fn a_failing_version_with_max_parallel_1_never_drops_below_count_minus_1_h
     );
 }
 
-/// Seen: a canary whose task exits with an error was replaced again and again (dozens of
-/// canaries). Must hold: the canary is rescheduled only as its policy allows (one attempt),
-/// the deployment then fails and the job reverts, and the original copies keep running,
-/// healthy, throughout.
+/// The risk (d6356bd: failed canaries follow their reschedule policy, failures that cannot be
+/// rescheduled fail the deployment at once): a canary whose task exits with an error is
+/// replaced again and again. Must hold: the canary is rescheduled only as its policy allows
+/// (one attempt; restarts happen in place), the deployment then fails and the job reverts, and
+/// the original copies keep running, healthy, throughout.
 #[tokio::test]
 async fn a_crashing_canary_is_rescheduled_by_policy_and_fails_the_deployment() {
     let mut s = Script::new(12, 3).await;
@@ -197,8 +199,9 @@ async fn a_crashing_canary_is_rescheduled_by_policy_and_fails_the_deployment() {
     assert_eq!(healthy_with(&snap, &job, &good), 2);
 }
 
-/// Seen: a healthy canary waiting for a user's promotion failed its deployment at the progress
-/// deadline, and auto-revert rolled the job back. Must hold: the deployment keeps running and
+/// The risk (d6356bd: healthy canaries waiting for promotion stop the progress deadline and say
+/// so): a healthy canary waiting for a user's promotion fails its deployment at the progress
+/// deadline, and auto-revert rolls the job back. Must hold: the deployment keeps running and
 /// says it requires manual promotion, no version is written, at most `count + 1` copies run;
 /// once promoted, the rollout completes with `count` healthy copies of the new version.
 #[tokio::test]
@@ -310,11 +313,12 @@ async fn purge_and_create_again(seed: u64, wait_until_forgotten: bool) {
     }
 }
 
-/// Seen: a job purged and created again under the same id starts at version 0 once more, and
-/// its allocations could run the purged job's version 0. Must hold, whether it is created
-/// again while the purge is under way or after it finished: every live allocation names the
-/// new spec's hash, and the agents run the new spec (its health check, absent from the purged
-/// spec, is reported).
+/// The risk (f2ed26a, 2c3086c: allocations name the spec hash they run): a job purged and
+/// created again under the same id starts at version 0 once more, and its allocations, or an
+/// agent's cache, take the purged job's version 0 for the new one. Must hold, whether it is
+/// created again while the purge is under way or after it finished: every live allocation
+/// names the new spec's hash, and the agents run the new spec (its health check, absent from
+/// the purged spec, is reported).
 #[tokio::test]
 async fn a_purged_job_created_again_runs_its_new_spec() {
     purge_and_create_again(14, false).await;
@@ -333,8 +337,8 @@ fn placements(snap: &Snapshot, job: &JobKey) -> Vec<String> {
         .collect()
 }
 
-/// Seen: a spec that does not parse, written over a running job, could stop or replace what
-/// ran. Must hold: for several minutes after it, the allocations and versions stay exactly as
+/// The risk: a spec that does not parse, written over a running job, stops or replaces what
+/// runs. Must hold: for several minutes after it, the allocations and versions stay exactly as
 /// they were, all healthy, and the job's status reports the spec's errors.
 #[tokio::test]
 async fn an_invalid_spec_written_over_a_running_job_changes_nothing() {
@@ -411,11 +415,12 @@ async fn blip(seed: u64, away_ms: i64) {
     assert_eq!(healthy, 70, "away {away_ms} ms\n{}", s.explain(60));
 }
 
-/// Seen: after a node with many allocations missed its heartbeat and came back, some of its
-/// allocations stayed `unknown` and some indexes ran twice. Must hold, for a blip shorter than
-/// `lost_after` (the allocations were only `unknown`) and one longer (they were lost and
-/// replaced on the other node): once settled, no allocation is `unknown`, no index runs twice,
-/// and all `count` copies are healthy.
+/// The risk (b342463, 61608b0: unknown marks and allocations of disconnected nodes): after a
+/// node with many allocations misses its heartbeat and comes back, some of its allocations
+/// stay `unknown`, or an index runs twice (the original and its replacement). Must hold, for a
+/// blip shorter than `lost_after` (the allocations are only `unknown`) and one longer (they
+/// are lost and replaced on the other node): once settled, no allocation is `unknown`, no
+/// index runs twice, and all `count` copies are healthy.
 #[tokio::test]
 async fn a_heartbeat_blip_leaves_nothing_unknown() {
     blip(16, 15 * SECOND).await;
@@ -489,10 +494,12 @@ async fn rollout_with_a_crash_at_write(at_write: u32) {
     );
 }
 
-/// Seen: a server killed half-way through writing a reconcile's plan left the rollout stuck or
-/// below its floor. Must hold: whatever write the leader dies at (the first three), the other
-/// server takes over, at least `count - max_parallel` copies stay healthy at every step, and
-/// the rollout completes with `count` healthy copies of the new version.
+/// The risk: a leading server killed while it writes a rollout's steps (a failed commit of a
+/// reconcile's plan, or a later one) leaves the rollout stuck, or the server that takes over
+/// goes below the floor. Must hold: whatever write the leader dies at (the first five from the
+/// new version on), the other server takes over, at least `count - max_parallel` copies stay
+/// healthy at every step, and the rollout completes with `count` healthy copies of the new
+/// version.
 #[tokio::test]
 async fn a_server_crash_in_the_middle_of_a_rollout_keeps_the_floor() {
     for at_write in 0..5 {

@@ -9,8 +9,6 @@
 //! The helpers at the bottom count what the assertions talk about: healthy allocations of one
 //! spec, live allocations, the versions and deployments of a job.
 
-#![allow(dead_code)] // Each test file uses its own part of the helpers.
-
 use nomos_api::{Allocation, Deployment, Job};
 use nomos_sim::cluster::Cluster;
 use nomos_sim::observe::{JobKey, Snapshot};
@@ -208,14 +206,6 @@ pub fn healthy_of_version(snap: &Snapshot, job: &JobKey, version: u64) -> usize 
 pub fn live_with(snap: &Snapshot, job: &JobKey, hash: &str) -> usize {
     live(snap, job)
         .into_iter()
-        .filter(|a| a.job_spec_hash == hash)
-        .count()
-}
-
-/// Every allocation (whatever its state) ever placed with the spec with this hash that is
-/// still stored.
-pub fn placed_with(snap: &Snapshot, job: &JobKey, hash: &str) -> usize {
-    snap.allocs_of(job)
         .filter(|a| a.job_spec_hash == hash)
         .count()
 }

@@ -422,7 +422,7 @@ fn never_more_than_count_plus_canary_are_desired_to_run(
                             && n.index == a.index
                             && n.job_version > a.job_version
                             && cur.is_live(n)
-                            && !(cur.is_healthy(n) && !c.healthy_unseen.contains(&n.id))
+                            && (!cur.is_healthy(n) || c.healthy_unseen.contains(&n.id))
                     })
                 })
                 .map(|a| {

@@ -146,25 +146,29 @@ fn a_canary_deployment_ends_the_wait_waiting_for_promotion(c: &Cluster) -> Strin
         .unwrap_or_else(|| panic!("the command to run: {stdout}"))
         .trim()
         .to_string();
-    assert_eq!(id, "canary-v1", "the full ID: {stdout}");
+    // The full ID: job, version and the first 8 hex digits of the spec's hash.
+    assert!(
+        id.starts_with("canary-v1-") && id.len() == "canary-v1-".len() + 8,
+        "the full ID: {stdout}"
+    );
 
     // The listing, in full and only this job's.
     let list = c.ok(&["deployment", "list", "--job", "canary"]);
     let row = list
         .lines()
-        .find(|l| l.starts_with("canary-v1 "))
-        .unwrap_or_else(|| panic!("canary-v1 listed in full: {list}"));
+        .find(|l| l.starts_with(&format!("{id} ")))
+        .unwrap_or_else(|| panic!("{id} listed in full: {list}"));
     assert!(row.contains("running"), "{row}");
     for line in list.lines() {
         assert!(line.chars().count() <= 80, "{line:?}");
     }
 
     // deployment status and status JOB show the waiting group.
-    let out = c.ok(&["deployment", "status", "canary-v1"]);
+    let out = c.ok(&["deployment", "status", &id]);
     let details = kv(&out);
     assert_eq!(
         details.get("ID").map(String::as_str),
-        Some("canary-v1"),
+        Some(id.as_str()),
         "{out}"
     );
     assert_eq!(
@@ -187,7 +191,7 @@ fn a_canary_deployment_ends_the_wait_waiting_for_promotion(c: &Cluster) -> Strin
         "{out}"
     );
     assert!(
-        out.contains("To promote: nctl deployment promote canary-v1"),
+        out.contains(&format!("To promote: nctl deployment promote {id}")),
         "{out}"
     );
 
@@ -198,7 +202,7 @@ fn a_canary_deployment_ends_the_wait_waiting_for_promotion(c: &Cluster) -> Strin
     let latest = kv(&out[at..]);
     assert_eq!(
         latest.get("ID").map(String::as_str),
-        Some("canary-v1"),
+        Some(id.as_str()),
         "{out}"
     );
     assert_eq!(
@@ -218,7 +222,7 @@ fn a_canary_deployment_ends_the_wait_waiting_for_promotion(c: &Cluster) -> Strin
     let out = c.ok(&["alloc", "status", &alloc]);
     assert_eq!(
         kv(&out).get("Deployment ID").map(String::as_str),
-        Some("canary-v1"),
+        Some(id.as_str()),
         "{out}"
     );
 
@@ -280,7 +284,15 @@ fn pause_resume_and_fail_a_running_deployment(c: &Cluster) {
         "{:?}",
         text(&out)
     );
-    let id = "canary-v2";
+    let (stdout, _) = text(&out);
+    let id = stdout
+        .lines()
+        .find_map(|l| {
+            l.split_once("run: nctl deployment promote ")
+                .map(|(_, id)| id.trim())
+        })
+        .unwrap_or_else(|| panic!("the command to run: {stdout}"));
+    assert!(id.starts_with("canary-v2-"), "{stdout}");
 
     c.ok(&["deployment", "pause", id]);
     let out = c.ok(&["deployment", "status", id]);
@@ -299,7 +311,7 @@ fn pause_resume_and_fail_a_running_deployment(c: &Cluster) {
 
     let out = c.ok(&["deployment", "fail", id]);
     assert!(
-        out.contains("deployment canary-v2 marked as failed"),
+        out.contains(&format!("deployment {id} marked as failed")),
         "{out}"
     );
     let out = c.ok(&["deployment", "status", id]);

@@ -284,8 +284,9 @@ async fn fault(c: &mut Cluster) -> Option<(usize, u32)> {
     None
 }
 
-/// Runs the agents, then every live server, then the end-of-step checks.
-async fn act(c: &mut Cluster, crash: Option<(usize, u32)>) {
+/// Runs the agents, then every live server, then the end-of-step checks (scripted tests call it
+/// after moving the clock themselves). `crash`: the server that dies at its n-th write.
+pub async fn act(c: &mut Cluster, crash: Option<(usize, u32)>) {
     c.agents_round().await;
     for i in 0..c.servers.len() {
         let at = crash.filter(|(s, _)| *s == i).map(|(_, n)| n);

@@ -54,21 +54,7 @@ impl Script {
 
     /// What a scenario step does after the clock moved (see `scenario::act`).
     async fn act(&mut self, crash: Option<(usize, u32)>) {
-        let c = &mut self.cluster;
-        c.agents_round().await;
-        for i in 0..c.servers.len() {
-            let at = crash.filter(|(s, _)| *s == i).map(|(_, n)| n);
-            c.server_round(i, at).await;
-        }
-        for i in 0..c.servers.len() {
-            if !c.servers[i].alive {
-                c.servers[i].dead_for += 1;
-                if c.servers[i].dead_for == 2 {
-                    c.expire_leases(i).await;
-                }
-            }
-        }
-        c.check_nodes_back().await;
+        nomos_sim::scenario::act(&mut self.cluster, crash).await;
     }
 
     /// Steps of `dt_ms` until `done` holds for the store, for at most `limit_ms`; panics with

@@ -16,6 +16,7 @@ const WAIT: Duration = Duration::from_secs(90);
 
 /// `nctl apply --wait`'s exit codes (see `nctl apply --help`).
 const EXIT_PLACEMENT_FAILED: i32 = 2;
+const EXIT_DEPLOYMENT_FAILED: i32 = 3;
 const EXIT_NEEDS_PROMOTION: i32 = 4;
 
 /// A service job of two copies whose update places one canary first; `word` goes into the
@@ -94,6 +95,77 @@ fn deployment_verbs_against_a_dev_cluster() {
     let id = a_canary_deployment_ends_the_wait_waiting_for_promotion(&c);
     promote_completes_the_deployment(&c, &id);
     pause_resume_and_fail_a_running_deployment(&c);
+    a_failing_version_halts_at_one_allocation_and_reverts_with_exit_3(&c);
+}
+
+/// The bad deploy a user saw take a service to zero: count 3, `max_parallel = 1`, `auto_revert`,
+/// and a new version whose task exits 1. The rollout stops at its first failed allocation, the
+/// deployment fails (no reschedule attempts are left), the job reverts to the good spec, and
+/// `apply --wait` says so with exit code 3. Two good copies run throughout.
+fn a_failing_version_halts_at_one_allocation_and_reverts_with_exit_3(c: &Cluster) {
+    let settings = r#"count = 3
+
+    update {
+      max_parallel      = 1
+      min_healthy_time  = "3s"
+      healthy_deadline  = "30s"
+      progress_deadline = "1m"
+      auto_revert       = true
+    }
+
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+
+    reschedule {
+      attempts  = 0
+      unlimited = false
+    }"#;
+    let good = loop_job("bad-deploy", "service", settings);
+    let file = c.write_file("bad-deploy-v0.hcl", &good);
+    c.ok(&["apply", "-f", &file, "--wait", "--timeout", "120"]);
+    assert_eq!(c.running("bad-deploy").len(), 3);
+
+    // It fails before `min_healthy_time`: it is never healthy.
+    let bad = good.replace("while true; do sleep 1; done", "exit 1");
+    let file = c.write_file("bad-deploy-v1.hcl", &bad);
+    let out = c.nctl(&["apply", "-f", &file, "--wait", "--timeout", "120"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(EXIT_DEPLOYMENT_FAILED),
+        "stdout: {stdout}\nstderr: {stderr}\nlog:\n{}",
+        c.log_tail()
+    );
+
+    // One allocation of the bad version was ever placed, and one good one stopped for it.
+    let allocs = c.allocs("bad-deploy");
+    let of_version = |v: u64| {
+        allocs
+            .iter()
+            .filter(|a| a["allocation"]["job_version"] == v)
+            .count()
+    };
+    assert_eq!(of_version(1), 1, "{allocs:#?}");
+    let rolled = allocs
+        .iter()
+        .filter(|a| a["allocation"]["desired_description"] == "rolling update")
+        .count();
+    assert_eq!(rolled, 1, "{allocs:#?}");
+
+    // The revert (version 2, the good spec) brings the third copy back.
+    c.wait_for("three copies of the reverted version", WAIT, |c| {
+        let running = c.running("bad-deploy");
+        let reverted = running
+            .iter()
+            .filter(|a| a["allocation"]["job_version"] == 2)
+            .count();
+        (reverted == 3, format!("{running:#?}"))
+    });
+    let status = c.ok(&["status", "bad-deploy"]);
+    assert!(status.contains("rolling back to job version 0"), "{status}");
+    c.ok(&["stop", "bad-deploy", "--purge"]);
 }
 
 fn a_job_that_cannot_be_placed_ends_the_wait_with_exit_2(c: &Cluster) {

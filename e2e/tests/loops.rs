@@ -142,22 +142,35 @@ fn a_drain_moves_services_first_survives_a_server_kill_and_reports_nowhere_to_go
     c.restart();
 
     // Follow the drain: the job never runs fewer than its two copies, and every running copy
-    // answers.
+    // answers once it has run for `migrate.min_healthy_time` (a copy that just started may not
+    // listen yet: the task makes its web root before it execs httpd).
     let mut fewest = usize::MAX;
+    let mut answered = 0usize;
     c.wait_for("the drain to complete", Duration::from_secs(120), |c| {
         let running = c.running("web");
         fewest = fewest.min(running.len());
-        for a in &running {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let settled = |a: &&Value| {
+            let started = a["status"]["task_states"]["httpd"]["started_at_ms"]
+                .as_i64()
+                .unwrap_or(now_ms);
+            now_ms - started >= 2_000
+        };
+        for a in running.iter().filter(settled) {
             let port = port_of(a, "http");
             assert!(
                 http_get(port).is_some(),
                 "running allocation {} answers on {port}",
                 alloc_id(a)
             );
+            answered += 1;
         }
         let d = drain_state(c, &victim);
         (d["state"] == "complete", d.to_string())
     });
+    assert!(answered > 0, "the running copies were asked at least once");
     assert!(
         fewest >= 2,
         "an original stopped before its replacement was healthy: {fewest} running at one point"

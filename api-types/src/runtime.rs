@@ -236,6 +236,11 @@ pub struct JobStatus {
     pub version: u64,
     /// mod_revision of the spec key that was last looked at.
     pub observed_revision: i64,
+    /// The version the spec at `observed_revision` was accepted as. `version` may be newer (an
+    /// `auto_revert` writes one); `nctl apply --wait` follows this one. `None` while the spec
+    /// does not parse and before the field existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec_version: Option<u64>,
     /// Why the spec in the store could not be accepted; the last good version keeps running.
     pub errors: Vec<String>,
     pub warnings: Vec<String>,

@@ -116,6 +116,13 @@ async fn a_failing_version_with_max_parallel_1_never_drops_below_count_minus_1_h
         good,
         "the revert has the good spec"
     );
+    // What `nctl apply --wait` follows: the version the bad spec became, not the revert.
+    assert_eq!(
+        snap.job_status
+            .get(&job)
+            .map(|st| (st.version, st.spec_version)),
+        Some((2, Some(1)))
+    );
     assert_eq!(healthy_with(&snap, &job, &good), 3, "{}", s.explain(80));
     assert_eq!(
         live(&snap, &job).len(),

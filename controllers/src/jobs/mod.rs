@@ -285,6 +285,10 @@ impl Ctx {
                             let v = versions.last_key_value().map(|(v, _)| v + 1).unwrap_or(0);
                             new_version = Some(v);
                             versions.insert(v, job);
+                            status.spec_version = Some(v);
+                        } else if !differs && (spec_changed || status.spec_version.is_none()) {
+                            // The same spec again: it is the newest version.
+                            status.spec_version = versions.last_key_value().map(|(v, _)| *v);
                         }
                     }
                     None => errors.push(format!("{spec_key}: the value holds no job")),

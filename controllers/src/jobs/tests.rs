@@ -255,6 +255,23 @@ async fn only_a_changed_spec_makes_a_new_version_and_count_changes_follow() {
     })
     .await;
     assert_eq!(versions(&*s, "web").await, 2);
+    let st = status(&*s, "web").await.expect("status");
+    assert_eq!(
+        (st.version, st.spec_version),
+        (1, Some(1)),
+        "the spec is version 1"
+    );
+    // The same spec written again is that version still.
+    put_spec(&*s, "web", spec("web", 5, 100, json!({}))).await;
+    let seen = st.observed_revision;
+    eventually("the rewrite observed", || async {
+        status(&*s, "web")
+            .await
+            .is_some_and(|st| st.observed_revision > seen)
+    })
+    .await;
+    let st = status(&*s, "web").await.expect("status");
+    assert_eq!((st.spec_version, versions(&*s, "web").await), (Some(1), 2));
     put_spec(&*s, "web", spec("web", 1, 100, json!({}))).await;
     eventually("1 allocation", || async {
         running_allocs(&*s, "web").await.len() == 1

@@ -670,7 +670,10 @@ pub async fn wait_for_rollout(
         let detail: JobDetail = client.get(&client.job_path(id, "")).await?;
         let status = detail.status.clone().unwrap_or_default();
         if status.observed_revision >= modify_index {
-            let version = *applied_version.get_or_insert(status.version);
+            // (`spec_version`: the version this spec became, even when an auto_revert wrote a
+            // newer one before the first look.)
+            let version =
+                *applied_version.get_or_insert(status.spec_version.unwrap_or(status.version));
             let allocs: Vec<AllocView> = client.get(&client.job_path(id, "/allocations")).await?;
             let deployments: Vec<DeploymentView> =
                 client.get(&client.job_path(id, "/deployments")).await?;

@@ -628,11 +628,34 @@ fn fail_deployment(input: &Input<'_>, d: &mut Deployment, plan: &mut Plan, why: 
             && a.alloc.job_version == d.job_version
             && a.alloc.desired_status == DesiredStatus::Run
             && !plan.stop.iter().any(|s| s.alloc_id == a.alloc.id)
+            && !serves_its_index_alone(input, a)
         {
             plan.stop
                 .push(stop(&a.alloc, "canary of a failed deployment"));
         }
     }
+}
+
+/// A running allocation on a connected node, with no other allocation (not a canary) running
+/// at its index on a connected node: stopping it leaves the index unserved. (A failed
+/// deployment keeps such a canary; the next passes treat it as a stale canary.)
+fn serves_its_index_alone(input: &Input<'_>, a: &ExistingAlloc) -> bool {
+    let connected = |x: &ExistingAlloc| {
+        x.client() == ClientStatus::Running
+            && matches!(
+                (input.node_health)(&x.alloc.node),
+                NodeHealth::Ready | NodeHealth::Draining
+            )
+    };
+    connected(a)
+        && !input.allocs.iter().any(|x| {
+            x.alloc.task_group == a.alloc.task_group
+                && x.alloc.index == a.alloc.index
+                && x.alloc.id != a.alloc.id
+                && !x.alloc.canary
+                && x.alloc.desired_status == DesiredStatus::Run
+                && connected(x)
+        })
 }
 
 /// Whether an allocation is of the input's newest version: its number, and the same spec when

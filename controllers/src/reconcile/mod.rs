@@ -636,17 +636,21 @@ fn fail_deployment(input: &Input<'_>, d: &mut Deployment, plan: &mut Plan, why: 
     }
 }
 
+/// Running on a node that is in touch (ready or draining): an allocation of a node that missed
+/// its heartbeat, or is gone, serves nobody anyone knows of.
+fn runs_on_connected_node(input: &Input<'_>, a: &ExistingAlloc) -> bool {
+    a.client() == ClientStatus::Running
+        && matches!(
+            (input.node_health)(&a.alloc.node),
+            NodeHealth::Ready | NodeHealth::Draining
+        )
+}
+
 /// A running allocation on a connected node, with no other allocation (not a canary) running
 /// at its index on a connected node: stopping it leaves the index unserved. (A failed
 /// deployment keeps such a canary; the next passes treat it as a stale canary.)
 fn serves_its_index_alone(input: &Input<'_>, a: &ExistingAlloc) -> bool {
-    let connected = |x: &ExistingAlloc| {
-        x.client() == ClientStatus::Running
-            && matches!(
-                (input.node_health)(&x.alloc.node),
-                NodeHealth::Ready | NodeHealth::Draining
-            )
-    };
+    let connected = |x: &ExistingAlloc| runs_on_connected_node(input, x);
     connected(a)
         && !input.allocs.iter().any(|x| {
             x.alloc.task_group == a.alloc.task_group
@@ -843,6 +847,11 @@ fn reconcile_group(
         ..successor(&group.name, al)
     };
 
+    // Healthy on a connected node: it serves its index.
+    let serving = |a: &ExistingAlloc| {
+        runs_on_connected_node(input, a) && alloc_health(a, &update_rule, now) == Some(true)
+    };
+
     for a in &mine {
         let al = &a.alloc;
         let client = a.client();
@@ -853,26 +862,14 @@ fn reconcile_group(
             if let Some(why) = stale_canary(input, deployment.as_ref(), a) {
                 // The twin must serve in its place: a healthy canary stays until its twin is
                 // healthy too.
-                let serves = |x: &ExistingAlloc| {
-                    x.client() == ClientStatus::Running
-                        && matches!(
-                            (input.node_health)(&x.alloc.node),
-                            NodeHealth::Ready | NodeHealth::Draining
-                        )
-                        && alloc_health(x, &update_rule, now) == Some(true)
-                };
-                let canary_serves = serves(a);
+                let canary_serves = serving(a);
                 let twin = mine.iter().any(|x| {
                     x.alloc.index == al.index
                         && x.alloc.id != al.id
                         && !x.alloc.canary
                         && x.alloc.desired_status == DesiredStatus::Run
-                        && x.client() == ClientStatus::Running
-                        && matches!(
-                            (input.node_health)(&x.alloc.node),
-                            NodeHealth::Ready | NodeHealth::Draining
-                        )
-                        && (!canary_serves || serves(x))
+                        && runs_on_connected_node(input, x)
+                        && (!canary_serves || serving(x))
                 });
                 if twin || client.is_terminal() {
                     plan.stop.push(stop(al, why));
@@ -1038,14 +1035,6 @@ fn reconcile_group(
 
     // Duplicates (two writers raced, or a retried commit): one allocation of the newest
     // version per index survives, the oldest.
-    let serving = |a: &ExistingAlloc| {
-        a.client() == ClientStatus::Running
-            && matches!(
-                (input.node_health)(&a.alloc.node),
-                NodeHealth::Ready | NodeHealth::Draining
-            )
-            && alloc_health(a, &update_rule, now) == Some(true)
-    };
 
     for allocs in live.values_mut() {
         // (An allocation of a node that is away is left out until it is back: it is settled
@@ -1549,11 +1538,7 @@ fn rolling_update(
     // (Running: an allocation of a disconnected node keeps its verdict but serves nobody. With
     // no verdict from its agent yet, an older allocation is judged by its own version's rule.)
     let old_healthy = |a: &ExistingAlloc| {
-        a.client() == ClientStatus::Running
-            && matches!(
-                (input.node_health)(&a.alloc.node),
-                NodeHealth::Ready | NodeHealth::Draining
-            )
+        runs_on_connected_node(input, a)
             && alloc_health(a, &rule_of_version(input, &a.alloc, r.rule), now) == Some(true)
     };
     let mut served = ServedIndexes::default();

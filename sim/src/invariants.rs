@@ -1018,14 +1018,14 @@ fn no_failed_allocation_is_replaced_sooner_than_its_reschedule_policy_allows(
             continue;
         }
         // The failed allocation this one takes over: its named predecessor, or else a failed
-        // allocation of the same version at the same index that nothing replaced yet.
+        // allocation of the same version at the same index that nothing replaced yet (one the
+        // servers stopped counts too: stopping a failure and filling its index is a reschedule).
         let failed: Option<&Allocation> = match prev.allocs.get(&n.previous_alloc) {
             Some(p) => Some(p),
             None => prev.allocs_of(&job).find(|f| {
                 f.task_group == n.task_group
                     && f.index == n.index
                     && f.job_version == n.job_version
-                    && f.desired_status == DesiredStatus::Run
                     && prev.client_status(&f.id) == Some(ClientStatus::Failed)
                     && !prev.allocs.values().any(|x| x.previous_alloc == f.id)
             }),

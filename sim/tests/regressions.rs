@@ -513,3 +513,65 @@ async fn a_server_crash_in_the_middle_of_a_rollout_keeps_the_floor() {
         rollout_with_a_crash_at_write(at_write).await;
     }
 }
+
+/// The risk (seed 984): a canary that alone holds its index (the copy of the version before it
+/// failed there and was stopped) fails after its deployment failed; it was stopped as a canary
+/// of a failed deployment and its index filled again at once with the same failing version,
+/// around the reschedule policy's delay. Must hold (with every invariant, the reschedule
+/// policy's among them, checked at every step): the deployment fails, and the version's
+/// failures at the canary's index are replaced no sooner than the policy allows, each
+/// replacement naming the failure it replaces.
+#[tokio::test]
+async fn a_failed_canary_alone_at_its_index_is_replaced_by_its_reschedule_policy() {
+    let mut s = Script::new(984, 4).await;
+    let mut shape = spec::service("web", 2);
+    let job = key("web");
+    s.cluster
+        .apply(
+            shape.clone(),
+            Behavior::Exits {
+                code: 1,
+                after_ms: 6_000,
+            },
+        )
+        .await;
+    s.run_until(30 * SECOND, SECOND, "the first version runs", |snap| {
+        snap.allocs_of(&job)
+            .filter(|a| snap.client_status(&a.id) == Some(ClientStatus::Running))
+            .count()
+            == 2
+    })
+    .await;
+
+    shape.count = 3;
+    shape.rollout.canary = 1;
+    shape.rollout.progress_deadline_ms = 0;
+    s.cluster
+        .apply(
+            shape.clone(),
+            Behavior::Exits {
+                code: 1,
+                after_ms: 8_000,
+            },
+        )
+        .await;
+    let (v, _) = next_version(&mut s, &job, 0).await;
+    let snap = s.run_checking(5 * MINUTE, SECOND, |_| Ok(())).await;
+    assert!(is_failed(&snap, &job, v), "{}", s.explain(80));
+    let canary = snap
+        .allocs_of(&job)
+        .find(|a| a.canary && a.job_version == v)
+        .expect("the canary is kept in the store");
+    assert_eq!(
+        snap.client_status(&canary.id),
+        Some(ClientStatus::Failed),
+        "{}",
+        describe_allocs(&snap, &job)
+    );
+    assert!(
+        snap.allocs_of(&job)
+            .any(|a| a.previous_alloc == canary.id && a.index == canary.index && !a.canary),
+        "the failed canary is rescheduled, as an ordinary copy, in its turn\n{}",
+        s.explain(80)
+    );
+}

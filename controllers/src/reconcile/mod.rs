@@ -628,7 +628,7 @@ fn fail_deployment(input: &Input<'_>, d: &mut Deployment, plan: &mut Plan, why: 
             && a.alloc.job_version == d.job_version
             && a.alloc.desired_status == DesiredStatus::Run
             && !plan.stop.iter().any(|s| s.alloc_id == a.alloc.id)
-            && !serves_its_index_alone(input, a)
+            && !holds_its_index_alone(input, a)
         {
             plan.stop
                 .push(stop(&a.alloc, "canary of a failed deployment"));
@@ -659,6 +659,25 @@ fn serves_its_index_alone(input: &Input<'_>, a: &ExistingAlloc) -> bool {
                 && !x.alloc.canary
                 && x.alloc.desired_status == DesiredStatus::Run
                 && connected(x)
+        })
+}
+
+/// A canary whose stop would free its index for an immediate refill: one that alone serves
+/// it, or a failure of the newest version with no other live allocation there. Such a failure
+/// is kept and replaced by its reschedule policy, as any failure is; the policy's delay is what
+/// stops a crashing version from being placed again and again.
+fn holds_its_index_alone(input: &Input<'_>, a: &ExistingAlloc) -> bool {
+    if a.client() != ClientStatus::Failed {
+        return serves_its_index_alone(input, a);
+    }
+    is_of_version(input, &a.alloc)
+        && !input.allocs.iter().any(|x| {
+            x.alloc.task_group == a.alloc.task_group
+                && x.alloc.index == a.alloc.index
+                && x.alloc.id != a.alloc.id
+                && !x.alloc.canary
+                && x.alloc.desired_status == DesiredStatus::Run
+                && !x.client().is_terminal()
         })
 }
 
@@ -856,8 +875,8 @@ fn reconcile_group(
         let al = &a.alloc;
         let client = a.client();
         // A canary whose deployment is over (or superseded) stops, failed or not: it is never
-        // rescheduled and holds no index. One that alone serves its index (its twin is gone)
-        // stays, and is updated like any allocation, within the rollout's budget.
+        // rescheduled and holds no index. One that alone holds its index (its twin is gone)
+        // stays, and is updated, or rescheduled once failed, like any allocation.
         if al.desired_status == DesiredStatus::Run {
             if let Some(why) = stale_canary(input, deployment.as_ref(), a) {
                 // The twin must serve in its place: a healthy canary stays until its twin is
@@ -871,7 +890,7 @@ fn reconcile_group(
                         && runs_on_connected_node(input, x)
                         && (!canary_serves || serving(x))
                 });
-                if twin || client.is_terminal() {
+                if twin || (client.is_terminal() && !holds_its_index_alone(input, a)) {
                     plan.stop.push(stop(al, why));
                     continue;
                 }

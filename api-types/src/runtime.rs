@@ -251,6 +251,11 @@ pub struct JobStatus {
     pub stable_version: Option<u64>,
     pub periodic: Option<PeriodicStatus>,
     pub modified_at_ms: i64,
+    /// The job's spec was deleted and its purge began (its allocations are stopped in the
+    /// same write). A spec written before the purge ends starts a new job: the old versions,
+    /// deployments and status are forgotten first, never run again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub purging: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

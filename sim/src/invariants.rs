@@ -225,7 +225,7 @@ fn is_service(s: &Snapshot, job: &JobKey) -> bool {
 }
 
 fn every_allocation_names_the_spec_it_was_placed_with(
-    _: &Checker,
+    c: &Checker,
     cur: &Snapshot,
     _: &Actor,
     out: &mut Vec<Violation>,
@@ -237,6 +237,11 @@ fn every_allocation_names_the_spec_it_was_placed_with(
                 "every_allocation_names_the_spec_it_was_placed_with",
                 format!("{} ({}) names no spec hash", a.id, a.name),
             );
+            continue;
+        }
+        // Checked when it is placed: a job purged and created again writes its version 0
+        // while the purged job's stopped allocations may still be there.
+        if c.prev.allocs.contains_key(&a.id) {
             continue;
         }
         if let Some(h) = cur.version_hash(&job_key(a), a.job_version) {
@@ -681,6 +686,15 @@ pub fn reschedule_policy(job: &Job, group: &str) -> ReschedulePolicy {
 }
 
 /// When the agent says the allocation's last task finished (its failure), if it did.
+/// Both allocations run the same version of the same job (a job purged and created again
+/// reuses version numbers with another spec).
+fn same_spec(a: &Allocation, b: &Allocation) -> bool {
+    a.job_version == b.job_version
+        && (a.job_spec_hash.is_empty()
+            || b.job_spec_hash.is_empty()
+            || a.job_spec_hash == b.job_spec_hash)
+}
+
 fn failed_at(s: &Snapshot, id: &str) -> Option<i64> {
     let st = s.alloc_status.get(id)?;
     st.task_states
@@ -1025,16 +1039,16 @@ fn no_failed_allocation_is_replaced_sooner_than_its_reschedule_policy_allows(
             None => prev.allocs_of(&job).find(|f| {
                 f.task_group == n.task_group
                     && f.index == n.index
-                    && f.job_version == n.job_version
+                    && same_spec(f, n)
                     && prev.client_status(&f.id) == Some(ClientStatus::Failed)
                     && !prev.allocs.values().any(|x| x.previous_alloc == f.id)
             }),
         };
-        // (A newer version replaces a failure at once, with a fresh reschedule budget.)
-        let Some(f) = failed.filter(|f| {
-            prev.client_status(&f.id) == Some(ClientStatus::Failed)
-                && f.job_version == n.job_version
-        }) else {
+        // (A newer version replaces a failure at once, with a fresh reschedule budget; so does
+        // a job purged and created again.)
+        let Some(f) = failed
+            .filter(|f| prev.client_status(&f.id) == Some(ClientStatus::Failed) && same_spec(f, n))
+        else {
             continue;
         };
         let Some(failed_ms) = failed_at(prev, &f.id) else {

@@ -268,10 +268,17 @@ impl Ctx {
         let Some(spec) = spec else {
             return self.purge(jk, now).await.map_err(|e| (e, false));
         };
+        let mut versions = versions;
         let mut status = status.unwrap_or_default();
+        if status.purging {
+            // Created again before the purge ended: the old job is forgotten first (its
+            // allocations were stopped when the purge began), so nothing of it runs again.
+            self.forget(jk).await.map_err(|e| (e, false))?;
+            versions.clear();
+            status = JobStatus::default();
+        }
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
-        let mut versions = versions;
         let spec_changed = spec.mod_revision > status.observed_revision;
         // A new version is written with the job's first commit (one round trip less).
         let mut new_version: Option<u64> = None;
@@ -974,9 +981,19 @@ impl Ctx {
     }
 
     /// The spec is gone: stop, then delete, every allocation; then versions, deployments, status.
+    /// The first write marks the status `purging` with the stops.
     async fn purge(self: &Arc<Self>, jk: &JobKey, now: i64) -> Result<Outcome, ControllerError> {
-        let (stops, deletes, remaining, guards) = {
+        let (stops, deletes, remaining, guards, mark) = {
             let w = self.lock();
+            let mark = w
+                .job_status
+                .get(jk)
+                .filter(|s| !s.purging)
+                .map(|s| JobStatus {
+                    purging: true,
+                    modified_at_ms: now,
+                    ..s.clone()
+                });
             let mut stops = Vec::new();
             let mut deletes = Vec::new();
             let mut remaining = 0usize;
@@ -1004,10 +1021,25 @@ impl Ctx {
                     }
                 }
             }
-            (stops, deletes, remaining, guards)
+            (stops, deletes, remaining, guards, mark)
         };
-        if !stops.is_empty() {
-            self.commit(Vec::new(), stops, guards, Extra::default(), now)
+        let mut extra = Extra::default();
+        if let Some(status) = mark {
+            let key = keys::job_status(&jk.0, &jk.1);
+            let value = serde_json::to_vec(&status).map_err(|e| ControllerError::Decode {
+                key: key.clone(),
+                what: "job status",
+                message: e.to_string(),
+            })?;
+            extra.last.push(Write {
+                key,
+                value,
+                kind: Kind::JobStatus,
+                compare: None,
+            });
+        }
+        if !stops.is_empty() || !extra.is_empty() {
+            self.commit(Vec::new(), stops, guards, extra, now)
                 .await
                 .map_err(|(e, _)| e)?;
         }
@@ -1037,6 +1069,15 @@ impl Ctx {
             });
         }
         // Nothing left running: forget the job.
+        self.forget(jk).await?;
+        Ok(Outcome {
+            action: Some(Action::AwaitChange),
+            ..Default::default()
+        })
+    }
+
+    /// Deletes a job's versions, deployments and status (not its spec, nor its allocations).
+    async fn forget(&self, jk: &JobKey) -> Result<(), ControllerError> {
         // Each known key is deleted by name: a prefix would also catch the keys of jobs whose
         // id extends this one (`<job>/periodic-<time>`).
         let rest: Vec<String> = {
@@ -1076,10 +1117,7 @@ impl Ctx {
             w.deployments.remove(jk);
             w.blocked.remove(jk);
         }
-        Ok(Outcome {
-            action: Some(Action::AwaitChange),
-            ..Default::default()
-        })
+        Ok(())
     }
 }
 

@@ -60,6 +60,8 @@ pub struct Checker {
     reverted_pending: BTreeMap<JobKey, u32>,
     /// Allocations the agents found healthy that no finished reconcile of their job saw yet.
     healthy_unseen: BTreeSet<String>,
+    /// Allocations seen failed while still desired to run (a failure, not a stop's outcome).
+    failed_while_wanted: BTreeSet<String>,
 }
 
 type Check = fn(&Checker, &Snapshot, &Actor, &mut Vec<Violation>);
@@ -166,6 +168,7 @@ impl Checker {
             check(self, &cur, actor, &mut out);
         }
         self.count_reverts(&cur, actor);
+        self.note_failures(&cur);
         self.prev = cur;
         out
     }
@@ -187,6 +190,18 @@ impl Checker {
         }
         self.healthy_unseen
             .retain(|id| cur.allocs.get(id).is_some_and(|a| cur.is_healthy(a)));
+    }
+
+    fn note_failures(&mut self, cur: &Snapshot) {
+        self.failed_while_wanted
+            .retain(|id| cur.allocs.contains_key(id));
+        for a in cur.allocs.values() {
+            if a.desired_status == DesiredStatus::Run
+                && cur.client_status(&a.id) == Some(ClientStatus::Failed)
+            {
+                self.failed_while_wanted.insert(a.id.clone());
+            }
+        }
     }
 
     fn count_reverts(&mut self, cur: &Snapshot, actor: &Actor) {
@@ -624,11 +639,13 @@ fn unhealthy_unreplaced<'a>(s: &'a Snapshot, job: &'a JobKey) -> Vec<&'a Allocat
         .collect();
     let healthy_idx: BTreeSet<u32> = s
         .allocs_of(job)
-        .filter(|a| a.job_version == d.job_version && s.is_healthy(a))
+        .filter(|a| d.rolls_out(a.job_version, &a.job_spec_hash) && s.is_healthy(a))
         .map(|a| a.index)
         .collect();
     s.allocs_of(job)
-        .filter(|a| a.job_version == d.job_version && !replaced.contains(a.id.as_str()))
+        .filter(|a| {
+            d.rolls_out(a.job_version, &a.job_spec_hash) && !replaced.contains(a.id.as_str())
+        })
         .filter(|a| !healthy_idx.contains(&a.index))
         .filter(|a| {
             s.alloc_status.get(&a.id).is_some_and(|st| {
@@ -654,7 +671,9 @@ fn an_unhealthy_allocation_stops_the_rollout(
             continue;
         };
         // A destructive update: an older version replaced by the deployment's version.
-        if new.job_version != d.job_version || old.job_version == d.job_version {
+        if !d.rolls_out(new.job_version, &new.job_spec_hash)
+            || d.rolls_out(old.job_version, &old.job_spec_hash)
+        {
             continue;
         }
         let bad = unhealthy_unreplaced(prev, &job);
@@ -758,7 +777,7 @@ fn a_deployment_fails_at_once_when_an_unhealthy_allocation_cannot_be_rescheduled
     };
     for a in cur
         .allocs_of(job)
-        .filter(|a| a.job_version == d.job_version)
+        .filter(|a| d.rolls_out(a.job_version, &a.job_spec_hash))
     {
         if cur.client_status(&a.id) != Some(ClientStatus::Failed) {
             continue;
@@ -1032,14 +1051,17 @@ fn no_failed_allocation_is_replaced_sooner_than_its_reschedule_policy_allows(
             continue;
         }
         // The failed allocation this one takes over: its named predecessor, or else a failed
-        // allocation of the same version at the same index that nothing replaced yet (one the
-        // servers stopped counts too: stopping a failure and filling its index is a reschedule).
+        // allocation of the same version at the same index that nothing replaced yet (one that
+        // failed while wanted and was stopped since counts too: stopping a failure and filling
+        // its index is a reschedule; one stopped first, by a drain's deadline say, does not).
         let failed: Option<&Allocation> = match prev.allocs.get(&n.previous_alloc) {
             Some(p) => Some(p),
             None => prev.allocs_of(&job).find(|f| {
                 f.task_group == n.task_group
                     && f.index == n.index
                     && same_spec(f, n)
+                    && (f.desired_status == DesiredStatus::Run
+                        || c.failed_while_wanted.contains(&f.id))
                     && prev.client_status(&f.id) == Some(ClientStatus::Failed)
                     && !prev.allocs.values().any(|x| x.previous_alloc == f.id)
             }),

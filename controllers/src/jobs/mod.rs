@@ -23,6 +23,7 @@
 //! System, sysbatch, periodic and parameterized jobs get versions here but their allocations
 //! belong to other loops.
 
+pub mod decide;
 pub mod world;
 
 #[cfg(test)]
@@ -39,14 +40,15 @@ use nomos_store::{
     TxnOp,
 };
 
-use crate::reconcile::{self, ExistingAlloc, NodeHealth, Plan};
+use crate::reconcile::{self, ExistingAlloc, Plan};
 use crate::runtime::election::Leadership;
 use crate::runtime::metrics::{ControllerLabel, Metrics};
 use crate::runtime::queue::{Backoff, WorkQueue};
 use crate::runtime::reflector::{Reflector, ReflectorHandle};
 use crate::runtime::runner::{self, Action};
-use crate::scheduler::{self, hash_str, PlacementRequest, SchedulerConfig};
+use crate::scheduler::SchedulerConfig;
 use crate::ControllerError;
+use decide::DecisionInput;
 use world::{JobKey, Kind, World, WorldSink};
 
 /// Settings of the jobs controller.
@@ -458,6 +460,8 @@ impl Ctx {
             .and_then(|m| m.values().find(|d| d.rolls_out(version, hash)).cloned())
     }
 
+    /// The pure decision ([`decide::decide`]) over the world, placing on its snapshot; and
+    /// the per-node guards the commit compares on.
     fn decide(
         &self,
         jk: &JobKey,
@@ -467,194 +471,57 @@ impl Ctx {
         stable_version: Option<u64>,
         now: i64,
     ) -> Decided {
-        let mut w = self.lock();
-        let existing: Vec<ExistingAlloc> = w
-            .allocs_by_job
-            .get(jk)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| w.allocs.get(id))
-            .map(|e| ExistingAlloc {
-                alloc: e.alloc.clone(),
-                status: w.alloc_status.get(&e.alloc.id).cloned(),
-            })
-            .collect();
-        let deployments: Vec<Deployment> = w
+        let mut guard = self.lock();
+        let w = &mut *guard;
+        let allocs = w.existing_allocs(jk);
+        let deployments = w
             .deployments
             .get(jk)
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default();
-        let spec_hash = nomos_api::spec_hash(job);
-        let deployment = deployments
-            .iter()
-            .find(|d| d.rolls_out(version, &spec_hash))
-            .cloned();
-        let health = |n: &str| -> NodeHealth {
-            if !w.nodes.contains_key(n) {
-                NodeHealth::Down
-            } else if w.node_specs.get(n).is_some_and(|s| s.drain.is_some()) {
-                NodeHealth::Draining
-            } else if !w.heartbeats.contains(n) {
-                NodeHealth::Disconnected
-            } else {
-                NodeHealth::Ready
-            }
+        let (nodes, node_specs, heartbeats) = (&w.nodes, &w.node_specs, &w.heartbeats);
+        let health = |n: &str| {
+            decide::node_health(
+                nodes.contains_key(n),
+                node_specs.get(n).is_some_and(|s| s.drain.is_some()),
+                heartbeats.contains(n),
+            )
         };
-        let plan = reconcile::reconcile(&reconcile::Input {
+        let input = DecisionInput {
+            job_key: jk,
             job,
             version,
             versions,
-            spec_hash: &spec_hash,
-            deployment: deployment.as_ref(),
-            deployments: &deployments,
-            allocs: &existing,
+            stable_version,
+            allocs,
+            deployments,
             node_health: &health,
             now_ms: now,
-            stable_version,
-        });
-        let deployment_id = plan
-            .deployment
-            .as_ref()
-            .or(deployment.as_ref())
-            .filter(|d| d.status == "running")
-            .map(|d| d.id.clone())
-            .unwrap_or_default();
-
-        // Place, group by group (and by version: a successor may keep its predecessor's).
-        let mut by_group: IndexMap<(&str, u64), Vec<&reconcile::Place>> = IndexMap::new();
-        for p in plan.placements() {
-            let v = p.version.unwrap_or(version);
-            by_group.entry((p.group.as_str(), v)).or_default().push(p);
-        }
-        let mut new_allocs = Vec::new();
-        let mut failures: IndexMap<String, (u32, String)> = IndexMap::new();
-        // The placements that succeeded, by identity: a replacement's stop is applied only if
-        // its own placement succeeded (its predecessor is not always what it stops).
-        let mut placed: HashSet<*const reconcile::Place> = HashSet::new();
-        let seed = hash_str(&format!("{}/{}", jk.0, jk.1)) ^ version;
-        for ((gname, v), places) in by_group {
-            let (spec, hash) = if v == version {
-                (job, spec_hash.clone())
-            } else {
-                match versions.get(&v) {
-                    Some(old) => (old, nomos_api::spec_hash(old)),
-                    None => continue,
-                }
-            };
-            let Some(group) = spec.groups.iter().find(|g| g.name == gname) else {
-                continue;
-            };
-            let requests: Vec<PlacementRequest> = places
-                .iter()
-                .map(|p| PlacementRequest {
-                    alloc_id: (self.config.ids)(),
-                    penalty_node: p.penalty_node.clone(),
-                })
-                .collect();
-            let results = scheduler::place(
-                &mut w.snapshot,
-                spec,
-                group,
-                &requests,
-                &self.config.scheduler,
-                seed,
-            );
-            for (p, r) in places.iter().zip(results) {
-                match r {
-                    Ok(pl) => {
-                        placed.insert(*p as *const reconcile::Place);
-                        new_allocs.push(Allocation {
-                            id: pl.alloc_id,
-                            namespace: job.namespace.clone(),
-                            job_id: job.id.clone(),
-                            job_version: v,
-                            job_spec_hash: hash.clone(),
-                            task_group: group.name.clone(),
-                            name: format!("{}.{}[{}]", job.id, group.name, p.index),
-                            index: p.index,
-                            node: pl.node,
-                            desired_status: DesiredStatus::Run,
-                            desired_description: if p.canary {
-                                "canary".into()
-                            } else {
-                                String::new()
-                            },
-                            ports: pl.ports,
-                            deployment_id: if v == version {
-                                deployment_id.clone()
-                            } else {
-                                String::new()
-                            },
-                            canary: p.canary,
-                            previous_alloc: p.previous_alloc.clone().unwrap_or_default(),
-                            reschedule_attempts: p.reschedule_attempts,
-                            reschedule_times_ms: p.reschedule_times_ms.clone(),
-                            created_at_ms: now,
-                            modified_at_ms: now,
-                        });
-                    }
-                    Err(f) => {
-                        let e = failures
-                            .entry(group.name.clone())
-                            .or_insert((0, String::new()));
-                        e.0 += 1;
-                        e.1 = f.summary();
-                    }
-                }
-            }
-        }
-
-        // Changes to existing allocations: in-place updates, then stops (a replacement's old
-        // allocation stops only when its successor was placed).
-        let mut changed: BTreeMap<String, Allocation> = BTreeMap::new();
-        for id in &plan.inplace_update {
-            if let Some(e) = w.allocs.get(id) {
-                let mut a = e.alloc.clone();
-                a.job_version = version;
-                a.job_spec_hash = spec_hash.clone();
-                a.modified_at_ms = now;
-                changed.insert(id.clone(), a);
-            }
-        }
-        let replaced = plan
-            .destructive_update
-            .iter()
-            .chain(&plan.migrate)
-            .chain(&plan.reschedule);
-        let stops = plan.stop.iter().chain(
-            replaced
-                .filter(|r| placed.contains(&(&r.place as *const reconcile::Place)))
-                .map(|r| &r.stop),
+        };
+        let d = decide::decide(
+            input,
+            &mut w.snapshot,
+            &self.config.scheduler,
+            &*self.config.ids,
         );
-        for s in stops {
-            let base = changed
-                .get(&s.alloc_id)
-                .cloned()
-                .or_else(|| w.allocs.get(&s.alloc_id).map(|e| e.alloc.clone()));
-            if let Some(mut a) = base {
-                a.desired_status = DesiredStatus::Stop;
-                a.desired_description = s.description.clone();
-                a.modified_at_ms = now;
-                changed.insert(s.alloc_id.clone(), a);
-            }
-        }
         let mut guards = HashMap::new();
-        for n in new_allocs
+        for n in d
+            .new_allocs
             .iter()
             .map(|a| &a.node)
-            .chain(changed.values().map(|a| &a.node))
+            .chain(d.changed.iter().map(|a| &a.node))
         {
             guards
                 .entry(n.clone())
                 .or_insert_with(|| w.guard_revision(n));
         }
         Decided {
-            plan,
-            new_allocs,
-            changed: changed.into_values().collect(),
-            failures,
+            plan: d.plan,
+            new_allocs: d.new_allocs,
+            changed: d.changed,
+            failures: d.failures,
             guards,
-            existing,
+            existing: d.existing,
         }
     }
 

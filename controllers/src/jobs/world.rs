@@ -12,6 +12,7 @@ use nomos_api::{
 };
 use nomos_store::{keys, EventKind, KeyValue, WatchEvent};
 
+use crate::reconcile::ExistingAlloc;
 use crate::runtime::queue::WorkQueue;
 use crate::runtime::reflector::Sink;
 use crate::scheduler::{AllocUsage, ClusterSnapshot};
@@ -171,6 +172,20 @@ impl World {
         out
     }
 
+    /// The job's allocations with their statuses, as the reconcile reads them.
+    pub fn existing_allocs(&self, jk: &JobKey) -> Vec<ExistingAlloc> {
+        self.allocs_by_job
+            .get(jk)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.allocs.get(id))
+            .map(|e| ExistingAlloc {
+                alloc: e.alloc.clone(),
+                status: self.alloc_status.get(&e.alloc.id).cloned(),
+            })
+            .collect()
+    }
+
     fn usage_of(&self, a: &Allocation) -> Option<AllocUsage> {
         if a.desired_status != DesiredStatus::Run {
             return None;
@@ -182,27 +197,17 @@ impl World {
         {
             return None;
         }
-        let (cpu, memory_mb, cores) = self
+        let group = self
             .versions
             .get(&job_key_from(&a.namespace, &a.job_id))
             .and_then(|v| v.get(&a.job_version))
-            .and_then(|j| j.groups.iter().find(|g| g.name == a.task_group))
-            .map(AllocUsage::ask)
-            .unwrap_or((0, 0, 0));
+            .and_then(|j| j.groups.iter().find(|g| g.name == a.task_group));
         let per_core = self
             .snapshot
             .node(&a.node)
             .map(|n| n.mhz_per_core())
             .unwrap_or(0);
-        Some(AllocUsage {
-            id: a.id.clone(),
-            job: format!("{}/{}", a.namespace, a.job_id),
-            group: a.task_group.clone(),
-            node: a.node.clone(),
-            cpu: cpu + cores * per_core,
-            memory_mb,
-            ports: a.ports.iter().map(|p| p.value).collect(),
-        })
+        Some(AllocUsage::of(a, group, per_core))
     }
 
     fn refresh_usage(&mut self, id: &str) {

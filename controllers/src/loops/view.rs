@@ -262,21 +262,11 @@ impl View {
             if !self.holds_resources(a) {
                 continue;
             }
-            let (cpu, memory_mb, cores) = self
+            let group = self
                 .job_of(a)
-                .and_then(|j| j.groups.iter().find(|g| g.name == a.task_group))
-                .map(AllocUsage::ask)
-                .unwrap_or((0, 0, 0));
+                .and_then(|j| j.groups.iter().find(|g| g.name == a.task_group));
             let per_core = snap.node(&a.node).map(|n| n.mhz_per_core()).unwrap_or(0);
-            snap.add_alloc(AllocUsage {
-                id: a.id.clone(),
-                job: format!("{}/{}", a.namespace, a.job_id),
-                group: a.task_group.clone(),
-                node: a.node.clone(),
-                cpu: cpu + cores * per_core,
-                memory_mb,
-                ports: a.ports.iter().map(|p| p.value).collect(),
-            });
+            snap.add_alloc(AllocUsage::of(a, group, per_core));
         }
         snap
     }

@@ -22,6 +22,23 @@ pub struct AllocUsage {
 }
 
 impl AllocUsage {
+    /// What `alloc` holds on its node: the resources its group asks for in the version the
+    /// allocation runs (`group`; nothing when that version is gone), its reserved cores
+    /// converted at the node's MHz per core, and its ports. The one place allocation usage is
+    /// computed, for the jobs controller, the loops and the plan alike.
+    pub fn of(alloc: &nomos_api::Allocation, group: Option<&TaskGroup>, mhz_per_core: u32) -> Self {
+        let (cpu, memory_mb, cores) = group.map(Self::ask).unwrap_or((0, 0, 0));
+        AllocUsage {
+            id: alloc.id.clone(),
+            job: format!("{}/{}", alloc.namespace, alloc.job_id),
+            group: alloc.task_group.clone(),
+            node: alloc.node.clone(),
+            cpu: cpu.saturating_add(cores.saturating_mul(mhz_per_core)),
+            memory_mb,
+            ports: alloc.ports.iter().map(|p| p.value).collect(),
+        }
+    }
+
     /// The resources a task group asks for on a node (cores are converted with the node's MHz
     /// per core when the node is known).
     pub fn ask(group: &TaskGroup) -> (u32, u32, u32) {

@@ -52,6 +52,7 @@ pub mod health;
 pub mod loops;
 pub mod nodes;
 pub mod periodic;
+pub mod plan;
 pub mod system;
 
 use std::future::Future;

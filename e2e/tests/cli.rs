@@ -452,10 +452,10 @@ fn plan_exit_codes(c: &Cluster) {
     );
     assert!(stdout.contains("Job: \"cli-hcl\""), "{stdout}");
     assert!(
-        stdout.contains("Task Group \"main\" (none: count 1, 1 existing"),
+        stdout.contains("Task Group \"main\" (no change; count 1, 1 running now)"),
         "{stdout}"
     );
-    assert!(!stdout.contains("placed"), "{stdout}");
+    assert!(!stdout.contains("Placed on"), "{stdout}");
     assert!(
         stdout.contains(&format!("nctl apply --check-index {index} -f {same}")),
         "{stdout}"
@@ -478,10 +478,10 @@ fn plan_exit_codes(c: &Cluster) {
     );
     assert!(stdout.contains("priority: 50 => 70"), "{stdout}");
     assert!(
-        stdout.contains("(in-place: count 1, 1 existing"),
+        stdout.contains("(1 in-place update; count 1, 1 running now)"),
         "{stdout}"
     );
-    assert!(!stdout.contains("placed"), "{stdout}");
+    assert!(!stdout.contains("Placed on"), "{stdout}");
 
     let more = c.write_file("hcl-3.hcl", &ticker_hcl("cli-hcl", "hcl", 3));
     let out = c.nctl(&["plan", "-f", &more]);
@@ -494,10 +494,10 @@ fn plan_exit_codes(c: &Cluster) {
     assert!(stdout.contains("+/- Job: \"cli-hcl\""), "{stdout}");
     assert!(stdout.contains("groups[main].count: 1 => 3"), "{stdout}");
     assert!(
-        stdout.contains("(in-place: count 3, 1 existing") && stdout.contains("2 placed"),
+        stdout.contains("(2 create, 1 in-place update; count 3, 1 running now)"),
         "only the two missing copies are placed: {stdout}"
     );
-    assert!(stdout.contains("Scheduler dry-run:"), "{stdout}");
+    assert!(stdout.contains("Placed on:"), "{stdout}");
 
     assert_eq!(modify_index(c, "cli-hcl"), index, "plan writes nothing");
     let after: Vec<String> = c.running("cli-hcl").iter().map(alloc_id).collect();

@@ -119,7 +119,7 @@ fn history_revert_alloc_stop_and_eligibility() {
     let plan = c.nctl(&["plan", "-f", &other]);
     assert_eq!(plan.status.code(), Some(1), "a new job is a change");
     let text = String::from_utf8_lossy(&plan.stdout);
-    assert!(text.contains("0 feasible nodes"), "{text}");
+    assert!(text.contains("(1 cannot be placed;"), "{text}");
     assert!(text.contains("failed to place all allocations"), "{text}");
     c.ok(&["apply", "-f", &other]);
     c.wait_for(

@@ -52,6 +52,20 @@ pub enum ServerError {
     Serve(#[source] std::io::Error),
 }
 
+impl From<nomos_controllers::ControllerError> for ServerError {
+    /// A controller decision run for a request (a plan) failed: a store failure keeps its
+    /// status (503 while the store is unavailable), anything else is internal.
+    fn from(e: nomos_controllers::ControllerError) -> Self {
+        match e {
+            nomos_controllers::ControllerError::Store { source, .. } => ServerError::Store(source),
+            nomos_controllers::ControllerError::Decode { key, message, .. } => {
+                ServerError::Corrupt { key, message }
+            }
+            other => ServerError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl ServerError {
     pub fn status(&self) -> StatusCode {
         match self {

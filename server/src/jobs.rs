@@ -243,112 +243,51 @@ pub async fn apply(
     }))
 }
 
-/// `POST /v1/jobs/plan`: what an apply would change, and how each group would move.
+/// `POST /v1/jobs/plan`: what an apply would change, and what the controllers would then do:
+/// the jobs controller's (or the system loop's) own decision, over one read of the store
+/// ([`nomos_controllers::plan`]).
 pub async fn plan(
     State(st): State<AppState>,
     RawBody(body): RawBody,
 ) -> Result<Json<PlanResponse>, ServerError> {
     let JobsInput { jobs, warnings, .. } = jobs_from_body(&body)?;
-    let allocs = crate::allocs::all_allocs(&st).await?;
-    let nodes = crate::nodes::all_nodes(&st).await?;
-    let st_specs: Vec<Job> = stored_jobs(&st, None)
-        .await?
-        .into_iter()
-        .filter_map(|(_, j)| j.ok())
-        .collect();
+    let view = nomos_controllers::plan::read(st.store.as_ref()).await?;
+    let now = crate::allocs::now_ms();
     let mut out = Vec::new();
     for job in &jobs {
         let (outcome, changes, modify_index) = compare_with_stored(&st, job).await?;
-        let existing = |group: &str| {
-            allocs
-                .iter()
-                .filter(|a| {
-                    a.allocation.namespace == job.namespace
-                        && a.allocation.job_id == job.id
-                        && a.allocation.task_group == group
-                        && a.allocation.desired_status == nomos_api::DesiredStatus::Run
-                        && !a.client_status().is_terminal()
-                })
-                .count() as u32
-        };
-        let mut groups: Vec<PlanGroup> = job
+        let decided = nomos_controllers::plan::plan_job(&view, job, now, &st.scheduler);
+        let groups = decided
             .groups
-            .iter()
-            .map(|g| {
-                let n = existing(&g.name);
-                let touched = changes
+            .into_iter()
+            .map(|(name, g)| PlanGroup {
+                count: job
+                    .groups
                     .iter()
-                    .any(|c| c.path.starts_with(&format!("groups[{}]", g.name)))
-                    || changes.iter().any(|c| !c.path.starts_with("groups"));
-                // A change the running allocations can take in place (count, priority,
-                // restart policy...) moves nothing; a destructive one replaces every copy.
-                let destructive = st_specs
-                    .iter()
-                    .find(|s| s.namespace == job.namespace && s.id == job.id)
-                    .and_then(|s| s.groups.iter().find(|sg| sg.name == g.name))
-                    .is_none_or(|old| {
-                        nomos_controllers::reconcile::needs_destructive_update(old, g)
-                    });
-                let action = if job.stop && n > 0 {
-                    "destroy"
-                } else if n == 0 && g.count > 0 && !job.stop {
-                    "create"
-                } else if outcome == ApplyOutcome::Updated && touched && destructive {
-                    "update"
-                } else if outcome == ApplyOutcome::Updated && touched {
-                    "in-place"
-                } else {
-                    "none"
-                };
-                let mut pg = PlanGroup {
-                    name: g.name.clone(),
-                    count: g.count,
-                    existing: n,
-                    action: action.to_string(),
-                    feasible_nodes: Some(crate::nodes::feasible_nodes(job, g, &nodes)),
-                    placed: 0,
-                    placements: Default::default(),
-                    placement_failure: None,
-                };
-                if !job.stop && (action == "create" || action == "update" || n < g.count) {
-                    crate::dryrun::place_group(
-                        &st_specs,
-                        &nodes,
-                        &allocs,
-                        job,
-                        g,
-                        action == "update",
-                        &mut pg,
-                    );
-                }
-                pg
+                    .find(|jg| jg.name == name)
+                    .map_or(0, |jg| jg.count),
+                name,
+                existing: g.existing,
+                place: g.place,
+                canary: g.canary,
+                inplace: g.inplace,
+                destructive: g.destructive,
+                migrate: g.migrate,
+                reschedule: g.reschedule,
+                stop: g.stop,
+                failed: g.failed,
+                placement_failure: g.failure,
+                placements: g.placements,
             })
             .collect();
-        for a in allocs
-            .iter()
-            .filter(|a| a.allocation.job_id == job.id && a.allocation.namespace == job.namespace)
-        {
-            let g = &a.allocation.task_group;
-            if !job.groups.iter().any(|jg| &jg.name == g) && !groups.iter().any(|pg| &pg.name == g)
-            {
-                groups.push(PlanGroup {
-                    name: g.clone(),
-                    count: 0,
-                    existing: existing(g),
-                    action: "destroy".into(),
-                    feasible_nodes: None,
-                    placed: 0,
-                    placements: Default::default(),
-                    placement_failure: None,
-                });
-            }
-        }
         out.push(PlanResult {
             namespace: job.namespace.clone(),
             id: job.id.clone(),
             outcome,
             changes,
             modify_index,
+            version: decided.version,
+            note: decided.note,
             groups,
         });
     }

@@ -25,7 +25,6 @@ pub mod allocs;
 pub mod body;
 pub mod deployments;
 pub mod diff;
-pub mod dryrun;
 pub mod error;
 pub mod events;
 pub mod jobfile;
@@ -35,6 +34,7 @@ pub mod metrics;
 pub mod nodes;
 pub mod specs;
 pub mod ui;
+pub mod usage;
 pub mod views;
 
 use std::future::Future;
@@ -87,6 +87,8 @@ pub struct AppState {
     pub ui: ui::UiState,
     /// The collector's settings (`POST /v1/system/gc` keeps as many job versions as the gc loop).
     pub gc: nomos_controllers::gc::GcConfig,
+    /// The placement settings the controllers run with (the plan decides as they do).
+    pub scheduler: nomos_controllers::scheduler::SchedulerConfig,
 }
 
 impl AppState {
@@ -106,6 +108,7 @@ impl AppState {
             closing: Arc::new(tokio::sync::watch::channel(false).0),
             ui: ui::UiState::default(),
             gc: Default::default(),
+            scheduler: Default::default(),
         }
     }
 

@@ -1,11 +1,11 @@
 //! Node handlers: list and get (the agent's registration joined with the user's node spec,
 //! liveness from `/nomos/heartbeats/`, `down` from the node-lifecycle record and the drain
 //! report), eligibility and drain (written to `/nomos/nodespec/<node>`,
-//! the key users own; the drain loop acts on it). Also the plan's simple feasibility count.
+//! the key users own; the drain loop acts on it).
 
 use axum::extract::{Path, State};
 use axum::Json;
-use nomos_api::{DrainSpec, Job, Node, NodeSpec, NodeStatus, TaskGroup};
+use nomos_api::{DrainSpec, Node, NodeSpec, NodeStatus};
 use nomos_controllers::drain::{drain_status_key, DrainStatus, DRAIN_STATUS_PREFIX};
 use nomos_controllers::nodes::{node_status_key, NodeLifecycle, NODE_STATUS_PREFIX};
 use nomos_store::{KeySelector, RangeOptions};
@@ -202,42 +202,6 @@ pub async fn drain(
     Ok(Json(view))
 }
 
-/// How many live, eligible nodes could run the group: datacenter, node pool and drivers match.
-/// (The controllers' placement engine decides for real; this is the plan's first look.)
-pub fn feasible_nodes(job: &Job, group: &TaskGroup, nodes: &[NodeView]) -> u32 {
-    nodes
-        .iter()
-        .filter(|n| n.status == "ready" && n.eligible && !n.draining)
-        .filter(|n| {
-            job.datacenters.is_empty()
-                || job
-                    .datacenters
-                    .iter()
-                    .any(|dc| dc == "*" || glob_match(dc, &n.node.datacenter))
-        })
-        .filter(|n| {
-            group.tasks.iter().all(|t| {
-                n.node
-                    .drivers
-                    .get(&t.driver)
-                    .is_some_and(|d| d.detected && d.healthy)
-            })
-        })
-        .count() as u32
-}
-
-/// `*` wildcards, as Nomad allows in `datacenters`.
-fn glob_match(pattern: &str, value: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == value,
-        Some((head, tail)) => {
-            value.len() >= head.len() + tail.len()
-                && value.starts_with(head)
-                && value.ends_with(tail)
-        }
-    }
-}
-
 mod keys_ext {
     /// `/nomos/heartbeats/<node>` for a `/nomos/nodes/<node>` key.
     pub fn heartbeat_key(node_key: &str) -> String {
@@ -251,22 +215,4 @@ mod keys_ext {
 mod keys {
     pub use super::keys_ext::heartbeat_key;
     pub use nomos_store::keys::*;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn datacenter_globs() {
-        for (p, v, want) in [
-            ("dc1", "dc1", true),
-            ("dc*", "dc2", true),
-            ("*", "x", true),
-            ("dc1", "dc2", false),
-            ("eu-*-1", "eu-west-1", true),
-        ] {
-            assert_eq!(glob_match(p, v), want, "{p} {v}");
-        }
-    }
 }

@@ -89,7 +89,13 @@ pub struct PlanResult {
     pub changes: Vec<Change>,
     /// The stored spec's modify index, to pass as check-index to a following apply.
     pub modify_index: i64,
-    /// Per group: desired count and how many allocations of it run now.
+    /// The version the spec would be accepted as.
+    #[serde(default)]
+    pub version: u64,
+    /// Why nothing is placed now, when the job places nothing itself (periodic, parameterized).
+    #[serde(default)]
+    pub note: Option<String>,
+    /// Per group: desired count, what runs now, and what the controllers would do.
     pub groups: Vec<PlanGroup>,
 }
 
@@ -97,20 +103,48 @@ pub struct PlanResult {
 pub struct PlanGroup {
     pub name: String,
     pub count: u32,
-    /// Allocations of the group that are not terminal now.
+    /// Allocations of the group desired to run and not finished now.
     pub existing: u32,
-    /// `create`, `update`, `destroy` or `none`.
-    pub action: String,
-    /// Feasible nodes for the group, when the server can tell.
-    pub feasible_nodes: Option<u32>,
-    /// New allocations the scheduler's dry run placed, and on which nodes.
+    /// The decision's buckets (see `nomos_controllers::plan::GroupPlan`): new allocations at
+    /// free indexes, canaries, in-place updates, destructive updates, migrations off draining
+    /// or lost nodes, reschedules of failures, and stops with nothing in their place.
     #[serde(default)]
-    pub placed: u32,
+    pub place: u32,
     #[serde(default)]
-    pub placements: IndexMap<String, u32>,
-    /// Why some could not be placed (the scheduler's summary), if any failed.
+    pub canary: u32,
+    #[serde(default)]
+    pub inplace: u32,
+    #[serde(default)]
+    pub destructive: u32,
+    #[serde(default)]
+    pub migrate: u32,
+    #[serde(default)]
+    pub reschedule: u32,
+    #[serde(default)]
+    pub stop: u32,
+    /// Placements that found no node, and why (the scheduler's summary).
+    #[serde(default)]
+    pub failed: u32,
     #[serde(default)]
     pub placement_failure: Option<String>,
+    /// Nodes the new allocations would go to, with how many each.
+    #[serde(default)]
+    pub placements: IndexMap<String, u32>,
+}
+
+impl PlanGroup {
+    /// Allocations the decision creates or stops (Nomad's plan exits 1 for these; an in-place
+    /// update moves nothing).
+    pub fn creates_or_stops(&self) -> bool {
+        self.place
+            + self.canary
+            + self.destructive
+            + self.migrate
+            + self.reschedule
+            + self.stop
+            + self.failed
+            > 0
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -189,8 +189,10 @@ async fn plan_reports_changes_without_writing() {
         .await;
     assert_eq!(code, 200, "{plan}");
     assert_eq!(plan["jobs"][0]["outcome"], "created");
-    assert_eq!(plan["jobs"][0]["groups"][0]["action"], "create");
-    assert_eq!(plan["jobs"][0]["groups"][0]["feasible_nodes"], 0);
+    let group = &plan["jobs"][0]["groups"][0];
+    assert_eq!(group["place"], 0, "no node: {group}");
+    assert_eq!(group["failed"], group["count"], "{group}");
+    assert!(group["placement_failure"].is_string(), "{group}");
     assert!(srv.read_json("/nomos/jobs/default/web").await.is_none());
 
     apply_source(&srv, "web.hcl", WEB_HCL).await;

@@ -215,7 +215,7 @@ async fn nodes_show_liveness_eligibility_and_drain() {
 }
 
 #[tokio::test]
-async fn plan_counts_feasible_nodes() {
+async fn plan_places_as_the_controller_would() {
     let srv = TestServer::start().await;
     seed_node(&srv, "n1", true).await;
     seed_node(&srv, "n2", false).await;
@@ -227,8 +227,8 @@ async fn plan_counts_feasible_nodes() {
         .await;
     assert_eq!(code, 200, "{plan}");
     let group = &plan["jobs"][0]["groups"][0];
-    assert_eq!(group["feasible_nodes"], 1);
-    assert_eq!(group["placed"], 2, "{group}");
+    assert_eq!(group["place"], 2, "{group}");
+    assert_eq!(group["failed"], 0, "{group}");
     assert_eq!(group["placements"]["n1"], 2, "{group}");
     assert!(group["placement_failure"].is_null());
 
@@ -240,7 +240,8 @@ async fn plan_counts_feasible_nodes() {
         )
         .await;
     let group = &plan["jobs"][0]["groups"][0];
-    assert_eq!(group["placed"], 0, "{group}");
+    assert_eq!(group["place"], 0, "{group}");
+    assert_eq!(group["failed"], 2, "{group}");
     assert!(
         group["placement_failure"]
             .as_str()

@@ -54,6 +54,11 @@ async fn seed(srv: &TestServer) {
     seed_node(srv, "n2", false).await;
     let (code, body) = apply_source(srv, "web.hcl", WEB_HCL).await;
     assert_eq!(code, 200, "{body}");
+    // Version 0, as the jobs controller accepts it: the allocations run it (their usage is
+    // what it asks for).
+    let web = srv.read_json("/nomos/jobs/default/web").await.unwrap();
+    srv.put_json(&nomos_store::keys::job_version("default", "web", 0), &web)
+        .await;
     seed_allocs(srv).await;
     let now = nomos_server::allocs::now_ms();
     srv.put_json(

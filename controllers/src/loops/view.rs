@@ -8,7 +8,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use nomos_api::{
-    AllocStatus, Allocation, ClientStatus, DesiredStatus, Job, JobStatus, Node, NodeSpec,
+    AllocStatus, Allocation, ClientStatus, Deployment, DesiredStatus, Job, JobStatus, Node,
+    NodeSpec,
 };
 use nomos_store::{keys, KeySelector, RangeOptions, Store};
 use serde::de::DeserializeOwned;
@@ -29,6 +30,7 @@ pub enum Part {
     Heartbeats,
     NodeLifecycle,
     DrainStatus,
+    Deployments,
 }
 
 impl Part {
@@ -44,6 +46,7 @@ impl Part {
             Part::Heartbeats => keys::HEARTBEATS_PREFIX,
             Part::NodeLifecycle => crate::nodes::NODE_STATUS_PREFIX,
             Part::DrainStatus => crate::drain::DRAIN_STATUS_PREFIX,
+            Part::Deployments => keys::DEPLOYMENTS_PREFIX,
         }
     }
 }
@@ -74,6 +77,8 @@ pub struct View {
     pub heartbeats: HashSet<String>,
     pub lifecycle: HashMap<String, Rev<crate::nodes::NodeLifecycle>>,
     pub drain_status: HashMap<String, Rev<crate::drain::DrainStatus>>,
+    /// Deployments per job, by id.
+    pub deployments: BTreeMap<JobKey, BTreeMap<String, Deployment>>,
 }
 
 fn decode<T: DeserializeOwned>(
@@ -211,6 +216,13 @@ impl View {
                         mod_revision: rev,
                     },
                 );
+            }
+            (Part::Deployments, [ns, job, id]) => {
+                let d = decode(key, raw, "deployment")?;
+                self.deployments
+                    .entry((ns.to_string(), job.to_string()))
+                    .or_default()
+                    .insert(id.to_string(), d);
             }
             _ => {}
         }

@@ -86,6 +86,8 @@ pub struct SystemPlan {
     pub stop: Vec<StopAlloc>,
     /// Per group: nodes that should run it but cannot fit it, and why.
     pub failures: IndexMap<String, String>,
+    /// Per group: how many nodes those are.
+    pub unplaced: IndexMap<String, u32>,
     /// Nodes whose update waits for `max_parallel`.
     pub updates_waiting: u32,
 }
@@ -249,6 +251,7 @@ pub fn plan(
         if !failures.is_empty() {
             let n = failures.len();
             let nodes = if n == 1 { "node" } else { "nodes" };
+            out.unplaced.insert(group.name.clone(), n as u32);
             out.failures.insert(
                 group.name.clone(),
                 format!("{n} {nodes} cannot fit the group: {}", failures.join(", ")),

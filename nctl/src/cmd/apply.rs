@@ -244,47 +244,39 @@ fn print_changes(changes: &[Change]) {
     }
 }
 
-/// The allocation changes one group of a plan implies, from what the server's dry run reports.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct AllocChanges {
-    /// New allocations the dry run placed (a destructive update places every replacement).
-    place: u32,
-    /// Whether some wanted placements could not be made (they are still changes: the scheduler
-    /// would keep trying, as Nomad's plan counts them).
-    failed_place: bool,
-    /// Running allocations that would be stopped: a destroyed group's, or those above the count.
-    stop: u32,
-}
-
-impl AllocChanges {
-    fn any(&self) -> bool {
-        self.place > 0 || self.failed_place || self.stop > 0
-    }
-}
-
-fn alloc_changes(g: &PlanGroup) -> AllocChanges {
-    let stop = if g.action == "destroy" {
-        g.existing
-    } else {
-        g.existing.saturating_sub(g.count)
-    };
-    AllocChanges {
-        place: g.placed,
-        failed_place: g.placement_failure.is_some(),
-        stop,
-    }
-}
-
-/// `nctl plan`'s exit code (Nomad's rule): 1 when any group would get allocations created,
-/// stopped or destructively replaced, else 0. A spec change that moves no allocation (for
-/// example of a stopped job, or one the server's dry run reports without placements or stops)
-/// is 0; an unchanged job below its count is 1 (the missing allocations would be placed).
+/// `nctl plan`'s exit code (Nomad's rule): 1 when the controllers' decision creates or stops
+/// allocations in any group (placements that would fail count: the controller keeps trying),
+/// else 0. An in-place update, or a spec change that moves nothing, is 0; an unchanged job
+/// below its count is 1 (the missing allocations would be placed).
 fn plan_exit_code(results: &[PlanResult]) -> i32 {
     let changes = results
         .iter()
         .flat_map(|p| &p.groups)
-        .any(|g| alloc_changes(g).any());
+        .any(PlanGroup::creates_or_stops);
     i32::from(changes)
+}
+
+/// A group's buckets as Nomad's plan prints them: `(2 create, 1 destroy, 3 in-place update)`.
+fn bucket_summary(g: &PlanGroup) -> String {
+    let parts: Vec<String> = [
+        (g.place, "create"),
+        (g.canary, "canary"),
+        (g.destructive, "create/destroy update"),
+        (g.inplace, "in-place update"),
+        (g.migrate, "migrate"),
+        (g.reschedule, "reschedule"),
+        (g.stop, "destroy"),
+        (g.failed, "cannot be placed"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    if parts.is_empty() {
+        "no change".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// `nctl plan`: exit 0 when no allocation would change, 1 when some would, 255 on error.
@@ -335,30 +327,27 @@ fn print_plan(p: &PlanResult, file: &str) {
     if p.outcome == ApplyOutcome::Updated {
         print_changes(&p.changes);
     }
+    if p.outcome != ApplyOutcome::Unchanged || p.version > 0 {
+        println!("  Version: {}", p.version);
+    }
+    if let Some(note) = &p.note {
+        println!("  Note: {note}");
+    }
     for grp in &p.groups {
-        let feasible = grp
-            .feasible_nodes
-            .map(|n| format!(", {n} feasible node{}", if n == 1 { "" } else { "s" }))
-            .unwrap_or_default();
         println!(
-            "  Task Group \"{}\" ({}: count {}, {} existing{feasible})",
-            grp.name, grp.action, grp.count, grp.existing
+            "  Task Group \"{}\" ({}; count {}, {} running now)",
+            grp.name,
+            bucket_summary(grp),
+            grp.count,
+            grp.existing
         );
-        let ch = alloc_changes(grp);
-        if grp.placed > 0 {
+        if !grp.placements.is_empty() {
             let on: Vec<String> = grp
                 .placements
                 .iter()
                 .map(|(n, c)| format!("{n}×{c}"))
                 .collect();
-            println!(
-                "    Scheduler dry-run: {} placed ({})",
-                grp.placed,
-                on.join(", ")
-            );
-        }
-        if ch.stop > 0 {
-            println!("    Scheduler dry-run: {} stopped", ch.stop);
+            println!("    Placed on: {}", on.join(", "));
         }
         if let Some(why) = &grp.placement_failure {
             println!("    WARNING: failed to place all allocations: {why}");
@@ -1074,16 +1063,21 @@ mod tests {
         assert!(help.contains("nctl deployment promote"), "{help}");
     }
 
-    fn group(action: &str, count: u32, existing: u32, placed: u32) -> PlanGroup {
+    fn group(count: u32, existing: u32) -> PlanGroup {
         PlanGroup {
             name: "g".into(),
             count,
             existing,
-            action: action.into(),
-            feasible_nodes: Some(1),
-            placed,
-            placements: Default::default(),
+            place: 0,
+            canary: 0,
+            inplace: 0,
+            destructive: 0,
+            migrate: 0,
+            reschedule: 0,
+            stop: 0,
+            failed: 0,
             placement_failure: None,
+            placements: Default::default(),
         }
     }
 
@@ -1094,6 +1088,8 @@ mod tests {
             outcome,
             changes: vec![],
             modify_index: 7,
+            version: 0,
+            note: None,
             groups,
         }
     }
@@ -1102,34 +1098,53 @@ mod tests {
     fn plan_exit_code_table() {
         use ApplyOutcome::*;
         let failed = PlanGroup {
+            failed: 2,
             placement_failure: Some("no node has enough memory".into()),
-            ..group("create", 2, 0, 0)
+            ..group(2, 0)
         };
         let cases: Vec<(&str, Vec<PlanResult>, i32)> = vec![
             (
                 "unchanged job at its count",
-                vec![result(Unchanged, vec![group("none", 2, 2, 0)])],
+                vec![result(Unchanged, vec![group(2, 2)])],
                 0,
             ),
             (
                 "spec changed, no allocation moves",
-                vec![result(Updated, vec![group("none", 2, 2, 0)])],
+                vec![result(Updated, vec![group(2, 2)])],
                 0,
             ),
             (
-                "stopped job with nothing running",
-                vec![result(Updated, vec![group("none", 2, 0, 0)])],
+                "in-place update only",
+                vec![result(
+                    Updated,
+                    vec![PlanGroup {
+                        inplace: 2,
+                        ..group(2, 2)
+                    }],
+                )],
                 0,
             ),
             ("nothing to plan", vec![], 0),
             (
                 "unchanged job below its count",
-                vec![result(Unchanged, vec![group("none", 3, 2, 1)])],
+                vec![result(
+                    Unchanged,
+                    vec![PlanGroup {
+                        place: 1,
+                        ..group(3, 2)
+                    }],
+                )],
                 1,
             ),
             (
                 "new job",
-                vec![result(Created, vec![group("create", 2, 0, 2)])],
+                vec![result(
+                    Created,
+                    vec![PlanGroup {
+                        place: 2,
+                        ..group(2, 0)
+                    }],
+                )],
                 1,
             ),
             (
@@ -1138,38 +1153,49 @@ mod tests {
                 1,
             ),
             (
-                "count raised",
-                vec![result(Updated, vec![group("update", 3, 2, 1)])],
-                1,
-            ),
-            (
                 "count lowered",
-                vec![result(Updated, vec![group("update", 1, 3, 0)])],
+                vec![result(
+                    Updated,
+                    vec![PlanGroup {
+                        stop: 2,
+                        ..group(1, 3)
+                    }],
+                )],
                 1,
             ),
             (
                 "destructive update",
-                vec![result(Updated, vec![group("update", 2, 2, 2)])],
-                1,
-            ),
-            (
-                "job stopped",
-                vec![result(Updated, vec![group("destroy", 2, 2, 0)])],
-                1,
-            ),
-            (
-                "group removed",
                 vec![result(
                     Updated,
-                    vec![group("none", 1, 1, 0), group("destroy", 0, 1, 0)],
+                    vec![PlanGroup {
+                        destructive: 1,
+                        ..group(2, 2)
+                    }],
+                )],
+                1,
+            ),
+            (
+                "canary",
+                vec![result(
+                    Updated,
+                    vec![PlanGroup {
+                        canary: 1,
+                        ..group(2, 2)
+                    }],
                 )],
                 1,
             ),
             (
                 "one of several jobs changes",
                 vec![
-                    result(Unchanged, vec![group("none", 1, 1, 0)]),
-                    result(Created, vec![group("create", 1, 0, 1)]),
+                    result(Unchanged, vec![group(1, 1)]),
+                    result(
+                        Created,
+                        vec![PlanGroup {
+                            place: 1,
+                            ..group(1, 0)
+                        }],
+                    ),
                 ],
                 1,
             ),
@@ -1180,18 +1206,18 @@ mod tests {
     }
 
     #[test]
-    fn alloc_changes_count_stops() {
-        let stopped = alloc_changes(&group("destroy", 2, 3, 0));
+    fn bucket_summaries_name_each_nonempty_bucket_in_nomads_words() {
+        assert_eq!(bucket_summary(&group(2, 2)), "no change");
+        let g = PlanGroup {
+            place: 1,
+            destructive: 2,
+            stop: 1,
+            failed: 3,
+            ..group(3, 3)
+        };
         assert_eq!(
-            stopped,
-            AllocChanges {
-                place: 0,
-                failed_place: false,
-                stop: 3
-            }
+            bucket_summary(&g),
+            "1 create, 2 create/destroy update, 1 destroy, 3 cannot be placed"
         );
-        assert_eq!(alloc_changes(&group("update", 1, 3, 0)).stop, 2);
-        assert_eq!(alloc_changes(&group("none", 3, 1, 2)).place, 2);
-        assert!(!alloc_changes(&group("none", 1, 1, 0)).any());
     }
 }

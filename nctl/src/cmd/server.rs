@@ -155,6 +155,7 @@ pub async fn run_with_local_agent(
     }
     let mut state = AppState::new(store.clone(), registry.clone());
     state.gc = controllers.gc.clone();
+    state.scheduler.algorithm = controllers.scheduler_algorithm;
     let agent = if file.client.enabled {
         let data_dir = local.data_dir.clone().unwrap_or(base_dir.join("client"));
         let default_http = SocketAddr::new(http_addr.ip(), nomos_agent::config::DEFAULT_HTTP_PORT);

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use indexmap::IndexMap;
 use nomos_api::{DesiredStatus, GroupSummary, Job};
+use nomos_controllers::scheduler::ClusterSnapshot;
 use serde::Serialize;
 
 use crate::views::{AllocView, JobListEntry, NodeView};
@@ -178,14 +179,8 @@ pub struct NodeUsage {
 }
 
 /// Per node: capacity (minus the node's reservation) and what its live allocations (desired to
-/// run, not finished) ask for, from the same snapshot the plan's scheduler dry run uses. An
-/// allocation's usage is its job's current group resources.
-pub fn node_usage(
-    specs: &[Job],
-    nodes: &[NodeView],
-    allocs: &[AllocView],
-) -> HashMap<String, NodeUsage> {
-    let snap = crate::dryrun::snapshot(specs, nodes, allocs);
+/// run, not finished) hold, from the controllers' own snapshot ([`crate::usage`]).
+pub fn node_usage(snap: &ClusterSnapshot) -> HashMap<String, NodeUsage> {
     snap.nodes()
         .map(|n| {
             (

@@ -78,7 +78,7 @@ impl Cluster {
         let specs = specs(st, None).await?;
         let nodes = crate::nodes::all_nodes(st).await?;
         let allocs = crate::allocs::all_allocs(st).await?;
-        let usage = model::node_usage(&specs, &nodes, &allocs);
+        let usage = model::node_usage(&crate::usage::snapshot(st).await?);
         Ok(Cluster {
             jobs,
             specs,
@@ -647,10 +647,8 @@ pub fn node_page(
 
 async fn node_model(st: &AppState, name: &str) -> Result<NodePage, ServerError> {
     let n = crate::nodes::get_node(st, name).await?;
-    let nodes = crate::nodes::all_nodes(st).await?;
     let all = crate::allocs::all_allocs(st).await?;
-    let specs = specs(st, None).await?;
-    let usage = model::node_usage(&specs, &nodes, &all);
+    let usage = model::node_usage(&crate::usage::snapshot(st).await?);
     let mine: Vec<AllocView> = all
         .into_iter()
         .filter(|a| a.allocation.node == n.node.name)

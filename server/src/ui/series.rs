@@ -10,11 +10,12 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use nomos_api::{ClientStatus, Job};
+use nomos_api::ClientStatus;
+use nomos_controllers::scheduler::ClusterSnapshot;
 use serde::Serialize;
 
 use crate::error::ServerError;
-use crate::views::{AllocView, NodeView};
+use crate::views::AllocView;
 use crate::AppState;
 
 /// How often the sampler records a point, by default.
@@ -36,9 +37,9 @@ pub struct Point {
     pub running_allocs: u64,
 }
 
-/// One point from what the store holds now.
-pub fn sample(specs: &[Job], nodes: &[NodeView], allocs: &[AllocView], now_ms: i64) -> Point {
-    let usage = super::model::node_usage(specs, nodes, allocs);
+/// One point from what the store holds now: the cluster's snapshot and every allocation.
+pub fn sample(snap: &ClusterSnapshot, allocs: &[AllocView], now_ms: i64) -> Point {
+    let usage = super::model::node_usage(snap);
     let total = super::model::cluster_usage(&usage);
     Point {
         t: now_ms.div_euclid(1000),
@@ -104,14 +105,9 @@ pub struct SeriesBody {
 
 /// Reads the store and computes one point.
 pub async fn sample_now(st: &AppState) -> Result<Point, ServerError> {
-    let nodes = crate::nodes::all_nodes(st).await?;
+    let snap = crate::usage::snapshot(st).await?;
     let allocs = crate::allocs::all_allocs(st).await?;
-    let specs: Vec<Job> = crate::jobs::stored_jobs(st, None)
-        .await?
-        .into_iter()
-        .filter_map(|(_, j)| j.ok())
-        .collect();
-    Ok(sample(&specs, &nodes, &allocs, crate::allocs::now_ms()))
+    Ok(sample(&snap, &allocs, crate::allocs::now_ms()))
 }
 
 /// The sampler: a point every `st.ui.sample_every` until the server starts closing. A failed
@@ -139,10 +135,51 @@ pub async fn run(st: AppState) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::views::NodeView;
     use nomos_api::{
-        AllocStatus, Allocation, DesiredStatus, Node, NodeResources, NodeSpec, Resources, Task,
-        TaskGroup,
+        AllocStatus, Allocation, DesiredStatus, Job, Node, NodeResources, NodeSpec, Resources,
+        Task, TaskGroup,
     };
+    use nomos_controllers::loops::view::{Rev, View};
+
+    /// The snapshot the server builds from the store, here from the test's rows (every spec
+    /// is version 0, as every allocation names).
+    fn snapshot(specs: &[Job], nodes: &[NodeView], allocs: &[AllocView]) -> ClusterSnapshot {
+        let mut view = View::default();
+        for j in specs {
+            view.versions
+                .entry((j.namespace.clone(), j.id.clone()))
+                .or_default()
+                .insert(0, j.clone());
+        }
+        for n in nodes {
+            let name = n.node.name.clone();
+            view.nodes.insert(name.clone(), n.node.clone());
+            view.node_specs.insert(name.clone(), n.spec.clone());
+            if n.status == "ready" {
+                view.heartbeats.insert(name);
+            }
+        }
+        for a in allocs {
+            let id = a.allocation.id.clone();
+            if let Some(st) = &a.status {
+                let st = Rev {
+                    value: st.clone(),
+                    mod_revision: 1,
+                };
+                view.alloc_status.insert(id.clone(), st);
+            }
+            let value = a.allocation.clone();
+            view.allocs.insert(
+                id,
+                Rev {
+                    value,
+                    mod_revision: 1,
+                },
+            );
+        }
+        view.snapshot()
+    }
 
     fn node(name: &str, status: &str, cpu: u32, mem: u32) -> NodeView {
         NodeView {
@@ -277,7 +314,8 @@ mod tests {
             },
         ];
         for c in cases {
-            let p = sample(&specs, &c.nodes, &c.allocs, 1_700_000_000_999);
+            let snap = snapshot(&specs, &c.nodes, &c.allocs);
+            let p = sample(&snap, &c.allocs, 1_700_000_000_999);
             assert_eq!(p.t, 1_700_000_000, "{}", c.name);
             assert_eq!(
                 (

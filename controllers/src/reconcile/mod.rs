@@ -1565,9 +1565,11 @@ fn rolling_update(
         served.add(a.alloc.index);
     }
     let floor = group.count.saturating_sub(u.max_parallel);
+    // Indexes a healthy new allocation serves: on a node in touch (a healthy canary whose node
+    // missed its heartbeat keeps its verdict, but the older copy beside it still serves).
     let healthy_idx: HashSet<u32> = new_allocs
         .iter()
-        .filter(|a| health(a) == Some(true))
+        .filter(|a| health(a) == Some(true) && runs_on_connected_node(input, a))
         .map(|a| a.alloc.index)
         .collect();
     let mut placing: HashSet<u32> = plan

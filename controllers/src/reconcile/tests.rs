@@ -598,6 +598,39 @@ fn canaries_are_placed_first_and_the_rest_waits_for_promotion() {
     assert_eq!(plan.destructive_update.len(), 2);
 }
 
+/// Seed 791: a promoted canary whose node then missed its heartbeat keeps its healthy verdict
+/// but serves nobody; its old twin must keep serving, and the rest must not roll past the floor.
+#[test]
+fn a_promoted_canary_on_a_disconnected_node_does_not_stop_its_twin() {
+    let (j, versions) = rolling(1, 1, false);
+    let mut allocs: Vec<_> = (0..3)
+        .map(|i| running(&format!("a{i}"), i, 1, NOW - 100_000))
+        .collect();
+    let d = run_with(&j, 2, &versions, &allocs, None, &ready)
+        .deployment
+        .unwrap();
+    let mut c0 = canary("c0", 0, 2, NOW - 100_000);
+    c0.alloc.node = "away".into();
+    allocs.push(c0);
+    let mut promoted = d.clone();
+    promoted.groups.get_mut("g").unwrap().promoted = true;
+    let away = |n: &str| {
+        if n == "away" {
+            NodeHealth::Disconnected
+        } else {
+            NodeHealth::Ready
+        }
+    };
+    let plan = run_with(&j, 2, &versions, &allocs, Some(&promoted), &away);
+    assert!(
+        !stopped(&plan).contains(&"a0".to_string()),
+        "the twin still serves: {plan:?}"
+    );
+    // Once the canary's node is back, the twin stops.
+    let plan = run_with(&j, 2, &versions, &allocs, Some(&promoted), &ready);
+    assert!(stopped(&plan).contains(&"a0".to_string()), "{plan:?}");
+}
+
 #[test]
 fn auto_promote_promotes_healthy_canaries() {
     let (j, versions) = rolling(1, 1, true);

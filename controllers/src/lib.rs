@@ -51,6 +51,7 @@ pub mod gc;
 pub mod health;
 pub mod loops;
 pub mod nodes;
+pub mod observed;
 pub mod periodic;
 pub mod plan;
 pub mod system;

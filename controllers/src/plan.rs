@@ -15,9 +15,9 @@ use nomos_store::Store;
 
 use crate::jobs::decide::{self, DecisionInput, PlacedFor};
 use crate::loops::view::{Part, View};
-use crate::reconcile::{ExistingAlloc, NodeHealth};
+use crate::reconcile::{NodeHealth, ObservedAlloc};
 use crate::scheduler::SchedulerConfig;
-use crate::system::{self, JobAlloc};
+use crate::system;
 use crate::ControllerError;
 
 /// Every prefix a plan reads.
@@ -95,15 +95,7 @@ pub fn plan_job(view: &View, job: &Job, now_ms: i64, config: &SchedulerConfig) -
         None => (0, true),
     };
     versions.insert(version, job.clone());
-    let allocs: Vec<ExistingAlloc> = view
-        .allocs
-        .values()
-        .filter(|a| a.value.namespace == jk.0 && a.value.job_id == jk.1)
-        .map(|a| ExistingAlloc {
-            alloc: a.value.clone(),
-            status: view.alloc_status.get(&a.value.id).map(|s| s.value.clone()),
-        })
-        .collect();
+    let allocs = view.observed_allocs_of(&jk);
     let mut out = JobPlan {
         version,
         new_version,
@@ -112,14 +104,7 @@ pub fn plan_job(view: &View, job: &Job, now_ms: i64, config: &SchedulerConfig) -
     };
     let mut snapshot = view.snapshot();
     if system::is_system(job) {
-        let mine: Vec<JobAlloc> = allocs
-            .iter()
-            .map(|e| JobAlloc {
-                alloc: e.alloc.clone(),
-                status: e.status.clone(),
-            })
-            .collect();
-        let p = system::plan(job, version, &mut snapshot, &mine, now_ms);
+        let p = system::plan(job, version, &mut snapshot, &allocs, now_ms);
         count_system(&p, &allocs, &mut out.groups);
         return out;
     }
@@ -174,7 +159,7 @@ pub fn plan_job(view: &View, job: &Job, now_ms: i64, config: &SchedulerConfig) -
 }
 
 /// Every group of the spec, then those only existing allocations name, with their live count.
-fn groups_of(job: &Job, allocs: &[ExistingAlloc]) -> IndexMap<String, GroupPlan> {
+fn groups_of(job: &Job, allocs: &[ObservedAlloc]) -> IndexMap<String, GroupPlan> {
     let mut groups: IndexMap<String, GroupPlan> = job
         .groups
         .iter()
@@ -231,7 +216,7 @@ fn count_decision(d: &decide::Decision, groups: &mut IndexMap<String, GroupPlan>
 /// A system job's plan: a placement on a node where an older version stops is an update.
 fn count_system(
     p: &system::SystemPlan,
-    allocs: &[ExistingAlloc],
+    allocs: &[ObservedAlloc],
     groups: &mut IndexMap<String, GroupPlan>,
 ) {
     let group_of: HashMap<&str, &str> = allocs

@@ -23,9 +23,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 
-use nomos_api::{
-    AllocStatus, Allocation, ClientStatus, DesiredStatus, DrainSpec, Job, JobType, MigrateStrategy,
-};
+use nomos_api::{AllocStatus, Allocation, DesiredStatus, DrainSpec, Job, JobType, MigrateStrategy};
 use serde::{Deserialize, Serialize};
 
 use crate::health::{migration_health, HealthRule, MigrationHealth};
@@ -73,27 +71,14 @@ pub struct DrainAlloc {
     /// checks passing unless `health_check = "task_states"`.
     pub health: HealthRule,
     /// Allocations whose `previous_alloc` is this one.
-    pub replacements: Vec<Replacement>,
+    pub replacements: Vec<ObservedAlloc>,
 }
 
-/// A replacement of a draining allocation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Replacement {
-    pub alloc: Allocation,
-    pub status: Option<AllocStatus>,
-}
+pub use crate::observed::{ObservedAlloc, Stop};
 
-impl Replacement {
-    fn is_live(&self) -> bool {
-        self.alloc.desired_status == DesiredStatus::Run && !client(&self.status).is_terminal()
-    }
-    fn health(&self, rule: &HealthRule, now_ms: i64) -> MigrationHealth {
-        migration_health(self.status.as_ref(), rule, now_ms)
-    }
-}
-
-fn client(s: &Option<AllocStatus>) -> ClientStatus {
-    s.as_ref().map(|s| s.client_status).unwrap_or_default()
+/// How far a replacement got towards counting as migrated, by the `migrate` block's rule.
+fn replacement_health(r: &ObservedAlloc, rule: &HealthRule, now_ms: i64) -> MigrationHealth {
+    migration_health(r.status.as_ref(), rule, now_ms)
 }
 
 /// Nomad's `migrate` defaults: one at a time, 10s healthy, 5 minutes to get healthy.
@@ -116,19 +101,12 @@ pub fn migrate_for(job: &Job, group: &str) -> MigrateStrategy {
         .unwrap_or_else(default_migrate)
 }
 
-/// An allocation to stop.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StopAlloc {
-    pub alloc_id: String,
-    pub reason: String,
-}
-
 /// What one evaluation of a draining node decided.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DrainPlan {
     /// Allocations to give a replacement elsewhere now.
     pub migrate: Vec<String>,
-    pub stop: Vec<StopAlloc>,
+    pub stop: Vec<Stop>,
     /// Allocations still on the node after this plan (desired to run, not finished).
     pub remaining: u32,
     /// Replacements placed and not yet healthy.
@@ -148,7 +126,11 @@ pub fn decide(drain: &DrainSpec, allocs: &[DrainAlloc], now_ms: i64) -> DrainPla
     let remaining: Vec<&DrainAlloc> = allocs
         .iter()
         .filter(|a| {
-            a.alloc.desired_status == DesiredStatus::Run && !client(&a.status).is_terminal()
+            a.alloc.desired_status == DesiredStatus::Run
+                && !a
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.client_status.is_terminal())
         })
         .collect();
     let (system, others): (Vec<&DrainAlloc>, Vec<&DrainAlloc>) = remaining
@@ -165,10 +147,9 @@ pub fn decide(drain: &DrainSpec, allocs: &[DrainAlloc], now_ms: i64) -> DrainPla
         )
     };
     for a in &others {
-        if a.replacements
-            .iter()
-            .any(|r| r.is_live() && r.health(&a.health, now_ms) != MigrationHealth::Healthy)
-        {
+        if a.replacements.iter().any(|r| {
+            r.is_live() && replacement_health(r, &a.health, now_ms) != MigrationHealth::Healthy
+        }) {
             *in_flight.entry(group_key(a)).or_default() += 1;
         }
     }
@@ -178,15 +159,12 @@ pub fn decide(drain: &DrainSpec, allocs: &[DrainAlloc], now_ms: i64) -> DrainPla
     let mut ordered = others.clone();
     ordered.sort_by(|a, b| a.alloc.id.cmp(&b.alloc.id));
     for a in ordered {
-        let live: Vec<&Replacement> = a.replacements.iter().filter(|r| r.is_live()).collect();
+        let live: Vec<&ObservedAlloc> = a.replacements.iter().filter(|r| r.is_live()).collect();
         if deadline_passed {
             if live.is_empty() && a.job_type == JobType::Service {
                 plan.migrate.push(a.alloc.id.clone());
             }
-            plan.stop.push(StopAlloc {
-                alloc_id: a.alloc.id.clone(),
-                reason: DEADLINE_REASON.into(),
-            });
+            plan.stop.push(Stop::of(&a.alloc, DEADLINE_REASON));
             stopped += 1;
             continue;
         }
@@ -196,7 +174,7 @@ pub fn decide(drain: &DrainSpec, allocs: &[DrainAlloc], now_ms: i64) -> DrainPla
         }
         let mut healthy = None;
         for r in &live {
-            match r.health(&a.health, now_ms) {
+            match replacement_health(r, &a.health, now_ms) {
                 MigrationHealth::Healthy => healthy = Some(r.alloc.id.clone()),
                 MigrationHealth::At(t) => {
                     plan.wake_at_ms = Some(plan.wake_at_ms.map_or(t, |w| w.min(t)))
@@ -205,10 +183,10 @@ pub fn decide(drain: &DrainSpec, allocs: &[DrainAlloc], now_ms: i64) -> DrainPla
             }
         }
         if let Some(r) = healthy {
-            plan.stop.push(StopAlloc {
-                alloc_id: a.alloc.id.clone(),
-                reason: format!("node drain: replacement {r} is healthy"),
-            });
+            plan.stop.push(Stop::of(
+                &a.alloc,
+                format!("node drain: replacement {r} is healthy"),
+            ));
             stopped += 1;
         } else if live.is_empty() {
             let limit = a.migrate.max_parallel.max(1);
@@ -224,10 +202,10 @@ pub fn decide(drain: &DrainSpec, allocs: &[DrainAlloc], now_ms: i64) -> DrainPla
     if others.is_empty() && !drain.ignore_system_jobs {
         // System allocations go last: only once nothing else was left at the start of this pass.
         for a in &system {
-            plan.stop.push(StopAlloc {
-                alloc_id: a.alloc.id.clone(),
-                reason: "node drain: system allocations stop last".into(),
-            });
+            plan.stop.push(Stop::of(
+                &a.alloc,
+                "node drain: system allocations stop last",
+            ));
         }
         system_left = 0;
     }

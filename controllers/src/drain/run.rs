@@ -9,12 +9,10 @@
 //! first wins the compare), handles the deadline and the system allocations, and reports
 //! replacements the jobs controller could not place as having nowhere to go.
 
-use std::collections::HashMap;
-
 use nomos_api::{DesiredStatus, JobType};
 use nomos_store::keys;
 
-use super::{decide, drain_status_key, migrate_for, DrainAlloc, DrainStatus, Replacement};
+use super::{decide, drain_status_key, migrate_for, DrainAlloc, DrainStatus};
 use crate::health::HealthRule;
 use crate::loops::view::View;
 use crate::loops::{put, to_json, unchanged, Ctx, PassOutcome};
@@ -24,18 +22,7 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
     let mut outcome = PassOutcome::default();
     let mut wake =
         |t: i64| outcome.wake_at_ms = Some(outcome.wake_at_ms.map_or(t, |w: i64| w.min(t)));
-    let mut by_prev: HashMap<&str, Vec<Replacement>> = HashMap::new();
-    for a in view.allocs.values() {
-        if !a.value.previous_alloc.is_empty() {
-            by_prev
-                .entry(a.value.previous_alloc.as_str())
-                .or_default()
-                .push(Replacement {
-                    alloc: a.value.clone(),
-                    status: view.alloc_status.get(&a.value.id).map(|s| s.value.clone()),
-                });
-        }
-    }
+    let by_prev = view.replacements_by_previous();
     for name in view.nodes.keys() {
         let old = view.drain_status.get(name);
         let Some(drain) = view.node_specs.get(name).and_then(|s| s.drain.clone()) else {

@@ -1,6 +1,7 @@
 //! Table and property tests of the drain decisions.
 
 use super::*;
+use nomos_api::ClientStatus;
 use nomos_api::{TaskRunState, TaskState};
 use proptest::prelude::*;
 
@@ -52,7 +53,7 @@ fn with_replacement(
             ..Default::default()
         },
     );
-    a.replacements.push(Replacement {
+    a.replacements.push(ObservedAlloc {
         alloc: Allocation {
             id: id.into(),
             node: "other".into(),

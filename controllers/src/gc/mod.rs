@@ -20,7 +20,7 @@ mod tests;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use nomos_api::{AllocStatus, Allocation, ClientStatus, DesiredStatus, Job, JobStatus};
+use nomos_api::{ClientStatus, DesiredStatus, Job, JobStatus};
 
 /// Thresholds of the collector (Nomad's defaults where Nomad has one).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,14 +57,10 @@ impl GcConfig {
     }
 }
 
-/// An allocation with what its agent reported.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GcAlloc {
-    pub alloc: Allocation,
-    pub status: Option<AllocStatus>,
-}
+pub use crate::observed::ObservedAlloc;
 
-impl GcAlloc {
+/// What the collector asks of an allocation.
+impl ObservedAlloc {
     /// Done for good. A `lost` allocation still desired to run is not: its node is away, the
     /// task may still run there, and when the node returns it may be the one that is kept
     /// (`disconnect.reconcile`).
@@ -113,7 +109,7 @@ impl GcPlan {
 }
 
 /// One collection pass at `now_ms`.
-pub fn plan(jobs: &[GcJob], allocs: &[GcAlloc], now_ms: i64, config: &GcConfig) -> GcPlan {
+pub fn plan(jobs: &[GcJob], allocs: &[ObservedAlloc], now_ms: i64, config: &GcConfig) -> GcPlan {
     let mut out = GcPlan::default();
     let by_key: HashMap<(String, String), &GcJob> = jobs
         .iter()
@@ -217,7 +213,7 @@ fn is_finished_orphan(j: &GcJob, job_wanted: &dyn Fn(&(String, String)) -> bool)
 }
 
 /// Whether an allocation counts as running or desired (never collected).
-pub fn is_protected(a: &GcAlloc) -> bool {
+pub fn is_protected(a: &ObservedAlloc) -> bool {
     a.alloc.desired_status == DesiredStatus::Run
         && !matches!(
             a.status.as_ref().map(|s| s.client_status),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use nomos_store::{keys, DeleteOptions, KeySelector, Store, TxnOp};
 
-use super::{plan, GcAlloc, GcConfig, GcJob, GcPlan};
+use super::{plan, GcConfig, GcJob, GcPlan};
 use crate::loops::view::{JobKey, Part, View};
 use crate::loops::{unchanged, Ctx, PassOutcome};
 use crate::ControllerError;
@@ -63,14 +63,7 @@ pub fn plan_for(view: &View, now: i64, config: &GcConfig) -> GcPlan {
         }
     }
     let jobs: Vec<GcJob> = jobs.into_values().collect();
-    let allocs: Vec<GcAlloc> = view
-        .allocs
-        .values()
-        .map(|a| GcAlloc {
-            alloc: a.value.clone(),
-            status: view.alloc_status.get(&a.value.id).map(|s| s.value.clone()),
-        })
-        .collect();
+    let allocs = view.observed_allocs(|_| true);
     plan(&jobs, &allocs, now, config)
 }
 

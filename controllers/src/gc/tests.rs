@@ -1,6 +1,7 @@
 //! Table and property tests of the garbage collector's decisions.
 
 use super::*;
+use nomos_api::{AllocStatus, Allocation};
 use proptest::prelude::*;
 
 const HOUR: i64 = 3_600_000;
@@ -29,8 +30,8 @@ fn alloc(
     desired: DesiredStatus,
     client: Option<ClientStatus>,
     at: i64,
-) -> GcAlloc {
-    GcAlloc {
+) -> ObservedAlloc {
+    ObservedAlloc {
         alloc: Allocation {
             id: id.into(),
             namespace: "default".into(),
@@ -114,7 +115,7 @@ fn allocation_rules() {
             "lost and no longer desired",
         ),
     ];
-    let allocs: Vec<GcAlloc> = cases.iter().map(|c| c.0.clone()).collect();
+    let allocs: Vec<ObservedAlloc> = cases.iter().map(|c| c.0.clone()).collect();
     let p = plan(&jobs, &allocs, 2 * HOUR, &GcConfig::default());
     for (a, collected, why) in &cases {
         assert_eq!(
@@ -192,7 +193,7 @@ fn forced_collection_ignores_the_age_thresholds() {
     );
 }
 
-fn arb_alloc() -> impl Strategy<Value = GcAlloc> {
+fn arb_alloc() -> impl Strategy<Value = ObservedAlloc> {
     (0u8..3, 0u8..7, 0u8..3, 0i64..10, any::<bool>()).prop_map(|(d, c, j, age, prev)| {
         let desired = [
             DesiredStatus::Run,

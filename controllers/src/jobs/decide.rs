@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use indexmap::IndexMap;
 use nomos_api::{Allocation, Deployment, DesiredStatus, Job};
 
-use crate::reconcile::{self, ExistingAlloc, NodeHealth, Place, Plan};
+use crate::reconcile::{self, NodeHealth, ObservedAlloc, Place, Plan};
 use crate::scheduler::{self, hash_str, ClusterSnapshot, PlacementRequest, SchedulerConfig};
 
 use super::world::JobKey;
@@ -24,7 +24,7 @@ pub struct DecisionInput<'a> {
     /// Every accepted version, `version` included.
     pub versions: &'a BTreeMap<u64, Job>,
     pub stable_version: Option<u64>,
-    pub allocs: Vec<ExistingAlloc>,
+    pub allocs: Vec<ObservedAlloc>,
     pub deployments: Vec<Deployment>,
     pub node_health: &'a dyn Fn(&str) -> NodeHealth,
     pub now_ms: i64,
@@ -52,7 +52,7 @@ pub struct Decision {
     /// Per group: placements that failed, and the scheduler's reason for the last one.
     pub failures: IndexMap<String, (u32, String)>,
     /// The allocations the decision read.
-    pub existing: Vec<ExistingAlloc>,
+    pub existing: Vec<ObservedAlloc>,
 }
 
 /// A node's health as the reconcile sees it, from what the store says of it: its node key
@@ -288,7 +288,7 @@ impl Placing<'_> {
 /// allocation stops only when its successor was placed).
 fn changes(
     plan: &Plan,
-    allocs: &[ExistingAlloc],
+    allocs: &[ObservedAlloc],
     succeeded: &HashSet<*const Place>,
     version: u64,
     spec_hash: &str,
@@ -325,7 +325,7 @@ fn changes(
             .or_else(|| by_id.get(s.alloc_id.as_str()).map(|a| (*a).clone()));
         if let Some(mut a) = base {
             a.desired_status = DesiredStatus::Stop;
-            a.desired_description = s.description.clone();
+            a.desired_description = s.reason.clone();
             a.modified_at_ms = now;
             changed.insert(s.alloc_id.clone(), a);
         }

@@ -40,7 +40,7 @@ use nomos_store::{
     TxnOp,
 };
 
-use crate::reconcile::{self, ExistingAlloc, Plan};
+use crate::reconcile::{self, ObservedAlloc, Plan};
 use crate::runtime::election::Leadership;
 use crate::runtime::metrics::{ControllerLabel, Metrics};
 use crate::runtime::queue::{Backoff, WorkQueue};
@@ -366,7 +366,7 @@ impl Ctx {
             for id in w.allocs_by_job.get(jk).into_iter().flatten() {
                 if !all.iter().any(|a| &a.alloc.id == id) {
                     if let Some(e) = w.allocs.get(id) {
-                        all.push(ExistingAlloc {
+                        all.push(ObservedAlloc {
                             alloc: e.alloc.clone(),
                             status: w.alloc_status.get(id).cloned(),
                         });
@@ -376,7 +376,7 @@ impl Ctx {
         }
         for a in &new_allocs {
             if !all.iter().any(|e| e.alloc.id == a.id) {
-                all.push(ExistingAlloc {
+                all.push(ObservedAlloc {
                     alloc: a.clone(),
                     status: None,
                 });
@@ -994,7 +994,7 @@ struct Decided {
     changed: Vec<Allocation>,
     failures: IndexMap<String, (u32, String)>,
     guards: HashMap<String, i64>,
-    existing: Vec<ExistingAlloc>,
+    existing: Vec<ObservedAlloc>,
 }
 
 /// A running jobs controller's handles (for tests and metrics).

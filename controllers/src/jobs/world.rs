@@ -12,7 +12,7 @@ use nomos_api::{
 };
 use nomos_store::{keys, EventKind, KeyValue, WatchEvent};
 
-use crate::reconcile::ExistingAlloc;
+use crate::reconcile::ObservedAlloc;
 use crate::runtime::queue::WorkQueue;
 use crate::runtime::reflector::Sink;
 use crate::scheduler::{AllocUsage, ClusterSnapshot};
@@ -173,13 +173,13 @@ impl World {
     }
 
     /// The job's allocations with their statuses, as the reconcile reads them.
-    pub fn existing_allocs(&self, jk: &JobKey) -> Vec<ExistingAlloc> {
+    pub fn existing_allocs(&self, jk: &JobKey) -> Vec<ObservedAlloc> {
         self.allocs_by_job
             .get(jk)
             .into_iter()
             .flatten()
             .filter_map(|id| self.allocs.get(id))
-            .map(|e| ExistingAlloc {
+            .map(|e| ObservedAlloc {
                 alloc: e.alloc.clone(),
                 status: self.alloc_status.get(&e.alloc.id).cloned(),
             })

@@ -14,6 +14,7 @@ use nomos_api::{
 use nomos_store::{keys, KeySelector, RangeOptions, Store};
 use serde::de::DeserializeOwned;
 
+use crate::observed::ObservedAlloc;
 use crate::scheduler::{AllocUsage, ClusterSnapshot};
 use crate::ControllerError;
 
@@ -238,6 +239,39 @@ impl View {
             .get(key)
             .and_then(|v| v.last_key_value())
             .map(|(v, j)| (*v, j))
+    }
+
+    /// The allocations `keep` selects, with what their agents reported.
+    pub fn observed_allocs(&self, keep: impl Fn(&Allocation) -> bool) -> Vec<ObservedAlloc> {
+        self.allocs
+            .values()
+            .filter(|a| keep(&a.value))
+            .map(|a| ObservedAlloc {
+                alloc: a.value.clone(),
+                status: self.alloc_status.get(&a.value.id).map(|s| s.value.clone()),
+            })
+            .collect()
+    }
+
+    /// Allocations that name a predecessor, by its id, with what their agents reported.
+    pub fn replacements_by_previous(&self) -> HashMap<&str, Vec<ObservedAlloc>> {
+        let mut out: HashMap<&str, Vec<ObservedAlloc>> = HashMap::new();
+        for a in self.allocs.values() {
+            if !a.value.previous_alloc.is_empty() {
+                out.entry(a.value.previous_alloc.as_str())
+                    .or_default()
+                    .push(ObservedAlloc {
+                        alloc: a.value.clone(),
+                        status: self.alloc_status.get(&a.value.id).map(|s| s.value.clone()),
+                    });
+            }
+        }
+        out
+    }
+
+    /// The job's allocations with what their agents reported.
+    pub fn observed_allocs_of(&self, job: &JobKey) -> Vec<ObservedAlloc> {
+        self.observed_allocs(|a| a.namespace == job.0 && a.job_id == job.1)
     }
 
     /// The job version an allocation names.

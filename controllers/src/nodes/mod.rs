@@ -117,22 +117,10 @@ pub struct NodeAlloc {
     /// The group's `max_client_disconnect` (Nomad's older name for `lost_after`).
     pub max_client_disconnect_ns: Option<u64>,
     /// Allocations elsewhere that replace this one (their `previous_alloc` is its id).
-    pub replacements: Vec<Replacement>,
+    pub replacements: Vec<ObservedAlloc>,
 }
 
-/// An allocation that replaces one of the node's.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Replacement {
-    pub alloc: Allocation,
-    pub status: Option<ClientStatus>,
-}
-
-impl Replacement {
-    fn is_live(&self) -> bool {
-        self.alloc.desired_status == DesiredStatus::Run
-            && !self.status.is_some_and(ClientStatus::is_terminal)
-    }
-}
+pub use crate::observed::{ObservedAlloc, Stop};
 
 impl NodeAlloc {
     fn client_status(&self) -> ClientStatus {
@@ -189,14 +177,6 @@ pub struct SetClientStatus {
     pub description: String,
 }
 
-/// An allocation to stop (desired status `stop`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StopAlloc {
-    pub node: String,
-    pub alloc_id: String,
-    pub reason: String,
-}
-
 /// What one evaluation of a node decided.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NodePlan {
@@ -204,7 +184,7 @@ pub struct NodePlan {
     pub record: NodeLifecycle,
     /// Client statuses to write on the node's allocations.
     pub set_status: Vec<SetClientStatus>,
-    pub stop: Vec<StopAlloc>,
+    pub stop: Vec<Stop>,
     /// Originals kept by `keep_original` that were stopped while lost: desired `run` again.
     pub resume: Vec<String>,
     /// When to evaluate again if nothing changes before.
@@ -264,7 +244,7 @@ fn reconnected(node: &str, prev: NodeLifecycle, allocs: &[NodeAlloc], now_ms: i6
         }
         // The agent reporting a terminal state for the original settles it: keep the replacements.
         if mark.marked == ClientStatus::Lost && !current.is_terminal() {
-            let live: Vec<&Replacement> = a.replacements.iter().filter(|r| r.is_live()).collect();
+            let live: Vec<&ObservedAlloc> = a.replacements.iter().filter(|r| r.is_live()).collect();
             // A replacement of a newer job version is an update, not a stand-in: the jobs
             // controller stopped (or will stop) the original for it, so the original never
             // comes back over it.
@@ -281,12 +261,10 @@ fn reconnected(node: &str, prev: NodeLifecycle, allocs: &[NodeAlloc], now_ms: i6
                     if a.alloc.desired_status != DesiredStatus::Run {
                         continue; // already stopped
                     }
-                    plan.stop.push(StopAlloc {
-                        node: node.to_string(),
-                        alloc_id: id.clone(),
-                        reason: "node reconnected; disconnect.reconcile keeps the replacement"
-                            .into(),
-                    });
+                    plan.stop.push(Stop::of(
+                        &a.alloc,
+                        "node reconnected; disconnect.reconcile keeps the replacement",
+                    ));
                 }
                 _ => {
                     // Only in exchange for a live replacement: an original stopped for any other
@@ -295,11 +273,10 @@ fn reconnected(node: &str, prev: NodeLifecycle, allocs: &[NodeAlloc], now_ms: i6
                         plan.resume.push(id.clone());
                     }
                     for r in live {
-                        plan.stop.push(StopAlloc {
-                            node: r.alloc.node.clone(),
-                            alloc_id: r.alloc.id.clone(),
-                            reason: format!("node {node} reconnected; disconnect.reconcile keeps the original {id}"),
-                        });
+                        plan.stop.push(Stop::of(
+                            &r.alloc,
+                            format!("node {node} reconnected; disconnect.reconcile keeps the original {id}"),
+                        ));
                     }
                 }
             }

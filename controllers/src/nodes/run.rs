@@ -3,12 +3,10 @@
 //! (only while its agent is away, or to undo such a write; each compares on the status key's
 //! revision so a fresh report from the agent always wins), and stops / resumes of allocations.
 
-use std::collections::HashMap;
-
 use nomos_api::{AllocStatus, DesiredStatus, NodeStatus};
 use nomos_store::{keys, Compare, TxnOp};
 
-use super::{decide, node_status_key, NodeAlloc, Replacement};
+use super::{decide, node_status_key, NodeAlloc};
 use crate::loops::metrics::StatusLabel;
 use crate::loops::view::View;
 use crate::loops::{put, to_json, unchanged, Ctx, PassOutcome};
@@ -16,18 +14,7 @@ use crate::ControllerError;
 
 pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, ControllerError> {
     let mut outcome = PassOutcome::default();
-    let mut by_prev: HashMap<&str, Vec<Replacement>> = HashMap::new();
-    for a in view.allocs.values() {
-        if !a.value.previous_alloc.is_empty() {
-            by_prev
-                .entry(a.value.previous_alloc.as_str())
-                .or_default()
-                .push(Replacement {
-                    alloc: a.value.clone(),
-                    status: view.client_status(&a.value.id),
-                });
-        }
-    }
+    let by_prev = view.replacements_by_previous();
     let mut counts = [0i64; 4];
     let by_node = view.allocs_by_node();
     for name in view.nodes.keys() {

@@ -34,14 +34,17 @@ fn with_lost_after(mut a: NodeAlloc, secs: u64, reconcile: &str) -> NodeAlloc {
 }
 
 fn replaced_by(mut a: NodeAlloc, id: &str) -> NodeAlloc {
-    a.replacements.push(Replacement {
+    a.replacements.push(ObservedAlloc {
         alloc: Allocation {
             id: id.into(),
             node: "n2".into(),
             previous_alloc: a.alloc.id.clone(),
             ..Default::default()
         },
-        status: Some(ClientStatus::Running),
+        status: Some(AllocStatus {
+            client_status: ClientStatus::Running,
+            ..Default::default()
+        }),
     });
     a
 }
@@ -244,7 +247,7 @@ fn a_node_back_after_lost_after_keeps_its_originals_and_stops_the_replacements()
     );
     assert_eq!(
         back.stop,
-        vec![StopAlloc {
+        vec![Stop {
             node: "n2".into(),
             alloc_id: "r1".into(),
             reason: back.stop[0].reason.clone()

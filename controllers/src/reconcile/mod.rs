@@ -36,8 +36,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use crate::health::{migration_health, HealthRule, MigrationHealth};
 use indexmap::IndexMap;
 use nomos_api::{
-    deployment_status as ds, AllocStatus, Allocation, ClientStatus, Deployment, DeploymentGroup,
-    DesiredStatus, GroupSummary, Job, JobType, ReschedulePolicy, TaskGroup, UpdateStrategy,
+    deployment_status as ds, Allocation, ClientStatus, Deployment, DeploymentGroup, DesiredStatus,
+    GroupSummary, Job, JobType, ReschedulePolicy, TaskGroup, UpdateStrategy,
 };
 
 /// What the reconcile needs to know about a node.
@@ -53,21 +53,7 @@ pub enum NodeHealth {
     Down,
 }
 
-/// An allocation with what its agent reported.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ExistingAlloc {
-    pub alloc: Allocation,
-    pub status: Option<AllocStatus>,
-}
-
-impl ExistingAlloc {
-    fn client(&self) -> ClientStatus {
-        self.status
-            .as_ref()
-            .map(|s| s.client_status)
-            .unwrap_or_default()
-    }
-}
+pub use crate::observed::{ObservedAlloc, Stop};
 
 /// Inputs of one reconcile of one job.
 pub struct Input<'a> {
@@ -83,7 +69,7 @@ pub struct Input<'a> {
     pub deployment: Option<&'a Deployment>,
     /// Every deployment of the job (older ones are cancelled; their canaries stopped).
     pub deployments: &'a [Deployment],
-    pub allocs: &'a [ExistingAlloc],
+    pub allocs: &'a [ObservedAlloc],
     pub node_health: &'a dyn Fn(&str) -> NodeHealth,
     pub now_ms: i64,
     /// The job's last stable version (a deployment of it succeeded), the target of
@@ -107,14 +93,6 @@ pub struct Place {
     /// Place this older version instead of the newest (a successor during a canary phase keeps
     /// its predecessor's version: the index is not updated before the promotion).
     pub version: Option<u64>,
-}
-
-/// An allocation to set to `desired_status: stop`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stop {
-    pub alloc_id: String,
-    pub node: String,
-    pub description: String,
 }
 
 /// Stop one allocation and place its successor.
@@ -253,7 +231,7 @@ pub struct RescheduleAt {
 
 /// When the agent reports an allocation failed (its last task's finish, else the status'
 /// modification), or `now_ms` when it reported no time.
-fn failed_at(alloc: &ExistingAlloc, now_ms: i64) -> i64 {
+fn failed_at(alloc: &ObservedAlloc, now_ms: i64) -> i64 {
     alloc
         .status
         .as_ref()
@@ -277,7 +255,7 @@ fn failed_at(alloc: &ExistingAlloc, now_ms: i64) -> i64 {
 /// was created within the interval.
 pub fn reschedule_at(
     policy: &ReschedulePolicy,
-    alloc: &ExistingAlloc,
+    alloc: &ObservedAlloc,
     now_ms: i64,
 ) -> Option<RescheduleAt> {
     let a = &alloc.alloc;
@@ -333,7 +311,7 @@ pub fn needs_destructive_update(old: &TaskGroup, new: &TaskGroup) -> bool {
 
 /// Health as deployments see it: the agent's verdict, or running long enough with the checks
 /// the rule requires passing ([`HealthRule`]).
-pub fn alloc_health(a: &ExistingAlloc, rule: &HealthRule, now_ms: i64) -> Option<bool> {
+pub fn alloc_health(a: &ObservedAlloc, rule: &HealthRule, now_ms: i64) -> Option<bool> {
     let s = a.status.as_ref()?;
     if let Some(h) = s.healthy {
         return Some(h);
@@ -352,7 +330,7 @@ pub fn alloc_health(a: &ExistingAlloc, rule: &HealthRule, now_ms: i64) -> Option
 /// healthy within `healthy_deadline_ms` (0: no deadline) of its placement counts as unhealthy.
 /// An agent's explicit verdict always wins.
 pub fn deployment_health(
-    a: &ExistingAlloc,
+    a: &ObservedAlloc,
     rule: &HealthRule,
     healthy_deadline_ms: i64,
     now_ms: i64,
@@ -377,7 +355,7 @@ pub fn deployment_health(
 }
 
 /// When an allocation without a verdict becomes healthy by time, if it keeps running.
-fn healthy_at(a: &ExistingAlloc, rule: &HealthRule) -> Option<i64> {
+fn healthy_at(a: &ObservedAlloc, rule: &HealthRule) -> Option<i64> {
     let s = a.status.as_ref()?;
     if s.healthy.is_some() {
         return None;
@@ -386,11 +364,7 @@ fn healthy_at(a: &ExistingAlloc, rule: &HealthRule) -> Option<i64> {
 }
 
 fn stop(a: &Allocation, why: &str) -> Stop {
-    Stop {
-        alloc_id: a.id.clone(),
-        node: a.node.clone(),
-        description: why.to_string(),
-    }
+    Stop::of(a, why)
 }
 
 /// A placement that takes over `a`'s index in `group`, naming `a` as its predecessor.
@@ -528,7 +502,7 @@ fn finish_deployment(input: &Input<'_>, d: &mut Deployment, facts: &[GroupFacts]
     let old_left = input.allocs.iter().any(|a| {
         a.alloc.desired_status == DesiredStatus::Run
             && a.alloc.job_version != input.version
-            && !a.client().is_terminal()
+            && !a.client_status().is_terminal()
     }) || !plan.destructive_update.is_empty();
     if done && !old_left && !paused {
         d.status = ds::SUCCESSFUL.into();
@@ -638,8 +612,8 @@ fn fail_deployment(input: &Input<'_>, d: &mut Deployment, plan: &mut Plan, why: 
 
 /// Running on a node that is in touch (ready or draining): an allocation of a node that missed
 /// its heartbeat, or is gone, serves nobody anyone knows of.
-fn runs_on_connected_node(input: &Input<'_>, a: &ExistingAlloc) -> bool {
-    a.client() == ClientStatus::Running
+fn runs_on_connected_node(input: &Input<'_>, a: &ObservedAlloc) -> bool {
+    a.client_status() == ClientStatus::Running
         && matches!(
             (input.node_health)(&a.alloc.node),
             NodeHealth::Ready | NodeHealth::Draining
@@ -649,8 +623,8 @@ fn runs_on_connected_node(input: &Input<'_>, a: &ExistingAlloc) -> bool {
 /// A running allocation on a connected node, with no other allocation (not a canary) running
 /// at its index on a connected node: stopping it leaves the index unserved. (A failed
 /// deployment keeps such a canary; the next passes treat it as a stale canary.)
-fn serves_its_index_alone(input: &Input<'_>, a: &ExistingAlloc) -> bool {
-    let connected = |x: &ExistingAlloc| runs_on_connected_node(input, x);
+fn serves_its_index_alone(input: &Input<'_>, a: &ObservedAlloc) -> bool {
+    let connected = |x: &ObservedAlloc| runs_on_connected_node(input, x);
     connected(a)
         && !input.allocs.iter().any(|x| {
             x.alloc.task_group == a.alloc.task_group
@@ -666,8 +640,8 @@ fn serves_its_index_alone(input: &Input<'_>, a: &ExistingAlloc) -> bool {
 /// it, or a failure of the newest version with no other live allocation there. Such a failure
 /// is kept and replaced by its reschedule policy, as any failure is; the policy's delay is what
 /// stops a crashing version from being placed again and again.
-fn holds_its_index_alone(input: &Input<'_>, a: &ExistingAlloc) -> bool {
-    if a.client() != ClientStatus::Failed {
+fn holds_its_index_alone(input: &Input<'_>, a: &ObservedAlloc) -> bool {
+    if a.client_status() != ClientStatus::Failed {
         return serves_its_index_alone(input, a);
     }
     is_of_version(input, &a.alloc)
@@ -677,7 +651,7 @@ fn holds_its_index_alone(input: &Input<'_>, a: &ExistingAlloc) -> bool {
                 && x.alloc.id != a.alloc.id
                 && !x.alloc.canary
                 && x.alloc.desired_status == DesiredStatus::Run
-                && !x.client().is_terminal()
+                && !x.client_status().is_terminal()
         })
 }
 
@@ -710,8 +684,8 @@ fn rule_of_version(input: &Input<'_>, a: &Allocation, fallback: &HealthRule) -> 
 
 /// Ids of allocations with a successor (direct or further down the line of replacements)
 /// that is still desired to run.
-fn replaced_by_live_successors<'a>(mine: &[&'a ExistingAlloc]) -> HashSet<&'a str> {
-    let mut successors: HashMap<&str, Vec<&ExistingAlloc>> = HashMap::new();
+fn replaced_by_live_successors<'a>(mine: &[&'a ObservedAlloc]) -> HashSet<&'a str> {
+    let mut successors: HashMap<&str, Vec<&ObservedAlloc>> = HashMap::new();
     for a in mine {
         if !a.alloc.previous_alloc.is_empty() {
             successors
@@ -722,7 +696,7 @@ fn replaced_by_live_successors<'a>(mine: &[&'a ExistingAlloc]) -> HashSet<&'a st
     }
     let mut out = HashSet::new();
     for a in mine {
-        let mut stack: Vec<&ExistingAlloc> = successors
+        let mut stack: Vec<&ObservedAlloc> = successors
             .get(a.alloc.id.as_str())
             .cloned()
             .unwrap_or_default();
@@ -747,7 +721,7 @@ fn replaced_by_live_successors<'a>(mine: &[&'a ExistingAlloc]) -> HashSet<&'a st
 fn stale_canary(
     input: &Input<'_>,
     current: Option<&Deployment>,
-    a: &ExistingAlloc,
+    a: &ObservedAlloc,
 ) -> Option<&'static str> {
     if !a.alloc.canary {
         return None;
@@ -786,7 +760,7 @@ fn reconcile_group(
 ) {
     let job = input.job;
     let now = input.now_ms;
-    let is_new = |a: &ExistingAlloc| is_of_version(input, &a.alloc);
+    let is_new = |a: &ObservedAlloc| is_of_version(input, &a.alloc);
     let strategy = update_strategy(job, group);
     let update_rule = strategy
         .map(|u| HealthRule::new(group, &u.health_check, u.min_healthy_time_ns))
@@ -801,7 +775,7 @@ fn reconcile_group(
     let migrate_rule = HealthRule::migration(group, &migrate);
     let migrate_deadline_ms = (migrate.healthy_deadline_ns / 1_000_000) as i64;
 
-    let mine: Vec<&ExistingAlloc> = input
+    let mine: Vec<&ObservedAlloc> = input
         .allocs
         .iter()
         .filter(|a| a.alloc.task_group == group.name)
@@ -818,8 +792,8 @@ fn reconcile_group(
     // Indexes that are taken and need nothing placed.
     let mut occupied: BTreeSet<u32> = BTreeSet::new();
     // Live allocations by index.
-    let mut live: BTreeMap<u32, Vec<&ExistingAlloc>> = BTreeMap::new();
-    let mut draining: Vec<&ExistingAlloc> = Vec::new();
+    let mut live: BTreeMap<u32, Vec<&ObservedAlloc>> = BTreeMap::new();
+    let mut draining: Vec<&ObservedAlloc> = Vec::new();
 
     // Indexes served by a live allocation of the same version (new or old): a terminal one at
     // the same index is not replaced. A failed canary beside its old twin is not served: it is
@@ -828,7 +802,8 @@ fn reconcile_group(
         .iter()
         .filter(|a| a.alloc.desired_status == DesiredStatus::Run)
         .filter(|a| {
-            !a.client().is_terminal() && a.client() != ClientStatus::Unknown || a.status.is_none()
+            !a.client_status().is_terminal() && a.client_status() != ClientStatus::Unknown
+                || a.status.is_none()
         })
         .filter(|a| (input.node_health)(&a.alloc.node) != NodeHealth::Down)
         .map(|a| (a.alloc.index, is_new(a)))
@@ -846,7 +821,7 @@ fn reconcile_group(
             None => mine.iter().any(|a| {
                 !is_new(a)
                     && a.alloc.desired_status == DesiredStatus::Run
-                    && !a.client().is_terminal()
+                    && !a.client_status().is_terminal()
             }),
         };
     let keep_version = |al: &Allocation| -> Option<u64> {
@@ -867,13 +842,13 @@ fn reconcile_group(
     };
 
     // Healthy on a connected node: it serves its index.
-    let serving = |a: &ExistingAlloc| {
+    let serving = |a: &ObservedAlloc| {
         runs_on_connected_node(input, a) && alloc_health(a, &update_rule, now) == Some(true)
     };
 
     for a in &mine {
         let al = &a.alloc;
-        let client = a.client();
+        let client = a.client_status();
         // A canary whose deployment is over (or superseded) stops, failed or not: it is never
         // rescheduled and holds no index. One that alone holds its index (its twin is gone)
         // stays, and is updated, or rescheduled once failed, like any allocation.
@@ -1058,11 +1033,11 @@ fn reconcile_group(
     for allocs in live.values_mut() {
         // (An allocation of a node that is away is left out until it is back: it is settled
         // then, not while nobody knows whether it runs.)
-        let present = |a: &ExistingAlloc| {
-            a.client() != ClientStatus::Unknown
+        let present = |a: &ObservedAlloc| {
+            a.client_status() != ClientStatus::Unknown
                 && (input.node_health)(&a.alloc.node) != NodeHealth::Disconnected
         };
-        let mut same: Vec<&ExistingAlloc> = allocs
+        let mut same: Vec<&ObservedAlloc> = allocs
             .iter()
             .copied()
             .filter(|a| is_new(a) && present(a))
@@ -1084,7 +1059,7 @@ fn reconcile_group(
         // Two older allocations at one index (an original back from a lost node beside what
         // replaced it since, or a promoted canary beside its twin): the one that serves stays
         // (healthy, then the newest version, then the oldest), the other stops.
-        let mut older: Vec<&ExistingAlloc> = allocs
+        let mut older: Vec<&ObservedAlloc> = allocs
             .iter()
             .copied()
             .filter(|a| !is_new(a) && present(a))
@@ -1123,7 +1098,7 @@ fn reconcile_group(
     }
 
     // Classify versions.
-    let mut old_destructive: Vec<&ExistingAlloc> = Vec::new();
+    let mut old_destructive: Vec<&ObservedAlloc> = Vec::new();
     for allocs in live.values() {
         for a in allocs {
             if is_new(a) {
@@ -1146,7 +1121,7 @@ fn reconcile_group(
         }
     }
     let inplace: HashSet<String> = plan.inplace_update.iter().cloned().collect();
-    let counts_as_new = |a: &ExistingAlloc| is_new(a) || inplace.contains(&a.alloc.id);
+    let counts_as_new = |a: &ObservedAlloc| is_new(a) || inplace.contains(&a.alloc.id);
 
     // Migrations off draining nodes: a replacement is placed elsewhere first, with at most
     // `migrate.max_parallel` replacements not yet healthy per group, and the original stops only
@@ -1159,7 +1134,7 @@ fn reconcile_group(
         .map(|p| p.index)
         .collect();
     let mut in_flight_migrations = 0u32;
-    let mut waiting: Vec<&ExistingAlloc> = Vec::new();
+    let mut waiting: Vec<&ObservedAlloc> = Vec::new();
     let mut given_up: HashSet<&str> = HashSet::new();
     for a in &draining {
         let al = &a.alloc;
@@ -1277,7 +1252,7 @@ fn reconcile_group(
             }
             Some(u) => {
                 *deployment_needed |= !old_destructive.is_empty();
-                let all_new: Vec<&ExistingAlloc> =
+                let all_new: Vec<&ObservedAlloc> =
                     mine.iter().copied().filter(|a| is_new(a)).collect();
                 let replaced: HashSet<&str> = input
                     .allocs
@@ -1285,11 +1260,11 @@ fn reconcile_group(
                     .map(|a| a.alloc.previous_alloc.as_str())
                     .filter(|p| !p.is_empty())
                     .collect();
-                let failed_new: Vec<&ExistingAlloc> = all_new
+                let failed_new: Vec<&ObservedAlloc> = all_new
                     .iter()
                     .copied()
                     .filter(|a| {
-                        a.client() == ClientStatus::Failed
+                        a.client_status() == ClientStatus::Failed
                             && a.alloc.desired_status == DesiredStatus::Run
                             && a.alloc.index < group.count
                             && !replaced.contains(a.alloc.id.as_str())
@@ -1360,27 +1335,27 @@ struct Rollout<'a> {
     u: &'a UpdateStrategy,
     rule: &'a HealthRule,
     /// Live allocations by index.
-    live: &'a BTreeMap<u32, Vec<&'a ExistingAlloc>>,
+    live: &'a BTreeMap<u32, Vec<&'a ObservedAlloc>>,
     /// Live allocations of older versions that need a destructive update.
-    old: &'a [&'a ExistingAlloc],
+    old: &'a [&'a ObservedAlloc],
     /// Every allocation of the new version in the group, whatever its state.
-    all_new: &'a [&'a ExistingAlloc],
+    all_new: &'a [&'a ObservedAlloc],
     /// Failed allocations of the new version that nothing replaced yet.
-    failed_new: &'a [&'a ExistingAlloc],
+    failed_new: &'a [&'a ObservedAlloc],
 }
 
 fn rolling_update(
     input: &Input<'_>,
     r: &Rollout<'_>,
-    counts_as_new: &dyn Fn(&ExistingAlloc) -> bool,
+    counts_as_new: &dyn Fn(&ObservedAlloc) -> bool,
     plan: &mut Plan,
     deployment: &mut Option<Deployment>,
 ) {
     let (group, u) = (r.group, r.u);
     let now = input.now_ms;
     let deadline_ms = (u.healthy_deadline_ns / 1_000_000) as i64;
-    let health = |a: &ExistingAlloc| deployment_health(a, r.rule, deadline_ms, now);
-    let new_allocs: Vec<&ExistingAlloc> = r
+    let health = |a: &ObservedAlloc| deployment_health(a, r.rule, deadline_ms, now);
+    let new_allocs: Vec<&ObservedAlloc> = r
         .live
         .values()
         .flatten()
@@ -1425,7 +1400,7 @@ fn rolling_update(
     let failed_total = r
         .all_new
         .iter()
-        .filter(|a| a.client() == ClientStatus::Failed)
+        .filter(|a| a.client_status() == ClientStatus::Failed)
         .count() as u32;
 
     let d = deployment.get_or_insert_with(|| new_deployment(input));
@@ -1454,7 +1429,7 @@ fn rolling_update(
         g.placed = r
             .all_new
             .iter()
-            .filter(|a| a.client() == ClientStatus::Failed || counts_as_new(a))
+            .filter(|a| a.client_status() == ClientStatus::Failed || counts_as_new(a))
             .count()
             .max(new_allocs.len()) as u32;
         g.healthy = healthy_new;
@@ -1483,21 +1458,21 @@ fn rolling_update(
     }
     // Canaries first.
     if g.desired_canaries > 0 && !g.promoted && !finished {
-        let live_canaries: Vec<&ExistingAlloc> = new_allocs
+        let live_canaries: Vec<&ObservedAlloc> = new_allocs
             .iter()
             .copied()
             .filter(|a| a.alloc.canary)
             .collect();
         // Canaries that exist: running, starting, moving off a draining node, or failed and
         // waiting for their reschedule.
-        let existing: Vec<&ExistingAlloc> = r
+        let existing: Vec<&ObservedAlloc> = r
             .all_new
             .iter()
             .copied()
             .filter(|a| {
                 a.alloc.canary
                     && a.alloc.desired_status == DesiredStatus::Run
-                    && (!a.client().is_terminal()
+                    && (!a.client_status().is_terminal()
                         || r.failed_new.iter().any(|f| f.alloc.id == a.alloc.id))
             })
             .collect();
@@ -1556,7 +1531,7 @@ fn rolling_update(
     // And a healthy allocation is only replaced while `count - max_parallel` others stay healthy.
     // (Running: an allocation of a disconnected node keeps its verdict but serves nobody. With
     // no verdict from its agent yet, an older allocation is judged by its own version's rule.)
-    let old_healthy = |a: &ExistingAlloc| {
+    let old_healthy = |a: &ObservedAlloc| {
         runs_on_connected_node(input, a)
             && alloc_health(a, &rule_of_version(input, &a.alloc, r.rule), now) == Some(true)
     };
@@ -1578,7 +1553,7 @@ fn rolling_update(
         .map(|p| p.index)
         .collect();
     // Old allocations that are not healthy go first.
-    let mut order: Vec<&ExistingAlloc> = r.old.to_vec();
+    let mut order: Vec<&ObservedAlloc> = r.old.to_vec();
     order.sort_by_key(|a| (old_healthy(a), a.alloc.index));
     for a in order {
         if healthy_idx.contains(&a.alloc.index) {
@@ -1620,7 +1595,7 @@ fn rolling_update(
 /// could not be made.
 pub fn summarize(
     job: &Job,
-    allocs: &[ExistingAlloc],
+    allocs: &[ObservedAlloc],
     queued: &IndexMap<String, u32>,
 ) -> IndexMap<String, GroupSummary> {
     let mut out: IndexMap<String, GroupSummary> = job
@@ -1640,7 +1615,7 @@ pub fn summarize(
         let Some(s) = out.get_mut(&a.alloc.task_group) else {
             continue;
         };
-        match a.client() {
+        match a.client_status() {
             ClientStatus::Pending if a.alloc.desired_status == DesiredStatus::Run => {
                 s.starting += 1
             }
@@ -1656,13 +1631,18 @@ pub fn summarize(
 }
 
 /// `pending`, `running` or `dead`, as Nomad shows a job.
-pub fn job_status_word(job: &Job, allocs: &[ExistingAlloc]) -> &'static str {
+pub fn job_status_word(job: &Job, allocs: &[ObservedAlloc]) -> &'static str {
     let active = allocs
         .iter()
-        .any(|a| !a.client().is_terminal() && a.alloc.desired_status == DesiredStatus::Run);
-    let running = allocs.iter().any(|a| a.client() == ClientStatus::Running);
+        .any(|a| !a.client_status().is_terminal() && a.alloc.desired_status == DesiredStatus::Run);
+    let running = allocs
+        .iter()
+        .any(|a| a.client_status() == ClientStatus::Running);
     if job.stop {
-        return if allocs.iter().any(|a| a.client() == ClientStatus::Running) {
+        return if allocs
+            .iter()
+            .any(|a| a.client_status() == ClientStatus::Running)
+        {
             "running"
         } else {
             "dead"
@@ -1672,7 +1652,7 @@ pub fn job_status_word(job: &Job, allocs: &[ExistingAlloc]) -> &'static str {
         || active
             && allocs
                 .iter()
-                .any(|a| a.client() == ClientStatus::Pending && a.status.is_some())
+                .any(|a| a.client_status() == ClientStatus::Pending && a.status.is_some())
     {
         return "running";
     }
@@ -1681,7 +1661,9 @@ pub fn job_status_word(job: &Job, allocs: &[ExistingAlloc]) -> &'static str {
         && job.groups.iter().all(|g| {
             allocs
                 .iter()
-                .filter(|a| a.alloc.task_group == g.name && a.client() == ClientStatus::Complete)
+                .filter(|a| {
+                    a.alloc.task_group == g.name && a.client_status() == ClientStatus::Complete
+                })
                 .count() as u32
                 >= g.count
         })

@@ -38,8 +38,8 @@ fn job(count: u32) -> Job {
     }
 }
 
-fn alloc(id: &str, index: u32, version: u64, client: Option<ClientStatus>) -> ExistingAlloc {
-    ExistingAlloc {
+fn alloc(id: &str, index: u32, version: u64, client: Option<ClientStatus>) -> ObservedAlloc {
+    ObservedAlloc {
         alloc: Allocation {
             id: id.into(),
             namespace: "default".into(),
@@ -60,7 +60,7 @@ fn alloc(id: &str, index: u32, version: u64, client: Option<ClientStatus>) -> Ex
     }
 }
 
-fn running(id: &str, index: u32, version: u64, started_ms: i64) -> ExistingAlloc {
+fn running(id: &str, index: u32, version: u64, started_ms: i64) -> ObservedAlloc {
     let mut a = alloc(id, index, version, Some(ClientStatus::Running));
     let st = a.status.as_mut().unwrap();
     st.task_states.insert(
@@ -75,7 +75,7 @@ fn running(id: &str, index: u32, version: u64, started_ms: i64) -> ExistingAlloc
 }
 
 /// A running canary of version `version` at `index`.
-fn canary(id: &str, index: u32, version: u64, started_ms: i64) -> ExistingAlloc {
+fn canary(id: &str, index: u32, version: u64, started_ms: i64) -> ObservedAlloc {
     let mut a = running(id, index, version, started_ms);
     a.alloc.canary = true;
     a
@@ -89,7 +89,7 @@ fn run_with(
     job: &Job,
     version: u64,
     versions: &BTreeMap<u64, Job>,
-    allocs: &[ExistingAlloc],
+    allocs: &[ObservedAlloc],
     d: Option<&Deployment>,
     health: &dyn Fn(&str) -> NodeHealth,
 ) -> Plan {
@@ -107,7 +107,7 @@ fn run_with(
     })
 }
 
-fn run(job: &Job, allocs: &[ExistingAlloc]) -> Plan {
+fn run(job: &Job, allocs: &[ObservedAlloc]) -> Plan {
     let mut versions = BTreeMap::new();
     versions.insert(1, job.clone());
     run_with(job, 1, &versions, allocs, None, &ready)
@@ -283,7 +283,7 @@ fn allocations_on_down_nodes_are_replaced_at_once() {
 }
 
 /// A replacement for `original`, placed on node `n2`, running since `started_ms`.
-fn replacement_of(original: &ExistingAlloc, id: &str, started_ms: i64) -> ExistingAlloc {
+fn replacement_of(original: &ObservedAlloc, id: &str, started_ms: i64) -> ObservedAlloc {
     let mut r = running(id, original.alloc.index, 1, started_ms);
     r.alloc.node = "n2".into();
     r.alloc.previous_alloc = original.alloc.id.clone();
@@ -741,7 +741,7 @@ mod properties {
             if batch {
                 j.job_type = JobType::Batch;
             }
-            let allocs: Vec<ExistingAlloc> = raw
+            let allocs: Vec<ObservedAlloc> = raw
                 .iter()
                 .enumerate()
                 .map(|(i, (index, c, stopped))| {
@@ -819,7 +819,7 @@ fn deployment_health_enforces_the_healthy_deadline() {
     // The agent's verdict wins over the deadline.
     let mut agent_healthy = pending_old.clone();
     agent_healthy.status.as_mut().unwrap().healthy = Some(true);
-    let cases: Vec<(&str, &ExistingAlloc, i64, Option<bool>)> = vec![
+    let cases: Vec<(&str, &ObservedAlloc, i64, Option<bool>)> = vec![
         (
             "pending past the deadline",
             &pending_old,
@@ -890,7 +890,7 @@ fn deadline_case(
     progress_deadline_s: u64,
     auto_revert: bool,
     placed_ago_ms: i64,
-) -> (Job, BTreeMap<u64, Job>, Vec<ExistingAlloc>) {
+) -> (Job, BTreeMap<u64, Job>, Vec<ObservedAlloc>) {
     let (mut j, mut versions) = rolling(1, 0, false);
     let u = j.update.as_mut().unwrap();
     u.healthy_deadline_ns = healthy_deadline_s * 1_000_000_000;
@@ -910,7 +910,7 @@ fn deadline_case(
 fn run_stable(
     j: &Job,
     versions: &BTreeMap<u64, Job>,
-    allocs: &[ExistingAlloc],
+    allocs: &[ObservedAlloc],
     d: Option<&Deployment>,
     stable: Option<u64>,
 ) -> Plan {

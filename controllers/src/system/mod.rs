@@ -24,30 +24,14 @@ mod tests;
 use std::collections::BTreeMap;
 
 use indexmap::IndexMap;
-use nomos_api::{
-    AllocStatus, Allocation, ClientStatus, DesiredStatus, GroupSummary, Job, JobType, TaskGroup,
-};
+use nomos_api::{Allocation, ClientStatus, DesiredStatus, GroupSummary, Job, JobType, TaskGroup};
 
 use crate::health::HealthRule;
 use crate::scheduler::{self, ClusterSnapshot, NodeState, PlacementRequest, SchedulerConfig};
 
-/// An allocation of the job, with what its agent reported.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobAlloc {
-    pub alloc: Allocation,
-    pub status: Option<AllocStatus>,
-}
+pub use crate::observed::{ObservedAlloc, Stop};
 
-impl JobAlloc {
-    pub fn client_status(&self) -> ClientStatus {
-        self.status
-            .as_ref()
-            .map(|s| s.client_status)
-            .unwrap_or_default()
-    }
-    fn is_live(&self) -> bool {
-        self.alloc.desired_status == DesiredStatus::Run && !self.client_status().is_terminal()
-    }
+impl ObservedAlloc {
     /// Healthy enough that a rolling update may move on: the agent says so, it finished, or it
     /// has run for the update's `min_healthy_time` with its checks passing.
     fn is_settled(&self, rule: &HealthRule, now_ms: i64) -> bool {
@@ -71,19 +55,11 @@ pub struct NewAlloc {
     pub memory_mb: u32,
 }
 
-/// An allocation to stop.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StopAlloc {
-    pub node: String,
-    pub alloc_id: String,
-    pub reason: String,
-}
-
 /// What one evaluation of a system job decided.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SystemPlan {
     pub place: Vec<NewAlloc>,
-    pub stop: Vec<StopAlloc>,
+    pub stop: Vec<Stop>,
     /// Per group: nodes that should run it but cannot fit it, and why.
     pub failures: IndexMap<String, String>,
     /// Per group: how many nodes those are.
@@ -116,7 +92,7 @@ pub fn plan(
     job: &Job,
     version: u64,
     snapshot: &mut ClusterSnapshot,
-    allocs: &[JobAlloc],
+    allocs: &[ObservedAlloc],
     now_ms: i64,
 ) -> SystemPlan {
     let mut out = SystemPlan::default();
@@ -128,7 +104,7 @@ pub fn plan(
     nodes.sort();
     let stopped = job.stop;
     for group in &job.groups {
-        let mine: Vec<&JobAlloc> = allocs
+        let mine: Vec<&ObservedAlloc> = allocs
             .iter()
             .filter(|a| a.alloc.task_group == group.name)
             .collect();
@@ -146,12 +122,12 @@ pub fn plan(
             .count() as u32;
         let mut budget = max_parallel.map(|m| m.saturating_sub(in_flight));
         for node in &nodes {
-            let on_node: Vec<&JobAlloc> = mine
+            let on_node: Vec<&ObservedAlloc> = mine
                 .iter()
                 .copied()
                 .filter(|a| &a.alloc.node == node)
                 .collect();
-            let live: Vec<&JobAlloc> = on_node
+            let live: Vec<&ObservedAlloc> = on_node
                 .iter()
                 .copied()
                 .filter(|a| a.alloc.desired_status == DesiredStatus::Run)
@@ -162,12 +138,12 @@ pub fn plan(
                 }
                 continue;
             }
-            let current: Vec<&JobAlloc> = live
+            let current: Vec<&ObservedAlloc> = live
                 .iter()
                 .copied()
                 .filter(|a| a.alloc.job_version == version)
                 .collect();
-            let old: Vec<&JobAlloc> = live
+            let old: Vec<&ObservedAlloc> = live
                 .iter()
                 .copied()
                 .filter(|a| a.alloc.job_version != version && a.is_live())
@@ -185,7 +161,7 @@ pub fn plan(
                 NodeFit::NoRoom(_) | NodeFit::Fits(_) => {}
             }
             // Extra live allocations of the current version (e.g. two writers raced): keep one.
-            let mut current_live: Vec<&&JobAlloc> =
+            let mut current_live: Vec<&&ObservedAlloc> =
                 current.iter().filter(|a| a.is_live()).collect();
             current_live.sort_by(|a, b| {
                 a.alloc
@@ -281,15 +257,11 @@ fn max_parallel(job: &Job, group: &TaskGroup) -> Option<u32> {
         .filter(|m| *m > 0)
 }
 
-fn stop(a: &JobAlloc, reason: &str) -> StopAlloc {
-    StopAlloc {
-        node: a.alloc.node.clone(),
-        alloc_id: a.alloc.id.clone(),
-        reason: reason.to_string(),
-    }
+fn stop(a: &ObservedAlloc, reason: &str) -> Stop {
+    Stop::of(&a.alloc, reason)
 }
 
-fn newest(allocs: &[&JobAlloc]) -> Option<String> {
+fn newest(allocs: &[&ObservedAlloc]) -> Option<String> {
     allocs
         .iter()
         .max_by(|a, b| {
@@ -308,7 +280,7 @@ fn fit(
     group: &TaskGroup,
     snapshot: &ClusterSnapshot,
     node: &str,
-    own: &[&JobAlloc],
+    own: &[&ObservedAlloc],
     version: u64,
     now_ms: i64,
 ) -> NodeFit {
@@ -462,14 +434,14 @@ pub fn is_system(job: &Job) -> bool {
 
 /// Per-group counts for the job status, and the job's overall status (`pending`, `running`,
 /// `dead`) as Nomad shows it.
-pub fn summarize(job: &Job, allocs: &[JobAlloc]) -> (IndexMap<String, GroupSummary>, String) {
+pub fn summarize(job: &Job, allocs: &[ObservedAlloc]) -> (IndexMap<String, GroupSummary>, String) {
     let mut out: IndexMap<String, GroupSummary> = job
         .groups
         .iter()
         .map(|g| (g.name.clone(), GroupSummary::default()))
         .collect();
     let mut live = 0;
-    let mut by_group: BTreeMap<&str, Vec<&JobAlloc>> = BTreeMap::new();
+    let mut by_group: BTreeMap<&str, Vec<&ObservedAlloc>> = BTreeMap::new();
     for a in allocs {
         by_group
             .entry(a.alloc.task_group.as_str())

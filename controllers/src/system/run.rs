@@ -7,7 +7,7 @@
 use nomos_api::DesiredStatus;
 use nomos_store::keys;
 
-use super::{plan, summarize, JobAlloc};
+use super::{plan, summarize};
 use crate::loops::view::View;
 use crate::loops::{node_guard, put, to_json, unchanged, Ctx, PassOutcome};
 use crate::ControllerError;
@@ -22,15 +22,7 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
         if !super::is_system(job) {
             continue;
         }
-        let allocs: Vec<JobAlloc> = view
-            .allocs
-            .values()
-            .filter(|a| a.value.namespace == key.0 && a.value.job_id == key.1)
-            .map(|a| JobAlloc {
-                alloc: a.value.clone(),
-                status: view.alloc_status.get(&a.value.id).map(|s| s.value.clone()),
-            })
-            .collect();
+        let allocs = view.observed_allocs_of(key);
         let p = plan(job, version, &mut snapshot, &allocs, now);
         let mut conflicted = false;
         for n in &p.place {

@@ -60,7 +60,7 @@ fn sys_job(job_type: JobType) -> Job {
 
 struct Cluster {
     snap: ClusterSnapshot,
-    allocs: Vec<JobAlloc>,
+    allocs: Vec<ObservedAlloc>,
 }
 
 impl Cluster {
@@ -103,7 +103,7 @@ impl Cluster {
                 memory_mb: n.memory_mb,
                 ports: n.alloc.ports.iter().map(|p| p.value).collect(),
             });
-            self.allocs.push(JobAlloc {
+            self.allocs.push(ObservedAlloc {
                 alloc: n.alloc.clone(),
                 status: Some(AllocStatus {
                     client_status: status,
@@ -399,7 +399,7 @@ fn a_replacement_settles_only_once_healthy_by_its_rule() {
                 },
             );
         }
-        JobAlloc {
+        ObservedAlloc {
             alloc: Allocation::default(),
             status: Some(s),
         }

@@ -1058,16 +1058,30 @@ fn reconcile_group(
         }
         // Two older allocations at one index (an original back from a lost node beside what
         // replaced it since, or a promoted canary beside its twin): the one that serves stays
-        // (healthy, then the newest version, then the oldest), the other stops.
+        // (healthy, by its agent's own verdict first; then one the newest version can update
+        // in place, as after a revert to its spec; then the newest version, then the oldest),
+        // the other stops.
         let mut older: Vec<&ObservedAlloc> = allocs
             .iter()
             .copied()
             .filter(|a| !is_new(a) && present(a))
             .collect();
         if older.len() > 1 {
+            let verdict =
+                |a: &ObservedAlloc| a.status.as_ref().and_then(|s| s.healthy) == Some(true);
+            let in_place = |a: &ObservedAlloc| {
+                input
+                    .versions
+                    .get(&a.alloc.job_version)
+                    .filter(|j| names_spec(&a.alloc, j))
+                    .and_then(|j| j.groups.iter().find(|g| g.name == group.name))
+                    .is_some_and(|g| !needs_destructive_update(g, group))
+            };
             older.sort_by(|a, b| {
                 serving(b)
                     .cmp(&serving(a))
+                    .then(verdict(b).cmp(&verdict(a)))
+                    .then(in_place(b).cmp(&in_place(a)))
                     .then(b.alloc.job_version.cmp(&a.alloc.job_version))
                     .then(a.alloc.created_at_ms.cmp(&b.alloc.created_at_ms))
                     .then(a.alloc.id.cmp(&b.alloc.id))

@@ -769,6 +769,38 @@ mod properties {
     }
 }
 
+/// Seed 1098: after a revert, an original of the reverted-to spec came back from a lost node
+/// (healthy, its agent says) beside the copy of the failed version that replaced it (running,
+/// no verdict). The original stays, to be updated in place; the failed version's copy stops.
+#[test]
+fn after_a_revert_the_returning_original_of_the_reverted_spec_is_kept() {
+    let (bad, mut versions) = rolling(1, 0, false);
+    let good = versions[&1].clone();
+    let mut reverted = good.clone();
+    reverted.update = bad.update.clone();
+    versions.get_mut(&1).unwrap().update = bad.update.clone();
+    versions.insert(3, reverted.clone());
+    let mut original = running("orig", 0, 1, NOW - 600_000);
+    original.status.as_mut().unwrap().healthy = Some(true);
+    original.alloc.created_at_ms = NOW - 900_000;
+    let mut failed_version = running("bad", 0, 2, NOW - 60_000);
+    failed_version.alloc.previous_alloc = "orig".into();
+    let mut allocs = vec![original, failed_version];
+    for i in 1..4 {
+        let mut a = running(&format!("a{i}"), i, 1, NOW - 600_000);
+        a.status.as_mut().unwrap().healthy = Some(true);
+        allocs.push(a);
+    }
+    let plan = run_with(&reverted, 3, &versions, &allocs, None, &ready);
+    let stopped = stopped(&plan);
+    assert!(stopped.contains(&"bad".to_string()), "{plan:?}");
+    assert!(!stopped.contains(&"orig".to_string()), "{plan:?}");
+    assert!(
+        plan.inplace_update.contains(&"orig".to_string()),
+        "{plan:?}"
+    );
+}
+
 #[test]
 fn lost_allocations_are_replaced_but_kept_and_a_returning_original_wins() {
     let mut lost = alloc("orig", 0, 1, Some(ClientStatus::Lost));

@@ -66,6 +66,13 @@ pub struct Job {
     pub ignored: IndexMap<String, Value>,
 }
 
+impl Job {
+    /// The `update` block that applies to `group`: its own, else the job's.
+    pub fn update_for<'a>(&'a self, group: &'a TaskGroup) -> Option<&'a UpdateStrategy> {
+        group.update.as_ref().or(self.update.as_ref())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct TaskGroup {

@@ -381,3 +381,12 @@ impl DeploymentGroup {
             && self.healthy >= self.desired_canaries
     }
 }
+
+/// The wall clock in Unix milliseconds, the unit of every time Nomos stores. (Decisions take
+/// their time as an input; only the processes' edges read the clock.)
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -61,6 +61,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::ControllerError;
+
+/// A job's identity in the store and in every controller: `(namespace, job id)`.
+pub type JobKey = (String, String);
 use nomos_store::Store;
 use prometheus_client::registry::Registry;
 pub use scheduler::Algorithm;

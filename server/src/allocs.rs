@@ -369,13 +369,7 @@ pub fn base_url(addr: &str) -> String {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use nomos_api::now_ms;
 
 #[cfg(test)]
 mod tests {

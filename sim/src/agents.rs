@@ -71,9 +71,10 @@ fn event(time_ms: i64, kind: &str, message: &str) -> TaskEvent {
 impl TaskRun {
     fn new(job: &Job, alloc: &Allocation, hash: String, now: i64) -> Self {
         let group = job.groups.iter().find(|g| g.name == alloc.task_group);
-        let update = group
-            .and_then(|g| g.update.as_ref())
-            .or(job.update.as_ref());
+        let update = match group {
+            Some(g) => job.update_for(g),
+            None => job.update.as_ref(),
+        };
         let min_healthy_ms = update
             .map(|u| u.min_healthy_time_ns / 1_000_000)
             .filter(|ms| *ms > 0)

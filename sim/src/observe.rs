@@ -13,8 +13,7 @@ use nomos_controllers::nodes::NodeLifecycle;
 use nomos_store::{keys, KeySelector, RangeOptions, Store, StoreError};
 use serde::de::DeserializeOwned;
 
-/// `(namespace, job)`.
-pub type JobKey = (String, String);
+pub use nomos_controllers::JobKey;
 
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {

@@ -4,6 +4,28 @@
 /// Root of every Nomos key.
 pub const ROOT: &str = "/nomos/";
 
+/// Prefix of every job spec.
+pub const JOBS_PREFIX: &str = "/nomos/jobs/";
+/// Prefix of every accepted job version.
+pub const JOB_VERSIONS_PREFIX: &str = "/nomos/jobversions/";
+/// Prefix of every desired allocation.
+pub const ALLOCS_PREFIX: &str = "/nomos/allocs/";
+/// Prefix of every allocation status.
+pub const ALLOC_STATUS_PREFIX: &str = "/nomos/allocstatus/";
+/// Prefix of the node-lifecycle loop's records (`/nomos/nodestatus/<node>`).
+pub const NODE_STATUS_PREFIX: &str = "/nomos/nodestatus/";
+/// Prefix of the drain loop's progress reports (`/nomos/drainstatus/<node>`).
+pub const DRAIN_STATUS_PREFIX: &str = "/nomos/drainstatus/";
+
+/// `/nomos/nodestatus/<node>`: the node-lifecycle loop's record of a node.
+pub fn node_status(node: &str) -> String {
+    format!("{NODE_STATUS_PREFIX}{node}")
+}
+/// `/nomos/drainstatus/<node>`: the drain loop's progress report.
+pub fn drain_status(node: &str) -> String {
+    format!("{DRAIN_STATUS_PREFIX}{node}")
+}
+
 /// `/nomos/jobs/<ns>/<job>`: a job spec as submitted.
 pub fn job(namespace: &str, job: &str) -> String {
     format!("/nomos/jobs/{namespace}/{job}")

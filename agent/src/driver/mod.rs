@@ -231,13 +231,7 @@ pub fn parse_signal(name: &str) -> Result<nix::sys::signal::Signal, AgentError> 
         .map_err(|_| AgentError::Config(format!("unknown signal {name:?}")))
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use nomos_api::now_ms;
 
 /// A string from a driver config value.
 pub fn config_str(config: &IndexMap<String, Value>, key: &str) -> Option<String> {

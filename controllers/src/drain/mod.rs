@@ -33,14 +33,7 @@ use crate::health::{migration_health, HealthRule, MigrationHealth};
 /// killed, not finished).
 pub const DEADLINE_REASON: &str = "node drain deadline reached";
 
-/// Prefix of the drain progress records.
-pub const DRAIN_STATUS_PREFIX: &str = "/nomos/drainstatus/";
-
-/// `/nomos/drainstatus/<node>`: the drain loop's progress report for a node (what
-/// `nctl node drain --wait` follows).
-pub fn drain_status_key(node: &str) -> String {
-    format!("{DRAIN_STATUS_PREFIX}{node}")
-}
+pub use nomos_store::keys::{drain_status as drain_status_key, DRAIN_STATUS_PREFIX};
 
 /// The value at `/nomos/drainstatus/<node>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

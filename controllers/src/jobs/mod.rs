@@ -49,7 +49,7 @@ use crate::runtime::runner::{self, Action};
 use crate::scheduler::SchedulerConfig;
 use crate::ControllerError;
 use decide::DecisionInput;
-use world::{JobKey, Kind, World, WorldSink};
+use world::{JobKey, Part, World, WorldSink};
 
 /// Settings of the jobs controller.
 #[derive(Clone)]
@@ -81,13 +81,7 @@ impl Default for JobsConfig {
     }
 }
 
-/// Wall-clock Unix milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use nomos_api::now_ms;
 
 pub const NAME: &str = "jobs";
 
@@ -138,7 +132,7 @@ impl Drop for NodeClaim<'_> {
 struct Write {
     key: String,
     value: Vec<u8>,
-    kind: Kind,
+    kind: Part,
     /// A compare the write needs (the version's create-only guard).
     compare: Option<Compare>,
 }
@@ -205,9 +199,9 @@ impl Ctx {
             w.node_guard.insert(n.clone(), r.revision);
         }
         for (kind, prefix) in [
-            (Kind::Versions, keys::job_versions_prefix(&jk.0, &jk.1)),
+            (Part::Versions, keys::job_versions_prefix(&jk.0, &jk.1)),
             (
-                Kind::Deployments,
+                Part::Deployments,
                 format!("{}{}/{}/", keys::DEPLOYMENTS_PREFIX, jk.0, jk.1),
             ),
         ] {
@@ -703,7 +697,7 @@ impl Ctx {
             )),
             key,
             value,
-            kind: Kind::Versions,
+            kind: Part::Versions,
         })
     }
 
@@ -728,7 +722,7 @@ impl Ctx {
         Ok(Write {
             key,
             value,
-            kind: Kind::Deployments,
+            kind: Part::Deployments,
             compare: Some(compare),
         })
     }
@@ -767,7 +761,7 @@ impl Ctx {
             Some(Write {
                 key,
                 value,
-                kind: Kind::JobStatus,
+                kind: Part::JobStatus,
                 compare: None,
             }),
             false,
@@ -805,7 +799,7 @@ impl Ctx {
             return Err(conflict(vec![]));
         }
         self.lock()
-            .apply(Kind::Versions, &key, Some(&value), resp.revision);
+            .apply(Part::Versions, &key, Some(&value), resp.revision);
         Ok(())
     }
 
@@ -813,7 +807,7 @@ impl Ctx {
         &self,
         key: &str,
         value: Vec<u8>,
-        kind: Kind,
+        kind: Part,
     ) -> Result<(), ControllerError> {
         let resp = self
             .store
@@ -901,7 +895,7 @@ impl Ctx {
             extra.last.push(Write {
                 key,
                 value,
-                kind: Kind::JobStatus,
+                kind: Part::JobStatus,
                 compare: None,
             });
         }
@@ -1000,7 +994,7 @@ struct Decided {
 /// A running jobs controller's handles (for tests and metrics).
 pub struct Running {
     pub ctx: Arc<Ctx>,
-    pub reflectors: Vec<(Kind, ReflectorHandle)>,
+    pub reflectors: Vec<(Part, ReflectorHandle)>,
     pub queue: Arc<WorkQueue<JobKey>>,
 }
 
@@ -1106,7 +1100,7 @@ pub fn start(
     let (stop, _) = tokio::sync::watch::channel(false);
     let mut reflectors = Vec::new();
     let mut tasks = Vec::new();
-    for kind in Kind::ALL {
+    for kind in Part::JOBS {
         let sink = WorldSink {
             world: world.clone(),
             kind,

@@ -17,64 +17,9 @@ use crate::runtime::queue::WorkQueue;
 use crate::runtime::reflector::Sink;
 use crate::scheduler::{AllocUsage, ClusterSnapshot};
 
-/// `(namespace, job id)`.
-pub type JobKey = (String, String);
+pub use crate::JobKey;
 
-/// Which prefix a sink feeds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Specs,
-    Versions,
-    Allocs,
-    AllocStatus,
-    Nodes,
-    NodeSpecs,
-    Heartbeats,
-    Deployments,
-    JobStatus,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 9] = [
-        Kind::Specs,
-        Kind::Versions,
-        Kind::Allocs,
-        Kind::AllocStatus,
-        Kind::Nodes,
-        Kind::NodeSpecs,
-        Kind::Heartbeats,
-        Kind::Deployments,
-        Kind::JobStatus,
-    ];
-
-    pub fn prefix(self) -> &'static str {
-        match self {
-            Kind::Specs => "/nomos/jobs/",
-            Kind::Versions => "/nomos/jobversions/",
-            Kind::Allocs => "/nomos/allocs/",
-            Kind::AllocStatus => "/nomos/allocstatus/",
-            Kind::Nodes => keys::NODES_PREFIX,
-            Kind::NodeSpecs => keys::NODE_SPECS_PREFIX,
-            Kind::Heartbeats => keys::HEARTBEATS_PREFIX,
-            Kind::Deployments => keys::DEPLOYMENTS_PREFIX,
-            Kind::JobStatus => keys::JOB_STATUS_PREFIX,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Specs => "jobs",
-            Kind::Versions => "jobversions",
-            Kind::Allocs => "allocs",
-            Kind::AllocStatus => "allocstatus",
-            Kind::Nodes => "nodes",
-            Kind::NodeSpecs => "nodespecs",
-            Kind::Heartbeats => "heartbeats",
-            Kind::Deployments => "deployments",
-            Kind::JobStatus => "jobstatus",
-        }
-    }
-}
+pub use crate::loops::view::Part;
 
 /// A spec as stored: raw bytes (parsed by the reconcile) and the key's mod revision.
 #[derive(Debug, Clone)]
@@ -106,7 +51,7 @@ pub struct World {
     pub deployment_revs: HashMap<String, i64>,
     pub job_status: HashMap<JobKey, JobStatus>,
     /// Revision each prefix's reflector has reached.
-    pub revisions: HashMap<Kind, i64>,
+    pub revisions: HashMap<Part, i64>,
     /// Per node: revision of this controller's last successful commit there.
     pub node_guard: HashMap<String, i64>,
     /// Deleted allocation ids with the deletion's revision, so stale events do not resurrect them.
@@ -121,34 +66,34 @@ fn job_key_from(ns: &str, job: &str) -> JobKey {
 }
 
 impl World {
-    pub fn revision(&self, kind: Kind) -> i64 {
+    pub fn revision(&self, kind: Part) -> i64 {
         self.revisions.get(&kind).copied().unwrap_or(0)
     }
 
     /// The revision a per-node commit guard compares against.
     pub fn guard_revision(&self, node: &str) -> i64 {
-        self.revision(Kind::Allocs)
+        self.revision(Part::Allocs)
             .max(self.node_guard.get(node).copied().unwrap_or(0))
     }
 
     /// Approximate number of objects per cache, for metrics.
-    pub fn sizes(&self) -> Vec<(Kind, usize)> {
+    pub fn sizes(&self) -> Vec<(Part, usize)> {
         vec![
-            (Kind::Specs, self.specs.len()),
+            (Part::Specs, self.specs.len()),
             (
-                Kind::Versions,
+                Part::Versions,
                 self.versions.values().map(BTreeMap::len).sum(),
             ),
-            (Kind::Allocs, self.allocs.len()),
-            (Kind::AllocStatus, self.alloc_status.len()),
-            (Kind::Nodes, self.nodes.len()),
-            (Kind::NodeSpecs, self.node_specs.len()),
-            (Kind::Heartbeats, self.heartbeats.len()),
+            (Part::Allocs, self.allocs.len()),
+            (Part::AllocStatus, self.alloc_status.len()),
+            (Part::Nodes, self.nodes.len()),
+            (Part::NodeSpecs, self.node_specs.len()),
+            (Part::Heartbeats, self.heartbeats.len()),
             (
-                Kind::Deployments,
+                Part::Deployments,
                 self.deployments.values().map(BTreeMap::len).sum(),
             ),
-            (Kind::JobStatus, self.job_status.len()),
+            (Part::JobStatus, self.job_status.len()),
         ]
     }
 
@@ -314,7 +259,7 @@ impl World {
     /// Applies one key's new value (`None` for a delete); returns the jobs to reconcile.
     pub fn apply(
         &mut self,
-        kind: Kind,
+        kind: Part,
         key: &str,
         value: Option<&[u8]>,
         revision: i64,
@@ -324,7 +269,7 @@ impl World {
             return touched;
         };
         match kind {
-            Kind::Specs => {
+            Part::Specs => {
                 // Job ids may contain `/` (periodic children: `<job>/periodic-<time>`).
                 if let [ns, ref job @ ..] = parts[..] {
                     if job.is_empty() {
@@ -348,7 +293,7 @@ impl World {
                     touched.insert(jk);
                 }
             }
-            Kind::Versions => {
+            Part::Versions => {
                 if let [ns, ref job @ .., ver] = parts[..] {
                     if job.is_empty() {
                         return touched;
@@ -386,7 +331,7 @@ impl World {
                     touched.insert(jk);
                 }
             }
-            Kind::Allocs => {
+            Part::Allocs => {
                 if let [_node, id] = parts[..] {
                     match value.map(serde_json::from_slice::<Allocation>) {
                         Some(Ok(a)) => touched.extend(self.upsert_alloc(a, revision)),
@@ -397,7 +342,7 @@ impl World {
                     }
                 }
             }
-            Kind::AllocStatus => {
+            Part::AllocStatus => {
                 if let [_node, id] = parts[..] {
                     match value.map(serde_json::from_slice::<AllocStatus>) {
                         Some(Ok(mut s)) => {
@@ -422,10 +367,10 @@ impl World {
                     }
                 }
             }
-            Kind::Nodes | Kind::NodeSpecs | Kind::Heartbeats => {
+            Part::Nodes | Part::NodeSpecs | Part::Heartbeats => {
                 if let [name] = parts[..] {
                     match kind {
-                        Kind::Nodes => match value.map(serde_json::from_slice::<Node>) {
+                        Part::Nodes => match value.map(serde_json::from_slice::<Node>) {
                             Some(Ok(mut n)) => {
                                 if n.name.is_empty() {
                                     n.name = name.to_string();
@@ -439,7 +384,7 @@ impl World {
                                 self.nodes.remove(name);
                             }
                         },
-                        Kind::NodeSpecs => match value.map(serde_json::from_slice::<NodeSpec>) {
+                        Part::NodeSpecs => match value.map(serde_json::from_slice::<NodeSpec>) {
                             Some(Ok(s)) => {
                                 self.node_specs.insert(name.to_string(), s);
                             }
@@ -462,7 +407,7 @@ impl World {
                     touched.extend(self.jobs_on_node(name));
                 }
             }
-            Kind::Deployments => {
+            Part::Deployments => {
                 if let [ns, ref job @ .., id] = parts[..] {
                     if job.is_empty() {
                         return touched;
@@ -492,7 +437,7 @@ impl World {
                     touched.insert(jk);
                 }
             }
-            Kind::JobStatus => {
+            Part::JobStatus => {
                 if let [ns, ref job @ ..] = parts[..] {
                     if job.is_empty() {
                         return touched;
@@ -509,26 +454,28 @@ impl World {
                     // A status change alone never needs a reconcile.
                 }
             }
+            // Not watched by the jobs controller.
+            Part::NodeLifecycle | Part::DrainStatus => {}
         }
         touched
     }
 
     /// Replaces everything under one prefix with a fresh list.
-    pub fn reset(&mut self, kind: Kind, kvs: Vec<KeyValue>, revision: i64) -> BTreeSet<JobKey> {
+    pub fn reset(&mut self, kind: Part, kvs: Vec<KeyValue>, revision: i64) -> BTreeSet<JobKey> {
         let mut touched = BTreeSet::new();
         let existing: Vec<String> = match kind {
-            Kind::Specs => self.specs.keys().map(|(n, j)| keys::job(n, j)).collect(),
-            Kind::Versions => self
+            Part::Specs => self.specs.keys().map(|(n, j)| keys::job(n, j)).collect(),
+            Part::Versions => self
                 .versions
                 .iter()
                 .flat_map(|((n, j), m)| m.keys().map(move |v| keys::job_version(n, j, *v)))
                 .collect(),
-            Kind::Allocs => self
+            Part::Allocs => self
                 .allocs
                 .values()
                 .map(|e| keys::alloc(&e.alloc.node, &e.alloc.id))
                 .collect(),
-            Kind::AllocStatus => {
+            Part::AllocStatus => {
                 let ids: Vec<String> = self.alloc_status.keys().cloned().collect();
                 ids.iter()
                     .map(|id| {
@@ -541,24 +488,25 @@ impl World {
                     })
                     .collect()
             }
-            Kind::Nodes => self.nodes.keys().map(|n| keys::node(n)).collect(),
-            Kind::NodeSpecs => self.node_specs.keys().map(|n| keys::node_spec(n)).collect(),
-            Kind::Heartbeats => self.heartbeats.iter().map(|n| keys::heartbeat(n)).collect(),
-            Kind::Deployments => self
+            Part::Nodes => self.nodes.keys().map(|n| keys::node(n)).collect(),
+            Part::NodeSpecs => self.node_specs.keys().map(|n| keys::node_spec(n)).collect(),
+            Part::Heartbeats => self.heartbeats.iter().map(|n| keys::heartbeat(n)).collect(),
+            Part::Deployments => self
                 .deployments
                 .iter()
                 .flat_map(|((n, j), m)| m.keys().map(move |id| keys::deployment(n, j, id)))
                 .collect(),
-            Kind::JobStatus => self
+            Part::JobStatus => self
                 .job_status
                 .keys()
                 .map(|(n, j)| keys::job_status(n, j))
                 .collect(),
+            Part::NodeLifecycle | Part::DrainStatus => Vec::new(),
         };
         let fresh: HashSet<String> = kvs.iter().map(|kv| kv.key_str().into_owned()).collect();
         for key in existing {
             if !fresh.contains(&key) {
-                if kind == Kind::AllocStatus {
+                if kind == Part::AllocStatus {
                     // The node part may be unknown here; remove by id.
                     if let Some(id) = key.rsplit('/').next() {
                         self.alloc_status.remove(id);
@@ -581,7 +529,7 @@ impl World {
 /// Feeds one prefix of the [`World`] and queues the jobs each change touches.
 pub struct WorldSink {
     pub world: Arc<Mutex<World>>,
-    pub kind: Kind,
+    pub kind: Part,
     pub queue: Arc<WorkQueue<JobKey>>,
 }
 
@@ -596,7 +544,7 @@ impl Sink for WorldSink {
         let touched = {
             let mut w = self.lock();
             let mut t = w.reset(self.kind, kvs, revision);
-            if matches!(self.kind, Kind::Nodes | Kind::Heartbeats | Kind::NodeSpecs) {
+            if matches!(self.kind, Part::Nodes | Part::Heartbeats | Part::NodeSpecs) {
                 t.extend(w.blocked.iter().cloned());
             }
             t
@@ -616,7 +564,7 @@ impl Sink for WorldSink {
                 touched.extend(w.apply(self.kind, &key, value, e.kv.mod_revision));
             }
             w.revisions.insert(self.kind, revision);
-            if self.kind == Kind::Allocs {
+            if self.kind == Part::Allocs {
                 w.tombstones.retain(|_, r| *r > revision);
             }
         }
@@ -634,7 +582,7 @@ mod tests {
     fn world_indexes_job_ids_with_slashes_and_ignores_stale_alloc_events() {
         let mut w = World::default();
         let key = keys::job("default", "nightly/periodic-1700000000");
-        let t = w.apply(Kind::Specs, &key, Some(b"{}"), 5);
+        let t = w.apply(Part::Specs, &key, Some(b"{}"), 5);
         let jk = (
             "default".to_string(),
             "nightly/periodic-1700000000".to_string(),
@@ -648,7 +596,7 @@ mod tests {
         };
         let vkey = keys::job_version("default", &jk.1, 3);
         w.apply(
-            Kind::Versions,
+            Part::Versions,
             &vkey,
             Some(&serde_json::to_vec(&job).unwrap()),
             6,
@@ -667,19 +615,19 @@ mod tests {
         w.upsert_alloc(newer, 20);
         // An older event for the same key (from a watch that lags our own commit) is ignored.
         w.apply(
-            Kind::Allocs,
+            Part::Allocs,
             &keys::alloc("n1", "a1"),
             Some(&serde_json::to_vec(&a).unwrap()),
             10,
         );
         assert_eq!(w.allocs["a1"].alloc.desired_status, DesiredStatus::Stop);
         // A stale delete is ignored too; a newer one removes it, and older puts cannot resurrect it.
-        w.apply(Kind::Allocs, &keys::alloc("n1", "a1"), None, 15);
+        w.apply(Part::Allocs, &keys::alloc("n1", "a1"), None, 15);
         assert!(w.allocs.contains_key("a1"));
-        w.apply(Kind::Allocs, &keys::alloc("n1", "a1"), None, 25);
+        w.apply(Part::Allocs, &keys::alloc("n1", "a1"), None, 25);
         assert!(!w.allocs.contains_key("a1"));
         w.apply(
-            Kind::Allocs,
+            Part::Allocs,
             &keys::alloc("n1", "a1"),
             Some(&serde_json::to_vec(&a).unwrap()),
             21,

@@ -18,7 +18,8 @@ use crate::observed::ObservedAlloc;
 use crate::scheduler::{AllocUsage, ClusterSnapshot};
 use crate::ControllerError;
 
-/// Which prefixes a pass needs.
+/// The store prefixes the controllers read: each loop pass reads the ones it needs, the jobs
+/// controller keeps a reflector on [`Part::JOBS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Part {
     Specs,
@@ -35,20 +36,42 @@ pub enum Part {
 }
 
 impl Part {
+    /// What the jobs controller watches.
+    pub const JOBS: [Part; 9] = [
+        Part::Specs,
+        Part::Versions,
+        Part::Allocs,
+        Part::AllocStatus,
+        Part::Nodes,
+        Part::NodeSpecs,
+        Part::Heartbeats,
+        Part::Deployments,
+        Part::JobStatus,
+    ];
+
     pub fn prefix(self) -> &'static str {
         match self {
-            Part::Specs => "/nomos/jobs/",
-            Part::Versions => "/nomos/jobversions/",
+            Part::Specs => keys::JOBS_PREFIX,
+            Part::Versions => keys::JOB_VERSIONS_PREFIX,
             Part::JobStatus => keys::JOB_STATUS_PREFIX,
-            Part::Allocs => "/nomos/allocs/",
-            Part::AllocStatus => "/nomos/allocstatus/",
+            Part::Allocs => keys::ALLOCS_PREFIX,
+            Part::AllocStatus => keys::ALLOC_STATUS_PREFIX,
             Part::Nodes => keys::NODES_PREFIX,
             Part::NodeSpecs => keys::NODE_SPECS_PREFIX,
             Part::Heartbeats => keys::HEARTBEATS_PREFIX,
-            Part::NodeLifecycle => crate::nodes::NODE_STATUS_PREFIX,
-            Part::DrainStatus => crate::drain::DRAIN_STATUS_PREFIX,
+            Part::NodeLifecycle => keys::NODE_STATUS_PREFIX,
+            Part::DrainStatus => keys::DRAIN_STATUS_PREFIX,
             Part::Deployments => keys::DEPLOYMENTS_PREFIX,
         }
+    }
+
+    /// The prefix's last segment (`jobs`, `allocstatus`, ...), for metrics labels and traces.
+    pub fn name(self) -> &'static str {
+        self.prefix()
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
     }
 }
 
@@ -59,8 +82,7 @@ pub struct Rev<T> {
     pub mod_revision: i64,
 }
 
-/// `(namespace, job)`.
-pub type JobKey = (String, String);
+pub use crate::JobKey;
 
 /// One consistent read.
 #[derive(Debug, Default)]

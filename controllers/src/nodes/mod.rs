@@ -31,13 +31,7 @@ use serde::{Deserialize, Serialize};
 
 pub use heartbeat::{lease_timing, HeartbeatConfig, LeaseTiming};
 
-/// Prefix of the node-lifecycle records.
-pub const NODE_STATUS_PREFIX: &str = "/nomos/nodestatus/";
-
-/// `/nomos/nodestatus/<node>`: the node-lifecycle loop's record of a node.
-pub fn node_status_key(node: &str) -> String {
-    format!("{NODE_STATUS_PREFIX}{node}")
-}
+pub use nomos_store::keys::{node_status as node_status_key, NODE_STATUS_PREFIX};
 
 /// The value at `/nomos/nodestatus/<node>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

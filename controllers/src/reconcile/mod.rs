@@ -292,11 +292,7 @@ pub fn reschedule_at(
 
 /// The effective update strategy of a group (its own, else the job's), if it rolls.
 pub fn update_strategy<'a>(job: &'a Job, group: &'a TaskGroup) -> Option<&'a UpdateStrategy> {
-    group
-        .update
-        .as_ref()
-        .or(job.update.as_ref())
-        .filter(|u| u.max_parallel > 0)
+    job.update_for(group).filter(|u| u.max_parallel > 0)
 }
 
 /// Whether moving an allocation from `old` to `new` needs a restart.

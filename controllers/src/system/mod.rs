@@ -240,7 +240,7 @@ pub fn plan(
 /// When a replacement counts as healthy for a rolling update: the group's (or job's) `update`
 /// block, else Nomad's defaults (checks, 10s).
 fn update_health_rule(job: &Job, group: &TaskGroup) -> HealthRule {
-    match group.update.as_ref().or(job.update.as_ref()) {
+    match job.update_for(group) {
         Some(u) => HealthRule::new(group, &u.health_check, u.min_healthy_time_ns),
         None => HealthRule::new(group, "checks", 10_000_000_000),
     }
@@ -249,10 +249,7 @@ fn update_health_rule(job: &Job, group: &TaskGroup) -> HealthRule {
 /// `update.max_parallel` of the group (or job); `None` (no limit) when there is no update block
 /// or it is 0.
 fn max_parallel(job: &Job, group: &TaskGroup) -> Option<u32> {
-    group
-        .update
-        .as_ref()
-        .or(job.update.as_ref())
+    job.update_for(group)
         .map(|u| u.max_parallel)
         .filter(|m| *m > 0)
 }

@@ -1435,6 +1435,13 @@ fn rolling_update(
         });
     if !finished {
         let progressed = healthy_new > g.healthy;
+        // Nothing is left to update and no canary was placed (the last older copies went in
+        // place, as after a revert, or were stopped): there is nothing to try a canary on, and
+        // waiting for one would hold the deployment for good.
+        let no_canary_yet = !r.all_new.iter().any(|a| a.alloc.canary);
+        if g.desired_canaries > 0 && !g.promoted && r.old.is_empty() && no_canary_yet {
+            g.desired_canaries = 0;
+        }
         g.desired_total = group.count;
         g.placed = r
             .all_new

@@ -631,6 +631,31 @@ fn a_promoted_canary_on_a_disconnected_node_does_not_stop_its_twin() {
     assert!(stopped(&plan).contains(&"a0".to_string()), "{plan:?}");
 }
 
+/// Seed 1369: a canary deployment whose older copies all went in place (a revert to the spec
+/// they run) has nothing to place a canary on; it must finish, not wait for a promotion.
+#[test]
+fn a_canary_deployment_with_nothing_left_to_update_completes() {
+    let (j, versions) = rolling(1, 1, true);
+    let old: Vec<_> = (0..4)
+        .map(|i| running(&format!("a{i}"), i, 1, NOW - 100_000))
+        .collect();
+    let d = run_with(&j, 2, &versions, &old, None, &ready)
+        .deployment
+        .unwrap();
+    assert_eq!(d.groups["g"].desired_canaries, 1);
+    let updated: Vec<_> = (0..4)
+        .map(|i| {
+            let mut a = running(&format!("a{i}"), i, 2, NOW - 100_000);
+            a.status.as_mut().unwrap().healthy = Some(true);
+            a
+        })
+        .collect();
+    let plan = run_with(&j, 2, &versions, &updated, Some(&d), &ready);
+    let after = plan.deployment.expect("the deployment moves on");
+    assert_eq!(after.status, ds::SUCCESSFUL, "{after:?}");
+    assert!(plan.place.is_empty(), "{:?}", plan.place);
+}
+
 #[test]
 fn auto_promote_promotes_healthy_canaries() {
     let (j, versions) = rolling(1, 1, true);

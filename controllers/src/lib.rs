@@ -1,22 +1,49 @@
-//! nomos-controllers: the reconcile runtime, the pure placement engine and the jobs controller.
+//! nomos-controllers: everything that turns what users declare into allocations, and keeps
+//! them there. Decisions are pure functions; runtimes read the store, call them, and write
+//! what they return with fenced transactions.
 //!
 //! Layout:
 //! - [`scheduler`]: the placement engine (pure): feasibility, ranking, bin-packing or spread over
 //!   a [`scheduler::ClusterSnapshot`]; scores about log2(n) candidates per placement.
 //! - [`reconcile`]: the jobs reconcile as a pure function `(job versions, allocations with their
-//!   statuses, node health, deployment, now) -> Plan`.
+//!   statuses, node health, deployment, now) -> Plan`; [`jobs::decide`] adds the placements.
+//! - [`jobs`]: the jobs controller for service and batch jobs, on the per-key runtime.
+//! - [`loops`]: the system, periodic, drain, node-lifecycle and gc loops, each a pure decision
+//!   ([`system::plan`], [`periodic`], [`drain::decide`], [`nodes`], [`gc::plan`]) over a
+//!   whole-cluster read.
+//! - [`plan`]: `nctl plan`, the jobs controller's (or system loop's) decision over one read,
+//!   written nowhere.
+//! - [`observed`]: the shared words: an allocation with its status, a stop request.
 //! - [`runtime`]: reflectors (list + watch into indexed caches), the de-duplicating work queue,
 //!   the runner, leader election on a store lease, Prometheus metrics.
-//! - [`jobs`]: the jobs controller for service and batch jobs, wiring the three together.
 //! - [`error`]: the crate's one error enum.
+//!
+//! Why two runtimes. The jobs controller has many independent keys (one per job, a million
+//! allocations at C1M scale) and must react to one of them in milliseconds: it keeps indexed
+//! caches fed by watches (the world) and reconciles one job key at a time from a work queue,
+//! as kube-runtime does. The loops decide about the whole cluster at once (every node for a
+//! system job, every allocation for the collector) and run rarely (on a watch event, a timer or
+//! a resync): each pass re-reads what it needs at one revision (a view) and keeps nothing in
+//! memory, which makes them simple to reason about and free of cache bugs. A loop that needed
+//! per-key latency would move to the first runtime.
+//!
+//! Glossary:
+//! - *world*: the jobs controller's in-memory indexes of every prefix it watches
+//!   ([`jobs::world::World`]), kept in step by reflectors and by its own commits.
+//! - *view*: one consistent read of the prefixes a loop pass needs ([`loops::view::View`]).
+//! - *snapshot*: the scheduler's picture of nodes and what their allocations hold
+//!   ([`scheduler::ClusterSnapshot`]), built from a world or a view by one rule
+//!   ([`scheduler::AllocUsage::of`]).
+//! - *guard*: a compare on a node's allocation prefix (no key there newer than the revision the
+//!   decision read), so two writers can never over-commit a node.
+//! - *fence*: a compare on the leader's election key, so a deposed leader writes nothing.
 //!
 //! ```text
 //! /nomos/jobs, jobversions, allocs, allocstatus, nodes, nodespec, heartbeats, deployments
 //!        │ reflectors
 //!        ▼
 //!   jobs::world::World ──keys──▶ WorkQueue ──▶ jobs::Ctx::reconcile
-//!                                                 │ reconcile::reconcile (pure plan)
-//!                                                 │ scheduler::place (pure placement)
+//!                                                 │ jobs::decide::decide (pure: reconcile + placement)
 //!                                                 ▼
 //!                         txn per batch: compare per-node revision + leader lease ──▶ /nomos/allocs/<node>/<id>
 //! ```

@@ -920,6 +920,14 @@ fn reconcile_group(
                     plan.stop.push(stop(al, "scaled down"));
                     continue;
                 }
+                let next = reschedule_at(&policy, a, now);
+                if next.is_none() && is_new(a) && active.is_some() {
+                    // Whatever else holds its index (seed 1414: a lost original's successor).
+                    facts.unreschedulable = Some(format!(
+                        "{} failed with no reschedule attempts left",
+                        al.name
+                    ));
+                }
                 if !occupied.insert(al.index) {
                     continue; // another allocation of this index is already being replaced
                 }
@@ -936,7 +944,7 @@ fn reconcile_group(
                     });
                     continue;
                 }
-                match reschedule_at(&policy, a, now) {
+                match next {
                     Some(r) if r.at_ms <= now => {
                         let mut times = r.times_ms;
                         times.push(now);
@@ -959,12 +967,6 @@ fn reconcile_group(
                         at_ms: r.at_ms,
                         reason: format!("reschedule {}", al.name),
                     }),
-                    None if is_new(a) && active.is_some() => {
-                        facts.unreschedulable = Some(format!(
-                            "{} failed with no reschedule attempts left",
-                            al.name
-                        ));
-                    }
                     None => {}
                 }
                 continue;

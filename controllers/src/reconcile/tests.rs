@@ -656,6 +656,28 @@ fn a_canary_deployment_with_nothing_left_to_update_completes() {
     assert!(plan.place.is_empty(), "{:?}", plan.place);
 }
 
+/// Seed 1414: a canary failed with no reschedule attempts left while a lost original's
+/// successor takes its index; the deployment must still fail at once.
+#[test]
+fn a_canary_out_of_reschedules_fails_the_deployment_even_beside_a_lost_original() {
+    let (mut j, mut versions) = rolling(1, 1, false);
+    j.groups[0].reschedule = Some(policy(0, 5, "constant", false));
+    versions.insert(2, j.clone());
+    let mut allocs: Vec<_> = (0..4)
+        .map(|i| running(&format!("a{i}"), i, 1, NOW - 100_000))
+        .collect();
+    let d = run_with(&j, 2, &versions, &allocs, None, &ready)
+        .deployment
+        .unwrap();
+    allocs[0].status.as_mut().unwrap().client_status = ClientStatus::Lost;
+    let mut c0 = canary("c0", 0, 2, NOW - 100_000);
+    c0.status.as_mut().unwrap().client_status = ClientStatus::Failed;
+    allocs.push(c0);
+    let plan = run_with(&j, 2, &versions, &allocs, Some(&d), &ready);
+    let after = plan.deployment.expect("the deployment changes");
+    assert_eq!(after.status, ds::FAILED, "{after:?}");
+}
+
 #[test]
 fn auto_promote_promotes_healthy_canaries() {
     let (j, versions) = rolling(1, 1, true);

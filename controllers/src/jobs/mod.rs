@@ -751,21 +751,7 @@ impl Ctx {
             status.periodic = old.periodic.clone();
         }
         status.modified_at_ms = now;
-        let key = keys::job_status(&jk.0, &jk.1);
-        let value = serde_json::to_vec(&status).map_err(|e| ControllerError::Decode {
-            key: key.clone(),
-            what: "job status",
-            message: e.to_string(),
-        })?;
-        Ok((
-            Some(Write {
-                key,
-                value,
-                kind: Part::JobStatus,
-                compare: None,
-            }),
-            false,
-        ))
+        Ok((Some(status_write(jk, &status)?), false))
     }
 
     async fn write_version(
@@ -886,18 +872,7 @@ impl Ctx {
         };
         let mut extra = Extra::default();
         if let Some(status) = mark {
-            let key = keys::job_status(&jk.0, &jk.1);
-            let value = serde_json::to_vec(&status).map_err(|e| ControllerError::Decode {
-                key: key.clone(),
-                what: "job status",
-                message: e.to_string(),
-            })?;
-            extra.last.push(Write {
-                key,
-                value,
-                kind: Part::JobStatus,
-                compare: None,
-            });
+            extra.last.push(status_write(jk, &status)?);
         }
         if !stops.is_empty() || !extra.is_empty() {
             self.commit(Vec::new(), stops, guards, extra, now)
@@ -980,6 +955,22 @@ impl Ctx {
         }
         Ok(())
     }
+}
+
+/// The write of a job's status.
+fn status_write(jk: &JobKey, status: &JobStatus) -> Result<Write, ControllerError> {
+    let key = keys::job_status(&jk.0, &jk.1);
+    let value = serde_json::to_vec(status).map_err(|e| ControllerError::Decode {
+        key: key.clone(),
+        what: "job status",
+        message: e.to_string(),
+    })?;
+    Ok(Write {
+        key,
+        value,
+        kind: Part::JobStatus,
+        compare: None,
+    })
 }
 
 struct Decided {

@@ -621,15 +621,23 @@ fn runs_on_connected_node(input: &Input<'_>, a: &ObservedAlloc) -> bool {
 /// deployment keeps such a canary; the next passes treat it as a stale canary.)
 fn serves_its_index_alone(input: &Input<'_>, a: &ObservedAlloc) -> bool {
     let connected = |x: &ObservedAlloc| runs_on_connected_node(input, x);
-    connected(a)
-        && !input.allocs.iter().any(|x| {
-            x.alloc.task_group == a.alloc.task_group
-                && x.alloc.index == a.alloc.index
-                && x.alloc.id != a.alloc.id
-                && !x.alloc.canary
-                && x.alloc.desired_status == DesiredStatus::Run
-                && connected(x)
-        })
+    connected(a) && !another_at_its_index(input, a, connected)
+}
+
+/// Whether another allocation (not a canary, desired to run) at `a`'s index passes `also`.
+fn another_at_its_index(
+    input: &Input<'_>,
+    a: &ObservedAlloc,
+    also: impl Fn(&ObservedAlloc) -> bool,
+) -> bool {
+    input.allocs.iter().any(|x| {
+        x.alloc.task_group == a.alloc.task_group
+            && x.alloc.index == a.alloc.index
+            && x.alloc.id != a.alloc.id
+            && !x.alloc.canary
+            && x.alloc.desired_status == DesiredStatus::Run
+            && also(x)
+    })
 }
 
 /// A canary whose stop would free its index for an immediate refill: one that alone serves
@@ -640,15 +648,7 @@ fn holds_its_index_alone(input: &Input<'_>, a: &ObservedAlloc) -> bool {
     if a.client_status() != ClientStatus::Failed {
         return serves_its_index_alone(input, a);
     }
-    is_of_version(input, &a.alloc)
-        && !input.allocs.iter().any(|x| {
-            x.alloc.task_group == a.alloc.task_group
-                && x.alloc.index == a.alloc.index
-                && x.alloc.id != a.alloc.id
-                && !x.alloc.canary
-                && x.alloc.desired_status == DesiredStatus::Run
-                && !x.client_status().is_terminal()
-        })
+    is_of_version(input, &a.alloc) && !another_at_its_index(input, a, |x| !x.is_terminal())
 }
 
 /// Whether an allocation is of the input's newest version: its number, and the same spec when
@@ -1025,88 +1025,9 @@ fn reconcile_group(
         keep
     });
 
-    // Duplicates (two writers raced, or a retried commit): one allocation of the newest
-    // version per index survives, the oldest.
-
+    // Duplicates, index by index.
     for allocs in live.values_mut() {
-        // (An allocation of a node that is away is left out until it is back: it is settled
-        // then, not while nobody knows whether it runs.)
-        let present = |a: &ObservedAlloc| {
-            a.client_status() != ClientStatus::Unknown
-                && (input.node_health)(&a.alloc.node) != NodeHealth::Disconnected
-        };
-        let mut same: Vec<&ObservedAlloc> = allocs
-            .iter()
-            .copied()
-            .filter(|a| is_new(a) && present(a))
-            .collect();
-        if same.len() > 1 {
-            // The oldest stays: an original back from a lost node keeps its place over its
-            // replacement, as the node-lifecycle loop decides too (`keep_original`).
-            same.sort_by(|a, b| {
-                a.alloc
-                    .created_at_ms
-                    .cmp(&b.alloc.created_at_ms)
-                    .then(a.alloc.id.cmp(&b.alloc.id))
-            });
-            for extra in &same[1..] {
-                plan.stop.push(stop(&extra.alloc, "duplicate allocation"));
-                allocs.retain(|x| x.alloc.id != extra.alloc.id);
-            }
-        }
-        // Two older allocations at one index (an original back from a lost node beside what
-        // replaced it since, or a promoted canary beside its twin): the one that serves stays
-        // (healthy, by its agent's own verdict first; then one the newest version can update
-        // in place, as after a revert to its spec; then the newest version, then the oldest),
-        // the other stops.
-        let mut older: Vec<&ObservedAlloc> = allocs
-            .iter()
-            .copied()
-            .filter(|a| !is_new(a) && present(a))
-            .collect();
-        if older.len() > 1 {
-            let verdict =
-                |a: &ObservedAlloc| a.status.as_ref().and_then(|s| s.healthy) == Some(true);
-            let in_place = |a: &ObservedAlloc| {
-                input
-                    .versions
-                    .get(&a.alloc.job_version)
-                    .filter(|j| names_spec(&a.alloc, j))
-                    .and_then(|j| j.groups.iter().find(|g| g.name == group.name))
-                    .is_some_and(|g| !needs_destructive_update(g, group))
-            };
-            older.sort_by(|a, b| {
-                serving(b)
-                    .cmp(&serving(a))
-                    .then(verdict(b).cmp(&verdict(a)))
-                    .then(in_place(b).cmp(&in_place(a)))
-                    .then(b.alloc.job_version.cmp(&a.alloc.job_version))
-                    .then(a.alloc.created_at_ms.cmp(&b.alloc.created_at_ms))
-                    .then(a.alloc.id.cmp(&b.alloc.id))
-            });
-            for extra in &older[1..] {
-                plan.stop.push(stop(
-                    &extra.alloc,
-                    "duplicate allocation of an older version",
-                ));
-                allocs.retain(|x| x.alloc.id != extra.alloc.id);
-            }
-        }
-        // An older allocation beside a healthy one of the new version that is not a canary (an
-        // original back from a lost node whose line of replacements moved on): whatever the
-        // deployment's state, the index is served, and the older one stops.
-        if allocs
-            .iter()
-            .any(|a| is_new(a) && !a.alloc.canary && serving(a))
-        {
-            for a in allocs.iter().filter(|a| !is_new(a)) {
-                plan.stop.push(stop(
-                    &a.alloc,
-                    "replaced by a healthy allocation of the new version",
-                ));
-            }
-            allocs.retain(|a| is_new(a));
-        }
+        settle_index(input, group, allocs, &is_new, &serving, plan);
     }
 
     // Classify versions.
@@ -1135,112 +1056,22 @@ fn reconcile_group(
     let inplace: HashSet<String> = plan.inplace_update.iter().cloned().collect();
     let counts_as_new = |a: &ObservedAlloc| is_new(a) || inplace.contains(&a.alloc.id);
 
-    // Migrations off draining nodes: a replacement is placed elsewhere first, with at most
-    // `migrate.max_parallel` replacements not yet healthy per group, and the original stops only
-    // once a live allocation at its index elsewhere is healthy (`migrate.min_healthy_time`).
-    let being_placed: HashSet<u32> = plan
-        .place
-        .iter()
-        .chain(plan.reschedule.iter().map(|r| &r.place))
-        .filter(|p| p.group == group.name)
-        .map(|p| p.index)
-        .collect();
-    let mut in_flight_migrations = 0u32;
-    let mut waiting: Vec<&ObservedAlloc> = Vec::new();
-    let mut given_up: HashSet<&str> = HashSet::new();
-    for a in &draining {
-        let al = &a.alloc;
-        occupied.insert(al.index);
-        // Its replacement: a live allocation at its index elsewhere, the one that names it
-        // first. A canary of this version is replaced only by its own successor (its twin is
-        // what it canaries, not a replacement); an old allocation, or a canary of an older
-        // version, moves onto whatever serves its index (placing a successor beside it would
-        // run the index twice).
-        let replacement = live.get(&al.index).and_then(|v| {
-            let elsewhere = || {
-                v.iter()
-                    .filter(|x| !draining_ids.contains(x.alloc.id.as_str()))
-            };
-            elsewhere()
-                .find(|x| x.alloc.previous_alloc == al.id)
-                .or_else(|| elsewhere().find(|_| !(al.canary && is_of_version(input, al))))
-        });
-        match replacement {
-            // (Healthy where its node is in touch: one that missed its heartbeat serves nobody
-            // anyone knows of.)
-            Some(r)
-                if migration_health(r.status.as_ref(), &migrate_rule, now)
-                    == MigrationHealth::Healthy
-                    && matches!(
-                        (input.node_health)(&r.alloc.node),
-                        NodeHealth::Ready | NodeHealth::Draining
-                    ) =>
-            {
-                plan.stop
-                    .push(stop(al, "node draining; replacement healthy"));
-            }
-            Some(r) => {
-                in_flight_migrations += 1;
-                let give_up_at = (migrate_deadline_ms > 0)
-                    .then(|| r.alloc.created_at_ms.saturating_add(migrate_deadline_ms));
-                if give_up_at.is_some_and(|t| now >= t) {
-                    // Not healthy within `migrate.healthy_deadline`: replace the replacement,
-                    // away from its node; the original keeps running meanwhile. (Once: two
-                    // draining allocations of one index may share the replacement.)
-                    if !given_up.insert(r.alloc.id.as_str()) {
-                        continue;
-                    }
-                    plan.reschedule.push(Replace {
-                        stop: stop(&r.alloc, "not healthy within migrate.healthy_deadline"),
-                        place: Place {
-                            penalty_node: Some(r.alloc.node.clone()),
-                            ..succ(al)
-                        },
-                    });
-                    continue;
-                }
-                let healthy = match migration_health(r.status.as_ref(), &migrate_rule, now) {
-                    MigrationHealth::At(t) => Some(t),
-                    _ => None,
-                };
-                let at = match (healthy, give_up_at) {
-                    (Some(h), Some(g)) => h.min(g),
-                    (h, g) => h.or(g).unwrap_or(now + 5_000),
-                };
-                plan.follow_ups.push(FollowUp {
-                    at_ms: at,
-                    reason: format!("migration of {}", al.name),
-                });
-            }
-            None if being_placed.contains(&al.index) => in_flight_migrations += 1,
-            None => waiting.push(a),
-        }
-    }
-    let mut budget = migrate_parallel.saturating_sub(in_flight_migrations);
-    // One successor per index and kind: two draining allocations of one index (an original
-    // and its replacement, both on the node) move as one.
-    // (A replacement given up on above is placed again already.)
-    let mut moving: HashSet<(u32, bool)> = being_placed.iter().map(|i| (*i, false)).collect();
-    moving.extend(
-        plan.reschedule
-            .iter()
-            .filter(|r| r.place.group == group.name)
-            .map(|r| (r.place.index, r.place.canary)),
+    let migration = Migration {
+        rule: &migrate_rule,
+        deadline_ms: migrate_deadline_ms,
+        max_parallel: migrate_parallel,
+    };
+    migrate_off_draining_nodes(
+        input,
+        group,
+        &migration,
+        &draining,
+        &draining_ids,
+        &live,
+        &mut occupied,
+        &succ,
+        plan,
     );
-    for a in waiting {
-        if !moving.insert((a.alloc.index, succ(&a.alloc).canary)) {
-            continue;
-        }
-        if budget == 0 {
-            plan.follow_ups.push(FollowUp {
-                at_ms: now + 5_000,
-                reason: "drain in progress".into(),
-            });
-            break;
-        }
-        budget -= 1;
-        plan.place.push(succ(&a.alloc));
-    }
 
     // Rolling update.
     if !old_destructive.is_empty()
@@ -1310,6 +1141,225 @@ fn reconcile_group(
                 ..Default::default()
             });
         }
+    }
+}
+
+/// The `migrate` block of a group, as the migrations read it.
+struct Migration<'a> {
+    rule: &'a HealthRule,
+    deadline_ms: i64,
+    max_parallel: u32,
+}
+
+/// Migrations off draining nodes: a replacement is placed elsewhere first, with at most
+/// `migrate.max_parallel` replacements not yet healthy per group, and the original stops only
+/// once a live allocation at its index elsewhere is healthy (`migrate.min_healthy_time`).
+/// (`draining_ids`: every allocation of the group on a draining node, none of which counts as
+/// a replacement.)
+#[allow(clippy::too_many_arguments)]
+fn migrate_off_draining_nodes<'a>(
+    input: &Input<'_>,
+    group: &TaskGroup,
+    m: &Migration<'_>,
+    draining: &[&'a ObservedAlloc],
+    draining_ids: &HashSet<&str>,
+    live: &'a BTreeMap<u32, Vec<&'a ObservedAlloc>>,
+    occupied: &mut BTreeSet<u32>,
+    succ: &dyn Fn(&Allocation) -> Place,
+    plan: &mut Plan,
+) {
+    let now = input.now_ms;
+    let being_placed: HashSet<u32> = plan
+        .place
+        .iter()
+        .chain(plan.reschedule.iter().map(|r| &r.place))
+        .filter(|p| p.group == group.name)
+        .map(|p| p.index)
+        .collect();
+    let mut in_flight_migrations = 0u32;
+    let mut waiting: Vec<&ObservedAlloc> = Vec::new();
+    let mut given_up: HashSet<&str> = HashSet::new();
+    for a in draining {
+        let al = &a.alloc;
+        occupied.insert(al.index);
+        // Its replacement: a live allocation at its index elsewhere, the one that names it
+        // first. A canary of this version is replaced only by its own successor (its twin is
+        // what it canaries, not a replacement); an old allocation, or a canary of an older
+        // version, moves onto whatever serves its index (placing a successor beside it would
+        // run the index twice).
+        let replacement = live.get(&al.index).and_then(|v| {
+            let elsewhere = || {
+                v.iter()
+                    .filter(|x| !draining_ids.contains(x.alloc.id.as_str()))
+            };
+            elsewhere()
+                .find(|x| x.alloc.previous_alloc == al.id)
+                .or_else(|| elsewhere().find(|_| !(al.canary && is_of_version(input, al))))
+        });
+        match replacement {
+            // (Healthy where its node is in touch: one that missed its heartbeat serves nobody
+            // anyone knows of.)
+            Some(r)
+                if migration_health(r.status.as_ref(), m.rule, now) == MigrationHealth::Healthy
+                    && matches!(
+                        (input.node_health)(&r.alloc.node),
+                        NodeHealth::Ready | NodeHealth::Draining
+                    ) =>
+            {
+                plan.stop
+                    .push(stop(al, "node draining; replacement healthy"));
+            }
+            Some(r) => {
+                in_flight_migrations += 1;
+                let give_up_at = (m.deadline_ms > 0)
+                    .then(|| r.alloc.created_at_ms.saturating_add(m.deadline_ms));
+                if give_up_at.is_some_and(|t| now >= t) {
+                    // Not healthy within `migrate.healthy_deadline`: replace the replacement,
+                    // away from its node; the original keeps running meanwhile. (Once: two
+                    // draining allocations of one index may share the replacement.)
+                    if !given_up.insert(r.alloc.id.as_str()) {
+                        continue;
+                    }
+                    plan.reschedule.push(Replace {
+                        stop: stop(&r.alloc, "not healthy within migrate.healthy_deadline"),
+                        place: Place {
+                            penalty_node: Some(r.alloc.node.clone()),
+                            ..succ(al)
+                        },
+                    });
+                    continue;
+                }
+                let healthy = match migration_health(r.status.as_ref(), m.rule, now) {
+                    MigrationHealth::At(t) => Some(t),
+                    _ => None,
+                };
+                let at = match (healthy, give_up_at) {
+                    (Some(h), Some(g)) => h.min(g),
+                    (h, g) => h.or(g).unwrap_or(now + 5_000),
+                };
+                plan.follow_ups.push(FollowUp {
+                    at_ms: at,
+                    reason: format!("migration of {}", al.name),
+                });
+            }
+            None if being_placed.contains(&al.index) => in_flight_migrations += 1,
+            None => waiting.push(a),
+        }
+    }
+    let mut budget = m.max_parallel.saturating_sub(in_flight_migrations);
+    // One successor per index and kind: two draining allocations of one index (an original
+    // and its replacement, both on the node) move as one.
+    // (A replacement given up on above is placed again already.)
+    let mut moving: HashSet<(u32, bool)> = being_placed.iter().map(|i| (*i, false)).collect();
+    moving.extend(
+        plan.reschedule
+            .iter()
+            .filter(|r| r.place.group == group.name)
+            .map(|r| (r.place.index, r.place.canary)),
+    );
+    for a in waiting {
+        if !moving.insert((a.alloc.index, succ(&a.alloc).canary)) {
+            continue;
+        }
+        if budget == 0 {
+            plan.follow_ups.push(FollowUp {
+                at_ms: now + 5_000,
+                reason: "drain in progress".into(),
+            });
+            break;
+        }
+        budget -= 1;
+        plan.place.push(succ(&a.alloc));
+    }
+}
+
+/// Settles the allocations at one index (two writers raced, a retried commit, an original
+/// back from a lost node): one allocation of the newest version survives, the oldest; of the
+/// older versions, the one that serves best; and an older one beside a serving new one stops.
+fn settle_index(
+    input: &Input<'_>,
+    group: &TaskGroup,
+    allocs: &mut Vec<&ObservedAlloc>,
+    is_new: &dyn Fn(&ObservedAlloc) -> bool,
+    serving: &dyn Fn(&ObservedAlloc) -> bool,
+    plan: &mut Plan,
+) {
+    // (An allocation of a node that is away is left out until it is back: it is settled
+    // then, not while nobody knows whether it runs.)
+    let present = |a: &ObservedAlloc| {
+        a.client_status() != ClientStatus::Unknown
+            && (input.node_health)(&a.alloc.node) != NodeHealth::Disconnected
+    };
+    let mut same: Vec<&ObservedAlloc> = allocs
+        .iter()
+        .copied()
+        .filter(|a| is_new(a) && present(a))
+        .collect();
+    if same.len() > 1 {
+        // The oldest stays: an original back from a lost node keeps its place over its
+        // replacement, as the node-lifecycle loop decides too (`keep_original`).
+        same.sort_by(|a, b| {
+            a.alloc
+                .created_at_ms
+                .cmp(&b.alloc.created_at_ms)
+                .then(a.alloc.id.cmp(&b.alloc.id))
+        });
+        for extra in &same[1..] {
+            plan.stop.push(stop(&extra.alloc, "duplicate allocation"));
+            allocs.retain(|x| x.alloc.id != extra.alloc.id);
+        }
+    }
+    // Two older allocations at one index (an original back from a lost node beside what
+    // replaced it since, or a promoted canary beside its twin): the one that serves stays
+    // (healthy, by its agent's own verdict first; then one the newest version can update
+    // in place, as after a revert to its spec; then the newest version, then the oldest),
+    // the other stops.
+    let mut older: Vec<&ObservedAlloc> = allocs
+        .iter()
+        .copied()
+        .filter(|a| !is_new(a) && present(a))
+        .collect();
+    if older.len() > 1 {
+        let verdict = |a: &ObservedAlloc| a.status.as_ref().and_then(|s| s.healthy) == Some(true);
+        let in_place = |a: &ObservedAlloc| {
+            input
+                .versions
+                .get(&a.alloc.job_version)
+                .filter(|j| names_spec(&a.alloc, j))
+                .and_then(|j| j.groups.iter().find(|g| g.name == group.name))
+                .is_some_and(|g| !needs_destructive_update(g, group))
+        };
+        older.sort_by(|a, b| {
+            serving(b)
+                .cmp(&serving(a))
+                .then(verdict(b).cmp(&verdict(a)))
+                .then(in_place(b).cmp(&in_place(a)))
+                .then(b.alloc.job_version.cmp(&a.alloc.job_version))
+                .then(a.alloc.created_at_ms.cmp(&b.alloc.created_at_ms))
+                .then(a.alloc.id.cmp(&b.alloc.id))
+        });
+        for extra in &older[1..] {
+            plan.stop.push(stop(
+                &extra.alloc,
+                "duplicate allocation of an older version",
+            ));
+            allocs.retain(|x| x.alloc.id != extra.alloc.id);
+        }
+    }
+    // An older allocation beside a healthy one of the new version that is not a canary (an
+    // original back from a lost node whose line of replacements moved on): whatever the
+    // deployment's state, the index is served, and the older one stops.
+    if allocs
+        .iter()
+        .any(|a| is_new(a) && !a.alloc.canary && serving(a))
+    {
+        for a in allocs.iter().filter(|a| !is_new(a)) {
+            plan.stop.push(stop(
+                &a.alloc,
+                "replaced by a healthy allocation of the new version",
+            ));
+        }
+        allocs.retain(|a| is_new(a));
     }
 }
 

@@ -390,3 +390,76 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// Where a node's drain stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DrainState {
+    #[default]
+    Draining,
+    /// Something on the node has nowhere to go.
+    Blocked,
+    Complete,
+    Cancelled,
+}
+
+impl DrainState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrainState::Draining => "draining",
+            DrainState::Blocked => "blocked",
+            DrainState::Complete => "complete",
+            DrainState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for DrainState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The drain loop's progress report for a node, at `/nomos/drainstatus/<node>` (what
+/// `nctl node drain --wait` follows).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct DrainStatus {
+    pub state: DrainState,
+    pub started_at_ms: i64,
+    pub deadline_ms: i64,
+    /// Allocations still on the node (desired to run, not finished).
+    pub remaining: u32,
+    /// Replacements placed and not yet healthy.
+    pub migrating: u32,
+    /// `<alloc id>: <why>` for allocations that cannot be placed elsewhere.
+    pub nowhere_to_go: Vec<String>,
+    pub updated_at_ms: i64,
+}
+
+/// The node-lifecycle loop's record of a node, at `/nomos/nodestatus/<node>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct NodeLifecycle {
+    pub status: NodeStatus,
+    /// When `status` last changed (Unix ms).
+    pub since_ms: i64,
+    /// When the heartbeat was found missing, while it is.
+    pub disconnected_at_ms: Option<i64>,
+    /// Allocations whose client status this loop overwrote, by id.
+    pub marks: std::collections::BTreeMap<String, AllocMark>,
+}
+
+/// A client status set by the lifecycle loop on an allocation of an absent node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct AllocMark {
+    /// What the agent had reported before.
+    pub previous: ClientStatus,
+    /// `unknown` or `lost`.
+    pub marked: ClientStatus,
+    pub lost_at_ms: Option<i64>,
+    /// The node returned and the previous status was given back; the originals and their
+    /// replacements are settled on the next pass.
+    pub restored: bool,
+}

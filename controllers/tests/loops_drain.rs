@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use loops_common::*;
-use nomos_api::{Allocation, DesiredStatus, DrainSpec, NodeSpec};
+use nomos_api::{Allocation, DesiredStatus, DrainSpec, DrainState, NodeSpec};
 use nomos_controllers::drain::{drain_status_key, DrainStatus};
 use nomos_store::{KeySelector, Store, WatchOptions};
 use serde_json::json;
@@ -136,7 +136,7 @@ async fn drain_scenario(restart_mid_drain: bool) {
         async move {
             drain_status(&*s, &v)
                 .await
-                .is_some_and(|d| d.state == "complete" && d.remaining == 0)
+                .is_some_and(|d| d.state == DrainState::Complete && d.remaining == 0)
         }
     })
     .await;
@@ -253,7 +253,7 @@ async fn a_drain_with_nowhere_to_go_waits_for_its_deadline() {
         let s = store.clone();
         async move {
             drain_status(&*s, "n1").await.is_some_and(|d| {
-                d.state == "blocked" && d.nowhere_to_go.len() == 1 && d.remaining == 1
+                d.state == DrainState::Blocked && d.nowhere_to_go.len() == 1 && d.remaining == 1
             })
         }
     })
@@ -269,7 +269,7 @@ async fn a_drain_with_nowhere_to_go_waits_for_its_deadline() {
                 on_n1(s.clone()).await == 0
                     && drain_status(&*s, "n1")
                         .await
-                        .is_some_and(|d| d.state == "complete")
+                        .is_some_and(|d| d.state == DrainState::Complete)
             }
         },
     )
@@ -361,7 +361,7 @@ async fn originals_stop_only_once_their_replacement_is_healthy() {
         async move {
             drain_status(&*s, "n1")
                 .await
-                .is_some_and(|d| d.state == "complete")
+                .is_some_and(|d| d.state == DrainState::Complete)
         }
     })
     .await;
@@ -398,7 +398,7 @@ async fn cancelling_a_drain_keeps_what_moved_and_leaves_the_rest() {
         async move {
             drain_status(&*s, "n1")
                 .await
-                .is_some_and(|d| d.state == "blocked" && d.remaining == 1)
+                .is_some_and(|d| d.state == DrainState::Blocked && d.remaining == 1)
         }
     })
     .await;
@@ -416,7 +416,7 @@ async fn cancelling_a_drain_keeps_what_moved_and_leaves_the_rest() {
         async move {
             drain_status(&*s, "n1")
                 .await
-                .is_some_and(|d| d.state == "cancelled")
+                .is_some_and(|d| d.state == DrainState::Cancelled)
         }
     })
     .await;

@@ -5,9 +5,11 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use nomos_api::{DrainSpec, Node, NodeSpec, NodeStatus};
-use nomos_controllers::drain::{drain_status_key, DrainStatus, DRAIN_STATUS_PREFIX};
-use nomos_controllers::nodes::{node_status_key, NodeLifecycle, NODE_STATUS_PREFIX};
+use nomos_api::{DrainSpec, DrainStatus, Node, NodeLifecycle, NodeSpec, NodeStatus};
+use nomos_store::keys::{
+    drain_status as drain_status_key, node_status as node_status_key, DRAIN_STATUS_PREFIX,
+    NODE_STATUS_PREFIX,
+};
 use nomos_store::{KeySelector, RangeOptions};
 
 use crate::body::JsonBody;

@@ -271,7 +271,7 @@ pub struct NodeView {
     pub allocations: u32,
     /// The drain loop's progress report (`/nomos/drainstatus/<node>`), once a drain started.
     #[serde(default)]
-    pub drain_status: Option<nomos_controllers::drain::DrainStatus>,
+    pub drain_status: Option<nomos_api::DrainStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

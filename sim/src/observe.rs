@@ -5,11 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use nomos_api::NodeLifecycle;
 use nomos_api::{
     AllocStatus, Allocation, ClientStatus, Deployment, DesiredStatus, Job, JobStatus, Node,
     NodeSpec,
 };
-use nomos_controllers::nodes::NodeLifecycle;
 use nomos_store::{keys, KeySelector, RangeOptions, Store, StoreError};
 use serde::de::DeserializeOwned;
 

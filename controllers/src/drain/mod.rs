@@ -24,7 +24,6 @@ mod tests;
 use std::collections::BTreeMap;
 
 use nomos_api::{AllocStatus, Allocation, DesiredStatus, DrainSpec, Job, JobType, MigrateStrategy};
-use serde::{Deserialize, Serialize};
 
 use crate::health::{migration_health, HealthRule, MigrationHealth};
 
@@ -35,22 +34,7 @@ pub const DEADLINE_REASON: &str = "node drain deadline reached";
 
 pub use nomos_store::keys::{drain_status as drain_status_key, DRAIN_STATUS_PREFIX};
 
-/// The value at `/nomos/drainstatus/<node>`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct DrainStatus {
-    /// `draining`, `blocked` (something has nowhere to go), `complete` or `cancelled`.
-    pub state: String,
-    pub started_at_ms: i64,
-    pub deadline_ms: i64,
-    /// Allocations still on the node (desired to run, not finished).
-    pub remaining: u32,
-    /// Replacements placed and not yet healthy.
-    pub migrating: u32,
-    /// `<alloc id>: <why>` for allocations that cannot be placed elsewhere.
-    pub nowhere_to_go: Vec<String>,
-    pub updated_at_ms: i64,
-}
+pub use nomos_api::{DrainState, DrainStatus};
 
 /// One allocation on the draining node.
 #[derive(Debug, Clone, PartialEq)]

@@ -12,7 +12,7 @@
 use nomos_api::{DesiredStatus, JobType};
 use nomos_store::keys;
 
-use super::{decide, drain_status_key, migrate_for, DrainAlloc, DrainStatus};
+use super::{decide, drain_status_key, migrate_for, DrainAlloc, DrainState, DrainStatus};
 use crate::health::HealthRule;
 use crate::loops::view::View;
 use crate::loops::{put, to_json, unchanged, Ctx, PassOutcome};
@@ -27,11 +27,11 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
         let old = view.drain_status.get(name);
         let Some(drain) = view.node_specs.get(name).and_then(|s| s.drain.clone()) else {
             if let Some(o) =
-                old.filter(|o| o.value.state == "draining" || o.value.state == "blocked")
+                old.filter(|o| matches!(o.value.state, DrainState::Draining | DrainState::Blocked))
             {
                 // Cancelled: stop following; what moved stays moved.
                 let mut s = o.value.clone();
-                s.state = "cancelled".into();
+                s.state = DrainState::Cancelled;
                 s.updated_at_ms = now;
                 write_status(ctx, name, &s, o.mod_revision).await?;
             }
@@ -93,14 +93,14 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
                 .await?;
         }
         let state = if plan.complete {
-            "complete"
+            DrainState::Complete
         } else if !nowhere.is_empty() {
-            "blocked"
+            DrainState::Blocked
         } else {
-            "draining"
+            DrainState::Draining
         };
         let status = DrainStatus {
-            state: state.into(),
+            state,
             started_at_ms: drain.started_at_ms,
             deadline_ms: drain.deadline_ms,
             remaining: plan.remaining,
@@ -115,7 +115,7 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
             } != status
         });
         if changed {
-            if status.state != old.map(|o| o.value.state.as_str()).unwrap_or("") {
+            if Some(status.state) != old.map(|o| o.value.state) {
                 tracing::info!(node = %name, state = %status.state, remaining = status.remaining, "drain");
             }
             write_status(ctx, name, &status, old.map(|o| o.mod_revision).unwrap_or(0)).await?;

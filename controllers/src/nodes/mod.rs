@@ -24,41 +24,13 @@ pub mod run;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
-
 use nomos_api::{AllocStatus, Allocation, ClientStatus, DesiredStatus, Disconnect, NodeStatus};
-use serde::{Deserialize, Serialize};
 
 pub use heartbeat::{lease_timing, HeartbeatConfig, LeaseTiming};
 
 pub use nomos_store::keys::{node_status as node_status_key, NODE_STATUS_PREFIX};
 
-/// The value at `/nomos/nodestatus/<node>`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct NodeLifecycle {
-    pub status: NodeStatus,
-    /// When `status` last changed (Unix ms).
-    pub since_ms: i64,
-    /// When the heartbeat was found missing, while it is.
-    pub disconnected_at_ms: Option<i64>,
-    /// Allocations whose client status this loop overwrote, by id.
-    pub marks: BTreeMap<String, AllocMark>,
-}
-
-/// A client status set by the lifecycle loop on an allocation of an absent node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct AllocMark {
-    /// What the agent had reported before.
-    pub previous: ClientStatus,
-    /// `unknown` or `lost`.
-    pub marked: ClientStatus,
-    pub lost_at_ms: Option<i64>,
-    /// The node returned and the previous status was given back; the originals and their
-    /// replacements are settled on the next pass.
-    pub restored: bool,
-}
+pub use nomos_api::{AllocMark, NodeLifecycle};
 
 /// How long after giving a returning node's lost allocations their status back the loop settles
 /// originals and replacements (readers that watch statuses and allocations separately catch up

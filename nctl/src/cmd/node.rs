@@ -112,7 +112,7 @@ pub async fn run(g: &Global, cmd: NodeCommand) -> anyhow::Result<i32> {
             if let Some(d) = &n.drain_status {
                 println!("\nDrain");
                 print_kv(&[
-                    ("State", d.state.clone()),
+                    ("State", d.state.to_string()),
                     ("Remaining", d.remaining.to_string()),
                     ("Migrating", d.migrating.to_string()),
                 ]);
@@ -232,7 +232,7 @@ async fn follow_drain(client: &Client, node: &str) -> anyhow::Result<i32> {
                 println!("{line}");
                 last = line;
             }
-            if s.state == "complete" {
+            if s.state == nomos_api::DrainState::Complete {
                 println!("node {node}: drain complete");
                 return Ok(0);
             }

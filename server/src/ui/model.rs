@@ -311,7 +311,7 @@ pub fn node_row(n: &NodeView, usage: Option<&NodeUsage>) -> NodeRow {
         status: n.status.clone(),
         eligible: n.eligible,
         draining: n.draining,
-        drain_state: n.drain_status.as_ref().map(|d| d.state.clone()),
+        drain_state: n.drain_status.as_ref().map(|d| d.state.to_string()),
         allocations: n.allocations,
         cpu: bar(u.cpu_used_mhz, u.cpu_total_mhz, mhz),
         memory: bar(u.memory_used_mb, u.memory_total_mb, mib),

@@ -567,8 +567,7 @@ pub fn node_page(
         (spec, report) => Some(DrainBox {
             state: report
                 .as_ref()
-                .map(|d| d.state.clone())
-                .filter(|s| !s.is_empty())
+                .map(|d| d.state.to_string())
                 .unwrap_or_else(|| "draining".into()),
             started: model::when(
                 now_ms,

@@ -21,7 +21,7 @@ pub mod run;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use nomos_api::{AllocStatus, Allocation, DesiredStatus, DrainSpec, Job, JobType, MigrateStrategy};
 
@@ -49,13 +49,21 @@ pub struct DrainAlloc {
     pub health: HealthRule,
     /// Allocations whose `previous_alloc` is this one.
     pub replacements: Vec<ObservedAlloc>,
+    /// Ids of those whose node missed its heartbeat: they keep their verdict but serve nobody
+    /// anyone knows of, so none of them counts as a healthy replacement (seed 1549).
+    pub replacements_away: BTreeSet<String>,
 }
 
 pub use crate::observed::{ObservedAlloc, Stop};
 
 /// How far a replacement got towards counting as migrated, by the `migrate` block's rule.
-fn replacement_health(r: &ObservedAlloc, rule: &HealthRule, now_ms: i64) -> MigrationHealth {
-    migration_health(r.status.as_ref(), rule, now_ms)
+fn replacement_health(a: &DrainAlloc, r: &ObservedAlloc, now_ms: i64) -> MigrationHealth {
+    match migration_health(r.status.as_ref(), &a.health, now_ms) {
+        MigrationHealth::Healthy if a.replacements_away.contains(&r.alloc.id) => {
+            MigrationHealth::Pending
+        }
+        h => h,
+    }
 }
 
 /// Nomad's `migrate` defaults: one at a time, 10s healthy, 5 minutes to get healthy.
@@ -124,9 +132,10 @@ pub fn decide(drain: &DrainSpec, allocs: &[DrainAlloc], now_ms: i64) -> DrainPla
         )
     };
     for a in &others {
-        if a.replacements.iter().any(|r| {
-            r.is_live() && replacement_health(r, &a.health, now_ms) != MigrationHealth::Healthy
-        }) {
+        if a.replacements
+            .iter()
+            .any(|r| r.is_live() && replacement_health(a, r, now_ms) != MigrationHealth::Healthy)
+        {
             *in_flight.entry(group_key(a)).or_default() += 1;
         }
     }
@@ -151,7 +160,7 @@ pub fn decide(drain: &DrainSpec, allocs: &[DrainAlloc], now_ms: i64) -> DrainPla
         }
         let mut healthy = None;
         for r in &live {
-            match replacement_health(r, &a.health, now_ms) {
+            match replacement_health(a, r, now_ms) {
                 MigrationHealth::Healthy => healthy = Some(r.alloc.id.clone()),
                 MigrationHealth::At(t) => {
                     plan.wake_at_ms = Some(plan.wake_at_ms.map_or(t, |w| w.min(t)))

@@ -58,6 +58,13 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
                         .get(a.value.id.as_str())
                         .cloned()
                         .unwrap_or_default(),
+                    replacements_away: by_prev
+                        .get(a.value.id.as_str())
+                        .into_iter()
+                        .flatten()
+                        .filter(|r| !view.heartbeats.contains(&r.alloc.node))
+                        .map(|r| r.alloc.id.clone())
+                        .collect(),
                 }
             })
             .collect();

@@ -30,6 +30,7 @@ fn original(id: &str, group: &str, job_type: JobType) -> DrainAlloc {
             required_checks: 0,
         },
         replacements: vec![],
+        replacements_away: Default::default(),
     }
 }
 
@@ -337,4 +338,24 @@ proptest! {
             prop_assert_eq!(flight, pre + new);
         }
     }
+}
+
+/// Seed 1549: a healthy replacement whose node then missed its heartbeat does not let the
+/// drained original stop; once its node is back, it does.
+#[test]
+fn a_replacement_on_a_node_that_missed_its_heartbeat_does_not_stop_the_original() {
+    let drain = drain(0, false);
+    let mut a = with_replacement(
+        original("a1", "g", JobType::Service),
+        "r1",
+        ClientStatus::Running,
+        Some(true),
+        0,
+    );
+    a.replacements_away.insert("r1".into());
+    let plan = decide(&drain, std::slice::from_ref(&a), 100_000);
+    assert!(plan.stop.is_empty(), "{plan:?}");
+    a.replacements_away.clear();
+    let plan = decide(&drain, std::slice::from_ref(&a), 100_000);
+    assert_eq!(plan.stop.len(), 1, "{plan:?}");
 }

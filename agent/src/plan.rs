@@ -127,13 +127,23 @@ pub fn health(
     }
 }
 
-/// The lifecycle phase a task starts in: 0 prestart, 1 main, 2 poststart, 3 poststop.
-pub fn task_phase(lifecycle: Option<&nomos_api::Lifecycle>) -> u8 {
+/// The lifecycle phases of an allocation, in the order they are reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Phase {
+    #[default]
+    Prestart,
+    Main,
+    Poststart,
+    Poststop,
+}
+
+/// The lifecycle phase a task starts in (its `lifecycle.hook`; main tasks have none).
+pub fn task_phase(lifecycle: Option<&nomos_api::Lifecycle>) -> Phase {
     match lifecycle.map(|l| l.hook.as_str()) {
-        Some("prestart") => 0,
-        Some("poststart") => 2,
-        Some("poststop") => 3,
-        _ => 1,
+        Some("prestart") => Phase::Prestart,
+        Some("poststart") => Phase::Poststart,
+        Some("poststop") => Phase::Poststop,
+        _ => Phase::Main,
     }
 }
 
@@ -147,29 +157,32 @@ pub fn is_ephemeral(lifecycle: Option<&nomos_api::Lifecycle>) -> bool {
 /// The phase an allocation has reached, from its tasks' `(phase, sidecar, state)`: main tasks
 /// start once ephemeral prestart tasks completed and prestart sidecars run; poststart tasks once
 /// every main task runs; poststop tasks once every main task is dead.
-pub fn lifecycle_phase(tasks: &[(u8, bool, TaskState)]) -> u8 {
-    let of = |phase: u8, sidecar: Option<bool>| {
+pub fn lifecycle_phase(tasks: &[(Phase, bool, TaskState)]) -> Phase {
+    let of = |phase: Phase, sidecar: Option<bool>| {
         tasks
             .iter()
             .filter(move |(p, s, _)| *p == phase && sidecar.map(|x| x == *s).unwrap_or(true))
             .map(|(_, _, st)| st)
     };
     // Main tasks all dead (ended, or killed before they started): poststop tasks run.
-    if of(1, None).next().is_some() && of(1, None).all(|s| s.state == TaskRunState::Dead) {
-        return 3;
+    if of(Phase::Main, None).next().is_some()
+        && of(Phase::Main, None).all(|s| s.state == TaskRunState::Dead)
+    {
+        return Phase::Poststop;
     }
-    let prestart_done = of(0, Some(false)).all(|s| s.state == TaskRunState::Dead && !s.failed);
-    let sidecars_up = of(0, Some(true)).all(|s| s.state != TaskRunState::Pending);
+    let prestart_done =
+        of(Phase::Prestart, Some(false)).all(|s| s.state == TaskRunState::Dead && !s.failed);
+    let sidecars_up = of(Phase::Prestart, Some(true)).all(|s| s.state != TaskRunState::Pending);
     if !(prestart_done && sidecars_up) {
-        return 0;
+        return Phase::Prestart;
     }
-    if !of(1, None).all(|s| s.state != TaskRunState::Pending) {
-        return 1;
+    if !of(Phase::Main, None).all(|s| s.state != TaskRunState::Pending) {
+        return Phase::Main;
     }
-    if !of(1, None).all(|s| s.state == TaskRunState::Dead) {
-        return 2;
+    if !of(Phase::Main, None).all(|s| s.state == TaskRunState::Dead) {
+        return Phase::Poststart;
     }
-    3
+    Phase::Poststop
 }
 
 #[cfg(test)]
@@ -351,68 +364,77 @@ mod tests {
             failed,
             ..Default::default()
         };
-        type Case = (&'static str, Vec<(u8, bool, TaskState)>, u8);
+        type Case = (&'static str, Vec<(Phase, bool, TaskState)>, Phase);
         let cases: Vec<Case> = vec![
             (
                 "only main tasks pending",
-                vec![(1, false, st(Pending, false))],
-                1,
+                vec![(Phase::Main, false, st(Pending, false))],
+                Phase::Main,
             ),
             (
                 "prestart pending holds main",
                 vec![
-                    (0, false, st(Pending, false)),
-                    (1, false, st(Pending, false)),
+                    (Phase::Prestart, false, st(Pending, false)),
+                    (Phase::Main, false, st(Pending, false)),
                 ],
-                0,
+                Phase::Prestart,
             ),
             (
                 "prestart running holds main",
                 vec![
-                    (0, false, st(Running, false)),
-                    (1, false, st(Pending, false)),
+                    (Phase::Prestart, false, st(Running, false)),
+                    (Phase::Main, false, st(Pending, false)),
                 ],
-                0,
+                Phase::Prestart,
             ),
             (
                 "prestart failed holds main",
-                vec![(0, false, st(Dead, true)), (1, false, st(Pending, false))],
-                0,
+                vec![
+                    (Phase::Prestart, false, st(Dead, true)),
+                    (Phase::Main, false, st(Pending, false)),
+                ],
+                Phase::Prestart,
             ),
             (
                 "prestart done releases main",
-                vec![(0, false, st(Dead, false)), (1, false, st(Pending, false))],
-                1,
+                vec![
+                    (Phase::Prestart, false, st(Dead, false)),
+                    (Phase::Main, false, st(Pending, false)),
+                ],
+                Phase::Main,
             ),
             (
                 "sidecar running releases main",
                 vec![
-                    (0, true, st(Running, false)),
-                    (1, false, st(Pending, false)),
+                    (Phase::Prestart, true, st(Running, false)),
+                    (Phase::Main, false, st(Pending, false)),
                 ],
-                1,
+                Phase::Main,
             ),
             (
                 "main running releases poststart",
                 vec![
-                    (1, false, st(Running, false)),
-                    (2, false, st(Pending, false)),
+                    (Phase::Main, false, st(Running, false)),
+                    (Phase::Poststart, false, st(Pending, false)),
                 ],
-                2,
+                Phase::Poststart,
             ),
             (
                 "main dead releases poststop",
-                vec![(1, false, st(Dead, false)), (3, false, st(Pending, false))],
-                3,
+                vec![
+                    (Phase::Main, false, st(Dead, false)),
+                    (Phase::Poststop, false, st(Pending, false)),
+                ],
+                Phase::Poststop,
             ),
             (
                 "main killed before prestart finished releases poststop",
                 vec![
-                    (0, false, st(Running, false)),
-                    (1, false, st(Dead, false)),
-                    (3, false, st(Pending, false)),
+                    (Phase::Prestart, false, st(Running, false)),
+                    (Phase::Main, false, st(Dead, false)),
+                    (Phase::Poststop, false, st(Pending, false)),
                 ],
-                3,
+                Phase::Poststop,
             ),
         ];
         for (name, tasks, want) in cases {

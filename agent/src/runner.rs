@@ -126,7 +126,7 @@ pub struct AllocShared {
     pub changed: Notify,
     pub stop: watch::Sender<bool>,
     /// Lifecycle phase reached (see [`plan::lifecycle_phase`]); tasks wait for theirs.
-    pub phase: watch::Sender<u8>,
+    pub phase: watch::Sender<plan::Phase>,
     /// Restart requests per task: a counter each task loop watches.
     pub restarts: watch::Sender<HashMap<String, u64>>,
     ctx: Ctx,
@@ -301,7 +301,7 @@ impl AllocRunner {
     /// Starts (or resumes, from a persisted record) an allocation.
     pub fn spawn(ctx: Ctx, rec: AllocRecord) -> Self {
         let (stop, _) = watch::channel(rec.stopping);
-        let (phase, _) = watch::channel(0u8);
+        let (phase, _) = watch::channel(plan::Phase::Prestart);
         let (restarts, _) = watch::channel(HashMap::new());
         let id = rec.alloc.id.clone();
         let shared = Arc::new(AllocShared {
@@ -472,7 +472,7 @@ async fn supervise(ctx: Ctx, shared: Arc<AllocShared>) {
 /// Moves the allocation's lifecycle phase forward from its tasks' states.
 fn advance_phase(shared: &AllocShared, tasks: &[Task]) {
     let snap = shared.snapshot();
-    let infos: Vec<(u8, bool, TaskState)> = tasks
+    let infos: Vec<(plan::Phase, bool, TaskState)> = tasks
         .iter()
         .map(|t| {
             let sidecar = t.lifecycle.as_ref().map(|l| l.sidecar).unwrap_or(false);
@@ -777,7 +777,7 @@ async fn run_task(ctx: Ctx, shared: Arc<AllocShared>, task: Task) {
     let name = task.name.clone();
     // Poststop tasks run after the others were stopped: they do not listen to stop requests.
     let (_never_stop, never_rx) = watch::channel(false);
-    let mut stop_rx = if plan::task_phase(task.lifecycle.as_ref()) == 3 {
+    let mut stop_rx = if plan::task_phase(task.lifecycle.as_ref()) == plan::Phase::Poststop {
         never_rx
     } else {
         shared.stop.subscribe()

@@ -293,8 +293,7 @@ pub struct Deployment {
     /// Empty on deployments written before the field existed.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub job_spec_hash: String,
-    /// [`deployment_status`]: `running`, `paused`, `successful`, `failed`, `cancelled`.
-    pub status: String,
+    pub status: DeploymentState,
     /// Nomad's wording ([`deployment_status`] has the descriptions).
     pub status_description: String,
     pub groups: IndexMap<String, DeploymentGroup>,
@@ -327,12 +326,45 @@ impl Deployment {
 }
 
 /// A deployment's status words and Nomad's descriptions of them.
+/// Where a deployment stands (stored as Nomad names it: `running`, `paused`, `successful`,
+/// `failed`, `cancelled`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DeploymentState {
+    #[default]
+    Running,
+    Paused,
+    Successful,
+    Failed,
+    Cancelled,
+}
+
+impl DeploymentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentState::Running => "running",
+            DeploymentState::Paused => "paused",
+            DeploymentState::Successful => "successful",
+            DeploymentState::Failed => "failed",
+            DeploymentState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for DeploymentState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 pub mod deployment_status {
-    pub const RUNNING: &str = "running";
-    pub const PAUSED: &str = "paused";
-    pub const SUCCESSFUL: &str = "successful";
-    pub const FAILED: &str = "failed";
-    pub const CANCELLED: &str = "cancelled";
+    use super::DeploymentState;
+
+    pub const RUNNING: DeploymentState = DeploymentState::Running;
+    pub const PAUSED: DeploymentState = DeploymentState::Paused;
+    pub const SUCCESSFUL: DeploymentState = DeploymentState::Successful;
+    pub const FAILED: DeploymentState = DeploymentState::Failed;
+    pub const CANCELLED: DeploymentState = DeploymentState::Cancelled;
 
     pub const DESC_RUNNING: &str = "Deployment is running";
     pub const DESC_NEEDS_PROMOTION: &str = "Deployment is running but requires manual promotion";

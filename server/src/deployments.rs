@@ -186,7 +186,7 @@ pub fn promote_groups(d: &mut Deployment, groups: &[String]) -> Result<bool, Ser
 
 /// Marks the deployment failed by the user (the controller applies `auto_revert`).
 pub fn mark_failed(d: &mut Deployment) -> bool {
-    d.status = ds::FAILED.into();
+    d.status = ds::FAILED;
     d.status_description = ds::DESC_FAILED_BY_USER.into();
     true
 }
@@ -202,7 +202,7 @@ pub fn set_paused(d: &mut Deployment, pause: bool) -> bool {
     if d.status == status {
         return false;
     }
-    d.status = status.into();
+    d.status = status;
     d.status_description = description.into();
     true
 }
@@ -259,7 +259,7 @@ mod tests {
             namespace: "default".into(),
             job_id: "web".into(),
             job_version: 1,
-            status: ds::RUNNING.into(),
+            status: ds::RUNNING,
             status_description: ds::DESC_RUNNING.into(),
             ..Default::default()
         };
@@ -372,7 +372,7 @@ mod tests {
         let mut d = deployment(0, 0);
         assert!(set_paused(&mut d, true));
         assert_eq!(
-            (d.status.as_str(), d.status_description.as_str()),
+            (d.status, d.status_description.as_str()),
             (ds::PAUSED, ds::DESC_PAUSED)
         );
         assert!(
@@ -381,7 +381,7 @@ mod tests {
         );
         assert!(set_paused(&mut d, false));
         assert_eq!(
-            (d.status.as_str(), d.status_description.as_str()),
+            (d.status, d.status_description.as_str()),
             (ds::RUNNING, ds::DESC_RUNNING)
         );
         assert!(
@@ -390,7 +390,7 @@ mod tests {
         );
         assert!(mark_failed(&mut d));
         assert_eq!(
-            (d.status.as_str(), d.status_description.as_str()),
+            (d.status, d.status_description.as_str()),
             (ds::FAILED, ds::DESC_FAILED_BY_USER)
         );
     }

@@ -7,15 +7,15 @@
 mod common;
 
 use common::*;
-use nomos_api::deployment_status as ds;
+use nomos_api::{deployment_status as ds, DeploymentState};
 use serde_json::{json, Value};
 
 /// A deployment of job `web` in `status`: group `api` wants one canary (`placed` of them
 /// placed, `healthy` healthy), group `db` has no canaries.
-fn deployment(id: &str, status: &str, placed: usize, healthy: u32) -> Value {
+fn deployment(id: &str, status: DeploymentState, placed: usize, healthy: u32) -> Value {
     let canaries: Vec<String> = (0..placed).map(|i| format!("canary-{i}")).collect();
     json!({"id": id, "namespace": "default", "job_id": "web", "job_version": 1,
-           "status": status, "status_description": "",
+           "status": status.as_str(), "status_description": "",
            "groups": {
                "api": {"desired_total": 3, "desired_canaries": 1, "placed_canaries": canaries,
                        "placed": placed, "healthy": healthy},
@@ -79,7 +79,10 @@ async fn deployments_are_listed_by_job_and_found_by_unique_prefix() {
     assert!(error_of(&body).contains("matches 2 deployments"), "{body}");
     let (code, body) = srv.post("/v1/deployment/web-v/fail", json!({})).await;
     assert_eq!(code, 409, "{body}");
-    assert_eq!(stored(&srv, "web-v12").await["status"], ds::RUNNING);
+    assert_eq!(
+        stored(&srv, "web-v12").await["status"],
+        ds::RUNNING.as_str()
+    );
 
     for hostile in ["nope", "..%2F..%2Fjobs", "%00", "web-v1%20OR%201%3D1"] {
         let (code, body) = srv.get(&format!("/v1/deployment/{hostile}")).await;
@@ -198,7 +201,7 @@ async fn fail_marks_an_active_deployment_failed_by_the_user() {
             .await;
         assert_eq!(code, 200, "{status}: {d}");
         let s = stored(&srv, id).await;
-        assert_eq!(s["status"], ds::FAILED, "{status}");
+        assert_eq!(s["status"], ds::FAILED.as_str(), "{status}");
         assert_eq!(s["status_description"], ds::DESC_FAILED_BY_USER, "{status}");
     }
     srv.stop().await;
@@ -227,7 +230,7 @@ async fn requests_on_a_deployment_that_is_not_active_answer_409_and_write_nothin
         }
         let after = srv.get("/v1/deployment/web-v1").await.1["modify_index"].clone();
         assert_eq!(before, after, "{status}: nothing was written");
-        assert_eq!(stored(&srv, "web-v1").await["status"], status);
+        assert_eq!(stored(&srv, "web-v1").await["status"], status.as_str());
     }
     srv.stop().await;
 }
@@ -241,7 +244,7 @@ async fn pause_and_resume_switch_between_running_and_paused() {
         .await;
     assert_eq!(code, 200, "{d}");
     let s = stored(&srv, "web-v1").await;
-    assert_eq!(s["status"], ds::PAUSED);
+    assert_eq!(s["status"], ds::PAUSED.as_str());
     assert_eq!(s["status_description"], ds::DESC_PAUSED);
 
     // Pausing again changes nothing (and writes nothing).
@@ -257,7 +260,7 @@ async fn pause_and_resume_switch_between_running_and_paused() {
         .await;
     assert_eq!(code, 200, "{d}");
     let s = stored(&srv, "web-v1").await;
-    assert_eq!(s["status"], ds::RUNNING);
+    assert_eq!(s["status"], ds::RUNNING.as_str());
     assert_eq!(s["status_description"], ds::DESC_RUNNING);
 
     for body in ["", "{}", "{\"pause\": \"yes\"}", "null", "[]"] {

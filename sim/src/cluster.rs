@@ -489,7 +489,7 @@ impl Cluster {
             if d.status != from {
                 return false;
             }
-            d.status = to.into();
+            d.status = to;
             d.status_description = desc.into();
             true
         })
@@ -498,7 +498,7 @@ impl Cluster {
 
     pub async fn fail_deployment(&mut self, job: &str) -> bool {
         self.change_deployment(job, "fails", |d| {
-            d.status = ds::FAILED.into();
+            d.status = ds::FAILED;
             d.status_description = ds::DESC_FAILED_BY_USER.into();
             true
         })

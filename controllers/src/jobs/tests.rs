@@ -562,7 +562,7 @@ async fn a_rolling_update_replaces_allocations_and_records_a_deployment() {
             serde_json::from_slice::<Deployment>(&kv.value)
                 .unwrap()
                 .status
-                == "successful"
+                == nomos_api::deployment_status::SUCCESSFUL
         })
     })
     .await;

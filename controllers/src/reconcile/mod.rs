@@ -391,7 +391,7 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
     for d in input.deployments {
         if d.is_active() && !d.rolls_out(input.version, input.spec_hash) {
             let mut d = d.clone();
-            d.status = ds::CANCELLED.into();
+            d.status = ds::CANCELLED;
             d.status_description = ds::DESC_NEWER_JOB.into();
             d.modified_at_ms = input.now_ms;
             plan.cancel_deployments.push(d);
@@ -412,7 +412,7 @@ pub fn reconcile(input: &Input<'_>) -> Plan {
     if job.stop {
         if let Some(d) = input.deployment.filter(|d| d.is_active()) {
             let mut d = d.clone();
-            d.status = ds::CANCELLED.into();
+            d.status = ds::CANCELLED;
             d.status_description = ds::DESC_STOPPED_JOB.into();
             d.modified_at_ms = input.now_ms;
             plan.deployment = Some(d);
@@ -473,7 +473,7 @@ fn new_deployment(input: &Input<'_>) -> Deployment {
         job_id: input.job.id.clone(),
         job_version: input.version,
         job_spec_hash: input.spec_hash.to_string(),
-        status: ds::RUNNING.into(),
+        status: ds::RUNNING,
         status_description: ds::DESC_RUNNING.into(),
         created_at_ms: input.now_ms,
         ..Default::default()
@@ -501,7 +501,7 @@ fn finish_deployment(input: &Input<'_>, d: &mut Deployment, facts: &[GroupFacts]
             && !a.client_status().is_terminal()
     }) || !plan.destructive_update.is_empty();
     if done && !old_left && !paused {
-        d.status = ds::SUCCESSFUL.into();
+        d.status = ds::SUCCESSFUL;
         d.status_description = ds::DESC_SUCCESSFUL.into();
         return;
     }
@@ -580,7 +580,7 @@ fn revert_target(input: &Input<'_>, d: &Deployment) -> Option<u64> {
 /// Marks a deployment failed: nothing more rolls, its unpromoted canaries stop, and with
 /// `auto_revert` the latest stable version is asked for.
 fn fail_deployment(input: &Input<'_>, d: &mut Deployment, plan: &mut Plan, why: &str) {
-    d.status = ds::FAILED.into();
+    d.status = ds::FAILED;
     plan.revert_to = revert_target(input, d);
     d.status_description = match plan.revert_to {
         Some(v) => ds::rolling_back(why, v),

@@ -497,7 +497,7 @@ fn rolling_update_replaces_max_parallel_at_a_time_and_waits_for_health() {
     let plan = run_with(&j, 2, &versions, &allocs, None, &ready);
     assert_eq!(plan.destructive_update.len(), 2);
     let d = plan.deployment.clone().expect("a deployment is created");
-    assert_eq!(d.status, "running");
+    assert_eq!(d.status, ds::RUNNING);
 
     // Two new ones running but not yet past min_healthy_time: nothing more moves.
     allocs[0] = running("b0", 0, 2, NOW - 1_000);
@@ -526,7 +526,7 @@ fn rolling_update_replaces_max_parallel_at_a_time_and_waits_for_health() {
         .map(|i| running(&format!("b{i}"), i, 2, NOW - 20_000))
         .collect();
     let plan = run_with(&j, 2, &versions, &allocs, Some(&d), &ready);
-    assert_eq!(plan.deployment.unwrap().status, "successful");
+    assert_eq!(plan.deployment.unwrap().status, ds::SUCCESSFUL);
 }
 
 #[test]
@@ -707,7 +707,7 @@ fn a_deployment_past_its_progress_deadline_fails_and_reverts_when_asked() {
     d.groups.get_mut("g").unwrap().require_progress_by_ms = NOW - 1;
     let plan = run_stable(&j, &versions, &allocs, Some(&d), Some(1));
     let failed = plan.deployment.unwrap();
-    assert_eq!(failed.status, "failed");
+    assert_eq!(failed.status, ds::FAILED);
     assert_eq!(
         failed.status_description,
         "Failed due to progress deadline - rolling back to job version 1"
@@ -1089,7 +1089,7 @@ fn an_allocation_past_its_healthy_deadline_fails_the_deployment() {
         let (j, versions, allocs) = deadline_case(hd, pd, revert, ago);
         let first = run_stable(&j, &versions, &allocs, None, stable);
         let d = first.deployment.clone().expect("a deployment is created");
-        assert_eq!(d.status, want_status, "{case}");
+        assert_eq!(d.status.as_str(), want_status, "{case}");
         assert_eq!(first.revert_to, want_revert, "{case}");
         if want_status == "failed" {
             assert!(first.destructive_update.is_empty(), "{case}: nothing rolls");
@@ -1177,7 +1177,7 @@ fn the_progress_deadline_moves_with_progress_and_fails_without_it() {
         };
         let plan = run_stable(&j, &versions, &allocs, Some(&d), Some(0));
         let got = plan.deployment.clone().unwrap_or(d.clone());
-        assert_eq!(got.status, want_status, "{case}");
+        assert_eq!(got.status.as_str(), want_status, "{case}");
         assert_eq!(plan.revert_to, want_revert, "{case}");
         if let Some(t) = want_deadline {
             assert_eq!(got.groups["g"].require_progress_by_ms, t, "{case}");

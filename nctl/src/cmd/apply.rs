@@ -736,11 +736,11 @@ mod tests {
     #[test]
     fn verdict_table() {
         use ClientStatus::*;
-        let dep = |v: u64, s: &str| DeploymentView {
+        let dep = |v: u64, s: nomos_api::DeploymentState| DeploymentView {
             deployment: Deployment {
                 id: "d".into(),
                 job_version: v,
-                status: s.into(),
+                status: s,
                 ..Default::default()
             },
             modify_index: 1,
@@ -778,7 +778,7 @@ mod tests {
                 "deployment failed",
                 detail(JobType::Service, 1, 1),
                 vec![alloc(1, Some(Pending))],
-                vec![dep(1, "failed")],
+                vec![dep(1, nomos_api::deployment_status::FAILED)],
                 Verdict::DeploymentFailed {
                     id: "d".into(),
                     description: String::new(),
@@ -788,14 +788,14 @@ mod tests {
                 "an older version's deployment failed: not this one's",
                 detail(JobType::Service, 1, 1),
                 vec![alloc(1, Some(Running))],
-                vec![dep(0, "failed")],
+                vec![dep(0, nomos_api::deployment_status::FAILED)],
                 Verdict::Done,
             ),
             (
                 "deployment successful but an old allocation still runs",
                 detail(JobType::Service, 1, 1),
                 vec![alloc(1, Some(Running)), alloc(0, Some(Running))],
-                vec![dep(1, "successful")],
+                vec![dep(1, nomos_api::deployment_status::SUCCESSFUL)],
                 Verdict::Waiting,
             ),
             (
@@ -828,7 +828,7 @@ mod tests {
             deployment: Deployment {
                 id: "web-v1".into(),
                 job_version: 1,
-                status: deployment_status::FAILED.into(),
+                status: deployment_status::FAILED,
                 status_description: deployment_status::rolling_back(
                     deployment_status::DESC_UNHEALTHY,
                     0,
@@ -853,11 +853,15 @@ mod tests {
         }
     }
 
-    fn deployment_with(status: &str, description: &str, g: DeploymentGroup) -> Deployment {
+    fn deployment_with(
+        status: nomos_api::DeploymentState,
+        description: &str,
+        g: DeploymentGroup,
+    ) -> Deployment {
         let mut d = Deployment {
             id: "web-v1".into(),
             job_version: 1,
-            status: status.into(),
+            status,
             status_description: description.into(),
             ..Default::default()
         };

@@ -134,7 +134,7 @@ pub fn list_rows(deps: &[DeploymentView]) -> Vec<Vec<String>> {
                 d.id.clone(),
                 d.job_id.clone(),
                 d.job_version.to_string(),
-                d.status.clone(),
+                d.status.to_string(),
                 d.status_description.clone(),
             ]
         })
@@ -165,7 +165,7 @@ fn print_status(d: &Deployment) {
         ("ID", d.id.clone()),
         ("Job ID", d.job_id.clone()),
         ("Job Version", d.job_version.to_string()),
-        ("Status", d.status.clone()),
+        ("Status", d.status.to_string()),
         ("Description", d.status_description.clone()),
     ]);
     print_groups_table(d);
@@ -274,7 +274,7 @@ mod tests {
             id: id.into(),
             job_id: "gitops".into(),
             job_version: 12,
-            status: ds::RUNNING.into(),
+            status: ds::RUNNING,
             status_description: ds::DESC_NEEDS_PROMOTION.into(),
             ..Default::default()
         };
@@ -361,7 +361,7 @@ mod tests {
             assert!(promotion_lines(&deployment("w-v1", g)).is_empty(), "{case}");
         }
         let mut failed = deployment("w-v1", healthy_canary());
-        failed.status = ds::FAILED.into();
+        failed.status = ds::FAILED;
         assert!(
             promotion_lines(&failed).is_empty(),
             "a failed deployment waits for nothing"

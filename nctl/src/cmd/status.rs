@@ -135,7 +135,7 @@ pub async fn run(g: &Global, args: StatusArgs) -> anyhow::Result<i32> {
         println!("\nLatest Deployment");
         print_kv(&[
             ("ID", d.id.clone()),
-            ("Status", d.status.clone()),
+            ("Status", d.status.to_string()),
             ("Description", d.status_description.clone()),
         ]);
         super::deployment::print_groups(d);

@@ -343,7 +343,7 @@ pub fn job_page(d: &JobData, now_ms: i64) -> JobPage {
         let dep = &v.deployment;
         DeploymentBox {
             id: dep.id.clone(),
-            status: dep.status.clone(),
+            status: dep.status.to_string(),
             description: dep.status_description.clone(),
             job_version: dep.job_version,
             created: model::when(now_ms, Some(dep.created_at_ms)),

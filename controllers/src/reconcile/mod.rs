@@ -851,15 +851,20 @@ fn reconcile_group(
         if al.desired_status == DesiredStatus::Run {
             if let Some(why) = stale_canary(input, deployment.as_ref(), a) {
                 // The twin must serve in its place: a healthy canary stays until its twin is
-                // healthy too.
+                // healthy too, by its agent's verdict or by its own version's rule (seed 2248:
+                // not by the newest version's, which an older copy is not held to).
                 let canary_serves = serving(a);
+                let twin_serves = |x: &ObservedAlloc| {
+                    let rule = rule_of_version(input, &x.alloc, &update_rule);
+                    alloc_health(x, &rule, now) == Some(true)
+                };
                 let twin = mine.iter().any(|x| {
                     x.alloc.index == al.index
                         && x.alloc.id != al.id
                         && !x.alloc.canary
                         && x.alloc.desired_status == DesiredStatus::Run
                         && runs_on_connected_node(input, x)
-                        && (!canary_serves || serving(x))
+                        && (!canary_serves || twin_serves(x))
                 });
                 if twin || (client.is_terminal() && !holds_its_index_alone(input, a)) {
                     plan.stop.push(stop(al, why));

@@ -678,6 +678,41 @@ fn a_canary_out_of_reschedules_fails_the_deployment_even_beside_a_lost_original(
     assert_eq!(after.status, ds::FAILED, "{after:?}");
 }
 
+/// Seed 2248: a healthy canary of an older deployment stays until its twin is healthy by the
+/// twin's own version's rule, not by the newest version's laxer one.
+#[test]
+fn a_stale_canary_stays_until_its_twin_is_healthy_by_its_own_rule() {
+    let update = |canary: u32, min_healthy_s: u64| UpdateStrategy {
+        max_parallel: 1,
+        canary,
+        min_healthy_time_ns: min_healthy_s * 1_000_000_000,
+        progress_deadline_ns: 600_000_000_000,
+        health_check: "task_states".into(),
+        ..Default::default()
+    };
+    let mut v1 = job(4);
+    v1.update = Some(update(0, 60));
+    let mut v2 = job(4);
+    v2.groups[0].tasks[0].env.insert("V".into(), "2".into());
+    v2.update = Some(update(1, 10));
+    let mut v3 = job(4);
+    v3.groups[0].tasks[0].env.insert("V".into(), "3".into());
+    v3.update = Some(update(1, 1));
+    let versions: BTreeMap<u64, Job> = [(1, v1), (2, v2), (3, v3.clone())].into();
+    let mut allocs = vec![running("twin", 0, 1, NOW - 5_000)];
+    for i in 1..4 {
+        allocs.push(running(&format!("a{i}"), i, 1, NOW - 600_000));
+    }
+    let mut c0 = canary("c0", 0, 2, NOW - 600_000);
+    c0.status.as_mut().unwrap().healthy = Some(true);
+    allocs.push(c0);
+    let plan = run_with(&v3, 3, &versions, &allocs, None, &ready);
+    assert!(
+        !stopped(&plan).contains(&"c0".to_string()),
+        "the twin has run 5 s of its version's 60: {plan:?}"
+    );
+}
+
 #[test]
 fn auto_promote_promotes_healthy_canaries() {
     let (j, versions) = rolling(1, 1, true);

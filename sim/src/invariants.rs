@@ -62,6 +62,9 @@ pub struct Checker {
     healthy_unseen: BTreeSet<String>,
     /// Allocations seen failed while still desired to run (a failure, not a stop's outcome).
     failed_while_wanted: BTreeSet<String>,
+    /// Live allocations of a node whose drain ended that no finished reconcile of their job saw
+    /// yet: an original kept while its replacement moved on is settled by that reconcile.
+    undrained_unseen: BTreeSet<String>,
 }
 
 type Check = fn(&Checker, &Snapshot, &Actor, &mut Vec<Violation>);
@@ -164,6 +167,7 @@ impl Checker {
     pub fn check(&mut self, cur: Snapshot, actor: &Actor) -> Vec<Violation> {
         let mut out = Vec::new();
         self.note_new_health(&cur, actor);
+        self.note_drains_ended(&cur, actor);
         for (_, check) in CHECKS {
             check(self, &cur, actor, &mut out);
         }
@@ -190,6 +194,23 @@ impl Checker {
         }
         self.healthy_unseen
             .retain(|id| cur.allocs.get(id).is_some_and(|a| cur.is_healthy(a)));
+    }
+
+    fn note_drains_ended(&mut self, cur: &Snapshot, actor: &Actor) {
+        if let Actor::Reconcile(job) = actor {
+            self.undrained_unseen.retain(|id| {
+                cur.allocs
+                    .get(id)
+                    .is_some_and(|a| a.job_id != job.1 || a.namespace != job.0)
+            });
+        }
+        for a in cur.allocs.values() {
+            if cur.is_live(a) && self.prev.draining(&a.node) && !cur.draining(&a.node) {
+                self.undrained_unseen.insert(a.id.clone());
+            }
+        }
+        self.undrained_unseen
+            .retain(|id| cur.allocs.get(id).is_some_and(|a| cur.is_live(a)));
     }
 
     fn note_failures(&mut self, cur: &Snapshot) {
@@ -433,6 +454,9 @@ fn never_more_than_count_plus_canary_are_desired_to_run(
             let serving: Vec<String> = cur
                 .allocs_of(job)
                 .filter(|a| a.task_group == g.name && counts_as_serving(cur, a, &replaced))
+                // An allocation of a node whose drain just ended is settled by the job's next
+                // reconcile.
+                .filter(|a| !c.undrained_unseen.contains(&a.id))
                 // An original back from a lost node (or a superseded canary that alone served
                 // its index) beside the newer allocation that took its index, not healthy yet or
                 // healthy only since this step: it stops once the controllers see that one healthy.

@@ -666,11 +666,20 @@ fn unhealthy_unreplaced<'a>(s: &'a Snapshot, job: &'a JobKey) -> Vec<&'a Allocat
         .filter(|a| d.rolls_out(a.job_version, &a.job_spec_hash) && s.is_healthy(a))
         .map(|a| a.index)
         .collect();
+    // Indexes held by a live allocation of the deployment's version: a failure there that the
+    // servers stopped is replaced, named or not (seed 2689: a lost canary got a fresh canary,
+    // then came back failed and was stopped).
+    let held_idx: BTreeSet<u32> = s
+        .allocs_of(job)
+        .filter(|a| d.rolls_out(a.job_version, &a.job_spec_hash) && s.is_live(a))
+        .map(|a| a.index)
+        .collect();
     s.allocs_of(job)
         .filter(|a| {
             d.rolls_out(a.job_version, &a.job_spec_hash) && !replaced.contains(a.id.as_str())
         })
         .filter(|a| !healthy_idx.contains(&a.index))
+        .filter(|a| a.desired_status == DesiredStatus::Run || !held_idx.contains(&a.index))
         .filter(|a| {
             s.alloc_status.get(&a.id).is_some_and(|st| {
                 st.client_status == ClientStatus::Failed || st.healthy == Some(false)

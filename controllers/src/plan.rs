@@ -10,7 +10,7 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 
 use indexmap::IndexMap;
-use nomos_api::Job;
+use nomos_api::{DesiredStatus, Job};
 use nomos_store::Store;
 
 use crate::jobs::decide::{self, DecisionInput, PlacedFor};
@@ -20,8 +20,8 @@ use crate::scheduler::SchedulerConfig;
 use crate::system;
 use crate::ControllerError;
 
-/// Every prefix a plan reads (heartbeats say which nodes are ready).
-const PARTS: [Part; 9] = [
+/// Every prefix a plan reads.
+const PARTS: [Part; 8] = [
     Part::Specs,
     Part::Versions,
     Part::JobStatus,
@@ -30,12 +30,14 @@ const PARTS: [Part; 9] = [
     Part::AllocStatus,
     Part::Nodes,
     Part::NodeSpecs,
-    Part::Heartbeats,
 ];
 
-/// One consistent read of what a plan needs.
+/// One consistent read of what a plan needs (heartbeats included: they say which nodes are
+/// ready).
 pub async fn read(store: &dyn Store) -> Result<View, ControllerError> {
-    View::read(store, &PARTS).await
+    let mut parts = PARTS.to_vec();
+    parts.push(Part::Heartbeats);
+    View::read(store, &parts).await
 }
 
 /// What the decision does to one group.
@@ -165,7 +167,11 @@ fn groups_of(job: &Job, allocs: &[ObservedAlloc]) -> IndexMap<String, GroupPlan>
         .collect();
     for a in allocs {
         let g = groups.entry(a.alloc.task_group.clone()).or_default();
-        if a.is_live() {
+        let finished = a
+            .status
+            .as_ref()
+            .is_some_and(|s| s.client_status.is_terminal());
+        if a.alloc.desired_status == DesiredStatus::Run && !finished {
             g.existing += 1;
         }
     }
@@ -222,7 +228,7 @@ fn count_system(
         let Some(group) = group_of.get(s.alloc_id.as_str()) else {
             continue;
         };
-        if s.reason.starts_with(system::REPLACED_BY_VERSION) {
+        if s.reason.starts_with("replaced by version") {
             *replaced_on.entry((group, s.node.as_str())).or_default() += 1;
         } else {
             groups.entry(group.to_string()).or_default().stop += 1;

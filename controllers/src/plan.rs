@@ -10,7 +10,7 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 
 use indexmap::IndexMap;
-use nomos_api::{DesiredStatus, Job};
+use nomos_api::Job;
 use nomos_store::Store;
 
 use crate::jobs::decide::{self, DecisionInput, PlacedFor};
@@ -20,8 +20,8 @@ use crate::scheduler::SchedulerConfig;
 use crate::system;
 use crate::ControllerError;
 
-/// Every prefix a plan reads.
-const PARTS: [Part; 8] = [
+/// Every prefix a plan reads (heartbeats say which nodes are ready).
+const PARTS: [Part; 9] = [
     Part::Specs,
     Part::Versions,
     Part::JobStatus,
@@ -30,14 +30,12 @@ const PARTS: [Part; 8] = [
     Part::AllocStatus,
     Part::Nodes,
     Part::NodeSpecs,
+    Part::Heartbeats,
 ];
 
-/// One consistent read of what a plan needs (heartbeats included: they say which nodes are
-/// ready).
+/// One consistent read of what a plan needs.
 pub async fn read(store: &dyn Store) -> Result<View, ControllerError> {
-    let mut parts = PARTS.to_vec();
-    parts.push(Part::Heartbeats);
-    View::read(store, &parts).await
+    View::read(store, &PARTS).await
 }
 
 /// What the decision does to one group.
@@ -167,11 +165,7 @@ fn groups_of(job: &Job, allocs: &[ObservedAlloc]) -> IndexMap<String, GroupPlan>
         .collect();
     for a in allocs {
         let g = groups.entry(a.alloc.task_group.clone()).or_default();
-        let finished = a
-            .status
-            .as_ref()
-            .is_some_and(|s| s.client_status.is_terminal());
-        if a.alloc.desired_status == DesiredStatus::Run && !finished {
+        if a.is_live() {
             g.existing += 1;
         }
     }
@@ -228,7 +222,7 @@ fn count_system(
         let Some(group) = group_of.get(s.alloc_id.as_str()) else {
             continue;
         };
-        if s.reason.starts_with("replaced by version") {
+        if s.reason.starts_with(system::REPLACED_BY_VERSION) {
             *replaced_on.entry((group, s.node.as_str())).or_default() += 1;
         } else {
             groups.entry(group.to_string()).or_default().stop += 1;

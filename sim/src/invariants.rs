@@ -179,11 +179,7 @@ impl Checker {
 
     fn note_new_health(&mut self, cur: &Snapshot, actor: &Actor) {
         if let Actor::Reconcile(job) = actor {
-            self.healthy_unseen.retain(|id| {
-                cur.allocs
-                    .get(id)
-                    .is_some_and(|a| a.job_id != job.1 || a.namespace != job.0)
-            });
+            forget_seen_by(&mut self.healthy_unseen, cur, job);
         }
         if matches!(actor, Actor::Agents) {
             for a in cur.allocs.values() {
@@ -198,11 +194,7 @@ impl Checker {
 
     fn note_drains_ended(&mut self, cur: &Snapshot, actor: &Actor) {
         if let Actor::Reconcile(job) = actor {
-            self.undrained_unseen.retain(|id| {
-                cur.allocs
-                    .get(id)
-                    .is_some_and(|a| a.job_id != job.1 || a.namespace != job.0)
-            });
+            forget_seen_by(&mut self.undrained_unseen, cur, job);
         }
         for a in cur.allocs.values() {
             if cur.is_live(a) && self.prev.draining(&a.node) && !cur.draining(&a.node) {
@@ -237,6 +229,15 @@ impl Checker {
             self.reverted_pending.insert(job, limit);
         }
     }
+}
+
+/// Drops from `ids` the allocations a finished reconcile of `job` has now seen (and those gone).
+fn forget_seen_by(ids: &mut BTreeSet<String>, cur: &Snapshot, job: &JobKey) {
+    ids.retain(|id| {
+        cur.allocs
+            .get(id)
+            .is_some_and(|a| a.job_id != job.1 || a.namespace != job.0)
+    });
 }
 
 fn violation(out: &mut Vec<Violation>, invariant: &'static str, detail: String) {

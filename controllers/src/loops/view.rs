@@ -263,15 +263,20 @@ impl View {
             .map(|(v, j)| (*v, j))
     }
 
+    /// An allocation with what its agent reported.
+    fn observe(&self, a: &Allocation) -> ObservedAlloc {
+        ObservedAlloc {
+            alloc: a.clone(),
+            status: self.alloc_status.get(&a.id).map(|s| s.value.clone()),
+        }
+    }
+
     /// The allocations `keep` selects, with what their agents reported.
     pub fn observed_allocs(&self, keep: impl Fn(&Allocation) -> bool) -> Vec<ObservedAlloc> {
         self.allocs
             .values()
             .filter(|a| keep(&a.value))
-            .map(|a| ObservedAlloc {
-                alloc: a.value.clone(),
-                status: self.alloc_status.get(&a.value.id).map(|s| s.value.clone()),
-            })
+            .map(|a| self.observe(&a.value))
             .collect()
     }
 
@@ -282,10 +287,7 @@ impl View {
             if !a.value.previous_alloc.is_empty() {
                 out.entry(a.value.previous_alloc.as_str())
                     .or_default()
-                    .push(ObservedAlloc {
-                        alloc: a.value.clone(),
-                        status: self.alloc_status.get(&a.value.id).map(|s| s.value.clone()),
-                    });
+                    .push(self.observe(&a.value));
             }
         }
         out

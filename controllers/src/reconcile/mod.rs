@@ -858,13 +858,8 @@ fn reconcile_group(
                     let rule = rule_of_version(input, &x.alloc, &update_rule);
                     alloc_health(x, &rule, now) == Some(true)
                 };
-                let twin = mine.iter().any(|x| {
-                    x.alloc.index == al.index
-                        && x.alloc.id != al.id
-                        && !x.alloc.canary
-                        && x.alloc.desired_status == DesiredStatus::Run
-                        && runs_on_connected_node(input, x)
-                        && (!canary_serves || twin_serves(x))
+                let twin = another_at_its_index(input, a, |x| {
+                    runs_on_connected_node(input, x) && (!canary_serves || twin_serves(x))
                 });
                 if twin || (client.is_terminal() && !holds_its_index_alone(input, a)) {
                     plan.stop.push(stop(al, why));

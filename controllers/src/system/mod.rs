@@ -177,7 +177,7 @@ pub fn plan(
                 // system allocation is restarted by the agent, not replaced).
                 for a in &old {
                     out.stop
-                        .push(stop(a, &format!("replaced by version {version}")));
+                        .push(stop(a, &format!("{REPLACED_BY_VERSION} {version}")));
                 }
                 continue;
             }
@@ -212,7 +212,7 @@ pub fn plan(
                     });
                     for a in &old {
                         out.stop
-                            .push(stop(a, &format!("replaced by version {version}")));
+                            .push(stop(a, &format!("{REPLACED_BY_VERSION} {version}")));
                     }
                     out.place.push(NewAlloc {
                         alloc,
@@ -423,6 +423,10 @@ fn new_alloc(
         modified_at_ms: now_ms,
     }
 }
+
+/// How a stop that makes way for a newer version on the same node begins (the plan counts
+/// such a stop with its placement as one update).
+pub const REPLACED_BY_VERSION: &str = "replaced by version";
 
 /// Whether the system loop (rather than the jobs controller) owns a job.
 pub fn is_system(job: &Job) -> bool {

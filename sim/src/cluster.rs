@@ -822,10 +822,18 @@ impl Cluster {
         }
     }
 
-    /// Waits until each of the server's reflectors has seen the newest write under its prefix.
+    /// Waits until each of the server's reflectors has seen the newest write under its prefix,
+    /// and, after its watches were cut, has listed again and watches once more (a relist queues
+    /// jobs: were it left to happen whenever, a seed would not replay).
     async fn sync(&self, i: usize) {
         let Some(inst) = &self.servers[i].jobs else {
             return;
+        };
+        let store = &self.servers[i].store;
+        let rewatched = || {
+            store
+                .watches_since_cut()
+                .is_none_or(|n| n >= inst.running.reflectors.len())
         };
         let targets: Vec<i64> = inst
             .running
@@ -834,19 +842,24 @@ impl Cluster {
             .map(|(k, _)| self.recorder.newest_under(k.prefix().as_bytes()))
             .collect();
         for spin in 0u32.. {
-            if inst
-                .running
-                .reflectors
-                .iter()
-                .zip(&targets)
-                .all(|((_, h), t)| h.revision() >= *t)
+            if rewatched()
+                && inst
+                    .running
+                    .reflectors
+                    .iter()
+                    .zip(&targets)
+                    .all(|((_, h), t)| h.revision() >= *t)
             {
                 return;
             }
             if spin < 2000 {
                 tokio::task::yield_now().await;
             } else if spin > 30_000 {
-                return;
+                // Going on would make the seed's story depend on timing.
+                panic!(
+                    "server {}'s reflectors did not catch up with the store within 28 s",
+                    self.servers[i].name
+                );
             } else {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }

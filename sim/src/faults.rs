@@ -25,6 +25,8 @@ struct FaultState {
     conflict_next: bool,
     /// Watch calls still to be answered `Compacted`.
     compacted_watches: u32,
+    /// Watches opened since the last cut (`None`: never cut).
+    watches_since_cut: Option<usize>,
     writes: u64,
     /// Revisions the simulated rival wrote (not this server's writes).
     rival_writes: u64,
@@ -78,8 +80,18 @@ impl FaultyStore {
 
     /// Ends every open watch; the next `reopened` watch calls answer `Compacted`.
     pub fn cut_watches(&self, reopened_as_compacted: u32) {
-        self.state().compacted_watches = reopened_as_compacted;
+        {
+            let mut s = self.state();
+            s.compacted_watches = reopened_as_compacted;
+            s.watches_since_cut = Some(0);
+        }
         self.cut.send_modify(|g| *g += 1);
+    }
+
+    /// Watches opened since the last cut: each reopened watch follows its reflector's fresh
+    /// list, so once every reflector has one, what the relists queued is in the queue.
+    pub fn watches_since_cut(&self) -> Option<usize> {
+        self.state().watches_since_cut
     }
 
     fn check_alive(&self) -> Result<()> {
@@ -199,6 +211,9 @@ impl Store for FaultyStore {
         let mut cut = self.cut.subscribe();
         cut.borrow_and_update();
         let stream = self.inner.watch(keys, options).await?;
+        if let Some(n) = &mut self.state().watches_since_cut {
+            *n += 1;
+        }
         let until_cut = async move {
             let _ = cut.changed().await;
         };

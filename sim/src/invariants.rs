@@ -820,6 +820,14 @@ fn a_deployment_fails_at_once_when_an_unhealthy_allocation_cannot_be_rescheduled
         let Some(failed) = failed_at(cur, &a.id) else {
             continue;
         };
+        // (One replaced before it failed, as a migration off a draining node replaces it,
+        // needs no reschedule: its successor already holds its index.)
+        let replaced_before = cur
+            .allocs_of(job)
+            .any(|n| n.previous_alloc == a.id && n.created_at_ms <= failed);
+        if replaced_before {
+            continue;
+        }
         if !policy.unlimited && attempts_used(&policy, a, failed) >= policy.attempts {
             violation(
                 out,

@@ -1030,22 +1030,26 @@ fn reconcile_group(
         settle_index(input, group, allocs, &is_new, &serving, plan);
     }
 
-    // Classify versions.
+    // Classify versions. An older allocation beside one of the new version (a canary's twin)
+    // is not updated in place, which would leave two of the new version at one index: it is
+    // replaced by what runs beside it.
     let mut old_destructive: Vec<&ObservedAlloc> = Vec::new();
     for allocs in live.values() {
+        let beside_new = allocs.iter().any(|a| is_new(a));
         for a in allocs {
             if is_new(a) {
                 continue;
             }
-            let destructive = match input
-                .versions
-                .get(&a.alloc.job_version)
-                .filter(|j| names_spec(&a.alloc, j))
-                .and_then(|j| j.groups.iter().find(|g| g.name == group.name))
-            {
-                Some(old) => needs_destructive_update(old, group),
-                None => true,
-            };
+            let destructive = beside_new
+                || match input
+                    .versions
+                    .get(&a.alloc.job_version)
+                    .filter(|j| names_spec(&a.alloc, j))
+                    .and_then(|j| j.groups.iter().find(|g| g.name == group.name))
+                {
+                    Some(old) => needs_destructive_update(old, group),
+                    None => true,
+                };
             if destructive {
                 old_destructive.push(a);
             } else {
@@ -1082,6 +1086,13 @@ fn reconcile_group(
         match strategy {
             None => {
                 for a in &old_destructive {
+                    let index_has_new = live
+                        .get(&a.alloc.index)
+                        .is_some_and(|b| b.iter().any(|b| is_new(b)));
+                    if index_has_new {
+                        plan.stop.push(stop(&a.alloc, "job updated"));
+                        continue;
+                    }
                     plan.destructive_update.push(Replace {
                         stop: stop(&a.alloc, "job updated"),
                         place: Place {
@@ -1183,10 +1194,11 @@ fn migrate_off_draining_nodes<'a>(
         let al = &a.alloc;
         occupied.insert(al.index);
         // Its replacement: a live allocation at its index elsewhere, the one that names it
-        // first. A canary of this version is replaced only by its own successor (its twin is
-        // what it canaries, not a replacement); an old allocation, or a canary of an older
-        // version, moves onto whatever serves its index (placing a successor beside it would
-        // run the index twice).
+        // first. A canary of this version is replaced only by its own successor or another
+        // allocation of this version (its older twin is what it canaries, not a replacement);
+        // an old allocation, or a canary of an older version, moves onto whatever serves its
+        // index (placing a successor beside it would run the index twice).
+        let canary_of_this_version = al.canary && is_of_version(input, al);
         let replacement = live.get(&al.index).and_then(|v| {
             let elsewhere = || {
                 v.iter()
@@ -1194,7 +1206,9 @@ fn migrate_off_draining_nodes<'a>(
             };
             elsewhere()
                 .find(|x| x.alloc.previous_alloc == al.id)
-                .or_else(|| elsewhere().find(|_| !(al.canary && is_of_version(input, al))))
+                .or_else(|| {
+                    elsewhere().find(|x| !canary_of_this_version || is_of_version(input, &x.alloc))
+                })
         });
         match replacement {
             // (Healthy where its node is in touch: one that missed its heartbeat serves nobody

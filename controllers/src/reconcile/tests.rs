@@ -374,6 +374,32 @@ fn draining_allocations_stop_only_once_their_replacement_is_healthy() {
     }
 }
 
+/// Seed 2808: a promoted canary on a draining node shares its index with an allocation of its
+/// own version elsewhere (an original updated in place, back from a lost node). That one
+/// serves the index: the canary stops, and no third allocation of the version is placed.
+#[test]
+fn a_draining_canary_beside_an_allocation_of_its_version_moves_onto_it() {
+    let (j, versions) = rolling(1, 1, false);
+    let mut back = running("back", 1, 2, NOW - 600_000);
+    back.status.as_mut().unwrap().healthy = Some(true);
+    back.alloc.node = "n2".into();
+    let mut c = canary("c1", 1, 2, NOW - 600_000);
+    c.alloc.node = "drain".into();
+    let mut allocs = vec![back, c];
+    for i in [0, 2, 3] {
+        let mut a = running(&format!("a{i}"), i, 2, NOW - 600_000);
+        a.status.as_mut().unwrap().healthy = Some(true);
+        allocs.push(a);
+    }
+    let health = |n: &str| match n {
+        "drain" => NodeHealth::Draining,
+        _ => NodeHealth::Ready,
+    };
+    let plan = run_with(&j, 2, &versions, &allocs, None, &health);
+    assert!(plan.placements().next().is_none(), "{plan:?}");
+    assert_eq!(stopped(&plan), vec!["c1"], "{plan:?}");
+}
+
 #[test]
 fn a_replacement_not_healthy_within_the_migrate_deadline_is_itself_replaced() {
     let mut allocs = vec![running("a0", 0, 1, NOW - 600_000)];
@@ -710,6 +736,59 @@ fn a_stale_canary_stays_until_its_twin_is_healthy_by_its_own_rule() {
     assert!(
         !stopped(&plan).contains(&"c0".to_string()),
         "the twin has run 5 s of its version's 60: {plan:?}"
+    );
+}
+
+/// Seed 2727: an older allocation the new version could update in place shares its index with
+/// a canary of that version; updated in place, it would make two of the new version there.
+/// It stays as it is, and is replaced by the canary once the canary is promoted.
+#[test]
+fn an_older_allocation_beside_a_canary_is_not_updated_in_place() {
+    let (v3, mut versions) = rolling(1, 1, false);
+    let mut v2 = v3.clone();
+    v2.priority = 10;
+    v2.update = None;
+    versions.insert(3, v3.clone());
+    versions.insert(2, v2);
+    let mut allocs = vec![running("a0", 0, 2, NOW - 600_000)];
+    for i in 1..4 {
+        allocs.push(running(&format!("a{i}"), i, 1, NOW - 600_000));
+    }
+    let d = run_with(&v3, 3, &versions, &allocs, None, &ready)
+        .deployment
+        .expect("a deployment for the canary");
+    allocs.push(canary("c0", 0, 3, NOW - 1_000));
+    let plan = run_with(&v3, 3, &versions, &allocs, Some(&d), &ready);
+    assert!(plan.inplace_update.is_empty(), "{plan:?}");
+    assert!(plan.stop.is_empty() && plan.place.is_empty(), "{plan:?}");
+
+    let mut promoted = d.clone();
+    promoted.groups.get_mut("g").unwrap().promoted = true;
+    allocs.last_mut().unwrap().status.as_mut().unwrap().healthy = Some(true);
+    let plan = run_with(&v3, 3, &versions, &allocs, Some(&promoted), &ready);
+    assert!(plan.inplace_update.is_empty(), "{plan:?}");
+    assert!(stopped(&plan).contains(&"a0".to_string()), "{plan:?}");
+}
+
+/// With no update block, an older allocation beside one of the new version is stopped, not
+/// replaced by a second new one at its index.
+#[test]
+fn without_an_update_block_an_older_allocation_beside_a_new_one_just_stops() {
+    let old = job(2);
+    let mut new = job(2);
+    new.groups[0].tasks[0].env.insert("V".into(), "2".into());
+    let versions: BTreeMap<u64, Job> = [(1, old), (2, new.clone())].into();
+    let allocs = vec![
+        running("a0", 0, 1, NOW - 600_000),
+        running("a1", 1, 1, NOW - 600_000),
+        alloc("n0", 0, 2, Some(ClientStatus::Pending)),
+    ];
+    let plan = run_with(&new, 2, &versions, &allocs, None, &ready);
+    assert_eq!(stopped(&plan), vec!["a0", "a1"], "{plan:?}");
+    assert_eq!(
+        plan.placements().map(|p| p.index).collect::<Vec<_>>(),
+        vec![1],
+        "{plan:?}"
     );
 }
 

@@ -16,6 +16,7 @@
 //! - [`observed`]: the shared words: an allocation with its status, a stop request.
 //! - [`runtime`]: reflectors (list + watch into indexed caches), the de-duplicating work queue,
 //!   the runner, leader election on a store lease, Prometheus metrics.
+//! - [`write`]: the fenced-write toolkit both runtimes commit with.
 //! - [`error`]: the crate's one error enum.
 //!
 //! Why two runtimes. The jobs controller has many independent keys (one per job, a million
@@ -82,6 +83,7 @@ pub mod observed;
 pub mod periodic;
 pub mod plan;
 pub mod system;
+pub mod write;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
 use nomos_api::{AllocStatus, Allocation, DesiredStatus};
+use nomos_controllers::write::set_desired;
 use nomos_store::keys;
 use serde::Deserialize;
 
@@ -110,9 +111,12 @@ pub async fn stop(
     let mut view = find_alloc(&st, &id).await?;
     let key = keys::alloc(&view.allocation.node, &view.allocation.id);
     if view.allocation.desired_status != DesiredStatus::Stop {
-        view.allocation.desired_status = DesiredStatus::Stop;
-        view.allocation.desired_description = "stopped by user".into();
-        view.allocation.modified_at_ms = now_ms();
+        view.allocation = set_desired(
+            &view.allocation,
+            DesiredStatus::Stop,
+            "stopped by user",
+            now_ms(),
+        );
         view.modify_index =
             kv::put_if(st.store.as_ref(), &key, &view.allocation, view.modify_index).await?;
     }

@@ -23,7 +23,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use nomos_api::{AllocStatus, Allocation, DesiredStatus, DrainSpec, Job, JobType, MigrateStrategy};
+use nomos_api::{DesiredStatus, DrainSpec, Job, JobType, MigrateStrategy};
 
 use crate::health::{migration_health, HealthRule, MigrationHealth};
 
@@ -39,8 +39,8 @@ pub use nomos_api::{DrainState, DrainStatus};
 /// One allocation on the draining node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DrainAlloc {
-    pub alloc: Allocation,
-    pub status: Option<AllocStatus>,
+    /// The allocation and what its agent reports (its fields and methods read through).
+    pub observed: ObservedAlloc,
     pub job_type: JobType,
     /// The group's `migrate` block (group, else job, else Nomad's defaults).
     pub migrate: MigrateStrategy,
@@ -55,6 +55,14 @@ pub struct DrainAlloc {
 }
 
 pub use crate::observed::{ObservedAlloc, Stop};
+
+impl std::ops::Deref for DrainAlloc {
+    type Target = ObservedAlloc;
+
+    fn deref(&self) -> &ObservedAlloc {
+        &self.observed
+    }
+}
 
 /// How far a replacement got towards counting as migrated, by the `migrate` block's rule.
 fn replacement_health(a: &DrainAlloc, r: &ObservedAlloc, now_ms: i64) -> MigrationHealth {

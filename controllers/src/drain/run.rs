@@ -9,14 +9,51 @@
 //! first wins the compare), handles the deadline and the system allocations, and reports
 //! replacements the jobs controller could not place as having nowhere to go.
 
+use async_trait::async_trait;
 use nomos_api::{DesiredStatus, JobType};
-use nomos_store::keys;
 
 use super::{decide, drain_status_key, migrate_for, DrainAlloc, DrainState, DrainStatus};
 use crate::health::HealthRule;
-use crate::loops::view::View;
-use crate::loops::{put, to_json, unchanged, Ctx, PassOutcome};
+use crate::loops::ctx::{Ctx, Loop, LoopName, PassOutcome};
+use crate::loops::view::{Part, View};
+use crate::write::{alloc_update, encode, put, set_desired, unchanged};
 use crate::ControllerError;
+
+/// The drain loop: follows each draining node until it is empty.
+pub struct DrainLoop;
+
+#[async_trait]
+impl Loop for DrainLoop {
+    fn name(&self) -> LoopName {
+        LoopName::Drain
+    }
+
+    fn reads(&self) -> &'static [Part] {
+        &[
+            Part::Versions,
+            Part::JobStatus,
+            Part::Allocs,
+            Part::AllocStatus,
+            Part::Nodes,
+            Part::NodeSpecs,
+            Part::Heartbeats,
+            Part::DrainStatus,
+        ]
+    }
+
+    fn wakes_on(&self) -> &'static [Part] {
+        &[
+            Part::Allocs,
+            Part::AllocStatus,
+            Part::NodeSpecs,
+            Part::JobStatus,
+        ]
+    }
+
+    async fn pass(&self, ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, ControllerError> {
+        pass(ctx, view, now).await
+    }
+}
 
 pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, ControllerError> {
     let mut outcome = PassOutcome::default();
@@ -49,8 +86,7 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
                     .map(|g| HealthRule::migration(g, &migrate))
                     .unwrap_or_default();
                 DrainAlloc {
-                    alloc: a.value.clone(),
-                    status: view.alloc_status.get(&a.value.id).map(|s| s.value.clone()),
+                    observed: view.observe(&a.value),
                     job_type: job.map(|j| j.job_type).unwrap_or(JobType::Service),
                     migrate,
                     health,
@@ -90,14 +126,9 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
             let Some(cur) = view.allocs.get(&s.alloc_id) else {
                 continue;
             };
-            let mut a = cur.value.clone();
-            a.desired_status = DesiredStatus::Stop;
-            a.desired_description = s.reason.clone();
-            a.modified_at_ms = now;
-            let k = keys::alloc(&a.node, &a.id);
-            let value = to_json(&k, &a, "allocation")?;
-            ctx.commit(vec![unchanged(&k, cur.mod_revision)], vec![put(&k, value)])
-                .await?;
+            let stopped = set_desired(&cur.value, DesiredStatus::Stop, &s.reason, now);
+            let (compare, op) = alloc_update(&stopped, cur.mod_revision)?;
+            ctx.commit(vec![compare], vec![op]).await?;
         }
         let state = if plan.complete {
             DrainState::Complete
@@ -145,7 +176,7 @@ async fn write_status(
     mod_revision: i64,
 ) -> Result<(), ControllerError> {
     let k = drain_status_key(node);
-    let value = to_json(&k, status, "drain status")?;
+    let value = encode(&k, status, "drain status")?;
     ctx.commit(vec![unchanged(&k, mod_revision)], vec![put(&k, value)])
         .await?;
     Ok(())

@@ -1,24 +1,26 @@
 //! Table and property tests of the drain decisions.
 
 use super::*;
-use nomos_api::ClientStatus;
+use nomos_api::{AllocStatus, Allocation, ClientStatus};
 use nomos_api::{TaskRunState, TaskState};
 use proptest::prelude::*;
 
 fn original(id: &str, group: &str, job_type: JobType) -> DrainAlloc {
     DrainAlloc {
-        alloc: Allocation {
-            id: id.into(),
-            namespace: "default".into(),
-            job_id: "web".into(),
-            task_group: group.into(),
-            node: "drained".into(),
-            ..Default::default()
+        observed: ObservedAlloc {
+            alloc: Allocation {
+                id: id.into(),
+                namespace: "default".into(),
+                job_id: "web".into(),
+                task_group: group.into(),
+                node: "drained".into(),
+                ..Default::default()
+            },
+            status: Some(AllocStatus {
+                client_status: ClientStatus::Running,
+                ..Default::default()
+            }),
         },
-        status: Some(AllocStatus {
-            client_status: ClientStatus::Running,
-            ..Default::default()
-        }),
         job_type,
         migrate: MigrateStrategy {
             max_parallel: 1,
@@ -272,12 +274,12 @@ fn ignore_system_jobs_leaves_them_and_the_drain_completes() {
 #[test]
 fn finished_and_stopped_allocations_do_not_hold_the_drain() {
     let mut done = original("done", "g", JobType::Service);
-    done.status = Some(AllocStatus {
+    done.observed.status = Some(AllocStatus {
         client_status: ClientStatus::Complete,
         ..Default::default()
     });
     let mut stopped = original("stopped", "g", JobType::Service);
-    stopped.alloc.desired_status = DesiredStatus::Stop;
+    stopped.observed.alloc.desired_status = DesiredStatus::Stop;
     let p = decide(&drain(0, false), &[done, stopped], 0);
     assert!(p.complete && p.migrate.is_empty() && p.stop.is_empty());
 }

@@ -5,26 +5,14 @@
 
 use std::collections::BTreeMap;
 
-use nomos_store::{keys, DeleteOptions, KeySelector, Store, TxnOp};
+use async_trait::async_trait;
+use nomos_store::{keys, Store};
 
 use super::{plan, GcConfig, GcJob, GcPlan};
+use crate::loops::ctx::{Ctx, Loop, LoopName, LoopsConfig, PassOutcome};
 use crate::loops::view::{JobKey, Part, View};
-use crate::loops::{unchanged, Ctx, PassOutcome};
+use crate::write::{delete, delete_prefix, unchanged};
 use crate::ControllerError;
-
-fn delete_key(k: &str) -> TxnOp {
-    TxnOp::Delete(
-        KeySelector::key(k.as_bytes().to_vec()),
-        DeleteOptions::default(),
-    )
-}
-
-fn delete_prefix(p: &str) -> TxnOp {
-    TxnOp::Delete(
-        KeySelector::prefix(p.as_bytes().to_vec()),
-        DeleteOptions::default(),
-    )
-}
 
 /// The collector's plan over a view.
 pub fn plan_for(view: &View, now: i64, config: &GcConfig) -> GcPlan {
@@ -76,7 +64,7 @@ pub async fn apply(ctx: &Ctx, view: &View, p: &GcPlan) -> Result<usize, Controll
         if ctx
             .commit(
                 vec![unchanged(&k, rev)],
-                vec![delete_key(&k), delete_key(&keys::alloc_status(node, id))],
+                vec![delete(&k), delete(&keys::alloc_status(node, id))],
             )
             .await?
         {
@@ -90,8 +78,8 @@ pub async fn apply(ctx: &Ctx, view: &View, p: &GcPlan) -> Result<usize, Controll
             .map(|s| s.mod_revision)
             .unwrap_or(0);
         let ops = vec![
-            delete_key(&keys::job(ns, job)),
-            delete_key(&keys::job_status(ns, job)),
+            delete(&keys::job(ns, job)),
+            delete(&keys::job_status(ns, job)),
             delete_prefix(&keys::job_versions_prefix(ns, job)),
             delete_prefix(&format!("{}{ns}/{job}/", keys::DEPLOYMENTS_PREFIX)),
         ];
@@ -103,11 +91,39 @@ pub async fn apply(ctx: &Ctx, view: &View, p: &GcPlan) -> Result<usize, Controll
         }
     }
     for (ns, job, v) in &p.versions {
-        ctx.commit(vec![], vec![delete_key(&keys::job_version(ns, job, *v))])
+        ctx.commit(vec![], vec![delete(&keys::job_version(ns, job, *v))])
             .await?;
         n += 1;
     }
     Ok(n)
+}
+
+/// The garbage collector: deletes what is finished and old enough.
+pub struct GcLoop;
+
+#[async_trait]
+impl Loop for GcLoop {
+    fn name(&self) -> LoopName {
+        LoopName::Gc
+    }
+
+    fn reads(&self) -> &'static [Part] {
+        &[
+            Part::Specs,
+            Part::Versions,
+            Part::JobStatus,
+            Part::Allocs,
+            Part::AllocStatus,
+        ]
+    }
+
+    fn wakes_on(&self) -> &'static [Part] {
+        &[]
+    }
+
+    async fn pass(&self, ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, ControllerError> {
+        pass(ctx, view, now, &ctx.config.gc).await
+    }
 }
 
 pub async fn pass(
@@ -135,17 +151,7 @@ pub async fn pass(
 /// `nctl system gc`: one pass now with every age threshold at zero (not leader-fenced: deletes
 /// still compare on the revisions they read). Returns how many objects went.
 pub async fn force(ctx: &Ctx) -> Result<usize, ControllerError> {
-    let view = View::read(
-        &*ctx.store,
-        &[
-            Part::Specs,
-            Part::Versions,
-            Part::JobStatus,
-            Part::Allocs,
-            Part::AllocStatus,
-        ],
-    )
-    .await?;
+    let view = View::read(&*ctx.store, GcLoop.reads()).await?;
     let p = plan_for(&view, ctx.now(), &ctx.config.gc.forced());
     apply(ctx, &view, &p).await
 }
@@ -153,14 +159,14 @@ pub async fn force(ctx: &Ctx) -> Result<usize, ControllerError> {
 /// Convenience for callers without a loop context (the server's `POST /v1/system/gc`).
 pub async fn force_with(
     store: std::sync::Arc<dyn Store>,
-    config: crate::loops::LoopsConfig,
+    config: LoopsConfig,
 ) -> Result<usize, ControllerError> {
     let ctx = Ctx {
         store,
         leadership: None,
         config,
         metrics: Default::default(),
-        name: crate::loops::LoopName::Gc,
+        name: LoopName::Gc,
     };
     force(&ctx).await
 }

@@ -12,6 +12,7 @@ use nomos_api::{Allocation, Deployment, DesiredStatus, Job};
 
 use crate::reconcile::{self, NodeHealth, ObservedAlloc, Place, Plan};
 use crate::scheduler::{self, hash_str, ClusterSnapshot, PlacementRequest, SchedulerConfig};
+use crate::write::set_desired;
 
 use super::world::JobKey;
 
@@ -323,11 +324,9 @@ fn changes(
             .get(&s.alloc_id)
             .cloned()
             .or_else(|| by_id.get(s.alloc_id.as_str()).map(|a| (*a).clone()));
-        if let Some(mut a) = base {
-            a.desired_status = DesiredStatus::Stop;
-            a.desired_description = s.reason.clone();
-            a.modified_at_ms = now;
-            changed.insert(s.alloc_id.clone(), a);
+        if let Some(a) = base {
+            let stopped = set_desired(&a, DesiredStatus::Stop, &s.reason, now);
+            changed.insert(s.alloc_id.clone(), stopped);
         }
     }
     changed.into_values().collect()

@@ -35,10 +35,7 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 use nomos_api::{Allocation, Deployment, DesiredStatus, Job, JobStatus, JobType};
-use nomos_store::{
-    keys, prefix_end, Compare, CompareOp, CompareTarget, KeySelector, RangeOptions, Store, Txn,
-    TxnOp,
-};
+use nomos_store::{keys, Compare, KeySelector, RangeOptions, Store};
 
 use crate::reconcile::{self, ObservedAlloc, Plan};
 use crate::runtime::election::Leadership;
@@ -47,6 +44,7 @@ use crate::runtime::queue::{Backoff, WorkQueue};
 use crate::runtime::reflector::{Reflector, ReflectorHandle};
 use crate::runtime::runner::{self, Action};
 use crate::scheduler::SchedulerConfig;
+use crate::write::{absent, encode, node_guard, put, set_desired, unchanged, Fence};
 use crate::ControllerError;
 use decide::DecisionInput;
 use world::{JobKey, Part, World, WorldSink};
@@ -159,8 +157,13 @@ impl Ctx {
         self.world.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn fence(&self) -> Vec<Compare> {
-        self.leadership.iter().map(Leadership::fence).collect()
+    /// The controller's writes, fenced by its leadership.
+    fn fence(&self) -> Fence<'_> {
+        Fence {
+            store: &*self.store,
+            leadership: self.leadership.as_ref(),
+            controller: NAME,
+        }
     }
 
     /// After a commit conflict: reads what the concurrent write may have changed (the
@@ -566,7 +569,7 @@ impl Ctx {
             let mut nodes: Vec<&str> = batch.iter().map(|(a, _)| a.node.as_str()).collect();
             nodes.dedup();
             let _claim = self.claim(&nodes).await;
-            let mut compares = self.fence();
+            let mut compares = Vec::new();
             {
                 let w = self.lock();
                 for n in &nodes {
@@ -575,28 +578,14 @@ impl Ctx {
                         .copied()
                         .unwrap_or(0)
                         .max(w.node_guard.get(*n).copied().unwrap_or(0));
-                    let prefix = keys::allocs_prefix(Some(n));
-                    compares.push(Compare {
-                        key: prefix.as_bytes().to_vec(),
-                        range_end: Some(prefix_end(prefix.as_bytes())),
-                        op: CompareOp::Less,
-                        target: CompareTarget::ModRevision(guard + 1),
-                    });
+                    compares.push(node_guard(n, guard));
                 }
             }
             let mut ops = Vec::with_capacity(batch.len());
             for (a, _) in batch {
-                let value = serde_json::to_vec(a).map_err(|e| {
-                    (
-                        ControllerError::Decode {
-                            key: keys::alloc(&a.node, &a.id),
-                            what: "allocation",
-                            message: e.to_string(),
-                        },
-                        progressed,
-                    )
-                })?;
-                ops.push(TxnOp::put(keys::alloc(&a.node, &a.id), value));
+                let k = keys::alloc(&a.node, &a.id);
+                let value = encode(&k, a, "allocation").map_err(|e| (e, progressed))?;
+                ops.push(put(&k, value));
             }
             // The version rides on the first batch (allocations name it), the deployment and
             // status on the last (they describe the committed allocations).
@@ -609,42 +598,32 @@ impl Ctx {
             }
             for wr in &writes {
                 compares.extend(wr.compare.iter().cloned());
-                ops.push(TxnOp::put(wr.key.clone(), wr.value.clone()));
+                ops.push(put(&wr.key, wr.value.clone()));
             }
-            let resp = self
-                .store
-                .txn(Txn::new().when(compares).and_then(ops))
-                .await;
-            let resp = match resp {
-                Ok(r) => r,
-                Err(e) => {
+            let revision = match self.fence().commit_at(compares, ops).await {
+                Ok(Some(revision)) => revision,
+                Ok(None) => {
                     self.release(&batches[i..]);
                     return Err((
-                        ControllerError::Store {
-                            op: "txn",
-                            source: e,
-                        },
+                        conflict(nodes.iter().map(|n| n.to_string()).collect()),
                         progressed,
                     ));
                 }
+                Err(e) => {
+                    self.release(&batches[i..]);
+                    return Err((e, progressed));
+                }
             };
-            if !resp.succeeded {
-                self.release(&batches[i..]);
-                return Err((
-                    conflict(nodes.iter().map(|n| n.to_string()).collect()),
-                    progressed,
-                ));
-            }
             progressed = true;
             let mut w = self.lock();
             for n in &nodes {
-                w.node_guard.insert(n.to_string(), resp.revision);
+                w.node_guard.insert(n.to_string(), revision);
             }
             for (a, _) in batch {
-                w.upsert_alloc(a.clone(), resp.revision);
+                w.upsert_alloc(a.clone(), revision);
             }
             for wr in writes {
-                w.apply(wr.kind, &wr.key, Some(&wr.value), resp.revision);
+                w.apply(wr.kind, &wr.key, Some(&wr.value), revision);
             }
         }
         Ok(progressed)
@@ -684,17 +663,9 @@ impl Ctx {
     /// The create-only write of a job version, for a commit to carry.
     fn version_op(&self, jk: &JobKey, version: u64, job: &Job) -> Result<Write, ControllerError> {
         let key = keys::job_version(&jk.0, &jk.1, version);
-        let value = serde_json::to_vec(job).map_err(|e| ControllerError::Decode {
-            key: key.clone(),
-            what: "job",
-            message: e.to_string(),
-        })?;
+        let value = encode(&key, job, "job")?;
         Ok(Write {
-            compare: Some(Compare::new(
-                key.clone(),
-                CompareOp::Equal,
-                CompareTarget::CreateRevision(0),
-            )),
+            compare: Some(absent(&key)),
             key,
             value,
             kind: Part::Versions,
@@ -706,19 +677,9 @@ impl Ctx {
     /// never overwritten (the commit conflicts and the job is decided again).
     fn deployment_op(&self, d: &Deployment) -> Result<Write, ControllerError> {
         let key = keys::deployment(&d.namespace, &d.job_id, &d.id);
-        let value = serde_json::to_vec(d).map_err(|e| ControllerError::Decode {
-            key: key.clone(),
-            what: "deployment",
-            message: e.to_string(),
-        })?;
-        let compare = match self.lock().deployment_revs.get(&key) {
-            Some(rev) => Compare::mod_revision(key.clone(), CompareOp::Equal, *rev),
-            None => Compare::new(
-                key.clone(),
-                CompareOp::Equal,
-                CompareTarget::CreateRevision(0),
-            ),
-        };
+        let value = encode(&key, d, "deployment")?;
+        let read_at = self.lock().deployment_revs.get(&key).copied();
+        let compare = unchanged(&key, read_at.unwrap_or(0));
         Ok(Write {
             key,
             value,
@@ -760,32 +721,19 @@ impl Ctx {
         version: u64,
         job: &Job,
     ) -> Result<(), ControllerError> {
-        let key = keys::job_version(&jk.0, &jk.1, version);
-        let value = serde_json::to_vec(job).map_err(|e| ControllerError::Decode {
-            key: key.clone(),
-            what: "job",
-            message: e.to_string(),
-        })?;
-        let mut compares = self.fence();
-        compares.push(Compare::new(
-            key.clone(),
-            CompareOp::Equal,
-            CompareTarget::CreateRevision(0),
-        ));
-        let resp = self
-            .store
-            .txn(
-                Txn::new()
-                    .when(compares)
-                    .and_then([TxnOp::put(key.clone(), value.clone())]),
+        let w = self.version_op(jk, version, job)?;
+        let Some(revision) = self
+            .fence()
+            .commit_at(
+                w.compare.into_iter().collect(),
+                vec![put(&w.key, w.value.clone())],
             )
-            .await
-            .map_err(ControllerError::store("txn"))?;
-        if !resp.succeeded {
+            .await?
+        else {
             return Err(conflict(vec![]));
-        }
+        };
         self.lock()
-            .apply(Part::Versions, &key, Some(&value), resp.revision);
+            .apply(Part::Versions, &w.key, Some(&w.value), revision);
         Ok(())
     }
 
@@ -795,19 +743,8 @@ impl Ctx {
         value: Vec<u8>,
         kind: Part,
     ) -> Result<(), ControllerError> {
-        let resp = self
-            .store
-            .txn(
-                Txn::new()
-                    .when(self.fence())
-                    .and_then([TxnOp::put(key, value.clone())]),
-            )
-            .await
-            .map_err(ControllerError::store("txn"))?;
-        if !resp.succeeded {
-            return Err(ControllerError::LostLeadership(NAME.into()));
-        }
-        self.lock().apply(kind, key, Some(&value), resp.revision);
+        let revision = self.fence().put(key, value.clone()).await?;
+        self.lock().apply(kind, key, Some(&value), revision);
         Ok(())
     }
 
@@ -850,10 +787,7 @@ impl Ctx {
                 remaining += 1;
                 let a = &e.alloc;
                 if a.desired_status == DesiredStatus::Run {
-                    let mut s = a.clone();
-                    s.desired_status = DesiredStatus::Stop;
-                    s.desired_description = "job purged".into();
-                    s.modified_at_ms = now;
+                    let s = set_desired(a, DesiredStatus::Stop, "job purged", now);
                     guards
                         .entry(a.node.clone())
                         .or_insert_with(|| w.guard_revision(&a.node));
@@ -879,23 +813,15 @@ impl Ctx {
                 .await
                 .map_err(|(e, _)| e)?;
         }
-        for chunk in deletes.chunks(60) {
-            let mut ops = Vec::new();
-            for (node, id) in chunk {
-                ops.push(TxnOp::delete(keys::alloc(node, id)));
-                ops.push(TxnOp::delete(keys::alloc_status(node, id)));
-            }
-            let resp = self
-                .store
-                .txn(Txn::new().when(self.fence()).and_then(ops))
-                .await
-                .map_err(ControllerError::store("txn"))?;
-            if !resp.succeeded {
-                return Err(ControllerError::LostLeadership(NAME.into()));
-            }
+        for chunk in deletes.chunks(50) {
+            let keys: Vec<String> = chunk
+                .iter()
+                .flat_map(|(node, id)| [keys::alloc(node, id), keys::alloc_status(node, id)])
+                .collect();
+            let revision = self.fence().delete_keys(&keys).await?;
             let mut w = self.lock();
             for (_, id) in chunk {
-                w.remove_alloc(id, resp.revision);
+                w.remove_alloc(id, revision);
             }
         }
         if remaining > deletes.len() {
@@ -935,17 +861,7 @@ impl Ctx {
             }
             rest
         };
-        for chunk in rest.chunks(100) {
-            let ops: Vec<TxnOp> = chunk.iter().map(|k| TxnOp::delete(k.clone())).collect();
-            let resp = self
-                .store
-                .txn(Txn::new().when(self.fence()).and_then(ops))
-                .await
-                .map_err(ControllerError::store("txn"))?;
-            if !resp.succeeded {
-                return Err(ControllerError::LostLeadership(NAME.into()));
-            }
-        }
+        self.fence().delete_keys(&rest).await?;
         if !rest.is_empty() {
             let mut w = self.lock();
             w.versions.remove(jk);
@@ -960,11 +876,7 @@ impl Ctx {
 /// The write of a job's status.
 fn status_write(jk: &JobKey, status: &JobStatus) -> Result<Write, ControllerError> {
     let key = keys::job_status(&jk.0, &jk.1);
-    let value = serde_json::to_vec(status).map_err(|e| ControllerError::Decode {
-        key: key.clone(),
-        what: "job status",
-        message: e.to_string(),
-    })?;
+    let value = encode(&key, status, "job status")?;
     Ok(Write {
         key,
         value,

@@ -11,8 +11,6 @@ use prometheus_client::registry::Registry;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use super::LoopName;
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LoopLabel {
     pub r#loop: String,
@@ -46,9 +44,9 @@ pub struct LoopMetrics {
     periodic_jobs: Arc<Mutex<HashSet<JobLabel>>>,
 }
 
-fn label(name: LoopName) -> LoopLabel {
+fn label(name: &str) -> LoopLabel {
     LoopLabel {
-        r#loop: name.as_str().to_string(),
+        r#loop: name.to_string(),
     }
 }
 
@@ -97,18 +95,18 @@ impl LoopMetrics {
         m
     }
 
-    pub fn pass(&self, name: LoopName, ok: bool) {
+    pub fn pass(&self, name: &str, ok: bool) {
         self.passes.get_or_create(&label(name)).inc();
         if !ok {
             self.errors.get_or_create(&label(name)).inc();
         }
     }
 
-    pub fn conflict(&self, name: LoopName) {
+    pub fn conflict(&self, name: &str) {
         self.conflicts.get_or_create(&label(name)).inc();
     }
 
-    pub fn set_leader(&self, name: LoopName, leading: bool) {
+    pub fn set_leader(&self, name: &str, leading: bool) {
         self.leader
             .get_or_create(&label(name))
             .set(i64::from(leading));
@@ -171,7 +169,7 @@ mod tests {
     fn loop_metrics_render_in_prometheus_text_format() {
         let mut reg = Registry::default();
         let m = LoopMetrics::register(&mut reg);
-        m.pass(LoopName::Periodic, false);
+        m.pass("periodic", false);
         m.periodic(
             "default",
             "report",

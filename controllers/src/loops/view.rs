@@ -264,7 +264,7 @@ impl View {
     }
 
     /// An allocation with what its agent reported.
-    fn observe(&self, a: &Allocation) -> ObservedAlloc {
+    pub fn observe(&self, a: &Allocation) -> ObservedAlloc {
         ObservedAlloc {
             alloc: a.clone(),
             status: self.alloc_status.get(&a.id).map(|s| s.value.clone()),

@@ -24,7 +24,7 @@ pub mod run;
 #[cfg(test)]
 mod tests;
 
-use nomos_api::{AllocStatus, Allocation, ClientStatus, DesiredStatus, Disconnect, NodeStatus};
+use nomos_api::{ClientStatus, DesiredStatus, Disconnect, NodeStatus};
 
 pub use heartbeat::{lease_timing, HeartbeatConfig, LeaseTiming};
 
@@ -76,8 +76,8 @@ impl Reconcile {
 /// One allocation placed on the node, with what the lifecycle decision needs about it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeAlloc {
-    pub alloc: Allocation,
-    pub status: Option<AllocStatus>,
+    /// The allocation and what its agent reports (its fields and methods read through).
+    pub observed: ObservedAlloc,
     /// The group's `disconnect` block, if any.
     pub disconnect: Option<Disconnect>,
     /// The group's `max_client_disconnect` (Nomad's older name for `lost_after`).
@@ -88,14 +88,15 @@ pub struct NodeAlloc {
 
 pub use crate::observed::{ObservedAlloc, Stop};
 
-impl NodeAlloc {
-    fn client_status(&self) -> ClientStatus {
-        self.status
-            .as_ref()
-            .map(|s| s.client_status)
-            .unwrap_or_default()
-    }
+impl std::ops::Deref for NodeAlloc {
+    type Target = ObservedAlloc;
 
+    fn deref(&self) -> &ObservedAlloc {
+        &self.observed
+    }
+}
+
+impl NodeAlloc {
     /// `lost_after` of this allocation's group, in ms.
     pub fn lost_after_ms(&self, config: &LifecycleConfig) -> i64 {
         let from_block = self

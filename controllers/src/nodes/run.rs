@@ -3,14 +3,51 @@
 //! (only while its agent is away, or to undo such a write; each compares on the status key's
 //! revision so a fresh report from the agent always wins), and stops / resumes of allocations.
 
+use async_trait::async_trait;
 use nomos_api::{AllocStatus, DesiredStatus, NodeStatus};
 use nomos_store::{keys, Compare, TxnOp};
 
 use super::{decide, node_status_key, NodeAlloc};
+use crate::loops::ctx::{Ctx, Loop, LoopName, PassOutcome};
 use crate::loops::metrics::StatusLabel;
-use crate::loops::view::View;
-use crate::loops::{put, to_json, unchanged, Ctx, PassOutcome};
+use crate::loops::view::{Part, View};
+use crate::write::{alloc_update, encode, put, set_desired, unchanged};
 use crate::ControllerError;
+
+/// The node-lifecycle loop: a node's status from its heartbeat, and what that means for its allocations.
+pub struct NodesLoop;
+
+#[async_trait]
+impl Loop for NodesLoop {
+    fn name(&self) -> LoopName {
+        LoopName::Nodes
+    }
+
+    fn reads(&self) -> &'static [Part] {
+        &[
+            Part::Specs,
+            Part::Versions,
+            Part::Allocs,
+            Part::AllocStatus,
+            Part::Nodes,
+            Part::Heartbeats,
+            Part::NodeLifecycle,
+        ]
+    }
+
+    fn wakes_on(&self) -> &'static [Part] {
+        &[
+            Part::Allocs,
+            Part::AllocStatus,
+            Part::Nodes,
+            Part::Heartbeats,
+        ]
+    }
+
+    async fn pass(&self, ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, ControllerError> {
+        pass(ctx, view, now).await
+    }
+}
 
 pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, ControllerError> {
     let mut outcome = PassOutcome::default();
@@ -27,8 +64,7 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
                     .job_of(&a.value)
                     .and_then(|j| j.groups.iter().find(|g| g.name == a.value.task_group));
                 NodeAlloc {
-                    alloc: a.value.clone(),
-                    status: view.alloc_status.get(&a.value.id).map(|s| s.value.clone()),
+                    observed: view.observe(&a.value),
                     disconnect: group.and_then(|g| g.disconnect.clone()),
                     max_client_disconnect_ns: group.and_then(|g| g.max_client_disconnect_ns),
                     replacements: by_prev
@@ -64,7 +100,7 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
             st.client_status = s.status;
             st.client_description = s.description.clone();
             st.modified_at_ms = now;
-            let value = to_json(&k, &st, "allocation status")?;
+            let value = encode(&k, &st, "allocation status")?;
             changes.push((
                 unchanged(&k, cur.map(|c| c.mod_revision).unwrap_or(0)),
                 put(&k, value),
@@ -81,13 +117,13 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
                     .map(|id| (id.as_str(), DesiredStatus::Run, resume_reason)),
             );
         for (id, want, reason) in desired {
-            if let Some(change) = set_desired(view, id, want, reason, now)? {
+            if let Some(change) = desired_change(view, id, want, reason, now)? {
                 changes.push(change);
             }
         }
         if previous.map(|p| &p.value) != Some(&plan.record) {
             let k = node_status_key(name);
-            let value = to_json(&k, &plan.record, "node lifecycle")?;
+            let value = encode(&k, &plan.record, "node lifecycle")?;
             let record = (
                 unchanged(&k, previous.map(|p| p.mod_revision).unwrap_or(0)),
                 put(&k, value),
@@ -147,7 +183,7 @@ fn status_index(s: NodeStatus) -> usize {
 }
 
 /// The write that sets an allocation's desired status, if it changes anything.
-fn set_desired(
+fn desired_change(
     view: &View,
     id: &str,
     desired: DesiredStatus,
@@ -160,11 +196,6 @@ fn set_desired(
     if cur.value.desired_status == desired {
         return Ok(None);
     }
-    let mut a = cur.value.clone();
-    a.desired_status = desired;
-    a.desired_description = reason.to_string();
-    a.modified_at_ms = now;
-    let k = keys::alloc(&a.node, &a.id);
-    let value = to_json(&k, &a, "allocation")?;
-    Ok(Some((unchanged(&k, cur.mod_revision), put(&k, value))))
+    let a = set_desired(&cur.value, desired, reason, now);
+    Ok(Some(alloc_update(&a, cur.mod_revision)?))
 }

@@ -1,23 +1,26 @@
 //! Table and property tests of the node-lifecycle decisions.
 
 use super::*;
+use nomos_api::{AllocStatus, Allocation};
 use proptest::prelude::*;
 
 const NODE: &str = "n1";
 
 fn alloc(id: &str, status: ClientStatus) -> NodeAlloc {
     NodeAlloc {
-        alloc: Allocation {
-            id: id.into(),
-            node: NODE.into(),
-            job_id: "web".into(),
-            ..Default::default()
+        observed: ObservedAlloc {
+            alloc: Allocation {
+                id: id.into(),
+                node: NODE.into(),
+                job_id: "web".into(),
+                ..Default::default()
+            },
+            status: Some(AllocStatus {
+                alloc_id: id.into(),
+                client_status: status,
+                ..Default::default()
+            }),
         },
-        status: Some(AllocStatus {
-            alloc_id: id.into(),
-            client_status: status,
-            ..Default::default()
-        }),
         disconnect: None,
         max_client_disconnect_ns: None,
         replacements: vec![],
@@ -50,7 +53,7 @@ fn replaced_by(mut a: NodeAlloc, id: &str) -> NodeAlloc {
 }
 
 fn set(status: &mut NodeAlloc, s: ClientStatus) {
-    status.status.as_mut().unwrap().client_status = s;
+    status.observed.status.as_mut().unwrap().client_status = s;
 }
 
 fn cfg() -> LifecycleConfig {
@@ -85,7 +88,7 @@ fn a_live_node_is_ready_and_nothing_is_written_to_its_allocations() {
 fn a_missed_heartbeat_disconnects_at_once_and_marks_running_allocations_unknown() {
     let ready = decide(NODE, true, None, &[], 0, &cfg()).record;
     let mut stopped = alloc("s", ClientStatus::Running);
-    stopped.alloc.desired_status = DesiredStatus::Stop;
+    stopped.observed.alloc.desired_status = DesiredStatus::Stop;
     let allocs = vec![
         with_lost_after(alloc("a", ClientStatus::Running), 60, ""),
         alloc("b", ClientStatus::Pending),
@@ -217,7 +220,7 @@ fn a_node_back_after_lost_after_keeps_its_originals_and_stops_the_replacements()
     );
     set(&mut seen, ClientStatus::Lost);
     // The jobs controller stopped the lost original when it placed the replacement.
-    seen.alloc.desired_status = DesiredStatus::Stop;
+    seen.observed.alloc.desired_status = DesiredStatus::Stop;
     // First pass after the return: the status comes back, nothing is settled yet.
     let back = decide(
         NODE,

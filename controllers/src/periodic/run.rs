@@ -4,14 +4,14 @@
 //! rest), and record the parent's [`nomos_api::PeriodicStatus`] in its job status (compare on the
 //! status key's revision; the jobs controller keeps that field when it writes the status).
 
+use async_trait::async_trait;
 use nomos_api::{Job, JobStatus};
-use nomos_store::{
-    keys, Compare, CompareOp, CompareTarget, DeleteOptions, KeySelector, Store, Txn, TxnOp,
-};
+use nomos_store::{keys, Store, Txn};
 
 use super::{child_job, child_state, child_tick, decide, force_launch, Child, Launch, Schedule};
+use crate::loops::ctx::{Ctx, Loop, LoopName, PassOutcome};
 use crate::loops::view::{JobKey, Part, View};
-use crate::loops::{put, to_json, unchanged, Ctx, PassOutcome};
+use crate::write::{absent, delete, encode, put, unchanged};
 use crate::ControllerError;
 
 /// The children of `parent` among the view's specs.
@@ -47,8 +47,30 @@ fn min_wake(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 fn child_spec(parent: &Job, launch: &Launch) -> Result<(String, Vec<u8>), ControllerError> {
     let child = child_job(parent, launch.tick_ms);
     let key = keys::job(&parent.namespace, &child.id);
-    let value = to_json(&key, &child, "job")?;
+    let value = encode(&key, &child, "job")?;
     Ok((key, value))
+}
+
+/// The periodic loop: launches and collects the children of periodic jobs.
+pub struct PeriodicLoop;
+
+#[async_trait]
+impl Loop for PeriodicLoop {
+    fn name(&self) -> LoopName {
+        LoopName::Periodic
+    }
+
+    fn reads(&self) -> &'static [Part] {
+        &[Part::Specs, Part::Versions, Part::JobStatus]
+    }
+
+    fn wakes_on(&self) -> &'static [Part] {
+        &[Part::Specs, Part::Versions, Part::JobStatus]
+    }
+
+    async fn pass(&self, ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, ControllerError> {
+        pass(ctx, view, now).await
+    }
 }
 
 pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, ControllerError> {
@@ -104,14 +126,8 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
                 .get(&(key.0.clone(), id.clone()))
                 .map(|s| s.mod_revision)
                 .unwrap_or(0);
-            ctx.commit(
-                vec![unchanged(&k, rev)],
-                vec![TxnOp::Delete(
-                    KeySelector::key(k.as_bytes().to_vec()),
-                    DeleteOptions::default(),
-                )],
-            )
-            .await?;
+            ctx.commit(vec![unchanged(&k, rev)], vec![delete(&k)])
+                .await?;
         }
         let mut status = old.map(|s| s.value.clone()).unwrap_or_else(|| JobStatus {
             status: "running".into(),
@@ -127,7 +143,7 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
             status.periodic = Some(plan.status.clone());
             status.modified_at_ms = now;
             let k = keys::job_status(&key.0, &key.1);
-            let value = to_json(&k, &status, "job status")?;
+            let value = encode(&k, &status, "job status")?;
             if !ctx
                 .commit(
                     vec![unchanged(&k, old.map(|s| s.mod_revision).unwrap_or(0))],
@@ -173,11 +189,7 @@ pub async fn force(
     let resp = store
         .txn(
             Txn::new()
-                .when([Compare::new(
-                    child_key.as_bytes().to_vec(),
-                    CompareOp::Equal,
-                    CompareTarget::CreateRevision(0),
-                )])
+                .when([absent(&child_key)])
                 .and_then([put(&child_key, value)]),
         )
         .await

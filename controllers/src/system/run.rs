@@ -4,13 +4,54 @@
 //! writers can never over-commit a node; stops compare on the allocation's revision. The job
 //! status (summary, placement failures) is written here for these jobs.
 
+use async_trait::async_trait;
 use nomos_api::DesiredStatus;
 use nomos_store::keys;
 
 use super::{plan, summarize};
-use crate::loops::view::View;
-use crate::loops::{node_guard, put, to_json, unchanged, Ctx, PassOutcome};
+use crate::loops::ctx::{Ctx, Loop, LoopName, PassOutcome};
+use crate::loops::view::{Part, View};
+use crate::write::{alloc_update, encode, node_guard, put, set_desired, unchanged};
 use crate::ControllerError;
+
+/// The system loop: system and sysbatch jobs on every eligible node.
+pub struct SystemLoop;
+
+#[async_trait]
+impl Loop for SystemLoop {
+    fn name(&self) -> LoopName {
+        LoopName::System
+    }
+
+    fn reads(&self) -> &'static [Part] {
+        &[
+            Part::Specs,
+            Part::Versions,
+            Part::JobStatus,
+            Part::Allocs,
+            Part::AllocStatus,
+            Part::Nodes,
+            Part::NodeSpecs,
+            Part::Heartbeats,
+        ]
+    }
+
+    fn wakes_on(&self) -> &'static [Part] {
+        &[
+            Part::Specs,
+            Part::Versions,
+            Part::Allocs,
+            Part::AllocStatus,
+            Part::Nodes,
+            Part::NodeSpecs,
+            Part::Heartbeats,
+        ]
+    }
+
+    async fn pass(&self, ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, ControllerError> {
+        pass(ctx, view, now).await
+    }
+}
 
 pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, ControllerError> {
     let mut snapshot = view.snapshot();
@@ -27,7 +68,7 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
         let mut conflicted = false;
         for n in &p.place {
             let k = keys::alloc(&n.alloc.node, &n.alloc.id);
-            let value = to_json(&k, &n.alloc, "allocation")?;
+            let value = encode(&k, &n.alloc, "allocation")?;
             let ok = ctx
                 .commit(
                     vec![unchanged(&k, 0), node_guard(&n.alloc.node, view.revision)],
@@ -40,15 +81,9 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
             let Some(cur) = view.allocs.get(&s.alloc_id) else {
                 continue;
             };
-            let mut a = cur.value.clone();
-            a.desired_status = DesiredStatus::Stop;
-            a.desired_description = s.reason.clone();
-            a.modified_at_ms = now;
-            let k = keys::alloc(&a.node, &a.id);
-            let value = to_json(&k, &a, "allocation")?;
-            conflicted |= !ctx
-                .commit(vec![unchanged(&k, cur.mod_revision)], vec![put(&k, value)])
-                .await?;
+            let stopped = set_desired(&cur.value, DesiredStatus::Stop, &s.reason, now);
+            let (compare, op) = alloc_update(&stopped, cur.mod_revision)?;
+            conflicted |= !ctx.commit(vec![compare], vec![op]).await?;
         }
         // Status: what the agents report now (the next pass sees the new allocations).
         let (summary, status_word) = summarize(job, &allocs);
@@ -62,7 +97,7 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
         if status != before || old.is_none() {
             status.modified_at_ms = now;
             let k = keys::job_status(&key.0, &key.1);
-            let value = to_json(&k, &status, "job status")?;
+            let value = encode(&k, &status, "job status")?;
             conflicted |= !ctx
                 .commit(
                     vec![unchanged(&k, old.map(|s| s.mod_revision).unwrap_or(0))],

@@ -2,12 +2,15 @@
 
 use std::collections::BTreeMap;
 
+use indexmap::IndexMap;
 use nomos_api::{
-    AllocStatus, Allocation, ClientStatus, DesiredStatus, Job, JobType, ReschedulePolicy,
-    Resources, Task, TaskGroup, TaskRunState, TaskState, UpdateStrategy,
+    deployment_status as ds, AllocStatus, Allocation, ClientStatus, Deployment, DesiredStatus,
+    GroupSummary, Job, JobType, ReschedulePolicy, Resources, Task, TaskGroup, TaskRunState,
+    TaskState, UpdateStrategy,
 };
 
 use super::*;
+use crate::health::HealthRule;
 
 const NOW: i64 = 1_000_000_000;
 

@@ -254,25 +254,116 @@ impl Ctx {
         jk: &JobKey,
     ) -> Result<Outcome, (ControllerError, bool)> {
         let now = (self.config.clock)();
-        let (ns, name) = (jk.0.as_str(), jk.1.as_str());
-        let spec_key = keys::job(ns, name);
-        let (spec, versions, status) = {
+        let spec = self.lock().specs.get(jk).cloned();
+        let Some(spec) = spec else {
+            return self.purge(jk, now).await.map_err(|e| (e, false));
+        };
+        let Accepted {
+            versions,
+            mut status,
+            new_version,
+        } = self.accept(jk, &spec).await.map_err(|e| (e, false))?;
+        let Some((&version, job)) = versions.last_key_value() else {
+            status.status = "pending".into();
+            self.write_status(jk, status, now)
+                .await
+                .map_err(|e| (e, false))?;
+            return Ok(Outcome::default());
+        };
+        let job = job.clone();
+        if !matches!(job.job_type, JobType::Service | JobType::Batch)
+            || job.periodic.is_some()
+            || job.parameterized.is_some()
+        {
+            // The loops run it; this controller only records its versions.
+            if new_version == Some(version) {
+                self.write_version(jk, version, &job)
+                    .await
+                    .map_err(|e| (e, false))?;
+            }
+            return Ok(Outcome::default());
+        }
+        let version_write = match new_version {
+            Some(v) => Some(self.version_op(jk, v, &job).map_err(|e| (e, false))?),
+            None => None,
+        };
+
+        // Decide and place, under the world lock (pure, no awaits).
+        let Decided {
+            plan,
+            new_allocs,
+            changed,
+            failures,
+            guards,
+            existing,
+        } = self.decide(jk, &job, version, &versions, status.stable_version, now);
+        let after = Committed {
+            plan: &plan,
+            existing,
+            changed: &changed,
+            new_allocs: &new_allocs,
+            failures: &failures,
+        };
+        let status = self.status_after(jk, &job, version, status, after);
+        let (status_write, deferred) = self.status_op(jk, status, now).map_err(|e| (e, false))?;
+        let mut last = self
+            .deployment_writes(jk, &plan, &versions)
+            .map_err(|e| (e, false))?;
+        last.extend(status_write);
+        let extra = Extra {
+            first: version_write.into_iter().collect(),
+            last,
+        };
+        let placed = new_allocs.len();
+        self.commit(new_allocs, changed, guards, extra, now).await?;
+        let failed = failures.values().map(|(n, _)| *n as usize).sum();
+        {
+            let mut w = self.lock();
+            if failures.is_empty() {
+                w.blocked.remove(jk);
+            } else {
+                w.blocked.insert(jk.clone());
+            }
+        }
+        if let Some((m, l)) = &self.metrics {
+            m.placements.get_or_create(l).inc_by(placed as u64);
+            m.placement_failures.get_or_create(l).inc_by(failed as u64);
+        }
+        let mut wait = match plan.next_follow_up() {
+            Some(t) => Duration::from_millis((t - now).max(10) as u64).min(self.config.resync),
+            None => self.config.resync,
+        };
+        if deferred {
+            wait = wait.min(Duration::from_millis(STATUS_MIN_INTERVAL_MS as u64));
+        }
+        Ok(Outcome {
+            placed,
+            failed,
+            action: Some(Action::RequeueAfter(wait)),
+        })
+    }
+
+    /// Reads the stored spec against the job's accepted versions: a spec that parses and
+    /// differs from the newest version (and changed since it was last looked at) becomes the
+    /// next version; one that does not parse leaves the versions as they are and says why in
+    /// the status. A job created again before its purge ended is forgotten first (its
+    /// allocations were stopped when the purge began), so nothing of it runs again.
+    async fn accept(
+        &self,
+        jk: &JobKey,
+        spec: &world::SpecEntry,
+    ) -> Result<Accepted, ControllerError> {
+        let spec_key = keys::job(&jk.0, &jk.1);
+        let (mut versions, status) = {
             let w = self.lock();
             (
-                w.specs.get(jk).cloned(),
                 w.versions.get(jk).cloned().unwrap_or_default(),
                 w.job_status.get(jk).cloned(),
             )
         };
-        let Some(spec) = spec else {
-            return self.purge(jk, now).await.map_err(|e| (e, false));
-        };
-        let mut versions = versions;
         let mut status = status.unwrap_or_default();
         if status.purging {
-            // Created again before the purge ended: the old job is forgotten first (its
-            // allocations were stopped when the purge began), so nothing of it runs again.
-            self.forget(jk).await.map_err(|e| (e, false))?;
+            self.forget(jk).await?;
             versions.clear();
             status = JobStatus::default();
         }
@@ -305,55 +396,33 @@ impl Ctx {
         status.observed_revision = spec.mod_revision;
         status.errors = errors;
         status.warnings = warnings;
-        let Some((&version, job)) = versions.last_key_value() else {
-            status.status = "pending".into();
-            self.write_status(jk, status, now)
-                .await
-                .map_err(|e| (e, false))?;
-            return Ok(Outcome::default());
-        };
-        let job = job.clone();
-        if !matches!(job.job_type, JobType::Service | JobType::Batch)
-            || job.periodic.is_some()
-            || job.parameterized.is_some()
-        {
-            if new_version == Some(version) {
-                self.write_version(jk, version, &job)
-                    .await
-                    .map_err(|e| (e, false))?;
-            }
-            return Ok(Outcome::default());
-        }
-        let version_write = match new_version {
-            Some(v) => Some(self.version_op(jk, v, &job).map_err(|e| (e, false))?),
-            None => None,
-        };
+        Ok(Accepted {
+            versions,
+            status,
+            new_version,
+        })
+    }
 
-        // Decide and place, under the world lock (pure, no awaits).
-        let decided = self.decide(jk, &job, version, &versions, status.stable_version, now);
-        let Decided {
-            plan,
-            new_allocs,
-            changed,
-            failures,
-            guards,
-            existing,
-        } = decided;
-
-        let placed = new_allocs.len();
-
-        // Status, as it will be once the commit lands: the changed allocations replace their
-        // old values, the new ones are added (not yet reported).
+    /// The job's status as it will be once the decision's commit lands: the changed
+    /// allocations replace their old values, the new ones are added (not yet reported).
+    fn status_after(
+        &self,
+        jk: &JobKey,
+        job: &Job,
+        version: u64,
+        mut status: JobStatus,
+        decided: Committed<'_>,
+    ) -> JobStatus {
         let mut queued = IndexMap::new();
         let mut failure_text = IndexMap::new();
-        for (g, (n, s)) in &failures {
+        for (g, (n, s)) in decided.failures {
             queued.insert(g.clone(), *n);
             failure_text.insert(g.clone(), s.clone());
         }
-        let mut all = existing;
+        let mut all = decided.existing;
         {
             let by_id: HashMap<&str, &Allocation> =
-                changed.iter().map(|a| (a.id.as_str(), a)).collect();
+                decided.changed.iter().map(|a| (a.id.as_str(), a)).collect();
             for e in &mut all {
                 if let Some(c) = by_id.get(e.alloc.id.as_str()) {
                     e.alloc = (*c).clone();
@@ -371,7 +440,7 @@ impl Ctx {
                 }
             }
         }
-        for a in &new_allocs {
+        for a in decided.new_allocs {
             if !all.iter().any(|e| e.alloc.id == a.id) {
                 all.push(ObservedAlloc {
                     alloc: a.clone(),
@@ -380,13 +449,14 @@ impl Ctx {
             }
         }
         status.version = version;
-        status.summary = reconcile::summarize(&job, &all, &queued);
+        status.summary = reconcile::summarize(job, &all, &queued);
         status.placement_failures = failure_text;
-        status.status = reconcile::job_status_word(&job, &all).to_string();
-        let dep = plan
+        status.status = reconcile::job_status_word(job, &all).to_string();
+        let dep = decided
+            .plan
             .deployment
             .clone()
-            .or_else(|| self.current_deployment(jk, version, &nomos_api::spec_hash(&job)));
+            .or_else(|| self.current_deployment(jk, version, &nomos_api::spec_hash(job)));
         if let Some(d) = &dep {
             status.latest_deployment = d.id.clone();
             if d.status == nomos_api::deployment_status::SUCCESSFUL {
@@ -399,55 +469,29 @@ impl Ctx {
                 status.stable_version = Some(version);
             }
         }
-        let (status_write, deferred) = self.status_op(jk, status, now).map_err(|e| (e, false))?;
-        let mut last_writes = Vec::new();
+        status
+    }
+
+    /// The plan's deployment writes, and the auto-revert: the latest stable version becomes
+    /// the newest version, in the same transaction as the failure, so a crash between them
+    /// cannot lose or repeat it.
+    fn deployment_writes(
+        &self,
+        jk: &JobKey,
+        plan: &Plan,
+        versions: &BTreeMap<u64, Job>,
+    ) -> Result<Vec<Write>, ControllerError> {
+        let mut writes = Vec::new();
         for d in plan.deployment.iter().chain(&plan.cancel_deployments) {
-            last_writes.push(self.deployment_op(d).map_err(|e| (e, false))?);
+            writes.push(self.deployment_op(d)?);
         }
-        // Auto-revert: the latest stable version becomes the newest version, in the same
-        // transaction as the failure, so a crash between them cannot lose or repeat it.
         if let Some(old) = plan.revert_to.and_then(|to| versions.get(&to)) {
             let next = versions.keys().last().map_or(0, |v| v + 1);
             let mut reverted = old.clone();
             reverted.stop = false;
-            last_writes.push(
-                self.version_op(jk, next, &reverted)
-                    .map_err(|e| (e, false))?,
-            );
+            writes.push(self.version_op(jk, next, &reverted)?);
         }
-        last_writes.extend(status_write);
-        let extra = Extra {
-            first: version_write.into_iter().collect(),
-            last: last_writes,
-        };
-        self.commit(new_allocs, changed, guards, extra, now).await?;
-        {
-            let mut w = self.lock();
-            if failures.is_empty() {
-                w.blocked.remove(jk);
-            } else {
-                w.blocked.insert(jk.clone());
-            }
-        }
-        if let Some((m, l)) = &self.metrics {
-            m.placements.get_or_create(l).inc_by(placed as u64);
-            m.placement_failures
-                .get_or_create(l)
-                .inc_by(failures.values().map(|(n, _)| *n as u64).sum());
-        }
-        let mut wait = match plan.next_follow_up() {
-            Some(t) => Duration::from_millis((t - now).max(10) as u64).min(self.config.resync),
-            None => self.config.resync,
-        };
-        if deferred {
-            wait = wait.min(Duration::from_millis(STATUS_MIN_INTERVAL_MS as u64));
-        }
-        let action = Action::RequeueAfter(wait);
-        Ok(Outcome {
-            placed,
-            failed: failures.values().map(|(n, _)| *n as usize).sum(),
-            action: Some(action),
-        })
+        Ok(writes)
     }
 
     fn current_deployment(&self, jk: &JobKey, version: u64, hash: &str) -> Option<Deployment> {
@@ -883,6 +927,23 @@ fn status_write(jk: &JobKey, status: &JobStatus) -> Result<Write, ControllerErro
         kind: Part::JobStatus,
         compare: None,
     })
+}
+
+/// A stored spec read against the job's versions ([`Ctx::accept`]).
+struct Accepted {
+    versions: BTreeMap<u64, Job>,
+    status: JobStatus,
+    /// The version the spec becomes, to be written with the first commit.
+    new_version: Option<u64>,
+}
+
+/// What the job's allocations will be once a decision is committed.
+struct Committed<'a> {
+    plan: &'a Plan,
+    existing: Vec<ObservedAlloc>,
+    changed: &'a [Allocation],
+    new_allocs: &'a [Allocation],
+    failures: &'a IndexMap<String, (u32, String)>,
 }
 
 struct Decided {

@@ -264,185 +264,39 @@ impl World {
         value: Option<&[u8]>,
         revision: i64,
     ) -> BTreeSet<JobKey> {
-        let mut touched = BTreeSet::new();
         let Some(parts) = keys::parts(key, kind.prefix()) else {
-            return touched;
+            return BTreeSet::new();
         };
-        match kind {
-            Part::Specs => {
-                // Job ids may contain `/` (periodic children: `<job>/periodic-<time>`).
-                if let [ns, ref job @ ..] = parts[..] {
-                    if job.is_empty() {
-                        return touched;
-                    }
-                    let jk = job_key_from(ns, &job.join("/"));
-                    match value {
-                        Some(v) => {
-                            self.specs.insert(
-                                jk.clone(),
-                                SpecEntry {
-                                    raw: v.to_vec(),
-                                    mod_revision: revision,
-                                },
-                            );
-                        }
-                        None => {
-                            self.specs.remove(&jk);
-                        }
-                    }
-                    touched.insert(jk);
+        // Job ids may contain `/` (periodic children: `<job>/periodic-<time>`).
+        let job_of =
+            |ns: &str, job: &[&str]| (!job.is_empty()).then(|| job_key_from(ns, &job.join("/")));
+        match (kind, &parts[..]) {
+            (Part::Specs, [ns, job @ ..]) => job_of(ns, job)
+                .map(|jk| self.apply_spec(jk, value, revision))
+                .into_iter()
+                .collect(),
+            (Part::Versions, [ns, job @ .., ver]) => job_of(ns, job)
+                .and_then(|jk| self.apply_version(key, jk, ver, value))
+                .into_iter()
+                .collect(),
+            (Part::Allocs, [_node, id]) => match value.map(serde_json::from_slice::<Allocation>) {
+                Some(Ok(a)) => self.upsert_alloc(a, revision).into_iter().collect(),
+                Some(Err(e)) => {
+                    tracing::warn!(key, error = %e, "undecodable allocation ignored");
+                    BTreeSet::new()
                 }
+                None => self.remove_alloc(id, revision).into_iter().collect(),
+            },
+            (Part::AllocStatus, [_node, id]) => self.apply_alloc_status(key, id, value),
+            (Part::Nodes | Part::NodeSpecs | Part::Heartbeats, [name]) => {
+                self.apply_node(kind, key, name, value)
             }
-            Part::Versions => {
-                if let [ns, ref job @ .., ver] = parts[..] {
-                    if job.is_empty() {
-                        return touched;
-                    }
-                    let jk = job_key_from(ns, &job.join("/"));
-                    let Ok(ver) = ver.parse::<u64>() else {
-                        return touched;
-                    };
-                    match value.map(serde_json::from_slice::<Job>) {
-                        Some(Ok(j)) => {
-                            self.versions.entry(jk.clone()).or_default().insert(ver, j);
-                            let ids: Vec<String> = self
-                                .allocs_by_job
-                                .get(&jk)
-                                .into_iter()
-                                .flatten()
-                                .cloned()
-                                .collect();
-                            for id in ids {
-                                self.refresh_usage(&id);
-                            }
-                        }
-                        Some(Err(e)) => {
-                            tracing::warn!(key, error = %e, "undecodable job version ignored")
-                        }
-                        None => {
-                            if let Some(m) = self.versions.get_mut(&jk) {
-                                m.remove(&ver);
-                                if m.is_empty() {
-                                    self.versions.remove(&jk);
-                                }
-                            }
-                        }
-                    }
-                    touched.insert(jk);
-                }
-            }
-            Part::Allocs => {
-                if let [_node, id] = parts[..] {
-                    match value.map(serde_json::from_slice::<Allocation>) {
-                        Some(Ok(a)) => touched.extend(self.upsert_alloc(a, revision)),
-                        Some(Err(e)) => {
-                            tracing::warn!(key, error = %e, "undecodable allocation ignored")
-                        }
-                        None => touched.extend(self.remove_alloc(id, revision)),
-                    }
-                }
-            }
-            Part::AllocStatus => {
-                if let [_node, id] = parts[..] {
-                    match value.map(serde_json::from_slice::<AllocStatus>) {
-                        Some(Ok(mut s)) => {
-                            // Keep what reconciles read; events and texts stay in the store.
-                            s.alloc_id = String::new();
-                            s.client_description = String::new();
-                            for t in s.task_states.values_mut() {
-                                t.events = Vec::new();
-                            }
-                            self.alloc_status.insert(id.to_string(), s);
-                        }
-                        Some(Err(e)) => {
-                            tracing::warn!(key, error = %e, "undecodable allocation status ignored")
-                        }
-                        None => {
-                            self.alloc_status.remove(id);
-                        }
-                    }
-                    self.refresh_usage(id);
-                    if let Some(e) = self.allocs.get(id) {
-                        touched.insert(job_key_from(&e.alloc.namespace, &e.alloc.job_id));
-                    }
-                }
-            }
-            Part::Nodes | Part::NodeSpecs | Part::Heartbeats => {
-                if let [name] = parts[..] {
-                    match kind {
-                        Part::Nodes => match value.map(serde_json::from_slice::<Node>) {
-                            Some(Ok(mut n)) => {
-                                if n.name.is_empty() {
-                                    n.name = name.to_string();
-                                }
-                                self.nodes.insert(name.to_string(), Arc::new(n));
-                            }
-                            Some(Err(e)) => {
-                                tracing::warn!(key, error = %e, "undecodable node ignored")
-                            }
-                            None => {
-                                self.nodes.remove(name);
-                            }
-                        },
-                        Part::NodeSpecs => match value.map(serde_json::from_slice::<NodeSpec>) {
-                            Some(Ok(s)) => {
-                                self.node_specs.insert(name.to_string(), s);
-                            }
-                            Some(Err(e)) => {
-                                tracing::warn!(key, error = %e, "undecodable node spec ignored")
-                            }
-                            None => {
-                                self.node_specs.remove(name);
-                            }
-                        },
-                        _ => {
-                            if value.is_some() {
-                                self.heartbeats.insert(name.to_string());
-                            } else {
-                                self.heartbeats.remove(name);
-                            }
-                        }
-                    }
-                    self.refresh_node(name);
-                    touched.extend(self.jobs_on_node(name));
-                }
-            }
-            Part::Deployments => {
-                if let [ns, ref job @ .., id] = parts[..] {
-                    if job.is_empty() {
-                        return touched;
-                    }
-                    let jk = job_key_from(ns, &job.join("/"));
-                    if self.deployment_revs.get(key).is_some_and(|r| *r > revision) {
-                        return touched; // older than what we hold (our own commit)
-                    }
-                    match value.map(serde_json::from_slice::<Deployment>) {
-                        Some(Ok(d)) => {
-                            self.deployments
-                                .entry(jk.clone())
-                                .or_default()
-                                .insert(id.to_string(), d);
-                            self.deployment_revs.insert(key.to_string(), revision);
-                        }
-                        Some(Err(e)) => {
-                            tracing::warn!(key, error = %e, "undecodable deployment ignored")
-                        }
-                        None => {
-                            if let Some(m) = self.deployments.get_mut(&jk) {
-                                m.remove(id);
-                            }
-                            self.deployment_revs.remove(key);
-                        }
-                    }
-                    touched.insert(jk);
-                }
-            }
-            Part::JobStatus => {
-                if let [ns, ref job @ ..] = parts[..] {
-                    if job.is_empty() {
-                        return touched;
-                    }
-                    let jk = job_key_from(ns, &job.join("/"));
+            (Part::Deployments, [ns, job @ .., id]) => job_of(ns, job)
+                .and_then(|jk| self.apply_deployment(key, jk, id, value, revision))
+                .into_iter()
+                .collect(),
+            (Part::JobStatus, [ns, job @ ..]) => {
+                if let Some(jk) = job_of(ns, job) {
                     match value.map(serde_json::from_slice::<JobStatus>) {
                         Some(Ok(s)) => {
                             self.job_status.insert(jk, s);
@@ -451,13 +305,169 @@ impl World {
                             self.job_status.remove(&jk);
                         }
                     }
-                    // A status change alone never needs a reconcile.
+                }
+                // A status change alone never needs a reconcile.
+                BTreeSet::new()
+            }
+            // Not watched by the jobs controller, or a key of another shape.
+            _ => BTreeSet::new(),
+        }
+    }
+
+    fn apply_spec(&mut self, jk: JobKey, value: Option<&[u8]>, revision: i64) -> JobKey {
+        match value {
+            Some(v) => {
+                let entry = SpecEntry {
+                    raw: v.to_vec(),
+                    mod_revision: revision,
+                };
+                self.specs.insert(jk.clone(), entry);
+            }
+            None => {
+                self.specs.remove(&jk);
+            }
+        }
+        jk
+    }
+
+    fn apply_version(
+        &mut self,
+        key: &str,
+        jk: JobKey,
+        ver: &str,
+        value: Option<&[u8]>,
+    ) -> Option<JobKey> {
+        let ver = ver.parse::<u64>().ok()?;
+        match value.map(serde_json::from_slice::<Job>) {
+            Some(Ok(j)) => {
+                self.versions.entry(jk.clone()).or_default().insert(ver, j);
+                // What the job's allocations hold is read from their version.
+                let ids: Vec<String> = self
+                    .allocs_by_job
+                    .get(&jk)
+                    .into_iter()
+                    .flatten()
+                    .cloned()
+                    .collect();
+                for id in ids {
+                    self.refresh_usage(&id);
                 }
             }
-            // Not watched by the jobs controller.
-            Part::NodeLifecycle | Part::DrainStatus => {}
+            Some(Err(e)) => tracing::warn!(key, error = %e, "undecodable job version ignored"),
+            None => {
+                if let Some(m) = self.versions.get_mut(&jk) {
+                    m.remove(&ver);
+                    if m.is_empty() {
+                        self.versions.remove(&jk);
+                    }
+                }
+            }
         }
-        touched
+        Some(jk)
+    }
+
+    fn apply_alloc_status(
+        &mut self,
+        key: &str,
+        id: &str,
+        value: Option<&[u8]>,
+    ) -> BTreeSet<JobKey> {
+        match value.map(serde_json::from_slice::<AllocStatus>) {
+            Some(Ok(mut s)) => {
+                // Keep what reconciles read; events and texts stay in the store.
+                s.alloc_id = String::new();
+                s.client_description = String::new();
+                for t in s.task_states.values_mut() {
+                    t.events = Vec::new();
+                }
+                self.alloc_status.insert(id.to_string(), s);
+            }
+            Some(Err(e)) => {
+                tracing::warn!(key, error = %e, "undecodable allocation status ignored")
+            }
+            None => {
+                self.alloc_status.remove(id);
+            }
+        }
+        self.refresh_usage(id);
+        self.allocs
+            .get(id)
+            .map(|e| job_key_from(&e.alloc.namespace, &e.alloc.job_id))
+            .into_iter()
+            .collect()
+    }
+
+    /// A node's registration, spec or heartbeat: every job with an allocation there is looked
+    /// at again.
+    fn apply_node(
+        &mut self,
+        kind: Part,
+        key: &str,
+        name: &str,
+        value: Option<&[u8]>,
+    ) -> BTreeSet<JobKey> {
+        match kind {
+            Part::Nodes => match value.map(serde_json::from_slice::<Node>) {
+                Some(Ok(mut n)) => {
+                    if n.name.is_empty() {
+                        n.name = name.to_string();
+                    }
+                    self.nodes.insert(name.to_string(), Arc::new(n));
+                }
+                Some(Err(e)) => tracing::warn!(key, error = %e, "undecodable node ignored"),
+                None => {
+                    self.nodes.remove(name);
+                }
+            },
+            Part::NodeSpecs => match value.map(serde_json::from_slice::<NodeSpec>) {
+                Some(Ok(s)) => {
+                    self.node_specs.insert(name.to_string(), s);
+                }
+                Some(Err(e)) => tracing::warn!(key, error = %e, "undecodable node spec ignored"),
+                None => {
+                    self.node_specs.remove(name);
+                }
+            },
+            _ => {
+                if value.is_some() {
+                    self.heartbeats.insert(name.to_string());
+                } else {
+                    self.heartbeats.remove(name);
+                }
+            }
+        }
+        self.refresh_node(name);
+        self.jobs_on_node(name)
+    }
+
+    fn apply_deployment(
+        &mut self,
+        key: &str,
+        jk: JobKey,
+        id: &str,
+        value: Option<&[u8]>,
+        revision: i64,
+    ) -> Option<JobKey> {
+        if self.deployment_revs.get(key).is_some_and(|r| *r > revision) {
+            return None; // older than what we hold (our own commit)
+        }
+        match value.map(serde_json::from_slice::<Deployment>) {
+            Some(Ok(d)) => {
+                self.deployments
+                    .entry(jk.clone())
+                    .or_default()
+                    .insert(id.to_string(), d);
+                self.deployment_revs.insert(key.to_string(), revision);
+            }
+            Some(Err(e)) => tracing::warn!(key, error = %e, "undecodable deployment ignored"),
+            None => {
+                if let Some(m) = self.deployments.get_mut(&jk) {
+                    m.remove(id);
+                }
+                self.deployment_revs.remove(key);
+            }
+        }
+        Some(jk)
     }
 
     /// Replaces everything under one prefix with a fresh list.

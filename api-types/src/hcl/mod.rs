@@ -14,6 +14,7 @@ pub mod fmt;
 pub(crate) mod functions;
 pub(crate) mod legacy;
 pub(crate) mod schema;
+pub(crate) mod value;
 pub mod write;
 
 pub use fmt::format_hcl;
@@ -28,8 +29,9 @@ use serde_json::{Map, Value};
 
 use crate::diag::{did_you_mean, Diagnostic, LineIndex, Pos};
 use crate::parse::{index, join, ParseOptions, PosMap, RawJob};
-use eval::{as_bool, as_num, to_string_value, type_name, Scope};
+use eval::Scope;
 use schema::{Kind, Sch};
+use value::{as_bool, as_num, to_string_value, type_name};
 
 struct Decoder<'a> {
     file: &'a str,
@@ -799,7 +801,7 @@ fn convert_var(text: &str, ty: &str, options: &ParseOptions) -> Result<Value, St
         return text
             .trim()
             .parse::<f64>()
-            .map(eval::num)
+            .map(value::num)
             .map_err(|_| format!("expected a number, found \"{text}\""));
     }
     if ty == "bool" {
@@ -832,7 +834,7 @@ fn check_type(v: &Value, ty: &str) -> Result<Value, String> {
             .ok_or_else(bad);
     }
     if ty == "number" {
-        return as_num(v).map(eval::num).ok_or_else(bad);
+        return as_num(v).map(value::num).ok_or_else(bad);
     }
     if ty == "bool" {
         return as_bool(v).map(Value::Bool).ok_or_else(bad);

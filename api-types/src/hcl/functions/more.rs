@@ -2,18 +2,18 @@
 //! the regular-expression functions, set operations, `chunklist`, `coalescelist`, hashes,
 //! `urlencode`, YAML encoding, `fileexists`, the IPv4/IPv6 `cidr*` functions, `timeadd` and
 //! `uuidv5`.
-//! [`super::eval::call`] hands every name it does not know to [`call_more`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde_json::{Map, Value};
 use sha2::Digest;
 
-use super::eval::{arg_list, arg_num, arg_str, arity, format_fn};
+use super::super::value::{arg_list, arg_num, arg_str, arity};
+use super::text::format_fn;
 use crate::parse::ParseOptions;
 
-/// The function names [`call_more`] knows.
-pub(crate) const MORE_FUNCTIONS: &[&str] = &[
+/// The functions this file answers for.
+pub(super) const NAMES: &[&str] = &[
     "formatlist",
     "indent",
     "regex",
@@ -42,12 +42,14 @@ pub(crate) const MORE_FUNCTIONS: &[&str] = &[
 /// Largest compiled regular expression accepted from a job file (bytes).
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
-/// Calls one of [`MORE_FUNCTIONS`]; `None` if `name` is not one of them.
-pub(crate) fn call_more(
-    name: &str,
-    a: &[Value],
-    options: &ParseOptions,
-) -> Option<Result<Value, String>> {
+/// Calls one of [`NAMES`].
+pub(super) fn call(name: &str, a: &[Value], options: &ParseOptions) -> Result<Value, String> {
+    call_more(name, a, options)
+        .unwrap_or_else(|| Err(format!("`{name}` is not one of this file's functions")))
+}
+
+/// Calls one of [`NAMES`]; `None` if `name` is not one of them.
+fn call_more(name: &str, a: &[Value], options: &ParseOptions) -> Option<Result<Value, String>> {
     let r = match name {
         "formatlist" => formatlist(a),
         "indent" => indent(a),
@@ -526,7 +528,7 @@ mod tests {
     fn eval(src: &str) -> Result<Value, String> {
         let options = ParseOptions::default();
         let expr = hcl_edit::parser::parse_expr(src).map_err(|e| e.to_string())?;
-        let mut scope = super::super::eval::Scope {
+        let mut scope = super::super::super::eval::Scope {
             source: src,
             vars: serde_json::Map::new(),
             locals: serde_json::Map::new(),

@@ -1,0 +1,113 @@
+//! JSON values as the HCL evaluator and its functions read them: numbers, truthiness, type
+//! names, display, loose equality, and the functions' argument readers.
+
+use serde_json::{Map, Number, Value};
+
+pub(crate) fn num(f: f64) -> Value {
+    if f.fract() == 0.0 && f.abs() < 9.0e15 {
+        Value::from(f as i64)
+    } else {
+        Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)
+    }
+}
+
+pub(crate) fn as_num(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+pub(crate) fn as_bool(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s == "true" => Some(true),
+        Value::String(s) if s == "false" => Some(false),
+        _ => None,
+    }
+}
+
+pub(crate) fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "object",
+    }
+}
+
+pub(crate) fn show(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// The string form of a primitive (numbers and bools convert, as in HCL).
+pub(crate) fn to_string_value(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Null => Some(String::new()),
+        _ => None,
+    }
+}
+
+pub(crate) fn loose_eq(l: &Value, r: &Value) -> bool {
+    match (l, r) {
+        (Value::Number(_), Value::Number(_)) => as_num(l) == as_num(r),
+        _ => l == r,
+    }
+}
+
+pub(crate) fn arg_str(args: &[Value], i: usize) -> Result<String, String> {
+    args.get(i).and_then(to_string_value).ok_or_else(|| {
+        format!(
+            "argument {} must be a string, found {}",
+            i + 1,
+            args.get(i).map(type_name).unwrap_or("nothing")
+        )
+    })
+}
+
+pub(crate) fn arg_num(args: &[Value], i: usize) -> Result<f64, String> {
+    args.get(i).and_then(as_num).ok_or_else(|| {
+        format!(
+            "argument {} must be a number, found {}",
+            i + 1,
+            args.get(i).map(type_name).unwrap_or("nothing")
+        )
+    })
+}
+
+pub(crate) fn arg_list(args: &[Value], i: usize) -> Result<Vec<Value>, String> {
+    match args.get(i) {
+        Some(Value::Array(a)) => Ok(a.clone()),
+        other => Err(format!(
+            "argument {} must be a list, found {}",
+            i + 1,
+            other.map(type_name).unwrap_or("nothing")
+        )),
+    }
+}
+
+pub(crate) fn arg_map(args: &[Value], i: usize) -> Result<Map<String, Value>, String> {
+    match args.get(i) {
+        Some(Value::Object(o)) => Ok(o.clone()),
+        other => Err(format!(
+            "argument {} must be a map, found {}",
+            i + 1,
+            other.map(type_name).unwrap_or("nothing")
+        )),
+    }
+}
+
+pub(crate) fn arity(args: &[Value], n: usize) -> Result<(), String> {
+    if args.len() != n {
+        return Err(format!("expected {n} argument(s), found {}", args.len()));
+    }
+    Ok(())
+}

@@ -35,21 +35,10 @@ impl<'a> Fence<'a> {
     /// failed (someone wrote first; re-read). Losing leadership is an error.
     pub async fn commit(
         &self,
-        mut compares: Vec<Compare>,
+        compares: Vec<Compare>,
         ops: Vec<TxnOp>,
     ) -> Result<bool, ControllerError> {
-        let fence = self.compares();
-        compares.extend(fence.iter().cloned());
-        let resp = self
-            .store
-            .txn(Txn::new().when(compares).and_then(ops))
-            .await
-            .map_err(ControllerError::store("txn"))?;
-        if resp.succeeded {
-            return Ok(true);
-        }
-        self.still_leads(fence).await?;
-        Ok(false)
+        Ok(self.commit_at(compares, ops).await?.is_some())
     }
 
     /// Like [`Fence::commit`], and returns the revision the transaction wrote at.

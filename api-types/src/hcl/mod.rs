@@ -18,6 +18,7 @@ pub(crate) mod value;
 pub mod write;
 
 pub use fmt::format_hcl;
+pub use functions::names as function_names;
 pub use write::to_hcl;
 
 use std::ops::Range;

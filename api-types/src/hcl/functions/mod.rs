@@ -32,16 +32,20 @@ const FAMILIES: [Family; 6] = [
 /// The functions the evaluator itself answers for.
 const SPECIAL_FORMS: [&str; 2] = ["try", "can"];
 
+/// Every function a job file may call, special forms included.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    FAMILIES
+        .iter()
+        .flat_map(|(names, _)| names.iter().copied())
+        .chain(SPECIAL_FORMS)
+}
+
 /// Calls one of the supported HCL functions.
 pub(crate) fn call(name: &str, args: Vec<Value>, options: &ParseOptions) -> Result<Value, String> {
     if let Some((_, f)) = FAMILIES.iter().find(|(names, _)| names.contains(&name)) {
         return f(name, &args, options);
     }
-    let known = FAMILIES
-        .iter()
-        .flat_map(|(names, _)| names.iter().copied())
-        .chain(SPECIAL_FORMS);
-    let hint = crate::diag::did_you_mean(name, known)
+    let hint = crate::diag::did_you_mean(name, names())
         .map(|s| format!(" (did you mean \"{s}\"?)"))
         .unwrap_or_default();
     Err(format!("unknown function{hint}"))

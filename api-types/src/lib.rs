@@ -13,6 +13,7 @@
 //!   an HCL file (`nctl fmt`).
 //! - [`duration`]: Go-style durations (`"1h30m"`) to and from nanoseconds.
 
+pub mod build;
 pub mod canonical;
 pub mod defaults;
 pub mod diag;

@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use nomos_api::{
-    deployment_status as ds, Deployment, DrainSpec, DriverInfo, Job, Node, NodeResources, NodeSpec,
-};
+use nomos_api::{deployment_status as ds, Deployment, DrainSpec, Job, Node, NodeSpec};
 use nomos_controllers::jobs::{self, JobsConfig};
 use nomos_controllers::loops::{self, LoopMetrics, LoopName, LoopsConfig};
 use nomos_controllers::runtime::election::{campaign_once, Leadership};
@@ -162,32 +160,10 @@ pub struct Cluster {
 }
 
 fn node_value(name: &str) -> Node {
-    let mut n = Node {
-        name: name.into(),
-        id: format!("id-{name}"),
-        datacenter: "dc1".into(),
-        node_pool: "default".into(),
-        address: "10.0.0.1".into(),
-        resources: NodeResources {
-            cpu_mhz: 4000,
-            cores: 4,
-            memory_mb: 4096,
-            min_dynamic_port: 20000,
-            max_dynamic_port: 30000,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    n.attributes.insert("kernel.name".into(), "linux".into());
-    n.drivers.insert(
-        "raw_exec".into(),
-        DriverInfo {
-            detected: true,
-            healthy: true,
-            ..Default::default()
-        },
-    );
-    n
+    nomos_api::build::node(name)
+        .cores(4)
+        .address("10.0.0.1")
+        .build()
 }
 
 impl Cluster {

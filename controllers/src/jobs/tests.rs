@@ -5,10 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nomos_api::{
-    AllocStatus, Allocation, ClientStatus, DesiredStatus, DriverInfo, JobStatus, Node,
-    NodeResources,
-};
+use nomos_api::{AllocStatus, Allocation, ClientStatus, DesiredStatus, JobStatus, Node};
 use nomos_store::embedded::EmbeddedStore;
 use nomos_store::{keys, KeySelector, PutOptions, RangeOptions, Store};
 use serde_json::json;
@@ -16,32 +13,7 @@ use serde_json::json;
 use super::*;
 
 pub(crate) fn node(name: &str, cpu: u32, mem: u32) -> Node {
-    let mut n = Node {
-        name: name.into(),
-        id: format!("id-{name}"),
-        datacenter: "dc1".into(),
-        node_pool: "default".into(),
-        address: "127.0.0.1".into(),
-        resources: NodeResources {
-            cpu_mhz: cpu,
-            cores: 2,
-            memory_mb: mem,
-            min_dynamic_port: 20000,
-            max_dynamic_port: 30000,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    n.attributes.insert("kernel.name".into(), "linux".into());
-    n.drivers.insert(
-        "raw_exec".into(),
-        DriverInfo {
-            detected: true,
-            healthy: true,
-            ..Default::default()
-        },
-    );
-    n
+    nomos_api::build::node(name).cpu(cpu).memory(mem).build()
 }
 
 pub(crate) async fn add_node(store: &dyn Store, n: &Node) {

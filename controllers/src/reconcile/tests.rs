@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 use indexmap::IndexMap;
 use nomos_api::{
     deployment_status as ds, AllocStatus, Allocation, ClientStatus, Deployment, DesiredStatus,
-    GroupSummary, Job, JobType, ReschedulePolicy, Resources, Task, TaskGroup, TaskRunState,
-    TaskState, UpdateStrategy,
+    GroupSummary, Job, JobType, ReschedulePolicy, TaskRunState, TaskState, UpdateStrategy,
 };
 
 use super::*;
@@ -14,31 +13,8 @@ use crate::health::HealthRule;
 
 const NOW: i64 = 1_000_000_000;
 
-fn group(name: &str, count: u32) -> TaskGroup {
-    TaskGroup {
-        name: name.into(),
-        count,
-        tasks: vec![Task {
-            name: "t".into(),
-            driver: "raw_exec".into(),
-            resources: Resources {
-                cpu: 100,
-                memory_mb: 64,
-                ..Default::default()
-            },
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
 fn job(count: u32) -> Job {
-    Job {
-        id: "web".into(),
-        namespace: "default".into(),
-        groups: vec![group("g", count)],
-        ..Default::default()
-    }
+    nomos_api::build::job("web").group("g", count).build()
 }
 
 fn alloc(id: &str, index: u32, version: u64, client: Option<ClientStatus>) -> ObservedAlloc {

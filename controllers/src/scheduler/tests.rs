@@ -2,43 +2,21 @@
 //! same input gives the same plan.
 
 use nomos_api::{
-    Affinity, Constraint, DriverInfo, Job, JobType, Network, Node, NodeResources, NodeSpec, Port,
-    Resources, Spread, SpreadTarget, Task, TaskGroup,
+    Affinity, Constraint, DriverInfo, Job, JobType, Network, Node, NodeSpec, Port, Resources,
+    Spread, SpreadTarget, Task, TaskGroup,
 };
 use proptest::prelude::*;
 
 use super::*;
 
 pub(crate) fn node(name: &str) -> Node {
-    let mut n = Node {
-        name: name.into(),
-        id: format!("id-{name}"),
-        datacenter: "dc1".into(),
-        node_class: "".into(),
-        node_pool: "default".into(),
-        address: "10.0.0.1".into(),
-        resources: NodeResources {
-            cpu_mhz: 4000,
-            cores: 4,
-            memory_mb: 8192,
-            min_dynamic_port: 20000,
-            max_dynamic_port: 32000,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    n.attributes.insert("kernel.name".into(), "linux".into());
-    n.attributes.insert("os.version".into(), "12.4".into());
-    n.attributes.insert("unique.hostname".into(), name.into());
-    n.drivers.insert(
-        "raw_exec".into(),
-        DriverInfo {
-            detected: true,
-            healthy: true,
-            ..Default::default()
-        },
-    );
-    n
+    nomos_api::build::node(name)
+        .cores(4)
+        .memory(8192)
+        .address("10.0.0.1")
+        .ports(20000, 32000)
+        .attribute("os.version", "12.4")
+        .build()
 }
 
 pub(crate) fn group(name: &str, count: u32, cpu: u32, mem: u32) -> TaskGroup {
@@ -61,16 +39,8 @@ pub(crate) fn group(name: &str, count: u32, cpu: u32, mem: u32) -> TaskGroup {
 }
 
 pub(crate) fn job(id: &str, groups: Vec<TaskGroup>) -> Job {
-    Job {
-        id: id.into(),
-        name: id.into(),
-        namespace: "default".into(),
-        datacenters: vec!["*".into()],
-        node_pool: "default".into(),
-        job_type: JobType::Service,
-        groups,
-        ..Default::default()
-    }
+    let built = groups.into_iter().fold(nomos_api::build::job(id), |j, g| j.with_group(g));
+    built.build()
 }
 
 fn snap(nodes: Vec<Node>) -> ClusterSnapshot {

@@ -2,34 +2,15 @@
 
 use super::*;
 use nomos_api::{
-    AllocStatus, Constraint, DriverInfo, Network, Node, NodeResources, NodeSpec, Port, Resources,
-    Task, UpdateStrategy,
+    AllocStatus, Constraint, Network, Node, NodeSpec, Port, Resources, Task, UpdateStrategy,
 };
 use proptest::prelude::*;
 
 fn node(name: &str, memory_mb: u32) -> Node {
-    let mut n = Node {
-        name: name.into(),
-        datacenter: "dc1".into(),
-        node_pool: "default".into(),
-        resources: NodeResources {
-            cpu_mhz: 4000,
-            cores: 4,
-            memory_mb,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    n.attributes.insert("kernel.name".into(), "linux".into());
-    n.drivers.insert(
-        "raw_exec".into(),
-        DriverInfo {
-            detected: true,
-            healthy: true,
-            ..Default::default()
-        },
-    );
-    n
+    nomos_api::build::node(name)
+        .cores(4)
+        .memory(memory_mb)
+        .build()
 }
 
 fn sys_job(job_type: JobType) -> Job {

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use nomos_api::{
-    AllocStatus, Allocation, ClientStatus, DesiredStatus, DriverInfo, Job, JobStatus, Node,
-    NodeResources, NodeSpec,
+    AllocStatus, Allocation, ClientStatus, DesiredStatus, Job, JobStatus, Node, NodeSpec,
 };
 use nomos_controllers::jobs::{self, JobsConfig};
 use nomos_controllers::loops::{run_loops, LoopsConfig};
@@ -47,32 +46,7 @@ impl FakeClock {
 }
 
 pub fn node(name: &str, mem: u32) -> Node {
-    let mut n = Node {
-        name: name.into(),
-        id: format!("id-{name}"),
-        datacenter: "dc1".into(),
-        node_pool: "default".into(),
-        address: "127.0.0.1".into(),
-        resources: NodeResources {
-            cpu_mhz: 4000,
-            cores: 2,
-            memory_mb: mem,
-            min_dynamic_port: 20000,
-            max_dynamic_port: 30000,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    n.attributes.insert("kernel.name".into(), "linux".into());
-    n.drivers.insert(
-        "raw_exec".into(),
-        DriverInfo {
-            detected: true,
-            healthy: true,
-            ..Default::default()
-        },
-    );
-    n
+    nomos_api::build::node(name).memory(mem).build()
 }
 
 /// Registers a node and puts its heartbeat key (on a lease of `ttl` seconds when given).

@@ -54,8 +54,8 @@ pub struct World {
     pub revisions: HashMap<Part, i64>,
     /// Per node: revision of this controller's last successful commit there.
     pub node_guard: HashMap<String, i64>,
-    /// Deleted allocation ids with the deletion's revision, so stale events do not resurrect them.
-    tombstones: HashMap<String, i64>,
+    /// Deleted allocations, so stale events do not resurrect them.
+    tombstones: HashMap<String, Tombstone>,
     pub snapshot: ClusterSnapshot,
     /// Jobs with placements that failed: any node change retries them.
     pub blocked: HashSet<JobKey>,
@@ -170,7 +170,7 @@ impl World {
         if self
             .tombstones
             .get(&alloc.id)
-            .is_some_and(|r| *r >= revision)
+            .is_some_and(|t| t.revision >= revision)
         {
             return None;
         }
@@ -211,10 +211,28 @@ impl World {
         {
             return None; // a stale delete (e.g. from a list older than our own commit)
         }
-        self.tombstones.insert(id.to_string(), revision);
-        let e = self.allocs.remove(id)?;
+        let Some(e) = self.allocs.remove(id) else {
+            // Gone already: our own delete, now seen on the watch, touches its job as the
+            // watch's event would had it come first (so what is queued does not depend on
+            // which of the two came first).
+            let known = self.tombstones.get(id).filter(|t| t.revision == revision);
+            let job = known.and_then(|t| t.job.clone());
+            if job.is_none() {
+                let gone = Tombstone {
+                    revision,
+                    job: None,
+                };
+                self.tombstones.insert(id.to_string(), gone);
+            }
+            return job;
+        };
         self.snapshot.remove_alloc(id);
         let jk = job_key_from(&e.alloc.namespace, &e.alloc.job_id);
+        let gone = Tombstone {
+            revision,
+            job: Some(jk.clone()),
+        };
+        self.tombstones.insert(id.to_string(), gone);
         if let Some(s) = self.allocs_by_job.get_mut(&jk) {
             s.remove(id);
             if s.is_empty() {
@@ -536,6 +554,13 @@ impl World {
     }
 }
 
+/// A deleted allocation: the deletion's revision, and its job when it was known.
+#[derive(Debug, Clone)]
+struct Tombstone {
+    revision: i64,
+    job: Option<JobKey>,
+}
+
 /// Feeds one prefix of the [`World`] and queues the jobs each change touches.
 pub struct WorldSink {
     pub world: Arc<Mutex<World>>,
@@ -575,7 +600,7 @@ impl Sink for WorldSink {
             }
             w.revisions.insert(self.kind, revision);
             if self.kind == Part::Allocs {
-                w.tombstones.retain(|_, r| *r > revision);
+                w.tombstones.retain(|_, t| t.revision > revision);
             }
         }
         for k in touched {
@@ -587,6 +612,47 @@ impl Sink for WorldSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The determinism test's second rare divergence: whether the watch's echo of our own
+    /// delete queued the job depended on which came first.
+    #[test]
+    fn a_deleted_allocation_touches_its_job_whichever_comes_first_our_delete_or_its_event() {
+        let a = Allocation {
+            id: "a1".into(),
+            namespace: "default".into(),
+            job_id: "web".into(),
+            node: "n1".into(),
+            ..Default::default()
+        };
+        let key = keys::alloc("n1", "a1");
+        let web = ("default".to_string(), "web".to_string());
+        for ours_first in [true, false] {
+            let mut w = World::default();
+            w.upsert_alloc(a.clone(), 5);
+            let touched = if ours_first {
+                w.remove_alloc("a1", 9);
+                w.apply(Part::Allocs, &key, None, 9)
+            } else {
+                let t = w.apply(Part::Allocs, &key, None, 9);
+                w.remove_alloc("a1", 9);
+                t
+            };
+            assert_eq!(
+                touched,
+                BTreeSet::from([web.clone()]),
+                "ours first: {ours_first}"
+            );
+            assert!(!w.allocs.contains_key("a1"));
+            // A stale put (older than the delete) does not bring it back.
+            w.apply(
+                Part::Allocs,
+                &key,
+                Some(&serde_json::to_vec(&a).unwrap()),
+                7,
+            );
+            assert!(!w.allocs.contains_key("a1"));
+        }
+    }
 
     #[test]
     fn world_indexes_job_ids_with_slashes_and_ignores_stale_alloc_events() {

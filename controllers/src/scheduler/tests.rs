@@ -39,7 +39,9 @@ pub(crate) fn group(name: &str, count: u32, cpu: u32, mem: u32) -> TaskGroup {
 }
 
 pub(crate) fn job(id: &str, groups: Vec<TaskGroup>) -> Job {
-    let built = groups.into_iter().fold(nomos_api::build::job(id), |j, g| j.with_group(g));
+    let built = groups
+        .into_iter()
+        .fold(nomos_api::build::job(id), |j, g| j.with_group(g));
     built.build()
 }
 

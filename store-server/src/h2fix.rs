@@ -58,8 +58,8 @@ pub struct Rewriter {
     mode: Mode,
     preface_left: usize,
     pending: Option<PendingBlock>,
-    decoder: fluke_hpack::Decoder<'static>,
-    encoder: fluke_hpack::Encoder<'static>,
+    decoder: loona_hpack::Decoder<'static>,
+    encoder: loona_hpack::Encoder<'static>,
 }
 
 impl Default for Rewriter {
@@ -68,8 +68,8 @@ impl Default for Rewriter {
             mode: Mode::Probe,
             preface_left: PREFACE_LEN,
             pending: None,
-            decoder: fluke_hpack::Decoder::new(),
-            encoder: fluke_hpack::Encoder::new(),
+            decoder: loona_hpack::Decoder::new(),
+            encoder: loona_hpack::Encoder::new(),
         }
     }
 }
@@ -432,7 +432,7 @@ mod tests {
 
     #[test]
     fn header_blocks_are_repaired_and_other_frames_pass_unchanged() {
-        let mut client = fluke_hpack::Encoder::new();
+        let mut client = loona_hpack::Encoder::new();
         let headers: Vec<(&[u8], &[u8])> = vec![
             (b":method", b"POST"),
             (b":scheme", b"http"),
@@ -477,7 +477,7 @@ mod tests {
         let got = frames(&out[PREFACE.len()..]);
         assert_eq!(got.len(), 4);
         assert_eq!((got[0].0, got[0].3.len()), (0x4, 0));
-        let mut server = fluke_hpack::Decoder::new();
+        let mut server = loona_hpack::Decoder::new();
         let (kind, flags, stream, payload) = &got[1];
         assert_eq!(
             (*kind, *flags, *stream),
@@ -504,7 +504,7 @@ mod tests {
     #[test]
     fn large_header_blocks_are_split_into_continuations() {
         let big = vec![b'x'; 40_000];
-        let mut client = fluke_hpack::Encoder::new();
+        let mut client = loona_hpack::Encoder::new();
         let block = client.encode(vec![
             (&b":authority"[..], &b"h:1"[..]),
             (&b"x-big"[..], &big[..]),
@@ -534,13 +534,13 @@ mod tests {
         assert!(got.iter().all(|f| f.3.len() <= MAX_FRAME));
         assert_eq!(got.last().unwrap().1 & FLAG_END_HEADERS, FLAG_END_HEADERS);
         let joined: Vec<u8> = got.iter().flat_map(|f| f.3.clone()).collect();
-        let decoded = fluke_hpack::Decoder::new().decode(&joined).unwrap();
+        let decoded = loona_hpack::Decoder::new().decode(&joined).unwrap();
         assert_eq!(decoded[1].1.len(), 40_000);
     }
 
     #[test]
     fn a_connection_with_a_proper_authority_passes_through_unchanged() {
-        let mut client = fluke_hpack::Encoder::new();
+        let mut client = loona_hpack::Encoder::new();
         let headers: Vec<(&[u8], &[u8])> = vec![
             (b":method", b"POST"),
             (b":path", b"/etcdserverpb.KV/Put"),
@@ -578,7 +578,7 @@ mod tests {
             repair in proptest::bool::ANY,
         ) {
             let authority: &[u8] = if repair { b"http://127.0.0.1:2379" } else { b"127.0.0.1:2379" };
-            let mut client = fluke_hpack::Encoder::new();
+            let mut client = loona_hpack::Encoder::new();
             let mut input = PREFACE.to_vec();
             input.extend(frame(0x4, 0, 0, &[]));
             for stream in [1u32, 3, 5] {

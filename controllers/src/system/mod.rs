@@ -102,14 +102,11 @@ pub fn plan(
     };
     let mut nodes: Vec<String> = snapshot.nodes().map(|n| n.node.name.clone()).collect();
     nodes.sort();
-    let stopped = job.stop;
     for group in &job.groups {
         let mine: Vec<&ObservedAlloc> = allocs
             .iter()
             .filter(|a| a.alloc.task_group == group.name)
             .collect();
-        let mut failures: Vec<String> = Vec::new();
-        let max_parallel = max_parallel(job, group);
         let rule = update_health_rule(job, group);
         let in_flight = mine
             .iter()
@@ -120,121 +117,178 @@ pub fn plan(
                     && !a.is_settled(&rule, now_ms)
             })
             .count() as u32;
-        let mut budget = max_parallel.map(|m| m.saturating_sub(in_flight));
+        let mut pass = GroupPass {
+            job,
+            group,
+            spec: &spec,
+            now_ms,
+            budget: max_parallel(job, group).map(|m| m.saturating_sub(in_flight)),
+            failures: Vec::new(),
+        };
         for node in &nodes {
             let on_node: Vec<&ObservedAlloc> = mine
                 .iter()
                 .copied()
                 .filter(|a| &a.alloc.node == node)
                 .collect();
-            let live: Vec<&ObservedAlloc> = on_node
-                .iter()
-                .copied()
-                .filter(|a| a.alloc.desired_status == DesiredStatus::Run)
-                .collect();
-            if stopped {
-                for a in live.iter().filter(|a| a.is_live()) {
-                    out.stop.push(stop(a, "job stopped"));
-                }
-                continue;
-            }
-            let current: Vec<&ObservedAlloc> = live
-                .iter()
-                .copied()
-                .filter(|a| a.alloc.job_version == version)
-                .collect();
-            let old: Vec<&ObservedAlloc> = live
-                .iter()
-                .copied()
-                .filter(|a| a.alloc.job_version != version && a.is_live())
-                .collect();
-            let fit = fit(job, group, snapshot, node, &on_node, version, now_ms);
-            match fit {
-                NodeFit::Hold => continue,
-                NodeFit::Excluded(reason) => {
-                    for a in live.iter().filter(|a| a.is_live()) {
-                        out.stop
-                            .push(stop(a, &format!("node no longer runs this job: {reason}")));
-                    }
-                    continue;
-                }
-                NodeFit::NoRoom(_) | NodeFit::Fits(_) => {}
-            }
-            // Extra live allocations of the current version (e.g. two writers raced): keep one.
-            let mut current_live: Vec<&&ObservedAlloc> =
-                current.iter().filter(|a| a.is_live()).collect();
-            current_live.sort_by(|a, b| {
-                a.alloc
-                    .created_at_ms
-                    .cmp(&b.alloc.created_at_ms)
-                    .then(a.alloc.id.cmp(&b.alloc.id))
-            });
-            for extra in current_live.iter().skip(1) {
-                out.stop.push(stop(extra, "duplicate system allocation"));
-            }
-            if !current.is_empty() {
-                // Done for this version (running, or finished: sysbatch runs once, and a failed
-                // system allocation is restarted by the agent, not replaced).
-                for a in &old {
-                    out.stop
-                        .push(stop(a, &format!("{REPLACED_BY_VERSION} {version}")));
-                }
-                continue;
-            }
-            let is_update = !old.is_empty();
-            if is_update {
-                if let Some(b) = budget.as_mut() {
-                    if *b == 0 {
-                        out.updates_waiting += 1;
-                        continue;
-                    }
-                }
-            }
-            match fit {
-                NodeFit::Fits(p) => {
-                    if let Some(b) = budget.as_mut().filter(|_| is_update) {
-                        *b -= 1;
-                    }
-                    let previous = old
-                        .first()
-                        .map(|a| a.alloc.id.clone())
-                        .or_else(|| newest(&on_node))
-                        .unwrap_or_default();
-                    let alloc = new_alloc(job, &spec, group, node, &previous, &p, now_ms);
-                    snapshot.add_alloc(scheduler::AllocUsage {
-                        id: alloc.id.clone(),
-                        job: format!("{}/{}", job.namespace, job.id),
-                        group: group.name.clone(),
-                        node: node.clone(),
-                        cpu: p.cpu,
-                        memory_mb: p.memory_mb,
-                        ports: p.ports.iter().map(|x| x.value).collect(),
-                    });
-                    for a in &old {
-                        out.stop
-                            .push(stop(a, &format!("{REPLACED_BY_VERSION} {version}")));
-                    }
-                    out.place.push(NewAlloc {
-                        alloc,
-                        cpu: p.cpu,
-                        memory_mb: p.memory_mb,
-                    });
-                }
-                NodeFit::NoRoom(reason) => failures.push(format!("{node} ({reason})")),
-                NodeFit::Hold | NodeFit::Excluded(_) => {}
-            }
+            pass.node(snapshot, node, &on_node, &mut out);
         }
-        if !failures.is_empty() {
-            let n = failures.len();
-            let nodes = if n == 1 { "node" } else { "nodes" };
-            out.unplaced.insert(group.name.clone(), n as u32);
-            out.failures.insert(
-                group.name.clone(),
-                format!("{n} {nodes} cannot fit the group: {}", failures.join(", ")),
-            );
-        }
+        pass.report(&mut out);
     }
     out
+}
+
+/// One group's pass over the nodes: what each node keeps, stops and gets.
+struct GroupPass<'a> {
+    job: &'a Job,
+    group: &'a TaskGroup,
+    spec: &'a VersionRef,
+    now_ms: i64,
+    /// Updates still allowed now (`max_parallel` minus those not yet healthy); `None`: any.
+    budget: Option<u32>,
+    /// Nodes that should run the group and have no room, with why.
+    failures: Vec<String>,
+}
+
+impl GroupPass<'_> {
+    fn node(
+        &mut self,
+        snapshot: &mut ClusterSnapshot,
+        node: &str,
+        on_node: &[&ObservedAlloc],
+        out: &mut SystemPlan,
+    ) {
+        let version = self.spec.version;
+        let live: Vec<&ObservedAlloc> = on_node
+            .iter()
+            .copied()
+            .filter(|a| a.alloc.desired_status == DesiredStatus::Run)
+            .collect();
+        if self.job.stop {
+            for a in live.iter().filter(|a| a.is_live()) {
+                out.stop.push(stop(a, "job stopped"));
+            }
+            return;
+        }
+        let current: Vec<&ObservedAlloc> = live
+            .iter()
+            .copied()
+            .filter(|a| a.alloc.job_version == version)
+            .collect();
+        let old: Vec<&ObservedAlloc> = live
+            .iter()
+            .copied()
+            .filter(|a| a.alloc.job_version != version && a.is_live())
+            .collect();
+        let fit = fit(
+            self.job,
+            self.group,
+            snapshot,
+            node,
+            on_node,
+            version,
+            self.now_ms,
+        );
+        match &fit {
+            NodeFit::Hold => return,
+            NodeFit::Excluded(reason) => {
+                let why = format!("node no longer runs this job: {reason}");
+                for a in live.iter().filter(|a| a.is_live()) {
+                    out.stop.push(stop(a, &why));
+                }
+                return;
+            }
+            NodeFit::NoRoom(_) | NodeFit::Fits(_) => {}
+        }
+        // Extra live allocations of the current version (e.g. two writers raced): keep one.
+        let mut current_live: Vec<&&ObservedAlloc> =
+            current.iter().filter(|a| a.is_live()).collect();
+        current_live.sort_by(|a, b| {
+            a.alloc
+                .created_at_ms
+                .cmp(&b.alloc.created_at_ms)
+                .then(a.alloc.id.cmp(&b.alloc.id))
+        });
+        for extra in current_live.iter().skip(1) {
+            out.stop.push(stop(extra, "duplicate system allocation"));
+        }
+        let replaced = format!("{REPLACED_BY_VERSION} {version}");
+        if !current.is_empty() {
+            // Done for this version (running, or finished: sysbatch runs once, and a failed
+            // system allocation is restarted by the agent, not replaced).
+            for a in &old {
+                out.stop.push(stop(a, &replaced));
+            }
+            return;
+        }
+        let is_update = !old.is_empty();
+        if is_update && self.budget == Some(0) {
+            out.updates_waiting += 1;
+            return;
+        }
+        match fit {
+            NodeFit::Fits(p) => {
+                if let Some(b) = self.budget.as_mut().filter(|_| is_update) {
+                    *b -= 1;
+                }
+                let previous = old
+                    .first()
+                    .map(|a| a.alloc.id.clone())
+                    .or_else(|| newest(on_node))
+                    .unwrap_or_default();
+                self.place(snapshot, node, &previous, &p, out);
+                for a in &old {
+                    out.stop.push(stop(a, &replaced));
+                }
+            }
+            NodeFit::NoRoom(reason) => self.failures.push(format!("{node} ({reason})")),
+            NodeFit::Hold | NodeFit::Excluded(_) => {}
+        }
+    }
+
+    /// A new allocation on `node`, recorded in the snapshot so later placements see it.
+    fn place(
+        &self,
+        snapshot: &mut ClusterSnapshot,
+        node: &str,
+        previous: &str,
+        p: &scheduler::Placement,
+        out: &mut SystemPlan,
+    ) {
+        let job = self.job;
+        let alloc = new_alloc(job, self.spec, self.group, node, previous, p, self.now_ms);
+        snapshot.add_alloc(scheduler::AllocUsage {
+            id: alloc.id.clone(),
+            job: format!("{}/{}", job.namespace, job.id),
+            group: self.group.name.clone(),
+            node: node.to_string(),
+            cpu: p.cpu,
+            memory_mb: p.memory_mb,
+            ports: p.ports.iter().map(|x| x.value).collect(),
+        });
+        out.place.push(NewAlloc {
+            alloc,
+            cpu: p.cpu,
+            memory_mb: p.memory_mb,
+        });
+    }
+
+    /// The group's placement failures, as the job status shows them.
+    fn report(self, out: &mut SystemPlan) {
+        if self.failures.is_empty() {
+            return;
+        }
+        let n = self.failures.len();
+        let nodes = if n == 1 { "node" } else { "nodes" };
+        out.unplaced.insert(self.group.name.clone(), n as u32);
+        out.failures.insert(
+            self.group.name.clone(),
+            format!(
+                "{n} {nodes} cannot fit the group: {}",
+                self.failures.join(", ")
+            ),
+        );
+    }
 }
 
 /// When a replacement counts as healthy for a rolling update: the group's (or job's) `update`

@@ -1,15 +1,15 @@
-//! The list and map functions: `concat`, `length`, `merge`, `lookup`, `coalesce`, `flatten`,
-//! `sort`, `slice`, `range`, `zipmap` and friends.
+//! The list functions: `concat`, `length`, `element`, `contains`, `index`, `coalesce`,
+//! `flatten`, `reverse`, `sort`, `compact`, `slice`, `range`.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::super::value::*;
 use crate::parse::ParseOptions;
 
 /// The functions this file answers for.
 pub(super) const NAMES: &[&str] = &[
-    "concat", "length", "merge", "keys", "values", "lookup", "element", "contains", "index",
-    "coalesce", "flatten", "reverse", "sort", "compact", "slice", "range", "zipmap",
+    "concat", "length", "element", "contains", "index", "coalesce", "flatten", "reverse", "sort",
+    "compact", "slice", "range",
 ];
 
 /// Calls one of [`NAMES`].
@@ -30,41 +30,6 @@ pub(super) fn call(name: &str, a: &[Value], _options: &ParseOptions) -> Result<V
                 Value::String(st) => st.chars().count(),
                 other => return Err(format!("cannot take the length of {}", type_name(other))),
             }))
-        }
-        "merge" => {
-            let mut out = Map::new();
-            for i in 0..a.len() {
-                if a[i].is_null() {
-                    continue;
-                }
-                out.extend(arg_map(a, i)?);
-            }
-            Ok(Value::Object(out))
-        }
-        "keys" => {
-            arity(a, 1)?;
-            Ok(Value::Array(
-                arg_map(a, 0)?
-                    .keys()
-                    .map(|k| Value::String(k.clone()))
-                    .collect(),
-            ))
-        }
-        "values" => {
-            arity(a, 1)?;
-            Ok(Value::Array(arg_map(a, 0)?.values().cloned().collect()))
-        }
-        "lookup" => {
-            if a.len() != 2 && a.len() != 3 {
-                return Err(format!("expected 2 or 3 arguments, found {}", a.len()));
-            }
-            let m = arg_map(a, 0)?;
-            let k = arg_str(a, 1)?;
-            match (m.get(&k), a.get(2)) {
-                (Some(v), _) => Ok(v.clone()),
-                (None, Some(d)) => Ok(d.clone()),
-                (None, None) => Err(format!("key \"{k}\" not found and no default given")),
-            }
         }
         "element" => {
             arity(a, 2)?;
@@ -167,20 +132,6 @@ pub(super) fn call(name: &str, a: &[Value], _options: &ParseOptions) -> Result<V
                 x += step;
             }
             Ok(Value::Array(out))
-        }
-        "zipmap" => {
-            arity(a, 2)?;
-            let k = arg_list(a, 0)?;
-            let v = arg_list(a, 1)?;
-            if k.len() != v.len() {
-                return Err("keys and values must have the same length".into());
-            }
-            Ok(Value::Object(
-                k.iter()
-                    .map(|k| to_string_value(k).unwrap_or_default())
-                    .zip(v)
-                    .collect(),
-            ))
         }
         _ => Err(format!("`{name}` is not one of this file's functions")),
     }

@@ -1,11 +1,12 @@
-//! Nomad's HCL2 function library, one family per file: [`text`], [`collections`], [`convert`],
-//! [`numbers`], [`encoding`] and the less common ones in [`more`]. [`call`] finds a function's family; an
+//! Nomad's HCL2 function library, one family per file: [`text`], [`collections`] (lists),
+//! [`maps`], [`convert`], [`numbers`], [`encoding`] and the less common ones in [`more`]. [`call`] finds a function's family; an
 //! unknown name gets a "did you mean" hint. (`try` and `can` are special forms of the
 //! evaluator: their arguments are evaluated there.)
 
 mod collections;
 mod convert;
 mod encoding;
+mod maps;
 mod more;
 mod numbers;
 mod text;
@@ -20,9 +21,10 @@ type Family = (
     fn(&str, &[Value], &ParseOptions) -> Result<Value, String>,
 );
 
-const FAMILIES: [Family; 6] = [
+const FAMILIES: [Family; 7] = [
     (text::NAMES, text::call),
     (collections::NAMES, collections::call),
+    (maps::NAMES, maps::call),
     (convert::NAMES, convert::call),
     (numbers::NAMES, numbers::call),
     (encoding::NAMES, encoding::call),

@@ -1,5 +1,5 @@
 //! The list functions: `concat`, `length`, `element`, `contains`, `index`, `coalesce`,
-//! `flatten`, `reverse`, `sort`, `compact`, `slice`, `range`.
+//! `flatten`, `reverse`, `sort`, `compact`, `slice`.
 
 use serde_json::Value;
 
@@ -9,7 +9,7 @@ use crate::parse::ParseOptions;
 /// The functions this file answers for.
 pub(super) const NAMES: &[&str] = &[
     "concat", "length", "element", "contains", "index", "coalesce", "flatten", "reverse", "sort",
-    "compact", "slice", "range",
+    "compact", "slice",
 ];
 
 /// Calls one of [`NAMES`].
@@ -111,27 +111,6 @@ pub(super) fn call(name: &str, a: &[Value], _options: &ParseOptions) -> Result<V
                 ));
             }
             Ok(Value::Array(l[from..to].to_vec()))
-        }
-        "range" => {
-            let (start, end, step) = match a.len() {
-                1 => (0.0, arg_num(a, 0)?, 1.0),
-                2 => (arg_num(a, 0)?, arg_num(a, 1)?, 1.0),
-                3 => (arg_num(a, 0)?, arg_num(a, 1)?, arg_num(a, 2)?),
-                n => return Err(format!("expected 1 to 3 arguments, found {n}")),
-            };
-            if step == 0.0 {
-                return Err("step must not be 0".into());
-            }
-            let mut out = Vec::new();
-            let mut x = start;
-            while (step > 0.0 && x < end) || (step < 0.0 && x > end) {
-                if out.len() >= 1024 {
-                    return Err("range too long (more than 1024 items)".into());
-                }
-                out.push(num(x));
-                x += step;
-            }
-            Ok(Value::Array(out))
         }
         _ => Err(format!("`{name}` is not one of this file's functions")),
     }

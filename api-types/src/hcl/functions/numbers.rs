@@ -1,4 +1,5 @@
-//! The numeric functions: `min` / `max`, `abs`, `ceil` / `floor`, `signum`, `pow`, `log`, `parseint`.
+//! The numeric functions: `min` / `max`, `abs`, `ceil` / `floor`, `signum`, `pow`, `log`,
+//! `parseint`, and `range` (a list of numbers).
 
 use serde_json::Value;
 
@@ -7,7 +8,7 @@ use crate::parse::ParseOptions;
 
 /// The functions this file answers for.
 pub(super) const NAMES: &[&str] = &[
-    "min", "max", "abs", "ceil", "floor", "signum", "pow", "log", "parseint",
+    "min", "max", "abs", "ceil", "floor", "signum", "pow", "log", "parseint", "range",
 ];
 
 /// Calls one of [`NAMES`].
@@ -61,6 +62,27 @@ pub(super) fn call(name: &str, a: &[Value], _options: &ParseOptions) -> Result<V
             i64::from_str_radix(&arg_str(a, 0)?, base)
                 .map(Value::from)
                 .map_err(|e| e.to_string())
+        }
+        "range" => {
+            let (start, end, step) = match a.len() {
+                1 => (0.0, arg_num(a, 0)?, 1.0),
+                2 => (arg_num(a, 0)?, arg_num(a, 1)?, 1.0),
+                3 => (arg_num(a, 0)?, arg_num(a, 1)?, arg_num(a, 2)?),
+                n => return Err(format!("expected 1 to 3 arguments, found {n}")),
+            };
+            if step == 0.0 {
+                return Err("step must not be 0".into());
+            }
+            let mut out = Vec::new();
+            let mut x = start;
+            while (step > 0.0 && x < end) || (step < 0.0 && x > end) {
+                if out.len() >= 1024 {
+                    return Err("range too long (more than 1024 items)".into());
+                }
+                out.push(num(x));
+                x += step;
+            }
+            Ok(Value::Array(out))
         }
         _ => Err(format!("`{name}` is not one of this file's functions")),
     }

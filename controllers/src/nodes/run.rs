@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use nomos_api::{AllocStatus, Allocation, DesiredStatus, NodeStatus};
 use nomos_store::{keys, Compare, TxnOp};
 
-use super::{decide, node_status_key, NodeAlloc, NodePlan, ObservedAlloc};
+use super::{decide, node_status_key, NodeAlloc, NodeLifecycle, NodePlan, ObservedAlloc};
 use crate::loops::ctx::{Ctx, Loop, LoopName, PassOutcome};
 use crate::loops::metrics::StatusLabel;
 use crate::loops::view::{Part, Rev, View};
@@ -73,7 +73,7 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
             &ctx.config.lifecycle,
         );
         counts[status_index(plan.record.status)] += 1;
-        let changes = changes_of(view, name, &plan, heartbeat, now)?;
+        let changes = changes_of(view, name, &plan, previous, heartbeat, now)?;
         // One transaction per node (chunked when huge): statuses, stops, resumes and the record
         // land together, so the jobs controller never sees half of a reconnect (an original
         // running again beside its replacement, or neither of them).
@@ -140,6 +140,7 @@ fn changes_of(
     view: &View,
     name: &str,
     plan: &NodePlan,
+    previous: Option<&Rev<NodeLifecycle>>,
     heartbeat: bool,
     now: i64,
 ) -> Result<Vec<(Compare, TxnOp)>, ControllerError> {
@@ -175,7 +176,6 @@ fn changes_of(
             changes.push(change);
         }
     }
-    let previous = view.lifecycle.get(name);
     if previous.map(|p| &p.value) != Some(&plan.record) {
         let k = node_status_key(name);
         let value = encode(&k, &plan.record, "node lifecycle")?;

@@ -6,12 +6,12 @@
 
 use async_trait::async_trait;
 use nomos_api::{Job, JobStatus};
-use nomos_store::{keys, Store, Txn};
+use nomos_store::{keys, Store};
 
 use super::{child_job, child_state, child_tick, decide, force_launch, Child, Launch, Schedule};
 use crate::loops::ctx::{Ctx, Loop, LoopName, PassOutcome};
 use crate::loops::view::{JobKey, Part, View};
-use crate::write::{absent, delete, encode, put, unchanged};
+use crate::write::{absent, delete, encode, put, unchanged, Fence};
 use crate::ControllerError;
 
 /// The children of `parent` among the view's specs.
@@ -173,7 +173,7 @@ pub async fn force(
     job: &str,
     now_ms: i64,
 ) -> Result<Result<String, String>, ControllerError> {
-    let view = View::read(store, &[Part::Specs, Part::Versions, Part::JobStatus]).await?;
+    let view = View::read(store, PeriodicLoop.reads()).await?;
     let key = (namespace.to_string(), job.to_string());
     let Some((_, parent)) = view.current(&key) else {
         return Ok(Err(format!(
@@ -186,15 +186,16 @@ pub async fn force(
         Err(e) => return Ok(Err(e)),
     };
     let (child_key, value) = child_spec(parent, &launch)?;
-    let resp = store
-        .txn(
-            Txn::new()
-                .when([absent(&child_key)])
-                .and_then([put(&child_key, value)]),
-        )
-        .await
-        .map_err(ControllerError::store("txn"))?;
-    if !resp.succeeded {
+    // Not leader-fenced: a user's request; the create-if-absent compare keeps it single.
+    let unfenced = Fence {
+        store,
+        leadership: None,
+        controller: LoopName::Periodic.as_str(),
+    };
+    let created = unfenced
+        .commit(vec![absent(&child_key)], vec![put(&child_key, value)])
+        .await?;
+    if !created {
         return Ok(Err(format!("child `{}` already exists", launch.child_id)));
     }
     Ok(Ok(launch.child_id))

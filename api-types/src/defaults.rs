@@ -154,9 +154,24 @@ pub fn apply(job: &mut Value) {
     if let Some(p) = obj.get_mut("parameterized").filter(|p| p.is_object()) {
         fill(p, json!({"payload": "optional"}));
     }
-    let is_service = job_type == "service";
-    // Job-level update/migrate/reschedule are defaults for the groups (Nomad merges them).
-    let job_update = obj.get("update").cloned().filter(Value::is_object);
+    let inherited = fill_job_policies(obj, job_type);
+    each_in(obj, "groups", |g| fill_group(g, &inherited));
+}
+
+/// What a group inherits from its job: job-level update/migrate/reschedule are defaults for
+/// the groups (Nomad merges them).
+struct Inherited {
+    job_type: String,
+    /// The job's `update` as written (the defaults for it are filled into the group's).
+    update: Option<Value>,
+    /// The job's `migrate` and `reschedule` with their defaults filled.
+    migrate: Option<Value>,
+    reschedule: Option<Value>,
+}
+
+/// Fills the job's own update/migrate/reschedule blocks and returns what the groups inherit.
+fn fill_job_policies(obj: &mut Map<String, Value>, job_type: String) -> Inherited {
+    let update = obj.get("update").cloned().filter(Value::is_object);
     if let Some(u) = obj.get_mut("update").filter(|u| u.is_object()) {
         fill(u, update_defaults());
     }
@@ -169,86 +184,94 @@ pub fn apply(job: &mut Value) {
     ) {
         fill(r, d);
     }
-    let job_migrate = obj.get("migrate").cloned().filter(Value::is_object);
-    let job_resched = obj.get("reschedule").cloned().filter(Value::is_object);
-    each_in(obj, "groups", |g| {
-        let Some(g) = g.as_object_mut() else { return };
-        if !g.contains_key("count") {
-            g.insert("count".into(), json!(1));
-        }
-        fill_constraints(g);
-        fill_services(g);
-        each_in(g, "networks", |n| fill(n, json!({"mode": "host"})));
-        if let Some(u) = job_update.clone() {
-            fill_opt_block(g, "update", u, true);
-        }
-        if is_service || g.get("update").is_some_and(Value::is_object) {
-            fill_opt_block(g, "update", update_defaults(), is_service);
-        }
-        if let Some(m) = job_migrate.clone() {
-            fill_opt_block(g, "migrate", m, true);
-        }
-        fill_opt_block(g, "migrate", migrate_defaults(), is_service);
-        if let Some(r) = job_resched.clone() {
-            fill_opt_block(g, "reschedule", r, true);
-        }
-        if let Some(r) = reschedule_defaults(&job_type) {
-            fill_opt_block(g, "reschedule", r, true);
-        }
-        fill_opt_block(g, "restart", restart_defaults(&job_type), true);
-        let group_restart = g.get("restart").cloned();
-        fill_opt_block(
-            g,
-            "ephemeral_disk",
-            json!({"size_mb": 300, "sticky": false, "migrate": false}),
-            true,
+    Inherited {
+        job_type,
+        update,
+        migrate: obj.get("migrate").cloned().filter(Value::is_object),
+        reschedule: obj.get("reschedule").cloned().filter(Value::is_object),
+    }
+}
+
+fn fill_group(g: &mut Value, job: &Inherited) {
+    let Some(g) = g.as_object_mut() else { return };
+    let job_type = job.job_type.as_str();
+    let is_service = job_type == "service";
+    if !g.contains_key("count") {
+        g.insert("count".into(), json!(1));
+    }
+    fill_constraints(g);
+    fill_services(g);
+    each_in(g, "networks", |n| fill(n, json!({"mode": "host"})));
+    if let Some(u) = job.update.clone() {
+        fill_opt_block(g, "update", u, true);
+    }
+    if is_service || g.get("update").is_some_and(Value::is_object) {
+        fill_opt_block(g, "update", update_defaults(), is_service);
+    }
+    if let Some(m) = job.migrate.clone() {
+        fill_opt_block(g, "migrate", m, true);
+    }
+    fill_opt_block(g, "migrate", migrate_defaults(), is_service);
+    if let Some(r) = job.reschedule.clone() {
+        fill_opt_block(g, "reschedule", r, true);
+    }
+    if let Some(r) = reschedule_defaults(job_type) {
+        fill_opt_block(g, "reschedule", r, true);
+    }
+    fill_opt_block(g, "restart", restart_defaults(job_type), true);
+    let group_restart = g.get("restart").cloned();
+    fill_opt_block(
+        g,
+        "ephemeral_disk",
+        json!({"size_mb": 300, "sticky": false, "migrate": false}),
+        true,
+    );
+    if let Some(d) = g.get_mut("disconnect").filter(|d| d.is_object()) {
+        fill(
+            d,
+            json!({"lost_after_ns": 0, "replace": false, "reconcile": "keep_original"}),
         );
-        if let Some(d) = g.get_mut("disconnect").filter(|d| d.is_object()) {
-            fill(
-                d,
-                json!({"lost_after_ns": 0, "replace": false, "reconcile": "keep_original"}),
-            );
+    }
+    each_in(g, "tasks", |t| fill_task(t, group_restart.as_ref()));
+}
+
+/// A task's defaults; its `restart` defaults to its group's.
+fn fill_task(t: &mut Value, group_restart: Option<&Value>) {
+    let Some(t) = t.as_object_mut() else { return };
+    fill_constraints(t);
+    fill_services(t);
+    if let Some(r) = group_restart.cloned() {
+        fill_opt_block(t, "restart", r, true);
+    }
+    if let Some(Value::Object(res)) = t.get_mut("resources") {
+        if res.get("cores").and_then(Value::as_u64).unwrap_or(0) > 0 && !res.contains_key("cpu") {
+            res.insert("cpu".into(), json!(0));
         }
-        each_in(g, "tasks", |t| {
-            let Some(t) = t.as_object_mut() else { return };
-            fill_constraints(t);
-            fill_services(t);
-            if let Some(r) = group_restart.clone() {
-                fill_opt_block(t, "restart", r, true);
-            }
-            if let Some(Value::Object(res)) = t.get_mut("resources") {
-                if res.get("cores").and_then(Value::as_u64).unwrap_or(0) > 0
-                    && !res.contains_key("cpu")
-                {
-                    res.insert("cpu".into(), json!(0));
-                }
-            }
-            let mut tv = Value::Object(std::mem::take(t));
-            fill(
-                &mut tv,
-                json!({"kill_timeout_ns": 5 * SEC, "kill_signal": "SIGINT",
-                       "logs": {"max_files": 10, "max_file_size_mb": 10, "disabled": false},
-                       "resources": {"cpu": 100, "memory_mb": 300}}),
-            );
-            if let Value::Object(m) = tv {
-                *t = m;
-            }
-            if let Some(Value::Object(res)) = t.get_mut("resources") {
-                each_in(res, "devices", |d| fill(d, json!({"count": 1})));
-            }
-            each_in(t, "templates", |tpl| {
-                fill(
-                    tpl,
-                    json!({"change_mode": "restart", "perms": "0644", "left_delimiter": "{{",
-                           "right_delimiter": "}}"}),
-                );
-                if tpl.get("change_mode").and_then(Value::as_str) == Some("signal") {
-                    fill(tpl, json!({"change_signal": "SIGHUP"}));
-                }
-            });
-            each_in(t, "artifacts", |a| fill(a, json!({"mode": "any"})));
-        });
+    }
+    let mut tv = Value::Object(std::mem::take(t));
+    fill(
+        &mut tv,
+        json!({"kill_timeout_ns": 5 * SEC, "kill_signal": "SIGINT",
+               "logs": {"max_files": 10, "max_file_size_mb": 10, "disabled": false},
+               "resources": {"cpu": 100, "memory_mb": 300}}),
+    );
+    if let Value::Object(m) = tv {
+        *t = m;
+    }
+    if let Some(Value::Object(res)) = t.get_mut("resources") {
+        each_in(res, "devices", |d| fill(d, json!({"count": 1})));
+    }
+    each_in(t, "templates", |tpl| {
+        fill(
+            tpl,
+            json!({"change_mode": "restart", "perms": "0644", "left_delimiter": "{{",
+                   "right_delimiter": "}}"}),
+        );
+        if tpl.get("change_mode").and_then(Value::as_str) == Some("signal") {
+            fill(tpl, json!({"change_signal": "SIGHUP"}));
+        }
     });
+    each_in(t, "artifacts", |a| fill(a, json!({"mode": "any"})));
 }
 
 #[cfg(test)]

@@ -8,6 +8,9 @@
 //!   a front end ([`hcl`] for Nomad HCL1/HCL2, [`manifest`] for YAML/JSON manifests,
 //!   [`nomad_json`] for Nomad's JSON) → [`defaults`] → serde → [`validate`], with positions
 //!   carried by field path so every error reads `file:line:col: message` ([`diag`]).
+//!   Dependencies point one way: `parse` uses the front ends, [`defaults`] and [`validate`];
+//!   they use `frontend` (the options a front end is given, the `RawJob` it returns) and
+//!   `fieldpath` (field paths and the position map), which use none of them.
 //! - [`canonical`]: the canonical JSON written to the store, reading stored specs back, and the
 //!   YAML manifest form; [`to_hcl`] writes a job as Nomad-style HCL2 and [`format_hcl`] lays out
 //!   an HCL file (`nctl fmt`).
@@ -19,6 +22,8 @@ pub mod defaults;
 pub mod diag;
 pub mod duration;
 pub mod error;
+mod fieldpath;
+mod frontend;
 pub mod hcl;
 pub mod heartbeat;
 pub mod job;

@@ -14,7 +14,8 @@ use serde_json::{Map, Value};
 use serde_saphyr::Spanned;
 
 use crate::diag::{Diagnostic, Pos};
-use crate::parse::{index, join, PosMap, RawJob};
+use crate::fieldpath::{index, join, PosMap};
+use crate::frontend::RawJob;
 
 /// A YAML/JSON value with the position (1-based line and column) where it starts; unknown
 /// positions are 0:0. Read with [`read_yaml_tree`].
@@ -392,60 +393,49 @@ fn kind_of(v: &Value) -> &'static str {
 const MANIFEST_KEYS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
 const METADATA_KEYS: &[&str] = &["name", "namespace", "labels", "annotations"];
 
+/// Errors found in a manifest, each at the source position of a path in it.
+struct ManifestErrors<'a> {
+    file: &'a str,
+    src: &'a PosMap,
+    errors: Vec<Diagnostic>,
+}
+
+impl ManifestErrors<'_> {
+    fn at(&mut self, path: &str, msg: String) {
+        self.errors
+            .push(Diagnostic::error(self.file, self.src.lookup(path), msg));
+    }
+}
+
+/// A `nomos/v1` `Job` manifest: its `spec` is the canonical job, and `metadata` gives its id,
+/// namespace and labels.
 fn manifest_to_job(
     file: &str,
     obj: &Map<String, Value>,
     src: &PosMap,
     soft: &mut Vec<Diagnostic>,
 ) -> Result<RawJob, Vec<Diagnostic>> {
-    let mut errors = Vec::new();
-    let err = |errors: &mut Vec<Diagnostic>, path: &str, msg: String| {
-        errors.push(Diagnostic::error(file, src.lookup(path), msg));
+    let mut errors = ManifestErrors {
+        file,
+        src,
+        errors: Vec::new(),
     };
-    for k in obj.keys() {
-        if !MANIFEST_KEYS.contains(&k.as_str()) {
-            let hint = hint(k, MANIFEST_KEYS);
-            err(&mut errors, k, format!("unknown manifest field \"{k}\"{hint}: expected apiVersion, kind, metadata, spec"));
-        }
-    }
-    match obj.get("apiVersion").and_then(Value::as_str) {
-        Some("nomos/v1") => {}
-        Some(other) => err(
-            &mut errors,
-            "apiVersion",
-            format!("unsupported apiVersion \"{other}\": expected \"nomos/v1\""),
-        ),
-        None => err(
-            &mut errors,
-            "",
-            "missing apiVersion: expected \"nomos/v1\"".into(),
-        ),
-    }
-    match obj.get("kind").and_then(Value::as_str) {
-        Some("Job") => {}
-        Some(other) => err(
-            &mut errors,
-            "kind",
-            format!("unsupported kind \"{other}\": expected \"Job\""),
-        ),
-        None => err(&mut errors, "", "missing kind: expected \"Job\"".into()),
-    }
-    let mut pos = PosMap::default();
+    check_envelope(&mut errors, obj);
     let mut job = match obj.get("spec") {
         Some(Value::Object(spec)) => spec.clone(),
         Some(other) => {
-            err(
-                &mut errors,
+            errors.at(
                 "spec",
                 format!("spec must be a mapping, found {}", kind_of(other)),
             );
             Map::new()
         }
         None => {
-            err(&mut errors, "", "missing spec".into());
+            errors.at("", "missing spec".into());
             Map::new()
         }
     };
+    let mut pos = PosMap::default();
     for (path, p) in &src.0 {
         if let Some(rest) = path.strip_prefix("spec.") {
             pos.set(rest.to_string(), *p);
@@ -455,76 +445,98 @@ fn manifest_to_job(
     match obj.get("metadata") {
         Some(Value::Object(meta)) => {
             for (k, v) in meta {
-                let path = format!("metadata.{k}");
-                match (k.as_str(), v) {
-                    ("name", Value::String(s)) => {
-                        if let Some(Value::String(id)) = job.get("id") {
-                            if id != s {
-                                err(
-                                    &mut errors,
-                                    &path,
-                                    format!("metadata.name \"{s}\" differs from spec.id \"{id}\""),
-                                );
-                            }
-                        }
-                        job.insert("id".into(), v.clone());
-                        pos.set("id", src.lookup(&path));
-                    }
-                    ("namespace", Value::String(_)) => {
-                        job.insert("namespace".into(), v.clone());
-                        pos.set("namespace", src.lookup(&path));
-                    }
-                    ("labels", Value::Object(_)) => {
-                        job.insert("labels".into(), v.clone());
-                        pos.set("labels", src.lookup(&path));
-                    }
-                    ("annotations", _) => {}
-                    ("name" | "namespace", other) => err(
-                        &mut errors,
-                        &path,
-                        format!("metadata.{k} must be a string, found {}", kind_of(other)),
-                    ),
-                    ("labels", other) => err(
-                        &mut errors,
-                        &path,
-                        format!(
-                            "metadata.labels must be a mapping, found {}",
-                            kind_of(other)
-                        ),
-                    ),
-                    _ => {
-                        let hint = hint(k, METADATA_KEYS);
-                        err(
-                            &mut errors,
-                            &path,
-                            format!("unknown metadata field \"{k}\"{hint}"),
-                        );
-                    }
-                }
+                apply_metadata(&mut errors, k, v, &mut job, &mut pos);
             }
         }
-        Some(other) => err(
-            &mut errors,
+        Some(other) => errors.at(
             "metadata",
             format!("metadata must be a mapping, found {}", kind_of(other)),
         ),
-        None => err(
-            &mut errors,
-            "",
-            "missing metadata (with at least `name`)".into(),
-        ),
+        None => errors.at("", "missing metadata (with at least `name`)".into()),
     }
     let mut value = Value::Object(job);
     normalize_durations(file, &mut value, "", &pos, soft);
-    if errors.is_empty() {
+    if errors.errors.is_empty() {
         Ok(RawJob {
             value,
             pos,
             failed: Vec::new(),
         })
     } else {
-        Err(errors)
+        Err(errors.errors)
     }
+}
+
+/// The manifest's own fields: only `apiVersion: nomos/v1`, `kind: Job`, `metadata`, `spec`.
+fn check_envelope(errors: &mut ManifestErrors<'_>, obj: &Map<String, Value>) {
+    for k in obj.keys() {
+        if !MANIFEST_KEYS.contains(&k.as_str()) {
+            let hint = hint(k, MANIFEST_KEYS);
+            errors.at(k, format!("unknown manifest field \"{k}\"{hint}: expected apiVersion, kind, metadata, spec"));
+        }
+    }
+    for (key, expected) in [("apiVersion", "nomos/v1"), ("kind", "Job")] {
+        match obj.get(key).and_then(Value::as_str) {
+            Some(found) if found == expected => {}
+            Some(other) => errors.at(
+                key,
+                format!("unsupported {key} \"{other}\": expected \"{expected}\""),
+            ),
+            None => errors.at("", format!("missing {key}: expected \"{expected}\"")),
+        }
+    }
+}
+
+/// One `metadata` field: `name` becomes the job's id (it must agree with `spec.id`),
+/// `namespace` and `labels` the job's; `annotations` are accepted and not kept.
+fn apply_metadata(
+    errors: &mut ManifestErrors<'_>,
+    k: &str,
+    v: &Value,
+    job: &mut Map<String, Value>,
+    pos: &mut PosMap,
+) {
+    let path = format!("metadata.{k}");
+    let field = match (k, v) {
+        ("name", Value::String(s)) => {
+            if let Some(Value::String(id)) = job.get("id") {
+                if id != s {
+                    errors.at(
+                        &path,
+                        format!("metadata.name \"{s}\" differs from spec.id \"{id}\""),
+                    );
+                }
+            }
+            "id"
+        }
+        ("namespace", Value::String(_)) => "namespace",
+        ("labels", Value::Object(_)) => "labels",
+        ("annotations", _) => return,
+        ("name" | "namespace", other) => {
+            errors.at(
+                &path,
+                format!("metadata.{k} must be a string, found {}", kind_of(other)),
+            );
+            return;
+        }
+        ("labels", other) => {
+            errors.at(
+                &path,
+                format!(
+                    "metadata.labels must be a mapping, found {}",
+                    kind_of(other)
+                ),
+            );
+            return;
+        }
+        _ => {
+            let hint = hint(k, METADATA_KEYS);
+            errors.at(&path, format!("unknown metadata field \"{k}\"{hint}"));
+            return;
+        }
+    };
+    job.insert(field.into(), v.clone());
+    pos.set(field, errors.src.lookup(&path));
 }
 
 fn hint(word: &str, candidates: &[&str]) -> String {

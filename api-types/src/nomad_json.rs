@@ -7,7 +7,8 @@
 use serde_json::{Map, Value};
 
 use crate::diag::Diagnostic;
-use crate::parse::{index, join, PosMap, RawJob};
+use crate::fieldpath::{index, join, PosMap};
+use crate::frontend::RawJob;
 
 #[derive(Clone, Copy)]
 enum K {

@@ -13,129 +13,22 @@
 //! such reads as errors, and [`parse_file`] installs [`StdFiles`] (the real file system) when
 //! none is given.
 
-use std::collections::HashMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::diag::{sort_diagnostics, Diagnostic, Pos};
+pub use crate::fieldpath::PosMap;
+use crate::frontend::RawJob;
+pub use crate::frontend::{FileSource, MemFiles, ParseOptions, StdFiles};
 use crate::job::Job;
-
-/// Reads files for `file()` and `-var-file`; lets tests and servers stay off the disk.
-pub trait FileSource: Send + Sync {
-    fn read(&self, path: &Path) -> Result<String, String>;
-}
-
-/// The real file system.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StdFiles;
-
-impl FileSource for StdFiles {
-    fn read(&self, path: &Path) -> Result<String, String> {
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-    }
-}
-
-/// An in-memory file source (tests, the HTTP API).
-#[derive(Debug, Clone, Default)]
-pub struct MemFiles(pub HashMap<PathBuf, String>);
-
-impl FileSource for MemFiles {
-    fn read(&self, path: &Path) -> Result<String, String> {
-        self.0
-            .get(path)
-            .cloned()
-            .ok_or_else(|| format!("cannot read {}: no such file", path.display()))
-    }
-}
-
-#[derive(Clone, Default)]
-pub struct ParseOptions {
-    /// `-var name=value`, highest precedence.
-    pub vars: Vec<(String, String)>,
-    /// `-var-file FILE` (HCL `name = value` lines, or JSON), in order.
-    pub var_files: Vec<PathBuf>,
-    /// The environment (only `NOMAD_VAR_<name>` entries are used), passed in by the caller.
-    pub env: Vec<(String, String)>,
-    /// Directory that `file()` paths are relative to (the job file's directory).
-    pub base_dir: Option<PathBuf>,
-    /// Where `file()` and `-var-file` read from; `None` means reads fail (pure mode).
-    pub files: Option<Arc<dyn FileSource>>,
-}
-
-impl fmt::Debug for ParseOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ParseOptions")
-            .field("vars", &self.vars)
-            .field("var_files", &self.var_files)
-            .field("env", &self.env)
-            .field("base_dir", &self.base_dir)
-            .field("files", &self.files.as_ref().map(|_| "<file source>"))
-            .finish()
-    }
-}
-
-impl ParseOptions {
-    pub(crate) fn read_file(&self, path: &Path) -> Result<String, String> {
-        let full = match (&self.base_dir, path.is_absolute()) {
-            (Some(base), false) => base.join(path),
-            _ => path.to_path_buf(),
-        };
-        match &self.files {
-            Some(fs) => fs.read(&full),
-            None => Err(format!(
-                "cannot read {}: file reads are not available here",
-                full.display()
-            )),
-        }
-    }
-}
 
 /// The jobs a file holds (YAML files may hold several) and the warnings about them.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Parsed {
     pub jobs: Vec<Job>,
     pub warnings: Vec<Diagnostic>,
-}
-
-/// Source positions of canonical field paths, e.g. `groups[0].tasks[1].driver`.
-#[derive(Debug, Clone, Default)]
-pub struct PosMap(pub HashMap<String, Pos>);
-
-impl PosMap {
-    pub fn insert(&mut self, path: impl Into<String>, pos: Pos) {
-        self.0.entry(path.into()).or_insert(pos);
-    }
-
-    pub fn set(&mut self, path: impl Into<String>, pos: Pos) {
-        self.0.insert(path.into(), pos);
-    }
-
-    /// The position of `path`, or of its closest ancestor that has one.
-    pub fn lookup(&self, path: &str) -> Pos {
-        let mut p = path;
-        loop {
-            if let Some(pos) = self.0.get(p) {
-                return *pos;
-            }
-            match p.rfind(['.', '[']) {
-                Some(i) => p = &p[..i],
-                None => return self.0.get("").copied().unwrap_or_default(),
-            }
-        }
-    }
-}
-
-/// One job in canonical JSON shape, as a front end produced it.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct RawJob {
-    pub value: Value,
-    pub pos: PosMap,
-    /// Paths whose values were rejected by the front end (already reported); validation
-    /// findings about them are not repeated.
-    pub failed: Vec<String>,
 }
 
 /// The source formats.
@@ -422,20 +315,6 @@ pub(crate) fn path_string(path: &serde_path_to_error::Path) -> String {
     out
 }
 
-/// Joins a field onto a path.
-pub(crate) fn join(path: &str, field: &str) -> String {
-    if path.is_empty() {
-        field.to_string()
-    } else {
-        format!("{path}.{field}")
-    }
-}
-
-/// Joins an index onto a path.
-pub(crate) fn index(path: &str, i: usize) -> String {
-    format!("{path}[{i}]")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,15 +340,5 @@ mod tests {
         for (name, text, expected) in cases {
             assert_eq!(detect_format(name, text), expected, "{name}: {text}");
         }
-    }
-
-    #[test]
-    fn pos_map_falls_back_to_the_closest_ancestor() {
-        let mut m = PosMap::default();
-        m.insert("groups[0]", Pos::new(3, 3));
-        m.insert("groups[0].tasks[1]", Pos::new(9, 5));
-        assert_eq!(m.lookup("groups[0].tasks[1].driver"), Pos::new(9, 5));
-        assert_eq!(m.lookup("groups[0].tasks[2].driver"), Pos::new(3, 3));
-        assert_eq!(m.lookup("datacenters"), Pos::default());
     }
 }

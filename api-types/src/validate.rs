@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use crate::diag::Severity;
+use crate::fieldpath::{index, join};
 use crate::job::*;
-use crate::parse::{index, join};
 
 /// One validation finding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -360,6 +360,33 @@ pub fn check_cron(expr: &str) -> Result<(), String> {
 
 fn check_group(v: &mut V, job: &Job, gp: &str, g: &TaskGroup) {
     check_placement(v, gp, &g.constraints, &g.affinities, &g.spreads);
+    check_group_policies(v, job, gp, g);
+    if (job.job_type == JobType::System || job.job_type == JobType::Sysbatch) && g.count > 1 {
+        v.warn(
+            join(gp, "count"),
+            format!(
+                "count {} is ignored for {:?} jobs: they run one allocation per node",
+                g.count, job.job_type
+            )
+            .to_lowercase(),
+        );
+    }
+    let port_labels = check_ports(v, gp, g);
+    check_services(v, gp, &g.services, &port_labels);
+    if g.tasks.is_empty() {
+        v.err(
+            join(gp, "tasks"),
+            format!(
+                "group \"{}\" has no tasks: expected at least one `task` block",
+                g.name
+            ),
+        );
+    }
+    check_tasks(v, gp, g, &port_labels);
+}
+
+/// The group's update, reschedule, restart and disconnect blocks.
+fn check_group_policies(v: &mut V, job: &Job, gp: &str, g: &TaskGroup) {
     // Blocks inherited from the job were checked there already.
     if let Some(u) = g
         .update
@@ -396,17 +423,11 @@ fn check_group(v: &mut V, job: &Job, gp: &str, g: &TaskGroup) {
             ],
         );
     }
-    if (job.job_type == JobType::System || job.job_type == JobType::Sysbatch) && g.count > 1 {
-        v.warn(
-            join(gp, "count"),
-            format!(
-                "count {} is ignored for {:?} jobs: they run one allocation per node",
-                g.count, job.job_type
-            )
-            .to_lowercase(),
-        );
-    }
-    // Ports: unique labels, no two static ports alike, in range.
+}
+
+/// Networks and their ports: valid modes, unique labels, no two static ports alike. Returns
+/// the group's port labels (services and tasks refer to them).
+fn check_ports<'g>(v: &mut V, gp: &str, g: &'g TaskGroup) -> HashSet<&'g str> {
     let mut labels: HashSet<&str> = HashSet::new();
     let mut statics: HashMap<u16, &str> = HashMap::new();
     let mut port_labels: HashSet<&str> = HashSet::new();
@@ -444,16 +465,11 @@ fn check_group(v: &mut V, job: &Job, gp: &str, g: &TaskGroup) {
             }
         }
     }
-    check_services(v, gp, &g.services, &port_labels);
-    if g.tasks.is_empty() {
-        v.err(
-            join(gp, "tasks"),
-            format!(
-                "group \"{}\" has no tasks: expected at least one `task` block",
-                g.name
-            ),
-        );
-    }
+    port_labels
+}
+
+/// Task names unique and non-empty, at most one leader, then each task.
+fn check_tasks(v: &mut V, gp: &str, g: &TaskGroup, port_labels: &HashSet<&str>) {
     let mut tnames = HashMap::new();
     let mut leaders = 0;
     for (ti, t) in g.tasks.iter().enumerate() {
@@ -480,7 +496,7 @@ fn check_group(v: &mut V, job: &Job, gp: &str, g: &TaskGroup) {
                 );
             }
         }
-        check_task(v, &tp, t, &port_labels, g.restart.as_ref());
+        check_task(v, &tp, t, port_labels, g.restart.as_ref());
     }
 }
 

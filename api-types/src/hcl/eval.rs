@@ -9,14 +9,17 @@
 
 use std::ops::Range;
 
-use hcl_edit::expr::{BinaryOperator, Expression, ObjectKey, TraversalOperator, UnaryOperator};
+use hcl_edit::expr::{
+    Array, BinaryOperator, Conditional, Expression, ForExpr, FuncCall, Object, ObjectKey,
+    Traversal, TraversalOperator, UnaryOp, UnaryOperator,
+};
 use hcl_edit::template::{Directive, Element, Template};
-use hcl_edit::Span;
+use hcl_edit::{Decorated, Ident, Number, Span};
 use serde_json::{Map, Value};
 
 use super::functions::call;
 use super::value::*;
-use crate::parse::ParseOptions;
+use crate::frontend::ParseOptions;
 
 /// Why an expression has no value here.
 #[derive(Debug, Clone)]
@@ -54,6 +57,22 @@ pub(crate) struct Scope<'a> {
 
 /// The evaluation budget of one file.
 pub(crate) const MAX_STEPS: u64 = 1_000_000;
+
+impl<'a> Scope<'a> {
+    /// A scope over `source` with no variables, locals or iteration yet.
+    pub fn new(source: &'a str, options: &'a ParseOptions) -> Self {
+        Scope {
+            source,
+            vars: Map::new(),
+            locals: Map::new(),
+            iter: Vec::new(),
+            options,
+            locals_pending: false,
+            failed_vars: Vec::new(),
+            steps: 0,
+        }
+    }
+}
 
 impl Scope<'_> {
     fn text(&self, span: Option<Range<usize>>) -> String {
@@ -99,202 +118,219 @@ impl Scope<'_> {
         match e {
             Expression::Null(_) => Ok(Value::Null),
             Expression::Bool(b) => Ok(Value::Bool(*b.value())),
-            Expression::Number(n) => {
-                let n = n.value();
-                Ok(if let Some(i) = n.as_i64() {
-                    Value::from(i)
-                } else if let Some(u) = n.as_u64() {
-                    Value::from(u)
-                } else {
-                    num(n.as_f64().unwrap_or(0.0))
-                })
-            }
+            Expression::Number(n) => Ok(number(n.value())),
             Expression::String(s) => Ok(Value::String(s.value().to_string())),
-            Expression::Array(a) => {
-                let mut out = Vec::new();
-                for item in a.iter() {
-                    out.push(self.eval(item)?);
-                }
-                Ok(Value::Array(out))
-            }
-            Expression::Object(o) => {
-                let mut out = Map::new();
-                for (k, v) in o.iter() {
-                    let key = match k {
-                        ObjectKey::Ident(id) => id.value().as_str().to_string(),
-                        ObjectKey::Expression(ke) => match ke {
-                            Expression::Variable(id) => id.value().as_str().to_string(),
-                            _ => to_string_value(&self.eval(ke)?)
-                                .ok_or_else(|| err(ke.span(), "object key must be a string"))?,
-                        },
-                    };
-                    let val = self.eval(v.expr())?;
-                    out.insert(key, val);
-                }
-                Ok(Value::Object(out))
-            }
+            Expression::Array(a) => self.array(a),
+            Expression::Object(o) => self.object(o),
             Expression::StringTemplate(t) => self.template(t),
             Expression::HeredocTemplate(h) => self.template(&h.template),
             Expression::Parenthesis(p) => self.eval(p.inner()),
             Expression::Variable(v) => self.variable(v.value().as_str()),
-            Expression::Conditional(c) => {
-                let cond = self.eval(&c.cond_expr)?;
-                match cond {
-                    Value::Bool(true) => self.eval(&c.true_expr),
-                    Value::Bool(false) => self.eval(&c.false_expr),
-                    Value::String(s) if s == "true" => self.eval(&c.true_expr),
-                    Value::String(s) if s == "false" => self.eval(&c.false_expr),
-                    other => Err(err(
-                        c.cond_expr.span(),
-                        format!("condition must be a bool, found {}", type_name(&other)),
-                    )),
-                }
-            }
-            Expression::FuncCall(f) => {
-                let name = f.name.name.value().as_str().to_string();
-                if name == "try" || name == "can" {
-                    return self.try_can(&name, f, e.span());
-                }
-                let mut args = Vec::new();
-                for a in f.args.iter() {
-                    args.push(self.eval(a)?);
-                }
-                if f.args.expand_final() {
-                    if let Some(Value::Array(last)) = args.pop() {
-                        args.extend(last);
-                    }
-                }
-                call(&name, args, self.options).map_err(|m| err(e.span(), format!("{name}(): {m}")))
-            }
-            Expression::Traversal(t) => {
-                // `var.x` / `local.x` first, so an unknown name is reported as such.
-                let mut cur = self.eval(&t.expr)?;
-                let root = match &t.expr {
-                    Expression::Variable(v) => v.value().as_str().to_string(),
-                    _ => String::new(),
-                };
-                for (i, op) in t.operators.iter().enumerate() {
-                    cur = match op.value() {
-                        TraversalOperator::GetAttr(id) => match get_attr(&cur, id.value().as_str()) {
-                            Some(v) => v,
-                            None if i == 0 && root == "local" && self.locals_pending => return Err(EvalErr::Pending),
-                            None if i == 0 && root == "local" => {
-                                return Err(err(e.span(), format!("unknown local value \"{}\"", id.value().as_str())))
-                            }
-                            None if i == 0 && root == "var" && self.failed_vars.iter().any(|f| f == id.value().as_str()) => {
-                                return Err(err(e.span(), ""))
-                            }
-                            None if i == 0 && root == "var" => {
-                                return Err(err(e.span(), format!("undeclared variable \"{}\": add a `variable \"{}\" {{}}` block", id.value().as_str(), id.value().as_str())))
-                            }
-                            None => return Err(err(e.span(), format!("{} has no attribute \"{}\"", self.text(t.expr.span()), id.value().as_str()))),
-                        },
-                        TraversalOperator::Index(ix) => {
-                            let k = self.eval(ix)?;
-                            index_value(&cur, &k).ok_or_else(|| err(ix.span(), format!("index {} not found", show(&k))))?
-                        }
-                        TraversalOperator::LegacyIndex(i) => index_value(&cur, &Value::from(*i.value()))
-                            .ok_or_else(|| err(e.span(), format!("index {} not found", i.value())))?,
-                        TraversalOperator::AttrSplat(_) | TraversalOperator::FullSplat(_) => cur,
-                    };
-                }
-                Ok(cur)
-            }
-            Expression::UnaryOp(u) => {
-                let v = self.eval(&u.expr)?;
-                match u.operator.value() {
-                    UnaryOperator::Neg => Ok(num(-as_num(&v).ok_or_else(|| {
-                        err(
-                            u.expr.span(),
-                            format!("expected a number, found {}", type_name(&v)),
-                        )
-                    })?)),
-                    UnaryOperator::Not => Ok(Value::Bool(!as_bool(&v).ok_or_else(|| {
-                        err(
-                            u.expr.span(),
-                            format!("expected a bool, found {}", type_name(&v)),
-                        )
-                    })?)),
-                }
-            }
+            Expression::Conditional(c) => self.conditional(c),
+            Expression::FuncCall(f) => self.func_call(f, e.span()),
+            Expression::Traversal(t) => self.traversal(t, e.span()),
+            Expression::UnaryOp(u) => self.unary(u),
             Expression::BinaryOp(b) => {
                 let l = self.eval(&b.lhs_expr)?;
                 let r = self.eval(&b.rhs_expr)?;
                 binary(*b.operator.value(), &l, &r).map_err(|m| err(e.span(), m))
             }
-            Expression::ForExpr(f) => {
-                let coll = self.eval(&f.intro.collection_expr)?;
-                let items: Vec<(Value, Value)> = match coll {
-                    Value::Array(a) => a
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, v)| (Value::from(i), v))
-                        .collect(),
-                    Value::Object(o) => o.into_iter().map(|(k, v)| (Value::String(k), v)).collect(),
-                    other => {
-                        return Err(err(
-                            f.intro.collection_expr.span(),
-                            format!("cannot iterate over {}", type_name(&other)),
-                        ))
-                    }
-                };
-                let mut list = Vec::new();
-                let mut obj = Map::new();
-                for (k, v) in items {
-                    let mut frame = Map::new();
-                    if let Some(kv) = &f.intro.key_var {
-                        frame.insert(kv.value().as_str().to_string(), k.clone());
-                    }
-                    frame.insert(f.intro.value_var.value().as_str().to_string(), v);
-                    self.iter.push(frame);
-                    let res = (|| {
-                        if let Some(c) = &f.cond {
-                            if self.eval(&c.expr)? != Value::Bool(true) {
-                                return Ok(());
-                            }
-                        }
-                        let val = self.eval(&f.value_expr)?;
-                        match &f.key_expr {
-                            Some(ke) => {
-                                let key = self.eval(ke)?;
-                                let key = to_string_value(&key)
-                                    .ok_or_else(|| err(ke.span(), "object key must be a string"))?;
-                                if f.grouping {
-                                    let entry =
-                                        obj.entry(key).or_insert_with(|| Value::Array(Vec::new()));
-                                    if let Value::Array(a) = entry {
-                                        a.push(val);
-                                    }
-                                } else {
-                                    obj.insert(key, val);
-                                }
-                            }
-                            None => list.push(val),
-                        }
-                        Ok(())
-                    })();
-                    self.iter.pop();
-                    res?;
-                }
-                Ok(if f.key_expr.is_some() {
-                    Value::Object(obj)
-                } else {
-                    Value::Array(list)
-                })
+            Expression::ForExpr(f) => self.for_expr(f),
+        }
+    }
+
+    fn array(&mut self, a: &Array) -> R {
+        let mut out = Vec::new();
+        for item in a.iter() {
+            out.push(self.eval(item)?);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn object(&mut self, o: &Object) -> R {
+        let mut out = Map::new();
+        for (k, v) in o.iter() {
+            let key = match k {
+                ObjectKey::Ident(id) => id.value().as_str().to_string(),
+                ObjectKey::Expression(ke) => match ke {
+                    Expression::Variable(id) => id.value().as_str().to_string(),
+                    _ => to_string_value(&self.eval(ke)?)
+                        .ok_or_else(|| err(ke.span(), "object key must be a string"))?,
+                },
+            };
+            let val = self.eval(v.expr())?;
+            out.insert(key, val);
+        }
+        Ok(Value::Object(out))
+    }
+
+    fn conditional(&mut self, c: &Conditional) -> R {
+        let cond = self.eval(&c.cond_expr)?;
+        match cond {
+            Value::Bool(true) => self.eval(&c.true_expr),
+            Value::Bool(false) => self.eval(&c.false_expr),
+            Value::String(s) if s == "true" => self.eval(&c.true_expr),
+            Value::String(s) if s == "false" => self.eval(&c.false_expr),
+            other => Err(err(
+                c.cond_expr.span(),
+                format!("condition must be a bool, found {}", type_name(&other)),
+            )),
+        }
+    }
+
+    fn func_call(&mut self, f: &FuncCall, span: Option<Range<usize>>) -> R {
+        let name = f.name.name.value().as_str().to_string();
+        if name == "try" || name == "can" {
+            return self.try_can(&name, f, span);
+        }
+        let mut args = Vec::new();
+        for a in f.args.iter() {
+            args.push(self.eval(a)?);
+        }
+        if f.args.expand_final() {
+            if let Some(Value::Array(last)) = args.pop() {
+                args.extend(last);
             }
         }
+        call(&name, args, self.options).map_err(|m| err(span, format!("{name}(): {m}")))
+    }
+
+    /// `a.b[0]`: the root is evaluated first (`var.x` / `local.x`), so an unknown name is
+    /// reported as such, then each attribute or index in turn.
+    fn traversal(&mut self, t: &Traversal, span: Option<Range<usize>>) -> R {
+        let mut cur = self.eval(&t.expr)?;
+        let root = match &t.expr {
+            Expression::Variable(v) => v.value().as_str().to_string(),
+            _ => String::new(),
+        };
+        for (i, op) in t.operators.iter().enumerate() {
+            cur = match op.value() {
+                TraversalOperator::GetAttr(id) => {
+                    let name = id.value().as_str();
+                    get_attr(&cur, name)
+                        .ok_or_else(|| self.missing_attr(t, &root, i == 0, name, span.clone()))?
+                }
+                TraversalOperator::Index(ix) => {
+                    let k = self.eval(ix)?;
+                    index_value(&cur, &k)
+                        .ok_or_else(|| err(ix.span(), format!("index {} not found", show(&k))))?
+                }
+                TraversalOperator::LegacyIndex(i) => index_value(&cur, &Value::from(*i.value()))
+                    .ok_or_else(|| err(span.clone(), format!("index {} not found", i.value())))?,
+                TraversalOperator::AttrSplat(_) | TraversalOperator::FullSplat(_) => cur,
+            };
+        }
+        Ok(cur)
+    }
+
+    /// Why attribute `name` is missing from a traversal's value; right after the root, `var`
+    /// and `local` say which variable or local value is unknown.
+    fn missing_attr(
+        &self,
+        t: &Traversal,
+        root: &str,
+        after_root: bool,
+        name: &str,
+        span: Option<Range<usize>>,
+    ) -> EvalErr {
+        match (after_root, root) {
+            (true, "local") if self.locals_pending => EvalErr::Pending,
+            (true, "local") => err(span, format!("unknown local value \"{name}\"")),
+            // Already reported where the variable is declared.
+            (true, "var") if self.failed_vars.iter().any(|f| f == name) => err(span, ""),
+            (true, "var") => err(
+                span,
+                format!("undeclared variable \"{name}\": add a `variable \"{name}\" {{}}` block"),
+            ),
+            _ => err(
+                span,
+                format!("{} has no attribute \"{name}\"", self.text(t.expr.span())),
+            ),
+        }
+    }
+
+    fn unary(&mut self, u: &UnaryOp) -> R {
+        let v = self.eval(&u.expr)?;
+        let expected = |what: &str| {
+            err(
+                u.expr.span(),
+                format!("expected {what}, found {}", type_name(&v)),
+            )
+        };
+        match u.operator.value() {
+            UnaryOperator::Neg => Ok(num(-as_num(&v).ok_or_else(|| expected("a number"))?)),
+            UnaryOperator::Not => Ok(Value::Bool(!as_bool(&v).ok_or_else(|| expected("a bool"))?)),
+        }
+    }
+
+    /// `[for k, v in coll : x if cond]` and `{for k, v in coll : key => x...}`.
+    fn for_expr(&mut self, f: &ForExpr) -> R {
+        let coll = self.eval(&f.intro.collection_expr)?;
+        let items = iteration_items(coll).map_err(|other| {
+            err(
+                f.intro.collection_expr.span(),
+                format!("cannot iterate over {}", type_name(&other)),
+            )
+        })?;
+        let mut list = Vec::new();
+        let mut obj = Map::new();
+        for (k, v) in items {
+            self.iter.push(iteration_frame(
+                f.intro.key_var.as_ref(),
+                &f.intro.value_var,
+                k,
+                v,
+            ));
+            let res = self.for_item(f, &mut list, &mut obj);
+            self.iter.pop();
+            res?;
+        }
+        Ok(if f.key_expr.is_some() {
+            Value::Object(obj)
+        } else {
+            Value::Array(list)
+        })
+    }
+
+    /// One item of a `for` expression (its iteration frame pushed): skipped unless the `if`
+    /// condition holds, then added to the list, or to the object under its key (grouped into
+    /// lists with `...`).
+    fn for_item(
+        &mut self,
+        f: &ForExpr,
+        list: &mut Vec<Value>,
+        obj: &mut Map<String, Value>,
+    ) -> Result<(), EvalErr> {
+        if let Some(c) = &f.cond {
+            if self.eval(&c.expr)? != Value::Bool(true) {
+                return Ok(());
+            }
+        }
+        let val = self.eval(&f.value_expr)?;
+        match &f.key_expr {
+            Some(ke) => {
+                let key = self.eval(ke)?;
+                let key = to_string_value(&key)
+                    .ok_or_else(|| err(ke.span(), "object key must be a string"))?;
+                if f.grouping {
+                    let entry = obj.entry(key).or_insert_with(|| Value::Array(Vec::new()));
+                    if let Value::Array(a) = entry {
+                        a.push(val);
+                    }
+                } else {
+                    obj.insert(key, val);
+                }
+            }
+            None => list.push(val),
+        }
+        Ok(())
     }
 
     /// `try(a, b, ...)` and `can(x)`: their arguments are evaluated lazily, one at a time, and
     /// an evaluation error is a result rather than a failure. A run-time reference (kept as
     /// text for the agent), a local not resolved yet, or an exhausted evaluation budget is
     /// not something `try` may hide, so those pass through.
-    fn try_can(
-        &mut self,
-        name: &str,
-        f: &hcl_edit::expr::FuncCall,
-        span: Option<Range<usize>>,
-    ) -> R {
+    fn try_can(&mut self, name: &str, f: &FuncCall, span: Option<Range<usize>>) -> R {
         let args: Vec<&Expression> = f.args.iter().collect();
         if name == "can" && args.len() != 1 {
             return Err(err(
@@ -409,29 +445,19 @@ impl Scope<'_> {
                             }
                             Err(e) => return Err(e),
                         };
-                        let items: Vec<(Value, Value)> = match coll {
-                            Value::Array(a) => a
-                                .into_iter()
-                                .enumerate()
-                                .map(|(i, v)| (Value::from(i), v))
-                                .collect(),
-                            Value::Object(o) => {
-                                o.into_iter().map(|(k, v)| (Value::String(k), v)).collect()
-                            }
-                            other => {
-                                return Err(err(
-                                    fe.collection_expr.span(),
-                                    format!("cannot iterate over {}", type_name(&other)),
-                                ))
-                            }
-                        };
+                        let items = iteration_items(coll).map_err(|other| {
+                            err(
+                                fe.collection_expr.span(),
+                                format!("cannot iterate over {}", type_name(&other)),
+                            )
+                        })?;
                         for (k, v) in items {
-                            let mut frame = Map::new();
-                            if let Some(kv) = &fe.key_var {
-                                frame.insert(kv.value().as_str().to_string(), k);
-                            }
-                            frame.insert(fe.value_var.value().as_str().to_string(), v);
-                            self.iter.push(frame);
+                            self.iter.push(iteration_frame(
+                                fe.key_var.as_ref(),
+                                &fe.value_var,
+                                k,
+                                v,
+                            ));
                             let r = self.render(&fe.template, out);
                             self.iter.pop();
                             r?;
@@ -442,6 +468,32 @@ impl Scope<'_> {
         }
         Ok(())
     }
+}
+
+/// An HCL number as JSON: an integer when it is one, else a float.
+fn number(n: &Number) -> Value {
+    if let Some(i) = n.as_i64() {
+        Value::from(i)
+    } else if let Some(u) = n.as_u64() {
+        Value::from(u)
+    } else {
+        num(n.as_f64().unwrap_or(0.0))
+    }
+}
+
+/// The variables one iteration of a `for` sees: `key_var` (when named) and `value_var`.
+fn iteration_frame(
+    key_var: Option<&Decorated<Ident>>,
+    value_var: &Decorated<Ident>,
+    key: Value,
+    value: Value,
+) -> Map<String, Value> {
+    let mut frame = Map::new();
+    if let Some(kv) = key_var {
+        frame.insert(kv.value().as_str().to_string(), key);
+    }
+    frame.insert(value_var.value().as_str().to_string(), value);
+    frame
 }
 
 /// Roots of references that only the agent or the scheduler can expand.
@@ -595,14 +647,8 @@ mod tests {
         vars.insert("n".into(), Value::from(3));
         vars.insert("list".into(), serde_json::json!(["b", "a", "b"]));
         let mut scope = Scope {
-            source: src,
             vars,
-            locals: Map::new(),
-            iter: Vec::new(),
-            options: &options,
-            locals_pending: false,
-            failed_vars: Vec::new(),
-            steps: 0,
+            ..Scope::new(src, &options)
         };
         scope.eval_keep(&expr).map_err(|(_, m)| m)
     }

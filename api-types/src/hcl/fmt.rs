@@ -4,6 +4,8 @@
 //! start of lines, before `=`, and at the end of lines change: heredoc bodies, block comments
 //! and string contents are copied as they are.
 
+use super::lex::heredoc_delimiter;
+
 /// Scanner state carried from one line to the next.
 #[derive(Default)]
 struct State {
@@ -70,18 +72,11 @@ fn scan(line: &str, st: &mut State) -> LineInfo {
             }
             b'<' if b.get(i + 1) == Some(&b'<') => {
                 at_start = false;
-                let mut j = i + 2;
-                if b.get(j) == Some(&b'-') {
-                    j += 1;
+                let delim = heredoc_delimiter(b, i);
+                i = delim.end;
+                if !delim.is_empty() {
+                    st.heredoc = Some(line[delim].to_string());
                 }
-                let s = j;
-                while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
-                    j += 1;
-                }
-                if j > s {
-                    st.heredoc = Some(line[s..j].to_string());
-                }
-                i = j;
                 continue;
             }
             b'{' | b'[' | b'(' => {

@@ -3,6 +3,8 @@
 //! commas after attributes inside blocks become newlines, and quoted attribute names in blocks
 //! (`"FOO" = "bar"`) lose their quotes when they are identifiers.
 
+use super::lex::heredoc_delimiter;
+
 #[derive(Clone, Copy, PartialEq)]
 enum Ctx {
     Block,
@@ -23,111 +25,43 @@ pub(crate) fn rewrite_hcl1(src: &str) -> Option<String> {
         let c = b[i];
         match c {
             b'"' => {
-                // Skip a quoted string, including nested `${ ... }` braces.
-                let start = i;
                 let at_item_start = matches!(last_sig, b'\n' | b'{' | b',')
                     && matches!(stack.last(), Some(Ctx::Block));
-                i += 1;
-                let mut depth = 0usize;
-                while i < b.len() {
-                    match b[i] {
-                        b'\\' => i += 1,
-                        b'$' if b.get(i + 1) == Some(&b'{') => {
-                            depth += 1;
-                            i += 1;
-                        }
-                        b'}' if depth > 0 => depth -= 1,
-                        b'"' if depth == 0 => break,
-                        b'\n' if depth == 0 => break,
-                        _ => {}
-                    }
-                    i += 1;
-                }
+                let end = string_end(b, i);
                 // HCL1 allowed quoted attribute names in blocks (`"FOO" = "bar"`): when the
                 // name is an identifier, blank the quotes (same length, same offsets).
-                if at_item_start && i < b.len() && b[i] == b'"' {
-                    let key = &b[start + 1..i];
-                    let rest = &b[i + 1..];
-                    let followed_by_eq = rest.iter().find(|c| !matches!(c, b' ' | b'\t'))
-                        == Some(&b'=')
-                        && rest.iter().skip_while(|c| matches!(c, b' ' | b'\t')).nth(1)
-                            != Some(&b'=');
-                    let ident = !key.is_empty()
-                        && !key[0].is_ascii_digit()
-                        && key
-                            .iter()
-                            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-');
-                    if followed_by_eq && ident {
-                        out[start] = b' ';
-                        out[i] = b' ';
-                        changed = true;
-                    }
+                if at_item_start && is_quoted_attribute_name(b, i, end) {
+                    out[i] = b' ';
+                    out[end] = b' ';
+                    changed = true;
                 }
+                i = end;
                 last_sig = b'"';
             }
             b'#' => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
+                i = line_end(b, i);
                 continue;
             }
             b'/' if b.get(i + 1) == Some(&b'/') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
+                i = line_end(b, i);
                 continue;
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
-                    i += 1;
-                }
-                i += 2;
+                i = block_comment_end(b, i);
                 continue;
             }
             b'<' if b.get(i + 1) == Some(&b'<') => {
-                // Heredoc: skip to the line holding only the delimiter.
-                let mut j = i + 2;
-                if b.get(j) == Some(&b'-') {
-                    j += 1;
-                }
-                let start = j;
-                while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
-                    j += 1;
-                }
-                let delim = &src[start..j];
-                if delim.is_empty() {
-                    i += 2;
-                    continue;
-                }
-                let mut k = j;
-                loop {
-                    while k < b.len() && b[k] != b'\n' {
-                        k += 1;
+                match heredoc_end(src, i) {
+                    Some(end) => {
+                        i = end;
+                        last_sig = b'"';
                     }
-                    if k >= b.len() {
-                        break;
-                    }
-                    k += 1;
-                    let line_end = src[k..].find('\n').map(|n| k + n).unwrap_or(b.len());
-                    if src[k..line_end].trim() == delim {
-                        k = line_end;
-                        break;
-                    }
+                    None => i += 2,
                 }
-                i = k;
-                last_sig = b'"';
                 continue;
             }
             b'{' => {
-                let ctx = if matches!(last_sig, b'=' | b':' | b',' | b'(' | b'[' | b'?')
-                    || matches!(stack.last(), Some(Ctx::Object | Ctx::Bracket | Ctx::Paren))
-                {
-                    Ctx::Object
-                } else {
-                    Ctx::Block
-                };
-                stack.push(ctx);
+                stack.push(brace_ctx(last_sig, stack.last()));
                 last_sig = c;
             }
             b'[' => {
@@ -156,6 +90,103 @@ pub(crate) fn rewrite_hcl1(src: &str) -> Option<String> {
         String::from_utf8(out).ok()
     } else {
         None
+    }
+}
+
+/// Where the quoted string opening at `start` ends: its closing quote, the end of its line
+/// (an unterminated string), or past the end of the text. `${ ... }` inside it may hold
+/// quotes of its own.
+fn string_end(b: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    let mut depth = 0usize;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 1,
+            b'$' if b.get(i + 1) == Some(&b'{') => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' if depth > 0 => depth -= 1,
+            b'"' if depth == 0 => break,
+            b'\n' if depth == 0 => break,
+            _ => {}
+        }
+        i += 1;
+    }
+    i
+}
+
+/// Whether the string from `start` to its closing quote at `end` is an identifier used as an
+/// attribute name: followed by `=` (not `==`).
+fn is_quoted_attribute_name(b: &[u8], start: usize, end: usize) -> bool {
+    if end >= b.len() || b[end] != b'"' {
+        return false;
+    }
+    let key = &b[start + 1..end];
+    let rest = &b[end + 1..];
+    let followed_by_eq = rest.iter().find(|c| !matches!(c, b' ' | b'\t')) == Some(&b'=')
+        && rest.iter().skip_while(|c| matches!(c, b' ' | b'\t')).nth(1) != Some(&b'=');
+    let ident = !key.is_empty()
+        && !key[0].is_ascii_digit()
+        && key
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-');
+    followed_by_eq && ident
+}
+
+/// The newline that ends the comment starting at `i` (or the end of the text).
+fn line_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && b[i] != b'\n' {
+        i += 1;
+    }
+    i
+}
+
+/// Just past the `*/` that closes the comment opening at `i`.
+fn block_comment_end(b: &[u8], mut i: usize) -> usize {
+    i += 2;
+    while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+        i += 1;
+    }
+    i + 2
+}
+
+/// The end of the line holding only the delimiter of the heredoc opening at `i` (`<<EOF` or
+/// `<<-EOF`), or of the text; `None` when no delimiter follows the `<<`.
+fn heredoc_end(src: &str, i: usize) -> Option<usize> {
+    let b = src.as_bytes();
+    let delim_at = heredoc_delimiter(b, i);
+    let mut k = delim_at.end;
+    let delim = &src[delim_at];
+    if delim.is_empty() {
+        return None;
+    }
+    loop {
+        while k < b.len() && b[k] != b'\n' {
+            k += 1;
+        }
+        if k >= b.len() {
+            break;
+        }
+        k += 1;
+        let line_end = src[k..].find('\n').map(|n| k + n).unwrap_or(b.len());
+        if src[k..line_end].trim() == delim {
+            k = line_end;
+            break;
+        }
+    }
+    Some(k)
+}
+
+/// What a `{` opens: an object when it follows `=`, `:`, `,`, `(`, `[` or `?` or sits inside
+/// an expression; else a block.
+fn brace_ctx(last_sig: u8, enclosing: Option<&Ctx>) -> Ctx {
+    if matches!(last_sig, b'=' | b':' | b',' | b'(' | b'[' | b'?')
+        || matches!(enclosing, Some(Ctx::Object | Ctx::Bracket | Ctx::Paren))
+    {
+        Ctx::Object
+    } else {
+        Ctx::Block
     }
 }
 

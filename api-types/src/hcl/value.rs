@@ -1,5 +1,5 @@
 //! JSON values as the HCL evaluator and its functions read them: numbers, truthiness, type
-//! names, display, loose equality, and the functions' argument readers.
+//! names, display, loose equality, iteration, and the functions' argument readers.
 
 use serde_json::{Map, Number, Value};
 
@@ -60,6 +60,20 @@ pub(crate) fn loose_eq(l: &Value, r: &Value) -> bool {
     match (l, r) {
         (Value::Number(_), Value::Number(_)) => as_num(l) == as_num(r),
         _ => l == r,
+    }
+}
+
+/// What a `for` or `for_each` iterates over: the indexes and items of a list, or the keys and
+/// values of a map. Any other value is given back as the error.
+pub(crate) fn iteration_items(coll: Value) -> Result<Vec<(Value, Value)>, Value> {
+    match coll {
+        Value::Array(a) => Ok(a
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (Value::from(i), v))
+            .collect()),
+        Value::Object(o) => Ok(o.into_iter().map(|(k, v)| (Value::String(k), v)).collect()),
+        other => Err(other),
     }
 }
 

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::super::value::*;
-use crate::parse::ParseOptions;
+use crate::frontend::ParseOptions;
 
 /// The functions this file answers for.
 pub(super) const NAMES: &[&str] = &[

@@ -13,7 +13,7 @@ mod text;
 
 use serde_json::Value;
 
-use crate::parse::ParseOptions;
+use crate::frontend::ParseOptions;
 
 /// A family of functions: its names, and the call that answers for them.
 type Family = (

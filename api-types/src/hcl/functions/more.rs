@@ -10,7 +10,7 @@ use sha2::Digest;
 
 use super::super::value::{arg_list, arg_num, arg_str, arity};
 use super::text::format_fn;
-use crate::parse::ParseOptions;
+use crate::frontend::ParseOptions;
 
 /// The functions this file answers for.
 pub(super) const NAMES: &[&str] = &[
@@ -523,21 +523,12 @@ fn timeadd(a: &[Value]) -> Result<Value, String> {
 mod tests {
     use serde_json::{json, Value};
 
-    use crate::parse::ParseOptions;
+    use crate::frontend::ParseOptions;
 
     fn eval(src: &str) -> Result<Value, String> {
         let options = ParseOptions::default();
         let expr = hcl_edit::parser::parse_expr(src).map_err(|e| e.to_string())?;
-        let mut scope = super::super::super::eval::Scope {
-            source: src,
-            vars: serde_json::Map::new(),
-            locals: serde_json::Map::new(),
-            iter: Vec::new(),
-            options: &options,
-            locals_pending: false,
-            failed_vars: Vec::new(),
-            steps: 0,
-        };
+        let mut scope = crate::hcl::eval::Scope::new(src, &options);
         scope.eval_keep(&expr).map_err(|(_, m)| m)
     }
 

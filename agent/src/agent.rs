@@ -16,6 +16,7 @@ use nomos_store::{keys, KeySelector, PutOptions, RangeOptions, Store, StoreError
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use crate::backoff::Backoff;
 use crate::config::AgentConfig;
 use crate::driver::docker::DockerDriver;
 use crate::driver::exec::ExecDriver;
@@ -25,35 +26,9 @@ use crate::error::AgentError;
 use crate::fingerprint::fingerprint;
 use crate::metrics::Metrics;
 use crate::plan::{self, Action, LocalAlloc};
-use crate::runner::{AllocRunner, Ctx, Drivers, Report};
+use crate::report::Report;
+use crate::runner::{AllocRunner, Ctx, Drivers};
 use crate::state::{AllocRecord, StateDir};
-
-/// Exponential backoff between retries, reset after a success.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    current: Duration,
-}
-
-impl Backoff {
-    pub fn new(min: Duration, max: Duration) -> Self {
-        Backoff {
-            min,
-            max,
-            current: min,
-        }
-    }
-    /// The next wait, doubling up to the maximum.
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.current;
-        self.current = (self.current * 2).min(self.max);
-        d
-    }
-    pub fn reset(&mut self) {
-        self.current = self.min;
-    }
-}
 
 fn store_err(op: &'static str) -> impl FnOnce(StoreError) -> AgentError {
     move |source| AgentError::Store { op, source }
@@ -704,18 +679,4 @@ async fn register(
         .await
         .map_err(store_err("write heartbeat"))?;
     Ok(grant.id)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_the_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
-        let got: Vec<_> = (0..4).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(got, vec![100, 200, 350, 350]);
-        b.reset();
-        assert_eq!(b.next_delay().as_millis(), 100);
-    }
 }

@@ -252,22 +252,17 @@ pub async fn run_check(def: &CheckDef, task_dir: PathBuf) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nomos_api::{AllocatedPort, Check, Service, Task};
+    use nomos_api::{AllocatedPort, Check, Service};
 
     fn group(checks: Vec<Check>) -> TaskGroup {
         TaskGroup {
-            name: "g".into(),
             services: vec![Service {
                 name: "web".into(),
                 port: "http".into(),
                 checks,
                 ..Default::default()
             }],
-            tasks: vec![Task {
-                name: "t".into(),
-                ..Default::default()
-            }],
-            ..Default::default()
+            ..nomos_api::build::group("g", 1)
         }
     }
 

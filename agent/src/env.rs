@@ -185,7 +185,7 @@ pub fn task_env(i: &EnvInputs<'_>) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nomos_api::{AllocatedPort, Resources};
+    use nomos_api::{build, AllocatedPort};
 
     fn fixture() -> (Allocation, Job, TaskGroup, Task, Node) {
         let alloc = Allocation {
@@ -211,40 +211,25 @@ mod tests {
             ],
             ..Default::default()
         };
-        let mut job = Job {
-            id: "web".into(),
-            name: "web".into(),
-            namespace: "default".into(),
-            ..Default::default()
-        };
+        let mut job = build::job("web").build();
         job.meta.insert("team".into(), "ops".into());
         let group = TaskGroup {
             name: "front".into(),
             ..Default::default()
         };
-        let mut task = Task {
-            name: "server".into(),
-            resources: Resources {
-                cpu: 500,
-                memory_mb: 256,
-                memory_max_mb: 512,
-                ..Default::default()
-            },
-            ..Default::default()
-        };
+        let mut task = build::task("server", 500, 256);
+        task.resources.memory_max_mb = 512;
         task.env
             .insert("LISTEN".into(), "0.0.0.0:${NOMAD_PORT_http}".into());
         task.env.insert(
             "WHERE".into(),
             "${node.datacenter}/${attr.kernel.name}".into(),
         );
-        let mut node = Node {
-            name: "n1".into(),
-            datacenter: "dc1".into(),
-            address: "192.168.1.9".into(),
-            ..Default::default()
-        };
-        node.attributes.insert("kernel.name".into(), "linux".into());
+        let node = build::node("n1")
+            .datacenter("dc1")
+            .address("192.168.1.9")
+            .attribute("kernel.name", "linux")
+            .build();
         (alloc, job, group, task, node)
     }
 

@@ -9,7 +9,7 @@
 //! - [`plan`]: pure decisions: start / stop / forget / update allocations, client status,
 //!   health, lifecycle phases.
 //! - [`report`]: writes allocation statuses and keeps them written (rewrites what someone else
-//!   put over them while the node's heartbeat exists).
+//!   put over them while the node's heartbeat exists); runners send it [`report::Report`]s.
 //! - [`runner`]: one supervisor per allocation and one loop per task (start or re-attach,
 //!   wait, restart per [`restart`], stop), persisting through [`state`].
 //! - [`driver`]: the [`driver::Driver`] trait and the `raw_exec`, `exec` and `docker` drivers.
@@ -18,10 +18,12 @@
 //! - [`fingerprint`], [`procfs`]: what the machine is; process identity and usage from `/proc`.
 //! - [`logs`], [`http`], [`metrics`]: task log files (rotation, reading), the agent's HTTP
 //!   endpoint (logs, `/metrics`) and its Prometheus metrics.
-//! - [`config`], [`error`]: the configuration and the crate's one error enum.
+//! - [`config`], [`error`], [`backoff`]: the configuration, the crate's one error enum, and the
+//!   retry backoff the sync, heartbeat and reporter loops share.
 
 pub mod agent;
 pub mod artifact;
+pub mod backoff;
 pub mod checks;
 pub mod config;
 pub mod driver;

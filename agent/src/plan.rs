@@ -444,18 +444,12 @@ mod tests {
 
     #[test]
     fn a_stored_version_matches_by_its_parsed_spec_or_its_exact_bytes() {
-        let job = nomos_api::Job {
-            id: "web".into(),
-            ..Default::default()
-        };
+        let job = nomos_api::build::job("web").build();
         let bytes = serde_json::to_vec(&job).unwrap();
         let hash = nomos_api::spec_hash(&job);
         assert_eq!(stored_spec_hash(&bytes, &job, &hash), hash);
         // Bytes that parse to another job value still match when they are what was hashed.
-        let other = nomos_api::Job {
-            id: "other".into(),
-            ..Default::default()
-        };
+        let other = nomos_api::build::job("other").build();
         assert_eq!(stored_spec_hash(&bytes, &other, &hash), hash);
         // Another spec reports its own hash.
         let pretty = serde_json::to_vec_pretty(&other).unwrap();

@@ -22,10 +22,20 @@ use nomos_store::{
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::agent::Backoff;
+use crate::backoff::Backoff;
 use crate::config::AgentConfig;
 use crate::metrics::Metrics;
-use crate::runner::Report;
+
+/// What runners and the agent loop send to the status reporter.
+#[derive(Debug, Clone)]
+pub enum Report {
+    /// An allocation's latest status, to write.
+    Status(String, Box<AllocStatus>),
+    /// The allocation is gone: delete its status key.
+    Remove(String),
+    /// Compare every status key with what was written (the node registered again).
+    Resync,
+}
 
 /// Shortest time between two rewrites of one allocation's status.
 pub const REWRITE_EVERY: Duration = Duration::from_secs(3);

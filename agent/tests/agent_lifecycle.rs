@@ -93,10 +93,7 @@ async fn the_heartbeat_lease_follows_the_servers_settings_and_the_node_count() {
         .await
         .unwrap();
     for other in ["a", "b", "c"] {
-        let n = Node {
-            name: other.into(),
-            ..Default::default()
-        };
+        let n = nomos_api::build::node(other).build();
         store
             .put(
                 keys::node(other).into_bytes(),

@@ -20,7 +20,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures::StreamExt;
-use nomos_api::{DriverInfo, Value};
+use nomos_api::{DriverInfo, LogConfig, Resources, Value};
 
 use super::{
     attribute_oom_kills, config_list, config_str, now_ms, Driver, ExitResult, TaskHandle, TaskSpec,
@@ -97,6 +97,38 @@ fn port_map(config: &indexmap::IndexMap<String, Value>) -> HashMap<String, u16> 
 
 /// The container definition for a task (pure).
 pub fn container_body(spec: &TaskSpec, image: &str) -> ContainerCreateBody {
+    let (exposed, bindings) = port_bindings(spec);
+    let (memory, reservation) = memory_limits(&spec.resources);
+    ContainerCreateBody {
+        image: Some(image.to_string()),
+        cmd: container_cmd(&spec.config),
+        entrypoint: Some(config_list(&spec.config, "entrypoint")).filter(|e| !e.is_empty()),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(labels(spec)),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        working_dir: config_str(&spec.config, "work_dir"),
+        user: (!spec.user.is_empty()).then(|| spec.user.clone()),
+        hostname: config_str(&spec.config, "hostname"),
+        stop_signal: (!spec.kill_signal.is_empty()).then(|| spec.kill_signal.clone()),
+        host_config: Some(HostConfig {
+            binds: Some(binds(spec)),
+            port_bindings: (!bindings.is_empty()).then_some(bindings),
+            memory,
+            memory_reservation: reservation,
+            memory_swap: memory,
+            cpu_shares: (spec.resources.cpu > 0).then_some(spec.resources.cpu as i64),
+            log_config: Some(json_file_logs(&spec.logs)),
+            network_mode: config_str(&spec.config, "network_mode"),
+            init: config_str(&spec.config, "init").map(|s| s == "true"),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The container's labels: the task's identity, the user's `labels` (a map, or in HCL1 files a
+/// list of maps), and last the agent that owns it.
+fn labels(spec: &TaskSpec) -> HashMap<String, String> {
     let mut labels = HashMap::new();
     labels.insert(LABEL_ALLOC.to_string(), spec.alloc_id.clone());
     labels.insert(LABEL_JOB.to_string(), spec.job_id.clone());
@@ -106,34 +138,30 @@ pub fn container_body(spec: &TaskSpec, image: &str) -> ContainerCreateBody {
     if !spec.node_id.is_empty() {
         labels.insert(LABEL_NODE.to_string(), spec.node_id.clone());
     }
-    if let Some(Value::Object(extra)) = spec.config.get("labels") {
-        for (k, v) in extra {
-            labels.insert(
-                k.clone(),
-                v.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string()),
-            );
-        }
-    }
-    if let Some(Value::Array(items)) = spec.config.get("labels") {
-        for m in items.iter().filter_map(Value::as_object) {
-            for (k, v) in m {
-                labels.insert(
-                    k.clone(),
-                    v.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| v.to_string()),
-                );
-            }
-        }
+    let user_labels: Vec<&serde_json::Map<String, Value>> = match spec.config.get("labels") {
+        Some(Value::Object(m)) => vec![m],
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_object).collect(),
+        _ => Vec::new(),
+    };
+    for (k, v) in user_labels.into_iter().flatten() {
+        labels.insert(
+            k.clone(),
+            v.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string()),
+        );
     }
 
     // Last, so that no user label can claim another agent's container.
     if !spec.agent_id.is_empty() {
         labels.insert(LABEL_AGENT.to_string(), spec.agent_id.clone());
     }
-    // Ports: every label named in `ports`, plus every `port_map` entry.
+    labels
+}
+
+/// The exposed container ports and their host bindings: every label named in `ports`, plus
+/// every `port_map` entry, on tcp and udp.
+fn port_bindings(spec: &TaskSpec) -> (Vec<String>, HashMap<String, Option<Vec<PortBinding>>>) {
     let mapped = port_map(&spec.config);
     let mut wanted: Vec<String> = config_list(&spec.config, "ports");
     for k in mapped.keys() {
@@ -169,7 +197,12 @@ pub fn container_body(spec: &TaskSpec, image: &str) -> ContainerCreateBody {
             );
         }
     }
+    (exposed, bindings)
+}
 
+/// The bind mounts: `/alloc`, `/local` and `/secrets`, then the task's `volumes` (a relative
+/// host path is under the task dir).
+fn binds(spec: &TaskSpec) -> Vec<String> {
     let mut binds = vec![
         format!("{}:/alloc", spec.alloc_dir.display()),
         format!("{}:/local", spec.task_dir.join("local").display()),
@@ -186,8 +219,12 @@ pub fn container_body(spec: &TaskSpec, image: &str) -> ContainerCreateBody {
         };
         binds.push(format!("{host}:{rest}"));
     }
+    binds
+}
 
-    let r = &spec.resources;
+/// The memory limit in bytes (`memory_max`, else `memory`) and the soft reservation (`memory`,
+/// when `memory_max` is above it).
+fn memory_limits(r: &Resources) -> (Option<i64>, Option<i64>) {
     let hard_mb = if r.memory_max_mb > 0 {
         r.memory_max_mb
     } else {
@@ -196,57 +233,39 @@ pub fn container_body(spec: &TaskSpec, image: &str) -> ContainerCreateBody {
     let memory = (hard_mb > 0).then(|| hard_mb as i64 * 1024 * 1024);
     let reservation = (r.memory_max_mb > r.memory_mb && r.memory_mb > 0)
         .then(|| r.memory_mb as i64 * 1024 * 1024);
-    let max_files = if spec.logs.max_files == 0 {
+    (memory, reservation)
+}
+
+/// json-file logging rotated as the `logs` block says (10 files of 10 MB by default).
+fn json_file_logs(logs: &LogConfig) -> HostConfigLogConfig {
+    let max_files = if logs.max_files == 0 {
         10
     } else {
-        spec.logs.max_files
+        logs.max_files
     };
-    let max_mb = if spec.logs.max_file_size_mb == 0 {
+    let max_mb = if logs.max_file_size_mb == 0 {
         10
     } else {
-        spec.logs.max_file_size_mb
+        logs.max_file_size_mb
     };
     let mut log_opts = HashMap::new();
     log_opts.insert("max-file".to_string(), max_files.to_string());
     log_opts.insert("max-size".to_string(), format!("{max_mb}m"));
+    HostConfigLogConfig {
+        typ: Some("json-file".into()),
+        config: Some(log_opts),
+    }
+}
 
-    let command = config_str(&spec.config, "command");
-    let args = config_list(&spec.config, "args");
-    let cmd = match command {
+/// The container's command: `command` followed by `args`, or `args` alone (the image's
+/// entrypoint gets them), or none (the image's own).
+fn container_cmd(config: &indexmap::IndexMap<String, Value>) -> Option<Vec<String>> {
+    let command = config_str(config, "command");
+    let args = config_list(config, "args");
+    match command {
         Some(c) => Some(std::iter::once(c).chain(args).collect()),
         None if !args.is_empty() => Some(args),
         None => None,
-    };
-    let entrypoint = Some(config_list(&spec.config, "entrypoint")).filter(|e| !e.is_empty());
-    let network_mode = config_str(&spec.config, "network_mode");
-
-    ContainerCreateBody {
-        image: Some(image.to_string()),
-        cmd,
-        entrypoint,
-        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-        labels: Some(labels),
-        exposed_ports: (!exposed.is_empty()).then_some(exposed),
-        working_dir: config_str(&spec.config, "work_dir"),
-        user: (!spec.user.is_empty()).then(|| spec.user.clone()),
-        hostname: config_str(&spec.config, "hostname"),
-        stop_signal: (!spec.kill_signal.is_empty()).then(|| spec.kill_signal.clone()),
-        host_config: Some(HostConfig {
-            binds: Some(binds),
-            port_bindings: (!bindings.is_empty()).then_some(bindings),
-            memory,
-            memory_reservation: reservation,
-            memory_swap: memory,
-            cpu_shares: (r.cpu > 0).then_some(r.cpu as i64),
-            log_config: Some(HostConfigLogConfig {
-                typ: Some("json-file".into()),
-                config: Some(log_opts),
-            }),
-            network_mode,
-            init: config_str(&spec.config, "init").map(|s| s == "true"),
-            ..Default::default()
-        }),
-        ..Default::default()
     }
 }
 

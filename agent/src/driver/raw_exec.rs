@@ -112,36 +112,14 @@ pub(crate) async fn spawn_process(
     let state_dir = spec.task_dir.join(".nomos");
     let exit_file = state_dir.join("exit-status");
     // A task started by an agent that died before recording it: adopt it, never run it twice.
-    if let (Some(alloc), Some(task)) = (
-        spec.env.get("NOMOS_ALLOC_ID"),
-        spec.env.get("NOMOS_TASK_NAME"),
-    ) {
-        let found = procfs::find_group_leaders_with_env(&[
-            ("NOMOS_ALLOC_ID", alloc),
-            ("NOMOS_TASK_NAME", task),
-            (AGENT_ID_ENV, &spec.agent_id),
-        ])
-        .map_err(|e| {
-            AgentError::driver(
-                driver,
-                format!("looking in /proc for a process of this task started before: {e}"),
-            )
-        })?;
-        if let Some(leader) = found.into_iter().next() {
-            tracing::info!(pid = leader.pid, alloc = %alloc, task = %task, "adopting a running task process");
-            return Ok(TaskHandle {
-                driver: driver.to_string(),
-                task: spec.task.clone(),
-                agent_id: spec.agent_id.clone(),
-                pid: Some(leader.pid),
-                start_time: Some(leader.start_time),
-                exit_file: Some(exit_file),
-                cgroup: opts.cgroup,
-                container_id: None,
-                log_dir: spec.log_dir.clone(),
-                started_at_ms: now_ms(),
-            });
-        }
+    if let Some(leader) = started_before(spec, driver)? {
+        return Ok(process_handle(
+            spec,
+            opts,
+            leader.pid,
+            leader.start_time,
+            exit_file,
+        ));
     }
     let stdout = logs::open_for_task(&spec.log_dir, &spec.task, LogStream::Stdout)
         .map_err(|e| AgentError::io(&spec.log_dir, e))?;
@@ -150,6 +128,86 @@ pub(crate) async fn spawn_process(
     std::fs::create_dir_all(&state_dir).map_err(|e| AgentError::io(&state_dir, e))?;
     let _ = std::fs::remove_file(&exit_file);
 
+    let mut cmd = wrapper_command(spec, &opts, &exit_file, &resolved, &args);
+    cmd.stdout(stdout).stderr(stderr);
+    if !spec.user.is_empty() {
+        run_as_user(&mut cmd, spec, &opts, &state_dir)?;
+    }
+    in_new_session(&mut cmd, opts.cgroup.clone());
+    let mut child = tokio::process::Command::from(cmd)
+        .spawn()
+        .map_err(|e| AgentError::driver(driver, format!("starting {command:?}: {e}")))?;
+    let pid = child
+        .id()
+        .ok_or_else(|| AgentError::driver(driver, "process exited before its pid was read"))?
+        as i32;
+    let start_time = procfs::stat(pid).map(|s| s.start_time).unwrap_or(0);
+    // Reap the wrapper when it exits while this agent is its parent; liveness itself is read
+    // from /proc so that re-attached tasks (not our children) are waited for the same way.
+    tokio::spawn(async move {
+        let _ = child.wait().await;
+    });
+    Ok(process_handle(spec, opts, pid, start_time, exit_file))
+}
+
+/// The group leader of a process of this task that this agent started before but never
+/// recorded (it died in between), found in `/proc` by the allocation, task and agent ids.
+fn started_before(spec: &TaskSpec, driver: &str) -> Result<Option<procfs::ProcStat>, AgentError> {
+    let (Some(alloc), Some(task)) = (
+        spec.env.get("NOMOS_ALLOC_ID"),
+        spec.env.get("NOMOS_TASK_NAME"),
+    ) else {
+        return Ok(None);
+    };
+    let found = procfs::find_group_leaders_with_env(&[
+        ("NOMOS_ALLOC_ID", alloc),
+        ("NOMOS_TASK_NAME", task),
+        (AGENT_ID_ENV, &spec.agent_id),
+    ])
+    .map_err(|e| {
+        AgentError::driver(
+            driver,
+            format!("looking in /proc for a process of this task started before: {e}"),
+        )
+    })?;
+    let leader = found.into_iter().next();
+    if let Some(leader) = &leader {
+        tracing::info!(pid = leader.pid, alloc = %alloc, task = %task, "adopting a running task process");
+    }
+    Ok(leader)
+}
+
+/// The handle of a task process: its group leader's pid and start time, and its exit file.
+fn process_handle(
+    spec: &TaskSpec,
+    opts: SpawnOptions,
+    pid: i32,
+    start_time: u64,
+    exit_file: PathBuf,
+) -> TaskHandle {
+    TaskHandle {
+        driver: opts.driver.to_string(),
+        task: spec.task.clone(),
+        agent_id: spec.agent_id.clone(),
+        pid: Some(pid),
+        start_time: Some(start_time),
+        exit_file: Some(exit_file),
+        cgroup: opts.cgroup,
+        container_id: None,
+        log_dir: spec.log_dir.clone(),
+        started_at_ms: now_ms(),
+    }
+}
+
+/// The command that runs the task under the wrapper (inside [`ISOLATE`] when isolated), in its
+/// directory, with its environment and no stdin.
+fn wrapper_command(
+    spec: &TaskSpec,
+    opts: &SpawnOptions,
+    exit_file: &Path,
+    resolved: &Path,
+    args: &[String],
+) -> std::process::Command {
     let mut cmd = match &opts.isolate {
         None => {
             let mut c = std::process::Command::new("/bin/sh");
@@ -171,7 +229,7 @@ pub(crate) async fn spawn_process(
             c
         }
     };
-    cmd.arg(WRAPPER).arg(&exit_file).arg(&resolved).args(&args);
+    cmd.arg(WRAPPER).arg(exit_file).arg(resolved).args(args);
     if !opts.inherit_env {
         cmd.env_clear();
         cmd.env(
@@ -187,36 +245,48 @@ pub(crate) async fn spawn_process(
         cmd.env(AGENT_ID_ENV, &spec.agent_id);
     }
     cmd.current_dir(&spec.task_dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr);
-    if !spec.user.is_empty() {
-        let user = nix::unistd::User::from_name(&spec.user)
-            .ok()
-            .flatten()
-            .ok_or_else(|| {
-                AgentError::driver(
-                    driver,
-                    format!("user {:?} does not exist on this node", spec.user),
-                )
-            })?;
-        for p in [&spec.task_dir, &state_dir, &spec.log_dir] {
-            let _ = nix::unistd::chown(p.as_path(), Some(user.uid), Some(user.gid));
-        }
-        for s in [LogStream::Stdout, LogStream::Stderr] {
-            let _ = nix::unistd::chown(
-                logs::live_path(&spec.log_dir, &spec.task, s).as_path(),
-                Some(user.uid),
-                Some(user.gid),
-            );
-        }
-        // Isolated tasks switch user in `chroot --userspec`, after the namespaces are set up.
-        if opts.isolate.is_none() {
-            cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
-        }
-        cmd.env("USER", &spec.user).env("HOME", &user.dir);
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// Runs the task as `spec.user`: hands it its directories and log files, switches user (unless
+/// isolated) and sets `USER` and `HOME`.
+fn run_as_user(
+    cmd: &mut std::process::Command,
+    spec: &TaskSpec,
+    opts: &SpawnOptions,
+    state_dir: &Path,
+) -> Result<(), AgentError> {
+    let user = nix::unistd::User::from_name(&spec.user)
+        .ok()
+        .flatten()
+        .ok_or_else(|| {
+            AgentError::driver(
+                opts.driver,
+                format!("user {:?} does not exist on this node", spec.user),
+            )
+        })?;
+    for p in [spec.task_dir.as_path(), state_dir, spec.log_dir.as_path()] {
+        let _ = nix::unistd::chown(p, Some(user.uid), Some(user.gid));
     }
-    let cgroup = opts.cgroup.clone();
+    for s in [LogStream::Stdout, LogStream::Stderr] {
+        let _ = nix::unistd::chown(
+            logs::live_path(&spec.log_dir, &spec.task, s).as_path(),
+            Some(user.uid),
+            Some(user.gid),
+        );
+    }
+    // Isolated tasks switch user in `chroot --userspec`, after the namespaces are set up.
+    if opts.isolate.is_none() {
+        cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+    }
+    cmd.env("USER", &spec.user).env("HOME", &user.dir);
+    Ok(())
+}
+
+/// Makes the process start a new session (and so its own process group) and join `cgroup`
+/// before it runs the wrapper.
+fn in_new_session(cmd: &mut std::process::Command, cgroup: Option<PathBuf>) {
     // SAFETY: only async-signal-safe calls (setsid, open/write/close through libc) run between
     // fork and exec.
     unsafe {
@@ -230,31 +300,6 @@ pub(crate) async fn spawn_process(
             Ok(())
         });
     }
-    let mut child = tokio::process::Command::from(cmd)
-        .spawn()
-        .map_err(|e| AgentError::driver(driver, format!("starting {command:?}: {e}")))?;
-    let pid = child
-        .id()
-        .ok_or_else(|| AgentError::driver(driver, "process exited before its pid was read"))?
-        as i32;
-    let start_time = procfs::stat(pid).map(|s| s.start_time).unwrap_or(0);
-    // Reap the wrapper when it exits while this agent is its parent; liveness itself is read
-    // from /proc so that re-attached tasks (not our children) are waited for the same way.
-    tokio::spawn(async move {
-        let _ = child.wait().await;
-    });
-    Ok(TaskHandle {
-        driver: driver.to_string(),
-        task: spec.task.clone(),
-        agent_id: spec.agent_id.clone(),
-        pid: Some(pid),
-        start_time: Some(start_time),
-        exit_file: Some(exit_file),
-        cgroup: opts.cgroup,
-        container_id: None,
-        log_dir: spec.log_dir.clone(),
-        started_at_ms: now_ms(),
-    })
 }
 
 /// Writes the calling process's pid into `cgroup.procs` (runs between fork and exec).

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use nomos_agent::AgentConfig;
 use nomos_api::{
-    AllocStatus, AllocatedPort, Allocation, DesiredStatus, Job, JobType, RestartPolicy, Task,
-    TaskGroup,
+    build, AllocStatus, AllocatedPort, Allocation, DesiredStatus, Job, JobType, RestartPolicy,
+    Task, TaskGroup,
 };
 use nomos_store::{keys, KeySelector, PutOptions, RangeOptions, Store};
 use tokio::sync::oneshot;
@@ -30,28 +30,21 @@ pub fn raw_task(name: &str, command: &str, args: &[&str]) -> Task {
     t
 }
 
+/// A job of one group `g` (count 1) running `tasks`; a failed task restarts twice, 100ms apart,
+/// then fails for good.
 pub fn job(id: &str, job_type: JobType, tasks: Vec<Task>) -> Job {
-    Job {
-        id: id.into(),
-        name: id.into(),
-        namespace: "default".into(),
-        region: "global".into(),
-        job_type,
-        groups: vec![TaskGroup {
-            name: "g".into(),
-            count: 1,
-            restart: Some(RestartPolicy {
-                attempts: 2,
-                interval_ns: 600_000_000_000,
-                delay_ns: 100_000_000,
-                mode: "fail".into(),
-                render_templates: false,
-            }),
-            tasks,
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
+    let group = TaskGroup {
+        restart: Some(RestartPolicy {
+            attempts: 2,
+            interval_ns: 600_000_000_000,
+            delay_ns: 100_000_000,
+            mode: "fail".into(),
+            render_templates: false,
+        }),
+        tasks,
+        ..build::group("g", 1)
+    };
+    build::job(id).job_type(job_type).with_group(group).build()
 }
 
 pub fn alloc(id: &str, node: &str, job: &Job, version: u64) -> Allocation {

@@ -1,0 +1,277 @@
+//! The allocation supervisor: starts one task loop per task (see [`super::task`]) and the
+//! group's service checks, moves the lifecycle phase forward, rotates logs and re-evaluates
+//! health on a tick, and stops the other tasks when one fails for good.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nomos_api::{Task, TaskRunState, TaskState};
+use tokio::sync::{watch, Notify};
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::shared::{AllocShared, Ctx};
+use super::task::run_task;
+use crate::driver::now_ms;
+use crate::logs::{self, LogStream};
+use crate::plan;
+use crate::state::AllocRecord;
+
+/// A running allocation supervisor.
+pub struct AllocRunner {
+    pub shared: Arc<AllocShared>,
+    join: JoinHandle<()>,
+}
+
+impl AllocRunner {
+    /// Starts (or resumes, from a persisted record) an allocation.
+    pub fn spawn(ctx: Ctx, rec: AllocRecord) -> Self {
+        let (stop, _) = watch::channel(rec.stopping);
+        let (phase, _) = watch::channel(plan::Phase::Prestart);
+        let (restarts, _) = watch::channel(HashMap::new());
+        let id = rec.alloc.id.clone();
+        let shared = Arc::new(AllocShared {
+            rec: Mutex::new(rec),
+            changed: Notify::new(),
+            stop,
+            phase,
+            restarts,
+            ctx: ctx.clone(),
+        });
+        ctx.live.insert(id.clone(), shared.clone());
+        let live = ctx.live.clone();
+        let sh = shared.clone();
+        let join = tokio::spawn(async move {
+            supervise(ctx, sh.clone()).await;
+            live.remove(&id, &sh);
+        });
+        AllocRunner { shared, join }
+    }
+
+    /// Asks every task to stop (kill_signal, kill_timeout, then SIGKILL).
+    pub fn stop(&self) {
+        self.shared
+            .rec
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stopping = true;
+        // `send_replace`, not `send`: the value must stick even before any task subscribed.
+        self.shared.stop.send_replace(true);
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.join.is_finished()
+    }
+
+    /// Waits until every task has ended and the supervisor returned.
+    pub async fn join(self) {
+        let _ = self.join.await;
+    }
+
+    /// Leaves the tasks running and stops supervising them (agent shutdown).
+    pub fn detach(self) {
+        self.join.abort();
+    }
+
+    pub fn job_version(&self) -> u64 {
+        self.shared
+            .rec
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .alloc
+            .job_version
+    }
+
+    pub fn job_spec_hash(&self) -> String {
+        self.shared
+            .rec
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .alloc
+            .job_spec_hash
+            .clone()
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.shared
+            .rec
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stopping
+    }
+}
+
+async fn supervise(ctx: Ctx, shared: Arc<AllocShared>) {
+    let rec = shared.snapshot();
+    let group = rec
+        .job
+        .groups
+        .iter()
+        .find(|g| g.name == rec.alloc.task_group)
+        .cloned();
+    let Some(group) = group else {
+        shared.update(|r| {
+            r.status.client_status = nomos_api::ClientStatus::Failed;
+            r.status.client_description = format!(
+                "task group {:?} not in job {} version {}",
+                r.alloc.task_group, r.job.id, r.alloc.job_version
+            );
+        });
+        return;
+    };
+    // Task states exist from the start so status shows every task as pending.
+    shared.update(|r| {
+        for t in &group.tasks {
+            r.status.task_states.entry(t.name.clone()).or_default();
+            r.tasks.entry(t.name.clone()).or_default();
+        }
+    });
+    advance_phase(&shared, &group.tasks);
+    let mut tasks = JoinSet::new();
+    for task in group.tasks.clone() {
+        let first_time = !rec
+            .tasks
+            .get(&task.name)
+            .map(|t| t.handle.is_some() || t.done)
+            .unwrap_or(false)
+            && rec
+                .status
+                .task_states
+                .get(&task.name)
+                .map(|s| s.events.is_empty())
+                .unwrap_or(true);
+        if first_time && !rec.stopping {
+            shared.event(
+                &task.name,
+                "Received",
+                "Task received by client",
+                None,
+                |_, _| {},
+            );
+        }
+        tasks.spawn(run_task(ctx.clone(), shared.clone(), task));
+    }
+    let mut checks = JoinSet::new();
+    if !rec.stopping {
+        let alloc_root = ctx.state.alloc_root(&rec.alloc.id);
+        for def in crate::checks::check_defs(&group, &rec.alloc, &ctx.node.address) {
+            let task = match &def.target {
+                crate::checks::CheckTarget::Script { task, .. } => task.clone(),
+                _ => String::new(),
+            };
+            checks.spawn(check_loop(shared.clone(), def, alloc_root.join(task)));
+        }
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut siblings_stopped = false;
+    loop {
+        tokio::select! {
+            done = tasks.join_next() => {
+                if done.is_none() {
+                    break;
+                }
+            }
+            _ = tick.tick() => {
+                rotate_logs(&shared, &group.tasks);
+                shared.update(|_| {});
+            }
+            _ = shared.changed.notified() => {}
+        }
+        advance_phase(&shared, &group.tasks);
+        if !siblings_stopped {
+            let failed = shared
+                .snapshot()
+                .status
+                .task_states
+                .values()
+                .any(|t| t.state == TaskRunState::Dead && t.failed);
+            if failed {
+                siblings_stopped = true;
+                shared.stop.send_replace(true);
+            }
+        }
+    }
+    checks.abort_all();
+    shared.update(|_| {});
+}
+
+/// Moves the allocation's lifecycle phase forward from its tasks' states.
+fn advance_phase(shared: &AllocShared, tasks: &[Task]) {
+    let snap = shared.snapshot();
+    let infos: Vec<(plan::Phase, bool, TaskState)> = tasks
+        .iter()
+        .map(|t| {
+            let sidecar = t.lifecycle.as_ref().map(|l| l.sidecar).unwrap_or(false);
+            let st = snap
+                .status
+                .task_states
+                .get(&t.name)
+                .cloned()
+                .unwrap_or_default();
+            (plan::task_phase(t.lifecycle.as_ref()), sidecar, st)
+        })
+        .collect();
+    let p = plan::lifecycle_phase(&infos);
+    shared.phase.send_if_modified(|cur| {
+        if p > *cur {
+            *cur = p;
+            true
+        } else {
+            false
+        }
+    });
+}
+
+/// Runs one service check every interval while a task of the allocation runs, recording
+/// status changes.
+async fn check_loop(
+    shared: Arc<AllocShared>,
+    def: crate::checks::CheckDef,
+    task_dir: std::path::PathBuf,
+) {
+    let mut tick = tokio::time::interval(def.interval);
+    loop {
+        tick.tick().await;
+        let running = shared
+            .snapshot()
+            .status
+            .task_states
+            .values()
+            .any(|t| t.state == TaskRunState::Running);
+        if !running {
+            continue;
+        }
+        let (status, output) = crate::checks::run_check(&def, task_dir.clone()).await;
+        shared.update(|r| {
+            let e = r.status.checks.entry(def.name.clone()).or_default();
+            if e.status != status {
+                e.status = status;
+                e.output = output;
+                e.checked_at_ms = now_ms();
+            }
+        });
+    }
+}
+
+fn rotate_logs(shared: &AllocShared, tasks: &[Task]) {
+    let log_dir = logs::log_dir(shared.ctx.state.root(), &shared.snapshot().alloc.id);
+    for t in tasks {
+        let max_files = if t.logs.max_files == 0 {
+            10
+        } else {
+            t.logs.max_files
+        };
+        let max_mb = if t.logs.max_file_size_mb == 0 {
+            10
+        } else {
+            t.logs.max_file_size_mb
+        };
+        for s in [LogStream::Stdout, LogStream::Stderr] {
+            if let Err(e) =
+                logs::rotate_if_needed(&log_dir, &t.name, s, max_files, max_mb as u64 * 1024 * 1024)
+            {
+                tracing::warn!(task = %t.name, error = %e, "log rotation failed");
+            }
+        }
+    }
+}

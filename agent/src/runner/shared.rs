@@ -1,0 +1,208 @@
+//! What every runner shares: the agent's [`Ctx`], the [`LiveAllocs`] the HTTP endpoint restarts
+//! tasks through, and each allocation's [`AllocShared`] record with the one way to change it
+//! ([`AllocShared::update`]: recompute the status, persist, report).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use nomos_api::{Node, TaskEvent, TaskState};
+use tokio::sync::{mpsc, watch, Notify};
+
+use super::status::refresh_status;
+use crate::config::AgentConfig;
+use crate::driver::{now_ms, Driver, ExitResult};
+use crate::metrics::Metrics;
+use crate::plan;
+use crate::report::Report;
+use crate::state::{AllocRecord, StateDir, TaskRecord};
+
+/// Events kept per task, newest last (as Nomad keeps 10).
+const MAX_EVENTS: usize = 10;
+
+/// The drivers this agent has, by name.
+#[derive(Clone, Default)]
+pub struct Drivers(pub Arc<HashMap<&'static str, Arc<dyn Driver>>>);
+
+impl Drivers {
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Driver>> {
+        self.0.get(name).cloned()
+    }
+}
+
+/// What every runner shares.
+#[derive(Clone)]
+pub struct Ctx {
+    pub config: Arc<AgentConfig>,
+    pub node: Arc<Node>,
+    pub drivers: Drivers,
+    pub state: StateDir,
+    /// This agent's id ([`StateDir::agent_id`]): what its tasks carry.
+    pub agent_id: String,
+    pub reports: mpsc::UnboundedSender<Report>,
+    pub metrics: Arc<Metrics>,
+    /// The allocations being supervised, for requests from the HTTP endpoint.
+    pub live: LiveAllocs,
+}
+
+/// The supervised allocations by id (shared with the HTTP endpoint, which restarts tasks).
+#[derive(Clone, Default)]
+pub struct LiveAllocs(Arc<Mutex<HashMap<String, Arc<AllocShared>>>>);
+
+/// Why a restart request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestartRefusal {
+    /// This agent supervises no allocation with that id.
+    UnknownAlloc,
+    /// The allocation has no task with that name.
+    UnknownTask(String),
+    /// Nothing that was asked for is running.
+    NotRunning,
+}
+
+impl std::fmt::Display for RestartRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RestartRefusal::UnknownAlloc => write!(f, "no such allocation on this node"),
+            RestartRefusal::UnknownTask(t) => write!(f, "the allocation has no task {t:?}"),
+            RestartRefusal::NotRunning => write!(f, "no task to restart is running"),
+        }
+    }
+}
+
+impl LiveAllocs {
+    pub(super) fn insert(&self, id: String, shared: Arc<AllocShared>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, shared);
+    }
+
+    pub(super) fn remove(&self, id: &str, shared: &Arc<AllocShared>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.get(id).map(|s| Arc::ptr_eq(s, shared)).unwrap_or(false) {
+            map.remove(id);
+        }
+    }
+
+    /// Restarts `task` (or every running task) of `alloc` in place; returns the tasks signalled.
+    pub fn restart(&self, alloc: &str, task: Option<&str>) -> Result<Vec<String>, RestartRefusal> {
+        let shared = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(alloc)
+            .cloned()
+            .ok_or(RestartRefusal::UnknownAlloc)?;
+        shared.request_restart(task)
+    }
+}
+
+/// An allocation's record plus the means to change it.
+pub struct AllocShared {
+    pub rec: Mutex<AllocRecord>,
+    pub changed: Notify,
+    pub stop: watch::Sender<bool>,
+    /// Lifecycle phase reached (see [`plan::lifecycle_phase`]); tasks wait for theirs.
+    pub phase: watch::Sender<plan::Phase>,
+    /// Restart requests per task: a counter each task loop watches.
+    pub restarts: watch::Sender<HashMap<String, u64>>,
+    pub(super) ctx: Ctx,
+}
+
+impl AllocShared {
+    /// Applies a change, recomputes status and health, persists and reports.
+    pub fn update(&self, f: impl FnOnce(&mut AllocRecord)) {
+        let snapshot = {
+            let mut rec = self.rec.lock().unwrap_or_else(|e| e.into_inner());
+            let before = rec.clone();
+            f(&mut rec);
+            refresh_status(&mut rec, self.ctx.config.default_min_healthy_time_ms);
+            if *rec == before {
+                return;
+            }
+            rec.status.modified_at_ms = now_ms();
+            if let Err(e) = self.ctx.state.save(&rec) {
+                tracing::error!(alloc = %rec.alloc.id, error = %e, "persisting allocation state failed");
+            }
+            (rec.alloc.id.clone(), rec.status.clone())
+        };
+        let _ = self
+            .ctx
+            .reports
+            .send(Report::Status(snapshot.0, Box::new(snapshot.1)));
+        self.changed.notify_waiters();
+    }
+
+    /// Asks `task` (or every running task) to restart in place; returns the tasks signalled.
+    pub fn request_restart(&self, task: Option<&str>) -> Result<Vec<String>, RestartRefusal> {
+        let rec = self.snapshot();
+        if rec.stopping {
+            return Err(RestartRefusal::NotRunning);
+        }
+        let running = |name: &str| {
+            rec.tasks
+                .get(name)
+                .map(|t| t.handle.is_some() && !t.done)
+                .unwrap_or(false)
+        };
+        let names: Vec<String> = match task {
+            Some(t) => {
+                if !rec.tasks.contains_key(t) && !rec.status.task_states.contains_key(t) {
+                    return Err(RestartRefusal::UnknownTask(t.to_string()));
+                }
+                if !running(t) {
+                    return Err(RestartRefusal::NotRunning);
+                }
+                vec![t.to_string()]
+            }
+            None => rec.tasks.keys().filter(|t| running(t)).cloned().collect(),
+        };
+        if names.is_empty() {
+            return Err(RestartRefusal::NotRunning);
+        }
+        self.restarts.send_modify(|m| {
+            for n in &names {
+                *m.entry(n.clone()).or_default() += 1;
+            }
+        });
+        Ok(names)
+    }
+
+    pub(super) fn snapshot(&self) -> AllocRecord {
+        self.rec.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(super) fn event(
+        &self,
+        task: &str,
+        event_type: &str,
+        message: impl Into<String>,
+        exit: Option<&ExitResult>,
+        f: impl FnOnce(&mut TaskState, &mut TaskRecord),
+    ) {
+        let message = message.into();
+        let task = task.to_string();
+        let et = event_type.to_string();
+        self.update(move |rec| {
+            let ts = rec.status.task_states.entry(task.clone()).or_default();
+            let mut ev = TaskEvent {
+                time_ms: now_ms(),
+                event_type: et,
+                message,
+                ..Default::default()
+            };
+            if let Some(x) = exit {
+                ev.exit_code = x.exit_code;
+                ev.signal = x.signal;
+                ev.oom_killed = x.oom_killed;
+            }
+            ts.events.push(ev);
+            if ts.events.len() > MAX_EVENTS {
+                let drop = ts.events.len() - MAX_EVENTS;
+                ts.events.drain(..drop);
+            }
+            let tr = rec.tasks.entry(task).or_default();
+            f(ts, tr);
+        });
+    }
+}

@@ -226,54 +226,83 @@ async fn simulated_agents(store: Arc<dyn Store>, from: i64) -> Result<(), BoxErr
     Ok(())
 }
 
-async fn bench(args: Args) -> Result<(), BoxError> {
-    let algorithm: Algorithm = args.algorithm.parse()?;
-    let tmp = tempfile::tempdir()?;
-    let mut _etcd = None;
-    let store: Arc<dyn Store> = match args.store.as_str() {
-        "embedded" => Arc::new(nomos_store::embedded::EmbeddedStore::open(tmp.path())?),
+/// The store `--store` names: embedded in `dir`, or a fresh etcd process (returned so it
+/// lives as long as the bench).
+async fn open_store(
+    kind: &str,
+    dir: &std::path::Path,
+) -> Result<(Arc<dyn Store>, Option<nomos_store::test_util::EtcdProcess>), BoxError> {
+    match kind {
+        "embedded" => Ok((
+            Arc::new(nomos_store::embedded::EmbeddedStore::open(dir)?),
+            None,
+        )),
         "etcd" => {
             let p = nomos_store::test_util::EtcdProcess::start();
             let s = p.connect().await;
-            _etcd = Some(p);
-            Arc::new(s)
+            Ok((Arc::new(s), Some(p)))
         }
-        other => {
-            return Err(format!("--store: expected `embedded` or `etcd`, found `{other}`").into())
-        }
-    };
-    let total = args.jobs * args.count as usize;
+        other => Err(format!("--store: expected `embedded` or `etcd`, found `{other}`").into()),
+    }
+}
 
-    // Baseline: the store's batched write rate with allocation-sized values.
+/// The baseline: the store's batched write rate with allocation-sized values, in keys per
+/// second, measured on as many keys as the run places (between 10,000 and 50,000).
+async fn baseline_keys_per_s(store: &dyn Store, total: usize, kind: &str) -> Result<f64, BoxError> {
     let n_base = total.clamp(10_000, 50_000);
     let kvs: Vec<(String, Vec<u8>)> = (0..n_base)
         .map(|i| (format!("/bench/baseline/{i:08}"), sample_alloc(i)))
         .collect();
     let t = Instant::now();
-    write_batched(&*store, kvs).await?;
-    let store_keys_per_s = n_base as f64 / t.elapsed().as_secs_f64();
+    write_batched(store, kvs).await?;
+    let keys_per_s = n_base as f64 / t.elapsed().as_secs_f64();
     store
         .delete(KeySelector::prefix(b"/bench/".to_vec()), Default::default())
         .await?;
-    println!(
-        "store={} baseline: {n_base} keys in txns of 100: {store_keys_per_s:.0} keys/s",
-        args.store
-    );
+    println!("store={kind} baseline: {n_base} keys in txns of 100: {keys_per_s:.0} keys/s");
+    Ok(keys_per_s)
+}
 
-    // Nodes.
+/// Writes `nodes` simulated nodes, each with a heartbeat.
+async fn register_nodes(store: &dyn Store, nodes: usize) -> Result<(), BoxError> {
     let t = Instant::now();
-    let mut kvs = Vec::with_capacity(args.nodes * 2);
-    for i in 0..args.nodes {
+    let mut kvs = Vec::with_capacity(nodes * 2);
+    for i in 0..nodes {
         let n = node(i);
         kvs.push((keys::node(&n.name), serde_json::to_vec(&n)?));
         kvs.push((keys::heartbeat(&n.name), b"{}".to_vec()));
     }
-    write_batched(&*store, kvs).await?;
+    write_batched(store, kvs).await?;
     println!(
-        "registered {} nodes in {:.2}s",
-        args.nodes,
+        "registered {nodes} nodes in {:.2}s",
         t.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Polls until `prefix` holds at least `target` keys or `deadline` passes; the last count.
+async fn wait_for_keys(
+    store: &dyn Store,
+    prefix: &str,
+    target: usize,
+    deadline: Instant,
+) -> Result<usize, BoxError> {
+    loop {
+        let n = count(store, prefix).await? as usize;
+        if n >= target || Instant::now() > deadline {
+            return Ok(n);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn bench(args: Args) -> Result<(), BoxError> {
+    let algorithm: Algorithm = args.algorithm.parse()?;
+    let tmp = tempfile::tempdir()?;
+    let (store, _etcd) = open_store(&args.store, tmp.path()).await?;
+    let total = args.jobs * args.count as usize;
+    let store_keys_per_s = baseline_keys_per_s(&*store, total, &args.store).await?;
+    register_nodes(&*store, args.nodes).await?;
 
     let rev = store.status().await?.revision;
     let agents = tokio::spawn(simulated_agents(store.clone(), rev + 1));
@@ -310,14 +339,7 @@ async fn bench(args: Args) -> Result<(), BoxError> {
         .collect();
     write_batched(&*store, specs).await?;
     let deadline = t0 + Duration::from_secs(args.timeout_secs);
-    let mut placed;
-    loop {
-        placed = count(&*store, "/nomos/allocs/").await? as usize;
-        if placed >= total || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let placed = wait_for_keys(&*store, "/nomos/allocs/", total, deadline).await?;
     let elapsed = t0.elapsed().as_secs_f64();
     let placements_per_s = placed as f64 / elapsed;
     println!(
@@ -326,13 +348,7 @@ async fn bench(args: Args) -> Result<(), BoxError> {
     );
 
     // Let the acknowledgements land, then measure what the controller holds.
-    loop {
-        let acked = count(&*store, "/nomos/allocstatus/").await? as usize;
-        if acked >= placed || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_keys(&*store, "/nomos/allocstatus/", placed, deadline).await?;
     agents.abort();
     let _ = agents.await;
     tokio::time::sleep(Duration::from_millis(500)).await;

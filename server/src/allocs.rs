@@ -15,13 +15,14 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
-use nomos_api::{AllocStatus, Allocation, DesiredStatus};
+use nomos_api::DesiredStatus;
 use nomos_controllers::write::set_desired;
 use nomos_store::keys;
 use serde::Deserialize;
 
 use crate::error::ServerError;
-use crate::kv::{self, Entry};
+use crate::kv;
+use crate::reads::all_allocs;
 use crate::views::AllocView;
 use crate::AppState;
 
@@ -42,27 +43,6 @@ pub trait LogReader: Send + Sync {
 
 /// A shareable log reader.
 pub type SharedLogReader = Arc<dyn LogReader>;
-
-/// Every allocation joined with its status, in key order.
-pub async fn all_allocs(st: &AppState) -> Result<Vec<AllocView>, ServerError> {
-    let allocs: Vec<Entry<Allocation>> =
-        kv::list_json(st.store.as_ref(), &keys::allocs_prefix(None)).await?;
-    let statuses: Vec<Entry<AllocStatus>> =
-        kv::list_json(st.store.as_ref(), &keys::alloc_status_prefix(None)).await?;
-    let mut by_key: std::collections::HashMap<String, AllocStatus> =
-        statuses.into_iter().map(|e| (e.key, e.value)).collect();
-    Ok(allocs
-        .into_iter()
-        .map(|e| {
-            let status = by_key.remove(&keys::alloc_status(&e.value.node, &e.value.id));
-            AllocView {
-                allocation: e.value,
-                status,
-                modify_index: e.mod_revision,
-            }
-        })
-        .collect())
-}
 
 /// One allocation by exact ID or unique prefix.
 pub async fn find_alloc(st: &AppState, id: &str) -> Result<AllocView, ServerError> {
@@ -115,7 +95,7 @@ pub async fn stop(
             &view.allocation,
             DesiredStatus::Stop,
             "stopped by user",
-            now_ms(),
+            nomos_api::now_ms(),
         );
         view.modify_index =
             kv::put_if(st.store.as_ref(), &key, &view.allocation, view.modify_index).await?;
@@ -138,7 +118,7 @@ pub async fn restart(
     Query(q): Query<RestartQuery>,
 ) -> Result<Json<AllocView>, ServerError> {
     let view = find_alloc(&st, &id).await?;
-    let node = crate::nodes::get_node(&st, &view.allocation.node).await?;
+    let node = crate::reads::get_node(&st, &view.allocation.node).await?;
     let url = format!(
         "{}/v1/allocation/{}/restart",
         agent_url(&node.node, "its tasks cannot be restarted")?,
@@ -263,7 +243,7 @@ async fn proxy_logs(
     stderr: bool,
     q: &LogsQuery,
 ) -> Result<Response, ServerError> {
-    let node = crate::nodes::get_node(st, &view.allocation.node).await?;
+    let node = crate::reads::get_node(st, &view.allocation.node).await?;
     let url = format!(
         "{}/v1/client/logs/{}/{task}",
         agent_url(
@@ -314,7 +294,7 @@ async fn pick_task(
         .unwrap_or_default();
     if tasks.is_empty() {
         if let Ok((job, _)) =
-            crate::jobs::find_job(st, &view.allocation.namespace, &view.allocation.job_id).await
+            crate::specs::find_job(st, &view.allocation.namespace, &view.allocation.job_id).await
         {
             if let Some(g) = job
                 .groups
@@ -372,8 +352,6 @@ pub fn base_url(addr: &str) -> String {
         format!("http://{addr}")
     }
 }
-
-pub use nomos_api::now_ms;
 
 #[cfg(test)]
 mod tests {

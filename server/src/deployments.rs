@@ -16,27 +16,10 @@ use serde::Deserialize;
 
 use crate::body::JsonBody;
 use crate::error::ServerError;
-use crate::kv::{self, Entry};
+use crate::kv;
+use crate::reads::all_deployments;
 use crate::views::{DeploymentView, PauseRequest, PromoteRequest};
 use crate::AppState;
-
-/// Every deployment, newest first.
-pub async fn all_deployments(st: &AppState) -> Result<Vec<DeploymentView>, ServerError> {
-    let entries: Vec<Entry<Deployment>> =
-        kv::list_json(st.store.as_ref(), keys::DEPLOYMENTS_PREFIX).await?;
-    let mut out: Vec<DeploymentView> = entries
-        .into_iter()
-        .map(|e| DeploymentView {
-            deployment: e.value,
-            modify_index: e.mod_revision,
-        })
-        .collect();
-    out.sort_by(|a, b| {
-        (b.deployment.created_at_ms, b.modify_index)
-            .cmp(&(a.deployment.created_at_ms, a.modify_index))
-    });
-    Ok(out)
-}
 
 async fn find(st: &AppState, id: &str) -> Result<DeploymentView, ServerError> {
     let all = all_deployments(st).await?;
@@ -94,7 +77,7 @@ pub async fn write_change(
     if !change(d)? {
         return Ok(view);
     }
-    d.modified_at_ms = crate::allocs::now_ms();
+    d.modified_at_ms = nomos_api::now_ms();
     let key = keys::deployment(&d.namespace, &d.job_id, &d.id);
     let read_at = view.modify_index;
     view.modify_index = kv::put_if(st.store.as_ref(), &key, &view.deployment, read_at)

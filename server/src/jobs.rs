@@ -252,7 +252,7 @@ pub async fn plan(
 ) -> Result<Json<PlanResponse>, ServerError> {
     let JobsInput { jobs, warnings, .. } = jobs_from_body(&body)?;
     let view = nomos_controllers::plan::read(st.store.as_ref()).await?;
-    let now = crate::allocs::now_ms();
+    let now = nomos_api::now_ms();
     let mut out = Vec::new();
     for job in &jobs {
         let (outcome, changes, modify_index) = compare_with_stored(&st, job).await?;
@@ -429,7 +429,7 @@ pub async fn allocations(
     Query(q): Query<NsQuery>,
 ) -> Result<Json<Vec<AllocView>>, ServerError> {
     let job = locate_job(&st, q.ns(), &id).await?;
-    let all = crate::allocs::all_allocs(&st).await?;
+    let all = crate::reads::all_allocs(&st).await?;
     Ok(Json(
         all.into_iter()
             .filter(|a| a.allocation.job_id == job.id && a.allocation.namespace == job.namespace)
@@ -444,7 +444,7 @@ pub async fn deployments(
     Query(q): Query<NsQuery>,
 ) -> Result<Json<Vec<DeploymentView>>, ServerError> {
     let job = locate_job(&st, q.ns(), &id).await?;
-    let mut all = crate::deployments::all_deployments(&st).await?;
+    let mut all = crate::reads::all_deployments(&st).await?;
     all.retain(|d| d.deployment.job_id == job.id && d.deployment.namespace == job.namespace);
     Ok(Json(all))
 }

@@ -32,6 +32,7 @@ pub mod jobs;
 pub mod kv;
 pub mod metrics;
 pub mod nodes;
+pub mod reads;
 pub mod specs;
 pub mod ui;
 pub mod usage;

@@ -5,122 +5,15 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use nomos_api::{DrainSpec, DrainStatus, Node, NodeLifecycle, NodeSpec, NodeStatus};
-use nomos_store::keys::{
-    drain_status as drain_status_key, node_status as node_status_key, DRAIN_STATUS_PREFIX,
-    NODE_STATUS_PREFIX,
-};
-use nomos_store::{KeySelector, RangeOptions};
+use nomos_api::{DrainSpec, NodeSpec};
+use nomos_store::keys;
 
 use crate::body::JsonBody;
 use crate::error::ServerError;
-use crate::kv::{self, Entry};
+use crate::kv;
+use crate::reads::{all_nodes, get_node};
 use crate::views::{DrainRequest, EligibilityRequest, NodeView};
 use crate::AppState;
-
-/// Every registered node with spec, liveness and allocation count.
-pub async fn all_nodes(st: &AppState) -> Result<Vec<NodeView>, ServerError> {
-    let nodes: Vec<Entry<Node>> = kv::list_json(st.store.as_ref(), keys::NODES_PREFIX).await?;
-    let specs: Vec<Entry<NodeSpec>> =
-        kv::list_json(st.store.as_ref(), keys::NODE_SPECS_PREFIX).await?;
-    let beats = st
-        .store
-        .range(
-            KeySelector::prefix(keys::HEARTBEATS_PREFIX),
-            RangeOptions {
-                keys_only: true,
-                ..RangeOptions::default()
-            },
-        )
-        .await?;
-    let alive: std::collections::HashSet<String> = beats
-        .kvs
-        .iter()
-        .map(|kv| kv.key_str().into_owned())
-        .collect();
-    let drains: Vec<Entry<DrainStatus>> =
-        kv::list_json(st.store.as_ref(), DRAIN_STATUS_PREFIX).await?;
-    let lifecycles: Vec<Entry<NodeLifecycle>> =
-        kv::list_json(st.store.as_ref(), NODE_STATUS_PREFIX).await?;
-    let allocs = crate::allocs::all_allocs(st).await?;
-    Ok(nodes
-        .into_iter()
-        .map(|e| {
-            let name = e
-                .key
-                .strip_prefix(keys::NODES_PREFIX)
-                .unwrap_or(&e.key)
-                .to_string();
-            let spec = specs
-                .iter()
-                .find(|s| s.key == keys::node_spec(&name))
-                .map(|s| s.value.clone())
-                .unwrap_or_default();
-            let running = allocs
-                .iter()
-                .filter(|a| {
-                    a.allocation.node == name
-                        && a.allocation.desired_status == nomos_api::DesiredStatus::Run
-                        && !a.client_status().is_terminal()
-                })
-                .count() as u32;
-            let drain_status = drains
-                .iter()
-                .find(|d| d.key == drain_status_key(&name))
-                .map(|d| d.value.clone());
-            let mut v = view(
-                e.value,
-                name,
-                spec,
-                alive.contains(&keys::heartbeat_key(&e.key)),
-                running,
-            );
-            v.drain_status = drain_status;
-            // Without a heartbeat for `down_after`, the node-lifecycle loop calls it down.
-            let down = lifecycles
-                .iter()
-                .find(|l| l.key == node_status_key(&v.node.name))
-                .is_some_and(|l| l.value.status == NodeStatus::Down);
-            if down && v.status != "ready" {
-                v.status = "down".into();
-            }
-            v
-        })
-        .collect())
-}
-
-fn view(mut node: Node, name: String, spec: NodeSpec, alive: bool, allocations: u32) -> NodeView {
-    if node.name.is_empty() {
-        node.name = name;
-    }
-    NodeView {
-        eligible: spec.eligible.unwrap_or(true),
-        draining: spec.drain.is_some(),
-        status: if alive { "ready" } else { "disconnected" }.to_string(),
-        node,
-        spec,
-        allocations,
-        drain_status: None,
-    }
-}
-
-/// One node by exact name, unique name prefix, or unique id prefix.
-pub async fn get_node(st: &AppState, name: &str) -> Result<NodeView, ServerError> {
-    let all = all_nodes(st).await?;
-    if let Some(n) = all
-        .iter()
-        .find(|n| n.node.name == name || n.node.id == name)
-    {
-        return Ok(n.clone());
-    }
-    match kv::resolve_prefix(&all, name, "node", |n| n.node.name.as_str()) {
-        Ok(n) => Ok(n.clone()),
-        Err(ServerError::NotFound(_)) => {
-            kv::resolve_prefix(&all, name, "node", |n| n.node.id.as_str()).cloned()
-        }
-        Err(e) => Err(e),
-    }
-}
 
 /// `GET /v1/nodes`.
 pub async fn list(State(st): State<AppState>) -> Result<Json<Vec<NodeView>>, ServerError> {
@@ -180,7 +73,7 @@ pub async fn drain(
     Path(name): Path<String>,
     JsonBody(req): JsonBody<DrainRequest>,
 ) -> Result<Json<NodeView>, ServerError> {
-    let now = crate::allocs::now_ms();
+    let now = nomos_api::now_ms();
     let view = update_spec(&st, &name, |s| {
         if req.enable {
             s.eligible = Some(false);
@@ -202,19 +95,4 @@ pub async fn drain(
     })
     .await?;
     Ok(Json(view))
-}
-
-mod keys_ext {
-    /// `/nomos/heartbeats/<node>` for a `/nomos/nodes/<node>` key.
-    pub fn heartbeat_key(node_key: &str) -> String {
-        let name = node_key
-            .strip_prefix(nomos_store::keys::NODES_PREFIX)
-            .unwrap_or(node_key);
-        nomos_store::keys::heartbeat(name)
-    }
-}
-
-mod keys {
-    pub use super::keys_ext::heartbeat_key;
-    pub use nomos_store::keys::*;
 }

@@ -60,7 +60,7 @@ async fn seed(srv: &TestServer) {
     srv.put_json(&nomos_store::keys::job_version("default", "web", 0), &web)
         .await;
     seed_allocs(srv).await;
-    let now = nomos_server::allocs::now_ms();
+    let now = nomos_api::now_ms();
     srv.put_json(
         "/nomos/allocstatus/n1/aaaa1111-0000",
         &json!({"alloc_id": "aaaa1111-0000", "client_status": "running", "healthy": true,
@@ -228,7 +228,7 @@ async fn the_job_page_shows_deployment_ids_in_full() {
     srv.put_json(
         "/nomos/deployments/default/web/gitops-v12",
         &json!({"id": "gitops-v12", "namespace": "default", "job_id": "web", "job_version": 12,
-                "status": "running", "created_at_ms": nomos_server::allocs::now_ms(),
+                "status": "running", "created_at_ms": nomos_api::now_ms(),
                 "groups": {"frontend": {"desired_total": 2}}}),
     )
     .await;

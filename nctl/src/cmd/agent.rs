@@ -4,13 +4,10 @@
 //! what `nctl server -config FILE` runs (API, controllers and, with `client` enabled, a local
 //! agent), as `nomad agent -config` does. `nctl agent purge` cleans a node.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use indexmap::IndexMap;
-use nomos_agent::config::DEFAULT_HTTP_PORT;
-
 use super::config::FileConfig;
+use super::node_flags::{default_http_addr, NodeArgs};
 use super::runtime::{self, Shutdown};
 use super::server::{EtcdArgs, ServerArgs};
 
@@ -36,60 +33,6 @@ pub struct AgentArgs {
     pub config: Option<PathBuf>,
 }
 
-/// How the node describes itself and where it serves HTTP: `nctl agent`'s flags, also applied
-/// to the local agent that `nctl agent -config` / `nctl server -config` run with a server.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct NodeArgs {
-    /// Node name (default: the config's `name`, else the host name).
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Datacenter (default dc1).
-    #[arg(long)]
-    pub datacenter: Option<String>,
-    #[arg(long)]
-    pub node_class: Option<String>,
-    /// Node metadata `key=value` (repeatable).
-    #[arg(long, value_name = "KEY=VALUE")]
-    pub meta: Vec<String>,
-    /// Where to serve task logs, `/metrics` and restarts, for the servers and Prometheus
-    /// (default 0.0.0.0:4749, or the config's `bind_addr` on port 4749; port 0 picks a free
-    /// port; `off` serves nothing, and then `nctl logs` and `nctl alloc restart` cannot reach
-    /// this node). The node registers the bound address; on 0.0.0.0, its own IP address.
-    #[arg(long, value_name = "ADDR|off", value_parser = parse_http_listen)]
-    pub http_addr: Option<HttpListen>,
-    /// Lease time to live of the node's heartbeat, in seconds. Without it the lease follows the
-    /// servers' `heartbeat_grace` / `min_heartbeat_ttl` / `max_heartbeats_per_second` for the
-    /// cluster's size (10s until a server published them).
-    #[arg(long)]
-    pub heartbeat_ttl: Option<i64>,
-    /// Do not use Docker even if a daemon answers.
-    #[arg(long)]
-    pub no_docker: bool,
-    /// Lowest host port handed out as a dynamic port.
-    #[arg(long)]
-    pub min_dynamic_port: Option<u16>,
-    /// Highest host port handed out as a dynamic port.
-    #[arg(long)]
-    pub max_dynamic_port: Option<u16>,
-}
-
-/// An agent's HTTP listener as given on the command line: an address, or `off`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HttpListen {
-    Off,
-    At(SocketAddr),
-}
-
-/// `off`, or a socket address such as `0.0.0.0:4749` or `127.0.0.1:0`.
-pub fn parse_http_listen(s: &str) -> Result<HttpListen, String> {
-    if s == "off" {
-        return Ok(HttpListen::Off);
-    }
-    s.parse()
-        .map(HttpListen::At)
-        .map_err(|e| format!("expected an address such as 0.0.0.0:4749, or off: {e}"))
-}
-
 #[derive(Debug, clap::Subcommand)]
 pub enum AgentCommand {
     /// Stop every task the agent started and delete its data dir (run with the agent stopped).
@@ -97,77 +40,6 @@ pub enum AgentCommand {
         #[arg(long)]
         data_dir: PathBuf,
     },
-}
-
-impl NodeArgs {
-    /// The agent configuration for a node keeping its state in `data_dir`: these flags over
-    /// the config file `file` (`from_file`: whether one was given), over the defaults. Without
-    /// `--http-addr` the agent listens on `default_http`.
-    pub fn agent_config(
-        &self,
-        file: &FileConfig,
-        from_file: bool,
-        data_dir: PathBuf,
-        default_http: SocketAddr,
-    ) -> anyhow::Result<nomos_agent::AgentConfig> {
-        let mut meta: IndexMap<String, String> = file.client.meta.clone().into_iter().collect();
-        for m in &self.meta {
-            let (k, v) = m
-                .split_once('=')
-                .ok_or_else(|| anyhow::anyhow!("--meta {m:?}: expected KEY=VALUE"))?;
-            meta.insert(k.to_string(), v.to_string());
-        }
-        let name = self
-            .name
-            .clone()
-            .or(file.name.clone())
-            .unwrap_or_else(super::dev::hostname);
-        let mut config = nomos_agent::AgentConfig::new(name, data_dir);
-        config.datacenter = self
-            .datacenter
-            .clone()
-            .or(file.datacenter.clone())
-            .unwrap_or_else(|| "dc1".into());
-        config.node_class = self
-            .node_class
-            .clone()
-            .or(file.client.node_class.clone())
-            .unwrap_or_default();
-        config.meta = meta;
-        config.http_addr = match self.http_addr {
-            Some(HttpListen::Off) => None,
-            Some(HttpListen::At(addr)) => Some(addr),
-            None => Some(default_http),
-        };
-        // Without --heartbeat-ttl the lease follows the servers' published settings (Nomad's
-        // TTL rule for the cluster's size); the TTL below is the fallback until a server
-        // published them.
-        config.heartbeat_from_cluster = self.heartbeat_ttl.is_none();
-        config.heartbeat_ttl_secs = self.heartbeat_ttl.unwrap_or_else(|| {
-            if from_file {
-                file.heartbeat_ttl_secs()
-            } else {
-                10
-            }
-        });
-        config.enable_docker = !self.no_docker;
-        if let Some(p) = self.min_dynamic_port {
-            config.min_dynamic_port = p;
-        }
-        if let Some(p) = self.max_dynamic_port {
-            config.max_dynamic_port = p;
-        }
-        Ok(config)
-    }
-}
-
-/// Where an agent listens without `--http-addr`: the config's `bind_addr` (else every address)
-/// on port 4749.
-pub fn default_http_addr(file: &FileConfig) -> SocketAddr {
-    SocketAddr::new(
-        file.bind_addr.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-        DEFAULT_HTTP_PORT,
-    )
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<i32> {

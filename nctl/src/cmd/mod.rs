@@ -14,6 +14,7 @@ pub mod get;
 pub mod job;
 pub mod logs;
 pub mod node;
+pub mod node_flags;
 pub mod output;
 pub mod runtime;
 pub mod server;

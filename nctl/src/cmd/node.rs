@@ -63,66 +63,7 @@ pub async fn run(g: &Global, cmd: NodeCommand) -> anyhow::Result<i32> {
         NodeCommand::Status {
             node: Some(name),
             output,
-        } => {
-            let n: NodeView = client.get(&format!("/v1/node/{}", escape(&name))).await?;
-            let allocs: Vec<AllocView> = client
-                .get(&format!("/v1/allocations?node={}", escape(&n.node.name)))
-                .await?;
-            if matches!(output, Format::Json | Format::Yaml) {
-                output::print_data(
-                    &serde_json::json!({"node": n, "allocations": allocs}),
-                    output,
-                )?;
-                return Ok(0);
-            }
-            let drivers: Vec<String> = n
-                .node
-                .drivers
-                .iter()
-                .filter(|(_, d)| d.detected && d.healthy)
-                .map(|(k, _)| k.clone())
-                .collect();
-            print_kv(&[
-                ("ID", n.node.id.clone()),
-                ("Name", n.node.name.clone()),
-                ("Class", n.node.node_class.clone()),
-                ("DC", n.node.datacenter.clone()),
-                ("Drain", n.draining.to_string()),
-                (
-                    "Eligibility",
-                    if n.eligible {
-                        "eligible".into()
-                    } else {
-                        "ineligible".into()
-                    },
-                ),
-                ("Status", n.status.clone()),
-                ("Address", n.node.address.clone()),
-                ("Drivers", drivers.join(",")),
-                (
-                    "Resources",
-                    format!(
-                        "{} MHz, {} cores, {} MiB memory",
-                        n.node.resources.cpu_mhz,
-                        n.node.resources.cores,
-                        n.node.resources.memory_mb
-                    ),
-                ),
-            ]);
-            if let Some(d) = &n.drain_status {
-                println!("\nDrain");
-                print_kv(&[
-                    ("State", d.state.to_string()),
-                    ("Remaining", d.remaining.to_string()),
-                    ("Migrating", d.migrating.to_string()),
-                ]);
-                for why in &d.nowhere_to_go {
-                    println!("Nowhere to go: {why}");
-                }
-            }
-            println!("\nAllocations");
-            print_allocs(&allocs, false);
-        }
+        } => return node_status(&client, &name, output).await,
         NodeCommand::Drain {
             node,
             deadline,
@@ -169,6 +110,67 @@ pub async fn run(g: &Global, cmd: NodeCommand) -> anyhow::Result<i32> {
             );
         }
     }
+    Ok(0)
+}
+
+/// `nctl node status NODE`: the node, its drain progress and its allocations.
+async fn node_status(client: &Client, name: &str, output: Format) -> anyhow::Result<i32> {
+    let n: NodeView = client.get(&format!("/v1/node/{}", escape(name))).await?;
+    let allocs: Vec<AllocView> = client
+        .get(&format!("/v1/allocations?node={}", escape(&n.node.name)))
+        .await?;
+    if matches!(output, Format::Json | Format::Yaml) {
+        output::print_data(
+            &serde_json::json!({"node": n, "allocations": allocs}),
+            output,
+        )?;
+        return Ok(0);
+    }
+    let drivers: Vec<String> = n
+        .node
+        .drivers
+        .iter()
+        .filter(|(_, d)| d.detected && d.healthy)
+        .map(|(k, _)| k.clone())
+        .collect();
+    print_kv(&[
+        ("ID", n.node.id.clone()),
+        ("Name", n.node.name.clone()),
+        ("Class", n.node.node_class.clone()),
+        ("DC", n.node.datacenter.clone()),
+        ("Drain", n.draining.to_string()),
+        (
+            "Eligibility",
+            if n.eligible {
+                "eligible".into()
+            } else {
+                "ineligible".into()
+            },
+        ),
+        ("Status", n.status.clone()),
+        ("Address", n.node.address.clone()),
+        ("Drivers", drivers.join(",")),
+        (
+            "Resources",
+            format!(
+                "{} MHz, {} cores, {} MiB memory",
+                n.node.resources.cpu_mhz, n.node.resources.cores, n.node.resources.memory_mb
+            ),
+        ),
+    ]);
+    if let Some(d) = &n.drain_status {
+        println!("\nDrain");
+        print_kv(&[
+            ("State", d.state.to_string()),
+            ("Remaining", d.remaining.to_string()),
+            ("Migrating", d.migrating.to_string()),
+        ]);
+        for why in &d.nowhere_to_go {
+            println!("Nowhere to go: {why}");
+        }
+    }
+    println!("\nAllocations");
+    print_allocs(&allocs, false);
     Ok(0)
 }
 

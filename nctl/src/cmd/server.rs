@@ -12,7 +12,7 @@ use nomos_server::AppState;
 use nomos_store::{keys, EtcdConfig, EtcdStore, KeySelector, PutOptions, RangeOptions, Store};
 use prometheus_client::registry::Registry;
 
-use super::agent::{HttpListen, NodeArgs};
+use super::node_flags::{HttpListen, NodeArgs};
 use super::runtime::{self, Shutdown};
 
 /// How to reach etcd (shared by `server` and `agent`).
@@ -83,7 +83,7 @@ pub struct ServerArgs {
     /// With `client { enabled = true }`: where the local agent serves its logs, metrics and
     /// restarts (default: the API's IP on port 4749; port 0 picks a free port; `off` serves
     /// nothing, and then its tasks cannot be restarted through the API).
-    #[arg(long, value_name = "ADDR|off", value_parser = super::agent::parse_http_listen)]
+    #[arg(long, value_name = "ADDR|off", value_parser = super::node_flags::parse_http_listen)]
     pub agent_http_addr: Option<HttpListen>,
 }
 

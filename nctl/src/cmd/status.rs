@@ -5,7 +5,7 @@
 //! spec's errors are shown above everything else.
 
 use indexmap::IndexMap;
-use nomos_api::{ClientStatus, DesiredStatus, GroupSummary};
+use nomos_api::{ClientStatus, DesiredStatus, GroupSummary, JobStatus, PeriodicStatus};
 use nomos_server::views::{AllocView, DeploymentView, JobDetail, JobListEntry};
 
 use super::client::Client;
@@ -44,8 +44,36 @@ pub async fn run(g: &Global, args: StatusArgs) -> anyhow::Result<i32> {
         output::print_data(&all, args.output)?;
         return Ok(0);
     }
-    let job = &detail.job;
     let status = detail.status.clone().unwrap_or_default();
+    print_details(&detail, &status);
+    print_spec_errors(&detail);
+    if let Some(p) = &status.periodic {
+        print_periodic(&client, &id, p).await?;
+    }
+    print_summary(&detail, &status, &allocs);
+    if !status.placement_failures.is_empty() {
+        println!("\nPlacement Failure");
+        for (g, why) in &status.placement_failures {
+            println!("Task Group {g:?}: {why}");
+        }
+    }
+    if let Some(d) = latest_deployment(&status.latest_deployment, &deployments) {
+        println!("\nLatest Deployment");
+        print_kv(&[
+            ("ID", d.id.clone()),
+            ("Status", d.status.to_string()),
+            ("Description", d.status_description.clone()),
+        ]);
+        super::deployment::print_groups(d);
+    }
+    println!("\nAllocations");
+    print_allocs(&allocs, false);
+    Ok(0)
+}
+
+/// The job's details, its status marked `(stopped)` when the job is stopped but not yet dead.
+fn print_details(detail: &JobDetail, status: &JobStatus) {
+    let job = &detail.job;
     let shown_status = if status.status.is_empty() {
         if job.stop {
             "dead (stopped)".to_string()
@@ -68,37 +96,41 @@ pub async fn run(g: &Global, args: StatusArgs) -> anyhow::Result<i32> {
         ("Version", status.version.to_string()),
         ("Modify Index", detail.modify_index.to_string()),
     ]);
-    print_spec_errors(&detail);
+}
 
-    if let Some(p) = &status.periodic {
-        println!("\nPeriodic");
-        print_kv(&[
-            ("Next Launch", when(p.next_launch_ms)),
-            ("Last Launch", when(p.last_launch_ms)),
-            ("Last Success", when(p.last_success_ms)),
-            ("Last Failure", when(p.last_failure_ms)),
-            ("Skipped Overlaps", p.skipped_overlaps.to_string()),
-        ]);
-        let jobs: Vec<JobListEntry> = client.get("/v1/jobs").await?;
-        let prefix = format!("{id}-periodic-");
-        let mut children: Vec<&JobListEntry> =
-            jobs.iter().filter(|j| j.id.starts_with(&prefix)).collect();
-        children.sort_by(|a, b| b.id.cmp(&a.id));
-        println!("\nChildren");
-        if children.is_empty() {
-            println!("No children launched yet");
-        } else {
-            let mut t = output::table(&["ID", "Status"]);
-            for c in children {
-                t.add_row(vec![c.id.clone(), c.status.clone()]);
-            }
-            output::print_table(&t);
+/// A periodic job's launch times and its children, newest first.
+async fn print_periodic(client: &Client, id: &str, p: &PeriodicStatus) -> anyhow::Result<()> {
+    println!("\nPeriodic");
+    print_kv(&[
+        ("Next Launch", when(p.next_launch_ms)),
+        ("Last Launch", when(p.last_launch_ms)),
+        ("Last Success", when(p.last_success_ms)),
+        ("Last Failure", when(p.last_failure_ms)),
+        ("Skipped Overlaps", p.skipped_overlaps.to_string()),
+    ]);
+    let jobs: Vec<JobListEntry> = client.get("/v1/jobs").await?;
+    let prefix = format!("{id}-periodic-");
+    let mut children: Vec<&JobListEntry> =
+        jobs.iter().filter(|j| j.id.starts_with(&prefix)).collect();
+    children.sort_by(|a, b| b.id.cmp(&a.id));
+    println!("\nChildren");
+    if children.is_empty() {
+        println!("No children launched yet");
+    } else {
+        let mut t = output::table(&["ID", "Status"]);
+        for c in children {
+            t.add_row(vec![c.id.clone(), c.status.clone()]);
         }
+        output::print_table(&t);
     }
+    Ok(())
+}
 
+/// Counts per group: the controllers' summary, else counted from the allocations.
+fn print_summary(detail: &JobDetail, status: &JobStatus, allocs: &[AllocView]) {
     println!("\nSummary");
     let summary = if status.summary.is_empty() {
-        summarize(&detail, &allocs)
+        summarize(detail, allocs)
     } else {
         status.summary.clone()
     };
@@ -123,27 +155,6 @@ pub async fn run(g: &Global, args: StatusArgs) -> anyhow::Result<i32> {
         ]);
     }
     output::print_table(&t);
-
-    if !status.placement_failures.is_empty() {
-        println!("\nPlacement Failure");
-        for (g, why) in &status.placement_failures {
-            println!("Task Group {g:?}: {why}");
-        }
-    }
-
-    if let Some(d) = latest_deployment(&status.latest_deployment, &deployments) {
-        println!("\nLatest Deployment");
-        print_kv(&[
-            ("ID", d.id.clone()),
-            ("Status", d.status.to_string()),
-            ("Description", d.status_description.clone()),
-        ]);
-        super::deployment::print_groups(d);
-    }
-
-    println!("\nAllocations");
-    print_allocs(&allocs, false);
-    Ok(0)
 }
 
 /// The deployment the job status names as its latest, else the newest one.

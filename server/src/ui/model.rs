@@ -457,6 +457,7 @@ pub fn cluster_usage(usage: &HashMap<String, NodeUsage>) -> NodeUsage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nomos_api::build;
 
     #[test]
     fn durations_read_in_their_largest_units() {
@@ -531,9 +532,8 @@ mod tests {
 
     fn child(ns: &str, id: &str, parent: &str) -> Job {
         let mut j = Job {
-            id: id.into(),
             namespace: ns.into(),
-            ..Job::default()
+            ..build::job(id).build()
         };
         j.labels.insert(
             nomos_controllers::periodic::PARENT_LABEL.into(),

@@ -106,8 +106,8 @@ pub struct SeriesBody {
 /// Reads the store and computes one point.
 pub async fn sample_now(st: &AppState) -> Result<Point, ServerError> {
     let snap = crate::usage::snapshot(st).await?;
-    let allocs = crate::allocs::all_allocs(st).await?;
-    Ok(sample(&snap, &allocs, crate::allocs::now_ms()))
+    let allocs = crate::reads::all_allocs(st).await?;
+    Ok(sample(&snap, &allocs, nomos_api::now_ms()))
 }
 
 /// The sampler: a point every `st.ui.sample_every` until the server starts closing. A failed
@@ -136,10 +136,7 @@ pub async fn run(st: AppState) {
 mod tests {
     use super::*;
     use crate::views::NodeView;
-    use nomos_api::{
-        AllocStatus, Allocation, DesiredStatus, Job, Node, NodeResources, NodeSpec, Resources,
-        Task, TaskGroup,
-    };
+    use nomos_api::{build, AllocStatus, Allocation, DesiredStatus, Job, NodeSpec, TaskGroup};
     use nomos_controllers::loops::view::{Rev, View};
 
     /// The snapshot the server builds from the store, here from the test's rows (every spec
@@ -182,18 +179,11 @@ mod tests {
     }
 
     fn node(name: &str, status: &str, cpu: u32, mem: u32) -> NodeView {
+        let mut node = build::node(name).cpu(cpu).memory(mem).build();
+        node.resources.reserved_cpu_mhz = 100;
+        node.resources.reserved_memory_mb = 24;
         NodeView {
-            node: Node {
-                name: name.into(),
-                resources: NodeResources {
-                    cpu_mhz: cpu,
-                    memory_mb: mem,
-                    reserved_cpu_mhz: 100,
-                    reserved_memory_mb: 24,
-                    ..NodeResources::default()
-                },
-                ..Node::default()
-            },
+            node,
             spec: NodeSpec::default(),
             status: status.into(),
             eligible: true,
@@ -204,24 +194,11 @@ mod tests {
     }
 
     fn job(id: &str, cpu: u32, mem: u32) -> Job {
-        Job {
-            id: id.into(),
-            namespace: "default".into(),
-            groups: vec![TaskGroup {
-                name: "g".into(),
-                tasks: vec![Task {
-                    name: "t".into(),
-                    resources: Resources {
-                        cpu,
-                        memory_mb: mem,
-                        ..Resources::default()
-                    },
-                    ..Task::default()
-                }],
-                ..TaskGroup::default()
-            }],
-            ..Job::default()
-        }
+        let group = TaskGroup {
+            tasks: vec![build::task("t", cpu, mem)],
+            ..build::group("g", 1)
+        };
+        build::job(id).with_group(group).build()
     }
 
     fn alloc(

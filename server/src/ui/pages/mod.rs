@@ -1,0 +1,177 @@
+//! The UI's pages and their live fragments. Each page is three steps: load what it shows through
+//! the API's own data functions (`jobs`, `nodes`, `allocs`, `deployments`), build the page's
+//! model purely (with the clock passed in), and render its template. A page's fragment renders
+//! the same model without the surrounding layout; htmx swaps it in every few seconds.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::response::Html;
+use nomos_api::Job;
+use serde::{Deserialize, Serialize};
+
+use super::model::{self, Counts, JobRow, NodeRow};
+use super::render::render;
+use super::UiError;
+use crate::error::ServerError;
+use crate::jobs::NsQuery;
+use crate::views::{AllocView, JobListEntry, NodeView};
+use crate::AppState;
+
+/// `?namespace=` on job pages.
+#[derive(Debug, Deserialize, Default)]
+pub struct NsParam {
+    pub namespace: Option<String>,
+}
+
+impl NsParam {
+    fn ns(&self) -> &str {
+        self.namespace
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or("default")
+    }
+}
+
+/// A link with its text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Link {
+    pub text: String,
+    pub href: String,
+}
+
+type Page = Result<Html<String>, UiError>;
+
+fn html<S: Serialize>(template: &str, ctx: &S) -> Page {
+    Ok(Html(render(template, ctx)?))
+}
+
+// ---- loading -------------------------------------------------------------------------------
+
+/// Every job of every namespace, as `GET /v1/jobs?namespace=*` lists them.
+async fn job_entries(st: &AppState, ns: Option<&str>) -> Result<Vec<JobListEntry>, ServerError> {
+    let q = NsQuery {
+        namespace: Some(ns.unwrap_or("*").to_string()),
+        ..NsQuery::default()
+    };
+    Ok(crate::jobs::list(State(st.clone()), Query(q)).await?.0)
+}
+
+/// The specs that decode (those that do not show as `invalid` in the job list).
+async fn specs(st: &AppState, ns: Option<&str>) -> Result<Vec<Job>, ServerError> {
+    Ok(crate::jobs::stored_jobs(st, ns)
+        .await?
+        .into_iter()
+        .filter_map(|(_, j)| j.ok())
+        .collect())
+}
+
+/// Everything the overview shows.
+struct Cluster {
+    jobs: Vec<JobListEntry>,
+    specs: Vec<Job>,
+    nodes: Vec<NodeView>,
+    allocs: Vec<AllocView>,
+    usage: HashMap<String, model::NodeUsage>,
+}
+
+impl Cluster {
+    async fn load(st: &AppState) -> Result<Self, ServerError> {
+        let jobs = job_entries(st, None).await?;
+        let specs = specs(st, None).await?;
+        let nodes = crate::reads::all_nodes(st).await?;
+        let allocs = crate::reads::all_allocs(st).await?;
+        let usage = model::node_usage(&crate::usage::snapshot(st).await?);
+        Ok(Cluster {
+            jobs,
+            specs,
+            nodes,
+            allocs,
+            usage,
+        })
+    }
+
+    fn node_rows(&self) -> Vec<NodeRow> {
+        self.nodes
+            .iter()
+            .map(|n| model::node_row(n, self.usage.get(&n.node.name)))
+            .collect()
+    }
+
+    fn job_rows(&self) -> Vec<JobRow> {
+        model::job_rows(&self.jobs, &self.specs)
+    }
+
+    fn counts(&self, rows: &[JobRow]) -> Counts {
+        model::counts(rows, &self.nodes, &self.allocs, &self.usage)
+    }
+}
+
+// ---- overview ------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct Overview {
+    counts: Counts,
+    jobs: Vec<JobRow>,
+    nodes: Vec<NodeRow>,
+    interval_ms: u64,
+}
+
+/// `GET /ui`: counts, the resource chart, jobs and nodes.
+pub async fn overview(State(st): State<AppState>) -> Page {
+    let c = Cluster::load(&st).await?;
+    let jobs = c.job_rows();
+    html(
+        "overview.html",
+        &Overview {
+            counts: c.counts(&jobs),
+            jobs,
+            nodes: c.node_rows(),
+            interval_ms: st.ui.sample_every.as_millis() as u64,
+        },
+    )
+}
+
+/// `GET /ui/fragments/counts`.
+pub async fn counts_fragment(State(st): State<AppState>) -> Page {
+    let c = Cluster::load(&st).await?;
+    html(
+        "fragments/counts.html",
+        &serde_json::json!({ "counts": c.counts(&c.job_rows()) }),
+    )
+}
+
+/// `GET /ui/fragments/jobs`.
+pub async fn jobs_fragment(State(st): State<AppState>) -> Page {
+    let jobs = job_entries(&st, None).await?;
+    let specs = specs(&st, None).await?;
+    html(
+        "fragments/jobs.html",
+        &serde_json::json!({ "jobs": model::job_rows(&jobs, &specs) }),
+    )
+}
+
+/// `GET /ui/fragments/nodes`.
+pub async fn nodes_fragment(State(st): State<AppState>) -> Page {
+    let c = Cluster::load(&st).await?;
+    html(
+        "fragments/nodes.html",
+        &serde_json::json!({ "nodes": c.node_rows() }),
+    )
+}
+
+/// `GET /ui/series`: the sampled points, oldest first.
+pub async fn series(State(st): State<AppState>) -> axum::Json<super::series::SeriesBody> {
+    axum::Json(super::series::SeriesBody {
+        interval_ms: st.ui.sample_every.as_millis() as u64,
+        points: st.ui.series.points(),
+    })
+}
+
+mod alloc;
+mod job;
+mod node;
+
+pub use alloc::*;
+pub use job::*;
+pub use node::*;

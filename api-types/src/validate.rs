@@ -83,6 +83,28 @@ fn quoted(items: &[&str]) -> String {
         .join(", ")
 }
 
+/// Why `name` cannot name a directory on a node, if it cannot. Job ids, namespaces, group and
+/// task names become path components of task directories and log files, so `..`, a `/` or a
+/// control character would let a job file choose host paths outside the agent's data dir.
+pub fn unfit_for_a_path(what: &str, name: &str) -> Option<String> {
+    let why = if name == "." || name == ".." {
+        "must not be \".\" or \"..\""
+    } else if name.contains('/') || name.contains('\\') {
+        "must not contain '/' or '\\'"
+    } else if name.chars().any(char::is_control) {
+        "must not contain control characters"
+    } else if name.len() > MAX_NAME_BYTES {
+        "must be at most 200 bytes"
+    } else {
+        return None;
+    };
+    Some(format!("invalid {what} {name:?}: {why}"))
+}
+
+/// The longest job id, namespace, group or task name accepted: a path component holds 255
+/// bytes, and derived names (periodic children) add to it.
+pub const MAX_NAME_BYTES: usize = 200;
+
 /// Checks a job; returns errors and warnings (empty when the job is valid).
 pub fn validate(job: &Job) -> Vec<Issue> {
     let mut v = V::default();
@@ -99,6 +121,11 @@ pub fn validate(job: &Job) -> Vec<Issue> {
                 job.id
             ),
         );
+    } else if let Some(why) = unfit_for_a_path("job id", &job.id) {
+        v.err("id", why);
+    }
+    if let Some(why) = unfit_for_a_path("namespace", &job.namespace) {
+        v.err("namespace", why);
     }
     if !(1..=100).contains(&job.priority) {
         v.err(
@@ -150,6 +177,8 @@ pub fn validate(job: &Job) -> Vec<Issue> {
         let gp = index("groups", gi);
         if g.name.is_empty() {
             v.err(join(&gp, "name"), "group name must not be empty");
+        } else if let Some(why) = unfit_for_a_path("group name", &g.name) {
+            v.err(join(&gp, "name"), why);
         } else if let Some(first) = names.insert(g.name.clone(), gi) {
             v.err(
                 join(&gp, "name"),
@@ -476,6 +505,8 @@ fn check_tasks(v: &mut V, gp: &str, g: &TaskGroup, port_labels: &HashSet<&str>) 
         let tp = index(&join(gp, "tasks"), ti);
         if t.name.is_empty() {
             v.err(join(&tp, "name"), "task name must not be empty");
+        } else if let Some(why) = unfit_for_a_path("task name", &t.name) {
+            v.err(join(&tp, "name"), why);
         } else if let Some(first) = tnames.insert(t.name.as_str(), ti) {
             v.err(
                 join(&tp, "name"),
@@ -670,7 +701,64 @@ fn check_task(
 
 #[cfg(test)]
 mod tests {
-    use super::check_time_zone;
+    use super::{check_time_zone, unfit_for_a_path, validate};
+    use crate::build::{group, job, task};
+    use crate::TaskGroup;
+
+    #[test]
+    fn names_that_could_form_a_host_path_are_refused() {
+        let long = "x".repeat(201);
+        let cases = [
+            ("web", true),
+            ("my task", true),
+            ("web.v2", true),
+            ("..x", true),
+            (".", false),
+            ("..", false),
+            ("/some/abs/path", false),
+            ("../../x", false),
+            ("a/b", false),
+            ("a\\b", false),
+            ("a\0b", false),
+            ("a\nb", false),
+            (long.as_str(), false),
+        ];
+        for (name, ok) in cases {
+            assert_eq!(
+                unfit_for_a_path("task name", name).is_none(),
+                ok,
+                "{name:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_job_whose_names_could_form_a_path_is_invalid_at_the_field_that_says_so() {
+        let bad_task = TaskGroup {
+            tasks: vec![task("../../x", 100, 64)],
+            ..group("g", 1)
+        };
+        let mut j = job("web").with_group(bad_task).build();
+        j.namespace = "..".into();
+        let issues = validate(&j);
+        let at = |path: &str| {
+            issues
+                .iter()
+                .find(|i| i.path == path)
+                .map(|i| i.message.clone())
+                .unwrap_or_else(|| panic!("no issue at {path}: {issues:?}"))
+        };
+        assert!(at("namespace").contains("must not be \".\" or \"..\""));
+        assert!(at("groups[0].tasks[0].name").contains("must not contain '/'"));
+
+        let j = job("..").group("/g", 1).build();
+        let issues = validate(&j);
+        assert!(issues.iter().any(|i| i.path == "id"), "{issues:?}");
+        assert!(
+            issues.iter().any(|i| i.path == "groups[0].name"),
+            "{issues:?}"
+        );
+    }
 
     #[test]
     fn time_zones_are_iana_names_utc_or_local() {

@@ -377,15 +377,21 @@ impl AgentLoop {
     }
 
     /// Tells why `alloc` cannot start yet, once per reason, in its status (retried on every
-    /// sync tick).
+    /// sync tick). A sandbox refusal (an id that is no path component) can never start: its
+    /// status is `failed`, and nothing is made on disk for it.
     fn report_unstartable(&mut self, alloc: &Allocation, e: &AgentError) {
         let reason = format!("cannot start: {e}");
         if self.spec_problems.get(&alloc.id) == Some(&reason) {
             return;
         }
         tracing::warn!(alloc = %alloc.id, error = %e, "cannot start allocation yet");
+        let client_status = match e {
+            AgentError::Sandbox { .. } => nomos_api::ClientStatus::Failed,
+            _ => nomos_api::ClientStatus::Pending,
+        };
         let status = AllocStatus {
             alloc_id: alloc.id.clone(),
+            client_status,
             client_description: reason.clone(),
             modified_at_ms: now_ms(),
             ..Default::default()
@@ -430,6 +436,35 @@ impl AgentLoop {
         self.spec_problems.retain(|id, _| desired.contains_key(id));
     }
 
+    /// Starts a runner for `alloc` once its spec is read. A retryable failure (the store) is
+    /// returned; any other is told in the allocation's status. An id that is no path component
+    /// is refused before anything touches the disk.
+    async fn start(&mut self, alloc: Allocation) -> Result<(), AgentError> {
+        if let Err(e) = crate::confine::check_name("Allocation", "id", &alloc.id) {
+            self.report_unstartable(&alloc, &e);
+            return Ok(());
+        }
+        match self.job(&alloc).await {
+            Ok(job) => {
+                tracing::info!(alloc = %alloc.id, job = %alloc.job_id, "starting allocation");
+                self.spec_problems.remove(&alloc.id);
+                let rec = AllocRecord {
+                    alloc: alloc.clone(),
+                    job: (*job).clone(),
+                    ..Default::default()
+                };
+                let runner = AllocRunner::spawn(self.ctx.clone(), rec);
+                self.runners.insert(alloc.id.clone(), runner);
+                Ok(())
+            }
+            Err(e) if e.is_retryable() => Err(e),
+            Err(e) => {
+                self.report_unstartable(&alloc, &e);
+                Ok(())
+            }
+        }
+    }
+
     async fn converge(&mut self, desired: &BTreeMap<String, Allocation>) -> Result<(), AgentError> {
         let local: BTreeMap<String, LocalAlloc> = self
             .runners
@@ -448,23 +483,11 @@ impl AgentLoop {
         let mut first_error = None;
         for action in plan::plan(desired, &local) {
             match action {
-                Action::Start(alloc) => match self.job(&alloc).await {
-                    Ok(job) => {
-                        tracing::info!(alloc = %alloc.id, job = %alloc.job_id, "starting allocation");
-                        self.spec_problems.remove(&alloc.id);
-                        let rec = AllocRecord {
-                            alloc: alloc.clone(),
-                            job: (*job).clone(),
-                            ..Default::default()
-                        };
-                        self.runners
-                            .insert(alloc.id.clone(), AllocRunner::spawn(self.ctx.clone(), rec));
-                    }
-                    Err(e) if e.is_retryable() => {
+                Action::Start(alloc) => {
+                    if let Err(e) = self.start(alloc).await {
                         first_error.get_or_insert(e);
                     }
-                    Err(e) => self.report_unstartable(&alloc, &e),
-                },
+                }
                 Action::Stop(id) => {
                     if let Some(r) = self.runners.get(&id) {
                         tracing::info!(alloc = %id, "stopping allocation");

@@ -1,16 +1,20 @@
-//! `artifact` blocks: fetch a file over http or from a local path into the task directory,
-//! verify its `checksum`, and unpack tar, tar.gz/tgz, gz and zip archives, before the task
-//! starts. Decisions (checksum syntax, archive kind, destination) are pure functions; a failed
-//! fetch is a task event and counts as a failed start for the `restart` policy.
+//! `artifact` blocks: fetch a file over http(s), or from a path inside the task directory (a
+//! host path or `file://` URL only when the agent's `allow_host_paths` is on), verify its
+//! `checksum`, and unpack tar, tar.gz/tgz, gz and zip archives ([`crate::unpack`]) into the task
+//! directory, before the task starts. Decisions (checksum syntax, archive kind) are pure
+//! functions; nothing is written outside the task directory ([`crate::confine`]). A failed
+//! fetch is a task event and counts as a failed start for the `restart` policy; a refused path
+//! fails the task.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use nomos_api::Artifact;
 use sha2::Digest;
 
+use crate::confine::{is_single_component, read_source, rel_path, Beneath};
 use crate::error::AgentError;
 use crate::interp::{interpolate, Vars};
+use crate::unpack::unpack;
 
 /// A checksum to verify: algorithm and lowercase hex digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,53 +116,58 @@ fn verify(bytes: &[u8], c: &Checksum) -> Result<(), String> {
     }
 }
 
-fn unpack(bytes: &[u8], kind: ArchiveKind, dest: &Path, name: &str) -> std::io::Result<()> {
-    std::fs::create_dir_all(dest)?;
-    match kind {
-        ArchiveKind::Tar => tar::Archive::new(bytes).unpack(dest),
-        ArchiveKind::TarGz => tar::Archive::new(flate2::read::GzDecoder::new(bytes)).unpack(dest),
-        ArchiveKind::Gz => {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(bytes).read_to_end(&mut out)?;
-            let stem = name.strip_suffix(".gz").unwrap_or(name);
-            std::fs::write(dest.join(stem), out)
-        }
-        ArchiveKind::Zip => {
-            let mut z =
-                zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(std::io::Error::other)?;
-            z.extract(dest).map_err(std::io::Error::other)
-        }
+async fn download(
+    location: &str,
+    task: &Beneath,
+    allow_host_paths: bool,
+) -> Result<Vec<u8>, AgentError> {
+    if !(location.starts_with("http://") || location.starts_with("https://")) {
+        return read_source(task, "Artifact", location, allow_host_paths);
     }
+    let failed = |e: String| fail(location, format!("download failed: {e}"));
+    let resp = reqwest::get(location)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(failed(format!("HTTP {}", resp.status())));
+    }
+    resp.bytes()
+        .await
+        .map(|b| b.to_vec())
+        .map_err(|e| failed(e.to_string()))
 }
 
-async fn download(location: &str, task_dir: &Path) -> Result<Vec<u8>, String> {
-    if location.starts_with("http://") || location.starts_with("https://") {
-        let resp = reqwest::get(location)
-            .await
-            .map_err(|e| format!("download failed: {e}"))?;
-        if !resp.status().is_success() {
-            return Err(format!("download failed: HTTP {}", resp.status()));
-        }
-        return resp
-            .bytes()
-            .await
-            .map(|b| b.to_vec())
-            .map_err(|e| format!("download failed: {e}"));
-    }
-    let path = location.strip_prefix("file://").unwrap_or(location);
-    let p = if Path::new(path).is_absolute() {
-        PathBuf::from(path)
+/// The file name an artifact is saved under: the last segment of its location, or `artifact`
+/// when that is no usable name.
+fn file_name(location: &str) -> String {
+    let last = location.rsplit('/').next().unwrap_or_default();
+    let name = last.split('?').next().unwrap_or_default();
+    if is_single_component(name) {
+        name.to_string()
     } else {
-        task_dir.join(path)
-    };
-    std::fs::read(&p).map_err(|e| format!("reading {}: {e}", p.display()))
+        "artifact".to_string()
+    }
 }
 
-/// Fetches one artifact into the task directory.
+/// Names the artifact in an error: a sandbox refusal becomes the artifact's (with its source),
+/// any other failure a failed download.
+fn named(source: &str, e: AgentError) -> AgentError {
+    match e {
+        AgentError::Sandbox { ref what, .. } if what == "Artifact" => e,
+        AgentError::Sandbox { .. } => e.about("Artifact", &format!("source {source:?}")),
+        AgentError::Driver { .. } => e,
+        e => fail(source, e),
+    }
+}
+
+/// Fetches one artifact into the task directory `task` (nothing is read or written outside
+/// it: see [`crate::confine`]); a local source outside it needs `allow_host_paths`. Returns
+/// where it landed.
 pub async fn fetch(
     artifact: &Artifact,
-    task_dir: &Path,
+    task: &Beneath,
     vars: &Vars,
+    allow_host_paths: bool,
 ) -> Result<PathBuf, AgentError> {
     let source = interpolate(&artifact.source, vars);
     let (location, q_checksum, q_archive) = split_source(&source);
@@ -170,50 +179,36 @@ pub async fn fetch(
         .map(|c| parse_checksum(&interpolate(&c, vars)))
         .transpose()
         .map_err(|e| fail(&source, e))?;
-    let bytes = download(&location, task_dir)
-        .await
-        .map_err(|e| fail(&source, e))?;
-    if let Some(c) = &checksum {
-        verify(&bytes, c).map_err(|e| fail(&source, e))?;
-    }
-    let name = location
-        .rsplit('/')
-        .next()
-        .filter(|n| !n.is_empty())
-        .unwrap_or("artifact")
-        .split('?')
-        .next()
-        .unwrap_or("artifact")
-        .to_string();
     let dest_rel = if artifact.destination.is_empty() {
         "local/".to_string()
     } else {
         interpolate(&artifact.destination, vars)
     };
-    let dest = task_dir.join(dest_rel.trim_start_matches('/'));
-    if !dest.starts_with(task_dir) || dest_rel.split('/').any(|c| c == "..") {
-        return Err(fail(
-            &source,
-            format!("destination {dest_rel:?} leaves the task directory"),
-        ));
+    let dest = rel_path(&dest_rel).ok_or_else(|| {
+        AgentError::sandbox(
+            "Artifact",
+            format!("destination {dest_rel:?} is outside the task directory"),
+        )
+    })?;
+    let bytes = download(&location, task, allow_host_paths)
+        .await
+        .map_err(|e| named(&source, e))?;
+    if let Some(c) = &checksum {
+        verify(&bytes, c).map_err(|e| fail(&source, e))?;
     }
+    let name = file_name(&location);
     let archive_opt = artifact.options.get("archive").cloned().or(q_archive);
-    if artifact.mode == "file" {
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| AgentError::io(parent, e))?;
-        }
-        std::fs::write(&dest, &bytes).map_err(|e| AgentError::io(&dest, e))?;
-        return Ok(dest);
-    }
-    match archive_kind(&name, archive_opt.as_deref()) {
-        Some(kind) => unpack(&bytes, kind, &dest, &name)
-            .map_err(|e| fail(&source, format!("unpacking: {e}")))?,
-        None => {
-            std::fs::create_dir_all(&dest).map_err(|e| AgentError::io(&dest, e))?;
-            std::fs::write(dest.join(&name), &bytes).map_err(|e| AgentError::io(&dest, e))?;
-        }
-    }
-    Ok(dest)
+    let placed = if artifact.mode == "file" {
+        task.write(&dest, &bytes, 0o644)
+    } else {
+        task.dir(&dest)
+            .and_then(|dir| match archive_kind(&name, archive_opt.as_deref()) {
+                Some(kind) => unpack(&bytes, kind, &dir, &name),
+                None => dir.write(Path::new(&name), &bytes, 0o644),
+            })
+    };
+    placed.map_err(|e| named(&source, e))?;
+    Ok(task.path().join(dest))
 }
 
 #[cfg(test)]
@@ -288,12 +283,13 @@ mod tests {
             .unwrap();
         let sum = format!("sha256:{:x}", sha2::Sha256::digest(&bytes));
         let task_dir = dir.path().join("task");
+        let task = Beneath::open(&task_dir).unwrap();
         let mut a = Artifact {
             source: src.display().to_string(),
             ..Default::default()
         };
         a.options.insert("checksum".into(), sum);
-        fetch(&a, &task_dir, &Vars::default()).await.unwrap();
+        fetch(&a, &task, &Vars::default(), true).await.unwrap();
         assert_eq!(
             std::fs::read_to_string(task_dir.join("local/conf/app.conf")).unwrap(),
             "x=1\n"
@@ -301,7 +297,7 @@ mod tests {
 
         a.options
             .insert("checksum".into(), format!("sha256:{}", "0".repeat(64)));
-        let err = fetch(&a, &task_dir, &Vars::default()).await.unwrap_err();
+        let err = fetch(&a, &task, &Vars::default(), true).await.unwrap_err();
         assert!(err.to_string().contains("checksum mismatch"), "{err}");
 
         let escape = Artifact {
@@ -309,7 +305,13 @@ mod tests {
             destination: "../../etc".into(),
             ..Default::default()
         };
-        assert!(fetch(&escape, &task_dir, &Vars::default()).await.is_err());
+        let err = fetch(&escape, &task, &Vars::default(), true)
+            .await
+            .unwrap_err();
+        let want = r#"Artifact: destination "../../etc" is outside the task directory"#;
+        assert_eq!(err.to_string(), want);
+        let host = fetch(&escape, &task, &Vars::default(), false).await;
+        assert!(matches!(host, Err(AgentError::Sandbox { .. })), "{host:?}");
     }
 
     #[tokio::test]
@@ -331,13 +333,14 @@ mod tests {
             }
         });
         let dir = tempfile::tempdir().unwrap();
+        let task = Beneath::open(dir.path()).unwrap();
         let a = Artifact {
             source: format!("http://{addr}/tool"),
             destination: "local/bin/tool".into(),
             mode: "file".into(),
             ..Default::default()
         };
-        fetch(&a, dir.path(), &Vars::default()).await.unwrap();
+        fetch(&a, &task, &Vars::default(), false).await.unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.path().join("local/bin/tool")).unwrap(),
             "hello"
@@ -346,7 +349,7 @@ mod tests {
             source: format!("http://{addr}/nope"),
             ..Default::default()
         };
-        let err = fetch(&missing, dir.path(), &Vars::default())
+        let err = fetch(&missing, &task, &Vars::default(), false)
             .await
             .unwrap_err();
         assert!(err.to_string().contains("404"), "{err}");
@@ -368,12 +371,13 @@ mod tests {
             }
         });
         let dir = tempfile::tempdir().unwrap();
+        let task = Beneath::open(dir.path()).unwrap();
         let a = Artifact {
             source: format!("https://localhost:{}/tool", addr.port()),
             destination: "local".into(),
             ..Default::default()
         };
-        let err = fetch(&a, dir.path(), &Vars::default()).await.unwrap_err();
+        let err = fetch(&a, &task, &Vars::default(), false).await.unwrap_err();
         assert!(err.to_string().contains("download failed"), "{err}");
         let hello = rx.await.expect("the client connected");
         // 0x16 = TLS handshake record, 0x03 = TLS major version.

@@ -39,6 +39,11 @@ pub struct AgentConfig {
     pub default_min_healthy_time_ms: u64,
     /// Longest wait between retries when the store is unreachable.
     pub max_retry_backoff_ms: u64,
+    /// Let template and artifact `source`s name host paths: absolute paths, paths leaving the
+    /// task directory and `file://` URLs (Nomad's `template { disable_file_sandbox = true }`
+    /// and artifact host paths). Off by default: the agent runs as root, so a job could read
+    /// any file of the host. Destinations stay inside the task directory either way.
+    pub allow_host_paths: bool,
 }
 
 /// The port `nctl agent` serves its HTTP endpoint on by default, next to the server's API
@@ -85,6 +90,7 @@ impl Default for AgentConfig {
             enable_docker: true,
             default_min_healthy_time_ms: 10_000,
             max_retry_backoff_ms: 5_000,
+            allow_host_paths: false,
         }
     }
 }

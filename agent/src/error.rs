@@ -2,6 +2,7 @@
 //!
 //! Retryable: [`AgentError::Store`] when the store is unavailable (the agent keeps its tasks and
 //! retries with backoff). Driver errors become task events rather than agent failures.
+//! [`AgentError::Sandbox`] is never retryable: the task fails before it starts.
 
 use std::path::PathBuf;
 
@@ -46,6 +47,11 @@ pub enum AgentError {
     },
     #[error("task {task} belongs to another agent ({why}); leaving it alone")]
     NotOurs { task: String, why: String },
+    /// A path from a job spec would be read or written outside the task directory (absolute,
+    /// `..`, through a symbolic link, a host path not allowed), or a name would not be a single
+    /// path component. `what` names the block (`Template`, `Artifact`, `Task`, `Allocation`).
+    #[error("{what}: {message}")]
+    Sandbox { what: String, message: String },
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("http endpoint: {0}")]
@@ -63,6 +69,23 @@ impl AgentError {
         AgentError::Driver {
             driver: driver.to_string(),
             message: message.into(),
+        }
+    }
+    pub(crate) fn sandbox(what: &str, message: impl Into<String>) -> Self {
+        AgentError::Sandbox {
+            what: what.to_string(),
+            message: message.into(),
+        }
+    }
+    /// Names the block and field a sandbox refusal is about (`Template`, `destination "x"`);
+    /// other errors pass through unchanged.
+    pub(crate) fn about(self, what: &str, subject: &str) -> Self {
+        match self {
+            AgentError::Sandbox { message, .. } => AgentError::Sandbox {
+                what: what.to_string(),
+                message: format!("{subject}: {message}"),
+            },
+            e => e,
         }
     }
     /// Whether repeating the failed step later may succeed.

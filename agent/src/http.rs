@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 
+use crate::confine::is_single_component;
 use crate::logs::{read_task_logs, LogStream};
 use crate::metrics::Metrics;
 use crate::runner::{LiveAllocs, RestartRefusal};
@@ -126,16 +127,12 @@ async fn restart_handler(
     }
 }
 
-fn valid_name(s: &str) -> bool {
-    !s.is_empty() && !s.contains('/') && s != "." && s != ".."
-}
-
 async fn logs_handler(
     State(s): State<AppState>,
     Path((alloc, task)): Path<(String, String)>,
     Query(q): Query<LogQuery>,
 ) -> Response {
-    if !valid_name(&alloc) || !valid_name(&task) {
+    if !is_single_component(&alloc) || !is_single_component(&task) {
         return (StatusCode::BAD_REQUEST, "invalid allocation or task name").into_response();
     }
     let stream = match q.stream.as_deref().map(LogStream::parse) {

@@ -14,7 +14,9 @@
 //!   wait, restart per [`restart`], stop), persisting through [`state`].
 //! - [`driver`]: the [`driver::Driver`] trait and the `raw_exec`, `exec` and `docker` drivers.
 //! - [`env`](mod@env) and [`interp`]: the `NOMAD_*`/`NOMOS_*` task environment and `${...}` expansion.
-//! - [`artifact`], [`checks`]: artifact fetching and service checks.
+//! - [`artifact`], [`unpack`], [`checks`]: artifact fetching and unpacking, service checks.
+//! - [`confine`]: keeps every path a job names (templates, artifacts, archive entries, task
+//!   names, allocation ids) inside its directory, never following links the task planted.
 //! - [`fingerprint`], [`procfs`]: what the machine is; process identity and usage from `/proc`.
 //! - [`logs`], [`http`], [`metrics`]: task log files (rotation, reading), the agent's HTTP
 //!   endpoint (logs, `/metrics`) and its Prometheus metrics.
@@ -26,6 +28,7 @@ pub mod artifact;
 pub mod backoff;
 pub mod checks;
 pub mod config;
+pub mod confine;
 pub mod driver;
 pub mod env;
 pub mod error;
@@ -41,6 +44,7 @@ pub mod report;
 pub mod restart;
 pub mod runner;
 pub mod state;
+pub mod unpack;
 
 pub use agent::run;
 pub use config::AgentConfig;

@@ -5,10 +5,14 @@
 //! from outside: when the live file exceeds `max_file_size`, its content is copied to
 //! `<task>.stdout.<n>` (n increasing) and the live file truncated; only the newest
 //! `max_files - 1` archives are kept. Readers see archives in ascending order, then the live file.
+//! The log dir belongs to the task's user, so no log file is opened through a link.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use crate::confine::is_single_component;
 
 /// Which output stream of a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -48,13 +52,19 @@ pub fn live_path(log_dir: &Path, task: &str, stream: LogStream) -> PathBuf {
     log_dir.join(format!("{task}.{}", stream.as_str()))
 }
 
-/// Opens (creating) the live file in append mode, as the task's stdout or stderr.
+/// Opens a log file without following a link: the log dir belongs to the task's user, who
+/// could have put a link to any host file under a log file's name.
+fn open_nofollow(opts: &mut OpenOptions, path: &Path) -> std::io::Result<File> {
+    opts.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// Opens (creating) the live file in append mode, as the task's stdout or stderr (never
+/// through a link).
 pub fn open_for_task(log_dir: &Path, task: &str, stream: LogStream) -> std::io::Result<File> {
     fs::create_dir_all(log_dir)?;
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(live_path(log_dir, task, stream))
+    let path = live_path(log_dir, task, stream);
+    open_nofollow(OpenOptions::new().create(true).append(true), &path)
 }
 
 /// Indices of the archives of one stream, ascending.
@@ -93,8 +103,9 @@ pub fn rotate_if_needed(
     max_size: u64,
 ) -> std::io::Result<bool> {
     let live = live_path(log_dir, task, stream);
-    let len = match fs::metadata(&live) {
-        Ok(m) => m.len(),
+    let len = match fs::symlink_metadata(&live) {
+        Ok(m) if m.is_file() => m.len(),
+        Ok(_) => return Ok(false),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
     };
@@ -104,8 +115,10 @@ pub fn rotate_if_needed(
     let indices = archive_indices(log_dir, task, stream);
     let next = indices.last().map(|i| i + 1).unwrap_or(0);
     let archive = log_dir.join(format!("{task}.{}.{next}", stream.as_str()));
-    fs::copy(&live, &archive)?;
-    OpenOptions::new().write(true).open(&live)?.set_len(0)?;
+    let mut from = open_nofollow(OpenOptions::new().read(true).write(true), &live)?;
+    let mut to = open_nofollow(OpenOptions::new().write(true).create_new(true), &archive)?;
+    std::io::copy(&mut from, &mut to)?;
+    from.set_len(0)?;
     let mut all = indices;
     all.push(next);
     let keep = max_files.max(1) as usize - 1;
@@ -141,12 +154,14 @@ pub fn read_logs(
     let mut data = Vec::new();
     let mut pos = 0u64;
     for f in files {
-        let len = match fs::metadata(&f) {
-            Ok(m) => m.len(),
-            Err(_) => continue,
+        let Ok(mut file) = open_nofollow(OpenOptions::new().read(true), &f) else {
+            continue;
+        };
+        let len = match file.metadata() {
+            Ok(m) if m.is_file() => m.len(),
+            _ => continue,
         };
         if offset < pos + len && data.len() < limit {
-            let mut file = File::open(&f)?;
             let start = offset.saturating_sub(pos);
             file.seek(SeekFrom::Start(start))?;
             let want = (limit - data.len()) as u64;
@@ -163,7 +178,8 @@ pub fn read_logs(
 }
 
 /// Reads a task's log given the agent's data dir; the function the agent's and the server's
-/// HTTP endpoints share.
+/// HTTP endpoints share. An allocation id or task name that is not one path component is
+/// refused (`InvalidInput`), so a request cannot name a file elsewhere.
 pub fn read_task_logs(
     data_dir: &Path,
     alloc_id: &str,
@@ -172,6 +188,12 @@ pub fn read_task_logs(
     offset: u64,
     limit: usize,
 ) -> std::io::Result<LogChunk> {
+    if !is_single_component(alloc_id) || !is_single_component(task) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("allocation {alloc_id:?} / task {task:?}: not a single path component"),
+        ));
+    }
     read_logs(&log_dir(data_dir, alloc_id), task, stream, offset, limit)
 }
 

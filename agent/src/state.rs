@@ -102,7 +102,9 @@ impl StateDir {
         self.root.join("allocs").join(alloc_id)
     }
 
+    /// Persists `rec`; an allocation id that is not one path component is refused.
     pub fn save(&self, rec: &AllocRecord) -> Result<(), AgentError> {
+        crate::confine::check_name("Allocation", "id", &rec.alloc.id)?;
         let bytes = serde_json::to_vec_pretty(rec).map_err(|e| AgentError::Decode {
             what: format!("alloc record {}", rec.alloc.id),
             source: e,
@@ -134,8 +136,12 @@ impl StateDir {
         out
     }
 
-    /// Forgets an allocation: its record and its directories.
+    /// Forgets an allocation: its record and its directories (nothing for an id that is not
+    /// one path component: no path was ever made of it).
     pub fn remove(&self, alloc_id: &str) {
+        if !crate::confine::is_single_component(alloc_id) {
+            return;
+        }
         let _ = std::fs::remove_file(self.alloc_path(alloc_id));
         let _ = std::fs::remove_dir_all(self.alloc_root(alloc_id));
     }

@@ -449,7 +449,10 @@ async fn service_checks_decide_health() {
 async fn artifacts_are_fetched_before_start_and_a_bad_one_is_a_task_event() {
     let dir = tempfile::tempdir().unwrap();
     let store = store();
-    let agent = RunningAgent::start(test_config("n1", dir.path()), store.clone());
+    // A host path as source: only with allow_host_paths (tests/confinement.rs: refused without).
+    let mut cfg = test_config("n1", dir.path());
+    cfg.allow_host_paths = true;
+    let agent = RunningAgent::start(cfg, store.clone());
     let src = dir.path().join("payload.txt");
     std::fs::write(&src, "payload\n").unwrap();
     let mut t = raw_task("t", "cat", &["local/payload.txt"]);

@@ -426,13 +426,13 @@ impl Driver for ExecDriver {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        if let Some(root) = handle
-            .exit_file
-            .as_ref()
-            .and_then(|f| f.parent())
-            .map(|d| d.join("root"))
-        {
-            remove_empty_tree(&root);
+        // The task owns its directory: never enter `.nomos` or `root` through a link it left.
+        let real_dir = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
+        if let Some(state) = handle.exit_file.as_ref().and_then(|f| f.parent()) {
+            let root = state.join("root");
+            if real_dir(state) && real_dir(&root) {
+                remove_empty_tree(&root);
+            }
         }
         Ok(())
     }

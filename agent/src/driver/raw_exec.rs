@@ -266,15 +266,18 @@ fn run_as_user(
                 format!("user {:?} does not exist on this node", spec.user),
             )
         })?;
+    // Never through a link: the task may have put one under any of these names on an earlier
+    // run, pointing at a host file it wants to own.
+    let chown = |p: &Path| {
+        let no_follow = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
+        let at = nix::fcntl::AT_FDCWD;
+        let _ = nix::unistd::fchownat(at, p, Some(user.uid), Some(user.gid), no_follow);
+    };
     for p in [spec.task_dir.as_path(), state_dir, spec.log_dir.as_path()] {
-        let _ = nix::unistd::chown(p, Some(user.uid), Some(user.gid));
+        chown(p);
     }
     for s in [LogStream::Stdout, LogStream::Stderr] {
-        let _ = nix::unistd::chown(
-            logs::live_path(&spec.log_dir, &spec.task, s).as_path(),
-            Some(user.uid),
-            Some(user.gid),
-        );
+        chown(&logs::live_path(&spec.log_dir, &spec.task, s));
     }
     // Isolated tasks switch user in `chroot --userspec`, after the namespaces are set up.
     if opts.isolate.is_none() {

@@ -12,6 +12,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::shared::{AllocShared, Ctx};
 use super::task::run_task;
+use crate::confine::is_single_component;
 use crate::driver::now_ms;
 use crate::logs::{self, LogStream};
 use crate::plan;
@@ -159,6 +160,10 @@ async fn supervise(ctx: Ctx, shared: Arc<AllocShared>) {
                 crate::checks::CheckTarget::Script { task, .. } => task.clone(),
                 _ => String::new(),
             };
+            // A task whose name is no path component fails; its checks form no path either.
+            if !task.is_empty() && !is_single_component(&task) {
+                continue;
+            }
             checks.spawn(check_loop(shared.clone(), def, alloc_root.join(task)));
         }
     }
@@ -255,7 +260,7 @@ async fn check_loop(
 
 fn rotate_logs(shared: &AllocShared, tasks: &[Task]) {
     let log_dir = logs::log_dir(shared.ctx.state.root(), &shared.snapshot().alloc.id);
-    for t in tasks {
+    for t in tasks.iter().filter(|t| is_single_component(&t.name)) {
         let max_files = if t.logs.max_files == 0 {
             10
         } else {

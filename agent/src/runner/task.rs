@@ -135,6 +135,10 @@ pub(super) async fn run_task(ctx: Ctx, shared: Arc<AllocShared>, task: Task) {
     } else {
         shared.stop.subscribe()
     };
+    if let Err(e) = crate::confine::check_name("Task", "name", &name) {
+        refuse(&shared, &name, e);
+        return;
+    }
     let Some(driver) = ctx.drivers.get(&task.driver) else {
         let why = format!("unknown driver {:?} on this node", task.driver);
         shared.event(&name, "Driver Failure", why, None, |ts, tr| {
@@ -168,6 +172,10 @@ pub(super) async fn run_task(ctx: Ctx, shared: Arc<AllocShared>, task: Task) {
         let reattaching = tr.handle.is_some();
         let end = match start_or_reattach(&ctx, &shared, driver, &task, &rec, tr).await {
             Ok(h) => follow_task(&ctx, &shared, driver, &task, &h, reattaching, &mut stop_rx).await,
+            Err(e @ AgentError::Sandbox { .. }) => {
+                refuse(&shared, &name, e);
+                return;
+            }
             Err(e) => RunEnd::Exited(start_failed(&ctx, &shared, driver, &name, e)),
         };
         let exit = match end {
@@ -256,6 +264,24 @@ async fn start_or_reattach(
         },
     );
     Ok(h)
+}
+
+/// Fails a task for good, before it starts, because a path or name in its spec would leave its
+/// directory ([`AgentError::Sandbox`]): retrying cannot help, so the restart policy is not
+/// asked (Nomad fails such a task in its prestart).
+fn refuse(shared: &AllocShared, name: &str, e: AgentError) {
+    let kind = match &e {
+        AgentError::Sandbox { what, .. } if what == "Artifact" => "Failed Artifact Download",
+        AgentError::Sandbox { what, .. } if what == "Task" => "Failed Validation",
+        _ => "Setup Failure",
+    };
+    tracing::warn!(task = %name, error = %e, "task refused before it started");
+    shared.event(name, kind, e.to_string(), None, |ts, tr| {
+        ts.state = TaskRunState::Dead;
+        ts.failed = true;
+        ts.finished_at_ms = now_ms();
+        tr.done = true;
+    });
 }
 
 /// Why a task could not start, as its event and as the exit its restart policy judges.

@@ -31,6 +31,13 @@ pub enum ServerError {
     Conflict(String),
     #[error("request body is larger than the server accepts")]
     TooLarge,
+    /// A browser request from another site, or to a Host this server does not answer to
+    /// ([`crate::guard`]).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A write whose body is not declared as JSON ([`crate::guard`]).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// A value in the store could not be decoded.
     #[error("stored value at {key} is not valid: {message}")]
     Corrupt { key: String, message: String },
@@ -74,6 +81,8 @@ impl ServerError {
             ServerError::Ambiguous(_) => StatusCode::CONFLICT,
             ServerError::Conflict(_) => StatusCode::CONFLICT,
             ServerError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ServerError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ServerError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ServerError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ServerError::Store(StoreError::Compacted { .. }) => StatusCode::GONE,
             ServerError::Agent(_) => StatusCode::BAD_GATEWAY,

@@ -3,6 +3,9 @@
 //! Layout:
 //! - [`router`] builds the axum [`Router`] over an [`AppState`] (the store and a metrics
 //!   registry); [`run`] / [`serve`] put it on a socket with graceful shutdown.
+//! - [`guard`]: the middleware in front of every route that refuses what a web page could send
+//!   or read through the user's browser (other sites' requests, non-JSON writes, rebound Host
+//!   names), configured by [`ServerConfig::guard`].
 //! - [`views`]: the JSON request and response bodies (shared with `nctl`, which deserialises them).
 //! - [`diff`]: the pure field-by-field diff of two jobs that `apply` and `plan` report;
 //!   [`dryrun`]: the plan's placement dry run through the controllers' pure scheduler.
@@ -27,6 +30,7 @@ pub mod deployments;
 pub mod diff;
 pub mod error;
 pub mod events;
+pub mod guard;
 pub mod jobfile;
 pub mod jobs;
 pub mod kv;
@@ -60,6 +64,8 @@ pub struct ServerConfig {
     pub http_addr: SocketAddr,
     /// Largest accepted request body in bytes.
     pub body_limit: usize,
+    /// Which browser requests are let through ([`guard`]).
+    pub guard: guard::GuardConfig,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +73,7 @@ impl Default for ServerConfig {
         ServerConfig {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 4747)),
             body_limit: DEFAULT_BODY_LIMIT,
+            guard: guard::GuardConfig::default(),
         }
     }
 }
@@ -128,13 +135,15 @@ impl AppState {
 }
 
 /// The whole API: JSON under `/v1`, Prometheus text on `/metrics`, the web UI under `/ui`
-/// (`/` redirects there).
+/// (`/` redirects there), for a server listening on the default loopback address.
 pub fn router(state: AppState) -> Router {
-    router_with_limit(state, DEFAULT_BODY_LIMIT)
+    router_with(state, &ServerConfig::default())
 }
 
-/// [`router`] with a chosen body limit.
-pub fn router_with_limit(state: AppState, body_limit: usize) -> Router {
+/// [`router`] with `config`'s body limit and browser guard, whose Host check `auto` looks at
+/// `config.http_addr`.
+pub fn router_with(state: AppState, config: &ServerConfig) -> Router {
+    let guard = Arc::new(guard::Guard::new(config.guard.clone(), config.http_addr));
     let v1 = Router::new()
         .route("/status", get(jobs::status))
         .route("/jobs", get(jobs::list).post(jobs::apply))
@@ -167,11 +176,13 @@ pub fn router_with_limit(state: AppState, body_limit: usize) -> Router {
         .route("/metrics", get(metrics::render))
         .merge(ui::routes())
         .fallback(error::not_found)
+        // Inside the metrics layer, so refused requests are counted too.
+        .layer(axum::middleware::from_fn_with_state(guard, guard::check))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
         ))
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(DefaultBodyLimit::max(config.body_limit))
         .with_state(state)
 }
 
@@ -187,26 +198,25 @@ pub async fn run(
             addr: config.http_addr.to_string(),
             source,
         })?;
-    serve(
-        listener,
-        AppState::with_store(store),
-        config.body_limit,
-        shutdown,
-    )
-    .await
+    serve(listener, AppState::with_store(store), config, shutdown).await
 }
 
 /// Serves the API on an already bound listener (so callers can bind port 0 and learn the port),
-/// with the UI's resource sampler running until shutdown.
+/// with the UI's resource sampler running until shutdown. The listener's own address replaces
+/// `config.http_addr`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
-    body_limit: usize,
+    config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let config = ServerConfig {
+        http_addr: listener.local_addr().map_err(ServerError::Serve)?,
+        ..config
+    };
     let closing = state.closing.clone();
     let sampler = tokio::spawn(ui::series::run(state.clone()));
-    let app = router_with_limit(state, body_limit);
+    let app = router_with(state, &config);
     let shutdown = {
         let closing = closing.clone();
         async move {

@@ -178,8 +178,12 @@ pub async fn run_with_local_agent(
     let shutdown = Shutdown::new();
     let mut tasks = tokio::task::JoinSet::new();
     let stop = shutdown.wait();
+    let config = nomos_server::ServerConfig {
+        http_addr: addr,
+        ..Default::default()
+    };
     tasks.spawn(async move {
-        nomos_server::serve(listener, state, nomos_server::DEFAULT_BODY_LIMIT, stop)
+        nomos_server::serve(listener, state, config, stop)
             .await
             .map_err(|e| anyhow::anyhow!("HTTP API: {e}"))
     });

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use nomos_server::AppState;
+use nomos_server::{AppState, ServerConfig};
 use nomos_store::{EmbeddedStore, PutOptions, Store};
 use serde_json::{json, Value};
 
@@ -23,15 +23,32 @@ impl TestServer {
     }
 
     pub async fn start_with(configure: impl FnOnce(AppState) -> AppState, limit: usize) -> Self {
+        let config = ServerConfig {
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            body_limit: limit,
+            ..ServerConfig::default()
+        };
+        Self::start_with_config(configure, config).await
+    }
+
+    /// A server on `config.http_addr` (port 0 picks a free one) with `config`'s body limit and
+    /// browser guard.
+    pub async fn start_with_config(
+        configure: impl FnOnce(AppState) -> AppState,
+        config: ServerConfig,
+    ) -> Self {
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
         let state = configure(AppState::with_store(store.clone()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(config.http_addr)
             .await
-            .expect("bind port 0");
-        let addr = listener.local_addr().unwrap();
+            .expect("bind the test server");
+        let mut addr = listener.local_addr().unwrap();
+        if addr.ip().is_unspecified() {
+            addr.set_ip([127, 0, 0, 1].into());
+        }
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            nomos_server::serve(listener, state, limit, async {
+            nomos_server::serve(listener, state, config, async {
                 let _ = rx.await;
             })
             .await

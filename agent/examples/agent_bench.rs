@@ -69,6 +69,7 @@ async fn main() {
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
     let mut config = nomos_agent::AgentConfig::new("bench", dir.path().join("agent"));
     config.enable_docker = false;
+    config.enable_raw_exec = true;
     let mut task = Task {
         name: "t".into(),
         driver: "raw_exec".into(),

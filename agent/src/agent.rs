@@ -37,10 +37,16 @@ fn store_err(op: &'static str) -> impl FnOnce(StoreError) -> AgentError {
 /// Builds the drivers of this node (and keeps the docker one for cleaning up containers).
 async fn build_drivers(config: &AgentConfig, total_mhz: u32) -> (Drivers, Option<DockerDriver>) {
     let mut map: HashMap<&'static str, Arc<dyn Driver>> = HashMap::new();
-    map.insert("raw_exec", Arc::new(RawExecDriver));
+    if config.enable_raw_exec {
+        map.insert("raw_exec", Arc::new(RawExecDriver));
+    }
     map.insert("exec", Arc::new(ExecDriver::new(total_mhz)));
     let docker = if config.enable_docker {
-        Some(DockerDriver::new().await)
+        Some(
+            DockerDriver::new()
+                .await
+                .with_host_volumes(config.docker_host_volumes),
+        )
     } else {
         None
     };
@@ -64,7 +70,13 @@ async fn build_node(config: &AgentConfig, id: String, drivers: &Drivers) -> Node
         resources: fp.resources,
         http_addr: config
             .http_addr
-            .map(|a| crate::config::advertised_http_addr(a, &fp.address).to_string())
+            .map(|a| {
+                let a = crate::config::advertised_http_addr(a, &fp.address);
+                match config.http_tls {
+                    Some(_) => format!("https://{a}"),
+                    None => a.to_string(),
+                }
+            })
             .unwrap_or_default(),
         address: fp.address,
         registered_at_ms: now_ms(),
@@ -106,6 +118,12 @@ pub async fn run(
     }
     // Bind before anything is spawned, so a bad address fails cleanly; the node registers the
     // bound address, so port 0 picks a free port.
+    let http_tls = config
+        .http_tls
+        .as_ref()
+        .map(|tls| nomos_tls::server_config(tls, &[b"http/1.1"]))
+        .transpose()
+        .map_err(|e| AgentError::Http(format!("TLS: {e}")))?;
     let listener = match config.http_addr {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -186,6 +204,7 @@ pub async fn run(
             config.data_dir.clone(),
             metrics.clone(),
             ctx.live.clone(),
+            http_tls,
         ));
     }
 

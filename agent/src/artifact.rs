@@ -15,6 +15,7 @@ use crate::confine::{is_single_component, read_source, rel_path, Beneath};
 use crate::error::AgentError;
 use crate::interp::{interpolate, Vars};
 use crate::unpack::unpack;
+pub use crate::unpack::{archive_kind, ArchiveKind};
 
 /// A checksum to verify: algorithm and lowercase hex digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,34 +45,6 @@ pub fn parse_checksum(s: &str) -> Result<Checksum, String> {
         algo: algo.into(),
         hex: hex.to_ascii_lowercase(),
     })
-}
-
-/// Archive formats the agent unpacks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArchiveKind {
-    Tar,
-    TarGz,
-    Gz,
-    Zip,
-}
-
-/// The archive kind from the file name, unless `options.archive = "false"`.
-pub fn archive_kind(file_name: &str, archive_option: Option<&str>) -> Option<ArchiveKind> {
-    if archive_option == Some("false") {
-        return None;
-    }
-    let n = file_name.to_ascii_lowercase();
-    if n.ends_with(".tar.gz") || n.ends_with(".tgz") {
-        Some(ArchiveKind::TarGz)
-    } else if n.ends_with(".tar") {
-        Some(ArchiveKind::Tar)
-    } else if n.ends_with(".gz") {
-        Some(ArchiveKind::Gz)
-    } else if n.ends_with(".zip") {
-        Some(ArchiveKind::Zip)
-    } else {
-        None
-    }
 }
 
 /// Splits `source` into the location and a `?checksum=` / `?archive=` query go-getter style.

@@ -28,6 +28,11 @@ pub struct AgentConfig {
     /// port. The node registers the bound address, see [`advertised_http_addr`].
     /// `nctl agent` listens on [`DEFAULT_HTTP_PORT`] unless told otherwise.
     pub http_addr: Option<SocketAddr>,
+    /// Serve the HTTP endpoint over TLS with this certificate, requiring every caller to
+    /// present a certificate signed by its `client_ca` (Nomad's `tls { rpc = true }`): only
+    /// servers and operators holding one may read logs, restart tasks or scrape metrics. The
+    /// node then registers an `https://` address.
+    pub http_tls: Option<nomos_tls::ServerTls>,
     /// Inclusive range of host ports the scheduler may hand out as dynamic ports.
     pub min_dynamic_port: u16,
     pub max_dynamic_port: u16,
@@ -44,6 +49,13 @@ pub struct AgentConfig {
     /// and artifact host paths). Off by default: the agent runs as root, so a job could read
     /// any file of the host. Destinations stay inside the task directory either way.
     pub allow_host_paths: bool,
+    /// Offer the `raw_exec` driver, which runs tasks unisolated as the agent's own user (root):
+    /// anyone who may submit a job then owns the node. Off by default, as in Nomad (`plugin
+    /// "raw_exec" { config { enabled = true } }`); `nctl dev` turns it on.
+    pub enable_raw_exec: bool,
+    /// Let docker tasks bind host paths in their `volumes` (Nomad's docker plugin `volumes {
+    /// enabled = true }`); off by default. Paths inside the task directory are always allowed.
+    pub docker_host_volumes: bool,
 }
 
 /// The port `nctl agent` serves its HTTP endpoint on by default, next to the server's API
@@ -83,6 +95,7 @@ impl Default for AgentConfig {
             heartbeat_ttl_secs: 10,
             heartbeat_from_cluster: false,
             http_addr: None,
+            http_tls: None,
             min_dynamic_port: 20000,
             max_dynamic_port: 32000,
             reserved_cpu_mhz: 0,
@@ -91,6 +104,8 @@ impl Default for AgentConfig {
             default_min_healthy_time_ms: 10_000,
             max_retry_backoff_ms: 5_000,
             allow_host_paths: false,
+            enable_raw_exec: false,
+            docker_host_volumes: false,
         }
     }
 }

@@ -204,6 +204,18 @@ impl Beneath {
         Ok((parent, name))
     }
 
+    /// `rel` as a path to hand another program (Docker's bind mounts): its directories walked
+    /// (made where missing) without following links, and its last component, if it exists,
+    /// not a link. It stays safe only while nothing can change the directory, so hand it over
+    /// while the task is not running.
+    pub fn bind_source(&self, rel: &Path) -> Result<PathBuf, AgentError> {
+        let (parent, name) = self.parent_of(rel, true)?;
+        if is_symlink(&parent, name) {
+            return Err(symlink_refusal(rel));
+        }
+        Ok(self.path.join(rel))
+    }
+
     /// Reads the regular file `rel`; a link, a FIFO or a device is refused.
     pub fn read(&self, rel: &Path) -> Result<Vec<u8>, AgentError> {
         let (parent, name) = self.parent_of(rel, false)?;

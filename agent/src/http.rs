@@ -1,7 +1,8 @@
 //! The agent's HTTP endpoint: task logs (`GET /v1/client/logs/<alloc>/<task>?type=stdout|stderr
 //! &offset=N&follow=true`), Prometheus metrics (`GET /metrics`) and in-place restarts of an
 //! allocation's tasks (`POST /v1/allocation/<alloc>/restart[?task=NAME]`, also under
-//! `/v1/client/allocation/...` with `PUT` as in Nomad's client API).
+//! `/v1/client/allocation/...` with `PUT` as in Nomad's client API). With TLS on it serves
+//! HTTPS only to callers presenting a certificate signed by the cluster's CA.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,14 +68,21 @@ pub fn router(data_dir: PathBuf, metrics: Arc<Metrics>, live: LiveAllocs) -> Rou
         })
 }
 
-/// Serves until the listener fails or the task is aborted.
+/// Serves until the listener fails or the task is aborted; over TLS when `tls` is given (its
+/// client verifier decides who may call).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     data_dir: PathBuf,
     metrics: Arc<Metrics>,
     live: LiveAllocs,
+    tls: Option<Arc<nomos_tls::rustls::ServerConfig>>,
 ) {
-    if let Err(e) = axum::serve(listener, router(data_dir, metrics, live)).await {
+    let app = router(data_dir, metrics, live);
+    let served = match tls {
+        Some(tls) => axum::serve(nomos_tls::TlsListener::new(listener, tls), app).await,
+        None => axum::serve(listener, app).await,
+    };
+    if let Err(e) = served {
         tracing::error!(error = %e, "agent http endpoint stopped");
     }
 }

@@ -10,7 +10,6 @@
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
-use crate::artifact::ArchiveKind;
 use crate::confine::{rel_path, Beneath};
 use crate::error::AgentError;
 
@@ -20,6 +19,34 @@ enum Kind {
     File(u32),
     Symlink(PathBuf),
     HardLink(PathBuf),
+}
+
+/// Archive formats the agent unpacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveKind {
+    Tar,
+    TarGz,
+    Gz,
+    Zip,
+}
+
+/// The archive kind from the file name, unless `options.archive = "false"`.
+pub fn archive_kind(file_name: &str, archive_option: Option<&str>) -> Option<ArchiveKind> {
+    if archive_option == Some("false") {
+        return None;
+    }
+    let n = file_name.to_ascii_lowercase();
+    if n.ends_with(".tar.gz") || n.ends_with(".tgz") {
+        Some(ArchiveKind::TarGz)
+    } else if n.ends_with(".tar") {
+        Some(ArchiveKind::Tar)
+    } else if n.ends_with(".gz") {
+        Some(ArchiveKind::Gz)
+    } else if n.ends_with(".zip") {
+        Some(ArchiveKind::Zip)
+    } else {
+        None
+    }
 }
 
 /// Unpacks `bytes` (an archive of `kind` named `name`) into `dest`.

@@ -128,7 +128,7 @@ async fn exec_tasks_get_their_own_pid_namespace_and_chroot() {
     let script = format!(
         "echo \"init $(tr '\\0' ' ' < /proc/1/cmdline)\"; echo \"procs $(ls /proc | grep -c '^[0-9]')\"; \
          if [ -e {m} ]; then echo marker-visible; else echo marker-hidden; fi; \
-         echo ok > written; \
+         echo ok > written; grep '^Uid:' /proc/self/status; \
          echo ready; exec sleep 300",
         m = marker.display()
     );
@@ -177,6 +177,13 @@ async fn exec_tasks_get_their_own_pid_namespace_and_chroot() {
     assert!(
         procs <= 6,
         "only the task's own processes are visible: {out}"
+    );
+    // Without a `user`, an exec task runs as nobody (65534 on Debian), as in Nomad.
+    let uid = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid;
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some(&uid.to_string())),
+        "the task runs as nobody: {out}"
     );
     if support.chroot {
         assert!(out.contains("marker-hidden"), "{out}");

@@ -14,8 +14,10 @@
 //! - [`canonical`]: the canonical JSON written to the store, reading stored specs back, and the
 //!   YAML manifest form; [`to_hcl`] writes a job as Nomad-style HCL2 and [`format_hcl`] lays out
 //!   an HCL file (`nctl fmt`).
+//! - [`acl`]: Nomad's ACL policy language, tokens and policies, and the capability check.
 //! - [`duration`]: Go-style durations (`"1h30m"`) to and from nanoseconds.
 
+pub mod acl;
 pub mod build;
 pub mod canonical;
 pub mod defaults;

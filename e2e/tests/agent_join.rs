@@ -63,3 +63,32 @@ fn a_second_agent_joins_over_the_store_endpoint_and_runs_an_allocation() {
         (p.is_empty(), format!("{p:?}"))
     });
 }
+
+#[test]
+fn an_agent_offers_raw_exec_only_when_told_to() {
+    let c = Cluster::start("noraw");
+    let _agent = c.start_agent_without_raw_exec("node-2");
+    c.wait_nodes_ready(&["node-2"]);
+    let node = c.json(&["node", "status", "node-2", "-o", "json"]);
+    let drivers = node["node"]["node"]["drivers"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no drivers in {node}"));
+    assert!(
+        !drivers.contains_key("raw_exec") && !drivers.is_empty(),
+        "raw_exec is not offered, other drivers are: {node}"
+    );
+    let file = c.write_file("pinned.hcl", PINNED);
+    c.ok(&["apply", "-f", &file]);
+    c.wait_for(
+        "the placement failure to name the missing driver",
+        Duration::from_secs(60),
+        |c| {
+            let status = c.json(&["status", "pinned", "-o", "json"]);
+            let failures = &status["job"]["status"]["placement_failures"]["main"];
+            let why = failures.as_str().unwrap_or_default().to_string();
+            (why.contains("raw_exec"), status.to_string())
+        },
+    );
+    assert!(c.running("pinned").is_empty(), "nothing runs on node-2");
+    c.ok(&["stop", "pinned", "--purge"]);
+}

@@ -3,8 +3,12 @@
 //! - a separate `nctl agent` process under `nctl server`, whose files the server does not hold
 //!   (logs and restarts go through the server to the agent's endpoint);
 //! - the local agent of a Nomad-style config with server and client enabled, started as
-//!   `nctl server -config nomad.hcl` or as `nctl agent -config nomad.hcl`.
+//!   `nctl server -config nomad.hcl` or as `nctl agent -config nomad.hcl`;
+//! - with Nomad's `tls` block: HTTPS on the API for `nctl` holding a CLI certificate, and
+//!   mutual TLS from the server to the agent's endpoint.
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -184,6 +188,12 @@ client {{
     rack = "r1"
   }}
 }}
+
+plugin "raw_exec" {{
+  config {{
+    enabled = true
+  }}
+}}
 "#,
         data = c.data_dir.display(),
         node = c.node,
@@ -232,5 +242,178 @@ fn nctl_agent_with_a_nomad_config_that_enables_the_server_runs_the_same() {
     );
     registered_port(&c, &c.node);
     logs_and_restart_work(&c, &c.node);
+    c.ok(&["stop", "talker"]);
+}
+
+/// A CA and `-server`, `-client` and `-cli` certificates made with `nctl tls` in `dir`, under
+/// Nomad's file names.
+fn make_certs(c: &Cluster) {
+    c.ok(&["tls", "ca", "create"]);
+    for role in ["-server", "-client", "-cli"] {
+        c.ok(&["tls", "cert", "create", role]);
+    }
+}
+
+fn pem(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.pem"))
+}
+
+/// A `tls` block serving with the `role` certificate made by [`make_certs`]: HTTPS on the API
+/// requiring a client certificate, mutual TLS between server and agents.
+fn tls_block(dir: &Path, role: &str) -> String {
+    format!(
+        r#"
+tls {{
+  http                = true
+  rpc                 = true
+  ca_file             = "{ca}"
+  cert_file           = "{cert}"
+  key_file            = "{key}"
+  verify_https_client = true
+}}
+"#,
+        ca = pem(dir, "nomad-agent-ca").display(),
+        cert = pem(dir, &format!("global-{role}-nomad")).display(),
+        key = pem(dir, &format!("global-{role}-nomad-key")).display(),
+    )
+}
+
+/// A server-only Nomad config with TLS.
+fn tls_server_hcl(c: &Cluster) -> String {
+    let port = c.http_addr.rsplit(':').next().unwrap();
+    format!(
+        r#"data_dir  = "{data}"
+bind_addr = "127.0.0.1"
+
+ports {{
+  http = {port}
+}}
+
+server {{
+  enabled          = true
+  bootstrap_expect = 1
+}}
+{tls}"#,
+        data = c.data_dir.display(),
+        tls = tls_block(c.dir.path(), "server"),
+    )
+}
+
+/// A client-only Nomad config with TLS and raw_exec, for a separate `nctl agent`.
+fn tls_client_hcl(c: &Cluster) -> String {
+    format!(
+        r#"datacenter = "dc1"
+
+client {{
+  enabled = true
+}}
+
+plugin "raw_exec" {{
+  config {{
+    enabled = true
+  }}
+}}
+{tls}"#,
+        tls = tls_block(c.dir.path(), "client"),
+    )
+}
+
+/// A GET of `url` with a client trusting `ca` (the chain only, as servers check agents) and
+/// presenting `cert` when given: the status, or the error with its causes.
+fn https_get(url: &str, ca: PathBuf, cert: Option<(PathBuf, PathBuf)>) -> Result<u16, String> {
+    let (cert_file, key_file) = cert.unzip();
+    let tls = nomos_tls::ClientTls {
+        ca_file: Some(ca),
+        cert_file,
+        key_file,
+        peer_name: nomos_tls::PeerName::ChainOnly,
+    };
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(nomos_tls::client_config(&tls).unwrap())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        match client.get(url).send().await {
+            Ok(resp) => Ok(resp.status().as_u16()),
+            Err(e) => Err(format!("{e:?}")),
+        }
+    })
+}
+
+#[test]
+fn with_tls_nctl_holding_a_cli_certificate_reaches_the_api_and_the_server_calls_agents_over_mutual_tls(
+) {
+    let c = Cluster::start_prepared("tls", Mode::Server, |c| {
+        make_certs(c);
+        let dir = c.dir.path().to_path_buf();
+        c.env = vec![
+            ("NOMOS_CACERT", pem(&dir, "nomad-agent-ca")),
+            ("NOMOS_CLIENT_CERT", pem(&dir, "global-cli-nomad")),
+            ("NOMOS_CLIENT_KEY", pem(&dir, "global-cli-nomad-key")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.display().to_string()))
+        .collect();
+        let file = c.write_file("server.hcl", &tls_server_hcl(c));
+        let store_port = c.store_url.rsplit(':').next().unwrap().to_string();
+        let store_addr = format!("127.0.0.1:{store_port}");
+        vec!["server", "-config", &file, "--store-addr", &store_addr]
+            .into_iter()
+            .map(String::from)
+            .collect()
+    });
+    assert!(c.addr.starts_with("https://"), "{}", c.addr);
+    let dir = c.dir.path().to_path_buf();
+    let agent_file = c.write_file("client.hcl", &tls_client_hcl(&c));
+    let agent = c.start_agent_with("tls-1", &["-config", &agent_file]);
+    c.wait_nodes_ready(&["tls-1"]);
+    let node = node_json(&c, "tls-1");
+    let agent_url = node["node"]["http_addr"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(agent_url.starts_with("https://127.0.0.1:"), "{node}");
+
+    // Logs and restarts go from the server to the agent's endpoint over mutual TLS.
+    logs_and_restart_work(&c, "tls-1");
+
+    // `nctl` trusting the CA but holding no client certificate is refused, saying why.
+    let out = Command::new(nctl_bin())
+        .args(["get", "nodes"])
+        .env("NOMOS_ADDR", &c.addr)
+        .env("NOMOS_CACERT", pem(&dir, "nomad-agent-ca"))
+        .current_dir(&dir)
+        .output()
+        .expect("run nctl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "refused without a client certificate"
+    );
+    assert!(
+        stderr.contains("requires a client certificate") && stderr.contains("NOMOS_CLIENT_CERT"),
+        "the error says what to set: {stderr}"
+    );
+
+    // The agent's endpoint answers only callers holding a certificate of the CA.
+    let metrics = format!("{agent_url}/metrics");
+    let ca = pem(&dir, "nomad-agent-ca");
+    let refused = https_get(&metrics, ca.clone(), None);
+    assert!(refused.is_err(), "no certificate: {refused:?}");
+    let cli = (
+        pem(&dir, "global-cli-nomad"),
+        pem(&dir, "global-cli-nomad-key"),
+    );
+    assert_eq!(
+        https_get(&metrics, ca, Some(cli)),
+        Ok(200),
+        "{}",
+        agent.log_tail()
+    );
     c.ok(&["stop", "talker"]);
 }

@@ -42,6 +42,19 @@ pub const SINGLE_DASH_LONGS: &[&str] = &[
     "store-endpoints",
     "etcd-endpoints",
     "identity",
+    "ca-cert",
+    "client-cert",
+    "client-key",
+    "server",
+    "client",
+    "cli",
+    "region",
+    "domain",
+    "days",
+    "ca",
+    "key",
+    "additional-dnsname",
+    "additional-ipaddress",
 ];
 
 /// Rewrites `-name` and `-name=value` to `--name` / `--name=value` for every `name` in

@@ -21,7 +21,7 @@ use crate::reads::all_deployments;
 use crate::views::{DeploymentView, PauseRequest, PromoteRequest};
 use crate::AppState;
 
-async fn find(st: &AppState, id: &str) -> Result<DeploymentView, ServerError> {
+pub async fn find(st: &AppState, id: &str) -> Result<DeploymentView, ServerError> {
     let all = all_deployments(st).await?;
     kv::resolve_prefix(&all, id, "deployment", |d| d.deployment.id.as_str()).cloned()
 }

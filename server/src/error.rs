@@ -57,6 +57,9 @@ pub enum ServerError {
     },
     #[error("serving HTTP failed: {0}")]
     Serve(#[source] std::io::Error),
+    /// The TLS certificate, key or CA of `tls { ... }` could not be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] nomos_tls::TlsError),
 }
 
 impl From<nomos_controllers::ControllerError> for ServerError {

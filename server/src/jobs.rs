@@ -6,12 +6,14 @@
 //! [`crate::specs`]: what runs is then its latest accepted version.
 
 use axum::extract::{Path, Query, State};
-use axum::Json;
+use axum::{Extension, Json};
+use nomos_api::acl::check::CAP_SUBMIT_JOB;
 use nomos_api::{to_canonical_json, Job, JobStatus, JobType};
 use nomos_store::keys;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::acl::Caller;
 use crate::body::{JsonBody, RawBody};
 use crate::diff::{diff_jobs, Change};
 use crate::error::ServerError;
@@ -221,9 +223,17 @@ pub async fn apply_job(
     })
 }
 
+/// Refuses (403) unless the caller may submit every job to its namespace; checked before
+/// anything is written.
+fn may_submit(caller: &Caller, jobs: &[Job]) -> Result<(), ServerError> {
+    jobs.iter()
+        .try_for_each(|job| caller.require_namespace(&job.namespace, CAP_SUBMIT_JOB))
+}
+
 /// `POST /v1/jobs`: validate and write.
 pub async fn apply(
     State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<NsQuery>,
     RawBody(body): RawBody,
 ) -> Result<Json<ApplyResponse>, ServerError> {
@@ -232,6 +242,7 @@ pub async fn apply(
         warnings,
         check_index,
     } = jobs_from_body(&body)?;
+    may_submit(&caller, &jobs)?;
     let check_index = check_index.or(q.check_index);
     let mut results = Vec::new();
     for job in &jobs {
@@ -248,9 +259,11 @@ pub async fn apply(
 /// ([`nomos_controllers::plan`]).
 pub async fn plan(
     State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
     RawBody(body): RawBody,
 ) -> Result<Json<PlanResponse>, ServerError> {
     let JobsInput { jobs, warnings, .. } = jobs_from_body(&body)?;
+    may_submit(&caller, &jobs)?;
     let view = nomos_controllers::plan::read(st.store.as_ref()).await?;
     let now = nomos_api::now_ms();
     let mut out = Vec::new();

@@ -6,6 +6,8 @@
 //! - [`guard`]: the middleware in front of every route that refuses what a web page could send
 //!   or read through the user's browser (other sites' requests, non-JSON writes, rebound Host
 //!   names), configured by [`ServerConfig::guard`].
+//! - [`acl`]: ACL tokens and policies (`/v1/acl/...`) and the middleware that checks every
+//!   route's rule ([`acl::rules`]) when [`ServerConfig::acl`] turns ACLs on.
 //! - [`views`]: the JSON request and response bodies (shared with `nctl`, which deserialises them).
 //! - [`diff`]: the pure field-by-field diff of two jobs that `apply` and `plan` report;
 //!   [`dryrun`]: the plan's placement dry run through the controllers' pure scheduler.
@@ -24,6 +26,7 @@
 //! except for the few user requests that target them (stop an allocation; promote, fail,
 //! pause or resume a deployment), which are written with a compare on the key's `mod_revision`.
 
+pub mod acl;
 pub mod allocs;
 pub mod body;
 pub mod deployments;
@@ -66,6 +69,11 @@ pub struct ServerConfig {
     pub body_limit: usize,
     /// Which browser requests are let through ([`guard`]).
     pub guard: guard::GuardConfig,
+    /// Whether ACL tokens are required ([`acl`]; Nomad's `acl { enabled = true }`).
+    pub acl: acl::AclConfig,
+    /// Serve HTTPS with this certificate (Nomad's `tls { http = true }`), requiring a client
+    /// certificate signed by its `client_ca` when set (`verify_https_client`).
+    pub tls: Option<nomos_tls::ServerTls>,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +82,8 @@ impl Default for ServerConfig {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 4747)),
             body_limit: DEFAULT_BODY_LIMIT,
             guard: guard::GuardConfig::default(),
+            acl: acl::AclConfig::default(),
+            tls: None,
         }
     }
 }
@@ -170,12 +180,21 @@ pub fn router_with(state: AppState, config: &ServerConfig) -> Router {
         .route("/deployment/{id}/fail", post(deployments::fail))
         .route("/deployment/{id}/pause", post(deployments::pause))
         .route("/events", get(events::stream))
-        .route("/system/gc", post(jobs::gc));
+        .route("/system/gc", post(jobs::gc))
+        .merge(acl::endpoints::routes());
     Router::new()
         .nest("/v1", v1)
         .route("/metrics", get(metrics::render))
         .merge(ui::routes())
         .fallback(error::not_found)
+        // Inside the guard: a cross-site request is refused before its token is looked at.
+        .layer(axum::middleware::from_fn_with_state(
+            acl::AclLayer {
+                state: state.clone(),
+                config: config.acl,
+            },
+            acl::enforce,
+        ))
         // Inside the metrics layer, so refused requests are counted too.
         .layer(axum::middleware::from_fn_with_state(guard, guard::check))
         .layer(axum::middleware::from_fn_with_state(
@@ -214,6 +233,11 @@ pub async fn serve(
         http_addr: listener.local_addr().map_err(ServerError::Serve)?,
         ..config
     };
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|tls| nomos_tls::server_config(tls, &[b"h2", b"http/1.1"]))
+        .transpose()?;
     let closing = state.closing.clone();
     let sampler = tokio::spawn(ui::series::run(state.clone()));
     let app = router_with(state, &config);
@@ -224,10 +248,20 @@ pub async fn serve(
             closing.send_replace(true);
         }
     };
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServerError::Serve);
+    let served = match tls {
+        Some(tls) => {
+            let listener = nomos_tls::TlsListener::new(listener, tls);
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+    .map_err(ServerError::Serve);
     // Serving may also end on an error; either way the sampler stops with it.
     closing.send_replace(true);
     if let Err(e) = sampler.await {

@@ -47,7 +47,7 @@ use etcd_client::proto::{
 };
 use futures::StreamExt;
 use nomos_store::Store;
-use tokio_rustls::TlsAcceptor;
+use nomos_tls::rustls::ServerConfig as TlsServerConfig;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
@@ -105,7 +105,7 @@ pub struct StoreServerTls {
 pub struct StoreServer {
     incoming: TcpIncoming,
     local_addr: SocketAddr,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<TlsServerConfig>>,
     identity: Arc<Identity>,
     repair_authority: bool,
 }
@@ -113,7 +113,7 @@ pub struct StoreServer {
 impl StoreServer {
     /// Reads the TLS files and binds the listening socket.
     pub async fn bind(config: StoreServerConfig) -> Result<Self, StoreServerError> {
-        let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+        let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .map_err(|source| StoreServerError::Bind {
@@ -212,8 +212,8 @@ impl StoreServer {
                     .serve_with_incoming_shutdown(incoming, shutdown)
                     .await
             }
-            Some(acceptor) => {
-                let incoming = tls::incoming(self.incoming, acceptor)
+            Some(config) => {
+                let incoming = tls::incoming(self.incoming, config)
                     .map(|conn| conn.map(|c| AuthorityFix::new(c, repair)));
                 router
                     .serve_with_incoming_shutdown(incoming, shutdown)

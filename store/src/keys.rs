@@ -17,6 +17,29 @@ pub const NODE_STATUS_PREFIX: &str = "/nomos/nodestatus/";
 /// Prefix of the drain loop's progress reports (`/nomos/drainstatus/<node>`).
 pub const DRAIN_STATUS_PREFIX: &str = "/nomos/drainstatus/";
 
+/// Prefix of ACL tokens by accessor ID (`/nomos/acl/tokens/<accessor>`).
+pub const ACL_TOKENS_PREFIX: &str = "/nomos/acl/tokens/";
+/// Prefix of the index from a token's secret to its accessor
+/// (`/nomos/acl/secrets/<sha256 of the secret, hex>`).
+pub const ACL_SECRETS_PREFIX: &str = "/nomos/acl/secrets/";
+/// Prefix of ACL policies by name (`/nomos/acl/policies/<name>`).
+pub const ACL_POLICIES_PREFIX: &str = "/nomos/acl/policies/";
+/// Written once by `POST /v1/acl/bootstrap`: its presence means bootstrap is done.
+pub const ACL_BOOTSTRAP: &str = "/nomos/acl/bootstrap";
+
+/// `/nomos/acl/tokens/<accessor>`: one ACL token.
+pub fn acl_token(accessor: &str) -> String {
+    format!("{ACL_TOKENS_PREFIX}{accessor}")
+}
+/// `/nomos/acl/secrets/<hash>`: the accessor of the token whose secret hashes to `hash`.
+pub fn acl_secret(secret_hash: &str) -> String {
+    format!("{ACL_SECRETS_PREFIX}{secret_hash}")
+}
+/// `/nomos/acl/policies/<name>`: one ACL policy.
+pub fn acl_policy(name: &str) -> String {
+    format!("{ACL_POLICIES_PREFIX}{name}")
+}
+
 /// `/nomos/nodestatus/<node>`: the node-lifecycle loop's record of a node.
 pub fn node_status(node: &str) -> String {
     format!("{NODE_STATUS_PREFIX}{node}")

@@ -30,6 +30,7 @@ fn main() -> std::process::ExitCode {
         let mut config = nomos_agent::AgentConfig::new(args[2].clone(), PathBuf::from(&args[1]));
         config.heartbeat_ttl_secs = 2;
         config.enable_docker = false;
+        config.enable_raw_exec = true;
         config.default_min_healthy_time_ms = 300;
         let shutdown = async {
             let mut term =

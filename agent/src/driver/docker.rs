@@ -22,6 +22,7 @@ use bollard::Docker;
 use futures::StreamExt;
 use nomos_api::{DriverInfo, LogConfig, Resources, Value};
 
+use super::volumes::task_volumes;
 use super::{
     attribute_oom_kills, config_list, config_str, now_ms, Driver, ExitResult, TaskHandle, TaskSpec,
     TaskStats,
@@ -58,6 +59,9 @@ pub struct DockerDriver {
     docker: Option<Docker>,
     version: String,
     error: String,
+    /// Whether tasks may bind host paths (`volumes { enabled = true }` in Nomad's docker
+    /// plugin configuration); paths inside the task directory are always allowed.
+    host_volumes: bool,
 }
 
 impl std::fmt::Debug for DockerDriver {
@@ -96,7 +100,7 @@ fn port_map(config: &indexmap::IndexMap<String, Value>) -> HashMap<String, u16> 
 }
 
 /// The container definition for a task (pure).
-pub fn container_body(spec: &TaskSpec, image: &str) -> ContainerCreateBody {
+pub fn container_body(spec: &TaskSpec, image: &str, volumes: &[String]) -> ContainerCreateBody {
     let (exposed, bindings) = port_bindings(spec);
     let (memory, reservation) = memory_limits(&spec.resources);
     ContainerCreateBody {
@@ -111,7 +115,7 @@ pub fn container_body(spec: &TaskSpec, image: &str) -> ContainerCreateBody {
         hostname: config_str(&spec.config, "hostname"),
         stop_signal: (!spec.kill_signal.is_empty()).then(|| spec.kill_signal.clone()),
         host_config: Some(HostConfig {
-            binds: Some(binds(spec)),
+            binds: Some(binds(spec, volumes)),
             port_bindings: (!bindings.is_empty()).then_some(bindings),
             memory,
             memory_reservation: reservation,
@@ -200,25 +204,15 @@ fn port_bindings(spec: &TaskSpec) -> (Vec<String>, HashMap<String, Option<Vec<Po
     (exposed, bindings)
 }
 
-/// The bind mounts: `/alloc`, `/local` and `/secrets`, then the task's `volumes` (a relative
-/// host path is under the task dir).
-fn binds(spec: &TaskSpec) -> Vec<String> {
+/// The bind mounts: `/alloc`, `/local` and `/secrets`, then the task's `volumes` as
+/// [`task_volumes`] resolved them.
+fn binds(spec: &TaskSpec, volumes: &[String]) -> Vec<String> {
     let mut binds = vec![
         format!("{}:/alloc", spec.alloc_dir.display()),
         format!("{}:/local", spec.task_dir.join("local").display()),
         format!("{}:/secrets", spec.task_dir.join("secrets").display()),
     ];
-    for v in config_list(&spec.config, "volumes") {
-        let mut parts = v.splitn(2, ':');
-        let host = parts.next().unwrap_or_default();
-        let rest = parts.next().unwrap_or_default();
-        let host = if host.starts_with('/') {
-            host.to_string()
-        } else {
-            spec.task_dir.join(host).display().to_string()
-        };
-        binds.push(format!("{host}:{rest}"));
-    }
+    binds.extend(volumes.iter().cloned());
     binds
 }
 
@@ -272,6 +266,12 @@ fn container_cmd(config: &indexmap::IndexMap<String, Value>) -> Option<Vec<Strin
 impl DockerDriver {
     /// Connects to the local daemon (`DOCKER_HOST` or the default socket) and negotiates the
     /// API version; a driver without a daemon reports itself undetected.
+    /// This driver, letting tasks bind host paths or not (see [`task_volumes`]).
+    pub fn with_host_volumes(mut self, allowed: bool) -> Self {
+        self.host_volumes = allowed;
+        self
+    }
+
     pub async fn new() -> Self {
         let connected = async {
             let d = Docker::connect_with_local_defaults().map_err(|e| e.to_string())?;
@@ -284,16 +284,19 @@ impl DockerDriver {
                 docker: Some(d),
                 version,
                 error: String::new(),
+                host_volumes: false,
             },
             Ok(Err(e)) => DockerDriver {
                 docker: None,
                 version: String::new(),
                 error: e,
+                host_volumes: false,
             },
             Err(_) => DockerDriver {
                 docker: None,
                 version: String::new(),
                 error: "docker daemon did not answer within 5s".into(),
+                host_volumes: false,
             },
         }
     }
@@ -536,7 +539,8 @@ impl Driver for DockerDriver {
         ] {
             std::fs::create_dir_all(&d).map_err(|e| AgentError::io(&d, e))?;
         }
-        let body = container_body(spec, &image);
+        let volumes = task_volumes(spec, self.host_volumes)?;
+        let body = container_body(spec, &image, &volumes);
         let created = docker
             .create_container(
                 Some(CreateContainerOptions {
@@ -846,7 +850,7 @@ mod tests {
         let mut spec =
             spec(serde_json::json!({"image": "x", "labels": {"nomos.agent_id": "forged"}}));
         spec.agent_id = "a1".into();
-        let body = container_body(&spec, "x");
+        let body = container_body(&spec, "x", &[]);
         assert_eq!(
             body.labels.unwrap()[LABEL_AGENT],
             "a1",
@@ -861,6 +865,7 @@ mod tests {
                 serde_json::json!({"image": "x:1", "ports": ["http"], "command": "/bin/busybox", "args": ["httpd", "-f"]}),
             ),
             "x:1",
+            &[],
         );
         assert_eq!(
             binding(&b, "8080/tcp"),
@@ -888,10 +893,9 @@ mod tests {
         assert_eq!(b.labels.as_ref().unwrap()[LABEL_TASK], "t");
 
         let old = container_body(
-            &spec(
-                serde_json::json!({"image": "x:1", "port_map": [{"db": 5432}], "volumes": ["data:/var/data", "/etc/x:/x:ro"]}),
-            ),
+            &spec(serde_json::json!({"image": "x:1", "port_map": [{"db": 5432}]})),
             "x:1",
+            &["/d/allocs/a1/t/data:/var/data".to_string()],
         );
         assert_eq!(
             binding(&old, "5432/tcp"),
@@ -902,12 +906,12 @@ mod tests {
             binds.contains(&"/d/allocs/a1/t/data:/var/data".to_string()),
             "{binds:?}"
         );
-        assert!(binds.contains(&"/etc/x:/x:ro".to_string()), "{binds:?}");
         assert_eq!(old.cmd, None);
 
         let args_only = container_body(
             &spec(serde_json::json!({"image": "x:1", "args": ["a"], "entrypoint": ["/e"]})),
             "x:1",
+            &[],
         );
         assert_eq!(args_only.cmd, Some(vec!["a".to_string()]));
         assert_eq!(args_only.entrypoint, Some(vec!["/e".to_string()]));

@@ -369,6 +369,7 @@ impl Driver for ExecDriver {
                 .then(|| spec.task_dir.join(".nomos").join("root")),
             alloc_root,
         };
+        let spec = &as_default_user(spec);
         spawn_process(
             spec,
             SpawnOptions {
@@ -454,6 +455,19 @@ fn oom_kills(cg: &Path) -> u64 {
             })
         })
         .unwrap_or(0)
+}
+
+/// The user an exec task runs as when its `user` is empty, as in Nomad: isolation is no
+/// boundary for a task that is root inside its chroot.
+pub const DEFAULT_EXEC_USER: &str = "nobody";
+
+/// `spec`, its `user` defaulted to [`DEFAULT_EXEC_USER`].
+fn as_default_user(spec: &TaskSpec) -> TaskSpec {
+    let mut spec = spec.clone();
+    if spec.user.is_empty() {
+        spec.user = DEFAULT_EXEC_USER.into();
+    }
+    spec
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 pub mod docker;
 pub mod exec;
 pub mod raw_exec;
+pub mod volumes;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

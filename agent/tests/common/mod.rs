@@ -163,6 +163,7 @@ pub fn test_config(name: &str, dir: &Path) -> AgentConfig {
     c.heartbeat_ttl_secs = 2;
     c.default_min_healthy_time_ms = 300;
     c.enable_docker = false;
+    c.enable_raw_exec = true;
     c.max_retry_backoff_ms = 500;
     c
 }

@@ -87,6 +87,9 @@ pub struct Cluster {
     /// What the process printed on stdout after its address, and the thread collecting it.
     stdout: Arc<Mutex<Vec<String>>>,
     stdout_reader: Option<std::thread::JoinHandle<()>>,
+    /// Environment every `nctl` run against this cluster gets (e.g. `NOMOS_CACERT`), set per
+    /// command rather than process-wide since tests run in parallel.
+    pub env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -110,10 +113,24 @@ impl Cluster {
         mode: Mode,
         args: impl FnOnce(&Cluster) -> Vec<String>,
     ) -> Cluster {
-        Cluster::start_mode(name, mode, args)
+        Cluster::start_mode(name, mode, |c| args(c))
     }
 
-    fn start_mode(name: &str, mode: Mode, args: impl FnOnce(&Cluster) -> Vec<String>) -> Cluster {
+    /// As [`Cluster::start_custom`], but `prepare` may also change the cluster before it starts,
+    /// e.g. set [`Cluster::env`] for the readiness checks and every later `nctl`.
+    pub fn start_prepared(
+        name: &str,
+        mode: Mode,
+        prepare: impl FnOnce(&mut Cluster) -> Vec<String>,
+    ) -> Cluster {
+        Cluster::start_mode(name, mode, prepare)
+    }
+
+    fn start_mode(
+        name: &str,
+        mode: Mode,
+        args: impl FnOnce(&mut Cluster) -> Vec<String>,
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");
         let node = format!("e2e-{name}-{}", std::process::id());
@@ -137,8 +154,9 @@ impl Cluster {
             custom_args: vec![],
             stdout: Arc::default(),
             stdout_reader: None,
+            env: vec![],
         };
-        c.custom_args = args(&c);
+        c.custom_args = args(&mut c);
         c.spawn();
         c
     }
@@ -282,16 +300,22 @@ impl Cluster {
         self.start_agent_with(name, &[])
     }
 
-    /// Starts `nctl agent` with extra flags (e.g. `--heartbeat-ttl 2`). Under `nctl server` each
-    /// agent gets its own tenth of the cluster's dynamic-port range (they share one host).
+    /// Starts `nctl agent` with extra flags (e.g. `--heartbeat-ttl 2`) and, as every test agent,
+    /// `--enable-raw-exec`. Under `nctl server` each agent gets its own tenth of the cluster's
+    /// dynamic-port range (they share one host).
     pub fn start_agent_with(&self, name: &str, extra: &[&str]) -> Agent {
-        self.spawn_agent(name, None, extra)
+        self.spawn_agent(name, None, &with_raw_exec(extra))
+    }
+
+    /// Starts `nctl agent` as a production node would run: without `--enable-raw-exec`.
+    pub fn start_agent_without_raw_exec(&self, name: &str) -> Agent {
+        self.spawn_agent(name, None, &[])
     }
 
     /// Starts `nctl agent` inside the network namespace `ns`, reaching the store over its veth
     /// link (which [`Netns::cut`] takes down).
     pub fn start_agent_in(&self, ns: &Netns, name: &str, extra: &[&str]) -> Agent {
-        self.spawn_agent(name, Some(ns), extra)
+        self.spawn_agent(name, Some(ns), &with_raw_exec(extra))
     }
 
     fn spawn_agent(&self, name: &str, ns: Option<&Netns>, extra: &[&str]) -> Agent {
@@ -399,6 +423,7 @@ impl Cluster {
         Command::new(&self.bin)
             .args(args)
             .env("NOMOS_ADDR", &self.addr)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.dir.path())
             .output()
             .expect("run nctl")
@@ -409,6 +434,7 @@ impl Cluster {
         Command::new(&self.bin)
             .args(args)
             .env("NOMOS_ADDR", &self.addr)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -789,4 +815,11 @@ fn ip(args: &[&str]) {
         "ip {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `extra` and `--enable-raw-exec`: the tests' jobs are raw_exec tasks.
+fn with_raw_exec<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut flags = extra.to_vec();
+    flags.push("--enable-raw-exec");
+    flags
 }

@@ -110,6 +110,8 @@ async fn run_server_config(args: AgentArgs, file: FileConfig) -> anyhow::Result<
         store_history: runtime::DEFAULT_STORE_HISTORY,
         identity: None,
         agent_http_addr: None,
+        acl_enabled: false,
+        browsers: runtime::BrowserArgs::default(),
     };
     super::server::run_with_local_agent(
         server,
@@ -203,5 +205,19 @@ mod tests {
             )
             .expect_err("meta needs KEY=VALUE");
         assert!(err.to_string().contains("KEY=VALUE"), "{err}");
+    }
+
+    #[test]
+    fn raw_exec_and_host_paths_are_off_unless_a_flag_or_the_file_turns_them_on() {
+        let plain = config(&[], &FileConfig::default());
+        assert!(!plain.enable_raw_exec && !plain.allow_host_paths);
+        assert!(config(&["--enable-raw-exec"], &FileConfig::default()).enable_raw_exec);
+        let mut file = FileConfig {
+            raw_exec_enabled: true,
+            ..Default::default()
+        };
+        file.client.disable_file_sandbox = true;
+        let from_file = config(&[], &file);
+        assert!(from_file.enable_raw_exec && from_file.allow_host_paths);
     }
 }

@@ -7,6 +7,7 @@ use nomos_server::views::{DiagnosticView, ErrorBody};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::client_tls::describe_send_error;
 use super::Global;
 
 /// An error answer from the server.
@@ -38,8 +39,11 @@ impl std::error::Error for ApiError {}
 #[derive(Clone)]
 pub struct Client {
     base: String,
-    http: reqwest::Client,
+    /// The HTTP client, or why the TLS options could not make one (reported by each request).
+    http: Result<reqwest::Client, String>,
     pub namespace: String,
+    /// The ACL token's secret, sent as `X-Nomad-Token` on every request.
+    token: Option<String>,
 }
 
 impl Client {
@@ -51,8 +55,9 @@ impl Client {
         };
         Client {
             base,
-            http: reqwest::Client::new(),
+            http: g.tls.http_client().map_err(|e| format!("{e:#}")),
             namespace: g.namespace.clone(),
+            token: g.token(),
         }
     }
 
@@ -69,10 +74,29 @@ impl Client {
         )
     }
 
+    fn http(&self) -> anyhow::Result<&reqwest::Client> {
+        self.http.as_ref().map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// `req` with the token header, when there is a token.
+    fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => req.header("X-Nomad-Token", t),
+            None => req,
+        }
+    }
+
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
-        let resp = req.send().await.map_err(|e| {
+        let resp = self.authed(req).send().await.map_err(|e| {
+            let detail = describe_send_error(&e);
+            // A TLS failure carries its own hint; the address is right then.
+            let hint = if detail.contains("\n(") {
+                ""
+            } else {
+                "\n(set NOMOS_ADDR or --address)"
+            };
             anyhow::anyhow!(
-                "cannot reach the Nomos server at {}: {e}\n(set NOMOS_ADDR or --address)",
+                "cannot reach the Nomos server at {}: {detail}{hint}",
                 self.base
             )
         })?;
@@ -90,7 +114,7 @@ impl Client {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        self.send(self.http.get(self.url(path))).await
+        self.send(self.http()?.get(self.url(path))).await
     }
 
     pub async fn post<T: DeserializeOwned>(
@@ -98,14 +122,26 @@ impl Client {
         path: &str,
         body: &impl Serialize,
     ) -> anyhow::Result<T> {
-        self.send(self.http.post(self.url(path)).json(body)).await
+        self.send(self.http()?.post(self.url(path)).json(body))
+            .await
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.send(self.http()?.delete(self.url(path))).await
     }
 
     /// A streaming GET (logs); the caller reads the body.
     pub async fn stream(&self, path: &str) -> anyhow::Result<reqwest::Response> {
-        let resp =
-            self.http.get(self.url(path)).send().await.map_err(|e| {
-                anyhow::anyhow!("cannot reach the Nomos server at {}: {e}", self.base)
+        let resp = self
+            .authed(self.http()?.get(self.url(path)))
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot reach the Nomos server at {}: {}",
+                    self.base,
+                    describe_send_error(&e)
+                )
             })?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {

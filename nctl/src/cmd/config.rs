@@ -20,6 +20,13 @@ use nomos_api::diag::{Diagnostic, LineIndex, Pos};
 use nomos_api::manifest::{Node as YamlNode, SNode};
 use nomos_api::parse::{detect_format, Format};
 
+mod ignored;
+mod plugins;
+mod tls;
+use ignored::{IGNORED_CLIENT, IGNORED_SERVER, IGNORED_TOP};
+use plugins::read_plugins;
+pub use tls::TlsSection;
+
 /// What a Nomad-style config file says, in Nomos's terms.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct FileConfig {
@@ -31,6 +38,16 @@ pub struct FileConfig {
     pub http_port: Option<u16>,
     pub server: ServerSection,
     pub client: ClientSection,
+    /// `plugin "raw_exec" { config { enabled = true } }`: offer the raw_exec driver (off by
+    /// default, as in Nomad).
+    pub raw_exec_enabled: bool,
+    /// `plugin "docker" { config { volumes { enabled = true } } }`: docker tasks may bind host
+    /// paths (off by default, as in Nomad).
+    pub docker_volumes_enabled: bool,
+    /// `tls { ... }`: HTTPS on the API, mutual TLS to and from agents.
+    pub tls: TlsSection,
+    /// `acl { enabled = true }`: the API requires ACL tokens (`docs/security.md`).
+    pub acl_enabled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -61,6 +78,9 @@ pub struct ClientSection {
     pub servers: Vec<String>,
     pub node_class: Option<String>,
     pub meta: BTreeMap<String, String>,
+    /// `template { disable_file_sandbox = true }`: templates (and artifacts) may read host
+    /// paths.
+    pub disable_file_sandbox: bool,
 }
 
 impl FileConfig {
@@ -130,8 +150,23 @@ const TOP: Section = Section {
         "ports",
         "server",
         "client",
+        "plugin",
+        "tls",
+        "acl",
     ],
     ignored: IGNORED_TOP,
+};
+const ACL: Section = Section {
+    name: "acl",
+    known: &["enabled"],
+    ignored: &[
+        "token_ttl",
+        "policy_ttl",
+        "role_ttl",
+        "token_min_expiration_ttl",
+        "token_max_expiration_ttl",
+        "replication_token",
+    ],
 };
 const PORTS: Section = Section {
     name: "ports",
@@ -156,76 +191,24 @@ const SERVER: Section = Section {
 };
 const CLIENT: Section = Section {
     name: "client",
-    known: &["enabled", "servers", "node_class", "meta"],
+    known: &["enabled", "servers", "node_class", "meta", "template"],
     ignored: IGNORED_CLIENT,
 };
-
-/// Nomad settings that are understood but not acted on (warned about, with their line).
-const IGNORED_TOP: &[&str] = &[
-    "region",
-    "log_level",
-    "log_json",
-    "log_file",
-    "enable_debug",
-    "leave_on_interrupt",
-    "leave_on_terminate",
-    "disable_update_check",
-    "plugin_dir",
-    "plugin",
-    "addresses",
-    "advertise",
-    "telemetry",
-    "acl",
-    "consul",
-    "vault",
-    "tls",
-    "ui",
-    "limits",
-    "audit",
-    "autopilot",
-    "sentinel",
-    "enable_syslog",
-    "syslog_facility",
-];
-const IGNORED_SERVER: &[&str] = &[
-    "bootstrap_expect",
-    "server_join",
-    "retry_join",
-    "encrypt",
-    "raft_protocol",
-    "raft_multiplier",
-    "num_schedulers",
-    "enabled_schedulers",
-    "node_gc_threshold",
-    "deployment_gc_threshold",
-    "rejoin_after_leave",
-    "default_scheduler_config",
-    "license_path",
-    "authoritative_region",
-    "data_dir",
-];
-const IGNORED_CLIENT: &[&str] = &[
-    "network_interface",
-    "cpu_total_compute",
-    "memory_total_mb",
-    "reserved",
-    "host_volume",
-    "options",
-    "gc_interval",
-    "gc_disk_usage_threshold",
-    "gc_max_allocs",
-    "server_join",
-    "node_pool",
-    "drain_on_shutdown",
-    "state_dir",
-    "alloc_dir",
-    "host_network",
-    "cni_path",
-    "bridge_network_name",
-    "artifact",
-    "template",
-    "chroot_env",
-];
+const CLIENT_TEMPLATE: Section = Section {
+    name: "client.template",
+    known: &["disable_file_sandbox"],
+    ignored: &[
+        "function_denylist",
+        "function_blacklist",
+        "max_stale",
+        "block_query_wait",
+        "wait",
+        "wait_bounds",
+        "consul_retry",
+        "vault_retry",
+        "nomad_retry",
+    ],
+};
 
 /// One setting as written, in either syntax: its name and where the name is, and its value.
 #[derive(Debug, Clone, PartialEq)]
@@ -590,6 +573,15 @@ impl Reader<'_> {
         }
     }
 
+    /// A Nomad setting Nomos understands but does not act on: a warning at its name.
+    fn ignored(&mut self, full: &str, at: Pos) {
+        self.warnings.push(Diagnostic::warning(
+            self.file,
+            at,
+            format!("{full}: Nomad setting not supported by Nomos; ignored"),
+        ));
+    }
+
     /// A setting the section does not read: a warning if Nomad has it, else an error.
     fn unknown(&mut self, section: &Section, e: &Entry) {
         let full = if section.name.is_empty() {
@@ -598,11 +590,7 @@ impl Reader<'_> {
             format!("{}.{}", section.name, e.key)
         };
         if section.ignored.contains(&e.key.as_str()) {
-            self.warnings.push(Diagnostic::warning(
-                self.file,
-                e.at,
-                format!("{full}: Nomad setting not supported by Nomos; ignored"),
-            ));
+            self.ignored(&full, e.at);
         } else {
             let hint = nomos_api::diag::did_you_mean(&e.key, section.known.iter().copied())
                 .map(|s| format!(" (did you mean {s:?}?)"))
@@ -672,6 +660,22 @@ fn read(r: &mut Reader<'_>, settings: &[Entry]) -> FileConfig {
                 let entries = r.section(key, v);
                 read_client(r, entries, &mut cfg.client)
             }
+            "plugin" => {
+                let plugins = r.section(key, v);
+                read_plugins(r, plugins, &mut cfg)
+            }
+            "tls" => {
+                let entries = r.section(key, v);
+                tls::read(r, entries, &mut cfg.tls)
+            }
+            "acl" => {
+                for a in r.section(key, v) {
+                    match a.key.as_str() {
+                        "enabled" => cfg.acl_enabled = r.boolean("acl.enabled", &a.value),
+                        _ => r.unknown(&ACL, a),
+                    }
+                }
+            }
             _ => r.unknown(&TOP, e),
         }
     }
@@ -708,6 +712,17 @@ fn read_client(r: &mut Reader<'_>, settings: &[Entry], out: &mut ClientSection) 
             "node_class" => out.node_class = r.string(&name, v),
             // A block (`meta { rack = "r1" }`) or a map (`meta = { ... }`, YAML's `meta:`).
             "meta" => out.meta = r.string_map(&name, v),
+            "template" => {
+                for t in r.section(&name, v) {
+                    match t.key.as_str() {
+                        "disable_file_sandbox" => {
+                            out.disable_file_sandbox =
+                                r.boolean("client.template.disable_file_sandbox", &t.value)
+                        }
+                        _ => r.unknown(&CLIENT_TEMPLATE, t),
+                    }
+                }
+            }
             _ => r.unknown(&CLIENT, e),
         }
     }
@@ -871,14 +886,76 @@ client {
 
     #[test]
     fn hcl_blocks_may_also_be_written_as_objects() {
-        let text = "server = { enabled = true }\nclient = { meta = { rack = \"r1\" } }\nplugin \"docker\" {\n  config {}\n}\n";
+        let text = "server = { enabled = true }\nclient = { meta = { rack = \"r1\" } }\nplugin \"podman\" {\n  config {}\n}\n";
         let (cfg, warnings) = parse("cfg.hcl", text).expect("valid");
         assert!(cfg.server.enabled);
         assert_eq!(
             strings(&warnings),
-            ["cfg.hcl:3:1: warning: plugin: Nomad setting not supported by Nomos; ignored"]
+            ["cfg.hcl:3:8: warning: plugin.podman: Nomad setting not supported by Nomos; ignored"]
         );
         assert_eq!(cfg.client.meta.get("rack").map(String::as_str), Some("r1"));
+    }
+
+    #[test]
+    fn raw_exec_and_the_template_sandbox_are_read_from_nomads_blocks() {
+        let text = r#"plugin "raw_exec" {
+  config {
+    enabled    = true
+    no_cgroups = true
+  }
+}
+plugin "docker" {
+  config {
+    allow_privileged = false
+    volumes {
+      enabled = true
+    }
+  }
+}
+client {
+  template {
+    disable_file_sandbox = true
+    max_stale            = "10s"
+  }
+}
+"#;
+        let (cfg, warnings) = parse("cfg.hcl", text).expect("valid");
+        assert!(cfg.raw_exec_enabled && cfg.docker_volumes_enabled);
+        assert!(cfg.client.disable_file_sandbox);
+        let w = strings(&warnings);
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(
+            w[0].contains("plugin.raw_exec.config.no_cgroups: Nomad setting"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("plugin.docker.config.allow_privileged: Nomad"),
+            "{w:?}"
+        );
+        assert!(
+            w[2].contains("client.template.max_stale: Nomad setting"),
+            "{w:?}"
+        );
+
+        let (off, _) = parse("cfg.hcl", "client {\n  enabled = true\n}\n").expect("valid");
+        assert!(
+            !off.raw_exec_enabled
+                && !off.docker_volumes_enabled
+                && !off.client.disable_file_sandbox,
+            "all are off unless the file turns them on"
+        );
+        let bad = "plugin \"raw_exec\" {\n  config {\n    enabled = \"yes\"\n  }\n}\n";
+        let errors = strings(&parse("cfg.hcl", bad).expect_err("a string is not a bool"));
+        assert_eq!(
+            errors,
+            ["cfg.hcl:3:15: plugin.raw_exec.config.enabled: expected true or false, found \"yes\""]
+        );
+        let typo = "plugin \"raw_exec\" {\n  config {\n    enable = true\n  }\n}\n";
+        let errors = strings(&parse("cfg.hcl", typo).expect_err("unknown setting"));
+        assert!(
+            errors[0].contains("did you mean \"enabled\"?"),
+            "{errors:?}"
+        );
     }
 
     /// `NOMAD` in YAML.
@@ -930,6 +1007,22 @@ client:
   }
 }
 "#;
+
+    #[test]
+    fn the_acl_block_turns_acls_on() {
+        let (cfg, warnings) = parse(
+            "cfg.hcl",
+            "acl {\n  enabled   = true\n  token_ttl = \"30s\"\n}\n",
+        )
+        .expect("valid");
+        assert!(cfg.acl_enabled);
+        assert_eq!(
+            strings(&warnings),
+            ["cfg.hcl:3:3: warning: acl.token_ttl: Nomad setting not supported by Nomos; ignored"]
+        );
+        let (cfg, _) = parse("cfg.hcl", "datacenter = \"dc1\"\n").expect("valid");
+        assert!(!cfg.acl_enabled, "off unless configured");
+    }
 
     fn strings(diags: &[Diagnostic]) -> Vec<String> {
         diags.iter().map(|d| d.to_string()).collect()

@@ -57,40 +57,12 @@ pub struct DevArgs {
     /// Highest host port handed out as a dynamic port.
     #[arg(long, default_value_t = 32000)]
     pub max_dynamic_port: u16,
+    /// Require ACL tokens on the API (off by default in dev); bootstrap with
+    /// `nctl acl bootstrap`.
+    #[arg(long)]
+    pub acl_enabled: bool,
     #[command(flatten)]
-    pub browsers: BrowserArgs,
-}
-
-/// Which browser requests the HTTP API lets through besides its own UI's (`docs/security.md`).
-#[derive(Debug, Clone, clap::Args)]
-pub struct BrowserArgs {
-    /// A web origin (`https://dash.example.com`) whose pages may call the API from a browser,
-    /// besides the server's own; repeatable.
-    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
-    pub allowed_origins: Vec<nomos_server::guard::Origin>,
-    /// A name (optionally with `:PORT`) accepted in the Host header besides localhost,
-    /// 127.0.0.1 and [::1] while the Host check is on; repeatable.
-    #[arg(long = "allowed-host", value_name = "HOST[:PORT]")]
-    pub allowed_hosts: Vec<nomos_server::guard::HostPort>,
-    /// Check the Host header against DNS rebinding: `auto` does when the API listens on a
-    /// loopback address.
-    #[arg(long, value_name = "auto|on|off", default_value = "auto")]
-    pub host_check: nomos_server::guard::HostCheck,
-}
-
-impl BrowserArgs {
-    /// The API's settings: listening on `http_addr`, with these browser rules.
-    pub fn server_config(&self, http_addr: SocketAddr) -> nomos_server::ServerConfig {
-        nomos_server::ServerConfig {
-            http_addr,
-            guard: nomos_server::guard::GuardConfig {
-                allowed_origins: self.allowed_origins.clone(),
-                allowed_hosts: self.allowed_hosts.clone(),
-                host_check: self.host_check,
-            },
-            ..Default::default()
-        }
-    }
+    pub browsers: runtime::BrowserArgs,
 }
 
 /// `$XDG_DATA_HOME/nomos/dev`, or `~/.local/share/nomos/dev`.
@@ -149,7 +121,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     {
         let state = state.clone();
         let stop = shutdown.wait();
-        let config = args.browsers.server_config(api_addr);
+        let mut config = args.browsers.server_config(api_addr);
+        config.acl.enabled = args.acl_enabled;
         tasks.spawn(async move {
             nomos_server::serve(listener, state, config, stop)
                 .await
@@ -166,6 +139,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
         config.datacenter = args.datacenter.clone();
         config.http_addr = Some(args.agent_http_addr);
         config.enable_docker = !args.no_docker;
+        // As `nomad agent -dev`: a development node on the user's own machine.
+        config.enable_raw_exec = true;
         config.min_dynamic_port = args.min_dynamic_port;
         config.max_dynamic_port = args.max_dynamic_port;
         let store = store.clone();

@@ -1,10 +1,12 @@
 //! The command line: one file per verb. Client verbs talk to a server over HTTP ([`client`]);
 //! `dev`, `server` and `agent` run the long-lived parts in this process.
 
+pub mod acl;
 pub mod agent;
 pub mod alloc;
 pub mod apply;
 pub mod client;
+pub mod client_tls;
 pub mod completion;
 pub mod config;
 pub mod deployment;
@@ -20,6 +22,7 @@ pub mod runtime;
 pub mod server;
 pub mod status;
 pub mod stop;
+pub mod tls;
 pub mod validate;
 
 use clap::{Args, Parser, Subcommand};
@@ -43,8 +46,8 @@ pub struct Cli {
 /// Options every client verb understands.
 #[derive(Debug, Clone, Args)]
 pub struct Global {
-    /// The server's HTTP address.
-    #[arg(long, global = true, env = "NOMOS_ADDR", default_value = DEFAULT_ADDR)]
+    /// The server's HTTP address (NOMAD_ADDR is read when NOMOS_ADDR is not set).
+    #[arg(long, global = true, env = "NOMOS_ADDR", default_value_t = default_address())]
     pub address: String,
     /// The namespace of jobs.
     #[arg(
@@ -55,6 +58,30 @@ pub struct Global {
         default_value = "default"
     )]
     pub namespace: String,
+    #[command(flatten)]
+    pub tls: client_tls::TlsArgs,
+    /// The ACL token's secret ID, sent as `X-Nomad-Token` (NOMAD_TOKEN is read when
+    /// NOMOS_TOKEN is not set).
+    #[arg(long, global = true, env = "NOMOS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl Global {
+    /// The token to send: `--token` / `NOMOS_TOKEN`, else `NOMAD_TOKEN`.
+    pub fn token(&self) -> Option<String> {
+        self.token
+            .clone()
+            .or_else(|| std::env::var("NOMAD_TOKEN").ok())
+            .filter(|t| !t.is_empty())
+    }
+}
+
+/// `NOMAD_ADDR` for users migrating from Nomad, else [`DEFAULT_ADDR`].
+fn default_address() -> String {
+    std::env::var("NOMAD_ADDR")
+        .ok()
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| DEFAULT_ADDR.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,6 +115,9 @@ pub enum Command {
     /// Deployment commands: list, status, promote, fail, pause, resume.
     #[command(subcommand)]
     Deployment(deployment::DeploymentCommand),
+    /// ACL bootstrap, tokens and policies.
+    #[command(subcommand)]
+    Acl(acl::AclCommand),
     /// Cluster-wide operations (`system gc`).
     #[command(subcommand)]
     System(SystemCommand),
@@ -99,6 +129,9 @@ pub enum Command {
     Server(server::ServerArgs),
     /// Run a node agent against the store.
     Agent(agent::AgentArgs),
+    /// Make a CA and certificates for TLS (`tls ca create`, `tls cert create`).
+    #[command(subcommand)]
+    Tls(tls::TlsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +158,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Validate(args) => validate::run(args),
         Command::Fmt(args) => fmt::run(args),
         Command::Completion(args) => completion::run(args),
+        Command::Tls(cmd) => tls::run(cmd),
         command => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -146,6 +180,7 @@ async fn run_async(g: Global, command: Command) -> anyhow::Result<i32> {
         Command::Node(cmd) => node::run(&g, cmd).await,
         Command::Job(cmd) => job::run(&g, cmd).await,
         Command::Deployment(cmd) => deployment::run(&g, cmd).await,
+        Command::Acl(cmd) => acl::run(&g, cmd).await,
         Command::System(SystemCommand::Gc) => {
             let client = client::Client::new(&g);
             let r: nomos_server::views::GcResponse =
@@ -156,7 +191,9 @@ async fn run_async(g: Global, command: Command) -> anyhow::Result<i32> {
         Command::Dev(args) => dev::run(args).await,
         Command::Server(args) => server::run(args).await,
         Command::Agent(args) => agent::run(args).await,
-        Command::Validate(_) | Command::Fmt(_) | Command::Completion(_) => unreachable_sync(),
+        Command::Validate(_) | Command::Fmt(_) | Command::Completion(_) | Command::Tls(_) => {
+            unreachable_sync()
+        }
     }
 }
 

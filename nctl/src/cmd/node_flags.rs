@@ -39,6 +39,11 @@ pub struct NodeArgs {
     /// Do not use Docker even if a daemon answers.
     #[arg(long)]
     pub no_docker: bool,
+    /// Offer the raw_exec driver: tasks run unisolated as the agent's user (root), so anyone
+    /// who may submit jobs owns the node. Off unless this flag or the config's
+    /// `plugin "raw_exec" { config { enabled = true } }` says so, as in Nomad.
+    #[arg(long)]
+    pub enable_raw_exec: bool,
     /// Lowest host port handed out as a dynamic port.
     #[arg(long)]
     pub min_dynamic_port: Option<u16>,
@@ -116,6 +121,11 @@ impl NodeArgs {
             }
         });
         config.enable_docker = !self.no_docker;
+        config.enable_raw_exec = self.enable_raw_exec || file.raw_exec_enabled;
+        config.allow_host_paths = file.client.disable_file_sandbox;
+        config.docker_host_volumes = file.docker_volumes_enabled;
+        // `tls { rpc | http = true }`: the endpoint serves only callers with a CA-signed cert.
+        config.http_tls = file.tls.agent()?;
         if let Some(p) = self.min_dynamic_port {
             config.min_dynamic_port = p;
         }

@@ -1,8 +1,10 @@
 //! What the long-running verbs (`dev`, `server`, `agent`) share: logging set-up, a shutdown
 //! signal passed down to every part, running until Ctrl-C / SIGTERM (a second one forces the
-//! exit), the controllers' task, and the log reader for an in-process agent.
+//! exit), the controllers' task, the log reader for an in-process agent, and the HTTP API's
+//! browser rules.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -179,4 +181,36 @@ pub fn open_embedded(dir: &std::path::Path, history: i64) -> anyhow::Result<Arc<
     let store = nomos_store::EmbeddedStore::open_with(dir, options)
         .map_err(|e| anyhow::anyhow!("cannot open the store in {}: {e}", dir.display()))?;
     Ok(Arc::new(store))
+}
+
+/// Which browser requests the HTTP API lets through besides its own UI's (`docs/security.md`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct BrowserArgs {
+    /// A web origin (`https://dash.example.com`) whose pages may call the API from a browser,
+    /// besides the server's own; repeatable.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<nomos_server::guard::Origin>,
+    /// A name (optionally with `:PORT`) accepted in the Host header besides localhost,
+    /// 127.0.0.1 and [::1] while the Host check is on; repeatable.
+    #[arg(long = "allowed-host", value_name = "HOST[:PORT]")]
+    pub allowed_hosts: Vec<nomos_server::guard::HostPort>,
+    /// Check the Host header against DNS rebinding: `auto` does when the API listens on a
+    /// loopback address.
+    #[arg(long, value_name = "auto|on|off", default_value = "auto")]
+    pub host_check: nomos_server::guard::HostCheck,
+}
+
+impl BrowserArgs {
+    /// The API's settings: listening on `http_addr`, with these browser rules.
+    pub fn server_config(&self, http_addr: SocketAddr) -> nomos_server::ServerConfig {
+        nomos_server::ServerConfig {
+            http_addr,
+            guard: nomos_server::guard::GuardConfig {
+                allowed_origins: self.allowed_origins.clone(),
+                allowed_hosts: self.allowed_hosts.clone(),
+                host_check: self.host_check,
+            },
+            ..Default::default()
+        }
+    }
 }

@@ -85,6 +85,12 @@ pub struct ServerArgs {
     /// nothing, and then its tasks cannot be restarted through the API).
     #[arg(long, value_name = "ADDR|off", value_parser = super::node_flags::parse_http_listen)]
     pub agent_http_addr: Option<HttpListen>,
+    /// Require ACL tokens on the API (as the config's `acl { enabled = true }`); bootstrap the
+    /// first management token with `nctl acl bootstrap`.
+    #[arg(long)]
+    pub acl_enabled: bool,
+    #[command(flatten)]
+    pub browsers: runtime::BrowserArgs,
 }
 
 /// The local agent of a config with `client { enabled = true }`: `nctl agent`'s node flags
@@ -156,6 +162,9 @@ pub async fn run_with_local_agent(
     let mut state = AppState::new(store.clone(), registry.clone());
     state.gc = controllers.gc.clone();
     state.scheduler.algorithm = controllers.scheduler_algorithm;
+    if let Some(tls) = file.tls.to_agents("global")? {
+        state.http = super::client_tls::http_client(&tls)?;
+    }
     let agent = if file.client.enabled {
         let data_dir = local.data_dir.clone().unwrap_or(base_dir.join("client"));
         let default_http = SocketAddr::new(http_addr.ip(), nomos_agent::config::DEFAULT_HTTP_PORT);
@@ -178,9 +187,13 @@ pub async fn run_with_local_agent(
     let shutdown = Shutdown::new();
     let mut tasks = tokio::task::JoinSet::new();
     let stop = shutdown.wait();
-    let config = nomos_server::ServerConfig {
-        http_addr: addr,
-        ..Default::default()
+    let mut config = args.browsers.server_config(addr);
+    config.acl.enabled = args.acl_enabled || file.acl_enabled;
+    config.tls = file.tls.api()?;
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
     };
     tasks.spawn(async move {
         nomos_server::serve(listener, state, config, stop)
@@ -212,9 +225,9 @@ pub async fn run_with_local_agent(
             None => println!("==> local agent: node {node_name}, no HTTP endpoint"),
         }
     }
-    println!("==> Nomos server: API on http://{addr}");
-    println!("    UI:   http://{addr}/ui");
-    println!("    export NOMOS_ADDR=http://{addr}");
+    println!("==> Nomos server: API on {scheme}://{addr}");
+    println!("    UI:   {scheme}://{addr}/ui");
+    println!("    export NOMOS_ADDR={scheme}://{addr}");
     Ok(runtime::run_until_signal(&mut tasks, &shutdown).await)
 }
 

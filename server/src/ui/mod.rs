@@ -73,6 +73,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/fragments/node/{name}", get(pages::node_fragment))
         .route("/ui/fragments/allocation/{id}", get(pages::alloc_fragment))
         .route("/ui/series", get(pages::series))
+        .route("/ui/login", get(crate::acl::login::page))
         .route("/ui/assets/{*path}", get(assets::serve))
         .route("/ui/{*rest}", get(not_found))
 }

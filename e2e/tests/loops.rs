@@ -322,6 +322,10 @@ fn periodic_children_launch_once_per_tick_across_server_kills_at_tick_time() {
         },
     );
 
+    // Force half-way between two ticks: a force in a tick's own second would name that tick's
+    // child, which the loop may have launched already (force then answers 409, by design).
+    let to_mid_period = (2_000 - now_ms().rem_euclid(4_000)).rem_euclid(4_000);
+    std::thread::sleep(Duration::from_millis(to_mid_period as u64));
     let forced = c.ok(&["job", "periodic", "force", "tick"]);
     let forced_id = forced
         .split('"')

@@ -161,6 +161,8 @@ pub async fn run(
         reports: reports_tx,
         metrics: metrics.clone(),
         live: crate::runner::LiveAllocs::default(),
+        store: store.clone(),
+        servers: crate::workload::ServerLink::new(&config, store.clone())?,
     };
 
     // Re-attach first: this needs nothing from the store.

@@ -56,6 +56,13 @@ pub struct AgentConfig {
     /// Let docker tasks bind host paths in their `volumes` (Nomad's docker plugin `volumes {
     /// enabled = true }`); off by default. Paths inside the task directory are always allowed.
     pub docker_host_volumes: bool,
+    /// Base URLs of the servers' HTTP API (`http://10.0.0.1:4747`), which templates read
+    /// Variables from with the task's identity (Nomad's `client { servers = [...] }`). Empty:
+    /// the addresses the servers advertise at `/nomos/servers/`.
+    pub servers: Vec<String>,
+    /// How to reach the servers' API over TLS (their CA, this node's certificate), when the
+    /// servers serve it with `tls { http = true }`.
+    pub servers_tls: Option<nomos_tls::ClientTls>,
 }
 
 /// The port `nctl agent` serves its HTTP endpoint on by default, next to the server's API
@@ -106,6 +113,8 @@ impl Default for AgentConfig {
             allow_host_paths: false,
             enable_raw_exec: false,
             docker_host_volumes: false,
+            servers: Vec::new(),
+            servers_tls: None,
         }
     }
 }

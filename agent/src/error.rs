@@ -56,6 +56,15 @@ pub enum AgentError {
     Config(String),
     #[error("http endpoint: {0}")]
     Http(String),
+    /// The task's workload identity could not be had (not issued in time, none for the task).
+    #[error("workload identity: {0}")]
+    Identity(String),
+    /// A template did not parse or render (its position and the reason).
+    #[error("{0}")]
+    Template(String),
+    /// A call to the servers' API (for a template's Variables) failed or was refused.
+    #[error("servers: {0}")]
+    Servers(String),
 }
 
 impl AgentError {

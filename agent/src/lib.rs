@@ -44,7 +44,9 @@ pub mod report;
 pub mod restart;
 pub mod runner;
 pub mod state;
+pub mod templates;
 pub mod unpack;
+pub mod workload;
 
 pub use agent::run;
 pub use config::AgentConfig;

@@ -121,6 +121,9 @@ pub struct Task {
     pub resources: Resources,
     pub artifacts: Vec<Artifact>,
     pub templates: Vec<Template>,
+    /// Left out of the stored form while empty, so specs from before it keep their hash.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<WorkloadIdentity>,
     pub lifecycle: Option<Lifecycle>,
     pub services: Vec<Service>,
     pub constraints: Vec<Constraint>,
@@ -363,6 +366,36 @@ pub struct Template {
     pub perms: String,
     pub left_delimiter: String,
     pub right_delimiter: String,
+    /// Fail the render on a missing map key instead of writing `<no value>`. (Left out of
+    /// the stored form while false, so specs from before it keep their hash.)
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub error_on_missing_key: bool,
+}
+
+/// A task's workload identity (Nomad's `identity` block): a JWT the servers sign for the
+/// task, naming its namespace, job, group, task and allocation. The default identity (no
+/// `name`) is what templates and the task itself use to call the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkloadIdentity {
+    /// Empty or `default` for the default identity; other names are for third parties
+    /// (Vault, Consul) and are not issued.
+    pub name: String,
+    pub aud: Vec<String>,
+    /// Expose the token to the task as `NOMAD_TOKEN`.
+    pub env: bool,
+    /// Write the token to `secrets/nomad_token`.
+    pub file: bool,
+    pub ttl_ns: u64,
+    pub change_mode: String,
+    pub change_signal: String,
+}
+
+impl WorkloadIdentity {
+    /// Whether this is the task's default identity (the one the servers issue).
+    pub fn is_default(&self) -> bool {
+        self.name.is_empty() || self.name == "default"
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

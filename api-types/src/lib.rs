@@ -16,6 +16,8 @@
 //!   an HCL file (`nctl fmt`).
 //! - [`acl`]: Nomad's ACL policy language, tokens and policies, and the capability check.
 //! - [`duration`]: Go-style durations (`"1h30m"`) to and from nanoseconds.
+//! - [`variables`]: Variables' JSON shapes (`/v1/var`), path syntax, item and lock limits.
+//! - [`namespace`]: namespaces and quota specifications as objects, and the quota file format.
 
 pub mod acl;
 pub mod build;
@@ -30,10 +32,12 @@ pub mod hcl;
 pub mod heartbeat;
 pub mod job;
 pub mod manifest;
+pub mod namespace;
 pub mod nomad_json;
 pub mod parse;
 pub mod runtime;
 pub mod validate;
+pub mod variables;
 
 pub use canonical::{parse_stored_spec, spec_hash, to_canonical_json, to_manifest_yaml};
 pub use diag::{Diagnostic, Severity};

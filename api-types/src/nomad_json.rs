@@ -159,6 +159,16 @@ const TEMPLATE: &[(&str, &str, K)] = &[
     ("Perms", "perms", K::Plain),
     ("LeftDelim", "left_delimiter", K::Plain),
     ("RightDelim", "right_delimiter", K::Plain),
+    ("ErrMissingKey", "error_on_missing_key", K::Plain),
+];
+const IDENTITY: &[(&str, &str, K)] = &[
+    ("Name", "name", K::Plain),
+    ("Audience", "aud", K::Plain),
+    ("Env", "env", K::Plain),
+    ("File", "file", K::Plain),
+    ("TTL", "ttl_ns", K::Plain),
+    ("ChangeMode", "change_mode", K::Plain),
+    ("ChangeSignal", "change_signal", K::Plain),
 ];
 const LIFECYCLE: &[(&str, &str, K)] =
     &[("Hook", "hook", K::Plain), ("Sidecar", "sidecar", K::Plain)];
@@ -175,6 +185,7 @@ const TASK: &[(&str, &str, K)] = &[
     ("Resources", "resources", K::One(RESOURCES)),
     ("Artifacts", "artifacts", K::Many(ARTIFACT)),
     ("Templates", "templates", K::Many(TEMPLATE)),
+    ("Identities", "identities", K::Many(IDENTITY)),
     ("Lifecycle", "lifecycle", K::One(LIFECYCLE)),
     ("Services", "services", K::Many(SERVICE)),
     ("Constraints", "constraints", K::Many(CONSTRAINT)),

@@ -675,7 +675,11 @@ fn check_task(
             &tpl.change_mode,
             &["restart", "signal", "noop", "script"],
         );
+        if let Some(e) = template_parse_error(tpl) {
+            v.err(join(&p, "data"), e);
+        }
     }
+    validate_identities(v, tp, &t.identities);
     if let Some(r) = t.restart.as_ref().filter(|r| group_restart != Some(*r)) {
         v.one_of(
             join(tp, "restart.mode"),
@@ -695,6 +699,61 @@ fn check_task(
                     }
                 }
             }
+        }
+    }
+}
+
+/// The template functions a node offers besides Go's and consul-template's own (`env`, and
+/// the Variables read with the task's workload identity).
+pub const TEMPLATE_FUNCTIONS: &[&str] = &["env", "nomadVar", "nomadVarList", "nomadVarExists"];
+
+/// Why a template's `data` would not render (a syntax error, an unknown function), with its
+/// line and column inside the template; `None` when it parses or has no actions.
+fn template_parse_error(tpl: &crate::Template) -> Option<String> {
+    let or = |s: &str, d: &str| {
+        if s.is_empty() {
+            d.to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let opts = nomos_template::Options {
+        left_delim: or(&tpl.left_delimiter, "{{"),
+        right_delim: or(&tpl.right_delimiter, "}}"),
+        missing_key_error: tpl.error_on_missing_key,
+        external_functions: TEMPLATE_FUNCTIONS.iter().map(|f| f.to_string()).collect(),
+    };
+    if tpl.data.is_empty() || !tpl.data.contains(&opts.left_delim) {
+        return None;
+    }
+    nomos_template::Template::parse("data", &tpl.data, &opts)
+        .err()
+        .map(|e| e.to_string())
+}
+
+/// A task's `identity` blocks: one default identity at most, names unique, known change
+/// modes; a named one (for Vault or Consul) is accepted with a warning, as it is not issued.
+fn validate_identities(v: &mut V, tp: &str, identities: &[crate::WorkloadIdentity]) {
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, id) in identities.iter().enumerate() {
+        let p = index(&join(tp, "identities"), i);
+        let name = if id.is_default() { "default" } else { &id.name };
+        if !seen.insert(name.to_string()) {
+            v.err(join(&p, "name"), format!("duplicate identity {name:?}"));
+        }
+        if !id.change_mode.is_empty() {
+            v.one_of(
+                join(&p, "change_mode"),
+                "identity change_mode",
+                &id.change_mode,
+                &["noop", "restart", "signal"],
+            );
+        }
+        if !id.is_default() {
+            v.warn(
+                p,
+                format!("identity {name:?} is not issued by Nomos (only the default identity is); it is ignored"),
+            );
         }
     }
 }

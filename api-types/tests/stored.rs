@@ -161,3 +161,67 @@ fn the_spec_hash_survives_the_store_and_tells_changed_specs_apart() {
         serde_json::from_str(r#"{"command": "/bin/false"}"#).unwrap();
     assert_ne!(nomos_api::spec_hash(&changed), nomos_api::spec_hash(&job));
 }
+
+#[test]
+fn identity_blocks_parse_and_a_named_one_is_a_warning() {
+    let src = r#"job "j" {
+  group "g" {
+    task "t" {
+      driver = "exec"
+      identity {
+        env  = true
+        file = true
+      }
+      identity {
+        name = "vault_default"
+        aud  = ["vault.io"]
+      }
+    }
+  }
+}
+"#;
+    let parsed = parse_source("j.hcl", src, &ParseOptions::default()).unwrap();
+    let ids = &parsed.jobs[0].groups[0].tasks[0].identities;
+    assert_eq!(ids.len(), 2);
+    assert!(ids[0].is_default() && ids[0].env && ids[0].file);
+    assert_eq!(ids[1].aud, vec!["vault.io".to_string()]);
+    let warning = parsed
+        .warnings
+        .iter()
+        .find(|w| w.message.contains("vault_default"))
+        .unwrap_or_else(|| panic!("no warning in {:?}", parsed.warnings));
+    assert_eq!(warning.line, 9, "{warning:?}");
+    // The stored form round-trips and a spec without identities keeps its old shape.
+    let json = to_canonical_json(&parsed.jobs[0]);
+    assert!(json.contains("\"identities\""));
+    let again = parse_stored_spec("/nomos/jobs/default/j", json.as_bytes()).unwrap();
+    assert_eq!(again.jobs[0].groups[0].tasks[0].identities, *ids);
+
+    let plain =
+        "job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"exec\"\n    }\n  }\n}\n";
+    let plain = parse_source("j.hcl", plain, &ParseOptions::default()).unwrap();
+    let json = to_canonical_json(&plain.jobs[0]);
+    assert!(!json.contains("identities") && !json.contains("error_on_missing_key"));
+}
+
+#[test]
+fn two_default_identities_are_refused_with_their_position() {
+    let src = "job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"exec\"\n      identity { env = true }\n      identity { file = true }\n    }\n  }\n}\n";
+    let err = parse_source("j.hcl", src, &ParseOptions::default()).unwrap_err();
+    assert!(
+        err.iter().any(|d| d.message.contains("duplicate identity")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_template_that_would_not_render_is_refused_at_validate() {
+    let src = "job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"exec\"\n      template {\n        destination = \"local/a\"\n        data = \"x {{ nomadvar \\\"p\\\" }}\"\n      }\n      template {\n        destination = \"local/b\"\n        data = \"{{ with nomadVar \\\"nomad/jobs/j\\\" }}{{ .pw }}{{ end }} {{ env \\\"HOME\\\" }}\"\n      }\n    }\n  }\n}\n";
+    let err = parse_source("j.hcl", src, &ParseOptions::default()).unwrap_err();
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert!(
+        err[0].message.contains("nomadvar") && err[0].message.contains("1:"),
+        "{err:?}"
+    );
+    assert_eq!(err[0].line, 7, "{err:?}");
+}

@@ -21,7 +21,7 @@ use crate::system;
 use crate::ControllerError;
 
 /// Every prefix a plan reads (heartbeats say which nodes are ready).
-const PARTS: [Part; 9] = [
+const PARTS: [Part; 11] = [
     Part::Specs,
     Part::Versions,
     Part::JobStatus,
@@ -31,6 +31,8 @@ const PARTS: [Part; 9] = [
     Part::Nodes,
     Part::NodeSpecs,
     Part::Heartbeats,
+    Part::Namespaces,
+    Part::Quotas,
 ];
 
 /// One consistent read of what a plan needs.

@@ -1,7 +1,10 @@
 //! End to end with ACLs on: `nctl server --acl-enabled`, driven only through `nctl` with
 //! `NOMOS_TOKEN` (and `NOMAD_TOKEN`): bootstrap once, apply policies, create tokens; anonymous
 //! callers are refused, a `read` token cannot apply, a token for namespace `a` cannot touch
-//! `default`, and a deleted token stops working.
+//! `default`, and a deleted token stops working. Lists over every namespace show a scoped token
+//! its own namespace's objects (`nctl get allocs`, `nctl deployment list`); roles group
+//! policies (`nctl acl role ...`, `nctl acl token create -role-name`), and tokens may expire
+//! (`-ttl`).
 
 use std::process::{Command, Output};
 
@@ -95,6 +98,7 @@ fn acl_bootstrap_policies_and_tokens_through_nctl() {
     let team = c.write_file("team.hcl", "namespace \"a\" {\n  policy = \"write\"\n}\n");
     ok_as(&c, &root, &["acl", "policy", "apply", "readonly", &read]);
     ok_as(&c, &root, &["acl", "policy", "apply", "team-a", &team]);
+    ok_as(&c, &root, &["namespace", "apply", "a"]);
     assert!(ok_as(&c, &root, &["acl", "policy", "list"]).contains("team-a"));
 
     let reader = field(
@@ -149,6 +153,12 @@ fn acl_bootstrap_policies_and_tokens_through_nctl() {
         "Permission denied",
     );
     ok_as(&c, &team_secret, &["-n", "a", "get", "jobs"]);
+    // Lists over every namespace are filtered for it, not refused.
+    ok_as(&c, &team_secret, &["get", "allocs"]);
+    ok_as(&c, &team_secret, &["deployment", "list"]);
+    let listed = ok_as(&c, &team_secret, &["-n", "*", "get", "jobs"]);
+    assert!(listed.contains("web"), "{listed}");
+    roles_and_expiry(&c, &root);
     // Management does everything.
     ok_as(&c, &root, &["apply", "-f", &web]);
     assert!(ok_as(&c, &root, &["acl", "token", "self"]).contains("management"));
@@ -167,5 +177,97 @@ fn acl_bootstrap_policies_and_tokens_through_nctl() {
         &[("NOMOS_TOKEN", &root)],
         &["acl", "policy", "apply", "bad", &bad],
         "bad.hcl:2:12: unknown policy",
+    );
+}
+
+/// `nctl acl role create|list|info|update|delete` with Nomad's single-dash flags, a token that
+/// gets its policies through a role (and loses them when the role changes), and `-ttl`.
+fn roles_and_expiry(c: &Cluster, root: &str) {
+    let created = ok_as(
+        c,
+        root,
+        &[
+            "acl",
+            "role",
+            "create",
+            "-name",
+            "team-role",
+            "-description",
+            "team a",
+            "-policy",
+            "team-a",
+        ],
+    );
+    let id = field(&created, "ID");
+    assert_eq!(field(&created, "Policies"), "team-a");
+    assert!(ok_as(c, root, &["acl", "role", "list"]).contains("team-role"));
+    assert!(ok_as(c, root, &["acl", "role", "info", &id]).contains("team a"));
+    let by_name = ok_as(c, root, &["acl", "role", "info", "-by-name", "team-role"]);
+    assert_eq!(field(&by_name, "ID"), id);
+    refused(
+        c,
+        &[("NOMOS_TOKEN", root)],
+        &[
+            "acl",
+            "role",
+            "create",
+            "-name",
+            "team-role",
+            "-policy",
+            "team-a",
+        ],
+        "already exists",
+    );
+
+    let token = ok_as(
+        c,
+        root,
+        &[
+            "acl",
+            "token",
+            "create",
+            "-name",
+            "via-role",
+            "-role-name",
+            "team-role",
+            "-ttl",
+            "1h",
+        ],
+    );
+    assert_ne!(field(&token, "Expiry Time"), "<none>");
+    assert!(field(&token, "Roles").contains("team-role"));
+    let secret = field(&token, "Secret ID");
+    ok_as(c, &secret, &["-n", "a", "get", "jobs"]);
+    ok_as(c, &secret, &["get", "allocs"]);
+
+    // The role now grants only `readonly`: namespace `a` is closed to the token at once.
+    let updated = ok_as(
+        c,
+        root,
+        &["acl", "role", "update", &id, "-policy", "readonly"],
+    );
+    assert_eq!(field(&updated, "Policies"), "readonly");
+    assert_eq!(field(&updated, "Name"), "team-role");
+    refused(
+        c,
+        &[("NOMOS_TOKEN", &secret)],
+        &["-n", "a", "get", "jobs"],
+        "Permission denied",
+    );
+    ok_as(c, &secret, &["get", "jobs"]);
+    ok_as(c, root, &["acl", "role", "delete", &id]);
+    refused(
+        c,
+        &[("NOMOS_TOKEN", &secret)],
+        &["get", "jobs"],
+        "Permission denied",
+    );
+    refused(
+        c,
+        &[("NOMOS_TOKEN", root)],
+        &[
+            "acl", "token", "create", "-policy", "readonly", "-ttl", "10s",
+        ],
+        "cannot be less than 1m",
     );
 }

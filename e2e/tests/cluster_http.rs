@@ -7,7 +7,6 @@
 //! - with Nomad's `tls` block: HTTPS on the API for `nctl` holding a CLI certificate, and
 //!   mutual TLS from the server to the agent's endpoint.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -15,6 +14,7 @@ use serde_json::Value;
 
 mod common;
 
+use common::tls::{cli_env, https_get, make_certs, pem, tls_block};
 use common::*;
 
 /// A service whose task says when it started, with its pid, and then sleeps as that same
@@ -245,39 +245,6 @@ fn nctl_agent_with_a_nomad_config_that_enables_the_server_runs_the_same() {
     c.ok(&["stop", "talker"]);
 }
 
-/// A CA and `-server`, `-client` and `-cli` certificates made with `nctl tls` in `dir`, under
-/// Nomad's file names.
-fn make_certs(c: &Cluster) {
-    c.ok(&["tls", "ca", "create"]);
-    for role in ["-server", "-client", "-cli"] {
-        c.ok(&["tls", "cert", "create", role]);
-    }
-}
-
-fn pem(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!("{name}.pem"))
-}
-
-/// A `tls` block serving with the `role` certificate made by [`make_certs`]: HTTPS on the API
-/// requiring a client certificate, mutual TLS between server and agents.
-fn tls_block(dir: &Path, role: &str) -> String {
-    format!(
-        r#"
-tls {{
-  http                = true
-  rpc                 = true
-  ca_file             = "{ca}"
-  cert_file           = "{cert}"
-  key_file            = "{key}"
-  verify_https_client = true
-}}
-"#,
-        ca = pem(dir, "nomad-agent-ca").display(),
-        cert = pem(dir, &format!("global-{role}-nomad")).display(),
-        key = pem(dir, &format!("global-{role}-nomad-key")).display(),
-    )
-}
-
 /// A server-only Nomad config with TLS.
 fn tls_server_hcl(c: &Cluster) -> String {
     let port = c.http_addr.rsplit(':').next().unwrap();
@@ -318,47 +285,12 @@ plugin "raw_exec" {{
     )
 }
 
-/// A GET of `url` with a client trusting `ca` (the chain only, as servers check agents) and
-/// presenting `cert` when given: the status, or the error with its causes.
-fn https_get(url: &str, ca: PathBuf, cert: Option<(PathBuf, PathBuf)>) -> Result<u16, String> {
-    let (cert_file, key_file) = cert.unzip();
-    let tls = nomos_tls::ClientTls {
-        ca_file: Some(ca),
-        cert_file,
-        key_file,
-        peer_name: nomos_tls::PeerName::ChainOnly,
-    };
-    let client = reqwest::Client::builder()
-        .use_preconfigured_tls(nomos_tls::client_config(&tls).unwrap())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        match client.get(url).send().await {
-            Ok(resp) => Ok(resp.status().as_u16()),
-            Err(e) => Err(format!("{e:?}")),
-        }
-    })
-}
-
 #[test]
 fn with_tls_nctl_holding_a_cli_certificate_reaches_the_api_and_the_server_calls_agents_over_mutual_tls(
 ) {
     let c = Cluster::start_prepared("tls", Mode::Server, |c| {
         make_certs(c);
-        let dir = c.dir.path().to_path_buf();
-        c.env = vec![
-            ("NOMOS_CACERT", pem(&dir, "nomad-agent-ca")),
-            ("NOMOS_CLIENT_CERT", pem(&dir, "global-cli-nomad")),
-            ("NOMOS_CLIENT_KEY", pem(&dir, "global-cli-nomad-key")),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.display().to_string()))
-        .collect();
+        c.env = cli_env(c.dir.path());
         let file = c.write_file("server.hcl", &tls_server_hcl(c));
         let store_port = c.store_url.rsplit(':').next().unwrap().to_string();
         let store_addr = format!("127.0.0.1:{store_port}");
@@ -369,6 +301,10 @@ fn with_tls_nctl_holding_a_cli_certificate_reaches_the_api_and_the_server_calls_
     });
     assert!(c.addr.starts_with("https://"), "{}", c.addr);
     let dir = c.dir.path().to_path_buf();
+    // With `tls { rpc = true }` the store endpoint is mutual TLS too; the agent presents its
+    // `tls` block's certificate there.
+    let mut c = c;
+    c.store_url = c.store_url.replacen("http://", "https://", 1);
     let agent_file = c.write_file("client.hcl", &tls_client_hcl(&c));
     let agent = c.start_agent_with("tls-1", &["-config", &agent_file]);
     c.wait_nodes_ready(&["tls-1"]);

@@ -55,6 +55,22 @@ pub const SINGLE_DASH_LONGS: &[&str] = &[
     "key",
     "additional-dnsname",
     "additional-ipaddress",
+    "force",
+    "item",
+    "out",
+    "task",
+    "description",
+    "quota",
+    "policy",
+    "role-name",
+    "role-id",
+    "ttl",
+    "type",
+    "global",
+    "by-name",
+    "no-merge",
+    "join-token",
+    "server-addr",
 ];
 
 /// Rewrites `-name` and `-name=value` to `--name` / `--name=value` for every `name` in

@@ -13,13 +13,15 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use futures::StreamExt;
+use nomos_api::acl::check::CAP_READ_JOB;
 use nomos_api::DesiredStatus;
 use nomos_controllers::write::set_desired;
 use nomos_store::keys;
 use serde::Deserialize;
 
+use crate::acl::Caller;
 use crate::error::ServerError;
 use crate::kv;
 use crate::reads::all_allocs;
@@ -59,15 +61,23 @@ pub struct ListQuery {
 }
 
 /// `GET /v1/allocations?job=&namespace=&node=&prefix=`.
+///
+/// With ACLs on, only allocations in namespaces the caller may `read-job` in are listed.
 pub async fn list(
     State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<AllocView>>, ServerError> {
     let mut all = all_allocs(&st).await?;
+    let namespace = q
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty() && *n != "*");
     all.retain(|a| {
         let al = &a.allocation;
-        q.job.as_deref().is_none_or(|j| al.job_id == j)
-            && q.namespace.as_deref().is_none_or(|n| al.namespace == n)
+        caller.acl.allows_namespace(&al.namespace, CAP_READ_JOB)
+            && q.job.as_deref().is_none_or(|j| al.job_id == j)
+            && namespace.is_none_or(|n| al.namespace == n)
             && q.node.as_deref().is_none_or(|n| al.node == n)
             && q.prefix.as_deref().is_none_or(|p| al.id.starts_with(p))
     });

@@ -8,12 +8,14 @@
 //! [`set_paused`]) over the deployment read, so their rules are tested without a store.
 
 use axum::extract::{Path, Query, State};
-use axum::Json;
+use axum::{Extension, Json};
+use nomos_api::acl::check::CAP_READ_JOB;
 use nomos_api::deployment_status as ds;
 use nomos_api::Deployment;
 use nomos_store::keys;
 use serde::Deserialize;
 
+use crate::acl::Caller;
 use crate::body::JsonBody;
 use crate::error::ServerError;
 use crate::kv;
@@ -32,17 +34,24 @@ pub struct ListQuery {
     pub namespace: Option<String>,
 }
 
-/// `GET /v1/deployments?job=&namespace=`.
+/// `GET /v1/deployments?job=&namespace=` (`*` or none: every namespace). With ACLs on, only
+/// deployments in namespaces the caller may `read-job` in are listed.
 pub async fn list(
     State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<DeploymentView>>, ServerError> {
     let mut all = all_deployments(&st).await?;
+    let namespace = q
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty() && *n != "*");
     all.retain(|d| {
-        q.job.as_deref().is_none_or(|j| d.deployment.job_id == j)
-            && q.namespace
-                .as_deref()
-                .is_none_or(|n| d.deployment.namespace == n)
+        caller
+            .acl
+            .allows_namespace(&d.deployment.namespace, CAP_READ_JOB)
+            && q.job.as_deref().is_none_or(|j| d.deployment.job_id == j)
+            && namespace.is_none_or(|n| d.deployment.namespace == n)
     });
     Ok(Json(all))
 }

@@ -60,6 +60,28 @@ pub enum ServerError {
     /// The TLS certificate, key or CA of `tls { ... }` could not be used.
     #[error("TLS: {0}")]
     Tls(#[from] nomos_tls::TlsError),
+    /// The keyring's key file (the key that wraps the root keys) could not be read, created
+    /// or used; not retryable until the file is fixed.
+    #[error("keyring key file {path}: {message}")]
+    KeyringKeyFile { path: String, message: String },
+    /// A root key in the store could not be unwrapped with this server's key file: the
+    /// servers do not share one (or the stored key was altered). The server refuses to start.
+    #[error("the keyring key from {kek} cannot unwrap root key {key_id} stored at {key}: every server on one store needs the same keyring key file")]
+    KeyringUnwrap {
+        kek: String,
+        key_id: String,
+        key: String,
+    },
+    /// Sealed data could not be opened: unknown key, altered ciphertext, nonce or associated
+    /// data. Not retryable.
+    #[error("decrypt failed: {0}")]
+    Decrypt(String),
+    /// A workload identity token was refused (signature, key, algorithm, time or audience).
+    #[error("invalid workload identity: {0}")]
+    InvalidIdentity(String),
+    /// The operating system's random source or a crypto primitive failed.
+    #[error("crypto: {0}")]
+    Crypto(String),
 }
 
 impl From<nomos_controllers::ControllerError> for ServerError {
@@ -84,7 +106,7 @@ impl ServerError {
             ServerError::Ambiguous(_) => StatusCode::CONFLICT,
             ServerError::Conflict(_) => StatusCode::CONFLICT,
             ServerError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ServerError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ServerError::Forbidden(_) | ServerError::InvalidIdentity(_) => StatusCode::FORBIDDEN,
             ServerError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ServerError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ServerError::Store(StoreError::Compacted { .. }) => StatusCode::GONE,

@@ -7,7 +7,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
-use nomos_api::acl::check::CAP_SUBMIT_JOB;
+use nomos_api::acl::check::{CAP_LIST_JOBS, CAP_SUBMIT_JOB};
 use nomos_api::{to_canonical_json, Job, JobStatus, JobType};
 use nomos_store::keys;
 use serde::Deserialize;
@@ -53,9 +53,11 @@ pub async fn status(State(st): State<AppState>) -> Result<Json<StatusView>, Serv
     }))
 }
 
-/// `GET /v1/jobs`.
+/// `GET /v1/jobs` (`?namespace=*`: every namespace). With ACLs on, only jobs in namespaces the
+/// caller may `list-jobs` in are listed.
 pub async fn list(
     State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<NsQuery>,
 ) -> Result<Json<Vec<JobListEntry>>, ServerError> {
     let ns = match q.namespace.as_deref() {
@@ -70,7 +72,9 @@ pub async fn list(
         let Some((namespace, id)) = split_job_key(&kv.key_str()) else {
             continue;
         };
-        if q.prefix.as_deref().is_some_and(|p| !id.starts_with(p)) {
+        if q.prefix.as_deref().is_some_and(|p| !id.starts_with(p))
+            || !caller.acl.allows_namespace(&namespace, CAP_LIST_JOBS)
+        {
             continue;
         }
         let status = statuses
@@ -243,6 +247,7 @@ pub async fn apply(
         check_index,
     } = jobs_from_body(&body)?;
     may_submit(&caller, &jobs)?;
+    crate::namespaces::require_namespaces(&st, &jobs).await?;
     let check_index = check_index.or(q.check_index);
     let mut results = Vec::new();
     for job in &jobs {
@@ -264,6 +269,7 @@ pub async fn plan(
 ) -> Result<Json<PlanResponse>, ServerError> {
     let JobsInput { jobs, warnings, .. } = jobs_from_body(&body)?;
     may_submit(&caller, &jobs)?;
+    crate::namespaces::require_namespaces(&st, &jobs).await?;
     let view = nomos_controllers::plan::read(st.store.as_ref()).await?;
     let now = nomos_api::now_ms();
     let mut out = Vec::new();

@@ -8,6 +8,10 @@
 //!   names), configured by [`ServerConfig::guard`].
 //! - [`acl`]: ACL tokens and policies (`/v1/acl/...`) and the middleware that checks every
 //!   route's rule ([`acl::rules`]) when [`ServerConfig::acl`] turns ACLs on.
+//! - [`keyring`]: the servers' keyring (root keys in the store, wrapped by the configured key
+//!   file): seals Variables, signs workload identities, `/v1/operator/keyring/...` and
+//!   `/.well-known/jwks.json`; [`identity`]: the loop that signs each allocation's task
+//!   identities into `/nomos/identities/<node>/<alloc>`.
 //! - [`views`]: the JSON request and response bodies (shared with `nctl`, which deserialises them).
 //! - [`diff`]: the pure field-by-field diff of two jobs that `apply` and `plan` report;
 //!   [`dryrun`]: the plan's placement dry run through the controllers' pure scheduler.
@@ -15,6 +19,11 @@
 //!   positioned diagnostics.
 //! - handlers, one module per resource: [`jobs`], [`allocs`], [`nodes`], [`deployments`],
 //!   [`events`] (server-sent events fed by a store watch), [`metrics`] (`/metrics`).
+//! - [`vars`]: Variables (`/v1/var/{path}`, `/v1/vars`, locks), their items sealed by the
+//!   keyring; workload identities reach them through [`acl::workload`].
+//! - [`join`]: node join tokens, and the join that gives a node its own etcd user and role.
+//! - [`namespaces`], [`quotas`]: namespaces and quota specifications as objects
+//!   (`/v1/namespace...`, `/v1/quota...`); jobs are accepted only in namespaces that exist.
 //! - [`specs`]: reading jobs back: the spec key (whatever it holds) and the accepted versions,
 //!   so a job whose spec key holds an invalid value still shows (and stops) what runs.
 //! - [`kv`]: small typed helpers over the [`Store`] trait (JSON get/list, compare-and-put).
@@ -27,6 +36,7 @@
 //! pause or resume a deployment), which are written with a compare on the key's `mod_revision`.
 
 pub mod acl;
+pub mod advertise;
 pub mod allocs;
 pub mod body;
 pub mod deployments;
@@ -34,15 +44,21 @@ pub mod diff;
 pub mod error;
 pub mod events;
 pub mod guard;
+pub mod identity;
 pub mod jobfile;
 pub mod jobs;
+pub mod join;
+pub mod keyring;
 pub mod kv;
 pub mod metrics;
+pub mod namespaces;
 pub mod nodes;
+pub mod quotas;
 pub mod reads;
 pub mod specs;
 pub mod ui;
 pub mod usage;
+pub mod vars;
 pub mod views;
 
 use std::future::Future;
@@ -107,6 +123,15 @@ pub struct AppState {
     pub gc: nomos_controllers::gc::GcConfig,
     /// The placement settings the controllers run with (the plan decides as they do).
     pub scheduler: nomos_controllers::scheduler::SchedulerConfig,
+    /// Resolved ACL tokens, kept fresh by a watch of `/nomos/acl/` ([`acl::cache`]).
+    pub acl_cache: acl::cache::AclCache,
+    /// The servers' keyring: seals Variables, signs workload identities ([`keyring`]).
+    /// [`AppState::new`] wraps its keys with a random in-memory key; servers set the
+    /// configured one with [`AppState::with_keyring_key`].
+    pub keyring: Arc<keyring::Keyring>,
+    /// Makes nodes' etcd users when they join with a join token ([`join`]); `None` on the
+    /// embedded store, where the join answers 400.
+    pub node_access: Option<Arc<dyn join::NodeAccess>>,
 }
 
 impl AppState {
@@ -117,6 +142,10 @@ impl AppState {
             let mut reg = registry.lock().unwrap_or_else(|e| e.into_inner());
             http_metrics.register(&mut reg);
         }
+        // The OS random source does not fail on a working system; if it did, nothing could
+        // be sealed or signed anyway.
+        let kek = keyring::Kek::random().expect("the OS random source works");
+        let keyring = Arc::new(keyring::Keyring::new(store.clone(), kek));
         AppState {
             store,
             registry,
@@ -127,7 +156,18 @@ impl AppState {
             ui: ui::UiState::default(),
             gc: Default::default(),
             scheduler: Default::default(),
+            acl_cache: Default::default(),
+            keyring,
+            node_access: None,
         }
+    }
+
+    /// The same state with a keyring whose root keys are wrapped by `kek` (the server's
+    /// configured keyring key file). Call [`keyring::Keyring::start`] before serving, so a
+    /// key that cannot unwrap the stored keys stops the server.
+    pub fn with_keyring_key(mut self, kek: keyring::Kek) -> Self {
+        self.keyring = Arc::new(keyring::Keyring::new(self.store.clone(), kek));
+        self
     }
 
     /// Resolves once the server has begun shutting down.
@@ -181,10 +221,37 @@ pub fn router_with(state: AppState, config: &ServerConfig) -> Router {
         .route("/deployment/{id}/pause", post(deployments::pause))
         .route("/events", get(events::stream))
         .route("/system/gc", post(jobs::gc))
-        .merge(acl::endpoints::routes());
+        .route("/namespaces", get(namespaces::list))
+        .route("/namespace", post(namespaces::put).put(namespaces::put))
+        .route(
+            "/namespace/{name}",
+            get(namespaces::get)
+                .post(namespaces::put_named)
+                .put(namespaces::put_named)
+                .delete(namespaces::delete),
+        )
+        .route("/quotas", get(quotas::list))
+        .route("/quota", post(quotas::put).put(quotas::put))
+        .route(
+            "/quota/{name}",
+            get(quotas::get)
+                .post(quotas::put_named)
+                .put(quotas::put_named)
+                .delete(quotas::delete),
+        )
+        .route("/quota/usage/{name}", get(quotas::usage))
+        .route("/vars", get(vars::list))
+        .route(
+            "/var/{*path}",
+            get(vars::read).put(vars::write).delete(vars::purge),
+        )
+        .merge(acl::endpoints::routes())
+        .merge(keyring::endpoints::routes())
+        .merge(join::routes());
     Router::new()
         .nest("/v1", v1)
         .route("/metrics", get(metrics::render))
+        .merge(keyring::endpoints::well_known_routes())
         .merge(ui::routes())
         .fallback(error::not_found)
         // Inside the guard: a cross-site request is refused before its token is looked at.
@@ -240,6 +307,10 @@ pub async fn serve(
         .transpose()?;
     let closing = state.closing.clone();
     let sampler = tokio::spawn(ui::series::run(state.clone()));
+    let acl_background = config
+        .acl
+        .enabled
+        .then(|| tokio::spawn(acl::run_background(state.clone())));
     let app = router_with(state, &config);
     let shutdown = {
         let closing = closing.clone();
@@ -266,6 +337,11 @@ pub async fn serve(
     closing.send_replace(true);
     if let Err(e) = sampler.await {
         tracing::warn!(error = %e, "the UI's resource sampler panicked");
+    }
+    if let Some(task) = acl_background {
+        if let Err(e) = task.await {
+            tracing::warn!(error = %e, "the ACL cache watch or token sweeper panicked");
+        }
     }
     served
 }

@@ -17,6 +17,9 @@ use futures::Stream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+mod auth;
+pub use auth::{node_key_grants, node_user, EtcdCredentials, KeyAccess, KeyGrant};
+
 use crate::{
     validate, CompareOp, CompareTarget, DeleteOptions, DeleteResponse, EventKind, KeySelector,
     KeyValue, LeaseGrant, LeaseInfo, PutOptions, PutResponse, RangeOptions, RangeResponse, Result,

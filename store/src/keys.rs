@@ -26,6 +26,27 @@ pub const ACL_SECRETS_PREFIX: &str = "/nomos/acl/secrets/";
 pub const ACL_POLICIES_PREFIX: &str = "/nomos/acl/policies/";
 /// Written once by `POST /v1/acl/bootstrap`: its presence means bootstrap is done.
 pub const ACL_BOOTSTRAP: &str = "/nomos/acl/bootstrap";
+/// Everything ACLs keep (tokens, secrets, policies, roles): the prefix the server's ACL cache
+/// watches.
+pub const ACL_PREFIX: &str = "/nomos/acl/";
+/// Prefix of ACL roles by ID (`/nomos/acl/roles/id/<id>`).
+pub const ACL_ROLES_PREFIX: &str = "/nomos/acl/roles/id/";
+/// Prefix of the index from a role's name to its ID (`/nomos/acl/roles/name/<name>`).
+pub const ACL_ROLE_NAMES_PREFIX: &str = "/nomos/acl/roles/name/";
+
+/// Prefix of namespaces by name (`/nomos/namespaces/<name>`).
+pub const NAMESPACES_PREFIX: &str = "/nomos/namespaces/";
+/// Prefix of quota specifications by name (`/nomos/quotas/<name>`).
+pub const QUOTAS_PREFIX: &str = "/nomos/quotas/";
+
+/// `/nomos/namespaces/<name>`: one namespace.
+pub fn namespace(name: &str) -> String {
+    format!("{NAMESPACES_PREFIX}{name}")
+}
+/// `/nomos/quotas/<name>`: one quota specification.
+pub fn quota(name: &str) -> String {
+    format!("{QUOTAS_PREFIX}{name}")
+}
 
 /// `/nomos/acl/tokens/<accessor>`: one ACL token.
 pub fn acl_token(accessor: &str) -> String {
@@ -38,6 +59,61 @@ pub fn acl_secret(secret_hash: &str) -> String {
 /// `/nomos/acl/policies/<name>`: one ACL policy.
 pub fn acl_policy(name: &str) -> String {
     format!("{ACL_POLICIES_PREFIX}{name}")
+}
+/// `/nomos/acl/roles/id/<id>`: one ACL role.
+pub fn acl_role(id: &str) -> String {
+    format!("{ACL_ROLES_PREFIX}{id}")
+}
+/// `/nomos/acl/roles/name/<name>`: the ID (a JSON string) of the role named `name`.
+pub fn acl_role_name(name: &str) -> String {
+    format!("{ACL_ROLE_NAMES_PREFIX}{name}")
+}
+
+/// Prefix of everything the servers' keyring keeps (`/nomos/keyring/...`).
+pub const KEYRING_PREFIX: &str = "/nomos/keyring/";
+/// Prefix of the wrapped root keys (`/nomos/keyring/keys/<key_id>`).
+pub const KEYRING_KEYS_PREFIX: &str = "/nomos/keyring/keys/";
+/// The id of the active root key; created once (create-only) by the first server, then
+/// compared on `mod_revision` by every rotation.
+pub const KEYRING_ACTIVE: &str = "/nomos/keyring/active";
+/// Prefix of the workload identities (`/nomos/identities/<node>/<alloc>`).
+pub const IDENTITIES_PREFIX: &str = "/nomos/identities/";
+
+/// `/nomos/keyring/keys/<key_id>`: one root key, wrapped by the servers' keyring key.
+pub fn keyring_key(key_id: &str) -> String {
+    format!("{KEYRING_KEYS_PREFIX}{key_id}")
+}
+/// `/nomos/identities/<node>/<alloc>`: the signed identities of an allocation's tasks.
+pub fn identity(node: &str, alloc: &str) -> String {
+    format!("{IDENTITIES_PREFIX}{node}/{alloc}")
+}
+/// `/nomos/identities/` or `/nomos/identities/<node>/`.
+pub fn identities_prefix(node: Option<&str>) -> String {
+    match node {
+        Some(n) => format!("{IDENTITIES_PREFIX}{n}/"),
+        None => IDENTITIES_PREFIX.to_string(),
+    }
+}
+
+/// Prefix of the node join tokens (`/nomos/jointokens/<sha256>`).
+pub const JOIN_TOKENS_PREFIX: &str = "/nomos/jointokens/";
+/// `/nomos/jointokens/<sha256>`: a one-time node join token, found by its secret's SHA-256.
+pub fn join_token(secret_hash: &str) -> String {
+    format!("{JOIN_TOKENS_PREFIX}{secret_hash}")
+}
+/// Prefix of the records of nodes that joined with a token (`/nomos/nodejoins/<node>`).
+pub const NODE_JOINS_PREFIX: &str = "/nomos/nodejoins/";
+/// `/nomos/nodejoins/<node>`: when node `<node>` joined and its etcd user.
+pub fn node_join(node: &str) -> String {
+    format!("{NODE_JOINS_PREFIX}{node}")
+}
+
+/// Prefix of the servers' advertised API addresses (`/nomos/servers/<id>`).
+pub const SERVERS_PREFIX: &str = "/nomos/servers/";
+/// `/nomos/servers/<id>`: where server `<id>` serves its HTTP API, attached to its lease;
+/// agents call it to read Variables for templates.
+pub fn server(id: &str) -> String {
+    format!("{SERVERS_PREFIX}{id}")
 }
 
 /// `/nomos/nodestatus/<node>`: the node-lifecycle loop's record of a node.
@@ -121,6 +197,28 @@ pub fn election(controller: &str) -> String {
     format!("/nomos/election/{controller}")
 }
 
+/// Prefix of every Variable (`/nomos/vars/<ns>/<path>`).
+pub const VARS_PREFIX: &str = "/nomos/vars/";
+/// `/nomos/vars/<ns>/<path>`: one Variable (its metadata, and its items sealed by the keyring).
+/// `<path>` may hold `/` (`nomad/jobs/web`); a namespace never does.
+pub fn variable(namespace: &str, path: &str) -> String {
+    format!("{VARS_PREFIX}{namespace}/{path}")
+}
+/// The keys to list for Variables: every namespace's (`None`) or one namespace's, whose paths
+/// start with `path_prefix` (`/nomos/vars/<ns>/<path_prefix>`).
+pub fn vars_prefix(namespace: Option<&str>, path_prefix: &str) -> String {
+    match namespace {
+        Some(ns) => format!("{VARS_PREFIX}{ns}/{path_prefix}"),
+        None => VARS_PREFIX.to_string(),
+    }
+}
+/// The namespace and path of a Variable's key, if it is one.
+pub fn variable_parts(key: &str) -> Option<(&str, &str)> {
+    key.strip_prefix(VARS_PREFIX)?
+        .split_once('/')
+        .filter(|(ns, path)| !ns.is_empty() && !path.is_empty())
+}
+
 /// Splits a key under `prefix` into its remaining `/`-separated parts.
 pub fn parts<'a>(key: &'a str, prefix: &str) -> Option<Vec<&'a str>> {
     key.strip_prefix(prefix)
@@ -144,5 +242,21 @@ mod tests {
             Some(vec!["n1", "a1"])
         );
         assert!(job_version("d", "j", 10) > job_version("d", "j", 9));
+        assert_eq!(
+            variable("default", "nomad/jobs/web"),
+            "/nomos/vars/default/nomad/jobs/web"
+        );
+        assert_eq!(vars_prefix(Some("prod"), "app/"), "/nomos/vars/prod/app/");
+        assert_eq!(vars_prefix(None, "ignored"), "/nomos/vars/");
+        assert_eq!(
+            variable_parts("/nomos/vars/prod/a/b"),
+            Some(("prod", "a/b"))
+        );
+        assert_eq!(variable_parts("/nomos/vars/prod"), None);
+        assert_eq!(keyring_key("k1"), "/nomos/keyring/keys/k1");
+        assert!(keyring_key("k1").starts_with(KEYRING_PREFIX));
+        assert!(KEYRING_ACTIVE.starts_with(KEYRING_PREFIX));
+        assert_eq!(identity("n1", "a1"), "/nomos/identities/n1/a1");
+        assert_eq!(identities_prefix(Some("n1")), "/nomos/identities/n1/");
     }
 }

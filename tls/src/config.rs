@@ -16,6 +16,7 @@ use tokio_rustls::rustls::{
     SignatureScheme,
 };
 
+use crate::reload::ReloadingCert;
 use crate::{pem, TlsError};
 
 /// A listener's certificate, and the CA its clients must present a certificate of (mutual
@@ -58,11 +59,10 @@ fn config_err(what: &str, e: impl std::fmt::Display) -> TlsError {
     TlsError::Config(format!("{what}: {e}"))
 }
 
-/// A server config serving `tls.cert_file` with `tls.key_file`, requiring a client certificate
-/// signed by `tls.client_ca` when set, offering `alpn` protocols.
+/// A server config serving `tls.cert_file` with `tls.key_file` (read again by
+/// [`crate::reload::reload_all`]), requiring a client certificate signed by `tls.client_ca`
+/// when set, offering `alpn` protocols.
 pub fn server_config(tls: &ServerTls, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, TlsError> {
-    let certs = pem::certs(&tls.cert_file)?;
-    let key = pem::private_key(&tls.key_file)?;
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| config_err("protocol versions", e))?;
@@ -76,16 +76,9 @@ pub fn server_config(tls: &ServerTls, alpn: &[&[u8]]) -> Result<Arc<ServerConfig
         }
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_single_cert(certs, key).map_err(|e| {
-        config_err(
-            &format!(
-                "certificate {} with key {}",
-                tls.cert_file.display(),
-                tls.key_file.display()
-            ),
-            e,
-        )
-    })?;
+    // The pair is served through a resolver that SIGHUP reloads (crate::reload).
+    let resolver = ReloadingCert::open(tls.cert_file.clone(), tls.key_file.clone())?;
+    let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }

@@ -8,6 +8,7 @@
 //!   a fixed role name such as `client.global.nomad`).
 //! - [`listener`]: concurrent TLS handshakes ([`listener::Handshakes`]) and an axum listener
 //!   over them ([`listener::TlsListener`]); a failed or slow handshake drops only that client.
+//! - [`reload`]: listeners' certificates read again on SIGHUP ([`reload::reload_all`]).
 //! - [`generate`]: a CA and server, client and CLI certificates, as `nomad tls` makes them
 //!   (`nctl tls ca create`, `nctl tls cert create`).
 
@@ -15,6 +16,7 @@ pub mod config;
 pub mod generate;
 pub mod listener;
 pub mod pem;
+pub mod reload;
 
 use std::path::PathBuf;
 

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use nomos_api::{Task, Template};
+use std::collections::BTreeMap;
 
 use super::shared::{AllocShared, Ctx};
 use crate::confine::{check_name, read_source, rel_path, Beneath};
@@ -13,6 +14,7 @@ use crate::env::{task_env, vars_for, EnvInputs};
 use crate::error::AgentError;
 use crate::interp::{interpolate, interpolate_value, Vars};
 use crate::state::AllocRecord;
+use crate::{templates, workload};
 
 /// Makes the directories `names` beneath `root`, refusing a link in the way.
 fn make_dirs(root: &Path, names: &[&str]) -> Result<Beneath, AgentError> {
@@ -24,14 +26,24 @@ fn make_dirs(root: &Path, names: &[&str]) -> Result<Beneath, AgentError> {
     Ok(root)
 }
 
-/// Renders one template into the task directory; its source and destination are confined to
-/// it (see [`crate::confine`]), a host source only with `allow_host_paths`.
-fn render_template(
+/// One template block read and parsed: where it goes, its body, and its parsed form when the
+/// body holds actions.
+struct LoadedTemplate {
+    dest: std::path::PathBuf,
+    body: String,
+    parsed: Option<nomos_template::Template>,
+    mode: u32,
+}
+
+/// Reads a template's body (its `data`, or its `source` confined to the task directory, a host
+/// source only with `allow_host_paths`), interpolates `${...}` and parses it.
+fn load_template(
     task: &Beneath,
     t: &Template,
+    index: usize,
     vars: &Vars,
     allow_host_paths: bool,
-) -> Result<(), AgentError> {
+) -> Result<Option<LoadedTemplate>, AgentError> {
     let body = if !t.data.is_empty() {
         t.data.clone()
     } else if !t.source.is_empty() {
@@ -42,7 +54,7 @@ fn render_template(
             AgentError::io(task.path().join(&src), invalid)
         })?
     } else {
-        return Ok(());
+        return Ok(None);
     };
     let dest = interpolate(&t.destination, vars);
     let rel = rel_path(&dest).ok_or_else(|| {
@@ -51,15 +63,123 @@ fn render_template(
             format!("destination {dest:?} is outside the task directory"),
         )
     })?;
-    task.write(&rel, interpolate(&body, vars).as_bytes(), 0o644)
-        .map_err(|e| e.about("Template", &format!("destination {dest:?}")))
+    let body = interpolate(&body, vars);
+    let parsed = templates::parse(&format!("template[{index}]"), &body, t)
+        .map_err(|e| AgentError::Template(e.to_string()))?;
+    Ok(Some(LoadedTemplate {
+        dest: rel,
+        body,
+        parsed,
+        mode: file_mode(&t.perms)?,
+    }))
+}
+
+/// A template's `perms` (octal, `0644` when empty).
+fn file_mode(perms: &str) -> Result<u32, AgentError> {
+    if perms.is_empty() {
+        return Ok(0o644);
+    }
+    u32::from_str_radix(perms, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| {
+            AgentError::Template(format!("perms {perms:?} is not an octal mode such as 0644"))
+        })
+}
+
+/// Renders one loaded template and writes it beneath the task directory. A template that
+/// reads Variables renders on a blocking thread, as its functions call the servers.
+async fn render_template(
+    ctx: &Ctx,
+    root: &Beneath,
+    loaded: LoadedTemplate,
+    env: &BTreeMap<String, String>,
+    namespace: &str,
+    token: Option<&str>,
+) -> Result<(), AgentError> {
+    let LoadedTemplate {
+        dest,
+        body,
+        parsed,
+        mode,
+    } = loaded;
+    let text = match parsed {
+        None => body,
+        Some(parsed) => {
+            let env = env.clone();
+            let namespace = namespace.to_string();
+            let token = token.map(str::to_string);
+            let link = ctx.servers.clone();
+            let runtime = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || {
+                let sources = templates::TaskSources {
+                    env: &env,
+                    namespace: &namespace,
+                    variables: token.as_deref().map(|t| (&link, t)),
+                    runtime,
+                };
+                parsed
+                    .render(&nomos_template::Value::Null, &sources)
+                    .map_err(|e| AgentError::Template(e.to_string()))
+            })
+            .await
+            .map_err(|e| AgentError::Template(format!("render stopped: {e}")))??
+        }
+    };
+    root.write(&dest, text.as_bytes(), mode)
+        .map_err(|e| e.about("Template", &format!("destination {:?}", dest.display())))
+}
+
+/// The JWT the servers issued for this task (waited for: they sign it on seeing the
+/// allocation).
+async fn task_token(ctx: &Ctx, rec: &AllocRecord, task: &Task) -> Result<String, AgentError> {
+    workload::task_token(
+        ctx.store.as_ref(),
+        &ctx.config.name,
+        &rec.alloc.id,
+        &task.name,
+        workload::IDENTITY_WAIT,
+    )
+    .await
+}
+
+/// Hands the task its identity as its `identity` block asks: `secrets/nomad_token`
+/// (`file = true`, mode 0600) and `NOMAD_TOKEN` (`env = true`). Returns the token when it was
+/// fetched.
+async fn expose_identity(
+    ctx: &Ctx,
+    rec: &AllocRecord,
+    task: &Task,
+    root: &Beneath,
+    env: &mut BTreeMap<String, String>,
+) -> Result<Option<String>, AgentError> {
+    let Some(id) = task
+        .identities
+        .iter()
+        .find(|i| i.is_default() && (i.env || i.file))
+    else {
+        return Ok(None);
+    };
+    let token = task_token(ctx, rec, task).await?;
+    if id.file {
+        root.write(Path::new("secrets/nomad_token"), token.as_bytes(), 0o600)
+            .map_err(|e| e.about("Identity", "secrets/nomad_token"))?;
+    }
+    if id.env {
+        env.insert("NOMAD_TOKEN".into(), token.clone());
+    }
+    Ok(Some(token))
 }
 
 /// Builds the driver's view of a task: directories, environment, interpolated config, rendered
 /// templates. A task name or allocation id that is not one path component, and a template
 /// path outside the task directory, are refused ([`AgentError::Sandbox`]) before anything is
 /// made.
-pub fn prepare_task(ctx: &Ctx, rec: &AllocRecord, task: &Task) -> Result<TaskSpec, AgentError> {
+pub async fn prepare_task(
+    ctx: &Ctx,
+    rec: &AllocRecord,
+    task: &Task,
+) -> Result<TaskSpec, AgentError> {
     check_name("Allocation", "id", &rec.alloc.id)?;
     check_name("Task", "name", &task.name)?;
     let alloc_root = ctx.state.alloc_root(&rec.alloc.id);
@@ -99,15 +219,28 @@ pub fn prepare_task(ctx: &Ctx, rec: &AllocRecord, task: &Task) -> Result<TaskSpe
         secrets_dir: &sd,
         mapped_ports: in_container,
     };
-    let env = task_env(&inputs);
+    let mut env = task_env(&inputs);
     let vars = vars_for(&inputs, env.clone());
     let config = task
         .config
         .iter()
         .map(|(k, v)| (k.clone(), interpolate_value(v, &vars)))
         .collect();
-    for t in &task.templates {
-        render_template(&root, t, &vars, ctx.config.allow_host_paths)?;
+    let mut token = expose_identity(ctx, rec, task, &root, &mut env).await?;
+    // In order: a template may render the source of the next.
+    for (i, t) in task.templates.iter().enumerate() {
+        let Some(loaded) = load_template(&root, t, i, &vars, ctx.config.allow_host_paths)? else {
+            continue;
+        };
+        let reads_variables = loaded
+            .parsed
+            .as_ref()
+            .is_some_and(|p| templates::needs_identity(&p.functions_used()));
+        if reads_variables && token.is_none() {
+            token = Some(task_token(ctx, rec, task).await?);
+        }
+        let ns = &rec.alloc.namespace;
+        render_template(ctx, &root, loaded, &env, ns, token.as_deref()).await?;
     }
     Ok(TaskSpec {
         alloc_id: rec.alloc.id.clone(),

@@ -42,6 +42,10 @@ pub struct Ctx {
     pub metrics: Arc<Metrics>,
     /// The allocations being supervised, for requests from the HTTP endpoint.
     pub live: LiveAllocs,
+    /// The store, for the workload identities the servers issue to this node's tasks.
+    pub store: std::sync::Arc<dyn nomos_store::Store>,
+    /// The servers' API, which templates read Variables from.
+    pub servers: crate::workload::ServerLink,
 }
 
 /// The supervised allocations by id (shared with the HTTP endpoint, which restarts tasks).

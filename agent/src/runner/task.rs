@@ -245,7 +245,7 @@ async fn start_or_reattach(
         None,
         |_, _| {},
     );
-    let spec = prepare_task(ctx, rec, task)?;
+    let spec = prepare_task(ctx, rec, task).await?;
     fetch_artifacts(ctx, shared, task, &spec).await?;
     let h = driver.start(&spec).await?;
     ctx.metrics.task_starts.inc();
@@ -292,9 +292,17 @@ fn start_failed(
     name: &str,
     e: AgentError,
 ) -> ExitResult {
-    ctx.metrics.driver_error(driver.name());
+    // Before the driver is asked: a template that did not render, an identity not issued.
+    let hook = matches!(
+        e,
+        AgentError::Template(_) | AgentError::Identity(_) | AgentError::Servers(_)
+    );
+    if !hook {
+        ctx.metrics.driver_error(driver.name());
+    }
     let kind = match &e {
         AgentError::Driver { driver, .. } if driver == "artifact" => "Failed Artifact Download",
+        _ if hook => "Task hook failed",
         _ => "Driver Failure",
     };
     shared.event(name, kind, e.to_string(), None, |_, _| {});

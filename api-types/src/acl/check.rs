@@ -6,6 +6,13 @@
 //! fewest characters left to the wildcards; a `deny` among its capabilities denies everything.
 //! For `node`, `agent` and `operator`, `deny` in any policy wins, else the highest of `read`
 //! and `write`.
+//!
+//! Variables ([`Acl::allows_variable`]), as Nomad decides them: the path rules of every policy
+//! for the same namespace and path patterns add up; the rule whose namespace and path are both
+//! exact decides, else a workload's implicit read and list on its own `nomad/jobs/<job>[/<group>
+//! [/<task>]]` (and `nomad/jobs`), else the glob rule with the fewest characters left to its
+//! wildcards; a `deny` in the deciding rule denies everything. A namespace's `policy` grants no
+//! variable capability (Nomad's), only `variables` blocks do.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -53,6 +60,64 @@ pub const NAMESPACE_CAPABILITIES: &[&str] = &[
     "sentinel-override",
 ];
 const CAP_ALLOC_NODE_EXEC: &str = "alloc-node-exec";
+
+/// Variable capabilities (a `variables { path "..." { capabilities = [...] } }` list).
+pub const VAR_READ: &str = "read";
+pub const VAR_WRITE: &str = "write";
+pub const VAR_LIST: &str = "list";
+pub const VAR_DESTROY: &str = "destroy";
+pub const VAR_DENY: &str = "deny";
+/// Every capability a variables `path` block may list.
+pub const VARIABLE_CAPABILITIES: &[&str] = &[VAR_WRITE, VAR_READ, VAR_LIST, VAR_DESTROY, VAR_DENY];
+
+/// A path rule's capabilities as Nomad documents them: `deny` stands alone, `read` and
+/// `write` each bring `list`.
+pub fn expand_variable_capabilities(mut caps: Vec<String>) -> Vec<String> {
+    if caps.iter().any(|c| c == VAR_DENY) {
+        return vec![VAR_DENY.to_string()];
+    }
+    if caps.iter().any(|c| c == VAR_READ || c == VAR_WRITE) {
+        caps.push(VAR_LIST.to_string());
+    }
+    caps.sort();
+    caps.dedup();
+    caps
+}
+
+/// The workload a workload identity stands for: its implicit variable access
+/// (`nomad/jobs/<job>[/<group>[/<task>]]` in its namespace) is checked against this.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkloadClaim {
+    pub namespace: String,
+    pub job: String,
+    pub group: String,
+    pub task: String,
+}
+
+impl WorkloadClaim {
+    /// Does this workload read `path` in `namespace` without any policy?
+    fn implicitly_reads(&self, namespace: &str, path: &str) -> bool {
+        if namespace != self.namespace {
+            return false;
+        }
+        let Some(rest) = path.strip_prefix("nomad/jobs") else {
+            return false;
+        };
+        let own = [
+            String::new(),
+            format!("/{}", self.job),
+            format!("/{}/{}", self.job, self.group),
+            format!("/{}/{}/{}", self.job, self.group, self.task),
+        ];
+        own.iter().any(|o| o == rest)
+    }
+}
+
+/// The key of a variables rule: namespace pattern and path pattern joined by NUL (neither
+/// may hold one), so one glob test covers both, as in Nomad.
+fn variable_key(namespace: &str, path: &str) -> String {
+    format!("{namespace}\0{path}")
+}
 
 const READ: &[&str] = &[
     CAP_LIST_JOBS,
@@ -102,6 +167,10 @@ pub struct Acl {
     node: Option<Access>,
     agent: Option<Access>,
     operator: Option<Access>,
+    /// Variables rules by [`variable_key`] of their namespace and path patterns.
+    variables: BTreeMap<String, BTreeSet<String>>,
+    /// Set for a workload identity's caller.
+    workload: Option<WorkloadClaim>,
 }
 
 fn max_privilege(a: Option<Access>, b: Option<Access>) -> Option<Access> {
@@ -129,6 +198,12 @@ impl Acl {
                     .entry(rule.pattern.clone())
                     .or_default()
                     .extend(rule.capabilities.iter().cloned());
+                for var in &rule.variables {
+                    acl.variables
+                        .entry(variable_key(&rule.pattern, &var.path))
+                        .or_default()
+                        .extend(var.capabilities.iter().cloned());
+                }
             }
             acl.node = max_privilege(acl.node, p.node);
             acl.agent = max_privilege(acl.agent, p.agent);
@@ -152,6 +227,16 @@ impl Acl {
         }
     }
 
+    /// May this token use `capability` in at least one namespace? (Nomad's rule for the `*`
+    /// of a list over every namespace: the list is then filtered per object.)
+    pub fn allows_namespace_somewhere(&self, capability: &str) -> bool {
+        self.management
+            || self
+                .namespaces
+                .values()
+                .any(|caps| !caps.contains(CAP_DENY) && caps.contains(capability))
+    }
+
     /// The capability set that decides for `namespace`: its exact rule, else the closest glob.
     fn matching(&self, namespace: &str) -> Option<&BTreeSet<String>> {
         if let Some(caps) = self.namespaces.get(namespace) {
@@ -172,6 +257,53 @@ impl Acl {
                     .len()
                     .saturating_sub(pattern.replace('*', "").len())
             })
+            .map(|(_, caps)| caps)
+    }
+
+    /// This ACL for a workload identity's caller: the same policies plus the workload's
+    /// implicit access to its own variables.
+    pub fn with_workload(mut self, claim: WorkloadClaim) -> Self {
+        self.workload = Some(claim);
+        self
+    }
+
+    /// The workload this ACL stands for, if it is a workload identity's.
+    pub fn workload(&self) -> Option<&WorkloadClaim> {
+        self.workload.as_ref()
+    }
+
+    /// May this token use the variable `capability` (`read`, `write`, `list`, `destroy`) on
+    /// `path` in `namespace`?
+    pub fn allows_variable(&self, namespace: &str, path: &str, capability: &str) -> bool {
+        if self.management {
+            return true;
+        }
+        let key = variable_key(namespace, path);
+        let caps = match self.variables.get(&key) {
+            Some(caps) if !key.contains('*') => Some(caps),
+            _ if self
+                .workload
+                .as_ref()
+                .is_some_and(|w| w.implicitly_reads(namespace, path)) =>
+            {
+                return capability == VAR_READ || capability == VAR_LIST;
+            }
+            _ => self.closest_variable_glob(&key),
+        };
+        caps.is_some_and(|caps| !caps.contains(VAR_DENY) && caps.contains(capability))
+    }
+
+    /// Could this token see any variable at all (a rule, a workload's own paths, management)?
+    /// Lists answer 403 when not, as Nomad's do, and are otherwise filtered per variable.
+    pub fn allows_variables_anywhere(&self) -> bool {
+        self.management || self.workload.is_some() || !self.variables.is_empty()
+    }
+
+    fn closest_variable_glob(&self, key: &str) -> Option<&BTreeSet<String>> {
+        self.variables
+            .iter()
+            .filter(|(pattern, _)| pattern.contains('*') && glob_matches(pattern, key))
+            .min_by_key(|(pattern, _)| key.len().saturating_sub(pattern.replace('*', "").len()))
             .map(|(_, caps)| caps)
     }
 
@@ -413,10 +545,172 @@ namespace "web-*" { policy = "write" }"#],
     }
 
     #[test]
+    fn somewhere_is_any_namespace_rule_that_grants_without_deny() {
+        assert!(
+            acl(&[r#"namespace "a" { policy = "read" }"#]).allows_namespace_somewhere(CAP_READ_JOB)
+        );
+        assert!(acl(&[r#"namespace "web-*" { policy = "read" }"#])
+            .allows_namespace_somewhere(CAP_LIST_JOBS));
+        assert!(!acl(&[r#"namespace "a" { policy = "deny" }"#])
+            .allows_namespace_somewhere(CAP_READ_JOB));
+        assert!(!acl(&[r#"node { policy = "read" }"#]).allows_namespace_somewhere(CAP_READ_JOB));
+        assert!(!acl(&[r#"namespace "a" { policy = "scale" }"#])
+            .allows_namespace_somewhere(CAP_SUBMIT_JOB));
+        assert!(Acl::management().allows_namespace_somewhere(CAP_SUBMIT_JOB));
+    }
+
+    #[test]
+    fn variable_capabilities_follow_nomads_rules() {
+        let a_read = r#"namespace "default" {
+  variables {
+    path "a/*" { capabilities = ["read"] }
+  }
+}"#;
+        let mixed = r#"namespace "dev" {
+  variables {
+    path "project/*" { capabilities = ["write", "read", "destroy"] }
+    path "project/secret/*" { capabilities = ["deny"] }
+    path "project/secret/open" { capabilities = ["read"] }
+    path "system/*" { capabilities = ["list"] }
+  }
+}
+namespace "*" {
+  policy = "write"
+  variables {
+    path "shared/*" { capabilities = ["read"] }
+  }
+}"#;
+        // (policies, namespace, path, capability, allowed)
+        let table: &[(&[&str], &str, &str, &str, bool)] = &[
+            (&[a_read], "default", "a/b", VAR_READ, true),
+            (&[a_read], "default", "a/b", VAR_LIST, true),
+            (&[a_read], "default", "a/b", VAR_WRITE, false),
+            (&[a_read], "default", "a/b", VAR_DESTROY, false),
+            (&[a_read], "default", "b/c", VAR_READ, false),
+            (&[a_read], "other", "a/b", VAR_READ, false),
+            // The glob matches the empty string, but "a" is not "a/".
+            (&[a_read], "default", "a/", VAR_READ, true),
+            (&[a_read], "default", "a", VAR_READ, false),
+            (&[mixed], "dev", "project/x", VAR_WRITE, true),
+            (&[mixed], "dev", "project/x", VAR_DESTROY, true),
+            // The closest glob decides, and its deny wins over the broader rule.
+            (&[mixed], "dev", "project/secret/key", VAR_READ, false),
+            (&[mixed], "dev", "project/secret/key", VAR_LIST, false),
+            // An exact rule beats every glob.
+            (&[mixed], "dev", "project/secret/open", VAR_READ, true),
+            (&[mixed], "dev", "project/secret/open", VAR_WRITE, false),
+            (&[mixed], "dev", "system/conf", VAR_LIST, true),
+            (&[mixed], "dev", "system/conf", VAR_READ, false),
+            // A namespace glob in the rule.
+            (&[mixed], "prod", "shared/x", VAR_READ, true),
+            (&[mixed], "prod", "project/x", VAR_READ, false),
+            // A namespace policy grants no variable capability.
+            (&[mixed], "prod", "anything", VAR_READ, false),
+            (
+                &[r#"namespace "default" { policy = "write" }"#],
+                "default",
+                "a",
+                VAR_LIST,
+                false,
+            ),
+            // Rules for the same paths add up across policies; a deny in any of them wins.
+            (
+                &[
+                    a_read,
+                    r#"namespace "default" {
+  variables {
+    path "a/*" { capabilities = ["write"] }
+  }
+}"#,
+                ],
+                "default",
+                "a/b",
+                VAR_WRITE,
+                true,
+            ),
+            (
+                &[
+                    a_read,
+                    r#"namespace "default" {
+  variables {
+    path "a/*" { capabilities = ["deny"] }
+  }
+}"#,
+                ],
+                "default",
+                "a/b",
+                VAR_READ,
+                false,
+            ),
+            (&[], "default", "a/b", VAR_READ, false),
+        ];
+        for (sources, ns, path, cap, want) in table {
+            assert_eq!(
+                acl(sources).allows_variable(ns, path, cap),
+                *want,
+                "{sources:?} {ns} {path} {cap}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_workload_reads_and_lists_only_its_own_job_paths() {
+        let claim = WorkloadClaim {
+            namespace: "prod".into(),
+            job: "web".into(),
+            group: "g".into(),
+            task: "t".into(),
+        };
+        let w = Acl::new([]).with_workload(claim.clone());
+        for path in [
+            "nomad/jobs",
+            "nomad/jobs/web",
+            "nomad/jobs/web/g",
+            "nomad/jobs/web/g/t",
+        ] {
+            assert!(w.allows_variable("prod", path, VAR_READ), "{path}");
+            assert!(w.allows_variable("prod", path, VAR_LIST), "{path}");
+            assert!(!w.allows_variable("prod", path, VAR_WRITE), "{path}");
+            assert!(!w.allows_variable("prod", path, VAR_DESTROY), "{path}");
+            assert!(!w.allows_variable("default", path, VAR_READ), "{path}");
+        }
+        for path in [
+            "nomad/jobs/api",
+            "nomad/jobs/webx",
+            "nomad/jobs/web/other",
+            "nomad/jobs/web/g/t/deeper",
+            "nomad/jobsx",
+            "app/web",
+        ] {
+            assert!(!w.allows_variable("prod", path, VAR_READ), "{path}");
+        }
+        // A bound policy adds paths; an exact rule beats the implicit access, which beats a glob.
+        let bound = acl(&[r#"namespace "*" {
+  variables {
+    path "shared/*" { capabilities = ["read"] }
+    path "nomad/jobs/*" { capabilities = ["deny"] }
+  }
+}
+namespace "prod" {
+  variables {
+    path "nomad/jobs" { capabilities = ["list"] }
+  }
+}"#])
+        .with_workload(claim);
+        assert!(bound.allows_variable("prod", "shared/db", VAR_READ));
+        assert!(bound.allows_variable("prod", "nomad/jobs/web", VAR_READ));
+        assert!(!bound.allows_variable("prod", "nomad/jobs/api", VAR_READ));
+        assert!(!bound.allows_variable("prod", "nomad/jobs", VAR_READ));
+        assert!(bound.allows_variable("prod", "nomad/jobs", VAR_LIST));
+        assert!(w.allows_variables_anywhere() && !Acl::new([]).allows_variables_anywhere());
+    }
+
+    #[test]
     fn management_allows_everything() {
         let m = Acl::management();
         assert!(m.allows_namespace("x", CAP_SUBMIT_JOB) && m.allows_node(Access::Write));
         assert!(m.allows_operator(Access::Write) && m.allows_agent(Access::Write));
+        assert!(m.allows_variable("x", "any/path", VAR_DESTROY));
     }
 
     #[test]

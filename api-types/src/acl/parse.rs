@@ -9,9 +9,10 @@
 //! ```
 //!
 //! `policy` expands to capabilities as Nomad's does ([`check::expand`]); unknown blocks,
-//! attributes, policies and capabilities are errors at `file:line:col`. Nomad's `host_volume`,
-//! `plugin`, `quota` blocks and a namespace's `variables` block are accepted and grant nothing
-//! here (Nomos has no such objects yet).
+//! attributes, policies and capabilities are errors at `file:line:col`. A namespace's
+//! `variables { path "glob" { capabilities = [...] } }` block is read into
+//! [`super::VariableRule`]s. Nomad's `host_volume`, `plugin`, `quota` blocks are accepted and
+//! grant nothing here (Nomos has no such objects yet).
 
 use std::ops::Range;
 
@@ -19,8 +20,8 @@ use hcl_edit::expr::Expression;
 use hcl_edit::structure::{Attribute, Block, Body, Structure};
 use hcl_edit::Span;
 
-use super::check::{self, NAMESPACE_CAPABILITIES};
-use super::{Access, NamespaceRule, Policy, MAX_POLICY_BYTES};
+use super::check::{self, NAMESPACE_CAPABILITIES, VARIABLE_CAPABILITIES};
+use super::{Access, NamespaceRule, Policy, VariableRule, MAX_POLICY_BYTES};
 use crate::diag::{did_you_mean, Diagnostic, LineIndex, Pos};
 
 /// Blocks from Nomad's language that are read and ignored.
@@ -132,6 +133,7 @@ fn read_namespace(r: &mut Reader<'_>, b: &Block) -> Option<NamespaceRule> {
         return None;
     };
     let mut caps: Vec<String> = Vec::new();
+    let mut variables: Option<Vec<VariableRule>> = None;
     for s in b.body.iter() {
         match s {
             Structure::Attribute(a) if a.key.value().as_str() == "policy" => {
@@ -143,7 +145,15 @@ fn read_namespace(r: &mut Reader<'_>, b: &Block) -> Option<NamespaceRule> {
             Structure::Attribute(a) if a.key.value().as_str() == "capabilities" => {
                 caps.extend(read_capabilities(r, a));
             }
-            Structure::Block(v) if v.ident.value().as_str() == "variables" => {}
+            Structure::Block(v) if v.ident.value().as_str() == "variables" => {
+                if variables.is_some() {
+                    r.error(
+                        v.ident.span(),
+                        "a namespace block takes one variables block",
+                    );
+                }
+                variables = Some(read_variables(r, v));
+            }
             Structure::Attribute(a) => {
                 let name = a.key.value().as_str();
                 r.error(a.key.span(), format!("unknown attribute \"{name}\" in namespace block: expected policy or capabilities"));
@@ -162,6 +172,84 @@ fn read_namespace(r: &mut Reader<'_>, b: &Block) -> Option<NamespaceRule> {
     Some(NamespaceRule {
         pattern: label.as_str().to_string(),
         capabilities: caps,
+        variables: variables.unwrap_or_default(),
+    })
+}
+
+/// `variables { path "glob" { capabilities = [...] } ... }`: one rule per path, at least one.
+fn read_variables(r: &mut Reader<'_>, b: &Block) -> Vec<VariableRule> {
+    let mut rules = Vec::new();
+    for s in b.body.iter() {
+        let p = match s {
+            Structure::Block(p) if p.ident.value().as_str() == "path" => p,
+            other => {
+                let name = match other {
+                    Structure::Attribute(a) => a.key.value().as_str(),
+                    Structure::Block(b) => b.ident.value().as_str(),
+                };
+                r.error(
+                    other.span(),
+                    format!("unexpected \"{name}\" in variables block: expected path blocks"),
+                );
+                continue;
+            }
+        };
+        if let Some(rule) = read_variable_path(r, p) {
+            rules.push(rule);
+        }
+    }
+    if rules.is_empty() && r.errors.is_empty() {
+        r.error(
+            b.ident.span(),
+            "a variables block needs at least one path block",
+        );
+    }
+    rules
+}
+
+/// `path "glob" { capabilities = [...] }`.
+fn read_variable_path(r: &mut Reader<'_>, p: &Block) -> Option<VariableRule> {
+    let [label] = p.labels.as_slice() else {
+        r.error(
+            p.ident.span(),
+            format!(
+                "a path block takes one label (a variable path or glob), found {}",
+                p.labels.len()
+            ),
+        );
+        return None;
+    };
+    let path = label.as_str();
+    if path.is_empty() || path.starts_with('/') {
+        r.error(
+            p.ident.span(),
+            format!(
+                "invalid variable path {path:?}: it must be non-empty and cannot start with '/'"
+            ),
+        );
+        return None;
+    }
+    let mut caps = Vec::new();
+    for s in p.body.iter() {
+        match s {
+            Structure::Attribute(a) if a.key.value().as_str() == "capabilities" => {
+                caps.extend(read_list(r, a, VARIABLE_CAPABILITIES));
+            }
+            other => {
+                let name = match other {
+                    Structure::Attribute(a) => a.key.value().as_str(),
+                    Structure::Block(b) => b.ident.value().as_str(),
+                };
+                r.error(
+                    other.span(),
+                    format!("unexpected \"{name}\" in path block: expected capabilities"),
+                );
+            }
+        }
+    }
+    Some(VariableRule {
+        path: path.to_string(),
+        capabilities: check::expand_variable_capabilities(caps),
     })
 }
 
@@ -228,6 +316,11 @@ fn read_word(r: &mut Reader<'_>, a: &Attribute, allowed: &[&str]) -> Option<Stri
 }
 
 fn read_capabilities(r: &mut Reader<'_>, a: &Attribute) -> Vec<String> {
+    read_list(r, a, NAMESPACE_CAPABILITIES)
+}
+
+/// A list of strings, each one of `known`.
+fn read_list(r: &mut Reader<'_>, a: &Attribute, known: &[&str]) -> Vec<String> {
     let Expression::Array(items) = &a.value else {
         r.error(a.value.span(), "capabilities must be a list of strings");
         return Vec::new();
@@ -239,10 +332,10 @@ fn read_capabilities(r: &mut Reader<'_>, a: &Attribute) -> Vec<String> {
             continue;
         };
         let cap = s.value().as_str();
-        if NAMESPACE_CAPABILITIES.contains(&cap) {
+        if known.contains(&cap) {
             out.push(cap.to_string());
         } else {
-            let hint = did_you_mean(cap, NAMESPACE_CAPABILITIES.iter().copied())
+            let hint = did_you_mean(cap, known.iter().copied())
                 .map(|s| format!(" (did you mean \"{s}\"?)"))
                 .unwrap_or_default();
             r.error(item.span(), format!("unknown capability {cap:?}{hint}"));
@@ -330,6 +423,67 @@ host_volume "*" { policy = "write" }
                 "p.hcl:1:17: unknown attribute \"polcy\"",
             ),
             ("namespace \"a\" {", "p.hcl:1:16: invalid HCL syntax"),
+        ];
+        for (src, want) in table {
+            let got = errors(src);
+            assert!(
+                got.iter().any(|e| e.starts_with(want)),
+                "{src:?}: expected an error starting {want:?}, got {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn reads_variables_blocks_with_nomads_expansion() {
+        let p = parse_policy(
+            "p.hcl",
+            r#"
+namespace "dev" {
+  policy = "read"
+  variables {
+    path "project/*" { capabilities = ["write", "destroy"] }
+    path "system/*" { capabilities = ["read"] }
+    path "locked/*" { capabilities = ["read", "deny"] }
+  }
+}
+"#,
+        )
+        .unwrap();
+        let vars = &p.namespaces[0].variables;
+        assert_eq!(vars.len(), 3);
+        assert_eq!(vars[0].path, "project/*");
+        assert_eq!(vars[0].capabilities, vec!["destroy", "list", "write"]);
+        assert_eq!(vars[1].capabilities, vec!["list", "read"]);
+        assert_eq!(vars[2].capabilities, vec!["deny"]);
+    }
+
+    #[test]
+    fn bad_variables_blocks_are_reported_at_file_line_and_column() {
+        let table: &[(&str, &str)] = &[
+            (
+                "namespace \"a\" {\n  variables {\n    path \"x\" { capabilities = [\"raed\"] }\n  }\n}",
+                "p.hcl:3:32: unknown capability \"raed\"",
+            ),
+            (
+                "namespace \"a\" {\n  variables {\n    path \"/x\" { capabilities = [\"read\"] }\n  }\n}",
+                "p.hcl:3:5: invalid variable path \"/x\"",
+            ),
+            (
+                "namespace \"a\" {\n  variables {\n    path { capabilities = [\"read\"] }\n  }\n}",
+                "p.hcl:3:5: a path block takes one label",
+            ),
+            (
+                "namespace \"a\" {\n  variables {\n  }\n}",
+                "p.hcl:2:3: a variables block needs at least one path block",
+            ),
+            (
+                "namespace \"a\" {\n  variables {\n    paths \"x\" {}\n  }\n}",
+                "p.hcl:3:5: unexpected \"paths\" in variables block",
+            ),
+            (
+                "namespace \"a\" {\n  variables {\n    path \"x\" { policy = \"read\" }\n  }\n}",
+                "p.hcl:3:16: unexpected \"policy\" in path block",
+            ),
         ];
         for (src, want) in table {
             let got = errors(src);

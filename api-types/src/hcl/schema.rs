@@ -355,11 +355,27 @@ pub(crate) static TEMPLATE: Sch = Sch {
         ("splay", "", Dropped),
         ("uid", "", Dropped),
         ("gid", "", Dropped),
-        ("error_on_missing_key", "", Dropped),
+        ("error_on_missing_key", "error_on_missing_key", Bool),
         ("wait", "", Dropped),
         ("change_script", "", Dropped),
         ("once", "", Dropped),
         ("vault_grace", "", Dropped),
+    ],
+};
+
+pub(crate) static IDENTITY: Sch = Sch {
+    name: "identity",
+    label: None,
+    has_ignored: false,
+    fields: &[
+        ("name", "name", Str),
+        ("aud", "aud", StrList),
+        ("env", "env", Bool),
+        ("file", "file", Bool),
+        ("ttl", "ttl_ns", Dur),
+        ("change_mode", "change_mode", Str),
+        ("change_signal", "change_signal", Str),
+        ("filepath", "", Dropped),
     ],
 };
 
@@ -407,7 +423,7 @@ pub(crate) static TASK: Sch = Sch {
         ("shutdown_delay", "shutdown_delay_ns", Dur),
         ("vault", "", Ignored),
         ("consul", "", Ignored),
-        ("identity", "", Ignored),
+        ("identity", "identities", Blocks(&IDENTITY)),
         ("csi_plugin", "", Ignored),
         ("dispatch_payload", "", Ignored),
         ("scaling", "", Ignored),

@@ -27,6 +27,8 @@ pub mod decide;
 pub mod world;
 
 #[cfg(test)]
+mod quota_tests;
+#[cfg(test)]
 pub(crate) mod tests;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -48,6 +50,15 @@ use crate::write::{absent, encode, node_guard, put, set_desired, unchanged, Fenc
 use crate::ControllerError;
 use decide::DecisionInput;
 use world::{JobKey, Part, World, WorldSink};
+
+/// The status error of a job whose namespace does not exist (Nomad refuses such a job at
+/// submission; a spec written straight into the store is reported here instead).
+pub fn missing_namespace_error(namespace: &str) -> String {
+    format!(
+        "namespace {namespace:?} does not exist: the job is not run until it is created \
+         (`nctl namespace apply {namespace}`)"
+    )
+}
 
 /// Settings of the jobs controller.
 #[derive(Clone)]
@@ -375,7 +386,20 @@ impl Ctx {
         match nomos_api::parse_stored_spec(&spec_key, &spec.raw) {
             Ok(parsed) => {
                 warnings = parsed.warnings.iter().map(|d| d.to_string()).collect();
+                let missing_namespace = !self.lock().namespace_exists(&jk.0);
                 match parsed.jobs.into_iter().next() {
+                    Some(_) if missing_namespace => {
+                        // Not accepted, and not marked observed: once the namespace is
+                        // created, the same spec is accepted.
+                        errors.push(missing_namespace_error(&jk.0));
+                        status.errors = errors;
+                        status.warnings = warnings;
+                        return Ok(Accepted {
+                            versions,
+                            status,
+                            new_version: None,
+                        });
+                    }
                     Some(job) => {
                         let differs = versions.last_key_value().is_none_or(|(_, j)| *j != job);
                         if differs && (spec_changed || versions.is_empty()) {

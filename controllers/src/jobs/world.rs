@@ -3,10 +3,15 @@
 //! deployments, job statuses), plus the scheduler's [`ClusterSnapshot`] kept in step with them.
 //! Fed by reflector sinks ([`WorldSink`]) and by the controller's own committed writes; events
 //! older than what the index already holds for a key are ignored, so both feeds may overlap.
+//!
+//! Namespaces and quota specifications are indexed too: the snapshot carries each namespace's
+//! quota, a change to either touches the namespace's jobs, and an allocation of a namespace
+//! with a quota that changes touches the namespace's blocked jobs (freed quota lets them place).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use nomos_api::namespace::{Namespace, QuotaSpec, DEFAULT_NAMESPACE};
 use nomos_api::{
     AllocStatus, Allocation, Deployment, DesiredStatus, Job, JobStatus, Node, NodeSpec,
 };
@@ -59,6 +64,10 @@ pub struct World {
     pub snapshot: ClusterSnapshot,
     /// Jobs with placements that failed: any node change retries them.
     pub blocked: HashSet<JobKey>,
+    /// Namespaces written as objects (`default` exists without one).
+    pub namespaces: BTreeMap<String, Namespace>,
+    /// Quota specifications by name.
+    pub quotas: BTreeMap<String, QuotaSpec>,
 }
 
 fn job_key_from(ns: &str, job: &str) -> JobKey {
@@ -115,6 +124,93 @@ impl World {
         }
         out.extend(self.blocked.iter().cloned());
         out
+    }
+
+    /// Whether jobs may run in `namespace`: `default`, or one written as an object.
+    pub fn namespace_exists(&self, namespace: &str) -> bool {
+        namespace == DEFAULT_NAMESPACE || self.namespaces.contains_key(namespace)
+    }
+
+    /// Blocked jobs in the namespaces of `touched` that have a quota: an allocation of theirs
+    /// changed, so quota may have been freed.
+    pub fn blocked_by_quota(&self, touched: &BTreeSet<JobKey>) -> Vec<JobKey> {
+        let namespaces: BTreeSet<&str> = touched
+            .iter()
+            .map(|(ns, _)| ns.as_str())
+            .filter(|ns| self.snapshot.namespace_quota(ns).is_some())
+            .collect();
+        if namespaces.is_empty() {
+            return Vec::new();
+        }
+        self.blocked
+            .iter()
+            .filter(|(ns, _)| namespaces.contains(ns.as_str()))
+            .cloned()
+            .collect()
+    }
+
+    /// Puts the quota of every namespace into the snapshot, after a namespace or quota changed.
+    fn sync_quotas(&mut self) {
+        let old: Vec<String> = self
+            .snapshot
+            .quota_namespaces()
+            .map(str::to_string)
+            .collect();
+        for ns in old {
+            self.snapshot.set_namespace_quota(&ns, None);
+        }
+        for (ns, q) in crate::scheduler::quota::namespace_quotas(&self.namespaces, &self.quotas) {
+            self.snapshot.set_namespace_quota(&ns, Some(q));
+        }
+    }
+
+    /// A namespace or quota specification written or deleted: the jobs of the namespaces it
+    /// concerns (a namespace that now exists lets its jobs run; a new limit applies).
+    fn apply_namespace_or_quota(
+        &mut self,
+        kind: Part,
+        key: &str,
+        name: &str,
+        value: Option<&[u8]>,
+    ) -> BTreeSet<JobKey> {
+        let affected: BTreeSet<String> = match kind {
+            Part::Namespaces => {
+                match value.map(serde_json::from_slice::<Namespace>) {
+                    Some(Ok(ns)) => {
+                        self.namespaces.insert(name.to_string(), ns);
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(key, error = %e, "undecodable namespace ignored")
+                    }
+                    None => {
+                        self.namespaces.remove(name);
+                    }
+                }
+                BTreeSet::from([name.to_string()])
+            }
+            _ => {
+                match value.map(serde_json::from_slice::<QuotaSpec>) {
+                    Some(Ok(q)) => {
+                        self.quotas.insert(name.to_string(), q);
+                    }
+                    Some(Err(e)) => tracing::warn!(key, error = %e, "undecodable quota ignored"),
+                    None => {
+                        self.quotas.remove(name);
+                    }
+                }
+                self.namespaces
+                    .iter()
+                    .filter(|(_, ns)| ns.quota == name)
+                    .map(|(n, _)| n.clone())
+                    .collect()
+            }
+        };
+        self.sync_quotas();
+        self.specs
+            .keys()
+            .filter(|(ns, _)| affected.contains(ns))
+            .cloned()
+            .collect()
     }
 
     /// The job's allocations with their statuses, as the reconcile reads them.
@@ -306,6 +402,9 @@ impl World {
                 None => self.remove_alloc(id, revision).into_iter().collect(),
             },
             (Part::AllocStatus, [_node, id]) => self.apply_alloc_status(key, id, value),
+            (Part::Namespaces | Part::Quotas, [name]) => {
+                self.apply_namespace_or_quota(kind, key, name, value)
+            }
             (Part::Nodes | Part::NodeSpecs | Part::Heartbeats, [name]) => {
                 self.apply_node(kind, key, name, value)
             }
@@ -529,6 +628,8 @@ impl World {
                 .keys()
                 .map(|(n, j)| keys::job_status(n, j))
                 .collect(),
+            Part::Namespaces => self.namespaces.keys().map(|n| keys::namespace(n)).collect(),
+            Part::Quotas => self.quotas.keys().map(|n| keys::quota(n)).collect(),
             Part::NodeLifecycle | Part::DrainStatus => Vec::new(),
         };
         let fresh: HashSet<String> = kvs.iter().map(|kv| kv.key_str().into_owned()).collect();
@@ -582,6 +683,10 @@ impl Sink for WorldSink {
             if matches!(self.kind, Part::Nodes | Part::Heartbeats | Part::NodeSpecs) {
                 t.extend(w.blocked.iter().cloned());
             }
+            if matches!(self.kind, Part::Allocs | Part::AllocStatus) {
+                let freed = w.blocked_by_quota(&t);
+                t.extend(freed);
+            }
             t
         };
         for k in touched {
@@ -597,6 +702,10 @@ impl Sink for WorldSink {
                 let key = e.kv.key_str().into_owned();
                 let value = (e.kind == EventKind::Put).then_some(e.kv.value.as_slice());
                 touched.extend(w.apply(self.kind, &key, value, e.kv.mod_revision));
+            }
+            if matches!(self.kind, Part::Allocs | Part::AllocStatus) {
+                let freed = w.blocked_by_quota(&touched);
+                touched.extend(freed);
             }
             w.revisions.insert(self.kind, revision);
             if self.kind == Part::Allocs {

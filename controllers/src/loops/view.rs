@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use nomos_api::namespace::{Namespace, QuotaSpec};
 use nomos_api::{
     AllocStatus, Allocation, ClientStatus, Deployment, DesiredStatus, Job, JobStatus, Node,
     NodeSpec,
@@ -33,11 +34,15 @@ pub enum Part {
     NodeLifecycle,
     DrainStatus,
     Deployments,
+    /// `/nomos/namespaces/`: which namespaces exist and their quota.
+    Namespaces,
+    /// `/nomos/quotas/`: quota specifications.
+    Quotas,
 }
 
 impl Part {
     /// What the jobs controller watches.
-    pub const JOBS: [Part; 9] = [
+    pub const JOBS: [Part; 11] = [
         Part::Specs,
         Part::Versions,
         Part::Allocs,
@@ -47,6 +52,8 @@ impl Part {
         Part::Heartbeats,
         Part::Deployments,
         Part::JobStatus,
+        Part::Namespaces,
+        Part::Quotas,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -62,6 +69,8 @@ impl Part {
             Part::NodeLifecycle => keys::NODE_STATUS_PREFIX,
             Part::DrainStatus => keys::DRAIN_STATUS_PREFIX,
             Part::Deployments => keys::DEPLOYMENTS_PREFIX,
+            Part::Namespaces => keys::NAMESPACES_PREFIX,
+            Part::Quotas => keys::QUOTAS_PREFIX,
         }
     }
 
@@ -102,6 +111,10 @@ pub struct View {
     pub drain_status: HashMap<String, Rev<crate::drain::DrainStatus>>,
     /// Deployments per job, by id.
     pub deployments: BTreeMap<JobKey, BTreeMap<String, Deployment>>,
+    /// Namespaces written as objects, by name (`default` exists without one).
+    pub namespaces: BTreeMap<String, Namespace>,
+    /// Quota specifications by name.
+    pub quotas: BTreeMap<String, QuotaSpec>,
 }
 
 fn decode<T: DeserializeOwned>(
@@ -240,6 +253,14 @@ impl View {
                     },
                 );
             }
+            (Part::Namespaces, [name]) => {
+                self.namespaces
+                    .insert(name.to_string(), decode(key, raw, "namespace")?);
+            }
+            (Part::Quotas, [name]) => {
+                self.quotas
+                    .insert(name.to_string(), decode(key, raw, "quota")?);
+            }
             (Part::Deployments, [ns, job, id]) => {
                 let d = decode(key, raw, "deployment")?;
                 self.deployments
@@ -337,6 +358,10 @@ impl View {
                 .and_then(|j| j.groups.iter().find(|g| g.name == a.task_group));
             let per_core = snap.node(&a.node).map(|n| n.mhz_per_core()).unwrap_or(0);
             snap.add_alloc(AllocUsage::of(a, group, per_core));
+        }
+        for (ns, quota) in crate::scheduler::quota::namespace_quotas(&self.namespaces, &self.quotas)
+        {
+            snap.set_namespace_quota(&ns, Some(quota));
         }
         snap
     }

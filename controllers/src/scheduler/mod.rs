@@ -13,8 +13,13 @@
 //!
 //! A failed placement is data: a [`PlacementFailure`] whose summary reads like
 //! "3 nodes excluded by constraint ${attr.kernel.name} = windows, 2 exhausted memory".
+//!
+//! Quotas ([`quota`]): the snapshot carries each namespace's usage and quota; a placement whose
+//! chosen node would take the namespace past its quota is not made, and its failure reads
+//! `quota "team-a" exhausted: cpu 2600/2500 MHz`.
 
 pub mod feasible;
+pub mod quota;
 pub mod rank;
 pub mod snapshot;
 
@@ -83,11 +88,16 @@ pub struct PlacementFailure {
     pub filtered: BTreeMap<String, u32>,
     /// Dimension (`cpu`, `memory`, `dynamic ports`, ...) -> number of nodes exhausted.
     pub exhausted: BTreeMap<String, u32>,
+    /// A node fit, but the namespace's quota did not: why (this is then the whole summary).
+    pub quota: Option<String>,
 }
 
 impl PlacementFailure {
     /// "3 nodes excluded by constraint ${attr.kernel.name} = windows, 2 exhausted memory".
     pub fn summary(&self) -> String {
+        if let Some(q) = &self.quota {
+            return q.clone();
+        }
         if self.nodes_evaluated == 0 {
             return "no nodes in the cluster".to_string();
         }
@@ -207,6 +217,12 @@ pub fn place(
             Some((score, i, ports)) => {
                 let st = &snap.nodes[i];
                 let cpu = ask.cpu + ask.cores * st.mhz_per_core();
+                if let Some(why) = snap.quota_refusal(&job.namespace, cpu, ask.memory_mb) {
+                    failure.quota = Some(why);
+                    failed = Some(failure.clone());
+                    out.push(Err(failure));
+                    continue;
+                }
                 let node = st.node.name.clone();
                 let usage = AllocUsage {
                     id: req.alloc_id.clone(),

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use nomos_api::{Node, NodeSpec, TaskGroup};
 
+use super::quota::{self, NamespaceQuota, QuotaUsage};
+
 /// What one allocation holds on its node.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AllocUsage {
@@ -136,6 +138,15 @@ pub struct ClusterSnapshot {
     pub(crate) job_index: HashMap<String, HashMap<usize, GroupCounts>>,
     /// Allocations whose node is not (yet) known, applied when it registers.
     orphans: HashMap<String, Vec<String>>,
+    /// What each namespace's allocations hold (every allocation recorded, orphans included).
+    ns_usage: HashMap<String, QuotaUsage>,
+    /// The quota of each namespace that has one (set by the controller from the store).
+    quotas: HashMap<String, NamespaceQuota>,
+}
+
+/// The namespace of a `<ns>/<job>` key.
+fn namespace_of(job_key: &str) -> &str {
+    job_key.split_once('/').map_or(job_key, |(ns, _)| ns)
 }
 
 impl ClusterSnapshot {
@@ -186,6 +197,7 @@ impl ClusterSnapshot {
                 self.by_name.insert(name.clone(), self.nodes.len() - 1);
                 for id in self.orphans.remove(&name).unwrap_or_default() {
                     if let Some(u) = self.allocs.remove(&id) {
+                        self.count_usage(&u, false);
                         self.add_alloc(u);
                     }
                 }
@@ -223,6 +235,7 @@ impl ClusterSnapshot {
         if self.allocs.contains_key(&usage.id) {
             self.remove_alloc(&usage.id.clone());
         }
+        self.count_usage(&usage, true);
         let Some(&i) = self.by_name.get(&usage.node) else {
             self.orphans
                 .entry(usage.node.clone())
@@ -248,6 +261,7 @@ impl ClusterSnapshot {
     /// Releases an allocation's usage (it stopped or was deleted).
     pub fn remove_alloc(&mut self, id: &str) -> Option<AllocUsage> {
         let usage = self.allocs.remove(id)?;
+        self.count_usage(&usage, false);
         let Some(&i) = self.by_name.get(&usage.node) else {
             if let Some(v) = self.orphans.get_mut(&usage.node) {
                 v.retain(|x| x != id);
@@ -273,6 +287,55 @@ impl ClusterSnapshot {
             }
         }
         Some(usage)
+    }
+
+    fn count_usage(&mut self, usage: &AllocUsage, add: bool) {
+        let ns = namespace_of(&usage.job);
+        if add {
+            self.ns_usage
+                .entry(ns.to_string())
+                .or_default()
+                .add(usage.cpu, usage.memory_mb);
+        } else if let Some(u) = self.ns_usage.get_mut(ns) {
+            u.sub(usage.cpu, usage.memory_mb);
+            if u.is_zero() {
+                self.ns_usage.remove(ns);
+            }
+        }
+    }
+
+    /// What the allocations of `namespace` hold now.
+    pub fn namespace_usage(&self, namespace: &str) -> QuotaUsage {
+        self.ns_usage.get(namespace).copied().unwrap_or_default()
+    }
+
+    /// Sets (or with `None` clears) the quota placements in `namespace` must stay within.
+    pub fn set_namespace_quota(&mut self, namespace: &str, quota: Option<NamespaceQuota>) {
+        match quota {
+            Some(q) => {
+                self.quotas.insert(namespace.to_string(), q);
+            }
+            None => {
+                self.quotas.remove(namespace);
+            }
+        }
+    }
+
+    /// The quota of `namespace`, if it has one.
+    pub fn namespace_quota(&self, namespace: &str) -> Option<&NamespaceQuota> {
+        self.quotas.get(namespace)
+    }
+
+    /// Namespaces that have a quota.
+    pub fn quota_namespaces(&self) -> impl Iterator<Item = &str> {
+        self.quotas.keys().map(String::as_str)
+    }
+
+    /// Why one more allocation of `namespace` asking `cpu` and `memory_mb` would exceed the
+    /// namespace's quota; `None` when it fits or there is no quota.
+    pub fn quota_refusal(&self, namespace: &str, cpu: u32, memory_mb: u32) -> Option<String> {
+        let q = self.quotas.get(namespace)?;
+        quota::admit(q, &self.namespace_usage(namespace), cpu, memory_mb).err()
     }
 
     /// Allocations of a job (and optionally one group) on node `i`.

@@ -33,6 +33,8 @@ impl Loop for SystemLoop {
             Part::Nodes,
             Part::NodeSpecs,
             Part::Heartbeats,
+            Part::Namespaces,
+            Part::Quotas,
         ]
     }
 
@@ -45,6 +47,8 @@ impl Loop for SystemLoop {
             Part::Nodes,
             Part::NodeSpecs,
             Part::Heartbeats,
+            Part::Namespaces,
+            Part::Quotas,
         ]
     }
 

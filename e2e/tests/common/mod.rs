@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -187,7 +189,9 @@ impl Cluster {
                 cmd.args(["server", "--data-dir"])
                     .arg(&self.data_dir)
                     .args(["--http-addr", &self.http_addr])
-                    .args(["--store-addr", &store_addr]);
+                    .args(["--store-addr", &store_addr])
+                    // A test cluster on a private bridge: no TLS, so say so.
+                    .arg("--insecure");
             }
         }
         let mut child = cmd
@@ -360,7 +364,12 @@ impl Cluster {
             vec![]
         } else {
             let ip = ns.map_or("127.0.0.1", |ns| ns.ns_ip.as_str());
-            vec!["--http-addr".to_string(), format!("{ip}:0")]
+            let mut flags = vec!["--http-addr".to_string(), format!("{ip}:0")];
+            if ns.is_some() {
+                // The namespace's address, reachable from the host only, without TLS.
+                flags.push("--insecure".to_string());
+            }
+            flags
         };
         let child = cmd
             .args([

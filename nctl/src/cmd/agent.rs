@@ -26,6 +26,8 @@ pub struct AgentArgs {
     pub etcd: EtcdArgs,
     #[command(flatten)]
     pub node: NodeArgs,
+    #[command(flatten)]
+    pub join: super::join::JoinArgs,
     /// A Nomad-style agent config file (HCL, YAML or JSON): data_dir, name, datacenter,
     /// bind_addr, client { servers, node_class, meta }. With `server { enabled = true }` this
     /// runs what `nctl server -config` runs. Flags override it.
@@ -42,7 +44,7 @@ pub enum AgentCommand {
     },
 }
 
-pub async fn run(args: AgentArgs) -> anyhow::Result<i32> {
+pub async fn run(args: AgentArgs, g: &super::Global) -> anyhow::Result<i32> {
     if let Some(AgentCommand::Purge { data_dir }) = args.command {
         let report = nomos_agent::purge(&data_dir).await?;
         println!(
@@ -78,13 +80,24 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<i32> {
             "--store-endpoints is required (an etcd URL, or a Nomos server's --store-addr)"
         );
     }
-    let config = args.node.agent_config(
+    let mut config = args.node.agent_config(
         &file,
         args.config.is_some(),
         data_dir,
         default_http_addr(&file),
     )?;
-    let store = args.etcd.connect(&endpoints).await?;
+    config.servers.extend(args.join.server_addr.clone());
+    let mut etcd = args.etcd.with_tls_block(&file.tls, &endpoints)?;
+    // A node that joined with a join token connects as its own etcd user.
+    let saved = match &args.etcd.etcd_user {
+        Some(_) => None,
+        None => super::join::credentials(g, &args.join, &config.data_dir, &config.name).await?,
+    };
+    if let Some(saved) = saved {
+        etcd.etcd_user = Some(saved.etcd_user);
+        etcd.etcd_password = Some(saved.etcd_password);
+    }
+    let store = etcd.connect(&endpoints).await?;
     let shutdown = Shutdown::new();
     let mut tasks = tokio::task::JoinSet::new();
     let stop = shutdown.wait();
@@ -111,6 +124,8 @@ async fn run_server_config(args: AgentArgs, file: FileConfig) -> anyhow::Result<
         identity: None,
         agent_http_addr: None,
         acl_enabled: false,
+        insecure: args.node.insecure,
+        keyring_key_file: None,
         browsers: runtime::BrowserArgs::default(),
     };
     super::server::run_with_local_agent(
@@ -148,9 +163,42 @@ mod tests {
     }
 
     #[test]
-    fn the_agent_serves_http_on_4749_of_every_address_by_default() {
+    fn without_tls_the_agent_serves_http_on_loopback_by_default() {
         let c = config(&[], &FileConfig::default());
+        assert_eq!(c.http_addr, Some("127.0.0.1:4749".parse().unwrap()));
+        // --insecure keeps every address, for a private lab network.
+        let c = config(&["--insecure"], &FileConfig::default());
         assert_eq!(c.http_addr, Some("0.0.0.0:4749".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_reachable_endpoint_without_tls_is_refused_unless_insecure() {
+        let e = node_args(&["--http-addr", "10.1.2.3:4749"])
+            .agent_config(
+                &FileConfig::default(),
+                false,
+                "/tmp/x".into(),
+                default_http_addr(&FileConfig::default()),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("10.1.2.3:4749") && e.contains("--insecure"),
+            "{e}"
+        );
+        let file = FileConfig {
+            bind_addr: Some([10, 1, 2, 3].into()),
+            ..Default::default()
+        };
+        let e = node_args(&[])
+            .agent_config(&file, true, "/tmp/x".into(), default_http_addr(&file))
+            .unwrap_err();
+        assert!(e.to_string().contains("mutual TLS"), "{e}");
+        let c = config(
+            &["--http-addr", "10.1.2.3:4749", "--insecure"],
+            &FileConfig::default(),
+        );
+        assert_eq!(c.http_addr, Some("10.1.2.3:4749".parse().unwrap()));
     }
 
     #[test]

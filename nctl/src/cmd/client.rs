@@ -86,8 +86,9 @@ impl Client {
         }
     }
 
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
-        let resp = self.authed(req).send().await.map_err(|e| {
+    /// Sends `req` with the token, reporting an unreachable server (or a TLS failure) clearly.
+    async fn execute(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        self.authed(req).send().await.map_err(|e| {
             let detail = describe_send_error(&e);
             // A TLS failure carries its own hint; the address is right then.
             let hint = if detail.contains("\n(") {
@@ -99,7 +100,11 @@ impl Client {
                 "cannot reach the Nomos server at {}: {detail}{hint}",
                 self.base
             )
-        })?;
+        })
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
+        let resp = self.execute(req).await?;
         let status = resp.status().as_u16();
         let text = resp.text().await?;
         if !(200..300).contains(&status) {
@@ -128,6 +133,23 @@ impl Client {
 
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send(self.http()?.delete(self.url(path))).await
+    }
+
+    /// A request whose answer the caller reads whatever its status: for APIs that answer a
+    /// conflict with data (Variables answer 409 with the conflicting variable).
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<(u16, String)> {
+        let mut req = self.http()?.request(method, self.url(path));
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = self.execute(req).await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.text().await?))
     }
 
     /// A streaming GET (logs); the caller reads the body.

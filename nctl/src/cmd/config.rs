@@ -69,6 +69,9 @@ pub struct ServerSection {
     pub periodic_history_limit: Option<u64>,
     /// Versions kept per job (Nomad's `job_tracked_versions`, 6).
     pub job_tracked_versions: Option<u64>,
+    /// Nomos: the file holding the key that wraps the keyring's root keys
+    /// (`<data_dir>/server/keyring.key` by default; every server on one store shares it).
+    pub keyring_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -186,6 +189,7 @@ const SERVER: Section = Section {
         "default_lost_after",
         "periodic_history_limit",
         "job_tracked_versions",
+        "keyring_key_file",
     ],
     ignored: IGNORED_SERVER,
 };
@@ -697,6 +701,7 @@ fn read_server(r: &mut Reader<'_>, settings: &[Entry], out: &mut ServerSection) 
             "default_lost_after" => out.default_lost_after_secs = r.seconds(&name, v),
             "periodic_history_limit" => out.periodic_history_limit = r.whole(&name, v, 0),
             "job_tracked_versions" => out.job_tracked_versions = r.whole(&name, v, 1),
+            "keyring_key_file" => out.keyring_key_file = r.string(&name, v).map(PathBuf::from),
             _ => r.unknown(&SERVER, e),
         }
     }
@@ -1022,6 +1027,19 @@ client:
         );
         let (cfg, _) = parse("cfg.hcl", "datacenter = \"dc1\"\n").expect("valid");
         assert!(!cfg.acl_enabled, "off unless configured");
+    }
+
+    #[test]
+    fn the_keyring_key_file_is_a_server_setting() {
+        let text = "server {\n  enabled          = true\n  keyring_key_file = \"/etc/nomos/keyring.key\"\n}\n";
+        let (cfg, warnings) = parse("cfg.hcl", text).expect("valid");
+        assert!(warnings.is_empty(), "{:?}", strings(&warnings));
+        assert_eq!(
+            cfg.server.keyring_key_file,
+            Some(PathBuf::from("/etc/nomos/keyring.key"))
+        );
+        let text = "server {\n  keyring_key_file = 3\n}\n";
+        assert!(parse("cfg.hcl", text).is_err(), "a number is not a path");
     }
 
     fn strings(diags: &[Diagnostic]) -> Vec<String> {

@@ -98,7 +98,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     let node_name = args.name.clone().unwrap_or_else(hostname);
 
     let registry = Arc::new(Mutex::new(Registry::default()));
-    let mut state = AppState::new(store.clone(), registry.clone());
+    let mut state = super::keyring::configure(
+        AppState::new(store.clone(), registry.clone()),
+        &data_dir.join("keyring.key"),
+    )
+    .await?;
     state.logs = Some(Arc::new(runtime::LocalLogs {
         node: node_name.clone(),
         data_dir: agent_dir.clone(),
@@ -115,9 +119,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
         &args.store_addr,
         &node_name,
         store.clone(),
+        None,
         &shutdown,
     )
     .await?;
+    super::keyring::spawn_identities(&mut tasks, state.clone(), &shutdown);
     {
         let state = state.clone();
         let stop = shutdown.wait();
@@ -143,6 +149,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
         config.enable_raw_exec = true;
         config.min_dynamic_port = args.min_dynamic_port;
         config.max_dynamic_port = args.max_dynamic_port;
+        // Templates read Variables from this process's own API.
+        let mut api = api_addr;
+        if api.ip().is_unspecified() {
+            api.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        config.servers = vec![format!("http://{api}")];
         let store = store.clone();
         let stop = shutdown.wait();
         tasks.spawn(async move {

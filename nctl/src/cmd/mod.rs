@@ -11,19 +11,26 @@ pub mod completion;
 pub mod config;
 pub mod deployment;
 pub mod dev;
+pub mod exposure;
 pub mod fmt;
 pub mod get;
 pub mod job;
+pub mod join;
+pub mod keyring;
 pub mod logs;
+pub mod namespace;
 pub mod node;
 pub mod node_flags;
+pub mod operator;
 pub mod output;
+pub mod quota;
 pub mod runtime;
 pub mod server;
 pub mod status;
 pub mod stop;
 pub mod tls;
 pub mod validate;
+pub mod var;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -118,9 +125,22 @@ pub enum Command {
     /// ACL bootstrap, tokens and policies.
     #[command(subcommand)]
     Acl(acl::AclCommand),
+    /// Namespaces: apply, list, status, delete.
+    #[command(subcommand)]
+    Namespace(namespace::NamespaceCommand),
+    /// Quota specifications (CPU, memory, allocations per namespace): apply, list, status,
+    /// delete.
+    #[command(subcommand)]
+    Quota(quota::QuotaCommand),
+    /// Variables: put, get, list, purge (encrypted at rest).
+    #[command(subcommand)]
+    Var(var::VarCommand),
     /// Cluster-wide operations (`system gc`).
     #[command(subcommand)]
     System(SystemCommand),
+    /// Operator commands (`operator root keyring list|rotate|remove`).
+    #[command(subcommand)]
+    Operator(operator::OperatorCommand),
     /// Print a shell completion script.
     Completion(completion::CompletionArgs),
     /// Run a whole cluster in this process: store, API, controllers and a local agent.
@@ -181,6 +201,10 @@ async fn run_async(g: Global, command: Command) -> anyhow::Result<i32> {
         Command::Job(cmd) => job::run(&g, cmd).await,
         Command::Deployment(cmd) => deployment::run(&g, cmd).await,
         Command::Acl(cmd) => acl::run(&g, cmd).await,
+        Command::Var(cmd) => var::run(&g, cmd).await,
+        Command::Namespace(cmd) => namespace::run(&g, cmd).await,
+        Command::Quota(cmd) => quota::run(&g, cmd).await,
+        Command::Operator(cmd) => operator::run(&g, cmd).await,
         Command::System(SystemCommand::Gc) => {
             let client = client::Client::new(&g);
             let r: nomos_server::views::GcResponse =
@@ -190,7 +214,7 @@ async fn run_async(g: Global, command: Command) -> anyhow::Result<i32> {
         }
         Command::Dev(args) => dev::run(args).await,
         Command::Server(args) => server::run(args).await,
-        Command::Agent(args) => agent::run(args).await,
+        Command::Agent(args) => agent::run(args, &g).await,
         Command::Validate(_) | Command::Fmt(_) | Command::Completion(_) | Command::Tls(_) => {
             unreachable_sync()
         }

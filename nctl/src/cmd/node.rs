@@ -47,11 +47,15 @@ pub enum NodeCommand {
         #[arg(long)]
         disable: bool,
     },
+    /// One-time tokens agents join a server on etcd with (`join-token create`).
+    #[command(subcommand)]
+    JoinToken(super::join::JoinTokenCommand),
 }
 
 pub async fn run(g: &Global, cmd: NodeCommand) -> anyhow::Result<i32> {
     let client = Client::new(g);
     match cmd {
+        NodeCommand::JoinToken(cmd) => return super::join::run_token(g, cmd).await,
         NodeCommand::Status { node: None, output } => {
             let nodes: Vec<NodeView> = client.get("/v1/nodes").await?;
             if matches!(output, Format::Json | Format::Yaml) {

@@ -50,6 +50,11 @@ pub struct NodeArgs {
     /// Highest host port handed out as a dynamic port.
     #[arg(long)]
     pub max_dynamic_port: Option<u16>,
+    /// Serve the agent's endpoint (logs, restarts, metrics) on a non-loopback address without
+    /// mutual TLS. Without it and without TLS the endpoint listens on 127.0.0.1 by default, and
+    /// a non-loopback --http-addr is refused (docs/security.md).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 /// An agent's HTTP listener as given on the command line: an address, or `off`.
@@ -126,6 +131,9 @@ impl NodeArgs {
         config.docker_host_volumes = file.docker_volumes_enabled;
         // `tls { rpc | http = true }`: the endpoint serves only callers with a CA-signed cert.
         config.http_tls = file.tls.agent()?;
+        let explicit = self.http_addr.is_some() || file.bind_addr.is_some();
+        self.confine_endpoint(&mut config, explicit)?;
+        config.servers_tls = file.tls.to_servers(&config.region)?;
         if let Some(p) = self.min_dynamic_port {
             config.min_dynamic_port = p;
         }
@@ -133,6 +141,40 @@ impl NodeArgs {
             config.max_dynamic_port = p;
         }
         Ok(config)
+    }
+}
+
+impl NodeArgs {
+    /// Without mutual TLS, the endpoint stays on loopback: a default wildcard address becomes
+    /// 127.0.0.1 (servers on other hosts then cannot fetch logs or restart tasks, which the
+    /// log says), and a reachable one chosen on purpose (`--http-addr`, the config's
+    /// `bind_addr`: `explicit`) is refused, unless `--insecure`.
+    fn confine_endpoint(
+        &self,
+        config: &mut nomos_agent::AgentConfig,
+        explicit: bool,
+    ) -> anyhow::Result<()> {
+        let Some(addr) = config.http_addr else {
+            return Ok(());
+        };
+        if config.http_tls.is_some() || self.insecure || addr.ip().is_loopback() {
+            return Ok(());
+        }
+        if explicit {
+            return super::exposure::check(
+                "the agent's endpoint",
+                addr,
+                false,
+                "mutual TLS (tls { rpc = true })",
+                false,
+            );
+        }
+        let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port());
+        eprintln!(
+            "==> the agent's endpoint listens on {loopback}, not {addr}: without mutual TLS (tls {{ rpc = true }}) it would let anyone read logs and restart tasks; servers on other hosts cannot reach it (pass --insecure to serve it anyway)"
+        );
+        config.http_addr = Some(loopback);
+        Ok(())
     }
 }
 

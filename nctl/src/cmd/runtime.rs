@@ -56,9 +56,36 @@ async fn signal() {
     }
 }
 
+/// On SIGHUP, as Nomad's agents do, reads every TLS listener's certificate and key again (the
+/// API, the agent endpoint, the store endpoint): new connections get the renewed pair. A pair
+/// that does not read keeps the previous one serving, with an error in the log.
+fn reload_certificates_on_sighup() {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let results = nomos_tls::reload::reload_all();
+            if results.is_empty() {
+                eprintln!("==> SIGHUP: no TLS certificates to reload");
+            }
+            for (file, result) in results {
+                match result {
+                    Ok(()) => eprintln!("==> SIGHUP: reloaded {}", file.display()),
+                    Err(e) => eprintln!(
+                        "==> SIGHUP: {} not reloaded, the previous certificate keeps serving: {e}",
+                        file.display()
+                    ),
+                }
+            }
+        }
+    });
+}
+
 /// Waits for Ctrl-C / SIGTERM (or for a part to fail), then shuts everything down, waiting up to
 /// 30s for the parts to finish; a second signal exits at once. Returns the exit code.
 pub async fn run_until_signal(tasks: &mut JoinSet<anyhow::Result<()>>, shutdown: &Shutdown) -> i32 {
+    reload_certificates_on_sighup();
     let mut code = 0;
     tokio::select! {
         _ = signal() => eprintln!("==> shutting down (Ctrl-C again to force)"),
@@ -111,6 +138,7 @@ pub async fn spawn_store_server(
     addr: &str,
     name: &str,
     store: Arc<dyn Store>,
+    tls: Option<nomos_store_server::StoreServerTls>,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Option<String>> {
     if addr == "off" || addr.is_empty() {
@@ -121,6 +149,7 @@ pub async fn spawn_store_server(
         .map_err(|e| anyhow::anyhow!("--store-addr {addr:?}: {e}"))?;
     let mut config = nomos_store_server::StoreServerConfig::new(addr);
     config.name = name.to_string();
+    config.tls = tls;
     let server = nomos_store_server::StoreServer::bind(config)
         .await
         .map_err(|e| anyhow::anyhow!("cannot serve the store on {addr}: {e}"))?;

@@ -35,7 +35,31 @@ pub struct EtcdArgs {
 }
 
 impl EtcdArgs {
+    /// These flags, with the config's `tls` files (`rpc = true`) as the client certificate
+    /// where no `--etcd-ca`/`--etcd-cert`/`--etcd-key` is given and the endpoints are
+    /// `https://`: a Nomos server's store endpoint asks agents for the same certificate as
+    /// its other mutual-TLS endpoints.
+    pub fn with_tls_block(
+        &self,
+        tls: &super::config::TlsSection,
+        endpoints: &[String],
+    ) -> anyhow::Result<EtcdArgs> {
+        let mut out = self.clone();
+        let https = !endpoints.is_empty() && endpoints.iter().all(|e| e.starts_with("https://"));
+        if let Some((ca, cert, key)) = tls.files()?.filter(|_| tls.rpc && https) {
+            out.etcd_ca.get_or_insert(ca);
+            out.etcd_cert.get_or_insert(cert);
+            out.etcd_key.get_or_insert(key);
+        }
+        Ok(out)
+    }
+
     pub async fn connect(&self, endpoints: &[String]) -> anyhow::Result<Arc<dyn Store>> {
+        Ok(Arc::new(self.connect_etcd(endpoints).await?))
+    }
+
+    /// [`EtcdArgs::connect`], as the etcd store itself (for its user management).
+    pub async fn connect_etcd(&self, endpoints: &[String]) -> anyhow::Result<EtcdStore> {
         let mut config = EtcdConfig::new(endpoints.iter().cloned());
         config.ca_file = self.etcd_ca.clone();
         config.cert_file = self.etcd_cert.clone();
@@ -46,7 +70,7 @@ impl EtcdArgs {
         let store = EtcdStore::connect(config).await.map_err(|e| {
             anyhow::anyhow!("cannot connect to etcd at {}: {e}", endpoints.join(","))
         })?;
-        Ok(Arc::new(store))
+        Ok(store)
     }
 }
 
@@ -89,6 +113,15 @@ pub struct ServerArgs {
     /// first management token with `nctl acl bootstrap`.
     #[arg(long)]
     pub acl_enabled: bool,
+    /// The file with the key that wraps the keyring's root keys (base64, 32 bytes; created
+    /// with mode 0600 if missing). Every server on one store needs the same file. Default: the
+    /// config's `server { keyring_key_file }`, else `keyring.key` in the server's data dir.
+    #[arg(long)]
+    pub keyring_key_file: Option<PathBuf>,
+    /// Serve the API, the store endpoint and the local agent's endpoint on non-loopback
+    /// addresses even without TLS and ACLs (refused otherwise: see docs/security.md).
+    #[arg(long)]
+    pub insecure: bool,
     #[command(flatten)]
     pub browsers: runtime::BrowserArgs,
 }
@@ -111,6 +144,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<i32> {
     let local = LocalAgent {
         node: NodeArgs {
             http_addr: args.agent_http_addr,
+            insecure: args.insecure,
             ..Default::default()
         },
         data_dir: None,
@@ -132,35 +166,33 @@ pub async fn run_with_local_agent(
     if local.node.http_addr.is_some() && !file.client.enabled {
         anyhow::bail!("an HTTP address for the local agent was given, but there is no local agent: that takes a config file that enables the client (`client {{ enabled = true }}`)");
     }
-    let base_dir = args
-        .data_dir
-        .clone()
-        .or_else(|| file.data_dir.clone())
-        .unwrap_or_else(|| PathBuf::from("/var/lib/nomos"));
-    let store_dir = if args.data_dir.is_some() {
-        base_dir.clone()
-    } else {
-        base_dir.join("server")
-    };
-    let http_addr = args.http_addr.unwrap_or_else(|| {
-        SocketAddr::new(
-            file.bind_addr.unwrap_or_else(|| [127, 0, 0, 1].into()),
-            file.http_port.unwrap_or(4747),
+    let (base_dir, store_dir, http_addr) = places(&args, &file);
+    // On etcd, the server also makes joining nodes' etcd users (`nomos_server::join`).
+    let (store, etcd): (Arc<dyn Store>, Option<EtcdStore>) = if args.etcd_endpoints.is_empty() {
+        (
+            runtime::open_embedded(&store_dir, args.store_history)?,
+            None,
         )
-    });
-    let store: Arc<dyn Store> = if args.etcd_endpoints.is_empty() {
-        runtime::open_embedded(&store_dir, args.store_history)?
     } else {
-        args.etcd.connect(&args.etcd_endpoints).await?
+        let etcd = args.etcd.connect_etcd(&args.etcd_endpoints).await?;
+        (Arc::new(etcd.clone()), Some(etcd))
     };
     publish_heartbeat_settings(&*store, &file.heartbeat_config()).await?;
     let registry = Arc::new(Mutex::new(Registry::default()));
     let mut controllers = file.controllers(nomos_controllers::ControllersConfig::default());
-    if let Some(id) = args.identity {
+    if let Some(id) = args.identity.clone() {
         controllers.identity = id;
     }
-    let mut state = AppState::new(store.clone(), registry.clone());
+    let key_file = args
+        .keyring_key_file
+        .clone()
+        .or_else(|| file.server.keyring_key_file.clone())
+        .unwrap_or_else(|| store_dir.join("keyring.key"));
+    let mut state =
+        super::keyring::configure(AppState::new(store.clone(), registry.clone()), &key_file)
+            .await?;
     state.gc = controllers.gc.clone();
+    state.node_access = etcd.map(nomos_server::join::etcd_access);
     state.scheduler.algorithm = controllers.scheduler_algorithm;
     if let Some(tls) = file.tls.to_agents("global")? {
         state.http = super::client_tls::http_client(&tls)?;
@@ -180,6 +212,8 @@ pub async fn run_with_local_agent(
     } else {
         None
     };
+    let advertise_store = store.clone();
+    let server_id = controllers.identity.clone();
     let listener = tokio::net::TcpListener::bind(http_addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {http_addr}: {e}"))?;
@@ -190,26 +224,25 @@ pub async fn run_with_local_agent(
     let mut config = args.browsers.server_config(addr);
     config.acl.enabled = args.acl_enabled || file.acl_enabled;
     config.tls = file.tls.api()?;
+    super::exposure::check(
+        "the HTTP API",
+        addr,
+        config.tls.is_some() && config.acl.enabled,
+        "TLS (tls { http = true }) and ACLs (acl { enabled = true })",
+        args.insecure,
+    )?;
     let scheme = if config.tls.is_some() {
         "https"
     } else {
         "http"
     };
+    super::keyring::spawn_identities(&mut tasks, state.clone(), &shutdown);
     tasks.spawn(async move {
         nomos_server::serve(listener, state, config, stop)
             .await
             .map_err(|e| anyhow::anyhow!("HTTP API: {e}"))
     });
-    if let Some(addr) = &args.store_addr {
-        if !args.etcd_endpoints.is_empty() {
-            anyhow::bail!("--store-addr serves the embedded store; with --etcd-endpoints, agents talk to etcd directly");
-        }
-        if let Some(url) =
-            runtime::spawn_store_server(&mut tasks, addr, "nomos", store.clone(), &shutdown).await?
-        {
-            println!("==> store served over etcd's protocol at {url}");
-        }
-    }
+    spawn_store_endpoint(&args, &file, store.clone(), &mut tasks, &shutdown).await?;
     runtime::spawn_controllers(&mut tasks, controllers, store.clone(), &registry, &shutdown);
     if let Some(config) = agent {
         let node_name = config.name.clone();
@@ -225,10 +258,102 @@ pub async fn run_with_local_agent(
             None => println!("==> local agent: node {node_name}, no HTTP endpoint"),
         }
     }
+    spawn_advertisement(
+        &mut tasks,
+        advertise_store,
+        server_id,
+        scheme,
+        addr,
+        &shutdown,
+    );
     println!("==> Nomos server: API on {scheme}://{addr}");
     println!("    UI:   {scheme}://{addr}/ui");
     println!("    export NOMOS_ADDR={scheme}://{addr}");
     Ok(runtime::run_until_signal(&mut tasks, &shutdown).await)
+}
+
+/// Where the server keeps its data (`base`, and the embedded store's `store` dir) and where
+/// its API listens: flags over the config file over the defaults.
+fn places(args: &ServerArgs, file: &super::config::FileConfig) -> (PathBuf, PathBuf, SocketAddr) {
+    let base_dir = args
+        .data_dir
+        .clone()
+        .or_else(|| file.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("/var/lib/nomos"));
+    let store_dir = if args.data_dir.is_some() {
+        base_dir.clone()
+    } else {
+        base_dir.join("server")
+    };
+    let http_addr = args.http_addr.unwrap_or_else(|| {
+        SocketAddr::new(
+            file.bind_addr.unwrap_or_else(|| [127, 0, 0, 1].into()),
+            file.http_port.unwrap_or(4747),
+        )
+    });
+    (base_dir, store_dir, http_addr)
+}
+
+/// Serves the embedded store on `--store-addr`, if asked: with `tls { rpc = true }` over mutual
+/// TLS (agents present a certificate of the CA, their `tls` block's files), and on a reachable
+/// address only so or with `--insecure`.
+async fn spawn_store_endpoint(
+    args: &ServerArgs,
+    file: &super::config::FileConfig,
+    store: Arc<dyn Store>,
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    let Some(addr) = &args.store_addr else {
+        return Ok(());
+    };
+    let store_tls =
+        file.tls
+            .agent()?
+            .filter(|_| file.tls.rpc)
+            .map(|t| nomos_store_server::StoreServerTls {
+                cert: t.cert_file,
+                key: t.key_file,
+                client_ca: t.client_ca,
+            });
+    if let Ok(bind) = addr.parse::<SocketAddr>() {
+        super::exposure::check(
+            "the store endpoint",
+            bind,
+            store_tls.is_some(),
+            "mutual TLS (tls { rpc = true })",
+            args.insecure,
+        )?;
+    }
+    if !args.etcd_endpoints.is_empty() {
+        anyhow::bail!("--store-addr serves the embedded store; with --etcd-endpoints, agents talk to etcd directly");
+    }
+    if let Some(url) =
+        runtime::spawn_store_server(tasks, addr, "nomos", store, store_tls, shutdown).await?
+    {
+        println!("==> store served over etcd's protocol at {url}");
+    }
+    Ok(())
+}
+
+/// Advertises this server's API at `/nomos/servers/<id>`, where agents find it to read their
+/// tasks' Variables (a wildcard address becomes the host's own).
+fn spawn_advertisement(
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    store: Arc<dyn Store>,
+    id: String,
+    scheme: &str,
+    addr: SocketAddr,
+    shutdown: &Shutdown,
+) {
+    let advertised =
+        nomos_agent::config::advertised_http_addr(addr, &nomos_agent::fingerprint::primary_ip());
+    let url = format!("{scheme}://{advertised}");
+    let stop = shutdown.wait();
+    tasks.spawn(async move {
+        nomos_server::advertise::advertise(store, id, url, stop).await;
+        Ok(())
+    });
 }
 
 /// Publishes the heartbeat settings agents size their leases with (`/nomos/config/heartbeat`,

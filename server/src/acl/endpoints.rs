@@ -1,23 +1,27 @@
 //! `/v1/acl/...`: bootstrap, tokens and policies, in Nomad's paths and JSON shapes
-//! (PascalCase). Every route but bootstrap and `token/self` needs a management token
-//! ([`super::rules`]).
+//! (PascalCase), and the routes of [`super::roles`]. Every route but bootstrap, `token/self`
+//! and the role reads needs a management token ([`super::rules`]).
 //!
 //! A token is written with its secret index in one transaction; bootstrap compares the
 //! bootstrap marker's absence in the same transaction, so two concurrent bootstraps cannot
-//! both succeed.
+//! both succeed. A token may expire (`ExpirationTTL` or `ExpirationTime` on create, within
+//! Nomad's default bounds [`MIN_TOKEN_TTL`] and [`MAX_TOKEN_TTL`]); every write here
+//! invalidates the server's ACL cache ([`super::cache`]) before it answers.
+
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use nomos_api::acl::{
-    parse_policy, validate_name, AclPolicy, AclToken, TokenType, MAX_DESCRIPTION_BYTES,
-    MAX_NAME_BYTES, MAX_TOKEN_POLICIES,
+    parse_policy, validate_name, AclPolicy, AclToken, TokenRoleLink, TokenType,
+    MAX_DESCRIPTION_BYTES, MAX_NAME_BYTES, MAX_TOKEN_POLICIES,
 };
 use nomos_store::{keys, Compare, CompareOp, Txn, TxnOp};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::{secret_hash, Caller, TOKEN_NOT_FOUND};
+use super::{roles, secret_hash, Caller, TOKEN_NOT_FOUND};
 use crate::body::JsonBody;
 use crate::error::ServerError;
 use crate::{kv, AppState};
@@ -38,6 +42,31 @@ pub fn routes() -> Router<AppState> {
             "/acl/policy/{name}",
             get(get_policy).post(put_policy).delete(delete_policy),
         )
+        .route("/acl/roles", get(roles::list_roles))
+        .route("/acl/role", post(roles::create_role))
+        .route(
+            "/acl/role/{id}",
+            get(roles::get_role)
+                .post(roles::update_role)
+                .delete(roles::delete_role),
+        )
+        .route("/acl/role/name/{name}", get(roles::get_role_by_name))
+}
+
+/// The shortest TTL a token may be created with (Nomad's `token_min_expiration_ttl` default).
+pub const MIN_TOKEN_TTL: Duration = Duration::from_secs(60);
+/// The longest TTL a token may be created with (Nomad's `token_max_expiration_ttl` default).
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Longest `ExpirationTTL` text or `ExpirationTime` accepted, in bytes.
+const MAX_EXPIRY_TEXT_BYTES: usize = 64;
+
+/// `ExpirationTTL` as sent: Go's duration text (`"1h"`) or, as Nomad's Go client encodes a
+/// `time.Duration`, an integer of nanoseconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum TtlField {
+    Nanos(i64),
+    Text(String),
 }
 
 /// A token to create or update: Nomad's `ACLToken` request fields.
@@ -48,7 +77,94 @@ pub struct TokenRequest {
     #[serde(rename = "Type")]
     pub token_type: Option<TokenType>,
     pub policies: Vec<String>,
+    pub roles: Vec<TokenRoleLink>,
     pub global: bool,
+    #[serde(rename = "ExpirationTTL")]
+    pub expiration_ttl: Option<TtlField>,
+    pub expiration_time: Option<String>,
+}
+
+/// A token's expiry: when it stops working, and the TTL it was asked for (ns, 0 if none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expiry {
+    pub at: jiff::Timestamp,
+    pub ttl_ns: i64,
+}
+
+/// The expiry a create request asks for at `now`, held to [`MIN_TOKEN_TTL`] ..=
+/// [`MAX_TOKEN_TTL`] in the future (Nomad's wording); `None` when it asks for none.
+pub fn requested_expiry(
+    req: &TokenRequest,
+    now: jiff::Timestamp,
+) -> Result<Option<Expiry>, ServerError> {
+    let bad = |m: String| Err(ServerError::BadRequest(m));
+    let (ttl, at) = match (&req.expiration_ttl, &req.expiration_time) {
+        (Some(_), Some(_)) => {
+            return bad("ExpirationTTL and ExpirationTime: set one of them, not both".into())
+        }
+        (None, None) => return Ok(None),
+        (Some(ttl), None) => {
+            let ns = ttl_nanos(ttl)?;
+            if ns == 0 {
+                return Ok(None);
+            }
+            let at = now
+                .checked_add(jiff::SignedDuration::from_nanos(ns))
+                .map_err(|e| ServerError::BadRequest(format!("ExpirationTTL: {e}")))?;
+            (ns, at)
+        }
+        (None, Some(text)) => {
+            if text.len() > MAX_EXPIRY_TEXT_BYTES {
+                return bad(format!(
+                    "ExpirationTime: over the limit of {MAX_EXPIRY_TEXT_BYTES} bytes"
+                ));
+            }
+            let at: jiff::Timestamp = text.parse().map_err(|e| {
+                ServerError::BadRequest(format!(
+                    "ExpirationTime: expected an RFC 3339 time such as \"2030-01-02T15:04:05Z\", found {text:?}: {e}"
+                ))
+            })?;
+            if at <= now {
+                return bad("ExpirationTime: expiration time cannot be in the past".into());
+            }
+            (0, at)
+        }
+    };
+    let ahead = at.duration_since(now);
+    let field = if ttl > 0 {
+        "ExpirationTTL"
+    } else {
+        "ExpirationTime"
+    };
+    if ahead < jiff::SignedDuration::try_from(MIN_TOKEN_TTL).unwrap_or_default() {
+        return bad(format!(
+            "{field}: expiration time cannot be less than 1m in the future"
+        ));
+    }
+    if ahead > jiff::SignedDuration::try_from(MAX_TOKEN_TTL).unwrap_or_default() {
+        return bad(format!(
+            "{field}: expiration time cannot be more than 24h in the future"
+        ));
+    }
+    Ok(Some(Expiry { at, ttl_ns: ttl }))
+}
+
+/// A TTL field in nanoseconds; negative or unparsable TTLs answer 400 naming the field.
+fn ttl_nanos(ttl: &TtlField) -> Result<i64, ServerError> {
+    let bad = |m: String| ServerError::BadRequest(format!("ExpirationTTL: {m}"));
+    match ttl {
+        TtlField::Nanos(n) if *n < 0 => {
+            Err(bad(format!("expected a positive duration, found {n}")))
+        }
+        TtlField::Nanos(n) => Ok(*n),
+        TtlField::Text(t) if t.len() > MAX_EXPIRY_TEXT_BYTES => Err(bad(format!(
+            "over the limit of {MAX_EXPIRY_TEXT_BYTES} bytes"
+        ))),
+        TtlField::Text(t) => {
+            let ns = nomos_api::duration::parse_duration(t).map_err(bad)?;
+            i64::try_from(ns).map_err(|_| bad(format!("{t:?} is too long")))
+        }
+    }
 }
 
 fn check_token_request(req: &TokenRequest, token_type: TokenType) -> Result<(), ServerError> {
@@ -69,9 +185,14 @@ fn check_token_request(req: &TokenRequest, token_type: TokenType) -> Result<(), 
         validate_name("policy", p).map_err(ServerError::BadRequest)?;
     }
     match token_type {
-        TokenType::Client if req.policies.is_empty() => bad("client token missing policies".into()),
+        TokenType::Client if req.policies.is_empty() && req.roles.is_empty() => {
+            bad("client token missing policies or roles".into())
+        }
         TokenType::Management if !req.policies.is_empty() => {
             bad("management token cannot be associated with policies".into())
+        }
+        TokenType::Management if !req.roles.is_empty() => {
+            bad("management token cannot be associated with roles".into())
         }
         _ => Ok(()),
     }
@@ -125,19 +246,22 @@ async fn write_new_token(
 }
 
 /// The revision the next write will likely get (Nomad's `CreateIndex`, informational only).
-async fn next_revision(st: &AppState) -> Result<i64, ServerError> {
+pub(super) async fn next_revision(st: &AppState) -> Result<i64, ServerError> {
     Ok(st.store.status().await?.revision + 1)
 }
 
-fn new_token(name: String, token_type: TokenType, policies: Vec<String>, global: bool) -> AclToken {
+fn new_token(name: String, token_type: TokenType, global: bool, now: jiff::Timestamp) -> AclToken {
     AclToken {
         accessor_id: uuid::Uuid::new_v4().to_string(),
         secret_id: uuid::Uuid::new_v4().to_string(),
         name,
         token_type,
-        policies,
+        policies: Vec::new(),
+        roles: Vec::new(),
         global,
-        create_time: jiff::Timestamp::now().to_string(),
+        create_time: now.to_string(),
+        expiration_time: None,
+        expiration_ttl: 0,
         create_index: 0,
         modify_index: 0,
     }
@@ -148,10 +272,12 @@ pub async fn bootstrap(State(st): State<AppState>) -> Result<Json<AclToken>, Ser
     let token = new_token(
         "Bootstrap Token".into(),
         TokenType::Management,
-        vec![],
         true,
+        jiff::Timestamp::now(),
     );
-    Ok(Json(write_new_token(&st, token, true).await?))
+    let token = write_new_token(&st, token, true).await?;
+    st.acl_cache.invalidate();
+    Ok(Json(token))
 }
 
 /// `POST /v1/acl/token` (and `/v1/acl/tokens`): a new token; its secret is answered once here.
@@ -161,8 +287,19 @@ pub async fn create_token(
 ) -> Result<Json<AclToken>, ServerError> {
     let token_type = req.token_type.unwrap_or(TokenType::Client);
     check_token_request(&req, token_type)?;
-    let token = new_token(req.name, token_type, req.policies, req.global);
-    Ok(Json(write_new_token(&st, token, false).await?))
+    let now = jiff::Timestamp::now();
+    let expiry = requested_expiry(&req, now)?;
+    let roles = roles::resolve_links(&st, &req.roles).await?;
+    let mut token = new_token(req.name, token_type, req.global, now);
+    token.policies = req.policies;
+    token.roles = roles;
+    if let Some(e) = expiry {
+        token.expiration_time = Some(e.at.to_string());
+        token.expiration_ttl = e.ttl_ns;
+    }
+    let token = write_new_token(&st, token, false).await?;
+    st.acl_cache.invalidate();
+    Ok(Json(token))
 }
 
 async fn find_token(st: &AppState, accessor: &str) -> Result<kv::Entry<AclToken>, ServerError> {
@@ -176,7 +313,8 @@ async fn find_token(st: &AppState, accessor: &str) -> Result<kv::Entry<AclToken>
     Ok(found)
 }
 
-/// `POST /v1/acl/token/{accessor}`: a new name or set of policies (the type and secret stay).
+/// `POST /v1/acl/token/{accessor}`: a new name, set of policies or roles (the type, secret and
+/// expiry stay as created; expiry fields sent back unchanged, as Nomad's CLI does, are ignored).
 pub async fn update_token(
     State(st): State<AppState>,
     Path(accessor): Path<String>,
@@ -190,10 +328,12 @@ pub async fn update_token(
         ));
     }
     check_token_request(&req, token.token_type)?;
+    token.roles = roles::resolve_links(&st, &req.roles).await?;
     token.name = req.name;
     token.policies = req.policies;
     let key = keys::acl_token(&accessor);
     token.modify_index = kv::put_if(st.store.as_ref(), &key, &token, found.mod_revision).await?;
+    st.acl_cache.invalidate();
     Ok(Json(token))
 }
 
@@ -237,6 +377,7 @@ pub async fn delete_token(
             "the token changed while deleting it; retry".into(),
         ));
     }
+    st.acl_cache.invalidate();
     Ok(Json(serde_json::Value::Null))
 }
 
@@ -312,6 +453,9 @@ pub async fn put_policy(
             "description is over the limit of {MAX_DESCRIPTION_BYTES} bytes"
         )));
     }
+    if let Some(job_acl) = &req.job_acl {
+        super::workload::check_job_acl(job_acl)?;
+    }
     if let Err(diags) = parse_policy(&name, &req.rules) {
         return Err(ServerError::InvalidJob {
             message: diags
@@ -331,6 +475,7 @@ pub async fn put_policy(
         None => next_revision(&st).await?,
     };
     kv::put_if(st.store.as_ref(), &key, &req, expected).await?;
+    st.acl_cache.invalidate();
     Ok(Json(serde_json::Value::Null))
 }
 
@@ -341,5 +486,69 @@ pub async fn delete_policy(
 ) -> Result<Json<serde_json::Value>, ServerError> {
     let found = find_policy(&st, &name).await?;
     kv::delete_if(st.store.as_ref(), &found.key, found.mod_revision).await?;
+    st.acl_cache.invalidate();
     Ok(Json(serde_json::Value::Null))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> jiff::Timestamp {
+        "2030-01-01T00:00:00Z".parse().unwrap()
+    }
+
+    fn with_ttl(ttl: TtlField) -> TokenRequest {
+        TokenRequest {
+            expiration_ttl: Some(ttl),
+            ..TokenRequest::default()
+        }
+    }
+
+    fn with_time(at: &str) -> TokenRequest {
+        TokenRequest {
+            expiration_time: Some(at.into()),
+            ..TokenRequest::default()
+        }
+    }
+
+    #[test]
+    fn ttls_at_nomads_bounds_are_accepted_and_just_outside_refused() {
+        let text = |t: &str| requested_expiry(&with_ttl(TtlField::Text(t.into())), now());
+        let one_min = text("1m").unwrap().unwrap();
+        assert_eq!(one_min.ttl_ns, 60_000_000_000);
+        assert_eq!(one_min.at.to_string(), "2030-01-01T00:01:00Z");
+        assert!(text("24h").unwrap().is_some());
+        assert!(text("59s").is_err());
+        assert!(text("24h0m1s").is_err());
+        assert_eq!(text("0").unwrap(), None, "0 means no expiry");
+        let nanos = requested_expiry(&with_ttl(TtlField::Nanos(3_600_000_000_000)), now());
+        assert_eq!(
+            nanos.unwrap().unwrap().at.to_string(),
+            "2030-01-01T01:00:00Z"
+        );
+        assert!(requested_expiry(&with_ttl(TtlField::Nanos(-1)), now()).is_err());
+        assert!(requested_expiry(&with_ttl(TtlField::Nanos(i64::MAX)), now()).is_err());
+    }
+
+    #[test]
+    fn expiration_times_are_held_to_the_same_bounds() {
+        let at = |t: &str| requested_expiry(&with_time(t), now());
+        let ok = at("2030-01-01T02:00:00Z").unwrap().unwrap();
+        assert_eq!(ok.ttl_ns, 0, "no TTL was asked for");
+        assert!(at("2029-12-31T23:00:00Z").is_err());
+        assert!(at("2030-01-01T00:00:30Z").is_err());
+        assert!(at("2030-01-03T00:00:00Z").is_err());
+        assert!(at("next week").is_err());
+        assert_eq!(
+            requested_expiry(&TokenRequest::default(), now()).unwrap(),
+            None
+        );
+        let both = TokenRequest {
+            expiration_ttl: Some(TtlField::Text("1h".into())),
+            expiration_time: Some("2030-01-01T02:00:00Z".into()),
+            ..TokenRequest::default()
+        };
+        assert!(requested_expiry(&both, now()).is_err());
+    }
 }

@@ -2,7 +2,10 @@
 //!
 //! - [`rules`]: the table of what every route needs.
 //! - [`login`]: the web UI's token form (`/ui/login`).
-//! - [`endpoints`]: `/v1/acl/...` (bootstrap, tokens, policies) in Nomad's shapes.
+//! - [`endpoints`]: `/v1/acl/...` (bootstrap, tokens, policies) in Nomad's shapes;
+//!   [`roles`]: ACL roles (`/v1/acl/role(s)`), whose policies linked tokens get too.
+//! - [`cache`]: resolved secrets, emptied by a watch of `/nomos/acl/`; [`expiry`]: deleting
+//!   expired tokens. [`run_background`] runs both while the server serves with ACLs on.
 //! - here: [`enforce`], the one middleware that resolves the caller's token (`X-Nomad-Token`,
 //!   `Authorization: Bearer`, or on the UI's `GET`s the `nomos-token` cookie) to an [`Acl`],
 //!   checks the route's [`rules::Rule`] and hands the [`Caller`] to the handler (which checks
@@ -12,9 +15,13 @@
 //! 400 "ACL support disabled", as Nomad does. Secrets are never logged; the store indexes
 //! tokens by the SHA-256 of their secret.
 
+pub mod cache;
 pub mod endpoints;
+pub mod expiry;
 pub mod login;
+pub mod roles;
 pub mod rules;
+pub mod workload;
 
 use std::collections::HashMap;
 
@@ -42,6 +49,8 @@ const MAX_SECRET_BYTES: usize = 128;
 pub const PERMISSION_DENIED: &str = "Permission denied";
 /// The answer to an unknown secret (Nomad's words).
 pub const TOKEN_NOT_FOUND: &str = "ACL token not found";
+/// The answer to a token past its `ExpirationTime` (Nomad's words).
+pub const TOKEN_EXPIRED: &str = "ACL token expired";
 
 /// Whether ACLs are enforced (agent configuration `acl { enabled = true }`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,7 +84,7 @@ impl Caller {
     }
 }
 
-fn denied() -> ServerError {
+pub(crate) fn denied() -> ServerError {
     ServerError::Forbidden(PERMISSION_DENIED.into())
 }
 
@@ -153,23 +162,87 @@ async fn acl_of(st: &AppState, names: &[String]) -> Result<Acl, ServerError> {
     Ok(Acl::new(&policies))
 }
 
-/// The caller of a request: their token's ACL, or the anonymous policy's without a token.
+/// What a token allows: everything for management; else the union of its own policies and
+/// those of the roles it links to.
+async fn acl_for_token(st: &AppState, token: &AclToken) -> Result<Acl, ServerError> {
+    match token.token_type {
+        TokenType::Management => Ok(Acl::management()),
+        TokenType::Client => {
+            let mut names = token.policies.clone();
+            names.extend(roles::role_policies(st, &token.roles).await?);
+            names.sort();
+            names.dedup();
+            acl_of(st, &names).await
+        }
+    }
+}
+
+/// The anonymous policy's ACL, from the [`cache`] when it holds it.
+async fn anonymous_acl(st: &AppState) -> Result<Acl, ServerError> {
+    if let Some(acl) = st.acl_cache.anonymous() {
+        return Ok(acl);
+    }
+    let epoch = st.acl_cache.epoch();
+    let acl = acl_of(st, &[ANONYMOUS_POLICY.to_string()]).await?;
+    if let Some(epoch) = epoch {
+        st.acl_cache.insert_anonymous(epoch, acl.clone());
+    }
+    Ok(acl)
+}
+
+/// A secret's token and ACL, from the [`cache`] when it holds them, else from the store (and
+/// kept, unless an ACL write happened meanwhile). Unknown secrets answer 403 "ACL token not
+/// found".
+async fn resolve_secret(st: &AppState, secret: &str) -> Result<cache::Resolved, ServerError> {
+    let not_found = || ServerError::Forbidden(TOKEN_NOT_FOUND.into());
+    if secret.is_empty() || secret.len() > MAX_SECRET_BYTES {
+        return Err(not_found());
+    }
+    let hash = secret_hash(secret);
+    if let Some(hit) = st.acl_cache.get(&hash) {
+        if hit.token.secret_id == secret {
+            return Ok(hit);
+        }
+    }
+    // Read the epoch before the store: a change after this point keeps the fill out.
+    let epoch = st.acl_cache.epoch();
+    let token = token_by_secret(st, secret).await?.ok_or_else(not_found)?;
+    let acl = acl_for_token(st, &token).await?;
+    let resolved = cache::Resolved { token, acl };
+    if let Some(epoch) = epoch {
+        st.acl_cache.insert(epoch, hash, resolved.clone());
+    }
+    Ok(resolved)
+}
+
+/// The caller of a request: their token's ACL (its policies' and its roles'), or the
+/// anonymous policy's without a token. A token past its `ExpirationTime` is refused with 403
+/// "ACL token expired" (checked on every request, never cached).
 pub async fn resolve(st: &AppState, secret: Option<&str>) -> Result<Caller, ServerError> {
     let Some(secret) = secret else {
-        let acl = acl_of(st, &[ANONYMOUS_POLICY.to_string()]).await?;
+        let acl = anonymous_acl(st).await?;
         return Ok(Caller { token: None, acl });
     };
-    let Some(token) = token_by_secret(st, secret).await? else {
-        return Err(ServerError::Forbidden(TOKEN_NOT_FOUND.into()));
-    };
-    let acl = match token.token_type {
-        TokenType::Management => Acl::management(),
-        TokenType::Client => acl_of(st, &token.policies).await?,
-    };
+    if workload::looks_like_jwt(secret) {
+        return workload::resolve(st, secret).await;
+    }
+    let resolved = resolve_secret(st, secret).await?;
+    if resolved.token.is_expired(jiff::Timestamp::now()) {
+        return Err(ServerError::Forbidden(TOKEN_EXPIRED.into()));
+    }
     Ok(Caller {
-        token: Some(token),
-        acl,
+        token: Some(resolved.token),
+        acl: resolved.acl,
     })
+}
+
+/// The ACL cache's watch and the expired-token sweeper, until the server closes (run by
+/// [`crate::serve`] while ACLs are on).
+pub async fn run_background(st: AppState) {
+    tokio::join!(
+        cache::run(st.store.clone(), st.acl_cache.clone(), st.closed()),
+        expiry::run(st.clone(), st.closed()),
+    );
 }
 
 /// The middleware in front of every route.
@@ -229,26 +302,42 @@ async fn authorize(st: &AppState, parts: &mut Parts, path: &str) -> Result<Calle
     }
     let secret = secret_of(&parts.headers, &parts.method, parts.uri.path());
     let caller = resolve(st, secret.as_deref()).await?;
-    let allowed = match rule {
-        Rule::Public => true,
-        Rule::Token => caller.token.is_some(),
-        Rule::Management => caller.acl.is_management(),
-        Rule::Node(a) => caller.acl.allows_node(a),
-        Rule::Agent(a) => caller.acl.allows_agent(a),
-        Rule::Operator(a) => caller.acl.allows_operator(a),
-        Rule::ReadAll => {
-            caller.acl.allows_namespace("*", CAP_READ_JOB) && caller.acl.allows_node(Access::Read)
-        }
-        Rule::Namespace(cap, from) => match namespace_of(st, parts, from).await? {
-            None => caller.token.is_some() || caller.acl != Acl::default(),
-            Some(ns) => caller.acl.allows_namespace(&ns, cap),
-        },
-    };
-    if allowed {
+    if grants(st, parts, rule, &caller).await? {
         Ok(caller)
     } else {
         Err(denied())
     }
+}
+
+/// Whether `caller` passes `rule`. Where only the handler can tell which namespaces a request
+/// touches, the middleware grants nothing on its own: it lets through a caller that holds
+/// the capability in some namespace, and the handler decides. A list over every namespace
+/// (`*`) keeps only the objects the caller may see; a body's jobs are each checked with
+/// [`Caller::require_namespace`]; an object that does not exist answers 404.
+async fn grants(
+    st: &AppState,
+    parts: &mut Parts,
+    rule: Rule,
+    caller: &Caller,
+) -> Result<bool, ServerError> {
+    let acl = &caller.acl;
+    Ok(match rule {
+        // `authorize` answers public routes before resolving a token; nothing is granted here.
+        Rule::Public => false,
+        Rule::Token => caller.token.is_some(),
+        Rule::Management => acl.is_management(),
+        Rule::Node(a) => acl.allows_node(a),
+        Rule::Agent(a) => acl.allows_agent(a),
+        Rule::Operator(a) => acl.allows_operator(a),
+        Rule::ReadAll => acl.allows_namespace("*", CAP_READ_JOB) && acl.allows_node(Access::Read),
+        Rule::Variables => true,
+        Rule::Filtered(cap) => acl.allows_namespace_somewhere(cap) || acl.allows_node(Access::Read),
+        Rule::Namespace(cap, from) => match namespace_of(st, parts, from).await? {
+            Some(ns) if ns == "*" && from.is_list() => acl.allows_namespace_somewhere(cap),
+            Some(ns) => acl.allows_namespace(&ns, cap),
+            None => acl.allows_namespace_somewhere(cap),
+        },
+    })
 }
 
 /// The namespace a request touches; `None` when only the handler can tell (the body's jobs),
@@ -260,7 +349,8 @@ async fn namespace_of(
 ) -> Result<Option<String>, ServerError> {
     let query = Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
         .ok()
-        .and_then(|Query(mut q)| q.remove("namespace"));
+        .and_then(|Query(mut q)| q.remove("namespace"))
+        .filter(|n| !n.is_empty());
     let id = match from {
         NsFrom::Alloc | NsFrom::Deployment => {
             Path::<HashMap<String, String>>::from_request_parts(parts, &())
@@ -273,7 +363,7 @@ async fn namespace_of(
     };
     let looked_up = match from {
         NsFrom::Body => return Ok(None),
-        NsFrom::Query => return Ok(Some(query.unwrap_or_else(|| "default".into()))),
+        NsFrom::Query | NsFrom::List => return Ok(Some(query.unwrap_or_else(|| "default".into()))),
         NsFrom::QueryOrAll => return Ok(Some(query.unwrap_or_else(|| "*".into()))),
         NsFrom::Alloc => crate::allocs::find_alloc(st, &id)
             .await

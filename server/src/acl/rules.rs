@@ -12,8 +12,12 @@ use nomos_api::acl::Access;
 pub enum NsFrom {
     /// `?namespace=`, `default` when absent (`*`: every namespace).
     Query,
-    /// `?namespace=`, every namespace (`*`) when absent: lists that span namespaces.
+    /// `?namespace=`, every namespace (`*`) when absent: a list that spans namespaces. With
+    /// `*` the caller needs the capability in some namespace, and the handler keeps only the
+    /// objects in namespaces the caller may see (Nomad's rule).
     QueryOrAll,
+    /// `?namespace=`, `default` when absent: a list, filtered as [`NsFrom::QueryOrAll`] for `*`.
+    List,
     /// The allocation named by the path's `{id}`.
     Alloc,
     /// The deployment named by the path's `{id}`.
@@ -21,6 +25,13 @@ pub enum NsFrom {
     /// The jobs in the body: the handler checks each with [`super::Caller::require_namespace`]
     /// once it has parsed them; the middleware only resolves the token.
     Body,
+}
+
+impl NsFrom {
+    /// Whether the route lists objects, filtered per object for `?namespace=*`.
+    pub fn is_list(self) -> bool {
+        matches!(self, NsFrom::QueryOrAll | NsFrom::List)
+    }
 }
 
 /// What a request must be allowed to do.
@@ -37,9 +48,16 @@ pub enum Rule {
     Node(Access),
     Agent(Access),
     Operator(Access),
-    /// Views over every namespace and node (the web UI, the event stream): `read-job` on every
-    /// namespace (`namespace "*"`) and `node` read.
+    /// Views over every namespace and node: `read-job` on every namespace (`namespace "*"`)
+    /// and `node` read.
     ReadAll,
+    /// Views that show each caller only what it may read (the event stream, the UI's
+    /// overview): the capability in some namespace, or `node` read; the handler filters.
+    Filtered(&'static str),
+    /// Variables (`/v1/var/...`, `/v1/vars`): the middleware only resolves the caller; the
+    /// handler checks the variable capability on the namespace and path it learns
+    /// (`crate::vars::endpoints`).
+    Variables,
 }
 
 use NsFrom::*;
@@ -48,7 +66,7 @@ use Rule::*;
 /// Every route the server serves, by method and axum path.
 pub const ROUTES: &[(&str, &str, Rule)] = &[
     ("GET", "/v1/status", Agent(Access::Read)),
-    ("GET", "/v1/jobs", Namespace(CAP_LIST_JOBS, Query)),
+    ("GET", "/v1/jobs", Namespace(CAP_LIST_JOBS, List)),
     ("POST", "/v1/jobs", Namespace(CAP_SUBMIT_JOB, Body)),
     ("POST", "/v1/jobs/plan", Namespace(CAP_SUBMIT_JOB, Body)),
     ("GET", "/v1/job/{id}", Namespace(CAP_READ_JOB, Query)),
@@ -108,6 +126,10 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     ("GET", "/v1/node/{name}", Node(Access::Read)),
     ("POST", "/v1/node/{name}/eligibility", Node(Access::Write)),
     ("POST", "/v1/node/{name}/drain", Node(Access::Write)),
+    // Join tokens admit nodes to etcd: only management makes them; the join itself is
+    // public, its token is the credential (`crate::join`).
+    ("POST", "/v1/node/join-tokens", Management),
+    ("POST", "/v1/node/join", Public),
     (
         "GET",
         "/v1/deployments",
@@ -133,8 +155,27 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
         "/v1/deployment/{id}/pause",
         Namespace(CAP_SUBMIT_JOB, Deployment),
     ),
-    ("GET", "/v1/events", ReadAll),
+    ("GET", "/v1/events", Filtered(CAP_READ_JOB)),
+    ("GET", "/v1/vars", Variables),
+    ("GET", "/v1/var/{*path}", Variables),
+    ("PUT", "/v1/var/{*path}", Variables),
+    ("DELETE", "/v1/var/{*path}", Variables),
     ("POST", "/v1/system/gc", Management),
+    ("GET", "/v1/namespaces", Filtered(CAP_LIST_JOBS)),
+    ("POST", "/v1/namespace", Management),
+    ("PUT", "/v1/namespace", Management),
+    ("GET", "/v1/namespace/{name}", Filtered(CAP_LIST_JOBS)),
+    ("POST", "/v1/namespace/{name}", Management),
+    ("PUT", "/v1/namespace/{name}", Management),
+    ("DELETE", "/v1/namespace/{name}", Management),
+    ("GET", "/v1/quotas", Filtered(CAP_LIST_JOBS)),
+    ("POST", "/v1/quota", Management),
+    ("PUT", "/v1/quota", Management),
+    ("GET", "/v1/quota/{name}", Filtered(CAP_LIST_JOBS)),
+    ("POST", "/v1/quota/{name}", Management),
+    ("PUT", "/v1/quota/{name}", Management),
+    ("DELETE", "/v1/quota/{name}", Management),
+    ("GET", "/v1/quota/usage/{name}", Filtered(CAP_LIST_JOBS)),
     ("POST", "/v1/acl/bootstrap", Public),
     ("GET", "/v1/acl/tokens", Management),
     ("POST", "/v1/acl/tokens", Management),
@@ -147,23 +188,58 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     ("GET", "/v1/acl/policy/{name}", Management),
     ("POST", "/v1/acl/policy/{name}", Management),
     ("DELETE", "/v1/acl/policy/{name}", Management),
+    // Role reads: management sees every role, a client token those it links to.
+    ("GET", "/v1/acl/roles", Token),
+    ("POST", "/v1/acl/role", Management),
+    ("GET", "/v1/acl/role/{id}", Token),
+    ("POST", "/v1/acl/role/{id}", Management),
+    ("DELETE", "/v1/acl/role/{id}", Management),
+    ("GET", "/v1/acl/role/name/{name}", Token),
+    // The servers' keyring (Nomad's paths and rules).
+    (
+        "PUT",
+        "/v1/operator/keyring/rotate",
+        Operator(Access::Write),
+    ),
+    (
+        "POST",
+        "/v1/operator/keyring/rotate",
+        Operator(Access::Write),
+    ),
+    ("GET", "/v1/operator/keyring/keys", Operator(Access::Read)),
+    (
+        "DELETE",
+        "/v1/operator/keyring/key/{key_id}",
+        Operator(Access::Write),
+    ),
+    // Public keys that verify workload identities: public, as in Nomad.
+    ("GET", "/.well-known/jwks.json", Public),
     ("GET", "/metrics", Agent(Access::Read)),
     ("GET", "/", Public),
-    ("GET", "/ui", ReadAll),
-    ("GET", "/ui/", ReadAll),
+    // The UI shows each token what it may read: jobs of its namespaces, nodes with node read.
+    ("GET", "/ui", Filtered(CAP_READ_JOB)),
+    ("GET", "/ui/", Filtered(CAP_READ_JOB)),
     ("GET", "/ui/login", Public),
-    ("GET", "/ui/job/{id}", ReadAll),
-    ("GET", "/ui/node/{name}", ReadAll),
-    ("GET", "/ui/allocation/{id}", ReadAll),
-    ("GET", "/ui/fragments/counts", ReadAll),
-    ("GET", "/ui/fragments/jobs", ReadAll),
-    ("GET", "/ui/fragments/nodes", ReadAll),
-    ("GET", "/ui/fragments/job/{id}", ReadAll),
-    ("GET", "/ui/fragments/node/{name}", ReadAll),
-    ("GET", "/ui/fragments/allocation/{id}", ReadAll),
-    ("GET", "/ui/series", ReadAll),
+    ("GET", "/ui/job/{id}", Namespace(CAP_READ_JOB, Query)),
+    ("GET", "/ui/node/{name}", Node(Access::Read)),
+    ("GET", "/ui/allocation/{id}", Namespace(CAP_READ_JOB, Alloc)),
+    ("GET", "/ui/fragments/counts", Filtered(CAP_READ_JOB)),
+    ("GET", "/ui/fragments/jobs", Filtered(CAP_READ_JOB)),
+    ("GET", "/ui/fragments/nodes", Node(Access::Read)),
+    (
+        "GET",
+        "/ui/fragments/job/{id}",
+        Namespace(CAP_READ_JOB, Query),
+    ),
+    ("GET", "/ui/fragments/node/{name}", Node(Access::Read)),
+    (
+        "GET",
+        "/ui/fragments/allocation/{id}",
+        Namespace(CAP_READ_JOB, Alloc),
+    ),
+    ("GET", "/ui/series", Node(Access::Read)),
     ("GET", "/ui/assets/{*path}", Public),
-    ("GET", "/ui/{*rest}", ReadAll),
+    ("GET", "/ui/{*rest}", Filtered(CAP_READ_JOB)),
 ];
 
 /// The rule for a matched route (`HEAD` as `GET`), or `None` for a route the table lacks.
@@ -184,6 +260,7 @@ mod tests {
         let sources = [
             ("/v1", include_str!("../lib.rs")),
             ("/v1", include_str!("endpoints.rs")),
+            ("/v1", include_str!("../join.rs")),
             ("", include_str!("../ui/mod.rs")),
         ];
         let mut out = Vec::new();

@@ -111,4 +111,23 @@ impl TlsSection {
             },
         }))
     }
+
+    /// How an agent calls the servers' API (for its tasks' Variables): over HTTPS once
+    /// `http` is on, trusting the CA, presenting the node's certificate, checking
+    /// `server.<region>.nomad` with `verify_server_hostname`.
+    pub fn to_servers(&self, region: &str) -> anyhow::Result<Option<nomos_tls::ClientTls>> {
+        Ok(self
+            .files()?
+            .filter(|_| self.http)
+            .map(|(ca, cert, key)| nomos_tls::ClientTls {
+                ca_file: Some(ca),
+                cert_file: Some(cert),
+                key_file: Some(key),
+                peer_name: if self.verify_server_hostname {
+                    nomos_tls::PeerName::Fixed(format!("server.{region}.nomad"))
+                } else {
+                    nomos_tls::PeerName::ChainOnly
+                },
+            }))
+    }
 }

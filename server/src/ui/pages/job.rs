@@ -2,12 +2,14 @@
 //! schedule and launches, and its allocations.
 
 use axum::extract::{Path, Query, State};
+use axum::Extension;
 use nomos_api::{GroupSummary, Job, JobStatus, Periodic};
 use nomos_controllers::periodic::{LAUNCH_LABEL, PARENT_LABEL};
 use serde::Serialize;
 
 use super::{html, Link, NsParam, Page};
 use super::{job_entries, specs};
+use crate::acl::Caller;
 use crate::error::ServerError;
 use crate::jobs::NsQuery;
 use crate::ui::model::{self, AllocRow, JobRow, When};
@@ -117,7 +119,12 @@ pub struct JobData {
     pub children: Vec<(Job, JobListEntry)>,
 }
 
-async fn load_job(st: &AppState, ns: &str, id: &str) -> Result<JobData, ServerError> {
+async fn load_job(
+    st: &AppState,
+    caller: &Caller,
+    ns: &str,
+    id: &str,
+) -> Result<JobData, ServerError> {
     let q = NsQuery {
         namespace: Some(ns.to_string()),
         ..NsQuery::default()
@@ -126,7 +133,7 @@ async fn load_job(st: &AppState, ns: &str, id: &str) -> Result<JobData, ServerEr
         .await?
         .0;
     let job = &detail.job;
-    let entries = job_entries(st, Some(&job.namespace)).await?;
+    let entries = job_entries(st, caller, Some(&job.namespace)).await?;
     let entry = entries.iter().find(|e| e.id == job.id).cloned();
     let mut allocs = crate::reads::all_allocs(st).await?;
     allocs.retain(|a| a.allocation.job_id == job.id && a.allocation.namespace == job.namespace);
@@ -135,7 +142,7 @@ async fn load_job(st: &AppState, ns: &str, id: &str) -> Result<JobData, ServerEr
         .retain(|d| d.deployment.job_id == job.id && d.deployment.namespace == job.namespace);
     let mut children = Vec::new();
     if job.periodic.is_some() {
-        for child in specs(st, Some(&job.namespace)).await? {
+        for child in specs(st, caller, Some(&job.namespace)).await? {
             if child.labels.get(PARENT_LABEL) == Some(&job.id) {
                 if let Some(e) = entries.iter().find(|e| e.id == child.id) {
                     children.push((child, e.clone()));
@@ -307,27 +314,34 @@ fn add_counts(mut total: GroupSummary, g: &GroupSummary) -> GroupSummary {
     total
 }
 
-async fn job_model(st: &AppState, id: &str, q: &NsParam) -> Result<JobPage, ServerError> {
-    let data = load_job(st, q.ns(), id).await?;
+async fn job_model(
+    st: &AppState,
+    caller: &Caller,
+    id: &str,
+    q: &NsParam,
+) -> Result<JobPage, ServerError> {
+    let data = load_job(st, caller, q.ns(), id).await?;
     Ok(job_page(&data, nomos_api::now_ms()))
 }
 
 /// `GET /ui/job/{id}?namespace=`.
 pub async fn job(
     State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(q): Query<NsParam>,
 ) -> Page {
-    let job = job_model(&st, &id, &q).await?;
+    let job = job_model(&st, &caller, &id, &q).await?;
     html("job.html", &serde_json::json!({ "job": job }))
 }
 
 /// `GET /ui/fragments/job/{id}?namespace=`.
 pub async fn job_fragment(
     State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(q): Query<NsParam>,
 ) -> Page {
-    let job = job_model(&st, &id, &q).await?;
+    let job = job_model(&st, &caller, &id, &q).await?;
     html("fragments/job.html", &serde_json::json!({ "job": job }))
 }

@@ -7,12 +7,16 @@ use std::collections::HashMap;
 
 use axum::extract::{Query, State};
 use axum::response::Html;
+use axum::Extension;
+use nomos_api::acl::check::CAP_READ_JOB;
+use nomos_api::acl::Access;
 use nomos_api::Job;
 use serde::{Deserialize, Serialize};
 
 use super::model::{self, Counts, JobRow, NodeRow};
 use super::render::render;
 use super::UiError;
+use crate::acl::Caller;
 use crate::error::ServerError;
 use crate::jobs::NsQuery;
 use crate::views::{AllocView, JobListEntry, NodeView};
@@ -48,21 +52,29 @@ fn html<S: Serialize>(template: &str, ctx: &S) -> Page {
 
 // ---- loading -------------------------------------------------------------------------------
 
-/// Every job of every namespace, as `GET /v1/jobs?namespace=*` lists them.
-async fn job_entries(st: &AppState, ns: Option<&str>) -> Result<Vec<JobListEntry>, ServerError> {
+/// Every job of every namespace the caller may read, as `GET /v1/jobs?namespace=*` lists
+/// them.
+async fn job_entries(
+    st: &AppState,
+    caller: &Caller,
+    ns: Option<&str>,
+) -> Result<Vec<JobListEntry>, ServerError> {
     let q = NsQuery {
         namespace: Some(ns.unwrap_or("*").to_string()),
         ..NsQuery::default()
     };
-    Ok(crate::jobs::list(State(st.clone()), Query(q)).await?.0)
+    let listed = crate::jobs::list(State(st.clone()), Extension(caller.clone()), Query(q)).await?;
+    Ok(listed.0)
 }
 
-/// The specs that decode (those that do not show as `invalid` in the job list).
-async fn specs(st: &AppState, ns: Option<&str>) -> Result<Vec<Job>, ServerError> {
+/// The specs that decode (those that do not show as `invalid` in the job list), in the
+/// namespaces the caller may read.
+async fn specs(st: &AppState, caller: &Caller, ns: Option<&str>) -> Result<Vec<Job>, ServerError> {
     Ok(crate::jobs::stored_jobs(st, ns)
         .await?
         .into_iter()
         .filter_map(|(_, j)| j.ok())
+        .filter(|j| caller.acl.allows_namespace(&j.namespace, CAP_READ_JOB))
         .collect())
 }
 
@@ -76,12 +88,23 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn load(st: &AppState) -> Result<Self, ServerError> {
-        let jobs = job_entries(st, None).await?;
-        let specs = specs(st, None).await?;
-        let nodes = crate::reads::all_nodes(st).await?;
-        let allocs = crate::reads::all_allocs(st).await?;
-        let usage = model::node_usage(&crate::usage::snapshot(st).await?);
+    /// What `caller` may see: jobs and allocations of the namespaces it may read; nodes and
+    /// their usage only with `node` read.
+    async fn load(st: &AppState, caller: &Caller) -> Result<Self, ServerError> {
+        let jobs = job_entries(st, caller, None).await?;
+        let specs = specs(st, caller, None).await?;
+        let mut allocs = crate::reads::all_allocs(st).await?;
+        allocs.retain(|a| {
+            caller
+                .acl
+                .allows_namespace(&a.allocation.namespace, CAP_READ_JOB)
+        });
+        let (nodes, usage) = if caller.acl.allows_node(Access::Read) {
+            let usage = model::node_usage(&crate::usage::snapshot(st).await?);
+            (crate::reads::all_nodes(st).await?, usage)
+        } else {
+            (Vec::new(), HashMap::new())
+        };
         Ok(Cluster {
             jobs,
             specs,
@@ -118,8 +141,8 @@ struct Overview {
 }
 
 /// `GET /ui`: counts, the resource chart, jobs and nodes.
-pub async fn overview(State(st): State<AppState>) -> Page {
-    let c = Cluster::load(&st).await?;
+pub async fn overview(State(st): State<AppState>, Extension(caller): Extension<Caller>) -> Page {
+    let c = Cluster::load(&st, &caller).await?;
     let jobs = c.job_rows();
     html(
         "overview.html",
@@ -133,8 +156,11 @@ pub async fn overview(State(st): State<AppState>) -> Page {
 }
 
 /// `GET /ui/fragments/counts`.
-pub async fn counts_fragment(State(st): State<AppState>) -> Page {
-    let c = Cluster::load(&st).await?;
+pub async fn counts_fragment(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Page {
+    let c = Cluster::load(&st, &caller).await?;
     html(
         "fragments/counts.html",
         &serde_json::json!({ "counts": c.counts(&c.job_rows()) }),
@@ -142,9 +168,12 @@ pub async fn counts_fragment(State(st): State<AppState>) -> Page {
 }
 
 /// `GET /ui/fragments/jobs`.
-pub async fn jobs_fragment(State(st): State<AppState>) -> Page {
-    let jobs = job_entries(&st, None).await?;
-    let specs = specs(&st, None).await?;
+pub async fn jobs_fragment(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Page {
+    let jobs = job_entries(&st, &caller, None).await?;
+    let specs = specs(&st, &caller, None).await?;
     html(
         "fragments/jobs.html",
         &serde_json::json!({ "jobs": model::job_rows(&jobs, &specs) }),
@@ -152,8 +181,11 @@ pub async fn jobs_fragment(State(st): State<AppState>) -> Page {
 }
 
 /// `GET /ui/fragments/nodes`.
-pub async fn nodes_fragment(State(st): State<AppState>) -> Page {
-    let c = Cluster::load(&st).await?;
+pub async fn nodes_fragment(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Page {
+    let c = Cluster::load(&st, &caller).await?;
     html(
         "fragments/nodes.html",
         &serde_json::json!({ "nodes": c.node_rows() }),

@@ -2,9 +2,12 @@
 //! drivers, attributes and allocations.
 
 use axum::extract::{Path, State};
+use axum::Extension;
+use nomos_api::acl::check::CAP_READ_JOB;
 use serde::Serialize;
 
 use super::{html, Page};
+use crate::acl::Caller;
 use crate::error::ServerError;
 use crate::ui::model::{self, AllocRow, Bar, When};
 use crate::views::{AllocView, NodeView};
@@ -175,13 +178,19 @@ pub fn node_page(
     }
 }
 
-async fn node_model(st: &AppState, name: &str) -> Result<NodePage, ServerError> {
+/// The node page for `caller`: its allocations only from namespaces the caller may read.
+async fn node_model(st: &AppState, caller: &Caller, name: &str) -> Result<NodePage, ServerError> {
     let n = crate::reads::get_node(st, name).await?;
     let all = crate::reads::all_allocs(st).await?;
     let usage = model::node_usage(&crate::usage::snapshot(st).await?);
     let mine: Vec<AllocView> = all
         .into_iter()
         .filter(|a| a.allocation.node == n.node.name)
+        .filter(|a| {
+            caller
+                .acl
+                .allows_namespace(&a.allocation.namespace, CAP_READ_JOB)
+        })
         .collect();
     Ok(node_page(
         &n,
@@ -192,13 +201,21 @@ async fn node_model(st: &AppState, name: &str) -> Result<NodePage, ServerError> 
 }
 
 /// `GET /ui/node/{name}` (name, unique name prefix or unique id prefix).
-pub async fn node(State(st): State<AppState>, Path(name): Path<String>) -> Page {
-    let node = node_model(&st, &name).await?;
+pub async fn node(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Page {
+    let node = node_model(&st, &caller, &name).await?;
     html("node.html", &serde_json::json!({ "node": node }))
 }
 
 /// `GET /ui/fragments/node/{name}`.
-pub async fn node_fragment(State(st): State<AppState>, Path(name): Path<String>) -> Page {
-    let node = node_model(&st, &name).await?;
+pub async fn node_fragment(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Page {
+    let node = node_model(&st, &caller, &name).await?;
     html("fragments/node.html", &serde_json::json!({ "node": node }))
 }

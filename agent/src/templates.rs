@@ -1,0 +1,250 @@
+//! A task's `template` blocks rendered as Nomad renders them: Go `text/template` with
+//! consul-template's functions (`nomos-template`), plus the data sources a node offers: `env`
+//! (the task's environment) and `nomadVar`, `nomadVarList`, `nomadVarExists` (Variables read
+//! from the servers' API with the task's workload identity, as Nomad's client does).
+//!
+//! A body without the left delimiter is written as it is (after `${...}` interpolation);
+//! with one, it must parse and render, or the task does not start: `{{ }}` is never written
+//! out unrendered.
+
+use std::collections::BTreeSet;
+
+use nomos_api::Template as TemplateBlock;
+use nomos_template::{Options, Sources, Template, Value};
+use std::collections::BTreeMap;
+
+use crate::workload::ServerLink;
+
+/// The functions a node implements for templates (validation knows the same list).
+pub const NODE_FUNCTIONS: &[&str] = nomos_api::validate::TEMPLATE_FUNCTIONS;
+/// The functions that read Variables, so need the task's workload identity.
+const VARIABLE_FUNCTIONS: &[&str] = &["nomadVar", "nomadVarList", "nomadVarExists"];
+
+/// How a template block parses: its delimiters and missing-key rule, and the node's functions.
+pub fn options(block: &TemplateBlock) -> Options {
+    let delim = |s: &str, default: &str| {
+        if s.is_empty() {
+            default.to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    Options {
+        left_delim: delim(&block.left_delimiter, "{{"),
+        right_delim: delim(&block.right_delimiter, "}}"),
+        missing_key_error: block.error_on_missing_key,
+        external_functions: NODE_FUNCTIONS.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// A template body parsed, or `None` when it holds no action (written as it is).
+pub fn parse(
+    name: &str,
+    body: &str,
+    block: &TemplateBlock,
+) -> Result<Option<Template>, nomos_template::TemplateError> {
+    let opts = options(block);
+    if !body.contains(&opts.left_delim) {
+        return Ok(None);
+    }
+    Template::parse(name, body, &opts).map(Some)
+}
+
+/// Whether templates calling `used` need the task's workload identity.
+pub fn needs_identity(used: &BTreeSet<String>) -> bool {
+    VARIABLE_FUNCTIONS.iter().any(|f| used.contains(*f))
+}
+
+/// What a task's templates can read: its environment and, with its identity, Variables in its
+/// namespace (or the one a path names after `@`).
+pub struct TaskSources<'a> {
+    pub env: &'a BTreeMap<String, String>,
+    pub namespace: &'a str,
+    /// The servers and the task's token; `None` when no template reads Variables.
+    pub variables: Option<(&'a ServerLink, &'a str)>,
+    /// The runtime the blocking render calls the servers through.
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl Sources for TaskSources<'_> {
+    fn call(&self, name: &str, args: &[Value]) -> Result<Value, String> {
+        match name {
+            "env" => {
+                let key = one_string(name, args)?;
+                Ok(Value::String(
+                    self.env.get(key).cloned().unwrap_or_default(),
+                ))
+            }
+            "nomadVar" => {
+                let (path, ns) = self.path_and_namespace(one_string(name, args)?);
+                match self.fetch(&variable_url(path, ns))? {
+                    Some(var) => Ok(Value::from(var.get("Items").cloned().unwrap_or_default())),
+                    None => Err(format!(
+                        "no variable at {path:?} in namespace {ns:?} (or the task's identity may not read it)"
+                    )),
+                }
+            }
+            "nomadVarExists" => {
+                let (path, ns) = self.path_and_namespace(one_string(name, args)?);
+                Ok(Value::Bool(self.fetch(&variable_url(path, ns))?.is_some()))
+            }
+            "nomadVarList" => {
+                let prefix = match args {
+                    [] => "",
+                    _ => one_string(name, args)?,
+                };
+                let (prefix, ns) = self.path_and_namespace(prefix);
+                let url = format!(
+                    "/v1/vars?prefix={}&namespace={}",
+                    query_escape(prefix),
+                    query_escape(ns)
+                );
+                Ok(self
+                    .fetch(&url)?
+                    .map(Value::from)
+                    .unwrap_or_else(|| Value::list(Vec::new())))
+            }
+            other => Err(format!("function {other:?} is not offered by this node")),
+        }
+    }
+}
+
+impl TaskSources<'_> {
+    /// `path@namespace` (Nomad's form; a `.region` after the namespace is ignored, there is one
+    /// region) or `path` in the task's own namespace.
+    fn path_and_namespace<'p>(&'p self, arg: &'p str) -> (&'p str, &'p str) {
+        match arg.split_once('@') {
+            Some((path, rest)) => (path, rest.split('.').next().unwrap_or(rest)),
+            None => (arg, self.namespace),
+        }
+    }
+
+    fn fetch(&self, path_and_query: &str) -> Result<Option<serde_json::Value>, String> {
+        let Some((link, token)) = self.variables else {
+            return Err(
+                "Variables need the task's workload identity, which it was not given".into(),
+            );
+        };
+        self.runtime
+            .block_on(link.get(path_and_query, token))
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn variable_url(path: &str, namespace: &str) -> String {
+    let path: Vec<String> = path.split('/').map(query_escape).collect();
+    format!(
+        "/v1/var/{}?namespace={}",
+        path.join("/"),
+        query_escape(namespace)
+    )
+}
+
+fn one_string<'a>(name: &str, args: &'a [Value]) -> Result<&'a str, String> {
+    match args {
+        [Value::String(s)] => Ok(s),
+        [other] => Err(format!("{name} wants a string, got {}", other.type_name())),
+        _ => Err(format!("{name} wants 1 argument, got {}", args.len())),
+    }
+}
+
+/// Percent-encodes everything but unreserved characters.
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block() -> TemplateBlock {
+        TemplateBlock {
+            destination: "local/out".into(),
+            ..Default::default()
+        }
+    }
+
+    fn render(body: &str, env: &[(&str, &str)]) -> Result<String, String> {
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let sources = TaskSources {
+            env: &env,
+            namespace: "default",
+            variables: None,
+            runtime: rt.handle().clone(),
+        };
+        match parse("t", body, &block()).map_err(|e| e.to_string())? {
+            None => Ok(body.to_string()),
+            Some(t) => t.render(&Value::Null, &sources).map_err(|e| e.to_string()),
+        }
+    }
+
+    #[test]
+    fn env_and_builtins_render() {
+        assert_eq!(
+            render(
+                r#"id={{ env "NOMAD_ALLOC_ID" }} {{ "a,b" | split "," | join "+" }}"#,
+                &[("NOMAD_ALLOC_ID", "42")]
+            ),
+            Ok("id=42 a+b".to_string())
+        );
+        assert_eq!(render("{{ env \"NONE\" }}.", &[]), Ok(".".to_string()));
+        assert_eq!(
+            render("plain ${x} text", &[]),
+            Ok("plain ${x} text".to_string())
+        );
+    }
+
+    #[test]
+    fn unknown_functions_and_missing_identity_are_errors() {
+        let e = render("a\n{{ nomadvar \"x\" }}", &[]).unwrap_err();
+        assert!(e.contains("2:") && e.contains("nomadvar"), "{e}");
+        let e = render("{{ service \"web\" }}", &[]).unwrap_err();
+        assert!(e.contains("service"), "{e}");
+        let e = render("{{ with nomadVar \"nomad/jobs/x\" }}{{ .a }}{{ end }}", &[]).unwrap_err();
+        assert!(e.contains("workload identity"), "{e}");
+    }
+
+    #[test]
+    fn variable_functions_need_an_identity() {
+        let t = parse("t", "{{ nomadVarExists \"a\" }}{{ env \"X\" }}", &block())
+            .unwrap()
+            .unwrap();
+        assert!(needs_identity(&t.functions_used()));
+        let t = parse("t", "{{ env \"X\" }}", &block()).unwrap().unwrap();
+        assert!(!needs_identity(&t.functions_used()));
+    }
+
+    #[test]
+    fn paths_name_their_namespace_after_an_at() {
+        let env = BTreeMap::new();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let s = TaskSources {
+            env: &env,
+            namespace: "web",
+            variables: None,
+            runtime: rt.handle().clone(),
+        };
+        assert_eq!(s.path_and_namespace("a/b"), ("a/b", "web"));
+        assert_eq!(s.path_and_namespace("a/b@ops.global"), ("a/b", "ops"));
+        assert_eq!(
+            variable_url("nomad/jobs/a b", "x&y"),
+            "/v1/var/nomad/jobs/a%20b?namespace=x%26y"
+        );
+    }
+}

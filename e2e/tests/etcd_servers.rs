@@ -72,14 +72,16 @@ fn servers_on_one_etcd_share_the_work_and_the_survivor_takes_over() {
     etcd.etcdctl(&["user", "add", "root", "--new-user-password=e2e-secret"]);
     etcd.etcdctl(&["auth", "enable"]);
 
-    let first = start_server("etcd-a", &etcd, &certs);
-    let second = start_server("etcd-b", &etcd, &certs);
+    let mut first = start_server("etcd-a", &etcd, &certs);
+    let mut second = start_server("etcd-b", &etcd, &certs);
     let flags = etcd_flags(&etcd, &certs);
     let agent_flags: Vec<&str> = flags
         .iter()
         .filter(|f| !f.starts_with("--etcd-endpoints"))
         .map(String::as_str)
         .collect();
+    // Declared after the servers, so dropped (and purged, stopping its tasks) before their
+    // temp dirs, which hold its data dir, go away.
     let _agent = first.start_agent_with("shared-node", &agent_flags);
     first.wait_nodes_ready(&["shared-node"]);
 
@@ -100,10 +102,10 @@ fn servers_on_one_etcd_share_the_work_and_the_survivor_takes_over() {
     });
 
     // Kill the leader; the other server takes over and places the next change.
-    let (mut dead, alive) = if leads(&first) {
-        (first, second)
+    let (dead, alive) = if leads(&first) {
+        (&mut first, &second)
     } else {
-        (second, first)
+        (&mut second, &first)
     };
     dead.kill9();
     let file = alive.write_file("shared-3.hcl", &service(3));

@@ -45,6 +45,10 @@ pub struct IdentityClaims {
     pub nomad_task: String,
     #[serde(default)]
     pub nomos_group: String,
+    /// The node the allocation is placed on: where its key is (`/nomos/allocs/<node>/<id>`),
+    /// so a workload token is checked with one read.
+    #[serde(default)]
+    pub nomos_node: String,
     /// Seconds since the epoch.
     pub iat: i64,
     pub nbf: i64,
@@ -67,6 +71,7 @@ impl IdentityClaims {
             nomad_allocation_id: alloc.id.clone(),
             nomad_task: task.to_string(),
             nomos_group: alloc.task_group.clone(),
+            nomos_node: alloc.node.clone(),
             iat: now,
             nbf: now,
             exp: None,

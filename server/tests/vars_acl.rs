@@ -197,6 +197,7 @@ fn claims(alloc: &str, job: &str, group: &str) -> IdentityClaims {
         nomad_allocation_id: alloc.into(),
         nomad_task: "server".into(),
         nomos_group: group.into(),
+        nomos_node: String::new(),
         iat: now,
         nbf: now,
         exp: None,
@@ -349,5 +350,25 @@ async fn a_job_acl_must_name_a_namespace_and_job() {
         let (code, e) = call(&srv, "POST", "/v1/acl/policy/p", Some(&root), Some(body)).await;
         assert_eq!(code, 400, "{e}");
         assert!(e["error"].as_str().unwrap().contains(want), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn an_identity_naming_its_node_is_checked_against_that_nodes_allocation() {
+    let (srv, st) = acl_server().await;
+    let root = bootstrap(&srv).await;
+    common::seed_allocs(&srv).await;
+    assert_eq!(put_var(&srv, &root, "nomad/jobs/web", "w").await, 200);
+    let on = |node: &str| IdentityClaims {
+        nomos_node: node.into(),
+        ..claims("aaaa1111-0000", "web", "frontend")
+    };
+    let right = st.keyring.sign_identity(&on("n1")).await.unwrap();
+    let (code, v) = call(&srv, "GET", "/v1/var/nomad/jobs/web", Some(&right), None).await;
+    assert_eq!(code, 200, "{v}");
+    for node in ["n2", "../n1", "n1/aaaa1111-0000"] {
+        let wrong = st.keyring.sign_identity(&on(node)).await.unwrap();
+        let (code, _) = call(&srv, "GET", "/v1/var/nomad/jobs/web", Some(&wrong), None).await;
+        assert_eq!(code, 403, "{node}");
     }
 }

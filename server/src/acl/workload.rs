@@ -38,7 +38,7 @@ fn refused(why: String) -> ServerError {
 /// The caller a workload identity stands for (see the module doc).
 pub async fn resolve(st: &AppState, jwt: &str) -> Result<Caller, ServerError> {
     let claims = st.keyring.verify_identity(jwt).await?;
-    let alloc = find_alloc(st, &claims.nomad_allocation_id)
+    let alloc = find_alloc(st, &claims.nomos_node, &claims.nomad_allocation_id)
         .await?
         .ok_or_else(|| {
             refused(format!(
@@ -76,10 +76,27 @@ fn claim_of(claims: &IdentityClaims, alloc: &Allocation) -> Result<WorkloadClaim
     })
 }
 
-/// The desired allocation with this ID, wherever it is placed.
-async fn find_alloc(st: &AppState, id: &str) -> Result<Option<Allocation>, ServerError> {
+/// The desired allocation with this ID: one read at `/nomos/allocs/<node>/<id>` when the
+/// identity names its node, else (identities issued before `nomos_node`) a scan of the
+/// allocation keys.
+async fn find_alloc(
+    st: &AppState,
+    node: &str,
+    id: &str,
+) -> Result<Option<Allocation>, ServerError> {
     if id.is_empty() || id.len() > MAX_ALLOC_ID_BYTES || id.contains('/') {
         return Ok(None);
+    }
+    if !node.is_empty() {
+        if node.len() > MAX_ALLOC_ID_BYTES * 4 || node.contains('/') {
+            return Ok(None);
+        }
+        return Ok(
+            kv::get_json::<Allocation>(st.store.as_ref(), &keys::alloc(node, id))
+                .await?
+                .map(|e| e.value)
+                .filter(|a| a.id == id && a.node == node),
+        );
     }
     let suffix = format!("/{id}");
     let keys_only = st

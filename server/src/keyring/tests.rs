@@ -26,6 +26,7 @@ fn claims(now: i64) -> IdentityClaims {
         nomad_allocation_id: "a1".into(),
         nomad_task: "srv".into(),
         nomos_group: "g".into(),
+        nomos_node: String::new(),
         iat: now,
         nbf: now,
         exp: None,

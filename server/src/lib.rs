@@ -287,6 +287,21 @@ pub async fn run(
     serve(listener, AppState::with_store(store), config, shutdown).await
 }
 
+/// Serves `app` on `listener` (plain or TLS) until `shutdown`, then drains open requests.
+async fn serve_until<L>(
+    listener: L,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// Serves the API on an already bound listener (so callers can bind port 0 and learn the port),
 /// with the UI's resource sampler running until shutdown. The listener's own address replaces
 /// `config.http_addr`.
@@ -320,17 +335,8 @@ pub async fn serve(
         }
     };
     let served = match tls {
-        Some(tls) => {
-            let listener = nomos_tls::TlsListener::new(listener, tls);
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
+        Some(tls) => serve_until(nomos_tls::TlsListener::new(listener, tls), app, shutdown).await,
+        None => serve_until(listener, app, shutdown).await,
     }
     .map_err(ServerError::Serve);
     // Serving may also end on an error; either way the sampler stops with it.

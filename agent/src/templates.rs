@@ -131,6 +131,75 @@ impl TaskSources<'_> {
     }
 }
 
+/// Most variables an `env = true` template may set.
+pub const MAX_ENV_FILE_VARS: usize = 1024;
+
+/// The variables of an `env = true` template's output: `KEY=VALUE` lines, blank lines and `#`
+/// comments skipped, an optional `export ` before the key, values optionally in single quotes
+/// (taken as written) or double quotes (with `\n`, `\t`, `\"` and `\\` escapes). A line that
+/// is none of these is an error naming its number, so a half-rendered secret never becomes a
+/// wrong variable silently.
+pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(format!("line {}: expected KEY=VALUE", n + 1));
+        };
+        let key = key.trim();
+        let valid_key = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        if !valid_key {
+            return Err(format!("line {}: {key:?} is not a variable name", n + 1));
+        }
+        let value = unquote(value.trim()).map_err(|e| format!("line {}: {e}", n + 1))?;
+        out.push((key.to_string(), value));
+        if out.len() > MAX_ENV_FILE_VARS {
+            return Err(format!("more than {MAX_ENV_FILE_VARS} variables"));
+        }
+    }
+    Ok(out)
+}
+
+fn unquote(value: &str) -> Result<String, String> {
+    if let Some(inner) = value.strip_prefix('\'') {
+        return inner
+            .strip_suffix('\'')
+            .map(str::to_string)
+            .ok_or_else(|| "unterminated single quote".to_string());
+    }
+    let Some(inner) = value.strip_prefix('"') else {
+        return Ok(value.to_string());
+    };
+    let inner = inner
+        .strip_suffix('"')
+        .ok_or_else(|| "unterminated double quote".to_string())?;
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some(other) => out.push(other),
+            None => return Err("a trailing backslash".into()),
+        }
+    }
+    Ok(out)
+}
+
 fn variable_url(path: &str, namespace: &str) -> String {
     let path: Vec<String> = path.split('/').map(query_escape).collect();
     format!(
@@ -226,6 +295,35 @@ mod tests {
         assert!(needs_identity(&t.functions_used()));
         let t = parse("t", "{{ env \"X\" }}", &block()).unwrap().unwrap();
         assert!(!needs_identity(&t.functions_used()));
+    }
+
+    #[test]
+    fn env_files_parse_as_nomad_reads_them() {
+        let text = "# secrets\nDB_USER=app\nexport DB_PASS=\"p=\\\"w\\\"d\\n\"\n\n RAW = 'a $b \\n' \nEMPTY=\n";
+        let vars = parse_env_file(text).unwrap();
+        assert_eq!(
+            vars,
+            vec![
+                ("DB_USER".to_string(), "app".to_string()),
+                ("DB_PASS".to_string(), "p=\"w\"d\n".to_string()),
+                ("RAW".to_string(), "a $b \\n".to_string()),
+                ("EMPTY".to_string(), String::new()),
+            ]
+        );
+        for (bad, why) in [
+            ("A=1\nnot a pair\n", "line 2: expected KEY=VALUE"),
+            ("1X=2", "not a variable name"),
+            ("A=\"open", "unterminated double quote"),
+            ("A='open", "unterminated single quote"),
+            ("A=\"x\\\"", "a trailing backslash"),
+        ] {
+            let e = parse_env_file(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        let many: String = (0..=MAX_ENV_FILE_VARS)
+            .map(|i| format!("V{i}=x\n"))
+            .collect();
+        assert!(parse_env_file(&many).unwrap_err().contains("more than"));
     }
 
     #[test]

@@ -361,3 +361,49 @@ async fn host_paths_are_read_when_allow_host_paths_is_on() {
     assert!(Path::new(&src).exists());
     w.stop().await;
 }
+
+#[tokio::test]
+async fn go_templates_render_and_an_env_template_sets_the_tasks_environment() {
+    let w = World::start(false);
+    let mut t = raw_task(
+        "t",
+        "/bin/sh",
+        &["-c", "echo \"$DB_USER:$DB_PASS\"; cat local/page"],
+    );
+    let mut env = template(
+        "",
+        "DB_USER={{ env \"NOMAD_TASK_NAME\" | toUpper }}\nDB_PASS=\"a b\"\n",
+        "secrets/app.env",
+    );
+    env.env = true;
+    t.templates.push(env);
+    t.templates.push(template(
+        "",
+        "{{ range $i, $x := split \",\" \"a,b\" }}{{ $i }}={{ $x }} {{ end }}",
+        "local/page",
+    ));
+    w.prints("env-tpl", t, "T:a b\n0=a 1=b ").await;
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn an_env_template_that_is_not_key_value_lines_fails_the_task() {
+    let w = World::start(false);
+    let mut t = cat_task("local/x");
+    let mut env = template("", "PASSWORD: hunter2\n", "secrets/app.env");
+    env.env = true;
+    t.templates.push(env);
+    let s = w.run("env-bad", t).await;
+    assert_eq!(s.client_status, ClientStatus::Failed, "{s:?}");
+    let events = &s.task_states["t"].events;
+    assert!(
+        events.iter().any(|e| e.event_type == "Task hook failed"
+            && e.message.contains("line 1: expected KEY=VALUE")),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| e.event_type == "Started"),
+        "{events:?}"
+    );
+    w.stop().await;
+}

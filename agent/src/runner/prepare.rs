@@ -87,8 +87,9 @@ fn file_mode(perms: &str) -> Result<u32, AgentError> {
         })
 }
 
-/// Renders one loaded template and writes it beneath the task directory. A template that
-/// reads Variables renders on a blocking thread, as its functions call the servers.
+/// Renders one loaded template, writes it beneath the task directory and returns what it
+/// wrote. A template that reads Variables renders on a blocking thread, as its functions call
+/// the servers.
 async fn render_template(
     ctx: &Ctx,
     root: &Beneath,
@@ -96,7 +97,7 @@ async fn render_template(
     env: &BTreeMap<String, String>,
     namespace: &str,
     token: Option<&str>,
-) -> Result<(), AgentError> {
+) -> Result<String, AgentError> {
     let LoadedTemplate {
         dest,
         body,
@@ -127,7 +128,8 @@ async fn render_template(
         }
     };
     root.write(&dest, text.as_bytes(), mode)
-        .map_err(|e| e.about("Template", &format!("destination {:?}", dest.display())))
+        .map_err(|e| e.about("Template", &format!("destination {:?}", dest.display())))?;
+    Ok(text)
 }
 
 /// The JWT the servers issued for this task (waited for: they sign it on seeing the
@@ -240,7 +242,13 @@ pub async fn prepare_task(
             token = Some(task_token(ctx, rec, task).await?);
         }
         let ns = &rec.alloc.namespace;
-        render_template(ctx, &root, loaded, &env, ns, token.as_deref()).await?;
+        let text = render_template(ctx, &root, loaded, &env, ns, token.as_deref()).await?;
+        if t.env {
+            // `env = true`: the rendered file is KEY=VALUE lines for the task's environment.
+            let vars = templates::parse_env_file(&text)
+                .map_err(|e| AgentError::Template(format!("template[{i}] (env = true): {e}")))?;
+            env.extend(vars);
+        }
     }
     Ok(TaskSpec {
         alloc_id: rec.alloc.id.clone(),

@@ -7,35 +7,15 @@
 //! with one, it must parse and render, or the task does not start: `{{ }}` is never written
 //! out unrendered.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use nomos_api::Template as TemplateBlock;
-use nomos_template::{Options, Sources, Template, Value};
-use std::collections::BTreeMap;
+use nomos_template::{Sources, Template, Value};
 
 use crate::workload::ServerLink;
 
-/// The functions a node implements for templates (validation knows the same list).
-pub const NODE_FUNCTIONS: &[&str] = nomos_api::validate::TEMPLATE_FUNCTIONS;
 /// The functions that read Variables, so need the task's workload identity.
 const VARIABLE_FUNCTIONS: &[&str] = &["nomadVar", "nomadVarList", "nomadVarExists"];
-
-/// How a template block parses: its delimiters and missing-key rule, and the node's functions.
-pub fn options(block: &TemplateBlock) -> Options {
-    let delim = |s: &str, default: &str| {
-        if s.is_empty() {
-            default.to_string()
-        } else {
-            s.to_string()
-        }
-    };
-    Options {
-        left_delim: delim(&block.left_delimiter, "{{"),
-        right_delim: delim(&block.right_delimiter, "}}"),
-        missing_key_error: block.error_on_missing_key,
-        external_functions: NODE_FUNCTIONS.iter().map(|s| s.to_string()).collect(),
-    }
-}
 
 /// A template body parsed, or `None` when it holds no action (written as it is).
 pub fn parse(
@@ -43,7 +23,7 @@ pub fn parse(
     body: &str,
     block: &TemplateBlock,
 ) -> Result<Option<Template>, nomos_template::TemplateError> {
-    let opts = options(block);
+    let opts = nomos_api::validate::template_options(block);
     if !body.contains(&opts.left_delim) {
         return Ok(None);
     }

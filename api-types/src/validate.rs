@@ -707,9 +707,9 @@ fn check_task(
 /// the Variables read with the task's workload identity).
 pub const TEMPLATE_FUNCTIONS: &[&str] = &["env", "nomadVar", "nomadVarList", "nomadVarExists"];
 
-/// Why a template's `data` would not render (a syntax error, an unknown function), with its
-/// line and column inside the template; `None` when it parses or has no actions.
-fn template_parse_error(tpl: &crate::Template) -> Option<String> {
+/// How a template block parses on a node: its delimiters (`{{` `}}` unless set), its
+/// missing-key rule and the node's [`TEMPLATE_FUNCTIONS`]. The agent renders with the same.
+pub fn template_options(tpl: &crate::Template) -> nomos_template::Options {
     let or = |s: &str, d: &str| {
         if s.is_empty() {
             d.to_string()
@@ -717,12 +717,18 @@ fn template_parse_error(tpl: &crate::Template) -> Option<String> {
             s.to_string()
         }
     };
-    let opts = nomos_template::Options {
+    nomos_template::Options {
         left_delim: or(&tpl.left_delimiter, "{{"),
         right_delim: or(&tpl.right_delimiter, "}}"),
         missing_key_error: tpl.error_on_missing_key,
         external_functions: TEMPLATE_FUNCTIONS.iter().map(|f| f.to_string()).collect(),
-    };
+    }
+}
+
+/// Why a template's `data` would not render (a syntax error, an unknown function), with its
+/// line and column inside the template; `None` when it parses or has no actions.
+fn template_parse_error(tpl: &crate::Template) -> Option<String> {
+    let opts = template_options(tpl);
     if tpl.data.is_empty() || !tpl.data.contains(&opts.left_delim) {
         return None;
     }

@@ -24,6 +24,8 @@ use crate::{kv, AppState};
 pub const MAX_JWT_BYTES: usize = 8 * 1024;
 /// Longest allocation ID a claim may name.
 const MAX_ALLOC_ID_BYTES: usize = 64;
+/// Longest node name a claim may name.
+const MAX_NODE_NAME_BYTES: usize = 256;
 
 /// Whether a token looks like a JWT (three base64url parts, a JSON header) rather than an ACL
 /// token's UUID secret.
@@ -88,7 +90,7 @@ async fn find_alloc(
         return Ok(None);
     }
     if !node.is_empty() {
-        if node.len() > MAX_ALLOC_ID_BYTES * 4 || node.contains('/') {
+        if node.len() > MAX_NODE_NAME_BYTES || node.contains('/') {
             return Ok(None);
         }
         return Ok(

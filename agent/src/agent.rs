@@ -269,13 +269,16 @@ impl AgentLoop {
     /// Lists the node's allocations, converges, then follows the watch until it fails.
     async fn sync_once(&mut self, backoff: &mut Backoff) -> Result<(), AgentError> {
         let prefix = keys::allocs_prefix(Some(&self.ctx.config.name));
-        let listed = self
-            .store
-            .range(KeySelector::prefix(prefix.clone()), RangeOptions::default())
-            .await
-            .map_err(store_err("list allocations"))?;
+        // Nothing is started or stopped from a store that is not this agent's cluster.
+        let (listed_kvs, listed_revision) = crate::cluster_guard::list_checked(
+            &*self.store,
+            &self.ctx.state,
+            &self.ctx.config.name,
+            &prefix,
+        )
+        .await?;
         let mut desired = BTreeMap::new();
-        for kv in &listed.kvs {
+        for kv in &listed_kvs {
             if let Some(a) = decode_alloc(&kv.key_str(), &kv.value) {
                 desired.insert(a.id.clone(), a);
             }
@@ -291,7 +294,7 @@ impl AgentLoop {
             .watch(
                 KeySelector::prefix(prefix.clone()),
                 WatchOptions {
-                    start_revision: listed.revision + 1,
+                    start_revision: listed_revision + 1,
                     progress_notify: true,
                     ..Default::default()
                 },
@@ -300,6 +303,9 @@ impl AgentLoop {
             .map_err(store_err("watch allocations"))?;
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
+            // A deletion may stop a task, and a watch can resume on a replaced store without
+            // listing again: check the cluster before acting on one, and on every tick.
+            let mut check_cluster = false;
             tokio::select! {
                 item = stream.next() => {
                     let Some(item) = item else { return Ok(()) };
@@ -314,12 +320,17 @@ impl AgentLoop {
                                 }
                             }
                             nomos_store::EventKind::Delete => {
+                                check_cluster = true;
                                 desired.remove(&id);
                             }
                         }
                     }
                 }
-                _ = tick.tick() => {}
+                _ = tick.tick() => check_cluster = true,
+            }
+            if check_cluster {
+                let (store, state) = (&*self.store, &self.ctx.state);
+                crate::cluster_guard::verify(store, state, &self.ctx.config.name).await?;
             }
             // Converging on every tick also retries starts whose job version could not be read.
             self.converge(&desired).await?;

@@ -65,6 +65,16 @@ pub enum AgentError {
     /// A call to the servers' API (for a template's Variables) failed or was refused.
     #[error("servers: {0}")]
     Servers(String),
+    /// The store is not the cluster this agent ran its tasks for (its `/nomos/cluster` ID is
+    /// another, or missing): nothing is started or stopped until it is again, or an operator
+    /// accepts the new cluster. Retried, never final.
+    #[error(
+        "the store's cluster ID is {found}, but this agent belongs to cluster {remembered}: \
+         leaving every task running and retrying. If the store was lost, restore it from a \
+         snapshot; to join the new cluster on purpose, stop the agent and run `nctl agent purge` \
+         (which stops this node's tasks)"
+    )]
+    ClusterChanged { remembered: String, found: String },
 }
 
 impl AgentError {

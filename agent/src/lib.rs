@@ -6,6 +6,8 @@
 //! - [`agent`]: the entry point [`run`]; the heartbeat loop and the allocation sync (list +
 //!   watch `/nomos/allocs/<node>/`, converge).
 //! - [`purge`](mod@purge): [`purge()`], which stops this agent's tasks and deletes its data dir.
+//! - [`cluster_guard`]: lists only from the cluster the agent belongs to (`/nomos/cluster`), so
+//!   a lost or replaced store never stops its tasks.
 //! - [`plan`]: pure decisions: start / stop / forget / update allocations, client status,
 //!   health, lifecycle phases.
 //! - [`report`]: writes allocation statuses and keeps them written (rewrites what someone else
@@ -27,6 +29,7 @@ pub mod agent;
 pub mod artifact;
 pub mod backoff;
 pub mod checks;
+pub mod cluster_guard;
 pub mod config;
 pub mod confine;
 pub mod driver;

@@ -96,6 +96,63 @@ pub fn liveness_of(read: std::io::Result<Option<ProcStat>>, start_time: u64) -> 
     }
 }
 
+/// Pidfds open now (see [`pidfd_open`]).
+static OPEN_PIDFDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// An open pidfd; closing it gives its place back to the budget.
+#[derive(Debug)]
+pub struct PidFd(std::os::fd::OwnedFd);
+
+impl std::os::fd::AsRawFd for PidFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl Drop for PidFd {
+    fn drop(&mut self) {
+        OPEN_PIDFDS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// How many pidfds may be open at once: a quarter of the soft open-files limit, so tasks never
+/// take the descriptors that `/proc` reads, sockets and logs need.
+fn pidfd_budget() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the rlimit it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 0;
+    }
+    (limit.rlim_cur / 4).min(1 << 20) as usize
+}
+
+/// A pidfd for `pid` (`pidfd_open(2)`, Linux 5.3+): it becomes readable when the process exits,
+/// whether or not it is this process's child, so a task is waited for without polling `/proc`.
+/// Check the process's start time after opening it: a pid reused before the open names
+/// another process. An error when pidfds are not supported or their budget is spent.
+pub fn pidfd_open(pid: i32) -> std::io::Result<PidFd> {
+    use std::os::fd::FromRawFd;
+    use std::sync::atomic::Ordering;
+    if OPEN_PIDFDS.fetch_add(1, Ordering::Relaxed) >= pidfd_budget() {
+        OPEN_PIDFDS.fetch_sub(1, Ordering::Relaxed);
+        return Err(std::io::Error::other("too many pidfds open"));
+    }
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, libc::PIDFD_NONBLOCK) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        OPEN_PIDFDS.fetch_sub(1, Ordering::Relaxed);
+        return Err(e);
+    }
+    // SAFETY: the descriptor was just created and is owned by nothing else.
+    Ok(PidFd(unsafe {
+        std::os::fd::OwnedFd::from_raw_fd(fd as i32)
+    }))
+}
+
 /// Every live process of a process group.
 pub fn group_members(pgrp: i32) -> Vec<ProcStat> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -278,6 +335,30 @@ mod tests {
         }
         assert!(means_gone(&os(libc::ENOENT)) && means_gone(&os(libc::ESRCH)));
         assert!(!means_gone(&os(libc::EMFILE)));
+    }
+
+    #[test]
+    fn a_pidfd_turns_readable_when_its_process_exits_and_not_before() {
+        use std::os::fd::AsRawFd;
+        let readable = |fd: &PidFd| {
+            let mut p = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, no wait.
+            unsafe { libc::poll(&mut p, 1, 0) == 1 }
+        };
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let fd = pidfd_open(child.id() as i32).expect("pidfd_open");
+        assert!(!readable(&fd));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(readable(&fd));
+        assert!(pidfd_open(i32::MAX).is_err());
     }
 
     #[test]

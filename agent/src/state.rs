@@ -2,7 +2,8 @@
 //! and without restarting tasks: the node id, and per allocation the allocation, its job spec,
 //! each task's driver handle, restart history and observed state.
 //!
-//! Layout under the data dir: `node-id`, `state/allocs/<alloc>.json`, and the allocation
+//! Layout under the data dir: `node-id`, `cluster-id` (the `/nomos/cluster` ID the agent
+//! belongs to, see [`crate::cluster_guard`]), `state/allocs/<alloc>.json`, and the allocation
 //! directories `allocs/<alloc>/...`. Files are replaced atomically (write then rename).
 
 use std::path::{Path, PathBuf};
@@ -87,6 +88,22 @@ impl StateDir {
                 Ok(id)
             }
         }
+    }
+
+    /// The cluster ID (`/nomos/cluster`) this agent first ran tasks for, if it saw one.
+    pub fn cluster_id(&self) -> Result<Option<String>, AgentError> {
+        let path = self.root.join("cluster-id");
+        match std::fs::read_to_string(&path) {
+            Ok(id) if !id.trim().is_empty() => Ok(Some(id.trim().to_string())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(AgentError::io(&path, e)),
+        }
+    }
+
+    /// Remembers the cluster ID this agent belongs to (`cluster-id` in the data dir).
+    pub fn remember_cluster_id(&self, id: &str) -> Result<(), AgentError> {
+        write_atomic(&self.root.join("cluster-id"), id.as_bytes())
     }
 
     fn allocs_dir(&self) -> PathBuf {

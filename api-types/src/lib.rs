@@ -14,6 +14,7 @@
 //! - [`canonical`]: the canonical JSON written to the store, reading stored specs back, and the
 //!   YAML manifest form; [`to_hcl`] writes a job as Nomad-style HCL2 and [`format_hcl`] lays out
 //!   an HCL file (`nctl fmt`).
+//! - [`limits`]: how many instances a group and a job may ask for.
 //! - [`acl`]: Nomad's ACL policy language, tokens and policies, and the capability check.
 //! - [`duration`]: Go-style durations (`"1h30m"`) to and from nanoseconds.
 //! - [`variables`]: Variables' JSON shapes (`/v1/var`), path syntax, item and lock limits.
@@ -31,6 +32,7 @@ mod frontend;
 pub mod hcl;
 pub mod heartbeat;
 pub mod job;
+pub mod limits;
 pub mod manifest;
 pub mod namespace;
 pub mod nomad_json;

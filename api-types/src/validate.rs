@@ -191,6 +191,10 @@ pub fn validate(job: &Job) -> Vec<Issue> {
         }
         check_group(&mut v, job, &gp, g);
     }
+    let total: u64 = job.groups.iter().map(|g| u64::from(g.count)).sum();
+    if let Err(why) = crate::limits::check_job_total(total) {
+        v.err("groups", why);
+    }
     v.issues
 }
 
@@ -390,6 +394,9 @@ pub fn check_cron(expr: &str) -> Result<(), String> {
 fn check_group(v: &mut V, job: &Job, gp: &str, g: &TaskGroup) {
     check_placement(v, gp, &g.constraints, &g.affinities, &g.spreads);
     check_group_policies(v, job, gp, g);
+    if let Err(why) = crate::limits::check_count(u64::from(g.count)) {
+        v.err(join(gp, "count"), why);
+    }
     if (job.job_type == JobType::System || job.job_type == JobType::Sysbatch) && g.count > 1 {
         v.warn(
             join(gp, "count"),

@@ -83,12 +83,54 @@ struct Args {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 900)]
     timeout_secs: u64,
+    /// CPU of each simulated node, in MHz.
+    #[arg(long, default_value_t = 8000)]
+    node_cpu: u32,
+    /// Memory of each simulated node, in MB.
+    #[arg(long, default_value_t = 16384)]
+    node_memory: u32,
+    /// CPU each task asks for, in MHz.
+    #[arg(long, default_value_t = 100)]
+    task_cpu: u64,
+    /// Memory each task asks for, in MB.
+    #[arg(long, default_value_t = 64)]
+    task_memory: u64,
+    /// Stop when no allocation was placed for this many seconds while the jobs controller
+    /// reports placement failures.
+    #[arg(long, default_value_t = 10)]
+    stall_secs: u64,
+}
+
+/// Dynamic ports of each simulated node (every task takes one).
+const NODE_PORTS: u64 = 32000 - 20000 + 1;
+
+impl Args {
+    /// How many tasks one node holds: the scarcest of CPU, memory and ports.
+    fn per_node(&self) -> u64 {
+        (u64::from(self.node_cpu) / self.task_cpu.max(1))
+            .min(u64::from(self.node_memory) / self.task_memory.max(1))
+            .min(NODE_PORTS)
+    }
+
+    /// Refuses a run the cluster cannot hold, before anything starts.
+    fn check_fits(&self) -> Result<(), String> {
+        let total = self.jobs as u64 * u64::from(self.count);
+        let capacity = self.nodes as u64 * self.per_node();
+        if capacity < total {
+            return Err(format!(
+                "{total} allocations do not fit: {} nodes of {} MHz / {} MB hold {} tasks of {} MHz / {} MB each ({capacity} in all); add --nodes or change the sizes",
+                self.nodes, self.node_cpu, self.node_memory, self.per_node(), self.task_cpu, self.task_memory
+            ));
+        }
+        Ok(())
+    }
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> Result<(), BoxError> {
     let args = Args::parse();
+    args.check_fits()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -133,7 +175,7 @@ async fn count(store: &dyn Store, prefix: &str) -> Result<i64, BoxError> {
         .count)
 }
 
-fn node(i: usize) -> Node {
+fn node(i: usize, args: &Args) -> Node {
     let name = format!("node-{i:05}");
     let mut n = Node {
         name: name.clone(),
@@ -142,9 +184,9 @@ fn node(i: usize) -> Node {
         node_pool: "default".into(),
         address: format!("10.{}.{}.{}", i / 65536 % 256, i / 256 % 256, i % 256),
         resources: NodeResources {
-            cpu_mhz: 8000,
+            cpu_mhz: args.node_cpu,
             cores: 4,
-            memory_mb: 16384,
+            memory_mb: args.node_memory,
             min_dynamic_port: 20000,
             max_dynamic_port: 32000,
             ..Default::default()
@@ -164,7 +206,7 @@ fn node(i: usize) -> Node {
     n
 }
 
-fn job_spec(i: usize, count: u32) -> Vec<u8> {
+fn job_spec(i: usize, args: &Args) -> Vec<u8> {
     let v = serde_json::json!({
         "id": format!("job-{i:05}"),
         "namespace": "default",
@@ -172,10 +214,10 @@ fn job_spec(i: usize, count: u32) -> Vec<u8> {
         "type": "service",
         "groups": [{
             "name": "web",
-            "count": count,
+            "count": args.count,
             "networks": [{"mode": "host", "ports": [{"label": "http"}]}],
             "tasks": [{"name": "server", "driver": "raw_exec", "config": {"command": "/bin/sleep", "args": ["3600"]},
-                       "resources": {"cpu": 100, "memory_mb": 64}}]
+                       "resources": {"cpu": args.task_cpu, "memory_mb": args.task_memory}}]
         }]
     });
     serde_json::to_vec(&v).unwrap_or_default()
@@ -264,11 +306,12 @@ async fn baseline_keys_per_s(store: &dyn Store, total: usize, kind: &str) -> Res
 }
 
 /// Writes `nodes` simulated nodes, each with a heartbeat.
-async fn register_nodes(store: &dyn Store, nodes: usize) -> Result<(), BoxError> {
+async fn register_nodes(store: &dyn Store, args: &Args) -> Result<(), BoxError> {
+    let nodes = args.nodes;
     let t = Instant::now();
     let mut kvs = Vec::with_capacity(nodes * 2);
     for i in 0..nodes {
-        let n = node(i);
+        let n = node(i, args);
         kvs.push((keys::node(&n.name), serde_json::to_vec(&n)?));
         kvs.push((keys::heartbeat(&n.name), b"{}".to_vec()));
     }
@@ -296,13 +339,54 @@ async fn wait_for_keys(
     }
 }
 
+/// Waits until `total` allocations are in the store; fails with a clear message when none was
+/// placed for `stall` while the controller counts placement failures, or at `deadline`.
+async fn wait_for_placements(
+    store: &dyn Store,
+    total: usize,
+    deadline: Instant,
+    stall: Duration,
+    failures: impl Fn() -> u64,
+) -> Result<usize, BoxError> {
+    let (mut last, mut since) = (0, Instant::now());
+    loop {
+        let n = count(store, "/nomos/allocs/").await? as usize;
+        if n >= total || Instant::now() > deadline {
+            return Ok(n);
+        }
+        if n != last {
+            (last, since) = (n, Instant::now());
+        } else if since.elapsed() >= stall && failures() > 0 {
+            return Err(format!(
+                "placements failed: {n} of {total} allocations placed, none for {}s, and the jobs controller counted {} placement failures (the nodes are full or do not match; see --nodes and the size flags)",
+                stall.as_secs(),
+                failures()
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The process's peak resident memory (`VmHWM`), in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
 async fn bench(args: Args) -> Result<(), BoxError> {
     let algorithm: Algorithm = args.algorithm.parse()?;
     let tmp = tempfile::tempdir()?;
     let (store, _etcd) = open_store(&args.store, tmp.path()).await?;
     let total = args.jobs * args.count as usize;
     let store_keys_per_s = baseline_keys_per_s(&*store, total, &args.store).await?;
-    register_nodes(&*store, args.nodes).await?;
+    register_nodes(&*store, &args).await?;
 
     let rev = store.status().await?.revision;
     let agents = tokio::spawn(simulated_agents(store.clone(), rev + 1));
@@ -333,13 +417,15 @@ async fn bench(args: Args) -> Result<(), BoxError> {
         .map(|i| {
             (
                 keys::job("default", &format!("job-{i:05}")),
-                job_spec(i, args.count),
+                job_spec(i, &args),
             )
         })
         .collect();
     write_batched(&*store, specs).await?;
     let deadline = t0 + Duration::from_secs(args.timeout_secs);
-    let placed = wait_for_keys(&*store, "/nomos/allocs/", total, deadline).await?;
+    let failures = || metrics.placement_failures.get_or_create(&label).get();
+    let stall = Duration::from_secs(args.stall_secs);
+    let placed = wait_for_placements(&*store, total, deadline, stall, failures).await?;
     let elapsed = t0.elapsed().as_secs_f64();
     let placements_per_s = placed as f64 / elapsed;
     println!(
@@ -369,6 +455,7 @@ async fn bench(args: Args) -> Result<(), BoxError> {
         metrics.commit_conflicts.get_or_create(&label).get(),
         metrics.placement_failures.get_or_create(&label).get()
     );
+    println!("peak_rss_mib={:.0}", peak_rss_mib());
     let ratio = placements_per_s / store_keys_per_s;
     println!(
         "placements_per_s={placements_per_s:.0} store_keys_per_s={store_keys_per_s:.0} ratio={ratio:.3} controller_bytes_per_alloc={per_alloc:.0}"
@@ -379,4 +466,51 @@ async fn bench(args: Args) -> Result<(), BoxError> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(flags: &[&str]) -> Args {
+        let mut all = vec!["nomos-bench"];
+        all.extend_from_slice(flags);
+        Args::parse_from(all)
+    }
+
+    #[test]
+    fn a_node_holds_what_its_scarcest_resource_allows() {
+        let cases = [
+            (vec![], 80),
+            (vec!["--node-cpu", "1000"], 10),
+            (vec!["--task-memory", "1024"], 16),
+            (vec!["--task-cpu", "1", "--task-memory", "1"], 8000),
+            (
+                vec![
+                    "--node-cpu",
+                    "100000",
+                    "--task-cpu",
+                    "1",
+                    "--task-memory",
+                    "1",
+                ],
+                NODE_PORTS,
+            ),
+        ];
+        for (flags, per_node) in cases {
+            assert_eq!(args(&flags).per_node(), per_node, "{flags:?}");
+        }
+    }
+
+    #[test]
+    fn a_run_that_cannot_fit_is_refused_before_it_starts() {
+        assert!(args(&["--nodes", "10", "--jobs", "8", "--count", "100"])
+            .check_fits()
+            .is_ok());
+        let refused = args(&["--nodes", "10", "--jobs", "9", "--count", "100"])
+            .check_fits()
+            .expect_err("900 allocations on 10 nodes of 80");
+        assert!(refused.contains("900 allocations do not fit"), "{refused}");
+        assert!(refused.contains("(800 in all)"), "{refused}");
+    }
 }

@@ -3,6 +3,7 @@
 
 mod args;
 mod cmd;
+mod memtrim;
 
 use clap::Parser;
 
@@ -10,6 +11,11 @@ fn main() {
     // Nomad spells long options with one dash (`-var x=1`, `-config FILE`); accept that too.
     let args = args::nomad_style(std::env::args_os(), args::SINGLE_DASH_LONGS);
     let cli = cmd::Cli::parse_from(args);
+    let long_running = matches!(
+        cli.command,
+        cmd::Command::Dev(_) | cmd::Command::Server(_) | cmd::Command::Agent(_)
+    );
+    let trimmer = long_running.then(memtrim::Trimmer::start);
     let code = match cmd::run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -17,5 +23,6 @@ fn main() {
             1
         }
     };
+    drop(trimmer);
     std::process::exit(code);
 }

@@ -109,7 +109,11 @@ impl ServerError {
             ServerError::Forbidden(_) | ServerError::InvalidIdentity(_) => StatusCode::FORBIDDEN,
             ServerError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ServerError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            // The store's disk is full (NOSPACE): reads still work, writes wait for room.
+            ServerError::Store(StoreError::NoSpace) => StatusCode::SERVICE_UNAVAILABLE,
             ServerError::Store(StoreError::Compacted { .. }) => StatusCode::GONE,
+            // A job file that parses but stores as more than the store takes in one request.
+            ServerError::Store(StoreError::RequestTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             ServerError::Agent(_) => StatusCode::BAD_GATEWAY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -140,4 +144,30 @@ impl IntoResponse for ServerError {
 /// The fallback for unknown paths: a JSON 404 rather than an empty body.
 pub async fn not_found(uri: axum::http::Uri) -> ServerError {
     ServerError::NotFound(format!("no such endpoint: {}", uri.path()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_a_client_caused_are_4xx_and_outages_5xx() {
+        let cases = [
+            (
+                StoreError::RequestTooLarge {
+                    len: 2_500_000,
+                    limit: 1_572_864,
+                },
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                StoreError::Unavailable("no leader".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (StoreError::NoSpace, StatusCode::SERVICE_UNAVAILABLE),
+        ];
+        for (error, status) in cases {
+            assert_eq!(ServerError::Store(error).status(), status);
+        }
+    }
 }

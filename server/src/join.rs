@@ -9,8 +9,9 @@
 //!   that node's keys, and answers its user name and a fresh random password.
 //!
 //! A node name that already joined is refused unless the token names that node; such a
-//! re-join changes the password. On the embedded store there are no users to make: the join
-//! answers 400 (agents are admitted there by the store endpoint's mutual TLS).
+//! re-join changes the password. On the embedded store the same user and role are made in the
+//! store's own users ([`embedded_access`]), which its etcd endpoint enforces once
+//! authentication is enabled there (`etcdctl user add root`, `etcdctl auth enable`).
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::post;
 use axum::{Json, Router};
 use futures::future::BoxFuture;
+use nomos_store::embedded::auth::EmbeddedAuth;
 use nomos_store::etcd::{node_key_grants, EtcdCredentials};
 use nomos_store::{
     keys, Compare, CompareOp, EtcdStore, KeySelector, RangeOptions, Store, StoreError, Txn, TxnOp,
@@ -254,7 +256,7 @@ async fn join(
     }
     let Some(access) = st.node_access.clone() else {
         return Err(ServerError::BadRequest(
-            "this server runs on the embedded store, which has no users to issue: agents are admitted by the store endpoint's mutual TLS (`tls { rpc = true }`); join tokens are for servers on etcd with authentication enabled".into(),
+            "this server has no store users to issue: join tokens need a store with users (etcd, or the embedded store served with --store-addr) and authentication enabled there".into(),
         ));
     };
     access.ready().await.map_err(ServerError::BadRequest)?;
@@ -401,6 +403,43 @@ impl NodeAccess for StaticAccess {
     }
 }
 
+/// The [`NodeAccess`] of a server on the embedded store: the store's own users, which its etcd
+/// endpoint enforces.
+pub fn embedded_access(auth: Arc<EmbeddedAuth>) -> Arc<dyn NodeAccess> {
+    Arc::new(EmbeddedUsers(auth))
+}
+
+struct EmbeddedUsers(Arc<EmbeddedAuth>);
+
+impl NodeAccess for EmbeddedUsers {
+    fn ready(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            if self.0.is_enabled() {
+                Ok(())
+            } else {
+                Err("the embedded store has authentication disabled, so a node user would grant nothing: enable it on the store endpoint (`etcdctl --endpoints=<store-addr> user add root`, `etcdctl ... auth enable`)".into())
+            }
+        })
+    }
+
+    fn grant<'a>(
+        &'a self,
+        node: &'a str,
+        password: &'a str,
+    ) -> BoxFuture<'a, Result<EtcdCredentials, StoreError>> {
+        let auth = self.0.clone();
+        let (node, password) = (node.to_string(), password.to_string());
+        Box::pin(async move {
+            // Hashing the password is slow on purpose: off the async workers.
+            tokio::task::spawn_blocking(move || {
+                auth.grant_node_access(&node, &node_key_grants(&node), &password)
+            })
+            .await
+            .map_err(|e| StoreError::Backend(format!("making the node's user: {e}")))?
+        })
+    }
+}
+
 /// The [`NodeAccess`] of a server connected to etcd.
 pub fn etcd_access(store: EtcdStore) -> Arc<dyn NodeAccess> {
     Arc::new(store)
@@ -435,6 +474,29 @@ mod tests {
         for good in ["n1", "node-2", "web_01.dc1"] {
             assert!(check_node_name("node", good).is_ok(), "{good}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_embedded_stores_users_are_made_only_once_its_auth_is_enabled() {
+        let auth = Arc::new(EmbeddedAuth::in_memory());
+        let access = embedded_access(auth.clone());
+        let refused = access.ready().await.unwrap_err();
+        assert!(refused.contains("authentication disabled"), "{refused}");
+        auth.user_add("root", Some("pw")).unwrap();
+        auth.user_grant_role("root", "root").unwrap();
+        auth.enable().unwrap();
+        access.ready().await.unwrap();
+        let creds = access.grant("n1", "secret").await.unwrap();
+        assert_eq!(creds.user, "nomos-node-n1");
+        auth.authenticate("nomos-node-n1", "secret").unwrap();
+        assert!(auth
+            .check(
+                "nomos-node-n1",
+                b"/nomos/allocs/n2/a",
+                b"",
+                nomos_store::embedded::auth::Access::Read
+            )
+            .is_err());
     }
 
     #[test]

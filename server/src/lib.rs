@@ -90,6 +90,10 @@ pub struct ServerConfig {
     /// Serve HTTPS with this certificate (Nomad's `tls { http = true }`), requiring a client
     /// certificate signed by its `client_ca` when set (`verify_https_client`).
     pub tls: Option<nomos_tls::ServerTls>,
+    /// Nomad's `https_handshake_timeout` (5s) and `http_max_conns_per_client` (100): a client
+    /// must finish its TLS handshake and send a complete request head in time, and one address
+    /// may hold at most this many connections (0: no limit).
+    pub limits: nomos_tls::limits::ConnLimits,
 }
 
 impl Default for ServerConfig {
@@ -100,6 +104,7 @@ impl Default for ServerConfig {
             guard: guard::GuardConfig::default(),
             acl: acl::AclConfig::default(),
             tls: None,
+            limits: nomos_tls::limits::ConnLimits::default(),
         }
     }
 }
@@ -287,16 +292,17 @@ pub async fn run(
     serve(listener, AppState::with_store(store), config, shutdown).await
 }
 
-/// Serves `app` on `listener` (plain or TLS) until `shutdown`, then drains open requests.
-async fn serve_until<L>(
-    listener: L,
+/// Serves `app` on `listener` (plain or TLS) until `shutdown`, then drains open requests;
+/// under the connection `limits` (a handshake timeout, a cap on connections per address).
+async fn serve_until(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<nomos_tls::rustls::ServerConfig>>,
+    limits: nomos_tls::limits::ConnLimits,
     app: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()>
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
+) -> std::io::Result<()> {
+    use nomos_tls::limits::{LimitedListener, ListenerKind};
+    let listener = LimitedListener::new(listener, tls, limits, ListenerKind::HttpApi);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -334,11 +340,9 @@ pub async fn serve(
             closing.send_replace(true);
         }
     };
-    let served = match tls {
-        Some(tls) => serve_until(nomos_tls::TlsListener::new(listener, tls), app, shutdown).await,
-        None => serve_until(listener, app, shutdown).await,
-    }
-    .map_err(ServerError::Serve);
+    let served = serve_until(listener, tls, config.limits, app, shutdown)
+        .await
+        .map_err(ServerError::Serve);
     // Serving may also end on an error; either way the sampler stops with it.
     closing.send_replace(true);
     if let Err(e) = sampler.await {

@@ -11,6 +11,13 @@
 //! and encoded again for the server, and every other frame passes unchanged. Writes always pass
 //! straight through.
 //!
+//! While it collects a header block it holds at most [`MAX_HEADER_BLOCK`] bytes of it, and it
+//! never buffers a frame longer than [`MAX_FRAME`] (the server's `SETTINGS_MAX_FRAME_SIZE`). A
+//! peer that goes past either is cut off: the filter hands the HTTP/2 server a few frames that
+//! make it answer with GOAWAY (`ENHANCE_YOUR_CALM` for a header block, `FRAME_SIZE_ERROR` for a
+//! frame, or `PROTOCOL_ERROR` if the peer skipped its SETTINGS), logs why, and ends the
+//! connection. Once the connection passes through, the server's own limits apply.
+//!
 //! The frame handling is pure ([`Rewriter::process`]); the `AsyncRead` impl only moves bytes.
 
 use std::io;
@@ -22,11 +29,19 @@ use tonic::transport::server::Connected;
 
 const PREFACE_LEN: usize = 24;
 const FRAME_HEADER_LEN: usize = 9;
-/// The largest frame the server accepts (HTTP/2's default `SETTINGS_MAX_FRAME_SIZE`).
-const MAX_FRAME: usize = 16_384;
+/// The largest frame the server accepts (HTTP/2's default `SETTINGS_MAX_FRAME_SIZE`, which
+/// the store endpoint keeps).
+pub const MAX_FRAME: usize = 16_384;
+/// Most bytes of one header block (HEADERS and its CONTINUATIONs, as received) the filter
+/// collects before it cuts the connection off.
+pub const MAX_HEADER_BLOCK: usize = 1024 * 1024;
+/// Empty CONTINUATION frames sent to the server after a refused header block: more than the
+/// server's CONTINUATION-flood limit, so it answers with GOAWAY `ENHANCE_YOUR_CALM`.
+const FLOOD_FRAMES: usize = 64;
 
 const TYPE_HEADERS: u8 = 0x1;
 const TYPE_CONTINUATION: u8 = 0x9;
+const TYPE_PING: u8 = 0x6;
 const FLAG_END_STREAM: u8 = 0x1;
 const FLAG_END_HEADERS: u8 = 0x4;
 const FLAG_PADDED: u8 = 0x8;
@@ -42,6 +57,30 @@ struct PendingBlock {
     raw: Vec<u8>,
 }
 
+/// Why a connection was cut off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A header block went past [`MAX_HEADER_BLOCK`] bytes.
+    HeaderBlockTooLarge,
+    /// A frame announced more than [`MAX_FRAME`] bytes; `len` is what it announced.
+    FrameTooLarge { len: usize },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::HeaderBlockTooLarge => write!(
+                f,
+                "header block larger than the limit of {MAX_HEADER_BLOCK} bytes"
+            ),
+            Refusal::FrameTooLarge { len } => write!(
+                f,
+                "frame of {len} bytes, larger than the limit of {MAX_FRAME} bytes"
+            ),
+        }
+    }
+}
+
 /// What the rewriter does with the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -51,6 +90,8 @@ pub enum Mode {
     PassThrough,
     /// Header blocks are decoded, repaired and encoded again.
     Repair,
+    /// A limit was exceeded; nothing more is read ([`Rewriter::refused`]).
+    Refused(Refusal),
 }
 
 /// The client-to-server byte transformation, independent of any I/O.
@@ -91,12 +132,44 @@ impl Rewriter {
         self.mode
     }
 
+    /// Why the connection was cut off, if it was.
+    pub fn refused(&self) -> Option<Refusal> {
+        match self.mode {
+            Mode::Refused(why) => Some(why),
+            _ => None,
+        }
+    }
+
+    /// Cuts the connection off: `out` gets frames that make the server answer with GOAWAY
+    /// (see the module comment); everything else from the peer is dropped.
+    fn refuse(&mut self, why: Refusal, frame_header: &[u8], out: &mut Vec<u8>) {
+        match why {
+            Refusal::FrameTooLarge { .. } => out.extend_from_slice(frame_header),
+            Refusal::HeaderBlockTooLarge => {
+                let stream_id = self.pending.as_ref().map_or(1, |b| b.stream_id);
+                write_frame_header(out, 0, TYPE_HEADERS, 0, stream_id);
+                for _ in 0..FLOOD_FRAMES {
+                    write_frame_header(out, 0, TYPE_CONTINUATION, 0, stream_id);
+                }
+                // Should the server not count CONTINUATIONs, this ends the block wrongly.
+                write_frame_header(out, 8, TYPE_PING, 0, 0);
+                out.extend_from_slice(&[0; 8]);
+            }
+        }
+        self.pending = None;
+        self.mode = Mode::Refused(why);
+    }
+
     /// Consumes as many complete frames from `input` as there are, appending the bytes the
     /// server should see to `out`; returns how many input bytes were consumed.
     pub fn process(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<usize> {
-        if self.mode == Mode::PassThrough {
-            out.extend_from_slice(input);
-            return Ok(input.len());
+        match self.mode {
+            Mode::PassThrough => {
+                out.extend_from_slice(input);
+                return Ok(input.len());
+            }
+            Mode::Refused(_) => return Ok(input.len()),
+            Mode::Probe | Mode::Repair => {}
         }
         let mut at = 0;
         if self.preface_left > 0 {
@@ -114,6 +187,17 @@ impl Rewriter {
             let kind = h[3];
             let flags = h[4];
             let stream_id = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+            if len > MAX_FRAME {
+                self.refuse(Refusal::FrameTooLarge { len }, h, out);
+                return Ok(input.len());
+            }
+            let held = self.pending.as_ref().map_or(0, |b| b.raw.len());
+            if matches!(kind, TYPE_HEADERS | TYPE_CONTINUATION)
+                && held + FRAME_HEADER_LEN + len > MAX_HEADER_BLOCK
+            {
+                self.refuse(Refusal::HeaderBlockTooLarge, h, out);
+                return Ok(input.len());
+            }
             if input.len() - at < FRAME_HEADER_LEN + len {
                 break;
             }
@@ -267,6 +351,10 @@ pub struct AuthorityFix<IO> {
     chunk: Box<[u8]>,
     /// When false, reads pass straight through.
     enabled: bool,
+    /// The peer, named in the log line when the connection is cut off.
+    peer: Option<std::net::SocketAddr>,
+    /// Whether the cut-off was logged already.
+    logged: bool,
 }
 
 impl<IO> AuthorityFix<IO> {
@@ -286,7 +374,15 @@ impl<IO> AuthorityFix<IO> {
                 Box::default()
             },
             enabled,
+            peer: None,
+            logged: false,
         }
+    }
+
+    /// Names the peer in the log line written when the connection is cut off.
+    pub fn with_peer(mut self, peer: std::net::SocketAddr) -> Self {
+        self.peer = Some(peer);
+        self
     }
 }
 
@@ -310,6 +406,13 @@ impl<IO: AsyncRead + Unpin> AsyncRead for AuthorityFix<IO> {
                     this.out_start = 0;
                 }
                 return Poll::Ready(Ok(()));
+            }
+            if let Some(why) = this.rewriter.refused() {
+                // The server has read the frames that make it send GOAWAY; end the connection.
+                if !std::mem::replace(&mut this.logged, true) {
+                    tracing::warn!(peer = ?this.peer, "closing a store connection: {why}");
+                }
+                return Poll::Ready(Err(invalid(format!("connection cut off: {why}"))));
             }
             if this.eof {
                 return Poll::Ready(Ok(()));
@@ -382,245 +485,13 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for AuthorityFix<IO> {
     }
 }
 
-impl<IO: Connected> Connected for AuthorityFix<IO> {
-    type ConnectInfo = IO::ConnectInfo;
+/// The peer's address, as far as it is known ([`AuthorityFix::with_peer`]).
+impl<IO> Connected for AuthorityFix<IO> {
+    type ConnectInfo = Option<std::net::SocketAddr>;
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.io.connect_info()
+        self.peer
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        write_frame_header(&mut out, payload.len(), kind, flags, stream);
-        out.extend_from_slice(payload);
-        out
-    }
-
-    /// Splits the server-bound bytes back into (type, flags, stream, payload) frames.
-    fn frames(mut bytes: &[u8]) -> Vec<(u8, u8, u32, Vec<u8>)> {
-        let mut out = Vec::new();
-        while !bytes.is_empty() {
-            let len = (usize::from(bytes[0]) << 16)
-                | (usize::from(bytes[1]) << 8)
-                | usize::from(bytes[2]);
-            let stream = u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]);
-            out.push((bytes[3], bytes[4], stream, bytes[9..9 + len].to_vec()));
-            bytes = &bytes[9 + len..];
-        }
-        out
-    }
-
-    #[test]
-    fn authorities_that_are_urls_become_host_and_port() {
-        let cases: Vec<(&str, Option<&str>)> = vec![
-            ("http://127.0.0.1:2379", Some("127.0.0.1:2379")),
-            ("https://etcd.example:2379/", Some("etcd.example:2379")),
-            ("127.0.0.1:2379", None),
-            ("localhost", None),
-        ];
-        for (input, want) in cases {
-            let got = repair_authority(input.as_bytes());
-            assert_eq!(got.as_deref(), want.map(str::as_bytes), "{input}");
-        }
-    }
-
-    #[test]
-    fn header_blocks_are_repaired_and_other_frames_pass_unchanged() {
-        let mut client = loona_hpack::Encoder::new();
-        let headers: Vec<(&[u8], &[u8])> = vec![
-            (b":method", b"POST"),
-            (b":scheme", b"http"),
-            (b":path", b"/etcdserverpb.Maintenance/Status"),
-            (b":authority", b"http://127.0.0.1:2379"),
-            (b"content-type", b"application/grpc"),
-        ];
-        let block = client.encode(headers.clone());
-        let (a, b) = block.split_at(block.len() / 2);
-        let mut input = PREFACE.to_vec();
-        input.extend(frame(0x4, 0, 0, &[])); // SETTINGS
-        input.extend(frame(
-            TYPE_HEADERS,
-            FLAG_PRIORITY,
-            1,
-            &[&[0, 0, 0, 0, 16][..], a].concat(),
-        ));
-        input.extend(frame(TYPE_CONTINUATION, FLAG_END_HEADERS, 1, b));
-        input.extend(frame(0x0, FLAG_END_STREAM, 1, b"\0\0\0\0\0")); // DATA
-                                                                     // A second request reuses the client's dynamic table.
-        let again = client.encode(headers.clone());
-        input.extend(frame(
-            TYPE_HEADERS,
-            FLAG_END_HEADERS | FLAG_PADDED,
-            3,
-            &[&[2][..], &again, &[0, 0]].concat(),
-        ));
-
-        // Feed it in awkward pieces, as a socket would.
-        let mut rw = Rewriter::default();
-        assert_eq!(rw.mode(), Mode::Probe);
-        let mut out = Vec::new();
-        let mut pending: Vec<u8> = Vec::new();
-        for piece in input.chunks(7) {
-            pending.extend_from_slice(piece);
-            let used = rw.process(&pending, &mut out).unwrap();
-            pending.drain(..used);
-        }
-        assert!(pending.is_empty());
-        assert_eq!(rw.mode(), Mode::Repair);
-        assert_eq!(&out[..PREFACE.len()], PREFACE);
-        let got = frames(&out[PREFACE.len()..]);
-        assert_eq!(got.len(), 4);
-        assert_eq!((got[0].0, got[0].3.len()), (0x4, 0));
-        let mut server = loona_hpack::Decoder::new();
-        let (kind, flags, stream, payload) = &got[1];
-        assert_eq!(
-            (*kind, *flags, *stream),
-            (TYPE_HEADERS, FLAG_PRIORITY | FLAG_END_HEADERS, 1)
-        );
-        assert_eq!(&payload[..5], &[0, 0, 0, 0, 16]);
-        let decoded = server.decode(&payload[5..]).unwrap();
-        let authority = decoded.iter().find(|(n, _)| n == b":authority").unwrap();
-        assert_eq!(authority.1, b"127.0.0.1:2379");
-        assert_eq!(decoded.len(), headers.len());
-        assert_eq!(got[2], (0x0, FLAG_END_STREAM, 1, b"\0\0\0\0\0".to_vec()));
-        let (kind, flags, stream, payload) = &got[3];
-        assert_eq!(
-            (*kind, *flags, *stream),
-            (TYPE_HEADERS, FLAG_END_HEADERS, 3)
-        );
-        let decoded = server.decode(payload).unwrap();
-        assert_eq!(
-            decoded.iter().find(|(n, _)| n == b":authority").unwrap().1,
-            b"127.0.0.1:2379"
-        );
-    }
-
-    #[test]
-    fn large_header_blocks_are_split_into_continuations() {
-        let big = vec![b'x'; 40_000];
-        let mut client = loona_hpack::Encoder::new();
-        let block = client.encode(vec![
-            (&b":authority"[..], &b"h:1"[..]),
-            (&b"x-big"[..], &big[..]),
-        ]);
-        let mut input = PREFACE.to_vec();
-        for (i, chunk) in block.chunks(MAX_FRAME).enumerate() {
-            let last = (i + 1) * MAX_FRAME >= block.len();
-            let kind = if i == 0 {
-                TYPE_HEADERS
-            } else {
-                TYPE_CONTINUATION
-            };
-            input.extend(frame(
-                kind,
-                if last { FLAG_END_HEADERS } else { 0 },
-                5,
-                chunk,
-            ));
-        }
-        let mut out = Vec::new();
-        assert_eq!(
-            Rewriter::default().process(&input, &mut out).unwrap(),
-            input.len()
-        );
-        let got = frames(&out[PREFACE.len()..]);
-        assert!(got.len() >= 3);
-        assert!(got.iter().all(|f| f.3.len() <= MAX_FRAME));
-        assert_eq!(got.last().unwrap().1 & FLAG_END_HEADERS, FLAG_END_HEADERS);
-        let joined: Vec<u8> = got.iter().flat_map(|f| f.3.clone()).collect();
-        let decoded = loona_hpack::Decoder::new().decode(&joined).unwrap();
-        assert_eq!(decoded[1].1.len(), 40_000);
-    }
-
-    #[test]
-    fn a_connection_with_a_proper_authority_passes_through_unchanged() {
-        let mut client = loona_hpack::Encoder::new();
-        let headers: Vec<(&[u8], &[u8])> = vec![
-            (b":method", b"POST"),
-            (b":path", b"/etcdserverpb.KV/Put"),
-            (b":authority", b"127.0.0.1:2379"),
-        ];
-        let mut input = PREFACE.to_vec();
-        input.extend(frame(0x4, 0, 0, &[]));
-        input.extend(frame(
-            TYPE_HEADERS,
-            FLAG_END_HEADERS,
-            1,
-            &client.encode(headers.clone()),
-        ));
-        input.extend(frame(0x0, FLAG_END_STREAM, 1, b"\0\0\0\0\0"));
-        input.extend(frame(
-            TYPE_HEADERS,
-            FLAG_END_HEADERS,
-            3,
-            &client.encode(headers),
-        ));
-        input.extend(b"\0\0"); // the start of a frame still in flight
-        let mut rw = Rewriter::default();
-        let mut out = Vec::new();
-        let used = rw.process(&input, &mut out).unwrap();
-        assert_eq!(rw.mode(), Mode::PassThrough);
-        assert_eq!(used, input.len());
-        assert_eq!(out, input);
-    }
-
-    proptest::proptest! {
-        /// However the socket splits the bytes, the server sees the same stream.
-        #[test]
-        fn output_does_not_depend_on_how_input_is_split(
-            cuts in proptest::collection::vec(1usize..64, 1..40),
-            repair in proptest::bool::ANY,
-        ) {
-            let authority: &[u8] = if repair { b"http://127.0.0.1:2379" } else { b"127.0.0.1:2379" };
-            let mut client = loona_hpack::Encoder::new();
-            let mut input = PREFACE.to_vec();
-            input.extend(frame(0x4, 0, 0, &[]));
-            for stream in [1u32, 3, 5] {
-                let path = format!("/etcdserverpb.KV/Range{stream}");
-                let block = client.encode(vec![
-                    (&b":method"[..], &b"POST"[..]),
-                    (&b":path"[..], path.as_bytes()),
-                    (&b":authority"[..], authority),
-                ]);
-                input.extend(frame(TYPE_HEADERS, FLAG_END_HEADERS, stream, &block));
-                input.extend(frame(0x0, FLAG_END_STREAM, stream, b"\0\0\0\0\0"));
-            }
-            let mut whole = Vec::new();
-            let used = Rewriter::default().process(&input, &mut whole).unwrap();
-            proptest::prop_assert_eq!(used, input.len());
-
-            let mut rw = Rewriter::default();
-            let mut pieces = Vec::new();
-            let mut pending: Vec<u8> = Vec::new();
-            let mut at = 0;
-            for cut in cuts.iter().cycle() {
-                if at >= input.len() {
-                    break;
-                }
-                let next = (at + cut).min(input.len());
-                pending.extend_from_slice(&input[at..next]);
-                at = next;
-                let used = rw.process(&pending, &mut pieces).unwrap();
-                pending.drain(..used);
-            }
-            proptest::prop_assert!(pending.is_empty());
-            proptest::prop_assert_eq!(pieces, whole);
-            proptest::prop_assert_eq!(rw.mode(), if repair { Mode::Repair } else { Mode::PassThrough });
-        }
-    }
-
-    #[test]
-    fn a_continuation_without_headers_is_an_error() {
-        let mut input = PREFACE.to_vec();
-        input.extend(frame(TYPE_CONTINUATION, FLAG_END_HEADERS, 1, b"x"));
-        assert!(Rewriter::default()
-            .process(&input, &mut Vec::new())
-            .is_err());
-    }
-}
+mod tests;

@@ -1,4 +1,5 @@
-//! The KV service: Range, Put, DeleteRange, Txn and Compact over the store.
+//! The KV service: Range, Put, DeleteRange, Txn and Compact over the store. Each request is
+//! first checked against its caller's permissions ([`crate::auth`]).
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use etcd_client::proto::{
 use nomos_store::Store;
 use tonic::{Request, Response, Status};
 
+use crate::auth::Caller;
 use crate::convert;
 use crate::error::to_status;
 use crate::identity::Identity;
@@ -27,7 +29,9 @@ impl PbKvService for KvService {
         &self,
         request: Request<PbRangeRequest>,
     ) -> Result<Response<PbRangeResponse>, Status> {
+        let caller = Caller::of(&request)?;
         let req = request.into_inner();
+        caller.read(&req.key, &req.range_end)?;
         let (sel, options, post) = convert::range_request(&req)?;
         let resp = self
             .store
@@ -51,7 +55,15 @@ impl PbKvService for KvService {
     }
 
     async fn put(&self, request: Request<PbPutRequest>) -> Result<Response<PbPutResponse>, Status> {
-        let (key, value, options) = convert::put_request(request.into_inner())?;
+        let caller = Caller::of(&request)?;
+        let req = request.into_inner();
+        caller.write(&req.key, b"")?;
+        if req.prev_kv {
+            caller.read(&req.key, b"")?;
+        }
+        // A key may not join a lease whose keys the caller could not delete (etcd's rule).
+        caller.lease_keys_writable(&*self.store, req.lease).await?;
+        let (key, value, options) = convert::put_request(req)?;
         let resp = self
             .store
             .put(key, value, options)
@@ -65,7 +77,13 @@ impl PbKvService for KvService {
         &self,
         request: Request<PbDeleteRequest>,
     ) -> Result<Response<PbDeleteResponse>, Status> {
-        let (sel, options) = convert::delete_request(&request.into_inner())?;
+        let caller = Caller::of(&request)?;
+        let req = request.into_inner();
+        caller.write(&req.key, &req.range_end)?;
+        if req.prev_kv {
+            caller.read(&req.key, &req.range_end)?;
+        }
+        let (sel, options) = convert::delete_request(&req)?;
         let resp = self
             .store
             .delete(sel, options)
@@ -76,7 +94,10 @@ impl PbKvService for KvService {
     }
 
     async fn txn(&self, request: Request<PbTxnRequest>) -> Result<Response<PbTxnResponse>, Status> {
-        let (txn, post) = convert::txn_request(request.into_inner())?;
+        let caller = Caller::of(&request)?;
+        let req = request.into_inner();
+        caller.txn(&req)?;
+        let (txn, post) = convert::txn_request(req)?;
         let resp = self.store.txn(txn).await.map_err(|e| to_status(&e))?;
         let header = self.identity.header(resp.revision);
         Ok(Response::new(convert::txn_response(header, resp, &post)))

@@ -1,4 +1,6 @@
-//! The Lease service: Grant, Revoke, the KeepAlive stream, TimeToLive and Leases.
+//! The Lease service: Grant, Revoke, the KeepAlive stream, TimeToLive and Leases. With auth
+//! enabled, revoking needs write permission on every key of the lease (etcd's rule); the rest
+//! only a valid token, which the auth layer has checked.
 
 use std::sync::Arc;
 
@@ -11,6 +13,7 @@ use futures::StreamExt;
 use nomos_store::{Store, StoreError};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::Caller;
 use crate::convert::MAX_LEASE_TTL;
 use crate::error::{messages, to_status};
 use crate::identity::Identity;
@@ -61,8 +64,13 @@ impl PbLeaseService for LeaseService {
         &self,
         request: Request<PbLeaseRevokeRequest>,
     ) -> Result<Response<PbLeaseRevokeResponse>, Status> {
+        let id = request.get_ref().id;
+        // Revoking deletes the lease's keys: the caller must be allowed to write each.
+        Caller::of(&request)?
+            .lease_keys_writable(&*self.store, id)
+            .await?;
         self.store
-            .lease_revoke(request.into_inner().id)
+            .lease_revoke(id)
             .await
             .map_err(|e| to_status(&e))?;
         let header = self.identity.header(self.revision().await?);

@@ -11,12 +11,19 @@
 //!   `Status` and `MemberList`.
 //! - [`h2fix`]: repairs the URL-shaped `:authority` that etcdctl's `endpoint status` sends,
 //!   which Rust's HTTP/2 server would otherwise reset.
-//! - `tls`: TLS termination (rustls) in front of the HTTP/2 server.
+//! - `tls`: the rustls server config. Connections are accepted, counted per client address,
+//!   held to the handshake timeout (Nomad's `rpc_handshake_timeout` and
+//!   `rpc_max_conns_per_client`, [`StoreServerConfig::limits`]) and TLS-terminated by
+//!   [`nomos_tls::limits::LimitedListener`], in front of [`h2fix`] and the HTTP/2 server.
+//! - `auth`: etcd's Auth service (users, roles, tokens; `etcdctl user/role/auth`) and the layer
+//!   that names each request's caller, so KV, Watch and Lease check keys against its roles.
 //! - [`error`]: the crate's error enum and the mapping of store errors onto etcd's gRPC codes
 //!   and messages.
 //!
-//! Methods that are not offered (auth, defragment, snapshot, member changes, elections, locks,
-//! any unknown service) answer gRPC `Unimplemented` with a message naming what was asked.
+//! Snapshot, Hash, HashKV and Defragment work on the embedded store when it is named with
+//! [`StoreServer::with_embedded`]. Methods that are not offered (member changes,
+//! elections, locks, any unknown service) answer gRPC `Unimplemented` with a message naming
+//! what was asked.
 //!
 //! ```no_run
 //! # async fn demo(store: std::sync::Arc<dyn nomos_store::Store>) -> Result<(), nomos_store_server::StoreServerError> {
@@ -27,6 +34,7 @@
 //! # }
 //! ```
 
+mod auth;
 mod cluster;
 pub mod convert;
 pub mod error;
@@ -45,16 +53,17 @@ use std::sync::Arc;
 use etcd_client::proto::{
     PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer,
 };
-use futures::StreamExt;
-use nomos_store::Store;
+use nomos_store::embedded::auth::EmbeddedAuth;
+use nomos_store::{EmbeddedStore, Store};
+use nomos_tls::limits::{LimitedListener, ListenerKind};
 use nomos_tls::rustls::ServerConfig as TlsServerConfig;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
 use crate::h2fix::AuthorityFix;
 
 pub use error::StoreServerError;
 pub use identity::Identity;
+pub use nomos_tls::limits::ConnLimits;
 
 /// Default address of `nctl dev`'s store endpoint.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:4748";
@@ -73,6 +82,10 @@ pub struct StoreServerConfig {
     /// Repair the URL-shaped `:authority` that etcd 3.4's `etcdctl endpoint status/health`
     /// send (see [`h2fix`]); on by default, costs an HPACK decode and encode per request.
     pub repair_authority: bool,
+    /// Nomad's `rpc_handshake_timeout` (5s) and `rpc_max_conns_per_client` (100): a client
+    /// must finish its TLS handshake and send the HTTP/2 preface in time, and one address may
+    /// hold at most this many connections (0: no limit).
+    pub limits: ConnLimits,
 }
 
 impl StoreServerConfig {
@@ -83,6 +96,7 @@ impl StoreServerConfig {
             name: "default".to_string(),
             version: "3.5.0".to_string(),
             repair_authority: true,
+            limits: ConnLimits::default(),
         }
     }
 }
@@ -103,17 +117,19 @@ pub struct StoreServerTls {
 
 /// A bound, not yet serving, server: bind first to learn the address (port 0 in tests).
 pub struct StoreServer {
-    incoming: TcpIncoming,
+    listener: LimitedListener,
     local_addr: SocketAddr,
-    tls: Option<Arc<TlsServerConfig>>,
     identity: Arc<Identity>,
     repair_authority: bool,
+    embedded: Option<Arc<EmbeddedStore>>,
+    auth: Option<Arc<EmbeddedAuth>>,
 }
 
 impl StoreServer {
     /// Reads the TLS files and binds the listening socket.
     pub async fn bind(config: StoreServerConfig) -> Result<Self, StoreServerError> {
-        let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
+        let tls: Option<Arc<TlsServerConfig>> =
+            config.tls.as_ref().map(tls::server_config).transpose()?;
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .map_err(|source| StoreServerError::Bind {
@@ -132,14 +148,32 @@ impl StoreServer {
             &config.version,
             format!("{scheme}://{local_addr}"),
         );
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let listener =
+            LimitedListener::new(listener, tls, config.limits, ListenerKind::StoreEndpoint);
         Ok(StoreServer {
-            incoming,
+            listener,
             local_addr,
-            tls,
             identity: Arc::new(identity),
             repair_authority: config.repair_authority,
+            embedded: None,
+            auth: None,
         })
+    }
+
+    /// Names the embedded store behind the `Store` given to [`StoreServer::serve`], so that
+    /// `Maintenance` can snapshot, hash, defragment it and report its alarms (without it those
+    /// methods answer `Unimplemented`).
+    pub fn with_embedded(mut self, store: Arc<EmbeddedStore>) -> Self {
+        self.embedded = Some(store);
+        self
+    }
+
+    /// The users and roles to enforce. Without it, those of the store named by
+    /// [`StoreServer::with_embedded`] ([`EmbeddedStore::auth`], durable in its data directory),
+    /// else ones that live in memory, with auth disabled until enabled.
+    pub fn with_auth(mut self, auth: Arc<EmbeddedAuth>) -> Self {
+        self.auth = Some(auth);
+        self
     }
 
     /// The address actually bound.
@@ -164,6 +198,16 @@ impl StoreServer {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), StoreServerError> {
         let id = self.identity;
+        let users = self.auth.clone().unwrap_or_else(|| match &self.embedded {
+            Some(embedded) => embedded.auth().clone(),
+            None => Arc::new(EmbeddedAuth::in_memory()),
+        });
+        let gate = Arc::new(auth::Gate::new(users));
+        let auth_routes = auth::auth_route(auth::AuthState {
+            gate: gate.clone(),
+            identity: id.clone(),
+            store: store.clone(),
+        });
         // Open watch and keep-alive streams never end on their own; they end when this flips,
         // so the graceful shutdown below does not wait for them forever.
         let (closing_tx, closing) = tokio::sync::watch::channel(false);
@@ -191,6 +235,7 @@ impl StoreServer {
             .add_service(PbMaintenanceServer::new(cluster::MaintenanceService {
                 store: store.clone(),
                 identity: id.clone(),
+                embedded: self.embedded,
             }))
             .add_service(PbClusterServer::new(cluster::ClusterService {
                 store,
@@ -199,28 +244,23 @@ impl StoreServer {
         let mut routes = services.routes();
         let router = std::mem::take(routes.axum_router_mut());
         *routes.axum_router_mut() = router
+            .merge(auth_routes)
             .fallback(unknown_method)
+            .layer(axum::middleware::from_fn_with_state(gate, auth::authorize))
             .layer(axum::middleware::from_fn(name_unimplemented));
         let router = builder.add_routes(routes);
         let repair = self.repair_authority;
-        let served = match self.tls {
-            None => {
-                let incoming = self
-                    .incoming
-                    .map(|conn| conn.map(|c| AuthorityFix::new(c, repair)));
-                router
-                    .serve_with_incoming_shutdown(incoming, shutdown)
-                    .await
-            }
-            Some(config) => {
-                let incoming = tls::incoming(self.incoming, config)
-                    .map(|conn| conn.map(|c| AuthorityFix::new(c, repair)));
-                router
-                    .serve_with_incoming_shutdown(incoming, shutdown)
-                    .await
-            }
-        };
-        served.map_err(StoreServerError::Serve)
+        let incoming = futures::stream::unfold(self.listener, move |mut listener| async move {
+            let (conn, peer) = listener.accept().await;
+            let client_name = auth::conn_client_name(&conn);
+            let conn = AuthorityFix::new(conn, repair).with_peer(peer);
+            let conn = auth::NamedConn::new(conn, client_name);
+            Some((Ok::<_, std::io::Error>(conn), listener))
+        });
+        router
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+            .map_err(StoreServerError::Serve)
     }
 }
 

@@ -15,6 +15,7 @@ use nomos_store::{KeySelector, Store, StoreError, WatchOptions, WatchResponse};
 use tokio_stream::StreamMap;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::Caller;
 use crate::convert;
 use crate::error::messages;
 use crate::identity::Identity;
@@ -39,7 +40,9 @@ impl PbWatchService for WatchService {
         &self,
         request: Request<Streaming<PbWatchRequest>>,
     ) -> Result<Response<Outbound>, Status> {
+        let caller = Caller::of(&request)?;
         let session = Session {
+            caller,
             store: self.store.clone(),
             identity: self.identity.clone(),
             closing: self.closing.clone(),
@@ -58,6 +61,8 @@ impl PbWatchService for WatchService {
 }
 
 struct Session {
+    /// Who opened the stream: each watch needs read permission on its range.
+    caller: Caller,
     store: Arc<dyn Store>,
     identity: Arc<Identity>,
     closing: tokio::sync::watch::Receiver<bool>,
@@ -112,6 +117,10 @@ impl Session {
                     progress_notify: create.progress_notify,
                     filters: convert::watch_filters(&create.filters),
                 };
+                if let Err(denied) = self.caller.read(&create.key, &create.range_end) {
+                    self.refuse(create.watch_id, &denied).await;
+                    return;
+                }
                 let sel = convert::selector(&create.key, &create.range_end);
                 self.create(create.watch_id, sel, options).await;
             }
@@ -133,6 +142,20 @@ impl Session {
             }
             None => {}
         }
+    }
+
+    /// A watch the caller may not read: created and cancelled at once, as etcd answers it.
+    async fn refuse(&mut self, requested_id: i64, denied: &Status) {
+        let rev = revision(&self.store).await;
+        let mut resp = self.response(rev, requested_id);
+        resp.created = true;
+        resp.canceled = true;
+        // etcd puts the whole gRPC error text here.
+        resp.cancel_reason = format!(
+            "rpc error: code = PermissionDenied desc = {}",
+            denied.message()
+        );
+        self.pending.push_back(Ok(resp));
     }
 
     fn assign_id(&mut self, requested: i64) -> Option<i64> {

@@ -583,10 +583,6 @@ async fn unsupported_calls_answer_unimplemented_with_a_message() {
     let client = connect(&server.endpoint).await;
     let checks: Vec<(&str, Result<(), etcd_client::Error>)> = vec![
         (
-            "auth enable",
-            client.auth_client().auth_enable().await.map(|_| ()),
-        ),
-        (
             "defragment",
             client.maintenance_client().defragment().await.map(|_| ()),
         ),

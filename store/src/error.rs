@@ -4,7 +4,8 @@ use thiserror::Error;
 
 /// Everything a [`crate::Store`] call can fail with.
 ///
-/// Retryable: [`StoreError::Unavailable`] (the backend is unreachable for now). Callers that
+/// Retryable: [`StoreError::Unavailable`] (the backend is unreachable for now) and
+/// [`StoreError::NoSpace`] (until space is freed). Callers that
 /// watch must re-list on [`StoreError::Compacted`]. The rest are final for that request.
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -35,11 +36,36 @@ pub enum StoreError {
     Backend(String),
     #[error("watch was cancelled: {0}")]
     WatchCancelled(String),
+    /// The embedded store could not persist a write because its disk is full (etcd's NOSPACE
+    /// alarm): writes are refused until space is freed; reads and watches keep working.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    /// The embedded store will not start on a data directory whose database is missing,
+    /// empty or damaged while the directory says a store lived there.
+    #[error("refusing to open the store at {}: {problem}; {what_to_do}", path.display())]
+    DataDirRefused {
+        path: std::path::PathBuf,
+        problem: String,
+        what_to_do: String,
+    },
+    /// A snapshot file that cannot be read or restored: truncated, corrupt (its SHA-256 does
+    /// not match), or not a Nomos snapshot.
+    #[error("snapshot {}: {problem}", path.display())]
+    SnapshotInvalid {
+        path: std::path::PathBuf,
+        problem: String,
+    },
+    /// A restore that would replace a store without being told to, or one in use.
+    #[error("will not restore into {}: {problem}", path.display())]
+    RestoreRefused {
+        path: std::path::PathBuf,
+        problem: String,
+    },
 }
 
 impl StoreError {
     /// Whether repeating the same request later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(self, StoreError::Unavailable(_) | StoreError::NoSpace)
     }
 }

@@ -171,6 +171,10 @@ pub const HEARTBEATS_PREFIX: &str = "/nomos/heartbeats/";
 /// The servers' heartbeat settings (`nomos_api::heartbeat::HeartbeatConfig`), read by agents
 /// when they register.
 pub const HEARTBEAT_CONFIG: &str = "/nomos/config/heartbeat";
+/// The cluster's identity, `{"id": "<uuid>", "created_at_ms": <ms>}`: created create-only
+/// (`create_revision = 0`) by the first server; agents remember the ID and touch no task while
+/// the store shows another one (or none), since that store is not the cluster they ran for.
+pub const CLUSTER: &str = "/nomos/cluster";
 /// `/nomos/allocs/<node>/<alloc>`: a desired allocation.
 pub fn alloc(node: &str, alloc: &str) -> String {
     format!("/nomos/allocs/{node}/{alloc}")

@@ -11,10 +11,12 @@
 //! - [`validate`]: request limits and checks shared by both backends, so bad input gets the same
 //!   typed error everywhere.
 //! - [`keys`]: typed helpers for the key layout in `docs/keys.md`.
+//! - [`cluster`]: the cluster's identity key (`/nomos/cluster`), created once by the first server.
 //! - [`error`]: the crate's one error enum.
 //! - `test_util` (feature `test-util`): a real etcd process for tests and a store factory by
 //!   backend name, so other crates' suites can run against both backends.
 
+pub mod cluster;
 pub mod embedded;
 pub mod error;
 pub mod etcd;

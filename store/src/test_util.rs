@@ -1,7 +1,7 @@
 //! Test helpers for every crate that needs a store in its tests (feature `test-util`):
 //! [`EtcdProcess`] runs a real `/usr/bin/etcd` on free loopback ports with a temporary data
 //! directory, and [`TestStore`] builds a fresh store of either backend by name, so one suite can
-//! run against both.
+//! run against both; [`EtcdCluster`] runs several members for fault tests.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -11,6 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::{EmbeddedOptions, EmbeddedStore, EtcdConfig, EtcdStore, Store};
+
+mod cluster;
+pub use cluster::{EtcdCluster, EtcdMember, MemberHost};
 
 /// Where the etcd binary is expected (Debian's `etcd-server` package).
 pub const ETCD_BIN: &str = "/usr/bin/etcd";

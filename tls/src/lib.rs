@@ -8,12 +8,15 @@
 //!   a fixed role name such as `client.global.nomad`).
 //! - [`listener`]: concurrent TLS handshakes ([`listener::Handshakes`]) and an axum listener
 //!   over them ([`listener::TlsListener`]); a failed or slow handshake drops only that client.
+//! - [`limits`]: Nomad's `limits` for a listener (handshake timeout, connections per client
+//!   address) in [`limits::LimitedListener`], used by the HTTP API and the store endpoint.
 //! - [`reload`]: listeners' certificates read again on SIGHUP ([`reload::reload_all`]).
 //! - [`generate`]: a CA and server, client and CLI certificates, as `nomad tls` makes them
 //!   (`nctl tls ca create`, `nctl tls cert create`).
 
 pub mod config;
 pub mod generate;
+pub mod limits;
 pub mod listener;
 pub mod pem;
 pub mod reload;

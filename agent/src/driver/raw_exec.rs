@@ -34,6 +34,10 @@ exit $code"#;
 /// How often liveness is polled for tasks the agent may not be the parent of.
 const POLL: Duration = Duration::from_millis(100);
 
+/// How often liveness is read anyway while a pidfd waits for the task's exit (a safety net;
+/// the pidfd wakes the wait the moment the process exits).
+const PIDFD_RECHECK: Duration = Duration::from_secs(10);
+
 /// How long a stop waits for the task to go after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
@@ -401,12 +405,23 @@ pub(crate) fn read_exit(handle: &TaskHandle) -> std::io::Result<ExitResult> {
     })
 }
 
+/// A pidfd of the task's process, readable once it exits; `None` where pidfds are missing
+/// (Linux before 5.3) or the process is already gone, and the wait polls `/proc` instead.
+fn exit_notifier(handle: &TaskHandle) -> Option<tokio::io::unix::AsyncFd<procfs::PidFd>> {
+    let fd = procfs::pidfd_open(pid_of(handle)?.0).ok()?;
+    // SAFETY: the AsyncFd owns the PidFd, which stays open and the same until it is dropped.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .ok()
+}
+
 /// Waits until the task's process is gone and returns how it ended. `/proc` or an exit file
 /// that cannot be read (the agent out of file descriptors, ...) is no exit: the task is taken as
 /// running, the failure is logged (once until reads work again), and it is looked at again on
 /// the next poll.
 pub(crate) async fn wait_process(handle: &TaskHandle) -> ExitResult {
     let mut unreadable = false;
+    // Opened before the first liveness read, which then proves it names the task's process.
+    let mut exit_fd = exit_notifier(handle);
     loop {
         let looked = match process_liveness(handle) {
             Liveness::Alive => Ok(()),
@@ -428,7 +443,15 @@ pub(crate) async fn wait_process(handle: &TaskHandle) -> ExitResult {
             }
             _ => {}
         }
-        tokio::time::sleep(POLL).await;
+        match &exit_fd {
+            Some(fd) if !unreadable => {
+                // Readable once the process exited; it stays so, hence polling from then on.
+                if let Ok(Ok(_)) = tokio::time::timeout(PIDFD_RECHECK, fd.readable()).await {
+                    exit_fd = None;
+                }
+            }
+            _ => tokio::time::sleep(POLL).await,
+        }
     }
 }
 

@@ -9,8 +9,14 @@ use hcl_edit::structure::{Block, Structure};
 use hcl_edit::Span;
 use serde_json::{Map, Value};
 
+use super::budget::{value_bytes, SLOT};
 use super::decoder::{Blk, Decoder};
+use super::eval::EvalErr;
 use super::value::{iteration_items, to_string_value, type_name};
+
+/// What one generated block costs the evaluation budget: the block itself and its iteration
+/// frame (`it.key`, `it.value`, whose values were charged when `for_each` was evaluated).
+const GENERATED_BLOCK_BYTES: u64 = std::mem::size_of::<Blk<'static>>() as u64 + 4 * SLOT;
 
 /// What a `dynamic` block's body says.
 struct DynamicParts<'b> {
@@ -56,6 +62,13 @@ impl Decoder<'_> {
         };
         let mut out = Vec::new();
         for (k, v) in items {
+            // Each generated block counts against the evaluation budget, so nested `dynamic`
+            // blocks cannot multiply into millions of blocks.
+            if let Err(EvalErr::Err(span, msg)) = self.scope.charge(GENERATED_BLOCK_BYTES, b.span())
+            {
+                self.error(span, msg);
+                break;
+            }
             let mut it = Map::new();
             it.insert("key".into(), k);
             it.insert("value".into(), v);
@@ -112,7 +125,17 @@ impl Decoder<'_> {
         labels_expr: &Expression,
         frame: &Map<String, Value>,
     ) -> Vec<(String, Option<Range<usize>>)> {
-        self.scope.iter.push(frame.clone());
+        let frame = Value::Object(frame.clone());
+        if let Err(EvalErr::Err(span, msg)) =
+            self.scope.charge(value_bytes(&frame), labels_expr.span())
+        {
+            self.error(span, msg);
+            return Vec::new();
+        }
+        let Value::Object(frame) = frame else {
+            return Vec::new();
+        };
+        self.scope.iter.push(frame);
         let lv = self.value(labels_expr);
         self.scope.iter.pop();
         let mut labels = Vec::new();

@@ -10,13 +10,14 @@
 use std::ops::Range;
 
 use hcl_edit::expr::{
-    Array, BinaryOperator, Conditional, Expression, ForExpr, FuncCall, Object, ObjectKey,
-    Traversal, TraversalOperator, UnaryOp, UnaryOperator,
+    Array, Conditional, Expression, ForExpr, FuncCall, Object, ObjectKey, Traversal,
+    TraversalOperator, UnaryOp, UnaryOperator,
 };
 use hcl_edit::template::{Directive, Element, Template};
 use hcl_edit::{Decorated, Ident, Number, Span};
 use serde_json::{Map, Value};
 
+use super::budget::{call_estimate, over_budget_message, value_bytes, MAX_VALUE_BYTES, SLOT};
 use super::functions::call;
 use super::value::*;
 use crate::frontend::ParseOptions;
@@ -53,6 +54,8 @@ pub(crate) struct Scope<'a> {
     /// Expressions evaluated so far; bounded by [`MAX_STEPS`] so no file can make the
     /// parser (which runs inside the API server) spin or exhaust memory.
     pub steps: u64,
+    /// Bytes of values built so far; bounded by [`MAX_VALUE_BYTES`] (see `budget`).
+    pub bytes: u64,
 }
 
 /// The evaluation budget of one file.
@@ -70,11 +73,34 @@ impl<'a> Scope<'a> {
             locals_pending: false,
             failed_vars: Vec::new(),
             steps: 0,
+            bytes: 0,
         }
     }
 }
 
 impl Scope<'_> {
+    /// Counts `bytes` of newly built values against the file's byte budget; past it, this
+    /// and every later evaluation fail with the budget error at `span`.
+    pub fn charge(&mut self, bytes: u64, span: Option<Range<usize>>) -> Result<(), EvalErr> {
+        self.bytes = self.bytes.saturating_add(bytes);
+        self.check_budget(0, span)
+    }
+
+    /// Fails when `more` bytes would not fit in what is left of the budget; the budget then
+    /// counts as spent, so `try` cannot hide it and later evaluations fail at once.
+    fn check_budget(&mut self, more: u64, span: Option<Range<usize>>) -> Result<(), EvalErr> {
+        if self.bytes.saturating_add(more) > MAX_VALUE_BYTES {
+            self.bytes = self.bytes.max(MAX_VALUE_BYTES + 1);
+            return Err(err(span, over_budget_message()));
+        }
+        Ok(())
+    }
+
+    /// Whether the step or byte budget is spent (`try` and `can` must not hide that).
+    fn exhausted(&self) -> bool {
+        self.steps > MAX_STEPS || self.bytes > MAX_VALUE_BYTES
+    }
+
     fn text(&self, span: Option<Range<usize>>) -> String {
         span.and_then(|r| self.source.get(r))
             .unwrap_or("")
@@ -115,17 +141,30 @@ impl Scope<'_> {
                 format!("evaluation too expensive: more than {MAX_STEPS} steps"),
             ));
         }
+        self.check_budget(0, e.span())?;
         match e {
-            Expression::Null(_) => Ok(Value::Null),
-            Expression::Bool(b) => Ok(Value::Bool(*b.value())),
-            Expression::Number(n) => Ok(number(n.value())),
-            Expression::String(s) => Ok(Value::String(s.value().to_string())),
+            Expression::Null(_) | Expression::Bool(_) | Expression::Number(_) => {
+                self.charge(SLOT, e.span())?;
+                Ok(match e {
+                    Expression::Bool(b) => Value::Bool(*b.value()),
+                    Expression::Number(n) => number(n.value()),
+                    _ => Value::Null,
+                })
+            }
+            Expression::String(s) => {
+                self.charge(SLOT + s.value().len() as u64, e.span())?;
+                Ok(Value::String(s.value().to_string()))
+            }
             Expression::Array(a) => self.array(a),
             Expression::Object(o) => self.object(o),
             Expression::StringTemplate(t) => self.template(t),
             Expression::HeredocTemplate(h) => self.template(&h.template),
             Expression::Parenthesis(p) => self.eval(p.inner()),
-            Expression::Variable(v) => self.variable(v.value().as_str()),
+            Expression::Variable(v) => {
+                let value = self.variable(v.value().as_str())?;
+                self.charge(value_bytes(&value), e.span())?;
+                Ok(value)
+            }
             Expression::Conditional(c) => self.conditional(c),
             Expression::FuncCall(f) => self.func_call(f, e.span()),
             Expression::Traversal(t) => self.traversal(t, e.span()),
@@ -133,6 +172,7 @@ impl Scope<'_> {
             Expression::BinaryOp(b) => {
                 let l = self.eval(&b.lhs_expr)?;
                 let r = self.eval(&b.rhs_expr)?;
+                self.charge(SLOT, e.span())?;
                 binary(*b.operator.value(), &l, &r).map_err(|m| err(e.span(), m))
             }
             Expression::ForExpr(f) => self.for_expr(f),
@@ -140,6 +180,7 @@ impl Scope<'_> {
     }
 
     fn array(&mut self, a: &Array) -> R {
+        self.charge(SLOT, a.span())?;
         let mut out = Vec::new();
         for item in a.iter() {
             out.push(self.eval(item)?);
@@ -148,6 +189,7 @@ impl Scope<'_> {
     }
 
     fn object(&mut self, o: &Object) -> R {
+        self.charge(SLOT, o.span())?;
         let mut out = Map::new();
         for (k, v) in o.iter() {
             let key = match k {
@@ -159,6 +201,7 @@ impl Scope<'_> {
                 },
             };
             let val = self.eval(v.expr())?;
+            self.charge(key.len() as u64 + SLOT, o.span())?;
             out.insert(key, val);
         }
         Ok(Value::Object(out))
@@ -192,18 +235,31 @@ impl Scope<'_> {
                 args.extend(last);
             }
         }
-        call(&name, args, self.options).map_err(|m| err(span, format!("{name}(): {m}")))
+        self.check_budget(call_estimate(&name, &args), span.clone())?;
+        let result = call(&name, args, self.options)
+            .map_err(|m| err(span.clone(), format!("{name}(): {m}")))?;
+        self.charge(value_bytes(&result), span)?;
+        Ok(result)
     }
 
     /// `a.b[0]`: the root is evaluated first (`var.x` / `local.x`), so an unknown name is
     /// reported as such, then each attribute or index in turn.
     fn traversal(&mut self, t: &Traversal, span: Option<Range<usize>>) -> R {
-        let mut cur = self.eval(&t.expr)?;
         let root = match &t.expr {
             Expression::Variable(v) => v.value().as_str().to_string(),
             _ => String::new(),
         };
-        for (i, op) in t.operators.iter().enumerate() {
+        let (mut cur, skip) = match self.named_value(t, &root) {
+            Some(found) => (
+                found.ok_or_else(|| self.missing_attr_first(t, &root, span.clone()))?,
+                1,
+            ),
+            None => (self.eval(&t.expr)?, 0),
+        };
+        if skip == 1 {
+            self.charge(value_bytes(&cur), span.clone())?;
+        }
+        for (i, op) in t.operators.iter().enumerate().skip(skip) {
             cur = match op.value() {
                 TraversalOperator::GetAttr(id) => {
                     let name = id.value().as_str();
@@ -217,10 +273,38 @@ impl Scope<'_> {
                 }
                 TraversalOperator::LegacyIndex(i) => index_value(&cur, &Value::from(*i.value()))
                     .ok_or_else(|| err(span.clone(), format!("index {} not found", i.value())))?,
-                TraversalOperator::AttrSplat(_) | TraversalOperator::FullSplat(_) => cur,
+                TraversalOperator::AttrSplat(_) | TraversalOperator::FullSplat(_) => continue,
             };
+            self.charge(value_bytes(&cur), span.clone())?;
         }
         Ok(cur)
+    }
+
+    /// `var.x` / `local.x` looked up directly, without copying every variable or local first:
+    /// `None` when the traversal does not start that way (or an iteration variable shadows
+    /// the root), `Some(None)` when `x` is not there. The copy is charged to the budget.
+    fn named_value(&mut self, t: &Traversal, root: &str) -> Option<Option<Value>> {
+        let Some(TraversalOperator::GetAttr(id)) = t.operators.first().map(|op| op.value()) else {
+            return None;
+        };
+        if self.iter.iter().any(|frame| frame.contains_key(root)) {
+            return None;
+        }
+        let map = match root {
+            "var" => &self.vars,
+            "local" => &self.locals,
+            _ => return None,
+        };
+        Some(map.get(id.value().as_str()).cloned())
+    }
+
+    /// The error for `var.x` / `local.x` whose `x` is missing.
+    fn missing_attr_first(&self, t: &Traversal, root: &str, span: Option<Range<usize>>) -> EvalErr {
+        let name = match t.operators.first().map(|op| op.value()) {
+            Some(TraversalOperator::GetAttr(id)) => id.value().as_str().to_string(),
+            _ => String::new(),
+        };
+        self.missing_attr(t, root, true, &name, span)
     }
 
     /// Why attribute `name` is missing from a traversal's value; right after the root, `var`
@@ -312,6 +396,7 @@ impl Scope<'_> {
                 let key = self.eval(ke)?;
                 let key = to_string_value(&key)
                     .ok_or_else(|| err(ke.span(), "object key must be a string"))?;
+                self.charge(key.len() as u64 + SLOT, ke.span())?;
                 if f.grouping {
                     let entry = obj.entry(key).or_insert_with(|| Value::Array(Vec::new()));
                     if let Value::Array(a) = entry {
@@ -352,6 +437,7 @@ impl Scope<'_> {
                         format!("evaluation too expensive: more than {MAX_STEPS} steps"),
                     ))
                 }
+                Err(e @ EvalErr::Err(_, _)) if self.exhausted() => return Err(e),
                 Err(EvalErr::Err(_, m)) => last = m,
                 // A run-time reference is a value (kept as text); a bare unknown word is not.
                 Err(EvalErr::Keep) => match unknown_root(a, &self.iter) {
@@ -400,6 +486,7 @@ impl Scope<'_> {
                 other => other,
             };
         }
+        self.charge(SLOT, t.span())?;
         let mut out = String::new();
         self.render(t, &mut out)?;
         Ok(Value::String(out))
@@ -407,6 +494,7 @@ impl Scope<'_> {
 
     fn render(&mut self, t: &Template, out: &mut String) -> Result<(), EvalErr> {
         for el in t.iter() {
+            let before = out.len();
             match el {
                 Element::Literal(l) => out.push_str(l.value()),
                 Element::Interpolation(i) => match self.eval(&i.expr) {
@@ -423,47 +511,54 @@ impl Scope<'_> {
                     }
                     Err(e) => return Err(e),
                 },
-                Element::Directive(d) => match d.as_ref() {
-                    Directive::If(ifd) => match self.eval(&ifd.if_expr.cond_expr) {
-                        Ok(c) => {
-                            if as_bool(&c) == Some(true) {
-                                self.render(&ifd.if_expr.template, out)?;
-                            } else if let Some(e) = &ifd.else_expr {
-                                self.render(&e.template, out)?;
-                            }
-                        }
-                        Err(EvalErr::Keep) => out.push_str(&self.text(ifd.span())),
-                        Err(e) => return Err(e),
-                    },
-                    Directive::For(fd) => {
-                        let fe = &fd.for_expr;
-                        let coll = match self.eval(&fe.collection_expr) {
-                            Ok(c) => c,
-                            Err(EvalErr::Keep) => {
-                                out.push_str(&self.text(fd.span()));
-                                continue;
-                            }
-                            Err(e) => return Err(e),
-                        };
-                        let items = iteration_items(coll).map_err(|other| {
-                            err(
-                                fe.collection_expr.span(),
-                                format!("cannot iterate over {}", type_name(&other)),
-                            )
-                        })?;
-                        for (k, v) in items {
-                            self.iter.push(iteration_frame(
-                                fe.key_var.as_ref(),
-                                &fe.value_var,
-                                k,
-                                v,
-                            ));
-                            let r = self.render(&fe.template, out);
-                            self.iter.pop();
-                            r?;
-                        }
+                // Charges what it renders itself.
+                Element::Directive(d) => {
+                    self.render_directive(d, out)?;
+                    continue;
+                }
+            }
+            self.charge((out.len() - before) as u64, t.span())?;
+        }
+        Ok(())
+    }
+
+    /// `%{ if }` and `%{ for }` inside a template.
+    fn render_directive(&mut self, d: &Directive, out: &mut String) -> Result<(), EvalErr> {
+        match d {
+            Directive::If(ifd) => match self.eval(&ifd.if_expr.cond_expr) {
+                Ok(c) => {
+                    if as_bool(&c) == Some(true) {
+                        self.render(&ifd.if_expr.template, out)?;
+                    } else if let Some(e) = &ifd.else_expr {
+                        self.render(&e.template, out)?;
                     }
-                },
+                }
+                Err(EvalErr::Keep) => out.push_str(&self.text(ifd.span())),
+                Err(e) => return Err(e),
+            },
+            Directive::For(fd) => {
+                let fe = &fd.for_expr;
+                let coll = match self.eval(&fe.collection_expr) {
+                    Ok(c) => c,
+                    Err(EvalErr::Keep) => {
+                        out.push_str(&self.text(fd.span()));
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                };
+                let items = iteration_items(coll).map_err(|other| {
+                    err(
+                        fe.collection_expr.span(),
+                        format!("cannot iterate over {}", type_name(&other)),
+                    )
+                })?;
+                for (k, v) in items {
+                    self.iter
+                        .push(iteration_frame(fe.key_var.as_ref(), &fe.value_var, k, v));
+                    let r = self.render(&fe.template, out);
+                    self.iter.pop();
+                    r?;
+                }
             }
         }
         Ok(())
@@ -558,87 +653,11 @@ fn index_value(v: &Value, k: &Value) -> Option<Value> {
     }
 }
 
-fn binary(op: BinaryOperator, l: &Value, r: &Value) -> Result<Value, String> {
-    use BinaryOperator::*;
-    let nums = || -> Result<(f64, f64), String> {
-        match (as_num(l), as_num(r)) {
-            (Some(a), Some(b)) => Ok((a, b)),
-            _ => Err(format!(
-                "expected numbers, found {} and {}",
-                type_name(l),
-                type_name(r)
-            )),
-        }
-    };
-    let bools = || -> Result<(bool, bool), String> {
-        match (as_bool(l), as_bool(r)) {
-            (Some(a), Some(b)) => Ok((a, b)),
-            _ => Err(format!(
-                "expected bools, found {} and {}",
-                type_name(l),
-                type_name(r)
-            )),
-        }
-    };
-    Ok(match op {
-        Eq => Value::Bool(loose_eq(l, r)),
-        NotEq => Value::Bool(!loose_eq(l, r)),
-        Less => Value::Bool({
-            let (a, b) = nums()?;
-            a < b
-        }),
-        LessEq => Value::Bool({
-            let (a, b) = nums()?;
-            a <= b
-        }),
-        Greater => Value::Bool({
-            let (a, b) = nums()?;
-            a > b
-        }),
-        GreaterEq => Value::Bool({
-            let (a, b) = nums()?;
-            a >= b
-        }),
-        Plus => {
-            let (a, b) = nums()?;
-            num(a + b)
-        }
-        Minus => {
-            let (a, b) = nums()?;
-            num(a - b)
-        }
-        Mul => {
-            let (a, b) = nums()?;
-            num(a * b)
-        }
-        Div => {
-            let (a, b) = nums()?;
-            if b == 0.0 {
-                return Err("division by zero".into());
-            }
-            num(a / b)
-        }
-        Mod => {
-            let (a, b) = nums()?;
-            if b == 0.0 {
-                return Err("modulo by zero".into());
-            }
-            num(a % b)
-        }
-        And => Value::Bool({
-            let (a, b) = bools()?;
-            a && b
-        }),
-        Or => Value::Bool({
-            let (a, b) = bools()?;
-            a || b
-        }),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const BUDGET_ERROR: &str = "values grow past the 16 MiB evaluation budget (strings, lists and maps built by this file's expressions)";
 
     fn eval_src(src: &str) -> Result<Value, String> {
         let options = ParseOptions::default();
@@ -727,8 +746,9 @@ mod tests {
                 Err("try(): no argument could be evaluated; the last failed with: undeclared variable \"missing\": add a `variable \"missing\" {}` block"),
             ),
             (
+                // The byte budget trips before the step budget; `try` hides neither.
                 "try(length([for a in range(1000) : [for b in range(1000) : [for c in range(1000) : c]]]), 0)",
-                Err("evaluation too expensive: more than 1000000 steps"),
+                Err(BUDGET_ERROR),
             ),
         ];
         for (src, expected) in cases {
@@ -751,7 +771,7 @@ mod tests {
             (r#"format("%d")"#, "format(): not enough arguments for format \"%d\""),
             (
                 "length([for a in range(1000) : [for b in range(1000) : [for c in range(1000) : c]]])",
-                "evaluation too expensive: more than 1000000 steps",
+                BUDGET_ERROR,
             ),
             ("docker", "unknown variable \"docker\": write a string in quotes (\"docker\"), or refer to var.<name> or local.<name>"),
             ("[upper(foo.bar)]", "unknown variable \"foo\": write a string in quotes (\"foo\"), or refer to var.<name> or local.<name>"),

@@ -14,6 +14,7 @@
 //! holds what it shares with `legacy`'s byte-level scanner).
 
 mod blocks;
+pub(crate) mod budget;
 mod decoder;
 mod dynamic;
 pub(crate) mod eval;

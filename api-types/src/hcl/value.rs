@@ -1,6 +1,7 @@
 //! JSON values as the HCL evaluator and its functions read them: numbers, truthiness, type
 //! names, display, loose equality, iteration, and the functions' argument readers.
 
+use hcl_edit::expr::BinaryOperator;
 use serde_json::{Map, Number, Value};
 
 pub(crate) fn num(f: f64) -> Value {
@@ -124,4 +125,83 @@ pub(crate) fn arity(args: &[Value], n: usize) -> Result<(), String> {
         return Err(format!("expected {n} argument(s), found {}", args.len()));
     }
     Ok(())
+}
+
+/// A binary operator applied to two evaluated operands.
+pub(crate) fn binary(op: BinaryOperator, l: &Value, r: &Value) -> Result<Value, String> {
+    use BinaryOperator::*;
+    let nums = || -> Result<(f64, f64), String> {
+        match (as_num(l), as_num(r)) {
+            (Some(a), Some(b)) => Ok((a, b)),
+            _ => Err(format!(
+                "expected numbers, found {} and {}",
+                type_name(l),
+                type_name(r)
+            )),
+        }
+    };
+    let bools = || -> Result<(bool, bool), String> {
+        match (as_bool(l), as_bool(r)) {
+            (Some(a), Some(b)) => Ok((a, b)),
+            _ => Err(format!(
+                "expected bools, found {} and {}",
+                type_name(l),
+                type_name(r)
+            )),
+        }
+    };
+    Ok(match op {
+        Eq => Value::Bool(loose_eq(l, r)),
+        NotEq => Value::Bool(!loose_eq(l, r)),
+        Less => Value::Bool({
+            let (a, b) = nums()?;
+            a < b
+        }),
+        LessEq => Value::Bool({
+            let (a, b) = nums()?;
+            a <= b
+        }),
+        Greater => Value::Bool({
+            let (a, b) = nums()?;
+            a > b
+        }),
+        GreaterEq => Value::Bool({
+            let (a, b) = nums()?;
+            a >= b
+        }),
+        Plus => {
+            let (a, b) = nums()?;
+            num(a + b)
+        }
+        Minus => {
+            let (a, b) = nums()?;
+            num(a - b)
+        }
+        Mul => {
+            let (a, b) = nums()?;
+            num(a * b)
+        }
+        Div => {
+            let (a, b) = nums()?;
+            if b == 0.0 {
+                return Err("division by zero".into());
+            }
+            num(a / b)
+        }
+        Mod => {
+            let (a, b) = nums()?;
+            if b == 0.0 {
+                return Err("modulo by zero".into());
+            }
+            num(a % b)
+        }
+        And => Value::Bool({
+            let (a, b) = bools()?;
+            a && b
+        }),
+        Or => Value::Bool({
+            let (a, b) = bools()?;
+            a || b
+        }),
+    })
 }

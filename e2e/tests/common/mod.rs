@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod ha;
+pub mod hosts;
 pub mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -92,6 +94,8 @@ pub struct Cluster {
     /// Environment every `nctl` run against this cluster gets (e.g. `NOMOS_CACERT`), set per
     /// command rather than process-wide since tests run in parallel.
     pub env: Vec<(String, String)>,
+    /// The network namespace the process runs in ([`hosts::Host`]), if not this host's.
+    pub netns: Option<String>,
 }
 
 impl Cluster {
@@ -157,6 +161,7 @@ impl Cluster {
             stdout: Arc::default(),
             stdout_reader: None,
             env: vec![],
+            netns: None,
         };
         c.custom_args = args(&mut c);
         c.spawn();
@@ -169,7 +174,14 @@ impl Cluster {
             .append(true)
             .open(&self.log_path)
             .expect("dev log");
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
         match self.mode {
             _ if !self.custom_args.is_empty() => {
                 cmd.args(&self.custom_args);

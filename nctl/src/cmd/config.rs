@@ -21,9 +21,11 @@ use nomos_api::manifest::{Node as YamlNode, SNode};
 use nomos_api::parse::{detect_format, Format};
 
 mod ignored;
+mod limits;
 mod plugins;
 mod tls;
 use ignored::{IGNORED_CLIENT, IGNORED_SERVER, IGNORED_TOP};
+pub use limits::LimitsSection;
 use plugins::read_plugins;
 pub use tls::TlsSection;
 
@@ -48,6 +50,8 @@ pub struct FileConfig {
     pub tls: TlsSection,
     /// `acl { enabled = true }`: the API requires ACL tokens (`docs/security.md`).
     pub acl_enabled: bool,
+    /// `limits { ... }`: handshake timeouts and connections per client address.
+    pub limits: LimitsSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -156,6 +160,7 @@ const TOP: Section = Section {
         "plugin",
         "tls",
         "acl",
+        "limits",
     ],
     ignored: IGNORED_TOP,
 };
@@ -671,6 +676,10 @@ fn read(r: &mut Reader<'_>, settings: &[Entry]) -> FileConfig {
             "tls" => {
                 let entries = r.section(key, v);
                 tls::read(r, entries, &mut cfg.tls)
+            }
+            "limits" => {
+                let entries = r.section(key, v);
+                limits::read(r, entries, &mut cfg.limits)
             }
             "acl" => {
                 for a in r.section(key, v) {

@@ -94,7 +94,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     let store_dir = data_dir.join("store");
     let agent_dir = data_dir.join("agent");
     let fresh = !store_dir.exists();
-    let store = runtime::open_embedded(&store_dir, args.store_history)?;
+    let embedded = runtime::open_embedded_store(&store_dir, args.store_history)?;
+    let store: Arc<dyn nomos_store::Store> = embedded.clone();
+    // The cluster's identity, which agents (this one and any joined with --store-endpoints)
+    // check before trusting the store's allocations.
+    nomos_store::cluster::ensure_cluster_id(&*store)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read or create the cluster identity: {e}"))?;
     let node_name = args.name.clone().unwrap_or_else(hostname);
 
     let registry = Arc::new(Mutex::new(Registry::default()));
@@ -119,7 +125,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
         &args.store_addr,
         &node_name,
         store.clone(),
-        None,
+        Some(embedded),
+        (None, Default::default()),
         &shutdown,
     )
     .await?;

@@ -26,6 +26,7 @@ pub mod output;
 pub mod quota;
 pub mod runtime;
 pub mod server;
+pub mod snapshot;
 pub mod status;
 pub mod stop;
 pub mod tls;
@@ -138,7 +139,8 @@ pub enum Command {
     /// Cluster-wide operations (`system gc`).
     #[command(subcommand)]
     System(SystemCommand),
-    /// Operator commands (`operator root keyring list|rotate|remove`).
+    /// Operator commands (`operator root keyring list|rotate|remove`, `operator snapshot
+    /// save|inspect|restore`).
     #[command(subcommand)]
     Operator(operator::OperatorCommand),
     /// Print a shell completion script.

@@ -14,6 +14,9 @@ pub enum OperatorCommand {
     /// Root key operations.
     #[command(subcommand)]
     Root(RootCommand),
+    /// Store snapshots: save, inspect, restore.
+    #[command(subcommand)]
+    Snapshot(super::snapshot::SnapshotCommand),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -38,8 +41,11 @@ pub enum KeyringCommand {
 }
 
 pub async fn run(g: &Global, cmd: OperatorCommand) -> anyhow::Result<i32> {
+    let cmd = match cmd {
+        OperatorCommand::Root(RootCommand::Keyring(cmd)) => cmd,
+        OperatorCommand::Snapshot(cmd) => return super::snapshot::run(g, cmd).await,
+    };
     let client = Client::new(g);
-    let OperatorCommand::Root(RootCommand::Keyring(cmd)) = cmd;
     match cmd {
         KeyringCommand::List => {
             let keys: Vec<KeyMeta> = client.get("/v1/operator/keyring/keys").await?;

@@ -138,7 +138,11 @@ pub async fn spawn_store_server(
     addr: &str,
     name: &str,
     store: Arc<dyn Store>,
-    tls: Option<nomos_store_server::StoreServerTls>,
+    embedded: Option<Arc<nomos_store::EmbeddedStore>>,
+    (tls, limits): (
+        Option<nomos_store_server::StoreServerTls>,
+        nomos_store_server::ConnLimits,
+    ),
     shutdown: &Shutdown,
 ) -> anyhow::Result<Option<String>> {
     if addr == "off" || addr.is_empty() {
@@ -150,9 +154,13 @@ pub async fn spawn_store_server(
     let mut config = nomos_store_server::StoreServerConfig::new(addr);
     config.name = name.to_string();
     config.tls = tls;
-    let server = nomos_store_server::StoreServer::bind(config)
+    config.limits = limits;
+    let mut server = nomos_store_server::StoreServer::bind(config)
         .await
         .map_err(|e| anyhow::anyhow!("cannot serve the store on {addr}: {e}"))?;
+    if let Some(embedded) = embedded {
+        server = server.with_embedded(embedded);
+    }
     let url = server.client_url();
     let stop = shutdown.wait();
     tasks.spawn(async move {
@@ -201,7 +209,11 @@ impl nomos_server::allocs::LogReader for LocalLogs {
 pub const DEFAULT_STORE_HISTORY: i64 = 10_000;
 
 /// Opens the embedded store in `dir`, keeping about `history` revisions (0: keep everything).
-pub fn open_embedded(dir: &std::path::Path, history: i64) -> anyhow::Result<Arc<dyn Store>> {
+/// The concrete type, not `dyn Store`: the store endpoint's maintenance methods need it.
+pub fn open_embedded_store(
+    dir: &std::path::Path,
+    history: i64,
+) -> anyhow::Result<Arc<nomos_store::EmbeddedStore>> {
     std::fs::create_dir_all(dir)?;
     let options = nomos_store::EmbeddedOptions {
         auto_compaction_retention: history.max(0),

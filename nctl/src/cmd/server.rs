@@ -168,16 +168,26 @@ pub async fn run_with_local_agent(
     }
     let (base_dir, store_dir, http_addr) = places(&args, &file);
     // On etcd, the server also makes joining nodes' etcd users (`nomos_server::join`).
-    let (store, etcd): (Arc<dyn Store>, Option<EtcdStore>) = if args.etcd_endpoints.is_empty() {
-        (
-            runtime::open_embedded(&store_dir, args.store_history)?,
-            None,
-        )
+    let embedded = if args.etcd_endpoints.is_empty() {
+        Some(runtime::open_embedded_store(
+            &store_dir,
+            args.store_history,
+        )?)
+    } else {
+        None
+    };
+    let (store, etcd): (Arc<dyn Store>, Option<EtcdStore>) = if let Some(embedded) = &embedded {
+        (embedded.clone(), None)
     } else {
         let etcd = args.etcd.connect_etcd(&args.etcd_endpoints).await?;
         (Arc::new(etcd.clone()), Some(etcd))
     };
     publish_heartbeat_settings(&*store, &file.heartbeat_config()).await?;
+    // The cluster's identity, which agents check before trusting the store's allocations.
+    let cluster = nomos_store::cluster::ensure_cluster_id(&*store)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read or create {}: {e}", keys::CLUSTER))?;
+    tracing::info!(cluster = %cluster, "cluster identity");
     let registry = Arc::new(Mutex::new(Registry::default()));
     let mut controllers = file.controllers(nomos_controllers::ControllersConfig::default());
     if let Some(id) = args.identity.clone() {
@@ -192,7 +202,10 @@ pub async fn run_with_local_agent(
         super::keyring::configure(AppState::new(store.clone(), registry.clone()), &key_file)
             .await?;
     state.gc = controllers.gc.clone();
-    state.node_access = etcd.map(nomos_server::join::etcd_access);
+    state.node_access = etcd.map(nomos_server::join::etcd_access).or_else(|| {
+        let users = embedded.as_ref().map(|e| e.auth().clone());
+        users.map(nomos_server::join::embedded_access)
+    });
     state.scheduler.algorithm = controllers.scheduler_algorithm;
     if let Some(tls) = file.tls.to_agents("global")? {
         state.http = super::client_tls::http_client(&tls)?;
@@ -224,6 +237,7 @@ pub async fn run_with_local_agent(
     let mut config = args.browsers.server_config(addr);
     config.acl.enabled = args.acl_enabled || file.acl_enabled;
     config.tls = file.tls.api()?;
+    config.limits = file.limits.http();
     super::exposure::check(
         "the HTTP API",
         addr,
@@ -242,7 +256,14 @@ pub async fn run_with_local_agent(
             .await
             .map_err(|e| anyhow::anyhow!("HTTP API: {e}"))
     });
-    spawn_store_endpoint(&args, &file, store.clone(), &mut tasks, &shutdown).await?;
+    spawn_store_endpoint(
+        &args,
+        &file,
+        (store.clone(), embedded),
+        &mut tasks,
+        &shutdown,
+    )
+    .await?;
     runtime::spawn_controllers(&mut tasks, controllers, store.clone(), &registry, &shutdown);
     if let Some(config) = agent {
         let node_name = config.name.clone();
@@ -300,7 +321,7 @@ fn places(args: &ServerArgs, file: &super::config::FileConfig) -> (PathBuf, Path
 async fn spawn_store_endpoint(
     args: &ServerArgs,
     file: &super::config::FileConfig,
-    store: Arc<dyn Store>,
+    (store, embedded): (Arc<dyn Store>, Option<Arc<nomos_store::EmbeddedStore>>),
     tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
@@ -328,8 +349,16 @@ async fn spawn_store_endpoint(
     if !args.etcd_endpoints.is_empty() {
         anyhow::bail!("--store-addr serves the embedded store; with --etcd-endpoints, agents talk to etcd directly");
     }
-    if let Some(url) =
-        runtime::spawn_store_server(tasks, addr, "nomos", store, store_tls, shutdown).await?
+    if let Some(url) = runtime::spawn_store_server(
+        tasks,
+        addr,
+        "nomos",
+        store,
+        embedded,
+        (store_tls, file.limits.rpc()),
+        shutdown,
+    )
+    .await?
     {
         println!("==> store served over etcd's protocol at {url}");
     }

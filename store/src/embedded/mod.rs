@@ -3,7 +3,15 @@
 //! Layout:
 //! - `state`: the in-memory MVCC state (key histories, event log, leases); pure.
 //! - `persist`: the SQLite log (WAL, `synchronous=FULL`) the state is rebuilt from.
+//! - `identity`: the data directory's identity file, so a lost or damaged database is refused
+//!   instead of being taken for a new store.
+//! - `alarm`: etcd's NOSPACE alarm: a commit that fails for lack of space rolls the state back to
+//!   the disk's, later writes are refused until a probe write (or a disarm) succeeds.
 //! - `watch`: watch streams fed in-process by the writer.
+//! - `maintenance`: snapshots (and restoring a data dir from one), HashKV/Hash and defragmentation,
+//!   run by the writer between two commits.
+//! - [`auth`] (with `auth_store`): etcd's users and roles, durable in their own SQLite file
+//!   apart from the key space; the etcd endpoint (`nomos-store-server`) enforces them.
 //! - this module: [`EmbeddedStore`] and its single writer thread.
 //!
 //! Writes go through one writer thread that practises group commit: it takes every request
@@ -13,6 +21,11 @@
 //! write, and readers never see a write that could still be lost. The same thread expires leases
 //! on time (their deadlines are persisted, so a lease granted before a restart still expires).
 
+mod alarm;
+pub mod auth;
+mod auth_store;
+mod identity;
+mod maintenance;
 mod persist;
 mod state;
 #[cfg(test)]
@@ -36,7 +49,14 @@ use crate::{
     TxnOpResponse, TxnResponse, WatchOptions, WatchStream,
 };
 
+pub use self::alarm::AlarmKind;
+pub use self::identity::{new_id as new_cluster_id, ID_FILE};
+pub use self::maintenance::{
+    inspect_snapshot, restore_snapshot, verify_snapshot_hash, KvHash, RestoreOptions, Snapshot,
+    SnapshotInfo,
+};
 pub use self::persist::DB_FILE;
+pub use self::watch::{ReplayStats, WatchLimits};
 
 /// Most requests the writer folds into one commit.
 const MAX_BATCH: usize = 4096;
@@ -54,6 +74,8 @@ pub struct EmbeddedOptions {
     /// Keep about this many revisions of history and compact older ones automatically (as
     /// etcd's `--auto-compaction-mode=revision`); 0 keeps everything until [`Store::compact`].
     pub auto_compaction_retention: i64,
+    /// Memory limits of watches: catch-up chunks, the replay budget, live queues ([`watch`]).
+    pub watch_limits: WatchLimits,
 }
 
 impl Default for EmbeddedOptions {
@@ -61,6 +83,7 @@ impl Default for EmbeddedOptions {
         EmbeddedOptions {
             progress_notify_interval: Duration::from_secs(5),
             auto_compaction_retention: 0,
+            watch_limits: WatchLimits::default(),
         }
     }
 }
@@ -70,13 +93,18 @@ pub(crate) type Batch = Arc<Vec<Arc<Event>>>;
 
 pub(crate) struct Locked {
     pub state: State,
-    pub watchers: Vec<tokio::sync::mpsc::UnboundedSender<Batch>>,
-    /// Set when a commit failed: the in-memory state is then ahead of the disk.
+    pub watchers: watch::Watchers,
+    /// Set when a commit failed and the state could not be reloaded from disk: the in-memory
+    /// state is then ahead of the disk, and every write is refused.
     pub failed: Option<String>,
+    /// Why writes are refused for now (a full disk, a failed write, an operator's alarm).
+    pub alarm: Option<alarm::Cause>,
 }
 
 pub(crate) struct Shared {
     pub locked: Mutex<Locked>,
+    /// The store's ID (its identity file); `None` in memory.
+    pub store_id: Option<String>,
     /// Newest durable revision: what readers see.
     pub visible: AtomicI64,
     pub db_size: AtomicI64,
@@ -109,6 +137,8 @@ enum Request {
     LeaseKeepAlive(i64, Reply<i64>),
     LeaseRevoke(i64, Reply<()>),
     Compact(i64, Reply<()>),
+    /// Operator maintenance (snapshot, hash, defragment), run between two commits.
+    Maintenance(maintenance::Task),
     Shutdown,
 }
 
@@ -128,6 +158,8 @@ pub struct EmbeddedStore {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Request>,
     writer: Option<JoinHandle<()>>,
+    /// etcd's users and roles, kept apart from the key space ([`auth`]).
+    auth: Arc<auth::EmbeddedAuth>,
 }
 
 fn now_ms() -> i64 {
@@ -144,9 +176,21 @@ impl EmbeddedStore {
     }
 
     pub fn open_with(dir: &Path, options: EmbeddedOptions) -> Result<Self> {
-        let db = Db::open(dir)?;
-        let state = db.load()?;
-        Ok(Self::start(state, Some(db), options))
+        let (db, store_id) = Db::open(dir)?;
+        let state = db.load().map_err(|e| {
+            identity::refuse(&dir.join(DB_FILE), format!("cannot read the database: {e}"))
+        })?;
+        let users =
+            auth::EmbeddedAuth::open(dir).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut store = Self::start(state, Some((db, store_id)), options);
+        store.auth = Arc::new(users);
+        Ok(store)
+    }
+
+    /// The store's users and roles, which its etcd endpoint enforces (durable in the data
+    /// directory; in memory for an in-memory store).
+    pub fn auth(&self) -> &Arc<auth::EmbeddedAuth> {
+        &self.auth
     }
 
     /// A store that lives in memory only (tests, simulations).
@@ -158,15 +202,18 @@ impl EmbeddedStore {
         Self::start(State::new(), None, options)
     }
 
-    fn start(state: State, db: Option<Db>, options: EmbeddedOptions) -> Self {
+    fn start(state: State, db: Option<(Db, String)>, options: EmbeddedOptions) -> Self {
+        let (db, store_id) = db.unzip();
         let size = db.as_ref().map_or(0, Db::size);
         let shared = Arc::new(Shared {
+            store_id,
             visible: AtomicI64::new(state.rev),
             db_size: AtomicI64::new(size),
             locked: Mutex::new(Locked {
                 state,
-                watchers: Vec::new(),
+                watchers: watch::Watchers::new(&options.watch_limits),
                 failed: None,
+                alarm: None,
             }),
             options,
         });
@@ -180,6 +227,7 @@ impl EmbeddedStore {
             shared,
             tx,
             writer: Some(writer),
+            auth: Arc::new(auth::EmbeddedAuth::in_memory()),
         }
     }
 
@@ -190,13 +238,6 @@ impl EmbeddedStore {
             .map_err(|_| StoreError::Unavailable("embedded store is stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Unavailable("embedded store is stopped".into()))?
-    }
-
-    fn check_failed(&self) -> Result<()> {
-        if let Some(e) = &self.shared.lock().failed {
-            return Err(StoreError::Backend(e.clone()));
-        }
-        Ok(())
     }
 }
 
@@ -212,17 +253,20 @@ impl Drop for EmbeddedStore {
 fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Request>, mut db: Option<Db>) {
     let mut shutdown = false;
     let mut last_batch = 0;
+    let mut prober = alarm::Prober::new();
     while !shutdown {
-        let next_deadline = shared.lock().state.next_deadline_ms();
-        let first = match next_deadline {
-            Some(deadline) => {
-                let wait = (deadline - now_ms()).max(0) as u64;
-                match rx.recv_timeout(Duration::from_millis(wait)) {
-                    Ok(r) => Some(r),
-                    Err(mpsc::RecvTimeoutError::Timeout) => None,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
-            }
+        // Under an alarm raised by the disk, leases do not expire (that would be a write) and
+        // the writer wakes up only to probe.
+        let wait = prober.wait(&shared).or_else(|| {
+            let deadline = shared.lock().state.next_deadline_ms()?;
+            Some(Duration::from_millis((deadline - now_ms()).max(0) as u64))
+        });
+        let first = match wait {
+            Some(wait) => match rx.recv_timeout(wait) {
+                Ok(r) => Some(r),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            },
             None => match rx.recv() {
                 Ok(r) => Some(r),
                 Err(_) => break,
@@ -252,6 +296,13 @@ fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Request>, mut db: Option<
             }
         }
         last_batch = requests.len();
+        let requests = maintenance::run_between_commits(requests, &mut db);
+        prober.probe_if_due(&shared, &mut db);
+        let alarm = shared.lock().alarm.clone();
+        if let Some(cause) = alarm {
+            shutdown = alarm::answer_under_alarm(&shared, requests, &cause);
+            continue;
+        }
         let mut fx = Effects::default();
         let mut replies: Vec<Acknowledge> = Vec::new();
         let new_rev;
@@ -259,7 +310,8 @@ fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Request>, mut db: Option<
             let mut guard = shared.lock();
             if let Some(e) = guard.failed.clone() {
                 for r in requests {
-                    fail(r, &e);
+                    shutdown |= matches!(r, Request::Shutdown);
+                    fail_with(r, || StoreError::Backend(e.clone()));
                 }
                 continue;
             }
@@ -289,6 +341,8 @@ fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Request>, mut db: Option<
                         replies.push(reply_fn(reply, res));
                     }
                     Request::Shutdown => shutdown = true,
+                    // Already run (and taken out) by `maintenance::run_between_commits`.
+                    Request::Maintenance(_) => {}
                 }
             }
             let retention = shared.options.auto_compaction_retention;
@@ -302,51 +356,72 @@ fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Request>, mut db: Option<
             if !fx.sql.is_empty() {
                 match db.commit(&fx.sql) {
                     Ok(()) => shared.db_size.store(db.size(), Ordering::Relaxed),
-                    Err(e) => commit_error = Some(e.to_string()),
+                    Err(e) => commit_error = Some(alarm::Cause::of_commit_error(&e, bytes)),
                 }
             }
         }
         {
             let mut guard = shared.lock();
-            if let Some(e) = &commit_error {
-                tracing::error!(error = %e, "embedded store commit failed; the store is now read-only");
-                guard.failed = Some(e.clone());
+            if let (Some(cause), Some(db)) = (&commit_error, db.as_ref()) {
+                roll_back(&mut guard, db, cause);
+                prober.reset();
             } else {
                 if !fx.events.is_empty() {
                     let batch: Batch = Arc::new(fx.events);
-                    guard.watchers.retain(|w| w.send(batch.clone()).is_ok());
+                    guard.watchers.publish(&batch);
                 }
                 shared.visible.store(new_rev, Ordering::Release);
             }
         }
         for reply in replies {
-            reply(commit_error.as_deref());
+            reply(commit_error.as_ref());
         }
     }
     shared.lock().watchers.clear();
 }
 
+/// After a failed commit: the batch is not on disk, so the in-memory state goes back to what
+/// the database holds (nothing of the batch was published), and writes are refused until a
+/// probe commits. If even reading the database fails, the store stays read-only for good.
+fn roll_back(guard: &mut MutexGuard<'_, Locked>, db: &Db, cause: &alarm::Cause) {
+    tracing::error!(error = %cause.error(), "embedded store: a commit failed; writes are refused until one succeeds again");
+    match db.load() {
+        Ok(state) => {
+            guard.state = state;
+            guard.alarm = Some(cause.clone());
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "embedded store: cannot reload the database after a failed commit; the store is now read-only");
+            guard.failed = Some(format!(
+                "{} (and reloading the database failed: {e})",
+                cause.error()
+            ));
+        }
+    }
+}
+
 /// Sends a request's result once its batch is durable (or the commit's error if it failed).
-type Acknowledge = Box<dyn FnOnce(Option<&str>) + Send>;
+type Acknowledge = Box<dyn FnOnce(Option<&alarm::Cause>) + Send>;
 
 fn reply_fn<T: Send + 'static>(reply: Reply<T>, res: Result<T>) -> Acknowledge {
-    Box::new(move |commit_error: Option<&str>| {
+    Box::new(move |commit_error: Option<&alarm::Cause>| {
         let res = match commit_error {
-            Some(e) => Err(StoreError::Backend(e.to_string())),
+            Some(cause) => Err(cause.error()),
             None => res,
         };
         let _ = reply.send(res);
     })
 }
 
-fn fail(r: Request, e: &str) {
-    let err = || StoreError::Backend(e.to_string());
+/// Answers a request that is refused with the error `err` makes.
+fn fail_with(r: Request, err: impl Fn() -> StoreError) {
     match r {
         Request::Txn(_, reply) => drop(reply.send(Err(err()))),
         Request::LeaseGrant(_, _, reply) => drop(reply.send(Err(err()))),
         Request::LeaseKeepAlive(_, reply) => drop(reply.send(Err(err()))),
         Request::LeaseRevoke(_, reply) => drop(reply.send(Err(err()))),
         Request::Compact(_, reply) => drop(reply.send(Err(err()))),
+        Request::Maintenance(task) => task(Err(err())),
         Request::Shutdown => {}
     }
 }
@@ -355,7 +430,6 @@ fn fail(r: Request, e: &str) {
 impl Store for EmbeddedStore {
     async fn range(&self, keys: KeySelector, options: RangeOptions) -> Result<RangeResponse> {
         validate::check_selector(&keys)?;
-        self.check_failed()?;
         let guard = self.shared.lock();
         let visible = self.shared.visible.load(Ordering::Acquire);
         guard.state.range(&keys, &options, visible)
@@ -404,7 +478,6 @@ impl Store for EmbeddedStore {
 
     async fn watch(&self, keys: KeySelector, options: WatchOptions) -> Result<WatchStream> {
         validate::check_selector(&keys)?;
-        self.check_failed()?;
         Ok(watch::start(self.shared.clone(), keys, options))
     }
 
@@ -421,12 +494,10 @@ impl Store for EmbeddedStore {
     }
 
     async fn lease_time_to_live(&self, id: i64, with_keys: bool) -> Result<LeaseInfo> {
-        self.check_failed()?;
         Ok(self.shared.lock().state.lease_info(id, with_keys, now_ms()))
     }
 
     async fn lease_list(&self) -> Result<Vec<i64>> {
-        self.check_failed()?;
         Ok(self.shared.lock().state.lease_ids())
     }
 
@@ -435,7 +506,6 @@ impl Store for EmbeddedStore {
     }
 
     async fn status(&self) -> Result<StoreStatus> {
-        self.check_failed()?;
         let guard = self.shared.lock();
         Ok(StoreStatus {
             revision: self.shared.visible.load(Ordering::Acquire),

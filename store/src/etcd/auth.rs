@@ -1,11 +1,14 @@
 //! etcd users and roles for nodes (etcd RBAC): [`EtcdStore::grant_node_access`] makes one
 //! user and one role per node, the role granted exactly [`node_key_grants`], so a node's
 //! credentials reach its own keys and the few shared ones an agent reads, and nothing else.
-//! These are etcd-only operations, so they live on [`EtcdStore`], not on the `Store` trait.
+//! These are user-management operations, so they live on [`EtcdStore`], not on the `Store`
+//! trait; [`EmbeddedAuth::grant_node_access`] does the same on the embedded store's own users
+//! (what its etcd endpoint enforces).
 
 use etcd_client as ec;
 
 use super::{map_err, EtcdStore};
+use crate::embedded::auth::{Access, AuthError, EmbeddedAuth, Permission};
 use crate::{keys, Result, StoreError};
 
 /// What a node may do with a key or a range of keys.
@@ -60,6 +63,22 @@ impl KeyGrant {
             perm
         }
     }
+
+    /// The same grant as the embedded store's permission.
+    fn embedded_permission(&self) -> Permission {
+        Permission {
+            access: match self.access {
+                KeyAccess::Read => Access::Read,
+                KeyAccess::ReadWrite => Access::ReadWrite,
+            },
+            key: self.key.as_bytes().to_vec(),
+            range_end: if self.prefix {
+                prefix_end(self.key.as_bytes())
+            } else {
+                Vec::new()
+            },
+        }
+    }
 }
 
 /// etcd's range end for every key starting with `prefix`: the prefix with its last byte that is
@@ -89,14 +108,16 @@ pub fn node_user(node: &str) -> String {
 
 /// Every key an agent on `node` reads or writes (see docs/keys.md and docs/security.md):
 /// reads its allocations and workload identities, the job versions they name, the servers'
-/// heartbeat settings and addresses, and the node registrations (it counts them to size its
-/// lease); writes its registration, heartbeat and allocation statuses.
+/// heartbeat settings and addresses, the cluster's identity (it touches no task on a store of
+/// another cluster) and the node registrations (it counts them to size its lease); writes its
+/// registration, heartbeat and allocation statuses.
 pub fn node_key_grants(node: &str) -> Vec<KeyGrant> {
     vec![
         KeyGrant::read_prefix(keys::allocs_prefix(Some(node))),
         KeyGrant::read_prefix(keys::identities_prefix(Some(node))),
         KeyGrant::read_prefix(keys::JOB_VERSIONS_PREFIX.to_string()),
         KeyGrant::read_key(keys::HEARTBEAT_CONFIG.to_string()),
+        KeyGrant::read_key(keys::CLUSTER.to_string()),
         KeyGrant::read_prefix(keys::SERVERS_PREFIX.to_string()),
         KeyGrant::read_prefix(keys::NODES_PREFIX.to_string()),
         KeyGrant::write_key(keys::node(node)),
@@ -130,7 +151,13 @@ impl EtcdStore {
     /// authentication attempt with a user that cannot exist answers "not enabled" when it is
     /// off and "authentication failed" when it is on.
     pub async fn auth_enabled(&self) -> Result<bool> {
-        let mut auth = self.client.auth_client();
+        let mut auth = self
+            .members
+            .client()
+            .await
+            .map_err(map_err)?
+            .1
+            .auth_client();
         match auth
             .authenticate("\u{1}nomos-auth-probe".into(), String::new())
             .await
@@ -168,7 +195,13 @@ impl EtcdStore {
             ));
         }
         let name = node_user(node);
-        let mut auth = self.client.auth_client();
+        let mut auth = self
+            .members
+            .client()
+            .await
+            .map_err(map_err)?
+            .1
+            .auth_client();
         match auth.role_add(name.clone()).await {
             Ok(_) => {}
             Err(e) if already_exists(&e) => self.revoke_all(&name).await?,
@@ -199,7 +232,13 @@ impl EtcdStore {
 
     /// Revokes every permission role `name` holds.
     async fn revoke_all(&self, name: &str) -> Result<()> {
-        let mut auth = self.client.auth_client();
+        let mut auth = self
+            .members
+            .client()
+            .await
+            .map_err(map_err)?
+            .1
+            .auth_client();
         let role = auth
             .role_get(name.to_string())
             .await
@@ -211,6 +250,54 @@ impl EtcdStore {
                 .map_err(|e| step_err("revoke etcd role permission", e))?;
         }
         Ok(())
+    }
+}
+
+impl EmbeddedAuth {
+    /// The embedded store's [`EtcdStore::grant_node_access`]: makes (or updates) user and role
+    /// `nomos-node-<node>` holding exactly `grants`, with `password`. Every step is
+    /// idempotent, so a failed call can be repeated.
+    pub fn grant_node_access(
+        &self,
+        node: &str,
+        grants: &[KeyGrant],
+        password: &str,
+    ) -> Result<EtcdCredentials> {
+        if node.is_empty() || password.is_empty() {
+            return Err(StoreError::InvalidRequest(
+                "a node's store user needs a node name and a password".into(),
+            ));
+        }
+        let name = node_user(node);
+        let failed = |step: &str, e: AuthError| StoreError::Backend(format!("{step}: {e}"));
+        match self.role_add(&name) {
+            Ok(_) => {}
+            Err(AuthError::RoleExists) => {
+                for perm in self.role_get(&name).map_err(|e| failed("read role", e))? {
+                    self.role_revoke_permission(&name, &perm.key, &perm.range_end)
+                        .map_err(|e| failed("revoke role permission", e))?;
+                }
+            }
+            Err(e) => return Err(failed("add role", e)),
+        }
+        for grant in grants {
+            self.role_grant_permission(&name, grant.embedded_permission())
+                .map_err(|e| failed(&format!("grant {} to role", grant.key), e))?;
+        }
+        match self.user_add(&name, Some(password)) {
+            Ok(_) => {}
+            Err(AuthError::UserExists) => {
+                self.user_change_password(&name, password)
+                    .map_err(|e| failed("change user password", e))?;
+            }
+            Err(e) => return Err(failed("add user", e)),
+        }
+        self.user_grant_role(&name, &name)
+            .map_err(|e| failed("grant role to user", e))?;
+        Ok(EtcdCredentials {
+            user: name,
+            password: password.to_string(),
+        })
     }
 }
 
@@ -249,5 +336,31 @@ mod tests {
         assert_eq!(perm.range_end(), b"/nomos/allocs/n10");
         assert_eq!(prefix_end(b"a\xff"), b"b");
         assert_eq!(prefix_end(b"\xff"), b"\0");
+    }
+
+    #[test]
+    fn an_embedded_nodes_user_reaches_its_own_keys_only_and_a_rejoin_replaces_its_password() {
+        let auth = EmbeddedAuth::in_memory();
+        let creds = auth
+            .grant_node_access("n1", &node_key_grants("n1"), "pw1")
+            .unwrap();
+        assert_eq!(creds.user, "nomos-node-n1");
+        let user = creds.user.as_str();
+        let can = |key: &str, end: &str, a| auth.check(user, key.as_bytes(), end.as_bytes(), a);
+        assert!(can("/nomos/allocs/n1/", "/nomos/allocs/n10", Access::Read).is_ok());
+        assert!(can("/nomos/allocstatus/n1/a", "", Access::Write).is_ok());
+        assert!(can("/nomos/allocs/n2/a", "", Access::Read).is_err());
+        assert!(can("/nomos/jobs/default/x", "", Access::Write).is_err());
+        auth.grant_node_access("n1", &node_key_grants("n1"), "pw2")
+            .unwrap();
+        assert_eq!(
+            auth.role_get(user).unwrap().len(),
+            node_key_grants("n1").len()
+        );
+        auth.user_add("root", Some("r")).unwrap();
+        auth.user_grant_role("root", "root").unwrap();
+        auth.enable().unwrap();
+        assert!(auth.authenticate(user, "pw1").is_err());
+        assert!(auth.authenticate(user, "pw2").is_ok());
     }
 }

@@ -191,6 +191,10 @@ fn error_kind(e: &StoreError) -> &'static str {
         StoreError::Unavailable(_) => "Unavailable",
         StoreError::Backend(_) => "Backend",
         StoreError::WatchCancelled(_) => "WatchCancelled",
+        StoreError::NoSpace => "NoSpace",
+        StoreError::DataDirRefused { .. } => "DataDirRefused",
+        StoreError::SnapshotInvalid { .. } => "SnapshotInvalid",
+        StoreError::RestoreRefused { .. } => "RestoreRefused",
     }
 }
 

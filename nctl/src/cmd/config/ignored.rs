@@ -19,7 +19,6 @@ pub(super) const IGNORED_TOP: &[&str] = &[
     "consul",
     "vault",
     "ui",
-    "limits",
     "audit",
     "autopilot",
     "sentinel",

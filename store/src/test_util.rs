@@ -118,6 +118,21 @@ impl TestCerts {
     }
 }
 
+/// Runs `etcdctl ARGS` (`command` names the endpoints and credentials); its stdout, or a
+/// panic with its stderr.
+fn run_etcdctl(mut command: Command, args: &[&str]) -> String {
+    let out = command
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run /usr/bin/etcdctl: {e}"));
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -195,17 +210,7 @@ impl EtcdProcess {
 
     /// Runs `etcdctl` against this server with the given arguments; returns its stdout.
     pub fn etcdctl(&self, args: &[&str]) -> String {
-        let out = self
-            .etcdctl_command()
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run /usr/bin/etcdctl: {e}"));
-        assert!(
-            out.status.success(),
-            "etcdctl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        run_etcdctl(self.etcdctl_command(), args)
     }
 
     pub fn data_dir(&self) -> PathBuf {

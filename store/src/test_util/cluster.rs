@@ -105,13 +105,48 @@ impl EtcdCluster {
             initial_cluster,
             _dir: dir,
         };
-        for k in 0..cluster.members.len() {
-            cluster.spawn(k);
+        // A loopback port picked as free can be taken before etcd binds it: start again on
+        // fresh ones.
+        for _ in 0..5 {
+            match cluster.spawn_all() {
+                Ok(()) => return cluster,
+                Err(log) if log.contains("address already in use") => cluster.repick_ports(),
+                Err(log) => panic!("{log}"),
+            }
         }
-        for k in 0..cluster.members.len() {
-            cluster.wait_healthy(k);
+        panic!("the etcd cluster could not find free ports in 5 attempts");
+    }
+
+    /// Starts every member and waits until all are healthy; `Err` with the log of a member
+    /// that exited.
+    fn spawn_all(&mut self) -> Result<(), String> {
+        for k in 0..self.members.len() {
+            self.spawn(k);
         }
-        cluster
+        for k in 0..self.members.len() {
+            self.wait_healthy(k)?;
+        }
+        Ok(())
+    }
+
+    /// Stops every member, forgets their data and logs, and gives loopback members new ports.
+    fn repick_ports(&mut self) {
+        for k in 0..self.members.len() {
+            self.kill(k);
+        }
+        for member in &mut self.members {
+            let _ = std::fs::remove_dir_all(&member.data_dir);
+            let _ = std::fs::remove_file(&member.log);
+            if member.host.netns.is_none() {
+                (member.client_port, member.peer_port) = (free_port(), free_port());
+            }
+        }
+        self.initial_cluster = self
+            .members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",");
     }
 
     /// Every member's client URL.
@@ -173,7 +208,7 @@ impl EtcdCluster {
         member.child = Some(child);
     }
 
-    fn wait_healthy(&mut self, k: usize) {
+    fn wait_healthy(&mut self, k: usize) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let member = &mut self.members[k];
@@ -183,14 +218,14 @@ impl EtcdCluster {
                 .and_then(|c| c.try_wait().ok().flatten())
             {
                 member.child = None;
-                panic!(
+                return Err(format!(
                     "etcd member {} exited ({status}); its log:\n{}",
                     member.name,
                     member.log()
-                );
+                ));
             }
             if self.healthy(k) {
-                return;
+                return Ok(());
             }
             assert!(
                 Instant::now() < deadline,
@@ -230,18 +265,11 @@ impl EtcdCluster {
             .filter(|m| m.is_running())
             .map(EtcdMember::endpoint)
             .collect();
-        let out = Command::new("/usr/bin/etcdctl")
+        let mut command = Command::new("/usr/bin/etcdctl");
+        command
             .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", endpoints.join(",")))
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run /usr/bin/etcdctl: {e}"));
-        assert!(
-            out.status.success(),
-            "etcdctl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+            .arg(format!("--endpoints={}", endpoints.join(",")));
+        super::run_etcdctl(command, args)
     }
 
     /// The index of the member that leads, as the running members report it; waits up to
@@ -285,7 +313,9 @@ impl EtcdCluster {
     pub fn restart(&mut self, k: usize) {
         self.kill(k);
         self.spawn(k);
-        self.wait_healthy(k);
+        if let Err(log) = self.wait_healthy(k) {
+            panic!("{log}");
+        }
     }
 }
 

@@ -135,7 +135,7 @@ impl EtcdStore {
 
     /// Runs a request that changes nothing, or that may be repeated, on whichever member
     /// answers.
-    async fn read<T, F, Fut>(&self, request: F) -> std::result::Result<T, ec::Error>
+    async fn repeatable<T, F, Fut>(&self, request: F) -> std::result::Result<T, ec::Error>
     where
         F: Fn(ec::Client) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, ec::Error>>,
@@ -162,7 +162,7 @@ impl EtcdStore {
             .with_revision(known.max(1))
             .with_count_only();
         let read = self
-            .read(|c| {
+            .repeatable(|c| {
                 let (probe, at) = (probe.clone(), at.clone());
                 async move { kv(&c).get(probe, Some(at)).await }
             })
@@ -177,7 +177,7 @@ impl EtcdStore {
         }
         let from_one = ec::WatchOptions::new().with_start_revision(1);
         let mut stream = self
-            .read(|c| {
+            .repeatable(|c| {
                 let (probe, from_one) = (probe.clone(), from_one.clone());
                 async move { watch_client(&c).watch(probe, Some(from_one)).await }
             })
@@ -203,7 +203,7 @@ impl EtcdStore {
     async fn current_revision(&self) -> Result<i64> {
         let count_only = ec::GetOptions::new().with_count_only();
         let resp = self
-            .read(|c| {
+            .repeatable(|c| {
                 let count_only = count_only.clone();
                 async move { kv(&c).get(vec![0], Some(count_only)).await }
             })
@@ -306,7 +306,7 @@ impl Store for EtcdStore {
         validate::check_selector(&keys)?;
         let (key, o) = get_options(&keys, &options);
         let read = self
-            .read(|c| {
+            .repeatable(|c| {
                 let (key, o) = (key.clone(), o.clone());
                 async move { kv(&c).get(key, Some(o)).await }
             })
@@ -322,7 +322,7 @@ impl Store for EtcdStore {
         let o = put_options(&options);
         // A put failed in flight is sent again: the key's one writer repeats its own value.
         let written = self
-            .read(|c| {
+            .repeatable(|c| {
                 let (key, value, o) = (key.clone(), value.clone(), o.clone());
                 async move { kv(&c).put(key, value, Some(o)).await }
             })
@@ -337,7 +337,7 @@ impl Store for EtcdStore {
         validate::check_selector(&keys)?;
         let (key, o) = delete_options(&keys, &options);
         // Deleting again is harmless.
-        self.read(|c| {
+        self.repeatable(|c| {
             let (key, o) = (key.clone(), o.clone());
             async move { kv(&c).delete(key, Some(o)).await }
         })
@@ -356,7 +356,7 @@ impl Store for EtcdStore {
         let written = match self.write(send).await {
             // In flight when its member failed: it may have committed (see `ambiguous`).
             Err(e) if members::member_failed(&e) && !members::never_sent(&e) => {
-                match self.read(send).await {
+                match self.repeatable(send).await {
                     Ok(resp) if !resp.succeeded() => {
                         if let Some(committed) = self.committed_earlier(&txn).await {
                             return Ok(committed);
@@ -383,7 +383,7 @@ impl Store for EtcdStore {
         // time of this call and a failure to reach etcd is reported here.
         let (key, o) = watch_options(&keys, &options, options.start_revision.max(0));
         let (stream, created) = self
-            .read(|c| {
+            .repeatable(|c| {
                 let (key, o) = (key.clone(), o.clone());
                 async move { start_watch(&c, key, o).await }
             })
@@ -408,7 +408,7 @@ impl Store for EtcdStore {
         // A grant with an ID is idempotent; one without may leave an unused lease behind, which
         // expires with its TTL.
         let granted = self
-            .read(|c| {
+            .repeatable(|c| {
                 let o = o.clone();
                 async move { c.lease_client().grant(ttl_seconds, o).await }
             })
@@ -425,7 +425,7 @@ impl Store for EtcdStore {
     async fn lease_keep_alive(&self, id: i64) -> Result<i64> {
         // Renewing twice is harmless, so a renewal moves to another member like a read.
         let renewed = self
-            .read(|c| async move {
+            .repeatable(|c| async move {
                 let (mut keeper, mut stream) = c.lease_client().keep_alive(id).await?;
                 // The first answer was consumed by the client; a second renewal reports the TTL.
                 keeper.keep_alive().await?;
@@ -447,7 +447,7 @@ impl Store for EtcdStore {
 
     async fn lease_revoke(&self, id: i64) -> Result<()> {
         let revoked = self
-            .read(|c| async move { c.lease_client().revoke(id).await })
+            .repeatable(|c| async move { c.lease_client().revoke(id).await })
             .await;
         match revoked {
             Ok(_) => Ok(()),
@@ -458,7 +458,7 @@ impl Store for EtcdStore {
     async fn lease_time_to_live(&self, id: i64, with_keys: bool) -> Result<LeaseInfo> {
         let o = with_keys.then(|| ec::LeaseTimeToLiveOptions::new().with_keys());
         let answer = self
-            .read(|c| {
+            .repeatable(|c| {
                 let o = o.clone();
                 async move { c.lease_client().time_to_live(id, o).await }
             })
@@ -494,7 +494,7 @@ impl Store for EtcdStore {
 
     async fn lease_list(&self) -> Result<Vec<i64>> {
         let resp = self
-            .read(|c| async move { c.lease_client().leases().await })
+            .repeatable(|c| async move { c.lease_client().leases().await })
             .await
             .map_err(map_err)?;
         let mut ids: Vec<i64> = resp.leases().iter().map(|l| l.id()).collect();
@@ -505,7 +505,7 @@ impl Store for EtcdStore {
     async fn compact(&self, revision: i64) -> Result<()> {
         // Compacting again at the same revision is harmless.
         let compacted = self
-            .read(|c| async move {
+            .repeatable(|c| async move {
                 let physical = ec::CompactionOptions::new().with_physical();
                 kv(&c).compact(revision, Some(physical)).await
             })
@@ -521,7 +521,7 @@ impl Store for EtcdStore {
 
     async fn status(&self) -> Result<StoreStatus> {
         let resp = self
-            .read(|c| async move { c.maintenance_client().status().await })
+            .repeatable(|c| async move { c.maintenance_client().status().await })
             .await
             .map_err(map_err)?;
         Ok(StoreStatus {

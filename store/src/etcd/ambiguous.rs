@@ -64,7 +64,7 @@ impl EtcdStore {
     /// The key's current value (`Some(None)` when absent); `None` when it cannot be read.
     async fn current(&self, key: &[u8]) -> Option<Option<KeyValue>> {
         let found = self
-            .read(|c| {
+            .repeatable(|c| {
                 let key = key.to_vec();
                 async move { kv(&c).get(key, None).await }
             })

@@ -53,7 +53,7 @@ impl EtcdStore {
             .await
             .map_err(io_error(format!("creating {}", part.display())))?;
         let mut stream = self
-            .read(|mut client| async move { client.snapshot().await })
+            .repeatable(|mut client| async move { client.snapshot().await })
             .await
             .map_err(map_err)?;
         let mut saved = SavedSnapshot {

@@ -160,7 +160,8 @@ async fn exec_tasks_get_their_own_pid_namespace_and_chroot() {
             nomos_agent::logs::LogStream::Stdout,
         ))
         .ok()?;
-        text.contains("ready").then_some(text)
+        // The init line echoes the whole command, "ready" included: wait for the line itself.
+        text.lines().any(|l| l == "ready").then_some(text)
     })
     .await;
     assert!(support.pid_namespace);

@@ -6,7 +6,7 @@
 //! - the store's own batched-write rate (keys/s in transactions of 100 puts of allocation-sized
 //!   values), the baseline;
 //! - placements per second (allocations committed to the store, from the first spec written to
-//!   the last allocation visible);
+//!   the last allocation visible on a watch);
 //! - their ratio (how close scheduling gets to the store's limit);
 //! - the controller's memory per allocation: live heap bytes released when the controller
 //!   (its caches and indexes) is dropped, counted by a global allocator wrapper, so the store's
@@ -15,7 +15,7 @@
 //! The last line is `placements_per_s=… store_keys_per_s=… ratio=… controller_bytes_per_alloc=…`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -223,8 +223,14 @@ fn job_spec(i: usize, args: &Args) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
-/// Acknowledges every new allocation as running, in batches, as thousands of agents would.
-async fn simulated_agents(store: Arc<dyn Store>, from: i64) -> Result<(), BoxError> {
+/// Acknowledges every new allocation as running, in batches, as thousands of agents would;
+/// `seen` counts the allocations that became visible on the watch (so the bench needs no
+/// scans of the store, which grow with it, to know how many are placed).
+async fn simulated_agents(
+    store: Arc<dyn Store>,
+    from: i64,
+    seen_count: Arc<AtomicUsize>,
+) -> Result<(), BoxError> {
     let opts = WatchOptions {
         start_revision: from,
         ..Default::default()
@@ -263,6 +269,7 @@ async fn simulated_agents(store: Arc<dyn Store>, from: i64) -> Result<(), BoxErr
             };
             puts.push((keys::alloc_status(&a.node, &a.id), serde_json::to_vec(&st)?));
         }
+        seen_count.fetch_add(puts.len(), Ordering::Relaxed);
         write_batched(&*store, puts).await?;
     }
     Ok(())
@@ -339,10 +346,11 @@ async fn wait_for_keys(
     }
 }
 
-/// Waits until `total` allocations are in the store; fails with a clear message when none was
-/// placed for `stall` while the controller counts placement failures, or at `deadline`.
+/// Waits until `total` allocations are visible (`placed`, counted by the simulated agents'
+/// watch); fails with a clear message when none was placed for `stall` while the controller
+/// counts placement failures, or at `deadline`.
 async fn wait_for_placements(
-    store: &dyn Store,
+    placed: &AtomicUsize,
     total: usize,
     deadline: Instant,
     stall: Duration,
@@ -350,7 +358,7 @@ async fn wait_for_placements(
 ) -> Result<usize, BoxError> {
     let (mut last, mut since) = (0, Instant::now());
     loop {
-        let n = count(store, "/nomos/allocs/").await? as usize;
+        let n = placed.load(Ordering::Relaxed);
         if n >= total || Instant::now() > deadline {
             return Ok(n);
         }
@@ -364,7 +372,7 @@ async fn wait_for_placements(
             )
             .into());
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -389,7 +397,8 @@ async fn bench(args: Args) -> Result<(), BoxError> {
     register_nodes(&*store, &args).await?;
 
     let rev = store.status().await?.revision;
-    let agents = tokio::spawn(simulated_agents(store.clone(), rev + 1));
+    let seen = Arc::new(AtomicUsize::new(0));
+    let agents = tokio::spawn(simulated_agents(store.clone(), rev + 1, seen.clone()));
 
     let live_before = LIVE.load(Ordering::Relaxed);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -425,8 +434,15 @@ async fn bench(args: Args) -> Result<(), BoxError> {
     let deadline = t0 + Duration::from_secs(args.timeout_secs);
     let failures = || metrics.placement_failures.get_or_create(&label).get();
     let stall = Duration::from_secs(args.stall_secs);
-    let placed = wait_for_placements(&*store, total, deadline, stall, failures).await?;
+    let placed = wait_for_placements(&seen, total, deadline, stall, failures).await?;
     let elapsed = t0.elapsed().as_secs_f64();
+    // The store agrees (the watch could only have shown what was committed).
+    let stored = count(&*store, "/nomos/allocs/").await? as usize;
+    if stored < placed {
+        return Err(
+            format!("the watch showed {placed} allocations, the store holds {stored}").into(),
+        );
+    }
     let placements_per_s = placed as f64 / elapsed;
     println!(
         "placed {placed}/{total} allocations on {} nodes in {elapsed:.2}s",

@@ -23,6 +23,7 @@
 //! System, sysbatch, periodic and parameterized jobs get versions here but their allocations
 //! belong to other loops.
 
+pub(crate) mod compact;
 pub mod decide;
 pub mod world;
 
@@ -75,6 +76,10 @@ pub struct JobsConfig {
     pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
     /// New allocation ids (random UUIDs; the simulation passes a seeded source).
     pub ids: Arc<dyn Fn() -> String + Send + Sync>,
+    /// How long agents' reports that change no decision wait to be reconciled together
+    /// ([`world::STATUS_COALESCE`]; zero reconciles each at once, as the simulation does: it
+    /// runs reconciles on its own clock).
+    pub status_coalesce: Duration,
 }
 
 impl Default for JobsConfig {
@@ -86,6 +91,7 @@ impl Default for JobsConfig {
             batch_ops: 100,
             clock: Arc::new(now_ms),
             ids: Arc::new(|| uuid::Uuid::new_v4().to_string()),
+            status_coalesce: world::STATUS_COALESCE,
         }
     }
 }
@@ -199,12 +205,12 @@ impl Ctx {
                     w.upsert_alloc(a, kv.mod_revision);
                 }
             }
-            let gone: Vec<String> = w
+            let gone: Vec<Arc<str>> = w
                 .allocs_by_node
-                .get(n)
+                .get(n.as_str())
                 .into_iter()
                 .flatten()
-                .filter(|id| !present.contains(*id))
+                .filter(|id| !present.contains(&***id))
                 .cloned()
                 .collect();
             for id in gone {
@@ -452,24 +458,28 @@ impl Ctx {
                     e.alloc = (*c).clone();
                 }
             }
+            let mut known: HashSet<String> = all.iter().map(|a| a.alloc.id.clone()).collect();
             let w = self.lock();
             for id in w.allocs_by_job.get(jk).into_iter().flatten() {
-                if !all.iter().any(|a| &a.alloc.id == id) {
-                    if let Some(e) = w.allocs.get(id) {
+                if known.insert(id.to_string()) {
+                    if let Some(alloc) = w.alloc(id) {
                         all.push(ObservedAlloc {
-                            alloc: e.alloc.clone(),
-                            status: w.alloc_status.get(id).cloned(),
+                            alloc,
+                            status: w
+                                .alloc_status
+                                .get(id)
+                                .map(|s| nomos_api::AllocStatus::clone(s)),
                         });
                     }
                 }
             }
-        }
-        for a in decided.new_allocs {
-            if !all.iter().any(|e| e.alloc.id == a.id) {
-                all.push(ObservedAlloc {
-                    alloc: a.clone(),
-                    status: None,
-                });
+            for a in decided.new_allocs {
+                if known.insert(a.id.clone()) {
+                    all.push(ObservedAlloc {
+                        alloc: a.clone(),
+                        status: None,
+                    });
+                }
             }
         }
         status.version = version;
@@ -851,11 +861,10 @@ impl Ctx {
             let mut remaining = 0usize;
             let mut guards = HashMap::new();
             for id in w.allocs_by_job.get(jk).into_iter().flatten() {
-                let Some(e) = w.allocs.get(id) else { continue };
+                let Some(a) = w.alloc(id) else { continue };
                 remaining += 1;
-                let a = &e.alloc;
                 if a.desired_status == DesiredStatus::Run {
-                    let s = set_desired(a, DesiredStatus::Stop, "job purged", now);
+                    let s = set_desired(&a, DesiredStatus::Stop, "job purged", now);
                     guards
                         .entry(a.node.clone())
                         .or_insert_with(|| w.guard_revision(&a.node));
@@ -1093,6 +1102,7 @@ pub fn start(
             world: world.clone(),
             kind,
             queue: queue.clone(),
+            coalesce: config.status_coalesce,
         };
         let (r, h) = Reflector::new(store.clone(), kind.prefix(), sink);
         let mut rx = stop.subscribe();

@@ -13,10 +13,12 @@ use std::sync::{Arc, Mutex};
 
 use nomos_api::namespace::{Namespace, QuotaSpec, DEFAULT_NAMESPACE};
 use nomos_api::{
-    AllocStatus, Allocation, Deployment, DesiredStatus, Job, JobStatus, Node, NodeSpec,
+    AllocStatus, Allocation, ClientStatus, Deployment, DesiredStatus, Job, JobStatus, Node,
+    NodeSpec,
 };
 use nomos_store::{keys, EventKind, KeyValue, WatchEvent};
 
+use super::compact::{CompactAlloc, Interner};
 use crate::reconcile::ObservedAlloc;
 use crate::runtime::queue::WorkQueue;
 use crate::runtime::reflector::Sink;
@@ -33,20 +35,33 @@ pub struct SpecEntry {
     pub mod_revision: i64,
 }
 
+/// An allocation as the world holds it (compact: see [`CompactAlloc`]) and the revision it
+/// was written at.
 #[derive(Debug, Clone)]
 pub struct AllocEntry {
-    pub alloc: Allocation,
+    pub alloc: CompactAlloc,
     pub mod_revision: i64,
+}
+
+impl AllocEntry {
+    pub fn job_key(&self) -> JobKey {
+        job_key_from(self.alloc.namespace(), self.alloc.job_id())
+    }
 }
 
 #[derive(Default)]
 pub struct World {
     pub specs: HashMap<JobKey, SpecEntry>,
     pub versions: HashMap<JobKey, BTreeMap<u64, Job>>,
-    pub allocs: HashMap<String, AllocEntry>,
-    pub allocs_by_job: HashMap<JobKey, BTreeSet<String>>,
-    pub allocs_by_node: HashMap<String, BTreeSet<String>>,
-    pub alloc_status: HashMap<String, AllocStatus>,
+    /// Allocations by id; the indexes below and the statuses share the id's one copy. Entries
+    /// are boxed: a map's table is up to twice as long as its entries (it grows in powers of
+    /// two), and empty slots then cost a pointer, not a whole allocation.
+    pub allocs: HashMap<Arc<str>, Box<AllocEntry>>,
+    pub allocs_by_job: HashMap<JobKey, BTreeSet<Arc<str>>>,
+    pub allocs_by_node: HashMap<Arc<str>, BTreeSet<Arc<str>>>,
+    pub alloc_status: HashMap<Arc<str>, Box<AllocStatus>>,
+    /// Shared copies of the strings allocations repeat (namespaces, jobs, nodes, hashes).
+    strings: Interner,
     pub nodes: HashMap<String, Arc<Node>>,
     pub node_specs: HashMap<String, NodeSpec>,
     pub heartbeats: HashSet<String>,
@@ -118,8 +133,8 @@ impl World {
     fn jobs_on_node(&self, node: &str) -> BTreeSet<JobKey> {
         let mut out = BTreeSet::new();
         for id in self.allocs_by_node.get(node).into_iter().flatten() {
-            if let Some(a) = self.allocs.get(id) {
-                out.insert(job_key_from(&a.alloc.namespace, &a.alloc.job_id));
+            if let Some(e) = self.allocs.get(id) {
+                out.insert(e.job_key());
             }
         }
         out.extend(self.blocked.iter().cloned());
@@ -219,40 +234,50 @@ impl World {
             .get(jk)
             .into_iter()
             .flatten()
-            .filter_map(|id| self.allocs.get(id))
-            .map(|e| ObservedAlloc {
-                alloc: e.alloc.clone(),
-                status: self.alloc_status.get(&e.alloc.id).cloned(),
+            .filter_map(|id| Some((id, self.allocs.get(id)?)))
+            .map(|(id, e)| ObservedAlloc {
+                alloc: e.alloc.to_allocation(),
+                status: self.alloc_status.get(id).map(|s| AllocStatus::clone(s)),
             })
             .collect()
     }
 
-    fn usage_of(&self, a: &Allocation) -> Option<AllocUsage> {
-        if a.desired_status != DesiredStatus::Run {
+    /// One allocation, as written.
+    pub fn alloc(&self, id: &str) -> Option<Allocation> {
+        self.allocs.get(id).map(|e| e.alloc.to_allocation())
+    }
+
+    fn usage_of(&self, a: &CompactAlloc, strings: &mut Interner) -> Option<AllocUsage> {
+        if a.desired_status() != DesiredStatus::Run {
             return None;
         }
         if self
             .alloc_status
-            .get(&a.id)
+            .get(&**a.id())
             .is_some_and(|s| s.client_status.is_terminal())
         {
             return None;
         }
         let group = self
             .versions
-            .get(&job_key_from(&a.namespace, &a.job_id))
-            .and_then(|v| v.get(&a.job_version))
-            .and_then(|j| j.groups.iter().find(|g| g.name == a.task_group));
+            .get(&job_key_from(a.namespace(), a.job_id()))
+            .and_then(|v| v.get(&a.job_version()))
+            .and_then(|j| j.groups.iter().find(|g| g.name == a.task_group()));
         let per_core = self
             .snapshot
-            .node(&a.node)
+            .node(a.node())
             .map(|n| n.mhz_per_core())
             .unwrap_or(0);
-        Some(AllocUsage::of(a, group, per_core))
+        Some(AllocUsage::of_compact(a, group, per_core, strings))
     }
 
     fn refresh_usage(&mut self, id: &str) {
-        let usage = self.allocs.get(id).and_then(|e| self.usage_of(&e.alloc));
+        let mut strings = std::mem::take(&mut self.strings);
+        let usage = self
+            .allocs
+            .get(id)
+            .and_then(|e| self.usage_of(&e.alloc, &mut strings));
+        self.strings = strings;
         match usage {
             Some(u) => self.snapshot.add_alloc(u),
             None => {
@@ -265,35 +290,44 @@ impl World {
     pub fn upsert_alloc(&mut self, alloc: Allocation, revision: i64) -> Option<JobKey> {
         if self
             .tombstones
-            .get(&alloc.id)
+            .get(alloc.id.as_str())
             .is_some_and(|t| t.revision >= revision)
         {
             return None;
         }
-        if self
-            .allocs
-            .get(&alloc.id)
-            .is_some_and(|e| e.mod_revision > revision)
-        {
-            return None;
-        }
         let jk = job_key_from(&alloc.namespace, &alloc.job_id);
-        let id = alloc.id.clone();
+        match self.allocs.get(alloc.id.as_str()) {
+            Some(e) if e.mod_revision > revision => return None,
+            // The same write seen again (our own commit, then its event on the watch): held
+            // already; it touches its job all the same, whichever of the two comes first.
+            Some(e) if e.mod_revision == revision => return Some(jk),
+            _ => {}
+        }
+        let id = match self.allocs.get_key_value(alloc.id.as_str()) {
+            Some((id, _)) => id.clone(),
+            None => Arc::from(alloc.id.as_str()),
+        };
+        let compact = CompactAlloc::new(alloc, id.clone(), &mut self.strings);
+        if let Some(old) = self.allocs.get(&id) {
+            // A move to another node (only in tests and hand edits): leave the old index.
+            if old.alloc.node() != compact.node() {
+                let old_node = old.alloc.node().clone();
+                self.unindex_node(&old_node, &id);
+            }
+        }
         self.allocs_by_job
             .entry(jk.clone())
             .or_default()
             .insert(id.clone());
         self.allocs_by_node
-            .entry(alloc.node.clone())
+            .entry(compact.node().clone())
             .or_default()
             .insert(id.clone());
-        self.allocs.insert(
-            id.clone(),
-            AllocEntry {
-                alloc,
-                mod_revision: revision,
-            },
-        );
+        let entry = AllocEntry {
+            alloc: compact,
+            mod_revision: revision,
+        };
+        self.allocs.insert(id.clone(), Box::new(entry));
         self.refresh_usage(&id);
         Some(jk)
     }
@@ -323,7 +357,7 @@ impl World {
             return job;
         };
         self.snapshot.remove_alloc(id);
-        let jk = job_key_from(&e.alloc.namespace, &e.alloc.job_id);
+        let jk = e.job_key();
         let gone = Tombstone {
             revision,
             job: Some(jk.clone()),
@@ -335,13 +369,17 @@ impl World {
                 self.allocs_by_job.remove(&jk);
             }
         }
-        if let Some(s) = self.allocs_by_node.get_mut(&e.alloc.node) {
+        self.unindex_node(e.alloc.node(), id);
+        Some(jk)
+    }
+
+    fn unindex_node(&mut self, node: &Arc<str>, id: &str) {
+        if let Some(s) = self.allocs_by_node.get_mut(node) {
             s.remove(id);
             if s.is_empty() {
-                self.allocs_by_node.remove(&e.alloc.node);
+                self.allocs_by_node.remove(node);
             }
         }
-        Some(jk)
     }
 
     fn node_ready(&self, name: &str) -> bool {
@@ -355,7 +393,7 @@ impl World {
                 self.snapshot
                     .upsert_node(n.clone(), self.node_specs.get(name), ready);
                 // Allocations that arrived before their node get their cores converted now.
-                let ids: Vec<String> = self
+                let ids: Vec<Arc<str>> = self
                     .allocs_by_node
                     .get(name)
                     .into_iter()
@@ -401,7 +439,11 @@ impl World {
                 }
                 None => self.remove_alloc(id, revision).into_iter().collect(),
             },
-            (Part::AllocStatus, [_node, id]) => self.apply_alloc_status(key, id, value),
+            (Part::AllocStatus, [_node, id]) => self
+                .apply_alloc_status(key, id, value)
+                .0
+                .into_iter()
+                .collect(),
             (Part::Namespaces | Part::Quotas, [name]) => {
                 self.apply_namespace_or_quota(kind, key, name, value)
             }
@@ -459,7 +501,7 @@ impl World {
             Some(Ok(j)) => {
                 self.versions.entry(jk.clone()).or_default().insert(ver, j);
                 // What the job's allocations hold is read from their version.
-                let ids: Vec<String> = self
+                let ids: Vec<Arc<str>> = self
                     .allocs_by_job
                     .get(&jk)
                     .into_iter()
@@ -483,13 +525,16 @@ impl World {
         Some(jk)
     }
 
-    fn apply_alloc_status(
+    /// An agent's report on an allocation: its job, and whether the change can alter a decision
+    /// at once ([`status_change_is_urgent`]); other changes (an acknowledgement that it runs,
+    /// new task counters) only move the job's summary.
+    pub fn apply_alloc_status(
         &mut self,
         key: &str,
         id: &str,
         value: Option<&[u8]>,
-    ) -> BTreeSet<JobKey> {
-        match value.map(serde_json::from_slice::<AllocStatus>) {
+    ) -> (Option<JobKey>, bool) {
+        let urgent = match value.map(serde_json::from_slice::<AllocStatus>) {
             Some(Ok(mut s)) => {
                 // Keep what reconciles read; events and texts stay in the store.
                 s.alloc_id = String::new();
@@ -497,21 +542,24 @@ impl World {
                 for t in s.task_states.values_mut() {
                     t.events = Vec::new();
                 }
-                self.alloc_status.insert(id.to_string(), s);
+                let (key, alloc) = match self.allocs.get_key_value(id) {
+                    Some((key, e)) => (key.clone(), Some(&e.alloc)),
+                    None => (Arc::from(id), None),
+                };
+                let old = self.alloc_status.get(id).map(|s| &**s);
+                let urgent = status_change_is_urgent(alloc, old, &s);
+                self.alloc_status.insert(key, Box::new(s));
+                urgent
             }
             Some(Err(e)) => {
-                tracing::warn!(key, error = %e, "undecodable allocation status ignored")
+                tracing::warn!(key, error = %e, "undecodable allocation status ignored");
+                false
             }
-            None => {
-                self.alloc_status.remove(id);
-            }
-        }
+            None => self.alloc_status.remove(id).is_some(),
+        };
         self.refresh_usage(id);
-        self.allocs
-            .get(id)
-            .map(|e| job_key_from(&e.alloc.namespace, &e.alloc.job_id))
-            .into_iter()
-            .collect()
+        let job = self.allocs.get(id).map(|e| e.job_key());
+        (job, urgent)
     }
 
     /// A node's registration, spec or heartbeat: every job with an allocation there is looked
@@ -600,21 +648,16 @@ impl World {
             Part::Allocs => self
                 .allocs
                 .values()
-                .map(|e| keys::alloc(&e.alloc.node, &e.alloc.id))
+                .map(|e| keys::alloc(e.alloc.node(), e.alloc.id()))
                 .collect(),
-            Part::AllocStatus => {
-                let ids: Vec<String> = self.alloc_status.keys().cloned().collect();
-                ids.iter()
-                    .map(|id| {
-                        let node = self
-                            .allocs
-                            .get(id)
-                            .map(|e| e.alloc.node.clone())
-                            .unwrap_or_default();
-                        keys::alloc_status(&node, id)
-                    })
-                    .collect()
-            }
+            Part::AllocStatus => self
+                .alloc_status
+                .keys()
+                .map(|id| {
+                    let node = self.allocs.get(id).map(|e| &**e.alloc.node());
+                    keys::alloc_status(node.unwrap_or_default(), id)
+                })
+                .collect(),
             Part::Nodes => self.nodes.keys().map(|n| keys::node(n)).collect(),
             Part::NodeSpecs => self.node_specs.keys().map(|n| keys::node_spec(n)).collect(),
             Part::Heartbeats => self.heartbeats.iter().map(|n| keys::heartbeat(n)).collect(),
@@ -655,6 +698,33 @@ impl World {
     }
 }
 
+/// Whether an agent's new report on an allocation can change what the job's reconcile decides
+/// now: any change for an allocation a deployment or a migration watches (health, checks and
+/// running times decide their progress), and a change into or out of a finished, lost or
+/// unknown state for any other. A report that only says it runs, or updates its tasks'
+/// counters, changes no decision; its job is reconciled within [`STATUS_COALESCE`] instead,
+/// so a burst of reports costs one reconcile, not one each.
+fn status_change_is_urgent(
+    alloc: Option<&CompactAlloc>,
+    old: Option<&AllocStatus>,
+    new: &AllocStatus,
+) -> bool {
+    let Some(alloc) = alloc else {
+        return false; // no job to touch
+    };
+    if !alloc.deployment_id().is_empty() || !alloc.previous_alloc().is_empty() {
+        return old != Some(new);
+    }
+    let settled = |c: ClientStatus| c.is_terminal() || c == ClientStatus::Unknown;
+    let before = old.map(|s| s.client_status).unwrap_or_default();
+    settled(before) != settled(new.client_status)
+        || settled(new.client_status) && before != new.client_status
+}
+
+/// How long a job may wait for a reconcile after reports that change no decision
+/// ([`status_change_is_urgent`]): they are merged into one.
+pub const STATUS_COALESCE: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// A deleted allocation: the deletion's revision, and its job when it was known.
 #[derive(Debug, Clone)]
 struct Tombstone {
@@ -667,6 +737,8 @@ pub struct WorldSink {
     pub world: Arc<Mutex<World>>,
     pub kind: Part,
     pub queue: Arc<WorkQueue<JobKey>>,
+    /// How long reports that change no decision wait ([`STATUS_COALESCE`]; zero: not at all).
+    pub coalesce: std::time::Duration,
 }
 
 impl WorldSink {
@@ -696,11 +768,21 @@ impl Sink for WorldSink {
 
     fn apply(&mut self, events: Vec<WatchEvent>, revision: i64) {
         let mut touched = BTreeSet::new();
+        let mut coalesced = BTreeSet::new();
         {
             let mut w = self.lock();
             for e in events {
                 let key = e.kv.key_str().into_owned();
                 let value = (e.kind == EventKind::Put).then_some(e.kv.value.as_slice());
+                if self.kind == Part::AllocStatus {
+                    let id = key.rsplit('/').next().unwrap_or_default();
+                    match w.apply_alloc_status(&key, id, value) {
+                        (Some(jk), true) => touched.insert(jk),
+                        (Some(jk), false) => coalesced.insert(jk),
+                        (None, _) => false,
+                    };
+                    continue;
+                }
                 touched.extend(w.apply(self.kind, &key, value, e.kv.mod_revision));
             }
             if matches!(self.kind, Part::Allocs | Part::AllocStatus) {
@@ -710,6 +792,13 @@ impl Sink for WorldSink {
             w.revisions.insert(self.kind, revision);
             if self.kind == Part::Allocs {
                 w.tombstones.retain(|_, t| t.revision > revision);
+            }
+        }
+        for k in coalesced.difference(&touched) {
+            if self.coalesce.is_zero() {
+                self.queue.add(k.clone());
+            } else {
+                self.queue.add_after(k.clone(), self.coalesce);
             }
         }
         for k in touched {
@@ -764,6 +853,143 @@ mod tests {
     }
 
     #[test]
+    fn only_reports_that_can_change_a_decision_are_urgent() {
+        use ClientStatus::*;
+        let mut strings = Interner::default();
+        let compact = |deployment: &str, previous: &str, strings: &mut Interner| {
+            let a = Allocation {
+                id: "a1".into(),
+                deployment_id: deployment.into(),
+                previous_alloc: previous.into(),
+                ..Default::default()
+            };
+            CompactAlloc::new(a, Arc::from("a1"), strings)
+        };
+        let plain = compact("", "", &mut strings);
+        let rolled = compact("web-v1-abc", "", &mut strings);
+        let replacement = compact("", "a0", &mut strings);
+        let st = |c: ClientStatus, healthy: Option<bool>| AllocStatus {
+            client_status: c,
+            healthy,
+            ..Default::default()
+        };
+        let cases: Vec<(&CompactAlloc, Option<AllocStatus>, AllocStatus, bool)> = vec![
+            // It runs: only the summary moves.
+            (&plain, None, st(Running, None), false),
+            (
+                &plain,
+                Some(st(Pending, None)),
+                st(Running, Some(true)),
+                false,
+            ),
+            (
+                &plain,
+                Some(st(Running, None)),
+                st(Running, Some(true)),
+                false,
+            ),
+            // It finished, failed, was lost or came back: a decision may follow.
+            (&plain, Some(st(Running, None)), st(Failed, None), true),
+            (&plain, Some(st(Running, None)), st(Complete, None), true),
+            (&plain, None, st(Failed, None), true),
+            (&plain, Some(st(Failed, None)), st(Lost, None), true),
+            (&plain, Some(st(Unknown, None)), st(Running, None), true),
+            (&plain, Some(st(Failed, None)), st(Failed, None), false),
+            // A deployment or a migration reads its health and times: every change counts.
+            (
+                &rolled,
+                Some(st(Running, None)),
+                st(Running, Some(true)),
+                true,
+            ),
+            (&rolled, None, st(Running, None), true),
+            (&rolled, Some(st(Running, None)), st(Running, None), false),
+            (
+                &replacement,
+                Some(st(Running, None)),
+                st(Running, Some(true)),
+                true,
+            ),
+        ];
+        for (alloc, old, new, urgent) in cases {
+            assert_eq!(
+                status_change_is_urgent(Some(alloc), old.as_ref(), &new),
+                urgent,
+                "{old:?} -> {new:?} (deployment {:?}, previous {:?})",
+                alloc.deployment_id(),
+                alloc.previous_alloc()
+            );
+        }
+        // No allocation known: no job to touch.
+        assert!(!status_change_is_urgent(None, None, &st(Failed, None)));
+    }
+
+    /// A burst of reports that change no decision queues its job once, after
+    /// [`STATUS_COALESCE`]; a failure queues it at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_running_reports_is_one_reconcile_later_and_a_failure_is_one_now() {
+        use crate::runtime::queue::Backoff;
+        use nomos_store::KeyValue;
+        let world = Arc::new(Mutex::new(World::default()));
+        let queue = Arc::new(WorkQueue::new(Backoff::default()));
+        let web = ("default".to_string(), "web".to_string());
+        for i in 0..3 {
+            let a = Allocation {
+                id: format!("a{i}"),
+                namespace: "default".into(),
+                job_id: "web".into(),
+                node: "n1".into(),
+                ..Default::default()
+            };
+            world.lock().unwrap().upsert_alloc(a, 5);
+        }
+        let mut sink = WorldSink {
+            world: world.clone(),
+            kind: Part::AllocStatus,
+            queue: queue.clone(),
+            coalesce: STATUS_COALESCE,
+        };
+        let event = |id: &str, c: ClientStatus, rev: i64| {
+            let st = AllocStatus {
+                alloc_id: id.into(),
+                client_status: c,
+                ..Default::default()
+            };
+            WatchEvent {
+                kind: EventKind::Put,
+                kv: KeyValue {
+                    key: keys::alloc_status("n1", id).into_bytes(),
+                    value: serde_json::to_vec(&st).unwrap(),
+                    mod_revision: rev,
+                    ..Default::default()
+                },
+                prev_kv: None,
+            }
+        };
+        let running = (0..3)
+            .map(|i| event(&format!("a{i}"), ClientStatus::Running, 10 + i))
+            .collect();
+        let start = tokio::time::Instant::now();
+        sink.apply(running, 12);
+        assert_eq!(queue.next().await, Some(web.clone()));
+        assert_eq!(
+            start.elapsed(),
+            STATUS_COALESCE,
+            "queued after the window, not at once"
+        );
+        queue.done(&web);
+        assert!(queue.is_empty(), "once for the whole burst");
+        let start = tokio::time::Instant::now();
+        sink.apply(vec![event("a1", ClientStatus::Failed, 20)], 20);
+        assert_eq!(queue.next().await, Some(web.clone()));
+        assert_eq!(
+            start.elapsed(),
+            std::time::Duration::ZERO,
+            "a failure is queued at once"
+        );
+    }
+
+    #[test]
     fn world_indexes_job_ids_with_slashes_and_ignores_stale_alloc_events() {
         let mut w = World::default();
         let key = keys::job("default", "nightly/periodic-1700000000");
@@ -805,7 +1031,7 @@ mod tests {
             Some(&serde_json::to_vec(&a).unwrap()),
             10,
         );
-        assert_eq!(w.allocs["a1"].alloc.desired_status, DesiredStatus::Stop);
+        assert_eq!(w.allocs["a1"].alloc.desired_status(), DesiredStatus::Stop);
         // A stale delete is ignored too; a newer one removes it, and older puts cannot resurrect it.
         w.apply(Part::Allocs, &keys::alloc("n1", "a1"), None, 15);
         assert!(w.allocs.contains_key("a1"));

@@ -225,10 +225,10 @@ pub fn place(
                 }
                 let node = st.node.name.clone();
                 let usage = AllocUsage {
-                    id: req.alloc_id.clone(),
-                    job: ask.job_key.clone(),
-                    group: group.name.clone(),
-                    node: node.clone(),
+                    id: req.alloc_id.as_str().into(),
+                    job: ask.job_key.as_str().into(),
+                    group: group.name.as_str().into(),
+                    node: node.as_str().into(),
                     cpu,
                     memory_mb: ask.memory_mb,
                     ports: ports.iter().map(|p| p.value).collect(),
@@ -295,7 +295,7 @@ impl<'a> Ask<'a> {
                 }
             } else if cc.is_distinct_property() {
                 let mut counts = HashMap::new();
-                if let Some(per_node) = snap.job_index.get(&job_key) {
+                if let Some(per_node) = snap.job_index.get(job_key.as_str()) {
                     for (&i, groups) in per_node {
                         let k = if job_scope {
                             groups.values().sum()

@@ -281,7 +281,7 @@ mod tests {
             node: "later".into(),
             cpu: 100,
             memory_mb: 64,
-            ports: vec![],
+            ports: Box::default(),
         });
         assert_eq!(snap.namespace_usage("team-a"), used(100, 64, 1));
         let node = nomos_api::build::node("later")

@@ -13,14 +13,14 @@ use super::quota::{self, NamespaceQuota, QuotaUsage};
 /// What one allocation holds on its node.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AllocUsage {
-    pub id: String,
+    pub id: Arc<str>,
     /// `<ns>/<job>`.
-    pub job: String,
-    pub group: String,
-    pub node: String,
+    pub job: Arc<str>,
+    pub group: Arc<str>,
+    pub node: Arc<str>,
     pub cpu: u32,
     pub memory_mb: u32,
-    pub ports: Vec<u16>,
+    pub ports: Box<[u16]>,
 }
 
 impl AllocUsage {
@@ -31,13 +31,33 @@ impl AllocUsage {
     pub fn of(alloc: &nomos_api::Allocation, group: Option<&TaskGroup>, mhz_per_core: u32) -> Self {
         let (cpu, memory_mb, cores) = group.map(Self::ask).unwrap_or((0, 0, 0));
         AllocUsage {
-            id: alloc.id.clone(),
-            job: format!("{}/{}", alloc.namespace, alloc.job_id),
-            group: alloc.task_group.clone(),
-            node: alloc.node.clone(),
+            id: alloc.id.as_str().into(),
+            job: format!("{}/{}", alloc.namespace, alloc.job_id).into(),
+            group: alloc.task_group.as_str().into(),
+            node: alloc.node.as_str().into(),
             cpu: cpu.saturating_add(cores.saturating_mul(mhz_per_core)),
             memory_mb,
             ports: alloc.ports.iter().map(|p| p.value).collect(),
+        }
+    }
+
+    /// [`AllocUsage::of`] for the jobs controller's compact copy, its strings shared with it
+    /// (and the job's `<ns>/<job>` through `strings`).
+    pub(crate) fn of_compact(
+        alloc: &crate::jobs::compact::CompactAlloc,
+        group: Option<&TaskGroup>,
+        mhz_per_core: u32,
+        strings: &mut crate::jobs::compact::Interner,
+    ) -> Self {
+        let (cpu, memory_mb, cores) = group.map(Self::ask).unwrap_or((0, 0, 0));
+        AllocUsage {
+            id: alloc.id().clone(),
+            job: strings.get(&format!("{}/{}", alloc.namespace(), alloc.job_id())),
+            group: alloc.task_group_shared().clone(),
+            node: alloc.node().clone(),
+            cpu: cpu.saturating_add(cores.saturating_mul(mhz_per_core)),
+            memory_mb,
+            ports: alloc.port_values().collect(),
         }
     }
 
@@ -133,11 +153,12 @@ fn spec_flags(spec: Option<&NodeSpec>) -> (bool, bool) {
 pub struct ClusterSnapshot {
     pub(crate) nodes: Vec<NodeState>,
     by_name: HashMap<String, usize>,
-    allocs: HashMap<String, AllocUsage>,
+    /// Boxed, as the jobs world's allocations are (see [`crate::jobs::world::World::allocs`]).
+    allocs: HashMap<Arc<str>, Box<AllocUsage>>,
     /// `<ns>/<job>` -> node index -> group -> number of allocations.
-    pub(crate) job_index: HashMap<String, HashMap<usize, GroupCounts>>,
+    pub(crate) job_index: HashMap<Arc<str>, HashMap<usize, GroupCounts>>,
     /// Allocations whose node is not (yet) known, applied when it registers.
-    orphans: HashMap<String, Vec<String>>,
+    orphans: HashMap<Arc<str>, Vec<Arc<str>>>,
     /// What each namespace's allocations hold (every allocation recorded, orphans included).
     ns_usage: HashMap<String, QuotaUsage>,
     /// The quota of each namespace that has one (set by the controller from the store).
@@ -171,7 +192,7 @@ impl ClusterSnapshot {
     }
 
     pub fn alloc(&self, id: &str) -> Option<&AllocUsage> {
-        self.allocs.get(id)
+        self.allocs.get(id).map(|u| &**u)
     }
 
     /// Adds or replaces a node's registration, keeping its allocations' usage.
@@ -195,10 +216,10 @@ impl ClusterSnapshot {
             None => {
                 self.nodes.push(NodeState::new(node, spec, ready));
                 self.by_name.insert(name.clone(), self.nodes.len() - 1);
-                for id in self.orphans.remove(&name).unwrap_or_default() {
+                for id in self.orphans.remove(name.as_str()).unwrap_or_default() {
                     if let Some(u) = self.allocs.remove(&id) {
                         self.count_usage(&u, false);
-                        self.add_alloc(u);
+                        self.add_alloc(*u);
                     }
                 }
             }
@@ -236,12 +257,12 @@ impl ClusterSnapshot {
             self.remove_alloc(&usage.id.clone());
         }
         self.count_usage(&usage, true);
-        let Some(&i) = self.by_name.get(&usage.node) else {
+        let Some(&i) = self.by_name.get(&*usage.node) else {
             self.orphans
                 .entry(usage.node.clone())
                 .or_default()
                 .push(usage.id.clone());
-            self.allocs.insert(usage.id.clone(), usage);
+            self.allocs.insert(usage.id.clone(), Box::new(usage));
             return;
         };
         let st = &mut self.nodes[i];
@@ -255,23 +276,23 @@ impl ClusterSnapshot {
             .entry(i)
             .or_default()
             .add(&usage.group, 1);
-        self.allocs.insert(usage.id.clone(), usage);
+        self.allocs.insert(usage.id.clone(), Box::new(usage));
     }
 
     /// Releases an allocation's usage (it stopped or was deleted).
     pub fn remove_alloc(&mut self, id: &str) -> Option<AllocUsage> {
         let usage = self.allocs.remove(id)?;
         self.count_usage(&usage, false);
-        let Some(&i) = self.by_name.get(&usage.node) else {
+        let Some(&i) = self.by_name.get(&*usage.node) else {
             if let Some(v) = self.orphans.get_mut(&usage.node) {
-                v.retain(|x| x != id);
+                v.retain(|x| &**x != id);
             }
-            return Some(usage);
+            return Some(*usage);
         };
         let st = &mut self.nodes[i];
         st.used_cpu = st.used_cpu.saturating_sub(usage.cpu);
         st.used_memory_mb = st.used_memory_mb.saturating_sub(usage.memory_mb);
-        for p in &usage.ports {
+        for p in usage.ports.iter() {
             st.used_ports.remove(p);
         }
         st.alloc_count = st.alloc_count.saturating_sub(1);
@@ -286,7 +307,7 @@ impl ClusterSnapshot {
                 self.job_index.remove(&usage.job);
             }
         }
-        Some(usage)
+        Some(*usage)
     }
 
     fn count_usage(&mut self, usage: &AllocUsage, add: bool) {

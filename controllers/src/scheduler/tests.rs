@@ -390,7 +390,7 @@ fn binpack_fills_a_used_node_and_spread_prefers_empty_ones() {
             node: "a".into(),
             cpu: 2000,
             memory_mb: 4000,
-            ports: vec![],
+            ports: Box::default(),
         });
         let j = job("j", vec![group("g", 1, 100, 100)]);
         let p = place(
@@ -491,7 +491,7 @@ fn reschedule_penalty_avoids_the_failed_node() {
         node: "a".into(),
         cpu: 2000,
         memory_mb: 4000,
-        ports: vec![],
+        ports: Box::default(),
     });
     let j = job("j", vec![group("g", 1, 100, 100)]);
     let r = PlacementRequest {

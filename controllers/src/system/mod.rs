@@ -258,10 +258,10 @@ impl GroupPass<'_> {
         let job = self.job;
         let alloc = new_alloc(job, self.spec, self.group, node, previous, p, self.now_ms);
         snapshot.add_alloc(scheduler::AllocUsage {
-            id: alloc.id.clone(),
-            job: format!("{}/{}", job.namespace, job.id),
-            group: self.group.name.clone(),
-            node: node.to_string(),
+            id: alloc.id.as_str().into(),
+            job: format!("{}/{}", job.namespace, job.id).into(),
+            group: self.group.name.as_str().into(),
+            node: node.into(),
             cpu: p.cpu,
             memory_mb: p.memory_mb,
             ports: p.ports.iter().map(|x| x.value).collect(),
@@ -397,15 +397,15 @@ fn copy_usage<'a>(
     for u in minus {
         cpu = cpu.saturating_sub(u.cpu);
         mem = mem.saturating_sub(u.memory_mb);
-        for p in &u.ports {
+        for p in u.ports.iter() {
             ports.remove(p);
         }
     }
     one.add_alloc(scheduler::AllocUsage {
         id: "__others__".into(),
         job: "__others__".into(),
-        group: String::new(),
-        node: st.node.name.clone(),
+        group: "".into(),
+        node: st.node.name.as_str().into(),
         cpu,
         memory_mb: mem,
         ports: ports.into_iter().collect(),

@@ -76,10 +76,10 @@ impl Cluster {
         }
         for n in &p.place {
             self.snap.add_alloc(scheduler::AllocUsage {
-                id: n.alloc.id.clone(),
+                id: n.alloc.id.as_str().into(),
                 job: "default/agentd".into(),
-                group: n.alloc.task_group.clone(),
-                node: n.alloc.node.clone(),
+                group: n.alloc.task_group.as_str().into(),
+                node: n.alloc.node.as_str().into(),
                 cpu: n.cpu,
                 memory_mb: n.memory_mb,
                 ports: n.alloc.ports.iter().map(|p| p.value).collect(),
@@ -211,7 +211,7 @@ fn a_node_that_cannot_fit_says_why() {
         id: "x".into(),
         job: "default/other".into(),
         node: "n1".into(),
-        ports: vec![8080],
+        ports: Box::new([8080]),
         ..Default::default()
     });
     let p = c.plan(&job, 0);

@@ -103,6 +103,9 @@ impl Cluster {
                     resync: Duration::from_secs(300),
                     clock: now_ms.clone(),
                     ids: self.ids.clone(),
+                    // Reconciles run on the simulated clock: a report is reconciled in the
+                    // next round, not after a wall-clock delay a seed could not replay.
+                    status_coalesce: Duration::ZERO,
                     ..Default::default()
                 };
                 let store: Arc<dyn Store> = self.servers[i].store.clone();

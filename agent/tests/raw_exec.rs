@@ -220,6 +220,39 @@ async fn tasks_run_as_the_configured_user() {
 }
 
 #[tokio::test]
+async fn a_first_start_in_a_fresh_task_dir_never_adopts_a_process() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec(dir.path(), "t", "sleep", &["30"]);
+    let alloc_id = format!("fresh-{}", std::process::id());
+    s.env.insert("NOMOS_ALLOC_ID".into(), alloc_id.clone());
+    s.env.insert("NOMOS_TASK_NAME".into(), "t".into());
+    // A group leader with the task's ids that no start in this task dir began (no agent can
+    // have started it from here): the start runs its own process instead of searching /proc.
+    let mut outsider = std::process::Command::new("sleep")
+        .arg("30")
+        .env("NOMOS_ALLOC_ID", &alloc_id)
+        .env("NOMOS_TASK_NAME", "t")
+        .env_remove("NOMOS_AGENT_ID")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let h = RawExecDriver.start(&s).await.unwrap();
+    let outsider_pid = outsider.id() as i32;
+    let _ = outsider.kill();
+    let _ = outsider.wait();
+    RawExecDriver
+        .stop(&h, "SIGTERM", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_ne!(
+        h.pid,
+        Some(outsider_pid),
+        "adopted a process no start began"
+    );
+}
+
+#[tokio::test]
 async fn starting_a_task_that_already_runs_unrecorded_adopts_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = spec(dir.path(), "t", "sleep", &["30"]);

@@ -223,13 +223,12 @@ fn job_spec(i: usize, args: &Args) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
-/// Acknowledges every new allocation as running, in batches, as thousands of agents would;
-/// `seen` counts the allocations that became visible on the watch (so the bench needs no
-/// scans of the store, which grow with it, to know how many are placed).
-async fn simulated_agents(
+/// Counts allocations as they become visible on a watch (created: their first version), so
+/// the bench needs no scans of the store, which grow with it, to know how many are placed.
+async fn count_placements(
     store: Arc<dyn Store>,
     from: i64,
-    seen_count: Arc<AtomicUsize>,
+    placed: Arc<AtomicUsize>,
 ) -> Result<(), BoxError> {
     let opts = WatchOptions {
         start_revision: from,
@@ -238,7 +237,26 @@ async fn simulated_agents(
     let mut w = store
         .watch(KeySelector::prefix(b"/nomos/allocs/".to_vec()), opts)
         .await?;
-    let mut seen = std::collections::HashSet::new();
+    while let Some(r) = w.next().await {
+        let created = r?
+            .events
+            .iter()
+            .filter(|e| e.kind == EventKind::Put && e.kv.version == 1)
+            .count();
+        placed.fetch_add(created, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Acknowledges every new allocation as running, in batches, as thousands of agents would.
+async fn simulated_agents(store: Arc<dyn Store>, from: i64) -> Result<(), BoxError> {
+    let opts = WatchOptions {
+        start_revision: from,
+        ..Default::default()
+    };
+    let mut w = store
+        .watch(KeySelector::prefix(b"/nomos/allocs/".to_vec()), opts)
+        .await?;
     while let Some(first) = w.next().await {
         // Gather what arrives within 10 ms into one batch (up to 500 acknowledgements), as a
         // fleet of agents reporting at once would load the store with many small writes.
@@ -252,13 +270,14 @@ async fn simulated_agents(
         }
         let mut puts = Vec::new();
         for e in events {
-            if e.kind != EventKind::Put {
+            // Only new allocations (their first version) are acknowledged, once each.
+            if e.kind != EventKind::Put || e.kv.version != 1 {
                 continue;
             }
             let Ok(a) = serde_json::from_slice::<Allocation>(&e.kv.value) else {
                 continue;
             };
-            if a.desired_status != DesiredStatus::Run || !seen.insert(a.id.clone()) {
+            if a.desired_status != DesiredStatus::Run {
                 continue;
             }
             let st = AllocStatus {
@@ -269,7 +288,7 @@ async fn simulated_agents(
             };
             puts.push((keys::alloc_status(&a.node, &a.id), serde_json::to_vec(&st)?));
         }
-        seen_count.fetch_add(puts.len(), Ordering::Relaxed);
+
         write_batched(&*store, puts).await?;
     }
     Ok(())
@@ -346,8 +365,8 @@ async fn wait_for_keys(
     }
 }
 
-/// Waits until `total` allocations are visible (`placed`, counted by the simulated agents'
-/// watch); fails with a clear message when none was placed for `stall` while the controller
+/// Waits until `total` allocations are visible (`placed`, counted by [`count_placements`]);
+/// fails with a clear message when none was placed for `stall` while the controller
 /// counts placement failures, or at `deadline`.
 async fn wait_for_placements(
     placed: &AtomicUsize,
@@ -398,7 +417,8 @@ async fn bench(args: Args) -> Result<(), BoxError> {
 
     let rev = store.status().await?.revision;
     let seen = Arc::new(AtomicUsize::new(0));
-    let agents = tokio::spawn(simulated_agents(store.clone(), rev + 1, seen.clone()));
+    let counter = tokio::spawn(count_placements(store.clone(), rev + 1, seen.clone()));
+    let agents = tokio::spawn(simulated_agents(store.clone(), rev + 1));
 
     let live_before = LIVE.load(Ordering::Relaxed);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -452,7 +472,9 @@ async fn bench(args: Args) -> Result<(), BoxError> {
     // Let the acknowledgements land, then measure what the controller holds.
     wait_for_keys(&*store, "/nomos/allocstatus/", placed, deadline).await?;
     agents.abort();
+    counter.abort();
     let _ = agents.await;
+    let _ = counter.await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let live_with = LIVE.load(Ordering::Relaxed);
     let _ = stop_tx.send(());

@@ -27,6 +27,7 @@ pub mod snapshot;
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use nomos_api::{AllocatedPort, Job, JobType, TaskGroup};
 
@@ -124,7 +125,9 @@ enum Reject {
 
 /// What a group needs, computed once per batch.
 struct Ask<'a> {
-    job_key: String,
+    /// `<ns>/<job>`, shared by the usage of every allocation placed.
+    job_key: Arc<str>,
+    group_name: Arc<str>,
     datacenters: Vec<String>,
     node_pool: Option<String>,
     group: &'a TaskGroup,
@@ -186,19 +189,20 @@ pub fn place(
         let mut best: Option<(f64, usize, Vec<AllocatedPort>)> = None;
         let mut found = 0usize;
         let mut visited = 0usize;
-        let mut failure = PlacementFailure {
-            alloc_id: req.alloc_id.clone(),
-            ..Default::default()
-        };
+        let mut filtered: BTreeMap<String, u32> = BTreeMap::new();
+        // Counted by their static names, made text only if the placement fails: on a full
+        // cluster most nodes visited are exhausted, and this loop is the scheduler's hot path.
+        let mut exhausted: Vec<(&'static str, u32)> = Vec::new();
         while visited < n && found < limit {
             let i = (start + cursor.wrapping_mul(stride)) % n;
             cursor += 1;
             visited += 1;
             match ask.check(snap, i, &mut rng) {
-                Err(Reject::Filtered(r)) => *failure.filtered.entry(r).or_default() += 1,
-                Err(Reject::Exhausted(d)) => {
-                    *failure.exhausted.entry(d.to_string()).or_default() += 1
-                }
+                Err(Reject::Filtered(r)) => *filtered.entry(r).or_default() += 1,
+                Err(Reject::Exhausted(d)) => match exhausted.iter_mut().find(|(x, _)| *x == d) {
+                    Some((_, k)) => *k += 1,
+                    None => exhausted.push((d, 1)),
+                },
                 Ok(ports) => {
                     found += 1;
                     let score = ask.score(snap, i, config, req.penalty_node.as_deref());
@@ -208,17 +212,26 @@ pub fn place(
                 }
             }
         }
-        failure.nodes_evaluated = visited as u32;
+        let failure = || PlacementFailure {
+            alloc_id: req.alloc_id.clone(),
+            nodes_evaluated: visited as u32,
+            filtered: filtered.clone(),
+            exhausted: exhausted.iter().map(|(d, k)| (d.to_string(), *k)).collect(),
+            quota: None,
+        };
         match best {
             None => {
-                failed = Some(failure.clone());
-                out.push(Err(failure));
+                failed = Some(failure());
+                out.push(Err(failure()));
             }
             Some((score, i, ports)) => {
                 let st = &snap.nodes[i];
                 let cpu = ask.cpu + ask.cores * st.mhz_per_core();
                 if let Some(why) = snap.quota_refusal(&job.namespace, cpu, ask.memory_mb) {
-                    failure.quota = Some(why);
+                    let failure = PlacementFailure {
+                        quota: Some(why),
+                        ..failure()
+                    };
                     failed = Some(failure.clone());
                     out.push(Err(failure));
                     continue;
@@ -226,8 +239,8 @@ pub fn place(
                 let node = st.node.name.clone();
                 let usage = AllocUsage {
                     id: req.alloc_id.as_str().into(),
-                    job: ask.job_key.as_str().into(),
-                    group: group.name.as_str().into(),
+                    job: ask.job_key.clone(),
+                    group: ask.group_name.clone(),
                     node: node.as_str().into(),
                     cpu,
                     memory_mb: ask.memory_mb,
@@ -252,7 +265,7 @@ pub fn place(
 
 impl<'a> Ask<'a> {
     fn new(snap: &ClusterSnapshot, job: &'a Job, group: &'a TaskGroup) -> Self {
-        let job_key = format!("{}/{}", job.namespace, job.id);
+        let job_key: Arc<str> = format!("{}/{}", job.namespace, job.id).into();
         let (cpu, memory_mb, cores) = AllocUsage::ask(group);
         let mut drivers: Vec<&str> = group
             .tasks
@@ -295,7 +308,7 @@ impl<'a> Ask<'a> {
                 }
             } else if cc.is_distinct_property() {
                 let mut counts = HashMap::new();
-                if let Some(per_node) = snap.job_index.get(job_key.as_str()) {
+                if let Some(per_node) = snap.job_index.get(&*job_key) {
                     for (&i, groups) in per_node {
                         let k = if job_scope {
                             groups.values().sum()
@@ -340,6 +353,7 @@ impl<'a> Ask<'a> {
         };
         Ask {
             job_key,
+            group_name: group.name.as_str().into(),
             datacenters: job.datacenters.clone(),
             node_pool,
             group,

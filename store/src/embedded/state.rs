@@ -435,11 +435,14 @@ impl State {
             }
         }
         let row = self.next_row();
-        self.keys.entry(key.to_vec()).or_default().push(Version {
-            rev,
-            row,
-            kv: Some(kv.clone()),
-        });
+        self.push_version(
+            key,
+            Version {
+                rev,
+                row,
+                kv: Some(kv.clone()),
+            },
+        );
         fx.sql.push(SqlOp::Insert {
             row,
             rev,
@@ -489,6 +492,19 @@ impl State {
         }
     }
 
+    /// Appends to a key's history. A new key's history starts with room for one version, not
+    /// the four a growing vector takes (most keys are written once or twice between
+    /// compactions; at millions of keys the difference is hundreds of megabytes).
+    fn push_version(&mut self, key: &[u8], version: Version) {
+        match self.keys.get_mut(key) {
+            Some(history) => history.push(version),
+            // (`vec![x]` allocates room for exactly one.)
+            None => {
+                self.keys.insert(key.to_vec(), vec![version]);
+            }
+        }
+    }
+
     fn delete_key(&mut self, prev: Arc<KeyValue>, rev: i64, fx: &mut Effects) {
         if prev.lease != 0 {
             if let Some(l) = self.leases.get_mut(&prev.lease) {
@@ -501,10 +517,7 @@ impl State {
             ..KeyValue::default()
         });
         let row = self.next_row();
-        self.keys
-            .entry(prev.key.clone())
-            .or_default()
-            .push(Version { rev, row, kv: None });
+        self.push_version(&prev.key, Version { rev, row, kv: None });
         fx.sql.push(SqlOp::Insert {
             row,
             rev,
@@ -720,11 +733,14 @@ impl State {
         } else {
             (EventKind::Put, Some(kv.clone()))
         };
-        self.keys.entry(kv.key.clone()).or_default().push(Version {
-            rev,
-            row,
-            kv: stored,
-        });
+        self.push_version(
+            &kv.key,
+            Version {
+                rev,
+                row,
+                kv: stored,
+            },
+        );
         if rev >= self.compact_rev {
             self.events.push_back(Arc::new(Event {
                 rev,

@@ -251,10 +251,19 @@ impl ClusterSnapshot {
         }
     }
 
-    /// Records an allocation's usage; replacing an allocation with the same id is idempotent.
+    /// Records an allocation's usage; replacing an allocation with the same id is idempotent
+    /// (and the same usage again, as a placement's commit records it, changes nothing).
     pub fn add_alloc(&mut self, usage: AllocUsage) {
-        if self.allocs.contains_key(&usage.id) {
-            self.remove_alloc(&usage.id.clone());
+        match self.allocs.get_mut(&usage.id) {
+            // Taken as is (the caller's copy may share its strings where the held one did not).
+            Some(held) if **held == usage => {
+                **held = usage;
+                return;
+            }
+            Some(_) => {
+                self.remove_alloc(&usage.id.clone());
+            }
+            None => {}
         }
         self.count_usage(&usage, true);
         let Some(&i) = self.by_name.get(&*usage.node) else {

@@ -296,24 +296,18 @@ impl World {
             return None;
         }
         let jk = job_key_from(&alloc.namespace, &alloc.job_id);
-        match self.allocs.get(alloc.id.as_str()) {
-            Some(e) if e.mod_revision > revision => return None,
+        let (id, old_node) = match self.allocs.get_key_value(alloc.id.as_str()) {
+            Some((_, e)) if e.mod_revision > revision => return None,
             // The same write seen again (our own commit, then its event on the watch): held
             // already; it touches its job all the same, whichever of the two comes first.
-            Some(e) if e.mod_revision == revision => return Some(jk),
-            _ => {}
-        }
-        let id = match self.allocs.get_key_value(alloc.id.as_str()) {
-            Some((id, _)) => id.clone(),
-            None => Arc::from(alloc.id.as_str()),
+            Some((_, e)) if e.mod_revision == revision => return Some(jk),
+            Some((id, e)) => (id.clone(), Some(e.alloc.node().clone())),
+            None => (Arc::from(alloc.id.as_str()), None),
         };
         let compact = CompactAlloc::new(alloc, id.clone(), &mut self.strings);
-        if let Some(old) = self.allocs.get(&id) {
-            // A move to another node (only in tests and hand edits): leave the old index.
-            if old.alloc.node() != compact.node() {
-                let old_node = old.alloc.node().clone();
-                self.unindex_node(&old_node, &id);
-            }
+        // A move to another node (only in tests and hand edits): leave the old index.
+        if let Some(old_node) = old_node.filter(|n| n != compact.node()) {
+            self.unindex_node(&old_node, &id);
         }
         self.allocs_by_job
             .entry(jk.clone())
@@ -416,13 +410,27 @@ impl World {
         value: Option<&[u8]>,
         revision: i64,
     ) -> BTreeSet<JobKey> {
+        let (mut now, later) = self.apply_classified(kind, key, value, revision);
+        now.extend(later);
+        now
+    }
+
+    /// [`World::apply`], with the jobs to reconcile at once apart from the one an agent's
+    /// report that changes no decision touches ([`status_change_is_urgent`]), which may wait.
+    fn apply_classified(
+        &mut self,
+        kind: Part,
+        key: &str,
+        value: Option<&[u8]>,
+        revision: i64,
+    ) -> (BTreeSet<JobKey>, Option<JobKey>) {
         let Some(parts) = keys::parts(key, kind.prefix()) else {
-            return BTreeSet::new();
+            return (BTreeSet::new(), None);
         };
         // Job ids may contain `/` (periodic children: `<job>/periodic-<time>`).
         let job_of =
             |ns: &str, job: &[&str]| (!job.is_empty()).then(|| job_key_from(ns, &job.join("/")));
-        match (kind, &parts[..]) {
+        let now = match (kind, &parts[..]) {
             (Part::Specs, [ns, job @ ..]) => job_of(ns, job)
                 .map(|jk| self.apply_spec(jk, value, revision))
                 .into_iter()
@@ -439,11 +447,10 @@ impl World {
                 }
                 None => self.remove_alloc(id, revision).into_iter().collect(),
             },
-            (Part::AllocStatus, [_node, id]) => self
-                .apply_alloc_status(key, id, value)
-                .0
-                .into_iter()
-                .collect(),
+            (Part::AllocStatus, [_node, id]) => match self.apply_alloc_status(key, id, value) {
+                (Some(jk), false) => return (BTreeSet::new(), Some(jk)),
+                (job, _) => job.into_iter().collect(),
+            },
             (Part::Namespaces | Part::Quotas, [name]) => {
                 self.apply_namespace_or_quota(kind, key, name, value)
             }
@@ -470,7 +477,8 @@ impl World {
             }
             // Not watched by the jobs controller, or a key of another shape.
             _ => BTreeSet::new(),
-        }
+        };
+        (now, None)
     }
 
     fn apply_spec(&mut self, jk: JobKey, value: Option<&[u8]>, revision: i64) -> JobKey {
@@ -528,7 +536,7 @@ impl World {
     /// An agent's report on an allocation: its job, and whether the change can alter a decision
     /// at once ([`status_change_is_urgent`]); other changes (an acknowledgement that it runs,
     /// new task counters) only move the job's summary.
-    pub fn apply_alloc_status(
+    fn apply_alloc_status(
         &mut self,
         key: &str,
         id: &str,
@@ -774,16 +782,9 @@ impl Sink for WorldSink {
             for e in events {
                 let key = e.kv.key_str().into_owned();
                 let value = (e.kind == EventKind::Put).then_some(e.kv.value.as_slice());
-                if self.kind == Part::AllocStatus {
-                    let id = key.rsplit('/').next().unwrap_or_default();
-                    match w.apply_alloc_status(&key, id, value) {
-                        (Some(jk), true) => touched.insert(jk),
-                        (Some(jk), false) => coalesced.insert(jk),
-                        (None, _) => false,
-                    };
-                    continue;
-                }
-                touched.extend(w.apply(self.kind, &key, value, e.kv.mod_revision));
+                let (now, later) = w.apply_classified(self.kind, &key, value, e.kv.mod_revision);
+                touched.extend(now);
+                coalesced.extend(later);
             }
             if matches!(self.kind, Part::Allocs | Part::AllocStatus) {
                 let freed = w.blocked_by_quota(&touched);

@@ -45,8 +45,9 @@ async fn agent_running(
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
     let mut cfg = test_config("n1", data);
     cfg.data_dir = data.to_path_buf();
-    let agent = RunningAgent::start(cfg, store.clone());
+    // Placed first: an agent resuming from a (copied) data dir stops what its store lacks.
     place(&*store, a, job).await;
+    let agent = RunningAgent::start(cfg, store.clone());
     all_running(&store, &a.id, started_after_ms).await;
     let pids = TASKS.map(|t| persisted_pid(data, &a.id, t).expect("pid"));
     (agent, store, pids)
@@ -138,7 +139,8 @@ async fn an_agent_on_a_copy_of_another_agents_data_dir_leaves_the_original_tasks
         assert_ne!(pids_c[i], pids_a[i], "{} re-attached", TASKS[i]);
     }
     second.shutdown().await;
-    nomos_agent::purge(&data_c).await.unwrap();
+    let report = nomos_agent::purge(&data_c).await.unwrap();
+    assert_eq!(report.tasks_stopped, 2, "{report:?}");
     assert!(pids_c.iter().all(|p| !alive(*p)), "its own tasks are gone");
     untouched(&store_a, &data_a, &a.id, pids_a).await;
 

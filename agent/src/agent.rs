@@ -444,7 +444,7 @@ impl AgentLoop {
                 if let Some(r) = self.runners.get(&alloc.id) {
                     r.shared.update(|rec| {
                         rec.alloc = alloc.clone();
-                        rec.job = (*job).clone();
+                        rec.job = job.clone();
                     });
                 }
             }
@@ -482,7 +482,7 @@ impl AgentLoop {
                 self.spec_problems.remove(&alloc.id);
                 let rec = AllocRecord {
                     alloc: alloc.clone(),
-                    job: (*job).clone(),
+                    job,
                     ..Default::default()
                 };
                 let runner = AllocRunner::spawn(self.ctx.clone(), rec);

@@ -157,12 +157,12 @@ pub fn is_ephemeral(lifecycle: Option<&nomos_api::Lifecycle>) -> bool {
 /// The phase an allocation has reached, from its tasks' `(phase, sidecar, state)`: main tasks
 /// start once ephemeral prestart tasks completed and prestart sidecars run; poststart tasks once
 /// every main task runs; poststop tasks once every main task is dead.
-pub fn lifecycle_phase(tasks: &[(Phase, bool, TaskState)]) -> Phase {
+pub fn lifecycle_phase<S: std::borrow::Borrow<TaskState>>(tasks: &[(Phase, bool, S)]) -> Phase {
     let of = |phase: Phase, sidecar: Option<bool>| {
         tasks
             .iter()
             .filter(move |(p, s, _)| *p == phase && sidecar.map(|x| x == *s).unwrap_or(true))
-            .map(|(_, _, st)| st)
+            .map(|(_, _, st)| st.borrow())
     };
     // Main tasks all dead (ended, or killed before they started): poststop tasks run.
     if of(Phase::Main, None).next().is_some()

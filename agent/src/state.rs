@@ -6,7 +6,9 @@
 //! belongs to, see [`crate::cluster_guard`]), `state/allocs/<alloc>.json`, and the allocation
 //! directories `allocs/<alloc>/...`. Files are replaced atomically (write then rename).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use nomos_api::{AllocStatus, Allocation, Job};
@@ -31,22 +33,57 @@ pub struct TaskRecord {
 #[serde(default)]
 pub struct AllocRecord {
     pub alloc: Allocation,
-    pub job: Job,
+    /// Shared: the allocations of one job version hold one copy.
+    pub job: Arc<Job>,
     pub tasks: IndexMap<String, TaskRecord>,
     pub status: AllocStatus,
     /// The agent was told to stop this allocation (desired stop or key deleted).
     pub stopping: bool,
 }
 
+/// Replaces `path` with `bytes` durably: written aside, flushed to disk, renamed over it (for
+/// what must survive the machine: the node's and the cluster's identity).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
+    write_replacing(path, bytes, true)
+}
+
+/// Replaces `path` with `bytes`, written aside and renamed over it, so a reader (or an agent
+/// that died mid-write) sees the old or the new content, never a mix. Flushed to disk first
+/// only where `durable`: an allocation record is not, as it changes several times per start,
+/// and a flush then made every start wait on the disk. A crash of the process keeps what was
+/// written (the kernel holds it); only a crash of the machine can lose the last change, and
+/// that ends the record's tasks too (no driver restarts them on boot), so the record they
+/// named is moot: an unreadable one is skipped and the allocation starts afresh.
+fn write_replacing(path: &Path, bytes: &[u8], durable: bool) -> Result<(), AgentError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| AgentError::io(dir, e))?;
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).map_err(|e| AgentError::io(&tmp, e))?;
-    if let Ok(f) = std::fs::File::open(&tmp) {
-        let _ = f.sync_all();
+    if durable {
+        if let Ok(f) = std::fs::File::open(&tmp) {
+            let _ = f.sync_all();
+        }
     }
     std::fs::rename(&tmp, path).map_err(|e| AgentError::io(path, e))
+}
+
+/// Lets records that hold equal jobs share one copy (each record file holds its own).
+fn share_jobs(records: &mut [AllocRecord]) {
+    let mut shared: HashMap<(String, String, u64), Arc<Job>> = HashMap::new();
+    for rec in records {
+        let key = (
+            rec.alloc.namespace.clone(),
+            rec.alloc.job_id.clone(),
+            rec.alloc.job_version,
+        );
+        match shared.get(&key) {
+            Some(job) if **job == *rec.job => rec.job = job.clone(),
+            Some(_) => {}
+            None => {
+                shared.insert(key, rec.job.clone());
+            }
+        }
+    }
 }
 
 /// The on-disk state of one agent.
@@ -122,11 +159,11 @@ impl StateDir {
     /// Persists `rec`; an allocation id that is not one path component is refused.
     pub fn save(&self, rec: &AllocRecord) -> Result<(), AgentError> {
         crate::confine::check_name("Allocation", "id", &rec.alloc.id)?;
-        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| AgentError::Decode {
+        let bytes = serde_json::to_vec(rec).map_err(|e| AgentError::Decode {
             what: format!("alloc record {}", rec.alloc.id),
             source: e,
         })?;
-        write_atomic(&self.alloc_path(&rec.alloc.id), &bytes)
+        write_replacing(&self.alloc_path(&rec.alloc.id), &bytes, false)
     }
 
     /// Every persisted allocation record; unreadable ones are skipped with a warning.
@@ -150,6 +187,7 @@ impl StateDir {
                 }
             }
         }
+        share_jobs(&mut out);
         out
     }
 
@@ -213,5 +251,43 @@ mod tests {
         assert_eq!(s.load_all(), vec![rec]);
         s.remove("a1");
         assert!(s.load_all().is_empty());
+    }
+
+    /// A record for allocation `id` of version `version` of job `web`, whose job says `image`.
+    fn record(id: &str, version: u64, image: &str) -> AllocRecord {
+        let mut rec = AllocRecord::default();
+        rec.alloc.id = id.into();
+        rec.alloc.job_id = "web".into();
+        rec.alloc.job_version = version;
+        let mut job = Job {
+            id: "web".into(),
+            ..Default::default()
+        };
+        job.meta.insert("image".into(), image.into());
+        rec.job = Arc::new(job);
+        rec
+    }
+
+    #[test]
+    fn loaded_records_of_one_job_version_share_its_job_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateDir::new(dir.path());
+        let written = [
+            record("a1", 1, "v1"),
+            record("a2", 1, "v1"),
+            record("a3", 2, "v2"),
+            // Same version, other content (a record written before an in-place update).
+            record("a4", 1, "v1-edited"),
+        ];
+        for rec in &written {
+            s.save(rec).unwrap();
+        }
+        let mut loaded = s.load_all();
+        loaded.sort_by(|a, b| a.alloc.id.cmp(&b.alloc.id));
+        assert_eq!(loaded, written, "content unchanged");
+        assert!(Arc::ptr_eq(&loaded[0].job, &loaded[1].job));
+        assert!(!Arc::ptr_eq(&loaded[0].job, &loaded[2].job));
+        assert!(!Arc::ptr_eq(&loaded[0].job, &loaded[3].job));
+        assert_eq!(loaded[3].job.meta["image"], "v1-edited");
     }
 }

@@ -102,15 +102,70 @@ impl AllocRunner {
     }
 }
 
+/// The tasks of the allocation's group, as its job held them when the allocation started (a
+/// job shared with the other allocations of its version, not a copy).
+struct GroupTasks {
+    job: Arc<nomos_api::Job>,
+    index: usize,
+}
+
+impl GroupTasks {
+    fn tasks(&self) -> &[Task] {
+        &self.job.groups[self.index].tasks
+    }
+}
+
 async fn supervise(ctx: Ctx, shared: Arc<AllocShared>) {
+    let Some((group, mut tasks, mut checks)) = start_tasks(&ctx, &shared) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut siblings_stopped = false;
+    loop {
+        tokio::select! {
+            done = tasks.join_next() => {
+                if done.is_none() {
+                    break;
+                }
+            }
+            _ = tick.tick() => {
+                rotate_logs(&shared, group.tasks());
+                shared.update(|_| {});
+            }
+            _ = shared.changed.notified() => {}
+        }
+        advance_phase(&shared, group.tasks());
+        if !siblings_stopped {
+            let failed = shared.read(|r| {
+                r.status
+                    .task_states
+                    .values()
+                    .any(|t| t.state == TaskRunState::Dead && t.failed)
+            });
+            if failed {
+                siblings_stopped = true;
+                shared.stop.send_replace(true);
+            }
+        }
+    }
+    checks.abort_all();
+    shared.update(|_| {});
+}
+
+/// Starts one loop per task of the allocation's group and its service checks; `None` (with
+/// the allocation failed) when the job has no such group. The record read here is not kept:
+/// a running allocation holds only its shared record and the job.
+fn start_tasks(
+    ctx: &Ctx,
+    shared: &Arc<AllocShared>,
+) -> Option<(GroupTasks, JoinSet<()>, JoinSet<()>)> {
     let rec = shared.snapshot();
-    let group = rec
+    let Some(index) = rec
         .job
         .groups
         .iter()
-        .find(|g| g.name == rec.alloc.task_group)
-        .cloned();
-    let Some(group) = group else {
+        .position(|g| g.name == rec.alloc.task_group)
+    else {
         shared.update(|r| {
             r.status.client_status = nomos_api::ClientStatus::Failed;
             r.status.client_description = format!(
@@ -118,30 +173,23 @@ async fn supervise(ctx: Ctx, shared: Arc<AllocShared>) {
                 r.alloc.task_group, r.job.id, r.alloc.job_version
             );
         });
-        return;
+        return None;
+    };
+    let group = GroupTasks {
+        job: rec.job.clone(),
+        index,
     };
     // Task states exist from the start so status shows every task as pending.
     shared.update(|r| {
-        for t in &group.tasks {
+        for t in group.tasks() {
             r.status.task_states.entry(t.name.clone()).or_default();
             r.tasks.entry(t.name.clone()).or_default();
         }
     });
-    advance_phase(&shared, &group.tasks);
+    advance_phase(shared, group.tasks());
     let mut tasks = JoinSet::new();
-    for task in group.tasks.clone() {
-        let first_time = !rec
-            .tasks
-            .get(&task.name)
-            .map(|t| t.handle.is_some() || t.done)
-            .unwrap_or(false)
-            && rec
-                .status
-                .task_states
-                .get(&task.name)
-                .map(|s| s.events.is_empty())
-                .unwrap_or(true);
-        if first_time && !rec.stopping {
+    for task in group.tasks() {
+        if first_time(&rec, &task.name) && !rec.stopping {
             shared.event(
                 &task.name,
                 "Received",
@@ -150,12 +198,14 @@ async fn supervise(ctx: Ctx, shared: Arc<AllocShared>) {
                 |_, _| {},
             );
         }
-        tasks.spawn(run_task(ctx.clone(), shared.clone(), task));
+        tasks.spawn(run_task(ctx.clone(), shared.clone(), task.clone()));
     }
     let mut checks = JoinSet::new();
     if !rec.stopping {
         let alloc_root = ctx.state.alloc_root(&rec.alloc.id);
-        for def in crate::checks::check_defs(&group, &rec.alloc, &ctx.node.address) {
+        let defs =
+            crate::checks::check_defs(&group.job.groups[index], &rec.alloc, &ctx.node.address);
+        for def in defs {
             let task = match &def.target {
                 crate::checks::CheckTarget::Script { task, .. } => task.clone(),
                 _ => String::new(),
@@ -167,56 +217,39 @@ async fn supervise(ctx: Ctx, shared: Arc<AllocShared>) {
             checks.spawn(check_loop(shared.clone(), def, alloc_root.join(task)));
         }
     }
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut siblings_stopped = false;
-    loop {
-        tokio::select! {
-            done = tasks.join_next() => {
-                if done.is_none() {
-                    break;
-                }
-            }
-            _ = tick.tick() => {
-                rotate_logs(&shared, &group.tasks);
-                shared.update(|_| {});
-            }
-            _ = shared.changed.notified() => {}
-        }
-        advance_phase(&shared, &group.tasks);
-        if !siblings_stopped {
-            let failed = shared
-                .snapshot()
-                .status
-                .task_states
-                .values()
-                .any(|t| t.state == TaskRunState::Dead && t.failed);
-            if failed {
-                siblings_stopped = true;
-                shared.stop.send_replace(true);
-            }
-        }
-    }
-    checks.abort_all();
-    shared.update(|_| {});
+    Some((group, tasks, checks))
+}
+
+/// Whether `task` never started nor got an event (a new allocation, not a resumed one).
+fn first_time(rec: &AllocRecord, task: &str) -> bool {
+    let started = rec
+        .tasks
+        .get(task)
+        .map(|t| t.handle.is_some() || t.done)
+        .unwrap_or(false);
+    let has_events = rec
+        .status
+        .task_states
+        .get(task)
+        .map(|s| !s.events.is_empty())
+        .unwrap_or(false);
+    !started && !has_events
 }
 
 /// Moves the allocation's lifecycle phase forward from its tasks' states.
 fn advance_phase(shared: &AllocShared, tasks: &[Task]) {
-    let snap = shared.snapshot();
-    let infos: Vec<(plan::Phase, bool, TaskState)> = tasks
-        .iter()
-        .map(|t| {
-            let sidecar = t.lifecycle.as_ref().map(|l| l.sidecar).unwrap_or(false);
-            let st = snap
-                .status
-                .task_states
-                .get(&t.name)
-                .cloned()
-                .unwrap_or_default();
-            (plan::task_phase(t.lifecycle.as_ref()), sidecar, st)
-        })
-        .collect();
-    let p = plan::lifecycle_phase(&infos);
+    let not_seen = TaskState::default();
+    let p = shared.read(|r| {
+        let infos: Vec<(plan::Phase, bool, &TaskState)> = tasks
+            .iter()
+            .map(|t| {
+                let sidecar = t.lifecycle.as_ref().map(|l| l.sidecar).unwrap_or(false);
+                let st = r.status.task_states.get(&t.name).unwrap_or(&not_seen);
+                (plan::task_phase(t.lifecycle.as_ref()), sidecar, st)
+            })
+            .collect();
+        plan::lifecycle_phase(&infos)
+    });
     shared.phase.send_if_modified(|cur| {
         if p > *cur {
             *cur = p;
@@ -237,12 +270,12 @@ async fn check_loop(
     let mut tick = tokio::time::interval(def.interval);
     loop {
         tick.tick().await;
-        let running = shared
-            .snapshot()
-            .status
-            .task_states
-            .values()
-            .any(|t| t.state == TaskRunState::Running);
+        let running = shared.read(|r| {
+            r.status
+                .task_states
+                .values()
+                .any(|t| t.state == TaskRunState::Running)
+        });
         if !running {
             continue;
         }
@@ -259,7 +292,7 @@ async fn check_loop(
 }
 
 fn rotate_logs(shared: &AllocShared, tasks: &[Task]) {
-    let log_dir = logs::log_dir(shared.ctx.state.root(), &shared.snapshot().alloc.id);
+    let log_dir = shared.read(|r| logs::log_dir(shared.ctx.state.root(), &r.alloc.id));
     for t in tasks.iter().filter(|t| is_single_component(&t.name)) {
         let max_files = if t.logs.max_files == 0 {
             10

@@ -172,6 +172,11 @@ impl AllocShared {
         Ok(names)
     }
 
+    /// Reads the record in place (no copy); `f` must not call back into this allocation.
+    pub(super) fn read<R>(&self, f: impl FnOnce(&AllocRecord) -> R) -> R {
+        f(&self.rec.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     pub(super) fn snapshot(&self) -> AllocRecord {
         self.rec.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }

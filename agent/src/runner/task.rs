@@ -14,7 +14,7 @@ use crate::driver::{now_ms, Driver, ExitResult, TaskHandle};
 use crate::error::AgentError;
 use crate::plan;
 use crate::restart::{self, RestartDecision};
-use crate::state::{AllocRecord, TaskRecord};
+use crate::state::TaskRecord;
 
 /// The signal that asks a task to stop (`kill_signal`, SIGTERM by default).
 fn kill_signal(task: &Task) -> String {
@@ -151,8 +151,7 @@ pub(super) async fn run_task(ctx: Ctx, shared: Arc<AllocShared>, task: Task) {
     };
     let driver = driver.as_ref();
     loop {
-        let rec = shared.snapshot();
-        let tr = rec.tasks.get(&name).cloned().unwrap_or_default();
+        let tr = shared.read(|r| r.tasks.get(&name).cloned().unwrap_or_default());
         if tr.done {
             return;
         }
@@ -170,7 +169,10 @@ pub(super) async fn run_task(ctx: Ctx, shared: Arc<AllocShared>, task: Task) {
             continue;
         }
         let reattaching = tr.handle.is_some();
-        let end = match start_or_reattach(&ctx, &shared, driver, &task, &rec, tr).await {
+        // Boxed: starting a task (its directory, templates, artifacts) needs far more state
+        // than following it, and a task spends its life being followed.
+        let started = Box::pin(start_or_reattach(&ctx, &shared, driver, &task, tr)).await;
+        let end = match started {
             Ok(h) => follow_task(&ctx, &shared, driver, &task, &h, reattaching, &mut stop_rx).await,
             Err(e @ AgentError::Sandbox { .. }) => {
                 refuse(&shared, &name, e);
@@ -231,7 +233,6 @@ async fn start_or_reattach(
     shared: &AllocShared,
     driver: &dyn Driver,
     task: &Task,
-    rec: &AllocRecord,
     tr: TaskRecord,
 ) -> Result<TaskHandle, AgentError> {
     if let Some(h) = tr.handle {
@@ -245,7 +246,9 @@ async fn start_or_reattach(
         None,
         |_, _| {},
     );
-    let spec = prepare_task(ctx, rec, task).await?;
+    let rec = shared.snapshot();
+    let spec = prepare_task(ctx, &rec, task).await?;
+    drop(rec);
     fetch_artifacts(ctx, shared, task, &spec).await?;
     let h = driver.start(&spec).await?;
     ctx.metrics.task_starts.inc();

@@ -65,17 +65,21 @@ pub struct Figures {
     pub baseline_fifty: Summary,
     /// How many tasks ran when the memory was read.
     pub tasks: usize,
+    /// VmRSS with `tasks` running in a fresh `nctl dev` (before the latency runs).
+    pub fresh_rss_mib: f64,
+    /// VmRSS with `tasks` running again after the latency runs (their store history kept).
     pub rss_mib: f64,
     pub hwm_mib: f64,
     pub idle_rss_mib: f64,
 }
 
 /// The machine-readable last line: `one_p50_ms=… one_p99_ms=… fifty_p50_ms=… fifty_p99_ms=…
-/// baseline_one_p50_ms=… ratio_one=… rss_mib_at_<tasks>=…`, then the extra figures.
+/// baseline_one_p50_ms=… ratio_one=… fresh_rss_mib_at_<tasks>=… rss_mib_at_<tasks>=…`, then
+/// the extra figures.
 pub fn last_line(f: &Figures) -> String {
     format!(
         "one_p50_ms={:.3} one_p99_ms={:.3} fifty_p50_ms={:.3} fifty_p99_ms={:.3} \
-         baseline_one_p50_ms={:.3} ratio_one={:.1} rss_mib_at_{}={:.1} \
+         baseline_one_p50_ms={:.3} ratio_one={:.1} fresh_rss_mib_at_{}={:.1} rss_mib_at_{}={:.1} \
          baseline_fifty_p50_ms={:.3} ratio_fifty={:.1} hwm_mib={:.1} idle_rss_mib={:.1}",
         f.one.p50_ms,
         f.one.p99_ms,
@@ -83,6 +87,8 @@ pub fn last_line(f: &Figures) -> String {
         f.fifty.p99_ms,
         f.baseline_one.p50_ms,
         ratio(f.one.p50_ms, f.baseline_one.p50_ms),
+        f.tasks,
+        f.fresh_rss_mib,
         f.tasks,
         f.rss_mib,
         f.baseline_fifty.p50_ms,
@@ -158,6 +164,7 @@ mod tests {
             baseline_one: s(0.5),
             baseline_fifty: s(20.0),
             tasks: 1000,
+            fresh_rss_mib: 40.2,
             rss_mib: 48.4,
             hwm_mib: 50.0,
             idle_rss_mib: 20.0,
@@ -165,7 +172,7 @@ mod tests {
         assert_eq!(
             last_line(&f),
             "one_p50_ms=8.000 one_p99_ms=16.000 fifty_p50_ms=40.000 fifty_p99_ms=80.000 \
-             baseline_one_p50_ms=0.500 ratio_one=16.0 rss_mib_at_1000=48.4 \
+             baseline_one_p50_ms=0.500 ratio_one=16.0 fresh_rss_mib_at_1000=40.2 rss_mib_at_1000=48.4 \
              baseline_fifty_p50_ms=20.000 ratio_fifty=2.0 hwm_mib=50.0 idle_rss_mib=20.0"
         );
         assert_eq!(

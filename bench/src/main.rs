@@ -27,7 +27,9 @@ use nomos_api::{
 use nomos_controllers::jobs::{self, JobsConfig};
 use nomos_controllers::scheduler::SchedulerConfig;
 use nomos_controllers::Algorithm;
-use nomos_store::{keys, EventKind, KeySelector, RangeOptions, Store, Txn, TxnOp, WatchOptions};
+use nomos_store::{
+    keys, EventKind, KeySelector, RangeOptions, Store, Txn, TxnOp, WatchOptions, WatchStream,
+};
 
 /// Counts live heap bytes.
 struct Counting;
@@ -223,6 +225,17 @@ fn job_spec(i: usize, args: &Args) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
+/// Watches every allocation key from revision `from` on.
+async fn watch_allocs(store: &dyn Store, from: i64) -> Result<WatchStream, BoxError> {
+    let opts = WatchOptions {
+        start_revision: from,
+        ..Default::default()
+    };
+    Ok(store
+        .watch(KeySelector::prefix(b"/nomos/allocs/".to_vec()), opts)
+        .await?)
+}
+
 /// Counts allocations as they become visible on a watch (created: their first version), so
 /// the bench needs no scans of the store, which grow with it, to know how many are placed.
 async fn count_placements(
@@ -230,13 +243,7 @@ async fn count_placements(
     from: i64,
     placed: Arc<AtomicUsize>,
 ) -> Result<(), BoxError> {
-    let opts = WatchOptions {
-        start_revision: from,
-        ..Default::default()
-    };
-    let mut w = store
-        .watch(KeySelector::prefix(b"/nomos/allocs/".to_vec()), opts)
-        .await?;
+    let mut w = watch_allocs(&*store, from).await?;
     while let Some(r) = w.next().await {
         let created = r?
             .events
@@ -250,13 +257,7 @@ async fn count_placements(
 
 /// Acknowledges every new allocation as running, in batches, as thousands of agents would.
 async fn simulated_agents(store: Arc<dyn Store>, from: i64) -> Result<(), BoxError> {
-    let opts = WatchOptions {
-        start_revision: from,
-        ..Default::default()
-    };
-    let mut w = store
-        .watch(KeySelector::prefix(b"/nomos/allocs/".to_vec()), opts)
-        .await?;
+    let mut w = watch_allocs(&*store, from).await?;
     while let Some(first) = w.next().await {
         // Gather what arrives within 10 ms into one batch (up to 500 acknowledgements), as a
         // fleet of agents reporting at once would load the store with many small writes.

@@ -3,6 +3,7 @@
 //! health on a tick, and stops the other tasks when one fails for good.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -119,6 +120,8 @@ async fn supervise(ctx: Ctx, shared: Arc<AllocShared>) {
     let Some((group, mut tasks, mut checks)) = start_tasks(&ctx, &shared) else {
         return;
     };
+    // The allocation's id never changes: its log dir is made once, not on every tick.
+    let log_dir = shared.read(|r| logs::log_dir(ctx.state.root(), &r.alloc.id));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut siblings_stopped = false;
     loop {
@@ -129,7 +132,7 @@ async fn supervise(ctx: Ctx, shared: Arc<AllocShared>) {
                 }
             }
             _ = tick.tick() => {
-                rotate_logs(&shared, group.tasks());
+                rotate_logs(&log_dir, group.tasks());
                 shared.update(|_| {});
             }
             _ = shared.changed.notified() => {}
@@ -291,8 +294,7 @@ async fn check_loop(
     }
 }
 
-fn rotate_logs(shared: &AllocShared, tasks: &[Task]) {
-    let log_dir = shared.read(|r| logs::log_dir(shared.ctx.state.root(), &r.alloc.id));
+fn rotate_logs(log_dir: &Path, tasks: &[Task]) {
     for t in tasks.iter().filter(|t| is_single_component(&t.name)) {
         let max_files = if t.logs.max_files == 0 {
             10
@@ -306,7 +308,7 @@ fn rotate_logs(shared: &AllocShared, tasks: &[Task]) {
         };
         for s in [LogStream::Stdout, LogStream::Stderr] {
             if let Err(e) =
-                logs::rotate_if_needed(&log_dir, &t.name, s, max_files, max_mb as u64 * 1024 * 1024)
+                logs::rotate_if_needed(log_dir, &t.name, s, max_files, max_mb as u64 * 1024 * 1024)
             {
                 tracing::warn!(task = %t.name, error = %e, "log rotation failed");
             }

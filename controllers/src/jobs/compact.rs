@@ -6,7 +6,6 @@
 //! (`<job>.<group>[<index>]`). [`CompactAlloc::to_allocation`] gives back exactly the
 //! allocation it was made from.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use nomos_api::{AllocatedPort, Allocation, DesiredStatus};
@@ -16,7 +15,7 @@ use nomos_api::{AllocatedPort, Allocation, DesiredStatus};
 /// is in use.
 #[derive(Debug, Default)]
 pub struct Interner {
-    strings: HashSet<Arc<str>>,
+    strings: crate::FastSet<Arc<str>>,
     swept_at: usize,
     /// The empty string, the most common of all (no deployment, no predecessor).
     empty: Option<Arc<str>>,

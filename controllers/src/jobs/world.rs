@@ -8,7 +8,7 @@
 //! quota, a change to either touches the namespace's jobs, and an allocation of a namespace
 //! with a quota that changes touches the namespace's blocked jobs (freed quota lets them place).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 
 use nomos_api::namespace::{Namespace, QuotaSpec, DEFAULT_NAMESPACE};
@@ -23,6 +23,7 @@ use crate::reconcile::ObservedAlloc;
 use crate::runtime::queue::WorkQueue;
 use crate::runtime::reflector::Sink;
 use crate::scheduler::{AllocUsage, ClusterSnapshot};
+use crate::{FastMap, FastSet};
 
 pub use crate::JobKey;
 
@@ -51,34 +52,34 @@ impl AllocEntry {
 
 #[derive(Default)]
 pub struct World {
-    pub specs: HashMap<JobKey, SpecEntry>,
-    pub versions: HashMap<JobKey, BTreeMap<u64, Job>>,
+    pub specs: FastMap<JobKey, SpecEntry>,
+    pub versions: FastMap<JobKey, BTreeMap<u64, Job>>,
     /// Allocations by id; the indexes below and the statuses share the id's one copy. Entries
     /// are boxed: a map's table is up to twice as long as its entries (it grows in powers of
     /// two), and empty slots then cost a pointer, not a whole allocation.
-    pub allocs: HashMap<Arc<str>, Box<AllocEntry>>,
-    pub allocs_by_job: HashMap<JobKey, BTreeSet<Arc<str>>>,
-    pub allocs_by_node: HashMap<Arc<str>, BTreeSet<Arc<str>>>,
-    pub alloc_status: HashMap<Arc<str>, Box<AllocStatus>>,
+    pub allocs: FastMap<Arc<str>, Box<AllocEntry>>,
+    pub allocs_by_job: FastMap<JobKey, BTreeSet<Arc<str>>>,
+    pub allocs_by_node: FastMap<Arc<str>, BTreeSet<Arc<str>>>,
+    pub alloc_status: FastMap<Arc<str>, Box<AllocStatus>>,
     /// Shared copies of the strings allocations repeat (namespaces, jobs, nodes, hashes).
     strings: Interner,
-    pub nodes: HashMap<String, Arc<Node>>,
-    pub node_specs: HashMap<String, NodeSpec>,
-    pub heartbeats: HashSet<String>,
-    pub deployments: HashMap<JobKey, BTreeMap<String, Deployment>>,
+    pub nodes: FastMap<String, Arc<Node>>,
+    pub node_specs: FastMap<String, NodeSpec>,
+    pub heartbeats: FastSet<String>,
+    pub deployments: FastMap<JobKey, BTreeMap<String, Deployment>>,
     /// Mod revision of each deployment key: writes compare on it, so a user's promotion, pause
     /// or failure is never overwritten by a decision taken before it.
-    pub deployment_revs: HashMap<String, i64>,
-    pub job_status: HashMap<JobKey, JobStatus>,
+    pub deployment_revs: FastMap<String, i64>,
+    pub job_status: FastMap<JobKey, JobStatus>,
     /// Revision each prefix's reflector has reached.
-    pub revisions: HashMap<Part, i64>,
+    pub revisions: FastMap<Part, i64>,
     /// Per node: revision of this controller's last successful commit there.
-    pub node_guard: HashMap<String, i64>,
+    pub node_guard: FastMap<String, i64>,
     /// Deleted allocations, so stale events do not resurrect them.
-    tombstones: HashMap<String, Tombstone>,
+    tombstones: FastMap<String, Tombstone>,
     pub snapshot: ClusterSnapshot,
     /// Jobs with placements that failed: any node change retries them.
-    pub blocked: HashSet<JobKey>,
+    pub blocked: FastSet<JobKey>,
     /// Namespaces written as objects (`default` exists without one).
     pub namespaces: BTreeMap<String, Namespace>,
     /// Quota specifications by name.
@@ -286,6 +287,25 @@ impl World {
         }
     }
 
+    /// Whether an allocation `id` written at `revision` is held already at that revision or a
+    /// newer one, so [`World::upsert_alloc`] would not change it.
+    fn holds_alloc_at(&self, id: &str, revision: i64) -> bool {
+        self.allocs
+            .get(id)
+            .is_some_and(|e| e.mod_revision >= revision)
+    }
+
+    /// What [`World::upsert_alloc`] returns for an allocation [`World::holds_alloc_at`]
+    /// `revision`: its job when it is the same write, nothing for a stale one.
+    fn upsert_outcome_held(&self, id: &str, revision: i64) -> Option<JobKey> {
+        let tombstoned = self
+            .tombstones
+            .get(id)
+            .is_some_and(|t| t.revision >= revision);
+        let e = self.allocs.get(id)?;
+        (!tombstoned && e.mod_revision == revision).then(|| e.job_key())
+    }
+
     /// Records an allocation (from the watch or from our own commit at `revision`).
     pub fn upsert_alloc(&mut self, alloc: Allocation, revision: i64) -> Option<JobKey> {
         if self
@@ -439,6 +459,11 @@ impl World {
                 .and_then(|jk| self.apply_version(key, jk, ver, value))
                 .into_iter()
                 .collect(),
+            (Part::Allocs, [_node, id]) if value.is_some() && self.holds_alloc_at(id, revision) => {
+                // Held at this revision or a newer one (our own commit, seen again on the
+                // watch): no need to decode it again; the same write touches its job.
+                self.upsert_outcome_held(id, revision).into_iter().collect()
+            }
             (Part::Allocs, [_node, id]) => match value.map(serde_json::from_slice::<Allocation>) {
                 Some(Ok(a)) => self.upsert_alloc(a, revision).into_iter().collect(),
                 Some(Err(e)) => {

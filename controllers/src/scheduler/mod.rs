@@ -32,7 +32,8 @@ use std::sync::Arc;
 use nomos_api::{AllocatedPort, Job, JobType, TaskGroup};
 
 use feasible::{datacenter_matches, resolve, CompiledConstraint};
-pub use snapshot::{AllocUsage, ClusterSnapshot, NodeState};
+use snapshot::JobNodes;
+pub use snapshot::{AllocUsage, ClusterSnapshot, NodeState, PortSet};
 
 /// Cluster-wide ranking choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -129,12 +130,20 @@ struct Ask<'a> {
     job_key: Arc<str>,
     group_name: Arc<str>,
     datacenters: Vec<String>,
+    /// `datacenters` matches every node (none given, or a bare `*`).
+    any_datacenter: bool,
+    /// Whether `datacenters` matches each datacenter, by its id ([`snapshot::NameIds`]).
+    datacenter_ok: Vec<bool>,
     node_pool: Option<String>,
+    /// `node_pool`'s id; `None` when no node is in it.
+    node_pool_id: Option<u32>,
     group: &'a TaskGroup,
     cpu: u32,
     cores: u32,
     memory_mb: u32,
-    drivers: Vec<&'a str>,
+    /// The drivers the tasks use, each with its bit in the nodes' healthy drivers when it has
+    /// one.
+    drivers: Vec<(&'a str, Option<u32>)>,
     static_ports: Vec<(String, u16, u16)>,
     dynamic_ports: Vec<(String, u16)>,
     constraints: Vec<CompiledConstraint>,
@@ -178,6 +187,10 @@ pub fn place(
     let mut cursor = 0usize;
     let mut failed: Option<PlacementFailure> = None;
 
+    // The chosen port values of the candidate being checked and of the best so far (swapped,
+    // so checking a node allocates nothing).
+    let mut candidate_ports: Vec<u16> = Vec::new();
+    let mut best_ports: Vec<u16> = Vec::new();
     for req in requests {
         if let Some(f) = &failed {
             out.push(Err(PlacementFailure {
@@ -186,7 +199,8 @@ pub fn place(
             }));
             continue;
         }
-        let mut best: Option<(f64, usize, Vec<AllocatedPort>)> = None;
+        let job_nodes = snap.job_index.get(&*ask.job_key);
+        let mut best: Option<(f64, usize)> = None;
         let mut found = 0usize;
         let mut visited = 0usize;
         let mut filtered: BTreeMap<String, u32> = BTreeMap::new();
@@ -197,17 +211,18 @@ pub fn place(
             let i = (start + cursor.wrapping_mul(stride)) % n;
             cursor += 1;
             visited += 1;
-            match ask.check(snap, i, &mut rng) {
+            match ask.check(snap, job_nodes, i, &mut rng, &mut candidate_ports) {
                 Err(Reject::Filtered(r)) => *filtered.entry(r).or_default() += 1,
                 Err(Reject::Exhausted(d)) => match exhausted.iter_mut().find(|(x, _)| *x == d) {
                     Some((_, k)) => *k += 1,
                     None => exhausted.push((d, 1)),
                 },
-                Ok(ports) => {
+                Ok(()) => {
                     found += 1;
-                    let score = ask.score(snap, i, config, req.penalty_node.as_deref());
-                    if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
-                        best = Some((score, i, ports));
+                    let score = ask.score(snap, job_nodes, i, config, req.penalty_node.as_deref());
+                    if best.is_none_or(|(s, _)| score > s) {
+                        best = Some((score, i));
+                        std::mem::swap(&mut best_ports, &mut candidate_ports);
                     }
                 }
             }
@@ -224,7 +239,7 @@ pub fn place(
                 failed = Some(failure());
                 out.push(Err(failure()));
             }
-            Some((score, i, ports)) => {
+            Some((score, i)) => {
                 let st = &snap.nodes[i];
                 let cpu = ask.cpu + ask.cores * st.mhz_per_core();
                 if let Some(why) = snap.quota_refusal(&job.namespace, cpu, ask.memory_mb) {
@@ -237,6 +252,7 @@ pub fn place(
                     continue;
                 }
                 let node = st.node.name.clone();
+                let ports = ask.allocated_ports(&st.node, &best_ports);
                 let usage = AllocUsage {
                     id: req.alloc_id.as_str().into(),
                     job: ask.job_key.clone(),
@@ -244,7 +260,7 @@ pub fn place(
                     node: node.as_str().into(),
                     cpu,
                     memory_mb: ask.memory_mb,
-                    ports: ports.iter().map(|p| p.value).collect(),
+                    ports: best_ports.as_slice().into(),
                 };
                 ask.record(snap, i);
                 snap.add_alloc(usage);
@@ -351,11 +367,37 @@ impl<'a> Ask<'a> {
             "" | "all" => None,
             p => Some(p.to_string()),
         };
+        let names = &snap.names;
+        let any_datacenter = job.datacenters.is_empty() || job.datacenters.iter().any(|d| d == "*");
+        let mut datacenter_ok = Vec::new();
+        if !any_datacenter {
+            for (dc, id) in names.datacenters.iter() {
+                let id = id as usize;
+                if datacenter_ok.len() <= id {
+                    datacenter_ok.resize(id + 1, false);
+                }
+                datacenter_ok[id] = datacenter_matches(&job.datacenters, dc);
+            }
+        }
+        let node_pool_id = node_pool.as_deref().and_then(|p| names.pools.get(p));
+        let drivers = drivers
+            .into_iter()
+            .map(|d| {
+                let bit = names
+                    .drivers
+                    .get(d)
+                    .filter(|&id| id < snapshot::DRIVER_BITS);
+                (d, bit)
+            })
+            .collect();
         Ask {
             job_key,
             group_name: group.name.as_str().into(),
             datacenters: job.datacenters.clone(),
+            any_datacenter,
+            datacenter_ok,
             node_pool,
+            node_pool_id,
             group,
             cpu,
             cores,
@@ -371,12 +413,18 @@ impl<'a> Ask<'a> {
         }
     }
 
+    /// Whether node `i` can take one more allocation of the group; on success `ports` holds
+    /// the port values it would get (static ones first, then dynamic, as
+    /// [`Ask::allocated_ports`] labels them). `job_nodes` is the job's entry of the snapshot's
+    /// job index.
     fn check(
         &self,
         snap: &ClusterSnapshot,
+        job_nodes: Option<&JobNodes>,
         i: usize,
         rng: &mut Rng,
-    ) -> Result<Vec<AllocatedPort>, Reject> {
+        ports: &mut Vec<u16>,
+    ) -> Result<(), Reject> {
         let st = &snap.nodes[i];
         let node = &*st.node;
         if !st.ready {
@@ -388,26 +436,33 @@ impl<'a> Ask<'a> {
         if st.draining {
             return Err(Reject::Filtered("node draining".into()));
         }
-        if !datacenter_matches(&self.datacenters, &node.datacenter) {
+        let dc_ok = self.any_datacenter
+            || match self.datacenter_ok.get(st.facts.datacenter as usize) {
+                Some(&ok) => ok,
+                None => datacenter_matches(&self.datacenters, &node.datacenter),
+            };
+        if !dc_ok {
             return Err(Reject::Filtered(format!(
                 "datacenter (job wants {})",
                 self.datacenters.join(", ")
             )));
         }
         if let Some(pool) = &self.node_pool {
-            let have = if node.node_pool.is_empty() {
-                "default"
-            } else {
-                node.node_pool.as_str()
-            };
-            if have != pool {
+            if self.node_pool_id != Some(st.facts.pool) {
                 return Err(Reject::Filtered(format!("node pool (job wants {pool})")));
             }
         }
-        for d in &self.drivers {
-            match node.drivers.get(*d) {
-                Some(info) if info.detected && info.healthy => {}
-                _ => return Err(Reject::Filtered(format!("missing driver {d}"))),
+        for &(d, bit) in &self.drivers {
+            let healthy = match bit {
+                Some(bit) => st.facts.healthy_drivers & (1 << bit) != 0,
+                // A driver no node had when the batch began, or one past the bits.
+                None => node
+                    .drivers
+                    .get(d)
+                    .is_some_and(|info| info.detected && info.healthy),
+            };
+            if !healthy {
+                return Err(Reject::Filtered(format!("missing driver {d}")));
             }
         }
         for c in &self.constraints {
@@ -421,7 +476,7 @@ impl<'a> Ask<'a> {
             } else {
                 Some(self.group.name.as_str())
             };
-            if snap.job_allocs_on(&self.job_key, g, i) > 0 {
+            if snapshot::allocs_on(job_nodes, g, i) > 0 {
                 return Err(Reject::Filtered("constraint distinct_hosts".into()));
             }
         }
@@ -444,28 +499,23 @@ impl<'a> Ask<'a> {
         if st.used_memory_mb.saturating_add(self.memory_mb) > st.memory_capacity() {
             return Err(Reject::Exhausted("memory"));
         }
-        let mut ports = Vec::with_capacity(self.static_ports.len() + self.dynamic_ports.len());
-        for (label, p, to) in &self.static_ports {
+        ports.clear();
+        for (_, p, _) in &self.static_ports {
             if st.port_taken(*p) {
                 return Err(Reject::Filtered(format!("port collision on {p}")));
             }
-            ports.push(AllocatedPort {
-                label: label.clone(),
-                value: *p,
-                to: *to,
-                host_ip: node.address.clone(),
-            });
+            ports.push(*p);
         }
         if !self.dynamic_ports.is_empty() {
             let (lo, hi) = st.dynamic_range();
             let span = (hi - lo) as u64 + 1;
             let mut offset = rng.next() % span;
-            for (label, to) in &self.dynamic_ports {
+            for _ in &self.dynamic_ports {
                 let mut chosen = None;
                 for _ in 0..span {
                     let p = lo + (offset % span) as u16;
                     offset += 1;
-                    if !st.port_taken(p) && !ports.iter().any(|x: &AllocatedPort| x.value == p) {
+                    if !st.port_taken(p) && !ports.contains(&p) {
                         chosen = Some(p);
                         break;
                     }
@@ -473,42 +523,60 @@ impl<'a> Ask<'a> {
                 let Some(p) = chosen else {
                     return Err(Reject::Exhausted("dynamic ports"));
                 };
-                ports.push(AllocatedPort {
-                    label: label.clone(),
-                    value: p,
-                    to: if *to == 0 { p } else { *to },
-                    host_ip: node.address.clone(),
-                });
+                ports.push(p);
             }
         }
-        Ok(ports)
+        Ok(())
     }
 
+    /// The group's ports on `node` with the values [`Ask::check`] chose.
+    fn allocated_ports(&self, node: &nomos_api::Node, values: &[u16]) -> Vec<AllocatedPort> {
+        let statics = self.static_ports.iter().map(|(label, _, to)| (label, *to));
+        let dynamics = self.dynamic_ports.iter().map(|(label, to)| (label, *to));
+        statics
+            .chain(dynamics)
+            .zip(values)
+            .map(|((label, to), &value)| AllocatedPort {
+                label: label.clone(),
+                value,
+                to: if to == 0 { value } else { to },
+                host_ip: node.address.clone(),
+            })
+            .collect()
+    }
+
+    /// The mean of the scores that apply to node `i`.
     fn score(
         &self,
         snap: &ClusterSnapshot,
+        job_nodes: Option<&JobNodes>,
         i: usize,
         config: &SchedulerConfig,
         penalty: Option<&str>,
     ) -> f64 {
         let st = &snap.nodes[i];
         let cpu = self.cpu + self.cores * st.mhz_per_core();
-        let mut scores = vec![rank::fit(st, cpu, self.memory_mb, config.algorithm)];
-        let collisions = snap.job_allocs_on(&self.job_key, Some(&self.group.name), i);
+        let mut sum = rank::fit(st, cpu, self.memory_mb, config.algorithm);
+        let mut count = 1.0;
+        let collisions = snapshot::allocs_on(job_nodes, Some(&self.group.name), i);
         if collisions > 0 {
             let desired = self.group.count.max(1) as f64;
-            scores.push(-((collisions as f64 + 1.0) / desired).min(1.0));
+            sum += -((collisions as f64 + 1.0) / desired).min(1.0);
+            count += 1.0;
         }
         if !self.affinities.is_empty() {
-            scores.push(rank::affinity(&self.affinities, &st.node));
+            sum += rank::affinity(&self.affinities, &st.node);
+            count += 1.0;
         }
         if !self.spreads.is_empty() {
-            scores.push(rank::spread(&self.spreads, &st.node));
+            sum += rank::spread(&self.spreads, &st.node);
+            count += 1.0;
         }
         if penalty == Some(st.node.name.as_str()) {
-            scores.push(-1.0);
+            sum += -1.0;
+            count += 1.0;
         }
-        scores.iter().sum::<f64>() / scores.len() as f64
+        sum / count
     }
 
     /// Updates the batch's distinct-property and spread counts after placing on node `i`.

@@ -197,6 +197,109 @@ fn missing_or_unhealthy_driver_excludes_node() {
 }
 
 #[test]
+fn a_node_registered_again_is_placed_on_by_its_new_datacenter_pool_and_drivers() {
+    // What placement reads of a node is copied into its state: a new registration must
+    // replace it, or a node would keep being chosen for what it no longer is.
+    let mut j = job("j", vec![group("g", 1, 100, 100)]);
+    j.datacenters = vec!["eu-*".into()];
+    j.node_pool = "gpu".into();
+    j.groups[0].tasks[0].driver = "docker".into();
+    let docker = |healthy: bool| DriverInfo {
+        detected: true,
+        healthy,
+        ..Default::default()
+    };
+    let mut n = node("n1");
+    n.datacenter = "eu-west".into();
+    n.node_pool = "gpu".into();
+    n.drivers.insert("docker".into(), docker(true));
+    let mut s = snap(vec![n.clone()]);
+    assert_eq!(place_one(&mut s, &j).expect("fits").node, "n1");
+
+    let cases: Vec<(Node, &str)> = vec![
+        (
+            Node {
+                datacenter: "us-east".into(),
+                ..n.clone()
+            },
+            "1 node excluded by datacenter (job wants eu-*)",
+        ),
+        (
+            Node {
+                node_pool: String::new(),
+                ..n.clone()
+            },
+            "1 node excluded by node pool (job wants gpu)",
+        ),
+        (
+            {
+                let mut m = n.clone();
+                m.drivers.insert("docker".into(), docker(false));
+                m
+            },
+            "1 node excluded by missing driver docker",
+        ),
+    ];
+    for (changed, why) in cases {
+        let mut s = snap(vec![n.clone()]);
+        s.upsert_node(changed, None, true);
+        assert_eq!(place_one(&mut s, &j).unwrap_err().summary(), why);
+        // And back again.
+        s.upsert_node(n.clone(), None, true);
+        assert!(place_one(&mut s, &j).is_ok(), "{why}");
+    }
+}
+
+#[test]
+fn drivers_past_the_bitmask_and_unknown_drivers_are_still_checked() {
+    // More distinct driver names than NodeFacts has bits: the ones past it are looked up in
+    // the registration.
+    let mut crowded = node("crowded");
+    for k in 0..(snapshot::DRIVER_BITS + 8) {
+        crowded.drivers.insert(
+            format!("driver-{k:03}"),
+            DriverInfo {
+                detected: true,
+                healthy: k % 2 == 0,
+                ..Default::default()
+            },
+        );
+    }
+    let mut s = snap(vec![crowded]);
+    let mut j = job("j", vec![group("g", 1, 10, 10)]);
+    for (driver, fits) in [
+        ("driver-000", true),
+        ("driver-001", false),
+        ("driver-070", true),
+        ("driver-071", false),
+        ("never-seen", false),
+    ] {
+        j.groups[0].tasks[0].driver = driver.into();
+        let got = place_one(&mut s, &j);
+        assert_eq!(got.is_ok(), fits, "{driver}: {got:?}");
+        if !fits {
+            assert_eq!(
+                got.unwrap_err().summary(),
+                format!("1 node excluded by missing driver {driver}")
+            );
+        }
+    }
+}
+
+#[test]
+fn a_port_set_is_a_set() {
+    let mut ports = PortSet::default();
+    for p in [30000, 20000, 25000, 20000] {
+        ports.insert(p);
+    }
+    assert_eq!(ports.iter().collect::<Vec<_>>(), [20000, 25000, 30000]);
+    assert!(ports.contains(&25000) && !ports.contains(&25001));
+    assert!(ports.remove(&25000));
+    assert!(!ports.remove(&25000));
+    assert_eq!(ports.len(), 2);
+}
+
+#[test]
 fn ineligible_draining_and_down_nodes_are_excluded() {
     let mut s = ClusterSnapshot::new();
     s.upsert_node(

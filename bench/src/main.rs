@@ -97,6 +97,10 @@ struct Args {
     /// Memory each task asks for, in MB.
     #[arg(long, default_value_t = 64)]
     task_memory: u64,
+    /// Revisions of history the embedded store keeps (compacting older ones), as `nctl server
+    /// --store-history`; 0 keeps everything.
+    #[arg(long, default_value_t = nomos_store::DEFAULT_HISTORY)]
+    store_history: i64,
     /// Stop when no allocation was placed for this many seconds while the jobs controller
     /// reports placement failures.
     #[arg(long, default_value_t = 10)]
@@ -295,17 +299,22 @@ async fn simulated_agents(store: Arc<dyn Store>, from: i64) -> Result<(), BoxErr
     Ok(())
 }
 
-/// The store `--store` names: embedded in `dir`, or a fresh etcd process (returned so it
-/// lives as long as the bench).
+/// The store `--store` names: embedded in `dir` (keeping `history` revisions), or a fresh
+/// etcd process (returned so it lives as long as the bench).
 async fn open_store(
     kind: &str,
     dir: &std::path::Path,
+    history: i64,
 ) -> Result<(Arc<dyn Store>, Option<nomos_store::test_util::EtcdProcess>), BoxError> {
     match kind {
-        "embedded" => Ok((
-            Arc::new(nomos_store::embedded::EmbeddedStore::open(dir)?),
-            None,
-        )),
+        "embedded" => {
+            let options = nomos_store::EmbeddedOptions {
+                auto_compaction_retention: history.max(0),
+                ..Default::default()
+            };
+            let store = nomos_store::EmbeddedStore::open_with(dir, options)?;
+            Ok((Arc::new(store), None))
+        }
         "etcd" => {
             let p = nomos_store::test_util::EtcdProcess::start();
             let s = p.connect().await;
@@ -396,6 +405,19 @@ async fn wait_for_placements(
     }
 }
 
+/// CPU seconds (user and system) the process has used so far.
+fn cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } != 0 {
+        return 0.0;
+    }
+    // SAFETY: initialised by the successful call above.
+    let u = unsafe { usage.assume_init() };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
+}
+
 /// The process's peak resident memory (`VmHWM`), in MiB.
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -411,7 +433,7 @@ fn peak_rss_mib() -> f64 {
 async fn bench(args: Args) -> Result<(), BoxError> {
     let algorithm: Algorithm = args.algorithm.parse()?;
     let tmp = tempfile::tempdir()?;
-    let (store, _etcd) = open_store(&args.store, tmp.path()).await?;
+    let (store, _etcd) = open_store(&args.store, tmp.path(), args.store_history).await?;
     let total = args.jobs * args.count as usize;
     let store_keys_per_s = baseline_keys_per_s(&*store, total, &args.store).await?;
     register_nodes(&*store, &args).await?;
@@ -443,6 +465,7 @@ async fn bench(args: Args) -> Result<(), BoxError> {
     ));
 
     let t0 = Instant::now();
+    let cpu0 = cpu_seconds();
     let specs: Vec<(String, Vec<u8>)> = (0..args.jobs)
         .map(|i| {
             (
@@ -464,10 +487,13 @@ async fn bench(args: Args) -> Result<(), BoxError> {
             format!("the watch showed {placed} allocations, the store holds {stored}").into(),
         );
     }
+    let cpu = cpu_seconds() - cpu0;
     let placements_per_s = placed as f64 / elapsed;
     println!(
-        "placed {placed}/{total} allocations on {} nodes in {elapsed:.2}s",
-        args.nodes
+        "placed {placed}/{total} allocations on {} nodes in {elapsed:.2}s ({cpu:.1} CPU seconds, {:.2} cores busy; store at revision {})",
+        args.nodes,
+        cpu / elapsed,
+        store.status().await?.revision
     );
 
     // Let the acknowledgements land, then measure what the controller holds.

@@ -26,7 +26,7 @@ pub mod test_util;
 pub mod types;
 pub mod validate;
 
-pub use embedded::{EmbeddedOptions, EmbeddedStore};
+pub use embedded::{EmbeddedOptions, EmbeddedStore, DEFAULT_HISTORY};
 pub use etcd::{EtcdConfig, EtcdStore};
 
 pub use error::StoreError;

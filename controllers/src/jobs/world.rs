@@ -295,6 +295,14 @@ impl World {
             .is_some_and(|e| e.mod_revision >= revision)
     }
 
+    /// Whether an allocation put `event` carries is held at its revision already
+    /// ([`World::holds_alloc_at`], the id taken from the key).
+    fn holds_event(&self, event: &WatchEvent) -> bool {
+        let key = event.kv.key_str();
+        let id = key.rsplit('/').next().unwrap_or_default();
+        event.kind == EventKind::Put && self.holds_alloc_at(id, event.kv.mod_revision)
+    }
+
     /// What [`World::upsert_alloc`] returns for an allocation [`World::holds_alloc_at`]
     /// `revision`: its job when it is the same write, nothing for a stale one.
     fn upsert_outcome_held(&self, id: &str, revision: i64) -> Option<JobKey> {
@@ -430,7 +438,7 @@ impl World {
         value: Option<&[u8]>,
         revision: i64,
     ) -> BTreeSet<JobKey> {
-        let (mut now, later) = self.apply_classified(kind, key, value, revision);
+        let (mut now, later) = self.apply_classified(kind, key, value, Decoded::Raw, revision);
         now.extend(later);
         now
     }
@@ -442,6 +450,7 @@ impl World {
         kind: Part,
         key: &str,
         value: Option<&[u8]>,
+        decoded: Decoded,
         revision: i64,
     ) -> (BTreeSet<JobKey>, Option<JobKey>) {
         let Some(parts) = keys::parts(key, kind.prefix()) else {
@@ -464,7 +473,7 @@ impl World {
                 // watch): no need to decode it again; the same write touches its job.
                 self.upsert_outcome_held(id, revision).into_iter().collect()
             }
-            (Part::Allocs, [_node, id]) => match value.map(serde_json::from_slice::<Allocation>) {
+            (Part::Allocs, [_node, id]) => match decoded.alloc(value) {
                 Some(Ok(a)) => self.upsert_alloc(a, revision).into_iter().collect(),
                 Some(Err(e)) => {
                     tracing::warn!(key, error = %e, "undecodable allocation ignored");
@@ -472,10 +481,12 @@ impl World {
                 }
                 None => self.remove_alloc(id, revision).into_iter().collect(),
             },
-            (Part::AllocStatus, [_node, id]) => match self.apply_alloc_status(key, id, value) {
-                (Some(jk), false) => return (BTreeSet::new(), Some(jk)),
-                (job, _) => job.into_iter().collect(),
-            },
+            (Part::AllocStatus, [_node, id]) => {
+                match self.apply_alloc_status(key, id, decoded.status(value)) {
+                    (Some(jk), false) => return (BTreeSet::new(), Some(jk)),
+                    (job, _) => job.into_iter().collect(),
+                }
+            }
             (Part::Namespaces | Part::Quotas, [name]) => {
                 self.apply_namespace_or_quota(kind, key, name, value)
             }
@@ -565,16 +576,10 @@ impl World {
         &mut self,
         key: &str,
         id: &str,
-        value: Option<&[u8]>,
+        status: Option<serde_json::Result<AllocStatus>>,
     ) -> (Option<JobKey>, bool) {
-        let urgent = match value.map(serde_json::from_slice::<AllocStatus>) {
-            Some(Ok(mut s)) => {
-                // Keep what reconciles read; events and texts stay in the store.
-                s.alloc_id = String::new();
-                s.client_description = String::new();
-                for t in s.task_states.values_mut() {
-                    t.events = Vec::new();
-                }
+        let urgent = match status {
+            Some(Ok(s)) => {
                 let (key, alloc) = match self.allocs.get_key_value(id) {
                     Some((key, e)) => (key.clone(), Some(&e.alloc)),
                     None => (Arc::from(id), None),
@@ -780,6 +785,60 @@ impl WorldSink {
     }
 }
 
+/// An event's value decoded before the world lock is taken, for the two kinds written by the
+/// million (allocations and their statuses), so decoding them does not hold up reconciles.
+pub(crate) enum Decoded {
+    /// Not decoded ahead: another kind, a delete, or an allocation the world already holds at
+    /// that revision (its own commit, seen again on the watch).
+    Raw,
+    Alloc(serde_json::Result<Allocation>),
+    Status(serde_json::Result<AllocStatus>),
+}
+
+impl Decoded {
+    /// Decodes a put of `kind` ahead, unless the world `holds` it already.
+    fn ahead(kind: Part, value: Option<&[u8]>, holds: bool) -> Self {
+        match (kind, value) {
+            (Part::Allocs, Some(v)) if !holds => Decoded::Alloc(serde_json::from_slice(v)),
+            (Part::AllocStatus, Some(v)) => {
+                Decoded::Status(serde_json::from_slice(v).map(slim_status))
+            }
+            _ => Decoded::Raw,
+        }
+    }
+
+    /// The allocation `value` holds: decoded ahead, or now.
+    fn alloc(self, value: Option<&[u8]>) -> Option<serde_json::Result<Allocation>> {
+        match self {
+            Decoded::Alloc(a) => Some(a),
+            _ => value.map(serde_json::from_slice),
+        }
+    }
+
+    /// The status `value` holds, as the world keeps it: decoded ahead, or now.
+    fn status(self, value: Option<&[u8]>) -> Option<serde_json::Result<AllocStatus>> {
+        match self {
+            Decoded::Status(s) => Some(s),
+            _ => value.map(|v| serde_json::from_slice(v).map(slim_status)),
+        }
+    }
+}
+
+/// The value a put event carries; `None` for a delete.
+fn put_value(e: &WatchEvent) -> Option<&[u8]> {
+    (e.kind == EventKind::Put).then_some(e.kv.value.as_slice())
+}
+
+/// An allocation's status with only what reconciles read: events and texts stay in the store.
+fn slim_status(mut s: AllocStatus) -> AllocStatus {
+    s.alloc_id = String::new();
+    s.client_description = String::new();
+    for t in s.task_states.values_mut() {
+        t.events = Vec::new();
+    }
+    s
+}
+
 impl Sink for WorldSink {
     fn reset(&mut self, kvs: Vec<KeyValue>, revision: i64) {
         let touched = {
@@ -800,14 +859,26 @@ impl Sink for WorldSink {
     }
 
     fn apply(&mut self, events: Vec<WatchEvent>, revision: i64) {
+        // Which allocations the world holds at their revision already: not decoded again.
+        let held: Vec<bool> = if self.kind == Part::Allocs {
+            let w = self.lock();
+            events.iter().map(|e| w.holds_event(e)).collect()
+        } else {
+            Vec::new()
+        };
+        let decoded: Vec<Decoded> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Decoded::ahead(self.kind, put_value(e), held.get(i) == Some(&true)))
+            .collect();
         let mut touched = BTreeSet::new();
         let mut coalesced = BTreeSet::new();
         {
             let mut w = self.lock();
-            for e in events {
-                let key = e.kv.key_str().into_owned();
-                let value = (e.kind == EventKind::Put).then_some(e.kv.value.as_slice());
-                let (now, later) = w.apply_classified(self.kind, &key, value, e.kv.mod_revision);
+            for (e, decoded) in events.iter().zip(decoded) {
+                let key = e.kv.key_str();
+                let rev = e.kv.mod_revision;
+                let (now, later) = w.apply_classified(self.kind, &key, put_value(e), decoded, rev);
                 touched.extend(now);
                 coalesced.extend(later);
             }
@@ -837,17 +908,86 @@ impl Sink for WorldSink {
 mod tests {
     use super::*;
 
-    /// The determinism test's second rare divergence: whether the watch's echo of our own
-    /// delete queued the job depended on which came first.
-    #[test]
-    fn a_deleted_allocation_touches_its_job_whichever_comes_first_our_delete_or_its_event() {
-        let a = Allocation {
+    /// Allocation `a1` of job `web` on node `n1`.
+    fn web_alloc() -> Allocation {
+        Allocation {
             id: "a1".into(),
             namespace: "default".into(),
             job_id: "web".into(),
             node: "n1".into(),
             ..Default::default()
+        }
+    }
+
+    fn put_event(key: &str, value: Vec<u8>, revision: i64) -> WatchEvent {
+        WatchEvent {
+            kind: EventKind::Put,
+            kv: KeyValue {
+                key: key.as_bytes().to_vec(),
+                value,
+                mod_revision: revision,
+                ..Default::default()
+            },
+            prev_kv: None,
+        }
+    }
+
+    /// The sink decodes allocations and statuses before it takes the world's lock: what the
+    /// world ends up holding, and which jobs are queued, are as if it decoded them under it.
+    #[test]
+    fn the_sink_decodes_ahead_what_the_world_would_have_decoded() {
+        use crate::runtime::queue::{Backoff, WorkQueue};
+        let world = Arc::new(Mutex::new(World::default()));
+        let queue = Arc::new(WorkQueue::new(Backoff::default()));
+        let sink = |kind| WorldSink {
+            world: world.clone(),
+            kind,
+            queue: queue.clone(),
+            coalesce: std::time::Duration::ZERO,
         };
+        let a = web_alloc();
+        let alloc_key = keys::alloc("n1", "a1");
+        let encoded = serde_json::to_vec(&a).unwrap();
+        // Held at revision 5 already (our own commit): its echo is not decoded, and still
+        // queues the job; an undecodable value at a newer revision is ignored.
+        world.lock().unwrap().upsert_alloc(a.clone(), 5);
+        sink(Part::Allocs).apply(vec![put_event(&alloc_key, encoded.clone(), 5)], 5);
+        assert_eq!(queue.len(), 1);
+        sink(Part::Allocs).apply(vec![put_event(&alloc_key, b"{".to_vec(), 6)], 6);
+        assert_eq!(world.lock().unwrap().allocs["a1"].mod_revision, 5);
+
+        let mut status = AllocStatus {
+            alloc_id: "a1".into(),
+            client_status: ClientStatus::Running,
+            client_description: "long text".into(),
+            ..Default::default()
+        };
+        status.task_states.insert(
+            "t".into(),
+            nomos_api::TaskState {
+                events: vec![Default::default()],
+                ..Default::default()
+            },
+        );
+        let status_key = keys::alloc_status("n1", "a1");
+        let events = vec![
+            put_event(&status_key, serde_json::to_vec(&status).unwrap(), 7),
+            put_event(&keys::alloc_status("n1", "a2"), b"not json".to_vec(), 8),
+        ];
+        sink(Part::AllocStatus).apply(events, 8);
+        let w = world.lock().unwrap();
+        let held = &w.alloc_status["a1"];
+        assert_eq!(held.client_status, ClientStatus::Running);
+        assert!(held.client_description.is_empty() && held.alloc_id.is_empty());
+        assert!(held.task_states["t"].events.is_empty());
+        assert!(!w.alloc_status.contains_key("a2"));
+    }
+
+    /// The determinism test's second rare divergence: whether the watch's echo of our own
+    /// delete queued the job depended on which came first.
+    #[test]
+    fn a_deleted_allocation_touches_its_job_whichever_comes_first_our_delete_or_its_event() {
+        let a = web_alloc();
         let key = keys::alloc("n1", "a1");
         let web = ("default".to_string(), "web".to_string());
         for ours_first in [true, false] {
@@ -1040,13 +1180,7 @@ mod tests {
         );
         assert!(w.versions[&jk].contains_key(&3));
 
-        let a = Allocation {
-            id: "a1".into(),
-            namespace: "default".into(),
-            job_id: "web".into(),
-            node: "n1".into(),
-            ..Default::default()
-        };
+        let a = web_alloc();
         let mut newer = a.clone();
         newer.desired_status = DesiredStatus::Stop;
         w.upsert_alloc(newer, 20);

@@ -203,10 +203,8 @@ impl nomos_server::allocs::LogReader for LocalLogs {
     }
 }
 
-/// Revisions of history the embedded store keeps by default before compacting older ones
-/// (etcd's `--auto-compaction-mode=revision`): enough for watchers that fall behind for a while;
-/// one that falls further behind is told `compacted` and lists again.
-pub const DEFAULT_STORE_HISTORY: i64 = 10_000;
+/// Revisions of history the embedded store keeps by default ([`nomos_store::DEFAULT_HISTORY`]).
+pub const DEFAULT_STORE_HISTORY: i64 = nomos_store::DEFAULT_HISTORY;
 
 /// Opens the embedded store in `dir`, keeping about `history` revisions (0: keep everything).
 /// The concrete type, not `dyn Store`: the store endpoint's maintenance methods need it.

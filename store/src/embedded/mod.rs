@@ -65,6 +65,11 @@ const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
 /// Longest the writer waits for the rest of a group of writers before committing.
 const GATHER_WINDOW: Duration = Duration::from_micros(300);
 
+/// Revisions of history `nctl server`, `nctl agent` and `nctl dev` keep by default before
+/// compacting older ones (etcd's `--auto-compaction-mode=revision`): enough for watchers that
+/// fall behind for a while; one that falls further behind is told `compacted` and lists again.
+pub const DEFAULT_HISTORY: i64 = 10_000;
+
 /// Tuning of an [`EmbeddedStore`].
 #[derive(Debug, Clone)]
 pub struct EmbeddedOptions {

@@ -578,6 +578,8 @@ impl World {
         id: &str,
         status: Option<serde_json::Result<AllocStatus>>,
     ) -> (Option<JobKey>, bool) {
+        let terminal = |s: Option<&AllocStatus>| s.is_some_and(|s| s.client_status.is_terminal());
+        let was_terminal = terminal(self.alloc_status.get(id).map(|s| &**s));
         let urgent = match status {
             Some(Ok(s)) => {
                 let (key, alloc) = match self.allocs.get_key_value(id) {
@@ -595,7 +597,12 @@ impl World {
             }
             None => self.alloc_status.remove(id).is_some(),
         };
-        self.refresh_usage(id);
+        // What the allocation holds on its node depends on its status only through whether
+        // the status is terminal: a report that leaves that as it was (most of them: running,
+        // health, counters) leaves the usage alone.
+        if terminal(self.alloc_status.get(id).map(|s| &**s)) != was_terminal {
+            self.refresh_usage(id);
+        }
         let job = self.allocs.get(id).map(|e| e.job_key());
         (job, urgent)
     }
@@ -981,6 +988,37 @@ mod tests {
         assert!(held.client_description.is_empty() && held.alloc_id.is_empty());
         assert!(held.task_states["t"].events.is_empty());
         assert!(!w.alloc_status.contains_key("a2"));
+    }
+
+    /// Only a report that makes an allocation terminal (or no longer terminal) changes what
+    /// it holds on its node; the others leave the snapshot's usage as it was.
+    #[test]
+    fn a_report_frees_the_usage_only_when_the_allocation_becomes_terminal() {
+        let mut w = World::default();
+        w.upsert_alloc(web_alloc(), 5);
+        assert!(w.snapshot.alloc("a1").is_some());
+        let key = keys::alloc_status("n1", "a1");
+        let report = |status| {
+            let s = AllocStatus {
+                client_status: status,
+                ..Default::default()
+            };
+            serde_json::to_vec(&s).unwrap()
+        };
+        let cases = [
+            (Some(ClientStatus::Running), true),
+            (Some(ClientStatus::Running), true),
+            (Some(ClientStatus::Failed), false),
+            (Some(ClientStatus::Complete), false),
+            (None, true),
+            (Some(ClientStatus::Lost), false),
+            (Some(ClientStatus::Pending), true),
+        ];
+        for (rev, (status, holds)) in (6..).zip(cases) {
+            let value = status.map(report);
+            w.apply(Part::AllocStatus, &key, value.as_deref(), rev);
+            assert_eq!(w.snapshot.alloc("a1").is_some(), holds, "{status:?}");
+        }
     }
 
     /// The determinism test's second rare divergence: whether the watch's echo of our own

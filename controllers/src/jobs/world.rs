@@ -287,48 +287,42 @@ impl World {
         }
     }
 
-    /// Whether an allocation `id` written at `revision` is held already at that revision or a
-    /// newer one, so [`World::upsert_alloc`] would not change it.
-    fn holds_alloc_at(&self, id: &str, revision: i64) -> bool {
-        self.allocs
+    /// What [`World::upsert_alloc`] returns for a write of allocation `id` at `revision` when
+    /// it needs no look at the value: `Some(None)` for a stale write (older than the held
+    /// allocation or its deletion), `Some(job)` for the same write seen again (our own commit,
+    /// then its event on the watch: it touches its job all the same, whichever of the two
+    /// comes first), `None` when the write is new.
+    fn upsert_shortcut(&self, id: &str, revision: i64) -> Option<Option<JobKey>> {
+        if self
+            .tombstones
             .get(id)
-            .is_some_and(|e| e.mod_revision >= revision)
+            .is_some_and(|t| t.revision >= revision)
+        {
+            return Some(None);
+        }
+        let e = self.allocs.get(id)?;
+        match e.mod_revision.cmp(&revision) {
+            std::cmp::Ordering::Greater => Some(None),
+            std::cmp::Ordering::Equal => Some(Some(e.job_key())),
+            std::cmp::Ordering::Less => None,
+        }
     }
 
-    /// Whether an allocation put `event` carries is held at its revision already
-    /// ([`World::holds_alloc_at`], the id taken from the key).
+    /// Whether an allocation put `event` carries needs no decoding
+    /// ([`World::upsert_shortcut`], the id taken from the key).
     fn holds_event(&self, event: &WatchEvent) -> bool {
         let key = event.kv.key_str();
         let id = key.rsplit('/').next().unwrap_or_default();
-        event.kind == EventKind::Put && self.holds_alloc_at(id, event.kv.mod_revision)
-    }
-
-    /// What [`World::upsert_alloc`] returns for an allocation [`World::holds_alloc_at`]
-    /// `revision`: its job when it is the same write, nothing for a stale one.
-    fn upsert_outcome_held(&self, id: &str, revision: i64) -> Option<JobKey> {
-        let tombstoned = self
-            .tombstones
-            .get(id)
-            .is_some_and(|t| t.revision >= revision);
-        let e = self.allocs.get(id)?;
-        (!tombstoned && e.mod_revision == revision).then(|| e.job_key())
+        event.kind == EventKind::Put && self.upsert_shortcut(id, event.kv.mod_revision).is_some()
     }
 
     /// Records an allocation (from the watch or from our own commit at `revision`).
     pub fn upsert_alloc(&mut self, alloc: Allocation, revision: i64) -> Option<JobKey> {
-        if self
-            .tombstones
-            .get(alloc.id.as_str())
-            .is_some_and(|t| t.revision >= revision)
-        {
-            return None;
+        if let Some(outcome) = self.upsert_shortcut(&alloc.id, revision) {
+            return outcome;
         }
         let jk = job_key_from(&alloc.namespace, &alloc.job_id);
         let (id, old_node) = match self.allocs.get_key_value(alloc.id.as_str()) {
-            Some((_, e)) if e.mod_revision > revision => return None,
-            // The same write seen again (our own commit, then its event on the watch): held
-            // already; it touches its job all the same, whichever of the two comes first.
-            Some((_, e)) if e.mod_revision == revision => return Some(jk),
             Some((id, e)) => (id.clone(), Some(e.alloc.node().clone())),
             None => (Arc::from(alloc.id.as_str()), None),
         };
@@ -468,18 +462,10 @@ impl World {
                 .and_then(|jk| self.apply_version(key, jk, ver, value))
                 .into_iter()
                 .collect(),
-            (Part::Allocs, [_node, id]) if value.is_some() && self.holds_alloc_at(id, revision) => {
-                // Held at this revision or a newer one (our own commit, seen again on the
-                // watch): no need to decode it again; the same write touches its job.
-                self.upsert_outcome_held(id, revision).into_iter().collect()
-            }
-            (Part::Allocs, [_node, id]) => match decoded.alloc(value) {
-                Some(Ok(a)) => self.upsert_alloc(a, revision).into_iter().collect(),
-                Some(Err(e)) => {
-                    tracing::warn!(key, error = %e, "undecodable allocation ignored");
-                    BTreeSet::new()
-                }
-                None => self.remove_alloc(id, revision).into_iter().collect(),
+            (Part::Allocs, [_node, id]) => match value.and(self.upsert_shortcut(id, revision)) {
+                // Stale, or the same write seen again: no need to decode it.
+                Some(outcome) => outcome.into_iter().collect(),
+                None => self.apply_alloc(key, id, value, decoded, revision),
             },
             (Part::AllocStatus, [_node, id]) => {
                 match self.apply_alloc_status(key, id, decoded.status(value)) {
@@ -572,6 +558,25 @@ impl World {
     /// An agent's report on an allocation: its job, and whether the change can alter a decision
     /// at once ([`status_change_is_urgent`]); other changes (an acknowledgement that it runs,
     /// new task counters) only move the job's summary.
+    /// An allocation's put (decoded ahead, or now) or delete; the jobs to reconcile.
+    fn apply_alloc(
+        &mut self,
+        key: &str,
+        id: &str,
+        value: Option<&[u8]>,
+        decoded: Decoded,
+        revision: i64,
+    ) -> BTreeSet<JobKey> {
+        match decoded.alloc(value) {
+            Some(Ok(a)) => self.upsert_alloc(a, revision).into_iter().collect(),
+            Some(Err(e)) => {
+                tracing::warn!(key, error = %e, "undecodable allocation ignored");
+                BTreeSet::new()
+            }
+            None => self.remove_alloc(id, revision).into_iter().collect(),
+        }
+    }
+
     fn apply_alloc_status(
         &mut self,
         key: &str,

@@ -58,7 +58,12 @@ async fn build_drivers(config: &AgentConfig, total_mhz: u32) -> (Drivers, Option
 
 /// Fingerprints the machine and its drivers into the node registration.
 async fn build_node(config: &AgentConfig, id: String, drivers: &Drivers) -> Node {
-    let fp = fingerprint(&config.data_dir);
+    let mut fp = fingerprint(&config.data_dir);
+    if let Some(address) = &config.node_address {
+        fp.address = address.clone();
+        fp.attributes
+            .insert("unique.network.ip-address".into(), address.clone());
+    }
     let mut node = Node {
         name: config.name.clone(),
         id,

@@ -44,42 +44,15 @@ pub struct CheckDef {
     pub timeout: Duration,
 }
 
-/// The name a check's result is reported under: `<service>.<check name or type>`.
-pub fn check_name(service: &str, check_name: &str, check_type: &str, index: usize) -> String {
-    let c = if check_name.is_empty() {
-        format!("{check_type}{index}")
-    } else {
-        check_name.to_string()
-    };
-    format!("{service}.{c}")
-}
+pub use nomos_api::service::check_name;
 
 /// Resolves every check of an allocation's services (group- and task-level).
 pub fn check_defs(group: &TaskGroup, alloc: &Allocation, node_address: &str) -> Vec<CheckDef> {
-    let mut services: Vec<(&nomos_api::Service, String)> = group
-        .services
-        .iter()
-        .map(|s| {
-            (
-                s,
-                group
-                    .tasks
-                    .first()
-                    .map(|t| t.name.clone())
-                    .unwrap_or_default(),
-            )
-        })
-        .collect();
-    for t in &group.tasks {
-        services.extend(t.services.iter().map(|s| (s, t.name.clone())));
-    }
+    let first_task = group.tasks.first().map(|t| t.name.as_str()).unwrap_or("");
     let mut out = Vec::new();
-    for (svc, task) in services {
-        let svc_name = if svc.name.is_empty() {
-            format!("{}-{}", alloc.job_id, group.name)
-        } else {
-            svc.name.clone()
-        };
+    for (svc, svc_name, owner) in nomos_api::service::group_services(group, &alloc.job_id) {
+        // A group's script checks run in its first task.
+        let task = owner.unwrap_or(first_task).to_string();
         for (i, c) in svc.checks.iter().enumerate() {
             let label = if c.port.is_empty() {
                 &svc.port

@@ -28,6 +28,10 @@ pub struct AgentConfig {
     /// port. The node registers the bound address, see [`advertised_http_addr`].
     /// `nctl agent` listens on [`DEFAULT_HTTP_PORT`] unless told otherwise.
     pub http_addr: Option<SocketAddr>,
+    /// The address other hosts reach this node's ports on (its allocations' `host_ip`, its
+    /// services' address); `None`: the fingerprinted primary address. `nctl dev` uses
+    /// 127.0.0.1, as `nomad agent -dev` does.
+    pub node_address: Option<String>,
     /// Serve the HTTP endpoint over TLS with this certificate, requiring every caller to
     /// present a certificate signed by its `client_ca` (Nomad's `tls { rpc = true }`): only
     /// servers and operators holding one may read logs, restart tasks or scrape metrics. The
@@ -98,6 +102,7 @@ impl Default for AgentConfig {
             region: "global".into(),
             node_class: String::new(),
             node_pool: "default".into(),
+            node_address: None,
             meta: IndexMap::new(),
             heartbeat_ttl_secs: 10,
             heartbeat_from_cluster: false,

@@ -1,7 +1,9 @@
 //! A task's `template` blocks rendered as Nomad renders them: Go `text/template` with
 //! consul-template's functions (`nomos-template`), plus the data sources a node offers: `env`
-//! (the task's environment) and `nomadVar`, `nomadVarList`, `nomadVarExists` (Variables read
-//! from the servers' API with the task's workload identity, as Nomad's client does).
+//! (the task's environment), `nomadVar`, `nomadVarList`, `nomadVarExists` (Variables read
+//! from the servers' API with the task's workload identity, as Nomad's client does), and
+//! `nomadService`, `nomadServices` (the service catalogue, read from the store, in the task's
+//! namespace; `nomadService` lists healthy instances only).
 //!
 //! A body without the left delimiter is written as it is (after `${...}` interpolation);
 //! with one, it must parse and render, or the task does not start: `{{ }}` is never written
@@ -9,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use nomos_api::service::ServiceRegistration;
 use nomos_api::Template as TemplateBlock;
 use nomos_template::{Sources, Template, Value};
 
@@ -44,6 +47,8 @@ pub struct TaskSources<'a> {
     pub variables: Option<(&'a ServerLink, &'a str)>,
     /// The runtime the blocking render calls the servers through.
     pub runtime: tokio::runtime::Handle,
+    /// The store the service catalogue is read from.
+    pub catalogue: &'a dyn nomos_store::Store,
 }
 
 impl Sources for TaskSources<'_> {
@@ -84,12 +89,112 @@ impl Sources for TaskSources<'_> {
                     .map(Value::from)
                     .unwrap_or_else(|| Value::list(Vec::new())))
             }
+            "nomadService" => self.service(args),
+            "nomadServices" => self.services(args),
             other => Err(format!("function {other:?} is not offered by this node")),
         }
     }
 }
 
 impl TaskSources<'_> {
+    /// `nomadService "[tag.]name[@region]"`, or `nomadService N key "name"`: the service's
+    /// healthy instances in the task's namespace, sorted by ID (or the N that rendezvous
+    /// hashing on `key` picks).
+    fn service(&self, args: &[Value]) -> Result<Value, String> {
+        let (query, choice) = match args {
+            [Value::String(q)] => (q.as_str(), None),
+            [count, Value::String(key), Value::String(q)] => {
+                let n = match count {
+                    Value::Int(n) if *n >= 0 => *n as usize,
+                    Value::String(s) => s
+                        .parse()
+                        .map_err(|_| format!("nomadService: {s:?} is not a count"))?,
+                    other => {
+                        return Err(format!(
+                            "nomadService: the count must be a number, got {}",
+                            other.type_name()
+                        ))
+                    }
+                };
+                (q.as_str(), Some((n, key.as_str())))
+            }
+            _ => {
+                return Err(format!(
+                    "nomadService wants \"[tag.]name\" or N key \"name\", got {} arguments",
+                    args.len()
+                ))
+            }
+        };
+        let query = query.split('@').next().unwrap_or(query);
+        let (tag, name) = match query.rsplit_once('.') {
+            Some((tag, name)) => (Some(tag), name),
+            None => (None, query),
+        };
+        if let Some(why) = nomos_api::service::unfit_service_name(name) {
+            return Err(format!("nomadService: {why}"));
+        }
+        let mut found: Vec<ServiceRegistration> = self
+            .registrations(&nomos_store::keys::services_prefix(
+                Some(self.namespace),
+                Some(name),
+            ))?
+            .into_iter()
+            .filter(|r| r.healthy && tag.is_none_or(|t| r.tags.iter().any(|x| x == t)))
+            .collect();
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        if let Some((n, key)) = choice {
+            found = nomos_api::service::choose(found, n, key, |r| &r.id);
+        }
+        Ok(Value::list(found.iter().map(service_value).collect()))
+    }
+
+    /// `nomadServices`: each service of the task's namespace with its instances' tags.
+    fn services(&self, args: &[Value]) -> Result<Value, String> {
+        if !args.is_empty() {
+            return Err(format!(
+                "nomadServices wants no arguments, got {}",
+                args.len()
+            ));
+        }
+        let all = self.registrations(&nomos_store::keys::services_prefix(
+            Some(self.namespace),
+            None,
+        ))?;
+        let mut by_name: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for r in all {
+            by_name.entry(r.service_name).or_default().extend(r.tags);
+        }
+        Ok(Value::list(
+            by_name
+                .into_iter()
+                .map(|(name, tags)| {
+                    Value::map([
+                        ("Name", Value::from(name)),
+                        (
+                            "Tags",
+                            Value::list(tags.into_iter().map(Value::from).collect()),
+                        ),
+                    ])
+                })
+                .collect(),
+        ))
+    }
+
+    fn registrations(&self, prefix: &str) -> Result<Vec<ServiceRegistration>, String> {
+        let resp = self
+            .runtime
+            .block_on(self.catalogue.range(
+                nomos_store::KeySelector::prefix(prefix.as_bytes().to_vec()),
+                Default::default(),
+            ))
+            .map_err(|e| format!("reading the service catalogue: {e}"))?;
+        Ok(resp
+            .kvs
+            .iter()
+            .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+            .collect())
+    }
+
     /// `path@namespace` (Nomad's form; a `.region` after the namespace is ignored, there is one
     /// region) or `path` in the task's own namespace.
     fn path_and_namespace<'p>(&'p self, arg: &'p str) -> (&'p str, &'p str) {
@@ -180,6 +285,25 @@ fn unquote(value: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// An instance as templates see it (consul-template's fields for a Nomad service).
+fn service_value(r: &ServiceRegistration) -> Value {
+    Value::map([
+        ("ID", Value::from(r.id.as_str())),
+        ("Name", Value::from(r.service_name.as_str())),
+        ("Namespace", Value::from(r.namespace.as_str())),
+        ("NodeID", Value::from(r.node_id.as_str())),
+        ("Datacenter", Value::from(r.datacenter.as_str())),
+        ("JobID", Value::from(r.job_id.as_str())),
+        ("AllocID", Value::from(r.alloc_id.as_str())),
+        (
+            "Tags",
+            Value::list(r.tags.iter().map(|t| Value::from(t.as_str())).collect()),
+        ),
+        ("Address", Value::from(r.address.as_str())),
+        ("Port", Value::from(i64::from(r.port))),
+    ])
+}
+
 fn variable_url(path: &str, namespace: &str) -> String {
     let path: Vec<String> = path.split('/').map(query_escape).collect();
     format!(
@@ -222,6 +346,14 @@ mod tests {
     }
 
     fn render(body: &str, env: &[(&str, &str)]) -> Result<String, String> {
+        render_with(body, env, &nomos_store::EmbeddedStore::in_memory())
+    }
+
+    fn render_with(
+        body: &str,
+        env: &[(&str, &str)],
+        store: &dyn nomos_store::Store,
+    ) -> Result<String, String> {
         let env: BTreeMap<String, String> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -234,6 +366,7 @@ mod tests {
             namespace: "default",
             variables: None,
             runtime: rt.handle().clone(),
+            catalogue: store,
         };
         match parse("t", body, &block()).map_err(|e| e.to_string())? {
             None => Ok(body.to_string()),
@@ -312,11 +445,13 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
+        let store = nomos_store::EmbeddedStore::in_memory();
         let s = TaskSources {
             env: &env,
             namespace: "web",
             variables: None,
             runtime: rt.handle().clone(),
+            catalogue: &store,
         };
         assert_eq!(s.path_and_namespace("a/b"), ("a/b", "web"));
         assert_eq!(s.path_and_namespace("a/b@ops.global"), ("a/b", "ops"));
@@ -324,5 +459,81 @@ mod tests {
             variable_url("nomad/jobs/a b", "x&y"),
             "/v1/var/nomad/jobs/a%20b?namespace=x%26y"
         );
+    }
+
+    /// A store holding `web` instances: two healthy (one tagged `blue`), one failing its
+    /// check, and one in another namespace.
+    fn catalogue() -> nomos_store::EmbeddedStore {
+        let store = nomos_store::EmbeddedStore::in_memory();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let regs = [
+            ("default", "i2", 8002, true, vec!["blue"]),
+            ("default", "i1", 8001, true, vec![]),
+            ("default", "i3", 8003, false, vec!["blue"]),
+            ("other", "i4", 8004, true, vec![]),
+        ];
+        for (ns, id, port, healthy, tags) in regs {
+            let r = ServiceRegistration {
+                id: id.into(),
+                service_name: "web".into(),
+                namespace: ns.into(),
+                address: "10.0.0.1".into(),
+                port,
+                healthy,
+                tags: tags.into_iter().map(str::to_string).collect(),
+                ..Default::default()
+            };
+            let key = nomos_store::keys::service(ns, "web", id);
+            rt.block_on(nomos_store::Store::put(
+                &store,
+                key.into_bytes(),
+                serde_json::to_vec(&r).unwrap(),
+                Default::default(),
+            ))
+            .unwrap();
+        }
+        store
+    }
+
+    #[test]
+    fn nomad_service_lists_the_healthy_instances_of_the_tasks_namespace() {
+        let store = catalogue();
+        let r = |body: &str| render_with(body, &[], &store);
+        assert_eq!(
+            r(r#"{{ range nomadService "web" }}{{ .Address }}:{{ .Port }} {{ end }}"#),
+            Ok("10.0.0.1:8001 10.0.0.1:8002 ".to_string()),
+            "sorted by ID; the failing and the other namespace's left out"
+        );
+        assert_eq!(
+            r(r#"{{ range nomadService "blue.web" }}{{ .ID }}{{ end }}"#),
+            Ok("i2".to_string()),
+            "a tag narrows it"
+        );
+        assert_eq!(
+            r(r#"{{ len (nomadService "web@global") }}"#),
+            Ok("2".to_string()),
+            "a region after @ is the one region"
+        );
+        let one = r(r#"{{ range nomadService 1 "client-7" "web" }}{{ .ID }}{{ end }}"#).unwrap();
+        assert!(one == "i1" || one == "i2", "{one}");
+        assert_eq!(
+            r(r#"{{ range nomadService 1 "client-7" "web" }}{{ .ID }}{{ end }}"#),
+            Ok(one),
+            "the same key picks the same instance"
+        );
+        assert_eq!(
+            r(r#"{{ range nomadServices }}{{ .Name }}={{ join "," .Tags }}{{ end }}"#),
+            Ok("web=blue".to_string())
+        );
+        assert_eq!(r(r#"{{ len (nomadService "db") }}"#), Ok("0".to_string()));
+        for bad in [
+            r#"{{ nomadService "web_x" }}"#,
+            r#"{{ nomadService }}"#,
+            r#"{{ nomadServices "x" }}"#,
+        ] {
+            assert!(r(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -319,6 +319,10 @@ pub struct Service {
     pub port: String,
     pub provider: String,
     pub tags: Vec<String>,
+    /// Tags an unpromoted canary registers with instead of `tags` (left out of the stored
+    /// form while empty, so specs from before it keep their hash).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub canary_tags: Vec<String>,
     pub address_mode: String,
     pub checks: Vec<Check>,
     pub meta: IndexMap<String, String>,

@@ -16,9 +16,12 @@
 //!   an HCL file (`nctl fmt`).
 //! - [`limits`]: how many instances a group and a job may ask for.
 //! - [`acl`]: Nomad's ACL policy language, tokens and policies, and the capability check.
+//! - [`filter`]: Nomad's `filter` query expressions (go-bexpr), evaluated on answers' JSON.
 //! - [`duration`]: Go-style durations (`"1h30m"`) to and from nanoseconds.
 //! - [`variables`]: Variables' JSON shapes (`/v1/var`), path syntax, item and lock limits.
 //! - [`namespace`]: namespaces and quota specifications as objects, and the quota file format.
+//! - [`service`]: service discovery's shared words: a catalogue registration, default service
+//!   names, check result names.
 
 pub mod acl;
 pub mod build;
@@ -28,6 +31,7 @@ pub mod diag;
 pub mod duration;
 pub mod error;
 mod fieldpath;
+pub mod filter;
 mod frontend;
 pub mod hcl;
 pub mod heartbeat;
@@ -38,6 +42,7 @@ pub mod namespace;
 pub mod nomad_json;
 pub mod parse;
 pub mod runtime;
+pub mod service;
 pub mod validate;
 pub mod variables;
 

@@ -123,6 +123,7 @@ const SERVICE: &[(&str, &str, K)] = &[
     ("PortLabel", "port", K::Plain),
     ("Provider", "provider", K::Plain),
     ("Tags", "tags", K::Plain),
+    ("CanaryTags", "canary_tags", K::Plain),
     ("AddressMode", "address_mode", K::Plain),
     ("Checks", "checks", K::Many(CHECK)),
     ("Meta", "meta", K::Plain),

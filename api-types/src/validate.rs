@@ -541,6 +541,11 @@ fn check_tasks(v: &mut V, gp: &str, g: &TaskGroup, port_labels: &HashSet<&str>) 
 fn check_services(v: &mut V, path: &str, services: &[Service], ports: &HashSet<&str>) {
     for (si, s) in services.iter().enumerate() {
         let sp = index(&join(path, "services"), si);
+        if !s.name.is_empty() && !s.name.contains("${") {
+            if let Some(why) = crate::service::unfit_service_name(&s.name) {
+                v.err(join(&sp, "name"), why);
+            }
+        }
         if !s.port.is_empty()
             && s.port.parse::<u16>().is_err()
             && !ports.contains(s.port.as_str())
@@ -712,7 +717,14 @@ fn check_task(
 
 /// The template functions a node offers besides Go's and consul-template's own (`env`, and
 /// the Variables read with the task's workload identity).
-pub const TEMPLATE_FUNCTIONS: &[&str] = &["env", "nomadVar", "nomadVarList", "nomadVarExists"];
+pub const TEMPLATE_FUNCTIONS: &[&str] = &[
+    "env",
+    "nomadVar",
+    "nomadVarList",
+    "nomadVarExists",
+    "nomadService",
+    "nomadServices",
+];
 
 /// How a template block parses on a node: its delimiters (`{{` `}}` unless set), its
 /// missing-key rule and the node's [`TEMPLATE_FUNCTIONS`]. The agent renders with the same.

@@ -8,9 +8,9 @@
 //! - [`reconcile`]: the jobs reconcile as a pure function `(job versions, allocations with their
 //!   statuses, node health, deployment, now) -> Plan`; [`jobs::decide`] adds the placements.
 //! - [`jobs`]: the jobs controller for service and batch jobs, on the per-key runtime.
-//! - [`loops`]: the system, periodic, drain, node-lifecycle and gc loops, each a pure decision
-//!   ([`system::plan`], [`periodic`], [`drain::decide`], [`nodes`], [`gc::plan`]) over a
-//!   whole-cluster read.
+//! - [`loops`]: the system, periodic, drain, node-lifecycle, gc and services loops, each a pure
+//!   decision ([`system::plan`], [`periodic`], [`drain::decide`], [`nodes`], [`gc::plan`],
+//!   [`services::catalogue`]) over a whole-cluster read.
 //! - [`plan`]: `nctl plan`, the jobs controller's (or system loop's) decision over one read,
 //!   written nowhere.
 //! - [`observed`]: the shared words: an allocation with its status, a stop request.
@@ -82,6 +82,7 @@ pub mod nodes;
 pub mod observed;
 pub mod periodic;
 pub mod plan;
+pub mod services;
 pub mod system;
 pub mod write;
 

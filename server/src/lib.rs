@@ -19,6 +19,8 @@
 //!   positioned diagnostics.
 //! - handlers, one module per resource: [`jobs`], [`allocs`], [`nodes`], [`deployments`],
 //!   [`events`] (server-sent events fed by a store watch), [`metrics`] (`/metrics`).
+//! - [`services`]: the service catalogue's Nomad-shaped reads (`/v1/services`,
+//!   `/v1/service/{name}`, with filters and blocking queries) and registration deletes.
 //! - [`vars`]: Variables (`/v1/var/{path}`, `/v1/vars`, locks), their items sealed by the
 //!   keyring; workload identities reach them through [`acl::workload`].
 //! - [`join`]: node join tokens, and the join that gives a node its own etcd user and role.
@@ -55,6 +57,7 @@ pub mod namespaces;
 pub mod nodes;
 pub mod quotas;
 pub mod reads;
+pub mod services;
 pub mod specs;
 pub mod ui;
 pub mod usage;
@@ -224,6 +227,12 @@ pub fn router_with(state: AppState, config: &ServerConfig) -> Router {
         .route("/deployment/{id}/promote", post(deployments::promote))
         .route("/deployment/{id}/fail", post(deployments::fail))
         .route("/deployment/{id}/pause", post(deployments::pause))
+        .route("/services", get(services::list))
+        .route("/service/{name}", get(services::get))
+        .route(
+            "/service/{name}/{id}",
+            axum::routing::delete(services::delete),
+        )
         .route("/events", get(events::stream))
         .route("/system/gc", post(jobs::gc))
         .route("/namespaces", get(namespaces::list))

@@ -108,6 +108,25 @@ pub fn node_join(node: &str) -> String {
     format!("{NODE_JOINS_PREFIX}{node}")
 }
 
+/// Prefix of the service catalogue (`/nomos/services/<namespace>/<service>/<id>`).
+pub const SERVICES_PREFIX: &str = "/nomos/services/";
+/// `/nomos/services/<namespace>/<service>/<id>`: one running instance of a service, written by
+/// the services loop from the allocations, their statuses and their jobs.
+pub fn service(namespace: &str, name: &str, id: &str) -> String {
+    format!("{SERVICES_PREFIX}{namespace}/{name}/{id}")
+}
+/// `/nomos/servicesindex`: touched (an empty value) by every change to the catalogue, so its
+/// mod revision is the catalogue's index (`X-Nomad-Index`, blocking queries).
+pub const SERVICES_INDEX: &str = "/nomos/servicesindex";
+/// The catalogue's keys of one namespace, or of one service in it.
+pub fn services_prefix(namespace: Option<&str>, name: Option<&str>) -> String {
+    match (namespace, name) {
+        (Some(ns), Some(n)) => format!("{SERVICES_PREFIX}{ns}/{n}/"),
+        (Some(ns), None) => format!("{SERVICES_PREFIX}{ns}/"),
+        _ => SERVICES_PREFIX.to_string(),
+    }
+}
+
 /// Prefix of the servers' advertised API addresses (`/nomos/servers/<id>`).
 pub const SERVERS_PREFIX: &str = "/nomos/servers/";
 /// `/nomos/servers/<id>`: where server `<id>` serves its HTTP API, attached to its lease;

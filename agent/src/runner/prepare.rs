@@ -111,6 +111,7 @@ async fn render_template(
             let namespace = namespace.to_string();
             let token = token.map(str::to_string);
             let link = ctx.servers.clone();
+            let store = ctx.store.clone();
             let runtime = tokio::runtime::Handle::current();
             tokio::task::spawn_blocking(move || {
                 let sources = templates::TaskSources {
@@ -118,6 +119,7 @@ async fn render_template(
                     namespace: &namespace,
                     variables: token.as_deref().map(|t| (&link, t)),
                     runtime,
+                    catalogue: &*store,
                 };
                 parsed
                     .render(&nomos_template::Value::Null, &sources)

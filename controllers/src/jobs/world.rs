@@ -723,7 +723,7 @@ impl World {
                 .collect(),
             Part::Namespaces => self.namespaces.keys().map(|n| keys::namespace(n)).collect(),
             Part::Quotas => self.quotas.keys().map(|n| keys::quota(n)).collect(),
-            Part::NodeLifecycle | Part::DrainStatus => Vec::new(),
+            Part::NodeLifecycle | Part::DrainStatus | Part::Services => Vec::new(),
         };
         let fresh: HashSet<String> = kvs.iter().map(|kv| kv.key_str().into_owned()).collect();
         for key in existing {

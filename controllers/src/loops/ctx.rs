@@ -98,15 +98,17 @@ pub enum LoopName {
     Drain,
     Nodes,
     Gc,
+    Services,
 }
 
 impl LoopName {
-    pub const ALL: [LoopName; 5] = [
+    pub const ALL: [LoopName; 6] = [
         LoopName::System,
         LoopName::Periodic,
         LoopName::Drain,
         LoopName::Nodes,
         LoopName::Gc,
+        LoopName::Services,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -116,6 +118,7 @@ impl LoopName {
             LoopName::Drain => "drain",
             LoopName::Nodes => "nodes",
             LoopName::Gc => "gc",
+            LoopName::Services => "services",
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Runs the system, periodic, drain, node-lifecycle and gc loops: each is an independent,
+//! Runs the system, periodic, drain, node-lifecycle, gc and services loops: each is an independent,
 //! leader-elected loop (on `/nomos/election/<loop>`, through [`crate::runtime::election`]) that
 //! re-reads what it needs ([`view::View`]), calls its pure decision and applies the plan with a
 //! thin executor whose writes are fenced by the leader's lease and compare on the revisions they
@@ -41,6 +41,7 @@ pub fn driver(name: LoopName) -> &'static dyn Loop {
         LoopName::Drain => &crate::drain::run::DrainLoop,
         LoopName::Nodes => &crate::nodes::run::NodesLoop,
         LoopName::Gc => &crate::gc::run::GcLoop,
+        LoopName::Services => &crate::services::run::ServicesLoop,
     }
 }
 

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use nomos_api::namespace::{Namespace, QuotaSpec};
+use nomos_api::service::ServiceRegistration;
 use nomos_api::{
     AllocStatus, Allocation, ClientStatus, Deployment, DesiredStatus, Job, JobStatus, Node,
     NodeSpec,
@@ -38,6 +39,8 @@ pub enum Part {
     Namespaces,
     /// `/nomos/quotas/`: quota specifications.
     Quotas,
+    /// `/nomos/services/`: the service catalogue.
+    Services,
 }
 
 impl Part {
@@ -71,6 +74,7 @@ impl Part {
             Part::Deployments => keys::DEPLOYMENTS_PREFIX,
             Part::Namespaces => keys::NAMESPACES_PREFIX,
             Part::Quotas => keys::QUOTAS_PREFIX,
+            Part::Services => keys::SERVICES_PREFIX,
         }
     }
 
@@ -115,6 +119,8 @@ pub struct View {
     pub namespaces: BTreeMap<String, Namespace>,
     /// Quota specifications by name.
     pub quotas: BTreeMap<String, QuotaSpec>,
+    /// The service catalogue, by key.
+    pub services: BTreeMap<String, Rev<ServiceRegistration>>,
 }
 
 fn decode<T: DeserializeOwned>(
@@ -260,6 +266,19 @@ impl View {
             (Part::Quotas, [name]) => {
                 self.quotas
                     .insert(name.to_string(), decode(key, raw, "quota")?);
+            }
+            (Part::Services, [_ns, _name, _id]) => {
+                // A registration that does not decode is held as an empty one, which nothing
+                // wants, so the services loop replaces or removes it.
+                let v = decode(key, raw, "service registration");
+                self.services.insert(
+                    key.to_string(),
+                    Rev {
+                        value: v.as_ref().cloned().unwrap_or_default(),
+                        mod_revision: rev,
+                    },
+                );
+                v?;
             }
             (Part::Deployments, [ns, job, id]) => {
                 let d = decode(key, raw, "deployment")?;

@@ -152,8 +152,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
         config.datacenter = args.datacenter.clone();
         config.http_addr = Some(args.agent_http_addr);
         config.enable_docker = !args.no_docker;
-        // As `nomad agent -dev`: a development node on the user's own machine.
+        // As `nomad agent -dev`: a development node on the user's own machine, its ports and
+        // services on loopback.
         config.enable_raw_exec = true;
+        config.node_address = Some("127.0.0.1".into());
         config.min_dynamic_port = args.min_dynamic_port;
         config.max_dynamic_port = args.max_dynamic_port;
         // Templates read Variables from this process's own API.

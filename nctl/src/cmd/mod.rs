@@ -26,6 +26,7 @@ pub mod output;
 pub mod quota;
 pub mod runtime;
 pub mod server;
+pub mod service;
 pub mod snapshot;
 pub mod status;
 pub mod stop;
@@ -133,6 +134,9 @@ pub enum Command {
     /// delete.
     #[command(subcommand)]
     Quota(quota::QuotaCommand),
+    /// The service catalogue: list services, show a service's instances and their health.
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
     /// Variables: put, get, list, purge (encrypted at rest).
     #[command(subcommand)]
     Var(var::VarCommand),
@@ -204,6 +208,7 @@ async fn run_async(g: Global, command: Command) -> anyhow::Result<i32> {
         Command::Deployment(cmd) => deployment::run(&g, cmd).await,
         Command::Acl(cmd) => acl::run(&g, cmd).await,
         Command::Var(cmd) => var::run(&g, cmd).await,
+        Command::Service(cmd) => service::run(&g, cmd).await,
         Command::Namespace(cmd) => namespace::run(&g, cmd).await,
         Command::Quota(cmd) => quota::run(&g, cmd).await,
         Command::Operator(cmd) => operator::run(&g, cmd).await,

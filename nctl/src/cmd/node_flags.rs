@@ -44,6 +44,10 @@ pub struct NodeArgs {
     /// `plugin "raw_exec" { config { enabled = true } }` says so, as in Nomad.
     #[arg(long)]
     pub enable_raw_exec: bool,
+    /// The address other hosts reach this node's ports and services on (default: the address
+    /// of the interface that routes outward).
+    #[arg(long, value_name = "IP", value_parser = parse_node_address)]
+    pub node_address: Option<String>,
     /// Lowest host port handed out as a dynamic port.
     #[arg(long)]
     pub min_dynamic_port: Option<u16>,
@@ -55,6 +59,13 @@ pub struct NodeArgs {
     /// a non-loopback --http-addr is refused (docs/security.md).
     #[arg(long)]
     pub insecure: bool,
+}
+
+/// An IP address, as `--node-address` takes it.
+pub fn parse_node_address(s: &str) -> Result<String, String> {
+    s.parse::<IpAddr>()
+        .map(|ip| ip.to_string())
+        .map_err(|e| format!("expected an IP address such as 10.0.0.5: {e}"))
 }
 
 /// An agent's HTTP listener as given on the command line: an address, or `off`.
@@ -126,6 +137,7 @@ impl NodeArgs {
             }
         });
         config.enable_docker = !self.no_docker;
+        config.node_address = self.node_address.clone();
         config.enable_raw_exec = self.enable_raw_exec || file.raw_exec_enabled;
         config.allow_host_paths = file.client.disable_file_sandbox;
         config.docker_host_volumes = file.docker_volumes_enabled;

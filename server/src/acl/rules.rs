@@ -155,6 +155,14 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
         "/v1/deployment/{id}/pause",
         Namespace(CAP_SUBMIT_JOB, Deployment),
     ),
+    // Service registrations: read-job to read them, submit-job to delete one (Nomad's).
+    ("GET", "/v1/services", Namespace(CAP_READ_JOB, List)),
+    ("GET", "/v1/service/{name}", Namespace(CAP_READ_JOB, List)),
+    (
+        "DELETE",
+        "/v1/service/{name}/{id}",
+        Namespace(CAP_SUBMIT_JOB, Query),
+    ),
     ("GET", "/v1/events", Filtered(CAP_READ_JOB)),
     ("GET", "/v1/vars", Variables),
     ("GET", "/v1/var/{*path}", Variables),

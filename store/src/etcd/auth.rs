@@ -109,7 +109,8 @@ pub fn node_user(node: &str) -> String {
 /// Every key an agent on `node` reads or writes (see docs/keys.md and docs/security.md):
 /// reads its allocations and workload identities, the job versions they name, the servers'
 /// heartbeat settings and addresses, the cluster's identity (it touches no task on a store of
-/// another cluster) and the node registrations (it counts them to size its lease); writes its
+/// another cluster), the node registrations (it counts them to size its lease) and the service
+/// catalogue (templates' `nomadService`); writes its
 /// registration, heartbeat and allocation statuses.
 pub fn node_key_grants(node: &str) -> Vec<KeyGrant> {
     vec![
@@ -120,6 +121,8 @@ pub fn node_key_grants(node: &str) -> Vec<KeyGrant> {
         KeyGrant::read_key(keys::CLUSTER.to_string()),
         KeyGrant::read_prefix(keys::SERVERS_PREFIX.to_string()),
         KeyGrant::read_prefix(keys::NODES_PREFIX.to_string()),
+        KeyGrant::read_prefix(keys::SERVICES_PREFIX.to_string()),
+        KeyGrant::read_key(keys::SERVICES_INDEX.to_string()),
         KeyGrant::write_key(keys::node(node)),
         KeyGrant::write_key(keys::heartbeat(node)),
         KeyGrant {

@@ -1,0 +1,416 @@
+//! The service catalogue's read API in Nomad's shapes, which Traefik's Nomad provider,
+//! Prometheus's `nomad_sd_configs` and consul-template call: `GET /v1/services`,
+//! `GET /v1/service/{name}` and `DELETE /v1/service/{name}/{id}`.
+//!
+//! Reads take `namespace` (`*`: every namespace the caller may read), `filter` (Nomad's
+//! expressions over the answer's fields, [`nomos_api::filter`]), `choose=N|key` (N instances
+//! picked by rendezvous hashing on `key`, the same N for the same key while the instances stay)
+//! and blocking queries: with `index`, the answer waits (up to `wait`, default and most 5 min,
+//! plus Nomad's jitter of up to a sixteenth) until the catalogue's index passes it. The index,
+//! in `X-Nomad-Index`, is the revision of the catalogue's last change
+//! (`/nomos/servicesindex`, written with every registration change). `stale` is accepted;
+//! every read is consistent.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use futures::StreamExt;
+use nomos_api::acl::check::CAP_READ_JOB;
+use nomos_api::service::ServiceRegistration;
+use nomos_store::{keys, KeySelector, KeyValue, RangeOptions, WatchOptions};
+use serde::{Deserialize, Serialize};
+
+use crate::acl::Caller;
+use crate::error::ServerError;
+use crate::AppState;
+
+/// The header reads carry their index in (Nomad's).
+pub const INDEX_HEADER: &str = "x-nomad-index";
+/// Longest (and default) wait of a blocking query.
+pub const MAX_WAIT: Duration = Duration::from_secs(300);
+
+/// Query parameters the catalogue's reads take.
+#[derive(Debug, Deserialize, Default)]
+pub struct Params {
+    pub namespace: Option<String>,
+    pub filter: Option<String>,
+    pub choose: Option<String>,
+    pub index: Option<u64>,
+    pub wait: Option<String>,
+    pub stale: Option<String>,
+}
+
+fn params(q: Result<Query<Params>, QueryRejection>) -> Result<Params, ServerError> {
+    q.map(|Query(p)| p)
+        .map_err(|e| ServerError::BadRequest(format!("invalid query: {e}")))
+}
+
+/// One service of a namespace in `GET /v1/services`.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServiceStub {
+    pub service_name: String,
+    pub tags: Vec<String>,
+}
+
+/// A namespace's services in `GET /v1/services`.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct NamespaceServices {
+    pub namespace: String,
+    pub services: Vec<ServiceStub>,
+}
+
+/// A registration in Nomad's shape; `Healthy` and `Checks` are Nomos's additions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RegistrationView {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "ServiceName")]
+    pub service_name: String,
+    #[serde(rename = "Namespace")]
+    pub namespace: String,
+    #[serde(rename = "NodeID")]
+    pub node_id: String,
+    #[serde(rename = "Datacenter")]
+    pub datacenter: String,
+    #[serde(rename = "JobID")]
+    pub job_id: String,
+    #[serde(rename = "AllocID")]
+    pub alloc_id: String,
+    #[serde(rename = "Tags")]
+    pub tags: Vec<String>,
+    #[serde(rename = "Address")]
+    pub address: String,
+    #[serde(rename = "Port")]
+    pub port: u16,
+    #[serde(rename = "CreateIndex")]
+    pub create_index: i64,
+    #[serde(rename = "ModifyIndex")]
+    pub modify_index: i64,
+    #[serde(rename = "Healthy")]
+    pub healthy: bool,
+    #[serde(rename = "Checks")]
+    pub checks: indexmap::IndexMap<String, String>,
+}
+
+impl RegistrationView {
+    fn of(r: ServiceRegistration, kv: &KeyValue) -> Self {
+        RegistrationView {
+            id: r.id,
+            service_name: r.service_name,
+            namespace: r.namespace,
+            node_id: r.node_id,
+            datacenter: r.datacenter,
+            job_id: r.job_id,
+            alloc_id: r.alloc_id,
+            tags: r.tags,
+            address: r.address,
+            port: r.port,
+            create_index: kv.create_revision,
+            modify_index: kv.mod_revision,
+            healthy: r.healthy,
+            checks: r.checks,
+        }
+    }
+}
+
+/// The namespaces a read covers: one, or (`*`) every one.
+fn namespace_of(p: &Params) -> Option<&str> {
+    match p.namespace.as_deref() {
+        Some("*") => None,
+        Some("") | None => Some("default"),
+        Some(ns) => Some(ns),
+    }
+}
+
+/// `wait` as Nomad takes it (a Go duration), at most [`MAX_WAIT`], plus up to a sixteenth of
+/// jitter so clients woken together do not come back together.
+fn wait_of(p: &Params) -> Result<Duration, ServerError> {
+    let wait = match p.wait.as_deref() {
+        None | Some("") => MAX_WAIT,
+        Some(w) => nomos_api::duration::parse_duration(w)
+            .map(Duration::from_nanos)
+            .map_err(|e| ServerError::BadRequest(format!("wait: {e}")))?
+            .min(MAX_WAIT),
+    };
+    let jitter_ms = (wait.as_millis() as u64 / 16).max(1);
+    let spread = u64::from(rand_u16()) % jitter_ms;
+    Ok(wait + Duration::from_millis(spread))
+}
+
+fn rand_u16() -> u16 {
+    let mut b = [0u8; 2];
+    // A missing random source only loses the jitter.
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    u16::from_le_bytes(b)
+}
+
+/// The catalogue's index at `revision`: its last change's revision (1 before any).
+async fn index_at(st: &AppState, revision: i64) -> Result<i64, ServerError> {
+    let resp = st
+        .store
+        .range(
+            KeySelector::key(keys::SERVICES_INDEX.as_bytes().to_vec()),
+            RangeOptions {
+                revision,
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(resp.kvs.first().map_or(1, |kv| kv.mod_revision.max(1)))
+}
+
+/// With `index`, waits until the catalogue changes after it, or `wait` runs out.
+async fn block(st: &AppState, p: &Params) -> Result<(), ServerError> {
+    let Some(index) = p.index.filter(|i| *i > 0) else {
+        return Ok(());
+    };
+    let wait = wait_of(p)?;
+    let index = i64::try_from(index).unwrap_or(i64::MAX - 1);
+    if index_at(st, 0).await? > index {
+        return Ok(());
+    }
+    let watch = st
+        .store
+        .watch(
+            KeySelector::key(keys::SERVICES_INDEX.as_bytes().to_vec()),
+            WatchOptions {
+                start_revision: index + 1,
+                ..Default::default()
+            },
+        )
+        .await;
+    // A compacted start revision: the index is old, answer now.
+    let Ok(mut watch) = watch else {
+        return Ok(());
+    };
+    let closing = st.closed();
+    tokio::select! {
+        _ = watch.next() => {}
+        _ = tokio::time::sleep(wait) => {}
+        _ = closing => {}
+    }
+    Ok(())
+}
+
+/// Every registration under `prefix` the caller may read, with the catalogue's index.
+async fn read(
+    st: &AppState,
+    caller: &Caller,
+    prefix: &str,
+) -> Result<(Vec<RegistrationView>, i64), ServerError> {
+    let resp = st
+        .store
+        .range(
+            KeySelector::prefix(prefix.as_bytes().to_vec()),
+            RangeOptions::default(),
+        )
+        .await?;
+    let mut out = Vec::with_capacity(resp.kvs.len());
+    for kv in &resp.kvs {
+        let r: ServiceRegistration = match serde_json::from_slice(&kv.value) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(key = %kv.key_str(), error = %e, "skipping a service registration that does not decode");
+                continue;
+            }
+        };
+        if caller.acl.allows_namespace(&r.namespace, CAP_READ_JOB) {
+            out.push(RegistrationView::of(r, kv));
+        }
+    }
+    Ok((out, index_at(st, resp.revision).await?))
+}
+
+fn apply_filter(
+    items: Vec<RegistrationView>,
+    filter: Option<&str>,
+) -> Result<Vec<RegistrationView>, ServerError> {
+    let Some(src) = filter.filter(|f| !f.trim().is_empty()) else {
+        return Ok(items);
+    };
+    let expr = nomos_api::filter::parse(src)
+        .map_err(|e| ServerError::BadRequest(format!("filter: {e}")))?;
+    Ok(items
+        .into_iter()
+        .filter(|r| serde_json::to_value(r).is_ok_and(|v| expr.matches(&v)))
+        .collect())
+}
+
+/// `choose=N|key`: the N instances with the highest rendezvous score for `key`.
+pub fn choose(
+    items: Vec<RegistrationView>,
+    spec: &str,
+) -> Result<Vec<RegistrationView>, ServerError> {
+    let (n, key) = spec.split_once('|').ok_or_else(|| {
+        ServerError::BadRequest(format!("choose: expected N|key, found {spec:?}"))
+    })?;
+    let n: usize = n
+        .parse()
+        .map_err(|_| ServerError::BadRequest(format!("choose: {n:?} is not a count")))?;
+    Ok(nomos_api::service::choose(items, n, key, |r| &r.id))
+}
+
+fn indexed(body: impl Serialize, index: i64) -> Response {
+    let mut resp = Json(body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&index.to_string()) {
+        resp.headers_mut().insert(INDEX_HEADER, v);
+    }
+    resp
+}
+
+/// `GET /v1/services`: each namespace's services with the union of their instances' tags.
+pub async fn list(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    q: Result<Query<Params>, QueryRejection>,
+) -> Result<Response, ServerError> {
+    let p = params(q)?;
+    block(&st, &p).await?;
+    let prefix = keys::services_prefix(namespace_of(&p), None);
+    let (items, index) = read(&st, &caller, &prefix).await?;
+    let items = apply_filter(items, p.filter.as_deref())?;
+    let mut by_ns: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    for r in items {
+        by_ns
+            .entry(r.namespace)
+            .or_default()
+            .entry(r.service_name)
+            .or_default()
+            .extend(r.tags);
+    }
+    let body: Vec<NamespaceServices> = by_ns
+        .into_iter()
+        .map(|(namespace, services)| NamespaceServices {
+            namespace,
+            services: services
+                .into_iter()
+                .map(|(service_name, tags)| ServiceStub {
+                    service_name,
+                    tags: tags.into_iter().collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(indexed(body, index))
+}
+
+/// `GET /v1/service/{name}`: the service's instances.
+pub async fn get(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    q: Result<Query<Params>, QueryRejection>,
+) -> Result<Response, ServerError> {
+    let p = params(q)?;
+    if let Some(why) = nomos_api::service::unfit_service_name(&name) {
+        return Err(ServerError::BadRequest(why));
+    }
+    block(&st, &p).await?;
+    let ns = namespace_of(&p);
+    let prefix = match ns {
+        Some(ns) => keys::services_prefix(Some(ns), Some(&name)),
+        None => keys::SERVICES_PREFIX.to_string(),
+    };
+    let (mut items, index) = read(&st, &caller, &prefix).await?;
+    items.retain(|r| r.service_name == name);
+    let mut items = apply_filter(items, p.filter.as_deref())?;
+    if let Some(spec) = p.choose.as_deref() {
+        items = choose(items, spec)?;
+    }
+    Ok(indexed(items, index))
+}
+
+/// `DELETE /v1/service/{name}/{id}`: removes one registration. While its allocation still
+/// runs, the services loop registers it again (as Nomad's clients do).
+pub async fn delete(
+    State(st): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+    q: Result<Query<Params>, QueryRejection>,
+) -> Result<Response, ServerError> {
+    let p = params(q)?;
+    let ns = namespace_of(&p)
+        .ok_or_else(|| ServerError::BadRequest("namespace: a delete names one namespace".into()))?;
+    if nomos_api::service::unfit_service_name(&name).is_some() || id.contains('/') {
+        return Err(ServerError::NotFound(format!(
+            "no service registration {id:?}"
+        )));
+    }
+    let key = keys::service(ns, &name, &id);
+    let Some(kv) = crate::kv::get_raw(&*st.store, &key).await? else {
+        return Err(ServerError::NotFound(format!(
+            "no service registration {id:?} of service {name:?} in namespace {ns:?}"
+        )));
+    };
+    let txn = nomos_store::Txn::new()
+        .when([nomos_store::Compare::mod_revision(
+            key.as_str(),
+            nomos_store::CompareOp::Equal,
+            kv.mod_revision,
+        )])
+        .and_then([
+            nomos_store::TxnOp::delete(key.as_str()),
+            nomos_store::TxnOp::put(keys::SERVICES_INDEX, Vec::new()),
+        ]);
+    let resp = st.store.txn(txn).await?;
+    if !resp.succeeded {
+        return Err(ServerError::Conflict(format!(
+            "service registration {id:?} changed while it was being deleted"
+        )));
+    }
+    Ok(indexed(serde_json::json!({}), resp.revision))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(id: &str) -> RegistrationView {
+        RegistrationView {
+            id: id.into(),
+            service_name: "web".into(),
+            namespace: "default".into(),
+            node_id: String::new(),
+            datacenter: String::new(),
+            job_id: String::new(),
+            alloc_id: String::new(),
+            tags: vec![],
+            address: String::new(),
+            port: 0,
+            create_index: 0,
+            modify_index: 0,
+            healthy: true,
+            checks: Default::default(),
+        }
+    }
+
+    #[test]
+    fn choose_picks_the_same_instances_for_a_key_whatever_their_order() {
+        let ids: Vec<String> = (0..20).map(|i| format!("id-{i}")).collect();
+        let items: Vec<RegistrationView> = ids.iter().map(|i| view(i)).collect();
+        let mut reversed = items.clone();
+        reversed.reverse();
+        let a = choose(items.clone(), "3|client-a").unwrap();
+        let b = choose(reversed, "3|client-a").unwrap();
+        assert_eq!(a.len(), 3);
+        assert_eq!(a, b);
+        // Removing an instance that was not chosen leaves the choice as it was.
+        let unchosen = ids.iter().find(|i| !a.iter().any(|r| &&r.id == i)).unwrap();
+        let fewer: Vec<RegistrationView> = items
+            .iter()
+            .filter(|r| &r.id != unchosen)
+            .cloned()
+            .collect();
+        assert_eq!(choose(fewer, "3|client-a").unwrap(), a);
+        let other = choose(items.clone(), "3|client-b").unwrap();
+        assert_ne!(other, a, "another key spreads elsewhere");
+        assert!(choose(items.clone(), "x|k").is_err());
+        assert!(choose(items, "3").is_err());
+    }
+}

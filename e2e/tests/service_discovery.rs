@@ -30,7 +30,7 @@ fn backend_job(count: u32) -> String {
 
       check {{
         type     = "http"
-        path     = "/"
+        path     = "/health"
         interval = "1s"
         timeout  = "1s"
       }}
@@ -40,7 +40,7 @@ fn backend_job(count: u32) -> String {
       driver = "raw_exec"
       config {{
         command = "/bin/sh"
-        args    = ["-c", "mkdir -p www && echo up > www/index.html && exec /bin/busybox httpd -f -p 127.0.0.1:${{NOMAD_PORT_http}} -h www"]
+        args    = ["-c", "mkdir -p www && echo up > www/index.html && echo ok > www/health && exec /bin/busybox httpd -f -p 127.0.0.1:${{NOMAD_PORT_http}} -h www"]
       }}
       resources {{
         cpu    = 20
@@ -61,11 +61,13 @@ const FRONT_JOB: &str = r#"job "front" {
       driver = "raw_exec"
       config {
         command = "/bin/sh"
-        args    = ["-c", "cat local/backends.txt && exec sleep 3600"]
+        args    = ["-c", "show() { echo \"--- list\"; cat local/backends.txt; echo \"--- end\"; }; trap show HUP; show; while true; do sleep 0.1; done"]
       }
       template {
-        destination = "local/backends.txt"
-        data        = <<EOT
+        destination   = "local/backends.txt"
+        change_mode   = "signal"
+        change_signal = "SIGHUP"
+        data          = <<EOT
 {{- range nomadService "backend" }}
 backend {{ .Address }}:{{ .Port }} {{ join "," .Tags }}
 {{- end }}
@@ -98,6 +100,56 @@ fn instances(c: &Cluster) -> Vec<Value> {
     v.as_array().cloned().unwrap_or_default()
 }
 
+/// The backend ports the front's log lists last (its last `--- list` block).
+fn last_listing(logs: &str) -> Option<Vec<u16>> {
+    let block = logs.rsplit_once("--- list")?.1;
+    let block = block.split_once("--- end")?.0;
+    let mut ports: Vec<u16> = block
+        .lines()
+        .filter_map(|l| l.strip_prefix("backend "))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .next()?
+                .rsplit(':')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    ports.sort_unstable();
+    Some(ports)
+}
+
+fn healthy_ports(c: &Cluster) -> Vec<u16> {
+    let mut p: Vec<u16> = instances(c)
+        .iter()
+        .filter(|r| r["Healthy"] == true)
+        .map(|r| r["Port"].as_u64().unwrap() as u16)
+        .collect();
+    p.sort_unstable();
+    p
+}
+
+/// The `www/health` file an allocation's httpd serves its check from.
+fn health_file(c: &Cluster, alloc_id: &str) -> std::path::PathBuf {
+    let mut dirs = vec![c.data_dir.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.ends_with(format!("{alloc_id}/httpd/www/health")) {
+                return p;
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(p);
+            }
+        }
+    }
+    panic!(
+        "no www/health for allocation {alloc_id} under {}",
+        c.data_dir.display()
+    );
+}
+
 #[test]
 fn a_services_healthy_instances_are_registered_listed_rendered_and_deregistered() {
     require_busybox();
@@ -112,19 +164,11 @@ fn a_services_healthy_instances_are_registered_listed_rendered_and_deregistered(
         "both backend instances registered and passing their check",
         Duration::from_secs(30),
         |c| {
-            let list = instances(c);
-            let healthy = list.iter().filter(|r| r["Healthy"] == true).count();
-            (healthy == 2, format!("{list:?}"))
+            let healthy = healthy_ports(c);
+            (healthy == ports, format!("{healthy:?}"))
         },
     );
-    let list = instances(&c);
-    let mut registered: Vec<u16> = list
-        .iter()
-        .map(|r| r["Port"].as_u64().unwrap() as u16)
-        .collect();
-    registered.sort_unstable();
-    assert_eq!(registered, ports, "each instance on its allocation's port");
-    for r in &list {
+    for r in &instances(&c) {
         assert_eq!(r["ServiceName"], "backend", "{r}");
         assert_eq!(r["JobID"], "backend", "{r}");
         let tags: Vec<&str> = r["Tags"]
@@ -161,27 +205,71 @@ fn a_services_healthy_instances_are_registered_listed_rendered_and_deregistered(
     // A template lists the healthy instances.
     let front = c.write_file("front.hcl", FRONT_JOB);
     c.ok(&["apply", "-f", &front, "--wait", "--timeout", "120"]);
-    let id = c.running("front")[0]["allocation"]["id"]
+    let front_id = c.running("front")[0]["allocation"]["id"]
         .as_str()
         .unwrap()
         .to_string();
+    let listing = |c: &Cluster| last_listing(&c.ok(&["logs", &front_id[..8]]));
+    c.wait_for("the front's first listing", Duration::from_secs(20), |c| {
+        let l = listing(c);
+        (l.as_ref() == Some(&ports), format!("{l:?}"))
+    });
+    let logs = c.ok(&["logs", &front_id[..8]]);
+    assert!(logs.contains("v1,alloc-"), "tags rendered: {logs}");
+
+    // Scaled to 3: the front's file lists 3 within 2 s of the third registering, and its task
+    // got SIGHUP (it prints the file on each).
+    let file = c.write_file("backend.hcl", &backend_job(3));
+    c.ok(&["apply", "-f", &file]);
+    c.wait_for("a third healthy backend", Duration::from_secs(30), |c| {
+        let h = healthy_ports(c);
+        (h.len() == 3, format!("{h:?}"))
+    });
+    let three = healthy_ports(&c);
     c.wait_for(
-        "the front's rendered list in its log",
-        Duration::from_secs(20),
+        "the front to list 3 within 2 s",
+        Duration::from_secs(2),
         |c| {
-            let logs = c.ok(&["logs", &id[..8]]);
-            let listed = ports
-                .iter()
-                .all(|p| logs.contains(&format!("backend 127.0.0.1:{p} v1,alloc-")));
-            (listed, logs)
+            let l = listing(c);
+            (l.as_ref() == Some(&three), format!("{l:?}"))
         },
     );
 
-    // Stopping the backend deregisters every instance.
+    // One backend fails its check: it leaves the list.
+    let failing = c.running("backend")[0]["allocation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::remove_file(health_file(&c, &failing)).expect("remove the health file");
+    c.wait_for(
+        "the failing backend to leave the front's list",
+        Duration::from_secs(20),
+        |c| {
+            let l = listing(c).unwrap_or_default();
+            (l.len() == 2 && healthy_ports(c) == l, format!("{l:?}"))
+        },
+    );
+    let info = c.ok(&["service", "info", "backend"]);
+    assert!(info.contains("critical"), "{info}");
+
+    // Stopping the backend deregisters every instance, and the list empties.
     c.ok(&["stop", "backend"]);
-    c.wait_for("the catalogue to empty", Duration::from_secs(30), |c| {
-        let list = instances(c);
-        (list.is_empty(), format!("{list:?}"))
-    });
+    c.wait_for(
+        "the catalogue and the front's list to empty",
+        Duration::from_secs(30),
+        |c| {
+            let list = instances(c);
+            let l = listing(c);
+            (
+                list.is_empty() && l == Some(vec![]),
+                format!("{list:?} {l:?}"),
+            )
+        },
+    );
+    let events = c.ok(&["alloc", "status", &front_id[..8]]);
+    assert!(
+        events.contains("Signaling"),
+        "the front was signalled: {events}"
+    );
     c.ok(&["stop", "front"]);
 }

@@ -20,6 +20,7 @@
 
 mod alloc;
 mod prepare;
+mod rerender;
 mod shared;
 mod status;
 mod task;

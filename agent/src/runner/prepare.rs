@@ -87,51 +87,38 @@ fn file_mode(perms: &str) -> Result<u32, AgentError> {
         })
 }
 
-/// Renders one loaded template, writes it beneath the task directory and returns what it
-/// wrote. A template that reads Variables renders on a blocking thread, as its functions call
-/// the servers.
+/// Renders one loaded template and returns its text. A template with actions renders on a
+/// blocking thread, as its functions call the servers or read the store.
 async fn render_template(
     ctx: &Ctx,
-    root: &Beneath,
-    loaded: LoadedTemplate,
+    loaded: &LoadedTemplate,
     env: &BTreeMap<String, String>,
     namespace: &str,
     token: Option<&str>,
 ) -> Result<String, AgentError> {
-    let LoadedTemplate {
-        dest,
-        body,
-        parsed,
-        mode,
-    } = loaded;
-    let text = match parsed {
-        None => body,
-        Some(parsed) => {
-            let env = env.clone();
-            let namespace = namespace.to_string();
-            let token = token.map(str::to_string);
-            let link = ctx.servers.clone();
-            let store = ctx.store.clone();
-            let runtime = tokio::runtime::Handle::current();
-            tokio::task::spawn_blocking(move || {
-                let sources = templates::TaskSources {
-                    env: &env,
-                    namespace: &namespace,
-                    variables: token.as_deref().map(|t| (&link, t)),
-                    runtime,
-                    catalogue: &*store,
-                };
-                parsed
-                    .render(&nomos_template::Value::Null, &sources)
-                    .map_err(|e| AgentError::Template(e.to_string()))
-            })
-            .await
-            .map_err(|e| AgentError::Template(format!("render stopped: {e}")))??
-        }
+    let Some(parsed) = loaded.parsed.clone() else {
+        return Ok(loaded.body.clone());
     };
-    root.write(&dest, text.as_bytes(), mode)
-        .map_err(|e| e.about("Template", &format!("destination {:?}", dest.display())))?;
-    Ok(text)
+    let env = env.clone();
+    let namespace = namespace.to_string();
+    let token = token.map(str::to_string);
+    let link = ctx.servers.clone();
+    let store = ctx.store.clone();
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let sources = templates::TaskSources {
+            env: &env,
+            namespace: &namespace,
+            variables: token.as_deref().map(|t| (&link, t)),
+            runtime,
+            catalogue: &*store,
+        };
+        parsed
+            .render(&nomos_template::Value::Null, &sources)
+            .map_err(|e| AgentError::Template(e.to_string()))
+    })
+    .await
+    .map_err(|e| AgentError::Template(format!("render stopped: {e}")))?
 }
 
 /// The JWT the servers issued for this task (waited for: they sign it on seeing the
@@ -175,15 +162,19 @@ async fn expose_identity(
     Ok(Some(token))
 }
 
-/// Builds the driver's view of a task: directories, environment, interpolated config, rendered
-/// templates. A task name or allocation id that is not one path component, and a template
-/// path outside the task directory, are refused ([`AgentError::Sandbox`]) before anything is
-/// made.
-pub async fn prepare_task(
-    ctx: &Ctx,
-    rec: &AllocRecord,
-    task: &Task,
-) -> Result<TaskSpec, AgentError> {
+/// A task's directories and what its templates and config are interpolated with.
+struct TaskSetup {
+    root: Beneath,
+    group: nomos_api::TaskGroup,
+    task_dir: std::path::PathBuf,
+    alloc_dir: std::path::PathBuf,
+    env: BTreeMap<String, String>,
+    vars: Vars,
+}
+
+/// Makes (or opens) the task's directories and works out its environment. A task name or
+/// allocation id that is not one path component is refused.
+fn task_setup(ctx: &Ctx, rec: &AllocRecord, task: &Task) -> Result<TaskSetup, AgentError> {
     check_name("Allocation", "id", &rec.alloc.id)?;
     check_name("Task", "name", &task.name)?;
     let alloc_root = ctx.state.alloc_root(&rec.alloc.id);
@@ -223,17 +214,42 @@ pub async fn prepare_task(
         secrets_dir: &sd,
         mapped_ports: in_container,
     };
-    let mut env = task_env(&inputs);
+    let env = task_env(&inputs);
     let vars = vars_for(&inputs, env.clone());
-    let config = task
-        .config
-        .iter()
-        .map(|(k, v)| (k.clone(), interpolate_value(v, &vars)))
-        .collect();
-    let mut token = expose_identity(ctx, rec, task, &root, &mut env).await?;
-    // In order: a template may render the source of the next.
+    Ok(TaskSetup {
+        root,
+        group,
+        task_dir,
+        alloc_dir,
+        env,
+        vars,
+    })
+}
+
+/// How [`render_templates`] writes what it renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writes {
+    /// Every template (before a start).
+    All,
+    /// Only templates whose output differs from their file (a re-render).
+    Changed,
+}
+
+/// Renders the task's templates in order (a template may render the source of the next) and
+/// writes them; `env = true` outputs extend `env`. Returns the indexes of the templates whose
+/// file was written.
+async fn render_templates(
+    ctx: &Ctx,
+    rec: &AllocRecord,
+    task: &Task,
+    setup: &mut TaskSetup,
+    token: &mut Option<String>,
+    writes: Writes,
+) -> Result<Vec<usize>, AgentError> {
+    let mut written = Vec::new();
     for (i, t) in task.templates.iter().enumerate() {
-        let Some(loaded) = load_template(&root, t, i, &vars, ctx.config.allow_host_paths)? else {
+        let loaded = load_template(&setup.root, t, i, &setup.vars, ctx.config.allow_host_paths)?;
+        let Some(loaded) = loaded else {
             continue;
         };
         let reads_variables = loaded
@@ -241,17 +257,89 @@ pub async fn prepare_task(
             .as_ref()
             .is_some_and(|p| templates::needs_identity(&p.functions_used()));
         if reads_variables && token.is_none() {
-            token = Some(task_token(ctx, rec, task).await?);
+            *token = Some(task_token(ctx, rec, task).await?);
         }
         let ns = &rec.alloc.namespace;
-        let text = render_template(ctx, &root, loaded, &env, ns, token.as_deref()).await?;
+        let text = render_template(ctx, &loaded, &setup.env, ns, token.as_deref()).await?;
+        let same = writes == Writes::Changed
+            && setup
+                .root
+                .read(&loaded.dest)
+                .is_ok_and(|old| old == text.as_bytes());
+        if !same {
+            setup
+                .root
+                .write(&loaded.dest, text.as_bytes(), loaded.mode)
+                .map_err(|e| {
+                    e.about(
+                        "Template",
+                        &format!("destination {:?}", loaded.dest.display()),
+                    )
+                })?;
+            written.push(i);
+        }
         if t.env {
             // `env = true`: the rendered file is KEY=VALUE lines for the task's environment.
             let vars = templates::parse_env_file(&text)
                 .map_err(|e| AgentError::Template(format!("template[{i}] (env = true): {e}")))?;
-            env.extend(vars);
+            setup.env.extend(vars);
         }
     }
+    Ok(written)
+}
+
+/// Renders a running task's templates again and rewrites those whose output changed;
+/// returns their indexes (the caller applies their `change_mode`).
+pub(super) async fn rerender_templates(
+    ctx: &Ctx,
+    rec: &AllocRecord,
+    task: &Task,
+) -> Result<Vec<usize>, AgentError> {
+    let mut setup = task_setup(ctx, rec, task)?;
+    let mut token = None;
+    if task.identities.iter().any(|i| i.is_default() && i.env) {
+        // The task's environment held its token when it started.
+        let t = task_token(ctx, rec, task).await?;
+        setup.env.insert("NOMAD_TOKEN".into(), t.clone());
+        token = Some(t);
+    }
+    render_templates(ctx, rec, task, &mut setup, &mut token, Writes::Changed).await
+}
+
+/// Every function the task's templates call (their bodies read and interpolated as at start).
+pub(super) fn template_functions(
+    ctx: &Ctx,
+    rec: &AllocRecord,
+    task: &Task,
+) -> Result<std::collections::BTreeSet<String>, AgentError> {
+    let setup = task_setup(ctx, rec, task)?;
+    let mut used = std::collections::BTreeSet::new();
+    for (i, t) in task.templates.iter().enumerate() {
+        let loaded = load_template(&setup.root, t, i, &setup.vars, ctx.config.allow_host_paths)?;
+        if let Some(parsed) = loaded.and_then(|l| l.parsed) {
+            used.extend(parsed.functions_used());
+        }
+    }
+    Ok(used)
+}
+
+/// Builds the driver's view of a task: directories, environment, interpolated config, rendered
+/// templates. A task name or allocation id that is not one path component, and a template
+/// path outside the task directory, are refused ([`AgentError::Sandbox`]) before anything is
+/// made.
+pub async fn prepare_task(
+    ctx: &Ctx,
+    rec: &AllocRecord,
+    task: &Task,
+) -> Result<TaskSpec, AgentError> {
+    let mut setup = task_setup(ctx, rec, task)?;
+    let config = task
+        .config
+        .iter()
+        .map(|(k, v)| (k.clone(), interpolate_value(v, &setup.vars)))
+        .collect();
+    let mut token = expose_identity(ctx, rec, task, &setup.root, &mut setup.env).await?;
+    render_templates(ctx, rec, task, &mut setup, &mut token, Writes::All).await?;
     Ok(TaskSpec {
         alloc_id: rec.alloc.id.clone(),
         node_id: ctx.node.id.clone(),
@@ -259,14 +347,14 @@ pub async fn prepare_task(
         alloc_name: rec.alloc.name.clone(),
         namespace: rec.alloc.namespace.clone(),
         job_id: rec.alloc.job_id.clone(),
-        group: group.name.clone(),
+        group: setup.group.name.clone(),
         task: task.name.clone(),
         config,
-        env,
+        env: setup.env,
         user: task.user.clone(),
-        task_dir,
-        alloc_dir: alloc_dir.clone(),
-        log_dir: alloc_dir.join("logs"),
+        task_dir: setup.task_dir,
+        alloc_dir: setup.alloc_dir.clone(),
+        log_dir: setup.alloc_dir.join("logs"),
         resources: task.resources.clone(),
         ports: rec.alloc.ports.clone(),
         logs: task.logs.clone(),

@@ -1,6 +1,6 @@
 //! One loop per task: wait for its lifecycle phase, start it (or re-attach to what a previous
-//! agent started), follow it until it exits, a user asks for a restart or the allocation stops,
-//! and let the restart policy decide what follows each exit.
+//! agent started), follow it until it exits, a user or a changed template asks for a restart or
+//! the allocation stops, and let the restart policy decide what follows each exit.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,24 +33,32 @@ fn kill_timeout(task: &Task) -> Duration {
     }
 }
 
-/// A user-requested restart: kills the task (kill_signal, kill_timeout) and leaves it ready to
-/// start again at once, outside the restart policy's attempts; counted in `restarts`.
+/// Why a running task restarts outside its restart policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RestartCause {
+    /// `nctl alloc restart` (its event is written here).
+    User,
+    /// A template with `change_mode = "restart"` changed (its event was written already).
+    Template,
+}
+
+/// A restart asked for by a user or a template: kills the task (kill_signal, kill_timeout) and
+/// leaves it ready to start again at once, outside the restart policy's attempts; counted in
+/// `restarts`.
 async fn restart_in_place(
     ctx: &Ctx,
     shared: &AllocShared,
     driver: &dyn Driver,
     task: &Task,
     h: &TaskHandle,
+    cause: RestartCause,
 ) {
     let name = task.name.clone();
     let sig = kill_signal(task);
-    shared.event(
-        &name,
-        "Restart Signaled",
-        "User requested running tasks to restart",
-        None,
-        |_, _| {},
-    );
+    if cause == RestartCause::User {
+        let why = "User requested running tasks to restart";
+        shared.event(&name, "Restart Signaled", why, None, |_, _| {});
+    }
     if let Err(e) = driver.stop(h, &sig, kill_timeout(task)).await {
         ctx.metrics.driver_error(driver.name());
         tracing::warn!(task = %name, error = %e, "stop for restart failed");
@@ -348,23 +356,25 @@ async fn follow_task(
             std::future::pending::<()>().await;
         }
     };
+    let templates_changed = super::rerender::watch_templates(ctx, shared, driver, task, h);
     let outcome = tokio::select! {
-        r = driver.wait(h) => Some(Some(r)),
+        r = driver.wait(h) => Some(Ok(r)),
         _ = stopped(stop_rx) => None,
         _ = ship => None,
-        _ = restart_asked => Some(None),
+        _ = restart_asked => Some(Err(RestartCause::User)),
+        _ = templates_changed => Some(Err(RestartCause::Template)),
     };
     ctx.metrics.tasks_running.dec();
     match outcome {
-        Some(None) => {
-            restart_in_place(ctx, shared, driver, task, h).await;
+        Some(Err(cause)) => {
+            restart_in_place(ctx, shared, driver, task, h, cause).await;
             RunEnd::Restarted
         }
-        Some(Some(Ok(x))) => {
+        Some(Ok(Ok(x))) => {
             let _ = driver.destroy(h).await;
             RunEnd::Exited(x)
         }
-        Some(Some(Err(e))) => {
+        Some(Ok(Err(e))) => {
             ctx.metrics.driver_error(driver.name());
             RunEnd::Exited(ExitResult {
                 error: Some(e.to_string()),

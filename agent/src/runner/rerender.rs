@@ -1,0 +1,216 @@
+//! Keeps a running task's templates current: when the service catalogue changes (its index key,
+//! `/nomos/servicesindex`, moves) and a template reads it (`nomadService`, `nomadServices`),
+//! the task's templates render again; each one whose output changed is rewritten and its
+//! `change_mode` applied: `noop` leaves the task be, `signal` sends `change_signal`, `restart`
+//! (Nomad's default) restarts the task. [`watch_templates`] resolves only when the task must
+//! restart; the caller restarts it.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use nomos_api::Task;
+use nomos_store::{keys, KeySelector, RangeOptions, WatchOptions};
+
+use super::prepare::{rerender_templates, template_functions};
+use super::shared::{AllocShared, Ctx};
+use crate::driver::{Driver, TaskHandle};
+
+/// The functions whose answers change with the service catalogue.
+const CATALOGUE_FUNCTIONS: &[&str] = &["nomadService", "nomadServices"];
+
+/// What the changed templates ask of the task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeAction {
+    /// Nothing (`noop`, or nothing changed).
+    Nothing,
+    /// Send these signals (`signal` templates, in order, each once).
+    Signal(Vec<String>),
+    /// Restart the task (any `restart` template; it wins over signals).
+    Restart,
+}
+
+/// The action for the templates at `changed` (pure).
+pub fn change_action(task: &Task, changed: &[usize]) -> ChangeAction {
+    let mut signals: Vec<String> = Vec::new();
+    for t in changed.iter().filter_map(|i| task.templates.get(*i)) {
+        match t.change_mode.as_str() {
+            // `script` is refused by this agent's rerender (see [`rerender`]): left as it is.
+            "noop" | "script" => {}
+            "signal" => {
+                let sig = if t.change_signal.is_empty() {
+                    "SIGHUP".to_string()
+                } else {
+                    t.change_signal.clone()
+                };
+                if !signals.contains(&sig) {
+                    signals.push(sig);
+                }
+            }
+            // `restart`, Nomad's default, and anything else a newer job file may say.
+            _ => return ChangeAction::Restart,
+        }
+    }
+    if signals.is_empty() {
+        ChangeAction::Nothing
+    } else {
+        ChangeAction::Signal(signals)
+    }
+}
+
+/// Re-renders the task's templates whenever the catalogue changes, for as long as the task runs.
+/// Returns only when a changed template asks for a restart.
+pub(super) async fn watch_templates(
+    ctx: &Ctx,
+    shared: &AllocShared,
+    driver: &dyn Driver,
+    task: &Task,
+    h: &TaskHandle,
+) {
+    let rec = shared.snapshot();
+    let reads_catalogue = template_functions(ctx, &rec, task)
+        .is_ok_and(|used| CATALOGUE_FUNCTIONS.iter().any(|f| used.contains(*f)));
+    if !reads_catalogue {
+        return std::future::pending().await;
+    }
+    loop {
+        let from = catalogue_revision(ctx).await;
+        // A change between the start's render and this watch is caught by rendering once now.
+        if rerender(ctx, shared, driver, task, h).await == ChangeAction::Restart {
+            return;
+        }
+        let watched = ctx
+            .store
+            .watch(
+                KeySelector::key(keys::SERVICES_INDEX.as_bytes().to_vec()),
+                WatchOptions {
+                    start_revision: from + 1,
+                    ..Default::default()
+                },
+            )
+            .await;
+        let Ok(mut events) = watched else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        while let Some(Ok(_)) = events.next().await {
+            // Fold a burst of changes into one render.
+            while let Some(Some(Ok(_))) = futures::FutureExt::now_or_never(events.next()) {}
+            if rerender(ctx, shared, driver, task, h).await == ChangeAction::Restart {
+                return;
+            }
+        }
+        // The watch ended (the store restarted, a compaction): look again from now.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The store's revision now (0 if it cannot be read: the watch then starts at the oldest).
+async fn catalogue_revision(ctx: &Ctx) -> i64 {
+    ctx.store
+        .range(
+            KeySelector::key(keys::SERVICES_INDEX.as_bytes().to_vec()),
+            RangeOptions {
+                count_only: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_or(0, |r| r.revision)
+}
+
+/// Renders the templates once and applies what the changed ones ask, but a restart, which it
+/// returns.
+async fn rerender(
+    ctx: &Ctx,
+    shared: &AllocShared,
+    driver: &dyn Driver,
+    task: &Task,
+    h: &TaskHandle,
+) -> ChangeAction {
+    let rec = shared.snapshot();
+    let changed = match rerender_templates(ctx, &rec, task).await {
+        Ok(c) => c,
+        Err(e) => {
+            let why = format!("Template failed to render again: {e}");
+            shared.event(&task.name, "Template", why, None, |_, _| {});
+            return ChangeAction::Nothing;
+        }
+    };
+    let action = change_action(task, &changed);
+    if changed.iter().any(|i| {
+        task.templates
+            .get(*i)
+            .is_some_and(|t| t.change_mode == "script")
+    }) {
+        let why = "Template re-rendered; change_mode \"script\" is not run by this agent";
+        shared.event(&task.name, "Template", why, None, |_, _| {});
+    }
+    match &action {
+        ChangeAction::Nothing => {}
+        ChangeAction::Restart => {
+            let why = "Template with change_mode restart re-rendered";
+            shared.event(&task.name, "Restart Signaled", why, None, |_, _| {});
+        }
+        ChangeAction::Signal(signals) => {
+            for sig in signals {
+                let why = format!("Template re-rendered; sending {sig}");
+                shared.event(&task.name, "Signaling", why, None, |_, _| {});
+                if let Err(e) = driver.signal(h, sig).await {
+                    ctx.metrics.driver_error(driver.name());
+                    let why = format!("Sending {sig} after a template change failed: {e}");
+                    shared.event(&task.name, "Signaling", why, None, |_, _| {});
+                }
+            }
+        }
+    }
+    action
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nomos_api::Template;
+
+    fn task(modes: &[(&str, &str)]) -> Task {
+        Task {
+            templates: modes
+                .iter()
+                .map(|(mode, signal)| Template {
+                    change_mode: mode.to_string(),
+                    change_signal: signal.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_changed_templates_decide_between_nothing_signals_and_a_restart() {
+        let t = task(&[
+            ("noop", ""),
+            ("signal", "SIGUSR1"),
+            ("signal", ""),
+            ("restart", ""),
+            ("", ""),
+            ("signal", "SIGUSR1"),
+            ("script", ""),
+        ]);
+        let sig = |s: &[&str]| ChangeAction::Signal(s.iter().map(|x| x.to_string()).collect());
+        let cases: Vec<(&[usize], ChangeAction)> = vec![
+            (&[], ChangeAction::Nothing),
+            (&[0], ChangeAction::Nothing),
+            (&[1], sig(&["SIGUSR1"])),
+            (&[2], sig(&["SIGHUP"])),
+            (&[1, 5], sig(&["SIGUSR1"])),
+            (&[0, 1, 2], sig(&["SIGUSR1", "SIGHUP"])),
+            (&[1, 3], ChangeAction::Restart),
+            (&[4], ChangeAction::Restart),
+            (&[6], ChangeAction::Nothing),
+            (&[9], ChangeAction::Nothing),
+        ];
+        for (changed, want) in cases {
+            assert_eq!(change_action(&t, changed), want, "{changed:?}");
+        }
+    }
+}

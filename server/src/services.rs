@@ -9,7 +9,10 @@
 //! plus Nomad's jitter of up to a sixteenth) until the catalogue's index passes it. The index,
 //! in `X-Nomad-Index`, is the revision of the catalogue's last change
 //! (`/nomos/servicesindex`, written with every registration change). `stale` is accepted;
-//! every read is consistent.
+//! every read is consistent. Reads also carry Nomad's other query headers,
+//! `X-Nomad-LastContact` (0: the answer is current) and `X-Nomad-KnownLeader` (`true`), which
+//! Nomad's Go API client (Prometheus's `nomad_sd_configs`, Traefik) requires: without
+//! `X-Nomad-LastContact` every query fails with "Failed to parse X-Nomad-LastContact".
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -31,6 +34,10 @@ use crate::AppState;
 
 /// The header reads carry their index in (Nomad's).
 pub const INDEX_HEADER: &str = "x-nomad-index";
+/// Milliseconds since the answering server last heard from the leader (Nomad's); always 0.
+pub const LAST_CONTACT_HEADER: &str = "x-nomad-lastcontact";
+/// Whether the answering server knows a leader (Nomad's); always `true`.
+pub const KNOWN_LEADER_HEADER: &str = "x-nomad-knownleader";
 /// Longest (and default) wait of a blocking query.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
 
@@ -265,6 +272,16 @@ fn indexed(body: impl Serialize, index: i64) -> Response {
     resp
 }
 
+/// A read's answer: its index and Nomad's query headers, which Nomad's Go API client parses
+/// on every query (a missing `X-Nomad-LastContact` fails it).
+fn queried(body: impl Serialize, index: i64) -> Response {
+    let mut resp = indexed(body, index);
+    let headers = resp.headers_mut();
+    headers.insert(LAST_CONTACT_HEADER, HeaderValue::from_static("0"));
+    headers.insert(KNOWN_LEADER_HEADER, HeaderValue::from_static("true"));
+    resp
+}
+
 /// `GET /v1/services`: each namespace's services with the union of their instances' tags.
 pub async fn list(
     State(st): State<AppState>,
@@ -298,7 +315,7 @@ pub async fn list(
                 .collect(),
         })
         .collect();
-    Ok(indexed(body, index))
+    Ok(queried(body, index))
 }
 
 /// `GET /v1/service/{name}`: the service's instances.
@@ -324,7 +341,7 @@ pub async fn get(
     if let Some(spec) = p.choose.as_deref() {
         items = choose(items, spec)?;
     }
-    Ok(indexed(items, index))
+    Ok(queried(items, index))
 }
 
 /// `DELETE /v1/service/{name}/{id}`: removes one registration. While its allocation still

@@ -177,6 +177,40 @@ async fn running_allocations_are_listed_in_nomads_shapes() {
     assert_eq!((code, none), (200, serde_json::json!([])));
 }
 
+/// What Nomad's Go API client (Prometheus's `nomad_sd_configs`) sends and parses: its query
+/// parameters (`region`, `namespace`, an empty `stale`) and, on every answer, `X-Nomad-Index`
+/// and `X-Nomad-LastContact` as unsigned integers (a missing one fails the query) and
+/// `X-Nomad-KnownLeader`.
+#[tokio::test]
+async fn reads_carry_the_query_headers_nomads_go_client_parses() {
+    let srv = TestServer::start().await;
+    seed(&srv).await;
+    services_pass(&srv).await;
+    for path in [
+        "/v1/services?namespace=default&region=global&stale=",
+        "/v1/service/web?namespace=default&region=global&stale=",
+    ] {
+        let resp = srv.client.get(srv.url(path)).send().await.expect("GET");
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .unwrap_or_else(|| panic!("{path}: no {name} in {:?}", resp.headers()))
+        };
+        let index: u64 = header("X-Nomad-Index").parse().expect("X-Nomad-Index");
+        assert!(index > 1, "{path}: X-Nomad-Index {index}");
+        let last: u64 = header("X-Nomad-LastContact")
+            .parse()
+            .expect("X-Nomad-LastContact");
+        assert_eq!(last, 0, "{path}");
+        assert_eq!(header("X-Nomad-KnownLeader"), "true", "{path}");
+        let (code, body) = common::decode(resp).await;
+        assert_eq!(code, 200, "{path}: {body}");
+        assert!(!body.as_array().unwrap().is_empty(), "{path}: {body}");
+    }
+}
+
 #[tokio::test]
 async fn filter_and_choose_narrow_the_instances() {
     let srv = TestServer::start().await;

@@ -23,6 +23,14 @@ pub enum CheckTarget {
         method: String,
         headers: Vec<(String, String)>,
     },
+    /// An `http` check with `protocol = "https"`.
+    Https {
+        addr: String,
+        path: String,
+        method: String,
+        headers: Vec<(String, String)>,
+        skip_verify: bool,
+    },
     Tcp {
         addr: String,
     },
@@ -42,6 +50,72 @@ pub struct CheckDef {
     pub target: CheckTarget,
     pub interval: Duration,
     pub timeout: Duration,
+    /// Consecutive passing results before it passes, failing ones before it is critical.
+    pub success_before_passing: u32,
+    pub failures_before_critical: u32,
+    /// Its `check_restart` (its own, else its service's) and the task that restarts.
+    pub restart: Option<(nomos_api::CheckRestart, String)>,
+    /// Whether an allocation's health waits on it (`on_update` is not `ignore`).
+    pub counts_for_health: bool,
+}
+
+/// A check's status over its consecutive results: it passes after `success_before_passing`
+/// passing results in a row and turns critical after `failures_before_critical` failing ones
+/// (each at least 1); in between it keeps its status. `None` until it first decides (pending).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckCounter {
+    pub status: Option<&'static str>,
+    passes: u32,
+    fails: u32,
+}
+
+impl CheckCounter {
+    /// Records one result; returns the status after it.
+    pub fn observe(&mut self, passed: bool, def: &CheckDef) -> Option<&'static str> {
+        if passed {
+            self.passes += 1;
+            self.fails = 0;
+            if self.passes >= def.success_before_passing.max(1) {
+                self.status = Some(PASSING);
+            }
+        } else {
+            self.fails += 1;
+            self.passes = 0;
+            if self.fails >= def.failures_before_critical.max(1) {
+                self.status = Some(CRITICAL);
+            }
+        }
+        self.status
+    }
+}
+
+/// Counts a check's unhealthy results in a row for its `check_restart`: a restart is due once
+/// `limit` of them came after the task's `grace` (results inside the grace are not counted).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestartCounter {
+    streak: u32,
+}
+
+impl RestartCounter {
+    /// Records one status, `since_start` after the task started; `true` when a restart is due
+    /// (the count starts again).
+    pub fn observe(
+        &mut self,
+        healthy: bool,
+        since_start: Duration,
+        policy: &nomos_api::CheckRestart,
+    ) -> bool {
+        if policy.limit == 0 || healthy || since_start < Duration::from_nanos(policy.grace_ns) {
+            self.streak = 0;
+            return false;
+        }
+        self.streak += 1;
+        if self.streak >= policy.limit {
+            self.streak = 0;
+            return true;
+        }
+        false
+    }
 }
 
 pub use nomos_api::service::check_name;
@@ -70,6 +144,21 @@ pub fn check_defs(group: &TaskGroup, alloc: &Allocation, node_address: &str) -> 
                 format!("{ip}:{}", p.value)
             });
             let target = match (c.check_type.as_str(), addr) {
+                ("http", Some(addr)) if c.protocol == "https" => CheckTarget::Https {
+                    addr,
+                    path: if c.path.is_empty() {
+                        "/".into()
+                    } else {
+                        c.path.clone()
+                    },
+                    method: if c.method.is_empty() {
+                        "GET".into()
+                    } else {
+                        c.method.clone()
+                    },
+                    headers: headers_of(c),
+                    skip_verify: c.tls_skip_verify,
+                },
                 ("http", Some(addr)) if c.protocol.is_empty() || c.protocol == "http" => {
                     CheckTarget::Http {
                         addr,
@@ -107,9 +196,18 @@ pub fn check_defs(group: &TaskGroup, alloc: &Allocation, node_address: &str) -> 
                     CheckTarget::Invalid(format!("check type {other:?} is not supported"))
                 }
             };
+            let restart = c
+                .check_restart
+                .or(svc.check_restart)
+                .filter(|r| r.limit > 0)
+                .map(|r| (r, task.clone()));
             out.push(CheckDef {
                 name: check_name(&svc_name, &c.name, &c.check_type, i),
                 target,
+                success_before_passing: c.success_before_passing,
+                failures_before_critical: c.failures_before_critical,
+                restart,
+                counts_for_health: c.on_update != "ignore",
                 interval: Duration::from_nanos(if c.interval_ns == 0 {
                     10_000_000_000
                 } else {
@@ -124,6 +222,43 @@ pub fn check_defs(group: &TaskGroup, alloc: &Allocation, node_address: &str) -> 
         }
     }
     out
+}
+
+fn headers_of(c: &nomos_api::Check) -> Vec<(String, String)> {
+    c.header
+        .iter()
+        .flat_map(|(k, vs)| vs.iter().map(move |v| (k.clone(), v.clone())))
+        .collect()
+}
+
+/// An https probe: 2xx passes; `skip_verify` accepts any certificate (`tls_skip_verify`).
+async fn https_probe(
+    addr: &str,
+    path: &str,
+    method: &str,
+    headers: &[(String, String)],
+    skip_verify: bool,
+) -> Result<String, String> {
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(skip_verify)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+    let url = format!("https://{addr}{path}");
+    let mut req = client.request(method.clone(), &url);
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("HTTP {method} {url}: {e}"))?;
+    let line = format!("HTTP {method} {url}: {}", resp.status());
+    if resp.status().is_success() {
+        Ok(line)
+    } else {
+        Err(line)
+    }
 }
 
 /// Health from task states and check results: checks must all be passing for a healthy
@@ -190,6 +325,13 @@ pub async fn run_check(def: &CheckDef, task_dir: PathBuf) -> (String, String) {
                 method,
                 headers,
             } => http_probe(addr, path, method, headers).await,
+            CheckTarget::Https {
+                addr,
+                path,
+                method,
+                headers,
+                skip_verify,
+            } => https_probe(addr, path, method, headers, *skip_verify).await,
             CheckTarget::Tcp { addr } => tokio::net::TcpStream::connect(addr)
                 .await
                 .map(|_| format!("TCP connect {addr}: Success"))
@@ -307,8 +449,22 @@ mod tests {
                     protocol: "https".into(),
                     ..Default::default()
                 },
+                CheckTarget::Https {
+                    addr: "10.0.0.1:8080".into(),
+                    path: "/".into(),
+                    method: "GET".into(),
+                    headers: vec![],
+                    skip_verify: false,
+                },
+            ),
+            (
+                Check {
+                    check_type: "http".into(),
+                    protocol: "h2c".into(),
+                    ..Default::default()
+                },
                 CheckTarget::Invalid(
-                    "protocol \"https\" is not supported by the agent's checks".into(),
+                    "protocol \"h2c\" is not supported by the agent's checks".into(),
                 ),
             ),
         ];
@@ -373,12 +529,7 @@ mod tests {
                 let _ = s.write_all(resp.as_bytes()).await;
             }
         });
-        let def = |target| CheckDef {
-            name: "c".into(),
-            target,
-            interval: Duration::from_secs(1),
-            timeout: Duration::from_secs(2),
-        };
+        let def = |target| probe_def(target);
         let http = |path: &str| CheckTarget::Http {
             addr: addr.clone(),
             path: path.into(),
@@ -419,5 +570,180 @@ mod tests {
             .await,
             (PASSING.to_string(), "fine".to_string())
         );
+    }
+
+    fn probe_def(target: CheckTarget) -> CheckDef {
+        CheckDef {
+            name: "c".into(),
+            target,
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(2),
+            success_before_passing: 0,
+            failures_before_critical: 0,
+            restart: None,
+            counts_for_health: true,
+        }
+    }
+
+    #[test]
+    fn a_check_passes_or_turns_critical_after_its_results_in_a_row() {
+        // (success_before_passing, failures_before_critical, results, statuses after each)
+        let p = Some(PASSING);
+        let c = Some(CRITICAL);
+        let cases: Vec<(u32, u32, &str, Vec<Option<&str>>)> = vec![
+            (0, 0, "+-+", vec![p, c, p]),
+            (3, 0, "++-+++", vec![None, None, c, c, c, p]),
+            (0, 3, "+--+---", vec![p, p, p, p, p, p, c]),
+            (2, 2, "-+-++-", vec![None, None, None, None, p, p]),
+        ];
+        for (sbp, fbc, results, want) in cases {
+            let mut def = probe_def(CheckTarget::Invalid(String::new()));
+            def.success_before_passing = sbp;
+            def.failures_before_critical = fbc;
+            let mut counter = CheckCounter::default();
+            let got: Vec<Option<&str>> = results
+                .chars()
+                .map(|r| counter.observe(r == '+', &def))
+                .collect();
+            assert_eq!(got, want, "sbp={sbp} fbc={fbc} {results}");
+        }
+    }
+
+    #[test]
+    fn check_restart_is_due_after_its_limit_of_unhealthy_results_past_the_grace() {
+        let policy = nomos_api::CheckRestart {
+            limit: 2,
+            grace_ns: 10_000_000_000,
+            ignore_warnings: false,
+        };
+        let s = Duration::from_secs;
+        // (healthy, seconds since the task started) → restart due
+        let steps = [
+            (false, s(1), false),  // inside the grace: not counted
+            (false, s(5), false),  // still inside
+            (false, s(11), false), // 1
+            (true, s(12), false),  // a pass starts the count again
+            (false, s(13), false), // 1
+            (false, s(14), true),  // 2: restart, count starts again
+            (false, s(15), false), // 1
+        ];
+        let mut counter = RestartCounter::default();
+        for (i, (healthy, since, due)) in steps.into_iter().enumerate() {
+            assert_eq!(counter.observe(healthy, since, &policy), due, "step {i}");
+        }
+        let off = nomos_api::CheckRestart::default();
+        assert!(
+            !RestartCounter::default().observe(false, s(100), &off),
+            "limit 0: off"
+        );
+    }
+
+    #[test]
+    fn https_check_restart_and_thresholds_come_from_the_job() {
+        let alloc = Allocation {
+            job_id: "j".into(),
+            ports: vec![AllocatedPort {
+                label: "http".into(),
+                value: 8443,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let check = Check {
+            check_type: "http".into(),
+            protocol: "https".into(),
+            path: "/h".into(),
+            tls_skip_verify: true,
+            success_before_passing: 2,
+            failures_before_critical: 3,
+            ..Default::default()
+        };
+        let mut g = group(vec![check.clone()]);
+        g.tasks = vec![nomos_api::build::task("t", 10, 10)];
+        let inherited = nomos_api::CheckRestart {
+            limit: 3,
+            ..Default::default()
+        };
+        g.services[0].check_restart = Some(inherited);
+        let defs = check_defs(&g, &alloc, "10.0.0.1");
+        assert_eq!(
+            defs[0].target,
+            CheckTarget::Https {
+                addr: "10.0.0.1:8443".into(),
+                path: "/h".into(),
+                method: "GET".into(),
+                headers: vec![],
+                skip_verify: true,
+            }
+        );
+        assert_eq!(
+            (
+                defs[0].success_before_passing,
+                defs[0].failures_before_critical
+            ),
+            (2, 3)
+        );
+        assert!(defs[0].counts_for_health);
+        g.services[0].checks[0].on_update = "ignore".into();
+        assert!(
+            !check_defs(&g, &alloc, "")[0].counts_for_health,
+            "on_update = ignore"
+        );
+        g.services[0].checks[0].on_update = String::new();
+        assert_eq!(
+            defs[0].restart,
+            Some((inherited, "t".to_string())),
+            "the service's"
+        );
+        let own = nomos_api::CheckRestart {
+            limit: 1,
+            ..Default::default()
+        };
+        g.services[0].checks[0].check_restart = Some(own);
+        assert_eq!(
+            check_defs(&g, &alloc, "")[0].restart,
+            Some((own, "t".to_string()))
+        );
+    }
+
+    /// An https server with a certificate of a fresh CA nobody trusts, answering 200.
+    async fn self_signed_https() -> String {
+        use nomos_tls::generate::{self, CertRequest, Role};
+        let dir = tempfile::tempdir().unwrap().keep();
+        let ca = generate::ca(1).unwrap();
+        let pair = generate::cert(&ca, &CertRequest::new(Role::Server)).unwrap();
+        let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
+        generate::write_new(&pair, &cert, &key).unwrap();
+        let tls = nomos_tls::ServerTls {
+            cert_file: cert,
+            key_file: key,
+            client_ca: None,
+        };
+        let config = nomos_tls::server_config(&tls, &[b"http/1.1"]).unwrap();
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap().to_string();
+        let app = axum::Router::new().route("/h", axum::routing::get(|| async { "ok" }));
+        let listener = nomos_tls::listener::TlsListener::new(tcp, config);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    #[tokio::test]
+    async fn an_https_check_trusts_an_unknown_certificate_only_with_tls_skip_verify() {
+        let addr = self_signed_https().await;
+        let https = |skip_verify| {
+            probe_def(CheckTarget::Https {
+                addr: addr.clone(),
+                path: "/h".into(),
+                method: "GET".into(),
+                headers: vec![],
+                skip_verify,
+            })
+        };
+        let dir = std::env::temp_dir();
+        let (status, out) = run_check(&https(true), dir.clone()).await;
+        assert_eq!(status, PASSING, "{out}");
+        let (status, out) = run_check(&https(false), dir).await;
+        assert_eq!(status, CRITICAL, "{out}");
     }
 }

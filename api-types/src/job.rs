@@ -326,7 +326,21 @@ pub struct Service {
     pub address_mode: String,
     pub checks: Vec<Check>,
     pub meta: IndexMap<String, String>,
+    /// Restarts a task whose checks keep failing; each check without its own inherits it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check_restart: Option<CheckRestart>,
     pub ignored: IndexMap<String, Value>,
+}
+
+/// `check_restart`: restart the task after `limit` consecutive unhealthy results, not before
+/// `grace` has passed since it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckRestart {
+    pub limit: u32,
+    pub grace_ns: u64,
+    /// A `warning` counts as passing (the agent's checks report passing or critical only).
+    pub ignore_warnings: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -345,7 +359,26 @@ pub struct Check {
     pub interval_ns: u64,
     pub timeout_ns: u64,
     pub header: IndexMap<String, Vec<String>>,
+    /// An https check accepts any certificate.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_skip_verify: bool,
+    /// Consecutive passing results before the check passes (0 or 1: the first).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub success_before_passing: u32,
+    /// Consecutive failing results before the check is critical (0 or 1: the first).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub failures_before_critical: u32,
+    /// How the check counts while a deployment judges health: `require_healthy` (empty, the
+    /// default), `ignore_warnings`, `ignore`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub on_update: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check_restart: Option<CheckRestart>,
     pub ignored: IndexMap<String, Value>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -117,6 +117,20 @@ const CHECK: &[(&str, &str, K)] = &[
     ("Interval", "interval_ns", K::Plain),
     ("Timeout", "timeout_ns", K::Plain),
     ("Header", "header", K::Plain),
+    ("TLSSkipVerify", "tls_skip_verify", K::Plain),
+    ("SuccessBeforePassing", "success_before_passing", K::Plain),
+    (
+        "FailuresBeforeCritical",
+        "failures_before_critical",
+        K::Plain,
+    ),
+    ("OnUpdate", "on_update", K::Plain),
+    ("CheckRestart", "check_restart", K::One(CHECK_RESTART)),
+];
+const CHECK_RESTART: &[(&str, &str, K)] = &[
+    ("Limit", "limit", K::Plain),
+    ("Grace", "grace_ns", K::Plain),
+    ("IgnoreWarnings", "ignore_warnings", K::Plain),
 ];
 const SERVICE: &[(&str, &str, K)] = &[
     ("Name", "name", K::Plain),
@@ -127,6 +141,7 @@ const SERVICE: &[(&str, &str, K)] = &[
     ("AddressMode", "address_mode", K::Plain),
     ("Checks", "checks", K::Many(CHECK)),
     ("Meta", "meta", K::Plain),
+    ("CheckRestart", "check_restart", K::One(CHECK_RESTART)),
 ];
 const DEVICE: &[(&str, &str, K)] = &[
     ("Name", "name", K::Plain),

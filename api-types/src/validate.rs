@@ -582,6 +582,12 @@ fn check_services(v: &mut V, path: &str, services: &[Service], ports: &HashSet<&
                 &c.check_type,
                 &["http", "tcp", "script", "grpc"],
             );
+            v.one_of(
+                join(&cp, "on_update"),
+                "check on_update",
+                &c.on_update,
+                &["", "require_healthy", "ignore_warnings", "ignore"],
+            );
             if c.check_type == "http" && c.path.is_empty() {
                 v.err(join(&cp, "path"), "http check is missing `path`");
             }

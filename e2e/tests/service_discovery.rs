@@ -273,3 +273,43 @@ fn a_services_healthy_instances_are_registered_listed_rendered_and_deregistered(
     );
     c.ok(&["stop", "front"]);
 }
+
+#[test]
+fn check_restart_restarts_a_task_whose_check_keeps_failing() {
+    require_busybox();
+    let c = Cluster::start("chkrs");
+    let job = backend_job(1).replace(
+        "        timeout  = \"1s\"\n      }",
+        "        timeout  = \"1s\"\n        check_restart {\n          limit = 2\n          grace = \"1s\"\n        }\n      }",
+    );
+    assert!(job.contains("check_restart"), "{job}");
+    let file = c.write_file("backend.hcl", &job);
+    c.ok(&["apply", "-f", &file, "--wait", "--timeout", "120"]);
+    c.wait_for("the backend healthy", Duration::from_secs(30), |c| {
+        let h = healthy_ports(c);
+        (h.len() == 1, format!("{h:?}"))
+    });
+    let id = c.running("backend")[0]["allocation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::remove_file(health_file(&c, &id)).expect("remove the health file");
+    // Two failed checks a second apart: the task restarts (its command writes the file again),
+    // and the instance comes back healthy.
+    c.wait_for(
+        "the task restarted by its check",
+        Duration::from_secs(30),
+        |c| {
+            let status = c.ok(&["alloc", "status", &id[..8]]);
+            (status.contains("healthcheck: check"), status)
+        },
+    );
+    c.wait_for("the backend healthy again", Duration::from_secs(30), |c| {
+        let h = healthy_ports(c);
+        (h.len() == 1, format!("{h:?}"))
+    });
+    let a = c.json(&["alloc", "status", &id[..8], "-o", "json"]);
+    let restarts = a["status"]["task_states"]["httpd"]["restarts"].as_u64();
+    assert!(restarts >= Some(1), "{a}");
+    c.ok(&["stop", "backend"]);
+}

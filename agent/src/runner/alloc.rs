@@ -264,13 +264,16 @@ fn advance_phase(shared: &AllocShared, tasks: &[Task]) {
 }
 
 /// Runs one service check every interval while a task of the allocation runs, recording
-/// status changes.
+/// status changes (after `success_before_passing` / `failures_before_critical` results in a
+/// row) and asking for the task's restart when its `check_restart` says so.
 async fn check_loop(
     shared: Arc<AllocShared>,
     def: crate::checks::CheckDef,
     task_dir: std::path::PathBuf,
 ) {
     let mut tick = tokio::time::interval(def.interval);
+    let mut counter = crate::checks::CheckCounter::default();
+    let mut restarts = crate::checks::RestartCounter::default();
     loop {
         tick.tick().await;
         let running = shared.read(|r| {
@@ -282,15 +285,28 @@ async fn check_loop(
         if !running {
             continue;
         }
-        let (status, output) = crate::checks::run_check(&def, task_dir.clone()).await;
+        let (result, output) = crate::checks::run_check(&def, task_dir.clone()).await;
+        let Some(status) = counter.observe(result == crate::checks::PASSING, &def) else {
+            continue;
+        };
         shared.update(|r| {
             let e = r.status.checks.entry(def.name.clone()).or_default();
             if e.status != status {
-                e.status = status;
+                e.status = status.to_string();
                 e.output = output;
                 e.checked_at_ms = now_ms();
             }
         });
+        if let Some((policy, task)) = &def.restart {
+            let started = shared.read(|r| r.status.task_states.get(task).map(|t| t.started_at_ms));
+            let since = Duration::from_millis((now_ms() - started.unwrap_or(0)).max(0) as u64);
+            if restarts.observe(status == crate::checks::PASSING, since, policy) {
+                let why = format!("healthcheck: check {:?} unhealthy", def.name);
+                if let Err(e) = shared.request_restart(Some(task), &why) {
+                    tracing::debug!(task = %task, error = ?e, "check_restart not taken");
+                }
+            }
+        }
     }
 }
 

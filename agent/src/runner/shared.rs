@@ -97,9 +97,19 @@ impl LiveAllocs {
             .get(alloc)
             .cloned()
             .ok_or(RestartRefusal::UnknownAlloc)?;
-        shared.request_restart(task)
+        shared.request_restart(task, USER_RESTART)
     }
 }
+
+/// The restart requests a task has seen, and why the last one was made.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestartAsk {
+    pub count: u64,
+    pub reason: String,
+}
+
+/// The reason a user's `nctl alloc restart` gives its tasks.
+pub const USER_RESTART: &str = "User requested running tasks to restart";
 
 /// An allocation's record plus the means to change it.
 pub struct AllocShared {
@@ -108,8 +118,9 @@ pub struct AllocShared {
     pub stop: watch::Sender<bool>,
     /// Lifecycle phase reached (see [`plan::lifecycle_phase`]); tasks wait for theirs.
     pub phase: watch::Sender<plan::Phase>,
-    /// Restart requests per task: a counter each task loop watches.
-    pub restarts: watch::Sender<HashMap<String, u64>>,
+    /// Restart requests per task: a counter each task loop watches, with the last request's
+    /// reason (its task event).
+    pub restarts: watch::Sender<HashMap<String, RestartAsk>>,
     pub(super) ctx: Ctx,
 }
 
@@ -137,8 +148,13 @@ impl AllocShared {
         self.changed.notify_waiters();
     }
 
-    /// Asks `task` (or every running task) to restart in place; returns the tasks signalled.
-    pub fn request_restart(&self, task: Option<&str>) -> Result<Vec<String>, RestartRefusal> {
+    /// Asks `task` (or every running task) to restart in place, for `reason`; returns the tasks
+    /// signalled.
+    pub fn request_restart(
+        &self,
+        task: Option<&str>,
+        reason: &str,
+    ) -> Result<Vec<String>, RestartRefusal> {
         let rec = self.snapshot();
         if rec.stopping {
             return Err(RestartRefusal::NotRunning);
@@ -166,7 +182,9 @@ impl AllocShared {
         }
         self.restarts.send_modify(|m| {
             for n in &names {
-                *m.entry(n.clone()).or_default() += 1;
+                let ask = m.entry(n.clone()).or_default();
+                ask.count += 1;
+                ask.reason = reason.to_string();
             }
         });
         Ok(names)

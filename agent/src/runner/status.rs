@@ -43,8 +43,10 @@ pub fn refresh_status(rec: &mut AllocRecord, default_min_healthy_ms: u64) {
             .map(|u| u.health_check.as_str())
             .unwrap_or("checks");
         if mode != "task_states" && mode != "manual" {
+            // A check with `on_update = "ignore"` does not count towards deployment health.
             let names: Vec<String> = crate::checks::check_defs(group, &rec.alloc, "")
                 .into_iter()
+                .filter(|d| d.counts_for_health)
                 .map(|d| d.name)
                 .collect();
             health = crate::checks::combine_health(health, &names, &rec.status.checks);

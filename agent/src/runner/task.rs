@@ -34,10 +34,11 @@ fn kill_timeout(task: &Task) -> Duration {
 }
 
 /// Why a running task restarts outside its restart policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum RestartCause {
-    /// `nctl alloc restart` (its event is written here).
-    User,
+    /// A request through [`AllocShared::request_restart`] (a user's `nctl alloc restart`, or
+    /// a failing check's `check_restart`), with its reason; its event is written here.
+    Asked(String),
     /// A template with `change_mode = "restart"` changed (its event was written already).
     Template,
 }
@@ -55,8 +56,7 @@ async fn restart_in_place(
 ) {
     let name = task.name.clone();
     let sig = kill_signal(task);
-    if cause == RestartCause::User {
-        let why = "User requested running tasks to restart";
+    if let RestartCause::Asked(why) = cause {
         shared.event(&name, "Restart Signaled", why, None, |_, _| {});
     }
     if let Err(e) = driver.stop(h, &sig, kill_timeout(task)).await {
@@ -346,14 +346,18 @@ async fn follow_task(
         std::future::pending::<()>().await
     };
     let mut restart_rx = shared.restarts.subscribe();
-    let seen = restart_rx.borrow().get(name).copied().unwrap_or(0);
+    let count = |m: &std::collections::HashMap<String, super::shared::RestartAsk>| {
+        m.get(name).map_or(0, |a| a.count)
+    };
+    let seen = count(&restart_rx.borrow());
     let restart_asked = async {
-        if restart_rx
-            .wait_for(|m| m.get(name).copied().unwrap_or(0) != seen)
+        let asked = restart_rx
+            .wait_for(|m| count(m) != seen)
             .await
-            .is_err()
-        {
-            std::future::pending::<()>().await;
+            .map(|m| m.get(name).map(|a| a.reason.clone()).unwrap_or_default());
+        match asked {
+            Ok(why) => why,
+            Err(_) => std::future::pending().await,
         }
     };
     let templates_changed = super::rerender::watch_templates(ctx, shared, driver, task, h);
@@ -361,7 +365,7 @@ async fn follow_task(
         r = driver.wait(h) => Some(Ok(r)),
         _ = stopped(stop_rx) => None,
         _ = ship => None,
-        _ = restart_asked => Some(Err(RestartCause::User)),
+        why = restart_asked => Some(Err(RestartCause::Asked(why))),
         _ = templates_changed => Some(Err(RestartCause::Template)),
     };
     ctx.metrics.tasks_running.dec();

@@ -234,6 +234,17 @@ pub(crate) static NETWORK: Sch = Sch {
     ],
 };
 
+pub(crate) static CHECK_RESTART: Sch = Sch {
+    name: "check_restart",
+    label: None,
+    has_ignored: false,
+    fields: &[
+        ("limit", "limit", UInt),
+        ("grace", "grace_ns", Dur),
+        ("ignore_warnings", "ignore_warnings", Bool),
+    ],
+};
+
 pub(crate) static CHECK: Sch = Sch {
     name: "check",
     label: None,
@@ -250,16 +261,16 @@ pub(crate) static CHECK: Sch = Sch {
         ("interval", "interval_ns", Dur),
         ("timeout", "timeout_ns", Dur),
         ("header", "header", Free),
-        ("check_restart", "", Ignored),
+        ("tls_skip_verify", "tls_skip_verify", Bool),
+        ("success_before_passing", "success_before_passing", UInt),
+        ("failures_before_critical", "failures_before_critical", UInt),
+        ("on_update", "on_update", Str),
+        ("check_restart", "check_restart", Block(&CHECK_RESTART)),
         ("grpc_service", "", Ignored),
         ("grpc_use_tls", "", Ignored),
-        ("tls_skip_verify", "", Ignored),
         ("tls_server_name", "", Ignored),
         ("initial_status", "", Ignored),
-        ("success_before_passing", "", Ignored),
-        ("failures_before_critical", "", Ignored),
         ("failures_before_warning", "", Ignored),
-        ("on_update", "", Ignored),
         ("body", "", Ignored),
         ("expose", "", Ignored),
         ("task", "", Ignored),
@@ -281,6 +292,7 @@ pub(crate) static SERVICE: Sch = Sch {
         ("address_mode", "address_mode", Str),
         ("check", "checks", Blocks(&CHECK)),
         ("meta", "meta", StrMap),
+        ("check_restart", "check_restart", Block(&CHECK_RESTART)),
         ("connect", "", Ignored),
         ("canary_meta", "", Ignored),
         ("tagged_addresses", "", Ignored),

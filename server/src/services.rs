@@ -282,6 +282,29 @@ fn queried(body: impl Serialize, index: i64) -> Response {
     resp
 }
 
+/// Every registration in `namespace` that `keep` keeps (for the UI's job and allocation
+/// pages); values that do not decode are skipped.
+pub async fn registrations_in(
+    st: &AppState,
+    namespace: &str,
+    keep: impl Fn(&ServiceRegistration) -> bool,
+) -> Result<Vec<ServiceRegistration>, ServerError> {
+    let prefix = keys::services_prefix(Some(namespace), None);
+    let resp = st
+        .store
+        .range(
+            KeySelector::prefix(prefix.as_bytes().to_vec()),
+            RangeOptions::default(),
+        )
+        .await?;
+    Ok(resp
+        .kvs
+        .iter()
+        .filter_map(|kv| serde_json::from_slice::<ServiceRegistration>(&kv.value).ok())
+        .filter(|r| keep(r))
+        .collect())
+}
+
 /// `GET /v1/services`: each namespace's services with the union of their instances' tags.
 pub async fn list(
     State(st): State<AppState>,

@@ -395,6 +395,42 @@ async fn the_allocation_page_shows_task_states_recent_events_and_log_links() {
 }
 
 #[tokio::test]
+async fn job_and_allocation_pages_show_their_services_and_health() {
+    let srv = TestServer::start().await;
+    seed(&srv).await;
+    for (id, alloc, port, healthy) in [
+        ("i1", "aaaa1111-0000", 20001, true),
+        ("i2", "aaaa2222-0000", 20002, false),
+    ] {
+        let reg = serde_json::json!({"id": id, "service_name": "web-http", "namespace": "default",
+            "job_id": "web", "alloc_id": alloc, "address": "10.0.0.1", "port": port,
+            "tags": ["v1"], "healthy": healthy});
+        srv.put_json(&format!("/nomos/services/default/web-http/{id}"), &reg)
+            .await;
+    }
+    let html = page(&srv, "/ui/job/web").await;
+    assert!(html.contains("<h2>Services</h2>"), "{html}");
+    assert!(html.contains("<td>web-http</td>"), "{html}");
+    assert!(html.contains("1/2"), "one of two instances healthy: {html}");
+    let html = page(&srv, "/ui/allocation/aaaa1111").await;
+    assert!(
+        html.contains(r#"<td class="mono">10.0.0.1:20001</td>"#),
+        "{html}"
+    );
+    assert!(
+        !html.contains("20002"),
+        "another allocation's instance: {html}"
+    );
+    assert!(html.contains("s-passing"), "{html}");
+    let html = page(&srv, "/ui/allocation/bbbb").await;
+    assert!(
+        !html.contains("<h2>Services</h2>"),
+        "no instances, no section: {html}"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn unknown_objects_and_paths_get_html_404_pages() {
     let srv = TestServer::start().await;
     seed(&srv).await;

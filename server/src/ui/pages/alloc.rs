@@ -76,7 +76,29 @@ pub struct AllocPage {
     pub modified: When,
     pub tasks: Vec<TaskBox>,
     pub checks: Vec<CheckRow>,
+    /// Its instances in the service catalogue (filled by the handler).
+    pub services: Vec<ServiceInstanceRow>,
     pub fragment_href: String,
+}
+
+/// One of an allocation's service instances.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceInstanceRow {
+    pub name: String,
+    pub address: String,
+    pub tags: String,
+    pub status: String,
+}
+
+impl ServiceInstanceRow {
+    pub fn of(r: &nomos_api::service::ServiceRegistration) -> Self {
+        ServiceInstanceRow {
+            name: r.service_name.clone(),
+            address: format!("{}:{}", r.address, r.port),
+            tags: r.tags.join(", "),
+            status: if r.healthy { "passing" } else { "critical" }.to_string(),
+        }
+    }
 }
 
 /// The allocation page's model. `spec_tasks` names the group's tasks from the job spec, shown
@@ -196,6 +218,7 @@ pub fn alloc_page(a: &AllocView, spec_tasks: &[String], now_ms: i64) -> AllocPag
                 checked: model::when(now_ms, Some(c.checked_at_ms)),
             })
             .collect(),
+        services: Vec::new(),
         fragment_href: format!("/ui/fragments/allocation/{}", model::encode_segment(&al.id)),
     }
 }
@@ -213,7 +236,11 @@ async fn alloc_model(st: &AppState, id: &str) -> Result<AllocPage, ServerError> 
             .unwrap_or_default(),
         Err(_) => Vec::new(),
     };
-    Ok(alloc_page(&a, &spec_tasks, nomos_api::now_ms()))
+    let mut page = alloc_page(&a, &spec_tasks, nomos_api::now_ms());
+    let regs =
+        crate::services::registrations_in(st, &al.namespace, |r| r.alloc_id == al.id).await?;
+    page.services = regs.iter().map(ServiceInstanceRow::of).collect();
+    Ok(page)
 }
 
 /// `GET /ui/allocation/{id}` (ID or unique prefix).

@@ -104,7 +104,41 @@ pub struct JobPage {
     pub children: Vec<ChildRow>,
     pub parent: Option<Link>,
     pub allocs: Vec<AllocRow>,
+    /// The job's services in the catalogue: instances and how many are healthy.
+    pub services: Vec<ServiceRow>,
     pub fragment_href: String,
+}
+
+/// One service of a job on its page.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceRow {
+    pub name: String,
+    pub instances: usize,
+    pub healthy: usize,
+    pub tags: String,
+}
+
+/// The job's services, by name: instance and healthy counts and every tag seen.
+pub fn service_rows(regs: &[nomos_api::service::ServiceRegistration]) -> Vec<ServiceRow> {
+    let mut by_name: std::collections::BTreeMap<
+        &str,
+        (usize, usize, std::collections::BTreeSet<&str>),
+    > = Default::default();
+    for r in regs {
+        let e = by_name.entry(&r.service_name).or_default();
+        e.0 += 1;
+        e.1 += usize::from(r.healthy);
+        e.2.extend(r.tags.iter().map(String::as_str));
+    }
+    by_name
+        .into_iter()
+        .map(|(name, (instances, healthy, tags))| ServiceRow {
+            name: name.to_string(),
+            instances,
+            healthy,
+            tags: tags.into_iter().collect::<Vec<_>>().join(", "),
+        })
+        .collect()
 }
 
 /// What a job page is built from.
@@ -117,6 +151,8 @@ pub struct JobData {
     pub deployments: Vec<DeploymentView>,
     /// Periodic children: spec and list entry.
     pub children: Vec<(Job, JobListEntry)>,
+    /// The job's instances in the service catalogue.
+    pub services: Vec<nomos_api::service::ServiceRegistration>,
 }
 
 async fn load_job(
@@ -150,12 +186,15 @@ async fn load_job(
             }
         }
     }
+    let services =
+        crate::services::registrations_in(st, &job.namespace, |r| r.job_id == job.id).await?;
     Ok(JobData {
         detail,
         entry,
         allocs,
         deployments,
         children,
+        services,
     })
 }
 
@@ -200,6 +239,7 @@ pub fn job_page(d: &JobData, now_ms: i64) -> JobPage {
             href: model::job_href(&job.namespace, p),
         }),
         allocs: model::alloc_rows(&d.allocs, now_ms),
+        services: service_rows(&d.services),
         fragment_href: format!(
             "/ui/fragments/job/{}{}",
             model::encode_segment(&job.id),

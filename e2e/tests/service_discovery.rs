@@ -1,7 +1,8 @@
 //! Service discovery through the real binary: a `backend` job's instances are registered by the
 //! services loop once their agent reports them running, carry their http check's health,
-//! show in `nctl service list|info` and `/v1/service/<name>` (Nomad's shape, with its index),
-//! render into a `front` job's template through `nomadService`, and go when the job stops.
+//! show in `nctl service list|info`, `/v1/service/<name>` (Nomad's shape, with its index) and
+//! `dig SRV` against the node's DNS, render into a `front` job's template through
+//! `nomadService` (kept current, signalled on change), and go when the job stops.
 
 use std::time::Duration;
 
@@ -95,6 +96,36 @@ fn raw_get(addr: &str, path: &str) -> (String, String) {
     (head.to_string(), body.to_string())
 }
 
+/// The ports `dig` finds in the SRV records of `backend` on the cluster's DNS (Debian's
+/// dnsutils; missing, the test fails saying so).
+fn dig_srv_ports(c: &Cluster) -> Vec<u16> {
+    assert!(!c.dns_addr.is_empty(), "nctl dev printed no DNS address");
+    let (ip, port) = c.dns_addr.rsplit_once(':').unwrap();
+    let out = std::process::Command::new("dig")
+        .args([
+            &format!("@{ip}"),
+            "-p",
+            port,
+            "+short",
+            "SRV",
+            "backend.service.default.nomos",
+        ])
+        .output()
+        .expect("dig (Debian's dnsutils; scripts/install-deps installs it)");
+    assert!(
+        out.status.success(),
+        "dig: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `priority weight port target` per line.
+    let mut ports: Vec<u16> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .collect();
+    ports.sort_unstable();
+    ports
+}
+
 fn instances(c: &Cluster) -> Vec<Value> {
     let v = c.json(&["service", "info", "backend", "--json"]);
     v.as_array().cloned().unwrap_or_default()
@@ -186,6 +217,10 @@ fn a_services_healthy_instances_are_registered_listed_rendered_and_deregistered(
     assert!(table.contains("backend") && table.contains("v1"), "{table}");
     let info = c.ok(&["service", "info", "backend"]);
     assert_eq!(info.matches("passing").count(), 2, "{info}");
+    c.wait_for("dig to find both instances", Duration::from_secs(10), |c| {
+        let found = dig_srv_ports(c);
+        (found == ports, format!("{found:?}"))
+    });
 
     // Nomad's HTTP shape, as Prometheus and Traefik read it.
     let (head, body) = raw_get(&c.http_addr, "/v1/service/backend");
@@ -251,6 +286,17 @@ fn a_services_healthy_instances_are_registered_listed_rendered_and_deregistered(
     );
     let info = c.ok(&["service", "info", "backend"]);
     assert!(info.contains("critical"), "{info}");
+    c.wait_for(
+        "dig to answer only the healthy ones",
+        Duration::from_secs(10),
+        |c| {
+            let (found, healthy) = (dig_srv_ports(c), healthy_ports(c));
+            (
+                found == healthy && found.len() == 2,
+                format!("{found:?} {healthy:?}"),
+            )
+        },
+    );
 
     // Stopping the backend deregisters every instance, and the list empties.
     c.ok(&["stop", "backend"]);

@@ -79,6 +79,8 @@ pub struct Cluster {
     pub node: String,
     /// The store's etcd-protocol endpoint (`nctl agent --store-endpoints`).
     pub store_url: String,
+    /// Where `nctl dev` serves DNS (its banner's `DNS:` line; empty when off or not dev).
+    pub dns_addr: String,
     bin: PathBuf,
     pub http_addr: String,
     ports: (u16, u16),
@@ -152,6 +154,7 @@ impl Cluster {
             addr: String::new(),
             node,
             store_url,
+            dns_addr: String::new(),
             bin: nctl_bin(),
             http_addr: format!("127.0.0.1:{}", free_port()),
             ports: port_range(),
@@ -191,6 +194,8 @@ impl Cluster {
                     .arg(&self.data_dir)
                     .args(["--http-addr", &self.http_addr, "--name", &self.node])
                     .args(["--store-addr", "127.0.0.1:0"])
+                    // Tests run many clusters at once: each its own free DNS port.
+                    .args(["--dns-addr", "127.0.0.1:0"])
                     .args(["--min-dynamic-port", &self.ports.0.to_string()])
                     .args(["--max-dynamic-port", &self.ports.1.to_string()]);
             }
@@ -202,6 +207,7 @@ impl Cluster {
                     .arg(&self.data_dir)
                     .args(["--http-addr", &self.http_addr])
                     .args(["--store-addr", &store_addr])
+                    .args(["--dns-addr", "127.0.0.1:0"])
                     // A test cluster on a private bridge: no TLS, so say so.
                     .arg("--insecure");
             }
@@ -226,6 +232,12 @@ impl Cluster {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
+                    if let Some(rest) = line.trim().strip_prefix("DNS:") {
+                        let addr = rest.split_whitespace().next().unwrap_or("");
+                        if addr != "off" {
+                            self.dns_addr = addr.to_string();
+                        }
+                    }
                     if let Some(rest) = line.trim().strip_prefix("Store:") {
                         self.store_url = rest.split_whitespace().next().unwrap_or("").to_string();
                     }

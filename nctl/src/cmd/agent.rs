@@ -1,6 +1,7 @@
 //! `nctl agent`: a node agent against the store's etcd protocol (a real etcd cluster, or a
 //! Nomos server's embedded store served over it), serving its logs, metrics and restarts on
-//! `--http-addr` (default `0.0.0.0:4749`). With `-config FILE` whose `server` is enabled it runs
+//! `--http-addr` (default `0.0.0.0:4749`), and the DNS interface over the service catalogue on
+//! `--dns-addr` (`docs/dns.md`). With `-config FILE` whose `server` is enabled it runs
 //! what `nctl server -config FILE` runs (API, controllers and, with `client` enabled, a local
 //! agent), as `nomad agent -config` does. `nctl agent purge` cleans a node.
 
@@ -28,6 +29,8 @@ pub struct AgentArgs {
     pub node: NodeArgs,
     #[command(flatten)]
     pub join: super::join::JoinArgs,
+    #[command(flatten)]
+    pub dns: runtime::DnsArgs,
     /// A Nomad-style agent config file (HCL, YAML or JSON): data_dir, name, datacenter,
     /// bind_addr, client { servers, node_class, meta }. With `server { enabled = true }` this
     /// runs what `nctl server -config` runs. Flags override it.
@@ -100,6 +103,9 @@ pub async fn run(args: AgentArgs, g: &super::Global) -> anyhow::Result<i32> {
     let store = etcd.connect(&endpoints).await?;
     let shutdown = Shutdown::new();
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(dns) = runtime::spawn_dns(&mut tasks, &args.dns, store.clone(), &shutdown).await? {
+        println!("==> DNS on {dns} (<service>.service.nomos)");
+    }
     let stop = shutdown.wait();
     tasks.spawn(async move {
         nomos_agent::run(config, store, stop)
@@ -126,6 +132,7 @@ async fn run_server_config(args: AgentArgs, file: FileConfig) -> anyhow::Result<
         acl_enabled: false,
         insecure: args.node.insecure,
         keyring_key_file: None,
+        dns: args.dns,
         browsers: runtime::BrowserArgs::default(),
     };
     super::server::run_with_local_agent(

@@ -1,6 +1,7 @@
 //! `nctl dev`: a whole single-node cluster in one process: the embedded store on disk, the HTTP
-//! API, every controller and a local agent. On a fresh data dir it applies the example job from
-//! `manifests/example.hcl` (compiled in) unless `--no-example`.
+//! API, every controller, a local agent and the DNS interface (`--dns-addr`, `docs/dns.md`).
+//! On a fresh data dir it applies the example job from `manifests/example.hcl` (compiled in)
+//! unless `--no-example`.
 //!
 //! Ctrl-C (or SIGTERM) stops the store, API, controllers and agent cleanly but leaves the tasks
 //! running: the agent persisted their handles, so `nctl dev` on the same data dir re-attaches to
@@ -61,6 +62,8 @@ pub struct DevArgs {
     /// `nctl acl bootstrap`.
     #[arg(long)]
     pub acl_enabled: bool,
+    #[command(flatten)]
+    pub dns: runtime::DnsArgs,
     #[command(flatten)]
     pub browsers: runtime::BrowserArgs,
 }
@@ -130,6 +133,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
         &shutdown,
     )
     .await?;
+    let dns = runtime::spawn_dns(&mut tasks, &args.dns, store.clone(), &shutdown).await?;
     super::keyring::spawn_identities(&mut tasks, state.clone(), &shutdown);
     {
         let state = state.clone();
@@ -177,7 +181,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
     let with_example = !args.no_example && fresh && !example_marker.exists();
     print_banner(
         api_addr,
-        store_url.as_deref(),
+        (store_url.as_deref(), dns),
         &data_dir,
         &node_name,
         !with_example,
@@ -222,7 +226,7 @@ async fn apply_example(state: &AppState) -> anyhow::Result<()> {
 
 fn print_banner(
     api: SocketAddr,
-    store: Option<&str>,
+    (store, dns): (Option<&str>, Option<SocketAddr>),
     data_dir: &Path,
     node: &str,
     quiet_example: bool,
@@ -233,6 +237,14 @@ fn print_banner(
     println!("    Metrics:    http://{api}/metrics");
     if let Some(url) = store {
         println!("    Store:      {url} (etcd v3 protocol: etcdctl --endpoints {url}, nctl agent --store-endpoints {url})");
+    }
+    match dns {
+        Some(dns) => println!(
+            "    DNS:        {dns} (dig @{} -p {} <service>.service.nomos SRV)",
+            dns.ip(),
+            dns.port()
+        ),
+        None => println!("    DNS:        off"),
     }
     println!("    Data dir:   {}", data_dir.display());
     println!("    Node:       {node}");

@@ -1,7 +1,7 @@
 //! What the long-running verbs (`dev`, `server`, `agent`) share: logging set-up, a shutdown
 //! signal passed down to every part, running until Ctrl-C / SIGTERM (a second one forces the
-//! exit), the controllers' task, the log reader for an in-process agent, and the HTTP API's
-//! browser rules.
+//! exit), the controllers' task, the DNS interface's flag and task, the log reader for an
+//! in-process agent, and the HTTP API's browser rules.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -172,6 +172,73 @@ pub async fn spawn_store_server(
     Ok(Some(url))
 }
 
+/// `--dns-addr`: where the DNS interface answers (`docs/dns.md`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DnsArgs {
+    /// Where the DNS interface answers `<service>.service.nomos.` from the service catalogue,
+    /// over UDP and TCP (default 127.0.0.1:8600, as Consul's; port 0 picks a free port; `off`
+    /// disables it). An address given here that cannot be bound stops the start; the default
+    /// one, when another process holds it, is skipped with a warning.
+    #[arg(long, value_name = "ADDR|off", value_parser = parse_dns_listen)]
+    pub dns_addr: Option<DnsListen>,
+}
+
+/// `--dns-addr` as given: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsListen {
+    Off,
+    At(SocketAddr),
+}
+
+/// `off`, or a socket address such as `127.0.0.1:8600` or `127.0.0.1:0`.
+pub fn parse_dns_listen(s: &str) -> Result<DnsListen, String> {
+    if s == "off" {
+        return Ok(DnsListen::Off);
+    }
+    s.parse()
+        .map(DnsListen::At)
+        .map_err(|e| format!("expected an address such as 127.0.0.1:8600, or off: {e}"))
+}
+
+/// Starts the DNS interface as `args` say, answering from `store` until shutdown; returns
+/// where it answers, or `None` when it is off. A `--dns-addr` that cannot be bound is an
+/// error, as Consul's; the default address, when taken (a server and an agent on one host
+/// both default to it), leaves DNS off with a warning, so the second process still starts.
+pub async fn spawn_dns(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    args: &DnsArgs,
+    store: Arc<dyn Store>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<SocketAddr>> {
+    let (addr, explicit) = match args.dns_addr {
+        Some(DnsListen::Off) => return Ok(None),
+        Some(DnsListen::At(addr)) => (addr, true),
+        None => (nomos_dns::DnsConfig::default().addr, false),
+    };
+    let server = match nomos_dns::DnsServer::bind(nomos_dns::DnsConfig::new(addr)).await {
+        Ok(server) => server,
+        Err(e @ nomos_dns::DnsError::Bind { .. }) if !explicit => {
+            eprintln!("==> warning: {e}; DNS is off. Another process (another nctl on this host?) holds the default DNS port: pass --dns-addr ADDR to answer elsewhere, or --dns-addr off");
+            return Ok(None);
+        }
+        Err(e) => anyhow::bail!(
+            "{e} (--dns-addr ADDR picks another address, --dns-addr off disables DNS)"
+        ),
+    };
+    let bound = server.local_addr();
+    if !bound.ip().is_loopback() {
+        eprintln!("==> note: DNS on {bound} answers anyone who reaches it, without ACL tokens: it tells the catalogue's service names, addresses and ports (docs/dns.md)");
+    }
+    let stop = shutdown.wait();
+    tasks.spawn(async move {
+        server
+            .serve(store, stop)
+            .await
+            .map_err(|e| anyhow::anyhow!("DNS: {e}"))
+    });
+    Ok(Some(bound))
+}
+
 /// Reads the logs of the agent running in this process.
 pub struct LocalLogs {
     pub node: String,
@@ -251,5 +318,81 @@ impl BrowserArgs {
             },
             ..Default::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn dns_flag(verb: &str, argv: &[&str]) -> Option<DnsListen> {
+        let mut full = vec!["nctl", verb];
+        full.extend_from_slice(argv);
+        match crate::cmd::Cli::try_parse_from(full)
+            .expect("parses")
+            .command
+        {
+            crate::cmd::Command::Dev(a) => a.dns.dns_addr,
+            crate::cmd::Command::Server(a) => a.dns.dns_addr,
+            crate::cmd::Command::Agent(a) => a.dns.dns_addr,
+            other => panic!("not a long-running verb: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn dns_addr_takes_an_address_a_free_port_or_off_on_every_long_running_verb() {
+        for verb in ["dev", "server", "agent"] {
+            assert_eq!(dns_flag(verb, &[]), None, "{verb}: the default");
+            assert_eq!(
+                dns_flag(verb, &["--dns-addr", "off"]),
+                Some(DnsListen::Off),
+                "{verb}"
+            );
+            assert_eq!(
+                dns_flag(verb, &["--dns-addr", "127.0.0.1:0"]),
+                Some(DnsListen::At("127.0.0.1:0".parse().unwrap())),
+                "{verb}"
+            );
+        }
+        let bad = crate::cmd::Cli::try_parse_from(["nctl", "dev", "--dns-addr", "8600"])
+            .expect_err("a port alone is not an address");
+        assert!(bad.to_string().contains("or off"), "{bad}");
+    }
+
+    #[tokio::test]
+    async fn an_explicit_dns_address_that_is_taken_stops_the_start_and_off_serves_nothing() {
+        let store: Arc<dyn Store> = Arc::new(nomos_store::EmbeddedStore::in_memory());
+        let shutdown = Shutdown::new();
+        let mut tasks = JoinSet::new();
+        let taken = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = taken.local_addr().unwrap();
+        let args = DnsArgs {
+            dns_addr: Some(DnsListen::At(addr)),
+        };
+        let err = spawn_dns(&mut tasks, &args, store.clone(), &shutdown)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&addr.to_string()) && err.contains("--dns-addr off"),
+            "{err}"
+        );
+        let off = DnsArgs {
+            dns_addr: Some(DnsListen::Off),
+        };
+        let none = spawn_dns(&mut tasks, &off, store.clone(), &shutdown).await;
+        assert!(matches!(none, Ok(None)) && tasks.is_empty());
+        let free = DnsArgs {
+            dns_addr: Some(DnsListen::At("127.0.0.1:0".parse().unwrap())),
+        };
+        let bound = spawn_dns(&mut tasks, &free, store, &shutdown)
+            .await
+            .unwrap();
+        assert!(bound.is_some_and(|a| a.port() != 0) && tasks.len() == 1);
+        shutdown.trigger();
+        let stopped =
+            tokio::time::timeout(std::time::Duration::from_secs(5), tasks.join_next()).await;
+        assert!(matches!(stopped, Ok(Some(Ok(Ok(()))))), "{stopped:?}");
     }
 }

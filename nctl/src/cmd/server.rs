@@ -2,7 +2,8 @@
 //! TLS and user/password options) or against an embedded store in `--data-dir`. Several servers
 //! may run against one etcd: each controller is leader-elected, the API is stateless. A config
 //! file with `client { enabled = true }` adds a local agent, which serves its logs, metrics and
-//! restarts over HTTP like any `nctl agent` (on the API's IP, port 4749, by default).
+//! restarts over HTTP like any `nctl agent` (on the API's IP, port 4749, by default). The DNS
+//! interface answers from the service catalogue on `--dns-addr` (`docs/dns.md`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -122,6 +123,8 @@ pub struct ServerArgs {
     /// addresses even without TLS and ACLs (refused otherwise: see docs/security.md).
     #[arg(long)]
     pub insecure: bool,
+    #[command(flatten)]
+    pub dns: runtime::DnsArgs,
     #[command(flatten)]
     pub browsers: runtime::BrowserArgs,
 }
@@ -264,6 +267,7 @@ pub async fn run_with_local_agent(
         &shutdown,
     )
     .await?;
+    let dns = runtime::spawn_dns(&mut tasks, &args.dns, store.clone(), &shutdown).await?;
     runtime::spawn_controllers(&mut tasks, controllers, store.clone(), &registry, &shutdown);
     if let Some(config) = agent {
         let node_name = config.name.clone();
@@ -289,6 +293,9 @@ pub async fn run_with_local_agent(
     );
     println!("==> Nomos server: API on {scheme}://{addr}");
     println!("    UI:   {scheme}://{addr}/ui");
+    if let Some(dns) = dns {
+        println!("    DNS:  {dns} (<service>.service.nomos)");
+    }
     println!("    export NOMOS_ADDR={scheme}://{addr}");
     Ok(runtime::run_until_signal(&mut tasks, &shutdown).await)
 }

@@ -3,7 +3,8 @@
 //! (the task's environment), `nomadVar`, `nomadVarList`, `nomadVarExists` (Variables read
 //! from the servers' API with the task's workload identity, as Nomad's client does), and
 //! `nomadService`, `nomadServices` (the service catalogue, read from the store, in the task's
-//! namespace; `nomadService` lists healthy instances only).
+//! namespace; `nomadService` lists healthy instances only), `key`, `keyOrDefault` and `ls`
+//! (the users' key-value space, `/nomos/kv/`) and `file` (beneath the task directory).
 //!
 //! A body without the left delimiter is written as it is (after `${...}` interpolation);
 //! with one, it must parse and render, or the task does not start: `{{ }}` is never written
@@ -47,8 +48,11 @@ pub struct TaskSources<'a> {
     pub variables: Option<(&'a ServerLink, &'a str)>,
     /// The runtime the blocking render calls the servers through.
     pub runtime: tokio::runtime::Handle,
-    /// The store the service catalogue is read from.
+    /// The store the service catalogue and the key-value space are read from.
     pub catalogue: &'a dyn nomos_store::Store,
+    /// The task directory `file` reads beneath (`None`: `file` is refused), and whether host
+    /// paths are allowed (`allow_host_paths`).
+    pub files: Option<(&'a std::path::Path, bool)>,
 }
 
 impl Sources for TaskSources<'_> {
@@ -91,6 +95,24 @@ impl Sources for TaskSources<'_> {
             }
             "nomadService" => self.service(args),
             "nomadServices" => self.services(args),
+            "key" => {
+                let path = one_string(name, args)?;
+                self.kv_value(path)?.map(Value::from).ok_or_else(|| {
+                    format!("key {path:?} does not exist under /nomos/kv/ (keyOrDefault gives a default)")
+                })
+            }
+            "keyOrDefault" => match args {
+                [Value::String(path), default] => Ok(self
+                    .kv_value(path)?
+                    .map(Value::from)
+                    .unwrap_or_else(|| default.clone())),
+                _ => Err(format!(
+                    "keyOrDefault wants a path and a default, got {} arguments",
+                    args.len()
+                )),
+            },
+            "ls" => self.ls(one_string(name, args)?),
+            "file" => self.file(one_string(name, args)?),
             other => Err(format!("function {other:?} is not offered by this node")),
         }
     }
@@ -178,6 +200,68 @@ impl TaskSources<'_> {
                 })
                 .collect(),
         ))
+    }
+
+    /// The value at `/nomos/kv/<path>`, if any (as text).
+    fn kv_value(&self, path: &str) -> Result<Option<String>, String> {
+        let resp = self
+            .runtime
+            .block_on(self.catalogue.range(
+                nomos_store::KeySelector::key(nomos_store::keys::kv(path).into_bytes()),
+                Default::default(),
+            ))
+            .map_err(|e| format!("reading key {path:?}: {e}"))?;
+        Ok(resp
+            .kvs
+            .first()
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
+    }
+
+    /// `ls "prefix"`: the keys directly under `/nomos/kv/<prefix>/` (not deeper), sorted, each
+    /// with `.Key` (its name under the prefix) and `.Value`.
+    fn ls(&self, prefix: &str) -> Result<Value, String> {
+        let base = nomos_store::keys::kv(prefix.trim_end_matches('/'));
+        let base = if base.ends_with('/') {
+            base
+        } else {
+            format!("{base}/")
+        };
+        let resp = self
+            .runtime
+            .block_on(self.catalogue.range(
+                nomos_store::KeySelector::prefix(base.as_bytes().to_vec()),
+                Default::default(),
+            ))
+            .map_err(|e| format!("listing {prefix:?}: {e}"))?;
+        let pairs = resp
+            .kvs
+            .iter()
+            .filter_map(|kv| {
+                let name = kv.key_str().strip_prefix(base.as_str())?.to_string();
+                (!name.is_empty() && !name.contains('/')).then(|| {
+                    Value::map([
+                        ("Key", Value::from(name)),
+                        (
+                            "Value",
+                            Value::from(String::from_utf8_lossy(&kv.value).into_owned()),
+                        ),
+                    ])
+                })
+            })
+            .collect();
+        Ok(Value::list(pairs))
+    }
+
+    /// `file "path"`: a file beneath the task directory (a host path only with
+    /// `allow_host_paths`), as text.
+    fn file(&self, path: &str) -> Result<Value, String> {
+        let Some((dir, allow_host_paths)) = self.files else {
+            return Err("file is not offered here".into());
+        };
+        let root = crate::confine::Beneath::open(dir).map_err(|e| e.to_string())?;
+        let bytes = crate::confine::read_source(&root, "Template file", path, allow_host_paths)
+            .map_err(|e| e.to_string())?;
+        Ok(Value::from(String::from_utf8_lossy(&bytes).into_owned()))
     }
 
     fn registrations(&self, prefix: &str) -> Result<Vec<ServiceRegistration>, String> {
@@ -367,6 +451,7 @@ mod tests {
             variables: None,
             runtime: rt.handle().clone(),
             catalogue: store,
+            files: None,
         };
         match parse("t", body, &block()).map_err(|e| e.to_string())? {
             None => Ok(body.to_string()),
@@ -452,6 +537,7 @@ mod tests {
             variables: None,
             runtime: rt.handle().clone(),
             catalogue: &store,
+            files: None,
         };
         assert_eq!(s.path_and_namespace("a/b"), ("a/b", "web"));
         assert_eq!(s.path_and_namespace("a/b@ops.global"), ("a/b", "ops"));
@@ -535,5 +621,92 @@ mod tests {
         ] {
             assert!(r(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn key_key_or_default_and_ls_read_the_users_key_value_space() {
+        let store = catalogue();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for (k, v) in [
+            ("app/color", "blue"),
+            ("app/size", "3"),
+            ("app/deep/x", "no"),
+            ("other", "z"),
+        ] {
+            rt.block_on(nomos_store::Store::put(
+                &store,
+                nomos_store::keys::kv(k).into_bytes(),
+                v.as_bytes().to_vec(),
+                Default::default(),
+            ))
+            .unwrap();
+        }
+        let r = |body: &str| render_with(body, &[], &store);
+        assert_eq!(r(r#"{{ key "app/color" }}"#), Ok("blue".to_string()));
+        assert_eq!(
+            r(r#"{{ keyOrDefault "app/none" "red" }}"#),
+            Ok("red".to_string())
+        );
+        assert_eq!(
+            r(r#"{{ keyOrDefault "app/size" "9" }}"#),
+            Ok("3".to_string())
+        );
+        assert_eq!(
+            r(r#"{{ range ls "app" }}{{ .Key }}={{ .Value }};{{ end }}"#),
+            Ok("color=blue;size=3;".to_string()),
+            "direct children only"
+        );
+        let missing = r(r#"{{ key "app/none" }}"#).unwrap_err();
+        assert!(missing.contains("keyOrDefault"), "{missing}");
+        let refused = r(r#"{{ file "x" }}"#).unwrap_err();
+        assert!(refused.contains("not offered"), "{refused}");
+    }
+
+    #[test]
+    fn file_reads_beneath_the_task_directory_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("local")).unwrap();
+        std::fs::write(dir.path().join("local/a.txt"), "inside").unwrap();
+        let store = nomos_store::EmbeddedStore::in_memory();
+        let env = BTreeMap::new();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let sources = TaskSources {
+            env: &env,
+            namespace: "default",
+            variables: None,
+            runtime: rt.handle().clone(),
+            catalogue: &store,
+            files: Some((dir.path(), false)),
+        };
+        let render = |body: &str| {
+            parse("t", body, &block())
+                .unwrap()
+                .unwrap()
+                .render(&Value::Null, &sources)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            render(r#"{{ file "local/a.txt" }}"#),
+            Ok("inside".to_string())
+        );
+        for escape in [
+            r#"{{ file "/etc/passwd" }}"#,
+            r#"{{ file "../../etc/passwd" }}"#,
+        ] {
+            let e = render(escape).unwrap_err();
+            assert!(e.contains("outside the task directory"), "{escape}: {e}");
+        }
+    }
+
+    #[test]
+    fn plugin_and_consul_functions_are_refused_saying_why() {
+        let e = render(r#"{{ plugin "x" }}"#, &[]).unwrap_err();
+        assert!(e.contains("plugins"), "{e}");
+        let e = render(r#"{{ service "web" }}"#, &[]).unwrap_err();
+        assert!(e.contains("nomadService"), "{e}");
     }
 }

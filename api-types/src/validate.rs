@@ -730,6 +730,10 @@ pub const TEMPLATE_FUNCTIONS: &[&str] = &[
     "nomadVarExists",
     "nomadService",
     "nomadServices",
+    "key",
+    "keyOrDefault",
+    "ls",
+    "file",
 ];
 
 /// How a template block parses on a node: its delimiters (`{{` `}}` unless set), its

@@ -108,6 +108,14 @@ pub fn node_join(node: &str) -> String {
     format!("{NODE_JOINS_PREFIX}{node}")
 }
 
+/// Prefix of the users' own key-value space (`/nomos/kv/<path>`), read by templates' `key`,
+/// `keyOrDefault` and `ls` and written with etcdctl or a GitOps pipeline.
+pub const KV_PREFIX: &str = "/nomos/kv/";
+/// `/nomos/kv/<path>`.
+pub fn kv(path: &str) -> String {
+    format!("{KV_PREFIX}{}", path.trim_start_matches('/'))
+}
+
 /// Prefix of the service catalogue (`/nomos/services/<namespace>/<service>/<id>`).
 pub const SERVICES_PREFIX: &str = "/nomos/services/";
 /// `/nomos/services/<namespace>/<service>/<id>`: one running instance of a service, written by

@@ -27,12 +27,14 @@ pub enum TemplateError {
     /// The template calls a function that is neither built in nor declared in
     /// [`crate::Options::external_functions`] (a typo, or a consul-template
     /// function Nomos does not provide, such as `key`).
-    #[error("template: {name}:{line}:{col}: function {function:?} not defined")]
+    #[error("template: {name}:{line}:{col}: function {function:?} not defined{hint}")]
     UnknownFunction {
         name: String,
         line: usize,
         col: usize,
         function: String,
+        /// Why a consul-template function Nomos leaves out is missing (empty for a typo).
+        hint: String,
     },
     /// Evaluating an action failed (wrong argument, index out of range, missing key).
     #[error("template: {name}:{line}:{col}: {message}")]

@@ -92,6 +92,21 @@ const TABLE: &[(&str, usize, Option<usize>, Func)] = &[
     ("timestamp", 0, Some(1), consul::timestamp),
 ];
 
+/// Why a function consul-template has is not offered (appended to the "not defined" error).
+pub(crate) fn missing_hint(name: &str) -> &'static str {
+    match name {
+        "plugin" => ": Nomos does not run template plugins (run the command in a task instead)",
+        "executeTemplate" | "writeToFile" => ": not offered by Nomos",
+        "service" | "services" | "health" | "connect" | "caRoots" | "caLeaf" | "node" | "nodes" => {
+            ": Consul's catalogue is not available; Nomos's own is read with nomadService and nomadServices"
+        }
+        "secret" | "secrets" | "pkiCert" => ": Vault is not integrated; use nomadVar",
+        "sockaddr" => ": not offered; use env \"NOMAD_IP_<port label>\" or the node's attributes",
+        "tree" | "safeTree" | "safeLs" => ": not offered; use ls",
+        _ => "",
+    }
+}
+
 /// Whether `name` is a built-in function.
 pub(crate) fn is_known(name: &str) -> bool {
     TABLE.iter().any(|(n, ..)| *n == name)

@@ -649,6 +649,7 @@ impl Parser<'_> {
             line,
             col,
             function: name.to_string(),
+            hint: crate::funcs::missing_hint(name).to_string(),
         })
     }
 }

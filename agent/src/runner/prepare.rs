@@ -95,6 +95,7 @@ async fn render_template(
     env: &BTreeMap<String, String>,
     namespace: &str,
     token: Option<&str>,
+    task_dir: &Path,
 ) -> Result<String, AgentError> {
     let Some(parsed) = loaded.parsed.clone() else {
         return Ok(loaded.body.clone());
@@ -105,6 +106,8 @@ async fn render_template(
     let link = ctx.servers.clone();
     let store = ctx.store.clone();
     let runtime = tokio::runtime::Handle::current();
+    let task_dir = task_dir.to_path_buf();
+    let allow_host_paths = ctx.config.allow_host_paths;
     tokio::task::spawn_blocking(move || {
         let sources = templates::TaskSources {
             env: &env,
@@ -112,6 +115,7 @@ async fn render_template(
             variables: token.as_deref().map(|t| (&link, t)),
             runtime,
             catalogue: &*store,
+            files: Some((&task_dir, allow_host_paths)),
         };
         parsed
             .render(&nomos_template::Value::Null, &sources)
@@ -260,7 +264,8 @@ async fn render_templates(
             *token = Some(task_token(ctx, rec, task).await?);
         }
         let ns = &rec.alloc.namespace;
-        let text = render_template(ctx, &loaded, &setup.env, ns, token.as_deref()).await?;
+        let dir = setup.task_dir.clone();
+        let text = render_template(ctx, &loaded, &setup.env, ns, token.as_deref(), &dir).await?;
         let same = writes == Writes::Changed
             && setup
                 .root

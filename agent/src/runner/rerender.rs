@@ -1,6 +1,7 @@
 //! Keeps a running task's templates current: when the service catalogue changes (its index key,
-//! `/nomos/servicesindex`, moves) and a template reads it (`nomadService`, `nomadServices`),
-//! the task's templates render again; each one whose output changed is rewritten and its
+//! `/nomos/servicesindex`, moves) and a template reads it (`nomadService`, `nomadServices`), or
+//! a key under `/nomos/kv/` changes and a template reads that space (`key`, `keyOrDefault`,
+//! `ls`), the task's templates render again; each one whose output changed is rewritten and its
 //! `change_mode` applied: `noop` leaves the task be, `signal` sends `change_signal`, `restart`
 //! (Nomad's default) restarts the task. [`watch_templates`] resolves only when the task must
 //! restart; the caller restarts it.
@@ -17,6 +18,21 @@ use crate::driver::{Driver, TaskHandle};
 
 /// The functions whose answers change with the service catalogue.
 const CATALOGUE_FUNCTIONS: &[&str] = &["nomadService", "nomadServices"];
+/// The functions whose answers change with the users' key-value space.
+const KV_FUNCTIONS: &[&str] = &["key", "keyOrDefault", "ls"];
+
+/// What a task's templates read that can change while it runs: the catalogue's index key and
+/// the key-value space, as the store selectors to watch.
+fn watched(used: &std::collections::BTreeSet<String>) -> Vec<KeySelector> {
+    let mut out = Vec::new();
+    if CATALOGUE_FUNCTIONS.iter().any(|f| used.contains(*f)) {
+        out.push(KeySelector::key(keys::SERVICES_INDEX.as_bytes().to_vec()));
+    }
+    if KV_FUNCTIONS.iter().any(|f| used.contains(*f)) {
+        out.push(KeySelector::prefix(keys::KV_PREFIX.as_bytes().to_vec()));
+    }
+    out
+}
 
 /// What the changed templates ask of the task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,31 +83,34 @@ pub(super) async fn watch_templates(
     h: &TaskHandle,
 ) {
     let rec = shared.snapshot();
-    let reads_catalogue = template_functions(ctx, &rec, task)
-        .is_ok_and(|used| CATALOGUE_FUNCTIONS.iter().any(|f| used.contains(*f)));
-    if !reads_catalogue {
+    let selectors = template_functions(ctx, &rec, task)
+        .map(|used| watched(&used))
+        .unwrap_or_default();
+    if selectors.is_empty() {
         return std::future::pending().await;
     }
     loop {
-        let from = catalogue_revision(ctx).await;
+        let from = store_revision(ctx).await;
         // A change between the start's render and this watch is caught by rendering once now.
         if rerender(ctx, shared, driver, task, h).await == ChangeAction::Restart {
             return;
         }
-        let watched = ctx
-            .store
-            .watch(
-                KeySelector::key(keys::SERVICES_INDEX.as_bytes().to_vec()),
-                WatchOptions {
-                    start_revision: from + 1,
-                    ..Default::default()
-                },
-            )
-            .await;
-        let Ok(mut events) = watched else {
+        let mut streams = Vec::new();
+        for sel in &selectors {
+            let opts = WatchOptions {
+                start_revision: from + 1,
+                ..Default::default()
+            };
+            match ctx.store.watch(sel.clone(), opts).await {
+                Ok(w) => streams.push(w),
+                Err(_) => break,
+            }
+        }
+        if streams.len() < selectors.len() {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
-        };
+        }
+        let mut events = futures::stream::select_all(streams);
         while let Some(Ok(_)) = events.next().await {
             // Fold a burst of changes into one render.
             while let Some(Some(Ok(_))) = futures::FutureExt::now_or_never(events.next()) {}
@@ -99,13 +118,13 @@ pub(super) async fn watch_templates(
                 return;
             }
         }
-        // The watch ended (the store restarted, a compaction): look again from now.
+        // A watch ended (the store restarted, a compaction): look again from now.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
 /// The store's revision now (0 if it cannot be read: the watch then starts at the oldest).
-async fn catalogue_revision(ctx: &Ctx) -> i64 {
+async fn store_revision(ctx: &Ctx) -> i64 {
     ctx.store
         .range(
             KeySelector::key(keys::SERVICES_INDEX.as_bytes().to_vec()),
@@ -212,5 +231,22 @@ mod tests {
         for (changed, want) in cases {
             assert_eq!(change_action(&t, changed), want, "{changed:?}");
         }
+    }
+
+    #[test]
+    fn templates_watch_only_what_they_read() {
+        let used = |fs: &[&str]| fs.iter().map(|f| f.to_string()).collect();
+        assert!(watched(&used(&["env", "nomadVar"])).is_empty());
+        assert_eq!(
+            watched(&used(&["nomadService"])),
+            vec![KeySelector::key(keys::SERVICES_INDEX.as_bytes().to_vec())]
+        );
+        assert_eq!(
+            watched(&used(&["ls", "nomadServices"])),
+            vec![
+                KeySelector::key(keys::SERVICES_INDEX.as_bytes().to_vec()),
+                KeySelector::prefix(keys::KV_PREFIX.as_bytes().to_vec()),
+            ]
+        );
     }
 }

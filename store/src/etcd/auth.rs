@@ -110,7 +110,7 @@ pub fn node_user(node: &str) -> String {
 /// reads its allocations and workload identities, the job versions they name, the servers'
 /// heartbeat settings and addresses, the cluster's identity (it touches no task on a store of
 /// another cluster), the node registrations (it counts them to size its lease) and the service
-/// catalogue (templates' `nomadService`); writes its
+/// catalogue and the users' key-value space (templates' `nomadService`, `key`); writes its
 /// registration, heartbeat and allocation statuses.
 pub fn node_key_grants(node: &str) -> Vec<KeyGrant> {
     vec![
@@ -123,6 +123,7 @@ pub fn node_key_grants(node: &str) -> Vec<KeyGrant> {
         KeyGrant::read_prefix(keys::NODES_PREFIX.to_string()),
         KeyGrant::read_prefix(keys::SERVICES_PREFIX.to_string()),
         KeyGrant::read_key(keys::SERVICES_INDEX.to_string()),
+        KeyGrant::read_prefix(keys::KV_PREFIX.to_string()),
         KeyGrant::write_key(keys::node(node)),
         KeyGrant::write_key(keys::heartbeat(node)),
         KeyGrant {

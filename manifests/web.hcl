@@ -3,6 +3,8 @@
 #   nctl apply -f manifests/web.hcl --wait
 #   nctl get allocs -o wide        (the Ports column shows each copy's port)
 #   curl http://127.0.0.1:<port>/
+#   nctl service info web          (each copy in the service catalogue, with its check's health)
+#   dig @127.0.0.1 -p 8600 +short SRV web.service.nomos
 job "web" {
   datacenters = ["*"]
   type        = "service"
@@ -12,6 +14,19 @@ job "web" {
 
     network {
       port "http" {}
+    }
+
+    service {
+      name = "web"
+      port = "http"
+      tags = ["frontend"]
+
+      check {
+        type     = "http"
+        path     = "/"
+        interval = "5s"
+        timeout  = "1s"
+      }
     }
 
     update {

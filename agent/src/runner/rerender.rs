@@ -82,6 +82,9 @@ pub(super) async fn watch_templates(
     task: &Task,
     h: &TaskHandle,
 ) {
+    if task.templates.is_empty() {
+        return std::future::pending().await;
+    }
     let rec = shared.snapshot();
     let selectors = template_functions(ctx, &rec, task)
         .map(|used| watched(&used))

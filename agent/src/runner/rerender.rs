@@ -73,8 +73,9 @@ pub fn change_action(task: &Task, changed: &[usize]) -> ChangeAction {
     }
 }
 
-/// Re-renders the task's templates whenever the catalogue changes, for as long as the task runs.
-/// Returns only when a changed template asks for a restart.
+/// Re-renders the task's templates whenever what they read changes (the catalogue, the
+/// key-value space), for as long as the task runs. Returns only when a changed template asks
+/// for a restart.
 pub(super) async fn watch_templates(
     ctx: &Ctx,
     shared: &AllocShared,
@@ -93,7 +94,11 @@ pub(super) async fn watch_templates(
         return std::future::pending().await;
     }
     loop {
-        let from = store_revision(ctx).await;
+        let Some(from) = store_revision(ctx).await else {
+            // The store is away: look again shortly (a watch from revision 1 would replay it all).
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
         // A change between the start's render and this watch is caught by rendering once now.
         if rerender(ctx, shared, driver, task, h).await == ChangeAction::Restart {
             return;
@@ -126,8 +131,8 @@ pub(super) async fn watch_templates(
     }
 }
 
-/// The store's revision now (0 if it cannot be read: the watch then starts at the oldest).
-async fn store_revision(ctx: &Ctx) -> i64 {
+/// The store's revision now, if it can be read.
+async fn store_revision(ctx: &Ctx) -> Option<i64> {
     ctx.store
         .range(
             KeySelector::key(keys::SERVICES_INDEX.as_bytes().to_vec()),
@@ -137,7 +142,8 @@ async fn store_revision(ctx: &Ctx) -> i64 {
             },
         )
         .await
-        .map_or(0, |r| r.revision)
+        .ok()
+        .map(|r| r.revision)
 }
 
 /// Renders the templates once and applies what the changed ones ask, but a restart, which it

@@ -143,59 +143,7 @@ pub fn check_defs(group: &TaskGroup, alloc: &Allocation, node_address: &str) -> 
                 };
                 format!("{ip}:{}", p.value)
             });
-            let target = match (c.check_type.as_str(), addr) {
-                ("http", Some(addr)) if c.protocol == "https" => CheckTarget::Https {
-                    addr,
-                    path: if c.path.is_empty() {
-                        "/".into()
-                    } else {
-                        c.path.clone()
-                    },
-                    method: if c.method.is_empty() {
-                        "GET".into()
-                    } else {
-                        c.method.clone()
-                    },
-                    headers: headers_of(c),
-                    skip_verify: c.tls_skip_verify,
-                },
-                ("http", Some(addr)) if c.protocol.is_empty() || c.protocol == "http" => {
-                    CheckTarget::Http {
-                        addr,
-                        path: if c.path.is_empty() {
-                            "/".into()
-                        } else {
-                            c.path.clone()
-                        },
-                        method: if c.method.is_empty() {
-                            "GET".into()
-                        } else {
-                            c.method.clone()
-                        },
-                        headers: c
-                            .header
-                            .iter()
-                            .flat_map(|(k, vs)| vs.iter().map(move |v| (k.clone(), v.clone())))
-                            .collect(),
-                    }
-                }
-                ("http", Some(_)) => CheckTarget::Invalid(format!(
-                    "protocol {:?} is not supported by the agent's checks",
-                    c.protocol
-                )),
-                ("tcp", Some(addr)) => CheckTarget::Tcp { addr },
-                ("http" | "tcp", None) => {
-                    CheckTarget::Invalid(format!("port label {label:?} is not allocated"))
-                }
-                ("script", _) => CheckTarget::Script {
-                    command: c.command.clone(),
-                    args: c.args.clone(),
-                    task: task.clone(),
-                },
-                (other, _) => {
-                    CheckTarget::Invalid(format!("check type {other:?} is not supported"))
-                }
-            };
+            let target = target_of(c, addr, label, &task);
             let restart = c
                 .check_restart
                 .or(svc.check_restart)
@@ -222,6 +170,49 @@ pub fn check_defs(group: &TaskGroup, alloc: &Allocation, node_address: &str) -> 
         }
     }
     out
+}
+
+/// What a check probes: its type, its port's address (`None`: the label is not allocated)
+/// and, for a script, the task it runs in.
+fn target_of(c: &nomos_api::Check, addr: Option<String>, label: &str, task: &str) -> CheckTarget {
+    let or = |v: &str, default: &str| {
+        if v.is_empty() {
+            default.to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    match (c.check_type.as_str(), addr) {
+        ("http", Some(addr)) if c.protocol == "https" => CheckTarget::Https {
+            addr,
+            path: or(&c.path, "/"),
+            method: or(&c.method, "GET"),
+            headers: headers_of(c),
+            skip_verify: c.tls_skip_verify,
+        },
+        ("http", Some(addr)) if c.protocol.is_empty() || c.protocol == "http" => {
+            CheckTarget::Http {
+                addr,
+                path: or(&c.path, "/"),
+                method: or(&c.method, "GET"),
+                headers: headers_of(c),
+            }
+        }
+        ("http", Some(_)) => CheckTarget::Invalid(format!(
+            "protocol {:?} is not supported by the agent's checks",
+            c.protocol
+        )),
+        ("tcp", Some(addr)) => CheckTarget::Tcp { addr },
+        ("http" | "tcp", None) => {
+            CheckTarget::Invalid(format!("port label {label:?} is not allocated"))
+        }
+        ("script", _) => CheckTarget::Script {
+            command: c.command.clone(),
+            args: c.args.clone(),
+            task: task.to_string(),
+        },
+        (other, _) => CheckTarget::Invalid(format!("check type {other:?} is not supported")),
+    }
 }
 
 fn headers_of(c: &nomos_api::Check) -> Vec<(String, String)> {

@@ -206,12 +206,12 @@ async fn block(st: &AppState, p: &Params) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// Every registration under `prefix` the caller may read, with the catalogue's index.
-async fn read(
+/// Every registration under `prefix` with its key's revisions, and the revision read at; a
+/// value that does not decode is skipped with a warning.
+async fn stored(
     st: &AppState,
-    caller: &Caller,
     prefix: &str,
-) -> Result<(Vec<RegistrationView>, i64), ServerError> {
+) -> Result<(Vec<(ServiceRegistration, KeyValue)>, i64), ServerError> {
     let resp = st
         .store
         .range(
@@ -220,19 +220,30 @@ async fn read(
         )
         .await?;
     let mut out = Vec::with_capacity(resp.kvs.len());
-    for kv in &resp.kvs {
-        let r: ServiceRegistration = match serde_json::from_slice(&kv.value) {
-            Ok(r) => r,
+    for kv in resp.kvs {
+        match serde_json::from_slice::<ServiceRegistration>(&kv.value) {
+            Ok(r) => out.push((r, kv)),
             Err(e) => {
                 tracing::warn!(key = %kv.key_str(), error = %e, "skipping a service registration that does not decode");
-                continue;
             }
-        };
-        if caller.acl.allows_namespace(&r.namespace, CAP_READ_JOB) {
-            out.push(RegistrationView::of(r, kv));
         }
     }
-    Ok((out, index_at(st, resp.revision).await?))
+    Ok((out, resp.revision))
+}
+
+/// Every registration under `prefix` the caller may read, with the catalogue's index.
+async fn read(
+    st: &AppState,
+    caller: &Caller,
+    prefix: &str,
+) -> Result<(Vec<RegistrationView>, i64), ServerError> {
+    let (regs, revision) = stored(st, prefix).await?;
+    let out = regs
+        .into_iter()
+        .filter(|(r, _)| caller.acl.allows_namespace(&r.namespace, CAP_READ_JOB))
+        .map(|(r, kv)| RegistrationView::of(r, &kv))
+        .collect();
+    Ok((out, index_at(st, revision).await?))
 }
 
 fn apply_filter(
@@ -283,24 +294,17 @@ fn queried(body: impl Serialize, index: i64) -> Response {
 }
 
 /// Every registration in `namespace` that `keep` keeps (for the UI's job and allocation
-/// pages); values that do not decode are skipped.
+/// pages).
 pub async fn registrations_in(
     st: &AppState,
     namespace: &str,
     keep: impl Fn(&ServiceRegistration) -> bool,
 ) -> Result<Vec<ServiceRegistration>, ServerError> {
     let prefix = keys::services_prefix(Some(namespace), None);
-    let resp = st
-        .store
-        .range(
-            KeySelector::prefix(prefix.as_bytes().to_vec()),
-            RangeOptions::default(),
-        )
-        .await?;
-    Ok(resp
-        .kvs
-        .iter()
-        .filter_map(|kv| serde_json::from_slice::<ServiceRegistration>(&kv.value).ok())
+    let (regs, _) = stored(st, &prefix).await?;
+    Ok(regs
+        .into_iter()
+        .map(|(r, _)| r)
         .filter(|r| keep(r))
         .collect())
 }

@@ -202,17 +202,24 @@ impl TaskSources<'_> {
         ))
     }
 
+    /// The keys `sel` covers, read from the store on this blocking thread; `doing` names the
+    /// read in the error.
+    fn read(
+        &self,
+        sel: nomos_store::KeySelector,
+        doing: &str,
+    ) -> Result<Vec<nomos_store::KeyValue>, String> {
+        self.runtime
+            .block_on(self.catalogue.range(sel, Default::default()))
+            .map(|r| r.kvs)
+            .map_err(|e| format!("{doing}: {e}"))
+    }
+
     /// The value at `/nomos/kv/<path>`, if any (as text).
     fn kv_value(&self, path: &str) -> Result<Option<String>, String> {
-        let resp = self
-            .runtime
-            .block_on(self.catalogue.range(
-                nomos_store::KeySelector::key(nomos_store::keys::kv(path).into_bytes()),
-                Default::default(),
-            ))
-            .map_err(|e| format!("reading key {path:?}: {e}"))?;
-        Ok(resp
-            .kvs
+        let sel = nomos_store::KeySelector::key(nomos_store::keys::kv(path).into_bytes());
+        let kvs = self.read(sel, &format!("reading key {path:?}"))?;
+        Ok(kvs
             .first()
             .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
     }
@@ -226,15 +233,9 @@ impl TaskSources<'_> {
         } else {
             format!("{base}/")
         };
-        let resp = self
-            .runtime
-            .block_on(self.catalogue.range(
-                nomos_store::KeySelector::prefix(base.as_bytes().to_vec()),
-                Default::default(),
-            ))
-            .map_err(|e| format!("listing {prefix:?}: {e}"))?;
-        let pairs = resp
-            .kvs
+        let sel = nomos_store::KeySelector::prefix(base.as_bytes().to_vec());
+        let pairs = self
+            .read(sel, &format!("listing {prefix:?}"))?
             .iter()
             .filter_map(|kv| {
                 let name = kv.key_str().strip_prefix(base.as_str())?.to_string();
@@ -265,15 +266,9 @@ impl TaskSources<'_> {
     }
 
     fn registrations(&self, prefix: &str) -> Result<Vec<ServiceRegistration>, String> {
-        let resp = self
-            .runtime
-            .block_on(self.catalogue.range(
-                nomos_store::KeySelector::prefix(prefix.as_bytes().to_vec()),
-                Default::default(),
-            ))
-            .map_err(|e| format!("reading the service catalogue: {e}"))?;
-        Ok(resp
-            .kvs
+        let sel = nomos_store::KeySelector::prefix(prefix.as_bytes().to_vec());
+        Ok(self
+            .read(sel, "reading the service catalogue")?
             .iter()
             .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
             .collect())
@@ -438,6 +433,16 @@ mod tests {
         env: &[(&str, &str)],
         store: &dyn nomos_store::Store,
     ) -> Result<String, String> {
+        render_in(body, env, store, None)
+    }
+
+    /// Renders `body` with `env`, the store `store` and, for `file`, the task directory `files`.
+    fn render_in(
+        body: &str,
+        env: &[(&str, &str)],
+        store: &dyn nomos_store::Store,
+        files: Option<(&std::path::Path, bool)>,
+    ) -> Result<String, String> {
         let env: BTreeMap<String, String> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -451,7 +456,7 @@ mod tests {
             variables: None,
             runtime: rt.handle().clone(),
             catalogue: store,
-            files: None,
+            files,
         };
         match parse("t", body, &block()).map_err(|e| e.to_string())? {
             None => Ok(body.to_string()),
@@ -670,25 +675,7 @@ mod tests {
         std::fs::create_dir(dir.path().join("local")).unwrap();
         std::fs::write(dir.path().join("local/a.txt"), "inside").unwrap();
         let store = nomos_store::EmbeddedStore::in_memory();
-        let env = BTreeMap::new();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let sources = TaskSources {
-            env: &env,
-            namespace: "default",
-            variables: None,
-            runtime: rt.handle().clone(),
-            catalogue: &store,
-            files: Some((dir.path(), false)),
-        };
-        let render = |body: &str| {
-            parse("t", body, &block())
-                .unwrap()
-                .unwrap()
-                .render(&Value::Null, &sources)
-                .map_err(|e| e.to_string())
-        };
+        let render = |body: &str| render_in(body, &[], &store, Some((dir.path(), false)));
         assert_eq!(
             render(r#"{{ file "local/a.txt" }}"#),
             Ok("inside".to_string())

@@ -244,7 +244,7 @@ fn a_service_that_cannot_be_reached_or_named_is_left_out() {
     assert!(regs(&job, &alloc("a1"), Some(&st), false).is_empty());
 }
 
-fn rev(value: ServiceRegistration, mod_revision: i64) -> Rev<ServiceRegistration> {
+fn rev<T>(value: T, mod_revision: i64) -> Rev<T> {
     Rev {
         value,
         mod_revision,
@@ -280,32 +280,29 @@ fn changes_put_what_is_new_or_different_and_delete_what_is_not_wanted() {
     assert!(changes(BTreeMap::new(), &BTreeMap::new()).is_empty());
 }
 
-#[test]
-fn the_catalogue_follows_a_canarys_promotion() {
-    let job = job_with(vec![web_service()], vec![]);
-    let mut a = alloc("a1");
-    a.canary = true;
-    a.deployment_id = "d1".into();
+/// A view of node `n1`, `job` as version 0 of `j`, and `allocs` each reported running.
+fn view_of(job: Job, allocs: Vec<Allocation>) -> View {
     let mut view = View::default();
     view.nodes.insert("n1".into(), node());
     view.versions
         .entry(("default".into(), "j".into()))
         .or_default()
         .insert(0, job);
-    view.alloc_status.insert(
-        "a1".into(),
-        Rev {
-            value: status(ClientStatus::Running, &[]),
-            mod_revision: 1,
-        },
-    );
-    view.allocs.insert(
-        "a1".into(),
-        Rev {
-            value: a,
-            mod_revision: 1,
-        },
-    );
+    for a in allocs {
+        view.alloc_status
+            .insert(a.id.clone(), rev(status(ClientStatus::Running, &[]), 1));
+        view.allocs.insert(a.id.clone(), rev(a, 1));
+    }
+    view
+}
+
+#[test]
+fn the_catalogue_follows_a_canarys_promotion() {
+    let job = job_with(vec![web_service()], vec![]);
+    let mut a = alloc("a1");
+    a.canary = true;
+    a.deployment_id = "d1".into();
+    let mut view = view_of(job, vec![a]);
     let tags = |view: &View| catalogue(view).into_values().next().map(|r| r.tags);
     assert_eq!(
         tags(&view),
@@ -335,29 +332,7 @@ fn the_catalogue_follows_a_canarys_promotion() {
 #[test]
 fn a_stopped_lost_or_collected_allocation_is_deregistered() {
     let job = job_with(vec![web_service()], vec![]);
-    let running = status(ClientStatus::Running, &[]);
-    let mut view = View::default();
-    view.nodes.insert("n1".into(), node());
-    view.versions
-        .entry(("default".into(), "j".into()))
-        .or_default()
-        .insert(0, job);
-    for id in ["a1", "a2", "a3"] {
-        view.allocs.insert(
-            id.into(),
-            Rev {
-                value: alloc(id),
-                mod_revision: 1,
-            },
-        );
-        view.alloc_status.insert(
-            id.into(),
-            Rev {
-                value: running.clone(),
-                mod_revision: 1,
-            },
-        );
-    }
+    let mut view = view_of(job, vec![alloc("a1"), alloc("a2"), alloc("a3")]);
     let stored: BTreeMap<String, Rev<ServiceRegistration>> = catalogue(&view)
         .into_iter()
         .map(|(k, v)| (k, rev(v, 5)))

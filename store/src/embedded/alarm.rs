@@ -136,7 +136,7 @@ pub(crate) fn answer_under_alarm(shared: &Shared, requests: Vec<Request>, cause:
         let mut fx = Effects::default();
         match r {
             Request::Txn(txn, reply) if !writes(&txn) => {
-                let res = guard.state.apply_txn(&txn, visible, &mut fx);
+                let res = super::apply_txn(&shared.log, &mut guard.state, &txn, visible, &mut fx);
                 reply_fn(reply, res)(None);
             }
             // Kept in memory only: a restart before the disk has room forgets the renewal.

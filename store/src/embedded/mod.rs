@@ -1,8 +1,10 @@
 //! The embedded backend: etcd's semantics in one process, durable on local disk.
 //!
 //! Layout:
-//! - `state`: the in-memory MVCC state (key histories, event log, leases); pure.
+//! - `state`: the in-memory MVCC index (key histories without values, where each revision
+//!   starts in the log, leases); pure.
 //! - `persist`: the SQLite log (WAL, `synchronous=FULL`) the state is rebuilt from.
+//! - `log`: reads values back from the log by row, for reads, watches and transactions.
 //! - `identity`: the data directory's identity file, so a lost or damaged database is refused
 //!   instead of being taken for a new store.
 //! - `alarm`: etcd's NOSPACE alarm: a commit that fails for lack of space rolls the state back to
@@ -25,6 +27,7 @@ mod alarm;
 pub mod auth;
 mod auth_store;
 mod identity;
+mod log;
 mod maintenance;
 mod persist;
 mod state;
@@ -108,6 +111,8 @@ pub(crate) struct Locked {
 
 pub(crate) struct Shared {
     pub locked: Mutex<Locked>,
+    /// Where the values are read from.
+    pub log: log::Log,
     /// The store's ID (its identity file); `None` in memory.
     pub store_id: Option<String>,
     /// Newest durable revision: what readers see.
@@ -187,7 +192,8 @@ impl EmbeddedStore {
         })?;
         let users =
             auth::EmbeddedAuth::open(dir).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let mut store = Self::start(state, Some((db, store_id)), options);
+        let log = log::Log::disk(dir.join(DB_FILE));
+        let mut store = Self::start(state, Some((db, store_id)), log, options);
         store.auth = Arc::new(users);
         Ok(store)
     }
@@ -204,13 +210,19 @@ impl EmbeddedStore {
     }
 
     pub fn in_memory_with(options: EmbeddedOptions) -> Self {
-        Self::start(State::new(), None, options)
+        Self::start(State::new(), None, log::Log::memory(), options)
     }
 
-    fn start(state: State, db: Option<(Db, String)>, options: EmbeddedOptions) -> Self {
+    fn start(
+        state: State,
+        db: Option<(Db, String)>,
+        log: log::Log,
+        options: EmbeddedOptions,
+    ) -> Self {
         let (db, store_id) = db.unzip();
         let size = db.as_ref().map_or(0, Db::size);
         let shared = Arc::new(Shared {
+            log,
             store_id,
             visible: AtomicI64::new(state.rev),
             db_size: AtomicI64::new(size),
@@ -326,7 +338,7 @@ fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Request>, mut db: Option<
             for r in requests {
                 match r {
                     Request::Txn(txn, reply) => {
-                        let res = state.apply_txn(&txn, visible, &mut fx);
+                        let res = apply_txn(&shared.log, state, &txn, visible, &mut fx);
                         replies.push(reply_fn(reply, res));
                     }
                     Request::LeaseGrant(ttl, id, reply) => {
@@ -365,6 +377,9 @@ fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Request>, mut db: Option<
                 }
             }
         }
+        if commit_error.is_none() {
+            shared.log.committed(&fx.sql);
+        }
         {
             let mut guard = shared.lock();
             if let (Some(cause), Some(db)) = (&commit_error, db.as_ref()) {
@@ -373,6 +388,9 @@ fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Request>, mut db: Option<
             } else {
                 if !fx.events.is_empty() {
                     let batch: Batch = Arc::new(fx.events);
+                    if guard.watchers.want_prev_values() {
+                        watch::resolve_prev_values(&shared.log, &batch);
+                    }
                     guard.watchers.publish(&batch);
                 }
                 shared.visible.store(new_rev, Ordering::Release);
@@ -383,6 +401,20 @@ fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Request>, mut db: Option<
         }
     }
     shared.lock().watchers.clear();
+}
+
+/// Applies a transaction to the state, with the values it reads fetched from the log first
+/// (nothing is applied when they cannot be read).
+pub(crate) fn apply_txn(
+    log: &log::Log,
+    state: &mut State,
+    txn: &Txn,
+    visible: i64,
+    fx: &mut Effects,
+) -> Result<TxnResponse> {
+    let rows = state.rows_for_txn(txn, visible, fx);
+    let fetched = log.values(&rows)?;
+    state.apply_txn(txn, visible, &fetched, fx)
 }
 
 /// After a failed commit: the batch is not on disk, so the in-memory state goes back to what
@@ -435,9 +467,34 @@ fn fail_with(r: Request, err: impl Fn() -> StoreError) {
 impl Store for EmbeddedStore {
     async fn range(&self, keys: KeySelector, options: RangeOptions) -> Result<RangeResponse> {
         validate::check_selector(&keys)?;
-        let guard = self.shared.lock();
-        let visible = self.shared.visible.load(Ordering::Acquire);
-        guard.state.range(&keys, &options, visible)
+        loop {
+            let plan = {
+                let guard = self.shared.lock();
+                let visible = self.shared.visible.load(Ordering::Acquire);
+                guard.state.plan_range(&keys, &options, visible)?
+            };
+            // The values are read without the lock; a row that is gone by then was compacted
+            // away meanwhile, and the read is planned again (or refused, at a fixed revision).
+            let read_rev = plan.read_rev;
+            let values = self.shared.log.values(&plan.rows())?;
+            match plan.finish(&values) {
+                Ok(resp) => return Ok(resp),
+                Err(row) => {
+                    let compact_revision = self.shared.lock().state.compact_rev;
+                    if compact_revision <= read_rev {
+                        return Err(StoreError::Backend(format!(
+                            "the log has no row {row}, which the index names at revision {read_rev}"
+                        )));
+                    }
+                    if options.revision > 0 {
+                        return Err(StoreError::Compacted {
+                            requested: options.revision,
+                            compact_revision,
+                        });
+                    }
+                }
+            }
+        }
     }
 
     async fn put(&self, key: Vec<u8>, value: Vec<u8>, options: PutOptions) -> Result<PutResponse> {

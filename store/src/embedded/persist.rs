@@ -7,14 +7,16 @@ use std::path::Path;
 use rusqlite::{params, Connection};
 
 use super::identity;
-use super::state::{SqlOp, State};
-use crate::{KeyValue, Result, StoreError};
+use super::state::{Meta, SqlOp, State};
+use crate::{Result, StoreError};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "nomos-store.sqlite";
 
 pub(crate) struct Db {
     conn: Connection,
+    /// The data directory's lock, held while the store is open.
+    _lock: std::fs::File,
 }
 
 /// SQLite's errors as store errors; a full disk is etcd's NOSPACE.
@@ -126,8 +128,8 @@ impl Db {
         let db_path = dir.join(DB_FILE);
         refuse_before_opening(&found, &db_path)?;
         let conn = Connection::open(&db_path).map_err(opening(&db_path))?;
-        lock(&conn, dir, &db_path)?;
-        let db = Db { conn };
+        let lock = lock(&conn, dir, &db_path)?;
+        let db = Db { conn, _lock: lock };
         let id = if found.db_len.is_none() {
             db.create()?
         } else {
@@ -282,24 +284,27 @@ impl Db {
             )
             .ok();
         state.compact_rev = compact.unwrap_or(0);
+        // The values stay in the file: the index keeps their rows and lengths only.
         let mut stmt = self
             .conn
-            .prepare("SELECT id, rev, key, value, create_rev, version, lease, deleted FROM kv_log ORDER BY id")
+            .prepare(
+                "SELECT id, rev, key, length(value), create_rev, version, lease, deleted
+                 FROM kv_log ORDER BY id",
+            )
             .map_err(backend)?;
         let mut rows = stmt.query([]).map_err(backend)?;
         while let Some(r) = rows.next().map_err(backend)? {
             let row: i64 = r.get(0).map_err(backend)?;
             let rev: i64 = r.get(1).map_err(backend)?;
-            let kv = KeyValue {
-                key: r.get(2).map_err(backend)?,
-                value: r.get(3).map_err(backend)?,
+            let key: Vec<u8> = r.get(2).map_err(backend)?;
+            let deleted: bool = r.get(7).map_err(backend)?;
+            let meta = Meta {
+                value_len: r.get::<_, i64>(3).map_err(backend)? as u32,
                 create_revision: r.get(4).map_err(backend)?,
-                mod_revision: rev,
                 version: r.get(5).map_err(backend)?,
                 lease: r.get(6).map_err(backend)?,
             };
-            let deleted: bool = r.get(7).map_err(backend)?;
-            state.load_row(row, rev, kv, deleted);
+            state.load_row(row, rev, &key, (!deleted).then_some(meta));
         }
         let mut stmt = self
             .conn
@@ -405,17 +410,44 @@ impl Db {
     }
 }
 
-/// Takes the data directory for this process: SQLite's exclusive locking mode, WAL, full sync.
-fn lock(conn: &Connection, dir: &Path, db_path: &Path) -> Result<()> {
+/// File name of the lock that keeps a data directory to one process.
+pub const LOCK_FILE: &str = "nomos-store.lock";
+
+/// Whether a running store holds the data directory `dir` (its lock is taken).
+pub(crate) fn in_use(dir: &Path) -> bool {
+    std::fs::File::open(dir.join(LOCK_FILE))
+        .is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
+}
+
+/// Takes the data directory for this process (an exclusive lock on [`LOCK_FILE`], held as long
+/// as the returned file is open), then sets WAL and full sync. SQLite's own locking stays
+/// normal, so the store's read connections ([`super::log`]) read beside the writer.
+fn lock(conn: &Connection, dir: &Path, db_path: &Path) -> Result<std::fs::File> {
     let in_use = || {
         StoreError::Backend(format!(
             "data dir {} is in use by another process",
             dir.display()
         ))
     };
+    let lock_path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", lock_path.display())))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(in_use()),
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(StoreError::Backend(format!(
+                "cannot lock {}: {e}",
+                lock_path.display()
+            )))
+        }
+    }
     conn.execute_batch(
-        "PRAGMA locking_mode = EXCLUSIVE;
-         PRAGMA journal_mode = WAL;
+        "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;",
     )
     .map_err(|e| match e {
@@ -424,8 +456,7 @@ fn lock(conn: &Connection, dir: &Path, db_path: &Path) -> Result<()> {
         }
         e => opening(db_path)(e),
     })?;
-    conn.execute_batch("BEGIN EXCLUSIVE; COMMIT;")
-        .map_err(|_| in_use())
+    Ok(file)
 }
 
 impl Drop for Db {

@@ -2,48 +2,77 @@
 
 use std::sync::Arc;
 
+use super::log::Log;
 use super::state::{Effects, SqlOp, State};
 use super::{EmbeddedOptions, EmbeddedStore};
 use crate::{EventKind, KeySelector, PutOptions, RangeOptions, Store, StoreError, Txn, TxnOp};
 
-fn put(state: &mut State, key: &str, value: &str) -> i64 {
-    let mut fx = Effects::default();
-    let visible = state.rev;
-    state
-        .apply_txn(
-            &Txn::new().and_then([TxnOp::put(key, value)]),
-            visible,
-            &mut fx,
-        )
-        .unwrap()
+/// The pure state with the log it reads values from, as the writer keeps them.
+struct Mvcc {
+    state: State,
+    log: Log,
+}
+
+impl Mvcc {
+    fn new() -> Mvcc {
+        Mvcc {
+            state: State::new(),
+            log: Log::memory(),
+        }
+    }
+
+    /// Applies a transaction and "commits" its rows.
+    fn txn(&mut self, txn: &Txn) -> crate::TxnResponse {
+        let mut fx = Effects::default();
+        let visible = self.state.rev;
+        let resp = super::apply_txn(&self.log, &mut self.state, txn, visible, &mut fx).unwrap();
+        self.log.committed(&fx.sql);
+        resp
+    }
+
+    fn commit(&mut self, fx: &Effects) {
+        self.log.committed(&fx.sql);
+    }
+
+    fn range(
+        &self,
+        keys: &KeySelector,
+        options: &RangeOptions,
+    ) -> Result<crate::RangeResponse, StoreError> {
+        let plan = self.state.plan_range(keys, options, self.state.rev)?;
+        let values = self.log.values(&plan.rows())?;
+        Ok(plan.finish(&values).expect("every row is in the log"))
+    }
+}
+
+fn put(m: &mut Mvcc, key: &str, value: &str) -> i64 {
+    m.txn(&Txn::new().and_then([TxnOp::put(key, value)]))
         .revision
 }
 
 /// A key's value at a revision, as a read returns it.
 type Read = Result<Option<Vec<u8>>, StoreError>;
 
-fn get_at(state: &State, key: &str, rev: i64) -> Read {
+fn get_at(m: &Mvcc, key: &str, rev: i64) -> Read {
     let options = RangeOptions {
         revision: rev,
         ..Default::default()
     };
-    state
-        .range(&KeySelector::key(key), &options, state.rev)
+    m.range(&KeySelector::key(key), &options)
         .map(|r| r.kvs.into_iter().next().map(|kv| kv.value))
 }
 
 #[test]
 fn compaction_keeps_each_live_key_as_of_the_compaction_revision() {
-    let mut s = State::new();
+    let mut s = Mvcc::new();
     put(&mut s, "a", "1"); // 2
     put(&mut s, "a", "2"); // 3
     put(&mut s, "b", "x"); // 4
-    let mut fx = Effects::default();
-    s.apply_txn(&Txn::new().and_then([TxnOp::delete("b")]), 4, &mut fx)
-        .unwrap(); // 5
+    s.txn(&Txn::new().and_then([TxnOp::delete("b")])); // 5
     put(&mut s, "a", "3"); // 6
     let mut fx = Effects::default();
-    s.compact(5, 6, &mut fx).unwrap();
+    s.state.compact(5, 6, &mut fx).unwrap();
+    s.commit(&fx);
     let dropped = fx
         .sql
         .iter()
@@ -69,15 +98,31 @@ fn compaction_keeps_each_live_key_as_of_the_compaction_revision() {
         assert_eq!(format!("{got:?}"), format!("{expected:?}"), "a at {rev}");
     }
     assert_eq!(get_at(&s, "b", 5).unwrap(), None);
-    assert!(s.events.iter().all(|e| e.rev >= 5));
+    let span = s
+        .state
+        .log_span(1, 6, 100)
+        .expect("revisions 5 and 6 are in the log");
+    assert_eq!(span.last_rev, 6);
+    let revs: Vec<i64> = s
+        .log
+        .rows(span.first_row, span.end_row)
+        .unwrap()
+        .iter()
+        .map(|r| r.rev)
+        .collect();
+    assert_eq!(
+        revs,
+        vec![5, 6],
+        "the log keeps what watchers replay from the compaction on"
+    );
 }
 
 #[test]
 fn expired_leases_are_revoked_one_revision_each_in_key_order() {
-    let mut s = State::new();
+    let mut m = Mvcc::new();
     let mut fx = Effects::default();
-    let l1 = s.lease_grant(5, 0, 0, &mut fx).unwrap().id;
-    let l2 = s.lease_grant(5, 0, 0, &mut fx).unwrap().id;
+    let l1 = m.state.lease_grant(5, 0, 0, &mut fx).unwrap().id;
+    let l2 = m.state.lease_grant(5, 0, 0, &mut fx).unwrap().id;
     for (key, lease) in [("z", l1), ("a", l1), ("m", l2)] {
         let ops = [TxnOp::Put {
             key: key.into(),
@@ -87,9 +132,9 @@ fn expired_leases_are_revoked_one_revision_each_in_key_order() {
                 ..Default::default()
             },
         }];
-        s.apply_txn(&Txn::new().and_then(ops), s.rev, &mut fx)
-            .unwrap();
+        m.txn(&Txn::new().and_then(ops));
     }
+    let s = &mut m.state;
     let before = s.rev;
     let mut fx = Effects::default();
     s.expire_leases(4_999, &mut fx);
@@ -204,7 +249,7 @@ mod properties {
 
     use proptest::prelude::*;
 
-    use super::super::state::{Effects, State};
+    use super::Mvcc;
     use crate::{DeleteOptions, KeySelector, RangeOptions, Txn, TxnOp};
 
     #[derive(Debug, Clone)]
@@ -229,7 +274,7 @@ mod properties {
     proptest! {
         #[test]
         fn the_state_matches_a_plain_map_with_one_revision_per_effective_write(ops in proptest::collection::vec(op(), 1..80)) {
-            let mut state = State::new();
+            let mut state = Mvcc::new();
             // key -> (value, create_revision, version)
             let mut model: BTreeMap<Vec<u8>, (Vec<u8>, i64, i64)> = BTreeMap::new();
             let mut revision = 1;
@@ -244,9 +289,7 @@ mod properties {
                         (Txn::new().and_then([TxnOp::Delete(sel, DeleteOptions::default())]), any)
                     }
                 };
-                let mut fx = Effects::default();
-                let visible = state.rev;
-                let resp = state.apply_txn(&txn, visible, &mut fx).unwrap();
+                let resp = state.txn(&txn);
                 if effective {
                     revision += 1;
                 }
@@ -265,7 +308,7 @@ mod properties {
                         model.retain(|k, _| !k.starts_with(&prefix));
                     }
                 }
-                let all = state.range(&KeySelector::prefix(""), &RangeOptions::default(), state.rev).unwrap();
+                let all = state.range(&KeySelector::prefix(""), &RangeOptions::default()).unwrap();
                 let got: BTreeMap<Vec<u8>, (Vec<u8>, i64, i64)> = all
                     .kvs
                     .into_iter()
@@ -275,4 +318,90 @@ mod properties {
             }
         }
     }
+}
+
+#[test]
+fn catch_up_spans_cover_whole_revisions_up_to_the_visible_one() {
+    let mut m = Mvcc::new();
+    put(&mut m, "a", "1"); // 2: row 1
+    m.txn(&Txn::new().and_then([
+        TxnOp::put("b", "1"),
+        TxnOp::put("c", "1"),
+        TxnOp::put("d", "1"),
+    ])); // 3: rows 2-4
+    put(&mut m, "a", "2"); // 4: row 5
+                           // (from revision, visible, most rows) -> (first row, end row, last revision)
+    let table: Vec<((i64, i64, i64), Option<(i64, i64, i64)>)> = vec![
+        ((2, 4, 100), Some((1, 6, 4))),
+        ((2, 4, 1), Some((1, 2, 2))),
+        // A revision larger than the limit is still read whole.
+        ((3, 4, 1), Some((2, 5, 3))),
+        ((2, 3, 100), Some((1, 5, 3))),
+        ((4, 4, 100), Some((5, 6, 4))),
+        ((5, 4, 100), None),
+        ((1, 1, 100), None),
+    ];
+    for ((from, visible, max_rows), expected) in table {
+        let got = m
+            .state
+            .log_span(from, visible, max_rows)
+            .map(|s| (s.first_row, s.end_row, s.last_rev));
+        assert_eq!(
+            got, expected,
+            "from {from}, visible {visible}, {max_rows} rows"
+        );
+    }
+}
+
+#[test]
+fn a_range_whose_rows_were_compacted_away_meanwhile_names_the_missing_row() {
+    let mut m = Mvcc::new();
+    put(&mut m, "a", "1");
+    let plan = m
+        .state
+        .plan_range(
+            &KeySelector::key("a"),
+            &RangeOptions::default(),
+            m.state.rev,
+        )
+        .unwrap();
+    let rows = plan.rows();
+    assert_eq!(plan.finish(&Default::default()).unwrap_err(), rows[0]);
+}
+
+#[tokio::test]
+async fn a_live_watcher_gets_replaced_values_even_after_a_compaction_passed_them() {
+    use futures::StreamExt;
+    let store = EmbeddedStore::in_memory();
+    let options = crate::WatchOptions {
+        prev_kv: true,
+        ..Default::default()
+    };
+    let mut watch = store.watch(KeySelector::key("k"), options).await.unwrap();
+    store
+        .put(b"k".to_vec(), b"1".to_vec(), PutOptions::default())
+        .await
+        .unwrap();
+    let rev = store
+        .put(b"k".to_vec(), b"2".to_vec(), PutOptions::default())
+        .await
+        .unwrap()
+        .revision;
+    // Drops the row of k=1 from the log before the watcher reads anything.
+    store.compact(rev).await.unwrap();
+    let mut events = Vec::new();
+    while events.len() < 2 {
+        let resp = tokio::time::timeout(std::time::Duration::from_secs(5), watch.next())
+            .await
+            .expect("the watch answers")
+            .expect("the watch is open")
+            .unwrap();
+        events.extend(resp.events);
+    }
+    assert_eq!(events[0].prev_kv, None);
+    let prev = events[1].prev_kv.as_ref().expect("the replaced version");
+    assert_eq!(
+        (prev.value.as_slice(), prev.mod_revision),
+        (&b"1"[..], rev - 1)
+    );
 }

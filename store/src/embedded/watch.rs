@@ -2,9 +2,10 @@
 //! and however slowly they are read (etcd's synced and unsynced watcher groups).
 //!
 //! A watcher is in one of two modes, kept in its [`Slot`], which it shares with the writer:
-//! - catch-up: it reads the event log from its next revision in chunks of whole revisions,
-//!   each at most [`WatchLimits::replay_chunk_bytes`] and reserved from the store-wide
-//!   [`budget::ReplayBudget`] until its consumer comes back for more;
+//! - catch-up: it reads the log ([`super::log`]) from its next revision in chunks of whole
+//!   revisions, each at most [`WatchLimits::replay_chunk_bytes`] and reserved from the
+//!   store-wide [`budget::ReplayBudget`] until its consumer comes back for more (the log is read
+//!   without the store lock; a compaction that passed meanwhile ends the watch `Compacted`);
 //! - live: the writer queues each committed batch (shared, not copied) in its slot, up to
 //!   [`WatchLimits::live_queue_bytes`]. A batch that does not fit moves the watcher back to
 //!   catch-up; it drains what was queued and reads the rest from the log. The writer never
@@ -28,15 +29,16 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use self::budget::{Permit, ReplayBudget};
 pub use self::budget::{ReplayStats, WatchLimits};
-use super::state::Event;
+use super::log::{Log, LogRow};
+use super::state::{Event, Prev};
 use super::{Batch, EmbeddedStore, Shared};
 use crate::{
-    EventKind, KeySelector, Result, StoreError, WatchEvent, WatchOptions, WatchResponse,
+    EventKind, KeySelector, KeyValue, Result, StoreError, WatchEvent, WatchOptions, WatchResponse,
     WatchStream,
 };
 
-/// Most log entries one catch-up step scans while holding the store lock.
-const SCAN_LIMIT: usize = 10_000;
+/// Most log rows one catch-up step reads (a revision with more is read whole).
+const SCAN_ROWS: i64 = 4_096;
 /// What an event costs beyond its key and values (the structs around them), for budgets.
 const EVENT_OVERHEAD: usize = 64;
 
@@ -59,8 +61,19 @@ impl Watchers {
     /// Hands a committed batch to every live watcher; called under the store lock, before the
     /// batch's revision becomes visible.
     pub fn publish(&mut self, batch: &Batch) {
-        let bytes = batch.iter().map(|e| event_bytes(e, true)).sum::<usize>();
+        let bytes = batch
+            .iter()
+            .map(|e| event_bytes(&e.kv, e.prev.as_ref(), true))
+            .sum::<usize>();
         self.slots.retain(|slot| slot.offer(batch, bytes));
+    }
+
+    /// Whether a live watcher asks for replaced versions (`prev_kv`): the writer then reads
+    /// their values before it publishes a batch ([`resolve_prev_values`]).
+    pub fn want_prev_values(&self) -> bool {
+        self.slots
+            .iter()
+            .any(|slot| slot.prev_kv && slot.lock().live)
     }
 
     /// Ends every watch (the store is shutting down).
@@ -71,7 +84,7 @@ impl Watchers {
         }
     }
 
-    fn register(&mut self, live: bool) -> Arc<Slot> {
+    fn register(&mut self, live: bool, prev_kv: bool) -> Arc<Slot> {
         self.slots.retain(|slot| !slot.lock().dropped);
         let slot = Arc::new(Slot {
             inner: Mutex::new(SlotState {
@@ -83,6 +96,7 @@ impl Watchers {
                 dropped: false,
             }),
             waker: AtomicWaker::new(),
+            prev_kv,
         });
         self.slots.push(slot.clone());
         slot
@@ -93,6 +107,8 @@ impl Watchers {
 struct Slot {
     inner: Mutex<SlotState>,
     waker: AtomicWaker,
+    /// The watcher asks for replaced versions.
+    prev_kv: bool,
 }
 
 struct SlotState {
@@ -208,7 +224,7 @@ pub(crate) fn start(shared: Arc<Shared>, keys: KeySelector, options: WatchOption
             visible + 1
         };
         let watchers = &mut guard.watchers;
-        let slot = watchers.register(next_rev > visible);
+        let slot = watchers.register(next_rev > visible, options.prev_kv);
         let chunk = watchers.limits.replay_chunk_bytes.max(1);
         (slot, watchers.budget.clone(), chunk, next_rev)
     };
@@ -232,32 +248,84 @@ pub(crate) fn start(shared: Arc<Shared>, keys: KeySelector, options: WatchOption
     })
 }
 
-fn wanted(keys: &KeySelector, options: &WatchOptions, e: &Event) -> bool {
-    let filtered = match e.kind {
+fn wanted(keys: &KeySelector, options: &WatchOptions, kind: EventKind, key: &[u8]) -> bool {
+    let filtered = match kind {
         EventKind::Put => options.filters.no_put,
         EventKind::Delete => options.filters.no_delete,
     };
-    !filtered && keys.contains(&e.kv.key)
+    !filtered && keys.contains(key)
 }
 
-fn event_bytes(e: &Event, prev_kv: bool) -> usize {
-    let prev = match (&e.prev, prev_kv) {
-        (Some(p), true) => p.key.len() + p.value.len(),
+fn event_bytes(kv: &KeyValue, prev: Option<&Prev>, prev_kv: bool) -> usize {
+    let prev = match (prev, prev_kv) {
+        (Some(p), true) => kv.key.len() + p.meta.value_len as usize,
         _ => 0,
     };
-    EVENT_OVERHEAD + e.kv.key.len() + e.kv.value.len() + prev
+    EVENT_OVERHEAD + kv.key.len() + kv.value.len() + prev
 }
 
-fn to_watch_event(e: &Event, prev_kv: bool) -> WatchEvent {
-    WatchEvent {
-        kind: e.kind,
-        kv: (*e.kv).clone(),
-        prev_kv: if prev_kv {
-            e.prev.as_ref().map(|p| (**p).clone())
-        } else {
-            None
-        },
+/// Reads from the log the values of the versions a batch's changes replaced, for live
+/// watchers that ask for them; called by the writer before it publishes the batch (every row
+/// is committed by then). A value that cannot be read is looked up again at delivery.
+pub(crate) fn resolve_prev_values(log: &Log, batch: &Batch) {
+    let rows: Vec<i64> = batch.iter().filter_map(|e| e.prev.map(|p| p.row)).collect();
+    match log.values(&rows) {
+        Ok(values) => {
+            for e in batch.iter() {
+                if let Some(value) = e.prev.and_then(|p| values.get(&p.row)) {
+                    let _ = e.prev_value.set(value.clone());
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "embedded store: cannot read replaced values for watchers")
+        }
     }
+}
+
+/// One change to deliver, with the version it replaced (read from the log for `prev_kv`).
+struct Change {
+    kind: EventKind,
+    kv: KeyValue,
+    prev: Option<Prev>,
+    /// The replaced version's value, when the writer read it already.
+    prev_value: Option<Vec<u8>>,
+}
+
+/// The watch events for `changes`; with `prev_kv`, the replaced versions' values are read from
+/// the log, and one compacted away meanwhile is left out (as etcd does).
+fn to_watch_events(log: &Log, changes: Vec<Change>, prev_kv: bool) -> Result<Vec<WatchEvent>> {
+    let rows: Vec<i64> = if prev_kv {
+        changes
+            .iter()
+            .filter(|c| c.prev_value.is_none())
+            .filter_map(|c| c.prev.map(|p| p.row))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let values = log.values(&rows)?;
+    Ok(changes
+        .into_iter()
+        .map(|c| {
+            let prev_kv = c.prev.filter(|_| prev_kv).and_then(|p| {
+                let value = c.prev_value.or_else(|| values.get(&p.row).cloned())?;
+                Some(KeyValue {
+                    key: c.kv.key.clone(),
+                    value,
+                    create_revision: p.meta.create_revision,
+                    mod_revision: p.rev,
+                    version: p.meta.version,
+                    lease: p.meta.lease,
+                })
+            });
+            WatchEvent {
+                kind: c.kind,
+                kv: c.kv,
+                prev_kv,
+            }
+        })
+        .collect())
 }
 
 /// One catch-up step's outcome.
@@ -273,63 +341,65 @@ enum CatchUp {
     Failed(StoreError),
 }
 
-/// The events picked from the log in one catch-up step.
+/// The changes picked from the log in one catch-up step.
 struct Picked {
-    events: Vec<Arc<Event>>,
+    changes: Vec<Change>,
     bytes: usize,
     /// The last revision fully scanned.
     through: i64,
-    caught_up: bool,
 }
 
 impl EmbeddedWatch {
-    /// Whole revisions from the log, starting at `next_rev`, up to `limit` bytes of wanted
-    /// events (the first revision always) and [`SCAN_LIMIT`] entries scanned.
-    fn pick(&self, events: &VecDeque<Arc<Event>>, visible: i64, limit: usize) -> Picked {
-        let prev_kv = self.options.prev_kv;
-        let mut at = events.partition_point(|e| e.rev < self.next_rev);
+    /// The wanted changes of whole revisions from `rows` (log order, revisions from
+    /// `next_rev` through `last_rev`), up to `limit` bytes (the first revision always).
+    fn pick(&self, rows: Vec<LogRow>, last_rev: i64, limit: usize) -> Picked {
         let mut picked = Picked {
-            events: Vec::new(),
+            changes: Vec::new(),
             bytes: 0,
-            through: self.next_rev - 1,
-            caught_up: false,
+            through: last_rev,
         };
-        let mut scanned = 0;
-        while at < events.len() && events[at].rev <= visible && scanned < SCAN_LIMIT {
-            let rev = events[at].rev;
-            let end = at + events.range(at..).take_while(|e| e.rev == rev).count();
-            let mut revision: Vec<Arc<Event>> = Vec::new();
+        let mut rows = rows.into_iter().peekable();
+        while let Some(first) = rows.peek() {
+            let rev = first.rev;
+            let mut revision = Vec::new();
             let mut bytes = 0;
-            for e in events.range(at..end) {
-                if wanted(&self.keys, &self.options, e) {
-                    bytes += event_bytes(e, prev_kv);
-                    revision.push(e.clone());
+            while let Some(row) = rows.next_if(|r| r.rev == rev) {
+                let kind = if row.deleted {
+                    EventKind::Delete
+                } else {
+                    EventKind::Put
+                };
+                if wanted(&self.keys, &self.options, kind, &row.kv.key) {
+                    bytes += event_bytes(&row.kv, None, false);
+                    revision.push(Change {
+                        kind,
+                        kv: row.kv,
+                        prev: None,
+                        prev_value: None,
+                    });
                 }
             }
-            if !picked.events.is_empty() && picked.bytes + bytes > limit {
+            if !picked.changes.is_empty() && picked.bytes + bytes > limit {
+                picked.through = rev - 1;
                 return picked;
             }
-            picked.events.extend(revision);
+            picked.changes.extend(revision);
             picked.bytes += bytes;
-            picked.through = rev;
-            scanned += end - at;
-            at = end;
         }
-        picked.caught_up = at >= events.len() || events[at].rev > visible;
         picked
     }
 
     /// Reads the next chunk of history; switches to live once it reaches the visible revision.
     fn catch_up(&mut self, cx: &mut Context<'_>) -> CatchUp {
-        let picked;
-        let visible;
-        {
+        let from = self.next_rev;
+        // Under the lock: which log rows come next, or live when there are none.
+        let (span, limit) = {
             let guard = self.shared.lock();
-            visible = self.shared.visible.load(Ordering::Acquire);
+            let visible = self.shared.visible.load(Ordering::Acquire);
             let state = &guard.state;
-            if self.next_rev < state.compact_rev {
+            if from < state.compact_rev {
                 return CatchUp::Failed(StoreError::Compacted {
-                    requested: self.next_rev,
+                    requested: from,
                     compact_revision: state.compact_rev,
                 });
             }
@@ -337,56 +407,104 @@ impl EmbeddedWatch {
             if available == 0 {
                 return CatchUp::Wait;
             }
-            picked = self.pick(&state.events, visible, self.chunk_limit.min(available));
-            if !picked.events.is_empty() {
+            match state.log_span(from, visible, SCAN_ROWS) {
+                Some(span) => (span, self.chunk_limit.min(available)),
+                None => {
+                    // Under the lock the writer publishes under: later batches queue in the slot.
+                    self.next_rev = from.max(visible + 1);
+                    self.slot.lock().live = true;
+                    return CatchUp::Progressed { live: true };
+                }
+            }
+        };
+        // Without the lock: the rows themselves.
+        let rows = match self.shared.log.rows(span.first_row, span.end_row) {
+            Ok(rows) => rows,
+            Err(e) => return CatchUp::Failed(e),
+        };
+        let mut picked = self.pick(rows, span.last_rev, limit);
+        let prev_kv = self.options.prev_kv;
+        // Under the lock again: nothing read was compacted meanwhile; the replaced versions;
+        // the budget; live once caught up.
+        let (caught_up, visible) = {
+            let guard = self.shared.lock();
+            let state = &guard.state;
+            if state.compact_rev > from {
+                return CatchUp::Failed(StoreError::Compacted {
+                    requested: from,
+                    compact_revision: state.compact_rev,
+                });
+            }
+            if prev_kv {
+                for change in &mut picked.changes {
+                    change.prev = state.prev_version(&change.kv.key, change.kv.mod_revision);
+                    if let Some(p) = &change.prev {
+                        picked.bytes += change.kv.key.len() + p.meta.value_len as usize;
+                    }
+                }
+            }
+            if !picked.changes.is_empty() {
                 match self.budget.reserve(picked.bytes, cx.waker()) {
                     Some(permit) => self.permit = Some(permit),
                     None => return CatchUp::Wait,
                 }
             }
-            if picked.caught_up {
-                // Under the lock the writer publishes under: later batches queue in the slot.
+            let visible = self.shared.visible.load(Ordering::Acquire);
+            let caught_up = picked.through >= visible;
+            if caught_up {
                 self.next_rev = self.next_rev.max(visible + 1);
                 self.slot.lock().live = true;
             } else {
                 self.next_rev = picked.through + 1;
             }
-        }
-        if picked.events.is_empty() {
-            return CatchUp::Progressed {
-                live: picked.caught_up,
-            };
-        }
-        let prev_kv = self.options.prev_kv;
-        let events = picked
-            .events
-            .iter()
-            .map(|e| to_watch_event(e, prev_kv))
-            .collect();
-        let revision = if picked.caught_up {
-            visible
-        } else {
-            picked.through
+            (caught_up, visible)
         };
+        if picked.changes.is_empty() {
+            return CatchUp::Progressed { live: caught_up };
+        }
+        let events = match to_watch_events(&self.shared.log, picked.changes, prev_kv) {
+            Ok(events) => events,
+            Err(e) => return CatchUp::Failed(e),
+        };
+        let revision = if caught_up { visible } else { picked.through };
         CatchUp::Chunk(WatchResponse { revision, events })
     }
 
-    fn filter_batch(&mut self, batch: &Batch) -> Option<WatchResponse> {
+    fn filter_batch(&mut self, batch: &Batch) -> Option<Result<WatchResponse>> {
         let from = self.next_rev;
         let last = batch.last().map_or(0, |e| e.rev);
         self.next_rev = self.next_rev.max(last + 1);
-        let events: Vec<WatchEvent> = batch
+        let changes: Vec<Change> = batch
             .iter()
-            .filter(|e| e.rev >= from && wanted(&self.keys, &self.options, e))
-            .map(|e| to_watch_event(e, self.options.prev_kv))
+            .filter(|e| e.rev >= from && wanted(&self.keys, &self.options, e.kind, &e.kv.key))
+            .map(|e: &Arc<Event>| Change {
+                kind: e.kind,
+                kv: (*e.kv).clone(),
+                prev: e.prev,
+                prev_value: if self.options.prev_kv {
+                    e.prev_value.get().cloned()
+                } else {
+                    None
+                },
+            })
             .collect();
-        if events.is_empty() {
+        if changes.is_empty() {
             return None;
         }
-        Some(WatchResponse {
-            revision: last,
-            events,
-        })
+        Some(
+            to_watch_events(&self.shared.log, changes, self.options.prev_kv).map(|events| {
+                WatchResponse {
+                    revision: last,
+                    events,
+                }
+            }),
+        )
+    }
+
+    /// Ends the watch with an error.
+    fn failed(&mut self, err: StoreError) -> Poll<Option<Result<WatchResponse>>> {
+        self.finished = true;
+        Poll::Ready(Some(Err(err)))
     }
 
     fn delivered(&mut self, resp: WatchResponse) -> Poll<Option<Result<WatchResponse>>> {
@@ -406,7 +524,8 @@ impl EmbeddedWatch {
         };
         match next {
             (Next::Batch(batch), _) => match self.filter_batch(&batch) {
-                Some(resp) => self.delivered(resp),
+                Some(Ok(resp)) => self.delivered(resp),
+                Some(Err(e)) => self.failed(e),
                 None => self.progress(cx),
             },
             (Next::Ended, _) => Poll::Ready(None),
@@ -436,11 +555,11 @@ impl Stream for EmbeddedWatch {
         this.slot.waker.register(cx.waker());
         loop {
             match this.slot.next() {
-                Next::Batch(batch) => {
-                    if let Some(resp) = this.filter_batch(&batch) {
-                        return this.delivered(resp);
-                    }
-                }
+                Next::Batch(batch) => match this.filter_batch(&batch) {
+                    Some(Ok(resp)) => return this.delivered(resp),
+                    Some(Err(e)) => return this.failed(e),
+                    None => {}
+                },
                 Next::Ended => return Poll::Ready(None),
                 Next::CatchUp => match this.catch_up(cx) {
                     CatchUp::Chunk(resp) => return this.delivered(resp),
@@ -451,10 +570,7 @@ impl Stream for EmbeddedWatch {
                         return Poll::Pending;
                     }
                     CatchUp::Wait => return Poll::Pending,
-                    CatchUp::Failed(err) => {
-                        this.finished = true;
-                        return Poll::Ready(Some(Err(err)));
-                    }
+                    CatchUp::Failed(err) => return this.failed(err),
                 },
                 Next::Idle => break,
             }

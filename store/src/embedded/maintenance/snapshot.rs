@@ -412,23 +412,11 @@ fn check_target(dir: &Path, options: RestoreOptions) -> Result<()> {
         );
         return Err(refused(dir, problem));
     }
-    let db = dir.join(DB_FILE);
-    if db.exists() {
-        if let Ok(conn) = Connection::open(&db) {
-            let locked =
-                conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; COMMIT;");
-            if let Err(rusqlite::Error::SqliteFailure(f, _)) = locked {
-                if matches!(
-                    f.code,
-                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-                ) {
-                    return Err(refused(
-                        dir,
-                        "its store is in use by a running process; stop it first",
-                    ));
-                }
-            }
-        }
+    if super::super::persist::in_use(dir) {
+        return Err(refused(
+            dir,
+            "its store is in use by a running process; stop it first",
+        ));
     }
     Ok(())
 }

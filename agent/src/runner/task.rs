@@ -1,6 +1,8 @@
 //! One loop per task: wait for its lifecycle phase, start it (or re-attach to what a previous
 //! agent started), follow it until it exits, a user or a changed template asks for a restart or
-//! the allocation stops, and let the restart policy decide what follows each exit.
+//! the allocation stops, and let the restart policy decide what follows each exit. A task whose
+//! templates read keys not there yet stays pending, outside the restart policy, until the keys
+//! appear or the allocation stops.
 
 use std::sync::Arc;
 use std::time::Duration;

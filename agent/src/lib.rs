@@ -20,6 +20,8 @@
 //! - [`confine`]: keeps every path a job names (templates, artifacts, archive entries, task
 //!   names, allocation ids) inside its directory, never following links the task planted.
 //! - [`fingerprint`], [`procfs`]: what the machine is; process identity and usage from `/proc`.
+//! - [`templates`], [`netaddrs`]: what a task's `template` blocks can read (the task's
+//!   environment, the catalogue, the key-value space, Variables, the node's addresses).
 //! - [`logs`], [`http`], [`metrics`]: task log files (rotation, reading), the agent's HTTP
 //!   endpoint (logs, `/metrics`) and its Prometheus metrics.
 //! - [`config`], [`error`], [`backoff`]: the configuration, the crate's one error enum, and the
@@ -40,6 +42,7 @@ pub mod http;
 pub mod interp;
 pub mod logs;
 pub mod metrics;
+pub mod netaddrs;
 pub mod plan;
 pub mod procfs;
 pub mod purge;

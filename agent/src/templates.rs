@@ -4,11 +4,15 @@
 //! from the servers' API with the task's workload identity, as Nomad's client does), and
 //! `nomadService`, `nomadServices` (the service catalogue, read from the store, in the task's
 //! namespace; `nomadService` lists healthy instances only), `key`, `keyOrDefault` and `ls`
-//! (the users' key-value space, `/nomos/kv/`) and `file` (beneath the task directory).
+//! (the users' key-value space, `/nomos/kv/`), `file` (beneath the task directory) and
+//! `sockaddr` (the node's addresses, [`crate::netaddrs`]).
 //!
 //! A body without the left delimiter is written as it is (after `${...}` interpolation);
 //! with one, it must parse and render, or the task does not start: `{{ }}` is never written
-//! out unrendered.
+//! out unrendered. `key` on a key that does not exist yet does not fail the render: as in
+//! consul-template, the template waits for it. [`TaskSources::missing`] lists such keys
+//! (`kv.block(<path>)`); the caller discards the render and waits for the key-value space to
+//! change.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -53,6 +57,35 @@ pub struct TaskSources<'a> {
     /// The task directory `file` reads beneath (`None`: `file` is refused), and whether host
     /// paths are allowed (`allow_host_paths`).
     pub files: Option<(&'a std::path::Path, bool)>,
+    /// What the render waited for and did not find; see [`TaskSources::missing`].
+    pub missing: std::cell::RefCell<Missing>,
+}
+
+/// The keys a render read and did not find, and the store revision they were missing at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Missing {
+    /// Dependencies in consul-template's spelling (`kv.block(app/color)`), in order.
+    pub deps: Vec<String>,
+    /// The earliest store revision a dependency was read missing at.
+    pub revision: i64,
+}
+
+/// The most missing dependencies a task event names (Nomad names three, then a count).
+const MISSING_IN_EVENT: usize = 3;
+
+/// The message of the task event for a template that waits: `Missing: kv.block(a),
+/// kv.block(b)`, with `and N more` past three.
+pub fn missing_message(deps: &[String]) -> String {
+    let shown: Vec<&str> = deps
+        .iter()
+        .take(MISSING_IN_EVENT)
+        .map(String::as_str)
+        .collect();
+    let mut msg = format!("Missing: {}", shown.join(", "));
+    if deps.len() > MISSING_IN_EVENT {
+        msg.push_str(&format!(", and {} more", deps.len() - MISSING_IN_EVENT));
+    }
+    msg
 }
 
 impl Sources for TaskSources<'_> {
@@ -97,13 +130,16 @@ impl Sources for TaskSources<'_> {
             "nomadServices" => self.services(args),
             "key" => {
                 let path = one_string(name, args)?;
-                self.kv_value(path)?.map(Value::from).ok_or_else(|| {
-                    format!("key {path:?} does not exist under /nomos/kv/ (keyOrDefault gives a default)")
-                })
+                let (value, revision) = self.kv_read(path)?;
+                Ok(Value::from(value.unwrap_or_else(|| {
+                    self.missed(format!("kv.block({path})"), revision);
+                    String::new()
+                })))
             }
             "keyOrDefault" => match args {
                 [Value::String(path), default] => Ok(self
-                    .kv_value(path)?
+                    .kv_read(path)?
+                    .0
                     .map(Value::from)
                     .unwrap_or_else(|| default.clone())),
                 _ => Err(format!(
@@ -113,6 +149,7 @@ impl Sources for TaskSources<'_> {
             },
             "ls" => self.ls(one_string(name, args)?),
             "file" => self.file(one_string(name, args)?),
+            "sockaddr" => sockaddr(args),
             other => Err(format!("function {other:?} is not offered by this node")),
         }
     }
@@ -202,26 +239,50 @@ impl TaskSources<'_> {
         ))
     }
 
-    /// The keys `sel` covers, read from the store on this blocking thread; `doing` names the
-    /// read in the error.
+    /// The render's missing dependencies (none when it found everything it read).
+    pub fn missing(&self) -> Missing {
+        self.missing.borrow().clone()
+    }
+
+    fn missed(&self, dep: String, revision: i64) {
+        let mut m = self.missing.borrow_mut();
+        if m.deps.is_empty() || revision < m.revision {
+            m.revision = revision;
+        }
+        if !m.deps.contains(&dep) {
+            m.deps.push(dep);
+        }
+    }
+
+    /// The keys `sel` covers and the store's revision, read on this blocking thread; `doing`
+    /// names the read in the error.
+    fn read_at(
+        &self,
+        sel: nomos_store::KeySelector,
+        doing: &str,
+    ) -> Result<(Vec<nomos_store::KeyValue>, i64), String> {
+        self.runtime
+            .block_on(self.catalogue.range(sel, Default::default()))
+            .map(|r| (r.kvs, r.revision))
+            .map_err(|e| format!("{doing}: {e}"))
+    }
+
     fn read(
         &self,
         sel: nomos_store::KeySelector,
         doing: &str,
     ) -> Result<Vec<nomos_store::KeyValue>, String> {
-        self.runtime
-            .block_on(self.catalogue.range(sel, Default::default()))
-            .map(|r| r.kvs)
-            .map_err(|e| format!("{doing}: {e}"))
+        self.read_at(sel, doing).map(|(kvs, _)| kvs)
     }
 
-    /// The value at `/nomos/kv/<path>`, if any (as text).
-    fn kv_value(&self, path: &str) -> Result<Option<String>, String> {
+    /// The value at `/nomos/kv/<path>`, if any (as text), and the revision it was read at.
+    fn kv_read(&self, path: &str) -> Result<(Option<String>, i64), String> {
         let sel = nomos_store::KeySelector::key(nomos_store::keys::kv(path).into_bytes());
-        let kvs = self.read(sel, &format!("reading key {path:?}"))?;
-        Ok(kvs
+        let (kvs, revision) = self.read_at(sel, &format!("reading key {path:?}"))?;
+        let value = kvs
             .first()
-            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
+        Ok((value, revision))
     }
 
     /// `ls "prefix"`: the keys directly under `/nomos/kv/<prefix>/` (not deeper), sorted, each
@@ -295,6 +356,36 @@ impl TaskSources<'_> {
     }
 }
 
+/// A rendered file's owner: `(uid, gid)`, each `None` to leave it as the agent writes it.
+pub type Owner = (Option<u32>, Option<u32>);
+
+/// Who owns a template's file (its `uid` and `gid`; a negative one, Nomad's -1, leaves that ID
+/// unchanged), for an agent running as `euid`/`egid`. Only root may give a file IDs other
+/// than its own; asking for them otherwise is an error saying so.
+pub fn file_owner(
+    uid: Option<i64>,
+    gid: Option<i64>,
+    euid: u32,
+    egid: u32,
+) -> Result<Owner, String> {
+    let id = |field: &str, v: Option<i64>, own: u32| -> Result<Option<u32>, String> {
+        let Some(v) = v.filter(|v| *v >= 0) else {
+            return Ok(None);
+        };
+        let v = u32::try_from(v)
+            .ok()
+            .filter(|v| *v != u32::MAX)
+            .ok_or_else(|| format!("template {field} {v} is not a valid ID"))?;
+        if euid != 0 && v != own {
+            return Err(format!(
+                "template {field} {v} needs the agent to run as root (it runs as uid {euid})"
+            ));
+        }
+        Ok(Some(v))
+    };
+    Ok((id("uid", uid, euid)?, id("gid", gid, egid)?))
+}
+
 /// Most variables an `env = true` template may set.
 pub const MAX_ENV_FILE_VARS: usize = 1024;
 
@@ -362,6 +453,20 @@ fn unquote(value: &str) -> Result<String, String> {
         }
     }
     Ok(out)
+}
+
+/// `sockaddr "expr" ...`: the arguments joined with spaces (as consul-template joins them)
+/// are a go-sockaddr expression, evaluated over the node's addresses.
+fn sockaddr(args: &[Value]) -> Result<Value, String> {
+    let parts: Vec<&str> = args
+        .iter()
+        .map(|a| a.as_str().ok_or("sockaddr wants strings"))
+        .collect::<Result<_, _>>()?;
+    if parts.is_empty() {
+        return Err("sockaddr wants an expression such as \"GetPrivateIP\"".into());
+    }
+    let expr = nomos_template::sockaddr::Expr::parse(&parts.join(" "))?;
+    expr.eval(&crate::netaddrs::addresses()?).map(Value::from)
 }
 
 /// An instance as templates see it (consul-template's fields for a Nomad service).
@@ -436,6 +541,32 @@ mod tests {
         render_in(body, env, store, None)
     }
 
+    /// What a task in namespace `ns` reads: `env`, the store `store` and, for `file`, the task
+    /// directory `files`; blocking reads run on `rt`.
+    fn sources<'a>(
+        ns: &'a str,
+        env: &'a BTreeMap<String, String>,
+        store: &'a dyn nomos_store::Store,
+        files: Option<(&'a std::path::Path, bool)>,
+        rt: &tokio::runtime::Runtime,
+    ) -> TaskSources<'a> {
+        TaskSources {
+            env,
+            namespace: ns,
+            variables: None,
+            runtime: rt.handle().clone(),
+            catalogue: store,
+            files,
+            missing: Default::default(),
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
     /// Renders `body` with `env`, the store `store` and, for `file`, the task directory `files`.
     fn render_in(
         body: &str,
@@ -447,17 +578,8 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let sources = TaskSources {
-            env: &env,
-            namespace: "default",
-            variables: None,
-            runtime: rt.handle().clone(),
-            catalogue: store,
-            files,
-        };
+        let rt = runtime();
+        let sources = sources("default", &env, store, files, &rt);
         match parse("t", body, &block()).map_err(|e| e.to_string())? {
             None => Ok(body.to_string()),
             Some(t) => t.render(&Value::Null, &sources).map_err(|e| e.to_string()),
@@ -532,18 +654,9 @@ mod tests {
     #[test]
     fn paths_name_their_namespace_after_an_at() {
         let env = BTreeMap::new();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let store = nomos_store::EmbeddedStore::in_memory();
-        let s = TaskSources {
-            env: &env,
-            namespace: "web",
-            variables: None,
-            runtime: rt.handle().clone(),
-            catalogue: &store,
-            files: None,
-        };
+        let s = sources("web", &env, &store, None, &rt);
         assert_eq!(s.path_and_namespace("a/b"), ("a/b", "web"));
         assert_eq!(s.path_and_namespace("a/b@ops.global"), ("a/b", "ops"));
         assert_eq!(
@@ -556,9 +669,7 @@ mod tests {
     /// check, and one in another namespace.
     fn catalogue() -> nomos_store::EmbeddedStore {
         let store = nomos_store::EmbeddedStore::in_memory();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let regs = [
             ("default", "i2", 8002, true, vec!["blue"]),
             ("default", "i1", 8001, true, vec![]),
@@ -631,9 +742,7 @@ mod tests {
     #[test]
     fn key_key_or_default_and_ls_read_the_users_key_value_space() {
         let store = catalogue();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = runtime();
         for (k, v) in [
             ("app/color", "blue"),
             ("app/size", "3"),
@@ -663,8 +772,6 @@ mod tests {
             Ok("color=blue;size=3;".to_string()),
             "direct children only"
         );
-        let missing = r(r#"{{ key "app/none" }}"#).unwrap_err();
-        assert!(missing.contains("keyOrDefault"), "{missing}");
         let refused = r(r#"{{ file "x" }}"#).unwrap_err();
         assert!(refused.contains("not offered"), "{refused}");
     }
@@ -695,5 +802,88 @@ mod tests {
         assert!(e.contains("plugins"), "{e}");
         let e = render(r#"{{ service "web" }}"#, &[]).unwrap_err();
         assert!(e.contains("nomadService"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_key_is_recorded_as_a_blocking_dependency_not_an_error() {
+        let store = catalogue();
+        let env = BTreeMap::new();
+        let rt = runtime();
+        let sources = sources("default", &env, &store, None, &rt);
+        let body = r#"a={{ key "app/a" }} b={{ keyOrDefault "app/b" "x" }} c={{ key "app/c" }}{{ key "app/a" }}"#;
+        let t = parse("t", body, &block()).unwrap().unwrap();
+        assert_eq!(t.render(&Value::Null, &sources).unwrap(), "a= b=x c=");
+        let m = sources.missing();
+        assert_eq!(m.deps, vec!["kv.block(app/a)", "kv.block(app/c)"]);
+        assert!(m.revision > 0, "{m:?}");
+    }
+
+    #[test]
+    fn the_missing_event_names_three_dependencies_then_a_count() {
+        let deps = |n: usize| {
+            (0..n)
+                .map(|i| format!("kv.block(k{i})"))
+                .collect::<Vec<_>>()
+        };
+        let cases = [
+            (1, "Missing: kv.block(k0)"),
+            (3, "Missing: kv.block(k0), kv.block(k1), kv.block(k2)"),
+            (
+                5,
+                "Missing: kv.block(k0), kv.block(k1), kv.block(k2), and 2 more",
+            ),
+        ];
+        for (n, want) in cases {
+            assert_eq!(missing_message(&deps(n)), want);
+        }
+    }
+
+    #[test]
+    fn sockaddr_reads_this_nodes_addresses() {
+        assert_eq!(
+            render(r#"{{ sockaddr "GetInterfaceIP \"^lo$\"" }}"#, &[]),
+            Ok("127.0.0.1".to_string())
+        );
+        let e = render(r#"{{ sockaddr "GetAllInterfaces" }}"#, &[]).unwrap_err();
+        assert!(e.contains("1:13") && e.contains("GetPrivateIP"), "{e}");
+        let e = render(r#"{{ "GetNothing" | sockaddr }}"#, &[]).unwrap_err();
+        assert!(e.contains("not supported"), "checked when rendered: {e}");
+    }
+
+    #[test]
+    fn a_files_owner_is_changed_only_as_asked_and_allowed() {
+        /// uid, gid, the agent's euid (and egid), what comes out.
+        type Case = (Option<i64>, Option<i64>, u32, Result<Owner, &'static str>);
+        let cases: &[Case] = &[
+            (None, None, 0, Ok((None, None))),
+            (Some(-1), Some(-5), 1000, Ok((None, None))),
+            (Some(1234), Some(5678), 0, Ok((Some(1234), Some(5678)))),
+            (Some(0), None, 0, Ok((Some(0), None))),
+            (Some(1000), Some(1000), 1000, Ok((Some(1000), Some(1000)))),
+            (
+                Some(1234),
+                None,
+                1000,
+                Err("uid 1234 needs the agent to run as root"),
+            ),
+            (
+                None,
+                Some(0),
+                1000,
+                Err("gid 0 needs the agent to run as root"),
+            ),
+            (Some(1 << 40), None, 0, Err("not a valid ID")),
+            (Some(u32::MAX as i64), None, 0, Err("not a valid ID")),
+        ];
+        for (uid, gid, euid, want) in cases {
+            let got = file_owner(*uid, *gid, *euid, *euid);
+            match want {
+                Ok(owner) => assert_eq!(got.as_ref(), Ok(owner), "{uid:?} {gid:?} {euid}"),
+                Err(why) => {
+                    let e = got.unwrap_err();
+                    assert!(e.contains(why), "{uid:?} {gid:?} {euid}: {e}");
+                }
+            }
+        }
     }
 }

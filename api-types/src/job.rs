@@ -407,6 +407,44 @@ pub struct Template {
     /// the stored form while false, so specs from before it keep their hash.)
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub error_on_missing_key: bool,
+    // When and as whom the file is written (`splay`, `wait`, `uid`, `gid`), kept together.
+    // Each is left out of the stored form while unset, so specs from before keep their hash.
+    /// The most random delay before `change_mode` acts on a change; `None`: Nomad's 5 s
+    /// ([`DEFAULT_TEMPLATE_SPLAY_NS`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub splay_ns: Option<u64>,
+    /// consul-template's quiescence (`wait { min max }`); `None`: re-render at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait: Option<TemplateWait>,
+    /// The rendered file's owner (user ID); `None` or negative: left as the agent writes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<i64>,
+    /// The rendered file's group ID; `None` or negative: left as the agent writes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gid: Option<i64>,
+}
+
+/// Nomad's `splay` when a template sets none: 5 s.
+pub const DEFAULT_TEMPLATE_SPLAY_NS: u64 = 5_000_000_000;
+/// The largest `splay` and `wait` bound accepted: one hour.
+pub const MAX_TEMPLATE_DELAY_NS: u64 = 3_600_000_000_000;
+
+/// A template's `wait { min max }`: after what it reads changes, render once nothing more
+/// changed for `min`, and at the latest `max` after the first change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemplateWait {
+    pub min_ns: u64,
+    /// `None`: four times `min`, as consul-template does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_ns: Option<u64>,
+}
+
+impl TemplateWait {
+    /// `max`, or four times `min` when unset.
+    pub fn max_or_default(&self) -> u64 {
+        self.max_ns.unwrap_or(self.min_ns.saturating_mul(4))
+    }
 }
 
 /// A task's workload identity (Nomad's `identity` block): a JWT the servers sign for the

@@ -176,7 +176,13 @@ const TEMPLATE: &[(&str, &str, K)] = &[
     ("LeftDelim", "left_delimiter", K::Plain),
     ("RightDelim", "right_delimiter", K::Plain),
     ("ErrMissingKey", "error_on_missing_key", K::Plain),
+    ("Splay", "splay_ns", K::Plain),
+    ("Wait", "wait", K::One(TEMPLATE_WAIT)),
+    ("Uid", "uid", K::Plain),
+    ("Gid", "gid", K::Plain),
 ];
+const TEMPLATE_WAIT: &[(&str, &str, K)] =
+    &[("Min", "min_ns", K::Plain), ("Max", "max_ns", K::Plain)];
 const IDENTITY: &[(&str, &str, K)] = &[
     ("Name", "name", K::Plain),
     ("Audience", "aud", K::Plain),

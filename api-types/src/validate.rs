@@ -696,6 +696,7 @@ fn check_task(
         if let Some(e) = template_parse_error(tpl) {
             v.err(join(&p, "data"), e);
         }
+        check_template_timing_and_owner(v, &p, tpl);
     }
     validate_identities(v, tp, &t.identities);
     if let Some(r) = t.restart.as_ref().filter(|r| group_restart != Some(*r)) {
@@ -734,6 +735,7 @@ pub const TEMPLATE_FUNCTIONS: &[&str] = &[
     "keyOrDefault",
     "ls",
     "file",
+    "sockaddr",
 ];
 
 /// How a template block parses on a node: its delimiters (`{{` `}}` unless set), its
@@ -764,6 +766,47 @@ fn template_parse_error(tpl: &crate::Template) -> Option<String> {
     nomos_template::Template::parse("data", &tpl.data, &opts)
         .err()
         .map(|e| e.to_string())
+}
+
+/// A template's `splay` and `wait` (each at most [`MAX_TEMPLATE_DELAY_NS`], `min` not above
+/// `max`) and its `uid` / `gid` (a negative one means "unchanged", as in Nomad).
+fn check_template_timing_and_owner(v: &mut V, p: &str, tpl: &crate::Template) {
+    let too_long = |what: &str, ns: u64| {
+        format!(
+            "template {what} of {} is more than the limit of {}",
+            crate::duration::format_duration(ns),
+            crate::duration::format_duration(MAX_TEMPLATE_DELAY_NS)
+        )
+    };
+    if let Some(splay) = tpl.splay_ns.filter(|s| *s > MAX_TEMPLATE_DELAY_NS) {
+        v.err(join(p, "splay_ns"), too_long("splay", splay));
+    }
+    if let Some(w) = &tpl.wait {
+        let wp = join(p, "wait");
+        let max = w.max_or_default();
+        if w.min_ns > MAX_TEMPLATE_DELAY_NS {
+            v.err(join(&wp, "min_ns"), too_long("wait min", w.min_ns));
+        } else if max > MAX_TEMPLATE_DELAY_NS && w.max_ns.is_some() {
+            v.err(join(&wp, "max_ns"), too_long("wait max", max));
+        } else if w.min_ns > max {
+            v.err(
+                join(&wp, "max_ns"),
+                format!(
+                    "template wait max ({}) must not be less than min ({})",
+                    crate::duration::format_duration(max),
+                    crate::duration::format_duration(w.min_ns)
+                ),
+            );
+        }
+    }
+    for (field, id) in [("uid", tpl.uid), ("gid", tpl.gid)] {
+        if let Some(id) = id.filter(|id| *id >= i64::from(u32::MAX)) {
+            v.err(
+                join(p, field),
+                format!("template {field} {id} is not a valid ID (0 to {}, or -1 to leave it unchanged)", u32::MAX - 1),
+            );
+        }
+    }
 }
 
 /// A task's `identity` blocks: one default identity at most, names unique, known change

@@ -68,6 +68,7 @@ const FRONT_JOB: &str = r#"job "front" {
         destination   = "local/backends.txt"
         change_mode   = "signal"
         change_signal = "SIGHUP"
+        splay         = "100ms"
         data          = <<EOT
 {{- range nomadService "backend" }}
 backend {{ .Address }}:{{ .Port }} {{ join "," .Tags }}

@@ -101,7 +101,6 @@ pub(crate) fn missing_hint(name: &str) -> &'static str {
             ": Consul's catalogue is not available; Nomos's own is read with nomadService and nomadServices"
         }
         "secret" | "secrets" | "pkiCert" => ": Vault is not integrated; use nomadVar",
-        "sockaddr" => ": not offered; use env \"NOMAD_IP_<port label>\" or the node's attributes",
         "tree" | "safeTree" | "safeLs" => ": not offered; use ls",
         _ => "",
     }

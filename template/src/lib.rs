@@ -18,6 +18,9 @@
 //! - `funcs` is the function table; `builtins`
 //!   holds Go's built-ins, `consul` consul-template's pure helpers,
 //!   `printf` Go's `Sprintf`, `timefmt` Go time layouts.
+//! - `sockaddr` parses and evaluates go-sockaddr's common expressions over
+//!   addresses the caller reads; the parser checks a `sockaddr` call's literal
+//!   arguments with it, so an unsupported expression fails at `line:col`.
 //! - Functions that read the outside world (`env`, `nomadVar`, ...) are the
 //!   caller's: their names go in [`Options::external_functions`] at parse time
 //!   and their implementation is a [`Sources`] at render time.
@@ -66,6 +69,7 @@ mod funcs;
 mod lex;
 mod parse;
 mod printf;
+pub mod sockaddr;
 mod timefmt;
 mod value;
 

@@ -562,7 +562,41 @@ impl Parser<'_> {
                 _ => args.push(self.operand(context)?),
             }
         }
+        self.check_sockaddr(&args)?;
         Ok(Command { pos, args })
+    }
+
+    /// A `sockaddr` call with literal arguments must hold an expression Nomos evaluates
+    /// (joined with spaces, as consul-template joins them); other arguments are checked when
+    /// rendered.
+    fn check_sockaddr(&self, args: &[Operand]) -> Result<(), TemplateError> {
+        let Some((
+            Operand {
+                term:
+                    Term::Func {
+                        name,
+                        external: true,
+                    },
+                ..
+            },
+            rest,
+        )) = args.split_first()
+        else {
+            return Ok(());
+        };
+        if name != "sockaddr" || rest.is_empty() {
+            return Ok(());
+        }
+        let mut literal = Vec::new();
+        for arg in rest {
+            match &arg.term {
+                Term::Str(s) => literal.push(s.as_str()),
+                _ => return Ok(()),
+            }
+        }
+        crate::sockaddr::Expr::parse(&literal.join(" "))
+            .map(drop)
+            .map_err(|m| self.err(rest[0].pos, m))
     }
 
     /// One argument: a term followed by an optional `.field` chain.

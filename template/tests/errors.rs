@@ -137,3 +137,20 @@ fn missing_keys_fail_only_with_missing_key_error() {
     let present = render_with("{{ .Meta.zone }}", DATA, &strict).unwrap();
     assert_eq!(present, "eu");
 }
+
+#[test]
+fn an_unsupported_sockaddr_expression_is_a_parse_error_at_its_argument() {
+    let mut opts = options();
+    opts.external_functions.insert("sockaddr".to_string());
+    let ok = "{{ sockaddr \"GetPrivateIP\" }} {{ sockaddr \"GetInterfaceIP\" `\"eth0\"` }}";
+    assert!(Template::parse("t", ok, &opts).is_ok());
+    let piped = "{{ \"GetPrivateIP\" | sockaddr }} {{ sockaddr .Expr }}";
+    assert!(
+        Template::parse("t", piped, &opts).is_ok(),
+        "checked when rendered"
+    );
+    let text = "ip = {{ sockaddr \"GetPrivateIP\" }}\nall = {{ sockaddr \"GetAllInterfaces | attr \\\"address\\\"\" }}";
+    let err = Template::parse("t", text, &opts).unwrap_err();
+    assert_eq!(err.position(), Some((2, 19)), "{err}");
+    assert!(err.to_string().contains("GetPrivateIPs"), "{err}");
+}

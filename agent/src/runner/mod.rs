@@ -17,6 +17,8 @@
 //! - `task`: the task loop: start or re-attach, follow, restart, kill.
 //! - `prepare`: the task's directories, environment, templates ([`prepare_task`]) and
 //!   artifacts before a start.
+//! - `rerender` and `template_timing`: a running task's templates rendered again as what they
+//!   read changes (`wait`, `splay` and `change_mode`).
 
 mod alloc;
 mod prepare;
@@ -24,6 +26,7 @@ mod rerender;
 mod shared;
 mod status;
 mod task;
+mod template_timing;
 
 pub use alloc::AllocRunner;
 pub use prepare::prepare_task;

@@ -33,6 +33,7 @@ struct LoadedTemplate {
     body: String,
     parsed: Option<nomos_template::Template>,
     mode: u32,
+    owner: templates::Owner,
 }
 
 /// Reads a template's body (its `data`, or its `source` confined to the task directory, a host
@@ -66,12 +67,41 @@ fn load_template(
     let body = interpolate(&body, vars);
     let parsed = templates::parse(&format!("template[{index}]"), &body, t)
         .map_err(|e| AgentError::Template(e.to_string()))?;
+    let (euid, egid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    let owner = templates::file_owner(t.uid, t.gid, euid.as_raw(), egid.as_raw())
+        .map_err(|e| AgentError::Template(format!("template[{index}]: {e}")))?;
     Ok(Some(LoadedTemplate {
         dest: rel,
         body,
         parsed,
         mode: file_mode(&t.perms)?,
+        owner,
     }))
+}
+
+/// Writes a rendered template to its destination, with its mode and owner.
+fn write_template(root: &Beneath, loaded: &LoadedTemplate, text: &str) -> Result<(), AgentError> {
+    use std::io::Write;
+    let about = |e: AgentError| {
+        e.about(
+            "Template",
+            &format!("destination {:?}", loaded.dest.display()),
+        )
+    };
+    let path = root.path().join(&loaded.dest);
+    let mut file = root.create(&loaded.dest, loaded.mode).map_err(about)?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| AgentError::io(&path, e))?;
+    if let (None, None) = loaded.owner {
+        return Ok(());
+    }
+    let (uid, gid) = loaded.owner;
+    std::os::unix::fs::fchown(&file, uid, gid).map_err(|e| {
+        AgentError::Template(format!(
+            "changing the owner of {} to uid {uid:?} gid {gid:?}: {e}",
+            path.display()
+        ))
+    })
 }
 
 /// A template's `perms` (octal, `0644` when empty).
@@ -116,10 +146,18 @@ async fn render_template(
             runtime,
             catalogue: &*store,
             files: Some((&task_dir, allow_host_paths)),
+            missing: Default::default(),
         };
-        parsed
-            .render(&nomos_template::Value::Null, &sources)
-            .map_err(|e| AgentError::Template(e.to_string()))
+        let rendered = parsed.render(&nomos_template::Value::Null, &sources);
+        // A key not there yet blocks the template (an error after it may be its consequence).
+        let missing = sources.missing();
+        if !missing.deps.is_empty() {
+            return Err(AgentError::TemplateMissing {
+                deps: missing.deps,
+                revision: missing.revision,
+            });
+        }
+        rendered.map_err(|e| AgentError::Template(e.to_string()))
     })
     .await
     .map_err(|e| AgentError::Template(format!("render stopped: {e}")))?
@@ -232,11 +270,13 @@ fn task_setup(ctx: &Ctx, rec: &AllocRecord, task: &Task) -> Result<TaskSetup, Ag
 
 /// How [`render_templates`] writes what it renders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Writes {
+enum Writes<'a> {
     /// Every template (before a start).
     All,
-    /// Only templates whose output differs from their file (a re-render).
-    Changed,
+    /// Only the templates listed as due whose output differs from their file (a re-render).
+    /// A template not due is not rendered, but an `env = true` one, whose variables the
+    /// templates after it may read.
+    Changed { due: &'a [usize] },
 }
 
 /// Renders the task's templates in order (a template may render the source of the next) and
@@ -248,10 +288,17 @@ async fn render_templates(
     task: &Task,
     setup: &mut TaskSetup,
     token: &mut Option<String>,
-    writes: Writes,
+    writes: Writes<'_>,
 ) -> Result<Vec<usize>, AgentError> {
     let mut written = Vec::new();
     for (i, t) in task.templates.iter().enumerate() {
+        let due = match writes {
+            Writes::All => true,
+            Writes::Changed { due } => due.contains(&i),
+        };
+        if !due && !t.env {
+            continue;
+        }
         let loaded = load_template(&setup.root, t, i, &setup.vars, ctx.config.allow_host_paths)?;
         let Some(loaded) = loaded else {
             continue;
@@ -266,21 +313,13 @@ async fn render_templates(
         let ns = &rec.alloc.namespace;
         let dir = setup.task_dir.clone();
         let text = render_template(ctx, &loaded, &setup.env, ns, token.as_deref(), &dir).await?;
-        let same = writes == Writes::Changed
+        let same = writes != Writes::All
             && setup
                 .root
                 .read(&loaded.dest)
                 .is_ok_and(|old| old == text.as_bytes());
-        if !same {
-            setup
-                .root
-                .write(&loaded.dest, text.as_bytes(), loaded.mode)
-                .map_err(|e| {
-                    e.about(
-                        "Template",
-                        &format!("destination {:?}", loaded.dest.display()),
-                    )
-                })?;
+        if due && !same {
+            write_template(&setup.root, &loaded, &text)?;
             written.push(i);
         }
         if t.env {
@@ -293,12 +332,13 @@ async fn render_templates(
     Ok(written)
 }
 
-/// Renders a running task's templates again and rewrites those whose output changed;
+/// Renders a running task's templates at `due` again and rewrites those whose output changed;
 /// returns their indexes (the caller applies their `change_mode`).
 pub(super) async fn rerender_templates(
     ctx: &Ctx,
     rec: &AllocRecord,
     task: &Task,
+    due: &[usize],
 ) -> Result<Vec<usize>, AgentError> {
     let mut setup = task_setup(ctx, rec, task)?;
     let mut token = None;
@@ -308,7 +348,8 @@ pub(super) async fn rerender_templates(
         setup.env.insert("NOMAD_TOKEN".into(), t.clone());
         token = Some(t);
     }
-    render_templates(ctx, rec, task, &mut setup, &mut token, Writes::Changed).await
+    let writes = Writes::Changed { due };
+    render_templates(ctx, rec, task, &mut setup, &mut token, writes).await
 }
 
 /// Every function the task's templates call (their bodies read and interpolated as at start).

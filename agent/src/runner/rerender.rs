@@ -3,8 +3,10 @@
 //! a key under `/nomos/kv/` changes and a template reads that space (`key`, `keyOrDefault`,
 //! `ls`), the task's templates render again; each one whose output changed is rewritten and its
 //! `change_mode` applied: `noop` leaves the task be, `signal` sends `change_signal`, `restart`
-//! (Nomad's default) restarts the task. [`watch_templates`] resolves only when the task must
-//! restart; the caller restarts it.
+//! (Nomad's default) restarts the task. A template with `wait` renders once the changes
+//! settle, and a change mode acts after a random delay up to the templates' `splay` (both
+//! decided in [`super::template_timing`]). [`watch_templates`] resolves only when the task
+//! must restart; the caller restarts it.
 
 use std::time::Duration;
 
@@ -14,7 +16,10 @@ use nomos_store::{keys, KeySelector, RangeOptions, WatchOptions};
 
 use super::prepare::{rerender_templates, template_functions};
 use super::shared::{AllocShared, Ctx};
+use super::template_timing::{quiescence, splay_delay, splay_of, Pending};
 use crate::driver::{Driver, TaskHandle};
+use crate::error::AgentError;
+use tokio::time::Instant;
 
 /// The functions whose answers change with the service catalogue.
 const CATALOGUE_FUNCTIONS: &[&str] = &["nomadService", "nomadServices"];
@@ -74,8 +79,8 @@ pub fn change_action(task: &Task, changed: &[usize]) -> ChangeAction {
 }
 
 /// Re-renders the task's templates whenever what they read changes (the catalogue, the
-/// key-value space), for as long as the task runs. Returns only when a changed template asks
-/// for a restart.
+/// key-value space), each after its `wait`, for as long as the task runs. Returns only when a
+/// changed template asks for a restart.
 pub(super) async fn watch_templates(
     ctx: &Ctx,
     shared: &AllocShared,
@@ -93,6 +98,8 @@ pub(super) async fn watch_templates(
     if selectors.is_empty() {
         return std::future::pending().await;
     }
+    let all: Vec<usize> = (0..task.templates.len()).collect();
+    let waits: Vec<_> = task.templates.iter().map(quiescence).collect();
     loop {
         let Some(from) = store_revision(ctx).await else {
             // The store is away: look again shortly (a watch from revision 1 would replay it all).
@@ -100,34 +107,86 @@ pub(super) async fn watch_templates(
             continue;
         };
         // A change between the start's render and this watch is caught by rendering once now.
-        if rerender(ctx, shared, driver, task, h).await == ChangeAction::Restart {
+        if rerender(ctx, shared, driver, task, h, &all).await == ChangeAction::Restart {
             return;
         }
-        let mut streams = Vec::new();
-        for sel in &selectors {
-            let opts = WatchOptions {
-                start_revision: from + 1,
-                ..Default::default()
-            };
-            match ctx.store.watch(sel.clone(), opts).await {
-                Ok(w) => streams.push(w),
-                Err(_) => break,
-            }
-        }
-        if streams.len() < selectors.len() {
+        let Some(mut events) = watch_all(ctx, &selectors, from + 1).await else {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
-        }
-        let mut events = futures::stream::select_all(streams);
-        while let Some(Ok(_)) = events.next().await {
-            // Fold a burst of changes into one render.
-            while let Some(Some(Ok(_))) = futures::FutureExt::now_or_never(events.next()) {}
-            if rerender(ctx, shared, driver, task, h).await == ChangeAction::Restart {
-                return;
-            }
+        };
+        let changes = Changes {
+            ctx,
+            shared,
+            driver,
+            task,
+            h,
+        };
+        if changes
+            .follow(&mut events, Pending::new(waits.clone()))
+            .await
+        {
+            return;
         }
         // A watch ended (the store restarted, a compaction): look again from now.
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// One stream of the changes under all `selectors` from revision `from`; `None` when a watch
+/// could not be opened.
+async fn watch_all(
+    ctx: &Ctx,
+    selectors: &[KeySelector],
+    from: i64,
+) -> Option<futures::stream::SelectAll<nomos_store::WatchStream>> {
+    let mut streams = Vec::new();
+    for sel in selectors {
+        let opts = WatchOptions {
+            start_revision: from,
+            ..Default::default()
+        };
+        streams.push(ctx.store.watch(sel.clone(), opts).await.ok()?);
+    }
+    Some(futures::stream::select_all(streams))
+}
+
+/// What a running task's template changes act on.
+struct Changes<'a> {
+    ctx: &'a Ctx,
+    shared: &'a AllocShared,
+    driver: &'a dyn Driver,
+    task: &'a Task,
+    h: &'a TaskHandle,
+}
+
+impl Changes<'_> {
+    /// Renders templates as changes arrive, each once its quiescence allows. Returns `true`
+    /// when a changed template asks for a restart, `false` when the watch ended.
+    async fn follow(
+        &self,
+        events: &mut futures::stream::SelectAll<nomos_store::WatchStream>,
+        mut pending: Pending<Instant>,
+    ) -> bool {
+        loop {
+            let next = pending.next_render();
+            tokio::select! {
+                ev = events.next() => match ev {
+                    Some(Ok(_)) => {
+                        // A burst already queued is one change.
+                        while let Some(Some(Ok(_))) = futures::FutureExt::now_or_never(events.next()) {}
+                        pending.changed(Instant::now());
+                    }
+                    _ => return false,
+                },
+                _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
+                    let due = pending.take_due(Instant::now());
+                    let (ctx, shared, driver, task, h) = (self.ctx, self.shared, self.driver, self.task, self.h);
+                    if rerender(ctx, shared, driver, task, h, &due).await == ChangeAction::Restart {
+                        return true;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -146,25 +205,36 @@ async fn store_revision(ctx: &Ctx) -> Option<i64> {
         .map(|r| r.revision)
 }
 
-/// Renders the templates once and applies what the changed ones ask, but a restart, which it
-/// returns.
+/// Renders the templates at `due` once and applies what the changed ones ask (after a random
+/// delay up to their `splay`), but a restart, which it returns.
 async fn rerender(
     ctx: &Ctx,
     shared: &AllocShared,
     driver: &dyn Driver,
     task: &Task,
     h: &TaskHandle,
+    due: &[usize],
 ) -> ChangeAction {
     let rec = shared.snapshot();
-    let changed = match rerender_templates(ctx, &rec, task).await {
+    let changed = match rerender_templates(ctx, &rec, task, due).await {
         Ok(c) => c,
         Err(e) => {
-            let why = format!("Template failed to render again: {e}");
+            let why = match e {
+                // Keys that went away: the files keep their last render.
+                AgentError::TemplateMissing { .. } => e.to_string(),
+                e => format!("Template failed to render again: {e}"),
+            };
             shared.event(&task.name, "Template", why, None, |_, _| {});
             return ChangeAction::Nothing;
         }
     };
     let action = change_action(task, &changed);
+    if action != ChangeAction::Nothing {
+        let random = uuid::Uuid::new_v4().as_u64_pair().0;
+        let delay = splay_delay(splay_of(&task.templates, &changed), random);
+        tracing::debug!(task = %task.name, ?delay, "template changed; splay before acting");
+        tokio::time::sleep(delay).await;
+    }
     if changed.iter().any(|i| {
         task.templates
             .get(*i)

@@ -1,6 +1,8 @@
 //! One loop per task: wait for its lifecycle phase, start it (or re-attach to what a previous
 //! agent started), follow it until it exits, a user or a changed template asks for a restart or
-//! the allocation stops, and let the restart policy decide what follows each exit.
+//! the allocation stops, and let the restart policy decide what follows each exit. A task whose
+//! templates read keys not there yet stays pending, outside the restart policy, until the keys
+//! appear or the allocation stops.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -158,6 +160,8 @@ pub(super) async fn run_task(ctx: Ctx, shared: Arc<AllocShared>, task: Task) {
         return;
     };
     let driver = driver.as_ref();
+    // The "Missing: ..." event last written while the task waits for its templates' keys.
+    let mut waiting: Option<String> = None;
     loop {
         let tr = shared.read(|r| r.tasks.get(&name).cloned().unwrap_or_default());
         if tr.done {
@@ -179,9 +183,27 @@ pub(super) async fn run_task(ctx: Ctx, shared: Arc<AllocShared>, task: Task) {
         let reattaching = tr.handle.is_some();
         // Boxed: starting a task (its directory, templates, artifacts) needs far more state
         // than following it, and a task spends its life being followed.
-        let started = Box::pin(start_or_reattach(&ctx, &shared, driver, &task, tr)).await;
+        let announce = waiting.is_none();
+        let started = Box::pin(start_or_reattach(
+            &ctx, &shared, driver, &task, tr, announce,
+        ))
+        .await;
         let end = match started {
-            Ok(h) => follow_task(&ctx, &shared, driver, &task, &h, reattaching, &mut stop_rx).await,
+            Ok(h) => {
+                waiting = None;
+                follow_task(&ctx, &shared, driver, &task, &h, reattaching, &mut stop_rx).await
+            }
+            Err(e @ AgentError::TemplateMissing { .. }) => {
+                let why = e.to_string();
+                if waiting.as_deref() != Some(why.as_str()) {
+                    shared.event(&name, "Template", why.clone(), None, |_, _| {});
+                    waiting = Some(why);
+                }
+                if let AgentError::TemplateMissing { revision, .. } = e {
+                    wait_for_keys(&ctx, revision, &mut stop_rx).await;
+                }
+                continue;
+            }
             Err(e @ AgentError::Sandbox { .. }) => {
                 refuse(&shared, &name, e);
                 return;
@@ -202,6 +224,36 @@ pub(super) async fn run_task(ctx: Ctx, shared: Arc<AllocShared>, task: Task) {
         }
     }
 }
+
+/// Waits until the key-value space changes after `revision` (a key a template waits for may
+/// have appeared), the allocation stops, or [`KEYS_RECHECK`] passes; the caller renders again.
+async fn wait_for_keys(ctx: &Ctx, revision: i64, stop_rx: &mut watch::Receiver<bool>) {
+    use futures::StreamExt;
+    let sel = nomos_store::KeySelector::prefix(nomos_store::keys::KV_PREFIX.as_bytes().to_vec());
+    let opts = nomos_store::WatchOptions {
+        start_revision: revision + 1,
+        ..Default::default()
+    };
+    let changed = async {
+        let first = match ctx.store.watch(sel, opts).await {
+            Ok(mut w) => w.next().await,
+            Err(_) => None,
+        };
+        if !matches!(first, Some(Ok(_))) {
+            // No watch (the store is away, the revision compacted): look again shortly.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    };
+    tokio::select! {
+        _ = changed => {}
+        _ = stopped(stop_rx) => {}
+        _ = tokio::time::sleep(KEYS_RECHECK) => {}
+    }
+}
+
+/// How long a task waiting for its templates' keys waits before rendering again even though no
+/// change was seen (level-triggered: a missed watch event costs at most this).
+const KEYS_RECHECK: Duration = Duration::from_secs(60);
 
 /// How one run of a task ended.
 enum RunEnd {
@@ -235,25 +287,25 @@ async fn phase_reached(
 }
 
 /// The task's handle: the persisted one (a previous agent started it), or a fresh start after
-/// building its directory and fetching its artifacts.
+/// building its directory (announced with a "Task Setup" event when `announce`), rendering its
+/// templates and fetching its artifacts. A template waiting for a key fails it with
+/// [`AgentError::TemplateMissing`]: nothing starts before every template rendered.
 async fn start_or_reattach(
     ctx: &Ctx,
     shared: &AllocShared,
     driver: &dyn Driver,
     task: &Task,
     tr: TaskRecord,
+    announce: bool,
 ) -> Result<TaskHandle, AgentError> {
     if let Some(h) = tr.handle {
         return Ok(h);
     }
     let name = &task.name;
-    shared.event(
-        name,
-        "Task Setup",
-        "Building task directory",
-        None,
-        |_, _| {},
-    );
+    if announce {
+        let why = "Building task directory";
+        shared.event(name, "Task Setup", why, None, |_, _| {});
+    }
     let rec = shared.snapshot();
     let spec = prepare_task(ctx, &rec, task).await?;
     drop(rec);

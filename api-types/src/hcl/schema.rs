@@ -364,15 +364,22 @@ pub(crate) static TEMPLATE: Sch = Sch {
         ("perms", "perms", Str),
         ("left_delimiter", "left_delimiter", Str),
         ("right_delimiter", "right_delimiter", Str),
-        ("splay", "", Dropped),
-        ("uid", "", Dropped),
-        ("gid", "", Dropped),
         ("error_on_missing_key", "error_on_missing_key", Bool),
-        ("wait", "", Dropped),
+        ("splay", "splay_ns", Dur),
+        ("wait", "wait", Block(&TEMPLATE_WAIT)),
+        ("uid", "uid", Int),
+        ("gid", "gid", Int),
         ("change_script", "", Dropped),
         ("once", "", Dropped),
         ("vault_grace", "", Dropped),
     ],
+};
+
+pub(crate) static TEMPLATE_WAIT: Sch = Sch {
+    name: "wait",
+    label: None,
+    has_ignored: false,
+    fields: &[("min", "min_ns", Dur), ("max", "max_ns", Dur)],
 };
 
 pub(crate) static IDENTITY: Sch = Sch {

@@ -126,6 +126,9 @@ const CHECK: &[(&str, &str, K)] = &[
     ),
     ("OnUpdate", "on_update", K::Plain),
     ("CheckRestart", "check_restart", K::One(CHECK_RESTART)),
+    ("FailuresBeforeWarning", "failures_before_warning", K::Plain),
+    ("GRPCService", "grpc_service", K::Plain),
+    ("GRPCUseTLS", "grpc_use_tls", K::Plain),
 ];
 const CHECK_RESTART: &[(&str, &str, K)] = &[
     ("Limit", "limit", K::Plain),
@@ -176,6 +179,13 @@ const TEMPLATE: &[(&str, &str, K)] = &[
     ("LeftDelim", "left_delimiter", K::Plain),
     ("RightDelim", "right_delimiter", K::Plain),
     ("ErrMissingKey", "error_on_missing_key", K::Plain),
+    ("ChangeScript", "change_script", K::One(CHANGE_SCRIPT)),
+];
+const CHANGE_SCRIPT: &[(&str, &str, K)] = &[
+    ("Command", "command", K::Plain),
+    ("Args", "args", K::Plain),
+    ("Timeout", "timeout_ns", K::Plain),
+    ("FailOnError", "fail_on_error", K::Plain),
 ];
 const IDENTITY: &[(&str, &str, K)] = &[
     ("Name", "name", K::Plain),

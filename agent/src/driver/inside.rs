@@ -77,7 +77,16 @@ fn command_in(
             let cwd = std::fs::read_link(format!("/proc/{target}/cwd"))
                 .map_err(|e| proc_err("cwd", e))?;
             let mut cmd = std::process::Command::new(&req.command);
-            cmd.current_dir(cwd).uid(uid).gid(gid);
+            cmd.current_dir(cwd);
+            // A task of the agent's own user keeps the agent's groups, as the task did.
+            if (uid, gid)
+                != (
+                    nix::unistd::getuid().as_raw(),
+                    nix::unistd::getgid().as_raw(),
+                )
+            {
+                cmd.uid(uid).gid(gid);
+            }
             cmd
         }
         Entry::Isolated => {

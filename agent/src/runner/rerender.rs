@@ -16,7 +16,7 @@ use nomos_store::{keys, KeySelector, RangeOptions, WatchOptions};
 
 use super::prepare::{rerender_templates, template_functions};
 use super::shared::{AllocShared, Ctx};
-use crate::driver::{Driver, ExecRequest, TaskHandle, EXEC_OUTPUT_LIMIT};
+use crate::driver::{Driver, ExecRequest, TaskHandle};
 
 /// The functions whose answers change with the service catalogue.
 const CATALOGUE_FUNCTIONS: &[&str] = &["nomadService", "nomadServices"];
@@ -211,6 +211,10 @@ async fn rerender(
 /// How long a change script may run when its `timeout` is unset (Nomad's default).
 const CHANGE_SCRIPT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How much of a failed change script's output its task event keeps: events live in the
+/// allocation's status, which stays small.
+const CHANGE_SCRIPT_OUTPUT: usize = 1024;
+
 /// Runs one change script inside the task and tells the task's events how it went; a failure
 /// with `fail_on_error` ends the task.
 async fn run_change_script(
@@ -227,7 +231,7 @@ async fn run_change_script(
             0 => CHANGE_SCRIPT_TIMEOUT,
             ns => Duration::from_nanos(ns),
         },
-        output_limit: EXEC_OUTPUT_LIMIT,
+        output_limit: CHANGE_SCRIPT_OUTPUT,
     };
     let failure = match driver.exec(h, &req).await {
         Ok(out) if out.exit_code == Some(0) => None,

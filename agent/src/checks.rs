@@ -1,17 +1,28 @@
-//! Service checks run by the agent (`http`, `tcp`, `script`), whose results go into the
+//! Service checks run by the agent (`http`, `tcp`, `grpc`, `script`), whose results go into the
 //! allocation status and, with `health_check = "checks"` (Nomad's default), decide `healthy`.
 //!
 //! [`check_defs`] (pure) resolves each check of the group's and tasks' services to a target
-//! from the allocation's ports; [`run_check`] performs one probe with its timeout.
+//! from the allocation's ports; [`run_check`] performs one probe with its timeout and returns
+//! `passing`, `warning` or `critical`; [`CheckCounter`] turns results in a row into the check's
+//! status and [`RestartCounter`] into `check_restart`'s restarts. Script checks run inside
+//! their task through its driver ([`Driver::exec`]); `grpc` speaks the standard health
+//! protocol (`grpc`).
 
-use std::path::PathBuf;
+mod grpc;
+
 use std::time::Duration;
 
 use indexmap::IndexMap;
 use nomos_api::{Allocation, CheckResult, TaskGroup};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::driver::{Driver, ExecRequest, TaskHandle, EXEC_OUTPUT_LIMIT};
+use crate::error::AgentError;
+
 pub const PASSING: &str = "passing";
+/// Neither passing nor critical (a script's exit code 1, HTTP 429, or failures in a row short
+/// of `failures_before_critical`): not healthy.
+pub const WARNING: &str = "warning";
 pub const CRITICAL: &str = "critical";
 
 /// What one check probes.
@@ -34,6 +45,13 @@ pub enum CheckTarget {
     Tcp {
         addr: String,
     },
+    /// The standard gRPC health check (`grpc.health.v1.Health/Check`) of `service` (empty:
+    /// the server as a whole); `tls` is `Some(skip_verify)` with `grpc_use_tls`.
+    Grpc {
+        addr: String,
+        service: String,
+        tls: Option<bool>,
+    },
     Script {
         command: String,
         args: Vec<String>,
@@ -50,18 +68,25 @@ pub struct CheckDef {
     pub target: CheckTarget,
     pub interval: Duration,
     pub timeout: Duration,
-    /// Consecutive passing results before it passes, failing ones before it is critical.
+    /// Consecutive passing results before it passes, failing ones before it is critical, and
+    /// failing ones before it is a warning (0: failures never make it a warning).
     pub success_before_passing: u32,
     pub failures_before_critical: u32,
+    pub failures_before_warning: u32,
     /// Its `check_restart` (its own, else its service's) and the task that restarts.
     pub restart: Option<(nomos_api::CheckRestart, String)>,
     /// Whether an allocation's health waits on it (`on_update` is not `ignore`).
     pub counts_for_health: bool,
+    /// Whether a warning counts as passing for the allocation's health (`on_update =
+    /// "ignore_warnings"`).
+    pub warning_is_healthy: bool,
 }
 
-/// A check's status over its consecutive results: it passes after `success_before_passing`
-/// passing results in a row and turns critical after `failures_before_critical` failing ones
-/// (each at least 1); in between it keeps its status. `None` until it first decides (pending).
+/// A check's status over its consecutive results. A passing or warning result counts as a
+/// success: after `success_before_passing` of them in a row the status is that result. A
+/// critical one counts as a failure: after `failures_before_critical` in a row the status is
+/// critical, else after `failures_before_warning` (when set) a warning. The thresholds are at
+/// least 1; in between the status stays. `None` until it first decides (pending).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CheckCounter {
     pub status: Option<&'static str>,
@@ -70,19 +95,21 @@ pub struct CheckCounter {
 }
 
 impl CheckCounter {
-    /// Records one result; returns the status after it.
-    pub fn observe(&mut self, passed: bool, def: &CheckDef) -> Option<&'static str> {
-        if passed {
+    /// Records one result (`passing`, `warning` or `critical`); returns the status after it.
+    pub fn observe(&mut self, result: &'static str, def: &CheckDef) -> Option<&'static str> {
+        if result == PASSING || result == WARNING {
             self.passes += 1;
             self.fails = 0;
             if self.passes >= def.success_before_passing.max(1) {
-                self.status = Some(PASSING);
+                self.status = Some(result);
             }
         } else {
             self.fails += 1;
             self.passes = 0;
             if self.fails >= def.failures_before_critical.max(1) {
                 self.status = Some(CRITICAL);
+            } else if def.failures_before_warning > 0 && self.fails >= def.failures_before_warning {
+                self.status = Some(WARNING);
             }
         }
         self.status
@@ -98,13 +125,14 @@ pub struct RestartCounter {
 
 impl RestartCounter {
     /// Records one status, `since_start` after the task started; `true` when a restart is due
-    /// (the count starts again).
+    /// (the count starts again). A warning is unhealthy unless `ignore_warnings`.
     pub fn observe(
         &mut self,
-        healthy: bool,
+        status: &str,
         since_start: Duration,
         policy: &nomos_api::CheckRestart,
     ) -> bool {
+        let healthy = status == PASSING || (status == WARNING && policy.ignore_warnings);
         if policy.limit == 0 || healthy || since_start < Duration::from_nanos(policy.grace_ns) {
             self.streak = 0;
             return false;
@@ -154,8 +182,10 @@ pub fn check_defs(group: &TaskGroup, alloc: &Allocation, node_address: &str) -> 
                 target,
                 success_before_passing: c.success_before_passing,
                 failures_before_critical: c.failures_before_critical,
+                failures_before_warning: c.failures_before_warning,
                 restart,
                 counts_for_health: c.on_update != "ignore",
+                warning_is_healthy: c.on_update == "ignore_warnings",
                 interval: Duration::from_nanos(if c.interval_ns == 0 {
                     10_000_000_000
                 } else {
@@ -203,7 +233,12 @@ fn target_of(c: &nomos_api::Check, addr: Option<String>, label: &str, task: &str
             c.protocol
         )),
         ("tcp", Some(addr)) => CheckTarget::Tcp { addr },
-        ("http" | "tcp", None) => {
+        ("grpc", Some(addr)) => CheckTarget::Grpc {
+            addr,
+            service: c.grpc_service.clone(),
+            tls: c.grpc_use_tls.then_some(c.tls_skip_verify),
+        },
+        ("http" | "tcp" | "grpc", None) => {
             CheckTarget::Invalid(format!("port label {label:?} is not allocated"))
         }
         ("script", _) => CheckTarget::Script {
@@ -222,14 +257,37 @@ fn headers_of(c: &nomos_api::Check) -> Vec<(String, String)> {
         .collect()
 }
 
-/// An https probe: 2xx passes; `skip_verify` accepts any certificate (`tls_skip_verify`).
+/// A probe's verdict and what it saw.
+type Probe = (&'static str, String);
+
+/// The status an HTTP response code gives a check: 2xx passes, 429 (Too Many Requests) is a
+/// warning, anything else is critical (Consul's rule).
+pub fn http_status(code: u16) -> &'static str {
+    match code {
+        200..=299 => PASSING,
+        429 => WARNING,
+        _ => CRITICAL,
+    }
+}
+
+/// The status a script's exit code gives a check: 0 passes, 1 is a warning, anything else
+/// (a signal included) is critical (Consul's rule).
+pub fn script_status(exit_code: Option<i32>) -> &'static str {
+    match exit_code {
+        Some(0) => PASSING,
+        Some(1) => WARNING,
+        _ => CRITICAL,
+    }
+}
+
+/// An https probe ([`http_status`]); `skip_verify` accepts any certificate (`tls_skip_verify`).
 async fn https_probe(
     addr: &str,
     path: &str,
     method: &str,
     headers: &[(String, String)],
     skip_verify: bool,
-) -> Result<String, String> {
+) -> Result<Probe, String> {
     let client = reqwest::Client::builder()
         .danger_accept_invalid_certs(skip_verify)
         .build()
@@ -245,28 +303,24 @@ async fn https_probe(
         .await
         .map_err(|e| format!("HTTP {method} {url}: {e}"))?;
     let line = format!("HTTP {method} {url}: {}", resp.status());
-    if resp.status().is_success() {
-        Ok(line)
-    } else {
-        Err(line)
-    }
+    Ok((http_status(resp.status().as_u16()), line))
 }
 
-/// Health from task states and check results: checks must all be passing for a healthy
-/// allocation; a task failure is unhealthy whatever the checks say.
+/// Health from task states and check results: the checks must all be passing (or, for those
+/// whose `on_update` is `ignore_warnings`, passing or warning; `expected` pairs each name with
+/// that) for a healthy allocation; a task failure is unhealthy whatever the checks say.
 pub fn combine_health(
     task_health: Option<bool>,
-    expected: &[String],
+    expected: &[(String, bool)],
     results: &IndexMap<String, CheckResult>,
 ) -> Option<bool> {
+    let fine = |(name, warning_ok): &(String, bool)| {
+        results
+            .get(name)
+            .is_some_and(|r| r.status == PASSING || (*warning_ok && r.status == WARNING))
+    };
     match task_health {
-        Some(true)
-            if expected
-                .iter()
-                .all(|n| results.get(n).map(|r| r.status == PASSING).unwrap_or(false)) =>
-        {
-            Some(true)
-        }
+        Some(true) if expected.iter().all(fine) => Some(true),
         Some(true) => None,
         other => other,
     }
@@ -277,7 +331,7 @@ async fn http_probe(
     path: &str,
     method: &str,
     headers: &[(String, String)],
-) -> Result<String, String> {
+) -> Result<Probe, String> {
     let mut s = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect {addr}: {e}"))?;
@@ -299,15 +353,51 @@ async fn http_probe(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("not an HTTP response: {line:?}"))?;
-    if (200..300).contains(&code) {
-        Ok(format!("HTTP {method} http://{addr}{path}: {line}"))
-    } else {
-        Err(format!("HTTP {method} http://{addr}{path}: {line}"))
+    let said = format!("HTTP {method} http://{addr}{path}: {line}");
+    Ok((http_status(code), said))
+}
+
+/// Where a script check runs: its task's driver and handle, `None` while the task does not run.
+pub type ScriptTask<'a> = Option<(&'a dyn Driver, &'a TaskHandle)>;
+
+/// Runs a script check's command inside its task ([`Driver::exec`]), with the check's timeout;
+/// the exit code decides ([`script_status`]) and the output (4 KiB at most) is kept.
+async fn script_probe(
+    command: &str,
+    args: &[String],
+    timeout: Duration,
+    task: ScriptTask<'_>,
+    task_name: &str,
+) -> Result<Probe, String> {
+    let Some((driver, handle)) = task else {
+        return Err(format!("task {task_name:?} is not running"));
+    };
+    let req = ExecRequest {
+        command: command.to_string(),
+        args: args.to_vec(),
+        timeout,
+        output_limit: EXEC_OUTPUT_LIMIT,
+    };
+    match driver.exec(handle, &req).await {
+        Ok(out) => {
+            let status = script_status(out.exit_code);
+            let text = out.text();
+            Ok(match (status, out.exit_code) {
+                (PASSING, _) => (status, text),
+                (_, Some(code)) => (status, format!("{text} (exit code {code})")),
+                _ => (
+                    status,
+                    format!("{text} (signal {})", out.signal.unwrap_or(0)),
+                ),
+            })
+        }
+        Err(e @ AgentError::ExecTimedOut { .. }) => Err(e.to_string()),
+        Err(e) => Err(format!("running {command:?} in task {task_name:?}: {e}")),
     }
 }
 
-/// Runs one probe; `task_dir` is where script checks run.
-pub async fn run_check(def: &CheckDef, task_dir: PathBuf) -> (String, String) {
+/// Runs one probe within the check's timeout; `script` is where a script check runs.
+pub async fn run_check(def: &CheckDef, script: ScriptTask<'_>) -> (&'static str, String) {
     let probe = async {
         match &def.target {
             CheckTarget::Http {
@@ -325,33 +415,26 @@ pub async fn run_check(def: &CheckDef, task_dir: PathBuf) -> (String, String) {
             } => https_probe(addr, path, method, headers, *skip_verify).await,
             CheckTarget::Tcp { addr } => tokio::net::TcpStream::connect(addr)
                 .await
-                .map(|_| format!("TCP connect {addr}: Success"))
+                .map(|_| (PASSING, format!("TCP connect {addr}: Success")))
                 .map_err(|e| format!("TCP connect {addr}: {e}")),
-            CheckTarget::Script { command, args, .. } => {
-                let out = tokio::process::Command::new(command)
-                    .args(args)
-                    .current_dir(&task_dir)
-                    .kill_on_drop(true)
-                    .output()
-                    .await
-                    .map_err(|e| format!("running {command:?}: {e}"))?;
-                let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                if out.status.success() {
-                    Ok(text)
-                } else {
-                    Err(format!("{} ({})", text, out.status))
-                }
-            }
+            CheckTarget::Grpc { addr, service, tls } => grpc::probe(addr, service, *tls).await,
+            CheckTarget::Script {
+                command,
+                args,
+                task,
+            } => script_probe(command, args, def.timeout, script, task).await,
             CheckTarget::Invalid(why) => Err(why.clone()),
         }
     };
-    match tokio::time::timeout(def.timeout, probe).await {
-        Ok(Ok(out)) => (PASSING.into(), out),
-        Ok(Err(out)) => (CRITICAL.into(), out),
-        Err(_) => (
-            CRITICAL.into(),
-            format!("timed out after {:?}", def.timeout),
-        ),
+    // A script gets a moment past its timeout: the driver kills it and says so itself.
+    let grace = match def.target {
+        CheckTarget::Script { .. } => Duration::from_secs(5),
+        _ => Duration::ZERO,
+    };
+    match tokio::time::timeout(def.timeout + grace, probe).await {
+        Ok(Ok(verdict)) => verdict,
+        Ok(Err(out)) => (CRITICAL, out),
+        Err(_) => (CRITICAL, format!("timed out after {:?}", def.timeout)),
     }
 }
 
@@ -432,7 +515,33 @@ mod tests {
                     check_type: "grpc".into(),
                     ..Default::default()
                 },
-                CheckTarget::Invalid("check type \"grpc\" is not supported".into()),
+                CheckTarget::Grpc {
+                    addr: "10.0.0.1:8080".into(),
+                    service: String::new(),
+                    tls: None,
+                },
+            ),
+            (
+                Check {
+                    check_type: "grpc".into(),
+                    grpc_service: "db".into(),
+                    grpc_use_tls: true,
+                    tls_skip_verify: true,
+                    ..Default::default()
+                },
+                CheckTarget::Grpc {
+                    addr: "10.0.0.1:8080".into(),
+                    service: "db".into(),
+                    tls: Some(true),
+                },
+            ),
+            (
+                Check {
+                    check_type: "grpc".into(),
+                    port: "admin".into(),
+                    ..Default::default()
+                },
+                CheckTarget::Invalid("port label \"admin\" is not allocated".into()),
             ),
             (
                 Check {
@@ -468,98 +577,150 @@ mod tests {
     }
 
     #[test]
-    fn health_needs_every_check_passing() {
-        let names = vec!["web.a".to_string(), "web.b".to_string()];
-        let mut r = IndexMap::new();
-        r.insert(
-            "web.a".to_string(),
-            CheckResult {
-                status: PASSING.into(),
-                ..Default::default()
-            },
+    fn health_needs_every_check_passing_or_a_warning_where_warnings_are_ignored() {
+        let result = |status: &str| CheckResult {
+            status: status.into(),
+            ..Default::default()
+        };
+        let results = |pairs: &[(&str, &str)]| -> IndexMap<String, CheckResult> {
+            pairs
+                .iter()
+                .map(|(n, st)| (n.to_string(), result(st)))
+                .collect()
+        };
+        let strict = vec![("web.a".to_string(), false), ("web.b".to_string(), false)];
+        let lenient_b = vec![("web.a".to_string(), false), ("web.b".to_string(), true)];
+        let a = PASSING;
+        // (expected checks, results, task health, allocation health)
+        type Case<'a> = (
+            &'a [(String, bool)],
+            Vec<(&'a str, &'a str)>,
+            Option<bool>,
+            Option<bool>,
         );
-        assert_eq!(combine_health(Some(true), &names, &r), None);
-        r.insert(
-            "web.b".to_string(),
-            CheckResult {
-                status: CRITICAL.into(),
-                ..Default::default()
-            },
-        );
-        assert_eq!(combine_health(Some(true), &names, &r), None);
-        r.insert(
-            "web.b".to_string(),
-            CheckResult {
-                status: PASSING.into(),
-                ..Default::default()
-            },
-        );
-        assert_eq!(combine_health(Some(true), &names, &r), Some(true));
-        assert_eq!(combine_health(Some(false), &names, &r), Some(false));
-        assert_eq!(combine_health(None, &names, &r), None);
-        assert_eq!(
-            combine_health(Some(true), &[], &IndexMap::new()),
-            Some(true)
-        );
+        let cases: Vec<Case> = vec![
+            (&strict, vec![("web.a", a)], Some(true), None),
+            (
+                &strict,
+                vec![("web.a", a), ("web.b", CRITICAL)],
+                Some(true),
+                None,
+            ),
+            (
+                &strict,
+                vec![("web.a", a), ("web.b", a)],
+                Some(true),
+                Some(true),
+            ),
+            (
+                &strict,
+                vec![("web.a", a), ("web.b", WARNING)],
+                Some(true),
+                None,
+            ),
+            (
+                &lenient_b,
+                vec![("web.a", a), ("web.b", WARNING)],
+                Some(true),
+                Some(true),
+            ),
+            (
+                &lenient_b,
+                vec![("web.a", WARNING), ("web.b", a)],
+                Some(true),
+                None,
+            ),
+            (
+                &lenient_b,
+                vec![("web.a", a), ("web.b", CRITICAL)],
+                Some(true),
+                None,
+            ),
+            (
+                &strict,
+                vec![("web.a", a), ("web.b", a)],
+                Some(false),
+                Some(false),
+            ),
+            (&strict, vec![("web.a", a), ("web.b", a)], None, None),
+            (&[], vec![], Some(true), Some(true)),
+        ];
+        for (expected, got, tasks, want) in cases {
+            let r = results(&got);
+            assert_eq!(
+                combine_health(tasks, expected, &r),
+                want,
+                "{expected:?} {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn http_codes_and_script_exit_codes_follow_consuls_rule() {
+        for (code, want) in [
+            (200, PASSING),
+            (204, PASSING),
+            (299, PASSING),
+            (301, CRITICAL),
+            (429, WARNING),
+            (500, CRITICAL),
+            (503, CRITICAL),
+        ] {
+            assert_eq!(http_status(code), want, "{code}");
+        }
+        for (exit, want) in [
+            (Some(0), PASSING),
+            (Some(1), WARNING),
+            (Some(2), CRITICAL),
+            (Some(126), CRITICAL),
+            (Some(137), CRITICAL),
+            (None, CRITICAL),
+        ] {
+            assert_eq!(script_status(exit), want, "{exit:?}");
+        }
     }
 
     #[tokio::test]
-    async fn probes_pass_and_fail() {
+    async fn probes_pass_warn_and_fail() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         tokio::spawn(async move {
             while let Ok((mut s, _)) = listener.accept().await {
                 let mut buf = [0u8; 512];
                 let n = s.read(&mut buf).await.unwrap_or(0);
-                let ok = String::from_utf8_lossy(&buf[..n]).starts_with("GET /ok ");
-                let resp = if ok {
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let resp = if req.starts_with("GET /ok ") {
                     "HTTP/1.0 200 OK\r\n\r\n"
+                } else if req.starts_with("GET /busy ") {
+                    "HTTP/1.0 429 Too Many Requests\r\n\r\n"
                 } else {
                     "HTTP/1.0 503 Service Unavailable\r\n\r\n"
                 };
                 let _ = s.write_all(resp.as_bytes()).await;
             }
         });
-        let def = |target| probe_def(target);
-        let http = |path: &str| CheckTarget::Http {
-            addr: addr.clone(),
-            path: path.into(),
-            method: "GET".into(),
-            headers: vec![],
+        let http = |path: &str| {
+            probe_def(CheckTarget::Http {
+                addr: addr.clone(),
+                path: path.into(),
+                method: "GET".into(),
+                headers: vec![],
+            })
         };
-        let dir = std::env::temp_dir();
-        assert_eq!(run_check(&def(http("/ok")), dir.clone()).await.0, PASSING);
-        assert_eq!(run_check(&def(http("/bad")), dir.clone()).await.0, CRITICAL);
+        assert_eq!(run_check(&http("/ok"), None).await.0, PASSING);
+        assert_eq!(run_check(&http("/busy"), None).await.0, WARNING);
+        assert_eq!(run_check(&http("/bad"), None).await.0, CRITICAL);
+        let tcp = probe_def(CheckTarget::Tcp { addr: addr.clone() });
+        assert_eq!(run_check(&tcp, None).await.0, PASSING);
+        let script = probe_def(CheckTarget::Script {
+            command: "true".into(),
+            args: vec![],
+            task: "t".into(),
+        });
+        let (status, out) = run_check(&script, None).await;
         assert_eq!(
-            run_check(&def(CheckTarget::Tcp { addr: addr.clone() }), dir.clone())
-                .await
-                .0,
-            PASSING
-        );
-        assert_eq!(
-            run_check(
-                &def(CheckTarget::Script {
-                    command: "false".into(),
-                    args: vec![],
-                    task: "t".into()
-                }),
-                dir.clone()
-            )
-            .await
-            .0,
-            CRITICAL
-        );
-        assert_eq!(
-            run_check(
-                &def(CheckTarget::Script {
-                    command: "sh".into(),
-                    args: vec!["-c".into(), "echo fine".into()],
-                    task: "t".into()
-                }),
-                dir
-            )
-            .await,
-            (PASSING.to_string(), "fine".to_string())
+            (status, out.as_str()),
+            (CRITICAL, "task \"t\" is not running")
         );
     }
 
@@ -571,60 +732,101 @@ mod tests {
             timeout: Duration::from_secs(2),
             success_before_passing: 0,
             failures_before_critical: 0,
+            failures_before_warning: 0,
             restart: None,
             counts_for_health: true,
+            warning_is_healthy: false,
         }
     }
 
     #[test]
-    fn a_check_passes_or_turns_critical_after_its_results_in_a_row() {
-        // (success_before_passing, failures_before_critical, results, statuses after each)
-        let p = Some(PASSING);
-        let c = Some(CRITICAL);
-        let cases: Vec<(u32, u32, &str, Vec<Option<&str>>)> = vec![
-            (0, 0, "+-+", vec![p, c, p]),
-            (3, 0, "++-+++", vec![None, None, c, c, c, p]),
-            (0, 3, "+--+---", vec![p, p, p, p, p, p, c]),
-            (2, 2, "-+-++-", vec![None, None, None, None, p, p]),
+    fn a_check_passes_warns_or_turns_critical_after_its_results_in_a_row() {
+        // (success_before_passing, failures_before_warning, failures_before_critical, results
+        // as + passing, ~ warning, - critical; statuses after each as p, w, c or . for pending)
+        let cases: &[(u32, u32, u32, &str, &str)] = &[
+            (0, 0, 0, "+-+", "pcp"),
+            (3, 0, 0, "++-+++", "..cccp"),
+            (0, 0, 3, "+--+---", "ppppppc"),
+            (2, 0, 2, "-+-++-", "....pp"),
+            // A warning result counts as a success and becomes the status.
+            (0, 0, 0, "~+~-", "wpwc"),
+            (2, 0, 0, "~~+", ".wp"),
+            // Failures turn the check to a warning first, then critical.
+            (0, 1, 3, "+---+", "pwwcp"),
+            (0, 2, 3, "---", ".wc"),
+            (0, 2, 4, "+--+----", "ppwppwwc"),
+            // A warning threshold at or past the critical one is never reached first.
+            (0, 3, 2, "---", ".cc"),
+            (0, 5, 0, "-", "c"),
         ];
-        for (sbp, fbc, results, want) in cases {
+        let status = |c: char| match c {
+            '+' => PASSING,
+            '~' => WARNING,
+            _ => CRITICAL,
+        };
+        let short = |s: Option<&str>| match s {
+            Some(PASSING) => 'p',
+            Some(WARNING) => 'w',
+            Some(_) => 'c',
+            None => '.',
+        };
+        for (sbp, fbw, fbc, results, want) in cases {
             let mut def = probe_def(CheckTarget::Invalid(String::new()));
-            def.success_before_passing = sbp;
-            def.failures_before_critical = fbc;
+            def.success_before_passing = *sbp;
+            def.failures_before_warning = *fbw;
+            def.failures_before_critical = *fbc;
             let mut counter = CheckCounter::default();
-            let got: Vec<Option<&str>> = results
+            let got: String = results
                 .chars()
-                .map(|r| counter.observe(r == '+', &def))
+                .map(|r| short(counter.observe(status(r), &def)))
                 .collect();
-            assert_eq!(got, want, "sbp={sbp} fbc={fbc} {results}");
+            assert_eq!(&got, want, "sbp={sbp} fbw={fbw} fbc={fbc} {results}");
         }
     }
 
     #[test]
     fn check_restart_is_due_after_its_limit_of_unhealthy_results_past_the_grace() {
-        let policy = nomos_api::CheckRestart {
+        let mut policy = nomos_api::CheckRestart {
             limit: 2,
             grace_ns: 10_000_000_000,
             ignore_warnings: false,
         };
         let s = Duration::from_secs;
-        // (healthy, seconds since the task started) → restart due
+        // (status, seconds since the task started) → restart due
         let steps = [
-            (false, s(1), false),  // inside the grace: not counted
-            (false, s(5), false),  // still inside
-            (false, s(11), false), // 1
-            (true, s(12), false),  // a pass starts the count again
-            (false, s(13), false), // 1
-            (false, s(14), true),  // 2: restart, count starts again
-            (false, s(15), false), // 1
+            (CRITICAL, s(1), false),  // inside the grace: not counted
+            (CRITICAL, s(5), false),  // still inside
+            (CRITICAL, s(11), false), // 1
+            (PASSING, s(12), false),  // a pass starts the count again
+            (CRITICAL, s(13), false), // 1
+            (CRITICAL, s(14), true),  // 2: restart, count starts again
+            (WARNING, s(15), false),  // 1: a warning is unhealthy
+            (WARNING, s(16), true),   // 2
         ];
         let mut counter = RestartCounter::default();
-        for (i, (healthy, since, due)) in steps.into_iter().enumerate() {
-            assert_eq!(counter.observe(healthy, since, &policy), due, "step {i}");
+        for (i, (status, since, due)) in steps.into_iter().enumerate() {
+            assert_eq!(counter.observe(status, since, &policy), due, "step {i}");
+        }
+        policy.ignore_warnings = true;
+        let mut counter = RestartCounter::default();
+        let ignoring = [
+            (WARNING, false),
+            (WARNING, false),
+            (CRITICAL, false),
+            (WARNING, false), // healthy with ignore_warnings: the count starts again
+            (CRITICAL, false),
+            (CRITICAL, true),
+        ];
+        for (i, (status, due)) in ignoring.into_iter().enumerate() {
+            assert_eq!(
+                counter.observe(status, s(60), &policy),
+                due,
+                "ignoring, step {i}"
+            );
         }
         let off = nomos_api::CheckRestart::default();
         assert!(
-            !RestartCounter::default().observe(false, s(100), &off),
+            !RestartCounter::default().observe(CRITICAL, s(100), &off),
             "limit 0: off"
         );
     }
@@ -647,6 +849,7 @@ mod tests {
             tls_skip_verify: true,
             success_before_passing: 2,
             failures_before_critical: 3,
+            failures_before_warning: 1,
             ..Default::default()
         };
         let mut g = group(vec![check.clone()]);
@@ -670,16 +873,20 @@ mod tests {
         assert_eq!(
             (
                 defs[0].success_before_passing,
-                defs[0].failures_before_critical
+                defs[0].failures_before_critical,
+                defs[0].failures_before_warning
             ),
-            (2, 3)
+            (2, 3, 1)
         );
-        assert!(defs[0].counts_for_health);
+        assert!(defs[0].counts_for_health && !defs[0].warning_is_healthy);
         g.services[0].checks[0].on_update = "ignore".into();
         assert!(
             !check_defs(&g, &alloc, "")[0].counts_for_health,
             "on_update = ignore"
         );
+        g.services[0].checks[0].on_update = "ignore_warnings".into();
+        let lenient = &check_defs(&g, &alloc, "")[0];
+        assert!(lenient.counts_for_health && lenient.warning_is_healthy);
         g.services[0].checks[0].on_update = String::new();
         assert_eq!(
             defs[0].restart,
@@ -697,8 +904,9 @@ mod tests {
         );
     }
 
-    /// An https server with a certificate of a fresh CA nobody trusts, answering 200.
-    async fn self_signed_https() -> String {
+    /// Serves `app` over TLS on loopback with a certificate of a fresh CA nobody trusts,
+    /// offering `alpn`; its address.
+    pub(super) async fn serve_untrusted_tls(app: axum::Router, alpn: &[&[u8]]) -> String {
         use nomos_tls::generate::{self, CertRequest, Role};
         let dir = tempfile::tempdir().unwrap().keep();
         let ca = generate::ca(1).unwrap();
@@ -710,12 +918,18 @@ mod tests {
             key_file: key,
             client_ca: None,
         };
-        let config = nomos_tls::server_config(&tls, &[b"http/1.1"]).unwrap();
+        let config = nomos_tls::server_config(&tls, alpn).unwrap();
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap().to_string();
-        let app = axum::Router::new().route("/h", axum::routing::get(|| async { "ok" }));
         let listener = nomos_tls::listener::TlsListener::new(tcp, config);
         tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    /// An https server with a certificate of a fresh CA nobody trusts, answering 200.
+    async fn self_signed_https() -> String {
+        let app = axum::Router::new().route("/h", axum::routing::get(|| async { "ok" }));
+        let addr = serve_untrusted_tls(app, &[b"http/1.1"]).await;
         addr
     }
 
@@ -731,10 +945,9 @@ mod tests {
                 skip_verify,
             })
         };
-        let dir = std::env::temp_dir();
-        let (status, out) = run_check(&https(true), dir.clone()).await;
+        let (status, out) = run_check(&https(true), None).await;
         assert_eq!(status, PASSING, "{out}");
-        let (status, out) = run_check(&https(false), dir).await;
+        let (status, out) = run_check(&https(false), None).await;
         assert_eq!(status, CRITICAL, "{out}");
     }
 }

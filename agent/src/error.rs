@@ -52,6 +52,19 @@ pub enum AgentError {
     /// path component. `what` names the block (`Template`, `Artifact`, `Task`, `Allocation`).
     #[error("{what}: {message}")]
     Sandbox { what: String, message: String },
+    /// A command was to run inside a task that is not running (it exited, or never started).
+    #[error("task {task} is not running")]
+    TaskNotRunning { task: String },
+    /// A command run inside a task ([`crate::driver::Driver::exec`]) ran past its timeout and
+    /// was killed.
+    #[error(
+        "command {command:?} in task {task} ran past its timeout of {timeout:?} and was killed"
+    )]
+    ExecTimedOut {
+        task: String,
+        command: String,
+        timeout: std::time::Duration,
+    },
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("http endpoint: {0}")]

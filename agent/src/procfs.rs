@@ -153,16 +153,20 @@ pub fn pidfd_open(pid: i32) -> std::io::Result<PidFd> {
     }))
 }
 
-/// Every live process of a process group.
-pub fn group_members(pgrp: i32) -> Vec<ProcStat> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok())
+/// Every live (not zombie) process `/proc` can tell about now.
+fn live_processes() -> impl Iterator<Item = ProcStat> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
         .filter_map(stat)
-        .filter(|s| s.pgrp == pgrp && s.state != 'Z')
-        .collect()
+        .filter(|s| s.state != 'Z')
+}
+
+/// Every live process of a process group.
+pub fn group_members(pgrp: i32) -> Vec<ProcStat> {
+    live_processes().filter(|s| s.pgrp == pgrp).collect()
 }
 
 /// Live process-group leaders whose environment holds every `KEY=VALUE` of `env` and no other
@@ -205,6 +209,70 @@ pub fn environ_matches(pid: i32, env: &[(&str, &str)]) -> std::io::Result<bool> 
             .unwrap_or_default();
         value == v.as_bytes()
     }))
+}
+
+/// The live children of `pid` (read from `/proc/<pid>/task/<pid>/children`, else by scanning
+/// every process's parent).
+pub fn children(pid: i32) -> Vec<i32> {
+    if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        return text
+            .split_whitespace()
+            .filter_map(|c| c.parse().ok())
+            .collect();
+    }
+    live_processes()
+        .filter(|s| s.ppid == pid)
+        .map(|s| s.pid)
+        .collect()
+}
+
+/// `pid` and every live process below it, parents first.
+pub fn with_descendants(pid: i32) -> Vec<i32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    // Bounded: a process tree never holds more than the host's pids.
+    while i < out.len() && out.len() < 1 << 16 {
+        out.extend(children(out[i]));
+        i += 1;
+    }
+    out
+}
+
+/// The real user and group ids of `pid` (the `Uid:` and `Gid:` lines of its status).
+pub fn credentials(pid: i32) -> std::io::Result<(u32, u32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    parse_credentials(&text).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("no Uid/Gid lines in /proc/{pid}/status"),
+        )
+    })
+}
+
+/// The real uid and gid from the text of a `/proc/<pid>/status` (pure).
+pub fn parse_credentials(status: &str) -> Option<(u32, u32)> {
+    let real = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    };
+    Some((real("Uid:")?, real("Gid:")?))
+}
+
+/// The environment `pid` started with, as `KEY=VALUE` pairs.
+pub fn environ(pid: i32) -> std::io::Result<Vec<(std::ffi::OsString, std::ffi::OsString)>> {
+    use std::os::unix::ffi::OsStrExt;
+    let raw = std::fs::read(format!("/proc/{pid}/environ"))?;
+    Ok(raw
+        .split(|b| *b == 0)
+        .filter_map(|var| {
+            let eq = var.iter().position(|b| *b == b'=')?;
+            let os = |b: &[u8]| std::ffi::OsStr::from_bytes(b).to_os_string();
+            Some((os(&var[..eq]), os(&var[eq + 1..])))
+        })
+        .collect())
 }
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
@@ -278,6 +346,17 @@ mod tests {
         assert_eq!(s.stime, 3);
         assert_eq!(s.start_time, 98765);
         assert_eq!(s.rss_pages, 256);
+    }
+
+    #[test]
+    fn credentials_are_the_real_ids() {
+        let status = "Name:\tsh\nUid:\t65534\t65534\t65534\t65534\nGid:\t65533\t1\t1\t1\n";
+        assert_eq!(parse_credentials(status), Some((65534, 65533)));
+        assert_eq!(parse_credentials("Name:\tsh\n"), None);
+        let me = std::process::id() as i32;
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        assert_eq!(credentials(me).unwrap().0, uid);
     }
 
     #[test]

@@ -428,3 +428,67 @@ async fn containers_of_allocations_the_node_no_longer_runs_are_cleaned_at_start(
     .await;
     agent.shutdown().await;
 }
+
+/// `docker exec` through the driver: the command runs in the container (it sees the image's
+/// filesystem and the task's mounts, not the host's), a command past its timeout is killed,
+/// output past its limit is dropped, and a removed container says its task is not running.
+#[tokio::test]
+async fn a_command_run_inside_a_docker_task_runs_in_its_container() {
+    use nomos_agent::driver::{Driver, ExecRequest, TaskSpec, EXEC_OUTPUT_LIMIT};
+    let docker = docker().await;
+    build_test_image(&docker).await;
+    let dir = tempfile::tempdir().unwrap();
+    let driver = DockerDriver::new().await;
+    let mut config = indexmap::IndexMap::new();
+    config.insert("image".to_string(), serde_json::json!(IMAGE));
+    config.insert("hostname".to_string(), serde_json::json!("inside-the-task"));
+    let alloc = format!("exec-{}", std::process::id());
+    let spec = TaskSpec {
+        alloc_id: alloc.clone(),
+        task: "t".into(),
+        config,
+        env: [("GREETING".to_string(), "hello".to_string())].into(),
+        task_dir: dir.path().join("t"),
+        alloc_dir: dir.path().join("alloc"),
+        log_dir: dir.path().join("alloc/logs"),
+        ..Default::default()
+    };
+    let h = driver.start(&spec).await.expect("container starts");
+    let req = |script: &str, timeout_ms: u64| ExecRequest {
+        command: BUSYBOX.into(),
+        args: vec!["sh".into(), "-c".into(), script.into()],
+        timeout: Duration::from_millis(timeout_ms),
+        output_limit: EXEC_OUTPUT_LIMIT,
+    };
+    // The image holds only /bin/busybox: no /usr, which the host has; /alloc is the task's.
+    let script =
+        "hostname; echo $GREETING; test -d /alloc && ! test -e /usr && echo image-only; exit 1";
+    let out = driver.exec(&h, &req(script, 10_000)).await.unwrap();
+    assert_eq!(out.exit_code, Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.output),
+        "inside-the-task\nhello\nimage-only\n"
+    );
+    let err = driver.exec(&h, &req("sleep 41", 500)).await.unwrap_err();
+    assert!(
+        matches!(err, nomos_agent::AgentError::ExecTimedOut { .. }),
+        "{err}"
+    );
+    let ps = driver.exec(&h, &req("ps", 10_000)).await.unwrap();
+    let ps = String::from_utf8_lossy(&ps.output).to_string();
+    assert!(
+        !ps.contains("sleep 41"),
+        "the timed-out command was killed: {ps}"
+    );
+    let big = driver
+        .exec(&h, &req("head -c 100000 /dev/zero", 10_000))
+        .await
+        .unwrap();
+    assert_eq!((big.output.len(), big.truncated), (EXEC_OUTPUT_LIMIT, true));
+    driver.destroy(&h).await.unwrap();
+    let err = driver.exec(&h, &req("true", 1_000)).await.unwrap_err();
+    assert!(
+        matches!(err, nomos_agent::AgentError::TaskNotRunning { .. }),
+        "{err}"
+    );
+}

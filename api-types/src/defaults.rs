@@ -270,6 +270,9 @@ fn fill_task(t: &mut Value, group_restart: Option<&Value>) {
         if tpl.get("change_mode").and_then(Value::as_str) == Some("signal") {
             fill(tpl, json!({"change_signal": "SIGHUP"}));
         }
+        if let Some(script) = tpl.get_mut("change_script").filter(|s| s.is_object()) {
+            fill(script, json!({"timeout_ns": 5 * SEC}));
+        }
     });
     each_in(t, "artifacts", |a| fill(a, json!({"mode": "any"})));
 }

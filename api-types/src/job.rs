@@ -339,7 +339,7 @@ pub struct Service {
 pub struct CheckRestart {
     pub limit: u32,
     pub grace_ns: u64,
-    /// A `warning` counts as passing (the agent's checks report passing or critical only).
+    /// A `warning` counts as passing: only critical results count toward the restart.
     pub ignore_warnings: bool,
 }
 
@@ -368,6 +368,15 @@ pub struct Check {
     /// Consecutive failing results before the check is critical (0 or 1: the first).
     #[serde(skip_serializing_if = "is_zero")]
     pub failures_before_critical: u32,
+    /// Consecutive failing results before the check is a warning (0: never from failures).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub failures_before_warning: u32,
+    /// A `grpc` check's service name in the health protocol (empty: the whole server).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub grpc_service: String,
+    /// A `grpc` check speaks TLS (verified unless `tls_skip_verify`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub grpc_use_tls: bool,
     /// How the check counts while a deployment judges health: `require_healthy` (empty, the
     /// default), `ignore_warnings`, `ignore`.
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -422,6 +431,10 @@ pub struct Template {
     /// The rendered file's group ID; `None` or negative: left as the agent writes it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gid: Option<i64>,
+    /// What `change_mode = "script"` runs inside the task when the output changes. (Left out
+    /// of the stored form while unset, so specs from before it keep their hash.)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change_script: Option<ChangeScript>,
 }
 
 /// Nomad's `splay` when a template sets none: 5 s.
@@ -445,6 +458,19 @@ impl TemplateWait {
     pub fn max_or_default(&self) -> u64 {
         self.max_ns.unwrap_or(self.min_ns.saturating_mul(4))
     }
+}
+
+/// A template's `change_script`: a command run inside the task (as a script check is) when the
+/// template's output changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChangeScript {
+    pub command: String,
+    pub args: Vec<String>,
+    /// How long it may run (5s when 0, as in Nomad); then it is killed and counts as failed.
+    pub timeout_ns: u64,
+    /// A failure (exit code not 0, or the timeout) kills the task.
+    pub fail_on_error: bool,
 }
 
 /// A task's workload identity (Nomad's `identity` block): a JWT the servers sign for the

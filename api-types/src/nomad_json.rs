@@ -126,6 +126,9 @@ const CHECK: &[(&str, &str, K)] = &[
     ),
     ("OnUpdate", "on_update", K::Plain),
     ("CheckRestart", "check_restart", K::One(CHECK_RESTART)),
+    ("FailuresBeforeWarning", "failures_before_warning", K::Plain),
+    ("GRPCService", "grpc_service", K::Plain),
+    ("GRPCUseTLS", "grpc_use_tls", K::Plain),
 ];
 const CHECK_RESTART: &[(&str, &str, K)] = &[
     ("Limit", "limit", K::Plain),
@@ -180,6 +183,13 @@ const TEMPLATE: &[(&str, &str, K)] = &[
     ("Wait", "wait", K::One(TEMPLATE_WAIT)),
     ("Uid", "uid", K::Plain),
     ("Gid", "gid", K::Plain),
+    ("ChangeScript", "change_script", K::One(CHANGE_SCRIPT)),
+];
+const CHANGE_SCRIPT: &[(&str, &str, K)] = &[
+    ("Command", "command", K::Plain),
+    ("Args", "args", K::Plain),
+    ("Timeout", "timeout_ns", K::Plain),
+    ("FailOnError", "fail_on_error", K::Plain),
 ];
 const TEMPLATE_WAIT: &[(&str, &str, K)] =
     &[("Min", "min_ns", K::Plain), ("Max", "max_ns", K::Plain)];

@@ -101,6 +101,23 @@ pub fn group_services<'a>(
     out
 }
 
+/// An instance's health in one word from its checks' statuses: the worst of `critical`,
+/// `warning`, `pending` (any other status: not reported yet) and `passing` (also for none).
+pub fn worst_check_status<'a>(statuses: impl IntoIterator<Item = &'a str>) -> &'static str {
+    let rank = |s: &str| match s {
+        "critical" => 3,
+        "warning" => 2,
+        "passing" => 0,
+        _ => 1,
+    };
+    match statuses.into_iter().map(rank).max().unwrap_or(0) {
+        3 => "critical",
+        2 => "warning",
+        1 => "pending",
+        _ => "passing",
+    }
+}
+
 /// The registration id Nomad gives an instance.
 pub fn registration_id(
     alloc_id: &str,
@@ -138,6 +155,24 @@ pub fn choose<T>(mut items: Vec<T>, n: usize, key: &str, id_of: impl Fn(&T) -> &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_instance_is_as_healthy_as_its_worst_check() {
+        let cases: &[(&[&str], &str)] = &[
+            (&[], "passing"),
+            (&["passing", "passing"], "passing"),
+            (&["passing", "pending"], "pending"),
+            (&["pending", "warning"], "warning"),
+            (&["warning", "critical", "passing"], "critical"),
+        ];
+        for (statuses, want) in cases {
+            assert_eq!(
+                worst_check_status(statuses.iter().copied()),
+                *want,
+                "{statuses:?}"
+            );
+        }
+    }
 
     #[test]
     fn a_service_without_a_name_is_named_after_its_job_group_and_task() {

@@ -693,6 +693,7 @@ fn check_task(
             &tpl.change_mode,
             &["restart", "signal", "noop", "script"],
         );
+        check_change_script(v, &p, tpl);
         if let Some(e) = template_parse_error(tpl) {
             v.err(join(&p, "data"), e);
         }
@@ -719,6 +720,29 @@ fn check_task(
                 }
             }
         }
+    }
+}
+
+/// A template's `change_script`: required, with a `command`, by `change_mode = "script"`;
+/// without that mode it is never run (a warning).
+fn check_change_script(v: &mut V, p: &str, tpl: &crate::Template) {
+    match (&tpl.change_script, tpl.change_mode == "script") {
+        (None, true) => v.err(
+            join(p, "change_mode"),
+            "change_mode \"script\" needs a `change_script` block with a `command`",
+        ),
+        (Some(cs), true) if cs.command.is_empty() => v.err(
+            join(p, "change_script.command"),
+            "change_script is missing `command`",
+        ),
+        (Some(_), false) => v.warn(
+            join(p, "change_script"),
+            format!(
+                "change_script is run only with change_mode \"script\" (this template's is {:?})",
+                tpl.change_mode
+            ),
+        ),
+        _ => {}
     }
 }
 

@@ -225,3 +225,87 @@ fn a_template_that_would_not_render_is_refused_at_validate() {
     );
     assert_eq!(err[0].line, 7, "{err:?}");
 }
+
+#[test]
+fn change_scripts_and_grpc_checks_parse_from_hcl_and_nomad_json_and_stay_out_of_old_specs() {
+    let src = r#"job "j" {
+  group "g" {
+    network {
+      port "rpc" {}
+    }
+    service {
+      name = "rpc"
+      port = "rpc"
+      check {
+        type                    = "grpc"
+        grpc_service            = "orders"
+        grpc_use_tls            = true
+        interval                = "5s"
+        failures_before_warning = 2
+      }
+    }
+    task "t" {
+      driver = "exec"
+      template {
+        data        = "x"
+        destination = "local/x"
+        change_mode = "script"
+        change_script {
+          command = "/bin/reload"
+          args    = ["now"]
+        }
+      }
+    }
+  }
+}
+"#;
+    let parsed = parse_source("j.hcl", src, &ParseOptions::default()).unwrap();
+    let job = &parsed.jobs[0];
+    let check = &job.groups[0].services[0].checks[0];
+    assert_eq!(
+        (
+            check.grpc_service.as_str(),
+            check.grpc_use_tls,
+            check.failures_before_warning
+        ),
+        ("orders", true, 2)
+    );
+    let script = job.groups[0].tasks[0].templates[0]
+        .change_script
+        .clone()
+        .unwrap();
+    assert_eq!(script.command, "/bin/reload");
+    assert_eq!(script.args, vec!["now".to_string()]);
+    assert_eq!(script.timeout_ns, 5_000_000_000, "Nomad's default timeout");
+    assert!(!script.fail_on_error);
+    let json = to_canonical_json(job);
+    let again = parse_stored_spec("/nomos/jobs/default/j", json.as_bytes()).unwrap();
+    assert_eq!(again.jobs[0], *job);
+
+    let nomad = r#"{"Job": {"ID": "n", "TaskGroups": [{"Name": "g", "Tasks": [{"Name": "t",
+      "Driver": "exec", "Templates": [{"EmbeddedTmpl": "x", "DestPath": "local/x",
+      "ChangeMode": "script", "ChangeScript": {"Command": "/bin/reload", "Args": ["a"],
+      "Timeout": 3000000000, "FailOnError": true}}]}]}]}}"#;
+    let parsed = parse_source("n.json", nomad, &ParseOptions::default()).unwrap();
+    let script = parsed.jobs[0].groups[0].tasks[0].templates[0]
+        .change_script
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (script.timeout_ns, script.fail_on_error),
+        (3_000_000_000, true)
+    );
+
+    // A spec without them keeps its stored form, and so its hash.
+    let plain = "job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"exec\"\n      template {\n        data = \"x\"\n        destination = \"local/x\"\n      }\n    }\n  }\n}\n";
+    let plain = parse_source("j.hcl", plain, &ParseOptions::default()).unwrap();
+    let json = to_canonical_json(&plain.jobs[0]);
+    for field in [
+        "change_script",
+        "grpc_service",
+        "grpc_use_tls",
+        "failures_before_warning",
+    ] {
+        assert!(!json.contains(field), "{field} in {json}");
+    }
+}

@@ -24,8 +24,9 @@ struct TaskRun {
     /// Hash of the spec this task was started from.
     spec_hash: String,
     min_healthy_ms: u64,
-    /// Names of the checks health waits on (empty: task states only).
-    checks: Vec<String>,
+    /// Names of the checks health waits on, each with whether a warning counts as passing
+    /// (empty: task states only).
+    checks: Vec<(String, bool)>,
     restart_attempts: u32,
     restart_delay_ms: i64,
     state: TaskRunState,
@@ -83,7 +84,7 @@ impl TaskRun {
         let checks = match (group, by_checks) {
             (Some(g), true) => nomos_agent::checks::check_defs(g, alloc, "")
                 .into_iter()
-                .map(|d| d.name)
+                .map(|d| (d.name, d.warning_is_healthy))
                 .collect(),
             _ => Vec::new(),
         };
@@ -188,7 +189,7 @@ impl TaskRun {
             };
         self.checks
             .iter()
-            .map(|name| {
+            .map(|(name, _)| {
                 (
                     name.clone(),
                     CheckResult {

@@ -24,8 +24,8 @@ use nomos_api::{DriverInfo, LogConfig, Resources, Value};
 
 use super::volumes::task_volumes;
 use super::{
-    attribute_oom_kills, config_list, config_str, now_ms, Driver, ExitResult, TaskHandle, TaskSpec,
-    TaskStats,
+    attribute_oom_kills, config_list, config_str, now_ms, Driver, ExecOutput, ExecRequest,
+    ExitResult, OutputCap, TaskHandle, TaskSpec, TaskStats,
 };
 use crate::error::AgentError;
 use crate::logs::LogStream;
@@ -460,6 +460,57 @@ impl DockerDriver {
     }
 }
 
+impl DockerDriver {
+    /// Reads an exec's output (at most `limit` bytes kept) until it ends.
+    async fn exec_output(&self, exec_id: &str, limit: usize) -> Result<OutputCap, String> {
+        let started = self
+            .client()
+            .map_err(|e| e.to_string())?
+            .start_exec(exec_id, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut cap = OutputCap::new(limit);
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } = started {
+            while let Some(item) = output.next().await {
+                cap.push(&item.map_err(|e| e.to_string())?.into_bytes());
+            }
+        }
+        Ok(cap)
+    }
+
+    /// The exit code of a finished exec, once Docker has it.
+    async fn exec_exit(&self, exec_id: &str) -> Result<Option<i64>, String> {
+        let docker = self.client().map_err(|e| e.to_string())?;
+        loop {
+            let st = docker
+                .inspect_exec(exec_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            if st.running != Some(true) {
+                return Ok(st.exit_code);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Kills an exec's process that outlived its timeout, with what it started (Docker has no
+    /// call for it: its pid, as the host sees it, and its descendants get SIGKILL).
+    async fn kill_exec(&self, exec_id: &str) {
+        let Ok(docker) = self.client() else { return };
+        let Ok(st) = docker.inspect_exec(exec_id).await else {
+            return;
+        };
+        if let (Some(true), Some(pid)) = (st.running, st.pid.filter(|p| *p > 0)) {
+            for p in crate::procfs::with_descendants(pid as i32) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
 fn container_id(handle: &TaskHandle) -> Result<&str, AgentError> {
     handle
         .container_id
@@ -704,6 +755,60 @@ impl Driver for DockerDriver {
             }),
             Some(Err(e)) => Err(AgentError::driver("docker", format!("stats: {e}"))),
             None => Ok(TaskStats::default()),
+        }
+    }
+
+    /// `docker exec` in the task's container: its user, environment and working directory.
+    async fn exec(&self, handle: &TaskHandle, req: &ExecRequest) -> Result<ExecOutput, AgentError> {
+        let id = container_id(handle)?;
+        if self.running(id).await? != Some(true) {
+            return Err(AgentError::TaskNotRunning {
+                task: handle.task.clone(),
+            });
+        }
+        let failed = |e: String| {
+            AgentError::driver("docker", format!("exec {:?} in {id}: {e}", req.command))
+        };
+        let config = bollard::models::ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(
+                std::iter::once(req.command.clone())
+                    .chain(req.args.clone())
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        let exec_id = self
+            .client()?
+            .create_exec(id, config)
+            .await
+            .map_err(|e| failed(e.to_string()))?
+            .id;
+        let run = async {
+            let cap = self.exec_output(&exec_id, req.output_limit).await?;
+            Ok::<_, String>((cap, self.exec_exit(&exec_id).await?))
+        };
+        match tokio::time::timeout(req.timeout, run).await {
+            Ok(Ok((cap, code))) => {
+                let (output, truncated) = cap.finish();
+                let code = code.map(|c| c as i32);
+                Ok(ExecOutput {
+                    exit_code: code,
+                    signal: code.filter(|c| *c > 128 && *c < 128 + 65).map(|c| c - 128),
+                    output,
+                    truncated,
+                })
+            }
+            Ok(Err(e)) => Err(failed(e)),
+            Err(_) => {
+                self.kill_exec(&exec_id).await;
+                Err(AgentError::ExecTimedOut {
+                    task: handle.task.clone(),
+                    command: req.command.clone(),
+                    timeout: req.timeout,
+                })
+            }
         }
     }
 

@@ -23,12 +23,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use nomos_api::DriverInfo;
 
+use super::inside::{exec_in_process, Entry};
 use super::raw_exec::{
     process_stats, recover_process, signal_group, spawn_process, stop_process, wait_process,
     Isolate, SpawnOptions, ISOLATE,
 };
 use super::{
-    attribute_oom_kills, parse_signal, Driver, ExitResult, TaskHandle, TaskSpec, TaskStats,
+    attribute_oom_kills, parse_signal, Driver, ExecOutput, ExecRequest, ExitResult, TaskHandle,
+    TaskSpec, TaskStats,
 };
 use crate::error::AgentError;
 
@@ -440,6 +442,11 @@ impl Driver for ExecDriver {
 
     async fn stats(&self, handle: &TaskHandle) -> Result<TaskStats, AgentError> {
         Ok(process_stats(handle))
+    }
+
+    /// Runs the command in the task's namespaces, chroot, cgroup and user ([`super::inside`]).
+    async fn exec(&self, handle: &TaskHandle, req: &ExecRequest) -> Result<ExecOutput, AgentError> {
+        exec_in_process(handle, req, Entry::Isolated).await
     }
 }
 

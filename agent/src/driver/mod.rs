@@ -2,10 +2,13 @@
 //! of a task, and its implementations (`raw_exec`, `exec`, `docker`).
 //!
 //! A driver returns a [`TaskHandle`] that the agent persists; after an agent restart the handle
-//! is all a driver needs to find the task again ([`Driver::recover`]).
+//! is all a driver needs to find the task again ([`Driver::recover`]). [`Driver::exec`] runs a
+//! command inside a running task, with the isolation the driver gives the task itself (script
+//! checks and template change scripts use it; `inside` holds the process drivers' part).
 
 pub mod docker;
 pub mod exec;
+mod inside;
 pub mod raw_exec;
 pub mod volumes;
 
@@ -147,6 +150,75 @@ pub fn attribute_oom_kills(mut exit: ExitResult, oom_kills: u64) -> ExitResult {
     exit
 }
 
+/// A command to run inside a running task ([`Driver::exec`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRequest {
+    pub command: String,
+    pub args: Vec<String>,
+    /// How long it may run; past it the command is killed ([`AgentError::ExecTimedOut`]).
+    pub timeout: Duration,
+    /// How many bytes of its output are kept; the rest is read and dropped.
+    pub output_limit: usize,
+}
+
+/// The most output a command run inside a task keeps by default (Consul keeps as much of a
+/// script check's output).
+pub const EXEC_OUTPUT_LIMIT: usize = 4 * 1024;
+
+/// How a command run inside a task ended.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecOutput {
+    /// Its exit code; `None` when a signal ended it.
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    /// Its stdout and stderr as they came, at most [`ExecRequest::output_limit`] bytes.
+    pub output: Vec<u8>,
+    /// More output came than was kept.
+    pub truncated: bool,
+}
+
+impl ExecOutput {
+    /// The output as text, lossily decoded and trimmed, with a mark where it was cut.
+    pub fn text(&self) -> String {
+        let text = String::from_utf8_lossy(&self.output).trim().to_string();
+        if self.truncated {
+            format!("{text} [output truncated]")
+        } else {
+            text
+        }
+    }
+}
+
+/// Keeps the first `limit` bytes of a stream of chunks and counts what it drops.
+#[derive(Debug, Default)]
+pub struct OutputCap {
+    limit: usize,
+    kept: Vec<u8>,
+    dropped: u64,
+}
+
+impl OutputCap {
+    pub fn new(limit: usize) -> Self {
+        OutputCap {
+            limit,
+            kept: Vec::with_capacity(limit.min(64 * 1024)),
+            dropped: 0,
+        }
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) {
+        let room = self.limit.saturating_sub(self.kept.len());
+        let take = room.min(chunk.len());
+        self.kept.extend_from_slice(&chunk[..take]);
+        self.dropped += (chunk.len() - take) as u64;
+    }
+
+    /// The kept bytes and whether any were dropped.
+    pub fn finish(self) -> (Vec<u8>, bool) {
+        (self.kept, self.dropped > 0)
+    }
+}
+
 /// Resource usage of a running task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TaskStats {
@@ -190,6 +262,12 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Current resource usage.
     async fn stats(&self, handle: &TaskHandle) -> Result<TaskStats, AgentError>;
+
+    /// Runs a command inside the running task, as the task runs (its user, environment,
+    /// working directory, and for isolated drivers its namespaces, root and cgroup), and waits
+    /// for it up to `req.timeout`. [`AgentError::TaskNotRunning`] when the task is gone,
+    /// [`AgentError::ExecTimedOut`] when the command was killed for running too long.
+    async fn exec(&self, handle: &TaskHandle, req: &ExecRequest) -> Result<ExecOutput, AgentError>;
 
     /// Copies the task's output into its log files for as long as it runs, for drivers whose
     /// tasks do not write the files themselves (docker). Returns when the output ends.
@@ -303,6 +381,34 @@ mod tests {
             assert_eq!(got.successful(), ok, "{main:?} with {kills} kills");
             assert_eq!(got.oom_kills, kills);
         }
+    }
+
+    #[test]
+    fn output_past_its_limit_is_dropped_and_told() {
+        // (limit, chunk sizes, bytes kept, truncated)
+        let cases: &[(usize, &[usize], usize, bool)] = &[
+            (4, &[], 0, false),
+            (4, &[4], 4, false),
+            (4, &[2, 2], 4, false),
+            (4, &[3, 3], 4, true),
+            (4, &[5], 4, true),
+            (0, &[1], 0, true),
+            (4096, &[1 << 20, 1 << 20], 4096, true),
+        ];
+        for (limit, chunks, kept, truncated) in cases {
+            let mut cap = OutputCap::new(*limit);
+            for n in *chunks {
+                cap.push(&vec![b'x'; *n]);
+            }
+            let (out, cut) = cap.finish();
+            assert_eq!((out.len(), cut), (*kept, *truncated), "{limit} {chunks:?}");
+        }
+        let out = ExecOutput {
+            output: b" ok\n".to_vec(),
+            truncated: true,
+            ..Default::default()
+        };
+        assert_eq!(out.text(), "ok [output truncated]");
     }
 
     #[test]

@@ -16,9 +16,10 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use nomos_api::DriverInfo;
 
+use super::inside::{exec_in_process, Entry};
 use super::{
-    config_list, config_str, now_ms, parse_signal, Driver, ExitResult, TaskHandle, TaskSpec,
-    TaskStats, AGENT_ID_ENV,
+    config_list, config_str, now_ms, parse_signal, Driver, ExecOutput, ExecRequest, ExitResult,
+    TaskHandle, TaskSpec, TaskStats, AGENT_ID_ENV,
 };
 use crate::error::AgentError;
 use crate::logs::{self, LogStream};
@@ -312,7 +313,7 @@ fn run_as_user(
 
 /// Makes the process start a new session (and so its own process group) and join `cgroup`
 /// before it runs the wrapper.
-fn in_new_session(cmd: &mut std::process::Command, cgroup: Option<PathBuf>) {
+pub(crate) fn in_new_session(cmd: &mut std::process::Command, cgroup: Option<PathBuf>) {
     // SAFETY: only async-signal-safe calls (setsid, open/write/close through libc) run between
     // fork and exec.
     unsafe {
@@ -623,5 +624,9 @@ impl Driver for RawExecDriver {
 
     async fn stats(&self, handle: &TaskHandle) -> Result<TaskStats, AgentError> {
         Ok(process_stats(handle))
+    }
+
+    async fn exec(&self, handle: &TaskHandle, req: &ExecRequest) -> Result<ExecOutput, AgentError> {
+        exec_in_process(handle, req, Entry::AsProcess).await
     }
 }

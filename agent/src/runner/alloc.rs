@@ -205,19 +205,19 @@ fn start_tasks(
     }
     let mut checks = JoinSet::new();
     if !rec.stopping {
-        let alloc_root = ctx.state.alloc_root(&rec.alloc.id);
         let defs =
             crate::checks::check_defs(&group.job.groups[index], &rec.alloc, &ctx.node.address);
         for def in defs {
-            let task = match &def.target {
-                crate::checks::CheckTarget::Script { task, .. } => task.clone(),
-                _ => String::new(),
+            // A script check runs inside its task, through the task's driver.
+            let driver = match &def.target {
+                crate::checks::CheckTarget::Script { task, .. } => group
+                    .tasks()
+                    .iter()
+                    .find(|t| &t.name == task)
+                    .and_then(|t| ctx.drivers.get(&t.driver)),
+                _ => None,
             };
-            // A task whose name is no path component fails; its checks form no path either.
-            if !task.is_empty() && !is_single_component(&task) {
-                continue;
-            }
-            checks.spawn(check_loop(shared.clone(), def, alloc_root.join(task)));
+            checks.spawn(check_loop(shared.clone(), def, driver));
         }
     }
     Some((group, tasks, checks))
@@ -264,12 +264,13 @@ fn advance_phase(shared: &AllocShared, tasks: &[Task]) {
 }
 
 /// Runs one service check every interval while a task of the allocation runs, recording
-/// status changes (after `success_before_passing` / `failures_before_critical` results in a
-/// row) and asking for the task's restart when its `check_restart` says so.
+/// status changes (after `success_before_passing` / `failures_before_warning` /
+/// `failures_before_critical` results in a row) and asking for the task's restart when its
+/// `check_restart` says so. `driver` is the driver of a script check's task.
 async fn check_loop(
     shared: Arc<AllocShared>,
     def: crate::checks::CheckDef,
-    task_dir: std::path::PathBuf,
+    driver: Option<Arc<dyn crate::driver::Driver>>,
 ) {
     let mut tick = tokio::time::interval(def.interval);
     let mut counter = crate::checks::CheckCounter::default();
@@ -285,8 +286,10 @@ async fn check_loop(
         if !running {
             continue;
         }
-        let (result, output) = crate::checks::run_check(&def, task_dir.clone()).await;
-        let Some(status) = counter.observe(result == crate::checks::PASSING, &def) else {
+        let handle = script_handle(&shared, &def);
+        let script = driver.as_deref().zip(handle.as_ref());
+        let (result, output) = crate::checks::run_check(&def, script).await;
+        let Some(status) = counter.observe(result, &def) else {
             continue;
         };
         shared.update(|r| {
@@ -300,7 +303,7 @@ async fn check_loop(
         if let Some((policy, task)) = &def.restart {
             let started = shared.read(|r| r.status.task_states.get(task).map(|t| t.started_at_ms));
             let since = Duration::from_millis((now_ms() - started.unwrap_or(0)).max(0) as u64);
-            if restarts.observe(status == crate::checks::PASSING, since, policy) {
+            if restarts.observe(status, since, policy) {
                 let why = format!("healthcheck: check {:?} unhealthy", def.name);
                 if let Err(e) = shared.request_restart(Some(task), &why) {
                     tracing::debug!(task = %task, error = ?e, "check_restart not taken");
@@ -308,6 +311,27 @@ async fn check_loop(
             }
         }
     }
+}
+
+/// The handle of a script check's task while it runs.
+fn script_handle(
+    shared: &AllocShared,
+    def: &crate::checks::CheckDef,
+) -> Option<crate::driver::TaskHandle> {
+    let crate::checks::CheckTarget::Script { task, .. } = &def.target else {
+        return None;
+    };
+    shared.read(|r| {
+        let running = r
+            .status
+            .task_states
+            .get(task)
+            .is_some_and(|t| t.state == TaskRunState::Running);
+        r.tasks
+            .get(task)
+            .filter(|t| running && !t.done)
+            .and_then(|t| t.handle.clone())
+    })
 }
 
 fn rotate_logs(log_dir: &Path, tasks: &[Task]) {

@@ -2,22 +2,24 @@
 //! `/nomos/servicesindex`, moves) and a template reads it (`nomadService`, `nomadServices`), or
 //! a key under `/nomos/kv/` changes and a template reads that space (`key`, `keyOrDefault`,
 //! `ls`), the task's templates render again; each one whose output changed is rewritten and its
-//! `change_mode` applied: `noop` leaves the task be, `signal` sends `change_signal`, `restart`
+//! `change_mode` applied: `noop` leaves the task be, `signal` sends `change_signal`, `script`
+//! runs `change_script` inside the task (through its driver, as a script check), `restart`
 //! (Nomad's default) restarts the task. A template with `wait` renders once the changes
 //! settle, and a change mode acts after a random delay up to the templates' `splay` (both
-//! decided in [`super::template_timing`]). [`watch_templates`] resolves only when the task
-//! must restart; the caller restarts it.
+//! decided in [`super::template_timing`]). [`watch_templates`] resolves only when the task must
+//! restart, or be killed because a change script with `fail_on_error` failed; the caller does
+//! it.
 
 use std::time::Duration;
 
 use futures::StreamExt;
-use nomos_api::Task;
+use nomos_api::{ChangeScript, Task};
 use nomos_store::{keys, KeySelector, RangeOptions, WatchOptions};
 
 use super::prepare::{rerender_templates, template_functions};
 use super::shared::{AllocShared, Ctx};
 use super::template_timing::{quiescence, splay_delay, splay_of, Pending};
-use crate::driver::{Driver, TaskHandle};
+use crate::driver::{Driver, ExecRequest, TaskHandle};
 use crate::error::AgentError;
 use tokio::time::Instant;
 
@@ -44,19 +46,23 @@ fn watched(used: &std::collections::BTreeSet<String>) -> Vec<KeySelector> {
 pub enum ChangeAction {
     /// Nothing (`noop`, or nothing changed).
     Nothing,
-    /// Send these signals (`signal` templates, in order, each once).
-    Signal(Vec<String>),
-    /// Restart the task (any `restart` template; it wins over signals).
+    /// Send these signals (`signal` templates, each signal once) and run these scripts
+    /// (`script` templates, in order).
+    Notify {
+        signals: Vec<String>,
+        scripts: Vec<ChangeScript>,
+    },
+    /// Restart the task (any `restart` template; it wins over signals and scripts).
     Restart,
 }
 
 /// The action for the templates at `changed` (pure).
 pub fn change_action(task: &Task, changed: &[usize]) -> ChangeAction {
     let mut signals: Vec<String> = Vec::new();
+    let mut scripts: Vec<ChangeScript> = Vec::new();
     for t in changed.iter().filter_map(|i| task.templates.get(*i)) {
         match t.change_mode.as_str() {
-            // `script` is refused by this agent's rerender (see [`rerender`]): left as it is.
-            "noop" | "script" => {}
+            "noop" => {}
             "signal" => {
                 let sig = if t.change_signal.is_empty() {
                     "SIGHUP".to_string()
@@ -67,27 +73,38 @@ pub fn change_action(task: &Task, changed: &[usize]) -> ChangeAction {
                     signals.push(sig);
                 }
             }
+            // Validation requires the script; a spec without one has nothing to run.
+            "script" => scripts.extend(t.change_script.clone()),
             // `restart`, Nomad's default, and anything else a newer job file may say.
             _ => return ChangeAction::Restart,
         }
     }
-    if signals.is_empty() {
+    if signals.is_empty() && scripts.is_empty() {
         ChangeAction::Nothing
     } else {
-        ChangeAction::Signal(signals)
+        ChangeAction::Notify { signals, scripts }
     }
+}
+
+/// Why [`watch_templates`] returned: what the task loop must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateEnd {
+    /// A `restart` template changed.
+    Restart,
+    /// A change script with `fail_on_error` failed: kill the task, failed, for this reason.
+    Kill(String),
 }
 
 /// Re-renders the task's templates whenever what they read changes (the catalogue, the
 /// key-value space), each after its `wait`, for as long as the task runs. Returns only when a
-/// changed template asks for a restart.
+/// changed template asks for a restart, or its failed change script for the task's end.
 pub(super) async fn watch_templates(
     ctx: &Ctx,
     shared: &AllocShared,
     driver: &dyn Driver,
     task: &Task,
     h: &TaskHandle,
-) {
+) -> TemplateEnd {
     if task.templates.is_empty() {
         return std::future::pending().await;
     }
@@ -107,8 +124,8 @@ pub(super) async fn watch_templates(
             continue;
         };
         // A change between the start's render and this watch is caught by rendering once now.
-        if rerender(ctx, shared, driver, task, h, &all).await == ChangeAction::Restart {
-            return;
+        if let Some(end) = rerender(ctx, shared, driver, task, h, &all).await {
+            return end;
         }
         let Some(mut events) = watch_all(ctx, &selectors, from + 1).await else {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -121,11 +138,11 @@ pub(super) async fn watch_templates(
             task,
             h,
         };
-        if changes
+        if let Some(end) = changes
             .follow(&mut events, Pending::new(waits.clone()))
             .await
         {
-            return;
+            return end;
         }
         // A watch ended (the store restarted, a compaction): look again from now.
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -160,13 +177,13 @@ struct Changes<'a> {
 }
 
 impl Changes<'_> {
-    /// Renders templates as changes arrive, each once its quiescence allows. Returns `true`
-    /// when a changed template asks for a restart, `false` when the watch ended.
+    /// Renders templates as changes arrive, each once its quiescence allows. Returns what the
+    /// task loop must do when a change ends the task's run, `None` when the watch ended.
     async fn follow(
         &self,
         events: &mut futures::stream::SelectAll<nomos_store::WatchStream>,
         mut pending: Pending<Instant>,
-    ) -> bool {
+    ) -> Option<TemplateEnd> {
         loop {
             let next = pending.next_render();
             tokio::select! {
@@ -176,13 +193,13 @@ impl Changes<'_> {
                         while let Some(Some(Ok(_))) = futures::FutureExt::now_or_never(events.next()) {}
                         pending.changed(Instant::now());
                     }
-                    _ => return false,
+                    _ => return None,
                 },
                 _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
                     let due = pending.take_due(Instant::now());
                     let (ctx, shared, driver, task, h) = (self.ctx, self.shared, self.driver, self.task, self.h);
-                    if rerender(ctx, shared, driver, task, h, &due).await == ChangeAction::Restart {
-                        return true;
+                    if let Some(end) = rerender(ctx, shared, driver, task, h, &due).await {
+                        return Some(end);
                     }
                 }
             }
@@ -206,7 +223,7 @@ async fn store_revision(ctx: &Ctx) -> Option<i64> {
 }
 
 /// Renders the templates at `due` once and applies what the changed ones ask (after a random
-/// delay up to their `splay`), but a restart, which it returns.
+/// delay up to their `splay`), but a restart or a kill, which it returns.
 async fn rerender(
     ctx: &Ctx,
     shared: &AllocShared,
@@ -214,7 +231,7 @@ async fn rerender(
     task: &Task,
     h: &TaskHandle,
     due: &[usize],
-) -> ChangeAction {
+) -> Option<TemplateEnd> {
     let rec = shared.snapshot();
     let changed = match rerender_templates(ctx, &rec, task, due).await {
         Ok(c) => c,
@@ -225,7 +242,7 @@ async fn rerender(
                 e => format!("Template failed to render again: {e}"),
             };
             shared.event(&task.name, "Template", why, None, |_, _| {});
-            return ChangeAction::Nothing;
+            return None;
         }
     };
     let action = change_action(task, &changed);
@@ -235,33 +252,78 @@ async fn rerender(
         tracing::debug!(task = %task.name, ?delay, "template changed; splay before acting");
         tokio::time::sleep(delay).await;
     }
-    if changed.iter().any(|i| {
-        task.templates
-            .get(*i)
-            .is_some_and(|t| t.change_mode == "script")
-    }) {
-        let why = "Template re-rendered; change_mode \"script\" is not run by this agent";
-        shared.event(&task.name, "Template", why, None, |_, _| {});
-    }
-    match &action {
-        ChangeAction::Nothing => {}
+    match action {
+        ChangeAction::Nothing => None,
         ChangeAction::Restart => {
             let why = "Template with change_mode restart re-rendered";
             shared.event(&task.name, "Restart Signaled", why, None, |_, _| {});
+            Some(TemplateEnd::Restart)
         }
-        ChangeAction::Signal(signals) => {
+        ChangeAction::Notify { signals, scripts } => {
             for sig in signals {
                 let why = format!("Template re-rendered; sending {sig}");
                 shared.event(&task.name, "Signaling", why, None, |_, _| {});
-                if let Err(e) = driver.signal(h, sig).await {
+                if let Err(e) = driver.signal(h, &sig).await {
                     ctx.metrics.driver_error(driver.name());
                     let why = format!("Sending {sig} after a template change failed: {e}");
                     shared.event(&task.name, "Signaling", why, None, |_, _| {});
                 }
             }
+            for script in &scripts {
+                if let Some(end) = run_change_script(shared, driver, task, h, script).await {
+                    return Some(end);
+                }
+            }
+            None
         }
     }
-    action
+}
+
+/// How long a change script may run when its `timeout` is unset (Nomad's default).
+const CHANGE_SCRIPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How much of a failed change script's output its task event keeps: events live in the
+/// allocation's status, which stays small.
+const CHANGE_SCRIPT_OUTPUT: usize = 1024;
+
+/// Runs one change script inside the task and tells the task's events how it went; a failure
+/// with `fail_on_error` ends the task.
+async fn run_change_script(
+    shared: &AllocShared,
+    driver: &dyn Driver,
+    task: &Task,
+    h: &TaskHandle,
+    script: &ChangeScript,
+) -> Option<TemplateEnd> {
+    let req = ExecRequest {
+        command: script.command.clone(),
+        args: script.args.clone(),
+        timeout: match script.timeout_ns {
+            0 => CHANGE_SCRIPT_TIMEOUT,
+            ns => Duration::from_nanos(ns),
+        },
+        output_limit: CHANGE_SCRIPT_OUTPUT,
+    };
+    let failure = match driver.exec(h, &req).await {
+        Ok(out) if out.exit_code == Some(0) => None,
+        Ok(out) => Some(match out.exit_code {
+            Some(code) => format!("exit code {code}; output: {}", out.text()),
+            None => format!("signal {}; output: {}", out.signal.unwrap_or(0), out.text()),
+        }),
+        Err(e) => Some(e.to_string()),
+    };
+    let cmd = &script.command;
+    let Some(why) = failure else {
+        let done = format!("Template re-rendered; change script {cmd:?} ran");
+        shared.event(&task.name, "Template", done, None, |_, _| {});
+        return None;
+    };
+    let why = format!("Template re-rendered; change script {cmd:?} failed: {why}");
+    if script.fail_on_error {
+        return Some(TemplateEnd::Kill(why));
+    }
+    shared.event(&task.name, "Template", why, None, |_, _| {});
+    None
 }
 
 #[cfg(test)]
@@ -276,9 +338,17 @@ mod tests {
                 .map(|(mode, signal)| Template {
                     change_mode: mode.to_string(),
                     change_signal: signal.to_string(),
+                    change_script: (*mode == "script").then(|| script(signal)),
                     ..Default::default()
                 })
                 .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn script(command: &str) -> ChangeScript {
+        ChangeScript {
+            command: command.to_string(),
             ..Default::default()
         }
     }
@@ -292,9 +362,14 @@ mod tests {
             ("restart", ""),
             ("", ""),
             ("signal", "SIGUSR1"),
-            ("script", ""),
+            ("script", "reload"),
+            ("script", "flush"),
         ]);
-        let sig = |s: &[&str]| ChangeAction::Signal(s.iter().map(|x| x.to_string()).collect());
+        let act = |s: &[&str], c: &[&str]| ChangeAction::Notify {
+            signals: s.iter().map(|x| x.to_string()).collect(),
+            scripts: c.iter().map(|x| script(x)).collect(),
+        };
+        let sig = |s: &[&str]| act(s, &[]);
         let cases: Vec<(&[usize], ChangeAction)> = vec![
             (&[], ChangeAction::Nothing),
             (&[0], ChangeAction::Nothing),
@@ -304,7 +379,9 @@ mod tests {
             (&[0, 1, 2], sig(&["SIGUSR1", "SIGHUP"])),
             (&[1, 3], ChangeAction::Restart),
             (&[4], ChangeAction::Restart),
-            (&[6], ChangeAction::Nothing),
+            (&[6], act(&[], &["reload"])),
+            (&[7, 1, 6], act(&["SIGUSR1"], &["flush", "reload"])),
+            (&[6, 3], ChangeAction::Restart),
             (&[9], ChangeAction::Nothing),
         ];
         for (changed, want) in cases {

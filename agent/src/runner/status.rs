@@ -43,11 +43,12 @@ pub fn refresh_status(rec: &mut AllocRecord, default_min_healthy_ms: u64) {
             .map(|u| u.health_check.as_str())
             .unwrap_or("checks");
         if mode != "task_states" && mode != "manual" {
-            // A check with `on_update = "ignore"` does not count towards deployment health.
-            let names: Vec<String> = crate::checks::check_defs(group, &rec.alloc, "")
+            // A check with `on_update = "ignore"` does not count towards deployment health;
+            // with `ignore_warnings` its warnings count as passing.
+            let names: Vec<(String, bool)> = crate::checks::check_defs(group, &rec.alloc, "")
                 .into_iter()
                 .filter(|d| d.counts_for_health)
-                .map(|d| d.name)
+                .map(|d| (d.name, d.warning_is_healthy))
                 .collect();
             health = crate::checks::combine_health(health, &names, &rec.status.checks);
         }

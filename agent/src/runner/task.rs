@@ -11,6 +11,7 @@ use nomos_api::{Task, TaskRunState};
 use tokio::sync::watch;
 
 use super::prepare::{fetch_artifacts, prepare_task};
+use super::rerender::TemplateEnd;
 use super::shared::{AllocShared, Ctx};
 use crate::driver::{now_ms, Driver, ExitResult, TaskHandle};
 use crate::error::AgentError;
@@ -413,14 +414,25 @@ async fn follow_task(
         }
     };
     let templates_changed = super::rerender::watch_templates(ctx, shared, driver, task, h);
+    let mut failed = None;
     let outcome = tokio::select! {
         r = driver.wait(h) => Some(Ok(r)),
         _ = stopped(stop_rx) => None,
         _ = ship => None,
         why = restart_asked => Some(Err(RestartCause::Asked(why))),
-        _ = templates_changed => Some(Err(RestartCause::Template)),
+        end = templates_changed => match end {
+            TemplateEnd::Restart => Some(Err(RestartCause::Template)),
+            TemplateEnd::Kill(why) => {
+                failed = Some(why);
+                None
+            }
+        },
     };
     ctx.metrics.tasks_running.dec();
+    if let Some(why) = failed {
+        kill(ctx, shared, driver, task, h, Some(why)).await;
+        return RunEnd::Killed;
+    }
     match outcome {
         Some(Err(cause)) => {
             restart_in_place(ctx, shared, driver, task, h, cause).await;
@@ -438,20 +450,33 @@ async fn follow_task(
             })
         }
         None => {
-            kill(ctx, shared, driver, task, h).await;
+            kill(ctx, shared, driver, task, h, None).await;
             RunEnd::Killed
         }
     }
 }
 
-/// Stops a task for good: its `kill_signal`, `kill_timeout` later a force kill.
-async fn kill(ctx: &Ctx, shared: &AllocShared, driver: &dyn Driver, task: &Task, h: &TaskHandle) {
+/// Stops a task for good: its `kill_signal`, `kill_timeout` later a force kill. With a reason
+/// (`failure`, its `Killing` event) the task ends failed and is not restarted.
+async fn kill(
+    ctx: &Ctx,
+    shared: &AllocShared,
+    driver: &dyn Driver,
+    task: &Task,
+    h: &TaskHandle,
+    failure: Option<String>,
+) {
     let name = &task.name;
     let sig = kill_signal(task);
     let waiting = format!(
         "Sent interrupt {sig}; waiting {:?} before force kill",
         kill_timeout(task)
     );
+    let failed = failure.is_some();
+    let waiting = match failure {
+        Some(why) => format!("{why}; {waiting}"),
+        None => waiting,
+    };
     shared.event(name, "Killing", waiting, None, |_, _| {});
     if let Err(e) = driver.stop(h, &sig, kill_timeout(task)).await {
         ctx.metrics.driver_error(driver.name());
@@ -462,6 +487,7 @@ async fn kill(ctx: &Ctx, shared: &AllocShared, driver: &dyn Driver, task: &Task,
     let killed = "Task successfully killed";
     shared.event(name, "Killed", killed, Some(&x), move |ts, tr| {
         ts.state = TaskRunState::Dead;
+        ts.failed = failed;
         ts.exit_code = x.exit_code;
         ts.finished_at_ms = now_ms();
         tr.done = true;

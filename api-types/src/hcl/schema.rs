@@ -266,11 +266,11 @@ pub(crate) static CHECK: Sch = Sch {
         ("failures_before_critical", "failures_before_critical", UInt),
         ("on_update", "on_update", Str),
         ("check_restart", "check_restart", Block(&CHECK_RESTART)),
-        ("grpc_service", "", Ignored),
-        ("grpc_use_tls", "", Ignored),
+        ("grpc_service", "grpc_service", Str),
+        ("grpc_use_tls", "grpc_use_tls", Bool),
+        ("failures_before_warning", "failures_before_warning", UInt),
         ("tls_server_name", "", Ignored),
         ("initial_status", "", Ignored),
-        ("failures_before_warning", "", Ignored),
         ("body", "", Ignored),
         ("expose", "", Ignored),
         ("task", "", Ignored),
@@ -350,6 +350,18 @@ pub(crate) static ARTIFACT: Sch = Sch {
     ],
 };
 
+pub(crate) static CHANGE_SCRIPT: Sch = Sch {
+    name: "change_script",
+    label: None,
+    has_ignored: false,
+    fields: &[
+        ("command", "command", Str),
+        ("args", "args", StrList),
+        ("timeout", "timeout_ns", Dur),
+        ("fail_on_error", "fail_on_error", Bool),
+    ],
+};
+
 pub(crate) static TEMPLATE: Sch = Sch {
     name: "template",
     label: None,
@@ -369,7 +381,7 @@ pub(crate) static TEMPLATE: Sch = Sch {
         ("wait", "wait", Block(&TEMPLATE_WAIT)),
         ("uid", "uid", Int),
         ("gid", "gid", Int),
-        ("change_script", "", Dropped),
+        ("change_script", "change_script", Block(&CHANGE_SCRIPT)),
         ("once", "", Dropped),
         ("vault_grace", "", Dropped),
     ],

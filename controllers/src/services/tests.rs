@@ -141,7 +141,7 @@ fn only_allocations_that_should_run_and_do_are_registered() {
 }
 
 #[test]
-fn an_instance_is_healthy_only_when_every_check_of_its_service_passes() {
+fn an_instance_is_healthy_only_when_every_check_of_its_service_passes_a_warning_is_not() {
     let mut svc = web_service();
     svc.checks = vec![
         nomos_api::Check {
@@ -167,6 +167,12 @@ fn an_instance_is_healthy_only_when_every_check_of_its_service_passes() {
             &[("web.alive", "passing"), ("web.tcp1", "critical")],
             false,
             "critical",
+        ),
+        // A warning is not passing: the instance is unhealthy and its checks say why.
+        (
+            &[("web.alive", "passing"), ("web.tcp1", "warning")],
+            false,
+            "warning",
         ),
         (&[("web.alive", "passing")], false, "pending"),
         (&[], false, "pending"),

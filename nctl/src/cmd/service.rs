@@ -90,7 +90,7 @@ pub async fn run(g: &Global, cmd: ServiceCommand) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// `passing`, or the checks that are not, as `critical (web.alive)`.
+/// `passing`, or the worst status and the checks that do not pass, as `critical (web.alive)`.
 fn health(r: &RegistrationView) -> String {
     if r.healthy {
         return "passing".into();
@@ -101,10 +101,6 @@ fn health(r: &RegistrationView) -> String {
         .filter(|(_, s)| s.as_str() != "passing")
         .map(|(n, _)| n.as_str())
         .collect();
-    let worst = if r.checks.values().any(|s| s == "critical") {
-        "critical"
-    } else {
-        "pending"
-    };
+    let worst = nomos_api::service::worst_check_status(r.checks.values().map(String::as_str));
     format!("{worst} ({})", failing.join(", "))
 }

@@ -477,7 +477,7 @@ impl Store for EmbeddedStore {
             // away meanwhile, and the read is planned again (or refused, at a fixed revision).
             let read_rev = plan.read_rev;
             let values = self.shared.log.values(&plan.rows())?;
-            match plan.finish(&values) {
+            match plan.finish(values) {
                 Ok(resp) => return Ok(resp),
                 Err(row) => {
                     let compact_revision = self.shared.lock().state.compact_rev;

@@ -44,9 +44,13 @@ pub(crate) struct Version {
 impl Version {
     /// The version as etcd returns it, with its value.
     fn key_value(&self, key: &[u8], value: Vec<u8>) -> Option<KeyValue> {
+        self.with_key(key.to_vec(), value)
+    }
+
+    fn with_key(&self, key: Vec<u8>, value: Vec<u8>) -> Option<KeyValue> {
         let meta = self.meta?;
         Some(KeyValue {
-            key: key.to_vec(),
+            key,
             value,
             create_revision: meta.create_revision,
             mod_revision: self.rev,
@@ -156,7 +160,7 @@ pub(crate) struct RangePlan {
     pub read_rev: i64,
     /// The response's header revision.
     header_rev: i64,
-    items: Vec<(Box<[u8]>, Version)>,
+    items: Vec<(Vec<u8>, Version)>,
     count: i64,
     more: bool,
     keys_only: bool,
@@ -175,15 +179,18 @@ impl RangePlan {
 
     /// The answer, given the values read; `Err(row)` names a row the values lack (compacted
     /// away since the plan was made).
-    pub fn finish(self, values: &HashMap<i64, Vec<u8>>) -> std::result::Result<RangeResponse, i64> {
+    pub fn finish(
+        self,
+        mut values: HashMap<i64, Vec<u8>>,
+    ) -> std::result::Result<RangeResponse, i64> {
         let mut kvs = Vec::with_capacity(self.items.len());
-        for (key, version) in &self.items {
+        for (key, version) in self.items {
             let value = if self.keys_only {
                 Vec::new()
             } else {
-                values.get(&version.row).cloned().ok_or(version.row)?
+                values.remove(&version.row).ok_or(version.row)?
             };
-            kvs.extend(version.key_value(key, value));
+            kvs.extend(version.with_key(key, value));
         }
         let mut more = self.more;
         if let Some((order, limit)) = self.by_value {
@@ -331,7 +338,7 @@ fn prev_of(version: &Version) -> Option<Prev> {
 }
 
 /// Orders a range's versions by a target other than the value (key order is the index's).
-fn sort_items(items: &mut [(Box<[u8]>, Version)], order: SortOrder, target: SortTarget) {
+fn sort_items(items: &mut [(Vec<u8>, Version)], order: SortOrder, target: SortTarget) {
     let field = |v: &Version| -> i64 {
         let meta = v.meta.unwrap_or(Meta {
             create_revision: 0,
@@ -427,7 +434,7 @@ impl State {
                 if options.count_only || (early_limit && items.len() as i64 > options.limit) {
                     continue;
                 }
-                items.push((key.clone(), version.clone()));
+                items.push((key.to_vec(), version.clone()));
             }
         }
         let by_value = (options.sort_target == SortTarget::Value && order != SortOrder::None)
@@ -673,7 +680,7 @@ impl State {
             .into_iter()
             .map(|row| (row, fx.value(run.fetched, row)))
             .collect();
-        plan.finish(&values).unwrap_or_default()
+        plan.finish(values).unwrap_or_default()
     }
 
     fn next_row(&mut self) -> i64 {

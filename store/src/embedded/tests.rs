@@ -41,7 +41,7 @@ impl Mvcc {
     ) -> Result<crate::RangeResponse, StoreError> {
         let plan = self.state.plan_range(keys, options, self.state.rev)?;
         let values = self.log.values(&plan.rows())?;
-        Ok(plan.finish(&values).expect("every row is in the log"))
+        Ok(plan.finish(values).expect("every row is in the log"))
     }
 }
 
@@ -331,7 +331,8 @@ fn catch_up_spans_cover_whole_revisions_up_to_the_visible_one() {
     ])); // 3: rows 2-4
     put(&mut m, "a", "2"); // 4: row 5
                            // (from revision, visible, most rows) -> (first row, end row, last revision)
-    let table: Vec<((i64, i64, i64), Option<(i64, i64, i64)>)> = vec![
+    type Case = ((i64, i64, i64), Option<(i64, i64, i64)>);
+    let table: Vec<Case> = vec![
         ((2, 4, 100), Some((1, 6, 4))),
         ((2, 4, 1), Some((1, 2, 2))),
         // A revision larger than the limit is still read whole.
@@ -366,7 +367,7 @@ fn a_range_whose_rows_were_compacted_away_meanwhile_names_the_missing_row() {
         )
         .unwrap();
     let rows = plan.rows();
-    assert_eq!(plan.finish(&Default::default()).unwrap_err(), rows[0]);
+    assert_eq!(plan.finish(Default::default()).unwrap_err(), rows[0]);
 }
 
 #[tokio::test]

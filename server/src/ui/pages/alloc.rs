@@ -96,7 +96,8 @@ impl ServiceInstanceRow {
             name: r.service_name.clone(),
             address: format!("{}:{}", r.address, r.port),
             tags: r.tags.join(", "),
-            status: if r.healthy { "passing" } else { "critical" }.to_string(),
+            status: nomos_api::service::worst_check_status(r.checks.values().map(String::as_str))
+                .to_string(),
         }
     }
 }

@@ -10,7 +10,7 @@
 //! a row in the index reads the same value later, unless a compaction passed it meanwhile (the
 //! callers check for that after reading).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +23,9 @@ use crate::{KeyValue, Result, StoreError};
 const POOL_SIZE: usize = 4;
 /// SQLite's page cache of each read connection, in KiB.
 const READ_CACHE_KIB: i64 = 8 * 1024;
+
+/// Values read from the log, aligned with the rows asked for.
+pub(crate) type Values = Vec<Option<Vec<u8>>>;
 
 /// One row of the log: a key as written at a revision, or its tombstone.
 #[derive(Debug, Clone)]
@@ -50,11 +53,11 @@ impl Log {
         Log::Memory(MemoryLog::default())
     }
 
-    /// The values written at these rows; a row that is not in the log (compacted away) is
-    /// left out of the answer.
-    pub fn values(&self, rows: &[i64]) -> Result<HashMap<i64, Vec<u8>>> {
+    /// The values written at these rows, in the same order; `None` for a row that is not in
+    /// the log (compacted away).
+    pub fn values(&self, rows: &[i64]) -> Result<Values> {
         if rows.is_empty() {
-            return Ok(HashMap::new());
+            return Ok(Vec::new());
         }
         match self {
             Log::Disk(disk) => disk.values(rows),
@@ -126,21 +129,31 @@ impl DiskLog {
         Ok(out)
     }
 
-    fn values(&self, rows: &[i64]) -> Result<HashMap<i64, Vec<u8>>> {
+    /// Reads each distinct row once, in id order (the file's order), then answers in the order
+    /// asked.
+    fn values(&self, rows: &[i64]) -> Result<Values> {
         let mut sorted = rows.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
-        self.with_connection(|conn| {
+        let found = self.with_connection(|conn| {
             let mut stmt = conn.prepare_cached("SELECT value FROM kv_log WHERE id = ?1")?;
-            let mut out = HashMap::with_capacity(sorted.len());
-            for row in sorted {
-                let mut found = stmt.query([row])?;
-                if let Some(r) = found.next()? {
-                    out.insert(row, r.get(0)?);
-                }
+            let mut out: Values = Vec::with_capacity(sorted.len());
+            for row in &sorted {
+                let mut hit = stmt.query([row])?;
+                out.push(match hit.next()? {
+                    Some(r) => Some(r.get(0)?),
+                    None => None,
+                });
             }
             Ok(out)
-        })
+        })?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let at = sorted.binary_search(row).ok()?;
+                found[at].clone()
+            })
+            .collect())
     }
 
     fn rows(&self, from: i64, to: i64) -> Result<Vec<LogRow>> {
@@ -169,10 +182,17 @@ impl DiskLog {
     }
 }
 
-/// The rows of a store in memory.
+/// The rows of a store in memory: slot `i` holds row `first + i` (`None` once compacted away
+/// or never written), so a read is an index, not a search.
 #[derive(Default)]
 pub(crate) struct MemoryLog {
-    rows: Mutex<BTreeMap<i64, MemoryRow>>,
+    rows: Mutex<MemoryRows>,
+}
+
+#[derive(Default)]
+struct MemoryRows {
+    first: i64,
+    slots: VecDeque<Option<MemoryRow>>,
 }
 
 struct MemoryRow {
@@ -181,25 +201,70 @@ struct MemoryRow {
     deleted: bool,
 }
 
+impl MemoryRows {
+    fn get(&self, row: i64) -> Option<&MemoryRow> {
+        let at = usize::try_from(row.checked_sub(self.first)?).ok()?;
+        self.slots.get(at)?.as_ref()
+    }
+
+    fn insert(&mut self, row: i64, value: MemoryRow) {
+        if self.slots.is_empty() {
+            self.first = row;
+        }
+        let Some(at) = row
+            .checked_sub(self.first)
+            .and_then(|d| usize::try_from(d).ok())
+        else {
+            // Rows only grow; one below the first kept would be a writer bug. Keep it anyway.
+            let below = usize::try_from(self.first - row).unwrap_or(usize::MAX);
+            for _ in 0..below {
+                self.slots.push_front(None);
+            }
+            self.first = row;
+            self.slots[0] = Some(value);
+            return;
+        };
+        while self.slots.len() <= at {
+            self.slots.push_back(None);
+        }
+        self.slots[at] = Some(value);
+    }
+
+    fn remove(&mut self, row: i64) {
+        let Some(at) = row
+            .checked_sub(self.first)
+            .and_then(|d| usize::try_from(d).ok())
+        else {
+            return;
+        };
+        if let Some(slot) = self.slots.get_mut(at) {
+            *slot = None;
+        }
+        while matches!(self.slots.front(), Some(None)) {
+            self.slots.pop_front();
+            self.first += 1;
+        }
+    }
+}
+
 impl MemoryLog {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<i64, MemoryRow>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryRows> {
         self.rows.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn values(&self, rows: &[i64]) -> HashMap<i64, Vec<u8>> {
+    fn values(&self, rows: &[i64]) -> Values {
         let map = self.lock();
         rows.iter()
-            .filter_map(|row| map.get(row).map(|r| (*row, r.kv.value.clone())))
+            .map(|row| map.get(*row).map(|r| r.kv.value.clone()))
             .collect()
     }
 
     fn rows(&self, from: i64, to: i64) -> Vec<LogRow> {
-        if from >= to {
-            return Vec::new();
-        }
-        self.lock()
-            .range(from..to)
-            .map(|(_, r)| LogRow {
+        let map = self.lock();
+        let end = map.first.saturating_add(map.slots.len() as i64);
+        (from.max(map.first)..to.min(end))
+            .filter_map(|row| map.get(row))
+            .map(|r| LogRow {
                 rev: r.rev,
                 kv: KeyValue::clone(&r.kv),
                 deleted: r.deleted,
@@ -216,21 +281,77 @@ impl MemoryLog {
                     rev,
                     kv,
                     deleted,
-                } => {
-                    map.insert(
-                        *row,
-                        MemoryRow {
-                            rev: *rev,
-                            kv: kv.clone(),
-                            deleted: *deleted,
-                        },
-                    );
-                }
-                SqlOp::DeleteRow(row) => {
-                    map.remove(row);
-                }
+                } => map.insert(
+                    *row,
+                    MemoryRow {
+                        rev: *rev,
+                        kv: kv.clone(),
+                        deleted: *deleted,
+                    },
+                ),
+                SqlOp::DeleteRow(row) => map.remove(*row),
                 SqlOp::PutLease { .. } | SqlOp::DeleteLease(_) | SqlOp::SetCompact(_) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn insert(row: i64) -> SqlOp {
+        SqlOp::Insert {
+            row,
+            rev: row * 10,
+            kv: Arc::new(KeyValue {
+                key: format!("k{row}").into_bytes(),
+                value: format!("v{row}").into_bytes(),
+                create_revision: row,
+                mod_revision: row * 10,
+                version: 1,
+                lease: 0,
+            }),
+            deleted: false,
+        }
+    }
+
+    fn value(v: &str) -> Option<Vec<u8>> {
+        Some(v.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_memory_log_answers_in_the_order_asked_with_holes_for_compacted_rows() {
+        let log = Log::memory();
+        // Rows 3, 4, 6 (5 was never written: a failed batch), then 3 and 6 compacted away.
+        log.committed(&[insert(3), insert(4), insert(6)]);
+        assert_eq!(
+            log.values(&[6, 3, 5, 4, 4, 99, -1, 0]).unwrap(),
+            vec![
+                value("v6"),
+                value("v3"),
+                None,
+                value("v4"),
+                value("v4"),
+                None,
+                None,
+                None
+            ]
+        );
+        log.committed(&[SqlOp::DeleteRow(3), SqlOp::DeleteRow(6), insert(7)]);
+        assert_eq!(
+            log.values(&[3, 4, 6, 7]).unwrap(),
+            vec![None, value("v4"), None, value("v7")]
+        );
+        let rows: Vec<i64> = log.rows(0, 100).unwrap().iter().map(|r| r.rev).collect();
+        assert_eq!(rows, vec![40, 70]);
+        assert!(log.rows(8, 4).unwrap().is_empty());
+        // Everything compacted: the next row starts the log again.
+        log.committed(&[SqlOp::DeleteRow(4), SqlOp::DeleteRow(7), insert(9)]);
+        assert_eq!(
+            log.values(&[4, 7, 9]).unwrap(),
+            vec![None, None, value("v9")]
+        );
+        assert_eq!(log.rows(i64::MIN, i64::MAX).unwrap().len(), 1);
     }
 }

@@ -413,8 +413,8 @@ pub(crate) fn apply_txn(
     fx: &mut Effects,
 ) -> Result<TxnResponse> {
     let rows = state.rows_for_txn(txn, visible, fx);
-    let fetched = log.values(&rows)?;
-    state.apply_txn(txn, visible, &fetched, fx)
+    let values = log.values(&rows)?;
+    state.apply_txn(txn, visible, &state::Fetched::new(rows, values), fx)
 }
 
 /// After a failed commit: the batch is not on disk, so the in-memory state goes back to what

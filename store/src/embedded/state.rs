@@ -14,6 +14,8 @@ use crate::{
     StoreError, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
 
+use super::log::Values;
+
 /// Longest lease TTL etcd accepts (`MaxLeaseTTL`).
 pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
 /// Shortest lease TTL: etcd raises smaller TTLs to `ceil(1.5 * election timeout)`, 2 s with its
@@ -120,12 +122,33 @@ pub(crate) struct Effects {
 
 impl Effects {
     /// The value at `row`: this batch's own write, or one read from the log beforehand.
-    fn value(&self, fetched: &HashMap<i64, Vec<u8>>, row: i64) -> Vec<u8> {
+    fn value(&self, fetched: &Fetched, row: i64) -> Vec<u8> {
         match self.pending.get(&row) {
             Some(kv) => kv.value.clone(),
             // Every row a transaction can read was fetched before it ran (`rows_for_txn`).
-            None => fetched.get(&row).cloned().unwrap_or_default(),
+            None => fetched.get(row).cloned().unwrap_or_default(),
         }
+    }
+}
+
+/// The values a transaction reads, fetched from the log before it is applied: the rows of
+/// [`State::rows_for_txn`] (sorted) and their values, in the same order.
+#[derive(Debug, Default)]
+pub(crate) struct Fetched {
+    rows: Vec<i64>,
+    values: Values,
+}
+
+impl Fetched {
+    pub fn new(rows: Vec<i64>, values: Values) -> Fetched {
+        debug_assert!(rows.windows(2).all(|w| w[0] < w[1]));
+        debug_assert_eq!(rows.len(), values.len());
+        Fetched { rows, values }
+    }
+
+    fn get(&self, row: i64) -> Option<&Vec<u8>> {
+        let at = self.rows.binary_search(&row).ok()?;
+        self.values.get(at)?.as_ref()
     }
 }
 
@@ -177,18 +200,16 @@ impl RangePlan {
         self.items.iter().map(|(_, v)| v.row).collect()
     }
 
-    /// The answer, given the values read; `Err(row)` names a row the values lack (compacted
-    /// away since the plan was made).
-    pub fn finish(
-        self,
-        mut values: HashMap<i64, Vec<u8>>,
-    ) -> std::result::Result<RangeResponse, i64> {
+    /// The answer, given the values read for [`RangePlan::rows`], in its order; `Err(row)`
+    /// names a row the values lack (compacted away since the plan was made).
+    pub fn finish(self, values: Values) -> std::result::Result<RangeResponse, i64> {
         let mut kvs = Vec::with_capacity(self.items.len());
+        let mut values = values.into_iter();
         for (key, version) in self.items {
             let value = if self.keys_only {
                 Vec::new()
             } else {
-                values.remove(&version.row).ok_or(version.row)?
+                values.next().flatten().ok_or(version.row)?
             };
             kvs.extend(version.with_key(key, value));
         }
@@ -314,7 +335,7 @@ struct Run<'a> {
     at: usize,
     new_rev: i64,
     changed: &'a mut bool,
-    fetched: &'a HashMap<i64, Vec<u8>>,
+    fetched: &'a Fetched,
 }
 
 impl Run<'_> {
@@ -506,7 +527,7 @@ impl State {
     }
 
     /// Whether a compare holds against the latest state.
-    fn compare(&self, c: &Compare, fx: &Effects, fetched: &HashMap<i64, Vec<u8>>) -> bool {
+    fn compare(&self, c: &Compare, fx: &Effects, fetched: &Fetched) -> bool {
         let sel = compare_selector(c);
         let mut any = false;
         for (_, history) in self.histories(&sel) {
@@ -539,13 +560,7 @@ impl State {
 
     /// Decides every branch before anything is written (as etcd does): `true` per txn in
     /// depth-first order when its compares held.
-    fn txn_path(
-        &self,
-        txn: &Txn,
-        path: &mut Vec<bool>,
-        fx: &Effects,
-        fetched: &HashMap<i64, Vec<u8>>,
-    ) {
+    fn txn_path(&self, txn: &Txn, path: &mut Vec<bool>, fx: &Effects, fetched: &Fetched) {
         let ok = txn.compare.iter().all(|c| self.compare(c, fx, fetched));
         path.push(ok);
         let ops = if ok { &txn.success } else { &txn.failure };
@@ -588,7 +603,7 @@ impl State {
         &mut self,
         txn: &Txn,
         visible: i64,
-        fetched: &HashMap<i64, Vec<u8>>,
+        fetched: &Fetched,
         fx: &mut Effects,
     ) -> Result<TxnResponse> {
         let mut path = Vec::new();
@@ -675,10 +690,10 @@ impl State {
         let Ok(plan) = self.plan_range(keys, &options, current) else {
             return RangeResponse::default();
         };
-        let values: HashMap<i64, Vec<u8>> = plan
+        let values: Values = plan
             .rows()
             .into_iter()
-            .map(|row| (row, fx.value(run.fetched, row)))
+            .map(|row| Some(fx.value(run.fetched, row)))
             .collect();
         plan.finish(values).unwrap_or_default()
     }

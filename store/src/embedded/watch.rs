@@ -271,9 +271,11 @@ pub(crate) fn resolve_prev_values(log: &Log, batch: &Batch) {
     let rows: Vec<i64> = batch.iter().filter_map(|e| e.prev.map(|p| p.row)).collect();
     match log.values(&rows) {
         Ok(values) => {
-            for e in batch.iter() {
-                if let Some(value) = e.prev.and_then(|p| values.get(&p.row)) {
-                    let _ = e.prev_value.set(value.clone());
+            // `values` is aligned with the events that replaced a version, in batch order.
+            let replaced = batch.iter().filter(|e| e.prev.is_some());
+            for (e, value) in replaced.zip(values) {
+                if let Some(value) = value {
+                    let _ = e.prev_value.set(value);
                 }
             }
         }
@@ -304,12 +306,17 @@ fn to_watch_events(log: &Log, changes: Vec<Change>, prev_kv: bool) -> Result<Vec
     } else {
         Vec::new()
     };
-    let values = log.values(&rows)?;
+    // Aligned with the changes that need a value read, in order.
+    let mut values = log.values(&rows)?.into_iter();
     Ok(changes
         .into_iter()
         .map(|c| {
             let prev_kv = c.prev.filter(|_| prev_kv).and_then(|p| {
-                let value = c.prev_value.or_else(|| values.get(&p.row).cloned())?;
+                let value = match c.prev_value {
+                    Some(value) => Some(value),
+                    None => values.next().flatten(),
+                };
+                let value = value?;
                 Some(KeyValue {
                     key: c.kv.key.clone(),
                     value,

@@ -70,7 +70,7 @@ fn an_agent_offers_raw_exec_only_when_told_to() {
     let _agent = c.start_agent_without_raw_exec("node-2");
     c.wait_nodes_ready(&["node-2"]);
     let node = c.json(&["node", "status", "node-2", "-o", "json"]);
-    let drivers = node["node"]["node"]["drivers"]
+    let drivers = node["node"]["Drivers"]
         .as_object()
         .unwrap_or_else(|| panic!("no drivers in {node}"));
     assert!(

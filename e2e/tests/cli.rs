@@ -823,15 +823,9 @@ fn stop_purge(c: &Cluster) {
     assert!(!out.status.success(), "the purged job is unknown");
 }
 
+/// The node as `nctl node status NODE -o json` shows it (Nomad's `Node`).
 fn node_json(c: &Cluster) -> Value {
-    c.json(&["get", "nodes", "-o", "json"])
-        .as_array()
-        .and_then(|ns| {
-            ns.iter()
-                .find(|n| n["node"]["name"] == c.node.as_str())
-                .cloned()
-        })
-        .expect("the node is listed")
+    c.json(&["node", "status", &c.node, "-o", "json"])["node"].clone()
 }
 
 fn node_drain_flags(c: &Cluster) {
@@ -849,12 +843,11 @@ fn node_drain_flags(c: &Cluster) {
         "{out}"
     );
     let n = node_json(c);
-    assert_eq!(n["draining"], true, "{n}");
-    assert_eq!(n["eligible"], false, "{n}");
-    let drain = &n["spec"]["drain"];
-    assert_eq!(drain["ignore_system_jobs"], true, "{n}");
-    let window = drain["deadline_ms"].as_i64().unwrap() - drain["started_at_ms"].as_i64().unwrap();
-    assert_eq!(window, 30_000, "a 30s deadline: {n}");
+    assert_eq!(n["Drain"], true, "{n}");
+    assert_eq!(n["SchedulingEligibility"], "ineligible", "{n}");
+    let drain = &n["DrainStrategy"];
+    assert_eq!(drain["IgnoreSystemJobs"], true, "{n}");
+    assert_eq!(drain["Deadline"], 30_000_000_000_i64, "a 30s deadline: {n}");
     let table = c.ok(&["node", "status", node]);
     assert_eq!(
         kv(&table).get("Drain").map(String::as_str),
@@ -868,23 +861,26 @@ fn node_drain_flags(c: &Cluster) {
         "{out}"
     );
     let n = node_json(c);
-    assert_eq!(n["draining"], false, "{n}");
+    assert_eq!(n["Drain"], false, "{n}");
     assert_eq!(
-        n["eligible"], true,
+        n["SchedulingEligibility"], "eligible",
         "cancelling makes the node eligible: {n}"
     );
     assert!(n["spec"]["drain"].is_null(), "{n}");
 
     c.ok(&["node", "drain", node, "--deadline", "30s"]);
-    assert_eq!(node_json(c)["draining"], true);
+    assert_eq!(node_json(c)["Drain"], true);
     let out = c.ok(&["node", "drain", node, "--disable", "--keep-ineligible"]);
     assert!(out.contains("drain cancelled"), "{out}");
     let n = node_json(c);
-    assert_eq!(n["draining"], false, "{n}");
-    assert_eq!(n["eligible"], false, "--keep-ineligible: {n}");
+    assert_eq!(n["Drain"], false, "{n}");
+    assert_eq!(
+        n["SchedulingEligibility"], "ineligible",
+        "--keep-ineligible: {n}"
+    );
     let table = c.ok(&["get", "nodes"]);
     assert!(table.contains("ineligible"), "{table}");
 
     c.ok(&["node", "eligibility", node, "--enable"]);
-    assert_eq!(node_json(c)["eligible"], true);
+    assert_eq!(node_json(c)["SchedulingEligibility"], "eligible");
 }

@@ -48,20 +48,15 @@ fn started_pids(log: &str) -> Vec<i32> {
         .collect()
 }
 
-/// `node` as `nctl get nodes` lists it.
+/// `node` as `nctl node status NODE -o json` shows it (Nomad's `Node`).
 fn node_json(c: &Cluster, node: &str) -> Value {
-    let nodes = c.json(&["get", "nodes", "-o", "json"]);
-    nodes
-        .as_array()
-        .and_then(|ns| ns.iter().find(|n| n["node"]["name"] == node))
-        .cloned()
-        .unwrap_or_else(|| panic!("{node} is listed: {nodes}"))
+    c.json(&["node", "status", node, "-o", "json"])["node"].clone()
 }
 
 /// The loopback port `node` registered for its agent's HTTP endpoint.
 fn registered_port(c: &Cluster, node: &str) -> u16 {
     let n = node_json(c, node);
-    let port: u16 = n["node"]["http_addr"]
+    let port: u16 = n["HTTPAddr"]
         .as_str()
         .and_then(|a| a.strip_prefix("127.0.0.1:"))
         .and_then(|p| p.parse().ok())
@@ -215,9 +210,9 @@ fn start_with_nomad_config(name: &str, verb: &str, extra: &[&str]) -> Cluster {
 fn nctl_server_with_a_nomad_config_runs_a_single_node_cluster_whose_tasks_restart() {
     let c = start_with_nomad_config("srvcfg", "server", &[]);
     let node = node_json(&c, &c.node);
-    assert_eq!(node["node"]["meta"]["rack"], "r1", "{node}");
+    assert_eq!(node["Meta"]["rack"], "r1", "{node}");
     // The local agent listens where `nctl agent` would: bind_addr, port 4749.
-    assert_eq!(node["node"]["http_addr"], "127.0.0.1:4749", "{node}");
+    assert_eq!(node["HTTPAddr"], "127.0.0.1:4749", "{node}");
     assert!(
         c.data_dir.join("server").is_dir() && c.data_dir.join("client").is_dir(),
         "the store and the agent live under data_dir"
@@ -234,9 +229,9 @@ fn nctl_agent_with_a_nomad_config_that_enables_the_server_runs_the_same() {
         &["--http-addr", "127.0.0.1:0", "--no-docker"],
     );
     let node = node_json(&c, &c.node);
-    assert_eq!(node["node"]["meta"]["rack"], "r1", "{node}");
+    assert_eq!(node["Meta"]["rack"], "r1", "{node}");
     assert_eq!(
-        node["node"]["drivers"]["docker"],
+        node["Drivers"]["docker"],
         Value::Null,
         "--no-docker reaches the local agent: {node}"
     );
@@ -309,10 +304,7 @@ fn with_tls_nctl_holding_a_cli_certificate_reaches_the_api_and_the_server_calls_
     let agent = c.start_agent_with("tls-1", &["-config", &agent_file]);
     c.wait_nodes_ready(&["tls-1"]);
     let node = node_json(&c, "tls-1");
-    let agent_url = node["node"]["http_addr"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let agent_url = node["HTTPAddr"].as_str().unwrap_or_default().to_string();
     assert!(agent_url.starts_with("https://127.0.0.1:"), "{node}");
 
     // Logs and restarts go from the server to the agent's endpoint over mutual TLS.

@@ -79,7 +79,7 @@ fn node_of(a: &Value) -> String {
 
 /// `nctl node status NODE -o json`'s drain report, if any.
 fn drain_state(c: &Cluster, node: &str) -> Value {
-    c.json(&["node", "status", node, "-o", "json"])["node"]["drain_status"].clone()
+    c.json(&["node", "status", node, "-o", "json"])["node"]["DrainReport"].clone()
 }
 
 /// The granted TTL of `node`'s heartbeat lease, read through the server's store endpoint.
@@ -168,7 +168,7 @@ fn a_drain_moves_services_first_survives_a_server_kill_and_reports_nowhere_to_go
             answered += 1;
         }
         let d = drain_state(c, &victim);
-        (d["state"] == "complete", d.to_string())
+        (d["State"] == "complete", d.to_string())
     });
     assert!(answered > 0, "the running copies were asked at least once");
     assert!(

@@ -256,16 +256,8 @@ fn a_cluster_with_mutual_tls_and_acls_serves_a_task_its_variable_across_a_key_ro
     let agent = c.start_agent_with("secure-1", &["-config", &agent_file]);
     c.env.push(("NOMOS_TOKEN".to_string(), root.clone()));
     c.wait_nodes_ready(&["secure-1"]);
-    let nodes = c.json(&["get", "nodes", "-o", "json"]);
-    let node = nodes
-        .as_array()
-        .and_then(|ns| ns.iter().find(|n| n["node"]["name"] == "secure-1"))
-        .cloned()
-        .unwrap_or_default();
-    let agent_url = node["node"]["http_addr"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let node = c.json(&["node", "status", "secure-1", "-o", "json"])["node"].clone();
+    let agent_url = node["HTTPAddr"].as_str().unwrap_or_default().to_string();
     assert!(agent_url.starts_with("https://"), "{node}");
     let ca = pem(&dir, "nomad-agent-ca");
     let without = https_get(&format!("{agent_url}/metrics"), ca.clone(), None);

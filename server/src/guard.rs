@@ -21,7 +21,10 @@
 //! 3. **Content type**: a write (any method but `GET`, `HEAD`, `OPTIONS`, `TRACE`) that has a
 //!    body or names a `Content-Type` must name `application/json` (parameters allowed), else
 //!    415. A page may send JSON to another origin only after a preflight, which this server
-//!    never answers with a permission.
+//!    never answers with a permission. A body with no `Content-Type` at all passes only from
+//!    a client that is not a browser (no `Origin`, no `Sec-Fetch-*`): Nomad's Go API client
+//!    (the `nomad` CLI, Terraform) sends its JSON that way, while a browser page can send an
+//!    untyped body (a `Blob`) but always marks it with `Origin`.
 //!
 //! Requests without `Origin` and `Sec-Fetch-*` headers (curl, `nctl`, scripts, Prometheus)
 //! pass check 2 unchanged. The decisions are pure: [`Guard::decide`] (request parts in, a
@@ -303,6 +306,7 @@ impl Guard {
             &parts.method,
             parts.headers.get(header::CONTENT_TYPE),
             has_body,
+            from_browser(&parts.headers),
         )
     }
 }
@@ -377,11 +381,19 @@ pub fn check_site(
     }
 }
 
-/// Check 3: a write that has a body or names a content type names JSON.
+/// Whether a request carries what browsers add to every request a page makes.
+fn from_browser(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::ORIGIN)
+        || headers.keys().any(|k| k.as_str().starts_with("sec-fetch-"))
+}
+
+/// Check 3: a write that has a body or names a content type names JSON; an untyped body
+/// passes from a client that is not a browser.
 pub fn check_content_type(
     method: &Method,
     content_type: Option<&HeaderValue>,
     has_body: bool,
+    from_browser: bool,
 ) -> Result<(), Denial> {
     if !is_write(method) {
         return Ok(());
@@ -395,7 +407,7 @@ pub fn check_content_type(
     };
     let ok = match content_type {
         Some(v) => declared_json(v),
-        None => !has_body,
+        None => !has_body || !from_browser,
     };
     if ok {
         return Ok(());
@@ -520,29 +532,49 @@ mod tests {
 
     #[test]
     fn writes_with_a_body_or_a_type_must_be_json() {
-        // (method, Content-Type, has a body, passes)
+        // (method, Content-Type, has a body, from a browser, passes)
         let cases = [
-            ("POST", Some("application/json"), true, true),
-            ("POST", Some("Application/JSON; charset=utf-8"), true, true),
-            ("POST", None, false, true), // curl -X POST .../stop
-            ("DELETE", None, false, true),
-            ("GET", Some("text/plain"), true, true),
-            ("POST", Some("text/plain;charset=UTF-8"), true, false),
+            ("POST", Some("application/json"), true, true, true),
+            (
+                "POST",
+                Some("Application/JSON; charset=utf-8"),
+                true,
+                true,
+                true,
+            ),
+            ("POST", None, false, false, true), // curl -X POST .../stop
+            ("DELETE", None, false, true, true),
+            ("GET", Some("text/plain"), true, true, true),
+            ("POST", Some("text/plain;charset=UTF-8"), true, true, false),
+            ("POST", Some("text/plain;charset=UTF-8"), true, false, false),
             (
                 "POST",
                 Some("application/x-www-form-urlencoded"),
                 true,
+                true,
                 false,
             ),
-            ("PUT", Some("multipart/form-data; boundary=x"), true, false),
-            ("POST", Some("application/jsonx"), true, false),
-            ("POST", Some("text/plain"), false, false),
-            ("PATCH", None, true, false), // a Blob body has no type
+            (
+                "PUT",
+                Some("multipart/form-data; boundary=x"),
+                true,
+                true,
+                false,
+            ),
+            ("POST", Some("application/jsonx"), true, false, false),
+            ("POST", Some("text/plain"), false, false, false),
+            ("PATCH", None, true, true, false), // a page's Blob body has no type
+            ("PUT", None, true, false, true),   // Nomad's Go client types nothing
         ];
-        for (method, content_type, has_body, passes) in cases {
+        for (method, content_type, has_body, browser, passes) in cases {
             let value = content_type.map(HeaderValue::from_static);
-            let got = check_content_type(&method.parse().unwrap(), value.as_ref(), has_body);
-            assert_eq!(got.is_ok(), passes, "{method} {content_type:?} {has_body}");
+            let got =
+                check_content_type(&method.parse().unwrap(), value.as_ref(), has_body, browser);
+            assert_eq!(
+                got.is_ok(),
+                passes,
+                "{method} {content_type:?} {has_body} {browser}"
+            );
         }
     }
 

@@ -13,6 +13,7 @@ pub struct Entry<T> {
     pub key: String,
     pub value: T,
     pub mod_revision: i64,
+    pub create_revision: i64,
 }
 
 /// Reads and decodes one key; `None` when it does not exist.
@@ -66,6 +67,7 @@ fn decode<T: DeserializeOwned>(kv: KeyValue) -> Result<Entry<T>, ServerError> {
         key,
         value,
         mod_revision: kv.mod_revision,
+        create_revision: kv.create_revision,
     })
 }
 

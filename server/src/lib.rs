@@ -54,7 +54,7 @@ pub mod keyring;
 pub mod kv;
 pub mod metrics;
 pub mod namespaces;
-pub mod nodes;
+pub mod nomad;
 pub mod quotas;
 pub mod reads;
 pub mod services;
@@ -140,6 +140,10 @@ pub struct AppState {
     /// Makes nodes' etcd users when they join with a join token ([`join`]); `None` on the
     /// embedded store, where the join answers 400.
     pub node_access: Option<Arc<dyn join::NodeAccess>>,
+    /// Who this server is, as Nomad's agent endpoints report it ([`nomad::agent`]).
+    pub agent: nomad::AgentInfo,
+    /// How many blocking queries may wait at once ([`nomad::blocking`]).
+    pub blocking: nomad::BlockingBudget,
 }
 
 impl AppState {
@@ -167,6 +171,8 @@ impl AppState {
             acl_cache: Default::default(),
             keyring,
             node_access: None,
+            agent: nomad::AgentInfo::default(),
+            blocking: nomad::BlockingBudget::default(),
         }
     }
 
@@ -218,10 +224,6 @@ pub fn router_with(state: AppState, config: &ServerConfig) -> Router {
         .route("/allocation/{id}/stop", post(allocs::stop))
         .route("/allocation/{id}/restart", post(allocs::restart))
         .route("/allocation/{id}/logs", get(allocs::logs))
-        .route("/nodes", get(nodes::list))
-        .route("/node/{name}", get(nodes::get))
-        .route("/node/{name}/eligibility", post(nodes::eligibility))
-        .route("/node/{name}/drain", post(nodes::drain))
         .route("/deployments", get(deployments::list))
         .route("/deployment/{id}", get(deployments::get))
         .route("/deployment/{id}/promote", post(deployments::promote))
@@ -261,7 +263,8 @@ pub fn router_with(state: AppState, config: &ServerConfig) -> Router {
         )
         .merge(acl::endpoints::routes())
         .merge(keyring::endpoints::routes())
-        .merge(join::routes());
+        .merge(join::routes())
+        .merge(nomad::routes());
     Router::new()
         .nest("/v1", v1)
         .route("/metrics", get(metrics::render))
@@ -283,7 +286,21 @@ pub fn router_with(state: AppState, config: &ServerConfig) -> Router {
             metrics::track,
         ))
         .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(compression())
         .with_state(state)
+}
+
+/// Gzip for clients that accept it, as Nomad's API does; streams (server-sent events,
+/// newline-delimited events, followed logs in plain text) go out as written, so each line
+/// arrives when it happens.
+fn compression(
+) -> tower_http::compression::CompressionLayer<impl tower_http::compression::Predicate> {
+    use tower_http::compression::predicate::{NotForContentType, Predicate};
+    tower_http::compression::CompressionLayer::new().compress_when(
+        tower_http::compression::DefaultPredicate::new()
+            .and(NotForContentType::const_new("application/x-ndjson"))
+            .and(NotForContentType::const_new("text/plain")),
+    )
 }
 
 /// Binds `config.http_addr` and serves until `shutdown` resolves.
@@ -335,6 +352,9 @@ pub async fn serve(
         .as_ref()
         .map(|tls| nomos_tls::server_config(tls, &[b"h2", b"http/1.1"]))
         .transpose()?;
+    let mut state = state;
+    state.agent.http_addr.get_or_insert(config.http_addr);
+    state.agent.acl_enabled = config.acl.enabled;
     let closing = state.closing.clone();
     let sampler = tokio::spawn(ui::series::run(state.clone()));
     let acl_background = config

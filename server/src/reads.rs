@@ -91,6 +91,8 @@ pub async fn all_nodes(st: &AppState) -> Result<Vec<NodeView>, ServerError> {
             let beating = alive.contains(&keys::heartbeat(&name));
             let mut v = node_view(e.value, name, spec, beating, running);
             v.drain_status = drain_status;
+            v.create_index = e.create_revision;
+            v.modify_index = e.mod_revision;
             // Without a heartbeat for `down_after`, the node-lifecycle loop calls it down.
             let down = lifecycles
                 .iter()
@@ -122,6 +124,8 @@ fn node_view(
         spec,
         allocations,
         drain_status: None,
+        create_index: 0,
+        modify_index: 0,
     }
 }
 

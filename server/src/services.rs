@@ -32,14 +32,8 @@ use crate::acl::Caller;
 use crate::error::ServerError;
 use crate::AppState;
 
-/// The header reads carry their index in (Nomad's).
-pub const INDEX_HEADER: &str = "x-nomad-index";
-/// Milliseconds since the answering server last heard from the leader (Nomad's); always 0.
-pub const LAST_CONTACT_HEADER: &str = "x-nomad-lastcontact";
-/// Whether the answering server knows a leader (Nomad's); always `true`.
-pub const KNOWN_LEADER_HEADER: &str = "x-nomad-knownleader";
-/// Longest (and default) wait of a blocking query.
-pub const MAX_WAIT: Duration = Duration::from_secs(300);
+pub use crate::nomad::query::MAX_WAIT;
+pub use crate::nomad::respond::{INDEX_HEADER, KNOWN_LEADER_HEADER, LAST_CONTACT_HEADER};
 
 /// Query parameters the catalogue's reads take.
 #[derive(Debug, Deserialize, Default)]
@@ -136,26 +130,9 @@ fn namespace_of(p: &Params) -> Option<&str> {
     }
 }
 
-/// `wait` as Nomad takes it (a Go duration), at most [`MAX_WAIT`], plus up to a sixteenth of
-/// jitter so clients woken together do not come back together.
+/// `wait` as Nomad takes it, capped and with jitter ([`crate::nomad::query::wait_of`]).
 fn wait_of(p: &Params) -> Result<Duration, ServerError> {
-    let wait = match p.wait.as_deref() {
-        None | Some("") => MAX_WAIT,
-        Some(w) => nomos_api::duration::parse_duration(w)
-            .map(Duration::from_nanos)
-            .map_err(|e| ServerError::BadRequest(format!("wait: {e}")))?
-            .min(MAX_WAIT),
-    };
-    let jitter_ms = (wait.as_millis() as u64 / 16).max(1);
-    let spread = u64::from(rand_u16()) % jitter_ms;
-    Ok(wait + Duration::from_millis(spread))
-}
-
-fn rand_u16() -> u16 {
-    let mut b = [0u8; 2];
-    // A missing random source only loses the jitter.
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
-    u16::from_le_bytes(b)
+    crate::nomad::query::wait_of(p.wait.as_deref().unwrap_or(""))
 }
 
 /// The catalogue's index at `revision`: its last change's revision (1 before any).

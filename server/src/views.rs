@@ -272,35 +272,11 @@ pub struct NodeView {
     /// The drain loop's progress report (`/nomos/drainstatus/<node>`), once a drain started.
     #[serde(default)]
     pub drain_status: Option<nomos_api::DrainStatus>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct EligibilityRequest {
-    pub eligible: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct DrainRequest {
-    /// `false` cancels a drain; the node becomes eligible again unless `keep_ineligible`.
-    pub enable: bool,
-    /// Seconds from now after which remaining allocations are stopped; 0 for none.
-    pub deadline_secs: u64,
-    pub ignore_system_jobs: bool,
-    /// With `enable: false`: leave the node ineligible (Nomad's `-keep-ineligible`). An
-    /// ineligible node loses its system allocations.
-    pub keep_ineligible: bool,
-}
-
-impl Default for DrainRequest {
-    fn default() -> Self {
-        DrainRequest {
-            enable: true,
-            deadline_secs: 0,
-            ignore_system_jobs: false,
-            keep_ineligible: false,
-        }
-    }
+    /// The revisions of the node's registration key.
+    #[serde(default)]
+    pub create_index: i64,
+    #[serde(default)]
+    pub modify_index: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -161,54 +161,64 @@ async fn nodes_show_liveness_eligibility_and_drain() {
     assert_eq!(code, 200);
     let nodes = nodes.as_array().unwrap();
     assert_eq!(nodes.len(), 2);
-    assert_eq!(nodes[0]["status"], "ready");
-    assert_eq!(nodes[0]["allocations"], 2);
-    assert_eq!(nodes[0]["eligible"], true);
-    assert_eq!(nodes[1]["status"], "disconnected");
+    assert_eq!(nodes[0]["Status"], "ready");
+    assert_eq!(nodes[0]["RunningAllocs"], 2);
+    assert_eq!(nodes[0]["SchedulingEligibility"], "eligible");
+    assert_eq!(nodes[1]["Status"], "disconnected");
 
     let (code, n) = srv
-        .post("/v1/node/n1/eligibility", json!({"eligible": false}))
+        .post(
+            "/v1/node/n1/eligibility",
+            json!({"Eligibility": "ineligible"}),
+        )
         .await;
     assert_eq!(code, 200, "{n}");
-    assert_eq!(n["eligible"], false);
+    assert_eq!(n["Node"]["SchedulingEligibility"], "ineligible");
     assert_eq!(
         srv.read_json("/nomos/nodespec/n1").await.unwrap()["eligible"],
         false
     );
 
     let (code, n) = srv
-        .post("/v1/node/n2/drain", json!({"deadline_secs": 60}))
+        .post(
+            "/v1/node/n2/drain",
+            json!({"DrainSpec": {"Deadline": 60_000_000_000_i64}}),
+        )
         .await;
     assert_eq!(code, 200, "{n}");
-    assert_eq!(n["draining"], true);
+    assert_eq!(n["Node"]["Drain"], true);
     let spec = srv.read_json("/nomos/nodespec/n2").await.unwrap();
     assert!(spec["drain"]["deadline_ms"].as_i64().unwrap() > 0);
     assert_eq!(spec["eligible"], false);
 
     let (_, n) = srv
-        .post("/v1/node/n2/drain", json!({"enable": false}))
-        .await;
-    assert_eq!(n["draining"], false);
-    assert_eq!(
-        n["eligible"], true,
-        "cancelling a drain makes the node eligible again"
-    );
-
-    srv.post("/v1/node/n2/drain", json!({})).await;
-    let (_, n) = srv
         .post(
             "/v1/node/n2/drain",
-            json!({"enable": false, "keep_ineligible": true}),
+            json!({"DrainSpec": null, "MarkEligible": true}),
         )
         .await;
+    assert_eq!(n["Node"]["Drain"], false);
     assert_eq!(
-        (n["draining"].as_bool(), n["eligible"].as_bool()),
-        (Some(false), Some(false))
+        n["Node"]["SchedulingEligibility"], "eligible",
+        "cancelling a drain with MarkEligible makes the node eligible again"
+    );
+
+    srv.post("/v1/node/n2/drain", json!({"DrainSpec": {}}))
+        .await;
+    let (_, n) = srv
+        .post("/v1/node/n2/drain", json!({"DrainSpec": null}))
+        .await;
+    assert_eq!(
+        (
+            n["Node"]["Drain"].as_bool(),
+            n["Node"]["SchedulingEligibility"].as_str()
+        ),
+        (Some(false), Some("ineligible"))
     );
 
     let (code, by_id) = srv.get("/v1/node/n1-id").await;
     assert_eq!(code, 200, "{by_id}");
-    assert_eq!(by_id["node"]["name"], "n1");
+    assert_eq!(by_id["Name"], "n1");
     let (code, _) = srv.get("/v1/node/n").await;
     assert_eq!(code, 409);
     srv.stop().await;
@@ -413,7 +423,8 @@ async fn a_node_shows_the_drain_report_and_the_lifecycle_status() {
     let srv = TestServer::start().await;
     seed_node(&srv, "n1", true).await;
     let (_, n) = srv.get("/v1/node/n1").await;
-    assert!(n["drain_status"].is_null(), "no drain yet: {n}");
+    assert!(n["DrainReport"].is_null(), "no drain yet: {n}");
+    assert!(n["LastDrain"].is_null(), "no drain yet: {n}");
     srv.put_json(
         "/nomos/drainstatus/n1",
         &json!({"state": "blocked", "started_at_ms": 5, "remaining": 2, "migrating": 1,
@@ -422,25 +433,24 @@ async fn a_node_shows_the_drain_report_and_the_lifecycle_status() {
     .await;
     let (code, n) = srv.get("/v1/node/n1").await;
     assert_eq!(code, 200, "{n}");
-    assert_eq!(n["drain_status"]["state"], "blocked");
-    assert_eq!(n["drain_status"]["remaining"], 2);
-    assert_eq!(
-        n["drain_status"]["nowhere_to_go"][0],
-        "a1: no node has room"
-    );
+    assert_eq!(n["DrainReport"]["State"], "blocked");
+    assert_eq!(n["DrainReport"]["Remaining"], 2);
+    assert_eq!(n["DrainReport"]["StartedAt"], 5_000_000, "Unix ns");
+    assert_eq!(n["DrainReport"]["NowhereToGo"][0], "a1: no node has room");
+    assert_eq!(n["LastDrain"]["Status"], "draining");
     let (_, all) = srv.get("/v1/nodes").await;
-    assert_eq!(all[0]["drain_status"]["migrating"], 1);
+    assert_eq!(all[0]["LastDrain"]["Status"], "draining");
 
     // A node without a heartbeat is disconnected, and down once the lifecycle loop says so.
     seed_node(&srv, "gone", false).await;
     let (_, n) = srv.get("/v1/node/gone").await;
-    assert_eq!(n["status"], "disconnected");
+    assert_eq!(n["Status"], "disconnected");
     srv.put_json(
         "/nomos/nodestatus/gone",
         &json!({"status": "down", "since_ms": 5}),
     )
     .await;
     let (_, n) = srv.get("/v1/node/gone").await;
-    assert_eq!(n["status"], "down");
+    assert_eq!(n["Status"], "down");
     srv.stop().await;
 }

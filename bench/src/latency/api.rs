@@ -83,8 +83,8 @@ impl Api {
         let nodes = self.call("listing nodes", req).await?;
         Ok(nodes.as_array().and_then(|all| {
             all.iter()
-                .find(|n| n["node"]["name"] == name)
-                .and_then(|n| n["status"].as_str().map(str::to_string))
+                .find(|n| n["Name"] == name)
+                .and_then(|n| n["Status"].as_str().map(str::to_string))
         }))
     }
 

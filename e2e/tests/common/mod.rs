@@ -433,7 +433,7 @@ impl Cluster {
         let nodes = self.json(&["get", "nodes", "-o", "json"]);
         let found = nodes.as_array().is_some_and(|ns| {
             ns.iter()
-                .any(|n| n["node"]["name"] == node && n["status"] == status)
+                .any(|n| n["Name"] == node && n["Status"] == status)
         });
         (found, nodes.to_string())
     }

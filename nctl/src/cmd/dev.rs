@@ -116,6 +116,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
         node: node_name.clone(),
         data_dir: agent_dir.clone(),
     }));
+    state.agent.name = node_name.clone();
+    state.agent.client = true;
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.http_addr))?;

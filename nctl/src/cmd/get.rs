@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use nomos_server::views::{AllocView, JobListEntry, NodeView};
+use nomos_server::nomad::nodes::NodeStub;
+use nomos_server::views::{AllocView, JobListEntry};
 
 use super::client::Client;
 use super::output::{self, age, short, Format};
@@ -123,7 +124,7 @@ async fn once(client: &Client, args: &GetArgs) -> anyhow::Result<()> {
             print_allocs(&allocs, wide);
         }
         Kind::Nodes => {
-            let nodes: Vec<NodeView> = client.get("/v1/nodes").await?;
+            let nodes: Vec<NodeStub> = client.get("/v1/nodes").await?;
             if matches!(args.output, Format::Json | Format::Yaml) {
                 return output::print_data(&nodes, args.output);
             }
@@ -190,7 +191,7 @@ pub fn print_allocs(allocs: &[AllocView], wide: bool) {
 }
 
 /// The node table of `get nodes` and `node status`.
-pub fn print_nodes(nodes: &[NodeView], wide: bool) {
+pub fn print_nodes(nodes: &[NodeStub], wide: bool) {
     if nodes.is_empty() {
         println!("No nodes");
         return;
@@ -214,24 +215,20 @@ pub fn print_nodes(nodes: &[NodeView], wide: bool) {
     };
     for n in nodes {
         let mut row = vec![
-            short(&n.node.id),
-            n.node.datacenter.clone(),
-            n.node.name.clone(),
-            if n.node.node_class.is_empty() {
+            short(&n.id),
+            n.datacenter.clone(),
+            n.name.clone(),
+            if n.node_class.is_empty() {
                 "<none>".into()
             } else {
-                n.node.node_class.clone()
+                n.node_class.clone()
             },
-            n.draining.to_string(),
-            if n.eligible {
-                "eligible".into()
-            } else {
-                "ineligible".into()
-            },
+            n.drain.to_string(),
+            n.scheduling_eligibility.clone(),
             n.status.clone(),
         ];
         if wide {
-            row.extend([n.node.address.clone(), n.allocations.to_string()]);
+            row.extend([n.address.clone(), n.running_allocs.to_string()]);
         }
         t.add_row(row);
     }

@@ -2,7 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use nomos_server::views::{AllocView, DrainRequest, EligibilityRequest, NodeView};
+use nomos_server::nomad::nodes::{
+    DrainRequest, DrainSpecRequest, EligibilityRequest, NodeDetail, NodeStub, NodeUpdateResponse,
+};
+use nomos_server::views::AllocView;
 
 use super::client::{escape, ApiError, Client};
 use super::get::{print_allocs, print_nodes};
@@ -57,7 +60,7 @@ pub async fn run(g: &Global, cmd: NodeCommand) -> anyhow::Result<i32> {
     match cmd {
         NodeCommand::JoinToken(cmd) => return super::join::run_token(g, cmd).await,
         NodeCommand::Status { node: None, output } => {
-            let nodes: Vec<NodeView> = client.get("/v1/nodes").await?;
+            let nodes: Vec<NodeStub> = client.get("/v1/nodes").await?;
             if matches!(output, Format::Json | Format::Yaml) {
                 output::print_data(&nodes, output)?;
             } else {
@@ -78,21 +81,29 @@ pub async fn run(g: &Global, cmd: NodeCommand) -> anyhow::Result<i32> {
             wait,
         } => {
             let req = DrainRequest {
-                enable: !disable,
-                deadline_secs: if no_deadline { 0 } else { deadline },
-                ignore_system_jobs: ignore_system,
-                keep_ineligible,
+                drain_spec: (!disable).then_some(DrainSpecRequest {
+                    deadline: if no_deadline {
+                        0
+                    } else {
+                        // At least a second: 0 would mean no deadline.
+                        (deadline.max(1) as i64).saturating_mul(1_000_000_000)
+                    },
+                    ignore_system_jobs: ignore_system,
+                }),
+                mark_eligible: disable && !keep_ineligible,
+                ..Default::default()
             };
-            let n: NodeView = client
+            let resp: NodeUpdateResponse = client
                 .post(&format!("/v1/node/{}/drain", escape(&node)), &req)
                 .await?;
+            let n = resp.node;
             if disable {
-                println!("node {}: drain cancelled", n.node.name);
+                println!("node {}: drain cancelled", n.name);
                 return Ok(0);
             }
-            println!("node {}: drain started", n.node.name);
+            println!("node {}: drain started", n.name);
             if wait {
-                return follow_drain(&client, &n.node.name).await;
+                return follow_drain(&client, &n.name).await;
             }
         }
         NodeCommand::Eligibility {
@@ -101,16 +112,16 @@ pub async fn run(g: &Global, cmd: NodeCommand) -> anyhow::Result<i32> {
             disable,
         } => {
             let eligible = enable && !disable;
-            let n: NodeView = client
-                .post(
-                    &format!("/v1/node/{}/eligibility", escape(&node)),
-                    &EligibilityRequest { eligible },
-                )
+            let req = EligibilityRequest {
+                eligibility: if eligible { "eligible" } else { "ineligible" }.into(),
+                ..Default::default()
+            };
+            let resp: NodeUpdateResponse = client
+                .post(&format!("/v1/node/{}/eligibility", escape(&node)), &req)
                 .await?;
             println!(
                 "node {}: {}",
-                n.node.name,
-                if n.eligible { "eligible" } else { "ineligible" }
+                resp.node.name, resp.node.scheduling_eligibility
             );
         }
     }
@@ -119,9 +130,9 @@ pub async fn run(g: &Global, cmd: NodeCommand) -> anyhow::Result<i32> {
 
 /// `nctl node status NODE`: the node, its drain progress and its allocations.
 async fn node_status(client: &Client, name: &str, output: Format) -> anyhow::Result<i32> {
-    let n: NodeView = client.get(&format!("/v1/node/{}", escape(name))).await?;
+    let n: NodeDetail = client.get(&format!("/v1/node/{}", escape(name))).await?;
     let allocs: Vec<AllocView> = client
-        .get(&format!("/v1/allocations?node={}", escape(&n.node.name)))
+        .get(&format!("/v1/allocations?node={}", escape(&n.name)))
         .await?;
     if matches!(output, Format::Json | Format::Yaml) {
         output::print_data(
@@ -131,38 +142,31 @@ async fn node_status(client: &Client, name: &str, output: Format) -> anyhow::Res
         return Ok(0);
     }
     let drivers: Vec<String> = n
-        .node
         .drivers
         .iter()
         .filter(|(_, d)| d.detected && d.healthy)
         .map(|(k, _)| k.clone())
         .collect();
+    let r = &n.node_resources;
     print_kv(&[
-        ("ID", n.node.id.clone()),
-        ("Name", n.node.name.clone()),
-        ("Class", n.node.node_class.clone()),
-        ("DC", n.node.datacenter.clone()),
-        ("Drain", n.draining.to_string()),
-        (
-            "Eligibility",
-            if n.eligible {
-                "eligible".into()
-            } else {
-                "ineligible".into()
-            },
-        ),
+        ("ID", n.id.clone()),
+        ("Name", n.name.clone()),
+        ("Class", n.node_class.clone()),
+        ("DC", n.datacenter.clone()),
+        ("Drain", n.drain.to_string()),
+        ("Eligibility", n.scheduling_eligibility.clone()),
         ("Status", n.status.clone()),
-        ("Address", n.node.address.clone()),
+        ("Address", n.address.clone()),
         ("Drivers", drivers.join(",")),
         (
             "Resources",
             format!(
                 "{} MHz, {} cores, {} MiB memory",
-                n.node.resources.cpu_mhz, n.node.resources.cores, n.node.resources.memory_mb
+                r.cpu.cpu_shares, r.cpu.total_cpu_cores, r.memory.memory_mb
             ),
         ),
     ]);
-    if let Some(d) = &n.drain_status {
+    if let Some(d) = &n.drain_report {
         println!("\nDrain");
         print_kv(&[
             ("State", d.state.to_string()),
@@ -198,7 +202,7 @@ async fn follow_drain(client: &Client, node: &str) -> anyhow::Result<i32> {
     let mut last = String::new();
     let mut unreachable_since: Option<Instant> = None;
     loop {
-        let v: NodeView = match client.get(&format!("/v1/node/{}", escape(node))).await {
+        let v: NodeDetail = match client.get(&format!("/v1/node/{}", escape(node))).await {
             Ok(v) => {
                 unreachable_since = None;
                 v
@@ -218,15 +222,11 @@ async fn follow_drain(client: &Client, node: &str) -> anyhow::Result<i32> {
             }
             Err(e) => return Err(e),
         };
-        let Some(started) = v.spec.drain.as_ref().map(|d| d.started_at_ms) else {
+        let Some(started) = v.drain_strategy.as_ref().map(|d| d.started_at) else {
             println!("node {node}: drain cancelled");
             return Ok(1);
         };
-        if let Some(s) = v
-            .drain_status
-            .as_ref()
-            .filter(|s| s.started_at_ms == started)
-        {
+        if let Some(s) = v.drain_report.as_ref().filter(|s| s.started_at == started) {
             let mut line = format!(
                 "node {node}: {}: {} allocation(s) remaining, {} migrating",
                 s.state, s.remaining, s.migrating
@@ -238,7 +238,7 @@ async fn follow_drain(client: &Client, node: &str) -> anyhow::Result<i32> {
                 println!("{line}");
                 last = line;
             }
-            if s.state == nomos_api::DrainState::Complete {
+            if s.state == nomos_api::DrainState::Complete.as_str() {
                 println!("node {node}: drain complete");
                 return Ok(0);
             }

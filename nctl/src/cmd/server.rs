@@ -228,6 +228,11 @@ pub async fn run_with_local_agent(
     } else {
         None
     };
+    state.agent.name = controllers.identity.clone();
+    state.agent.client = agent.is_some();
+    if let Some(config) = &agent {
+        state.agent.datacenter = config.datacenter.clone();
+    }
     let advertise_store = store.clone();
     let server_id = controllers.identity.clone();
     let listener = tokio::net::TcpListener::bind(http_addr)

@@ -66,6 +66,13 @@ use Rule::*;
 /// Every route the server serves, by method and axum path.
 pub const ROUTES: &[(&str, &str, Rule)] = &[
     ("GET", "/v1/status", Agent(Access::Read)),
+    ("GET", "/v1/agent/self", Agent(Access::Read)),
+    ("GET", "/v1/agent/members", Node(Access::Read)),
+    ("GET", "/v1/agent/servers", Agent(Access::Read)),
+    ("GET", "/v1/agent/health", Public),
+    ("GET", "/v1/status/leader", Public),
+    ("GET", "/v1/status/peers", Public),
+    ("GET", "/v1/regions", Public),
     ("GET", "/v1/jobs", Namespace(CAP_LIST_JOBS, List)),
     ("POST", "/v1/jobs", Namespace(CAP_SUBMIT_JOB, Body)),
     ("POST", "/v1/jobs/plan", Namespace(CAP_SUBMIT_JOB, Body)),
@@ -125,7 +132,9 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     ("GET", "/v1/nodes", Node(Access::Read)),
     ("GET", "/v1/node/{name}", Node(Access::Read)),
     ("POST", "/v1/node/{name}/eligibility", Node(Access::Write)),
+    ("PUT", "/v1/node/{name}/eligibility", Node(Access::Write)),
     ("POST", "/v1/node/{name}/drain", Node(Access::Write)),
+    ("PUT", "/v1/node/{name}/drain", Node(Access::Write)),
     // Join tokens admit nodes to etcd: only management makes them; the join itself is
     // public, its token is the credential (`crate::join`).
     ("POST", "/v1/node/join-tokens", Management),
@@ -269,6 +278,7 @@ mod tests {
             ("/v1", include_str!("../lib.rs")),
             ("/v1", include_str!("endpoints.rs")),
             ("/v1", include_str!("../join.rs")),
+            ("/v1", include_str!("../nomad/mod.rs")),
             ("", include_str!("../ui/mod.rs")),
         ];
         let mut out = Vec::new();

@@ -190,6 +190,8 @@ mod tests {
             draining: false,
             allocations: 0,
             drain_status: None,
+            create_index: 0,
+            modify_index: 0,
         }
     }
 

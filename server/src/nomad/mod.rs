@@ -1,0 +1,48 @@
+//! Nomad's HTTP API conventions, shared by every endpoint that answers in Nomad's shapes:
+//! - [`query`]: the query parameters of reads (`namespace`, `prefix`, `filter`, `per_page` /
+//!   `next_token`, `index` / `wait`, `stale`, `region`, `pretty`, `reverse`);
+//! - [`blocking`]: blocking queries on the store's watch, and the index an answer carries;
+//! - [`respond`]: answers with Nomad's headers, and the list helpers (prefix, filter, pages);
+//! - [`shapes`]: Nomad's JSON encodings (`null` for empty, Go times);
+//! - [`agent`]: the agent, status and region endpoints; [`nodes`]: nodes.
+//!
+//! Responses are gzipped when the client asks (the router's compression layer).
+
+pub mod agent;
+pub mod blocking;
+pub mod nodes;
+pub mod query;
+pub mod respond;
+pub mod shapes;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use agent::AgentInfo;
+pub use blocking::BlockingBudget;
+pub use query::{Namespaces, QueryOptions};
+pub use respond::Answer;
+
+use crate::AppState;
+
+/// The endpoints in Nomad's shapes, under `/v1`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/nodes", get(nodes::list_nodes))
+        .route("/node/{name}", get(nodes::get_one))
+        .route(
+            "/node/{name}/eligibility",
+            post(nodes::set_eligibility).put(nodes::set_eligibility),
+        )
+        .route(
+            "/node/{name}/drain",
+            post(nodes::set_drain).put(nodes::set_drain),
+        )
+        .route("/agent/self", get(agent::agent_self))
+        .route("/agent/members", get(agent::members))
+        .route("/agent/servers", get(agent::peers))
+        .route("/agent/health", get(agent::health))
+        .route("/status/leader", get(agent::leader))
+        .route("/status/peers", get(agent::peers))
+        .route("/regions", get(agent::regions))
+}

@@ -1,7 +1,8 @@
 //! A template's behaviour with real tasks: a task waits, pending, for the keys its templates
 //! read (`key`) and starts as soon as they appear, or stops waiting when its allocation stops;
-//! a burst of key changes inside `wait` renders once; a rendered file gets the owner its
-//! `uid` / `gid` ask for.
+//! a burst of key changes inside `wait` renders once; a key that goes away under a running
+//! task is told once per missing set; a rendered file gets the owner its `uid` / `gid` ask
+//! for.
 
 mod common;
 
@@ -49,6 +50,11 @@ impl World {
             )
             .await
             .unwrap();
+    }
+
+    async fn delete_key(&self, path: &str) {
+        let sel = nomos_store::KeySelector::key(keys::kv(path).into_bytes());
+        self.store.delete(sel, Default::default()).await.unwrap();
     }
 
     async fn place(&self, id: &str, job_type: JobType, task: Task) -> nomos_api::Allocation {
@@ -224,6 +230,77 @@ async fn a_burst_of_key_changes_inside_wait_renders_and_signals_once() {
     assert_eq!(out_later, out, "nothing after the one render");
     assert_eq!(out.matches("hup").count(), 1, "{out}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "n=5");
+    w.stop(&[&a]).await;
+}
+
+/// The `Missing: ...` events of task `t`, in order.
+fn missing_events(s: &AllocStatus) -> Vec<String> {
+    s.task_states["t"]
+        .events
+        .iter()
+        .filter(|e| e.event_type == "Template" && e.message.starts_with("Missing: "))
+        .map(|e| e.message.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_key_missing_under_a_running_task_is_told_once_per_missing_set() {
+    let w = World::start();
+    w.put_key("app/a", "1").await;
+    w.put_key("app/b", "2").await;
+    let mut tpl = template(r#"{{ key "app/a" }}{{ key "app/b" }}"#, "local/out");
+    tpl.change_mode = "noop".into();
+    let a = w.place("gone", JobType::Service, showing_task(tpl)).await;
+    w.status_where("gone", "running", started).await;
+    // Let the watch begin.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let only_a = "Missing: kv.block(app/a)";
+    w.delete_key("app/a").await;
+    w.status_where("gone", "the Missing event", |s| {
+        missing_events(s).len() == 1
+    })
+    .await;
+    // Changes elsewhere in the key-value space render again and find the same key missing.
+    for n in 0..3 {
+        w.put_key("app/other", &n.to_string()).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let s = w.status_where("gone", "a status", |_| true).await;
+    assert_eq!(missing_events(&s), vec![only_a], "{s:?}");
+    // Another key missing is another set: told once more.
+    w.delete_key("app/b").await;
+    let both = "Missing: kv.block(app/a), kv.block(app/b)";
+    w.status_where("gone", "the second Missing event", |s| {
+        missing_events(s).len() == 2
+    })
+    .await;
+    w.put_key("app/other", "x").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let s = w.status_where("gone", "a status", |_| true).await;
+    assert_eq!(missing_events(&s), vec![only_a, both], "{s:?}");
+    let file = w.file("gone", "local/out");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "12",
+        "the last render stays"
+    );
+    // Back: it renders; gone again: told again, though it is the set told before.
+    w.put_key("app/b", "4").await;
+    w.put_key("app/a", "3").await;
+    eventually("the new render", || async {
+        (std::fs::read_to_string(&file).ok()? == "34").then_some(())
+    })
+    .await;
+    let s = w.status_where("gone", "a status", |_| true).await;
+    let told = missing_events(&s).len();
+    w.delete_key("app/a").await;
+    let s = w
+        .status_where("gone", "the Missing event after the render", |s| {
+            missing_events(s).len() == told + 1
+        })
+        .await;
+    assert_eq!(missing_events(&s)[told], only_a);
+    assert_eq!(s.task_states["t"].restarts, 0, "{s:?}");
     w.stop(&[&a]).await;
 }
 

@@ -145,7 +145,12 @@ pub(super) async fn watch_templates(
         return std::future::pending().await;
     }
     let all: Vec<usize> = (0..task.templates.len()).collect();
-    let waits: Vec<_> = task.templates.iter().map(quiescence).collect();
+    let bounds = ctx.config.template_wait_bounds;
+    let waits: Vec<_> = task
+        .templates
+        .iter()
+        .map(|t| quiescence(t, bounds))
+        .collect();
     let mut notice = MissingNotice::default();
     loop {
         let Some(from) = store_revision(ctx).await else {

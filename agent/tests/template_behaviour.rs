@@ -7,85 +7,12 @@
 mod common;
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
+use common::world::*;
 use common::*;
 use nomos_api::{AllocStatus, ClientStatus, JobType, Task, TaskRunState, Template, TemplateWait};
-use nomos_store::{keys, EmbeddedStore, Store};
-
-/// A store, an agent on node `n1` using it, and the temp dir holding the agent's data dir.
-struct World {
-    dir: tempfile::TempDir,
-    store: Arc<dyn Store>,
-    agent: Option<RunningAgent>,
-}
-
-impl World {
-    fn start() -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
-        let agent = Some(RunningAgent::start(
-            test_config("n1", dir.path()),
-            store.clone(),
-        ));
-        World { dir, store, agent }
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("n1")
-    }
-
-    fn file(&self, alloc: &str, rel: &str) -> PathBuf {
-        self.data().join("allocs").join(alloc).join("t").join(rel)
-    }
-
-    async fn put_key(&self, path: &str, value: &str) {
-        self.store
-            .put(
-                keys::kv(path).into_bytes(),
-                value.as_bytes().to_vec(),
-                Default::default(),
-            )
-            .await
-            .unwrap();
-    }
-
-    async fn delete_key(&self, path: &str) {
-        let sel = nomos_store::KeySelector::key(keys::kv(path).into_bytes());
-        self.store.delete(sel, Default::default()).await.unwrap();
-    }
-
-    async fn place(&self, id: &str, job_type: JobType, task: Task) -> nomos_api::Allocation {
-        let job = job(id, job_type, vec![task]);
-        let a = alloc(id, "n1", &job, 0);
-        place(&*self.store, &a, &job).await;
-        a
-    }
-
-    async fn status_where(
-        &self,
-        id: &str,
-        what: &str,
-        pred: impl Fn(&AllocStatus) -> bool,
-    ) -> AllocStatus {
-        status_where(&self.store, "n1", id, what, pred).await
-    }
-
-    async fn stop(mut self, allocs: &[&nomos_api::Allocation]) {
-        for a in allocs {
-            stop_alloc(&*self.store, a).await;
-            self.status_where(&a.id, "stopped", |s| {
-                s.client_status != ClientStatus::Running && s.client_status != ClientStatus::Pending
-            })
-            .await;
-        }
-        if let Some(agent) = self.agent.take() {
-            agent.shutdown().await;
-        }
-    }
-}
 
 fn template(data: &str, destination: &str) -> Template {
     Template {
@@ -108,17 +35,6 @@ fn missing_event(s: &AllocStatus) -> Option<String> {
         .iter()
         .find(|e| e.event_type == "Template" && e.message.starts_with("Missing: "))
         .map(|e| e.message.clone())
-}
-
-fn started(s: &AllocStatus) -> bool {
-    events(s, "t").iter().any(|e| e == "Started")
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 #[tokio::test]
@@ -231,16 +147,6 @@ async fn a_burst_of_key_changes_inside_wait_renders_and_signals_once() {
     assert_eq!(out.matches("hup").count(), 1, "{out}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "n=5");
     w.stop(&[&a]).await;
-}
-
-/// The `Missing: ...` events of task `t`, in order.
-fn missing_events(s: &AllocStatus) -> Vec<String> {
-    s.task_states["t"]
-        .events
-        .iter()
-        .filter(|e| e.event_type == "Template" && e.message.starts_with("Missing: "))
-        .map(|e| e.message.clone())
-        .collect()
 }
 
 #[tokio::test]

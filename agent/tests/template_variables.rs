@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use common::world::*;
 use common::*;
-use nomos_api::{AllocStatus, JobType, Task, TaskRunState, Template};
-use nomos_store::{keys, EmbeddedStore, Store};
+use nomos_api::{JobType, Task, TaskRunState, Template};
+use nomos_store::keys;
 
 type Variables = Arc<Mutex<HashMap<String, serde_json::Value>>>;
 
@@ -36,16 +37,15 @@ async fn read_var(
     }
 }
 
-/// A store, a Variables API, an agent on node `n1` using both, and the agent's data dir.
-struct World {
-    dir: tempfile::TempDir,
-    store: Arc<dyn Store>,
+/// An agent (the [`World`]) whose templates read Variables from a stand-in for the servers'
+/// API, and the Variables it serves.
+struct VarWorld {
+    w: World,
     vars: Variables,
-    agent: Option<RunningAgent>,
 }
 
-impl World {
-    async fn start() -> World {
+impl VarWorld {
+    async fn start() -> VarWorld {
         let vars: Variables = Default::default();
         let app = axum::Router::new()
             .route("/v1/var/{*path}", axum::routing::get(read_var))
@@ -53,17 +53,8 @@ impl World {
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", tcp.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(tcp, app).await });
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
-        let mut config = test_config("n1", dir.path());
-        config.servers = vec![url];
-        let agent = Some(RunningAgent::start(config, store.clone()));
-        World {
-            dir,
-            store,
-            vars,
-            agent,
-        }
+        let w = World::start_with(|c| c.servers = vec![url]);
+        VarWorld { w, vars }
     }
 
     fn set(&self, path: &str, items: serde_json::Value) {
@@ -75,52 +66,20 @@ impl World {
     }
 
     fn file(&self, alloc: &str) -> PathBuf {
-        self.dir
-            .path()
-            .join("n1/allocs")
-            .join(alloc)
-            .join("t/local/out")
+        self.w.file(alloc, "local/out")
     }
 
     /// Places a service allocation running `task`, with the identity the servers would issue.
     async fn place(&self, id: &str, task: Task) -> nomos_api::Allocation {
-        let job = job(id, JobType::Service, vec![task]);
-        let a = alloc(id, "n1", &job, 0);
         let issued = serde_json::json!({ "tasks": { "t": "token-of-t" } });
-        self.store
-            .put(
-                keys::identity("n1", id).into_bytes(),
-                serde_json::to_vec(&issued).unwrap(),
-                Default::default(),
-            )
+        let key = keys::identity("n1", id).into_bytes();
+        let value = serde_json::to_vec(&issued).unwrap();
+        self.w
+            .store
+            .put(key, value, Default::default())
             .await
             .unwrap();
-        place(&*self.store, &a, &job).await;
-        a
-    }
-
-    async fn status_where(
-        &self,
-        id: &str,
-        what: &str,
-        pred: impl Fn(&AllocStatus) -> bool,
-    ) -> AllocStatus {
-        status_where(&self.store, "n1", id, what, pred).await
-    }
-
-    async fn stop(mut self, allocs: &[&nomos_api::Allocation]) {
-        for a in allocs {
-            stop_alloc(&*self.store, a).await;
-            self.status_where(&a.id, "stopped", |s| {
-                s.task_states
-                    .get("t")
-                    .is_none_or(|t| t.state == TaskRunState::Dead)
-            })
-            .await;
-        }
-        if let Some(agent) = self.agent.take() {
-            agent.shutdown().await;
-        }
+        self.w.place(id, JobType::Service, task).await
     }
 }
 
@@ -139,33 +98,12 @@ fn task_with(body: &str) -> Task {
 const PASSWORD: &str = r#"pw={{ with nomadVar "nomad/jobs/web" }}{{ .password }}{{ end }}"#;
 const MISSING_WEB: &str = "Missing: nomad.var.block(nomad/jobs/web@default)";
 
-fn missing_events(s: &AllocStatus) -> Vec<String> {
-    s.task_states.get("t").map_or(vec![], |t| {
-        t.events
-            .iter()
-            .filter(|e| e.event_type == "Template" && e.message.starts_with("Missing: "))
-            .map(|e| e.message.clone())
-            .collect()
-    })
-}
-
-fn started(s: &AllocStatus) -> bool {
-    events(s, "t").iter().any(|e| e == "Started")
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 #[tokio::test]
 async fn a_task_waits_pending_for_a_missing_variable_and_starts_about_a_second_after_its_write() {
-    let w = World::start().await;
+    let w = VarWorld::start().await;
     let a = w.place("wait-var", task_with(PASSWORD)).await;
-    let s = w
-        .status_where("wait-var", "the Missing event", |s| {
+    let s =
+        w.w.status_where("wait-var", "the Missing event", |s| {
             !missing_events(s).is_empty()
         })
         .await;
@@ -173,7 +111,7 @@ async fn a_task_waits_pending_for_a_missing_variable_and_starts_about_a_second_a
     assert_eq!(s.task_states["t"].state, TaskRunState::Pending, "{s:?}");
     // The servers are asked again every second; the event is not repeated.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let s = w.status_where("wait-var", "a status", |_| true).await;
+    let s = w.w.status_where("wait-var", "a status", |_| true).await;
     assert!(!started(&s), "{s:?}");
     assert_eq!(missing_events(&s), vec![MISSING_WEB], "{s:?}");
     assert!(!w.file("wait-var").exists());
@@ -183,27 +121,27 @@ async fn a_task_waits_pending_for_a_missing_variable_and_starts_about_a_second_a
         "nomad/jobs/web",
         serde_json::json!({ "password": "s3cret" }),
     );
-    let s = w.status_where("wait-var", "started", started).await;
+    let s = w.w.status_where("wait-var", "started", started).await;
     let after = s.task_states["t"].started_at_ms.saturating_sub(written_at);
     assert!(after < 2000, "started {after} ms after the write");
     assert_eq!(
         std::fs::read_to_string(w.file("wait-var")).unwrap(),
         "pw=s3cret"
     );
-    w.stop(&[&a]).await;
+    w.w.stop(&[&a]).await;
 }
 
 #[tokio::test]
 async fn a_stopped_allocation_stops_waiting_for_its_variable() {
-    let w = World::start().await;
+    let w = VarWorld::start().await;
     let a = w.place("never-var", task_with(PASSWORD)).await;
-    w.status_where("never-var", "the Missing event", |s| {
+    w.w.status_where("never-var", "the Missing event", |s| {
         !missing_events(s).is_empty()
     })
     .await;
-    stop_alloc(&*w.store, &a).await;
-    let s = w
-        .status_where("never-var", "the task dead", |s| {
+    stop_alloc(&*w.w.store, &a).await;
+    let s =
+        w.w.status_where("never-var", "the task dead", |s| {
             s.task_states
                 .get("t")
                 .is_some_and(|t| t.state == TaskRunState::Dead)
@@ -215,16 +153,16 @@ async fn a_stopped_allocation_stops_waiting_for_its_variable() {
         "{:?}",
         events(&s, "t")
     );
-    w.stop(&[]).await;
+    w.w.stop(&[]).await;
 }
 
 #[tokio::test]
 async fn a_variable_the_task_may_not_read_fails_the_start_instead_of_waiting() {
-    let w = World::start().await;
+    let w = VarWorld::start().await;
     let body = r#"{{ with nomadVar "denied/x" }}{{ .a }}{{ end }}"#;
     let a = w.place("denied", task_with(body)).await;
-    let s = w
-        .status_where("denied", "the hook failure", |s| {
+    let s =
+        w.w.status_where("denied", "the hook failure", |s| {
             events(s, "t").iter().any(|e| e == "Task hook failed")
         })
         .await;
@@ -235,25 +173,25 @@ async fn a_variable_the_task_may_not_read_fails_the_start_instead_of_waiting() {
         .find(|e| e.event_type == "Task hook failed")
         .unwrap();
     assert!(failed.message.contains("403"), "{}", failed.message);
-    w.stop(&[&a]).await;
+    w.w.stop(&[&a]).await;
 }
 
 #[tokio::test]
 async fn a_running_tasks_variable_that_goes_away_keeps_the_last_render_told_once() {
-    let w = World::start().await;
+    let w = VarWorld::start().await;
     w.set("nomad/jobs/web", serde_json::json!({ "password": "one" }));
     let a = w.place("gone-var", task_with(PASSWORD)).await;
-    w.status_where("gone-var", "started", started).await;
+    w.w.status_where("gone-var", "started", started).await;
     let file = w.file("gone-var");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "pw=one");
     w.remove("nomad/jobs/web");
-    w.status_where("gone-var", "the Missing event", |s| {
+    w.w.status_where("gone-var", "the Missing event", |s| {
         !missing_events(s).is_empty()
     })
     .await;
     // Polls after it find it missing again: no new event, the file as it was.
     tokio::time::sleep(Duration::from_secs(7)).await;
-    let s = w.status_where("gone-var", "a status", |_| true).await;
+    let s = w.w.status_where("gone-var", "a status", |_| true).await;
     assert_eq!(missing_events(&s), vec![MISSING_WEB], "{s:?}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "pw=one");
     // Back, with another value: rendered again, without a restart (noop).
@@ -262,7 +200,7 @@ async fn a_running_tasks_variable_that_goes_away_keeps_the_last_render_told_once
         (std::fs::read_to_string(&file).ok()? == "pw=two").then_some(())
     })
     .await;
-    let s = w.status_where("gone-var", "a status", |_| true).await;
+    let s = w.w.status_where("gone-var", "a status", |_| true).await;
     assert_eq!(s.task_states["t"].restarts, 0, "{s:?}");
-    w.stop(&[&a]).await;
+    w.w.stop(&[&a]).await;
 }

@@ -9,6 +9,7 @@
 //! protocol (`grpc`).
 
 mod grpc;
+mod tls;
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::driver::{Driver, ExecRequest, TaskHandle, EXEC_OUTPUT_LIMIT};
 use crate::error::AgentError;
+pub use tls::CheckTls;
 
 pub const PASSING: &str = "passing";
 /// Neither passing nor critical (a script's exit code 1, HTTP 429, or failures in a row short
@@ -40,17 +42,17 @@ pub enum CheckTarget {
         path: String,
         method: String,
         headers: Vec<(String, String)>,
-        skip_verify: bool,
+        tls: CheckTls,
     },
     Tcp {
         addr: String,
     },
     /// The standard gRPC health check (`grpc.health.v1.Health/Check`) of `service` (empty:
-    /// the server as a whole); `tls` is `Some(skip_verify)` with `grpc_use_tls`.
+    /// the server as a whole); `tls` is set with `grpc_use_tls`.
     Grpc {
         addr: String,
         service: String,
-        tls: Option<bool>,
+        tls: Option<CheckTls>,
     },
     Script {
         command: String,
@@ -218,7 +220,7 @@ fn target_of(c: &nomos_api::Check, addr: Option<String>, label: &str, task: &str
             path: or(&c.path, "/"),
             method: or(&c.method, "GET"),
             headers: headers_of(c),
-            skip_verify: c.tls_skip_verify,
+            tls: tls_of(c),
         },
         ("http", Some(addr)) if c.protocol.is_empty() || c.protocol == "http" => {
             CheckTarget::Http {
@@ -236,7 +238,7 @@ fn target_of(c: &nomos_api::Check, addr: Option<String>, label: &str, task: &str
         ("grpc", Some(addr)) => CheckTarget::Grpc {
             addr,
             service: c.grpc_service.clone(),
-            tls: c.grpc_use_tls.then_some(c.tls_skip_verify),
+            tls: c.grpc_use_tls.then(|| tls_of(c)),
         },
         ("http" | "tcp" | "grpc", None) => {
             CheckTarget::Invalid(format!("port label {label:?} is not allocated"))
@@ -247,6 +249,13 @@ fn target_of(c: &nomos_api::Check, addr: Option<String>, label: &str, task: &str
             task: task.to_string(),
         },
         (other, _) => CheckTarget::Invalid(format!("check type {other:?} is not supported")),
+    }
+}
+
+fn tls_of(c: &nomos_api::Check) -> CheckTls {
+    CheckTls {
+        skip_verify: c.tls_skip_verify,
+        server_name: c.tls_server_name.clone(),
     }
 }
 
@@ -280,30 +289,19 @@ pub fn script_status(exit_code: Option<i32>) -> &'static str {
     }
 }
 
-/// An https probe ([`http_status`]); `skip_verify` accepts any certificate (`tls_skip_verify`).
+/// An https probe ([`http_status`]): TLS per `tls` ([`tls::connect`]), verified against
+/// `roots`, then the same request as [`http_probe`].
 async fn https_probe(
     addr: &str,
-    path: &str,
-    method: &str,
-    headers: &[(String, String)],
-    skip_verify: bool,
+    req: &HttpRequest<'_>,
+    tls: &CheckTls,
+    roots: tls::Roots<'_>,
 ) -> Result<Probe, String> {
-    let client = reqwest::Client::builder()
-        .danger_accept_invalid_certs(skip_verify)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
-    let url = format!("https://{addr}{path}");
-    let mut req = client.request(method.clone(), &url);
-    for (k, v) in headers {
-        req = req.header(k, v);
-    }
-    let resp = req
-        .send()
+    let url = format!("https://{addr}{}", req.path);
+    let stream = tls::connect(addr, tls, &[b"http/1.1"], roots)
         .await
-        .map_err(|e| format!("HTTP {method} {url}: {e}"))?;
-    let line = format!("HTTP {method} {url}: {}", resp.status());
-    Ok((http_status(resp.status().as_u16()), line))
+        .map_err(|e| format!("HTTP {} {url}: {e}", req.method))?;
+    exchange(stream, addr, req, &url).await
 }
 
 /// Health from task states and check results: the checks must all be passing (or, for those
@@ -326,35 +324,54 @@ pub fn combine_health(
     }
 }
 
-async fn http_probe(
-    addr: &str,
-    path: &str,
-    method: &str,
-    headers: &[(String, String)],
-) -> Result<Probe, String> {
-    let mut s = tokio::net::TcpStream::connect(addr)
+/// What an `http` or `https` check asks.
+struct HttpRequest<'a> {
+    path: &'a str,
+    method: &'a str,
+    headers: &'a [(String, String)],
+}
+
+/// An http probe ([`http_status`]).
+async fn http_probe(addr: &str, req: &HttpRequest<'_>) -> Result<Probe, String> {
+    let s = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect {addr}: {e}"))?;
-    let mut req =
-        format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: nomos-agent\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+    exchange(s, addr, req, &format!("http://{addr}{}", req.path)).await
+}
+
+/// Sends an HTTP/1.0 request for `url` on `s` (to `addr`, its `Host`) and judges the status
+/// line of the answer.
+async fn exchange<S>(
+    mut s: S,
+    addr: &str,
+    req: &HttpRequest<'_>,
+    url: &str,
+) -> Result<Probe, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let method = req.method;
+    let mut head = format!(
+        "{method} {} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: nomos-agent\r\n",
+        req.path
+    );
+    for (k, v) in req.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
     }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
+    head.push_str("\r\n");
+    let failed = |e: std::io::Error| format!("HTTP {method} {url}: {e}");
+    s.write_all(head.as_bytes()).await.map_err(failed)?;
+    s.flush().await.map_err(failed)?;
     let mut buf = vec![0u8; 1024];
-    let n = s.read(&mut buf).await.map_err(|e| e.to_string())?;
+    let n = s.read(&mut buf).await.map_err(failed)?;
     let text = String::from_utf8_lossy(&buf[..n]);
     let line = text.lines().next().unwrap_or_default().to_string();
     let code: u16 = line
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("not an HTTP response: {line:?}"))?;
-    let said = format!("HTTP {method} http://{addr}{path}: {line}");
-    Ok((http_status(code), said))
+        .ok_or_else(|| format!("HTTP {method} {url}: not an HTTP response: {line:?}"))?;
+    Ok((http_status(code), format!("HTTP {method} {url}: {line}")))
 }
 
 /// Where a script check runs: its task's driver and handle, `None` while the task does not run.
@@ -398,6 +415,15 @@ async fn script_probe(
 
 /// Runs one probe within the check's timeout; `script` is where a script check runs.
 pub async fn run_check(def: &CheckDef, script: ScriptTask<'_>) -> (&'static str, String) {
+    run_check_trusting(def, script, None).await
+}
+
+/// [`run_check`], verifying TLS certificates against `roots`.
+async fn run_check_trusting(
+    def: &CheckDef,
+    script: ScriptTask<'_>,
+    roots: tls::Roots<'_>,
+) -> (&'static str, String) {
     let probe = async {
         match &def.target {
             CheckTarget::Http {
@@ -405,19 +431,35 @@ pub async fn run_check(def: &CheckDef, script: ScriptTask<'_>) -> (&'static str,
                 path,
                 method,
                 headers,
-            } => http_probe(addr, path, method, headers).await,
+            } => {
+                let req = HttpRequest {
+                    path,
+                    method,
+                    headers,
+                };
+                http_probe(addr, &req).await
+            }
             CheckTarget::Https {
                 addr,
                 path,
                 method,
                 headers,
-                skip_verify,
-            } => https_probe(addr, path, method, headers, *skip_verify).await,
+                tls,
+            } => {
+                let req = HttpRequest {
+                    path,
+                    method,
+                    headers,
+                };
+                https_probe(addr, &req, tls, roots).await
+            }
             CheckTarget::Tcp { addr } => tokio::net::TcpStream::connect(addr)
                 .await
                 .map(|_| (PASSING, format!("TCP connect {addr}: Success")))
                 .map_err(|e| format!("TCP connect {addr}: {e}")),
-            CheckTarget::Grpc { addr, service, tls } => grpc::probe(addr, service, *tls).await,
+            CheckTarget::Grpc { addr, service, tls } => {
+                grpc::probe(addr, service, tls.as_ref(), roots).await
+            }
             CheckTarget::Script {
                 command,
                 args,
@@ -532,7 +574,38 @@ mod tests {
                 CheckTarget::Grpc {
                     addr: "10.0.0.1:8080".into(),
                     service: "db".into(),
-                    tls: Some(true),
+                    tls: Some(CheckTls {
+                        skip_verify: true,
+                        server_name: String::new(),
+                    }),
+                },
+            ),
+            (
+                Check {
+                    check_type: "grpc".into(),
+                    grpc_use_tls: true,
+                    tls_server_name: "db.internal".into(),
+                    ..Default::default()
+                },
+                CheckTarget::Grpc {
+                    addr: "10.0.0.1:8080".into(),
+                    service: String::new(),
+                    tls: Some(CheckTls {
+                        skip_verify: false,
+                        server_name: "db.internal".into(),
+                    }),
+                },
+            ),
+            (
+                Check {
+                    check_type: "grpc".into(),
+                    tls_server_name: "plain.internal".into(),
+                    ..Default::default()
+                },
+                CheckTarget::Grpc {
+                    addr: "10.0.0.1:8080".into(),
+                    service: String::new(),
+                    tls: None,
                 },
             ),
             (
@@ -554,7 +627,7 @@ mod tests {
                     path: "/".into(),
                     method: "GET".into(),
                     headers: vec![],
-                    skip_verify: false,
+                    tls: CheckTls::default(),
                 },
             ),
             (
@@ -847,6 +920,7 @@ mod tests {
             protocol: "https".into(),
             path: "/h".into(),
             tls_skip_verify: true,
+            tls_server_name: "web.internal".into(),
             success_before_passing: 2,
             failures_before_critical: 3,
             failures_before_warning: 1,
@@ -867,7 +941,10 @@ mod tests {
                 path: "/h".into(),
                 method: "GET".into(),
                 headers: vec![],
-                skip_verify: true,
+                tls: CheckTls {
+                    skip_verify: true,
+                    server_name: "web.internal".into(),
+                },
             }
         );
         assert_eq!(
@@ -907,47 +984,86 @@ mod tests {
     /// Serves `app` over TLS on loopback with a certificate of a fresh CA nobody trusts,
     /// offering `alpn`; its address.
     pub(super) async fn serve_untrusted_tls(app: axum::Router, alpn: &[&[u8]]) -> String {
+        serve_tls_at(app, alpn, "127.0.0.1").await.0
+    }
+
+    /// Serves `app` over TLS on `ip` (a loopback address) offering `alpn`, with a certificate
+    /// of a fresh CA for `server.global.nomad`, `localhost` and 127.0.0.1 only; its address
+    /// and the CA's certificate file.
+    pub(super) async fn serve_tls_at(
+        app: axum::Router,
+        alpn: &[&[u8]],
+        ip: &str,
+    ) -> (String, std::path::PathBuf) {
         use nomos_tls::generate::{self, CertRequest, Role};
         let dir = tempfile::tempdir().unwrap().keep();
         let ca = generate::ca(1).unwrap();
         let pair = generate::cert(&ca, &CertRequest::new(Role::Server)).unwrap();
-        let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
+        let (cert, key, ca_file) = (dir.join("c.pem"), dir.join("k.pem"), dir.join("ca.pem"));
         generate::write_new(&pair, &cert, &key).unwrap();
+        std::fs::write(&ca_file, &ca.cert_pem).unwrap();
         let tls = nomos_tls::ServerTls {
             cert_file: cert,
             key_file: key,
             client_ca: None,
         };
         let config = nomos_tls::server_config(&tls, alpn).unwrap();
-        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = tokio::net::TcpListener::bind(format!("{ip}:0"))
+            .await
+            .unwrap();
         let addr = tcp.local_addr().unwrap().to_string();
         let listener = nomos_tls::listener::TlsListener::new(tcp, config);
         tokio::spawn(async move { axum::serve(listener, app).await });
-        addr
+        (addr, ca_file)
     }
 
-    /// An https server with a certificate of a fresh CA nobody trusts, answering 200.
-    async fn self_signed_https() -> String {
-        let app = axum::Router::new().route("/h", axum::routing::get(|| async { "ok" }));
-        let addr = serve_untrusted_tls(app, &[b"http/1.1"]).await;
-        addr
+    fn https_check(addr: &str, skip_verify: bool, server_name: &str) -> CheckDef {
+        probe_def(CheckTarget::Https {
+            addr: addr.to_string(),
+            path: "/h".into(),
+            method: "GET".into(),
+            headers: vec![],
+            tls: CheckTls {
+                skip_verify,
+                server_name: server_name.into(),
+            },
+        })
+    }
+
+    fn ok_app() -> axum::Router {
+        axum::Router::new().route("/h", axum::routing::get(|| async { "ok" }))
     }
 
     #[tokio::test]
     async fn an_https_check_trusts_an_unknown_certificate_only_with_tls_skip_verify() {
-        let addr = self_signed_https().await;
-        let https = |skip_verify| {
-            probe_def(CheckTarget::Https {
-                addr: addr.clone(),
-                path: "/h".into(),
-                method: "GET".into(),
-                headers: vec![],
-                skip_verify,
-            })
-        };
-        let (status, out) = run_check(&https(true), None).await;
+        let addr = serve_untrusted_tls(ok_app(), &[b"http/1.1"]).await;
+        let (status, out) = run_check(&https_check(&addr, true, ""), None).await;
         assert_eq!(status, PASSING, "{out}");
-        let (status, out) = run_check(&https(false), None).await;
+        let (status, out) = run_check(&https_check(&addr, false, ""), None).await;
         assert_eq!(status, CRITICAL, "{out}");
+        assert!(out.contains("TLS handshake"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn an_https_check_verifies_the_certificate_for_tls_server_name() {
+        // The certificate names 127.0.0.1, not 127.0.0.2, where the server listens.
+        let (addr, ca) = serve_tls_at(ok_app(), &[b"http/1.1"], "127.0.0.2").await;
+        let run = |name: &'static str| {
+            let (addr, ca) = (addr.clone(), ca.clone());
+            async move {
+                run_check_trusting(&https_check(&addr, false, name), None, Some(ca.as_path())).await
+            }
+        };
+        let (status, out) = run("server.global.nomad").await;
+        assert_eq!(status, PASSING, "{out}");
+        assert!(out.contains("200"), "{out}");
+        for wrong in ["", "other.global.nomad"] {
+            let (status, out) = run(wrong).await;
+            assert_eq!(status, CRITICAL, "{wrong:?}: {out}");
+            assert!(out.contains("certificate"), "{wrong:?}: {out}");
+        }
+        let (status, out) = run("not a name!").await;
+        assert_eq!(status, CRITICAL, "{out}");
+        assert!(out.contains("TLS server name"), "{out}");
     }
 }

@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use indexmap::IndexMap;
 
@@ -67,6 +68,25 @@ pub struct AgentConfig {
     /// How to reach the servers' API over TLS (their CA, this node's certificate), when the
     /// servers serve it with `tls { http = true }`.
     pub servers_tls: Option<nomos_tls::ClientTls>,
+    /// The range each template's `wait { min max }` is clamped into (Nomad's client
+    /// `template { wait_bounds { min max } }`).
+    pub template_wait_bounds: WaitBounds,
+}
+
+/// Bounds for templates' `wait`: each of its `min` and `max` is raised to `min` and lowered to
+/// `max` here, where set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaitBounds {
+    pub min: Option<Duration>,
+    pub max: Option<Duration>,
+}
+
+impl WaitBounds {
+    /// `d` within the bounds (when the bounds cross, `max` wins).
+    pub fn clamp(&self, d: Duration) -> Duration {
+        let d = self.min.map_or(d, |min| d.max(min));
+        self.max.map_or(d, |max| d.min(max))
+    }
 }
 
 /// The port `nctl agent` serves its HTTP endpoint on by default, next to the server's API
@@ -120,6 +140,7 @@ impl Default for AgentConfig {
             docker_host_volumes: false,
             servers: Vec::new(),
             servers_tls: None,
+            template_wait_bounds: WaitBounds::default(),
         }
     }
 }

@@ -75,10 +75,10 @@ pub enum AgentError {
     /// A template did not parse or render (its position and the reason).
     #[error("{0}")]
     Template(String),
-    /// A template reads keys that do not exist yet (`key`): the task waits for them to appear
-    /// (the store's key-value space watched from `revision` on). Not a failure.
-    #[error("{}", crate::templates::missing_message(.deps))]
-    TemplateMissing { deps: Vec<String>, revision: i64 },
+    /// A template reads keys (`key`) or Variables (`nomadVar`) that do not exist yet: the
+    /// task waits for them to appear. Not a failure.
+    #[error("{}", crate::templates::missing_message(&.0.deps))]
+    TemplateMissing(crate::templates::Missing),
     /// A call to the servers' API (for a template's Variables) failed or was refused.
     #[error("servers: {0}")]
     Servers(String),

@@ -9,10 +9,11 @@
 //!
 //! A body without the left delimiter is written as it is (after `${...}` interpolation);
 //! with one, it must parse and render, or the task does not start: `{{ }}` is never written
-//! out unrendered. `key` on a key that does not exist yet does not fail the render: as in
-//! consul-template, the template waits for it. [`TaskSources::missing`] lists such keys
-//! (`kv.block(<path>)`); the caller discards the render and waits for the key-value space to
-//! change.
+//! out unrendered. `key` on a key that does not exist yet, and `nomadVar` on a Variable that
+//! does not, do not fail the render: as in consul-template, the template waits for them
+//! (`nomadVarExists` and `nomadVarList` answer at once). [`TaskSources::missing`] lists them
+//! (`kv.block(<path>)`, `nomad.var.block(<path>@<namespace>)`); the caller discards the render
+//! and waits for the key-value space to change, or asks the servers again.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -61,13 +62,17 @@ pub struct TaskSources<'a> {
     pub missing: std::cell::RefCell<Missing>,
 }
 
-/// The keys a render read and did not find, and the store revision they were missing at.
+/// What a render read and did not find: keys, with the store revision they were missing at,
+/// and Variables, which only asking the servers again finds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Missing {
-    /// Dependencies in consul-template's spelling (`kv.block(app/color)`), in order.
+    /// Dependencies in consul-template's spelling (`kv.block(app/color)`,
+    /// `nomad.var.block(app/db@default)`), in order.
     pub deps: Vec<String>,
-    /// The earliest store revision a dependency was read missing at.
+    /// The earliest store revision a key was read missing at (0: no key is missing).
     pub revision: i64,
+    /// Whether a Variable is missing.
+    pub variables: bool,
 }
 
 /// The most missing dependencies a task event names (Nomad names three, then a count).
@@ -101,9 +106,10 @@ impl Sources for TaskSources<'_> {
                 let (path, ns) = self.path_and_namespace(one_string(name, args)?);
                 match self.fetch(&variable_url(path, ns))? {
                     Some(var) => Ok(Value::from(var.get("Items").cloned().unwrap_or_default())),
-                    None => Err(format!(
-                        "no variable at {path:?} in namespace {ns:?} (or the task's identity may not read it)"
-                    )),
+                    None => {
+                        self.missed(format!("nomad.var.block({path}@{ns})"), None);
+                        Ok(Value::from(serde_json::json!({})))
+                    }
                 }
             }
             "nomadVarExists" => {
@@ -132,7 +138,7 @@ impl Sources for TaskSources<'_> {
                 let path = one_string(name, args)?;
                 let (value, revision) = self.kv_read(path)?;
                 Ok(Value::from(value.unwrap_or_else(|| {
-                    self.missed(format!("kv.block({path})"), revision);
+                    self.missed(format!("kv.block({path})"), Some(revision));
                     String::new()
                 })))
             }
@@ -244,10 +250,13 @@ impl TaskSources<'_> {
         self.missing.borrow().clone()
     }
 
-    fn missed(&self, dep: String, revision: i64) {
+    /// Records a missing dependency: a key read at `revision`, or a Variable (`None`).
+    fn missed(&self, dep: String, revision: Option<i64>) {
         let mut m = self.missing.borrow_mut();
-        if m.deps.is_empty() || revision < m.revision {
-            m.revision = revision;
+        match revision {
+            Some(rev) if m.revision == 0 || rev < m.revision => m.revision = rev,
+            Some(_) => {}
+            None => m.variables = true,
         }
         if !m.deps.contains(&dep) {
             m.deps.push(dep);
@@ -816,6 +825,101 @@ mod tests {
         let m = sources.missing();
         assert_eq!(m.deps, vec!["kv.block(app/a)", "kv.block(app/c)"]);
         assert!(m.revision > 0, "{m:?}");
+    }
+
+    /// A stand-in for the servers' Variables API on a runtime of its own: `app/db` holds
+    /// `{"user": "u"}`, paths under `denied/` are refused, any other is missing; `/v1/vars`
+    /// lists nothing. The runtime (keep it) and a link to the API.
+    fn variables_api(
+        store: std::sync::Arc<dyn nomos_store::Store>,
+    ) -> (tokio::runtime::Runtime, ServerLink) {
+        use axum::http::StatusCode;
+        use axum::response::IntoResponse;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let read = |axum::extract::Path(path): axum::extract::Path<String>| async move {
+            match path.as_str() {
+                "app/db" => axum::Json(serde_json::json!({"Items": {"user": "u"}})).into_response(),
+                p if p.starts_with("denied/") => StatusCode::FORBIDDEN.into_response(),
+                _ => StatusCode::NOT_FOUND.into_response(),
+            }
+        };
+        let app = axum::Router::new()
+            .route("/v1/var/{*path}", axum::routing::get(read))
+            .route(
+                "/v1/vars",
+                axum::routing::get(|| async { axum::Json(serde_json::json!([])) }),
+            );
+        let tcp = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = tcp.local_addr().unwrap();
+        rt.spawn(async move { axum::serve(tcp, app).await });
+        let mut config = crate::AgentConfig::new("n1", "/nonexistent");
+        config.servers = vec![format!("http://{addr}")];
+        let link = ServerLink::new(&config, store).unwrap();
+        (rt, link)
+    }
+
+    #[test]
+    fn only_nomad_var_waits_for_a_missing_variable() {
+        let store: std::sync::Arc<dyn nomos_store::Store> =
+            std::sync::Arc::new(nomos_store::EmbeddedStore::in_memory());
+        let (rt, link) = variables_api(store.clone());
+        let env = BTreeMap::new();
+        let render = |body: &str| {
+            let mut s = sources("default", &env, &*store, None, &rt);
+            s.variables = Some((&link, "token"));
+            let t = parse("t", body, &block()).unwrap().unwrap();
+            let out = t.render(&Value::Null, &s).map_err(|e| e.to_string());
+            (out, s.missing())
+        };
+        let var = |path: &str| format!("nomad.var.block({path})");
+        // (body, what it renders, what it waits for)
+        let cases: Vec<(&str, &str, Vec<String>)> = vec![
+            (
+                r#"{{ with nomadVar "app/db" }}{{ .user }}{{ end }}"#,
+                "u",
+                vec![],
+            ),
+            (
+                r#"{{ nomadVarExists "app/none" }} {{ len (nomadVarList "app") }}"#,
+                "false 0",
+                vec![],
+            ),
+            (
+                r#"[{{ with nomadVar "app/none" }}{{ .user }}{{ end }}]"#,
+                "[]",
+                vec![var("app/none@default")],
+            ),
+            (
+                r#"{{ with nomadVar "a@ops" }}{{ end }}{{ with nomadVar "b" }}{{ end }}"#,
+                "",
+                vec![var("a@ops"), var("b@default")],
+            ),
+        ];
+        for (body, want, deps) in cases {
+            let (out, missing) = render(body);
+            assert_eq!(out.as_deref(), Ok(want), "{body}");
+            assert_eq!(missing.deps, deps, "{body}");
+            assert_eq!(missing.variables, !deps.is_empty(), "{body}");
+            assert_eq!(missing.revision, 0, "no key is missing: {body}");
+        }
+        // A key and a Variable missing: both waited for, the key from its revision.
+        let (_, missing) = render(r#"{{ key "app/k" }}{{ with nomadVar "app/none" }}{{ end }}"#);
+        assert_eq!(
+            missing.deps,
+            vec!["kv.block(app/k)".to_string(), var("app/none@default")]
+        );
+        assert!(missing.variables && missing.revision > 0, "{missing:?}");
+        // A Variable the task may not read fails the render; it is not waited for.
+        let (out, missing) = render(r#"{{ with nomadVar "denied/x" }}{{ end }}"#);
+        let e = out.unwrap_err();
+        assert!(e.contains("403"), "{e}");
+        assert_eq!(missing, Missing::default());
     }
 
     #[test]

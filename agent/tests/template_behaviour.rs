@@ -1,85 +1,18 @@
 //! A template's behaviour with real tasks: a task waits, pending, for the keys its templates
 //! read (`key`) and starts as soon as they appear, or stops waiting when its allocation stops;
-//! a burst of key changes inside `wait` renders once; a rendered file gets the owner its
-//! `uid` / `gid` ask for.
+//! a burst of key changes inside `wait` renders once; a key that goes away under a running
+//! task is told once per missing set; a rendered file gets the owner its `uid` / `gid` ask
+//! for.
 
 mod common;
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
+use common::world::*;
 use common::*;
 use nomos_api::{AllocStatus, ClientStatus, JobType, Task, TaskRunState, Template, TemplateWait};
-use nomos_store::{keys, EmbeddedStore, Store};
-
-/// A store, an agent on node `n1` using it, and the temp dir holding the agent's data dir.
-struct World {
-    dir: tempfile::TempDir,
-    store: Arc<dyn Store>,
-    agent: Option<RunningAgent>,
-}
-
-impl World {
-    fn start() -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
-        let agent = Some(RunningAgent::start(
-            test_config("n1", dir.path()),
-            store.clone(),
-        ));
-        World { dir, store, agent }
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("n1")
-    }
-
-    fn file(&self, alloc: &str, rel: &str) -> PathBuf {
-        self.data().join("allocs").join(alloc).join("t").join(rel)
-    }
-
-    async fn put_key(&self, path: &str, value: &str) {
-        self.store
-            .put(
-                keys::kv(path).into_bytes(),
-                value.as_bytes().to_vec(),
-                Default::default(),
-            )
-            .await
-            .unwrap();
-    }
-
-    async fn place(&self, id: &str, job_type: JobType, task: Task) -> nomos_api::Allocation {
-        let job = job(id, job_type, vec![task]);
-        let a = alloc(id, "n1", &job, 0);
-        place(&*self.store, &a, &job).await;
-        a
-    }
-
-    async fn status_where(
-        &self,
-        id: &str,
-        what: &str,
-        pred: impl Fn(&AllocStatus) -> bool,
-    ) -> AllocStatus {
-        status_where(&self.store, "n1", id, what, pred).await
-    }
-
-    async fn stop(mut self, allocs: &[&nomos_api::Allocation]) {
-        for a in allocs {
-            stop_alloc(&*self.store, a).await;
-            self.status_where(&a.id, "stopped", |s| {
-                s.client_status != ClientStatus::Running && s.client_status != ClientStatus::Pending
-            })
-            .await;
-        }
-        if let Some(agent) = self.agent.take() {
-            agent.shutdown().await;
-        }
-    }
-}
 
 fn template(data: &str, destination: &str) -> Template {
     Template {
@@ -102,17 +35,6 @@ fn missing_event(s: &AllocStatus) -> Option<String> {
         .iter()
         .find(|e| e.event_type == "Template" && e.message.starts_with("Missing: "))
         .map(|e| e.message.clone())
-}
-
-fn started(s: &AllocStatus) -> bool {
-    events(s, "t").iter().any(|e| e == "Started")
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 #[tokio::test]
@@ -224,6 +146,67 @@ async fn a_burst_of_key_changes_inside_wait_renders_and_signals_once() {
     assert_eq!(out_later, out, "nothing after the one render");
     assert_eq!(out.matches("hup").count(), 1, "{out}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "n=5");
+    w.stop(&[&a]).await;
+}
+
+#[tokio::test]
+async fn a_key_missing_under_a_running_task_is_told_once_per_missing_set() {
+    let w = World::start();
+    w.put_key("app/a", "1").await;
+    w.put_key("app/b", "2").await;
+    let mut tpl = template(r#"{{ key "app/a" }}{{ key "app/b" }}"#, "local/out");
+    tpl.change_mode = "noop".into();
+    let a = w.place("gone", JobType::Service, showing_task(tpl)).await;
+    w.status_where("gone", "running", started).await;
+    // Let the watch begin.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let only_a = "Missing: kv.block(app/a)";
+    w.delete_key("app/a").await;
+    w.status_where("gone", "the Missing event", |s| {
+        missing_events(s).len() == 1
+    })
+    .await;
+    // Changes elsewhere in the key-value space render again and find the same key missing.
+    for n in 0..3 {
+        w.put_key("app/other", &n.to_string()).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let s = w.status_where("gone", "a status", |_| true).await;
+    assert_eq!(missing_events(&s), vec![only_a], "{s:?}");
+    // Another key missing is another set: told once more.
+    w.delete_key("app/b").await;
+    let both = "Missing: kv.block(app/a), kv.block(app/b)";
+    w.status_where("gone", "the second Missing event", |s| {
+        missing_events(s).len() == 2
+    })
+    .await;
+    w.put_key("app/other", "x").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let s = w.status_where("gone", "a status", |_| true).await;
+    assert_eq!(missing_events(&s), vec![only_a, both], "{s:?}");
+    let file = w.file("gone", "local/out");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "12",
+        "the last render stays"
+    );
+    // Back: it renders; gone again: told again, though it is the set told before.
+    w.put_key("app/b", "4").await;
+    w.put_key("app/a", "3").await;
+    eventually("the new render", || async {
+        (std::fs::read_to_string(&file).ok()? == "34").then_some(())
+    })
+    .await;
+    let s = w.status_where("gone", "a status", |_| true).await;
+    let told = missing_events(&s).len();
+    w.delete_key("app/a").await;
+    let s = w
+        .status_where("gone", "the Missing event after the render", |s| {
+            missing_events(s).len() == told + 1
+        })
+        .await;
+    assert_eq!(missing_events(&s)[told], only_a);
+    assert_eq!(s.task_states["t"].restarts, 0, "{s:?}");
     w.stop(&[&a]).await;
 }
 

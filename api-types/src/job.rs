@@ -377,6 +377,10 @@ pub struct Check {
     /// A `grpc` check speaks TLS (verified unless `tls_skip_verify`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub grpc_use_tls: bool,
+    /// The name an https or TLS `grpc` check verifies the certificate for and sends by SNI
+    /// (empty: the host of the address it probes).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tls_server_name: String,
     /// How the check counts while a deployment judges health: `require_healthy` (empty, the
     /// default), `ignore_warnings`, `ignore`.
     #[serde(skip_serializing_if = "String::is_empty")]

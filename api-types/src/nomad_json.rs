@@ -129,6 +129,7 @@ const CHECK: &[(&str, &str, K)] = &[
     ("FailuresBeforeWarning", "failures_before_warning", K::Plain),
     ("GRPCService", "grpc_service", K::Plain),
     ("GRPCUseTLS", "grpc_use_tls", K::Plain),
+    ("TLSServerName", "tls_server_name", K::Plain),
 ];
 const CHECK_RESTART: &[(&str, &str, K)] = &[
     ("Limit", "limit", K::Plain),

@@ -240,6 +240,7 @@ fn change_scripts_and_grpc_checks_parse_from_hcl_and_nomad_json_and_stay_out_of_
         type                    = "grpc"
         grpc_service            = "orders"
         grpc_use_tls            = true
+        tls_server_name         = "orders.internal"
         interval                = "5s"
         failures_before_warning = 2
       }
@@ -266,9 +267,10 @@ fn change_scripts_and_grpc_checks_parse_from_hcl_and_nomad_json_and_stay_out_of_
         (
             check.grpc_service.as_str(),
             check.grpc_use_tls,
-            check.failures_before_warning
+            check.failures_before_warning,
+            check.tls_server_name.as_str()
         ),
-        ("orders", true, 2)
+        ("orders", true, 2, "orders.internal")
     );
     let script = job.groups[0].tasks[0].templates[0]
         .change_script
@@ -283,7 +285,9 @@ fn change_scripts_and_grpc_checks_parse_from_hcl_and_nomad_json_and_stay_out_of_
     assert_eq!(again.jobs[0], *job);
 
     let nomad = r#"{"Job": {"ID": "n", "TaskGroups": [{"Name": "g", "Tasks": [{"Name": "t",
-      "Driver": "exec", "Templates": [{"EmbeddedTmpl": "x", "DestPath": "local/x",
+      "Driver": "exec", "Services": [{"Name": "s", "Checks": [{"Type": "grpc",
+      "GRPCUseTLS": true, "TLSServerName": "s.internal"}]}],
+      "Templates": [{"EmbeddedTmpl": "x", "DestPath": "local/x",
       "ChangeMode": "script", "ChangeScript": {"Command": "/bin/reload", "Args": ["a"],
       "Timeout": 3000000000, "FailOnError": true}}]}]}]}}"#;
     let parsed = parse_source("n.json", nomad, &ParseOptions::default()).unwrap();
@@ -295,6 +299,8 @@ fn change_scripts_and_grpc_checks_parse_from_hcl_and_nomad_json_and_stay_out_of_
         (script.timeout_ns, script.fail_on_error),
         (3_000_000_000, true)
     );
+    let check = &parsed.jobs[0].groups[0].tasks[0].services[0].checks[0];
+    assert_eq!(check.tls_server_name, "s.internal");
 
     // A spec without them keeps its stored form, and so its hash.
     let plain = "job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"exec\"\n      template {\n        data = \"x\"\n        destination = \"local/x\"\n      }\n    }\n  }\n}\n";
@@ -304,6 +310,7 @@ fn change_scripts_and_grpc_checks_parse_from_hcl_and_nomad_json_and_stay_out_of_
         "change_script",
         "grpc_service",
         "grpc_use_tls",
+        "tls_server_name",
         "failures_before_warning",
     ] {
         assert!(!json.contains(field), "{field} in {json}");

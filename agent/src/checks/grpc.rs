@@ -5,15 +5,15 @@
 //!
 //! The protocol's two messages are declared here with prost's derive instead of generated
 //! from `health.proto`: they hold one field each. With `grpc_use_tls` the connection is TLS
-//! (HTTP/2 by ALPN), verifying the server against the public web's roots unless
-//! `tls_skip_verify`, which accepts any certificate.
+//! (HTTP/2 by ALPN), set up by [`super::tls`]: verified for `tls_server_name` (else the
+//! address's host) unless `tls_skip_verify`.
 
-use std::sync::Arc;
+use std::path::Path;
 
-use tokio_rustls::rustls;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic_prost::prost;
 
+use super::tls::{CheckTls, Roots};
 use super::{Probe, CRITICAL, PASSING};
 
 /// `grpc.health.v1.HealthCheckRequest`.
@@ -46,9 +46,15 @@ pub fn serving_status_name(status: i32) -> &'static str {
     }
 }
 
-/// One health check of `service` at `addr`; `tls` is `Some(skip_verify)` for TLS.
-pub(super) async fn probe(addr: &str, service: &str, tls: Option<bool>) -> Result<Probe, String> {
-    let channel = connect(addr, tls)
+/// One health check of `service` at `addr`; over TLS per `tls` when set, verified against
+/// `roots`.
+pub(super) async fn probe(
+    addr: &str,
+    service: &str,
+    tls: Option<&CheckTls>,
+    roots: Roots<'_>,
+) -> Result<Probe, String> {
+    let channel = connect(addr, tls, roots)
         .await
         .map_err(|e| format!("gRPC connect {addr}: {e}"))?;
     let mut grpc = tonic::client::Grpc::new(channel);
@@ -77,28 +83,25 @@ pub(super) async fn probe(addr: &str, service: &str, tls: Option<bool>) -> Resul
     }
 }
 
-/// A channel to `addr`, over TLS when `tls` is set.
-async fn connect(addr: &str, tls: Option<bool>) -> Result<tonic::transport::Channel, String> {
+/// A channel to `addr`, over TLS (HTTP/2 by ALPN) when `tls` is set.
+async fn connect(
+    addr: &str,
+    tls: Option<&CheckTls>,
+    roots: Roots<'_>,
+) -> Result<tonic::transport::Channel, String> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| e.to_string())?;
-    let Some(skip_verify) = tls else {
+    let Some(tls) = tls else {
         return endpoint.connect().await.map_err(|e| e.to_string());
     };
-    let config = Arc::new(client_config(skip_verify)?);
-    let addr = addr.to_string();
+    let (tls, addr) = (tls.clone(), addr.to_string());
+    let roots = roots.map(Path::to_path_buf);
     let connector = tower::service_fn(move |_: tonic::codegen::http::Uri| {
-        let (config, addr) = (config.clone(), addr.clone());
+        let (tls, addr, roots) = (tls.clone(), addr.clone(), roots.clone());
         async move {
-            let tcp = tokio::net::TcpStream::connect(&addr).await?;
-            let host = addr
-                .rsplit_once(':')
-                .map_or(addr.as_str(), |(h, _)| h)
-                .trim_matches(['[', ']']);
-            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+            let stream = super::tls::connect(&addr, &tls, &[b"h2"], roots.as_deref())
+                .await
                 .map_err(std::io::Error::other)?;
-            let stream = tokio_rustls::TlsConnector::from(config)
-                .connect(name, tcp)
-                .await?;
             Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
         }
     });
@@ -117,65 +120,6 @@ fn source_chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     out.join(": ")
-}
-
-/// A TLS client config offering HTTP/2: the public web's roots, or any certificate at all.
-fn client_config(skip_verify: bool) -> Result<rustls::ClientConfig, String> {
-    let mut config = if skip_verify {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-            .with_no_client_auth()
-    } else {
-        nomos_tls::config::client_config(&Default::default()).map_err(|e| e.to_string())?
-    };
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(config)
-}
-
-/// Accepts any server certificate (`tls_skip_verify`); handshake signatures are still checked,
-/// so the peer holds the key of the certificate it showed.
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        let algs = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        let algs = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]
@@ -223,7 +167,7 @@ mod tests {
             ("nope", CRITICAL, "NotFound"),
         ];
         for (service, want, words) in cases {
-            let (verdict, out) = match probe(&addr, service, None).await {
+            let (verdict, out) = match probe(&addr, service, None, None).await {
                 Ok(p) => p,
                 Err(e) => (CRITICAL, e),
             };
@@ -233,18 +177,45 @@ mod tests {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let gone = closed.local_addr().unwrap().to_string();
         drop(closed);
-        let err = probe(&gone, "", None).await.unwrap_err();
+        let err = probe(&gone, "", None, None).await.unwrap_err();
         assert!(err.contains("gRPC connect"), "{err}");
+    }
+
+    fn tls(skip_verify: bool, server_name: &str) -> CheckTls {
+        CheckTls {
+            skip_verify,
+            server_name: server_name.into(),
+        }
     }
 
     #[tokio::test]
     async fn tls_trusts_an_unknown_certificate_only_with_tls_skip_verify() {
         let addr = health_server(true).await;
-        let (verdict, out) = probe(&addr, "up", Some(true)).await.unwrap();
+        let skip = tls(true, "");
+        let (verdict, out) = probe(&addr, "up", Some(&skip), None).await.unwrap();
         assert_eq!((verdict, out.contains("SERVING")), (PASSING, true), "{out}");
-        let err = probe(&addr, "up", Some(false)).await.unwrap_err();
+        let err = probe(&addr, "up", Some(&tls(false, "")), None)
+            .await
+            .unwrap_err();
         assert!(err.contains("gRPC connect"), "{err}");
-        let plain = probe(&addr, "up", None).await;
+        let plain = probe(&addr, "up", None, None).await;
         assert!(plain.is_err(), "plain text to a TLS server: {plain:?}");
+    }
+
+    #[tokio::test]
+    async fn tls_verifies_the_certificate_for_tls_server_name() {
+        // The certificate names 127.0.0.1, not 127.0.0.2, where the server listens.
+        let app = axum::Router::new().route(CHECK_PATH, axum::routing::post(health));
+        let (addr, ca) = super::super::tests::serve_tls_at(app, &[b"h2"], "127.0.0.2").await;
+        let ca = Some(ca.as_path());
+        let named = tls(false, "server.global.nomad");
+        let (verdict, out) = probe(&addr, "up", Some(&named), ca).await.unwrap();
+        assert_eq!((verdict, out.contains("SERVING")), (PASSING, true), "{out}");
+        for wrong in ["", "other.global.nomad"] {
+            let err = probe(&addr, "up", Some(&tls(false, wrong)), ca)
+                .await
+                .unwrap_err();
+            assert!(err.contains("certificate"), "{wrong:?}: {err}");
+        }
     }
 }

@@ -149,13 +149,11 @@ async fn render_template(
             missing: Default::default(),
         };
         let rendered = parsed.render(&nomos_template::Value::Null, &sources);
-        // A key not there yet blocks the template (an error after it may be its consequence).
+        // A key or Variable not there yet blocks the template (an error after it may be its
+        // consequence).
         let missing = sources.missing();
         if !missing.deps.is_empty() {
-            return Err(AgentError::TemplateMissing {
-                deps: missing.deps,
-                revision: missing.revision,
-            });
+            return Err(AgentError::TemplateMissing(missing));
         }
         rendered.map_err(|e| AgentError::Template(e.to_string()))
     })

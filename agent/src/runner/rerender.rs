@@ -1,14 +1,16 @@
 //! Keeps a running task's templates current: when the service catalogue changes (its index key,
 //! `/nomos/servicesindex`, moves) and a template reads it (`nomadService`, `nomadServices`), or
 //! a key under `/nomos/kv/` changes and a template reads that space (`key`, `keyOrDefault`,
-//! `ls`), the task's templates render again; each one whose output changed is rewritten and its
+//! `ls`), or every [`VARIABLES_POLL`] when a template reads Variables (`nomadVar`, asked of the
+//! servers), the task's templates render again; each one whose output changed is rewritten and its
 //! `change_mode` applied: `noop` leaves the task be, `signal` sends `change_signal`, `script`
 //! runs `change_script` inside the task (through its driver, as a script check), `restart`
 //! (Nomad's default) restarts the task. A template with `wait` renders once the changes
 //! settle, and a change mode acts after a random delay up to the templates' `splay` (both
-//! decided in [`super::template_timing`]). [`watch_templates`] resolves only when the task must
-//! restart, or be killed because a change script with `fail_on_error` failed; the caller does
-//! it.
+//! decided in [`super::template_timing`]). A key or Variable that went away leaves the files
+//! as last rendered, with one `Missing: ...` event per distinct missing set ([`MissingNotice`]).
+//! [`watch_templates`] resolves only when the task must restart, or be killed because a change
+//! script with `fail_on_error` failed; the caller does it.
 
 use std::time::Duration;
 
@@ -27,6 +29,33 @@ use tokio::time::Instant;
 const CATALOGUE_FUNCTIONS: &[&str] = &["nomadService", "nomadServices"];
 /// The functions whose answers change with the users' key-value space.
 const KV_FUNCTIONS: &[&str] = &["key", "keyOrDefault", "ls"];
+/// How often a running task's templates that read Variables render again: Variables are read
+/// through the servers' API, which the agent cannot watch.
+const VARIABLES_POLL: Duration = Duration::from_secs(3);
+
+/// Which `Missing: ...` event a running task's templates last told, so a key or Variable that
+/// stays missing through many changes is told once per distinct missing set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MissingNotice {
+    shown: Option<String>,
+}
+
+impl MissingNotice {
+    /// The outcome of one render: `Some(deps)` missing, `None` rendered (or failed otherwise).
+    /// Returns the event to write, if this missing set was not the last one told.
+    pub fn note(&mut self, missing: Option<&[String]>) -> Option<String> {
+        let Some(deps) = missing else {
+            self.shown = None;
+            return None;
+        };
+        let msg = crate::templates::missing_message(deps);
+        if self.shown.as_deref() == Some(msg.as_str()) {
+            return None;
+        }
+        self.shown = Some(msg.clone());
+        Some(msg)
+    }
+}
 
 /// What a task's templates read that can change while it runs: the catalogue's index key and
 /// the key-value space, as the store selectors to watch.
@@ -109,14 +138,20 @@ pub(super) async fn watch_templates(
         return std::future::pending().await;
     }
     let rec = shared.snapshot();
-    let selectors = template_functions(ctx, &rec, task)
-        .map(|used| watched(&used))
-        .unwrap_or_default();
-    if selectors.is_empty() {
+    let used = template_functions(ctx, &rec, task).unwrap_or_default();
+    let selectors = watched(&used);
+    let poll = crate::templates::needs_identity(&used).then_some(VARIABLES_POLL);
+    if selectors.is_empty() && poll.is_none() {
         return std::future::pending().await;
     }
     let all: Vec<usize> = (0..task.templates.len()).collect();
-    let waits: Vec<_> = task.templates.iter().map(quiescence).collect();
+    let bounds = ctx.config.template_wait_bounds;
+    let waits: Vec<_> = task
+        .templates
+        .iter()
+        .map(|t| quiescence(t, bounds))
+        .collect();
+    let mut notice = MissingNotice::default();
     loop {
         let Some(from) = store_revision(ctx).await else {
             // The store is away: look again shortly (a watch from revision 1 would replay it all).
@@ -124,22 +159,23 @@ pub(super) async fn watch_templates(
             continue;
         };
         // A change between the start's render and this watch is caught by rendering once now.
-        if let Some(end) = rerender(ctx, shared, driver, task, h, &all).await {
+        if let Some(end) = rerender(ctx, shared, driver, task, h, &all, &mut notice).await {
             return end;
         }
         let Some(mut events) = watch_all(ctx, &selectors, from + 1).await else {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
-        let changes = Changes {
+        let mut changes = Changes {
             ctx,
             shared,
             driver,
             task,
             h,
+            notice: &mut notice,
         };
         if let Some(end) = changes
-            .follow(&mut events, Pending::new(waits.clone()))
+            .follow(&mut events, Pending::new(waits.clone()), poll)
             .await
         {
             return end;
@@ -174,20 +210,27 @@ struct Changes<'a> {
     driver: &'a dyn Driver,
     task: &'a Task,
     h: &'a TaskHandle,
+    notice: &'a mut MissingNotice,
 }
 
 impl Changes<'_> {
-    /// Renders templates as changes arrive, each once its quiescence allows. Returns what the
-    /// task loop must do when a change ends the task's run, `None` when the watch ended.
+    /// Renders templates as changes arrive (and every `poll`, when set), each once its
+    /// quiescence allows. Returns what the task loop must do when a change ends the task's run,
+    /// `None` when the watch ended.
     async fn follow(
-        &self,
+        &mut self,
         events: &mut futures::stream::SelectAll<nomos_store::WatchStream>,
         mut pending: Pending<Instant>,
+        poll: Option<Duration>,
     ) -> Option<TemplateEnd> {
+        let period = poll.unwrap_or(Duration::from_secs(3600));
+        let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = pending.next_render();
             tokio::select! {
-                ev = events.next() => match ev {
+                _ = ticks.tick(), if poll.is_some() => pending.changed(Instant::now()),
+                ev = events.next(), if !events.is_empty() => match ev {
                     Some(Ok(_)) => {
                         // A burst already queued is one change.
                         while let Some(Some(Ok(_))) = futures::FutureExt::now_or_never(events.next()) {}
@@ -198,7 +241,7 @@ impl Changes<'_> {
                 _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
                     let due = pending.take_due(Instant::now());
                     let (ctx, shared, driver, task, h) = (self.ctx, self.shared, self.driver, self.task, self.h);
-                    if let Some(end) = rerender(ctx, shared, driver, task, h, &due).await {
+                    if let Some(end) = rerender(ctx, shared, driver, task, h, &due, self.notice).await {
                         return Some(end);
                     }
                 }
@@ -223,7 +266,8 @@ async fn store_revision(ctx: &Ctx) -> Option<i64> {
 }
 
 /// Renders the templates at `due` once and applies what the changed ones ask (after a random
-/// delay up to their `splay`), but a restart or a kill, which it returns.
+/// delay up to their `splay`), but a restart or a kill, which it returns. Missing keys or
+/// Variables are told through `notice`.
 async fn rerender(
     ctx: &Ctx,
     shared: &AllocShared,
@@ -231,16 +275,23 @@ async fn rerender(
     task: &Task,
     h: &TaskHandle,
     due: &[usize],
+    notice: &mut MissingNotice,
 ) -> Option<TemplateEnd> {
     let rec = shared.snapshot();
-    let changed = match rerender_templates(ctx, &rec, task, due).await {
+    let rendered = rerender_templates(ctx, &rec, task, due).await;
+    let missing = match &rendered {
+        Err(AgentError::TemplateMissing(m)) => Some(m.deps.as_slice()),
+        _ => None,
+    };
+    if let Some(why) = notice.note(missing) {
+        // Keys or Variables that went away: the files keep their last render.
+        shared.event(&task.name, "Template", why, None, |_, _| {});
+    }
+    let changed = match rendered {
         Ok(c) => c,
+        Err(AgentError::TemplateMissing(_)) => return None,
         Err(e) => {
-            let why = match e {
-                // Keys that went away: the files keep their last render.
-                AgentError::TemplateMissing { .. } => e.to_string(),
-                e => format!("Template failed to render again: {e}"),
-            };
+            let why = format!("Template failed to render again: {e}");
             shared.event(&task.name, "Template", why, None, |_, _| {});
             return None;
         }
@@ -386,6 +437,34 @@ mod tests {
         ];
         for (changed, want) in cases {
             assert_eq!(change_action(&t, changed), want, "{changed:?}");
+        }
+    }
+
+    #[test]
+    fn a_missing_set_is_told_once_until_it_changes_or_a_render_succeeds() {
+        let set = |deps: &[&str]| Some(deps.iter().map(|d| d.to_string()).collect::<Vec<_>>());
+        let a = set(&["kv.block(a)"]);
+        let ab = set(&["kv.block(a)", "kv.block(b)"]);
+        let v = set(&["nomad.var.block(x@default)"]);
+        // (outcome of a render: Some(missing) or None for rendered, the event told)
+        let steps: Vec<(Option<Vec<String>>, Option<&str>)> = vec![
+            (a.clone(), Some("Missing: kv.block(a)")),
+            (a.clone(), None),
+            (a.clone(), None),
+            (ab.clone(), Some("Missing: kv.block(a), kv.block(b)")),
+            (ab.clone(), None),
+            (a.clone(), Some("Missing: kv.block(a)")),
+            (None, None),
+            (a.clone(), Some("Missing: kv.block(a)")),
+            (v.clone(), Some("Missing: nomad.var.block(x@default)")),
+            (v, None),
+            (None, None),
+            (None, None),
+        ];
+        let mut notice = MissingNotice::default();
+        for (i, (outcome, want)) in steps.into_iter().enumerate() {
+            let told = notice.note(outcome.as_deref());
+            assert_eq!(told.as_deref(), want, "step {i}");
         }
     }
 

@@ -1,8 +1,8 @@
 //! One loop per task: wait for its lifecycle phase, start it (or re-attach to what a previous
 //! agent started), follow it until it exits, a user or a changed template asks for a restart or
 //! the allocation stops, and let the restart policy decide what follows each exit. A task whose
-//! templates read keys not there yet stays pending, outside the restart policy, until the keys
-//! appear or the allocation stops.
+//! templates read keys or Variables not there yet stays pending, outside the restart policy,
+//! until they appear or the allocation stops.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -194,14 +194,14 @@ pub(super) async fn run_task(ctx: Ctx, shared: Arc<AllocShared>, task: Task) {
                 waiting = None;
                 follow_task(&ctx, &shared, driver, &task, &h, reattaching, &mut stop_rx).await
             }
-            Err(e @ AgentError::TemplateMissing { .. }) => {
+            Err(e @ AgentError::TemplateMissing(_)) => {
                 let why = e.to_string();
                 if waiting.as_deref() != Some(why.as_str()) {
                     shared.event(&name, "Template", why.clone(), None, |_, _| {});
                     waiting = Some(why);
                 }
-                if let AgentError::TemplateMissing { revision, .. } = e {
-                    wait_for_keys(&ctx, revision, &mut stop_rx).await;
+                if let AgentError::TemplateMissing(missing) = e {
+                    wait_for_missing(&ctx, &missing, &mut stop_rx).await;
                 }
                 continue;
             }
@@ -226,35 +226,60 @@ pub(super) async fn run_task(ctx: Ctx, shared: Arc<AllocShared>, task: Task) {
     }
 }
 
-/// Waits until the key-value space changes after `revision` (a key a template waits for may
-/// have appeared), the allocation stops, or [`KEYS_RECHECK`] passes; the caller renders again.
-async fn wait_for_keys(ctx: &Ctx, revision: i64, stop_rx: &mut watch::Receiver<bool>) {
+/// Waits until what a template missed may be there: the key-value space changed after the
+/// revision its keys were missing at, [`VARIABLES_RECHECK`] passed for a missing Variable (the
+/// servers are asked again), or [`KEYS_RECHECK`] passed; or until the allocation stops. The
+/// caller renders again.
+async fn wait_for_missing(
+    ctx: &Ctx,
+    missing: &crate::templates::Missing,
+    stop_rx: &mut watch::Receiver<bool>,
+) {
+    let keys = async {
+        if missing.revision == 0 {
+            return std::future::pending().await;
+        }
+        kv_changed(ctx, missing.revision).await
+    };
+    let variables = async {
+        if !missing.variables {
+            return std::future::pending().await;
+        }
+        tokio::time::sleep(VARIABLES_RECHECK).await
+    };
+    tokio::select! {
+        _ = keys => {}
+        _ = variables => {}
+        _ = stopped(stop_rx) => {}
+        _ = tokio::time::sleep(KEYS_RECHECK) => {}
+    }
+}
+
+/// Resolves once the key-value space changed after `revision`, or a second after a watch
+/// could not be had (the store is away, the revision compacted).
+async fn kv_changed(ctx: &Ctx, revision: i64) {
     use futures::StreamExt;
     let sel = nomos_store::KeySelector::prefix(nomos_store::keys::KV_PREFIX.as_bytes().to_vec());
     let opts = nomos_store::WatchOptions {
         start_revision: revision + 1,
         ..Default::default()
     };
-    let changed = async {
-        let first = match ctx.store.watch(sel, opts).await {
-            Ok(mut w) => w.next().await,
-            Err(_) => None,
-        };
-        if !matches!(first, Some(Ok(_))) {
-            // No watch (the store is away, the revision compacted): look again shortly.
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+    let first = match ctx.store.watch(sel, opts).await {
+        Ok(mut w) => w.next().await,
+        Err(_) => None,
     };
-    tokio::select! {
-        _ = changed => {}
-        _ = stopped(stop_rx) => {}
-        _ = tokio::time::sleep(KEYS_RECHECK) => {}
+    if !matches!(first, Some(Ok(_))) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
 /// How long a task waiting for its templates' keys waits before rendering again even though no
 /// change was seen (level-triggered: a missed watch event costs at most this).
 const KEYS_RECHECK: Duration = Duration::from_secs(60);
+
+/// How often a task waiting for a Variable asks the servers again: Variables are read through
+/// their API, which the agent cannot watch (on etcd a node may not read `/nomos/vars/`).
+const VARIABLES_RECHECK: Duration = Duration::from_secs(1);
 
 /// How one run of a task ended.
 enum RunEnd {

@@ -4,12 +4,14 @@
 //!
 //! Quiescence: after what a template reads changes, it renders once nothing more changed for
 //! `min`, and at the latest `max` after the first change of the burst. A template without
-//! `wait` renders at once.
+//! `wait` renders at once. The agent's `wait_bounds` clamp each template's `min` and `max`.
 
 use std::ops::Add;
 use std::time::Duration;
 
 use nomos_api::{Template, DEFAULT_TEMPLATE_SPLAY_NS, MAX_TEMPLATE_DELAY_NS};
+
+use crate::config::WaitBounds;
 
 /// A template's quiescence bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,10 +26,12 @@ fn capped(ns: u64) -> Duration {
     Duration::from_nanos(ns.min(MAX_TEMPLATE_DELAY_NS))
 }
 
-/// The template's quiescence, if it has one (`max` never below `min`).
-pub fn quiescence(t: &Template) -> Option<Quiescence> {
+/// The template's quiescence, if it has one, its bounds clamped into `bounds` (`max` never
+/// below `min`).
+pub fn quiescence(t: &Template, bounds: WaitBounds) -> Option<Quiescence> {
     let w = t.wait?;
-    let (min, max) = (capped(w.min_ns), capped(w.max_or_default()));
+    let min = bounds.clamp(capped(w.min_ns));
+    let max = bounds.clamp(capped(w.max_or_default()));
     (!min.is_zero() || !max.is_zero()).then_some(Quiescence {
         min,
         max: max.max(min),
@@ -195,15 +199,19 @@ mod tests {
         };
         let w = |min_ns: u64, max_ns: Option<u64>| Some(TemplateWait { min_ns, max_ns });
         let sec = 1_000_000_000;
-        assert_eq!(quiescence(&t(None, None)), None);
-        assert_eq!(quiescence(&t(None, w(0, Some(0)))), None);
+        let none = WaitBounds::default();
+        assert_eq!(quiescence(&t(None, None), none), None);
+        assert_eq!(quiescence(&t(None, w(0, Some(0))), none), None);
         assert_eq!(
-            quiescence(&t(None, w(2 * sec, None))),
+            quiescence(&t(None, w(2 * sec, None)), none),
             q(2.0, 8.0),
             "max: 4 × min"
         );
-        assert_eq!(quiescence(&t(None, w(5 * sec, Some(sec)))), q(5.0, 5.0));
-        let huge = quiescence(&t(None, w(u64::MAX, Some(u64::MAX)))).unwrap();
+        assert_eq!(
+            quiescence(&t(None, w(5 * sec, Some(sec))), none),
+            q(5.0, 5.0)
+        );
+        let huge = quiescence(&t(None, w(u64::MAX, Some(u64::MAX))), none).unwrap();
         assert_eq!(huge.max, Duration::from_nanos(MAX_TEMPLATE_DELAY_NS));
         let ts = [
             t(None, None),
@@ -222,7 +230,110 @@ mod tests {
         assert_eq!(splay_of(&ts, &[9]), Duration::ZERO);
     }
 
+    fn bounds(min: Option<f64>, max: Option<f64>) -> WaitBounds {
+        WaitBounds {
+            min: min.map(s),
+            max: max.map(s),
+        }
+    }
+
+    #[test]
+    fn the_agents_wait_bounds_clamp_each_templates_wait() {
+        let sec = 1_000_000_000;
+        let t = |min_ns: u64, max_ns: Option<u64>| Template {
+            wait: Some(TemplateWait { min_ns, max_ns }),
+            ..Default::default()
+        };
+        let none_set = Template::default();
+        // (template, bounds, quiescence)
+        let cases: Vec<(Template, WaitBounds, Option<Quiescence>)> = vec![
+            (t(2 * sec, Some(10 * sec)), bounds(None, None), q(2.0, 10.0)),
+            (
+                t(2 * sec, Some(10 * sec)),
+                bounds(Some(1.0), Some(20.0)),
+                q(2.0, 10.0),
+            ),
+            (
+                t(2 * sec, Some(10 * sec)),
+                bounds(Some(5.0), None),
+                q(5.0, 10.0),
+            ),
+            (
+                t(2 * sec, Some(10 * sec)),
+                bounds(None, Some(4.0)),
+                q(2.0, 4.0),
+            ),
+            (
+                t(2 * sec, Some(10 * sec)),
+                bounds(Some(3.0), Some(4.0)),
+                q(3.0, 4.0),
+            ),
+            (
+                t(sec, Some(2 * sec)),
+                bounds(Some(5.0), Some(9.0)),
+                q(5.0, 5.0),
+            ),
+            (
+                t(20 * sec, Some(30 * sec)),
+                bounds(Some(1.0), Some(9.0)),
+                q(9.0, 9.0),
+            ),
+            // max defaults to 4 × min before it is clamped.
+            (t(2 * sec, None), bounds(None, Some(5.0)), q(2.0, 5.0)),
+            // A zero wait is raised to the lower bound.
+            (t(0, Some(0)), bounds(Some(1.0), None), q(1.0, 1.0)),
+            (t(0, Some(0)), bounds(None, Some(5.0)), None),
+            // Bounds that cross: the upper one wins.
+            (
+                t(2 * sec, Some(3 * sec)),
+                bounds(Some(8.0), Some(4.0)),
+                q(4.0, 4.0),
+            ),
+            // A template without `wait` renders at once whatever the bounds.
+            (none_set, bounds(Some(5.0), Some(9.0)), None),
+        ];
+        for (tpl, b, want) in cases {
+            assert_eq!(quiescence(&tpl, b), want, "{:?} {b:?}", tpl.wait);
+        }
+    }
+
     proptest! {
+        #[test]
+        fn clamped_waits_stay_inside_the_bounds_and_ordered(
+            min_ms in 0u64..100_000,
+            max_ms in proptest::option::of(0u64..100_000),
+            lo in proptest::option::of(0u64..50_000),
+            width in proptest::option::of(0u64..50_000),
+        ) {
+            let ms = Duration::from_millis;
+            let b = WaitBounds {
+                min: lo.map(ms),
+                max: width.map(|w| ms(lo.unwrap_or(0) + w)),
+            };
+            let tpl = Template {
+                wait: Some(TemplateWait { min_ns: min_ms * 1_000_000, max_ns: max_ms.map(|m| m * 1_000_000) }),
+                ..Default::default()
+            };
+            let unbounded = quiescence(&tpl, WaitBounds::default());
+            match quiescence(&tpl, b) {
+                Some(got) => {
+                    prop_assert!(got.min <= got.max);
+                    for d in [got.min, got.max] {
+                        prop_assert!(b.min.is_none_or(|lo| d >= lo), "{got:?} {b:?}");
+                        prop_assert!(b.max.is_none_or(|hi| d <= hi), "{got:?} {b:?}");
+                    }
+                    // Inside the bounds, a wait is left as it is.
+                    if let Some(u) = unbounded {
+                        let inside = |d: Duration| b.clamp(d) == d;
+                        if inside(u.min) && inside(u.max) {
+                            prop_assert_eq!(got, u);
+                        }
+                    }
+                }
+                None => prop_assert!(b.min.is_none_or(|lo| lo.is_zero())),
+            }
+        }
+
         #[test]
         fn a_splay_delay_stays_below_the_splay(splay_ns in 0u64..=MAX_TEMPLATE_DELAY_NS, r: u64) {
             let splay = Duration::from_nanos(splay_ns);

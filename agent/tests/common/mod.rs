@@ -3,6 +3,8 @@
 //! in-process with a shutdown switch.
 #![allow(dead_code)]
 
+pub mod world;
+
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;

@@ -209,6 +209,19 @@ mod tests {
     }
 
     #[test]
+    fn the_config_files_template_wait_bounds_reach_the_agent() {
+        let text = "client {\n  template {\n    wait_bounds {\n      min = \"2s\"\n    }\n  }\n}\n";
+        let (file, _) = crate::cmd::config::parse("cfg.hcl", text).expect("valid");
+        let b = config(&[], &file).template_wait_bounds;
+        assert_eq!(
+            (b.min, b.max),
+            (Some(std::time::Duration::from_secs(2)), None)
+        );
+        let none = config(&[], &FileConfig::default()).template_wait_bounds;
+        assert_eq!(none, nomos_agent::config::WaitBounds::default());
+    }
+
+    #[test]
     fn the_config_files_bind_addr_moves_the_default_listener() {
         let file = FileConfig {
             bind_addr: Some([127, 0, 0, 1].into()),

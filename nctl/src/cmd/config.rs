@@ -88,6 +88,8 @@ pub struct ClientSection {
     /// `template { disable_file_sandbox = true }`: templates (and artifacts) may read host
     /// paths.
     pub disable_file_sandbox: bool,
+    /// `template { wait_bounds { min max } }`: the range templates' `wait` is clamped into.
+    pub template_wait_bounds: nomos_agent::config::WaitBounds,
 }
 
 impl FileConfig {
@@ -203,16 +205,20 @@ const CLIENT: Section = Section {
     known: &["enabled", "servers", "node_class", "meta", "template"],
     ignored: IGNORED_CLIENT,
 };
+const CLIENT_TEMPLATE_WAIT_BOUNDS: Section = Section {
+    name: "client.template.wait_bounds",
+    known: &["min", "max"],
+    ignored: &[],
+};
 const CLIENT_TEMPLATE: Section = Section {
     name: "client.template",
-    known: &["disable_file_sandbox"],
+    known: &["disable_file_sandbox", "wait_bounds"],
     ignored: &[
         "function_denylist",
         "function_blacklist",
         "max_stale",
         "block_query_wait",
         "wait",
-        "wait_bounds",
         "consul_retry",
         "vault_retry",
         "nomad_retry",
@@ -523,6 +529,20 @@ impl Reader<'_> {
         }
     }
 
+    /// A Go duration (`"500ms"`, `"1m30s"`) or a whole number of seconds.
+    fn duration(&mut self, name: &str, v: &Node) -> Option<std::time::Duration> {
+        match &v.kind {
+            Kind::Str(s) => match nomos_api::duration::parse_duration(s) {
+                Ok(ns) => Some(std::time::Duration::from_nanos(ns)),
+                Err(why) => {
+                    self.error(v.at, format!("{name}: {why}"));
+                    None
+                }
+            },
+            _ => self.seconds(name, v).map(std::time::Duration::from_secs),
+        }
+    }
+
     /// A Go duration (`"10s"`, `"1m30s"`) or a whole number of seconds.
     fn seconds(&mut self, name: &str, v: &Node) -> Option<u64> {
         match &v.kind {
@@ -733,6 +753,7 @@ fn read_client(r: &mut Reader<'_>, settings: &[Entry], out: &mut ClientSection) 
                             out.disable_file_sandbox =
                                 r.boolean("client.template.disable_file_sandbox", &t.value)
                         }
+                        "wait_bounds" => out.template_wait_bounds = read_wait_bounds(r, t),
                         _ => r.unknown(&CLIENT_TEMPLATE, t),
                     }
                 }
@@ -740,6 +761,27 @@ fn read_client(r: &mut Reader<'_>, settings: &[Entry], out: &mut ClientSection) 
             _ => r.unknown(&CLIENT, e),
         }
     }
+}
+
+/// `client.template.wait_bounds { min max }`: durations, `min` not above `max`.
+fn read_wait_bounds(r: &mut Reader<'_>, e: &Entry) -> nomos_agent::config::WaitBounds {
+    let mut b = nomos_agent::config::WaitBounds::default();
+    let name = "client.template.wait_bounds";
+    for w in r.section(name, &e.value) {
+        let v = &w.value;
+        match w.key.as_str() {
+            "min" => b.min = r.duration(&format!("{name}.min"), v),
+            "max" => b.max = r.duration(&format!("{name}.max"), v),
+            _ => r.unknown(&CLIENT_TEMPLATE_WAIT_BOUNDS, w),
+        }
+    }
+    if let (Some(min), Some(max)) = (b.min, b.max) {
+        if min > max {
+            let msg = format!("{name}: min ({min:?}) is above max ({max:?})");
+            r.error(e.at, msg);
+        }
+    }
+    b
 }
 
 /// Reads and parses a config file, printing warnings; errors become one message of
@@ -1139,6 +1181,45 @@ server {
         for (file, text, yaml) in cases {
             assert_eq!(is_yaml(file, text), yaml, "{file}: {text:?}");
             parse(file, text).unwrap_or_else(|e| panic!("{file}: {text:?}: {e:?}"));
+        }
+    }
+
+    #[test]
+    fn template_wait_bounds_are_read_and_checked() {
+        use std::time::Duration;
+        let text = "client {\n  template {\n    wait_bounds {\n      min = \"500ms\"\n      max = \"1m\"\n    }\n  }\n}\n";
+        let (cfg, warnings) = parse("cfg.hcl", text).expect("valid");
+        assert!(warnings.is_empty(), "{:?}", strings(&warnings));
+        let b = cfg.client.template_wait_bounds;
+        assert_eq!(
+            (b.min, b.max),
+            (
+                Some(Duration::from_millis(500)),
+                Some(Duration::from_secs(60))
+            )
+        );
+        let yaml = "client:\n  template:\n    wait_bounds: {max: 5}\n";
+        let (cfg, _) = parse("cfg.yaml", yaml).expect("valid");
+        let b = cfg.client.template_wait_bounds;
+        assert_eq!((b.min, b.max), (None, Some(Duration::from_secs(5))));
+        // (text, the first diagnostic)
+        let bad = [
+            (
+                "client {\n  template {\n    wait_bounds {\n      min = \"9s\"\n      max = \"2s\"\n    }\n  }\n}\n",
+                "cfg.hcl:3:5: client.template.wait_bounds: min (9s) is above max (2s)",
+            ),
+            (
+                "client {\n  template {\n    wait_bounds {\n      min = \"soon\"\n    }\n  }\n}\n",
+                "cfg.hcl:4:13: client.template.wait_bounds.min:",
+            ),
+            (
+                "client {\n  template {\n    wait_bounds {\n      mn = \"1s\"\n    }\n  }\n}\n",
+                "cfg.hcl:4:7: unknown setting \"client.template.wait_bounds.mn\"",
+            ),
+        ];
+        for (text, want) in bad {
+            let e = strings(&parse("cfg.hcl", text).unwrap_err());
+            assert!(e[0].starts_with(want), "{text:?}: {e:?}");
         }
     }
 

@@ -140,6 +140,7 @@ impl NodeArgs {
         config.node_address = self.node_address.clone();
         config.enable_raw_exec = self.enable_raw_exec || file.raw_exec_enabled;
         config.allow_host_paths = file.client.disable_file_sandbox;
+        config.template_wait_bounds = file.client.template_wait_bounds;
         config.docker_host_volumes = file.docker_volumes_enabled;
         // `tls { rpc | http = true }`: the endpoint serves only callers with a CA-signed cert.
         config.http_tls = file.tls.agent()?;

@@ -14,6 +14,8 @@
 //! - [`canonical`]: the canonical JSON written to the store, reading stored specs back, and the
 //!   YAML manifest form; [`to_hcl`] writes a job as Nomad-style HCL2 and [`format_hcl`] lays out
 //!   an HCL file (`nctl fmt`).
+//! - [`nomad_out`]: a job in Nomad's API shapes (the job object, a list entry, the summary),
+//!   written with [`nomad_json`]'s tables so that reading it back gives the same job.
 //! - [`limits`]: how many instances a group and a job may ask for.
 //! - [`acl`]: Nomad's ACL policy language, tokens and policies, and the capability check.
 //! - [`filter`]: Nomad's `filter` query expressions (go-bexpr), evaluated on answers' JSON.
@@ -40,6 +42,7 @@ pub mod limits;
 pub mod manifest;
 pub mod namespace;
 pub mod nomad_json;
+pub mod nomad_out;
 pub mod parse;
 pub mod runtime;
 pub mod service;

@@ -3,6 +3,7 @@
 //!
 //! Nomad's bookkeeping fields (indexes, status, submit time, ...) are dropped; other fields
 //! Nomos does not act on go to the `ignored` map of the object that has one, with a warning.
+//! The field tables serve the other direction too: [`crate::nomad_out`] walks them backwards.
 
 use serde_json::{Map, Value};
 
@@ -10,39 +11,58 @@ use crate::diag::Diagnostic;
 use crate::fieldpath::{index, join, PosMap};
 use crate::frontend::RawJob;
 
+/// How one field converts. The tables below are read in both directions: Nomad → canonical
+/// here, canonical → Nomad in [`crate::nomad_out`].
 #[derive(Clone, Copy)]
-enum K {
+pub(crate) enum K {
     /// Copy as is.
     Plain,
-    One(&'static [(&'static str, &'static str, K)]),
-    Many(&'static [(&'static str, &'static str, K)]),
-    /// Nomad's `Spec` string → `crons` list.
+    /// Copy as is; the canonical form leaves the field out while it holds this zero value,
+    /// which Nomad writes out.
+    Omitted(Zero),
+    One(Table),
+    Many(Table),
+    /// Nomad's `Spec` string → `crons` list (written back for a single cron).
     SpecToList,
+    /// Nomad's `Specs` list → `crons` list (written back for several crons: Nomad accepts
+    /// `Spec` or `Specs`, not both).
+    Specs,
     /// Reserved/dynamic ports.
     Ports,
 }
 
-const CONSTRAINT: &[(&str, &str, K)] = &[
+/// Nomad's field name, the canonical field name, and how it converts.
+pub(crate) type Table = &'static [(&'static str, &'static str, K)];
+
+/// The zero value of a field that the canonical form omits while unset.
+#[derive(Clone, Copy)]
+pub(crate) enum Zero {
+    False,
+    Int,
+    Str,
+}
+
+const CONSTRAINT: Table = &[
     ("LTarget", "attribute", K::Plain),
     ("RTarget", "value", K::Plain),
     ("Operand", "operator", K::Plain),
 ];
-const AFFINITY: &[(&str, &str, K)] = &[
+const AFFINITY: Table = &[
     ("LTarget", "attribute", K::Plain),
     ("RTarget", "value", K::Plain),
     ("Operand", "operator", K::Plain),
     ("Weight", "weight", K::Plain),
 ];
-const SPREAD_TARGET: &[(&str, &str, K)] = &[
+const SPREAD_TARGET: Table = &[
     ("Value", "value", K::Plain),
     ("Percent", "percent", K::Plain),
 ];
-const SPREAD: &[(&str, &str, K)] = &[
+const SPREAD: Table = &[
     ("Attribute", "attribute", K::Plain),
     ("Weight", "weight", K::Plain),
     ("SpreadTarget", "targets", K::Many(SPREAD_TARGET)),
 ];
-const UPDATE: &[(&str, &str, K)] = &[
+const UPDATE: Table = &[
     ("MaxParallel", "max_parallel", K::Plain),
     ("HealthCheck", "health_check", K::Plain),
     ("MinHealthyTime", "min_healthy_time_ns", K::Plain),
@@ -53,32 +73,32 @@ const UPDATE: &[(&str, &str, K)] = &[
     ("Canary", "canary", K::Plain),
     ("Stagger", "stagger_ns", K::Plain),
 ];
-const MIGRATE: &[(&str, &str, K)] = &[
+const MIGRATE: Table = &[
     ("MaxParallel", "max_parallel", K::Plain),
     ("HealthCheck", "health_check", K::Plain),
     ("MinHealthyTime", "min_healthy_time_ns", K::Plain),
     ("HealthyDeadline", "healthy_deadline_ns", K::Plain),
 ];
-const PERIODIC: &[(&str, &str, K)] = &[
+const PERIODIC: Table = &[
     ("Spec", "crons", K::SpecToList),
-    ("Specs", "crons", K::Plain),
+    ("Specs", "crons", K::Specs),
     ("TimeZone", "time_zone", K::Plain),
     ("ProhibitOverlap", "prohibit_overlap", K::Plain),
     ("Enabled", "enabled", K::Plain),
 ];
-const PARAM: &[(&str, &str, K)] = &[
+const PARAM: Table = &[
     ("Payload", "payload", K::Plain),
     ("MetaRequired", "meta_required", K::Plain),
     ("MetaOptional", "meta_optional", K::Plain),
 ];
-const RESTART: &[(&str, &str, K)] = &[
+const RESTART: Table = &[
     ("Attempts", "attempts", K::Plain),
     ("Interval", "interval_ns", K::Plain),
     ("Delay", "delay_ns", K::Plain),
     ("Mode", "mode", K::Plain),
     ("RenderTemplates", "render_templates", K::Plain),
 ];
-const RESCHEDULE: &[(&str, &str, K)] = &[
+const RESCHEDULE: Table = &[
     ("Attempts", "attempts", K::Plain),
     ("Interval", "interval_ns", K::Plain),
     ("Delay", "delay_ns", K::Plain),
@@ -86,18 +106,18 @@ const RESCHEDULE: &[(&str, &str, K)] = &[
     ("MaxDelay", "max_delay_ns", K::Plain),
     ("Unlimited", "unlimited", K::Plain),
 ];
-const DISCONNECT: &[(&str, &str, K)] = &[
+const DISCONNECT: Table = &[
     ("LostAfter", "lost_after_ns", K::Plain),
     ("Replace", "replace", K::Plain),
     ("Reconcile", "reconcile", K::Plain),
     ("StopOnClientAfter", "stop_on_client_after_ns", K::Plain),
 ];
-const DISK: &[(&str, &str, K)] = &[
+const DISK: Table = &[
     ("SizeMB", "size_mb", K::Plain),
     ("Sticky", "sticky", K::Plain),
     ("Migrate", "migrate", K::Plain),
 ];
-const NETWORK: &[(&str, &str, K)] = &[
+const NETWORK: Table = &[
     ("Mode", "mode", K::Plain),
     ("Hostname", "hostname", K::Plain),
     ("MBits", "mbits", K::Plain),
@@ -105,7 +125,7 @@ const NETWORK: &[(&str, &str, K)] = &[
     ("DynamicPorts", "ports", K::Ports),
     ("DNS", "dns", K::Plain),
 ];
-const CHECK: &[(&str, &str, K)] = &[
+const CHECK: Table = &[
     ("Name", "name", K::Plain),
     ("Type", "type", K::Plain),
     ("PortLabel", "port", K::Plain),
@@ -117,26 +137,34 @@ const CHECK: &[(&str, &str, K)] = &[
     ("Interval", "interval_ns", K::Plain),
     ("Timeout", "timeout_ns", K::Plain),
     ("Header", "header", K::Plain),
-    ("TLSSkipVerify", "tls_skip_verify", K::Plain),
-    ("SuccessBeforePassing", "success_before_passing", K::Plain),
+    ("TLSSkipVerify", "tls_skip_verify", K::Omitted(Zero::False)),
+    (
+        "SuccessBeforePassing",
+        "success_before_passing",
+        K::Omitted(Zero::Int),
+    ),
     (
         "FailuresBeforeCritical",
         "failures_before_critical",
-        K::Plain,
+        K::Omitted(Zero::Int),
     ),
-    ("OnUpdate", "on_update", K::Plain),
+    ("OnUpdate", "on_update", K::Omitted(Zero::Str)),
     ("CheckRestart", "check_restart", K::One(CHECK_RESTART)),
-    ("FailuresBeforeWarning", "failures_before_warning", K::Plain),
-    ("GRPCService", "grpc_service", K::Plain),
-    ("GRPCUseTLS", "grpc_use_tls", K::Plain),
-    ("TLSServerName", "tls_server_name", K::Plain),
+    (
+        "FailuresBeforeWarning",
+        "failures_before_warning",
+        K::Omitted(Zero::Int),
+    ),
+    ("GRPCService", "grpc_service", K::Omitted(Zero::Str)),
+    ("GRPCUseTLS", "grpc_use_tls", K::Omitted(Zero::False)),
+    ("TLSServerName", "tls_server_name", K::Omitted(Zero::Str)),
 ];
-const CHECK_RESTART: &[(&str, &str, K)] = &[
+const CHECK_RESTART: Table = &[
     ("Limit", "limit", K::Plain),
     ("Grace", "grace_ns", K::Plain),
     ("IgnoreWarnings", "ignore_warnings", K::Plain),
 ];
-const SERVICE: &[(&str, &str, K)] = &[
+const SERVICE: Table = &[
     ("Name", "name", K::Plain),
     ("PortLabel", "port", K::Plain),
     ("Provider", "provider", K::Plain),
@@ -147,13 +175,13 @@ const SERVICE: &[(&str, &str, K)] = &[
     ("Meta", "meta", K::Plain),
     ("CheckRestart", "check_restart", K::One(CHECK_RESTART)),
 ];
-const DEVICE: &[(&str, &str, K)] = &[
+const DEVICE: Table = &[
     ("Name", "name", K::Plain),
     ("Count", "count", K::Plain),
     ("Constraints", "constraints", K::Many(CONSTRAINT)),
     ("Affinities", "affinities", K::Many(AFFINITY)),
 ];
-const RESOURCES: &[(&str, &str, K)] = &[
+const RESOURCES: Table = &[
     ("CPU", "cpu", K::Plain),
     ("Cores", "cores", K::Plain),
     ("MemoryMB", "memory_mb", K::Plain),
@@ -162,14 +190,14 @@ const RESOURCES: &[(&str, &str, K)] = &[
     ("Devices", "devices", K::Many(DEVICE)),
     ("Networks", "networks", K::Many(NETWORK)),
 ];
-const ARTIFACT: &[(&str, &str, K)] = &[
+const ARTIFACT: Table = &[
     ("GetterSource", "source", K::Plain),
     ("RelativeDest", "destination", K::Plain),
     ("GetterMode", "mode", K::Plain),
     ("GetterOptions", "options", K::Plain),
     ("GetterHeaders", "headers", K::Plain),
 ];
-const TEMPLATE: &[(&str, &str, K)] = &[
+const TEMPLATE: Table = &[
     ("EmbeddedTmpl", "data", K::Plain),
     ("SourcePath", "source", K::Plain),
     ("DestPath", "destination", K::Plain),
@@ -179,22 +207,25 @@ const TEMPLATE: &[(&str, &str, K)] = &[
     ("Perms", "perms", K::Plain),
     ("LeftDelim", "left_delimiter", K::Plain),
     ("RightDelim", "right_delimiter", K::Plain),
-    ("ErrMissingKey", "error_on_missing_key", K::Plain),
+    (
+        "ErrMissingKey",
+        "error_on_missing_key",
+        K::Omitted(Zero::False),
+    ),
     ("Splay", "splay_ns", K::Plain),
     ("Wait", "wait", K::One(TEMPLATE_WAIT)),
     ("Uid", "uid", K::Plain),
     ("Gid", "gid", K::Plain),
     ("ChangeScript", "change_script", K::One(CHANGE_SCRIPT)),
 ];
-const CHANGE_SCRIPT: &[(&str, &str, K)] = &[
+const CHANGE_SCRIPT: Table = &[
     ("Command", "command", K::Plain),
     ("Args", "args", K::Plain),
     ("Timeout", "timeout_ns", K::Plain),
     ("FailOnError", "fail_on_error", K::Plain),
 ];
-const TEMPLATE_WAIT: &[(&str, &str, K)] =
-    &[("Min", "min_ns", K::Plain), ("Max", "max_ns", K::Plain)];
-const IDENTITY: &[(&str, &str, K)] = &[
+const TEMPLATE_WAIT: Table = &[("Min", "min_ns", K::Plain), ("Max", "max_ns", K::Plain)];
+const IDENTITY: Table = &[
     ("Name", "name", K::Plain),
     ("Audience", "aud", K::Plain),
     ("Env", "env", K::Plain),
@@ -203,14 +234,13 @@ const IDENTITY: &[(&str, &str, K)] = &[
     ("ChangeMode", "change_mode", K::Plain),
     ("ChangeSignal", "change_signal", K::Plain),
 ];
-const LIFECYCLE: &[(&str, &str, K)] =
-    &[("Hook", "hook", K::Plain), ("Sidecar", "sidecar", K::Plain)];
-const LOGS: &[(&str, &str, K)] = &[
+const LIFECYCLE: Table = &[("Hook", "hook", K::Plain), ("Sidecar", "sidecar", K::Plain)];
+const LOGS: Table = &[
     ("MaxFiles", "max_files", K::Plain),
     ("MaxFileSizeMB", "max_file_size_mb", K::Plain),
     ("Disabled", "disabled", K::Plain),
 ];
-const TASK: &[(&str, &str, K)] = &[
+const TASK: Table = &[
     ("Name", "name", K::Plain),
     ("Driver", "driver", K::Plain),
     ("Config", "config", K::Plain),
@@ -232,7 +262,7 @@ const TASK: &[(&str, &str, K)] = &[
     ("RestartPolicy", "restart", K::One(RESTART)),
     ("ShutdownDelay", "shutdown_delay_ns", K::Plain),
 ];
-const GROUP: &[(&str, &str, K)] = &[
+const GROUP: Table = &[
     ("Name", "name", K::Plain),
     ("Count", "count", K::Plain),
     ("Constraints", "constraints", K::Many(CONSTRAINT)),
@@ -257,7 +287,7 @@ const GROUP: &[(&str, &str, K)] = &[
     ),
     ("MaxClientDisconnect", "max_client_disconnect_ns", K::Plain),
 ];
-const JOB: &[(&str, &str, K)] = &[
+pub(crate) const JOB: Table = &[
     ("ID", "id", K::Plain),
     ("Name", "name", K::Plain),
     ("Namespace", "namespace", K::Plain),
@@ -363,7 +393,7 @@ impl Conv<'_> {
             let mp = join(mpath, target);
             self.pos.insert(mp.clone(), self.src.lookup(&sp));
             let converted = match kind {
-                K::Plain => val.clone(),
+                K::Plain | K::Omitted(_) | K::Specs => val.clone(),
                 K::One(t) => self.object(val, &sp, &mp, t),
                 K::Many(t) => match val {
                     Value::Array(items) => Value::Array(

@@ -395,3 +395,213 @@ async fn agent_status_and_region_endpoints_describe_this_server() {
     let (_, _, peers) = get_full(&srv, "/v1/status/peers").await;
     assert_eq!(peers, json!([own, "10.9.9.9:4747"]));
 }
+
+const PARSE_HCL: &str = r#"
+variable "image" {
+  type = string
+}
+
+job "cache" {
+  datacenters = ["dc1"]
+  group "redis" {
+    count = 2
+    task "redis" {
+      driver = "docker"
+      config {
+        image = var.image
+      }
+      resources {
+        cpu    = 200
+        memory = 128
+      }
+    }
+  }
+}
+"#;
+
+#[tokio::test]
+async fn a_job_file_parses_into_nomads_json_job_with_its_variables() {
+    let srv = TestServer::start().await;
+    let (code, job) = put_untyped(
+        &srv,
+        "/v1/jobs/parse?namespace=team-a",
+        json!({"JobHCL": PARSE_HCL, "Variables": "image = \"redis:7\"\n", "Canonicalize": true}),
+    )
+    .await;
+    assert_eq!(code, 200, "{job}");
+    assert_eq!(job["ID"], "cache");
+    assert_eq!(job["Namespace"], "team-a");
+    assert_eq!(job["Type"], "service");
+    assert_eq!(job["TaskGroups"][0]["Count"], 2);
+    let task = &job["TaskGroups"][0]["Tasks"][0];
+    assert_eq!(task["Config"]["image"], "redis:7");
+    assert_eq!(task["Resources"]["MemoryMB"], 128);
+
+    // What parses goes back in through validate unchanged.
+    let (code, verdict) = srv
+        .post("/v1/validate/job", json!({"Job": job.clone()}))
+        .await;
+    assert_eq!(code, 200, "{verdict}");
+    assert_eq!(verdict["ValidationErrors"], Value::Null, "{verdict}");
+    assert_eq!(verdict["Error"], "");
+
+    // A missing variable, a syntax error, two jobs: 400 naming the place; no file is read.
+    for (body, needle) in [
+        (json!({"JobHCL": PARSE_HCL}), "image"),
+        (
+            json!({"JobHCL": "job \"x\" {\n  group \"g\" {\n"}),
+            "job.nomad.hcl:",
+        ),
+        (json!({"JobHCL": "job \"a\" {}\njob \"b\" {}\n"}), "job"),
+        (
+            json!({"JobHCL": PARSE_HCL.replace("var.image", "file(\"/etc/passwd\")")}),
+            "cannot read /etc/passwd",
+        ),
+        (json!({"JobHCL": PARSE_HCL, "Varibles": "x"}), "Varibles"),
+        (json!({"JobHCL": PARSE_HCL, "HCLv1": true}), "HCL2"),
+    ] {
+        let (code, resp) = put_untyped(&srv, "/v1/jobs/parse", body.clone()).await;
+        assert_eq!(code, 400, "{body}: {resp}");
+        assert!(resp.to_string().contains(needle), "{body}: {resp}");
+    }
+}
+
+#[tokio::test]
+async fn validation_reports_errors_in_nomads_shape_without_writing() {
+    let srv = TestServer::start().await;
+    let bad = json!({"Job": {"ID": "web", "Type": "service", "TaskGroups": [
+        {"Name": "g", "Count": -3, "Tasks": [{"Name": "t", "Driver": "raw_exec",
+          "Config": {"command": "/bin/true"}}]}]}});
+    let (code, verdict) = srv.post("/v1/validate/job", bad).await;
+    assert_eq!(code, 200, "{verdict}");
+    let errors = verdict["ValidationErrors"]
+        .as_array()
+        .expect("errors listed");
+    assert!(!errors.is_empty(), "{verdict}");
+    assert!(verdict["Error"]
+        .as_str()
+        .unwrap()
+        .contains("error(s) occurred"));
+    assert!(srv.read_json(&keys::job("default", "web")).await.is_none());
+    let (code, _) = srv.post("/v1/validate/job", json!({"NotAJob": 1})).await;
+    assert_eq!(code, 400);
+}
+
+/// A job as the API would have accepted it.
+fn valid_job(id: &str) -> nomos_api::Job {
+    let hcl = format!(
+        "job \"{id}\" {{\n  group \"g\" {{\n    task \"t\" {{\n      driver = \"raw_exec\"\n      config {{\n        command = \"/bin/true\"\n      }}\n    }}\n  }}\n}}\n"
+    );
+    let parsed = nomos_api::parse_source("job.hcl", &hcl, &Default::default()).expect("valid");
+    parsed.jobs.into_iter().next().unwrap()
+}
+
+#[tokio::test]
+async fn a_job_summary_counts_groups_and_a_periodic_jobs_children() {
+    let srv = TestServer::start().await;
+    let parent = valid_job("nightly");
+    srv.put_json(
+        &keys::job("default", "nightly"),
+        &serde_json::to_value(&parent).unwrap(),
+    )
+    .await;
+    let mut status = nomos_api::JobStatus {
+        status: "running".into(),
+        ..Default::default()
+    };
+    status.summary.insert(
+        parent.groups[0].name.clone(),
+        nomos_api::GroupSummary {
+            running: 2,
+            failed: 1,
+            ..Default::default()
+        },
+    );
+    srv.put_json(
+        &keys::job_status("default", "nightly"),
+        &serde_json::to_value(&status).unwrap(),
+    )
+    .await;
+    let (_, detail) = srv.get("/v1/job/nightly").await;
+    assert!(detail["invalid_spec"].is_null(), "{detail}");
+    for (child, child_status) in [
+        ("nightly-periodic-1", "dead"),
+        ("nightly-periodic-2", "running"),
+    ] {
+        let mut job = valid_job(child);
+        job.labels.insert(
+            nomos_controllers::periodic::PARENT_LABEL.into(),
+            "nightly".into(),
+        );
+        srv.put_json(
+            &keys::job("default", child),
+            &serde_json::to_value(&job).unwrap(),
+        )
+        .await;
+        let st = nomos_api::JobStatus {
+            status: child_status.into(),
+            ..Default::default()
+        };
+        srv.put_json(
+            &keys::job_status("default", child),
+            &serde_json::to_value(&st).unwrap(),
+        )
+        .await;
+    }
+    let (code, headers, summary) = get_full(&srv, "/v1/job/nightly/summary").await;
+    assert_eq!(code, 200, "{summary}");
+    assert!(index_of(&headers) > 1);
+    assert_eq!(summary["JobID"], "nightly");
+    assert_eq!(summary["Namespace"], "default");
+    let group = &summary["Summary"][parent.groups[0].name.as_str()];
+    assert_eq!(
+        (group["Running"].clone(), group["Failed"].clone()),
+        (json!(2), json!(1)),
+        "{summary}"
+    );
+    assert_eq!(
+        summary["Children"],
+        json!({"Pending": 0, "Running": 1, "Dead": 1})
+    );
+    let (code, _, _) = get_full(&srv, "/v1/job/nope/summary").await;
+    assert_eq!(code, 404);
+}
+
+#[tokio::test]
+async fn metrics_answer_in_nomads_json_and_as_prometheus_text() {
+    let srv = TestServer::start().await;
+    seed_nodes(&srv, &["n1"]).await;
+    get_full(&srv, "/v1/nodes").await;
+    let (code, _, metrics) = get_full(&srv, "/v1/metrics").await;
+    assert_eq!(code, 200, "{metrics}");
+    assert!(metrics["Timestamp"].as_str().unwrap().ends_with("UTC"));
+    for list in ["Gauges", "Counters", "Samples"] {
+        assert!(metrics[list].is_array(), "{list}: {metrics}");
+    }
+    let names: Vec<&str> = metrics["Counters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(metrics["Samples"].as_array().unwrap())
+        .filter_map(|m| m["Name"].as_str())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("nomos.http")),
+        "{names:?}"
+    );
+    let text = srv
+        .client
+        .get(srv.url("/v1/metrics?format=prometheus"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("# TYPE nomos_http"), "{text}");
+
+    let (code, _, config) = get_full(&srv, "/v1/operator/scheduler/configuration").await;
+    assert_eq!(code, 200);
+    assert_eq!(config["SchedulerConfig"]["SchedulerAlgorithm"], "binpack");
+    assert_eq!(config["KnownLeader"], true);
+}

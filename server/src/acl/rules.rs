@@ -3,7 +3,7 @@
 //! missing from the table is refused (and a test fails), so a new route cannot be left open.
 
 use nomos_api::acl::check::{
-    CAP_ALLOC_LIFECYCLE, CAP_LIST_JOBS, CAP_READ_JOB, CAP_READ_LOGS, CAP_SUBMIT_JOB,
+    CAP_ALLOC_LIFECYCLE, CAP_LIST_JOBS, CAP_PARSE_JOB, CAP_READ_JOB, CAP_READ_LOGS, CAP_SUBMIT_JOB,
 };
 use nomos_api::acl::Access;
 
@@ -66,6 +66,21 @@ use Rule::*;
 /// Every route the server serves, by method and axum path.
 pub const ROUTES: &[(&str, &str, Rule)] = &[
     ("GET", "/v1/status", Agent(Access::Read)),
+    ("POST", "/v1/jobs/parse", Namespace(CAP_PARSE_JOB, Query)),
+    ("PUT", "/v1/jobs/parse", Namespace(CAP_PARSE_JOB, Query)),
+    ("POST", "/v1/validate/job", Namespace(CAP_READ_JOB, Query)),
+    ("PUT", "/v1/validate/job", Namespace(CAP_READ_JOB, Query)),
+    (
+        "GET",
+        "/v1/job/{id}/summary",
+        Namespace(CAP_READ_JOB, Query),
+    ),
+    ("GET", "/v1/metrics", Agent(Access::Read)),
+    (
+        "GET",
+        "/v1/operator/scheduler/configuration",
+        Operator(Access::Read),
+    ),
     ("GET", "/v1/agent/self", Agent(Access::Read)),
     ("GET", "/v1/agent/members", Node(Access::Read)),
     ("GET", "/v1/agent/servers", Agent(Access::Read)),

@@ -4,13 +4,18 @@
 //! - [`blocking`]: blocking queries on the store's watch, and the index an answer carries;
 //! - [`respond`]: answers with Nomad's headers, and the list helpers (prefix, filter, pages);
 //! - [`shapes`]: Nomad's JSON encodings (`null` for empty, Go times);
-//! - [`agent`]: the agent, status and region endpoints; [`nodes`]: nodes.
+//! - [`agent`]: the agent, status and region endpoints; [`nodes`]: nodes; [`jobs`]: job
+//!   parsing, validation and summaries; [`metrics`]: `/v1/metrics`; [`operator`]: the
+//!   scheduler's configuration.
 //!
 //! Responses are gzipped when the client asks (the router's compression layer).
 
 pub mod agent;
 pub mod blocking;
+pub mod jobs;
+pub mod metrics;
 pub mod nodes;
+pub mod operator;
 pub mod query;
 pub mod respond;
 pub mod shapes;
@@ -37,6 +42,14 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/node/{name}/drain",
             post(nodes::set_drain).put(nodes::set_drain),
+        )
+        .route("/jobs/parse", post(jobs::parse).put(jobs::parse))
+        .route("/validate/job", post(jobs::validate).put(jobs::validate))
+        .route("/job/{id}/summary", get(jobs::summary))
+        .route("/metrics", get(metrics::render))
+        .route(
+            "/operator/scheduler/configuration",
+            get(operator::scheduler_configuration),
         )
         .route("/agent/self", get(agent::agent_self))
         .route("/agent/members", get(agent::members))

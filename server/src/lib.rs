@@ -236,7 +236,7 @@ pub fn router_with(state: AppState, config: &ServerConfig) -> Router {
             axum::routing::delete(services::delete),
         )
         .route("/events", get(events::stream))
-        .route("/system/gc", post(jobs::gc))
+        .route("/system/gc", post(jobs::gc).put(jobs::gc))
         .route("/namespaces", get(namespaces::list))
         .route("/namespace", post(namespaces::put).put(namespaces::put))
         .route(

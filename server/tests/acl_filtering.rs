@@ -324,3 +324,69 @@ async fn the_ui_shows_a_namespace_reader_its_jobs_and_keeps_nodes_for_node_reade
     assert!(code == 200 && html.contains("secret-job"), "{html}");
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn search_finds_only_what_the_token_may_read() {
+    let srv = acl_server().await;
+    let root = bootstrap(&srv).await;
+    for ns in ["a", "b"] {
+        namespace(&srv, &root, ns).await;
+        expect(
+            &srv,
+            200,
+            "POST",
+            "/v1/jobs",
+            Some(&root),
+            Some(apply_body(ns)),
+        )
+        .await;
+    }
+    seed_two_namespaces(&srv).await;
+    ns_policy(&srv, &root, "read-a", "a", "read").await;
+    let (_, a) = token(&srv, &root, &["read-a"]).await;
+
+    let everything = json!({"Prefix": "", "Context": "all"});
+    let all = expect(
+        &srv,
+        200,
+        "POST",
+        "/v1/search",
+        Some(&root),
+        Some(everything.clone()),
+    )
+    .await;
+    assert_eq!(
+        all["Matches"]["allocs"].as_array().unwrap().len(),
+        2,
+        "{all}"
+    );
+    let mine = expect(&srv, 200, "POST", "/v1/search", Some(&a), Some(everything)).await;
+    assert_eq!(
+        mine["Matches"]["allocs"],
+        json!(["aaaa0000-0000"]),
+        "{mine}"
+    );
+    assert_eq!(mine["Matches"]["deployment"], json!(["web-a-v1"]), "{mine}");
+    assert_eq!(mine["Matches"]["namespaces"], json!(["a"]), "{mine}");
+    assert_eq!(
+        mine["Matches"]["nodes"],
+        Value::Null,
+        "no node read: {mine}"
+    );
+    let fuzzy = json!({"Text": "web", "Context": "jobs"});
+    let found = expect(&srv, 200, "POST", "/v1/search/fuzzy", Some(&a), Some(fuzzy)).await;
+    assert_eq!(
+        found["Matches"]["jobs"],
+        json!([{"ID": "web", "Scope": ["a"]}]),
+        "{found}"
+    );
+    expect(
+        &srv,
+        403,
+        "POST",
+        "/v1/search",
+        None,
+        Some(json!({"Prefix": "", "Context": "all"})),
+    )
+    .await;
+}

@@ -605,3 +605,82 @@ async fn metrics_answer_in_nomads_json_and_as_prometheus_text() {
     assert_eq!(config["SchedulerConfig"]["SchedulerAlgorithm"], "binpack");
     assert_eq!(config["KnownLeader"], true);
 }
+
+#[tokio::test]
+async fn search_finds_by_prefix_and_by_fuzzy_text_and_refuses_bad_requests() {
+    let srv = TestServer::start().await;
+    seed_nodes(&srv, &["lab-1"]).await;
+    let job = valid_job("example-python");
+    srv.put_json(
+        &keys::job("default", "example-python"),
+        &serde_json::to_value(&job).unwrap(),
+    )
+    .await;
+    let (code, found) = srv
+        .post("/v1/search", json!({"Prefix": "exa", "Context": "all"}))
+        .await;
+    assert_eq!(code, 200, "{found}");
+    assert_eq!(found["Matches"]["jobs"], json!(["example-python"]));
+    assert_eq!(found["Matches"]["evals"], Value::Null);
+    assert_eq!(found["Truncations"]["jobs"], "false");
+    assert!(found["Index"].as_i64().unwrap() > 1);
+    let (code, found) = put_untyped(
+        &srv,
+        "/v1/search/fuzzy",
+        json!({"Text": "lab", "Context": "all"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{found}");
+    assert_eq!(
+        found["Matches"]["nodes"],
+        json!([{"ID": "lab-1", "Scope": ["lab-1-0000-id"]}])
+    );
+    for body in [
+        json!({"Prefix": "a", "Context": "galaxies"}),
+        json!({"Text": "a", "Context": "jobs"}),
+        json!({"Prefix": "a"}),
+        json!({"Prefix": "a", "Context": "all", "Extra": 1}),
+        json!({"Prefix": "a".repeat(300), "Context": "all"}),
+    ] {
+        let path = if body.get("Text").is_some() {
+            "/v1/search/fuzzy"
+        } else {
+            "/v1/search"
+        };
+        let (code, resp) = srv.post(path, body.clone()).await;
+        assert_eq!(code, 400, "{body}: {resp}");
+    }
+}
+
+#[tokio::test]
+async fn node_pools_are_the_built_in_ones_and_those_nodes_registered_in() {
+    let srv = TestServer::start().await;
+    seed_nodes(&srv, &["n1", "n2"]).await;
+    let mut gpu = build::node("g1").datacenter("dc1").build();
+    gpu.id = "g1-0000-id".into();
+    gpu.node_pool = "gpu".into();
+    srv.put_json(&keys::node("g1"), &serde_json::to_value(&gpu).unwrap())
+        .await;
+    let (code, _, pools) = get_full(&srv, "/v1/node/pools").await;
+    assert_eq!(code, 200);
+    let names: Vec<&str> = pools
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["Name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["all", "default", "gpu"]);
+    let (_, _, members) = get_full(&srv, "/v1/node/pool/gpu/nodes").await;
+    assert_eq!(members.as_array().unwrap().len(), 1);
+    assert_eq!(members[0]["Name"], "g1");
+    let (_, _, everyone) = get_full(&srv, "/v1/node/pool/all/nodes").await;
+    assert_eq!(everyone.as_array().unwrap().len(), 3);
+    let (_, _, default) = get_full(&srv, "/v1/node/pool/default/nodes").await;
+    assert_eq!(default.as_array().unwrap().len(), 2);
+    let (code, _, one) = get_full(&srv, "/v1/node/pool/default").await;
+    assert_eq!((code, one["Name"].clone()), (200, json!("default")));
+    let (code, _, _) = get_full(&srv, "/v1/node/pool/nope").await;
+    assert_eq!(code, 404);
+    let (code, _, _) = get_full(&srv, "/v1/node/pool/nope/nodes").await;
+    assert_eq!(code, 404);
+}

@@ -4,9 +4,9 @@
 //! - [`blocking`]: blocking queries on the store's watch, and the index an answer carries;
 //! - [`respond`]: answers with Nomad's headers, and the list helpers (prefix, filter, pages);
 //! - [`shapes`]: Nomad's JSON encodings (`null` for empty, Go times);
-//! - [`agent`]: the agent, status and region endpoints; [`nodes`]: nodes; [`jobs`]: job
+//! - [`agent`]: the agent, status and region endpoints; [`nodes`]: nodes; [`pools`]: node pools; [`jobs`]: job
 //!   parsing, validation and summaries; [`metrics`]: `/v1/metrics`; [`operator`]: the
-//!   scheduler's configuration.
+//!   scheduler's configuration; [`search`]: prefix and fuzzy search.
 //!
 //! Responses are gzipped when the client asks (the router's compression layer).
 
@@ -16,8 +16,10 @@ pub mod jobs;
 pub mod metrics;
 pub mod nodes;
 pub mod operator;
+pub mod pools;
 pub mod query;
 pub mod respond;
+pub mod search;
 pub mod shapes;
 
 use axum::routing::{get, post};
@@ -35,6 +37,9 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/nodes", get(nodes::list_nodes))
         .route("/node/{name}", get(nodes::get_one))
+        .route("/node/pools", get(pools::list_pools))
+        .route("/node/pool/{name}", get(pools::get_pool))
+        .route("/node/pool/{name}/nodes", get(pools::pool_nodes))
         .route(
             "/node/{name}/eligibility",
             post(nodes::set_eligibility).put(nodes::set_eligibility),
@@ -47,6 +52,8 @@ pub fn routes() -> Router<AppState> {
         .route("/validate/job", post(jobs::validate).put(jobs::validate))
         .route("/job/{id}/summary", get(jobs::summary))
         .route("/metrics", get(metrics::render))
+        .route("/search", post(search::prefix).put(search::prefix))
+        .route("/search/fuzzy", post(search::fuzzy).put(search::fuzzy))
         .route(
             "/operator/scheduler/configuration",
             get(operator::scheduler_configuration),

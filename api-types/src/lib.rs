@@ -14,6 +14,7 @@
 //! - [`canonical`]: the canonical JSON written to the store, reading stored specs back, and the
 //!   YAML manifest form; [`to_hcl`] writes a job as Nomad-style HCL2 and [`format_hcl`] lays out
 //!   an HCL file (`nctl fmt`).
+//! - [`names`]: the rules for job ids, namespaces, group and task names (store key segments).
 //! - [`limits`]: how many instances a group and a job may ask for.
 //! - [`acl`]: Nomad's ACL policy language, tokens and policies, and the capability check.
 //! - [`filter`]: Nomad's `filter` query expressions (go-bexpr), evaluated on answers' JSON.
@@ -38,6 +39,7 @@ pub mod heartbeat;
 pub mod job;
 pub mod limits;
 pub mod manifest;
+pub mod names;
 pub mod namespace;
 pub mod nomad_json;
 pub mod parse;

@@ -65,6 +65,23 @@ pub async fn eligibility(
     ))
 }
 
+/// The longest drain deadline accepted: a year.
+pub const MAX_DRAIN_DEADLINE_SECS: u64 = 365 * 24 * 3600;
+
+/// When a drain started at `now` stops what is left (0: never); 400 past a year.
+fn drain_deadline(now: i64, deadline_secs: u64) -> Result<i64, ServerError> {
+    if deadline_secs > MAX_DRAIN_DEADLINE_SECS {
+        return Err(ServerError::BadRequest(format!(
+            "deadline_secs is {deadline_secs}: at most {MAX_DRAIN_DEADLINE_SECS} (a year)"
+        )));
+    }
+    // At most a year of milliseconds: no overflow.
+    Ok(match deadline_secs {
+        0 => 0,
+        secs => now + secs as i64 * 1000,
+    })
+}
+
 /// `POST /v1/node/{name}/drain` `{ "enable": true, "deadline_secs": N, "ignore_system_jobs": b }`:
 /// starts a drain (marking the node ineligible) or, with `enable: false`, cancels it and makes
 /// the node eligible again (unless `keep_ineligible`), as Nomad's `node drain -disable` does.
@@ -74,15 +91,12 @@ pub async fn drain(
     JsonBody(req): JsonBody<DrainRequest>,
 ) -> Result<Json<NodeView>, ServerError> {
     let now = nomos_api::now_ms();
+    let deadline_ms = drain_deadline(now, req.deadline_secs)?;
     let view = update_spec(&st, &name, |s| {
         if req.enable {
             s.eligible = Some(false);
             s.drain = Some(DrainSpec {
-                deadline_ms: if req.deadline_secs == 0 {
-                    0
-                } else {
-                    now + req.deadline_secs as i64 * 1000
-                },
+                deadline_ms,
                 ignore_system_jobs: req.ignore_system_jobs,
                 started_at_ms: now,
             });

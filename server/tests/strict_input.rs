@@ -49,21 +49,8 @@ impl Probe {
             .await
     }
 
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let resp = self
-            .srv
-            .client
-            .get(self.srv.url(path))
-            .header("X-Nomad-Token", &self.root)
-            .timeout(std::time::Duration::from_secs(20))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        common::decode(resp).await
-    }
-
-    /// The status of `GET path`, without waiting for the body (streams never end).
-    async fn status_of(&self, path: &str) -> u16 {
+    /// `GET path`'s response, headers read, body not yet (streams never end).
+    async fn get_response(&self, path: &str) -> reqwest::Response {
         self.srv
             .client
             .get(self.srv.url(path))
@@ -72,8 +59,14 @@ impl Probe {
             .send()
             .await
             .unwrap_or_else(|e| panic!("GET {path}: {e}"))
-            .status()
-            .as_u16()
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        common::decode(self.get_response(path).await).await
+    }
+
+    async fn status_of(&self, path: &str) -> u16 {
+        self.get_response(path).await.status().as_u16()
     }
 
     async fn apply(&self, source: &str) -> (u16, Value) {

@@ -16,6 +16,7 @@
 //!   an HCL file (`nctl fmt`).
 //! - [`nomad_out`]: a job in Nomad's API shapes (the job object, a list entry, the summary),
 //!   written with [`nomad_json`]'s tables so that reading it back gives the same job.
+//! - [`names`]: the rules for job ids, namespaces, group and task names (store key segments).
 //! - [`limits`]: how many instances a group and a job may ask for.
 //! - [`acl`]: Nomad's ACL policy language, tokens and policies, and the capability check.
 //! - [`filter`]: Nomad's `filter` query expressions (go-bexpr), evaluated on answers' JSON.
@@ -40,6 +41,7 @@ pub mod heartbeat;
 pub mod job;
 pub mod limits;
 pub mod manifest;
+pub mod names;
 pub mod namespace;
 pub mod nomad_json;
 pub mod nomad_out;

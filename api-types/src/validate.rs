@@ -7,6 +7,7 @@ use std::str::FromStr;
 use crate::diag::Severity;
 use crate::fieldpath::{index, join};
 use crate::job::*;
+use crate::names;
 
 /// One validation finding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,50 +84,31 @@ fn quoted(items: &[&str]) -> String {
         .join(", ")
 }
 
-/// Why `name` cannot name a directory on a node, if it cannot. Job ids, namespaces, group and
-/// task names become path components of task directories and log files, so `..`, a `/` or a
-/// control character would let a job file choose host paths outside the agent's data dir.
-pub fn unfit_for_a_path(what: &str, name: &str) -> Option<String> {
-    let why = if name == "." || name == ".." {
-        "must not be \".\" or \"..\""
-    } else if name.contains('/') || name.contains('\\') {
-        "must not contain '/' or '\\'"
-    } else if name.chars().any(char::is_control) {
-        "must not contain control characters"
-    } else if name.len() > MAX_NAME_BYTES {
-        "must be at most 200 bytes"
-    } else {
-        return None;
-    };
-    Some(format!("invalid {what} {name:?}: {why}"))
-}
+pub use crate::names::MAX_NAME_BYTES;
 
-/// The longest job id, namespace, group or task name accepted: a path component holds 255
-/// bytes, and derived names (periodic children) add to it.
-pub const MAX_NAME_BYTES: usize = 200;
-
-/// Checks a job; returns errors and warnings (empty when the job is valid).
-pub fn validate(job: &Job) -> Vec<Issue> {
-    let mut v = V::default();
+/// Job ids, namespaces, group and task names become store key segments and path components
+/// of task directories and log files ([`crate::names`] holds the rules).
+fn check_names(v: &mut V, job: &Job) {
     if job.id.trim().is_empty() {
         v.err(
             "id",
             "missing job id: expected `job \"<id>\" { ... }` or `metadata.name`",
         );
-    } else if job.id.contains(char::is_whitespace) || job.id.contains('/') {
-        v.err(
-            "id",
-            format!(
-                "invalid job id \"{}\": must not contain spaces or '/'",
-                job.id
-            ),
-        );
-    } else if let Some(why) = unfit_for_a_path("job id", &job.id) {
+    } else if let Err(why) = names::check_job_id(&job.id) {
         v.err("id", why);
     }
-    if let Some(why) = unfit_for_a_path("namespace", &job.namespace) {
+    if let Err(why) = names::check_display_name("job name", &job.name) {
+        v.err("name", why);
+    }
+    if let Err(why) = names::check_namespace("namespace", &job.namespace) {
         v.err("namespace", why);
     }
+}
+
+/// Checks a job; returns errors and warnings (empty when the job is valid).
+pub fn validate(job: &Job) -> Vec<Issue> {
+    let mut v = V::default();
+    check_names(&mut v, job);
     if !(1..=100).contains(&job.priority) {
         v.err(
             "priority",
@@ -177,7 +159,7 @@ pub fn validate(job: &Job) -> Vec<Issue> {
         let gp = index("groups", gi);
         if g.name.is_empty() {
             v.err(join(&gp, "name"), "group name must not be empty");
-        } else if let Some(why) = unfit_for_a_path("group name", &g.name) {
+        } else if let Err(why) = names::check_member_name("group name", &g.name) {
             v.err(join(&gp, "name"), why);
         } else if let Some(first) = names.insert(g.name.clone(), gi) {
             v.err(
@@ -512,7 +494,7 @@ fn check_tasks(v: &mut V, gp: &str, g: &TaskGroup, port_labels: &HashSet<&str>) 
         let tp = index(&join(gp, "tasks"), ti);
         if t.name.is_empty() {
             v.err(join(&tp, "name"), "task name must not be empty");
-        } else if let Some(why) = unfit_for_a_path("task name", &t.name) {
+        } else if let Err(why) = names::check_member_name("task name", &t.name) {
             v.err(join(&tp, "name"), why);
         } else if let Some(first) = tnames.insert(t.name.as_str(), ti) {
             v.err(
@@ -862,36 +844,9 @@ fn validate_identities(v: &mut V, tp: &str, identities: &[crate::WorkloadIdentit
 
 #[cfg(test)]
 mod tests {
-    use super::{check_time_zone, unfit_for_a_path, validate};
+    use super::{check_time_zone, validate};
     use crate::build::{group, job, task};
     use crate::TaskGroup;
-
-    #[test]
-    fn names_that_could_form_a_host_path_are_refused() {
-        let long = "x".repeat(201);
-        let cases = [
-            ("web", true),
-            ("my task", true),
-            ("web.v2", true),
-            ("..x", true),
-            (".", false),
-            ("..", false),
-            ("/some/abs/path", false),
-            ("../../x", false),
-            ("a/b", false),
-            ("a\\b", false),
-            ("a\0b", false),
-            ("a\nb", false),
-            (long.as_str(), false),
-        ];
-        for (name, ok) in cases {
-            assert_eq!(
-                unfit_for_a_path("task name", name).is_none(),
-                ok,
-                "{name:?}"
-            );
-        }
-    }
 
     #[test]
     fn a_job_whose_names_could_form_a_path_is_invalid_at_the_field_that_says_so() {

@@ -110,14 +110,23 @@ pub struct Variable {
 
 /// The body of `PUT /v1/var/:path` (also with `?lock-acquire`, `?lock-renew`,
 /// `?lock-release`). `Namespace` and `Path` may be left out; when given they must match the
-/// request's.
+/// request's. Other fields are refused, except the indexes and times Nomad's clients send
+/// with every write, which the server ignores (it assigns them; `?cas=` compares).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
+#[serde(rename_all = "PascalCase", default, deny_unknown_fields)]
 pub struct VariableRequest {
     pub namespace: String,
     pub path: String,
     pub items: Option<Items>,
     pub lock: Option<VariableLock>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub create_index: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modify_index: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub create_time: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modify_time: Option<i64>,
 }
 
 /// Checks a variable path as Nomad does: 1 to [`MAX_PATH_BYTES`] bytes of letters, digits,

@@ -199,6 +199,17 @@ pub fn set_paused(d: &mut Deployment, pause: bool) -> bool {
     true
 }
 
+/// Refuses a body whose `DeploymentID` names another deployment than the path.
+fn same_deployment(view: &DeploymentView, named: Option<&str>) -> Result<(), ServerError> {
+    match named {
+        Some(named) if named != view.deployment.id => Err(ServerError::BadRequest(format!(
+            "DeploymentID {named:?} in the body differs from deployment {:?} in the path",
+            view.deployment.id
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// `POST /v1/deployment/{id}/promote` with an optional body `{"groups": [...]}`: promotes those
 /// groups' canaries (default: every group that has canaries).
 pub async fn promote(
@@ -207,7 +218,9 @@ pub async fn promote(
     JsonBody(req): JsonBody<PromoteRequest>,
 ) -> Result<Json<DeploymentView>, ServerError> {
     let view = find(&st, &id).await?;
-    let change = |d: &mut Deployment| promote_groups(d, &req.groups);
+    same_deployment(&view, req.deployment_id.as_deref())?;
+    let groups = if req.all { Vec::new() } else { req.groups };
+    let change = |d: &mut Deployment| promote_groups(d, &groups);
     Ok(Json(write_change(&st, view, "promoted", &change).await?))
 }
 
@@ -229,6 +242,7 @@ pub async fn pause(
     JsonBody(req): JsonBody<PauseRequest>,
 ) -> Result<Json<DeploymentView>, ServerError> {
     let view = find(&st, &id).await?;
+    same_deployment(&view, req.deployment_id.as_deref())?;
     let verb = if req.pause { "paused" } else { "resumed" };
     let change = |d: &mut Deployment| Ok(set_paused(d, req.pause));
     Ok(Json(write_change(&st, view, verb, &change).await?))

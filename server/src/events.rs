@@ -55,18 +55,18 @@ pub fn topic_prefix(topic: Option<&str>) -> Result<String, ServerError> {
     }
 }
 
-/// The events of one watch response.
+/// The events of one watch response; events on keys that are not UTF-8 are left out.
 pub fn to_views(resp: &WatchResponse) -> Vec<EventView> {
     resp.events
         .iter()
-        .map(|ev| {
-            let key = ev.kv.key_str().into_owned();
+        .filter_map(|ev| {
+            let key = ev.kv.key_utf8_or_skip()?.to_string();
             let topic = key
                 .strip_prefix(nomos_store::keys::ROOT)
                 .and_then(|r| r.split('/').next())
                 .unwrap_or("")
                 .to_string();
-            EventView {
+            Some(EventView {
                 revision: ev.kv.mod_revision,
                 kind: match ev.kind {
                     EventKind::Put => "put".into(),
@@ -75,7 +75,7 @@ pub fn to_views(resp: &WatchResponse) -> Vec<EventView> {
                 topic,
                 key,
                 value: serde_json::from_slice(&ev.kv.value).unwrap_or(serde_json::Value::Null),
-            }
+            })
         })
         .collect()
 }
@@ -189,12 +189,15 @@ impl Visibility {
         if self.acl.is_management() {
             return true;
         }
-        let key = ev.kv.key_str();
+        // A key that is not UTF-8 names nothing Nomos wrote; [`to_views`] leaves it out.
+        let Ok(key) = ev.kv.key_utf8() else {
+            return false;
+        };
         let mut values: Vec<&[u8]> = vec![&ev.kv.value];
         if let Some(prev) = &ev.prev_kv {
             values.push(&prev.value);
         }
-        let namespace = match audience(&key, &values) {
+        let namespace = match audience(key, &values) {
             Audience::Management => return false,
             Audience::Nodes => return self.acl.allows_node(Access::Read),
             Audience::Namespace(ns) => {

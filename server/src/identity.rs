@@ -149,11 +149,11 @@ pub async fn sync_all(st: &AppState) -> Result<i64, ServerError> {
     let have: BTreeSet<String> = identities
         .kvs
         .iter()
-        .map(|kv| kv.key_str().into_owned())
+        .filter_map(|kv| kv.key_utf8_or_skip().map(str::to_string))
         .collect();
     let mut wanted = BTreeSet::new();
     for kv in &allocs.kvs {
-        let Some(key) = identity_key_of(&kv.key_str()) else {
+        let Some(key) = kv.key_utf8_or_skip().and_then(identity_key_of) else {
             continue;
         };
         if !have.contains(&key) {
@@ -188,7 +188,7 @@ async fn follow(st: &AppState, revision: i64) -> Result<(), ServerError> {
             _ = closed.wait_for(|c| *c) => return Ok(()),
         };
         for event in resp.events {
-            let Some(key) = identity_key_of(&event.kv.key_str()) else {
+            let Some(key) = event.kv.key_utf8_or_skip().and_then(identity_key_of) else {
                 continue;
             };
             match event.kind {

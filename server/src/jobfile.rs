@@ -22,13 +22,12 @@ pub struct JobsInput {
 
 /// Decodes a request body into validated jobs.
 pub fn jobs_from_body(body: &[u8]) -> Result<JobsInput, ServerError> {
-    let value: Value = crate::body::decode(body)?;
+    let value: Value = crate::body::parse(body)?;
     let wrapped = value
         .as_object()
         .is_some_and(|o| o.contains_key("source") || o.contains_key("job"));
     if wrapped {
-        let req: ApplyRequest =
-            serde_json::from_value(value).map_err(|e| crate::body::malformed(&e))?;
+        let req: ApplyRequest = crate::body::decode_value(value)?;
         return jobs_from_request(req);
     }
     if !value.is_object() {

@@ -64,12 +64,13 @@ pub async fn list(
         Some("*") => None,
         _ => Some(q.ns()),
     };
+    ns.map(crate::specs::check_namespace).transpose()?;
     let specs = stored_jobs(&st, ns).await?;
     let statuses: Vec<Entry<JobStatus>> =
         kv::list_json(st.store.as_ref(), keys::JOB_STATUS_PREFIX).await?;
     let mut out = Vec::new();
     for (kv, job) in specs {
-        let Some((namespace, id)) = split_job_key(&kv.key_str()) else {
+        let Some((namespace, id)) = split_job_key(&kv) else {
             continue;
         };
         if q.prefix.as_deref().is_some_and(|p| !id.starts_with(p))
@@ -326,7 +327,7 @@ pub async fn stop(
     JsonBody(req): JsonBody<StopRequest>,
 ) -> Result<Json<ApplyResult>, ServerError> {
     let found = locate_job(&st, q.ns(), &id).await?;
-    let key = found.kv.key_str().into_owned();
+    let key = found.kv.key_utf8()?.to_string();
     if req.purge || q.purge.unwrap_or(false) {
         let rev = kv::delete_if(st.store.as_ref(), &key, found.kv.mod_revision).await?;
         return Ok(Json(ApplyResult {

@@ -38,8 +38,8 @@ pub async fn get_raw(store: &dyn Store, key: &str) -> Result<Option<KeyValue>, S
     Ok(resp.kvs.into_iter().next())
 }
 
-/// Lists and decodes every key under a prefix, in key order. Values that do not decode are
-/// skipped with a warning rather than failing the whole list.
+/// Lists and decodes every key under a prefix, in key order. Values that do not decode, and
+/// keys that are not UTF-8, are skipped with a warning rather than failing the whole list.
 pub async fn list_json<T: DeserializeOwned>(
     store: &dyn Store,
     prefix: &str,
@@ -58,7 +58,7 @@ pub async fn list_json<T: DeserializeOwned>(
 }
 
 fn decode<T: DeserializeOwned>(kv: KeyValue) -> Result<Entry<T>, ServerError> {
-    let key = kv.key_str().into_owned();
+    let key = kv.key_utf8()?.to_string();
     let value = serde_json::from_slice(&kv.value).map_err(|e| ServerError::Corrupt {
         key: key.clone(),
         message: e.to_string(),

@@ -15,32 +15,11 @@ use nomos_api::namespace::{
 };
 use nomos_api::Job;
 use nomos_store::{keys, Compare, CompareOp, KeySelector, RangeOptions, Txn, TxnOp};
-use serde::de::DeserializeOwned;
 
 use crate::acl::{Caller, PERMISSION_DENIED};
-use crate::body::{malformed, RawBody};
+use crate::body::JsonBody;
 use crate::error::ServerError;
 use crate::{kv, AppState};
-
-/// Decodes a JSON body (empty: `{}`), naming the field a value of the wrong type is in
-/// (`Limits[0].RegionLimit.CPU: invalid type ...`).
-pub fn decode_fields<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ServerError> {
-    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        bytes
-    };
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." || inner.is_syntax() || inner.is_eof() {
-            malformed(&inner)
-        } else {
-            ServerError::BadRequest(format!("{path}: {inner}"))
-        }
-    })
-}
 
 /// Whether `acl` holds any capability in `namespace` (Nomad's rule for seeing it).
 pub fn may_see(acl: &Acl, namespace: &str) -> bool {
@@ -131,9 +110,8 @@ pub async fn get(
 pub async fn put_named(
     State(st): State<AppState>,
     Path(name): Path<String>,
-    RawBody(body): RawBody,
+    JsonBody(mut req): JsonBody<Namespace>,
 ) -> Result<Json<Namespace>, ServerError> {
-    let mut req: Namespace = decode_fields(&body)?;
     if !req.name.is_empty() && req.name != name {
         return Err(ServerError::BadRequest(format!(
             "namespace name {:?} in the body differs from {name:?} in the path",
@@ -147,9 +125,9 @@ pub async fn put_named(
 /// `POST /v1/namespace` (and `PUT`): create or update the namespace the body names.
 pub async fn put(
     State(st): State<AppState>,
-    RawBody(body): RawBody,
+    JsonBody(req): JsonBody<Namespace>,
 ) -> Result<Json<Namespace>, ServerError> {
-    upsert(&st, decode_fields(&body)?).await.map(Json)
+    upsert(&st, req).await.map(Json)
 }
 
 /// Validates and writes a namespace; its quota, when named, must exist (compared in the same

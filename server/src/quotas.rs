@@ -20,9 +20,9 @@ use nomos_controllers::loops::view::{Part, View};
 use nomos_store::keys;
 
 use crate::acl::{Caller, PERMISSION_DENIED};
-use crate::body::RawBody;
+use crate::body::JsonBody;
 use crate::error::ServerError;
-use crate::namespaces::{self, decode_fields, may_see};
+use crate::namespaces::{self, may_see};
 use crate::{kv, AppState};
 
 /// The prefixes usage is computed from.
@@ -107,9 +107,8 @@ pub async fn get(
 pub async fn put_named(
     State(st): State<AppState>,
     Path(name): Path<String>,
-    RawBody(body): RawBody,
+    JsonBody(mut req): JsonBody<QuotaSpec>,
 ) -> Result<Json<QuotaSpec>, ServerError> {
-    let mut req: QuotaSpec = decode_fields(&body)?;
     if !req.name.is_empty() && req.name != name {
         return Err(ServerError::BadRequest(format!(
             "quota name {:?} in the body differs from {name:?} in the path",
@@ -123,9 +122,9 @@ pub async fn put_named(
 /// `POST /v1/quota`: create or update the quota the body names.
 pub async fn put(
     State(st): State<AppState>,
-    RawBody(body): RawBody,
+    JsonBody(req): JsonBody<QuotaSpec>,
 ) -> Result<Json<QuotaSpec>, ServerError> {
-    upsert(&st, decode_fields(&body)?).await.map(Json)
+    upsert(&st, req).await.map(Json)
 }
 
 async fn upsert(st: &AppState, mut q: QuotaSpec) -> Result<QuotaSpec, ServerError> {

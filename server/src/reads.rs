@@ -56,7 +56,7 @@ pub async fn all_nodes(st: &AppState) -> Result<Vec<NodeView>, ServerError> {
     let alive: std::collections::HashSet<String> = beats
         .kvs
         .iter()
-        .map(|kv| kv.key_str().into_owned())
+        .filter_map(|kv| kv.key_utf8_or_skip().map(str::to_string))
         .collect();
     let drains: Vec<Entry<DrainStatus>> =
         kv::list_json(st.store.as_ref(), DRAIN_STATUS_PREFIX).await?;

@@ -39,14 +39,30 @@ pub fn read_spec(kv: &KeyValue) -> Result<Job, ServerError> {
     })
 }
 
-/// `(namespace, id)` of a spec key.
-pub fn split_job_key(key: &str) -> Option<(String, String)> {
+/// `(namespace, id)` of a spec key; `None` (with a warning) for a key that is not UTF-8 or
+/// whose segments are not a namespace and a job id, so such a key is never read as another
+/// job (`/nomos/jobs/evil/ns/web` is not job `ns/web` in `evil`).
+pub fn split_job_key(kv: &KeyValue) -> Option<(String, String)> {
+    let key = match kv.key_utf8() {
+        Ok(key) => key,
+        Err(e) => {
+            tracing::warn!(error = %e, "skipping a job spec key");
+            return None;
+        }
+    };
     let rest = key.strip_prefix(keys::jobs_prefix(None).as_str())?;
     let (ns, id) = rest.split_once('/')?;
+    let checked = nomos_api::names::check_namespace("namespace", ns)
+        .and_then(|()| nomos_api::names::check_segment("job id", id));
+    if let Err(why) = checked {
+        tracing::warn!(key, "skipping a job spec key: {why}");
+        return None;
+    }
     Some((ns.to_string(), id.to_string()))
 }
 
-/// Every stored spec under a namespace (`None`: all), with its key metadata.
+/// Every stored spec under a namespace (`None`: all), with its key metadata; keys that do not
+/// name a job ([`split_job_key`]) are left out.
 pub async fn stored_jobs(
     st: &AppState,
     namespace: Option<&str>,
@@ -61,6 +77,7 @@ pub async fn stored_jobs(
     Ok(resp
         .kvs
         .into_iter()
+        .filter(|kv| split_job_key(kv).is_some())
         .map(|kv| {
             let job = read_spec(&kv);
             (kv, job)
@@ -80,7 +97,7 @@ pub struct FoundJob {
 
 impl FoundJob {
     fn from_kv(kv: KeyValue) -> Option<FoundJob> {
-        let (namespace, id) = split_job_key(&kv.key_str())?;
+        let (namespace, id) = split_job_key(&kv)?;
         let spec = spec_diagnostics(&kv);
         Some(FoundJob {
             namespace,
@@ -99,11 +116,18 @@ impl FoundJob {
     }
 }
 
+/// Refuses (400) a namespace that cannot exist, before it goes into a key.
+pub fn check_namespace(ns: &str) -> Result<(), ServerError> {
+    nomos_api::names::check_namespace("namespace", ns).map_err(ServerError::BadRequest)
+}
+
 /// Finds one job's spec key by exact id or unique id prefix, whatever its value holds.
 pub async fn locate_job(st: &AppState, ns: &str, id: &str) -> Result<FoundJob, ServerError> {
+    check_namespace(ns)?;
     // Nomad names a periodic child `<job>/periodic-<secs>`; here its id has a '-' for the '/'
     // (ids cannot hold '/'), and either spelling finds it.
     let id = &id.replacen("/periodic-", "-periodic-", 1);
+    nomos_api::names::check_segment("job id", id).map_err(ServerError::BadRequest)?;
     if let Some(kv) = kv::get_raw(st.store.as_ref(), &keys::job(ns, id)).await? {
         if let Some(found) = FoundJob::from_kv(kv) {
             return Ok(found);
@@ -119,7 +143,7 @@ pub async fn locate_job(st: &AppState, ns: &str, id: &str) -> Result<FoundJob, S
     let keyed: Vec<(String, KeyValue)> = resp
         .kvs
         .into_iter()
-        .filter_map(|kv| split_job_key(&kv.key_str()).map(|(_, i)| (i, kv)))
+        .filter_map(|kv| split_job_key(&kv).map(|(_, i)| (i, kv)))
         .collect();
     let (_, kv) = kv::resolve_prefix(&keyed, id, "job", |(i, _)| i.as_str())?;
     FoundJob::from_kv(kv.clone())

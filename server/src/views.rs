@@ -38,9 +38,10 @@ impl std::fmt::Display for DiagnosticView {
     }
 }
 
-/// `POST /v1/jobs` and `POST /v1/jobs/plan`: a job file's text, or a canonical job.
+/// `POST /v1/jobs` and `POST /v1/jobs/plan`: a job file's text, or a canonical job. Request
+/// bodies refuse fields they do not know ([`crate::body`]).
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ApplyRequest {
     /// The job file's text (HCL, YAML or JSON); the server parses it.
     pub source: Option<String>,
@@ -226,13 +227,14 @@ pub struct JobVersionView {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct StopRequest {
     /// Remove the spec key altogether.
     pub purge: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct RevertRequest {
     pub version: u64,
     #[serde(default)]
@@ -285,21 +287,35 @@ pub struct DeploymentView {
     pub modify_index: i64,
 }
 
-/// `POST /v1/deployment/{id}/promote`: which groups' canaries to promote (empty: every group
-/// that has canaries). Nomad's spelling (`{"Groups": [...]}`, `{"All": true}`) works too.
+/// `POST /v1/deployment/{id}/promote`: which groups' canaries to promote (empty, or `all`:
+/// every group that has canaries). Nomad's spelling (`{"Groups": [...]}`, `{"All": true}`,
+/// `DeploymentID`) works too.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PromoteRequest {
     #[serde(alias = "Groups")]
     pub groups: Vec<String>,
+    #[serde(alias = "All", skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+    /// When given, the deployment the path names must be this one.
+    #[serde(alias = "DeploymentID", skip_serializing_if = "Option::is_none")]
+    pub deployment_id: Option<String>,
 }
 
 /// `POST /v1/deployment/{id}/pause`: `true` pauses a running deployment, `false` resumes a
-/// paused one (Nomad's `{"Pause": ...}` works too).
+/// paused one (Nomad's `{"Pause": ...}` and `DeploymentID` work too).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PauseRequest {
     #[serde(alias = "Pause")]
     pub pause: bool,
+    /// When given, the deployment the path names must be this one.
+    #[serde(
+        default,
+        alias = "DeploymentID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub deployment_id: Option<String>,
 }
 
 /// `GET /v1/status`: the store's revision and the server's version.

@@ -295,7 +295,10 @@ async fn the_node_page_shows_resources_drain_and_allocations() {
     let srv = TestServer::start().await;
     seed(&srv).await;
     let (code, body) = srv
-        .post("/v1/node/n1/drain", json!({"deadline_secs": 3600}))
+        .post(
+            "/v1/node/n1/drain",
+            json!({"DrainSpec": {"Deadline": 3_600_000_000_000_i64}}),
+        )
         .await;
     assert_eq!(code, 200, "{body}");
     srv.put_json(

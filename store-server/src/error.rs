@@ -62,7 +62,9 @@ pub fn to_status(err: &StoreError) -> tonic::Status {
         StoreError::Backend(msg) => Status::internal(etcd_message(msg)),
         StoreError::WatchCancelled(msg) => Status::cancelled(etcd_message(msg)),
         StoreError::NoSpace => Status::resource_exhausted(err.to_string()),
-        StoreError::DataDirRefused { .. } => Status::internal(etcd_message(&err.to_string())),
+        StoreError::DataDirRefused { .. } | StoreError::NonUtf8Key { .. } => {
+            Status::internal(etcd_message(&err.to_string()))
+        }
         StoreError::SnapshotInvalid { .. } | StoreError::RestoreRefused { .. } => {
             Status::failed_precondition(etcd_message(&err.to_string()))
         }

@@ -34,6 +34,11 @@ pub enum StoreError {
     Unavailable(String),
     #[error("store backend failed: {0}")]
     Backend(String),
+    /// A key read back that is not UTF-8 (written by another client): it names nothing Nomos
+    /// wrote, so it is skipped or refused, never decoded lossily into another name. `key` shows
+    /// the bytes escaped (`/nomos/jobs/default/\xff`). Not retryable.
+    #[error("store key \"{key}\" is not UTF-8")]
+    NonUtf8Key { key: String },
     #[error("watch was cancelled: {0}")]
     WatchCancelled(String),
     /// The embedded store could not persist a write because its disk is full (etcd's NOSPACE

@@ -22,10 +22,36 @@ pub struct KeyValue {
 }
 
 impl KeyValue {
-    /// The key as UTF-8 text (lossy).
+    /// The key as UTF-8 text, lossily: for log lines and messages only. Anything that decodes
+    /// a name from a key uses [`KeyValue::key_utf8`], so a key that is not UTF-8 is never read
+    /// as another name.
     pub fn key_str(&self) -> std::borrow::Cow<'_, str> {
         String::from_utf8_lossy(&self.key)
     }
+
+    /// The key as UTF-8, or [`StoreError::NonUtf8Key`] naming its bytes escaped.
+    pub fn key_utf8(&self) -> Result<&str, StoreError> {
+        key_utf8(&self.key)
+    }
+
+    /// The key as UTF-8 for list and watch loops: `None`, with a warning naming the key's
+    /// bytes, for a key that is not, which the loop then skips.
+    pub fn key_utf8_or_skip(&self) -> Option<&str> {
+        match self.key_utf8() {
+            Ok(key) => Some(key),
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping a store key that names nothing Nomos wrote");
+                None
+            }
+        }
+    }
+}
+
+/// `key` as UTF-8, or [`StoreError::NonUtf8Key`] naming its bytes escaped.
+pub fn key_utf8(key: &[u8]) -> Result<&str, StoreError> {
+    std::str::from_utf8(key).map_err(|_| StoreError::NonUtf8Key {
+        key: key.escape_ascii().to_string(),
+    })
 }
 
 /// Which keys an operation addresses.
@@ -356,6 +382,24 @@ pub struct StoreStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_that_is_not_utf8_is_refused_naming_its_bytes_escaped() {
+        let kv = |key: &[u8]| KeyValue {
+            key: key.to_vec(),
+            ..KeyValue::default()
+        };
+        assert_eq!(
+            kv(b"/nomos/jobs/default/web").key_utf8().unwrap(),
+            "/nomos/jobs/default/web"
+        );
+        let err = kv(b"/nomos/jobs/default/w\xffeb").key_utf8().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "store key \"/nomos/jobs/default/w\\xffeb\" is not UTF-8"
+        );
+        assert!(!err.is_retryable());
+    }
 
     #[test]
     fn selectors_match_keys_as_etcd_ranges_do() {

@@ -20,7 +20,7 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 /// The only region a Nomos cluster has.
 pub const GLOBAL_REGION: &str = "global";
 /// Longest namespace or quota name (Nomad's rule: `^[a-zA-Z0-9-]{1,128}$`).
-pub const MAX_NAME_BYTES: usize = 128;
+pub const MAX_NAME_BYTES: usize = crate::names::MAX_NAMESPACE_BYTES;
 /// Longest description (Nomad's limit for namespaces).
 pub const MAX_DESCRIPTION_BYTES: usize = 256;
 /// Most `Meta` entries on a namespace, and the longest key and value.
@@ -114,26 +114,10 @@ pub struct QuotaUsage {
     pub modify_index: i64,
 }
 
-/// Checks a namespace or quota name against Nomad's rule: 1 to 128 letters, digits and `-`.
+/// Checks a namespace or quota name against Nomad's rule: 1 to 128 letters, digits and `-`
+/// ([`crate::names::check_namespace`]).
 pub fn validate_object_name(what: &str, name: &str) -> Result<(), String> {
-    if let Some(why) = crate::validate::unfit_for_a_path(what, name) {
-        return Err(why);
-    }
-    if name.is_empty() || name.len() > MAX_NAME_BYTES {
-        return Err(format!(
-            "invalid {what} {name:?}: must be 1 to {MAX_NAME_BYTES} bytes, found {}",
-            name.len()
-        ));
-    }
-    match name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
-    {
-        Some(c) => Err(format!(
-            "invalid {what} {name:?}: holds {c:?}; expected letters, digits and '-'"
-        )),
-        None => Ok(()),
-    }
+    crate::names::check_namespace(what, name)
 }
 
 fn check_description(what: &str, description: &str) -> Result<(), String> {
@@ -222,11 +206,11 @@ mod tests {
             assert!(validate_object_name("namespace", ok).is_ok(), "{ok}");
         }
         let bad: &[(&str, &str)] = &[
-            ("", "1 to 128"),
+            ("", "empty"),
             ("a/b", "'/'"),
             ("..", "\"..\""),
             ("team_a", "'_'"),
-            ("team a", "' '"),
+            ("team a", "\\u{0020}"),
             (&"x".repeat(129), "1 to 128"),
         ];
         for (name, want) in bad {

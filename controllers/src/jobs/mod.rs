@@ -232,7 +232,10 @@ impl Ctx {
                 .map_err(ControllerError::store("range"))?;
             let mut w = self.lock();
             for kv in &r.kvs {
-                w.apply(kind, &kv.key_str(), Some(&kv.value), kv.mod_revision);
+                let Some(key) = kv.key_utf8_or_skip() else {
+                    continue;
+                };
+                w.apply(kind, key, Some(&kv.value), kv.mod_revision);
             }
         }
         Ok(())

@@ -311,7 +311,9 @@ impl World {
     /// Whether an allocation put `event` carries needs no decoding
     /// ([`World::upsert_shortcut`], the id taken from the key).
     fn holds_event(&self, event: &WatchEvent) -> bool {
-        let key = event.kv.key_str();
+        let Ok(key) = event.kv.key_utf8() else {
+            return false;
+        };
         let id = key.rsplit('/').next().unwrap_or_default();
         event.kind == EventKind::Put && self.upsert_shortcut(id, event.kv.mod_revision).is_some()
     }
@@ -725,7 +727,10 @@ impl World {
             Part::Quotas => self.quotas.keys().map(|n| keys::quota(n)).collect(),
             Part::NodeLifecycle | Part::DrainStatus | Part::Services => Vec::new(),
         };
-        let fresh: HashSet<String> = kvs.iter().map(|kv| kv.key_str().into_owned()).collect();
+        let fresh: HashSet<String> = kvs
+            .iter()
+            .filter_map(|kv| kv.key_utf8_or_skip().map(str::to_string))
+            .collect();
         for key in existing {
             if !fresh.contains(&key) {
                 if kind == Part::AllocStatus {
@@ -740,8 +745,10 @@ impl World {
             }
         }
         for kv in kvs {
-            let key = kv.key_str().into_owned();
-            touched.extend(self.apply(kind, &key, Some(&kv.value), kv.mod_revision));
+            let Ok(key) = kv.key_utf8() else {
+                continue;
+            };
+            touched.extend(self.apply(kind, key, Some(&kv.value), kv.mod_revision));
         }
         self.revisions.insert(kind, revision);
         touched
@@ -888,9 +895,11 @@ impl Sink for WorldSink {
         {
             let mut w = self.lock();
             for (e, decoded) in events.iter().zip(decoded) {
-                let key = e.kv.key_str();
+                let Some(key) = e.kv.key_utf8_or_skip() else {
+                    continue;
+                };
                 let rev = e.kv.mod_revision;
-                let (now, later) = w.apply_classified(self.kind, &key, put_value(e), decoded, rev);
+                let (now, later) = w.apply_classified(self.kind, key, put_value(e), decoded, rev);
                 touched.extend(now);
                 coalesced.extend(later);
             }

@@ -157,7 +157,9 @@ impl View {
                 view.revision = resp.revision;
             }
             for kv in resp.kvs {
-                let key = kv.key_str().into_owned();
+                let Some(key) = kv.key_utf8_or_skip().map(str::to_string) else {
+                    continue;
+                };
                 if let Err(e) = view.insert(*part, &key, &kv.value, kv.mod_revision) {
                     tracing::warn!(key = %key, error = %e, "skipping a value the loops cannot read");
                 }

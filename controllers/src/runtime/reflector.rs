@@ -167,7 +167,7 @@ impl Sink for Arc<std::sync::Mutex<RawCache>> {
     fn reset(&mut self, kvs: Vec<KeyValue>, revision: i64) {
         let items = kvs
             .into_iter()
-            .map(|kv| (kv.key_str().into_owned(), kv.value))
+            .filter_map(|kv| Some((kv.key_utf8_or_skip()?.to_string(), kv.value)))
             .collect();
         let mut c = self.lock().unwrap_or_else(|p| p.into_inner());
         c.items = items;
@@ -176,7 +176,9 @@ impl Sink for Arc<std::sync::Mutex<RawCache>> {
     fn apply(&mut self, events: Vec<WatchEvent>, revision: i64) {
         let mut c = self.lock().unwrap_or_else(|p| p.into_inner());
         for e in events {
-            let k = e.kv.key_str().into_owned();
+            let Some(k) = e.kv.key_utf8_or_skip().map(str::to_string) else {
+                continue;
+            };
             match e.kind {
                 nomos_store::EventKind::Put => {
                     c.items.insert(k, e.kv.value);

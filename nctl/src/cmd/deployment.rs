@@ -77,7 +77,13 @@ pub async fn run(g: &Global, cmd: DeploymentCommand) -> anyhow::Result<i32> {
         }
         DeploymentCommand::Promote { id, groups } => {
             let d: DeploymentView = client
-                .post(&path(&id, "/promote"), &PromoteRequest { groups })
+                .post(
+                    &path(&id, "/promote"),
+                    &PromoteRequest {
+                        groups,
+                        ..Default::default()
+                    },
+                )
                 .await?;
             let promoted: Vec<&str> = d
                 .deployment
@@ -121,7 +127,13 @@ pub async fn list(client: &Client, job: Option<&str>) -> anyhow::Result<Vec<Depl
 
 async fn pause(client: &Client, id: &str, pause: bool) -> anyhow::Result<DeploymentView> {
     client
-        .post(&path(id, "/pause"), &PauseRequest { pause })
+        .post(
+            &path(id, "/pause"),
+            &PauseRequest {
+                pause,
+                deployment_id: None,
+            },
+        )
         .await
 }
 

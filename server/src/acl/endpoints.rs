@@ -69,9 +69,11 @@ pub enum TtlField {
     Text(String),
 }
 
-/// A token to create or update: Nomad's `ACLToken` request fields.
+/// A token to create or update: Nomad's `ACLToken` request fields. Any other field is refused;
+/// the read-only ones Nomad's clients send back (`AccessorID`, `SecretID`, `CreateTime`,
+/// the indexes) are taken only when they change nothing ([`check_read_only`]).
 #[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
+#[serde(rename_all = "PascalCase", default, deny_unknown_fields)]
 pub struct TokenRequest {
     pub name: String,
     #[serde(rename = "Type")]
@@ -82,6 +84,40 @@ pub struct TokenRequest {
     #[serde(rename = "ExpirationTTL")]
     pub expiration_ttl: Option<TtlField>,
     pub expiration_time: Option<String>,
+    #[serde(rename = "AccessorID")]
+    pub accessor_id: Option<String>,
+    #[serde(rename = "SecretID")]
+    pub secret_id: Option<String>,
+    pub create_time: Option<serde_json::Value>,
+    pub create_index: Option<serde_json::Value>,
+    pub modify_index: Option<serde_json::Value>,
+    pub hash: Option<serde_json::Value>,
+}
+
+/// Refuses a request that sets what the server assigns: an `AccessorID` other than the
+/// token's (`None` when creating) or a `SecretID` other than empty or the token's own.
+fn check_read_only(req: &TokenRequest, token: Option<&AclToken>) -> Result<(), ServerError> {
+    let accessor = token.map_or("", |t| t.accessor_id.as_str());
+    if req
+        .accessor_id
+        .as_deref()
+        .is_some_and(|a| !a.is_empty() && a != accessor)
+    {
+        return Err(ServerError::BadRequest(format!(
+            "AccessorID: the server assigns it; expected {accessor:?} or none"
+        )));
+    }
+    let secret = token.map_or("", |t| t.secret_id.as_str());
+    if req
+        .secret_id
+        .as_deref()
+        .is_some_and(|s| !s.is_empty() && s != secret)
+    {
+        return Err(ServerError::BadRequest(
+            "SecretID: the server assigns it; leave it out".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A token's expiry: when it stops working, and the TTL it was asked for (ns, 0 if none).
@@ -286,6 +322,7 @@ pub async fn create_token(
     JsonBody(req): JsonBody<TokenRequest>,
 ) -> Result<Json<AclToken>, ServerError> {
     let token_type = req.token_type.unwrap_or(TokenType::Client);
+    check_read_only(&req, None)?;
     check_token_request(&req, token_type)?;
     let now = jiff::Timestamp::now();
     let expiry = requested_expiry(&req, now)?;
@@ -327,6 +364,7 @@ pub async fn update_token(
             "cannot change a token's type".into(),
         ));
     }
+    check_read_only(&req, Some(&token))?;
     check_token_request(&req, token.token_type)?;
     token.roles = roles::resolve_links(&st, &req.roles).await?;
     token.name = req.name;

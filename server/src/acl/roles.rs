@@ -31,15 +31,19 @@ use crate::{kv, AppState};
 /// What Nomad answers for a role that does not exist.
 const ROLE_NOT_FOUND: &str = "ACL role not found";
 
-/// A role to create or update: Nomad's `ACLRole` request fields.
+/// A role to create or update: Nomad's `ACLRole` request fields; any other field is refused,
+/// and the indexes and hash Nomad's clients send back are ignored.
 #[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
+#[serde(rename_all = "PascalCase", default, deny_unknown_fields)]
 pub struct RoleRequest {
     #[serde(rename = "ID")]
     pub id: String,
     pub name: String,
     pub description: String,
     pub policies: Vec<RolePolicyLink>,
+    pub create_index: Option<serde_json::Value>,
+    pub modify_index: Option<serde_json::Value>,
+    pub hash: Option<serde_json::Value>,
 }
 
 /// `?prefix=` on the list: roles whose ID starts with it.

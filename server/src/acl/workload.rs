@@ -114,12 +114,12 @@ async fn find_alloc(
     let Some(found) = keys_only
         .kvs
         .iter()
-        .map(|kv| kv.key_str().into_owned())
+        .filter_map(|kv| kv.key_utf8_or_skip())
         .find(|k| k.ends_with(&suffix))
     else {
         return Ok(None);
     };
-    Ok(kv::get_json::<Allocation>(st.store.as_ref(), &found)
+    Ok(kv::get_json::<Allocation>(st.store.as_ref(), found)
         .await?
         .map(|e| e.value)
         .filter(|a| a.id == id))

@@ -340,10 +340,12 @@ impl Shared {
 
     /// Applies one watched change to the cache.
     fn apply(&self, event: &WatchEvent) {
-        let key = event.kv.key_str();
+        let Some(key) = event.kv.key_utf8_or_skip() else {
+            return;
+        };
         if key == keys::KEYRING_ACTIVE {
             if event.kind == EventKind::Put {
-                match ops::decode::<ops::ActiveMarker>(&key, &event.kv.value) {
+                match ops::decode::<ops::ActiveMarker>(key, &event.kv.value) {
                     Ok(m) => self.write_cache().active = Some(m.key_id),
                     Err(e) => tracing::error!(error = %e, "ignoring the keyring's active marker"),
                 }
@@ -357,8 +359,8 @@ impl Shared {
             self.write_cache().keys.remove(id);
             return;
         }
-        let decoded = ops::decode::<StoredKey>(&key, &event.kv.value)
-            .and_then(|stored| self.unwrap(&key, &stored));
+        let decoded = ops::decode::<StoredKey>(key, &event.kv.value)
+            .and_then(|stored| self.unwrap(key, &stored));
         match decoded {
             Ok(root) => {
                 self.write_cache()

@@ -44,11 +44,13 @@ pub async fn load(store: &dyn Store) -> Result<Snapshot, ServerError> {
         ..Snapshot::default()
     };
     for kv in resp.kvs {
-        let key = kv.key_str().into_owned();
+        let Some(key) = kv.key_utf8_or_skip() else {
+            continue;
+        };
         if key == keys::KEYRING_ACTIVE {
-            snap.active = Some(decode(&key, &kv.value)?);
+            snap.active = Some(decode(key, &kv.value)?);
         } else if key.starts_with(keys::KEYRING_KEYS_PREFIX) {
-            snap.keys.push(decode(&key, &kv.value)?);
+            snap.keys.push(decode(key, &kv.value)?);
         }
     }
     Ok(snap)

@@ -538,11 +538,15 @@ pub async fn set_drain(
     JsonBody(req): JsonBody<DrainRequest>,
 ) -> Result<Answer<NodeUpdateResponse>, ServerError> {
     let now = nomos_api::now_ms();
+    let deadline = match &req.drain_spec {
+        Some(spec) => deadline_ms(now, spec.deadline)?,
+        None => 0,
+    };
     let resp = update_spec(&st, &name, |s| match &req.drain_spec {
         Some(spec) => {
             s.eligible = Some(false);
             s.drain = Some(DrainSpec {
-                deadline_ms: deadline_ms(now, spec.deadline),
+                deadline_ms: deadline,
                 ignore_system_jobs: spec.ignore_system_jobs,
                 started_at_ms: now,
             });
@@ -559,14 +563,23 @@ pub async fn set_drain(
     Ok(Answer::new(resp, index, &QueryOptions::default()))
 }
 
+/// The longest drain deadline accepted: a year, in nanoseconds.
+pub const MAX_DRAIN_DEADLINE_NS: i64 = 365 * 24 * 3600 * 1_000_000_000;
+
 /// Nomad's drain deadline (nanoseconds) as Nomos's (Unix ms, 0 for none): negative forces
-/// the drain now, 0 has no deadline, anything else counts from `now` (at least a millisecond).
-fn deadline_ms(now: i64, deadline_ns: i64) -> i64 {
-    match deadline_ns {
+/// the drain now, 0 has no deadline, anything else counts from `now` (at least a
+/// millisecond); past a year is a 400.
+fn deadline_ms(now: i64, deadline_ns: i64) -> Result<i64, ServerError> {
+    Ok(match deadline_ns {
         0 => 0,
         d if d < 0 => now,
+        d if d > MAX_DRAIN_DEADLINE_NS => {
+            return Err(ServerError::BadRequest(format!(
+                "DrainSpec.Deadline is {d} ns: at most {MAX_DRAIN_DEADLINE_NS} (a year)"
+            )))
+        }
         d => now.saturating_add((d / 1_000_000).max(1)),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -575,10 +588,11 @@ mod tests {
 
     #[test]
     fn nomads_drain_deadlines_become_unix_milliseconds() {
-        assert_eq!(deadline_ms(1_000, 0), 0);
-        assert_eq!(deadline_ms(1_000, -1), 1_000);
-        assert_eq!(deadline_ms(1_000, 3_600_000_000_000), 3_601_000);
-        assert_eq!(deadline_ms(1_000, 1), 1_001);
-        assert_eq!(deadline_ms(i64::MAX - 1, i64::MAX), i64::MAX);
+        assert_eq!(deadline_ms(1_000, 0).unwrap(), 0);
+        assert_eq!(deadline_ms(1_000, -1).unwrap(), 1_000);
+        assert_eq!(deadline_ms(1_000, 3_600_000_000_000).unwrap(), 3_601_000);
+        assert_eq!(deadline_ms(1_000, 1).unwrap(), 1_001);
+        assert!(deadline_ms(1_000, i64::MAX).is_err());
+        assert!(deadline_ms(1_000, MAX_DRAIN_DEADLINE_NS).is_ok());
     }
 }

@@ -65,7 +65,7 @@ pub fn decode(kv: &KeyValue) -> Result<Current, ServerError> {
     };
     let record: StoredVariable =
         serde_json::from_slice(&kv.value).map_err(|e| corrupt(e.to_string()))?;
-    if keys::variable(&record.namespace, &record.path) != key {
+    if keys::variable(&record.namespace, &record.path).as_bytes() != kv.key.as_slice() {
         return Err(corrupt(format!(
             "record names namespace {:.140?} and path {:.140?}, not its key's",
             record.namespace, record.path

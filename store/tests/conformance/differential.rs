@@ -190,6 +190,7 @@ fn error_kind(e: &StoreError) -> &'static str {
         StoreError::TooManyOps { .. } => "TooManyOps",
         StoreError::Unavailable(_) => "Unavailable",
         StoreError::Backend(_) => "Backend",
+        StoreError::NonUtf8Key { .. } => "NonUtf8Key",
         StoreError::WatchCancelled(_) => "WatchCancelled",
         StoreError::NoSpace => "NoSpace",
         StoreError::DataDirRefused { .. } => "DataDirRefused",

@@ -284,7 +284,10 @@ impl AgentLoop {
         .await?;
         let mut desired = BTreeMap::new();
         for kv in &listed_kvs {
-            if let Some(a) = decode_alloc(&kv.key_str(), &kv.value) {
+            let Some(key) = kv.key_utf8_or_skip() else {
+                continue;
+            };
+            if let Some(a) = decode_alloc(key, &kv.value) {
                 desired.insert(a.id.clone(), a);
             }
         }
@@ -316,7 +319,9 @@ impl AgentLoop {
                     let Some(item) = item else { return Ok(()) };
                     let resp = item.map_err(store_err("watch allocations"))?;
                     for ev in resp.events {
-                        let key = ev.kv.key_str().to_string();
+                        let Some(key) = ev.kv.key_utf8_or_skip().map(str::to_string) else {
+                            continue;
+                        };
                         let id = key.rsplit('/').next().unwrap_or_default().to_string();
                         match ev.kind {
                             nomos_store::EventKind::Put => {

@@ -303,8 +303,10 @@ impl Reporter {
             }
         };
         for ev in &resp.events {
-            let key = ev.kv.key_str();
-            let Some(alloc) = self.alloc_of(&key) else {
+            let Some(key) = ev.kv.key_utf8_or_skip() else {
+                continue;
+            };
+            let Some(alloc) = self.alloc_of(key) else {
                 continue;
             };
             let stored = match ev.kind {

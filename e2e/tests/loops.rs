@@ -193,12 +193,12 @@ fn a_drain_moves_services_first_survives_a_server_kill_and_reports_nowhere_to_go
     let last_service_stop = all
         .iter()
         .filter(|a| originals.contains(&alloc_id(a)))
-        .map(|a| desired_index(c, &alloc_id(a)))
+        .map(|a| desired_index(&c, &alloc_id(a)))
         .max()
         .unwrap_or(0);
     for s in &on_victim {
         assert!(
-            desired_index(c, &alloc_id(s)) >= last_service_stop,
+            desired_index(&c, &alloc_id(s)) >= last_service_stop,
             "the system allocation stops last: {s}"
         );
     }

@@ -562,7 +562,7 @@ fn get_in_every_form(c: &Cluster) {
             &["Address", "Allocs"],
             vec![c.node.clone(), "eligible".into(), "ready".into()],
             vec![c.node.clone()],
-            &["node", "name"],
+            &["Name"],
         ),
         (
             "deployments",

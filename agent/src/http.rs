@@ -128,17 +128,19 @@ async fn restart_handler(
         Ok(tasks) => {
             axum::Json(serde_json::json!({ "alloc_id": alloc, "restarted": tasks })).into_response()
         }
-        Err(r) => {
-            let code = match r {
-                RestartRefusal::UnknownAlloc | RestartRefusal::UnknownTask(_) => {
-                    StatusCode::NOT_FOUND
-                }
-                RestartRefusal::NotRunning => StatusCode::CONFLICT,
-                RestartRefusal::SignalFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            (code, format!("allocation {alloc}: {r}")).into_response()
-        }
+        Err(r) => refused(&alloc, &r),
     }
+}
+
+/// A refused restart or signal: 404 for an unknown allocation or task, 409 when nothing asked
+/// for runs, 500 when the driver failed.
+fn refused(alloc: &str, r: &RestartRefusal) -> Response {
+    let code = match r {
+        RestartRefusal::UnknownAlloc | RestartRefusal::UnknownTask(_) => StatusCode::NOT_FOUND,
+        RestartRefusal::NotRunning => StatusCode::CONFLICT,
+        RestartRefusal::SignalFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (code, format!("allocation {alloc}: {r}")).into_response()
 }
 
 /// `{"Signal": "SIGHUP", "Task": "web"}` (no task: every running task).
@@ -170,16 +172,7 @@ async fn signal_handler(
         Ok(tasks) => {
             axum::Json(serde_json::json!({ "alloc_id": alloc, "signalled": tasks })).into_response()
         }
-        Err(r) => {
-            let code = match r {
-                RestartRefusal::UnknownAlloc | RestartRefusal::UnknownTask(_) => {
-                    StatusCode::NOT_FOUND
-                }
-                RestartRefusal::NotRunning => StatusCode::CONFLICT,
-                RestartRefusal::SignalFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            (code, format!("allocation {alloc}: {r}")).into_response()
-        }
+        Err(r) => refused(&alloc, &r),
     }
 }
 

@@ -91,15 +91,18 @@ impl LiveAllocs {
         }
     }
 
-    /// Restarts `task` (or every running task) of `alloc` in place; returns the tasks signalled.
-    pub fn restart(&self, alloc: &str, task: Option<&str>) -> Result<Vec<String>, RestartRefusal> {
-        let shared = self
-            .0
+    fn get(&self, alloc: &str) -> Result<Arc<AllocShared>, RestartRefusal> {
+        self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(alloc)
             .cloned()
-            .ok_or(RestartRefusal::UnknownAlloc)?;
+            .ok_or(RestartRefusal::UnknownAlloc)
+    }
+
+    /// Restarts `task` (or every running task) of `alloc` in place; returns the tasks signalled.
+    pub fn restart(&self, alloc: &str, task: Option<&str>) -> Result<Vec<String>, RestartRefusal> {
+        let shared = self.get(alloc)?;
         shared.request_restart(task, USER_RESTART)
     }
 
@@ -111,13 +114,7 @@ impl LiveAllocs {
         task: Option<&str>,
         signal: &str,
     ) -> Result<Vec<String>, RestartRefusal> {
-        let shared = self
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(alloc)
-            .cloned()
-            .ok_or(RestartRefusal::UnknownAlloc)?;
+        let shared = self.get(alloc)?;
         let targets = shared.signal_targets(task)?;
         let mut sent = Vec::new();
         for (name, driver, handle) in targets {
@@ -132,6 +129,9 @@ impl LiveAllocs {
         Ok(sent)
     }
 }
+
+/// A running task a signal goes to: its name, driver and handle.
+type SignalTarget = (String, Arc<dyn Driver>, TaskHandle);
 
 /// The restart requests a task has seen, and why the last one was made.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -224,10 +224,7 @@ impl AllocShared {
 
     /// The running tasks a signal goes to (`task`, or every running one), with their drivers
     /// and handles.
-    fn signal_targets(
-        &self,
-        task: Option<&str>,
-    ) -> Result<Vec<(String, Arc<dyn Driver>, TaskHandle)>, RestartRefusal> {
+    fn signal_targets(&self, task: Option<&str>) -> Result<Vec<SignalTarget>, RestartRefusal> {
         let rec = self.snapshot();
         if let Some(t) = task {
             if !rec.tasks.contains_key(t) && !rec.status.task_states.contains_key(t) {

@@ -282,13 +282,18 @@ pub struct Row {
     pub modify_index: i64,
 }
 
+/// A job version: namespace, job ID, version.
+type JobKey = (String, String, u64);
+/// A stored job version with its key's create and modify revisions.
+type StoredJob = (Arc<Job>, i64, i64);
+
 /// What converting allocations looks up beside each one: node IDs by name, the allocation
 /// that replaced each, and the job versions they run.
 #[derive(Default)]
 pub struct Lookup {
     node_ids: HashMap<String, String>,
     next: HashMap<String, String>,
-    jobs: HashMap<(String, String, u64), Option<(Arc<Job>, i64, i64)>>,
+    jobs: HashMap<JobKey, Option<StoredJob>>,
 }
 
 /// Which optional parts a conversion writes.
@@ -366,7 +371,7 @@ impl Lookup {
         Ok(())
     }
 
-    fn job(&self, a: &Allocation) -> Option<&(Arc<Job>, i64, i64)> {
+    fn job(&self, a: &Allocation) -> Option<&StoredJob> {
         self.jobs
             .get(&(a.namespace.clone(), a.job_id.clone(), a.job_version))?
             .as_ref()

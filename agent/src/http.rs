@@ -1,7 +1,8 @@
 //! The agent's HTTP endpoint: task logs (`GET /v1/client/logs/<alloc>/<task>?type=stdout|stderr
 //! &offset=N&follow=true`), Prometheus metrics (`GET /metrics`) and in-place restarts of an
 //! allocation's tasks (`POST /v1/allocation/<alloc>/restart[?task=NAME]`, also under
-//! `/v1/client/allocation/...` with `PUT` as in Nomad's client API). With TLS on it serves
+//! `/v1/client/allocation/...` with `PUT` as in Nomad's client API), and signals to them
+//! (`POST|PUT /v1/client/allocation/<alloc>/signal` with `{"Signal", "Task"}`). With TLS on it serves
 //! HTTPS only to callers presenting a certificate signed by the cluster's CA.
 
 use std::path::PathBuf;
@@ -60,6 +61,10 @@ pub fn router(data_dir: PathBuf, metrics: Arc<Metrics>, live: LiveAllocs) -> Rou
         .route(
             "/v1/client/allocation/{alloc}/restart",
             post(restart_handler).put(restart_handler),
+        )
+        .route(
+            "/v1/client/allocation/{alloc}/signal",
+            post(signal_handler).put(signal_handler),
         )
         .with_state(AppState {
             data_dir,
@@ -123,15 +128,51 @@ async fn restart_handler(
         Ok(tasks) => {
             axum::Json(serde_json::json!({ "alloc_id": alloc, "restarted": tasks })).into_response()
         }
-        Err(r) => {
-            let code = match r {
-                RestartRefusal::UnknownAlloc | RestartRefusal::UnknownTask(_) => {
-                    StatusCode::NOT_FOUND
-                }
-                RestartRefusal::NotRunning => StatusCode::CONFLICT,
-            };
-            (code, format!("allocation {alloc}: {r}")).into_response()
+        Err(r) => refused(&alloc, &r),
+    }
+}
+
+/// A refused restart or signal: 404 for an unknown allocation or task, 409 when nothing asked
+/// for runs, 500 when the driver failed.
+fn refused(alloc: &str, r: &RestartRefusal) -> Response {
+    let code = match r {
+        RestartRefusal::UnknownAlloc | RestartRefusal::UnknownTask(_) => StatusCode::NOT_FOUND,
+        RestartRefusal::NotRunning => StatusCode::CONFLICT,
+        RestartRefusal::SignalFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (code, format!("allocation {alloc}: {r}")).into_response()
+}
+
+/// `{"Signal": "SIGHUP", "Task": "web"}` (no task: every running task).
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct SignalBody {
+    #[serde(rename = "Signal")]
+    signal: String,
+    #[serde(rename = "Task")]
+    task: String,
+}
+
+async fn signal_handler(
+    State(s): State<AppState>,
+    Path(alloc): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let req: SignalBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("invalid signal body: {e}")).into_response()
         }
+    };
+    if let Err(e) = crate::driver::parse_signal(&req.signal) {
+        return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
+    }
+    let task = Some(req.task.as_str()).filter(|t| !t.is_empty());
+    match s.live.signal(&alloc, task, &req.signal).await {
+        Ok(tasks) => {
+            axum::Json(serde_json::json!({ "alloc_id": alloc, "signalled": tasks })).into_response()
+        }
+        Err(r) => refused(&alloc, &r),
     }
 }
 

@@ -308,7 +308,10 @@ impl TaskSources<'_> {
             .read(sel, &format!("listing {prefix:?}"))?
             .iter()
             .filter_map(|kv| {
-                let name = kv.key_utf8_or_skip()?.strip_prefix(base.as_str())?.to_string();
+                let name = kv
+                    .key_utf8_or_skip()?
+                    .strip_prefix(base.as_str())?
+                    .to_string();
                 (!name.is_empty() && !name.contains('/')).then(|| {
                     Value::map([
                         ("Key", Value::from(name)),

@@ -45,14 +45,11 @@ fn a_second_agent_joins_over_the_store_endpoint_and_runs_an_allocation() {
         Duration::from_secs(90),
         |c| {
             let running = c.running("pinned");
-            let on_2 = running.len() == 1 && running[0]["allocation"]["node"] == "node-2";
+            let on_2 = running.len() == 1 && running[0]["NodeName"] == "node-2";
             (on_2, format!("{running:?}"))
         },
     );
-    let id = c.running("pinned")[0]["allocation"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = c.running("pinned")[0]["ID"].as_str().unwrap().to_string();
     assert!(
         !pids_of_alloc(&id).is_empty(),
         "node-2's agent started the task"

@@ -43,12 +43,8 @@ fn a_batch_job_runs_to_completion() {
 
     let allocs = c.allocs("once");
     assert_eq!(allocs.len(), 1, "{allocs:?}");
-    assert_eq!(
-        allocs[0]["status"]["client_status"], "complete",
-        "{:?}",
-        allocs[0]
-    );
-    let id = allocs[0]["allocation"]["id"].as_str().unwrap();
+    assert_eq!(allocs[0]["ClientStatus"], "complete", "{:?}", allocs[0]);
+    let id = allocs[0]["ID"].as_str().unwrap();
     let logs = c.ok(&["logs", &id[..8]]);
     assert_eq!(logs, "step 1\nstep 2\nstep 3\ndone\n");
 
@@ -112,9 +108,9 @@ fn apply_wait_exits_non_zero_when_the_batch_job_fails() {
     let allocs = c.allocs("broken");
     let failed = allocs
         .iter()
-        .find(|a| a["status"]["client_status"] == "failed")
+        .find(|a| a["ClientStatus"] == "failed")
         .expect("a failed allocation");
-    let id = failed["allocation"]["id"].as_str().unwrap();
+    let id = failed["ID"].as_str().unwrap();
     let err = c.ok(&["logs", "--stderr", &id[..8]]);
     assert_eq!(err, "oops\n");
 }

@@ -267,10 +267,7 @@ fn wait_running(c: &Cluster, job: &str, n: usize) -> Vec<Value> {
 }
 
 fn alloc_id(a: &Value) -> String {
-    a["allocation"]["id"]
-        .as_str()
-        .expect("alloc id")
-        .to_string()
+    a["ID"].as_str().expect("alloc id").to_string()
 }
 
 /// The shortest prefix (at least 4 characters) of `id` that no other allocation shares.
@@ -385,9 +382,9 @@ fn apply_from_stdin(c: &Cluster) {
     let a = &wait_running(c, "cli-stdin", 1)[0];
     c.wait_for("both tasks to run", WAIT, |c| {
         let a = c.json(&["alloc", "status", &alloc_id(a), "-o", "json"]);
-        let states = &a["status"]["task_states"];
+        let states = &a["TaskStates"];
         (
-            states["a"]["state"] == "running" && states["b"]["state"] == "running",
+            states["a"]["State"] == "running" && states["b"]["State"] == "running",
             states.to_string(),
         )
     });
@@ -549,7 +546,7 @@ fn get_in_every_form(c: &Cluster) {
             &["Job", "Ports"],
             vec![short(&hcl_alloc), c.node.clone(), "running".into()],
             vec![hcl_alloc.clone(), "cli-hcl".into()],
-            &["allocation", "id"],
+            &["ID"],
         ),
         (
             "nodes",
@@ -780,14 +777,14 @@ fn logs_with_task_and_follow(c: &Cluster) {
 }
 
 fn task_state(c: &Cluster, alloc: &str, task: &str) -> Value {
-    c.json(&["alloc", "status", alloc, "-o", "json"])["status"]["task_states"][task].clone()
+    c.json(&["alloc", "status", alloc, "-o", "json"])["TaskStates"][task].clone()
 }
 
 fn alloc_restart_one_task(c: &Cluster) {
     let alloc = alloc_id(&c.running("cli-stdin")[0]);
     let prefix = unique_prefix(c, &alloc);
-    assert_eq!(task_state(c, &alloc, "a")["restarts"], 0);
-    assert_eq!(task_state(c, &alloc, "b")["restarts"], 0);
+    assert_eq!(task_state(c, &alloc, "a")["Restarts"], 0);
+    assert_eq!(task_state(c, &alloc, "b")["Restarts"], 0);
 
     let out = c.ok(&["alloc", "restart", &prefix, "a"]);
     assert!(
@@ -796,11 +793,11 @@ fn alloc_restart_one_task(c: &Cluster) {
     );
     c.wait_for("task a to run again after one restart", WAIT, |c| {
         let a = task_state(c, &alloc, "a");
-        (a["restarts"] == 1 && a["state"] == "running", a.to_string())
+        (a["Restarts"] == 1 && a["State"] == "running", a.to_string())
     });
     let b = task_state(c, &alloc, "b");
-    assert_eq!(b["restarts"], 0, "task b was left alone: {b}");
-    assert_eq!(b["state"], "running", "{b}");
+    assert_eq!(b["Restarts"], 0, "task b was left alone: {b}");
+    assert_eq!(b["State"], "running", "{b}");
 
     let out = c.nctl(&["alloc", "restart", &prefix, "nosuch"]);
     let (stdout, stderr) = text(&out);

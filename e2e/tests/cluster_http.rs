@@ -75,8 +75,8 @@ fn logs_and_restart_work(c: &Cluster, node: &str) {
         (r.len() == 1, format!("{r:?}"))
     });
     let alloc = c.running("talker").remove(0);
-    assert_eq!(alloc["allocation"]["node"], node, "placed on {node}");
-    let id = alloc["allocation"]["id"].as_str().unwrap().to_string();
+    assert_eq!(alloc["NodeName"], node, "placed on {node}");
+    let id = alloc["ID"].as_str().unwrap().to_string();
     let pids = pids_of_alloc(&id);
     assert!(!pids.is_empty(), "talker has processes");
 
@@ -102,8 +102,8 @@ fn logs_and_restart_work(c: &Cluster, node: &str) {
         |c| {
             let allocs = c.running("talker");
             let restarted = allocs.len() == 1 && {
-                let state = &allocs[0]["status"]["task_states"]["talk"];
-                state["restarts"] == 1 && state["state"] == "running"
+                let state = &allocs[0]["TaskStates"]["talk"];
+                state["Restarts"] == 1 && state["State"] == "running"
             };
             let now = pids_of_alloc(&id);
             let fresh = !now.is_empty() && now.iter().all(|p| !pids.contains(p));
@@ -111,7 +111,7 @@ fn logs_and_restart_work(c: &Cluster, node: &str) {
         },
     );
     assert_eq!(
-        c.running("talker")[0]["allocation"]["id"],
+        c.running("talker")[0]["ID"],
         id.as_str(),
         "restarted in place, not replaced"
     );

@@ -141,26 +141,18 @@ fn a_failing_version_halts_at_one_allocation_and_reverts_with_exit_3(c: &Cluster
 
     // One allocation of the bad version was ever placed, and one good one stopped for it.
     let allocs = c.allocs("bad-deploy");
-    let of_version = |v: u64| {
-        allocs
-            .iter()
-            .filter(|a| a["allocation"]["job_version"] == v)
-            .count()
-    };
+    let of_version = |v: u64| allocs.iter().filter(|a| a["JobVersion"] == v).count();
     assert_eq!(of_version(1), 1, "{allocs:#?}");
     let rolled = allocs
         .iter()
-        .filter(|a| a["allocation"]["desired_description"] == "rolling update")
+        .filter(|a| a["DesiredDescription"] == "rolling update")
         .count();
     assert_eq!(rolled, 1, "{allocs:#?}");
 
     // The revert (version 2, the good spec) brings the third copy back.
     c.wait_for("three copies of the reverted version", WAIT, |c| {
         let running = c.running("bad-deploy");
-        let reverted = running
-            .iter()
-            .filter(|a| a["allocation"]["job_version"] == 2)
-            .count();
+        let reverted = running.iter().filter(|a| a["JobVersion"] == 2).count();
         (reverted == 3, format!("{running:#?}"))
     });
     let status = c.ok(&["status", "bad-deploy"]);
@@ -288,9 +280,9 @@ fn a_canary_deployment_ends_the_wait_waiting_for_promotion(c: &Cluster) -> Strin
     let canary = c
         .running("canary")
         .into_iter()
-        .find(|a| a["allocation"]["job_version"] == 1)
+        .find(|a| a["JobVersion"] == 1)
         .unwrap_or_else(|| panic!("a running canary"));
-    let alloc = canary["allocation"]["id"].as_str().unwrap().to_string();
+    let alloc = canary["ID"].as_str().unwrap().to_string();
     let out = c.ok(&["alloc", "status", &alloc]);
     assert_eq!(
         kv(&out).get("Deployment ID").map(String::as_str),
@@ -335,7 +327,7 @@ fn promote_completes_the_deployment(c: &Cluster, id: &str) {
     let running = c.running("canary");
     assert_eq!(running.len(), 2, "{running:?}");
     assert!(
-        running.iter().all(|a| a["allocation"]["job_version"] == 1),
+        running.iter().all(|a| a["JobVersion"] == 1),
         "every copy runs version 1: {running:?}"
     );
     // A finished deployment takes no more requests.

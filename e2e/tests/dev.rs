@@ -26,7 +26,7 @@ fn example_shells(c: &Cluster) -> BTreeMap<String, Vec<i32>> {
     c.running("example")
         .iter()
         .map(|a| {
-            let id = a["allocation"]["id"].as_str().unwrap().to_string();
+            let id = a["ID"].as_str().unwrap().to_string();
             let shells = shells_of_alloc(&id);
             (id, shells)
         })
@@ -120,12 +120,12 @@ fn nctl_dev_runs_the_example_and_ctrl_c_leaves_it_running_for_the_next_start() {
         },
     );
     for a in c.running("example") {
-        for (task, state) in a["status"]["task_states"].as_object().expect("task states") {
+        for (task, state) in a["TaskStates"].as_object().expect("task states") {
             assert_eq!(
-                state["restarts"], 0,
+                state["Restarts"], 0,
                 "task {task} was not restarted: {state}"
             );
-            assert_eq!(state["state"], "running", "{state}");
+            assert_eq!(state["State"], "running", "{state}");
         }
     }
     assert_eq!(

@@ -148,7 +148,7 @@ fn the_leading_server_cut_off_from_etcd_is_replaced_and_fenced() {
 fn an_agent_cut_off_from_the_servers_keeps_its_tasks() {
     let (c, pids, recorder) = settled("agent-cut");
     let first = c.servers[0].running("svc");
-    let node = first[0]["allocation"]["node"]
+    let node = first[0]["NodeName"]
         .as_str()
         .unwrap_or_default()
         .to_string();
@@ -190,7 +190,7 @@ fn restarting_every_etcd_member_during_a_rollout() {
         let running = c.servers[0].running("svc");
         let v2 = running
             .iter()
-            .filter(|a| a["allocation"]["job_version"].as_u64() == Some(1))
+            .filter(|a| a["JobVersion"].as_u64() == Some(1))
             .count();
         if running.len() == 3 && v2 == 3 {
             break;

@@ -38,7 +38,7 @@ fn an_invalid_job_file_is_refused_with_its_position_and_nothing_changes() {
     c.ok(&["apply", "-f", &file, "--wait", "--timeout", "120"]);
     let before = c.running("sleeper");
     assert_eq!(before.len(), 1);
-    let id = before[0]["allocation"]["id"].as_str().unwrap().to_string();
+    let id = before[0]["ID"].as_str().unwrap().to_string();
     let pids = pids_of_alloc(&id);
     assert!(!pids.is_empty(), "the task has a process");
     let index_before = c.json(&["status", "sleeper", "-o", "json"])["job"]["modify_index"].clone();
@@ -94,11 +94,7 @@ fn an_invalid_job_file_is_refused_with_its_position_and_nothing_changes() {
     );
     let now = c.running("sleeper");
     assert_eq!(now.len(), 1);
-    assert_eq!(
-        now[0]["allocation"]["id"],
-        id.as_str(),
-        "the same allocation still runs"
-    );
+    assert_eq!(now[0]["ID"], id.as_str(), "the same allocation still runs");
     assert_eq!(pids_of_alloc(&id), pids, "the same process still runs");
 
     c.ok(&["stop", "sleeper"]);
@@ -156,10 +152,7 @@ fn garbage_written_over_a_running_job_keeps_it_running_visible_and_manageable() 
     let c = Cluster::start("garbage");
     let file = c.write_file("sleeper.hcl", SLEEPER);
     c.ok(&["apply", "-f", &file, "--wait", "--timeout", "120"]);
-    let id = c.running("sleeper")[0]["allocation"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = c.running("sleeper")[0]["ID"].as_str().unwrap().to_string();
 
     garbage_over_the_sleeper(&c);
     let out = c.ok(&["status", "sleeper"]);
@@ -178,7 +171,7 @@ fn garbage_written_over_a_running_job_keeps_it_running_visible_and_manageable() 
     assert!(out.contains("reverted to version 0"), "{out}");
     let s = c.json(&["status", "sleeper", "-o", "json"]);
     assert!(s["job"]["invalid_spec"].is_null(), "{s}");
-    assert_eq!(c.running("sleeper")[0]["allocation"]["id"], id.as_str());
+    assert_eq!(c.running("sleeper")[0]["ID"], id.as_str());
 
     // Stop takes the last accepted version as its base.
     garbage_over_the_sleeper(&c);

@@ -64,17 +64,11 @@ fn web(count: u32) -> String {
 }
 
 fn alloc_id(a: &Value) -> String {
-    a["allocation"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
+    a["ID"].as_str().unwrap_or_default().to_string()
 }
 
 fn node_of(a: &Value) -> String {
-    a["allocation"]["node"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
+    a["NodeName"].as_str().unwrap_or_default().to_string()
 }
 
 /// `nctl node status NODE -o json`'s drain report, if any.
@@ -153,9 +147,11 @@ fn a_drain_moves_services_first_survives_a_server_kill_and_reports_nowhere_to_go
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         let settled = |a: &&Value| {
-            let started = a["status"]["task_states"]["httpd"]["started_at_ms"]
-                .as_i64()
-                .unwrap_or(now_ms);
+            let started = a["TaskStates"]["httpd"]["Events"]
+                .as_array()
+                .and_then(|es| es.iter().rev().find(|e| e["Type"] == "Started"))
+                .and_then(|e| e["Time"].as_i64())
+                .map_or(now_ms, |ns| ns / 1_000_000);
             now_ms - started >= 2_000
         };
         for a in running.iter().filter(settled) {
@@ -180,26 +176,29 @@ fn a_drain_moves_services_first_survives_a_server_kill_and_reports_nowhere_to_go
     assert!(after.iter().all(|a| node_of(a) != victim));
     let all = c.allocs("web");
     for id in &originals {
+        let next = all
+            .iter()
+            .find(|a| alloc_id(a) == *id)
+            .map(|a| a["NextAllocation"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default();
         let replaced = all
             .iter()
-            .any(|a| a["allocation"]["previous_alloc"] == id.as_str() && node_of(a) != victim);
+            .any(|a| !next.is_empty() && alloc_id(a) == next && node_of(a) != victim);
         assert!(replaced, "original {id} has a replacement elsewhere");
     }
     // The system allocation on the drained node stopped, and only after the services.
     let sidecars = c.allocs("sidecar");
     let on_victim: Vec<&Value> = sidecars.iter().filter(|a| node_of(a) == victim).collect();
-    assert!(on_victim
-        .iter()
-        .all(|a| a["allocation"]["desired_status"] == "stop"));
+    assert!(on_victim.iter().all(|a| a["DesiredStatus"] == "stop"));
     let last_service_stop = all
         .iter()
         .filter(|a| originals.contains(&alloc_id(a)))
-        .map(|a| a["allocation"]["modified_at_ms"].as_i64().unwrap_or(0))
+        .map(|a| desired_index(&c, &alloc_id(a)))
         .max()
         .unwrap_or(0);
     for s in &on_victim {
         assert!(
-            s["allocation"]["modified_at_ms"].as_i64().unwrap_or(0) >= last_service_stop,
+            desired_index(&c, &alloc_id(s)) >= last_service_stop,
             "the system allocation stops last: {s}"
         );
     }
@@ -454,17 +453,24 @@ fn task_pids(alloc_id: &str) -> Vec<i32> {
         .collect()
 }
 
+/// The store revision of an allocation's last desired change (`AllocModifyIndex`).
+fn desired_index(c: &Cluster, id: &str) -> i64 {
+    c.json(&["alloc", "status", id, "-o", "json"])["AllocModifyIndex"]
+        .as_i64()
+        .unwrap_or(0)
+}
+
 /// Allocation id → (node, long-lived pids, restarts of every task).
 fn snapshot(c: &Cluster, job: &str) -> BTreeMap<String, (String, Vec<i32>, u64)> {
     c.running(job)
         .iter()
         .map(|a| {
             let id = alloc_id(a);
-            let restarts = a["status"]["task_states"]
+            let restarts = a["TaskStates"]
                 .as_object()
                 .map(|t| {
                     t.values()
-                        .map(|s| s["restarts"].as_u64().unwrap_or(0))
+                        .map(|s| s["Restarts"].as_u64().unwrap_or(0))
                         .sum()
                 })
                 .unwrap_or(0);
@@ -597,14 +603,14 @@ fn a_node_back_after_lost_after_keeps_its_originals_and_the_replacements_stop() 
             let originals_run = before.keys().all(|id| {
                 all.iter().any(|a| {
                     alloc_id(a) == *id
-                        && a["allocation"]["desired_status"] == "run"
-                        && a["status"]["client_status"] == "running"
+                        && a["DesiredStatus"] == "run"
+                        && a["ClientStatus"] == "running"
                 })
             });
             let replacements_stopped = all
                 .iter()
                 .filter(|a| node_of(a) == "l2")
-                .all(|a| a["allocation"]["desired_status"] == "stop");
+                .all(|a| a["DesiredStatus"] == "stop");
             (originals_run && replacements_stopped, format!("{all:?}"))
         },
     );

@@ -41,7 +41,7 @@ fn running_versions(c: &Cluster, job: &str) -> Vec<u64> {
     let mut v: Vec<u64> = c
         .running(job)
         .iter()
-        .filter_map(|a| a["allocation"]["job_version"].as_u64())
+        .filter_map(|a| a["JobVersion"].as_u64())
         .collect();
     v.sort_unstable();
     v
@@ -74,7 +74,7 @@ fn history_revert_alloc_stop_and_eligibility() {
             let firsts = running
                 .iter()
                 .filter(|a| {
-                    let id = a["allocation"]["id"].as_str().unwrap_or("");
+                    let id = a["ID"].as_str().unwrap_or("");
                     c.ok(&["logs", &id[..8]]).starts_with("first")
                 })
                 .count();
@@ -87,20 +87,14 @@ fn history_revert_alloc_stop_and_eligibility() {
     );
 
     // Stopping one allocation: the controller places a replacement.
-    let victim = c.running("ops")[0]["allocation"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let victim = c.running("ops")[0]["ID"].as_str().unwrap().to_string();
     c.ok(&["alloc", "stop", &victim[..8]]);
     c.wait_for(
         "a replacement for the stopped allocation",
         Duration::from_secs(60),
         |c| {
             let running = c.running("ops");
-            let replaced = running.len() == 2
-                && running
-                    .iter()
-                    .all(|a| a["allocation"]["id"] != victim.as_str());
+            let replaced = running.len() == 2 && running.iter().all(|a| a["ID"] != victim.as_str());
             (replaced, format!("{running:?}"))
         },
     );

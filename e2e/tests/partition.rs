@@ -45,18 +45,13 @@ const JOB: &str = r#"job "cut" {
 "#;
 
 fn node_of(a: &Value) -> &str {
-    a["allocation"]["node"].as_str().unwrap_or_default()
+    a["NodeName"].as_str().unwrap_or_default()
 }
 
 fn ids(allocs: &[Value]) -> BTreeSet<String> {
     allocs
         .iter()
-        .map(|a| {
-            a["allocation"]["id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
+        .map(|a| a["ID"].as_str().unwrap_or_default().to_string())
         .collect()
 }
 
@@ -128,7 +123,7 @@ fn a_partitioned_node_keeps_its_allocation_through_a_blip_and_gets_it_back_after
             let replacement_stopped = all
                 .iter()
                 .filter(|a| node_of(a) == "outside")
-                .all(|a| a["allocation"]["desired_status"] == "stop");
+                .all(|a| a["DesiredStatus"] == "stop");
             (
                 ids(&kept) == BTreeSet::from([original.clone()]) && replacement_stopped,
                 format!("{all:?}"),
@@ -140,6 +135,6 @@ fn a_partitioned_node_keeps_its_allocation_through_a_blip_and_gets_it_back_after
         Some(pid),
         "the original never restarted"
     );
-    let restarts = &c.running("cut")[0]["status"]["task_states"]["sleep"]["restarts"];
+    let restarts = &c.running("cut")[0]["TaskStates"]["sleep"]["Restarts"];
     assert_eq!(restarts, 0);
 }

@@ -50,9 +50,7 @@ fn running_in_team_a(c: &Cluster, job: &str) -> usize {
     all.as_array()
         .into_iter()
         .flatten()
-        .filter(|a| {
-            a["allocation"]["desired_status"] == "run" && a["status"]["client_status"] == "running"
-        })
+        .filter(|a| a["DesiredStatus"] == "run" && a["ClientStatus"] == "running")
         .count()
 }
 

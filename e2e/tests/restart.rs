@@ -18,7 +18,7 @@ fn kill_9_and_restart_keeps_every_task_running_without_a_restart() {
     let snapshot: Vec<(String, Vec<i32>, u16)> = before
         .iter()
         .map(|a| {
-            let id = a["allocation"]["id"].as_str().unwrap().to_string();
+            let id = a["ID"].as_str().unwrap().to_string();
             let pids = pids_of_alloc(&id);
             assert!(!pids.is_empty(), "allocation {id} has processes");
             (id, pids, port_of(a, "http"))
@@ -46,19 +46,19 @@ fn kill_9_and_restart_keeps_every_task_running_without_a_restart() {
     let after = c.running("web");
     let mut ids_after: Vec<String> = after
         .iter()
-        .map(|a| a["allocation"]["id"].as_str().unwrap().to_string())
+        .map(|a| a["ID"].as_str().unwrap().to_string())
         .collect();
     let mut ids_before: Vec<String> = snapshot.iter().map(|s| s.0.clone()).collect();
     ids_after.sort();
     ids_before.sort();
     assert_eq!(ids_after, ids_before, "no allocation was replaced");
     for a in &after {
-        for (task, state) in a["status"]["task_states"].as_object().expect("task states") {
+        for (task, state) in a["TaskStates"].as_object().expect("task states") {
             assert_eq!(
-                state["restarts"], 0,
+                state["Restarts"], 0,
                 "task {task} was not restarted: {state}"
             );
-            assert_eq!(state["state"], "running");
+            assert_eq!(state["State"], "running");
         }
     }
     for (id, pids, port) in &snapshot {

@@ -161,16 +161,13 @@ fn wait_for_page(c: &Cluster, root: &str, not_alloc: Option<&str>) -> (String, S
                 .unwrap_or_default()
                 .into_iter()
                 .find(|a| {
-                    a["status"]["client_status"] == "running"
-                        && Some(a["allocation"]["id"].as_str().unwrap_or_default()) != not_alloc
+                    a["ClientStatus"] == "running"
+                        && Some(a["ID"].as_str().unwrap_or_default()) != not_alloc
                 });
             let Some(a) = running else {
                 return (false, allocs.to_string());
             };
-            let id = a["allocation"]["id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
+            let id = a["ID"].as_str().unwrap_or_default().to_string();
             match http_get(port_of(&a, "http")) {
                 Some(body) if body.contains("password=") => {
                     page = (id, body);

@@ -23,7 +23,7 @@ fn a_service_job_runs_rolls_out_a_change_and_stops_cleanly() {
     ports.dedup();
     assert_eq!(ports.len(), 3, "three distinct ports");
     for a in &v1 {
-        let id = a["allocation"]["id"].as_str().unwrap();
+        let id = a["ID"].as_str().unwrap();
         let body =
             http_get(port_of(a, "http")).unwrap_or_else(|| panic!("allocation {id} answers"));
         assert_eq!(body.trim(), format!("v1 {id}"));
@@ -48,8 +48,8 @@ fn a_service_job_runs_rolls_out_a_change_and_stops_cleanly() {
         "three running allocations after the update: {v2:?}"
     );
     for a in &v2 {
-        assert_eq!(a["allocation"]["job_version"], 1, "{a}");
-        let id = a["allocation"]["id"].as_str().unwrap();
+        assert_eq!(a["JobVersion"], 1, "{a}");
+        let id = a["ID"].as_str().unwrap();
         let body =
             http_get(port_of(a, "http")).unwrap_or_else(|| panic!("allocation {id} answers"));
         assert_eq!(body.trim(), format!("v2 {id}"));
@@ -61,7 +61,7 @@ fn a_service_job_runs_rolls_out_a_change_and_stops_cleanly() {
         .unwrap_or_else(|| panic!("a deployment for version 1: {deployments}"));
     assert_eq!(d["deployment"]["status"], "successful", "{d}");
     for old in &v1 {
-        let id = old["allocation"]["id"].as_str().unwrap();
+        let id = old["ID"].as_str().unwrap();
         c.wait_for(
             &format!("old allocation {id} to have no process"),
             Duration::from_secs(30),
@@ -81,17 +81,14 @@ fn a_service_job_runs_rolls_out_a_change_and_stops_cleanly() {
             let live: Vec<String> = c
                 .allocs("web")
                 .iter()
-                .filter(|a| {
-                    a["status"]["client_status"] == "running"
-                        || a["status"]["client_status"] == "pending"
-                })
-                .map(|a| a["allocation"]["id"].as_str().unwrap_or("").to_string())
+                .filter(|a| a["ClientStatus"] == "running" || a["ClientStatus"] == "pending")
+                .map(|a| a["ID"].as_str().unwrap_or("").to_string())
                 .collect();
             (live.is_empty(), format!("{live:?}"))
         },
     );
     for a in &all {
-        let id = a["allocation"]["id"].as_str().unwrap();
+        let id = a["ID"].as_str().unwrap();
         c.wait_for(
             &format!("allocation {id} to have no process"),
             Duration::from_secs(30),
@@ -100,7 +97,7 @@ fn a_service_job_runs_rolls_out_a_change_and_stops_cleanly() {
                 (pids.is_empty(), format!("{pids:?}"))
             },
         );
-        if let Some(p) = a["allocation"]["ports"][0]["value"].as_u64() {
+        if let Some(p) = a["AllocatedResources"]["Shared"]["Ports"][0]["Value"].as_u64() {
             assert!(
                 http_get(p as u16).is_none(),
                 "port {p} still answers after stop"

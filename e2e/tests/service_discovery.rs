@@ -241,10 +241,7 @@ fn a_services_healthy_instances_are_registered_listed_rendered_and_deregistered(
     // A template lists the healthy instances.
     let front = c.write_file("front.hcl", FRONT_JOB);
     c.ok(&["apply", "-f", &front, "--wait", "--timeout", "120"]);
-    let front_id = c.running("front")[0]["allocation"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let front_id = c.running("front")[0]["ID"].as_str().unwrap().to_string();
     let listing = |c: &Cluster| last_listing(&c.ok(&["logs", &front_id[..8]]));
     c.wait_for("the front's first listing", Duration::from_secs(20), |c| {
         let l = listing(c);
@@ -272,10 +269,7 @@ fn a_services_healthy_instances_are_registered_listed_rendered_and_deregistered(
     );
 
     // One backend fails its check: it leaves the list.
-    let failing = c.running("backend")[0]["allocation"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let failing = c.running("backend")[0]["ID"].as_str().unwrap().to_string();
     std::fs::remove_file(health_file(&c, &failing)).expect("remove the health file");
     c.wait_for(
         "the failing backend to leave the front's list",
@@ -336,10 +330,7 @@ fn check_restart_restarts_a_task_whose_check_keeps_failing() {
         let h = healthy_ports(c);
         (h.len() == 1, format!("{h:?}"))
     });
-    let id = c.running("backend")[0]["allocation"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = c.running("backend")[0]["ID"].as_str().unwrap().to_string();
     std::fs::remove_file(health_file(&c, &id)).expect("remove the health file");
     // Two failed checks a second apart: the task restarts (its command writes the file again),
     // and the instance comes back healthy.
@@ -356,7 +347,7 @@ fn check_restart_restarts_a_task_whose_check_keeps_failing() {
         (h.len() == 1, format!("{h:?}"))
     });
     let a = c.json(&["alloc", "status", &id[..8], "-o", "json"]);
-    let restarts = a["status"]["task_states"]["httpd"]["restarts"].as_u64();
+    let restarts = a["TaskStates"]["httpd"]["Restarts"].as_u64();
     assert!(restarts >= Some(1), "{a}");
     c.ok(&["stop", "backend"]);
 }

@@ -128,7 +128,7 @@ fn an_agent_keeps_its_task_when_its_server_comes_back_with_an_empty_store() {
     c.ok(&["apply", "-f", &file, "--wait", "--timeout", "120"]);
     let running = c.running("keep");
     assert_eq!(running.len(), 1, "{running:?}");
-    let id = running[0]["allocation"]["id"].as_str().unwrap().to_string();
+    let id = running[0]["ID"].as_str().unwrap().to_string();
     let pids = pids_of_alloc(&id);
     assert!(!pids.is_empty(), "the task runs");
 

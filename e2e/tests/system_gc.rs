@@ -17,12 +17,7 @@ fn nodes_running(c: &Cluster, job: &str) -> Vec<String> {
     let mut n: Vec<String> = c
         .running(job)
         .iter()
-        .map(|a| {
-            a["allocation"]["node"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
+        .map(|a| a["NodeName"].as_str().unwrap_or_default().to_string())
         .collect();
     n.sort();
     n
@@ -52,9 +47,9 @@ fn a_system_job_follows_nodes_joining_and_leaving_eligibility() {
     let on_s2: Vec<Value> = c
         .running("everywhere")
         .into_iter()
-        .filter(|a| a["allocation"]["node"] == "s2")
+        .filter(|a| a["NodeName"] == "s2")
         .collect();
-    let s2_alloc = on_s2[0]["allocation"]["id"].as_str().unwrap().to_string();
+    let s2_alloc = on_s2[0]["ID"].as_str().unwrap().to_string();
 
     c.ok(&["node", "eligibility", "s2", "--disable"]);
     c.wait_for(
@@ -90,7 +85,7 @@ fn rolling_system_job(version: &str) -> String {
 }
 
 fn job_version(a: &Value) -> u64 {
-    a["allocation"]["job_version"].as_u64().unwrap_or(0)
+    a["JobVersion"].as_u64().unwrap_or(0)
 }
 
 #[test]
@@ -119,12 +114,9 @@ fn a_system_update_rolls_node_by_node_and_a_job_that_fits_nowhere_says_why() {
         fewest_nodes_running = fewest_nodes_running.min(running.len());
         let live_new: Vec<&Value> = allocs
             .iter()
-            .filter(|a| job_version(a) == 1 && a["allocation"]["desired_status"] == "run")
+            .filter(|a| job_version(a) == 1 && a["DesiredStatus"] == "run")
             .collect();
-        let done = live_new.len() == 3
-            && live_new
-                .iter()
-                .all(|a| a["status"]["client_status"] == "running");
+        let done = live_new.len() == 3 && live_new.iter().all(|a| a["ClientStatus"] == "running");
         (done, format!("{allocs:?}"))
     });
     assert!(
@@ -136,7 +128,7 @@ fn a_system_update_rolls_node_by_node_and_a_job_that_fits_nowhere_says_why() {
         .allocs("rolling")
         .iter()
         .filter(|a| job_version(a) == 1)
-        .map(|a| a["allocation"]["created_at_ms"].as_i64().unwrap_or(0))
+        .map(|a| a["CreateTime"].as_i64().unwrap_or(0) / 1_000_000)
         .collect();
     created.sort();
     assert_eq!(created.len(), 3, "one replacement per node");
@@ -208,8 +200,8 @@ fn a_sysbatch_job_runs_once_per_node_to_completion() {
         let mut n: Vec<String> = c
             .allocs("once-per-node")
             .iter()
-            .filter(|a| a["status"]["client_status"] == "complete")
-            .map(|a| a["allocation"]["node"].as_str().unwrap_or("").to_string())
+            .filter(|a| a["ClientStatus"] == "complete")
+            .map(|a| a["NodeName"].as_str().unwrap_or("").to_string())
             .collect();
         n.sort();
         n
@@ -269,10 +261,7 @@ fn system_gc_collects_a_stopped_job_and_leaves_what_runs() {
         let r = c.running("keep");
         (r.len() == 1, format!("{r:?}"))
     });
-    let kept_alloc = c.running("keep")[0]["allocation"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let kept_alloc = c.running("keep")[0]["ID"].as_str().unwrap().to_string();
     c.ok(&["stop", "once"]);
     c.ok(&["system", "gc"]);
     c.wait_for(
@@ -293,6 +282,6 @@ fn system_gc_collects_a_stopped_job_and_leaves_what_runs() {
     );
     let r = c.running("keep");
     assert_eq!(r.len(), 1, "the running job is untouched");
-    assert_eq!(r[0]["allocation"]["id"], kept_alloc.as_str());
+    assert_eq!(r[0]["ID"], kept_alloc.as_str());
     assert!(!pids_of_alloc(&kept_alloc).is_empty());
 }

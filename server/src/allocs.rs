@@ -1,10 +1,12 @@
-//! Allocation handlers: list (by job or node), get by unique ID prefix (the desired allocation
-//! joined with the agent's observed status), stop, restart and logs.
+//! Allocation logs (`GET /v1/allocation/{id}/logs`), the lookup of one allocation by unique ID
+//! prefix, and the address of an allocation's agent. The allocation reads and writes in
+//! Nomad's shapes are in [`crate::nomad::allocs`] and [`crate::nomad::alloc_writes`].
 //!
 //! Logs are read through a [`LogReader`] when this process holds the node's files (`nctl dev`,
 //! where the agent runs in-process), and otherwise fetched from the agent's `http_addr`
-//! (`GET {http_addr}/v1/client/logs/{alloc}/{task}?type=&offset=&follow=`). Restarts always go
-//! to the agent's `http_addr` (every agent serves one unless started with `--http-addr off`).
+//! (`GET {http_addr}/v1/client/logs/{alloc}/{task}?type=&offset=&follow=`). Restarts and
+//! signals always go to the agent's `http_addr` (every agent serves one unless started with
+//! `--http-addr off`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,15 +15,9 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use futures::StreamExt;
-use nomos_api::acl::check::CAP_READ_JOB;
-use nomos_api::DesiredStatus;
-use nomos_controllers::write::set_desired;
-use nomos_store::keys;
 use serde::Deserialize;
 
-use crate::acl::Caller;
 use crate::error::ServerError;
 use crate::kv;
 use crate::reads::all_allocs;
@@ -50,104 +46,6 @@ pub type SharedLogReader = Arc<dyn LogReader>;
 pub async fn find_alloc(st: &AppState, id: &str) -> Result<AllocView, ServerError> {
     let all = all_allocs(st).await?;
     kv::resolve_prefix(&all, id, "allocation", |a| a.allocation.id.as_str()).cloned()
-}
-
-#[derive(Debug, Deserialize, Default)]
-pub struct ListQuery {
-    pub job: Option<String>,
-    pub namespace: Option<String>,
-    pub node: Option<String>,
-    pub prefix: Option<String>,
-}
-
-/// `GET /v1/allocations?job=&namespace=&node=&prefix=`.
-///
-/// With ACLs on, only allocations in namespaces the caller may `read-job` in are listed.
-pub async fn list(
-    State(st): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<Vec<AllocView>>, ServerError> {
-    let mut all = all_allocs(&st).await?;
-    let namespace = q
-        .namespace
-        .as_deref()
-        .filter(|n| !n.is_empty() && *n != "*");
-    all.retain(|a| {
-        let al = &a.allocation;
-        caller.acl.allows_namespace(&al.namespace, CAP_READ_JOB)
-            && q.job.as_deref().is_none_or(|j| al.job_id == j)
-            && namespace.is_none_or(|n| al.namespace == n)
-            && q.node.as_deref().is_none_or(|n| al.node == n)
-            && q.prefix.as_deref().is_none_or(|p| al.id.starts_with(p))
-    });
-    Ok(Json(all))
-}
-
-/// `GET /v1/allocation/{id}`.
-pub async fn get(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<AllocView>, ServerError> {
-    Ok(Json(find_alloc(&st, &id).await?))
-}
-
-/// `POST /v1/allocation/{id}/stop`: marks the allocation `stop`; the agent stops its tasks and
-/// the jobs controller places a replacement if the job still wants one.
-pub async fn stop(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<AllocView>, ServerError> {
-    let mut view = find_alloc(&st, &id).await?;
-    let key = keys::alloc(&view.allocation.node, &view.allocation.id);
-    if view.allocation.desired_status != DesiredStatus::Stop {
-        view.allocation = set_desired(
-            &view.allocation,
-            DesiredStatus::Stop,
-            "stopped by user",
-            nomos_api::now_ms(),
-        );
-        view.modify_index =
-            kv::put_if(st.store.as_ref(), &key, &view.allocation, view.modify_index).await?;
-    }
-    Ok(Json(view))
-}
-
-/// `?task=NAME` on a restart: only that task (default: every running task).
-#[derive(Debug, Deserialize, Default)]
-pub struct RestartQuery {
-    #[serde(default)]
-    pub task: Option<String>,
-}
-
-/// `POST /v1/allocation/{id}/restart[?task=NAME]`: asks the allocation's agent to restart its
-/// tasks in place (`POST {http_addr}/v1/allocation/{alloc}/restart` on the agent).
-pub async fn restart(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<RestartQuery>,
-) -> Result<Json<AllocView>, ServerError> {
-    let view = find_alloc(&st, &id).await?;
-    let node = crate::reads::get_node(&st, &view.allocation.node).await?;
-    let url = format!(
-        "{}/v1/allocation/{}/restart",
-        agent_url(&node.node, "its tasks cannot be restarted")?,
-        view.allocation.id
-    );
-    let mut req = st.http.post(&url);
-    if let Some(task) = q.task.as_deref().filter(|t| !t.is_empty()) {
-        req = req.query(&[("task", task)]);
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| ServerError::Agent(format!("{url}: {e}")))?;
-    if !resp.status().is_success() {
-        let code = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        return Err(ServerError::Agent(format!("{url} answered {code}: {text}")));
-    }
-    Ok(Json(view))
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -19,6 +19,7 @@ use crate::diff::{diff_jobs, Change};
 use crate::error::ServerError;
 use crate::jobfile::{jobs_from_body, JobsInput};
 use crate::kv::{self, Entry};
+use crate::nomad::allocs::AllocStub;
 use crate::specs::{job_status, latest_accepted, locate_job, running_job, FoundJob};
 use crate::views::*;
 use crate::AppState;
@@ -442,18 +443,15 @@ pub async fn revert(
     Ok(Json(apply_job(&st, &job, req.check_index).await?))
 }
 
-/// `GET /v1/job/{id}/allocations`.
+/// `GET /v1/job/{id}/allocations`: Nomad's allocation stubs.
 pub async fn allocations(
     State(st): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<NsQuery>,
-) -> Result<Json<Vec<AllocView>>, ServerError> {
+) -> Result<Json<Vec<AllocStub>>, ServerError> {
     let job = locate_job(&st, q.ns(), &id).await?;
-    let all = crate::reads::all_allocs(&st).await?;
     Ok(Json(
-        all.into_iter()
-            .filter(|a| a.allocation.job_id == job.id && a.allocation.namespace == job.namespace)
-            .collect(),
+        crate::nomad::allocs::job_stubs(&st, &job.namespace, &job.id).await?,
     ))
 }
 

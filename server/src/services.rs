@@ -286,6 +286,21 @@ pub async fn registrations_in(
         .collect())
 }
 
+/// The registrations of one allocation, in this API's shape (`GET /v1/allocation/{id}/services`).
+pub async fn alloc_registrations(
+    st: &AppState,
+    namespace: &str,
+    alloc_id: &str,
+) -> Result<Vec<RegistrationView>, ServerError> {
+    let prefix = keys::services_prefix(Some(namespace), None);
+    let (regs, _) = stored(st, &prefix).await?;
+    Ok(regs
+        .into_iter()
+        .filter(|(r, _)| r.alloc_id == alloc_id)
+        .map(|(r, kv)| RegistrationView::of(r, &kv))
+        .collect())
+}
+
 /// `GET /v1/services`: each namespace's services with the union of their instances' tags.
 pub async fn list(
     State(st): State<AppState>,

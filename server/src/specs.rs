@@ -197,7 +197,7 @@ pub async fn job_versions(
 }
 
 /// The job in a stored version: the job itself, or under `job` or `spec`.
-fn version_job(value: &Value) -> Option<Job> {
+pub fn version_job(value: &Value) -> Option<Job> {
     serde_json::from_value::<Job>(value.clone())
         .ok()
         .or_else(|| {

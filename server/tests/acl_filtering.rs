@@ -80,7 +80,8 @@ async fn a_token_for_namespace_a_lists_only_as_jobs_allocs_and_deployments() {
     assert_eq!(namespaces(&all, "job"), ["a", "b"]);
     let jobs = expect(&srv, 200, "GET", "/v1/jobs?namespace=*", Some(&a), None).await;
     assert_eq!(namespaces(&jobs, "job"), ["a"], "{jobs}");
-    for path in ["/v1/allocations", "/v1/allocations?namespace=*"] {
+    // Allocations list `default` unless asked otherwise, as Nomad's do.
+    for path in ["/v1/allocations?namespace=*", "/v1/allocations?namespace=a"] {
         let allocs = expect(&srv, 200, "GET", path, Some(&a), None).await;
         assert_eq!(namespaces(&allocs, "allocation"), ["a"], "{path}: {allocs}");
     }

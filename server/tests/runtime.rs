@@ -23,20 +23,21 @@ async fn allocations_list_by_job_and_node_joined_with_their_status() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|a| a["allocation"]["id"] == "aaaa1111-0000")
+        .find(|a| a["ID"] == "aaaa1111-0000")
         .unwrap();
-    assert_eq!(running["status"]["client_status"], "running");
+    assert_eq!(running["ClientStatus"], "running");
     let pending = web
         .as_array()
         .unwrap()
         .iter()
-        .find(|a| a["allocation"]["id"] == "aaaa2222-0000")
+        .find(|a| a["ID"] == "aaaa2222-0000")
         .unwrap();
-    assert!(pending["status"].is_null());
+    assert_eq!(pending["ClientStatus"], "pending");
+    assert!(pending["TaskStates"].is_null());
 
     let (_, on_n2) = srv.get("/v1/allocations?node=n2").await;
     assert_eq!(on_n2.as_array().unwrap().len(), 1);
-    assert_eq!(on_n2[0]["allocation"]["job_id"], "db");
+    assert_eq!(on_n2[0]["JobID"], "db");
     srv.stop().await;
 }
 
@@ -46,7 +47,7 @@ async fn allocations_are_found_by_unique_prefix() {
     seed_allocs(&srv).await;
     let (code, one) = srv.get("/v1/allocation/aaaa1").await;
     assert_eq!(code, 200, "{one}");
-    assert_eq!(one["allocation"]["id"], "aaaa1111-0000");
+    assert_eq!(one["ID"], "aaaa1111-0000");
     let (code, amb) = srv.get("/v1/allocation/aaaa").await;
     assert_eq!(code, 409);
     assert!(
@@ -64,6 +65,7 @@ async fn stopping_an_allocation_marks_it_desired_stop() {
     seed_allocs(&srv).await;
     let (code, body) = srv.post("/v1/allocation/bbbb/stop", json!({})).await;
     assert_eq!(code, 200, "{body}");
+    assert!(body["Index"].as_i64().unwrap() > 0, "{body}");
     let stored = srv
         .read_json("/nomos/allocs/n2/bbbb3333-0000")
         .await

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use super::status::refresh_status;
 use crate::config::AgentConfig;
-use crate::driver::{now_ms, Driver, ExitResult};
+use crate::driver::{now_ms, Driver, ExitResult, TaskHandle};
 use crate::metrics::Metrics;
 use crate::plan;
 use crate::report::Report;
@@ -61,6 +61,8 @@ pub enum RestartRefusal {
     UnknownTask(String),
     /// Nothing that was asked for is running.
     NotRunning,
+    /// The driver could not deliver a signal.
+    SignalFailed(String),
 }
 
 impl std::fmt::Display for RestartRefusal {
@@ -68,7 +70,8 @@ impl std::fmt::Display for RestartRefusal {
         match self {
             RestartRefusal::UnknownAlloc => write!(f, "no such allocation on this node"),
             RestartRefusal::UnknownTask(t) => write!(f, "the allocation has no task {t:?}"),
-            RestartRefusal::NotRunning => write!(f, "no task to restart is running"),
+            RestartRefusal::NotRunning => write!(f, "no task asked for is running"),
+            RestartRefusal::SignalFailed(why) => write!(f, "sending the signal failed: {why}"),
         }
     }
 }
@@ -88,18 +91,47 @@ impl LiveAllocs {
         }
     }
 
-    /// Restarts `task` (or every running task) of `alloc` in place; returns the tasks signalled.
-    pub fn restart(&self, alloc: &str, task: Option<&str>) -> Result<Vec<String>, RestartRefusal> {
-        let shared = self
-            .0
+    fn get(&self, alloc: &str) -> Result<Arc<AllocShared>, RestartRefusal> {
+        self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(alloc)
             .cloned()
-            .ok_or(RestartRefusal::UnknownAlloc)?;
+            .ok_or(RestartRefusal::UnknownAlloc)
+    }
+
+    /// Restarts `task` (or every running task) of `alloc` in place; returns the tasks signalled.
+    pub fn restart(&self, alloc: &str, task: Option<&str>) -> Result<Vec<String>, RestartRefusal> {
+        let shared = self.get(alloc)?;
         shared.request_restart(task, USER_RESTART)
     }
+
+    /// Sends `signal` to `task` (or every running task) of `alloc`, with a `Signaling` event on
+    /// each; returns the tasks signalled.
+    pub async fn signal(
+        &self,
+        alloc: &str,
+        task: Option<&str>,
+        signal: &str,
+    ) -> Result<Vec<String>, RestartRefusal> {
+        let shared = self.get(alloc)?;
+        let targets = shared.signal_targets(task)?;
+        let mut sent = Vec::new();
+        for (name, driver, handle) in targets {
+            let why = format!("Task being sent signal {signal}");
+            shared.event(&name, "Signaling", why, None, |_, _| {});
+            driver
+                .signal(&handle, signal)
+                .await
+                .map_err(|e| RestartRefusal::SignalFailed(e.to_string()))?;
+            sent.push(name);
+        }
+        Ok(sent)
+    }
 }
+
+/// A running task a signal goes to: its name, driver and handle.
+type SignalTarget = (String, Arc<dyn Driver>, TaskHandle);
 
 /// The restart requests a task has seen, and why the last one was made.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -188,6 +220,31 @@ impl AllocShared {
             }
         });
         Ok(names)
+    }
+
+    /// The running tasks a signal goes to (`task`, or every running one), with their drivers
+    /// and handles.
+    fn signal_targets(&self, task: Option<&str>) -> Result<Vec<SignalTarget>, RestartRefusal> {
+        let rec = self.snapshot();
+        if let Some(t) = task {
+            if !rec.tasks.contains_key(t) && !rec.status.task_states.contains_key(t) {
+                return Err(RestartRefusal::UnknownTask(t.to_string()));
+            }
+        }
+        let targets: Vec<_> = rec
+            .tasks
+            .iter()
+            .filter(|(name, t)| task.is_none_or(|w| w == *name) && !t.done)
+            .filter_map(|(name, t)| {
+                let handle = t.handle.clone()?;
+                let driver = self.ctx.drivers.get(&handle.driver)?;
+                Some((name.clone(), driver, handle))
+            })
+            .collect();
+        if targets.is_empty() || rec.stopping {
+            return Err(RestartRefusal::NotRunning);
+        }
+        Ok(targets)
     }
 
     /// Reads the record in place (no copy); `f` must not call back into this allocation.

@@ -207,10 +207,7 @@ impl HaCluster {
             .running(job)
             .iter()
             .map(|a| {
-                let id = a["allocation"]["id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
+                let id = a["ID"].as_str().unwrap_or_default().to_string();
                 let pids = shell_pids(&id);
                 (id, pids)
             })
@@ -225,7 +222,7 @@ impl HaCluster {
             let running = self.servers[via].running(job);
             let mut names: Vec<&str> = running
                 .iter()
-                .map(|a| a["allocation"]["name"].as_str().unwrap_or_default())
+                .map(|a| a["Name"].as_str().unwrap_or_default())
                 .collect();
             names.sort_unstable();
             names.dedup();

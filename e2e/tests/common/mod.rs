@@ -542,10 +542,7 @@ impl Cluster {
     pub fn running(&self, job: &str) -> Vec<Value> {
         self.allocs(job)
             .into_iter()
-            .filter(|a| {
-                a["allocation"]["desired_status"] == "run"
-                    && a["status"]["client_status"] == "running"
-            })
+            .filter(|a| a["DesiredStatus"] == "run" && a["ClientStatus"] == "running")
             .collect()
     }
 }
@@ -613,12 +610,13 @@ impl Drop for Agent {
     }
 }
 
-/// The host port of `label` in an allocation JSON.
+/// The host port of `label` in an allocation JSON (its `AllocatedResources`: a whole
+/// allocation, or a stub listed with `resources=true` as `nctl get allocs` lists them).
 pub fn port_of(alloc: &Value, label: &str) -> u16 {
-    alloc["allocation"]["ports"]
+    alloc["AllocatedResources"]["Shared"]["Ports"]
         .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["label"] == label))
-        .and_then(|p| p["value"].as_u64())
+        .and_then(|ps| ps.iter().find(|p| p["Label"] == label))
+        .and_then(|p| p["Value"].as_u64())
         .unwrap_or_else(|| panic!("allocation has no port {label:?}: {alloc}")) as u16
 }
 

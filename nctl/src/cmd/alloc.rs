@@ -1,10 +1,10 @@
-//! `nctl alloc status|stop ID` and `nctl alloc restart ID [TASK]`: one allocation by unique ID
-//! prefix.
+//! `nctl alloc status|stop ID`, `nctl alloc restart ID [TASK]` and `nctl alloc signal ID
+//! SIGNAL [TASK]`: one allocation by unique ID prefix, through Nomad's allocation API.
 
-use nomos_server::views::AllocView;
+use nomos_server::nomad::alloc_writes::{AllocStopResponse, RestartRequest, SignalRequest};
+use nomos_server::nomad::allocs::{AllocDetail, TaskStateView};
 
 use super::client::{escape, Client};
-use super::get::enum_str;
 use super::output::{self, age, print_kv, Format};
 use super::Global;
 
@@ -24,15 +24,20 @@ pub enum AllocCommand {
         /// The task to restart (default: every running task of the allocation).
         task: Option<String>,
     },
+    /// Send a signal (SIGHUP, USR1, 9, ...) to an allocation's running tasks (only TASK when
+    /// given).
+    Signal {
+        id: String,
+        signal: String,
+        task: Option<String>,
+    },
 }
 
 pub async fn run(g: &Global, cmd: AllocCommand) -> anyhow::Result<i32> {
     let client = Client::new(g);
     match cmd {
         AllocCommand::Status { id, output } => {
-            let a: AllocView = client
-                .get(&format!("/v1/allocation/{}", escape(&id)))
-                .await?;
+            let a = get(&client, &id).await?;
             if matches!(output, Format::Json | Format::Yaml) {
                 output::print_data(&a, output)?;
                 return Ok(0);
@@ -40,91 +45,116 @@ pub async fn run(g: &Global, cmd: AllocCommand) -> anyhow::Result<i32> {
             print_alloc(&a);
         }
         AllocCommand::Stop { id } => {
-            let a: AllocView = client
+            let id = get(&client, &id).await?.stub.id;
+            let _: AllocStopResponse = client
                 .post(
                     &format!("/v1/allocation/{}/stop", escape(&id)),
                     &serde_json::json!({}),
                 )
                 .await?;
-            println!("allocation {} marked to stop", a.allocation.id);
+            println!("allocation {id} marked to stop");
         }
         AllocCommand::Restart { id, task } => {
-            let a: AllocView = client
-                .post(&restart_path(&id, task.as_deref()), &serde_json::json!({}))
-                .await?;
+            let id = get(&client, &id).await?.stub.id;
+            let req = RestartRequest {
+                task_name: task.clone().unwrap_or_default(),
+                all_tasks: false,
+            };
+            let _: serde_json::Value = client.post(&restart_path(&id), &req).await?;
             match task {
-                Some(t) => println!("allocation {}: task {t:?} restarting", a.allocation.id),
-                None => println!("allocation {} restarting", a.allocation.id),
+                Some(t) => println!("allocation {id}: task {t:?} restarting"),
+                None => println!("allocation {id} restarting"),
             }
+        }
+        AllocCommand::Signal { id, signal, task } => {
+            let id = get(&client, &id).await?.stub.id;
+            let req = SignalRequest {
+                signal: signal.clone(),
+                task: task.unwrap_or_default(),
+            };
+            let path = format!("/v1/client/allocation/{}/signal", escape(&id));
+            let _: serde_json::Value = client.post(&path, &req).await?;
+            println!("allocation {id}: sent {signal}");
         }
     }
     Ok(0)
 }
 
-/// `POST /v1/allocation/{id}/restart[?task=NAME]`.
-fn restart_path(id: &str, task: Option<&str>) -> String {
-    let mut path = format!("/v1/allocation/{}/restart", escape(id));
-    if let Some(t) = task {
-        path.push_str(&format!("?task={}", escape(t)));
-    }
-    path
+/// One allocation by ID or unique prefix.
+async fn get(client: &Client, id: &str) -> anyhow::Result<AllocDetail> {
+    client.get(&format!("/v1/allocation/{}", escape(id))).await
 }
 
-fn print_alloc(a: &AllocView) {
-    let al = &a.allocation;
-    let st = a.status.clone().unwrap_or_default();
-    let ports: Vec<String> = al
-        .ports
+/// `POST /v1/client/allocation/{id}/restart` (Nomad's path).
+fn restart_path(id: &str) -> String {
+    format!("/v1/client/allocation/{}/restart", escape(id))
+}
+
+/// Unix nanoseconds as the milliseconds [`age`] takes.
+fn ms(ns: i64) -> i64 {
+    ns / 1_000_000
+}
+
+fn print_alloc(a: &AllocDetail) {
+    let s = &a.stub;
+    let ports: Vec<String> = s
+        .allocated_resources
         .iter()
+        .flat_map(|r| &r.shared.ports)
         .map(|p| format!("{}={}", p.label, p.value))
         .collect();
     print_kv(&[
-        ("ID", al.id.clone()),
-        ("Name", al.name.clone()),
-        ("Node", al.node.clone()),
-        ("Job ID", al.job_id.clone()),
-        ("Job Version", al.job_version.to_string()),
-        ("Task Group", al.task_group.clone()),
-        ("Desired Status", enum_str(&al.desired_status)),
-        ("Desired Description", al.desired_description.clone()),
-        ("Client Status", enum_str(&st.client_status)),
-        ("Client Description", st.client_description.clone()),
+        ("ID", s.id.clone()),
+        ("Name", s.name.clone()),
+        ("Node", s.node_name.clone()),
+        ("Job ID", s.job_id.clone()),
+        ("Job Version", s.job_version.to_string()),
+        ("Task Group", s.task_group.clone()),
+        ("Desired Status", s.desired_status.clone()),
+        ("Desired Description", s.desired_description.clone()),
+        ("Client Status", s.client_status.clone()),
+        ("Client Description", s.client_description.clone()),
         (
             "Deployment Health",
-            match st.healthy {
+            match s.healthy() {
                 Some(true) => "healthy".into(),
                 Some(false) => "unhealthy".into(),
                 None => "-".into(),
             },
         ),
-        ("Deployment ID", al.deployment_id.clone()),
+        ("Deployment ID", a.deployment_id.clone()),
         ("Ports", ports.join(", ")),
-        ("Created", age(al.created_at_ms)),
+        ("Created", age(ms(s.create_time))),
     ]);
-    for (name, ts) in &st.task_states {
-        println!("\nTask \"{name}\" is \"{}\"", enum_str(&ts.state));
-        print_kv(&[
-            ("Restarts", ts.restarts.to_string()),
-            (
-                "Exit Code",
-                ts.exit_code
-                    .map(|c| c.to_string())
-                    .unwrap_or_else(|| "-".into()),
-            ),
-            ("Started", age(ts.started_at_ms)),
-        ]);
-        if !ts.events.is_empty() {
-            println!("\nRecent Events:");
-            let mut t = output::table(&["Age", "Type", "Description"]);
-            for e in ts.events.iter().rev().take(10) {
-                t.add_row(vec![
-                    age(e.time_ms),
-                    e.event_type.clone(),
-                    e.message.clone(),
-                ]);
-            }
-            output::print_table(&t);
+    for (name, ts) in &s.task_states {
+        print_task(name, ts);
+    }
+}
+
+fn print_task(name: &str, ts: &TaskStateView) {
+    println!("\nTask \"{name}\" is \"{}\"", ts.state);
+    let exit_code = ts
+        .events
+        .iter()
+        .rev()
+        .find_map(|e| e.details.get("exit_code").cloned())
+        .unwrap_or_else(|| "-".into());
+    print_kv(&[
+        ("Restarts", ts.restarts.to_string()),
+        ("Exit Code", exit_code),
+        ("Started", age(ms(ts.started_at))),
+    ]);
+    if !ts.events.is_empty() {
+        println!("\nRecent Events:");
+        let mut t = output::table(&["Age", "Type", "Description"]);
+        for e in ts.events.iter().rev().take(10) {
+            t.add_row(vec![
+                age(ms(e.time)),
+                e.event_type.clone(),
+                e.display_message.clone(),
+            ]);
         }
+        output::print_table(&t);
     }
 }
 
@@ -162,15 +192,8 @@ mod tests {
     }
 
     #[test]
-    fn restart_path_carries_the_task() {
-        assert_eq!(restart_path("ab12", None), "/v1/allocation/ab12/restart");
-        assert_eq!(
-            restart_path("ab12", Some("web")),
-            "/v1/allocation/ab12/restart?task=web"
-        );
-        assert_eq!(
-            restart_path("ab12", Some("a b")),
-            "/v1/allocation/ab12/restart?task=a%20b"
-        );
+    fn restart_goes_to_nomads_client_path() {
+        assert_eq!(restart_path("ab12"), "/v1/client/allocation/ab12/restart");
+        assert_eq!(restart_path("a b"), "/v1/client/allocation/a%20b/restart");
     }
 }

@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nomos_api::ParseOptions;
-use nomos_api::{deployment_status, ClientStatus, Deployment, DesiredStatus, JobStatus, JobType};
+use nomos_api::{deployment_status, Deployment, JobStatus, JobType};
 use nomos_server::diff::Change;
+use nomos_server::nomad::allocs::AllocStub;
 use nomos_server::views::*;
 
 use super::client::{ApiError, Client};
@@ -478,30 +479,27 @@ pub fn status_verdict(status: &JobStatus, deployment: Option<&Deployment>) -> Ve
 fn progress_of(
     detail: &JobDetail,
     version: u64,
-    allocs: &[AllocView],
+    allocs: &[AllocStub],
 ) -> BTreeMap<String, Progress> {
     let mut progress: BTreeMap<String, Progress> = BTreeMap::new();
     for g in &detail.job.groups {
         progress.insert(g.name.clone(), Progress::default());
     }
-    for a in allocs
-        .iter()
-        .filter(|a| a.allocation.job_version == version)
-    {
-        let p = progress.entry(a.allocation.task_group.clone()).or_default();
-        if a.allocation.desired_status != DesiredStatus::Run {
+    for a in allocs.iter().filter(|a| a.job_version == version) {
+        let p = progress.entry(a.task_group.clone()).or_default();
+        if a.desired_status != "run" {
             continue;
         }
         p.placed += 1;
-        match a.client_status() {
-            ClientStatus::Running => {
+        match a.client_status.as_str() {
+            "running" => {
                 p.running += 1;
-                if a.status.as_ref().and_then(|s| s.healthy) == Some(true) {
+                if a.healthy() == Some(true) {
                     p.healthy += 1;
                 }
             }
-            ClientStatus::Complete => p.complete += 1,
-            ClientStatus::Failed | ClientStatus::Lost => p.failed += 1,
+            "complete" => p.complete += 1,
+            "failed" | "lost" => p.failed += 1,
             _ => {}
         }
     }
@@ -513,15 +511,13 @@ fn progress_of(
 fn allocs_verdict(
     detail: &JobDetail,
     version: u64,
-    allocs: &[AllocView],
+    allocs: &[AllocStub],
     progress: &BTreeMap<String, Progress>,
 ) -> Verdict {
     let job = &detail.job;
-    let live_other = allocs.iter().any(|a| {
-        a.allocation.job_version != version
-            && a.allocation.desired_status == DesiredStatus::Run
-            && !a.client_status().is_terminal()
-    });
+    let live_other = allocs
+        .iter()
+        .any(|a| a.job_version != version && a.desired_status == "run" && !a.is_terminal());
     let batch = matches!(job.job_type, JobType::Batch | JobType::Sysbatch);
     let mut all_done = true;
     for g in &job.groups {
@@ -550,14 +546,12 @@ fn allocs_verdict(
 fn verdict(
     detail: &JobDetail,
     version: u64,
-    allocs: &[AllocView],
+    allocs: &[AllocStub],
     deployments: &[DeploymentView],
 ) -> (Verdict, BTreeMap<String, Progress>) {
     let progress = progress_of(detail, version, allocs);
     if detail.job.stop {
-        let running = allocs
-            .iter()
-            .any(|a| !a.client_status().is_terminal() && a.status.is_some());
+        let running = allocs.iter().any(|a| !a.is_terminal() && a.reported());
         let v = if running {
             Verdict::Waiting
         } else {
@@ -663,7 +657,7 @@ pub async fn wait_for_rollout(
             // newer one before the first look.)
             let version =
                 *applied_version.get_or_insert(status.spec_version.unwrap_or(status.version));
-            let allocs: Vec<AllocView> = client.get(&client.job_path(id, "/allocations")).await?;
+            let allocs: Vec<AllocStub> = client.get(&client.job_path(id, "/allocations")).await?;
             let deployments: Vec<DeploymentView> =
                 client.get(&client.job_path(id, "/deployments")).await?;
             let (v, progress) = verdict(&detail, version, &allocs, &deployments);
@@ -691,7 +685,9 @@ pub async fn wait_for_rollout(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nomos_api::{AllocStatus, Allocation, DeploymentGroup, Job, TaskGroup};
+    use crate::cmd::get::enum_str;
+    use nomos_api::{ClientStatus, DeploymentGroup, Job, TaskGroup};
+    use nomos_server::nomad::allocs::AllocDeploymentStatus;
 
     fn detail(kind: JobType, count: u32, version: u64) -> JobDetail {
         JobDetail {
@@ -715,22 +711,28 @@ mod tests {
         }
     }
 
-    fn alloc(version: u64, status: Option<ClientStatus>) -> AllocView {
-        AllocView {
-            allocation: Allocation {
-                id: format!("a{version}"),
-                job_id: "web".into(),
-                job_version: version,
-                task_group: "g".into(),
-                ..Default::default()
-            },
-            status: status.map(|s| AllocStatus {
-                client_status: s,
-                healthy: (s == ClientStatus::Running).then_some(true),
-                ..Default::default()
-            }),
-            modify_index: 1,
+    /// A stub as the API answers it; a status means the agent reported (a task state).
+    fn alloc(version: u64, status: Option<ClientStatus>) -> AllocStub {
+        let mut stub = AllocStub {
+            id: format!("a{version}"),
+            job_id: "web".into(),
+            job_version: version,
+            task_group: "g".into(),
+            desired_status: "run".into(),
+            client_status: "pending".into(),
+            ..Default::default()
+        };
+        if let Some(s) = status {
+            stub.client_status = enum_str(&s);
+            stub.task_states.insert("t".into(), Default::default());
+            if s == ClientStatus::Running {
+                stub.deployment_status = Some(AllocDeploymentStatus {
+                    healthy: Some(true),
+                    ..Default::default()
+                });
+            }
         }
+        stub
     }
 
     #[test]
@@ -748,7 +750,7 @@ mod tests {
         type Case = (
             &'static str,
             JobDetail,
-            Vec<AllocView>,
+            Vec<AllocStub>,
             Vec<DeploymentView>,
             Verdict,
         );

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use nomos_server::nomad::allocs::AllocStub;
 use nomos_server::nomad::nodes::NodeStub;
-use nomos_server::views::{AllocView, JobListEntry};
+use nomos_server::views::JobListEntry;
 
 use super::client::Client;
 use super::output::{self, age, short, Format};
@@ -108,14 +109,17 @@ async fn once(client: &Client, args: &GetArgs) -> anyhow::Result<()> {
             }
         }
         Kind::Allocs => {
-            let mut q = Vec::new();
+            let mut q = vec![
+                format!("namespace={}", super::client::escape(&client.namespace)),
+                "resources=true".to_string(),
+            ];
             if let Some(j) = &args.job {
                 q.push(format!("job={}", super::client::escape(j)));
             }
             if let Some(n) = &args.node {
                 q.push(format!("node={}", super::client::escape(n)));
             }
-            let allocs: Vec<AllocView> = client
+            let allocs: Vec<AllocStub> = client
                 .get(&format!("/v1/allocations?{}", q.join("&")))
                 .await?;
             if matches!(args.output, Format::Json | Format::Yaml) {
@@ -142,7 +146,7 @@ async fn once(client: &Client, args: &GetArgs) -> anyhow::Result<()> {
 }
 
 /// The allocation table used by `get allocs`, `status` and `node status`.
-pub fn print_allocs(allocs: &[AllocView], wide: bool) {
+pub fn print_allocs(allocs: &[AllocStub], wide: bool) {
     if allocs.is_empty() {
         println!("No allocations");
         return;
@@ -164,26 +168,26 @@ pub fn print_allocs(allocs: &[AllocView], wide: bool) {
     } else {
         output::table(&header)
     };
-    let mut sorted: Vec<&AllocView> = allocs.iter().collect();
-    sorted.sort_by_key(|a| std::cmp::Reverse(a.allocation.created_at_ms));
+    let mut sorted: Vec<&AllocStub> = allocs.iter().collect();
+    sorted.sort_by_key(|a| std::cmp::Reverse(a.create_time));
     for a in sorted {
-        let al = &a.allocation;
         let mut row = vec![
-            if wide { al.id.clone() } else { short(&al.id) },
-            al.node.clone(),
-            al.task_group.clone(),
-            al.job_version.to_string(),
-            enum_str(&al.desired_status),
-            enum_str(&a.client_status()),
-            age(al.created_at_ms),
+            if wide { a.id.clone() } else { short(&a.id) },
+            a.node_name.clone(),
+            a.task_group.clone(),
+            a.job_version.to_string(),
+            a.desired_status.clone(),
+            a.client_status.clone(),
+            age(a.create_time / 1_000_000),
         ];
         if wide {
-            let ports: Vec<String> = al
-                .ports
+            let ports: Vec<String> = a
+                .allocated_resources
                 .iter()
+                .flat_map(|r| &r.shared.ports)
                 .map(|p| format!("{}={}", p.label, p.value))
                 .collect();
-            row.extend([al.job_id.clone(), ports.join(",")]);
+            row.extend([a.job_id.clone(), ports.join(",")]);
         }
         t.add_row(row);
     }

@@ -2,10 +2,10 @@
 
 use std::time::{Duration, Instant};
 
+use nomos_server::nomad::allocs::{AllocDetail, AllocStub};
 use nomos_server::nomad::nodes::{
     DrainRequest, DrainSpecRequest, EligibilityRequest, NodeDetail, NodeStub, NodeUpdateResponse,
 };
-use nomos_server::views::AllocView;
 
 use super::client::{escape, ApiError, Client};
 use super::get::{print_allocs, print_nodes};
@@ -131,8 +131,8 @@ pub async fn run(g: &Global, cmd: NodeCommand) -> anyhow::Result<i32> {
 /// `nctl node status NODE`: the node, its drain progress and its allocations.
 async fn node_status(client: &Client, name: &str, output: Format) -> anyhow::Result<i32> {
     let n: NodeDetail = client.get(&format!("/v1/node/{}", escape(name))).await?;
-    let allocs: Vec<AllocView> = client
-        .get(&format!("/v1/allocations?node={}", escape(&n.name)))
+    let allocs: Vec<AllocDetail> = client
+        .get(&format!("/v1/node/{}/allocations", escape(&n.id)))
         .await?;
     if matches!(output, Format::Json | Format::Yaml) {
         output::print_data(
@@ -178,7 +178,8 @@ async fn node_status(client: &Client, name: &str, output: Format) -> anyhow::Res
         }
     }
     println!("\nAllocations");
-    print_allocs(&allocs, false);
+    let stubs: Vec<AllocStub> = allocs.into_iter().map(|a| a.stub).collect();
+    print_allocs(&stubs, false);
     Ok(0)
 }
 

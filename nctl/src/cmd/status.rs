@@ -5,8 +5,9 @@
 //! spec's errors are shown above everything else.
 
 use indexmap::IndexMap;
-use nomos_api::{ClientStatus, DesiredStatus, GroupSummary, JobStatus, PeriodicStatus};
-use nomos_server::views::{AllocView, DeploymentView, JobDetail, JobListEntry};
+use nomos_api::{GroupSummary, JobStatus, PeriodicStatus};
+use nomos_server::nomad::allocs::AllocStub;
+use nomos_server::views::{DeploymentView, JobDetail, JobListEntry};
 
 use super::client::Client;
 use super::get::{enum_str, print_allocs};
@@ -35,7 +36,7 @@ pub async fn run(g: &Global, args: StatusArgs) -> anyhow::Result<i32> {
     let client = Client::new(g);
     let detail: JobDetail = client.get(&client.job_path(&id, "")).await?;
     let id = detail.job.id.clone();
-    let allocs: Vec<AllocView> = client.get(&client.job_path(&id, "/allocations")).await?;
+    let allocs: Vec<AllocStub> = client.get(&client.job_path(&id, "/allocations")).await?;
     let deployments: Vec<DeploymentView> =
         client.get(&client.job_path(&id, "/deployments")).await?;
     if matches!(args.output, Format::Json | Format::Yaml) {
@@ -127,7 +128,7 @@ async fn print_periodic(client: &Client, id: &str, p: &PeriodicStatus) -> anyhow
 }
 
 /// Counts per group: the controllers' summary, else counted from the allocations.
-fn print_summary(detail: &JobDetail, status: &JobStatus, allocs: &[AllocView]) {
+fn print_summary(detail: &JobDetail, status: &JobStatus, allocs: &[AllocStub]) {
     println!("\nSummary");
     let summary = if status.summary.is_empty() {
         summarize(detail, allocs)
@@ -193,7 +194,7 @@ fn print_spec_errors(detail: &JobDetail) {
 }
 
 /// The per-group summary from the allocations, when the controller has not written one.
-pub fn summarize(detail: &JobDetail, allocs: &[AllocView]) -> IndexMap<String, GroupSummary> {
+pub fn summarize(detail: &JobDetail, allocs: &[AllocStub]) -> IndexMap<String, GroupSummary> {
     let mut out: IndexMap<String, GroupSummary> = detail
         .job
         .groups
@@ -201,17 +202,15 @@ pub fn summarize(detail: &JobDetail, allocs: &[AllocView]) -> IndexMap<String, G
         .map(|g| (g.name.clone(), GroupSummary::default()))
         .collect();
     for a in allocs {
-        let s = out.entry(a.allocation.task_group.clone()).or_default();
-        match a.client_status() {
-            ClientStatus::Pending if a.allocation.desired_status == DesiredStatus::Run => {
-                s.starting += 1
-            }
-            ClientStatus::Pending => {}
-            ClientStatus::Running => s.running += 1,
-            ClientStatus::Complete => s.complete += 1,
-            ClientStatus::Failed => s.failed += 1,
-            ClientStatus::Lost => s.lost += 1,
-            ClientStatus::Unknown => s.unknown += 1,
+        let s = out.entry(a.task_group.clone()).or_default();
+        match a.client_status.as_str() {
+            "pending" if a.desired_status == "run" => s.starting += 1,
+            "running" => s.running += 1,
+            "complete" => s.complete += 1,
+            "failed" => s.failed += 1,
+            "lost" => s.lost += 1,
+            "unknown" => s.unknown += 1,
+            _ => {}
         }
     }
     out

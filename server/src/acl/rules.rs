@@ -128,20 +128,41 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
         "/v1/job/{id}/deployments",
         Namespace(CAP_READ_JOB, Query),
     ),
+    ("GET", "/v1/allocations", Namespace(CAP_READ_JOB, List)),
+    ("GET", "/v1/allocation/{id}", Namespace(CAP_READ_JOB, Alloc)),
     (
         "GET",
-        "/v1/allocations",
-        Namespace(CAP_READ_JOB, QueryOrAll),
+        "/v1/allocation/{id}/services",
+        Namespace(CAP_READ_JOB, Alloc),
     ),
-    ("GET", "/v1/allocation/{id}", Namespace(CAP_READ_JOB, Alloc)),
     (
         "POST",
         "/v1/allocation/{id}/stop",
         Namespace(CAP_ALLOC_LIFECYCLE, Alloc),
     ),
     (
+        "PUT",
+        "/v1/allocation/{id}/stop",
+        Namespace(CAP_ALLOC_LIFECYCLE, Alloc),
+    ),
+    (
         "POST",
-        "/v1/allocation/{id}/restart",
+        "/v1/client/allocation/{id}/restart",
+        Namespace(CAP_ALLOC_LIFECYCLE, Alloc),
+    ),
+    (
+        "PUT",
+        "/v1/client/allocation/{id}/restart",
+        Namespace(CAP_ALLOC_LIFECYCLE, Alloc),
+    ),
+    (
+        "POST",
+        "/v1/client/allocation/{id}/signal",
+        Namespace(CAP_ALLOC_LIFECYCLE, Alloc),
+    ),
+    (
+        "PUT",
+        "/v1/client/allocation/{id}/signal",
         Namespace(CAP_ALLOC_LIFECYCLE, Alloc),
     ),
     (
@@ -154,6 +175,7 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     ("GET", "/v1/node/pools", Node(Access::Read)),
     ("GET", "/v1/node/pool/{name}", Node(Access::Read)),
     ("GET", "/v1/node/pool/{name}/nodes", Node(Access::Read)),
+    ("GET", "/v1/node/{name}/allocations", Node(Access::Read)),
     ("POST", "/v1/node/{name}/eligibility", Node(Access::Write)),
     ("PUT", "/v1/node/{name}/eligibility", Node(Access::Write)),
     ("POST", "/v1/node/{name}/drain", Node(Access::Write)),

@@ -4,13 +4,16 @@
 //! - [`blocking`]: blocking queries on the store's watch, and the index an answer carries;
 //! - [`respond`]: answers with Nomad's headers, and the list helpers (prefix, filter, pages);
 //! - [`shapes`]: Nomad's JSON encodings (`null` for empty, Go times);
-//! - [`agent`]: the agent, status and region endpoints; [`nodes`]: nodes; [`pools`]: node pools; [`jobs`]: job
-//!   parsing, validation and summaries; [`metrics`]: `/v1/metrics`; [`operator`]: the
-//!   scheduler's configuration; [`search`]: prefix and fuzzy search.
+//! - the endpoints: [`agent`] (agent, status and regions), [`nodes`], [`pools`] (node pools),
+//!   [`allocs`] and [`alloc_writes`] (allocations), [`jobs`] (parsing, validation and
+//!   summaries), [`metrics`] (`/v1/metrics`), [`operator`] (the scheduler's configuration)
+//!   and [`search`] (prefix and fuzzy search).
 //!
 //! Responses are gzipped when the client asks (the router's compression layer).
 
 pub mod agent;
+pub mod alloc_writes;
+pub mod allocs;
 pub mod blocking;
 pub mod jobs;
 pub mod metrics;
@@ -57,6 +60,22 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/operator/scheduler/configuration",
             get(operator::scheduler_configuration),
+        )
+        .route("/node/{name}/allocations", get(allocs::node_allocs))
+        .route("/allocations", get(allocs::list_allocs))
+        .route("/allocation/{id}", get(allocs::get_one))
+        .route("/allocation/{id}/services", get(allocs::services))
+        .route(
+            "/allocation/{id}/stop",
+            post(alloc_writes::stop).put(alloc_writes::stop),
+        )
+        .route(
+            "/client/allocation/{id}/restart",
+            post(alloc_writes::restart).put(alloc_writes::restart),
+        )
+        .route(
+            "/client/allocation/{id}/signal",
+            post(alloc_writes::signal).put(alloc_writes::signal),
         )
         .route("/agent/self", get(agent::agent_self))
         .route("/agent/members", get(agent::members))

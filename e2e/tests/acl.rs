@@ -154,7 +154,8 @@ fn acl_bootstrap_policies_and_tokens_through_nctl() {
     );
     ok_as(&c, &team_secret, &["-n", "a", "get", "jobs"]);
     // Lists over every namespace are filtered for it, not refused.
-    ok_as(&c, &team_secret, &["get", "allocs"]);
+    ok_as(&c, &team_secret, &["-n", "*", "get", "allocs"]);
+    ok_as(&c, &team_secret, &["-n", "a", "get", "allocs"]);
     ok_as(&c, &team_secret, &["deployment", "list"]);
     let listed = ok_as(&c, &team_secret, &["-n", "*", "get", "jobs"]);
     assert!(listed.contains("web"), "{listed}");
@@ -238,7 +239,7 @@ fn roles_and_expiry(c: &Cluster, root: &str) {
     assert!(field(&token, "Roles").contains("team-role"));
     let secret = field(&token, "Secret ID");
     ok_as(c, &secret, &["-n", "a", "get", "jobs"]);
-    ok_as(c, &secret, &["get", "allocs"]);
+    ok_as(c, &secret, &["-n", "a", "get", "allocs"]);
 
     // The role now grants only `readonly`: namespace `a` is closed to the token at once.
     let updated = ok_as(

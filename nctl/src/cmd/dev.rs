@@ -116,7 +116,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
         node: node_name.clone(),
         data_dir: agent_dir.clone(),
     }));
-    state.agent.name = node_name.clone();
+    // The name the controllers' elections carry (below), so `/v1/status/leader` finds it.
+    state.agent.name = format!("dev-{node_name}");
     state.agent.client = true;
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
@@ -149,7 +150,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
         });
     }
     let controllers = nomos_controllers::ControllersConfig {
-        identity: format!("dev-{node_name}"),
+        identity: state.agent.name.clone(),
         ..Default::default()
     };
     runtime::spawn_controllers(&mut tasks, controllers, store.clone(), &registry, &shutdown);

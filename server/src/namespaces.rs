@@ -2,6 +2,8 @@
 //! shapes. `default` always exists (stored once someone writes it, implicit before). Writes
 //! need a management token ([`crate::acl::rules`]); reads show a caller only the namespaces it
 //! holds some capability in. A namespace with jobs cannot be deleted, nor can `default`.
+//! Reads follow Nomad's conventions ([`crate::nomad`]): headers, blocking queries, `prefix`,
+//! `filter` and pages by name.
 //!
 //! Jobs may only be submitted to a namespace that exists ([`require_namespaces`]): apply and
 //! plan answer 400 naming the namespace otherwise.
@@ -19,6 +21,8 @@ use nomos_store::{keys, Compare, CompareOp, KeySelector, RangeOptions, Txn, TxnO
 use crate::acl::{Caller, PERMISSION_DENIED};
 use crate::body::JsonBody;
 use crate::error::ServerError;
+use crate::nomad::blocking::{read_index, wait_for_change};
+use crate::nomad::{Answer, QueryOptions};
 use crate::{kv, AppState};
 
 /// Whether `acl` holds any capability in `namespace` (Nomad's rule for seeing it).
@@ -87,10 +91,16 @@ pub async fn require_namespaces(st: &AppState, jobs: &[Job]) -> Result<(), Serve
 pub async fn list(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,
-) -> Result<Json<Vec<Namespace>>, ServerError> {
+    q: QueryOptions,
+) -> Result<Answer<Vec<Namespace>>, ServerError> {
+    wait_for_change(&st, &q, &[keys::NAMESPACES_PREFIX]).await?;
+    let index = read_index(&st).await?;
     let mut out = all(&st).await?;
     out.retain(|ns| may_see(&caller.acl, &ns.name));
-    Ok(Json(out))
+    let (page, next) = crate::nomad::respond::list(out, &q, |ns| ns.name.clone());
+    let mut answer = Answer::new(page, index, &q);
+    answer.next_token = next;
+    Ok(answer)
 }
 
 /// `GET /v1/namespace/{name}`.
@@ -98,11 +108,14 @@ pub async fn get(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<Json<Namespace>, ServerError> {
+    q: QueryOptions,
+) -> Result<Answer<Namespace>, ServerError> {
     if !may_see(&caller.acl, &name) {
         return Err(ServerError::Forbidden(PERMISSION_DENIED.into()));
     }
-    Ok(Json(find(&st, &name).await?.0))
+    wait_for_change(&st, &q, &[keys::NAMESPACES_PREFIX]).await?;
+    let index = read_index(&st).await?;
+    Ok(Answer::new(find(&st, &name).await?.0, index, &q))
 }
 
 /// `POST /v1/namespace/{name}` (and `PUT`): create or update. The body's `Name`, when given,

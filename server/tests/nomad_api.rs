@@ -684,3 +684,45 @@ async fn node_pools_are_the_built_in_ones_and_those_nodes_registered_in() {
     let (code, _, _) = get_full(&srv, "/v1/node/pool/nope/nodes").await;
     assert_eq!(code, 404);
 }
+
+#[tokio::test]
+async fn namespace_reads_follow_nomads_conventions_and_block_until_one_is_written() {
+    let srv = TestServer::start().await;
+    for ns in ["team-a", "team-b"] {
+        let (code, body) = srv
+            .post(&format!("/v1/namespace/{ns}"), json!({"Description": ns}))
+            .await;
+        assert_eq!(code, 200, "{body}");
+    }
+    let (code, headers, list) = get_full(&srv, "/v1/namespaces?prefix=team&per_page=1").await;
+    assert_eq!(code, 200);
+    assert_eq!(list[0]["Name"], "team-a");
+    assert_eq!(headers["x-nomad-nexttoken"], "team-b");
+    let index = index_of(&headers);
+    let waiting = tokio::spawn({
+        let url = srv.url(&format!("/v1/namespaces?index={index}&wait=20s"));
+        async move {
+            reqwest::get(url)
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "nothing changed yet");
+    srv.post("/v1/namespace/team-c", json!({})).await;
+    let all = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("a new namespace wakes the query")
+        .unwrap();
+    assert_eq!(
+        all.as_array().unwrap().len(),
+        4,
+        "default and three teams: {all}"
+    );
+    let (code, headers, one) = get_full(&srv, "/v1/namespace/team-c").await;
+    assert_eq!((code, one["Name"].clone()), (200, json!("team-c")));
+    assert!(index_of(&headers) > index);
+}

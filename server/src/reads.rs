@@ -17,23 +17,54 @@ use crate::kv::{self, Entry};
 use crate::views::{AllocView, DeploymentView, NodeView};
 use crate::AppState;
 
-/// Every allocation joined with its status, in key order.
-pub async fn all_allocs(st: &AppState) -> Result<Vec<AllocView>, ServerError> {
+/// An allocation as stored: what the scheduler wants, what the agent reports, and the
+/// revisions of both keys.
+#[derive(Debug, Clone)]
+pub struct AllocRow {
+    pub alloc: Allocation,
+    pub status: Option<AllocStatus>,
+    /// The allocation key's create revision.
+    pub create_index: i64,
+    /// The allocation key's mod revision (its last desired change).
+    pub alloc_modify_index: i64,
+    /// The newer of the allocation's and its status's mod revisions.
+    pub modify_index: i64,
+}
+
+/// Every allocation joined with its status and the revisions of both, in key order.
+pub async fn alloc_rows(st: &AppState) -> Result<Vec<AllocRow>, ServerError> {
     let allocs: Vec<Entry<Allocation>> =
         kv::list_json(st.store.as_ref(), &keys::allocs_prefix(None)).await?;
     let statuses: Vec<Entry<AllocStatus>> =
         kv::list_json(st.store.as_ref(), &keys::alloc_status_prefix(None)).await?;
-    let mut by_key: std::collections::HashMap<String, AllocStatus> =
-        statuses.into_iter().map(|e| (e.key, e.value)).collect();
+    let mut by_key: std::collections::HashMap<String, Entry<AllocStatus>> =
+        statuses.into_iter().map(|e| (e.key.clone(), e)).collect();
     Ok(allocs
         .into_iter()
         .map(|e| {
             let status = by_key.remove(&keys::alloc_status(&e.value.node, &e.value.id));
-            AllocView {
-                allocation: e.value,
-                status,
-                modify_index: e.mod_revision,
+            AllocRow {
+                create_index: e.create_revision,
+                alloc_modify_index: e.mod_revision,
+                modify_index: e
+                    .mod_revision
+                    .max(status.as_ref().map_or(0, |s| s.mod_revision)),
+                status: status.map(|s| s.value),
+                alloc: e.value,
             }
+        })
+        .collect())
+}
+
+/// Every allocation joined with its status, in key order.
+pub async fn all_allocs(st: &AppState) -> Result<Vec<AllocView>, ServerError> {
+    Ok(alloc_rows(st)
+        .await?
+        .into_iter()
+        .map(|r| AllocView {
+            allocation: r.alloc,
+            status: r.status,
+            modify_index: r.alloc_modify_index,
         })
         .collect())
 }

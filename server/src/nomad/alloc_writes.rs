@@ -13,10 +13,11 @@ use nomos_controllers::write::set_desired;
 use nomos_store::keys;
 use serde::{Deserialize, Serialize};
 
-use super::allocs::{find_row, read_rows, Row};
+use super::allocs::find_row;
 use crate::body::JsonBody;
 use crate::error::ServerError;
 use crate::kv;
+use crate::reads::{alloc_rows, AllocRow};
 use crate::AppState;
 
 /// The answer to a stop (Nomad's `AllocStopResponse`); Nomos makes no evaluation for it.
@@ -51,7 +52,7 @@ pub async fn stop(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<AllocStopResponse>, ServerError> {
-    let rows = read_rows(&st).await?;
+    let rows = alloc_rows(&st).await?;
     let row = find_row(&rows, &id)?;
     let a = &row.alloc;
     let mut index = row.alloc_modify_index;
@@ -82,7 +83,7 @@ pub async fn restart(
             "TaskName and AllTasks cannot both be given".into(),
         ));
     }
-    let rows = read_rows(&st).await?;
+    let rows = alloc_rows(&st).await?;
     let row = find_row(&rows, &id)?;
     check_task(&st, row, &req.task_name).await?;
     let body = serde_json::json!({ "TaskName": req.task_name });
@@ -96,7 +97,7 @@ pub async fn signal(
     JsonBody(req): JsonBody<SignalRequest>,
 ) -> Result<Json<serde_json::Value>, ServerError> {
     check_signal(&req.signal)?;
-    let rows = read_rows(&st).await?;
+    let rows = alloc_rows(&st).await?;
     let row = find_row(&rows, &id)?;
     check_task(&st, row, &req.task).await?;
     let body = serde_json::json!({ "Signal": req.signal, "Task": req.task });
@@ -126,7 +127,7 @@ pub fn check_signal(signal: &str) -> Result<(), ServerError> {
 
 /// A named task must be one of the allocation's (as its agent reports them, or its group
 /// declares them).
-async fn check_task(st: &AppState, row: &Row, task: &str) -> Result<(), ServerError> {
+async fn check_task(st: &AppState, row: &AllocRow, task: &str) -> Result<(), ServerError> {
     if task.is_empty() {
         return Ok(());
     }
@@ -160,7 +161,7 @@ async fn check_task(st: &AppState, row: &Row, task: &str) -> Result<(), ServerEr
 /// come back as the same kind of error.
 async fn forward(
     st: &AppState,
-    row: &Row,
+    row: &AllocRow,
     action: &str,
     body: &serde_json::Value,
 ) -> Result<Json<serde_json::Value>, ServerError> {

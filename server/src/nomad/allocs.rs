@@ -12,12 +12,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::Extension;
 use indexmap::IndexMap;
 use nomos_api::acl::check::CAP_READ_JOB;
 use nomos_api::nomad_out::{job_to_nomad, JobMeta};
-use nomos_api::{AllocStatus, Allocation, Job, Node, TaskEvent, TaskState};
+use nomos_api::{Allocation, Job, Node, TaskEvent, TaskState};
 use nomos_store::keys;
 use serde::{Deserialize, Serialize};
 
@@ -25,10 +25,11 @@ use super::blocking::{read_index, wait_for_change};
 use super::nodes::CpuShares;
 use super::query::QueryOptions;
 use super::respond::{list, Answer};
-use super::shapes::{go_time, null_empty};
+use super::shapes::{go_time, ms_to_ns, null_empty};
 use crate::acl::Caller;
 use crate::error::ServerError;
 use crate::kv::{self, Entry};
+use crate::reads::{alloc_rows, AllocRow};
 use crate::services::RegistrationView;
 use crate::AppState;
 
@@ -271,17 +272,6 @@ pub struct AllocDetail {
     pub alloc_modify_index: i64,
 }
 
-/// An allocation as stored: what the scheduler wants, what the agent reports, and the
-/// revisions of both keys.
-#[derive(Debug, Clone)]
-pub struct Row {
-    pub alloc: Allocation,
-    pub status: Option<AllocStatus>,
-    pub create_index: i64,
-    pub alloc_modify_index: i64,
-    pub modify_index: i64,
-}
-
 /// A job version: namespace, job ID, version.
 type JobKey = (String, String, u64);
 /// A stored job version with its key's create and modify revisions.
@@ -303,39 +293,14 @@ pub struct Parts {
     pub task_states: bool,
 }
 
-/// Every allocation with its status and revisions, in key order.
-pub async fn read_rows(st: &AppState) -> Result<Vec<Row>, ServerError> {
-    let allocs: Vec<Entry<Allocation>> =
-        kv::list_json(st.store.as_ref(), &keys::allocs_prefix(None)).await?;
-    let statuses: Vec<Entry<AllocStatus>> =
-        kv::list_json(st.store.as_ref(), &keys::alloc_status_prefix(None)).await?;
-    let mut by_key: HashMap<String, Entry<AllocStatus>> =
-        statuses.into_iter().map(|e| (e.key.clone(), e)).collect();
-    Ok(allocs
-        .into_iter()
-        .map(|e| {
-            let status = by_key.remove(&keys::alloc_status(&e.value.node, &e.value.id));
-            Row {
-                create_index: e.create_revision,
-                alloc_modify_index: e.mod_revision,
-                modify_index: e
-                    .mod_revision
-                    .max(status.as_ref().map_or(0, |s| s.mod_revision)),
-                status: status.map(|s| s.value),
-                alloc: e.value,
-            }
-        })
-        .collect())
-}
-
 /// One allocation by ID or unique prefix.
-pub fn find_row<'a>(rows: &'a [Row], id: &str) -> Result<&'a Row, ServerError> {
+pub fn find_row<'a>(rows: &'a [AllocRow], id: &str) -> Result<&'a AllocRow, ServerError> {
     kv::resolve_prefix(rows, id, "allocation", |r| r.alloc.id.as_str())
 }
 
 impl Lookup {
     /// Node IDs and replacements for `rows`.
-    pub async fn new(st: &AppState, rows: &[Row]) -> Result<Lookup, ServerError> {
+    pub async fn new(st: &AppState, rows: &[AllocRow]) -> Result<Lookup, ServerError> {
         let nodes: Vec<Entry<Node>> = kv::list_json(st.store.as_ref(), keys::NODES_PREFIX).await?;
         Ok(Lookup {
             node_ids: nodes
@@ -352,7 +317,7 @@ impl Lookup {
     }
 
     /// Reads the job versions `rows` run, once each.
-    pub async fn load_jobs(&mut self, st: &AppState, rows: &[Row]) -> Result<(), ServerError> {
+    pub async fn load_jobs(&mut self, st: &AppState, rows: &[AllocRow]) -> Result<(), ServerError> {
         for r in rows {
             let a = &r.alloc;
             let key = (a.namespace.clone(), a.job_id.clone(), a.job_version);
@@ -384,10 +349,6 @@ fn word<T: Serialize>(v: &T) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default()
-}
-
-fn ms_to_ns(ms: i64) -> i64 {
-    ms.saturating_mul(1_000_000)
 }
 
 /// Event types after which a task does not run again on its own.
@@ -445,7 +406,7 @@ pub fn task_state_view(ts: &TaskState) -> TaskStateView {
     }
 }
 
-fn deployment_status(r: &Row) -> Option<AllocDeploymentStatus> {
+fn deployment_status(r: &AllocRow) -> Option<AllocDeploymentStatus> {
     let healthy = r.status.as_ref().and_then(|s| s.healthy);
     if r.alloc.deployment_id.is_empty() && healthy.is_none() && !r.alloc.canary {
         return None;
@@ -574,7 +535,7 @@ pub fn allocated_resources(a: &Allocation, job: Option<&Job>) -> AllocatedResour
 }
 
 /// An allocation as a list stub.
-pub fn stub(r: &Row, look: &Lookup, parts: Parts) -> AllocStub {
+pub fn stub(r: &AllocRow, look: &Lookup, parts: Parts) -> AllocStub {
     let a = &r.alloc;
     let job = look.job(a).map(|(j, _, _)| j.as_ref());
     let status = r.status.clone().unwrap_or_default();
@@ -615,7 +576,7 @@ pub fn stub(r: &Row, look: &Lookup, parts: Parts) -> AllocStub {
 }
 
 /// An allocation, whole, with the job version it runs in Nomad's job shape.
-pub fn detail(r: &Row, look: &Lookup) -> AllocDetail {
+pub fn detail(r: &AllocRow, look: &Lookup) -> AllocDetail {
     let parts = Parts {
         resources: true,
         task_states: true,
@@ -642,18 +603,10 @@ pub fn detail(r: &Row, look: &Lookup) -> AllocDetail {
     }
 }
 
-/// The value of a boolean query flag (`resources`, `task_states`): absent is `default`.
-fn flag(pairs: &[(String, String)], name: &str, default: bool) -> bool {
-    pairs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map_or(default, |(_, v)| !matches!(v.as_str(), "false" | "0"))
-}
-
 /// The allocations a job answers with (`GET /v1/job/{id}/allocations`), as stubs with their
 /// task states.
 pub async fn job_stubs(st: &AppState, ns: &str, job: &str) -> Result<Vec<AllocStub>, ServerError> {
-    let mut rows = read_rows(st).await?;
+    let mut rows = alloc_rows(st).await?;
     rows.retain(|r| r.alloc.namespace == ns && r.alloc.job_id == job);
     let mut look = Lookup::new(st, &rows).await?;
     look.load_jobs(st, &rows).await?;
@@ -671,33 +624,23 @@ pub async fn list_allocs(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,
     q: QueryOptions,
-    RawQuery(raw): RawQuery,
 ) -> Result<Answer<Vec<AllocStub>>, ServerError> {
     wait_for_change(&st, &q, ALLOC_PREFIXES).await?;
     let index = read_index(&st).await?;
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect();
     let parts = Parts {
-        resources: flag(&pairs, "resources", false),
-        task_states: flag(&pairs, "task_states", true),
+        resources: q.flag("resources", false),
+        task_states: q.flag("task_states", true),
     };
-    let wanted = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, v)| k == name && !v.is_empty())
-            .map(|(_, v)| v.clone())
-    };
+    let wanted = |name: &str| q.param(name).filter(|v| !v.is_empty());
     let (job, node) = (wanted("job"), wanted("node"));
-    let mut rows = read_rows(&st).await?;
+    let mut rows = alloc_rows(&st).await?;
     let mut look = Lookup::new(&st, &rows).await?;
     rows.retain(|r| {
         let a = &r.alloc;
         q.namespace.covers(&a.namespace)
             && caller.acl.allows_namespace(&a.namespace, CAP_READ_JOB)
-            && job.as_deref().is_none_or(|j| a.job_id == j)
+            && job.is_none_or(|j| a.job_id == j)
             && node
-                .as_deref()
                 .is_none_or(|n| a.node == n || look.node_ids.get(&a.node).is_some_and(|id| id == n))
     });
     look.load_jobs(&st, &rows).await?;
@@ -716,7 +659,7 @@ pub async fn get_one(
 ) -> Result<Answer<AllocDetail>, ServerError> {
     wait_for_change(&st, &q, ALLOC_PREFIXES).await?;
     let index = read_index(&st).await?;
-    let rows = read_rows(&st).await?;
+    let rows = alloc_rows(&st).await?;
     let row = find_row(&rows, &id)?;
     let mut look = Lookup::new(&st, &rows).await?;
     look.load_jobs(&st, std::slice::from_ref(row)).await?;
@@ -734,7 +677,7 @@ pub async fn node_allocs(
     wait_for_change(&st, &q, ALLOC_PREFIXES).await?;
     let index = read_index(&st).await?;
     let node = crate::reads::get_node(&st, &name).await?;
-    let mut rows = read_rows(&st).await?;
+    let mut rows = alloc_rows(&st).await?;
     let mut look = Lookup::new(&st, &rows).await?;
     rows.retain(|r| {
         r.alloc.node == node.node.name
@@ -756,7 +699,7 @@ pub async fn services(
 ) -> Result<Answer<Vec<RegistrationView>>, ServerError> {
     wait_for_change(&st, &q, &[keys::SERVICES_PREFIX, keys::ALLOCS_PREFIX]).await?;
     let index = read_index(&st).await?;
-    let rows = read_rows(&st).await?;
+    let rows = alloc_rows(&st).await?;
     let a = &find_row(&rows, &id)?.alloc;
     let regs = crate::services::alloc_registrations(&st, &a.namespace, &a.id).await?;
     Ok(Answer::new(regs, index, &q))

@@ -8,6 +8,7 @@
 //!
 //! Parse and validate errors keep their `file:line:col` positions in the messages.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ use super::query::QueryOptions;
 use super::respond::Answer;
 use crate::body::{JsonBody, RawBody};
 use crate::error::ServerError;
+use crate::kv;
 use crate::specs::{job_status, locate_job, running_job, stored_jobs};
 use crate::AppState;
 
@@ -174,8 +176,16 @@ fn status_index(status: &JobStatus, found: &crate::specs::FoundJob) -> u64 {
 
 /// A periodic job's children (jobs launched from it) by status.
 async fn children(st: &AppState, ns: &str, parent: &str) -> Result<ChildrenSummary, ServerError> {
+    let statuses: HashMap<String, JobStatus> = kv::list_json::<JobStatus>(
+        st.store.as_ref(),
+        &format!("{}{ns}/", keys::JOB_STATUS_PREFIX),
+    )
+    .await?
+    .into_iter()
+    .map(|e| (e.key, e.value))
+    .collect();
     let mut out = ChildrenSummary::default();
-    for (kv, job) in stored_jobs(st, Some(ns)).await? {
+    for (_, job) in stored_jobs(st, Some(ns)).await? {
         let Ok(job) = job else { continue };
         let is_child = job
             .labels
@@ -184,11 +194,11 @@ async fn children(st: &AppState, ns: &str, parent: &str) -> Result<ChildrenSumma
         if !is_child {
             continue;
         }
-        let status = job_status(st, ns, &job.id).await?.unwrap_or_default();
-        match status.status.as_str() {
-            "running" => out.running += 1,
-            "dead" => out.dead += 1,
-            _ if job.stop || kv.value.is_empty() => out.dead += 1,
+        let status = statuses.get(&keys::job_status(ns, &job.id));
+        match status.map(|s| s.status.as_str()) {
+            Some("running") => out.running += 1,
+            Some("dead") => out.dead += 1,
+            _ if job.stop => out.dead += 1,
             _ => out.pending += 1,
         }
     }

@@ -147,12 +147,9 @@ pub fn metrics_json(openmetrics: &str, timestamp: &str) -> Value {
 pub async fn render(
     State(st): State<AppState>,
     q: QueryOptions,
-    axum::extract::RawQuery(raw): axum::extract::RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ServerError> {
-    let prometheus = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-        .any(|(k, v)| k == "format" && v == "prometheus");
-    if prometheus {
+    if q.param("format") == Some("prometheus") {
         return Ok(crate::metrics::render(State(st), headers).await);
     }
     let mut text = String::new();

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::blocking::{read_index, wait_for_change};
 use super::query::QueryOptions;
 use super::respond::{list, Answer};
-use super::shapes::{go_time, null_empty};
+use super::shapes::{go_time, ms_to_ns, null_empty};
 use crate::body::JsonBody;
 use crate::error::ServerError;
 use crate::kv;
@@ -269,10 +269,6 @@ fn eligibility(n: &NodeView) -> String {
     if n.eligible { "eligible" } else { "ineligible" }.to_string()
 }
 
-fn ms_to_ns(ms: i64) -> i64 {
-    ms.saturating_mul(1_000_000)
-}
-
 fn drivers(n: &NodeView) -> BTreeMap<String, DriverView> {
     n.node
         .drivers
@@ -384,7 +380,7 @@ pub fn stub(n: &NodeView, with_resources: bool, with_os: bool) -> NodeStub {
         datacenter: n.node.datacenter.clone(),
         name: n.node.name.clone(),
         node_class: n.node.node_class.clone(),
-        node_pool: pool(n),
+        node_pool: pool_of(n).to_string(),
         version: env!("CARGO_PKG_VERSION").into(),
         drain: n.draining,
         scheduling_eligibility: eligibility(n),
@@ -400,11 +396,12 @@ pub fn stub(n: &NodeView, with_resources: bool, with_os: bool) -> NodeStub {
     }
 }
 
-fn pool(n: &NodeView) -> String {
+/// The node pool a node registered in (`default` when its agent named none).
+pub fn pool_of(n: &NodeView) -> &str {
     if n.node.node_pool.is_empty() {
-        "default".into()
+        "default"
     } else {
-        n.node.node_pool.clone()
+        &n.node.node_pool
     }
 }
 
@@ -422,7 +419,7 @@ pub fn detail(n: &NodeView) -> NodeDetail {
         reserved_resources,
         meta: n.node.meta.clone().into_iter().collect(),
         node_class: n.node.node_class.clone(),
-        node_pool: pool(n),
+        node_pool: pool_of(n).to_string(),
         drain: n.draining,
         drain_strategy: drain_strategy(n),
         scheduling_eligibility: eligibility(n),
@@ -443,15 +440,10 @@ pub fn detail(n: &NodeView) -> NodeDetail {
 pub async fn list_nodes(
     State(st): State<AppState>,
     q: QueryOptions,
-    axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Result<Answer<Vec<NodeStub>>, ServerError> {
     wait_for_change(&st, &q, NODE_PREFIXES).await?;
     let index = read_index(&st).await?;
-    let flags: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect();
-    let on = |name: &str| flags.iter().any(|(k, v)| k == name && v != "false");
-    let (with_resources, with_os) = (on("resources"), on("os"));
+    let (with_resources, with_os) = (q.flag("resources", false), q.flag("os", false));
     let stubs: Vec<NodeStub> = all_nodes(&st)
         .await?
         .iter()

@@ -10,21 +10,13 @@ use nomos_store::keys;
 use serde_json::{json, Value};
 
 use super::blocking::{read_index, wait_for_change};
-use super::nodes::{stub, NodeStub};
+use super::nodes::{pool_of, stub, NodeStub};
 use super::query::QueryOptions;
 use super::respond::{list, Answer};
 use crate::error::ServerError;
 use crate::reads::all_nodes;
 use crate::views::NodeView;
 use crate::AppState;
-
-fn pool_of(n: &NodeView) -> &str {
-    if n.node.node_pool.is_empty() {
-        "default"
-    } else {
-        &n.node.node_pool
-    }
-}
 
 fn pool(name: &str) -> Value {
     let description = match name {

@@ -1,7 +1,8 @@
 //! The query parameters every read of Nomad's API takes, parsed once with a clear 400 for a bad
 //! value: `region`, `namespace` (`*` for all), `prefix`, `filter`, `per_page` / `next_token`,
-//! `index` / `wait` (blocking queries), `stale`, `pretty` and `reverse`. Parameters an endpoint
-//! does not use are accepted and ignored, as Nomad does.
+//! `index` / `wait` (blocking queries), `stale`, `pretty` and `reverse`. The others are kept
+//! for the endpoints that take them ([`QueryOptions::flag`], [`QueryOptions::param`]);
+//! parameters an endpoint does not use are accepted and ignored, as Nomad does.
 
 use std::time::Duration;
 
@@ -61,6 +62,8 @@ pub struct QueryOptions {
     pub stale: bool,
     pub pretty: bool,
     pub reverse: bool,
+    /// The parameters not above, in order (an endpoint's own: `resources`, `job`, ...).
+    pub others: Vec<(String, String)>,
 }
 
 impl Default for QueryOptions {
@@ -76,6 +79,7 @@ impl Default for QueryOptions {
             stale: false,
             pretty: false,
             reverse: false,
+            others: Vec::new(),
         }
     }
 }
@@ -98,10 +102,24 @@ impl QueryOptions {
                 "stale" => q.stale = flag(value),
                 "pretty" => q.pretty = flag(value),
                 "reverse" => q.reverse = flag(value),
-                _ => {}
+                other => q.others.push((other.to_string(), value.to_string())),
             }
         }
         Ok(q)
+    }
+
+    /// An endpoint's own parameter, the first time it is given.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.others
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// An endpoint's own on/off parameter (`?resources`, `=true`, `=false`, `=0`); `default`
+    /// when absent.
+    pub fn flag(&self, name: &str, default: bool) -> bool {
+        self.param(name).map_or(default, flag)
     }
 }
 
@@ -208,6 +226,21 @@ mod tests {
         assert_eq!(q.index, Some(7));
         assert!(q.wait >= Duration::from_secs(10) && q.wait <= Duration::from_millis(10_625));
         assert!(q.stale && q.pretty && !q.reverse);
+        assert_eq!(q.param("unknown"), Some("1"));
+        assert_eq!(
+            q.param("namespace"),
+            None,
+            "known parameters are not repeated"
+        );
+    }
+
+    #[test]
+    fn an_endpoints_own_flags_read_as_nomads_booleans() {
+        let q = QueryOptions::parse("a&b=true&c=false&d=0&e=1&a=false").unwrap();
+        assert!(q.flag("a", false), "the first occurrence counts");
+        assert!(q.flag("b", false) && q.flag("e", false));
+        assert!(!q.flag("c", true) && !q.flag("d", true));
+        assert!(q.flag("absent", true) && !q.flag("absent", false));
     }
 
     #[test]

@@ -330,6 +330,27 @@ fn check_length(text: &str) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// `(Matches, Truncations)` of a text in a context, or why the request is wrong.
+type Matcher = fn(&Index, &str, &str) -> Result<(Value, Value), String>;
+
+/// Matches one search's text in what the caller may find, answered in Nomad's shape.
+async fn search(
+    st: &AppState,
+    caller: &Caller,
+    q: &QueryOptions,
+    text: &str,
+    matcher: Matcher,
+    context: &str,
+) -> Result<Answer<Value>, ServerError> {
+    check_length(text)?;
+    let index = read_index(st).await?;
+    let found = index_for(st, caller).await?;
+    let (matches, truncations) = matcher(&found, text, context).map_err(ServerError::BadRequest)?;
+    let body = json!({"Matches": matches, "Truncations": truncations, "Index": index,
+        "KnownLeader": true, "LastContact": 0});
+    Ok(Answer::new(body, index, q))
+}
+
 /// `POST|PUT /v1/search`.
 pub async fn prefix(
     State(st): State<AppState>,
@@ -337,14 +358,7 @@ pub async fn prefix(
     q: QueryOptions,
     JsonBody(req): JsonBody<PrefixRequest>,
 ) -> Result<Answer<Value>, ServerError> {
-    check_length(&req.prefix)?;
-    let index = read_index(&st).await?;
-    let found = index_for(&st, &caller).await?;
-    let (matches, truncations) =
-        prefix_matches(&found, &req.prefix, &req.context).map_err(ServerError::BadRequest)?;
-    let body = json!({"Matches": matches, "Truncations": truncations, "Index": index,
-        "KnownLeader": true, "LastContact": 0});
-    Ok(Answer::new(body, index, &q))
+    search(&st, &caller, &q, &req.prefix, prefix_matches, &req.context).await
 }
 
 /// `POST|PUT /v1/search/fuzzy`.
@@ -354,14 +368,7 @@ pub async fn fuzzy(
     q: QueryOptions,
     JsonBody(req): JsonBody<FuzzyRequest>,
 ) -> Result<Answer<Value>, ServerError> {
-    check_length(&req.text)?;
-    let index = read_index(&st).await?;
-    let found = index_for(&st, &caller).await?;
-    let (matches, truncations) =
-        fuzzy_matches(&found, &req.text, &req.context).map_err(ServerError::BadRequest)?;
-    let body = json!({"Matches": matches, "Truncations": truncations, "Index": index,
-        "KnownLeader": true, "LastContact": 0});
-    Ok(Answer::new(body, index, &q))
+    search(&st, &caller, &q, &req.text, fuzzy_matches, &req.context).await
 }
 
 #[cfg(test)]

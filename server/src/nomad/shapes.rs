@@ -1,6 +1,12 @@
 //! How Nomad's JSON writes values that serde would write otherwise: empty lists and maps as
 //! `null` (Go's nil slices and maps), and Go's `time.Time` as an RFC 3339 string (the zero time
-//! for "never"). Fields typed `int64` nanoseconds in Nomad's API stay plain integers.
+//! for "never"). Fields typed `int64` nanoseconds in Nomad's API stay plain integers; Nomos's
+//! own times are Unix milliseconds ([`ms_to_ns`]).
+
+/// Unix milliseconds (Nomos's times) as Unix nanoseconds (Nomad's).
+pub fn ms_to_ns(ms: i64) -> i64 {
+    ms.saturating_mul(1_000_000)
+}
 
 /// A collection that is `null` when empty, read back from `null` or a value.
 pub mod null_empty {

@@ -101,7 +101,7 @@ pub async fn validate(
 ) -> Result<Answer<Value>, ServerError> {
     let text = std::str::from_utf8(&body)
         .map_err(|_| ServerError::BadRequest("the body is not UTF-8".into()))?;
-    let value: Value = crate::body::decode(text.as_bytes())?;
+    let value = crate::body::parse(text.as_bytes())?;
     if !value.get("Job").is_some_and(Value::is_object) {
         return Err(ServerError::BadRequest(
             "expected {\"Job\": {...}}: a job in Nomad's JSON form".into(),

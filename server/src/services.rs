@@ -2,54 +2,34 @@
 //! Prometheus's `nomad_sd_configs` and consul-template call: `GET /v1/services`,
 //! `GET /v1/service/{name}` and `DELETE /v1/service/{name}/{id}`.
 //!
-//! Reads take `namespace` (`*`: every namespace the caller may read), `filter` (Nomad's
-//! expressions over the answer's fields, [`nomos_api::filter`]), `choose=N|key` (N instances
-//! picked by rendezvous hashing on `key`, the same N for the same key while the instances stay)
-//! and blocking queries: with `index`, the answer waits (up to `wait`, default and most 5 min,
-//! plus Nomad's jitter of up to a sixteenth) until the catalogue's index passes it. The index,
-//! in `X-Nomad-Index`, is the revision of the catalogue's last change
-//! (`/nomos/servicesindex`, written with every registration change). `stale` is accepted;
-//! every read is consistent. Reads also carry Nomad's other query headers,
-//! `X-Nomad-LastContact` (0: the answer is current) and `X-Nomad-KnownLeader` (`true`), which
-//! Nomad's Go API client (Prometheus's `nomad_sd_configs`, Traefik) requires: without
-//! `X-Nomad-LastContact` every query fails with "Failed to parse X-Nomad-LastContact".
+//! Reads follow the conventions of every Nomad endpoint ([`crate::nomad`]): `namespace` (`*`:
+//! every namespace the caller may read), `filter` (over the answer's fields), `per_page` /
+//! `next_token` on a service's instances, blocking queries with `index` / `wait`, `stale`,
+//! and Nomad's query headers, which Nomad's Go API client (Prometheus's `nomad_sd_configs`,
+//! Traefik) requires: without `X-Nomad-LastContact` every query fails. A service's reads also
+//! take `choose=N|key` (N instances picked by rendezvous hashing on `key`, the same N for the
+//! same key while the instances stay). The index, in `X-Nomad-Index`, is the revision of the
+//! catalogue's last change (`/nomos/servicesindex`, written with every registration change),
+//! and a blocking query waits on that key alone.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderValue;
-use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
-use futures::StreamExt;
+use axum::extract::{Path, State};
+use axum::Extension;
 use nomos_api::acl::check::CAP_READ_JOB;
 use nomos_api::service::ServiceRegistration;
-use nomos_store::{keys, KeySelector, KeyValue, RangeOptions, WatchOptions};
+use nomos_store::{keys, KeySelector, KeyValue, RangeOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::acl::Caller;
 use crate::error::ServerError;
+use crate::nomad::blocking::wait_for_change;
+use crate::nomad::query::{Namespaces, QueryOptions};
+use crate::nomad::respond::{list as page, Answer};
 use crate::AppState;
 
 pub use crate::nomad::query::MAX_WAIT;
 pub use crate::nomad::respond::{INDEX_HEADER, KNOWN_LEADER_HEADER, LAST_CONTACT_HEADER};
-
-/// Query parameters the catalogue's reads take.
-#[derive(Debug, Deserialize, Default)]
-pub struct Params {
-    pub namespace: Option<String>,
-    pub filter: Option<String>,
-    pub choose: Option<String>,
-    pub index: Option<u64>,
-    pub wait: Option<String>,
-    pub stale: Option<String>,
-}
-
-fn params(q: Result<Query<Params>, QueryRejection>) -> Result<Params, ServerError> {
-    q.map(|Query(p)| p)
-        .map_err(|e| ServerError::BadRequest(format!("invalid query: {e}")))
-}
 
 /// One service of a namespace in `GET /v1/services`.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -121,18 +101,12 @@ impl RegistrationView {
     }
 }
 
-/// The namespaces a read covers: one, or (`*`) every one.
-fn namespace_of(p: &Params) -> Option<&str> {
-    match p.namespace.as_deref() {
-        Some("*") => None,
-        Some("") | None => Some("default"),
-        Some(ns) => Some(ns),
+/// The one namespace a read names, or none for `*`.
+fn namespace_of(q: &QueryOptions) -> Option<&str> {
+    match &q.namespace {
+        Namespaces::One(ns) => Some(ns),
+        Namespaces::All => None,
     }
-}
-
-/// `wait` as Nomad takes it, capped and with jitter ([`crate::nomad::query::wait_of`]).
-fn wait_of(p: &Params) -> Result<Duration, ServerError> {
-    crate::nomad::query::wait_of(p.wait.as_deref().unwrap_or(""))
 }
 
 /// The catalogue's index at `revision`: its last change's revision (1 before any).
@@ -151,36 +125,8 @@ async fn index_at(st: &AppState, revision: i64) -> Result<i64, ServerError> {
 }
 
 /// With `index`, waits until the catalogue changes after it, or `wait` runs out.
-async fn block(st: &AppState, p: &Params) -> Result<(), ServerError> {
-    let Some(index) = p.index.filter(|i| *i > 0) else {
-        return Ok(());
-    };
-    let wait = wait_of(p)?;
-    let index = i64::try_from(index).unwrap_or(i64::MAX - 1);
-    if index_at(st, 0).await? > index {
-        return Ok(());
-    }
-    let watch = st
-        .store
-        .watch(
-            KeySelector::key(keys::SERVICES_INDEX.as_bytes().to_vec()),
-            WatchOptions {
-                start_revision: index + 1,
-                ..Default::default()
-            },
-        )
-        .await;
-    // A compacted start revision: the index is old, answer now.
-    let Ok(mut watch) = watch else {
-        return Ok(());
-    };
-    let closing = st.closed();
-    tokio::select! {
-        _ = watch.next() => {}
-        _ = tokio::time::sleep(wait) => {}
-        _ = closing => {}
-    }
-    Ok(())
+async fn block(st: &AppState, q: &QueryOptions) -> Result<(), ServerError> {
+    wait_for_change(st, q, &[keys::SERVICES_INDEX]).await
 }
 
 /// Every registration under `prefix` with its key's revisions, and the revision read at; a
@@ -223,21 +169,6 @@ async fn read(
     Ok((out, index_at(st, revision).await?))
 }
 
-fn apply_filter(
-    items: Vec<RegistrationView>,
-    filter: Option<&str>,
-) -> Result<Vec<RegistrationView>, ServerError> {
-    let Some(src) = filter.filter(|f| !f.trim().is_empty()) else {
-        return Ok(items);
-    };
-    let expr = nomos_api::filter::parse(src)
-        .map_err(|e| ServerError::BadRequest(format!("filter: {e}")))?;
-    Ok(items
-        .into_iter()
-        .filter(|r| serde_json::to_value(r).is_ok_and(|v| expr.matches(&v)))
-        .collect())
-}
-
 /// `choose=N|key`: the N instances with the highest rendezvous score for `key`.
 pub fn choose(
     items: Vec<RegistrationView>,
@@ -250,24 +181,6 @@ pub fn choose(
         .parse()
         .map_err(|_| ServerError::BadRequest(format!("choose: {n:?} is not a count")))?;
     Ok(nomos_api::service::choose(items, n, key, |r| &r.id))
-}
-
-fn indexed(body: impl Serialize, index: i64) -> Response {
-    let mut resp = Json(body).into_response();
-    if let Ok(v) = HeaderValue::from_str(&index.to_string()) {
-        resp.headers_mut().insert(INDEX_HEADER, v);
-    }
-    resp
-}
-
-/// A read's answer: its index and Nomad's query headers, which Nomad's Go API client parses
-/// on every query (a missing `X-Nomad-LastContact` fails it).
-fn queried(body: impl Serialize, index: i64) -> Response {
-    let mut resp = indexed(body, index);
-    let headers = resp.headers_mut();
-    headers.insert(LAST_CONTACT_HEADER, HeaderValue::from_static("0"));
-    headers.insert(KNOWN_LEADER_HEADER, HeaderValue::from_static("true"));
-    resp
 }
 
 /// Every registration in `namespace` that `keep` keeps (for the UI's job and allocation
@@ -305,13 +218,19 @@ pub async fn alloc_registrations(
 pub async fn list(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,
-    q: Result<Query<Params>, QueryRejection>,
-) -> Result<Response, ServerError> {
-    let p = params(q)?;
-    block(&st, &p).await?;
-    let prefix = keys::services_prefix(namespace_of(&p), None);
-    let (items, index) = read(&st, &caller, &prefix).await?;
-    let items = apply_filter(items, p.filter.as_deref())?;
+    q: QueryOptions,
+) -> Result<Answer<Vec<NamespaceServices>>, ServerError> {
+    block(&st, &q).await?;
+    let prefix = keys::services_prefix(namespace_of(&q), None);
+    let (mut items, index) = read(&st, &caller, &prefix).await?;
+    if let Some(filter) = &q.filter {
+        items.retain(|r| serde_json::to_value(r).is_ok_and(|v| filter.matches(&v)));
+    }
+    Ok(Answer::new(by_namespace(items), index, &q))
+}
+
+/// Each namespace's services, with the union of their instances' tags, in name order.
+fn by_namespace(items: Vec<RegistrationView>) -> Vec<NamespaceServices> {
     let mut by_ns: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
     for r in items {
         by_ns
@@ -321,7 +240,7 @@ pub async fn list(
             .or_default()
             .extend(r.tags);
     }
-    let body: Vec<NamespaceServices> = by_ns
+    by_ns
         .into_iter()
         .map(|(namespace, services)| NamespaceServices {
             namespace,
@@ -333,8 +252,7 @@ pub async fn list(
                 })
                 .collect(),
         })
-        .collect();
-    Ok(queried(body, index))
+        .collect()
 }
 
 /// `GET /v1/service/{name}`: the service's instances.
@@ -342,25 +260,26 @@ pub async fn get(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    q: Result<Query<Params>, QueryRejection>,
-) -> Result<Response, ServerError> {
-    let p = params(q)?;
+    q: QueryOptions,
+) -> Result<Answer<Vec<RegistrationView>>, ServerError> {
     if let Some(why) = nomos_api::service::unfit_service_name(&name) {
         return Err(ServerError::BadRequest(why));
     }
-    block(&st, &p).await?;
-    let ns = namespace_of(&p);
+    block(&st, &q).await?;
+    let ns = namespace_of(&q);
     let prefix = match ns {
         Some(ns) => keys::services_prefix(Some(ns), Some(&name)),
         None => keys::SERVICES_PREFIX.to_string(),
     };
     let (mut items, index) = read(&st, &caller, &prefix).await?;
     items.retain(|r| r.service_name == name);
-    let mut items = apply_filter(items, p.filter.as_deref())?;
-    if let Some(spec) = p.choose.as_deref() {
+    let (mut items, next_token) = page(items, &q, |r| r.id.clone());
+    if let Some(spec) = q.param("choose") {
         items = choose(items, spec)?;
     }
-    Ok(queried(items, index))
+    let mut answer = Answer::new(items, index, &q);
+    answer.next_token = next_token;
+    Ok(answer)
 }
 
 /// `DELETE /v1/service/{name}/{id}`: removes one registration. While its allocation still
@@ -368,10 +287,9 @@ pub async fn get(
 pub async fn delete(
     State(st): State<AppState>,
     Path((name, id)): Path<(String, String)>,
-    q: Result<Query<Params>, QueryRejection>,
-) -> Result<Response, ServerError> {
-    let p = params(q)?;
-    let ns = namespace_of(&p)
+    q: QueryOptions,
+) -> Result<Answer<serde_json::Value>, ServerError> {
+    let ns = namespace_of(&q)
         .ok_or_else(|| ServerError::BadRequest("namespace: a delete names one namespace".into()))?;
     if nomos_api::service::unfit_service_name(&name).is_some() || id.contains('/') {
         return Err(ServerError::NotFound(format!(
@@ -400,7 +318,7 @@ pub async fn delete(
             "service registration {id:?} changed while it was being deleted"
         )));
     }
-    Ok(indexed(serde_json::json!({}), resp.revision))
+    Ok(Answer::new(serde_json::json!({}), resp.revision, &q))
 }
 
 #[cfg(test)]

@@ -234,6 +234,36 @@ async fn filter_and_choose_narrow_the_instances() {
     assert_eq!(code, 400);
 }
 
+#[tokio::test]
+async fn a_services_instances_come_in_pages() {
+    let srv = TestServer::start().await;
+    seed(&srv).await;
+    services_pass(&srv).await;
+    let resp = reqwest::get(format!(
+        "{}/v1/service/web?namespace=*&per_page=2",
+        srv.base
+    ))
+    .await
+    .expect("GET");
+    let token = resp.headers()["x-nomad-nexttoken"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let first: Value = resp.json().await.unwrap();
+    let url = format!(
+        "/v1/service/web?namespace=*&per_page=2&next_token={}",
+        urlencode(&token)
+    );
+    let (code, second, _) = get_indexed(&srv, &url).await;
+    assert_eq!(code, 200, "{second}");
+    let mut all = ports(&first);
+    all.extend(ports(&second));
+    all.sort();
+    assert_eq!(all, vec![20001, 20002, 20003], "{first} then {second}");
+    let (code, err, _) = get_indexed(&srv, "/v1/service/web?per_page=many").await;
+    assert_eq!(code, 400, "{err}");
+}
+
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {

@@ -131,9 +131,10 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryOptions {
     }
 }
 
-/// `?stale`, `?stale=`, `?stale=true` are on; `false` and `0` are off.
+/// `?stale`, `?stale=`, `?stale=true` are on; what Go's `strconv.ParseBool` reads as false
+/// (`false`, `False`, `FALSE`, `f`, `F`, `0`) is off. Python's `requests` sends `False`.
 fn flag(value: &str) -> bool {
-    !matches!(value, "false" | "0")
+    !matches!(value, "false" | "False" | "FALSE" | "f" | "F" | "0")
 }
 
 /// One cluster answers for one region; another region cannot be forwarded to.
@@ -241,6 +242,10 @@ mod tests {
         assert!(q.flag("b", false) && q.flag("e", false));
         assert!(!q.flag("c", true) && !q.flag("d", true));
         assert!(q.flag("absent", true) && !q.flag("absent", false));
+        // Python's requests writes booleans capitalised; Go's ParseBool reads them.
+        let q = QueryOptions::parse("p=False&q=True&r=FALSE&s=f&stale=False").unwrap();
+        assert!(!q.flag("p", true) && q.flag("q", false));
+        assert!(!q.flag("r", true) && !q.flag("s", true) && !q.stale);
     }
 
     #[test]

@@ -660,3 +660,48 @@ async fn lists_page_with_next_token() {
     let (_, _, page) = call(&srv, "GET", "/v1/vars?prefix=p/&next_token=a", None).await;
     assert_eq!(page.as_array().unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn blocking_reads_wake_on_the_variables_change() {
+    let (srv, _) = server().await;
+    let (code, _) = put(&srv, "/v1/var/app/config", json!({"colour": "green"})).await;
+    assert_eq!(code, 200);
+    let (code, index, _) = call(&srv, "GET", "/v1/var/app/config", None).await;
+    assert_eq!(code, 200);
+    let (_, list_index, _) = call(&srv, "GET", "/v1/vars?prefix=app", None).await;
+
+    // Nothing changes: the read waits out its wait and answers the same index.
+    let started = std::time::Instant::now();
+    let (code, same, _) = call(
+        &srv,
+        "GET",
+        &format!("/v1/var/app/config?index={index}&wait=1s"),
+        None,
+    )
+    .await;
+    assert_eq!((code, same), (200, index));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+
+    // A write wakes a waiting read and a waiting list, each with the new contents.
+    let read_url = format!("/v1/var/app/config?index={index}&wait=20s");
+    let list_url = format!("/v1/vars?prefix=app&index={list_index}&wait=20s");
+    let (read, list) = tokio::join!(call(&srv, "GET", &read_url, None), async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let (code, _) = put(&srv, "/v1/var/app/config", json!({"colour": "blue"})).await;
+        assert_eq!(code, 200);
+        call(&srv, "GET", &list_url, None).await
+    });
+    let (code, new_index, body) = read;
+    assert_eq!(code, 200, "{body}");
+    assert!(new_index > index, "{new_index} after {index}");
+    assert_eq!(body["Items"]["colour"], "blue");
+    let (code, new_list_index, _) = list;
+    assert_eq!(code, 200);
+    assert!(new_list_index > list_index);
+
+    // `*` names no one variable; a bad index is refused.
+    let (code, _, _) = call(&srv, "GET", "/v1/var/app/config?namespace=*", None).await;
+    assert_eq!(code, 400);
+    let (code, _, _) = call(&srv, "GET", "/v1/var/app/config?index=soon", None).await;
+    assert_eq!(code, 400);
+}

@@ -5,7 +5,9 @@
 //! The ACL middleware only resolves the caller (the route's rule is `Variables`); each handler
 //! checks the variable capability on the namespace and path it learns here. A lost
 //! compare-and-set or a refused lock answers 409 with the conflicting variable as the body, its
-//! items only when the caller may read them, as Nomad does. Reads carry `X-Nomad-Index`.
+//! items only when the caller may read them, as Nomad does. Reads follow the conventions of
+//! every Nomad read ([`crate::nomad`]): query headers, `pretty`, and blocking queries that wait
+//! on the variable's key (a read) or the listed prefix (a list).
 
 use std::collections::HashMap;
 
@@ -27,6 +29,9 @@ use super::record::{self, Current, StoredVariable};
 use crate::acl::{Caller, PERMISSION_DENIED};
 use crate::body::JsonBody;
 use crate::error::ServerError;
+use crate::nomad::blocking::wait_for_change;
+use crate::nomad::query::{Namespaces, QueryOptions};
+use crate::nomad::respond::Answer;
 use crate::AppState;
 
 /// The header reads carry their index in (Nomad's).
@@ -72,6 +77,16 @@ fn check_namespace(ns: &str, allow_all: bool) -> Result<(), ServerError> {
     }
     nomos_api::namespace::validate_object_name("namespace", ns)
         .map_err(|e| bad(format!("namespace: {e}")))
+}
+
+/// The one namespace a read names (`default` when absent; never `*`).
+fn read_namespace(q: &QueryOptions) -> Result<String, ServerError> {
+    let ns = match &q.namespace {
+        Namespaces::One(ns) => ns.as_str(),
+        Namespaces::All => "*",
+    };
+    check_namespace(ns, false)?;
+    Ok(ns.to_string())
 }
 
 /// `?cas=<ModifyIndex>`: `None` when absent.
@@ -248,18 +263,19 @@ fn retries_exhausted(path: &str) -> ServerError {
     ))
 }
 
-/// `GET /v1/var/{*path}?namespace=`: the variable with its items; 404 when missing.
+/// `GET /v1/var/{*path}?namespace=`: the variable with its items; 404 when missing. Its index
+/// is the variable's modify index; a blocking read waits for the variable's next change.
 pub async fn read(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(path): Path<String>,
-    q: Result<Query<Params>, QueryRejection>,
-) -> Result<Response, ServerError> {
+    q: QueryOptions,
+) -> Result<Answer<Variable>, ServerError> {
     gate(&caller)?;
-    let p = params(q)?;
-    let ns = namespace_param(&p, false)?;
+    let ns = read_namespace(&q)?;
     validate_path(&path).map_err(ServerError::BadRequest)?;
     require(&caller, &ns, &path, VAR_READ)?;
+    wait_for_change(&st, &q, &[&keys::variable(&ns, &path)]).await?;
     let current = record::load(&st, &ns, &path).await?.ok_or_else(|| {
         ServerError::NotFound(format!("variable {path:?} not found in namespace {ns:?}"))
     })?;
@@ -270,7 +286,7 @@ pub async fn read(
         meta,
         items: Some(items),
     };
-    Ok(indexed(StatusCode::OK, &shown, current.modify_index))
+    Ok(Answer::new(shown, current.modify_index, &q))
 }
 
 /// `PUT /v1/var/{*path}?namespace=&cas=` and the lock operations.
@@ -554,12 +570,15 @@ struct Page {
 pub async fn list(
     State(st): State<AppState>,
     Extension(caller): Extension<Caller>,
-    q: Result<Query<Params>, QueryRejection>,
-) -> Result<Response, ServerError> {
+    q: QueryOptions,
+) -> Result<Answer<Vec<VariableMetadata>>, ServerError> {
     gate(&caller)?;
-    let p = params(q)?;
-    let ns = namespace_param(&p, true)?;
-    let prefix = p.get("prefix").map_or("", String::as_str);
+    let ns = match &q.namespace {
+        Namespaces::One(ns) => ns.clone(),
+        Namespaces::All => "*".to_string(),
+    };
+    check_namespace(&ns, true)?;
+    let prefix = q.prefix.as_deref().unwrap_or("");
     if prefix.len() > MAX_PATH_BYTES
         || prefix
             .chars()
@@ -569,30 +588,24 @@ pub async fn list(
             "prefix: expected up to {MAX_PATH_BYTES} bytes of letters, digits, '-', '_', '~' and '/', found {prefix:.140?}"
         )));
     }
-    let per_page = match p.get("per_page") {
-        None => 0,
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n <= MAX_PER_PAGE)
-            .ok_or_else(|| {
-                bad(format!(
-                    "per_page: expected 0 to {MAX_PER_PAGE}, found {v:.32?}"
-                ))
-            })?,
-    };
-    let token = p.get("next_token").map_or("", String::as_str);
+    let per_page = q.per_page.unwrap_or(0);
+    if per_page > MAX_PER_PAGE {
+        return Err(bad(format!(
+            "per_page: expected 0 to {MAX_PER_PAGE}, found {per_page}"
+        )));
+    }
+    let token = q.next_token.as_deref().unwrap_or("");
     if token.len() > MAX_TOKEN_BYTES {
         return Err(bad(format!(
             "next_token: over the limit of {MAX_TOKEN_BYTES} bytes"
         )));
     }
+    let watched = keys::vars_prefix((ns != "*").then_some(ns.as_str()), prefix);
+    wait_for_change(&st, &q, &[&watched]).await?;
     let page = list_page(&st, &caller, &ns, prefix, per_page, token).await?;
-    let mut resp = indexed(StatusCode::OK, &page.items, page.index);
-    if let Some(next) = page.next_token.and_then(|t| HeaderValue::from_str(&t).ok()) {
-        resp.headers_mut().insert(NEXT_TOKEN_HEADER, next);
-    }
-    Ok(resp)
+    let mut answer = Answer::new(page.items, page.index, &q);
+    answer.next_token = page.next_token;
+    Ok(answer)
 }
 
 async fn list_page(

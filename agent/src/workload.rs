@@ -21,6 +21,8 @@ pub const IDENTITY_WAIT: Duration = Duration::from_secs(30);
 const MAX_ANSWER_BYTES: usize = 1 << 20;
 /// How long one call to a server may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a blocking query on the servers waits at most (Nomad's maximum `wait`).
+pub const BLOCKING_WAIT: Duration = Duration::from_secs(300);
 
 /// The value at `/nomos/identities/<node>/<alloc>`: one JWT per task.
 #[derive(Debug, Deserialize)]
@@ -143,10 +145,36 @@ impl ServerLink {
         path_and_query: &str,
         token: &str,
     ) -> Result<Option<serde_json::Value>, AgentError> {
+        Ok(self.query(path_and_query, token, CALL_TIMEOUT).await?.body)
+    }
+
+    /// The `X-Nomad-Index` of a blocking query (`path_and_query` carries its `index` and
+    /// `wait`, at most [`BLOCKING_WAIT`]): it answers once what it reads changed after the
+    /// index, or when its wait (plus Nomad's jitter) ran out.
+    pub async fn blocking_index(
+        &self,
+        path_and_query: &str,
+        token: &str,
+    ) -> Result<i64, AgentError> {
+        let limit = BLOCKING_WAIT + BLOCKING_WAIT / 16 + CALL_TIMEOUT;
+        let answer = self.query(path_and_query, token, limit).await?;
+        answer.index.ok_or_else(|| {
+            AgentError::Servers(format!(
+                "{path_and_query}: the answer carries no X-Nomad-Index"
+            ))
+        })
+    }
+
+    async fn query(
+        &self,
+        path_and_query: &str,
+        token: &str,
+        timeout: Duration,
+    ) -> Result<Answer, AgentError> {
         let mut last = String::new();
         for base in self.addresses().await? {
             let url = format!("{}{path_and_query}", base.trim_end_matches('/'));
-            match self.get_one(&url, token).await {
+            match self.get_one(&url, token, timeout).await {
                 Ok(answer) => return Ok(answer),
                 Err(Reply::Refused(e)) => return Err(AgentError::Servers(e)),
                 Err(Reply::Unreachable(e)) => last = e,
@@ -155,17 +183,22 @@ impl ServerLink {
         Err(AgentError::Servers(last))
     }
 
-    async fn get_one(&self, url: &str, token: &str) -> Result<Option<serde_json::Value>, Reply> {
+    async fn get_one(&self, url: &str, token: &str, timeout: Duration) -> Result<Answer, Reply> {
         let resp = self
             .http
             .get(url)
+            .timeout(timeout)
             .header("X-Nomad-Token", token)
             .send()
             .await
             .map_err(|e| Reply::Unreachable(format!("{url}: {e}")))?;
         let status = resp.status();
+        let index = resp
+            .headers()
+            .get("x-nomad-index")
+            .and_then(|v| v.to_str().ok()?.parse().ok());
         if status == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
+            return Ok(Answer { body: None, index });
         }
         let body = read_limited(resp)
             .await
@@ -179,10 +212,19 @@ impl ServerLink {
                 Reply::Refused(format!("{url}: {status}: {text}"))
             });
         }
-        serde_json::from_slice(&body)
-            .map(Some)
-            .map_err(|e| Reply::Refused(format!("{url}: answer is not JSON: {e}")))
+        let body = serde_json::from_slice(&body)
+            .map_err(|e| Reply::Refused(format!("{url}: answer is not JSON: {e}")))?;
+        Ok(Answer {
+            body: Some(body),
+            index,
+        })
     }
+}
+
+/// A server's answer: its JSON body (`None` for 404) and its `X-Nomad-Index`.
+struct Answer {
+    body: Option<serde_json::Value>,
+    index: Option<i64>,
 }
 
 /// How one server's answer went wrong: refused (no point asking another) or unreachable.

@@ -2,7 +2,9 @@
 //! servers' Variables API: a task waits, pending, for a Variable that does not exist and starts
 //! within about a second of its write, or stops waiting when its allocation stops; a Variable
 //! the task may not read fails the start instead; a running task whose Variable goes away keeps
-//! its last render, told once, and picks the Variable up again when it is back.
+//! its last render, told once, and picks the Variable up again when it is back. The stand-in
+//! answers `/v1/vars` as a blocking query, as the servers do: a running task's templates
+//! follow it, and read their Variables again only after a change.
 
 mod common;
 
@@ -18,7 +20,20 @@ use common::*;
 use nomos_api::{JobType, Task, TaskRunState, Template};
 use nomos_store::keys;
 
-type Variables = Arc<Mutex<HashMap<String, serde_json::Value>>>;
+/// The stand-in's Variables, the index of their last change, and how often each path was
+/// read.
+#[derive(Clone, Default)]
+struct Variables {
+    items: Arc<Mutex<HashMap<String, serde_json::Value>>>,
+    index: Arc<tokio::sync::watch::Sender<i64>>,
+    reads: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Variables {
+    fn changed(&self) {
+        self.index.send_modify(|i| *i += 1);
+    }
+}
 
 /// `GET /v1/var/<path>`: the variable's items, 404 while it is not set, 403 under `denied/`.
 async fn read_var(
@@ -26,15 +41,38 @@ async fn read_var(
     Path(path): Path<String>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
+    *vars.reads.lock().unwrap().entry(path.clone()).or_default() += 1;
     if path.starts_with("denied/") {
         return (StatusCode::FORBIDDEN, "Permission denied").into_response();
     }
-    match vars.lock().unwrap().get(&path) {
+    match vars.items.lock().unwrap().get(&path) {
         Some(items) => {
             axum::Json(serde_json::json!({ "Path": path, "Items": items })).into_response()
         }
         None => (StatusCode::NOT_FOUND, "variable not found").into_response(),
     }
+}
+
+/// `GET /v1/vars?index=N`: a blocking query that answers (an empty list, and the index of the
+/// last change, counted from 1) once the Variables changed after `N`, or after its wait.
+async fn list_vars(
+    State(vars): State<Variables>,
+    axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let after: i64 = q.get("index").and_then(|i| i.parse().ok()).unwrap_or(0);
+    let mut changes = vars.index.subscribe();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(300),
+        changes.wait_for(|now| *now + 1 > after),
+    )
+    .await;
+    let index = *changes.borrow();
+    (
+        [("X-Nomad-Index", (index + 1).to_string())],
+        axum::Json(serde_json::json!([])),
+    )
+        .into_response()
 }
 
 /// An agent (the [`World`]) whose templates read Variables from a stand-in for the servers'
@@ -49,6 +87,7 @@ impl VarWorld {
         let vars: Variables = Default::default();
         let app = axum::Router::new()
             .route("/v1/var/{*path}", axum::routing::get(read_var))
+            .route("/v1/vars", axum::routing::get(list_vars))
             .with_state(vars.clone());
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", tcp.local_addr().unwrap());
@@ -58,11 +97,28 @@ impl VarWorld {
     }
 
     fn set(&self, path: &str, items: serde_json::Value) {
-        self.vars.lock().unwrap().insert(path.to_string(), items);
+        self.vars
+            .items
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), items);
+        self.vars.changed();
     }
 
     fn remove(&self, path: &str) {
-        self.vars.lock().unwrap().remove(path);
+        self.vars.items.lock().unwrap().remove(path);
+        self.vars.changed();
+    }
+
+    /// How often `path` was read.
+    fn reads(&self, path: &str) -> usize {
+        self.vars
+            .reads
+            .lock()
+            .unwrap()
+            .get(path)
+            .copied()
+            .unwrap_or(0)
     }
 
     fn file(&self, alloc: &str) -> PathBuf {
@@ -189,11 +245,27 @@ async fn a_running_tasks_variable_that_goes_away_keeps_the_last_render_told_once
         !missing_events(s).is_empty()
     })
     .await;
-    // Polls after it find it missing again: no new event, the file as it was.
+    // Nothing changes for a while: the templates follow the blocking query and do not read
+    // the Variable again; no new event, the file as it was.
+    let reads = w.reads("nomad/jobs/web");
     tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(
+        w.reads("nomad/jobs/web"),
+        reads,
+        "read again with nothing changed"
+    );
     let s = w.w.status_where("gone-var", "a status", |_| true).await;
     assert_eq!(missing_events(&s), vec![MISSING_WEB], "{s:?}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "pw=one");
+    // Another Variable changes: rendered again, still missing, still told once.
+    w.set("nomad/jobs/other", serde_json::json!({ "x": "y" }));
+    eventually("a render after the change", || async {
+        (w.reads("nomad/jobs/web") > reads).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let s = w.w.status_where("gone-var", "a status", |_| true).await;
+    assert_eq!(missing_events(&s), vec![MISSING_WEB], "{s:?}");
     // Back, with another value: rendered again, without a restart (noop).
     w.set("nomad/jobs/web", serde_json::json!({ "password": "two" }));
     eventually("the new render", || async {

@@ -163,7 +163,11 @@ async fn render_template(
 
 /// The JWT the servers issued for this task (waited for: they sign it on seeing the
 /// allocation).
-async fn task_token(ctx: &Ctx, rec: &AllocRecord, task: &Task) -> Result<String, AgentError> {
+pub(super) async fn task_token(
+    ctx: &Ctx,
+    rec: &AllocRecord,
+    task: &Task,
+) -> Result<String, AgentError> {
     workload::task_token(
         ctx.store.as_ref(),
         &ctx.config.name,

@@ -1,8 +1,9 @@
 //! Keeps a running task's templates current: when the service catalogue changes (its index key,
 //! `/nomos/servicesindex`, moves) and a template reads it (`nomadService`, `nomadServices`), or
 //! a key under `/nomos/kv/` changes and a template reads that space (`key`, `keyOrDefault`,
-//! `ls`), or every [`VARIABLES_POLL`] when a template reads Variables (`nomadVar`, asked of the
-//! servers), the task's templates render again; each one whose output changed is rewritten and its
+//! `ls`), or the servers' Variables change when a template reads them (`nomadVar`, asked of
+//! the servers; followed with blocking queries, [`watch_variables`]), the task's templates
+//! render again; each one whose output changed is rewritten and its
 //! `change_mode` applied: `noop` leaves the task be, `signal` sends `change_signal`, `script`
 //! runs `change_script` inside the task (through its driver, as a script check), `restart`
 //! (Nomad's default) restarts the task. A template with `wait` renders once the changes
@@ -29,9 +30,16 @@ use tokio::time::Instant;
 const CATALOGUE_FUNCTIONS: &[&str] = &["nomadService", "nomadServices"];
 /// The functions whose answers change with the users' key-value space.
 const KV_FUNCTIONS: &[&str] = &["key", "keyOrDefault", "ls"];
-/// How often a running task's templates that read Variables render again: Variables are read
-/// through the servers' API, which the agent cannot watch.
-const VARIABLES_POLL: Duration = Duration::from_secs(3);
+/// How long the Variables watch pauses after a failed query before it asks again (and the
+/// templates render again, in case a change went by while the servers were away).
+const VARIABLES_RETRY: Duration = Duration::from_secs(3);
+/// The blocking query the Variables watch repeats: every namespace's Variables the task may
+/// list (at most one in the answer: only its index matters), waiting for a change after
+/// `index`.
+fn variables_query(index: i64) -> String {
+    let wait = super::super::workload::BLOCKING_WAIT.as_secs();
+    format!("/v1/vars?namespace=*&per_page=1&index={index}&wait={wait}s")
+}
 
 /// Which `Missing: ...` event a running task's templates last told, so a key or Variable that
 /// stays missing through many changes is told once per distinct missing set.
@@ -140,8 +148,11 @@ pub(super) async fn watch_templates(
     let rec = shared.snapshot();
     let used = template_functions(ctx, &rec, task).unwrap_or_default();
     let selectors = watched(&used);
-    let poll = crate::templates::needs_identity(&used).then_some(VARIABLES_POLL);
-    if selectors.is_empty() && poll.is_none() {
+    let mut variables = match crate::templates::needs_identity(&used) {
+        true => Some(VariablesWatch::start(ctx, shared, task).await),
+        false => None,
+    };
+    if selectors.is_empty() && variables.is_none() {
         return std::future::pending().await;
     }
     let all: Vec<usize> = (0..task.templates.len()).collect();
@@ -175,7 +186,7 @@ pub(super) async fn watch_templates(
             notice: &mut notice,
         };
         if let Some(end) = changes
-            .follow(&mut events, Pending::new(waits.clone()), poll)
+            .follow(&mut events, Pending::new(waits.clone()), variables.as_mut())
             .await
         {
             return end;
@@ -214,22 +225,25 @@ struct Changes<'a> {
 }
 
 impl Changes<'_> {
-    /// Renders templates as changes arrive (and every `poll`, when set), each once its
-    /// quiescence allows. Returns what the task loop must do when a change ends the task's run,
-    /// `None` when the watch ended.
+    /// Renders templates as changes arrive (from the store's watch, and from `variables`
+    /// when set), each once its quiescence allows. Returns what the task loop must do when a
+    /// change ends the task's run, `None` when the watch ended.
     async fn follow(
         &mut self,
         events: &mut futures::stream::SelectAll<nomos_store::WatchStream>,
         mut pending: Pending<Instant>,
-        poll: Option<Duration>,
+        mut variables: Option<&mut VariablesWatch>,
     ) -> Option<TemplateEnd> {
-        let period = poll.unwrap_or(Duration::from_secs(3600));
-        let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = pending.next_render();
+            let variables_changed = async {
+                match variables.as_mut() {
+                    Some(v) => v.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = ticks.tick(), if poll.is_some() => pending.changed(Instant::now()),
+                _ = variables_changed => pending.changed(Instant::now()),
                 ev = events.next(), if !events.is_empty() => match ev {
                     Some(Ok(_)) => {
                         // A burst already queued is one change.
@@ -246,6 +260,84 @@ impl Changes<'_> {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Follows the servers' Variables for one running task, with its workload identity: a
+/// background task repeats a blocking query ([`variables_query`]) and tells of each answer
+/// whose index moved. The index is the store revision the answer was read at, so an answer
+/// at the end of a quiet wait (every few minutes) may tell of a change that was elsewhere:
+/// the templates then render to the same text, and nothing is rewritten. A failed query tells
+/// too (a change may have gone by) and is asked again after [`VARIABLES_RETRY`]. The
+/// background task ends with the watch.
+pub(super) struct VariablesWatch {
+    changes: tokio::sync::mpsc::Receiver<()>,
+    follower: tokio::task::JoinHandle<()>,
+}
+
+impl VariablesWatch {
+    async fn start(ctx: &Ctx, shared: &AllocShared, task: &Task) -> VariablesWatch {
+        let (tx, changes) = tokio::sync::mpsc::channel(1);
+        let link = ctx.servers.clone();
+        let token = super::prepare::task_token(ctx, &shared.snapshot(), task).await;
+        let follower = tokio::spawn(async move {
+            let token = match token {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(error = %e, "templates cannot follow Variables without the task's identity");
+                    return;
+                }
+            };
+            follow_variables(&link, &token, &tx).await;
+        });
+        VariablesWatch { changes, follower }
+    }
+
+    /// Resolves at the next change (never, once the follower has ended).
+    async fn changed(&mut self) {
+        if self.changes.recv().await.is_none() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for VariablesWatch {
+    fn drop(&mut self) {
+        self.follower.abort();
+    }
+}
+
+/// Repeats the Variables' blocking query, sending on `tx` each time the index moves or a
+/// query fails; returns when nobody listens any more.
+async fn follow_variables(
+    link: &crate::workload::ServerLink,
+    token: &str,
+    tx: &tokio::sync::mpsc::Sender<()>,
+) {
+    let mut index = 0;
+    loop {
+        let asked = Instant::now();
+        let changed = match link.blocking_index(&variables_query(index), token).await {
+            Ok(now) => {
+                let moved = index > 0 && now != index;
+                if index > 0 && !moved && asked.elapsed() < VARIABLES_RETRY {
+                    // An answer at once with nothing moved (a server that does not block):
+                    // no faster than the retry pace.
+                    tokio::time::sleep(VARIABLES_RETRY).await;
+                }
+                index = now;
+                moved
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "the Variables watch failed; asking again shortly");
+                tokio::time::sleep(VARIABLES_RETRY).await;
+                true
+            }
+        };
+        // A full channel already holds a change: the templates render once for both.
+        if changed && tx.try_send(()).is_err() && tx.is_closed() {
+            return;
         }
     }
 }

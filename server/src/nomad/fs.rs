@@ -128,16 +128,7 @@ pub async fn logs(
             Ok(Piece::Data { data, next })
         })
     });
-    respond(
-        &st,
-        view.allocation.id,
-        reader,
-        start,
-        follow,
-        plain.then_some(()),
-        file,
-    )
-    .await
+    respond(&st, view.allocation.id, reader, start, follow, plain, file).await
 }
 
 /// `GET /v1/client/fs/stream/{alloc}`.
@@ -175,7 +166,7 @@ pub async fn stream(
             Ok(Piece::Data { data, next })
         })
     });
-    respond(&st, view.allocation.id, reader, start, follow, None, file).await
+    respond(&st, view.allocation.id, reader, start, follow, false, file).await
 }
 
 /// Reads once (so a missing file or task answers its error), then streams the rest: raw
@@ -186,12 +177,12 @@ async fn respond(
     reader: Reader,
     start: u64,
     follow: bool,
-    plain: Option<()>,
+    plain: bool,
     file: String,
 ) -> Result<Response, ServerError> {
     let first = reader(start).await?;
     let rest = pieces(st.clone(), alloc, reader, first, start, follow);
-    if plain.is_some() {
+    if plain {
         let bytes = rest.filter_map(|p| async move {
             match p {
                 Piece::Data { data, .. } => Some(Ok::<_, std::io::Error>(Bytes::from(data))),

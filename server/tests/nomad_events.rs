@@ -129,6 +129,7 @@ async fn jobs_allocations_and_nodes_arrive_in_nomads_shapes() {
     assert_eq!(job["Namespace"], "default");
     assert_eq!(job["Payload"]["Job"]["ID"], "web");
     assert_eq!(job["Payload"]["Job"]["TaskGroups"][0]["Name"], "g");
+    assert_eq!(job["Payload"]["Job"]["Status"], "pending", "no controller ran");
     assert!(job["Index"].as_i64().unwrap() > 0);
     assert_eq!(lines[0]["Index"], job["Index"]);
     let node = &evs[1];
@@ -226,6 +227,7 @@ async fn a_stream_resumes_from_an_index_and_a_deleted_job_is_deregistered() {
     assert_eq!(evs[0]["Index"], index);
     assert!(evs[1]["Index"].as_i64().unwrap() > index);
     assert_eq!(evs[1]["Payload"]["Job"]["ID"], "web");
+    assert_eq!(evs[1]["Payload"]["Job"]["Status"], "dead");
     srv.stop().await;
 }
 

@@ -50,7 +50,7 @@ pub async fn to_event(st: &AppState, ev: &WatchEvent) -> Result<Option<Event>, S
     };
     let index = ev.kv.mod_revision;
     let event = match family {
-        "jobs" => job_event(kv, deleted),
+        "jobs" => job_event(st, kv, deleted).await?,
         "allocs" | "allocstatus" if !deleted => alloc_event(st, ev, family == "allocs").await?,
         "deployments" if !deleted => decode::<Deployment>(kv).map(|d| deployment_event(&d, kv)),
         "evals" if !deleted => evaluation_event(kv),
@@ -79,14 +79,33 @@ fn event(topic: &'static str, kind: &'static str, key: &str, namespace: &str) ->
     }
 }
 
-fn job_event(kv: &KeyValue, deleted: bool) -> Option<Event> {
-    let (namespace, id) = crate::specs::split_job_key(kv)?;
-    let job = crate::specs::read_spec(kv).ok()?;
+/// A job's event; the payload carries the status and version the controllers last recorded
+/// (`pending` before they did, `dead` once deregistered).
+async fn job_event(
+    st: &AppState,
+    kv: &KeyValue,
+    deleted: bool,
+) -> Result<Option<Event>, ServerError> {
+    let Some((namespace, id)) = crate::specs::split_job_key(kv) else {
+        return Ok(None);
+    };
+    let Ok(job) = crate::specs::read_spec(kv) else {
+        return Ok(None);
+    };
+    let recorded = crate::specs::job_status(st, &namespace, &id)
+        .await?
+        .unwrap_or_default();
+    let status = match recorded.status.as_str() {
+        _ if deleted => "dead".to_string(),
+        "" => "pending".to_string(),
+        s => s.to_string(),
+    };
     let meta = JobMeta {
+        status,
+        version: recorded.version,
         create_index: u64::try_from(kv.create_revision).unwrap_or(0),
         modify_index: u64::try_from(kv.mod_revision).unwrap_or(0),
         job_modify_index: u64::try_from(kv.mod_revision).unwrap_or(0),
-        status: if deleted { "dead" } else { "pending" }.into(),
         ..Default::default()
     };
     let kind = if deleted {
@@ -94,10 +113,10 @@ fn job_event(kv: &KeyValue, deleted: bool) -> Option<Event> {
     } else {
         "JobRegistered"
     };
-    Some(Event {
+    Ok(Some(Event {
         payload: json!({ "Job": job_to_nomad(&job, &meta) }),
         ..event("Job", kind, &id, &namespace)
-    })
+    }))
 }
 
 /// An allocation's event: its desired part (`allocs`) or its reported status changed; the

@@ -118,6 +118,8 @@ async fn jobs_allocations_and_nodes_arrive_in_nomads_shapes() {
         [
             "JobRegistered",
             "NodeRegistration",
+            // The node's heartbeat key: it is ready.
+            "NodeStreamEvent",
             "AllocationCreated",
             "AllocationUpdated"
         ],
@@ -129,14 +131,18 @@ async fn jobs_allocations_and_nodes_arrive_in_nomads_shapes() {
     assert_eq!(job["Namespace"], "default");
     assert_eq!(job["Payload"]["Job"]["ID"], "web");
     assert_eq!(job["Payload"]["Job"]["TaskGroups"][0]["Name"], "g");
-    assert_eq!(job["Payload"]["Job"]["Status"], "pending", "no controller ran");
+    assert_eq!(
+        job["Payload"]["Job"]["Status"], "pending",
+        "no controller ran"
+    );
     assert!(job["Index"].as_i64().unwrap() > 0);
     assert_eq!(lines[0]["Index"], job["Index"]);
     let node = &evs[1];
     assert_eq!(node["Key"], "n1-id-0001");
     assert_eq!(node["Namespace"], "");
     assert_eq!(node["Payload"]["Node"]["Name"], "n1");
-    let alloc = &evs[3];
+    assert_eq!(evs[2]["Payload"]["Node"]["Status"], "ready");
+    let alloc = &evs[4];
     assert_eq!(alloc["FilterKeys"], json!(["web", "web-dep"]));
     assert_eq!(alloc["Payload"]["Allocation"]["ID"], "aaaa0001");
     assert_eq!(alloc["Payload"]["Allocation"]["ClientStatus"], "running");
@@ -174,6 +180,13 @@ async fn topics_and_keys_choose_what_a_stream_delivers() {
     let seen = events(&read_until(&mut nodes, |l| has_event(l, "Node", "n1-id-0001")).await);
     assert!(seen.iter().all(|e| e["Topic"] == "Node"), "{seen:?}");
     assert!(!seen.is_empty());
+    // The node's heartbeat key appears: it is ready now.
+    srv.put_json("/nomos/heartbeats/n1", &json!({})).await;
+    let lines = read_until(&mut nodes, |l| l["Events"][0]["Type"] == "NodeStreamEvent").await;
+    let status = events(&lines)
+        .last()
+        .map(|e| e["Payload"]["Node"]["Status"].clone());
+    assert_eq!(status, Some(json!("ready")), "{lines:?}");
     srv.stop().await;
 }
 

@@ -9,10 +9,10 @@
 //! | `evals/<ns>/...` ([`EVALS_PREFIX`]) | Evaluation | EvaluationUpdated |
 //! | `nodes/<name>` | Node | NodeRegistration, NodeDeregistration |
 //! | `nodespec/<name>`, `drainstatus/<name>` | Node | NodeDrain, NodeEligibility |
-//! | `nodestatus/<name>` | Node | NodeStreamEvent |
+//! | `nodestatus/<name>`, `heartbeats/<name>` (made or gone) | Node | NodeStreamEvent |
 //! | `services/<ns>/<name>/<id>` | Service | ServiceRegistration, ServiceDeregistration |
 //!
-//! Everything else (heartbeats, job versions and status, ACL objects, ...) makes no event.
+//! Everything else (job versions and status, ACL objects, ...) makes no event.
 //! Deployments and evaluations are converted by [`deployment_payload`] and
 //! [`evaluation_payload`], small functions to swap for the read endpoints' shapes.
 
@@ -55,6 +55,11 @@ pub async fn to_event(st: &AppState, ev: &WatchEvent) -> Result<Option<Event>, S
         "deployments" if !deleted => decode::<Deployment>(kv).map(|d| deployment_event(&d, kv)),
         "evals" if !deleted => evaluation_event(kv),
         "nodes" | "nodespec" | "drainstatus" | "nodestatus" => {
+            node_event(st, ev, family, name, deleted).await?
+        }
+        // A heartbeat key is written once per lease: made, the node is ready; gone, it is
+        // disconnected. Rewrites change nothing a reader sees.
+        "heartbeats" if deleted || ev.prev_kv.is_none() => {
             node_event(st, ev, family, name, deleted).await?
         }
         "services" => decode::<ServiceRegistration>(kv).map(|s| service_event(s, kv, deleted)),

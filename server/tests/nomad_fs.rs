@@ -5,6 +5,7 @@
 //! offsets from the start or the end, following, and the refusals (paths out of the
 //! allocation directory, links, secrets, bad parameters, missing objects).
 
+mod acl_support;
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -389,5 +390,40 @@ async fn a_node_without_an_http_address_says_why_its_files_cannot_be_read() {
         "{body}"
     );
     drop(data);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn logs_need_read_logs_and_files_need_read_fs_in_the_allocations_namespace() {
+    let data = data_dir();
+    let srv = acl_support::acl_server().await;
+    let root = acl_support::bootstrap(&srv).await;
+    seed(&srv, &agent(data.path()).await).await;
+    for (name, caps) in [
+        ("logs", "read-logs"),
+        ("fs", "read-fs"),
+        ("jobs", "read-job"),
+    ] {
+        let rules = format!("namespace \"default\" {{\n  capabilities = [\"{caps}\"]\n}}");
+        acl_support::policy(&srv, &root, name, &rules).await;
+    }
+    let logs = format!("/v1/client/fs/logs/{ALLOC}?task=server&plain=true");
+    let ls = format!("/v1/client/fs/ls/{ALLOC}");
+    let stats = format!("/v1/client/allocation/{ALLOC}/stats");
+    for (policy, path, want) in [
+        ("logs", &logs, 200),
+        ("logs", &ls, 403),
+        ("fs", &ls, 200),
+        ("fs", &logs, 403),
+        ("jobs", &ls, 403),
+        ("jobs", &logs, 403),
+        // Allowed; the agent runs no task of the seeded allocation.
+        ("jobs", &stats, 404),
+        ("fs", &stats, 403),
+    ] {
+        let (_, secret) = acl_support::token(&srv, &root, &[policy]).await;
+        let (code, body) = acl_support::call(&srv, "GET", path, Some(&secret), None).await;
+        assert_eq!(code, want, "{policy} {path}: {body}");
+    }
     srv.stop().await;
 }

@@ -1,32 +1,36 @@
-//! The agent's HTTP endpoint: task logs (`GET /v1/client/logs/<alloc>/<task>?type=stdout|stderr
-//! &offset=N&follow=true`), Prometheus metrics (`GET /metrics`) and in-place restarts of an
+//! The agent's HTTP endpoint, which the servers proxy to: an allocation's files (Nomad's
+//! `GET /v1/client/fs/ls|stat|readat/<alloc>?path=`, and `fs/logs/<alloc>?task=&type=&offset=`
+//! as plain bytes, with the offset to continue from in `X-Nomos-Next-Offset`; framing and
+//! following are the server's), resource usage (`GET /v1/client/allocation/<alloc>/stats`,
+//! `GET /v1/client/stats`), Prometheus metrics (`GET /metrics`) and in-place restarts of an
 //! allocation's tasks (`POST /v1/allocation/<alloc>/restart[?task=NAME]`, also under
 //! `/v1/client/allocation/...` with `PUT` as in Nomad's client API), and signals to them
 //! (`POST|PUT /v1/client/allocation/<alloc>/signal` with `{"Signal", "Task"}`). With TLS on it serves
 //! HTTPS only to callers presenting a certificate signed by the cluster's CA.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
-
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
+use std::path::PathBuf;
+use std::sync::Arc;
 
+use crate::allocfs::{self, FsError};
 use crate::confine::is_single_component;
 use crate::logs::{read_task_logs, LogStream};
 use crate::metrics::Metrics;
 use crate::runner::{LiveAllocs, RestartRefusal};
+use crate::stats::Samples;
+use nomos_api::allocfs::MAX_READ_BYTES;
 
 #[derive(Clone)]
 struct AppState {
     data_dir: PathBuf,
     metrics: Arc<Metrics>,
     live: LiveAllocs,
+    samples: Arc<Samples>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -46,17 +50,37 @@ struct RestartBody {
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
 struct LogQuery {
+    task: String,
     #[serde(rename = "type")]
     stream: Option<String>,
     offset: u64,
-    follow: bool,
+    limit: Option<u64>,
 }
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct FsQuery {
+    path: String,
+    offset: u64,
+    limit: Option<u64>,
+}
+
+/// The header carrying the log offset to continue from.
+static NEXT_OFFSET: HeaderName = HeaderName::from_static("x-nomos-next-offset");
 
 /// The router, for tests and for embedding.
 pub fn router(data_dir: PathBuf, metrics: Arc<Metrics>, live: LiveAllocs) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
-        .route("/v1/client/logs/{alloc}/{task}", get(logs_handler))
+        .route("/v1/client/fs/logs/{alloc}", get(logs_handler))
+        .route("/v1/client/fs/ls/{alloc}", get(ls_handler))
+        .route("/v1/client/fs/stat/{alloc}", get(stat_handler))
+        .route("/v1/client/fs/readat/{alloc}", get(readat_handler))
+        .route(
+            "/v1/client/allocation/{alloc}/stats",
+            get(alloc_stats_handler),
+        )
+        .route("/v1/client/stats", get(host_stats_handler))
         .route("/v1/allocation/{alloc}/restart", post(restart_handler))
         .route(
             "/v1/client/allocation/{alloc}/restart",
@@ -70,6 +94,7 @@ pub fn router(data_dir: PathBuf, metrics: Arc<Metrics>, live: LiveAllocs) -> Rou
             data_dir,
             metrics,
             live,
+            samples: Arc::default(),
         })
 }
 
@@ -176,58 +201,116 @@ async fn signal_handler(
     }
 }
 
+/// Where a request's files are: the agent's allocation directories.
+fn alloc_root(s: &AppState, alloc: &str) -> PathBuf {
+    s.data_dir.join("allocs").join(alloc)
+}
+
+/// A refused or failed filesystem read: 400 for a path the client may not read or that is
+/// not what it asked for, 404 for a missing one, 500 when reading failed.
+fn fs_refused(e: &FsError) -> Response {
+    let code = match e {
+        FsError::Refused(_) | FsError::WrongKind(_) => StatusCode::BAD_REQUEST,
+        FsError::NotFound(_) => StatusCode::NOT_FOUND,
+        FsError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (code, e.to_string()).into_response()
+}
+
+/// `GET /v1/client/fs/ls/<alloc>?path=`.
+async fn ls_handler(
+    State(s): State<AppState>,
+    Path(alloc): Path<String>,
+    Query(q): Query<FsQuery>,
+) -> Response {
+    match allocfs::list(&alloc_root(&s, &alloc), &alloc, &q.path) {
+        Ok(files) => axum::Json(files).into_response(),
+        Err(e) => fs_refused(&e),
+    }
+}
+
+/// `GET /v1/client/fs/stat/<alloc>?path=`.
+async fn stat_handler(
+    State(s): State<AppState>,
+    Path(alloc): Path<String>,
+    Query(q): Query<FsQuery>,
+) -> Response {
+    match allocfs::stat(&alloc_root(&s, &alloc), &alloc, &q.path) {
+        Ok(file) => axum::Json(file).into_response(),
+        Err(e) => fs_refused(&e),
+    }
+}
+
+/// `GET /v1/client/fs/readat/<alloc>?path=&offset=&limit=`: raw bytes.
+async fn readat_handler(
+    State(s): State<AppState>,
+    Path(alloc): Path<String>,
+    Query(q): Query<FsQuery>,
+) -> Response {
+    let limit = q.limit.unwrap_or(MAX_READ_BYTES);
+    match allocfs::read_at(&alloc_root(&s, &alloc), &alloc, &q.path, q.offset, limit) {
+        Ok(data) => ([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response(),
+        Err(e) => fs_refused(&e),
+    }
+}
+
+/// `GET /v1/client/fs/logs/<alloc>?task=&type=&offset=&limit=`: up to `limit` bytes of the
+/// task's log from `offset` (over its rotated files), with the offset to continue from in
+/// `X-Nomos-Next-Offset`. The server frames and follows.
 async fn logs_handler(
     State(s): State<AppState>,
-    Path((alloc, task)): Path<(String, String)>,
+    Path(alloc): Path<String>,
     Query(q): Query<LogQuery>,
 ) -> Response {
-    if !is_single_component(&alloc) || !is_single_component(&task) {
+    if !is_single_component(&alloc) || !is_single_component(&q.task) {
         return (StatusCode::BAD_REQUEST, "invalid allocation or task name").into_response();
     }
-    let stream = match q.stream.as_deref().map(LogStream::parse) {
-        None => LogStream::Stdout,
-        Some(Some(s)) => s,
-        Some(None) => {
-            return (StatusCode::BAD_REQUEST, "type must be stdout or stderr").into_response()
-        }
+    let Some(stream) = LogStream::parse(q.stream.as_deref().unwrap_or("stdout")) else {
+        return (StatusCode::BAD_REQUEST, "type must be stdout or stderr").into_response();
     };
-    let live = crate::logs::live_path(&crate::logs::log_dir(&s.data_dir, &alloc), &task, stream);
-    if !live.exists() {
-        return (
-            StatusCode::NOT_FOUND,
-            format!(
-                "no {} log for task {task} of allocation {alloc}",
-                stream.as_str()
-            ),
+    let log_dir = crate::logs::log_dir(&s.data_dir, &alloc);
+    if !crate::logs::live_path(&log_dir, &q.task, stream).exists() {
+        let what = format!(
+            "no {} log for task {} of allocation {alloc}",
+            stream.as_str(),
+            q.task
+        );
+        return (StatusCode::NOT_FOUND, what).into_response();
+    }
+    let limit = q.limit.unwrap_or(MAX_READ_BYTES).min(MAX_READ_BYTES) as usize;
+    match read_task_logs(&s.data_dir, &alloc, &q.task, stream, q.offset, limit) {
+        Ok(c) => (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                (NEXT_OFFSET.clone(), c.next_offset.to_string()),
+            ],
+            c.data,
         )
-            .into_response();
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
-    if !q.follow {
-        return match read_task_logs(&s.data_dir, &alloc, &task, stream, q.offset, 16 << 20) {
-            Ok(c) => ([(header::CONTENT_TYPE, "application/octet-stream")], c.data).into_response(),
-            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-        };
+}
+
+/// `GET /v1/client/allocation/<alloc>/stats`: Nomad's `AllocResourceUsage`.
+async fn alloc_stats_handler(State(s): State<AppState>, Path(alloc): Path<String>) -> Response {
+    match s.live.usage(&alloc).await {
+        Ok(tasks) => axum::Json(s.samples.alloc_usage(&alloc, &tasks, now_ns())).into_response(),
+        Err(r) => refused(&alloc, &r),
     }
-    let data_dir = s.data_dir.clone();
-    let body = futures::stream::unfold(q.offset, move |offset| {
-        let data_dir = data_dir.clone();
-        let alloc = alloc.clone();
-        let task = task.clone();
-        async move {
-            loop {
-                match read_task_logs(&data_dir, &alloc, &task, stream, offset, 64 << 10) {
-                    Ok(c) if !c.data.is_empty() => {
-                        return Some((Ok::<_, std::io::Error>(c.data), c.next_offset))
-                    }
-                    Ok(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-                    Err(e) => return Some((Err(e), offset)),
-                }
-            }
-        }
-    });
-    (
-        [(header::CONTENT_TYPE, "application/octet-stream")],
-        Body::from_stream(body),
-    )
-        .into_response()
+}
+
+/// `GET /v1/client/stats`: Nomad's `HostStats`.
+async fn host_stats_handler(State(s): State<AppState>) -> Response {
+    match s.samples.host(&s.data_dir, now_ns()) {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reading host stats: {e}"),
+        )
+            .into_response(),
+    }
+}
+
+fn now_ns() -> i64 {
+    jiff::Timestamp::now().as_nanosecond() as i64
 }

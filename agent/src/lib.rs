@@ -22,12 +22,14 @@
 //! - [`fingerprint`], [`procfs`]: what the machine is; process identity and usage from `/proc`.
 //! - [`templates`], [`netaddrs`]: what a task's `template` blocks can read (the task's
 //!   environment, the catalogue, the key-value space, Variables, the node's addresses).
-//! - [`logs`], [`http`], [`metrics`]: task log files (rotation, reading), the agent's HTTP
-//!   endpoint (logs, `/metrics`) and its Prometheus metrics.
+//! - [`logs`], [`allocfs`], [`stats`], [`http`], [`metrics`]: task log files (rotation,
+//!   reading), confined reads of allocation directories, resource usage in Nomad's shapes, the
+//!   agent's HTTP endpoint (files, logs, usage, `/metrics`) and its Prometheus metrics.
 //! - [`config`], [`error`], [`backoff`]: the configuration, the crate's one error enum, and the
 //!   retry backoff the sync, heartbeat and reporter loops share.
 
 pub mod agent;
+pub mod allocfs;
 pub mod artifact;
 pub mod backoff;
 pub mod checks;
@@ -50,6 +52,7 @@ pub mod report;
 pub mod restart;
 pub mod runner;
 pub mod state;
+pub mod stats;
 pub mod templates;
 pub mod unpack;
 pub mod workload;

@@ -1,4 +1,5 @@
-//! The agent's HTTP endpoint: task logs (whole, from an offset, followed), Prometheus metrics
+//! The agent's HTTP endpoint: task logs (whole, from an offset), an allocation's files
+//! (listed, read at an offset, paths out of it refused), resource usage, Prometheus metrics
 //! and in-place restarts of an allocation's tasks.
 
 mod common;
@@ -37,23 +38,22 @@ fn request(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String
     (code, body)
 }
 
-/// Reads a followed (chunked) response until `needle` shows up.
-fn follow_until(addr: std::net::SocketAddr, path: &str, needle: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&seen).contains(needle) {
-        let n = s.read(&mut buf).expect("reading the followed log");
+/// GETs `path` until its body holds `needle` (30 s at most); answers the body.
+async fn eventually_get(addr: std::net::SocketAddr, path: &'static str, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, body) = tokio::task::spawn_blocking(move || get(addr, path))
+            .await
+            .unwrap();
+        if code == 200 && body.contains(needle) {
+            return body;
+        }
         assert!(
-            n > 0,
-            "stream ended before {needle:?}: {}",
-            String::from_utf8_lossy(&seen)
+            std::time::Instant::now() < deadline,
+            "{path}: {code} {body}"
         );
-        seen.extend_from_slice(&buf[..n]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    String::from_utf8_lossy(&seen).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,46 +87,73 @@ async fn logs_and_metrics_are_served_over_http() {
     })
     .await;
 
-    let followed = tokio::task::spawn_blocking(move || {
-        follow_until(
-            addr,
-            "/v1/client/logs/h-1/t?type=stdout&follow=true",
-            "second",
-        )
-    })
-    .await
-    .unwrap();
-    assert!(
-        followed.contains("first") && followed.contains("second"),
-        "{followed}"
-    );
-    let (code, body) =
-        tokio::task::spawn_blocking(move || get(addr, "/v1/client/logs/h-1/t?type=stdout"))
-            .await
-            .unwrap();
-    assert_eq!(code, 200);
+    let logs = "/v1/client/fs/logs/h-1?task=t&type=stdout";
+    let body = eventually_get(addr, logs, "second").await;
     assert_eq!(body, "first\nsecond\n");
-    let (_, body) = tokio::task::spawn_blocking(move || {
-        get(addr, "/v1/client/logs/h-1/t?type=stdout&offset=6")
-    })
-    .await
-    .unwrap();
-    assert_eq!(body, "second\n");
-    let (_, body) =
-        tokio::task::spawn_blocking(move || get(addr, "/v1/client/logs/h-1/t?type=stderr"))
+    for (path, want_code, want_body) in [
+        (
+            "/v1/client/fs/logs/h-1?task=t&type=stdout&offset=6",
+            200,
+            "second\n",
+        ),
+        ("/v1/client/fs/logs/h-1?task=t&type=stderr", 200, "oops\n"),
+        ("/v1/client/fs/logs/h-1?task=nope&type=stdout", 404, ""),
+        ("/v1/client/fs/logs/h-1?task=t&type=stdin", 400, ""),
+        (
+            "/v1/client/fs/readat/h-1?path=alloc/logs/t.stdout&offset=6&limit=3",
+            200,
+            "sec",
+        ),
+        ("/v1/client/fs/readat/h-1?path=t/secrets/x", 400, ""),
+        ("/v1/client/fs/ls/h-1?path=/../..", 400, ""),
+    ] {
+        let (code, body) = tokio::task::spawn_blocking(move || get(addr, path))
             .await
             .unwrap();
-    assert_eq!(body, "oops\n");
+        assert_eq!(code, want_code, "{path}: {body}");
+        if code == 200 {
+            assert_eq!(body, want_body, "{path}");
+        }
+    }
+    let (code, body) =
+        tokio::task::spawn_blocking(move || get(addr, "/v1/client/fs/ls/h-1?path=/"))
+            .await
+            .unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains(r#""Name":"alloc","IsDir":true"#) && body.contains(r#""Name":"t""#),
+        "{body}"
+    );
+
+    // The running task's usage, and the host's.
+    let (code, body) =
+        tokio::task::spawn_blocking(move || get(addr, "/v1/client/allocation/h-1/stats"))
+            .await
+            .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let usage: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        usage["Tasks"]["t"]["ResourceUsage"]["MemoryStats"]["RSS"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{body}"
+    );
+    assert!(
+        usage["ResourceUsage"]["CpuStats"]["Percent"].is_number(),
+        "{body}"
+    );
     let (code, _) =
-        tokio::task::spawn_blocking(move || get(addr, "/v1/client/logs/h-1/nope?type=stdout"))
+        tokio::task::spawn_blocking(move || get(addr, "/v1/client/allocation/nope/stats"))
             .await
             .unwrap();
     assert_eq!(code, 404);
-    let (code, _) =
-        tokio::task::spawn_blocking(move || get(addr, "/v1/client/logs/h-1/t?type=stdin"))
-            .await
-            .unwrap();
-    assert_eq!(code, 400);
+    let (code, body) = tokio::task::spawn_blocking(move || get(addr, "/v1/client/stats"))
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let host: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(host["Memory"]["Total"].as_u64().unwrap() > 0, "{body}");
 
     let (code, metrics) = tokio::task::spawn_blocking(move || get(addr, "/metrics"))
         .await

@@ -87,7 +87,7 @@ async fn with_tls_the_endpoint_serves_only_callers_holding_a_certificate_of_the_
     let base = format!("https://{addr}");
     assert_eq!(node.http_addr, base, "the node registers an https address");
 
-    let logs = format!("{base}/v1/client/logs/t-1/t?type=stdout");
+    let logs = format!("{base}/v1/client/fs/logs/t-1?task=t&type=stdout");
     let metrics = format!("{base}/metrics");
     let trusted = client(certs, "ours", Some("ours"));
     let body = eventually("the log to hold the task's output", || async {

@@ -3,6 +3,7 @@
 //!
 //! Layout:
 //! - [`job`]: the job specification (Job → TaskGroup → Task and their blocks) in canonical form.
+//! - [`allocfs`]: a file of an allocation's directory in Nomad's client filesystem API.
 //! - [`runtime`]: nodes, allocations, their observed status, job status, deployments.
 //! - [`parse`]: the entry points ([`parse_source`], [`parse_file`]) and the shared pipeline:
 //!   a front end ([`hcl`] for Nomad HCL1/HCL2, [`manifest`] for YAML/JSON manifests,
@@ -27,6 +28,7 @@
 //!   names, check result names.
 
 pub mod acl;
+pub mod allocfs;
 pub mod build;
 pub mod canonical;
 pub mod defaults;

@@ -46,6 +46,9 @@ pub enum ServerError {
     /// A controller operation run on request (a forced gc) failed.
     #[error("{0}")]
     Internal(String),
+    /// A budget is spent (open event streams): the client retries later.
+    #[error("{0}")]
+    Busy(String),
     /// Talking to an agent (logs, restart) failed.
     #[error("agent request failed: {0}")]
     Agent(String),
@@ -115,6 +118,7 @@ impl ServerError {
             // A job file that parses but stores as more than the store takes in one request.
             ServerError::Store(StoreError::RequestTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             ServerError::Agent(_) => StatusCode::BAD_GATEWAY,
+            ServerError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -1,84 +1,28 @@
-//! `GET /v1/events?topic=jobs&index=N`: server-sent events fed by a store watch on `/nomos/`
-//! (or one topic's prefix), one event per change, with the store revision as the event id so a
-//! client can resume with `index`. A compacted start revision ends the stream with an `error`
-//! event telling the client to re-list.
+//! Who may see a store change, for the event stream (`GET /v1/event/stream`,
+//! [`crate::nomad::event_stream`]).
 //!
-//! Each event goes only to callers who may read it ([`audience`], [`Visibility`]): job,
-//! version, status and deployment events to `read-job` holders in their namespace (the key's),
-//! allocation events likewise in the allocation's namespace (an allocation status is looked
-//! up through its allocation, remembered per stream), node events to `node` read, and
-//! everything else (ACL objects, keyring, variables, configuration, elections) to management
-//! tokens only. A stream ends when its token expires.
+//! Each change goes only to callers who may read it ([`audience`], [`Visibility`]): job,
+//! version, status, deployment, evaluation and service changes to `read-job` holders in
+//! their namespace (the key's), allocation changes likewise in the allocation's namespace (an
+//! allocation status is looked up through its allocation, remembered per stream), node
+//! changes to `node` read, and everything else (ACL objects, keyring, variables,
+//! configuration, elections) to management tokens only. [`token_expiry`] ends a stream when
+//! its token expires.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Query, State};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::Extension;
-use futures::{Stream, StreamExt};
 use nomos_api::acl::check::CAP_READ_JOB;
 use nomos_api::acl::{Access, Acl};
-use nomos_store::{keys, EventKind, KeySelector, WatchEvent, WatchOptions, WatchResponse};
+use nomos_store::{keys, WatchEvent, WatchResponse};
 use serde::Deserialize;
 
 use crate::acl::Caller;
-use crate::error::ServerError;
-use crate::views::EventView;
 use crate::AppState;
 
 /// Most allocation namespaces one stream remembers (beyond it, the memory starts afresh).
 const MAX_REMEMBERED_ALLOCS: usize = 10_000;
-
-#[derive(Debug, Deserialize, Default)]
-pub struct EventsQuery {
-    /// `jobs`, `allocs`, `allocstatus`, `nodes`, `deployments`, ... (the key's second segment).
-    pub topic: Option<String>,
-    /// Deliver changes after this revision (0 or absent: from now on).
-    #[serde(default)]
-    pub index: i64,
-}
-
-/// The prefix a topic watches.
-pub fn topic_prefix(topic: Option<&str>) -> Result<String, ServerError> {
-    match topic {
-        None | Some("") => Ok(nomos_store::keys::ROOT.to_string()),
-        Some(t)
-            if t.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
-        {
-            Ok(format!("{}{t}/", nomos_store::keys::ROOT))
-        }
-        Some(t) => Err(ServerError::BadRequest(format!("invalid topic {t:?}"))),
-    }
-}
-
-/// The events of one watch response; events on keys that are not UTF-8 are left out.
-pub fn to_views(resp: &WatchResponse) -> Vec<EventView> {
-    resp.events
-        .iter()
-        .filter_map(|ev| {
-            let key = ev.kv.key_utf8_or_skip()?.to_string();
-            let topic = key
-                .strip_prefix(nomos_store::keys::ROOT)
-                .and_then(|r| r.split('/').next())
-                .unwrap_or("")
-                .to_string();
-            Some(EventView {
-                revision: ev.kv.mod_revision,
-                kind: match ev.kind {
-                    EventKind::Put => "put".into(),
-                    EventKind::Delete => "delete".into(),
-                },
-                topic,
-                key,
-                value: serde_json::from_slice(&ev.kv.value).unwrap_or(serde_json::Value::Null),
-            })
-        })
-        .collect()
-}
 
 /// Who may see an event, from its key (and for an allocation, its value or previous value).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +49,9 @@ pub fn audience(key: &str, values: &[&[u8]]) -> Audience {
         parts.next().unwrap_or(""),
     );
     match topic {
-        "jobs" | "jobversions" | "jobstatus" | "deployments" if !first.is_empty() => {
+        "jobs" | "jobversions" | "jobstatus" | "deployments" | "services" | "evals"
+            if !first.is_empty() =>
+        {
             Audience::Namespace(first.to_string())
         }
         "allocs" => values
@@ -189,7 +135,7 @@ impl Visibility {
         if self.acl.is_management() {
             return true;
         }
-        // A key that is not UTF-8 names nothing Nomos wrote; [`to_views`] leaves it out.
+        // A key that is not UTF-8 names nothing Nomos wrote.
         let Ok(key) = ev.kv.key_utf8() else {
             return false;
         };
@@ -230,7 +176,7 @@ impl Visibility {
 }
 
 /// Resolves when `caller`'s token expires (never for a token without expiry).
-async fn token_expiry(caller: &Caller) {
+pub async fn token_expiry(caller: &Caller) {
     let at = caller
         .token
         .as_ref()
@@ -244,53 +190,6 @@ async fn token_expiry(caller: &Caller) {
             tokio::time::sleep(left).await
         }
     }
-}
-
-fn to_sse(item: Result<WatchResponse, nomos_store::StoreError>) -> Vec<Result<Event, Infallible>> {
-    match item {
-        Ok(resp) => to_views(&resp)
-            .into_iter()
-            .map(|v| {
-                let data = serde_json::to_string(&v).unwrap_or_default();
-                Ok(Event::default()
-                    .id(v.revision.to_string())
-                    .event(v.topic.clone())
-                    .data(data))
-            })
-            .collect(),
-        Err(e) => vec![Ok(Event::default().event("error").data(e.to_string()))],
-    }
-}
-
-/// `GET /v1/events`: the changes the caller may see.
-pub async fn stream(
-    State(st): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Query(q): Query<EventsQuery>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ServerError> {
-    let prefix = topic_prefix(q.topic.as_deref())?;
-    let options = WatchOptions {
-        start_revision: if q.index > 0 { q.index + 1 } else { 0 },
-        prev_kv: true,
-        ..WatchOptions::default()
-    };
-    let watch = st.store.watch(KeySelector::prefix(prefix), options).await?;
-    let visibility = Visibility::new(st.clone(), caller.acl.clone());
-    let expired = Box::pin(async move { token_expiry(&caller).await });
-    let events = watch
-        .then(move |item| {
-            let visibility = visibility.clone();
-            async move {
-                match item {
-                    Ok(resp) => Ok(visibility.visible(resp).await),
-                    Err(e) => Err(e),
-                }
-            }
-        })
-        .map(to_sse)
-        .flat_map(futures::stream::iter)
-        .take_until(futures::future::select(Box::pin(st.closed()), expired));
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 #[cfg(test)]
@@ -310,6 +209,8 @@ mod tests {
             ),
             ("/nomos/jobstatus/a/web", vec![], ns("a")),
             ("/nomos/deployments/a/web/web-v1-x", vec![], ns("a")),
+            ("/nomos/services/a/web/_nomad-task-x", vec![], ns("a")),
+            ("/nomos/evals/b/e1", vec![], ns("b")),
             ("/nomos/allocs/n1/x", vec![&alloc[..]], ns("a")),
             (
                 "/nomos/allocs/n1/x",

@@ -18,7 +18,7 @@
 //! - [`jobfile`]: turns an apply body (a job file's source or a canonical job) into jobs or
 //!   positioned diagnostics.
 //! - handlers, one module per resource: [`jobs`], [`allocs`], [`nodes`], [`deployments`],
-//!   [`events`] (server-sent events fed by a store watch), [`metrics`] (`/metrics`).
+//!   [`events`] (who may see a store change on the event stream), [`metrics`] (`/metrics`).
 //! - [`services`]: the service catalogue's Nomad-shaped reads (`/v1/services`,
 //!   `/v1/service/{name}`, with filters and blocking queries) and registration deletes.
 //! - [`vars`]: Variables (`/v1/var/{path}`, `/v1/vars`, locks), their items sealed by the
@@ -120,8 +120,9 @@ pub struct AppState {
     pub registry: Arc<Mutex<Registry>>,
     pub http_metrics: metrics::HttpMetrics,
     pub http: reqwest::Client,
-    /// Reads logs of agents running in this process (`nctl dev`); others are asked over HTTP.
-    pub logs: Option<allocs::SharedLogReader>,
+    /// Reads files and logs of agents running in this process (`nctl dev`); others are asked
+    /// over HTTP ([`nomad::fs_source`]).
+    pub files: Option<nomad::fs_source::SharedAllocFiles>,
     /// Flips to `true` when the server shuts down, so endless streams (events, followed logs)
     /// end and graceful shutdown can finish.
     pub closing: Arc<tokio::sync::watch::Sender<bool>>,
@@ -144,6 +145,8 @@ pub struct AppState {
     pub agent: nomad::AgentInfo,
     /// How many blocking queries may wait at once ([`nomad::blocking`]).
     pub blocking: nomad::BlockingBudget,
+    /// How many event streams may be open at once, and their heartbeat ([`nomad::event_stream`]).
+    pub streams: nomad::StreamConfig,
 }
 
 impl AppState {
@@ -163,7 +166,7 @@ impl AppState {
             registry,
             http_metrics,
             http: reqwest::Client::new(),
-            logs: None,
+            files: None,
             closing: Arc::new(tokio::sync::watch::channel(false).0),
             ui: ui::UiState::default(),
             gc: Default::default(),
@@ -173,6 +176,7 @@ impl AppState {
             node_access: None,
             agent: nomad::AgentInfo::default(),
             blocking: nomad::BlockingBudget::default(),
+            streams: nomad::StreamConfig::default(),
         }
     }
 
@@ -219,7 +223,6 @@ pub fn router_with(state: AppState, config: &ServerConfig) -> Router {
         .route("/job/{id}/periodic/force", post(jobs::periodic_force))
         .route("/job/{id}/allocations", get(jobs::allocations))
         .route("/job/{id}/deployments", get(jobs::deployments))
-        .route("/allocation/{id}/logs", get(allocs::logs))
         .route("/deployments", get(deployments::list))
         .route("/deployment/{id}", get(deployments::get))
         .route("/deployment/{id}/promote", post(deployments::promote))
@@ -231,7 +234,6 @@ pub fn router_with(state: AppState, config: &ServerConfig) -> Router {
             "/service/{name}/{id}",
             axum::routing::delete(services::delete),
         )
-        .route("/events", get(events::stream))
         .route("/system/gc", post(jobs::gc).put(jobs::gc))
         .route("/namespaces", get(namespaces::list))
         .route("/namespace", post(namespaces::put).put(namespaces::put))
@@ -286,16 +288,27 @@ pub fn router_with(state: AppState, config: &ServerConfig) -> Router {
         .with_state(state)
 }
 
-/// Gzip for clients that accept it, as Nomad's API does; streams (server-sent events,
-/// newline-delimited events, followed logs in plain text) go out as written, so each line
-/// arrives when it happens.
+/// Marks a streamed response (the event stream, framed files and logs) so the compression
+/// layer leaves it alone: a gzip encoder would hold its lines back.
+#[derive(Debug, Clone, Copy)]
+pub struct Unbuffered;
+
+/// Gzip for clients that accept it, as Nomad's API does; streams (newline-delimited events,
+/// frames, followed logs in plain text, anything marked [`Unbuffered`]) go out as written, so
+/// each line arrives when it happens.
 fn compression(
 ) -> tower_http::compression::CompressionLayer<impl tower_http::compression::Predicate> {
     use tower_http::compression::predicate::{NotForContentType, Predicate};
+    let not_streamed =
+        |_: axum::http::StatusCode,
+         _: axum::http::Version,
+         _: &axum::http::HeaderMap,
+         extensions: &axum::http::Extensions| { extensions.get::<Unbuffered>().is_none() };
     tower_http::compression::CompressionLayer::new().compress_when(
         tower_http::compression::DefaultPredicate::new()
             .and(NotForContentType::const_new("application/x-ndjson"))
-            .and(NotForContentType::const_new("text/plain")),
+            .and(NotForContentType::const_new("text/plain"))
+            .and(not_streamed),
     )
 }
 

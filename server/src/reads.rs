@@ -160,6 +160,13 @@ fn node_view(
     }
 }
 
+/// A node whose registration was deleted, from its last registration (`down`, with no spec).
+pub fn departed_node_view(node: Node, name: &str) -> NodeView {
+    let mut view = node_view(node, name.to_string(), NodeSpec::default(), false, 0);
+    view.status = "down".into();
+    view
+}
+
 /// One node by exact name, unique name prefix, or unique id prefix.
 pub async fn get_node(st: &AppState, name: &str) -> Result<NodeView, ServerError> {
     let all = all_nodes(st).await?;

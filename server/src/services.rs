@@ -81,7 +81,8 @@ pub struct RegistrationView {
 }
 
 impl RegistrationView {
-    fn of(r: ServiceRegistration, kv: &KeyValue) -> Self {
+    /// The registration stored in `kv`.
+    pub fn of(r: ServiceRegistration, kv: &KeyValue) -> Self {
         RegistrationView {
             id: r.id,
             service_name: r.service_name,

@@ -326,20 +326,6 @@ pub struct StatusView {
     pub compact_revision: i64,
 }
 
-/// One event of `GET /v1/events`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EventView {
-    pub revision: i64,
-    /// `put` or `delete`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The topic (`jobs`, `allocs`, `allocstatus`, `nodes`, ...): the key's second segment.
-    pub topic: String,
-    pub key: String,
-    /// The new value decoded as JSON (null for deletes or non-JSON values).
-    pub value: serde_json::Value,
-}
-
 /// `POST /v1/job/{id}/periodic/force`: the child job launched.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct PeriodicForceResponse {

@@ -36,7 +36,7 @@ async fn call(
     let resp = req.send().await.expect("request");
     let code = resp.status().as_u16();
     // Streams (events, logs) would not end: the head is enough for a refusal.
-    let text = if code == 200 && (path.contains("/events") || path.contains("/logs")) {
+    let text = if code == 200 && (path.contains("/event/stream") || path.contains("/client/fs/")) {
         String::new()
     } else {
         resp.text().await.unwrap_or_default()
@@ -171,7 +171,7 @@ async fn management_can_do_everything() {
     let root = bootstrap(&srv).await;
     seed_allocs(&srv).await;
     for (method, path, _) in ROUTES {
-        if path.contains("/logs") || path.contains("/restart") || path.contains("bootstrap") {
+        if path.contains("/client/") || path.contains("/restart") || path.contains("bootstrap") {
             continue; // need a live agent; bootstrap is done
         }
         let (code, body) = call(&srv, method, &concrete(path), Some(&root), None).await;

@@ -173,7 +173,7 @@ async fn read_events_until(resp: reqwest::Response, needle: &str) -> String {
 async fn events(srv: &TestServer, token: &str, query: &str) -> reqwest::Response {
     let resp = srv
         .client
-        .get(srv.url(&format!("/v1/events{query}")))
+        .get(srv.url(&format!("/v1/event/stream{query}")))
         .header("X-Nomad-Token", token)
         .send()
         .await
@@ -191,8 +191,8 @@ async fn the_event_stream_gives_a_token_for_a_only_as_events() {
     }
     ns_policy(&srv, &root, "read-a", "a", "read").await;
     let (_, a) = token(&srv, &root, &["read-a"]).await;
-    let from_a = events(&srv, &a, "").await;
-    let from_root = events(&srv, &root, "").await;
+    let from_a = events(&srv, &a, "?namespace=*").await;
+    let from_root = events(&srv, &root, "?namespace=*").await;
     // b first, then a: a's stream must skip b's events and still see a's.
     expect(
         &srv,
@@ -225,27 +225,27 @@ async fn the_event_stream_gives_a_token_for_a_only_as_events() {
     )
     .await;
 
-    let seen = read_events_until(from_a, "/nomos/jobs/a/web").await;
-    assert!(seen.contains("/nomos/jobs/a/web"), "{seen}");
-    assert!(seen.contains("/nomos/allocs/n1/aaaa0000-0000"), "{seen}");
+    let job_a = r#""Type":"JobRegistered","Key":"web","Namespace":"a""#;
+    let seen = read_events_until(from_a, job_a).await;
+    assert!(seen.contains(job_a), "{seen}");
     assert!(
-        seen.contains("/nomos/allocstatus/n1/aaaa0000-0000"),
+        seen.contains(r#""Type":"AllocationUpdated","Key":"aaaa0000-0000""#),
         "{seen}"
     );
-    assert!(seen.contains("/nomos/deployments/a/"), "{seen}");
+    assert!(seen.contains(r#""Key":"web-a-v1""#), "{seen}");
     for hidden in [
-        "/nomos/jobs/b/",
+        r#""Namespace":"b""#,
         "bbbb0000",
-        "/nomos/deployments/b/",
-        "/nomos/nodes/",
-        "/nomos/heartbeats/",
-        "/nomos/acl/",
+        "web-b-v1",
+        r#""Topic":"Node""#,
+        "SecretID",
     ] {
         assert!(!seen.contains(hidden), "{hidden} leaked: {seen}");
     }
-    let seen = read_events_until(from_root, "/nomos/jobs/a/web").await;
+    let seen = read_events_until(from_root, job_a).await;
     assert!(
-        seen.contains("/nomos/jobs/b/web") && seen.contains("/nomos/nodes/n1"),
+        seen.contains(r#""Type":"JobRegistered","Key":"web","Namespace":"b""#)
+            && seen.contains(r#""Topic":"Node""#),
         "{seen}"
     );
     srv.stop().await;
@@ -271,10 +271,10 @@ async fn node_events_need_node_read_and_acl_events_need_management() {
     // An ACL write (a secret index among it) first, then a node.
     token(&srv, &root, &["nodes"]).await;
     common::seed_node(&srv, "n7", true).await;
-    let seen = read_events_until(stream, "/nomos/nodes/n7").await;
-    assert!(seen.contains("/nomos/nodes/n7"), "{seen}");
-    assert!(!seen.contains("/nomos/acl/"), "ACL objects leaked: {seen}");
-    expect(&srv, 403, "GET", "/v1/events", None, None).await;
+    let seen = read_events_until(stream, r#""Key":"n7-id-0001""#).await;
+    assert!(seen.contains(r#""Type":"NodeRegistration""#), "{seen}");
+    assert!(!seen.contains("SecretID"), "ACL objects leaked: {seen}");
+    expect(&srv, 403, "GET", "/v1/event/stream", None, None).await;
     srv.stop().await;
 }
 

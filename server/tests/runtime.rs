@@ -3,10 +3,7 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
-use nomos_server::allocs::LogReader;
 use serde_json::json;
 
 #[tokio::test]
@@ -72,84 +69,6 @@ async fn stopping_an_allocation_marks_it_desired_stop() {
         .unwrap();
     assert_eq!(stored["desired_status"], "stop");
     assert_eq!(stored["desired_description"], "stopped by user");
-    srv.stop().await;
-}
-
-struct FakeLogs;
-
-impl LogReader for FakeLogs {
-    fn read(
-        &self,
-        node: &str,
-        alloc: &str,
-        task: &str,
-        stderr: bool,
-        offset: u64,
-        limit: usize,
-    ) -> Option<std::io::Result<(Vec<u8>, u64)>> {
-        if node != "n1" {
-            return None;
-        }
-        let text = format!("{alloc}/{task}/{}\n", if stderr { "err" } else { "out" });
-        let bytes = text.as_bytes();
-        let start = (offset as usize).min(bytes.len());
-        let end = (start + limit).min(bytes.len());
-        Some(Ok((bytes[start..end].to_vec(), end as u64)))
-    }
-}
-
-#[tokio::test]
-async fn logs_are_read_through_the_local_reader() {
-    let srv = TestServer::start_with(
-        |mut s| {
-            s.logs = Some(Arc::new(FakeLogs));
-            s
-        },
-        nomos_server::DEFAULT_BODY_LIMIT,
-    )
-    .await;
-    seed_allocs(&srv).await;
-    let resp = srv
-        .client
-        .get(srv.url("/v1/allocation/aaaa1/logs"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    assert_eq!(resp.text().await.unwrap(), "aaaa1111-0000/server/out\n");
-    let resp = srv
-        .client
-        .get(srv.url("/v1/allocation/aaaa1/logs?task=server&type=stderr&offset=5"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.text().await.unwrap(), "111-0000/server/err\n");
-    let (code, body) = srv.get("/v1/allocation/aaaa1/logs?task=nope").await;
-    assert_eq!(code, 404, "{body}");
-    let (code, _) = srv.get("/v1/allocation/aaaa1/logs?type=stdin").await;
-    assert_eq!(code, 400);
-    srv.stop().await;
-}
-
-#[tokio::test]
-async fn followed_logs_end_when_the_server_shuts_down() {
-    let srv = TestServer::start_with(
-        |mut s| {
-            s.logs = Some(Arc::new(FakeLogs));
-            s
-        },
-        nomos_server::DEFAULT_BODY_LIMIT,
-    )
-    .await;
-    seed_allocs(&srv).await;
-    let mut resp = srv
-        .client
-        .get(srv.url("/v1/allocation/aaaa1/logs?follow=true"))
-        .send()
-        .await
-        .unwrap();
-    let first = resp.chunk().await.unwrap().expect("first chunk");
-    assert_eq!(&first[..], b"aaaa1111-0000/server/out\n");
     srv.stop().await;
 }
 
@@ -324,36 +243,6 @@ async fn a_forced_gc_keeps_as_many_versions_as_the_server_is_configured_to() {
 }
 
 #[tokio::test]
-async fn the_event_stream_delivers_store_changes() {
-    let srv = TestServer::start().await;
-    // The response head arrives once the watch is registered; changes after it are delivered.
-    let mut resp = srv
-        .client
-        .get(srv.url("/v1/events?topic=nodes"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    srv.put_json("/nomos/jobs/default/x", &json!({"id": "x"}))
-        .await;
-    srv.put_json("/nomos/nodes/n9", &json!({"name": "n9"}))
-        .await;
-    let mut text = String::new();
-    while !text.contains("\n\n") {
-        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), resp.chunk())
-            .await
-            .expect("an event within 10s")
-            .unwrap()
-            .expect("stream open");
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    assert!(text.contains("event: nodes"), "{text}");
-    assert!(text.contains("\"key\":\"/nomos/nodes/n9\""), "{text}");
-    assert!(!text.contains("/nomos/jobs/"), "{text}");
-    srv.stop().await;
-}
-
-#[tokio::test]
 async fn metrics_are_prometheus_text_with_http_counters() {
     let srv = TestServer::start().await;
     srv.get("/v1/jobs").await;
@@ -389,34 +278,6 @@ async fn metrics_are_prometheus_text_with_http_counters() {
         .await
         .unwrap();
     assert!(om.trim_end().ends_with("# EOF"), "{om}");
-    srv.stop().await;
-}
-
-#[tokio::test]
-async fn the_event_stream_resumes_after_an_index() {
-    let srv = TestServer::start().await;
-    let (_, status) = srv.get("/v1/status").await;
-    let rev = status["revision"].as_i64().unwrap();
-    srv.put_json("/nomos/nodes/n7", &json!({"name": "n7"}))
-        .await;
-    let mut resp = srv
-        .client
-        .get(srv.url(&format!("/v1/events?topic=nodes&index={rev}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let mut text = String::new();
-    while !text.contains("\n\n") {
-        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), resp.chunk())
-            .await
-            .expect("the missed event within 10s")
-            .unwrap()
-            .expect("stream open");
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    assert!(text.contains("\"key\":\"/nomos/nodes/n7\""), "{text}");
-    assert!(text.contains(&format!("id: {}", rev + 1)), "{text}");
     srv.stop().await;
 }
 

@@ -373,12 +373,14 @@ async fn the_allocation_page_shows_task_states_recent_events_and_log_links() {
     assert!(html.contains("exit code 1"), "{html}");
     // Logs through the API.
     assert!(
-        html.contains(r#"href="/v1/allocation/aaaa1111-0000/logs?task=server">stdout</a>"#),
+        html.contains(
+            r#"href="/v1/client/fs/logs/aaaa1111-0000?plain=true&amp;task=server">stdout</a>"#
+        ),
         "{html}"
     );
     assert!(
         html.contains(
-            r#"href="/v1/allocation/aaaa1111-0000/logs?task=server&amp;type=stderr">stderr</a>"#
+            r#"href="/v1/client/fs/logs/aaaa1111-0000?plain=true&amp;task=server&amp;type=stderr">stderr</a>"#
         ),
         "{html}"
     );

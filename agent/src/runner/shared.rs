@@ -130,6 +130,35 @@ impl LiveAllocs {
     }
 }
 
+impl LiveAllocs {
+    /// The resource usage of `alloc`'s running tasks, with when each started (Unix ns); a
+    /// task whose driver cannot tell is left out.
+    pub async fn usage(
+        &self,
+        alloc: &str,
+    ) -> Result<Vec<(String, crate::driver::TaskStats, i64)>, RestartRefusal> {
+        let shared = self.get(alloc)?;
+        let started = shared.read(|rec| {
+            rec.status
+                .task_states
+                .iter()
+                .map(|(name, s)| (name.clone(), s.started_at_ms.saturating_mul(1_000_000)))
+                .collect::<HashMap<_, _>>()
+        });
+        let mut out = Vec::new();
+        for (name, driver, handle) in shared.signal_targets(None)? {
+            match driver.stats(&handle).await {
+                Ok(stats) => {
+                    let since = started.get(&name).copied().unwrap_or(0);
+                    out.push((name, stats, since));
+                }
+                Err(e) => tracing::debug!(alloc, task = %name, error = %e, "no usage"),
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// A running task a signal goes to: its name, driver and handle.
 type SignalTarget = (String, Arc<dyn Driver>, TaskHandle);
 

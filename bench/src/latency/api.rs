@@ -1,7 +1,7 @@
 //! The calls the bench makes to `nctl dev`'s HTTP API, the same ones `nctl` makes:
 //! `POST /v1/jobs` with the job file's text (`nctl apply`), `DELETE /v1/job/ID` (`nctl stop
-//! -purge`), `GET /v1/nodes`, and the watch: `GET /v1/events` (server-sent events fed by a
-//! store watch), read into a [`Tracker`].
+//! -purge`), `GET /v1/nodes`, and the watch: `GET /v1/event/stream?topic=Allocation` (Nomad's
+//! event stream, newline-delimited JSON fed by a store watch), read into a [`Tracker`].
 
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::error::LatencyError;
-use crate::sse::SseParser;
+use crate::lines::LineParser;
 use crate::tracker::Tracker;
 
 /// How long one plain request may take.
@@ -99,10 +99,10 @@ impl Api {
 
     /// Opens the watch: every change from now on.
     pub async fn events(&self) -> Result<Events, LatencyError> {
-        let what = "opening GET /v1/events";
+        let what = "opening GET /v1/event/stream";
         let resp = self
             .http
-            .get(format!("{}/v1/events", self.base))
+            .get(format!("{}/v1/event/stream?topic=Allocation", self.base))
             .send()
             .await
             .map_err(http_err(what))?;
@@ -117,7 +117,7 @@ impl Api {
         }
         Ok(Events {
             resp,
-            parser: SseParser::default(),
+            parser: LineParser::default(),
             tracker: Tracker::default(),
         })
     }
@@ -126,7 +126,7 @@ impl Api {
 /// The open event stream and what it said so far.
 pub struct Events {
     resp: reqwest::Response,
-    parser: SseParser,
+    parser: LineParser,
     pub tracker: Tracker,
 }
 
@@ -144,7 +144,7 @@ impl Events {
             }
             let chunk = match tokio::time::timeout_at(deadline, self.resp.chunk()).await {
                 Err(_) => return Ok(false),
-                Ok(chunk) => chunk.map_err(http_err("reading GET /v1/events"))?,
+                Ok(chunk) => chunk.map_err(http_err("reading GET /v1/event/stream"))?,
             };
             let chunk = chunk.ok_or_else(|| LatencyError::Stream("the server closed it".into()))?;
             let events = self

@@ -7,7 +7,7 @@
 //!   the same load on the machine;
 //! - apply → running for a raw_exec job of 1 and of 50 allocations (`--runs` each, a fresh job
 //!   each time, purged after): from just before `POST /v1/jobs` until the API's event stream
-//!   (`GET /v1/events`, a store watch) has shown every allocation `running`; p50, p99, max, and
+//!   (`GET /v1/event/stream`, a store watch) has shown every allocation `running`; p50, p99, max, and
 //!   the ratio of the p50 to the baseline's;
 //! - `nctl dev`'s own memory (VmRSS, VmHWM) with `--tasks` tasks running, after they settle:
 //!   once in the fresh `nctl dev`, before the latency runs, and once after them (when the store
@@ -17,15 +17,15 @@
 //! baseline_one_p50_ms=… ratio_one=… fresh_rss_mib_at_<tasks>=… rss_mib_at_<tasks>=…` followed by the extra figures.
 //!
 //! Layout: [`dev`] runs and cleans up `nctl dev`; [`api`] calls its HTTP API and reads the
-//! event stream ([`sse`]) into a [`tracker::Tracker`]; [`job`] is the submitted job; [`procs`]
+//! event stream ([`lines`]) into a [`tracker::Tracker`]; [`job`] is the submitted job; [`procs`]
 //! is the baseline, `/proc` memory and leftover-process checks; [`stats`] the figures.
 
 mod api;
 mod dev;
 mod error;
 mod job;
+mod lines;
 mod procs;
-mod sse;
 mod stats;
 mod tracker;
 
@@ -166,7 +166,7 @@ async fn measure(dev: &dev::Dev, args: &Args, marker: &str) -> Result<Figures, L
     let mut events = api.events().await?;
     let idle = procs::memory(dev.pid)?;
     println!(
-        "node {} ready; nctl dev idle: VmRSS {:.1} MiB; watching GET /v1/events",
+        "node {} ready; nctl dev idle: VmRSS {:.1} MiB; watching GET /v1/event/stream",
         dev::NODE,
         idle.rss_mib
     );

@@ -112,7 +112,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
         &data_dir.join("keyring.key"),
     )
     .await?;
-    state.logs = Some(Arc::new(runtime::LocalLogs {
+    state.files = Some(Arc::new(runtime::LocalFiles {
         node: node_name.clone(),
         data_dir: agent_dir.clone(),
     }));

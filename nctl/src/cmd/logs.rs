@@ -1,4 +1,5 @@
-//! `nctl logs ALLOC [TASK] [-f] [--stderr]`: a task's output, streamed from the server.
+//! `nctl logs ALLOC [TASK] [-f] [--stderr]`: a task's output, streamed from the server
+//! (`GET /v1/client/fs/logs/{alloc}?plain=true`).
 
 use futures::StreamExt;
 use std::io::Write;
@@ -23,7 +24,7 @@ pub struct LogsArgs {
 pub async fn run(g: &Global, args: LogsArgs) -> anyhow::Result<i32> {
     let client = Client::new(g);
     let mut path = format!(
-        "/v1/allocation/{}/logs?type={}&follow={}",
+        "/v1/client/fs/logs/{}?plain=true&type={}&follow={}",
         escape(&args.alloc),
         if args.stderr { "stderr" } else { "stdout" },
         args.follow

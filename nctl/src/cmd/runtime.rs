@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use nomos_api::allocfs::AllocFileInfo;
+use nomos_server::ServerError;
 use nomos_store::Store;
 use prometheus_client::registry::Registry;
 use tokio::task::JoinSet;
@@ -239,34 +241,71 @@ pub async fn spawn_dns(
     Ok(Some(bound))
 }
 
-/// Reads the logs of the agent running in this process.
-pub struct LocalLogs {
+/// Reads the files and logs of the agent running in this process.
+pub struct LocalFiles {
     pub node: String,
     pub data_dir: PathBuf,
 }
 
-impl nomos_server::allocs::LogReader for LocalLogs {
-    fn read(
+impl LocalFiles {
+    fn alloc_root(&self, alloc: &str) -> PathBuf {
+        self.data_dir.join("allocs").join(alloc)
+    }
+}
+
+/// A refused or failed read as the HTTP answer it becomes.
+fn fs_error(e: nomos_agent::allocfs::FsError) -> ServerError {
+    use nomos_agent::allocfs::FsError;
+    match e {
+        FsError::Refused(_) | FsError::WrongKind(_) => ServerError::BadRequest(e.to_string()),
+        FsError::NotFound(_) => ServerError::NotFound(e.to_string()),
+        FsError::Io { .. } => ServerError::Internal(e.to_string()),
+    }
+}
+
+impl nomos_server::nomad::fs_source::AllocFiles for LocalFiles {
+    fn holds(&self, node: &str) -> bool {
+        node == self.node
+    }
+
+    fn read_log(
         &self,
-        node: &str,
         alloc: &str,
         task: &str,
         stderr: bool,
         offset: u64,
         limit: usize,
-    ) -> Option<std::io::Result<(Vec<u8>, u64)>> {
-        if node != self.node {
-            return None;
-        }
+    ) -> Result<(Vec<u8>, u64), ServerError> {
         let stream = if stderr {
             nomos_agent::logs::LogStream::Stderr
         } else {
             nomos_agent::logs::LogStream::Stdout
         };
-        Some(
-            nomos_agent::logs::read_task_logs(&self.data_dir, alloc, task, stream, offset, limit)
-                .map(|c| (c.data, c.next_offset)),
-        )
+        nomos_agent::logs::read_task_logs(&self.data_dir, alloc, task, stream, offset, limit)
+            .map(|c| (c.data, c.next_offset))
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::InvalidInput => ServerError::BadRequest(e.to_string()),
+                _ => ServerError::Internal(format!("reading logs: {e}")),
+            })
+    }
+
+    fn list(&self, alloc: &str, path: &str) -> Result<Vec<AllocFileInfo>, ServerError> {
+        nomos_agent::allocfs::list(&self.alloc_root(alloc), alloc, path).map_err(fs_error)
+    }
+
+    fn stat(&self, alloc: &str, path: &str) -> Result<AllocFileInfo, ServerError> {
+        nomos_agent::allocfs::stat(&self.alloc_root(alloc), alloc, path).map_err(fs_error)
+    }
+
+    fn read_at(
+        &self,
+        alloc: &str,
+        path: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<u8>, ServerError> {
+        nomos_agent::allocfs::read_at(&self.alloc_root(alloc), alloc, path, offset, limit)
+            .map_err(fs_error)
     }
 }
 

@@ -220,7 +220,7 @@ pub async fn run_with_local_agent(
             local
                 .node
                 .agent_config(&file, args.config.is_some(), data_dir, default_http)?;
-        state.logs = Some(Arc::new(runtime::LocalLogs {
+        state.files = Some(Arc::new(runtime::LocalFiles {
             node: config.name.clone(),
             data_dir: config.data_dir.clone(),
         }));

@@ -3,7 +3,8 @@
 //! missing from the table is refused (and a test fails), so a new route cannot be left open.
 
 use nomos_api::acl::check::{
-    CAP_ALLOC_LIFECYCLE, CAP_LIST_JOBS, CAP_PARSE_JOB, CAP_READ_JOB, CAP_READ_LOGS, CAP_SUBMIT_JOB,
+    CAP_ALLOC_LIFECYCLE, CAP_LIST_JOBS, CAP_PARSE_JOB, CAP_READ_FS, CAP_READ_JOB, CAP_READ_LOGS,
+    CAP_SUBMIT_JOB,
 };
 use nomos_api::acl::Access;
 
@@ -167,9 +168,40 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     ),
     (
         "GET",
-        "/v1/allocation/{id}/logs",
+        "/v1/client/fs/logs/{id}",
         Namespace(CAP_READ_LOGS, Alloc),
     ),
+    (
+        "GET",
+        "/v1/client/fs/stream/{id}",
+        Namespace(CAP_READ_FS, Alloc),
+    ),
+    (
+        "GET",
+        "/v1/client/fs/ls/{id}",
+        Namespace(CAP_READ_FS, Alloc),
+    ),
+    (
+        "GET",
+        "/v1/client/fs/stat/{id}",
+        Namespace(CAP_READ_FS, Alloc),
+    ),
+    (
+        "GET",
+        "/v1/client/fs/cat/{id}",
+        Namespace(CAP_READ_FS, Alloc),
+    ),
+    (
+        "GET",
+        "/v1/client/fs/readat/{id}",
+        Namespace(CAP_READ_FS, Alloc),
+    ),
+    (
+        "GET",
+        "/v1/client/allocation/{id}/stats",
+        Namespace(CAP_READ_JOB, Alloc),
+    ),
+    ("GET", "/v1/client/stats", Node(Access::Read)),
     ("GET", "/v1/nodes", Node(Access::Read)),
     ("GET", "/v1/node/{name}", Node(Access::Read)),
     ("GET", "/v1/node/pools", Node(Access::Read)),
@@ -217,7 +249,7 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
         "/v1/service/{name}/{id}",
         Namespace(CAP_SUBMIT_JOB, Query),
     ),
-    ("GET", "/v1/events", Filtered(CAP_READ_JOB)),
+    ("GET", "/v1/event/stream", Filtered(CAP_READ_JOB)),
     ("GET", "/v1/vars", Variables),
     ("GET", "/v1/var/{*path}", Variables),
     ("PUT", "/v1/var/{*path}", Variables),

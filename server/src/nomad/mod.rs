@@ -7,7 +7,9 @@
 //! - the endpoints: [`agent`] (agent, status and regions), [`nodes`], [`pools`] (node pools),
 //!   [`allocs`] and [`alloc_writes`] (allocations), [`jobs`] (parsing, validation and
 //!   summaries), [`metrics`] (`/v1/metrics`), [`operator`] (the scheduler's configuration)
-//!   and [`search`] (prefix and fuzzy search).
+//!   [`search`] (prefix and fuzzy search), and the event stream ([`event_stream`], with
+//!   [`event_topics`] and [`event_payloads`]), an allocation's files and logs ([`fs`], read
+//!   through [`fs_source`]) and resource usage ([`client_stats`]).
 //!
 //! Responses are gzipped when the client asks (the router's compression layer).
 
@@ -15,6 +17,12 @@ pub mod agent;
 pub mod alloc_writes;
 pub mod allocs;
 pub mod blocking;
+pub mod client_stats;
+pub mod event_payloads;
+pub mod event_stream;
+pub mod event_topics;
+pub mod fs;
+pub mod fs_source;
 pub mod jobs;
 pub mod metrics;
 pub mod nodes;
@@ -30,6 +38,7 @@ use axum::Router;
 
 pub use agent::AgentInfo;
 pub use blocking::BlockingBudget;
+pub use event_stream::StreamConfig;
 pub use query::{Namespaces, QueryOptions};
 pub use respond::Answer;
 
@@ -84,4 +93,16 @@ pub fn routes() -> Router<AppState> {
         .route("/status/leader", get(agent::leader))
         .route("/status/peers", get(agent::peers))
         .route("/regions", get(agent::regions))
+        .route("/event/stream", get(event_stream::stream))
+        .route("/client/fs/logs/{id}", get(fs::logs))
+        .route("/client/fs/stream/{id}", get(fs::stream))
+        .route("/client/fs/ls/{id}", get(fs::ls))
+        .route("/client/fs/stat/{id}", get(fs::stat))
+        .route("/client/fs/cat/{id}", get(fs::cat))
+        .route("/client/fs/readat/{id}", get(fs::readat))
+        .route(
+            "/client/allocation/{id}/stats",
+            get(client_stats::alloc_stats),
+        )
+        .route("/client/stats", get(client_stats::host_stats))
 }

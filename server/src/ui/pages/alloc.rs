@@ -110,7 +110,7 @@ pub fn alloc_page(a: &AllocView, spec_tasks: &[String], now_ms: i64) -> AllocPag
     let status = a.status.clone().unwrap_or_default();
     let logs = |task: &str, stream: &str| {
         format!(
-            "/v1/allocation/{}/logs?task={}{}",
+            "/v1/client/fs/logs/{}?plain=true&task={}{}",
             model::encode_segment(&al.id),
             model::encode_segment(task),
             if stream == "stderr" {

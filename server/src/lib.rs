@@ -210,10 +210,21 @@ pub fn router_with(state: AppState, config: &ServerConfig) -> Router {
     let guard = Arc::new(guard::Guard::new(config.guard.clone(), config.http_addr));
     let v1 = Router::new()
         .route("/status", get(jobs::status))
-        .route("/jobs", get(jobs::list).post(jobs::apply))
+        .route(
+            "/jobs",
+            get(nomad::job_reads::list_jobs)
+                .post(nomad::job_writes::register_jobs)
+                .put(nomad::job_writes::register_jobs),
+        )
         .route("/jobs/plan", post(jobs::plan))
-        .route("/job/{id}", get(jobs::get).delete(jobs::purge))
-        .route("/job/{id}/stop", post(jobs::stop))
+        .route(
+            "/job/{id}",
+            get(nomad::job_reads::get_job)
+                .post(nomad::job_writes::register_job)
+                .put(nomad::job_writes::register_job)
+                .delete(nomad::job_writes::deregister),
+        )
+        .route("/job/{id}/submission", get(nomad::job_writes::submission))
         .route("/job/{id}/versions", get(jobs::versions))
         .route("/job/{id}/revert", post(jobs::revert))
         .route("/job/{id}/periodic/force", post(jobs::periodic_force))

@@ -154,7 +154,8 @@ pub struct PlanResponse {
     pub warnings: Vec<DiagnosticView>,
 }
 
-/// One line of `GET /v1/jobs`.
+/// One job row of the web UI (the API lists jobs in Nomad's shape:
+/// [`crate::nomad::job_reads`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobListEntry {
     pub namespace: String,
@@ -171,7 +172,9 @@ pub struct JobListEntry {
     pub modify_index: i64,
 }
 
-/// `GET /v1/job/{id}`: the job, its spec key's modify index and what the controllers report.
+/// One job as the web UI and `nctl` see it: the job, its spec key's modify index and what the
+/// controllers report. The API answers Nomad's job ([`crate::nomad::job_reads`]), which
+/// [`JobDetail::from_nomad`] reads back into this.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobDetail {
     /// The spec; when the spec key holds something that is not a valid job, the latest accepted
@@ -224,13 +227,6 @@ pub struct JobVersionView {
     /// The stored value, as the controllers wrote it.
     pub raw: serde_json::Value,
     pub modify_index: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct StopRequest {
-    /// Remove the spec key altogether.
-    pub purge: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -88,7 +88,8 @@ fn apply_body(namespace: &str) -> Value {
         &format!("job \"web\" {{\n  namespace = \"{namespace}\""),
         1,
     );
-    json!({"source": src, "filename": "web.hcl"})
+    let parsed = nomos_api::parse_source("web.hcl", &src, &Default::default()).expect("parses");
+    common::register_body(&parsed.jobs[0], &src)
 }
 
 /// A concrete path for a route pattern.
@@ -134,7 +135,7 @@ async fn anonymous_is_denied_on_every_route_in_the_table() {
 #[tokio::test]
 async fn a_method_a_route_does_not_serve_answers_405_not_a_handler() {
     let srv = acl_server().await;
-    let (code, _) = call(&srv, "PUT", "/v1/jobs", None, None).await;
+    let (code, _) = call(&srv, "PATCH", "/v1/jobs", None, None).await;
     assert_eq!(code, 405);
     srv.stop().await;
 }
@@ -264,7 +265,7 @@ async fn a_token_scoped_to_namespace_a_cannot_touch_b() {
     for (method, path) in [
         ("GET", "/v1/jobs?namespace=b"),
         ("GET", "/v1/job/web?namespace=b"),
-        ("POST", "/v1/job/web/stop?namespace=b"),
+        ("DELETE", "/v1/job/web?namespace=b"),
         // Lists over every namespace (`*`) are filtered instead: tests/acl_filtering.rs.
     ] {
         let (code, body) = call(&srv, method, path, Some(&a), None).await;

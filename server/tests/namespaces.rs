@@ -120,7 +120,7 @@ async fn a_namespace_with_jobs_and_default_cannot_be_deleted() {
         error_of(&body),
         "namespace \"team-a\" has non-terminal jobs in regions: [global]"
     );
-    let (code, body) = srv.delete("/v1/job/web?namespace=team-a").await;
+    let (code, body) = srv.delete("/v1/job/web?namespace=team-a&purge=true").await;
     assert_eq!(code, 200, "{body}");
     let (code, body) = srv.delete("/v1/namespace/team-a").await;
     assert_eq!(code, 200, "{body}");

@@ -268,7 +268,7 @@ async fn plan_places_as_the_controller_would() {
 async fn a_forced_gc_collects_a_stopped_jobs_finished_allocations() {
     let srv = TestServer::start().await;
     apply_source(&srv, "web.hcl", WEB_HCL).await;
-    srv.post("/v1/job/web/stop", json!({})).await;
+    srv.delete("/v1/job/web").await;
     srv.put_json(
         "/nomos/allocs/n1/dead-0001",
         &json!({"id": "dead-0001", "namespace": "default", "job_id": "web", "task_group": "frontend",

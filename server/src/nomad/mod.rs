@@ -5,8 +5,9 @@
 //! - [`respond`]: answers with Nomad's headers, and the list helpers (prefix, filter, pages);
 //! - [`shapes`]: Nomad's JSON encodings (`null` for empty, Go times);
 //! - the endpoints: [`agent`] (agent, status and regions), [`nodes`], [`pools`] (node pools),
-//!   [`allocs`] and [`alloc_writes`] (allocations), [`jobs`] (parsing, validation and
-//!   summaries), [`metrics`] (`/v1/metrics`), [`operator`] (the scheduler's configuration)
+//!   [`allocs`] and [`alloc_writes`] (allocations), [`job_reads`] (the job list and one job),
+//!   [`job_writes`] (register, deregister, submissions; [`eval_hook`] names their evaluation),
+//!   [`jobs`] (parsing, validation and summaries), [`metrics`] (`/v1/metrics`), [`operator`] (the scheduler's configuration)
 //!   and [`search`] (prefix and fuzzy search).
 //!
 //! Responses are gzipped when the client asks (the router's compression layer).
@@ -15,6 +16,9 @@ pub mod agent;
 pub mod alloc_writes;
 pub mod allocs;
 pub mod blocking;
+pub mod eval_hook;
+pub mod job_reads;
+pub mod job_writes;
 pub mod jobs;
 pub mod metrics;
 pub mod nodes;

@@ -1,9 +1,12 @@
-//! Job handlers: list, get, apply (validate and write `/nomos/jobs/<ns>/<job>` as canonical
-//! JSON, optionally guarded by a check-index), plan (the same without writing), stop, purge,
-//! versions and revert. Writes compare the spec key's mod_revision, so a concurrent writer is
-//! reported as a conflict rather than overwritten. A spec key holding no valid job (written
-//! straight into the store) is read, stopped, purged, reverted and applied over through
-//! [`crate::specs`]: what runs is then its latest accepted version.
+//! What the job endpoints share, and those not yet in Nomad's shapes: writing one job
+//! ([`apply_job`]: validate and write `/nomos/jobs/<ns>/<job>` as canonical JSON, optionally
+//! guarded by a check-index), stopping or purging one ([`stop_or_purge`]), the plan (the same
+//! without writing), the job's allocations and deployments, the forced garbage collection, and
+//! the web UI's job rows and job view. Writes compare the spec key's mod_revision, so a
+//! concurrent writer is reported as a conflict rather than overwritten. A spec key holding no
+//! valid job (written straight into the store) is read, stopped, purged, reverted and applied
+//! over through [`crate::specs`]: what runs is then its latest accepted version. The endpoints
+//! in Nomad's shapes are in [`crate::nomad`].
 
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
@@ -14,7 +17,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::acl::Caller;
-use crate::body::{JsonBody, RawBody};
+use crate::body::RawBody;
 use crate::diff::{diff_jobs, Change};
 use crate::error::ServerError;
 use crate::jobfile::{jobs_from_body, JobsInput};
@@ -360,42 +363,6 @@ async fn stop_base(st: &AppState, found: &FoundJob) -> Result<(Job, Vec<Change>)
     }
 }
 
-/// `GET /v1/job/{id}/versions`.
-pub async fn versions(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<NsQuery>,
-) -> Result<Json<Vec<JobVersionView>>, ServerError> {
-    let found = locate_job(&st, q.ns(), &id).await?;
-    Ok(Json(job_versions(&st, &found.namespace, &found.id).await?))
-}
-
-/// `POST /v1/job/{id}/revert` `{ "version": N }`: write version N back as the spec.
-pub async fn revert(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<NsQuery>,
-    JsonBody(req): JsonBody<RevertRequest>,
-) -> Result<Json<ApplyResult>, ServerError> {
-    let current = locate_job(&st, q.ns(), &id).await?;
-    let versions = job_versions(&st, &current.namespace, &current.id).await?;
-    let v = versions
-        .into_iter()
-        .find(|v| v.version == req.version)
-        .ok_or_else(|| {
-            ServerError::NotFound(format!(
-                "job {:?} has no version {}",
-                current.id, req.version
-            ))
-        })?;
-    let mut job = v.job.ok_or_else(|| ServerError::Corrupt {
-        key: keys::job_version(&current.namespace, &current.id, req.version),
-        message: "not a job".into(),
-    })?;
-    job.stop = false;
-    Ok(Json(apply_job(&st, &job, req.check_index).await?))
-}
-
 /// `GET /v1/job/{id}/allocations`: Nomad's allocation stubs.
 pub async fn allocations(
     State(st): State<AppState>,
@@ -431,32 +398,4 @@ pub async fn gc(State(st): State<AppState>) -> Result<Json<GcResponse>, ServerEr
         .await
         .map_err(|e| ServerError::Internal(format!("garbage collection failed: {e}")))?;
     Ok(Json(GcResponse { collected }))
-}
-
-/// `POST /v1/job/{id}/periodic/force`: launches a child of a periodic job now (what
-/// `nctl job periodic force` calls). 409 when it cannot launch (not periodic, a child still runs
-/// under `prohibit_overlap`, or this second's child exists).
-pub async fn periodic_force(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<NsQuery>,
-) -> Result<Json<PeriodicForceResponse>, ServerError> {
-    let (job, _) = find_job(&st, q.ns(), &id).await?;
-    if job.periodic.is_none() {
-        return Err(ServerError::Conflict(format!(
-            "job `{}` is not periodic",
-            job.id
-        )));
-    }
-    let now = nomos_controllers::jobs::now_ms();
-    match nomos_controllers::periodic::run::force(st.store.as_ref(), &job.namespace, &job.id, now)
-        .await
-        .map_err(|e| ServerError::Internal(format!("periodic launch failed: {e}")))?
-    {
-        Ok(child) => Ok(Json(PeriodicForceResponse {
-            namespace: job.namespace,
-            child,
-        })),
-        Err(why) => Err(ServerError::Conflict(why)),
-    }
 }

@@ -225,9 +225,21 @@ pub fn router_with(state: AppState, config: &ServerConfig) -> Router {
                 .delete(nomad::job_writes::deregister),
         )
         .route("/job/{id}/submission", get(nomad::job_writes::submission))
-        .route("/job/{id}/versions", get(jobs::versions))
-        .route("/job/{id}/revert", post(jobs::revert))
-        .route("/job/{id}/periodic/force", post(jobs::periodic_force))
+        .route("/job/{id}/versions", get(nomad::job_versions::versions))
+        .route(
+            "/job/{id}/revert",
+            post(nomad::job_versions::revert).put(nomad::job_versions::revert),
+        )
+        .route(
+            "/job/{id}/periodic/force",
+            post(nomad::job_versions::periodic_force).put(nomad::job_versions::periodic_force),
+        )
+        .route(
+            "/job/{id}/scale",
+            get(nomad::job_versions::scale_status)
+                .post(nomad::job_versions::scale)
+                .put(nomad::job_versions::scale),
+        )
         .route("/job/{id}/allocations", get(jobs::allocations))
         .route("/job/{id}/deployments", get(jobs::deployments))
         .route("/allocation/{id}/logs", get(allocs::logs))

@@ -217,7 +217,8 @@ impl JobDetail {
     }
 }
 
-/// One accepted version from `/nomos/jobversions/...` (as written by the controllers).
+/// One accepted version from `/nomos/jobversions/...` (as written by the controllers; the API
+/// answers versions in Nomad's shape: [`crate::nomad::job_versions`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobVersionView {
     pub version: u64,
@@ -227,14 +228,6 @@ pub struct JobVersionView {
     /// The stored value, as the controllers wrote it.
     pub raw: serde_json::Value,
     pub modify_index: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct RevertRequest {
-    pub version: u64,
-    #[serde(default)]
-    pub check_index: Option<i64>,
 }
 
 /// An allocation joined with what its agent reports.
@@ -334,13 +327,6 @@ pub struct EventView {
     pub key: String,
     /// The new value decoded as JSON (null for deletes or non-JSON values).
     pub value: serde_json::Value,
-}
-
-/// `POST /v1/job/{id}/periodic/force`: the child job launched.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct PeriodicForceResponse {
-    pub namespace: String,
-    pub child: String,
 }
 
 /// `POST /v1/system/gc`: how many objects a forced collection removed.

@@ -167,10 +167,11 @@ async fn purge_deletes_an_invalid_spec() {
 async fn revert_replaces_an_invalid_spec_with_the_version_asked_for() {
     let srv = TestServer::start().await;
     running_then_garbage(&srv, true, b"not a job").await;
-    let (code, body) = srv.post("/v1/job/web/revert", json!({"version": 0})).await;
+    let revert = |version: u64| json!({"JobID": "web", "JobVersion": version});
+    let (code, body) = srv.post("/v1/job/web/revert", revert(0)).await;
     assert_eq!(code, 200, "{body}");
-    assert_eq!(body["outcome"], "updated");
-    let changes = body["changes"].as_array().unwrap();
+    assert_eq!(body["Outcome"], "updated");
+    let changes = body["Changes"].as_array().unwrap();
     assert_eq!(changes[0]["Path"], "spec", "{body}");
     let count = changes
         .iter()
@@ -184,7 +185,7 @@ async fn revert_replaces_an_invalid_spec_with_the_version_asked_for() {
     assert_eq!(stored["groups"][0]["count"], 2);
     assert_eq!(stored["stop"], false);
 
-    let (code, _) = srv.post("/v1/job/web/revert", json!({"version": 7})).await;
+    let (code, _) = srv.post("/v1/job/web/revert", revert(7)).await;
     assert_eq!(code, 404);
     srv.stop().await;
 }

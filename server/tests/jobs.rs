@@ -258,23 +258,50 @@ async fn versions_list_what_the_controller_stored_and_revert_writes_one_back() {
     )
     .await;
 
-    let (code, versions) = srv.get("/v1/job/web/versions").await;
-    assert_eq!(code, 200, "{versions}");
-    let versions = versions.as_array().unwrap();
+    let (code, answer) = srv.get("/v1/job/web/versions?diffs=true").await;
+    assert_eq!(code, 200, "{answer}");
+    let versions = answer["Versions"].as_array().unwrap();
     assert_eq!(versions.len(), 2);
-    assert_eq!(versions[0]["version"], 0);
-    assert_eq!(versions[0]["stable"], true);
-    assert_eq!(versions[1]["job"]["groups"][0]["count"], 4);
+    assert_eq!(versions[1]["Version"], 0, "newest first");
+    assert_eq!(versions[1]["Stable"], true);
+    assert_eq!(versions[0]["TaskGroups"][0]["Count"], 4);
+    let diff = &answer["Diffs"][0];
+    assert_eq!(diff["Type"], "Edited", "{answer}");
+    assert_eq!(diff["Fields"][0]["Name"], "groups[frontend].count");
+    assert_eq!(
+        (&diff["Fields"][0]["Old"], &diff["Fields"][0]["New"]),
+        (&json!("2"), &json!("4"))
+    );
+    assert!(srv.get("/v1/job/web/versions").await.1["Diffs"].is_null());
 
-    let (code, body) = srv.post("/v1/job/web/revert", json!({"version": 0})).await;
+    let revert = |version: u64| json!({"JobID": "web", "JobVersion": version});
+    let mut enforced = revert(0);
+    enforced["EnforcePriorVersion"] = json!(0);
+    let (code, body) = srv.post("/v1/job/web/revert", enforced).await;
+    assert_eq!(code, 409, "version 1 is the current one: {body}");
+    let (code, body) = srv
+        .post(
+            "/v1/job/web/revert",
+            json!({"JobID": "db", "JobVersion": 0}),
+        )
+        .await;
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = srv
+        .post("/v1/job/web/revert", json!({"JobVersion": 0, "Version": 0}))
+        .await;
+    assert_eq!(code, 400, "an unknown field: {body}");
+    let mut enforced = revert(0);
+    enforced["EnforcePriorVersion"] = json!(1);
+    let (code, body) = srv.post("/v1/job/web/revert", enforced).await;
     assert_eq!(code, 200, "{body}");
-    assert_eq!(body["outcome"], "updated");
+    assert_eq!(body["Outcome"], "updated");
+    assert!(body["EvalID"].is_string() && body["JobModifyIndex"].as_i64() > Some(0));
     assert_eq!(
         srv.read_json("/nomos/jobs/default/web").await.unwrap()["groups"][0]["count"],
         2
     );
 
-    let (code, _) = srv.post("/v1/job/web/revert", json!({"version": 9})).await;
+    let (code, _) = srv.post("/v1/job/web/revert", revert(9)).await;
     assert_eq!(code, 404);
 
     let (_, list) = srv.get("/v1/jobs").await;
@@ -332,7 +359,11 @@ async fn periodic_force_launches_a_child_once_per_second_and_refuses_other_jobs(
     .await;
     let (code, body) = srv.post("/v1/job/nightly/periodic/force", json!({})).await;
     assert_eq!(code, 200, "{body}");
-    let child = body["child"].as_str().unwrap().to_string();
+    assert!(
+        body["EvalID"].is_string() && body["Index"].as_i64() > Some(0),
+        "{body}"
+    );
+    let child = body["ChildJobID"].as_str().unwrap().to_string();
     assert!(child.starts_with("nightly-periodic-"), "{child}");
     let stored = srv
         .read_json(&format!("/nomos/jobs/default/{child}"))

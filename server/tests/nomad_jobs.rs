@@ -386,3 +386,52 @@ async fn gc_removes_the_submissions_of_the_versions_it_collects() {
         .unwrap();
     assert_eq!(left.kvs.len(), 2, "version 1's submission is collected");
 }
+
+#[tokio::test]
+async fn scale_sets_a_groups_count_and_reports_its_status() {
+    let srv = TestServer::start().await;
+    register(&srv, &web()).await;
+    let scale = |count: Value, group: &str| json!({"Count": count, "Target": {"Group": group}, "Message": "by hand", "Meta": {"who": "ops"}});
+    let (code, answer) = srv
+        .post("/v1/job/web/scale", scale(json!(5), "frontend"))
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["Outcome"], "updated");
+    assert!(answer["EvalID"].is_string());
+    assert_eq!(srv.get("/v1/job/web").await.1["TaskGroups"][0]["Count"], 5);
+    let (code, status) = srv.get("/v1/job/web/scale").await;
+    assert_eq!(code, 200, "{status}");
+    assert_eq!(status["JobID"], "web");
+    assert_eq!(status["JobStopped"], false);
+    assert_eq!(status["TaskGroups"]["frontend"]["Desired"], 5, "{status}");
+    assert_eq!(status["JobModifyIndex"], answer["JobModifyIndex"]);
+
+    for (body, code) in [
+        (scale(json!(-1), "frontend"), 400),
+        (scale(json!(2), "nope"), 400),
+        (json!({"Count": 2, "Target": {}}), 400),
+        (
+            json!({"Count": 2, "Target": {"Group": "frontend"}, "Cnt": 1}),
+            400,
+        ),
+    ] {
+        let (got, answer) = srv.post("/v1/job/web/scale", body.clone()).await;
+        assert_eq!(got, code, "{body}: {answer}");
+    }
+    let (code, _) = srv
+        .post("/v1/job/nope/scale", scale(json!(1), "frontend"))
+        .await;
+    assert_eq!(code, 404);
+    // Without a count nothing changes, as Nomad only records an event then.
+    let (code, answer) = srv
+        .post(
+            "/v1/job/web/scale",
+            json!({"Target": {"Group": "frontend"}}),
+        )
+        .await;
+    assert_eq!(
+        (code, answer["Outcome"].as_str()),
+        (200, Some("unchanged")),
+        "{answer}"
+    );
+}

@@ -112,8 +112,8 @@ fn bodies_with_an_unknown_field() -> Vec<(&'static str, &'static str, Value, &'s
         (
             "POST",
             "/v1/job/web/revert",
-            json!({"version": 1, "checkIndex": 2}),
-            "checkIndex",
+            json!({"JobID": "web", "JobVersion": 1, "EnforcePriorVrsion": 2}),
+            "EnforcePriorVrsion",
         ),
         (
             "POST",

@@ -3,7 +3,8 @@
 //! missing from the table is refused (and a test fails), so a new route cannot be left open.
 
 use nomos_api::acl::check::{
-    CAP_ALLOC_LIFECYCLE, CAP_LIST_JOBS, CAP_PARSE_JOB, CAP_READ_JOB, CAP_READ_LOGS, CAP_SUBMIT_JOB,
+    CAP_ALLOC_LIFECYCLE, CAP_LIST_JOBS, CAP_PARSE_JOB, CAP_READ_JOB, CAP_READ_JOB_SCALING,
+    CAP_READ_LOGS, CAP_SCALE_JOB, CAP_SUBMIT_JOB,
 };
 use nomos_api::acl::Access;
 
@@ -117,10 +118,31 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
         Namespace(CAP_SUBMIT_JOB, Query),
     ),
     (
+        "PUT",
+        "/v1/job/{id}/revert",
+        Namespace(CAP_SUBMIT_JOB, Query),
+    ),
+    (
         "POST",
         "/v1/job/{id}/periodic/force",
         Namespace(CAP_SUBMIT_JOB, Query),
     ),
+    (
+        "PUT",
+        "/v1/job/{id}/periodic/force",
+        Namespace(CAP_SUBMIT_JOB, Query),
+    ),
+    (
+        "GET",
+        "/v1/job/{id}/scale",
+        Namespace(CAP_READ_JOB_SCALING, Query),
+    ),
+    (
+        "POST",
+        "/v1/job/{id}/scale",
+        Namespace(CAP_SCALE_JOB, Query),
+    ),
+    ("PUT", "/v1/job/{id}/scale", Namespace(CAP_SCALE_JOB, Query)),
     (
         "GET",
         "/v1/job/{id}/allocations",

@@ -1,7 +1,7 @@
 //! What the job endpoints share, and those not yet in Nomad's shapes: writing one job
 //! ([`apply_job`]: validate and write `/nomos/jobs/<ns>/<job>` as canonical JSON, optionally
-//! guarded by a check-index), stopping or purging one ([`stop_or_purge`]), the plan (the same
-//! without writing), the job's allocations and deployments, the forced garbage collection, and
+//! guarded by a check-index), stopping or purging one ([`stop_or_purge`]), the job's
+//! allocations and deployments, the forced garbage collection, and
 //! the web UI's job rows and job view. Writes compare the spec key's mod_revision, so a
 //! concurrent writer is reported as a conflict rather than overwritten. A spec key holding no
 //! valid job (written straight into the store) is read, stopped, purged, reverted and applied
@@ -9,18 +9,16 @@
 //! in Nomad's shapes are in [`crate::nomad`].
 
 use axum::extract::{Path, Query, State};
-use axum::{Extension, Json};
-use nomos_api::acl::check::{CAP_LIST_JOBS, CAP_SUBMIT_JOB};
+use axum::Json;
+use nomos_api::acl::check::CAP_LIST_JOBS;
 use nomos_api::{to_canonical_json, Job, JobStatus, JobType};
 use nomos_store::keys;
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::acl::Caller;
-use crate::body::RawBody;
 use crate::diff::{diff_jobs, Change};
 use crate::error::ServerError;
-use crate::jobfile::{jobs_from_body, JobsInput};
 use crate::kv::{self, Entry};
 use crate::nomad::allocs::AllocStub;
 use crate::nomad::job_reads::display_status;
@@ -213,70 +211,6 @@ pub async fn apply_job(
         modify_index,
         changes,
     })
-}
-
-/// Refuses (403) unless the caller may submit every job to its namespace; checked before
-/// anything is written.
-fn may_submit(caller: &Caller, jobs: &[Job]) -> Result<(), ServerError> {
-    jobs.iter()
-        .try_for_each(|job| caller.require_namespace(&job.namespace, CAP_SUBMIT_JOB))
-}
-
-/// `POST /v1/jobs/plan`: what an apply would change, and what the controllers would then do:
-/// the jobs controller's (or the system loop's) own decision, over one read of the store
-/// ([`nomos_controllers::plan`]).
-pub async fn plan(
-    State(st): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    RawBody(body): RawBody,
-) -> Result<Json<PlanResponse>, ServerError> {
-    let JobsInput { jobs, warnings, .. } = jobs_from_body(&body)?;
-    may_submit(&caller, &jobs)?;
-    crate::namespaces::require_namespaces(&st, &jobs).await?;
-    let view = nomos_controllers::plan::read(st.store.as_ref()).await?;
-    let now = nomos_api::now_ms();
-    let mut out = Vec::new();
-    for job in &jobs {
-        let (outcome, changes, modify_index) = compare_with_stored(&st, job).await?;
-        let decided = nomos_controllers::plan::plan_job(&view, job, now, &st.scheduler);
-        let groups = decided
-            .groups
-            .into_iter()
-            .map(|(name, g)| PlanGroup {
-                count: job
-                    .groups
-                    .iter()
-                    .find(|jg| jg.name == name)
-                    .map_or(0, |jg| jg.count),
-                name,
-                existing: g.existing,
-                place: g.place,
-                canary: g.canary,
-                inplace: g.inplace,
-                destructive: g.destructive,
-                migrate: g.migrate,
-                reschedule: g.reschedule,
-                stop: g.stop,
-                failed: g.failed,
-                placement_failure: g.failure,
-                placements: g.placements,
-            })
-            .collect();
-        out.push(PlanResult {
-            namespace: job.namespace.clone(),
-            id: job.id.clone(),
-            outcome,
-            changes,
-            modify_index,
-            version: decided.version,
-            note: decided.note,
-            groups,
-        });
-    }
-    Ok(Json(PlanResponse {
-        jobs: out,
-        warnings,
-    }))
 }
 
 /// Stops a found job (writes its spec back with `stop = true`) or, with `purge`, deletes its

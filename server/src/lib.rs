@@ -216,7 +216,6 @@ pub fn router_with(state: AppState, config: &ServerConfig) -> Router {
                 .post(nomad::job_writes::register_jobs)
                 .put(nomad::job_writes::register_jobs),
         )
-        .route("/jobs/plan", post(jobs::plan))
         .route(
             "/job/{id}",
             get(nomad::job_reads::get_job)
@@ -225,6 +224,10 @@ pub fn router_with(state: AppState, config: &ServerConfig) -> Router {
                 .delete(nomad::job_writes::deregister),
         )
         .route("/job/{id}/submission", get(nomad::job_writes::submission))
+        .route(
+            "/job/{id}/plan",
+            post(nomad::job_plan::plan).put(nomad::job_plan::plan),
+        )
         .route("/job/{id}/versions", get(nomad::job_versions::versions))
         .route(
             "/job/{id}/revert",

@@ -38,23 +38,6 @@ impl std::fmt::Display for DiagnosticView {
     }
 }
 
-/// `POST /v1/jobs` and `POST /v1/jobs/plan`: a job file's text, or a canonical job. Request
-/// bodies refuse fields they do not know ([`crate::body`]).
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct ApplyRequest {
-    /// The job file's text (HCL, YAML or JSON); the server parses it.
-    pub source: Option<String>,
-    /// Name used in diagnostics and to pick the format by extension (`job.hcl`).
-    pub filename: Option<String>,
-    /// HCL input variables (`-var name=value`).
-    pub vars: IndexMap<String, String>,
-    /// A canonical job, instead of `source`.
-    pub job: Option<Job>,
-    /// Only write if the stored spec's modify index (mod_revision) equals this (0: must not exist).
-    pub check_index: Option<i64>,
-}
-
 /// What happened to one job of an apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -74,13 +57,9 @@ pub struct ApplyResult {
     pub changes: Vec<Change>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct ApplyResponse {
-    pub jobs: Vec<ApplyResult>,
-    pub warnings: Vec<DiagnosticView>,
-}
-
-/// The dry run of one job.
+/// The dry run of one job, as `nctl plan` prints it (the API answers Nomad's plan:
+/// [`crate::nomad::job_plan`], which [`crate::nomad::job_plan::plan_result_from_nomad`] reads
+/// back into this).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlanResult {
     pub namespace: String,
@@ -146,12 +125,6 @@ impl PlanGroup {
             + self.failed
             > 0
     }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct PlanResponse {
-    pub jobs: Vec<PlanResult>,
-    pub warnings: Vec<DiagnosticView>,
 }
 
 /// One job row of the web UI (the API lists jobs in Nomad's shape:

@@ -224,11 +224,13 @@ async fn a_read_token_can_read_but_not_apply() {
         (code, body.as_str()),
         (403, r#"{"error":"Permission denied"}"#)
     );
+    let plan = Some(common::plan_body("web.hcl", WEB_HCL));
+    let (code, body) = call(&srv, "POST", "/v1/job/web/plan", Some(&reader), plan).await;
+    assert_eq!(code, 403, "a plan needs submit-job: {body}");
     for (method, path) in [
         ("POST", "/v1/allocation/aaaa1111/stop"),
         ("POST", "/v1/node/n1/drain"),
         ("GET", "/v1/acl/tokens"),
-        ("POST", "/v1/jobs/plan"),
     ] {
         let (code, body) = call(
             &srv,

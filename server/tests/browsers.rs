@@ -26,7 +26,7 @@ const ROOT_JOB: &str = r#"job "pwn" {
 /// The body that submits the job to `path`: a register for `/v1/jobs`, a job file for the plan.
 fn root_job_body(path: &str) -> String {
     if path.ends_with("/plan") {
-        return json!({"source": ROOT_JOB, "filename": "pwn.hcl"}).to_string();
+        return common::plan_body("pwn.hcl", ROOT_JOB).to_string();
     }
     let parsed = nomos_api::parse_source("pwn.hcl", ROOT_JOB, &Default::default()).unwrap();
     common::register_body(&parsed.jobs[0], ROOT_JOB).to_string()
@@ -50,7 +50,7 @@ async fn send(
     decode(req.send().await.expect("request")).await
 }
 
-/// POSTs the raw_exec job to `path` (`/v1/jobs` or `/v1/jobs/plan`) with these headers.
+/// POSTs the raw_exec job to `path` (`/v1/jobs` or `/v1/job/pwn/plan`) with these headers.
 async fn post_job(srv: &TestServer, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
     send(srv, "POST", path, headers, Some(root_job_body(path))).await
 }
@@ -145,7 +145,7 @@ async fn curl_like_json_posts_without_an_origin_work_and_untyped_bodies_only_out
     let srv = TestServer::start().await;
     let (code, body) = post_job(
         &srv,
-        "/v1/jobs/plan",
+        "/v1/job/pwn/plan",
         &[("content-type", "application/json; charset=utf-8")],
     )
     .await;
@@ -322,9 +322,9 @@ async fn allowed_origins_may_call_from_another_site() {
             ("sec-fetch-mode", "cors"),
         ]
     };
-    let (code, body) = post_job(&srv, "/v1/jobs/plan", &from("https://other.example.com")).await;
+    let (code, body) = post_job(&srv, "/v1/job/pwn/plan", &from("https://other.example.com")).await;
     assert_eq!(code, 403, "{body}");
-    let (code, body) = post_job(&srv, "/v1/jobs/plan", &from("https://dash.example.com")).await;
+    let (code, body) = post_job(&srv, "/v1/job/pwn/plan", &from("https://dash.example.com")).await;
     assert_eq!(code, 200, "{body}");
     srv.stop().await;
 }

@@ -170,39 +170,48 @@ async fn bodies_over_the_limit_get_413() {
 async fn plan_reports_changes_without_writing() {
     let srv = TestServer::start().await;
     let (code, plan) = srv
-        .post(
-            "/v1/jobs/plan",
-            json!({"source": WEB_HCL, "filename": "web.hcl"}),
-        )
+        .post("/v1/job/web/plan", plan_body("web.hcl", WEB_HCL))
         .await;
     assert_eq!(code, 200, "{plan}");
-    assert_eq!(plan["jobs"][0]["outcome"], "created");
-    let group = &plan["jobs"][0]["groups"][0];
-    assert_eq!(group["place"], 0, "no node: {group}");
-    assert_eq!(group["failed"], group["count"], "{group}");
-    assert!(group["placement_failure"].is_string(), "{group}");
+    assert_eq!(plan["Outcome"], "created");
+    assert_eq!(plan["Diff"]["Type"], "Added", "{plan}");
+    let desired = &plan["Annotations"]["DesiredTGUpdates"]["frontend"];
+    assert_eq!(desired["Place"], 0, "no node: {plan}");
+    let group = &plan["NomosGroups"]["frontend"];
+    assert_eq!(group["Failed"], group["Count"], "{group}");
+    assert!(
+        plan["FailedTGAllocs"]["frontend"]["Reason"].is_string(),
+        "{plan}"
+    );
     assert!(srv.read_json("/nomos/jobs/default/web").await.is_none());
 
     apply_source(&srv, "web.hcl", WEB_HCL).await;
     let changed = WEB_HCL.replace("\"1000\"", "\"2000\"");
     let (_, plan) = srv
-        .post(
-            "/v1/jobs/plan",
-            json!({"source": changed, "filename": "web.hcl"}),
-        )
+        .post("/v1/job/web/plan", plan_body("web.hcl", &changed))
         .await;
-    assert_eq!(plan["jobs"][0]["outcome"], "updated");
+    assert_eq!(plan["Outcome"], "updated");
     assert_eq!(
-        plan["jobs"][0]["changes"][0]["Path"],
+        plan["Changes"][0]["Path"],
         "groups[frontend].tasks[server].config.args[0]"
     );
+    let task = &plan["Diff"]["TaskGroups"][0]["Tasks"][0];
+    assert_eq!(
+        (&task["Name"], &task["Type"]),
+        (&json!("server"), &json!("Edited"))
+    );
+    assert_eq!(task["Fields"][0]["Name"], "config.args[0]", "{plan}");
     let (_, plan) = srv
-        .post(
-            "/v1/jobs/plan",
-            json!({"source": WEB_HCL, "filename": "web.hcl"}),
-        )
+        .post("/v1/job/web/plan", plan_body("web.hcl", WEB_HCL))
         .await;
-    assert_eq!(plan["jobs"][0]["outcome"], "unchanged");
+    assert_eq!(plan["Outcome"], "unchanged");
+    assert_eq!(plan["Diff"]["Type"], "None");
+    let mut other_id = plan_body("web.hcl", WEB_HCL);
+    other_id["Job"]["ID"] = json!("db");
+    let (code, _) = srv.post("/v1/job/web/plan", other_id).await;
+    assert_eq!(code, 400, "the path names the job");
+    let (code, _) = srv.post("/v1/jobs/plan", json!({"source": WEB_HCL})).await;
+    assert_eq!(code, 404, "the old plan endpoint is gone");
     srv.stop().await;
 }
 

@@ -99,9 +99,9 @@ fn bodies_with_an_unknown_field() -> Vec<(&'static str, &'static str, Value, &'s
         ),
         (
             "POST",
-            "/v1/jobs/plan",
-            json!({"source": WEB_HCL, "vras": {}}),
-            "vras",
+            "/v1/job/web/plan",
+            with(common::plan_body("web.hcl", WEB_HCL), "Dif", json!(true)),
+            "Dif",
         ),
         (
             "PUT",
@@ -404,7 +404,7 @@ const BODY_ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/v1/jobs"),
     ("PUT", "/v1/job/web"),
     ("PUT", "/v1/job/nope"),
-    ("POST", "/v1/jobs/plan"),
+    ("PUT", "/v1/job/web/plan"),
     ("POST", "/v1/job/web/revert"),
     ("POST", "/v1/node/n1/eligibility"),
     ("POST", "/v1/node/n1/drain"),

@@ -21,6 +21,7 @@ use nomos_api::ParseOptions;
 use nomos_api::{deployment_status, Deployment, Job, JobStatus, JobType};
 use nomos_server::diff::Change;
 use nomos_server::nomad::allocs::AllocStub;
+use nomos_server::nomad::job_plan::{plan_result_from_nomad, PlanRequest};
 use nomos_server::nomad::job_writes::{RegisterRequest, RegisterResponse, Submission};
 use nomos_server::views::*;
 
@@ -207,16 +208,6 @@ fn register_request(
     }
 }
 
-fn request(s: &Source, vars: &[(String, String)], check_index: Option<i64>) -> ApplyRequest {
-    ApplyRequest {
-        source: Some(s.text.clone()),
-        filename: Some(s.name.clone()),
-        vars: vars.iter().cloned().collect(),
-        job: None,
-        check_index,
-    }
-}
-
 /// Prints an API error; job-file errors as `FILE:LINE:COL` lines.
 pub fn report_error(e: &anyhow::Error) {
     match e.downcast_ref::<ApiError>() {
@@ -330,26 +321,39 @@ pub async fn plan(g: &Global, args: PlanArgs) -> anyhow::Result<i32> {
             return Ok(255);
         }
     };
-    if check_locally(&sources, &vars).is_none() {
+    let Some(jobs) = check_locally(&sources, &vars) else {
         return Ok(255);
-    }
+    };
     let client = Client::new(g);
     let mut results = Vec::new();
-    for s in &sources {
-        let resp: PlanResponse = match client.post("/v1/jobs/plan", &request(s, &vars, None)).await
-        {
-            Ok(r) => r,
+    for (i, job) in &jobs {
+        let p = match plan_one(&client, job).await {
+            Ok(p) => p,
             Err(e) => {
                 report_error(&e);
                 return Ok(255);
             }
         };
-        for p in resp.jobs {
-            print_plan(&p, &s.name);
-            results.push(p);
-        }
+        print_plan(&p, &sources[*i].name);
+        results.push(p);
     }
     Ok(plan_exit_code(&results))
+}
+
+/// Plans one job parsed from a file: `PUT /v1/job/{id}/plan` with Nomad's JSON job.
+async fn plan_one(client: &Client, job: &Job) -> anyhow::Result<PlanResult> {
+    let body = PlanRequest {
+        job: job_to_nomad(job, &JobMeta::default()),
+        diff: true,
+        ..PlanRequest::default()
+    };
+    let path = format!(
+        "/v1/job/{}/plan?namespace={}",
+        super::client::escape(&job.id),
+        super::client::escape(&job.namespace)
+    );
+    let answer: serde_json::Value = client.post(&path, &body).await?;
+    plan_result_from_nomad(&answer).map_err(anyhow::Error::msg)
 }
 
 fn print_plan(p: &PlanResult, file: &str) {

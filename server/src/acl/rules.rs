@@ -97,9 +97,10 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     ("GET", "/v1/jobs", Namespace(CAP_LIST_JOBS, List)),
     ("POST", "/v1/jobs", Namespace(CAP_SUBMIT_JOB, Body)),
     ("PUT", "/v1/jobs", Namespace(CAP_SUBMIT_JOB, Body)),
-    ("POST", "/v1/jobs/plan", Namespace(CAP_SUBMIT_JOB, Body)),
     ("GET", "/v1/job/{id}", Namespace(CAP_READ_JOB, Query)),
     ("POST", "/v1/job/{id}", Namespace(CAP_SUBMIT_JOB, Body)),
+    ("POST", "/v1/job/{id}/plan", Namespace(CAP_SUBMIT_JOB, Body)),
+    ("PUT", "/v1/job/{id}/plan", Namespace(CAP_SUBMIT_JOB, Body)),
     ("PUT", "/v1/job/{id}", Namespace(CAP_SUBMIT_JOB, Body)),
     ("DELETE", "/v1/job/{id}", Namespace(CAP_SUBMIT_JOB, Query)),
     (

@@ -7,7 +7,8 @@
 //! - the endpoints: [`agent`] (agent, status and regions), [`nodes`], [`pools`] (node pools),
 //!   [`allocs`] and [`alloc_writes`] (allocations), [`job_reads`] (the job list and one job),
 //!   [`job_writes`] (register, deregister, submissions; [`eval_hook`] names their evaluation),
-//!   [`job_versions`] (versions, revert, periodic force, scale),
+//!   [`job_versions`] (versions, revert, periodic force, scale), [`job_plan`] (the dry run,
+//!   with Nomad's diff from [`job_diff`]),
 //!   [`jobs`] (parsing, validation and summaries), [`metrics`] (`/v1/metrics`), [`operator`] (the scheduler's configuration)
 //!   and [`search`] (prefix and fuzzy search).
 //!
@@ -18,6 +19,8 @@ pub mod alloc_writes;
 pub mod allocs;
 pub mod blocking;
 pub mod eval_hook;
+pub mod job_diff;
+pub mod job_plan;
 pub mod job_reads;
 pub mod job_versions;
 pub mod job_writes;

@@ -213,6 +213,16 @@ pub fn register_body(job: &nomos_api::Job, source: &str) -> Value {
     })
 }
 
+/// A plan request (`POST /v1/job/{id}/plan`) of a job file's text, with Nomad's diff.
+pub fn plan_body(filename: &str, source: &str) -> Value {
+    let parsed = nomos_api::parse_source(filename, source, &Default::default()).expect("parses");
+    let meta = nomos_api::nomad_out::JobMeta::default();
+    serde_json::json!({
+        "Job": nomos_api::nomad_out::job_to_nomad(&parsed.jobs[0], &meta),
+        "Diff": true,
+    })
+}
+
 /// Three allocations as the jobs controller writes them (`web` twice on `n1`, `db` on `n2`), the
 /// first reported running by its agent.
 pub async fn seed_allocs(srv: &TestServer) {

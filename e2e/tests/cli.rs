@@ -402,11 +402,14 @@ fn apply_with_check_index(c: &Cluster) {
             Some(1),
             "a stale check-index is refused: {stdout}{stderr}"
         );
+        let why = if stale == 0 {
+            "job already exists".to_string()
+        } else {
+            format!("job exists with conflicting job modify index: {index}")
+        };
         assert!(
-            stderr.contains(&format!(
-                "Enforcing job modify index {stale}: job exists with conflicting job modify index: {index}"
-            )),
-            "the error says why: {stderr}"
+            stderr.contains(&format!("Enforcing job modify index {stale}: {why}")),
+            "the error says why (Nomad's words): {stderr}"
         );
         assert!(!stdout.contains("updated"), "{stdout}");
     }
@@ -530,7 +533,7 @@ fn get_in_every_form(c: &Cluster) {
             &["Namespace", "Version", "Modify Index"],
             vec!["cli-hcl".into(), "cli-stdin".into(), "service".into()],
             vec!["default".into()],
-            &["id"],
+            &["ID"],
         ),
         (
             "allocs",

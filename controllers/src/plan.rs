@@ -1,5 +1,5 @@
 //! What the controllers would do with a job spec now, without writing anything: `nctl plan` and
-//! `POST /v1/jobs/plan`. The spec is taken as the version the jobs controller would accept
+//! `POST /v1/job/{id}/plan`. The spec is taken as the version the jobs controller would accept
 //! (the newest one when it is the same spec, else the next number), and the very decision the
 //! controller or the system loop runs ([`crate::jobs::decide::decide`], [`crate::system::plan`])
 //! is made over one consistent read of the store ([`View`]); its buckets are counted per group.

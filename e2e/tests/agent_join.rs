@@ -81,7 +81,7 @@ fn an_agent_offers_raw_exec_only_when_told_to() {
         Duration::from_secs(60),
         |c| {
             let status = c.json(&["status", "pinned", "-o", "json"]);
-            let failures = &status["job"]["status"]["placement_failures"]["main"];
+            let failures = &status["job"]["NomosStatus"]["PlacementFailures"]["main"];
             let why = failures.as_str().unwrap_or_default().to_string();
             (why.contains("raw_exec"), status.to_string())
         },

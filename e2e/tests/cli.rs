@@ -239,7 +239,7 @@ fn kv(out: &str) -> BTreeMap<String, String> {
 
 /// The job's modify index, from `status JOB -o json`.
 fn modify_index(c: &Cluster, job: &str) -> i64 {
-    c.json(&["status", job, "-o", "json"])["job"]["modify_index"]
+    c.json(&["status", job, "-o", "json"])["job"]["JobModifyIndex"]
         .as_i64()
         .expect("modify index")
 }
@@ -251,7 +251,7 @@ fn job_ids(c: &Cluster) -> Vec<String> {
         .as_array()
         .expect("a list")
         .iter()
-        .filter_map(|j| j["id"].as_str().map(str::to_string))
+        .filter_map(|j| j["ID"].as_str().map(str::to_string))
         .collect();
     ids.sort();
     ids
@@ -402,17 +402,20 @@ fn apply_with_check_index(c: &Cluster) {
             Some(1),
             "a stale check-index is refused: {stdout}{stderr}"
         );
+        let why = if stale == 0 {
+            "job already exists".to_string()
+        } else {
+            format!("job exists with conflicting job modify index: {index}")
+        };
         assert!(
-            stderr.contains(&format!(
-                "check-index {stale} does not match job \"cli-json\"'s modify index {index}"
-            )),
-            "the error says why: {stderr}"
+            stderr.contains(&format!("Enforcing job modify index {stale}: {why}")),
+            "the error says why (Nomad's words): {stderr}"
         );
         assert!(!stdout.contains("updated"), "{stdout}");
     }
     assert_eq!(modify_index(c, "cli-json"), index, "nothing was written");
     let spec = c.json(&["status", "cli-json", "-o", "json"]);
-    let args = &spec["job"]["job"]["groups"][0]["tasks"][0]["config"]["args"];
+    let args = &spec["job"]["TaskGroups"][0]["Tasks"][0]["Config"]["args"];
     assert_eq!(args[1], "while true; do echo json; sleep 1; done", "{spec}");
 
     let out = c.ok(&[
@@ -530,7 +533,7 @@ fn get_in_every_form(c: &Cluster) {
             &["Namespace", "Version", "Modify Index"],
             vec!["cli-hcl".into(), "cli-stdin".into(), "service".into()],
             vec!["default".into()],
-            &["id"],
+            &["ID"],
         ),
         (
             "allocs",

@@ -373,7 +373,7 @@ fn periodic_children_launch_once_per_tick_across_server_kills_at_tick_time() {
             .as_array()
             .map(|js| {
                 js.iter()
-                    .filter_map(|j| j["id"].as_str())
+                    .filter_map(|j| j["ID"].as_str())
                     .filter(|i| i.starts_with("tick-"))
                     .map(str::to_string)
                     .collect()

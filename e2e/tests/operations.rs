@@ -121,7 +121,7 @@ fn history_revert_alloc_stop_and_eligibility() {
         Duration::from_secs(60),
         |c| {
             let st = c.json(&["status", "other", "-o", "json"]);
-            let failures = &st["job"]["status"]["placement_failures"];
+            let failures = &st["job"]["NomosStatus"]["PlacementFailures"];
             (
                 failures.as_object().is_some_and(|f| !f.is_empty()),
                 st.to_string(),

@@ -271,7 +271,7 @@ fn system_gc_collects_a_stopped_job_and_leaves_what_runs() {
             let jobs = c.json(&["get", "jobs", "-o", "json"]);
             let ids: Vec<&str> = jobs
                 .as_array()
-                .map(|j| j.iter().filter_map(|j| j["id"].as_str()).collect())
+                .map(|j| j.iter().filter_map(|j| j["ID"].as_str()).collect())
                 .unwrap_or_default();
             let allocs = c.allocs("once");
             (

@@ -14,8 +14,10 @@ pub enum ChangeKind {
     Changed,
 }
 
-/// One differing field: its path and both values.
+/// One differing field: its path and both values (`{Path, Kind, Old, New}` in the API's
+/// answers).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct Change {
     pub path: String,
     pub kind: ChangeKind,

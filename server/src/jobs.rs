@@ -1,25 +1,27 @@
-//! Job handlers: list, get, apply (validate and write `/nomos/jobs/<ns>/<job>` as canonical
-//! JSON, optionally guarded by a check-index), plan (the same without writing), stop, purge,
-//! versions and revert. Writes compare the spec key's mod_revision, so a concurrent writer is
-//! reported as a conflict rather than overwritten. A spec key holding no valid job (written
-//! straight into the store) is read, stopped, purged, reverted and applied over through
-//! [`crate::specs`]: what runs is then its latest accepted version.
+//! What the job endpoints share, and those not yet in Nomad's shapes: writing one job
+//! ([`apply_job`]: validate and write `/nomos/jobs/<ns>/<job>` as canonical JSON, optionally
+//! guarded by a check-index), stopping or purging one ([`stop_or_purge`]), the job's
+//! allocations and deployments, the forced garbage collection, and
+//! the web UI's job rows and job view. Writes compare the spec key's mod_revision, so a
+//! concurrent writer is reported as a conflict rather than overwritten. A spec key holding no
+//! valid job (written straight into the store) is read, stopped, purged, reverted and applied
+//! over through [`crate::specs`]: what runs is then its latest accepted version. The endpoints
+//! in Nomad's shapes are in [`crate::nomad`].
 
 use axum::extract::{Path, Query, State};
-use axum::{Extension, Json};
-use nomos_api::acl::check::{CAP_LIST_JOBS, CAP_SUBMIT_JOB};
+use axum::Json;
+use nomos_api::acl::check::CAP_LIST_JOBS;
 use nomos_api::{to_canonical_json, Job, JobStatus, JobType};
 use nomos_store::keys;
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::acl::Caller;
-use crate::body::{JsonBody, RawBody};
 use crate::diff::{diff_jobs, Change};
 use crate::error::ServerError;
-use crate::jobfile::{jobs_from_body, JobsInput};
 use crate::kv::{self, Entry};
 use crate::nomad::allocs::AllocStub;
+use crate::nomad::job_reads::display_status;
 use crate::specs::{job_status, latest_accepted, locate_job, running_job, FoundJob};
 use crate::views::*;
 use crate::AppState;
@@ -54,19 +56,16 @@ pub async fn status(State(st): State<AppState>) -> Result<Json<StatusView>, Serv
     }))
 }
 
-/// `GET /v1/jobs` (`?namespace=*`: every namespace). With ACLs on, only jobs in namespaces the
-/// caller may `list-jobs` in are listed.
-pub async fn list(
-    State(st): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Query(q): Query<NsQuery>,
-) -> Result<Json<Vec<JobListEntry>>, ServerError> {
-    let ns = match q.namespace.as_deref() {
-        Some("*") => None,
-        _ => Some(q.ns()),
-    };
+/// The web UI's job rows: every job of `ns` (`None`: every namespace) that the caller may
+/// `list-jobs` in, with its status and summary. (The API lists jobs in Nomad's shape:
+/// [`crate::nomad::job_reads`].)
+pub async fn list_entries(
+    st: &AppState,
+    caller: &Caller,
+    ns: Option<&str>,
+) -> Result<Vec<JobListEntry>, ServerError> {
     ns.map(crate::specs::check_namespace).transpose()?;
-    let specs = stored_jobs(&st, ns).await?;
+    let specs = stored_jobs(st, ns).await?;
     let statuses: Vec<Entry<JobStatus>> =
         kv::list_json(st.store.as_ref(), keys::JOB_STATUS_PREFIX).await?;
     let mut out = Vec::new();
@@ -74,9 +73,7 @@ pub async fn list(
         let Some((namespace, id)) = split_job_key(&kv) else {
             continue;
         };
-        if q.prefix.as_deref().is_some_and(|p| !id.starts_with(p))
-            || !caller.acl.allows_namespace(&namespace, CAP_LIST_JOBS)
-        {
+        if !caller.acl.allows_namespace(&namespace, CAP_LIST_JOBS) {
             continue;
         }
         let status = statuses
@@ -111,7 +108,7 @@ pub async fn list(
         };
         out.push(entry);
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
 /// `service`, `batch`, `system` or `sysbatch`.
@@ -122,32 +119,19 @@ pub fn type_name(t: JobType) -> String {
         .unwrap_or_default()
 }
 
-/// The status a user sees: the controller's, or `pending` before it wrote one; a stopped job
-/// whose controller has not caught up yet shows `dead` only once the controller says so.
-fn display_status(job: &Job, status: Option<&JobStatus>) -> String {
-    match status {
-        Some(s) if !s.status.is_empty() => s.status.clone(),
-        _ if job.stop => "dead".into(),
-        _ => "pending".into(),
-    }
-}
-
-/// `GET /v1/job/{id}`: the spec, or, while the spec key holds something that is not a valid
-/// job, the latest accepted version (what runs) with the spec's errors in `invalid_spec`.
-pub async fn get(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<NsQuery>,
-) -> Result<Json<JobDetail>, ServerError> {
-    let found = locate_job(&st, q.ns(), &id).await?;
-    let (job, invalid_spec) = running_job(&st, &found).await?;
-    let status = job_status(&st, &found.namespace, &found.id).await?;
-    Ok(Json(JobDetail {
+/// The web UI's view of one job: the spec, or, while the spec key holds something that is not
+/// a valid job, the latest accepted version (what runs) with the spec's errors in
+/// `invalid_spec`. (The API answers in Nomad's shape: [`crate::nomad::job_reads`].)
+pub async fn detail(st: &AppState, ns: &str, id: &str) -> Result<JobDetail, ServerError> {
+    let found = locate_job(st, ns, id).await?;
+    let (job, invalid_spec) = running_job(st, &found).await?;
+    let status = job_status(st, &found.namespace, &found.id).await?;
+    Ok(JobDetail {
         job,
         modify_index: found.kv.mod_revision,
         status,
         invalid_spec,
-    }))
+    })
 }
 
 /// The change an apply reports when it replaces a spec key's invalid value.
@@ -163,7 +147,7 @@ fn replaced_invalid_spec() -> Change {
 /// Compares `job` with what is stored: outcome, changes and the stored modify index. A stored
 /// value that is not a valid job is compared through the latest accepted version (what runs),
 /// and is always rewritten.
-async fn compare_with_stored(
+pub(crate) async fn compare_with_stored(
     st: &AppState,
     job: &Job,
 ) -> Result<(ApplyOutcome, Vec<Change>, i64), ServerError> {
@@ -229,109 +213,25 @@ pub async fn apply_job(
     })
 }
 
-/// Refuses (403) unless the caller may submit every job to its namespace; checked before
-/// anything is written.
-fn may_submit(caller: &Caller, jobs: &[Job]) -> Result<(), ServerError> {
-    jobs.iter()
-        .try_for_each(|job| caller.require_namespace(&job.namespace, CAP_SUBMIT_JOB))
-}
-
-/// `POST /v1/jobs`: validate and write.
-pub async fn apply(
-    State(st): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Query(q): Query<NsQuery>,
-    RawBody(body): RawBody,
-) -> Result<Json<ApplyResponse>, ServerError> {
-    let JobsInput {
-        jobs,
-        warnings,
-        check_index,
-    } = jobs_from_body(&body)?;
-    may_submit(&caller, &jobs)?;
-    crate::namespaces::require_namespaces(&st, &jobs).await?;
-    let check_index = check_index.or(q.check_index);
-    let mut results = Vec::new();
-    for job in &jobs {
-        results.push(apply_job(&st, job, check_index).await?);
-    }
-    Ok(Json(ApplyResponse {
-        jobs: results,
-        warnings,
-    }))
-}
-
-/// `POST /v1/jobs/plan`: what an apply would change, and what the controllers would then do:
-/// the jobs controller's (or the system loop's) own decision, over one read of the store
-/// ([`nomos_controllers::plan`]).
-pub async fn plan(
-    State(st): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    RawBody(body): RawBody,
-) -> Result<Json<PlanResponse>, ServerError> {
-    let JobsInput { jobs, warnings, .. } = jobs_from_body(&body)?;
-    may_submit(&caller, &jobs)?;
-    crate::namespaces::require_namespaces(&st, &jobs).await?;
-    let view = nomos_controllers::plan::read(st.store.as_ref()).await?;
-    let now = nomos_api::now_ms();
-    let mut out = Vec::new();
-    for job in &jobs {
-        let (outcome, changes, modify_index) = compare_with_stored(&st, job).await?;
-        let decided = nomos_controllers::plan::plan_job(&view, job, now, &st.scheduler);
-        let groups = decided
-            .groups
-            .into_iter()
-            .map(|(name, g)| PlanGroup {
-                count: job
-                    .groups
-                    .iter()
-                    .find(|jg| jg.name == name)
-                    .map_or(0, |jg| jg.count),
-                name,
-                existing: g.existing,
-                place: g.place,
-                canary: g.canary,
-                inplace: g.inplace,
-                destructive: g.destructive,
-                migrate: g.migrate,
-                reschedule: g.reschedule,
-                stop: g.stop,
-                failed: g.failed,
-                placement_failure: g.failure,
-                placements: g.placements,
-            })
-            .collect();
-        out.push(PlanResult {
-            namespace: job.namespace.clone(),
-            id: job.id.clone(),
-            outcome,
-            changes,
-            modify_index,
-            version: decided.version,
-            note: decided.note,
-            groups,
-        });
-    }
-    Ok(Json(PlanResponse {
-        jobs: out,
-        warnings,
-    }))
-}
-
-/// `POST /v1/job/{id}/stop` (`?purge=true` or `{"purge": true}` deletes the spec). A spec key
-/// holding an invalid value is purged as it is, or stopped by writing the latest accepted
-/// version back with `stop = true`.
-pub async fn stop(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<NsQuery>,
-    JsonBody(req): JsonBody<StopRequest>,
-) -> Result<Json<ApplyResult>, ServerError> {
-    let found = locate_job(&st, q.ns(), &id).await?;
+/// Stops a found job (writes its spec back with `stop = true`) or, with `purge`, deletes its
+/// spec key with its submissions. A spec key holding an invalid value is purged as it is, or
+/// stopped by writing the latest accepted version back with `stop = true`.
+pub(crate) async fn stop_or_purge(
+    st: &AppState,
+    found: FoundJob,
+    purge: bool,
+) -> Result<ApplyResult, ServerError> {
     let key = found.kv.key_utf8()?.to_string();
-    if req.purge || q.purge.unwrap_or(false) {
+    if purge {
         let rev = kv::delete_if(st.store.as_ref(), &key, found.kv.mod_revision).await?;
-        return Ok(Json(ApplyResult {
+        let submissions = keys::job_submissions_prefix(&found.namespace, &found.id);
+        st.store
+            .delete(
+                nomos_store::KeySelector::prefix(submissions.into_bytes()),
+                nomos_store::DeleteOptions::default(),
+            )
+            .await?;
+        return Ok(ApplyResult {
             namespace: found.namespace,
             id: found.id,
             outcome: ApplyOutcome::Updated,
@@ -342,17 +242,17 @@ pub async fn stop(
                 old: None,
                 new: None,
             }],
-        }));
+        });
     }
-    let (mut job, mut changes) = stop_base(&st, &found).await?;
+    let (mut job, mut changes) = stop_base(st, &found).await?;
     if job.stop && changes.is_empty() {
-        return Ok(Json(ApplyResult {
+        return Ok(ApplyResult {
             namespace: found.namespace,
             id: found.id,
             outcome: ApplyOutcome::Unchanged,
             modify_index: found.kv.mod_revision,
             changes,
-        }));
+        });
     }
     if !job.stop {
         changes.push(Change {
@@ -370,13 +270,13 @@ pub async fn stop(
         found.kv.mod_revision,
     )
     .await?;
-    Ok(Json(ApplyResult {
+    Ok(ApplyResult {
         namespace: found.namespace,
         id: found.id,
         outcome: ApplyOutcome::Updated,
         modify_index: rev,
         changes,
-    }))
+    })
 }
 
 /// The job a stop writes back: the spec, or for an invalid spec the latest accepted version
@@ -395,52 +295,6 @@ async fn stop_base(st: &AppState, found: &FoundJob) -> Result<(Job, Vec<Change>)
             ))),
         },
     }
-}
-
-/// `DELETE /v1/job/{id}`: purge the spec.
-pub async fn purge(
-    st: State<AppState>,
-    id: Path<String>,
-    Query(mut q): Query<NsQuery>,
-) -> Result<Json<ApplyResult>, ServerError> {
-    q.purge = Some(true);
-    stop(st, id, Query(q), JsonBody(StopRequest { purge: true })).await
-}
-
-/// `GET /v1/job/{id}/versions`.
-pub async fn versions(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<NsQuery>,
-) -> Result<Json<Vec<JobVersionView>>, ServerError> {
-    let found = locate_job(&st, q.ns(), &id).await?;
-    Ok(Json(job_versions(&st, &found.namespace, &found.id).await?))
-}
-
-/// `POST /v1/job/{id}/revert` `{ "version": N }`: write version N back as the spec.
-pub async fn revert(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<NsQuery>,
-    JsonBody(req): JsonBody<RevertRequest>,
-) -> Result<Json<ApplyResult>, ServerError> {
-    let current = locate_job(&st, q.ns(), &id).await?;
-    let versions = job_versions(&st, &current.namespace, &current.id).await?;
-    let v = versions
-        .into_iter()
-        .find(|v| v.version == req.version)
-        .ok_or_else(|| {
-            ServerError::NotFound(format!(
-                "job {:?} has no version {}",
-                current.id, req.version
-            ))
-        })?;
-    let mut job = v.job.ok_or_else(|| ServerError::Corrupt {
-        key: keys::job_version(&current.namespace, &current.id, req.version),
-        message: "not a job".into(),
-    })?;
-    job.stop = false;
-    Ok(Json(apply_job(&st, &job, req.check_index).await?))
 }
 
 /// `GET /v1/job/{id}/allocations`: Nomad's allocation stubs.
@@ -478,32 +332,4 @@ pub async fn gc(State(st): State<AppState>) -> Result<Json<GcResponse>, ServerEr
         .await
         .map_err(|e| ServerError::Internal(format!("garbage collection failed: {e}")))?;
     Ok(Json(GcResponse { collected }))
-}
-
-/// `POST /v1/job/{id}/periodic/force`: launches a child of a periodic job now (what
-/// `nctl job periodic force` calls). 409 when it cannot launch (not periodic, a child still runs
-/// under `prohibit_overlap`, or this second's child exists).
-pub async fn periodic_force(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<NsQuery>,
-) -> Result<Json<PeriodicForceResponse>, ServerError> {
-    let (job, _) = find_job(&st, q.ns(), &id).await?;
-    if job.periodic.is_none() {
-        return Err(ServerError::Conflict(format!(
-            "job `{}` is not periodic",
-            job.id
-        )));
-    }
-    let now = nomos_controllers::jobs::now_ms();
-    match nomos_controllers::periodic::run::force(st.store.as_ref(), &job.namespace, &job.id, now)
-        .await
-        .map_err(|e| ServerError::Internal(format!("periodic launch failed: {e}")))?
-    {
-        Ok(child) => Ok(Json(PeriodicForceResponse {
-            namespace: job.namespace,
-            child,
-        })),
-        Err(why) => Err(ServerError::Conflict(why)),
-    }
 }

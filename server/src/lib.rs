@@ -214,13 +214,39 @@ pub fn router_with(state: AppState, config: &ServerConfig) -> Router {
     let guard = Arc::new(guard::Guard::new(config.guard.clone(), config.http_addr));
     let v1 = Router::new()
         .route("/status", get(jobs::status))
-        .route("/jobs", get(jobs::list).post(jobs::apply))
-        .route("/jobs/plan", post(jobs::plan))
-        .route("/job/{id}", get(jobs::get).delete(jobs::purge))
-        .route("/job/{id}/stop", post(jobs::stop))
-        .route("/job/{id}/versions", get(jobs::versions))
-        .route("/job/{id}/revert", post(jobs::revert))
-        .route("/job/{id}/periodic/force", post(jobs::periodic_force))
+        .route(
+            "/jobs",
+            get(nomad::job_reads::list_jobs)
+                .post(nomad::job_writes::register_jobs)
+                .put(nomad::job_writes::register_jobs),
+        )
+        .route(
+            "/job/{id}",
+            get(nomad::job_reads::get_job)
+                .post(nomad::job_writes::register_job)
+                .put(nomad::job_writes::register_job)
+                .delete(nomad::job_writes::deregister),
+        )
+        .route("/job/{id}/submission", get(nomad::job_writes::submission))
+        .route(
+            "/job/{id}/plan",
+            post(nomad::job_plan::plan).put(nomad::job_plan::plan),
+        )
+        .route("/job/{id}/versions", get(nomad::job_versions::versions))
+        .route(
+            "/job/{id}/revert",
+            post(nomad::job_versions::revert).put(nomad::job_versions::revert),
+        )
+        .route(
+            "/job/{id}/periodic/force",
+            post(nomad::job_versions::periodic_force).put(nomad::job_versions::periodic_force),
+        )
+        .route(
+            "/job/{id}/scale",
+            get(nomad::job_versions::scale_status)
+                .post(nomad::job_versions::scale)
+                .put(nomad::job_versions::scale),
+        )
         .route("/job/{id}/allocations", get(jobs::allocations))
         .route("/job/{id}/deployments", get(jobs::deployments))
         .route("/deployments", get(deployments::list))

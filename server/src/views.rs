@@ -38,23 +38,6 @@ impl std::fmt::Display for DiagnosticView {
     }
 }
 
-/// `POST /v1/jobs` and `POST /v1/jobs/plan`: a job file's text, or a canonical job. Request
-/// bodies refuse fields they do not know ([`crate::body`]).
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct ApplyRequest {
-    /// The job file's text (HCL, YAML or JSON); the server parses it.
-    pub source: Option<String>,
-    /// Name used in diagnostics and to pick the format by extension (`job.hcl`).
-    pub filename: Option<String>,
-    /// HCL input variables (`-var name=value`).
-    pub vars: IndexMap<String, String>,
-    /// A canonical job, instead of `source`.
-    pub job: Option<Job>,
-    /// Only write if the stored spec's modify index (mod_revision) equals this (0: must not exist).
-    pub check_index: Option<i64>,
-}
-
 /// What happened to one job of an apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -74,13 +57,9 @@ pub struct ApplyResult {
     pub changes: Vec<Change>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct ApplyResponse {
-    pub jobs: Vec<ApplyResult>,
-    pub warnings: Vec<DiagnosticView>,
-}
-
-/// The dry run of one job.
+/// The dry run of one job, as `nctl plan` prints it (the API answers Nomad's plan:
+/// [`crate::nomad::job_plan`], which [`crate::nomad::job_plan::plan_result_from_nomad`] reads
+/// back into this).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlanResult {
     pub namespace: String,
@@ -148,13 +127,8 @@ impl PlanGroup {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct PlanResponse {
-    pub jobs: Vec<PlanResult>,
-    pub warnings: Vec<DiagnosticView>,
-}
-
-/// One line of `GET /v1/jobs`.
+/// One job row of the web UI (the API lists jobs in Nomad's shape:
+/// [`crate::nomad::job_reads`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobListEntry {
     pub namespace: String,
@@ -171,7 +145,9 @@ pub struct JobListEntry {
     pub modify_index: i64,
 }
 
-/// `GET /v1/job/{id}`: the job, its spec key's modify index and what the controllers report.
+/// One job as the web UI and `nctl` see it: the job, its spec key's modify index and what the
+/// controllers report. The API answers Nomad's job ([`crate::nomad::job_reads`]), which
+/// [`JobDetail::from_nomad`] reads back into this.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobDetail {
     /// The spec; when the spec key holds something that is not a valid job, the latest accepted
@@ -214,7 +190,8 @@ impl JobDetail {
     }
 }
 
-/// One accepted version from `/nomos/jobversions/...` (as written by the controllers).
+/// One accepted version from `/nomos/jobversions/...` (as written by the controllers; the API
+/// answers versions in Nomad's shape: [`crate::nomad::job_versions`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobVersionView {
     pub version: u64,
@@ -224,21 +201,6 @@ pub struct JobVersionView {
     /// The stored value, as the controllers wrote it.
     pub raw: serde_json::Value,
     pub modify_index: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct StopRequest {
-    /// Remove the spec key altogether.
-    pub purge: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct RevertRequest {
-    pub version: u64,
-    #[serde(default)]
-    pub check_index: Option<i64>,
 }
 
 /// An allocation joined with what its agent reports.
@@ -324,13 +286,6 @@ pub struct StatusView {
     pub version: String,
     pub revision: i64,
     pub compact_revision: i64,
-}
-
-/// `POST /v1/job/{id}/periodic/force`: the child job launched.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct PeriodicForceResponse {
-    pub namespace: String,
-    pub child: String,
 }
 
 /// `POST /v1/system/gc`: how many objects a forced collection removed.

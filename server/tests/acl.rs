@@ -88,7 +88,8 @@ fn apply_body(namespace: &str) -> Value {
         &format!("job \"web\" {{\n  namespace = \"{namespace}\""),
         1,
     );
-    json!({"source": src, "filename": "web.hcl"})
+    let parsed = nomos_api::parse_source("web.hcl", &src, &Default::default()).expect("parses");
+    common::register_body(&parsed.jobs[0], &src)
 }
 
 /// A concrete path for a route pattern.
@@ -134,7 +135,7 @@ async fn anonymous_is_denied_on_every_route_in_the_table() {
 #[tokio::test]
 async fn a_method_a_route_does_not_serve_answers_405_not_a_handler() {
     let srv = acl_server().await;
-    let (code, _) = call(&srv, "PUT", "/v1/jobs", None, None).await;
+    let (code, _) = call(&srv, "PATCH", "/v1/jobs", None, None).await;
     assert_eq!(code, 405);
     srv.stop().await;
 }
@@ -223,11 +224,13 @@ async fn a_read_token_can_read_but_not_apply() {
         (code, body.as_str()),
         (403, r#"{"error":"Permission denied"}"#)
     );
+    let plan = Some(common::plan_body("web.hcl", WEB_HCL));
+    let (code, body) = call(&srv, "POST", "/v1/job/web/plan", Some(&reader), plan).await;
+    assert_eq!(code, 403, "a plan needs submit-job: {body}");
     for (method, path) in [
         ("POST", "/v1/allocation/aaaa1111/stop"),
         ("POST", "/v1/node/n1/drain"),
         ("GET", "/v1/acl/tokens"),
-        ("POST", "/v1/jobs/plan"),
     ] {
         let (code, body) = call(
             &srv,
@@ -264,7 +267,7 @@ async fn a_token_scoped_to_namespace_a_cannot_touch_b() {
     for (method, path) in [
         ("GET", "/v1/jobs?namespace=b"),
         ("GET", "/v1/job/web?namespace=b"),
-        ("POST", "/v1/job/web/stop?namespace=b"),
+        ("DELETE", "/v1/job/web?namespace=b"),
         // Lists over every namespace (`*`) are filtered instead: tests/acl_filtering.rs.
     ] {
         let (code, body) = call(&srv, method, path, Some(&a), None).await;

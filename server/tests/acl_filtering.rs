@@ -288,10 +288,8 @@ async fn the_ui_shows_a_namespace_reader_its_jobs_and_keeps_nodes_for_node_reade
     let src_a = apply_body("a");
     expect(&srv, 200, "POST", "/v1/jobs", Some(&root), Some(src_a)).await;
     let mut src_b = apply_body("b");
-    src_b["source"] = json!(src_b["source"]
-        .as_str()
-        .unwrap()
-        .replace("\"web\"", "\"secret-job\""));
+    src_b["Job"]["ID"] = json!("secret-job");
+    src_b["Job"]["Name"] = json!("secret-job");
     expect(&srv, 200, "POST", "/v1/jobs", Some(&root), Some(src_b)).await;
     common::seed_node(&srv, "n1", true).await;
     ns_policy(&srv, &root, "read-a", "a", "read").await;

@@ -23,8 +23,13 @@ const ROOT_JOB: &str = r#"job "pwn" {
 }
 "#;
 
-fn root_job_body() -> String {
-    json!({"source": ROOT_JOB, "filename": "pwn.hcl"}).to_string()
+/// The body that submits the job to `path`: a register for `/v1/jobs`, a job file for the plan.
+fn root_job_body(path: &str) -> String {
+    if path.ends_with("/plan") {
+        return common::plan_body("pwn.hcl", ROOT_JOB).to_string();
+    }
+    let parsed = nomos_api::parse_source("pwn.hcl", ROOT_JOB, &Default::default()).unwrap();
+    common::register_body(&parsed.jobs[0], ROOT_JOB).to_string()
 }
 
 /// Sends `method path` with exactly these headers (and `body`, if any): `(status, JSON body)`.
@@ -45,9 +50,9 @@ async fn send(
     decode(req.send().await.expect("request")).await
 }
 
-/// POSTs the raw_exec job to `path` (`/v1/jobs` or `/v1/jobs/plan`) with these headers.
+/// POSTs the raw_exec job to `path` (`/v1/jobs` or `/v1/job/pwn/plan`) with these headers.
 async fn post_job(srv: &TestServer, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
-    send(srv, "POST", path, headers, Some(root_job_body())).await
+    send(srv, "POST", path, headers, Some(root_job_body(path))).await
 }
 
 /// GETs `path` with these headers.
@@ -140,18 +145,18 @@ async fn curl_like_json_posts_without_an_origin_work_and_untyped_bodies_only_out
     let srv = TestServer::start().await;
     let (code, body) = post_job(
         &srv,
-        "/v1/jobs/plan",
+        "/v1/job/pwn/plan",
         &[("content-type", "application/json; charset=utf-8")],
     )
     .await;
     assert_eq!(code, 200, "{body}");
     let (code, body) = post_job(&srv, "/v1/jobs", &[("content-type", "application/json")]).await;
     assert_eq!(code, 200, "{body}");
-    assert_eq!(body["jobs"][0]["outcome"], "created");
-    // A body-less write needs no content type (`curl -X POST .../stop`, `curl -X DELETE`).
-    let (code, body) = send(&srv, "POST", "/v1/job/pwn/stop", &[], None).await;
-    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["Outcome"], "created");
+    // A body-less write needs no content type (`curl -X DELETE`).
     let (code, body) = send(&srv, "DELETE", "/v1/job/pwn", &[], None).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = send(&srv, "DELETE", "/v1/job/pwn?purge=true", &[], None).await;
     assert_eq!(code, 200, "{body}");
     // A body without a type from a browser (a page's Blob: it carries Origin or Sec-Fetch-*)
     // is refused, even from the server's own origin.
@@ -317,9 +322,9 @@ async fn allowed_origins_may_call_from_another_site() {
             ("sec-fetch-mode", "cors"),
         ]
     };
-    let (code, body) = post_job(&srv, "/v1/jobs/plan", &from("https://other.example.com")).await;
+    let (code, body) = post_job(&srv, "/v1/job/pwn/plan", &from("https://other.example.com")).await;
     assert_eq!(code, 403, "{body}");
-    let (code, body) = post_job(&srv, "/v1/jobs/plan", &from("https://dash.example.com")).await;
+    let (code, body) = post_job(&srv, "/v1/job/pwn/plan", &from("https://dash.example.com")).await;
     assert_eq!(code, 200, "{body}");
     srv.stop().await;
 }

@@ -57,10 +57,10 @@ async fn get_answers_the_last_accepted_version_with_the_spec_errors_marked() {
         for path in ["/v1/job/web", "/v1/job/we"] {
             let (code, d) = srv.get(path).await;
             assert_eq!(code, 200, "{what:?} {path}: {d}");
-            assert_eq!(d["job"]["id"], "web", "{what:?}: {d}");
-            assert_eq!(d["job"]["groups"][0]["count"], 4, "version 1 runs: {d}");
-            assert_eq!(d["invalid_spec"]["running_version"], 1, "{what:?}: {d}");
-            let errors = d["invalid_spec"]["errors"].as_array().expect("errors");
+            assert_eq!(d["ID"], "web", "{what:?}: {d}");
+            assert_eq!(d["TaskGroups"][0]["Count"], 4, "version 1 runs: {d}");
+            assert_eq!(d["InvalidSpec"]["RunningVersion"], 1, "{what:?}: {d}");
+            let errors = d["InvalidSpec"]["Errors"].as_array().expect("errors");
             assert!(!errors.is_empty(), "{what:?}: {d}");
             assert!(
                 errors
@@ -69,7 +69,7 @@ async fn get_answers_the_last_accepted_version_with_the_spec_errors_marked() {
                 "each error names the key: {d}"
             );
             assert_eq!(
-                d["status"]["errors"][0], "/nomos/jobs/default/web:1:1: expected a job spec",
+                d["NomosStatus"]["Errors"][0], "/nomos/jobs/default/web:1:1: expected a job spec",
                 "the controllers' errors: {d}"
             );
         }
@@ -78,7 +78,7 @@ async fn get_answers_the_last_accepted_version_with_the_spec_errors_marked() {
             assert_eq!(code, 200, "{what:?} {rest}: {body}");
         }
         let (_, list) = srv.get("/v1/jobs").await;
-        assert_eq!(list[0]["status"], "invalid", "{list}");
+        assert_eq!(list[0]["InvalidSpec"]["RunningVersion"], 1, "{list}");
         srv.stop().await;
     }
 }
@@ -89,7 +89,7 @@ async fn a_valid_spec_is_read_without_an_invalid_spec_marker() {
     apply_source(&srv, "web.hcl", WEB_HCL).await;
     let (code, d) = srv.get("/v1/job/web").await;
     assert_eq!(code, 200, "{d}");
-    assert!(d.get("invalid_spec").is_none(), "{d}");
+    assert!(d.get("InvalidSpec").is_none(), "{d}");
     srv.stop().await;
 }
 
@@ -126,14 +126,14 @@ async fn the_ui_job_page_shows_what_runs_and_the_errors() {
 async fn stop_writes_the_last_accepted_version_back_stopped() {
     let srv = TestServer::start().await;
     running_then_garbage(&srv, true, b"not a job").await;
-    let (code, body) = srv.post("/v1/job/web/stop", json!({})).await;
+    let (code, body) = srv.delete("/v1/job/web").await;
     assert_eq!(code, 200, "{body}");
-    assert_eq!(body["outcome"], "updated");
-    let paths: Vec<&str> = body["changes"]
+    assert_eq!(body["Outcome"], "updated");
+    let paths: Vec<&str> = body["Changes"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| c["path"].as_str().unwrap())
+        .map(|c| c["Path"].as_str().unwrap())
         .collect();
     assert_eq!(paths, ["spec", "stop"], "{body}");
     let stored = srv.read_json(SPEC_KEY).await.expect("a valid spec again");
@@ -144,53 +144,48 @@ async fn stop_writes_the_last_accepted_version_back_stopped() {
     );
     let (code, d) = srv.get("/v1/job/web").await;
     assert_eq!(code, 200);
-    assert!(d.get("invalid_spec").is_none(), "{d}");
+    assert!(d.get("InvalidSpec").is_none(), "{d}");
     srv.stop().await;
 }
 
 #[tokio::test]
 async fn purge_deletes_an_invalid_spec() {
-    for purge in ["delete", "stop?purge=true"] {
-        let srv = TestServer::start().await;
-        running_then_garbage(&srv, false, b"\xff\xfe garbage").await;
-        let (code, body) = if purge == "delete" {
-            srv.delete("/v1/job/web").await
-        } else {
-            srv.post("/v1/job/web/stop?purge=true", json!({})).await
-        };
-        assert_eq!(code, 200, "{purge}: {body}");
-        let gone = srv
-            .store
-            .range(nomos_store::KeySelector::key(SPEC_KEY), Default::default())
-            .await
-            .unwrap();
-        assert!(gone.kvs.is_empty(), "{purge}: the spec key is deleted");
-        srv.stop().await;
-    }
+    let srv = TestServer::start().await;
+    running_then_garbage(&srv, false, b"\xff\xfe garbage").await;
+    let (code, body) = srv.delete("/v1/job/web?purge=true").await;
+    assert_eq!(code, 200, "{body}");
+    let gone = srv
+        .store
+        .range(nomos_store::KeySelector::key(SPEC_KEY), Default::default())
+        .await
+        .unwrap();
+    assert!(gone.kvs.is_empty(), "the spec key is deleted");
+    srv.stop().await;
 }
 
 #[tokio::test]
 async fn revert_replaces_an_invalid_spec_with_the_version_asked_for() {
     let srv = TestServer::start().await;
     running_then_garbage(&srv, true, b"not a job").await;
-    let (code, body) = srv.post("/v1/job/web/revert", json!({"version": 0})).await;
+    let revert = |version: u64| json!({"JobID": "web", "JobVersion": version});
+    let (code, body) = srv.post("/v1/job/web/revert", revert(0)).await;
     assert_eq!(code, 200, "{body}");
-    assert_eq!(body["outcome"], "updated");
-    let changes = body["changes"].as_array().unwrap();
-    assert_eq!(changes[0]["path"], "spec", "{body}");
+    assert_eq!(body["Outcome"], "updated");
+    let changes = body["Changes"].as_array().unwrap();
+    assert_eq!(changes[0]["Path"], "spec", "{body}");
     let count = changes
         .iter()
-        .find(|c| c["path"] == "groups[frontend].count")
+        .find(|c| c["Path"] == "groups[frontend].count")
         .unwrap_or_else(|| panic!("diffed against what runs (version 1): {body}"));
     assert_eq!(
-        (count["old"].clone(), count["new"].clone()),
+        (count["Old"].clone(), count["New"].clone()),
         (json!(4), json!(2))
     );
     let stored = srv.read_json(SPEC_KEY).await.expect("a valid spec again");
     assert_eq!(stored["groups"][0]["count"], 2);
     assert_eq!(stored["stop"], false);
 
-    let (code, _) = srv.post("/v1/job/web/revert", json!({"version": 7})).await;
+    let (code, _) = srv.post("/v1/job/web/revert", revert(7)).await;
     assert_eq!(code, 404);
     srv.stop().await;
 }
@@ -202,12 +197,12 @@ async fn applying_over_an_invalid_spec_always_writes_and_diffs_against_what_runs
     // The very job that runs: still written, since the key holds garbage.
     let (code, body) = apply_source(&srv, "web.hcl", WEB_HCL).await;
     assert_eq!(code, 200, "{body}");
-    assert_eq!(body["jobs"][0]["outcome"], "updated", "{body}");
-    let paths: Vec<&str> = body["jobs"][0]["changes"]
+    assert_eq!(body["Outcome"], "updated", "{body}");
+    let paths: Vec<&str> = body["Changes"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| c["path"].as_str().unwrap())
+        .map(|c| c["Path"].as_str().unwrap())
         .collect();
     assert_eq!(paths, ["spec"], "{body}");
     assert_eq!(srv.read_json(SPEC_KEY).await.unwrap()["id"], "web");
@@ -220,17 +215,17 @@ async fn an_invalid_spec_that_was_never_accepted_shows_that_nothing_runs() {
     srv.put_raw("/nomos/jobs/default/ghost", b"not a job").await;
     let (code, d) = srv.get("/v1/job/ghost").await;
     assert_eq!(code, 200, "{d}");
-    assert_eq!(d["job"]["id"], "ghost");
-    assert_eq!(d["invalid_spec"]["running_version"], Value::Null, "{d}");
-    assert!(d["job"]["groups"].as_array().unwrap().is_empty(), "{d}");
+    assert_eq!(d["ID"], "ghost");
+    assert_eq!(d["InvalidSpec"]["RunningVersion"], Value::Null, "{d}");
+    assert!(d["TaskGroups"].is_null(), "{d}");
 
-    let (code, body) = srv.post("/v1/job/ghost/stop", json!({})).await;
+    let (code, body) = srv.delete("/v1/job/ghost").await;
     assert_eq!(code, 409, "{body}");
     let error = body["error"].as_str().unwrap();
     assert!(error.contains("no accepted version to stop"), "{body}");
     assert!(error.contains("purge"), "says what helps: {body}");
 
-    let (code, body) = srv.delete("/v1/job/ghost").await;
+    let (code, body) = srv.delete("/v1/job/ghost?purge=true").await;
     assert_eq!(code, 200, "{body}");
     let (code, _) = srv.get("/v1/job/ghost").await;
     assert_eq!(code, 404);

@@ -1,5 +1,6 @@
-//! The job endpoints over real HTTP: apply, re-apply, check-index, validation errors with
-//! positions, plan, stop, purge, versions and revert.
+//! The job endpoints over real HTTP: register, re-register, the enforced index, validation
+//! errors, plan, stop, purge, versions and revert. (Nomad's shapes in detail:
+//! tests/nomad_jobs.rs.)
 
 mod common;
 
@@ -11,9 +12,9 @@ async fn apply_creates_the_spec_key_and_reapplying_is_a_no_op() {
     let srv = TestServer::start().await;
     let (code, body) = apply_source(&srv, "web.hcl", WEB_HCL).await;
     assert_eq!(code, 200, "{body}");
-    assert_eq!(body["jobs"][0]["outcome"], "created");
-    assert_eq!(body["jobs"][0]["id"], "web");
-    let first_index = body["jobs"][0]["modify_index"].as_i64().unwrap();
+    assert_eq!(body["Outcome"], "created");
+    assert_eq!(body["JobID"], "web");
+    let first_index = body["JobModifyIndex"].as_i64().unwrap();
 
     let stored = srv
         .read_json("/nomos/jobs/default/web")
@@ -24,22 +25,19 @@ async fn apply_creates_the_spec_key_and_reapplying_is_a_no_op() {
 
     let (code, body) = apply_source(&srv, "web.hcl", WEB_HCL).await;
     assert_eq!(code, 200);
-    assert_eq!(body["jobs"][0]["outcome"], "unchanged");
-    assert_eq!(
-        body["jobs"][0]["modify_index"].as_i64().unwrap(),
-        first_index
-    );
-    assert!(body["jobs"][0]["changes"].as_array().unwrap().is_empty());
+    assert_eq!(body["Outcome"], "unchanged");
+    assert_eq!(body["JobModifyIndex"].as_i64().unwrap(), first_index);
+    assert!(body["Changes"].as_array().unwrap().is_empty());
 
     let changed = WEB_HCL.replace("count = 2", "count = 3");
     let (code, body) = apply_source(&srv, "web.hcl", &changed).await;
     assert_eq!(code, 200);
-    assert_eq!(body["jobs"][0]["outcome"], "updated");
-    let changes = body["jobs"][0]["changes"].as_array().unwrap();
+    assert_eq!(body["Outcome"], "updated");
+    let changes = body["Changes"].as_array().unwrap();
     assert_eq!(changes.len(), 1, "{changes:?}");
-    assert_eq!(changes[0]["path"], "groups[frontend].count");
-    assert_eq!(changes[0]["old"], 2);
-    assert_eq!(changes[0]["new"], 3);
+    assert_eq!(changes[0]["Path"], "groups[frontend].count");
+    assert_eq!(changes[0]["Old"], 2);
+    assert_eq!(changes[0]["New"], 3);
     srv.stop().await;
 }
 
@@ -50,18 +48,18 @@ async fn list_and_get_show_the_job_with_its_modify_index() {
     let (code, list) = srv.get("/v1/jobs").await;
     assert_eq!(code, 200);
     assert_eq!(list.as_array().unwrap().len(), 1);
-    assert_eq!(list[0]["id"], "web");
-    assert_eq!(list[0]["type"], "service");
-    assert_eq!(list[0]["status"], "pending");
+    assert_eq!(list[0]["ID"], "web");
+    assert_eq!(list[0]["Type"], "service");
+    assert_eq!(list[0]["Status"], "pending");
 
     let (code, detail) = srv.get("/v1/job/web").await;
     assert_eq!(code, 200);
-    assert_eq!(detail["job"]["groups"][0]["name"], "frontend");
-    assert_eq!(detail["modify_index"], list[0]["modify_index"]);
+    assert_eq!(detail["TaskGroups"][0]["Name"], "frontend");
+    assert_eq!(detail["JobModifyIndex"], list[0]["JobModifyIndex"]);
 
     let (code, by_prefix) = srv.get("/v1/job/we").await;
     assert_eq!(code, 200, "{by_prefix}");
-    assert_eq!(by_prefix["job"]["id"], "web");
+    assert_eq!(by_prefix["ID"], "web");
 
     let (code, missing) = srv.get("/v1/job/nope").await;
     assert_eq!(code, 404);
@@ -73,86 +71,76 @@ async fn list_and_get_show_the_job_with_its_modify_index() {
     for spelling in ["web-periodic-1700000000", "web%2Fperiodic-1700000000"] {
         let (code, found) = srv.get(&format!("/v1/job/{spelling}")).await;
         assert_eq!(code, 200, "{spelling}: {found}");
-        assert_eq!(found["job"]["id"], "web-periodic-1700000000");
+        assert_eq!(found["ID"], "web-periodic-1700000000");
     }
     srv.stop().await;
 }
 
-#[tokio::test]
-async fn check_index_guards_concurrent_writers() {
-    let srv = TestServer::start().await;
-    let (_, body) = srv
-        .post(
-            "/v1/jobs",
-            json!({"source": WEB_HCL, "filename": "web.hcl", "check_index": 0}),
-        )
-        .await;
-    assert_eq!(body["jobs"][0]["outcome"], "created");
-    let index = body["jobs"][0]["modify_index"].as_i64().unwrap();
+/// The register request of a job file's text.
+fn body_of(source: &str) -> serde_json::Value {
+    let parsed = nomos_api::parse_source("web.hcl", source, &Default::default()).unwrap();
+    register_body(&parsed.jobs[0], source)
+}
 
-    let changed = WEB_HCL.replace("count = 2", "count = 5");
-    let (code, body) = srv
-        .post(
-            "/v1/jobs",
-            json!({"source": changed, "filename": "web.hcl", "check_index": index + 100}),
-        )
-        .await;
-    assert_eq!(code, 409, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("check-index"));
+#[tokio::test]
+async fn an_enforced_index_guards_concurrent_writers() {
+    let srv = TestServer::start().await;
+    let mut body = body_of(WEB_HCL);
+    body["EnforceIndex"] = json!(true);
+    let (_, answer) = srv.post("/v1/jobs", body).await;
+    assert_eq!(answer["Outcome"], "created", "{answer}");
+    let index = answer["JobModifyIndex"].as_i64().unwrap();
+
+    let mut body = body_of(&WEB_HCL.replace("count = 2", "count = 5"));
+    body["EnforceIndex"] = json!(true);
+    body["JobModifyIndex"] = json!(index + 100);
+    let (code, answer) = srv.post("/v1/jobs", body.clone()).await;
+    assert_eq!(code, 409, "{answer}");
+    assert!(answer["error"]
+        .as_str()
+        .unwrap()
+        .contains("Enforcing job modify index"));
     assert_eq!(
         srv.read_json("/nomos/jobs/default/web").await.unwrap()["groups"][0]["count"],
         2
     );
 
-    let (code, body) = srv
-        .post(
-            "/v1/jobs",
-            json!({"source": changed, "filename": "web.hcl", "check_index": index}),
-        )
-        .await;
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(body["jobs"][0]["outcome"], "updated");
+    body["JobModifyIndex"] = json!(index);
+    let (code, answer) = srv.post("/v1/jobs", body).await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["Outcome"], "updated");
     srv.stop().await;
 }
 
 #[tokio::test]
-async fn an_invalid_job_file_is_refused_with_positions_and_nothing_is_written() {
+async fn an_invalid_job_is_refused_with_its_diagnostics_and_nothing_is_written() {
     let srv = TestServer::start().await;
-    let bad = WEB_HCL.replace("driver = \"raw_exec\"", "drvier = \"raw_exec\"");
-    let (code, body) = apply_source(&srv, "web.hcl", &bad).await;
-    assert_eq!(code, 400, "{body}");
-    let diags = body["diagnostics"].as_array().expect("diagnostics");
-    assert!(!diags.is_empty());
-    let d = diags
-        .iter()
-        .find(|d| d["message"].as_str().unwrap().contains("drvier"))
-        .unwrap_or_else(|| panic!("an error naming the misspelt attribute: {body}"));
-    assert_eq!(d["severity"], "error");
-    assert_eq!(d["file"], "web.hcl");
-    assert_eq!(d["line"], 14, "{d}");
-    assert_eq!(d["column"], 7, "{d}");
-    assert!(
-        body["error"].as_str().unwrap().starts_with("web.hcl:"),
-        "{body}"
-    );
+    let mut body = body_of(WEB_HCL);
+    body["Job"]["TaskGroups"][0]["Tasks"][0]["Driver"] = json!("");
+    let (code, answer) = srv.post("/v1/jobs", body).await;
+    assert_eq!(code, 400, "{answer}");
+    let diags = answer["diagnostics"].as_array().expect("diagnostics");
+    assert!(!diags.is_empty(), "{answer}");
+    assert_eq!(diags[0]["severity"], "error");
+    assert_eq!(diags[0]["file"], "job.json");
     assert!(srv.read_json("/nomos/jobs/default/web").await.is_none());
     srv.stop().await;
 }
 
 #[tokio::test]
-async fn a_canonical_job_body_is_accepted() {
+async fn a_canonical_job_or_a_job_file_as_the_body_is_refused() {
     let srv = TestServer::start().await;
     apply_source(&srv, "web.hcl", WEB_HCL).await;
-    let (_, detail) = srv.get("/v1/job/web").await;
-    let mut job = detail["job"].clone();
-    job["id"] = json!("web2");
-    job["name"] = json!("web2");
+    let job = srv.read_json("/nomos/jobs/default/web").await.unwrap();
     let (code, body) = srv.post("/v1/jobs", job.clone()).await;
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(body["jobs"][0]["outcome"], "created");
-    let (code, body) = srv.post("/v1/jobs", json!({ "job": job })).await;
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(body["jobs"][0]["outcome"], "unchanged");
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = srv
+        .post(
+            "/v1/jobs",
+            json!({"source": WEB_HCL, "filename": "web.hcl"}),
+        )
+        .await;
+    assert_eq!(code, 400, "{body}");
     srv.stop().await;
 }
 
@@ -160,7 +148,7 @@ async fn a_canonical_job_body_is_accepted() {
 async fn malformed_json_says_where_it_broke() {
     let srv = TestServer::start().await;
     let (code, body) = srv
-        .post_raw("/v1/jobs", "{\n  \"source\": \"x\",\n  oops\n}")
+        .post_raw("/v1/jobs", "{\n  \"Job\": \"x\",\n  oops\n}")
         .await;
     assert_eq!(code, 400);
     let msg = body["error"].as_str().unwrap();
@@ -171,7 +159,7 @@ async fn malformed_json_says_where_it_broke() {
 #[tokio::test]
 async fn bodies_over_the_limit_get_413() {
     let srv = TestServer::start_with(|s| s, 1024).await;
-    let big = format!("{{\"source\": \"{}\"}}", "x".repeat(4096));
+    let big = format!("{{\"Job\": \"{}\"}}", "x".repeat(4096));
     let (code, body) = srv.post_raw("/v1/jobs", big).await;
     assert_eq!(code, 413, "{body}");
     assert!(body["error"].as_str().unwrap().contains("larger"));
@@ -182,55 +170,64 @@ async fn bodies_over_the_limit_get_413() {
 async fn plan_reports_changes_without_writing() {
     let srv = TestServer::start().await;
     let (code, plan) = srv
-        .post(
-            "/v1/jobs/plan",
-            json!({"source": WEB_HCL, "filename": "web.hcl"}),
-        )
+        .post("/v1/job/web/plan", plan_body("web.hcl", WEB_HCL))
         .await;
     assert_eq!(code, 200, "{plan}");
-    assert_eq!(plan["jobs"][0]["outcome"], "created");
-    let group = &plan["jobs"][0]["groups"][0];
-    assert_eq!(group["place"], 0, "no node: {group}");
-    assert_eq!(group["failed"], group["count"], "{group}");
-    assert!(group["placement_failure"].is_string(), "{group}");
+    assert_eq!(plan["Outcome"], "created");
+    assert_eq!(plan["Diff"]["Type"], "Added", "{plan}");
+    let desired = &plan["Annotations"]["DesiredTGUpdates"]["frontend"];
+    assert_eq!(desired["Place"], 0, "no node: {plan}");
+    let group = &plan["NomosGroups"]["frontend"];
+    assert_eq!(group["Failed"], group["Count"], "{group}");
+    assert!(
+        plan["FailedTGAllocs"]["frontend"]["Reason"].is_string(),
+        "{plan}"
+    );
     assert!(srv.read_json("/nomos/jobs/default/web").await.is_none());
 
     apply_source(&srv, "web.hcl", WEB_HCL).await;
     let changed = WEB_HCL.replace("\"1000\"", "\"2000\"");
     let (_, plan) = srv
-        .post(
-            "/v1/jobs/plan",
-            json!({"source": changed, "filename": "web.hcl"}),
-        )
+        .post("/v1/job/web/plan", plan_body("web.hcl", &changed))
         .await;
-    assert_eq!(plan["jobs"][0]["outcome"], "updated");
+    assert_eq!(plan["Outcome"], "updated");
     assert_eq!(
-        plan["jobs"][0]["changes"][0]["path"],
+        plan["Changes"][0]["Path"],
         "groups[frontend].tasks[server].config.args[0]"
     );
+    let task = &plan["Diff"]["TaskGroups"][0]["Tasks"][0];
+    assert_eq!(
+        (&task["Name"], &task["Type"]),
+        (&json!("server"), &json!("Edited"))
+    );
+    assert_eq!(task["Fields"][0]["Name"], "config.args[0]", "{plan}");
     let (_, plan) = srv
-        .post(
-            "/v1/jobs/plan",
-            json!({"source": WEB_HCL, "filename": "web.hcl"}),
-        )
+        .post("/v1/job/web/plan", plan_body("web.hcl", WEB_HCL))
         .await;
-    assert_eq!(plan["jobs"][0]["outcome"], "unchanged");
+    assert_eq!(plan["Outcome"], "unchanged");
+    assert_eq!(plan["Diff"]["Type"], "None");
+    let mut other_id = plan_body("web.hcl", WEB_HCL);
+    other_id["Job"]["ID"] = json!("db");
+    let (code, _) = srv.post("/v1/job/web/plan", other_id).await;
+    assert_eq!(code, 400, "the path names the job");
+    let (code, _) = srv.post("/v1/jobs/plan", json!({"source": WEB_HCL})).await;
+    assert_eq!(code, 404, "the old plan endpoint is gone");
     srv.stop().await;
 }
 
 #[tokio::test]
-async fn stop_sets_the_flag_and_purge_deletes_the_spec() {
+async fn deregister_sets_the_stop_flag_and_purge_deletes_the_spec() {
     let srv = TestServer::start().await;
     apply_source(&srv, "web.hcl", WEB_HCL).await;
-    let (code, body) = srv.post("/v1/job/web/stop", json!({})).await;
+    let (code, body) = srv.delete("/v1/job/web").await;
     assert_eq!(code, 200, "{body}");
-    assert_eq!(body["outcome"], "updated");
+    assert_eq!(body["Outcome"], "updated");
     assert_eq!(
         srv.read_json("/nomos/jobs/default/web").await.unwrap()["stop"],
         true
     );
-    let (_, again) = srv.post_raw("/v1/job/web/stop", "").await;
-    assert_eq!(again["outcome"], "unchanged");
+    let (_, again) = srv.delete("/v1/job/web").await;
+    assert_eq!(again["Outcome"], "unchanged");
 
     let (code, _) = apply_source(&srv, "web.hcl", WEB_HCL).await;
     assert_eq!(code, 200);
@@ -239,11 +236,13 @@ async fn stop_sets_the_flag_and_purge_deletes_the_spec() {
         false
     );
 
-    let (code, body) = srv.delete("/v1/job/web").await;
+    let (code, body) = srv.delete("/v1/job/web?purge=true").await;
     assert_eq!(code, 200, "{body}");
     assert!(srv.read_json("/nomos/jobs/default/web").await.is_none());
     let (code, _) = srv.get("/v1/job/web").await;
     assert_eq!(code, 404);
+    let (code, _) = srv.post("/v1/job/web/stop", json!({})).await;
+    assert_eq!(code, 404, "the old stop endpoint is gone");
     srv.stop().await;
 }
 
@@ -251,16 +250,15 @@ async fn stop_sets_the_flag_and_purge_deletes_the_spec() {
 async fn versions_list_what_the_controller_stored_and_revert_writes_one_back() {
     let srv = TestServer::start().await;
     apply_source(&srv, "web.hcl", WEB_HCL).await;
-    let (_, v0) = srv.get("/v1/job/web").await;
-    let v0 = v0["job"].clone();
+    let v0 = srv.read_json("/nomos/jobs/default/web").await.unwrap();
     srv.put_json("/nomos/jobversions/default/web/00000000000000000000", &v0)
         .await;
     let changed = WEB_HCL.replace("count = 2", "count = 4");
     apply_source(&srv, "web.hcl", &changed).await;
-    let (_, v1) = srv.get("/v1/job/web").await;
+    let v1 = srv.read_json("/nomos/jobs/default/web").await.unwrap();
     srv.put_json(
         "/nomos/jobversions/default/web/00000000000000000001",
-        &json!({"job": v1["job"]}),
+        &json!({ "job": v1 }),
     )
     .await;
     srv.put_json(
@@ -269,28 +267,55 @@ async fn versions_list_what_the_controller_stored_and_revert_writes_one_back() {
     )
     .await;
 
-    let (code, versions) = srv.get("/v1/job/web/versions").await;
-    assert_eq!(code, 200, "{versions}");
-    let versions = versions.as_array().unwrap();
+    let (code, answer) = srv.get("/v1/job/web/versions?diffs=true").await;
+    assert_eq!(code, 200, "{answer}");
+    let versions = answer["Versions"].as_array().unwrap();
     assert_eq!(versions.len(), 2);
-    assert_eq!(versions[0]["version"], 0);
-    assert_eq!(versions[0]["stable"], true);
-    assert_eq!(versions[1]["job"]["groups"][0]["count"], 4);
+    assert_eq!(versions[1]["Version"], 0, "newest first");
+    assert_eq!(versions[1]["Stable"], true);
+    assert_eq!(versions[0]["TaskGroups"][0]["Count"], 4);
+    let diff = &answer["Diffs"][0];
+    assert_eq!(diff["Type"], "Edited", "{answer}");
+    assert_eq!(diff["Fields"][0]["Name"], "groups[frontend].count");
+    assert_eq!(
+        (&diff["Fields"][0]["Old"], &diff["Fields"][0]["New"]),
+        (&json!("2"), &json!("4"))
+    );
+    assert!(srv.get("/v1/job/web/versions").await.1["Diffs"].is_null());
 
-    let (code, body) = srv.post("/v1/job/web/revert", json!({"version": 0})).await;
+    let revert = |version: u64| json!({"JobID": "web", "JobVersion": version});
+    let mut enforced = revert(0);
+    enforced["EnforcePriorVersion"] = json!(0);
+    let (code, body) = srv.post("/v1/job/web/revert", enforced).await;
+    assert_eq!(code, 409, "version 1 is the current one: {body}");
+    let (code, body) = srv
+        .post(
+            "/v1/job/web/revert",
+            json!({"JobID": "db", "JobVersion": 0}),
+        )
+        .await;
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = srv
+        .post("/v1/job/web/revert", json!({"JobVersion": 0, "Version": 0}))
+        .await;
+    assert_eq!(code, 400, "an unknown field: {body}");
+    let mut enforced = revert(0);
+    enforced["EnforcePriorVersion"] = json!(1);
+    let (code, body) = srv.post("/v1/job/web/revert", enforced).await;
     assert_eq!(code, 200, "{body}");
-    assert_eq!(body["outcome"], "updated");
+    assert_eq!(body["Outcome"], "updated");
+    assert!(body["EvalID"].is_string() && body["JobModifyIndex"].as_i64() > Some(0));
     assert_eq!(
         srv.read_json("/nomos/jobs/default/web").await.unwrap()["groups"][0]["count"],
         2
     );
 
-    let (code, _) = srv.post("/v1/job/web/revert", json!({"version": 9})).await;
+    let (code, _) = srv.post("/v1/job/web/revert", revert(9)).await;
     assert_eq!(code, 404);
 
     let (_, list) = srv.get("/v1/jobs").await;
-    assert_eq!(list[0]["status"], "running");
-    assert_eq!(list[0]["version"], 1);
+    assert_eq!(list[0]["Status"], "running");
+    assert_eq!(list[0]["Version"], 1);
     srv.stop().await;
 }
 
@@ -343,7 +368,11 @@ async fn periodic_force_launches_a_child_once_per_second_and_refuses_other_jobs(
     .await;
     let (code, body) = srv.post("/v1/job/nightly/periodic/force", json!({})).await;
     assert_eq!(code, 200, "{body}");
-    let child = body["child"].as_str().unwrap().to_string();
+    assert!(
+        body["EvalID"].is_string() && body["Index"].as_i64() > Some(0),
+        "{body}"
+    );
+    let child = body["ChildJobID"].as_str().unwrap().to_string();
     assert!(child.starts_with("nightly-periodic-"), "{child}");
     let stored = srv
         .read_json(&format!("/nomos/jobs/default/{child}"))

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{apply_source, seed_node, TestServer, WEB_HCL};
+use common::{apply_source, plan_body, seed_node, TestServer, WEB_HCL};
 use nomos_server::acl::AclConfig;
 use nomos_server::ServerConfig;
 use serde_json::{json, Value};
@@ -120,7 +120,7 @@ async fn a_namespace_with_jobs_and_default_cannot_be_deleted() {
         error_of(&body),
         "namespace \"team-a\" has non-terminal jobs in regions: [global]"
     );
-    let (code, body) = srv.delete("/v1/job/web?namespace=team-a").await;
+    let (code, body) = srv.delete("/v1/job/web?namespace=team-a&purge=true").await;
     assert_eq!(code, 200, "{body}");
     let (code, body) = srv.delete("/v1/namespace/team-a").await;
     assert_eq!(code, 200, "{body}");
@@ -149,10 +149,7 @@ async fn a_job_in_a_namespace_that_does_not_exist_is_refused_at_apply_and_plan()
         "nothing written"
     );
     let (code, body) = srv
-        .post(
-            "/v1/jobs/plan",
-            json!({"source": web_in("ghost"), "filename": "web.hcl"}),
-        )
+        .post("/v1/job/web/plan", plan_body("web.hcl", &web_in("ghost")))
         .await;
     assert_eq!(code, 400, "{body}");
     assert!(error_of(&body).contains("\"ghost\""), "{body}");

@@ -151,30 +151,35 @@ async fn plan_places_as_the_controller_would() {
     seed_node(&srv, "n1", true).await;
     seed_node(&srv, "n2", false).await;
     let (code, plan) = srv
-        .post(
-            "/v1/jobs/plan",
-            json!({"source": WEB_HCL, "filename": "web.hcl"}),
-        )
+        .post("/v1/job/web/plan", plan_body("web.hcl", WEB_HCL))
         .await;
     assert_eq!(code, 200, "{plan}");
-    let group = &plan["jobs"][0]["groups"][0];
-    assert_eq!(group["place"], 2, "{group}");
-    assert_eq!(group["failed"], 0, "{group}");
-    assert_eq!(group["placements"]["n1"], 2, "{group}");
-    assert!(group["placement_failure"].is_null());
+    assert_eq!(
+        plan["Annotations"]["DesiredTGUpdates"]["frontend"]["Place"], 2,
+        "{plan}"
+    );
+    assert!(plan["FailedTGAllocs"].is_null(), "{plan}");
+    let group = &plan["NomosGroups"]["frontend"];
+    assert_eq!(group["Failed"], 0, "{group}");
+    assert_eq!(group["Placements"]["n1"], 2, "{group}");
+    assert!(group["PlacementFailure"].is_null());
 
     let huge = WEB_HCL.replace("memory = 64", "memory = 99999");
     let (_, plan) = srv
-        .post(
-            "/v1/jobs/plan",
-            json!({"source": huge, "filename": "web.hcl"}),
-        )
+        .post("/v1/job/web/plan", plan_body("web.hcl", &huge))
         .await;
-    let group = &plan["jobs"][0]["groups"][0];
-    assert_eq!(group["place"], 0, "{group}");
-    assert_eq!(group["failed"], 2, "{group}");
+    assert_eq!(
+        plan["Annotations"]["DesiredTGUpdates"]["frontend"]["Place"], 0,
+        "{plan}"
+    );
+    assert_eq!(
+        plan["FailedTGAllocs"]["frontend"]["CoalescedFailures"], 1,
+        "{plan}"
+    );
+    let group = &plan["NomosGroups"]["frontend"];
+    assert_eq!(group["Failed"], 2, "{group}");
     assert!(
-        group["placement_failure"]
+        group["PlacementFailure"]
             .as_str()
             .unwrap()
             .contains("memory"),
@@ -187,7 +192,7 @@ async fn plan_places_as_the_controller_would() {
 async fn a_forced_gc_collects_a_stopped_jobs_finished_allocations() {
     let srv = TestServer::start().await;
     apply_source(&srv, "web.hcl", WEB_HCL).await;
-    srv.post("/v1/job/web/stop", json!({})).await;
+    srv.delete("/v1/job/web").await;
     srv.put_json(
         "/nomos/allocs/n1/dead-0001",
         &json!({"id": "dead-0001", "namespace": "default", "job_id": "web", "task_group": "frontend",

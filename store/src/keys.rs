@@ -170,6 +170,15 @@ pub fn job_version(namespace: &str, job: &str, version: u64) -> String {
 pub fn job_versions_prefix(namespace: &str, job: &str) -> String {
     format!("/nomos/jobversions/{namespace}/{job}/")
 }
+/// `/nomos/jobsubmissions/<ns>/<job>/<spec hash>`: the source a job spec was submitted as
+/// (HCL or JSON text, with its variables), found again from an accepted version's spec hash.
+pub fn job_submission(namespace: &str, job: &str, spec_hash: &str) -> String {
+    format!("{JOB_SUBMISSIONS_PREFIX}{namespace}/{job}/{spec_hash}")
+}
+pub fn job_submissions_prefix(namespace: &str, job: &str) -> String {
+    format!("{JOB_SUBMISSIONS_PREFIX}{namespace}/{job}/")
+}
+pub const JOB_SUBMISSIONS_PREFIX: &str = "/nomos/jobsubmissions/";
 /// `/nomos/jobstatus/<ns>/<job>`.
 pub fn job_status(namespace: &str, job: &str) -> String {
     format!("/nomos/jobstatus/{namespace}/{job}")

@@ -1,7 +1,8 @@
 //! The calls the bench makes to `nctl dev`'s HTTP API, the same ones `nctl` makes:
-//! `POST /v1/jobs` with the job file's text (`nctl apply`), `DELETE /v1/job/ID` (`nctl stop
-//! -purge`), `GET /v1/nodes`, and the watch: `GET /v1/event/stream?topic=Allocation` (Nomad's
-//! event stream, newline-delimited JSON fed by a store watch), read into a [`Tracker`].
+//! `POST /v1/jobs` with the job file parsed into Nomad's JSON job and its text as the
+//! submission (`nctl apply`), `DELETE /v1/job/ID?purge=true` (`nctl stop --purge`),
+//! `GET /v1/nodes`, and the watch: `GET /v1/event/stream?topic=Allocation` (Nomad's event
+//! stream, newline-delimited JSON fed by a store watch), read into a [`Tracker`].
 
 use std::time::Duration;
 
@@ -61,17 +62,31 @@ impl Api {
         Ok(serde_json::from_str(&body).unwrap_or(Value::Null))
     }
 
-    /// Submits a job file, as `nctl apply -f FILE` does.
+    /// Submits a job file, as `nctl apply -f FILE` does: parsed here, each job registered as
+    /// Nomad's JSON job.
     pub async fn apply(&self, filename: &str, source: &str) -> Result<(), LatencyError> {
-        let body = json!({ "source": source, "filename": filename });
-        let req = self.http.post(format!("{}/v1/jobs", self.base)).json(&body);
-        self.call(&format!("applying {filename}"), req).await?;
+        let parsed =
+            nomos_api::parse_source(filename, source, &Default::default()).map_err(|diags| {
+                let lines: Vec<String> = diags.iter().map(ToString::to_string).collect();
+                LatencyError::Args(lines.join("\n"))
+            })?;
+        let meta = nomos_api::nomad_out::JobMeta::default();
+        for job in &parsed.jobs {
+            let body = json!({
+                "Job": nomos_api::nomad_out::job_to_nomad(job, &meta),
+                "Submission": {"Source": source, "Format": "hcl2"},
+            });
+            let req = self.http.post(format!("{}/v1/jobs", self.base)).json(&body);
+            self.call(&format!("applying {filename}"), req).await?;
+        }
         Ok(())
     }
 
     /// Stops and purges a job.
     pub async fn purge(&self, job: &str) -> Result<(), LatencyError> {
-        let req = self.http.delete(format!("{}/v1/job/{job}", self.base));
+        let req = self
+            .http
+            .delete(format!("{}/v1/job/{job}?purge=true", self.base));
         self.call(&format!("purging job {job}"), req).await?;
         Ok(())
     }
@@ -92,7 +107,10 @@ impl Api {
     pub async fn job_summary(&self, job: &str) -> String {
         let req = self.http.get(format!("{}/v1/job/{job}", self.base));
         match self.call("", req).await {
-            Ok(v) => v.get("status").map(Value::to_string).unwrap_or_default(),
+            Ok(v) => v
+                .get("NomosStatus")
+                .map(Value::to_string)
+                .unwrap_or_default(),
             Err(e) => e.to_string(),
         }
     }

@@ -82,6 +82,7 @@ pub async fn apply(ctx: &Ctx, view: &View, p: &GcPlan) -> Result<usize, Controll
             delete(&keys::job_status(ns, job)),
             delete_prefix(&keys::job_versions_prefix(ns, job)),
             delete_prefix(&format!("{}{ns}/{job}/", keys::DEPLOYMENTS_PREFIX)),
+            delete_prefix(&keys::job_submissions_prefix(ns, job)),
         ];
         if ctx
             .commit(vec![unchanged(&keys::job(ns, job), spec_rev)], ops)
@@ -91,11 +92,29 @@ pub async fn apply(ctx: &Ctx, view: &View, p: &GcPlan) -> Result<usize, Controll
         }
     }
     for (ns, job, v) in &p.versions {
-        ctx.commit(vec![], vec![delete(&keys::job_version(ns, job, *v))])
-            .await?;
+        let mut ops = vec![delete(&keys::job_version(ns, job, *v))];
+        ops.extend(lone_submission(view, p, (ns, job, *v)).map(|k| delete(&k)));
+        ctx.commit(vec![], ops).await?;
         n += 1;
     }
     Ok(n)
+}
+
+/// The submission key of a version the plan deletes, when no version the plan keeps has the
+/// same spec (a revert writes an old spec again as a new version, which shares it).
+fn lone_submission(view: &View, p: &GcPlan, (ns, job, v): (&str, &str, u64)) -> Option<String> {
+    let key = (ns.to_string(), job.to_string());
+    let versions = view.versions.get(&key)?;
+    let hash = nomos_api::spec_hash(versions.get(&v)?);
+    let deleted = |other: u64| {
+        p.versions
+            .iter()
+            .any(|d| (&d.0, &d.1, d.2) == (&key.0, &key.1, other))
+    };
+    let shared = versions
+        .iter()
+        .any(|(other, j)| !deleted(*other) && nomos_api::spec_hash(j) == hash);
+    (!shared).then(|| keys::job_submission(ns, job, &hash))
 }
 
 /// The garbage collector: deletes what is finished and old enough.

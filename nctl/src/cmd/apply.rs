@@ -15,10 +15,14 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use indexmap::IndexMap;
+use nomos_api::nomad_out::{job_to_nomad, JobMeta};
 use nomos_api::ParseOptions;
-use nomos_api::{deployment_status, Deployment, JobStatus, JobType};
+use nomos_api::{deployment_status, Deployment, Job, JobStatus, JobType};
 use nomos_server::diff::Change;
 use nomos_server::nomad::allocs::AllocStub;
+use nomos_server::nomad::job_plan::{plan_result_from_nomad, PlanRequest};
+use nomos_server::nomad::job_writes::{RegisterRequest, RegisterResponse, Submission};
 use nomos_server::views::*;
 
 use super::client::{ApiError, Client};
@@ -135,13 +139,15 @@ fn parse_vars(vars: &[String]) -> anyhow::Result<Vec<(String, String)>> {
         .collect()
 }
 
-/// Parses every source locally; prints diagnostics. Returns whether all are valid.
-fn check_locally(sources: &[Source], vars: &[(String, String)]) -> bool {
+/// Parses every source locally and prints its diagnostics. Returns each valid source's jobs
+/// (by the source's position), or `None` when some source is invalid.
+fn check_locally(sources: &[Source], vars: &[(String, String)]) -> Option<Vec<(usize, Job)>> {
     let env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with("NOMAD_VAR_"))
         .collect();
     let mut ok = true;
-    for s in sources {
+    let mut jobs = Vec::new();
+    for (i, s) in sources.iter().enumerate() {
         let base_dir = Path::new(&s.name).parent().map(Path::to_path_buf);
         let options = ParseOptions {
             vars: vars.to_vec(),
@@ -155,6 +161,7 @@ fn check_locally(sources: &[Source], vars: &[(String, String)]) -> bool {
                 for w in parsed.warnings {
                     eprintln!("{w}");
                 }
+                jobs.extend(parsed.jobs.into_iter().map(|j| (i, j)));
             }
             Err(diags) => {
                 ok = false;
@@ -164,16 +171,40 @@ fn check_locally(sources: &[Source], vars: &[(String, String)]) -> bool {
             }
         }
     }
-    ok
+    ok.then_some(jobs)
 }
 
-fn request(s: &Source, vars: &[(String, String)], check_index: Option<i64>) -> ApplyRequest {
-    ApplyRequest {
-        source: Some(s.text.clone()),
-        filename: Some(s.name.clone()),
-        vars: vars.iter().cloned().collect(),
-        job: None,
-        check_index,
+/// The format a submission names for a file: `json`, `yaml` (Nomos's manifests) or `hcl2`.
+fn submission_format(name: &str) -> &'static str {
+    if name.ends_with(".json") {
+        "json"
+    } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+        "yaml"
+    } else {
+        "hcl2"
+    }
+}
+
+/// The register request of one job parsed from `s`: Nomad's JSON job with the file's text as
+/// its submission; `check_index` enforces the job modify index.
+fn register_request(
+    job: &Job,
+    s: &Source,
+    vars: &[(String, String)],
+    check_index: Option<i64>,
+) -> RegisterRequest {
+    let flags: IndexMap<String, String> = vars.iter().cloned().collect();
+    RegisterRequest {
+        job: job_to_nomad(job, &JobMeta::default()),
+        enforce_index: check_index.is_some(),
+        job_modify_index: check_index.unwrap_or(0),
+        submission: Some(Submission {
+            source: s.text.clone(),
+            format: submission_format(&s.name).to_string(),
+            variable_flags: (!flags.is_empty()).then_some(flags),
+            variables: String::new(),
+        }),
+        ..RegisterRequest::default()
     }
 }
 
@@ -189,26 +220,22 @@ pub fn report_error(e: &anyhow::Error) {
 pub async fn apply(g: &Global, args: ApplyArgs) -> anyhow::Result<i32> {
     let sources = read_sources(&args.files, args.recursive)?;
     let vars = parse_vars(&args.vars)?;
-    if !check_locally(&sources, &vars) {
+    let Some(jobs) = check_locally(&sources, &vars) else {
         return Ok(1);
-    }
+    };
     let client = Client::new(g);
     let mut applied = Vec::new();
-    for s in &sources {
-        let resp: ApplyResponse = match client
-            .post("/v1/jobs", &request(s, &vars, args.check_index))
-            .await
-        {
+    for (i, job) in &jobs {
+        let body = register_request(job, &sources[*i], &vars, args.check_index);
+        let r: RegisterResponse = match client.post("/v1/jobs", &body).await {
             Ok(r) => r,
             Err(e) => {
                 report_error(&e);
                 return Ok(1);
             }
         };
-        for r in resp.jobs {
-            print_result(&r);
-            applied.push(r);
-        }
+        print_result(&r);
+        applied.push(r);
     }
     if !args.wait {
         return Ok(0);
@@ -218,8 +245,8 @@ pub async fn apply(g: &Global, args: ApplyArgs) -> anyhow::Result<i32> {
     for r in &applied {
         let mut c = client.clone();
         c.namespace = r.namespace.clone();
-        let ended =
-            wait_for_rollout(&c, &r.id, r.modify_index, Duration::from_secs(args.timeout)).await?;
+        let timeout = Duration::from_secs(args.timeout);
+        let ended = wait_for_rollout(&c, &r.job_id, r.job_modify_index, timeout).await?;
         if code == EXIT_DONE {
             code = ended;
         }
@@ -227,14 +254,12 @@ pub async fn apply(g: &Global, args: ApplyArgs) -> anyhow::Result<i32> {
     Ok(code)
 }
 
-fn print_result(r: &ApplyResult) {
-    let what = match r.outcome {
-        ApplyOutcome::Created => "created",
-        ApplyOutcome::Updated => "updated",
-        ApplyOutcome::Unchanged => "unchanged",
-    };
-    println!("job \"{}\" {what} (modify index {})", r.id, r.modify_index);
-    if r.outcome == ApplyOutcome::Updated {
+fn print_result(r: &RegisterResponse) {
+    println!(
+        "job \"{}\" {} (modify index {})",
+        r.job_id, r.outcome, r.job_modify_index
+    );
+    if r.outcome == "updated" {
         print_changes(&r.changes);
     }
 }
@@ -296,26 +321,39 @@ pub async fn plan(g: &Global, args: PlanArgs) -> anyhow::Result<i32> {
             return Ok(255);
         }
     };
-    if !check_locally(&sources, &vars) {
+    let Some(jobs) = check_locally(&sources, &vars) else {
         return Ok(255);
-    }
+    };
     let client = Client::new(g);
     let mut results = Vec::new();
-    for s in &sources {
-        let resp: PlanResponse = match client.post("/v1/jobs/plan", &request(s, &vars, None)).await
-        {
-            Ok(r) => r,
+    for (i, job) in &jobs {
+        let p = match plan_one(&client, job).await {
+            Ok(p) => p,
             Err(e) => {
                 report_error(&e);
                 return Ok(255);
             }
         };
-        for p in resp.jobs {
-            print_plan(&p, &s.name);
-            results.push(p);
-        }
+        print_plan(&p, &sources[*i].name);
+        results.push(p);
     }
     Ok(plan_exit_code(&results))
+}
+
+/// Plans one job parsed from a file: `PUT /v1/job/{id}/plan` with Nomad's JSON job.
+async fn plan_one(client: &Client, job: &Job) -> anyhow::Result<PlanResult> {
+    let body = PlanRequest {
+        job: job_to_nomad(job, &JobMeta::default()),
+        diff: true,
+        ..PlanRequest::default()
+    };
+    let path = format!(
+        "/v1/job/{}/plan?namespace={}",
+        super::client::escape(&job.id),
+        super::client::escape(&job.namespace)
+    );
+    let answer: serde_json::Value = client.post(&path, &body).await?;
+    plan_result_from_nomad(&answer).map_err(anyhow::Error::msg)
 }
 
 fn print_plan(p: &PlanResult, file: &str) {
@@ -650,7 +688,8 @@ pub async fn wait_for_rollout(
     // later version (an auto_revert's) must not stand in for it.
     let mut applied_version: Option<u64> = None;
     loop {
-        let detail: JobDetail = client.get(&client.job_path(id, "")).await?;
+        let raw: serde_json::Value = client.get(&client.job_path(id, "")).await?;
+        let detail = JobDetail::from_nomad(&raw).map_err(anyhow::Error::msg)?;
         let status = detail.status.clone().unwrap_or_default();
         if status.observed_revision >= modify_index {
             // (`spec_version`: the version this spec became, even when an auto_revert wrote a

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use nomos_server::nomad::allocs::AllocStub;
+use nomos_server::nomad::job_reads::JobStub;
 use nomos_server::nomad::nodes::NodeStub;
-use nomos_server::views::JobListEntry;
 
 use super::client::Client;
 use super::output::{self, age, short, Format};
@@ -53,6 +53,18 @@ pub async fn run(g: &Global, args: GetArgs) -> anyhow::Result<i32> {
     }
 }
 
+/// A job's status as the list shows it: `invalid` while its spec is not a valid job, and
+/// marked `(stopped)` when it is stopped but not yet dead.
+pub fn shown_status(j: &JobStub) -> String {
+    if j.invalid_spec.is_some() {
+        "invalid".to_string()
+    } else if j.stop && j.status != "dead" {
+        format!("{} (stopped)", j.status)
+    } else {
+        j.status.clone()
+    }
+}
+
 async fn once(client: &Client, args: &GetArgs) -> anyhow::Result<()> {
     let wide = args.output == Format::Wide;
     match args.kind {
@@ -62,15 +74,19 @@ async fn once(client: &Client, args: &GetArgs) -> anyhow::Result<()> {
             } else {
                 client.namespace.clone()
             };
-            let jobs: Vec<JobListEntry> = client
+            let raw: Vec<serde_json::Value> = client
                 .get(&format!(
                     "/v1/jobs?namespace={}",
                     super::client::escape(&ns)
                 ))
                 .await?;
             if matches!(args.output, Format::Json | Format::Yaml) {
-                return output::print_data(&jobs, args.output);
+                return output::print_data(&raw, args.output);
             }
+            let jobs: Vec<JobStub> = raw
+                .into_iter()
+                .map(serde_json::from_value)
+                .collect::<Result<_, _>>()?;
             let mut header = vec!["ID", "Type", "Priority", "Status", "Running"];
             if wide {
                 header.extend(["Namespace", "Version", "Modify Index"]);
@@ -81,23 +97,18 @@ async fn once(client: &Client, args: &GetArgs) -> anyhow::Result<()> {
                 output::table(&header)
             };
             for j in &jobs {
-                let running: u32 = j.summary.values().map(|s| s.running).sum();
                 let mut row = vec![
                     j.id.clone(),
                     j.job_type.clone(),
                     j.priority.to_string(),
-                    if j.stop && j.status != "dead" {
-                        format!("{} (stopped)", j.status)
-                    } else {
-                        j.status.clone()
-                    },
-                    running.to_string(),
+                    shown_status(j),
+                    j.running().to_string(),
                 ];
                 if wide {
                     row.extend([
                         j.namespace.clone(),
                         j.version.to_string(),
-                        j.modify_index.to_string(),
+                        j.job_modify_index.to_string(),
                     ]);
                 }
                 t.add_row(row);

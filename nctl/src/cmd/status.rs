@@ -7,7 +7,8 @@
 use indexmap::IndexMap;
 use nomos_api::{GroupSummary, JobStatus, PeriodicStatus};
 use nomos_server::nomad::allocs::AllocStub;
-use nomos_server::views::{DeploymentView, JobDetail, JobListEntry};
+use nomos_server::nomad::job_reads::JobStub;
+use nomos_server::views::{DeploymentView, JobDetail};
 
 use super::client::Client;
 use super::get::{enum_str, print_allocs};
@@ -34,14 +35,15 @@ pub async fn run(g: &Global, args: StatusArgs) -> anyhow::Result<i32> {
         return super::get::run(g, get).await;
     };
     let client = Client::new(g);
-    let detail: JobDetail = client.get(&client.job_path(&id, "")).await?;
+    let raw: serde_json::Value = client.get(&client.job_path(&id, "")).await?;
+    let detail = JobDetail::from_nomad(&raw).map_err(anyhow::Error::msg)?;
     let id = detail.job.id.clone();
     let allocs: Vec<AllocStub> = client.get(&client.job_path(&id, "/allocations")).await?;
     let deployments: Vec<DeploymentView> =
         client.get(&client.job_path(&id, "/deployments")).await?;
     if matches!(args.output, Format::Json | Format::Yaml) {
         let all =
-            serde_json::json!({"job": detail, "allocations": allocs, "deployments": deployments});
+            serde_json::json!({"job": raw, "allocations": allocs, "deployments": deployments});
         output::print_data(&all, args.output)?;
         return Ok(0);
     }
@@ -109,10 +111,15 @@ async fn print_periodic(client: &Client, id: &str, p: &PeriodicStatus) -> anyhow
         ("Last Failure", when(p.last_failure_ms)),
         ("Skipped Overlaps", p.skipped_overlaps.to_string()),
     ]);
-    let jobs: Vec<JobListEntry> = client.get("/v1/jobs").await?;
     let prefix = format!("{id}-periodic-");
-    let mut children: Vec<&JobListEntry> =
-        jobs.iter().filter(|j| j.id.starts_with(&prefix)).collect();
+    let jobs: Vec<JobStub> = client
+        .get(&format!(
+            "/v1/jobs?namespace={}&prefix={}",
+            super::client::escape(&client.namespace),
+            super::client::escape(&prefix)
+        ))
+        .await?;
+    let mut children: Vec<&JobStub> = jobs.iter().collect();
     children.sort_by(|a, b| b.id.cmp(&a.id));
     println!("\nChildren");
     if children.is_empty() {

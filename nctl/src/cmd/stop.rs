@@ -1,7 +1,7 @@
 //! `nctl stop JOB [--purge]`: stop a job (its allocations stop, the spec stays with
 //! `stop = true`), or remove its spec altogether.
 
-use nomos_server::views::{ApplyResult, StopRequest};
+use nomos_server::nomad::job_writes::RegisterResponse;
 
 use super::client::Client;
 use super::Global;
@@ -17,18 +17,20 @@ pub struct StopArgs {
 
 pub async fn run(g: &Global, args: StopArgs) -> anyhow::Result<i32> {
     let client = Client::new(g);
-    let r: ApplyResult = client
-        .post(
-            &client.job_path(&args.job, "/stop"),
-            &StopRequest { purge: args.purge },
-        )
-        .await?;
+    let mut path = client.job_path(&args.job, "");
     if args.purge {
-        println!("job \"{}\" purged", r.id);
+        path.push_str("&purge=true");
+    }
+    let r: RegisterResponse = client.delete(&path).await?;
+    if args.purge {
+        println!("job \"{}\" purged", r.job_id);
     } else if r.changes.is_empty() {
-        println!("job \"{}\" was already stopped", r.id);
+        println!("job \"{}\" was already stopped", r.job_id);
     } else {
-        println!("job \"{}\" stopped (modify index {})", r.id, r.modify_index);
+        println!(
+            "job \"{}\" stopped (modify index {})",
+            r.job_id, r.job_modify_index
+        );
     }
     Ok(0)
 }

@@ -3,8 +3,8 @@
 //! missing from the table is refused (and a test fails), so a new route cannot be left open.
 
 use nomos_api::acl::check::{
-    CAP_ALLOC_LIFECYCLE, CAP_LIST_JOBS, CAP_PARSE_JOB, CAP_READ_FS, CAP_READ_JOB, CAP_READ_LOGS,
-    CAP_SUBMIT_JOB,
+    CAP_ALLOC_LIFECYCLE, CAP_LIST_JOBS, CAP_PARSE_JOB, CAP_READ_FS, CAP_READ_JOB,
+    CAP_READ_JOB_SCALING, CAP_READ_LOGS, CAP_SCALE_JOB, CAP_SUBMIT_JOB,
 };
 use nomos_api::acl::Access;
 
@@ -96,13 +96,17 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     ("GET", "/v1/regions", Public),
     ("GET", "/v1/jobs", Namespace(CAP_LIST_JOBS, List)),
     ("POST", "/v1/jobs", Namespace(CAP_SUBMIT_JOB, Body)),
-    ("POST", "/v1/jobs/plan", Namespace(CAP_SUBMIT_JOB, Body)),
+    ("PUT", "/v1/jobs", Namespace(CAP_SUBMIT_JOB, Body)),
     ("GET", "/v1/job/{id}", Namespace(CAP_READ_JOB, Query)),
+    ("POST", "/v1/job/{id}", Namespace(CAP_SUBMIT_JOB, Body)),
+    ("POST", "/v1/job/{id}/plan", Namespace(CAP_SUBMIT_JOB, Body)),
+    ("PUT", "/v1/job/{id}/plan", Namespace(CAP_SUBMIT_JOB, Body)),
+    ("PUT", "/v1/job/{id}", Namespace(CAP_SUBMIT_JOB, Body)),
     ("DELETE", "/v1/job/{id}", Namespace(CAP_SUBMIT_JOB, Query)),
     (
-        "POST",
-        "/v1/job/{id}/stop",
-        Namespace(CAP_SUBMIT_JOB, Query),
+        "GET",
+        "/v1/job/{id}/submission",
+        Namespace(CAP_READ_JOB, Query),
     ),
     (
         "GET",
@@ -115,10 +119,31 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
         Namespace(CAP_SUBMIT_JOB, Query),
     ),
     (
+        "PUT",
+        "/v1/job/{id}/revert",
+        Namespace(CAP_SUBMIT_JOB, Query),
+    ),
+    (
         "POST",
         "/v1/job/{id}/periodic/force",
         Namespace(CAP_SUBMIT_JOB, Query),
     ),
+    (
+        "PUT",
+        "/v1/job/{id}/periodic/force",
+        Namespace(CAP_SUBMIT_JOB, Query),
+    ),
+    (
+        "GET",
+        "/v1/job/{id}/scale",
+        Namespace(CAP_READ_JOB_SCALING, Query),
+    ),
+    (
+        "POST",
+        "/v1/job/{id}/scale",
+        Namespace(CAP_SCALE_JOB, Query),
+    ),
+    ("PUT", "/v1/job/{id}/scale", Namespace(CAP_SCALE_JOB, Query)),
     (
         "GET",
         "/v1/job/{id}/allocations",

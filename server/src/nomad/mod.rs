@@ -5,9 +5,12 @@
 //! - [`respond`]: answers with Nomad's headers, and the list helpers (prefix, filter, pages);
 //! - [`shapes`]: Nomad's JSON encodings (`null` for empty, Go times);
 //! - the endpoints: [`agent`] (agent, status and regions), [`nodes`], [`pools`] (node pools),
-//!   [`allocs`] and [`alloc_writes`] (allocations), [`jobs`] (parsing, validation and
-//!   summaries), [`metrics`] (`/v1/metrics`), [`operator`] (the scheduler's configuration)
-//!   [`search`] (prefix and fuzzy search), and the event stream ([`event_stream`], with
+//!   [`allocs`] and [`alloc_writes`] (allocations), [`job_reads`] (the job list and one job),
+//!   [`job_writes`] (register, deregister, submissions; [`eval_hook`] names their evaluation),
+//!   [`job_versions`] (versions, revert, periodic force, scale), [`job_plan`] (the dry run,
+//!   with Nomad's diff from [`job_diff`]), [`jobs`] (parsing, validation and summaries),
+//!   [`metrics`] (`/v1/metrics`), [`operator`] (the scheduler's configuration), [`search`]
+//!   (prefix and fuzzy search), and the event stream ([`event_stream`], with
 //!   [`event_topics`] and [`event_payloads`]), an allocation's files and logs ([`fs`], read
 //!   through [`fs_source`]) and resource usage ([`client_stats`]).
 //!
@@ -18,11 +21,17 @@ pub mod alloc_writes;
 pub mod allocs;
 pub mod blocking;
 pub mod client_stats;
+pub mod eval_hook;
 pub mod event_payloads;
 pub mod event_stream;
 pub mod event_topics;
 pub mod fs;
 pub mod fs_source;
+pub mod job_diff;
+pub mod job_plan;
+pub mod job_reads;
+pub mod job_versions;
+pub mod job_writes;
 pub mod jobs;
 pub mod metrics;
 pub mod nodes;

@@ -107,7 +107,8 @@ pub fn apply_body(namespace: &str) -> Value {
         &format!("job \"web\" {{\n  namespace = \"{namespace}\""),
         1,
     );
-    json!({"source": src, "filename": "web.hcl"})
+    let parsed = nomos_api::parse_source("web.hcl", &src, &Default::default()).expect("parses");
+    crate::common::register_body(&parsed.jobs[0], &src)
 }
 
 /// Creates namespace `name` (jobs are accepted only in namespaces that exist).

@@ -186,13 +186,41 @@ job "web" {
 }
 "#;
 
-/// Applies a job file's text through the API.
+/// Applies a job file's text through the API as Nomad's CLI does: parsed here, registered as
+/// Nomad's JSON job with the text as its submission. Answers the last job's register (a file
+/// that does not parse answers 400 with its diagnostics, without a request).
 pub async fn apply_source(srv: &TestServer, filename: &str, source: &str) -> (u16, Value) {
-    srv.post(
-        "/v1/jobs",
-        serde_json::json!({"source": source, "filename": filename}),
-    )
-    .await
+    let parsed = match nomos_api::parse_source(filename, source, &Default::default()) {
+        Ok(parsed) => parsed,
+        Err(diags) => {
+            let lines: Vec<String> = diags.iter().map(ToString::to_string).collect();
+            return (400, serde_json::json!({"error": lines.join("\n")}));
+        }
+    };
+    let mut answer = (400, serde_json::json!({"error": "the file holds no job"}));
+    for job in &parsed.jobs {
+        answer = srv.post("/v1/jobs", register_body(job, source)).await;
+    }
+    answer
+}
+
+/// A register request for `job`, with `source` as its submission.
+pub fn register_body(job: &nomos_api::Job, source: &str) -> Value {
+    let meta = nomos_api::nomad_out::JobMeta::default();
+    serde_json::json!({
+        "Job": nomos_api::nomad_out::job_to_nomad(job, &meta),
+        "Submission": {"Source": source, "Format": "hcl2"},
+    })
+}
+
+/// A plan request (`POST /v1/job/{id}/plan`) of a job file's text, with Nomad's diff.
+pub fn plan_body(filename: &str, source: &str) -> Value {
+    let parsed = nomos_api::parse_source(filename, source, &Default::default()).expect("parses");
+    let meta = nomos_api::nomad_out::JobMeta::default();
+    serde_json::json!({
+        "Job": nomos_api::nomad_out::job_to_nomad(&parsed.jobs[0], &meta),
+        "Diff": true,
+    })
 }
 
 /// Three allocations as the jobs controller writes them (`web` twice on `n1`, `db` on `n2`), the

@@ -11,7 +11,6 @@ use super::{html, Link, NsParam, Page};
 use super::{job_entries, specs};
 use crate::acl::Caller;
 use crate::error::ServerError;
-use crate::jobs::NsQuery;
 use crate::ui::model::{self, AllocRow, JobRow, When};
 use crate::views::{AllocView, DeploymentView, JobDetail, JobListEntry};
 use crate::AppState;
@@ -161,13 +160,7 @@ async fn load_job(
     ns: &str,
     id: &str,
 ) -> Result<JobData, ServerError> {
-    let q = NsQuery {
-        namespace: Some(ns.to_string()),
-        ..NsQuery::default()
-    };
-    let detail = crate::jobs::get(State(st.clone()), Path(id.to_string()), Query(q))
-        .await?
-        .0;
+    let detail = crate::jobs::detail(st, ns, id).await?;
     let job = &detail.job;
     let entries = job_entries(st, caller, Some(&job.namespace)).await?;
     let entry = entries.iter().find(|e| e.id == job.id).cloned();

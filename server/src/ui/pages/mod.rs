@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Html;
 use axum::Extension;
 use nomos_api::acl::check::CAP_READ_JOB;
@@ -18,7 +18,6 @@ use super::render::render;
 use super::UiError;
 use crate::acl::Caller;
 use crate::error::ServerError;
-use crate::jobs::NsQuery;
 use crate::views::{AllocView, JobListEntry, NodeView};
 use crate::AppState;
 
@@ -59,12 +58,7 @@ async fn job_entries(
     caller: &Caller,
     ns: Option<&str>,
 ) -> Result<Vec<JobListEntry>, ServerError> {
-    let q = NsQuery {
-        namespace: Some(ns.unwrap_or("*").to_string()),
-        ..NsQuery::default()
-    };
-    let listed = crate::jobs::list(State(st.clone()), Extension(caller.clone()), Query(q)).await?;
-    Ok(listed.0)
+    crate::jobs::list_entries(st, caller, ns).await
 }
 
 /// The specs that decode (those that do not show as `invalid` in the job list), in the

@@ -6,7 +6,7 @@
 //! - [`shapes`]: Nomad's JSON encodings (`null` for empty, Go times);
 //! - the endpoints: [`agent`] (agent, status and regions), [`nodes`], [`pools`] (node pools),
 //!   [`allocs`] and [`alloc_writes`] (allocations), [`jobs`] (parsing, validation and
-//!   summaries), [`metrics`] (`/v1/metrics`), [`operator`] (the scheduler's configuration)
+//!   summaries), [`evals`] (evaluations), [`deployments`], [`metrics`] (`/v1/metrics`), [`operator`] (the scheduler's configuration)
 //!   and [`search`] (prefix and fuzzy search).
 //!
 //! Responses are gzipped when the client asks (the router's compression layer).
@@ -15,6 +15,8 @@ pub mod agent;
 pub mod alloc_writes;
 pub mod allocs;
 pub mod blocking;
+pub mod deployments;
+pub mod evals;
 pub mod jobs;
 pub mod metrics;
 pub mod nodes;
@@ -84,4 +86,40 @@ pub fn routes() -> Router<AppState> {
         .route("/status/leader", get(agent::leader))
         .route("/status/peers", get(agent::peers))
         .route("/regions", get(agent::regions))
+        .route("/evaluations", get(evals::list_evals))
+        .route("/evaluation/{id}", get(evals::get_one))
+        .route("/evaluation/{id}/allocations", get(evals::allocations))
+        .route("/job/{id}/evaluations", get(evals::job_evaluations))
+        .route(
+            "/job/{id}/evaluate",
+            post(evals::job_evaluate).put(evals::job_evaluate),
+        )
+        .route(
+            "/node/{name}/evaluate",
+            post(evals::node_evaluate).put(evals::node_evaluate),
+        )
+        .route("/deployments", get(deployments::list_deployments))
+        .route("/deployment/{id}", get(deployments::get_one))
+        .route(
+            "/deployment/allocations/{id}",
+            get(deployments::allocations),
+        )
+        .route(
+            "/deployment/promote/{id}",
+            post(deployments::promote).put(deployments::promote),
+        )
+        .route(
+            "/deployment/fail/{id}",
+            post(deployments::fail).put(deployments::fail),
+        )
+        .route(
+            "/deployment/pause/{id}",
+            post(deployments::pause).put(deployments::pause),
+        )
+        .route(
+            "/deployment/allocation-health/{id}",
+            post(deployments::allocation_health).put(deployments::allocation_health),
+        )
+        .route("/job/{id}/deployments", get(deployments::job_deployments))
+        .route("/job/{id}/deployment", get(deployments::job_latest))
 }

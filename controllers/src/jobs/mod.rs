@@ -159,18 +159,24 @@ struct Write {
     compare: Option<Compare>,
 }
 
-/// Writes for the first and the last transaction of a commit.
+/// Writes for the first and the last transaction of a commit, and the evaluation records
+/// that ride on the last one when it has room (else they follow in their own).
 #[derive(Default)]
 struct Extra {
     first: Vec<Write>,
     last: Vec<Write>,
+    evals: Vec<Write>,
 }
 
 impl Extra {
     fn is_empty(&self) -> bool {
-        self.first.is_empty() && self.last.is_empty()
+        self.first.is_empty() && self.last.is_empty() && self.evals.is_empty()
     }
 }
+
+/// Most operations one commit transaction carries, below the store's limit
+/// ([`nomos_store::validate::MAX_TXN_OPS`]) with room for the fence.
+const TXN_OPS_BUDGET: usize = 120;
 
 fn conflict(nodes: Vec<String>) -> ControllerError {
     ControllerError::CommitConflict { nodes, attempts: 0 }
@@ -378,10 +384,10 @@ impl Ctx {
             now_ns(now),
             &*self.config.ids,
         );
-        last.extend(eval_writes(&records).map_err(|e| (e, false))?);
         let extra = Extra {
             first: version_write.into_iter().collect(),
             last,
+            evals: eval_writes(&records).map_err(|e| (e, false))?,
         };
         let placed = new_allocs.len();
         self.commit(new_allocs, changed, guards, extra, now).await?;
@@ -696,6 +702,7 @@ impl Ctx {
         }
         let n_batches = batches.len();
         let mut progressed = false;
+        let mut evals_written = extra.evals.is_empty();
         for (i, batch) in batches.iter().enumerate() {
             let mut nodes: Vec<&str> = batch.iter().map(|(a, _)| a.node.as_str()).collect();
             nodes.dedup();
@@ -726,6 +733,10 @@ impl Ctx {
             }
             if i + 1 == n_batches {
                 writes.extend(&extra.last);
+                if ops.len() + writes.len() + extra.evals.len() <= TXN_OPS_BUDGET {
+                    writes.extend(&extra.evals);
+                    evals_written = true;
+                }
             }
             for wr in &writes {
                 compares.extend(wr.compare.iter().cloned());
@@ -759,6 +770,11 @@ impl Ctx {
                     w.eval_done.insert(wr.key.clone(), revision);
                 }
             }
+        }
+        if !evals_written {
+            self.put_evals(&extra.evals)
+                .await
+                .map_err(|e| (e, progressed))?;
         }
         Ok(progressed)
     }
@@ -873,21 +889,21 @@ impl Ctx {
 
     /// Writes evaluation records on their own (passes that commit nothing else).
     async fn write_evals(&self, records: Vec<Evaluation>) -> Result<(), ControllerError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let writes = eval_writes(&records)?;
-        let ops = writes
-            .iter()
-            .map(|w| put(&w.key, w.value.clone()))
-            .collect();
-        let Some(revision) = self.fence().commit_at(Vec::new(), ops).await? else {
-            return Err(conflict(vec![]));
-        };
-        let mut w = self.lock();
-        for wr in &writes {
-            w.apply(Part::Evals, &wr.key, Some(&wr.value), revision);
-            w.eval_done.insert(wr.key.clone(), revision);
+        self.put_evals(&eval_writes(&records)?).await
+    }
+
+    /// Writes evaluation records in transactions of their own.
+    async fn put_evals(&self, writes: &[Write]) -> Result<(), ControllerError> {
+        for chunk in writes.chunks(TXN_OPS_BUDGET) {
+            let ops = chunk.iter().map(|w| put(&w.key, w.value.clone())).collect();
+            let Some(revision) = self.fence().commit_at(Vec::new(), ops).await? else {
+                return Err(conflict(vec![]));
+            };
+            let mut w = self.lock();
+            for wr in chunk {
+                w.apply(Part::Evals, &wr.key, Some(&wr.value), revision);
+                w.eval_done.insert(wr.key.clone(), revision);
+            }
         }
         Ok(())
     }
@@ -969,7 +985,7 @@ impl Ctx {
             ..Default::default()
         };
         let records = evals::on_purge(&facts, &pending, blocked.as_ref(), now_ns(now));
-        extra.last.extend(eval_writes(&records)?);
+        extra.evals = eval_writes(&records)?;
         if !stops.is_empty() || !extra.is_empty() {
             self.commit(Vec::new(), stops, guards, extra, now)
                 .await

@@ -752,3 +752,35 @@ async fn reconciles_record_evaluations_and_an_idle_job_records_none() {
     assert_eq!(evals(&*s).await.len(), 2, "{:?}", evals(&*s).await);
     c.stop().await;
 }
+
+#[tokio::test]
+async fn more_pending_evaluations_than_a_transaction_holds_all_complete() {
+    use nomos_api::eval::{eval_status, Evaluation};
+    let s = store();
+    add_node(&*s, &node("n1", 4000, 4096)).await;
+    for i in 0..130 {
+        let e = Evaluation {
+            id: format!("p{i:03}"),
+            namespace: "default".into(),
+            job_id: "web".into(),
+            status: eval_status::PENDING.into(),
+            ..Default::default()
+        };
+        s.put(
+            keys::eval("default", &e.id).into_bytes(),
+            serde_json::to_vec(&e).unwrap(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+    put_spec(&*s, "web", spec("web", 100, 10, json!({}))).await;
+    let c = Controller::start(s.clone());
+    eventually("every pending evaluation completes", || async {
+        let all = evals(&*s).await;
+        all.len() >= 130 && all.iter().all(|e| e.status == eval_status::COMPLETE)
+    })
+    .await;
+    assert_eq!(running_allocs(&*s, "web").await.len(), 100);
+    c.stop().await;
+}

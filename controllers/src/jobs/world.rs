@@ -1319,4 +1319,49 @@ mod tests {
         );
         assert!(!w.allocs.contains_key("a1"));
     }
+
+    #[test]
+    fn pending_evaluations_queue_their_job_and_a_late_event_cannot_reopen_a_finished_one() {
+        let eval = |id: &str, status: &str| {
+            serde_json::to_vec(&Evaluation {
+                id: id.into(),
+                namespace: "default".into(),
+                job_id: "web".into(),
+                status: status.into(),
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        let web = job_key_from("default", "web");
+        let (p1, b1) = (keys::eval("default", "p1"), keys::eval("default", "b1"));
+        let mut w = World::default();
+        let queued = w.apply(Part::Evals, &p1, Some(&eval("p1", "pending")), 10);
+        assert_eq!(
+            queued,
+            BTreeSet::from([web.clone()]),
+            "a pending one asks for a reconcile"
+        );
+        let queued = w.apply(Part::Evals, &b1, Some(&eval("b1", "blocked")), 11);
+        assert!(
+            queued.is_empty(),
+            "a blocked one waits for the cluster to change"
+        );
+        let (pending, blocked) = w.unfinished_evals(&web);
+        assert_eq!(pending.len(), 1);
+        assert_eq!(blocked.map(|b| b.id), Some("b1".to_string()));
+
+        // The controller completes p1 at revision 15; the watch then delivers p1's pending
+        // write (revision 10) late: it is ignored.
+        w.apply(Part::Evals, &p1, Some(&eval("p1", "complete")), 15);
+        w.eval_done.insert(p1.clone(), 15);
+        assert!(w
+            .apply(Part::Evals, &p1, Some(&eval("p1", "pending")), 10)
+            .is_empty());
+        assert!(w.unfinished_evals(&web).0.is_empty());
+
+        // Deleted (collected) ones leave the index.
+        w.apply(Part::Evals, &b1, None, 20);
+        assert_eq!(w.unfinished_evals(&web), (Vec::new(), None));
+        assert!(w.evals.is_empty());
+    }
 }

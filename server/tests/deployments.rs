@@ -278,6 +278,22 @@ async fn fail_marks_an_active_deployment_failed_by_the_user() {
         assert_eq!(s["status"], ds::FAILED.as_str(), "{status}");
         assert_eq!(s["status_description"], ds::DESC_FAILED_BY_USER, "{status}");
     }
+    put_deployment(&srv, &deployment("web-v3", ds::RUNNING, 0, 0)).await;
+    for (body, want) in [
+        (json!({"DeploymentID": "web-v1"}), "does not match"),
+        (json!({"DeploymentId": "web-v3"}), "DeploymentId"),
+    ] {
+        let (code, answer) = srv.post("/v1/deployment/fail/web-v3", body.clone()).await;
+        assert_eq!(code, 400, "{body}: {answer}");
+        assert!(error_of(&answer).contains(want), "{body}: {answer}");
+    }
+    let (code, answer) = srv
+        .post(
+            "/v1/deployment/fail/web-v3",
+            json!({"DeploymentID": "web-v3"}),
+        )
+        .await;
+    assert_eq!(code, 200, "Nomad's client body: {answer}");
     srv.stop().await;
 }
 

@@ -6,7 +6,7 @@
 
 use nomos_api::{Deployment, DeploymentGroup};
 use nomos_server::nomad::deployments::{
-    DeploymentOut, DeploymentUpdateResponse, PauseRequest, PromoteRequest,
+    DeploymentOut, DeploymentUpdateResponse, FailRequest, PauseRequest, PromoteRequest,
 };
 use nomos_server::views::DeploymentView;
 
@@ -104,7 +104,12 @@ pub async fn run(g: &Global, cmd: DeploymentCommand) -> anyhow::Result<i32> {
         DeploymentCommand::Fail { id } => {
             let d = get(&client, &id).await?;
             let _: DeploymentUpdateResponse = client
-                .post(&path("fail", &d.id), &serde_json::json!({}))
+                .post(
+                    &path("fail", &d.id),
+                    &FailRequest {
+                        deployment_id: d.id.clone(),
+                    },
+                )
                 .await?;
             println!("deployment {} marked as failed", d.id);
         }

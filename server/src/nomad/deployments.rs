@@ -627,13 +627,26 @@ pub async fn promote(
     update_response(&st, &view).await
 }
 
+/// `POST|PUT /v1/deployment/fail/{id}` (Nomad's clients send `{"DeploymentID"}`; no body at
+/// all is taken too).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default, deny_unknown_fields)]
+pub struct FailRequest {
+    #[serde(rename = "DeploymentID")]
+    pub deployment_id: String,
+}
+
 /// `POST|PUT /v1/deployment/fail/{id}`: marks an active deployment failed (`auto_revert`
 /// applies).
 pub async fn fail(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    JsonBody(req): JsonBody<FailRequest>,
 ) -> Result<Answer<DeploymentUpdateResponse>, ServerError> {
     let view = find(&st, &id).await?;
+    if !req.deployment_id.is_empty() {
+        same_deployment(&view, &id, &req.deployment_id)?;
+    }
     let change = |d: &mut Deployment| Ok(mark_failed(d));
     let view = write_change(&st, view, "failed", &change).await?;
     update_response(&st, &view).await

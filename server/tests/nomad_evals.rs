@@ -415,5 +415,22 @@ async fn a_job_keeps_at_most_its_cap_of_evaluations() {
     let (code, body) = srv.post("/v1/job/web/evaluate", json!({})).await;
     assert_eq!(code, 409, "{body}");
     assert!(error_of(&body).contains("not finished"), "{body}");
+
+    // A write that asks for an evaluation on the side still happens, without one.
+    srv.put_json(
+        "/nomos/deployments/default/web/web-v0",
+        &json!({"id": "web-v0", "namespace": "default", "job_id": "web", "job_version": 0,
+                "status": "running", "status_description": "", "groups": {}}),
+    )
+    .await;
+    let (code, resp) = srv
+        .post(
+            "/v1/deployment/pause/web-v0",
+            json!({"DeploymentID": "web-v0", "Pause": true}),
+        )
+        .await;
+    assert_eq!(code, 200, "{resp}");
+    assert_eq!(resp["EvalID"], "");
+    assert_eq!(resp["Index"], resp["DeploymentModifyIndex"]);
     srv.stop().await;
 }

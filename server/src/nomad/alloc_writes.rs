@@ -69,8 +69,13 @@ pub async fn stop(
         );
         let key = keys::alloc(&a.node, &a.id);
         index = kv::put_if(st.store.as_ref(), &key, &stopped, row.alloc_modify_index).await?;
-        eval_id =
-            super::evals::create(&st, &a.namespace, &a.job_id, triggers::ALLOC_STOP, 0).await?;
+        let new = super::evals::NewEval {
+            namespace: a.namespace.clone(),
+            job_id: a.job_id.clone(),
+            triggered_by: triggers::ALLOC_STOP.into(),
+            ..Default::default()
+        };
+        eval_id = super::evals::create_after_write(&st, new).await?.0;
     }
     Ok(Json(AllocStopResponse { eval_id, index }))
 }

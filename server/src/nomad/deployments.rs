@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::allocs::{stub, AllocStub, Lookup, Parts, ALLOC_PREFIXES};
 use super::blocking::{read_index, wait_for_change};
-use super::evals::{create_with, NewEval};
+use super::evals::{create_after_write, NewEval};
 use super::query::QueryOptions;
 use super::respond::{self, Answer};
 use super::shapes::{go_time, ms_to_ns, null_empty};
@@ -593,7 +593,12 @@ async fn update_response(
         deployment_id: d.id.clone(),
         ..Default::default()
     };
-    let (eval_id, eval_index) = create_with(st, new).await?;
+    let (eval_id, eval_index) = create_after_write(st, new).await?;
+    let eval_index = if eval_index > 0 {
+        eval_index
+    } else {
+        view.modify_index
+    };
     let resp = DeploymentUpdateResponse {
         eval_id,
         eval_create_index: eval_index,

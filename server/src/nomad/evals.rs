@@ -121,6 +121,20 @@ pub async fn create_with(st: &AppState, new: NewEval) -> Result<(String, i64), S
     Ok((eval.id, resp.revision))
 }
 
+/// [`create_with`] for a write that already happened (a stop, a drain, a deployment change):
+/// a job at its cap of unfinished evaluations gets none more, and the write still answers,
+/// with an empty ID (the controller reconciles the job anyway).
+pub async fn create_after_write(st: &AppState, new: NewEval) -> Result<(String, i64), ServerError> {
+    let job = new.job_id.clone();
+    match create_with(st, new).await {
+        Err(ServerError::Conflict(why)) => {
+            tracing::warn!(job, %why, "no evaluation recorded for a write");
+            Ok((String::new(), 0))
+        }
+        other => other,
+    }
+}
+
 /// The job's type and priority, from its spec (a job already gone is a service job of the
 /// default priority, as its deregistration is evaluated).
 async fn job_kind(st: &AppState, namespace: &str, job_id: &str) -> (String, i32) {
@@ -409,10 +423,13 @@ async fn jobs_on_node(st: &AppState, node: &str) -> Result<Vec<(String, String)>
 
 /// Writes a pending evaluation, triggered by `trigger`, for each job with allocations on the
 /// node named `name`; returns their IDs and the last one's index (0 when there was none).
+/// With `after_write` (a drain or eligibility change already written), a job at its cap of
+/// unfinished evaluations is passed over ([`create_after_write`]).
 pub async fn evaluate_node(
     st: &AppState,
     name: &str,
     trigger: &str,
+    after_write: bool,
 ) -> Result<(Vec<String>, i64, i64), ServerError> {
     let node = get_node(st, name).await?;
     let node_modify_index = node.modify_index;
@@ -427,9 +444,15 @@ pub async fn evaluate_node(
             node_modify_index,
             ..Default::default()
         };
-        let (id, at) = create_with(st, new).await?;
-        ids.push(id);
-        index = at;
+        let (id, at) = if after_write {
+            create_after_write(st, new).await?
+        } else {
+            create_with(st, new).await?
+        };
+        if !id.is_empty() {
+            ids.push(id);
+            index = at;
+        }
     }
     Ok((ids, index, node_modify_index))
 }
@@ -440,7 +463,8 @@ pub async fn node_evaluate(
     State(st): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Answer<NodeEvaluateResponse>, ServerError> {
-    let (ids, index, node_modify_index) = evaluate_node(&st, &name, triggers::NODE_UPDATE).await?;
+    let (ids, index, node_modify_index) =
+        evaluate_node(&st, &name, triggers::NODE_UPDATE, false).await?;
     let answer_index = if index > 0 {
         index
     } else {

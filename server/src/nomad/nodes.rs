@@ -566,7 +566,7 @@ async fn with_evals(
     mut resp: NodeUpdateResponse,
     trigger: &str,
 ) -> Result<NodeUpdateResponse, ServerError> {
-    let (ids, index, _) = super::evals::evaluate_node(st, &resp.node.name, trigger).await?;
+    let (ids, index, _) = super::evals::evaluate_node(st, &resp.node.name, trigger, true).await?;
     if !ids.is_empty() {
         resp.eval_ids = Some(ids);
         resp.eval_create_index = index;

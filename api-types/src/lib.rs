@@ -17,6 +17,7 @@
 //!   an HCL file (`nctl fmt`).
 //! - [`nomad_out`]: a job in Nomad's API shapes (the job object, a list entry, the summary),
 //!   written with [`nomad_json`]'s tables so that reading it back gives the same job.
+//! - [`eval`]: evaluations as Nomad records them (stored by the API and the jobs controller).
 //! - [`names`]: the rules for job ids, namespaces, group and task names (store key segments).
 //! - [`limits`]: how many instances a group and a job may ask for.
 //! - [`acl`]: Nomad's ACL policy language, tokens and policies, and the capability check.
@@ -35,6 +36,7 @@ pub mod defaults;
 pub mod diag;
 pub mod duration;
 pub mod error;
+pub mod eval;
 mod fieldpath;
 pub mod filter;
 mod frontend;

@@ -299,6 +299,11 @@ pub struct Deployment {
     pub groups: IndexMap<String, DeploymentGroup>,
     pub created_at_ms: i64,
     pub modified_at_ms: i64,
+    /// Health set by a user (`/v1/deployment/allocation-health/{id}`, Nomad's manual health
+    /// for `health_check = "manual"`): allocation id -> healthy. It wins over the agent's
+    /// verdict and the time rule while the deployment runs.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub manual_health: std::collections::BTreeMap<String, bool>,
 }
 
 impl Deployment {

@@ -156,7 +156,8 @@ fn acl_bootstrap_policies_and_tokens_through_nctl() {
     // Lists over every namespace are filtered for it, not refused.
     ok_as(&c, &team_secret, &["-n", "*", "get", "allocs"]);
     ok_as(&c, &team_secret, &["-n", "a", "get", "allocs"]);
-    ok_as(&c, &team_secret, &["deployment", "list"]);
+    ok_as(&c, &team_secret, &["-n", "*", "deployment", "list"]);
+    ok_as(&c, &team_secret, &["-n", "a", "deployment", "list"]);
     let listed = ok_as(&c, &team_secret, &["-n", "*", "get", "jobs"]);
     assert!(listed.contains("web"), "{listed}");
     roles_and_expiry(&c, &root);

@@ -509,9 +509,8 @@ fn get_in_every_form(c: &Cluster) {
     let deployments = c.json(&["get", "deployments", "-o", "json"]);
     let deployment = deployments
         .as_array()
-        .and_then(|ds| ds.iter().find(|d| d["deployment"]["job_id"] == "cli-json"))
-        .unwrap_or_else(|| panic!("the cli-json update made a deployment: {deployments}"))
-        ["deployment"]["id"]
+        .and_then(|ds| ds.iter().find(|d| d["JobID"] == "cli-json"))
+        .unwrap_or_else(|| panic!("the cli-json update made a deployment: {deployments}"))["ID"]
         .as_str()
         .unwrap()
         .to_string();
@@ -574,7 +573,7 @@ fn get_in_every_form(c: &Cluster) {
             // Deployment IDs (`<job>-v<version>`) are never cut to 8 characters.
             vec![deployment.clone(), "cli-json".into(), "successful".into()],
             vec![deployment.clone()],
-            &["deployment", "id"],
+            &["ID"],
         ),
     ];
     for (kind, columns, wide_columns, in_table, in_wide, id_path) in cases {

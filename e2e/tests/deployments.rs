@@ -82,7 +82,7 @@ fn refused(c: &Cluster, args: &[&str], message: &str) {
 
 /// The deployment's status word, from `deployment status ID -o json`.
 fn deployment_status(c: &Cluster, id: &str) -> String {
-    c.json(&["deployment", "status", id, "-o", "json"])["deployment"]["status"]
+    c.json(&["deployment", "status", id, "-o", "json"])["Status"]
         .as_str()
         .unwrap_or_default()
         .to_string()

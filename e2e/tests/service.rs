@@ -57,9 +57,9 @@ fn a_service_job_runs_rolls_out_a_change_and_stops_cleanly() {
     let deployments = c.json(&["get", "deployments", "--job", "web", "-o", "json"]);
     let d = deployments
         .as_array()
-        .and_then(|ds| ds.iter().find(|d| d["deployment"]["job_version"] == 1))
+        .and_then(|ds| ds.iter().find(|d| d["JobVersion"] == 1))
         .unwrap_or_else(|| panic!("a deployment for version 1: {deployments}"));
-    assert_eq!(d["deployment"]["status"], "successful", "{d}");
+    assert_eq!(d["Status"], "successful", "{d}");
     for old in &v1 {
         let id = old["ID"].as_str().unwrap();
         c.wait_for(

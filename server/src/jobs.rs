@@ -309,18 +309,6 @@ pub async fn allocations(
     ))
 }
 
-/// `GET /v1/job/{id}/deployments`, newest first.
-pub async fn deployments(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<NsQuery>,
-) -> Result<Json<Vec<DeploymentView>>, ServerError> {
-    let job = locate_job(&st, q.ns(), &id).await?;
-    let mut all = crate::reads::all_deployments(&st).await?;
-    all.retain(|d| d.deployment.job_id == job.id && d.deployment.namespace == job.namespace);
-    Ok(Json(all))
-}
-
 /// `POST /v1/system/gc`: one forced garbage collection pass (every age threshold at zero; the
 /// server's other gc settings, such as the versions kept per job).
 pub async fn gc(State(st): State<AppState>) -> Result<Json<GcResponse>, ServerError> {

@@ -17,8 +17,9 @@
 //!   [`dryrun`]: the plan's placement dry run through the controllers' pure scheduler.
 //! - [`jobfile`]: turns an apply body (a job file's source or a canonical job) into jobs or
 //!   positioned diagnostics.
-//! - handlers, one module per resource: [`jobs`], [`allocs`], [`nodes`], [`deployments`],
-//!   [`events`] (who may see a store change on the event stream), [`metrics`] (`/metrics`).
+//! - handlers, one module per resource: [`jobs`], [`allocs`], [`nodes`], [`events`] (who may
+//!   see a store change on the event stream), [`metrics`] (`/metrics`); the endpoints in
+//!   Nomad's shapes (jobs, evaluations, deployments and the rest) are in [`nomad`].
 //! - [`services`]: the service catalogue's Nomad-shaped reads (`/v1/services`,
 //!   `/v1/service/{name}`, with filters and blocking queries) and registration deletes.
 //! - [`vars`]: Variables (`/v1/var/{path}`, `/v1/vars`, locks), their items sealed by the
@@ -41,7 +42,6 @@ pub mod acl;
 pub mod advertise;
 pub mod allocs;
 pub mod body;
-pub mod deployments;
 pub mod diff;
 pub mod error;
 pub mod events;
@@ -248,12 +248,6 @@ pub fn router_with(state: AppState, config: &ServerConfig) -> Router {
                 .put(nomad::job_versions::scale),
         )
         .route("/job/{id}/allocations", get(jobs::allocations))
-        .route("/job/{id}/deployments", get(jobs::deployments))
-        .route("/deployments", get(deployments::list))
-        .route("/deployment/{id}", get(deployments::get))
-        .route("/deployment/{id}/promote", post(deployments::promote))
-        .route("/deployment/{id}/fail", post(deployments::fail))
-        .route("/deployment/{id}/pause", post(deployments::pause))
         .route("/services", get(services::list))
         .route("/service/{name}", get(services::get))
         .route(

@@ -243,41 +243,12 @@ pub struct NodeView {
     pub modify_index: i64,
 }
 
+/// A deployment as stored, with its key's mod revision (the UI's and `nctl`'s tables; the
+/// API answers in Nomad's shape, `crate::nomad::deployments::DeploymentOut`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeploymentView {
     pub deployment: Deployment,
     pub modify_index: i64,
-}
-
-/// `POST /v1/deployment/{id}/promote`: which groups' canaries to promote (empty, or `all`:
-/// every group that has canaries). Nomad's spelling (`{"Groups": [...]}`, `{"All": true}`,
-/// `DeploymentID`) works too.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct PromoteRequest {
-    #[serde(alias = "Groups")]
-    pub groups: Vec<String>,
-    #[serde(alias = "All", skip_serializing_if = "std::ops::Not::not")]
-    pub all: bool,
-    /// When given, the deployment the path names must be this one.
-    #[serde(alias = "DeploymentID", skip_serializing_if = "Option::is_none")]
-    pub deployment_id: Option<String>,
-}
-
-/// `POST /v1/deployment/{id}/pause`: `true` pauses a running deployment, `false` resumes a
-/// paused one (Nomad's `{"Pause": ...}` and `DeploymentID` work too).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PauseRequest {
-    #[serde(alias = "Pause")]
-    pub pause: bool,
-    /// When given, the deployment the path names must be this one.
-    #[serde(
-        default,
-        alias = "DeploymentID",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub deployment_id: Option<String>,
 }
 
 /// `GET /v1/status`: the store's revision and the server's version.

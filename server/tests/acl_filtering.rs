@@ -31,6 +31,12 @@ async fn seed_two_namespaces(srv: &TestServer) {
                     "status": "running", "status_description": "", "groups": {}}),
         )
         .await;
+        let eval = format!("{ns}{ns}{ns}{ns}-eval");
+        srv.put_json(
+            &format!("/nomos/evals/{ns}/{eval}"),
+            &json!({"ID": eval, "Namespace": ns, "JobID": "web", "Status": "complete"}),
+        )
+        .await;
     }
 }
 
@@ -85,15 +91,35 @@ async fn a_token_for_namespace_a_lists_only_as_jobs_allocs_and_deployments() {
         let allocs = expect(&srv, 200, "GET", path, Some(&a), None).await;
         assert_eq!(namespaces(&allocs, "allocation"), ["a"], "{path}: {allocs}");
     }
-    for path in ["/v1/deployments", "/v1/deployments?namespace=*"] {
-        let deps = expect(&srv, 200, "GET", path, Some(&a), None).await;
-        assert_eq!(namespaces(&deps, "deployment"), ["a"], "{path}: {deps}");
+    for path in [
+        "/v1/deployments?namespace=a",
+        "/v1/deployments?namespace=*",
+        "/v1/evaluations?namespace=a",
+        "/v1/evaluations?namespace=*",
+    ] {
+        let listed = expect(&srv, 200, "GET", path, Some(&a), None).await;
+        assert_eq!(namespaces(&listed, "deployment"), ["a"], "{path}: {listed}");
     }
+    // An evaluation or deployment of another namespace is refused by its own namespace.
+    expect(&srv, 200, "GET", "/v1/evaluation/aaaa-eval", Some(&a), None).await;
+    expect(&srv, 403, "GET", "/v1/evaluation/bbbb-eval", Some(&a), None).await;
+    expect(&srv, 403, "GET", "/v1/deployment/web-b-v1", Some(&a), None).await;
+    expect(
+        &srv,
+        403,
+        "POST",
+        "/v1/job/web/evaluate?namespace=a",
+        Some(&a),
+        None,
+    )
+    .await;
     // Naming another namespace is still refused, not filtered to nothing.
     for path in [
         "/v1/jobs?namespace=b",
         "/v1/allocations?namespace=b",
         "/v1/deployments?namespace=b",
+        "/v1/evaluations?namespace=b",
+        "/v1/deployments",
     ] {
         expect(&srv, 403, "GET", path, Some(&a), None).await;
     }

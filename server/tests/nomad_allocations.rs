@@ -334,8 +334,12 @@ async fn stop_marks_the_allocation_and_answers_an_index() {
         .unwrap();
     let (code, body) = common::decode(resp).await;
     assert_eq!(code, 200, "{body}");
-    assert_eq!(body["EvalID"], "");
     assert!(body["Index"].as_i64().unwrap() > 0);
+    let eval_id = body["EvalID"].as_str().unwrap();
+    let (code, _, eval) = get_full(&srv, &format!("/v1/evaluation/{eval_id}")).await;
+    assert_eq!(code, 200, "{eval}");
+    assert_eq!(eval["TriggeredBy"], "alloc-stop");
+    assert_eq!(eval["JobID"], "web");
     let stored = srv
         .read_json("/nomos/allocs/n1/aaaa1111-0000")
         .await

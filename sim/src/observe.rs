@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use nomos_api::eval::Evaluation;
 use nomos_api::NodeLifecycle;
 use nomos_api::{
     AllocStatus, Allocation, ClientStatus, Deployment, DesiredStatus, Job, JobStatus, Node,
@@ -35,6 +36,8 @@ pub struct Snapshot {
     /// Nodes whose heartbeat just came back: their originals and the replacements placed
     /// while they were away both run until the controllers settle them (set by the harness).
     pub settling: BTreeSet<String>,
+    /// Evaluations by ID (the jobs controller's records of its reconciles).
+    pub evals: BTreeMap<String, Arc<Evaluation>>,
     /// Keys whose value did not decode.
     pub undecodable: Vec<String>,
 }
@@ -56,6 +59,7 @@ enum Decoded {
     Node(Box<Node>),
     NodeSpec(NodeSpec),
     Lifecycle(NodeLifecycle),
+    Eval(Arc<Evaluation>),
     Bad,
 }
 
@@ -79,6 +83,7 @@ fn decode_kind(kind: &str, value: &[u8]) -> Decoded {
         "nodes" => decode(value, |v| Decoded::Node(Box::new(v))),
         "nodespec" => decode(value, Decoded::NodeSpec),
         "nodestatus" => decode(value, Decoded::Lifecycle),
+        "evals" => decode(value, |v| Decoded::Eval(Arc::new(v))),
         _ => Decoded::Bad,
     }
 }
@@ -177,6 +182,9 @@ impl Snapshot {
             }
             (["nodestatus", name], Decoded::Lifecycle(n)) => {
                 self.lifecycle.insert(name.to_string(), n);
+            }
+            (["evals", _, id], Decoded::Eval(e)) => {
+                self.evals.insert(id.to_string(), e);
             }
             (_, Decoded::Bad) => self.undecodable.push(key.to_string()),
             _ => {}

@@ -129,5 +129,16 @@ pub fn describe(prev: &Snapshot, cur: &Snapshot) -> Vec<String> {
             out.push(format!("node {n} is {:?}", lc.status));
         }
     }
+    for (id, e) in &cur.evals {
+        if prev.evals.get(id).map(|p| &p.status) != Some(&e.status) {
+            out.push(format!(
+                "eval {} {} {} {}",
+                short(id),
+                e.job_id,
+                e.triggered_by,
+                e.status
+            ));
+        }
+    }
     out
 }

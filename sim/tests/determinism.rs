@@ -1,6 +1,7 @@
-//! A seed fixes a whole run: running it again gives the same trace, line for line, and so the
-//! same digest, whatever else runs beside it; and the seed matters (two seeds tell different
-//! stories). Without this, a failing seed could not be replayed.
+//! A seed fixes a whole run: running it again gives the same trace, line for line (the
+//! evaluations the controllers record included), and so the same digest, whatever else runs
+//! beside it; and the seed matters (two seeds tell different stories). Without this, a
+//! failing seed could not be replayed.
 
 use nomos_sim::{run_blocking, RunConfig, RunReport};
 
@@ -32,6 +33,11 @@ fn one_seed_run_twice_tells_the_same_story() {
         panic!("seed 7 ran twice differs at trace line {line}:\n  first:  {a}\n  second: {b}");
     }
     assert_eq!(first.digest, second.digest);
+    // The controllers' evaluations are part of the story, so they replay too.
+    assert!(
+        first.trace.lines.iter().any(|l| l.contains(" eval ")),
+        "seed 7 records evaluations"
+    );
     assert_eq!(first.simulated_ms, second.simulated_ms);
     assert_eq!(first.passed(), second.passed());
 }

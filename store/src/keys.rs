@@ -189,6 +189,20 @@ pub fn deployment(namespace: &str, job: &str, id: &str) -> String {
     format!("/nomos/deployments/{namespace}/{job}/{id}")
 }
 pub const DEPLOYMENTS_PREFIX: &str = "/nomos/deployments/";
+/// Prefix of the evaluations (`/nomos/evals/<ns>/<eval-id>`).
+pub const EVALS_PREFIX: &str = "/nomos/evals/";
+/// `/nomos/evals/<ns>/<eval-id>`: one evaluation (pending ones written by the API, completed
+/// and blocked ones by the jobs controller).
+pub fn eval(namespace: &str, id: &str) -> String {
+    format!("{EVALS_PREFIX}{namespace}/{id}")
+}
+/// `/nomos/evals/` or `/nomos/evals/<ns>/`.
+pub fn evals_prefix(namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("{EVALS_PREFIX}{ns}/"),
+        None => EVALS_PREFIX.to_string(),
+    }
+}
 /// `/nomos/nodes/<node>`: registration written by the agent.
 pub fn node(node: &str) -> String {
     format!("/nomos/nodes/{node}")
@@ -298,5 +312,7 @@ mod tests {
         assert!(KEYRING_ACTIVE.starts_with(KEYRING_PREFIX));
         assert_eq!(identity("n1", "a1"), "/nomos/identities/n1/a1");
         assert_eq!(identities_prefix(Some("n1")), "/nomos/identities/n1/");
+        assert_eq!(eval("default", "e1"), "/nomos/evals/default/e1");
+        assert_eq!(evals_prefix(Some("prod")), "/nomos/evals/prod/");
     }
 }

@@ -11,6 +11,9 @@
 //! - job versions beyond the newest `job_versions_kept` are deleted, except the stable version
 //!   and any version a kept allocation still names.
 //!
+//! - evaluations ([`plan_evals`]) once finished for `eval_gc_threshold_ms`, beyond the newest
+//!   `evals_kept_per_job` finished ones of a job, and all of a job that is gone.
+//!
 //! `nctl system gc` forces a pass with every threshold at zero ([`GcConfig::forced`]).
 
 pub mod run;
@@ -20,6 +23,7 @@ mod tests;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use nomos_api::eval::Evaluation;
 use nomos_api::{ClientStatus, DesiredStatus, Job, JobStatus};
 
 /// Thresholds of the collector (Nomad's defaults where Nomad has one).
@@ -33,6 +37,11 @@ pub struct GcConfig {
     pub job_versions_kept: usize,
     /// How often the loop runs.
     pub interval_ms: i64,
+    /// Finished evaluations older than this are collected (Nomad's `eval_gc_threshold`: 1
+    /// hour).
+    pub eval_gc_threshold_ms: i64,
+    /// Evaluations kept per job: the oldest finished ones beyond this are collected.
+    pub evals_kept_per_job: usize,
 }
 
 impl Default for GcConfig {
@@ -42,6 +51,8 @@ impl Default for GcConfig {
             job_gc_threshold_ms: 4 * 3_600_000,
             job_versions_kept: 6,
             interval_ms: 300_000,
+            eval_gc_threshold_ms: 3_600_000,
+            evals_kept_per_job: nomos_api::eval::EVALS_KEPT_PER_JOB,
         }
     }
 }
@@ -52,6 +63,7 @@ impl GcConfig {
         GcConfig {
             alloc_gc_threshold_ms: 0,
             job_gc_threshold_ms: 0,
+            eval_gc_threshold_ms: 0,
             ..self.clone()
         }
     }
@@ -100,12 +112,48 @@ pub struct GcPlan {
     pub jobs: Vec<(String, String)>,
     /// `(namespace, job, version)`.
     pub versions: Vec<(String, String, u64)>,
+    /// `(namespace, evaluation id)`.
+    pub evals: Vec<(String, String)>,
 }
 
 impl GcPlan {
     pub fn is_empty(&self) -> bool {
-        self.allocs.is_empty() && self.jobs.is_empty() && self.versions.is_empty()
+        self.allocs.is_empty()
+            && self.jobs.is_empty()
+            && self.versions.is_empty()
+            && self.evals.is_empty()
     }
+}
+
+/// The evaluations to collect: those of jobs that are gone or purged in this pass (`live`
+/// holds the jobs that stay), finished ones older than `eval_gc_threshold_ms`, and the
+/// oldest finished ones beyond `evals_kept_per_job` per job. Unfinished evaluations of live
+/// jobs are kept. Returns `(namespace, id)`, sorted.
+pub fn plan_evals(
+    evals: &[Evaluation],
+    live: &HashSet<(String, String)>,
+    now_ms: i64,
+    config: &GcConfig,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut finished_by_job: HashMap<(String, String), Vec<&Evaluation>> = HashMap::new();
+    for e in evals {
+        let job = (e.namespace.clone(), e.job_id.clone());
+        let age_ms = now_ms - e.modify_time / 1_000_000;
+        if !live.contains(&job) || (e.is_terminal() && age_ms >= config.eval_gc_threshold_ms) {
+            out.push((e.namespace.clone(), e.id.clone()));
+        } else if e.is_terminal() {
+            finished_by_job.entry(job).or_default().push(e);
+        }
+    }
+    for mut finished in finished_by_job.into_values() {
+        finished.sort_by(|a, b| b.modify_time.cmp(&a.modify_time).then(b.id.cmp(&a.id)));
+        for e in finished.into_iter().skip(config.evals_kept_per_job) {
+            out.push((e.namespace.clone(), e.id.clone()));
+        }
+    }
+    out.sort();
+    out
 }
 
 /// One collection pass at `now_ms`.

@@ -1,14 +1,16 @@
 //! The garbage collector's executor: runs every `interval_ms` (and on demand for
 //! `nctl system gc`), plans over a fresh view and deletes: an allocation with its status; a job's
 //! spec, status, versions and deployments; single old versions. Each allocation delete compares on
-//! the revision it was read at, so an allocation that changed meanwhile is left for the next pass.
+//! the revision it was read at, so an allocation that changed meanwhile is left for the next pass;
+//! evaluations go in batches.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use async_trait::async_trait;
+use nomos_api::eval::Evaluation;
 use nomos_store::{keys, Store};
 
-use super::{plan, GcConfig, GcJob, GcPlan};
+use super::{plan, plan_evals, GcConfig, GcJob, GcPlan};
 use crate::loops::ctx::{Ctx, Loop, LoopName, LoopsConfig, PassOutcome};
 use crate::loops::view::{JobKey, Part, View};
 use crate::write::{delete, delete_prefix, unchanged};
@@ -52,7 +54,17 @@ pub fn plan_for(view: &View, now: i64, config: &GcConfig) -> GcPlan {
     }
     let jobs: Vec<GcJob> = jobs.into_values().collect();
     let allocs = view.observed_allocs(|_| true);
-    plan(&jobs, &allocs, now, config)
+    let mut p = plan(&jobs, &allocs, now, config);
+    let mut live: HashSet<JobKey> = jobs
+        .iter()
+        .map(|j| (j.namespace.clone(), j.id.clone()))
+        .collect();
+    for purged in &p.jobs {
+        live.remove(purged);
+    }
+    let evals: Vec<Evaluation> = view.evals.values().map(|e| e.value.clone()).collect();
+    p.evals = plan_evals(&evals, &live, now, config);
+    p
 }
 
 /// Applies a plan. Returns how many objects went.
@@ -97,6 +109,14 @@ pub async fn apply(ctx: &Ctx, view: &View, p: &GcPlan) -> Result<usize, Controll
         ctx.commit(vec![], ops).await?;
         n += 1;
     }
+    for chunk in p.evals.chunks(100) {
+        let ops = chunk
+            .iter()
+            .map(|(ns, id)| delete(&keys::eval(ns, id)))
+            .collect();
+        ctx.commit(vec![], ops).await?;
+        n += chunk.len();
+    }
     Ok(n)
 }
 
@@ -133,6 +153,7 @@ impl Loop for GcLoop {
             Part::JobStatus,
             Part::Allocs,
             Part::AllocStatus,
+            Part::Evals,
         ]
     }
 
@@ -159,6 +180,7 @@ pub async fn pass(
             allocs = p.allocs.len(),
             jobs = p.jobs.len(),
             versions = p.versions.len(),
+            evals = p.evals.len(),
             "gc"
         );
     }

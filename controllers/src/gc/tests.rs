@@ -271,3 +271,59 @@ fn finished_periodic_children_of_a_parent_that_is_gone_are_collected() {
         "only the finished orphan goes; a live parent's children are the periodic loop's"
     );
 }
+
+#[test]
+fn evaluations_go_when_finished_and_old_beyond_the_cap_or_with_their_job() {
+    let eval = |id: &str, job: &str, status: &str, age_ms: i64| Evaluation {
+        id: id.into(),
+        namespace: "default".into(),
+        job_id: job.into(),
+        status: status.into(),
+        modify_time: (10 * HOUR - age_ms) * 1_000_000,
+        ..Default::default()
+    };
+    let evals = vec![
+        eval("fresh", "web", "complete", 1_000),
+        eval("old", "web", "complete", 2 * HOUR),
+        eval("old-failed", "web", "failed", 2 * HOUR),
+        eval("old-pending", "web", "pending", 2 * HOUR),
+        eval("old-blocked", "web", "blocked", 2 * HOUR),
+        eval("gone-pending", "purged", "pending", 0),
+        eval("older", "api", "complete", 3_000),
+        eval("newer", "api", "canceled", 2_000),
+        eval("newest", "api", "complete", 1_000),
+    ];
+    let live: HashSet<(String, String)> = [("default", "web"), ("default", "api")]
+        .into_iter()
+        .map(|(n, j)| (n.to_string(), j.to_string()))
+        .collect();
+    let config = GcConfig {
+        evals_kept_per_job: 2,
+        ..Default::default()
+    };
+    let got: Vec<String> = plan_evals(&evals, &live, 10 * HOUR, &config)
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
+    assert_eq!(
+        got,
+        ["gone-pending", "old", "old-failed", "older"],
+        "unfinished evaluations of live jobs stay, however old"
+    );
+    let forced: Vec<String> = plan_evals(&evals, &live, 10 * HOUR, &config.forced())
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
+    assert_eq!(
+        forced,
+        [
+            "fresh",
+            "gone-pending",
+            "newer",
+            "newest",
+            "old",
+            "old-failed",
+            "older"
+        ]
+    );
+}

@@ -52,6 +52,8 @@ pub struct Decision {
     pub changed: Vec<Allocation>,
     /// Per group: placements that failed, and the scheduler's reason for the last one.
     pub failures: IndexMap<String, (u32, String)>,
+    /// Per group: the scheduler's account of the last placement that failed.
+    pub failure_metrics: IndexMap<String, scheduler::PlacementFailure>,
     /// The allocations the decision read.
     pub existing: Vec<ObservedAlloc>,
 }
@@ -130,6 +132,7 @@ pub fn decide(
         placed_for: placed.placed_for,
         changed,
         failures: placed.failures,
+        failure_metrics: placed.failure_metrics,
         existing: allocs,
     }
 }
@@ -139,6 +142,7 @@ struct Placed {
     allocs: Vec<Allocation>,
     placed_for: Vec<PlacedFor>,
     failures: IndexMap<String, (u32, String)>,
+    failure_metrics: IndexMap<String, scheduler::PlacementFailure>,
     /// The placements that succeeded, by identity: a replacement's stop is applied only if its
     /// own placement succeeded (its predecessor is not always what it stops).
     succeeded: HashSet<*const Place>,
@@ -191,6 +195,7 @@ impl Placing<'_> {
             allocs: Vec::new(),
             placed_for: Vec::new(),
             failures: IndexMap::new(),
+            failure_metrics: IndexMap::new(),
             succeeded: HashSet::new(),
         };
         let seed = hash_str(&format!("{}/{}", self.job_key.0, self.job_key.1)) ^ self.version;
@@ -237,6 +242,7 @@ impl Placing<'_> {
                             .or_insert((0, String::new()));
                         e.0 += 1;
                         e.1 = f.summary();
+                        out.failure_metrics.insert(group.name.clone(), f);
                     }
                 }
             }

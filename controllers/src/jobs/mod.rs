@@ -18,6 +18,10 @@
 //!    transaction and the deployment and status on the last, so a job that fits one
 //!    transaction costs one round trip.
 //!
+//! 5. record the pass as evaluations ([`evals`]): the job's pending evaluations complete, a
+//!    pass that acted without one records a complete one, failed placements keep a blocked
+//!    one; these ride on the last transaction too.
+//!
 //! Deleting the spec key purges the job: its allocations are stopped, deleted once their agent
 //! reports them terminal (or their node is gone), then its versions, deployments and status go.
 //! System, sysbatch, periodic and parameterized jobs get versions here but their allocations
@@ -25,6 +29,7 @@
 
 pub(crate) mod compact;
 pub mod decide;
+pub mod evals;
 pub mod world;
 
 #[cfg(test)]
@@ -50,6 +55,8 @@ use crate::scheduler::SchedulerConfig;
 use crate::write::{absent, encode, node_guard, put, set_desired, unchanged, Fence};
 use crate::ControllerError;
 use decide::DecisionInput;
+use evals::{Activity, JobFacts};
+use nomos_api::eval::Evaluation;
 use world::{JobKey, Part, World, WorldSink};
 
 /// The status error of a job whose namespace does not exist (Nomad refuses such a job at
@@ -152,18 +159,24 @@ struct Write {
     compare: Option<Compare>,
 }
 
-/// Writes for the first and the last transaction of a commit.
+/// Writes for the first and the last transaction of a commit, and the evaluation records
+/// that ride on the last one when it has room (else they follow in their own).
 #[derive(Default)]
 struct Extra {
     first: Vec<Write>,
     last: Vec<Write>,
+    evals: Vec<Write>,
 }
 
 impl Extra {
     fn is_empty(&self) -> bool {
-        self.first.is_empty() && self.last.is_empty()
+        self.first.is_empty() && self.last.is_empty() && self.evals.is_empty()
     }
 }
+
+/// Most operations one commit transaction carries, below the store's limit
+/// ([`nomos_store::validate::MAX_TXN_OPS`]) with room for the fence.
+const TXN_OPS_BUDGET: usize = 120;
 
 fn conflict(nodes: Vec<String>) -> ControllerError {
     ControllerError::CommitConflict { nodes, attempts: 0 }
@@ -285,6 +298,11 @@ impl Ctx {
         } = self.accept(jk, &spec).await.map_err(|e| (e, false))?;
         let Some((&version, job)) = versions.last_key_value() else {
             status.status = "pending".into();
+            let (pending, _) = self.lock().unfinished_evals(jk);
+            let why = format!("the job's spec cannot run: {}", status.errors.join("; "));
+            self.write_evals(evals::failed(&pending, &why, now_ns(now)))
+                .await
+                .map_err(|e| (e, false))?;
             self.write_status(jk, status, now)
                 .await
                 .map_err(|e| (e, false))?;
@@ -295,12 +313,24 @@ impl Ctx {
             || job.periodic.is_some()
             || job.parameterized.is_some()
         {
-            // The loops run it; this controller only records its versions.
+            // The loops run it; this controller only records its versions (and completes the
+            // evaluations asked of it).
             if new_version == Some(version) {
                 self.write_version(jk, version, &job)
                     .await
                     .map_err(|e| (e, false))?;
             }
+            let facts = job_facts(jk, &job, spec.mod_revision);
+            let (pending, _) = self.lock().unfinished_evals(jk);
+            let records = evals::records(
+                &facts,
+                &pending,
+                None,
+                &evals::Activity::default(),
+                now_ns(now),
+                &*self.config.ids,
+            );
+            self.write_evals(records).await.map_err(|e| (e, false))?;
             return Ok(Outcome::default());
         }
         let version_write = match new_version {
@@ -314,6 +344,7 @@ impl Ctx {
             new_allocs,
             changed,
             failures,
+            failure_metrics,
             guards,
             existing,
         } = self.decide(jk, &job, version, &versions, status.stable_version, now);
@@ -330,9 +361,33 @@ impl Ctx {
             .deployment_writes(jk, &plan, &versions)
             .map_err(|e| (e, false))?;
         last.extend(status_write);
+        let mut activity = activity_of(
+            &plan,
+            new_version.is_some(),
+            &new_allocs,
+            &changed,
+            &failures,
+            &failure_metrics,
+        );
+        if job.labels.contains_key(crate::periodic::PARENT_LABEL)
+            && activity.trigger == Some(nomos_api::eval::triggers::JOB_REGISTER)
+        {
+            // A periodic job's launch, as Nomad names it.
+            activity.trigger = Some(nomos_api::eval::triggers::PERIODIC_JOB);
+        }
+        let (pending, blocked) = self.lock().unfinished_evals(jk);
+        let records = evals::records(
+            &job_facts(jk, &job, spec.mod_revision),
+            &pending,
+            blocked.as_ref(),
+            &activity,
+            now_ns(now),
+            &*self.config.ids,
+        );
         let extra = Extra {
             first: version_write.into_iter().collect(),
             last,
+            evals: eval_writes(&records).map_err(|e| (e, false))?,
         };
         let placed = new_allocs.len();
         self.commit(new_allocs, changed, guards, extra, now).await?;
@@ -598,6 +653,7 @@ impl Ctx {
             new_allocs: d.new_allocs,
             changed: d.changed,
             failures: d.failures,
+            failure_metrics: d.failure_metrics,
             guards,
             existing: d.existing,
         }
@@ -646,6 +702,7 @@ impl Ctx {
         }
         let n_batches = batches.len();
         let mut progressed = false;
+        let mut evals_written = extra.evals.is_empty();
         for (i, batch) in batches.iter().enumerate() {
             let mut nodes: Vec<&str> = batch.iter().map(|(a, _)| a.node.as_str()).collect();
             nodes.dedup();
@@ -676,6 +733,10 @@ impl Ctx {
             }
             if i + 1 == n_batches {
                 writes.extend(&extra.last);
+                if ops.len() + writes.len() + extra.evals.len() <= TXN_OPS_BUDGET {
+                    writes.extend(&extra.evals);
+                    evals_written = true;
+                }
             }
             for wr in &writes {
                 compares.extend(wr.compare.iter().cloned());
@@ -705,7 +766,15 @@ impl Ctx {
             }
             for wr in writes {
                 w.apply(wr.kind, &wr.key, Some(&wr.value), revision);
+                if wr.kind == Part::Evals {
+                    w.eval_done.insert(wr.key.clone(), revision);
+                }
             }
+        }
+        if !evals_written {
+            self.put_evals(&extra.evals)
+                .await
+                .map_err(|e| (e, progressed))?;
         }
         Ok(progressed)
     }
@@ -818,6 +887,27 @@ impl Ctx {
         Ok(())
     }
 
+    /// Writes evaluation records on their own (passes that commit nothing else).
+    async fn write_evals(&self, records: Vec<Evaluation>) -> Result<(), ControllerError> {
+        self.put_evals(&eval_writes(&records)?).await
+    }
+
+    /// Writes evaluation records in transactions of their own.
+    async fn put_evals(&self, writes: &[Write]) -> Result<(), ControllerError> {
+        for chunk in writes.chunks(TXN_OPS_BUDGET) {
+            let ops = chunk.iter().map(|w| put(&w.key, w.value.clone())).collect();
+            let Some(revision) = self.fence().commit_at(Vec::new(), ops).await? else {
+                return Err(conflict(vec![]));
+            };
+            let mut w = self.lock();
+            for wr in chunk {
+                w.apply(Part::Evals, &wr.key, Some(&wr.value), revision);
+                w.eval_done.insert(wr.key.clone(), revision);
+            }
+        }
+        Ok(())
+    }
+
     async fn fenced_put(
         &self,
         key: &str,
@@ -888,6 +978,14 @@ impl Ctx {
         if let Some(status) = mark {
             extra.last.push(status_write(jk, &status)?);
         }
+        let (pending, blocked) = self.lock().unfinished_evals(jk);
+        let facts = JobFacts {
+            namespace: jk.0.clone(),
+            job_id: jk.1.clone(),
+            ..Default::default()
+        };
+        let records = evals::on_purge(&facts, &pending, blocked.as_ref(), now_ns(now));
+        extra.evals = eval_writes(&records)?;
         if !stops.is_empty() || !extra.is_empty() {
             self.commit(Vec::new(), stops, guards, extra, now)
                 .await
@@ -953,6 +1051,78 @@ impl Ctx {
     }
 }
 
+/// Unix milliseconds as the Unix nanoseconds evaluations keep.
+fn now_ns(now_ms: i64) -> i64 {
+    now_ms.saturating_mul(1_000_000)
+}
+
+/// The job's facts its evaluation records carry.
+fn job_facts(jk: &JobKey, job: &Job, spec_revision: i64) -> JobFacts {
+    JobFacts {
+        namespace: jk.0.clone(),
+        job_id: jk.1.clone(),
+        kind: job.job_type.as_str().to_string(),
+        priority: if job.priority > 0 {
+            job.priority
+        } else {
+            nomos_api::eval::DEFAULT_PRIORITY
+        },
+        job_modify_index: spec_revision,
+    }
+}
+
+/// What a decision does, as its evaluation records it.
+fn activity_of(
+    plan: &Plan,
+    new_version: bool,
+    new_allocs: &[Allocation],
+    changed: &[Allocation],
+    failures: &IndexMap<String, (u32, String)>,
+    failure_metrics: &IndexMap<String, crate::scheduler::PlacementFailure>,
+) -> Activity {
+    let changed_allocs = !new_allocs.is_empty() || !changed.is_empty();
+    let (failures, queued) = evals::failures_of(failures, failure_metrics);
+    let deployment_id = plan
+        .deployment
+        .as_ref()
+        .map(|d| d.id.clone())
+        .or_else(|| {
+            new_allocs
+                .iter()
+                .map(|a| a.deployment_id.clone())
+                .find(|d| !d.is_empty())
+        })
+        .unwrap_or_default();
+    Activity {
+        trigger: evals::trigger_of(plan, new_version, changed_allocs),
+        allocs: new_allocs
+            .iter()
+            .chain(changed)
+            .map(|a| a.id.clone())
+            .collect(),
+        deployment_id,
+        failures,
+        queued,
+    }
+}
+
+/// The writes of evaluation records, for a commit to carry.
+fn eval_writes(records: &[Evaluation]) -> Result<Vec<Write>, ControllerError> {
+    records
+        .iter()
+        .map(|e| {
+            let key = keys::eval(&e.namespace, &e.id);
+            let value = encode(&key, e, "evaluation")?;
+            Ok(Write {
+                key,
+                value,
+                kind: Part::Evals,
+                compare: None,
+            })
+        })
+        .collect()
+}
+
 /// The write of a job's status.
 fn status_write(jk: &JobKey, status: &JobStatus) -> Result<Write, ControllerError> {
     let key = keys::job_status(&jk.0, &jk.1);
@@ -987,6 +1157,7 @@ struct Decided {
     new_allocs: Vec<Allocation>,
     changed: Vec<Allocation>,
     failures: IndexMap<String, (u32, String)>,
+    failure_metrics: IndexMap<String, crate::scheduler::PlacementFailure>,
     guards: HashMap<String, i64>,
     existing: Vec<ObservedAlloc>,
 }

@@ -692,3 +692,95 @@ async fn commits_to_disjoint_nodes_overlap_and_commits_to_one_node_take_turns() 
         let _ = t.await;
     }
 }
+
+async fn evals(store: &dyn Store) -> Vec<nomos_api::eval::Evaluation> {
+    let r = store
+        .range(
+            KeySelector::prefix(keys::EVALS_PREFIX.as_bytes().to_vec()),
+            RangeOptions::default(),
+        )
+        .await
+        .unwrap();
+    r.kvs
+        .iter()
+        .map(|kv| serde_json::from_slice(&kv.value).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn reconciles_record_evaluations_and_an_idle_job_records_none() {
+    use nomos_api::eval::{eval_status, triggers, Evaluation};
+    let s = store();
+    add_node(&*s, &node("n1", 4000, 4096)).await;
+    put_spec(&*s, "web", spec("web", 2, 100, json!({}))).await;
+    let c = Controller::start(s.clone());
+    eventually("the placement's evaluation", || async {
+        evals(&*s).await.len() == 1
+    })
+    .await;
+    let first = &evals(&*s).await[0];
+    assert_eq!(first.status, eval_status::COMPLETE);
+    assert_eq!(first.triggered_by, triggers::JOB_REGISTER);
+    assert_eq!(first.placed_allocs.as_ref().map(Vec::len), Some(2));
+
+    // A pending evaluation written by the API is completed by the next reconcile.
+    let pending = Evaluation {
+        id: "p1".into(),
+        namespace: "default".into(),
+        job_id: "web".into(),
+        triggered_by: triggers::NODE_UPDATE.into(),
+        status: eval_status::PENDING.into(),
+        ..Default::default()
+    };
+    s.put(
+        keys::eval("default", "p1").into_bytes(),
+        serde_json::to_vec(&pending).unwrap(),
+        PutOptions::default(),
+    )
+    .await
+    .unwrap();
+    eventually("the pending evaluation completes", || async {
+        evals(&*s)
+            .await
+            .iter()
+            .any(|e| e.id == "p1" && e.status == eval_status::COMPLETE)
+    })
+    .await;
+
+    // Resyncs (every second here) that change nothing write no evaluation.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(evals(&*s).await.len(), 2, "{:?}", evals(&*s).await);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn more_pending_evaluations_than_a_transaction_holds_all_complete() {
+    use nomos_api::eval::{eval_status, Evaluation};
+    let s = store();
+    add_node(&*s, &node("n1", 4000, 4096)).await;
+    for i in 0..130 {
+        let e = Evaluation {
+            id: format!("p{i:03}"),
+            namespace: "default".into(),
+            job_id: "web".into(),
+            status: eval_status::PENDING.into(),
+            ..Default::default()
+        };
+        s.put(
+            keys::eval("default", &e.id).into_bytes(),
+            serde_json::to_vec(&e).unwrap(),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+    put_spec(&*s, "web", spec("web", 100, 10, json!({}))).await;
+    let c = Controller::start(s.clone());
+    eventually("every pending evaluation completes", || async {
+        let all = evals(&*s).await;
+        all.len() >= 130 && all.iter().all(|e| e.status == eval_status::COMPLETE)
+    })
+    .await;
+    assert_eq!(running_allocs(&*s, "web").await.len(), 100);
+    c.stop().await;
+}

@@ -1,6 +1,6 @@
 //! The jobs controller's view of the store: synchronous indexes over every prefix it reads
 //! (specs, versions, allocations and their statuses, nodes, node specs, heartbeats,
-//! deployments, job statuses), plus the scheduler's [`ClusterSnapshot`] kept in step with them.
+//! deployments, job statuses, unfinished evaluations), plus the scheduler's [`ClusterSnapshot`] kept in step with them.
 //! Fed by reflector sinks ([`WorldSink`]) and by the controller's own committed writes; events
 //! older than what the index already holds for a key are ignored, so both feeds may overlap.
 //!
@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 
+use nomos_api::eval::Evaluation;
 use nomos_api::namespace::{Namespace, QuotaSpec, DEFAULT_NAMESPACE};
 use nomos_api::{
     AllocStatus, Allocation, ClientStatus, Deployment, DesiredStatus, Job, JobStatus, Node,
@@ -84,6 +85,13 @@ pub struct World {
     pub namespaces: BTreeMap<String, Namespace>,
     /// Quota specifications by name.
     pub quotas: BTreeMap<String, QuotaSpec>,
+    /// Unfinished (pending and blocked) evaluations per job, by key.
+    pub evals: FastMap<JobKey, BTreeMap<String, Evaluation>>,
+    /// The job of each unfinished evaluation, by key.
+    eval_jobs: FastMap<String, JobKey>,
+    /// Evaluations this controller finished, with the revision of that write: older events
+    /// of their keys (a pending write seen late) are ignored until the watch passes it.
+    pub eval_done: FastMap<String, i64>,
 }
 
 fn job_key_from(ns: &str, job: &str) -> JobKey {
@@ -119,6 +127,7 @@ impl World {
                 self.deployments.values().map(BTreeMap::len).sum(),
             ),
             (Part::JobStatus, self.job_status.len()),
+            (Part::Evals, self.eval_jobs.len()),
         ]
     }
 
@@ -485,6 +494,9 @@ impl World {
                 .and_then(|jk| self.apply_deployment(key, jk, id, value, revision))
                 .into_iter()
                 .collect(),
+            (Part::Evals, [_ns, _id]) => {
+                self.apply_eval(key, value, revision).into_iter().collect()
+            }
             (Part::JobStatus, [ns, job @ ..]) => {
                 if let Some(jk) = job_of(ns, job) {
                     match value.map(serde_json::from_slice::<JobStatus>) {
@@ -687,6 +699,52 @@ impl World {
         Some(jk)
     }
 
+    /// An evaluation's new value: unfinished ones are indexed by job, and a new pending one
+    /// returns its job to reconcile; finished and deleted ones leave the index.
+    fn apply_eval(&mut self, key: &str, value: Option<&[u8]>, revision: i64) -> Option<JobKey> {
+        if self.eval_done.get(key).is_some_and(|done| revision < *done) {
+            return None;
+        }
+        if let Some(jk) = self.eval_jobs.remove(key) {
+            if let Some(m) = self.evals.get_mut(&jk) {
+                m.remove(key);
+                if m.is_empty() {
+                    self.evals.remove(&jk);
+                }
+            }
+        }
+        let e = match value.map(serde_json::from_slice::<Evaluation>) {
+            Some(Ok(e)) if !e.is_terminal() => e,
+            Some(Err(err)) => {
+                tracing::warn!(key, error = %err, "undecodable evaluation ignored");
+                return None;
+            }
+            _ => return None,
+        };
+        let jk = job_key_from(&e.namespace, &e.job_id);
+        let pending = e.is_pending();
+        self.eval_jobs.insert(key.to_string(), jk.clone());
+        self.evals
+            .entry(jk.clone())
+            .or_default()
+            .insert(key.to_string(), e);
+        pending.then_some(jk)
+    }
+
+    /// A job's unfinished evaluations: the pending ones, and the newest blocked one.
+    pub fn unfinished_evals(&self, jk: &JobKey) -> (Vec<Evaluation>, Option<Evaluation>) {
+        let Some(m) = self.evals.get(jk) else {
+            return (Vec::new(), None);
+        };
+        let pending = m.values().filter(|e| e.is_pending()).cloned().collect();
+        let blocked = m
+            .values()
+            .filter(|e| e.is_blocked())
+            .max_by_key(|e| e.create_time)
+            .cloned();
+        (pending, blocked)
+    }
+
     /// Replaces everything under one prefix with a fresh list.
     pub fn reset(&mut self, kind: Part, kvs: Vec<KeyValue>, revision: i64) -> BTreeSet<JobKey> {
         let mut touched = BTreeSet::new();
@@ -725,6 +783,7 @@ impl World {
                 .collect(),
             Part::Namespaces => self.namespaces.keys().map(|n| keys::namespace(n)).collect(),
             Part::Quotas => self.quotas.keys().map(|n| keys::quota(n)).collect(),
+            Part::Evals => self.eval_jobs.keys().cloned().collect(),
             Part::NodeLifecycle | Part::DrainStatus | Part::Services => Vec::new(),
         };
         let fresh: HashSet<String> = kvs
@@ -910,6 +969,9 @@ impl Sink for WorldSink {
             w.revisions.insert(self.kind, revision);
             if self.kind == Part::Allocs {
                 w.tombstones.retain(|_, t| t.revision > revision);
+            }
+            if self.kind == Part::Evals {
+                w.eval_done.retain(|_, done| *done > revision);
             }
         }
         for k in coalesced.difference(&touched) {
@@ -1256,5 +1318,50 @@ mod tests {
             21,
         );
         assert!(!w.allocs.contains_key("a1"));
+    }
+
+    #[test]
+    fn pending_evaluations_queue_their_job_and_a_late_event_cannot_reopen_a_finished_one() {
+        let eval = |id: &str, status: &str| {
+            serde_json::to_vec(&Evaluation {
+                id: id.into(),
+                namespace: "default".into(),
+                job_id: "web".into(),
+                status: status.into(),
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        let web = job_key_from("default", "web");
+        let (p1, b1) = (keys::eval("default", "p1"), keys::eval("default", "b1"));
+        let mut w = World::default();
+        let queued = w.apply(Part::Evals, &p1, Some(&eval("p1", "pending")), 10);
+        assert_eq!(
+            queued,
+            BTreeSet::from([web.clone()]),
+            "a pending one asks for a reconcile"
+        );
+        let queued = w.apply(Part::Evals, &b1, Some(&eval("b1", "blocked")), 11);
+        assert!(
+            queued.is_empty(),
+            "a blocked one waits for the cluster to change"
+        );
+        let (pending, blocked) = w.unfinished_evals(&web);
+        assert_eq!(pending.len(), 1);
+        assert_eq!(blocked.map(|b| b.id), Some("b1".to_string()));
+
+        // The controller completes p1 at revision 15; the watch then delivers p1's pending
+        // write (revision 10) late: it is ignored.
+        w.apply(Part::Evals, &p1, Some(&eval("p1", "complete")), 15);
+        w.eval_done.insert(p1.clone(), 15);
+        assert!(w
+            .apply(Part::Evals, &p1, Some(&eval("p1", "pending")), 10)
+            .is_empty());
+        assert!(w.unfinished_evals(&web).0.is_empty());
+
+        // Deleted (collected) ones leave the index.
+        w.apply(Part::Evals, &b1, None, 20);
+        assert_eq!(w.unfinished_evals(&web), (Vec::new(), None));
+        assert!(w.evals.is_empty());
     }
 }

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use nomos_api::eval::Evaluation;
 use nomos_api::namespace::{Namespace, QuotaSpec};
 use nomos_api::service::ServiceRegistration;
 use nomos_api::{
@@ -41,11 +42,13 @@ pub enum Part {
     Quotas,
     /// `/nomos/services/`: the service catalogue.
     Services,
+    /// `/nomos/evals/`: evaluations.
+    Evals,
 }
 
 impl Part {
     /// What the jobs controller watches.
-    pub const JOBS: [Part; 11] = [
+    pub const JOBS: [Part; 12] = [
         Part::Specs,
         Part::Versions,
         Part::Allocs,
@@ -57,6 +60,7 @@ impl Part {
         Part::JobStatus,
         Part::Namespaces,
         Part::Quotas,
+        Part::Evals,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -75,6 +79,7 @@ impl Part {
             Part::Namespaces => keys::NAMESPACES_PREFIX,
             Part::Quotas => keys::QUOTAS_PREFIX,
             Part::Services => keys::SERVICES_PREFIX,
+            Part::Evals => keys::EVALS_PREFIX,
         }
     }
 
@@ -121,6 +126,8 @@ pub struct View {
     pub quotas: BTreeMap<String, QuotaSpec>,
     /// The service catalogue, by key.
     pub services: BTreeMap<String, Rev<ServiceRegistration>>,
+    /// Evaluations, by key.
+    pub evals: BTreeMap<String, Rev<Evaluation>>,
 }
 
 fn decode<T: DeserializeOwned>(
@@ -281,6 +288,16 @@ impl View {
                     },
                 );
                 v?;
+            }
+            (Part::Evals, [_ns, _id]) => {
+                let e = decode(key, raw, "evaluation")?;
+                self.evals.insert(
+                    key.to_string(),
+                    Rev {
+                        value: e,
+                        mod_revision: rev,
+                    },
+                );
             }
             (Part::Deployments, [ns, job, id]) => {
                 let d = decode(key, raw, "deployment")?;

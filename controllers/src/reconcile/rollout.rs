@@ -103,6 +103,13 @@ pub(super) fn rolling_update(
     replace_older(input, r, &s, plan);
 }
 
+/// The health a user set by hand for the allocation in the deployment of the new version.
+fn manual_health(input: &Input<'_>, a: &ObservedAlloc) -> Option<bool> {
+    input
+        .deployment
+        .and_then(|d| d.manual_health.get(&a.alloc.id).copied())
+}
+
 /// The new version's allocations in one group, as the rollout judges them.
 struct NewVersion<'a> {
     /// Live allocations counted as new (updated in place ones included).
@@ -131,7 +138,9 @@ impl<'a> NewVersion<'a> {
         let deadline_ms = (r.u.healthy_deadline_ns / 1_000_000) as i64;
         let health: Vec<Option<bool>> = allocs
             .iter()
-            .map(|a| deployment_health(a, r.rule, deadline_ms, now))
+            .map(|a| {
+                manual_health(input, a).or_else(|| deployment_health(a, r.rule, deadline_ms, now))
+            })
             .collect();
         for (a, h) in allocs.iter().zip(&health) {
             if let Some(t) = healthy_at(a, r.rule).filter(|t| *t > now) {
@@ -312,7 +321,9 @@ fn replace_older(input: &Input<'_>, r: &Rollout<'_>, s: &NewVersion<'_>, plan: &
     // no verdict from its agent yet, an older allocation is judged by its own version's rule.)
     let old_healthy = |a: &ObservedAlloc| {
         runs_on_connected_node(input, a)
-            && alloc_health(a, &rule_of_version(input, &a.alloc, r.rule), now) == Some(true)
+            && manual_health(input, a)
+                .or_else(|| alloc_health(a, &rule_of_version(input, &a.alloc, r.rule), now))
+                == Some(true)
     };
     let mut served = ServedIndexes::default();
     for a in r.live.values().flatten().filter(|a| old_healthy(a)) {

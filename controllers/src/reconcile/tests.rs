@@ -547,6 +547,44 @@ fn agent_reported_unhealthy_counts_against_the_budget() {
 }
 
 #[test]
+fn health_set_by_hand_in_the_deployment_wins_over_the_agent_and_the_clock() {
+    let (j, versions) = rolling(2, 0, false);
+    let mut allocs: Vec<_> = (0..4)
+        .map(|i| running(&format!("a{i}"), i, 1, NOW - 100_000))
+        .collect();
+    let d = run_with(&j, 2, &versions, &allocs, None, &ready)
+        .deployment
+        .expect("a deployment is created");
+    // Two new ones, just started: not healthy by time, and b1 reported unhealthy.
+    allocs[0] = running("b0", 0, 2, NOW - 1_000);
+    allocs[1] = running("b1", 1, 2, NOW - 1_000);
+    allocs[1].status.as_mut().unwrap().healthy = Some(false);
+    let plan = run_with(&j, 2, &versions, &allocs, Some(&d), &ready);
+    assert!(plan.destructive_update.is_empty(), "nothing healthy yet");
+
+    let mut by_hand = d.clone();
+    by_hand.manual_health.insert("b0".into(), true);
+    by_hand.manual_health.insert("b1".into(), true);
+    let plan = run_with(&j, 2, &versions, &allocs, Some(&by_hand), &ready);
+    let moved: Vec<&str> = plan
+        .destructive_update
+        .iter()
+        .map(|r| r.stop.alloc_id.as_str())
+        .collect();
+    assert_eq!(moved, ["a2", "a3"], "both count as healthy");
+    let written = plan.deployment.expect("the counts changed");
+    assert_eq!(written.groups["g"].healthy, 2);
+    assert_eq!(written.manual_health.len(), 2, "the marks are kept");
+
+    by_hand.manual_health.insert("b0".into(), false);
+    let plan = run_with(&j, 2, &versions, &allocs, Some(&by_hand), &ready);
+    assert_eq!(
+        plan.deployment.expect("the counts changed").groups["g"].unhealthy,
+        1
+    );
+}
+
+#[test]
 fn in_place_update_when_only_non_task_fields_change() {
     let old = job(2);
     let mut new = job(2);

@@ -697,8 +697,7 @@ pub async fn wait_for_rollout(
             let version =
                 *applied_version.get_or_insert(status.spec_version.unwrap_or(status.version));
             let allocs: Vec<AllocStub> = client.get(&client.job_path(id, "/allocations")).await?;
-            let deployments: Vec<DeploymentView> =
-                client.get(&client.job_path(id, "/deployments")).await?;
+            let deployments = super::deployment::job_deployments(client, id).await?;
             let (v, progress) = verdict(&detail, version, &allocs, &deployments);
             let line = progress_line(&detail, &progress);
             if line != last {

@@ -64,8 +64,8 @@ pub struct ServerSection {
     pub job_gc_interval_secs: Option<u64>,
     /// Age at which stopped jobs are purged (Nomad's `job_gc_threshold`).
     pub job_gc_threshold_secs: Option<u64>,
-    /// Age at which finished allocations are collected (Nomad's `eval_gc_threshold`: Nomad
-    /// collects finished allocations with their evaluations).
+    /// Age at which finished evaluations, and finished allocations with them, are collected
+    /// (Nomad's `eval_gc_threshold`).
     pub eval_gc_threshold_secs: Option<u64>,
     /// Nomos: `lost_after` for groups that set none (5 minutes).
     pub default_lost_after_secs: Option<u64>,
@@ -121,6 +121,7 @@ impl FileConfig {
         c.gc.interval_ms = ms(s.job_gc_interval_secs, c.gc.interval_ms);
         c.gc.job_gc_threshold_ms = ms(s.job_gc_threshold_secs, c.gc.job_gc_threshold_ms);
         c.gc.alloc_gc_threshold_ms = ms(s.eval_gc_threshold_secs, c.gc.alloc_gc_threshold_ms);
+        c.gc.eval_gc_threshold_ms = ms(s.eval_gc_threshold_secs, c.gc.eval_gc_threshold_ms);
         c.lifecycle.default_lost_after_ms =
             ms(s.default_lost_after_secs, c.lifecycle.default_lost_after_ms);
         if let Some(n) = s.periodic_history_limit {
@@ -1146,6 +1147,7 @@ server {
         assert_eq!(c.gc.interval_ms, 60_000);
         assert_eq!(c.gc.job_gc_threshold_ms, 7_200_000);
         assert_eq!(c.gc.alloc_gc_threshold_ms, 1_800_000);
+        assert_eq!(c.gc.eval_gc_threshold_ms, 1_800_000);
         assert_eq!(c.lifecycle.default_lost_after_ms, 90_000);
         assert_eq!(c.periodic.history_limit, 3);
         assert_eq!(c.gc.job_versions_kept, 10);

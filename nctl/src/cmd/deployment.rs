@@ -1,10 +1,14 @@
 //! `nctl deployment list|status|promote|fail|pause|resume`: Nomad's `nomad deployment` verbs.
-//! IDs are taken by unique prefix, and deployment IDs (`<job>-v<version>`) always print in
-//! full. The server refuses what Nomad refuses (a deployment that is no longer active, a group
+//! IDs are taken by unique prefix (resolved with a read, as the writes name the full ID in
+//! `DeploymentID`), and deployment IDs always print in full. The API answers in Nomad's
+//! shape ([`DeploymentOut`]); the tables read it as Nomos's own ([`to_view`]). The server refuses what Nomad refuses (a deployment that is no longer active, a group
 //! without canaries, canaries not all healthy) and its message is printed as the error.
 
-use nomos_api::Deployment;
-use nomos_server::views::{DeploymentView, PauseRequest, PromoteRequest};
+use nomos_api::{Deployment, DeploymentGroup};
+use nomos_server::nomad::deployments::{
+    DeploymentOut, DeploymentUpdateResponse, FailRequest, PauseRequest, PromoteRequest,
+};
+use nomos_server::views::DeploymentView;
 
 use super::client::{escape, Client};
 use super::output::{self, print_kv, utc, Format};
@@ -52,8 +56,9 @@ pub enum DeploymentCommand {
     },
 }
 
-fn path(id: &str, rest: &str) -> String {
-    format!("/v1/deployment/{}{rest}", escape(id))
+/// `/v1/deployment/<verb>/<id>` (Nomad's paths for the writes and the allocations).
+fn path(verb: &str, id: &str) -> String {
+    format!("/v1/deployment/{verb}/{}", escape(id))
 }
 
 pub async fn run(g: &Global, cmd: DeploymentCommand) -> anyhow::Result<i32> {
@@ -68,73 +73,132 @@ pub async fn run(g: &Global, cmd: DeploymentCommand) -> anyhow::Result<i32> {
             }
         }
         DeploymentCommand::Status { id, output } => {
-            let d: DeploymentView = client.get(&path(&id, "")).await?;
+            let d = get(&client, &id).await?;
             if matches!(output, Format::Json | Format::Yaml) {
                 output::print_data(&d, output)?;
             } else {
-                print_status(&d.deployment);
+                print_status(&to_view(&d).deployment);
             }
         }
         DeploymentCommand::Promote { id, groups } => {
-            let d: DeploymentView = client
-                .post(
-                    &path(&id, "/promote"),
-                    &PromoteRequest {
-                        groups,
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            let promoted: Vec<&str> = d
-                .deployment
-                .groups
+            let d = get(&client, &id).await?;
+            let req = PromoteRequest {
+                deployment_id: d.id.clone(),
+                all: groups.is_empty(),
+                groups: (!groups.is_empty()).then_some(groups),
+            };
+            let _: DeploymentUpdateResponse = client.post(&path("promote", &d.id), &req).await?;
+            let after = get(&client, &d.id).await?;
+            let promoted: Vec<&str> = after
+                .task_groups
                 .iter()
                 .filter(|(_, g)| g.promoted)
                 .map(|(name, _)| name.as_str())
                 .collect();
             println!(
                 "deployment {} promoted (groups: {})",
-                d.deployment.id,
+                d.id,
                 promoted.join(", ")
             );
         }
         DeploymentCommand::Fail { id } => {
-            let d: DeploymentView = client
-                .post(&path(&id, "/fail"), &serde_json::json!({}))
+            let d = get(&client, &id).await?;
+            let _: DeploymentUpdateResponse = client
+                .post(
+                    &path("fail", &d.id),
+                    &FailRequest {
+                        deployment_id: d.id.clone(),
+                    },
+                )
                 .await?;
-            println!("deployment {} marked as failed", d.deployment.id);
+            println!("deployment {} marked as failed", d.id);
         }
         DeploymentCommand::Pause { id } => {
             let d = pause(&client, &id, true).await?;
-            println!("deployment {} paused", d.deployment.id);
+            println!("deployment {d} paused");
         }
         DeploymentCommand::Resume { id } => {
             let d = pause(&client, &id, false).await?;
-            println!("deployment {} resumed", d.deployment.id);
+            println!("deployment {d} resumed");
         }
     }
     Ok(0)
 }
 
-/// `GET /v1/deployments[?job=]`.
-pub async fn list(client: &Client, job: Option<&str>) -> anyhow::Result<Vec<DeploymentView>> {
-    let path = match job {
-        Some(j) => format!("/v1/deployments?job={}", escape(j)),
-        None => "/v1/deployments".to_string(),
-    };
-    client.get(&path).await
+/// `GET /v1/deployment/<id>` (an ID or a unique prefix).
+async fn get(client: &Client, id: &str) -> anyhow::Result<DeploymentOut> {
+    client.get(&format!("/v1/deployment/{}", escape(id))).await
 }
 
-async fn pause(client: &Client, id: &str, pause: bool) -> anyhow::Result<DeploymentView> {
-    client
-        .post(
-            &path(id, "/pause"),
-            &PauseRequest {
-                pause,
-                deployment_id: None,
-            },
-        )
-        .await
+/// `GET /v1/deployments` in the client's namespace, or `GET /v1/job/<job>/deployments`.
+pub async fn list(client: &Client, job: Option<&str>) -> anyhow::Result<Vec<DeploymentOut>> {
+    match job {
+        Some(j) => client.get(&client.job_path(j, "/deployments")).await,
+        None => {
+            let path = format!("/v1/deployments?namespace={}", escape(&client.namespace));
+            let mut deps: Vec<DeploymentOut> = client.get(&path).await?;
+            deps.sort_by_key(|d| std::cmp::Reverse(d.create_index));
+            Ok(deps)
+        }
+    }
+}
+
+/// A job's deployments, newest first, as `nctl status` and `nctl apply --wait` read them.
+pub async fn job_deployments(client: &Client, job: &str) -> anyhow::Result<Vec<DeploymentView>> {
+    let deps: Vec<DeploymentOut> = client.get(&client.job_path(job, "/deployments")).await?;
+    Ok(deps.iter().map(to_view).collect())
+}
+
+/// Pauses or resumes; returns the deployment's full ID.
+async fn pause(client: &Client, id: &str, pause: bool) -> anyhow::Result<String> {
+    let d = get(client, id).await?;
+    let req = PauseRequest {
+        deployment_id: d.id.clone(),
+        pause,
+    };
+    let _: DeploymentUpdateResponse = client.post(&path("pause", &d.id), &req).await?;
+    Ok(d.id)
+}
+
+/// A deployment in Nomad's shape as Nomos's own, for the tables.
+pub fn to_view(d: &DeploymentOut) -> DeploymentView {
+    let status =
+        serde_json::from_value(serde_json::Value::String(d.status.clone())).unwrap_or_default();
+    let groups = d
+        .task_groups
+        .iter()
+        .map(|(name, g)| {
+            let group = DeploymentGroup {
+                desired_total: g.desired_total,
+                desired_canaries: g.desired_canaries,
+                placed_canaries: g.placed_canaries.clone(),
+                promoted: g.promoted,
+                auto_revert: g.auto_revert,
+                auto_promote: g.auto_promote,
+                progress_deadline_ms: g.progress_deadline / 1_000_000,
+                placed: g.placed_allocs,
+                healthy: g.healthy_allocs,
+                unhealthy: g.unhealthy_allocs,
+                require_progress_by_ms: g.require_progress_by / 1_000_000,
+            };
+            (name.clone(), group)
+        })
+        .collect();
+    DeploymentView {
+        deployment: Deployment {
+            id: d.id.clone(),
+            namespace: d.namespace.clone(),
+            job_id: d.job_id.clone(),
+            job_version: d.job_version,
+            status,
+            status_description: d.status_description.clone(),
+            groups,
+            created_at_ms: d.create_time / 1_000_000,
+            modified_at_ms: d.modify_time / 1_000_000,
+            ..Default::default()
+        },
+        modify_index: d.modify_index,
+    }
 }
 
 /// The rows of a deployment listing: ID (in full), Job ID, Job Version, Status, Description.
@@ -154,7 +218,7 @@ pub fn list_rows(deps: &[DeploymentView]) -> Vec<Vec<String>> {
 }
 
 /// The deployment table of `deployment list` and `get deployments`.
-pub fn print_list(deps: &[DeploymentView], wide: bool) {
+pub fn print_list(deps: &[DeploymentOut], wide: bool) {
     if deps.is_empty() {
         println!("No deployments");
         return;
@@ -165,7 +229,8 @@ pub fn print_list(deps: &[DeploymentView], wide: bool) {
     } else {
         output::table(&header)
     };
-    for row in list_rows(deps) {
+    let views: Vec<DeploymentView> = deps.iter().map(to_view).collect();
+    for row in list_rows(&views) {
         t.add_row(row);
     }
     output::print_table(&t);

@@ -39,8 +39,7 @@ pub async fn run(g: &Global, args: StatusArgs) -> anyhow::Result<i32> {
     let detail = JobDetail::from_nomad(&raw).map_err(anyhow::Error::msg)?;
     let id = detail.job.id.clone();
     let allocs: Vec<AllocStub> = client.get(&client.job_path(&id, "/allocations")).await?;
-    let deployments: Vec<DeploymentView> =
-        client.get(&client.job_path(&id, "/deployments")).await?;
+    let deployments = super::deployment::job_deployments(&client, &id).await?;
     if matches!(args.output, Format::Json | Format::Yaml) {
         let all =
             serde_json::json!({"job": raw, "allocations": allocs, "deployments": deployments});

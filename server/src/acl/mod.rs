@@ -352,7 +352,7 @@ async fn namespace_of(
         .and_then(|Query(mut q)| q.remove("namespace"))
         .filter(|n| !n.is_empty());
     let id = match from {
-        NsFrom::Alloc | NsFrom::Deployment => {
+        NsFrom::Alloc | NsFrom::Deployment | NsFrom::Eval => {
             Path::<HashMap<String, String>>::from_request_parts(parts, &())
                 .await
                 .ok()
@@ -368,9 +368,12 @@ async fn namespace_of(
         NsFrom::Alloc => crate::allocs::find_alloc(st, &id)
             .await
             .map(|a| a.allocation.namespace),
-        NsFrom::Deployment => crate::deployments::find(st, &id)
+        NsFrom::Deployment => crate::nomad::deployments::find(st, &id)
             .await
             .map(|d| d.deployment.namespace),
+        NsFrom::Eval => crate::nomad::evals::find(st, &id)
+            .await
+            .map(|e| e.namespace),
     };
     match looked_up {
         Ok(ns) => Ok(Some(ns)),

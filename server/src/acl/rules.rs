@@ -23,6 +23,8 @@ pub enum NsFrom {
     Alloc,
     /// The deployment named by the path's `{id}`.
     Deployment,
+    /// The evaluation named by the path's `{id}`.
+    Eval,
     /// The jobs in the body: the handler checks each with [`super::Caller::require_namespace`]
     /// once it has parsed them; the middleware only resolves the token.
     Body,
@@ -241,31 +243,88 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     // public, its token is the credential (`crate::join`).
     ("POST", "/v1/node/join-tokens", Management),
     ("POST", "/v1/node/join", Public),
-    (
-        "GET",
-        "/v1/deployments",
-        Namespace(CAP_READ_JOB, QueryOrAll),
-    ),
+    ("GET", "/v1/deployments", Namespace(CAP_READ_JOB, List)),
     (
         "GET",
         "/v1/deployment/{id}",
         Namespace(CAP_READ_JOB, Deployment),
     ),
     (
+        "GET",
+        "/v1/deployment/allocations/{id}",
+        Namespace(CAP_READ_JOB, Deployment),
+    ),
+    (
         "POST",
-        "/v1/deployment/{id}/promote",
+        "/v1/deployment/promote/{id}",
+        Namespace(CAP_SUBMIT_JOB, Deployment),
+    ),
+    (
+        "PUT",
+        "/v1/deployment/promote/{id}",
         Namespace(CAP_SUBMIT_JOB, Deployment),
     ),
     (
         "POST",
-        "/v1/deployment/{id}/fail",
+        "/v1/deployment/fail/{id}",
+        Namespace(CAP_SUBMIT_JOB, Deployment),
+    ),
+    (
+        "PUT",
+        "/v1/deployment/fail/{id}",
         Namespace(CAP_SUBMIT_JOB, Deployment),
     ),
     (
         "POST",
-        "/v1/deployment/{id}/pause",
+        "/v1/deployment/pause/{id}",
         Namespace(CAP_SUBMIT_JOB, Deployment),
     ),
+    (
+        "PUT",
+        "/v1/deployment/pause/{id}",
+        Namespace(CAP_SUBMIT_JOB, Deployment),
+    ),
+    (
+        "POST",
+        "/v1/deployment/allocation-health/{id}",
+        Namespace(CAP_SUBMIT_JOB, Deployment),
+    ),
+    (
+        "PUT",
+        "/v1/deployment/allocation-health/{id}",
+        Namespace(CAP_SUBMIT_JOB, Deployment),
+    ),
+    (
+        "GET",
+        "/v1/job/{id}/deployment",
+        Namespace(CAP_READ_JOB, Query),
+    ),
+    // Evaluations: read-job in the evaluation's namespace (Nomad's rule); an evaluation is
+    // forced with submit-job on a job, node write on a node.
+    ("GET", "/v1/evaluations", Namespace(CAP_READ_JOB, List)),
+    ("GET", "/v1/evaluation/{id}", Namespace(CAP_READ_JOB, Eval)),
+    (
+        "GET",
+        "/v1/evaluation/{id}/allocations",
+        Namespace(CAP_READ_JOB, Eval),
+    ),
+    (
+        "GET",
+        "/v1/job/{id}/evaluations",
+        Namespace(CAP_READ_JOB, Query),
+    ),
+    (
+        "POST",
+        "/v1/job/{id}/evaluate",
+        Namespace(CAP_SUBMIT_JOB, Query),
+    ),
+    (
+        "PUT",
+        "/v1/job/{id}/evaluate",
+        Namespace(CAP_SUBMIT_JOB, Query),
+    ),
+    ("POST", "/v1/node/{name}/evaluate", Node(Access::Write)),
+    ("PUT", "/v1/node/{name}/evaluate", Node(Access::Write)),
     // Service registrations: read-job to read them, submit-job to delete one (Nomad's).
     ("GET", "/v1/services", Namespace(CAP_READ_JOB, List)),
     ("GET", "/v1/service/{name}", Namespace(CAP_READ_JOB, List)),

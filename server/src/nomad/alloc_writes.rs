@@ -8,6 +8,7 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
+use nomos_api::eval::triggers;
 use nomos_api::DesiredStatus;
 use nomos_controllers::write::set_desired;
 use nomos_store::keys;
@@ -20,7 +21,9 @@ use crate::kv;
 use crate::reads::{alloc_rows, AllocRow};
 use crate::AppState;
 
-/// The answer to a stop (Nomad's `AllocStopResponse`); Nomos makes no evaluation for it.
+/// The answer to a stop (Nomad's `AllocStopResponse`): `EvalID` is the pending evaluation
+/// (`alloc-stop`) the jobs controller completes when it replaces the allocation; empty when
+/// the allocation was stopped already.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct AllocStopResponse {
@@ -56,6 +59,7 @@ pub async fn stop(
     let row = find_row(&rows, &id)?;
     let a = &row.alloc;
     let mut index = row.alloc_modify_index;
+    let mut eval_id = String::new();
     if a.desired_status != DesiredStatus::Stop {
         let stopped = set_desired(
             a,
@@ -65,11 +69,15 @@ pub async fn stop(
         );
         let key = keys::alloc(&a.node, &a.id);
         index = kv::put_if(st.store.as_ref(), &key, &stopped, row.alloc_modify_index).await?;
+        let new = super::evals::NewEval {
+            namespace: a.namespace.clone(),
+            job_id: a.job_id.clone(),
+            triggered_by: triggers::ALLOC_STOP.into(),
+            ..Default::default()
+        };
+        eval_id = super::evals::create_after_write(&st, new).await?.0;
     }
-    Ok(Json(AllocStopResponse {
-        eval_id: String::new(),
-        index,
-    }))
+    Ok(Json(AllocStopResponse { eval_id, index }))
 }
 
 /// `POST|PUT /v1/client/allocation/{id}/restart`.

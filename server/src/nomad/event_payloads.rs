@@ -185,23 +185,13 @@ fn deployment_event(d: &Deployment, kv: &KeyValue) -> Event {
     }
 }
 
-/// A stored deployment in Nomad's top-level fields (its groups as stored).
+/// A stored deployment in Nomad's shape, as `GET /v1/deployment/{id}` answers it.
 pub fn deployment_payload(d: &Deployment, kv: &KeyValue) -> Value {
-    json!({
-        "ID": d.id,
-        "Namespace": d.namespace,
-        "JobID": d.job_id,
-        "JobVersion": d.job_version,
-        "Status": d.status,
-        "StatusDescription": d.status_description,
-        "TaskGroups": d.groups,
-        "CreateIndex": kv.create_revision,
-        "ModifyIndex": kv.mod_revision,
-    })
+    serde_json::to_value(super::deployments::event_shape(d.clone(), kv)).unwrap_or(Value::Null)
 }
 
 fn evaluation_event(kv: &KeyValue) -> Option<Event> {
-    let eval = evaluation_payload(decode::<Value>(kv)?);
+    let eval = evaluation_payload(decode::<Value>(kv)?, kv);
     let field = |name: &str| eval[name].as_str().unwrap_or_default().to_string();
     let (id, namespace) = (field("ID"), field("Namespace"));
     let filter_keys = vec![field("JobID"), field("DeploymentID")];
@@ -212,8 +202,13 @@ fn evaluation_event(kv: &KeyValue) -> Option<Event> {
     })
 }
 
-/// A stored evaluation in Nomad's shape (stored evaluations are written in it).
-pub fn evaluation_payload(stored: Value) -> Value {
+/// A stored evaluation in Nomad's shape (stored evaluations are written in it), with its
+/// indexes from the key's revisions.
+pub fn evaluation_payload(mut stored: Value, kv: &KeyValue) -> Value {
+    if let Value::Object(fields) = &mut stored {
+        fields.insert("CreateIndex".into(), kv.create_revision.into());
+        fields.insert("ModifyIndex".into(), kv.mod_revision.into());
+    }
     stored
 }
 

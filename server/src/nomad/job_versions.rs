@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::blocking::{read_index, wait_for_change};
-use super::eval_hook;
+use super::evals;
 use super::job_reads::JOB_PREFIXES;
 use super::job_writes::{outcome_word, RegisterResponse};
 use super::query::QueryOptions;
@@ -164,7 +164,7 @@ async fn write_answer(
     triggered_by: &str,
 ) -> Result<RegisterResponse, ServerError> {
     let index = result.modify_index;
-    let eval_id = eval_hook::create(st, &result.namespace, &result.id, triggered_by, index).await?;
+    let eval_id = evals::create(st, &result.namespace, &result.id, triggered_by, index).await?;
     Ok(RegisterResponse {
         eval_id,
         eval_create_index: index,
@@ -237,7 +237,7 @@ pub async fn periodic_force(
             .map_err(|e| ServerError::Internal(format!("periodic launch failed: {e}")))?;
     let child = launched.map_err(ServerError::Conflict)?;
     let index = read_index(&st).await?;
-    let eval_id = eval_hook::create(&st, &job.namespace, &child, "periodic-job", index).await?;
+    let eval_id = evals::create(&st, &job.namespace, &child, "periodic-job", index).await?;
     let answer = json!({
         "EvalID": eval_id,
         "EvalCreateIndex": index,

@@ -23,7 +23,7 @@ use nomos_store::{keys, Compare, CompareOp, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::eval_hook;
+use super::evals;
 use super::query::QueryOptions;
 use super::respond::Answer;
 use crate::acl::Caller;
@@ -253,7 +253,7 @@ async fn register(
     }
     let unchanged = outcome == ApplyOutcome::Unchanged;
     let index = write_spec(st, &job, stored_index, req.submission.as_ref(), unchanged).await?;
-    let eval_id = eval_hook::create(st, &job.namespace, &job.id, "job-register", index).await?;
+    let eval_id = evals::create(st, &job.namespace, &job.id, "job-register", index).await?;
     Ok(RegisterResponse {
         eval_id,
         eval_create_index: index,
@@ -320,7 +320,7 @@ pub async fn deregister(
     let result = crate::jobs::stop_or_purge(&st, found, purge).await?;
     let index = result.modify_index;
     let eval_id =
-        eval_hook::create(&st, &result.namespace, &result.id, "job-deregister", index).await?;
+        evals::create(&st, &result.namespace, &result.id, "job-deregister", index).await?;
     let answer = RegisterResponse {
         eval_id,
         eval_create_index: index,

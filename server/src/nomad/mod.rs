@@ -6,9 +6,10 @@
 //! - [`shapes`]: Nomad's JSON encodings (`null` for empty, Go times);
 //! - the endpoints: [`agent`] (agent, status and regions), [`nodes`], [`pools`] (node pools),
 //!   [`allocs`] and [`alloc_writes`] (allocations), [`job_reads`] (the job list and one job),
-//!   [`job_writes`] (register, deregister, submissions; [`eval_hook`] names their evaluation),
+//!   [`job_writes`] (register, deregister, submissions; each write records an evaluation),
 //!   [`job_versions`] (versions, revert, periodic force, scale), [`job_plan`] (the dry run,
 //!   with Nomad's diff from [`job_diff`]), [`jobs`] (parsing, validation and summaries),
+//!   [`evals`] (evaluations), [`deployments`],
 //!   [`metrics`] (`/v1/metrics`), [`operator`] (the scheduler's configuration), [`search`]
 //!   (prefix and fuzzy search), and the event stream ([`event_stream`], with
 //!   [`event_topics`] and [`event_payloads`]), an allocation's files and logs ([`fs`], read
@@ -21,7 +22,8 @@ pub mod alloc_writes;
 pub mod allocs;
 pub mod blocking;
 pub mod client_stats;
-pub mod eval_hook;
+pub mod deployments;
+pub mod evals;
 pub mod event_payloads;
 pub mod event_stream;
 pub mod event_topics;
@@ -114,4 +116,40 @@ pub fn routes() -> Router<AppState> {
             get(client_stats::alloc_stats),
         )
         .route("/client/stats", get(client_stats::host_stats))
+        .route("/evaluations", get(evals::list_evals))
+        .route("/evaluation/{id}", get(evals::get_one))
+        .route("/evaluation/{id}/allocations", get(evals::allocations))
+        .route("/job/{id}/evaluations", get(evals::job_evaluations))
+        .route(
+            "/job/{id}/evaluate",
+            post(evals::job_evaluate).put(evals::job_evaluate),
+        )
+        .route(
+            "/node/{name}/evaluate",
+            post(evals::node_evaluate).put(evals::node_evaluate),
+        )
+        .route("/deployments", get(deployments::list_deployments))
+        .route("/deployment/{id}", get(deployments::get_one))
+        .route(
+            "/deployment/allocations/{id}",
+            get(deployments::allocations),
+        )
+        .route(
+            "/deployment/promote/{id}",
+            post(deployments::promote).put(deployments::promote),
+        )
+        .route(
+            "/deployment/fail/{id}",
+            post(deployments::fail).put(deployments::fail),
+        )
+        .route(
+            "/deployment/pause/{id}",
+            post(deployments::pause).put(deployments::pause),
+        )
+        .route(
+            "/deployment/allocation-health/{id}",
+            post(deployments::allocation_health).put(deployments::allocation_health),
+        )
+        .route("/job/{id}/deployments", get(deployments::job_deployments))
+        .route("/job/{id}/deployment", get(deployments::job_latest))
 }

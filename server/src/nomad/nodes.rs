@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
+use nomos_api::eval::triggers;
 use nomos_api::{DrainSpec, DrainState, NodeSpec};
 use nomos_store::keys;
 use serde::{Deserialize, Serialize};
@@ -252,7 +253,8 @@ pub struct EligibilityRequest {
 }
 
 /// The answer to a node write (Nomad's `NodeDrainUpdateResponse` and
-/// `NodeEligibilityUpdateResponse`); Nomos makes no evaluations for it.
+/// `NodeEligibilityUpdateResponse`): `EvalIDs` are the pending evaluations written for the
+/// jobs with allocations on the node ([`super::evals::evaluate_node`]).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct NodeUpdateResponse {
@@ -518,6 +520,7 @@ pub async fn set_eligibility(
         }
     };
     let resp = update_spec(&st, &name, |s| s.eligible = Some(eligible)).await?;
+    let resp = with_evals(&st, resp, triggers::NODE_UPDATE).await?;
     let index = resp.index;
     Ok(Answer::new(resp, index, &QueryOptions::default()))
 }
@@ -551,8 +554,25 @@ pub async fn set_drain(
         }
     })
     .await?;
+    let resp = with_evals(&st, resp, triggers::NODE_DRAIN).await?;
     let index = resp.index;
     Ok(Answer::new(resp, index, &QueryOptions::default()))
+}
+
+/// A node write's answer with the evaluations it asks for: one per job with allocations on
+/// the node, triggered by `trigger`.
+async fn with_evals(
+    st: &AppState,
+    mut resp: NodeUpdateResponse,
+    trigger: &str,
+) -> Result<NodeUpdateResponse, ServerError> {
+    let (ids, index, _) = super::evals::evaluate_node(st, &resp.node.name, trigger, true).await?;
+    if !ids.is_empty() {
+        resp.eval_ids = Some(ids);
+        resp.eval_create_index = index;
+        resp.index = index;
+    }
+    Ok(resp)
 }
 
 /// The longest drain deadline accepted: a year, in nanoseconds.

@@ -3,8 +3,9 @@
 //! with the `Scope` that locates it), in Nomad's shapes. The matching is pure
 //! ([`prefix_matches`], [`fuzzy_matches`]) over an [`Index`] of what the caller may read.
 //!
-//! Contexts Nomos has nothing in (evaluations, plugins, volumes) answer empty. Prefix results
-//! are capped at 20 per context and fuzzy ones at 100, with `Truncations` saying where.
+//! Contexts Nomos has nothing in (plugins, volumes) answer empty; `evals` matches evaluation
+//! IDs (prefix search only, as in Nomad). Prefix results are capped at 20 per context and
+//! fuzzy ones at 100, with `Truncations` saying where.
 
 use std::collections::BTreeMap;
 
@@ -75,6 +76,8 @@ pub struct Index {
     pub node_pools: Vec<String>,
     /// `(namespace, id)`.
     pub deployments: Vec<(String, String)>,
+    /// `(namespace, id)`.
+    pub evals: Vec<(String, String)>,
     pub namespaces: Vec<String>,
 }
 
@@ -86,6 +89,7 @@ fn identifiers(index: &Index, context: &str) -> Vec<String> {
         "nodes" => index.nodes.iter().map(|n| n.0.clone()).collect(),
         "node_pools" => index.node_pools.clone(),
         "deployment" => index.deployments.iter().map(|d| d.1.clone()).collect(),
+        "evals" => index.evals.iter().map(|e| e.1.clone()).collect(),
         "namespaces" => index.namespaces.clone(),
         _ => Vec::new(),
     }
@@ -240,6 +244,11 @@ async fn index_for(st: &AppState, caller: &Caller) -> Result<Index, ServerError>
         let d = d.deployment;
         if readable(&d.namespace) {
             index.deployments.push((d.namespace, d.id));
+        }
+    }
+    for e in super::evals::all_evals(st).await? {
+        if readable(&e.namespace) {
+            index.evals.push((e.namespace, e.id));
         }
     }
     if caller.acl.allows_node(Access::Read) {
@@ -401,6 +410,7 @@ mod tests {
             nodes: vec![("abd-node-id".into(), "lab-1".into())],
             node_pools: vec!["all".into(), "default".into()],
             deployments: vec![("default".into(), "abe999".into())],
+            evals: vec![("default".into(), "e7f0".into())],
             namespaces: vec!["default".into()],
         }
     }
@@ -414,6 +424,8 @@ mod tests {
         assert_eq!(m["jobs"], Value::Null);
         assert_eq!(m["evals"], Value::Null);
         assert_eq!(t["allocs"], "false");
+        let (m, _) = prefix_matches(&index(), "e7", "evals").unwrap();
+        assert_eq!(m, json!({"evals": ["e7f0"]}));
         let (m, _) = prefix_matches(&index(), "e", "jobs").unwrap();
         assert_eq!(m, json!({"jobs": ["example-python"]}));
         assert!(prefix_matches(&index(), "a", "galaxies").is_err());

@@ -1,0 +1,436 @@
+//! Evaluations over real HTTP, with the real jobs controller where a reconcile records them:
+//! a registered job's evaluation completes with the allocations it placed; a job that cannot
+//! be placed gets `FailedTGAllocs` and a blocked evaluation that completes once a node
+//! appears; a drain and a node evaluation record one per job on the node; an idle cluster
+//! records nothing more. Without a controller: list filters and pages, related evaluations,
+//! unknown IDs, bad bodies, and the collector.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use nomos_store::Store;
+use serde_json::{json, Value};
+
+/// A server with the jobs controller running on its store.
+async fn with_controller() -> (TestServer, tokio::sync::oneshot::Sender<()>) {
+    let srv = TestServer::start().await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let store: Arc<dyn Store> = srv.store.clone();
+    tokio::spawn(async move {
+        let config = nomos_controllers::jobs::JobsConfig::default();
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        let _ = nomos_controllers::jobs::run(store, config, None, None, shutdown).await;
+    });
+    (srv, stop)
+}
+
+/// Reads `path` until `done` holds for its answer (10 s at most).
+async fn until(srv: &TestServer, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        let (code, body) = srv.get(path).await;
+        if code == 200 && done(&body) {
+            return body;
+        }
+        last = body;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{path} never got there; last answer: {last}");
+}
+
+fn error_of(body: &Value) -> &str {
+    body["error"].as_str().unwrap_or_default()
+}
+
+fn with_status<'a>(evals: &'a Value, status: &str) -> Vec<&'a Value> {
+    evals
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["Status"] == status)
+        .collect()
+}
+
+/// Job `web`: one `api` instance of a small raw_exec task in dc1.
+const WEB: &str = r#"
+job "web" {
+  datacenters = ["dc1"]
+  group "api" {
+    count = 1
+    task "server" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sleep"
+        args    = ["3600"]
+      }
+      resources {
+        cpu    = 100
+        memory = 64
+      }
+    }
+  }
+}
+"#;
+
+#[tokio::test]
+async fn a_registered_jobs_evaluation_completes_with_the_allocations_it_placed() {
+    let (srv, stop) = with_controller().await;
+    seed_node(&srv, "n1", true).await;
+    let (code, answer) = apply_source(&srv, "web.nomad", WEB).await;
+    assert_eq!(code, 200, "{answer}");
+
+    let evals = until(&srv, "/v1/job/web/evaluations", |b| {
+        !with_status(b, "complete").is_empty()
+    })
+    .await;
+    let eval = with_status(&evals, "complete")[0].clone();
+    assert_eq!(eval["TriggeredBy"], "job-register", "{eval}");
+    assert_eq!(eval["Type"], "service");
+    assert_eq!(eval["Namespace"], "default");
+    assert_eq!(eval["FailedTGAllocs"], Value::Null);
+    assert!(eval["JobModifyIndex"].as_i64().unwrap() > 0, "{eval}");
+    assert!(eval["ModifyIndex"].as_i64() >= eval["CreateIndex"].as_i64());
+    let id = eval["ID"].as_str().unwrap();
+
+    let (code, allocs) = srv.get(&format!("/v1/evaluation/{id}/allocations")).await;
+    assert_eq!(code, 200, "{allocs}");
+    assert_eq!(allocs.as_array().unwrap().len(), 1, "{allocs}");
+    assert_eq!(allocs[0]["TaskGroup"], "api");
+
+    // An idle cluster records nothing more.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, again) = srv.get("/v1/evaluations").await;
+    assert_eq!(again.as_array().unwrap().len(), 1, "{again}");
+
+    // Forcing an evaluation writes a pending one, which the controller completes.
+    let (code, forced) = srv.post("/v1/job/web/evaluate", json!({})).await;
+    assert_eq!(code, 200, "{forced}");
+    let forced_id = forced["EvalID"].as_str().unwrap().to_string();
+    assert!(forced["EvalCreateIndex"].as_i64().unwrap() > 0, "{forced}");
+    assert!(forced["JobModifyIndex"].as_i64().unwrap() > 0, "{forced}");
+    let done = until(&srv, &format!("/v1/evaluation/{forced_id}"), |e| {
+        e["Status"] == "complete"
+    })
+    .await;
+    assert_eq!(done["JobID"], "web");
+    let _ = stop.send(());
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_that_cannot_be_placed_blocks_until_a_node_appears() {
+    let (srv, stop) = with_controller().await;
+    let (code, answer) = apply_source(&srv, "web.nomad", WEB).await;
+    assert_eq!(code, 200, "{answer}");
+
+    let evals = until(&srv, "/v1/job/web/evaluations", |b| {
+        !with_status(b, "blocked").is_empty() && !with_status(b, "complete").is_empty()
+    })
+    .await;
+    let failed = with_status(&evals, "complete")[0].clone();
+    let blocked = with_status(&evals, "blocked")[0].clone();
+    assert_eq!(failed["BlockedEval"], blocked["ID"], "{evals}");
+    assert_eq!(blocked["PreviousEval"], failed["ID"], "{evals}");
+    let metric = &failed["FailedTGAllocs"]["api"];
+    assert_eq!(metric["NodesEvaluated"], 0, "{failed}");
+    assert_eq!(blocked["QueuedAllocations"]["api"], 1, "{blocked}");
+
+    let id = failed["ID"].as_str().unwrap();
+    let (code, with_related) = srv.get(&format!("/v1/evaluation/{id}?related=true")).await;
+    assert_eq!(code, 200, "{with_related}");
+    assert_eq!(with_related["RelatedEvals"][0]["ID"], blocked["ID"]);
+
+    seed_node(&srv, "n1", true).await;
+    let blocked_id = blocked["ID"].as_str().unwrap();
+    let done = until(&srv, &format!("/v1/evaluation/{blocked_id}"), |e| {
+        e["Status"] == "complete"
+    })
+    .await;
+    assert_eq!(
+        done["PlacedAllocs"].as_array().map(Vec::len),
+        Some(1),
+        "{done}"
+    );
+    let _ = stop.send(());
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_drain_and_a_node_evaluation_record_one_per_job_on_the_node() {
+    let (srv, stop) = with_controller().await;
+    seed_node(&srv, "n1", true).await;
+    apply_source(&srv, "web.nomad", WEB).await;
+    until(&srv, "/v1/allocations", |b| {
+        b.as_array().unwrap().len() == 1
+    })
+    .await;
+
+    let (code, resp) = srv.post("/v1/node/n1/evaluate", json!({})).await;
+    assert_eq!(code, 200, "{resp}");
+    assert_eq!(resp["EvalIDs"].as_array().unwrap().len(), 1, "{resp}");
+    assert!(resp["NodeModifyIndex"].as_i64().unwrap() > 0, "{resp}");
+    let id = resp["EvalIDs"][0].as_str().unwrap();
+    let (_, eval) = srv.get(&format!("/v1/evaluation/{id}")).await;
+    assert_eq!(eval["TriggeredBy"], "node-update");
+    assert_eq!(eval["NodeID"], "n1-id-0001");
+
+    let (code, resp) = srv
+        .post("/v1/node/n1/drain", json!({"DrainSpec": {"Deadline": 0}}))
+        .await;
+    assert_eq!(code, 200, "{resp}");
+    let id = resp["EvalIDs"][0].as_str().unwrap().to_string();
+    assert_eq!(resp["EvalCreateIndex"], resp["Index"]);
+    let eval = until(&srv, &format!("/v1/evaluation/{id}"), |e| {
+        e["Status"] == "complete"
+    })
+    .await;
+    assert_eq!(eval["TriggeredBy"], "node-drain");
+    assert_eq!(eval["JobID"], "web");
+
+    let (code, body) = srv.post("/v1/node/nope/evaluate", json!({})).await;
+    assert_eq!(code, 404, "{body}");
+    let _ = stop.send(());
+    srv.stop().await;
+}
+
+/// An evaluation as the store holds it.
+fn stored_eval(id: &str, ns: &str, job: &str, status: &str, modify_time: i64) -> Value {
+    json!({"ID": id, "Namespace": ns, "JobID": job, "Status": status, "Type": "service",
+           "TriggeredBy": "job-register", "Priority": 50,
+           "CreateTime": modify_time, "ModifyTime": modify_time})
+}
+
+async fn put_eval(srv: &TestServer, e: &Value) {
+    let key = format!(
+        "/nomos/evals/{}/{}",
+        e["Namespace"].as_str().unwrap(),
+        e["ID"].as_str().unwrap()
+    );
+    srv.put_json(&key, e).await;
+}
+
+fn ids(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["ID"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn evaluations_list_with_nomads_filters_pages_and_namespaces() {
+    let srv = TestServer::start().await;
+    put_eval(&srv, &stored_eval("aa01", "default", "web", "complete", 1)).await;
+    put_eval(&srv, &stored_eval("aa02", "default", "web", "pending", 2)).await;
+    put_eval(&srv, &stored_eval("bb01", "default", "db", "complete", 3)).await;
+    put_eval(&srv, &stored_eval("cc01", "prod", "web", "blocked", 4)).await;
+
+    let table: &[(&str, &[&str])] = &[
+        ("", &["aa01", "aa02", "bb01"]),
+        ("?namespace=*", &["aa01", "aa02", "bb01", "cc01"]),
+        ("?namespace=prod", &["cc01"]),
+        ("?job=web", &["aa01", "aa02"]),
+        ("?status=pending", &["aa02"]),
+        ("?prefix=aa", &["aa01", "aa02"]),
+        ("?filter=JobID%20%3D%3D%20%22db%22", &["bb01"]),
+        ("?per_page=2", &["aa01", "aa02"]),
+        ("?per_page=2&next_token=bb01", &["bb01"]),
+    ];
+    for (query, want) in table {
+        let (code, list) = srv.get(&format!("/v1/evaluations{query}")).await;
+        assert_eq!(code, 200, "{query}: {list}");
+        assert_eq!(&ids(&list), want, "{query}");
+    }
+    let resp = srv
+        .client
+        .get(srv.url("/v1/evaluations?per_page=2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-nomad-nexttoken"], "bb01");
+    assert!(resp.headers().contains_key("x-nomad-index"));
+
+    let (code, list) = srv.get("/v1/job/web/evaluations").await;
+    assert_eq!(code, 200, "{list}");
+    assert_eq!(ids(&list), ["aa02", "aa01"], "newest first");
+    let (code, e) = srv.get("/v1/evaluation/bb").await;
+    assert_eq!(code, 200, "a unique prefix: {e}");
+    assert_eq!(e["ID"], "bb01");
+    assert!(e.get("RelatedEvals").is_none(), "only with related=true");
+    let (code, body) = srv.get("/v1/evaluation/aa").await;
+    assert_eq!(code, 409, "an ambiguous prefix: {body}");
+    for missing in ["nope", "%00", "..%2F.."] {
+        let (code, body) = srv.get(&format!("/v1/evaluation/{missing}")).await;
+        assert_eq!(code, 404, "{missing}: {body}");
+        let (code, _) = srv
+            .get(&format!("/v1/evaluation/{missing}/allocations"))
+            .await;
+        assert_eq!(code, 404, "{missing}");
+    }
+    for bad in ["?per_page=-1", "?filter=Status%20%3D%3D", "?index=x"] {
+        let (code, body) = srv.get(&format!("/v1/evaluations{bad}")).await;
+        assert_eq!(code, 400, "{bad}: {body}");
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_blocking_list_wakes_when_an_evaluation_is_written() {
+    let srv = TestServer::start().await;
+    put_eval(&srv, &stored_eval("aa01", "default", "web", "complete", 1)).await;
+    let resp = srv
+        .client
+        .get(srv.url("/v1/evaluations"))
+        .send()
+        .await
+        .unwrap();
+    let index: i64 = resp.headers()["x-nomad-index"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let waiting = {
+        let client = srv.client.clone();
+        let url = srv.url(&format!("/v1/evaluations?index={index}&wait=10s"));
+        tokio::spawn(async move { client.get(url).send().await.unwrap().json::<Value>().await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    put_eval(&srv, &stored_eval("aa02", "default", "web", "pending", 2)).await;
+    let list = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the write woke the query")
+        .unwrap()
+        .unwrap();
+    assert_eq!(ids(&list), ["aa01", "aa02"]);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn forcing_an_evaluation_refuses_unknown_jobs_and_bad_bodies() {
+    let srv = TestServer::start().await;
+    apply_source(&srv, "web.nomad", WEB).await;
+    let cases = [
+        ("/v1/job/nope/evaluate", json!({}), 404, "nope"),
+        (
+            "/v1/job/web/evaluate",
+            json!({"EvalOptions": {"ForceReschedul": true}}),
+            400,
+            "ForceReschedul",
+        ),
+        (
+            "/v1/job/web/evaluate",
+            json!({"JobID": "other"}),
+            400,
+            "differs",
+        ),
+        ("/v1/job/web/evaluate?namespace=prod", json!({}), 404, "web"),
+    ];
+    for (path, body, want_code, want) in cases {
+        let (code, answer) = srv.post(path, body.clone()).await;
+        assert_eq!(code, want_code, "{path} {body}: {answer}");
+        assert!(error_of(&answer).contains(want), "{path} {body}: {answer}");
+    }
+    let (_, evals) = srv.get("/v1/evaluations").await;
+    assert_eq!(evals, json!([]), "nothing refused was recorded");
+
+    let (code, ok) = srv
+        .post(
+            "/v1/job/web/evaluate",
+            json!({"JobID": "web", "EvalOptions": {"ForceReschedule": true}}),
+        )
+        .await;
+    assert_eq!(code, 200, "{ok}");
+    let (_, e) = srv
+        .get(&format!(
+            "/v1/evaluation/{}",
+            ok["EvalID"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(e["Status"], "pending");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn gc_collects_finished_evaluations_and_those_of_jobs_that_are_gone() {
+    let srv = TestServer::start().await;
+    apply_source(&srv, "web.nomad", WEB).await;
+    let long_ago = 1_000_000_000i64;
+    put_eval(
+        &srv,
+        &stored_eval("done", "default", "web", "complete", long_ago),
+    )
+    .await;
+    put_eval(
+        &srv,
+        &stored_eval("open", "default", "web", "pending", long_ago),
+    )
+    .await;
+    put_eval(
+        &srv,
+        &stored_eval("gone", "default", "purged", "pending", long_ago),
+    )
+    .await;
+
+    let (code, answer) = srv.post("/v1/system/gc", json!({})).await;
+    assert_eq!(code, 200, "{answer}");
+    let (_, left) = srv.get("/v1/evaluations").await;
+    assert_eq!(
+        ids(&left),
+        ["open"],
+        "an unfinished evaluation of a live job stays"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_keeps_at_most_its_cap_of_evaluations() {
+    let srv = TestServer::start_with(
+        |mut s| {
+            s.gc.evals_kept_per_job = 2;
+            s
+        },
+        nomos_server::DEFAULT_BODY_LIMIT,
+    )
+    .await;
+    apply_source(&srv, "web.nomad", WEB).await;
+    put_eval(&srv, &stored_eval("old1", "default", "web", "complete", 1)).await;
+    put_eval(&srv, &stored_eval("old2", "default", "web", "complete", 2)).await;
+    let (code, resp) = srv.post("/v1/job/web/evaluate", json!({})).await;
+    assert_eq!(code, 200, "{resp}");
+    let (_, left) = srv.get("/v1/job/web/evaluations").await;
+    let mut kept = ids(&left);
+    kept.sort();
+    let mut want = vec!["old2", resp["EvalID"].as_str().unwrap()];
+    want.sort();
+    assert_eq!(kept, want, "the oldest finished one made room");
+
+    // With every kept evaluation still pending, a new one is refused.
+    let (code, _) = srv.post("/v1/job/web/evaluate", json!({})).await;
+    assert_eq!(code, 200);
+    let (code, body) = srv.post("/v1/job/web/evaluate", json!({})).await;
+    assert_eq!(code, 409, "{body}");
+    assert!(error_of(&body).contains("not finished"), "{body}");
+
+    // A write that asks for an evaluation on the side still happens, without one.
+    srv.put_json(
+        "/nomos/deployments/default/web/web-v0",
+        &json!({"id": "web-v0", "namespace": "default", "job_id": "web", "job_version": 0,
+                "status": "running", "status_description": "", "groups": {}}),
+    )
+    .await;
+    let (code, resp) = srv
+        .post(
+            "/v1/deployment/pause/web-v0",
+            json!({"DeploymentID": "web-v0", "Pause": true}),
+        )
+        .await;
+    assert_eq!(code, 200, "{resp}");
+    assert_eq!(resp["EvalID"], "");
+    assert_eq!(resp["Index"], resp["DeploymentModifyIndex"]);
+    srv.stop().await;
+}

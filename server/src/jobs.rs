@@ -8,12 +8,11 @@
 //! over through [`crate::specs`]: what runs is then its latest accepted version. The endpoints
 //! in Nomad's shapes are in [`crate::nomad`].
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use nomos_api::acl::check::CAP_LIST_JOBS;
 use nomos_api::{to_canonical_json, Job, JobStatus, JobType};
 use nomos_store::keys;
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::acl::Caller;
@@ -27,24 +26,6 @@ use crate::views::*;
 use crate::AppState;
 
 pub use crate::specs::{find_job, job_versions, read_spec, split_job_key, stored_jobs};
-
-/// `?namespace=` (default `default`; `*` lists every namespace).
-#[derive(Debug, Deserialize, Default)]
-pub struct NsQuery {
-    pub namespace: Option<String>,
-    pub prefix: Option<String>,
-    pub check_index: Option<i64>,
-    pub purge: Option<bool>,
-}
-
-impl NsQuery {
-    pub fn ns(&self) -> &str {
-        self.namespace
-            .as_deref()
-            .filter(|n| !n.is_empty())
-            .unwrap_or("default")
-    }
-}
 
 /// `GET /v1/status`.
 pub async fn status(State(st): State<AppState>) -> Result<Json<StatusView>, ServerError> {
@@ -297,16 +278,18 @@ async fn stop_base(st: &AppState, found: &FoundJob) -> Result<(Job, Vec<Change>)
     }
 }
 
-/// `GET /v1/job/{id}/allocations`: Nomad's allocation stubs.
+/// `GET /v1/job/{id}/allocations`: Nomad's allocation stubs, with the query headers and
+/// blocking queries of every Nomad read.
 pub async fn allocations(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<NsQuery>,
-) -> Result<Json<Vec<AllocStub>>, ServerError> {
-    let job = locate_job(&st, q.ns(), &id).await?;
-    Ok(Json(
-        crate::nomad::allocs::job_stubs(&st, &job.namespace, &job.id).await?,
-    ))
+    q: crate::nomad::QueryOptions,
+) -> Result<crate::nomad::Answer<Vec<AllocStub>>, ServerError> {
+    let job = locate_job(&st, q.namespace.single(), &id).await?;
+    crate::nomad::blocking::wait_for_change(&st, &q, crate::nomad::allocs::ALLOC_PREFIXES).await?;
+    let index = crate::nomad::blocking::read_index(&st).await?;
+    let stubs = crate::nomad::allocs::job_stubs(&st, &job.namespace, &job.id).await?;
+    Ok(crate::nomad::Answer::new(stubs, index, &q))
 }
 
 /// `POST /v1/system/gc`: one forced garbage collection pass (every age threshold at zero; the

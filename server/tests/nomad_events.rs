@@ -322,3 +322,29 @@ async fn bad_topics_and_compacted_indexes_are_client_errors() {
     assert!(body.to_string().contains("compacted"), "{body}");
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_removed_allocation_is_told_as_deleted() {
+    let srv = TestServer::start().await;
+    let mut stream = open(&srv, "?topic=Allocation").await;
+    put_alloc(&srv, "a-gone", "web").await;
+    read_until(&mut stream, |l| has_event(l, "Allocation", "a-gone")).await;
+    srv.store
+        .delete(
+            nomos_store::KeySelector::key("/nomos/allocs/n1/a-gone"),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let lines = read_until(&mut stream, |l| {
+        l["Events"][0]["Type"] == "AllocationDeleted"
+    })
+    .await;
+    let evs = events(&lines);
+    let gone = evs.last().expect("an event");
+    assert_eq!(gone["Type"], "AllocationDeleted", "{lines:?}");
+    assert_eq!(gone["Key"], "a-gone");
+    assert_eq!(gone["Payload"]["Allocation"]["JobID"], "web");
+    assert_eq!(gone["Payload"]["Allocation"]["DesiredStatus"], "stop");
+    srv.stop().await;
+}

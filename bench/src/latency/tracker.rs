@@ -76,6 +76,11 @@ impl Tracker {
         for ev in events.iter().filter(|e| e["Topic"] == "Allocation") {
             let a = Alloc::deserialize(&ev["Payload"]["Allocation"])
                 .map_err(|e| format!("allocation event {} does not decode: {e}", ev["Key"]))?;
+            // Removed from the store (a purge): nothing of it is left to wait for.
+            if ev["Type"] == "AllocationDeleted" {
+                self.allocs.remove(&a.id);
+                continue;
+            }
             self.allocs.insert(a.id.clone(), a);
         }
         Ok(())
@@ -235,6 +240,18 @@ mod tests {
         t.forget("j");
         assert_eq!(t.progress("j").wanted, 0);
         assert_eq!(t.progress("k").wanted, 1);
+    }
+
+    #[test]
+    fn a_deleted_allocation_is_no_longer_live() {
+        let mut t = Tracker::default();
+        t.apply(&alloc("a", "j", "stop", "running", Value::Null))
+            .unwrap();
+        assert_eq!(t.progress("j").live, 1);
+        let deleted = alloc("a", "j", "stop", "running", Value::Null)
+            .replace("AllocationUpdated", "AllocationDeleted");
+        t.apply(&deleted).unwrap();
+        assert_eq!(t.progress("j").live, 0);
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub async fn to_event(st: &AppState, ev: &WatchEvent) -> Result<Option<Event>, S
     let event = match family {
         "jobs" => job_event(st, kv, deleted).await?,
         "allocs" | "allocstatus" if !deleted => alloc_event(st, ev, family == "allocs").await?,
+        "allocs" => alloc_deleted_event(st, kv).await?,
         "deployments" if !deleted => decode::<Deployment>(kv).map(|d| deployment_event(&d, kv)),
         "evals" if !deleted => evaluation_event(kv),
         "nodes" | "nodespec" | "drainstatus" | "nodestatus" => {
@@ -174,6 +175,36 @@ async fn alloc_event(
         filter_keys: Some(filter_keys),
         payload: json!({ "Allocation": detail(&row, &look) }),
         ..event("Allocation", kind, &row.alloc.id, &row.alloc.namespace)
+    }))
+}
+
+/// An allocation removed from the store (its job purged, or collected): Nomos's own
+/// `AllocationDeleted`, carrying the allocation as it last stood with `DesiredStatus` stop, so
+/// a reader following allocations by the stream stops counting it (Nomad never removes an
+/// allocation a client may still run, so it has no such event).
+async fn alloc_deleted_event(st: &AppState, kv: &KeyValue) -> Result<Option<Event>, ServerError> {
+    let Some(mut alloc) = decode::<Allocation>(kv) else {
+        return Ok(None);
+    };
+    alloc.desired_status = nomos_api::DesiredStatus::Stop;
+    let row = AllocRow {
+        create_index: kv.create_revision,
+        alloc_modify_index: kv.mod_revision,
+        modify_index: kv.mod_revision,
+        status: None,
+        alloc,
+    };
+    let look = Lookup::new(st, std::slice::from_ref(&row)).await?;
+    let filter_keys = vec![row.alloc.job_id.clone(), row.alloc.deployment_id.clone()];
+    Ok(Some(Event {
+        filter_keys: Some(filter_keys),
+        payload: json!({ "Allocation": detail(&row, &look) }),
+        ..event(
+            "Allocation",
+            "AllocationDeleted",
+            &row.alloc.id,
+            &row.alloc.namespace,
+        )
     }))
 }
 

@@ -84,11 +84,25 @@ async fn a_registered_jobs_evaluation_completes_with_the_allocations_it_placed()
     let (code, answer) = apply_source(&srv, "web.nomad", WEB).await;
     assert_eq!(code, 200, "{answer}");
 
-    let evals = until(&srv, "/v1/job/web/evaluations", |b| {
-        !with_status(b, "complete").is_empty()
+    // The register's own evaluation completes. The one holding the placement may be another:
+    // the controller can reconcile the new spec before its view holds the pending evaluation
+    // (a known race, noted in issue 17), and records its own.
+    let register_eval = answer["EvalID"].as_str().unwrap().to_string();
+    until(&srv, &format!("/v1/evaluation/{register_eval}"), |e| {
+        e["Status"] == "complete"
     })
     .await;
-    let eval = with_status(&evals, "complete")[0].clone();
+    let evals = until(&srv, "/v1/job/web/evaluations", |b| {
+        with_status(b, "complete")
+            .iter()
+            .any(|e| !e["PlacedAllocs"].is_null())
+    })
+    .await;
+    let eval = with_status(&evals, "complete")
+        .into_iter()
+        .find(|e| !e["PlacedAllocs"].is_null())
+        .unwrap()
+        .clone();
     assert_eq!(eval["TriggeredBy"], "job-register", "{eval}");
     assert_eq!(eval["Type"], "service");
     assert_eq!(eval["Namespace"], "default");
@@ -103,9 +117,10 @@ async fn a_registered_jobs_evaluation_completes_with_the_allocations_it_placed()
     assert_eq!(allocs[0]["TaskGroup"], "api");
 
     // An idle cluster records nothing more.
+    let (_, before) = srv.get("/v1/evaluations").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, again) = srv.get("/v1/evaluations").await;
-    assert_eq!(again.as_array().unwrap().len(), 1, "{again}");
+    assert_eq!(again, before);
 
     // Forcing an evaluation writes a pending one, which the controller completes.
     let (code, forced) = srv.post("/v1/job/web/evaluate", json!({})).await;
@@ -129,10 +144,17 @@ async fn a_job_that_cannot_be_placed_blocks_until_a_node_appears() {
     assert_eq!(code, 200, "{answer}");
 
     let evals = until(&srv, "/v1/job/web/evaluations", |b| {
-        !with_status(b, "blocked").is_empty() && !with_status(b, "complete").is_empty()
+        !with_status(b, "blocked").is_empty()
+            && with_status(b, "complete")
+                .iter()
+                .any(|e| e["BlockedEval"].as_str().is_some_and(|id| !id.is_empty()))
     })
     .await;
-    let failed = with_status(&evals, "complete")[0].clone();
+    let failed = with_status(&evals, "complete")
+        .into_iter()
+        .find(|e| e["BlockedEval"].as_str().is_some_and(|id| !id.is_empty()))
+        .unwrap_or_else(|| panic!("a completed evaluation with its failures: {evals}"))
+        .clone();
     let blocked = with_status(&evals, "blocked")[0].clone();
     assert_eq!(failed["BlockedEval"], blocked["ID"], "{evals}");
     assert_eq!(blocked["PreviousEval"], failed["ID"], "{evals}");
@@ -143,7 +165,11 @@ async fn a_job_that_cannot_be_placed_blocks_until_a_node_appears() {
     let id = failed["ID"].as_str().unwrap();
     let (code, with_related) = srv.get(&format!("/v1/evaluation/{id}?related=true")).await;
     assert_eq!(code, 200, "{with_related}");
-    assert_eq!(with_related["RelatedEvals"][0]["ID"], blocked["ID"]);
+    let related = with_related["RelatedEvals"].as_array().unwrap();
+    assert!(
+        related.iter().any(|e| e["ID"] == blocked["ID"]),
+        "{with_related}"
+    );
 
     seed_node(&srv, "n1", true).await;
     let blocked_id = blocked["ID"].as_str().unwrap();
@@ -203,6 +229,18 @@ fn stored_eval(id: &str, ns: &str, job: &str, status: &str, modify_time: i64) ->
     json!({"ID": id, "Namespace": ns, "JobID": job, "Status": status, "Type": "service",
            "TriggeredBy": "job-register", "Priority": 50,
            "CreateTime": modify_time, "ModifyTime": modify_time})
+}
+
+/// Removes every stored evaluation (the one a register wrote), so a test starts from the
+/// evaluations it writes itself.
+async fn clear_evals(srv: &TestServer) {
+    srv.store
+        .delete(
+            nomos_store::KeySelector::prefix("/nomos/evals/"),
+            Default::default(),
+        )
+        .await
+        .unwrap();
 }
 
 async fn put_eval(srv: &TestServer, e: &Value) {
@@ -335,8 +373,19 @@ async fn forcing_an_evaluation_refuses_unknown_jobs_and_bad_bodies() {
         assert_eq!(code, want_code, "{path} {body}: {answer}");
         assert!(error_of(&answer).contains(want), "{path} {body}: {answer}");
     }
+    // Only the register's own evaluation: nothing refused was recorded.
     let (_, evals) = srv.get("/v1/evaluations").await;
-    assert_eq!(evals, json!([]), "nothing refused was recorded");
+    let triggers: Vec<&Value> = evals
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["TriggeredBy"])
+        .collect();
+    assert_eq!(
+        triggers,
+        [&json!("job-register")],
+        "nothing refused was recorded: {evals}"
+    );
 
     let (code, ok) = srv
         .post(
@@ -359,6 +408,7 @@ async fn forcing_an_evaluation_refuses_unknown_jobs_and_bad_bodies() {
 async fn gc_collects_finished_evaluations_and_those_of_jobs_that_are_gone() {
     let srv = TestServer::start().await;
     apply_source(&srv, "web.nomad", WEB).await;
+    clear_evals(&srv).await;
     let long_ago = 1_000_000_000i64;
     put_eval(
         &srv,
@@ -398,6 +448,7 @@ async fn a_job_keeps_at_most_its_cap_of_evaluations() {
     )
     .await;
     apply_source(&srv, "web.nomad", WEB).await;
+    clear_evals(&srv).await;
     put_eval(&srv, &stored_eval("old1", "default", "web", "complete", 1)).await;
     put_eval(&srv, &stored_eval("old2", "default", "web", "complete", 2)).await;
     let (code, resp) = srv.post("/v1/job/web/evaluate", json!({})).await;

@@ -74,6 +74,28 @@ pub async fn create(
 /// [`create`] with every field; returns the ID and the index (store revision) it was
 /// written at.
 pub async fn create_with(st: &AppState, new: NewEval) -> Result<(String, i64), ServerError> {
+    let job = new.job_id.clone();
+    let (id, compares, ops) = pending_ops(st, new).await?;
+    let resp = st
+        .store
+        .txn(Txn::new().when(compares).and_then(ops))
+        .await?;
+    if !resp.succeeded {
+        return Err(ServerError::Conflict(format!(
+            "the evaluations of job {job:?} changed while one was being written; retry"
+        )));
+    }
+    Ok((id, resp.revision))
+}
+
+/// The writes of a pending evaluation, to commit in a transaction of the caller's (a job's
+/// register writes it with the spec, so the controllers never see one without the other):
+/// its ID, the comparisons and the operations (the evaluation, and the removal of the oldest
+/// finished ones beyond the job's cap). The cap reached by unfinished ones is a conflict.
+pub async fn pending_ops(
+    st: &AppState,
+    new: NewEval,
+) -> Result<(String, Vec<Compare>, Vec<TxnOp>), ServerError> {
     let (kind, priority) = job_kind(st, &new.namespace, &new.job_id).await;
     let now = nomos_api::now_ms().saturating_mul(1_000_000);
     let eval = Evaluation {
@@ -110,17 +132,7 @@ pub async fn create_with(st: &AppState, new: NewEval) -> Result<(String, i64), S
         ));
         ops.push(TxnOp::delete(e.key.as_str()));
     }
-    let resp = st
-        .store
-        .txn(Txn::new().when(compares).and_then(ops))
-        .await?;
-    if !resp.succeeded {
-        return Err(ServerError::Conflict(format!(
-            "the evaluations of job {:?} changed while one was being written; retry",
-            eval.job_id
-        )));
-    }
-    Ok((eval.id, resp.revision))
+    Ok((eval.id, compares, ops))
 }
 
 /// [`create_with`] for a write that already happened (a stop, a drain, a deployment change):

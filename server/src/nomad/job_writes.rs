@@ -179,8 +179,10 @@ async fn write_spec(
     stored_index: i64,
     submission: Option<&Submission>,
     unchanged: bool,
+    eval: (Vec<Compare>, Vec<TxnOp>),
 ) -> Result<i64, ServerError> {
     let key = keys::job(&job.namespace, &job.id);
+    let (eval_compares, eval_ops) = eval;
     let mut ops = Vec::new();
     if !unchanged {
         ops.push(TxnOp::put(
@@ -194,23 +196,22 @@ async fn write_spec(
             .map_err(|e| ServerError::Internal(format!("encoding a submission: {e}")))?;
         ops.push(TxnOp::put(sub_key, value));
     }
-    if ops.is_empty() {
-        return Ok(stored_index);
-    }
-    let txn = Txn::new()
-        .when([Compare::mod_revision(
-            key.as_str(),
-            CompareOp::Equal,
-            stored_index,
-        )])
-        .and_then(ops);
+    let unwritten = ops.is_empty();
+    ops.extend(eval_ops);
+    let mut compares = vec![Compare::mod_revision(
+        key.as_str(),
+        CompareOp::Equal,
+        stored_index,
+    )];
+    compares.extend(eval_compares);
+    let txn = Txn::new().when(compares).and_then(ops);
     let resp = st.store.txn(txn).await?;
     if !resp.succeeded {
         return Err(ServerError::Conflict(format!(
             "{key} was modified concurrently (expected modify index {stored_index})"
         )));
     }
-    Ok(if unchanged {
+    Ok(if unchanged || unwritten {
         stored_index
     } else {
         resp.revision
@@ -252,8 +253,24 @@ async fn register(
         enforce_index(req.job_modify_index, stored_index)?;
     }
     let unchanged = outcome == ApplyOutcome::Unchanged;
-    let index = write_spec(st, &job, stored_index, req.submission.as_ref(), unchanged).await?;
-    let eval_id = evals::create(st, &job.namespace, &job.id, "job-register", index).await?;
+    // The evaluation is written with the spec, so the controllers see both at once and
+    // complete it with what they do; they fill in its job modify index.
+    let pending = evals::NewEval {
+        namespace: job.namespace.clone(),
+        job_id: job.id.clone(),
+        triggered_by: "job-register".into(),
+        ..Default::default()
+    };
+    let (eval_id, compares, ops) = evals::pending_ops(st, pending).await?;
+    let index = write_spec(
+        st,
+        &job,
+        stored_index,
+        req.submission.as_ref(),
+        unchanged,
+        (compares, ops),
+    )
+    .await?;
     Ok(RegisterResponse {
         eval_id,
         eval_create_index: index,

@@ -24,6 +24,7 @@ struct Reply {
     last_contact: Option<String>,
     known_leader: Option<String>,
     content_encoding: Option<String>,
+    content_type: Option<String>,
     text: String,
     json: Value,
 }
@@ -78,6 +79,7 @@ impl Api {
             let last_contact = header("x-nomad-lastcontact");
             let known_leader = header("x-nomad-knownleader");
             let content_encoding = header("content-encoding");
+            let content_type = header("content-type");
             let bytes = resp.bytes().await.expect("body");
             let text = if content_encoding.as_deref() == Some("gzip") {
                 gunzip(&bytes)
@@ -91,6 +93,7 @@ impl Api {
                 last_contact,
                 known_leader,
                 content_encoding,
+                content_type,
                 text,
                 json,
             }
@@ -254,8 +257,14 @@ fn nomads_conventions_hold_on_every_read() {
     );
     assert_eq!(r.content_encoding.as_deref(), Some("gzip"));
     assert!(r.json.is_array(), "{}", r.text);
-    // Wrong path 404, wrong method 405, unknown body field 400, non-JSON body 400.
-    assert_eq!(api.get("/v1/no/such/thing").status, StatusCode::NOT_FOUND);
+    // Wrong path 404, wrong method 405, unknown body field 400, non-JSON body 400; errors
+    // are plain text, as Nomad's clients print them.
+    let r = api.get("/v1/no/such/thing");
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_plain_error(&r, "/v1/no/such/thing");
+    let r = api.get("/v1/job/no-such-job");
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_plain_error(&r, "no-such-job");
     assert_eq!(
         api.call(Method::DELETE, "/v1/nodes", None).status,
         StatusCode::METHOD_NOT_ALLOWED
@@ -266,6 +275,7 @@ fn nomads_conventions_hold_on_every_read() {
         Some(&json!({"Prefix": "", "Context": "all", "Contxt": "jobs"})),
     );
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_plain_error(&r, "Contxt");
     let r = api.rt.block_on(async {
         api.http
             .put(format!("{}/v1/jobs", api.base))
@@ -277,6 +287,20 @@ fn nomads_conventions_hold_on_every_read() {
             .status()
     });
     assert_eq!(r, StatusCode::BAD_REQUEST);
+}
+
+/// An error answer is `text/plain` and says what went wrong (naming `names`), not JSON.
+fn assert_plain_error(r: &Reply, names: &str) {
+    assert!(
+        r.content_type
+            .as_deref()
+            .is_some_and(|t| t.starts_with("text/plain")),
+        "{:?}: {}",
+        r.content_type,
+        r.text
+    );
+    assert!(r.json.is_null(), "not plain text: {}", r.text);
+    assert!(r.text.contains(names), "{names} not in {:?}", r.text);
 }
 
 #[test]
@@ -427,7 +451,8 @@ fn a_job_lives_its_whole_life_through_the_api() {
         "/v1/job/conf",
         Some(&json!({"Job": job("conf", "other"), "EnforceIndex": true, "JobModifyIndex": modify_index + 1000})),
     );
-    assert!(r.status.is_client_error(), "{}: {}", r.status, r.text);
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_plain_error(&r, "Enforcing job modify index");
     // A body naming another job than the path is refused.
     let r = api.call(
         Method::POST,

@@ -1,13 +1,13 @@
 //! The server's error enum and how each variant renders as an HTTP response: a status code and
-//! a JSON body `{ "error": "...", "diagnostics": [...] }` (diagnostics only for job files).
+//! a plain-text body, as Nomad answers errors (a job file's errors are one positioned
+//! diagnostic per line, `FILE:LINE:COL: message`).
 
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use nomos_store::StoreError;
 use thiserror::Error;
 
-use crate::views::{DiagnosticView, ErrorBody};
+use crate::views::DiagnosticView;
 
 /// Everything a request (or serving itself) can fail with.
 #[derive(Debug, Error)]
@@ -124,28 +124,42 @@ impl ServerError {
     }
 }
 
+impl ServerError {
+    /// The plain-text body of the answer: the message, or for a job file every diagnostic on
+    /// its own line (warnings too, so one answer tells the whole story).
+    pub fn body_text(&self) -> String {
+        match self {
+            ServerError::InvalidJob {
+                message,
+                diagnostics,
+            } => {
+                let mut lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+                if !diagnostics.iter().any(|d| d.severity == "error") {
+                    lines.insert(0, message.clone());
+                }
+                lines.join("\n")
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 impl IntoResponse for ServerError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let diagnostics = match &self {
-            ServerError::InvalidJob { diagnostics, .. } => diagnostics.clone(),
-            _ => Vec::new(),
-        };
         if status.is_server_error() {
             tracing::warn!(error = %self, "request failed");
         }
         (
             status,
-            Json(ErrorBody {
-                error: self.to_string(),
-                diagnostics,
-            }),
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.body_text(),
         )
             .into_response()
     }
 }
 
-/// The fallback for unknown paths: a JSON 404 rather than an empty body.
+/// The fallback for unknown paths: a 404 that names the path rather than an empty body.
 pub async fn not_found(uri: axum::http::Uri) -> ServerError {
     ServerError::NotFound(format!("no such endpoint: {}", uri.path()))
 }

@@ -9,14 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::diff::Change;
 
-/// Every error: a message and, for job files, the positioned diagnostics.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct ErrorBody {
-    pub error: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub diagnostics: Vec<DiagnosticView>,
-}
-
 /// A positioned message about a job file (`file:line:column: message`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct DiagnosticView {

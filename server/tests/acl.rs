@@ -220,10 +220,7 @@ async fn a_read_token_can_read_but_not_apply() {
         Some(apply_body("default")),
     )
     .await;
-    assert_eq!(
-        (code, body.as_str()),
-        (403, r#"{"error":"Permission denied"}"#)
-    );
+    assert_eq!((code, body.as_str()), (403, "Permission denied"));
     let plan = Some(common::plan_body("web.hcl", WEB_HCL));
     let (code, body) = call(&srv, "POST", "/v1/job/web/plan", Some(&reader), plan).await;
     assert_eq!(code, 403, "a plan needs submit-job: {body}");

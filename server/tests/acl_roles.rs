@@ -444,10 +444,7 @@ async fn an_expired_token_is_refused_and_later_deleted() {
     expire(&srv, &accessor, now - jiff::SignedDuration::from_secs(1)).await;
     // The store was written behind the server's back: the watch empties its cache shortly.
     let (code, text) = until_refused(&srv, &secret).await;
-    assert_eq!(
-        (code, text.as_str()),
-        (403, r#"{"error":"ACL token expired"}"#)
-    );
+    assert_eq!((code, text.as_str()), (403, "ACL token expired"));
 
     // The sweeper keeps it for the threshold, then deletes it and its secret index.
     let st = nomos_server::AppState::with_store(srv.store.clone());
@@ -550,10 +547,7 @@ async fn policy_changes_reach_cached_tokens_at_once() {
     srv.stop().await;
 }
 
-/// The `error` of a JSON error answer.
+/// The message of an error answer (plain text, as Nomad answers errors).
 fn error_of(text: &str) -> String {
-    serde_json::from_str::<Value>(text).expect("a JSON answer")["error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
+    text.trim_end().to_string()
 }

@@ -43,7 +43,7 @@ async fn stored(srv: &TestServer, id: &str) -> Value {
 }
 
 fn error_of(body: &Value) -> &str {
-    body["error"].as_str().unwrap_or_default()
+    body.as_str().unwrap_or_default()
 }
 
 fn ids(list: &Value) -> Vec<&str> {

@@ -146,7 +146,7 @@ async fn rotate_list_and_remove_over_http_in_nomads_shapes() {
         .delete(&format!("/v1/operator/keyring/key/{active}"))
         .await;
     assert_eq!(code, 400, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("active"), "{body}");
+    assert!(body.as_str().unwrap().contains("active"), "{body}");
     let (code, body) = srv.delete("/v1/operator/keyring/key/not-a-uuid").await;
     assert_eq!(code, 400, "{body}");
     let (code, body) = srv

@@ -22,7 +22,7 @@ fn quota_body(name: &str, cpu: i64, memory: i64, allocations: i64) -> Value {
 }
 
 fn error_of(body: &Value) -> String {
-    body["error"].as_str().unwrap_or_default().to_string()
+    body.as_str().unwrap_or_default().to_string()
 }
 
 #[tokio::test]

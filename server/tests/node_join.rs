@@ -46,10 +46,7 @@ async fn on_the_embedded_store_a_join_is_refused_and_the_token_stays_unspent() {
     let token = new_token(&srv, json!({})).await;
     let (code, body) = join(&srv, &token, "n1").await;
     assert_eq!(code, 400, "{body}");
-    assert!(
-        body["error"].as_str().unwrap().contains("embedded store"),
-        "{body}"
-    );
+    assert!(body.as_str().unwrap().contains("embedded store"), "{body}");
     assert!(nomos_server::join::token_exists(&*srv.store, &token)
         .await
         .unwrap());
@@ -106,8 +103,8 @@ async fn unknown_expired_and_other_node_tokens_get_the_same_403() {
     let for_n2 = new_token(&srv, json!({"node": "n2"})).await;
     let (code, other) = join(&srv, &for_n2, "n1").await;
     assert_eq!(code, 403, "{other}");
-    assert_eq!(unknown["error"], old["error"]);
-    assert_eq!(old["error"], other["error"], "no hint which");
+    assert_eq!(unknown, old);
+    assert_eq!(old, other, "no hint which");
     let (code, ok) = join(&srv, &for_n2, "n2").await;
     assert_eq!(code, 200, "the token is still good for its node: {ok}");
 }
@@ -122,10 +119,7 @@ async fn a_joined_name_rejoins_only_with_a_token_made_for_it() {
     let any = new_token(&srv, json!({})).await;
     let (code, refused) = join(&srv, &any, "n1").await;
     assert_eq!(code, 409, "{refused}");
-    assert!(
-        refused["error"].as_str().unwrap().contains("-node n1"),
-        "{refused}"
-    );
+    assert!(refused.as_str().unwrap().contains("-node n1"), "{refused}");
     assert!(nomos_server::join::token_exists(&*srv.store, &any)
         .await
         .unwrap());
@@ -146,14 +140,11 @@ async fn bad_fields_and_big_bodies_are_client_errors_naming_the_field() {
     ] {
         let (code, resp) = srv.post("/v1/node/join-tokens", body.clone()).await;
         assert_eq!(code, 400, "{body}: {resp}");
-        assert!(
-            resp["error"].as_str().unwrap().contains(field),
-            "{body}: {resp}"
-        );
+        assert!(resp.as_str().unwrap().contains(field), "{body}: {resp}");
     }
     let (code, resp) = join(&srv, "", "n1").await;
     assert_eq!(
-        (code, resp["error"].as_str()),
+        (code, resp.as_str()),
         (400, Some("field `token` is required"))
     );
     let (code, resp) = join(&srv, "t", "../x").await;

@@ -11,7 +11,7 @@ use nomos_store::PutOptions;
 use serde_json::{json, Value};
 
 fn error_of(body: &Value) -> String {
-    body["error"].as_str().unwrap_or_default().to_string()
+    body.as_str().unwrap_or_default().to_string()
 }
 
 /// A server with ACLs on (so the ACL endpoints answer too) and its management token.
@@ -264,11 +264,7 @@ async fn a_job_in_namespace_evil_ns_is_refused_with_400_naming_it() {
     body["Job"]["Namespace"] = json!("evil/ns");
     let (code, answer) = srv.send("POST", "/v1/jobs", &body).await;
     assert_eq!(code, 400, "{answer}");
-    let diag = &answer["diagnostics"][0];
-    assert!(
-        diag["message"].as_str().unwrap().contains("evil/ns"),
-        "{answer}"
-    );
+    assert!(answer.as_str().unwrap().contains("evil/ns"), "{answer}");
     let (code, answer) = srv
         .send("POST", "/v1/namespace", &json!({"Name": "evil/ns"}))
         .await;
@@ -305,11 +301,7 @@ async fn names_with_invisible_characters_are_refused_naming_the_field() {
         *body["Job"].pointer_mut(pointer).unwrap() = json!(name);
         let (code, answer) = srv.send("POST", "/v1/jobs", &body).await;
         assert_eq!(code, 400, "{what}: {answer}");
-        let found = answer["diagnostics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|d| d["message"].as_str().unwrap().contains(what));
+        let found = answer.as_str().unwrap().lines().any(|d| d.contains(what));
         assert!(found, "{what}: {answer}");
     }
 }

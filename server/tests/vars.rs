@@ -294,7 +294,7 @@ async fn bad_paths_items_and_parameters_are_refused_naming_the_field() {
         let (code, _, answer) = call(&srv, method, &path, body).await;
         assert_eq!(code, want_code, "{method} {path}: {answer}");
         assert!(
-            answer["error"].as_str().unwrap_or_default().contains(want),
+            answer.as_str().unwrap_or_default().contains(want),
             "{method} {path}: {answer}"
         );
     }
@@ -561,10 +561,7 @@ async fn the_store_holds_only_ciphertext_bound_to_its_path() {
     srv.put_json("/nomos/vars/default/app/other", &moved).await;
     let (code, _, e) = call(&srv, "GET", "/v1/var/app/other", None).await;
     assert_eq!(code, 500, "{e}");
-    assert!(
-        e["error"].as_str().unwrap().contains("does not open"),
-        "{e}"
-    );
+    assert!(e.as_str().unwrap().contains("does not open"), "{e}");
     assert!(!e.to_string().contains(secret));
     // A record naming another path than its key's is refused, not shown as that variable.
     let mut renamed = raw.clone();

@@ -1,35 +1,37 @@
-//! The HTTP client of the API: JSON in and out, and errors that keep the server's diagnostics
-//! so job-file errors print as `FILE:LINE:COL: message`.
+//! The HTTP client of the API: JSON in, JSON out, and the server's plain-text errors (a job
+//! file's errors arrive one `FILE:LINE:COL: message` per line and print as they are).
 
 use std::fmt;
 
-use nomos_server::views::{DiagnosticView, ErrorBody};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::client_tls::describe_send_error;
 use super::Global;
 
-/// An error answer from the server.
+/// An error answer from the server: its status and its plain-text message.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: u16,
-    pub body: ErrorBody,
+    pub message: String,
+}
+
+impl ApiError {
+    /// The error answer `text` with `status`; an empty body names the status instead.
+    pub fn new(status: u16, text: &str) -> Self {
+        let text = text.trim_end();
+        let message = if text.is_empty() {
+            format!("HTTP {status}")
+        } else {
+            text.to_string()
+        };
+        ApiError { status, message }
+    }
 }
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.status == 400 && self.body.diagnostics.iter().any(|d| d.severity == "error") {
-            let lines: Vec<String> = self
-                .body
-                .diagnostics
-                .iter()
-                .map(DiagnosticView::to_string)
-                .collect();
-            write!(f, "{}", lines.join("\n"))
-        } else {
-            write!(f, "{}", self.body.error)
-        }
+        f.write_str(&self.message)
     }
 }
 
@@ -108,11 +110,7 @@ impl Client {
         let status = resp.status().as_u16();
         let text = resp.text().await?;
         if !(200..300).contains(&status) {
-            let body = serde_json::from_str::<ErrorBody>(&text).unwrap_or(ErrorBody {
-                error: format!("HTTP {status}: {text}"),
-                diagnostics: vec![],
-            });
-            return Err(ApiError { status, body }.into());
+            return Err(ApiError::new(status, &text).into());
         }
         serde_json::from_str(&text)
             .map_err(|e| anyhow::anyhow!("unexpected answer from the server: {e}"))
@@ -168,11 +166,7 @@ impl Client {
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
             let text = resp.text().await.unwrap_or_default();
-            let body = serde_json::from_str::<ErrorBody>(&text).unwrap_or(ErrorBody {
-                error: format!("HTTP {status}: {text}"),
-                diagnostics: vec![],
-            });
-            return Err(ApiError { status, body }.into());
+            return Err(ApiError::new(status, &text).into());
         }
         Ok(resp)
     }

@@ -219,11 +219,7 @@ fn answer<T: serde::de::DeserializeOwned>(
             return Err(conflict_error(&current.meta, cas));
         }
     }
-    let message = serde_json::from_str::<Value>(text)
-        .ok()
-        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
-        .unwrap_or_else(|| format!("HTTP {status}: {text}"));
-    anyhow::bail!("{message}")
+    Err(super::client::ApiError::new(status, text).into())
 }
 
 fn conflict_error(current: &VariableMetadata, cas: Option<u64>) -> anyhow::Error {
@@ -372,7 +368,7 @@ mod tests {
         );
         let e = answer::<Value>(409, text, None).unwrap_err().to_string();
         assert!(e.contains("locked"), "{e}");
-        let e = answer::<Value>(403, r#"{"error":"Permission denied"}"#, None)
+        let e = answer::<Value>(403, "Permission denied", None)
             .unwrap_err()
             .to_string();
         assert_eq!(e, "Permission denied");

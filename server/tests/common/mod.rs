@@ -194,10 +194,10 @@ pub async fn apply_source(srv: &TestServer, filename: &str, source: &str) -> (u1
         Ok(parsed) => parsed,
         Err(diags) => {
             let lines: Vec<String> = diags.iter().map(ToString::to_string).collect();
-            return (400, serde_json::json!({"error": lines.join("\n")}));
+            return (400, Value::String(lines.join("\n")));
         }
     };
-    let mut answer = (400, serde_json::json!({"error": "the file holds no job"}));
+    let mut answer = (400, Value::String("the file holds no job".into()));
     for job in &parsed.jobs {
         answer = srv.post("/v1/jobs", register_body(job, source)).await;
     }

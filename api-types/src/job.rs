@@ -64,9 +64,37 @@ pub struct Job {
     pub stop: bool,
     /// Blocks Nomos recognises but does not act on yet (`vault`, `consul`, `ui`, ...), kept as given.
     pub ignored: IndexMap<String, Value>,
+    /// Set on a job dispatched from a parameterized one ([`crate::dispatch`]); absent from
+    /// the canonical JSON of every other job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispatched: Option<Dispatched>,
+}
+
+/// The label a periodic job's children carry, naming their parent.
+pub const PERIODIC_PARENT_LABEL: &str = "nomos/periodic-parent";
+
+/// What a dispatched job was dispatched with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Dispatched {
+    /// The parameterized job it was dispatched from.
+    pub parent_id: String,
+    /// The payload, base64 (standard alphabet, padded), as Nomad's JSON carries it.
+    pub payload: String,
+    /// The idempotency token it was dispatched with, if any.
+    pub idempotency_token: String,
 }
 
 impl Job {
+    /// The job this one was launched from: a dispatched job's parameterized parent, or a
+    /// periodic child's parent.
+    pub fn parent_id(&self) -> Option<&str> {
+        match &self.dispatched {
+            Some(d) => Some(d.parent_id.as_str()),
+            None => self.labels.get(PERIODIC_PARENT_LABEL).map(String::as_str),
+        }
+    }
+
     /// The `update` block that applies to `group`: its own, else the job's.
     pub fn update_for<'a>(&'a self, group: &'a TaskGroup) -> Option<&'a UpdateStrategy> {
         group.update.as_ref().or(self.update.as_ref())
@@ -137,7 +165,18 @@ pub struct Task {
     pub meta: IndexMap<String, String>,
     pub restart: Option<RestartPolicy>,
     pub shutdown_delay_ns: u64,
+    /// Where the payload of a dispatched job is written (`dispatch_payload { file }`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dispatch_payload: Option<DispatchPayload>,
     pub ignored: IndexMap<String, Value>,
+}
+
+/// `dispatch_payload`: the file, relative to the task's `local/` directory, that receives the
+/// payload of a dispatched job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatchPayload {
+    pub file: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -34,6 +34,7 @@ pub mod build;
 pub mod canonical;
 pub mod defaults;
 pub mod diag;
+pub mod dispatch;
 pub mod duration;
 pub mod error;
 pub mod eval;

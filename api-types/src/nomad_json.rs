@@ -261,7 +261,13 @@ const TASK: Table = &[
     ("Meta", "meta", K::Plain),
     ("RestartPolicy", "restart", K::One(RESTART)),
     ("ShutdownDelay", "shutdown_delay_ns", K::Plain),
+    (
+        "DispatchPayload",
+        "dispatch_payload",
+        K::One(DISPATCH_PAYLOAD),
+    ),
 ];
+const DISPATCH_PAYLOAD: Table = &[("File", "file", K::Plain)];
 const GROUP: Table = &[
     ("Name", "name", K::Plain),
     ("Count", "count", K::Plain),

@@ -17,10 +17,10 @@
 //!   [`JobMeta`].
 //!
 //! Left out, because the canonical job has no such data:
-//! - job: `Multiregion`, `UI`, `VersionTag`, `Payload`, `DispatchIdempotencyToken`, the Consul
-//!   and Vault tokens and namespaces, `NomadTokenID`; `Dispatched` is always false;
+//! - job: `Multiregion`, `UI`, `VersionTag`, the Consul and Vault tokens and namespaces,
+//!   `NomadTokenID`;
 //! - group: `Scaling`, `Consul`, `PreventRescheduleOnLost`;
-//! - task: `Vault`, `Consul`, `DispatchPayload`, `VolumeMounts`, `CSIPluginConfig`, `Kind`,
+//! - task: `Vault`, `Consul`, `VolumeMounts`, `CSIPluginConfig`, `Kind`,
 //!   `ScalingPolicies`, `Secrets`, `Actions`, `Schedule`; the default workload identity is in
 //!   `Identities` with the others, not in `Identity`;
 //! - service: `Connect`, `TaggedAddresses`, `EnableTagOverride`, `Address`, `TaskName`,
@@ -78,10 +78,13 @@ pub fn job_to_nomad(job: &Job, meta: &JobMeta) -> Value {
         Ok(Value::Object(canonical)) => object_out(&canonical, JOB),
         _ => Map::new(),
     };
+    let dispatched = job.dispatched.as_ref();
     let bookkeeping = json!({
         "Stop": job.stop || meta.stop,
         "ParentID": meta.parent_id,
-        "Dispatched": false,
+        "Dispatched": dispatched.is_some(),
+        "Payload": dispatched.map(|d| d.payload.as_str()).filter(|p| !p.is_empty()),
+        "DispatchIdempotencyToken": dispatched.map_or("", |d| d.idempotency_token.as_str()),
         "Status": meta.status,
         "StatusDescription": meta.status_description,
         "Stable": meta.stable,

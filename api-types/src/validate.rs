@@ -135,6 +135,15 @@ pub fn validate(job: &Job) -> Vec<Issue> {
         }
     }
     if let Some(p) = &job.parameterized {
+        if !matches!(job.job_type, JobType::Batch | JobType::Sysbatch) {
+            v.err(
+                "parameterized",
+                format!(
+                    "parameterized is only for batch and sysbatch jobs, and this job's type is \"{}\"",
+                    job.job_type.as_str()
+                ),
+            );
+        }
         v.one_of(
             "parameterized.payload".into(),
             "payload",
@@ -595,6 +604,20 @@ fn check_services(v: &mut V, path: &str, services: &[Service], ports: &HashSet<&
     }
 }
 
+/// A `dispatch_payload` file: a relative path that stays inside the task's `local/`.
+fn check_payload_file(v: &mut V, path: &str, file: &str) {
+    let p = std::path::Path::new(file);
+    let escapes = p
+        .components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_)));
+    if file.is_empty() || escapes {
+        v.err(
+            path,
+            format!("dispatch_payload file {file:?} must be a relative path inside the task's local directory, without \"..\""),
+        );
+    }
+}
+
 fn check_task(
     v: &mut V,
     tp: &str,
@@ -634,6 +657,9 @@ fn check_task(
     }
     check_placement(v, tp, &t.constraints, &t.affinities, &[]);
     check_services(v, tp, &t.services, ports);
+    if let Some(d) = &t.dispatch_payload {
+        check_payload_file(v, &join(tp, "dispatch_payload.file"), &d.file);
+    }
     if let Some(l) = &t.lifecycle {
         v.one_of(
             join(tp, "lifecycle.hook"),

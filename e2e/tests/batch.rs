@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use serde_json::Value;
 
 const BATCH: &str = r#"
 job "once" {
@@ -113,4 +114,103 @@ fn apply_wait_exits_non_zero_when_the_batch_job_fails() {
     let id = failed["ID"].as_str().unwrap();
     let err = c.ok(&["logs", "--stderr", &id[..8]]);
     assert_eq!(err, "oops\n");
+}
+
+const RENDER: &str = r#"
+job "render" {
+  datacenters = ["*"]
+  type = "batch"
+
+  parameterized {
+    payload       = "required"
+    meta_required = ["scene"]
+  }
+
+  group "g" {
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+
+    task "t" {
+      driver = "raw_exec"
+      dispatch_payload {
+        file = "input.txt"
+      }
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "echo scene=${NOMAD_META_scene}; cat local/input.txt"]
+      }
+      resources {
+        cpu    = 20
+        memory = 16
+      }
+    }
+  }
+}
+"#;
+
+/// A parameterized job places nothing until dispatched; each dispatch runs once with its
+/// payload in the task's `local/` and its meta in the environment; a second dispatch with the
+/// same idempotency token runs nothing more.
+#[test]
+fn a_dispatched_job_runs_once_per_idempotency_token_with_its_payload() {
+    let c = Cluster::start("dispatch");
+    let file = c.write_file("render.hcl", RENDER);
+    c.ok(&["apply", "-f", &file]);
+    let payload = c.write_file("payload.txt", "frame one\n");
+
+    let first = c.ok(&[
+        "job",
+        "dispatch",
+        "render",
+        &payload,
+        "--meta",
+        "scene=intro",
+        "--idempotency-token",
+        "take-1",
+    ]);
+    let child = first
+        .lines()
+        .find_map(|l| l.strip_prefix("Dispatched Job ID = "))
+        .unwrap_or_else(|| panic!("no child id in {first:?}"))
+        .to_string();
+    let again = c.ok(&[
+        "job",
+        "dispatch",
+        "render",
+        &payload,
+        "--meta",
+        "scene=intro",
+        "--idempotency-token",
+        "take-1",
+    ]);
+    assert!(
+        again.contains(&format!("\"{child}\" already dispatched")),
+        "{again}"
+    );
+
+    c.wait_for("the child to complete", Duration::from_secs(120), |c| {
+        let allocs = c.allocs(&child);
+        let done = allocs.len() == 1 && allocs[0]["ClientStatus"] == "complete";
+        (done, format!("{allocs:?}"))
+    });
+    let allocs = c.allocs(&child);
+    let id = allocs[0]["ID"].as_str().unwrap();
+    assert_eq!(c.ok(&["logs", &id[..8]]), "scene=intro\nframe one\n");
+    assert!(c.allocs("render").is_empty(), "the parent places nothing");
+
+    // A dispatch the job refuses (no payload, which it requires) fails with Nomad's reason.
+    let out = c.nctl(&["job", "dispatch", "render", "--meta", "scene=x"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Payload is required"), "{stderr}");
+    let jobs = c.json(&["get", "jobs", "-o", "json"]);
+    let children: Vec<&Value> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["ParentID"] == "render")
+        .collect();
+    assert_eq!(children.len(), 1, "one child for one token: {children:?}");
 }

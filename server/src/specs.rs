@@ -124,9 +124,12 @@ pub fn check_namespace(ns: &str) -> Result<(), ServerError> {
 /// Finds one job's spec key by exact id or unique id prefix, whatever its value holds.
 pub async fn locate_job(st: &AppState, ns: &str, id: &str) -> Result<FoundJob, ServerError> {
     check_namespace(ns)?;
-    // Nomad names a periodic child `<job>/periodic-<secs>`; here its id has a '-' for the '/'
-    // (ids cannot hold '/'), and either spelling finds it.
-    let id = &id.replacen("/periodic-", "-periodic-", 1);
+    // Nomad names a periodic or dispatched child `<job>/periodic-<secs>`,
+    // `<job>/dispatch-<...>`; here its id has a '-' for the '/' (ids cannot hold '/'), and
+    // either spelling finds it.
+    let id = &id
+        .replacen("/periodic-", "-periodic-", 1)
+        .replacen("/dispatch-", "-dispatch-", 1);
     nomos_api::names::check_segment("job id", id).map_err(ServerError::BadRequest)?;
     if let Some(kv) = kv::get_raw(st.store.as_ref(), &keys::job(ns, id)).await? {
         if let Some(found) = FoundJob::from_kv(kv) {

@@ -371,6 +371,27 @@ pub(super) fn template_functions(
     Ok(used)
 }
 
+/// Writes a dispatched job's payload where the task's `dispatch_payload { file }` says, under
+/// its `local/` directory (before every start, as templates are). A path that leaves the
+/// directory is refused by [`Beneath`].
+fn write_dispatch_payload(
+    rec: &AllocRecord,
+    task: &Task,
+    root: &Beneath,
+) -> Result<(), AgentError> {
+    let Some(target) = &task.dispatch_payload else {
+        return Ok(());
+    };
+    let sandbox = |message: String| AgentError::Sandbox {
+        what: "DispatchPayload".into(),
+        message,
+    };
+    let payload = nomos_api::dispatch::payload_of(&rec.job).map_err(sandbox)?;
+    let rel = Path::new("local").join(&target.file);
+    root.write(&rel, &payload, 0o644)
+        .map_err(|e| e.about("DispatchPayload", &format!("file {:?}", target.file)))
+}
+
 /// Builds the driver's view of a task: directories, environment, interpolated config, rendered
 /// templates. A task name or allocation id that is not one path component, and a template
 /// path outside the task directory, are refused ([`AgentError::Sandbox`]) before anything is
@@ -387,6 +408,7 @@ pub async fn prepare_task(
         .map(|(k, v)| (k.clone(), interpolate_value(v, &setup.vars)))
         .collect();
     let mut token = expose_identity(ctx, rec, task, &setup.root, &mut setup.env).await?;
+    write_dispatch_payload(rec, task, &setup.root)?;
     render_templates(ctx, rec, task, &mut setup, &mut token, Writes::All).await?;
     Ok(TaskSpec {
         alloc_id: rec.alloc.id.clone(),

@@ -157,6 +157,13 @@ pub(crate) static PARAMETERIZED: Sch = Sch {
     ],
 };
 
+pub(crate) static DISPATCH_PAYLOAD: Sch = Sch {
+    name: "dispatch_payload",
+    label: None,
+    has_ignored: false,
+    fields: &[("file", "file", Str)],
+};
+
 pub(crate) static RESTART: Sch = Sch {
     name: "restart",
     label: None,
@@ -456,7 +463,11 @@ pub(crate) static TASK: Sch = Sch {
         ("consul", "", Ignored),
         ("identity", "identities", Blocks(&IDENTITY)),
         ("csi_plugin", "", Ignored),
-        ("dispatch_payload", "", Ignored),
+        (
+            "dispatch_payload",
+            "dispatch_payload",
+            Block(&DISPATCH_PAYLOAD),
+        ),
         ("scaling", "", Ignored),
         ("volume_mount", "", Ignored),
         ("kind", "", Ignored),

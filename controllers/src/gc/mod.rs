@@ -6,8 +6,9 @@
 //!   it is no longer wanted: stopped by a controller, replaced by another allocation, or its job
 //!   is stopped or gone; and it has been so for `alloc_gc_threshold_ms`. A finished batch
 //!   allocation of a live job is kept: it is the record that the work is done;
-//! - a job is purged (spec, status, versions, deployments, allocations) once it is stopped, has
-//!   no live allocation, and its status has not changed for `job_gc_threshold_ms`;
+//! - a job is purged (spec, status, versions, deployments, allocations) once it is stopped (or
+//!   is a finished dispatched job, or a finished periodic child whose parent is gone), has no
+//!   live allocation, and its status has not changed for `job_gc_threshold_ms`;
 //! - job versions beyond the newest `job_versions_kept` are deleted, except the stable version
 //!   and any version a kept allocation still names.
 //!
@@ -201,7 +202,9 @@ pub fn plan(jobs: &[GcJob], allocs: &[ObservedAlloc], now_ms: i64, config: &GcCo
 
     for j in jobs {
         let key = (j.namespace.clone(), j.id.clone());
-        let stopped = j.spec.as_ref().is_none_or(|s| s.stop) || is_finished_orphan(j, &job_wanted);
+        let stopped = j.spec.as_ref().is_none_or(|s| s.stop)
+            || is_finished_orphan(j, &job_wanted)
+            || is_finished_dispatch(j);
         let quiet_since = j.status.as_ref().map(|s| s.modified_at_ms).unwrap_or(0);
         if stopped
             && !live_jobs.contains(&key)
@@ -244,6 +247,13 @@ pub fn plan(jobs: &[GcJob], allocs: &[ObservedAlloc], now_ms: i64, config: &GcCo
     out.jobs.sort();
     out.versions.sort();
     out
+}
+
+/// A dispatched job that has finished (`dead`): it never runs again (Nomad collects finished
+/// batch jobs), so it is collected like a stopped job.
+fn is_finished_dispatch(j: &GcJob) -> bool {
+    let dispatched = j.spec.as_ref().is_some_and(|s| s.dispatched.is_some());
+    dispatched && j.status.as_ref().is_some_and(|s| s.status == "dead")
 }
 
 /// A periodic child that has finished (`dead`) and whose parent is stopped or gone: nothing will

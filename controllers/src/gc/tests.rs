@@ -273,6 +273,35 @@ fn finished_periodic_children_of_a_parent_that_is_gone_are_collected() {
 }
 
 #[test]
+fn finished_dispatched_jobs_are_collected_after_the_threshold_and_running_ones_never() {
+    let child = |id: &str, status: &str, quiet_since: i64| {
+        let mut j = job(id, false, vec![0]);
+        j.spec.as_mut().unwrap().dispatched = Some(nomos_api::Dispatched {
+            parent_id: "encode".into(),
+            ..Default::default()
+        });
+        let st = j.status.as_mut().unwrap();
+        st.status = status.into();
+        st.modified_at_ms = quiet_since;
+        j
+    };
+    let jobs = vec![
+        job("encode", false, vec![0]),
+        child("encode-dispatch-1-aaaaaaaa", "dead", 0),
+        child("encode-dispatch-2-bbbbbbbb", "running", 0),
+        child("encode-dispatch-3-cccccccc", "dead", 19 * HOUR),
+    ];
+    let config = GcConfig::default();
+    let p = plan(&jobs, &[], 20 * HOUR, &config);
+    let purged: Vec<&str> = p.jobs.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(
+        purged,
+        vec!["encode-dispatch-1-aaaaaaaa"],
+        "finished and quiet for the threshold: collected; running or recent: kept; the parent stays"
+    );
+}
+
+#[test]
 fn evaluations_go_when_finished_and_old_beyond_the_cap_or_with_their_job() {
     let eval = |id: &str, job: &str, status: &str, age_ms: i64| Evaluation {
         id: id.into(),

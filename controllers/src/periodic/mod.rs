@@ -28,7 +28,7 @@ use nomos_api::{Job, JobStatus, PeriodicStatus};
 pub use schedule::{Schedule, ScheduleError};
 
 /// Label set on a child job naming its parent.
-pub const PARENT_LABEL: &str = "nomos/periodic-parent";
+pub const PARENT_LABEL: &str = nomos_api::PERIODIC_PARENT_LABEL;
 /// Label set on a child job with the Unix seconds of its tick.
 pub const LAUNCH_LABEL: &str = "nomos/periodic-launch";
 

@@ -1,11 +1,17 @@
-//! `nctl job history JOB`, `nctl job revert JOB VERSION`, `nctl job scale JOB GROUP COUNT` and
-//! `nctl job periodic force JOB`, over Nomad's job endpoints.
+//! `nctl job history JOB`, `nctl job revert JOB VERSION`, `nctl job scale JOB GROUP COUNT`,
+//! `nctl job dispatch JOB [INPUT]` and `nctl job periodic force JOB`, over Nomad's job
+//! endpoints.
 
+use std::io::Read;
+
+use base64::Engine;
+use nomos_api::dispatch::MAX_PAYLOAD_BYTES;
+use nomos_server::nomad::job_dispatch::{DispatchBody, DispatchResponse};
 use nomos_server::nomad::job_versions::{RevertRequest, ScaleRequest};
 use nomos_server::nomad::job_writes::RegisterResponse;
 use serde_json::Value;
 
-use super::client::Client;
+use super::client::{escape, Client};
 use super::output::{self, Format};
 use super::Global;
 
@@ -25,6 +31,9 @@ pub enum JobCommand {
         group: String,
         count: u32,
     },
+    /// Dispatch an instance of a parameterized job, with a payload read from INPUT (a file, or
+    /// `-` for standard input; at most 16 KiB).
+    Dispatch(DispatchArgs),
     /// Same as `nctl status JOB`.
     Status(super::status::StatusArgs),
     /// Periodic jobs.
@@ -116,12 +125,94 @@ async fn scale(client: &Client, job: &str, group: &str, count: u32) -> anyhow::R
     Ok(())
 }
 
+/// The payload from `input`: a file, `-` for standard input, none without one; refused over
+/// the limit before anything is sent.
+fn read_payload(input: Option<&str>) -> anyhow::Result<Vec<u8>> {
+    let mut payload = Vec::new();
+    let limit = MAX_PAYLOAD_BYTES as u64 + 1;
+    match input {
+        None => return Ok(payload),
+        Some("-") => {
+            std::io::stdin().take(limit).read_to_end(&mut payload)?;
+        }
+        Some(path) => {
+            let file = std::fs::File::open(path)
+                .map_err(|e| anyhow::anyhow!("reading the payload {path}: {e}"))?;
+            file.take(limit).read_to_end(&mut payload)?;
+        }
+    }
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        anyhow::bail!("the payload is over the limit of {MAX_PAYLOAD_BYTES} bytes (16 KiB)");
+    }
+    Ok(payload)
+}
+
+/// The `KEY=VALUE` meta flags as a map.
+fn meta_of(pairs: &[String]) -> anyhow::Result<indexmap::IndexMap<String, String>> {
+    pairs
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(anyhow::anyhow!("--meta {p:?}: expected KEY=VALUE")),
+        })
+        .collect()
+}
+
+/// What `nctl job dispatch` takes.
+#[derive(Debug, clap::Args)]
+pub struct DispatchArgs {
+    job: String,
+    input: Option<String>,
+    /// Meta for the instance, `KEY=VALUE`; repeatable. Only keys the job's `meta_required`
+    /// and `meta_optional` name are taken.
+    #[arg(long = "meta", value_name = "KEY=VALUE")]
+    meta: Vec<String>,
+    /// Dispatch at most one instance for this token while that instance exists.
+    #[arg(long)]
+    idempotency_token: Option<String>,
+    /// Added to the instance's id after `dispatch-`.
+    #[arg(long)]
+    id_prefix_template: Option<String>,
+    /// The instance's priority (1 to 100) instead of the job's.
+    #[arg(long)]
+    priority: Option<i32>,
+}
+
+async fn dispatch(client: &Client, args: DispatchArgs) -> anyhow::Result<()> {
+    let payload = read_payload(args.input.as_deref())?;
+    let body = DispatchBody {
+        payload: Some(base64::engine::general_purpose::STANDARD.encode(&payload))
+            .filter(|p| !p.is_empty()),
+        meta: Some(meta_of(&args.meta)?).filter(|m| !m.is_empty()),
+        id_prefix_template: args.id_prefix_template.unwrap_or_default(),
+        priority: args.priority.unwrap_or(0),
+        ..DispatchBody::default()
+    };
+    let mut path = client.job_path(&args.job, "/dispatch");
+    if let Some(token) = &args.idempotency_token {
+        path.push_str(&format!("&idempotency_token={}", escape(token)));
+    }
+    let r: DispatchResponse = client.post(&path, &body).await?;
+    match (&args.idempotency_token, r.eval_id.is_empty()) {
+        (Some(token), true) => println!(
+            "Job \"{}\" already dispatched with idempotency token \"{token}\".",
+            r.dispatched_job_id
+        ),
+        _ => {
+            println!("Dispatched Job ID = {}", r.dispatched_job_id);
+            println!("Evaluation ID     = {}", r.eval_id);
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(g: &Global, cmd: JobCommand) -> anyhow::Result<i32> {
     let client = Client::new(g);
     match cmd {
         JobCommand::History { job, output } => history(&client, &job, output).await?,
         JobCommand::Revert { job, version } => revert(&client, &job, version).await?,
         JobCommand::Scale { job, group, count } => scale(&client, &job, &group, count).await?,
+        JobCommand::Dispatch(args) => dispatch(&client, args).await?,
         JobCommand::Status(args) => return super::status::run(g, args).await,
         JobCommand::Periodic(PeriodicCommand::Force { job }) => {
             let r: Value = client

@@ -3,7 +3,7 @@
 //! missing from the table is refused (and a test fails), so a new route cannot be left open.
 
 use nomos_api::acl::check::{
-    CAP_ALLOC_LIFECYCLE, CAP_LIST_JOBS, CAP_PARSE_JOB, CAP_READ_FS, CAP_READ_JOB,
+    CAP_ALLOC_LIFECYCLE, CAP_DISPATCH_JOB, CAP_LIST_JOBS, CAP_PARSE_JOB, CAP_READ_FS, CAP_READ_JOB,
     CAP_READ_JOB_SCALING, CAP_READ_LOGS, CAP_SCALE_JOB, CAP_SUBMIT_JOB,
 };
 use nomos_api::acl::Access;
@@ -134,6 +134,16 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
         "PUT",
         "/v1/job/{id}/periodic/force",
         Namespace(CAP_SUBMIT_JOB, Query),
+    ),
+    (
+        "POST",
+        "/v1/job/{id}/dispatch",
+        Namespace(CAP_DISPATCH_JOB, Query),
+    ),
+    (
+        "PUT",
+        "/v1/job/{id}/dispatch",
+        Namespace(CAP_DISPATCH_JOB, Query),
     ),
     (
         "GET",

@@ -48,6 +48,9 @@ pub struct NewEval {
     pub node_id: String,
     pub node_modify_index: i64,
     pub deployment_id: String,
+    /// The job's type and priority, for a job written in the same transaction (not in the
+    /// store yet); read from its spec otherwise.
+    pub job_kind: Option<(String, i32)>,
 }
 
 /// Writes a pending evaluation for a job write that already happened (register, deregister,
@@ -96,7 +99,10 @@ pub async fn pending_ops(
     st: &AppState,
     new: NewEval,
 ) -> Result<(String, Vec<Compare>, Vec<TxnOp>), ServerError> {
-    let (kind, priority) = job_kind(st, &new.namespace, &new.job_id).await;
+    let (kind, priority) = match new.job_kind.clone() {
+        Some(known) => known,
+        None => job_kind(st, &new.namespace, &new.job_id).await,
+    };
     let now = nomos_api::now_ms().saturating_mul(1_000_000);
     let eval = Evaluation {
         id: uuid::Uuid::new_v4().to_string(),

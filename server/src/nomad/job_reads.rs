@@ -219,11 +219,7 @@ pub fn job_meta(job: &Job, kv: &KeyValue, status: Option<&JobStatus>) -> JobMeta
         ),
         job_modify_index: index(kv.mod_revision),
         stop: job.stop,
-        parent_id: job
-            .labels
-            .get(nomos_controllers::periodic::PARENT_LABEL)
-            .cloned()
-            .unwrap_or_default(),
+        parent_id: job.parent_id().unwrap_or_default().to_string(),
     }
 }
 
@@ -270,16 +266,16 @@ async fn statuses(
         .collect())
 }
 
-/// A periodic job's children (jobs launched from it) by status, from the jobs listed.
+/// A periodic or parameterized job's children (jobs launched or dispatched from it) by
+/// status, from the jobs listed.
 fn children_of(parent: &Job, jobs: &[(Job, Option<&JobStatus>)]) -> ChildrenSummary {
     let mut out = ChildrenSummary::default();
-    if parent.periodic.is_none() {
+    if parent.periodic.is_none() && parent.parameterized.is_none() {
         return out;
     }
-    let label = nomos_controllers::periodic::PARENT_LABEL;
     for (job, status) in jobs {
-        let is_child = job.namespace == parent.namespace
-            && job.labels.get(label).is_some_and(|p| p == &parent.id);
+        let is_child =
+            job.namespace == parent.namespace && job.parent_id() == Some(parent.id.as_str());
         if !is_child {
             continue;
         }

@@ -322,7 +322,7 @@ pub async fn scale(
             if let Some(g) = job.groups.iter_mut().find(|g| g.name == group) {
                 g.count = count;
             }
-            check_scaled(&job)?;
+            refuse_invalid(&job)?;
             write_count(&st, &found, &job).await?
         }
         None => ApplyResult {
@@ -338,8 +338,9 @@ pub async fn scale(
     Ok(Answer::new(answer, index, &q))
 }
 
-/// 400 when the scaled job breaks a rule (a count over the limit).
-fn check_scaled(job: &Job) -> Result<(), ServerError> {
+/// 400 when a job the server made (a scaled job, a dispatched child) breaks a rule, such as a
+/// count over the limit.
+pub fn refuse_invalid(job: &Job) -> Result<(), ServerError> {
     let errors: Vec<String> = nomos_api::validate::validate(job)
         .into_iter()
         .filter(|i| i.severity == nomos_api::Severity::Error)

@@ -174,7 +174,7 @@ fn status_index(status: &JobStatus, found: &crate::specs::FoundJob) -> u64 {
     status.observed_revision.max(found.kv.mod_revision).max(0) as u64
 }
 
-/// A periodic job's children (jobs launched from it) by status.
+/// A periodic or parameterized job's children (jobs launched or dispatched from it) by status.
 async fn children(st: &AppState, ns: &str, parent: &str) -> Result<ChildrenSummary, ServerError> {
     let statuses: HashMap<String, JobStatus> = kv::list_json::<JobStatus>(
         st.store.as_ref(),
@@ -187,11 +187,7 @@ async fn children(st: &AppState, ns: &str, parent: &str) -> Result<ChildrenSumma
     let mut out = ChildrenSummary::default();
     for (_, job) in stored_jobs(st, Some(ns)).await? {
         let Ok(job) = job else { continue };
-        let is_child = job
-            .labels
-            .get(nomos_controllers::periodic::PARENT_LABEL)
-            .is_some_and(|p| p == parent);
-        if !is_child {
+        if job.parent_id() != Some(parent) {
             continue;
         }
         let status = statuses.get(&keys::job_status(ns, &job.id));

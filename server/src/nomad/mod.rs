@@ -7,7 +7,8 @@
 //! - the endpoints: [`agent`] (agent, status and regions), [`nodes`], [`pools`] (node pools),
 //!   [`allocs`] and [`alloc_writes`] (allocations), [`job_reads`] (the job list and one job),
 //!   [`job_writes`] (register, deregister, submissions; each write records an evaluation),
-//!   [`job_versions`] (versions, revert, periodic force, scale), [`job_plan`] (the dry run,
+//!   [`job_versions`] (versions, revert, periodic force, scale), [`job_dispatch`] (a
+//!   parameterized job's instances), [`job_plan`] (the dry run,
 //!   with Nomad's diff from [`job_diff`]), [`jobs`] (parsing, validation and summaries),
 //!   [`evals`] (evaluations), [`deployments`],
 //!   [`metrics`] (`/v1/metrics`), [`operator`] (the scheduler's configuration), [`search`]
@@ -30,6 +31,7 @@ pub mod event_topics;
 pub mod fs;
 pub mod fs_source;
 pub mod job_diff;
+pub mod job_dispatch;
 pub mod job_plan;
 pub mod job_reads;
 pub mod job_versions;
@@ -74,6 +76,10 @@ pub fn routes() -> Router<AppState> {
         .route("/jobs/parse", post(jobs::parse).put(jobs::parse))
         .route("/validate/job", post(jobs::validate).put(jobs::validate))
         .route("/job/{id}/summary", get(jobs::summary))
+        .route(
+            "/job/{id}/dispatch",
+            post(job_dispatch::dispatch_job).put(job_dispatch::dispatch_job),
+        )
         .route("/metrics", get(metrics::render))
         .route("/search", post(search::prefix).put(search::prefix))
         .route("/search/fuzzy", post(search::fuzzy).put(search::fuzzy))

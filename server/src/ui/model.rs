@@ -245,13 +245,14 @@ pub fn groups(summary: &IndexMap<String, GroupSummary>) -> Vec<GroupRow> {
         .collect()
 }
 
-/// `(namespace, parent id)` of every periodic child among the stored specs, by `(namespace, id)`.
+/// `(namespace, parent id)` of every periodic or dispatched child among the stored specs, by
+/// `(namespace, id)`.
 pub fn periodic_parents(specs: &[Job]) -> HashMap<(String, String), String> {
     specs
         .iter()
         .filter_map(|j| {
-            let parent = j.labels.get(nomos_controllers::periodic::PARENT_LABEL)?;
-            Some(((j.namespace.clone(), j.id.clone()), parent.clone()))
+            let parent = j.parent_id()?;
+            Some(((j.namespace.clone(), j.id.clone()), parent.to_string()))
         })
         .collect()
 }

@@ -4,7 +4,7 @@
 use axum::extract::{Path, Query, State};
 use axum::Extension;
 use nomos_api::{GroupSummary, Job, JobStatus, Periodic};
-use nomos_controllers::periodic::{LAUNCH_LABEL, PARENT_LABEL};
+use nomos_controllers::periodic::LAUNCH_LABEL;
 use serde::Serialize;
 
 use super::{html, Link, NsParam, Page};
@@ -170,9 +170,9 @@ async fn load_job(
     deployments
         .retain(|d| d.deployment.job_id == job.id && d.deployment.namespace == job.namespace);
     let mut children = Vec::new();
-    if job.periodic.is_some() {
+    if job.periodic.is_some() || job.parameterized.is_some() {
         for child in specs(st, caller, Some(&job.namespace)).await? {
-            if child.labels.get(PARENT_LABEL) == Some(&job.id) {
+            if child.parent_id() == Some(job.id.as_str()) {
                 if let Some(e) = entries.iter().find(|e| e.id == child.id) {
                     children.push((child, e.clone()));
                 }
@@ -227,8 +227,8 @@ pub fn job_page(d: &JobData, now_ms: i64) -> JobPage {
             .as_ref()
             .map(|p| periodic_box(p, &status, now_ms)),
         children: child_rows(&d.children, now_ms),
-        parent: job.labels.get(PARENT_LABEL).map(|p| Link {
-            text: p.clone(),
+        parent: job.parent_id().map(|p| Link {
+            text: p.to_string(),
             href: model::job_href(&job.namespace, p),
         }),
         allocs: model::alloc_rows(&d.allocs, now_ms),

@@ -6,6 +6,7 @@ Each step prints what it checked; the first failed check raises, and
 the exit status is then non-zero with the reason on stderr.
 """
 
+import base64
 import os
 import sys
 import time
@@ -182,6 +183,59 @@ def read_and_write_a_variable(client):
     expect("py/settings" in listed, f"the variable is listed: {listed}")
 
 
+def dispatch_once_per_token(client):
+    """A parameterized batch job: two dispatches with one idempotency token run one instance,
+    which finds its payload in local/ and its meta in the environment."""
+    script = "echo scene=$NOMAD_META_scene; cat local/input.txt"
+    client.job.register_job(
+        "pyrender",
+        {
+            "Job": {
+                "ID": "pyrender",
+                "Type": "batch",
+                "Datacenters": ["*"],
+                "ParameterizedJob": {"Payload": "required", "MetaRequired": ["scene"]},
+                "TaskGroups": [
+                    {
+                        "Name": "g",
+                        "Tasks": [
+                            {
+                                "Name": "t",
+                                "Driver": "raw_exec",
+                                "DispatchPayload": {"File": "input.txt"},
+                                "Config": {"command": "/bin/sh", "args": ["-c", script]},
+                                "Resources": {"CPU": 20, "MemoryMB": 16},
+                            }
+                        ],
+                    }
+                ],
+            }
+        },
+    )
+    payload = base64.b64encode(b"frame one\n").decode()
+    first = client.job.dispatch_job(
+        "pyrender", payload=payload, meta={"scene": "intro"}, idempotency_token="take-1"
+    )
+    again = client.job.dispatch_job(
+        "pyrender", payload=payload, meta={"scene": "intro"}, idempotency_token="take-1"
+    )
+    child = first["DispatchedJobID"]
+    expect(first.get("EvalID"), f"the first dispatch answers an evaluation: {first}")
+    expect(again["DispatchedJobID"] == child, f"one instance per token: {first} {again}")
+    expect(client.job.get_job(child)["ParentID"] == "pyrender", "the instance names its parent")
+
+    def finished():
+        allocs = client.job.get_allocations(child)
+        return len(allocs) == 1 and allocs[0]["ClientStatus"] == "complete" and allocs[0]
+
+    alloc = wait_for("the dispatched instance completes", finished, timeout=120)
+    logs = client.client.stream_logs.stream(alloc["ID"], "t", "stdout", plain=True)
+    expect(logs == "scene=intro\nframe one\n", f"payload and meta reach the task: {logs!r}")
+    children = [j["ID"] for j in client.jobs.get_jobs() if j["ParentID"] == "pyrender"]
+    expect(children == [child], f"one instance listed under its parent: {children}")
+    client.job.deregister_job("pyrender", purge=True)
+
+
 def purge(client):
     answer = client.job.deregister_job(JOB_ID, purge=True)
     expect(answer.get("EvalID"), f"deregister answers an EvalID: {answer}")
@@ -231,6 +285,7 @@ def main():
     check_deployments(client, promoted)
     drain_a_node(client)
     read_and_write_a_variable(client)
+    dispatch_once_per_token(client)
     purge(client)
     print("python-nomad: every step passed")
 

@@ -2,8 +2,9 @@
 //! from PyPI (scripts/install-deps installs it), drives a server with two agents through
 //! Nomad's HTTP API as a migrating user's script would. The script (`e2e/python/drive_nomos.py`)
 //! registers a job from JSON, waits for it to run, reads its allocations, evaluations,
-//! deployment and logs, promotes a canary, drains a node, writes and reads a variable and purges
-//! the job; a misspelled request field is refused on the way.
+//! deployment and logs, promotes a canary, drains a node, writes and reads a variable,
+//! dispatches a parameterized job twice with one idempotency token (one instance runs, with its
+//! payload and meta) and purges the job; a misspelled request field is refused on the way.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -146,6 +146,17 @@ async fn one_idempotency_token_makes_one_child_even_when_dispatches_race() {
     );
     assert_eq!(children(&srv, "encode").await, ids);
 
+    // The token in the body, as python-nomad sends it, is the same token.
+    let (code, same) = srv
+        .post(
+            "/v1/job/encode/dispatch",
+            json!({"Meta": {"input": "b.mp4"}, "idempotency_token": "nightly-42"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{same}");
+    assert_eq!(same["DispatchedJobID"], ids[0].as_str());
+    assert_eq!(same["EvalID"], "");
+
     // Another token is another child; no token is a new child every time.
     let (_, other) = srv
         .post(

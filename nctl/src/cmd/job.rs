@@ -184,7 +184,7 @@ async fn dispatch(client: &Client, args: DispatchArgs) -> anyhow::Result<()> {
         payload: Some(base64::engine::general_purpose::STANDARD.encode(&payload))
             .filter(|p| !p.is_empty()),
         meta: Some(meta_of(&args.meta)?).filter(|m| !m.is_empty()),
-        id_prefix_template: args.id_prefix_template.unwrap_or_default(),
+        id_prefix_template: args.id_prefix_template,
         priority: args.priority.unwrap_or(0),
         ..DispatchBody::default()
     };

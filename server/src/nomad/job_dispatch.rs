@@ -22,8 +22,9 @@ use crate::kv;
 use crate::specs::locate_job;
 use crate::AppState;
 
-/// The body of a dispatch (Nomad's `JobDispatchRequest`); the idempotency token comes in the
-/// query (`idempotency_token`), as Nomad's clients send it.
+/// The body of a dispatch (Nomad's `JobDispatchRequest`). The idempotency token comes in the
+/// query (`idempotency_token`), as Nomad's Go client sends it, or in the body under that name,
+/// as python-nomad sends it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields, default)]
 pub struct DispatchBody {
@@ -32,9 +33,12 @@ pub struct DispatchBody {
     /// Base64, as Go encodes a byte slice.
     pub payload: Option<String>,
     pub meta: Option<IndexMap<String, String>>,
-    pub id_prefix_template: String,
+    /// `null` from python-nomad when not given.
+    pub id_prefix_template: Option<String>,
     /// Overrides the parent's priority when not 0 (1 to 100).
     pub priority: i32,
+    #[serde(rename = "idempotency_token", skip_serializing_if = "Option::is_none")]
+    pub idempotency_token: Option<String>,
 }
 
 /// Nomad's `JobDispatchResponse`.
@@ -62,8 +66,12 @@ fn request_of(body: DispatchBody, q: &QueryOptions) -> Result<DispatchRequest, S
     Ok(DispatchRequest {
         payload,
         meta: body.meta.unwrap_or_default(),
-        id_prefix_template: body.id_prefix_template,
-        idempotency_token: q.param("idempotency_token").unwrap_or_default().to_string(),
+        id_prefix_template: body.id_prefix_template.unwrap_or_default(),
+        idempotency_token: q
+            .param("idempotency_token")
+            .map(str::to_string)
+            .or(body.idempotency_token)
+            .unwrap_or_default(),
     })
 }
 

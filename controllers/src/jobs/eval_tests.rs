@@ -10,12 +10,12 @@ use nomos_store::embedded::EmbeddedStore;
 use nomos_store::{keys, KeySelector, RangeOptions, Store, Txn, TxnOp};
 use serde_json::json;
 
-use super::tests::{add_node, allocs, node, spec, Controller};
+use super::tests::{add_node, allocs, evals, node, spec, Controller};
 use super::*;
 
 /// A register as the API writes it: the spec and a pending `job-register` evaluation in one
-/// transaction. Returns the evaluation's ID and the revision.
-async fn register(store: &dyn Store, job: &str, count: u32, n: usize) -> (String, i64) {
+/// transaction. Returns the evaluation's ID.
+async fn register(store: &dyn Store, job: &str, count: u32, n: usize) -> String {
     let e = Evaluation {
         id: format!("reg-{job}-{n:03}"),
         namespace: "default".into(),
@@ -32,23 +32,8 @@ async fn register(store: &dyn Store, job: &str, count: u32, n: usize) -> (String
             serde_json::to_vec(&e).unwrap(),
         ),
     ]);
-    let r = store.txn(txn).await.unwrap();
-    assert!(r.succeeded);
-    (e.id, r.revision)
-}
-
-async fn evals(store: &dyn Store) -> Vec<Evaluation> {
-    let r = store
-        .range(
-            KeySelector::prefix(keys::EVALS_PREFIX),
-            RangeOptions::default(),
-        )
-        .await
-        .unwrap();
-    r.kvs
-        .iter()
-        .map(|kv| serde_json::from_slice(&kv.value).unwrap())
-        .collect()
+    assert!(store.txn(txn).await.unwrap().succeeded);
+    e.id
 }
 
 /// A controller whose view is filled by the test: every prefix as it was at `revision`.
@@ -76,6 +61,17 @@ async fn controller_at(store: Arc<dyn Store>, revision: i64) -> Arc<Ctx> {
         metrics: None,
         leadership: None,
     })
+}
+
+/// A store with one node and one register of `web` (2 instances), and a controller whose view
+/// is the store's from before the register; the register's evaluation ID.
+async fn registered_behind() -> (Arc<dyn Store>, Arc<Ctx>, String) {
+    let s: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+    add_node(&*s, &node("n1", 4000, 4096)).await;
+    let before = s.status().await.unwrap().revision;
+    let id = register(&*s, "web", 2, 0).await;
+    let ctx = controller_at(s.clone(), before).await;
+    (s, ctx, id)
 }
 
 /// The watch of `kind` delivers what the store holds under `key` now.
@@ -112,11 +108,7 @@ async fn assert_one_evaluation_for(store: &dyn Store, id: &str, placed: usize) {
 
 #[tokio::test]
 async fn a_register_seen_first_by_the_spec_watch_leaves_one_evaluation() {
-    let s: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
-    add_node(&*s, &node("n1", 4000, 4096)).await;
-    let before = s.status().await.unwrap().revision;
-    let (id, _) = register(&*s, "web", 2, 0).await;
-    let ctx = controller_at(s.clone(), before).await;
+    let (s, ctx, id) = registered_behind().await;
     // The spec's watch delivers the register; the evaluations' watch has not yet.
     deliver(&ctx, Part::Specs, &keys::job("default", "web")).await;
     ctx.reconcile(web()).await.unwrap();
@@ -141,11 +133,7 @@ async fn a_register_seen_first_by_the_spec_watch_leaves_one_evaluation() {
 
 #[tokio::test]
 async fn a_register_seen_first_by_the_evaluations_watch_leaves_one_evaluation() {
-    let s: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
-    add_node(&*s, &node("n1", 4000, 4096)).await;
-    let before = s.status().await.unwrap().revision;
-    let (id, _) = register(&*s, "web", 2, 0).await;
-    let ctx = controller_at(s.clone(), before).await;
+    let (s, ctx, id) = registered_behind().await;
     // The pending evaluation arrives first: the job seems not to exist (a purge would
     // complete the evaluation with nothing done).
     deliver(&ctx, Part::Evals, &keys::eval("default", &id)).await;
@@ -181,8 +169,7 @@ async fn registers_in_a_row_each_leave_exactly_one_evaluation_linked_to_what_it_
     let c = Controller::start(s.clone());
     let mut ids = Vec::new();
     for n in 0..8u32 {
-        let (id, _) = register(&*s, "web", n + 1, n as usize).await;
-        ids.push(id);
+        ids.push(register(&*s, "web", n + 1, n as usize).await);
         tokio::task::yield_now().await;
     }
     for _ in 0..300 {

@@ -2,6 +2,8 @@
 //! Each lives under its own key (see `docs/keys.md`); spec and status never share a key.
 //! Times are Unix milliseconds.
 
+use std::collections::BTreeMap;
+
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
@@ -124,6 +126,11 @@ pub struct Allocation {
     pub job_spec_hash: String,
     /// The allocation this one replaces (reschedule, migrate, destructive update).
     pub previous_alloc: String,
+    /// The evaluation whose reconcile last wrote this allocation (Nomad's `EvalID`): the
+    /// one that placed it, or that changed it since. Empty on allocations written before
+    /// the field existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub eval_id: String,
     pub reschedule_attempts: u32,
     /// When each reschedule of this allocation's lineage happened (ms since the epoch, oldest
     /// first, pruned to the reschedule policy's interval): the reschedule `attempts` are counted
@@ -256,6 +263,12 @@ pub struct JobStatus {
     /// deployments and status are forgotten first, never run again.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub purging: bool,
+    /// When each version was submitted, in Unix nanoseconds (Nomad's `SubmitTime`): the time
+    /// of the register that wrote its spec (its pending evaluation's), or, for a spec written
+    /// straight into the store or a revert, when the controller accepted it. Versions gone
+    /// from the store leave it.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub submit_times_ns: BTreeMap<u64, i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -509,7 +509,11 @@ fn get_in_every_form(c: &Cluster) {
     let deployments = c.json(&["get", "deployments", "-o", "json"]);
     let deployment = deployments
         .as_array()
-        .and_then(|ds| ds.iter().find(|d| d["JobID"] == "cli-json"))
+        // (Version 0 has a deployment of its own, as in Nomad; the update's is version 1's.)
+        .and_then(|ds| {
+            ds.iter()
+                .find(|d| d["JobID"] == "cli-json" && d["JobVersion"] == 1)
+        })
         .unwrap_or_else(|| panic!("the cli-json update made a deployment: {deployments}"))["ID"]
         .as_str()
         .unwrap()

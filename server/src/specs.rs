@@ -181,7 +181,9 @@ pub async fn job_versions(
 ) -> Result<Vec<JobVersionView>, ServerError> {
     let entries: Vec<Entry<Value>> =
         kv::list_json(st.store.as_ref(), &keys::job_versions_prefix(ns, id)).await?;
-    let stable = job_status(st, ns, id).await?.and_then(|s| s.stable_version);
+    let status = job_status(st, ns, id).await?;
+    let stable = status.as_ref().and_then(|s| s.stable_version);
+    let submitted = status.map(|s| s.submit_times_ns).unwrap_or_default();
     let mut out = Vec::new();
     for e in entries {
         let Some(version) = e.key.rsplit('/').next().and_then(|v| v.parse::<u64>().ok()) else {
@@ -191,6 +193,7 @@ pub async fn job_versions(
             version,
             job: version_job(&e.value),
             stable: stable == Some(version),
+            submit_time_ns: submitted.get(&version).copied().unwrap_or(0),
             raw: e.value,
             modify_index: e.mod_revision,
         });

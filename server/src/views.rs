@@ -190,6 +190,8 @@ pub struct JobVersionView {
     pub job: Option<Job>,
     /// Whether this version is the job's last stable one.
     pub stable: bool,
+    /// When it was submitted, in Unix nanoseconds (0: not recorded).
+    pub submit_time_ns: i64,
     /// The stored value, as the controllers wrote it.
     pub raw: serde_json::Value,
     pub modify_index: i64,

@@ -84,25 +84,15 @@ async fn a_registered_jobs_evaluation_completes_with_the_allocations_it_placed()
     let (code, answer) = apply_source(&srv, "web.nomad", WEB).await;
     assert_eq!(code, 200, "{answer}");
 
-    // The register's own evaluation completes. The one holding the placement may be another:
-    // the controller can reconcile the new spec before its view holds the pending evaluation
-    // (a known race, noted in issue 17), and records its own.
+    // The register's own evaluation completes with what it placed, and it is the only one.
     let register_eval = answer["EvalID"].as_str().unwrap().to_string();
-    until(&srv, &format!("/v1/evaluation/{register_eval}"), |e| {
+    let eval = until(&srv, &format!("/v1/evaluation/{register_eval}"), |e| {
         e["Status"] == "complete"
     })
     .await;
-    let evals = until(&srv, "/v1/job/web/evaluations", |b| {
-        with_status(b, "complete")
-            .iter()
-            .any(|e| !e["PlacedAllocs"].is_null())
-    })
-    .await;
-    let eval = with_status(&evals, "complete")
-        .into_iter()
-        .find(|e| !e["PlacedAllocs"].is_null())
-        .unwrap()
-        .clone();
+    let (_, all) = srv.get("/v1/job/web/evaluations").await;
+    assert_eq!(ids(&all), vec![register_eval.as_str()], "{all}");
+    assert_eq!(eval["PlacedAllocs"].as_array().map(Vec::len), Some(1));
     assert_eq!(eval["TriggeredBy"], "job-register", "{eval}");
     assert_eq!(eval["Type"], "service");
     assert_eq!(eval["Namespace"], "default");
@@ -115,6 +105,28 @@ async fn a_registered_jobs_evaluation_completes_with_the_allocations_it_placed()
     assert_eq!(code, 200, "{allocs}");
     assert_eq!(allocs.as_array().unwrap().len(), 1, "{allocs}");
     assert_eq!(allocs[0]["TaskGroup"], "api");
+    // The allocation names the evaluation that placed it, in every shape it is read in.
+    assert_eq!(allocs[0]["EvalID"], id, "{allocs}");
+    let alloc_id = allocs[0]["ID"].as_str().unwrap();
+    let (_, one) = srv.get(&format!("/v1/allocation/{alloc_id}")).await;
+    assert_eq!(one["EvalID"], id, "{one}");
+    let (_, listed) = srv.get("/v1/allocations").await;
+    assert_eq!(listed[0]["EvalID"], id, "{listed}");
+
+    // Version 0 of a service job (its groups get Nomad's default `update` block) is rolled
+    // out under a deployment, which the evaluation names.
+    let (code, d) = srv.get("/v1/job/web/deployment").await;
+    assert_eq!(code, 200, "{d}");
+    assert_eq!(
+        (d["JobVersion"].as_u64(), d["Status"].as_str()),
+        (Some(0), Some("running"))
+    );
+    assert_eq!(eval["DeploymentID"], d["ID"], "{eval}");
+    assert_eq!(
+        allocs[0]["DeploymentStatus"]["Healthy"],
+        Value::Null,
+        "{allocs}"
+    );
 
     // An idle cluster records nothing more.
     let (_, before) = srv.get("/v1/evaluations").await;
@@ -133,6 +145,96 @@ async fn a_registered_jobs_evaluation_completes_with_the_allocations_it_placed()
     })
     .await;
     assert_eq!(done["JobID"], "web");
+    let _ = stop.send(());
+    srv.stop().await;
+}
+
+/// `WEB` with `count` instances.
+fn web_with(count: u32) -> String {
+    WEB.replace("count = 1", &format!("count = {count}"))
+}
+
+#[tokio::test]
+async fn registers_in_a_row_each_record_one_evaluation_linked_to_what_it_placed() {
+    let (srv, stop) = with_controller().await;
+    seed_node(&srv, "n1", true).await;
+    let mut registered = Vec::new();
+    for count in 1..=6 {
+        let (code, answer) = apply_source(&srv, "web.nomad", &web_with(count)).await;
+        assert_eq!(code, 200, "{answer}");
+        registered.push(answer["EvalID"].as_str().unwrap().to_string());
+    }
+    until(&srv, "/v1/job/web/allocations", |a| {
+        a.as_array().is_some_and(|a| a.len() == 6)
+    })
+    .await;
+    let evals = until(&srv, "/v1/job/web/evaluations", |b| {
+        with_status(b, "complete").len() >= registered.len()
+    })
+    .await;
+    // Late watch events and resyncs add none.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, evals_after) = srv.get("/v1/job/web/evaluations").await;
+    assert_eq!(evals_after, evals);
+    let mut got: Vec<&str> = ids(&evals);
+    got.sort();
+    let mut want: Vec<&str> = registered.iter().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(got, want, "one evaluation per register, no other: {evals}");
+    // Each version answers the time of its register (Unix nanoseconds), as the job does.
+    let (_, versions) = srv.get("/v1/job/web/versions").await;
+    let times: Vec<i64> = versions["Versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["SubmitTime"].as_i64().unwrap())
+        .collect();
+    let now_ns = nomos_api::now_ms() * 1_000_000;
+    assert!(!times.is_empty(), "{versions}");
+    assert!(
+        times
+            .iter()
+            .all(|t| *t > now_ns - 60_000_000_000 && *t <= now_ns),
+        "{times:?}"
+    );
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
+    let (_, job) = srv.get("/v1/job/web").await;
+    assert_eq!(job["SubmitTime"].as_i64(), Some(times[0]), "{job}");
+    let (_, list) = srv.get("/v1/jobs").await;
+    assert_eq!(list[0]["SubmitTime"].as_i64(), Some(times[0]), "{list}");
+    // Each allocation names an evaluation of the job that lists it, and the evaluation's
+    // allocations are those that name it (or that it changed).
+    let (_, allocs) = srv.get("/v1/job/web/allocations").await;
+    for a in allocs.as_array().unwrap() {
+        let eval_id = a["EvalID"].as_str().unwrap();
+        let eval = evals
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["ID"] == eval_id)
+            .unwrap_or_else(|| panic!("{} names no evaluation of the job: {evals}", a["ID"]));
+        assert!(
+            eval["PlacedAllocs"]
+                .as_array()
+                .is_some_and(|p| p.contains(&a["ID"])),
+            "{eval} does not list {}",
+            a["ID"]
+        );
+        let (_, of_eval) = srv
+            .get(&format!("/v1/evaluation/{eval_id}/allocations"))
+            .await;
+        assert!(
+            of_eval
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["ID"] == a["ID"]),
+            "{of_eval}"
+        );
+    }
     let _ = stop.send(());
     srv.stop().await;
 }

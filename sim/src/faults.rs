@@ -5,7 +5,9 @@
 //! - make the next transaction that guards a node's allocations meet a real concurrent write
 //!   (a rival re-writes one allocation of that node first), so the commit conflicts;
 //! - end every open watch and answer the next watches "compacted", so the reflectors fall
-//!   back to listing.
+//!   back to listing;
+//! - hold back what the watches of one prefix deliver ([`FaultyStore::hold_watches`]), so one
+//!   view of the controllers lags the others (a register's spec seen before its evaluation).
 
 use std::sync::{Arc, Mutex};
 
@@ -37,6 +39,8 @@ pub struct FaultyStore {
     inner: Arc<dyn Store>,
     state: Mutex<FaultState>,
     cut: tokio::sync::watch::Sender<u64>,
+    /// Prefixes whose watches deliver nothing until released.
+    held: tokio::sync::watch::Sender<Vec<Vec<u8>>>,
 }
 
 const CRASHED: &str = "simulated crash: this server is dead";
@@ -47,7 +51,28 @@ impl FaultyStore {
             inner,
             state: Mutex::new(FaultState::default()),
             cut: tokio::sync::watch::channel(0).0,
+            held: tokio::sync::watch::channel(Vec::new()).0,
         }
+    }
+
+    /// The watches of keys under `prefix` deliver nothing more until [`Self::release_watches`]
+    /// (what they would have delivered waits, in order).
+    pub fn hold_watches(&self, prefix: &str) {
+        self.held
+            .send_modify(|held| held.push(prefix.as_bytes().to_vec()));
+    }
+
+    /// Every held watch delivers what it held back.
+    pub fn release_watches(&self) {
+        self.held.send_modify(Vec::clear);
+    }
+
+    /// Whether the watches of `prefix` are held.
+    pub fn holds(&self, prefix: &str) -> bool {
+        self.held
+            .borrow()
+            .iter()
+            .any(|p| prefix.as_bytes().starts_with(p))
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, FaultState> {
@@ -210,6 +235,7 @@ impl Store for FaultyStore {
         }
         let mut cut = self.cut.subscribe();
         cut.borrow_and_update();
+        let watched = keys.to_etcd_range().0;
         let stream = self.inner.watch(keys, options).await?;
         if let Some(n) = &mut self.state().watches_since_cut {
             *n += 1;
@@ -217,7 +243,18 @@ impl Store for FaultyStore {
         let until_cut = async move {
             let _ = cut.changed().await;
         };
-        Ok(Box::pin(stream.take_until(until_cut)))
+        let held = self.held.subscribe();
+        let gated = stream.then(move |item| {
+            let mut held = held.clone();
+            let watched = watched.clone();
+            async move {
+                let _ = held
+                    .wait_for(|h| !h.iter().any(|p| watched.starts_with(p)))
+                    .await;
+                item
+            }
+        });
+        Ok(Box::pin(gated.take_until(until_cut)))
     }
 
     async fn lease_grant(&self, ttl_seconds: i64, id: i64) -> Result<LeaseGrant> {

@@ -618,3 +618,66 @@ async fn a_failed_canary_alone_at_its_index_is_replaced_by_its_reschedule_policy
         s.explain(80)
     );
 }
+
+/// The risk (issue 17): a register writes the spec and its pending evaluation in one
+/// transaction, which reach the jobs controller through two watches; reconciled from the spec
+/// alone, the pass recorded an evaluation of its own and a later pass completed the pending
+/// one, so one register left two evaluations. Must hold: with the evaluations' watch of every
+/// server held back while the job is registered and placed, the register's own evaluation is
+/// the job's only `job-register` one, it completes with the allocations the register placed,
+/// and those allocations name it.
+#[tokio::test]
+async fn a_register_placed_before_its_evaluation_is_seen_records_one_evaluation() {
+    let mut s = Script::new(17, 2).await;
+    s.step(SECOND).await;
+    let job = key("web");
+    for server in &s.cluster.servers {
+        server.store.hold_watches(nomos_store::keys::EVALS_PREFIX);
+    }
+    let registered = s
+        .cluster
+        .register(spec::service("web", 2), Behavior::Healthy)
+        .await;
+    let placed = s
+        .run_until(30 * SECOND, SECOND, "the register is placed", |snap| {
+            live(snap, &job).len() == 2
+        })
+        .await;
+    let of_register = |snap: &Snapshot| {
+        let mut ids: Vec<String> = snap
+            .evals
+            .values()
+            .filter(|e| e.job_id == "web" && e.triggered_by == "job-register")
+            .map(|e| format!("{} {}", e.id, e.status))
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        of_register(&placed),
+        vec![format!("{registered} complete")],
+        "placed from the spec alone\n{}",
+        s.explain(40)
+    );
+    for server in &s.cluster.servers {
+        server.store.release_watches();
+    }
+    let snap = s
+        .run_until(3 * MINUTE, SECOND, "the job runs healthy", |snap| {
+            healthy_of_version(snap, &job, 0) == 2
+        })
+        .await;
+    assert_eq!(
+        of_register(&snap),
+        vec![format!("{registered} complete")],
+        "{}",
+        s.explain(40)
+    );
+    let eval = &snap.evals[&registered];
+    let allocs: BTreeSet<String> = live(&snap, &job).iter().map(|a| a.id.clone()).collect();
+    let listed: BTreeSet<String> = eval.placed_allocs.iter().flatten().cloned().collect();
+    assert_eq!(listed, allocs, "{eval:?}");
+    for a in live(&snap, &job) {
+        assert_eq!(a.eval_id, registered, "{a:?}");
+    }
+}

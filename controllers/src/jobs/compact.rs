@@ -70,6 +70,8 @@ pub struct CompactAlloc {
     deployment_id: Arc<str>,
     job_spec_hash: Arc<str>,
     previous_alloc: Arc<str>,
+    /// Shared by the allocations one evaluation wrote.
+    eval_id: Arc<str>,
     /// `None` when it is `<job>.<group>[<index>]`.
     name: Option<Box<str>>,
     ports: Box<[CompactPort]>,
@@ -115,6 +117,7 @@ impl CompactAlloc {
             deployment_id: strings.get(&a.deployment_id),
             job_spec_hash: strings.get(&a.job_spec_hash),
             previous_alloc: strings.get(&a.previous_alloc),
+            eval_id: strings.get(&a.eval_id),
             name,
             ports,
             reschedule_times_ms: a.reschedule_times_ms.into_boxed_slice(),
@@ -159,6 +162,7 @@ impl CompactAlloc {
             canary: self.canary,
             job_spec_hash: self.job_spec_hash.to_string(),
             previous_alloc: self.previous_alloc.to_string(),
+            eval_id: self.eval_id.to_string(),
             reschedule_attempts: self.reschedule_attempts,
             reschedule_times_ms: self.reschedule_times_ms.to_vec(),
             created_at_ms: self.created_at_ms,
@@ -221,14 +225,14 @@ mod tests {
         let text = "[a-z0-9.\\[\\]-]{0,12}";
         (
             (text, text, text, text, text, 0u32..5, any::<bool>()),
-            (text, text, text, text, any::<u64>(), any::<u32>()),
+            (text, text, text, text, any::<u64>(), any::<u32>(), text),
             proptest::collection::vec((text, any::<u16>(), any::<u16>(), text), 0..3),
             proptest::collection::vec(any::<i64>(), 0..3),
             (any::<i64>(), any::<i64>(), any::<bool>(), any::<bool>()),
         )
             .prop_map(|(a, b, ports, times, c)| {
                 let (id, namespace, job_id, task_group, node, index, named) = a;
-                let (description, deployment, hash, previous, version, attempts) = b;
+                let (description, deployment, hash, previous, version, attempts, eval_id) = b;
                 let (created, modified, canary, stopped) = c;
                 let name = if named {
                     default_name(&job_id, &task_group, index)
@@ -263,6 +267,7 @@ mod tests {
                     canary,
                     job_spec_hash: hash,
                     previous_alloc: previous,
+                    eval_id,
                     reschedule_attempts: attempts,
                     reschedule_times_ms: times,
                     created_at_ms: created,

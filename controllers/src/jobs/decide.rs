@@ -283,6 +283,8 @@ impl Placing<'_> {
             },
             canary: p.canary,
             previous_alloc: p.previous_alloc.clone().unwrap_or_default(),
+            // Named by the controller once the pass's evaluation is known.
+            eval_id: String::new(),
             reschedule_attempts: p.reschedule_attempts,
             reschedule_times_ms: p.reschedule_times_ms.clone(),
             created_at_ms: self.now,

@@ -20,6 +20,7 @@ use indexmap::IndexMap;
 use nomos_api::eval::{
     eval_status, non_empty, triggers, AllocMetric, Evaluation, MAX_PLACED_ALLOCS,
 };
+use nomos_api::Deployment;
 
 use crate::reconcile::Plan;
 use crate::scheduler::PlacementFailure;
@@ -52,11 +53,16 @@ pub struct JobFacts {
 }
 
 /// What the pass changed, as Nomad would name its trigger; `None` for a pass that changed
-/// nothing. `new_version`: the pass accepted a new version of the spec.
-pub fn trigger_of(plan: &Plan, new_version: bool, changed_allocs: bool) -> Option<&'static str> {
-    let deployment_moved = plan.deployment.is_some()
-        || !plan.cancel_deployments.is_empty()
-        || plan.revert_to.is_some();
+/// nothing. `new_version`: the pass accepted a new version of the spec; `deployment_moved`:
+/// its deployment changed as [`deployment_moved`] says.
+pub fn trigger_of(
+    plan: &Plan,
+    new_version: bool,
+    changed_allocs: bool,
+    deployment_moved: bool,
+) -> Option<&'static str> {
+    let deployment_moved =
+        deployment_moved || !plan.cancel_deployments.is_empty() || plan.revert_to.is_some();
     if new_version {
         Some(triggers::JOB_REGISTER)
     } else if !plan.reschedule.is_empty() {
@@ -74,6 +80,23 @@ pub fn trigger_of(plan: &Plan, new_version: bool, changed_allocs: bool) -> Optio
     } else {
         Some(triggers::QUEUED_ALLOCS)
     }
+}
+
+/// Whether a deployment's new value is news that Nomad's deployment watcher evaluates: a new
+/// deployment, a new status, a promotion, or allocations that turned healthy. The counters a
+/// pass keeps up to date (placed, unhealthy, the progress deadline) are not: a pass that
+/// only counts the allocations the register's pass placed records no evaluation.
+pub fn deployment_moved(before: Option<&Deployment>, after: &Deployment) -> bool {
+    let Some(before) = before else {
+        return true;
+    };
+    before.status != after.status
+        || after.groups.iter().any(|(name, g)| {
+            before
+                .groups
+                .get(name)
+                .is_none_or(|b| b.promoted != g.promoted || b.healthy < g.healthy)
+        })
 }
 
 /// Nomad's `AllocMetric` for a group whose `failed` placements failed, the last as `f` says.
@@ -177,6 +200,20 @@ pub fn records(
         out.push(done);
     }
     out
+}
+
+/// The ID of the record in `records` (made by [`records`] with the job's `blocked` one) that
+/// carries what the pass did: the allocations the pass writes name it as their `EvalID`.
+pub fn carrier<'a>(records: &'a [Evaluation], blocked: Option<&Evaluation>) -> Option<&'a str> {
+    let old_blocked = blocked.map(|b| b.id.as_str());
+    let worker = records
+        .iter()
+        .rev()
+        .find(|e| !e.is_blocked() && Some(e.id.as_str()) != old_blocked);
+    worker
+        .or_else(|| records.iter().find(|e| Some(e.id.as_str()) == old_blocked))
+        .filter(|e| !e.is_blocked())
+        .map(|e| e.id.as_str())
 }
 
 /// The records a purge writes: pending evaluations complete, the blocked one is canceled.
@@ -428,6 +465,14 @@ mod tests {
         for (case, pending, blocked, activity, want) in cases {
             let got = records(&job(), &pending, blocked, &activity, 100, &ids());
             assert_eq!(shape(&got), want, "{case}");
+            // The carrier is the record that holds the pass's allocations.
+            let holder = got
+                .iter()
+                .find(|e| e.placed_allocs.is_some())
+                .map(|e| e.id.as_str());
+            if holder.is_some() {
+                assert_eq!(carrier(&got, blocked), holder, "{case}");
+            }
             for e in &got {
                 assert_eq!(e.modify_time, 100, "{case}");
                 assert_eq!(e.job_id, "web", "{case}");
@@ -487,28 +532,73 @@ mod tests {
             },
         };
         let mut plan = Plan::default();
-        assert_eq!(trigger_of(&plan, false, false), None);
-        assert_eq!(trigger_of(&plan, true, false), Some(triggers::JOB_REGISTER));
+        assert_eq!(trigger_of(&plan, false, false, false), None);
+        assert_eq!(
+            trigger_of(&plan, true, false, false),
+            Some(triggers::JOB_REGISTER)
+        );
         plan.reschedule.push(replace(true));
         assert_eq!(
-            trigger_of(&plan, false, true),
+            trigger_of(&plan, false, true, false),
             Some(triggers::ALLOC_FAILURE)
         );
         plan.reschedule.clear();
         plan.migrate.push(replace(true));
-        assert_eq!(trigger_of(&plan, false, true), Some(triggers::NODE_DRAIN));
-        plan.migrate.clear();
-        plan.deployment = Some(Default::default());
         assert_eq!(
-            trigger_of(&plan, false, false),
+            trigger_of(&plan, false, true, false),
+            Some(triggers::NODE_DRAIN)
+        );
+        plan.migrate.clear();
+        assert_eq!(
+            trigger_of(&plan, false, false, true),
             Some(triggers::DEPLOYMENT_WATCHER)
         );
-        plan.deployment = None;
         plan.place.push(replace(true).place);
-        assert_eq!(trigger_of(&plan, false, true), Some(triggers::NODE_UPDATE));
+        assert_eq!(
+            trigger_of(&plan, false, true, false),
+            Some(triggers::NODE_UPDATE)
+        );
         plan.place.clear();
         plan.stop.push(stop());
-        assert_eq!(trigger_of(&plan, false, true), Some(triggers::ALLOC_STOP));
+        assert_eq!(
+            trigger_of(&plan, false, true, false),
+            Some(triggers::ALLOC_STOP)
+        );
+    }
+
+    #[test]
+    fn only_a_deployments_news_is_evaluated_not_its_counters() {
+        use nomos_api::{deployment_status as ds, DeploymentGroup};
+        let group = |placed, healthy, promoted| DeploymentGroup {
+            desired_total: 2,
+            placed,
+            healthy,
+            promoted,
+            ..Default::default()
+        };
+        let d = |status, g: DeploymentGroup| Deployment {
+            status,
+            groups: [("api".to_string(), g)].into_iter().collect(),
+            ..Default::default()
+        };
+        let before = d(ds::RUNNING, group(0, 0, false));
+        assert!(deployment_moved(None, &before), "a new deployment");
+        assert!(!deployment_moved(
+            Some(&before),
+            &d(ds::RUNNING, group(2, 0, false))
+        ));
+        assert!(deployment_moved(
+            Some(&before),
+            &d(ds::RUNNING, group(2, 1, false))
+        ));
+        assert!(deployment_moved(
+            Some(&before),
+            &d(ds::RUNNING, group(0, 0, true))
+        ));
+        assert!(deployment_moved(
+            Some(&before),
+            &d(ds::FAILED, group(0, 0, false))
+        ));
     }
 
     #[test]

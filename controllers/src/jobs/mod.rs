@@ -33,6 +33,8 @@ pub mod evals;
 pub mod world;
 
 #[cfg(test)]
+mod eval_tests;
+#[cfg(test)]
 mod quota_tests;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -43,7 +45,7 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 use nomos_api::{Allocation, Deployment, DesiredStatus, Job, JobStatus, JobType};
-use nomos_store::{keys, Compare, KeySelector, RangeOptions, Store};
+use nomos_store::{keys, Compare, KeySelector, RangeOptions, Store, Txn, TxnOp, TxnOpResponse};
 
 use crate::reconcile::{self, ObservedAlloc, Plan};
 use crate::runtime::election::Leadership;
@@ -254,6 +256,43 @@ impl Ctx {
         Ok(())
     }
 
+    /// Makes the view of the job's spec and evaluations one instant's
+    /// ([`World::consistent_for`]): when one of the two watches leads the other, both are
+    /// read straight from the store in one transaction. Without it, a register (spec and
+    /// pending evaluation in one transaction) could be reconciled from the spec alone, the
+    /// pass recording an evaluation of its own, and the pending one completed by a later
+    /// pass: two evaluations for one register.
+    async fn catch_up(&self, jk: &JobKey) -> Result<(), ControllerError> {
+        if self.lock().consistent_for(jk) {
+            return Ok(());
+        }
+        let txn = Txn::new().and_then([
+            TxnOp::Range(
+                KeySelector::key(keys::job(&jk.0, &jk.1)),
+                RangeOptions::default(),
+            ),
+            TxnOp::Range(
+                KeySelector::prefix(keys::evals_prefix(Some(&jk.0))),
+                RangeOptions::default(),
+            ),
+        ]);
+        let resp = self
+            .store
+            .txn(txn)
+            .await
+            .map_err(ControllerError::store("range"))?;
+        let mut ranges = resp.responses.into_iter().filter_map(|r| match r {
+            TxnOpResponse::Range(r) => Some(r),
+            _ => None,
+        });
+        let (Some(spec), Some(evals)) = (ranges.next(), ranges.next()) else {
+            return Ok(());
+        };
+        self.lock()
+            .absorb_read(jk, spec.kvs.first(), &evals.kvs, resp.revision);
+        Ok(())
+    }
+
     /// Reconciles one job with retries on commit conflicts (the bound resets on progress).
     pub async fn reconcile(self: &Arc<Self>, jk: JobKey) -> Result<Action, ControllerError> {
         let mut attempts = 0u32;
@@ -287,6 +326,7 @@ impl Ctx {
         jk: &JobKey,
     ) -> Result<Outcome, (ControllerError, bool)> {
         let now = (self.config.clock)();
+        self.catch_up(jk).await.map_err(|e| (e, false))?;
         let spec = self.lock().specs.get(jk).cloned();
         let Some(spec) = spec else {
             return self.purge(jk, now).await.map_err(|e| (e, false));
@@ -309,6 +349,13 @@ impl Ctx {
             return Ok(Outcome::default());
         };
         let job = job.clone();
+        if let Some(v) = new_version {
+            let at = self.submit_time(jk, now);
+            status.submit_times_ns.insert(v, at);
+            status
+                .submit_times_ns
+                .retain(|v, _| versions.contains_key(v));
+        }
         if !matches!(job.job_type, JobType::Service | JobType::Batch)
             || job.periodic.is_some()
             || job.parameterized.is_some()
@@ -317,6 +364,12 @@ impl Ctx {
             // evaluations asked of it).
             if new_version == Some(version) {
                 self.write_version(jk, version, &job)
+                    .await
+                    .map_err(|e| (e, false))?;
+                // Only the submit time: the job's own loop writes the rest of its status.
+                let mut own = self.lock().job_status.get(jk).cloned().unwrap_or_default();
+                own.submit_times_ns = status.submit_times_ns.clone();
+                self.write_status(jk, own, now)
                     .await
                     .map_err(|e| (e, false))?;
             }
@@ -341,8 +394,8 @@ impl Ctx {
         // Decide and place, under the world lock (pure, no awaits).
         let Decided {
             plan,
-            new_allocs,
-            changed,
+            mut new_allocs,
+            mut changed,
             failures,
             failure_metrics,
             guards,
@@ -355,15 +408,25 @@ impl Ctx {
             new_allocs: &new_allocs,
             failures: &failures,
         };
-        let status = self.status_after(jk, &job, version, status, after);
+        let mut status = self.status_after(jk, &job, version, status, after);
+        if plan.revert_to.is_some() {
+            // The revert is written with this plan as the next version.
+            let next = versions.keys().last().map_or(0, |v| v + 1);
+            status.submit_times_ns.insert(next, now_ns(now));
+        }
         let (status_write, deferred) = self.status_op(jk, status, now).map_err(|e| (e, false))?;
         let mut last = self
             .deployment_writes(jk, &plan, &versions)
             .map_err(|e| (e, false))?;
         last.extend(status_write);
+        let deployment_moved = plan.deployment.as_ref().is_some_and(|d| {
+            let w = self.lock();
+            let before = w.deployments.get(jk).and_then(|m| m.get(&d.id));
+            evals::deployment_moved(before, d)
+        });
         let mut activity = activity_of(
             &plan,
-            new_version.is_some(),
+            (new_version.is_some(), deployment_moved),
             &new_allocs,
             &changed,
             &failures,
@@ -384,6 +447,16 @@ impl Ctx {
             now_ns(now),
             &*self.config.ids,
         );
+        // Nomad's `EvalID`: what the pass places or updates names the evaluation that records
+        // it (a stop leaves it as it was, as in Nomad).
+        if let Some(id) = evals::carrier(&records, blocked.as_ref()) {
+            let updated = changed
+                .iter_mut()
+                .filter(|a| a.desired_status == DesiredStatus::Run);
+            for a in new_allocs.iter_mut().chain(updated) {
+                a.eval_id = id.to_string();
+            }
+        }
         let extra = Extra {
             first: version_write.into_iter().collect(),
             last,
@@ -416,6 +489,19 @@ impl Ctx {
             failed,
             action: Some(Action::RequeueAfter(wait)),
         })
+    }
+
+    /// When the job's newest version was submitted (Nomad's `SubmitTime`): the time of the
+    /// newest pending register evaluation (written by the API with the spec), else now.
+    fn submit_time(&self, jk: &JobKey, now: i64) -> i64 {
+        let (pending, _) = self.lock().unfinished_evals(jk);
+        pending
+            .iter()
+            .filter(|e| e.triggered_by == nomos_api::eval::triggers::JOB_REGISTER)
+            .map(|e| e.create_time)
+            .max()
+            .filter(|t| *t > 0)
+            .unwrap_or_else(|| now_ns(now))
     }
 
     /// Reads the stored spec against the job's accepted versions: a spec that parses and
@@ -1074,7 +1160,7 @@ fn job_facts(jk: &JobKey, job: &Job, spec_revision: i64) -> JobFacts {
 /// What a decision does, as its evaluation records it.
 fn activity_of(
     plan: &Plan,
-    new_version: bool,
+    (new_version, deployment_moved): (bool, bool),
     new_allocs: &[Allocation],
     changed: &[Allocation],
     failures: &IndexMap<String, (u32, String)>,
@@ -1094,7 +1180,7 @@ fn activity_of(
         })
         .unwrap_or_default();
     Activity {
-        trigger: evals::trigger_of(plan, new_version, changed_allocs),
+        trigger: evals::trigger_of(plan, new_version, changed_allocs, deployment_moved),
         allocs: new_allocs
             .iter()
             .chain(changed)
@@ -1112,7 +1198,13 @@ fn eval_writes(records: &[Evaluation]) -> Result<Vec<Write>, ControllerError> {
         .iter()
         .map(|e| {
             let key = keys::eval(&e.namespace, &e.id);
-            let value = encode(&key, e, "evaluation")?;
+            // The indexes are the key's revisions, filled in as the API reads it.
+            let stored = Evaluation {
+                create_index: 0,
+                modify_index: 0,
+                ..e.clone()
+            };
+            let value = encode(&key, &stored, "evaluation")?;
             Ok(Write {
                 key,
                 value,

@@ -693,7 +693,7 @@ async fn commits_to_disjoint_nodes_overlap_and_commits_to_one_node_take_turns() 
     }
 }
 
-async fn evals(store: &dyn Store) -> Vec<nomos_api::eval::Evaluation> {
+pub(crate) async fn evals(store: &dyn Store) -> Vec<nomos_api::eval::Evaluation> {
     let r = store
         .range(
             KeySelector::prefix(keys::EVALS_PREFIX.as_bytes().to_vec()),

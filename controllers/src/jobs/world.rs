@@ -91,7 +91,17 @@ pub struct World {
     eval_jobs: FastMap<String, JobKey>,
     /// Evaluations this controller finished, with the revision of that write: older events
     /// of their keys (a pending write seen late) are ignored until the watch passes it.
+    /// Keys read straight from the store ([`World::absorb_read`]) are held here too, at the
+    /// revision read.
     pub eval_done: FastMap<String, i64>,
+    /// Per namespace: the revision at which its evaluations were last read straight from the
+    /// store (the view of them holds at least that much, whatever the watch reached).
+    evals_read_at: FastMap<String, i64>,
+    /// Per job: the revision at which its spec was last read straight from the store.
+    spec_read_at: FastMap<JobKey, i64>,
+    /// Specs found deleted by such a read, with its revision: older events of the key (a put
+    /// the watch has not delivered yet) are ignored until the watch passes it.
+    spec_gone: FastMap<JobKey, i64>,
 }
 
 fn job_key_from(ns: &str, job: &str) -> JobKey {
@@ -518,6 +528,12 @@ impl World {
     }
 
     fn apply_spec(&mut self, jk: JobKey, value: Option<&[u8]>, revision: i64) -> JobKey {
+        let held = self.specs.get(&jk).map_or(0, |s| s.mod_revision);
+        let gone = self.spec_gone.get(&jk).copied().unwrap_or(0);
+        if held.max(gone) > revision {
+            // Older than what a read straight from the store found.
+            return jk;
+        }
         match value {
             Some(v) => {
                 let entry = SpecEntry {
@@ -714,7 +730,12 @@ impl World {
             }
         }
         let e = match value.map(serde_json::from_slice::<Evaluation>) {
-            Some(Ok(e)) if !e.is_terminal() => e,
+            // The view keeps each evaluation's revision as its `ModifyIndex` (as the API
+            // answers it); records written from it leave the indexes out.
+            Some(Ok(e)) if !e.is_terminal() => Evaluation {
+                modify_index: revision,
+                ..e
+            },
             Some(Err(err)) => {
                 tracing::warn!(key, error = %err, "undecodable evaluation ignored");
                 return None;
@@ -729,6 +750,78 @@ impl World {
             .or_default()
             .insert(key.to_string(), e);
         pending.then_some(jk)
+    }
+
+    /// Whether the view holds the job's spec and evaluations as of one instant: the view of
+    /// the namespace's evaluations has reached the spec's revision, and the view of the spec
+    /// has reached the revision of each of the job's pending evaluations. The two come from
+    /// separate watches, so after a register (the spec and its pending evaluation in one
+    /// transaction) either may lead; a reconcile on a view that is not consistent records an
+    /// evaluation of its own beside the pending one, or completes the pending one without
+    /// the spec it was written with.
+    pub fn consistent_for(&self, jk: &JobKey) -> bool {
+        let spec_rev = self.specs.get(jk).map_or(0, |s| s.mod_revision);
+        let evals_seen = self
+            .revision(Part::Evals)
+            .max(self.evals_read_at.get(&jk.0).copied().unwrap_or(0));
+        let pending_rev = self
+            .evals
+            .get(jk)
+            .into_iter()
+            .flat_map(BTreeMap::values)
+            .filter(|e| e.is_pending())
+            .map(|e| e.modify_index)
+            .max()
+            .unwrap_or(0);
+        let spec_seen = self
+            .revision(Part::Specs)
+            .max(self.spec_read_at.get(jk).copied().unwrap_or(0));
+        evals_seen >= spec_rev && spec_seen >= pending_rev
+    }
+
+    /// Takes in what a read straight from the store found at `revision`: the job's spec
+    /// (`None`: absent) and every evaluation of its namespace. Each key keeps the newest of
+    /// what it held and what was read; the watch's older events of these keys are ignored
+    /// until it passes them.
+    pub fn absorb_read(
+        &mut self,
+        jk: &JobKey,
+        spec: Option<&KeyValue>,
+        evals: &[KeyValue],
+        revision: i64,
+    ) {
+        match spec {
+            Some(kv) => {
+                self.apply_spec(jk.clone(), Some(&kv.value), kv.mod_revision);
+            }
+            None if self.specs.contains_key(jk) => {
+                self.apply_spec(jk.clone(), None, revision);
+                self.spec_gone.insert(jk.clone(), revision);
+            }
+            None => {}
+        }
+        self.spec_read_at.insert(jk.clone(), revision);
+        let prefix = keys::evals_prefix(Some(&jk.0));
+        let mut read = HashSet::new();
+        for kv in evals {
+            let Ok(key) = kv.key_utf8() else { continue };
+            read.insert(key.to_string());
+            self.apply_eval(key, Some(&kv.value), kv.mod_revision);
+            let done = self.eval_done.entry(key.to_string()).or_insert(0);
+            *done = (*done).max(kv.mod_revision);
+        }
+        let gone: Vec<String> = self
+            .eval_jobs
+            .keys()
+            .filter(|k| k.starts_with(&prefix) && !read.contains(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.apply_eval(&key, None, revision);
+            self.eval_done.insert(key, revision);
+        }
+        let at = self.evals_read_at.entry(jk.0.clone()).or_insert(0);
+        *at = (*at).max(revision);
     }
 
     /// A job's unfinished evaluations: the pending ones, and the newest blocked one.
@@ -972,6 +1065,9 @@ impl Sink for WorldSink {
             }
             if self.kind == Part::Evals {
                 w.eval_done.retain(|_, done| *done > revision);
+            }
+            if self.kind == Part::Specs {
+                w.spec_gone.retain(|_, gone| *gone > revision);
             }
         }
         for k in coalesced.difference(&touched) {

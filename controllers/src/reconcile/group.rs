@@ -199,7 +199,9 @@ pub(super) fn reconcile_group(
     let rolls = deployment
         .as_ref()
         .is_some_and(|d| d.groups.contains_key(&group.name));
-    if !old_destructive.is_empty() || rolls {
+    let first = first_placement(&g, &sorted);
+    *deployment_needed |= first;
+    if !old_destructive.is_empty() || rolls || first {
         match g.strategy {
             None => replace_all_at_once(&g, &sorted.live, &old_destructive, plan),
             Some(u) => {
@@ -209,6 +211,18 @@ pub(super) fn reconcile_group(
         }
     }
     fill_free_indexes(group, &mut sorted, plan);
+}
+
+/// Whether the group's allocations of this version are placed for the first time with
+/// nothing older to update (a job's version 0, or a stopped job started again): as in Nomad,
+/// a service job's group with an `update` block gets a deployment for them, which watches
+/// their health and makes the version stable once they are healthy.
+fn first_placement(g: &Group<'_>, sorted: &Sorted<'_>) -> bool {
+    g.strategy.is_some()
+        && g.input.job.job_type == JobType::Service
+        && g.group.count > 0
+        && sorted.live.is_empty()
+        && !g.mine.iter().any(|a| g.is_new(a))
 }
 
 /// Puts one allocation where it belongs: stopped, replaced, rescheduled, or kept (occupying its

@@ -494,6 +494,51 @@ fn rolling(max_parallel: u32, canary: u32, auto_promote: bool) -> (Job, BTreeMap
 }
 
 #[test]
+fn a_service_jobs_first_version_gets_a_deployment_that_succeeds_once_all_are_healthy() {
+    let (mut j, _) = rolling(1, 0, false);
+    j.groups[0].count = 3;
+    let versions = BTreeMap::from([(0, j.clone())]);
+    // Version 0: everything is placed at once (max_parallel limits updates, not placements),
+    // under a deployment of version 0.
+    let plan = run_with(&j, 0, &versions, &[], None, &ready);
+    assert_eq!(indexes(&plan.place), vec![0, 1, 2]);
+    let d = plan
+        .deployment
+        .clone()
+        .expect("version 0 gets a deployment");
+    assert_eq!((d.status, d.job_version), (ds::RUNNING, 0));
+    assert_eq!(d.groups["g"].desired_total, 3);
+
+    // Placed, running, not yet healthy: it goes on; once healthy, it succeeds.
+    let mut allocs: Vec<_> = (0..3)
+        .map(|i| running(&format!("a{i}"), i, 0, NOW - 1_000))
+        .collect();
+    let plan = run_with(&j, 0, &versions, &allocs, Some(&d), &ready);
+    assert!(plan.place.is_empty());
+    let d = plan.deployment.unwrap_or(d);
+    assert_eq!((d.status, d.groups["g"].placed), (ds::RUNNING, 3));
+    for a in &mut allocs {
+        *a = running(&a.alloc.id.clone(), a.alloc.index, 0, NOW - 20_000);
+    }
+    let plan = run_with(&j, 0, &versions, &allocs, Some(&d), &ready);
+    assert_eq!(plan.deployment.unwrap().status, ds::SUCCESSFUL);
+
+    // Without an update block (or with max_parallel 0), and for batch jobs: no deployment.
+    let mut plain = j.clone();
+    plain.update = None;
+    let mut forced = j.clone();
+    forced.update.as_mut().unwrap().max_parallel = 0;
+    let mut batch = j.clone();
+    batch.job_type = JobType::Batch;
+    for other in [plain, forced, batch] {
+        let versions = BTreeMap::from([(0, other.clone())]);
+        let plan = run_with(&other, 0, &versions, &[], None, &ready);
+        assert_eq!(plan.place.len(), 3);
+        assert!(plan.deployment.is_none(), "{:?}", other.update);
+    }
+}
+
+#[test]
 fn rolling_update_replaces_max_parallel_at_a_time_and_waits_for_health() {
     let (j, versions) = rolling(2, 0, false);
     let mut allocs: Vec<_> = (0..4)

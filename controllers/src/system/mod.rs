@@ -471,6 +471,8 @@ fn new_alloc(
         deployment_id: String::new(),
         canary: false,
         previous_alloc: previous.to_string(),
+        // The system loop records no evaluations.
+        eval_id: String::new(),
         reschedule_attempts: 0,
         reschedule_times_ms: Vec::new(),
         created_at_ms: now_ms,

@@ -6,8 +6,8 @@
 //! signal) are in [`super::alloc_writes`].
 //!
 //! Nomos's additions to the list: `job=` (a job ID) and `node=` (a node's name or ID) narrow it.
-//! Nomos has no evaluations yet, so `EvalID` and `FollowupEvalID` are empty; `Metrics` is
-//! `null`. Lists are sorted by ID (Nomad sorts by creation unless a prefix is given).
+//! `EvalID` names the evaluation whose reconcile placed the allocation or last updated it;
+//! `FollowupEvalID` is empty; `Metrics` is `null`. Lists are sorted by ID (Nomad sorts by creation unless a prefix is given).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -550,6 +550,7 @@ pub fn stub(r: &AllocRow, look: &Lookup, parts: Parts) -> AllocStub {
     };
     AllocStub {
         id: a.id.clone(),
+        eval_id: a.eval_id.clone(),
         name: a.name.clone(),
         namespace: a.namespace.clone(),
         node_id: look.node_ids.get(&a.node).cloned().unwrap_or_default(),

@@ -310,7 +310,8 @@ pub async fn get_one(
 }
 
 /// `GET /v1/evaluation/{id}/allocations`: the allocations the evaluation placed or changed
-/// that still exist, as stubs.
+/// that still exist, as stubs: those whose `EvalID` names it, and those its `PlacedAllocs`
+/// lists (it stopped them, or they were written before allocations carried an `EvalID`).
 pub async fn allocations(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -323,7 +324,10 @@ pub async fn allocations(
     let eval = find(&st, &id).await?;
     let ids: BTreeSet<String> = eval.placed_allocs.unwrap_or_default().into_iter().collect();
     let mut rows = alloc_rows(&st).await?;
-    rows.retain(|r| ids.contains(&r.alloc.id) && r.alloc.namespace == eval.namespace);
+    rows.retain(|r| {
+        (r.alloc.eval_id == eval.id || ids.contains(&r.alloc.id))
+            && r.alloc.namespace == eval.namespace
+    });
     let mut look = Lookup::new(&st, &rows).await?;
     look.load_jobs(&st, &rows).await?;
     let parts = Parts {

@@ -159,6 +159,8 @@ impl From<&NomosStatus> for JobStatus {
             }),
             modified_at_ms: 0,
             purging: s.purging,
+            // Answered as each version's `SubmitTime`, not in this view.
+            submit_times_ns: Default::default(),
         }
     }
 }
@@ -210,7 +212,9 @@ pub fn job_meta(job: &Job, kv: &KeyValue, status: Option<&JobStatus>) -> JobMeta
         status_description: String::new(),
         version,
         stable: status.is_some_and(|s| s.stable_version == Some(version)),
-        submit_time_ns: 0,
+        submit_time_ns: status
+            .and_then(|s| s.submit_times_ns.get(&version).copied())
+            .unwrap_or(0),
         create_index: index(kv.create_revision),
         modify_index: index(
             status

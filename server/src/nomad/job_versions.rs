@@ -46,6 +46,7 @@ fn version_to_nomad(v: &JobVersionView, job: &Job) -> Value {
         status: String::new(),
         version: v.version,
         stable: v.stable,
+        submit_time_ns: v.submit_time_ns,
         create_index: index,
         modify_index: index,
         job_modify_index: index,

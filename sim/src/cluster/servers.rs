@@ -146,11 +146,18 @@ impl Cluster {
                 .watches_since_cut()
                 .is_none_or(|n| n >= inst.running.reflectors.len())
         };
+        // (A reflector whose watch is held waits for its release.)
         let targets: Vec<i64> = inst
             .running
             .reflectors
             .iter()
-            .map(|(k, _)| self.recorder.newest_under(k.prefix().as_bytes()))
+            .map(|(k, _)| {
+                if store.holds(k.prefix()) {
+                    0
+                } else {
+                    self.recorder.newest_under(k.prefix().as_bytes())
+                }
+            })
             .collect();
         for spin in 0u32.. {
             if rewatched()

@@ -1,6 +1,7 @@
 //! What users do to the simulated cluster: write, apply, stop and purge jobs, act on
 //! deployments (promote, pause, fail) and drain nodes.
 
+use nomos_api::eval::{eval_status, triggers, Evaluation};
 use nomos_api::{deployment_status as ds, Deployment, DrainSpec, NodeSpec};
 use nomos_store::{keys, KeySelector, PutOptions, Txn, TxnOp};
 
@@ -12,6 +13,33 @@ use crate::spec::{self, Behavior, JobShape};
 impl Cluster {
     /// Writes the user's current declaration of a job into the store (the GitOps path).
     pub async fn write_job(&mut self, id: &str) {
+        self.write_job_with(id, None).await;
+    }
+
+    /// Applies a job as the API registers it: the spec and a pending `job-register`
+    /// evaluation in one transaction. Returns the evaluation's ID.
+    pub async fn register(&mut self, shape: JobShape, behavior: Behavior) -> String {
+        let eval = Evaluation {
+            id: (self.ids)(),
+            namespace: "default".into(),
+            job_id: shape.id.clone(),
+            triggered_by: triggers::JOB_REGISTER.into(),
+            status: eval_status::PENDING.into(),
+            create_time: self.clock.now().saturating_mul(1_000_000),
+            ..Default::default()
+        };
+        self.log(format!(
+            "user registers {} (evaluation {})",
+            shape.id, eval.id
+        ));
+        let id = eval.id.clone();
+        self.record_job(shape.clone(), behavior);
+        self.write_job_with(&shape.id, Some(eval)).await;
+        id
+    }
+
+    /// [`Self::write_job`], with `eval` written in the spec's transaction.
+    async fn write_job_with(&mut self, id: &str, eval: Option<Evaluation>) {
         let Some(u) = self.jobs.get(id) else { return };
         let job = u.job();
         let key = u.key();
@@ -23,19 +51,24 @@ impl Cluster {
                     panic!("the simulation wrote a spec it believes valid, and it is not: {e:?}")
                 }
             };
-        let _ = self
-            .store
-            .put(
-                keys::job(&key.0, &key.1).into_bytes(),
-                spec::stored(&job),
-                PutOptions::default(),
-            )
-            .await;
+        let mut ops = vec![TxnOp::put(keys::job(&key.0, &key.1), spec::stored(&job))];
+        if let Some(e) = &eval {
+            let value = serde_json::to_vec(e).unwrap_or_default();
+            ops.push(TxnOp::put(keys::eval(&e.namespace, &e.id), value));
+        }
+        let _ = self.store.txn(Txn::new().and_then(ops)).await;
         self.checker.user_wrote(&key, Some(&accepted));
         self.check(Actor::User).await;
     }
 
     pub async fn apply(&mut self, shape: JobShape, behavior: Behavior) {
+        let id = shape.id.clone();
+        self.record_job(shape, behavior);
+        self.write_job(&id).await;
+    }
+
+    /// The user's new declaration of a job, logged.
+    fn record_job(&mut self, shape: JobShape, behavior: Behavior) {
         let id = shape.id.clone();
         let generation = self.jobs.get(&id).map(|u| u.generation + 1).unwrap_or(0);
         self.log(format!(
@@ -59,7 +92,6 @@ impl Cluster {
                 invalid: false,
             },
         );
-        self.write_job(&id).await;
     }
 
     pub async fn write_invalid_spec(&mut self, id: &str) {

@@ -95,6 +95,7 @@ pub async fn apply(ctx: &Ctx, view: &View, p: &GcPlan) -> Result<usize, Controll
             delete_prefix(&keys::job_versions_prefix(ns, job)),
             delete_prefix(&format!("{}{ns}/{job}/", keys::DEPLOYMENTS_PREFIX)),
             delete_prefix(&keys::job_submissions_prefix(ns, job)),
+            delete(&keys::job_stability(ns, job)),
         ];
         if ctx
             .commit(vec![unchanged(&keys::job(ns, job), spec_rev)], ops)

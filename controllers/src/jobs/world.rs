@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use nomos_api::eval::Evaluation;
 use nomos_api::namespace::{Namespace, QuotaSpec, DEFAULT_NAMESPACE};
+use nomos_api::settings::StabilityMarks;
 use nomos_api::{
     AllocStatus, Allocation, ClientStatus, Deployment, DesiredStatus, Job, JobStatus, Node,
     NodeSpec,
@@ -23,6 +24,7 @@ use super::compact::{CompactAlloc, Interner};
 use crate::reconcile::ObservedAlloc;
 use crate::runtime::queue::WorkQueue;
 use crate::runtime::reflector::Sink;
+use crate::scheduler::stored::StoredScheduling;
 use crate::scheduler::{AllocUsage, ClusterSnapshot};
 use crate::{FastMap, FastSet};
 
@@ -92,6 +94,10 @@ pub struct World {
     /// Evaluations this controller finished, with the revision of that write: older events
     /// of their keys (a pending write seen late) are ignored until the watch passes it.
     pub eval_done: FastMap<String, i64>,
+    /// The scheduler algorithms stored through the API (the cluster's and the pools').
+    pub scheduling: StoredScheduling,
+    /// Versions marked stable or not by hand, per job.
+    pub stability: FastMap<JobKey, StabilityMarks>,
 }
 
 fn job_key_from(ns: &str, job: &str) -> JobKey {
@@ -497,6 +503,15 @@ impl World {
             (Part::Evals, [_ns, _id]) => {
                 self.apply_eval(key, value, revision).into_iter().collect()
             }
+            (Part::Config | Part::NodePools, _) => {
+                // Read by the next placements; nothing to reconcile for it.
+                self.scheduling.apply(key, value);
+                BTreeSet::new()
+            }
+            (Part::Stability, [ns, job @ ..]) => job_of(ns, job)
+                .map(|jk| self.apply_stability(key, jk, value))
+                .into_iter()
+                .collect(),
             (Part::JobStatus, [ns, job @ ..]) => {
                 if let Some(jk) = job_of(ns, job) {
                     match value.map(serde_json::from_slice::<JobStatus>) {
@@ -515,6 +530,20 @@ impl World {
             _ => BTreeSet::new(),
         };
         (now, None)
+    }
+
+    /// A job's stability marks written or deleted: the job, whose auto-revert target may change.
+    fn apply_stability(&mut self, key: &str, jk: JobKey, value: Option<&[u8]>) -> JobKey {
+        match value.map(serde_json::from_slice::<StabilityMarks>) {
+            Some(Ok(m)) => {
+                self.stability.insert(jk.clone(), m);
+            }
+            Some(Err(e)) => tracing::warn!(key, error = %e, "undecodable stability marks ignored"),
+            None => {
+                self.stability.remove(&jk);
+            }
+        }
+        jk
     }
 
     fn apply_spec(&mut self, jk: JobKey, value: Option<&[u8]>, revision: i64) -> JobKey {
@@ -784,6 +813,12 @@ impl World {
             Part::Namespaces => self.namespaces.keys().map(|n| keys::namespace(n)).collect(),
             Part::Quotas => self.quotas.keys().map(|n| keys::quota(n)).collect(),
             Part::Evals => self.eval_jobs.keys().cloned().collect(),
+            Part::Config | Part::NodePools => self.scheduling.keys(),
+            Part::Stability => self
+                .stability
+                .keys()
+                .map(|(n, j)| keys::job_stability(n, j))
+                .collect(),
             Part::NodeLifecycle | Part::DrainStatus | Part::Services => Vec::new(),
         };
         let fresh: HashSet<String> = kvs

@@ -86,6 +86,22 @@ pub async fn put_if<T: Serialize>(
     put_raw_if(store, key, bytes, expected).await
 }
 
+/// Writes `value` as JSON whatever the key holds; returns the new mod_revision.
+pub async fn put_json<T: Serialize>(
+    store: &dyn Store,
+    key: &str,
+    value: &T,
+) -> Result<i64, ServerError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| ServerError::Corrupt {
+        key: key.to_string(),
+        message: e.to_string(),
+    })?;
+    let resp = store
+        .txn(Txn::new().and_then([TxnOp::put(key, bytes)]))
+        .await?;
+    Ok(resp.revision)
+}
+
 /// [`put_if`] for bytes already encoded.
 pub async fn put_raw_if(
     store: &dyn Store,

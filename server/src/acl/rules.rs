@@ -89,6 +89,16 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
         "/v1/operator/scheduler/configuration",
         Operator(Access::Read),
     ),
+    (
+        "POST",
+        "/v1/operator/scheduler/configuration",
+        Operator(Access::Write),
+    ),
+    (
+        "PUT",
+        "/v1/operator/scheduler/configuration",
+        Operator(Access::Write),
+    ),
     ("GET", "/v1/agent/self", Agent(Access::Read)),
     ("GET", "/v1/agent/members", Node(Access::Read)),
     ("GET", "/v1/agent/servers", Agent(Access::Read)),
@@ -123,6 +133,16 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     (
         "PUT",
         "/v1/job/{id}/revert",
+        Namespace(CAP_SUBMIT_JOB, Query),
+    ),
+    (
+        "POST",
+        "/v1/job/{id}/stable",
+        Namespace(CAP_SUBMIT_JOB, Query),
+    ),
+    (
+        "PUT",
+        "/v1/job/{id}/stable",
         Namespace(CAP_SUBMIT_JOB, Query),
     ),
     (
@@ -239,6 +259,8 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     ("PUT", "/v1/node/{name}/eligibility", Node(Access::Write)),
     ("POST", "/v1/node/{name}/drain", Node(Access::Write)),
     ("PUT", "/v1/node/{name}/drain", Node(Access::Write)),
+    ("POST", "/v1/node/{name}/purge", Node(Access::Write)),
+    ("PUT", "/v1/node/{name}/purge", Node(Access::Write)),
     // Join tokens admit nodes to etcd: only management makes them; the join itself is
     // public, its token is the credential (`crate::join`).
     ("POST", "/v1/node/join-tokens", Management),

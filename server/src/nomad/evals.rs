@@ -446,15 +446,29 @@ pub async fn evaluate_node(
     after_write: bool,
 ) -> Result<(Vec<String>, i64, i64), ServerError> {
     let node = get_node(st, name).await?;
-    let node_modify_index = node.modify_index;
+    let (ids, index) =
+        evaluate_node_jobs(st, &node.node, node.modify_index, trigger, after_write).await?;
+    Ok((ids, index, node.modify_index))
+}
+
+/// [`evaluate_node`] for a node already read (or already gone: a purge): one evaluation per
+/// job with allocations under its name, recording `node_modify_index`; returns their IDs and
+/// the last one's index.
+pub async fn evaluate_node_jobs(
+    st: &AppState,
+    node: &nomos_api::Node,
+    node_modify_index: i64,
+    trigger: &str,
+    after_write: bool,
+) -> Result<(Vec<String>, i64), ServerError> {
     let mut ids = Vec::new();
     let mut index = 0;
-    for (namespace, job_id) in jobs_on_node(st, &node.node.name).await? {
+    for (namespace, job_id) in jobs_on_node(st, &node.name).await? {
         let new = NewEval {
             namespace,
             job_id,
             triggered_by: trigger.to_string(),
-            node_id: node.node.id.clone(),
+            node_id: node.id.clone(),
             node_modify_index,
             ..Default::default()
         };
@@ -468,7 +482,7 @@ pub async fn evaluate_node(
             index = at;
         }
     }
-    Ok((ids, index, node_modify_index))
+    Ok((ids, index))
 }
 
 /// `POST|PUT /v1/node/{id}/evaluate`: a pending evaluation for each job with allocations on

@@ -4,6 +4,9 @@
 //! - `POST|PUT /v1/job/{id}/revert` `{JobID, JobVersion, EnforcePriorVersion}`: writes version
 //!   `JobVersion` back as the spec (not stopped); with `EnforcePriorVersion`, only while the
 //!   newest accepted version is that one (409 otherwise);
+//! - `POST|PUT /v1/job/{id}/stable` `{JobID, JobVersion, Stable}`: marks a version stable or
+//!   not ([`StabilityMarks`]: the mark overrides the deployments' verdict), answering
+//!   `{Index, JobModifyIndex}`;
 //! - `POST|PUT /v1/job/{id}/periodic/force`: launches a child of a periodic job now, answering
 //!   `{EvalID, EvalCreateIndex, Index}` and Nomos's `ChildJobID` (409 when it cannot launch);
 //! - `POST|PUT /v1/job/{id}/scale` `{Count, Target: {Group}, Message, Meta, Error,
@@ -15,6 +18,7 @@
 use axum::extract::{Path, State};
 use indexmap::IndexMap;
 use nomos_api::nomad_out::{job_to_nomad, JobMeta};
+use nomos_api::settings::StabilityMarks;
 use nomos_api::{to_canonical_json, Job};
 use nomos_store::keys;
 use serde::{Deserialize, Serialize};
@@ -245,6 +249,70 @@ pub async fn periodic_force(
         "ChildJobID": child,
     });
     Ok(Answer::new(answer, index, &q))
+}
+
+/// The body of `POST|PUT /v1/job/{id}/stable`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct StabilityRequest {
+    #[serde(default, rename = "JobID")]
+    pub job_id: String,
+    #[serde(default)]
+    pub job_version: u64,
+    #[serde(default)]
+    pub stable: bool,
+    #[serde(default)]
+    pub region: String,
+    #[serde(default)]
+    pub namespace: String,
+    #[serde(default, rename = "SecretID")]
+    pub secret_id: String,
+}
+
+/// `POST|PUT /v1/job/{id}/stable`: marks a stored version stable or not (404 for a version
+/// the job does not have). The mark overrides the deployments' verdict for that version, in
+/// what the API shows and in what `auto_revert` goes back to. Answers `{Index,
+/// JobModifyIndex}`: the revision of the write.
+pub async fn set_stable(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    q: QueryOptions,
+    JsonBody(req): JsonBody<StabilityRequest>,
+) -> Result<Answer<Value>, ServerError> {
+    let found = locate_job(&st, q.namespace.single(), &id).await?;
+    same_job(&req.job_id, &found)?;
+    let versions = job_versions(&st, &found.namespace, &found.id).await?;
+    if !versions.iter().any(|v| v.version == req.job_version) {
+        return Err(ServerError::NotFound(format!(
+            "job {:?} has no version {}",
+            found.id, req.job_version
+        )));
+    }
+    let key = keys::job_stability(&found.namespace, &found.id);
+    let mut index = None;
+    for _ in 0..3 {
+        let (mut marks, rev) = match kv::get_json::<StabilityMarks>(st.store.as_ref(), &key).await?
+        {
+            Some(e) => (e.value, e.mod_revision),
+            None => (StabilityMarks::default(), 0),
+        };
+        marks.versions.insert(req.job_version, req.stable);
+        match kv::put_if(st.store.as_ref(), &key, &marks, rev).await {
+            Ok(i) => {
+                index = Some(i);
+                break;
+            }
+            Err(ServerError::Conflict(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let index =
+        index.ok_or_else(|| ServerError::Conflict(format!("{key} keeps changing; try again")))?;
+    Ok(Answer::new(
+        json!({"Index": index, "JobModifyIndex": index}),
+        index,
+        &q,
+    ))
 }
 
 /// The body of a scale.

@@ -253,6 +253,13 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     ("GET", "/v1/node/{name}", Node(Access::Read)),
     ("GET", "/v1/node/pools", Node(Access::Read)),
     ("GET", "/v1/node/pool/{name}", Node(Access::Read)),
+    // Pool writes: Nomos has no `node_pool` policy block, so management (Nomad's rule for a
+    // delete; its `node_pool` write is a management token's too).
+    ("POST", "/v1/node/pools", Management),
+    ("PUT", "/v1/node/pools", Management),
+    ("POST", "/v1/node/pool/{name}", Management),
+    ("PUT", "/v1/node/pool/{name}", Management),
+    ("DELETE", "/v1/node/pool/{name}", Management),
     ("GET", "/v1/node/pool/{name}/nodes", Node(Access::Read)),
     ("GET", "/v1/node/{name}/allocations", Node(Access::Read)),
     ("POST", "/v1/node/{name}/eligibility", Node(Access::Write)),

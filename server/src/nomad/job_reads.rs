@@ -315,12 +315,6 @@ pub async fn list_jobs(
     wait_for_change(&st, &q, JOB_PREFIXES).await?;
     let index = read_index(&st).await?;
     let statuses = statuses(&st, &q.namespace).await?;
-    let marks: HashMap<String, StabilityMarks> =
-        kv::list_json::<StabilityMarks>(st.store.as_ref(), keys::JOB_STABILITY_PREFIX)
-            .await?
-            .into_iter()
-            .map(|e| (e.key, e.value))
-            .collect();
     let only = match &q.namespace {
         Namespaces::One(ns) => Some(ns.as_str()),
         Namespaces::All => None,
@@ -349,8 +343,8 @@ pub async fn list_jobs(
         .collect();
     let mut stubs = Vec::with_capacity(rows.len());
     for ((job, kv, invalid), (_, status)) in rows.iter().zip(&jobs) {
-        let key = keys::job_stability(&job.namespace, &job.id);
-        let meta = job_meta(job, kv, *status, marks.get(&key));
+        // A list entry shows no `Stable` (Nomad's `JobListStub` has none).
+        let meta = job_meta(job, kv, *status, None);
         let summary = status.map(|s| s.summary.clone()).unwrap_or_default();
         let mut stub = job_list_stub(job, &meta, &summary, children_of(job, &jobs));
         stub["Version"] = Value::from(meta.version);

@@ -62,8 +62,19 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/nodes", get(nodes::list_nodes))
         .route("/node/{name}", get(nodes::get_one))
-        .route("/node/pools", get(pools::list_pools))
-        .route("/node/pool/{name}", get(pools::get_pool))
+        .route(
+            "/node/pools",
+            get(pools::list_pools)
+                .post(pools::put_pool)
+                .put(pools::put_pool),
+        )
+        .route(
+            "/node/pool/{name}",
+            get(pools::get_pool)
+                .post(pools::put_named_pool)
+                .put(pools::put_named_pool)
+                .delete(pools::delete_pool),
+        )
         .route("/node/pool/{name}/nodes", get(pools::pool_nodes))
         .route(
             "/node/{name}/eligibility",

@@ -1,14 +1,17 @@
 //! `POST|PUT /v1/node/{id}/purge`: forgets a node, as Nomad's purge does. Its registration,
 //! spec (eligibility, drain), lifecycle record and drain report are deleted, and each of its
-//! allocations still desired to run and not finished is marked `lost` ("node <name> purged"),
-//! as the node-lifecycle loop marks them when a node stays away past `lost_after`. The jobs
-//! controller then sees them on a node that is gone (`down`) and does what it does for a lost
-//! node: stops them and places their successors elsewhere; the collector deletes them once
-//! stopped. The first transaction deletes the node keys with the first marks, so the
-//! controller never sees a `lost` allocation on a node that is still there.
+//! allocations still desired to run and not finished becomes `lost` ("node <name> purged", the
+//! client status the node-lifecycle loop gives allocations of a node that stays away) and
+//! desired `stop`, in the same transaction: the jobs controller places a replacement for each
+//! wherever it fits, as for any stopped allocation its job still wants, and the collector
+//! deletes them (finished and stopped). Stopping them here, rather than leaving the lost
+//! originals desired to run as a disconnected node's are, is what forgetting the node means:
+//! it will not come back to them. The first transaction deletes the node keys with the first
+//! allocations; a node with more continues in transactions of its own.
 //!
 //! The heartbeat lease is revoked: an agent still running finds it gone at its next renewal
-//! and registers the node again (Nomad's behaviour: a purged node that is alive rejoins).
+//! and registers the node again (Nomad's behaviour: a purged node that is alive rejoins); it
+//! stops the allocations it finds stopped.
 //!
 //! Answers Nomad's `NodeEvalUpdateResponse` (`EvalIDs`: a pending evaluation per job with
 //! allocations on the node, `node-update`; `EvalCreateIndex`; `NodeModifyIndex`, the purge's
@@ -19,6 +22,7 @@ use std::collections::HashMap;
 use axum::extract::{Path, State};
 use nomos_api::eval::triggers;
 use nomos_api::{AllocStatus, Allocation, ClientStatus, DesiredStatus};
+use nomos_controllers::write::set_desired;
 use nomos_store::{keys, Compare, CompareOp, KeySelector, RangeOptions, StoreError, Txn, TxnOp};
 
 use super::evals::{evaluate_node_jobs, NodeEvaluateResponse};
@@ -29,25 +33,34 @@ use crate::kv::{self, Entry};
 use crate::reads::get_node;
 use crate::AppState;
 
-/// Status marks per transaction (the store allows 128 operations).
-const MARKS_PER_TXN: usize = 100;
+/// Allocations per transaction (two operations each; the store allows 128).
+const ALLOCS_PER_TXN: usize = 50;
 
-/// The `lost` marks to write: `(compare on the status key, its new value)` for each
-/// allocation desired to run whose agent reported no end.
-fn lost_marks(
+/// The writes that make one allocation lost and stopped, compared with the allocation as read
+/// (the status is the agent's report: a purge overrides it, as the node is gone).
+#[derive(Clone)]
+struct AllocChange {
+    compare: Compare,
+    ops: [TxnOp; 2],
+}
+
+/// The changes to write: for each allocation desired to run whose agent reported no end, its
+/// status `lost` and its desired status `stop`.
+fn lost_and_stopped(
     node: &str,
     allocs: &[Entry<Allocation>],
     statuses: &HashMap<String, Entry<AllocStatus>>,
     now_ms: i64,
-) -> Result<Vec<(Compare, TxnOp)>, ServerError> {
+) -> Result<Vec<AllocChange>, ServerError> {
+    let why = format!("node {node} purged");
     let mut out = Vec::new();
-    for a in allocs.iter().map(|e| &e.value) {
+    for entry in allocs {
+        let a = &entry.value;
         let current = statuses.get(&a.id);
         let finished = current.is_some_and(|s| s.value.client_status.is_terminal());
         if a.desired_status != DesiredStatus::Run || finished {
             continue;
         }
-        let key = keys::alloc_status(node, &a.id);
         let mut status = current
             .map(|s| s.value.clone())
             .unwrap_or_else(|| AllocStatus {
@@ -55,17 +68,37 @@ fn lost_marks(
                 ..Default::default()
             });
         status.client_status = ClientStatus::Lost;
-        status.client_description = format!("node {node} purged");
+        status.client_description = why.clone();
         status.modified_at_ms = now_ms;
-        let value =
-            serde_json::to_vec(&status).map_err(|e| ServerError::Internal(e.to_string()))?;
-        let rev = current.map_or(0, |s| s.mod_revision);
-        out.push((
-            Compare::mod_revision(key.as_str(), CompareOp::Equal, rev),
-            TxnOp::put(key.as_str(), value),
-        ));
+        let stopped = set_desired(
+            a,
+            DesiredStatus::Stop,
+            &format!("{why}; allocation lost"),
+            now_ms,
+        );
+        let encode =
+            |v: serde_json::Result<Vec<u8>>| v.map_err(|e| ServerError::Internal(e.to_string()));
+        let status_key = keys::alloc_status(node, &a.id);
+        let alloc_key = keys::alloc(node, &a.id);
+        out.push(AllocChange {
+            compare: Compare::mod_revision(
+                alloc_key.as_str(),
+                CompareOp::Equal,
+                entry.mod_revision,
+            ),
+            ops: [
+                TxnOp::put(status_key.as_str(), encode(serde_json::to_vec(&status))?),
+                TxnOp::put(alloc_key.as_str(), encode(serde_json::to_vec(&stopped))?),
+            ],
+        });
     }
     Ok(out)
+}
+
+fn unzip(changes: &[AllocChange]) -> (Vec<Compare>, Vec<TxnOp>) {
+    let compares = changes.iter().map(|c| c.compare.clone()).collect();
+    let ops = changes.iter().flat_map(|c| c.ops.clone()).collect();
+    (compares, ops)
 }
 
 /// `POST|PUT /v1/node/{id}/purge`.
@@ -94,10 +127,9 @@ pub async fn purge(
         )
         .await?;
     let lease = heartbeat.kvs.first().map_or(0, |kv| kv.lease);
-    let marks = lost_marks(&n, &allocs, &statuses, nomos_api::now_ms())?;
-    let mut chunks = marks.chunks(MARKS_PER_TXN);
-    let (mut compares, mut ops): (Vec<Compare>, Vec<TxnOp>) =
-        chunks.next().unwrap_or_default().iter().cloned().unzip();
+    let changes = lost_and_stopped(&n, &allocs, &statuses, nomos_api::now_ms())?;
+    let mut chunks = changes.chunks(ALLOCS_PER_TXN);
+    let (mut compares, mut ops) = unzip(chunks.next().unwrap_or_default());
     compares.push(Compare::mod_revision(
         keys::node(&n),
         CompareOp::Equal,
@@ -118,16 +150,28 @@ pub async fn purge(
         .await?;
     if !resp.succeeded {
         return Err(ServerError::Conflict(format!(
-            "node {n:?} or an allocation's status on it changed while it was being purged; retry"
+            "node {n:?} or an allocation on it changed while it was being purged; retry"
         )));
     }
     let node_modify_index = resp.revision;
     for chunk in chunks {
-        // A status the agent rewrote meanwhile is its news: the controller reads it.
-        let (compares, ops): (Vec<Compare>, Vec<TxnOp>) = chunk.iter().cloned().unzip();
-        st.store
+        let (compares, ops) = unzip(chunk);
+        if st
+            .store
             .txn(Txn::new().when(compares).and_then(ops))
-            .await?;
+            .await?
+            .succeeded
+        {
+            continue;
+        }
+        // One of them was written meanwhile (the controller stopped it, say): the others one
+        // by one; what changed is left as it now is.
+        for change in chunk {
+            let (compares, ops) = unzip(std::slice::from_ref(change));
+            st.store
+                .txn(Txn::new().when(compares).and_then(ops))
+                .await?;
+        }
     }
     if lease != 0 {
         match st.store.lease_revoke(lease).await {

@@ -1050,6 +1050,56 @@ mod tests {
         }
     }
 
+    /// Stored settings reach the world: a job's stability marks touch the job and go with a
+    /// re-list that no longer holds them; the scheduler configuration and a pool's algorithm
+    /// are taken without touching any job.
+    #[test]
+    fn stability_marks_and_stored_algorithms_are_kept_in_step() {
+        use crate::scheduler::{Algorithm, SchedulerConfig};
+        let mut w = World::default();
+        let marks_key = keys::job_stability("default", "web");
+        let touched = w.apply(
+            Part::Stability,
+            &marks_key,
+            Some(br#"{"versions": {"2": true}}"#),
+            3,
+        );
+        let jk = job_key_from("default", "web");
+        assert_eq!(touched, BTreeSet::from([jk.clone()]));
+        assert!(w.stability[&jk].is_stable(2, Some(4)));
+        let config = br#"{"SchedulerAlgorithm": "spread"}"#;
+        assert!(w
+            .apply(Part::Config, keys::SCHEDULER_CONFIG, Some(config), 4)
+            .is_empty());
+        let pool =
+            br#"{"Name": "edge", "SchedulerConfiguration": {"SchedulerAlgorithm": "binpack"}}"#;
+        assert!(w
+            .apply(Part::NodePools, &keys::node_pool("edge"), Some(pool), 5)
+            .is_empty());
+        let default = SchedulerConfig::default();
+        assert_eq!(
+            w.scheduling.config_for("default", &default).algorithm,
+            Algorithm::Spread
+        );
+        assert_eq!(
+            w.scheduling.config_for("edge", &default).algorithm,
+            Algorithm::Binpack
+        );
+
+        assert_eq!(
+            w.reset(Part::Stability, Vec::new(), 6),
+            BTreeSet::from([jk.clone()])
+        );
+        assert!(!w.stability.contains_key(&jk));
+        w.reset(Part::Config, Vec::new(), 6);
+        w.reset(Part::NodePools, Vec::new(), 6);
+        assert_eq!(
+            w.scheduling.config_for("edge", &default).algorithm,
+            Algorithm::Binpack
+        );
+        assert_eq!(w.scheduling, Default::default(), "both forgotten");
+    }
+
     /// The sink decodes allocations and statuses before it takes the world's lock: what the
     /// world ends up holding, and which jobs are queued, are as if it decoded them under it.
     #[test]

@@ -13,6 +13,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// `Ok` when there is no problem, else every one in a message opened by `what`.
+pub fn refuse_any(what: &str, problems: Vec<String>) -> Result<(), String> {
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(format!("{what}: {}", problems.join("; ")))
+}
+
 /// The algorithms the scheduler ranks nodes with.
 pub const SCHEDULER_ALGORITHMS: [&str; 2] = ["binpack", "spread"];
 
@@ -132,8 +140,8 @@ pub struct PoolSchedulerConfiguration {
     pub memory_oversubscription_enabled: Option<bool>,
 }
 
-/// A node pool written as an object (Nomad's `NodePool`, less its indexes, which are the
-/// key's revisions).
+/// A node pool written as an object (Nomad's `NodePool`). Its indexes are the key's
+/// revisions: taken from a body (a client sends back what it read) and never stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct NodePool {
@@ -141,6 +149,10 @@ pub struct NodePool {
     pub description: String,
     pub meta: Option<BTreeMap<String, String>>,
     pub scheduler_configuration: Option<PoolSchedulerConfiguration>,
+    #[serde(skip_serializing)]
+    pub create_index: i64,
+    #[serde(skip_serializing)]
+    pub modify_index: i64,
 }
 
 /// Checks a pool name: 1 to 128 of `[a-zA-Z0-9-_]` (Nomad's rule).

@@ -88,8 +88,8 @@ async fn until_running(srv: &TestServer, job: &str, n: usize) -> Vec<(String, St
 
 // --- PUT|POST /v1/job/{id}/stable -------------------------------------------------------------
 
-#[tokio::test]
-async fn a_version_marked_stable_or_not_shows_in_the_job_and_its_versions() {
+/// A server with the jobs controller, a node, and job `web` accepted as version 0.
+async fn web_with_one_version() -> (TestServer, tokio::sync::oneshot::Sender<()>) {
     let (srv, stop) = with_controller().await;
     seed_node(&srv, "n1", true).await;
     let (code, answer) = apply_source(&srv, "web.nomad", &web(1)).await;
@@ -98,6 +98,12 @@ async fn a_version_marked_stable_or_not_shows_in_the_job_and_its_versions() {
         b["Versions"].as_array().is_some_and(|v| v.len() == 1)
     })
     .await;
+    (srv, stop)
+}
+
+#[tokio::test]
+async fn a_version_marked_stable_or_not_shows_in_the_job_and_its_versions() {
+    let (srv, stop) = web_with_one_version().await;
     let (_, job) = srv.get("/v1/job/web").await;
     assert_eq!(job["Stable"], false, "nothing ran yet: {job}");
 
@@ -119,13 +125,7 @@ async fn a_version_marked_stable_or_not_shows_in_the_job_and_its_versions() {
 
 #[tokio::test]
 async fn marking_stability_refuses_unknown_jobs_versions_bad_bodies_and_reads() {
-    let (srv, stop) = with_controller().await;
-    seed_node(&srv, "n1", true).await;
-    apply_source(&srv, "web.nomad", &web(1)).await;
-    until(&srv, "/v1/job/web/versions", |b| {
-        b["Versions"].as_array().is_some_and(|v| v.len() == 1)
-    })
-    .await;
+    let (srv, stop) = web_with_one_version().await;
     let cases = [
         (
             "/v1/job/nope/stable",

@@ -20,7 +20,7 @@ use axum::extract::{Path, State};
 use axum::Extension;
 use nomos_api::acl::check::CAP_READ_JOB;
 use nomos_api::eval::{eval_status, triggers, Evaluation, DEFAULT_PRIORITY};
-use nomos_store::{keys, Compare, CompareOp, Txn, TxnOp};
+use nomos_store::{keys, Compare, CompareOp, TxnOp};
 use serde::{Deserialize, Serialize};
 
 use super::allocs::{stub, AllocStub, Lookup, Parts};
@@ -76,16 +76,11 @@ pub async fn create(
 pub async fn create_with(st: &AppState, new: NewEval) -> Result<(String, i64), ServerError> {
     let job = new.job_id.clone();
     let (id, compares, ops) = pending_ops(st, new).await?;
-    let resp = st
-        .store
-        .txn(Txn::new().when(compares).and_then(ops))
-        .await?;
-    if !resp.succeeded {
-        return Err(ServerError::Conflict(format!(
-            "the evaluations of job {job:?} changed while one was being written; retry"
-        )));
-    }
-    Ok((id, resp.revision))
+    let index = kv::commit(st.store.as_ref(), compares, ops, || {
+        format!("the evaluations of job {job:?} changed while one was being written; retry")
+    })
+    .await?;
+    Ok((id, index))
 }
 
 /// The writes of a pending evaluation, to commit in a transaction of the caller's (a job's

@@ -150,6 +150,18 @@ pub struct RevertRequest {
     pub secret_id: String,
 }
 
+/// The job of the path, which the body's `JobID`, when given, must name too (400).
+async fn named_job(
+    st: &AppState,
+    q: &QueryOptions,
+    id: &str,
+    body_id: &str,
+) -> Result<FoundJob, ServerError> {
+    let found = locate_job(st, q.namespace.single(), id).await?;
+    same_job(body_id, &found)?;
+    Ok(found)
+}
+
 /// 400 unless a body's `JobID` names the job of the path.
 fn same_job(body_id: &str, found: &FoundJob) -> Result<(), ServerError> {
     if body_id.is_empty() || body_id == found.id {
@@ -159,6 +171,24 @@ fn same_job(body_id: &str, found: &FoundJob) -> Result<(), ServerError> {
         "JobID {body_id:?} does not match the job of the path, {:?}",
         found.id
     )))
+}
+
+/// 404 for a version the job does not have.
+fn no_version(found: &FoundJob, version: u64) -> ServerError {
+    ServerError::NotFound(format!("job {:?} has no version {version}", found.id))
+}
+
+/// The stored version `version` of a found job, or 404.
+async fn stored_version(
+    st: &AppState,
+    found: &FoundJob,
+    version: u64,
+) -> Result<JobVersionView, ServerError> {
+    job_versions(st, &found.namespace, &found.id)
+        .await?
+        .into_iter()
+        .find(|v| v.version == version)
+        .ok_or_else(|| no_version(found, version))
 }
 
 /// The answer of a write that produced `result`, with the evaluation it created.
@@ -190,8 +220,7 @@ pub async fn revert(
     q: QueryOptions,
     JsonBody(req): JsonBody<RevertRequest>,
 ) -> Result<Answer<RegisterResponse>, ServerError> {
-    let found = locate_job(&st, q.namespace.single(), &id).await?;
-    same_job(&req.job_id, &found)?;
+    let found = named_job(&st, &q, &id, &req.job_id).await?;
     if let Some(prior) = req.enforce_prior_version {
         let current = job_status(&st, &found.namespace, &found.id)
             .await?
@@ -202,17 +231,10 @@ pub async fn revert(
             )));
         }
     }
-    let versions = job_versions(&st, &found.namespace, &found.id).await?;
-    let mut job = versions
-        .into_iter()
-        .find(|v| v.version == req.job_version)
-        .and_then(|v| v.job)
-        .ok_or_else(|| {
-            ServerError::NotFound(format!(
-                "job {:?} has no version {}",
-                found.id, req.job_version
-            ))
-        })?;
+    let mut job = stored_version(&st, &found, req.job_version)
+        .await?
+        .job
+        .ok_or_else(|| no_version(&found, req.job_version))?;
     job.stop = false;
     let result = apply_job(&st, &job, None).await?;
     let answer = write_answer(&st, result, "job-register").await?;
@@ -279,15 +301,8 @@ pub async fn set_stable(
     q: QueryOptions,
     JsonBody(req): JsonBody<StabilityRequest>,
 ) -> Result<Answer<Value>, ServerError> {
-    let found = locate_job(&st, q.namespace.single(), &id).await?;
-    same_job(&req.job_id, &found)?;
-    let versions = job_versions(&st, &found.namespace, &found.id).await?;
-    if !versions.iter().any(|v| v.version == req.job_version) {
-        return Err(ServerError::NotFound(format!(
-            "job {:?} has no version {}",
-            found.id, req.job_version
-        )));
-    }
+    let found = named_job(&st, &q, &id, &req.job_id).await?;
+    stored_version(&st, &found, req.job_version).await?;
     let key = keys::job_stability(&found.namespace, &found.id);
     let mut index = None;
     for _ in 0..3 {

@@ -144,16 +144,10 @@ pub async fn purge(
     ] {
         ops.push(TxnOp::delete(key));
     }
-    let resp = st
-        .store
-        .txn(Txn::new().when(compares).and_then(ops))
-        .await?;
-    if !resp.succeeded {
-        return Err(ServerError::Conflict(format!(
-            "node {n:?} or an allocation on it changed while it was being purged; retry"
-        )));
-    }
-    let node_modify_index = resp.revision;
+    let node_modify_index = kv::commit(store, compares, ops, || {
+        format!("node {n:?} or an allocation on it changed while it was being purged; retry")
+    })
+    .await?;
     for chunk in chunks {
         let (compares, ops) = unzip(chunk);
         if st

@@ -13,7 +13,7 @@
 //! 400 naming it rather than a setting stored and ignored.
 
 use axum::extract::State;
-use nomos_api::settings::{PreemptionConfig, SchedulerConfiguration};
+use nomos_api::settings::{refuse_any, PreemptionConfig, SchedulerConfiguration};
 use nomos_controllers::scheduler::Algorithm;
 use nomos_store::keys;
 use serde::{Deserialize, Serialize};
@@ -91,13 +91,11 @@ fn to_store(req: SchedulerConfigRequest) -> Result<SchedulerConfiguration, Serve
         reject_job_registration: req.reject_job_registration,
         pause_eval_broker: req.pause_eval_broker,
     };
-    let problems = config.problems();
-    if !problems.is_empty() {
-        return Err(ServerError::BadRequest(format!(
-            "the scheduler configuration cannot be honoured: {}",
-            problems.join("; ")
-        )));
-    }
+    refuse_any(
+        "the scheduler configuration cannot be honoured",
+        config.problems(),
+    )
+    .map_err(ServerError::BadRequest)?;
     Ok(config)
 }
 

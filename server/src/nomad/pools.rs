@@ -14,9 +14,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::extract::{Path, State};
-use nomos_api::settings::{NodePool, PoolSchedulerConfiguration, BUILTIN_POOLS};
+use nomos_api::settings::{refuse_any, NodePool, BUILTIN_POOLS};
 use nomos_store::keys;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::blocking::{read_index, wait_for_change};
@@ -139,31 +138,9 @@ pub async fn pool_nodes(
     Ok(answer)
 }
 
-/// The body of a pool write: Nomad's `NodePool` (the indexes a client read with it are taken
-/// and ignored).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct PoolRequest {
-    pub name: String,
-    pub description: String,
-    pub meta: Option<BTreeMap<String, String>>,
-    pub scheduler_configuration: Option<PoolSchedulerConfiguration>,
-    pub create_index: i64,
-    pub modify_index: i64,
-}
-
 /// Validates and writes a pool; answers it as stored.
-async fn upsert(st: &AppState, req: PoolRequest) -> Result<Answer<Value>, ServerError> {
-    let new = NodePool {
-        name: req.name,
-        description: req.description,
-        meta: req.meta,
-        scheduler_configuration: req.scheduler_configuration,
-    };
-    let problems = new.problems();
-    if !problems.is_empty() {
-        return Err(ServerError::BadRequest(problems.join("; ")));
-    }
+async fn upsert(st: &AppState, new: NodePool) -> Result<Answer<Value>, ServerError> {
+    refuse_any("node pool", new.problems()).map_err(ServerError::BadRequest)?;
     let key = keys::node_pool(&new.name);
     let rev = kv::get_raw(st.store.as_ref(), &key)
         .await?
@@ -177,7 +154,7 @@ async fn upsert(st: &AppState, req: PoolRequest) -> Result<Answer<Value>, Server
 /// `PUT|POST /v1/node/pools`: creates or updates the pool the body names.
 pub async fn put_pool(
     State(st): State<AppState>,
-    JsonBody(req): JsonBody<PoolRequest>,
+    JsonBody(req): JsonBody<NodePool>,
 ) -> Result<Answer<Value>, ServerError> {
     upsert(&st, req).await
 }
@@ -187,7 +164,7 @@ pub async fn put_pool(
 pub async fn put_named_pool(
     State(st): State<AppState>,
     Path(name): Path<String>,
-    JsonBody(mut req): JsonBody<PoolRequest>,
+    JsonBody(mut req): JsonBody<NodePool>,
 ) -> Result<Answer<Value>, ServerError> {
     if !req.name.is_empty() && req.name != name {
         return Err(ServerError::BadRequest(format!(

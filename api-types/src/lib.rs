@@ -27,6 +27,8 @@
 //! - [`namespace`]: namespaces and quota specifications as objects, and the quota file format.
 //! - [`service`]: service discovery's shared words: a catalogue registration, default service
 //!   names, check result names.
+//! - [`settings`]: what users set through the API and the controllers honour: the scheduler
+//!   configuration, node pools, versions marked stable by hand.
 
 pub mod acl;
 pub mod allocfs;
@@ -53,6 +55,7 @@ pub mod nomad_out;
 pub mod parse;
 pub mod runtime;
 pub mod service;
+pub mod settings;
 pub mod validate;
 pub mod variables;
 

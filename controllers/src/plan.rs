@@ -21,7 +21,7 @@ use crate::system;
 use crate::ControllerError;
 
 /// Every prefix a plan reads (heartbeats say which nodes are ready).
-const PARTS: [Part; 11] = [
+const PARTS: [Part; 14] = [
     Part::Specs,
     Part::Versions,
     Part::JobStatus,
@@ -33,6 +33,9 @@ const PARTS: [Part; 11] = [
     Part::Heartbeats,
     Part::Namespaces,
     Part::Quotas,
+    Part::Config,
+    Part::NodePools,
+    Part::Stability,
 ];
 
 /// One consistent read of what a plan needs.
@@ -120,6 +123,12 @@ pub fn plan_job(view: &View, job: &Job, now_ms: i64, config: &SchedulerConfig) -
         return out;
     }
     let stable_version = status.filter(|_| !purging).and_then(|s| s.stable_version);
+    let stable_version = nomos_api::settings::latest_stable(
+        view.stability.get(&jk).filter(|_| !purging),
+        stable_version,
+        versions.keys().copied(),
+    );
+    let config = &view.scheduling.config_for(&job.node_pool, config);
     let health = |n: &str| -> NodeHealth {
         decide::node_health(
             view.nodes.contains_key(n),

@@ -86,6 +86,38 @@ pub async fn put_if<T: Serialize>(
     put_raw_if(store, key, bytes, expected).await
 }
 
+/// Commits `ops` if every compare holds; returns the revision, or a
+/// [`ServerError::Conflict`] saying `conflict` (what changed, and that a retry is the answer).
+pub async fn commit(
+    store: &dyn Store,
+    compares: Vec<Compare>,
+    ops: Vec<TxnOp>,
+    conflict: impl FnOnce() -> String,
+) -> Result<i64, ServerError> {
+    let resp = store.txn(Txn::new().when(compares).and_then(ops)).await?;
+    if resp.succeeded {
+        Ok(resp.revision)
+    } else {
+        Err(ServerError::Conflict(conflict()))
+    }
+}
+
+/// Writes `value` as JSON whatever the key holds; returns the new mod_revision.
+pub async fn put_json<T: Serialize>(
+    store: &dyn Store,
+    key: &str,
+    value: &T,
+) -> Result<i64, ServerError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| ServerError::Corrupt {
+        key: key.to_string(),
+        message: e.to_string(),
+    })?;
+    let resp = store
+        .txn(Txn::new().and_then([TxnOp::put(key, bytes)]))
+        .await?;
+    Ok(resp.revision)
+}
+
 /// [`put_if`] for bytes already encoded.
 pub async fn put_raw_if(
     store: &dyn Store,

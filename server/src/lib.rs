@@ -238,6 +238,10 @@ pub fn router_with(state: AppState, config: &ServerConfig) -> Router {
             post(nomad::job_versions::revert).put(nomad::job_versions::revert),
         )
         .route(
+            "/job/{id}/stable",
+            post(nomad::job_versions::set_stable).put(nomad::job_versions::set_stable),
+        )
+        .route(
             "/job/{id}/periodic/force",
             post(nomad::job_versions::periodic_force).put(nomad::job_versions::periodic_force),
         )

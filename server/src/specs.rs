@@ -7,6 +7,7 @@
 //! [`running_job`] answers with what actually runs: the spec when it is valid, else the latest
 //! accepted version from `/nomos/jobversions/<ns>/<job>/`, with the spec's errors alongside.
 
+use nomos_api::settings::StabilityMarks;
 use nomos_api::{Job, JobStatus};
 use nomos_store::keys;
 use nomos_store::{KeyValue, RangeOptions};
@@ -184,6 +185,7 @@ pub async fn job_versions(
     let status = job_status(st, ns, id).await?;
     let stable = status.as_ref().and_then(|s| s.stable_version);
     let submitted = status.map(|s| s.submit_times_ns).unwrap_or_default();
+    let marks = stability_marks(st, ns, id).await?;
     let mut out = Vec::new();
     for e in entries {
         let Some(version) = e.key.rsplit('/').next().and_then(|v| v.parse::<u64>().ok()) else {
@@ -192,7 +194,9 @@ pub async fn job_versions(
         out.push(JobVersionView {
             version,
             job: version_job(&e.value),
-            stable: stable == Some(version),
+            stable: marks
+                .as_ref()
+                .map_or(stable == Some(version), |m| m.is_stable(version, stable)),
             submit_time_ns: submitted.get(&version).copied().unwrap_or(0),
             raw: e.value,
             modify_index: e.mod_revision,
@@ -200,6 +204,16 @@ pub async fn job_versions(
     }
     out.sort_by_key(|v| v.version);
     Ok(out)
+}
+
+/// The job's versions marked stable or not by hand (`PUT /v1/job/{id}/stable`), if any.
+pub async fn stability_marks(
+    st: &AppState,
+    ns: &str,
+    id: &str,
+) -> Result<Option<StabilityMarks>, ServerError> {
+    let entry = kv::get_json(st.store.as_ref(), &keys::job_stability(ns, id)).await?;
+    Ok(entry.map(|e: Entry<StabilityMarks>| e.value))
 }
 
 /// The job in a stored version: the job itself, or under `job` or `spec`.

@@ -228,6 +228,11 @@ async fn a_read_token_can_read_but_not_apply() {
         ("POST", "/v1/allocation/aaaa1111/stop"),
         ("POST", "/v1/node/n1/drain"),
         ("GET", "/v1/acl/tokens"),
+        ("POST", "/v1/job/web/stable"),
+        ("PUT", "/v1/node/n1/purge"),
+        ("PUT", "/v1/operator/scheduler/configuration"),
+        ("POST", "/v1/node/pools"),
+        ("DELETE", "/v1/node/pool/edge"),
     ] {
         let (code, body) = call(
             &srv,

@@ -7,41 +7,10 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use nomos_store::Store;
 use serde_json::{json, Value};
-
-/// A server with the jobs controller running on its store.
-async fn with_controller() -> (TestServer, tokio::sync::oneshot::Sender<()>) {
-    let srv = TestServer::start().await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let store: Arc<dyn Store> = srv.store.clone();
-    tokio::spawn(async move {
-        let config = nomos_controllers::jobs::JobsConfig::default();
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        let _ = nomos_controllers::jobs::run(store, config, None, None, shutdown).await;
-    });
-    (srv, stop)
-}
-
-/// Reads `path` until `done` holds for its answer (10 s at most).
-async fn until(srv: &TestServer, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..200 {
-        let (code, body) = srv.get(path).await;
-        if code == 200 && done(&body) {
-            return body;
-        }
-        last = body;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{path} never got there; last answer: {last}");
-}
 
 fn error_of(body: &Value) -> &str {
     body.as_str().unwrap_or_default()

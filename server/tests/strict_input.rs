@@ -117,6 +117,25 @@ fn bodies_with_an_unknown_field() -> Vec<(&'static str, &'static str, Value, &'s
         ),
         (
             "POST",
+            "/v1/job/web/stable",
+            json!({"JobVersion": 0, "Stabel": true}),
+            "Stabel",
+        ),
+        (
+            "PUT",
+            "/v1/operator/scheduler/configuration",
+            json!({"SchedulerAlgorithm": "spread",
+                   "PreemptionConfig": {"SystemSchedulerEnabld": true}}),
+            "PreemptionConfig.SystemSchedulerEnabld",
+        ),
+        (
+            "POST",
+            "/v1/node/pools",
+            json!({"Name": "edge", "SchedulerConfiguration": {"SchedulerAlgorithim": "spread"}}),
+            "SchedulerConfiguration.SchedulerAlgorithim",
+        ),
+        (
+            "POST",
             "/v1/node/n1/eligibility",
             json!({"Eligibility": "eligible", "Eligble": false}),
             "Eligble",
@@ -215,6 +234,8 @@ async fn every_body_with_an_unknown_field_answers_400_naming_the_field() {
     // Nothing was written: the misspelled check-index did not become a plain write.
     assert_eq!(srv.srv.read_json("/nomos/jobs/default/web").await, None);
     assert_eq!(srv.srv.read_json("/nomos/namespaces/team-a").await, None);
+    assert_eq!(srv.srv.read_json("/nomos/config/scheduler").await, None);
+    assert_eq!(srv.srv.read_json("/nomos/nodepools/edge").await, None);
 }
 
 #[tokio::test]

@@ -221,6 +221,22 @@ pub const HEARTBEATS_PREFIX: &str = "/nomos/heartbeats/";
 /// The servers' heartbeat settings (`nomos_api::heartbeat::HeartbeatConfig`), read by agents
 /// when they register.
 pub const HEARTBEAT_CONFIG: &str = "/nomos/config/heartbeat";
+/// Where the cluster's settings live (the heartbeat settings, the scheduler configuration).
+pub const CONFIG_PREFIX: &str = "/nomos/config/";
+/// The scheduler configuration written through `PUT /v1/operator/scheduler/configuration`
+/// (`nomos_api::settings::SchedulerConfiguration`); absent: the servers' configured default.
+pub const SCHEDULER_CONFIG: &str = "/nomos/config/scheduler";
+/// `/nomos/nodepools/<name>`: a node pool written as an object (`nomos_api::settings::NodePool`).
+pub fn node_pool(name: &str) -> String {
+    format!("{NODE_POOLS_PREFIX}{name}")
+}
+pub const NODE_POOLS_PREFIX: &str = "/nomos/nodepools/";
+/// `/nomos/jobstability/<ns>/<job>`: the job's versions marked stable or not by hand
+/// (`nomos_api::settings::StabilityMarks`).
+pub fn job_stability(namespace: &str, job: &str) -> String {
+    format!("{JOB_STABILITY_PREFIX}{namespace}/{job}")
+}
+pub const JOB_STABILITY_PREFIX: &str = "/nomos/jobstability/";
 /// The cluster's identity, `{"id": "<uuid>", "created_at_ms": <ms>}`: created create-only
 /// (`create_revision = 0`) by the first server; agents remember the ID and touch no task while
 /// the store shows another one (or none), since that store is not the cluster they ran for.

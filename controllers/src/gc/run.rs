@@ -34,7 +34,20 @@ pub fn plan_for(view: &View, now: i64, config: &GcConfig) -> GcPlan {
                 .and_then(|v| v.last_key_value())
                 .map(|(_, j)| j.clone())
                 .filter(|_| view.specs.contains_key(k)),
-            status: view.job_status.get(k).map(|s| s.value.clone()),
+            // The stable version kept is the one auto_revert would go back to: the
+            // controllers' verdict with the versions marked by hand over it.
+            status: view.job_status.get(k).map(|s| {
+                let mut status = s.value.clone();
+                status.stable_version = nomos_api::settings::latest_stable(
+                    view.stability.get(k),
+                    status.stable_version,
+                    view.versions
+                        .get(k)
+                        .into_iter()
+                        .flat_map(|v| v.keys().copied()),
+                );
+                status
+            }),
             versions: view
                 .versions
                 .get(k)
@@ -95,6 +108,7 @@ pub async fn apply(ctx: &Ctx, view: &View, p: &GcPlan) -> Result<usize, Controll
             delete_prefix(&keys::job_versions_prefix(ns, job)),
             delete_prefix(&format!("{}{ns}/{job}/", keys::DEPLOYMENTS_PREFIX)),
             delete_prefix(&keys::job_submissions_prefix(ns, job)),
+            delete(&keys::job_stability(ns, job)),
         ];
         if ctx
             .commit(vec![unchanged(&keys::job(ns, job), spec_rev)], ops)
@@ -154,6 +168,7 @@ impl Loop for GcLoop {
             Part::Allocs,
             Part::AllocStatus,
             Part::Evals,
+            Part::Stability,
         ]
     }
 

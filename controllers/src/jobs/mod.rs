@@ -692,6 +692,15 @@ impl Ctx {
     ) -> Decided {
         let mut guard = self.lock();
         let w = &mut *guard;
+        // The one stability flag: the deployments' verdict, overridden by hand-set marks.
+        let stable_version = nomos_api::settings::latest_stable(
+            w.stability.get(jk),
+            stable_version,
+            versions.keys().copied(),
+        );
+        let scheduler = w
+            .scheduling
+            .config_for(&job.node_pool, &self.config.scheduler);
         let allocs = w.existing_allocs(jk);
         let deployments = w
             .deployments
@@ -717,12 +726,7 @@ impl Ctx {
             node_health: &health,
             now_ms: now,
         };
-        let d = decide::decide(
-            input,
-            &mut w.snapshot,
-            &self.config.scheduler,
-            &*self.config.ids,
-        );
+        let d = decide::decide(input, &mut w.snapshot, &scheduler, &*self.config.ids);
         let mut guards = HashMap::new();
         for n in d
             .new_allocs
@@ -1102,7 +1106,8 @@ impl Ctx {
         })
     }
 
-    /// Deletes a job's versions, deployments and status (not its spec, nor its allocations).
+    /// Deletes a job's versions, deployments, status and stability marks (not its spec, nor
+    /// its allocations).
     async fn forget(&self, jk: &JobKey) -> Result<(), ControllerError> {
         // Each known key is deleted by name: a prefix would also catch the keys of jobs whose
         // id extends this one (`<job>/periodic-<time>`).
@@ -1123,6 +1128,9 @@ impl Ctx {
             if w.job_status.contains_key(jk) {
                 rest.push(keys::job_status(&jk.0, &jk.1));
             }
+            if w.stability.contains_key(jk) {
+                rest.push(keys::job_stability(&jk.0, &jk.1));
+            }
             rest
         };
         self.fence().delete_keys(&rest).await?;
@@ -1131,6 +1139,7 @@ impl Ctx {
             w.versions.remove(jk);
             w.job_status.remove(jk);
             w.deployments.remove(jk);
+            w.stability.remove(jk);
             w.blocked.remove(jk);
         }
         Ok(())

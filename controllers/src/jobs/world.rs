@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use nomos_api::eval::Evaluation;
 use nomos_api::namespace::{Namespace, QuotaSpec, DEFAULT_NAMESPACE};
+use nomos_api::settings::StabilityMarks;
 use nomos_api::{
     AllocStatus, Allocation, ClientStatus, Deployment, DesiredStatus, Job, JobStatus, Node,
     NodeSpec,
@@ -23,6 +24,7 @@ use super::compact::{CompactAlloc, Interner};
 use crate::reconcile::ObservedAlloc;
 use crate::runtime::queue::WorkQueue;
 use crate::runtime::reflector::Sink;
+use crate::scheduler::stored::StoredScheduling;
 use crate::scheduler::{AllocUsage, ClusterSnapshot};
 use crate::{FastMap, FastSet};
 
@@ -102,6 +104,10 @@ pub struct World {
     /// Specs found deleted by such a read, with its revision: older events of the key (a put
     /// the watch has not delivered yet) are ignored until the watch passes it.
     spec_gone: FastMap<JobKey, i64>,
+    /// The scheduler algorithms stored through the API (the cluster's and the pools').
+    pub scheduling: StoredScheduling,
+    /// Versions marked stable or not by hand, per job.
+    pub stability: FastMap<JobKey, StabilityMarks>,
 }
 
 fn job_key_from(ns: &str, job: &str) -> JobKey {
@@ -507,6 +513,15 @@ impl World {
             (Part::Evals, [_ns, _id]) => {
                 self.apply_eval(key, value, revision).into_iter().collect()
             }
+            (Part::Config | Part::NodePools, _) => {
+                // Read by the next placements; nothing to reconcile for it.
+                self.scheduling.apply(key, value);
+                BTreeSet::new()
+            }
+            (Part::Stability, [ns, job @ ..]) => job_of(ns, job)
+                .map(|jk| self.apply_stability(key, jk, value))
+                .into_iter()
+                .collect(),
             (Part::JobStatus, [ns, job @ ..]) => {
                 if let Some(jk) = job_of(ns, job) {
                     match value.map(serde_json::from_slice::<JobStatus>) {
@@ -525,6 +540,20 @@ impl World {
             _ => BTreeSet::new(),
         };
         (now, None)
+    }
+
+    /// A job's stability marks written or deleted: the job, whose auto-revert target may change.
+    fn apply_stability(&mut self, key: &str, jk: JobKey, value: Option<&[u8]>) -> JobKey {
+        match value.map(serde_json::from_slice::<StabilityMarks>) {
+            Some(Ok(m)) => {
+                self.stability.insert(jk.clone(), m);
+            }
+            Some(Err(e)) => tracing::warn!(key, error = %e, "undecodable stability marks ignored"),
+            None => {
+                self.stability.remove(&jk);
+            }
+        }
+        jk
     }
 
     fn apply_spec(&mut self, jk: JobKey, value: Option<&[u8]>, revision: i64) -> JobKey {
@@ -877,6 +906,12 @@ impl World {
             Part::Namespaces => self.namespaces.keys().map(|n| keys::namespace(n)).collect(),
             Part::Quotas => self.quotas.keys().map(|n| keys::quota(n)).collect(),
             Part::Evals => self.eval_jobs.keys().cloned().collect(),
+            Part::Config | Part::NodePools => self.scheduling.keys(),
+            Part::Stability => self
+                .stability
+                .keys()
+                .map(|(n, j)| keys::job_stability(n, j))
+                .collect(),
             Part::NodeLifecycle | Part::DrainStatus | Part::Services => Vec::new(),
         };
         let fresh: HashSet<String> = kvs
@@ -1109,6 +1144,56 @@ mod tests {
             },
             prev_kv: None,
         }
+    }
+
+    /// Stored settings reach the world: a job's stability marks touch the job and go with a
+    /// re-list that no longer holds them; the scheduler configuration and a pool's algorithm
+    /// are taken without touching any job.
+    #[test]
+    fn stability_marks_and_stored_algorithms_are_kept_in_step() {
+        use crate::scheduler::{Algorithm, SchedulerConfig};
+        let mut w = World::default();
+        let marks_key = keys::job_stability("default", "web");
+        let touched = w.apply(
+            Part::Stability,
+            &marks_key,
+            Some(br#"{"versions": {"2": true}}"#),
+            3,
+        );
+        let jk = job_key_from("default", "web");
+        assert_eq!(touched, BTreeSet::from([jk.clone()]));
+        assert!(w.stability[&jk].is_stable(2, Some(4)));
+        let config = br#"{"SchedulerAlgorithm": "spread"}"#;
+        assert!(w
+            .apply(Part::Config, keys::SCHEDULER_CONFIG, Some(config), 4)
+            .is_empty());
+        let pool =
+            br#"{"Name": "edge", "SchedulerConfiguration": {"SchedulerAlgorithm": "binpack"}}"#;
+        assert!(w
+            .apply(Part::NodePools, &keys::node_pool("edge"), Some(pool), 5)
+            .is_empty());
+        let default = SchedulerConfig::default();
+        assert_eq!(
+            w.scheduling.config_for("default", &default).algorithm,
+            Algorithm::Spread
+        );
+        assert_eq!(
+            w.scheduling.config_for("edge", &default).algorithm,
+            Algorithm::Binpack
+        );
+
+        assert_eq!(
+            w.reset(Part::Stability, Vec::new(), 6),
+            BTreeSet::from([jk.clone()])
+        );
+        assert!(!w.stability.contains_key(&jk));
+        w.reset(Part::Config, Vec::new(), 6);
+        w.reset(Part::NodePools, Vec::new(), 6);
+        assert_eq!(
+            w.scheduling.config_for("edge", &default).algorithm,
+            Algorithm::Binpack
+        );
+        assert_eq!(w.scheduling, Default::default(), "both forgotten");
     }
 
     /// The sink decodes allocations and statuses before it takes the world's lock: what the

@@ -44,11 +44,17 @@ pub enum Part {
     Services,
     /// `/nomos/evals/`: evaluations.
     Evals,
+    /// `/nomos/config/`: the cluster's settings (the stored scheduler configuration).
+    Config,
+    /// `/nomos/nodepools/`: node pools written as objects.
+    NodePools,
+    /// `/nomos/jobstability/`: versions marked stable or not by hand.
+    Stability,
 }
 
 impl Part {
     /// What the jobs controller watches.
-    pub const JOBS: [Part; 12] = [
+    pub const JOBS: [Part; 15] = [
         Part::Specs,
         Part::Versions,
         Part::Allocs,
@@ -61,6 +67,9 @@ impl Part {
         Part::Namespaces,
         Part::Quotas,
         Part::Evals,
+        Part::Config,
+        Part::NodePools,
+        Part::Stability,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -80,6 +89,9 @@ impl Part {
             Part::Quotas => keys::QUOTAS_PREFIX,
             Part::Services => keys::SERVICES_PREFIX,
             Part::Evals => keys::EVALS_PREFIX,
+            Part::Config => keys::CONFIG_PREFIX,
+            Part::NodePools => keys::NODE_POOLS_PREFIX,
+            Part::Stability => keys::JOB_STABILITY_PREFIX,
         }
     }
 
@@ -128,6 +140,10 @@ pub struct View {
     pub services: BTreeMap<String, Rev<ServiceRegistration>>,
     /// Evaluations, by key.
     pub evals: BTreeMap<String, Rev<Evaluation>>,
+    /// The scheduler algorithms stored through the API (the cluster's and the pools').
+    pub scheduling: crate::scheduler::stored::StoredScheduling,
+    /// Versions marked stable or not by hand, per job.
+    pub stability: BTreeMap<JobKey, nomos_api::settings::StabilityMarks>,
 }
 
 fn decode<T: DeserializeOwned>(
@@ -298,6 +314,14 @@ impl View {
                         mod_revision: rev,
                     },
                 );
+            }
+            (Part::Config | Part::NodePools, _) => {
+                self.scheduling.apply(key, Some(raw));
+            }
+            (Part::Stability, [ns, job]) => {
+                let marks = decode(key, raw, "stability marks")?;
+                self.stability
+                    .insert((ns.to_string(), job.to_string()), marks);
             }
             (Part::Deployments, [ns, job, id]) => {
                 let d = decode(key, raw, "deployment")?;

@@ -14,6 +14,9 @@
 //! A failed placement is data: a [`PlacementFailure`] whose summary reads like
 //! "3 nodes excluded by constraint ${attr.kernel.name} = windows, 2 exhausted memory".
 //!
+//! Settings stored through the API ([`stored`]): the cluster's and each node pool's algorithm,
+//! over the server's configured default.
+//!
 //! Quotas ([`quota`]): the snapshot carries each namespace's usage and quota; a placement whose
 //! chosen node would take the namespace past its quota is not made, and its failure reads
 //! `quota "team-a" exhausted: cpu 2600/2500 MHz`.
@@ -22,6 +25,7 @@ pub mod feasible;
 pub mod quota;
 pub mod rank;
 pub mod snapshot;
+pub mod stored;
 
 #[cfg(test)]
 mod tests;

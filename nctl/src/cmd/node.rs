@@ -1,8 +1,10 @@
-//! `nctl node status [NODE]`, `nctl node drain NODE`, `nctl node eligibility NODE`.
+//! `nctl node status [NODE]`, `nctl node drain NODE`, `nctl node eligibility NODE`,
+//! `nctl node purge NODE`.
 
 use std::time::{Duration, Instant};
 
 use nomos_server::nomad::allocs::{AllocDetail, AllocStub};
+use nomos_server::nomad::evals::NodeEvaluateResponse;
 use nomos_server::nomad::nodes::{
     DrainRequest, DrainSpecRequest, EligibilityRequest, NodeDetail, NodeStub, NodeUpdateResponse,
 };
@@ -50,6 +52,9 @@ pub enum NodeCommand {
         #[arg(long)]
         disable: bool,
     },
+    /// Forget a node (Nomad's `node purge`): its allocations are lost and placed elsewhere; a
+    /// node whose agent still runs registers again.
+    Purge { node: String },
     /// One-time tokens agents join a server on etcd with (`join-token create`).
     #[command(subcommand)]
     JoinToken(super::join::JoinTokenCommand),
@@ -104,6 +109,19 @@ pub async fn run(g: &Global, cmd: NodeCommand) -> anyhow::Result<i32> {
             println!("node {}: drain started", n.name);
             if wait {
                 return follow_drain(&client, &n.name).await;
+            }
+        }
+        NodeCommand::Purge { node } => {
+            let resp: NodeEvaluateResponse = client
+                .post(
+                    &format!("/v1/node/{}/purge", escape(&node)),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            let evals = resp.eval_ids.unwrap_or_default();
+            println!("node {node}: purged");
+            for id in evals {
+                println!("evaluation {id} created");
             }
         }
         NodeCommand::Eligibility {

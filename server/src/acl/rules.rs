@@ -89,6 +89,16 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
         "/v1/operator/scheduler/configuration",
         Operator(Access::Read),
     ),
+    (
+        "POST",
+        "/v1/operator/scheduler/configuration",
+        Operator(Access::Write),
+    ),
+    (
+        "PUT",
+        "/v1/operator/scheduler/configuration",
+        Operator(Access::Write),
+    ),
     ("GET", "/v1/agent/self", Agent(Access::Read)),
     ("GET", "/v1/agent/members", Node(Access::Read)),
     ("GET", "/v1/agent/servers", Agent(Access::Read)),
@@ -123,6 +133,16 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     (
         "PUT",
         "/v1/job/{id}/revert",
+        Namespace(CAP_SUBMIT_JOB, Query),
+    ),
+    (
+        "POST",
+        "/v1/job/{id}/stable",
+        Namespace(CAP_SUBMIT_JOB, Query),
+    ),
+    (
+        "PUT",
+        "/v1/job/{id}/stable",
         Namespace(CAP_SUBMIT_JOB, Query),
     ),
     (
@@ -243,12 +263,21 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     ("GET", "/v1/node/{name}", Node(Access::Read)),
     ("GET", "/v1/node/pools", Node(Access::Read)),
     ("GET", "/v1/node/pool/{name}", Node(Access::Read)),
+    // Pool writes: Nomos has no `node_pool` policy block, so management (Nomad's rule for a
+    // delete; its `node_pool` write is a management token's too).
+    ("POST", "/v1/node/pools", Management),
+    ("PUT", "/v1/node/pools", Management),
+    ("POST", "/v1/node/pool/{name}", Management),
+    ("PUT", "/v1/node/pool/{name}", Management),
+    ("DELETE", "/v1/node/pool/{name}", Management),
     ("GET", "/v1/node/pool/{name}/nodes", Node(Access::Read)),
     ("GET", "/v1/node/{name}/allocations", Node(Access::Read)),
     ("POST", "/v1/node/{name}/eligibility", Node(Access::Write)),
     ("PUT", "/v1/node/{name}/eligibility", Node(Access::Write)),
     ("POST", "/v1/node/{name}/drain", Node(Access::Write)),
     ("PUT", "/v1/node/{name}/drain", Node(Access::Write)),
+    ("POST", "/v1/node/{name}/purge", Node(Access::Write)),
+    ("PUT", "/v1/node/{name}/purge", Node(Access::Write)),
     // Join tokens admit nodes to etcd: only management makes them; the join itself is
     // public, its token is the credential (`crate::join`).
     ("POST", "/v1/node/join-tokens", Management),

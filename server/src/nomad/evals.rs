@@ -20,7 +20,7 @@ use axum::extract::{Path, State};
 use axum::Extension;
 use nomos_api::acl::check::CAP_READ_JOB;
 use nomos_api::eval::{eval_status, triggers, Evaluation, DEFAULT_PRIORITY};
-use nomos_store::{keys, Compare, CompareOp, Txn, TxnOp};
+use nomos_store::{keys, Compare, CompareOp, TxnOp};
 use serde::{Deserialize, Serialize};
 
 use super::allocs::{stub, AllocStub, Lookup, Parts};
@@ -79,16 +79,11 @@ pub async fn create(
 pub async fn create_with(st: &AppState, new: NewEval) -> Result<(String, i64), ServerError> {
     let job = new.job_id.clone();
     let (id, compares, ops) = pending_ops(st, new).await?;
-    let resp = st
-        .store
-        .txn(Txn::new().when(compares).and_then(ops))
-        .await?;
-    if !resp.succeeded {
-        return Err(ServerError::Conflict(format!(
-            "the evaluations of job {job:?} changed while one was being written; retry"
-        )));
-    }
-    Ok((id, resp.revision))
+    let index = kv::commit(st.store.as_ref(), compares, ops, || {
+        format!("the evaluations of job {job:?} changed while one was being written; retry")
+    })
+    .await?;
+    Ok((id, index))
 }
 
 /// The writes of a pending evaluation, to commit in a transaction of the caller's (a job's
@@ -456,15 +451,29 @@ pub async fn evaluate_node(
     after_write: bool,
 ) -> Result<(Vec<String>, i64, i64), ServerError> {
     let node = get_node(st, name).await?;
-    let node_modify_index = node.modify_index;
+    let (ids, index) =
+        evaluate_node_jobs(st, &node.node, node.modify_index, trigger, after_write).await?;
+    Ok((ids, index, node.modify_index))
+}
+
+/// [`evaluate_node`] for a node already read (or already gone: a purge): one evaluation per
+/// job with allocations under its name, recording `node_modify_index`; returns their IDs and
+/// the last one's index.
+pub async fn evaluate_node_jobs(
+    st: &AppState,
+    node: &nomos_api::Node,
+    node_modify_index: i64,
+    trigger: &str,
+    after_write: bool,
+) -> Result<(Vec<String>, i64), ServerError> {
     let mut ids = Vec::new();
     let mut index = 0;
-    for (namespace, job_id) in jobs_on_node(st, &node.node.name).await? {
+    for (namespace, job_id) in jobs_on_node(st, &node.name).await? {
         let new = NewEval {
             namespace,
             job_id,
             triggered_by: trigger.to_string(),
-            node_id: node.node.id.clone(),
+            node_id: node.id.clone(),
             node_modify_index,
             ..Default::default()
         };
@@ -478,7 +487,7 @@ pub async fn evaluate_node(
             index = at;
         }
     }
-    Ok((ids, index, node_modify_index))
+    Ok((ids, index))
 }
 
 /// `POST|PUT /v1/node/{id}/evaluate`: a pending evaluation for each job with allocations on

@@ -21,6 +21,7 @@ use axum::Extension;
 use indexmap::IndexMap;
 use nomos_api::acl::check::CAP_LIST_JOBS;
 use nomos_api::nomad_out::{job_list_stub, job_to_nomad, ChildrenSummary, JobMeta};
+use nomos_api::settings::StabilityMarks;
 use nomos_api::{GroupSummary, Job, JobStatus, ParseOptions, PeriodicStatus};
 use nomos_store::{keys, KeyValue};
 use serde::{Deserialize, Serialize};
@@ -34,7 +35,8 @@ use crate::acl::Caller;
 use crate::error::ServerError;
 use crate::kv;
 use crate::specs::{
-    check_namespace, job_status, locate_job, running_job, split_job_key, stored_jobs,
+    check_namespace, job_status, locate_job, running_job, split_job_key, stability_marks,
+    stored_jobs,
 };
 use crate::views::{InvalidSpec, JobDetail};
 use crate::AppState;
@@ -44,6 +46,7 @@ pub const JOB_PREFIXES: &[&str] = &[
     keys::JOBS_PREFIX,
     keys::JOB_STATUS_PREFIX,
     keys::JOB_VERSIONS_PREFIX,
+    keys::JOB_STABILITY_PREFIX,
 ];
 
 /// A group's allocation counts, as Nomad's job summary writes them.
@@ -204,14 +207,22 @@ pub fn display_status(job: &Job, status: Option<&JobStatus>) -> String {
 }
 
 /// Nomad's bookkeeping for a job read from its spec key `kv`.
-pub fn job_meta(job: &Job, kv: &KeyValue, status: Option<&JobStatus>) -> JobMeta {
+pub fn job_meta(
+    job: &Job,
+    kv: &KeyValue,
+    status: Option<&JobStatus>,
+    marks: Option<&StabilityMarks>,
+) -> JobMeta {
     let version = status.map_or(0, |s| s.version);
+    let deployed_stable = status.and_then(|s| s.stable_version);
     let index = |rev: i64| u64::try_from(rev).unwrap_or(0);
     JobMeta {
         status: display_status(job, status),
         status_description: String::new(),
         version,
-        stable: status.is_some_and(|s| s.stable_version == Some(version)),
+        stable: marks.map_or(deployed_stable == Some(version), |m| {
+            m.is_stable(version, deployed_stable)
+        }),
         submit_time_ns: status
             .and_then(|s| s.submit_times_ns.get(&version).copied())
             .unwrap_or(0),
@@ -332,7 +343,8 @@ pub async fn list_jobs(
         .collect();
     let mut stubs = Vec::with_capacity(rows.len());
     for ((job, kv, invalid), (_, status)) in rows.iter().zip(&jobs) {
-        let meta = job_meta(job, kv, *status);
+        // A list entry shows no `Stable` (Nomad's `JobListStub` has none).
+        let meta = job_meta(job, kv, *status, None);
         let summary = status.map(|s| s.summary.clone()).unwrap_or_default();
         let mut stub = job_list_stub(job, &meta, &summary, children_of(job, &jobs));
         stub["Version"] = Value::from(meta.version);
@@ -366,7 +378,9 @@ pub async fn get_job(
     let found = locate_job(&st, &ns, &id).await?;
     let (job, invalid) = running_job(&st, &found).await?;
     let status = job_status(&st, &found.namespace, &found.id).await?;
-    let mut out = job_to_nomad(&job, &job_meta(&job, &found.kv, status.as_ref()));
+    let marks = stability_marks(&st, &found.namespace, &found.id).await?;
+    let meta = job_meta(&job, &found.kv, status.as_ref(), marks.as_ref());
+    let mut out = job_to_nomad(&job, &meta);
     add_extras(&mut out, status.as_ref(), invalid.as_ref())?;
     Ok(Answer::new(out, index, &q))
 }

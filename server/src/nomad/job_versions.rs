@@ -4,6 +4,9 @@
 //! - `POST|PUT /v1/job/{id}/revert` `{JobID, JobVersion, EnforcePriorVersion}`: writes version
 //!   `JobVersion` back as the spec (not stopped); with `EnforcePriorVersion`, only while the
 //!   newest accepted version is that one (409 otherwise);
+//! - `POST|PUT /v1/job/{id}/stable` `{JobID, JobVersion, Stable}`: marks a version stable or
+//!   not ([`StabilityMarks`]: the mark overrides the deployments' verdict), answering
+//!   `{Index, JobModifyIndex}`;
 //! - `POST|PUT /v1/job/{id}/periodic/force`: launches a child of a periodic job now, answering
 //!   `{EvalID, EvalCreateIndex, Index}` and Nomos's `ChildJobID` (409 when it cannot launch);
 //! - `POST|PUT /v1/job/{id}/scale` `{Count, Target: {Group}, Message, Meta, Error,
@@ -15,6 +18,7 @@
 use axum::extract::{Path, State};
 use indexmap::IndexMap;
 use nomos_api::nomad_out::{job_to_nomad, JobMeta};
+use nomos_api::settings::StabilityMarks;
 use nomos_api::{to_canonical_json, Job};
 use nomos_store::keys;
 use serde::{Deserialize, Serialize};
@@ -147,6 +151,18 @@ pub struct RevertRequest {
     pub secret_id: String,
 }
 
+/// The job of the path, which the body's `JobID`, when given, must name too (400).
+async fn named_job(
+    st: &AppState,
+    q: &QueryOptions,
+    id: &str,
+    body_id: &str,
+) -> Result<FoundJob, ServerError> {
+    let found = locate_job(st, q.namespace.single(), id).await?;
+    same_job(body_id, &found)?;
+    Ok(found)
+}
+
 /// 400 unless a body's `JobID` names the job of the path.
 fn same_job(body_id: &str, found: &FoundJob) -> Result<(), ServerError> {
     if body_id.is_empty() || body_id == found.id {
@@ -156,6 +172,24 @@ fn same_job(body_id: &str, found: &FoundJob) -> Result<(), ServerError> {
         "JobID {body_id:?} does not match the job of the path, {:?}",
         found.id
     )))
+}
+
+/// 404 for a version the job does not have.
+fn no_version(found: &FoundJob, version: u64) -> ServerError {
+    ServerError::NotFound(format!("job {:?} has no version {version}", found.id))
+}
+
+/// The stored version `version` of a found job, or 404.
+async fn stored_version(
+    st: &AppState,
+    found: &FoundJob,
+    version: u64,
+) -> Result<JobVersionView, ServerError> {
+    job_versions(st, &found.namespace, &found.id)
+        .await?
+        .into_iter()
+        .find(|v| v.version == version)
+        .ok_or_else(|| no_version(found, version))
 }
 
 /// The answer of a write that produced `result`, with the evaluation it created.
@@ -187,8 +221,7 @@ pub async fn revert(
     q: QueryOptions,
     JsonBody(req): JsonBody<RevertRequest>,
 ) -> Result<Answer<RegisterResponse>, ServerError> {
-    let found = locate_job(&st, q.namespace.single(), &id).await?;
-    same_job(&req.job_id, &found)?;
+    let found = named_job(&st, &q, &id, &req.job_id).await?;
     if let Some(prior) = req.enforce_prior_version {
         let current = job_status(&st, &found.namespace, &found.id)
             .await?
@@ -199,17 +232,10 @@ pub async fn revert(
             )));
         }
     }
-    let versions = job_versions(&st, &found.namespace, &found.id).await?;
-    let mut job = versions
-        .into_iter()
-        .find(|v| v.version == req.job_version)
-        .and_then(|v| v.job)
-        .ok_or_else(|| {
-            ServerError::NotFound(format!(
-                "job {:?} has no version {}",
-                found.id, req.job_version
-            ))
-        })?;
+    let mut job = stored_version(&st, &found, req.job_version)
+        .await?
+        .job
+        .ok_or_else(|| no_version(&found, req.job_version))?;
     job.stop = false;
     let result = apply_job(&st, &job, None).await?;
     let answer = write_answer(&st, result, "job-register").await?;
@@ -246,6 +272,63 @@ pub async fn periodic_force(
         "ChildJobID": child,
     });
     Ok(Answer::new(answer, index, &q))
+}
+
+/// The body of `POST|PUT /v1/job/{id}/stable`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct StabilityRequest {
+    #[serde(default, rename = "JobID")]
+    pub job_id: String,
+    #[serde(default)]
+    pub job_version: u64,
+    #[serde(default)]
+    pub stable: bool,
+    #[serde(default)]
+    pub region: String,
+    #[serde(default)]
+    pub namespace: String,
+    #[serde(default, rename = "SecretID")]
+    pub secret_id: String,
+}
+
+/// `POST|PUT /v1/job/{id}/stable`: marks a stored version stable or not (404 for a version
+/// the job does not have). The mark overrides the deployments' verdict for that version, in
+/// what the API shows and in what `auto_revert` goes back to. Answers `{Index,
+/// JobModifyIndex}`: the revision of the write.
+pub async fn set_stable(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    q: QueryOptions,
+    JsonBody(req): JsonBody<StabilityRequest>,
+) -> Result<Answer<Value>, ServerError> {
+    let found = named_job(&st, &q, &id, &req.job_id).await?;
+    stored_version(&st, &found, req.job_version).await?;
+    let key = keys::job_stability(&found.namespace, &found.id);
+    let mut index = None;
+    for _ in 0..3 {
+        let (mut marks, rev) = match kv::get_json::<StabilityMarks>(st.store.as_ref(), &key).await?
+        {
+            Some(e) => (e.value, e.mod_revision),
+            None => (StabilityMarks::default(), 0),
+        };
+        marks.versions.insert(req.job_version, req.stable);
+        match kv::put_if(st.store.as_ref(), &key, &marks, rev).await {
+            Ok(i) => {
+                index = Some(i);
+                break;
+            }
+            Err(ServerError::Conflict(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let index =
+        index.ok_or_else(|| ServerError::Conflict(format!("{key} keeps changing; try again")))?;
+    Ok(Answer::new(
+        json!({"Index": index, "JobModifyIndex": index}),
+        index,
+        &q,
+    ))
 }
 
 /// The body of a scale.

@@ -4,7 +4,8 @@
 //! - [`blocking`]: blocking queries on the store's watch, and the index an answer carries;
 //! - [`respond`]: answers with Nomad's headers, and the list helpers (prefix, filter, pages);
 //! - [`shapes`]: Nomad's JSON encodings (`null` for empty, Go times);
-//! - the endpoints: [`agent`] (agent, status and regions), [`nodes`], [`pools`] (node pools),
+//! - the endpoints: [`agent`] (agent, status and regions), [`nodes`] and [`node_purge`],
+//!   [`pools`] (node pools),
 //!   [`allocs`] and [`alloc_writes`] (allocations), [`job_reads`] (the job list and one job),
 //!   [`job_writes`] (register, deregister, submissions; each write records an evaluation),
 //!   [`job_versions`] (versions, revert, periodic force, scale), [`job_dispatch`] (a
@@ -38,6 +39,7 @@ pub mod job_versions;
 pub mod job_writes;
 pub mod jobs;
 pub mod metrics;
+pub mod node_purge;
 pub mod nodes;
 pub mod operator;
 pub mod pools;
@@ -62,8 +64,19 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/nodes", get(nodes::list_nodes))
         .route("/node/{name}", get(nodes::get_one))
-        .route("/node/pools", get(pools::list_pools))
-        .route("/node/pool/{name}", get(pools::get_pool))
+        .route(
+            "/node/pools",
+            get(pools::list_pools)
+                .post(pools::put_pool)
+                .put(pools::put_pool),
+        )
+        .route(
+            "/node/pool/{name}",
+            get(pools::get_pool)
+                .post(pools::put_named_pool)
+                .put(pools::put_named_pool)
+                .delete(pools::delete_pool),
+        )
         .route("/node/pool/{name}/nodes", get(pools::pool_nodes))
         .route(
             "/node/{name}/eligibility",
@@ -72,6 +85,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/node/{name}/drain",
             post(nodes::set_drain).put(nodes::set_drain),
+        )
+        .route(
+            "/node/{name}/purge",
+            post(node_purge::purge).put(node_purge::purge),
         )
         .route("/jobs/parse", post(jobs::parse).put(jobs::parse))
         .route("/validate/job", post(jobs::validate).put(jobs::validate))
@@ -85,7 +102,9 @@ pub fn routes() -> Router<AppState> {
         .route("/search/fuzzy", post(search::fuzzy).put(search::fuzzy))
         .route(
             "/operator/scheduler/configuration",
-            get(operator::scheduler_configuration),
+            get(operator::scheduler_configuration)
+                .post(operator::set_scheduler_configuration)
+                .put(operator::set_scheduler_configuration),
         )
         .route("/node/{name}/allocations", get(allocs::node_allocs))
         .route("/allocations", get(allocs::list_allocs))

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use nomos_server::{AppState, ServerConfig};
 use nomos_store::{EmbeddedStore, PutOptions, Store};
@@ -260,4 +261,33 @@ pub async fn seed_node(srv: &TestServer, name: &str, alive: bool) {
         srv.put_json(&format!("/nomos/heartbeats/{name}"), &json!({}))
             .await;
     }
+}
+
+/// A server with the jobs controller running on its store.
+pub async fn with_controller() -> (TestServer, tokio::sync::oneshot::Sender<()>) {
+    let srv = TestServer::start().await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let store: Arc<dyn Store> = srv.store.clone();
+    tokio::spawn(async move {
+        let config = nomos_controllers::jobs::JobsConfig::default();
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        let _ = nomos_controllers::jobs::run(store, config, None, None, shutdown).await;
+    });
+    (srv, stop)
+}
+
+/// Reads `path` until `done` holds for its answer (10 s at most).
+pub async fn until(srv: &TestServer, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        let (code, body) = srv.get(path).await;
+        if code == 200 && done(&body) {
+            return body;
+        }
+        last = body;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{path} never got there; last answer: {last}");
 }

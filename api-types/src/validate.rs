@@ -2,7 +2,6 @@
 //! (`groups[0].tasks[1].driver`) that the front end's position map turns into `file:line:col`.
 
 use std::collections::{HashMap, HashSet};
-use std::str::FromStr;
 
 use crate::diag::Severity;
 use crate::fieldpath::{index, join};
@@ -341,36 +340,10 @@ pub fn check_time_zone(tz: &str) -> Result<(), String> {
     })
 }
 
-/// Checks a cron expression (5 fields, 6 with seconds, or `@daily`-style shortcuts).
+/// Checks a cron expression as Nomad reads it ([`crate::cron`]: 5 fields, 6 with a year, 7
+/// with a second and a year, or `@daily`-style shortcuts).
 pub fn check_cron(expr: &str) -> Result<(), String> {
-    let fields = expr.split_whitespace().count();
-    if !expr.trim_start().starts_with('@') && !(5..=7).contains(&fields) {
-        return Err(format!(
-            "expected 5 fields (minute hour day month weekday), found {fields}"
-        ));
-    }
-    // croner does not take a year field; Nomad allows a 7th (year) field, checked loosely here.
-    let parts: Vec<&str> = expr.split_whitespace().collect();
-    let base = if fields == 7 {
-        parts[..6].join(" ")
-    } else {
-        expr.to_string()
-    };
-    std::panic::catch_unwind(|| croner::Cron::from_str(&base).map(|_| ()))
-        .map_err(|_| "cannot be parsed".to_string())?
-        .map_err(|e| {
-            let m = e.to_string();
-            let m = m
-                .rsplit(": ")
-                .next()
-                .unwrap_or(&m)
-                .trim_end_matches('.')
-                .to_string();
-            let mut c = m.chars();
-            c.next()
-                .map(|f| f.to_lowercase().collect::<String>() + c.as_str())
-                .unwrap_or(m.clone())
-        })
+    crate::cron::parse(expr).map(|_| ())
 }
 
 fn check_group(v: &mut V, job: &Job, gp: &str, g: &TaskGroup) {

@@ -209,7 +209,9 @@ pub async fn apply(g: &Global, args: ApplyArgs) -> anyhow::Result<i32> {
     let mut applied = Vec::new();
     for (i, job) in &jobs {
         let body = register_request(job, &sources[*i], &args.vars, args.check_index);
-        let r: RegisterResponse = match client.post("/v1/jobs", &body).await {
+        // The job's namespace (the file's, else `-n`) also in the query, as Nomad's CLI sends it.
+        let path = format!("/v1/jobs?namespace={}", super::client::escape(&job.namespace));
+        let r: RegisterResponse = match client.post(&path, &body).await {
             Ok(r) => r,
             Err(e) => {
                 report_error(&e);

@@ -206,11 +206,22 @@ mod tests {
     #[test]
     fn max_run_duration_counts_from_the_allocations_creation() {
         let mut g = nomos_api::TaskGroup::default();
-        assert!(!max_run_exceeded(&g, 0, i64::MAX), "no max_run_duration: never");
+        assert!(
+            !max_run_exceeded(&g, 0, i64::MAX),
+            "no max_run_duration: never"
+        );
         g.max_run_duration_ns = Some(5_000_000_000);
-        let cases = [(1_000, 5_999, false), (1_000, 6_000, true), (1_000, 90_000, true)];
+        let cases = [
+            (1_000, 5_999, false),
+            (1_000, 6_000, true),
+            (1_000, 90_000, true),
+        ];
         for (created, now, want) in cases {
-            assert_eq!(max_run_exceeded(&g, created, now), want, "created {created}, now {now}");
+            assert_eq!(
+                max_run_exceeded(&g, created, now),
+                want,
+                "created {created}, now {now}"
+            );
         }
     }
 

@@ -75,9 +75,15 @@ mod tests {
 
     #[test]
     fn other_field_counts_and_shortcuts_are_refused() {
-        assert!(to_seven_fields("*/5 * * *").unwrap_err().contains("found 4"));
-        assert!(to_seven_fields("* * * * * * * *").unwrap_err().contains("found 8"));
-        assert!(to_seven_fields("@fortnightly").unwrap_err().contains("unknown shortcut"));
+        assert!(to_seven_fields("*/5 * * *")
+            .unwrap_err()
+            .contains("found 4"));
+        assert!(to_seven_fields("* * * * * * * *")
+            .unwrap_err()
+            .contains("found 8"));
+        assert!(to_seven_fields("@fortnightly")
+            .unwrap_err()
+            .contains("unknown shortcut"));
         assert!(parse("61 * * * *").is_err());
     }
 }

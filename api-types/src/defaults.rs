@@ -244,8 +244,7 @@ pub const CONNECT_GATEWAY_DRIVER: &str = "connect-gateway";
 /// injects for it: `connect-<kind>-<service>`, of kind `connect-<kind>:<service>` (kept in
 /// the task's `ignored`), with [`CONNECT_GATEWAY_DRIVER`] for a driver.
 fn inject_gateway_task(g: &mut Map<String, Value>) {
-    if g
-        .get("tasks")
+    if g.get("tasks")
         .and_then(Value::as_array)
         .is_some_and(|t| !t.is_empty())
     {

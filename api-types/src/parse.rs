@@ -124,7 +124,10 @@ fn set_default_namespace(job: &mut serde_json::Value, ns: &str) {
             .and_then(serde_json::Value::as_str)
             .is_some_and(|n| !n.is_empty());
         if !named {
-            obj.insert("namespace".into(), serde_json::Value::String(ns.to_string()));
+            obj.insert(
+                "namespace".into(),
+                serde_json::Value::String(ns.to_string()),
+            );
         }
     }
 }

@@ -504,7 +504,12 @@ fn check_connect_gateway(v: &mut V, gp: &str, g: &TaskGroup) {
             .tasks
             .iter()
             .find(|t| t.driver == crate::defaults::CONNECT_GATEWAY_DRIVER)
-            .map(|t| format!(": its Envoy task \"{}\" is kept but will not be placed", t.name))
+            .map(|t| {
+                format!(
+                    ": its Envoy task \"{}\" is kept but will not be placed",
+                    t.name
+                )
+            })
             .unwrap_or_default();
         v.warn(
             index(&join(gp, "services"), si),

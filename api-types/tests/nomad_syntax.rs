@@ -40,7 +40,10 @@ fn a_task_in_the_job_is_reported_at_its_own_position() {
     let src = "job \"j\" {\n  task \"t\" {\n    driver = \"docker\"\n    config { image = \"x\" }\n    resources { memory = 5 }\n  }\n}\n";
     let errs = parse_source("j.hcl", src, &ParseOptions::default()).unwrap_err();
     let lines: Vec<String> = errs.iter().map(ToString::to_string).collect();
-    assert_eq!(lines, ["j.hcl:5:17: memory must be at least 10 MB, found 5"]);
+    assert_eq!(
+        lines,
+        ["j.hcl:5:17: memory must be at least 10 MB, found 5"]
+    );
 }
 
 #[test]
@@ -52,7 +55,10 @@ fn max_run_duration_and_an_unlimited_memory_max_are_kept() {
     let r = &upload.tasks[0].resources;
     assert_eq!(r.memory_max_mb, -1);
     // No hard limit; `memory` stays the reservation.
-    assert_eq!(memory_bounds(r.memory_mb, r.memory_max_mb), (None, Some(64)));
+    assert_eq!(
+        memory_bounds(r.memory_mb, r.memory_max_mb),
+        (None, Some(64))
+    );
 }
 
 #[test]
@@ -65,7 +71,11 @@ fn memory_bounds_read_memory_and_memory_max_as_nomad_does() {
         ((0, 0), (None, None)),
     ];
     for ((mem, max), want) in cases {
-        assert_eq!(memory_bounds(mem, max), want, "memory {mem}, memory_max {max}");
+        assert_eq!(
+            memory_bounds(mem, max),
+            want,
+            "memory {mem}, memory_max {max}"
+        );
     }
 }
 
@@ -76,7 +86,11 @@ fn network_forms_read_as_nomad_reads_them() {
     let cni = g.networks[0].cni.as_ref().expect("cni block kept");
     assert_eq!(cni.args.get("Tier").map(String::as_str), Some("public"));
     let admin = &g.networks[0].ports[0];
-    assert_eq!((admin.label.as_str(), admin.to), ("admin", 0), "to = -1 is the allocated port");
+    assert_eq!(
+        (admin.label.as_str(), admin.to),
+        ("admin", 0),
+        "to = -1 is the allocated port"
+    );
     let old: Vec<(&str, u16)> = g.networks[1]
         .ports
         .iter()
@@ -156,18 +170,33 @@ fn the_given_namespace_applies_to_a_job_that_names_none() {
         vars: vec![("image".into(), "x".into())],
         ..ParseOptions::default()
     };
-    let job = parse_source("j.hcl", SIMPLE, &options).unwrap().jobs.remove(0);
+    let job = parse_source("j.hcl", SIMPLE, &options)
+        .unwrap()
+        .jobs
+        .remove(0);
     assert_eq!(job.namespace, "team-a");
     let named = SIMPLE.replace("job \"j\" {", "job \"j\" {\n  namespace = \"ops\"");
-    let job = parse_source("j.hcl", &named, &options).unwrap().jobs.remove(0);
-    assert_eq!(job.namespace, "ops", "the file's own namespace wins, as in Nomad");
+    let job = parse_source("j.hcl", &named, &options)
+        .unwrap()
+        .jobs
+        .remove(0);
+    assert_eq!(
+        job.namespace, "ops",
+        "the file's own namespace wins, as in Nomad"
+    );
 }
 
 #[test]
 fn var_files_are_read_as_given_not_from_the_job_files_folder() {
     let files = MemFiles(HashMap::from([
-        (PathBuf::from("vars.hcl"), "image = \"from-cwd\"\n".to_string()),
-        (PathBuf::from("jobs/vars.hcl"), "image = \"from-job-folder\"\n".to_string()),
+        (
+            PathBuf::from("vars.hcl"),
+            "image = \"from-cwd\"\n".to_string(),
+        ),
+        (
+            PathBuf::from("jobs/vars.hcl"),
+            "image = \"from-job-folder\"\n".to_string(),
+        ),
     ]));
     let options = ParseOptions {
         var_files: vec![PathBuf::from("vars.hcl")],
@@ -175,6 +204,9 @@ fn var_files_are_read_as_given_not_from_the_job_files_folder() {
         files: Some(Arc::new(files)),
         ..ParseOptions::default()
     };
-    let job = parse_source("jobs/j.hcl", SIMPLE, &options).unwrap().jobs.remove(0);
+    let job = parse_source("jobs/j.hcl", SIMPLE, &options)
+        .unwrap()
+        .jobs
+        .remove(0);
     assert_eq!(job.groups[0].tasks[0].config["image"], "from-cwd");
 }

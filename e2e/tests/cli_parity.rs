@@ -51,46 +51,49 @@ fn drain_wait_ends_only_when_the_last_allocation_has_stopped() {
     let allocs = c.allocs("slow");
     let live: Vec<&Value> = allocs
         .iter()
-        .filter(|a| !matches!(a["ClientStatus"].as_str(), Some("complete" | "failed" | "lost")))
+        .filter(|a| {
+            !matches!(
+                a["ClientStatus"].as_str(),
+                Some("complete" | "failed" | "lost")
+            )
+        })
         .collect();
-    assert!(live.is_empty(), "--wait returned while allocations still run: {live:?}\n{out}");
-    assert!(out.contains("all allocations on node have stopped"), "{out}");
+    assert!(
+        live.is_empty(),
+        "--wait returned while allocations still run: {live:?}\n{out}"
+    );
+    assert!(
+        out.contains("all allocations on node have stopped"),
+        "{out}"
+    );
 }
 
-const VAR_JOB: &str = r#"variable "greeting" {}
-variable "count" {
-  type = number
+/// A service job `vars` whose count and `greeting` meta come from input variables.
+fn var_job() -> String {
+    let job = loop_job(
+        "vars",
+        "service",
+        "count = var.count\n    meta {\n      greeting = var.greeting\n    }",
+    );
+    format!("variable \"greeting\" {{}}\nvariable \"count\" {{\n  type = number\n}}\n\n{job}")
 }
 
-job "vars" {
-  datacenters = ["*"]
-
-  group "g" {
-    count = var.count
-    task "t" {
-      driver = "raw_exec"
-      env {
-        GREETING = var.greeting
-      }
-      config {
-        command = "/bin/sh"
-        args    = ["-c", "while true; do sleep 1; done"]
-      }
-      resources {
-        cpu    = 10
-        memory = 10
-      }
-    }
-  }
+/// How many allocations of `job` in namespace `ns` run (`get allocs -n NS`).
+fn running_in(c: &Cluster, ns: &str, job: &str) -> usize {
+    c.json(&["get", "allocs", "-n", ns, "--job", job, "-o", "json"])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["ClientStatus"] == "running")
+        .count()
 }
-"#;
 
 #[test]
 fn apply_and_plan_take_var_files_from_the_working_directory_and_the_namespace_flag() {
-    let c = Cluster::start("cli-ns-vars");
+    let mut c = Cluster::start("cli-ns-vars");
     c.ok(&["namespace", "apply", "team-a"]);
     std::fs::create_dir_all(c.dir.path().join("jobs")).unwrap();
-    c.write_file("jobs/vars.hcl", VAR_JOB);
+    c.write_file("jobs/vars.hcl", &var_job());
     // A decoy beside the job file: var files are read from the working directory (the
     // cluster's temp dir, where every nctl runs).
     c.write_file("jobs/common.vars", "count = 9\ngreeting = \"decoy\"\n");
@@ -98,36 +101,34 @@ fn apply_and_plan_take_var_files_from_the_working_directory_and_the_namespace_fl
     c.write_file("two.vars", "count = 2\n");
 
     // plan: a new job in team-a would place two allocations (exit 1: something changes).
-    let plan = c.nctl(&[
-        "plan", "-n", "team-a", "-f", "jobs/vars.hcl", "--var-file", "common.vars", "-var-file",
-        "two.vars",
-    ]);
+    // Every run reads the job file with the var file from the working directory.
+    let with_vars = |head: &[&'static str], tail: &[&'static str]| -> Vec<&'static str> {
+        let common = ["-f", "jobs/vars.hcl", "--var-file", "common.vars"];
+        [head, &common[..], tail].concat()
+    };
+    let plan = c.nctl(&with_vars(
+        &["plan", "-n", "team-a"],
+        &["-var-file", "two.vars"],
+    ));
     let plan_out = String::from_utf8_lossy(&plan.stdout);
-    assert_eq!(plan.status.code(), Some(1), "{plan_out}\n{}", String::from_utf8_lossy(&plan.stderr));
+    assert_eq!(
+        plan.status.code(),
+        Some(1),
+        "{plan_out}\n{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
     assert!(plan_out.contains("2 create"), "{plan_out}");
 
     // apply with NOMOS_NAMESPACE (the env form of -n) and a --var over the files.
-    let out = std::process::Command::new(nctl_bin())
-        .args(["apply", "-f", "jobs/vars.hcl", "--var-file", "common.vars", "--var-file", "two.vars"])
-        .args(["--var", "greeting=from-flag"])
-        .env("NOMOS_ADDR", &c.addr)
-        .env("NOMOS_NAMESPACE", "team-a")
-        .current_dir(c.dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.env.push(("NOMOS_NAMESPACE".into(), "team-a".into()));
+    c.ok(&with_vars(
+        &["apply"],
+        &["--var-file", "two.vars", "--var", "greeting=from-flag"],
+    ));
+    c.env.pop();
 
-    let in_team_a = |c: &Cluster| -> Vec<Value> {
-        c.json(&["get", "allocs", "-n", "team-a", "--job", "vars", "-o", "json"])
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    };
     c.wait_for("two allocations in team-a", Duration::from_secs(60), |c| {
-        let n = in_team_a(c)
-            .iter()
-            .filter(|a| a["ClientStatus"] == "running")
-            .count();
+        let n = running_in(c, "team-a", "vars");
         (n == 2, format!("{n} running"))
     });
     // The default namespace has none of them.
@@ -138,10 +139,10 @@ fn apply_and_plan_take_var_files_from_the_working_directory_and_the_namespace_fl
     let text = job.to_string();
     assert!(text.contains("from-flag"), "{text}");
     // An update through `-n` (the flag form) makes a deployment, listed under -n only.
-    c.ok(&[
-        "apply", "-n", "team-a", "-f", "jobs/vars.hcl", "--var-file", "common.vars", "--var",
-        "greeting=second",
-    ]);
+    c.ok(&with_vars(
+        &["apply", "-n", "team-a"],
+        &["--var", "greeting=second"],
+    ));
     c.wait_for("a deployment in team-a", Duration::from_secs(60), |c| {
         let deps = c.json(&["get", "deployments", "-n", "team-a", "-o", "json"]);
         let n = deps.as_array().map_or(0, Vec::len);
@@ -152,10 +153,7 @@ fn apply_and_plan_take_var_files_from_the_working_directory_and_the_namespace_fl
     // And stop.
     c.ok(&["stop", "-n", "team-a", "vars"]);
     c.wait_for("the allocations to stop", Duration::from_secs(60), |c| {
-        let n = in_team_a(c)
-            .iter()
-            .filter(|a| a["ClientStatus"] == "running")
-            .count();
+        let n = running_in(c, "team-a", "vars");
         (n == 0, format!("{n} running"))
     });
 }

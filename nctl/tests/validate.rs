@@ -10,15 +10,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn nctl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_nctl"))
-        .args(args)
-        .output()
-        .expect("run nctl");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    nctl_in(std::path::Path::new("."), &[], args)
 }
 
 #[test]
@@ -241,11 +233,22 @@ fn var_files_are_relative_to_the_working_directory_and_repeatable() {
     )
     .unwrap();
     // A decoy beside the job file: Nomad reads var files from the working directory.
-    std::fs::write(dir.path().join("jobs/base.hcl"), "n = 99\nimage = \"decoy\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("jobs/base.hcl"),
+        "n = 99\nimage = \"decoy\"\n",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("base.hcl"), "n = 2\nimage = \"nginx:1\"\n").unwrap();
     std::fs::write(dir.path().join("prod.hcl"), "n = 5\n").unwrap();
     let args = [
-        "validate", "-o", "json", "--var-file", "base.hcl", "-var-file", "prod.hcl", "jobs/job.hcl",
+        "validate",
+        "-o",
+        "json",
+        "--var-file",
+        "base.hcl",
+        "-var-file",
+        "prod.hcl",
+        "jobs/job.hcl",
     ];
     let (code, out, err) = nctl_in(dir.path(), &[], &args);
     assert_eq!(code, 0, "{err}");
@@ -256,7 +259,14 @@ fn var_files_are_relative_to_the_working_directory_and_repeatable() {
     let (code, out, err) = nctl_in(
         &dir.path().join("jobs"),
         &[],
-        &["validate", "-o", "json", "--var-file", "base.hcl", "job.hcl"],
+        &[
+            "validate",
+            "-o",
+            "json",
+            "--var-file",
+            "base.hcl",
+            "job.hcl",
+        ],
     );
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();

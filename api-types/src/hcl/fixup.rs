@@ -38,11 +38,9 @@ impl Decoder<'_> {
             "group" => self.move_task_networks_to_group(path, out),
             "job" => self.wrap_lone_tasks(path, out),
             "network" => self.fold_port_lists(path, out),
-            "port" => {
-                // Nomad: "omitting `to` or setting it to -1 maps to the allocated port".
-                if out.get("to").and_then(Value::as_i64) == Some(-1) {
-                    out.remove("to");
-                }
+            // Nomad: "omitting `to` or setting it to -1 maps to the allocated port".
+            "port" if out.get("to").and_then(Value::as_i64) == Some(-1) => {
+                out.remove("to");
             }
             _ => {}
         }
@@ -219,7 +217,8 @@ impl Decoder<'_> {
                 .or_insert_with(|| Value::Array(Vec::new()));
             if let Value::Array(existing) = list {
                 for p in ports {
-                    self.pos.set(index(&join(path, "ports"), existing.len()), at);
+                    self.pos
+                        .set(index(&join(path, "ports"), existing.len()), at);
                     existing.push(p);
                 }
             }

@@ -68,7 +68,11 @@ fn fixed_time_in_a_new_york_fall_back_fold_runs_in_both_passes() {
     let s = sched("30 1 * * *", "America/New_York");
     // 2024-11-03 01:30 happens twice: 05:30Z (EDT) and 06:30Z (EST).
     let ticks = s.ticks_between(ms("2024-11-02T12:00:00Z"), ms("2024-11-05T00:00:00Z"), 10);
-    let want = ["2024-11-03T05:30:00Z", "2024-11-03T06:30:00Z", "2024-11-04T06:30:00Z"];
+    let want = [
+        "2024-11-03T05:30:00Z",
+        "2024-11-03T06:30:00Z",
+        "2024-11-04T06:30:00Z",
+    ];
     assert_eq!(ticks, want.map(ms));
     // Looking back from inside the fold finds the pass just made.
     assert_eq!(
@@ -86,7 +90,10 @@ fn the_hour_after_a_fold_runs_once() {
     // 02:00 comes once on 2024-11-03 in New York: after the clocks went back to 01:00.
     let s = sched("0 2 * * *", "America/New_York");
     let ticks = s.ticks_between(ms("2024-11-03T00:00:00Z"), ms("2024-11-04T12:00:00Z"), 10);
-    assert_eq!(ticks, ["2024-11-03T07:00:00Z", "2024-11-04T07:00:00Z"].map(ms));
+    assert_eq!(
+        ticks,
+        ["2024-11-03T07:00:00Z", "2024-11-04T07:00:00Z"].map(ms)
+    );
 }
 
 #[test]
@@ -171,16 +178,40 @@ fn crons_of_five_six_and_seven_fields_read_as_nomad_reads_them() {
     // (expression, after, the next ticks)
     let cases: &[(&str, &str, &[&str])] = &[
         // Five fields: minute hour day month weekday.
-        ("0 12 * * *", "2024-01-01T00:00:00Z", &["2024-01-01T12:00:00Z", "2024-01-02T12:00:00Z"]),
+        (
+            "0 12 * * *",
+            "2024-01-01T00:00:00Z",
+            &["2024-01-01T12:00:00Z", "2024-01-02T12:00:00Z"],
+        ),
         // Six fields end with the year, not start with seconds: every ten minutes.
-        ("*/10 * * * * *", "2024-01-01T00:00:00Z", &["2024-01-01T00:10:00Z", "2024-01-01T00:20:00Z"]),
-        ("0 12 1 * * 2025", "2024-06-01T00:00:00Z", &["2025-01-01T12:00:00Z", "2025-02-01T12:00:00Z"]),
+        (
+            "*/10 * * * * *",
+            "2024-01-01T00:00:00Z",
+            &["2024-01-01T00:10:00Z", "2024-01-01T00:20:00Z"],
+        ),
+        (
+            "0 12 1 * * 2025",
+            "2024-06-01T00:00:00Z",
+            &["2025-01-01T12:00:00Z", "2025-02-01T12:00:00Z"],
+        ),
         // Seven fields: second first, year last.
-        ("30 0 12 * * * *", "2024-01-01T00:00:00Z", &["2024-01-01T12:00:30Z", "2024-01-02T12:00:30Z"]),
-        ("0 0 0 1 1 * 2030", "2026-06-01T00:00:00Z", &["2030-01-01T00:00:00Z"]),
+        (
+            "30 0 12 * * * *",
+            "2024-01-01T00:00:00Z",
+            &["2024-01-01T12:00:30Z", "2024-01-02T12:00:30Z"],
+        ),
+        (
+            "0 0 0 1 1 * 2030",
+            "2026-06-01T00:00:00Z",
+            &["2030-01-01T00:00:00Z"],
+        ),
         // Shortcuts.
         ("@daily", "2024-01-01T00:00:00Z", &["2024-01-02T00:00:00Z"]),
-        ("@midnight", "2024-01-01T00:00:00Z", &["2024-01-02T00:00:00Z"]),
+        (
+            "@midnight",
+            "2024-01-01T00:00:00Z",
+            &["2024-01-02T00:00:00Z"],
+        ),
         ("@hourly", "2024-01-01T00:30:00Z", &["2024-01-01T01:00:00Z"]),
     ];
     for (expr, after, want) in cases {
@@ -204,7 +235,11 @@ fn a_year_that_has_passed_never_fires() {
     for expr in ["0 0 0 1 1 * 2020", "0 0 1 1 * 2019", "*/5 * * * * 2023"] {
         for tz in ["UTC", "America/New_York"] {
             let s = sched(expr, tz);
-            assert_eq!(s.next_after(ms("2024-06-01T00:00:00Z")), None, "{expr} in {tz}");
+            assert_eq!(
+                s.next_after(ms("2024-06-01T00:00:00Z")),
+                None,
+                "{expr} in {tz}"
+            );
         }
     }
 }
@@ -214,7 +249,10 @@ fn a_year_field_in_a_time_zone_with_daylight_saving() {
     // 02:30 every day of 2025 in New York: skipped on 9 March (gap), once on 2 November.
     let s = sched("30 2 * * * 2025", "America/New_York");
     let march = s.ticks_between(ms("2025-03-08T00:00:00Z"), ms("2025-03-11T00:00:00Z"), 10);
-    assert_eq!(march, ["2025-03-08T07:30:00Z", "2025-03-10T06:30:00Z"].map(ms));
+    assert_eq!(
+        march,
+        ["2025-03-08T07:30:00Z", "2025-03-10T06:30:00Z"].map(ms)
+    );
     let last = s.last_at_or_before(ms("2030-01-01T00:00:00Z"));
     assert_eq!(last, Some(ms("2025-12-31T07:30:00Z")));
 }

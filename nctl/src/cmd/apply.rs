@@ -210,7 +210,10 @@ pub async fn apply(g: &Global, args: ApplyArgs) -> anyhow::Result<i32> {
     for (i, job) in &jobs {
         let body = register_request(job, &sources[*i], &args.vars, args.check_index);
         // The job's namespace (the file's, else `-n`) also in the query, as Nomad's CLI sends it.
-        let path = format!("/v1/jobs?namespace={}", super::client::escape(&job.namespace));
+        let path = format!(
+            "/v1/jobs?namespace={}",
+            super::client::escape(&job.namespace)
+        );
         let r: RegisterResponse = match client.post(&path, &body).await {
             Ok(r) => r,
             Err(e) => {

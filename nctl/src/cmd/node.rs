@@ -356,7 +356,11 @@ mod tests {
                 .collect()
         };
         assert_eq!(names(false), ["last.g[0]", "new.g[0]", "agent.g[0]"]);
-        assert_eq!(names(true), ["last.g[0]", "new.g[0]"], "system jobs are left running");
+        assert_eq!(
+            names(true),
+            ["last.g[0]", "new.g[0]"],
+            "system jobs are left running"
+        );
         let done = [stub("web.g[0]", "service", "complete")];
         let refs: Vec<&AllocStub> = done.iter().collect();
         assert!(still_running(&refs, false).is_empty());

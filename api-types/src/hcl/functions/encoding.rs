@@ -74,7 +74,11 @@ pub(super) fn call(name: &str, a: &[Value], options: &ParseOptions) -> Result<Va
 fn pathexpand(path: &str, options: &ParseOptions) -> Result<String, String> {
     let rest = match path.strip_prefix('~') {
         Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
-        Some(_) => return Err(format!("cannot expand \"{path}\": only `~` and `~/...` are expanded, not another user's home")),
+        Some(_) => {
+            return Err(format!(
+            "cannot expand \"{path}\": only `~` and `~/...` are expanded, not another user's home"
+        ))
+        }
         None => return Ok(path.to_string()),
     };
     let home = options
@@ -83,6 +87,10 @@ fn pathexpand(path: &str, options: &ParseOptions) -> Result<String, String> {
         .find(|(k, _)| k == "HOME")
         .map(|(_, v)| v.as_str())
         .filter(|h| !h.is_empty())
-        .ok_or_else(|| format!("cannot expand \"{path}\": the home directory is not known here (HOME is not set)"))?;
+        .ok_or_else(|| {
+            format!(
+                "cannot expand \"{path}\": the home directory is not known here (HOME is not set)"
+            )
+        })?;
     Ok(format!("{}{rest}", home.trim_end_matches('/')))
 }

@@ -28,6 +28,20 @@ pub enum Action {
     Update(Allocation),
 }
 
+/// What an allocation's status says once its group's `max_run_duration` stopped it (Nomad's
+/// words; the allocation is then `complete`).
+pub const MAX_RUN_EXCEEDED: &str = "allocation exceeded max_run_duration";
+
+/// Whether an allocation created at `created_at_ms` must be stopped at `now_ms` because its
+/// group's `max_run_duration` (measured, as Nomad does, from the allocation's creation) has
+/// passed.
+pub fn max_run_exceeded(group: &nomos_api::TaskGroup, created_at_ms: i64, now_ms: i64) -> bool {
+    group.max_run_duration_ns.is_some_and(|ns| {
+        let ms = i64::try_from(ns / 1_000_000).unwrap_or(i64::MAX);
+        now_ms >= created_at_ms.saturating_add(ms)
+    })
+}
+
 /// Converges local allocations onto the desired ones (keyed by allocation id).
 pub fn plan(
     desired: &BTreeMap<String, Allocation>,
@@ -188,6 +202,28 @@ pub fn lifecycle_phase<S: std::borrow::Borrow<TaskState>>(tasks: &[(Phase, bool,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_run_duration_counts_from_the_allocations_creation() {
+        let mut g = nomos_api::TaskGroup::default();
+        assert!(
+            !max_run_exceeded(&g, 0, i64::MAX),
+            "no max_run_duration: never"
+        );
+        g.max_run_duration_ns = Some(5_000_000_000);
+        let cases = [
+            (1_000, 5_999, false),
+            (1_000, 6_000, true),
+            (1_000, 90_000, true),
+        ];
+        for (created, now, want) in cases {
+            assert_eq!(
+                max_run_exceeded(&g, created, now),
+                want,
+                "created {created}, now {now}"
+            );
+        }
+    }
 
     fn alloc(id: &str, ver: u64, status: DesiredStatus) -> Allocation {
         Allocation {

@@ -39,6 +39,9 @@ pub struct AllocRecord {
     pub status: AllocStatus,
     /// The agent was told to stop this allocation (desired stop or key deleted).
     pub stopping: bool,
+    /// The agent stopped it because its group's `max_run_duration` passed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub max_run_exceeded: bool,
 }
 
 /// Replaces `path` with `bytes` durably: written aside, flushed to disk, renamed over it (for

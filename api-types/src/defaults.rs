@@ -232,7 +232,51 @@ fn fill_group(g: &mut Value, job: &Inherited) {
             json!({"lost_after_ns": 0, "replace": false, "reconcile": "keep_original"}),
         );
     }
+    inject_gateway_task(g);
     each_in(g, "tasks", |t| fill_task(t, group_restart.as_ref()));
+}
+
+/// The driver of the task that stands for a Consul Connect gateway's Envoy: no node offers
+/// it, so the group is kept, shown and never placed (Nomos has no Consul Connect).
+pub const CONNECT_GATEWAY_DRIVER: &str = "connect-gateway";
+
+/// A group without tasks whose service is a Consul Connect gateway gets the task Nomad
+/// injects for it: `connect-<kind>-<service>`, of kind `connect-<kind>:<service>` (kept in
+/// the task's `ignored`), with [`CONNECT_GATEWAY_DRIVER`] for a driver.
+fn inject_gateway_task(g: &mut Map<String, Value>) {
+    if g.get("tasks")
+        .and_then(Value::as_array)
+        .is_some_and(|t| !t.is_empty())
+    {
+        return;
+    }
+    let Some((kind, service)) = g
+        .get("services")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find_map(connect_gateway)
+    else {
+        return;
+    };
+    let task = json!({
+        "name": format!("connect-{kind}-{service}"),
+        "driver": CONNECT_GATEWAY_DRIVER,
+        "resources": {"cpu": 250, "memory_mb": 128},
+        "ignored": {"kind": format!("connect-{kind}:{service}")},
+    });
+    g.insert("tasks".into(), Value::Array(vec![task]));
+}
+
+/// The kind (`ingress`, `terminating`, `mesh`) and service name of a service whose
+/// `connect { gateway { ... } }` block declares a gateway.
+pub fn connect_gateway(service: &Value) -> Option<(String, String)> {
+    let gateway = service.get("ignored")?.get("connect")?.get("gateway")?;
+    let kind = ["ingress", "terminating", "mesh"]
+        .into_iter()
+        .find(|k| gateway.get(k).is_some())?;
+    let name = service.get("name").and_then(Value::as_str).unwrap_or("");
+    Some((kind.to_string(), name.to_string()))
 }
 
 /// A task's defaults; its `restart` defaults to its group's.

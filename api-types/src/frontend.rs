@@ -45,8 +45,12 @@ pub struct ParseOptions {
     pub vars: Vec<(String, String)>,
     /// `-var-file FILE` (HCL `name = value` lines, or JSON), in order.
     pub var_files: Vec<PathBuf>,
-    /// The environment (only `NOMAD_VAR_<name>` entries are used), passed in by the caller.
+    /// The environment (only `NOMAD_VAR_<name>` entries, and `HOME` for `pathexpand()`, are
+    /// used), passed in by the caller.
     pub env: Vec<(String, String)>,
+    /// The namespace of a job that names none (`nctl -n` / `NOMOS_NAMESPACE`); `None`: the
+    /// default namespace.
+    pub namespace: Option<String>,
     /// Directory that `file()` paths are relative to (the job file's directory).
     pub base_dir: Option<PathBuf>,
     /// Where `file()` and `-var-file` read from; `None` means reads fail (pure mode).
@@ -60,19 +64,26 @@ impl fmt::Debug for ParseOptions {
             .field("var_files", &self.var_files)
             .field("env", &self.env)
             .field("base_dir", &self.base_dir)
+            .field("namespace", &self.namespace)
             .field("files", &self.files.as_ref().map(|_| "<file source>"))
             .finish()
     }
 }
 
 impl ParseOptions {
+    /// Reads `path` for `file()`: a relative path is taken from [`Self::base_dir`].
     pub(crate) fn read_file(&self, path: &Path) -> Result<String, String> {
         let full = match (&self.base_dir, path.is_absolute()) {
             (Some(base), false) => base.join(path),
             _ => path.to_path_buf(),
         };
+        self.read_file_as_given(&full)
+    }
+
+    /// Reads `path` as given (`-var-file`: relative to the working directory).
+    pub(crate) fn read_file_as_given(&self, full: &Path) -> Result<String, String> {
         match &self.files {
-            Some(fs) => fs.read(&full),
+            Some(fs) => fs.read(full),
             None => Err(format!(
                 "cannot read {}: file reads are not available here",
                 full.display()

@@ -123,6 +123,10 @@ pub struct TaskGroup {
     pub shutdown_delay_ns: u64,
     pub stop_after_client_disconnect_ns: Option<u64>,
     pub max_client_disconnect_ns: Option<u64>,
+    /// Batch and sysbatch groups: the agent stops an allocation this long after it was
+    /// created (Nomad's `max_run_duration`). Left out of the stored form while unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_run_duration_ns: Option<u64>,
     pub ignored: IndexMap<String, Value>,
 }
 
@@ -188,12 +192,30 @@ pub struct Resources {
     pub cores: u32,
     /// MiB reserved for placement (the soft limit).
     pub memory_mb: u32,
-    /// MiB at which the task is killed; 0 means "same as memory_mb".
-    pub memory_max_mb: u32,
+    /// MiB at which the task is killed; 0 means "same as memory_mb", and
+    /// [`MEMORY_NO_LIMIT`] (Nomad's `memory_max = -1`) means no hard limit.
+    pub memory_max_mb: i64,
     pub disk_mb: u32,
     pub devices: Vec<Device>,
     /// HCL1 files put `network` inside `resources`; the parser moves such networks to the group.
     pub networks: Vec<Network>,
+}
+
+/// `memory_max = -1`: the task has no hard memory limit (only `memory` is reserved).
+pub const MEMORY_NO_LIMIT: i64 = -1;
+
+/// A task's memory bounds in MiB from `memory` and `memory_max`: the hard limit (`memory_max`,
+/// else `memory`; `None` for no limit: `memory_max = -1`, or nothing set) and the soft
+/// reservation (`memory`, when the hard limit is above it or there is none).
+pub fn memory_bounds(memory_mb: u32, memory_max_mb: i64) -> (Option<u64>, Option<u64>) {
+    let memory = u64::from(memory_mb);
+    let hard = match memory_max_mb {
+        MEMORY_NO_LIMIT => None,
+        n if n > 0 => Some(n as u64),
+        _ => Some(memory).filter(|m| *m > 0),
+    };
+    let soft = (memory > 0 && hard.is_none_or(|h| h > memory)).then_some(memory);
+    (hard, soft)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -214,6 +236,17 @@ pub struct Network {
     pub mbits: u32,
     pub ports: Vec<Port>,
     pub dns: Option<Value>,
+    /// `cni { args = {...} }`: arguments for the CNI plugins of a `cni/<name>` network.
+    /// Recorded, not acted on (the agent sets up no CNI networks); left out while unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cni: Option<CniConfig>,
+}
+
+/// A network's `cni` block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct CniConfig {
+    pub args: IndexMap<String, String>,
 }
 
 /// A port label; `static_port` 0 means dynamic (allocated from the node's dynamic range).

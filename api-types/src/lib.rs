@@ -22,6 +22,7 @@
 //! - [`limits`]: how many instances a group and a job may ask for.
 //! - [`acl`]: Nomad's ACL policy language, tokens and policies, and the capability check.
 //! - [`filter`]: Nomad's `filter` query expressions (go-bexpr), evaluated on answers' JSON.
+//! - [`cron`]: periodic cron expressions read as Nomad reads them (5, 6 or 7 fields).
 //! - [`duration`]: Go-style durations (`"1h30m"`) to and from nanoseconds.
 //! - [`variables`]: Variables' JSON shapes (`/v1/var`), path syntax, item and lock limits.
 //! - [`namespace`]: namespaces and quota specifications as objects, and the quota file format.
@@ -34,6 +35,7 @@ pub mod acl;
 pub mod allocfs;
 pub mod build;
 pub mod canonical;
+pub mod cron;
 pub mod defaults;
 pub mod diag;
 pub mod dispatch;

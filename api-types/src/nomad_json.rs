@@ -124,7 +124,9 @@ const NETWORK: Table = &[
     ("ReservedPorts", "ports", K::Ports),
     ("DynamicPorts", "ports", K::Ports),
     ("DNS", "dns", K::Plain),
+    ("CNI", "cni", K::One(CNI)),
 ];
+const CNI: Table = &[("Args", "args", K::Plain)];
 const CHECK: Table = &[
     ("Name", "name", K::Plain),
     ("Type", "type", K::Plain),
@@ -292,6 +294,7 @@ const GROUP: Table = &[
         K::Plain,
     ),
     ("MaxClientDisconnect", "max_client_disconnect_ns", K::Plain),
+    ("MaxRunDuration", "max_run_duration_ns", K::Plain),
 ];
 pub(crate) const JOB: Table = &[
     ("ID", "id", K::Plain),

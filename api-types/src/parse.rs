@@ -100,7 +100,7 @@ fn parse_source_as(
             crate::manifest::parse_manifest(filename, source, &mut warnings, &mut errors, positions)
         }
     };
-    let raws = match raws {
+    let mut raws = match raws {
         Ok(r) => r,
         Err(mut errs) => {
             errs.extend(warnings);
@@ -108,7 +108,28 @@ fn parse_source_as(
             return Err(errs);
         }
     };
+    if let Some(ns) = options.namespace.as_deref().filter(|n| !n.is_empty()) {
+        for raw in &mut raws {
+            set_default_namespace(&mut raw.value, ns);
+        }
+    }
     finish(filename, raws, warnings, errors, false)
+}
+
+/// A job that names no namespace goes to `ns`.
+fn set_default_namespace(job: &mut serde_json::Value, ns: &str) {
+    if let Some(obj) = job.as_object_mut() {
+        let named = obj
+            .get("namespace")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        if !named {
+            obj.insert(
+                "namespace".into(),
+                serde_json::Value::String(ns.to_string()),
+            );
+        }
+    }
 }
 
 /// Reads and parses a job file; `file()` and `-var-file` read from the real file system

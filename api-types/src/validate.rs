@@ -2,7 +2,6 @@
 //! (`groups[0].tasks[1].driver`) that the front end's position map turns into `file:line:col`.
 
 use std::collections::{HashMap, HashSet};
-use std::str::FromStr;
 
 use crate::diag::Severity;
 use crate::fieldpath::{index, join};
@@ -350,36 +349,10 @@ pub fn check_time_zone(tz: &str) -> Result<(), String> {
     })
 }
 
-/// Checks a cron expression (5 fields, 6 with seconds, or `@daily`-style shortcuts).
+/// Checks a cron expression as Nomad reads it ([`crate::cron`]: 5 fields, 6 with a year, 7
+/// with a second and a year, or `@daily`-style shortcuts).
 pub fn check_cron(expr: &str) -> Result<(), String> {
-    let fields = expr.split_whitespace().count();
-    if !expr.trim_start().starts_with('@') && !(5..=7).contains(&fields) {
-        return Err(format!(
-            "expected 5 fields (minute hour day month weekday), found {fields}"
-        ));
-    }
-    // croner does not take a year field; Nomad allows a 7th (year) field, checked loosely here.
-    let parts: Vec<&str> = expr.split_whitespace().collect();
-    let base = if fields == 7 {
-        parts[..6].join(" ")
-    } else {
-        expr.to_string()
-    };
-    std::panic::catch_unwind(|| croner::Cron::from_str(&base).map(|_| ()))
-        .map_err(|_| "cannot be parsed".to_string())?
-        .map_err(|e| {
-            let m = e.to_string();
-            let m = m
-                .rsplit(": ")
-                .next()
-                .unwrap_or(&m)
-                .trim_end_matches('.')
-                .to_string();
-            let mut c = m.chars();
-            c.next()
-                .map(|f| f.to_lowercase().collect::<String>() + c.as_str())
-                .unwrap_or(m.clone())
-        })
+    crate::cron::parse(expr).map(|_| ())
 }
 
 fn check_group(v: &mut V, job: &Job, gp: &str, g: &TaskGroup) {
@@ -398,8 +371,26 @@ fn check_group(v: &mut V, job: &Job, gp: &str, g: &TaskGroup) {
             .to_lowercase(),
         );
     }
+    if let Some(d) = g.max_run_duration_ns {
+        if d == 0 {
+            v.err(
+                join(gp, "max_run_duration_ns"),
+                "max_run_duration must be greater than zero",
+            );
+        }
+        if !matches!(job.job_type, JobType::Batch | JobType::Sysbatch) {
+            v.err(
+                join(gp, "max_run_duration_ns"),
+                format!(
+                    "max_run_duration is only for batch and sysbatch jobs, and this job's type is \"{}\"",
+                    job.job_type.as_str()
+                ),
+            );
+        }
+    }
     let port_labels = check_ports(v, gp, g);
     check_services(v, gp, &g.services, &port_labels);
+    check_connect_gateway(v, gp, g);
     if g.tasks.is_empty() {
         v.err(
             join(gp, "tasks"),
@@ -465,6 +456,17 @@ fn check_ports<'g>(v: &mut V, gp: &str, g: &'g TaskGroup) -> HashSet<&'g str> {
         if !mode_ok {
             v.err(join(&np, "mode"), format!("invalid network mode \"{}\": expected \"host\", \"bridge\", \"none\" or \"cni/<name>\"", n.mode));
         }
+        if n.cni.is_some() {
+            let hint = if n.mode.starts_with("cni/") {
+                ""
+            } else {
+                " (and only apply to a `cni/<name>` network mode)"
+            };
+            v.warn(
+                join(&np, "cni"),
+                format!("cni args are recorded but not acted on: Nomos agents set up no CNI networks{hint}"),
+            );
+        }
         for (pi, p) in n.ports.iter().enumerate() {
             let pp = index(&join(&np, "ports"), pi);
             if p.label.is_empty() {
@@ -493,6 +495,36 @@ fn check_ports<'g>(v: &mut V, gp: &str, g: &'g TaskGroup) -> HashSet<&'g str> {
         }
     }
     port_labels
+}
+
+/// A group whose service declares a Consul Connect gateway: Nomad runs Envoy for it in a task
+/// it injects (so the group may have none); Nomos keeps that task (see
+/// [`crate::defaults::CONNECT_GATEWAY_DRIVER`]) and says that it will not place it.
+fn check_connect_gateway(v: &mut V, gp: &str, g: &TaskGroup) {
+    for (si, s) in g.services.iter().enumerate() {
+        let Some(gateway) = s.ignored.get("connect").and_then(|c| c.get("gateway")) else {
+            continue;
+        };
+        let kind = ["ingress", "terminating", "mesh"]
+            .into_iter()
+            .find(|k| gateway.get(k).is_some())
+            .unwrap_or("unknown");
+        let injected = g
+            .tasks
+            .iter()
+            .find(|t| t.driver == crate::defaults::CONNECT_GATEWAY_DRIVER)
+            .map(|t| {
+                format!(
+                    ": its Envoy task \"{}\" is kept but will not be placed",
+                    t.name
+                )
+            })
+            .unwrap_or_default();
+        v.warn(
+            index(&join(gp, "services"), si),
+            format!("service \"{}\" is a Consul Connect {kind} gateway, which Nomos cannot run (it has no Consul Connect){injected}", s.name),
+        );
+    }
 }
 
 /// Task names unique and non-empty, at most one leader, then each task.
@@ -630,6 +662,8 @@ fn check_task(
             join(tp, "driver"),
             format!("task \"{}\" is missing `driver`", t.name),
         );
+    } else if t.driver == crate::defaults::CONNECT_GATEWAY_DRIVER {
+        // Warned about at the gateway's service (check_connect_gateway).
     } else if !KNOWN_DRIVERS.contains(&t.driver.as_str()) {
         v.warn(join(tp, "driver"), format!("unknown driver \"{}\": Nomos runs docker, exec and raw_exec; this task will not be placed", t.driver));
     }
@@ -646,7 +680,15 @@ fn check_task(
             format!("memory must be at least 10 MB, found {}", r.memory_mb),
         );
     }
-    if r.memory_max_mb != 0 && r.memory_max_mb < r.memory_mb {
+    if r.memory_max_mb < 0 && r.memory_max_mb != MEMORY_NO_LIMIT {
+        v.err(
+            join(tp, "resources.memory_max_mb"),
+            format!(
+                "memory_max must be -1 (no limit) or a size in MB, found {}",
+                r.memory_max_mb
+            ),
+        );
+    } else if r.memory_max_mb > 0 && r.memory_max_mb < i64::from(r.memory_mb) {
         v.err(
             join(tp, "resources.memory_max_mb"),
             format!(

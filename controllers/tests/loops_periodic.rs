@@ -72,7 +72,7 @@ async fn children_launch_once_per_tick_and_old_ones_are_collected_across_a_leade
             "report",
             "batch",
             1,
-            json!({"periodic": {"crons": ["* * * * * *"], "prohibit_overlap": false}}),
+            json!({"periodic": {"crons": ["* * * * * * *"], "prohibit_overlap": false}}),
         ),
     )
     .await;

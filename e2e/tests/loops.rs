@@ -253,7 +253,7 @@ fn ticking(runs: &str) -> String {
   type        = "batch"
 
   periodic {{
-    crons            = ["*/4 * * * * *"]
+    crons            = ["*/4 * * * * * *"]
     prohibit_overlap = false
   }}
 

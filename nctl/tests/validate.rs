@@ -10,15 +10,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn nctl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_nctl"))
-        .args(args)
-        .output()
-        .expect("run nctl");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    nctl_in(std::path::Path::new("."), &[], args)
 }
 
 #[test]
@@ -213,4 +205,108 @@ fn fmt_rewrites_layout_keeps_comments_and_check_reports() {
     );
     let (code, out, _) = nctl(&["fmt", "--check", job.to_str().unwrap()]);
     assert_eq!((code, out.as_str()), (0, ""));
+}
+
+/// Runs `nctl ARGS` in `dir` with `env` set.
+fn nctl_in(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_nctl"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("NOMOS_NAMESPACE")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run nctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn var_files_are_relative_to_the_working_directory_and_repeatable() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("jobs")).unwrap();
+    std::fs::write(
+        dir.path().join("jobs/job.hcl"),
+        "variable \"image\" {}\nvariable \"n\" {\n  type = number\n}\njob \"v\" {\n  group \"g\" {\n    count = var.n\n    task \"t\" {\n      driver = \"docker\"\n      config {\n        image = var.image\n      }\n    }\n  }\n}\n",
+    )
+    .unwrap();
+    // A decoy beside the job file: Nomad reads var files from the working directory.
+    std::fs::write(
+        dir.path().join("jobs/base.hcl"),
+        "n = 99\nimage = \"decoy\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("base.hcl"), "n = 2\nimage = \"nginx:1\"\n").unwrap();
+    std::fs::write(dir.path().join("prod.hcl"), "n = 5\n").unwrap();
+    let args = [
+        "validate",
+        "-o",
+        "json",
+        "--var-file",
+        "base.hcl",
+        "-var-file",
+        "prod.hcl",
+        "jobs/job.hcl",
+    ];
+    let (code, out, err) = nctl_in(dir.path(), &[], &args);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["groups"][0]["count"], 5, "the later var file wins");
+    assert_eq!(v["groups"][0]["tasks"][0]["config"]["image"], "nginx:1");
+    // From the job's folder, `base.hcl` is the decoy.
+    let (code, out, err) = nctl_in(
+        &dir.path().join("jobs"),
+        &[],
+        &[
+            "validate",
+            "-o",
+            "json",
+            "--var-file",
+            "base.hcl",
+            "job.hcl",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["groups"][0]["count"], 99);
+}
+
+#[test]
+fn the_namespace_flag_and_env_name_the_namespace_of_a_job_without_one() {
+    let f = fixture("web.hcl");
+    let file = f.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ns_of = |env: &[(&str, &str)], extra: &[&str]| {
+        let mut args = vec!["validate", "-o", "json"];
+        args.extend(extra);
+        args.push(file);
+        let (code, out, err) = nctl_in(dir.path(), env, &args);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["namespace"].as_str().unwrap().to_string()
+    };
+    assert_eq!(ns_of(&[], &[]), "default");
+    assert_eq!(ns_of(&[], &["-n", "team-a"]), "team-a");
+    assert_eq!(ns_of(&[("NOMOS_NAMESPACE", "team-b")], &[]), "team-b");
+    assert_eq!(ns_of(&[], &["-namespace", "team-c"]), "team-c");
+}
+
+#[test]
+fn pathexpand_reads_home_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("job.hcl"),
+        "job \"p\" {\n  meta {\n    key = pathexpand(\"~/keys/id\")\n  }\n  group \"g\" {\n    task \"t\" {\n      driver = \"docker\"\n      config {\n        image = \"x\"\n      }\n    }\n  }\n}\n",
+    )
+    .unwrap();
+    let (code, out, err) = nctl_in(
+        dir.path(),
+        &[("HOME", "/home/ada")],
+        &["validate", "-o", "json", "job.hcl"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["meta"]["key"], "/home/ada/keys/id");
 }

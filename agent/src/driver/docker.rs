@@ -216,18 +216,12 @@ fn binds(spec: &TaskSpec, volumes: &[String]) -> Vec<String> {
     binds
 }
 
-/// The memory limit in bytes (`memory_max`, else `memory`) and the soft reservation (`memory`,
-/// when `memory_max` is above it).
+/// The memory limit in bytes (`memory_max`, else `memory`; none for `memory_max = -1`) and the
+/// soft reservation (`memory`, when `memory_max` is above it or unlimited).
 fn memory_limits(r: &Resources) -> (Option<i64>, Option<i64>) {
-    let hard_mb = if r.memory_max_mb > 0 {
-        r.memory_max_mb
-    } else {
-        r.memory_mb
-    };
-    let memory = (hard_mb > 0).then(|| hard_mb as i64 * 1024 * 1024);
-    let reservation = (r.memory_max_mb > r.memory_mb && r.memory_mb > 0)
-        .then(|| r.memory_mb as i64 * 1024 * 1024);
-    (memory, reservation)
+    let (hard, soft) = nomos_api::memory_bounds(r.memory_mb, r.memory_max_mb);
+    let bytes = |mb: u64| mb as i64 * 1024 * 1024;
+    (hard.map(bytes), soft.map(bytes))
 }
 
 /// json-file logging rotated as the `logs` block says (10 files of 10 MB by default).

@@ -180,23 +180,19 @@ pub fn detect_support() -> Support {
 /// The cgroup v2 limit files for a task's resources (pure): `(file, value)` pairs.
 pub fn cgroup_limits(
     memory_mb: u32,
-    memory_max_mb: u32,
+    memory_max_mb: i64,
     cpu_mhz: u32,
     total_mhz: u32,
     cores: u32,
 ) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
-    let hard = if memory_max_mb > 0 {
-        memory_max_mb
-    } else {
-        memory_mb
-    };
-    if hard > 0 {
-        out.push(("memory.max", (hard as u64 * 1024 * 1024).to_string()));
+    let (hard, soft) = nomos_api::memory_bounds(memory_mb, memory_max_mb);
+    if let Some(hard) = hard {
+        out.push(("memory.max", (hard * MIB).to_string()));
         out.push(("memory.swap.max", "0".to_string()));
     }
-    if memory_max_mb > memory_mb && memory_mb > 0 {
-        out.push(("memory.low", (memory_mb as u64 * 1024 * 1024).to_string()));
+    if let Some(soft) = soft {
+        out.push(("memory.low", (soft * MIB).to_string()));
     }
     if cpu_mhz > 0 && total_mhz > 0 {
         // cpu.weight ranges 1..=10000; scale the share of the node's MHz.
@@ -211,26 +207,21 @@ pub fn cgroup_limits(
 
 /// The cgroup v1 memory-controller files for a task (pure): hard limit (also on memory+swap)
 /// and the soft limit when `memory` is a reservation under `memory_max`.
-pub fn cgroup_v1_limits(memory_mb: u32, memory_max_mb: u32) -> Vec<(&'static str, String)> {
+pub fn cgroup_v1_limits(memory_mb: u32, memory_max_mb: i64) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
-    let hard = if memory_max_mb > 0 {
-        memory_max_mb
-    } else {
-        memory_mb
-    };
-    if hard > 0 {
-        let bytes = (hard as u64 * 1024 * 1024).to_string();
+    let (hard, soft) = nomos_api::memory_bounds(memory_mb, memory_max_mb);
+    if let Some(hard) = hard {
+        let bytes = (hard * MIB).to_string();
         out.push(("memory.limit_in_bytes", bytes.clone()));
         out.push(("memory.memsw.limit_in_bytes", bytes));
     }
-    if memory_max_mb > memory_mb && memory_mb > 0 {
-        out.push((
-            "memory.soft_limit_in_bytes",
-            (memory_mb as u64 * 1024 * 1024).to_string(),
-        ));
+    if let Some(soft) = soft {
+        out.push(("memory.soft_limit_in_bytes", (soft * MIB).to_string()));
     }
     out
 }
+
+const MIB: u64 = 1024 * 1024;
 
 /// Runs tasks as processes in their own cgroup, pid namespace and chroot.
 #[derive(Debug, Clone)]

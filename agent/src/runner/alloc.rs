@@ -133,6 +133,7 @@ async fn supervise(ctx: Ctx, shared: Arc<AllocShared>) {
             }
             _ = tick.tick() => {
                 rotate_logs(&log_dir, group.tasks());
+                enforce_max_run_duration(&shared, &group);
                 shared.update(|_| {});
             }
             _ = shared.changed.notified() => {}
@@ -153,6 +154,26 @@ async fn supervise(ctx: Ctx, shared: Arc<AllocShared>) {
     }
     checks.abort_all();
     shared.update(|_| {});
+}
+
+/// Stops the allocation's tasks once its group's `max_run_duration` has passed (once: the
+/// record remembers it, so a restarted agent does not run them again).
+fn enforce_max_run_duration(shared: &AllocShared, group: &GroupTasks) {
+    let g = &group.job.groups[group.index];
+    let due = shared.read(|r| {
+        !r.stopping
+            && !r.status.client_status.is_terminal()
+            && plan::max_run_exceeded(g, r.alloc.created_at_ms, now_ms())
+    });
+    if !due {
+        return;
+    }
+    tracing::info!(alloc = %shared.read(|r| r.alloc.id.clone()), "{}", plan::MAX_RUN_EXCEEDED);
+    shared.update(|r| {
+        r.stopping = true;
+        r.max_run_exceeded = true;
+    });
+    shared.stop.send_replace(true);
 }
 
 /// Starts one loop per task of the allocation's group and its service checks; `None` (with

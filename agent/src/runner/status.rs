@@ -62,6 +62,11 @@ pub fn refresh_status(rec: &mut AllocRecord, default_min_healthy_ms: u64) {
         nomos_api::ClientStatus::Failed => "Failed tasks".into(),
         other => format!("{other:?}"),
     };
+    if rec.max_run_exceeded && status.is_terminal() {
+        // As Nomad reports it: stopped by the deadline, the allocation is complete.
+        rec.status.client_status = nomos_api::ClientStatus::Complete;
+        rec.status.client_description = plan::MAX_RUN_EXCEEDED.into();
+    }
     // Once healthy, an allocation stays healthy until a task fails.
     rec.status.healthy = match (health, rec.status.healthy) {
         (Some(h), _) => Some(h),

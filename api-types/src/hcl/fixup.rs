@@ -1,13 +1,15 @@
 //! Block-specific rewrites after a block is decoded: HCL1-era shorthands folded into the
 //! canonical fields (`distinct_hosts = true` → `operator`, `cron` → `crons`, `logs.enabled` →
-//! `disabled`), and `network` blocks written inside a task's `resources` moved to the group.
+//! `disabled`, Nomad 0.1's `reserved_ports` / `dynamic_ports` → `port` blocks), Nomad's
+//! `to = -1` (the allocated port), `network` blocks written inside a task's `resources` moved
+//! to the group, and a `task` written directly in the job wrapped in a group of its name.
 
 use serde_json::{Map, Value};
 
 use super::decoder::Decoder;
 use super::schema::Sch;
 use crate::diag::{Diagnostic, Pos};
-use crate::fieldpath::{index, join};
+use crate::fieldpath::{index, join, PosMap};
 
 /// The constraint operators that may be written as their own attribute
 /// (`regexp = "..."` for `operator = "regexp"`, `value = "..."`).
@@ -34,6 +36,12 @@ impl Decoder<'_> {
                 }
             }
             "group" => self.move_task_networks_to_group(path, out),
+            "job" => self.wrap_lone_tasks(path, out),
+            "network" => self.fold_port_lists(path, out),
+            // Nomad: "omitting `to` or setting it to -1 maps to the allocated port".
+            "port" if out.get("to").and_then(Value::as_i64) == Some(-1) => {
+                out.remove("to");
+            }
             _ => {}
         }
     }
@@ -120,4 +128,117 @@ impl Decoder<'_> {
             nets.push(net);
         }
     }
+}
+
+impl Decoder<'_> {
+    /// A `task` directly in the job becomes a group of the same name holding it (as Nomad's
+    /// parser does), placed before the job's groups. Positions move with the tasks; the
+    /// written groups' positions shift by the number of new groups.
+    fn wrap_lone_tasks(&mut self, path: &str, out: &mut Map<String, Value>) {
+        let Some(Value::Array(tasks)) = out.remove("_tasks") else {
+            return;
+        };
+        let n = tasks.len();
+        let groups_path = join(path, "groups");
+        let lone_path = join(path, "_tasks");
+        let mut moved = PosMap::default();
+        for (k, p) in std::mem::take(&mut self.pos).0 {
+            let new = if let Some((i, rest)) = split_index(&k, &lone_path) {
+                format!("{}.tasks[0]{rest}", index(&groups_path, i))
+            } else if let Some((i, rest)) = split_index(&k, &groups_path) {
+                format!("{}{rest}", index(&groups_path, i + n))
+            } else {
+                k
+            };
+            moved.set(new, p);
+        }
+        self.pos = moved;
+        let mut wrapped = Vec::with_capacity(n);
+        for (i, task) in tasks.into_iter().enumerate() {
+            let name = task.get("name").cloned().unwrap_or(Value::Null);
+            let gp = index(&groups_path, i);
+            let at = self.pos.lookup(&format!("{gp}.tasks[0]"));
+            self.pos.set(gp.clone(), at);
+            self.pos.set(join(&gp, "name"), at);
+            let mut g = Map::new();
+            g.insert("name".into(), name);
+            g.insert("tasks".into(), Value::Array(vec![task]));
+            wrapped.push(Value::Object(g));
+        }
+        let groups = out
+            .entry("groups")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(items) = groups {
+            wrapped.append(items);
+            *items = wrapped;
+        }
+    }
+
+    /// Nomad 0.1's `reserved_ports = [22, 80]` (static ports, labelled by their number) and
+    /// `dynamic_ports = ["http"]` (labels of dynamic ports) become `port` blocks, with a
+    /// warning naming the syntax to write instead.
+    fn fold_port_lists(&mut self, path: &str, out: &mut Map<String, Value>) {
+        for (field, name) in [
+            ("_reserved_ports", "reserved_ports"),
+            ("_dynamic_ports", "dynamic_ports"),
+        ] {
+            let Some(v) = out.remove(field) else { continue };
+            let at = self.pos.lookup(&join(path, field));
+            let items = match v {
+                Value::Array(items) => items,
+                other => vec![other],
+            };
+            let mut ports = Vec::new();
+            for item in items {
+                let port = match (name, &item) {
+                    ("reserved_ports", v) => match super::value::as_num(v) {
+                        Some(n) if n.fract() == 0.0 && (1.0..=65535.0).contains(&n) => {
+                            serde_json::json!({"label": format!("{n}"), "static": n as u64})
+                        }
+                        _ => {
+                            self.errors.push(Diagnostic::error(self.file, at, format!("reserved_ports: expected port numbers from 1 to 65535, found {item}")));
+                            continue;
+                        }
+                    },
+                    (_, Value::String(label)) => serde_json::json!({"label": label}),
+                    _ => {
+                        self.errors.push(Diagnostic::error(
+                            self.file,
+                            at,
+                            format!("dynamic_ports: expected port labels, found {item}"),
+                        ));
+                        continue;
+                    }
+                };
+                ports.push(port);
+            }
+            let list = out
+                .entry("ports")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(existing) = list {
+                for p in ports {
+                    self.pos
+                        .set(index(&join(path, "ports"), existing.len()), at);
+                    existing.push(p);
+                }
+            }
+            let instead = if name == "reserved_ports" {
+                "port \"<label>\" { static = N }"
+            } else {
+                "port \"<label>\" {}"
+            };
+            self.warnings.push(Diagnostic::warning(
+                self.file,
+                at,
+                format!("{name} is Nomad 0.1 syntax: read as port blocks (write `{instead}`)"),
+            ));
+        }
+    }
+}
+
+/// `prefix[i]rest` → `(i, rest)`, where `rest` is empty or starts with `.` or `[`.
+fn split_index<'k>(key: &'k str, prefix: &str) -> Option<(usize, &'k str)> {
+    let tail = key.strip_prefix(prefix)?.strip_prefix('[')?;
+    let (i, rest) = tail.split_once(']')?;
+    Some((i.parse().ok()?, rest))
 }

@@ -220,10 +220,18 @@ pub(crate) static PORT: Sch = Sch {
     has_ignored: false,
     fields: &[
         ("static", "static", Port),
+        // `-1` (Nomad: the same as the allocated port) is folded to 0 by the decoder.
         ("to", "to", Int),
         ("host_network", "host_network", Str),
         ("ignore_collision", "", Dropped),
     ],
+};
+
+pub(crate) static CNI: Sch = Sch {
+    name: "cni",
+    label: None,
+    has_ignored: false,
+    fields: &[("args", "args", StrMap)],
 };
 
 pub(crate) static NETWORK: Sch = Sch {
@@ -236,6 +244,10 @@ pub(crate) static NETWORK: Sch = Sch {
         ("mbits", "mbits", UInt),
         ("port", "ports", Blocks(&PORT)),
         ("dns", "dns", Free),
+        ("cni", "cni", Block(&CNI)),
+        // Nomad 0.1's port lists, folded into `port` blocks by the decoder.
+        ("reserved_ports", "_reserved_ports", Free),
+        ("dynamic_ports", "_dynamic_ports", Free),
         ("cidr", "", Dropped),
         ("device", "", Dropped),
     ],
@@ -333,7 +345,8 @@ pub(crate) static RESOURCES: Sch = Sch {
         ("cpu", "cpu", UInt),
         ("cores", "cores", UInt),
         ("memory", "memory_mb", UInt),
-        ("memory_max", "memory_max_mb", UInt),
+        // `-1`: no hard limit.
+        ("memory_max", "memory_max_mb", Int),
         ("disk", "disk_mb", UInt),
         ("device", "devices", Blocks(&DEVICE)),
         ("network", "networks", Blocks(&NETWORK)),
@@ -505,6 +518,7 @@ pub(crate) static GROUP: Sch = Sch {
             Dur,
         ),
         ("max_client_disconnect", "max_client_disconnect_ns", Dur),
+        ("max_run_duration", "max_run_duration_ns", Dur),
         ("prevent_reschedule_on_lost", "", Ignored),
         ("consul", "", Ignored),
         ("scaling", "", Ignored),
@@ -537,6 +551,8 @@ pub(crate) static JOB: Sch = Sch {
         ("reschedule", "reschedule", Block(&RESCHEDULE)),
         ("migrate", "migrate", Block(&MIGRATE)),
         ("group", "groups", Blocks(&GROUP)),
+        // A task directly in the job: the decoder wraps it in a group of the same name.
+        ("task", "_tasks", Blocks(&TASK)),
         ("vault", "", Ignored),
         ("consul", "", Ignored),
         ("ui", "", Ignored),

@@ -75,13 +75,14 @@ pub(super) fn variables(d: &mut Decoder<'_>, body: &Body, options: &ParseOptions
     report_undeclared(d, &inputs, &declared);
 }
 
-/// Reads the values that `-var-file` files set; a file that cannot be read or parsed is
-/// reported at the file itself.
+/// Reads the values that `-var-file` files set (paths as given: relative ones from the working
+/// directory); a file that cannot be read or parsed is reported at the file itself.
 fn var_file_values(d: &mut Decoder<'_>, options: &ParseOptions) -> Map<String, Value> {
     let mut values: Map<String, Value> = Map::new();
     for vf in &options.var_files {
         let name = vf.display().to_string();
-        let text = match options.read_file(vf) {
+        // As Nomad reads them: relative to the working directory, not the job file's.
+        let text = match options.read_file_as_given(vf) {
             Ok(t) => t,
             Err(e) => {
                 d.errors.push(Diagnostic::error(&name, Pos::default(), e));

@@ -79,7 +79,7 @@ pub fn task(n: String) -> impl Strategy<Value = Task> {
                 resources: Resources {
                     cpu,
                     memory_mb: mem,
-                    memory_max_mb: mem * max_factor * 2,
+                    memory_max_mb: i64::from(mem * max_factor * 2),
                     ..Resources::default()
                 },
                 kill_timeout_ns: kill,

@@ -1,18 +1,26 @@
 //! Cron schedules in a time zone: the ticks of a `periodic` block as Unix milliseconds.
 //!
-//! Expressions are parsed by `croner` (5 fields, an optional leading seconds field, `@daily`-style
-//! shortcuts; a 7th year field as Nomad's cronexpr allows is accepted and ignored) and evaluated
-//! on `jiff` time zones, so a tick is always a real instant: in a spring-forward gap a fixed-time
-//! job runs at the first instant after the gap, and in a fall-back fold it runs once, at the first
-//! pass. Interval jobs (`*/15 * * * *`) follow the wall clock.
+//! Expressions are read as Nomad reads them ([`nomos_api::cron`]: 5 fields, 6 with a year, 7
+//! with a second and a year, `@daily`-style shortcuts) and parsed by `croner`. A tick is every
+//! instant whose wall-clock time in the `time_zone` matches, as Nomad's periodic scheduler
+//! has it: a time that a spring-forward change skips does not run that day, and a time that a
+//! fall-back change repeats runs twice. Each stretch of time with one UTC offset is searched
+//! with that fixed offset, so the search never meets a gap or a fold.
 
 use std::cmp::Ordering;
 
 use croner::errors::CronError;
-use croner::parser::{CronParser, Seconds};
 use croner::{CivilDate, CivilDateTime, CivilTime, Cron, CronDateTime, Resolution, Weekday};
 use jiff::tz::{AmbiguousOffset, TimeZone};
 use jiff::{SignedDuration, Timestamp};
+
+/// How many stretches of one UTC offset a search crosses before it gives up (two a year in
+/// zones with daylight saving: centuries).
+const MAX_OFFSET_STRETCHES: usize = 1000;
+
+/// After its last match in one stretch, a search still looks at the next stretch when it
+/// begins within this many seconds (a match could exist under the other offset only there).
+const NEAR_TRANSITION_SECS: i64 = 2 * 86_400;
 
 /// A parsed `periodic` schedule: one or more cron expressions in one time zone.
 #[derive(Debug, Clone)]
@@ -43,25 +51,12 @@ impl Schedule {
             "Local" => TimeZone::system(),
             name => TimeZone::get(name).map_err(|_| ScheduleError::TimeZone(name.to_string()))?,
         };
-        let parser = CronParser::builder().seconds(Seconds::Optional).build();
         let mut parsed = Vec::with_capacity(crons.len());
         for expr in crons {
-            let fields: Vec<&str> = expr.split_whitespace().collect();
-            // Nomad's cronexpr accepts a trailing year field; croner does not, so it is dropped.
-            let base = if fields.len() == 7 {
-                fields[..6].join(" ")
-            } else {
-                expr.trim().to_string()
-            };
-            let cron = std::panic::catch_unwind(|| parser.parse(&base))
-                .map_err(|_| ScheduleError::Cron {
-                    expr: expr.clone(),
-                    message: "cannot be parsed".into(),
-                })?
-                .map_err(|e| ScheduleError::Cron {
-                    expr: expr.clone(),
-                    message: e.to_string(),
-                })?;
+            let cron = nomos_api::cron::parse(expr).map_err(|message| ScheduleError::Cron {
+                expr: expr.clone(),
+                message,
+            })?;
             parsed.push(cron);
         }
         Ok(Schedule { crons: parsed, tz })
@@ -74,22 +69,69 @@ impl Schedule {
 
     /// The first tick strictly after `after_ms` (any of the expressions), if one exists.
     pub fn next_after(&self, after_ms: i64) -> Option<i64> {
-        let start = Instant::from_ms(after_ms, &self.tz)?;
+        let from = Timestamp::from_second(after_ms.div_euclid(1000).checked_add(1)?).ok()?;
         self.crons
             .iter()
-            .filter_map(|c| c.find_next_occurrence(&start, false).ok())
-            .map(|i| i.ts.as_millisecond())
+            .filter_map(|c| self.search(c, from, Direction::Forward))
+            .map(|ts| ts.as_millisecond())
             .min()
     }
 
     /// The last tick at or before `at_ms`, if one exists.
     pub fn last_at_or_before(&self, at_ms: i64) -> Option<i64> {
-        let start = Instant::from_ms(at_ms, &self.tz)?;
+        let from = Timestamp::from_second(at_ms.div_euclid(1000)).ok()?;
         self.crons
             .iter()
-            .filter_map(|c| c.find_previous_occurrence(&start, true).ok())
-            .map(|i| i.ts.as_millisecond())
+            .filter_map(|c| self.search(c, from, Direction::Backward))
+            .map(|ts| ts.as_millisecond())
             .max()
+    }
+
+    /// The first instant at or after (forward) or at or before (backward) `from` whose wall
+    /// clock matches `cron`: searched one stretch of constant UTC offset at a time.
+    fn search(&self, cron: &Cron, mut from: Timestamp, dir: Direction) -> Option<Timestamp> {
+        for _ in 0..MAX_OFFSET_STRETCHES {
+            let offset = self.tz.to_offset(from);
+            let start = Instant {
+                ts: from,
+                tz: TimeZone::fixed(offset),
+            };
+            // Where this offset stops applying: the next transition (forward), or the one that
+            // began it (backward).
+            let edge = match dir {
+                Direction::Forward => self.tz.following(from).next().map(|t| t.timestamp()),
+                Direction::Backward => self
+                    .tz
+                    .preceding(from.checked_add(SignedDuration::from_secs(1)).ok()?)
+                    .next()
+                    .map(|t| t.timestamp()),
+            };
+            let found = match dir {
+                Direction::Forward => cron.find_next_occurrence(&start, true),
+                Direction::Backward => cron.find_previous_occurrence(&start, true),
+            };
+            let within = |ts: Timestamp| match (dir, edge) {
+                (_, None) => true,
+                (Direction::Forward, Some(e)) => ts < e,
+                (Direction::Backward, Some(e)) => ts >= e,
+            };
+            match (found, edge) {
+                (Ok(i), _) if within(i.ts) => return Some(i.ts),
+                (Err(_), Some(e))
+                    if (e.as_second() - from.as_second()).abs() > NEAR_TRANSITION_SECS =>
+                {
+                    return None
+                }
+                (_, None) => return None,
+                (_, Some(e)) => {
+                    from = match dir {
+                        Direction::Forward => e,
+                        Direction::Backward => e.checked_sub(SignedDuration::from_secs(1)).ok()?,
+                    };
+                }
+            }
+        }
+        None
     }
 
     /// Whether `ms` is exactly a tick of this schedule.
@@ -114,22 +156,19 @@ impl Schedule {
     }
 }
 
-/// An instant with the time zone it is read in: what croner searches over.
+/// Which way a search goes.
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    Forward,
+    Backward,
+}
+
+/// An instant with the time zone it is read in: what croner searches over (always a fixed
+/// offset here, so its wall clock has no gaps or folds).
 #[derive(Debug, Clone)]
 struct Instant {
     ts: Timestamp,
     tz: TimeZone,
-}
-
-impl Instant {
-    fn from_ms(ms: i64, tz: &TimeZone) -> Option<Self> {
-        // Cron resolution is one second; ticks are whole seconds.
-        let secs = ms.div_euclid(1000);
-        Some(Instant {
-            ts: Timestamp::from_second(secs).ok()?,
-            tz: tz.clone(),
-        })
-    }
 }
 
 impl CronDateTime for Instant {

@@ -49,43 +49,69 @@ fn waiting_for(tick: &str) -> PeriodicStatus {
 
 // ---- schedules across daylight-saving changes ----
 
+// Nomad's rule (its periodic docs): a time that a spring-forward change skips does not run
+// that day; a time that a fall-back change repeats runs twice.
+
 #[test]
-fn fixed_time_in_new_york_spring_forward_gap_runs_right_after_the_gap() {
+fn fixed_time_in_a_new_york_spring_forward_gap_is_skipped_that_day() {
     let s = sched("30 2 * * *", "America/New_York");
     // 2024-03-10 02:30 does not exist in New York (02:00 EST -> 03:00 EDT).
-    let next = s.next_after(ms("2024-03-09T17:00:00Z")).unwrap();
     assert_eq!(
-        next,
-        ms("2024-03-10T07:00:00Z"),
-        "03:00 EDT, the first instant after the gap"
-    );
-    assert_eq!(
-        s.next_after(next).unwrap(),
-        ms("2024-03-11T06:30:00Z"),
-        "02:30 EDT the day after"
+        s.next_after(ms("2024-03-09T17:00:00Z")),
+        Some(ms("2024-03-11T06:30:00Z")),
+        "no run on the 10th: 02:30 EDT on the 11th"
     );
 }
 
 #[test]
-fn fixed_time_in_new_york_fall_back_fold_runs_once_at_the_first_pass() {
+fn fixed_time_in_a_new_york_fall_back_fold_runs_in_both_passes() {
     let s = sched("30 1 * * *", "America/New_York");
     // 2024-11-03 01:30 happens twice: 05:30Z (EDT) and 06:30Z (EST).
-    let first = s.next_after(ms("2024-11-02T12:00:00Z")).unwrap();
-    assert_eq!(first, ms("2024-11-03T05:30:00Z"));
+    let ticks = s.ticks_between(ms("2024-11-02T12:00:00Z"), ms("2024-11-05T00:00:00Z"), 10);
+    let want = [
+        "2024-11-03T05:30:00Z",
+        "2024-11-03T06:30:00Z",
+        "2024-11-04T06:30:00Z",
+    ];
+    assert_eq!(ticks, want.map(ms));
+    // Looking back from inside the fold finds the pass just made.
     assert_eq!(
-        s.next_after(first).unwrap(),
-        ms("2024-11-04T06:30:00Z"),
-        "no second run in the fold"
+        s.last_at_or_before(ms("2024-11-03T06:45:00Z")),
+        Some(ms("2024-11-03T06:30:00Z"))
+    );
+    assert_eq!(
+        s.last_at_or_before(ms("2024-11-03T06:15:00Z")),
+        Some(ms("2024-11-03T05:30:00Z"))
     );
 }
 
 #[test]
-fn fixed_time_in_berlin_spring_forward_gap_runs_right_after_the_gap() {
-    let s = sched("0 2 * * *", "Europe/Berlin");
-    // 2024-03-31 02:00 CET -> 03:00 CEST.
+fn the_hour_after_a_fold_runs_once() {
+    // 02:00 comes once on 2024-11-03 in New York: after the clocks went back to 01:00.
+    let s = sched("0 2 * * *", "America/New_York");
+    let ticks = s.ticks_between(ms("2024-11-03T00:00:00Z"), ms("2024-11-04T12:00:00Z"), 10);
     assert_eq!(
-        s.next_after(ms("2024-03-30T12:00:00Z")).unwrap(),
-        ms("2024-03-31T01:00:00Z")
+        ticks,
+        ["2024-11-03T07:00:00Z", "2024-11-04T07:00:00Z"].map(ms)
+    );
+}
+
+#[test]
+fn fixed_time_in_a_berlin_spring_forward_gap_is_skipped_that_day() {
+    let s = sched("0 2 * * *", "Europe/Berlin");
+    // 2024-03-31 02:00 CET -> 03:00 CEST: no 02:00 that day.
+    assert_eq!(
+        s.next_after(ms("2024-03-30T12:00:00Z")),
+        Some(ms("2024-04-01T00:00:00Z"))
+    );
+}
+
+#[test]
+fn the_last_minute_before_a_gap_still_runs() {
+    let s = sched("59 1 * * *", "Europe/Berlin");
+    assert_eq!(
+        s.next_after(ms("2024-03-30T12:00:00Z")),
+        Some(ms("2024-03-31T00:59:00Z"))
     );
 }
 
@@ -145,13 +171,90 @@ fn schedule_errors_name_the_problem() {
     );
 }
 
+// ---- fields as Nomad reads them: 5, 6 (year last), 7 (second first, year last) ----
+
 #[test]
-fn seven_field_expressions_with_a_year_are_accepted() {
-    let s = sched("0 0 12 * * * *", "UTC");
+fn crons_of_five_six_and_seven_fields_read_as_nomad_reads_them() {
+    // (expression, after, the next ticks)
+    let cases: &[(&str, &str, &[&str])] = &[
+        // Five fields: minute hour day month weekday.
+        (
+            "0 12 * * *",
+            "2024-01-01T00:00:00Z",
+            &["2024-01-01T12:00:00Z", "2024-01-02T12:00:00Z"],
+        ),
+        // Six fields end with the year, not start with seconds: every ten minutes.
+        (
+            "*/10 * * * * *",
+            "2024-01-01T00:00:00Z",
+            &["2024-01-01T00:10:00Z", "2024-01-01T00:20:00Z"],
+        ),
+        (
+            "0 12 1 * * 2025",
+            "2024-06-01T00:00:00Z",
+            &["2025-01-01T12:00:00Z", "2025-02-01T12:00:00Z"],
+        ),
+        // Seven fields: second first, year last.
+        (
+            "30 0 12 * * * *",
+            "2024-01-01T00:00:00Z",
+            &["2024-01-01T12:00:30Z", "2024-01-02T12:00:30Z"],
+        ),
+        (
+            "0 0 0 1 1 * 2030",
+            "2026-06-01T00:00:00Z",
+            &["2030-01-01T00:00:00Z"],
+        ),
+        // Shortcuts.
+        ("@daily", "2024-01-01T00:00:00Z", &["2024-01-02T00:00:00Z"]),
+        (
+            "@midnight",
+            "2024-01-01T00:00:00Z",
+            &["2024-01-02T00:00:00Z"],
+        ),
+        ("@hourly", "2024-01-01T00:30:00Z", &["2024-01-01T01:00:00Z"]),
+    ];
+    for (expr, after, want) in cases {
+        let s = sched(expr, "UTC");
+        let got = s.ticks_between(ms(after), ms("2100-01-01T00:00:00Z"), want.len());
+        let want: Vec<i64> = want.iter().map(|t| ms(t)).collect();
+        assert_eq!(got, want, "{expr}");
+    }
+}
+
+#[test]
+fn a_year_fires_only_in_that_year() {
+    let s = sched("0 0 0 1 1 * 2030", "UTC");
+    let first = s.next_after(ms("2026-06-01T00:00:00Z")).unwrap();
+    assert_eq!(first, ms("2030-01-01T00:00:00Z"));
+    assert_eq!(s.next_after(first), None, "not again in 2031");
+}
+
+#[test]
+fn a_year_that_has_passed_never_fires() {
+    for expr in ["0 0 0 1 1 * 2020", "0 0 1 1 * 2019", "*/5 * * * * 2023"] {
+        for tz in ["UTC", "America/New_York"] {
+            let s = sched(expr, tz);
+            assert_eq!(
+                s.next_after(ms("2024-06-01T00:00:00Z")),
+                None,
+                "{expr} in {tz}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_year_field_in_a_time_zone_with_daylight_saving() {
+    // 02:30 every day of 2025 in New York: skipped on 9 March (gap), once on 2 November.
+    let s = sched("30 2 * * * 2025", "America/New_York");
+    let march = s.ticks_between(ms("2025-03-08T00:00:00Z"), ms("2025-03-11T00:00:00Z"), 10);
     assert_eq!(
-        s.next_after(ms("2024-01-01T00:00:00Z")),
-        Some(ms("2024-01-01T12:00:00Z"))
+        march,
+        ["2025-03-08T07:30:00Z", "2025-03-10T06:30:00Z"].map(ms)
     );
+    let last = s.last_at_or_before(ms("2030-01-01T00:00:00Z"));
+    assert_eq!(last, Some(ms("2025-12-31T07:30:00Z")));
 }
 
 // ---- child names ----

@@ -29,7 +29,7 @@ pub(crate) fn group(name: &str, count: u32, cpu: u32, mem: u32) -> TaskGroup {
             resources: Resources {
                 cpu,
                 memory_mb: mem,
-                memory_max_mb: mem * 4,
+                memory_max_mb: i64::from(mem * 4),
                 ..Default::default()
             },
             ..Default::default()

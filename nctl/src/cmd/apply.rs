@@ -47,9 +47,8 @@ pub struct ApplyArgs {
     /// Only apply if the job's modify index equals N (0: the job must not exist).
     #[arg(long)]
     pub check_index: Option<i64>,
-    /// HCL input variable `name=value` (repeatable).
-    #[arg(long = "var", value_name = "NAME=VALUE")]
-    pub vars: Vec<String>,
+    #[command(flatten)]
+    pub vars: super::jobvars::VarArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -59,8 +58,8 @@ pub struct PlanArgs {
     pub files: Vec<String>,
     #[arg(short = 'R', long)]
     pub recursive: bool,
-    #[arg(long = "var", value_name = "NAME=VALUE")]
-    pub vars: Vec<String>,
+    #[command(flatten)]
+    pub vars: super::jobvars::VarArgs,
 }
 
 /// One job file to send.
@@ -129,32 +128,15 @@ fn read_sources(files: &[String], recursive: bool) -> anyhow::Result<Vec<Source>
     Ok(out)
 }
 
-fn parse_vars(vars: &[String]) -> anyhow::Result<Vec<(String, String)>> {
-    vars.iter()
-        .map(|v| {
-            v.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .ok_or_else(|| anyhow::anyhow!("--var {v:?}: expected NAME=VALUE"))
-        })
-        .collect()
-}
-
 /// Parses every source locally and prints its diagnostics. Returns each valid source's jobs
 /// (by the source's position), or `None` when some source is invalid.
-fn check_locally(sources: &[Source], vars: &[(String, String)]) -> Option<Vec<(usize, Job)>> {
-    let env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("NOMAD_VAR_"))
-        .collect();
+fn check_locally(sources: &[Source], base: &ParseOptions) -> Option<Vec<(usize, Job)>> {
     let mut ok = true;
     let mut jobs = Vec::new();
     for (i, s) in sources.iter().enumerate() {
-        let base_dir = Path::new(&s.name).parent().map(Path::to_path_buf);
         let options = ParseOptions {
-            vars: vars.to_vec(),
-            env: env.clone(),
-            base_dir,
-            files: Some(std::sync::Arc::new(nomos_api::StdFiles)),
-            ..ParseOptions::default()
+            base_dir: Path::new(&s.name).parent().map(Path::to_path_buf),
+            ..base.clone()
         };
         match nomos_api::parse_source(&s.name, &s.text, &options) {
             Ok(parsed) => {
@@ -190,10 +172,10 @@ fn submission_format(name: &str) -> &'static str {
 fn register_request(
     job: &Job,
     s: &Source,
-    vars: &[(String, String)],
+    vars: &super::jobvars::VarArgs,
     check_index: Option<i64>,
 ) -> RegisterRequest {
-    let flags: IndexMap<String, String> = vars.iter().cloned().collect();
+    let flags: IndexMap<String, String> = vars.pairs().unwrap_or_default().into_iter().collect();
     RegisterRequest {
         job: job_to_nomad(job, &JobMeta::default()),
         enforce_index: check_index.is_some(),
@@ -202,7 +184,7 @@ fn register_request(
             source: s.text.clone(),
             format: submission_format(&s.name).to_string(),
             variable_flags: (!flags.is_empty()).then_some(flags),
-            variables: String::new(),
+            variables: vars.var_file_text(),
         }),
         ..RegisterRequest::default()
     }
@@ -219,15 +201,20 @@ pub fn report_error(e: &anyhow::Error) {
 /// `nctl apply`.
 pub async fn apply(g: &Global, args: ApplyArgs) -> anyhow::Result<i32> {
     let sources = read_sources(&args.files, args.recursive)?;
-    let vars = parse_vars(&args.vars)?;
-    let Some(jobs) = check_locally(&sources, &vars) else {
+    let options = args.vars.options(&g.namespace)?;
+    let Some(jobs) = check_locally(&sources, &options) else {
         return Ok(1);
     };
     let client = Client::new(g);
     let mut applied = Vec::new();
     for (i, job) in &jobs {
-        let body = register_request(job, &sources[*i], &vars, args.check_index);
-        let r: RegisterResponse = match client.post("/v1/jobs", &body).await {
+        let body = register_request(job, &sources[*i], &args.vars, args.check_index);
+        // The job's namespace (the file's, else `-n`) also in the query, as Nomad's CLI sends it.
+        let path = format!(
+            "/v1/jobs?namespace={}",
+            super::client::escape(&job.namespace)
+        );
+        let r: RegisterResponse = match client.post(&path, &body).await {
             Ok(r) => r,
             Err(e) => {
                 report_error(&e);
@@ -314,14 +301,14 @@ pub async fn plan(g: &Global, args: PlanArgs) -> anyhow::Result<i32> {
             return Ok(255);
         }
     };
-    let vars = match parse_vars(&args.vars) {
+    let options = match args.vars.options(&g.namespace) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("Error: {e:#}");
             return Ok(255);
         }
     };
-    let Some(jobs) = check_locally(&sources, &vars) else {
+    let Some(jobs) = check_locally(&sources, &options) else {
         return Ok(255);
     };
     let client = Client::new(g);

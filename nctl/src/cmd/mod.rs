@@ -15,6 +15,7 @@ pub mod exposure;
 pub mod fmt;
 pub mod get;
 pub mod job;
+pub mod jobvars;
 pub mod join;
 pub mod keyring;
 pub mod logs;
@@ -181,7 +182,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
     }
     match cli.command {
-        Command::Validate(args) => validate::run(args),
+        Command::Validate(args) => validate::run(&g, args),
         Command::Fmt(args) => fmt::run(args),
         Command::Completion(args) => completion::run(args),
         Command::Tls(cmd) => tls::run(cmd),

@@ -108,7 +108,7 @@ pub async fn run(g: &Global, cmd: NodeCommand) -> anyhow::Result<i32> {
             }
             println!("node {}: drain started", n.name);
             if wait {
-                return follow_drain(&client, &n.name).await;
+                return follow_drain(&client, &n.name, ignore_system).await;
             }
         }
         NodeCommand::Purge { node } => {
@@ -214,34 +214,29 @@ fn parse_deadline_secs(s: &str) -> Result<u64, String> {
 const SERVER_GONE_AFTER: Duration = Duration::from_secs(120);
 
 /// `nctl node drain --wait`: follows the drain loop's report (`/nomos/drainstatus/<node>`) for
-/// the drain just started, printing each change, until it is complete (exit 0) or someone
-/// cancels it (exit 1). Allocations with nowhere to go are printed with the reason, and the wait
-/// goes on, as the drain does.
-async fn follow_drain(client: &Client, node: &str) -> anyhow::Result<i32> {
+/// the drain just started, printing each change, until it is complete and every allocation on
+/// the node has stopped (exit 0; as Nomad's monitor, which ends on "all allocations on node
+/// have stopped": a drain is complete once each allocation is told to stop, before its tasks
+/// have ended), or someone cancels it (exit 1). Allocations with nowhere to go are printed with
+/// the reason, and the wait goes on, as the drain does. With `--ignore-system`, system jobs'
+/// allocations are left running and not waited for.
+async fn follow_drain(client: &Client, node: &str, ignore_system: bool) -> anyhow::Result<i32> {
     let mut last = String::new();
-    let mut unreachable_since: Option<Instant> = None;
+    let mut server = Retrying::default();
+    let complete = nomos_api::DrainState::Complete.as_str();
     loop {
-        let v: NodeDetail = match client.get(&format!("/v1/node/{}", escape(node))).await {
-            Ok(v) => {
-                unreachable_since = None;
-                v
-            }
-            // The server restarting (or a load balancer switching servers) does not end the
-            // wait: the drain goes on without us watching. Give up after two minutes.
-            Err(e) if e.downcast_ref::<ApiError>().is_none() => {
-                let since = *unreachable_since.get_or_insert_with(|| {
-                    eprintln!("node {node}: server unreachable, retrying: {e}");
-                    Instant::now()
-                });
-                if since.elapsed() > SERVER_GONE_AFTER {
-                    return Err(e);
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-            Err(e) => return Err(e),
+        let Some(v) = server
+            .get::<NodeDetail>(client, &format!("/v1/node/{}", escape(node)), node)
+            .await?
+        else {
+            continue;
         };
         let Some(started) = v.drain_strategy.as_ref().map(|d| d.started_at) else {
+            // No drain: cancelled, or completed (and cleared) between two looks.
+            if v.drain_report.as_ref().is_some_and(|s| s.state == complete) {
+                println!("node {node}: drain complete");
+                return wait_allocs_stopped(client, &v.id, node, ignore_system, &mut server).await;
+            }
             println!("node {node}: drain cancelled");
             return Ok(1);
         };
@@ -257,18 +252,137 @@ async fn follow_drain(client: &Client, node: &str) -> anyhow::Result<i32> {
                 println!("{line}");
                 last = line;
             }
-            if s.state == nomos_api::DrainState::Complete.as_str() {
+            if s.state == complete {
                 println!("node {node}: drain complete");
-                return Ok(0);
+                return wait_allocs_stopped(client, &v.id, node, ignore_system, &mut server).await;
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
+/// Waits until no allocation on the node is still running (or pending), printing how many
+/// remain as that changes.
+async fn wait_allocs_stopped(
+    client: &Client,
+    node_id: &str,
+    node: &str,
+    ignore_system: bool,
+    server: &mut Retrying,
+) -> anyhow::Result<i32> {
+    let path = format!("/v1/node/{}/allocations", escape(node_id));
+    let mut last = usize::MAX;
+    loop {
+        let Some(allocs) = server.get::<Vec<AllocDetail>>(client, &path, node).await? else {
+            continue;
+        };
+        let stubs: Vec<&AllocStub> = allocs.iter().map(|a| &a.stub).collect();
+        let left = still_running(&stubs, ignore_system);
+        if left.is_empty() {
+            println!("node {node}: all allocations on node have stopped");
+            return Ok(0);
+        }
+        if left.len() != last {
+            last = left.len();
+            let names: Vec<&str> = left.iter().map(|a| a.name.as_str()).collect();
+            println!(
+                "node {node}: waiting for {} allocation(s) to stop: {}",
+                left.len(),
+                names.join(", ")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The allocations the wait still waits for: those whose tasks have not ended (client status
+/// `pending`, `running` or `unknown`), less system jobs' when they are left running.
+fn still_running<'a>(allocs: &[&'a AllocStub], ignore_system: bool) -> Vec<&'a AllocStub> {
+    allocs
+        .iter()
+        .copied()
+        .filter(|a| !matches!(a.client_status.as_str(), "complete" | "failed" | "lost"))
+        .filter(|a| !(ignore_system && a.job_type == "system"))
+        .collect()
+}
+
+/// A server that may be briefly unreachable (restarting, or a load balancer switching
+/// servers) while `--wait` watches: the drain goes on without us, so the wait retries for up
+/// to [`SERVER_GONE_AFTER`] before it gives up.
+#[derive(Default)]
+struct Retrying {
+    unreachable_since: Option<Instant>,
+}
+
+impl Retrying {
+    /// `GET path`; `None` (after a pause) while the server cannot be reached.
+    async fn get<T: serde::de::DeserializeOwned>(
+        &mut self,
+        client: &Client,
+        path: &str,
+        node: &str,
+    ) -> anyhow::Result<Option<T>> {
+        match client.get(path).await {
+            Ok(v) => {
+                self.unreachable_since = None;
+                Ok(Some(v))
+            }
+            Err(e) if e.downcast_ref::<ApiError>().is_none() => {
+                let since = *self.unreachable_since.get_or_insert_with(|| {
+                    eprintln!("node {node}: server unreachable, retrying: {e}");
+                    Instant::now()
+                });
+                if since.elapsed() > SERVER_GONE_AFTER {
+                    return Err(e);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_deadline_secs;
+    use super::*;
+
+    fn stub(name: &str, job_type: &str, client_status: &str) -> AllocStub {
+        AllocStub {
+            name: name.into(),
+            job_type: job_type.into(),
+            client_status: client_status.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_wait_ends_only_when_every_allocation_on_the_node_has_stopped() {
+        let allocs = [
+            stub("web.g[0]", "service", "complete"),
+            stub("batch.g[0]", "batch", "failed"),
+            stub("old.g[0]", "service", "lost"),
+            stub("last.g[0]", "service", "running"),
+            stub("new.g[0]", "service", "pending"),
+            stub("agent.g[0]", "system", "running"),
+        ];
+        let refs: Vec<&AllocStub> = allocs.iter().collect();
+        let names = |ignore| -> Vec<String> {
+            still_running(&refs, ignore)
+                .iter()
+                .map(|a| a.name.clone())
+                .collect()
+        };
+        assert_eq!(names(false), ["last.g[0]", "new.g[0]", "agent.g[0]"]);
+        assert_eq!(
+            names(true),
+            ["last.g[0]", "new.g[0]"],
+            "system jobs are left running"
+        );
+        let done = [stub("web.g[0]", "service", "complete")];
+        let refs: Vec<&AllocStub> = done.iter().collect();
+        assert!(still_running(&refs, false).is_empty());
+    }
 
     #[test]
     fn deadlines_take_durations_or_seconds() {

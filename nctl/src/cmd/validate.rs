@@ -7,9 +7,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use nomos_api::{
-    parse_file, parse_source, to_canonical_json, to_hcl, to_manifest_yaml, Job, ParseOptions,
-};
+use nomos_api::{parse_file, parse_source, to_canonical_json, to_hcl, to_manifest_yaml, Job};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ValidateOutput {
@@ -31,31 +29,12 @@ pub struct ValidateArgs {
     /// What to print for valid files.
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     pub output: ValidateOutput,
-    /// Set an HCL input variable: `--var name=value` (repeatable).
-    #[arg(long = "var", value_name = "NAME=VALUE")]
-    pub vars: Vec<String>,
-    /// Read HCL input variables from a file (repeatable).
-    #[arg(long = "var-file", value_name = "FILE")]
-    pub var_files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub vars: super::jobvars::VarArgs,
 }
 
-pub fn run(args: ValidateArgs) -> anyhow::Result<i32> {
-    let mut vars = Vec::new();
-    for v in &args.vars {
-        let Some((name, value)) = v.split_once('=') else {
-            anyhow::bail!("--var {v}: expected NAME=VALUE");
-        };
-        vars.push((name.trim().to_string(), value.to_string()));
-    }
-    let options = ParseOptions {
-        vars,
-        var_files: args.var_files.clone(),
-        env: std::env::vars()
-            .filter(|(k, _)| k.starts_with("NOMAD_VAR_"))
-            .collect(),
-        files: Some(std::sync::Arc::new(nomos_api::StdFiles)),
-        ..ParseOptions::default()
-    };
+pub fn run(g: &super::Global, args: ValidateArgs) -> anyhow::Result<i32> {
+    let options = args.vars.options(&g.namespace)?;
     let mut failed = false;
     let mut jobs: Vec<Job> = Vec::new();
     for file in &args.files {

@@ -493,8 +493,9 @@ pub fn allocated_resources(a: &Allocation, job: Option<&Job>) -> AllocatedResour
                 .iter()
                 .map(|t| {
                     let r = &t.resources;
+                    // -1 (no limit) is reported as Nomad reports it.
                     let max = if r.memory_max_mb == 0 {
-                        r.memory_mb
+                        i64::from(r.memory_mb)
                     } else {
                         r.memory_max_mb
                     };
@@ -504,7 +505,7 @@ pub fn allocated_resources(a: &Allocation, job: Option<&Job>) -> AllocatedResour
                         },
                         memory: AllocatedMemory {
                             memory_mb: i64::from(r.memory_mb),
-                            memory_max_mb: i64::from(max),
+                            memory_max_mb: max,
                         },
                         ..Default::default()
                     };

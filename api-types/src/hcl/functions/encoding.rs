@@ -16,6 +16,7 @@ pub(super) const NAMES: &[&str] = &[
     "abspath",
     "basename",
     "dirname",
+    "pathexpand",
 ];
 
 /// Calls one of [`NAMES`].
@@ -60,6 +61,36 @@ pub(super) fn call(name: &str, a: &[Value], options: &ParseOptions) -> Result<Va
                 _ => p.to_string_lossy().into_owned(),
             })
         }
+        "pathexpand" => {
+            arity(a, 1)?;
+            s(pathexpand(&arg_str(a, 0)?, options)?)
+        }
         _ => Err(format!("`{name}` is not one of this file's functions")),
     }
+}
+
+/// `~` or a leading `~/` replaced by the home directory (`HOME` in the environment the caller
+/// passed in), as Nomad's `pathexpand` does; other paths are returned as they are.
+fn pathexpand(path: &str, options: &ParseOptions) -> Result<String, String> {
+    let rest = match path.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
+        Some(_) => {
+            return Err(format!(
+            "cannot expand \"{path}\": only `~` and `~/...` are expanded, not another user's home"
+        ))
+        }
+        None => return Ok(path.to_string()),
+    };
+    let home = options
+        .env
+        .iter()
+        .find(|(k, _)| k == "HOME")
+        .map(|(_, v)| v.as_str())
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| {
+            format!(
+                "cannot expand \"{path}\": the home directory is not known here (HOME is not set)"
+            )
+        })?;
+    Ok(format!("{}{rest}", home.trim_end_matches('/')))
 }

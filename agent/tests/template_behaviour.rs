@@ -136,9 +136,11 @@ async fn a_burst_of_key_changes_inside_wait_renders_and_signals_once() {
         "n=0",
         "not rendered while changes keep coming inside min"
     );
+    // The trap's whole output: `cat` and the `echo` after it are two writes, so wait for the
+    // newline too, or a read between them sees a shorter output than the later one.
     let out = eventually("the signal", || async {
         let out = stdout_of(&w.data(), "burst", "t");
-        out.contains("n=5").then_some(out)
+        out.contains("n=5\n").then_some(out)
     })
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;

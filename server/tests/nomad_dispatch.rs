@@ -228,7 +228,7 @@ async fn refused_dispatches_answer_4xx_and_write_nothing() {
             "/v1/job/encode/dispatch",
             json!({"Meta": {"input": "a"}, "JobID": "other"}),
             400,
-            "differs",
+            "does not match the job of the path",
         ),
         (
             "/v1/job/encode/dispatch",

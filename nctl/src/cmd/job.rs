@@ -147,17 +147,6 @@ fn read_payload(input: Option<&str>) -> anyhow::Result<Vec<u8>> {
     Ok(payload)
 }
 
-/// The `KEY=VALUE` meta flags as a map.
-fn meta_of(pairs: &[String]) -> anyhow::Result<indexmap::IndexMap<String, String>> {
-    pairs
-        .iter()
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-            _ => Err(anyhow::anyhow!("--meta {p:?}: expected KEY=VALUE")),
-        })
-        .collect()
-}
-
 /// What `nctl job dispatch` takes.
 #[derive(Debug, clap::Args)]
 pub struct DispatchArgs {
@@ -183,7 +172,10 @@ async fn dispatch(client: &Client, args: DispatchArgs) -> anyhow::Result<()> {
     let body = DispatchBody {
         payload: Some(base64::engine::general_purpose::STANDARD.encode(&payload))
             .filter(|p| !p.is_empty()),
-        meta: Some(meta_of(&args.meta)?).filter(|m| !m.is_empty()),
+        meta: Some(super::namespace::parse_meta::<indexmap::IndexMap<_, _>>(
+            &args.meta,
+        )?)
+        .filter(|m| !m.is_empty()),
         id_prefix_template: args.id_prefix_template,
         priority: args.priority.unwrap_or(0),
         ..DispatchBody::default()

@@ -1,8 +1,6 @@
 //! `nctl namespace apply | list | status | delete`: Nomad's `nomad namespace` verbs over
 //! `/v1/namespace...`.
 
-use std::collections::BTreeMap;
-
 use nomos_api::namespace::Namespace;
 use serde_json::Value;
 
@@ -60,12 +58,13 @@ pub async fn run(g: &Global, cmd: NamespaceCommand) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn parse_meta(meta: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+/// `--meta KEY=VALUE` flags as a map (a namespace's meta, a dispatch's); an empty key is
+/// refused.
+pub(super) fn parse_meta<M: FromIterator<(String, String)>>(meta: &[String]) -> anyhow::Result<M> {
     meta.iter()
-        .map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .ok_or_else(|| anyhow::anyhow!("--meta {kv:?}: expected KEY=VALUE"))
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(anyhow::anyhow!("--meta {kv:?}: expected KEY=VALUE")),
         })
         .collect()
 }
@@ -138,15 +137,17 @@ async fn status(client: &Client, name: &str) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]
     fn meta_flags_need_an_equals_sign() {
-        let m = parse_meta(&["a=1".into(), "b=x=y".into()]).unwrap();
+        let m: BTreeMap<String, String> = parse_meta(&["a=1".into(), "b=x=y".into()]).unwrap();
         assert_eq!(m["b"], "x=y");
-        assert!(parse_meta(&["novalue".into()])
-            .unwrap_err()
-            .to_string()
-            .contains("KEY=VALUE"));
+        for bad in ["novalue", "=value"] {
+            let e = parse_meta::<BTreeMap<String, String>>(&[bad.into()]).unwrap_err();
+            assert!(e.to_string().contains("KEY=VALUE"), "{bad}: {e}");
+        }
     }
 }

@@ -13,13 +13,12 @@ use nomos_store::{keys, Compare, CompareOp, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 
 use super::evals::{self, NewEval};
-use super::job_versions::refuse_invalid;
+use super::job_versions::{named_job, refuse_invalid};
 use super::query::QueryOptions;
 use super::respond::Answer;
 use crate::body::JsonBody;
 use crate::error::ServerError;
 use crate::kv;
-use crate::specs::locate_job;
 use crate::AppState;
 
 /// The body of a dispatch (Nomad's `JobDispatchRequest`). The idempotency token comes in the
@@ -106,14 +105,8 @@ pub async fn dispatch_job(
     q: QueryOptions,
     JsonBody(body): JsonBody<DispatchBody>,
 ) -> Result<Answer<DispatchResponse>, ServerError> {
-    let found = locate_job(&st, q.namespace.single(), &id).await?;
+    let found = named_job(&st, &q, &id, &body.job_id).await?;
     let parent = found.valid_spec()?.clone();
-    if !body.job_id.is_empty() && body.job_id != parent.id {
-        return Err(ServerError::BadRequest(format!(
-            "JobID {:?} in the body differs from {:?} in the path",
-            body.job_id, parent.id
-        )));
-    }
     let priority = body.priority;
     let req = request_of(body, &q)?;
     let child = child_of(&parent, &req, priority)?;

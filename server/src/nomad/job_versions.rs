@@ -152,7 +152,7 @@ pub struct RevertRequest {
 }
 
 /// The job of the path, which the body's `JobID`, when given, must name too (400).
-async fn named_job(
+pub async fn named_job(
     st: &AppState,
     q: &QueryOptions,
     id: &str,

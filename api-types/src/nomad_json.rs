@@ -345,6 +345,10 @@ const BOOKKEEPING: &[&str] = &[
     "IP",
     "CIDR",
     "Device",
+    // What Nomos adds to a job it answers (`GET /v1/job/{id}`), so a job read and sent back
+    // registers unchanged.
+    "NomosStatus",
+    "InvalidSpec",
 ];
 
 struct Conv<'a> {

@@ -202,6 +202,21 @@ async fn register_enforces_the_job_modify_index_in_nomads_words() {
 }
 
 #[tokio::test]
+async fn a_job_read_and_sent_back_registers_unchanged() {
+    let srv = TestServer::start().await;
+    register(&srv, &web()).await;
+    let (code, mut job) = srv.get("/v1/job/web").await;
+    assert_eq!(code, 200, "{job}");
+    // What Nomos adds to a read (python-nomad sends back whatever it read).
+    job["NomosStatus"] = json!({"Status": "running", "Version": 0});
+    job["InvalidSpec"] = json!({"Errors": ["x"], "RunningVersion": 0});
+    let (code, answer) = srv.post("/v1/job/web", json!({ "Job": job })).await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["Outcome"], "unchanged", "{answer}");
+    assert_eq!(answer["Warnings"], "", "{answer}");
+}
+
+#[tokio::test]
 async fn register_reports_what_changed_and_keeps_counts_when_asked() {
     let srv = TestServer::start().await;
     register(&srv, &web()).await;

@@ -171,7 +171,9 @@ pub(super) fn reconcile_group(
     for allocs in sorted.live.values_mut() {
         settle_index(input, group, allocs, &is_new, &serving, plan);
     }
+    let in_place_before = plan.inplace_update.len();
     let old_destructive = classify_versions(&g, &sorted.live, plan);
+    let updated_in_place = plan.inplace_update.len() > in_place_before;
     let migrate = crate::drain::migrate_for(input.job, &group.name);
     let migration = Migration {
         rule: &HealthRule::migration(group, &migrate),
@@ -200,8 +202,12 @@ pub(super) fn reconcile_group(
         .as_ref()
         .is_some_and(|d| d.groups.contains_key(&group.name));
     let first = first_placement(&g, &sorted);
-    *deployment_needed |= first;
-    if !old_destructive.is_empty() || rolls || first {
+    // As in Nomad, a new version that only updates allocations in place is rolled out under a
+    // deployment too (of a service job's group with an `update` block): it watches their
+    // health and makes the version stable.
+    let in_place_rollout = updated_in_place && deploys(&g);
+    *deployment_needed |= first || in_place_rollout;
+    if !old_destructive.is_empty() || rolls || first || in_place_rollout {
         match g.strategy {
             None => replace_all_at_once(&g, &sorted.live, &old_destructive, plan),
             Some(u) => {
@@ -218,11 +224,13 @@ pub(super) fn reconcile_group(
 /// a service job's group with an `update` block gets a deployment for them, which watches
 /// their health and makes the version stable once they are healthy.
 fn first_placement(g: &Group<'_>, sorted: &Sorted<'_>) -> bool {
-    g.strategy.is_some()
-        && g.input.job.job_type == JobType::Service
-        && g.group.count > 0
-        && sorted.live.is_empty()
-        && !g.mine.iter().any(|a| g.is_new(a))
+    deploys(g) && g.group.count > 0 && sorted.live.is_empty() && !g.mine.iter().any(|a| g.is_new(a))
+}
+
+/// Whether the group's versions roll out under deployments: a service job's group with an
+/// `update` block.
+fn deploys(g: &Group<'_>) -> bool {
+    g.strategy.is_some() && g.input.job.job_type == JobType::Service
 }
 
 /// Puts one allocation where it belongs: stopped, replaced, rescheduled, or kept (occupying its

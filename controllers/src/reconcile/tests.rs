@@ -647,6 +647,43 @@ fn in_place_update_when_only_non_task_fields_change() {
 }
 
 #[test]
+fn an_in_place_update_rolls_out_under_a_deployment_that_succeeds_once_healthy() {
+    let (old, _) = rolling(1, 0, false);
+    let mut old = old;
+    old.groups[0].tasks[0].env.clear();
+    let mut new = old.clone();
+    new.priority = 80;
+    let versions = BTreeMap::from([(1, old), (2, new.clone())]);
+    let allocs: Vec<_> = (0..4)
+        .map(|i| running(&format!("a{i}"), i, 1, NOW - 100_000))
+        .collect();
+    let plan = run_with(&new, 2, &versions, &allocs, None, &ready);
+    assert_eq!(plan.inplace_update.len(), 4, "{plan:?}");
+    assert!(plan.destructive_update.is_empty() && plan.place.is_empty());
+    let d = plan
+        .deployment
+        .expect("an in-place version gets a deployment");
+    assert_eq!(d.status, ds::RUNNING);
+    assert_eq!(d.job_version, 2);
+
+    // Updated in place and healthy: the deployment succeeds.
+    let updated: Vec<_> = (0..4)
+        .map(|i| running(&format!("a{i}"), i, 2, NOW - 100_000))
+        .collect();
+    let plan = run_with(&new, 2, &versions, &updated, Some(&d), &ready);
+    let done = plan.deployment.expect("the deployment is finished");
+    assert_eq!(done.status, ds::SUCCESSFUL, "{done:?}");
+
+    // A job without an `update` block updates in place with no deployment.
+    let (plain_old, mut plain_new) = (job(2), job(2));
+    plain_new.priority = 80;
+    let versions = BTreeMap::from([(1, plain_old), (2, plain_new.clone())]);
+    let plan = run_with(&plain_new, 2, &versions, &allocs[..2], None, &ready);
+    assert_eq!(plan.inplace_update.len(), 2);
+    assert!(plan.deployment.is_none(), "{plan:?}");
+}
+
+#[test]
 fn canaries_are_placed_first_and_the_rest_waits_for_promotion() {
     let (j, versions) = rolling(2, 1, false);
     let mut allocs: Vec<_> = (0..4)

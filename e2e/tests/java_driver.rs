@@ -200,55 +200,40 @@ fn java_runs_a_jar_and_a_class_fetched_by_artifacts_isolated_as_exec() {
         );
     }
 
-    let jar_task = format!(
-        r#"
-      artifact {{
-        source = "{}"
-      }}
-      config {{
-        jar_path    = "local/hello.jar"
+    // (job, file the artifact fetches, config block, the program's arguments as it prints them)
+    let cases = [
+        (
+            "java-jar",
+            "hello.jar",
+            r#"jar_path    = "local/hello.jar"
         jvm_options = ["-Xms16m"]
-        args        = ["from", "a jar"]
-      }}"#,
-        server.url("hello.jar")
-    );
-    let jar = run_to_end(&c, "java-jar", &java_job("java-jar", &jar_task));
-    assert_eq!(
-        jar["ClientStatus"],
-        "complete",
-        "{:?}",
-        event_messages(&c, &jar)
-    );
-    let logs = c.ok(&["logs", &alloc_id(&jar)[..8]]);
-    assert_eq!(
-        logs,
-        "hello from java: from a jar (user nobody, host /root visible: false)\n"
-    );
-
-    let class_task = format!(
-        r#"
-      artifact {{
-        source = "{}"
-      }}
-      config {{
-        class      = "Hello"
-        class_path = "${{NOMAD_TASK_DIR}}"
-        args       = ["from a class"]
-      }}"#,
-        server.url("Hello.class")
-    );
-    let class = run_to_end(&c, "java-class", &java_job("java-class", &class_task));
-    assert_eq!(
-        class["ClientStatus"],
-        "complete",
-        "{:?}",
-        event_messages(&c, &class)
-    );
-    let logs = c.ok(&["logs", &alloc_id(&class)[..8]]);
-    assert_eq!(
-        logs,
-        "hello from java: from a class (user nobody, host /root visible: false)\n"
-    );
+        args        = ["from", "a jar"]"#,
+            "from a jar",
+        ),
+        (
+            "java-class",
+            "Hello.class",
+            r#"class      = "Hello"
+        class_path = "${NOMAD_TASK_DIR}"
+        args       = ["from a class"]"#,
+            "from a class",
+        ),
+    ];
+    for (id, file, config, printed) in cases {
+        let task = format!(
+            "      artifact {{\n        source = \"{}\"\n      }}\n      config {{\n        {config}\n      }}",
+            server.url(file)
+        );
+        let alloc = run_to_end(&c, id, &java_job(id, &task));
+        let events = event_messages(&c, &alloc);
+        assert_eq!(alloc["ClientStatus"], "complete", "{id}: {events:?}");
+        let logs = c.ok(&["logs", &alloc_id(&alloc)[..8]]);
+        assert_eq!(
+            logs,
+            format!("hello from java: {printed} (user nobody, host /root visible: false)\n"),
+            "{id}"
+        );
+    }
 }
 
 #[test]

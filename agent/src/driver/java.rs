@@ -471,7 +471,8 @@ Java HotSpot(TM) 64-Bit Server VM (build 25.392-b08, mixed mode)
 OpenJDK Runtime Environment 18.9 (build 11.0.11+9-LTS)
 OpenJDK 64-Bit Server VM 18.9 (build 11.0.11+9-LTS, mixed mode, sharing)";
         // (output, Some((version, runtime, vm)) or None)
-        let cases: Vec<(&str, Option<(&str, &str, &str)>)> = vec![
+        type Read<'a> = Option<(&'a str, &'a str, &'a str)>;
+        let cases: Vec<(&str, Read)> = vec![
             (
                 openjdk17,
                 Some((

@@ -1,7 +1,8 @@
 //! The `java` driver for real: a jar and a class, built here with the host's `javac` and `jar`,
 //! are fetched by `artifact` blocks from a loopback HTTP server and run isolated as exec tasks
-//! (user `nobody`, in a chroot); their output is read back with `nctl logs`. A missing jar and a
-//! bad config fail the allocation with an event that says why.
+//! (user `nobody`, in a chroot); their output is read back with `nctl logs`. A java service is
+//! found again after the agent restarts and ends with its job. A missing jar fails the
+//! allocation with an event that says why; a bad config is refused by `nctl apply`.
 
 mod common;
 
@@ -17,14 +18,18 @@ use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(120);
 
-/// Prints its arguments and who and where it runs, so the test sees the chroot and the user.
+/// Prints its arguments and who and where it runs, so the test sees the chroot and the user;
+/// with `--stay` it then runs until it is stopped.
 const HELLO_JAVA: &str = r#"
 public class Hello {
-    public static void main(String[] args) {
+    public static void main(String[] args) throws InterruptedException {
         boolean hostRoot = new java.io.File("/root").exists();
         System.out.println("hello from java: " + String.join(" ", args)
             + " (user " + System.getProperty("user.name")
             + ", host /root visible: " + hostRoot + ")");
+        if (java.util.Arrays.asList(args).contains("--stay")) {
+            Thread.sleep(Long.MAX_VALUE);
+        }
     }
 }
 "#;
@@ -119,11 +124,15 @@ fn serve_one(mut conn: std::net::TcpStream, root: &Path) {
 
 /// A batch job of one java task that must not be restarted; `task_body` goes inside the task.
 fn java_job(id: &str, task_body: &str) -> String {
+    java_job_of_type(id, "batch", task_body)
+}
+
+fn java_job_of_type(id: &str, job_type: &str, task_body: &str) -> String {
     format!(
         r#"
 job "{id}" {{
   datacenters = ["*"]
-  type = "batch"
+  type = "{job_type}"
   group "g" {{
     restart {{
       attempts = 0
@@ -220,10 +229,7 @@ fn java_runs_a_jar_and_a_class_fetched_by_artifacts_isolated_as_exec() {
         ),
     ];
     for (id, file, config, printed) in cases {
-        let task = format!(
-            "      artifact {{\n        source = \"{}\"\n      }}\n      config {{\n        {config}\n      }}",
-            server.url(file)
-        );
+        let task = artifact_and_config(&server.url(file), config);
         let alloc = run_to_end(&c, id, &java_job(id, &task));
         let events = event_messages(&c, &alloc);
         assert_eq!(alloc["ClientStatus"], "complete", "{id}: {events:?}");
@@ -234,6 +240,62 @@ fn java_runs_a_jar_and_a_class_fetched_by_artifacts_isolated_as_exec() {
             "{id}"
         );
     }
+}
+
+/// A task body: an artifact fetched from `url` and a config block holding `config`.
+fn artifact_and_config(url: &str, config: &str) -> String {
+    format!(
+        "      artifact {{\n        source = \"{url}\"\n      }}\n      config {{\n        {config}\n      }}"
+    )
+}
+
+#[test]
+fn a_java_service_is_found_again_after_an_agent_restart_and_ends_with_its_job() {
+    let mut c = Cluster::start("java-svc");
+    let build = tempfile::tempdir().unwrap();
+    build_hello(build.path());
+    let server = FileServer::start(build.path().to_path_buf());
+    let config = r#"jar_path = "local/hello.jar"
+        args     = ["--stay"]"#;
+    let task = artifact_and_config(&server.url("hello.jar"), config);
+    let file = c.write_file("svc.hcl", &java_job_of_type("java-svc", "service", &task));
+    c.ok(&["apply", "-f", &file]);
+    c.wait_for("the java service to run", WAIT, |c| {
+        let running = c.running("java-svc");
+        (running.len() == 1, format!("{:?}", c.allocs("java-svc")))
+    });
+    let alloc = alloc_id(&c.running("java-svc")[0]);
+    let jvm_pids = || -> Vec<i32> {
+        pids_of_alloc(&alloc)
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|cmd| cmd.starts_with(b"/usr/bin/java\0"))
+            })
+            .collect()
+    };
+    let before = jvm_pids();
+    assert_eq!(before.len(), 1, "one JVM runs the task: {before:?}");
+
+    c.restart();
+    c.wait_nodes_ready(&[&c.node.clone()]);
+    c.wait_for("the service to be reported running again", WAIT, |c| {
+        let running = c.running("java-svc");
+        (running.len() == 1, format!("{:?}", c.allocs("java-svc")))
+    });
+    assert_eq!(alloc_id(&c.running("java-svc")[0]), alloc);
+    assert_eq!(jvm_pids(), before, "the same JVM, not a new one");
+    let logs = c.ok(&["logs", &alloc[..8]]);
+    assert_eq!(
+        logs,
+        "hello from java: --stay (user nobody, host /root visible: false)\n"
+    );
+
+    c.ok(&["stop", "java-svc"]);
+    c.wait_for("the JVM to end with its job", WAIT, |_| {
+        let left = jvm_pids();
+        (left.is_empty(), format!("{left:?}"))
+    });
 }
 
 #[test]

@@ -20,6 +20,7 @@ use crate::backoff::Backoff;
 use crate::config::AgentConfig;
 use crate::driver::docker::DockerDriver;
 use crate::driver::exec::ExecDriver;
+use crate::driver::java::JavaDriver;
 use crate::driver::raw_exec::RawExecDriver;
 use crate::driver::{now_ms, Driver};
 use crate::error::AgentError;
@@ -40,7 +41,9 @@ async fn build_drivers(config: &AgentConfig, total_mhz: u32) -> (Drivers, Option
     if config.enable_raw_exec {
         map.insert("raw_exec", Arc::new(RawExecDriver));
     }
-    map.insert("exec", Arc::new(ExecDriver::new(total_mhz)));
+    let exec = ExecDriver::new(total_mhz);
+    map.insert("java", Arc::new(JavaDriver::new(exec.clone())));
+    map.insert("exec", Arc::new(exec));
     let docker = if config.enable_docker {
         Some(
             DockerDriver::new()

@@ -52,7 +52,8 @@ pub async fn purge(data_dir: impl AsRef<Path>) -> Result<PurgeReport, AgentError
                     }
                     Arc::new(docker.clone().unwrap_or_default())
                 }
-                "exec" => Arc::new(ExecDriver::new(0)),
+                // A java task is an exec task with a JVM for its command.
+                "exec" | "java" => Arc::new(ExecDriver::new(0)),
                 _ => Arc::new(RawExecDriver),
             };
             if purge_task(driver.as_ref(), h, &task, &agent_id).await? {

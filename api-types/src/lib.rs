@@ -18,6 +18,7 @@
 //! - [`nomad_out`]: a job in Nomad's API shapes (the job object, a list entry, the summary),
 //!   written with [`nomad_json`]'s tables so that reading it back gives the same job.
 //! - [`eval`]: evaluations as Nomad records them (stored by the API and the jobs controller).
+//! - [`java_config`]: the `java` driver's task config, checked at validation and read by agents.
 //! - [`names`]: the rules for job ids, namespaces, group and task names (store key segments).
 //! - [`limits`]: how many instances a group and a job may ask for.
 //! - [`acl`]: Nomad's ACL policy language, tokens and policies, and the capability check.
@@ -47,6 +48,7 @@ pub mod filter;
 mod frontend;
 pub mod hcl;
 pub mod heartbeat;
+pub mod java_config;
 pub mod job;
 pub mod limits;
 pub mod manifest;

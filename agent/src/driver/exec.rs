@@ -243,6 +243,46 @@ impl ExecDriver {
         &self.support
     }
 
+    /// Starts `spec` (its `config.command` and `args`) isolated, as the driver named `driver`:
+    /// its handle and errors carry that name, so drivers that wrap this one (`java`) get their
+    /// tasks back through themselves after an agent restart.
+    pub(crate) async fn start_as(
+        &self,
+        spec: &TaskSpec,
+        driver: &'static str,
+    ) -> Result<TaskHandle, AgentError> {
+        if let Some(why) = self.support.refusal() {
+            return Err(AgentError::driver(
+                driver,
+                format!("this node cannot isolate tasks: {why}"),
+            ));
+        }
+        let dir = self.make_cgroup(spec)?;
+        let alloc_root = spec
+            .alloc_dir
+            .parent()
+            .unwrap_or(&spec.alloc_dir)
+            .to_path_buf();
+        let isolate = Isolate {
+            chroot: self
+                .support
+                .chroot
+                .then(|| spec.task_dir.join(".nomos").join("root")),
+            alloc_root,
+        };
+        let spec = &as_default_user(spec);
+        spawn_process(
+            spec,
+            SpawnOptions {
+                driver,
+                inherit_env: false,
+                cgroup: Some(dir),
+                isolate: Some(isolate),
+            },
+        )
+        .await
+    }
+
     fn cgroup_dir(&self, spec: &TaskSpec) -> PathBuf {
         let base = match self.support.cgroup {
             Isolation::CgroupV1Memory => CGROUP_V1_MEMORY,
@@ -343,36 +383,7 @@ impl Driver for ExecDriver {
     }
 
     async fn start(&self, spec: &TaskSpec) -> Result<TaskHandle, AgentError> {
-        if let Some(why) = self.support.refusal() {
-            return Err(AgentError::driver(
-                "exec",
-                format!("this node cannot isolate tasks: {why}"),
-            ));
-        }
-        let dir = self.make_cgroup(spec)?;
-        let alloc_root = spec
-            .alloc_dir
-            .parent()
-            .unwrap_or(&spec.alloc_dir)
-            .to_path_buf();
-        let isolate = Isolate {
-            chroot: self
-                .support
-                .chroot
-                .then(|| spec.task_dir.join(".nomos").join("root")),
-            alloc_root,
-        };
-        let spec = &as_default_user(spec);
-        spawn_process(
-            spec,
-            SpawnOptions {
-                driver: "exec",
-                inherit_env: false,
-                cgroup: Some(dir),
-                isolate: Some(isolate),
-            },
-        )
-        .await
+        self.start_as(spec, "exec").await
     }
 
     async fn recover(&self, handle: &TaskHandle) -> Result<bool, AgentError> {

@@ -954,6 +954,22 @@ client {
     }
 
     #[test]
+    fn a_java_plugin_block_is_known_and_its_nomad_settings_warned_about() {
+        let text = "plugin \"java\" {\n  config {\n    default_pid_mode = \"host\"\n  }\n}\n";
+        let (_, warnings) = parse("cfg.hcl", text).expect("valid");
+        assert_eq!(
+            strings(&warnings),
+            ["cfg.hcl:3:5: warning: plugin.java.config.default_pid_mode: Nomad setting not supported by Nomos; ignored"]
+        );
+        let typo = "plugin \"java\" {\n  config {\n    jvm = \"17\"\n  }\n}\n";
+        let errors = strings(&parse("cfg.hcl", typo).expect_err("unknown setting"));
+        assert_eq!(
+            errors,
+            ["cfg.hcl:3:5: unknown setting \"plugin.java.config.jvm\""]
+        );
+    }
+
+    #[test]
     fn raw_exec_and_the_template_sandbox_are_read_from_nomads_blocks() {
         let text = r#"plugin "raw_exec" {
   config {

@@ -20,6 +20,7 @@ use crate::backoff::Backoff;
 use crate::config::AgentConfig;
 use crate::driver::docker::DockerDriver;
 use crate::driver::exec::ExecDriver;
+use crate::driver::qemu::QemuDriver;
 use crate::driver::raw_exec::RawExecDriver;
 use crate::driver::{now_ms, Driver};
 use crate::error::AgentError;
@@ -41,6 +42,7 @@ async fn build_drivers(config: &AgentConfig, total_mhz: u32) -> (Drivers, Option
         map.insert("raw_exec", Arc::new(RawExecDriver));
     }
     map.insert("exec", Arc::new(ExecDriver::new(total_mhz)));
+    map.insert("qemu", Arc::new(QemuDriver::new()));
     let docker = if config.enable_docker {
         Some(
             DockerDriver::new()

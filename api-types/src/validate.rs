@@ -17,7 +17,7 @@ pub struct Issue {
 }
 
 /// Drivers Nomos runs; any other driver is accepted with a warning.
-pub const KNOWN_DRIVERS: &[&str] = &["docker", "exec", "raw_exec"];
+pub const KNOWN_DRIVERS: &[&str] = &["docker", "exec", "qemu", "raw_exec"];
 
 /// Constraint operators, with Nomad's spelling.
 pub const OPERATORS: &[&str] = &[
@@ -665,7 +665,7 @@ fn check_task(
     } else if t.driver == crate::defaults::CONNECT_GATEWAY_DRIVER {
         // Warned about at the gateway's service (check_connect_gateway).
     } else if !KNOWN_DRIVERS.contains(&t.driver.as_str()) {
-        v.warn(join(tp, "driver"), format!("unknown driver \"{}\": Nomos runs docker, exec and raw_exec; this task will not be placed", t.driver));
+        v.warn(join(tp, "driver"), format!("unknown driver \"{}\": Nomos runs docker, exec, qemu and raw_exec; this task will not be placed", t.driver));
     }
     let r = &t.resources;
     if r.cpu > 0 && r.cores > 0 {

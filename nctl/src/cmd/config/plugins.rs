@@ -1,7 +1,8 @@
 //! The agent configuration's `plugin "NAME" { config { ... } }` blocks. Nomos reads the two
 //! settings that decide what a job may do on the node, both off by default as in Nomad:
-//! raw_exec's `enabled` and docker's `volumes { enabled }`. Other settings, and other plugins,
-//! are Nomad's and warned about.
+//! raw_exec's `enabled` and docker's `volumes { enabled }`. Other settings (qemu's
+//! `image_paths` and `args_allowlist` among them), and other plugins, are Nomad's and warned
+//! about.
 
 use super::{Entry, FileConfig, Reader, Section};
 
@@ -14,6 +15,16 @@ const RAW_EXEC_CONFIG: Section = Section {
     name: "plugin.raw_exec.config",
     known: &["enabled"],
     ignored: &["no_cgroups", "denied_host_uids", "denied_host_gids"],
+};
+const QEMU: Section = Section {
+    name: "plugin.qemu",
+    known: &["config"],
+    ignored: &["args"],
+};
+const QEMU_CONFIG: Section = Section {
+    name: "plugin.qemu.config",
+    known: &[],
+    ignored: &["image_paths", "args_allowlist"],
 };
 const DOCKER: Section = Section {
     name: "plugin.docker",
@@ -55,6 +66,7 @@ pub(super) fn read_plugins(r: &mut Reader<'_>, plugins: &[Entry], out: &mut File
         let (section, config) = match p.key.as_str() {
             "raw_exec" => (&RAW_EXEC, &RAW_EXEC_CONFIG),
             "docker" => (&DOCKER, &DOCKER_CONFIG),
+            "qemu" => (&QEMU, &QEMU_CONFIG),
             _ => {
                 r.ignored(&format!("plugin.{}", p.key), p.at);
                 continue;

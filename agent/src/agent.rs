@@ -21,6 +21,7 @@ use crate::config::AgentConfig;
 use crate::driver::docker::DockerDriver;
 use crate::driver::exec::ExecDriver;
 use crate::driver::java::JavaDriver;
+use crate::driver::qemu::QemuDriver;
 use crate::driver::raw_exec::RawExecDriver;
 use crate::driver::{now_ms, Driver};
 use crate::error::AgentError;
@@ -44,6 +45,7 @@ async fn build_drivers(config: &AgentConfig, total_mhz: u32) -> (Drivers, Option
     let exec = ExecDriver::new(total_mhz);
     map.insert("java", Arc::new(JavaDriver::new(exec.clone())));
     map.insert("exec", Arc::new(exec));
+    map.insert("qemu", Arc::new(QemuDriver::new()));
     let docker = if config.enable_docker {
         Some(
             DockerDriver::new()

@@ -31,7 +31,7 @@ pub enum AgentError {
     },
     #[error("driver {driver}: {message}")]
     Driver { driver: String, message: String },
-    #[error("unknown driver {0:?} (known: raw_exec, exec, java, docker)")]
+    #[error("unknown driver {0:?} (known: raw_exec, exec, java, docker, qemu)")]
     UnknownDriver(String),
     #[error("interpolation of {what}: {message}")]
     Interpolation { what: String, message: String },

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::driver::docker::DockerDriver;
 use crate::driver::exec::ExecDriver;
+use crate::driver::qemu::QemuDriver;
 use crate::driver::raw_exec::RawExecDriver;
 use crate::driver::{check_owner, Driver, TaskHandle};
 use crate::error::AgentError;
@@ -54,6 +55,7 @@ pub async fn purge(data_dir: impl AsRef<Path>) -> Result<PurgeReport, AgentError
                 }
                 // A java task is an exec task with a JVM for its command.
                 "exec" | "java" => Arc::new(ExecDriver::new(0)),
+                "qemu" => Arc::new(QemuDriver::new()),
                 _ => Arc::new(RawExecDriver),
             };
             if purge_task(driver.as_ref(), h, &task, &agent_id).await? {

@@ -245,7 +245,7 @@ async fn a_task_with_a_missing_driver_fails_with_a_driver_failure_event() {
     let store = store();
     let agent = RunningAgent::start(test_config("n1", dir.path()), store.clone());
     let mut t = raw_task("t", "true", &[]);
-    t.driver = "qemu".into();
+    t.driver = "hyperv".into();
     let job = job("vm", JobType::Service, vec![t]);
     place(&*store, &alloc("d1", "n1", &job, 0), &job).await;
     let s = status_where(&store, "n1", "d1", "failed", |s| {
@@ -255,7 +255,7 @@ async fn a_task_with_a_missing_driver_fails_with_a_driver_failure_event() {
     let ev = &s.task_states["t"].events;
     assert!(
         ev.iter()
-            .any(|e| e.event_type == "Driver Failure" && e.message.contains("qemu")),
+            .any(|e| e.event_type == "Driver Failure" && e.message.contains("hyperv")),
         "{ev:?}"
     );
     agent.shutdown().await;

@@ -31,6 +31,8 @@
 //!   names, check result names.
 //! - [`settings`]: what users set through the API and the controllers honour: the scheduler
 //!   configuration, node pools, versions marked stable by hand.
+//! - [`driver_constraints`]: constraints a task's driver config implies for placement (a qemu
+//!   VM asking for KVM).
 
 pub mod acl;
 pub mod allocfs;
@@ -40,6 +42,7 @@ pub mod cron;
 pub mod defaults;
 pub mod diag;
 pub mod dispatch;
+pub mod driver_constraints;
 pub mod duration;
 pub mod error;
 pub mod eval;

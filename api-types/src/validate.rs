@@ -17,7 +17,7 @@ pub struct Issue {
 }
 
 /// Drivers Nomos runs; any other driver is accepted with a warning.
-pub const KNOWN_DRIVERS: &[&str] = &["docker", "exec", "java", "raw_exec"];
+pub const KNOWN_DRIVERS: &[&str] = &["docker", "exec", "java", "qemu", "raw_exec"];
 
 /// Constraint operators, with Nomad's spelling.
 pub const OPERATORS: &[&str] = &[
@@ -665,7 +665,7 @@ fn check_task(
     } else if t.driver == crate::defaults::CONNECT_GATEWAY_DRIVER {
         // Warned about at the gateway's service (check_connect_gateway).
     } else if !KNOWN_DRIVERS.contains(&t.driver.as_str()) {
-        v.warn(join(tp, "driver"), format!("unknown driver \"{}\": Nomos runs docker, exec, java and raw_exec; this task will not be placed", t.driver));
+        v.warn(join(tp, "driver"), format!("unknown driver \"{}\": Nomos runs docker, exec, java, qemu and raw_exec; this task will not be placed", t.driver));
     } else if t.driver == "java" {
         if let Err(e) = crate::java_config::parse_java_config(&t.config) {
             v.err(join(tp, "config"), e);

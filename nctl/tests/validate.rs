@@ -28,7 +28,7 @@ fn warnings_are_printed_but_the_exit_code_is_zero() {
     let (code, _, err) = nctl(&["validate", f.to_str().unwrap()]);
     assert_eq!(code, 0);
     assert!(
-        err.contains("unknown-driver.hcl:4:7: warning: unknown driver \"qemu\""),
+        err.contains("unknown-driver.hcl:4:7: warning: unknown driver \"hyperv\""),
         "{err}"
     );
 }

@@ -1,6 +1,6 @@
 //! Task drivers: one trait to start, stop, signal, wait for, recover, measure and read the logs
 //! of a task, and its implementations (`raw_exec`, `exec`, `java` (exec's isolation around a
-//! JVM), `docker`).
+//! JVM), `docker`, `qemu`).
 //!
 //! A driver returns a [`TaskHandle`] that the agent persists; after an agent restart the handle
 //! is all a driver needs to find the task again ([`Driver::recover`]). [`Driver::exec`] runs a
@@ -11,6 +11,7 @@ pub mod docker;
 pub mod exec;
 mod inside;
 pub mod java;
+pub mod qemu;
 pub mod raw_exec;
 pub mod volumes;
 

@@ -309,6 +309,11 @@ impl<'a> Ask<'a> {
         let mut constraints = Vec::new();
         let mut distinct_hosts = None;
         let mut distinct_props = Vec::new();
+        let implied: Vec<_> = group
+            .tasks
+            .iter()
+            .flat_map(nomos_api::driver_constraints::driver_constraints)
+            .collect();
         let scoped = job
             .constraints
             .iter()
@@ -319,7 +324,8 @@ impl<'a> Ask<'a> {
                     .tasks
                     .iter()
                     .flat_map(|t| t.constraints.iter().map(|c| (c, false))),
-            );
+            )
+            .chain(implied.iter().map(|c| (c, false)));
         for (c, job_scope) in scoped {
             let cc = CompiledConstraint::compile(c);
             if cc.is_distinct_hosts() {

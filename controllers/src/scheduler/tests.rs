@@ -197,6 +197,35 @@ fn missing_or_unhealthy_driver_excludes_node() {
 }
 
 #[test]
+fn a_qemu_vm_asking_for_kvm_is_placed_only_where_kvm_guests_run() {
+    let qemu = DriverInfo {
+        detected: true,
+        healthy: true,
+        ..Default::default()
+    };
+    let mut plain = node("plain");
+    plain.drivers.insert("qemu".into(), qemu.clone());
+    let mut kvm = node("kvm");
+    kvm.drivers.insert("qemu".into(), qemu);
+    kvm.attributes.insert("driver.qemu.kvm".into(), "1".into());
+    let vm = |accelerator: &str| {
+        let mut j = job("vm", vec![group("g", 1, 100, 100)]);
+        let t = &mut j.groups[0].tasks[0];
+        t.driver = "qemu".into();
+        t.config.insert("accelerator".into(), accelerator.into());
+        j
+    };
+    let f = place_one(&mut snap(vec![plain.clone()]), &vm("kvm")).unwrap_err();
+    assert_eq!(
+        f.summary(),
+        "1 node excluded by constraint ${attr.driver.qemu.kvm} = 1"
+    );
+    let p = place_one(&mut snap(vec![plain.clone(), kvm]), &vm("kvm")).unwrap();
+    assert_eq!(p.node, "kvm");
+    assert!(place_one(&mut snap(vec![plain]), &vm("tcg")).is_ok());
+}
+
+#[test]
 fn a_node_registered_again_is_placed_on_by_its_new_datacenter_pool_and_drivers() {
     // What placement reads of a node is copied into its state: a new registration must
     // replace it, or a node would keep being chosen for what it no longer is.

@@ -1031,6 +1031,25 @@ client {
         );
     }
 
+    #[test]
+    fn qemus_plugin_block_is_known_and_its_unenforced_settings_are_warned_about() {
+        let text = "plugin \"qemu\" {\n  config {\n    image_paths    = [\"/srv/vm\"]\n    args_allowlist = [\"-drive\"]\n  }\n}\n";
+        let (_, warnings) = parse("cfg.hcl", text).expect("valid");
+        assert_eq!(
+            strings(&warnings),
+            [
+                "cfg.hcl:3:5: warning: plugin.qemu.config.image_paths: Nomad setting not supported by Nomos; ignored",
+                "cfg.hcl:4:5: warning: plugin.qemu.config.args_allowlist: Nomad setting not supported by Nomos; ignored",
+            ]
+        );
+        let typo = "plugin \"qemu\" {\n  config {\n    image_path = [\"/srv/vm\"]\n  }\n}\n";
+        let errors = strings(&parse("cfg.hcl", typo).expect_err("unknown setting"));
+        assert!(
+            errors[0].contains("unknown setting \"plugin.qemu.config.image_path\""),
+            "{errors:?}"
+        );
+    }
+
     /// `NOMAD` in YAML.
     const NOMAD_YAML: &str = r#"
 # A Nomad single-node agent config.

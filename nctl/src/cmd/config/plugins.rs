@@ -1,7 +1,8 @@
 //! The agent configuration's `plugin "NAME" { config { ... } }` blocks. Nomos reads the two
 //! settings that decide what a job may do on the node, both off by default as in Nomad:
-//! raw_exec's `enabled` and docker's `volumes { enabled }`. The java plugin is known but has
-//! nothing to set (its isolation is exec's). Other settings, and other plugins, are Nomad's and
+//! raw_exec's `enabled` and docker's `volumes { enabled }`. The java and qemu plugins are
+//! known but have nothing to set (java's isolation is exec's). Other settings (qemu's
+//! `image_paths` and `args_allowlist` among them), and other plugins, are Nomad's and
 //! warned about.
 
 use super::{Entry, FileConfig, Reader, Section};
@@ -25,6 +26,16 @@ const JAVA_CONFIG: Section = Section {
     name: "plugin.java.config",
     known: &[],
     ignored: &["default_pid_mode", "default_ipc_mode", "allow_caps"],
+};
+const QEMU: Section = Section {
+    name: "plugin.qemu",
+    known: &["config"],
+    ignored: &["args"],
+};
+const QEMU_CONFIG: Section = Section {
+    name: "plugin.qemu.config",
+    known: &[],
+    ignored: &["image_paths", "args_allowlist"],
 };
 const DOCKER: Section = Section {
     name: "plugin.docker",
@@ -67,6 +78,7 @@ pub(super) fn read_plugins(r: &mut Reader<'_>, plugins: &[Entry], out: &mut File
             "raw_exec" => (&RAW_EXEC, &RAW_EXEC_CONFIG),
             "docker" => (&DOCKER, &DOCKER_CONFIG),
             "java" => (&JAVA, &JAVA_CONFIG),
+            "qemu" => (&QEMU, &QEMU_CONFIG),
             _ => {
                 r.ignored(&format!("plugin.{}", p.key), p.at);
                 continue;

@@ -30,6 +30,7 @@
 //!   names, check result names.
 //! - [`settings`]: what users set through the API and the controllers honour: the scheduler
 //!   configuration, node pools, versions marked stable by hand.
+//! - [`volumes`]: the checks on a group's host `volume`s and its tasks' `volume_mount`s.
 
 pub mod acl;
 pub mod allocfs;
@@ -60,6 +61,7 @@ pub mod service;
 pub mod settings;
 pub mod validate;
 pub mod variables;
+pub mod volumes;
 
 pub use canonical::{parse_stored_spec, spec_hash, to_canonical_json, to_manifest_yaml};
 pub use diag::{Diagnostic, Severity};

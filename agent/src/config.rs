@@ -84,7 +84,10 @@ pub fn check_host_volumes(
 ) -> Result<(), crate::AgentError> {
     for (name, volume) in volumes {
         let bad = |why: String| {
-            crate::AgentError::Config(format!("host_volume {name:?}: path {:?} {why}", volume.path))
+            crate::AgentError::Config(format!(
+                "host_volume {name:?}: path {:?} {why}",
+                volume.path
+            ))
         };
         let path = std::path::Path::new(&volume.path);
         if !path.is_absolute() {
@@ -233,18 +236,32 @@ mod tests {
         let at = |p: &std::path::Path| p.display().to_string();
         let cases = [
             ("an existing directory", at(dir.path()), None),
-            ("a relative path", "data".to_string(), Some("must be an absolute path")),
-            ("a missing directory", at(&dir.path().join("gone")), Some("cannot be used")),
+            (
+                "a relative path",
+                "data".to_string(),
+                Some("must be an absolute path"),
+            ),
+            (
+                "a missing directory",
+                at(&dir.path().join("gone")),
+                Some("cannot be used"),
+            ),
             ("a file", at(&file), Some("is not a directory")),
         ];
         for (what, path, error) in cases {
-            let volume = nomos_api::HostVolume { path, read_only: false };
+            let volume = nomos_api::HostVolume {
+                path,
+                read_only: false,
+            };
             let volumes = IndexMap::from([("data".to_string(), volume)]);
             match (check_host_volumes(&volumes), error) {
                 (Ok(()), None) => {}
                 (Err(e), Some(text)) => {
                     let e = e.to_string();
-                    assert!(e.contains("host_volume \"data\"") && e.contains(text), "{what}: {e}");
+                    assert!(
+                        e.contains("host_volume \"data\"") && e.contains(text),
+                        "{what}: {e}"
+                    );
                 }
                 (got, _) => panic!("{what}: {got:?}"),
             }

@@ -201,7 +201,11 @@ mod tests {
             (false, false, true, Err("publishes read-only")),
         ];
         for &(group_ro, mount_ro, host_ro, ref expected) in cases {
-            let got = resolve(&group(group_ro), &task("data", "/var/lib/pg", mount_ro), &host(host_ro));
+            let got = resolve(
+                &group(group_ro),
+                &task("data", "/var/lib/pg", mount_ro),
+                &host(host_ro),
+            );
             let what = format!("group {group_ro}, mount {mount_ro}, host {host_ro}");
             match (got, expected) {
                 (Ok(binds), Ok(ro)) => {
@@ -219,10 +223,26 @@ mod tests {
     #[test]
     fn a_mount_this_node_cannot_serve_is_refused_with_the_reason() {
         let cases = [
-            (task("logs", "/logs", false), host(false), "does not declare"),
-            (task("data", "/d", false), IndexMap::new(), "which this node does not have"),
-            (task("data", "../../etc", false), host(false), "must not contain \"..\""),
-            (task("data", "a\nb", false), host(false), "control character"),
+            (
+                task("logs", "/logs", false),
+                host(false),
+                "does not declare",
+            ),
+            (
+                task("data", "/d", false),
+                IndexMap::new(),
+                "which this node does not have",
+            ),
+            (
+                task("data", "../../etc", false),
+                host(false),
+                "must not contain \"..\"",
+            ),
+            (
+                task("data", "a\nb", false),
+                host(false),
+                "control character",
+            ),
         ];
         for (t, h, text) in cases {
             let e = resolve(&group(false), &t, &h).expect_err(text).to_string();
@@ -241,8 +261,13 @@ mod tests {
             ..VolumeBind::default()
         };
         assert!(check_sources(&[bind(dir.path().to_path_buf())]).is_ok());
-        let gone = check_sources(&[bind(dir.path().join("gone"))]).unwrap_err().to_string();
-        assert!(gone.contains("cannot be mounted") && gone.contains("gone"), "{gone}");
+        let gone = check_sources(&[bind(dir.path().join("gone"))])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            gone.contains("cannot be mounted") && gone.contains("gone"),
+            "{gone}"
+        );
         let not_dir = check_sources(&[bind(file)]).unwrap_err().to_string();
         assert!(not_dir.contains("is not a directory"), "{not_dir}");
     }
@@ -252,14 +277,26 @@ mod tests {
         let task_dir = Path::new("/data/allocs/a1/web");
         let chroot = Path::new("/data/allocs/a1/web/.nomos/root");
         let cases = [
-            (chroot, "/var/lib/pg", "/data/allocs/a1/web/.nomos/root/var/lib/pg"),
-            (chroot, "local/pg", "/data/allocs/a1/web/.nomos/root/data/allocs/a1/web/local/pg"),
+            (
+                chroot,
+                "/var/lib/pg",
+                "/data/allocs/a1/web/.nomos/root/var/lib/pg",
+            ),
+            (
+                chroot,
+                "local/pg",
+                "/data/allocs/a1/web/.nomos/root/data/allocs/a1/web/local/pg",
+            ),
             (Path::new("/"), "/srv/x", "/srv/x"),
             (Path::new("/"), "data", "/data/allocs/a1/web/data"),
             (Path::new("/"), "./data/", "/data/allocs/a1/web/data"),
         ];
         for (root, dest, want) in cases {
-            assert_eq!(bind_target(root, task_dir, dest), PathBuf::from(want), "{dest}");
+            assert_eq!(
+                bind_target(root, task_dir, dest),
+                PathBuf::from(want),
+                "{dest}"
+            );
         }
         assert_eq!(container_target("/var/lib/pg"), "/var/lib/pg");
         assert_eq!(container_target("data"), "/data");

@@ -536,8 +536,12 @@ async fn a_docker_task_keeps_data_on_a_host_volume_and_cannot_write_a_read_only_
         path: path.display().to_string(),
         read_only,
     };
-    config.host_volumes.insert("shared".into(), volume(&shared, false));
-    config.host_volumes.insert("certs".into(), volume(&certs, true));
+    config
+        .host_volumes
+        .insert("shared".into(), volume(&shared, false));
+    config
+        .host_volumes
+        .insert("certs".into(), volume(&certs, true));
     let data_dir = config.data_dir.clone();
     let agent = RunningAgent::start(config, store.clone());
     let job = volume_job();
@@ -570,7 +574,10 @@ async fn a_docker_task_keeps_data_on_a_host_volume_and_cannot_write_a_read_only_
         .find(|e| e.message.contains("host volume path"))
         .unwrap_or_else(|| panic!("{ev:?}"));
     assert!(
-        why.message.contains(&format!("{} for volume \"data\" cannot be mounted", shared.display())),
+        why.message.contains(&format!(
+            "{} for volume \"data\" cannot be mounted",
+            shared.display()
+        )),
         "{}",
         why.message
     );

@@ -324,7 +324,9 @@ fn fill_task(t: &mut Value, group_restart: Option<&Value>) {
         }
     });
     each_in(t, "artifacts", |a| fill(a, json!({"mode": "any"})));
-    each_in(t, "volume_mounts", |m| fill(m, json!({"propagation_mode": "private"})));
+    each_in(t, "volume_mounts", |m| {
+        fill(m, json!({"propagation_mode": "private"}))
+    });
 }
 
 #[cfg(test)]

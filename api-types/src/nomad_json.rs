@@ -434,7 +434,10 @@ impl Conv<'_> {
                         items
                             .iter()
                             .map(|(name, it)| {
-                                (name.clone(), self.object(it, &join(&sp, name), &join(&mp, name), t))
+                                (
+                                    name.clone(),
+                                    self.object(it, &join(&sp, name), &join(&mp, name), t),
+                                )
                             })
                             .collect(),
                     ),

@@ -41,7 +41,10 @@ pub fn volume_issues(gp: &str, g: &TaskGroup) -> Vec<Issue> {
         if !volume.name.is_empty() && volume.name != *name {
             err(
                 join(&vp, "name"),
-                format!("volume name {:?} differs from its key {name:?}", volume.name),
+                format!(
+                    "volume name {:?} differs from its key {name:?}",
+                    volume.name
+                ),
             );
         }
     }
@@ -61,7 +64,10 @@ pub fn volume_issues(gp: &str, g: &TaskGroup) -> Vec<Issue> {
 fn mount_problems(mount: &VolumeMount, g: &TaskGroup) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     if mount.volume.is_empty() {
-        out.push(("volume", "volume_mount needs a volume: the name of one of the group's volume blocks".to_string()));
+        out.push((
+            "volume",
+            "volume_mount needs a volume: the name of one of the group's volume blocks".to_string(),
+        ));
     } else if !g.volumes.contains_key(&mount.volume) {
         let declared: Vec<&str> = g.volumes.keys().map(String::as_str).collect();
         let known = if declared.is_empty() {
@@ -71,7 +77,10 @@ fn mount_problems(mount: &VolumeMount, g: &TaskGroup) -> Vec<(&'static str, Stri
         };
         out.push((
             "volume",
-            format!("volume_mount names volume {:?}, which group {:?} does not declare ({known})", mount.volume, g.name),
+            format!(
+                "volume_mount names volume {:?}, which group {:?} does not declare ({known})",
+                mount.volume, g.name
+            ),
         ));
     }
     if let Err(why) = check_destination(&mount.destination) {
@@ -81,14 +90,18 @@ fn mount_problems(mount: &VolumeMount, g: &TaskGroup) -> Vec<(&'static str, Stri
     if !mode.is_empty() && !PROPAGATION_MODES.contains(&mode) {
         out.push((
             "propagation_mode",
-            format!("invalid propagation_mode {mode:?}: expected one of {}", PROPAGATION_MODES.join(", ")),
+            format!(
+                "invalid propagation_mode {mode:?}: expected one of {}",
+                PROPAGATION_MODES.join(", ")
+            ),
         ));
     }
     let volume_read_only = g.volumes.get(&mount.volume).is_some_and(|v| v.read_only);
     if mode == "bidirectional" && (mount.read_only || volume_read_only) {
         out.push((
             "propagation_mode",
-            "propagation_mode \"bidirectional\" needs a writable mount, and this one is read-only".to_string(),
+            "propagation_mode \"bidirectional\" needs a writable mount, and this one is read-only"
+                .to_string(),
         ));
     }
     out
@@ -98,7 +111,9 @@ fn mount_problems(mount: &VolumeMount, g: &TaskGroup) -> Vec<(&'static str, Stri
 /// filesystem, a relative one inside the task directory; neither may climb out).
 pub fn check_destination(destination: &str) -> Result<(), String> {
     if destination.trim().is_empty() {
-        return Err("volume_mount needs a destination: where the volume appears in the task".into());
+        return Err(
+            "volume_mount needs a destination: where the volume appears in the task".into(),
+        );
     }
     let climbs = Path::new(destination)
         .components()
@@ -109,7 +124,9 @@ pub fn check_destination(destination: &str) -> Result<(), String> {
         ));
     }
     if destination.contains('\0') {
-        return Err(format!("volume_mount destination {destination:?} contains a NUL byte"));
+        return Err(format!(
+            "volume_mount destination {destination:?} contains a NUL byte"
+        ));
     }
     Ok(())
 }
@@ -151,21 +168,117 @@ mod tests {
         }
     }
 
+    /// The issues expected: field path and a part of the message.
+    type Expected = &'static [(&'static str, &'static str)];
+
     #[test]
     fn volume_checks_name_the_field_and_the_reason() {
-        let cases: &[(&str, TaskGroup, &[(&str, &str)])] = &[
-            ("a host volume mounted absolutely", group(&[("data", "host", false)], &[("data", "/var/lib/db", false, "private")]), &[]),
-            ("a relative destination", group(&[("data", "host", false)], &[("data", "local/db", true, "")]), &[]),
-            ("csi is refused", group(&[("data", "csi", false)], &[]), &[("g.volumes.data.type", "CSI volumes are not supported")]),
-            ("an unknown type", group(&[("data", "nfs", false)], &[]), &[("g.volumes.data.type", "invalid type \"nfs\"")]),
-            ("an empty type", group(&[("data", "", false)], &[]), &[("g.volumes.data.type", "invalid type \"\"")]),
-            ("an undeclared volume", group(&[("data", "host", false)], &[("logs", "/logs", false, "private")]), &[("g.tasks[0].volume_mounts[0].volume", "does not declare (the group declares data)")]),
-            ("no volume at all", group(&[], &[("logs", "/logs", false, "private")]), &[("g.tasks[0].volume_mounts[0].volume", "the group declares no volume")]),
-            ("an empty destination", group(&[("data", "host", false)], &[("data", " ", false, "private")]), &[("g.tasks[0].volume_mounts[0].destination", "needs a destination")]),
-            ("a climbing destination", group(&[("data", "host", false)], &[("data", "../../etc", false, "private")]), &[("g.tasks[0].volume_mounts[0].destination", "must not contain \"..\"")]),
-            ("a climbing absolute destination", group(&[("data", "host", false)], &[("data", "/srv/../etc", false, "private")]), &[("g.tasks[0].volume_mounts[0].destination", "must not contain \"..\"")]),
-            ("a bad propagation mode", group(&[("data", "host", false)], &[("data", "/d", false, "shared")]), &[("g.tasks[0].volume_mounts[0].propagation_mode", "invalid propagation_mode \"shared\"")]),
-            ("bidirectional on a read-only volume", group(&[("data", "host", true)], &[("data", "/d", false, "bidirectional")]), &[("g.tasks[0].volume_mounts[0].propagation_mode", "needs a writable mount")]),
+        let cases: &[(&str, TaskGroup, Expected)] = &[
+            (
+                "a host volume mounted absolutely",
+                group(
+                    &[("data", "host", false)],
+                    &[("data", "/var/lib/db", false, "private")],
+                ),
+                &[],
+            ),
+            (
+                "a relative destination",
+                group(
+                    &[("data", "host", false)],
+                    &[("data", "local/db", true, "")],
+                ),
+                &[],
+            ),
+            (
+                "csi is refused",
+                group(&[("data", "csi", false)], &[]),
+                &[("g.volumes.data.type", "CSI volumes are not supported")],
+            ),
+            (
+                "an unknown type",
+                group(&[("data", "nfs", false)], &[]),
+                &[("g.volumes.data.type", "invalid type \"nfs\"")],
+            ),
+            (
+                "an empty type",
+                group(&[("data", "", false)], &[]),
+                &[("g.volumes.data.type", "invalid type \"\"")],
+            ),
+            (
+                "an undeclared volume",
+                group(
+                    &[("data", "host", false)],
+                    &[("logs", "/logs", false, "private")],
+                ),
+                &[(
+                    "g.tasks[0].volume_mounts[0].volume",
+                    "does not declare (the group declares data)",
+                )],
+            ),
+            (
+                "no volume at all",
+                group(&[], &[("logs", "/logs", false, "private")]),
+                &[(
+                    "g.tasks[0].volume_mounts[0].volume",
+                    "the group declares no volume",
+                )],
+            ),
+            (
+                "an empty destination",
+                group(
+                    &[("data", "host", false)],
+                    &[("data", " ", false, "private")],
+                ),
+                &[(
+                    "g.tasks[0].volume_mounts[0].destination",
+                    "needs a destination",
+                )],
+            ),
+            (
+                "a climbing destination",
+                group(
+                    &[("data", "host", false)],
+                    &[("data", "../../etc", false, "private")],
+                ),
+                &[(
+                    "g.tasks[0].volume_mounts[0].destination",
+                    "must not contain \"..\"",
+                )],
+            ),
+            (
+                "a climbing absolute destination",
+                group(
+                    &[("data", "host", false)],
+                    &[("data", "/srv/../etc", false, "private")],
+                ),
+                &[(
+                    "g.tasks[0].volume_mounts[0].destination",
+                    "must not contain \"..\"",
+                )],
+            ),
+            (
+                "a bad propagation mode",
+                group(
+                    &[("data", "host", false)],
+                    &[("data", "/d", false, "shared")],
+                ),
+                &[(
+                    "g.tasks[0].volume_mounts[0].propagation_mode",
+                    "invalid propagation_mode \"shared\"",
+                )],
+            ),
+            (
+                "bidirectional on a read-only volume",
+                group(
+                    &[("data", "host", true)],
+                    &[("data", "/d", false, "bidirectional")],
+                ),
+                &[(
+                    "g.tasks[0].volume_mounts[0].propagation_mode",
+                    "needs a writable mount",
+                )],
+            ),
         ];
         for (what, g, expected) in cases {
             let issues = volume_issues("g", g);
@@ -196,8 +309,8 @@ mod tests {
     }
   }
 }"#;
-        let parsed = crate::parse_source("pg.hcl", src, &crate::ParseOptions::default())
-            .expect("valid");
+        let parsed =
+            crate::parse_source("pg.hcl", src, &crate::ParseOptions::default()).expect("valid");
         let g = &parsed.jobs[0].groups[0];
         let expected = VolumeRequest {
             name: "data".into(),
@@ -208,14 +321,17 @@ mod tests {
         assert_eq!(g.volumes["data"], expected);
         let mount = &g.tasks[0].volume_mounts[0];
         assert_eq!(mount.propagation_mode, "private");
-        assert!(mount.is_read_only(&g.volumes["data"]), "the volume's read_only reaches the mount");
+        assert!(
+            mount.is_read_only(&g.volumes["data"]),
+            "the volume's read_only reaches the mount"
+        );
     }
 
     #[test]
     fn a_job_without_volumes_keeps_its_stored_shape() {
         let src = "job \"web\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"raw_exec\"\n      config { command = \"/bin/true\" }\n    }\n  }\n}\n";
-        let parsed = crate::parse_source("web.hcl", src, &crate::ParseOptions::default())
-            .expect("valid");
+        let parsed =
+            crate::parse_source("web.hcl", src, &crate::ParseOptions::default()).expect("valid");
         let json = crate::to_canonical_json(&parsed.jobs[0]);
         assert!(json.contains("\"volumes\": {}"), "{json}");
         assert!(!json.contains("volume_mounts"), "{json}");

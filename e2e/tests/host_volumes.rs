@@ -128,22 +128,41 @@ fn running_alloc(c: &Cluster, job: &str, not: &[String]) -> (String, String) {
 }
 
 fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default().trim().to_string()
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 /// Writes, replaces the allocation, reads back: the data is the host volume's, not the
 /// allocation's.
-fn data_outlives_the_allocation(v: &VolumeCluster, job: &str, driver: &str, data: &str, certs: &str) {
+fn data_outlives_the_allocation(
+    v: &VolumeCluster,
+    job: &str,
+    driver: &str,
+    data: &str,
+    certs: &str,
+) {
     let c = &v.c;
     let file = c.write_file(&format!("{job}.hcl"), &keeper_job(job, driver, data, certs));
     c.ok(&["apply", "-f", &file]);
     let (first, logs) = running_alloc(c, job, &[]);
     assert!(logs.contains("saw: nothing"), "{logs}");
-    assert!(logs.contains("certs: refused"), "a read-only mount refuses writes: {logs}");
+    assert!(
+        logs.contains("certs: refused"),
+        "a read-only mount refuses writes: {logs}"
+    );
     assert!(logs.contains("ca: not really a certificate"), "{logs}");
     let stderr = c.ok(&["logs", "--stderr", &first[..8]]);
-    assert_eq!(read(&v.shared.join("last")), first, "the host directory holds the write: {stderr}");
-    assert!(!v.certs.join("try").exists(), "nothing reached the read-only volume");
+    assert_eq!(
+        read(&v.shared.join("last")),
+        first,
+        "the host directory holds the write: {stderr}"
+    );
+    assert!(
+        !v.certs.join("try").exists(),
+        "nothing reached the read-only volume"
+    );
     let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         !host_mounts.contains(&v.shared.display().to_string()),
@@ -151,15 +170,22 @@ fn data_outlives_the_allocation(v: &VolumeCluster, job: &str, driver: &str, data
     );
 
     c.ok(&["alloc", "stop", &first[..8]]);
-    let (second, logs) = running_alloc(c, job, &[first.clone()]);
-    assert!(logs.contains(&format!("saw: {first}")), "the replacement reads it back: {logs}");
+    let (second, logs) = running_alloc(c, job, std::slice::from_ref(&first));
+    assert!(
+        logs.contains(&format!("saw: {first}")),
+        "the replacement reads it back: {logs}"
+    );
     assert_eq!(read(&v.shared.join("last")), second);
     c.ok(&["stop", job, "--purge"]);
     c.wait_for("the allocations to be gone", WAIT, |c| {
         let running = c.running(job);
         (running.is_empty(), format!("{running:#?}"))
     });
-    assert_eq!(read(&v.shared.join("last")), second, "the data survives the job");
+    assert_eq!(
+        read(&v.shared.join("last")),
+        second,
+        "the data survives the job"
+    );
 }
 
 #[test]
@@ -177,8 +203,16 @@ fn host_volumes_keep_data_across_allocations_and_show_on_the_node() {
             .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
             .unwrap_or_default()
     };
-    assert_eq!(row("certs"), ["certs", "true", &v.certs.display().to_string()], "{status}");
-    assert_eq!(row("shared"), ["shared", "false", &v.shared.display().to_string()], "{status}");
+    assert_eq!(
+        row("certs"),
+        ["certs", "true", &v.certs.display().to_string()],
+        "{status}"
+    );
+    assert_eq!(
+        row("shared"),
+        ["shared", "false", &v.shared.display().to_string()],
+        "{status}"
+    );
 
     // raw_exec: relative destinations, under the task directory.
     data_outlives_the_allocation(&v, "keeper-raw", "raw_exec", "data", "certs");
@@ -190,12 +224,11 @@ fn host_volumes_keep_data_across_allocations_and_show_on_the_node() {
 #[test]
 fn a_volume_no_node_has_is_not_placed_and_the_reason_is_nomads() {
     let v = start("novol");
-    let job = keeper_job("lost", "raw_exec", "data", "certs").replace(
-        "source = \"shared\"",
-        "source = \"not-here\"",
-    );
+    let job = keeper_job("lost", "raw_exec", "data", "certs")
+        .replace("source = \"shared\"", "source = \"not-here\"");
     let file = v.c.write_file("lost.hcl", &job);
-    let out = v.c.nctl(&["apply", "-f", &file, "--wait", "--timeout", "60"]);
+    let out =
+        v.c.nctl(&["apply", "-f", &file, "--wait", "--timeout", "60"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("missing compatible host volumes"),
@@ -203,7 +236,10 @@ fn a_volume_no_node_has_is_not_placed_and_the_reason_is_nomads() {
     );
     let status = v.c.ok(&["status", "lost"]);
     assert!(status.contains("Placement Failure"), "{status}");
-    assert!(status.contains("missing compatible host volumes"), "{status}");
+    assert!(
+        status.contains("missing compatible host volumes"),
+        "{status}"
+    );
     assert!(v.c.allocs("lost").is_empty());
 
     // A read-write request for a read-only volume does not fit either.
@@ -229,8 +265,18 @@ fn an_agent_with_a_missing_host_volume_path_does_not_start() {
     let data_dir = c.dir.path().join("agent-badvol");
     let data_dir = data_dir.display().to_string();
     let args = [
-        "agent", "--no-docker", "--name", "badvol-node", "--store-endpoints", &c.store_url,
-        "--data-dir", &data_dir, "--http-addr", "127.0.0.1:0", "--config", &file,
+        "agent",
+        "--no-docker",
+        "--name",
+        "badvol-node",
+        "--store-endpoints",
+        &c.store_url,
+        "--data-dir",
+        &data_dir,
+        "--http-addr",
+        "127.0.0.1:0",
+        "--config",
+        &file,
     ];
     let mut agent = c.spawn_nctl(&args);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -248,6 +294,9 @@ fn an_agent_with_a_missing_host_volume_path_does_not_start() {
     let mut stderr = String::new();
     std::io::Read::read_to_string(agent.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(!status.success(), "the agent exits with an error: {stderr}");
-    let expected = format!("host_volume \"pg\": path {:?} cannot be used", missing.display().to_string());
+    let expected = format!(
+        "host_volume \"pg\": path {:?} cannot be used",
+        missing.display().to_string()
+    );
     assert!(stderr.contains(&expected), "{stderr}");
 }

@@ -988,7 +988,8 @@ mod tests {
                 )
             })
             .collect();
-        let want = |s: &str, t: &str, ro: bool, p: &str| (s.to_string(), t.to_string(), ro, p.to_string());
+        let want =
+            |s: &str, t: &str, ro: bool, p: &str| (s.to_string(), t.to_string(), ro, p.to_string());
         assert_eq!(
             got,
             [

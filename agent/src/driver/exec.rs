@@ -350,7 +350,10 @@ impl Driver for ExecDriver {
                 format!("this node cannot isolate tasks: {why}"),
             ));
         }
-        let absolute_mount = spec.volume_mounts.iter().find(|m| m.destination.starts_with('/'));
+        let absolute_mount = spec
+            .volume_mounts
+            .iter()
+            .find(|m| m.destination.starts_with('/'));
         if let (false, Some(m)) = (self.support.chroot, absolute_mount) {
             return Err(AgentError::driver(
                 "exec",

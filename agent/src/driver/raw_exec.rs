@@ -23,8 +23,8 @@ use super::{
 };
 use crate::error::AgentError;
 use crate::logs::{self, LogStream};
-use crate::volume_mounts::bind_args;
 use crate::procfs::{self, Liveness};
+use crate::volume_mounts::bind_args;
 
 /// The wrapper: `$0` is the exit file, `$@` the command.
 const WRAPPER: &str = r#"trap : HUP INT QUIT TERM USR1 USR2 ALRM PIPE
@@ -275,7 +275,11 @@ fn wrapper_command(
                 .arg("-c")
                 .arg(BIND_VOLUMES)
                 .arg("nomos-volumes")
-                .args(bind_args(&spec.volume_mounts, Path::new("/"), &spec.task_dir))
+                .args(bind_args(
+                    &spec.volume_mounts,
+                    Path::new("/"),
+                    &spec.task_dir,
+                ))
                 .args(["/bin/sh", "-c"]);
             c
         }

@@ -386,19 +386,63 @@ mod tests {
         }
     }
 
+    /// Volume names with their `read_only`.
+    type Volumes = &'static [(&'static str, bool)];
+
     #[test]
     fn a_group_fits_only_nodes_with_every_compatible_host_volume() {
-        let cases: &[(&str, &[(&str, bool)], &[(&str, bool)], bool)] = &[
+        // (case, asked by the group, offered by the node, fits)
+        let cases: &[(&str, Volumes, Volumes, bool)] = &[
             ("no volumes asked", &[], &[], true),
-            ("no volumes asked, some offered", &[], &[("data", false)], true),
-            ("writable asked, writable offered", &[("data", false)], &[("data", false)], true),
-            ("read-only asked, writable offered", &[("data", true)], &[("data", false)], true),
-            ("read-only asked, read-only offered", &[("data", true)], &[("data", true)], true),
-            ("writable asked, read-only offered", &[("data", false)], &[("data", true)], false),
+            (
+                "no volumes asked, some offered",
+                &[],
+                &[("data", false)],
+                true,
+            ),
+            (
+                "writable asked, writable offered",
+                &[("data", false)],
+                &[("data", false)],
+                true,
+            ),
+            (
+                "read-only asked, writable offered",
+                &[("data", true)],
+                &[("data", false)],
+                true,
+            ),
+            (
+                "read-only asked, read-only offered",
+                &[("data", true)],
+                &[("data", true)],
+                true,
+            ),
+            (
+                "writable asked, read-only offered",
+                &[("data", false)],
+                &[("data", true)],
+                false,
+            ),
             ("missing volume", &[("data", false)], &[], false),
-            ("another volume only", &[("data", false)], &[("logs", false)], false),
-            ("one of two missing", &[("data", false), ("logs", true)], &[("data", false)], false),
-            ("both present", &[("data", false), ("logs", true)], &[("logs", false), ("data", false)], true),
+            (
+                "another volume only",
+                &[("data", false)],
+                &[("logs", false)],
+                false,
+            ),
+            (
+                "one of two missing",
+                &[("data", false), ("logs", true)],
+                &[("data", false)],
+                false,
+            ),
+            (
+                "both present",
+                &[("data", false), ("logs", true)],
+                &[("logs", false), ("data", false)],
+                true,
+            ),
         ];
         for (what, wanted, offered, fits) in cases {
             let got = host_volumes_fit(&group_wanting(wanted), &node_with(offered));

@@ -216,13 +216,20 @@ fn a_group_needing_a_host_volume_goes_only_where_it_is_published_writable() {
     };
     j.groups[0].volumes.insert("data".into(), request);
 
-    let mut s = snap(vec![node("bare"), with_volume("ro", true), with_volume("rw", false)]);
+    let mut s = snap(vec![
+        node("bare"),
+        with_volume("ro", true),
+        with_volume("rw", false),
+    ]);
     for _ in 0..5 {
         assert_eq!(place_one(&mut s, &j).unwrap().node, "rw");
     }
     let mut s = snap(vec![node("bare"), with_volume("ro", true)]);
     let f = place_one(&mut s, &j).unwrap_err();
-    assert_eq!(f.summary(), "2 nodes excluded by missing compatible host volumes");
+    assert_eq!(
+        f.summary(),
+        "2 nodes excluded by missing compatible host volumes"
+    );
 
     j.groups[0].volumes["data"].read_only = true;
     assert_eq!(place_one(&mut s, &j).unwrap().node, "ro");

@@ -210,7 +210,11 @@ fn print_host_volumes(n: &NodeDetail) {
     println!("\nHost Volumes");
     let mut t = output::table(&["Name", "ReadOnly", "Source"]);
     for v in n.host_volumes.values() {
-        t.add_row(vec![v.name.clone(), v.read_only.to_string(), v.path.clone()]);
+        t.add_row(vec![
+            v.name.clone(),
+            v.read_only.to_string(),
+            v.path.clone(),
+        ]);
     }
     output::print_table(&t);
 }

@@ -33,7 +33,10 @@ pub(super) fn read_host_volume(
             }
         }
         if name.is_empty() {
-            r.error(labelled.at, "client.host_volume: the block needs a name label".into());
+            r.error(
+                labelled.at,
+                "client.host_volume: the block needs a name label".into(),
+            );
         } else if !volume.path.starts_with('/') {
             let found = match volume.path.as_str() {
                 "" => "none".to_string(),
@@ -44,7 +47,10 @@ pub(super) fn read_host_volume(
                 format!("{section}.path: expected an absolute path, found {found}"),
             );
         } else if out.contains_key(name) {
-            r.error(labelled.at, format!("{section}: host volume {name:?} is defined twice"));
+            r.error(
+                labelled.at,
+                format!("{section}: host volume {name:?} is defined twice"),
+            );
         } else {
             out.insert(name.clone(), volume);
         }
@@ -86,7 +92,10 @@ mod tests {
                 .collect();
             assert_eq!(
                 got,
-                [("pg-data", "/srv/pg", false), ("certs", "/etc/ssl/certs", true)],
+                [
+                    ("pg-data", "/srv/pg", false),
+                    ("certs", "/etc/ssl/certs", true)
+                ],
                 "{file}"
             );
         }
@@ -118,7 +127,10 @@ mod tests {
         ];
         for (text, expected) in cases {
             let errs = errors(text);
-            assert!(errs.iter().any(|e| e.starts_with(expected)), "{expected}\n got {errs:?}");
+            assert!(
+                errs.iter().any(|e| e.starts_with(expected)),
+                "{expected}\n got {errs:?}"
+            );
         }
     }
 }

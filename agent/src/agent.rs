@@ -90,6 +90,7 @@ async fn build_node(config: &AgentConfig, id: String, drivers: &Drivers) -> Node
             .unwrap_or_default(),
         address: fp.address,
         registered_at_ms: now_ms(),
+        host_volumes: config.host_volumes.clone(),
         ..Default::default()
     };
     node.resources.min_dynamic_port = config.min_dynamic_port;
@@ -126,6 +127,7 @@ pub async fn run(
     if config.name.is_empty() {
         return Err(AgentError::Config("the agent needs a node name".into()));
     }
+    crate::config::check_host_volumes(&config.host_volumes)?;
     // Bind before anything is spawned, so a bad address fails cleanly; the node registers the
     // bound address, so port 0 picks a free port.
     let http_tls = config

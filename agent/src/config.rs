@@ -71,6 +71,35 @@ pub struct AgentConfig {
     /// The range each template's `wait { min max }` is clamped into (Nomad's client
     /// `template { wait_bounds { min max } }`).
     pub template_wait_bounds: WaitBounds,
+    /// Directories published to jobs by name (Nomad's `client { host_volume "name" { path
+    /// read_only } }`); each must exist and be a directory when the agent starts
+    /// ([`check_host_volumes`]).
+    pub host_volumes: IndexMap<String, nomos_api::HostVolume>,
+}
+
+/// Every host volume's path is absolute and names an existing directory (followed through
+/// symbolic links); the first that is not is the error.
+pub fn check_host_volumes(
+    volumes: &IndexMap<String, nomos_api::HostVolume>,
+) -> Result<(), crate::AgentError> {
+    for (name, volume) in volumes {
+        let bad = |why: String| {
+            crate::AgentError::Config(format!(
+                "host_volume {name:?}: path {:?} {why}",
+                volume.path
+            ))
+        };
+        let path = std::path::Path::new(&volume.path);
+        if !path.is_absolute() {
+            return Err(bad("must be an absolute path".into()));
+        }
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(bad("is not a directory".into())),
+            Err(e) => return Err(bad(format!("cannot be used: {e}"))),
+        }
+    }
+    Ok(())
 }
 
 /// Bounds for templates' `wait`: each of its `min` and `max` is raised to `min` and lowered to
@@ -141,6 +170,7 @@ impl Default for AgentConfig {
             servers: Vec::new(),
             servers_tls: None,
             template_wait_bounds: WaitBounds::default(),
+            host_volumes: IndexMap::new(),
         }
     }
 }
@@ -196,5 +226,45 @@ mod tests {
             advertised_http_addr(addr("[::]:4749"), "192.0.2.7"),
             addr("[::1]:4749")
         );
+    }
+
+    #[test]
+    fn host_volumes_must_be_existing_absolute_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let at = |p: &std::path::Path| p.display().to_string();
+        let cases = [
+            ("an existing directory", at(dir.path()), None),
+            (
+                "a relative path",
+                "data".to_string(),
+                Some("must be an absolute path"),
+            ),
+            (
+                "a missing directory",
+                at(&dir.path().join("gone")),
+                Some("cannot be used"),
+            ),
+            ("a file", at(&file), Some("is not a directory")),
+        ];
+        for (what, path, error) in cases {
+            let volume = nomos_api::HostVolume {
+                path,
+                read_only: false,
+            };
+            let volumes = IndexMap::from([("data".to_string(), volume)]);
+            match (check_host_volumes(&volumes), error) {
+                (Ok(()), None) => {}
+                (Err(e), Some(text)) => {
+                    let e = e.to_string();
+                    assert!(
+                        e.contains("host_volume \"data\"") && e.contains(text),
+                        "{what}: {e}"
+                    );
+                }
+                (got, _) => panic!("{what}: {got:?}"),
+            }
+        }
     }
 }

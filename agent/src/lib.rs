@@ -14,7 +14,8 @@
 //!   put over them while the node's heartbeat exists); runners send it [`report::Report`]s.
 //! - [`runner`]: one supervisor per allocation and one loop per task (start or re-attach,
 //!   wait, restart per [`restart`], stop), persisting through [`state`].
-//! - [`driver`]: the [`driver::Driver`] trait and the `raw_exec`, `exec` and `docker` drivers.
+//! - [`driver`]: the [`driver::Driver`] trait and the `raw_exec`, `exec` and `docker` drivers;
+//!   [`volume_mounts`]: a task's `volume_mount`s resolved to the node's host volumes.
 //! - [`env`](mod@env) and [`interp`]: the `NOMAD_*`/`NOMOS_*` task environment and `${...}` expansion.
 //! - [`artifact`], [`unpack`], [`checks`]: artifact fetching and unpacking, service checks.
 //! - [`confine`]: keeps every path a job names (templates, artifacts, archive entries, task
@@ -55,6 +56,7 @@ pub mod state;
 pub mod stats;
 pub mod templates;
 pub mod unpack;
+pub mod volume_mounts;
 pub mod workload;
 
 pub use agent::run;

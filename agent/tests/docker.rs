@@ -492,3 +492,94 @@ async fn a_command_run_inside_a_docker_task_runs_in_its_container() {
         "{err}"
     );
 }
+
+/// A batch docker job mounting the host volume `shared` at `/data` and the read-only `certs` at
+/// `/certs`: it prints what the previous allocation left, leaves its own id, and tries to write
+/// to `/certs`.
+fn volume_job() -> nomos_api::Job {
+    let script = "echo \"saw: $(cat /data/last 2>/dev/null || echo nothing)\"; \
+                  echo $NOMAD_ALLOC_ID > /data/last; \
+                  if echo x > /certs/try; then echo 'certs: written'; else echo 'certs: refused'; fi";
+    let mut t = docker_task("db", IMAGE, &["sh", "-c", script]);
+    let mount = |volume: &str, destination: &str| nomos_api::VolumeMount {
+        volume: volume.into(),
+        destination: destination.into(),
+        ..Default::default()
+    };
+    t.volume_mounts = vec![mount("data", "/data"), mount("certs", "/certs")];
+    let mut job = job("pg", JobType::Batch, vec![t]);
+    job.groups[0].restart.as_mut().unwrap().attempts = 0;
+    for (name, source, read_only) in [("data", "shared", false), ("certs", "certs", true)] {
+        let request = nomos_api::VolumeRequest {
+            name: name.into(),
+            volume_type: "host".into(),
+            source: source.into(),
+            read_only,
+        };
+        job.groups[0].volumes.insert(name.into(), request);
+    }
+    job
+}
+
+#[tokio::test]
+async fn a_docker_task_keeps_data_on_a_host_volume_and_cannot_write_a_read_only_one() {
+    let docker = docker().await;
+    build_test_image(&docker).await;
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    let certs = dir.path().join("certs");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::create_dir_all(&certs).unwrap();
+    let mut config = docker_config("dn9", dir.path());
+    let volume = |path: &std::path::Path, read_only: bool| nomos_api::HostVolume {
+        path: path.display().to_string(),
+        read_only,
+    };
+    config
+        .host_volumes
+        .insert("shared".into(), volume(&shared, false));
+    config
+        .host_volumes
+        .insert("certs".into(), volume(&certs, true));
+    let data_dir = config.data_dir.clone();
+    let agent = RunningAgent::start(config, store.clone());
+    let job = volume_job();
+
+    let mut outputs = Vec::new();
+    for id in ["dock-vol-1", "dock-vol-2"] {
+        place(&*store, &alloc(id, "dn9", &job, 0), &job).await;
+        status_where(&store, "dn9", id, "complete", |s| {
+            s.client_status == ClientStatus::Complete
+        })
+        .await;
+        outputs.push(stdout_of(&data_dir, id, "db"));
+    }
+    assert_eq!(outputs[0], "saw: nothing\ncerts: refused\n");
+    assert_eq!(outputs[1], "saw: dock-vol-1\ncerts: refused\n");
+    let last = std::fs::read_to_string(shared.join("last")).unwrap();
+    assert_eq!(last.trim(), "dock-vol-2", "the data is on the host");
+    assert!(!certs.join("try").exists());
+
+    // The host directory removed after the agent started: the task does not start, and says why.
+    std::fs::remove_dir_all(&shared).unwrap();
+    place(&*store, &alloc("dock-vol-3", "dn9", &job, 0), &job).await;
+    let s = status_where(&store, "dn9", "dock-vol-3", "failed", |s| {
+        s.client_status == ClientStatus::Failed
+    })
+    .await;
+    let ev = &s.task_states["db"].events;
+    let why = ev
+        .iter()
+        .find(|e| e.message.contains("host volume path"))
+        .unwrap_or_else(|| panic!("{ev:?}"));
+    assert!(
+        why.message.contains(&format!(
+            "{} for volume \"data\" cannot be mounted",
+            shared.display()
+        )),
+        "{}",
+        why.message
+    );
+    agent.shutdown().await;
+}

@@ -232,6 +232,11 @@ fn fill_group(g: &mut Value, job: &Inherited) {
             json!({"lost_after_ns": 0, "replace": false, "reconcile": "keep_original"}),
         );
     }
+    if let Some(Value::Object(volumes)) = g.get_mut("volumes") {
+        for (name, volume) in volumes.iter_mut() {
+            fill(volume, json!({"name": name}));
+        }
+    }
     inject_gateway_task(g);
     each_in(g, "tasks", |t| fill_task(t, group_restart.as_ref()));
 }
@@ -319,6 +324,9 @@ fn fill_task(t: &mut Value, group_restart: Option<&Value>) {
         }
     });
     each_in(t, "artifacts", |a| fill(a, json!({"mode": "any"})));
+    each_in(t, "volume_mounts", |m| {
+        fill(m, json!({"propagation_mode": "private"}))
+    });
 }
 
 #[cfg(test)]

@@ -117,7 +117,9 @@ pub struct TaskGroup {
     pub update: Option<UpdateStrategy>,
     pub disconnect: Option<Disconnect>,
     pub ephemeral_disk: Option<EphemeralDisk>,
-    pub volumes: IndexMap<String, Value>,
+    /// `volume "name" { ... }`: the host volumes the group needs, keyed by the name its tasks'
+    /// `volume_mount`s use.
+    pub volumes: IndexMap<String, VolumeRequest>,
     pub meta: IndexMap<String, String>,
     pub tasks: Vec<Task>,
     pub shutdown_delay_ns: u64,
@@ -172,7 +174,56 @@ pub struct Task {
     /// Where the payload of a dispatched job is written (`dispatch_payload { file }`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dispatch_payload: Option<DispatchPayload>,
+    /// `volume_mount { ... }`: where the group's volumes appear in the task. Left out of the
+    /// stored form while empty, so specs from before it keep their hash.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<VolumeMount>,
     pub ignored: IndexMap<String, Value>,
+}
+
+/// The only volume type Nomos places and mounts: a directory a node's agent publishes.
+pub const VOLUME_TYPE_HOST: &str = "host";
+
+/// A group's `volume "name" { type, source, read_only }`: a host volume the group needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct VolumeRequest {
+    /// The block label: what the tasks' `volume_mount { volume }` names.
+    pub name: String,
+    /// `host` (`csi` is refused by validation).
+    #[serde(rename = "type")]
+    pub volume_type: String,
+    /// The name of the node's `host_volume` to use.
+    pub source: String,
+    /// Only read access is needed: the group may be placed on a node whose volume is read-only,
+    /// and every mount of it is read-only.
+    pub read_only: bool,
+}
+
+/// Mount propagation modes of a `volume_mount`, as Nomad names them; `private` is the default.
+pub const PROPAGATION_MODES: [&str; 3] = ["private", "host-to-task", "bidirectional"];
+
+/// A task's `volume_mount { volume, destination, read_only, propagation_mode }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct VolumeMount {
+    /// The group volume to mount.
+    pub volume: String,
+    /// Where it appears: absolute inside the task's filesystem, or relative to the task
+    /// directory.
+    pub destination: String,
+    /// Mount read-only even when the volume is writable.
+    pub read_only: bool,
+    /// One of [`PROPAGATION_MODES`]; empty means `private`.
+    pub propagation_mode: String,
+}
+
+impl VolumeMount {
+    /// Whether this mount of `volume` is read-only: when either the mount or the group's
+    /// request says so.
+    pub fn is_read_only(&self, volume: &VolumeRequest) -> bool {
+        self.read_only || volume.read_only
+    }
 }
 
 /// `dispatch_payload`: the file, relative to the task's `local/` directory, that receives the

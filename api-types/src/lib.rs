@@ -33,6 +33,7 @@
 //!   configuration, node pools, versions marked stable by hand.
 //! - [`driver_constraints`]: constraints a task's driver config implies for placement (a qemu
 //!   VM asking for KVM).
+//! - [`volumes`]: the checks on a group's host `volume`s and its tasks' `volume_mount`s.
 
 pub mod acl;
 pub mod allocfs;
@@ -65,6 +66,7 @@ pub mod service;
 pub mod settings;
 pub mod validate;
 pub mod variables;
+pub mod volumes;
 
 pub use canonical::{parse_stored_spec, spec_hash, to_canonical_json, to_manifest_yaml};
 pub use diag::{Diagnostic, Severity};

@@ -22,6 +22,8 @@ pub(crate) enum K {
     Omitted(Zero),
     One(Table),
     Many(Table),
+    /// An object of objects keyed by name (a group's `Volumes`), each converted with the table.
+    Keyed(Table),
     /// Nomad's `Spec` string → `crons` list (written back for a single cron).
     SpecToList,
     /// Nomad's `Specs` list → `crons` list (written back for several crons: Nomad accepts
@@ -268,8 +270,21 @@ const TASK: Table = &[
         "dispatch_payload",
         K::One(DISPATCH_PAYLOAD),
     ),
+    ("VolumeMounts", "volume_mounts", K::Many(VOLUME_MOUNT)),
 ];
 const DISPATCH_PAYLOAD: Table = &[("File", "file", K::Plain)];
+const VOLUME: Table = &[
+    ("Name", "name", K::Plain),
+    ("Type", "type", K::Plain),
+    ("Source", "source", K::Plain),
+    ("ReadOnly", "read_only", K::Plain),
+];
+const VOLUME_MOUNT: Table = &[
+    ("Volume", "volume", K::Plain),
+    ("Destination", "destination", K::Plain),
+    ("ReadOnly", "read_only", K::Plain),
+    ("PropagationMode", "propagation_mode", K::Plain),
+];
 const GROUP: Table = &[
     ("Name", "name", K::Plain),
     ("Count", "count", K::Plain),
@@ -284,7 +299,7 @@ const GROUP: Table = &[
     ("Update", "update", K::One(UPDATE)),
     ("Disconnect", "disconnect", K::One(DISCONNECT)),
     ("EphemeralDisk", "ephemeral_disk", K::One(DISK)),
-    ("Volumes", "volumes", K::Plain),
+    ("Volumes", "volumes", K::Keyed(VOLUME)),
     ("Meta", "meta", K::Plain),
     ("Tasks", "tasks", K::Many(TASK)),
     ("ShutdownDelay", "shutdown_delay_ns", K::Plain),
@@ -414,6 +429,20 @@ impl Conv<'_> {
                             .iter()
                             .enumerate()
                             .map(|(i, it)| self.object(it, &index(&sp, i), &index(&mp, i), t))
+                            .collect(),
+                    ),
+                    _ => val.clone(),
+                },
+                K::Keyed(t) => match val {
+                    Value::Object(items) => Value::Object(
+                        items
+                            .iter()
+                            .map(|(name, it)| {
+                                (
+                                    name.clone(),
+                                    self.object(it, &join(&sp, name), &join(&mp, name), t),
+                                )
+                            })
                             .collect(),
                     ),
                     _ => val.clone(),

@@ -20,7 +20,7 @@
 //! - job: `Multiregion`, `UI`, `VersionTag`, the Consul and Vault tokens and namespaces,
 //!   `NomadTokenID`;
 //! - group: `Scaling`, `Consul`, `PreventRescheduleOnLost`;
-//! - task: `Vault`, `Consul`, `VolumeMounts`, `CSIPluginConfig`, `Kind`,
+//! - task: `Vault`, `Consul`, `CSIPluginConfig`, `Kind`,
 //!   `ScalingPolicies`, `Secrets`, `Actions`, `Schedule`; the default workload identity is in
 //!   `Identities` with the others, not in `Identity`;
 //! - service: `Connect`, `TaggedAddresses`, `EnableTagOverride`, `Address`, `TaskName`,
@@ -30,12 +30,11 @@
 //!   `SecretsMB`, `IOPS`; artifact: `GetterInsecure`, `Chown`; template: `Once`, `VaultGrace`;
 //!   log config: the deprecated `Enabled`;
 //! - the blocks a job file had that Nomos records but does not act on (the `ignored` maps:
-//!   `vault`, `consul`, `connect`, `scaling`, `volume_mount`, ...): their values keep the
+//!   `vault`, `consul`, `connect`, `scaling`, ...): their values keep the
 //!   source's shape (HCL's or Nomad JSON's), and a Go client fails on a value of the wrong shape;
 //! - a manifest's `labels` (Nomad has none).
-//!
-//! A group's `Volumes` are written as the job file gave them (the canonical form keeps their
-//! bodies free-form).
+//! - volume: `AccessMode`, `AttachmentMode`, `MountOptions`, `PerAlloc`, `Sticky` (CSI and
+//!   dynamic host volume settings); volume mount: `SELinuxLabel`.
 
 use indexmap::IndexMap;
 use serde_json::{json, Map, Value};
@@ -197,6 +196,13 @@ fn value_out(nomad: &str, value: &Value, kind: K) -> Value {
             .map(|item| match item {
                 Value::Object(o) => Value::Object(object_out(o, table)),
                 other => other.clone(),
+            })
+            .collect(),
+        (K::Keyed(table), Value::Object(items)) if !items.is_empty() => items
+            .iter()
+            .map(|(name, item)| match item {
+                Value::Object(o) => (name.clone(), Value::Object(object_out(o, table))),
+                other => (name.clone(), other.clone()),
             })
             .collect(),
         (K::SpecToList, Value::Array(crons)) => match crons.as_slice() {
@@ -366,6 +372,11 @@ mod tests {
                 (K::One(t), Value::Object(o)) => vec![(t, o)],
                 (K::Many(t), Value::Array(items)) => items
                     .iter()
+                    .filter_map(Value::as_object)
+                    .map(|o| (t, o))
+                    .collect(),
+                (K::Keyed(t), Value::Object(items)) => items
+                    .values()
                     .filter_map(Value::as_object)
                     .map(|o| (t, o))
                     .collect(),

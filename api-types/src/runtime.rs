@@ -29,6 +29,20 @@ pub struct Node {
     /// Where the agent serves its HTTP endpoints (logs, metrics).
     pub http_addr: String,
     pub registered_at_ms: i64,
+    /// The agent's `host_volume`s by name. Left out of the record while empty, so nodes
+    /// registered before it keep their shape.
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub host_volumes: IndexMap<String, HostVolume>,
+}
+
+/// A directory an agent publishes to jobs (`client { host_volume "name" { path, read_only } }`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct HostVolume {
+    /// Absolute path of the directory on the node.
+    pub path: String,
+    /// Tasks may only read it; a group asking for write access is not placed here.
+    pub read_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -401,6 +401,7 @@ fn check_group(v: &mut V, job: &Job, gp: &str, g: &TaskGroup) {
         );
     }
     check_tasks(v, gp, g, &port_labels);
+    v.issues.extend(crate::volumes::volume_issues(gp, g));
 }
 
 /// The group's update, reschedule, restart and disconnect blocks.

@@ -124,6 +124,14 @@ fn enrich(mut job: Job, on: [bool; 10], n: u32, d: u64) -> Job {
     let group = &mut job.groups[0];
     enrich_group(group, on, n, d);
     enrich_task(&mut group.tasks[0], on, n, d);
+    if group.volumes.contains_key("data") {
+        group.tasks[0].volume_mounts = vec![VolumeMount {
+            volume: "data".into(),
+            destination: "/var/lib/data".into(),
+            read_only: on[1],
+            propagation_mode: "private".into(),
+        }];
+    }
     job
 }
 
@@ -154,7 +162,12 @@ fn enrich_group(g: &mut TaskGroup, on: [bool; 10], n: u32, d: u64) {
         g.shutdown_delay_ns = d;
         g.volumes = [(
             "data".to_string(),
-            json!({"type": "host", "source": "data"}),
+            VolumeRequest {
+                name: "data".into(),
+                volume_type: "host".into(),
+                source: "pg-data".into(),
+                read_only: on[8],
+            },
         )]
         .into();
     }

@@ -13,7 +13,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, PortBinding};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountBindOptions,
+    MountBindOptionsPropagationEnum, MountType, PortBinding,
+};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
     LogsOptions, RemoveContainerOptions, StatsOptions, StopContainerOptions,
@@ -116,6 +119,7 @@ pub fn container_body(spec: &TaskSpec, image: &str, volumes: &[String]) -> Conta
         stop_signal: (!spec.kill_signal.is_empty()).then(|| spec.kill_signal.clone()),
         host_config: Some(HostConfig {
             binds: Some(binds(spec, volumes)),
+            mounts: Some(host_volume_mounts(spec)).filter(|m| !m.is_empty()),
             port_bindings: (!bindings.is_empty()).then_some(bindings),
             memory,
             memory_reservation: reservation,
@@ -214,6 +218,28 @@ fn binds(spec: &TaskSpec, volumes: &[String]) -> Vec<String> {
     ];
     binds.extend(volumes.iter().cloned());
     binds
+}
+
+/// The task's host volumes as bind mounts, read-only where the mount or the volume says so.
+fn host_volume_mounts(spec: &TaskSpec) -> Vec<Mount> {
+    spec.volume_mounts
+        .iter()
+        .map(|v| Mount {
+            target: Some(crate::volume_mounts::container_target(&v.destination)),
+            source: Some(v.source.display().to_string()),
+            typ: Some(MountType::BIND),
+            read_only: Some(v.read_only),
+            bind_options: Some(MountBindOptions {
+                propagation: Some(match v.propagation.as_str() {
+                    "host-to-task" => MountBindOptionsPropagationEnum::RSLAVE,
+                    "bidirectional" => MountBindOptionsPropagationEnum::RSHARED,
+                    _ => MountBindOptionsPropagationEnum::RPRIVATE,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .collect()
 }
 
 /// The memory limit in bytes (`memory_max`, else `memory`; none for `memory_max = -1`) and the
@@ -926,6 +952,52 @@ mod tests {
             .first()?
             .clone();
         Some((pb.host_ip?, pb.host_port?))
+    }
+
+    #[test]
+    fn host_volumes_become_bind_mounts_read_only_as_resolved() {
+        use crate::volume_mounts::VolumeBind;
+        let mut spec = spec(serde_json::json!({"image": "busybox"}));
+        let body = container_body(&spec, "busybox", &[]);
+        assert_eq!(body.host_config.unwrap().mounts, None);
+        let bind = |dest: &str, read_only: bool, propagation: &str| VolumeBind {
+            volume: "data".into(),
+            source: "/srv/pg".into(),
+            destination: dest.into(),
+            read_only,
+            propagation: propagation.into(),
+        };
+        spec.volume_mounts = vec![
+            bind("/var/lib/pg", false, "private"),
+            bind("certs", true, "host-to-task"),
+        ];
+        let mounts = container_body(&spec, "busybox", &[])
+            .host_config
+            .unwrap()
+            .mounts
+            .unwrap();
+        let got: Vec<(String, String, bool, String)> = mounts
+            .iter()
+            .map(|m| {
+                let propagation = m.bind_options.as_ref().unwrap().propagation.unwrap();
+                (
+                    m.source.clone().unwrap(),
+                    m.target.clone().unwrap(),
+                    m.read_only.unwrap(),
+                    propagation.to_string(),
+                )
+            })
+            .collect();
+        let want =
+            |s: &str, t: &str, ro: bool, p: &str| (s.to_string(), t.to_string(), ro, p.to_string());
+        assert_eq!(
+            got,
+            [
+                want("/srv/pg", "/var/lib/pg", false, "rprivate"),
+                want("/srv/pg", "/certs", true, "rslave"),
+            ]
+        );
+        assert!(mounts.iter().all(|m| m.typ == Some(MountType::BIND)));
     }
 
     #[test]

@@ -137,6 +137,7 @@ fn probe_namespaces(root: Option<&Path>) -> bool {
         .arg(&scratch)
         .arg("")
         .arg("exec \"$@\"")
+        .arg("0")
         .arg("probe")
         .arg("/bin/true")
         .stdin(std::process::Stdio::null())
@@ -255,6 +256,19 @@ impl ExecDriver {
             return Err(AgentError::driver(
                 driver,
                 format!("this node cannot isolate tasks: {why}"),
+            ));
+        }
+        let absolute_mount = spec
+            .volume_mounts
+            .iter()
+            .find(|m| m.destination.starts_with('/'));
+        if let (false, Some(m)) = (self.support.chroot, absolute_mount) {
+            return Err(AgentError::driver(
+                driver,
+                format!(
+                    "this node builds no chroot for {driver} tasks, so volume {:?} cannot be mounted at the absolute destination {:?}: use a path relative to the task directory",
+                    m.volume, m.destination
+                ),
             ));
         }
         let dir = self.make_cgroup(spec)?;

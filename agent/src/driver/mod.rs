@@ -55,6 +55,8 @@ pub struct TaskSpec {
     pub logs: LogConfig,
     /// The task's `kill_signal` (empty: SIGTERM); containers get it as their stop signal.
     pub kill_signal: String,
+    /// Host volumes to bind into the task ([`crate::volume_mounts`]).
+    pub volume_mounts: Vec<crate::volume_mounts::VolumeBind>,
 }
 
 /// The environment variable naming the agent that started a process task.

@@ -24,6 +24,7 @@ use super::{
 use crate::error::AgentError;
 use crate::logs::{self, LogStream};
 use crate::procfs::{self, Liveness};
+use crate::volume_mounts::bind_args;
 
 /// The wrapper: `$0` is the exit file, `$@` the command.
 const WRAPPER: &str = r#"trap : HUP INT QUIT TERM USR1 USR2 ALRM PIPE
@@ -68,11 +69,32 @@ pub(crate) struct Isolate {
     pub alloc_root: PathBuf,
 }
 
+/// Binds host volumes (see [`crate::volume_mounts::bind_args`] for the arguments: the count,
+/// then host directory, target and `ro`/`rw` for each), making each target directory first and
+/// remounting a read-only bind read-only. Runs under `set -e`: a bind that fails stops the task
+/// before it starts, with mount's message in its stderr.
+macro_rules! bind_volumes {
+    () => {
+        r#"N=$1
+shift
+while [ "$N" -gt 0 ]; do
+  mkdir -p "$2"
+  mount --bind "$1" "$2"
+  if [ "$3" = ro ]; then mount -o remount,bind,ro "$2"; fi
+  shift 3
+  N=$((N - 1))
+done
+"#
+    };
+}
+
 /// Runs as pid 1's parent shell inside the new pid and mount namespaces: builds the chroot (`$1`,
 /// or `/` for none) with read-only binds of the host's system directories, `/dev`, a fresh
-/// `/proc` and the allocation dir (`$2`) at its own path, then runs the wrapper (`$5`) chrooted,
-/// in the task dir (`$3`), as the user (`$4`, may be empty). The mounts vanish with the namespace.
-pub(crate) const ISOLATE: &str = r#"R=$1 A=$2 T=$3 U=$4 W=$5
+/// `/proc` and the allocation dir (`$2`) at its own path, binds the host volumes (the arguments
+/// after `$5`, see [`bind_volumes`]), then runs the wrapper (`$5`) chrooted, in the task dir
+/// (`$3`), as the user (`$4`, may be empty). The mounts vanish with the namespace.
+pub(crate) const ISOLATE: &str = concat!(
+    r#"R=$1 A=$2 T=$3 U=$4 W=$5
 shift 5
 set -e
 if [ "$R" != / ]; then
@@ -91,9 +113,17 @@ if [ "$R" != / ]; then
   mount --rbind /dev "$R/dev"
   mount --bind "$A" "$R$A"
 fi
-mount -t proc proc "$R/proc"
+"#,
+    bind_volumes!(),
+    r#"mount -t proc proc "$R/proc"
 set +e
-exec chroot ${U:+"--userspec=$U"} "$R" /bin/sh -c 'cd "$0" || exit 127; exec /bin/sh -c "$@"' "$T" "$W" "$@""#;
+exec chroot ${U:+"--userspec=$U"} "$R" /bin/sh -c 'cd "$0" || exit 127; exec /bin/sh -c "$@"' "$T" "$W" "$@""#
+);
+
+/// A `raw_exec` task with host volumes runs in a mount namespace of its own
+/// (`unshare --mount`, same process): this binds the volumes there, then runs the rest of its
+/// arguments. The binds vanish with the task.
+pub(crate) const BIND_VOLUMES: &str = concat!("set -e\n", bind_volumes!(), "set +e\nexec \"$@\"");
 
 /// Starts a task process under the wrapper, in a new session.
 pub(crate) async fn spawn_process(
@@ -233,9 +263,24 @@ fn wrapper_command(
     args: &[String],
 ) -> std::process::Command {
     let mut cmd = match &opts.isolate {
-        None => {
+        None if spec.volume_mounts.is_empty() => {
             let mut c = std::process::Command::new("/bin/sh");
             c.arg("-c");
+            c
+        }
+        None => {
+            let mut c = std::process::Command::new("unshare");
+            c.args(["--mount", "--propagation", "private"])
+                .arg("/bin/sh")
+                .arg("-c")
+                .arg(BIND_VOLUMES)
+                .arg("nomos-volumes")
+                .args(bind_args(
+                    &spec.volume_mounts,
+                    Path::new("/"),
+                    &spec.task_dir,
+                ))
+                .args(["/bin/sh", "-c"]);
             c
         }
         Some(iso) => {
@@ -249,11 +294,16 @@ fn wrapper_command(
                 .arg(&root)
                 .arg(&iso.alloc_root)
                 .arg(&spec.task_dir)
-                .arg(&spec.user);
+                .arg(&spec.user)
+                .arg(WRAPPER)
+                .args(bind_args(&spec.volume_mounts, &root, &spec.task_dir));
             c
         }
     };
-    cmd.arg(WRAPPER).arg(exit_file).arg(resolved).args(args);
+    if opts.isolate.is_none() {
+        cmd.arg(WRAPPER);
+    }
+    cmd.arg(exit_file).arg(resolved).args(args);
     if !opts.inherit_env {
         cmd.env_clear();
         cmd.env(
@@ -585,6 +635,16 @@ impl Driver for RawExecDriver {
     }
 
     async fn start(&self, spec: &TaskSpec) -> Result<TaskHandle, AgentError> {
+        if !spec.volume_mounts.is_empty() && !spec.user.is_empty() {
+            // The binds need root; the task would switch user before making them.
+            return Err(AgentError::driver(
+                "raw_exec",
+                format!(
+                    "volume_mount with user {:?} is not supported: raw_exec tasks with host volumes run as the agent's user",
+                    spec.user
+                ),
+            ));
+        }
         spawn_process(
             spec,
             SpawnOptions {

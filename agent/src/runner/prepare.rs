@@ -14,7 +14,7 @@ use crate::env::{task_env, vars_for, EnvInputs};
 use crate::error::AgentError;
 use crate::interp::{interpolate, interpolate_value, Vars};
 use crate::state::AllocRecord;
-use crate::{templates, workload};
+use crate::{templates, volume_mounts, workload};
 
 /// Makes the directories `names` beneath `root`, refusing a link in the way.
 fn make_dirs(root: &Path, names: &[&str]) -> Result<Beneath, AgentError> {
@@ -402,6 +402,8 @@ pub async fn prepare_task(
     task: &Task,
 ) -> Result<TaskSpec, AgentError> {
     let mut setup = task_setup(ctx, rec, task)?;
+    let volume_mounts = volume_mounts::resolve(&setup.group, task, &ctx.node.host_volumes)?;
+    volume_mounts::check_sources(&volume_mounts)?;
     let config = task
         .config
         .iter()
@@ -429,6 +431,7 @@ pub async fn prepare_task(
         ports: rec.alloc.ports.clone(),
         logs: task.logs.clone(),
         kill_signal: task.kill_signal.clone(),
+        volume_mounts,
     })
 }
 

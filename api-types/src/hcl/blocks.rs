@@ -178,7 +178,7 @@ impl Decoder<'_> {
                     ),
                 );
             }
-            Kind::Block(_) | Kind::Blocks(_) | Kind::LabeledFree => {
+            Kind::Block(_) | Kind::Blocks(_) | Kind::LabeledMap(_) => {
                 self.error(
                     span,
                     format!("\"{name}\" is a block, not an attribute: write `{name} {{ ... }}`"),
@@ -259,14 +259,20 @@ impl Decoder<'_> {
                 let v = self.free_body(b.body);
                 merge_into(out, target, v);
             }
-            Kind::LabeledFree => {
+            Kind::LabeledMap(sub) => {
                 let label = b.labels.first().map(|(l, _)| l.clone()).unwrap_or_default();
-                let v = self.free_body(b.body);
-                self.pos.insert(join(&fpath, &label), self.at(span.clone()));
+                let lpath = join(&fpath, &label);
+                if out.get(target).and_then(|m| m.get(&label)).is_some() {
+                    self.error(
+                        span,
+                        format!("duplicate {name} {label:?}: each {name} needs its own name"),
+                    );
+                    return;
+                }
+                let v = self.block(b, sub, &lpath);
                 let mut m = Map::new();
                 m.insert(label, v);
                 merge_into(out, target, Value::Object(m));
-                self.warn(span, format!("{name} block is recorded but not acted on by Nomos (no volume support yet)"));
             }
             _ => {
                 self.error(

@@ -21,8 +21,8 @@ pub(crate) enum Kind {
     Free,
     Block(&'static Sch),
     Blocks(&'static Sch),
-    /// `volume "name" { ... }` → map keyed by label, kept free-form (warned as not acted on).
-    LabeledFree,
+    /// `volume "name" { ... }` → map keyed by label, each body decoded against the schema.
+    LabeledMap(&'static Sch),
     /// Recognised, not acted on: kept in `ignored`, warned.
     Ignored,
     /// Recognised, meaningless for Nomos: dropped silently.
@@ -449,6 +449,37 @@ pub(crate) static LOGS: Sch = Sch {
     ],
 };
 
+pub(crate) static VOLUME: Sch = Sch {
+    name: "volume",
+    label: Some("name"),
+    has_ignored: false,
+    fields: &[
+        ("type", "type", Str),
+        ("source", "source", Str),
+        ("read_only", "read_only", Bool),
+        // CSI and dynamic host volume settings: warned and dropped (Nomos mounts static host
+        // volumes only).
+        ("access_mode", "", Ignored),
+        ("attachment_mode", "", Ignored),
+        ("mount_options", "", Ignored),
+        ("per_alloc", "", Ignored),
+        ("sticky", "", Ignored),
+    ],
+};
+
+pub(crate) static VOLUME_MOUNT: Sch = Sch {
+    name: "volume_mount",
+    label: None,
+    has_ignored: false,
+    fields: &[
+        ("volume", "volume", Str),
+        ("destination", "destination", Str),
+        ("read_only", "read_only", Bool),
+        ("propagation_mode", "propagation_mode", Str),
+        ("selinux_label", "", Ignored),
+    ],
+};
+
 pub(crate) static TASK: Sch = Sch {
     name: "task",
     label: Some("name"),
@@ -482,7 +513,7 @@ pub(crate) static TASK: Sch = Sch {
             Block(&DISPATCH_PAYLOAD),
         ),
         ("scaling", "", Ignored),
-        ("volume_mount", "", Ignored),
+        ("volume_mount", "volume_mounts", Blocks(&VOLUME_MOUNT)),
         ("kind", "", Ignored),
         ("action", "", Ignored),
         ("schedule", "", Ignored),
@@ -508,7 +539,7 @@ pub(crate) static GROUP: Sch = Sch {
         ("update", "update", Block(&UPDATE)),
         ("disconnect", "disconnect", Block(&DISCONNECT)),
         ("ephemeral_disk", "ephemeral_disk", Block(&EPHEMERAL_DISK)),
-        ("volume", "volumes", LabeledFree),
+        ("volume", "volumes", LabeledMap(&VOLUME)),
         ("meta", "meta", StrMap),
         ("task", "tasks", Blocks(&TASK)),
         ("shutdown_delay", "shutdown_delay_ns", Dur),

@@ -98,16 +98,9 @@ fn block(out: &mut String, depth: usize, sch: &Sch, v: &Value) {
                     block(out, depth + 1, sub, item);
                 }
             }
-            Kind::LabeledFree => {
-                for (label, body) in val.as_object().into_iter().flatten() {
-                    indent(out, depth + 1);
-                    out.push_str(&format!("{hcl} {} {{\n", quote(label)));
-                    for (k, x) in body.as_object().into_iter().flatten() {
-                        indent(out, depth + 2);
-                        out.push_str(&format!("{k} = {}\n", expr(x, depth + 2)));
-                    }
-                    indent(out, depth + 1);
-                    out.push_str("}\n");
+            Kind::LabeledMap(sub) => {
+                for body in val.as_object().into_iter().flat_map(|m| m.values()) {
+                    block(out, depth + 1, sub, body);
                 }
             }
             Kind::Dur => {

@@ -5,7 +5,7 @@
 
 use std::cmp::Ordering;
 
-use nomos_api::{Constraint, Node};
+use nomos_api::{Constraint, Node, TaskGroup};
 use regex::Regex;
 
 /// Resolves `${...}` references against a node; literal text is returned as is. `None` when a
@@ -301,6 +301,19 @@ fn version_matches(v: &Version, op: Op, want: &Version) -> bool {
     }
 }
 
+/// Why a node lacking a group's host volumes is filtered out, worded as Nomad words it.
+pub const MISSING_HOST_VOLUMES: &str = "missing compatible host volumes";
+
+/// Whether the node publishes every host volume the group asks for, writable wherever the
+/// group asks for write access.
+pub fn host_volumes_fit(group: &TaskGroup, node: &Node) -> bool {
+    group.volumes.values().all(|want| {
+        node.host_volumes
+            .get(&want.source)
+            .is_some_and(|have| want.read_only || !have.read_only)
+    })
+}
+
 /// Whether a datacenter matches one of the job's patterns (`*` globs allowed).
 pub fn datacenter_matches(patterns: &[String], dc: &str) -> bool {
     patterns.is_empty() || patterns.iter().any(|p| glob(p, dc))
@@ -332,4 +345,108 @@ pub fn glob(pattern: &str, text: &str) -> bool {
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nomos_api::{HostVolume, VolumeRequest};
+
+    fn node_with(volumes: &[(&str, bool)]) -> Node {
+        let host_volumes = volumes
+            .iter()
+            .map(|&(name, read_only)| {
+                let path = format!("/srv/{name}");
+                (name.to_string(), HostVolume { path, read_only })
+            })
+            .collect();
+        Node {
+            name: "n1".into(),
+            host_volumes,
+            ..Node::default()
+        }
+    }
+
+    fn group_wanting(volumes: &[(&str, bool)]) -> TaskGroup {
+        let volumes = volumes
+            .iter()
+            .map(|&(source, read_only)| {
+                let request = VolumeRequest {
+                    name: format!("v-{source}"),
+                    volume_type: "host".into(),
+                    source: source.into(),
+                    read_only,
+                };
+                (request.name.clone(), request)
+            })
+            .collect();
+        TaskGroup {
+            volumes,
+            ..TaskGroup::default()
+        }
+    }
+
+    /// Volume names with their `read_only`.
+    type Volumes = &'static [(&'static str, bool)];
+
+    #[test]
+    fn a_group_fits_only_nodes_with_every_compatible_host_volume() {
+        // (case, asked by the group, offered by the node, fits)
+        let cases: &[(&str, Volumes, Volumes, bool)] = &[
+            ("no volumes asked", &[], &[], true),
+            (
+                "no volumes asked, some offered",
+                &[],
+                &[("data", false)],
+                true,
+            ),
+            (
+                "writable asked, writable offered",
+                &[("data", false)],
+                &[("data", false)],
+                true,
+            ),
+            (
+                "read-only asked, writable offered",
+                &[("data", true)],
+                &[("data", false)],
+                true,
+            ),
+            (
+                "read-only asked, read-only offered",
+                &[("data", true)],
+                &[("data", true)],
+                true,
+            ),
+            (
+                "writable asked, read-only offered",
+                &[("data", false)],
+                &[("data", true)],
+                false,
+            ),
+            ("missing volume", &[("data", false)], &[], false),
+            (
+                "another volume only",
+                &[("data", false)],
+                &[("logs", false)],
+                false,
+            ),
+            (
+                "one of two missing",
+                &[("data", false), ("logs", true)],
+                &[("data", false)],
+                false,
+            ),
+            (
+                "both present",
+                &[("data", false), ("logs", true)],
+                &[("logs", false), ("data", false)],
+                true,
+            ),
+        ];
+        for (what, wanted, offered, fits) in cases {
+            let got = host_volumes_fit(&group_wanting(wanted), &node_with(offered));
+            assert_eq!(got, *fits, "{what}");
+        }
+    }
 }

@@ -4,7 +4,7 @@
 //!
 //! Pipeline per placement (after Nomad's stack):
 //! 1. iterate nodes in a seeded pseudo-random order that continues across the batch;
-//! 2. feasibility ([`feasible`]): liveness, eligibility, drain, datacenter, node pool, drivers,
+//! 2. feasibility ([`feasible`]): liveness, eligibility, drain, datacenter, node pool, drivers, host volumes,
 //!    constraints, distinct hosts / property, cpu, memory, static and dynamic ports;
 //! 3. ranking ([`rank`]): bin-packing (or spread) fit, job anti-affinity, affinities, spread
 //!    blocks, reschedule penalty; the mean of the applicable scores;
@@ -474,6 +474,9 @@ impl<'a> Ask<'a> {
             if !healthy {
                 return Err(Reject::Filtered(format!("missing driver {d}")));
             }
+        }
+        if !feasible::host_volumes_fit(self.group, node) {
+            return Err(Reject::Filtered(feasible::MISSING_HOST_VOLUMES.into()));
         }
         for c in &self.constraints {
             if !c.matches(node) {

@@ -226,6 +226,45 @@ fn a_qemu_vm_asking_for_kvm_is_placed_only_where_kvm_guests_run() {
 }
 
 #[test]
+fn a_group_needing_a_host_volume_goes_only_where_it_is_published_writable() {
+    let with_volume = |name: &str, read_only: bool| {
+        let mut n = node(name);
+        let volume = nomos_api::HostVolume {
+            path: "/srv/pg".into(),
+            read_only,
+        };
+        n.host_volumes.insert("pg".into(), volume);
+        n
+    };
+    let mut j = job("j", vec![group("g", 1, 100, 100)]);
+    let request = nomos_api::VolumeRequest {
+        name: "data".into(),
+        volume_type: "host".into(),
+        source: "pg".into(),
+        read_only: false,
+    };
+    j.groups[0].volumes.insert("data".into(), request);
+
+    let mut s = snap(vec![
+        node("bare"),
+        with_volume("ro", true),
+        with_volume("rw", false),
+    ]);
+    for _ in 0..5 {
+        assert_eq!(place_one(&mut s, &j).unwrap().node, "rw");
+    }
+    let mut s = snap(vec![node("bare"), with_volume("ro", true)]);
+    let f = place_one(&mut s, &j).unwrap_err();
+    assert_eq!(
+        f.summary(),
+        "2 nodes excluded by missing compatible host volumes"
+    );
+
+    j.groups[0].volumes["data"].read_only = true;
+    assert_eq!(place_one(&mut s, &j).unwrap().node, "ro");
+}
+
+#[test]
 fn a_node_registered_again_is_placed_on_by_its_new_datacenter_pool_and_drivers() {
     // What placement reads of a node is copied into its state: a new registration must
     // replace it, or a node would keep being chosen for what it no longer is.

@@ -20,6 +20,7 @@ use nomos_api::diag::{Diagnostic, LineIndex, Pos};
 use nomos_api::manifest::{Node as YamlNode, SNode};
 use nomos_api::parse::{detect_format, Format};
 
+mod host_volumes;
 mod ignored;
 mod limits;
 mod plugins;
@@ -90,6 +91,8 @@ pub struct ClientSection {
     pub disable_file_sandbox: bool,
     /// `template { wait_bounds { min max } }`: the range templates' `wait` is clamped into.
     pub template_wait_bounds: nomos_agent::config::WaitBounds,
+    /// `host_volume "NAME" { path read_only }`: directories published to jobs' `volume`s.
+    pub host_volumes: indexmap::IndexMap<String, nomos_api::HostVolume>,
 }
 
 impl FileConfig {
@@ -203,7 +206,14 @@ const SERVER: Section = Section {
 };
 const CLIENT: Section = Section {
     name: "client",
-    known: &["enabled", "servers", "node_class", "meta", "template"],
+    known: &[
+        "enabled",
+        "servers",
+        "node_class",
+        "meta",
+        "template",
+        "host_volume",
+    ],
     ignored: IGNORED_CLIENT,
 };
 const CLIENT_TEMPLATE_WAIT_BOUNDS: Section = Section {
@@ -747,6 +757,7 @@ fn read_client(r: &mut Reader<'_>, settings: &[Entry], out: &mut ClientSection) 
             "node_class" => out.node_class = r.string(&name, v),
             // A block (`meta { rack = "r1" }`) or a map (`meta = { ... }`, YAML's `meta:`).
             "meta" => out.meta = r.string_map(&name, v),
+            "host_volume" => host_volumes::read_host_volume(r, e, &mut out.host_volumes),
             "template" => {
                 for t in r.section(&name, v) {
                     match t.key.as_str() {

@@ -195,10 +195,28 @@ async fn node_status(client: &Client, name: &str, output: Format) -> anyhow::Res
             println!("Nowhere to go: {why}");
         }
     }
+    print_host_volumes(&n);
     println!("\nAllocations");
     let stubs: Vec<AllocStub> = allocs.into_iter().map(|a| a.stub).collect();
     print_allocs(&stubs, false);
     Ok(0)
+}
+
+/// The node's host volumes, one row each, when it has any.
+fn print_host_volumes(n: &NodeDetail) {
+    if n.host_volumes.is_empty() {
+        return;
+    }
+    println!("\nHost Volumes");
+    let mut t = output::table(&["Name", "ReadOnly", "Source"]);
+    for v in n.host_volumes.values() {
+        t.add_row(vec![
+            v.name.clone(),
+            v.read_only.to_string(),
+            v.path.clone(),
+        ]);
+    }
+    output::print_table(&t);
 }
 
 /// `--deadline`: a Go-style duration as Nomad takes it ("1h", "90s"), or a number of seconds.

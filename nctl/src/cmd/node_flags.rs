@@ -142,6 +142,7 @@ impl NodeArgs {
         config.allow_host_paths = file.client.disable_file_sandbox;
         config.template_wait_bounds = file.client.template_wait_bounds;
         config.docker_host_volumes = file.docker_volumes_enabled;
+        config.host_volumes = file.client.host_volumes.clone();
         // `tls { rpc | http = true }`: the endpoint serves only callers with a CA-signed cert.
         config.http_tls = file.tls.agent()?;
         let explicit = self.http_addr.is_some() || file.bind_addr.is_some();

@@ -219,6 +219,18 @@ pub struct NodeDetail {
     pub drain_report: Option<DrainReport>,
     /// The address other hosts reach the node's ports on (the stub's `Address`).
     pub address: String,
+    /// The agent's `host_volume`s, by name.
+    #[serde(with = "null_empty")]
+    pub host_volumes: BTreeMap<String, HostVolumeView>,
+}
+
+/// One host volume of a node (Nomad's `ClientHostVolumeConfig`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HostVolumeView {
+    pub name: String,
+    pub path: String,
+    pub read_only: bool,
 }
 
 /// `PUT /v1/node/{id}/drain`.
@@ -435,7 +447,23 @@ pub fn detail(n: &NodeView) -> NodeDetail {
         running_allocs: n.allocations,
         drain_report: drain_report(n),
         address: n.node.address.clone(),
+        host_volumes: host_volumes(n),
     }
+}
+
+fn host_volumes(n: &NodeView) -> BTreeMap<String, HostVolumeView> {
+    n.node
+        .host_volumes
+        .iter()
+        .map(|(name, v)| {
+            let view = HostVolumeView {
+                name: name.clone(),
+                path: v.path.clone(),
+                read_only: v.read_only,
+            };
+            (name.clone(), view)
+        })
+        .collect()
 }
 
 /// `GET /v1/nodes`.

@@ -47,7 +47,6 @@ pub(super) const IGNORED_CLIENT: &[&str] = &[
     "cpu_total_compute",
     "memory_total_mb",
     "reserved",
-    "host_volume",
     "options",
     "gc_interval",
     "gc_disk_usage_threshold",

@@ -60,6 +60,9 @@ fn gpu_job(id: &str, count: u32, device: Device) -> Job {
     job(id, vec![g])
 }
 
+/// Instance ids as a table test writes them.
+type Ids = &'static [&'static str];
+
 fn held(ids: &[&str]) -> Vec<Box<str>> {
     ids.iter().map(|id| Box::from(*id)).collect()
 }
@@ -83,7 +86,12 @@ fn a_request_names_a_type_a_vendor_and_type_or_a_model() {
         gpus("A100", "40960 MiB", &["a100-a"]),
     ];
     let missing = Err(DeviceRefusal::Missing);
-    let cases: &[(&str, u32, Result<(&str, &[&str]), DeviceRefusal>)] = &[
+    type Case = (
+        &'static str,
+        u32,
+        Result<(&'static str, Ids), DeviceRefusal>,
+    );
+    let cases: &[Case] = &[
         ("gpu", 1, Ok(("Tesla T4", &["t4-a"]))),
         ("nvidia/gpu", 2, Ok(("Tesla T4", &["t4-a", "t4-b"]))),
         ("nvidia/gpu/A100", 1, Ok(("A100", &["a100-a"]))),
@@ -149,7 +157,7 @@ fn device_constraints_read_model_vendor_type_and_attributes_with_units() {
 #[test]
 fn instances_held_by_live_allocations_are_not_given_again() {
     let node_groups = [gpus("Tesla T4", "15360 MiB", &["t4-a", "t4-b"])];
-    let cases: &[(&[&str], u32, Result<&[&str], DeviceRefusal>)] = &[
+    let cases: &[(Ids, u32, Result<Ids, DeviceRefusal>)] = &[
         (&[], 1, Ok(&["t4-a"])),
         (&["t4-a"], 1, Ok(&["t4-b"])),
         (&["t4-b"], 1, Ok(&["t4-a"])),

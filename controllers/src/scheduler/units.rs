@@ -101,7 +101,8 @@ mod tests {
 
     #[test]
     fn quantities_of_one_base_compare_after_conversion() {
-        let cases: &[(&str, &str, Option<(f64, f64)>)] = &[
+        type Case = (&'static str, &'static str, Option<(f64, f64)>);
+        let cases: &[Case] = &[
             (
                 "16384 MiB",
                 "16 GiB",

@@ -99,6 +99,9 @@ async fn build_node(config: &AgentConfig, id: String, drivers: &Drivers) -> Node
     node.resources.reserved_memory_mb = config.reserved_memory_mb;
     node.attributes
         .insert("unique.node.name".into(), config.name.clone());
+    node.resources.devices = crate::nvidia::fingerprint().await;
+    node.attributes
+        .extend(crate::nvidia::device_attributes(&node.resources.devices));
     let mut names: Vec<_> = drivers.0.keys().copied().collect();
     names.sort_unstable();
     for name in names {

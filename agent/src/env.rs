@@ -179,13 +179,81 @@ pub fn task_env(i: &EnvInputs<'_>) -> BTreeMap<String, String> {
     for (k, v) in &i.task.env {
         env.insert(k.clone(), interpolate(v, &vars));
     }
+    // Last: the devices the allocation holds are the ones the task may use.
+    env.extend(device_env(i.alloc, &i.task.name));
+    env
+}
+
+/// The variables that hand a task its device instances: `NVIDIA_VISIBLE_DEVICES` with the
+/// UUIDs of its NVIDIA GPUs (read by the NVIDIA container runtime and by CUDA programs).
+pub fn device_env(alloc: &Allocation, task: &str) -> BTreeMap<String, String> {
+    let gpus: Vec<&str> = alloc
+        .devices
+        .iter()
+        .filter(|d| d.task == task && d.vendor == "nvidia")
+        .flat_map(|d| d.device_ids.iter().map(String::as_str))
+        .collect();
+    let mut env = BTreeMap::new();
+    if !gpus.is_empty() {
+        env.insert("NVIDIA_VISIBLE_DEVICES".to_string(), gpus.join(","));
+    }
     env
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nomos_api::{build, AllocatedPort};
+    use nomos_api::{build, AllocatedDevice, AllocatedPort};
+
+    #[test]
+    fn a_task_sees_only_the_gpus_its_allocation_holds_for_it() {
+        let held = |task: &str, vendor: &str, ids: &[&str]| AllocatedDevice {
+            task: task.into(),
+            vendor: vendor.into(),
+            device_type: "gpu".into(),
+            name: "Tesla T4".into(),
+            device_ids: ids.iter().map(|s| s.to_string()).collect(),
+        };
+        let alloc = Allocation {
+            devices: vec![
+                held("train", "nvidia", &["GPU-1", "GPU-2"]),
+                held("train", "amd", &["amd-0"]),
+                held("serve", "nvidia", &["GPU-3"]),
+            ],
+            ..Default::default()
+        };
+        let cases: &[(&str, Option<&str>)] = &[
+            ("train", Some("GPU-1,GPU-2")),
+            ("serve", Some("GPU-3")),
+            ("sidecar", None),
+        ];
+        for (task, want) in cases {
+            let env = device_env(&alloc, task);
+            assert_eq!(
+                env.get("NVIDIA_VISIBLE_DEVICES").map(String::as_str),
+                *want,
+                "{task}"
+            );
+        }
+        // A task's own env cannot widen what it was given.
+        let (mut alloc2, job, group, mut task, node) = fixture();
+        alloc2.devices = vec![held("server", "nvidia", &["GPU-9"])];
+        task.env
+            .insert("NVIDIA_VISIBLE_DEVICES".into(), "all".into());
+        let dir = Path::new("/d");
+        let inputs = EnvInputs {
+            alloc: &alloc2,
+            job: &job,
+            group: &group,
+            task: &task,
+            node: &node,
+            alloc_dir: dir,
+            task_dir: dir,
+            secrets_dir: dir,
+            mapped_ports: false,
+        };
+        assert_eq!(task_env(&inputs)["NVIDIA_VISIBLE_DEVICES"], "GPU-9");
+    }
 
     fn fixture() -> (Allocation, Job, TaskGroup, Task, Node) {
         let alloc = Allocation {

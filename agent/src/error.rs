@@ -65,6 +65,10 @@ pub enum AgentError {
         command: String,
         timeout: std::time::Duration,
     },
+    /// A device fingerprinter's tool failed or said something it could not read (the node
+    /// then registers no such devices).
+    #[error("device fingerprint: {0}")]
+    DeviceFingerprint(String),
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("http endpoint: {0}")]

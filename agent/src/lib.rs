@@ -21,6 +21,7 @@
 //! - [`confine`]: keeps every path a job names (templates, artifacts, archive entries, task
 //!   names, allocation ids) inside its directory, never following links the task planted.
 //! - [`fingerprint`], [`procfs`]: what the machine is; process identity and usage from `/proc`.
+//! - [`nvidia`]: NVIDIA GPUs found through `nvidia-smi`, registered as the node's devices.
 //! - [`templates`], [`netaddrs`]: what a task's `template` blocks can read (the task's
 //!   environment, the catalogue, the key-value space, Variables, the node's addresses).
 //! - [`logs`], [`allocfs`], [`stats`], [`http`], [`metrics`]: task log files (rotation,
@@ -46,6 +47,7 @@ pub mod interp;
 pub mod logs;
 pub mod metrics;
 pub mod netaddrs;
+pub mod nvidia;
 pub mod plan;
 pub mod procfs;
 pub mod purge;

@@ -59,6 +59,58 @@ pub struct NodeResources {
     pub reserved_cpu_mhz: u32,
     pub reserved_memory_mb: u32,
     pub reserved_ports: Vec<u16>,
+    /// Devices found on the node (GPUs), grouped by vendor, type and model; left out when
+    /// there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<NodeDeviceGroup>,
+}
+
+/// Identical devices of one node, grouped as Nomad groups them: by vendor, type and model
+/// (`nvidia`/`gpu`/`Tesla T4`). A task's `device` block asks for instances of a group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct NodeDeviceGroup {
+    pub vendor: String,
+    #[serde(rename = "type")]
+    pub device_type: String,
+    /// The model (Nomad's `Name`).
+    pub name: String,
+    pub instances: Vec<DeviceInstance>,
+    /// Attributes shared by the instances, a value with its unit where it has one
+    /// (`memory` = `16384 MiB`, `driver_version` = `550.54.15`).
+    pub attributes: IndexMap<String, String>,
+}
+
+impl NodeDeviceGroup {
+    /// `<vendor>/<type>/<model>`, the fullest name a `device` block can ask for.
+    pub fn id(&self) -> String {
+        format!("{}/{}/{}", self.vendor, self.device_type, self.name)
+    }
+}
+
+/// One device: a GPU, named by the id its vendor gives it (an NVIDIA GPU's UUID).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct DeviceInstance {
+    pub id: String,
+    pub healthy: bool,
+    /// Where it sits on the PCI bus (`00000000:3B:00.0`); empty when unknown.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub pci_bus_id: String,
+}
+
+/// Device instances an allocation holds for one of its tasks (Nomad's
+/// `AllocatedResources.Tasks[task].Devices[]`). An instance is held by one live allocation at
+/// a time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct AllocatedDevice {
+    pub task: String,
+    pub vendor: String,
+    #[serde(rename = "type")]
+    pub device_type: String,
+    pub name: String,
+    pub device_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -127,6 +179,9 @@ pub struct Allocation {
     pub desired_description: String,
     /// Host ports assigned at placement, by label.
     pub ports: Vec<AllocatedPort>,
+    /// Device instances assigned at placement, per task; left out when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<AllocatedDevice>,
     pub deployment_id: String,
     /// Placed as a canary of its deployment (Nomad's `DeploymentStatus.Canary`): it runs beside
     /// the allocation at its index until the deployment is promoted.

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::models::{
-    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountBindOptions,
+    ContainerCreateBody, DeviceRequest, HostConfig, HostConfigLogConfig, Mount, MountBindOptions,
     MountBindOptionsPropagationEnum, MountType, PortBinding,
 };
 use bollard::query_parameters::{
@@ -128,10 +128,28 @@ pub fn container_body(spec: &TaskSpec, image: &str, volumes: &[String]) -> Conta
             log_config: Some(json_file_logs(&spec.logs)),
             network_mode: config_str(&spec.config, "network_mode"),
             init: config_str(&spec.config, "init").map(|s| s == "true"),
+            device_requests: gpu_request(spec).map(|r| vec![r]),
             ..Default::default()
         }),
         ..Default::default()
     }
+}
+
+/// The request that gives the container the task's NVIDIA GPUs through the NVIDIA container
+/// runtime (`docker run --gpus device=<uuid>,...`); `None` when it holds none.
+fn gpu_request(spec: &TaskSpec) -> Option<DeviceRequest> {
+    let ids: Vec<String> = spec
+        .devices
+        .iter()
+        .filter(|d| d.vendor == "nvidia")
+        .flat_map(|d| d.device_ids.iter().cloned())
+        .collect();
+    (!ids.is_empty()).then(|| DeviceRequest {
+        driver: Some("nvidia".into()),
+        device_ids: Some(ids),
+        capabilities: Some(vec![vec!["gpu".into()]]),
+        ..Default::default()
+    })
 }
 
 /// The container's labels: the task's identity, the user's `labels` (a map, or in HCL1 files a
@@ -998,6 +1016,33 @@ mod tests {
             ]
         );
         assert!(mounts.iter().all(|m| m.typ == Some(MountType::BIND)));
+    }
+
+    #[test]
+    fn a_container_gets_a_device_request_for_its_gpus_and_none_without() {
+        let plain = container_body(&spec(serde_json::json!({"image": "x"})), "x", &[]);
+        assert_eq!(plain.host_config.unwrap().device_requests, None);
+
+        let mut with_gpus = spec(serde_json::json!({"image": "x"}));
+        with_gpus.devices = vec![nomos_api::AllocatedDevice {
+            task: "t".into(),
+            vendor: "nvidia".into(),
+            device_type: "gpu".into(),
+            name: "Tesla T4".into(),
+            device_ids: vec!["GPU-1".into(), "GPU-2".into()],
+        }];
+        let body = container_body(&with_gpus, "x", &[]);
+        let requests = body.host_config.unwrap().device_requests.unwrap();
+        assert_eq!(
+            requests,
+            vec![DeviceRequest {
+                driver: Some("nvidia".into()),
+                count: None,
+                device_ids: Some(vec!["GPU-1".into(), "GPU-2".into()]),
+                capabilities: Some(vec![vec!["gpu".into()]]),
+                options: None,
+            }]
+        );
     }
 
     #[test]

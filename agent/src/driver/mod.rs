@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use indexmap::IndexMap;
-use nomos_api::{AllocatedPort, DriverInfo, LogConfig, Resources, Value};
+use nomos_api::{AllocatedDevice, AllocatedPort, DriverInfo, LogConfig, Resources, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::error::AgentError;
@@ -52,6 +52,9 @@ pub struct TaskSpec {
     pub log_dir: PathBuf,
     pub resources: Resources,
     pub ports: Vec<AllocatedPort>,
+    /// The device instances the allocation holds for this task (containers get a device
+    /// request for its NVIDIA GPUs).
+    pub devices: Vec<AllocatedDevice>,
     pub logs: LogConfig,
     /// The task's `kill_signal` (empty: SIGTERM); containers get it as their stop signal.
     pub kill_signal: String,

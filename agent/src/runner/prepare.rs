@@ -429,6 +429,13 @@ pub async fn prepare_task(
         log_dir: setup.alloc_dir.join("logs"),
         resources: task.resources.clone(),
         ports: rec.alloc.ports.clone(),
+        devices: rec
+            .alloc
+            .devices
+            .iter()
+            .filter(|d| d.task == task.name)
+            .cloned()
+            .collect(),
         logs: task.logs.clone(),
         kill_signal: task.kill_signal.clone(),
         volume_mounts,

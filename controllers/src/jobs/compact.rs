@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use nomos_api::{AllocatedPort, Allocation, DesiredStatus};
+use nomos_api::{AllocatedDevice, AllocatedPort, Allocation, DesiredStatus};
 
 /// One shared copy of each string it was asked for. Strings nothing else holds any more are
 /// dropped when the set has doubled since the last sweep, so the set stays within twice what
@@ -75,6 +75,8 @@ pub struct CompactAlloc {
     /// `None` when it is `<job>.<group>[<index>]`.
     name: Option<Box<str>>,
     ports: Box<[CompactPort]>,
+    /// Device instances it holds (few allocations hold any).
+    devices: Box<[AllocatedDevice]>,
     reschedule_times_ms: Box<[i64]>,
     job_version: u64,
     created_at_ms: i64,
@@ -120,6 +122,7 @@ impl CompactAlloc {
             eval_id: strings.get(&a.eval_id),
             name,
             ports,
+            devices: a.devices.into_boxed_slice(),
             reschedule_times_ms: a.reschedule_times_ms.into_boxed_slice(),
             job_version: a.job_version,
             created_at_ms: a.created_at_ms,
@@ -158,6 +161,7 @@ impl CompactAlloc {
                     host_ip: p.host_ip.to_string(),
                 })
                 .collect(),
+            devices: self.devices.to_vec(),
             deployment_id: self.deployment_id.to_string(),
             canary: self.canary,
             job_spec_hash: self.job_spec_hash.to_string(),
@@ -210,6 +214,13 @@ impl CompactAlloc {
         &self.previous_alloc
     }
 
+    /// The ids of the device instances it holds on its node.
+    pub fn device_ids(&self) -> impl Iterator<Item = &str> + '_ {
+        self.devices
+            .iter()
+            .flat_map(|d| d.device_ids.iter().map(String::as_str))
+    }
+
     /// The ports it holds on its node.
     pub fn port_values(&self) -> impl Iterator<Item = u16> + '_ {
         self.ports.iter().map(|p| p.value)
@@ -229,8 +240,9 @@ mod tests {
             proptest::collection::vec((text, any::<u16>(), any::<u16>(), text), 0..3),
             proptest::collection::vec(any::<i64>(), 0..3),
             (any::<i64>(), any::<i64>(), any::<bool>(), any::<bool>()),
+            proptest::collection::vec((text, text, proptest::collection::vec(text, 0..3)), 0..2),
         )
-            .prop_map(|(a, b, ports, times, c)| {
+            .prop_map(|(a, b, ports, times, c, devices)| {
                 let (id, namespace, job_id, task_group, node, index, named) = a;
                 let (description, deployment, hash, previous, version, attempts, eval_id) = b;
                 let (created, modified, canary, stopped) = c;
@@ -261,6 +273,16 @@ mod tests {
                             value,
                             to,
                             host_ip,
+                        })
+                        .collect(),
+                    devices: devices
+                        .into_iter()
+                        .map(|(task, name, device_ids)| AllocatedDevice {
+                            task,
+                            vendor: "nvidia".into(),
+                            device_type: "gpu".into(),
+                            name,
+                            device_ids,
                         })
                         .collect(),
                     deployment_id: deployment,

@@ -276,6 +276,7 @@ impl Placing<'_> {
                 String::new()
             },
             ports: pl.ports,
+            devices: pl.devices,
             deployment_id: if version == self.version {
                 self.deployment_id.to_string()
             } else {

@@ -137,7 +137,13 @@ impl CompiledConstraint {
 
     /// Whether the node satisfies the constraint. Distinct constraints always pass here.
     pub fn matches(&self, node: &Node) -> bool {
-        let lhs = resolve(&self.source.attribute, node);
+        self.matches_with(|target| resolve(target, node))
+    }
+
+    /// Whether the constraint holds with its `${...}` references resolved by `resolve` (a
+    /// node's attributes, or a device group's for a `device` block's constraints).
+    pub fn matches_with(&self, resolve: impl Fn(&str) -> Option<String>) -> bool {
+        let lhs = resolve(&self.source.attribute);
         match &self.kind {
             Kind::DistinctHosts | Kind::DistinctProperty => true,
             Kind::IsSet => lhs.is_some(),
@@ -145,7 +151,7 @@ impl CompiledConstraint {
             Kind::Unknown => false,
             kind => {
                 let Some(lhs) = lhs else { return false };
-                let Some(rhs) = resolve(&self.source.value, node) else {
+                let Some(rhs) = resolve(&self.source.value) else {
                     return false;
                 };
                 match kind {
@@ -180,8 +186,20 @@ fn set(s: &str) -> Vec<&str> {
 }
 
 /// `=`/`!=` compare text; ordering operators compare numerically when both sides are numbers,
-/// lexically otherwise (as Nomad does).
+/// lexically otherwise (as Nomad does). Quantities with units (`16384 MiB`, `4 GiB`) compare
+/// as amounts of their base, for every operator.
 fn compare(lhs: &str, rhs: &str, op: Op) -> bool {
+    if let Some((a, b)) = super::units::comparable(lhs, rhs) {
+        return match op {
+            Op::Eq => a == b,
+            Op::Ne => a != b,
+            Op::Gt => a > b,
+            Op::Ge => a >= b,
+            Op::Lt => a < b,
+            Op::Le => a <= b,
+            Op::Pessimistic => false,
+        };
+    }
     let ord = match (lhs.parse::<f64>(), rhs.parse::<f64>()) {
         (Ok(a), Ok(b)) if op != Op::Eq && op != Op::Ne => a.partial_cmp(&b),
         _ => Some(lhs.cmp(rhs)),

@@ -4,10 +4,11 @@
 //!
 //! Pipeline per placement (after Nomad's stack):
 //! 1. iterate nodes in a seeded pseudo-random order that continues across the batch;
-//! 2. feasibility ([`feasible`]): liveness, eligibility, drain, datacenter, node pool, drivers, host volumes,
-//!    constraints, distinct hosts / property, cpu, memory, static and dynamic ports;
-//! 3. ranking ([`rank`]): bin-packing (or spread) fit, job anti-affinity, affinities, spread
-//!    blocks, reschedule penalty; the mean of the applicable scores;
+//! 2. feasibility ([`feasible`]): liveness, eligibility, drain, datacenter, node pool, drivers,
+//!    host volumes, constraints, distinct hosts / property, devices ([`devices`]), cpu, memory,
+//!    static and dynamic ports;
+//! 3. ranking ([`rank`]): bin-packing (or spread) fit, job anti-affinity, affinities, device
+//!    affinities, spread blocks, reschedule penalty; the mean of the applicable scores;
 //! 4. stop after `limit` feasible candidates: `max(2, ceil(log2 n))` for services, 2 for batch
 //!    (power of two choices), every node when the group has affinities or spreads.
 //!
@@ -21,20 +22,25 @@
 //! chosen node would take the namespace past its quota is not made, and its failure reads
 //! `quota "team-a" exhausted: cpu 2600/2500 MHz`.
 
+pub mod devices;
 pub mod feasible;
 pub mod quota;
 pub mod rank;
 pub mod snapshot;
 pub mod stored;
+pub mod units;
 
+#[cfg(test)]
+mod device_tests;
 #[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use nomos_api::{AllocatedPort, Job, JobType, TaskGroup};
+use nomos_api::{AllocatedDevice, AllocatedPort, Job, JobType, TaskGroup};
 
+use devices::{Assignment, DeviceAsk, DeviceRefusal};
 use feasible::{datacenter_matches, resolve, CompiledConstraint};
 use snapshot::JobNodes;
 pub use snapshot::{AllocUsage, ClusterSnapshot, NodeState, PortSet};
@@ -80,6 +86,8 @@ pub struct Placement {
     pub node: String,
     pub score: f64,
     pub ports: Vec<AllocatedPort>,
+    /// The device instances the allocation holds, per task.
+    pub devices: Vec<AllocatedDevice>,
     pub cpu: u32,
     pub memory_mb: u32,
     pub nodes_evaluated: u32,
@@ -157,6 +165,15 @@ struct Ask<'a> {
     distinct_props: Vec<(CompiledConstraint, bool, HashMap<String, u32>)>,
     affinities: Vec<(CompiledConstraint, i32)>,
     spreads: Vec<rank::SpreadState>,
+    /// The tasks' `device` blocks.
+    devices: Vec<DeviceAsk>,
+}
+
+/// What [`Ask::check`] chose on a node that fits: port values and device instances.
+#[derive(Debug, Default)]
+struct Chosen {
+    ports: Vec<u16>,
+    devices: Assignment,
 }
 
 /// Places `requests` for `group` of `job`, recording each success in `snap`. Deterministic for
@@ -172,7 +189,8 @@ pub fn place(
     let mut out = Vec::with_capacity(requests.len());
     let n = snap.nodes.len();
     let mut ask = Ask::new(snap, job, group);
-    let limit = if !ask.affinities.is_empty() || !ask.spreads.is_empty() {
+    let limit = if !ask.affinities.is_empty() || !ask.spreads.is_empty() || ask.device_affinities()
+    {
         n
     } else {
         match job.job_type {
@@ -191,10 +209,10 @@ pub fn place(
     let mut cursor = 0usize;
     let mut failed: Option<PlacementFailure> = None;
 
-    // The chosen port values of the candidate being checked and of the best so far (swapped,
-    // so checking a node allocates nothing).
-    let mut candidate_ports: Vec<u16> = Vec::new();
-    let mut best_ports: Vec<u16> = Vec::new();
+    // What the candidate being checked and the best so far would get (swapped, so checking
+    // a node allocates nothing).
+    let mut candidate = Chosen::default();
+    let mut best_chosen = Chosen::default();
     for req in requests {
         if let Some(f) = &failed {
             out.push(Err(PlacementFailure {
@@ -215,7 +233,7 @@ pub fn place(
             let i = (start + cursor.wrapping_mul(stride)) % n;
             cursor += 1;
             visited += 1;
-            match ask.check(snap, job_nodes, i, &mut rng, &mut candidate_ports) {
+            match ask.check(snap, job_nodes, i, &mut rng, &mut candidate) {
                 Err(Reject::Filtered(r)) => *filtered.entry(r).or_default() += 1,
                 Err(Reject::Exhausted(d)) => match exhausted.iter_mut().find(|(x, _)| *x == d) {
                     Some((_, k)) => *k += 1,
@@ -223,10 +241,11 @@ pub fn place(
                 },
                 Ok(()) => {
                     found += 1;
-                    let score = ask.score(snap, job_nodes, i, config, req.penalty_node.as_deref());
+                    let penalty = req.penalty_node.as_deref();
+                    let score = ask.score(snap, job_nodes, i, config, penalty, &candidate);
                     if best.is_none_or(|(s, _)| score > s) {
                         best = Some((score, i));
-                        std::mem::swap(&mut best_ports, &mut candidate_ports);
+                        std::mem::swap(&mut best_chosen, &mut candidate);
                     }
                 }
             }
@@ -256,7 +275,8 @@ pub fn place(
                     continue;
                 }
                 let node = st.node.name.clone();
-                let ports = ask.allocated_ports(&st.node, &best_ports);
+                let ports = ask.allocated_ports(&st.node, &best_chosen.ports);
+                let devices = std::mem::take(&mut best_chosen.devices.devices);
                 let usage = AllocUsage {
                     id: req.alloc_id.as_str().into(),
                     job: ask.job_key.clone(),
@@ -264,7 +284,8 @@ pub fn place(
                     node: node.as_str().into(),
                     cpu,
                     memory_mb: ask.memory_mb,
-                    ports: best_ports.as_slice().into(),
+                    ports: best_chosen.ports.as_slice().into(),
+                    devices: devices::instance_ids(&devices),
                 };
                 ask.record(snap, i);
                 snap.add_alloc(usage);
@@ -273,6 +294,7 @@ pub fn place(
                     node,
                     score,
                     ports,
+                    devices,
                     cpu,
                     memory_mb: ask.memory_mb,
                     nodes_evaluated: visited as u32,
@@ -420,20 +442,21 @@ impl<'a> Ask<'a> {
             distinct_props,
             affinities,
             spreads,
+            devices: DeviceAsk::of_group(group),
         }
     }
 
-    /// Whether node `i` can take one more allocation of the group; on success `ports` holds
+    /// Whether node `i` can take one more allocation of the group; on success `chosen` holds
     /// the port values it would get (static ones first, then dynamic, as
-    /// [`Ask::allocated_ports`] labels them). `job_nodes` is the job's entry of the snapshot's
-    /// job index.
+    /// [`Ask::allocated_ports`] labels them) and its device instances. `job_nodes` is the
+    /// job's entry of the snapshot's job index.
     fn check(
         &self,
         snap: &ClusterSnapshot,
         job_nodes: Option<&JobNodes>,
         i: usize,
         rng: &mut Rng,
-        ports: &mut Vec<u16>,
+        chosen: &mut Chosen,
     ) -> Result<(), Reject> {
         let st = &snap.nodes[i];
         let node = &*st.node;
@@ -505,6 +528,16 @@ impl<'a> Ask<'a> {
                 )));
             }
         }
+        chosen.devices = Assignment::default();
+        if !self.devices.is_empty() {
+            chosen.devices =
+                devices::assign(&self.devices, &node.resources.devices, &st.used_devices).map_err(
+                    |refusal| match refusal {
+                        DeviceRefusal::Missing => Reject::Filtered("missing devices".into()),
+                        DeviceRefusal::Exhausted => Reject::Exhausted("devices"),
+                    },
+                )?;
+        }
         let cpu = self.cpu + self.cores * st.mhz_per_core();
         if st.used_cpu.saturating_add(cpu) > st.cpu_capacity() {
             return Err(Reject::Exhausted("cpu"));
@@ -512,6 +545,7 @@ impl<'a> Ask<'a> {
         if st.used_memory_mb.saturating_add(self.memory_mb) > st.memory_capacity() {
             return Err(Reject::Exhausted("memory"));
         }
+        let ports = &mut chosen.ports;
         ports.clear();
         for (_, p, _) in &self.static_ports {
             if st.port_taken(*p) {
@@ -566,6 +600,7 @@ impl<'a> Ask<'a> {
         i: usize,
         config: &SchedulerConfig,
         penalty: Option<&str>,
+        chosen: &Chosen,
     ) -> f64 {
         let st = &snap.nodes[i];
         let cpu = self.cpu + self.cores * st.mhz_per_core();
@@ -581,6 +616,10 @@ impl<'a> Ask<'a> {
             sum += rank::affinity(&self.affinities, &st.node);
             count += 1.0;
         }
+        if let Some(device_affinity) = chosen.devices.affinity {
+            sum += device_affinity;
+            count += 1.0;
+        }
         if !self.spreads.is_empty() {
             sum += rank::spread(&self.spreads, &st.node);
             count += 1.0;
@@ -590,6 +629,11 @@ impl<'a> Ask<'a> {
             count += 1.0;
         }
         sum / count
+    }
+
+    /// Whether some `device` block has affinities (every node is then ranked).
+    fn device_affinities(&self) -> bool {
+        self.devices.iter().any(DeviceAsk::has_affinities)
     }
 
     /// Updates the batch's distinct-property and spread counts after placing on node `i`.

@@ -282,6 +282,7 @@ mod tests {
             cpu: 100,
             memory_mb: 64,
             ports: Box::default(),
+            devices: Box::default(),
         });
         assert_eq!(snap.namespace_usage("team-a"), used(100, 64, 1));
         let node = nomos_api::build::node("later")

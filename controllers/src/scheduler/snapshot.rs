@@ -22,6 +22,8 @@ pub struct AllocUsage {
     pub cpu: u32,
     pub memory_mb: u32,
     pub ports: Box<[u16]>,
+    /// The device instances it holds (their ids).
+    pub devices: Box<[Box<str>]>,
 }
 
 impl AllocUsage {
@@ -39,6 +41,7 @@ impl AllocUsage {
             cpu: cpu.saturating_add(cores.saturating_mul(mhz_per_core)),
             memory_mb,
             ports: alloc.ports.iter().map(|p| p.value).collect(),
+            devices: super::devices::instance_ids(&alloc.devices),
         }
     }
 
@@ -59,6 +62,7 @@ impl AllocUsage {
             cpu: cpu.saturating_add(cores.saturating_mul(mhz_per_core)),
             memory_mb,
             ports: alloc.port_values().collect(),
+            devices: alloc.device_ids().map(Into::into).collect(),
         }
     }
 
@@ -180,6 +184,8 @@ pub struct NodeState {
     pub used_cpu: u32,
     pub used_memory_mb: u32,
     pub used_ports: PortSet,
+    /// Device instances held by the node's allocations (a node has a handful).
+    pub used_devices: Vec<Box<str>>,
     /// Number of allocations on the node.
     pub alloc_count: u32,
 }
@@ -196,6 +202,7 @@ impl NodeState {
             used_cpu: 0,
             used_memory_mb: 0,
             used_ports: PortSet::default(),
+            used_devices: Vec::new(),
             alloc_count: 0,
         }
     }
@@ -366,6 +373,7 @@ impl ClusterSnapshot {
         st.used_cpu = st.used_cpu.saturating_add(usage.cpu);
         st.used_memory_mb = st.used_memory_mb.saturating_add(usage.memory_mb);
         st.used_ports.extend(usage.ports.iter().copied());
+        st.used_devices.extend(usage.devices.iter().cloned());
         st.alloc_count += 1;
         self.job_index
             .entry(usage.job.clone())
@@ -391,6 +399,11 @@ impl ClusterSnapshot {
         st.used_memory_mb = st.used_memory_mb.saturating_sub(usage.memory_mb);
         for p in usage.ports.iter() {
             st.used_ports.remove(p);
+        }
+        for id in usage.devices.iter() {
+            if let Some(at) = st.used_devices.iter().position(|held| held == id) {
+                st.used_devices.swap_remove(at);
+            }
         }
         st.alloc_count = st.alloc_count.saturating_sub(1);
         if let Some(per_node) = self.job_index.get_mut(&usage.job) {

@@ -562,6 +562,7 @@ fn binpack_fills_a_used_node_and_spread_prefers_empty_ones() {
             cpu: 2000,
             memory_mb: 4000,
             ports: Box::default(),
+            devices: Box::default(),
         });
         let j = job("j", vec![group("g", 1, 100, 100)]);
         let p = place(
@@ -663,6 +664,7 @@ fn reschedule_penalty_avoids_the_failed_node() {
         cpu: 2000,
         memory_mb: 4000,
         ports: Box::default(),
+        devices: Box::default(),
     });
     let j = job("j", vec![group("g", 1, 100, 100)]);
     let r = PlacementRequest {

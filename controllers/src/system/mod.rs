@@ -265,6 +265,7 @@ impl GroupPass<'_> {
             cpu: p.cpu,
             memory_mb: p.memory_mb,
             ports: p.ports.iter().map(|x| x.value).collect(),
+            devices: scheduler::devices::instance_ids(&p.devices),
         });
         out.place.push(NewAlloc {
             alloc,
@@ -394,12 +395,14 @@ fn copy_usage<'a>(
     let mut cpu = st.used_cpu;
     let mut mem = st.used_memory_mb;
     let mut ports = st.used_ports.clone();
+    let mut devices = st.used_devices.clone();
     for u in minus {
         cpu = cpu.saturating_sub(u.cpu);
         mem = mem.saturating_sub(u.memory_mb);
         for p in u.ports.iter() {
             ports.remove(p);
         }
+        devices.retain(|held| !u.devices.contains(held));
     }
     one.add_alloc(scheduler::AllocUsage {
         id: "__others__".into(),
@@ -409,6 +412,7 @@ fn copy_usage<'a>(
         cpu,
         memory_mb: mem,
         ports: ports.into_iter().collect(),
+        devices: devices.into_boxed_slice(),
     });
 }
 
@@ -468,6 +472,7 @@ fn new_alloc(
         desired_status: DesiredStatus::Run,
         desired_description: String::new(),
         ports: p.ports.clone(),
+        devices: p.devices.clone(),
         deployment_id: String::new(),
         canary: false,
         previous_alloc: previous.to_string(),

@@ -83,6 +83,7 @@ impl Cluster {
                 cpu: n.cpu,
                 memory_mb: n.memory_mb,
                 ports: n.alloc.ports.iter().map(|p| p.value).collect(),
+                devices: scheduler::devices::instance_ids(&n.alloc.devices),
             });
             self.allocs.push(ObservedAlloc {
                 alloc: n.alloc.clone(),

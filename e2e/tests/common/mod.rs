@@ -96,6 +96,9 @@ pub struct Cluster {
     /// Environment every `nctl` run against this cluster gets (e.g. `NOMOS_CACERT`), set per
     /// command rather than process-wide since tests run in parallel.
     pub env: Vec<(String, String)>,
+    /// Environment the cluster's own process and the agents it starts get (e.g. a `PATH` with
+    /// a fake `nvidia-smi`), set with [`Cluster::start_prepared`].
+    pub process_env: Vec<(String, String)>,
     /// The network namespace the process runs in ([`hosts::Host`]), if not this host's.
     pub netns: Option<String>,
 }
@@ -164,6 +167,7 @@ impl Cluster {
             stdout: Arc::default(),
             stdout_reader: None,
             env: vec![],
+            process_env: vec![],
             netns: None,
         };
         c.custom_args = args(&mut c);
@@ -214,6 +218,7 @@ impl Cluster {
         }
         let mut child = cmd
             .env("RUST_LOG", "info")
+            .envs(self.process_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -415,6 +420,7 @@ impl Cluster {
             .args(extra)
             .args(&http)
             .env("RUST_LOG", "info")
+            .envs(self.process_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -507,6 +507,7 @@ pub fn allocated_resources(a: &Allocation, job: Option<&Job>) -> AllocatedResour
                             memory_mb: i64::from(r.memory_mb),
                             memory_max_mb: max,
                         },
+                        devices: task_devices(a, &t.name),
                         ..Default::default()
                     };
                     (t.name.clone(), res)
@@ -533,6 +534,22 @@ pub fn allocated_resources(a: &Allocation, job: Option<&Job>) -> AllocatedResour
             .collect(),
     };
     AllocatedResources { tasks, shared }
+}
+
+/// The device instances `a` holds for `task`, as Nomad's `AllocatedDeviceResource`s.
+fn task_devices(a: &Allocation, task: &str) -> Vec<serde_json::Value> {
+    a.devices
+        .iter()
+        .filter(|d| d.task == task)
+        .map(|d| {
+            serde_json::json!({
+                "Vendor": d.vendor,
+                "Type": d.device_type,
+                "Name": d.name,
+                "DeviceIDs": d.device_ids,
+            })
+        })
+        .collect()
 }
 
 /// An allocation as a list stub.

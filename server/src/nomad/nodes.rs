@@ -315,7 +315,7 @@ fn resources(n: &NodeView) -> (NodeResourcesView, ReservedView) {
             disk_mb: i64::from(r.disk_mb),
         },
         networks: Vec::new(),
-        devices: Vec::new(),
+        devices: r.devices.iter().map(device_group_view).collect(),
         min_dynamic_port: r.min_dynamic_port,
         max_dynamic_port: r.max_dynamic_port,
     };
@@ -333,6 +333,55 @@ fn resources(n: &NodeView) -> (NodeResourcesView, ReservedView) {
         },
     };
     (res, reserved)
+}
+
+/// A device group as Nomad's `NodeDeviceResource`: `Vendor`, `Type`, `Name`, `Instances`
+/// (`ID`, `Healthy`, `Locality.PciBusID`) and typed `Attributes`.
+fn device_group_view(g: &nomos_api::NodeDeviceGroup) -> serde_json::Value {
+    let instances: Vec<serde_json::Value> = g
+        .instances
+        .iter()
+        .map(|i| {
+            serde_json::json!({
+                "ID": i.id,
+                "Healthy": i.healthy,
+                "HealthDescription": "",
+                "Locality": if i.pci_bus_id.is_empty() {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::json!({ "PciBusID": i.pci_bus_id })
+                },
+            })
+        })
+        .collect();
+    let attributes: serde_json::Map<String, serde_json::Value> = g
+        .attributes
+        .iter()
+        .map(|(k, v)| (k.clone(), device_attribute_view(v)))
+        .collect();
+    serde_json::json!({
+        "Vendor": g.vendor,
+        "Type": g.device_type,
+        "Name": g.name,
+        "Instances": instances,
+        "Attributes": attributes,
+    })
+}
+
+/// A device attribute as Nomad's typed `Attribute`: `16384 MiB` is `IntVal` 16384 with
+/// `Unit` `MiB`, `1.5 GHz` a `FloatVal`, anything else a `StringVal`.
+fn device_attribute_view(text: &str) -> serde_json::Value {
+    let (number, unit) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
+    let unit = unit.trim();
+    if !unit.contains(' ') {
+        if let Ok(n) = number.parse::<i64>() {
+            return serde_json::json!({ "IntVal": n, "Unit": unit });
+        }
+        if let Ok(f) = number.parse::<f64>() {
+            return serde_json::json!({ "FloatVal": f, "Unit": unit });
+        }
+    }
+    serde_json::json!({ "StringVal": text, "Unit": "" })
 }
 
 fn last_drain(n: &NodeView) -> Option<DrainMetadata> {

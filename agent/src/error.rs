@@ -65,6 +65,9 @@ pub enum AgentError {
         command: String,
         timeout: std::time::Duration,
     },
+    /// The task's driver has no way to run a command inside it (`nctl alloc exec`).
+    #[error("driver {driver} does not support exec")]
+    ExecUnsupported { driver: String },
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("http endpoint: {0}")]

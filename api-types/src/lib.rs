@@ -42,6 +42,7 @@ pub mod dispatch;
 pub mod duration;
 pub mod error;
 pub mod eval;
+pub mod exec;
 mod fieldpath;
 pub mod filter;
 mod frontend;

@@ -93,7 +93,8 @@ async fn relay(socket: WebSocket, session: ExecSession) {
             match ExecInput::parse(&text) {
                 Ok(frame) => {
                     if input.send(frame).await.is_err() {
-                        return;
+                        // The command ended: its last events are still on their way out.
+                        std::future::pending::<()>().await;
                     }
                 }
                 Err(e) => {

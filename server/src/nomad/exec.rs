@@ -184,7 +184,8 @@ async fn relay(client: WebSocket, agent: AgentSocket, idle: Duration) {
             };
             let frame = tungstenite::Message::Text(frame.to_json().into());
             if to_agent.send(frame).await.is_err() {
-                break;
+                // The agent is done: what it sent last is still on its way to the client.
+                std::future::pending::<()>().await;
             }
         }
         let _ = to_agent.close().await;

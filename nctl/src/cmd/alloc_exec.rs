@@ -263,10 +263,18 @@ mod tests {
             .exec
     }
 
+    /// (arguments, stdin, tty, task, command)
+    type ParseCase<'a> = (
+        &'a [&'a str],
+        bool,
+        Option<bool>,
+        Option<&'a str>,
+        &'a [&'a str],
+    );
+
     #[test]
     fn flags_read_as_nomads() {
-        // (arguments, stdin, tty, task, command)
-        let cases: &[(&[&str], bool, Option<bool>, Option<&str>, &[&str])] = &[
+        let cases: &[ParseCase] = &[
             (&["a1", "sh"], true, None, None, &["sh"]),
             (
                 &["-i", "-t", "a1", "/bin/sh"],

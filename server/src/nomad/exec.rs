@@ -193,18 +193,17 @@ async fn relay(client: WebSocket, agent: AgentSocket, idle: Duration) {
     let outbound = async {
         while let Some(Ok(msg)) = from_agent.next().await {
             touch();
-            match msg {
-                tungstenite::Message::Text(t) => {
-                    if to_client
-                        .send(Message::Text(t.as_str().into()))
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
+            let text = match msg {
+                tungstenite::Message::Text(t) => t,
                 tungstenite::Message::Close(_) => break,
-                _ => {}
+                _ => continue,
+            };
+            if to_client
+                .send(Message::Text(text.as_str().into()))
+                .await
+                .is_err()
+            {
+                break;
             }
         }
         let _ = to_client.send(Message::Close(None)).await;

@@ -69,6 +69,9 @@ pub enum AgentError {
     /// then registers no such devices).
     #[error("device fingerprint: {0}")]
     DeviceFingerprint(String),
+    /// The task's driver has no way to run a command inside it (`nctl alloc exec`).
+    #[error("driver {driver} does not support exec")]
+    ExecUnsupported { driver: String },
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("http endpoint: {0}")]

@@ -5,7 +5,9 @@
 //! `GET /v1/client/stats`), Prometheus metrics (`GET /metrics`) and in-place restarts of an
 //! allocation's tasks (`POST /v1/allocation/<alloc>/restart[?task=NAME]`, also under
 //! `/v1/client/allocation/...` with `PUT` as in Nomad's client API), and signals to them
-//! (`POST|PUT /v1/client/allocation/<alloc>/signal` with `{"Signal", "Task"}`). With TLS on it serves
+//! (`POST|PUT /v1/client/allocation/<alloc>/signal` with `{"Signal", "Task"}`), and commands run
+//! inside them over a websocket (`GET /v1/client/allocation/<alloc>/exec`, [`crate::exec_ws`]).
+//! With TLS on it serves
 //! HTTPS only to callers presenting a certificate signed by the cluster's CA.
 
 use axum::extract::{Path, Query, State};
@@ -89,6 +91,10 @@ pub fn router(data_dir: PathBuf, metrics: Arc<Metrics>, live: LiveAllocs) -> Rou
         .route(
             "/v1/client/allocation/{alloc}/signal",
             post(signal_handler).put(signal_handler),
+        )
+        .route(
+            "/v1/client/allocation/{alloc}/exec",
+            get(crate::exec_ws::exec_handler).with_state(live.clone()),
         )
         .with_state(AppState {
             data_dir,

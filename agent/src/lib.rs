@@ -26,7 +26,8 @@
 //!   environment, the catalogue, the key-value space, Variables, the node's addresses).
 //! - [`logs`], [`allocfs`], [`stats`], [`http`], [`metrics`]: task log files (rotation,
 //!   reading), confined reads of allocation directories, resource usage in Nomad's shapes, the
-//!   agent's HTTP endpoint (files, logs, usage, `/metrics`) and its Prometheus metrics.
+//!   agent's HTTP endpoint (files, logs, usage, `/metrics`) and its Prometheus metrics;
+//!   [`exec_ws`]: its websocket for commands run inside tasks (`nctl alloc exec`).
 //! - [`config`], [`error`], [`backoff`]: the configuration, the crate's one error enum, and the
 //!   retry backoff the sync, heartbeat and reporter loops share.
 
@@ -41,6 +42,7 @@ pub mod confine;
 pub mod driver;
 pub mod env;
 pub mod error;
+pub mod exec_ws;
 pub mod fingerprint;
 pub mod http;
 pub mod interp;

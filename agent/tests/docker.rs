@@ -583,3 +583,95 @@ async fn a_docker_task_keeps_data_on_a_host_volume_and_cannot_write_a_read_only_
     );
     agent.shutdown().await;
 }
+
+/// An interactive `docker exec` through the driver (`nctl alloc exec`'s agent side): it runs
+/// in the container, stdin reaches it, the exit code comes last, and with a TTY it has a
+/// terminal resized on request.
+#[tokio::test]
+async fn an_exec_session_runs_in_the_container_with_stdin_and_a_tty() {
+    use nomos_agent::driver::{Driver, ExecSession, SessionRequest, TaskSpec};
+    use nomos_api::exec::{ExecEvent, ExecInput};
+    let docker = docker().await;
+    build_test_image(&docker).await;
+    let dir = tempfile::tempdir().unwrap();
+    let driver = DockerDriver::new().await;
+    let mut config = indexmap::IndexMap::new();
+    config.insert("image".to_string(), serde_json::json!(IMAGE));
+    config.insert("hostname".to_string(), serde_json::json!("in-the-box"));
+    let spec = TaskSpec {
+        alloc_id: format!("session-{}", std::process::id()),
+        task: "t".into(),
+        config,
+        task_dir: dir.path().join("t"),
+        alloc_dir: dir.path().join("alloc"),
+        log_dir: dir.path().join("alloc/logs"),
+        ..Default::default()
+    };
+    let h = driver.start(&spec).await.expect("container starts");
+    let start = |script: &str, tty: bool| SessionRequest {
+        command: vec![BUSYBOX.into(), "sh".into(), "-c".into(), script.into()],
+        tty,
+    };
+    async fn finish(s: &mut ExecSession) -> (String, Option<i32>) {
+        let mut out = String::new();
+        let read = async {
+            while let Some(event) = s.events.recv().await {
+                match event {
+                    ExecEvent::Stdout(d) | ExecEvent::Stderr(d) => {
+                        out.push_str(&String::from_utf8_lossy(&d))
+                    }
+                    ExecEvent::Exited { exit_code } => return Some(exit_code),
+                    ExecEvent::Heartbeat => {}
+                }
+            }
+            None
+        };
+        let code = tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .expect("the exec ends");
+        (out, code)
+    }
+    let script = "hostname; ! test -e /usr && echo image-only; read line; echo got $line; exit 4";
+    let mut s = driver
+        .exec_session(&h, &start(script, false))
+        .await
+        .unwrap();
+    s.input
+        .send(ExecInput::Stdin(b"hello\n".to_vec()))
+        .await
+        .unwrap();
+    s.input.send(ExecInput::StdinClose).await.unwrap();
+    assert_eq!(
+        finish(&mut s).await,
+        ("in-the-box\nimage-only\ngot hello\n".to_string(), Some(4))
+    );
+
+    let mut s = driver
+        .exec_session(&h, &start("read go; stty size; exit 0", true))
+        .await
+        .unwrap();
+    s.input
+        .send(ExecInput::TtySize {
+            height: 21,
+            width: 63,
+        })
+        .await
+        .unwrap();
+    // The session applies frames in order: the resize lands before `read` returns.
+    s.input
+        .send(ExecInput::Stdin(b"go\r".to_vec()))
+        .await
+        .unwrap();
+    let (out, code) = finish(&mut s).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("21 63"), "{out}");
+    driver.destroy(&h).await.unwrap();
+    let err = driver
+        .exec_session(&h, &start("true", false))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, nomos_agent::AgentError::TaskNotRunning { .. }),
+        "{err}"
+    );
+}

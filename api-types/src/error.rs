@@ -7,6 +7,9 @@ pub enum ApiError {
     /// A job file or stored spec did not parse or validate; not retryable without a new spec.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Diagnostic>),
+    /// An exec websocket frame or command that is not what [`crate::exec`] expects.
+    #[error("{0}")]
+    BadFrame(String),
 }
 
 impl From<Vec<Diagnostic>> for ApiError {

@@ -47,6 +47,7 @@ pub mod driver_constraints;
 pub mod duration;
 pub mod error;
 pub mod eval;
+pub mod exec;
 mod fieldpath;
 pub mod filter;
 mod frontend;

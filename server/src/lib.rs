@@ -120,6 +120,9 @@ pub struct AppState {
     pub registry: Arc<Mutex<Registry>>,
     pub http_metrics: metrics::HttpMetrics,
     pub http: reqwest::Client,
+    /// How this server connects to agents serving HTTPS for the websockets `http` cannot
+    /// open (exec, [`nomad::exec`]); `None` while agents serve plain HTTP.
+    pub agent_tls: Option<Arc<nomos_tls::rustls::ClientConfig>>,
     /// Reads files and logs of agents running in this process (`nctl dev`); others are asked
     /// over HTTP ([`nomad::fs_source`]).
     pub files: Option<nomad::fs_source::SharedAllocFiles>,
@@ -166,6 +169,7 @@ impl AppState {
             registry,
             http_metrics,
             http: reqwest::Client::new(),
+            agent_tls: None,
             files: None,
             closing: Arc::new(tokio::sync::watch::channel(false).0),
             ui: ui::UiState::default(),

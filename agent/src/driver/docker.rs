@@ -28,7 +28,7 @@ use nomos_api::{DriverInfo, LogConfig, Resources, Value};
 use super::volumes::task_volumes;
 use super::{
     attribute_oom_kills, config_list, config_str, now_ms, Driver, ExecOutput, ExecRequest,
-    ExitResult, OutputCap, TaskHandle, TaskSpec, TaskStats,
+    ExecSession, ExitResult, OutputCap, SessionRequest, TaskHandle, TaskSpec, TaskStats,
 };
 use crate::error::AgentError;
 use crate::logs::LogStream;
@@ -518,33 +518,43 @@ impl DockerDriver {
 
     /// The exit code of a finished exec, once Docker has it.
     async fn exec_exit(&self, exec_id: &str) -> Result<Option<i64>, String> {
-        let docker = self.client().map_err(|e| e.to_string())?;
-        loop {
-            let st = docker
-                .inspect_exec(exec_id)
-                .await
-                .map_err(|e| e.to_string())?;
-            if st.running != Some(true) {
-                return Ok(st.exit_code);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        exec_exit_code(self.client().map_err(|e| e.to_string())?, exec_id).await
     }
 
-    /// Kills an exec's process that outlived its timeout, with what it started (Docker has no
-    /// call for it: its pid, as the host sees it, and its descendants get SIGKILL).
+    /// Kills an exec's process that outlived its timeout.
     async fn kill_exec(&self, exec_id: &str) {
-        let Ok(docker) = self.client() else { return };
-        let Ok(st) = docker.inspect_exec(exec_id).await else {
-            return;
-        };
-        if let (Some(true), Some(pid)) = (st.running, st.pid.filter(|p| *p > 0)) {
-            for p in crate::procfs::with_descendants(pid as i32) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(p),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+        if let Ok(docker) = self.client() {
+            kill_exec_process(docker, exec_id).await;
+        }
+    }
+}
+
+/// The exit code of a finished exec, once Docker has it.
+pub(super) async fn exec_exit_code(docker: &Docker, exec_id: &str) -> Result<Option<i64>, String> {
+    loop {
+        let st = docker
+            .inspect_exec(exec_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        if st.running != Some(true) {
+            return Ok(st.exit_code);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Kills an exec's process with what it started (Docker has no call for it: its pid, as the
+/// host sees it, and its descendants get SIGKILL).
+pub(super) async fn kill_exec_process(docker: &Docker, exec_id: &str) {
+    let Ok(st) = docker.inspect_exec(exec_id).await else {
+        return;
+    };
+    if let (Some(true), Some(pid)) = (st.running, st.pid.filter(|p| *p > 0)) {
+        for p in crate::procfs::with_descendants(pid as i32) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
 }
@@ -848,6 +858,21 @@ impl Driver for DockerDriver {
                 })
             }
         }
+    }
+
+    /// An interactive `docker exec` in the task's container.
+    async fn exec_session(
+        &self,
+        handle: &TaskHandle,
+        req: &SessionRequest,
+    ) -> Result<ExecSession, AgentError> {
+        let id = container_id(handle)?;
+        if self.running(id).await? != Some(true) {
+            return Err(AgentError::TaskNotRunning {
+                task: handle.task.clone(),
+            });
+        }
+        super::docker_session::start_session(self.client()?, id, req).await
     }
 
     async fn ship_logs(&self, handle: &TaskHandle) -> Result<(), AgentError> {

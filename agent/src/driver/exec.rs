@@ -29,8 +29,8 @@ use super::raw_exec::{
     Isolate, SpawnOptions, ISOLATE,
 };
 use super::{
-    attribute_oom_kills, parse_signal, Driver, ExecOutput, ExecRequest, ExitResult, TaskHandle,
-    TaskSpec, TaskStats,
+    attribute_oom_kills, parse_signal, Driver, ExecOutput, ExecRequest, ExecSession, ExitResult,
+    SessionRequest, TaskHandle, TaskSpec, TaskStats,
 };
 use crate::error::AgentError;
 
@@ -463,6 +463,14 @@ impl Driver for ExecDriver {
     /// Runs the command in the task's namespaces, chroot, cgroup and user ([`super::inside`]).
     async fn exec(&self, handle: &TaskHandle, req: &ExecRequest) -> Result<ExecOutput, AgentError> {
         exec_in_process(handle, req, Entry::Isolated).await
+    }
+
+    async fn exec_session(
+        &self,
+        handle: &TaskHandle,
+        req: &SessionRequest,
+    ) -> Result<ExecSession, AgentError> {
+        super::session::start_session(handle, req, Entry::Isolated).await
     }
 }
 

@@ -37,19 +37,26 @@ pub(crate) async fn exec_in_process(
     entry: Entry,
 ) -> Result<ExecOutput, AgentError> {
     let target = target_process(handle, entry)?;
-    let mut cmd = command_in(target, entry, req)?;
+    let mut cmd = command_in(target, entry, &req.command, &req.args)?;
+    cmd.stdin(Stdio::null());
+    enter_task(&mut cmd, handle, entry);
+    run_capped(cmd, handle, req).await
+}
+
+/// Marks `cmd` as a command run inside the task and has it start its own session (its own
+/// process group, killed whole) in the task's cgroup when the task is isolated.
+pub(super) fn enter_task(cmd: &mut std::process::Command, handle: &TaskHandle, entry: Entry) {
     // Marked as no task process of this agent's: a search for a task started but not recorded
     // (`raw_exec::spawn_process`) must never adopt a command run inside it.
     cmd.env(AGENT_ID_ENV, format!("exec:{}", handle.agent_id));
     let cgroup = handle.cgroup.clone().filter(|_| entry == Entry::Isolated);
-    in_new_session(&mut cmd, cgroup);
-    run_capped(cmd, handle, req).await
+    in_new_session(cmd, cgroup);
 }
 
 /// The process whose view the command takes: the task's group leader for `raw_exec`; for
 /// `exec`, the first process of the task's pid namespace (the child `unshare --fork` waits for,
 /// chrooted and running as the task's user).
-fn target_process(handle: &TaskHandle, entry: Entry) -> Result<i32, AgentError> {
+pub(super) fn target_process(handle: &TaskHandle, entry: Entry) -> Result<i32, AgentError> {
     let gone = || AgentError::TaskNotRunning {
         task: handle.task.clone(),
     };
@@ -63,11 +70,12 @@ fn target_process(handle: &TaskHandle, entry: Entry) -> Result<i32, AgentError> 
     }
 }
 
-/// The command line that runs `req` as `target` runs, with its environment and no stdin.
-fn command_in(
+/// The command line that runs `program` with `args` as `target` runs, with its environment.
+pub(super) fn command_in(
     target: i32,
     entry: Entry,
-    req: &ExecRequest,
+    program: &str,
+    args: &[String],
 ) -> Result<std::process::Command, AgentError> {
     let proc_err = |what: &str, e| AgentError::io(format!("/proc/{target}/{what}"), e);
     let (uid, gid) = procfs::credentials(target).map_err(|e| proc_err("status", e))?;
@@ -76,7 +84,7 @@ fn command_in(
         Entry::AsProcess => {
             let cwd = std::fs::read_link(format!("/proc/{target}/cwd"))
                 .map_err(|e| proc_err("cwd", e))?;
-            let mut cmd = std::process::Command::new(&req.command);
+            let mut cmd = std::process::Command::new(program);
             cmd.current_dir(cwd);
             // A task of the agent's own user keeps the agent's groups, as the task did.
             if (uid, gid)
@@ -96,14 +104,11 @@ fn command_in(
                 .arg(format!("--setgid={gid}"))
                 .arg(format!("--setuid={uid}"))
                 .arg("--")
-                .arg(&req.command);
+                .arg(program);
             cmd
         }
     };
-    cmd.args(&req.args)
-        .env_clear()
-        .envs(env)
-        .stdin(Stdio::null());
+    cmd.args(args).env_clear().envs(env);
     Ok(cmd)
 }
 

@@ -18,7 +18,10 @@ use nomos_api::java_config::{parse_java_config, JavaConfig};
 use nomos_api::{DriverInfo, Value};
 
 use super::exec::ExecDriver;
-use super::{Driver, ExecOutput, ExecRequest, ExitResult, TaskHandle, TaskSpec, TaskStats};
+use super::{
+    Driver, ExecOutput, ExecRequest, ExecSession, ExitResult, SessionRequest, TaskHandle, TaskSpec,
+    TaskStats,
+};
 use crate::error::AgentError;
 use crate::logs::LogStream;
 
@@ -319,6 +322,14 @@ impl Driver for JavaDriver {
 
     async fn exec(&self, handle: &TaskHandle, req: &ExecRequest) -> Result<ExecOutput, AgentError> {
         self.exec.exec(handle, req).await
+    }
+
+    async fn exec_session(
+        &self,
+        handle: &TaskHandle,
+        req: &SessionRequest,
+    ) -> Result<ExecSession, AgentError> {
+        self.exec.exec_session(handle, req).await
     }
 
     async fn ship_logs(&self, handle: &TaskHandle) -> Result<(), AgentError> {

@@ -5,14 +5,18 @@
 //! A driver returns a [`TaskHandle`] that the agent persists; after an agent restart the handle
 //! is all a driver needs to find the task again ([`Driver::recover`]). [`Driver::exec`] runs a
 //! command inside a running task, with the isolation the driver gives the task itself (script
-//! checks and template change scripts use it; `inside` holds the process drivers' part).
+//! checks and template change scripts use it; `inside` holds the process drivers' part), and
+//! [`Driver::exec_session`] starts one that streams (`nctl alloc exec`; `session` holds the
+//! process drivers' part).
 
 pub mod docker;
+mod docker_session;
 pub mod exec;
 mod inside;
 pub mod java;
 pub mod qemu;
 pub mod raw_exec;
+mod session;
 pub mod volumes;
 
 use std::collections::BTreeMap;
@@ -21,6 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use indexmap::IndexMap;
+use nomos_api::exec::{ExecEvent, ExecInput};
 use nomos_api::{AllocatedDevice, AllocatedPort, DriverInfo, LogConfig, Resources, Value};
 use serde::{Deserialize, Serialize};
 
@@ -227,6 +232,28 @@ impl OutputCap {
     }
 }
 
+/// An interactive command to start inside a running task ([`Driver::exec_session`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRequest {
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// Whether the command gets a pseudo-terminal (resized by [`ExecInput::TtySize`]) instead
+    /// of pipes; with one, its stdout and stderr are one stream, sent as stdout.
+    pub tty: bool,
+}
+
+/// A command running inside a task: its input (stdin, terminal size) goes into `input`, its
+/// output comes out of `events`, which ends with one [`ExecEvent::Exited`]. Dropping `input`
+/// (the client went away) kills the command and everything it started.
+#[derive(Debug)]
+pub struct ExecSession {
+    pub input: tokio::sync::mpsc::Sender<ExecInput>,
+    pub events: tokio::sync::mpsc::Receiver<ExecEvent>,
+}
+
+/// How many frames wait in an [`ExecSession`]'s channels before the side writing them waits.
+pub const SESSION_QUEUE: usize = 32;
+
 /// Resource usage of a running task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TaskStats {
@@ -276,6 +303,19 @@ pub trait Driver: Send + Sync + 'static {
     /// for it up to `req.timeout`. [`AgentError::TaskNotRunning`] when the task is gone,
     /// [`AgentError::ExecTimedOut`] when the command was killed for running too long.
     async fn exec(&self, handle: &TaskHandle, req: &ExecRequest) -> Result<ExecOutput, AgentError>;
+
+    /// Starts an interactive command inside the running task, isolated as [`Driver::exec`]
+    /// isolates it, and returns once it runs. [`AgentError::ExecUnsupported`] for drivers
+    /// without a way in.
+    async fn exec_session(
+        &self,
+        _handle: &TaskHandle,
+        _req: &SessionRequest,
+    ) -> Result<ExecSession, AgentError> {
+        Err(AgentError::ExecUnsupported {
+            driver: self.name().to_string(),
+        })
+    }
 
     /// Copies the task's output into its log files for as long as it runs, for drivers whose
     /// tasks do not write the files themselves (docker). Returns when the output ends.

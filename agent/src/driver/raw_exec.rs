@@ -18,8 +18,8 @@ use nomos_api::DriverInfo;
 
 use super::inside::{exec_in_process, Entry};
 use super::{
-    config_list, config_str, now_ms, parse_signal, Driver, ExecOutput, ExecRequest, ExitResult,
-    TaskHandle, TaskSpec, TaskStats, AGENT_ID_ENV,
+    config_list, config_str, now_ms, parse_signal, Driver, ExecOutput, ExecRequest, ExecSession,
+    ExitResult, SessionRequest, TaskHandle, TaskSpec, TaskStats, AGENT_ID_ENV,
 };
 use crate::error::AgentError;
 use crate::logs::{self, LogStream};
@@ -688,5 +688,13 @@ impl Driver for RawExecDriver {
 
     async fn exec(&self, handle: &TaskHandle, req: &ExecRequest) -> Result<ExecOutput, AgentError> {
         exec_in_process(handle, req, Entry::AsProcess).await
+    }
+
+    async fn exec_session(
+        &self,
+        handle: &TaskHandle,
+        req: &SessionRequest,
+    ) -> Result<ExecSession, AgentError> {
+        super::session::start_session(handle, req, Entry::AsProcess).await
     }
 }

@@ -30,5 +30,5 @@ mod template_timing;
 
 pub use alloc::AllocRunner;
 pub use prepare::prepare_task;
-pub use shared::{AllocShared, Ctx, Drivers, LiveAllocs, RestartRefusal};
+pub use shared::{AllocShared, Ctx, Drivers, ExecRefusal, LiveAllocs, RestartRefusal};
 pub use status::refresh_status;

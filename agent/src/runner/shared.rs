@@ -131,6 +131,36 @@ impl LiveAllocs {
 }
 
 impl LiveAllocs {
+    /// Starts an interactive command inside `task` of `alloc` (`nctl alloc exec`), through
+    /// the task's driver.
+    pub async fn exec_session(
+        &self,
+        alloc: &str,
+        task: &str,
+        req: &crate::driver::SessionRequest,
+    ) -> Result<crate::driver::ExecSession, ExecRefusal> {
+        let shared = self.get(alloc).map_err(ExecRefusal::Refused)?;
+        let (_, driver, handle) = shared
+            .signal_targets(Some(task))
+            .map_err(ExecRefusal::Refused)?
+            .remove(0);
+        driver
+            .exec_session(&handle, req)
+            .await
+            .map_err(ExecRefusal::Driver)
+    }
+}
+
+/// Why a command could not start inside a task.
+#[derive(Debug)]
+pub enum ExecRefusal {
+    /// No such allocation or task, or the task is not running.
+    Refused(RestartRefusal),
+    /// The driver could not start it (or has no way in).
+    Driver(crate::error::AgentError),
+}
+
+impl LiveAllocs {
     /// The resource usage of `alloc`'s running tasks, with when each started (Unix ns); a
     /// task whose driver cannot tell is left out.
     pub async fn usage(

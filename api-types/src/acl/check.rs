@@ -59,7 +59,8 @@ pub const NAMESPACE_CAPABILITIES: &[&str] = &[
     "submit-recommendation",
     "sentinel-override",
 ];
-const CAP_ALLOC_NODE_EXEC: &str = "alloc-node-exec";
+/// Running commands inside `raw_exec` tasks (besides [`CAP_ALLOC_EXEC`]), as Nomad asks.
+pub const CAP_ALLOC_NODE_EXEC: &str = "alloc-node-exec";
 
 /// Variable capabilities (a `variables { path "..." { capabilities = [...] } }` list).
 pub const VAR_READ: &str = "read";

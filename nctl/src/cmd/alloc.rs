@@ -1,5 +1,6 @@
 //! `nctl alloc status|stop ID`, `nctl alloc restart ID [TASK]` and `nctl alloc signal ID
-//! SIGNAL [TASK]`: one allocation by unique ID prefix, through Nomad's allocation API.
+//! SIGNAL [TASK]`: one allocation by unique ID prefix, through Nomad's allocation API;
+//! `nctl alloc exec` is [`super::alloc_exec`]'s.
 
 use nomos_server::nomad::alloc_writes::{AllocStopResponse, RestartRequest, SignalRequest};
 use nomos_server::nomad::allocs::{AllocDetail, TaskStateView};
@@ -31,11 +32,15 @@ pub enum AllocCommand {
         signal: String,
         task: Option<String>,
     },
+    /// Run a command inside a running task (`-i`: pass stdin, on by default; `-t`: a
+    /// pseudo-terminal, by default when stdin is a terminal); exits with the command's code.
+    Exec(super::alloc_exec::ExecArgs),
 }
 
 pub async fn run(g: &Global, cmd: AllocCommand) -> anyhow::Result<i32> {
     let client = Client::new(g);
     match cmd {
+        AllocCommand::Exec(args) => return super::alloc_exec::run(g, args).await,
         AllocCommand::Status { id, output } => {
             let a = get(&client, &id).await?;
             if matches!(output, Format::Json | Format::Yaml) {

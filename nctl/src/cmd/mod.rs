@@ -4,6 +4,7 @@
 pub mod acl;
 pub mod agent;
 pub mod alloc;
+pub mod alloc_exec;
 pub mod apply;
 pub mod client;
 pub mod client_tls;

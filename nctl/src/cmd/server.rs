@@ -212,6 +212,7 @@ pub async fn run_with_local_agent(
     state.scheduler.algorithm = controllers.scheduler_algorithm;
     if let Some(tls) = file.tls.to_agents("global")? {
         state.http = super::client_tls::http_client(&tls)?;
+        state.agent_tls = Some(Arc::new(nomos_tls::client_config(&tls)?));
     }
     let agent = if file.client.enabled {
         let data_dir = local.data_dir.clone().unwrap_or(base_dir.join("client"));

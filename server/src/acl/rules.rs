@@ -3,8 +3,8 @@
 //! missing from the table is refused (and a test fails), so a new route cannot be left open.
 
 use nomos_api::acl::check::{
-    CAP_ALLOC_LIFECYCLE, CAP_DISPATCH_JOB, CAP_LIST_JOBS, CAP_PARSE_JOB, CAP_READ_FS, CAP_READ_JOB,
-    CAP_READ_JOB_SCALING, CAP_READ_LOGS, CAP_SCALE_JOB, CAP_SUBMIT_JOB,
+    CAP_ALLOC_EXEC, CAP_ALLOC_LIFECYCLE, CAP_DISPATCH_JOB, CAP_LIST_JOBS, CAP_PARSE_JOB,
+    CAP_READ_FS, CAP_READ_JOB, CAP_READ_JOB_SCALING, CAP_READ_LOGS, CAP_SCALE_JOB, CAP_SUBMIT_JOB,
 };
 use nomos_api::acl::Access;
 
@@ -222,6 +222,13 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
         "PUT",
         "/v1/client/allocation/{id}/signal",
         Namespace(CAP_ALLOC_LIFECYCLE, Alloc),
+    ),
+    // raw_exec tasks also need alloc-node-exec, which the handler checks once it knows the
+    // task's driver.
+    (
+        "GET",
+        "/v1/client/allocation/{id}/exec",
+        Namespace(CAP_ALLOC_EXEC, Alloc),
     ),
     (
         "GET",

@@ -29,6 +29,7 @@ pub mod evals;
 pub mod event_payloads;
 pub mod event_stream;
 pub mod event_topics;
+pub mod exec;
 pub mod fs;
 pub mod fs_source;
 pub mod job_diff;
@@ -122,6 +123,7 @@ pub fn routes() -> Router<AppState> {
             "/client/allocation/{id}/signal",
             post(alloc_writes::signal).put(alloc_writes::signal),
         )
+        .route("/client/allocation/{id}/exec", get(exec::exec))
         .route("/agent/self", get(agent::agent_self))
         .route("/agent/members", get(agent::members))
         .route("/agent/servers", get(agent::peers))

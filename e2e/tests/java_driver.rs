@@ -291,7 +291,14 @@ fn a_java_service_is_found_again_after_an_agent_restart_and_ends_with_its_job() 
         "hello from java: --stay (user nobody, host /root visible: false)\n"
     );
     // A way into the running JVM's task, isolated as the task is: its user, its chroot.
-    let out = c.nctl(&["alloc", "exec", &alloc[..8], "sh", "-c", "id -u; ls /root; exit 5"]);
+    let out = c.nctl(&[
+        "alloc",
+        "exec",
+        &alloc[..8],
+        "sh",
+        "-c",
+        "id -u; ls /root; exit 5",
+    ]);
     assert_eq!(
         out.status.code(),
         Some(5),

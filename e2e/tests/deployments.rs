@@ -155,8 +155,22 @@ fn a_failing_version_halts_at_one_allocation_and_reverts_with_exit_3(c: &Cluster
         let reverted = running.iter().filter(|a| a["JobVersion"] == 2).count();
         (reverted == 3, format!("{running:#?}"))
     });
-    let status = c.ok(&["status", "bad-deploy"]);
-    assert!(status.contains("rolling back to job version 0"), "{status}");
+    // The failed deployment says what it did; the reverted version (which updates the good
+    // allocations in place) rolls out under a deployment of its own, as in Nomad.
+    let deployments = c.json(&["deployment", "list", "--job", "bad-deploy", "-o", "json"]);
+    let of_job_version = |v: u64| {
+        deployments
+            .as_array()
+            .expect("a list")
+            .iter()
+            .find(|d| d["JobVersion"] == v)
+            .unwrap_or_else(|| panic!("no deployment of version {v}: {deployments:#}"))
+    };
+    let failed = of_job_version(1);
+    assert_eq!(failed["Status"], "failed", "{failed:#}");
+    let why = failed["StatusDescription"].as_str().unwrap_or_default();
+    assert!(why.contains("rolling back to job version 0"), "{failed:#}");
+    of_job_version(2);
     c.ok(&["stop", "bad-deploy", "--purge"]);
 }
 

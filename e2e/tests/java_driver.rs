@@ -276,20 +276,6 @@ fn a_java_service_is_found_again_after_an_agent_restart_and_ends_with_its_job() 
     };
     let before = jvm_pids();
     assert_eq!(before.len(), 1, "one JVM runs the task: {before:?}");
-
-    c.restart();
-    c.wait_nodes_ready(&[&c.node.clone()]);
-    c.wait_for("the service to be reported running again", WAIT, |c| {
-        let running = c.running("java-svc");
-        (running.len() == 1, format!("{:?}", c.allocs("java-svc")))
-    });
-    assert_eq!(alloc_id(&c.running("java-svc")[0]), alloc);
-    assert_eq!(jvm_pids(), before, "the same JVM, not a new one");
-    let logs = c.ok(&["logs", &alloc[..8]]);
-    assert_eq!(
-        logs,
-        "hello from java: --stay (user nobody, host /root visible: false)\n"
-    );
     // A way into the running JVM's task, isolated as the task is: its user, its chroot.
     let out = c.nctl(&[
         "alloc",
@@ -307,6 +293,19 @@ fn a_java_service_is_found_again_after_an_agent_restart_and_ends_with_its_job() 
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "65534\n");
 
+    c.restart();
+    c.wait_nodes_ready(&[&c.node.clone()]);
+    c.wait_for("the service to be reported running again", WAIT, |c| {
+        let running = c.running("java-svc");
+        (running.len() == 1, format!("{:?}", c.allocs("java-svc")))
+    });
+    assert_eq!(alloc_id(&c.running("java-svc")[0]), alloc);
+    assert_eq!(jvm_pids(), before, "the same JVM, not a new one");
+    let logs = c.ok(&["logs", &alloc[..8]]);
+    assert_eq!(
+        logs,
+        "hello from java: --stay (user nobody, host /root visible: false)\n"
+    );
     c.ok(&["stop", "java-svc"]);
     c.wait_for("the JVM to end with its job", WAIT, |_| {
         let left = jvm_pids();

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::{FusedFuture, FutureExt};
 use nomos_api::{Task, TaskRunState};
 use tokio::sync::watch;
 
@@ -417,8 +418,10 @@ async fn follow_task(
         return RunEnd::NotReattached;
     }
     ctx.metrics.tasks_running.inc();
+    // Fused so that, once the task exits, what it wrote last can still be copied (below).
+    let mut shipping = Box::pin(driver.ship_logs(h).fuse());
     let ship = async {
-        if let Err(e) = driver.ship_logs(h).await {
+        if let Err(e) = (&mut shipping).await {
             tracing::debug!(task = %name, error = %e, "log shipping ended");
         }
         std::future::pending::<()>().await
@@ -454,6 +457,13 @@ async fn follow_task(
         },
     };
     ctx.metrics.tasks_running.dec();
+    if matches!(outcome, Some(Ok(_))) && !shipping.is_terminated() {
+        // The task exited: the last of its output may still be on its way (docker's log
+        // stream ends a moment after the container). Wait for it, for a bounded time.
+        if let Ok(Err(e)) = tokio::time::timeout(LOG_DRAIN, &mut shipping).await {
+            tracing::debug!(task = %name, error = %e, "log shipping ended");
+        }
+    }
     if let Some(why) = failed {
         kill(ctx, shared, driver, task, h, Some(why)).await;
         return RunEnd::Killed;
@@ -480,6 +490,9 @@ async fn follow_task(
         }
     }
 }
+
+/// How long an exited task's last output may take to reach its log files.
+const LOG_DRAIN: Duration = Duration::from_secs(5);
 
 /// Stops a task for good: its `kill_signal`, `kill_timeout` later a force kill. With a reason
 /// (`failure`, its `Killing` event) the task ends failed and is not restarted.

@@ -352,6 +352,17 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// `CHROOT_DIRS` names what the exec chroot binds, which raw_exec's `ISOLATE` script
+    /// decides: the two lists must stay one list.
+    #[test]
+    fn the_chroot_dirs_are_those_the_isolate_script_binds() {
+        let binds = format!("for d in {}; do", CHROOT_DIRS.join(" "));
+        assert!(
+            super::super::raw_exec::ISOLATE.contains(&binds),
+            "raw_exec's ISOLATE no longer binds exactly {CHROOT_DIRS:?}"
+        );
+    }
+
     fn config(value: serde_json::Value) -> IndexMap<String, Value> {
         serde_json::from_value(value).unwrap()
     }

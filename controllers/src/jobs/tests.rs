@@ -559,26 +559,36 @@ async fn two_concurrent_writers_never_over_commit_a_node() {
         )
         .await;
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Every look while both race must find no node over its capacity; the race ends
+    // when the cluster is full (12), and a further pause must place nothing more.
+    let live_checked = |s: Arc<dyn Store>| async move {
+        let all = allocs(&*s).await;
+        let mut per_node: HashMap<String, u32> = HashMap::new();
+        for x in all
+            .iter()
+            .filter(|x| x.desired_status == DesiredStatus::Run)
+        {
+            *per_node.entry(x.node.clone()).or_default() += 300;
+        }
+        assert!(
+            per_node.values().all(|cpu| *cpu <= 1000),
+            "over-committed: {per_node:?}"
+        );
+        per_node.values().sum::<u32>() / 300
+    };
+    eventually("the cluster full", || {
+        let s = s.clone();
+        async move { live_checked(s).await == 12 }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     a.stop().await;
     b.stop().await;
-    let all = allocs(&*s).await;
-    let mut per_node: HashMap<String, u32> = HashMap::new();
-    for x in all
-        .iter()
-        .filter(|x| x.desired_status == DesiredStatus::Run)
-    {
-        *per_node.entry(x.node.clone()).or_default() += 300;
-    }
-    assert!(
-        per_node.values().all(|cpu| *cpu <= 1000),
-        "over-committed: {per_node:?}"
+    assert_eq!(
+        live_checked(s.clone()).await,
+        12,
+        "the cluster is full and nothing is placed twice"
     );
-    let live = all
-        .iter()
-        .filter(|x| x.desired_status == DesiredStatus::Run)
-        .count();
-    assert_eq!(live, 12, "the cluster is full and nothing is placed twice");
 }
 
 /// Tiny seeded generator for the kill-point schedule.

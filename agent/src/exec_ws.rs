@@ -18,6 +18,9 @@ use crate::driver::{ExecSession, SessionRequest};
 use crate::error::AgentError;
 use crate::runner::{ExecRefusal, LiveAllocs, RestartRefusal};
 
+/// How long a finished session waits for the caller's Close before it shuts the socket.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
 pub(crate) struct ExecQuery {
@@ -74,8 +77,8 @@ fn refusal_status(refusal: &ExecRefusal) -> (StatusCode, String) {
     }
 }
 
-/// Relays frames until the command exits or the caller goes away; dropping `session` then
-/// kills what still runs.
+/// Relays frames until the command exits (then closes as websockets close: both ways) or
+/// the caller goes away; dropping `session` then kills what still runs.
 async fn relay(socket: WebSocket, session: ExecSession) {
     let ExecSession { input, mut events } = session;
     let (mut to_caller, mut from_caller) = socket.split();
@@ -119,7 +122,19 @@ async fn relay(socket: WebSocket, session: ExecSession) {
         let _ = to_caller.send(Message::Close(None)).await;
     };
     tokio::select! {
-        _ = inbound => {}
+        // The caller went away: dropping the session kills the command.
+        _ = inbound => return,
         _ = outbound => {}
     }
+    // Our Close is sent; wait for the caller's before the socket goes. Shutting a socket
+    // with a frame of the caller's still unread resets the connection, and the reset throws
+    // away what the caller had not read yet: the output's tail and the exit code.
+    let closed = async {
+        while let Some(Ok(msg)) = from_caller.next().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_LINGER, closed).await;
 }

@@ -223,6 +223,7 @@ fn nctl_alloc_exec_runs_commands_inside_a_raw_exec_task() {
     }
 
     frames_have_nomads_shapes(&c, &id);
+    a_slow_reader_writing_late_still_gets_everything(&c, &id);
 
     c.ok(&["stop", "sleeper"]);
     c.wait_for("the sleeper to stop", Duration::from_secs(60), |c| {
@@ -292,6 +293,64 @@ fn frames_have_nomads_shapes(c: &Cluster, id: &str) {
         frames.last(),
         Some(&json!({"exited": true, "result": {"exit_code": 7}})),
         "{frames:?}"
+    );
+}
+
+/// A client that reads slowly and writes after the command has exited (a user typing on,
+/// a terminal's last resize): the server must not shut the socket with those frames unread,
+/// which resets the connection and throws away what the client has not read yet, the
+/// output's tail and the exit code.
+fn a_slow_reader_writing_late_still_gets_everything(c: &Cluster, id: &str) {
+    // More than the client's socket takes unread, less than it and the server's together:
+    // the server has written it all and ended when the late frames arrive.
+    let size = 300_000;
+    let script = format!("head -c {size} /dev/zero; exit 3");
+    let url = exec_url(c, id, Some("t"), Some(&["sh", "-c", &script]));
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (stdout, last) = rt.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("upgrade");
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        for _ in 0..4 {
+            let late = json!({"stdin": {"data": "AA=="}}).to_string();
+            if ws
+                .send(tungstenite::Message::Text(late.into()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (mut stdout, mut last) = (0usize, Value::Null);
+        let read = async {
+            while let Some(msg) = ws.next().await {
+                match msg {
+                    Ok(tungstenite::Message::Text(t)) => {
+                        let frame: Value = serde_json::from_str(&t).expect("a JSON frame");
+                        if let Some(d) = frame["stdout"]["data"].as_str() {
+                            stdout += b64.decode(d).unwrap().len();
+                        }
+                        last = frame;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        last = json!({ "error": e.to_string() });
+                        break;
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .expect("the session ends");
+        (stdout, last)
+    });
+    assert_eq!(
+        (stdout, last),
+        (size, json!({"exited": true, "result": {"exit_code": 3}}))
     );
 }
 

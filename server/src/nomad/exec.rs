@@ -33,6 +33,9 @@ use crate::AppState;
 /// How long a session may pass with no frame either way before it is closed.
 pub const EXEC_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
+/// How long a finished session waits for the client's Close before it shuts the socket.
+const CLOSE_LINGER: Duration = Duration::from_secs(5);
+
 type AgentSocket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -220,10 +223,22 @@ async fn relay(client: WebSocket, agent: AgentSocket, idle: Duration) {
         }
     };
     tokio::select! {
-        _ = inbound => {}
+        _ = inbound => return,
+        _ = watchdog => return,
         _ = outbound => {}
-        _ = watchdog => {}
     }
+    // The agent closed after the exit code and the client has been sent both. Answer the
+    // agent's Close, then wait for the client's: a socket shut with a frame still unread is
+    // reset, and a reset throws away what the other end had not read yet (the exit code).
+    let closed = async {
+        let _ = to_agent.close().await;
+        while let Some(Ok(msg)) = from_client.next().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_LINGER, closed).await;
 }
 
 #[cfg(test)]

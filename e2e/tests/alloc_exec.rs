@@ -404,6 +404,46 @@ fn exec_needs_alloc_exec_and_for_raw_exec_alloc_node_exec() {
         None,
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+
+    // A new version that changes the driver and cannot be placed: the raw_exec allocation
+    // keeps running, and it is still raw_exec that decides what exec into it needs.
+    let docker = SLEEPER
+        .replace("driver = \"raw_exec\"", "driver = \"docker\"")
+        .replace(
+            "command = \"/bin/sh\"",
+            "image   = \"nomos-test/none:latest\"\n        command = \"/bin/sh\"",
+        )
+        .replace(
+            "  group \"g\" {",
+            "  constraint {\n    attribute = \"${node.unique.name}\"\n    value     = \"nowhere\"\n  }\n\n  group \"g\" {",
+        );
+    let file = c.write_file("sleeper-docker.hcl", &docker);
+    let out = nctl_as(&c, Some(&root), &["apply", "-f", &file], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = nctl_as(
+        &c,
+        Some(&root),
+        &["job", "history", "sleeper", "-o", "json"],
+        None,
+    );
+    assert!(
+        text(&out.stdout).contains("docker"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = nctl_as(&c, Some(&execer), &["alloc", "exec", &id, "true"], None);
+    assert!(
+        text(&out.stderr).contains("Permission denied"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = nctl_as(
+        &c,
+        Some(&node_execer),
+        &["alloc", "exec", &id, "true"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
 /// The `Secret ID` line of `nctl acl bootstrap` / `acl token create`.

@@ -5,7 +5,7 @@
 //! they reach the agent, and none may exceed [`EXEC_MAX_FRAME_BYTES`]. Refusals come before
 //! the upgrade, as plain text: 404 for an unknown allocation, 400 for a missing command, an
 //! unknown task or one that does not run, 403 without `alloc-exec` (and for `raw_exec`
-//! tasks, `alloc-node-exec`, as Nomad asks). A session with no frame either way for
+//! tasks, `alloc-node-exec`, as Nomad asks, judged by the allocation's own job version). A session with no frame either way for
 //! [`EXEC_IDLE_TIMEOUT`] is closed, which kills the command.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +20,8 @@ use axum::Extension;
 use futures::{SinkExt, StreamExt};
 use nomos_api::acl::check::CAP_ALLOC_NODE_EXEC;
 use nomos_api::exec::{parse_command, ExecInput, EXEC_MAX_FRAME_BYTES};
+use nomos_api::Job;
+use nomos_store::keys;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite;
 
@@ -28,7 +30,7 @@ use crate::acl::Caller;
 use crate::allocs::{agent_url, find_alloc, pick_task};
 use crate::error::ServerError;
 use crate::views::AllocView;
-use crate::AppState;
+use crate::{kv, AppState};
 
 /// How long a session may pass with no frame either way before it is closed.
 pub const EXEC_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -64,7 +66,9 @@ pub async fn exec(
             ServerError::NotFound(why) => ServerError::BadRequest(why),
             other => other,
         })?;
-    if task_driver(&st, &view, &task).await.as_deref() == Some("raw_exec") {
+    // Unknown counts as raw_exec: without its version nothing shows the task is isolated.
+    let driver = task_driver(&st, &view, &task).await;
+    if matches!(driver.as_deref(), None | Some("raw_exec")) {
         caller.require_namespace(&alloc.namespace, CAP_ALLOC_NODE_EXEC)?;
     }
     let upgrade = upgrade.map_err(|e| {
@@ -76,13 +80,18 @@ pub async fn exec(
         .on_upgrade(move |client| relay(client, agent, EXEC_IDLE_TIMEOUT)))
 }
 
-/// The driver the allocation's job gives `task`, if the job is still there to tell.
+/// The driver `task` has in the job version the allocation runs (not the job's latest: a
+/// job changed from `raw_exec` to `docker` still has `raw_exec` allocations until they are
+/// replaced); `None` when that version is no longer stored.
 async fn task_driver(st: &AppState, view: &AllocView, task: &str) -> Option<String> {
     let alloc = &view.allocation;
-    let (job, _) = crate::specs::find_job(st, &alloc.namespace, &alloc.job_id)
-        .await
-        .ok()?;
-    let group = job.groups.iter().find(|g| g.name == alloc.task_group)?;
+    let key = keys::job_version(&alloc.namespace, &alloc.job_id, alloc.job_version);
+    let job = kv::get_json::<Job>(st.store.as_ref(), &key).await.ok()??;
+    let group = job
+        .value
+        .groups
+        .iter()
+        .find(|g| g.name == alloc.task_group)?;
     let task = group.tasks.iter().find(|t| t.name == task)?;
     Some(task.driver.clone())
 }

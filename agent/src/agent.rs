@@ -45,7 +45,10 @@ async fn build_drivers(config: &AgentConfig, total_mhz: u32) -> (Drivers, Option
     let exec = ExecDriver::new(total_mhz);
     map.insert("java", Arc::new(JavaDriver::new(exec.clone())));
     map.insert("exec", Arc::new(exec));
-    map.insert("qemu", Arc::new(QemuDriver::new()));
+    map.insert(
+        "qemu",
+        Arc::new(QemuDriver::new().with_policy(config.qemu.clone())),
+    );
     let docker = if config.enable_docker {
         Some(
             DockerDriver::new()

@@ -61,6 +61,9 @@ pub struct AgentConfig {
     /// Let docker tasks bind host paths in their `volumes` (Nomad's docker plugin `volumes {
     /// enabled = true }`); off by default. Paths inside the task directory are always allowed.
     pub docker_host_volumes: bool,
+    /// What jobs may hand QEMU: images only from the allocation's directory or `image_paths`,
+    /// and the flags of `args_allowlist` when set (Nomad's qemu plugin config).
+    pub qemu: crate::driver::qemu::QemuPolicy,
     /// Base URLs of the servers' HTTP API (`http://10.0.0.1:4747`), which templates read
     /// Variables from with the task's identity (Nomad's `client { servers = [...] }`). Empty:
     /// the addresses the servers advertise at `/nomos/servers/`.
@@ -167,6 +170,7 @@ impl Default for AgentConfig {
             allow_host_paths: false,
             enable_raw_exec: false,
             docker_host_volumes: false,
+            qemu: Default::default(),
             servers: Vec::new(),
             servers_tls: None,
             template_wait_bounds: WaitBounds::default(),

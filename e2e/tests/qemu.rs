@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::files::FileServer;
 use common::*;
 use serde_json::Value;
 
@@ -118,7 +119,9 @@ fn build_initramfs(dir: &Path) -> PathBuf {
     initrd
 }
 
-fn vm_job(disk: &Path, initrd: &Path) -> String {
+/// The VM's job: its disk fetched by an artifact from `disk_url` into `local/`, its kernel
+/// and initramfs passed by `args`.
+fn vm_job(disk_url: &str, initrd: &Path) -> String {
     let kernel = guest_dir().join("vmlinuz");
     format!(
         r#"
@@ -139,8 +142,12 @@ job "vm" {{
       driver       = "qemu"
       kill_timeout = "60s"
 
+      artifact {{
+        source = "{disk_url}"
+      }}
+
       config {{
-        image_path        = "{disk}"
+        image_path        = "local/disk.img"
         graceful_shutdown = true
         port_map {{
           http = 8080
@@ -157,7 +164,6 @@ job "vm" {{
   }}
 }}
 "#,
-        disk = disk.display(),
         kernel = kernel.display(),
         initrd = initrd.display(),
     )
@@ -199,10 +205,12 @@ fn a_vm_serves_on_its_forwarded_port_and_powers_off_through_the_monitor_on_stop(
         "tcg"
     };
     eprintln!("qemu test: the guest runs with accelerator {accel}");
-    let disk = c.dir.path().join("disk.img");
-    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    let images = c.dir.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::write(images.join("disk.img"), vec![0u8; 1 << 20]).unwrap();
+    let server = FileServer::start(images);
     let initrd = build_initramfs(c.dir.path());
-    let file = c.write_file("vm.hcl", &vm_job(&disk, &initrd));
+    let file = c.write_file("vm.hcl", &vm_job(&server.url("disk.img"), &initrd));
     c.ok(&["apply", "-f", &file]);
 
     let mut alloc = Value::Null;
@@ -286,6 +294,11 @@ fn a_vm_with_a_wrong_config_fails_with_an_event_saying_what_is_wrong() {
             "missing-image",
             r#"image_path = "local/missing.img""#,
             r#"image_path "local/missing.img": no such file"#,
+        ),
+        (
+            "host-image",
+            r#"image_path = "/etc/hostname""#,
+            r#"image_path "/etc/hostname" resolves to /etc/hostname, outside the allocation's directory and the node's image_paths (none set)"#,
         ),
         (
             "unknown-key",

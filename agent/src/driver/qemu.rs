@@ -12,6 +12,11 @@
 //! - Fingerprint: `qemu-system-x86_64 --version` (`driver.qemu.version`); `driver.qemu.kvm` is
 //!   set where `/dev/kvm` answers and the CPU has hardware virtualisation.
 //! - Like Nomad's, the driver neither signals a VM nor runs commands inside it.
+//! - What a job may hand QEMU ([`QemuPolicy`], the agent's `plugin "qemu" { config { ... } }`):
+//!   the image must lie inside the allocation's directory or under one of `image_paths`
+//!   (checked on the resolved path, so neither `..` nor a symlink leaves it), and where
+//!   `args_allowlist` is set every flag in `args` must be on it. QEMU runs as root: without
+//!   these, any job could boot, and write, any disk or file of the host.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -357,11 +362,88 @@ fn cpu_flags() -> String {
         .to_string()
 }
 
+/// What the node lets jobs hand QEMU: Nomad's qemu plugin settings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QemuPolicy {
+    /// Host directories images may also come from (`image_paths`), besides the allocation's
+    /// own directory.
+    pub image_paths: Vec<PathBuf>,
+    /// The flags `args` may pass (`args_allowlist`); `None`: any flag, as in Nomad.
+    pub args_allowlist: Option<Vec<String>>,
+}
+
+impl QemuPolicy {
+    /// The image `image_path` names for a task in `task_dir`, resolved, if the node allows it.
+    pub fn allowed_image(&self, task_dir: &Path, image_path: &str) -> Result<PathBuf, String> {
+        let wanted = task_dir.join(image_path);
+        let resolved = wanted.canonicalize().map_err(|e| {
+            let why = match e.kind() {
+                std::io::ErrorKind::NotFound => "no such file".to_string(),
+                _ => e.to_string(),
+            };
+            format!(
+                "image_path {image_path:?}: {why} (looked at {}); fetch the image with an \
+                 artifact block or fix the path",
+                wanted.display()
+            )
+        })?;
+        if !resolved.is_file() {
+            return Err(format!(
+                "image_path {image_path:?}: {} is not a file",
+                resolved.display()
+            ));
+        }
+        let alloc_dir = task_dir.parent().unwrap_or(task_dir);
+        let roots = std::iter::once(alloc_dir.to_path_buf()).chain(self.image_paths.clone());
+        for root in roots {
+            if root
+                .canonicalize()
+                .is_ok_and(|root| resolved.starts_with(root))
+            {
+                return Ok(resolved);
+            }
+        }
+        Err(format!(
+            "image_path {image_path:?} resolves to {}, outside the allocation's directory and \
+             the node's image_paths ({})",
+            resolved.display(),
+            if self.image_paths.is_empty() {
+                "none set".to_string()
+            } else {
+                self.image_paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ))
+    }
+
+    /// Refuses a flag of `args` the node's `args_allowlist` lacks (`-drive=...` counts as
+    /// `-drive`); values after a flag are not flags.
+    pub fn check_args(&self, args: &[String]) -> Result<(), String> {
+        let Some(allowed) = &self.args_allowlist else {
+            return Ok(());
+        };
+        for arg in args.iter().filter(|a| a.starts_with('-')) {
+            let flag = arg.split('=').next().unwrap_or(arg);
+            if !allowed.iter().any(|a| a == flag) {
+                return Err(format!(
+                    "args: {flag:?} is not in this node's args_allowlist ({})",
+                    allowed.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Runs virtual machines with `qemu-system-x86_64`.
 #[derive(Debug, Clone)]
 pub struct QemuDriver {
     /// Why KVM is unusable here (probed once); `None` when it is usable.
     kvm_unusable: Option<String>,
+    policy: QemuPolicy,
 }
 
 impl QemuDriver {
@@ -369,6 +451,7 @@ impl QemuDriver {
     pub fn new() -> Self {
         QemuDriver {
             kvm_unusable: kvm_verdict(kvm_api_version(), &cpu_flags()).err(),
+            policy: QemuPolicy::default(),
         }
     }
 
@@ -376,7 +459,13 @@ impl QemuDriver {
     pub fn without_kvm(why: &str) -> Self {
         QemuDriver {
             kvm_unusable: Some(why.to_string()),
+            policy: QemuPolicy::default(),
         }
+    }
+
+    /// The same driver under the node's `policy`.
+    pub fn with_policy(self, policy: QemuPolicy) -> Self {
+        QemuDriver { policy, ..self }
     }
 
     /// The spec raw_exec's process machinery runs: `qemu-system-x86_64` with the VM's
@@ -389,19 +478,19 @@ impl QemuDriver {
             ports: &spec.ports,
             kvm_unusable: self.kvm_unusable.as_deref(),
         };
-        let args = qemu_args(&cfg, &launch).map_err(|e| AgentError::driver(NAME, e))?;
-        let image = spec.task_dir.join(&cfg.image_path);
-        if !image.is_file() {
-            return Err(AgentError::driver(
-                NAME,
-                format!(
-                    "image_path {:?}: no such file (looked at {}); fetch the image with an \
-                     artifact block or fix the path",
-                    cfg.image_path,
-                    image.display()
-                ),
-            ));
-        }
+        let refused = |e: String| AgentError::driver(NAME, e);
+        // The config's own mistakes first, then what the node refuses, then the image.
+        qemu_args(&cfg, &launch).map_err(refused)?;
+        self.policy.check_args(&cfg.args).map_err(refused)?;
+        let image = self
+            .policy
+            .allowed_image(&spec.task_dir, &cfg.image_path)
+            .map_err(refused)?;
+        let cfg = QemuConfig {
+            image_path: image.display().to_string(),
+            ..cfg
+        };
+        let args = qemu_args(&cfg, &launch).map_err(refused)?;
         let mut config = IndexMap::new();
         config.insert("command".to_string(), Value::String(QEMU_BINARY.into()));
         config.insert(

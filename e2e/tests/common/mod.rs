@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod files;
 pub mod ha;
 pub mod hosts;
 pub mod tls;

@@ -47,6 +47,12 @@ pub struct FileConfig {
     /// `plugin "docker" { config { volumes { enabled = true } } }`: docker tasks may bind host
     /// paths (off by default, as in Nomad).
     pub docker_volumes_enabled: bool,
+    /// `plugin "qemu" { config { image_paths = [...] } }`: host directories VM images may
+    /// come from, besides the allocation's own directory.
+    pub qemu_image_paths: Vec<String>,
+    /// `plugin "qemu" { config { args_allowlist = [...] } }`: the only flags a job's `args`
+    /// may pass to QEMU; unset, any (as in Nomad).
+    pub qemu_args_allowlist: Option<Vec<String>>,
     /// `tls { ... }`: HTTPS on the API, mutual TLS to and from agents.
     pub tls: TlsSection,
     /// `acl { enabled = true }`: the API requires ACL tokens (`docs/security.md`).
@@ -1043,15 +1049,21 @@ client {
     }
 
     #[test]
-    fn qemus_plugin_block_is_known_and_its_unenforced_settings_are_warned_about() {
-        let text = "plugin \"qemu\" {\n  config {\n    image_paths    = [\"/srv/vm\"]\n    args_allowlist = [\"-drive\"]\n  }\n}\n";
-        let (_, warnings) = parse("cfg.hcl", text).expect("valid");
-        assert_eq!(
-            strings(&warnings),
-            [
-                "cfg.hcl:3:5: warning: plugin.qemu.config.image_paths: Nomad setting not supported by Nomos; ignored",
-                "cfg.hcl:4:5: warning: plugin.qemu.config.args_allowlist: Nomad setting not supported by Nomos; ignored",
-            ]
+    fn qemus_plugin_block_sets_where_images_come_from_and_which_flags_pass() {
+        let text = "plugin \"qemu\" {\n  config {\n    image_paths    = [\"/srv/vm\", \"/srv/iso\"]\n    args_allowlist = [\"-drive\"]\n  }\n}\n";
+        let (cfg, warnings) = parse("cfg.hcl", text).expect("valid");
+        assert!(warnings.is_empty(), "{:?}", strings(&warnings));
+        assert_eq!(cfg.qemu_image_paths, ["/srv/vm", "/srv/iso"]);
+        assert_eq!(cfg.qemu_args_allowlist, Some(vec!["-drive".to_string()]));
+        let (unset, _) = parse("cfg.hcl", "plugin \"qemu\" {}\n").expect("valid");
+        assert!(unset.qemu_image_paths.is_empty() && unset.qemu_args_allowlist.is_none());
+        let bad = "plugin \"qemu\" {\n  config {\n    args_allowlist = \"-drive\"\n  }\n}\n";
+        let errors = strings(&parse("cfg.hcl", bad).expect_err("not a list"));
+        assert!(
+            errors[0].starts_with(
+                "cfg.hcl:3:22: plugin.qemu.config.args_allowlist: expected a list of strings"
+            ),
+            "{errors:?}"
         );
         let typo = "plugin \"qemu\" {\n  config {\n    image_path = [\"/srv/vm\"]\n  }\n}\n";
         let errors = strings(&parse("cfg.hcl", typo).expect_err("unknown setting"));

@@ -142,6 +142,10 @@ impl NodeArgs {
         config.allow_host_paths = file.client.disable_file_sandbox;
         config.template_wait_bounds = file.client.template_wait_bounds;
         config.docker_host_volumes = file.docker_volumes_enabled;
+        config.qemu = nomos_agent::driver::qemu::QemuPolicy {
+            image_paths: file.qemu_image_paths.iter().map(PathBuf::from).collect(),
+            args_allowlist: file.qemu_args_allowlist.clone(),
+        };
         config.host_volumes = file.client.host_volumes.clone();
         // `tls { rpc | http = true }`: the endpoint serves only callers with a CA-signed cert.
         config.http_tls = file.tls.agent()?;

@@ -261,3 +261,97 @@ fn kvm_is_usable_only_with_the_device_and_hardware_virtualisation() {
         }
     }
 }
+
+#[test]
+fn images_come_from_the_allocation_or_the_nodes_image_paths_and_nowhere_else() {
+    let host = tempfile::tempdir().unwrap();
+    let alloc = host.path().join("alloc1");
+    let task = alloc.join("vm");
+    let shared = alloc.join("alloc/data");
+    let images = host.path().join("images");
+    let elsewhere = host.path().join("etc");
+    for d in [&task, &shared, &images, &elsewhere] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    for f in [
+        task.join("disk.img"),
+        shared.join("shared.img"),
+        images.join("base.img"),
+        elsewhere.join("secret"),
+    ] {
+        std::fs::write(f, b"x").unwrap();
+    }
+    std::os::unix::fs::symlink(elsewhere.join("secret"), task.join("link.img")).unwrap();
+    let open = QemuPolicy::default();
+    let with_images = QemuPolicy {
+        image_paths: vec![images.clone()],
+        args_allowlist: None,
+    };
+    let secret = elsewhere.join("secret").display().to_string();
+    let base = images.join("base.img").display().to_string();
+    let cases: &[(&QemuPolicy, &str, Result<PathBuf, &str>)] = &[
+        (&open, "disk.img", Ok(task.join("disk.img"))),
+        (
+            &open,
+            "../alloc/data/shared.img",
+            Ok(shared.join("shared.img")),
+        ),
+        (
+            &open,
+            "../../etc/secret",
+            Err("outside the allocation's directory"),
+        ),
+        (&open, &secret, Err("outside the allocation's directory")),
+        (&open, "link.img", Err("outside the allocation's directory")),
+        (&open, &base, Err("image_paths (none set)")),
+        (&with_images, &base, Ok(images.join("base.img"))),
+        (
+            &with_images,
+            &secret,
+            Err("outside the allocation's directory"),
+        ),
+        (&open, "missing.img", Err("no such file")),
+        (&open, ".", Err("is not a file")),
+    ];
+    for (policy, path, want) in cases {
+        let got = policy.allowed_image(&task, path);
+        match (want, &got) {
+            (Ok(p), Ok(g)) => assert_eq!(&p.canonicalize().unwrap(), g, "{path}"),
+            (Err(needle), Err(e)) => assert!(e.contains(needle), "{path}: {e}"),
+            _ => panic!("{path}: wanted {want:?}, got {got:?}"),
+        }
+    }
+}
+
+#[test]
+fn args_pass_only_flags_on_the_allowlist_when_the_node_sets_one() {
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let open = QemuPolicy::default();
+    let strict = QemuPolicy {
+        image_paths: vec![],
+        args_allowlist: Some(args(&["-smp", "-drive"])),
+    };
+    let cases: &[(&QemuPolicy, &[&str], Option<&str>)] = &[
+        (&open, &["-device", "usb-host,hostbus=1"], None),
+        (&strict, &["-smp", "2"], None),
+        (&strict, &["-drive=file=x.img"], None),
+        (
+            &strict,
+            &["-smp", "2", "-device", "usb-host"],
+            Some("\"-device\""),
+        ),
+        (
+            &strict,
+            &["-usb"],
+            Some("not in this node's args_allowlist (-smp, -drive)"),
+        ),
+        (&strict, &[], None),
+    ];
+    for (policy, a, want) in cases {
+        match (policy.check_args(&args(a)), want) {
+            (Ok(()), None) => {}
+            (Err(e), Some(needle)) => assert!(e.contains(needle), "{a:?}: {e}"),
+            (got, _) => panic!("{a:?}: wanted {want:?}, got {got:?}"),
+        }
+    }
+}

@@ -1,9 +1,8 @@
-//! The agent configuration's `plugin "NAME" { config { ... } }` blocks. Nomos reads the two
-//! settings that decide what a job may do on the node, both off by default as in Nomad:
-//! raw_exec's `enabled` and docker's `volumes { enabled }`. The java and qemu plugins are
-//! known but have nothing to set (java's isolation is exec's). Other settings (qemu's
-//! `image_paths` and `args_allowlist` among them), and other plugins, are Nomad's and
-//! warned about.
+//! The agent configuration's `plugin "NAME" { config { ... } }` blocks. Nomos reads the
+//! settings that decide what a job may do on the node, as in Nomad: raw_exec's `enabled` and
+//! docker's `volumes { enabled }` (both off by default), and qemu's `image_paths` and
+//! `args_allowlist`. The java plugin is known but has nothing to set (java's isolation is
+//! exec's). Other settings, and other plugins, are Nomad's and warned about.
 
 use super::{Entry, FileConfig, Reader, Section};
 
@@ -34,8 +33,8 @@ const QEMU: Section = Section {
 };
 const QEMU_CONFIG: Section = Section {
     name: "plugin.qemu.config",
-    known: &[],
-    ignored: &["image_paths", "args_allowlist"],
+    known: &["image_paths", "args_allowlist"],
+    ignored: &[],
 };
 const DOCKER: Section = Section {
     name: "plugin.docker",
@@ -70,8 +69,9 @@ const DOCKER_VOLUMES: Section = Section {
     ignored: &["selinuxlabel"],
 };
 
-/// `plugin "NAME" { config { ... } }`: Nomos reads raw_exec's `enabled` and docker's `volumes {
-/// enabled }`; other plugins' settings are Nomad's and warned about.
+/// `plugin "NAME" { config { ... } }`: Nomos reads raw_exec's `enabled`, docker's `volumes {
+/// enabled }` and qemu's `image_paths` / `args_allowlist`; other plugins' settings are Nomad's
+/// and warned about.
 pub(super) fn read_plugins(r: &mut Reader<'_>, plugins: &[Entry], out: &mut FileConfig) {
     for p in plugins {
         let (section, config) = match p.key.as_str() {
@@ -112,6 +112,12 @@ fn read_plugin_setting(r: &mut Reader<'_>, config: &Section, e: &Entry, out: &mu
                     _ => r.unknown(&DOCKER_VOLUMES, v),
                 }
             }
+        }
+        ("plugin.qemu.config", "image_paths") => {
+            out.qemu_image_paths = r.strings("plugin.qemu.config.image_paths", &e.value)
+        }
+        ("plugin.qemu.config", "args_allowlist") => {
+            out.qemu_args_allowlist = Some(r.strings("plugin.qemu.config.args_allowlist", &e.value))
         }
         _ => r.unknown(config, e),
     }

@@ -36,8 +36,12 @@ pub async fn run(g: &Global, args: LogsArgs) -> anyhow::Result<i32> {
     let mut body = resp.bytes_stream();
     let mut out = std::io::stdout();
     while let Some(chunk) = body.next().await {
-        out.write_all(&chunk?)?;
-        out.flush()?;
+        let written = out.write_all(&chunk?).and_then(|()| out.flush());
+        match written {
+            // `nctl logs ... | head`: the reader has what it wanted.
+            Err(e) if crate::console::is_closed_pipe(&e) => return Ok(0),
+            other => other?,
+        }
     }
     Ok(0)
 }

@@ -1,0 +1,156 @@
+//! The CLI's rough edges (issue 19), each driven through the real `nctl`: a peer that hangs up
+//! is an error, not a death by SIGPIPE, while a closed output pipe still ends quietly.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+use std::thread::JoinHandle;
+
+mod common;
+
+use common::*;
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A batch job whose one task prints three lines and exits.
+fn batch_hcl(id: &str, meta: &str) -> String {
+    format!(
+        r#"job "{id}" {{
+  datacenters = ["*"]
+  type        = "batch"
+  meta {{
+    note = "{meta}"
+  }}
+  group "g" {{
+    task "t" {{
+      driver = "raw_exec"
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", "echo one; echo two; echo three"]
+      }}
+      resources {{
+        cpu    = 10
+        memory = 10
+      }}
+    }}
+  }}
+}}
+"#
+    )
+}
+
+/// A TCP server that takes `connections` connections, reads what `read` says, then hangs up
+/// with what the client sent still unread, so the kernel resets the connection.
+fn hang_up_server(
+    connections: usize,
+    read: fn(&mut std::net::TcpStream),
+) -> (String, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        for _ in 0..connections {
+            let Ok((mut conn, _)) = listener.accept() else {
+                return;
+            };
+            read(&mut conn);
+        }
+    });
+    (addr, server)
+}
+
+/// Reads a request's head (up to the blank line), leaving its body unread.
+fn read_head(conn: &mut std::net::TcpStream) {
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !seen.ends_with(b"\r\n\r\n") && conn.read(&mut byte).is_ok_and(|n| n == 1) {
+        seen.push(byte[0]);
+    }
+}
+
+fn nctl_at(addr: &str, args: &[&str], dir: &std::path::Path) -> Output {
+    Command::new(nctl_bin())
+        .args(args)
+        .env("NOMOS_ADDR", addr)
+        .current_dir(dir)
+        .output()
+        .expect("run nctl")
+}
+
+#[test]
+fn a_server_that_hangs_up_is_an_error_with_exit_1_never_a_death_by_sigpipe() {
+    let dir = tempfile::tempdir().unwrap();
+    // A job file of 4 MiB: the server hangs up after the head, while nctl still sends the body.
+    let big = "x".repeat(4 << 20);
+    std::fs::write(dir.path().join("big.hcl"), batch_hcl("big", &big)).unwrap();
+    let tries = 4;
+    let (addr, server) = hang_up_server(tries, read_head);
+    for _ in 0..tries {
+        let out = nctl_at(
+            &format!("http://{addr}"),
+            &["apply", "-f", "big.hcl"],
+            dir.path(),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "a reset upload ends with exit 1 ({:?}): {}",
+            out.status,
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(&format!("cannot reach the Nomos server at http://{addr}")),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    server.join().unwrap();
+
+    // HTTPS to a server that resets the handshake.
+    let (addr, server) = hang_up_server(1, |_| {});
+    let out = nctl_at(&format!("https://{addr}"), &["get", "jobs"], dir.path());
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.status);
+    assert!(
+        text(&out.stderr).contains(&format!("cannot reach the Nomos server at https://{addr}")),
+        "{}",
+        text(&out.stderr)
+    );
+    server.join().unwrap();
+}
+
+/// Runs `nctl ARGS` with its standard output a pipe whose reading end is already closed.
+fn with_closed_stdout(cmd: &mut Command) -> Output {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    cmd.stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run nctl")
+}
+
+#[test]
+fn a_closed_output_pipe_ends_a_client_verb_quietly_with_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("j.hcl"), batch_hcl("j", "m")).unwrap();
+    let out = with_closed_stdout(
+        Command::new(nctl_bin())
+            .args(["validate", "-o", "json", "j.hcl"])
+            .current_dir(dir.path()),
+    );
+    assert_eq!(out.status.code(), Some(0), "{:?}", out.status);
+    assert_eq!(text(&out.stderr), "");
+
+    // The shell's way: `nctl ... | head -c1` under pipefail.
+    let line = format!(
+        "set -o pipefail; {} validate -o json j.hcl | head -c1",
+        nctl_bin().display()
+    );
+    let out = Command::new("bash")
+        .args(["-c", &line])
+        .current_dir(dir.path())
+        .output()
+        .expect("bash");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "{");
+}

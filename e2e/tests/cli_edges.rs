@@ -154,3 +154,64 @@ fn a_closed_output_pipe_ends_a_client_verb_quietly_with_exit_0() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "{");
 }
+
+/// Runs `line` under a pseudo-terminal of script(1) with `env`; returns what the terminal got.
+fn on_a_terminal(line: &str, env: &[(&str, &str)]) -> String {
+    let out = Command::new("script")
+        .args(["-qec", line, "/dev/null"])
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("script(1) (bsdutils) runs");
+    text(&out.stdout)
+}
+
+const ESC: char = '\x1b';
+
+#[test]
+fn get_watch_clears_the_screen_only_on_a_terminal_and_logs_have_no_colours_in_a_file() {
+    let c = Cluster::start("edges-tty");
+    let log = std::fs::read_to_string(c.dir.path().join("dev.log")).unwrap();
+    assert!(log.contains("INFO"), "{log}");
+    assert!(!log.contains(ESC), "no ANSI codes in a log file: {log:?}");
+
+    // Into a pipe: each listing after a blank line, no escapes.
+    let mut watch = c.spawn_nctl(&["get", "jobs", "-w"]);
+    std::thread::sleep(std::time::Duration::from_millis(3000));
+    let _ = watch.kill();
+    let out = watch.wait_with_output().unwrap();
+    let piped = text(&out.stdout);
+    assert!(piped.matches("No jobs").count() >= 2, "{piped:?}");
+    assert!(piped.contains("No jobs\n\nNo jobs"), "{piped:?}");
+    assert!(!piped.contains(ESC), "{piped:?}");
+
+    // On a terminal the screen is cleared before each listing.
+    let line = format!("timeout 3 {} get jobs -w", nctl_bin().display());
+    let shown = on_a_terminal(&line, &[("NOMOS_ADDR", &c.addr)]);
+    assert!(shown.contains("\x1b[2J\x1b[H"), "{shown:?}");
+    assert!(shown.contains("No jobs"), "{shown:?}");
+}
+
+#[test]
+fn server_logs_are_coloured_on_a_terminal_unless_no_color_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |no_color: &str| {
+        let line = format!(
+            "timeout -s INT 4 {} server --data-dir {} --http-addr 127.0.0.1:{} \
+             --store-addr 127.0.0.1:0 --dns-addr off --insecure",
+            nctl_bin().display(),
+            dir.path().join("data").display(),
+            free_port()
+        );
+        on_a_terminal(&line, &[("NO_COLOR", no_color), ("RUST_LOG", "info")])
+    };
+    let coloured = run("");
+    assert!(coloured.contains("INFO"), "{coloured:?}");
+    assert!(
+        coloured.contains(ESC),
+        "colours on a terminal: {coloured:?}"
+    );
+    let plain = run("1");
+    assert!(plain.contains("INFO"), "{plain:?}");
+    assert!(!plain.contains(ESC), "NO_COLOR=1 turns them off: {plain:?}");
+}

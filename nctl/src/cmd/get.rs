@@ -41,9 +41,14 @@ pub struct GetArgs {
 
 pub async fn run(g: &Global, args: GetArgs) -> anyhow::Result<i32> {
     let client = Client::new(g);
-    loop {
-        if args.watch && matches!(args.output, Format::Table | Format::Wide) {
+    let clear_screen =
+        crate::console::stdout_is_terminal() && matches!(args.output, Format::Table | Format::Wide);
+    for round in 0u64.. {
+        if args.watch && clear_screen {
             print!("\x1b[2J\x1b[H");
+        } else if round > 0 {
+            // Into a pipe or a file, each listing follows the last after a blank line.
+            println!();
         }
         once(&client, &args).await?;
         if !args.watch {
@@ -51,6 +56,7 @@ pub async fn run(g: &Global, args: GetArgs) -> anyhow::Result<i32> {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+    Ok(0)
 }
 
 /// A job's status as the list shows it: `invalid` while its spec is not a valid job, and

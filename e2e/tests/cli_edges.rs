@@ -5,6 +5,7 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 mod common;
 
@@ -177,7 +178,7 @@ fn get_watch_clears_the_screen_only_on_a_terminal_and_logs_have_no_colours_in_a_
 
     // Into a pipe: each listing after a blank line, no escapes.
     let mut watch = c.spawn_nctl(&["get", "jobs", "-w"]);
-    std::thread::sleep(std::time::Duration::from_millis(3000));
+    std::thread::sleep(Duration::from_millis(3000));
     let _ = watch.kill();
     let out = watch.wait_with_output().unwrap();
     let piped = text(&out.stdout);
@@ -214,4 +215,55 @@ fn server_logs_are_coloured_on_a_terminal_unless_no_color_is_set() {
     let plain = run("1");
     assert!(plain.contains("INFO"), "{plain:?}");
     assert!(!plain.contains(ESC), "NO_COLOR=1 turns them off: {plain:?}");
+}
+
+#[test]
+fn disabling_a_drain_clears_its_strategy_and_records_it_cancelled() {
+    let c = Cluster::start("edges-drain");
+    let node_json =
+        |c: &Cluster| c.json(&["node", "status", &c.node, "-o", "json"])["node"].clone();
+    let out = c.ok(&[
+        "node",
+        "drain",
+        "-enable",
+        "-deadline",
+        "10m",
+        "-yes",
+        &c.node,
+    ]);
+    assert!(out.contains("drain started"), "{out}");
+    c.wait_for(
+        "the empty node's drain to complete",
+        Duration::from_secs(30),
+        |c| {
+            let n = node_json(c);
+            (n["DrainReport"]["State"] == "complete", n.to_string())
+        },
+    );
+    let out = c.ok(&["node", "drain", "-disable", "-yes", &c.node]);
+    assert!(out.contains("drain cancelled"), "{out}");
+    c.wait_for(
+        "the drain recorded as cancelled",
+        Duration::from_secs(30),
+        |c| {
+            let n = node_json(c);
+            (n["LastDrain"]["Status"] == "canceled", n.to_string())
+        },
+    );
+    let n = node_json(&c);
+    assert_eq!(n["Drain"], false, "{n}");
+    assert!(n["DrainStrategy"].is_null(), "{n}");
+    assert_eq!(n["SchedulingEligibility"], "eligible", "{n}");
+    assert_eq!(n["DrainReport"]["State"], "cancelled", "{n}");
+    assert_eq!(
+        n["DrainReport"]["Deadline"], 0,
+        "no deadline counts down: {n}"
+    );
+    let shown = c.ok(&["node", "status", &c.node]);
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("State ") && l.ends_with("= cancelled")),
+        "{shown}"
+    );
 }

@@ -267,3 +267,189 @@ fn disabling_a_drain_clears_its_strategy_and_records_it_cancelled() {
         "{shown}"
     );
 }
+
+/// A job of `job_type` whose one task runs `script` with /bin/sh.
+fn script_job(id: &str, job_type: &str, script: &str) -> String {
+    format!(
+        r#"job "{id}" {{
+  datacenters = ["*"]
+  type        = "{job_type}"
+  group "g" {{
+    restart {{
+      attempts = 0
+      mode     = "fail"
+    }}
+    task "t" {{
+      driver = "raw_exec"
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", "{script}"]
+      }}
+      resources {{
+        cpu    = 10
+        memory = 10
+      }}
+    }}
+  }}
+}}
+"#
+    )
+}
+
+/// The job's allocations in `ns`, once one is `status`.
+fn wait_alloc(c: &Cluster, ns: &str, job: &str, status: &str) -> String {
+    let mut id = String::new();
+    c.wait_for(
+        &format!("{ns}/{job} {status}"),
+        Duration::from_secs(60),
+        |c| {
+            let v = c.json(&["-n", ns, "get", "allocs", "--job", job, "-o", "json"]);
+            let found = v.as_array().and_then(|a| {
+                a.iter()
+                    .find(|a| a["ClientStatus"] == status)
+                    .map(|a| a["ID"].as_str().unwrap_or_default().to_string())
+            });
+            id = found.clone().unwrap_or_default();
+            (found.is_some(), v.to_string())
+        },
+    );
+    id
+}
+
+#[test]
+fn plan_logs_get_allocs_task_events_and_the_queue_gauge_say_what_is_so() {
+    let c = Cluster::start("edges-verbs");
+    c.ok(&["namespace", "apply", "team"]);
+    let batch = c.write_file(
+        "batch.hcl",
+        &script_job("done", "batch", "echo one; echo two; echo three"),
+    );
+    c.ok(&["apply", "-f", &batch]);
+    let done = wait_alloc(&c, "default", "done", "complete");
+    plan_of_a_completed_batch_job_changes_nothing(&c, &batch);
+    logs_tail_prints_the_last_lines(&c, &done);
+    get_allocs_shows_the_job_and_one_namespace_unless_asked_for_all(&c);
+    a_task_event_says_its_exit_code_once(&c);
+    logs_tail_follow_goes_on_from_the_last_lines(&c);
+    an_idle_cluster_has_queue_depth_0(&c);
+}
+
+fn plan_of_a_completed_batch_job_changes_nothing(c: &Cluster, file: &str) {
+    let out = c.nctl(&["plan", "-f", file]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("(no change; count 1, 0 running now)"),
+        "{stdout}"
+    );
+    let applied = c.ok(&["apply", "-f", file]);
+    assert!(applied.contains("unchanged"), "{applied}");
+}
+
+fn logs_tail_prints_the_last_lines(c: &Cluster, alloc: &str) {
+    assert_eq!(c.ok(&["logs", alloc, "--tail", "2"]), "two\nthree\n");
+    assert_eq!(c.ok(&["logs", alloc, "--tail", "9"]), "one\ntwo\nthree\n");
+    assert_eq!(c.ok(&["logs", alloc, "--tail", "0"]), "");
+    assert_eq!(c.ok(&["logs", alloc, "t", "--tail", "1", "-f"]), "three\n");
+}
+
+fn get_allocs_shows_the_job_and_one_namespace_unless_asked_for_all(c: &Cluster) {
+    let other = c.write_file("team.hcl", &script_job("elsewhere", "batch", "echo hi"));
+    c.ok(&["-n", "team", "apply", "-f", &other]);
+    wait_alloc(c, "team", "elsewhere", "complete");
+    let mine = c.ok(&["get", "allocs"]);
+    let header: Vec<&str> = mine.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header[..3], ["ID", "Job", "Node"], "{mine}");
+    assert!(
+        mine.lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("done")),
+        "{mine}"
+    );
+    assert!(!mine.contains("elsewhere"), "only -n's namespace: {mine}");
+    let team = c.ok(&["-n", "team", "get", "allocs"]);
+    assert!(
+        team.contains("elsewhere") && !team.contains("done"),
+        "{team}"
+    );
+    let all = c.ok(&["-n", "*", "get", "allocs"]);
+    let header: Vec<&str> = all.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header[..4], ["ID", "Namespace", "Job", "Node"], "{all}");
+    let row = |job: &str| {
+        all.lines()
+            .find(|l| l.contains(job))
+            .map(|l| l.split_whitespace().take(3).skip(1).collect::<Vec<_>>())
+    };
+    assert_eq!(row("elsewhere"), Some(vec!["team", "elsewhere"]), "{all}");
+    assert_eq!(row("done"), Some(vec!["default", "done"]), "{all}");
+}
+
+fn a_task_event_says_its_exit_code_once(c: &Cluster) {
+    let file = c.write_file("exit3.hcl", &script_job("exit3", "batch", "exit 3"));
+    c.ok(&["apply", "-f", &file]);
+    let id = wait_alloc(c, "default", "exit3", "failed");
+    let port: u16 = c.http_addr.rsplit(':').next().unwrap().parse().unwrap();
+    let html = http_get_path(port, &format!("/ui/allocation/{id}")).expect("the UI answers");
+    // The event's row says it once (it read "Exit Code: 3 <small>exit code 3</small>").
+    assert!(
+        html.contains("<td>Terminated</td><td>Exit Code: 3</td>"),
+        "said once: {html}"
+    );
+}
+
+fn logs_tail_follow_goes_on_from_the_last_lines(c: &Cluster) {
+    let file = c.write_file(
+        "ticker.hcl",
+        &script_job(
+            "ticker",
+            "service",
+            "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done",
+        ),
+    );
+    c.ok(&["apply", "-f", &file]);
+    let id = wait_alloc(c, "default", "ticker", "running");
+    c.wait_for("five lines logged", Duration::from_secs(30), |c| {
+        let out = c.ok(&["logs", &id]);
+        (out.lines().count() >= 5, out)
+    });
+    let mut follow = c.spawn_nctl(&["logs", &id, "--tail", "2", "-f"]);
+    let mut reader = std::io::BufReader::new(follow.stdout.take().unwrap());
+    let mut numbers = Vec::new();
+    for _ in 0..8 {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        let n: u32 = line
+            .trim()
+            .strip_prefix("line ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("not a ticker line: {line:?}"));
+        numbers.push(n);
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(numbers[0] >= 3, "starts at the last lines: {numbers:?}");
+    let consecutive: Vec<u32> = (numbers[0]..numbers[0] + 8).collect();
+    assert_eq!(numbers, consecutive, "no line twice, none missed");
+    c.ok(&["stop", "ticker"]);
+}
+
+fn an_idle_cluster_has_queue_depth_0(c: &Cluster) {
+    let port: u16 = c.http_addr.rsplit(':').next().unwrap().parse().unwrap();
+    c.wait_for(
+        "queue depth 0 on the idle cluster",
+        Duration::from_secs(60),
+        |_| {
+            let metrics = http_get_path(port, "/metrics").unwrap_or_default();
+            let depths: Vec<&str> = metrics
+                .lines()
+                .filter(|l| l.starts_with("nomos_controller_queue_depth{"))
+                .collect();
+            let idle = !depths.is_empty() && depths.iter().all(|l| l.ends_with(" 0"));
+            (idle, depths.join("\n"))
+        },
+    );
+    let metrics = http_get_path(port, "/metrics").unwrap_or_default();
+    assert!(
+        metrics.contains("nomos_controller_queue_delayed{controller=\"jobs\"}"),
+        "{metrics}"
+    );
+}

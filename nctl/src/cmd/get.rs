@@ -142,7 +142,12 @@ async fn once(client: &Client, args: &GetArgs) -> anyhow::Result<()> {
             if matches!(args.output, Format::Json | Format::Yaml) {
                 return output::print_data(&allocs, args.output);
             }
-            print_allocs(&allocs, wide);
+            let cols = AllocColumns {
+                job: true,
+                namespace: client.namespace == "*",
+                wide,
+            };
+            print_allocs(&allocs, cols);
         }
         Kind::Nodes => {
             let nodes: Vec<NodeStub> = client.get("/v1/nodes").await?;
@@ -162,53 +167,86 @@ async fn once(client: &Client, args: &GetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Which columns an allocation table shows besides ID, node, group, version, desired and
+/// client status and age.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllocColumns {
+    /// The job's ID (`get allocs`, `node status`; always with `wide`).
+    pub job: bool,
+    /// The namespace (`get allocs -n '*'`, `node status`).
+    pub namespace: bool,
+    /// Full IDs, the job and the ports.
+    pub wide: bool,
+}
+
 /// The allocation table used by `get allocs`, `status` and `node status`.
-pub fn print_allocs(allocs: &[AllocStub], wide: bool) {
+pub fn print_allocs(allocs: &[AllocStub], cols: AllocColumns) {
     if allocs.is_empty() {
         println!("No allocations");
         return;
     }
-    let mut header = vec![
-        "ID",
+    let (header, rows) = alloc_rows(allocs, cols);
+    // With the job and namespace, cells are not wrapped to fit 80 columns: a row stays one
+    // line for grep and awk.
+    let mut t = if cols.wide || cols.job || cols.namespace {
+        output::wide_table(&header)
+    } else {
+        output::table(&header)
+    };
+    for row in rows {
+        t.add_row(row);
+    }
+    output::print_table(&t);
+}
+
+/// The header and rows of [`print_allocs`], newest first.
+fn alloc_rows(allocs: &[AllocStub], cols: AllocColumns) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let job = cols.job || cols.wide;
+    let mut header = vec!["ID"];
+    header.extend(cols.namespace.then_some("Namespace"));
+    header.extend(job.then_some("Job"));
+    header.extend([
         "Node",
         "Task Group",
         "Version",
         "Desired",
         "Status",
         "Created",
-    ];
-    if wide {
-        header.extend(["Job", "Ports"]);
-    }
-    let mut t = if wide {
-        output::wide_table(&header)
-    } else {
-        output::table(&header)
-    };
+    ]);
+    header.extend(cols.wide.then_some("Ports"));
     let mut sorted: Vec<&AllocStub> = allocs.iter().collect();
     sorted.sort_by_key(|a| std::cmp::Reverse(a.create_time));
-    for a in sorted {
-        let mut row = vec![
-            if wide { a.id.clone() } else { short(&a.id) },
-            a.node_name.clone(),
-            a.task_group.clone(),
-            a.job_version.to_string(),
-            a.desired_status.clone(),
-            a.client_status.clone(),
-            age(a.create_time / 1_000_000),
-        ];
-        if wide {
-            let ports: Vec<String> = a
-                .allocated_resources
-                .iter()
-                .flat_map(|r| &r.shared.ports)
-                .map(|p| format!("{}={}", p.label, p.value))
-                .collect();
-            row.extend([a.job_id.clone(), ports.join(",")]);
-        }
-        t.add_row(row);
-    }
-    output::print_table(&t);
+    let rows = sorted
+        .into_iter()
+        .map(|a| {
+            let mut row = vec![if cols.wide {
+                a.id.clone()
+            } else {
+                short(&a.id)
+            }];
+            row.extend(cols.namespace.then(|| a.namespace.clone()));
+            row.extend(job.then(|| a.job_id.clone()));
+            row.extend([
+                a.node_name.clone(),
+                a.task_group.clone(),
+                a.job_version.to_string(),
+                a.desired_status.clone(),
+                a.client_status.clone(),
+                age(a.create_time / 1_000_000),
+            ]);
+            if cols.wide {
+                let ports: Vec<String> = a
+                    .allocated_resources
+                    .iter()
+                    .flat_map(|r| &r.shared.ports)
+                    .map(|p| format!("{}={}", p.label, p.value))
+                    .collect();
+                row.push(ports.join(","));
+            }
+            row
+        })
+        .collect();
+    (header, rows)
 }
 
 /// The node table of `get nodes` and `node status`.
@@ -254,6 +292,46 @@ pub fn print_nodes(nodes: &[NodeStub], wide: bool) {
         t.add_row(row);
     }
     output::print_table(&t);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stub(id: &str, ns: &str, job: &str, created: i64) -> AllocStub {
+        AllocStub {
+            id: id.into(),
+            namespace: ns.into(),
+            job_id: job.into(),
+            node_name: "n1".into(),
+            task_group: "g".into(),
+            desired_status: "run".into(),
+            client_status: "running".into(),
+            create_time: created,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_alloc_table_names_the_job_and_the_namespace_when_asked() {
+        let allocs = [
+            stub("aaaaaaaa-1", "default", "web", 1),
+            stub("bbbbbbbb-2", "team", "api", 2),
+        ];
+        let cols = |job, namespace| AllocColumns {
+            job,
+            namespace,
+            wide: false,
+        };
+        let (header, rows) = alloc_rows(&allocs, cols(true, false));
+        assert_eq!(header[..3], ["ID", "Job", "Node"]);
+        assert_eq!(rows[0][..3], ["bbbbbbbb", "api", "n1"], "newest first");
+        let (header, rows) = alloc_rows(&allocs, cols(true, true));
+        assert_eq!(header[..4], ["ID", "Namespace", "Job", "Node"]);
+        assert_eq!(rows[1][..3], ["aaaaaaaa", "default", "web"]);
+        let (header, _) = alloc_rows(&allocs, cols(false, false));
+        assert_eq!(header[..2], ["ID", "Node"]);
+    }
 }
 
 /// A serde enum as its lowercase string.

@@ -10,7 +10,7 @@ use nomos_server::nomad::nodes::{
 };
 
 use super::client::{escape, ApiError, Client};
-use super::get::{print_allocs, print_nodes};
+use super::get::{print_allocs, print_nodes, AllocColumns};
 use super::output::{self, print_kv, Format};
 use super::Global;
 
@@ -228,7 +228,12 @@ async fn node_status(client: &Client, name: &str, output: Format) -> anyhow::Res
     print_host_volumes(&n);
     println!("\nAllocations");
     let stubs: Vec<AllocStub> = allocs.into_iter().map(|a| a.stub).collect();
-    print_allocs(&stubs, false);
+    let cols = AllocColumns {
+        job: true,
+        namespace: true,
+        wide: false,
+    };
+    print_allocs(&stubs, cols);
     Ok(0)
 }
 

@@ -360,13 +360,15 @@ fn get_allocs_shows_the_job_and_one_namespace_unless_asked_for_all(c: &Cluster) 
     let mine = c.ok(&["get", "allocs"]);
     let header: Vec<&str> = mine.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header[..3], ["ID", "Job", "Node"], "{mine}");
+    assert!(!mine.contains("elsewhere"), "only -n's namespace: {mine}");
+    // Rows as the wide table prints them, never wrapped to 80 columns.
+    let mine = c.ok(&["get", "allocs", "-o", "wide"]);
     assert!(
         mine.lines()
             .any(|l| l.split_whitespace().nth(1) == Some("done")),
         "{mine}"
     );
-    assert!(!mine.contains("elsewhere"), "only -n's namespace: {mine}");
-    let team = c.ok(&["-n", "team", "get", "allocs"]);
+    let team = c.ok(&["-n", "team", "get", "allocs", "-o", "wide"]);
     assert!(
         team.contains("elsewhere") && !team.contains("done"),
         "{team}"
@@ -374,6 +376,7 @@ fn get_allocs_shows_the_job_and_one_namespace_unless_asked_for_all(c: &Cluster) 
     let all = c.ok(&["-n", "*", "get", "allocs"]);
     let header: Vec<&str> = all.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header[..4], ["ID", "Namespace", "Job", "Node"], "{all}");
+    let all = c.ok(&["-n", "*", "get", "allocs", "-o", "wide"]);
     let row = |job: &str| {
         all.lines()
             .find(|l| l.contains(job))

@@ -186,9 +186,7 @@ pub fn print_allocs(allocs: &[AllocStub], cols: AllocColumns) {
         return;
     }
     let (header, rows) = alloc_rows(allocs, cols);
-    // With the job and namespace, cells are not wrapped to fit 80 columns: a row stays one
-    // line for grep and awk.
-    let mut t = if cols.wide || cols.job || cols.namespace {
+    let mut t = if cols.wide {
         output::wide_table(&header)
     } else {
         output::table(&header)
@@ -205,14 +203,11 @@ fn alloc_rows(allocs: &[AllocStub], cols: AllocColumns) -> (Vec<&'static str>, V
     let mut header = vec!["ID"];
     header.extend(cols.namespace.then_some("Namespace"));
     header.extend(job.then_some("Job"));
-    header.extend([
-        "Node",
-        "Task Group",
-        "Version",
-        "Desired",
-        "Status",
-        "Created",
-    ]);
+    header.extend(["Node", "Task Group"]);
+    // The version only in the wide table when the job takes its place in 80 columns.
+    let version = cols.wide || !job;
+    header.extend(version.then_some("Version"));
+    header.extend(["Desired", "Status", "Created"]);
     header.extend(cols.wide.then_some("Ports"));
     let mut sorted: Vec<&AllocStub> = allocs.iter().collect();
     sorted.sort_by_key(|a| std::cmp::Reverse(a.create_time));
@@ -226,10 +221,9 @@ fn alloc_rows(allocs: &[AllocStub], cols: AllocColumns) -> (Vec<&'static str>, V
             }];
             row.extend(cols.namespace.then(|| a.namespace.clone()));
             row.extend(job.then(|| a.job_id.clone()));
+            row.extend([a.node_name.clone(), a.task_group.clone()]);
+            row.extend(version.then(|| a.job_version.to_string()));
             row.extend([
-                a.node_name.clone(),
-                a.task_group.clone(),
-                a.job_version.to_string(),
                 a.desired_status.clone(),
                 a.client_status.clone(),
                 age(a.create_time / 1_000_000),
@@ -294,6 +288,14 @@ pub fn print_nodes(nodes: &[NodeStub], wide: bool) {
     output::print_table(&t);
 }
 
+/// A serde enum as its lowercase string.
+pub fn enum_str<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,15 +331,17 @@ mod tests {
         let (header, rows) = alloc_rows(&allocs, cols(true, true));
         assert_eq!(header[..4], ["ID", "Namespace", "Job", "Node"]);
         assert_eq!(rows[1][..3], ["aaaaaaaa", "default", "web"]);
+        assert!(
+            !header.contains(&"Version"),
+            "the job takes its place: {header:?}"
+        );
         let (header, _) = alloc_rows(&allocs, cols(false, false));
-        assert_eq!(header[..2], ["ID", "Node"]);
+        assert_eq!(header[..4], ["ID", "Node", "Task Group", "Version"]);
+        let wide = AllocColumns {
+            wide: true,
+            ..cols(true, false)
+        };
+        let (header, _) = alloc_rows(&allocs, wide);
+        assert_eq!(header[..5], ["ID", "Job", "Node", "Task Group", "Version"]);
     }
-}
-
-/// A serde enum as its lowercase string.
-pub fn enum_str<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }

@@ -230,8 +230,7 @@ async fn node_status(client: &Client, name: &str, output: Format) -> anyhow::Res
     let stubs: Vec<AllocStub> = allocs.into_iter().map(|a| a.stub).collect();
     let cols = AllocColumns {
         job: true,
-        namespace: true,
-        wide: false,
+        ..AllocColumns::default()
     };
     print_allocs(&stubs, cols);
     Ok(0)

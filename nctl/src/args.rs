@@ -56,6 +56,9 @@ pub const SINGLE_DASH_LONGS: &[&str] = &[
     "additional-dnsname",
     "additional-ipaddress",
     "force",
+    "yes",
+    "detach",
+    "monitor",
     "item",
     "out",
     "task",
@@ -149,8 +152,8 @@ mod tests {
                 &["nctl", "validate", "--var", "a=1", "-o", "json", "-"],
             ),
             (
-                &["nctl", "validate", "-detach", "-varx", "-v"],
-                &["nctl", "validate", "-detach", "-varx", "-v"],
+                &["nctl", "validate", "-json", "-varx", "-v"],
+                &["nctl", "validate", "-json", "-varx", "-v"],
             ),
             // After `--` everything is literal; the program name is never touched.
             (

@@ -3,6 +3,7 @@
 
 mod args;
 mod cmd;
+mod console;
 mod memtrim;
 
 use clap::Parser;

@@ -290,6 +290,37 @@ async fn a_periodic_job_page_shows_its_schedule_status_and_children() {
     srv.stop().await;
 }
 
+/// After `node drain --disable` the page shows the last report without a deadline counting
+/// down, even while the report still carries the old one.
+#[tokio::test]
+async fn a_drain_no_longer_requested_shows_no_deadline() {
+    let srv = TestServer::start().await;
+    seed(&srv).await;
+    let (code, body) = srv
+        .post(
+            "/v1/node/n1/drain",
+            json!({"DrainSpec": null, "MarkEligible": true}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let in_an_hour = nomos_api::now_ms() + 3_600_000;
+    srv.put_json(
+        "/nomos/drainstatus/n1",
+        &json!({"state": "complete", "started_at_ms": 5, "deadline_ms": in_an_hour}),
+    )
+    .await;
+    let html = page(&srv, "/ui/node/n1").await;
+    assert!(
+        html.contains(r#"<span class="status s-complete">complete</span>"#),
+        "{html}"
+    );
+    assert!(
+        !html.contains(">in 1h</span>") && !html.contains(">in 59m</span>"),
+        "no deadline: {html}"
+    );
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn the_node_page_shows_resources_drain_and_allocations() {
     let srv = TestServer::start().await;

@@ -63,13 +63,8 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
     for name in view.nodes.keys() {
         let old = view.drain_status.get(name);
         let Some(drain) = view.node_specs.get(name).and_then(|s| s.drain.clone()) else {
-            if let Some(o) =
-                old.filter(|o| matches!(o.value.state, DrainState::Draining | DrainState::Blocked))
-            {
-                // Cancelled: stop following; what moved stays moved.
-                let mut s = o.value.clone();
-                s.state = DrainState::Cancelled;
-                s.updated_at_ms = now;
+            // Cancelled: stop following; what moved stays moved.
+            if let Some((o, s)) = old.and_then(|o| cancelled(&o.value, now).map(|s| (o, s))) {
                 write_status(ctx, name, &s, o.mod_revision).await?;
             }
             continue;
@@ -167,6 +162,21 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
         }
     }
     Ok(outcome)
+}
+
+/// The report of a drain whose request was removed (`node drain --disable`): `cancelled`, with
+/// no deadline left and nothing migrating or waiting; `None` when it already says so. A drain
+/// that had completed is cancelled too: the request it completed is gone, as Nomad's
+/// `LastDrain` then records.
+pub fn cancelled(old: &DrainStatus, now: i64) -> Option<DrainStatus> {
+    (old.state != DrainState::Cancelled).then(|| DrainStatus {
+        state: DrainState::Cancelled,
+        deadline_ms: 0,
+        migrating: 0,
+        nowhere_to_go: Vec::new(),
+        updated_at_ms: now,
+        ..old.clone()
+    })
 }
 
 async fn write_status(

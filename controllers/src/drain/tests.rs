@@ -361,3 +361,37 @@ fn a_replacement_on_a_node_that_missed_its_heartbeat_does_not_stop_the_original(
     let plan = decide(&drain, std::slice::from_ref(&a), 100_000);
     assert_eq!(plan.stop.len(), 1, "{plan:?}");
 }
+
+#[test]
+fn removing_the_request_cancels_a_drain_in_any_state_and_clears_its_deadline() {
+    for state in [
+        DrainState::Draining,
+        DrainState::Blocked,
+        DrainState::Complete,
+    ] {
+        let old = DrainStatus {
+            state,
+            started_at_ms: 1_000,
+            deadline_ms: 3_601_000,
+            remaining: 1,
+            migrating: 1,
+            nowhere_to_go: vec!["a1: no room".into()],
+            updated_at_ms: 2_000,
+        };
+        let c = run::cancelled(&old, 5_000).expect("cancelled");
+        assert_eq!(
+            c,
+            DrainStatus {
+                state: DrainState::Cancelled,
+                started_at_ms: 1_000,
+                deadline_ms: 0,
+                remaining: 1,
+                migrating: 0,
+                nowhere_to_go: vec![],
+                updated_at_ms: 5_000,
+            },
+            "{state}"
+        );
+        assert_eq!(run::cancelled(&c, 9_000), None, "written once");
+    }
+}

@@ -1314,7 +1314,7 @@ pub async fn run(
                                 .set((st.revision - h.revision()).max(0));
                         }
                     }
-                    m.queue_depth.get_or_create(l).set(queue.len() as i64);
+                    m.set_queue(l, &queue);
                 }
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => return,

@@ -30,6 +30,7 @@ pub struct Metrics {
     pub errors: Family<ControllerLabel, Counter>,
     pub duration: Family<ControllerLabel, Histogram, fn() -> Histogram>,
     pub queue_depth: Family<ControllerLabel, Gauge>,
+    pub queue_delayed: Family<ControllerLabel, Gauge>,
     pub cache_objects: Family<CacheLabel, Gauge>,
     pub watch_lag: Family<CacheLabel, Gauge>,
     pub leader: Family<ControllerLabel, Gauge>,
@@ -45,6 +46,7 @@ impl Default for Metrics {
             errors: Family::default(),
             duration: Family::new_with_constructor(duration_histogram),
             queue_depth: Family::default(),
+            queue_delayed: Family::default(),
             cache_objects: Family::default(),
             watch_lag: Family::default(),
             leader: Family::default(),
@@ -73,8 +75,13 @@ impl Metrics {
         );
         r.register(
             "queue_depth",
-            "Keys waiting in the work queue",
+            "Keys ready to reconcile now in the work queue (0 on an idle cluster)",
             m.queue_depth.clone(),
+        );
+        r.register(
+            "queue_delayed",
+            "Keys in the work queue waiting for a requeue or backoff time to pass",
+            m.queue_delayed.clone(),
         );
         r.register(
             "cache_objects",
@@ -103,6 +110,20 @@ impl Metrics {
             m.commit_conflicts.clone(),
         );
         m
+    }
+
+    /// Sets the queue gauges of `label` from what the queue holds now.
+    pub fn set_queue<K: Clone + Eq + std::hash::Hash + Ord>(
+        &self,
+        label: &ControllerLabel,
+        queue: &super::queue::WorkQueue<K>,
+    ) {
+        self.queue_depth
+            .get_or_create(label)
+            .set(queue.len() as i64);
+        self.queue_delayed
+            .get_or_create(label)
+            .set(queue.delayed_len() as i64);
     }
 
     pub fn label(controller: &str) -> ControllerLabel {

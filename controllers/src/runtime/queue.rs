@@ -198,10 +198,25 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
         }
     }
 
-    /// Keys waiting now or later (not counting those being reconciled).
+    /// Keys ready to be handed out now: queued, or due after a delay or a backoff (not those
+    /// being reconciled, nor those waiting for a later time).
     pub fn len(&self) -> usize {
         let s = self.lock();
-        s.ready.len() + s.delayed.len()
+        let now = Instant::now();
+        let due = s
+            .delayed
+            .iter()
+            .take_while(|((t, _), _)| *t <= now)
+            .filter(|(_, k)| !s.queued.contains(*k))
+            .count();
+        s.ready.len() + due
+    }
+
+    /// Keys waiting for a later time: a requeue a reconcile asked for, or a failure's backoff.
+    pub fn delayed_len(&self) -> usize {
+        let s = self.lock();
+        let now = Instant::now();
+        s.delayed.keys().filter(|(t, _)| *t > now).count()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -243,6 +258,29 @@ mod tests {
         assert!(q.is_empty(), "not handed out while processing");
         q.done(&"a");
         assert_eq!(q.next().await, Some("a"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn queue_length_counts_only_work_ready_now_and_delayed_keys_apart() {
+        let q = WorkQueue::new(Backoff::default());
+        q.add_after("later", Duration::from_secs(30));
+        q.add_after("soon", Duration::from_secs(5));
+        assert_eq!(
+            (q.len(), q.delayed_len()),
+            (0, 2),
+            "an idle queue has depth 0"
+        );
+        q.add("now");
+        assert_eq!((q.len(), q.delayed_len()), (1, 2));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(
+            (q.len(), q.delayed_len()),
+            (2, 1),
+            "a due key is ready work"
+        );
+        assert_eq!(q.next().await, Some("now"));
+        assert_eq!(q.next().await, Some("soon"));
+        assert_eq!((q.len(), q.delayed_len()), (0, 1));
     }
 
     #[tokio::test(start_paused = true)]

@@ -66,7 +66,7 @@ pub async fn run<K, F, Fut, E>(
                 }
                 q.done(&key);
                 if let Some((m, l)) = &m {
-                    m.queue_depth.get_or_create(l).set(q.len() as i64);
+                    m.set_queue(l, &q);
                 }
             }
         });

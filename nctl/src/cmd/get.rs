@@ -41,9 +41,14 @@ pub struct GetArgs {
 
 pub async fn run(g: &Global, args: GetArgs) -> anyhow::Result<i32> {
     let client = Client::new(g);
-    loop {
-        if args.watch && matches!(args.output, Format::Table | Format::Wide) {
+    let clear_screen =
+        crate::console::stdout_is_terminal() && matches!(args.output, Format::Table | Format::Wide);
+    for round in 0u64.. {
+        if args.watch && clear_screen {
             print!("\x1b[2J\x1b[H");
+        } else if round > 0 {
+            // Into a pipe or a file, each listing follows the last after a blank line.
+            println!();
         }
         once(&client, &args).await?;
         if !args.watch {
@@ -51,6 +56,7 @@ pub async fn run(g: &Global, args: GetArgs) -> anyhow::Result<i32> {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+    Ok(0)
 }
 
 /// A job's status as the list shows it: `invalid` while its spec is not a valid job, and
@@ -136,7 +142,12 @@ async fn once(client: &Client, args: &GetArgs) -> anyhow::Result<()> {
             if matches!(args.output, Format::Json | Format::Yaml) {
                 return output::print_data(&allocs, args.output);
             }
-            print_allocs(&allocs, wide);
+            let cols = AllocColumns {
+                job: true,
+                namespace: client.namespace == "*",
+                wide,
+            };
+            print_allocs(&allocs, cols);
         }
         Kind::Nodes => {
             let nodes: Vec<NodeStub> = client.get("/v1/nodes").await?;
@@ -156,53 +167,80 @@ async fn once(client: &Client, args: &GetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Which columns an allocation table shows besides ID, node, group, version, desired and
+/// client status and age.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllocColumns {
+    /// The job's ID (`get allocs`, `node status`; always with `wide`).
+    pub job: bool,
+    /// The namespace (`get allocs -n '*'`, `node status`).
+    pub namespace: bool,
+    /// Full IDs, the job and the ports.
+    pub wide: bool,
+}
+
 /// The allocation table used by `get allocs`, `status` and `node status`.
-pub fn print_allocs(allocs: &[AllocStub], wide: bool) {
+pub fn print_allocs(allocs: &[AllocStub], cols: AllocColumns) {
     if allocs.is_empty() {
         println!("No allocations");
         return;
     }
-    let mut header = vec![
-        "ID",
-        "Node",
-        "Task Group",
-        "Version",
-        "Desired",
-        "Status",
-        "Created",
-    ];
-    if wide {
-        header.extend(["Job", "Ports"]);
-    }
-    let mut t = if wide {
+    let (header, rows) = alloc_rows(allocs, cols);
+    let mut t = if cols.wide {
         output::wide_table(&header)
     } else {
         output::table(&header)
     };
-    let mut sorted: Vec<&AllocStub> = allocs.iter().collect();
-    sorted.sort_by_key(|a| std::cmp::Reverse(a.create_time));
-    for a in sorted {
-        let mut row = vec![
-            if wide { a.id.clone() } else { short(&a.id) },
-            a.node_name.clone(),
-            a.task_group.clone(),
-            a.job_version.to_string(),
-            a.desired_status.clone(),
-            a.client_status.clone(),
-            age(a.create_time / 1_000_000),
-        ];
-        if wide {
-            let ports: Vec<String> = a
-                .allocated_resources
-                .iter()
-                .flat_map(|r| &r.shared.ports)
-                .map(|p| format!("{}={}", p.label, p.value))
-                .collect();
-            row.extend([a.job_id.clone(), ports.join(",")]);
-        }
+    for row in rows {
         t.add_row(row);
     }
     output::print_table(&t);
+}
+
+/// The header and rows of [`print_allocs`], newest first.
+fn alloc_rows(allocs: &[AllocStub], cols: AllocColumns) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let job = cols.job || cols.wide;
+    let mut header = vec!["ID"];
+    header.extend(cols.namespace.then_some("Namespace"));
+    header.extend(job.then_some("Job"));
+    header.extend(["Node", "Task Group"]);
+    // The version only in the wide table when the job takes its place in 80 columns.
+    let version = cols.wide || !job;
+    header.extend(version.then_some("Version"));
+    header.extend(["Desired", "Status", "Created"]);
+    header.extend(cols.wide.then_some("Ports"));
+    let mut sorted: Vec<&AllocStub> = allocs.iter().collect();
+    sorted.sort_by_key(|a| std::cmp::Reverse(a.create_time));
+    let rows = sorted
+        .into_iter()
+        .map(|a| {
+            let mut row = vec![if cols.wide {
+                a.id.clone()
+            } else {
+                short(&a.id)
+            }];
+            row.extend(cols.namespace.then(|| a.namespace.clone()));
+            row.extend(job.then(|| a.job_id.clone()));
+            row.extend([a.node_name.clone(), a.task_group.clone()]);
+            row.extend(version.then(|| a.job_version.to_string()));
+            row.extend([
+                a.desired_status.clone(),
+                a.client_status.clone(),
+                age(a.create_time / 1_000_000),
+            ]);
+            if cols.wide {
+                let ports: Vec<String> = a
+                    .allocated_resources
+                    .iter()
+                    .flat_map(|r| &r.shared.ports)
+                    .map(|p| format!("{}={}", p.label, p.value))
+                    .collect();
+                row.push(ports.join(","));
+            }
+            row
+        })
+        .collect();
+    (header, rows)
 }
 
 /// The node table of `get nodes` and `node status`.
@@ -256,4 +294,54 @@ pub fn enum_str<T: serde::Serialize>(v: &T) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stub(id: &str, ns: &str, job: &str, created: i64) -> AllocStub {
+        AllocStub {
+            id: id.into(),
+            namespace: ns.into(),
+            job_id: job.into(),
+            node_name: "n1".into(),
+            task_group: "g".into(),
+            desired_status: "run".into(),
+            client_status: "running".into(),
+            create_time: created,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_alloc_table_names_the_job_and_the_namespace_when_asked() {
+        let allocs = [
+            stub("aaaaaaaa-1", "default", "web", 1),
+            stub("bbbbbbbb-2", "team", "api", 2),
+        ];
+        let cols = |job, namespace| AllocColumns {
+            job,
+            namespace,
+            wide: false,
+        };
+        let (header, rows) = alloc_rows(&allocs, cols(true, false));
+        assert_eq!(header[..3], ["ID", "Job", "Node"]);
+        assert_eq!(rows[0][..3], ["bbbbbbbb", "api", "n1"], "newest first");
+        let (header, rows) = alloc_rows(&allocs, cols(true, true));
+        assert_eq!(header[..4], ["ID", "Namespace", "Job", "Node"]);
+        assert_eq!(rows[1][..3], ["aaaaaaaa", "default", "web"]);
+        assert!(
+            !header.contains(&"Version"),
+            "the job takes its place: {header:?}"
+        );
+        let (header, _) = alloc_rows(&allocs, cols(false, false));
+        assert_eq!(header[..4], ["ID", "Node", "Task Group", "Version"]);
+        let wide = AllocColumns {
+            wide: true,
+            ..cols(true, false)
+        };
+        let (header, _) = alloc_rows(&allocs, wide);
+        assert_eq!(header[..5], ["ID", "Job", "Node", "Task Group", "Version"]);
+    }
 }

@@ -176,11 +176,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Dev(_) | Command::Server(_) | Command::Agent(_)
     ) {
         // Short-lived client verbs end quietly when their output pipe closes (`nctl get allocs
-        // | head`); the long-running modes keep Rust's default (SIGPIPE ignored) for sockets.
-        // SAFETY: setting a signal disposition before any thread is started.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
+        // | head`). SIGPIPE stays ignored: a socket whose peer went away is an error to report.
+        crate::console::end_quietly_on_closed_pipe();
     }
     match cli.command {
         Command::Validate(args) => validate::run(&g, args),

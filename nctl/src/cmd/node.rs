@@ -10,7 +10,7 @@ use nomos_server::nomad::nodes::{
 };
 
 use super::client::{escape, ApiError, Client};
-use super::get::{print_allocs, print_nodes};
+use super::get::{print_allocs, print_nodes, AllocColumns};
 use super::output::{self, print_kv, Format};
 use super::Global;
 
@@ -23,27 +23,7 @@ pub enum NodeCommand {
         output: Format,
     },
     /// Drain a node: mark it ineligible and move its allocations elsewhere.
-    Drain {
-        node: String,
-        /// Stop what remains after this long: a duration ("30s", "1h30m") or seconds.
-        #[arg(long, default_value = "1h", value_parser = parse_deadline_secs)]
-        deadline: u64,
-        /// Let the allocations move off without a deadline.
-        #[arg(long, conflicts_with = "deadline")]
-        no_deadline: bool,
-        /// Leave system jobs running.
-        #[arg(long)]
-        ignore_system: bool,
-        /// Cancel a drain in progress; the node becomes eligible again.
-        #[arg(long)]
-        disable: bool,
-        /// With --disable: leave the node ineligible.
-        #[arg(long, requires = "disable")]
-        keep_ineligible: bool,
-        /// Wait until no allocation runs on the node.
-        #[arg(long)]
-        wait: bool,
-    },
+    Drain(DrainArgs),
     /// Toggle whether new allocations may be placed on a node.
     Eligibility {
         node: String,
@@ -76,41 +56,7 @@ pub async fn run(g: &Global, cmd: NodeCommand) -> anyhow::Result<i32> {
             node: Some(name),
             output,
         } => return node_status(&client, &name, output).await,
-        NodeCommand::Drain {
-            node,
-            deadline,
-            no_deadline,
-            ignore_system,
-            disable,
-            keep_ineligible,
-            wait,
-        } => {
-            let req = DrainRequest {
-                drain_spec: (!disable).then_some(DrainSpecRequest {
-                    deadline: if no_deadline {
-                        0
-                    } else {
-                        // At least a second: 0 would mean no deadline.
-                        (deadline.max(1) as i64).saturating_mul(1_000_000_000)
-                    },
-                    ignore_system_jobs: ignore_system,
-                }),
-                mark_eligible: disable && !keep_ineligible,
-                ..Default::default()
-            };
-            let resp: NodeUpdateResponse = client
-                .post(&format!("/v1/node/{}/drain", escape(&node)), &req)
-                .await?;
-            let n = resp.node;
-            if disable {
-                println!("node {}: drain cancelled", n.name);
-                return Ok(0);
-            }
-            println!("node {}: drain started", n.name);
-            if wait {
-                return follow_drain(&client, &n.name, ignore_system).await;
-            }
-        }
+        NodeCommand::Drain(args) => return drain(&client, args).await,
         NodeCommand::Purge { node } => {
             let resp: NodeEvaluateResponse = client
                 .post(
@@ -142,6 +88,90 @@ pub async fn run(g: &Global, cmd: NodeCommand) -> anyhow::Result<i32> {
                 resp.node.name, resp.node.scheduling_eligibility
             );
         }
+    }
+    Ok(0)
+}
+
+/// `nctl node drain`'s flags, also in Nomad's single-dash spelling (`-enable`, `-disable`,
+/// `-deadline`, `-force`, `-ignore-system`, `-yes`, `-detach`, `-monitor`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DrainArgs {
+    pub node: String,
+    /// Start a drain (what `node drain NODE` does without --disable or --monitor).
+    #[arg(long, conflicts_with_all = ["disable", "monitor"])]
+    pub enable: bool,
+    /// Stop what remains after this long: a duration ("30s", "1h30m") or seconds.
+    #[arg(long, default_value = "1h", value_parser = parse_deadline_secs)]
+    pub deadline: u64,
+    /// Let the allocations move off without a deadline.
+    #[arg(long, conflicts_with_all = ["deadline", "force"])]
+    pub no_deadline: bool,
+    /// Stop every allocation on the node now, without waiting for migrations.
+    #[arg(long, conflicts_with = "deadline")]
+    pub force: bool,
+    /// Leave system jobs running.
+    #[arg(long)]
+    pub ignore_system: bool,
+    /// Cancel a drain in progress; the node becomes eligible again.
+    #[arg(long, conflicts_with = "monitor")]
+    pub disable: bool,
+    /// With --disable: leave the node ineligible.
+    #[arg(long, requires = "disable")]
+    pub keep_ineligible: bool,
+    /// Wait until no allocation runs on the node.
+    #[arg(long, conflicts_with = "detach")]
+    pub wait: bool,
+    /// Follow a drain already under way (as --wait), changing nothing.
+    #[arg(long, conflicts_with = "detach")]
+    pub monitor: bool,
+    /// Return once the drain is requested (the default; Nomad's spelling).
+    #[arg(long)]
+    pub detach: bool,
+    /// Accepted for Nomad's scripts: nctl never asks for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// The drain request `args` ask for; `None` with `--monitor`, which changes nothing.
+fn drain_request(args: &DrainArgs) -> Option<DrainRequest> {
+    if args.monitor {
+        return None;
+    }
+    let deadline = if args.force {
+        // Nomad's forced drain: a negative deadline stops everything now.
+        -1
+    } else if args.no_deadline {
+        0
+    } else {
+        // At least a second: 0 would mean no deadline.
+        (args.deadline.max(1) as i64).saturating_mul(1_000_000_000)
+    };
+    Some(DrainRequest {
+        drain_spec: (!args.disable).then_some(DrainSpecRequest {
+            deadline,
+            ignore_system_jobs: args.ignore_system,
+        }),
+        mark_eligible: args.disable && !args.keep_ineligible,
+        ..Default::default()
+    })
+}
+
+/// `nctl node drain`: starts, cancels or (`--monitor`) follows a node's drain.
+async fn drain(client: &Client, args: DrainArgs) -> anyhow::Result<i32> {
+    let Some(req) = drain_request(&args) else {
+        return follow_drain(client, &args.node, args.ignore_system).await;
+    };
+    let resp: NodeUpdateResponse = client
+        .post(&format!("/v1/node/{}/drain", escape(&args.node)), &req)
+        .await?;
+    let n = resp.node;
+    if args.disable {
+        println!("node {}: drain cancelled", n.name);
+        return Ok(0);
+    }
+    println!("node {}: drain started", n.name);
+    if args.wait {
+        return follow_drain(client, &n.name, args.ignore_system).await;
     }
     Ok(0)
 }
@@ -198,7 +228,11 @@ async fn node_status(client: &Client, name: &str, output: Format) -> anyhow::Res
     print_host_volumes(&n);
     println!("\nAllocations");
     let stubs: Vec<AllocStub> = allocs.into_iter().map(|a| a.stub).collect();
-    print_allocs(&stubs, false);
+    let cols = AllocColumns {
+        job: true,
+        ..AllocColumns::default()
+    };
+    print_allocs(&stubs, cols);
     Ok(0)
 }
 
@@ -400,6 +434,76 @@ mod tests {
         let done = [stub("web.g[0]", "service", "complete")];
         let refs: Vec<&AllocStub> = done.iter().collect();
         assert!(still_running(&refs, false).is_empty());
+    }
+
+    /// Parses a command line as `main` does, Nomad's single-dash flags included.
+    fn parse_drain(line: &str) -> Result<DrainArgs, String> {
+        use clap::Parser;
+        let argv = line.split_whitespace().map(std::ffi::OsString::from);
+        let argv = crate::args::nomad_style(argv, crate::args::SINGLE_DASH_LONGS);
+        match crate::cmd::Cli::try_parse_from(argv).map_err(|e| e.to_string())? {
+            crate::cmd::Cli {
+                command: crate::cmd::Command::Node(NodeCommand::Drain(args)),
+                ..
+            } => Ok(args),
+            other => panic!("not a drain: {other:?}"),
+        }
+    }
+
+    fn request(line: &str) -> Option<DrainRequest> {
+        drain_request(&parse_drain(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+    }
+
+    #[test]
+    fn drain_takes_nomads_single_dash_flags() {
+        let spec = |line: &str| request(line).and_then(|r| r.drain_spec);
+        let started = spec("nctl node drain -enable n1").expect("a drain");
+        assert_eq!(started.deadline, 3_600_000_000_000, "Nomad's default hour");
+        assert!(!started.ignore_system_jobs);
+        let with = spec("nctl node drain -enable -deadline 30m -ignore-system -yes n1").unwrap();
+        assert_eq!(with.deadline, 1_800_000_000_000);
+        assert!(with.ignore_system_jobs);
+        assert_eq!(
+            spec("nctl node drain -enable -force n1").unwrap().deadline,
+            -1
+        );
+        assert_eq!(spec("nctl node drain -no-deadline n1").unwrap().deadline, 0);
+        assert!(
+            parse_drain("nctl node drain -enable -detach n1")
+                .unwrap()
+                .detach
+        );
+
+        let cancel = request("nctl node drain -disable -yes n1").unwrap();
+        assert!(cancel.drain_spec.is_none());
+        assert!(cancel.mark_eligible);
+        let keep = request("nctl node drain -disable -keep-ineligible n1").unwrap();
+        assert!(!keep.mark_eligible);
+
+        assert!(
+            request("nctl node drain -monitor n1").is_none(),
+            "changes nothing"
+        );
+        assert!(
+            request("nctl node drain --enable n1").is_some(),
+            "two dashes too"
+        );
+    }
+
+    #[test]
+    fn drain_refuses_opposite_flags_and_never_suggests_the_opposite() {
+        for line in [
+            "nctl node drain -enable -disable n1",
+            "nctl node drain -monitor -disable n1",
+            "nctl node drain -force -deadline 1m n1",
+            "nctl node drain -wait -detach n1",
+        ] {
+            assert!(parse_drain(line).is_err(), "{line}");
+        }
+        let err = parse_drain("nctl node drain --enabel n1").unwrap_err();
+        assert!(!err.contains("--disable"), "{err}");
+        let err = parse_drain("nctl node drain --disabel n1").unwrap_err();
+        assert!(!err.contains("'--enable'"), "{err}");
     }
 
     #[test]

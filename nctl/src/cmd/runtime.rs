@@ -14,13 +14,15 @@ use nomos_store::Store;
 use prometheus_client::registry::Registry;
 use tokio::task::JoinSet;
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), in colour only on a terminal and
+/// without `NO_COLOR` (log files and journald get plain text).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(crate::console::colours_for(&std::io::stderr()))
         .try_init();
 }
 

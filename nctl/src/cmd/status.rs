@@ -11,7 +11,7 @@ use nomos_server::nomad::job_reads::JobStub;
 use nomos_server::views::{DeploymentView, JobDetail};
 
 use super::client::Client;
-use super::get::{enum_str, print_allocs};
+use super::get::{enum_str, print_allocs, AllocColumns};
 use super::output::{self, print_kv, when, Format};
 use super::Global;
 
@@ -69,7 +69,7 @@ pub async fn run(g: &Global, args: StatusArgs) -> anyhow::Result<i32> {
         super::deployment::print_groups(d);
     }
     println!("\nAllocations");
-    print_allocs(&allocs, false);
+    print_allocs(&allocs, AllocColumns::default());
     Ok(0)
 }
 

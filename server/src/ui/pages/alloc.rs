@@ -138,23 +138,11 @@ pub fn alloc_page(a: &AllocView, spec_tasks: &[String], now_ms: i64) -> AllocPag
                 .iter()
                 .rev()
                 .take(RECENT_EVENTS)
-                .map(|e| {
-                    let mut detail = Vec::new();
-                    if let Some(c) = e.exit_code {
-                        detail.push(format!("exit code {c}"));
-                    }
-                    if let Some(s) = e.signal {
-                        detail.push(format!("signal {s}"));
-                    }
-                    if e.oom_killed {
-                        detail.push("OOM killed".to_string());
-                    }
-                    EventRow {
-                        time: model::when(now_ms, Some(e.time_ms)),
-                        event_type: e.event_type.clone(),
-                        message: e.message.clone(),
-                        detail: detail.join(", "),
-                    }
+                .map(|e| EventRow {
+                    time: model::when(now_ms, Some(e.time_ms)),
+                    event_type: e.event_type.clone(),
+                    message: e.message.clone(),
+                    detail: event_detail(e),
                 })
                 .collect(),
         })
@@ -257,4 +245,51 @@ pub async fn alloc_fragment(State(st): State<AppState>, Path(id): Path<String>) 
         "fragments/alloc.html",
         &serde_json::json!({ "alloc": alloc }),
     )
+}
+
+/// The exit code, signal and OOM kill of an event that its message does not already say (the
+/// agent writes "Exit Code: 3, Signal: 9, OOM Killed" into a termination's message), so each
+/// fact shows once.
+fn event_detail(e: &nomos_api::TaskEvent) -> String {
+    let said = e.message.to_ascii_lowercase();
+    let mut detail = Vec::new();
+    if let Some(c) = e.exit_code.filter(|_| !said.contains("exit code")) {
+        detail.push(format!("exit code {c}"));
+    }
+    if let Some(s) = e.signal.filter(|_| !said.contains("signal")) {
+        detail.push(format!("signal {s}"));
+    }
+    if e.oom_killed && !said.contains("oom") {
+        detail.push("OOM killed".to_string());
+    }
+    detail.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(message: &str) -> nomos_api::TaskEvent {
+        nomos_api::TaskEvent {
+            event_type: "Terminated".into(),
+            message: message.into(),
+            exit_code: Some(3),
+            signal: Some(9),
+            oom_killed: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_event_states_each_fact_once() {
+        assert_eq!(
+            event_detail(&event("Exit Code: 3, Signal: 9, OOM Killed")),
+            ""
+        );
+        assert_eq!(event_detail(&event("Exit Code: 3")), "signal 9, OOM killed");
+        assert_eq!(
+            event_detail(&event("")),
+            "exit code 3, signal 9, OOM killed"
+        );
+    }
 }

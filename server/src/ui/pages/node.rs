@@ -109,12 +109,8 @@ pub fn node_page(
                     .map(|s| s.started_at_ms)
                     .or(report.as_ref().map(|d| d.started_at_ms)),
             ),
-            deadline: model::when(
-                now_ms,
-                spec.as_ref()
-                    .map(|s| s.deadline_ms)
-                    .or(report.as_ref().map(|d| d.deadline_ms)),
-            ),
+            // Only a drain still requested has a deadline ahead of it.
+            deadline: model::when(now_ms, spec.as_ref().map(|s| s.deadline_ms)),
             ignore_system_jobs: spec.as_ref().is_some_and(|s| s.ignore_system_jobs),
             remaining: report.as_ref().map(|d| d.remaining).unwrap_or(0),
             migrating: report.as_ref().map(|d| d.migrating).unwrap_or(0),

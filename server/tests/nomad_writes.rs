@@ -361,8 +361,13 @@ async fn a_scheduler_configuration_nomos_cannot_honour_is_refused() {
         (path, json!({"SchedulerAlgorithm": "random"}), "\"random\""),
         (
             path,
-            json!({"PreemptionConfig": {"SystemSchedulerEnabled": true}}),
-            "no preemption",
+            json!({"PreemptionConfig": {"ServiceSchedulerEnabled": true}}),
+            "ServiceSchedulerEnabled: Nomos has no preemption",
+        ),
+        (
+            path,
+            json!({"PreemptionConfig": {"SystemSchedulerEnabled": true, "BatchSchedulerEnabled": true}}),
+            "BatchSchedulerEnabled",
         ),
         (
             path,
@@ -402,6 +407,50 @@ async fn a_scheduler_configuration_nomos_cannot_honour_is_refused() {
     );
     let (code, _) = srv.delete(path).await;
     assert_eq!(code, 405);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn nomads_default_scheduler_configuration_is_stored_with_a_note_on_preemption() {
+    let srv = TestServer::start().await;
+    let path = "/v1/operator/scheduler/configuration";
+    // The body Nomad's tools send by default (`nomad operator scheduler set-config` with no
+    // flag changed, the Go api's defaults).
+    let nomads_default = json!({
+        "SchedulerAlgorithm": "binpack",
+        "MemoryOversubscriptionEnabled": false,
+        "RejectJobRegistration": false,
+        "PauseEvalBroker": false,
+        "PreemptionConfig": {
+            "SystemSchedulerEnabled": true,
+            "SysBatchSchedulerEnabled": false,
+            "BatchSchedulerEnabled": false,
+            "ServiceSchedulerEnabled": false,
+        },
+    });
+    let (code, resp) = send(&srv, "PUT", path, nomads_default).await;
+    assert_eq!(code, 200, "{resp}");
+    assert_eq!(resp["Updated"], true, "{resp}");
+    let warning = resp["Warnings"].as_str().unwrap();
+    assert!(
+        warning.contains("SystemSchedulerEnabled: recorded, has no effect"),
+        "{resp}"
+    );
+    let (_, read) = srv.get(path).await;
+    let preemption = &read["SchedulerConfig"]["PreemptionConfig"];
+    assert_eq!(
+        preemption["SystemSchedulerEnabled"], true,
+        "as written: {read}"
+    );
+    assert_eq!(preemption["ServiceSchedulerEnabled"], false);
+    assert_eq!(read["Warnings"], resp["Warnings"], "{read}");
+    let stored = srv.read_json(keys::SCHEDULER_CONFIG).await.unwrap();
+    assert_eq!(stored["PreemptionConfig"]["SystemSchedulerEnabled"], true);
+
+    let (code, resp) = send(&srv, "PUT", path, json!({"SchedulerAlgorithm": "spread"})).await;
+    assert_eq!((code, &resp["Warnings"]), (200, &json!("")), "{resp}");
+    let (_, read) = srv.get(path).await;
+    assert_eq!(read["Warnings"], "", "nothing to note: {read}");
     srv.stop().await;
 }
 

@@ -79,7 +79,9 @@ impl SchedulerConfiguration {
 
     /// Every reason Nomos cannot run with this configuration, one sentence each (none: it
     /// can). Nomos has no preemption, no memory oversubscription, no evaluation broker to
-    /// pause, and no switch that refuses registrations.
+    /// pause, and no switch that refuses registrations. `SystemSchedulerEnabled` is the one
+    /// exception: it is Nomad's default (on), which tools send back unchanged, so it is taken
+    /// and recorded with a note ([`SchedulerConfiguration::notes`]) rather than refused.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         if let Err(e) = check_algorithm("SchedulerAlgorithm", &self.scheduler_algorithm) {
@@ -87,7 +89,6 @@ impl SchedulerConfiguration {
         }
         let p = &self.preemption_config;
         for (on, name) in [
-            (p.system_scheduler_enabled, "SystemSchedulerEnabled"),
             (p.sys_batch_scheduler_enabled, "SysBatchSchedulerEnabled"),
             (p.batch_scheduler_enabled, "BatchSchedulerEnabled"),
             (p.service_scheduler_enabled, "ServiceSchedulerEnabled"),
@@ -120,6 +121,18 @@ impl SchedulerConfiguration {
             }
         }
         out
+    }
+
+    /// What the configuration says that Nomos records but does not act on, one sentence each.
+    pub fn notes(&self) -> Vec<String> {
+        if !self.preemption_config.system_scheduler_enabled {
+            return Vec::new();
+        }
+        vec![
+            "PreemptionConfig.SystemSchedulerEnabled: recorded, has no effect: Nomos does not \
+             preempt; a system job that cannot fit on a node reports it as a placement failure"
+                .to_string(),
+        ]
     }
 }
 
@@ -273,6 +286,18 @@ mod tests {
         assert!(problems[0].contains("\"random\""));
         assert!(problems[1].contains("ServiceSchedulerEnabled"));
         assert!(problems[2].contains("PauseEvalBroker"));
+    }
+
+    #[test]
+    fn nomads_default_system_preemption_is_taken_with_a_note_not_refused() {
+        let mut c = SchedulerConfiguration::with_algorithm("binpack");
+        assert!(c.notes().is_empty());
+        c.preemption_config.system_scheduler_enabled = true;
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        assert_eq!(c.notes().len(), 1);
+        assert!(c.notes()[0].contains("has no effect"));
+        c.preemption_config.sys_batch_scheduler_enabled = true;
+        assert!(c.problems()[0].contains("SysBatchSchedulerEnabled"));
     }
 
     #[test]

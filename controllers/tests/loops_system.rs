@@ -1,5 +1,6 @@
 //! End to end: the system loop against the embedded store with the jobs controller and a
-//! simulated agent. A node that joins gets its system allocation; an ineligible node loses it.
+//! simulated agent. A node that joins gets its system allocation; an ineligible node loses it;
+//! each placement names the evaluation its pass recorded.
 
 mod loops_common;
 
@@ -31,6 +32,21 @@ async fn a_joining_node_gets_its_system_allocation_and_an_ineligible_one_loses_i
         async move { live(s).await == ["n1", "n2"] }
     })
     .await;
+
+    // Each placement names the evaluation that recorded its pass, and that evaluation lists it.
+    for a in job_allocs(&*store, "agentd").await {
+        let key = nomos_store::keys::eval("default", &a.eval_id);
+        let e: nomos_api::eval::Evaluation = get(&*store, &key)
+            .await
+            .unwrap_or_else(|| panic!("{} names no evaluation: {:?}", a.id, a.eval_id));
+        assert_eq!((e.status.as_str(), e.kind.as_str()), ("complete", "system"));
+        assert_eq!(e.job_id, "agentd");
+        assert!(
+            e.placed_allocs.unwrap_or_default().contains(&a.id),
+            "{}",
+            a.id
+        );
+    }
 
     join(&*store, &node("n3", 4096), None).await;
     eventually("the new node gets its allocation", 15, || {

@@ -125,17 +125,32 @@ fn replaced_invalid_spec() -> Change {
     }
 }
 
-/// Compares `job` with what is stored: outcome, changes and the stored modify index. A stored
-/// value that is not a valid job is compared through the latest accepted version (what runs),
-/// and is always rewritten.
+/// A submitted job compared with what is stored.
+pub(crate) struct Comparison {
+    pub outcome: ApplyOutcome,
+    pub changes: Vec<Change>,
+    /// The stored spec's modify index; 0 when there is none.
+    pub stored_index: i64,
+    /// The job the changes are counted from: the stored spec, or the latest accepted version
+    /// when the stored value is not a valid job; `None` for a new job.
+    pub previous: Option<Job>,
+}
+
+/// Compares `job` with what is stored. A stored value that is not a valid job is compared
+/// through the latest accepted version (what runs), and is always rewritten.
 pub(crate) async fn compare_with_stored(
     st: &AppState,
     job: &Job,
-) -> Result<(ApplyOutcome, Vec<Change>, i64), ServerError> {
+) -> Result<Comparison, ServerError> {
     let key = keys::job(&job.namespace, &job.id);
     let new_value = serde_json::to_value(job).unwrap_or(Value::Null);
     let Some(kv) = kv::get_raw(st.store.as_ref(), &key).await? else {
-        return Ok((ApplyOutcome::Created, diff_jobs(None, &new_value), 0));
+        return Ok(Comparison {
+            outcome: ApplyOutcome::Created,
+            changes: diff_jobs(None, &new_value),
+            stored_index: 0,
+            previous: None,
+        });
     };
     if let Ok(old) = read_spec(&kv) {
         let outcome = if &old == job {
@@ -144,18 +159,25 @@ pub(crate) async fn compare_with_stored(
             ApplyOutcome::Updated
         };
         let old_value = serde_json::to_value(&old).unwrap_or(Value::Null);
-        return Ok((
+        return Ok(Comparison {
             outcome,
-            diff_jobs(Some(&old_value), &new_value),
-            kv.mod_revision,
-        ));
+            changes: diff_jobs(Some(&old_value), &new_value),
+            stored_index: kv.mod_revision,
+            previous: Some(old),
+        });
     }
     let mut changes = vec![replaced_invalid_spec()];
-    if let Some((_, accepted)) = latest_accepted(st, &job.namespace, &job.id).await? {
-        let old_value = serde_json::to_value(&accepted).unwrap_or(Value::Null);
+    let accepted = latest_accepted(st, &job.namespace, &job.id).await?;
+    if let Some((_, accepted)) = &accepted {
+        let old_value = serde_json::to_value(accepted).unwrap_or(Value::Null);
         changes.extend(diff_jobs(Some(&old_value), &new_value));
     }
-    Ok((ApplyOutcome::Updated, changes, kv.mod_revision))
+    Ok(Comparison {
+        outcome: ApplyOutcome::Updated,
+        changes,
+        stored_index: kv.mod_revision,
+        previous: accepted.map(|(_, job)| job),
+    })
 }
 
 /// Writes one job unless it is unchanged; honours a check-index.
@@ -164,7 +186,12 @@ pub async fn apply_job(
     job: &Job,
     check_index: Option<i64>,
 ) -> Result<ApplyResult, ServerError> {
-    let (outcome, changes, stored_index) = compare_with_stored(st, job).await?;
+    let Comparison {
+        outcome,
+        changes,
+        stored_index,
+        ..
+    } = compare_with_stored(st, job).await?;
     if let Some(want) = check_index {
         if want != stored_index {
             return Err(ServerError::Conflict(format!(

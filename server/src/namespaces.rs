@@ -97,10 +97,7 @@ pub async fn list(
     let index = read_index(&st).await?;
     let mut out = all(&st).await?;
     out.retain(|ns| may_see(&caller.acl, &ns.name));
-    let (page, next) = crate::nomad::respond::list(out, &q, |ns| ns.name.clone());
-    let mut answer = Answer::new(page, index, &q);
-    answer.next_token = next;
-    Ok(answer)
+    Ok(Answer::paged(out, index, &q, |ns| ns.name.clone()))
 }
 
 /// `GET /v1/namespace/{name}`.

@@ -25,7 +25,7 @@ use crate::acl::Caller;
 use crate::error::ServerError;
 use crate::nomad::blocking::wait_for_change;
 use crate::nomad::query::{Namespaces, QueryOptions};
-use crate::nomad::respond::{list as page, Answer};
+use crate::nomad::respond::Answer;
 use crate::AppState;
 
 pub use crate::nomad::query::MAX_WAIT;
@@ -274,12 +274,10 @@ pub async fn get(
     };
     let (mut items, index) = read(&st, &caller, &prefix).await?;
     items.retain(|r| r.service_name == name);
-    let (mut items, next_token) = page(items, &q, |r| r.id.clone());
+    let mut answer = Answer::paged(items, index, &q, |r| r.id.clone());
     if let Some(spec) = q.param("choose") {
-        items = choose(items, spec)?;
+        answer.body = choose(answer.body, spec)?;
     }
-    let mut answer = Answer::new(items, index, &q);
-    answer.next_token = next_token;
     Ok(answer)
 }
 

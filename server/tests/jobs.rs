@@ -200,7 +200,19 @@ async fn plan_reports_changes_without_writing() {
         (&task["Name"], &task["Type"]),
         (&json!("server"), &json!("Edited"))
     );
-    assert_eq!(task["Fields"][0]["Name"], "config.args[0]", "{plan}");
+    assert!(task["Fields"].is_null(), "{plan}");
+    let config = &task["Objects"][0];
+    assert_eq!(
+        (&config["Type"], &config["Name"]),
+        (&json!("Edited"), &json!("Config")),
+        "{plan}"
+    );
+    assert_eq!(
+        config["Fields"],
+        json!([{"Type": "Edited", "Name": "args[0]", "Old": "1000", "New": "2000",
+                "Annotations": null}]),
+        "{plan}"
+    );
     let (_, plan) = srv
         .post("/v1/job/web/plan", plan_body("web.hcl", WEB_HCL))
         .await;
@@ -276,10 +288,16 @@ async fn versions_list_what_the_controller_stored_and_revert_writes_one_back() {
     assert_eq!(versions[0]["TaskGroups"][0]["Count"], 4);
     let diff = &answer["Diffs"][0];
     assert_eq!(diff["Type"], "Edited", "{answer}");
-    assert_eq!(diff["Fields"][0]["Name"], "groups[frontend].count");
+    assert!(diff["Fields"].is_null(), "{answer}");
+    let group = &diff["TaskGroups"][0];
     assert_eq!(
-        (&diff["Fields"][0]["Old"], &diff["Fields"][0]["New"]),
-        (&json!("2"), &json!("4"))
+        (&group["Name"], &group["Type"]),
+        (&json!("frontend"), &json!("Edited"))
+    );
+    assert_eq!(
+        group["Fields"][0],
+        json!({"Type": "Edited", "Name": "Count", "Old": "2", "New": "4", "Annotations": null}),
+        "{answer}"
     );
     assert!(srv.get("/v1/job/web/versions").await.1["Diffs"].is_null());
 

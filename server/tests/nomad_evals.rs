@@ -2,7 +2,8 @@
 //! a registered job's evaluation completes with the allocations it placed; a job that cannot
 //! be placed gets `FailedTGAllocs` and a blocked evaluation that completes once a node
 //! appears; a drain and a node evaluation record one per job on the node; an idle cluster
-//! records nothing more. Without a controller: list filters and pages, related evaluations,
+//! records nothing more; a system job's placements name the evaluation of the system loop's
+//! pass. Without a controller: list filters and pages, related evaluations,
 //! unknown IDs, bad bodies, and the collector.
 
 mod common;
@@ -554,5 +555,92 @@ async fn a_job_keeps_at_most_its_cap_of_evaluations() {
     assert_eq!(code, 200, "{resp}");
     assert_eq!(resp["EvalID"], "");
     assert_eq!(resp["Index"], resp["DeploymentModifyIndex"]);
+    srv.stop().await;
+}
+
+/// A system job on every node of dc1.
+const AGENTD: &str = r#"
+job "agentd" {
+  datacenters = ["dc1"]
+  type        = "system"
+  group "g" {
+    task "t" {
+      driver = "raw_exec"
+      config { command = "/bin/true" }
+      resources {
+        cpu    = 100
+        memory = 64
+      }
+    }
+  }
+}
+"#;
+
+/// One pass of the real system loop (unfenced).
+async fn system_pass(srv: &TestServer) {
+    use nomos_controllers::loops::{self, Ctx, LoopMetrics, LoopName, LoopsConfig};
+    let mut registry = prometheus_client::registry::Registry::default();
+    let ctx = Ctx {
+        store: srv.store.clone(),
+        leadership: None,
+        config: LoopsConfig::default(),
+        metrics: LoopMetrics::register(&mut registry),
+        name: LoopName::System,
+    };
+    loops::pass(&ctx).await.expect("system pass");
+}
+
+#[tokio::test]
+async fn a_system_jobs_placements_name_the_evaluation_the_job_lists() {
+    let (srv, stop) = with_controller().await;
+    seed_node(&srv, "n1", true).await;
+    seed_node(&srv, "n2", true).await;
+    let (code, body) = apply_source(&srv, "agentd.hcl", AGENTD).await;
+    assert_eq!(code, 200, "{body}");
+    // The jobs controller accepts the version; the system loop places on its next pass.
+    let mut allocs = Value::Null;
+    for _ in 0..100 {
+        system_pass(&srv).await;
+        allocs = srv.get("/v1/job/agentd/allocations").await.1;
+        if allocs.as_array().is_some_and(|a| a.len() == 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let allocs = allocs.as_array().expect("allocations").clone();
+    assert_eq!(allocs.len(), 2, "{allocs:?}");
+    let eval_id = allocs[0]["EvalID"].as_str().unwrap().to_string();
+    assert!(!eval_id.is_empty(), "{allocs:?}");
+    assert_eq!(
+        allocs[1]["EvalID"], allocs[0]["EvalID"],
+        "one pass, one evaluation"
+    );
+    let (_, evals) = srv.get("/v1/job/agentd/evaluations").await;
+    let recorded = evals
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["ID"] == eval_id.as_str())
+        .unwrap_or_else(|| panic!("{eval_id} is not listed: {evals}"));
+    assert_eq!(recorded["Type"], "system", "{recorded}");
+    assert_eq!(recorded["Status"], "complete", "{recorded}");
+    assert_eq!(recorded["TriggeredBy"], "job-register", "{recorded}");
+    let (code, placed) = srv
+        .get(&format!("/v1/evaluation/{eval_id}/allocations"))
+        .await;
+    assert_eq!(code, 200, "{placed}");
+    assert_eq!(placed.as_array().map(Vec::len), Some(2), "{placed}");
+    let system_evals = |evals: &Value| {
+        let listed = evals.as_array().cloned().unwrap_or_default();
+        listed.into_iter().filter(|e| e["Type"] == "system").count()
+    };
+    system_pass(&srv).await;
+    let (_, again) = srv.get("/v1/job/agentd/evaluations").await;
+    assert_eq!(
+        system_evals(&again),
+        system_evals(&evals),
+        "an idle pass records nothing"
+    );
+    let _ = stop.send(());
     srv.stop().await;
 }

@@ -255,6 +255,102 @@ async fn a_purged_node_is_forgotten_and_its_allocations_are_lost() {
     srv.stop().await;
 }
 
+/// `n` allocations of job `web` desired to run on node `n1`.
+async fn many_allocs_on_n1(srv: &TestServer, n: usize) -> Vec<String> {
+    let ids: Vec<String> = (0..n).map(|i| format!("cccc{i:04}-0000")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        srv.put_json(
+            &keys::alloc("n1", id),
+            &json!({"id": id, "namespace": "default", "job_id": "web", "task_group": "frontend",
+                    "name": format!("web.frontend[{i}]"), "node": "n1", "desired_status": "run"}),
+        )
+        .await;
+    }
+    ids
+}
+
+#[tokio::test]
+async fn a_node_with_many_allocations_is_purged_whole() {
+    let srv = TestServer::start().await;
+    seed_node(&srv, "n1", true).await;
+    let ids = many_allocs_on_n1(&srv, 120).await;
+    let (code, resp) = srv.post("/v1/node/n1/purge", json!({})).await;
+    assert_eq!(code, 200, "{resp}");
+    for id in &ids {
+        let alloc = srv.read_json(&keys::alloc("n1", id)).await.unwrap();
+        assert_eq!(alloc["desired_status"], "stop", "{id}: {alloc}");
+        let status = srv.read_json(&keys::alloc_status("n1", id)).await.unwrap();
+        assert_eq!(status["client_status"], "lost", "{id}: {status}");
+    }
+    assert!(srv.read_json(&keys::node("n1")).await.is_none());
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_purge_cut_short_runs_again_to_the_end() {
+    let srv = TestServer::start().await;
+    seed_node(&srv, "n1", true).await;
+    let ids = many_allocs_on_n1(&srv, 70).await;
+    // As a purge leaves it after its first batch: some allocations stopped and lost, the node
+    // still known (its keys go last).
+    for id in &ids[..50] {
+        srv.put_json(
+            &keys::alloc("n1", id),
+            &json!({"id": id, "namespace": "default", "job_id": "web", "task_group": "frontend",
+                    "name": "web.frontend[0]", "node": "n1", "desired_status": "stop",
+                    "desired_description": "node n1 purged; allocation lost"}),
+        )
+        .await;
+        srv.put_json(
+            &keys::alloc_status("n1", id),
+            &json!({"alloc_id": id, "client_status": "lost", "client_description": "node n1 purged"}),
+        )
+        .await;
+    }
+    let before = srv.read_json(&keys::alloc("n1", &ids[0])).await.unwrap();
+    let (code, resp) = srv.post("/v1/node/n1/purge", json!({})).await;
+    assert_eq!(
+        code, 200,
+        "the node is still known, so it purges again: {resp}"
+    );
+    for id in &ids {
+        let alloc = srv.read_json(&keys::alloc("n1", id)).await.unwrap();
+        assert_eq!(alloc["desired_status"], "stop", "{id}: {alloc}");
+    }
+    assert_eq!(
+        srv.read_json(&keys::alloc("n1", &ids[0])).await.unwrap(),
+        before,
+        "what the first run stopped is left as it was"
+    );
+    assert!(srv.read_json(&keys::node("n1")).await.is_none());
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_purge_that_fails_midway_leaves_the_node_to_purge_again() {
+    let srv = TestServer::start().await;
+    seed_node(&srv, "n1", true).await;
+    let ids = many_allocs_on_n1(&srv, 50).await;
+    // Twenty more that sort after them, each so large that their batch is over the store's
+    // request limit: the purge's second transaction fails.
+    for i in 0..20 {
+        let id = format!("dddd{i:04}-0000");
+        srv.put_json(
+            &keys::alloc("n1", &id),
+            &json!({"id": id, "namespace": "default", "job_id": "web", "task_group": "frontend",
+                    "name": "x".repeat(100_000), "node": "n1", "desired_status": "run"}),
+        )
+        .await;
+    }
+    let (code, resp) = srv.post("/v1/node/n1/purge", json!({})).await;
+    assert_ne!(code, 200, "{resp}");
+    let (code, _) = srv.get("/v1/node/n1").await;
+    assert_eq!(code, 200, "the node's keys go last: it can be purged again");
+    let first = srv.read_json(&keys::alloc("n1", &ids[0])).await.unwrap();
+    assert_eq!(first["desired_status"], "stop", "the first batch is done");
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn the_jobs_controller_replaces_what_ran_on_a_purged_node() {
     let (srv, stop) = with_controller().await;
@@ -361,8 +457,13 @@ async fn a_scheduler_configuration_nomos_cannot_honour_is_refused() {
         (path, json!({"SchedulerAlgorithm": "random"}), "\"random\""),
         (
             path,
-            json!({"PreemptionConfig": {"SystemSchedulerEnabled": true}}),
-            "no preemption",
+            json!({"PreemptionConfig": {"ServiceSchedulerEnabled": true}}),
+            "ServiceSchedulerEnabled: Nomos has no preemption",
+        ),
+        (
+            path,
+            json!({"PreemptionConfig": {"SystemSchedulerEnabled": true, "BatchSchedulerEnabled": true}}),
+            "BatchSchedulerEnabled",
         ),
         (
             path,
@@ -402,6 +503,50 @@ async fn a_scheduler_configuration_nomos_cannot_honour_is_refused() {
     );
     let (code, _) = srv.delete(path).await;
     assert_eq!(code, 405);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn nomads_default_scheduler_configuration_is_stored_with_a_note_on_preemption() {
+    let srv = TestServer::start().await;
+    let path = "/v1/operator/scheduler/configuration";
+    // The body Nomad's tools send by default (`nomad operator scheduler set-config` with no
+    // flag changed, the Go api's defaults).
+    let nomads_default = json!({
+        "SchedulerAlgorithm": "binpack",
+        "MemoryOversubscriptionEnabled": false,
+        "RejectJobRegistration": false,
+        "PauseEvalBroker": false,
+        "PreemptionConfig": {
+            "SystemSchedulerEnabled": true,
+            "SysBatchSchedulerEnabled": false,
+            "BatchSchedulerEnabled": false,
+            "ServiceSchedulerEnabled": false,
+        },
+    });
+    let (code, resp) = send(&srv, "PUT", path, nomads_default).await;
+    assert_eq!(code, 200, "{resp}");
+    assert_eq!(resp["Updated"], true, "{resp}");
+    let warning = resp["Warnings"].as_str().unwrap();
+    assert!(
+        warning.contains("SystemSchedulerEnabled: recorded, has no effect"),
+        "{resp}"
+    );
+    let (_, read) = srv.get(path).await;
+    let preemption = &read["SchedulerConfig"]["PreemptionConfig"];
+    assert_eq!(
+        preemption["SystemSchedulerEnabled"], true,
+        "as written: {read}"
+    );
+    assert_eq!(preemption["ServiceSchedulerEnabled"], false);
+    assert_eq!(read["Warnings"], resp["Warnings"], "{read}");
+    let stored = srv.read_json(keys::SCHEDULER_CONFIG).await.unwrap();
+    assert_eq!(stored["PreemptionConfig"]["SystemSchedulerEnabled"], true);
+
+    let (code, resp) = send(&srv, "PUT", path, json!({"SchedulerAlgorithm": "spread"})).await;
+    assert_eq!((code, &resp["Warnings"]), (200, &json!("")), "{resp}");
+    let (_, read) = srv.get(path).await;
+    assert_eq!(read["Warnings"], "", "nothing to note: {read}");
     srv.stop().await;
 }
 

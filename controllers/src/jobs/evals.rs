@@ -251,7 +251,8 @@ pub fn failed(pending: &[Evaluation], why: &str, now_ns: i64) -> Vec<Evaluation>
         .collect()
 }
 
-fn new_record(
+/// A new evaluation `status` of the job, triggered by `trigger`, at `now_ns`.
+pub(crate) fn new_record(
     job: &JobFacts,
     trigger: &str,
     status: &str,

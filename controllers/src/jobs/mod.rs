@@ -1147,12 +1147,12 @@ impl Ctx {
 }
 
 /// Unix milliseconds as the Unix nanoseconds evaluations keep.
-fn now_ns(now_ms: i64) -> i64 {
+pub(crate) fn now_ns(now_ms: i64) -> i64 {
     now_ms.saturating_mul(1_000_000)
 }
 
 /// The job's facts its evaluation records carry.
-fn job_facts(jk: &JobKey, job: &Job, spec_revision: i64) -> JobFacts {
+pub(crate) fn job_facts(jk: &JobKey, job: &Job, spec_revision: i64) -> JobFacts {
     JobFacts {
         namespace: jk.0.clone(),
         job_id: jk.1.clone(),

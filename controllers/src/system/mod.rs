@@ -16,6 +16,7 @@
 //! - a new version replaces allocations node by node, at most `update.max_parallel` at a time
 //!   (counting replacements not yet healthy).
 
+pub mod evals;
 pub mod run;
 
 #[cfg(test)]
@@ -476,7 +477,7 @@ fn new_alloc(
         deployment_id: String::new(),
         canary: false,
         previous_alloc: previous.to_string(),
-        // The system loop records no evaluations.
+        // Set by the executor to the evaluation that records the pass ([`evals`]).
         eval_id: String::new(),
         reschedule_attempts: 0,
         reschedule_times_ms: Vec::new(),

@@ -1,14 +1,17 @@
 //! The system loop's executor: for every system and sysbatch job whose spec exists, plan against
 //! the cluster snapshot and write the plan. New allocations are created only if absent and only
 //! if nothing changed on their node since the read (the jobs controller's per-node guard), so two
-//! writers can never over-commit a node; stops compare on the allocation's revision. The job
-//! status (summary, placement failures) is written here for these jobs.
+//! writers can never over-commit a node; stops compare on the allocation's revision. A pass
+//! that places or stops allocations of a job records an evaluation ([`super::evals`]), written
+//! after the placements with those that committed; the allocations name it as their `EvalID`.
+//! The job status (summary, placement failures) is written here for these jobs.
 
 use async_trait::async_trait;
 use nomos_api::DesiredStatus;
 use nomos_store::keys;
 
-use super::{plan, summarize};
+use super::{evals, plan, summarize};
+use crate::jobs::{job_facts, now_ns};
 use crate::loops::ctx::{Ctx, Loop, LoopName, PassOutcome};
 use crate::loops::view::{Part, View};
 use crate::write::{alloc_update, encode, node_guard, put, set_desired, unchanged};
@@ -68,9 +71,13 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
             continue;
         }
         let allocs = view.observed_allocs_of(key);
-        let p = plan(job, version, &mut snapshot, &allocs, now);
+        let mut p = plan(job, version, &mut snapshot, &allocs, now);
+        let trigger = evals::trigger(job, version, &p, &allocs);
+        let eval_id = trigger.map(|_| uuid::Uuid::new_v4().to_string());
         let mut conflicted = false;
-        for n in &p.place {
+        let mut placed = Vec::new();
+        for n in &mut p.place {
+            n.alloc.eval_id = eval_id.clone().unwrap_or_default();
             let k = keys::alloc(&n.alloc.node, &n.alloc.id);
             let value = encode(&k, &n.alloc, "allocation")?;
             let ok = ctx
@@ -80,6 +87,9 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
                 )
                 .await?;
             conflicted |= !ok;
+            if ok {
+                placed.push(n.alloc.id.clone());
+            }
         }
         for s in &p.stop {
             let Some(cur) = view.allocs.get(&s.alloc_id) else {
@@ -88,6 +98,14 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
             let stopped = set_desired(&cur.value, DesiredStatus::Stop, &s.reason, now);
             let (compare, op) = alloc_update(&stopped, cur.mod_revision)?;
             conflicted |= !ctx.commit(vec![compare], vec![op]).await?;
+        }
+        if let (Some(trigger), Some(id)) = (trigger, eval_id) {
+            let spec_revision = view.specs.get(key).map_or(0, |s| s.mod_revision);
+            let facts = job_facts(key, job, spec_revision);
+            let record = evals::record(&facts, trigger, &p, placed, id, now_ns(now));
+            let k = keys::eval(&record.namespace, &record.id);
+            let value = encode(&k, &record, "evaluation")?;
+            conflicted |= !ctx.commit(vec![], vec![put(&k, value)]).await?;
         }
         // Status: what the agents report now (the next pass sees the new allocations).
         let (summary, status_word) = summarize(job, &allocs);

@@ -419,3 +419,70 @@ fn a_replacement_settles_only_once_healthy_by_its_rule() {
         assert_eq!(a.is_settled(&rule, now), want, "{case}");
     }
 }
+
+#[test]
+fn each_pass_that_acts_names_its_trigger_and_an_idle_one_records_nothing() {
+    use nomos_api::eval::triggers;
+    let mut c = Cluster::new(&[("n1", 8192), ("small", 128)]);
+    let mut job = sys_job(JobType::System);
+    let trigger = |c: &mut Cluster, job: &Job, version: u64| {
+        let p = c.plan(job, version);
+        let t = evals::trigger(job, version, &p, &c.allocs);
+        c.apply(&p, ClientStatus::Running);
+        t
+    };
+    assert_eq!(trigger(&mut c, &job, 0), Some(triggers::JOB_REGISTER));
+    assert_eq!(
+        trigger(&mut c, &job, 0),
+        None,
+        "idle, though small cannot fit"
+    );
+    c.snap.upsert_node(node("n2", 8192), None, true);
+    assert_eq!(trigger(&mut c, &job, 0), Some(triggers::NODE_UPDATE));
+    assert_eq!(trigger(&mut c, &job, 1), Some(triggers::JOB_REGISTER));
+    c.snap.set_node_spec(
+        "n2",
+        Some(&NodeSpec {
+            eligible: Some(false),
+            drain: None,
+        }),
+    );
+    assert_eq!(trigger(&mut c, &job, 1), Some(triggers::NODE_UPDATE));
+    job.stop = true;
+    assert_eq!(trigger(&mut c, &job, 1), Some(triggers::JOB_DEREGISTER));
+}
+
+#[test]
+fn a_passs_evaluation_is_complete_and_carries_what_it_placed_and_could_not() {
+    let mut c = Cluster::new(&[("n1", 8192), ("n2", 8192), ("small", 128)]);
+    let job = sys_job(JobType::System);
+    let p = c.plan(&job, 0);
+    let facts = crate::jobs::evals::JobFacts {
+        namespace: "default".into(),
+        job_id: "agentd".into(),
+        kind: "system".into(),
+        priority: 50,
+        job_modify_index: 7,
+    };
+    let placed = vec![p.place[0].alloc.id.clone()];
+    let e = evals::record(&facts, "job-register", &p, placed.clone(), "e1".into(), 5);
+    assert_eq!(
+        (e.id.as_str(), e.status.as_str(), e.kind.as_str()),
+        ("e1", "complete", "system")
+    );
+    assert_eq!((e.job_id.as_str(), e.job_modify_index), ("agentd", 7));
+    assert_eq!(e.triggered_by, "job-register");
+    assert_eq!(e.placed_allocs, Some(placed), "only what committed");
+    let failed = &e.failed_tg_allocs.as_ref().unwrap()["g"];
+    assert_eq!((failed.nodes_exhausted, failed.coalesced_failures), (1, 0));
+    assert_eq!((e.create_time, e.modify_time), (5, 5));
+    let none = evals::record(
+        &facts,
+        "node-update",
+        &SystemPlan::default(),
+        vec![],
+        "e2".into(),
+        5,
+    );
+    assert!(none.placed_allocs.is_none() && none.failed_tg_allocs.is_none());
+}

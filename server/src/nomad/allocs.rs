@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::blocking::{read_index, wait_for_change};
 use super::nodes::CpuShares;
 use super::query::QueryOptions;
-use super::respond::{list, Answer};
+use super::respond::Answer;
 use super::shapes::{go_time, ms_to_ns, null_empty};
 use crate::acl::Caller;
 use crate::error::ServerError;
@@ -664,10 +664,7 @@ pub async fn list_allocs(
     });
     look.load_jobs(&st, &rows).await?;
     let stubs = rows.iter().map(|r| stub(r, &look, parts)).collect();
-    let (page, next) = list(stubs, &q, |a| a.id.clone());
-    let mut answer = Answer::new(page, index, &q);
-    answer.next_token = next;
-    Ok(answer)
+    Ok(Answer::paged(stubs, index, &q, |a| a.id.clone()))
 }
 
 /// `GET /v1/allocation/{id}`.

@@ -31,7 +31,7 @@ use super::allocs::{stub, AllocStub, Lookup, Parts, ALLOC_PREFIXES};
 use super::blocking::{read_index, wait_for_change};
 use super::evals::{create_after_write, NewEval};
 use super::query::QueryOptions;
-use super::respond::{self, Answer};
+use super::respond::Answer;
 use super::shapes::{go_time, ms_to_ns, null_empty};
 use crate::acl::Caller;
 use crate::body::JsonBody;
@@ -311,10 +311,7 @@ pub async fn list_deployments(
     });
     let jobs = JobIndexes::read(&st).await?;
     let shaped = all.iter().map(|v| shape(v, &jobs)).collect();
-    let (page, next) = respond::list(shaped, &q, |d| d.id.clone());
-    let mut answer = Answer::new(page, index, &q);
-    answer.next_token = next;
-    Ok(answer)
+    Ok(Answer::paged(shaped, index, &q, |d| d.id.clone()))
 }
 
 /// `GET /v1/deployment/{id}`.

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::allocs::{stub, AllocStub, Lookup, Parts};
 use super::blocking::{read_index, wait_for_change};
 use super::query::QueryOptions;
-use super::respond::{list, Answer};
+use super::respond::Answer;
 use crate::acl::Caller;
 use crate::body::JsonBody;
 use crate::error::ServerError;
@@ -231,10 +231,7 @@ pub async fn list_evals(
             && job.is_none_or(|j| e.job_id == j)
             && status.is_none_or(|s| e.status == s)
     });
-    let (page, next) = list(evals, &q, |e| e.id.clone());
-    let mut answer = Answer::new(page, index, &q);
-    answer.next_token = next;
-    Ok(answer)
+    Ok(Answer::paged(evals, index, &q, |e| e.id.clone()))
 }
 
 /// One evaluation, with `RelatedEvals` when asked for.

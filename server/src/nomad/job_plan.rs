@@ -15,6 +15,8 @@ use axum::extract::{Path, State};
 use axum::Extension;
 use indexmap::IndexMap;
 use nomos_api::acl::check::CAP_SUBMIT_JOB;
+use nomos_api::nomad_out::{job_to_nomad, JobMeta};
+use nomos_api::Job;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -120,8 +122,25 @@ fn diff_updates(g: &PlanGroup) -> IndexMap<String, u64> {
     .collect()
 }
 
-/// The plan's answer for one planned job.
-fn answer_of(p: &PlanResult, want_diff: bool, warnings: String) -> Value {
+/// The two jobs a plan's diff compares, in Nomad's JSON shape: what is stored (`None` for a
+/// new job) and what was submitted.
+pub struct DiffInput {
+    pub stored: Option<Value>,
+    pub submitted: Value,
+}
+
+impl DiffInput {
+    fn of(stored: Option<&Job>, submitted: &Job) -> DiffInput {
+        let nomad = |job: &Job| job_to_nomad(job, &JobMeta::default());
+        DiffInput {
+            stored: stored.map(nomad),
+            submitted: nomad(submitted),
+        }
+    }
+}
+
+/// The plan's answer for one planned job, with the diff when `diff` is given.
+fn answer_of(p: &PlanResult, diff: Option<&DiffInput>, warnings: String) -> Value {
     let mut desired = serde_json::Map::new();
     let mut failed = serde_json::Map::new();
     let mut extras = serde_json::Map::new();
@@ -146,7 +165,7 @@ fn answer_of(p: &PlanResult, want_diff: bool, warnings: String) -> Value {
         "Annotations": {"DesiredTGUpdates": desired},
         "FailedTGAllocs": if failed.is_empty() { Value::Null } else { Value::Object(failed) },
         "JobModifyIndex": p.modify_index,
-        "Diff": want_diff.then(|| job_diff(&p.id, &p.changes, &updates)),
+        "Diff": diff.map(|d| job_diff(&p.id, d.stored.as_ref(), &d.submitted, &updates)),
         "NextPeriodicLaunch": "0001-01-01T00:00:00Z",
         "Warnings": warnings,
         "JobID": p.id,
@@ -179,7 +198,10 @@ pub async fn plan(
     crate::namespaces::require_namespaces(&st, std::slice::from_ref(&job)).await?;
     let index = super::blocking::read_index(&st).await?;
     let view = nomos_controllers::plan::read(st.store.as_ref()).await?;
-    let (outcome, changes, modify_index) = compare_with_stored(&st, &job).await?;
+    let compared = compare_with_stored(&st, &job).await?;
+    let diff = req
+        .diff
+        .then(|| DiffInput::of(compared.previous.as_ref(), &job));
     let decided =
         nomos_controllers::plan::plan_job(&view, &job, nomos_api::now_ms(), &st.scheduler);
     let groups = decided
@@ -208,16 +230,16 @@ pub async fn plan(
     let result = PlanResult {
         namespace: job.namespace.clone(),
         id: job.id.clone(),
-        outcome,
-        changes,
-        modify_index,
+        outcome: compared.outcome,
+        changes: compared.changes,
+        modify_index: compared.stored_index,
         version: decided.version,
         note: decided.note,
         groups,
     };
     let lines: Vec<String> = warnings.iter().map(ToString::to_string).collect();
     Ok(Answer::new(
-        answer_of(&result, req.diff, lines.join("\n")),
+        answer_of(&result, diff.as_ref(), lines.join("\n")),
         index,
         &q,
     ))
@@ -310,7 +332,11 @@ mod tests {
             note: Some("periodic".into()),
             groups: vec![group("a"), group("b")],
         };
-        let answer = answer_of(&plan, true, String::new());
+        let diff = DiffInput {
+            stored: None,
+            submitted: json!({"ID": "web", "TaskGroups": [{"Name": "a"}, {"Name": "b"}]}),
+        };
+        let answer = answer_of(&plan, Some(&diff), String::new());
         assert_eq!(answer["Annotations"]["DesiredTGUpdates"]["a"]["Place"], 2);
         assert_eq!(answer["Annotations"]["DesiredTGUpdates"]["a"]["Ignore"], 1);
         assert_eq!(answer["FailedTGAllocs"]["a"]["CoalescedFailures"], 1);

@@ -29,7 +29,7 @@ use serde_json::Value;
 
 use super::blocking::{read_index, wait_for_change};
 use super::query::{Namespaces, QueryOptions};
-use super::respond::{list, Answer};
+use super::respond::Answer;
 use super::shapes::ms_to_ns;
 use crate::acl::Caller;
 use crate::error::ServerError;
@@ -353,10 +353,7 @@ pub async fn list_jobs(
     }
     let mut paging = q.clone();
     paging.prefix = None;
-    let (page, next) = list(stubs, &paging, page_token);
-    let mut answer = Answer::new(page, index, &q);
-    answer.next_token = next;
-    Ok(answer)
+    Ok(Answer::paged(stubs, index, &paging, page_token))
 }
 
 /// A list entry's page token: `<namespace>.<id>`.

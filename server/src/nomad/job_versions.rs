@@ -1,6 +1,6 @@
 //! A job's versions and the writes that act on one, in Nomad's shapes:
 //! - `GET /v1/job/{id}/versions?diffs=true`: `{Versions: [Job...], Diffs: [JobDiff...]}`, newest
-//!   first; each diff is between a version and the one before it;
+//!   first; each diff is Nomad's ([`super::job_diff`]) from the version before to this one;
 //! - `POST|PUT /v1/job/{id}/revert` `{JobID, JobVersion, EnforcePriorVersion}`: writes version
 //!   `JobVersion` back as the spec (not stopped); with `EnforcePriorVersion`, only while the
 //!   newest accepted version is that one (409 otherwise);
@@ -26,12 +26,13 @@ use serde_json::{json, Value};
 
 use super::blocking::{read_index, wait_for_change};
 use super::evals;
+use super::job_diff::job_diff;
 use super::job_reads::JOB_PREFIXES;
 use super::job_writes::{outcome_word, RegisterResponse};
 use super::query::QueryOptions;
 use super::respond::Answer;
 use crate::body::JsonBody;
-use crate::diff::{diff_jobs, Change, ChangeKind};
+use crate::diff::diff_jobs;
 use crate::error::ServerError;
 use crate::jobs::apply_job;
 use crate::kv;
@@ -60,35 +61,6 @@ fn version_to_nomad(v: &JobVersionView, job: &Job) -> Value {
     job_to_nomad(job, &meta)
 }
 
-/// Nomad's diff of two versions, one field per change: `{Type: Edited|None, ID, Fields:
-/// [{Type: Added|Deleted|Edited, Name, Old, New, Annotations}], Objects: null, TaskGroups:
-/// null}` (the field names are Nomos's change paths, such as `groups[web].count`).
-pub fn flat_diff(id: &str, changes: &[Change]) -> Value {
-    let text = |v: &Option<Value>| match v {
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => String::new(),
-    };
-    let fields: Vec<Value> = changes
-        .iter()
-        .map(|c| {
-            let kind = match c.kind {
-                ChangeKind::Added => "Added",
-                ChangeKind::Removed => "Deleted",
-                ChangeKind::Changed => "Edited",
-            };
-            json!({"Type": kind, "Name": c.path, "Old": text(&c.old), "New": text(&c.new), "Annotations": null})
-        })
-        .collect();
-    json!({
-        "Type": if fields.is_empty() { "None" } else { "Edited" },
-        "ID": id,
-        "Fields": if fields.is_empty() { Value::Null } else { Value::Array(fields) },
-        "Objects": null,
-        "TaskGroups": null,
-    })
-}
-
 /// `GET /v1/job/{id}/versions`.
 pub async fn versions(
     State(st): State<AppState>,
@@ -113,8 +85,13 @@ pub async fn versions(
             .windows(2)
             .map(|pair| {
                 let (newer, older) = (&pair[0].1, &pair[1].1);
-                let changes = diff_jobs(Some(&canonical(older)), &canonical(newer));
-                flat_diff(&found.id, &changes)
+                let nomad = |job: &Job| job_to_nomad(job, &JobMeta::default());
+                job_diff(
+                    &found.id,
+                    Some(&nomad(older)),
+                    &nomad(newer),
+                    &IndexMap::new(),
+                )
             })
             .collect::<Vec<_>>()
     });

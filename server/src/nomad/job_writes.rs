@@ -30,7 +30,7 @@ use crate::acl::Caller;
 use crate::body::JsonBody;
 use crate::diff::Change;
 use crate::error::ServerError;
-use crate::jobs::compare_with_stored;
+use crate::jobs::{compare_with_stored, Comparison};
 use crate::kv;
 use crate::specs::{check_namespace, job_versions, locate_job, read_spec};
 use crate::views::{ApplyOutcome, DiagnosticView};
@@ -248,7 +248,12 @@ async fn register(
     if req.preserve_counts {
         preserve_counts(st, &mut job).await?;
     }
-    let (outcome, changes, stored_index) = compare_with_stored(st, &job).await?;
+    let Comparison {
+        outcome,
+        changes,
+        stored_index,
+        ..
+    } = compare_with_stored(st, &job).await?;
     if req.enforce_index {
         enforce_index(req.job_modify_index, stored_index)?;
     }

@@ -6,8 +6,12 @@
 //! wherever it fits, as for any stopped allocation its job still wants, and the collector
 //! deletes them (finished and stopped). Stopping them here, rather than leaving the lost
 //! originals desired to run as a disconnected node's are, is what forgetting the node means:
-//! it will not come back to them. The first transaction deletes the node keys with the first
-//! allocations; a node with more continues in transactions of its own.
+//! it will not come back to them. The allocations go in batches of [`ALLOCS_PER_TXN`] (the store
+//! takes at most 128 operations in a transaction), each compared with the allocations as read;
+//! the node's keys go last, in a transaction of their own compared with the node as read. A
+//! purge cut short (a crash, a lost connection, a node that changed meanwhile: 409) leaves the
+//! node known with some of its allocations stopped, and running it again finishes the work:
+//! an allocation already stopped is left as it is.
 //!
 //! The heartbeat lease is revoked: an agent still running finds it gone at its next renewal
 //! and registers the node again (Nomad's behaviour: a purged node that is alive rejoins); it
@@ -101,6 +105,24 @@ fn unzip(changes: &[AllocChange]) -> (Vec<Compare>, Vec<TxnOp>) {
     (compares, ops)
 }
 
+/// Writes one batch of changes in one transaction. When one of them was written meanwhile
+/// (the controller stopped it, say), the others go one by one and what changed is left as it
+/// now is. Safe to run again: a stopped allocation is not changed a second time.
+async fn stop_batch(st: &AppState, batch: &[AllocChange]) -> Result<(), ServerError> {
+    let (compares, ops) = unzip(batch);
+    let txn = Txn::new().when(compares).and_then(ops);
+    if st.store.txn(txn).await?.succeeded {
+        return Ok(());
+    }
+    for change in batch {
+        let (compares, ops) = unzip(std::slice::from_ref(change));
+        st.store
+            .txn(Txn::new().when(compares).and_then(ops))
+            .await?;
+    }
+    Ok(())
+}
+
 /// `POST|PUT /v1/node/{id}/purge`.
 pub async fn purge(
     State(st): State<AppState>,
@@ -128,45 +150,28 @@ pub async fn purge(
         .await?;
     let lease = heartbeat.kvs.first().map_or(0, |kv| kv.lease);
     let changes = lost_and_stopped(&n, &allocs, &statuses, nomos_api::now_ms())?;
-    let mut chunks = changes.chunks(ALLOCS_PER_TXN);
-    let (mut compares, mut ops) = unzip(chunks.next().unwrap_or_default());
-    compares.push(Compare::mod_revision(
+    for batch in changes.chunks(ALLOCS_PER_TXN) {
+        stop_batch(&st, batch).await?;
+    }
+    let compares = vec![Compare::mod_revision(
         keys::node(&n),
         CompareOp::Equal,
         node.modify_index,
-    ));
-    for key in [
+    )];
+    let ops = [
         keys::node(&n),
         keys::node_spec(&n),
         keys::node_status(&n),
         keys::drain_status(&n),
         keys::heartbeat(&n),
-    ] {
-        ops.push(TxnOp::delete(key));
-    }
+    ]
+    .into_iter()
+    .map(TxnOp::delete)
+    .collect();
     let node_modify_index = kv::commit(store, compares, ops, || {
-        format!("node {n:?} or an allocation on it changed while it was being purged; retry")
+        format!("node {n:?} changed while it was being purged; retry")
     })
     .await?;
-    for chunk in chunks {
-        let (compares, ops) = unzip(chunk);
-        if st
-            .store
-            .txn(Txn::new().when(compares).and_then(ops))
-            .await?
-            .succeeded
-        {
-            continue;
-        }
-        // One of them was written meanwhile (the controller stopped it, say): the others one
-        // by one; what changed is left as it now is.
-        for change in chunk {
-            let (compares, ops) = unzip(std::slice::from_ref(change));
-            st.store
-                .txn(Txn::new().when(compares).and_then(ops))
-                .await?;
-        }
-    }
     if lease != 0 {
         match st.store.lease_revoke(lease).await {
             Ok(()) | Err(StoreError::LeaseNotFound(_)) => {}

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::blocking::{read_index, wait_for_change};
 use super::query::QueryOptions;
-use super::respond::{list, Answer};
+use super::respond::Answer;
 use super::shapes::{go_time, ms_to_ns, null_empty};
 use crate::body::JsonBody;
 use crate::error::ServerError;
@@ -528,10 +528,7 @@ pub async fn list_nodes(
         .iter()
         .map(|n| stub(n, with_resources, with_os))
         .collect();
-    let (page, next) = list(stubs, &q, |n| n.id.clone());
-    let mut answer = Answer::new(page, index, &q);
-    answer.next_token = next;
-    Ok(answer)
+    Ok(Answer::paged(stubs, index, &q, |n| n.id.clone()))
 }
 
 /// `GET /v1/node/{id}`.

@@ -10,7 +10,10 @@
 //!
 //! Nomos has no preemption, no memory oversubscription, no evaluation broker to pause and no
 //! switch that refuses registrations: those read as off, and a write that turns one on is a
-//! 400 naming it rather than a setting stored and ignored.
+//! 400 naming it rather than a setting stored and ignored. The exception is Nomad's own
+//! default, `PreemptionConfig.SystemSchedulerEnabled: true`, which Nomad's tools send back
+//! unchanged: it is stored as written, and both answers say in Nomos's `Warnings` that it has
+//! no effect ([`SchedulerConfiguration::notes`]).
 
 use axum::extract::State;
 use nomos_api::settings::{refuse_any, PreemptionConfig, SchedulerConfiguration};
@@ -55,6 +58,7 @@ pub async fn scheduler_configuration(
         "Index": index,
         "LastContact": 0,
         "KnownLeader": true,
+        "Warnings": config.notes().join("\n"),
     });
     Ok(Answer::new(body, index, &q))
 }
@@ -119,6 +123,7 @@ pub async fn set_scheduler_configuration(
         ),
     };
     let config = to_store(req)?;
+    let warnings = config.notes().join("\n");
     let store = st.store.as_ref();
     let (updated, index) = match cas {
         Some(expected) => {
@@ -134,7 +139,7 @@ pub async fn set_scheduler_configuration(
         ),
     };
     Ok(Answer::new(
-        json!({"Updated": updated, "Index": index}),
+        json!({"Updated": updated, "Index": index, "Warnings": warnings}),
         index,
         &q,
     ))

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use super::blocking::{read_index, wait_for_change};
 use super::nodes::{pool_of, stub, NodeStub};
 use super::query::QueryOptions;
-use super::respond::{list, Answer};
+use super::respond::Answer;
 use crate::body::JsonBody;
 use crate::error::ServerError;
 use crate::kv::{self, Entry};
@@ -98,10 +98,9 @@ pub async fn list_pools(
         .iter()
         .map(|p| pool(p, stored.get(p)))
         .collect();
-    let (page, next) = list(pools, &q, |p| p["Name"].as_str().unwrap_or("").to_string());
-    let mut answer = Answer::new(page, index, &q);
-    answer.next_token = next;
-    Ok(answer)
+    Ok(Answer::paged(pools, index, &q, |p| {
+        p["Name"].as_str().unwrap_or("").to_string()
+    }))
 }
 
 /// `GET /v1/node/pool/{name}`.
@@ -132,10 +131,7 @@ pub async fn pool_nodes(
         .filter(|n| name == "all" || pool_of(n) == name)
         .map(|n| stub(n, false, false))
         .collect();
-    let (page, next) = list(members, &q, |n| n.id.clone());
-    let mut answer = Answer::new(page, index, &q);
-    answer.next_token = next;
-    Ok(answer)
+    Ok(Answer::paged(members, index, &q, |n| n.id.clone()))
 }
 
 /// Validates and writes a pool; answers it as stored.

@@ -38,6 +38,24 @@ impl<T: Serialize> Answer<T> {
     }
 }
 
+impl<T: Serialize> Answer<Vec<T>> {
+    /// A list's answer: `items` after `prefix`, `filter` and paging ([`list`]), carrying the
+    /// next page's token (`X-Nomad-Nexttoken`) when there is one. Every list endpoint answers
+    /// through it.
+    pub fn paged(
+        items: Vec<T>,
+        index: i64,
+        q: &QueryOptions,
+        token_of: impl Fn(&T) -> String,
+    ) -> Self {
+        let (page, next_token) = list(items, q, token_of);
+        Answer {
+            next_token,
+            ..Answer::new(page, index, q)
+        }
+    }
+}
+
 impl<T: Serialize> IntoResponse for Answer<T> {
     fn into_response(self) -> Response {
         let encoded = if self.pretty {
@@ -207,6 +225,58 @@ mod tests {
                 seen,
                 ["api", "batch1", "batch2", "web", "worker"],
                 "{per_page}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_paged_answer_carries_its_page_and_the_next_token() {
+        let table: &[(&str, &str, &[&str], Option<&str>)] = &[
+            (
+                "first page",
+                "per_page=2",
+                &["api", "batch1"],
+                Some("batch2"),
+            ),
+            (
+                "middle page",
+                "per_page=2&next_token=batch2",
+                &["batch2", "web"],
+                Some("worker"),
+            ),
+            (
+                "last page",
+                "per_page=2&next_token=worker",
+                &["worker"],
+                None,
+            ),
+            ("token past the end", "per_page=2&next_token=zzz", &[], None),
+            (
+                "per_page 0 is no paging",
+                "per_page=0",
+                &["api", "batch1", "batch2", "web", "worker"],
+                None,
+            ),
+            (
+                "per_page absent",
+                "next_token=web",
+                &["web", "worker"],
+                None,
+            ),
+        ];
+        for (case, query, want, next) in table {
+            let q = QueryOptions::parse(query).unwrap();
+            let answer = Answer::paged(items(), 9, &q, |i| i.id.to_string());
+            let got: Vec<&str> = answer.body.iter().map(|i| i.id).collect();
+            assert_eq!(&got, want, "{case}");
+            assert_eq!(answer.next_token.as_deref(), *next, "{case}");
+            assert_eq!(answer.index, 9, "{case}");
+            let resp = answer.into_response();
+            let header = resp.headers().get(NEXT_TOKEN_HEADER);
+            assert_eq!(
+                header.and_then(|h| h.to_str().ok()),
+                *next,
+                "{case}: the header"
             );
         }
     }

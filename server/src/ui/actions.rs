@@ -66,7 +66,7 @@ pub fn revert_choices(versions: &[JobVersionView], current: u64) -> Vec<RevertCh
     };
     let mut older: Vec<&JobVersionView> =
         versions.iter().filter(|v| v.version != current).collect();
-    older.sort_by(|a, b| b.version.cmp(&a.version));
+    older.sort_by_key(|v| std::cmp::Reverse(v.version));
     older
         .into_iter()
         .filter_map(|v| Some((v, canonical(v.job.as_ref()?))))

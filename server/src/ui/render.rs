@@ -50,6 +50,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/fragments/alloc.html"),
     ),
     (
+        "fragments/actions_macros.html",
+        include_str!("../../templates/fragments/actions_macros.html"),
+    ),
+    (
         "fragments/actions_job.html",
         include_str!("../../templates/fragments/actions_job.html"),
     ),
@@ -94,8 +98,9 @@ fn href(v: String) -> Value {
     }
 }
 
-/// `{{ x|json_attr }}`: a value as JSON that is safe inside a quoted HTML attribute (the
-/// action buttons' request bodies, single-quoted): `<`, `>`, `&` and `'` become `\u` escapes.
+/// `{{ x|json_attr }}`: a value as JSON for the action buttons' request bodies, with `<`, `>`,
+/// `&` and `'` as `\u` escapes. It is not marked safe: what it is joined into is HTML-escaped
+/// into its attribute as any value is.
 fn json_attr(v: Value) -> Result<Value, minijinja::Error> {
     let text = serde_json::to_string(&v).map_err(|e| {
         minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
@@ -107,7 +112,7 @@ fn json_attr(v: Value) -> Result<Value, minijinja::Error> {
             _ => out.push(c),
         }
     }
-    Ok(Value::from_safe_string(out))
+    Ok(Value::from(out))
 }
 
 /// Renders one template over a serialisable context.

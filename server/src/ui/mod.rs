@@ -8,12 +8,15 @@
 //! - [`series`]: the overview's resource chart: a pure sample of the cluster, a bounded ring
 //!   buffer, and the background sampler that [`crate::serve`] runs until shutdown.
 //! - [`render`]: the minijinja environment over `server/templates/` (HTML autoescaping).
+//! - [`actions`]: what the action buttons need (revert diffs, dispatch inputs, replacements);
+//!   the actions themselves are `/v1` requests sent by `assets/actions.js` after a confirmation.
 //! - [`assets`]: the stylesheet, the chart script and the vendored htmx and uPlot, embedded.
 //!
 //! Live updates: each page's changing part is also served alone under `/ui/fragments/...`;
 //! the page asks htmx to fetch it every [`render::REFRESH`] while the tab is visible and swaps
 //! it in. The chart script polls `/ui/series` at the sampler's interval.
 
+pub mod actions;
 pub mod assets;
 pub mod model;
 pub mod pages;

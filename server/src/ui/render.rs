@@ -49,6 +49,22 @@ const TEMPLATES: &[(&str, &str)] = &[
         "fragments/alloc.html",
         include_str!("../../templates/fragments/alloc.html"),
     ),
+    (
+        "fragments/actions_macros.html",
+        include_str!("../../templates/fragments/actions_macros.html"),
+    ),
+    (
+        "fragments/actions_job.html",
+        include_str!("../../templates/fragments/actions_job.html"),
+    ),
+    (
+        "fragments/actions_alloc.html",
+        include_str!("../../templates/fragments/actions_alloc.html"),
+    ),
+    (
+        "fragments/actions_node.html",
+        include_str!("../../templates/fragments/actions_node.html"),
+    ),
 ];
 
 static ENV: LazyLock<Result<Environment<'static>, minijinja::Error>> = LazyLock::new(build);
@@ -61,6 +77,8 @@ fn build() -> Result<Environment<'static>, minijinja::Error> {
         env.add_template(name, source)?;
     }
     env.add_filter("href", href);
+    env.add_filter("segment", |s: String| super::model::encode_segment(&s));
+    env.add_filter("json_attr", json_attr);
     env.add_global("version", env!("CARGO_PKG_VERSION"));
     env.add_global("refresh", REFRESH);
     Ok(env)
@@ -78,6 +96,23 @@ fn href(v: String) -> Value {
     } else {
         Value::from_safe_string("#".into())
     }
+}
+
+/// `{{ x|json_attr }}`: a value as JSON for the action buttons' request bodies, with `<`, `>`,
+/// `&` and `'` as `\u` escapes. It is not marked safe: what it is joined into is HTML-escaped
+/// into its attribute as any value is.
+fn json_attr(v: Value) -> Result<Value, minijinja::Error> {
+    let text = serde_json::to_string(&v).map_err(|e| {
+        minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
+    })?;
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' | '>' | '&' | '\'' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            _ => out.push(c),
+        }
+    }
+    Ok(Value::from(out))
 }
 
 /// Renders one template over a serialisable context.
@@ -110,6 +145,12 @@ mod tests {
         .unwrap();
         assert!(html.contains("&lt;b&gt;x&lt;&#x2f;b&gt;"), "{html}");
         assert!(!html.contains("<script>\""), "{html}");
+    }
+
+    #[test]
+    fn json_in_attributes_cannot_close_the_attribute_or_open_a_tag() {
+        let out = json_attr(Value::from("a'<b>&\"")).unwrap().to_string();
+        assert_eq!(out, r#""a\u0027\u003cb\u003e\u0026\"""#);
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub struct AllocPage {
     pub healthy: Option<bool>,
     pub deployment_id: String,
     pub previous: Option<Link>,
+    /// The allocation that replaced this one (filled by the handler).
+    pub next: Option<Link>,
     pub ports: Vec<PortRow>,
     pub created: When,
     pub modified: When,
@@ -184,6 +186,7 @@ pub fn alloc_page(a: &AllocView, spec_tasks: &[String], now_ms: i64) -> AllocPag
             text: model::short_id(&al.previous_alloc),
             href: model::alloc_href(&al.previous_alloc),
         }),
+        next: None,
         ports: al
             .ports
             .iter()
@@ -229,6 +232,7 @@ async fn alloc_model(st: &AppState, id: &str) -> Result<AllocPage, ServerError> 
     let regs =
         crate::services::registrations_in(st, &al.namespace, |r| r.alloc_id == al.id).await?;
     page.services = regs.iter().map(ServiceInstanceRow::of).collect();
+    page.next = crate::ui::actions::replacement(&crate::reads::all_allocs(st).await?, &al.id);
     Ok(page)
 }
 

@@ -105,6 +105,8 @@ pub struct JobPage {
     pub allocs: Vec<AllocRow>,
     /// The job's services in the catalogue: instances and how many are healthy.
     pub services: Vec<ServiceRow>,
+    /// What the action buttons need (filled by the handler).
+    pub actions: crate::ui::actions::JobActions,
     pub fragment_href: String,
 }
 
@@ -233,6 +235,7 @@ pub fn job_page(d: &JobData, now_ms: i64) -> JobPage {
         }),
         allocs: model::alloc_rows(&d.allocs, now_ms),
         services: service_rows(&d.services),
+        actions: Default::default(),
         fragment_href: format!(
             "/ui/fragments/job/{}{}",
             model::encode_segment(&job.id),
@@ -354,7 +357,9 @@ async fn job_model(
     q: &NsParam,
 ) -> Result<JobPage, ServerError> {
     let data = load_job(st, caller, q.ns(), id).await?;
-    Ok(job_page(&data, nomos_api::now_ms()))
+    let mut page = job_page(&data, nomos_api::now_ms());
+    page.actions = crate::ui::actions::job_actions(st, &data.detail.job, page.version).await?;
+    Ok(page)
 }
 
 /// `GET /ui/job/{id}?namespace=`.

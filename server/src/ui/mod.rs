@@ -8,13 +8,17 @@
 //! - [`series`]: the overview's resource chart: a pure sample of the cluster, a bounded ring
 //!   buffer, and the background sampler that [`crate::serve`] runs until shutdown.
 //! - [`render`]: the minijinja environment over `server/templates/` (HTML autoescaping).
-//! - [`assets`]: the stylesheet, the chart script and the vendored htmx and uPlot, embedded.
+//! - [`assets`]: the stylesheet, the scripts and the vendored htmx, uPlot and xterm.js, embedded.
+//! - [`logs`]: the allocation page's live logs, relayed as server-sent events; [`console`]:
+//!   what the page's log and terminal panels may offer the caller.
 //!
 //! Live updates: each page's changing part is also served alone under `/ui/fragments/...`;
 //! the page asks htmx to fetch it every [`render::REFRESH`] while the tab is visible and swaps
 //! it in. The chart script polls `/ui/series` at the sampler's interval.
 
 pub mod assets;
+pub mod console;
+pub mod logs;
 pub mod model;
 pub mod pages;
 pub mod render;
@@ -38,6 +42,8 @@ pub struct UiState {
     /// How often the background sampler records a point.
     pub sample_every: Duration,
     pub series: Arc<series::Series>,
+    /// The live log relay's limits ([`logs`]).
+    pub logs: logs::UiLogConfig,
 }
 
 impl UiState {
@@ -47,6 +53,7 @@ impl UiState {
         UiState {
             sample_every: every,
             series: Arc::new(series::Series::for_interval(every)),
+            logs: logs::UiLogConfig::default(),
         }
     }
 }
@@ -73,6 +80,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/fragments/node/{name}", get(pages::node_fragment))
         .route("/ui/fragments/allocation/{id}", get(pages::alloc_fragment))
         .route("/ui/series", get(pages::series))
+        .route("/ui/logs/{id}", get(logs::stream))
         .route("/ui/login", get(crate::acl::login::page))
         .route("/ui/assets/{*path}", get(assets::serve))
         .route("/ui/{*rest}", get(not_found))

@@ -49,6 +49,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "fragments/alloc.html",
         include_str!("../../templates/fragments/alloc.html"),
     ),
+    (
+        "fragments/console.html",
+        include_str!("../../templates/fragments/console.html"),
+    ),
 ];
 
 static ENV: LazyLock<Result<Environment<'static>, minijinja::Error>> = LazyLock::new(build);

@@ -7,6 +7,8 @@
 //! unknown task or one that does not run, 403 without `alloc-exec` (and for `raw_exec`
 //! tasks, `alloc-node-exec`, as Nomad asks, judged by the allocation's own job version). A session with no frame either way for
 //! [`EXEC_IDLE_TIMEOUT`] is closed, which kills the command.
+//! With `?ws_handshake=true` (browsers) the token comes in the first frame instead and the
+//! same checks run after the upgrade, before the agent is called ([`super::exec_handshake`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -343,7 +343,7 @@ impl Follow {
                 return lines_event(&lines, c.offset);
             }
             c.idle_polls += 1;
-            if c.idle_polls % POLLS_PER_CHECK == 0 && self.finished().await {
+            if c.idle_polls.is_multiple_of(POLLS_PER_CHECK) && self.finished().await {
                 return self.end(c, "the task has finished");
             }
             if c.last_output.elapsed() >= self.st.ui.logs.idle {

@@ -1,7 +1,8 @@
 //! The allocation page's console in a real headless Chromium (tests/common/browser.rs): live
 //! logs that start with the last N lines, follow a line the task prints after the page
 //! opened, switch to stderr and search within what is shown; a terminal (xterm.js over the
-//! exec websocket with `ws_handshake=true`) that runs what is typed and shows the exit code;
+//! exec websocket with `ws_handshake=true`) that runs what is typed, gives the command the
+//! page's size and follows the window's, and shows the exit code;
 //! and with ACLs on, a token without `alloc-exec` gets no terminal and no shell. No page
 //! raises a script error. Screenshots go to `target/ui-screenshots/` (logs.png,
 //! terminal.png).
@@ -106,6 +107,32 @@ async fn wait_lines(b: &Browser, n: u64, first: &str, last: &str) {
     panic!("expected {n} lines {first:?}..{last:?}, found {got:?}");
 }
 
+/// The last `ROWS COLS` line `stty size` printed in the terminal, once it differs from
+/// `before`.
+async fn tty_size(b: &Browser, before: Option<(u32, u32)>) -> (u32, u32) {
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = b
+            .find("#terminal .xterm-rows")
+            .await
+            .text()
+            .await
+            .unwrap_or_default();
+        let last = text.lines().rev().find_map(|l| {
+            let mut it = l.split_whitespace().map(|w| w.parse::<u32>().ok());
+            match (it.next(), it.next(), it.next()) {
+                (Some(Some(r)), Some(Some(c)), None) => Some((r, c)),
+                _ => None,
+            }
+        });
+        if let Some(size) = last.filter(|s| Some(*s) != before) {
+            return size;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no new stty size in the terminal: {text}");
+}
+
 async fn scroll_to(b: &Browser, id: &str) {
     b.client
         .execute(
@@ -178,6 +205,17 @@ fn logs_follow_live_from_the_last_lines_and_the_terminal_runs_what_is_typed() {
         b.wait_text("#terminal .xterm-rows", "42").await;
         scroll_to(&b, "terminal").await;
         b.screenshot(&screenshots().join("terminal.png")).await;
+        // The command's terminal has the page's size, and follows the window's.
+        keys.send_keys(&format!("stty size{ENTER}")).await.unwrap();
+        let (rows, wide) = tty_size(&b, None).await;
+        assert!(rows > 0 && wide > 40, "{rows} {wide}");
+        b.client.set_window_size(900, 900).await.unwrap();
+        keys.send_keys(&format!("stty size{ENTER}")).await.unwrap();
+        let (_, narrow) = tty_size(&b, Some((rows, wide))).await;
+        assert!(
+            narrow < wide,
+            "{narrow} columns after narrowing from {wide}"
+        );
         keys.send_keys(&format!("exit 3{ENTER}")).await.unwrap();
         b.wait_text("#terminal .term-status", "exited with code 3")
             .await;

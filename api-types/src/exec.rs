@@ -186,6 +186,37 @@ impl ExecEvent {
     }
 }
 
+/// The first frame of a session opened with `?ws_handshake=true` (browsers cannot set
+/// headers on a websocket): `{"version":1,"auth_token":"SECRET"}`, an empty token meaning
+/// anonymous.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ExecHandshake {
+    pub version: u32,
+    #[serde(default)]
+    pub auth_token: String,
+}
+
+/// The handshake version this side speaks (Nomad's).
+pub const EXEC_HANDSHAKE_VERSION: u32 = 1;
+
+impl ExecHandshake {
+    /// Reads a handshake frame; anything else (a stdin frame, another version) is refused.
+    pub fn parse(text: &str) -> Result<ExecHandshake, ApiError> {
+        let handshake: ExecHandshake = serde_json::from_str(text).map_err(|e| {
+            bad(format!(
+                "expected the handshake {{\"version\":1,\"auth_token\":\"...\"}} as the first frame: {e}"
+            ))
+        })?;
+        if handshake.version != EXEC_HANDSHAKE_VERSION {
+            return Err(bad(format!(
+                "handshake version must be {EXEC_HANDSHAKE_VERSION}, found {}",
+                handshake.version
+            )));
+        }
+        Ok(handshake)
+    }
+}
+
 /// Reads the `command` parameter: a JSON array of at least one string, the program first.
 pub fn parse_command(param: Option<&str>) -> Result<Vec<String>, ApiError> {
     let text = param.filter(|p| !p.trim().is_empty()).ok_or_else(|| {
@@ -275,6 +306,26 @@ mod tests {
             ExecEvent::Heartbeat
         );
         assert!(ExecEvent::parse(r#"{"exited":true}"#).is_err());
+    }
+
+    #[test]
+    fn a_handshake_carries_version_one_and_the_token() {
+        let h = ExecHandshake::parse(r#"{"version":1,"auth_token":"abc"}"#).unwrap();
+        assert_eq!(h.auth_token, "abc");
+        assert_eq!(
+            ExecHandshake::parse(r#"{"version":1}"#).unwrap().auth_token,
+            ""
+        );
+        let refused = [
+            (r#"{"stdin":{"data":"aGk="}}"#, "expected the handshake"),
+            ("{}", "expected the handshake"),
+            (r#"{"version":2,"auth_token":"abc"}"#, "version must be 1"),
+            ("not json", "expected the handshake"),
+        ];
+        for (text, want) in refused {
+            let err = ExecHandshake::parse(text).unwrap_err().to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -294,7 +294,7 @@ async fn authorize(st: &AppState, parts: &mut Parts, path: &str) -> Result<Calle
         tracing::error!(route = %path, method = %parts.method, "route has no ACL rule; refusing (add it to server/src/acl/rules.rs)");
         return Err(denied());
     };
-    if rule == Rule::Public {
+    if rule == Rule::Public || (matches!(rule, Rule::WsHandshake(..)) && asks_handshake(parts)) {
         return Ok(Caller {
             token: None,
             acl: Acl::default(),
@@ -307,6 +307,13 @@ async fn authorize(st: &AppState, parts: &mut Parts, path: &str) -> Result<Calle
     } else {
         Err(denied())
     }
+}
+
+/// Whether the request is a websocket that brings its token in its first frame
+/// (`?ws_handshake=true`, read exactly as the handler reads it).
+fn asks_handshake(parts: &Parts) -> bool {
+    crate::nomad::query::QueryOptions::parse(parts.uri.query().unwrap_or(""))
+        .is_ok_and(|q| q.flag("ws_handshake", false))
 }
 
 /// Whether `caller` passes `rule`. Where only the handler can tell which namespaces a request
@@ -332,11 +339,13 @@ async fn grants(
         Rule::ReadAll => acl.allows_namespace("*", CAP_READ_JOB) && acl.allows_node(Access::Read),
         Rule::Variables => true,
         Rule::Filtered(cap) => acl.allows_namespace_somewhere(cap) || acl.allows_node(Access::Read),
-        Rule::Namespace(cap, from) => match namespace_of(st, parts, from).await? {
-            Some(ns) if ns == "*" && from.is_list() => acl.allows_namespace_somewhere(cap),
-            Some(ns) => acl.allows_namespace(&ns, cap),
-            None => acl.allows_namespace_somewhere(cap),
-        },
+        Rule::Namespace(cap, from) | Rule::WsHandshake(cap, from) => {
+            match namespace_of(st, parts, from).await? {
+                Some(ns) if ns == "*" && from.is_list() => acl.allows_namespace_somewhere(cap),
+                Some(ns) => acl.allows_namespace(&ns, cap),
+                None => acl.allows_namespace_somewhere(cap),
+            }
+        }
     })
 }
 

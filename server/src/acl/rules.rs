@@ -48,6 +48,11 @@ pub enum Rule {
     Management,
     /// A namespace capability.
     Namespace(&'static str, NsFrom),
+    /// As [`Rule::Namespace`], except that a websocket opened with `?ws_handshake=true`
+    /// brings its token in its first frame: the middleware passes it on with no rights, and
+    /// the handler checks the token and this capability before anything runs
+    /// (`crate::nomad::exec_handshake`).
+    WsHandshake(&'static str, NsFrom),
     Node(Access),
     Agent(Access),
     Operator(Access),
@@ -228,7 +233,7 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     (
         "GET",
         "/v1/client/allocation/{id}/exec",
-        Namespace(CAP_ALLOC_EXEC, Alloc),
+        WsHandshake(CAP_ALLOC_EXEC, Alloc),
     ),
     (
         "GET",
@@ -463,6 +468,7 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
         Namespace(CAP_READ_JOB, Alloc),
     ),
     ("GET", "/ui/series", Node(Access::Read)),
+    ("GET", "/ui/logs/{id}", Namespace(CAP_READ_LOGS, Alloc)),
     ("GET", "/ui/assets/{*path}", Public),
     ("GET", "/ui/{*rest}", Filtered(CAP_READ_JOB)),
 ];

@@ -7,6 +7,8 @@
 //! unknown task or one that does not run, 403 without `alloc-exec` (and for `raw_exec`
 //! tasks, `alloc-node-exec`, as Nomad asks, judged by the allocation's own job version). A session with no frame either way for
 //! [`EXEC_IDLE_TIMEOUT`] is closed, which kills the command.
+//! With `?ws_handshake=true` (browsers) the token comes in the first frame instead and the
+//! same checks run after the upgrade, before the agent is called ([`super::exec_handshake`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::Extension;
 use futures::{SinkExt, StreamExt};
-use nomos_api::acl::check::CAP_ALLOC_NODE_EXEC;
+use nomos_api::acl::check::{CAP_ALLOC_EXEC, CAP_ALLOC_NODE_EXEC};
 use nomos_api::exec::{parse_command, ExecInput, EXEC_MAX_FRAME_BYTES};
 use nomos_api::Job;
 use nomos_store::keys;
@@ -41,7 +43,19 @@ const CLOSE_LINGER: Duration = Duration::from_secs(5);
 type AgentSocket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// `GET /v1/client/allocation/{alloc}/exec`.
+/// What a request asks to run, read from its query before anything else.
+#[derive(Debug, Clone)]
+pub(crate) struct ExecRequest {
+    /// The allocation's ID or unique prefix.
+    pub id: String,
+    pub task: Option<String>,
+    pub command: Vec<String>,
+    pub tty: bool,
+}
+
+/// `GET /v1/client/allocation/{alloc}/exec`. With `?ws_handshake=true` the socket is upgraded
+/// first and [`super::exec_handshake`] checks the token of its first frame before anything
+/// runs; otherwise the token came in a header and the middleware checked it.
 pub async fn exec(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -51,8 +65,41 @@ pub async fn exec(
 ) -> Result<Response, ServerError> {
     let command =
         parse_command(q.param("command")).map_err(|e| ServerError::BadRequest(e.to_string()))?;
-    let view = find_alloc(&st, &id).await?;
+    let request = ExecRequest {
+        id,
+        task: q.param("task").map(str::to_string),
+        command,
+        tty: q.flag("tty", false),
+    };
+    if q.flag("ws_handshake", false) {
+        let upgrade = upgrade.map_err(not_an_upgrade)?;
+        return Ok(upgrade
+            .max_message_size(EXEC_MAX_FRAME_BYTES)
+            .on_upgrade(move |client| super::exec_handshake::serve(st, request, client)));
+    }
+    let (view, task) = prepare(&st, &request, &caller).await?;
+    let upgrade = upgrade.map_err(not_an_upgrade)?;
+    let agent = connect_agent(&st, &view, &task, &request.command, request.tty).await?;
+    Ok(upgrade
+        .max_message_size(EXEC_MAX_FRAME_BYTES)
+        .on_upgrade(move |client| relay(client, agent, EXEC_IDLE_TIMEOUT)))
+}
+
+fn not_an_upgrade(e: WebSocketUpgradeRejection) -> ServerError {
+    ServerError::BadRequest(format!("exec answers websocket upgrades only: {e}"))
+}
+
+/// Everything checked before a command may run: the allocation exists and runs, the task
+/// exists, and `caller` holds `alloc-exec` in its namespace (and `alloc-node-exec` for
+/// `raw_exec`). Answers the allocation and the task's name.
+pub(crate) async fn prepare(
+    st: &AppState,
+    request: &ExecRequest,
+    caller: &Caller,
+) -> Result<(AllocView, String), ServerError> {
+    let view = find_alloc(st, &request.id).await?;
     let alloc = &view.allocation;
+    caller.require_namespace(&alloc.namespace, CAP_ALLOC_EXEC)?;
     if view.client_status().is_terminal() || alloc.desired_status != nomos_api::DesiredStatus::Run {
         return Err(ServerError::BadRequest(format!(
             "allocation {} is not running (client status {:?}), so nothing can run inside it",
@@ -60,24 +107,18 @@ pub async fn exec(
             view.client_status()
         )));
     }
-    let task = pick_task(&st, &view, q.param("task"))
+    let task = pick_task(st, &view, request.task.as_deref())
         .await
         .map_err(|e| match e {
             ServerError::NotFound(why) => ServerError::BadRequest(why),
             other => other,
         })?;
     // Unknown counts as raw_exec: without its version nothing shows the task is isolated.
-    let driver = task_driver(&st, &view, &task).await;
+    let driver = task_driver(st, &view, &task).await;
     if matches!(driver.as_deref(), None | Some("raw_exec")) {
-        caller.require_namespace(&alloc.namespace, CAP_ALLOC_NODE_EXEC)?;
+        caller.require_namespace(&view.allocation.namespace, CAP_ALLOC_NODE_EXEC)?;
     }
-    let upgrade = upgrade.map_err(|e| {
-        ServerError::BadRequest(format!("exec answers websocket upgrades only: {e}"))
-    })?;
-    let agent = connect_agent(&st, &view, &task, &command, q.flag("tty", false)).await?;
-    Ok(upgrade
-        .max_message_size(EXEC_MAX_FRAME_BYTES)
-        .on_upgrade(move |client| relay(client, agent, EXEC_IDLE_TIMEOUT)))
+    Ok((view, task))
 }
 
 /// The driver `task` has in the job version the allocation runs (not the job's latest: a
@@ -97,7 +138,7 @@ async fn task_driver(st: &AppState, view: &AllocView, task: &str) -> Option<Stri
 }
 
 /// Opens the agent's exec websocket; its refusals (before the upgrade) are the client's.
-async fn connect_agent(
+pub(crate) async fn connect_agent(
     st: &AppState,
     view: &AllocView,
     task: &str,
@@ -176,7 +217,7 @@ fn agent_exec_url(
 
 /// Relays frames between the client and the agent until either side closes or the session
 /// has been idle for `idle`; closing the agent's socket kills the command.
-async fn relay(client: WebSocket, agent: AgentSocket, idle: Duration) {
+pub(crate) async fn relay(client: WebSocket, agent: AgentSocket, idle: Duration) {
     let started = Instant::now();
     let last_frame = Arc::new(AtomicU64::new(0));
     let touch = || last_frame.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);

@@ -30,6 +30,7 @@ pub mod event_payloads;
 pub mod event_stream;
 pub mod event_topics;
 pub mod exec;
+pub mod exec_handshake;
 pub mod fs;
 pub mod fs_source;
 pub mod job_diff;

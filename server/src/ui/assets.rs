@@ -1,5 +1,6 @@
 //! The UI's static files, embedded in the binary: the hand-written stylesheet and script, and the
-//! vendored htmx and uPlot with their licences (copied unmodified from `shared/vendor/`).
+//! vendored htmx and uPlot with their licences (copied unmodified from `shared/vendor/`), and
+//! xterm.js bundled by `scripts/vendor-xterm` from Debian's `node-xterm`.
 //! Vendored files carry their version in the path, so browsers may cache them for good.
 
 use axum::extract::Path;
@@ -39,6 +40,16 @@ pub const ASSETS: &[Asset] = &[
         body: include_bytes!("../../assets/actions.js"),
     },
     Asset {
+        path: "console.js",
+        content_type: JS,
+        body: include_bytes!("../../assets/console.js"),
+    },
+    Asset {
+        path: "console.css",
+        content_type: CSS,
+        body: include_bytes!("../../assets/console.css"),
+    },
+    Asset {
         path: "vendor/htmx-2.0.11/htmx.min.js",
         content_type: JS,
         body: include_bytes!("../../assets/vendor/htmx-2.0.11/htmx.min.js"),
@@ -62,6 +73,22 @@ pub const ASSETS: &[Asset] = &[
         path: "vendor/uplot-1.6.32/LICENSE",
         content_type: TEXT,
         body: include_bytes!("../../assets/vendor/uplot-1.6.32/LICENSE"),
+    },
+    // Bundled by scripts/vendor-xterm from Debian's node-xterm.
+    Asset {
+        path: "vendor/xterm-3.8.1/xterm.js",
+        content_type: JS,
+        body: include_bytes!("../../assets/vendor/xterm-3.8.1/xterm.js"),
+    },
+    Asset {
+        path: "vendor/xterm-3.8.1/xterm.css",
+        content_type: CSS,
+        body: include_bytes!("../../assets/vendor/xterm-3.8.1/xterm.css"),
+    },
+    Asset {
+        path: "vendor/xterm-3.8.1/LICENSE",
+        content_type: TEXT,
+        body: include_bytes!("../../assets/vendor/xterm-3.8.1/LICENSE"),
     },
 ];
 

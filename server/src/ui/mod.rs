@@ -10,7 +10,9 @@
 //! - [`render`]: the minijinja environment over `server/templates/` (HTML autoescaping).
 //! - [`actions`]: what the action buttons need (revert diffs, dispatch inputs, replacements);
 //!   the actions themselves are `/v1` requests sent by `assets/actions.js` after a confirmation.
-//! - [`assets`]: the stylesheet, the chart script and the vendored htmx and uPlot, embedded.
+//! - [`assets`]: the stylesheet, the scripts and the vendored htmx, uPlot and xterm.js, embedded.
+//! - [`logs`]: the allocation page's live logs, relayed as server-sent events; [`console`]:
+//!   what the page's log and terminal panels may offer the caller.
 //!
 //! Live updates: each page's changing part is also served alone under `/ui/fragments/...`;
 //! the page asks htmx to fetch it every [`render::REFRESH`] while the tab is visible and swaps
@@ -18,6 +20,8 @@
 
 pub mod actions;
 pub mod assets;
+pub mod console;
+pub mod logs;
 pub mod model;
 pub mod pages;
 pub mod render;
@@ -41,6 +45,8 @@ pub struct UiState {
     /// How often the background sampler records a point.
     pub sample_every: Duration,
     pub series: Arc<series::Series>,
+    /// The live log relay's limits ([`logs`]).
+    pub logs: logs::UiLogConfig,
 }
 
 impl UiState {
@@ -50,6 +56,7 @@ impl UiState {
         UiState {
             sample_every: every,
             series: Arc::new(series::Series::for_interval(every)),
+            logs: logs::UiLogConfig::default(),
         }
     }
 }
@@ -76,6 +83,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/fragments/node/{name}", get(pages::node_fragment))
         .route("/ui/fragments/allocation/{id}", get(pages::alloc_fragment))
         .route("/ui/series", get(pages::series))
+        .route("/ui/logs/{id}", get(logs::stream))
         .route("/ui/login", get(crate::acl::login::page))
         .route("/ui/assets/{*path}", get(assets::serve))
         .route("/ui/{*rest}", get(not_found))

@@ -65,6 +65,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "fragments/actions_node.html",
         include_str!("../../templates/fragments/actions_node.html"),
     ),
+    (
+        "fragments/console.html",
+        include_str!("../../templates/fragments/console.html"),
+    ),
 ];
 
 static ENV: LazyLock<Result<Environment<'static>, minijinja::Error>> = LazyLock::new(build);

@@ -2,9 +2,11 @@
 //! and its service checks.
 
 use axum::extract::{Path, State};
+use axum::Extension;
 use serde::Serialize;
 
 use super::{html, Link, Page};
+use crate::acl::Caller;
 use crate::error::ServerError;
 use crate::ui::model::{self, When};
 use crate::views::AllocView;
@@ -236,10 +238,18 @@ async fn alloc_model(st: &AppState, id: &str) -> Result<AllocPage, ServerError> 
     Ok(page)
 }
 
-/// `GET /ui/allocation/{id}` (ID or unique prefix).
-pub async fn alloc(State(st): State<AppState>, Path(id): Path<String>) -> Page {
+/// `GET /ui/allocation/{id}` (ID or unique prefix), with its console for the caller.
+pub async fn alloc(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Extension(caller): Extension<Caller>,
+) -> Page {
     let alloc = alloc_model(&st, &id).await?;
-    html("alloc.html", &serde_json::json!({ "alloc": alloc }))
+    let console = crate::ui::console::console(&alloc, &caller.acl);
+    html(
+        "alloc.html",
+        &serde_json::json!({ "alloc": alloc, "console": console }),
+    )
 }
 
 /// `GET /ui/fragments/allocation/{id}`.

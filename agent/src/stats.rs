@@ -210,6 +210,7 @@ mod tests {
             memory_rss_bytes: 1 << 20,
             cpu_total_ns: cpu,
             pids: 2,
+            ..TaskStats::default()
         };
         let first = s.alloc_usage(
             "a1",

@@ -169,9 +169,7 @@ impl Default for AgentConfig {
             max_retry_backoff_ms: 5_000,
             allow_host_paths: false,
             enable_raw_exec: false,
-            usage_interval: std::time::Duration::from_secs(
-                nomos_api::usage::DEFAULT_INTERVAL_SECS,
-            ),
+            usage_interval: std::time::Duration::from_secs(nomos_api::usage::DEFAULT_INTERVAL_SECS),
             docker_host_volumes: false,
             servers: Vec::new(),
             servers_tls: None,

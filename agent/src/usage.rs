@@ -53,7 +53,10 @@ pub fn cgroup_stats(dir: &Path, procs: TaskStats) -> TaskStats {
             source: StatsSource::Cgroup,
         };
     }
-    match read("memory.usage_in_bytes").as_deref().and_then(parse_bytes) {
+    match read("memory.usage_in_bytes")
+        .as_deref()
+        .and_then(parse_bytes)
+    {
         Some(memory) => TaskStats {
             memory_rss_bytes: memory,
             source: StatsSource::CgroupMemoryProcfsCpu,
@@ -189,12 +192,7 @@ async fn stored_report(store: &dyn Store, node: &str) -> Option<NodeUsage> {
 
 /// Samples every `interval` and writes the node's report; runs until aborted. A failed write
 /// is logged and the next interval writes again (the history is kept in memory meanwhile).
-pub async fn sampler(
-    store: Arc<dyn Store>,
-    live: LiveAllocs,
-    node: Arc<Node>,
-    interval: Duration,
-) {
+pub async fn sampler(store: Arc<dyn Store>, live: LiveAllocs, node: Arc<Node>, interval: Duration) {
     let interval = interval.max(Duration::from_millis(100));
     let mut report = stored_report(store.as_ref(), &node.name)
         .await
@@ -226,7 +224,10 @@ pub async fn sampler(
             }
         };
         let key = keys::usage(&node.name);
-        if let Err(e) = store.put(key.into_bytes(), bytes, PutOptions::default()).await {
+        if let Err(e) = store
+            .put(key.into_bytes(), bytes, PutOptions::default())
+            .await
+        {
             tracing::debug!(error = %e, "writing the usage report failed; the next one retries");
         }
     }
@@ -256,7 +257,11 @@ mod tests {
             source: StatsSource::Procfs,
         };
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(cgroup_stats(dir.path(), procs), procs, "no accounting files");
+        assert_eq!(
+            cgroup_stats(dir.path(), procs),
+            procs,
+            "no accounting files"
+        );
         std::fs::write(dir.path().join("memory.usage_in_bytes"), "4096\n").unwrap();
         let v1 = cgroup_stats(dir.path(), procs);
         assert_eq!(
@@ -302,19 +307,42 @@ mod tests {
 
     #[test]
     fn a_report_rates_cpu_against_the_previous_one_and_keeps_bounded_rings() {
-        let first = next_report(&NodeUsage::default(), "n1", CAP, 10, 100, &[sample("a", 5, 10)]);
+        let first = next_report(
+            &NodeUsage::default(),
+            "n1",
+            CAP,
+            10,
+            100,
+            &[sample("a", 5, 10)],
+        );
         let t = &first.allocs["a"].tasks["t"];
-        assert_eq!((t.cpu_seconds, t.cpu_percent, t.memory_bytes), (5.0, 0.0, 10));
+        assert_eq!(
+            (t.cpu_seconds, t.cpu_percent, t.memory_bytes),
+            (5.0, 0.0, 10)
+        );
         let second = next_report(&first, "n1", CAP, 10, 110, &[sample("a", 10, 20)]);
         let t = &second.allocs["a"].tasks["t"];
-        assert_eq!((t.cpu_percent, t.cpu_mhz), (50.0, 1000), "5 s of CPU in 10 s");
+        assert_eq!(
+            (t.cpu_percent, t.cpu_mhz),
+            (50.0, 1000),
+            "5 s of CPU in 10 s"
+        );
         assert_eq!(second.allocs["a"].history.len(), 2);
         let p = *second.history.last().unwrap();
         assert_eq!(
-            (p.t, p.cpu_mhz, p.memory_bytes, p.cpu_mhz_allocated, p.memory_bytes_allocated),
+            (
+                p.t,
+                p.cpu_mhz,
+                p.memory_bytes,
+                p.cpu_mhz_allocated,
+                p.memory_bytes_allocated
+            ),
             (110, 1000, 20, 500, 256 << 20)
         );
-        assert_eq!((p.cpu_mhz_capacity, p.memory_bytes_capacity), (3900, 1000 << 20));
+        assert_eq!(
+            (p.cpu_mhz_capacity, p.memory_bytes_capacity),
+            (3900, 1000 << 20)
+        );
         assert_eq!(p.running_allocs, 1);
 
         let mut r = second;

@@ -66,8 +66,8 @@ pub mod parse;
 pub mod runtime;
 pub mod service;
 pub mod settings;
-pub mod validate;
 pub mod usage;
+pub mod validate;
 pub mod variables;
 pub mod volumes;
 

@@ -147,7 +147,9 @@ pub fn merge<'a, P: Summable + 'a>(
             newest.insert(p.t().div_euclid(bucket) * bucket, p);
         }
         for (start, p) in newest {
-            let sum = sums.entry(start).or_insert_with(|| P::default().with_t(start));
+            let sum = sums
+                .entry(start)
+                .or_insert_with(|| P::default().with_t(start));
             *sum = sum.add(p).with_t(start);
         }
     }

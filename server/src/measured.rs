@@ -34,7 +34,10 @@ pub fn bucket_secs(reports: &[NodeUsage]) -> u64 {
 
 /// The cluster's totals over time: every node's history summed by bucket.
 pub fn cluster_series(reports: &[NodeUsage]) -> Vec<NodePoint> {
-    merge(reports.iter().map(|r| r.history.as_slice()), bucket_secs(reports))
+    merge(
+        reports.iter().map(|r| r.history.as_slice()),
+        bucket_secs(reports),
+    )
 }
 
 /// One node's history.
@@ -159,7 +162,8 @@ mod tests {
             history: vec![np(104, 10), np(113, 20)],
             ..NodeUsage::default()
         };
-        n2.allocs.insert("a3".into(), alloc("web", vec![up(115, 8)]));
+        n2.allocs
+            .insert("a3".into(), alloc("web", vec![up(115, 8)]));
         vec![n1, n2]
     }
 

@@ -71,7 +71,9 @@ fn register_tasks(reg: &mut Registry, inputs: &Inputs) {
         task_cpu.get_or_create(&task).inc_by(u.cpu_seconds);
         task_mem.get_or_create(&task).set(u.memory_bytes as f64);
         alloc_cpu.get_or_create(&alloc).inc_by(u.cpu_seconds);
-        alloc_mem.get_or_create(&alloc).inc_by(u.memory_bytes as f64);
+        alloc_mem
+            .get_or_create(&alloc)
+            .inc_by(u.memory_bytes as f64);
         job_cpu.get_or_create(&job).inc_by(u.cpu_mhz as f64);
         job_mem.get_or_create(&job).inc_by(u.memory_bytes as f64);
     }
@@ -239,7 +241,8 @@ mod tests {
             allocated,
             now: 105,
         });
-        let task_labels = r#"{namespace="default",job="web",group="g",alloc_id="a1",node="n1",task="t"}"#;
+        let task_labels =
+            r#"{namespace="default",job="web",group="g",alloc_id="a1",node="n1",task="t"}"#;
         for want in [
             format!("nomos_task_cpu_seconds_total{task_labels} 2.5"),
             format!("nomos_task_memory_bytes{task_labels} 1048576.0"),

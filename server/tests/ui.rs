@@ -534,7 +534,11 @@ async fn assets_are_served_with_their_content_types() {
     for (path, ct, want) in [
         ("/ui/assets/style.css", "text/css", ".bar"),
         ("/ui/assets/ui.js", "text/javascript", "uPlot"),
-        ("/ui/assets/usage-chart.js", "text/javascript", "usage-chart"),
+        (
+            "/ui/assets/usage-chart.js",
+            "text/javascript",
+            "usage-chart",
+        ),
         (
             "/ui/assets/vendor/htmx-2.0.11/htmx.min.js",
             "text/javascript",
@@ -593,9 +597,11 @@ async fn the_root_redirects_to_the_ui() {
 /// A usage report as n1's agent writes it: two samples of allocation `aaaa1111-0000` (web).
 fn usage_report(t: i64) -> Value {
     let point = |t: i64, cpu: u64| json!({"t": t, "cpu_mhz": cpu, "memory_bytes": 64u64 << 20});
-    let node_point = |t: i64, cpu: u64| json!({"t": t, "cpu_mhz": cpu, "memory_bytes": 64u64 << 20,
+    let node_point = |t: i64, cpu: u64| {
+        json!({"t": t, "cpu_mhz": cpu, "memory_bytes": 64u64 << 20,
         "cpu_mhz_allocated": 200, "memory_bytes_allocated": 128u64 << 20,
-        "cpu_mhz_capacity": 4000, "memory_bytes_capacity": 4096u64 << 20, "running_allocs": 1});
+        "cpu_mhz_capacity": 4000, "memory_bytes_capacity": 4096u64 << 20, "running_allocs": 1})
+    };
     json!({"node": "n1", "interval_secs": 10, "t": t,
            "allocs": {"aaaa1111-0000": {"namespace": "default", "job": "web", "group": "frontend",
                 "cpu_mhz_allocated": 200, "memory_mb_allocated": 128,
@@ -617,7 +623,11 @@ async fn the_charts_are_computed_from_the_usage_reports_in_the_store() {
     .await;
     seed(&srv).await;
     let (code, body) = srv.get("/ui/series").await;
-    assert_eq!((code, &body["points"]), (200, &json!([])), "no report yet: {body}");
+    assert_eq!(
+        (code, &body["points"]),
+        (200, &json!([])),
+        "no report yet: {body}"
+    );
     let t = nomos_api::now_ms() / 1000 / 10 * 10;
     srv.put_json("/nomos/usage/n1", &usage_report(t)).await;
 
@@ -634,7 +644,11 @@ async fn the_charts_are_computed_from_the_usage_reports_in_the_store() {
     assert_eq!(point["running_allocs"], 1, "{point}");
 
     let (code, node) = srv.get("/ui/series/node/n1").await;
-    assert_eq!((code, node["points"].as_array().unwrap().len()), (200, 2), "{node}");
+    assert_eq!(
+        (code, node["points"].as_array().unwrap().len()),
+        (200, 2),
+        "{node}"
+    );
     let (code, alloc) = srv.get("/ui/series/allocation/aaaa1111").await;
     assert_eq!(code, 200, "{alloc}");
     assert_eq!(alloc["points"][1]["cpu_mhz"], 300, "{alloc}");

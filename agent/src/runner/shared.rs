@@ -201,7 +201,11 @@ impl LiveAllocs {
         let mut out = Vec::new();
         for shared in all {
             let mut sample = shared.read(|rec| {
-                let group = rec.job.groups.iter().find(|g| g.name == rec.alloc.task_group);
+                let group = rec
+                    .job
+                    .groups
+                    .iter()
+                    .find(|g| g.name == rec.alloc.task_group);
                 let tasks = group.map(|g| g.tasks.as_slice()).unwrap_or_default();
                 crate::usage::AllocSample {
                     id: rec.alloc.id.clone(),
@@ -222,7 +226,9 @@ impl LiveAllocs {
             for (name, driver, handle) in targets {
                 match driver.stats(&handle).await {
                     Ok(stats) => sample.tasks.push((name, stats)),
-                    Err(e) => tracing::debug!(alloc = %sample.id, task = %name, error = %e, "no usage"),
+                    Err(e) => {
+                        tracing::debug!(alloc = %sample.id, task = %name, error = %e, "no usage")
+                    }
                 }
             }
             if !sample.tasks.is_empty() {

@@ -70,29 +70,6 @@ fn sample(metrics: &str, metric: &str, label: &str) -> Option<f64> {
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
-fn promtool_check(metrics: &str) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("promtool must be installed (Debian package `prometheus`): {e}")
-        });
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(metrics.as_bytes()).unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}\n{metrics}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Every `nomos_*` name in the dashboard's queries.
 fn dashboard_metrics() -> Vec<String> {
     let path = workspace_root().join("manifests/grafana/nomos.json");

@@ -131,7 +131,8 @@ fn a_busy_raw_exec_task_shows_its_cpu_and_memory_and_the_chart_survives_a_restar
         let task = &s["Tasks"]["spin"]["ResourceUsage"];
         let rss = task["MemoryStats"]["RSS"].as_f64().unwrap_or(0.0);
         let pct = task["CpuStats"]["Percent"].as_f64().unwrap_or(0.0);
-        (rss > 50.0 * MIB && pct > 10.0, s.to_string())
+        let mhz = task["CpuStats"]["TotalTicks"].as_f64().unwrap_or(0.0);
+        (rss > 50.0 * MIB && pct > 10.0 && mhz > 0.0, s.to_string())
     });
 
     // /metrics, computed from the usage report in the store.

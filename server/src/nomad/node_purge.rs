@@ -141,6 +141,7 @@ pub async fn purge(
         keys::node_status(&n),
         keys::drain_status(&n),
         keys::heartbeat(&n),
+        keys::usage(&n),
     ] {
         ops.push(TxnOp::delete(key));
     }

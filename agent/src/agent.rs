@@ -218,6 +218,12 @@ pub async fn run(
         metrics.clone(),
         ctx.reports.clone(),
     ));
+    background.spawn(crate::usage::sampler(
+        store.clone(),
+        ctx.live.clone(),
+        node.clone(),
+        config.usage_interval,
+    ));
     if let Some(listener) = listener {
         background.spawn(crate::http::serve(
             listener,

@@ -58,6 +58,9 @@ pub struct AgentConfig {
     /// anyone who may submit a job then owns the node. Off by default, as in Nomad (`plugin
     /// "raw_exec" { config { enabled = true } }`); `nctl dev` turns it on.
     pub enable_raw_exec: bool,
+    /// How often running tasks' usage is sampled and the node's usage report written
+    /// ([`crate::usage`]); Nomad's `collection_interval`.
+    pub usage_interval: std::time::Duration,
     /// Let docker tasks bind host paths in their `volumes` (Nomad's docker plugin `volumes {
     /// enabled = true }`); off by default. Paths inside the task directory are always allowed.
     pub docker_host_volumes: bool,
@@ -169,6 +172,7 @@ impl Default for AgentConfig {
             max_retry_backoff_ms: 5_000,
             allow_host_paths: false,
             enable_raw_exec: false,
+            usage_interval: std::time::Duration::from_secs(nomos_api::usage::DEFAULT_INTERVAL_SECS),
             docker_host_volumes: false,
             qemu: Default::default(),
             servers: Vec::new(),

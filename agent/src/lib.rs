@@ -10,6 +10,8 @@
 //!   a lost or replaced store never stops its tasks.
 //! - [`plan`]: pure decisions: start / stop / forget / update allocations, client status,
 //!   health, lifecycle phases.
+//! - [`usage`]: samples every running task's CPU and memory (cgroup accounting, `/proc` for
+//!   `raw_exec`) every interval and writes the node's report with its history.
 //! - [`report`]: writes allocation statuses and keeps them written (rewrites what someone else
 //!   put over them while the node's heartbeat exists); runners send it [`report::Report`]s.
 //! - [`runner`]: one supervisor per allocation and one loop per task (start or re-attach,
@@ -60,6 +62,7 @@ pub mod state;
 pub mod stats;
 pub mod templates;
 pub mod unpack;
+pub mod usage;
 pub mod volume_mounts;
 pub mod workload;
 

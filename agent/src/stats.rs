@@ -45,14 +45,29 @@ pub fn cpu_percent(before: (i64, u64), now: (i64, u64)) -> f64 {
     now.1.saturating_sub(before.1) as f64 / wall as f64 * 100.0
 }
 
-fn resource_usage(rss: u64, percent: f64) -> Value {
+/// MHz of one core, as the fingerprint counts it (`/proc/cpuinfo`'s first `cpu MHz`, else
+/// 1000), read once.
+pub fn mhz_per_core() -> f64 {
+    static MHZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *MHZ.get_or_init(|| {
+        let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        match crate::fingerprint::parse_cpuinfo(&text).mhz {
+            0 => 1000.0,
+            mhz => mhz as f64,
+        }
+    })
+}
+
+/// Nomad's `ResourceUsage`: `TotalTicks` is the CPU used as MHz of `mhz_per_core` cores.
+fn resource_usage(rss: u64, percent: f64, mhz_per_core: f64) -> Value {
+    let ticks = (percent / 100.0 * mhz_per_core * 100.0).round() / 100.0;
     json!({
         "MemoryStats": {"RSS": rss, "Cache": 0, "Swap": 0, "MappedFile": 0, "Usage": rss,
                         "MaxUsage": 0, "KernelUsage": 0, "KernelMaxUsage": 0,
                         "Measured": ["RSS"]},
-        "CpuStats": {"SystemMode": 0.0, "UserMode": 0.0, "TotalTicks": 0.0,
+        "CpuStats": {"SystemMode": 0.0, "UserMode": 0.0, "TotalTicks": ticks,
                      "ThrottledPeriods": 0, "ThrottledTime": 0, "Percent": percent,
-                     "Measured": ["Percent"]},
+                     "Measured": ["Percent", "Total Ticks"]},
         "DeviceStats": null,
     })
 }
@@ -81,11 +96,12 @@ impl Samples {
             percent += p;
             out.insert(
                 name.clone(),
-                json!({"ResourceUsage": resource_usage(stats.memory_rss_bytes, p),
+                json!({"ResourceUsage": resource_usage(stats.memory_rss_bytes, p, mhz_per_core()),
                        "Timestamp": now_ns, "Pids": null, "PidCount": stats.pids}),
             );
         }
-        json!({"ResourceUsage": resource_usage(rss, percent), "Tasks": out, "Timestamp": now_ns})
+        let usage = resource_usage(rss, percent, mhz_per_core());
+        json!({"ResourceUsage": usage, "Tasks": out, "Timestamp": now_ns})
     }
 
     /// Nomad's `HostStats`: memory, CPUs (per cent since the previous request), the data
@@ -210,6 +226,7 @@ mod tests {
             memory_rss_bytes: 1 << 20,
             cpu_total_ns: cpu,
             pids: 2,
+            ..TaskStats::default()
         };
         let first = s.alloc_usage(
             "a1",
@@ -226,6 +243,11 @@ mod tests {
             5_000_000_000,
         );
         assert_eq!(next["ResourceUsage"]["CpuStats"]["Percent"], 100.0);
+        assert_eq!(
+            next["ResourceUsage"]["CpuStats"]["TotalTicks"],
+            mhz_per_core(),
+            "a whole core is its MHz"
+        );
         assert_eq!(next["ResourceUsage"]["MemoryStats"]["RSS"], 1 << 20);
         assert_eq!(next["Tasks"]["web"]["PidCount"], 2);
         assert_eq!(next["Timestamp"], 5_000_000_000i64);

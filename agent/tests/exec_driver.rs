@@ -311,3 +311,41 @@ async fn a_main_process_oom_killed_under_exec_fails_the_task_as_oom_killed() {
     assert_eq!(ev.signal, Some(9), "{ev:?}");
     assert!(ev.message.contains("OOM Killed"), "{ev:?}");
 }
+
+#[tokio::test]
+async fn an_exec_tasks_usage_is_measured_through_its_cgroup_and_reported_to_the_store() {
+    require_exec_isolation();
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config("e4", dir.path());
+    config.usage_interval = std::time::Duration::from_millis(200);
+    let data_dir = config.data_dir.clone();
+    let agent = RunningAgent::start(config, store.clone());
+    // 40 MiB without a newline held by tail while sleep keeps the pipe open, and a busy loop.
+    let script = "(head -c 40m /dev/zero; sleep 600) | tail > /dev/null & while :; do :; done";
+    let mut t = raw_task("t", "sh", &["-c", script]);
+    t.driver = "exec".into();
+    t.resources.memory_mb = 128;
+    let job = job("hot", JobType::Service, vec![t]);
+    let _cleanup = KillOnDrop(data_dir, "e-4".into());
+    place(&*store, &alloc("e-4", "e4", &job, 0), &job).await;
+    let usage: nomos_api::usage::TaskUsage = eventually("40 MiB and CPU measured", || async {
+        let bytes = get(&*store, &keys::usage("e4")).await?;
+        let report: nomos_api::usage::NodeUsage = serde_json::from_slice(&bytes).ok()?;
+        let u = report.allocs.get("e-4")?.tasks.get("t")?.clone();
+        (u.memory_bytes > 40 << 20 && u.cpu_seconds > 0.2 && u.cpu_percent > 10.0).then_some(u)
+    })
+    .await;
+    // cgroup v2 accounts both; a v1 host's memory controller gives memory, /proc the CPU.
+    let want = match detect_isolation() {
+        Isolation::CgroupV2 => "cgroup",
+        _ => "cgroup_memory_procfs_cpu",
+    };
+    assert_eq!(usage.source, want, "{usage:?}");
+    stop_alloc(&*store, &alloc("e-4", "e4", &job, 0)).await;
+    status_where(&store, "e4", "e-4", "stopped", |s| {
+        s.client_status.is_terminal()
+    })
+    .await;
+    agent.shutdown().await;
+}

@@ -33,6 +33,7 @@
 //!   configuration, node pools, versions marked stable by hand.
 //! - [`driver_constraints`]: constraints a task's driver config implies for placement (a qemu
 //!   VM asking for KVM).
+//! - [`usage`]: measured CPU and memory as agents report them, with bounded histories.
 //! - [`volumes`]: the checks on a group's host `volume`s and its tasks' `volume_mount`s.
 
 pub mod acl;
@@ -65,6 +66,7 @@ pub mod parse;
 pub mod runtime;
 pub mod service;
 pub mod settings;
+pub mod usage;
 pub mod validate;
 pub mod variables;
 pub mod volumes;

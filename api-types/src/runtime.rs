@@ -233,6 +233,18 @@ pub enum ClientStatus {
 }
 
 impl ClientStatus {
+    /// The name as serialized (`running`, `complete`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientStatus::Pending => "pending",
+            ClientStatus::Running => "running",
+            ClientStatus::Complete => "complete",
+            ClientStatus::Failed => "failed",
+            ClientStatus::Lost => "lost",
+            ClientStatus::Unknown => "unknown",
+        }
+    }
+
     pub fn is_terminal(self) -> bool {
         matches!(
             self,

@@ -71,28 +71,7 @@ fn a_batch_job_runs_to_completion() {
     let port: u16 = c.http_addr.rsplit(':').next().unwrap().parse().unwrap();
     let metrics = http_get_path(port, "/metrics").expect("/metrics answers");
     assert!(metrics.contains("nomos_http_requests_total"), "{metrics}");
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("promtool must be installed (Debian package `prometheus`): {e}")
-        });
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}\n{metrics}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_check(&metrics);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 // Nomos web UI: the overview's resource chart and the "server unreachable" mark.
-// Hand-written, no build step. The chart uses uPlot and polls /ui/series, which the server's
-// sampler fills every few seconds: points {t, cpu_used_mhz, cpu_total_mhz, memory_used_mb,
-// memory_total_mb, running_allocs}, oldest first.
+// Hand-written, no build step. The chart uses uPlot and polls /ui/series, which the server
+// computes from the agents' usage reports in the store: points {t, cpu_used_mhz,
+// cpu_total_mhz, memory_used_mb, memory_total_mb, cpu_measured_mhz, memory_measured_mb,
+// running_allocs}, oldest first (used = allocated).
 (function () {
   "use strict";
 
@@ -28,6 +29,8 @@
         points.map(function (p) { return p.t; }),
         points.map(function (p) { return pct(p.cpu_used_mhz, p.cpu_total_mhz); }),
         points.map(function (p) { return pct(p.memory_used_mb, p.memory_total_mb); }),
+        points.map(function (p) { return pct(p.cpu_measured_mhz, p.cpu_total_mhz); }),
+        points.map(function (p) { return pct(p.memory_measured_mb, p.memory_total_mb); }),
         points.map(function (p) { return p.running_allocs; }),
       ];
     }
@@ -60,6 +63,10 @@
           value: detail(function (p) { return mhz(p.cpu_used_mhz) + " / " + mhz(p.cpu_total_mhz); }) },
         { label: "Memory allocated", scale: "pct", stroke: color("--warn"), width: 2,
           value: detail(function (p) { return mib(p.memory_used_mb) + " / " + mib(p.memory_total_mb); }) },
+        { label: "CPU used", scale: "pct", stroke: color("--accent"), width: 1, dash: [2, 3],
+          value: detail(function (p) { return mhz(p.cpu_measured_mhz) + " / " + mhz(p.cpu_total_mhz); }) },
+        { label: "Memory used", scale: "pct", stroke: color("--warn"), width: 1, dash: [2, 3],
+          value: detail(function (p) { return mib(p.memory_measured_mb) + " / " + mib(p.memory_total_mb); }) },
         { label: "Running allocations", scale: "n", stroke: color("--ok"), width: 2, dash: [6, 4] },
       ],
     };

@@ -31,8 +31,10 @@
 //!   so a job whose spec key holds an invalid value still shows (and stops) what runs.
 //! - [`kv`]: small typed helpers over the [`Store`] trait (JSON get/list, compare-and-put).
 //! - [`error`]: the crate's error enum and its JSON rendering.
-//! - [`ui`]: the web UI under `/ui` (server-rendered HTML, htmx fragments, a uPlot resource chart
-//!   fed by a background sampler that [`serve`] runs alongside the API).
+//! - [`ui`]: the web UI under `/ui` (server-rendered HTML, htmx fragments, uPlot resource charts
+//!   computed from the agents' usage reports: [`measured`]).
+//! - [`usage_metrics`]: the cluster's figures on `/metrics` (measured usage per task,
+//!   allocation and job; allocations by status; allocated and capacity), read at each scrape.
 //!
 //! Specs are written here (`/nomos/jobs/...`, `/nomos/nodespec/...`); status keys are only read,
 //! except for the few user requests that target them (stop an allocation; promote, fail,
@@ -52,6 +54,7 @@ pub mod jobs;
 pub mod join;
 pub mod keyring;
 pub mod kv;
+pub mod measured;
 pub mod metrics;
 pub mod namespaces;
 pub mod nomad;
@@ -61,6 +64,7 @@ pub mod services;
 pub mod specs;
 pub mod ui;
 pub mod usage;
+pub mod usage_metrics;
 pub mod vars;
 pub mod views;
 
@@ -371,8 +375,8 @@ async fn serve_until(
         .await
 }
 
-/// Serves the API on an already bound listener (so callers can bind port 0 and learn the port),
-/// with the UI's resource sampler running until shutdown. The listener's own address replaces
+/// Serves the API on an already bound listener (so callers can bind port 0 and learn the port)
+/// until shutdown. The listener's own address replaces
 /// `config.http_addr`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -393,7 +397,6 @@ pub async fn serve(
     state.agent.http_addr.get_or_insert(config.http_addr);
     state.agent.acl_enabled = config.acl.enabled;
     let closing = state.closing.clone();
-    let sampler = tokio::spawn(ui::series::run(state.clone()));
     let acl_background = config
         .acl
         .enabled
@@ -409,11 +412,8 @@ pub async fn serve(
     let served = serve_until(listener, tls, config.limits, app, shutdown)
         .await
         .map_err(ServerError::Serve);
-    // Serving may also end on an error; either way the sampler stops with it.
+    // Serving may also end on an error; either way the background tasks stop with it.
     closing.send_replace(true);
-    if let Err(e) = sampler.await {
-        tracing::warn!(error = %e, "the UI's resource sampler panicked");
-    }
     if let Some(task) = acl_background {
         if let Err(e) = task.await {
             tracing::warn!(error = %e, "the ACL cache watch or token sweeper panicked");

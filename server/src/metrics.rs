@@ -144,6 +144,17 @@ pub async fn render(State(st): State<AppState>, headers: axum::http::HeaderMap) 
         let reg = st.registry.lock().unwrap_or_else(|e| e.into_inner());
         encode(&mut out, &reg)
     };
+    // The cluster's figures come from the store; while it is away the process's own still
+    // answer.
+    match crate::usage_metrics::collect(&st).await {
+        Ok(cluster) if out.ends_with("# EOF\n") => {
+            out.truncate(out.len() - "# EOF\n".len());
+            out.push_str(&cluster);
+            out.push_str("# EOF\n");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cluster metrics left out of /metrics"),
+    }
     let openmetrics = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

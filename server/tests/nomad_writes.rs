@@ -192,6 +192,11 @@ async fn a_purged_node_is_forgotten_and_its_allocations_are_lost() {
     seed_allocs(&srv).await;
     srv.post("/v1/node/n1/drain", json!({"DrainSpec": {"Deadline": 0}}))
         .await;
+    srv.put_json(
+        &keys::usage("n1"),
+        &json!({"node": "n1", "interval_secs": 10, "t": 1}),
+    )
+    .await;
 
     let (code, resp) = srv.post("/v1/node/n1-id/purge", json!({})).await;
     assert_eq!(code, 200, "{resp}");
@@ -217,6 +222,7 @@ async fn a_purged_node_is_forgotten_and_its_allocations_are_lost() {
         keys::node("n1"),
         keys::node_spec("n1"),
         keys::heartbeat("n1"),
+        keys::usage("n1"),
     ] {
         assert!(srv.read_json(&key).await.is_none(), "{key} is gone");
     }

@@ -566,6 +566,11 @@ async fn assets_are_served_with_their_content_types() {
         ("/ui/assets/style.css", "text/css", ".bar"),
         ("/ui/assets/ui.js", "text/javascript", "uPlot"),
         (
+            "/ui/assets/usage-chart.js",
+            "text/javascript",
+            "usage-chart",
+        ),
+        (
             "/ui/assets/vendor/htmx-2.0.11/htmx.min.js",
             "text/javascript",
             "htmx",
@@ -620,8 +625,25 @@ async fn the_root_redirects_to_the_ui() {
     srv.stop().await;
 }
 
+/// A usage report as n1's agent writes it: two samples of allocation `aaaa1111-0000` (web).
+fn usage_report(t: i64) -> Value {
+    let point = |t: i64, cpu: u64| json!({"t": t, "cpu_mhz": cpu, "memory_bytes": 64u64 << 20});
+    let node_point = |t: i64, cpu: u64| {
+        json!({"t": t, "cpu_mhz": cpu, "memory_bytes": 64u64 << 20,
+        "cpu_mhz_allocated": 200, "memory_bytes_allocated": 128u64 << 20,
+        "cpu_mhz_capacity": 4000, "memory_bytes_capacity": 4096u64 << 20, "running_allocs": 1})
+    };
+    json!({"node": "n1", "interval_secs": 10, "t": t,
+           "allocs": {"aaaa1111-0000": {"namespace": "default", "job": "web", "group": "frontend",
+                "cpu_mhz_allocated": 200, "memory_mb_allocated": 128,
+                "tasks": {"server": {"cpu_seconds": 12.5, "cpu_percent": 10.0, "cpu_mhz": 300,
+                                     "memory_bytes": 64u64 << 20, "source": "procfs"}},
+                "history": [point(t - 10, 250), point(t, 300)]}},
+           "history": [node_point(t - 10, 250), node_point(t, 300)]})
+}
+
 #[tokio::test]
-async fn the_series_fills_with_cluster_points_once_the_sampler_ran() {
+async fn the_charts_are_computed_from_the_usage_reports_in_the_store() {
     let srv = TestServer::start_with(
         |mut s| {
             s.ui = nomos_server::ui::UiState::sampling_every(Duration::from_millis(50));
@@ -631,29 +653,51 @@ async fn the_series_fills_with_cluster_points_once_the_sampler_ran() {
     )
     .await;
     seed(&srv).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let point = loop {
-        let (code, body) = srv.get("/ui/series").await;
-        assert_eq!(code, 200, "{body}");
-        assert_eq!(body["interval_ms"], 50, "{body}");
-        // The first points may predate the seeding; wait for one that sees it all.
-        if let Some(p) = body["points"]
-            .as_array()
-            .and_then(|ps| ps.last())
-            .filter(|p| p["running_allocs"] == 1 && p["cpu_used_mhz"] == 200)
-        {
-            break p.clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no full point within 10s: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    // Only n1 is ready: its capacity, and the two web allocations on it.
+    let (code, body) = srv.get("/ui/series").await;
+    assert_eq!(
+        (code, &body["points"]),
+        (200, &json!([])),
+        "no report yet: {body}"
+    );
+    let t = nomos_api::now_ms() / 1000 / 10 * 10;
+    srv.put_json("/nomos/usage/n1", &usage_report(t)).await;
+
+    let (code, body) = srv.get("/ui/series").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["interval_ms"], 50, "{body}");
+    let point = body["points"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(point["t"], t, "{point}");
+    assert_eq!(point["cpu_measured_mhz"], 300, "{point}");
+    assert_eq!(point["memory_measured_mb"], 64, "{point}");
+    assert_eq!(point["cpu_used_mhz"], 200, "{point}");
     assert_eq!(point["cpu_total_mhz"], 4000, "{point}");
-    assert_eq!(point["memory_used_mb"], 128, "{point}");
     assert_eq!(point["memory_total_mb"], 4096, "{point}");
-    assert!(point["t"].as_i64().unwrap() > 1_700_000_000, "{point}");
+    assert_eq!(point["running_allocs"], 1, "{point}");
+
+    let (code, node) = srv.get("/ui/series/node/n1").await;
+    assert_eq!(
+        (code, node["points"].as_array().unwrap().len()),
+        (200, 2),
+        "{node}"
+    );
+    let (code, alloc) = srv.get("/ui/series/allocation/aaaa1111").await;
+    assert_eq!(code, 200, "{alloc}");
+    assert_eq!(alloc["points"][1]["cpu_mhz"], 300, "{alloc}");
+    let (code, job) = srv.get("/ui/series/job/web?namespace=default").await;
+    assert_eq!(code, 200, "{job}");
+    assert_eq!(job["points"][1]["memory_bytes"], 64u64 << 20, "{job}");
+
+    for path in [
+        "/ui/series/node/nope",
+        "/ui/series/allocation/ffffffff",
+        "/ui/series/job/nope",
+    ] {
+        assert_eq!(srv.get(path).await.0, 404, "{path}");
+    }
+    for path in ["/ui/node/n1", "/ui/allocation/aaaa1111-0000", "/ui/job/web"] {
+        let html = page(&srv, path).await;
+        assert!(html.contains("class=\"usage-chart\""), "{path}: {html}");
+        assert!(html.contains("/ui/series/"), "{path}: {html}");
+    }
     srv.stop().await;
 }

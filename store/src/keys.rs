@@ -143,6 +143,13 @@ pub fn server(id: &str) -> String {
     format!("{SERVERS_PREFIX}{id}")
 }
 
+/// `/nomos/usage/`: agents' measured usage reports, one per node.
+pub const USAGE_PREFIX: &str = "/nomos/usage/";
+/// `/nomos/usage/<node>`: what the node's running tasks use, with a bounded history (agent).
+pub fn usage(node: &str) -> String {
+    format!("{USAGE_PREFIX}{node}")
+}
+
 /// `/nomos/nodestatus/<node>`: the node-lifecycle loop's record of a node.
 pub fn node_status(node: &str) -> String {
     format!("{NODE_STATUS_PREFIX}{node}")

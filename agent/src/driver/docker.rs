@@ -800,6 +800,7 @@ impl Driver for DockerDriver {
                     .and_then(|u| u.total_usage)
                     .unwrap_or(0),
                 pids: st.pids_stats.and_then(|p| p.current).unwrap_or(0) as u32,
+                source: super::StatsSource::Docker,
             }),
             Some(Err(e)) => Err(AgentError::driver("docker", format!("stats: {e}"))),
             None => Ok(TaskStats::default()),

@@ -456,8 +456,14 @@ impl Driver for ExecDriver {
         Ok(())
     }
 
+    /// The task's cgroup accounting where its cgroup has it (v2), else `/proc` (with a v1
+    /// memory cgroup's figure for memory).
     async fn stats(&self, handle: &TaskHandle) -> Result<TaskStats, AgentError> {
-        Ok(process_stats(handle))
+        let procs = process_stats(handle);
+        Ok(match &handle.cgroup {
+            Some(dir) => crate::usage::cgroup_stats(dir, procs),
+            None => procs,
+        })
     }
 
     /// Runs the command in the task's namespaces, chroot, cgroup and user ([`super::inside`]).

@@ -261,6 +261,35 @@ pub struct TaskStats {
     /// CPU time used so far, user plus system.
     pub cpu_total_ns: u64,
     pub pids: u32,
+    /// Where the figures come from.
+    #[serde(default)]
+    pub source: StatsSource,
+}
+
+/// How a task's usage was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatsSource {
+    /// The task's processes in `/proc` (utime + stime, RSS).
+    #[default]
+    Procfs,
+    /// The task's cgroup v2 accounting (`cpu.stat` `usage_usec`, `memory.current`).
+    Cgroup,
+    /// cgroup v1's memory controller for memory, `/proc` for CPU.
+    CgroupMemoryProcfsCpu,
+    /// Docker's stats API.
+    Docker,
+}
+
+impl StatsSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatsSource::Procfs => "procfs",
+            StatsSource::Cgroup => "cgroup",
+            StatsSource::CgroupMemoryProcfsCpu => "cgroup_memory_procfs_cpu",
+            StatsSource::Docker => "docker",
+        }
+    }
 }
 
 /// One way of running tasks.

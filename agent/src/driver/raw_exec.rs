@@ -614,6 +614,7 @@ pub(crate) fn process_stats(handle: &TaskHandle) -> TaskStats {
             .map(|m| (m.utime + m.stime) * 1_000_000_000 / ticks)
             .sum(),
         pids: members.len() as u32,
+        source: super::StatsSource::Procfs,
     }
 }
 

@@ -189,6 +189,56 @@ impl LiveAllocs {
     }
 }
 
+impl LiveAllocs {
+    /// Every supervised allocation with a running task, sampled through its drivers, for the
+    /// usage report; `node` converts reserved cores to MHz.
+    pub async fn sample_all(&self, node: &nomos_api::Node) -> Vec<crate::usage::AllocSample> {
+        let all: Vec<Arc<AllocShared>> = {
+            let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            map.values().cloned().collect()
+        };
+        let per_core = node.resources.cpu_mhz as u64 / node.resources.cores.max(1) as u64;
+        let mut out = Vec::new();
+        for shared in all {
+            let mut sample = shared.read(|rec| {
+                let group = rec
+                    .job
+                    .groups
+                    .iter()
+                    .find(|g| g.name == rec.alloc.task_group);
+                let tasks = group.map(|g| g.tasks.as_slice()).unwrap_or_default();
+                crate::usage::AllocSample {
+                    id: rec.alloc.id.clone(),
+                    namespace: rec.alloc.namespace.clone(),
+                    job: rec.alloc.job_id.clone(),
+                    group: rec.alloc.task_group.clone(),
+                    cpu_mhz_allocated: tasks
+                        .iter()
+                        .map(|t| t.resources.cpu as u64 + t.resources.cores as u64 * per_core)
+                        .sum(),
+                    memory_mb_allocated: tasks.iter().map(|t| t.resources.memory_mb as u64).sum(),
+                    tasks: Vec::new(),
+                }
+            });
+            let Ok(targets) = shared.signal_targets(None) else {
+                continue;
+            };
+            for (name, driver, handle) in targets {
+                match driver.stats(&handle).await {
+                    Ok(stats) => sample.tasks.push((name, stats)),
+                    Err(e) => {
+                        tracing::debug!(alloc = %sample.id, task = %name, error = %e, "no usage")
+                    }
+                }
+            }
+            if !sample.tasks.is_empty() {
+                out.push(sample);
+            }
+        }
+        out
+    }
+}
+
 /// A running task a signal goes to: its name, driver and handle.
 type SignalTarget = (String, Arc<dyn Driver>, TaskHandle);
 

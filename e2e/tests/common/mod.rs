@@ -862,3 +862,29 @@ fn with_raw_exec<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     flags.push("--enable-raw-exec");
     flags
 }
+
+/// Fails unless `promtool check metrics` accepts `metrics` (a `/metrics` answer); promtool
+/// comes with Debian's `prometheus` package.
+pub fn promtool_check(metrics: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("promtool must be installed (Debian package `prometheus`): {e}")
+        });
+    let mut stdin = child.stdin.take().expect("promtool's stdin");
+    stdin
+        .write_all(metrics.as_bytes())
+        .expect("writing to promtool");
+    drop(stdin);
+    let out = child.wait_with_output().expect("promtool's answer");
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{metrics}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -58,6 +58,10 @@ pub struct DevArgs {
     /// Highest host port handed out as a dynamic port.
     #[arg(long, default_value_t = 32000)]
     pub max_dynamic_port: u16,
+    /// Seconds between two samples of the tasks' CPU and memory (the usage the UI charts and
+    /// `/metrics` exports).
+    #[arg(long, value_name = "SECS", default_value_t = nomos_api::usage::DEFAULT_INTERVAL_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub usage_interval: u64,
     /// Require ACL tokens on the API (off by default in dev); bootstrap with
     /// `nctl acl bootstrap`.
     #[arg(long)]
@@ -165,6 +169,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<i32> {
         config.node_address = Some("127.0.0.1".into());
         config.min_dynamic_port = args.min_dynamic_port;
         config.max_dynamic_port = args.max_dynamic_port;
+        config.usage_interval = std::time::Duration::from_secs(args.usage_interval);
         // Templates read Variables from this process's own API.
         let mut api = api_addr;
         if api.ip().is_unspecified() {

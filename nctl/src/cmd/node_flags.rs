@@ -54,6 +54,10 @@ pub struct NodeArgs {
     /// Highest host port handed out as a dynamic port.
     #[arg(long)]
     pub max_dynamic_port: Option<u16>,
+    /// Seconds between two samples of the tasks' CPU and memory, each written to the store as
+    /// the node's usage report (default 10).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub usage_interval: Option<u64>,
     /// Serve the agent's endpoint (logs, restarts, metrics) on a non-loopback address without
     /// mutual TLS. Without it and without TLS the endpoint listens on 127.0.0.1 by default, and
     /// a non-loopback --http-addr is refused (docs/security.md).
@@ -157,6 +161,9 @@ impl NodeArgs {
         }
         if let Some(p) = self.max_dynamic_port {
             config.max_dynamic_port = p;
+        }
+        if let Some(secs) = self.usage_interval {
+            config.usage_interval = std::time::Duration::from_secs(secs);
         }
         Ok(config)
     }

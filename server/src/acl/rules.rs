@@ -469,6 +469,13 @@ pub const ROUTES: &[(&str, &str, Rule)] = &[
     ),
     ("GET", "/ui/series", Node(Access::Read)),
     ("GET", "/ui/logs/{id}", Namespace(CAP_READ_LOGS, Alloc)),
+    ("GET", "/ui/series/node/{name}", Node(Access::Read)),
+    (
+        "GET",
+        "/ui/series/allocation/{id}",
+        Namespace(CAP_READ_JOB, Alloc),
+    ),
+    ("GET", "/ui/series/job/{id}", Namespace(CAP_READ_JOB, Query)),
     ("GET", "/ui/assets/{*path}", Public),
     ("GET", "/ui/{*rest}", Filtered(CAP_READ_JOB)),
 ];

@@ -164,6 +164,7 @@ pub async fn purge(
         keys::node_status(&n),
         keys::drain_status(&n),
         keys::heartbeat(&n),
+        keys::usage(&n),
     ]
     .into_iter()
     .map(TxnOp::delete)

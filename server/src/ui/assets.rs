@@ -50,6 +50,11 @@ pub const ASSETS: &[Asset] = &[
         body: include_bytes!("../../assets/console.css"),
     },
     Asset {
+        path: "usage-chart.js",
+        content_type: JS,
+        body: include_bytes!("../../assets/usage-chart.js"),
+    },
+    Asset {
         path: "vendor/htmx-2.0.11/htmx.min.js",
         content_type: JS,
         body: include_bytes!("../../assets/vendor/htmx-2.0.11/htmx.min.js"),

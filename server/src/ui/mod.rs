@@ -5,8 +5,8 @@
 //!   it shows through the API's own data functions, builds a model and renders a template.
 //! - [`model`]: the pure part: table rows, links, resource bars and times, built from the API's
 //!   views with the clock passed in.
-//! - [`series`]: the overview's resource chart: a pure sample of the cluster, a bounded ring
-//!   buffer, and the background sampler that [`crate::serve`] runs until shutdown.
+//! - [`series`]: the resource charts (cluster, node, allocation, job), computed from the
+//!   agents' usage reports in the store.
 //! - [`render`]: the minijinja environment over `server/templates/` (HTML autoescaping).
 //! - [`actions`]: what the action buttons need (revert diffs, dispatch inputs, replacements);
 //!   the actions themselves are `/v1` requests sent by `assets/actions.js` after a confirmation.
@@ -16,7 +16,7 @@
 //!
 //! Live updates: each page's changing part is also served alone under `/ui/fragments/...`;
 //! the page asks htmx to fetch it every [`render::REFRESH`] while the tab is visible and swaps
-//! it in. The chart script polls `/ui/series` at the sampler's interval.
+//! it in. The chart scripts poll `/ui/series...` every [`UiState::sample_every`].
 
 pub mod actions;
 pub mod assets;
@@ -27,7 +27,6 @@ pub mod pages;
 pub mod render;
 pub mod series;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::header;
@@ -39,23 +38,20 @@ use serde::Serialize;
 use crate::error::ServerError;
 use crate::AppState;
 
-/// What the UI keeps in the server's state: the sampled resource series.
+/// The UI's settings in the server's state.
 #[derive(Debug, Clone)]
 pub struct UiState {
-    /// How often the background sampler records a point.
+    /// How often the charts poll their series.
     pub sample_every: Duration,
-    pub series: Arc<series::Series>,
     /// The live log relay's limits ([`logs`]).
     pub logs: logs::UiLogConfig,
 }
 
 impl UiState {
-    /// A sampler recording every `every`, keeping [`series::HISTORY`] of points.
+    /// Charts polling every `every`.
     pub fn sampling_every(every: Duration) -> Self {
-        let every = every.max(Duration::from_millis(10));
         UiState {
-            sample_every: every,
-            series: Arc::new(series::Series::for_interval(every)),
+            sample_every: every.max(Duration::from_millis(10)),
             logs: logs::UiLogConfig::default(),
         }
     }
@@ -84,6 +80,9 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/fragments/allocation/{id}", get(pages::alloc_fragment))
         .route("/ui/series", get(pages::series))
         .route("/ui/logs/{id}", get(logs::stream))
+        .route("/ui/series/node/{name}", get(pages::node_series))
+        .route("/ui/series/allocation/{id}", get(pages::alloc_series))
+        .route("/ui/series/job/{id}", get(pages::job_series))
         .route("/ui/login", get(crate::acl::login::page))
         .route("/ui/assets/{*path}", get(assets::serve))
         .route("/ui/{*rest}", get(not_found))

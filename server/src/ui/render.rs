@@ -26,6 +26,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("alloc.html", include_str!("../../templates/alloc.html")),
     ("error.html", include_str!("../../templates/error.html")),
     (
+        "usage_chart.html",
+        include_str!("../../templates/usage_chart.html"),
+    ),
+    (
         "fragments/counts.html",
         include_str!("../../templates/fragments/counts.html"),
     ),

@@ -126,6 +126,7 @@ pub fn node_key_grants(node: &str) -> Vec<KeyGrant> {
         KeyGrant::read_prefix(keys::KV_PREFIX.to_string()),
         KeyGrant::write_key(keys::node(node)),
         KeyGrant::write_key(keys::heartbeat(node)),
+        KeyGrant::write_key(keys::usage(node)),
         KeyGrant {
             key: keys::alloc_status_prefix(Some(node)),
             prefix: true,
@@ -322,6 +323,7 @@ mod tests {
             [
                 "/nomos/nodes/n1",
                 "/nomos/heartbeats/n1",
+                "/nomos/usage/n1",
                 "/nomos/allocstatus/n1/"
             ]
         );

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::response::Html;
 use axum::Extension;
 use nomos_api::acl::check::CAP_READ_JOB;
@@ -186,12 +186,36 @@ pub async fn nodes_fragment(
     )
 }
 
-/// `GET /ui/series`: the sampled points, oldest first.
-pub async fn series(State(st): State<AppState>) -> axum::Json<super::series::SeriesBody> {
-    axum::Json(super::series::SeriesBody {
-        interval_ms: st.ui.sample_every.as_millis() as u64,
-        points: st.ui.series.points(),
-    })
+type Series<P> = Result<axum::Json<crate::measured::SeriesBody<P>>, crate::error::ServerError>;
+
+/// `GET /ui/series`: the cluster's points, oldest first.
+pub async fn series(State(st): State<AppState>) -> Series<super::series::Point> {
+    Ok(axum::Json(super::series::cluster(&st).await?))
+}
+
+/// `GET /ui/series/node/{name}`.
+pub async fn node_series(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> Series<super::series::Point> {
+    Ok(axum::Json(super::series::node(&st, &name).await?))
+}
+
+/// `GET /ui/series/allocation/{id}`.
+pub async fn alloc_series(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Series<nomos_api::usage::UsagePoint> {
+    Ok(axum::Json(super::series::alloc(&st, &id).await?))
+}
+
+/// `GET /ui/series/job/{id}?namespace=`.
+pub async fn job_series(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<NsParam>,
+) -> Series<nomos_api::usage::UsagePoint> {
+    Ok(axum::Json(super::series::job(&st, q.ns(), &id).await?))
 }
 
 mod alloc;

@@ -38,6 +38,19 @@ pub fn trigger(
     }
 }
 
+/// The id of the evaluation of a pass over `job`: hashed from the job, the trigger, the pass's time (ms) and the allocations it places and stops, so a
+/// replayed run (the simulation) records the same ids while two passes never share one.
+pub fn eval_id(job: &Job, trigger: &str, plan: &SystemPlan, now_ms: i64) -> String {
+    let (namespace, id) = (&job.namespace, &job.id);
+    let mut key = format!("eval\u{0}{namespace}\u{0}{id}\u{0}{trigger}\u{0}{now_ms}");
+    let acted = plan.place.iter().map(|n| &n.alloc.id);
+    for id in acted.chain(plan.stop.iter().map(|s| &s.alloc_id)) {
+        key.push('\u{0}');
+        key.push_str(id);
+    }
+    super::uuid_shaped(&key)
+}
+
 /// The `complete` evaluation `id` of a pass triggered by `trigger`, carrying the allocations
 /// it placed (`placed`, at most [`MAX_PLACED_ALLOCS`]) and its groups' placement failures.
 pub fn record(

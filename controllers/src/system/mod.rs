@@ -436,10 +436,14 @@ pub fn alloc_id(
     previous: &str,
 ) -> String {
     let VersionRef { version, hash } = spec;
-    let key = format!(
+    uuid_shaped(&format!(
         "{namespace}\u{0}{job}\u{0}{version}\u{0}{hash}\u{0}{group}\u{0}{node}\u{0}{previous}"
-    );
-    let a = scheduler::hash_str(&key);
+    ))
+}
+
+/// A UUID-shaped id hashed from `key`: the same key always gives the same id.
+pub fn uuid_shaped(key: &str) -> String {
+    let a = scheduler::hash_str(key);
     let b = scheduler::hash_str(&format!("system\u{0}{key}"));
     format!(
         "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",

@@ -73,7 +73,7 @@ pub async fn pass(ctx: &Ctx, view: &View, now: i64) -> Result<PassOutcome, Contr
         let allocs = view.observed_allocs_of(key);
         let mut p = plan(job, version, &mut snapshot, &allocs, now);
         let trigger = evals::trigger(job, version, &p, &allocs);
-        let eval_id = trigger.map(|_| uuid::Uuid::new_v4().to_string());
+        let eval_id = trigger.map(|t| evals::eval_id(job, t, &p, now));
         let mut conflicted = false;
         let mut placed = Vec::new();
         for n in &mut p.place {

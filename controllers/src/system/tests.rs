@@ -486,3 +486,24 @@ fn a_passs_evaluation_is_complete_and_carries_what_it_placed_and_could_not() {
     );
     assert!(none.placed_allocs.is_none() && none.failed_tg_allocs.is_none());
 }
+
+#[test]
+fn a_passs_evaluation_id_replays_and_two_passes_never_share_one() {
+    let mut c = Cluster::new(&[("n1", 8192), ("n2", 8192)]);
+    let job = sys_job(JobType::System);
+    let p = c.plan(&job, 0);
+    let id = |p: &SystemPlan, now: i64| evals::eval_id(&job, "job-register", p, now);
+    assert_eq!(id(&p, 10), id(&p, 10), "the same pass replays its id");
+    assert_ne!(id(&p, 10), id(&p, 11), "a later pass");
+    assert_ne!(
+        id(&p, 10),
+        id(&SystemPlan::default(), 10),
+        "a pass that does other things"
+    );
+    assert_ne!(
+        id(&p, 10),
+        evals::eval_id(&job, "node-update", &p, 10),
+        "another trigger"
+    );
+    assert_eq!(id(&p, 10).len(), 36, "UUID-shaped: {}", id(&p, 10));
+}

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use acl_support::*;
-use common::TestServer;
+use common::{seed_alloc_on_n1, TestServer};
 use futures::{SinkExt, StreamExt};
 use nomos_server::nomad::exec_handshake::HANDSHAKE_TIMEOUT;
 use serde_json::json;
@@ -34,26 +34,6 @@ async fn counting_agent() -> (String, Arc<AtomicUsize>) {
         }
     });
     (addr, calls)
-}
-
-/// Node `n1` at `agent` and a running allocation `ALLOC` with task `t` on it.
-async fn seed(srv: &TestServer, agent: &str) {
-    let mut node = nomos_api::build::node("n1").datacenter("dc1").build();
-    node.http_addr = agent.into();
-    let node = serde_json::to_value(&node).unwrap();
-    srv.put_json(&nomos_store::keys::node("n1"), &node).await;
-    srv.put_json(
-        &format!("/nomos/allocs/n1/{ALLOC}"),
-        &json!({"id": ALLOC, "namespace": "default", "job_id": "web", "task_group": "g",
-                "name": "web.g[0]", "node": "n1", "desired_status": "run"}),
-    )
-    .await;
-    srv.put_json(
-        &format!("/nomos/allocstatus/n1/{ALLOC}"),
-        &json!({"alloc_id": ALLOC, "client_status": "running",
-                "task_states": {"t": {"state": "running"}}}),
-    )
-    .await;
 }
 
 type Socket =
@@ -95,7 +75,7 @@ async fn a_wrong_token_is_refused_before_the_agent_is_asked_to_run_anything() {
     let srv = acl_server().await;
     let root = bootstrap(&srv).await;
     let (agent, calls) = counting_agent().await;
-    seed(&srv, &agent).await;
+    seed_alloc_on_n1(&srv, &agent, ALLOC, "t", "running").await;
     ns_policy(&srv, &root, "reader", "default", "read").await;
     let reader = token_with(&srv, &root, json!({"Policies": ["reader"]})).await;
     let reader = reader["SecretID"].as_str().unwrap().to_string();
@@ -139,7 +119,7 @@ async fn a_socket_that_sends_no_handshake_is_closed_after_the_timeout() {
     let srv = acl_server().await;
     bootstrap(&srv).await;
     let (agent, calls) = counting_agent().await;
-    seed(&srv, &agent).await;
+    seed_alloc_on_n1(&srv, &agent, ALLOC, "t", "running").await;
     let mut socket = open(&srv).await;
     let (code, reason) = close_of(&mut socket, HANDSHAKE_TIMEOUT + Duration::from_secs(5)).await;
     assert_eq!(code, CloseCode::Policy);
@@ -153,7 +133,7 @@ async fn without_ws_handshake_the_token_still_comes_in_a_header() {
     let srv = acl_server().await;
     bootstrap(&srv).await;
     let (agent, calls) = counting_agent().await;
-    seed(&srv, &agent).await;
+    seed_alloc_on_n1(&srv, &agent, ALLOC, "t", "running").await;
     let url = format!(
         "{}/v1/client/allocation/{ALLOC}/exec?task=t&command=%5B%22sh%22%5D",
         srv.base.replace("http://", "ws://")

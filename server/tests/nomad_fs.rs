@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use common::TestServer;
+use common::{agent_over, seed_alloc_on_n1, TestServer};
 use nomos_api::allocfs::AllocFileInfo;
 use nomos_server::nomad::fs_source::AllocFiles;
 use nomos_server::ServerError;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const ALLOC: &str = "aaaa1111-0000";
 
@@ -41,49 +41,18 @@ fn alloc_root(data: &Path) -> PathBuf {
     data.join("allocs").join(ALLOC)
 }
 
-/// The real agent HTTP endpoint over `data`, on a free port.
-async fn agent(data: &Path) -> String {
-    let app = nomos_agent::http::router(
-        data.to_path_buf(),
-        Arc::default(),
-        nomos_agent::runner::LiveAllocs::default(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr.to_string()
-}
-
-/// Node `n1` reached at `http_addr`, and allocation `ALLOC` of job `web` on it with task
-/// `server`, running.
-async fn seed(srv: &TestServer, http_addr: &str) {
-    let mut node = nomos_api::build::node("n1").datacenter("dc1").build();
-    node.id = "n1-0000-id".into();
-    node.http_addr = http_addr.into();
-    srv.put_json(
-        &nomos_store::keys::node("n1"),
-        &serde_json::to_value(&node).unwrap(),
-    )
-    .await;
-    srv.put_json(
-        &format!("/nomos/allocs/n1/{ALLOC}"),
-        &json!({"id": ALLOC, "namespace": "default", "job_id": "web", "task_group": "g",
-                "name": "web.g[0]", "node": "n1", "desired_status": "run"}),
-    )
-    .await;
-    srv.put_json(
-        &format!("/nomos/allocstatus/n1/{ALLOC}"),
-        &json!({"alloc_id": ALLOC, "client_status": "running",
-                "task_states": {"server": {"state": "running"}}}),
-    )
-    .await;
-}
-
 /// A server, an agent over a fresh data directory, and the allocation on its node.
 async fn through_agent() -> (TestServer, tempfile::TempDir) {
     let data = data_dir();
     let srv = TestServer::start().await;
-    seed(&srv, &agent(data.path()).await).await;
+    seed_alloc_on_n1(
+        &srv,
+        &agent_over(data.path()).await,
+        ALLOC,
+        "server",
+        "running",
+    )
+    .await;
     (srv, data)
 }
 
@@ -333,7 +302,7 @@ async fn files_held_by_this_process_are_read_without_an_agent() {
     )
     .await;
     // The node serves no HTTP: every read is local.
-    seed(&srv, "").await;
+    seed_alloc_on_n1(&srv, "", ALLOC, "server", "running").await;
     let (code, body) = text(
         &srv,
         &format!("/v1/client/fs/logs/{ALLOC}?task=server&plain=true"),
@@ -382,7 +351,7 @@ async fn usage_is_asked_of_the_allocations_agent() {
 async fn a_node_without_an_http_address_says_why_its_files_cannot_be_read() {
     let data = data_dir();
     let srv = TestServer::start().await;
-    seed(&srv, "").await;
+    seed_alloc_on_n1(&srv, "", ALLOC, "server", "running").await;
     let (code, body) = srv.get(&format!("/v1/client/fs/ls/{ALLOC}")).await;
     assert_eq!(code, 502, "{body}");
     assert!(
@@ -398,7 +367,14 @@ async fn logs_need_read_logs_and_files_need_read_fs_in_the_allocations_namespace
     let data = data_dir();
     let srv = acl_support::acl_server().await;
     let root = acl_support::bootstrap(&srv).await;
-    seed(&srv, &agent(data.path()).await).await;
+    seed_alloc_on_n1(
+        &srv,
+        &agent_over(data.path()).await,
+        ALLOC,
+        "server",
+        "running",
+    )
+    .await;
     for (name, caps) in [
         ("logs", "read-logs"),
         ("fs", "read-fs"),

@@ -8,11 +8,10 @@ mod acl_support;
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use acl_support::*;
-use common::TestServer;
+use common::{agent_over, seed_alloc_on_n1, TestServer};
 use nomos_server::ui::logs::UiLogConfig;
 use serde_json::json;
 
@@ -36,37 +35,6 @@ fn append(data: &Path, text: &str) {
         .join("alloc/logs/server.stdout");
     let mut f = std::fs::OpenOptions::new().append(true).open(log).unwrap();
     std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
-}
-
-async fn agent(data: &Path) -> String {
-    let app = nomos_agent::http::router(
-        data.to_path_buf(),
-        Arc::default(),
-        nomos_agent::runner::LiveAllocs::default(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr.to_string()
-}
-
-async fn seed(srv: &TestServer, http_addr: &str, client_status: &str) {
-    let mut node = nomos_api::build::node("n1").datacenter("dc1").build();
-    node.http_addr = http_addr.into();
-    let node = serde_json::to_value(&node).unwrap();
-    srv.put_json(&nomos_store::keys::node("n1"), &node).await;
-    srv.put_json(
-        &format!("/nomos/allocs/n1/{ALLOC}"),
-        &json!({"id": ALLOC, "namespace": "default", "job_id": "web", "task_group": "g",
-                "name": "web.g[0]", "node": "n1", "desired_status": "run"}),
-    )
-    .await;
-    srv.put_json(
-        &format!("/nomos/allocstatus/n1/{ALLOC}"),
-        &json!({"alloc_id": ALLOC, "client_status": client_status,
-                "task_states": {"server": {"state": "running"}}}),
-    )
-    .await;
 }
 
 /// An open event stream, read as text.
@@ -125,7 +93,14 @@ async fn open(srv: &TestServer, query: &str, headers: &[(&str, &str)]) -> (u16, 
 async fn the_last_lines_come_first_then_what_the_task_writes_later_until_it_finishes() {
     let data = data_dir();
     let srv = TestServer::start().await;
-    seed(&srv, &agent(data.path()).await, "running").await;
+    seed_alloc_on_n1(
+        &srv,
+        &agent_over(data.path()).await,
+        ALLOC,
+        "server",
+        "running",
+    )
+    .await;
 
     let (code, mut ev) = open(&srv, "task=server&lines=50", &[]).await;
     assert_eq!(code, 200);
@@ -144,7 +119,14 @@ async fn the_last_lines_come_first_then_what_the_task_writes_later_until_it_fini
     ev.until("the later line", |t| t.contains("data: later\n"))
         .await;
 
-    seed(&srv, &agent(data.path()).await, "complete").await;
+    seed_alloc_on_n1(
+        &srv,
+        &agent_over(data.path()).await,
+        ALLOC,
+        "server",
+        "complete",
+    )
+    .await;
     ev.until("the end", |t| t.contains("event: end\n")).await;
     assert!(
         ev.text.contains("data: the task has finished"),
@@ -162,7 +144,14 @@ async fn the_last_lines_come_first_then_what_the_task_writes_later_until_it_fini
 async fn a_reconnect_resumes_at_its_last_event_id_and_stderr_is_its_own_stream() {
     let data = data_dir();
     let srv = TestServer::start().await;
-    seed(&srv, &agent(data.path()).await, "running").await;
+    seed_alloc_on_n1(
+        &srv,
+        &agent_over(data.path()).await,
+        ALLOC,
+        "server",
+        "running",
+    )
+    .await;
     let before_last: usize = (1..=299).map(|i| format!("line {i}\n").len()).sum();
     let id = before_last.to_string();
     let (code, mut ev) = open(&srv, "task=server", &[("Last-Event-ID", &id)]).await;
@@ -189,7 +178,14 @@ async fn bad_requests_are_refused_and_streams_are_bounded_in_number_and_idle_tim
         nomos_server::DEFAULT_BODY_LIMIT,
     )
     .await;
-    seed(&srv, &agent(data.path()).await, "running").await;
+    seed_alloc_on_n1(
+        &srv,
+        &agent_over(data.path()).await,
+        ALLOC,
+        "server",
+        "running",
+    )
+    .await;
     for (query, want) in [
         ("task=server&lines=0", 400),
         ("task=server&lines=5001", 400),
@@ -227,7 +223,14 @@ async fn with_acls_the_caller_needs_read_logs_and_the_ui_cookie_carries_the_toke
     let data = data_dir();
     let srv = acl_server().await;
     let root = bootstrap(&srv).await;
-    seed(&srv, &agent(data.path()).await, "running").await;
+    seed_alloc_on_n1(
+        &srv,
+        &agent_over(data.path()).await,
+        ALLOC,
+        "server",
+        "running",
+    )
+    .await;
     let rules = "namespace \"default\" {\n  capabilities = [\"read-job\", \"read-logs\"]\n}";
     policy(&srv, &root, "reader", rules).await;
     let rules = "namespace \"default\" {\n  capabilities = [\"read-job\"]\n}";

@@ -291,3 +291,47 @@ pub async fn until(srv: &TestServer, path: &str, done: impl Fn(&Value) -> bool) 
     }
     panic!("{path} never got there; last answer: {last}");
 }
+
+/// The real agent HTTP endpoint over `data`, on a free port.
+pub async fn agent_over(data: &std::path::Path) -> String {
+    let app = nomos_agent::http::router(
+        data.to_path_buf(),
+        Arc::default(),
+        nomos_agent::runner::LiveAllocs::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr.to_string()
+}
+
+/// Node `n1` (ID `n1-0000-id`) reached at `http_addr`, and allocation `alloc` of job `web`,
+/// group `g`, on it, desired to run, with `client_status` and its task `task` running.
+pub async fn seed_alloc_on_n1(
+    srv: &TestServer,
+    http_addr: &str,
+    alloc: &str,
+    task: &str,
+    client_status: &str,
+) {
+    let mut node = nomos_api::build::node("n1").datacenter("dc1").build();
+    node.id = "n1-0000-id".into();
+    node.http_addr = http_addr.into();
+    srv.put_json(
+        &nomos_store::keys::node("n1"),
+        &serde_json::to_value(&node).unwrap(),
+    )
+    .await;
+    srv.put_json(
+        &format!("/nomos/allocs/n1/{alloc}"),
+        &json!({"id": alloc, "namespace": "default", "job_id": "web", "task_group": "g",
+                "name": "web.g[0]", "node": "n1", "desired_status": "run"}),
+    )
+    .await;
+    srv.put_json(
+        &format!("/nomos/allocstatus/n1/{alloc}"),
+        &json!({"alloc_id": alloc, "client_status": client_status,
+                "task_states": {task: {"state": "running"}}}),
+    )
+    .await;
+}

@@ -69,16 +69,7 @@ fn job_in(c: &Cluster, file: &str, id: &str, namespace: &str) -> String {
 
 #[test]
 fn acl_bootstrap_policies_and_tokens_through_nctl() {
-    let c = Cluster::start_custom("acl", Mode::Server, |c| {
-        vec![
-            "server".into(),
-            "--data-dir".into(),
-            c.data_dir.display().to_string(),
-            "--http-addr".into(),
-            c.http_addr.clone(),
-            "--acl-enabled".into(),
-        ]
-    });
+    let c = Cluster::start_acl_server("acl");
     let none: &[(&str, &str)] = &[];
     refused(&c, none, &["get", "jobs"], "Permission denied");
 

@@ -357,15 +357,7 @@ fn a_slow_reader_writing_late_still_gets_everything(c: &Cluster, id: &str) {
 #[test]
 fn exec_needs_alloc_exec_and_for_raw_exec_alloc_node_exec() {
     // A server with a separate agent: the server reaches the task through the agent's HTTP.
-    let c = Cluster::start_custom("allocexecacl", Mode::Server, |c| {
-        let mut args: Vec<String> = vec!["server".into(), "--acl-enabled".into()];
-        args.extend(["--data-dir".into(), c.data_dir.display().to_string()]);
-        args.extend(["--http-addr".into(), c.http_addr.clone()]);
-        let store_port = c.store_url.rsplit(':').next().unwrap_or_default();
-        args.extend(["--store-addr".into(), format!("127.0.0.1:{store_port}")]);
-        args.extend(["--dns-addr".into(), "127.0.0.1:0".into()]);
-        args
-    });
+    let c = Cluster::start_acl_server("allocexecacl");
     let _agent = c.start_agent("exec-acl-node");
     let boot = nctl_as(&c, None, &["acl", "bootstrap"], None);
     let root = secret_id(&text(&boot.stdout));

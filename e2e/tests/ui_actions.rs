@@ -275,16 +275,7 @@ fn secret(text: &str) -> String {
 
 #[test]
 fn a_read_only_token_is_refused_in_the_page_and_nothing_changes() {
-    let mut c = Cluster::start_custom("uiactacl", Mode::Server, |c| {
-        vec![
-            "server".into(),
-            "--data-dir".into(),
-            c.data_dir.display().to_string(),
-            "--http-addr".into(),
-            c.http_addr.clone(),
-            "--acl-enabled".into(),
-        ]
-    });
+    let mut c = Cluster::start_acl_server("uiactacl");
     let root = secret(&c.ok(&["acl", "bootstrap"]));
     c.env.push(("NOMOS_TOKEN".into(), root.clone()));
     let read = c.write_file(
@@ -304,9 +295,7 @@ fn a_read_only_token_is_refused_in_the_page_and_nothing_changes() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let b = Browser::start().await;
-        b.open(&format!("{base}/ui/login"), "#secret").await;
-        b.find("#secret").await.send_keys(&reader).await.unwrap();
-        b.click("#login button[type='submit']").await;
+        b.login(&base, &reader).await;
         b.wait_text("#jobs", "kept").await;
         b.open(&format!("{base}/ui/job/kept"), "#job-actions").await;
 

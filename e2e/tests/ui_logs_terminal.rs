@@ -246,15 +246,7 @@ ws.onclose = function (e) { done({ code: e.code, reason: e.reason, frames: frame
 #[test]
 fn with_acls_a_token_without_alloc_exec_gets_no_shell() {
     require_busybox();
-    let c = Cluster::start_custom("uilogsacl", Mode::Server, |c| {
-        let mut args: Vec<String> = vec!["server".into(), "--acl-enabled".into()];
-        args.extend(["--data-dir".into(), c.data_dir.display().to_string()]);
-        args.extend(["--http-addr".into(), c.http_addr.clone()]);
-        let store_port = c.store_url.rsplit(':').next().unwrap_or_default();
-        args.extend(["--store-addr".into(), format!("127.0.0.1:{store_port}")]);
-        args.extend(["--dns-addr".into(), "127.0.0.1:0".into()]);
-        args
-    });
+    let c = Cluster::start_acl_server("uilogsacl");
     let _agent = c.start_agent("uilogs-acl-node");
     let root = secret_id(&c.ok(&["acl", "bootstrap"]));
     let as_root = |args: &[&str]| {
@@ -296,9 +288,7 @@ fn with_acls_a_token_without_alloc_exec_gets_no_shell() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let b = Browser::start().await;
-        b.open(&format!("{base}/ui/login"), "#secret").await;
-        b.find("#secret").await.send_keys(&reader).await.unwrap();
-        b.click("#login button[type=submit]").await;
+        b.login(&base, &reader).await;
         b.open(&format!("{base}/ui/allocation/{id}"), "#terminal")
             .await;
         // The reader may read the logs, and is offered no terminal.

@@ -51,16 +51,7 @@ fn secret_of(bootstrap: &str) -> String {
 
 #[test]
 fn nctl_var_verbs_with_check_index_and_acls() {
-    let c = Cluster::start_custom("vars-cli", Mode::Server, |c| {
-        vec![
-            "server".into(),
-            "--data-dir".into(),
-            c.data_dir.display().to_string(),
-            "--http-addr".into(),
-            c.http_addr.clone(),
-            "--acl-enabled".into(),
-        ]
-    });
+    let c = Cluster::start_acl_server("vars-cli");
     let root = secret_of(&c.ok(&["acl", "bootstrap"]));
 
     let out = ok_as(&c, &root, &["var", "put", "app/db", "user=me", "pass=pw1"]);

@@ -101,6 +101,17 @@ impl Browser {
         self.find(css).await
     }
 
+    /// Signs in at `{base}/ui/login` with the token `secret`.
+    pub async fn login(&self, base: &str, secret: &str) {
+        self.open(&format!("{base}/ui/login"), "#secret").await;
+        self.find("#secret")
+            .await
+            .send_keys(secret)
+            .await
+            .expect("type the token");
+        self.click("#login button[type=submit]").await;
+    }
+
     /// Waits for an element matching `css`.
     pub async fn find(&self, css: &str) -> Element {
         self.client

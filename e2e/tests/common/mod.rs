@@ -118,6 +118,28 @@ impl Cluster {
         Cluster::start_mode(name, Mode::Server, |_| vec![])
     }
 
+    /// Starts `nctl server --acl-enabled` on its embedded store, serving the store on a free
+    /// port for agents to join ([`Cluster::start_agent`]); ACLs are not bootstrapped yet.
+    pub fn start_acl_server(name: &str) -> Cluster {
+        Cluster::start_custom(name, Mode::Server, |c| {
+            let store_port = c.store_url.rsplit(':').next().unwrap_or_default();
+            [
+                "server",
+                "--acl-enabled",
+                "--data-dir",
+                &c.data_dir.display().to_string(),
+                "--http-addr",
+                &c.http_addr,
+                "--store-addr",
+                &format!("127.0.0.1:{store_port}"),
+                "--dns-addr",
+                "127.0.0.1:0",
+            ]
+            .map(String::from)
+            .to_vec()
+        })
+    }
+
     /// Starts `nctl ARGS`, ARGS being what `args` makes of the new cluster (its temp dir, data
     /// dir, node name, API address and port range are set), instead of the mode's own command
     /// line. With [`Mode::Dev`] it waits for the node named `node` to be ready.

@@ -57,15 +57,13 @@ impl Browser {
             .spawn()
             .expect("start chromedriver");
         let profile = tempfile::tempdir().expect("a profile dir");
-        let caps = json!({
+        let Value::Object(caps) = json!({
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
                 "args": chromium_args(profile.path()),
             }
-        });
-        let caps = match caps {
-            Value::Object(map) => map,
-            _ => unreachable!(),
+        }) else {
+            unreachable!("a JSON object literal")
         };
         let url = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
@@ -77,8 +75,8 @@ impl Browser {
                 .await
             {
                 Ok(c) => break c,
-                Err(e) if started.elapsed() < PAGE_WAIT => {
-                    let _ = e;
+                // chromedriver is still starting.
+                Err(_) if started.elapsed() < PAGE_WAIT => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => panic!("no WebDriver session from chromedriver at {url}: {e}"),
